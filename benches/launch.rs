@@ -1,0 +1,130 @@
+//! Host cost of the launch path: a bare `cuLaunchKernel` against `Runtime::launch` on the
+//! whole device and on a green-context partition, same kernel and arguments.
+//!
+//! Run on a GPU host: `cargo bench --bench launch` (or the binary from scripts/gpu-build.sh
+//! with `--bench`). Without a GPU it prints why and exits.
+
+use std::ffi::c_void;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use cudarc::driver::sys;
+use half::f16;
+use rightsize::kernels::{abi::VectorAddParams, vector_units, KernelId, VECTOR_ADD_F16};
+use rightsize::runtime::{Device, DeviceBuffer, Grid, PartitionId, Placement, PoolSpec, Runtime};
+
+/// Launches between synchronizations, so the queue never fills and blocks the host.
+const CHUNK: u64 = 256;
+
+fn timed(iters: u64, sync: &dyn Fn(), mut launch: impl FnMut()) -> Duration {
+    let mut total = Duration::ZERO;
+    let mut done = 0;
+    while done < iters {
+        let n = CHUNK.min(iters - done);
+        let t0 = Instant::now();
+        for _ in 0..n {
+            launch();
+        }
+        total += t0.elapsed();
+        sync();
+        done += n;
+    }
+    total
+}
+
+fn bench(c: &mut Criterion) {
+    let device = match Device::open(0) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("launch bench skipped: {e}");
+            return;
+        }
+    };
+    let spec = PoolSpec {
+        partitions: vec![rightsize::runtime::PartitionRequest { first_group: 0, sms: 16 }],
+        priorities: vec![],
+    };
+    let spec = match &device.info().partitions {
+        rightsize::runtime::PartitionSupport::Supported { granularity, .. } => {
+            PoolSpec::disjoint(&[2 * granularity], *granularity)
+        }
+        _ => PoolSpec { partitions: vec![], ..spec },
+    };
+    let rt = Runtime::new(device, &spec).expect("runtime");
+    let n = 2048usize;
+    let a = DeviceBuffer::from_host(rt.device(), &vec![f16::ONE; n]).expect("alloc");
+    let out = DeviceBuffer::<f16>::filled(rt.device(), n, 0xff).expect("alloc");
+    let params = VectorAddParams { a: a.ptr(), b: a.ptr(), c: out.ptr(), n: n as u64 };
+    let units = vector_units(n as u64);
+    let sync = || rt.synchronize().expect("sync");
+
+    let mut g = c.benchmark_group("launch");
+    g.warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
+
+    // Baseline: the same kernel launched straight through the driver on the whole device.
+    let loaded = rt.kernels().get(KernelId::VectorAddF16);
+    let whole = rt.pool().get(PartitionId::WHOLE).expect("whole").stream(0).expect("stream");
+    let function = bare_function();
+    g.bench_function("bare cuLaunchKernel", |b| {
+        b.iter_custom(|iters| {
+            timed(iters, &sync, || {
+                let mut args = [&params as *const VectorAddParams as *mut c_void];
+                // SAFETY: the function's parameter struct; buffers live for the bench.
+                let r = unsafe {
+                    sys::cuLaunchKernel(
+                        function,
+                        1,
+                        1,
+                        1,
+                        loaded.block_threads,
+                        1,
+                        1,
+                        0,
+                        whole,
+                        args.as_mut_ptr(),
+                        std::ptr::null_mut(),
+                    )
+                };
+                assert_eq!(r, sys::CUresult::CUDA_SUCCESS);
+            })
+        })
+    });
+    for (name, partition) in
+        [("runtime, whole device", PartitionId::WHOLE), ("runtime, green partition", PartitionId::green(0))]
+    {
+        if rt.pool().get(partition).is_err() {
+            continue;
+        }
+        let placement = Placement { grid: Grid::Fixed(1), ..Placement::on(partition) };
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                timed(iters, &sync, || {
+                    // SAFETY: buffers of n elements live for the bench.
+                    unsafe { rt.launch(VECTOR_ADD_F16, units, &params, placement) }.expect("launch");
+                })
+            })
+        });
+    }
+    g.finish();
+}
+
+/// Loads the vector module a second time, outside the runtime, for the bare baseline.
+fn bare_function() -> sys::CUfunction {
+    let mut module = std::ptr::null_mut();
+    let mut f = std::ptr::null_mut();
+    // SAFETY: the embedded fatbin; the primary context is current (the runtime bound it).
+    unsafe {
+        assert_eq!(
+            sys::cuModuleLoadData(&mut module, KernelId::VectorAddF16.module().image().as_ptr().cast()),
+            sys::CUresult::CUDA_SUCCESS
+        );
+        assert_eq!(
+            sys::cuModuleGetFunction(&mut f, module, KernelId::VectorAddF16.symbol().as_ptr()),
+            sys::CUresult::CUDA_SUCCESS
+        );
+    }
+    f
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,193 @@
+//! Build script: compiles `kernels/*.cu` with the pinned nvcc (13.0.x) into fatbins holding
+//! sm_90a and sm_80 machine code plus compute_80 PTX, embeds them, and runs bindgen on
+//! `kernels/abi.h` so Rust and CUDA share every kernel's parameter struct.
+//!
+//! Writes only into OUT_DIR. A missing nvcc or libclang is one clear error that names the
+//! setup command, never a panic.
+
+use std::env;
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The nvcc release the kernels are built with: newer PTX would not JIT on a 13.0 driver.
+const NVCC_RELEASE: &str = "13.0";
+const SETUP: &str = "scripts/setup.sh";
+
+/// Architectures in each fatbin: Hopper machine code with wgmma/TMA (sm_90a), Ampere machine
+/// code, and compute_80 PTX that newer GPUs JIT-compile.
+const GENCODE: &[&str] = &[
+    "-gencode=arch=compute_90a,code=sm_90a",
+    "-gencode=arch=compute_80,code=sm_80",
+    "-gencode=arch=compute_80,code=compute_80",
+];
+
+fn main() {
+    if let Err(msg) = run() {
+        eprintln!("error: {msg}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), String> {
+    let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR").map_err(|e| e.to_string())?);
+    let out = PathBuf::from(env::var("OUT_DIR").map_err(|e| e.to_string())?);
+    let kernels = root.join("kernels");
+    for var in ["NVCC", "CUDA_HOME", "CUDA_PATH", "PATH", "LIBCLANG_PATH"] {
+        println!("cargo:rerun-if-env-changed={var}");
+    }
+    println!("cargo:rerun-if-changed={}", kernels.display());
+
+    let mut sources = Vec::new();
+    let entries = fs::read_dir(&kernels).map_err(|e| format!("reading {}: {e}", kernels.display()))?;
+    for entry in entries {
+        let path = entry.map_err(|e| e.to_string())?.path();
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("cu") => sources.push(path.clone()),
+            Some("h" | "cuh") => {}
+            _ => continue,
+        }
+        println!("cargo:rerun-if-changed={}", path.display());
+    }
+    sources.sort();
+
+    let nvcc = find_nvcc(&root)?;
+    compile_all(&nvcc, &kernels, &out, &sources)?;
+    write_images(&out, &sources)?;
+    generate_abi(&kernels.join("abi.h"), &out.join("abi.rs"))
+}
+
+/// Looks for nvcc 13.0 in $NVCC, $CUDA_HOME, $CUDA_PATH, PATH and the project-local toolchain.
+fn find_nvcc(root: &Path) -> Result<PathBuf, String> {
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if let Some(p) = env::var_os("NVCC") {
+        candidates.push(PathBuf::from(p));
+    }
+    for var in ["CUDA_HOME", "CUDA_PATH"] {
+        if let Some(home) = env::var_os(var) {
+            candidates.push(PathBuf::from(home).join("bin/nvcc"));
+        }
+    }
+    if let Some(path) = env::var_os("PATH") {
+        candidates.extend(env::split_paths(&path).map(|d| d.join("nvcc")));
+    }
+    candidates.push(root.join(".toolchain/nvidia/cu13/bin/nvcc"));
+    candidates.push(PathBuf::from("/usr/local/cuda/bin/nvcc"));
+
+    let mut seen = Vec::new();
+    for nvcc in candidates.into_iter().filter(|p| p.is_file()) {
+        let version = Command::new(&nvcc).arg("--version").output();
+        let text = match version {
+            Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
+            _ => continue,
+        };
+        if text.contains(&format!("release {NVCC_RELEASE},")) {
+            println!("cargo:rerun-if-changed={}", nvcc.display());
+            return Ok(nvcc);
+        }
+        let release = text.lines().find(|l| l.contains("release")).unwrap_or("unknown version");
+        seen.push(format!("{} ({})", nvcc.display(), release.trim()));
+    }
+    let found = if seen.is_empty() {
+        "no nvcc was found".to_string()
+    } else {
+        format!("found only other releases: {}", seen.join("; "))
+    };
+    Err(format!(
+        "rightsize compiles its CUDA kernels with nvcc {NVCC_RELEASE}.x, and {found}. \
+         Run `{SETUP}` to install the pinned nvcc into .toolchain/ (or point $NVCC at an nvcc {NVCC_RELEASE})."
+    ))
+}
+
+fn compile_all(nvcc: &Path, kernels: &Path, out: &Path, sources: &[PathBuf]) -> Result<(), String> {
+    // One nvcc per source, in parallel: builds are the slow part of a clean CI run.
+    let results: Vec<Result<(), String>> = std::thread::scope(|s| {
+        let handles: Vec<_> = sources.iter().map(|src| s.spawn(move || compile(nvcc, kernels, out, src))).collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("nvcc thread panicked".into()))).collect()
+    });
+    results.into_iter().collect()
+}
+
+fn compile(nvcc: &Path, kernels: &Path, out: &Path, src: &Path) -> Result<(), String> {
+    let stem = stem(src);
+    let fatbin = out.join(format!("{stem}.fatbin"));
+    let output = Command::new(nvcc)
+        .arg("-fatbin")
+        .args(GENCODE)
+        .args(["-O3", "-std=c++17", "--resource-usage", "-Werror", "all-warnings"])
+        .arg("-I")
+        .arg(kernels)
+        .arg("-o")
+        .arg(&fatbin)
+        .arg(src)
+        .output()
+        .map_err(|e| format!("running {}: {e}", nvcc.display()))?;
+    let log = [output.stdout.as_slice(), output.stderr.as_slice()].concat();
+    // The resource report (registers, shared memory, spills) is kept for reading.
+    fs::write(out.join(format!("{stem}.resource-usage.txt")), &log).map_err(|e| e.to_string())?;
+    if !output.status.success() {
+        return Err(format!("nvcc failed on {}:\n{}", src.display(), String::from_utf8_lossy(&log)));
+    }
+    Ok(())
+}
+
+/// Writes `images.rs`: one aligned static per fatbin, and a hash of all of them (profiles
+/// record it, so a profile measured on other kernels is refused).
+fn write_images(out: &Path, sources: &[PathBuf]) -> Result<(), String> {
+    let mut code = String::from("// Generated by build.rs: the embedded kernel images.\n");
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for src in sources {
+        let stem = stem(src);
+        let path = out.join(format!("{stem}.fatbin"));
+        let bytes = fs::read(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+        for b in stem.bytes().chain(bytes.iter().copied()) {
+            hash ^= u64::from(b);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        writeln!(
+            code,
+            "/// Fatbin of `kernels/{stem}.cu`.\npub(crate) static {}: &Image = &Aligned(*include_bytes!({:?}));",
+            stem.to_uppercase(),
+            path.display().to_string()
+        )
+        .map_err(|e| e.to_string())?;
+    }
+    writeln!(code, "/// FNV-1a hash over every embedded kernel image.\npub const IMAGE_HASH: u64 = {hash:#018x};")
+        .map_err(|e| e.to_string())?;
+    fs::write(out.join("images.rs"), code).map_err(|e| e.to_string())
+}
+
+fn generate_abi(header: &Path, dest: &Path) -> Result<(), String> {
+    // bindgen panics when it cannot load libclang; turn that into the one clear error.
+    let header = header.to_path_buf();
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = std::panic::catch_unwind(move || {
+        bindgen::Builder::default()
+            .header(header.display().to_string())
+            .allowlist_type(".*Params")
+            .allowlist_var("RS_.*")
+            .derive_default(true)
+            .derive_debug(true)
+            .layout_tests(true)
+            .use_core()
+            .generate()
+    });
+    std::panic::set_hook(default_hook);
+    let bindings = match result {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => return Err(format!("bindgen could not read kernels/abi.h: {e}")),
+        Err(_) => {
+            return Err(format!(
+                "bindgen needs libclang to read kernels/abi.h and could not load it. \
+                 Run `{SETUP}` (it installs Debian's libclang-dev), or set $LIBCLANG_PATH."
+            ))
+        }
+    };
+    bindings.write_to_file(dest).map_err(|e| format!("writing {}: {e}", dest.display()))
+}
+
+fn stem(src: &Path) -> String {
+    src.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string()
+}

@@ -1,0 +1,175 @@
+//! The launch path: the one place that calls `cuLaunchKernel`.
+//!
+//! Loads every module of the kernel library once into the primary context (the same
+//! functions run on every partition's streams), reads each kernel's blocks per SM, sizes
+//! grids for grid-agnostic kernels and issues the launch. Nothing here allocates or locks.
+
+use std::ffi::c_void;
+use std::fmt;
+
+use cudarc::driver::sys;
+use serde::{Deserialize, Serialize};
+
+use super::device::Device;
+use super::error::{check, Error, Result};
+use crate::kernels::{KernelId, Module};
+
+/// How many blocks to launch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Grid {
+    /// `min(work units, SMs of the partition × blocks per SM)`: every block resident at once,
+    /// no more blocks than work.
+    Auto,
+    /// Exactly this many blocks (≥ 1); kernels are correct at any grid.
+    Fixed(u32),
+}
+
+/// The grid [`Grid::Auto`] picks: `min(units, sms × blocks_per_sm)`, at least 1.
+pub fn auto_grid(units: u64, sms: u32, blocks_per_sm: u32) -> u32 {
+    let resident = u64::from(sms.max(1)) * u64::from(blocks_per_sm.max(1));
+    units.min(resident).clamp(1, i32::MAX as u64) as u32
+}
+
+/// A kernel as loaded on the device.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadedKernel {
+    function: sys::CUfunction,
+    /// Threads per block.
+    pub block_threads: u32,
+    /// Dynamic shared memory per block, in bytes.
+    pub dynamic_smem_bytes: u32,
+    /// Blocks of it one SM holds at once (from the occupancy calculator).
+    pub blocks_per_sm: u32,
+}
+
+/// A loaded module; unloaded on drop.
+struct LoadedModule(sys::CUmodule);
+
+impl Drop for LoadedModule {
+    fn drop(&mut self) {
+        // SAFETY: loaded by cuModuleLoadData and unloaded once, after its functions' last use.
+        unsafe { sys::cuModuleUnload(self.0) };
+    }
+}
+
+/// Every kernel of the library, loaded.
+pub struct KernelTable {
+    kernels: Vec<LoadedKernel>,
+    // After `kernels`: functions must not outlive their modules.
+    _modules: Vec<LoadedModule>,
+}
+
+// SAFETY: module and function handles may be used from any thread; the table is immutable.
+unsafe impl Send for KernelTable {}
+// SAFETY: as above.
+unsafe impl Sync for KernelTable {}
+
+impl fmt::Debug for KernelTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(KernelId::ALL.iter().zip(&self.kernels)).finish()
+    }
+}
+
+impl KernelTable {
+    /// Loads every module into the device's primary context.
+    pub fn load(device: &Device) -> Result<KernelTable> {
+        device.bind()?;
+        let mut modules = Vec::with_capacity(Module::ALL.len());
+        for m in Module::ALL {
+            let mut handle = std::ptr::null_mut();
+            // SAFETY: the image is a complete fatbin embedded at build time, 16-byte aligned.
+            check("cuModuleLoadData", unsafe { sys::cuModuleLoadData(&mut handle, m.image().as_ptr().cast()) })?;
+            modules.push((m, LoadedModule(handle)));
+        }
+        let mut kernels = Vec::with_capacity(KernelId::ALL.len());
+        for k in KernelId::ALL {
+            let module =
+                modules.iter().find(|(m, _)| *m == k.module()).map(|(_, h)| h.0).unwrap_or(std::ptr::null_mut());
+            let mut function = std::ptr::null_mut();
+            // SAFETY: `module` is loaded; the symbol is a NUL-terminated name.
+            check("cuModuleGetFunction", unsafe {
+                sys::cuModuleGetFunction(&mut function, module, k.symbol().as_ptr())
+            })?;
+            let (block_threads, smem) = (k.block_threads(), k.dynamic_smem_bytes());
+            if smem > 48 * 1024 {
+                // SAFETY: `function` is live; raising the opt-in limit is required above 48 KiB.
+                check("cuFuncSetAttribute", unsafe {
+                    sys::cuFuncSetAttribute(
+                        function,
+                        sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                        smem as i32,
+                    )
+                })?;
+            }
+            let mut blocks = 0;
+            // SAFETY: `function` is live; `blocks` is a valid out-pointer.
+            check("cuOccupancyMaxActiveBlocksPerMultiprocessor", unsafe {
+                sys::cuOccupancyMaxActiveBlocksPerMultiprocessor(
+                    &mut blocks,
+                    function,
+                    block_threads as i32,
+                    smem as usize,
+                )
+            })?;
+            if blocks < 1 {
+                return Err(Error::Launch { kernel: k.name(), reason: "does not fit on one SM".into() });
+            }
+            kernels.push(LoadedKernel {
+                function,
+                block_threads,
+                dynamic_smem_bytes: smem,
+                blocks_per_sm: blocks as u32,
+            });
+        }
+        Ok(KernelTable { kernels, _modules: modules.into_iter().map(|(_, h)| h).collect() })
+    }
+
+    /// The loaded kernel `id`.
+    pub fn get(&self, id: KernelId) -> &LoadedKernel {
+        &self.kernels[id.index()]
+    }
+}
+
+/// Issues one launch of `kernel` with `grid` blocks on `stream`, passing `params` by value.
+///
+/// # Safety
+/// - `P` is the parameter struct of the kernel behind `kernel` (guaranteed by
+///   [`crate::kernels::Kernel`] at the public call sites).
+/// - Every device address in `params` points to live memory of the sizes the kernel's
+///   header documents, and nothing else writes the kernel's outputs meanwhile.
+/// - `stream` is a live stream of the device `kernel` was loaded on, and that device's
+///   primary context is current.
+pub(crate) unsafe fn launch_raw<P>(kernel: &LoadedKernel, grid: u32, stream: sys::CUstream, params: &P) -> Result<()> {
+    // The driver copies the argument bytes before returning, so a pointer to `params` suffices.
+    let mut args = [params as *const P as *mut c_void];
+    // SAFETY: the caller upholds the contract above; `args` holds the kernel's one argument.
+    check("cuLaunchKernel", unsafe {
+        sys::cuLaunchKernel(
+            kernel.function,
+            grid,
+            1,
+            1,
+            kernel.block_threads,
+            1,
+            1,
+            kernel.dynamic_smem_bytes,
+            stream,
+            args.as_mut_ptr(),
+            std::ptr::null_mut(),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_grid_is_min_of_units_and_resident_blocks() {
+        assert_eq!(auto_grid(10, 132, 4), 10);
+        assert_eq!(auto_grid(10_000, 132, 4), 528);
+        assert_eq!(auto_grid(10_000, 8, 2), 16);
+        assert_eq!(auto_grid(0, 8, 2), 1, "at least one block");
+        assert_eq!(auto_grid(u64::MAX, u32::MAX, u32::MAX), i32::MAX as u32);
+    }
+}

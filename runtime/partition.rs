@@ -1,0 +1,472 @@
+//! SM partitions: safe wrappers over the green-context driver calls, and the pool of
+//! partitions a runtime makes once at start.
+//!
+//! A partition is a set of SMs kernels can be confined to: a green context made from a
+//! union of consecutive groups of one split of the device's SM resource, or the whole
+//! device (the primary context, unconfined). Each has one non-blocking stream per priority
+//! level. Green contexts cost ~1 ms to make, so they are never made on the launch path.
+//!
+//! This module is the only one that calls the green-context API
+//! ([CUDA driver API: Green Contexts](https://docs.nvidia.com/cuda/cuda-driver-api/group__CUDA__GREEN__CONTEXTS.html)).
+
+use std::fmt;
+use std::sync::Arc;
+
+use cudarc::driver::{sys, CudaContext};
+use serde::{Deserialize, Serialize};
+
+use super::device::Device;
+use super::error::{check, PartitionError, Result};
+
+/// The device's SM resource split into the smallest groups the driver makes.
+#[derive(Clone)]
+pub(crate) struct SmSplit {
+    groups: Vec<sys::CUdevResource>,
+    /// SMs per group.
+    pub(crate) granularity: u32,
+    remaining_sms: u32,
+    /// `minSmPartitionSize` of the device's SM resource.
+    pub(crate) min_partition_sms: u32,
+    /// `smCoscheduledAlignment` of the device's SM resource.
+    pub(crate) coscheduled_alignment: u32,
+    total_sms: u32,
+}
+
+impl fmt::Debug for SmSplit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SmSplit")
+            .field("groups", &self.groups.len())
+            .field("granularity", &self.granularity)
+            .field("remaining_sms", &self.remaining_sms)
+            .field("total_sms", &self.total_sms)
+            .finish()
+    }
+}
+
+fn sm_count(r: &sys::CUdevResource) -> u32 {
+    // SAFETY: every resource here is of type CU_DEV_RESOURCE_TYPE_SM, whose union member is `sm`.
+    unsafe { r.__bindgen_anon_1.sm.smCount }
+}
+
+impl SmSplit {
+    /// Reads the device's SM resource and splits it with `minCount = 1`: the driver rounds
+    /// groups up to the smallest size it can confine work to, which is the granularity.
+    pub(crate) fn query(dev: sys::CUdevice) -> Result<SmSplit> {
+        // SAFETY: CUdevResource is plain data; the driver fills it.
+        let mut all: sys::CUdevResource = unsafe { std::mem::zeroed() };
+        // SAFETY: `all` is a valid out-pointer.
+        check("cuDeviceGetDevResource", unsafe {
+            sys::cuDeviceGetDevResource(dev, &mut all, sys::CUdevResourceType::CU_DEV_RESOURCE_TYPE_SM)
+        })?;
+        // SAFETY: `all` is an SM resource.
+        let sm = unsafe { all.__bindgen_anon_1.sm };
+        let mut count: u32 = 0;
+        // SAFETY: a null result array asks only for the number of groups.
+        let mut remaining: sys::CUdevResource = unsafe { std::mem::zeroed() };
+        check("cuDevSmResourceSplitByCount", unsafe {
+            sys::cuDevSmResourceSplitByCount(std::ptr::null_mut(), &mut count, &all, &mut remaining, 0, 1)
+        })?;
+        let mut groups: Vec<sys::CUdevResource> = vec![unsafe { std::mem::zeroed() }; count as usize];
+        // SAFETY: `groups` has room for `count` resources.
+        check("cuDevSmResourceSplitByCount", unsafe {
+            sys::cuDevSmResourceSplitByCount(groups.as_mut_ptr(), &mut count, &all, &mut remaining, 0, 1)
+        })?;
+        groups.truncate(count as usize);
+        let granularity = groups.first().map(sm_count).unwrap_or(0);
+        if granularity == 0 || groups.iter().any(|g| sm_count(g) != granularity) {
+            return Err(PartitionError::Unsupported(format!(
+                "the driver split {} SMs into {} groups of unequal or zero size",
+                sm.smCount,
+                groups.len()
+            ))
+            .into());
+        }
+        Ok(SmSplit {
+            granularity,
+            remaining_sms: sm_count(&remaining),
+            min_partition_sms: sm.minSmPartitionSize,
+            coscheduled_alignment: sm.smCoscheduledAlignment,
+            total_sms: sm.smCount,
+            groups,
+        })
+    }
+
+    pub(crate) fn group_count(&self) -> u32 {
+        self.groups.len() as u32
+    }
+
+    pub(crate) fn remaining_sms(&self) -> u32 {
+        self.remaining_sms
+    }
+
+    fn range(&self, request: PartitionRequest) -> Result<GroupRange, PartitionError> {
+        group_range(request, self.granularity, self.group_count(), self.total_sms)
+    }
+}
+
+/// A partition asked for: `sms` SMs starting at group `first_group` of the device's split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionRequest {
+    /// First group (groups are numbered from 0 in the driver's split order).
+    pub first_group: u32,
+    /// SMs: a positive multiple of the device's granularity.
+    pub sms: u32,
+}
+
+/// Groups `first..first + count` of the device's split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct GroupRange {
+    /// First group.
+    pub first: u32,
+    /// Number of groups.
+    pub count: u32,
+}
+
+impl GroupRange {
+    /// One past the last group.
+    pub fn end(&self) -> u32 {
+        self.first + self.count
+    }
+
+    /// Whether the two ranges share a group.
+    pub fn overlaps(&self, other: &GroupRange) -> bool {
+        self.first < other.end() && other.first < self.end()
+    }
+}
+
+/// Checks a request against a split of `groups` groups of `granularity` SMs.
+pub fn group_range(
+    request: PartitionRequest,
+    granularity: u32,
+    groups: u32,
+    total_sms: u32,
+) -> Result<GroupRange, PartitionError> {
+    let PartitionRequest { first_group, sms } = request;
+    let max_sms = granularity * groups;
+    if granularity == 0 || sms == 0 || sms % granularity != 0 || sms > max_sms {
+        return Err(PartitionError::Size { sms, granularity, groups, max_sms, total_sms });
+    }
+    let count = sms / granularity;
+    let end = first_group.saturating_add(count);
+    if end > groups {
+        return Err(PartitionError::Range { first: first_group, end, sms, groups, granularity });
+    }
+    Ok(GroupRange { first: first_group, count })
+}
+
+/// Which partitions a pool makes, and the stream priorities each gets.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolSpec {
+    /// Green-context partitions, besides the whole device (which every pool has).
+    pub partitions: Vec<PartitionRequest>,
+    /// Stream priorities, one stream each per partition; empty means the least priority only.
+    pub priorities: Vec<i32>,
+}
+
+impl PoolSpec {
+    /// Partitions of `sms` SMs each, laid side by side from group 0 (disjoint).
+    pub fn disjoint(sms: &[u32], granularity: u32) -> PoolSpec {
+        let mut first_group = 0;
+        let partitions = sms
+            .iter()
+            .map(|&sms| {
+                let r = PartitionRequest { first_group, sms };
+                first_group += sms / granularity.max(1);
+                r
+            })
+            .collect();
+        PoolSpec { partitions, priorities: Vec::new() }
+    }
+}
+
+/// Names a partition of a pool: its index in the order made, the whole device first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PartitionId(pub u16);
+
+impl PartitionId {
+    /// The whole device: every pool's first partition.
+    pub const WHOLE: PartitionId = PartitionId(0);
+
+    /// The `i`-th green-context partition of the pool's spec.
+    pub fn green(i: usize) -> PartitionId {
+        PartitionId(i as u16 + 1)
+    }
+}
+
+/// A green context; destroyed on drop (after every stream made from it).
+struct GreenContext(sys::CUgreenCtx);
+
+// SAFETY: a green context handle may be used from any thread; it is never mutated here.
+unsafe impl Send for GreenContext {}
+// SAFETY: as above.
+unsafe impl Sync for GreenContext {}
+
+impl Drop for GreenContext {
+    fn drop(&mut self) {
+        // SAFETY: made by cuGreenCtxCreate and destroyed once; its streams are gone already.
+        unsafe { sys::cuGreenCtxDestroy(self.0) };
+    }
+}
+
+/// A stream owned by a partition; destroyed on drop.
+struct Stream(sys::CUstream);
+
+// SAFETY: a stream handle may be used from any thread; it is never mutated here.
+unsafe impl Send for Stream {}
+// SAFETY: as above.
+unsafe impl Sync for Stream {}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        // SAFETY: made by cuStreamCreateWithPriority or cuGreenCtxStreamCreate, destroyed once.
+        unsafe { sys::cuStreamDestroy_v2(self.0) };
+    }
+}
+
+/// A set of SMs with one stream per priority level.
+pub struct Partition {
+    // Field order is drop order: streams before the green context they belong to.
+    streams: Vec<Stream>,
+    green: Option<GreenContext>,
+    sms: u32,
+    groups: Option<GroupRange>,
+}
+
+impl fmt::Debug for Partition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Partition")
+            .field("sms", &self.sms)
+            .field("groups", &self.groups)
+            .field("streams", &self.streams.len())
+            .finish()
+    }
+}
+
+impl Partition {
+    /// SMs kernels on this partition may use.
+    pub fn sms(&self) -> u32 {
+        self.sms
+    }
+
+    /// Its groups, or `None` for the whole device.
+    pub fn groups(&self) -> Option<GroupRange> {
+        self.groups
+    }
+
+    /// Whether this is the whole device.
+    pub fn is_whole_device(&self) -> bool {
+        self.green.is_none()
+    }
+
+    /// The raw stream of priority level `level` (an index into the pool's priorities).
+    pub fn stream(&self, level: usize) -> Result<sys::CUstream, PartitionError> {
+        self.streams.get(level).map(|s| s.0).ok_or(PartitionError::Unknown {
+            what: "priority level",
+            index: level,
+            len: self.streams.len(),
+        })
+    }
+}
+
+/// Partitions made once: the whole device, then one per request of a [`PoolSpec`].
+pub struct PartitionPool {
+    partitions: Vec<Partition>,
+    priorities: Vec<i32>,
+    // Dropped last: the primary context outlives every stream and green context.
+    ctx: Arc<CudaContext>,
+}
+
+impl fmt::Debug for PartitionPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PartitionPool")
+            .field("partitions", &self.partitions)
+            .field("priorities", &self.priorities)
+            .finish()
+    }
+}
+
+impl PartitionPool {
+    /// Makes the whole-device partition and every partition of `spec`, each with a
+    /// non-blocking stream per priority.
+    pub fn new(device: &Device, spec: &PoolSpec) -> Result<PartitionPool> {
+        device.bind()?;
+        let range = device.info().stream_priorities;
+        let priorities = if spec.priorities.is_empty() { vec![range.least] } else { spec.priorities.clone() };
+        if let Some(&priority) = priorities.iter().find(|p| !range.contains(**p)) {
+            return Err(PartitionError::Priority { priority, least: range.least, greatest: range.greatest }.into());
+        }
+        let mut pool = PartitionPool {
+            partitions: Vec::with_capacity(spec.partitions.len() + 1),
+            priorities,
+            ctx: device.context().clone(),
+        };
+
+        let mut whole = Partition { streams: Vec::new(), green: None, sms: device.info().sm_count, groups: None };
+        for &p in &pool.priorities {
+            let mut s = std::ptr::null_mut();
+            // SAFETY: the primary context is current; `s` is a valid out-pointer.
+            check("cuStreamCreateWithPriority", unsafe {
+                sys::cuStreamCreateWithPriority(&mut s, sys::CUstream_flags::CU_STREAM_NON_BLOCKING as u32, p)
+            })?;
+            whole.streams.push(Stream(s));
+        }
+        pool.partitions.push(whole);
+
+        if spec.partitions.is_empty() {
+            return Ok(pool);
+        }
+        let split = device.split()?;
+        for &request in &spec.partitions {
+            let groups = split.range(request)?;
+            let part = make_green(device.context().cu_device(), split, groups, &pool.priorities)?;
+            if part.sms != request.sms {
+                return Err(PartitionError::Unsupported(format!(
+                    "asked the driver for {} SMs (groups {}..{}) and got a green context of {}",
+                    request.sms,
+                    groups.first,
+                    groups.end(),
+                    part.sms
+                ))
+                .into());
+            }
+            pool.partitions.push(part);
+        }
+        Ok(pool)
+    }
+
+    /// The partition `id`.
+    pub fn get(&self, id: PartitionId) -> Result<&Partition, PartitionError> {
+        self.partitions.get(usize::from(id.0)).ok_or(PartitionError::Unknown {
+            what: "partition",
+            index: usize::from(id.0),
+            len: self.partitions.len(),
+        })
+    }
+
+    /// Every partition with its id, the whole device first.
+    pub fn iter(&self) -> impl Iterator<Item = (PartitionId, &Partition)> {
+        self.partitions.iter().enumerate().map(|(i, p)| (PartitionId(i as u16), p))
+    }
+
+    /// Number of partitions, the whole device included.
+    pub fn len(&self) -> usize {
+        self.partitions.len()
+    }
+
+    /// Always false: every pool has the whole device.
+    pub fn is_empty(&self) -> bool {
+        self.partitions.is_empty()
+    }
+
+    /// Stream priority of each level.
+    pub fn priorities(&self) -> &[i32] {
+        &self.priorities
+    }
+
+    /// Waits for every stream of every partition.
+    pub fn synchronize(&self) -> Result<()> {
+        self.ctx.bind_to_thread().map_err(|source| super::Error::Driver { call: "cuCtxSetCurrent", source })?;
+        for p in &self.partitions {
+            for s in &p.streams {
+                // SAFETY: a live stream of this pool.
+                check("cuStreamSynchronize", unsafe { sys::cuStreamSynchronize(s.0) })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for PartitionPool {
+    fn drop(&mut self) {
+        // Let queued work finish before streams and green contexts go; errors are moot here.
+        let _ = self.synchronize();
+    }
+}
+
+fn make_green(dev: sys::CUdevice, split: &SmSplit, groups: GroupRange, priorities: &[i32]) -> Result<Partition> {
+    let mut members: Vec<sys::CUdevResource> = split.groups[groups.first as usize..groups.end() as usize].to_vec();
+    let mut desc = std::ptr::null_mut();
+    // SAFETY: `members` holds `count` SM resources from one split.
+    check("cuDevResourceGenerateDesc", unsafe {
+        sys::cuDevResourceGenerateDesc(&mut desc, members.as_mut_ptr(), groups.count)
+    })?;
+    let mut handle = std::ptr::null_mut();
+    // SAFETY: `desc` was generated above for this device.
+    check("cuGreenCtxCreate", unsafe {
+        sys::cuGreenCtxCreate(&mut handle, desc, dev, sys::CUgreenCtxCreate_flags::CU_GREEN_CTX_DEFAULT_STREAM as u32)
+    })?;
+    let green = GreenContext(handle);
+    // SAFETY: plain data filled by the driver.
+    let mut got: sys::CUdevResource = unsafe { std::mem::zeroed() };
+    // SAFETY: `green` is live; `got` is a valid out-pointer.
+    check("cuGreenCtxGetDevResource", unsafe {
+        sys::cuGreenCtxGetDevResource(green.0, &mut got, sys::CUdevResourceType::CU_DEV_RESOURCE_TYPE_SM)
+    })?;
+    let mut part = Partition {
+        streams: Vec::with_capacity(priorities.len()),
+        green: None,
+        sms: sm_count(&got),
+        groups: Some(groups),
+    };
+    for &p in priorities {
+        let mut s = std::ptr::null_mut();
+        // SAFETY: `green` is live; non-blocking streams are required for green contexts.
+        check("cuGreenCtxStreamCreate", unsafe {
+            sys::cuGreenCtxStreamCreate(&mut s, green.0, sys::CUstream_flags::CU_STREAM_NON_BLOCKING as u32, p)
+        })?;
+        part.streams.push(Stream(s));
+    }
+    part.green = Some(green);
+    Ok(part)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(first_group: u32, sms: u32) -> PartitionRequest {
+        PartitionRequest { first_group, sms }
+    }
+
+    #[test]
+    fn ranges_in_steps_of_the_granularity() {
+        // 132-SM Hopper: 15 groups of 8 (+12 remaining).
+        assert_eq!(group_range(req(0, 8), 8, 15, 132), Ok(GroupRange { first: 0, count: 1 }));
+        assert_eq!(group_range(req(2, 64), 8, 15, 132), Ok(GroupRange { first: 2, count: 8 }));
+        assert_eq!(group_range(req(0, 120), 8, 15, 132), Ok(GroupRange { first: 0, count: 15 }));
+    }
+
+    #[test]
+    fn bad_sizes_say_what_the_device_offers() {
+        for sms in [0, 12, 128, 132] {
+            let e = group_range(req(0, sms), 8, 15, 132).unwrap_err();
+            assert!(matches!(e, PartitionError::Size { .. }), "{sms}: {e}");
+            let msg = e.to_string();
+            assert!(msg.contains("steps of 8 SMs") && msg.contains("up to 120 SMs"), "{msg}");
+        }
+        let e = group_range(req(10, 48), 8, 15, 132).unwrap_err();
+        assert!(matches!(e, PartitionError::Range { end: 16, .. }), "{e}");
+        assert!(group_range(req(u32::MAX, 8), 8, 15, 132).is_err());
+    }
+
+    #[test]
+    fn disjoint_spec_lays_partitions_side_by_side() {
+        let spec = PoolSpec::disjoint(&[16, 64, 8], 8);
+        let ranges: Vec<_> = spec.partitions.iter().map(|&r| group_range(r, 8, 15, 132).unwrap()).collect();
+        assert_eq!(ranges[0], GroupRange { first: 0, count: 2 });
+        assert_eq!(ranges[1], GroupRange { first: 2, count: 8 });
+        assert_eq!(ranges[2], GroupRange { first: 10, count: 1 });
+        for i in 0..ranges.len() {
+            for j in 0..i {
+                assert!(!ranges[i].overlaps(&ranges[j]));
+            }
+        }
+        assert!(GroupRange { first: 0, count: 2 }.overlaps(&GroupRange { first: 1, count: 1 }));
+    }
+
+    #[test]
+    fn partition_ids() {
+        assert_eq!(PartitionId::green(0), PartitionId(1));
+        assert_eq!(PartitionId::WHOLE, PartitionId(0));
+    }
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Builds, on this machine, everything a GPU host runs: the CLI, the GPU integration-test
+# binary and every criterion bench, stripped, into gpu-bin/ (git-ignored, at most 64 MiB).
+# Copy gpu-bin/ and scripts/ to the GPU host and run scripts/gpu-run.sh there; the GPU host
+# needs the NVIDIA driver, not Rust or CUDA's toolkit (libcuda is loaded at run time).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh >/dev/null
+
+out=gpu-bin
+rm -rf "$out" && mkdir -p "$out"
+
+# `cargo … --no-run` prints "Executable <source> (<path>)" for each test or bench binary.
+executables() { sed -n 's/^ *Executable .*(\(.*\))$/\1/p'; }
+
+cargo build --release --bin rightsize
+cp target/release/rightsize "$out/rightsize"
+
+gpu_test=$(cargo test --release --test gpu --no-run 2>&1 | tee /dev/stderr | executables)
+cp "$gpu_test" "$out/gpu-tests"
+
+cargo bench --no-run 2>&1 | tee /dev/stderr | executables | while read -r bench; do
+    name=$(basename "$bench"); name=${name%-*}
+    cp "$bench" "$out/bench-$name"
+done
+
+strip "$out"/*
+size=$(du -cb "$out"/* | tail -1 | cut -f1)
+ls -l "$out"
+if [ "$size" -gt $((64 * 1024 * 1024)) ]; then
+    echo "gpu-build: $out is $size bytes, over the 64 MiB a GPU host call carries" >&2
+    exit 1
+fi
+echo "gpu-build: $out ready ($((size / 1024)) KiB)"

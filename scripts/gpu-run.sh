@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Runs, on a GPU host, what scripts/gpu-build.sh built: `rightsize info`, the GPU tests
+# (every ignored test included, one at a time), optionally compute-sanitizer over them, and
+# the benches. Writes logs to $OUT (or gpu-results/) and exits non-zero if a test fails.
+#
+#   scripts/gpu-run.sh [--sanitize] [--no-bench] [--tests FILTER]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bin=gpu-bin
+out=${OUT:-gpu-results}
+mkdir -p "$out"
+sanitize=0 bench=1 filter=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --sanitize) sanitize=1 ;;
+        --no-bench) bench=0 ;;
+        --tests) filter=$2; shift ;;
+        *) echo "gpu-run: unknown option $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+[ -x "$bin/rightsize" ] || { echo "gpu-run: no $bin/rightsize; run scripts/gpu-build.sh first" >&2; exit 2; }
+
+status=0
+{ date -u +%FT%TZ; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader; } | tee "$out/host.txt"
+"$bin/rightsize" info | tee "$out/info.txt" || status=1
+"$bin/rightsize" info --json >"$out/info.json" || status=1
+
+echo "== GPU tests"
+"$bin/gpu-tests" --include-ignored --test-threads=1 --nocapture $filter 2>&1 | tee "$out/gpu-tests.txt"
+[ "${PIPESTATUS[0]}" = 0 ] || status=1
+
+if [ "$sanitize" = 1 ]; then
+    echo "== compute-sanitizer memcheck"
+    compute-sanitizer --tool memcheck --error-exitcode 3 "$bin/gpu-tests" --include-ignored --test-threads=1 $filter \
+        2>&1 | tee "$out/memcheck.txt" | tail -5
+    [ "${PIPESTATUS[0]}" = 0 ] || status=1
+fi
+
+if [ "$bench" = 1 ]; then
+    for b in "$bin"/bench-*; do
+        [ -x "$b" ] || continue
+        echo "== $(basename "$b")"
+        CRITERION_HOME=/tmp/criterion "$b" --bench 2>&1 | tee "$out/$(basename "$b").txt" || status=1
+    done
+fi
+exit $status

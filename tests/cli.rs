@@ -1,0 +1,40 @@
+//! The command line as a user meets it; runs everywhere (with or without a GPU).
+
+use std::process::Command;
+
+fn rightsize(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_rightsize")).args(args).output().expect("run rightsize")
+}
+
+#[test]
+fn info_reports_the_gpu_or_fails_in_one_line() {
+    let out = rightsize(&["info"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.success() {
+        assert!(stdout.contains("SMs") && stdout.contains("stream priorities"), "{stdout}");
+        assert!(stdout.contains("MPS control daemon"), "{stdout}");
+    } else {
+        assert_eq!(stderr.trim_end().lines().count(), 1, "one line, got: {stderr}");
+        assert!(stderr.starts_with("rightsize: "), "{stderr}");
+        assert!(stdout.is_empty());
+    }
+}
+
+#[test]
+fn info_json_is_json_or_fails_in_one_line() {
+    let out = rightsize(&["info", "--json"]);
+    if out.status.success() {
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+        assert!(v["device"]["sm_count"].as_u64().unwrap() > 0);
+    } else {
+        assert_eq!(String::from_utf8_lossy(&out.stderr).trim_end().lines().count(), 1);
+    }
+}
+
+#[test]
+fn unknown_command_is_a_usage_error() {
+    let out = rightsize(&["frobnicate"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Usage"));
+}
