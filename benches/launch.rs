@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion};
 use cudarc::driver::sys;
 use half::f16;
-use rightsize::kernels::{abi::VectorAddParams, vector_units, KernelId, VECTOR_ADD_F16};
+use rightsize::kernels::{abi::VectorAddParams, KernelId, VECTOR_ADD_F16};
 use rightsize::runtime::{Device, DeviceBuffer, Grid, PartitionId, Placement, PoolSpec, Runtime};
 
 /// Launches between synchronizations, so the queue never fills and blocks the host.
@@ -55,7 +55,6 @@ fn bench(c: &mut Criterion) {
     let a = DeviceBuffer::from_host(rt.device(), &vec![f16::ONE; n]).expect("alloc");
     let out = DeviceBuffer::<f16>::filled(rt.device(), n, 0xff).expect("alloc");
     let params = VectorAddParams { a: a.ptr(), b: a.ptr(), c: out.ptr(), n: n as u64 };
-    let units = vector_units(n as u64);
     let sync = || rt.synchronize().expect("sync");
 
     let mut g = c.benchmark_group("launch");
@@ -100,7 +99,7 @@ fn bench(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 timed(iters, &sync, || {
                     // SAFETY: buffers of n elements live for the bench.
-                    unsafe { rt.launch(VECTOR_ADD_F16, units, &params, placement) }.expect("launch");
+                    unsafe { rt.launch(VECTOR_ADD_F16, &params, placement) }.expect("launch");
                 })
             })
         });

@@ -42,4 +42,184 @@ typedef struct VectorAddParams {
     unsigned long long n;
 } VectorAddParams;
 
+/* ---- gemm.cu ---------------------------------------------------------------- */
+
+/** Epilogue activations of the GEMM (and the forms of gelu_f16). */
+#define RS_ACT_NONE 0
+#define RS_ACT_GELU_TANH 1
+#define RS_ACT_GELU_ERF 2
+
+/** K step of every GEMM tile; K must be a multiple of RS_GEMM_K_ALIGN. */
+#define RS_GEMM_BK 32
+#define RS_GEMM_K_ALIGN 8
+#define RS_GEMM_STAGES 3
+/** Large tile: 128x128, 8 warps. */
+#define RS_GEMM_L_BM 128
+#define RS_GEMM_L_BN 128
+#define RS_GEMM_L_THREADS 256
+/** Small tile: 64x64, 4 warps (decode-sized M). */
+#define RS_GEMM_S_BM 64
+#define RS_GEMM_S_BN 64
+#define RS_GEMM_S_THREADS 128
+
+/**
+ * gemm_f16_*: for each batch z < batch,
+ *   C[z][i][j] = act(sum_k A[z][i][k] * B[z][j][k] + bias[j]) + R[z][i][j]
+ * i.e. C = A·Bᵀ: A is M×K row-major (row stride lda), B is N×K row-major (ldb), C and R are
+ * M×N (ldc, ldr). FP16 in and out, FP32 accumulation. bias (N halves) and residual are
+ * optional (0). Batch strides are in elements (0 broadcasts).
+ * Constraints: K, lda, ldb multiples of 8; a, b 16-byte aligned; ldc, ldr ≥ N.
+ */
+typedef struct GemmParams {
+    unsigned long long a, b, c, bias, residual;
+    unsigned long long stride_a, stride_b, stride_c, stride_r;
+    unsigned int m, n, k, batch;
+    unsigned int lda, ldb, ldc, ldr;
+    unsigned int act;
+    unsigned int _pad;
+} GemmParams;
+
+/* ---- norm.cu ---------------------------------------------------------------- */
+
+#define RS_NORM_THREADS 256
+/** Longest row the norms take (the row is staged in shared memory as FP32). */
+#define RS_NORM_MAX_COLS 8192
+
+/**
+ * layer_norm_f16 / rms_norm_f16, one row of `cols` per work unit:
+ *   s = x + residual (residual optional); sum_out = s (optional);
+ *   layer_norm: y = (s - mean(s)) / sqrt(var(s) + eps) * gamma + beta (beta optional)
+ *   rms_norm:   y = s / sqrt(mean(s²) + eps) * gamma
+ * Rows are contiguous (stride = cols). y may alias x; sum_out may alias x or residual.
+ */
+typedef struct NormParams {
+    unsigned long long x, residual, sum_out, gamma, beta, y;
+    unsigned int rows, cols;
+    float eps;
+    unsigned int _pad;
+} NormParams;
+
+/* ---- attention.cu ----------------------------------------------------------- */
+
+/** Prefill attention: queries per work unit (4 warps of 16) and keys per step. */
+#define RS_ATTN_BQ 64
+#define RS_ATTN_BKV 64
+#define RS_ATTN_THREADS 128
+#define RS_DECODE_THREADS 128
+
+/**
+ * attention_prefill_d{64,128}: softmax(scale · Q Kᵀ + mask) V per (sequence, query head),
+ * flash-style (online softmax; no seq×seq matrix). Token t of sequence b is row b·seq + t of
+ * q, k, v and o; head h starts at column h·head_dim. Query head h reads key/value head
+ * h / (heads_q / heads_kv) (grouped-query attention). Keys at positions ≥ seq_lens[b] are
+ * masked (padding; seq_lens optional = all valid); with causal, key j > query i is masked.
+ * Work unit: (b, h, block of RS_ATTN_BQ queries). Rows of a query with no valid key are 0.
+ * Constraints: row strides multiples of 8, pointers 16-byte aligned, heads_q % heads_kv == 0.
+ */
+typedef struct AttentionParams {
+    unsigned long long q, k, v, o, seq_lens;
+    unsigned int batch, seq, heads_q, heads_kv, head_dim;
+    unsigned int q_stride, k_stride, v_stride, o_stride;
+    unsigned int causal;
+    float scale;
+    unsigned int _pad;
+} AttentionParams;
+
+/**
+ * attention_decode_d{64,128}: one new query per sequence against its KV cache.
+ * q: row b (stride q_stride), head h at h·head_dim. Cache layout [batch][heads_kv][max_len]
+ * [head_dim], positions < cache_lens[b] valid (the new token already appended).
+ * Work unit: (b, kv head), all query heads of its group.
+ */
+typedef struct DecodeAttentionParams {
+    unsigned long long q, k_cache, v_cache, o, cache_lens;
+    unsigned int batch, heads_q, heads_kv, head_dim, max_len;
+    unsigned int q_stride, o_stride;
+    float scale;
+} DecodeAttentionParams;
+
+/* ---- kvcache.cu ------------------------------------------------------------- */
+
+#define RS_KV_THREADS 128
+
+/**
+ * kv_append_f16: copies `tokens` new tokens per sequence into the cache:
+ *   cache[b][h][start[b] + t][:] = src[b·tokens + t][h·head_dim : (h+1)·head_dim]
+ * for K and V. start optional (0). Work unit: one token (b, t).
+ * Positions past max_len are not written. Constraints: strides multiples of 8, 16-byte alignment.
+ */
+typedef struct KvAppendParams {
+    unsigned long long k, v, k_cache, v_cache, start;
+    unsigned int batch, tokens, heads_kv, head_dim, max_len;
+    unsigned int k_stride, v_stride;
+    unsigned int _pad;
+} KvAppendParams;
+
+/* ---- rope.cu ---------------------------------------------------------------- */
+
+#define RS_ROPE_THREADS 128
+
+/**
+ * rope_f16: rotary position embedding in place (Llama's rotate-half form) on the first
+ * heads_q heads of q and heads_kv heads of k of every token: for i < head_dim/2, with
+ * angle = pos · inv_freq[i] and pos = start[b] + t (start optional = 0),
+ *   x[i]' = x[i]·cos − x[i+d/2]·sin,  x[i+d/2]' = x[i+d/2]·cos + x[i]·sin.
+ * inv_freq (head_dim/2 floats) is computed by the host, so θ and scaling are the caller's.
+ * Work unit: one token (b, t).
+ */
+typedef struct RopeParams {
+    unsigned long long q, k, inv_freq, start;
+    unsigned int batch, tokens, heads_q, heads_kv, head_dim;
+    unsigned int q_stride, k_stride;
+    unsigned int _pad;
+} RopeParams;
+
+/* ---- embedding.cu ----------------------------------------------------------- */
+
+#define RS_EMBED_THREADS 128
+
+/**
+ * embedding_f16: out[b·tokens + t] = tok[ids[b·tokens + t]] + pos[start[b] + t] + type
+ * (pos, type and start optional). An id ≥ vocab or a position ≥ max_pos writes NaN.
+ * Work unit: one token.
+ */
+typedef struct EmbeddingParams {
+    unsigned long long ids, tok, pos, type, start, out;
+    unsigned int batch, tokens, hidden, vocab, max_pos;
+    unsigned int _pad;
+} EmbeddingParams;
+
+/* ---- activation.cu ---------------------------------------------------------- */
+
+#define RS_ACT_THREADS 256
+#define RS_ACT_UNIT 2048
+
+/** gelu_f16: y[i] = gelu(x[i]) (act = RS_ACT_GELU_TANH or RS_ACT_GELU_ERF); y may alias x.
+ *  Work unit: RS_ACT_UNIT elements. */
+typedef struct GeluParams {
+    unsigned long long x, y, n;
+    unsigned int act;
+    unsigned int _pad;
+} GeluParams;
+
+/** swiglu_f16: out[r][c] = silu(gate[r][c]) · up[r][c], rows with their own strides.
+ *  Work unit: one row. */
+typedef struct SwigluParams {
+    unsigned long long gate, up, out;
+    unsigned int rows, cols, gate_stride, up_stride, out_stride;
+    unsigned int _pad;
+} SwigluParams;
+
+/* ---- argmax.cu -------------------------------------------------------------- */
+
+#define RS_ARGMAX_THREADS 512
+
+/** argmax_f16: out[r] = the smallest index of the largest value of row r (NaNs ignored;
+ *  a row of only NaN gives 0). Work unit: one row. */
+typedef struct ArgmaxParams {
+    unsigned long long logits, out;
+    unsigned int rows, cols, stride;
+    unsigned int _pad;
+} ArgmaxParams;
+
 #endif

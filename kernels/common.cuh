@@ -6,11 +6,13 @@
 // Every kernel is launched with its params struct by value as the only argument.
 #define RS_KERNEL extern "C" __global__
 
-namespace rs {
-
 // Work-unit loop of the kernel contract: correct for every grid >= 1.
 #define RS_FOR_EACH_UNIT(u, units) \
     for (unsigned long long u = blockIdx.x; u < (unsigned long long)(units); u += gridDim.x)
+
+namespace rs {
+
+typedef unsigned long long u64;
 
 __device__ __forceinline__ unsigned int smid() {
     unsigned int s;
@@ -19,8 +21,86 @@ __device__ __forceinline__ unsigned int smid() {
 }
 
 template <typename T>
-__device__ __forceinline__ T* ptr(unsigned long long p) {
+__device__ __forceinline__ T* ptr(u64 p) {
     return reinterpret_cast<T*>(p);
+}
+
+__device__ __forceinline__ float gelu(float x, unsigned int act) {
+    if (act == RS_ACT_GELU_TANH) {
+        const float k0 = 0.7978845608028654f;  // sqrt(2/pi)
+        return 0.5f * x * (1.0f + tanhf(k0 * (x + 0.044715f * x * x * x)));
+    }
+    if (act == RS_ACT_GELU_ERF) return 0.5f * x * (1.0f + erff(x * 0.7071067811865476f));
+    return x;
+}
+
+// ---- reductions: fixed order, so results do not depend on the grid ----------------------
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+// Sum over the block; every thread gets the same value. `scratch` holds one float per warp.
+__device__ __forceinline__ float block_sum(float v, float* scratch) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = (blockDim.x + 31) >> 5;
+    v = warp_sum(v);
+    __syncthreads();  // scratch may still be read by a previous call
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    float total = 0.0f;
+    for (int w = 0; w < warps; ++w) total += scratch[w];
+    return total;
+}
+
+// ---- async copies, ldmatrix and mma.sync (sm_80+) ------------------------------------
+__device__ __forceinline__ unsigned smem_addr(const void* p) {
+    return static_cast<unsigned>(__cvta_generic_to_shared(p));
+}
+
+// 16-byte global->shared copy; when !pred the destination is zero-filled and src not read.
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool pred) {
+    const int bytes = pred ? 16 : 0;
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src), "r"(bytes));
+}
+
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+__device__ __forceinline__ void ldmatrix_x4(unsigned (&r)[4], const void* p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_addr(p)));
+}
+
+__device__ __forceinline__ void ldmatrix_x4_trans(unsigned (&r)[4], const void* p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_addr(p)));
+}
+
+// d += a·b for a 16x16 (row) by 16x8 (col) FP16 tile with FP32 accumulators.
+__device__ __forceinline__ void mma_16816(float (&d)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ unsigned pack_half2(float lo, float hi) {
+    __half2 h = __floats2half2_rn(lo, hi);
+    return *reinterpret_cast<unsigned*>(&h);
 }
 
 }  // namespace rs

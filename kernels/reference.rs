@@ -4,6 +4,8 @@
 
 use half::f16;
 
+use super::abi;
+
 /// `vector_add_f16`: `c[i] = f16(f32(a[i]) + f32(b[i]))`.
 ///
 /// # Panics
@@ -11,6 +13,372 @@ use half::f16;
 pub fn vector_add(a: &[f16], b: &[f16]) -> Vec<f16> {
     assert_eq!(a.len(), b.len(), "vector_add: lengths differ");
     a.iter().zip(b).map(|(x, y)| f16::from_f32(x.to_f32() + y.to_f32())).collect()
+}
+
+fn f(x: f16) -> f32 {
+    x.to_f32()
+}
+
+fn h(x: f32) -> f16 {
+    f16::from_f32(x)
+}
+
+/// GELU in f32: `act` is `abi::RS_ACT_GELU_TANH`, `abi::RS_ACT_GELU_ERF` or none.
+pub fn gelu_f32(x: f32, act: u32) -> f32 {
+    match act {
+        abi::RS_ACT_GELU_TANH => {
+            let k0 = (2.0f64 / std::f64::consts::PI).sqrt() as f32;
+            0.5 * x * (1.0 + (k0 * (x + 0.044715 * x * x * x)).tanh())
+        }
+        abi::RS_ACT_GELU_ERF => 0.5 * x * (1.0 + erf(x / std::f32::consts::SQRT_2)),
+        _ => x,
+    }
+}
+
+/// erf to ~1e-7 (Abramowitz–Stegun 7.1.26 is too coarse for a reference; this is a series
+/// / continued-fraction split in f64).
+fn erf(x: f32) -> f32 {
+    let x = f64::from(x);
+    let a = x.abs();
+    let r = if a < 2.5 {
+        // Maclaurin series.
+        let (mut term, mut sum, mut n) = (a, a, 0.0f64);
+        loop {
+            n += 1.0;
+            term *= -a * a / n;
+            let add = term / (2.0 * n + 1.0);
+            sum += add;
+            if add.abs() < 1e-17 {
+                break;
+            }
+        }
+        sum * 2.0 / std::f64::consts::PI.sqrt()
+    } else {
+        // Continued fraction for erfc.
+        let mut cf = 0.0f64;
+        for k in (1..60).rev() {
+            cf = f64::from(k) / 2.0 / (a + cf);
+        }
+        1.0 - (-a * a).exp() / std::f64::consts::PI.sqrt() / (a + cf)
+    };
+    (if x < 0.0 { -r } else { r }) as f32
+}
+
+/// `gelu_f16`.
+pub fn gelu(x: &[f16], act: u32) -> Vec<f16> {
+    x.iter().map(|&v| h(gelu_f32(f(v), act))).collect()
+}
+
+/// `gemm_f16_*` with contiguous operands: `C = act(A·Bᵀ + bias) + R`, A m×k, B n×k, R m×n.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm(
+    a: &[f16],
+    b: &[f16],
+    bias: Option<&[f16]>,
+    residual: Option<&[f16]>,
+    m: usize,
+    n: usize,
+    k: usize,
+    act: u32,
+) -> Vec<f16> {
+    let bf: Vec<f32> = b.iter().map(|&x| f(x)).collect();
+    let mut c = Vec::with_capacity(m * n);
+    let mut row = vec![0f32; k];
+    for i in 0..m {
+        for (r, &x) in row.iter_mut().zip(&a[i * k..(i + 1) * k]) {
+            *r = f(x);
+        }
+        for j in 0..n {
+            let bj = &bf[j * k..(j + 1) * k];
+            let mut acc = 0f32;
+            for (x, y) in row.iter().zip(bj) {
+                acc += x * y;
+            }
+            if let Some(bias) = bias {
+                acc += f(bias[j]);
+            }
+            let mut v = gelu_f32(acc, act);
+            if let Some(r) = residual {
+                v += f(r[i * n + j]);
+            }
+            c.push(h(v));
+        }
+    }
+    c
+}
+
+/// Output of a norm reference: the rounded residual sum (when a residual was given) and y.
+#[derive(Debug)]
+pub struct NormOut {
+    /// `x + residual`, rounded to FP16.
+    pub sum: Option<Vec<f16>>,
+    /// The normalised rows.
+    pub y: Vec<f16>,
+}
+
+fn norm(
+    x: &[f16],
+    residual: Option<&[f16]>,
+    gamma: &[f16],
+    beta: Option<&[f16]>,
+    cols: usize,
+    eps: f32,
+    rms: bool,
+) -> NormOut {
+    let s: Vec<f16> = match residual {
+        Some(r) => x.iter().zip(r).map(|(&a, &b)| h(f(a) + f(b))).collect(),
+        None => x.to_vec(),
+    };
+    let mut y = Vec::with_capacity(s.len());
+    for row in s.chunks(cols) {
+        let v: Vec<f64> = row.iter().map(|&e| f64::from(f(e))).collect();
+        let n = cols as f64;
+        let (mean, var) = if rms {
+            (0.0, v.iter().map(|e| e * e).sum::<f64>() / n)
+        } else {
+            let mean = v.iter().sum::<f64>() / n;
+            (mean, v.iter().map(|e| (e - mean) * (e - mean)).sum::<f64>() / n)
+        };
+        let rstd = 1.0 / (var + f64::from(eps)).sqrt();
+        for (c, e) in v.iter().enumerate() {
+            let mut o = (e - mean) * rstd * f64::from(f(gamma[c]));
+            if let Some(b) = beta {
+                o += f64::from(f(b[c]));
+            }
+            y.push(h(o as f32));
+        }
+    }
+    NormOut { sum: residual.map(|_| s), y }
+}
+
+/// `layer_norm_f16` on contiguous rows of `cols`.
+pub fn layer_norm(
+    x: &[f16],
+    residual: Option<&[f16]>,
+    gamma: &[f16],
+    beta: Option<&[f16]>,
+    cols: usize,
+    eps: f32,
+) -> NormOut {
+    norm(x, residual, gamma, beta, cols, eps, false)
+}
+
+/// `rms_norm_f16` on contiguous rows of `cols`.
+pub fn rms_norm(x: &[f16], residual: Option<&[f16]>, gamma: &[f16], cols: usize, eps: f32) -> NormOut {
+    norm(x, residual, gamma, None, cols, eps, true)
+}
+
+/// Shape of an attention problem; tensors are contiguous: q and o `[batch·seq][heads_q·head_dim]`,
+/// k and v `[batch·seq][heads_kv·head_dim]`.
+#[derive(Debug, Clone, Copy)]
+pub struct AttentionShape {
+    /// Sequences.
+    pub batch: usize,
+    /// Tokens per sequence.
+    pub seq: usize,
+    /// Query heads.
+    pub heads_q: usize,
+    /// Key/value heads.
+    pub heads_kv: usize,
+    /// Elements per head.
+    pub head_dim: usize,
+}
+
+/// `attention_prefill_*`: softmax(scale·QKᵀ + mask)V in f64, keys ≥ seq_lens[b] and (causal)
+/// keys after the query masked; a query with no valid key gives 0.
+pub fn attention(
+    q: &[f16],
+    k: &[f16],
+    v: &[f16],
+    s: AttentionShape,
+    seq_lens: Option<&[u32]>,
+    causal: bool,
+    scale: f32,
+) -> Vec<f16> {
+    let (d, qw, kw) = (s.head_dim, s.heads_q * s.head_dim, s.heads_kv * s.head_dim);
+    let group = s.heads_q / s.heads_kv;
+    let mut o = vec![f16::ZERO; s.batch * s.seq * qw];
+    for b in 0..s.batch {
+        let valid = seq_lens.map_or(s.seq, |l| (l[b] as usize).min(s.seq));
+        for hq in 0..s.heads_q {
+            let hk = hq / group;
+            for i in 0..s.seq {
+                let qrow = &q[(b * s.seq + i) * qw + hq * d..][..d];
+                let end = if causal { valid.min(i + 1) } else { valid };
+                let scores: Vec<f64> = (0..end)
+                    .map(|j| {
+                        let krow = &k[(b * s.seq + j) * kw + hk * d..][..d];
+                        qrow.iter().zip(krow).map(|(&x, &y)| f64::from(f(x)) * f64::from(f(y))).sum::<f64>()
+                            * f64::from(scale)
+                    })
+                    .collect();
+                let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let w: Vec<f64> = scores.iter().map(|x| (x - max).exp()).collect();
+                let total: f64 = w.iter().sum();
+                for c in 0..d {
+                    let mut acc = 0f64;
+                    for (j, wj) in w.iter().enumerate() {
+                        acc += wj * f64::from(f(v[(b * s.seq + j) * kw + hk * d + c]));
+                    }
+                    o[(b * s.seq + i) * qw + hq * d + c] = h(if total > 0.0 { (acc / total) as f32 } else { 0.0 });
+                }
+            }
+        }
+    }
+    o
+}
+
+/// `attention_decode_*`: q `[batch][heads_q·head_dim]`, caches `[batch][heads_kv][max_len][head_dim]`.
+#[allow(clippy::too_many_arguments)]
+pub fn decode_attention(
+    q: &[f16],
+    k_cache: &[f16],
+    v_cache: &[f16],
+    cache_lens: &[u32],
+    heads_q: usize,
+    heads_kv: usize,
+    head_dim: usize,
+    max_len: usize,
+    scale: f32,
+) -> Vec<f16> {
+    let batch = cache_lens.len();
+    let s = AttentionShape { batch: 1, seq: max_len, heads_q: 1, heads_kv: 1, head_dim };
+    let mut o = Vec::with_capacity(batch * heads_q * head_dim);
+    for b in 0..batch {
+        for hq in 0..heads_q {
+            let hk = hq / (heads_q / heads_kv);
+            let qh = &q[(b * heads_q + hq) * head_dim..][..head_dim];
+            let base = (b * heads_kv + hk) * max_len * head_dim;
+            let kh = &k_cache[base..base + max_len * head_dim];
+            let vh = &v_cache[base..base + max_len * head_dim];
+            // One query attending to a cache is bidirectional attention with one query row.
+            let mut qpad = vec![f16::ZERO; max_len * head_dim];
+            qpad[..head_dim].copy_from_slice(qh);
+            let out = attention(&qpad, kh, vh, s, Some(&[cache_lens[b]]), false, scale);
+            o.extend_from_slice(&out[..head_dim]);
+        }
+    }
+    o
+}
+
+/// `kv_append_f16` on a cache `[batch][heads_kv][max_len][head_dim]`; k and v rows are
+/// `[batch·tokens][heads_kv·head_dim]`.
+#[allow(clippy::too_many_arguments)]
+pub fn kv_append(
+    k_cache: &mut [f16],
+    v_cache: &mut [f16],
+    k: &[f16],
+    v: &[f16],
+    start: Option<&[u32]>,
+    tokens: usize,
+    heads_kv: usize,
+    head_dim: usize,
+    max_len: usize,
+) {
+    let batch = k.len() / (tokens * heads_kv * head_dim);
+    for b in 0..batch {
+        for t in 0..tokens {
+            let pos = start.map_or(0, |s| s[b] as usize) + t;
+            if pos >= max_len {
+                continue;
+            }
+            for hk in 0..heads_kv {
+                let src = ((b * tokens + t) * heads_kv + hk) * head_dim;
+                let dst = ((b * heads_kv + hk) * max_len + pos) * head_dim;
+                k_cache[dst..dst + head_dim].copy_from_slice(&k[src..src + head_dim]);
+                v_cache[dst..dst + head_dim].copy_from_slice(&v[src..src + head_dim]);
+            }
+        }
+    }
+}
+
+/// Llama's inverse frequencies `θ^(−2i/d)` for `i < d/2`.
+pub fn rope_inv_freq(head_dim: usize, theta: f64) -> Vec<f32> {
+    (0..head_dim / 2).map(|i| theta.powf(-(2.0 * i as f64) / head_dim as f64) as f32).collect()
+}
+
+/// `rope_f16` on rows `[batch·tokens][heads·head_dim]` (one tensor; the kernel does q and k).
+pub fn rope(x: &mut [f16], heads: usize, head_dim: usize, inv_freq: &[f32], start: Option<&[u32]>, tokens: usize) {
+    let half = head_dim / 2;
+    for (row_index, row) in x.chunks_mut(heads * head_dim).enumerate() {
+        let (b, t) = (row_index / tokens, row_index % tokens);
+        let pos = (start.map_or(0, |s| s[b]) as usize + t) as f64;
+        for head in row.chunks_mut(head_dim) {
+            for i in 0..half {
+                let angle = pos as f32 * inv_freq[i];
+                let (sn, cs) = (f64::from(angle).sin(), f64::from(angle).cos());
+                let (x1, x2) = (f64::from(f(head[i])), f64::from(f(head[i + half])));
+                head[i] = h((x1 * cs - x2 * sn) as f32);
+                head[i + half] = h((x2 * cs + x1 * sn) as f32);
+            }
+        }
+    }
+}
+
+/// `embedding_f16`: rows of `hidden`; an id ≥ vocab or a position ≥ max_pos gives a NaN row.
+#[allow(clippy::too_many_arguments)]
+pub fn embedding(
+    ids: &[u32],
+    tok: &[f16],
+    pos: Option<&[f16]>,
+    type_row: Option<&[f16]>,
+    start: Option<&[u32]>,
+    tokens: usize,
+    hidden: usize,
+) -> Vec<f16> {
+    let vocab = tok.len() / hidden;
+    let max_pos = pos.map_or(0, |p| p.len() / hidden);
+    let mut out = Vec::with_capacity(ids.len() * hidden);
+    for (u, &id) in ids.iter().enumerate() {
+        let p = start.map_or(0, |s| s[u / tokens] as usize) + u % tokens;
+        let bad = id as usize >= vocab || (pos.is_some() && p >= max_pos);
+        for c in 0..hidden {
+            if bad {
+                out.push(f16::NAN);
+                continue;
+            }
+            let mut v = f(tok[id as usize * hidden + c]);
+            if let Some(pt) = pos {
+                v += f(pt[p * hidden + c]);
+            }
+            if let Some(t) = type_row {
+                v += f(t[c]);
+            }
+            out.push(h(v));
+        }
+    }
+    out
+}
+
+/// `swiglu_f16` on contiguous `rows × cols` gate and up.
+pub fn swiglu(gate: &[f16], up: &[f16]) -> Vec<f16> {
+    gate.iter()
+        .zip(up)
+        .map(|(&g, &u)| {
+            let g = f64::from(f(g));
+            h((g / (1.0 + (-g).exp()) * f64::from(f(u))) as f32)
+        })
+        .collect()
+}
+
+/// `argmax_f16`: per row of `cols`, the smallest index of the largest value, NaNs ignored.
+pub fn argmax(logits: &[f16], cols: usize) -> Vec<u32> {
+    logits
+        .chunks(cols)
+        .map(|row| {
+            let mut best: Option<(f32, usize)> = None;
+            for (i, &x) in row.iter().enumerate() {
+                let v = f(x);
+                if v.is_nan() {
+                    continue;
+                }
+                if best.is_none_or(|(bv, _)| v > bv) {
+                    best = Some((v, i));
+                }
+            }
+            best.map_or(0, |(_, i)| i as u32)
+        })
+        .collect()
 }
 
 /// Relative error ‖out − ref‖₂ / ‖ref‖₂ in f64; infinite when `out` has a NaN or the lengths
@@ -58,5 +426,97 @@ mod tests {
         assert!(relative_error(&h(&[1.0]), &r).is_infinite());
         let e = relative_error(&h(&[1.0, 2.02]), &r);
         assert!((e - 0.02 / 5f64.sqrt()).abs() < 1e-3, "{e}");
+    }
+
+    #[test]
+    fn erf_matches_known_values() {
+        for (x, want) in
+            [(0.0f32, 0.0f64), (0.5, 0.5204998778), (1.0, 0.8427007929), (2.0, 0.9953222650), (3.0, 0.9999779095)]
+        {
+            assert!((f64::from(erf(x)) - want).abs() < 1e-6, "erf({x})");
+            assert!((f64::from(erf(-x)) + want).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn gelu_forms_agree_roughly_and_fix_zero() {
+        for x in [-3.0f32, -1.0, -0.1, 0.0, 0.3, 1.0, 2.5] {
+            let (t, e) = (gelu_f32(x, abi::RS_ACT_GELU_TANH), gelu_f32(x, abi::RS_ACT_GELU_ERF));
+            assert!((t - e).abs() < 2e-3, "{x}: {t} vs {e}");
+        }
+        assert_eq!(gelu_f32(1.5, abi::RS_ACT_NONE), 1.5);
+        assert!((gelu_f32(1.0, abi::RS_ACT_GELU_ERF) - 0.841_344_7).abs() < 1e-6);
+    }
+
+    #[test]
+    fn gemm_small_case_by_hand() {
+        // A = [[1,2],[3,4]] padded to K = 2, B = [[1,0],[0,1],[1,1]] → A·Bᵀ = [[1,2,3],[3,4,7]].
+        let a = h(&[1.0, 2.0, 3.0, 4.0]);
+        let b = h(&[1.0, 0.0, 0.0, 1.0, 1.0, 1.0]);
+        let c = gemm(&a, &b, Some(&h(&[0.5, 0.0, -1.0])), Some(&h(&[0.0; 6])), 2, 3, 2, abi::RS_ACT_NONE);
+        assert_eq!(c, h(&[1.5, 2.0, 2.0, 3.5, 4.0, 6.0]));
+    }
+
+    #[test]
+    fn norms_center_and_scale() {
+        let x = h(&[1.0, 2.0, 3.0, 4.0]);
+        let out = layer_norm(&x, None, &h(&[1.0; 4]), Some(&h(&[0.5; 4])), 4, 0.0);
+        let y: Vec<f32> = out.y.iter().map(|v| v.to_f32()).collect();
+        assert!((y.iter().sum::<f32>() - 2.0).abs() < 1e-2, "mean 0 + beta: {y:?}");
+        let rms = rms_norm(&x, Some(&x), &h(&[1.0; 4]), 4, 0.0);
+        assert_eq!(rms.sum.unwrap(), h(&[2.0, 4.0, 6.0, 8.0]));
+        let r: f32 = rms.y.iter().map(|v| v.to_f32().powi(2)).sum::<f32>() / 4.0;
+        assert!((r - 1.0).abs() < 1e-2);
+    }
+
+    #[test]
+    fn attention_with_one_key_returns_its_value() {
+        let s = AttentionShape { batch: 1, seq: 2, heads_q: 1, heads_kv: 1, head_dim: 2 };
+        let q = h(&[1.0, 0.0, 0.0, 1.0]);
+        let k = h(&[1.0, 0.0, 5.0, 5.0]);
+        let v = h(&[1.0, 2.0, 3.0, 4.0]);
+        // Causal: query 0 sees only key 0.
+        let o = attention(&q, &k, &v, s, None, true, 1.0);
+        assert_eq!(&o[..2], &h(&[1.0, 2.0])[..]);
+        // Padding: only key 0 is valid, so both queries return value 0.
+        let o = attention(&q, &k, &v, s, Some(&[1]), false, 1.0);
+        assert_eq!(o, h(&[1.0, 2.0, 1.0, 2.0]));
+        // No valid key: zeros.
+        assert_eq!(attention(&q, &k, &v, s, Some(&[0]), false, 1.0), h(&[0.0; 4]));
+    }
+
+    #[test]
+    fn rope_rotates_pairs_and_keeps_norm() {
+        let inv = rope_inv_freq(4, 10000.0);
+        assert_eq!(inv[0], 1.0);
+        let mut x = h(&[1.0, 0.5, 0.0, 0.25]);
+        rope(&mut x, 1, 4, &inv, Some(&[1]), 1);
+        let (c, s) = (1f32.cos(), 1f32.sin());
+        assert!((x[0].to_f32() - c).abs() < 1e-3 && (x[2].to_f32() - s).abs() < 1e-3);
+        let n: f32 = x.iter().map(|v| v.to_f32().powi(2)).sum();
+        assert!((n - (1.0 + 0.25 + 0.0625)).abs() < 1e-2);
+    }
+
+    #[test]
+    fn argmax_ties_and_nans() {
+        let l = h(&[1.0, 3.0, 3.0, f32::NAN, 0.0, f32::NAN, f32::NAN, f32::NAN]);
+        assert_eq!(argmax(&l, 4), vec![1, 0]);
+    }
+
+    #[test]
+    fn embedding_flags_bad_ids() {
+        let tok = h(&[1.0, 2.0, 3.0, 4.0]);
+        let pos = h(&[0.5, 0.5, 0.25, 0.25]);
+        let out = embedding(&[1, 7], &tok, Some(&pos), None, Some(&[0]), 2, 2);
+        assert_eq!(&out[..2], &h(&[3.5, 4.5])[..]);
+        assert!(out[2].is_nan() && out[3].is_nan());
+    }
+
+    #[test]
+    fn kv_append_skips_positions_past_the_cache() {
+        let (mut kc, mut vc) = (vec![f16::ZERO; 2 * 2], vec![f16::ZERO; 2 * 2]);
+        let k = h(&[1.0, 2.0, 3.0, 4.0]);
+        kv_append(&mut kc, &mut vc, &k, &k, Some(&[1]), 2, 1, 2, 2);
+        assert_eq!(kc, h(&[0.0, 0.0, 1.0, 2.0]));
     }
 }

@@ -19,6 +19,17 @@ pub enum Error {
         /// How many devices the driver reports.
         count: i32,
     },
+    /// A shared library the operation needs could not be loaded.
+    #[error("{0} could not be loaded (is it on the library path?)")]
+    MissingLibrary(&'static str),
+    /// A cuBLASLt call failed.
+    #[error("{call}: {status}")]
+    Blas {
+        /// The cuBLASLt function that failed.
+        call: &'static str,
+        /// Its status.
+        status: String,
+    },
     /// A driver call failed.
     #[error("{call}: {source}")]
     Driver {
@@ -41,6 +52,9 @@ pub enum Error {
         /// Elements given.
         got: usize,
     },
+    /// Kernel params that break the kernel's documented constraints.
+    #[error(transparent)]
+    Params(#[from] crate::kernels::ParamError),
     /// A launch that cannot be issued as asked.
     #[error("launch of {kernel}: {reason}")]
     Launch {

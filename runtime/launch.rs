@@ -75,14 +75,14 @@ impl KernelTable {
     pub fn load(device: &Device) -> Result<KernelTable> {
         device.bind()?;
         let mut modules = Vec::with_capacity(Module::ALL.len());
-        for m in Module::ALL {
+        for &m in Module::ALL {
             let mut handle = std::ptr::null_mut();
             // SAFETY: the image is a complete fatbin embedded at build time, 16-byte aligned.
             check("cuModuleLoadData", unsafe { sys::cuModuleLoadData(&mut handle, m.image().as_ptr().cast()) })?;
             modules.push((m, LoadedModule(handle)));
         }
         let mut kernels = Vec::with_capacity(KernelId::ALL.len());
-        for k in KernelId::ALL {
+        for &k in KernelId::ALL {
             let module =
                 modules.iter().find(|(m, _)| *m == k.module()).map(|(_, h)| h.0).unwrap_or(std::ptr::null_mut());
             let mut function = std::ptr::null_mut();

@@ -1,6 +1,7 @@
 //! Device memory owned by the primary context, usable from every partition's streams.
 //!
-//! Copies here are synchronous and meant for setup and checking, not for the launch path.
+//! Copies here are synchronous (they have landed when they return) and meant for setup and
+//! checking, not for the launch path.
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -56,6 +57,7 @@ impl<T: DeviceCopy> DeviceBuffer<T> {
         let buf = DeviceBuffer { ptr, len, ctx: device.context().clone(), _t: PhantomData };
         // SAFETY: `ptr` holds `bytes` bytes.
         unsafe { result::memset_d8_sync(ptr, fill, bytes) }.call("cuMemsetD8")?;
+        settle()?;
         Ok(buf)
     }
 
@@ -73,14 +75,16 @@ impl<T: DeviceCopy> DeviceBuffer<T> {
         }
         self.ctx.bind_to_thread().call("cuCtxSetCurrent")?;
         // SAFETY: the buffer holds exactly `data.len()` elements.
-        unsafe { result::memcpy_htod_sync(self.ptr, data) }.call("cuMemcpyHtoD")
+        unsafe { result::memcpy_htod_sync(self.ptr, data) }.call("cuMemcpyHtoD")?;
+        settle()
     }
 
     /// Sets every byte to `fill`.
     pub fn fill_bytes(&mut self, fill: u8) -> Result<()> {
         self.ctx.bind_to_thread().call("cuCtxSetCurrent")?;
         // SAFETY: the buffer holds this many bytes.
-        unsafe { result::memset_d8_sync(self.ptr, fill, self.len * std::mem::size_of::<T>()) }.call("cuMemsetD8")
+        unsafe { result::memset_d8_sync(self.ptr, fill, self.len * std::mem::size_of::<T>()) }.call("cuMemsetD8")?;
+        settle()
     }
 
     /// Copies the buffer to the host, after all work already queued on the device by this
@@ -111,6 +115,15 @@ impl<T: DeviceCopy> DeviceBuffer<T> {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+}
+
+/// Waits until a "synchronous" copy or memset has really landed. From pageable host memory
+/// `cuMemcpyHtoD` may return before its DMA completes, and `cuMemsetD8` may return before the
+/// set; both run on the legacy stream, which the partitions' non-blocking streams do not wait
+/// for. Without this, a kernel launched next could read the old contents.
+fn settle() -> Result<()> {
+    // SAFETY: synchronizes the current context's legacy default stream.
+    unsafe { result::stream::synchronize(std::ptr::null_mut()) }.call("cuStreamSynchronize")
 }
 
 impl<T: DeviceCopy> Drop for DeviceBuffer<T> {

@@ -3,19 +3,21 @@
 //!
 //! Depends on [`crate::kernels`] only; never on the engine, profiler or harness.
 
+mod blas;
 mod device;
 mod error;
 mod launch;
 mod memory;
 mod partition;
 
+pub use blas::{BlasGemm, BlasLt};
 pub use device::{mps_control_path, Device, DeviceInfo, PartitionSupport, PriorityRange};
 pub use error::{Error, PartitionError, Result};
 pub use launch::{auto_grid, Grid, KernelTable, LoadedKernel};
 pub use memory::{DeviceBuffer, DeviceCopy};
 pub use partition::{group_range, GroupRange, Partition, PartitionId, PartitionPool, PartitionRequest, PoolSpec};
 
-use crate::kernels::Kernel;
+use crate::kernels::{Kernel, Params};
 use serde::{Deserialize, Serialize};
 
 /// Where and how one launch runs: the runtime's decision for it.
@@ -71,26 +73,28 @@ impl Runtime {
         &self.kernels
     }
 
-    /// Launches `kernel` over `units` work units with `params`, as `placement` says, and
-    /// returns the grid it used. Zero units launch nothing (and return 0).
+    /// Launches `kernel` with `params` as `placement` says and returns the grid it used.
+    /// The params are checked against the kernel's constraints first; a launch with no work
+    /// units launches nothing (and returns 0).
     ///
     /// # Safety
     /// Every device address in `params` points to live memory of the sizes the kernel's
     /// header (`kernels/*.cu`) documents for these params, and nothing else writes the
     /// kernel's outputs until the launch completes.
-    pub unsafe fn launch<P>(&self, kernel: Kernel<P>, units: u64, params: &P, placement: Placement) -> Result<u32> {
+    pub unsafe fn launch<P: Params>(&self, kernel: Kernel<P>, params: &P, placement: Placement) -> Result<u32> {
+        let id = kernel.id();
+        params.check(id)?;
+        let part = self.pool.get(placement.partition)?;
+        let stream = part.stream(placement.priority_level)?;
+        let units = params.units(id);
         if units == 0 {
             return Ok(0);
         }
-        let part = self.pool.get(placement.partition)?;
-        let stream = part.stream(placement.priority_level)?;
-        let loaded = self.kernels.get(kernel.id());
+        let loaded = self.kernels.get(id);
         let grid = match placement.grid {
             Grid::Auto => auto_grid(units, part.sms(), loaded.blocks_per_sm),
             Grid::Fixed(g) if (1..=i32::MAX as u32).contains(&g) => g,
-            Grid::Fixed(g) => {
-                return Err(Error::Launch { kernel: kernel.id().name(), reason: format!("grid of {g} blocks") });
-            }
+            Grid::Fixed(g) => return Err(Error::Launch { kernel: id.name(), reason: format!("grid of {g} blocks") }),
         };
         self.device.bind()?;
         // SAFETY: `Kernel<P>` ties P to the kernel; the caller vouches for the addresses;

@@ -21,6 +21,12 @@ while [ $# -gt 0 ]; do
 done
 [ -x "$bin/rightsize" ] || { echo "gpu-run: no $bin/rightsize; run scripts/gpu-build.sh first" >&2; exit 2; }
 
+# cuBLASLt (the GEMM baseline) comes with the CUDA toolkit or PyTorch's wheels; make it findable.
+if ! ldconfig -p 2>/dev/null | grep -q 'libcublasLt\.so\.13'; then
+    lib=$(find /usr/local /opt /usr/lib -name 'libcublasLt.so.13*' 2>/dev/null | head -1)
+    [ -n "$lib" ] && export LD_LIBRARY_PATH="$(dirname "$lib")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+fi
+
 status=0
 { date -u +%FT%TZ; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader; } | tee "$out/host.txt"
 "$bin/rightsize" info | tee "$out/info.txt" || status=1
@@ -41,7 +47,7 @@ if [ "$bench" = 1 ]; then
     for b in "$bin"/bench-*; do
         [ -x "$b" ] || continue
         echo "== $(basename "$b")"
-        CRITERION_HOME=/tmp/criterion "$b" --bench 2>&1 | tee "$out/$(basename "$b").txt" || status=1
+        CRITERION_HOME=/tmp/criterion RIGHTSIZE_BENCH_TABLE="$out/$(basename "$b")-table.md" "$b" --bench 2>&1 | tee "$out/$(basename "$b").txt" || status=1
     done
 fi
 exit $status

@@ -4,11 +4,13 @@
 
 use std::collections::BTreeSet;
 
+mod kernels;
+
 use half::f16;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rightsize::kernels::abi::{SmidParams, VectorAddParams};
-use rightsize::kernels::{reference, vector_units, KernelId, SMID_RECORD, VECTOR_ADD_F16};
+use rightsize::kernels::{reference, KernelId, SMID_RECORD, VECTOR_ADD_F16};
 use rightsize::runtime::{
     Device, DeviceBuffer, Grid, PartitionError, PartitionId, PartitionRequest, PartitionSupport, Placement, PoolSpec,
     Runtime,
@@ -41,7 +43,7 @@ fn launch_smid(rt: &Runtime, partition: PartitionId, spin_cycles: u64) -> (Devic
     let out = DeviceBuffer::<u32>::filled(rt.device(), units as usize, 0xff).unwrap();
     let params = SmidParams { sm: out.ptr(), spin_cycles, units: units as u32, _pad: 0 };
     // SAFETY: `out` holds `units` entries.
-    unsafe { rt.launch(SMID_RECORD, units, &params, Placement::on(partition)) }.unwrap();
+    unsafe { rt.launch(SMID_RECORD, &params, Placement::on(partition)) }.unwrap();
     (out, units)
 }
 
@@ -139,7 +141,7 @@ fn vector_add_matches_reference_at_every_grid() {
             out.fill_bytes(0xff).unwrap();
             let params = VectorAddParams { a: da.ptr(), b: db.ptr(), c: out.ptr(), n: n as u64 };
             // SAFETY: all three buffers hold n halves.
-            unsafe { rt.launch(VECTOR_ADD_F16, vector_units(n as u64), &params, placement) }.unwrap();
+            unsafe { rt.launch(VECTOR_ADD_F16, &params, placement) }.unwrap();
             rt.synchronize().unwrap();
             let got = out.to_host().unwrap();
             let err = reference::relative_error(&got, &want);
@@ -162,7 +164,7 @@ fn vector_add_matches_reference_at_every_grid() {
             let m = n - 1;
             let params = VectorAddParams { a: da.ptr() + 2, b: db.ptr(), c: out.ptr() + 2, n: m as u64 };
             // SAFETY: each buffer holds at least m halves past the offsets.
-            unsafe { rt.launch(VECTOR_ADD_F16, vector_units(m as u64), &params, Placement::WHOLE) }.unwrap();
+            unsafe { rt.launch(VECTOR_ADD_F16, &params, Placement::WHOLE) }.unwrap();
             rt.synchronize().unwrap();
             let got = out.to_host().unwrap();
             let want = reference::vector_add(&a[1..], &b[..m]);
@@ -192,7 +194,7 @@ fn streams_at_every_priority_launch() {
             let params = VectorAddParams { a: ones.ptr(), b: ones.ptr(), c: out.ptr(), n: n as u64 };
             let placement = Placement { priority_level: level, ..Placement::on(partition) };
             // SAFETY: buffers of n halves.
-            unsafe { rt.launch(VECTOR_ADD_F16, vector_units(n as u64), &params, placement) }.unwrap();
+            unsafe { rt.launch(VECTOR_ADD_F16, &params, placement) }.unwrap();
             rt.synchronize().unwrap();
             assert!(out.to_host().unwrap().iter().all(|x| x.to_f32() == 2.0));
         }
@@ -201,7 +203,7 @@ fn streams_at_every_priority_launch() {
     let params = VectorAddParams { a: ones.ptr(), b: ones.ptr(), c: ones.ptr(), n: 0 };
     let bad = Placement { priority_level: 2, ..Placement::WHOLE };
     // SAFETY: the launch is refused before it reaches the driver.
-    assert!(unsafe { rt.launch(VECTOR_ADD_F16, 1, &params, bad) }.is_err());
+    assert!(unsafe { rt.launch(VECTOR_ADD_F16, &params, bad) }.is_err());
 }
 
 #[test]
@@ -237,12 +239,12 @@ fn grid_auto_fills_the_partition_and_no_more() {
     let n = 64 << 20;
     let buf = DeviceBuffer::<f16>::filled(rt.device(), n, 0).unwrap();
     let params = VectorAddParams { a: buf.ptr(), b: buf.ptr(), c: buf.ptr(), n: n as u64 };
-    let units = vector_units(n as u64);
     // SAFETY: in place on one buffer of n halves (each element read before it is written by the same thread).
-    let grid = unsafe { rt.launch(VECTOR_ADD_F16, units, &params, Placement::on(PartitionId::green(0))) }.unwrap();
+    let grid = unsafe { rt.launch(VECTOR_ADD_F16, &params, Placement::on(PartitionId::green(0))) }.unwrap();
     assert_eq!(grid, g * per_sm);
-    // SAFETY: as above.
-    let grid = unsafe { rt.launch(VECTOR_ADD_F16, 3, &params, Placement::WHOLE) }.unwrap();
+    let three_units = VectorAddParams { n: 3 * 2048, ..params };
+    // SAFETY: as above, on the first 3 units.
+    let grid = unsafe { rt.launch(VECTOR_ADD_F16, &three_units, Placement::WHOLE) }.unwrap();
     assert_eq!(grid, 3);
     rt.synchronize().unwrap();
 }

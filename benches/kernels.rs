@@ -1,0 +1,599 @@
+//! Every kernel at BERT-base and GPT-2 shapes (batch 8, seq 128; decode at batch 8), plus the
+//! Llama-only kernels at Llama-3.2-1B shapes, with the GEMMs next to cuBLASLt measured in the
+//! same run on the same inputs.
+//!
+//! Timing: each case's launches are captured in a CUDA graph that cycles through enough copies
+//! of its inputs to exceed 3× the L2 cache (so weights come from DRAM, as in a real model), and
+//! the graph's replays are timed with CUDA events. Criterion reports the time per replay; the
+//! table printed at the end gives the median time per launch and the achieved rate.
+//!
+//! `cargo bench --bench kernels` on a GPU host (or `gpu-bin/bench-kernels --bench`). Set
+//! `RIGHTSIZE_BENCH_TABLE=FILE` to also write the table as Markdown. Without a GPU it says why.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use cudarc::driver::sys;
+use half::f16;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rightsize::kernels::abi::*;
+use rightsize::kernels::reference::rope_inv_freq;
+use rightsize::kernels::{self as k, gemm_kernel, Kernel, Params};
+use rightsize::runtime::{BlasLt, Device, DeviceBuffer, DeviceCopy, PartitionId, Placement, PoolSpec, Runtime};
+
+/// What one launch of a case must do: for the rate columns.
+#[derive(Clone, Copy)]
+enum Work {
+    Flops(f64),
+    Bytes(f64),
+}
+
+/// One measured case: a launch per input copy, all on `stream`.
+struct Case {
+    name: String,
+    shape: String,
+    work: Work,
+    launches: Vec<Box<dyn Fn()>>,
+    /// Row in the GEMM comparison: this case is cuBLAS for the case named here.
+    baseline_of: Option<String>,
+}
+
+struct Ctx {
+    rt: Rc<Runtime>,
+    blas: Option<Rc<BlasLt>>,
+    rng: StdRng,
+    stream: sys::CUstream,
+    l2: f64,
+}
+
+impl Ctx {
+    fn rand(&mut self, n: usize, scale: f32) -> Vec<f16> {
+        (0..n).map(|_| f16::from_f32(self.rng.random_range(-scale..scale))).collect()
+    }
+
+    /// How many copies of `bytes` of inputs make 3× the L2 cache (at least 1, at most 32).
+    fn copies(&self, bytes: f64) -> usize {
+        ((3.0 * self.l2 / bytes).ceil() as usize).clamp(1, 32)
+    }
+
+    fn upload<T: DeviceCopy>(&self, data: &[T]) -> Rc<DeviceBuffer<T>> {
+        Rc::new(DeviceBuffer::from_host(self.rt.device(), data).expect("upload"))
+    }
+
+    fn zeros(&self, n: usize) -> Rc<DeviceBuffer<f16>> {
+        Rc::new(DeviceBuffer::filled(self.rt.device(), n, 0).expect("alloc"))
+    }
+
+    /// A launch of `kernel` through the runtime on the whole device, keeping `keep` alive.
+    fn launcher<P: Params>(&self, kernel: Kernel<P>, p: P, keep: Vec<Rc<dyn std::any::Any>>) -> Box<dyn Fn()> {
+        let rt = self.rt.clone();
+        Box::new(move || {
+            let _ = &keep;
+            // SAFETY: every buffer in `p` is held by `keep` and sized for the case.
+            unsafe { rt.launch(kernel, &p, Placement::WHOLE) }.expect("launch");
+        })
+    }
+}
+
+fn any<T: 'static>(x: &Rc<T>) -> Rc<dyn std::any::Any> {
+    x.clone()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn gemm_cases(cx: &mut Ctx, cases: &mut Vec<Case>, name: &str, m: u32, n: u32, kk: u32, act: u32, residual: bool) {
+    let (mu, nu, ku) = (m as usize, n as usize, kk as usize);
+    let bytes = 2.0 * (mu * ku + nu * ku + mu * nu * if residual { 2 } else { 1 }) as f64;
+    let copies = cx.copies(bytes);
+    let (a, b, bias) = (cx.rand(mu * ku, 1.0), cx.rand(nu * ku, 1.0), cx.rand(nu, 1.0));
+    let res = cx.rand(mu * nu, 1.0);
+    let kernel = gemm_kernel(m);
+    let shape = format!("{m}×{n}×{kk}");
+    let mut ours = Vec::new();
+    let mut theirs = Vec::new();
+    for _ in 0..copies {
+        let (da, db, dbias, dc) = (cx.upload(&a), cx.upload(&b), cx.upload(&bias), cx.zeros(mu * nu));
+        let dres = cx.upload(&res);
+        let p = GemmParams {
+            a: da.ptr(),
+            b: db.ptr(),
+            c: dc.ptr(),
+            bias: dbias.ptr(),
+            residual: if residual { dres.ptr() } else { 0 },
+            m,
+            n,
+            k: kk,
+            batch: 1,
+            lda: kk,
+            ldb: kk,
+            ldc: n,
+            ldr: n,
+            act,
+            ..Default::default()
+        };
+        ours.push(cx.launcher(kernel, p, vec![any(&da), any(&db), any(&dbias), any(&dc), any(&dres)]));
+        if let Some(blas) = &cx.blas {
+            let plan = Rc::new(blas.plan(m, n, kk, None).expect("cublasLt plan"));
+            let (blas, stream) = (blas.clone(), cx.stream);
+            theirs.push(Box::new(move || {
+                // SAFETY: buffers held by the closure, sized m·k, n·k, m·n.
+                unsafe { blas.run(&plan, da.ptr(), db.ptr(), dc.ptr(), stream) }.expect("cublasLt");
+            }) as Box<dyn Fn()>);
+        }
+    }
+    let work = Work::Flops(2.0 * f64::from(m) * f64::from(n) * f64::from(kk));
+    let ours_name = format!("{name} ({})", kernel.id());
+    if !theirs.is_empty() {
+        cases.push(Case {
+            name: format!("{name} (cuBLASLt)"),
+            shape: shape.clone(),
+            work,
+            launches: theirs,
+            baseline_of: Some(ours_name.clone()),
+        });
+    }
+    cases.push(Case { name: ours_name, shape, work, launches: ours, baseline_of: None });
+}
+
+fn all_cases(cx: &mut Ctx) -> Vec<Case> {
+    let mut cases = Vec::new();
+    let (b, s) = (8u32, 128u32);
+    let t = b * s;
+    // BERT-base: hidden 768, 12 heads of 64, FFN 3072.
+    gemm_cases(cx, &mut cases, "bert qkv", t, 2304, 768, RS_ACT_NONE, false);
+    gemm_cases(cx, &mut cases, "bert attn-out +res", t, 768, 768, RS_ACT_NONE, true);
+    gemm_cases(cx, &mut cases, "bert ffn1 +gelu", t, 3072, 768, RS_ACT_GELU_ERF, false);
+    gemm_cases(cx, &mut cases, "bert ffn2 +res", t, 768, 3072, RS_ACT_NONE, true);
+    // GPT-2 decode at batch 8: hidden 768, vocab 50257.
+    gemm_cases(cx, &mut cases, "gpt2 decode qkv", b, 2304, 768, RS_ACT_NONE, false);
+    gemm_cases(cx, &mut cases, "gpt2 decode fc +gelu", b, 3072, 768, RS_ACT_GELU_TANH, false);
+    gemm_cases(cx, &mut cases, "gpt2 decode proj +res", b, 768, 3072, RS_ACT_NONE, true);
+    gemm_cases(cx, &mut cases, "gpt2 decode lm-head", b, 50257, 768, RS_ACT_NONE, false);
+
+    // Prefill attention, BERT-base (bidirectional, padding lengths given) and GPT-2 (causal).
+    for (name, causal) in [("bert attention", false), ("gpt2 attention causal", true)] {
+        let (h, d) = (12u32, 64u32);
+        let w = (h * d) as usize;
+        let qkv = cx.rand(t as usize * 3 * w, 1.0);
+        let lens = vec![s; b as usize];
+        let bytes = 2.0 * (t as usize * 4 * w) as f64;
+        let mut launches = Vec::new();
+        for _ in 0..cx.copies(bytes) {
+            let (dqkv, dlens, dout) = (cx.upload(&qkv), cx.upload(&lens), cx.zeros(t as usize * w));
+            let base = dqkv.ptr();
+            let p = AttentionParams {
+                q: base,
+                k: base + 2 * w as u64,
+                v: base + 4 * w as u64,
+                o: dout.ptr(),
+                seq_lens: dlens.ptr(),
+                batch: b,
+                seq: s,
+                heads_q: h,
+                heads_kv: h,
+                head_dim: d,
+                q_stride: 3 * w as u32,
+                k_stride: 3 * w as u32,
+                v_stride: 3 * w as u32,
+                o_stride: w as u32,
+                causal: u32::from(causal),
+                scale: 0.125,
+                _pad: 0,
+            };
+            launches.push(cx.launcher(k::ATTENTION_PREFILL_D64, p, vec![any(&dqkv), any(&dlens), any(&dout)]));
+        }
+        let full = 4.0 * f64::from(b * h) * f64::from(s) * f64::from(s) * f64::from(d);
+        let flops = if causal { full / 2.0 } else { full };
+        cases.push(Case {
+            name: name.into(),
+            shape: format!("b{b} s{s} h{h} d{d}"),
+            work: Work::Flops(flops),
+            launches,
+            baseline_of: None,
+        });
+    }
+
+    // GPT-2 decode attention against a cache of 160 (prompt 128 + 32 new tokens).
+    {
+        let (h, d, len) = (12u32, 64u32, 160u32);
+        let cache = (b * h * len * d) as usize;
+        let (kc, vc, q) = (cx.rand(cache, 1.0), cx.rand(cache, 1.0), cx.rand((b * h * d) as usize, 1.0));
+        let lens = vec![len; b as usize];
+        let bytes = 2.0 * 2.0 * cache as f64;
+        let mut launches = Vec::new();
+        for _ in 0..cx.copies(bytes) {
+            let (dk, dv, dq, dl, dout) =
+                (cx.upload(&kc), cx.upload(&vc), cx.upload(&q), cx.upload(&lens), cx.zeros(q.len()));
+            let p = DecodeAttentionParams {
+                q: dq.ptr(),
+                k_cache: dk.ptr(),
+                v_cache: dv.ptr(),
+                o: dout.ptr(),
+                cache_lens: dl.ptr(),
+                batch: b,
+                heads_q: h,
+                heads_kv: h,
+                head_dim: d,
+                max_len: len,
+                q_stride: h * d,
+                o_stride: h * d,
+                scale: 0.125,
+            };
+            launches.push(cx.launcher(
+                k::ATTENTION_DECODE_D64,
+                p,
+                vec![any(&dk), any(&dv), any(&dq), any(&dl), any(&dout)],
+            ));
+        }
+        cases.push(Case {
+            name: "gpt2 decode attention".into(),
+            shape: format!("b{b} h{h} d{d} cache {len}"),
+            work: Work::Bytes(bytes),
+            launches,
+            baseline_of: None,
+        });
+    }
+
+    // Row and elementwise kernels.
+    let row_case = |cx: &mut Ctx,
+                    cases: &mut Vec<Case>,
+                    name: &str,
+                    kernel: Kernel<NormParams>,
+                    rows: u32,
+                    cols: u32,
+                    residual: bool| {
+        let n = (rows * cols) as usize;
+        let (x, res, gamma) = (cx.rand(n, 2.0), cx.rand(n, 2.0), cx.rand(cols as usize, 1.0));
+        let bytes = 2.0 * n as f64 * if residual { 4.0 } else { 2.0 };
+        let mut launches = Vec::new();
+        for _ in 0..cx.copies(bytes) {
+            let (dx, dr, dg, dy) = (cx.upload(&x), cx.upload(&res), cx.upload(&gamma), cx.zeros(n));
+            let p = NormParams {
+                x: dx.ptr(),
+                residual: if residual { dr.ptr() } else { 0 },
+                sum_out: if residual { dr.ptr() } else { 0 },
+                gamma: dg.ptr(),
+                beta: if kernel.id() == k::LAYER_NORM.id() { dg.ptr() } else { 0 },
+                y: dy.ptr(),
+                rows,
+                cols,
+                eps: 1e-5,
+                _pad: 0,
+            };
+            launches.push(cx.launcher(kernel, p, vec![any(&dx), any(&dr), any(&dg), any(&dy)]));
+        }
+        cases.push(Case {
+            name: name.into(),
+            shape: format!("{rows}×{cols}"),
+            work: Work::Bytes(bytes),
+            launches,
+            baseline_of: None,
+        });
+    };
+    row_case(cx, &mut cases, "bert layer_norm +res", k::LAYER_NORM, t, 768, true);
+    row_case(cx, &mut cases, "gpt2 decode layer_norm", k::LAYER_NORM, b, 768, false);
+    row_case(cx, &mut cases, "llama rms_norm +res", k::RMS_NORM, t, 2048, true);
+
+    {
+        let (vocab, hidden) = (30522usize, 768usize);
+        let tok = cx.rand(vocab * hidden, 1.0);
+        let pos = cx.rand(512 * hidden, 1.0);
+        let ids: Vec<u32> = (0..t).map(|_| cx.rng.random_range(0..vocab as u32)).collect();
+        let bytes = 2.0 * (t as usize * hidden * 3) as f64;
+        let mut launches = Vec::new();
+        for _ in 0..cx.copies(bytes) {
+            let (di, dt, dp, dout) = (cx.upload(&ids), cx.upload(&tok), cx.upload(&pos), cx.zeros(t as usize * hidden));
+            let p = EmbeddingParams {
+                ids: di.ptr(),
+                tok: dt.ptr(),
+                pos: dp.ptr(),
+                type_: dp.ptr(),
+                start: 0,
+                out: dout.ptr(),
+                batch: b,
+                tokens: s,
+                hidden: hidden as u32,
+                vocab: vocab as u32,
+                max_pos: 512,
+                _pad: 0,
+            };
+            launches.push(cx.launcher(k::EMBEDDING, p, vec![any(&di), any(&dt), any(&dp), any(&dout)]));
+        }
+        cases.push(Case {
+            name: "bert embedding".into(),
+            shape: format!("{t} tokens × {hidden}"),
+            work: Work::Bytes(bytes),
+            launches,
+            baseline_of: None,
+        });
+    }
+    {
+        let n = (t * 3072) as usize;
+        let x = cx.rand(n, 4.0);
+        let bytes = 4.0 * n as f64;
+        let mut launches = Vec::new();
+        for _ in 0..cx.copies(bytes) {
+            let (dx, dy) = (cx.upload(&x), cx.zeros(n));
+            let p = GeluParams { x: dx.ptr(), y: dy.ptr(), n: n as u64, act: RS_ACT_GELU_ERF, _pad: 0 };
+            launches.push(cx.launcher(k::GELU, p, vec![any(&dx), any(&dy)]));
+        }
+        cases.push(Case {
+            name: "gelu".into(),
+            shape: format!("{t}×3072"),
+            work: Work::Bytes(bytes),
+            launches,
+            baseline_of: None,
+        });
+    }
+    {
+        let (rows, cols) = (t, 8192u32);
+        let n = (rows * cols) as usize;
+        let gu = cx.rand(2 * n, 4.0);
+        let bytes = 2.0 * 3.0 * n as f64;
+        let mut launches = Vec::new();
+        for _ in 0..cx.copies(bytes) {
+            let (dgu, dout) = (cx.upload(&gu), cx.zeros(n));
+            let p = SwigluParams {
+                gate: dgu.ptr(),
+                up: dgu.ptr() + 2 * u64::from(cols),
+                out: dout.ptr(),
+                rows,
+                cols,
+                gate_stride: 2 * cols,
+                up_stride: 2 * cols,
+                out_stride: cols,
+                _pad: 0,
+            };
+            launches.push(cx.launcher(k::SWIGLU, p, vec![any(&dgu), any(&dout)]));
+        }
+        cases.push(Case {
+            name: "llama swiglu".into(),
+            shape: format!("{rows}×{cols}"),
+            work: Work::Bytes(bytes),
+            launches,
+            baseline_of: None,
+        });
+    }
+    {
+        // Llama-3.2-1B: 32 query heads, 8 KV heads of 64, packed QKV rows.
+        let (hq, hkv, d) = (32u32, 8u32, 64u32);
+        let w = ((hq + 2 * hkv) * d) as usize;
+        let qkv = cx.rand(t as usize * w, 2.0);
+        let inv = rope_inv_freq(d as usize, 500_000.0);
+        let bytes = 2.0 * 2.0 * (t * (hq + hkv) * d) as f64;
+        let mut launches = Vec::new();
+        for _ in 0..cx.copies(bytes) {
+            let (dqkv, dinv) = (cx.upload(&qkv), cx.upload(&inv));
+            let p = RopeParams {
+                q: dqkv.ptr(),
+                k: dqkv.ptr() + 2 * u64::from(hq * d),
+                inv_freq: dinv.ptr(),
+                start: 0,
+                batch: b,
+                tokens: s,
+                heads_q: hq,
+                heads_kv: hkv,
+                head_dim: d,
+                q_stride: w as u32,
+                k_stride: w as u32,
+                _pad: 0,
+            };
+            launches.push(cx.launcher(k::ROPE, p, vec![any(&dqkv), any(&dinv)]));
+        }
+        cases.push(Case {
+            name: "llama rope".into(),
+            shape: format!("{t} tokens, {hq}+{hkv} heads of {d}"),
+            work: Work::Bytes(bytes),
+            launches,
+            baseline_of: None,
+        });
+    }
+    {
+        // GPT-2 decode: append one token's K and V per sequence to a cache of 1024.
+        let (h, d, max_len) = (12u32, 64u32, 1024u32);
+        let w = (h * d) as usize;
+        let qkv = cx.rand(b as usize * 3 * w, 1.0);
+        let start = vec![200u32; b as usize];
+        let bytes = 2.0 * 4.0 * (b as usize * w) as f64;
+        let mut launches = Vec::new();
+        for _ in 0..cx.copies(bytes).min(4) {
+            let cache = (b * h * max_len * d) as usize;
+            let (dqkv, ds, dk, dv) = (cx.upload(&qkv), cx.upload(&start), cx.zeros(cache), cx.zeros(cache));
+            let p = KvAppendParams {
+                k: dqkv.ptr() + 2 * w as u64,
+                v: dqkv.ptr() + 4 * w as u64,
+                k_cache: dk.ptr(),
+                v_cache: dv.ptr(),
+                start: ds.ptr(),
+                batch: b,
+                tokens: 1,
+                heads_kv: h,
+                head_dim: d,
+                max_len,
+                k_stride: 3 * w as u32,
+                v_stride: 3 * w as u32,
+                _pad: 0,
+            };
+            launches.push(cx.launcher(k::KV_APPEND, p, vec![any(&dqkv), any(&ds), any(&dk), any(&dv)]));
+        }
+        cases.push(Case {
+            name: "gpt2 decode kv_append".into(),
+            shape: format!("b{b} h{h} d{d}"),
+            work: Work::Bytes(bytes),
+            launches,
+            baseline_of: None,
+        });
+    }
+    {
+        let vocab = 50257u32;
+        let logits = cx.rand((b * vocab) as usize, 10.0);
+        let bytes = 2.0 * f64::from(b * vocab);
+        let mut launches = Vec::new();
+        for _ in 0..cx.copies(bytes) {
+            let (dl, dout) = (
+                cx.upload(&logits),
+                Rc::new(DeviceBuffer::<u32>::filled(cx.rt.device(), b as usize, 0).expect("alloc")),
+            );
+            let p = ArgmaxParams { logits: dl.ptr(), out: dout.ptr(), rows: b, cols: vocab, stride: vocab, _pad: 0 };
+            launches.push(cx.launcher(k::ARGMAX, p, vec![any(&dl), any(&dout)]));
+        }
+        cases.push(Case {
+            name: "gpt2 argmax".into(),
+            shape: format!("{b}×{vocab}"),
+            work: Work::Bytes(bytes),
+            launches,
+            baseline_of: None,
+        });
+    }
+    cases
+}
+
+/// A CUDA graph of one pass over a case's launches, and events to time its replays.
+struct Graph {
+    exec: sys::CUgraphExec,
+    launches: usize,
+    start: sys::CUevent,
+    end: sys::CUevent,
+    stream: sys::CUstream,
+}
+
+fn check(r: sys::CUresult, what: &str) {
+    assert_eq!(r, sys::CUresult::CUDA_SUCCESS, "{what}");
+}
+
+impl Graph {
+    fn capture(case: &Case, stream: sys::CUstream) -> Graph {
+        // Replay at least 16 launches per timing so event resolution does not matter.
+        let passes = 16usize.div_ceil(case.launches.len());
+        let mut graph = std::ptr::null_mut();
+        let mut exec = std::ptr::null_mut();
+        let (mut start, mut end) = (std::ptr::null_mut(), std::ptr::null_mut());
+        // SAFETY: capture on a live stream of the primary context, which is current.
+        unsafe {
+            check(
+                sys::cuStreamBeginCapture_v2(stream, sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL),
+                "begin capture",
+            );
+            for _ in 0..passes {
+                for l in &case.launches {
+                    l();
+                }
+            }
+            check(sys::cuStreamEndCapture(stream, &mut graph), "end capture");
+            check(sys::cuGraphInstantiateWithFlags(&mut exec, graph, 0), "instantiate");
+            check(sys::cuGraphDestroy(graph), "destroy graph");
+            check(sys::cuEventCreate(&mut start, 0), "event");
+            check(sys::cuEventCreate(&mut end, 0), "event");
+        }
+        Graph { exec, launches: passes * case.launches.len(), start, end, stream }
+    }
+
+    /// Seconds for `replays` replays.
+    fn time(&self, replays: u64) -> f64 {
+        let mut ms = 0f32;
+        // SAFETY: handles made in `capture`.
+        unsafe {
+            check(sys::cuEventRecord(self.start, self.stream), "record");
+            for _ in 0..replays {
+                check(sys::cuGraphLaunch(self.exec, self.stream), "graph launch");
+            }
+            check(sys::cuEventRecord(self.end, self.stream), "record");
+            check(sys::cuEventSynchronize(self.end), "sync");
+            check(sys::cuEventElapsedTime_v2(&mut ms, self.start, self.end), "elapsed");
+        }
+        f64::from(ms) / 1e3
+    }
+}
+
+impl Drop for Graph {
+    fn drop(&mut self) {
+        // SAFETY: made in `capture`, destroyed once.
+        unsafe {
+            sys::cuGraphExecDestroy(self.exec);
+            sys::cuEventDestroy_v2(self.start);
+            sys::cuEventDestroy_v2(self.end);
+        }
+    }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn bench(c: &mut Criterion) {
+    let device = match Device::open(0) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("kernels bench skipped: {e}");
+            return;
+        }
+    };
+    let l2 = device.info().l2_cache_bytes as f64;
+    let title = format!(
+        "{}, {} SMs, driver {}",
+        device.info().name,
+        device.info().sm_count,
+        device.info().driver_release.clone().unwrap_or_default()
+    );
+    let rt = Rc::new(Runtime::new(device, &PoolSpec::default()).expect("runtime"));
+    let stream = rt.pool().get(PartitionId::WHOLE).expect("whole").stream(0).expect("stream");
+    let blas = match BlasLt::new(rt.device()) {
+        Ok(b) => Some(Rc::new(b)),
+        Err(e) => {
+            eprintln!("cuBLASLt baseline skipped: {e}");
+            None
+        }
+    };
+    let mut cx = Ctx { rt: rt.clone(), blas, rng: StdRng::seed_from_u64(rand::random()), stream, l2 };
+    let cases = all_cases(&mut cx);
+
+    let mut g = c.benchmark_group("kernels");
+    g.sample_size(10).warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(1));
+    let mut rows = Vec::new();
+    for case in &cases {
+        let graph = Graph::capture(case, stream);
+        let samples = RefCell::new(Vec::new());
+        g.bench_function(&case.name, |bch| {
+            bch.iter_custom(|iters| {
+                let secs = graph.time(iters);
+                samples.borrow_mut().push(secs / iters as f64 / graph.launches as f64);
+                Duration::from_secs_f64(secs)
+            })
+        });
+        let per_launch = median(&mut samples.into_inner());
+        rows.push((case, per_launch));
+    }
+    g.finish();
+    rt.synchronize().expect("sync");
+
+    let mut table = format!(
+        "Kernels on {title}; median time per launch (inputs rotated past 3× L2), rate from the minimal FLOPs or bytes.\n\n\
+         | kernel | shape | µs | TFLOP/s | GB/s | cuBLASLt µs | ours / cuBLASLt (speed) |\n|---|---|---:|---:|---:|---:|---:|\n"
+    );
+    for (case, t) in &rows {
+        if case.baseline_of.is_some() {
+            continue;
+        }
+        let (tflops, gbs) = match case.work {
+            Work::Flops(f) => (format!("{:.1}", f / t / 1e12), String::new()),
+            Work::Bytes(b) => (String::new(), format!("{:.0}", b / t / 1e9)),
+        };
+        let base = rows.iter().find(|(c, _)| c.baseline_of.as_deref() == Some(case.name.as_str()));
+        let (blas_us, ratio) = match base {
+            Some((_, bt)) => (format!("{:.2}", bt * 1e6), format!("{:.2}", bt / t)),
+            None => (String::new(), String::new()),
+        };
+        table +=
+            &format!("| {} | {} | {:.2} | {tflops} | {gbs} | {blas_us} | {ratio} |\n", case.name, case.shape, t * 1e6);
+    }
+    println!("\n{table}");
+    if let Ok(path) = std::env::var("RIGHTSIZE_BENCH_TABLE") {
+        std::fs::write(&path, &table).unwrap_or_else(|e| eprintln!("cannot write {path}: {e}"));
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

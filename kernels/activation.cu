@@ -1,0 +1,30 @@
+// activation.cu — elementwise activations.
+//
+// gelu_f16:   y = gelu(x), tanh or erf form; work unit RS_ACT_UNIT consecutive elements; any n.
+// swiglu_f16: out = silu(gate)·up per row (Llama's MLP); work unit one row; any rows, cols.
+// Both compute in FP32 and round once. Reference: kernels/reference.rs::gelu, swiglu.
+#include "common.cuh"
+
+RS_KERNEL void __launch_bounds__(RS_ACT_THREADS) gelu_f16(const __grid_constant__ GeluParams p) {
+    using rs::u64;
+    const __half* x = rs::ptr<const __half>(p.x);
+    __half* y = rs::ptr<__half>(p.y);
+    RS_FOR_EACH_UNIT(u, (p.n + RS_ACT_UNIT - 1) / RS_ACT_UNIT) {
+        const u64 end = min((u + 1) * RS_ACT_UNIT, p.n);
+        for (u64 i = u * RS_ACT_UNIT + threadIdx.x; i < end; i += blockDim.x)
+            y[i] = __float2half_rn(rs::gelu(__half2float(x[i]), p.act));
+    }
+}
+
+RS_KERNEL void __launch_bounds__(RS_ACT_THREADS) swiglu_f16(const __grid_constant__ SwigluParams p) {
+    using rs::u64;
+    RS_FOR_EACH_UNIT(r, p.rows) {
+        const __half* gate = rs::ptr<const __half>(p.gate) + r * p.gate_stride;
+        const __half* up = rs::ptr<const __half>(p.up) + r * p.up_stride;
+        __half* out = rs::ptr<__half>(p.out) + r * p.out_stride;
+        for (unsigned c = threadIdx.x; c < p.cols; c += blockDim.x) {
+            const float g = __half2float(gate[c]);
+            out[c] = __float2half_rn(g / (1.0f + expf(-g)) * __half2float(up[c]));
+        }
+    }
+}

@@ -1,0 +1,158 @@
+// gemm.cu — C = act(A·Bᵀ + bias) + R on tensor cores (mma.sync m16n8k16, FP16 in, FP32 accumulate).
+//
+// Computes:   see GemmParams in abi.h (batched, optional bias, GELU tanh/erf, residual add).
+// Work unit:  one BM×BN output tile of one batch entry; units = batch·⌈M/BM⌉·⌈N/BN⌉.
+//             gemm_f16_128x128 (8 warps, each 64×32) for large M; gemm_f16_64x64 (4 warps,
+//             each 32×32) for small M. Each tile is computed by one block in a fixed K order,
+//             so the output does not depend on the grid.
+// Shapes:     any M, N ≥ 1; K ≥ 8 and a multiple of 8 (16-byte rows for cp.async); lda, ldb
+//             multiples of 8; A, B 16-byte aligned; any ldc ≥ N, ldr ≥ N (paired stores when
+//             ldc is even and C 4-byte aligned).
+//             Tiles past M, N or K are zero-filled and never stored.
+// Pipeline:   RS_GEMM_STAGES-deep cp.async ring of BK=32 slices; ldmatrix from rows padded by
+//             16 bytes (conflict-free).
+// Reference:  kernels/reference.rs::gemm.
+#include "common.cuh"
+
+namespace {
+
+using rs::u64;
+
+template <int BM, int BN, int WARPS_M, int WARPS_N>
+__device__ __forceinline__ void gemm_tiles(const GemmParams& p, __half* smem) {
+    constexpr int BK = RS_GEMM_BK, STAGES = RS_GEMM_STAGES, LDS = BK + 8;
+    constexpr int THREADS = WARPS_M * WARPS_N * 32;
+    constexpr int WM = BM / WARPS_M, WN = BN / WARPS_N;
+    constexpr int MT = WM / 16, NT = WN / 8;
+    static_assert(NT % 2 == 0, "B fragments are loaded two n-tiles at a time");
+    __half* As = smem;                     // [STAGES][BM][LDS]
+    __half* Bs = smem + STAGES * BM * LDS; // [STAGES][BN][LDS]
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int wm = warp / WARPS_N, wn = warp % WARPS_N;
+    const unsigned tiles_m = (p.m + BM - 1) / BM, tiles_n = (p.n + BN - 1) / BN;
+    const u64 units = (u64)p.batch * tiles_m * tiles_n;
+    const int ktiles = (p.k + BK - 1) / BK;
+
+    RS_FOR_EACH_UNIT(u, units) {
+        const unsigned tn = u % tiles_n;
+        const u64 rest = u / tiles_n;
+        const unsigned tm = rest % tiles_m;
+        const u64 z = rest / tiles_m;
+        const __half* A = rs::ptr<const __half>(p.a) + z * p.stride_a;
+        const __half* B = rs::ptr<const __half>(p.b) + z * p.stride_b;
+        const unsigned m0 = tm * BM, n0 = tn * BN;
+
+        auto load_tile = [&](int stage, int kt) {
+            const unsigned k0 = kt * BK;
+            constexpr int CH = BK / 8;
+#pragma unroll
+            for (int c = tid; c < BM * CH; c += THREADS) {
+                const unsigned r = c / CH, kc = (c % CH) * 8;
+                const bool ok = m0 + r < p.m && k0 + kc < p.k;
+                const __half* src = ok ? A + (u64)(m0 + r) * p.lda + k0 + kc : A;
+                rs::cp_async16(As + (stage * BM + r) * LDS + kc, src, ok);
+            }
+#pragma unroll
+            for (int c = tid; c < BN * CH; c += THREADS) {
+                const unsigned r = c / CH, kc = (c % CH) * 8;
+                const bool ok = n0 + r < p.n && k0 + kc < p.k;
+                const __half* src = ok ? B + (u64)(n0 + r) * p.ldb + k0 + kc : B;
+                rs::cp_async16(Bs + (stage * BN + r) * LDS + kc, src, ok);
+            }
+        };
+
+        float acc[MT][NT][4];
+#pragma unroll
+        for (int i = 0; i < MT; ++i)
+#pragma unroll
+            for (int j = 0; j < NT; ++j)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
+
+#pragma unroll
+        for (int s = 0; s < STAGES - 1; ++s) {
+            if (s < ktiles) load_tile(s, s);
+            rs::cp_async_commit();
+        }
+        for (int kt = 0; kt < ktiles; ++kt) {
+            rs::cp_async_wait<STAGES - 2>();
+            __syncthreads();  // slice kt landed for everyone; slice kt-1 is no longer read
+            const int next = kt + STAGES - 1;
+            if (next < ktiles) load_tile(next % STAGES, next);
+            rs::cp_async_commit();
+            const __half* as = As + (kt % STAGES) * BM * LDS;
+            const __half* bs = Bs + (kt % STAGES) * BN * LDS;
+#pragma unroll
+            for (int kk = 0; kk < BK; kk += 16) {
+                unsigned af[MT][4], bf[NT][2];
+#pragma unroll
+                for (int mt = 0; mt < MT; ++mt)
+                    rs::ldmatrix_x4(af[mt], as + (wm * WM + mt * 16 + (lane & 15)) * LDS + kk + (lane >> 4) * 8);
+#pragma unroll
+                for (int nt = 0; nt < NT; nt += 2) {
+                    unsigned r[4];
+                    rs::ldmatrix_x4(r, bs + (wn * WN + nt * 8 + (lane & 7) + ((lane >> 4) << 3)) * LDS + kk +
+                                           ((lane >> 3) & 1) * 8);
+                    bf[nt][0] = r[0];
+                    bf[nt][1] = r[1];
+                    bf[nt + 1][0] = r[2];
+                    bf[nt + 1][1] = r[3];
+                }
+#pragma unroll
+                for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+                    for (int nt = 0; nt < NT; ++nt) rs::mma_16816(acc[mt][nt], af[mt], bf[nt][0], bf[nt][1]);
+            }
+        }
+        rs::cp_async_wait<0>();
+        __syncthreads();  // shared memory is free for the next tile
+
+        __half* C = rs::ptr<__half>(p.c) + z * p.stride_c;
+        const __half* R = p.residual ? rs::ptr<const __half>(p.residual) + z * p.stride_r : nullptr;
+        const __half* bias = p.bias ? rs::ptr<const __half>(p.bias) : nullptr;
+        // Paired stores need an even row stride and a 4-byte aligned C (col is always even).
+        const bool pairs_ok = (p.ldc & 1) == 0 && (p.c & 3) == 0;
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+            for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+                for (int h = 0; h < 2; ++h) {
+                    const unsigned row = m0 + wm * WM + mt * 16 + (lane >> 2) + h * 8;
+                    const unsigned col = n0 + wn * WN + nt * 8 + (lane & 3) * 2;
+                    if (row >= p.m || col >= p.n) continue;
+                    const bool pair = col + 1 < p.n;
+                    float v0 = acc[mt][nt][2 * h], v1 = acc[mt][nt][2 * h + 1];
+                    if (bias) {
+                        v0 += __half2float(bias[col]);
+                        if (pair) v1 += __half2float(bias[col + 1]);
+                    }
+                    v0 = rs::gelu(v0, p.act);
+                    v1 = rs::gelu(v1, p.act);
+                    if (R) {
+                        const __half* r = R + (u64)row * p.ldr + col;
+                        v0 += __half2float(r[0]);
+                        if (pair) v1 += __half2float(r[1]);
+                    }
+                    __half* c = C + (u64)row * p.ldc + col;
+                    if (pair && pairs_ok) {
+                        *reinterpret_cast<__half2*>(c) = __floats2half2_rn(v0, v1);
+                    } else {
+                        c[0] = __float2half_rn(v0);
+                        if (pair) c[1] = __float2half_rn(v1);
+                    }
+                }
+    }
+}
+
+}  // namespace
+
+extern __shared__ __align__(128) unsigned char rs_gemm_smem[];
+
+RS_KERNEL void __launch_bounds__(RS_GEMM_L_THREADS) gemm_f16_128x128(const __grid_constant__ GemmParams p) {
+    gemm_tiles<RS_GEMM_L_BM, RS_GEMM_L_BN, 2, 4>(p, reinterpret_cast<__half*>(rs_gemm_smem));
+}
+
+RS_KERNEL void __launch_bounds__(RS_GEMM_S_THREADS) gemm_f16_64x64(const __grid_constant__ GemmParams p) {
+    gemm_tiles<RS_GEMM_S_BM, RS_GEMM_S_BN, 2, 2>(p, reinterpret_cast<__half*>(rs_gemm_smem));
+}

@@ -1,0 +1,352 @@
+//! What each kernel's params mean to the runtime: how many work units a launch has, and
+//! whether the params meet the constraints its `.cu` header documents. Pure code; the
+//! runtime checks every launch with it, so a shape a kernel does not support is an error,
+//! never a silently wrong result.
+
+use super::abi::*;
+use super::{Kernel, KernelId, GEMM_LARGE, GEMM_SMALL};
+
+/// Params refused before launch, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kernel}: {reason}")]
+pub struct ParamError {
+    /// The kernel.
+    pub kernel: KernelId,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// A kernel parameter struct: its launch's work units and its constraints.
+pub trait Params: Copy + Send + Sync + 'static {
+    /// Work units of `kernel` launched with these params (grid-agnostic kernels loop over them).
+    fn units(&self, kernel: KernelId) -> u64;
+    /// Checks the documented constraints (shapes, strides, alignment, required pointers).
+    fn check(&self, kernel: KernelId) -> Result<(), ParamError>;
+}
+
+fn ensure(ok: bool, kernel: KernelId, reason: impl FnOnce() -> String) -> Result<(), ParamError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(ParamError { kernel, reason: reason() })
+    }
+}
+
+fn aligned(ptr: u64, bytes: u64) -> bool {
+    ptr % bytes == 0
+}
+
+/// Checks device pointers: none null, each aligned as given.
+fn pointers(kernel: KernelId, list: &[(&str, u64, u64)]) -> Result<(), ParamError> {
+    for &(name, ptr, align) in list {
+        ensure(ptr != 0, kernel, || format!("{name} is null"))?;
+        ensure(aligned(ptr, align), kernel, || format!("{name} ({ptr:#x}) is not {align}-byte aligned"))?;
+    }
+    Ok(())
+}
+
+/// Checks optional device pointers (0 = absent) for alignment.
+fn optional(kernel: KernelId, list: &[(&str, u64, u64)]) -> Result<(), ParamError> {
+    for &(name, ptr, align) in list {
+        ensure(aligned(ptr, align), kernel, || format!("{name} ({ptr:#x}) is not {align}-byte aligned"))?;
+    }
+    Ok(())
+}
+
+/// Work units of `vector_add_f16` for `n` elements.
+pub fn vector_units(n: u64) -> u64 {
+    n.div_ceil(u64::from(RS_VECTOR_UNIT))
+}
+
+/// The GEMM kernel for `m` rows: 64×64 tiles for decode-sized M, 128×128 otherwise.
+pub fn gemm_kernel(m: u32) -> Kernel<GemmParams> {
+    if m <= RS_GEMM_S_BM {
+        GEMM_SMALL
+    } else {
+        GEMM_LARGE
+    }
+}
+
+impl Params for SmidParams {
+    fn units(&self, _: KernelId) -> u64 {
+        u64::from(self.units)
+    }
+    fn check(&self, k: KernelId) -> Result<(), ParamError> {
+        pointers(k, &[("sm", self.sm, 4)])
+    }
+}
+
+impl Params for VectorAddParams {
+    fn units(&self, _: KernelId) -> u64 {
+        vector_units(self.n)
+    }
+    fn check(&self, k: KernelId) -> Result<(), ParamError> {
+        pointers(k, &[("a", self.a, 2), ("b", self.b, 2), ("c", self.c, 2)])
+    }
+}
+
+impl Params for GemmParams {
+    fn units(&self, k: KernelId) -> u64 {
+        let (bm, bn) = match k {
+            KernelId::GemmSmall => (RS_GEMM_S_BM, RS_GEMM_S_BN),
+            _ => (RS_GEMM_L_BM, RS_GEMM_L_BN),
+        };
+        u64::from(self.batch) * u64::from(self.m.div_ceil(bm)) * u64::from(self.n.div_ceil(bn))
+    }
+    fn check(&self, k: KernelId) -> Result<(), ParamError> {
+        let a = RS_GEMM_K_ALIGN;
+        ensure(self.k >= a && self.k % a == 0, k, || format!("K = {} must be a positive multiple of {a}", self.k))?;
+        ensure(self.lda >= self.k && self.lda % a == 0, k, || format!("lda = {} (K = {})", self.lda, self.k))?;
+        ensure(self.ldb >= self.k && self.ldb % a == 0, k, || format!("ldb = {} (K = {})", self.ldb, self.k))?;
+        ensure(self.ldc >= self.n, k, || format!("ldc = {} (N = {})", self.ldc, self.n))?;
+        ensure(self.act <= RS_ACT_GELU_ERF, k, || format!("unknown activation {}", self.act))?;
+        pointers(k, &[("a", self.a, 16), ("b", self.b, 16), ("c", self.c, 2)])?;
+        optional(k, &[("bias", self.bias, 2), ("residual", self.residual, 2)])?;
+        if self.residual != 0 {
+            ensure(self.ldr >= self.n, k, || format!("ldr = {} (N = {})", self.ldr, self.n))?;
+        }
+        let strides = [self.stride_a, self.stride_b, self.stride_c, self.stride_r];
+        ensure(strides.iter().all(|s| s % 8 == 0), k, || format!("batch strides {strides:?} must be multiples of 8"))
+    }
+}
+
+impl Params for NormParams {
+    fn units(&self, _: KernelId) -> u64 {
+        u64::from(self.rows)
+    }
+    fn check(&self, k: KernelId) -> Result<(), ParamError> {
+        ensure((1..=RS_NORM_MAX_COLS).contains(&self.cols), k, || {
+            format!("cols = {} must be in 1..={RS_NORM_MAX_COLS}", self.cols)
+        })?;
+        ensure(self.eps >= 0.0 && self.eps.is_finite(), k, || format!("eps = {}", self.eps))?;
+        pointers(k, &[("x", self.x, 2), ("gamma", self.gamma, 2), ("y", self.y, 2)])?;
+        optional(k, &[("residual", self.residual, 2), ("sum_out", self.sum_out, 2), ("beta", self.beta, 2)])
+    }
+}
+
+fn head_dim_of(k: KernelId) -> u32 {
+    match k {
+        KernelId::AttentionPrefillD64 | KernelId::AttentionDecodeD64 => 64,
+        _ => 128,
+    }
+}
+
+fn check_heads(k: KernelId, heads_q: u32, heads_kv: u32, head_dim: u32) -> Result<(), ParamError> {
+    let d = head_dim_of(k);
+    ensure(head_dim == d, k, || format!("head_dim = {head_dim}; this kernel takes {d}"))?;
+    ensure(heads_kv >= 1 && heads_q % heads_kv == 0, k, || {
+        format!("heads_q = {heads_q} must be a multiple of heads_kv = {heads_kv}")
+    })
+}
+
+impl Params for AttentionParams {
+    fn units(&self, _: KernelId) -> u64 {
+        u64::from(self.batch) * u64::from(self.heads_q) * u64::from(self.seq.div_ceil(RS_ATTN_BQ))
+    }
+    fn check(&self, k: KernelId) -> Result<(), ParamError> {
+        check_heads(k, self.heads_q, self.heads_kv, self.head_dim)?;
+        let d = self.head_dim;
+        for (name, stride, heads) in [
+            ("q_stride", self.q_stride, self.heads_q),
+            ("k_stride", self.k_stride, self.heads_kv),
+            ("v_stride", self.v_stride, self.heads_kv),
+            ("o_stride", self.o_stride, self.heads_q),
+        ] {
+            ensure(stride % 8 == 0 && stride >= heads * d, k, || {
+                format!("{name} = {stride} must be a multiple of 8 and at least {heads} heads × {d}")
+            })?;
+        }
+        ensure(self.scale.is_finite(), k, || format!("scale = {}", self.scale))?;
+        pointers(k, &[("q", self.q, 16), ("k", self.k, 16), ("v", self.v, 16), ("o", self.o, 16)])?;
+        optional(k, &[("seq_lens", self.seq_lens, 4)])
+    }
+}
+
+impl Params for DecodeAttentionParams {
+    fn units(&self, _: KernelId) -> u64 {
+        u64::from(self.batch) * u64::from(self.heads_kv)
+    }
+    fn check(&self, k: KernelId) -> Result<(), ParamError> {
+        check_heads(k, self.heads_q, self.heads_kv, self.head_dim)?;
+        let need = self.heads_q * self.head_dim;
+        ensure(self.q_stride >= need && self.o_stride >= need, k, || {
+            format!("q_stride {} and o_stride {} must be at least {need}", self.q_stride, self.o_stride)
+        })?;
+        ensure(self.max_len >= 1, k, || "max_len = 0".into())?;
+        ensure(self.scale.is_finite(), k, || format!("scale = {}", self.scale))?;
+        pointers(
+            k,
+            &[
+                ("q", self.q, 2),
+                ("k_cache", self.k_cache, 2),
+                ("v_cache", self.v_cache, 2),
+                ("o", self.o, 2),
+                ("cache_lens", self.cache_lens, 4),
+            ],
+        )
+    }
+}
+
+impl Params for KvAppendParams {
+    fn units(&self, _: KernelId) -> u64 {
+        u64::from(self.batch) * u64::from(self.tokens)
+    }
+    fn check(&self, k: KernelId) -> Result<(), ParamError> {
+        let d = self.head_dim;
+        ensure(d >= 8 && d % 8 == 0, k, || format!("head_dim = {d} must be a multiple of 8"))?;
+        for (name, stride) in [("k_stride", self.k_stride), ("v_stride", self.v_stride)] {
+            ensure(stride % 8 == 0 && stride >= self.heads_kv * d, k, || {
+                format!("{name} = {stride} must be a multiple of 8 and at least {} heads × {d}", self.heads_kv)
+            })?;
+        }
+        pointers(
+            k,
+            &[("k", self.k, 16), ("v", self.v, 16), ("k_cache", self.k_cache, 16), ("v_cache", self.v_cache, 16)],
+        )?;
+        optional(k, &[("start", self.start, 4)])
+    }
+}
+
+impl Params for RopeParams {
+    fn units(&self, _: KernelId) -> u64 {
+        u64::from(self.batch) * u64::from(self.tokens)
+    }
+    fn check(&self, k: KernelId) -> Result<(), ParamError> {
+        let d = self.head_dim;
+        ensure(d >= 2 && d % 2 == 0, k, || format!("head_dim = {d} must be even"))?;
+        ensure(
+            self.q_stride >= self.heads_q * d && (self.heads_kv == 0 || self.k_stride >= self.heads_kv * d),
+            k,
+            || format!("strides {} / {} too small for the heads", self.q_stride, self.k_stride),
+        )?;
+        pointers(k, &[("q", self.q, 2), ("inv_freq", self.inv_freq, 4)])?;
+        if self.heads_kv > 0 {
+            pointers(k, &[("k", self.k, 2)])?;
+        }
+        optional(k, &[("start", self.start, 4)])
+    }
+}
+
+impl Params for EmbeddingParams {
+    fn units(&self, _: KernelId) -> u64 {
+        u64::from(self.batch) * u64::from(self.tokens)
+    }
+    fn check(&self, k: KernelId) -> Result<(), ParamError> {
+        ensure(self.hidden >= 1 && self.vocab >= 1, k, || "hidden and vocab must be positive".into())?;
+        ensure(self.pos == 0 || self.max_pos >= 1, k, || "a position table needs max_pos ≥ 1".into())?;
+        pointers(k, &[("ids", self.ids, 4), ("tok", self.tok, 2), ("out", self.out, 2)])?;
+        optional(k, &[("pos", self.pos, 2), ("type", self.type_, 2), ("start", self.start, 4)])
+    }
+}
+
+impl Params for GeluParams {
+    fn units(&self, _: KernelId) -> u64 {
+        self.n.div_ceil(u64::from(RS_ACT_UNIT))
+    }
+    fn check(&self, k: KernelId) -> Result<(), ParamError> {
+        ensure(self.act == RS_ACT_GELU_TANH || self.act == RS_ACT_GELU_ERF, k, || format!("act = {}", self.act))?;
+        pointers(k, &[("x", self.x, 2), ("y", self.y, 2)])
+    }
+}
+
+impl Params for SwigluParams {
+    fn units(&self, _: KernelId) -> u64 {
+        u64::from(self.rows)
+    }
+    fn check(&self, k: KernelId) -> Result<(), ParamError> {
+        let c = self.cols;
+        ensure(self.gate_stride >= c && self.up_stride >= c && self.out_stride >= c, k, || {
+            format!("strides must be at least cols = {c}")
+        })?;
+        pointers(k, &[("gate", self.gate, 2), ("up", self.up, 2), ("out", self.out, 2)])
+    }
+}
+
+impl Params for ArgmaxParams {
+    fn units(&self, _: KernelId) -> u64 {
+        u64::from(self.rows)
+    }
+    fn check(&self, k: KernelId) -> Result<(), ParamError> {
+        ensure(self.cols >= 1 && self.stride >= self.cols, k, || {
+            format!("cols = {} must be ≥ 1 and ≤ stride = {}", self.cols, self.stride)
+        })?;
+        pointers(k, &[("logits", self.logits, 2), ("out", self.out, 4)])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gemm(m: u32, n: u32, k: u32) -> GemmParams {
+        GemmParams { a: 256, b: 512, c: 1024, m, n, k, batch: 1, lda: k, ldb: k, ldc: n, ..Default::default() }
+    }
+
+    #[test]
+    fn gemm_units_count_tiles() {
+        let p = gemm(1000, 2304, 768);
+        assert_eq!(p.units(KernelId::GemmLarge), 8 * 18);
+        assert_eq!(p.units(KernelId::GemmSmall), 16 * 36);
+        assert_eq!(GemmParams { batch: 3, ..gemm(8, 50257, 768) }.units(KernelId::GemmSmall), 3 * 786);
+        assert_eq!(gemm_kernel(8).id(), KernelId::GemmSmall);
+        assert_eq!(gemm_kernel(1024).id(), KernelId::GemmLarge);
+    }
+
+    #[test]
+    fn gemm_refuses_what_it_cannot_do() {
+        assert!(gemm(7, 9, 768).check(KernelId::GemmLarge).is_ok());
+        let bad = [
+            gemm(8, 8, 12),                                           // K not a multiple of 8
+            GemmParams { lda: 770, ..gemm(8, 8, 768) },               // lda not a multiple of 8
+            GemmParams { a: 258, ..gemm(8, 8, 768) },                 // A misaligned
+            GemmParams { ldc: 6, ..gemm(8, 7, 768) },                 // ldc < N
+            GemmParams { act: 9, ..gemm(8, 8, 768) },                 // unknown activation
+            GemmParams { residual: 2048, ldr: 0, ..gemm(8, 8, 768) }, // ldr < N
+            GemmParams { c: 0, ..gemm(8, 8, 768) },                   // null output
+        ];
+        for p in bad {
+            let e = p.check(KernelId::GemmLarge).unwrap_err();
+            assert!(e.to_string().starts_with("gemm_f16_128x128: "), "{e}");
+        }
+    }
+
+    #[test]
+    fn attention_head_dim_must_match_the_kernel() {
+        let p = AttentionParams {
+            q: 256,
+            k: 256,
+            v: 256,
+            o: 256,
+            batch: 8,
+            seq: 130,
+            heads_q: 12,
+            heads_kv: 4,
+            head_dim: 64,
+            q_stride: 768,
+            k_stride: 256,
+            v_stride: 256,
+            o_stride: 768,
+            scale: 0.125,
+            ..Default::default()
+        };
+        assert!(p.check(KernelId::AttentionPrefillD64).is_ok());
+        assert_eq!(p.units(KernelId::AttentionPrefillD64), 8 * 12 * 3);
+        assert!(p.check(KernelId::AttentionPrefillD128).is_err());
+        assert!(AttentionParams { heads_kv: 5, ..p }.check(KernelId::AttentionPrefillD64).is_err());
+        assert!(AttentionParams { k_stride: 200, ..p }.check(KernelId::AttentionPrefillD64).is_err());
+    }
+
+    #[test]
+    fn row_kernels_count_rows() {
+        let n = NormParams { x: 2, gamma: 2, y: 2, rows: 1024, cols: 768, eps: 1e-5, ..Default::default() };
+        assert_eq!(n.units(KernelId::LayerNorm), 1024);
+        assert!(n.check(KernelId::LayerNorm).is_ok());
+        assert!(NormParams { cols: RS_NORM_MAX_COLS + 1, ..n }.check(KernelId::LayerNorm).is_err());
+        let a = ArgmaxParams { logits: 2, out: 4, rows: 8, cols: 50257, stride: 50257, _pad: 0 };
+        assert_eq!(a.units(KernelId::Argmax), 8);
+        assert!(ArgmaxParams { stride: 100, ..a }.check(KernelId::Argmax).is_err());
+        let g = GeluParams { x: 2, y: 2, n: 4097, act: RS_ACT_GELU_ERF, _pad: 0 };
+        assert_eq!(g.units(KernelId::Gelu), 3);
+        assert!(GeluParams { act: RS_ACT_NONE, ..g }.check(KernelId::Gelu).is_err());
+    }
+}

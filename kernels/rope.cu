@@ -1,0 +1,28 @@
+// rope.cu — rotary position embedding (Llama's rotate-half form), in place.
+//
+// Computes:   see RopeParams in abi.h; angles pos·inv_freq[i] in FP32 with full-range sincosf.
+// Work unit:  one token (b, t): every (head, i < head_dim/2) pair of its q and k heads; each
+//             pair is read and written by one thread.
+// Shapes:     even head_dim; any batch, tokens, heads.
+// Reference:  kernels/reference.rs::rope.
+#include "common.cuh"
+
+RS_KERNEL void __launch_bounds__(RS_ROPE_THREADS) rope_f16(const __grid_constant__ RopeParams p) {
+    using rs::u64;
+    const unsigned half_dim = p.head_dim / 2;
+    const float* inv_freq = rs::ptr<const float>(p.inv_freq);
+    RS_FOR_EACH_UNIT(u, (u64)p.batch * p.tokens) {
+        const unsigned b = u / p.tokens, t = u % p.tokens;
+        const float pos = (float)((p.start ? rs::ptr<const unsigned>(p.start)[b] : 0u) + t);
+        for (unsigned c = threadIdx.x; c < (p.heads_q + p.heads_kv) * half_dim; c += blockDim.x) {
+            const unsigned hh = c / half_dim, i = c % half_dim;
+            __half* x = hh < p.heads_q ? rs::ptr<__half>(p.q) + u * p.q_stride + (u64)hh * p.head_dim
+                                       : rs::ptr<__half>(p.k) + u * p.k_stride + (u64)(hh - p.heads_q) * p.head_dim;
+            float sn, cs;
+            sincosf(pos * inv_freq[i], &sn, &cs);
+            const float x1 = __half2float(x[i]), x2 = __half2float(x[i + half_dim]);
+            x[i] = __float2half_rn(x1 * cs - x2 * sn);
+            x[i + half_dim] = __float2half_rn(x2 * cs + x1 * sn);
+        }
+    }
+}

@@ -1,0 +1,583 @@
+//! Every kernel of the library against its CPU reference (kernels/reference.rs) on fresh
+//! random inputs, at grids 1, 7, #SMs, 4×#SMs, the automatic grid, and on a partition, with
+//! outputs poisoned (0xFF: NaN halves) before each launch and compared bit for bit across
+//! grids. Shapes are deliberately not multiples of the tiles.
+
+use half::f16;
+use rand::rngs::StdRng;
+use rand::Rng;
+use rightsize::kernels::abi::*;
+use rightsize::kernels::reference::{self as refs, relative_error, AttentionShape};
+use rightsize::kernels::{self as k, gemm_kernel, Kernel, Params};
+use rightsize::runtime::{DeviceBuffer, DeviceCopy, Grid, PartitionId, Placement, PoolSpec, Runtime};
+
+use super::{device, fresh_rng, split};
+
+const TOL: f64 = 1e-2;
+
+fn runtime() -> Runtime {
+    let d = device();
+    let (g, _) = split(&d);
+    Runtime::new(d, &PoolSpec::disjoint(&[2 * g], g)).unwrap()
+}
+
+fn placements(rt: &Runtime) -> Vec<Placement> {
+    let sms = rt.device().info().sm_count;
+    let mut v: Vec<Placement> =
+        [1, 7, sms, 4 * sms].iter().map(|&g| Placement { grid: Grid::Fixed(g), ..Placement::WHOLE }).collect();
+    v.push(Placement::WHOLE);
+    v.push(Placement::on(PartitionId::green(0)));
+    v
+}
+
+fn rand_f16(rng: &mut StdRng, n: usize, lo: f32, hi: f32) -> Vec<f16> {
+    (0..n).map(|_| f16::from_f32(rng.random_range(lo..hi))).collect()
+}
+
+fn up<T: DeviceCopy>(rt: &Runtime, data: &[T]) -> DeviceBuffer<T> {
+    DeviceBuffer::from_host(rt.device(), data).unwrap()
+}
+
+fn poisoned<T: DeviceCopy>(rt: &Runtime, n: usize) -> DeviceBuffer<T> {
+    DeviceBuffer::filled(rt.device(), n, 0xff).unwrap()
+}
+
+/// Bit patterns, so NaNs compare equal to themselves and -0 differs from 0.
+trait Bits: DeviceCopy {
+    fn bits(self) -> u32;
+}
+impl Bits for f16 {
+    fn bits(self) -> u32 {
+        u32::from(self.to_bits())
+    }
+}
+impl Bits for u32 {
+    fn bits(self) -> u32 {
+        self
+    }
+}
+
+/// Launches `kernel` with `params` at every placement; before each launch `prepare` resets
+/// inputs the kernel overwrites and `out` is poisoned. Returns the first output after
+/// checking that every placement produced the same bits.
+fn at_every_grid<P: Params, T: Bits>(
+    rt: &Runtime,
+    what: &str,
+    kernel: Kernel<P>,
+    params: &P,
+    out: &mut DeviceBuffer<T>,
+    mut prepare: impl FnMut(&mut DeviceBuffer<T>),
+) -> Vec<T> {
+    let mut first: Option<Vec<T>> = None;
+    for placement in placements(rt) {
+        out.fill_bytes(0xff).unwrap();
+        prepare(out);
+        // SAFETY: each test sizes every buffer in `params` for the shape it launches.
+        unsafe { rt.launch(kernel, params, placement) }.unwrap();
+        rt.synchronize().unwrap();
+        let got = out.to_host().unwrap();
+        match &first {
+            None => first = Some(got),
+            Some(f) => {
+                let diff = f.iter().zip(&got).position(|(a, b)| a.bits() != b.bits());
+                assert!(diff.is_none(), "{what}: {placement:?} differs from grid 1 at element {diff:?}");
+            }
+        }
+    }
+    first.unwrap()
+}
+
+fn assert_close(what: &str, got: &[f16], want: &[f16]) {
+    let err = relative_error(got, want);
+    println!("{what}: relative error {err:.2e}");
+    assert!(err <= TOL, "{what}: relative error {err} (NaN or unwritten output gives inf)");
+}
+
+fn assert_same_bits(what: &str, got: &[f16], want: &[f16]) {
+    assert_eq!(got.len(), want.len());
+    for (i, (a, b)) in got.iter().zip(want).enumerate() {
+        assert!(a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()), "{what}: element {i}: {a} vs {b}");
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn gemm_matches_reference() {
+    let rt = runtime();
+    let mut rng = fresh_rng("gemm");
+    let acts = [
+        ("bias", true, RS_ACT_NONE, false),
+        ("bias+gelu_tanh", true, RS_ACT_GELU_TANH, false),
+        ("gelu_erf", false, RS_ACT_GELU_ERF, false),
+        ("bias+residual", true, RS_ACT_NONE, true),
+    ];
+    for (m, n, kk) in [(1, 8, 8), (37, 77, 200), (130, 260, 776), (200, 2304, 768), (8, 50257, 768)] {
+        let a = rand_f16(&mut rng, m * kk, -1.0, 1.0);
+        let b = rand_f16(&mut rng, n * kk, -1.0, 1.0);
+        let bias = rand_f16(&mut rng, n, -1.0, 1.0);
+        let res = rand_f16(&mut rng, m * n, -2.0, 2.0);
+        let (da, db, dbias, dres) = (up(&rt, &a), up(&rt, &b), up(&rt, &bias), up(&rt, &res));
+        let mut out = poisoned::<f16>(&rt, m * n);
+        for (name, with_bias, act, with_res) in acts {
+            let want = refs::gemm(&a, &b, with_bias.then_some(&bias[..]), with_res.then_some(&res[..]), m, n, kk, act);
+            let p = GemmParams {
+                a: da.ptr(),
+                b: db.ptr(),
+                c: out.ptr(),
+                bias: if with_bias { dbias.ptr() } else { 0 },
+                residual: if with_res { dres.ptr() } else { 0 },
+                m: m as u32,
+                n: n as u32,
+                k: kk as u32,
+                batch: 1,
+                lda: kk as u32,
+                ldb: kk as u32,
+                ldc: n as u32,
+                ldr: n as u32,
+                act,
+                ..Default::default()
+            };
+            for kernel in [k::GEMM_LARGE, k::GEMM_SMALL] {
+                let what = format!("{} {m}x{n}x{kk} {name}", kernel.id());
+                let got = at_every_grid(&rt, &what, kernel, &p, &mut out, |_| {});
+                assert_close(&what, &got, &want);
+            }
+            assert_eq!(gemm_kernel(m as u32).id(), if m <= 64 { k::GEMM_SMALL.id() } else { k::GEMM_LARGE.id() });
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn batched_gemm_matches_reference() {
+    let rt = runtime();
+    let mut rng = fresh_rng("batched gemm");
+    let (batch, m, n, kk) = (3usize, 70usize, 90usize, 64usize);
+    let a = rand_f16(&mut rng, batch * m * kk, -1.0, 1.0);
+    let b = rand_f16(&mut rng, n * kk, -1.0, 1.0); // shared by every batch entry (stride 0)
+    let (da, db) = (up(&rt, &a), up(&rt, &b));
+    let ldc = 96; // padded rows
+    let mut out = poisoned::<f16>(&rt, batch * m * ldc);
+    let p = GemmParams {
+        a: da.ptr(),
+        b: db.ptr(),
+        c: out.ptr(),
+        stride_a: (m * kk) as u64,
+        stride_b: 0,
+        stride_c: (m * ldc) as u64,
+        m: m as u32,
+        n: n as u32,
+        k: kk as u32,
+        batch: batch as u32,
+        lda: kk as u32,
+        ldb: kk as u32,
+        ldc: ldc as u32,
+        ..Default::default()
+    };
+    for kernel in [k::GEMM_LARGE, k::GEMM_SMALL] {
+        let got = at_every_grid(&rt, "batched gemm", kernel, &p, &mut out, |_| {});
+        for z in 0..batch {
+            let want = refs::gemm(&a[z * m * kk..(z + 1) * m * kk], &b, None, None, m, n, kk, RS_ACT_NONE);
+            let rows: Vec<f16> = (0..m).flat_map(|i| got[(z * m + i) * ldc..][..n].to_vec()).collect();
+            assert_close(&format!("{} batch {z}", kernel.id()), &rows, &want);
+            // Padding columns are never written.
+            assert!((0..m).all(|i| got[(z * m + i) * ldc + n..(z * m + i + 1) * ldc].iter().all(|v| v.is_nan())));
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn norms_match_reference() {
+    let rt = runtime();
+    let mut rng = fresh_rng("norms");
+    for (rows, cols) in [(1usize, 1usize), (257, 768), (33, 1001), (5, 4099), (3, 8192)] {
+        let n = rows * cols;
+        let x = rand_f16(&mut rng, n, -2.0, 2.0);
+        let res = rand_f16(&mut rng, n, -2.0, 2.0);
+        let gamma = rand_f16(&mut rng, cols, 0.5, 1.5);
+        let beta = rand_f16(&mut rng, cols, -0.5, 0.5);
+        let (dx, dgamma, dbeta) = (up(&rt, &x), up(&rt, &gamma), up(&rt, &beta));
+        let mut dres = up(&rt, &res);
+        let mut y = poisoned::<f16>(&rt, n);
+        let eps = 1e-5;
+        // LayerNorm with bias, no residual.
+        let p = NormParams {
+            x: dx.ptr(),
+            gamma: dgamma.ptr(),
+            beta: dbeta.ptr(),
+            y: y.ptr(),
+            rows: rows as u32,
+            cols: cols as u32,
+            eps,
+            ..Default::default()
+        };
+        let got = at_every_grid(&rt, "layer_norm", k::LAYER_NORM, &p, &mut y, |_| {});
+        assert_close(
+            &format!("layer_norm {rows}x{cols}"),
+            &got,
+            &refs::layer_norm(&x, None, &gamma, Some(&beta), cols, eps).y,
+        );
+        // RMSNorm with the residual stream updated in place (sum_out aliases residual).
+        let p = NormParams { residual: dres.ptr(), sum_out: dres.ptr(), beta: 0, ..p };
+        let want = refs::rms_norm(&x, Some(&res), &gamma, cols, eps);
+        let got = at_every_grid(&rt, "rms_norm", k::RMS_NORM, &p, &mut y, |_| dres.copy_from_host(&res).unwrap());
+        assert_close(&format!("rms_norm+residual {rows}x{cols}"), &got, &want.y);
+        assert_same_bits("rms_norm sum_out", &dres.to_host().unwrap(), want.sum.as_ref().unwrap());
+        // LayerNorm with residual, sum to its own buffer.
+        let mut sum = poisoned::<f16>(&rt, n);
+        let p = NormParams { residual: dres.ptr(), sum_out: sum.ptr(), beta: dbeta.ptr(), ..p };
+        dres.copy_from_host(&res).unwrap();
+        let want = refs::layer_norm(&x, Some(&res), &gamma, Some(&beta), cols, eps);
+        let got =
+            at_every_grid(&rt, "layer_norm+residual", k::LAYER_NORM, &p, &mut y, |_| sum.fill_bytes(0xff).unwrap());
+        assert_close(&format!("layer_norm+residual {rows}x{cols}"), &got, &want.y);
+        assert_same_bits("layer_norm sum_out", &sum.to_host().unwrap(), want.sum.as_ref().unwrap());
+    }
+}
+
+struct AttnCase {
+    batch: usize,
+    seq: usize,
+    heads_q: usize,
+    heads_kv: usize,
+    head_dim: usize,
+    causal: bool,
+    lens: Option<Vec<u32>>,
+    packed: bool,
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn prefill_attention_matches_reference() {
+    let rt = runtime();
+    let mut rng = fresh_rng("prefill attention");
+    let case = |batch, seq, heads_q, heads_kv, head_dim, causal, lens: Option<Vec<u32>>, packed| AttnCase {
+        batch,
+        seq,
+        heads_q,
+        heads_kv,
+        head_dim,
+        causal,
+        lens,
+        packed,
+    };
+    let cases = [
+        case(2, 130, 4, 4, 64, false, Some(vec![130, 77]), false),
+        case(2, 100, 8, 2, 128, true, None, false),
+        case(3, 64, 2, 1, 64, true, Some(vec![64, 10, 0]), false),
+        case(1, 1, 2, 2, 128, false, None, false),
+        case(2, 129, 12, 12, 64, false, None, false),
+        case(2, 70, 4, 2, 64, true, Some(vec![70, 33]), true),
+        case(1, 200, 4, 1, 128, false, Some(vec![150]), true),
+    ];
+    for c in cases {
+        let s = AttentionShape {
+            batch: c.batch,
+            seq: c.seq,
+            heads_q: c.heads_q,
+            heads_kv: c.heads_kv,
+            head_dim: c.head_dim,
+        };
+        let rows = c.batch * c.seq;
+        let (qw, kw) = (c.heads_q * c.head_dim, c.heads_kv * c.head_dim);
+        let q = rand_f16(&mut rng, rows * qw, -1.0, 1.0);
+        let kx = rand_f16(&mut rng, rows * kw, -1.0, 1.0);
+        let v = rand_f16(&mut rng, rows * kw, -1.0, 1.0);
+        let scale = 1.0 / (c.head_dim as f32).sqrt();
+        let want = refs::attention(&q, &kx, &v, s, c.lens.as_deref(), c.causal, scale);
+        // Either three tensors, or one packed [q | k | v] row per token as a QKV GEMM writes it.
+        let (buffers, qp, kp, vp, qs, ks) = if c.packed {
+            let w = qw + 2 * kw;
+            let mut packed = Vec::with_capacity(rows * w);
+            for r in 0..rows {
+                packed.extend_from_slice(&q[r * qw..(r + 1) * qw]);
+                packed.extend_from_slice(&kx[r * kw..(r + 1) * kw]);
+                packed.extend_from_slice(&v[r * kw..(r + 1) * kw]);
+            }
+            let d = up(&rt, &packed);
+            let base = d.ptr();
+            (vec![d], base, base + 2 * qw as u64, base + 2 * (qw + kw) as u64, w, w)
+        } else {
+            let (dq, dk, dv) = (up(&rt, &q), up(&rt, &kx), up(&rt, &v));
+            let ptrs = (dq.ptr(), dk.ptr(), dv.ptr());
+            (vec![dq, dk, dv], ptrs.0, ptrs.1, ptrs.2, qw, kw)
+        };
+        let lens = c.lens.as_ref().map(|l| up(&rt, l));
+        let mut o = poisoned::<f16>(&rt, rows * qw);
+        let p = AttentionParams {
+            q: qp,
+            k: kp,
+            v: vp,
+            o: o.ptr(),
+            seq_lens: lens.as_ref().map_or(0, |l| l.ptr()),
+            batch: c.batch as u32,
+            seq: c.seq as u32,
+            heads_q: c.heads_q as u32,
+            heads_kv: c.heads_kv as u32,
+            head_dim: c.head_dim as u32,
+            q_stride: qs as u32,
+            k_stride: ks as u32,
+            v_stride: ks as u32,
+            o_stride: qw as u32,
+            causal: u32::from(c.causal),
+            scale,
+            _pad: 0,
+        };
+        let kernel = if c.head_dim == 64 { k::ATTENTION_PREFILL_D64 } else { k::ATTENTION_PREFILL_D128 };
+        let what = format!(
+            "attention b{} s{} h{}/{} d{} causal={} lens={:?} packed={}",
+            c.batch, c.seq, c.heads_q, c.heads_kv, c.head_dim, c.causal, c.lens, c.packed
+        );
+        let got = at_every_grid(&rt, &what, kernel, &p, &mut o, |_| {});
+        assert_close(&what, &got, &want);
+        drop(buffers);
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn decode_attention_matches_reference() {
+    let rt = runtime();
+    let mut rng = fresh_rng("decode attention");
+    for (heads_q, heads_kv, head_dim, max_len, lens) in [
+        (8usize, 2usize, 128usize, 300usize, vec![1u32, 157, 300]),
+        (12, 12, 64, 65, vec![5, 65]),
+        (4, 1, 64, 1000, vec![999, 0, 3]),
+    ] {
+        let batch = lens.len();
+        let q = rand_f16(&mut rng, batch * heads_q * head_dim, -1.0, 1.0);
+        let kc = rand_f16(&mut rng, batch * heads_kv * max_len * head_dim, -1.0, 1.0);
+        let vc = rand_f16(&mut rng, batch * heads_kv * max_len * head_dim, -1.0, 1.0);
+        let scale = 1.0 / (head_dim as f32).sqrt();
+        let want = refs::decode_attention(&q, &kc, &vc, &lens, heads_q, heads_kv, head_dim, max_len, scale);
+        let (dq, dk, dv, dl) = (up(&rt, &q), up(&rt, &kc), up(&rt, &vc), up(&rt, &lens));
+        let mut o = poisoned::<f16>(&rt, batch * heads_q * head_dim);
+        let p = DecodeAttentionParams {
+            q: dq.ptr(),
+            k_cache: dk.ptr(),
+            v_cache: dv.ptr(),
+            o: o.ptr(),
+            cache_lens: dl.ptr(),
+            batch: batch as u32,
+            heads_q: heads_q as u32,
+            heads_kv: heads_kv as u32,
+            head_dim: head_dim as u32,
+            max_len: max_len as u32,
+            q_stride: (heads_q * head_dim) as u32,
+            o_stride: (heads_q * head_dim) as u32,
+            scale,
+        };
+        let kernel = if head_dim == 64 { k::ATTENTION_DECODE_D64 } else { k::ATTENTION_DECODE_D128 };
+        let what = format!("decode h{heads_q}/{heads_kv} d{head_dim} lens {lens:?}");
+        let got = at_every_grid(&rt, &what, kernel, &p, &mut o, |_| {});
+        assert_close(&what, &got, &want);
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn kv_append_matches_reference() {
+    let rt = runtime();
+    let mut rng = fresh_rng("kv append");
+    let (tokens, heads_kv, head_dim, max_len) = (5usize, 2usize, 64usize, 16usize);
+    let start = vec![0u32, 3, 14];
+    let batch = start.len();
+    let kw = heads_kv * head_dim;
+    // k and v inside a wider row, as a fused QKV GEMM leaves them (stride 3·kw).
+    let rows = rand_f16(&mut rng, batch * tokens * 3 * kw, -1.0, 1.0);
+    let k_rows: Vec<f16> = rows.chunks(3 * kw).flat_map(|r| r[kw..2 * kw].to_vec()).collect();
+    let v_rows: Vec<f16> = rows.chunks(3 * kw).flat_map(|r| r[2 * kw..].to_vec()).collect();
+    let cache_len = batch * heads_kv * max_len * head_dim;
+    let mut want_k = vec![f16::from_bits(0xffff); cache_len];
+    let mut want_v = want_k.clone();
+    refs::kv_append(&mut want_k, &mut want_v, &k_rows, &v_rows, Some(&start), tokens, heads_kv, head_dim, max_len);
+    let (drows, dstart) = (up(&rt, &rows), up(&rt, &start));
+    let (mut kc, mut vc) = (poisoned::<f16>(&rt, cache_len), poisoned::<f16>(&rt, cache_len));
+    let p = KvAppendParams {
+        k: drows.ptr() + 2 * kw as u64,
+        v: drows.ptr() + 4 * kw as u64,
+        k_cache: kc.ptr(),
+        v_cache: vc.ptr(),
+        start: dstart.ptr(),
+        batch: batch as u32,
+        tokens: tokens as u32,
+        heads_kv: heads_kv as u32,
+        head_dim: head_dim as u32,
+        max_len: max_len as u32,
+        k_stride: 3 * kw as u32,
+        v_stride: 3 * kw as u32,
+        _pad: 0,
+    };
+    let got = at_every_grid(&rt, "kv_append", k::KV_APPEND, &p, &mut kc, |_| vc.fill_bytes(0xff).unwrap());
+    assert_same_bits("kv_append k", &got, &want_k);
+    assert_same_bits("kv_append v", &vc.to_host().unwrap(), &want_v);
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn rope_matches_reference() {
+    let rt = runtime();
+    let mut rng = fresh_rng("rope");
+    for (head_dim, theta) in [(64usize, 10_000.0), (128, 500_000.0)] {
+        let (batch, tokens, heads_q, heads_kv) = (2usize, 9usize, 4usize, 2usize);
+        let start = vec![0u32, 1000];
+        let q = rand_f16(&mut rng, batch * tokens * heads_q * head_dim, -2.0, 2.0);
+        let kx = rand_f16(&mut rng, batch * tokens * heads_kv * head_dim, -2.0, 2.0);
+        let inv = refs::rope_inv_freq(head_dim, theta);
+        let (mut want_q, mut want_k) = (q.clone(), kx.clone());
+        refs::rope(&mut want_q, heads_q, head_dim, &inv, Some(&start), tokens);
+        refs::rope(&mut want_k, heads_kv, head_dim, &inv, Some(&start), tokens);
+        let (mut dq, mut dk, dinv, dstart) = (up(&rt, &q), up(&rt, &kx), up(&rt, &inv), up(&rt, &start));
+        let p = RopeParams {
+            q: dq.ptr(),
+            k: dk.ptr(),
+            inv_freq: dinv.ptr(),
+            start: dstart.ptr(),
+            batch: batch as u32,
+            tokens: tokens as u32,
+            heads_q: heads_q as u32,
+            heads_kv: heads_kv as u32,
+            head_dim: head_dim as u32,
+            q_stride: (heads_q * head_dim) as u32,
+            k_stride: (heads_kv * head_dim) as u32,
+            _pad: 0,
+        };
+        // In place: every launch starts from the original q and k.
+        let got_q = at_every_grid(&rt, "rope", k::ROPE, &p, &mut dq, |dq| {
+            dq.copy_from_host(&q).unwrap();
+            dk.copy_from_host(&kx).unwrap();
+        });
+        assert_close(&format!("rope q d{head_dim}"), &got_q, &want_q);
+        assert_close(&format!("rope k d{head_dim}"), &dk.to_host().unwrap(), &want_k);
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn embedding_matches_reference() {
+    let rt = runtime();
+    let mut rng = fresh_rng("embedding");
+    let (vocab, hidden, max_pos, batch, tokens) = (1000usize, 768usize, 512usize, 2usize, 7usize);
+    let tok = rand_f16(&mut rng, vocab * hidden, -1.0, 1.0);
+    let pos = rand_f16(&mut rng, max_pos * hidden, -1.0, 1.0);
+    let typ = rand_f16(&mut rng, hidden, -1.0, 1.0);
+    let mut ids: Vec<u32> = (0..batch * tokens).map(|_| rng.random_range(0..vocab as u32)).collect();
+    ids[tokens + 2] = vocab as u32 + 3; // out of range: a NaN row, not an out-of-bounds read
+    let start = vec![0u32, 5];
+    let want = refs::embedding(&ids, &tok, Some(&pos), Some(&typ), Some(&start), tokens, hidden);
+    let (dids, dtok, dpos, dtyp, dstart) =
+        (up(&rt, &ids), up(&rt, &tok), up(&rt, &pos), up(&rt, &typ), up(&rt, &start));
+    let mut out = poisoned::<f16>(&rt, batch * tokens * hidden);
+    let p = EmbeddingParams {
+        ids: dids.ptr(),
+        tok: dtok.ptr(),
+        pos: dpos.ptr(),
+        type_: dtyp.ptr(),
+        start: dstart.ptr(),
+        out: out.ptr(),
+        batch: batch as u32,
+        tokens: tokens as u32,
+        hidden: hidden as u32,
+        vocab: vocab as u32,
+        max_pos: max_pos as u32,
+        _pad: 0,
+    };
+    let got = at_every_grid(&rt, "embedding", k::EMBEDDING, &p, &mut out, |_| {});
+    assert_same_bits("embedding", &got, &want);
+    assert!(got[(tokens + 2) * hidden..(tokens + 3) * hidden].iter().all(|v| v.is_nan()));
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn activations_match_reference() {
+    let rt = runtime();
+    let mut rng = fresh_rng("activations");
+    let n = 10_007;
+    let x = rand_f16(&mut rng, n, -5.0, 5.0);
+    let dx = up(&rt, &x);
+    let mut y = poisoned::<f16>(&rt, n);
+    for act in [RS_ACT_GELU_TANH, RS_ACT_GELU_ERF] {
+        let p = GeluParams { x: dx.ptr(), y: y.ptr(), n: n as u64, act, _pad: 0 };
+        let got = at_every_grid(&rt, "gelu", k::GELU, &p, &mut y, |_| {});
+        assert_close(&format!("gelu act {act}"), &got, &refs::gelu(&x, act));
+    }
+    // SwiGLU reading gate and up from one [rows, 2·cols] buffer, as a fused GEMM writes them.
+    let (rows, cols) = (33usize, 1000usize);
+    let gu = rand_f16(&mut rng, rows * 2 * cols, -4.0, 4.0);
+    let gate: Vec<f16> = gu.chunks(2 * cols).flat_map(|r| r[..cols].to_vec()).collect();
+    let upv: Vec<f16> = gu.chunks(2 * cols).flat_map(|r| r[cols..].to_vec()).collect();
+    let dgu = up(&rt, &gu);
+    let mut out = poisoned::<f16>(&rt, rows * cols);
+    let p = SwigluParams {
+        gate: dgu.ptr(),
+        up: dgu.ptr() + 2 * cols as u64,
+        out: out.ptr(),
+        rows: rows as u32,
+        cols: cols as u32,
+        gate_stride: 2 * cols as u32,
+        up_stride: 2 * cols as u32,
+        out_stride: cols as u32,
+        _pad: 0,
+    };
+    let got = at_every_grid(&rt, "swiglu", k::SWIGLU, &p, &mut out, |_| {});
+    assert_close("swiglu", &got, &refs::swiglu(&gate, &upv));
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn argmax_matches_reference() {
+    let rt = runtime();
+    let mut rng = fresh_rng("argmax");
+    for cols in [50_257usize, 128_256, 3] {
+        let rows = 8;
+        let mut l = rand_f16(&mut rng, rows * cols, -10.0, 10.0);
+        // Row 0: a tie for the maximum; row 1: NaNs among the values; row 2: only NaN.
+        let hi = f16::from_f32(20.0);
+        l[cols - 1] = hi;
+        l[cols / 2] = hi;
+        l[cols + 1] = f16::NAN;
+        for v in &mut l[2 * cols..3 * cols] {
+            *v = f16::NAN;
+        }
+        let want = refs::argmax(&l, cols);
+        let dl = up(&rt, &l);
+        let mut out = poisoned::<u32>(&rt, rows);
+        let p = ArgmaxParams {
+            logits: dl.ptr(),
+            out: out.ptr(),
+            rows: rows as u32,
+            cols: cols as u32,
+            stride: cols as u32,
+            _pad: 0,
+        };
+        let got = at_every_grid(&rt, "argmax", k::ARGMAX, &p, &mut out, |_| {});
+        assert_eq!(got, want, "argmax over {cols}");
+        assert_eq!(got[0], (cols / 2) as u32);
+        assert_eq!(got[2], 0);
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn cublaslt_baseline_matches_reference() {
+    // The bench's cuBLAS numbers mean something only if the wrapper computes the same GEMM.
+    let rt = runtime();
+    let blas = rightsize::runtime::BlasLt::new(rt.device()).unwrap();
+    let mut rng = fresh_rng("cublaslt");
+    let (m, n, kk) = (130usize, 260usize, 776usize);
+    let a = rand_f16(&mut rng, m * kk, -1.0, 1.0);
+    let b = rand_f16(&mut rng, n * kk, -1.0, 1.0);
+    let want = refs::gemm(&a, &b, None, None, m, n, kk, RS_ACT_NONE);
+    let (da, db) = (up(&rt, &a), up(&rt, &b));
+    let green = rt.pool().get(PartitionId::green(0)).unwrap();
+    for (partition, sms) in [(PartitionId::WHOLE, None), (PartitionId::green(0), Some(green.sms()))] {
+        let c = poisoned::<f16>(&rt, m * n);
+        let plan = blas.plan(m as u32, n as u32, kk as u32, sms).unwrap();
+        let stream = rt.pool().get(partition).unwrap().stream(0).unwrap();
+        // SAFETY: buffers of m·k, n·k and m·n halves.
+        unsafe { blas.run(&plan, da.ptr(), db.ptr(), c.ptr(), stream) }.unwrap();
+        rt.synchronize().unwrap();
+        assert_close(&format!("cublasLt on {partition:?}"), &c.to_host().unwrap(), &want);
+    }
+}
