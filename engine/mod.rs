@@ -1,5 +1,32 @@
-//! The FP16 transformer engine (BERT-style encoders; GPT-2 and Llama-style decoders with a
-//! KV cache): model configs, weights, layers and requests. Every kernel it runs goes through
-//! [`crate::runtime`]'s launch path.
+//! The FP16 transformer engine: BERT-style encoders and GPT-2 and Llama-style decoders with a
+//! KV cache, on the kernel library. Every kernel it runs goes through a
+//! [`crate::runtime::Tenant`], so the runtime places each launch.
 //!
-//! Nothing here yet: the engine is built on the kernel library (see the project's issues).
+//! Owns model configs, weights and forward passes; knows nothing of partitions or policies.
+
+pub mod config;
+pub mod model;
+pub mod ops;
+pub mod reference;
+pub mod weights;
+
+pub use config::{ConfigError, Family, ModelConfig};
+pub use model::{Model, Workspace};
+pub use weights::ModelWeights;
+
+/// What can go wrong running a model.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The runtime refused or failed.
+    #[error(transparent)]
+    Runtime(#[from] crate::runtime::Error),
+    /// A bad config.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Weights that do not fit the config.
+    #[error("weights: {0}")]
+    Weights(String),
+    /// A request or view that does not fit its buffers.
+    #[error("shape: {0}")]
+    Shape(String),
+}

@@ -42,6 +42,18 @@ typedef struct VectorAddParams {
     unsigned long long n;
 } VectorAddParams;
 
+/** add_u32: x[i] += delta for i < n (decode positions). One work unit of RS_VECTOR_UNIT. */
+typedef struct AddU32Params {
+    unsigned long long x, n;
+    unsigned int delta;
+    unsigned int _pad;
+} AddU32Params;
+
+/** copy_u32: dst[i] = src[i] for i < n. Work unit: RS_VECTOR_UNIT elements. */
+typedef struct CopyU32Params {
+    unsigned long long src, dst, n;
+} CopyU32Params;
+
 /* ---- gemm.cu ---------------------------------------------------------------- */
 
 /** Epilogue activations of the GEMM (and the forms of gelu_f16). */
@@ -108,7 +120,7 @@ typedef struct NormParams {
 #define RS_DECODE_THREADS 128
 
 /**
- * attention_prefill_d{64,128}: softmax(scale · Q Kᵀ + mask) V per (sequence, query head),
+ * attention_prefill_d{32,64,128}: softmax(scale · Q Kᵀ + mask) V per (sequence, query head),
  * flash-style (online softmax; no seq×seq matrix). Token t of sequence b is row b·seq + t of
  * q, k, v and o; head h starts at column h·head_dim. Query head h reads key/value head
  * h / (heads_q / heads_kv) (grouped-query attention). Keys at positions ≥ seq_lens[b] are
@@ -126,7 +138,7 @@ typedef struct AttentionParams {
 } AttentionParams;
 
 /**
- * attention_decode_d{64,128}: one new query per sequence against its KV cache.
+ * attention_decode_d{32,64,128}: one new query per sequence against its KV cache.
  * q: row b (stride q_stride), head h at h·head_dim. Cache layout [batch][heads_kv][max_len]
  * [head_dim], positions < cache_lens[b] valid (the new token already appended).
  * Work unit: (b, kv head), all query heads of its group.
@@ -221,5 +233,21 @@ typedef struct ArgmaxParams {
     unsigned int rows, cols, stride;
     unsigned int _pad;
 } ArgmaxParams;
+
+/* ---- init.cu ---------------------------------------------------------------- */
+
+#define RS_FILL_THREADS 256
+#define RS_FILL_UNIT 4096
+
+/**
+ * fill_f16: x[i] = mean + scale·(2u − 1) with u = (splitmix64(seed + i) >> 40) / 2²⁴, i.e.
+ * uniform in [mean − scale, mean + scale), computed in f32 without contraction and rounded
+ * once, so the host can reproduce every value (kernels/reference.rs::fill).
+ * Work unit: RS_FILL_UNIT elements.
+ */
+typedef struct FillParams {
+    unsigned long long x, n, seed;
+    float scale, mean;
+} FillParams;
 
 #endif

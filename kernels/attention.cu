@@ -1,18 +1,18 @@
 // attention.cu — scaled dot-product attention, FP16 in and out, FP32 softmax.
 //
-// attention_prefill_d{64,128}: flash-style (online softmax, no seq×seq matrix) on tensor cores.
+// attention_prefill_d{32,64,128}: flash-style (online softmax, no seq×seq matrix) on tensor cores.
 //   Computes:  O = softmax(scale·Q Kᵀ + mask) V per (sequence, query head); see AttentionParams.
 //   Work unit: (b, h, block of RS_ATTN_BQ = 64 queries): 4 warps of 16 query rows; keys in
 //              steps of RS_ATTN_BKV = 64 staged in shared memory. S = Q·Kᵀ and O += P·V with
 //              mma.sync m16n8k16; P is rounded to FP16 for the second product.
-//   Shapes:    any seq, batch, heads; head_dim 64 or 128; heads_q a multiple of heads_kv (GQA);
+//   Shapes:    any seq, batch, heads; head_dim 32, 64 or 128; heads_q a multiple of heads_kv (GQA);
 //              padding mask via seq_lens, optional causal mask.
 //   Reference: kernels/reference.rs::attention.
 //
-// attention_decode_d{64,128}: one new query per sequence against its KV cache (SIMT).
+// attention_decode_d{32,64,128}: one new query per sequence against its KV cache (SIMT).
 //   Work unit: (b, kv head); each of the 4 warps takes every 4th cached position with an
 //              online softmax, then the warps' partial results are merged in a fixed order.
-//   Shapes:    any cache length ≤ max_len; head_dim 64 or 128; GQA.
+//   Shapes:    any cache length ≤ max_len; head_dim 32, 64 or 128; GQA.
 //   Reference: kernels/reference.rs::decode_attention.
 #include <math_constants.h>
 
@@ -176,7 +176,7 @@ __device__ __forceinline__ void prefill(const AttentionParams& p, __half* smem) 
 template <int D>
 __device__ __forceinline__ void decode(const DecodeAttentionParams& p) {
     constexpr int WARPS = RS_DECODE_THREADS / 32, PER = D / 32;
-    static_assert(PER == 2 || PER == 4, "head_dim 64 or 128");
+    static_assert(PER == 1 || PER == 2 || PER == 4, "head_dim 32, 64 or 128");
     __shared__ float sm_m[WARPS], sm_l[WARPS], sm_o[WARPS][D];
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const unsigned group = p.heads_q / p.heads_kv;
@@ -242,12 +242,20 @@ __device__ __forceinline__ void decode(const DecodeAttentionParams& p) {
 
 extern __shared__ __align__(128) unsigned char rs_attn_smem[];
 
+RS_KERNEL void __launch_bounds__(RS_ATTN_THREADS) attention_prefill_d32(const __grid_constant__ AttentionParams p) {
+    prefill<32>(p, reinterpret_cast<__half*>(rs_attn_smem));
+}
+
 RS_KERNEL void __launch_bounds__(RS_ATTN_THREADS) attention_prefill_d64(const __grid_constant__ AttentionParams p) {
     prefill<64>(p, reinterpret_cast<__half*>(rs_attn_smem));
 }
 
 RS_KERNEL void __launch_bounds__(RS_ATTN_THREADS) attention_prefill_d128(const __grid_constant__ AttentionParams p) {
     prefill<128>(p, reinterpret_cast<__half*>(rs_attn_smem));
+}
+
+RS_KERNEL void __launch_bounds__(RS_DECODE_THREADS) attention_decode_d32(const __grid_constant__ DecodeAttentionParams p) {
+    decode<32>(p);
 }
 
 RS_KERNEL void __launch_bounds__(RS_DECODE_THREADS) attention_decode_d64(const __grid_constant__ DecodeAttentionParams p) {

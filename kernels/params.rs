@@ -85,6 +85,24 @@ impl Params for VectorAddParams {
     }
 }
 
+impl Params for AddU32Params {
+    fn units(&self, _: KernelId) -> u64 {
+        vector_units(self.n)
+    }
+    fn check(&self, k: KernelId) -> Result<(), ParamError> {
+        pointers(k, &[("x", self.x, 4)])
+    }
+}
+
+impl Params for CopyU32Params {
+    fn units(&self, _: KernelId) -> u64 {
+        vector_units(self.n)
+    }
+    fn check(&self, k: KernelId) -> Result<(), ParamError> {
+        pointers(k, &[("src", self.src, 4), ("dst", self.dst, 4)])
+    }
+}
+
 impl Params for GemmParams {
     fn units(&self, k: KernelId) -> u64 {
         let (bm, bn) = match k {
@@ -126,8 +144,29 @@ impl Params for NormParams {
 
 fn head_dim_of(k: KernelId) -> u32 {
     match k {
+        KernelId::AttentionPrefillD32 | KernelId::AttentionDecodeD32 => 32,
         KernelId::AttentionPrefillD64 | KernelId::AttentionDecodeD64 => 64,
         _ => 128,
+    }
+}
+
+/// The prefill attention kernel for `head_dim` (32, 64 or 128).
+pub fn attention_prefill_kernel(head_dim: u32) -> Option<Kernel<AttentionParams>> {
+    match head_dim {
+        32 => Some(super::ATTENTION_PREFILL_D32),
+        64 => Some(super::ATTENTION_PREFILL_D64),
+        128 => Some(super::ATTENTION_PREFILL_D128),
+        _ => None,
+    }
+}
+
+/// The decode attention kernel for `head_dim` (32, 64 or 128).
+pub fn attention_decode_kernel(head_dim: u32) -> Option<Kernel<DecodeAttentionParams>> {
+    match head_dim {
+        32 => Some(super::ATTENTION_DECODE_D32),
+        64 => Some(super::ATTENTION_DECODE_D64),
+        128 => Some(super::ATTENTION_DECODE_D128),
+        _ => None,
     }
 }
 
@@ -259,6 +298,16 @@ impl Params for SwigluParams {
             format!("strides must be at least cols = {c}")
         })?;
         pointers(k, &[("gate", self.gate, 2), ("up", self.up, 2), ("out", self.out, 2)])
+    }
+}
+
+impl Params for FillParams {
+    fn units(&self, _: KernelId) -> u64 {
+        self.n.div_ceil(u64::from(RS_FILL_UNIT))
+    }
+    fn check(&self, k: KernelId) -> Result<(), ParamError> {
+        ensure(self.scale.is_finite() && self.mean.is_finite(), k, || "scale and mean must be finite".into())?;
+        pointers(k, &[("x", self.x, 2)])
     }
 }
 

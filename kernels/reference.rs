@@ -381,6 +381,25 @@ pub fn argmax(logits: &[f16], cols: usize) -> Vec<u32> {
         .collect()
 }
 
+fn splitmix64(z: u64) -> u64 {
+    let mut z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// `fill_f16`: element `i` of a fill with `seed`, `scale` and `mean` (uniform in
+/// `[mean − scale, mean + scale)`), bit for bit what the kernel writes.
+pub fn fill_value(seed: u64, i: u64, scale: f32, mean: f32) -> f16 {
+    let r = (splitmix64(seed.wrapping_add(i)) >> 40) as f32 * (1.0 / 16_777_216.0);
+    h(scale * (2.0 * r - 1.0) + mean)
+}
+
+/// `fill_f16` over `n` elements.
+pub fn fill(n: usize, seed: u64, scale: f32, mean: f32) -> Vec<f16> {
+    (0..n as u64).map(|i| fill_value(seed, i, scale, mean)).collect()
+}
+
 /// Relative error ‖out − ref‖₂ / ‖ref‖₂ in f64; infinite when `out` has a NaN or the lengths
 /// differ, so a NaN never passes a tolerance.
 pub fn relative_error(out: &[f16], reference: &[f16]) -> f64 {
@@ -495,6 +514,17 @@ mod tests {
         assert!((x[0].to_f32() - c).abs() < 1e-3 && (x[2].to_f32() - s).abs() < 1e-3);
         let n: f32 = x.iter().map(|v| v.to_f32().powi(2)).sum();
         assert!((n - (1.0 + 0.25 + 0.0625)).abs() < 1e-2);
+    }
+
+    #[test]
+    fn fill_is_uniform_in_range_and_seeded() {
+        let a = fill(10_000, 7, 0.02, 0.0);
+        assert!(a.iter().all(|v| v.to_f32().abs() <= 0.0201), "within the range, up to FP16 rounding");
+        let mean: f32 = a.iter().map(|v| v.to_f32()).sum::<f32>() / a.len() as f32;
+        let var: f32 = a.iter().map(|v| v.to_f32().powi(2)).sum::<f32>() / a.len() as f32;
+        assert!(mean.abs() < 1e-3 && (var.sqrt() - 0.02 / 3f32.sqrt()).abs() < 1e-3, "{mean} {var}");
+        assert_ne!(fill(4, 8, 0.02, 0.0), fill(4, 7, 0.02, 0.0));
+        assert_eq!(fill(4, 7, 1.0, 1.0), fill(4, 7, 1.0, 1.0));
     }
 
     #[test]

@@ -1,4 +1,4 @@
-// vector.cu — elementwise vector arithmetic on FP16.
+// vector.cu — elementwise vector arithmetic.
 //
 // Computes:   vector_add_f16: c[i] = half(float(a[i]) + float(b[i])) for i < n.
 // Work unit:  RS_VECTOR_UNIT consecutive elements (RS_VECTOR_ELEMS_PER_THREAD per thread);
@@ -6,6 +6,8 @@
 // Shapes:     any n; 16-byte vector loads when a, b and c are 16-byte aligned and the
 //             unit is whole, element loads otherwise.
 // Reference:  kernels/reference.rs::vector_add.
+//
+// add_u32, copy_u32: counters and token ids for decoding; work unit RS_VECTOR_UNIT elements.
 #include "common.cuh"
 
 RS_KERNEL void __launch_bounds__(RS_VECTOR_THREADS) vector_add_f16(const __grid_constant__ VectorAddParams p) {
@@ -35,5 +37,22 @@ RS_KERNEL void __launch_bounds__(RS_VECTOR_THREADS) vector_add_f16(const __grid_
                 c[i] = __float2half_rn(__half2float(a[i]) + __half2float(b[i]));
             }
         }
+    }
+}
+
+RS_KERNEL void __launch_bounds__(RS_VECTOR_THREADS) add_u32(const __grid_constant__ AddU32Params p) {
+    unsigned int* x = rs::ptr<unsigned int>(p.x);
+    RS_FOR_EACH_UNIT(u, (p.n + RS_VECTOR_UNIT - 1) / RS_VECTOR_UNIT) {
+        const unsigned long long end = min((u + 1) * RS_VECTOR_UNIT, p.n);
+        for (unsigned long long i = u * RS_VECTOR_UNIT + threadIdx.x; i < end; i += blockDim.x) x[i] += p.delta;
+    }
+}
+
+RS_KERNEL void __launch_bounds__(RS_VECTOR_THREADS) copy_u32(const __grid_constant__ CopyU32Params p) {
+    const unsigned int* src = rs::ptr<const unsigned int>(p.src);
+    unsigned int* dst = rs::ptr<unsigned int>(p.dst);
+    RS_FOR_EACH_UNIT(u, (p.n + RS_VECTOR_UNIT - 1) / RS_VECTOR_UNIT) {
+        const unsigned long long end = min((u + 1) * RS_VECTOR_UNIT, p.n);
+        for (unsigned long long i = u * RS_VECTOR_UNIT + threadIdx.x; i < end; i += blockDim.x) dst[i] = src[i];
     }
 }

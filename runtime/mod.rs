@@ -9,6 +9,7 @@ mod error;
 mod launch;
 mod memory;
 mod partition;
+mod tenant;
 
 pub use blas::{BlasGemm, BlasLt};
 pub use device::{mps_control_path, Device, DeviceInfo, PartitionSupport, PriorityRange};
@@ -16,6 +17,7 @@ pub use error::{Error, PartitionError, Result};
 pub use launch::{auto_grid, Grid, KernelTable, LoadedKernel};
 pub use memory::{DeviceBuffer, DeviceCopy};
 pub use partition::{group_range, GroupRange, Partition, PartitionId, PartitionPool, PartitionRequest, PoolSpec};
+pub use tenant::Tenant;
 
 use crate::kernels::{Kernel, Params};
 use serde::{Deserialize, Serialize};

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 
+mod engine;
 mod kernels;
 
 use half::f16;

@@ -1,0 +1,270 @@
+//! The forward passes: BERT-style encoders, and GPT-2 and Llama-style decoders with a KV
+//! cache and greedy decoding. Every kernel goes through the tenant; a pass enqueues work
+//! only (no allocation, no host synchronization), on buffers preallocated in a [`Workspace`].
+
+use half::f16;
+
+use super::config::{Family, ModelConfig};
+use super::ops::{self, Heads, KvCache, Mat};
+use super::weights::ModelWeights;
+use super::EngineError;
+use crate::kernels::abi::{RS_ACT_GELU_ERF, RS_ACT_GELU_TANH, RS_ACT_NONE};
+use crate::runtime::{DeviceBuffer, Tenant};
+
+type Result<T> = std::result::Result<T, EngineError>;
+
+/// A model on the device: its config and weights.
+#[derive(Debug)]
+pub struct Model {
+    config: ModelConfig,
+    weights: ModelWeights<DeviceBuffer<f16>>,
+    inv_freq: Option<DeviceBuffer<f32>>,
+}
+
+/// Device buffers for requests of up to `batch` sequences of up to `seq` tokens (prompt and
+/// generated tokens together for a decoder).
+#[derive(Debug)]
+pub struct Workspace {
+    /// Sequences.
+    pub batch: u32,
+    /// Tokens per sequence.
+    pub seq: u32,
+    /// Token ids, `[batch·seq]`.
+    pub ids: DeviceBuffer<u32>,
+    /// Valid tokens per sequence (encoder padding), `[batch]`.
+    pub lens: DeviceBuffer<u32>,
+    /// Hidden states (the residual stream), `[batch·seq][hidden]`.
+    pub x: DeviceBuffer<f16>,
+    norm: DeviceBuffer<f16>,
+    qkv: DeviceBuffer<f16>,
+    attn: DeviceBuffer<f16>,
+    ffn: DeviceBuffer<f16>,
+    ffn_act: DeviceBuffer<f16>,
+    /// Logits of each sequence's last token, `[batch][vocab]` (decoders).
+    pub logits: DeviceBuffer<f16>,
+    /// The next token of each sequence, `[batch]` (decoders).
+    pub next: DeviceBuffer<u32>,
+    /// Tokens in each sequence's cache before the current step, `[batch]`.
+    pos: DeviceBuffer<u32>,
+    /// `pos + 1`: valid cache positions during a decode step.
+    cache_lens: DeviceBuffer<u32>,
+    caches: Vec<KvCache>,
+}
+
+impl Model {
+    /// A model from a config and device weights.
+    pub fn new(tenant: &Tenant, config: ModelConfig, weights: ModelWeights<DeviceBuffer<f16>>) -> Result<Model> {
+        config.validate()?;
+        let inv_freq = match config.family {
+            Family::Llama => Some(DeviceBuffer::from_host(tenant.runtime().device(), &config.rope_inv_freq())?),
+            _ => None,
+        };
+        Ok(Model { config, weights, inv_freq })
+    }
+
+    /// Its config.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    fn heads(&self) -> Heads {
+        Heads { q: self.config.heads, kv: self.config.kv_heads, dim: self.config.head_dim }
+    }
+
+    /// Buffers for requests of up to `batch` × `seq` tokens.
+    pub fn workspace(&self, tenant: &Tenant, batch: u32, seq: u32) -> Result<Workspace> {
+        let c = &self.config;
+        if batch == 0 || seq == 0 {
+            return Err(EngineError::Shape("a workspace needs batch ≥ 1 and seq ≥ 1".into()));
+        }
+        if seq > c.max_positions {
+            return Err(EngineError::Shape(format!("{seq} tokens exceed {}'s {} positions", c.name, c.max_positions)));
+        }
+        let d = tenant.runtime().device();
+        let t = (batch * seq) as usize;
+        let half = |n: usize| DeviceBuffer::<f16>::filled(d, n, 0);
+        let words = |n: usize| DeviceBuffer::<u32>::filled(d, n, 0);
+        let ffn_rows = if c.family == Family::Llama { 2 * c.ffn } else { c.ffn } as usize;
+        let caches = if c.is_decoder() {
+            let n = batch as usize * c.kv_heads as usize * seq as usize * c.head_dim as usize;
+            (0..c.layers).map(|_| Ok(KvCache { k: half(n)?, v: half(n)?, max_len: seq })).collect::<Result<_>>()?
+        } else {
+            Vec::new()
+        };
+        Ok(Workspace {
+            batch,
+            seq,
+            ids: words(t)?,
+            lens: DeviceBuffer::from_host(d, &vec![seq; batch as usize])?,
+            x: half(t * c.hidden as usize)?,
+            norm: half(t * c.hidden as usize)?,
+            qkv: half(t * c.qkv_width() as usize)?,
+            attn: half(t * c.attn_width() as usize)?,
+            ffn: half(t * ffn_rows)?,
+            ffn_act: half(if c.family == Family::Llama { t * c.ffn as usize } else { 0 })?,
+            logits: half(if c.is_decoder() { batch as usize * c.vocab as usize } else { 0 })?,
+            next: words(batch as usize)?,
+            pos: words(batch as usize)?,
+            cache_lens: words(batch as usize)?,
+            caches,
+        })
+    }
+
+    fn check_request(&self, ws: &Workspace, batch: u32, tokens: u32) -> Result<()> {
+        if batch == 0 || tokens == 0 || batch > ws.batch || tokens > ws.seq {
+            return Err(EngineError::Shape(format!(
+                "request of {batch}×{tokens} tokens for a workspace of {}×{}",
+                ws.batch, ws.seq
+            )));
+        }
+        Ok(())
+    }
+
+    /// Encoder forward of `batch` sequences of `seq` tokens (ids in `ws.ids`, valid lengths in
+    /// `ws.lens`): final hidden states in `ws.x`.
+    pub fn encode(&self, t: &Tenant, ws: &Workspace, batch: u32, seq: u32) -> Result<()> {
+        let c = &self.config;
+        if c.family != Family::Bert {
+            return Err(EngineError::Shape(format!("{} is a decoder; encode needs an encoder", c.name)));
+        }
+        self.check_request(ws, batch, seq)?;
+        let (rows, h) = (batch * seq, c.hidden);
+        let w = &self.weights;
+        let x = Mat::of(&ws.x, rows, h)?;
+        let tmp = Mat::of(&ws.norm, rows, h)?;
+        let qkv = Mat::of(&ws.qkv, rows, c.qkv_width())?;
+        let attn = Mat::of(&ws.attn, rows, c.attn_width())?;
+        let ffn = Mat::of(&ws.ffn, rows, c.ffn)?;
+        ops::embedding(t, &ws.ids, batch, seq, &w.tok, w.pos.as_ref(), w.type_row.as_ref(), None, x)?;
+        let en = w.emb_norm.as_ref().ok_or_else(|| EngineError::Weights("BERT without embedding norm".into()))?;
+        ops::norm(t, false, x, None, &en.gamma, en.beta.as_ref(), c.norm_eps, x)?;
+        for l in &w.layers {
+            ops::linear(t, x, &l.qkv, l.qkv_bias.as_ref(), RS_ACT_NONE, None, qkv)?;
+            ops::attention(t, qkv, self.heads(), batch, seq, Some(&ws.lens), false, attn)?;
+            // Post-norm: x = LN(x + attn·Woᵀ + b).
+            ops::linear(t, attn, &l.out, l.out_bias.as_ref(), RS_ACT_NONE, Some(x), tmp)?;
+            ops::norm(t, false, tmp, None, &l.norm1.gamma, l.norm1.beta.as_ref(), c.norm_eps, x)?;
+            ops::linear(t, x, &l.up, l.up_bias.as_ref(), RS_ACT_GELU_ERF, None, ffn)?;
+            ops::linear(t, ffn, &l.down, l.down_bias.as_ref(), RS_ACT_NONE, Some(x), tmp)?;
+            ops::norm(t, false, tmp, None, &l.norm2.gamma, l.norm2.beta.as_ref(), c.norm_eps, x)?;
+        }
+        Ok(())
+    }
+
+    /// Runs `tokens` new tokens per sequence (ids in `ws.ids`) through the decoder, appending
+    /// their keys and values to the cache after `ws.pos` tokens, and writes each sequence's
+    /// greedy next token to `ws.next`.
+    fn decoder_pass(&self, t: &Tenant, ws: &Workspace, batch: u32, tokens: u32) -> Result<()> {
+        let c = &self.config;
+        let (rows, h) = (batch * tokens, c.hidden);
+        let w = &self.weights;
+        let llama = c.family == Family::Llama;
+        let x = Mat::of(&ws.x, rows, h)?;
+        let a = Mat::of(&ws.norm, rows, h)?;
+        let qkv = Mat::of(&ws.qkv, rows, c.qkv_width())?;
+        let attn = Mat::of(&ws.attn, rows, c.attn_width())?;
+        let up_cols = if llama { 2 * c.ffn } else { c.ffn };
+        let ffn = Mat::of(&ws.ffn, rows, up_cols)?;
+        let heads = self.heads();
+        let prefill = tokens > 1;
+        let pos_table = if llama { None } else { w.pos.as_ref() };
+        ops::embedding(t, &ws.ids, batch, tokens, &w.tok, pos_table, None, Some(&ws.pos), x)?;
+        for (l, cache) in w.layers.iter().zip(&ws.caches) {
+            ops::norm(t, llama, x, None, &l.norm1.gamma, l.norm1.beta.as_ref(), c.norm_eps, a)?;
+            ops::linear(t, a, &l.qkv, l.qkv_bias.as_ref(), RS_ACT_NONE, None, qkv)?;
+            if let Some(inv) = &self.inv_freq {
+                ops::rope(t, qkv, heads, batch, tokens, &ws.pos, inv)?;
+            }
+            ops::kv_append(t, qkv, heads, batch, tokens, &ws.pos, cache)?;
+            if prefill {
+                ops::attention(t, qkv, heads, batch, tokens, None, true, attn)?;
+            } else {
+                ops::decode_attention(t, qkv, heads, batch, cache, &ws.cache_lens, attn)?;
+            }
+            // Pre-norm residual stream, updated in place: x += attn·Woᵀ + b.
+            ops::linear(t, attn, &l.out, l.out_bias.as_ref(), RS_ACT_NONE, Some(x), x)?;
+            ops::norm(t, llama, x, None, &l.norm2.gamma, l.norm2.beta.as_ref(), c.norm_eps, a)?;
+            if llama {
+                let act = Mat::of(&ws.ffn_act, rows, c.ffn)?;
+                ops::linear(t, a, &l.up, None, RS_ACT_NONE, None, ffn)?;
+                ops::swiglu(t, ffn, act)?;
+                ops::linear(t, act, &l.down, None, RS_ACT_NONE, Some(x), x)?;
+            } else {
+                ops::linear(t, a, &l.up, l.up_bias.as_ref(), RS_ACT_GELU_TANH, None, ffn)?;
+                ops::linear(t, ffn, &l.down, l.down_bias.as_ref(), RS_ACT_NONE, Some(x), x)?;
+            }
+        }
+        let fnorm = w.final_norm.as_ref().ok_or_else(|| EngineError::Weights("decoder without final norm".into()))?;
+        ops::norm(t, llama, x, None, &fnorm.gamma, fnorm.beta.as_ref(), c.norm_eps, a)?;
+        let last = a.rows_every(tokens - 1, tokens)?;
+        let logits = Mat::of(&ws.logits, batch, c.vocab)?;
+        let head = w.lm_head.as_ref().unwrap_or(&w.tok);
+        ops::linear(t, last, head, None, RS_ACT_NONE, None, logits)?;
+        ops::argmax(t, logits, &ws.next)?;
+        // The cache now holds `tokens` more positions.
+        ops::advance(t, &ws.pos, tokens)?;
+        ops::advance(t, &ws.cache_lens, tokens)
+    }
+
+    /// Prefill: `prompt` tokens per sequence (ids in `ws.ids`) into an empty cache; the first
+    /// generated token of each sequence lands in `ws.next`. Host-synchronous (resets positions).
+    pub fn prefill(&self, t: &Tenant, ws: &mut Workspace, batch: u32, prompt: u32) -> Result<()> {
+        if !self.config.is_decoder() {
+            return Err(EngineError::Shape(format!("{} is an encoder; prefill needs a decoder", self.config.name)));
+        }
+        self.check_request(ws, batch, prompt)?;
+        ws.pos.fill_bytes(0)?;
+        ws.cache_lens.copy_from_host(&vec![1; ws.batch as usize])?;
+        self.decoder_pass(t, ws, batch, prompt)
+    }
+
+    /// One greedy decode step: feeds `ws.next` and writes the following token to `ws.next`.
+    /// Enqueues work only, so steps can be captured and replayed.
+    pub fn decode_step(&self, t: &Tenant, ws: &Workspace, batch: u32) -> Result<()> {
+        self.check_request(ws, batch, 1)?;
+        ops::copy_u32(t, &ws.next, &ws.ids, batch)?;
+        self.decoder_pass(t, ws, batch, 1)
+    }
+
+    /// Greedy generation: `prompts` holds `batch` prompts of `prompt` tokens; returns the
+    /// `new_tokens` generated tokens of each sequence, `[batch][new_tokens]`.
+    pub fn generate(
+        &self,
+        t: &Tenant,
+        ws: &mut Workspace,
+        prompts: &[u32],
+        batch: u32,
+        prompt: u32,
+        new_tokens: u32,
+    ) -> Result<Vec<Vec<u32>>> {
+        if prompts.len() != (batch * prompt) as usize {
+            return Err(EngineError::Shape(format!("{} prompt tokens for {batch}×{prompt}", prompts.len())));
+        }
+        if prompt + new_tokens > ws.seq + 1 {
+            return Err(EngineError::Shape(format!(
+                "{prompt} + {new_tokens} tokens exceed the workspace's {} cache positions",
+                ws.seq
+            )));
+        }
+        if let Some(&bad) = prompts.iter().find(|&&id| id >= self.config.vocab) {
+            return Err(EngineError::Shape(format!("token id {bad} ≥ vocab {}", self.config.vocab)));
+        }
+        let mut padded = prompts.to_vec();
+        padded.resize(ws.ids.len(), 0);
+        ws.ids.copy_from_host(&padded)?;
+        let mut out = vec![Vec::with_capacity(new_tokens as usize); batch as usize];
+        for step in 0..new_tokens {
+            if step == 0 {
+                self.prefill(t, ws, batch, prompt)?;
+            } else {
+                self.decode_step(t, ws, batch)?;
+            }
+            t.synchronize()?;
+            let next = ws.next.to_host()?;
+            for (seq, &tok) in out.iter_mut().zip(&next) {
+                seq.push(tok);
+            }
+        }
+        Ok(out)
+    }
+}

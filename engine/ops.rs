@@ -1,0 +1,454 @@
+//! Safe launches of the kernel library for the models: each op checks that every matrix view
+//! fits inside its buffer before the (unsafe) launch, so a shape mistake is an error, never an
+//! out-of-bounds access. All launches go through the tenant.
+
+use half::f16;
+
+use super::EngineError;
+use crate::kernels::abi::*;
+use crate::kernels::{self as k, attention_decode_kernel, attention_prefill_kernel, gemm_kernel};
+use crate::runtime::{DeviceBuffer, DeviceCopy, Tenant};
+
+type Result<T> = std::result::Result<T, EngineError>;
+
+/// A row-major matrix view into a device buffer: `rows` rows of `cols` elements, `ld` apart,
+/// starting `offset` elements in.
+#[derive(Debug, Clone, Copy)]
+pub struct Mat {
+    ptr: u64,
+    /// Rows.
+    pub rows: u32,
+    /// Elements per row.
+    pub cols: u32,
+    /// Elements from one row to the next.
+    pub ld: u32,
+}
+
+impl Mat {
+    /// The whole buffer as `rows × cols`, contiguous.
+    pub fn of<T: DeviceCopy>(buf: &DeviceBuffer<T>, rows: u32, cols: u32) -> Result<Mat> {
+        Self::view(buf, 0, rows, cols, cols)
+    }
+
+    /// `rows × cols` starting at element `offset`, rows `ld` apart.
+    pub fn view<T: DeviceCopy>(buf: &DeviceBuffer<T>, offset: usize, rows: u32, cols: u32, ld: u32) -> Result<Mat> {
+        let need = if rows == 0 { 0 } else { offset + (rows as usize - 1) * ld as usize + cols as usize };
+        if need > buf.len() || cols > ld {
+            return Err(EngineError::Shape(format!(
+                "view of {rows}×{cols} (ld {ld}, offset {offset}) does not fit a buffer of {} elements",
+                buf.len()
+            )));
+        }
+        Ok(Mat { ptr: buf.ptr() + (offset * std::mem::size_of::<T>()) as u64, rows, cols, ld })
+    }
+
+    /// The sub-view of columns `first..first + cols`.
+    pub fn columns(self, first: u32, cols: u32) -> Result<Mat> {
+        if first + cols > self.cols {
+            return Err(EngineError::Shape(format!("columns {first}..{} of a {}-wide view", first + cols, self.cols)));
+        }
+        Ok(Mat { ptr: self.ptr + 2 * u64::from(first), cols, ..self })
+    }
+
+    /// Every `step`-th row starting at row `first` (e.g. each sequence's last token).
+    pub fn rows_every(self, first: u32, step: u32) -> Result<Mat> {
+        if step == 0 || first >= step || self.rows % step != 0 {
+            return Err(EngineError::Shape(format!("rows {first} mod {step} of {} rows", self.rows)));
+        }
+        Ok(Mat {
+            ptr: self.ptr + 2 * u64::from(first) * u64::from(self.ld),
+            rows: self.rows / step,
+            ld: self.ld * step,
+            ..self
+        })
+    }
+
+    /// Device address of the first element.
+    pub fn ptr(&self) -> u64 {
+        self.ptr
+    }
+
+    fn expect(&self, rows: u32, cols: u32, what: &str) -> Result<()> {
+        if self.rows != rows || self.cols != cols {
+            return Err(EngineError::Shape(format!(
+                "{what}: {}×{} where {rows}×{cols} is needed",
+                self.rows, self.cols
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn vector(buf: &DeviceBuffer<f16>, len: u32, what: &str) -> Result<u64> {
+    if buf.len() < len as usize {
+        return Err(EngineError::Shape(format!("{what}: {} elements where {len} are needed", buf.len())));
+    }
+    Ok(buf.ptr())
+}
+
+/// `out = act(x·wᵀ + bias) + residual`, w `[n][k]`.
+#[allow(clippy::too_many_arguments)]
+pub fn linear(
+    t: &Tenant,
+    x: Mat,
+    w: &DeviceBuffer<f16>,
+    bias: Option<&DeviceBuffer<f16>>,
+    act: u32,
+    residual: Option<Mat>,
+    out: Mat,
+) -> Result<()> {
+    let (m, kk, n) = (x.rows, x.cols, out.cols);
+    let w = Mat::of(w, n, kk)?;
+    out.expect(m, n, "linear output")?;
+    if let Some(r) = residual {
+        r.expect(m, n, "linear residual")?;
+    }
+    let p = GemmParams {
+        a: x.ptr,
+        b: w.ptr,
+        c: out.ptr,
+        bias: bias.map(|b| vector(b, n, "bias")).transpose()?.unwrap_or(0),
+        residual: residual.map_or(0, |r| r.ptr),
+        m,
+        n,
+        k: kk,
+        batch: 1,
+        lda: x.ld,
+        ldb: kk,
+        ldc: out.ld,
+        ldr: residual.map_or(0, |r| r.ld),
+        act,
+        ..Default::default()
+    };
+    // SAFETY: every view was checked against its live buffer above.
+    unsafe { t.launch(gemm_kernel(m), &p) }?;
+    Ok(())
+}
+
+/// LayerNorm (with `beta`) or RMSNorm (without) of `x` (+ `residual`, summed into `sum_out`)
+/// into `y`. Views must be contiguous.
+#[allow(clippy::too_many_arguments)]
+pub fn norm(
+    t: &Tenant,
+    rms: bool,
+    x: Mat,
+    residual: Option<(Mat, Mat)>,
+    gamma: &DeviceBuffer<f16>,
+    beta: Option<&DeviceBuffer<f16>>,
+    eps: f32,
+    y: Mat,
+) -> Result<()> {
+    let (rows, cols) = (x.rows, x.cols);
+    let contiguous = |m: &Mat| m.ld == m.cols;
+    y.expect(rows, cols, "norm output")?;
+    if !contiguous(&x) || !contiguous(&y) || residual.is_some_and(|(r, s)| !contiguous(&r) || !contiguous(&s)) {
+        return Err(EngineError::Shape("norm views must be contiguous".into()));
+    }
+    if let Some((r, s)) = residual {
+        r.expect(rows, cols, "norm residual")?;
+        s.expect(rows, cols, "norm sum")?;
+    }
+    let p = NormParams {
+        x: x.ptr,
+        residual: residual.map_or(0, |(r, _)| r.ptr),
+        sum_out: residual.map_or(0, |(_, s)| s.ptr),
+        gamma: vector(gamma, cols, "gamma")?,
+        beta: beta.map(|b| vector(b, cols, "beta")).transpose()?.unwrap_or(0),
+        y: y.ptr,
+        rows,
+        cols,
+        eps,
+        _pad: 0,
+    };
+    let kernel = if rms { k::RMS_NORM } else { k::LAYER_NORM };
+    // SAFETY: views checked above.
+    unsafe { t.launch(kernel, &p) }?;
+    Ok(())
+}
+
+/// Attention heads: counts and size.
+#[derive(Debug, Clone, Copy)]
+pub struct Heads {
+    /// Query heads.
+    pub q: u32,
+    /// Key/value heads.
+    pub kv: u32,
+    /// Elements per head.
+    pub dim: u32,
+}
+
+fn unsupported_head(dim: u32) -> EngineError {
+    EngineError::Shape(format!("head_dim {dim}: attention kernels take 32, 64 or 128"))
+}
+
+/// Prefill attention over `qkv` rows (`[q heads | k heads | v heads]` per token) into `out`.
+#[allow(clippy::too_many_arguments)]
+pub fn attention(
+    t: &Tenant,
+    qkv: Mat,
+    heads: Heads,
+    batch: u32,
+    seq: u32,
+    lens: Option<&DeviceBuffer<u32>>,
+    causal: bool,
+    out: Mat,
+) -> Result<()> {
+    let (qw, kw) = (heads.q * heads.dim, heads.kv * heads.dim);
+    qkv.expect(batch * seq, qw + 2 * kw, "attention qkv")?;
+    out.expect(batch * seq, qw, "attention output")?;
+    if lens.is_some_and(|l| l.len() < batch as usize) {
+        return Err(EngineError::Shape("attention: fewer lengths than sequences".into()));
+    }
+    let p = AttentionParams {
+        q: qkv.ptr,
+        k: qkv.ptr + 2 * u64::from(qw),
+        v: qkv.ptr + 2 * u64::from(qw + kw),
+        o: out.ptr,
+        seq_lens: lens.map_or(0, |l| l.ptr()),
+        batch,
+        seq,
+        heads_q: heads.q,
+        heads_kv: heads.kv,
+        head_dim: heads.dim,
+        q_stride: qkv.ld,
+        k_stride: qkv.ld,
+        v_stride: qkv.ld,
+        o_stride: out.ld,
+        causal: u32::from(causal),
+        scale: 1.0 / (heads.dim as f32).sqrt(),
+        _pad: 0,
+    };
+    let kernel = attention_prefill_kernel(heads.dim).ok_or_else(|| unsupported_head(heads.dim))?;
+    // SAFETY: views checked above.
+    unsafe { t.launch(kernel, &p) }?;
+    Ok(())
+}
+
+/// A layer's KV cache: `[batch][kv heads][max_len][head_dim]` for K and for V.
+#[derive(Debug)]
+pub struct KvCache {
+    /// Keys.
+    pub k: DeviceBuffer<f16>,
+    /// Values.
+    pub v: DeviceBuffer<f16>,
+    /// Positions per sequence.
+    pub max_len: u32,
+}
+
+impl KvCache {
+    fn check(&self, batch: u32, heads: Heads) -> Result<()> {
+        let need = batch as usize * heads.kv as usize * self.max_len as usize * heads.dim as usize;
+        if self.k.len() < need || self.v.len() < need {
+            return Err(EngineError::Shape(format!("KV cache holds {} elements, {need} needed", self.k.len())));
+        }
+        Ok(())
+    }
+}
+
+/// Writes the k and v of `tokens` new tokens per sequence (from `qkv` rows) into `cache` at
+/// positions `start[b]..`.
+pub fn kv_append(
+    t: &Tenant,
+    qkv: Mat,
+    heads: Heads,
+    batch: u32,
+    tokens: u32,
+    start: &DeviceBuffer<u32>,
+    cache: &KvCache,
+) -> Result<()> {
+    let (qw, kw) = (heads.q * heads.dim, heads.kv * heads.dim);
+    qkv.expect(batch * tokens, qw + 2 * kw, "kv_append qkv")?;
+    cache.check(batch, heads)?;
+    let p = KvAppendParams {
+        k: qkv.ptr + 2 * u64::from(qw),
+        v: qkv.ptr + 2 * u64::from(qw + kw),
+        k_cache: cache.k.ptr(),
+        v_cache: cache.v.ptr(),
+        start: counts(start, batch)?,
+        batch,
+        tokens,
+        heads_kv: heads.kv,
+        head_dim: heads.dim,
+        max_len: cache.max_len,
+        k_stride: qkv.ld,
+        v_stride: qkv.ld,
+        _pad: 0,
+    };
+    // SAFETY: views checked above.
+    unsafe { t.launch(k::KV_APPEND, &p) }?;
+    Ok(())
+}
+
+fn counts(buf: &DeviceBuffer<u32>, batch: u32) -> Result<u64> {
+    if buf.len() < batch as usize {
+        return Err(EngineError::Shape(format!("{} positions for {batch} sequences", buf.len())));
+    }
+    Ok(buf.ptr())
+}
+
+/// Decode attention: each sequence's one query (a `qkv` row) against its cache, whose
+/// `lens[b]` first positions are valid.
+pub fn decode_attention(
+    t: &Tenant,
+    qkv: Mat,
+    heads: Heads,
+    batch: u32,
+    cache: &KvCache,
+    lens: &DeviceBuffer<u32>,
+    out: Mat,
+) -> Result<()> {
+    let qw = heads.q * heads.dim;
+    qkv.expect(batch, qw + 2 * heads.kv * heads.dim, "decode qkv")?;
+    out.expect(batch, qw, "decode output")?;
+    cache.check(batch, heads)?;
+    let p = DecodeAttentionParams {
+        q: qkv.ptr,
+        k_cache: cache.k.ptr(),
+        v_cache: cache.v.ptr(),
+        o: out.ptr,
+        cache_lens: counts(lens, batch)?,
+        batch,
+        heads_q: heads.q,
+        heads_kv: heads.kv,
+        head_dim: heads.dim,
+        max_len: cache.max_len,
+        q_stride: qkv.ld,
+        o_stride: out.ld,
+        scale: 1.0 / (heads.dim as f32).sqrt(),
+    };
+    let kernel = attention_decode_kernel(heads.dim).ok_or_else(|| unsupported_head(heads.dim))?;
+    // SAFETY: views checked above.
+    unsafe { t.launch(kernel, &p) }?;
+    Ok(())
+}
+
+/// RoPE in place on the q and k heads of `qkv` rows; positions `start[b] + t`.
+pub fn rope(
+    t: &Tenant,
+    qkv: Mat,
+    heads: Heads,
+    batch: u32,
+    tokens: u32,
+    start: &DeviceBuffer<u32>,
+    inv_freq: &DeviceBuffer<f32>,
+) -> Result<()> {
+    qkv.expect(batch * tokens, (heads.q + 2 * heads.kv) * heads.dim, "rope qkv")?;
+    if inv_freq.len() < (heads.dim / 2) as usize {
+        return Err(EngineError::Shape("rope: too few inverse frequencies".into()));
+    }
+    let p = RopeParams {
+        q: qkv.ptr,
+        k: qkv.ptr + 2 * u64::from(heads.q * heads.dim),
+        inv_freq: inv_freq.ptr(),
+        start: counts(start, batch)?,
+        batch,
+        tokens,
+        heads_q: heads.q,
+        heads_kv: heads.kv,
+        head_dim: heads.dim,
+        q_stride: qkv.ld,
+        k_stride: qkv.ld,
+        _pad: 0,
+    };
+    // SAFETY: views checked above.
+    unsafe { t.launch(k::ROPE, &p) }?;
+    Ok(())
+}
+
+/// Token (+ position from `start[b] + t`, + type row) embeddings of `ids` into `out`.
+#[allow(clippy::too_many_arguments)]
+pub fn embedding(
+    t: &Tenant,
+    ids: &DeviceBuffer<u32>,
+    batch: u32,
+    tokens: u32,
+    tok: &DeviceBuffer<f16>,
+    pos: Option<&DeviceBuffer<f16>>,
+    type_row: Option<&DeviceBuffer<f16>>,
+    start: Option<&DeviceBuffer<u32>>,
+    out: Mat,
+) -> Result<()> {
+    let hidden = out.cols;
+    out.expect(batch * tokens, hidden, "embedding output")?;
+    if out.ld != hidden || ids.len() < (batch * tokens) as usize {
+        return Err(EngineError::Shape("embedding: contiguous output and one id per token needed".into()));
+    }
+    let p = EmbeddingParams {
+        ids: ids.ptr(),
+        tok: tok.ptr(),
+        pos: pos.map_or(0, |p| p.ptr()),
+        type_: type_row.map(|r| vector(r, hidden, "type row")).transpose()?.unwrap_or(0),
+        start: start.map(|s| counts(s, batch)).transpose()?.unwrap_or(0),
+        out: out.ptr,
+        batch,
+        tokens,
+        hidden,
+        vocab: (tok.len() / hidden as usize) as u32,
+        max_pos: pos.map_or(0, |p| (p.len() / hidden as usize) as u32),
+        _pad: 0,
+    };
+    // SAFETY: the kernel never reads past vocab or max_pos rows, which come from the buffers.
+    unsafe { t.launch(k::EMBEDDING, &p) }?;
+    Ok(())
+}
+
+/// `out = silu(gate) · up` where `gate_up` rows hold `[gate | up]`.
+pub fn swiglu(t: &Tenant, gate_up: Mat, out: Mat) -> Result<()> {
+    let cols = out.cols;
+    gate_up.expect(out.rows, 2 * cols, "swiglu input")?;
+    let p = SwigluParams {
+        gate: gate_up.ptr,
+        up: gate_up.ptr + 2 * u64::from(cols),
+        out: out.ptr,
+        rows: out.rows,
+        cols,
+        gate_stride: gate_up.ld,
+        up_stride: gate_up.ld,
+        out_stride: out.ld,
+        _pad: 0,
+    };
+    // SAFETY: views checked above.
+    unsafe { t.launch(k::SWIGLU, &p) }?;
+    Ok(())
+}
+
+/// Each row's argmax into `out`.
+pub fn argmax(t: &Tenant, logits: Mat, out: &DeviceBuffer<u32>) -> Result<()> {
+    if out.len() < logits.rows as usize {
+        return Err(EngineError::Shape("argmax: output shorter than the rows".into()));
+    }
+    let p = ArgmaxParams {
+        logits: logits.ptr,
+        out: out.ptr(),
+        rows: logits.rows,
+        cols: logits.cols,
+        stride: logits.ld,
+        _pad: 0,
+    };
+    // SAFETY: views checked above.
+    unsafe { t.launch(k::ARGMAX, &p) }?;
+    Ok(())
+}
+
+/// `dst[i] = src[i]` for `i < n` (feeds generated tokens back as the next ids).
+pub fn copy_u32(t: &Tenant, src: &DeviceBuffer<u32>, dst: &DeviceBuffer<u32>, n: u32) -> Result<()> {
+    if src.len() < n as usize || dst.len() < n as usize {
+        return Err(EngineError::Shape(format!(
+            "copy of {n} words between buffers of {} and {}",
+            src.len(),
+            dst.len()
+        )));
+    }
+    let p = CopyU32Params { src: src.ptr(), dst: dst.ptr(), n: u64::from(n) };
+    // SAFETY: both buffers hold n words.
+    unsafe { t.launch(k::COPY_U32, &p) }?;
+    Ok(())
+}
+
+/// `x[i] += delta` for every element (decode positions).
+pub fn advance(t: &Tenant, x: &DeviceBuffer<u32>, delta: u32) -> Result<()> {
+    let p = AddU32Params { x: x.ptr(), n: x.len() as u64, delta, _pad: 0 };
+    // SAFETY: the whole buffer.
+    unsafe { t.launch(k::ADD_U32, &p) }?;
+    Ok(())
+}

@@ -1,0 +1,177 @@
+//! The engine against its CPU reference (engine/reference.rs) on tiny configs of every
+//! family, the same outputs on every placement, and the named architectures at full size.
+
+use std::sync::Arc;
+
+use half::f16;
+use rand::Rng;
+use rightsize::engine::{reference, Family, Model, ModelConfig, ModelWeights};
+use rightsize::kernels::reference::relative_error;
+use rightsize::runtime::{PartitionId, Placement, PoolSpec, Runtime, Tenant};
+
+use super::{device, fresh_rng, split};
+
+fn runtime() -> Arc<Runtime> {
+    let d = device();
+    let (g, _) = split(&d);
+    Arc::new(Runtime::new(d, &PoolSpec::disjoint(&[2 * g], g)).unwrap())
+}
+
+fn tenant(rt: &Arc<Runtime>, placement: Placement) -> Tenant {
+    Tenant::new(rt.clone(), 0, placement).unwrap()
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn encoder_matches_reference() {
+    let rt = runtime();
+    let t = tenant(&rt, Placement::WHOLE);
+    let mut rng = fresh_rng("encoder");
+    let c = ModelConfig::tiny(Family::Bert);
+    let seed = rng.random();
+    let model = Model::new(&t, c.clone(), ModelWeights::synthetic(&t, &c, seed).unwrap()).unwrap();
+    let host = ModelWeights::synthetic_host(&c, seed);
+    let (batch, seq) = (3u32, 20u32);
+    let ws = model.workspace(&t, batch, seq).unwrap();
+    let ids: Vec<u32> = (0..batch * seq).map(|_| rng.random_range(0..c.vocab)).collect();
+    let lens = vec![20u32, 13, 1];
+    let mut ws = ws;
+    ws.ids.copy_from_host(&ids).unwrap();
+    ws.lens.copy_from_host(&lens).unwrap();
+    model.encode(&t, &ws, batch, seq).unwrap();
+    t.synchronize().unwrap();
+    let got = ws.x.to_host().unwrap();
+    let want = reference::encode(&c, &host, &ids, batch as usize, seq as usize, &lens);
+    let err = relative_error(&got[..want.len()], &want);
+    println!("tiny BERT hidden states: relative error {err:.2e}");
+    assert!(err <= 2e-2, "{err}");
+}
+
+/// Greedy generation on the GPU against the CPU reference, teacher-forced: at every step the
+/// GPU's token must be (within rounding) a maximum of the reference logits for the same prefix.
+fn check_decoder(family: Family) {
+    let rt = runtime();
+    let t = tenant(&rt, Placement::WHOLE);
+    let mut rng = fresh_rng(&format!("{family:?}"));
+    let c = ModelConfig::tiny(family);
+    let seed = rng.random();
+    let model = Model::new(&t, c.clone(), ModelWeights::synthetic(&t, &c, seed).unwrap()).unwrap();
+    let host = ModelWeights::synthetic_host(&c, seed);
+    let (batch, prompt, new) = (4u32, 7u32, 12u32);
+    let mut ws = model.workspace(&t, batch, prompt + new).unwrap();
+    let prompts: Vec<u32> = (0..batch * prompt).map(|_| rng.random_range(0..c.vocab)).collect();
+    let got = model.generate(&t, &mut ws, &prompts, batch, prompt, new).unwrap();
+
+    // The whole sequences the GPU produced, minus the last token (never fed back).
+    let len = (prompt + new - 1) as usize;
+    let seqs: Vec<u32> = (0..batch as usize)
+        .flat_map(|b| {
+            let mut s = prompts[b * prompt as usize..(b + 1) * prompt as usize].to_vec();
+            s.extend_from_slice(&got[b][..new as usize - 1]);
+            s
+        })
+        .collect();
+    let logits = reference::decoder_logits(&c, &host, &seqs, batch as usize, len);
+    let v = c.vocab as usize;
+    let mut exact = 0;
+    for b in 0..batch as usize {
+        for step in 0..new as usize {
+            let row = &logits[(b * len + prompt as usize - 1 + step) * v..][..v];
+            let (best, max) =
+                row.iter().enumerate().fold(
+                    (0, f32::MIN),
+                    |(bi, bv), (i, x)| {
+                        if x.to_f32() > bv {
+                            (i, x.to_f32())
+                        } else {
+                            (bi, bv)
+                        }
+                    },
+                );
+            let mine = got[b][step] as usize;
+            let scale = row.iter().map(|x| x.to_f32().abs()).fold(0.0, f32::max);
+            assert!(
+                row[mine].to_f32() >= max - 2e-2 * scale - 1e-3,
+                "{family:?} seq {b} step {step}: chose {mine} ({}) where the reference's best is {best} ({max})",
+                row[mine]
+            );
+            exact += usize::from(mine == best);
+        }
+    }
+    println!("{family:?}: {exact}/{} greedy tokens equal to the reference's argmax", batch * new);
+
+    // The first step's logits (after prefill) against the reference.
+    let mut ws2 = model.workspace(&t, batch, prompt + new).unwrap();
+    let mut padded = prompts.clone();
+    padded.resize(ws2.ids.len(), 0);
+    ws2.ids.copy_from_host(&padded).unwrap();
+    model.prefill(&t, &mut ws2, batch, prompt).unwrap();
+    t.synchronize().unwrap();
+    let gpu = ws2.logits.to_host().unwrap();
+    let want = reference::decoder_logits(&c, &host, &prompts, batch as usize, prompt as usize);
+    let last: Vec<f16> = (0..batch as usize)
+        .flat_map(|b| want[(b * prompt as usize + prompt as usize - 1) * v..][..v].to_vec())
+        .collect();
+    let err = relative_error(&gpu, &last);
+    println!("{family:?}: prefill logits relative error {err:.2e}");
+    assert!(err <= 2e-2, "{err}");
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn gpt2_decoder_matches_reference() {
+    check_decoder(Family::Gpt2);
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn llama_decoder_matches_reference() {
+    check_decoder(Family::Llama);
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn outputs_are_bitwise_identical_on_every_placement() {
+    let rt = runtime();
+    let mut rng = fresh_rng("placements");
+    let c = ModelConfig::tiny(Family::Llama);
+    let seed = rng.random();
+    let prompts: Vec<u32> = (0..2 * 9).map(|_| rng.random_range(0..c.vocab)).collect();
+    let mut results = Vec::new();
+    for placement in [Placement::WHOLE, Placement::on(PartitionId::green(0))] {
+        let t = tenant(&rt, placement);
+        let model = Model::new(&t, c.clone(), ModelWeights::synthetic(&t, &c, seed).unwrap()).unwrap();
+        let mut ws = model.workspace(&t, 2, 9 + 16).unwrap();
+        let tokens = model.generate(&t, &mut ws, &prompts, 2, 9, 16).unwrap();
+        let logits: Vec<u16> = ws.logits.to_host().unwrap().iter().map(|x| x.to_bits()).collect();
+        results.push((tokens, logits));
+    }
+    assert_eq!(results[0], results[1], "whole device and a 16-SM partition must agree bit for bit");
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn named_architectures_run_at_full_size() {
+    let rt = runtime();
+    let t = tenant(&rt, Placement::WHOLE);
+    for name in ["minilm-l6", "bert-base", "gpt2", "llama-3.2-1b", "llama-3.2-3b"] {
+        let c = ModelConfig::named(name).unwrap();
+        let model = Model::new(&t, c.clone(), ModelWeights::synthetic(&t, &c, 11).unwrap()).unwrap();
+        let (batch, seq) = (2u32, 40u32);
+        let mut ws = model.workspace(&t, batch, seq).unwrap();
+        let ids: Vec<u32> = (0..batch * seq).map(|i| (i * 7919) % c.vocab).collect();
+        if c.is_decoder() {
+            let out = model.generate(&t, &mut ws, &ids[..(batch * 8) as usize], batch, 8, 4).unwrap();
+            let logits = ws.logits.to_host().unwrap();
+            assert!(logits.iter().all(|x| x.is_finite()), "{name}: non-finite logits");
+            assert!(out.iter().flatten().all(|&tok| tok < c.vocab));
+            println!("{name}: {} parameters, generated {out:?}", c.parameters());
+        } else {
+            ws.ids.copy_from_host(&ids).unwrap();
+            model.encode(&t, &ws, batch, seq).unwrap();
+            t.synchronize().unwrap();
+            assert!(ws.x.to_host().unwrap().iter().all(|x| x.is_finite()), "{name}: non-finite hidden states");
+            println!("{name}: {} parameters, encoded {batch}×{seq}", c.parameters());
+        }
+    }
+}
