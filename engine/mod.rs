@@ -4,6 +4,7 @@
 //!
 //! Owns model configs, weights and forward passes; knows nothing of partitions or policies.
 
+pub mod checkpoint;
 pub mod config;
 pub mod model;
 pub mod ops;

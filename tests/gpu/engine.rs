@@ -175,3 +175,86 @@ fn named_architectures_run_at_full_size() {
         }
     }
 }
+
+fn read_expected(path: &std::path::Path) -> std::collections::HashMap<String, (Vec<usize>, Vec<u8>)> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    st.tensors().into_iter().map(|(n, t)| (n, (t.shape().to_vec(), t.data().to_vec()))).collect()
+}
+
+fn as_u32(b: &[u8]) -> Vec<u32> {
+    b.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+}
+
+fn as_f16(b: &[u8]) -> Vec<f16> {
+    b.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]])).collect()
+}
+
+/// Randomly initialised transformers models (exported by scripts/hf_reference.py on this
+/// host, FP16 safetensors) loaded by the engine, against PyTorch's outputs on the same inputs.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn transformers_parity() {
+    use rightsize::engine::checkpoint;
+    let out = std::env::temp_dir().join(format!("rightsize-hf-{}", std::process::id()));
+    let seed = rand::random::<u16>();
+    let script = std::path::Path::new("scripts/hf_reference.py");
+    assert!(script.exists(), "run from the repository root (scripts/hf_reference.py not found)");
+    let status = std::process::Command::new("python3").arg(script).arg(&out).arg(seed.to_string()).status();
+    assert!(
+        status.as_ref().is_ok_and(|s| s.success()),
+        "scripts/hf_reference.py failed ({status:?}); it needs python3 with torch, transformers and safetensors"
+    );
+    let expected = read_expected(&out.join("expected.safetensors"));
+    let rt = runtime();
+    let t = tenant(&rt, Placement::WHOLE);
+
+    // BERT: last hidden states of a padded batch.
+    let (c, host) = checkpoint::load(&out.join("bert")).unwrap();
+    let model = Model::new(&t, c.clone(), ModelWeights::upload(&t, host).unwrap()).unwrap();
+    let (shape, ids) = &expected["bert_ids"];
+    let (batch, seq) = (shape[0] as u32, shape[1] as u32);
+    let mut ws = model.workspace(&t, batch, seq).unwrap();
+    ws.ids.copy_from_host(&as_u32(ids)).unwrap();
+    ws.lens.copy_from_host(&as_u32(&expected["bert_lens"].1)).unwrap();
+    model.encode(&t, &ws, batch, seq).unwrap();
+    t.synchronize().unwrap();
+    let err = relative_error(&ws.x.to_host().unwrap(), &as_f16(&expected["bert_hidden"].1));
+    println!("transformers BERT ({} layers, {batch}×{seq} padded): hidden states relative error {err:.2e}", c.layers);
+    assert!(err <= 2e-2, "{err}");
+
+    for name in ["gpt2", "llama"] {
+        let (c, host) = checkpoint::load(&out.join(name)).unwrap();
+        let model = Model::new(&t, c.clone(), ModelWeights::upload(&t, host).unwrap()).unwrap();
+        let (shape, prompts) = &expected[&format!("{name}_prompts")];
+        let (batch, prompt) = (shape[0] as u32, shape[1] as u32);
+        let want_tokens = as_u32(&expected[&format!("{name}_tokens")].1);
+        let new = (want_tokens.len() / batch as usize) as u32;
+        let prompts = as_u32(prompts);
+        let mut ws = model.workspace(&t, batch, prompt + new).unwrap();
+        let mut padded = prompts.clone();
+        padded.resize(ws.ids.len(), 0);
+        ws.ids.copy_from_host(&padded).unwrap();
+        model.prefill(&t, &mut ws, batch, prompt).unwrap();
+        t.synchronize().unwrap();
+        let err = relative_error(&ws.logits.to_host().unwrap(), &as_f16(&expected[&format!("{name}_logits")].1));
+        let got = model.generate(&t, &mut ws, &prompts, batch, prompt, new).unwrap();
+        let mut same = 0;
+        let mut first_diff = Vec::new();
+        for (b, seq) in got.iter().enumerate() {
+            let want = &want_tokens[b * new as usize..(b + 1) * new as usize];
+            match seq.iter().zip(want).position(|(a, w)| a != w) {
+                None => same += 1,
+                Some(step) => first_diff.push((b, step)),
+            }
+        }
+        println!(
+            "transformers {name} ({} layers): prefill logits relative error {err:.2e}; {same}/{batch} sequences \
+             identical for {new} greedy steps; first divergences (sequence, step): {first_diff:?}",
+            c.layers
+        );
+        assert!(err <= 2e-2, "{name}: {err}");
+        assert!(same * 10 >= batch * 9, "{name}: only {same}/{batch} sequences match");
+    }
+    std::fs::remove_dir_all(&out).ok();
+}

@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""Exports randomly initialised BERT, GPT-2 and Llama-style models with Hugging Face
+transformers (FP16, safetensors) and records PyTorch's outputs for the same inputs, so the
+engine can be checked against them (tests/gpu/engine.rs::transformers_parity).
+
+    python3 scripts/hf_reference.py OUT_DIR [SEED]
+
+Writes OUT_DIR/{bert,gpt2,llama}/ (config.json, model.safetensors) and
+OUT_DIR/expected.safetensors: for BERT the input ids, valid lengths and last hidden states;
+for each decoder the prompts, the logits of each prompt's last token and 32 greedily
+generated tokens. Needs a CUDA GPU, torch, transformers and safetensors.
+"""
+import os
+import sys
+
+import torch
+import transformers
+from safetensors.torch import save_file
+from transformers import BertConfig, BertModel, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+BATCH, SEQ, PROMPT, NEW = 8, 64, 16, 32
+DECODE_BATCH = 20  # 90% of sequences must match token for token: 18 of 20
+
+
+def main():
+    out = sys.argv[1]
+    seed = int(sys.argv[2]) if len(sys.argv) > 2 else 0
+    torch.manual_seed(seed)
+    dev = "cuda"
+    expected = {}
+    print(f"torch {torch.__version__}, transformers {transformers.__version__}, seed {seed}")
+
+    def export(model, name):
+        model = model.half().to(dev).eval()
+        model.save_pretrained(os.path.join(out, name))
+        return model
+
+    # BERT-base width and depth, random weights; padded batch.
+    bert = export(BertModel(BertConfig(), add_pooling_layer=False), "bert")
+    ids = torch.randint(0, bert.config.vocab_size, (BATCH, SEQ), device=dev)
+    lens = torch.randint(1, SEQ + 1, (BATCH,), device=dev)
+    lens[0] = SEQ
+    mask = (torch.arange(SEQ, device=dev)[None, :] < lens[:, None]).long()
+    with torch.no_grad():
+        hidden = bert(input_ids=ids, attention_mask=mask).last_hidden_state
+    expected.update(bert_ids=ids.int(), bert_lens=lens.int(), bert_hidden=hidden.half())
+
+    # GPT-2 (124M shape) and a Llama-style model with GQA and Llama 3 RoPE scaling.
+    gpt2 = export(GPT2LMHeadModel(GPT2Config()), "gpt2")
+    rope = {"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 8192}
+    llama_kw = dict(vocab_size=32000, hidden_size=1024, intermediate_size=2816, num_hidden_layers=4,
+                    num_attention_heads=16, num_key_value_heads=4, max_position_embeddings=2048,
+                    rms_norm_eps=1e-5, tie_word_embeddings=False)
+    if int(transformers.__version__.split(".")[0]) >= 5:
+        llama_cfg = LlamaConfig(**llama_kw, rope_parameters={"rope_theta": 500000.0, **rope})
+    else:
+        llama_cfg = LlamaConfig(**llama_kw, rope_theta=500000.0, rope_scaling=rope)
+    llama = export(LlamaForCausalLM(llama_cfg), "llama")
+
+    for name, model in (("gpt2", gpt2), ("llama", llama)):
+        prompts = torch.randint(0, model.config.vocab_size, (DECODE_BATCH, PROMPT), device=dev)
+        with torch.no_grad():
+            logits = model(prompts).logits[:, -1, :]
+            generated = model.generate(prompts, attention_mask=torch.ones_like(prompts), do_sample=False,
+                                       max_new_tokens=NEW, min_new_tokens=NEW, pad_token_id=0)[:, PROMPT:]
+        expected[f"{name}_prompts"] = prompts.int()
+        expected[f"{name}_logits"] = logits.half()
+        expected[f"{name}_tokens"] = generated.int()
+
+    save_file({k: v.contiguous().cpu() for k, v in expected.items()}, os.path.join(out, "expected.safetensors"))
+    print("wrote", out)
+
+
+if __name__ == "__main__":
+    main()
