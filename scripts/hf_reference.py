@@ -50,7 +50,7 @@ def main():
     rope = {"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
             "original_max_position_embeddings": 8192}
     llama_kw = dict(vocab_size=32000, hidden_size=1024, intermediate_size=2816, num_hidden_layers=4,
-                    num_attention_heads=16, num_key_value_heads=4, max_position_embeddings=2048,
+                    num_attention_heads=16, num_key_value_heads=4, max_position_embeddings=131072,
                     rms_norm_eps=1e-5, tie_word_embeddings=False)
     if int(transformers.__version__.split(".")[0]) >= 5:
         llama_cfg = LlamaConfig(**llama_kw, rope_parameters={"rope_theta": 500000.0, **rope})
