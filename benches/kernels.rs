@@ -22,7 +22,9 @@ use rand::{Rng, SeedableRng};
 use rightsize::kernels::abi::*;
 use rightsize::kernels::reference::rope_inv_freq;
 use rightsize::kernels::{self as k, gemm_kernel, Kernel, Params};
-use rightsize::runtime::{BlasLt, Device, DeviceBuffer, DeviceCopy, PartitionId, Placement, PoolSpec, Runtime};
+use rightsize::runtime::{
+    BlasLt, BlasShape, Device, DeviceBuffer, DeviceCopy, PartitionId, Placement, PoolSpec, Runtime,
+};
 
 /// What one launch of a case must do: for the rate columns.
 #[derive(Clone, Copy)]
@@ -115,11 +117,11 @@ fn gemm_cases(cx: &mut Ctx, cases: &mut Vec<Case>, name: &str, m: u32, n: u32, k
         };
         ours.push(cx.launcher(kernel, p, vec![any(&da), any(&db), any(&dbias), any(&dc), any(&dres)]));
         if let Some(blas) = &cx.blas {
-            let plan = Rc::new(blas.plan(m, n, kk, None).expect("cublasLt plan"));
+            let plan = Rc::new(blas.plan(BlasShape::plain(m, n, kk), None).expect("cublasLt plan"));
             let (blas, stream) = (blas.clone(), cx.stream);
             theirs.push(Box::new(move || {
                 // SAFETY: buffers held by the closure, sized m·k, n·k, m·n.
-                unsafe { blas.run(&plan, da.ptr(), db.ptr(), dc.ptr(), stream) }.expect("cublasLt");
+                unsafe { blas.run(&plan, da.ptr(), db.ptr(), 0, 0, dc.ptr(), stream) }.expect("cublasLt");
             }) as Box<dyn Fn()>);
         }
     }

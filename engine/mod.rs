@@ -12,7 +12,8 @@ pub mod reference;
 pub mod weights;
 
 pub use config::{ConfigError, Family, ModelConfig};
-pub use model::{Model, Workspace};
+pub use model::{Mode, Model, Workspace};
+pub use ops::GemmBackend;
 pub use weights::ModelWeights;
 
 /// What can go wrong running a model.

@@ -5,18 +5,28 @@
 use half::f16;
 
 use super::config::{Family, ModelConfig};
-use super::ops::{self, Heads, KvCache, Mat};
+use super::ops::{self, GemmBackend, Heads, KvCache, Mat};
 use super::weights::ModelWeights;
 use super::EngineError;
 use crate::kernels::abi::{RS_ACT_GELU_ERF, RS_ACT_GELU_TANH, RS_ACT_NONE};
-use crate::runtime::{DeviceBuffer, Tenant};
+use crate::runtime::{DeviceBuffer, Plan, Tenant};
 
 type Result<T> = std::result::Result<T, EngineError>;
+
+/// How a request's kernels are issued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// One launch through the runtime per kernel, decided as it goes.
+    Eager,
+    /// Decode steps captured once as a CUDA graph and replayed.
+    Plan,
+}
 
 /// A model on the device: its config and weights.
 #[derive(Debug)]
 pub struct Model {
     config: ModelConfig,
+    backend: GemmBackend,
     weights: ModelWeights<DeviceBuffer<f16>>,
     inv_freq: Option<DeviceBuffer<f32>>,
 }
@@ -59,7 +69,12 @@ impl Model {
             Family::Llama => Some(DeviceBuffer::from_host(tenant.runtime().device(), &config.rope_inv_freq())?),
             _ => None,
         };
-        Ok(Model { config, weights, inv_freq })
+        Ok(Model { config, backend: GemmBackend::default(), weights, inv_freq })
+    }
+
+    /// Chooses the GEMM implementation (the library's kernels by default).
+    pub fn set_backend(&mut self, backend: GemmBackend) {
+        self.backend = backend;
     }
 
     /// Its config.
@@ -139,13 +154,13 @@ impl Model {
         let en = w.emb_norm.as_ref().ok_or_else(|| EngineError::Weights("BERT without embedding norm".into()))?;
         ops::norm(t, false, x, None, &en.gamma, en.beta.as_ref(), c.norm_eps, x)?;
         for l in &w.layers {
-            ops::linear(t, x, &l.qkv, l.qkv_bias.as_ref(), RS_ACT_NONE, None, qkv)?;
+            ops::linear(t, self.backend, x, &l.qkv, l.qkv_bias.as_ref(), RS_ACT_NONE, None, qkv)?;
             ops::attention(t, qkv, self.heads(), batch, seq, Some(&ws.lens), false, attn)?;
             // Post-norm: x = LN(x + attn·Woᵀ + b).
-            ops::linear(t, attn, &l.out, l.out_bias.as_ref(), RS_ACT_NONE, Some(x), tmp)?;
+            ops::linear(t, self.backend, attn, &l.out, l.out_bias.as_ref(), RS_ACT_NONE, Some(x), tmp)?;
             ops::norm(t, false, tmp, None, &l.norm1.gamma, l.norm1.beta.as_ref(), c.norm_eps, x)?;
-            ops::linear(t, x, &l.up, l.up_bias.as_ref(), RS_ACT_GELU_ERF, None, ffn)?;
-            ops::linear(t, ffn, &l.down, l.down_bias.as_ref(), RS_ACT_NONE, Some(x), tmp)?;
+            ops::linear(t, self.backend, x, &l.up, l.up_bias.as_ref(), RS_ACT_GELU_ERF, None, ffn)?;
+            ops::linear(t, self.backend, ffn, &l.down, l.down_bias.as_ref(), RS_ACT_NONE, Some(x), tmp)?;
             ops::norm(t, false, tmp, None, &l.norm2.gamma, l.norm2.beta.as_ref(), c.norm_eps, x)?;
         }
         Ok(())
@@ -171,7 +186,7 @@ impl Model {
         ops::embedding(t, &ws.ids, batch, tokens, &w.tok, pos_table, None, Some(&ws.pos), x)?;
         for (l, cache) in w.layers.iter().zip(&ws.caches) {
             ops::norm(t, llama, x, None, &l.norm1.gamma, l.norm1.beta.as_ref(), c.norm_eps, a)?;
-            ops::linear(t, a, &l.qkv, l.qkv_bias.as_ref(), RS_ACT_NONE, None, qkv)?;
+            ops::linear(t, self.backend, a, &l.qkv, l.qkv_bias.as_ref(), RS_ACT_NONE, None, qkv)?;
             if let Some(inv) = &self.inv_freq {
                 ops::rope(t, qkv, heads, batch, tokens, &ws.pos, inv)?;
             }
@@ -182,16 +197,16 @@ impl Model {
                 ops::decode_attention(t, qkv, heads, batch, cache, &ws.cache_lens, attn)?;
             }
             // Pre-norm residual stream, updated in place: x += attn·Woᵀ + b.
-            ops::linear(t, attn, &l.out, l.out_bias.as_ref(), RS_ACT_NONE, Some(x), x)?;
+            ops::linear(t, self.backend, attn, &l.out, l.out_bias.as_ref(), RS_ACT_NONE, Some(x), x)?;
             ops::norm(t, llama, x, None, &l.norm2.gamma, l.norm2.beta.as_ref(), c.norm_eps, a)?;
             if llama {
                 let act = Mat::of(&ws.ffn_act, rows, c.ffn)?;
-                ops::linear(t, a, &l.up, None, RS_ACT_NONE, None, ffn)?;
+                ops::linear(t, self.backend, a, &l.up, None, RS_ACT_NONE, None, ffn)?;
                 ops::swiglu(t, ffn, act)?;
-                ops::linear(t, act, &l.down, None, RS_ACT_NONE, Some(x), x)?;
+                ops::linear(t, self.backend, act, &l.down, None, RS_ACT_NONE, Some(x), x)?;
             } else {
-                ops::linear(t, a, &l.up, l.up_bias.as_ref(), RS_ACT_GELU_TANH, None, ffn)?;
-                ops::linear(t, ffn, &l.down, l.down_bias.as_ref(), RS_ACT_NONE, Some(x), x)?;
+                ops::linear(t, self.backend, a, &l.up, l.up_bias.as_ref(), RS_ACT_GELU_TANH, None, ffn)?;
+                ops::linear(t, self.backend, ffn, &l.down, l.down_bias.as_ref(), RS_ACT_NONE, Some(x), x)?;
             }
         }
         let fnorm = w.final_norm.as_ref().ok_or_else(|| EngineError::Weights("decoder without final norm".into()))?;
@@ -199,7 +214,7 @@ impl Model {
         let last = a.rows_every(tokens - 1, tokens)?;
         let logits = Mat::of(&ws.logits, batch, c.vocab)?;
         let head = w.lm_head.as_ref().unwrap_or(&w.tok);
-        ops::linear(t, last, head, None, RS_ACT_NONE, None, logits)?;
+        ops::linear(t, self.backend, last, head, None, RS_ACT_NONE, None, logits)?;
         ops::argmax(t, logits, &ws.next)?;
         // The cache now holds `tokens` more positions.
         ops::advance(t, &ws.pos, tokens)?;
@@ -226,8 +241,20 @@ impl Model {
         self.decoder_pass(t, ws, batch, 1)
     }
 
+    /// Captures one decode step (the work of [`Model::decode_step`]) as a plan; replaying it
+    /// advances every sequence by one token, exactly as the eager step does.
+    pub fn capture_decode_step(&self, t: &Tenant, ws: &Workspace, batch: u32) -> Result<Plan> {
+        t.capture(|| self.decode_step(t, ws, batch))
+    }
+
+    /// Captures an encoder forward (the work of [`Model::encode`]) as a plan.
+    pub fn capture_encode(&self, t: &Tenant, ws: &Workspace, batch: u32, seq: u32) -> Result<Plan> {
+        t.capture(|| self.encode(t, ws, batch, seq))
+    }
+
     /// Greedy generation: `prompts` holds `batch` prompts of `prompt` tokens; returns the
     /// `new_tokens` generated tokens of each sequence, `[batch][new_tokens]`.
+    #[allow(clippy::too_many_arguments)]
     pub fn generate(
         &self,
         t: &Tenant,
@@ -236,6 +263,7 @@ impl Model {
         batch: u32,
         prompt: u32,
         new_tokens: u32,
+        mode: Mode,
     ) -> Result<Vec<Vec<u32>>> {
         if prompts.len() != (batch * prompt) as usize {
             return Err(EngineError::Shape(format!("{} prompt tokens for {batch}×{prompt}", prompts.len())));
@@ -253,11 +281,15 @@ impl Model {
         padded.resize(ws.ids.len(), 0);
         ws.ids.copy_from_host(&padded)?;
         let mut out = vec![Vec::with_capacity(new_tokens as usize); batch as usize];
+        let plan = match mode {
+            Mode::Plan if new_tokens > 1 => Some(self.capture_decode_step(t, ws, batch)?),
+            _ => None,
+        };
         for step in 0..new_tokens {
-            if step == 0 {
-                self.prefill(t, ws, batch, prompt)?;
-            } else {
-                self.decode_step(t, ws, batch)?;
+            match (step, &plan) {
+                (0, _) => self.prefill(t, ws, batch, prompt)?,
+                (_, Some(p)) => t.replay(p)?,
+                (_, None) => self.decode_step(t, ws, batch)?,
             }
             t.synchronize()?;
             let next = ws.next.to_host()?;

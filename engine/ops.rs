@@ -86,10 +86,23 @@ fn vector(buf: &DeviceBuffer<f16>, len: u32, what: &str) -> Result<u64> {
     Ok(buf.ptr())
 }
 
+/// Which GEMM implementation the engine uses. Both go through the tenant, so partitions
+/// apply to both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GemmBackend {
+    /// The library's own grid-agnostic kernels (deterministic on every placement).
+    #[default]
+    Rightsize,
+    /// cuBLASLt, planned for the partition's SM count; activations run as a separate kernel.
+    CublasLt,
+}
+
 /// `out = act(x·wᵀ + bias) + residual`, w `[n][k]`.
 #[allow(clippy::too_many_arguments)]
 pub fn linear(
     t: &Tenant,
+    backend: GemmBackend,
     x: Mat,
     w: &DeviceBuffer<f16>,
     bias: Option<&DeviceBuffer<f16>>,
@@ -120,8 +133,24 @@ pub fn linear(
         act,
         ..Default::default()
     };
-    // SAFETY: every view was checked against its live buffer above.
-    unsafe { t.launch(gemm_kernel(m), &p) }?;
+    match backend {
+        // SAFETY: every view was checked against its live buffer above.
+        GemmBackend::Rightsize => unsafe { t.launch(gemm_kernel(m), &p) }.map(|_| ())?,
+        GemmBackend::CublasLt => {
+            if act != RS_ACT_NONE && (residual.is_some() || out.ld != n) {
+                return Err(EngineError::Shape(
+                    "cuBLASLt backend: an activation needs a contiguous output and no residual".into(),
+                ));
+            }
+            // SAFETY: as above.
+            unsafe { t.launch_blas(&GemmParams { act: RS_ACT_NONE, ..p }) }?;
+            if act != RS_ACT_NONE {
+                let g = GeluParams { x: out.ptr, y: out.ptr, n: u64::from(m) * u64::from(n), act, _pad: 0 };
+                // SAFETY: in place over the m·n contiguous output checked above.
+                unsafe { t.launch(k::GELU, &g) }?;
+            }
+        }
+    }
     Ok(())
 }
 

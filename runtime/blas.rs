@@ -1,6 +1,7 @@
-//! cuBLASLt for `C = A·Bᵀ` on row-major FP16 operands with FP32 accumulation: the baseline the
-//! GEMM kernels are measured against, launched on any partition's stream and optionally told
-//! how many SMs it may use (`CUBLASLT_MATMUL_DESC_SM_COUNT_TARGET`).
+//! cuBLASLt for `D = A·Bᵀ (+ bias) (+ R)` on row-major FP16 operands with FP32 accumulation:
+//! the baseline the GEMM kernels are measured against and the engine's alternative GEMM
+//! backend, launched on any partition's stream and told how many SMs it may use
+//! (`CUBLASLT_MATMUL_DESC_SM_COUNT_TARGET`).
 //!
 //! A [`BlasGemm`] is planned once (descriptors, layouts, algorithm) and run many times.
 //! See [cublasLtMatmul](https://docs.nvidia.com/cuda/cublas/#cublasltmatmul).
@@ -44,17 +45,43 @@ impl Drop for BlasLt {
     }
 }
 
-/// One planned GEMM shape: `C[m×n] = A[m×k]·B[n×k]ᵀ`, all contiguous row-major FP16.
-pub struct BlasGemm {
-    desc: ltsys::cublasLtMatmulDesc_t,
-    layouts: [ltsys::cublasLtMatrixLayout_t; 3],
-    algo: ltsys::cublasLtMatmulAlgo_t,
-    /// Rows of A and C.
+/// A GEMM shape cuBLASLt plans for: `D[m×n] = A[m×k]·B[n×k]ᵀ (+ bias) (+ R)`, row-major
+/// FP16 with leading dimensions (elements between rows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BlasShape {
+    /// Rows of A and D.
     pub m: u32,
-    /// Rows of B, columns of C.
+    /// Rows of B, columns of D.
     pub n: u32,
     /// The shared dimension.
     pub k: u32,
+    /// Row stride of A.
+    pub lda: u32,
+    /// Row stride of B.
+    pub ldb: u32,
+    /// Row stride of D.
+    pub ldd: u32,
+    /// Row stride of R when a residual is added.
+    pub ldr: Option<u32>,
+    /// Whether a bias vector (n) is added.
+    pub bias: bool,
+}
+
+impl BlasShape {
+    /// Contiguous operands, no bias, no residual.
+    pub fn plain(m: u32, n: u32, k: u32) -> BlasShape {
+        BlasShape { m, n, k, lda: k, ldb: k, ldd: n, ldr: None, bias: false }
+    }
+}
+
+/// One planned GEMM shape.
+pub struct BlasGemm {
+    desc: ltsys::cublasLtMatmulDesc_t,
+    /// B, A, C (input: R, or D when there is no residual), D.
+    layouts: [ltsys::cublasLtMatrixLayout_t; 4],
+    algo: ltsys::cublasLtMatmulAlgo_t,
+    /// The shape planned for.
+    pub shape: BlasShape,
 }
 
 // SAFETY: descriptors are immutable after planning.
@@ -64,7 +91,7 @@ unsafe impl Sync for BlasGemm {}
 
 impl fmt::Debug for BlasGemm {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "BlasGemm({}x{}x{})", self.m, self.n, self.k)
+        write!(f, "BlasGemm({:?})", self.shape)
     }
 }
 
@@ -95,32 +122,31 @@ impl BlasLt {
         Ok(BlasLt { handle, workspace })
     }
 
-    /// Plans `C = A·Bᵀ` for these sizes; `sm_count` limits the SMs cuBLAS plans for.
-    pub fn plan(&self, m: u32, n: u32, k: u32, sm_count: Option<u32>) -> Result<BlasGemm> {
+    /// Plans a GEMM of this shape; `sm_count` limits the SMs cuBLAS plans for.
+    pub fn plan(&self, shape: BlasShape, sm_count: Option<u32>) -> Result<BlasGemm> {
+        let BlasShape { m, n, k, lda, ldb, ldd, ldr, bias } = shape;
         // Row-major C = A·Bᵀ is column-major Cᵀ = B·Aᵀ with B transposed: the "TN" case.
         use ltsys::cublasLtMatmulDescAttributes_t as D;
         let f16 = ltsys::cudaDataType::CUDA_R_16F;
         // `plan` owns every handle as soon as it is made, so an early return frees each once.
         let mut plan = BlasGemm {
             desc: std::ptr::null_mut(),
-            layouts: [std::ptr::null_mut(); 3],
+            layouts: [std::ptr::null_mut(); 4],
             // SAFETY: plain data, overwritten by the heuristic below.
             algo: unsafe { std::mem::zeroed() },
-            m,
-            n,
-            k,
+            shape,
         };
-        for (slot, (rows, cols)) in plan.layouts.iter_mut().zip([(k, n), (k, m), (n, m)]) {
-            *slot = blas(
-                "cublasLtMatrixLayoutCreate",
-                lt::create_matrix_layout(f16, rows.into(), cols.into(), rows.into()),
-            )?;
+        // Column-major views: B is k×n (ld ldb), A is k×m (ld lda), C and D are n×m.
+        let dims = [(k, n, ldb), (k, m, lda), (n, m, ldr.unwrap_or(ldd)), (n, m, ldd)];
+        for (slot, (rows, cols, ld)) in plan.layouts.iter_mut().zip(dims) {
+            *slot =
+                blas("cublasLtMatrixLayoutCreate", lt::create_matrix_layout(f16, rows.into(), cols.into(), ld.into()))?;
         }
         plan.desc = blas(
             "cublasLtMatmulDescCreate",
             lt::create_matmul_desc(ltsys::cublasComputeType_t::CUBLAS_COMPUTE_32F, ltsys::cudaDataType::CUDA_R_32F),
         )?;
-        let (desc, [layout_b, layout_a, layout_c]) = (plan.desc, plan.layouts);
+        let (desc, [layout_b, layout_a, layout_c, layout_d]) = (plan.desc, plan.layouts);
         // cublasOperation_t's CUBLAS_OP_T.
         let transpose: i32 = 1;
         // SAFETY: attribute buffers of the documented types and sizes.
@@ -134,6 +160,18 @@ impl BlasLt {
                     std::mem::size_of::<i32>(),
                 ),
             )?;
+            if bias {
+                let epilogue = ltsys::cublasLtEpilogue_t::CUBLASLT_EPILOGUE_BIAS;
+                blas(
+                    "cublasLtMatmulDescSetAttribute(EPILOGUE)",
+                    lt::set_matmul_desc_attribute(
+                        desc,
+                        D::CUBLASLT_MATMUL_DESC_EPILOGUE,
+                        (&epilogue as *const ltsys::cublasLtEpilogue_t).cast(),
+                        std::mem::size_of::<ltsys::cublasLtEpilogue_t>(),
+                    ),
+                )?;
+            }
             if let Some(sms) = sm_count {
                 let sms = sms as i32;
                 blas(
@@ -158,7 +196,7 @@ impl BlasLt {
                 std::mem::size_of::<usize>(),
             );
             let h = set.and_then(|()| {
-                lt::get_matmul_algo_heuristic(self.handle, desc, layout_b, layout_a, layout_c, layout_c, pref)
+                lt::get_matmul_algo_heuristic(self.handle, desc, layout_b, layout_a, layout_c, layout_d, pref)
             });
             let _ = lt::destroy_matmul_pref(pref);
             blas("cublasLtMatmulAlgoGetHeuristic", h)?
@@ -167,14 +205,39 @@ impl BlasLt {
         Ok(plan)
     }
 
-    /// Runs a planned GEMM on `stream`.
+    /// Runs a planned GEMM on `stream`: `d = a·bᵀ (+ bias) (+ r)`; `bias` and `r` are 0 when
+    /// the shape has none.
     ///
     /// # Safety
-    /// `a`, `b` and `c` are device addresses of `m·k`, `n·k` and `m·n` halves that stay live
-    /// until the GEMM completes; `stream` is a live stream of this device.
-    pub unsafe fn run(&self, g: &BlasGemm, a: u64, b: u64, c: u64, stream: sys::CUstream) -> Result<()> {
-        let (alpha, beta) = (1.0f32, 0.0f32);
-        let [lb, la, lc] = g.layouts;
+    /// The addresses hold the matrices the plan's shape describes and stay live until the
+    /// GEMM completes; `stream` is a live stream of this device; no other thread runs this
+    /// plan at the same time (the bias pointer is set on its descriptor).
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn run(
+        &self,
+        g: &BlasGemm,
+        a: u64,
+        b: u64,
+        bias: u64,
+        r: u64,
+        d: u64,
+        stream: sys::CUstream,
+    ) -> Result<()> {
+        let alpha = 1.0f32;
+        let beta = if g.shape.ldr.is_some() { 1.0f32 } else { 0.0 };
+        let c = if g.shape.ldr.is_some() { r } else { d };
+        let [lb, la, lc, ld] = g.layouts;
+        if g.shape.bias {
+            // SAFETY: a pointer-sized attribute on this plan's descriptor.
+            blas("cublasLtMatmulDescSetAttribute(BIAS_POINTER)", unsafe {
+                lt::set_matmul_desc_attribute(
+                    g.desc,
+                    ltsys::cublasLtMatmulDescAttributes_t::CUBLASLT_MATMUL_DESC_BIAS_POINTER,
+                    (&bias as *const u64).cast(),
+                    std::mem::size_of::<u64>(),
+                )
+            })?;
+        }
         // SAFETY: the caller upholds the contract; layouts and algorithm were planned for it.
         let r = unsafe {
             lt::matmul(
@@ -188,8 +251,8 @@ impl BlasLt {
                 la,
                 c as *const c_void,
                 lc,
-                c as *mut c_void,
-                lc,
+                d as *mut c_void,
+                ld,
                 &g.algo,
                 self.workspace.ptr() as *mut c_void,
                 self.workspace.len(),

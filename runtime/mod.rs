@@ -9,17 +9,23 @@ mod error;
 mod launch;
 mod memory;
 mod partition;
+mod plan;
 mod tenant;
 
-pub use blas::{BlasGemm, BlasLt};
+pub use blas::{BlasGemm, BlasLt, BlasShape};
 pub use device::{mps_control_path, Device, DeviceInfo, PartitionSupport, PriorityRange};
 pub use error::{Error, PartitionError, Result};
 pub use launch::{auto_grid, Grid, KernelTable, LoadedKernel};
 pub use memory::{DeviceBuffer, DeviceCopy};
 pub use partition::{group_range, GroupRange, Partition, PartitionId, PartitionPool, PartitionRequest, PoolSpec};
+pub use plan::Plan;
 pub use tenant::Tenant;
 
-use crate::kernels::{Kernel, Params};
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
+use crate::kernels::abi::{GemmParams, RS_ACT_NONE};
+use crate::kernels::{Kernel, KernelId, Params};
 use serde::{Deserialize, Serialize};
 
 /// Where and how one launch runs: the runtime's decision for it.
@@ -43,10 +49,18 @@ impl Placement {
     }
 }
 
+/// cuBLASLt, loaded on first use, with its plans by shape and SM-count target.
+#[derive(Debug)]
+struct Blas {
+    lt: BlasLt,
+    plans: Mutex<HashMap<(BlasShape, Option<u32>), BlasGemm>>,
+}
+
 /// An open device with its partitions and loaded kernels.
 #[derive(Debug)]
 pub struct Runtime {
-    // Field order is drop order: kernels and partitions before the device's context.
+    // Field order is drop order: cuBLASLt, kernels and partitions before the device's context.
+    blas: OnceLock<std::result::Result<Blas, String>>,
     kernels: KernelTable,
     pool: PartitionPool,
     device: Device,
@@ -57,7 +71,7 @@ impl Runtime {
     pub fn new(device: Device, spec: &PoolSpec) -> Result<Runtime> {
         let pool = PartitionPool::new(&device, spec)?;
         let kernels = KernelTable::load(&device)?;
-        Ok(Runtime { kernels, pool, device })
+        Ok(Runtime { blas: OnceLock::new(), kernels, pool, device })
     }
 
     /// The device.
@@ -103,6 +117,50 @@ impl Runtime {
         // the stream belongs to this device and its primary context is current.
         unsafe { launch::launch_raw(loaded, grid, stream, params)? };
         Ok(grid)
+    }
+
+    /// Runs a GEMM through cuBLASLt instead of the library's kernels, on `placement`'s
+    /// partition stream and planned for that partition's SMs (`SM_COUNT_TARGET`). Bias and
+    /// residual are supported, activations are not (apply them with a separate kernel).
+    /// Plans are cached per shape; the cache's lock is held across the cuBLASLt call.
+    ///
+    /// # Safety
+    /// As [`Runtime::launch`] for the addresses in `p`.
+    pub unsafe fn launch_blas(&self, p: &GemmParams, placement: Placement) -> Result<()> {
+        p.check(KernelId::GemmLarge)?;
+        let refuse = |reason: &str| Error::Launch { kernel: "cublasLtMatmul", reason: reason.into() };
+        if p.batch != 1 || p.act != RS_ACT_NONE {
+            return Err(refuse("the cuBLASLt backend takes one GEMM without activation"));
+        }
+        let part = self.pool.get(placement.partition)?;
+        let stream = part.stream(placement.priority_level)?;
+        let sms = (!part.is_whole_device()).then(|| part.sms());
+        let shape = BlasShape {
+            m: p.m,
+            n: p.n,
+            k: p.k,
+            lda: p.lda,
+            ldb: p.ldb,
+            ldd: p.ldc,
+            ldr: (p.residual != 0).then_some(p.ldr),
+            bias: p.bias != 0,
+        };
+        let blas = self
+            .blas
+            .get_or_init(|| {
+                let lt = BlasLt::new(&self.device).map_err(|e| e.to_string())?;
+                Ok(Blas { lt, plans: Mutex::new(HashMap::new()) })
+            })
+            .as_ref()
+            .map_err(|e| refuse(e))?;
+        let mut plans = blas.plans.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let plan = match plans.entry((shape, sms)) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(blas.lt.plan(shape, sms)?),
+        };
+        self.device.bind()?;
+        // SAFETY: the caller vouches for the addresses; the plan is used under the lock.
+        unsafe { blas.lt.run(plan, p.a, p.b, p.bias, p.residual, p.c, stream) }
     }
 
     /// Waits for all work on every partition.

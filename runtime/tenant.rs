@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use cudarc::driver::sys;
 
-use super::{Placement, Result, Runtime};
+use super::{Error, Placement, Plan, Result, Runtime};
 use crate::kernels::{Kernel, Params};
 
 /// A model instance's handle on the runtime.
@@ -49,9 +49,32 @@ impl Tenant {
         unsafe { self.rt.launch(kernel, params, self.placement) }
     }
 
+    /// Runs a GEMM through cuBLASLt for this tenant (see [`Runtime::launch_blas`]).
+    ///
+    /// # Safety
+    /// As [`Runtime::launch`].
+    pub unsafe fn launch_blas(&self, p: &crate::kernels::abi::GemmParams) -> Result<()> {
+        // SAFETY: forwarded contract.
+        unsafe { self.rt.launch_blas(p, self.placement) }
+    }
+
     /// The stream its launches go to (for capturing them into a graph).
     pub fn stream(&self) -> Result<sys::CUstream> {
         Ok(self.rt.pool().get(self.placement.partition)?.stream(self.placement.priority_level)?)
+    }
+
+    /// Captures the launches `record` makes for this tenant as a [`Plan`].
+    pub fn capture<E: From<Error>>(
+        &self,
+        record: impl FnOnce() -> std::result::Result<(), E>,
+    ) -> std::result::Result<Plan, E> {
+        let stream = self.stream()?;
+        Plan::capture(&self.rt, stream, record)
+    }
+
+    /// Replays a plan captured by this tenant.
+    pub fn replay(&self, plan: &Plan) -> Result<()> {
+        plan.launch(&self.rt, self.stream()?)
     }
 
     /// Waits for everything it launched.

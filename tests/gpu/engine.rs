@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use half::f16;
 use rand::Rng;
-use rightsize::engine::{reference, Family, Model, ModelConfig, ModelWeights};
+use rightsize::engine::{reference, Family, GemmBackend, Mode, Model, ModelConfig, ModelWeights};
 use rightsize::kernels::reference::relative_error;
 use rightsize::runtime::{PartitionId, Placement, PoolSpec, Runtime, Tenant};
 
@@ -60,7 +60,7 @@ fn check_decoder(family: Family) {
     let (batch, prompt, new) = (4u32, 7u32, 12u32);
     let mut ws = model.workspace(&t, batch, prompt + new).unwrap();
     let prompts: Vec<u32> = (0..batch * prompt).map(|_| rng.random_range(0..c.vocab)).collect();
-    let got = model.generate(&t, &mut ws, &prompts, batch, prompt, new).unwrap();
+    let got = model.generate(&t, &mut ws, &prompts, batch, prompt, new, Mode::Eager).unwrap();
 
     // The whole sequences the GPU produced, minus the last token (never fed back).
     let len = (prompt + new - 1) as usize;
@@ -139,14 +139,18 @@ fn outputs_are_bitwise_identical_on_every_placement() {
     let prompts: Vec<u32> = (0..2 * 9).map(|_| rng.random_range(0..c.vocab)).collect();
     let mut results = Vec::new();
     for placement in [Placement::WHOLE, Placement::on(PartitionId::green(0))] {
-        let t = tenant(&rt, placement);
-        let model = Model::new(&t, c.clone(), ModelWeights::synthetic(&t, &c, seed).unwrap()).unwrap();
-        let mut ws = model.workspace(&t, 2, 9 + 16).unwrap();
-        let tokens = model.generate(&t, &mut ws, &prompts, 2, 9, 16).unwrap();
-        let logits: Vec<u16> = ws.logits.to_host().unwrap().iter().map(|x| x.to_bits()).collect();
-        results.push((tokens, logits));
+        for mode in [Mode::Eager, Mode::Plan] {
+            let t = tenant(&rt, placement);
+            let model = Model::new(&t, c.clone(), ModelWeights::synthetic(&t, &c, seed).unwrap()).unwrap();
+            let mut ws = model.workspace(&t, 2, 9 + 16).unwrap();
+            let tokens = model.generate(&t, &mut ws, &prompts, 2, 9, 16, mode).unwrap();
+            let logits: Vec<u16> = ws.logits.to_host().unwrap().iter().map(|x| x.to_bits()).collect();
+            results.push(((placement.partition, mode), tokens, logits));
+        }
     }
-    assert_eq!(results[0], results[1], "whole device and a 16-SM partition must agree bit for bit");
+    for r in &results[1..] {
+        assert_eq!((&r.1, &r.2), (&results[0].1, &results[0].2), "{:?} differs from the whole device, eager", r.0);
+    }
 }
 
 #[test]
@@ -161,7 +165,7 @@ fn named_architectures_run_at_full_size() {
         let mut ws = model.workspace(&t, batch, seq).unwrap();
         let ids: Vec<u32> = (0..batch * seq).map(|i| (i * 7919) % c.vocab).collect();
         if c.is_decoder() {
-            let out = model.generate(&t, &mut ws, &ids[..(batch * 8) as usize], batch, 8, 4).unwrap();
+            let out = model.generate(&t, &mut ws, &ids[..(batch * 8) as usize], batch, 8, 4, Mode::Eager).unwrap();
             let logits = ws.logits.to_host().unwrap();
             assert!(logits.iter().all(|x| x.is_finite()), "{name}: non-finite logits");
             assert!(out.iter().flatten().all(|&tok| tok < c.vocab));
@@ -211,21 +215,33 @@ fn transformers_parity() {
 
     // BERT: last hidden states of a padded batch.
     let (c, host) = checkpoint::load(&out.join("bert")).unwrap();
-    let model = Model::new(&t, c.clone(), ModelWeights::upload(&t, host).unwrap()).unwrap();
+    let mut model = Model::new(&t, c.clone(), ModelWeights::upload(&t, host).unwrap()).unwrap();
     let (shape, ids) = &expected["bert_ids"];
     let (batch, seq) = (shape[0] as u32, shape[1] as u32);
     let mut ws = model.workspace(&t, batch, seq).unwrap();
     ws.ids.copy_from_host(&as_u32(ids)).unwrap();
     ws.lens.copy_from_host(&as_u32(&expected["bert_lens"].1)).unwrap();
-    model.encode(&t, &ws, batch, seq).unwrap();
-    t.synchronize().unwrap();
-    let err = relative_error(&ws.x.to_host().unwrap(), &as_f16(&expected["bert_hidden"].1));
-    println!("transformers BERT ({} layers, {batch}×{seq} padded): hidden states relative error {err:.2e}", c.layers);
-    assert!(err <= 2e-2, "{err}");
+    for backend in [GemmBackend::Rightsize, GemmBackend::CublasLt] {
+        model.set_backend(backend);
+        model.encode(&t, &ws, batch, seq).unwrap();
+        t.synchronize().unwrap();
+        let err = relative_error(&ws.x.to_host().unwrap(), &as_f16(&expected["bert_hidden"].1));
+        println!(
+            "transformers BERT ({} layers, {batch}×{seq} padded, {backend:?}): hidden states relative error {err:.2e}",
+            c.layers
+        );
+        assert!(err <= 2e-2, "{backend:?}: {err}");
+    }
 
-    for name in ["gpt2", "llama"] {
+    for (name, backend) in [
+        ("gpt2", GemmBackend::Rightsize),
+        ("llama", GemmBackend::Rightsize),
+        ("gpt2", GemmBackend::CublasLt),
+        ("llama", GemmBackend::CublasLt),
+    ] {
         let (c, host) = checkpoint::load(&out.join(name)).unwrap();
-        let model = Model::new(&t, c.clone(), ModelWeights::upload(&t, host).unwrap()).unwrap();
+        let mut model = Model::new(&t, c.clone(), ModelWeights::upload(&t, host).unwrap()).unwrap();
+        model.set_backend(backend);
         let (shape, prompts) = &expected[&format!("{name}_prompts")];
         let (batch, prompt) = (shape[0] as u32, shape[1] as u32);
         let want_tokens = as_u32(&expected[&format!("{name}_tokens")].1);
@@ -238,7 +254,8 @@ fn transformers_parity() {
         model.prefill(&t, &mut ws, batch, prompt).unwrap();
         t.synchronize().unwrap();
         let err = relative_error(&ws.logits.to_host().unwrap(), &as_f16(&expected[&format!("{name}_logits")].1));
-        let got = model.generate(&t, &mut ws, &prompts, batch, prompt, new).unwrap();
+        // Decode steps replayed from a captured plan.
+        let got = model.generate(&t, &mut ws, &prompts, batch, prompt, new, Mode::Plan).unwrap();
         let mut same = 0;
         let mut first_diff = Vec::new();
         for (b, seq) in got.iter().enumerate() {
@@ -249,8 +266,8 @@ fn transformers_parity() {
             }
         }
         println!(
-            "transformers {name} ({} layers): prefill logits relative error {err:.2e}; {same}/{batch} sequences \
-             identical for {new} greedy steps; first divergences (sequence, step): {first_diff:?}",
+            "transformers {name} ({} layers, {backend:?}): prefill logits relative error {err:.2e}; {same}/{batch} \
+             sequences identical for {new} greedy steps; first divergences (sequence, step): {first_diff:?}",
             c.layers
         );
         assert!(err <= 2e-2, "{name}: {err}");

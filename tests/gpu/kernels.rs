@@ -573,10 +573,10 @@ fn cublaslt_baseline_matches_reference() {
     let green = rt.pool().get(PartitionId::green(0)).unwrap();
     for (partition, sms) in [(PartitionId::WHOLE, None), (PartitionId::green(0), Some(green.sms()))] {
         let c = poisoned::<f16>(&rt, m * n);
-        let plan = blas.plan(m as u32, n as u32, kk as u32, sms).unwrap();
+        let plan = blas.plan(rightsize::runtime::BlasShape::plain(m as u32, n as u32, kk as u32), sms).unwrap();
         let stream = rt.pool().get(partition).unwrap().stream(0).unwrap();
         // SAFETY: buffers of m·k, n·k and m·n halves.
-        unsafe { blas.run(&plan, da.ptr(), db.ptr(), c.ptr(), stream) }.unwrap();
+        unsafe { blas.run(&plan, da.ptr(), db.ptr(), 0, 0, c.ptr(), stream) }.unwrap();
         rt.synchronize().unwrap();
         assert_close(&format!("cublasLt on {partition:?}"), &c.to_host().unwrap(), &want);
     }

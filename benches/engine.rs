@@ -1,0 +1,257 @@
+//! The engine against PyTorch, same shapes, measured in the same run: BERT-base forward at
+//! batch 8, seq 128; distilgpt2 and gpt2 prefill of 128 tokens and 32 greedy decode steps at
+//! batch 8. Each case runs eager and as a plan (CUDA graph), with the library's GEMMs and with
+//! cuBLASLt. A decode step is also compared with its weight-read floor: the bytes of weights a
+//! step must read over the DRAM bandwidth measured here (a device-to-device copy).
+//!
+//! `cargo bench --bench engine` on a GPU host with python3 + torch + transformers (for the
+//! baseline; without them the PyTorch column is empty). `RIGHTSIZE_BENCH_TABLE=FILE` writes
+//! the table as Markdown.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use cudarc::driver::sys;
+use rightsize::engine::weights::Spec;
+use rightsize::engine::{GemmBackend, Mode, Model, ModelConfig, ModelWeights};
+use rightsize::runtime::{Device, DeviceBuffer, Placement, PoolSpec, Runtime, Tenant};
+
+const BATCH: u32 = 8;
+const SEQ: u32 = 128;
+const NEW: u32 = 32;
+
+fn check(r: sys::CUresult, what: &str) {
+    assert_eq!(r, sys::CUresult::CUDA_SUCCESS, "{what}");
+}
+
+/// Milliseconds between two events around `f`, on `stream`.
+fn timed(stream: sys::CUstream, f: impl FnOnce()) -> f64 {
+    let (mut a, mut b) = (std::ptr::null_mut(), std::ptr::null_mut());
+    let mut ms = 0f32;
+    // SAFETY: events on a live stream of the current context.
+    unsafe {
+        check(sys::cuEventCreate(&mut a, 0), "event");
+        check(sys::cuEventCreate(&mut b, 0), "event");
+        check(sys::cuEventRecord(a, stream), "record");
+        f();
+        check(sys::cuEventRecord(b, stream), "record");
+        check(sys::cuEventSynchronize(b), "sync");
+        check(sys::cuEventElapsedTime_v2(&mut ms, a, b), "elapsed");
+        sys::cuEventDestroy_v2(a);
+        sys::cuEventDestroy_v2(b);
+    }
+    f64::from(ms)
+}
+
+/// DRAM bandwidth in bytes/s: a 2 GiB device-to-device copy, bytes read plus written.
+fn dram_bandwidth(t: &Tenant) -> f64 {
+    let n = 2usize << 30;
+    let d = t.runtime().device();
+    let (a, b) = (DeviceBuffer::<u8>::filled(d, n, 1).unwrap(), DeviceBuffer::<u8>::filled(d, n, 0).unwrap());
+    let stream = t.stream().unwrap();
+    let mut v: Vec<f64> = (0..5)
+        .map(|_| {
+            // SAFETY: two live buffers of n bytes.
+            timed(stream, || unsafe { check(sys::cuMemcpyDtoDAsync_v2(b.ptr(), a.ptr(), n, stream), "copy") })
+        })
+        .collect();
+    v.sort_by(f64::total_cmp);
+    2.0 * n as f64 / (v[2] / 1e3)
+}
+
+/// Bytes of weights one decode step reads: every matrix and vector except the position and
+/// token-type tables (one row each), the token table counted once (as the LM head if tied).
+fn decode_weight_bytes(c: &ModelConfig) -> f64 {
+    let specs = ModelWeights::specs(c);
+    let mut total = 0usize;
+    let _ = specs.clone().map(|s: Spec| {
+        total += s.len;
+        Ok::<_, ()>(())
+    });
+    let skip = specs.pos.map_or(0, |s| s.len) + specs.type_row.map_or(0, |s| s.len);
+    let tok_once = if c.tie_embeddings { 0 } else { specs.tok.len };
+    2.0 * (total - skip - tok_once) as f64
+}
+
+fn torch_baseline() -> Option<serde_json::Value> {
+    let out = std::process::Command::new("python3").arg("scripts/torch_bench.py").output();
+    match out {
+        Ok(o) if o.status.success() => {
+            let text = String::from_utf8_lossy(&o.stdout);
+            text.lines().last().and_then(|l| serde_json::from_str(l).ok())
+        }
+        Ok(o) => {
+            eprintln!("PyTorch baseline failed: {}", String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or(""));
+            None
+        }
+        Err(e) => {
+            eprintln!("PyTorch baseline skipped: {e}");
+            None
+        }
+    }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+struct Row {
+    case: String,
+    ours_ms: f64,
+    torch_key: Option<&'static str>,
+}
+
+fn bench(c: &mut Criterion) {
+    let device = match Device::open(0) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("engine bench skipped: {e}");
+            return;
+        }
+    };
+    let title = format!("{}, driver {}", device.info().name, device.info().driver_release.clone().unwrap_or_default());
+    let rt = Arc::new(Runtime::new(device, &PoolSpec::default()).expect("runtime"));
+    let t = Tenant::new(rt.clone(), 0, Placement::WHOLE).expect("tenant");
+    let stream = t.stream().expect("stream");
+    let bandwidth = dram_bandwidth(&t);
+    let torch = torch_baseline();
+    let mut rows: Vec<Row> = Vec::new();
+    let mut floors = Vec::new();
+
+    let mut g = c.benchmark_group("engine");
+    g.sample_size(10).warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(2));
+
+    // BERT-base forward.
+    {
+        let cfg = ModelConfig::named("bert-base").unwrap();
+        let mut model = Model::new(&t, cfg.clone(), ModelWeights::synthetic(&t, &cfg, 1).unwrap()).unwrap();
+        let mut ws = model.workspace(&t, BATCH, SEQ).unwrap();
+        let ids: Vec<u32> = (0..BATCH * SEQ).map(|i| (i * 7919) % cfg.vocab).collect();
+        ws.ids.copy_from_host(&ids).unwrap();
+        for backend in [GemmBackend::Rightsize, GemmBackend::CublasLt] {
+            model.set_backend(backend);
+            for mode in [Mode::Eager, Mode::Plan] {
+                let plan = (mode == Mode::Plan).then(|| model.capture_encode(&t, &ws, BATCH, SEQ).unwrap());
+                let run = || match &plan {
+                    Some(p) => t.replay(p).unwrap(),
+                    None => model.encode(&t, &ws, BATCH, SEQ).unwrap(),
+                };
+                let samples = RefCell::new(Vec::new());
+                let name = format!("bert-base b{BATCH} s{SEQ} forward, {backend:?}, {mode:?}");
+                g.bench_function(&name, |b| {
+                    b.iter_custom(|iters| {
+                        let ms: f64 = (0..iters).map(|_| timed(stream, run)).sum();
+                        samples.borrow_mut().push(ms / iters as f64);
+                        Duration::from_secs_f64(ms / 1e3)
+                    })
+                });
+                rows.push(Row {
+                    case: name,
+                    ours_ms: median(&mut samples.into_inner()),
+                    torch_key: Some("bert_eager_ms"),
+                });
+            }
+        }
+    }
+
+    // Decoders: prefill 128, then 32 decode steps.
+    for name in ["distilgpt2", "gpt2"] {
+        let cfg = ModelConfig::named(name).unwrap();
+        let mut model = Model::new(&t, cfg.clone(), ModelWeights::synthetic(&t, &cfg, 2).unwrap()).unwrap();
+        let mut ws = model.workspace(&t, BATCH, SEQ + NEW).unwrap();
+        let prompts: Vec<u32> =
+            (0..BATCH * SEQ).map(|i| (i * 7919) % cfg.vocab).chain(std::iter::repeat(0)).take(ws.ids.len()).collect();
+        let floor_ms = decode_weight_bytes(&cfg) / bandwidth * 1e3;
+        let mut best_step = f64::MAX;
+        for backend in [GemmBackend::Rightsize, GemmBackend::CublasLt] {
+            model.set_backend(backend);
+            let prefill_name = format!("{name} b{BATCH} prefill {SEQ}, {backend:?}");
+            let samples = RefCell::new(Vec::new());
+            g.bench_function(&prefill_name, |b| {
+                b.iter_custom(|iters| {
+                    let mut total = 0.0;
+                    for _ in 0..iters {
+                        ws.ids.copy_from_host(&prompts).unwrap();
+                        total += timed(stream, || model.prefill(&t, &mut ws, BATCH, SEQ).unwrap());
+                    }
+                    samples.borrow_mut().push(total / iters as f64);
+                    Duration::from_secs_f64(total / 1e3)
+                })
+            });
+            let torch_prefill = if name == "gpt2" { "gpt2_prefill_ms" } else { "distilgpt2_prefill_ms" };
+            rows.push(Row {
+                case: prefill_name,
+                ours_ms: median(&mut samples.into_inner()),
+                torch_key: Some(torch_prefill),
+            });
+
+            for mode in [Mode::Eager, Mode::Plan] {
+                let plan = (mode == Mode::Plan).then(|| model.capture_decode_step(&t, &ws, BATCH).unwrap());
+                let step_name =
+                    format!("{name} b{BATCH} decode step (cache {SEQ}..{}), {backend:?}, {mode:?}", SEQ + NEW);
+                let samples = RefCell::new(Vec::new());
+                g.bench_function(&step_name, |b| {
+                    b.iter_custom(|iters| {
+                        let mut total = 0.0;
+                        for _ in 0..iters {
+                            ws.ids.copy_from_host(&prompts).unwrap();
+                            model.prefill(&t, &mut ws, BATCH, SEQ).unwrap();
+                            t.synchronize().unwrap();
+                            total += timed(stream, || {
+                                for _ in 0..NEW {
+                                    match &plan {
+                                        Some(p) => t.replay(p).unwrap(),
+                                        None => model.decode_step(&t, &ws, BATCH).unwrap(),
+                                    }
+                                }
+                            }) / f64::from(NEW);
+                        }
+                        samples.borrow_mut().push(total / iters as f64);
+                        Duration::from_secs_f64(total / 1e3)
+                    })
+                });
+                let step = median(&mut samples.into_inner());
+                best_step = best_step.min(step);
+                let torch_step = if name == "gpt2" { "gpt2_decode_step_ms" } else { "distilgpt2_decode_step_ms" };
+                rows.push(Row { case: step_name, ours_ms: step, torch_key: Some(torch_step) });
+            }
+        }
+        floors.push((name, best_step, floor_ms));
+    }
+    g.finish();
+
+    let mut table = format!(
+        "Engine on {title}; DRAM bandwidth measured here: {:.2} TB/s (2 GiB device-to-device copy, read + write). \
+         PyTorch {} (FP16, eager), same shapes, same run.\n\n| case | ours (ms) | PyTorch eager (ms) | PyTorch / ours |\n|---|---:|---:|---:|\n",
+        bandwidth / 1e12,
+        torch.as_ref().and_then(|v| v["torch"].as_str()).unwrap_or("not run")
+    );
+    for r in &rows {
+        let base = r.torch_key.and_then(|k| torch.as_ref().and_then(|v| v[k].as_f64()));
+        let (b, ratio) = match base {
+            Some(b) => (format!("{b:.3}"), format!("{:.2}", b / r.ours_ms)),
+            None => (String::new(), String::new()),
+        };
+        table += &format!("| {} | {:.3} | {b} | {ratio} |\n", r.case, r.ours_ms);
+    }
+    if let Some(v) = &torch {
+        table += &format!(
+            "\nPyTorch BERT-base replayed from a CUDA graph: {:.3} ms.\n",
+            v["bert_graph_ms"].as_f64().unwrap_or(f64::NAN)
+        );
+    }
+    table += "\n| decoder | fastest decode step (ms) | weight-read floor (ms) | step / floor |\n|---|---:|---:|---:|\n";
+    for (name, step, floor) in floors {
+        table += &format!("| {name} | {step:.3} | {floor:.3} | {:.2} |\n", step / floor);
+    }
+    println!("\n{table}");
+    if let Ok(path) = std::env::var("RIGHTSIZE_BENCH_TABLE") {
+        std::fs::write(&path, &table).unwrap_or_else(|e| eprintln!("cannot write {path}: {e}"));
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
