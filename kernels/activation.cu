@@ -2,7 +2,7 @@
 //
 // gelu_f16:   y = gelu(x), tanh or erf form; work unit RS_ACT_UNIT consecutive elements; any n.
 // swiglu_f16: out = silu(gate)·up per row (Llama's MLP); work unit one row; any rows, cols.
-// Both compute in FP32 and round once. Reference: kernels/reference.rs::gelu, swiglu.
+// gelu computes in FP32 and rounds once; swiglu rounds silu(gate) to FP16 before the product. Reference: kernels/reference.rs::gelu, swiglu.
 #include "common.cuh"
 
 RS_KERNEL void __launch_bounds__(RS_ACT_THREADS) gelu_f16(const __grid_constant__ GeluParams p) {
@@ -24,7 +24,9 @@ RS_KERNEL void __launch_bounds__(RS_ACT_THREADS) swiglu_f16(const __grid_constan
         __half* out = rs::ptr<__half>(p.out) + r * p.out_stride;
         for (unsigned c = threadIdx.x; c < p.cols; c += blockDim.x) {
             const float g = __half2float(gate[c]);
-            out[c] = __float2half_rn(g / (1.0f + expf(-g)) * __half2float(up[c]));
+            // silu(gate) is rounded to FP16 before the product, as `act(gate) * up` in FP16 is.
+            const float s = __half2float(__float2half_rn(g / (1.0f + expf(-g))));
+            out[c] = __float2half_rn(s * __half2float(up[c]));
         }
     }
 }

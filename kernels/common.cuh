@@ -25,6 +25,9 @@ __device__ __forceinline__ T* ptr(u64 p) {
     return reinterpret_cast<T*>(p);
 }
 
+// x rounded to the nearest FP16, as a float.
+__device__ __forceinline__ float round_half(float x) { return __half2float(__float2half_rn(x)); }
+
 __device__ __forceinline__ float gelu(float x, unsigned int act) {
     if (act == RS_ACT_GELU_TANH) {
         const float k0 = 0.7978845608028654f;  // sqrt(2/pi)

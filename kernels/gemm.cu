@@ -1,6 +1,7 @@
 // gemm.cu — C = act(A·Bᵀ + bias) + R on tensor cores (mma.sync m16n8k16, FP16 in, FP32 accumulate).
 //
-// Computes:   see GemmParams in abi.h (batched, optional bias, GELU tanh/erf, residual add).
+// Computes:   see GemmParams in abi.h (batched, optional bias, GELU tanh/erf, residual add;
+//             act(A·Bᵀ + bias) is rounded to FP16 before the residual is added).
 // Work unit:  one BM×BN output tile of one batch entry; units = batch·⌈M/BM⌉·⌈N/BN⌉.
 //             gemm_f16_128x128 (8 warps, each 64×32) for large M; gemm_f16_64x64 (4 warps,
 //             each 32×32) for small M. Each tile is computed by one block in a fixed K order,
@@ -130,9 +131,11 @@ __device__ __forceinline__ void gemm_tiles(const GemmParams& p, __half* smem) {
                     v0 = rs::gelu(v0, p.act);
                     v1 = rs::gelu(v1, p.act);
                     if (R) {
+                        // The projection is rounded to FP16 before the residual add, as
+                        // frameworks do (`residual + proj(x)` in FP16).
                         const __half* r = R + (u64)row * p.ldr + col;
-                        v0 += __half2float(r[0]);
-                        if (pair) v1 += __half2float(r[1]);
+                        v0 = __half2float(__float2half_rn(v0)) + __half2float(r[0]);
+                        if (pair) v1 = __half2float(__float2half_rn(v1)) + __half2float(r[1]);
                     }
                     __half* c = C + (u64)row * p.ldc + col;
                     if (pair && pairs_ok) {

@@ -2,7 +2,8 @@
 //
 // Computes:   see NormParams in abi.h. s = x + residual is rounded to FP16 (it is the
 //             residual stream the caller keeps), and the statistics are taken over that
-//             rounded s in FP32: mean first, then the centred variance (two passes).
+//             rounded s in FP32: mean first, then the centred variance (two passes). RMSNorm
+//             rounds s/rms to FP16 before multiplying by gamma (as Llama's reference does).
 // Work unit:  one row; the block keeps the row in shared memory as FP32, so y, sum_out, x
 //             and residual may alias.
 // Shapes:     rows ≥ 0, 1 ≤ cols ≤ RS_NORM_MAX_COLS.
@@ -51,8 +52,14 @@ __device__ __forceinline__ void norm_rows(const NormParams& p) {
             rstd = rsqrtf(rs::block_sum(sq, scratch) / p.cols + p.eps);
         }
         for (unsigned c = threadIdx.x; c < p.cols; c += blockDim.x) {
-            float v = (row[c] - mean) * rstd * __half2float(gamma[c]);
-            if (beta) v += __half2float(beta[c]);
+            float v;
+            if (RMS) {
+                // Llama's RMSNorm rounds the normalised value to FP16 before the scale.
+                v = __half2float(__float2half_rn(row[c] * rstd)) * __half2float(gamma[c]);
+            } else {
+                v = (row[c] - mean) * rstd * __half2float(gamma[c]);
+                if (beta) v += __half2float(beta[c]);
+            }
             y[base + c] = __float2half_rn(v);
         }
     }

@@ -69,7 +69,8 @@ pub fn gelu(x: &[f16], act: u32) -> Vec<f16> {
     x.iter().map(|&v| h(gelu_f32(f(v), act))).collect()
 }
 
-/// `gemm_f16_*` with contiguous operands: `C = act(A·Bᵀ + bias) + R`, A m×k, B n×k, R m×n.
+/// `gemm_f16_*` with contiguous operands: `C = act(A·Bᵀ + bias) + R`, A m×k, B n×k, R m×n
+/// (the product is rounded to FP16 before R is added).
 #[allow(clippy::too_many_arguments)]
 pub fn gemm(
     a: &[f16],
@@ -99,7 +100,7 @@ pub fn gemm(
             }
             let mut v = gelu_f32(acc, act);
             if let Some(r) = residual {
-                v += f(r[i * n + j]);
+                v = f(h(v)) + f(r[i * n + j]);
             }
             c.push(h(v));
         }
@@ -141,10 +142,11 @@ fn norm(
         };
         let rstd = 1.0 / (var + f64::from(eps)).sqrt();
         for (c, e) in v.iter().enumerate() {
-            let mut o = (e - mean) * rstd * f64::from(f(gamma[c]));
-            if let Some(b) = beta {
-                o += f64::from(f(b[c]));
-            }
+            let o = if rms {
+                f64::from(f(h((e * rstd) as f32))) * f64::from(f(gamma[c]))
+            } else {
+                (e - mean) * rstd * f64::from(f(gamma[c])) + beta.map_or(0.0, |b| f64::from(f(b[c])))
+            };
             y.push(h(o as f32));
         }
     }
@@ -297,7 +299,8 @@ pub fn rope_inv_freq(head_dim: usize, theta: f64) -> Vec<f32> {
     (0..head_dim / 2).map(|i| theta.powf(-(2.0 * i as f64) / head_dim as f64) as f32).collect()
 }
 
-/// `rope_f16` on rows `[batch·tokens][heads·head_dim]` (one tensor; the kernel does q and k).
+/// `rope_f16` on rows `[batch·tokens][heads·head_dim]` (one tensor; the kernel does q and k),
+/// with FP16 rounding of cos, sin, each product and each sum.
 pub fn rope(x: &mut [f16], heads: usize, head_dim: usize, inv_freq: &[f32], start: Option<&[u32]>, tokens: usize) {
     let half = head_dim / 2;
     for (row_index, row) in x.chunks_mut(heads * head_dim).enumerate() {
@@ -306,10 +309,11 @@ pub fn rope(x: &mut [f16], heads: usize, head_dim: usize, inv_freq: &[f32], star
         for head in row.chunks_mut(head_dim) {
             for i in 0..half {
                 let angle = pos as f32 * inv_freq[i];
-                let (sn, cs) = (f64::from(angle).sin(), f64::from(angle).cos());
-                let (x1, x2) = (f64::from(f(head[i])), f64::from(f(head[i + half])));
-                head[i] = h((x1 * cs - x2 * sn) as f32);
-                head[i + half] = h((x2 * cs + x1 * sn) as f32);
+                let r = |x: f32| f(h(x));
+                let (sn, cs) = (r(f64::from(angle).sin() as f32), r(f64::from(angle).cos() as f32));
+                let (x1, x2) = (f(head[i]), f(head[i + half]));
+                head[i] = h(r(x1 * cs) - r(x2 * sn));
+                head[i + half] = h(r(x2 * cs) + r(x1 * sn));
             }
         }
     }
@@ -350,13 +354,14 @@ pub fn embedding(
     out
 }
 
-/// `swiglu_f16` on contiguous `rows × cols` gate and up.
+/// `swiglu_f16` on contiguous `rows × cols` gate and up (silu rounded to FP16 before the product).
 pub fn swiglu(gate: &[f16], up: &[f16]) -> Vec<f16> {
     gate.iter()
         .zip(up)
         .map(|(&g, &u)| {
             let g = f64::from(f(g));
-            h((g / (1.0 + (-g).exp()) * f64::from(f(u))) as f32)
+            let s = f(h((g / (1.0 + (-g).exp())) as f32));
+            h(s * f(u))
         })
         .collect()
 }

@@ -1,6 +1,7 @@
 // rope.cu — rotary position embedding (Llama's rotate-half form), in place.
 //
-// Computes:   see RopeParams in abi.h; angles pos·inv_freq[i] in FP32 with full-range sincosf.
+// Computes:   see RopeParams in abi.h; angles pos·inv_freq[i] in FP32 with full-range sincosf,
+//             then FP16 arithmetic (rounded cos, sin, products and sums) as frameworks do.
 // Work unit:  one token (b, t): every (head, i < head_dim/2) pair of its q and k heads; each
 //             pair is read and written by one thread.
 // Shapes:     even head_dim; any batch, tokens, heads.
@@ -20,9 +21,13 @@ RS_KERNEL void __launch_bounds__(RS_ROPE_THREADS) rope_f16(const __grid_constant
                                        : rs::ptr<__half>(p.k) + u * p.k_stride + (u64)(hh - p.heads_q) * p.head_dim;
             float sn, cs;
             sincosf(pos * inv_freq[i], &sn, &cs);
+            // FP16 arithmetic as in `x·cos + rotate_half(x)·sin` on FP16 tensors: cos and sin
+            // are rounded, and so is each product and the sum.
+            cs = rs::round_half(cs);
+            sn = rs::round_half(sn);
             const float x1 = __half2float(x[i]), x2 = __half2float(x[i + half_dim]);
-            x[i] = __float2half_rn(x1 * cs - x2 * sn);
-            x[i + half_dim] = __float2half_rn(x2 * cs + x1 * sn);
+            x[i] = __float2half_rn(rs::round_half(x1 * cs) - rs::round_half(x2 * sn));
+            x[i + half_dim] = __float2half_rn(rs::round_half(x2 * cs) + rs::round_half(x1 * sn));
         }
     }
 }

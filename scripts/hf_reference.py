@@ -7,8 +7,8 @@ engine can be checked against them (tests/gpu/engine.rs::transformers_parity).
 
 Writes OUT_DIR/{bert,gpt2,llama}/ (config.json, model.safetensors) and
 OUT_DIR/expected.safetensors: for BERT the input ids, valid lengths and last hidden states;
-for each decoder the prompts, the logits of each prompt's last token and 32 greedily
-generated tokens. Needs a CUDA GPU, torch, transformers and safetensors.
+for each decoder the prompts, the logits of each prompt's last token, 32 greedily generated
+tokens and the logits PyTorch chose each of them from. Needs a CUDA GPU, torch, transformers and safetensors.
 """
 import os
 import sys
@@ -62,11 +62,15 @@ def main():
         prompts = torch.randint(0, model.config.vocab_size, (DECODE_BATCH, PROMPT), device=dev)
         with torch.no_grad():
             logits = model(prompts).logits[:, -1, :]
-            generated = model.generate(prompts, attention_mask=torch.ones_like(prompts), do_sample=False,
-                                       max_new_tokens=NEW, min_new_tokens=NEW, pad_token_id=0)[:, PROMPT:]
+            result = model.generate(prompts, attention_mask=torch.ones_like(prompts), do_sample=False,
+                                    max_new_tokens=NEW, min_new_tokens=NEW, pad_token_id=0,
+                                    output_scores=True, return_dict_in_generate=True)
         expected[f"{name}_prompts"] = prompts.int()
         expected[f"{name}_logits"] = logits.half()
-        expected[f"{name}_tokens"] = generated.int()
+        expected[f"{name}_tokens"] = result.sequences[:, PROMPT:].int()
+        # PyTorch's logits at every generated step, [batch][step][vocab], to tell a divergence
+        # at an FP16 near-tie from a real one.
+        expected[f"{name}_scores"] = torch.stack(result.scores, dim=1).half()
 
     save_file({k: v.contiguous().cpu() for k, v in expected.items()}, os.path.join(out, "expected.safetensors"))
     print("wrote", out)
