@@ -10,6 +10,7 @@ mod launch;
 mod memory;
 mod partition;
 mod plan;
+pub mod policy;
 mod tenant;
 
 pub use blas::{BlasGemm, BlasLt, BlasShape};
