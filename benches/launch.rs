@@ -1,5 +1,7 @@
 //! Host cost of the launch path: a bare `cuLaunchKernel` against `Runtime::launch` on the
-//! whole device and on a green-context partition, same kernel and arguments.
+//! whole device and on a green-context partition, same kernel and arguments; then the
+//! scheduled path (policy decision, completion tracking, a partition switch per launch) and
+//! the host cost of replaying a plan, per kernel.
 //!
 //! Run on a GPU host: `cargo bench --bench launch` (or the binary from scripts/gpu-build.sh
 //! with `--bench`). Without a GPU it prints why and exits.
@@ -104,6 +106,76 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+    g.finish();
+    drop(rt);
+    scheduled(c, n);
+}
+
+/// The scheduled launch path (policy decision, completion tracking, ordering across
+/// partitions) and plan replay, on a runtime made with the krisp-conserved policy.
+fn scheduled(c: &mut Criterion, n: usize) {
+    use rightsize::kernels::Params;
+    use rightsize::runtime::policy::{KrispConserved, PriorityClass};
+    use rightsize::runtime::{MinSms, Tenant};
+    use std::sync::Arc;
+
+    let device = Device::open(0).expect("device");
+    // Two shapes of one kernel, profiled at 16 and 32 SMs: alternating them switches partition.
+    let small = VectorAddParams { n: n as u64, ..Default::default() };
+    let large = VectorAddParams { n: 2 * n as u64, ..Default::default() };
+    let mut min_sms = MinSms::default();
+    min_sms.insert(KernelId::VectorAddF16, small.shape_key(), 16);
+    min_sms.insert(KernelId::VectorAddF16, large.shape_key(), 32);
+    let rt = Arc::new(Runtime::with_policy(device, Box::new(KrispConserved), min_sms, 2).expect("runtime"));
+    let a = DeviceBuffer::from_host(rt.device(), &vec![f16::ONE; 2 * n]).expect("alloc");
+    let out = DeviceBuffer::<f16>::filled(rt.device(), 2 * n, 0xff).expect("alloc");
+    let small = VectorAddParams { a: a.ptr(), b: a.ptr(), c: out.ptr(), ..small };
+    let large = VectorAddParams { a: a.ptr(), b: a.ptr(), c: out.ptr(), ..large };
+    let t = Tenant::scheduled(rt.clone(), 0, PriorityClass::BestEffort).expect("tenant");
+    let sync = || t.synchronize().expect("sync");
+
+    let mut g = c.benchmark_group("launch");
+    g.warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
+    g.bench_function("scheduled, same partition (decision + completion tracking)", |b| {
+        b.iter_custom(|iters| {
+            timed(iters, &sync, || {
+                // SAFETY: buffers of 2n halves.
+                unsafe { t.launch(VECTOR_ADD_F16, &small) }.expect("launch");
+            })
+        })
+    });
+    let mut flip = false;
+    g.bench_function("scheduled, partition switch every launch", |b| {
+        b.iter_custom(|iters| {
+            timed(iters, &sync, || {
+                flip = !flip;
+                // SAFETY: as above.
+                unsafe { t.launch(VECTOR_ADD_F16, if flip { &small } else { &large }) }.expect("launch");
+            })
+        })
+    });
+    // A plan of 256 kernels alternating partitions, replayed: host time per replayed kernel.
+    let plan = t
+        .capture(|| {
+            for i in 0..256 {
+                // SAFETY: as above.
+                unsafe { t.launch(VECTOR_ADD_F16, if i % 2 == 0 { &small } else { &large }) }?;
+            }
+            Ok::<(), rightsize::runtime::Error>(())
+        })
+        .expect("capture");
+    g.bench_function("plan replay, per kernel (256 kernels, alternating partitions)", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let t0 = Instant::now();
+                t.replay(&plan).expect("replay");
+                total += t0.elapsed();
+                sync();
+            }
+            total / 256
+        })
+    });
     g.finish();
 }
 

@@ -22,6 +22,26 @@ pub trait Params: Copy + Send + Sync + 'static {
     fn units(&self, kernel: KernelId) -> u64;
     /// Checks the documented constraints (shapes, strides, alignment, required pointers).
     fn check(&self, kernel: KernelId) -> Result<(), ParamError>;
+    /// A key of the launch's shape: its dimensions and options, not its addresses, so the
+    /// same layer of a model has the same key in every run (profiles are keyed by it).
+    fn shape_key(&self) -> u64;
+}
+
+/// FNV-1a over dimension values.
+fn key(values: &[u64]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for v in values {
+        for b in v.to_le_bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}
+
+/// 1 when an optional pointer is present, else 0 (presence changes the work, the address not).
+fn has(ptr: u64) -> u64 {
+    u64::from(ptr != 0)
 }
 
 fn ensure(ok: bool, kernel: KernelId, reason: impl FnOnce() -> String) -> Result<(), ParamError> {
@@ -74,6 +94,9 @@ impl Params for SmidParams {
     fn check(&self, k: KernelId) -> Result<(), ParamError> {
         pointers(k, &[("sm", self.sm, 4)])
     }
+    fn shape_key(&self) -> u64 {
+        key(&[u64::from(self.units), self.spin_cycles])
+    }
 }
 
 impl Params for VectorAddParams {
@@ -82,6 +105,9 @@ impl Params for VectorAddParams {
     }
     fn check(&self, k: KernelId) -> Result<(), ParamError> {
         pointers(k, &[("a", self.a, 2), ("b", self.b, 2), ("c", self.c, 2)])
+    }
+    fn shape_key(&self) -> u64 {
+        key(&[self.n])
     }
 }
 
@@ -92,6 +118,9 @@ impl Params for AddU32Params {
     fn check(&self, k: KernelId) -> Result<(), ParamError> {
         pointers(k, &[("x", self.x, 4)])
     }
+    fn shape_key(&self) -> u64 {
+        key(&[self.n])
+    }
 }
 
 impl Params for CopyU32Params {
@@ -100,6 +129,9 @@ impl Params for CopyU32Params {
     }
     fn check(&self, k: KernelId) -> Result<(), ParamError> {
         pointers(k, &[("src", self.src, 4), ("dst", self.dst, 4)])
+    }
+    fn shape_key(&self) -> u64 {
+        key(&[self.n])
     }
 }
 
@@ -126,6 +158,13 @@ impl Params for GemmParams {
         let strides = [self.stride_a, self.stride_b, self.stride_c, self.stride_r];
         ensure(strides.iter().all(|s| s % 8 == 0), k, || format!("batch strides {strides:?} must be multiples of 8"))
     }
+    fn shape_key(&self) -> u64 {
+        key(&[self.m, self.n, self.k, self.batch, self.lda, self.ldb, self.ldc, self.ldr, self.act]
+            .map(u64::from)
+            .into_iter()
+            .chain([has(self.bias), has(self.residual)])
+            .collect::<Vec<_>>())
+    }
 }
 
 impl Params for NormParams {
@@ -139,6 +178,9 @@ impl Params for NormParams {
         ensure(self.eps >= 0.0 && self.eps.is_finite(), k, || format!("eps = {}", self.eps))?;
         pointers(k, &[("x", self.x, 2), ("gamma", self.gamma, 2), ("y", self.y, 2)])?;
         optional(k, &[("residual", self.residual, 2), ("sum_out", self.sum_out, 2), ("beta", self.beta, 2)])
+    }
+    fn shape_key(&self) -> u64 {
+        key(&[u64::from(self.rows), u64::from(self.cols), has(self.residual), has(self.sum_out), has(self.beta)])
     }
 }
 
@@ -199,6 +241,13 @@ impl Params for AttentionParams {
         pointers(k, &[("q", self.q, 16), ("k", self.k, 16), ("v", self.v, 16), ("o", self.o, 16)])?;
         optional(k, &[("seq_lens", self.seq_lens, 4)])
     }
+    fn shape_key(&self) -> u64 {
+        key(&[self.batch, self.seq, self.heads_q, self.heads_kv, self.head_dim, self.causal]
+            .map(u64::from)
+            .into_iter()
+            .chain([has(self.seq_lens)])
+            .collect::<Vec<_>>())
+    }
 }
 
 impl Params for DecodeAttentionParams {
@@ -224,6 +273,9 @@ impl Params for DecodeAttentionParams {
             ],
         )
     }
+    fn shape_key(&self) -> u64 {
+        key(&[self.batch, self.heads_q, self.heads_kv, self.head_dim, self.max_len].map(u64::from))
+    }
 }
 
 impl Params for KvAppendParams {
@@ -243,6 +295,9 @@ impl Params for KvAppendParams {
             &[("k", self.k, 16), ("v", self.v, 16), ("k_cache", self.k_cache, 16), ("v_cache", self.v_cache, 16)],
         )?;
         optional(k, &[("start", self.start, 4)])
+    }
+    fn shape_key(&self) -> u64 {
+        key(&[self.batch, self.tokens, self.heads_kv, self.head_dim, self.max_len].map(u64::from))
     }
 }
 
@@ -264,6 +319,9 @@ impl Params for RopeParams {
         }
         optional(k, &[("start", self.start, 4)])
     }
+    fn shape_key(&self) -> u64 {
+        key(&[self.batch, self.tokens, self.heads_q, self.heads_kv, self.head_dim].map(u64::from))
+    }
 }
 
 impl Params for EmbeddingParams {
@@ -276,6 +334,13 @@ impl Params for EmbeddingParams {
         pointers(k, &[("ids", self.ids, 4), ("tok", self.tok, 2), ("out", self.out, 2)])?;
         optional(k, &[("pos", self.pos, 2), ("type", self.type_, 2), ("start", self.start, 4)])
     }
+    fn shape_key(&self) -> u64 {
+        key(&[self.batch, self.tokens, self.hidden, self.vocab, self.max_pos]
+            .map(u64::from)
+            .into_iter()
+            .chain([has(self.pos), has(self.type_)])
+            .collect::<Vec<_>>())
+    }
 }
 
 impl Params for GeluParams {
@@ -285,6 +350,9 @@ impl Params for GeluParams {
     fn check(&self, k: KernelId) -> Result<(), ParamError> {
         ensure(self.act == RS_ACT_GELU_TANH || self.act == RS_ACT_GELU_ERF, k, || format!("act = {}", self.act))?;
         pointers(k, &[("x", self.x, 2), ("y", self.y, 2)])
+    }
+    fn shape_key(&self) -> u64 {
+        key(&[self.n, u64::from(self.act)])
     }
 }
 
@@ -299,6 +367,9 @@ impl Params for SwigluParams {
         })?;
         pointers(k, &[("gate", self.gate, 2), ("up", self.up, 2), ("out", self.out, 2)])
     }
+    fn shape_key(&self) -> u64 {
+        key(&[u64::from(self.rows), u64::from(self.cols)])
+    }
 }
 
 impl Params for FillParams {
@@ -308,6 +379,9 @@ impl Params for FillParams {
     fn check(&self, k: KernelId) -> Result<(), ParamError> {
         ensure(self.scale.is_finite() && self.mean.is_finite(), k, || "scale and mean must be finite".into())?;
         pointers(k, &[("x", self.x, 2)])
+    }
+    fn shape_key(&self) -> u64 {
+        key(&[self.n])
     }
 }
 
@@ -320,6 +394,9 @@ impl Params for ArgmaxParams {
             format!("cols = {} must be ≥ 1 and ≤ stride = {}", self.cols, self.stride)
         })?;
         pointers(k, &[("logits", self.logits, 2), ("out", self.out, 4)])
+    }
+    fn shape_key(&self) -> u64 {
+        key(&[u64::from(self.rows), u64::from(self.cols)])
     }
 }
 
@@ -383,6 +460,14 @@ mod tests {
         assert!(p.check(KernelId::AttentionPrefillD128).is_err());
         assert!(AttentionParams { heads_kv: 5, ..p }.check(KernelId::AttentionPrefillD64).is_err());
         assert!(AttentionParams { k_stride: 200, ..p }.check(KernelId::AttentionPrefillD64).is_err());
+    }
+
+    #[test]
+    fn shape_keys_ignore_addresses_but_not_dimensions() {
+        let a = gemm(1024, 768, 768);
+        assert_eq!(a.shape_key(), GemmParams { a: 4096, c: 8192, ..a }.shape_key());
+        assert_ne!(a.shape_key(), gemm(1024, 768, 3072).shape_key());
+        assert_ne!(a.shape_key(), GemmParams { bias: 2, ..a }.shape_key());
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod memory;
 mod partition;
 mod plan;
 pub mod policy;
+mod scheduler;
 mod tenant;
 
 pub use blas::{BlasGemm, BlasLt, BlasShape};
@@ -20,6 +21,7 @@ pub use launch::{auto_grid, Grid, KernelTable, LoadedKernel};
 pub use memory::{DeviceBuffer, DeviceCopy};
 pub use partition::{group_range, GroupRange, Partition, PartitionId, PartitionPool, PartitionRequest, PoolSpec};
 pub use plan::Plan;
+pub use scheduler::{MinSms, Scheduler};
 pub use tenant::Tenant;
 
 use std::collections::HashMap;
@@ -60,7 +62,9 @@ struct Blas {
 /// An open device with its partitions and loaded kernels.
 #[derive(Debug)]
 pub struct Runtime {
-    // Field order is drop order: cuBLASLt, kernels and partitions before the device's context.
+    // Field order is drop order: scheduler events, cuBLASLt, kernels and partitions before the
+    // device's context.
+    scheduler: Option<Scheduler>,
     blas: OnceLock<std::result::Result<Blas, String>>,
     kernels: KernelTable,
     pool: PartitionPool,
@@ -72,7 +76,35 @@ impl Runtime {
     pub fn new(device: Device, spec: &PoolSpec) -> Result<Runtime> {
         let pool = PartitionPool::new(&device, spec)?;
         let kernels = KernelTable::load(&device)?;
-        Ok(Runtime { blas: OnceLock::new(), kernels, pool, device })
+        Ok(Runtime { scheduler: None, blas: OnceLock::new(), kernels, pool, device })
+    }
+
+    /// A runtime whose scheduled tenants (up to `tenants` of them) are placed kernel by kernel
+    /// by `policy`: makes a partition for every window of SM groups, each with a stream at the
+    /// least and the greatest priority.
+    pub fn with_policy(
+        device: Device,
+        policy: Box<dyn policy::Policy>,
+        min_sms: MinSms,
+        tenants: u32,
+    ) -> Result<Runtime> {
+        let (granularity, groups) = match &device.info().partitions {
+            PartitionSupport::Supported { granularity, groups, .. } => (*granularity, *groups),
+            PartitionSupport::Unsupported { reason } => return Err(PartitionError::Unsupported(reason.clone()).into()),
+        };
+        let range = device.info().stream_priorities;
+        let spec = PoolSpec::all_windows(groups, granularity, vec![range.least, range.greatest]);
+        let mut rt = Runtime::new(device, &spec)?;
+        let windows = rt.pool.iter().filter_map(|(id, p)| p.groups().map(|g| (g, id))).collect();
+        let topo = policy::Topology { groups, granularity };
+        rt.device.bind()?;
+        rt.scheduler = Some(Scheduler::new(policy, topo, min_sms, windows, tenants.max(1))?);
+        Ok(rt)
+    }
+
+    /// The scheduler, when the runtime was made with a policy.
+    pub fn scheduler(&self) -> Option<&Scheduler> {
+        self.scheduler.as_ref()
     }
 
     /// The device.

@@ -164,6 +164,17 @@ pub struct PoolSpec {
 }
 
 impl PoolSpec {
+    /// Every window of consecutive groups (`groups·(groups+1)/2` partitions), for policies
+    /// that place each kernel on any window.
+    pub fn all_windows(groups: u32, granularity: u32, priorities: Vec<i32>) -> PoolSpec {
+        let partitions = (1..=groups)
+            .flat_map(|count| {
+                (0..=groups - count).map(move |first| PartitionRequest { first_group: first, sms: count * granularity })
+            })
+            .collect();
+        PoolSpec { partitions, priorities }
+    }
+
     /// Partitions of `sms` SMs each, laid side by side from group 0 (disjoint).
     pub fn disjoint(sms: &[u32], granularity: u32) -> PoolSpec {
         let mut first_group = 0;

@@ -20,7 +20,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::partition::GroupRange;
+pub use super::partition::GroupRange;
 
 /// A tenant's id: an index below the runtime's tenant limit.
 pub type TenantId = u32;

@@ -1,33 +1,107 @@
-//! Tenants: one handle per model instance. Every launch a model makes goes through its
-//! tenant, which asks the runtime where to run it; today the tenant carries one fixed
-//! placement (the whole device, or a static partition).
+//! Tenants: one handle per model instance, used from one thread at a time. Every launch a
+//! model makes goes through its tenant, which either uses a fixed placement (the whole device
+//! or a static partition) or asks the runtime's scheduler per kernel. A tenant is an in-order
+//! logical stream: when two consecutive kernels land on different partitions' streams, the
+//! second waits for the first through an event.
 
+use std::cell::Cell;
 use std::sync::Arc;
 
 use cudarc::driver::sys;
 
-use super::{Error, Placement, Plan, Result, Runtime};
+use super::error::{check, Error, Result};
+use super::launch::{auto_grid, launch_raw};
+use super::policy::{Demand, PriorityClass, Region, TenantId};
+use super::{Grid, PartitionError, Placement, Plan, Runtime};
 use crate::kernels::{Kernel, Params};
 
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    Fixed(Placement),
+    Scheduled,
+}
+
+/// An event owned by a tenant, for ordering its kernels across streams.
+#[derive(Debug)]
+struct OrderEvent(sys::CUevent);
+
+impl Drop for OrderEvent {
+    fn drop(&mut self) {
+        // SAFETY: created in `Tenant::make`, destroyed once.
+        unsafe { sys::cuEventDestroy_v2(self.0) };
+    }
+}
+
 /// A model instance's handle on the runtime.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Tenant {
     rt: Arc<Runtime>,
-    id: u32,
-    placement: Placement,
+    id: TenantId,
+    class: PriorityClass,
+    mode: Mode,
+    /// Where its work starts (captures) and what `synchronize` waits on at first.
+    origin: sys::CUstream,
+    /// The stream of its last launch: the tail of its logical stream.
+    last: Cell<sys::CUstream>,
+    capturing: Cell<bool>,
+    order: OrderEvent,
 }
+
+// SAFETY: the stream and event handles may move between threads; a tenant is not `Sync`
+// (its `Cell`s), so one thread uses it at a time.
+unsafe impl Send for Tenant {}
 
 impl Tenant {
     /// A tenant whose kernels all run as `placement` says.
-    pub fn new(rt: Arc<Runtime>, id: u32, placement: Placement) -> Result<Tenant> {
-        // Refuse a placement the pool cannot serve now rather than at the first launch.
-        rt.pool().get(placement.partition)?.stream(placement.priority_level)?;
-        Ok(Tenant { rt, id, placement })
+    pub fn new(rt: Arc<Runtime>, id: TenantId, placement: Placement) -> Result<Tenant> {
+        let origin = rt.pool().get(placement.partition)?.stream(placement.priority_level)?;
+        Self::make(rt, id, PriorityClass::BestEffort, Mode::Fixed(placement), origin)
+    }
+
+    /// A tenant whose kernels the runtime's scheduler places one by one (the runtime must have
+    /// been made with [`Runtime::with_policy`]).
+    pub fn scheduled(rt: Arc<Runtime>, id: TenantId, class: PriorityClass) -> Result<Tenant> {
+        let sched = rt.scheduler().ok_or_else(|| {
+            PartitionError::Unsupported("this runtime was made without a policy (use Runtime::with_policy)".into())
+        })?;
+        if id >= sched.tenants() {
+            return Err(Error::Launch {
+                kernel: "-",
+                reason: format!("tenant id {id} ≥ the scheduler's {} tenants", sched.tenants()),
+            });
+        }
+        let level = if class == PriorityClass::LatencyCritical { 1 } else { 0 };
+        let origin = rt.pool().get(super::PartitionId::WHOLE)?.stream(level)?;
+        Self::make(rt, id, class, Mode::Scheduled, origin)
+    }
+
+    fn make(rt: Arc<Runtime>, id: TenantId, class: PriorityClass, mode: Mode, origin: sys::CUstream) -> Result<Tenant> {
+        rt.device().bind()?;
+        let mut e = std::ptr::null_mut();
+        // SAFETY: the primary context is current.
+        check("cuEventCreate", unsafe {
+            sys::cuEventCreate(&mut e, sys::CUevent_flags::CU_EVENT_DISABLE_TIMING as u32)
+        })?;
+        Ok(Tenant {
+            rt,
+            id,
+            class,
+            mode,
+            origin,
+            last: Cell::new(origin),
+            capturing: Cell::new(false),
+            order: OrderEvent(e),
+        })
     }
 
     /// Its id.
-    pub fn id(&self) -> u32 {
+    pub fn id(&self) -> TenantId {
         self.id
+    }
+
+    /// Its priority class.
+    pub fn class(&self) -> PriorityClass {
+        self.class
     }
 
     /// The runtime it launches on.
@@ -35,53 +109,138 @@ impl Tenant {
         &self.rt
     }
 
-    /// Where its kernels run.
-    pub fn placement(&self) -> Placement {
-        self.placement
+    /// Its fixed placement, if it has one.
+    pub fn placement(&self) -> Option<Placement> {
+        match self.mode {
+            Mode::Fixed(p) => Some(p),
+            Mode::Scheduled => None,
+        }
     }
 
-    /// Launches `kernel` for this tenant.
+    /// Makes `stream` the tail of the logical stream: it waits for the previous tail.
+    fn order_to(&self, stream: sys::CUstream) -> Result<()> {
+        let last = self.last.get();
+        if last != stream {
+            // SAFETY: live event and streams of this device.
+            unsafe {
+                check("cuEventRecord", sys::cuEventRecord(self.order.0, last))?;
+                check("cuStreamWaitEvent", sys::cuStreamWaitEvent(stream, self.order.0, 0))?;
+            }
+            self.last.set(stream);
+        }
+        Ok(())
+    }
+
+    /// Launches `kernel` for this tenant and returns the grid used.
     ///
     /// # Safety
     /// As [`Runtime::launch`]: the device addresses in `params` are live and sized for them.
     pub unsafe fn launch<P: Params>(&self, kernel: Kernel<P>, params: &P) -> Result<u32> {
-        // SAFETY: forwarded contract.
-        unsafe { self.rt.launch(kernel, params, self.placement) }
+        if let Mode::Fixed(p) = self.mode {
+            // SAFETY: forwarded contract.
+            return unsafe { self.rt.launch(kernel, params, p) };
+        }
+        let id = kernel.id();
+        params.check(id)?;
+        let units = params.units(id);
+        if units == 0 {
+            return Ok(0);
+        }
+        let sched = self.rt.scheduler().ok_or(PartitionError::Unsupported("no scheduler".into()))?;
+        let demand = Demand { tenant: self.id, class: self.class, min_sms: sched.min_sms(id, params.shape_key()) };
+        let capturing = self.capturing.get();
+        let (region, high) = sched.admit(&demand, capturing);
+        let part = self.rt.pool().get(sched.partition(region))?;
+        let stream = part.stream(usize::from(high))?;
+        self.rt.device().bind()?;
+        self.order_to(stream)?;
+        let loaded = self.rt.kernels().get(id);
+        let grid = auto_grid(units, part.sms(), loaded.blocks_per_sm);
+        // SAFETY: `Kernel<P>` ties P to the kernel; the caller vouches for the addresses; the
+        // stream belongs to this device, whose primary context is current.
+        let launched = unsafe { launch_raw(loaded, grid, stream, params) };
+        if capturing {
+            return launched.map(|()| grid);
+        }
+        match launched {
+            Ok(()) => sched.track(self.id, region, stream).map(|()| grid),
+            Err(e) => {
+                // Nothing was launched on these groups: give them back now.
+                sched.release(self.id, region);
+                Err(e)
+            }
+        }
     }
 
-    /// Runs a GEMM through cuBLASLt for this tenant (see [`Runtime::launch_blas`]).
+    /// The tail of its logical stream: the stream of its last launch (or of its placement,
+    /// or its origin before any launch). Work enqueued there runs after all of its kernels.
+    pub fn stream(&self) -> Result<sys::CUstream> {
+        Ok(self.last.get())
+    }
+
+    /// Runs a GEMM through cuBLASLt for this tenant (see [`Runtime::launch_blas`]); a scheduled
+    /// tenant runs it on the whole device.
     ///
     /// # Safety
     /// As [`Runtime::launch`].
     pub unsafe fn launch_blas(&self, p: &crate::kernels::abi::GemmParams) -> Result<()> {
+        let placement = match self.mode {
+            Mode::Fixed(pl) => pl,
+            Mode::Scheduled => {
+                let level = usize::from(self.class == PriorityClass::LatencyCritical);
+                self.order_to(self.rt.pool().get(super::PartitionId::WHOLE)?.stream(level)?)?;
+                Placement { partition: super::PartitionId::WHOLE, priority_level: level, grid: Grid::Auto }
+            }
+        };
         // SAFETY: forwarded contract.
-        unsafe { self.rt.launch_blas(p, self.placement) }
+        unsafe { self.rt.launch_blas(p, placement) }?;
+        if let (Mode::Scheduled, false) = (self.mode, self.capturing.get()) {
+            if let Some(s) = self.rt.scheduler() {
+                s.track(self.id, Region::Whole, self.last.get())?;
+            }
+        }
+        Ok(())
     }
 
-    /// The stream its launches go to (for capturing them into a graph).
-    pub fn stream(&self) -> Result<sys::CUstream> {
-        Ok(self.rt.pool().get(self.placement.partition)?.stream(self.placement.priority_level)?)
-    }
-
-    /// Captures the launches `record` makes for this tenant as a [`Plan`].
+    /// Captures the launches `record` makes for this tenant as a [`Plan`]; a scheduled tenant
+    /// places each kernel as on an idle device, and the plan keeps those partitions.
     pub fn capture<E: From<Error>>(
         &self,
         record: impl FnOnce() -> std::result::Result<(), E>,
     ) -> std::result::Result<Plan, E> {
-        let stream = self.stream()?;
-        Plan::capture(&self.rt, stream, record)
+        self.rt.device().bind()?;
+        self.order_to(self.origin)?;
+        self.capturing.set(true);
+        let origin = self.origin;
+        let plan = Plan::capture(&self.rt, origin, || {
+            let r = record();
+            // Join the tail back to the origin before the capture ends.
+            self.order_to(origin).map_err(E::from)?;
+            r
+        });
+        self.capturing.set(false);
+        self.last.set(origin);
+        plan
     }
 
-    /// Replays a plan captured by this tenant.
+    /// Replays a plan captured by this tenant, after its earlier work.
     pub fn replay(&self, plan: &Plan) -> Result<()> {
-        plan.launch(&self.rt, self.stream()?)
+        self.order_to(self.origin)?;
+        plan.launch(&self.rt, self.origin)
     }
 
-    /// Waits for everything it launched.
+    /// Waits for everything it launched (its logical stream is in order, so its tail).
     pub fn synchronize(&self) -> Result<()> {
-        let stream = self.stream()?;
         self.rt.device().bind()?;
         // SAFETY: a live stream of the pool.
-        super::error::check("cuStreamSynchronize", unsafe { sys::cuStreamSynchronize(stream) })
+        check("cuStreamSynchronize", unsafe { sys::cuStreamSynchronize(self.last.get()) })
+    }
+
+    /// The priority of the stream its last kernel went to.
+    pub fn last_stream_priority(&self) -> Result<i32> {
+        let mut p = 0;
+        // SAFETY: a live stream; writes one int.
+        check("cuStreamGetPriority", unsafe { sys::cuStreamGetPriority(self.last.get(), &mut p) })?;
+        Ok(p)
     }
 }

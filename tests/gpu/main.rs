@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 
 mod engine;
 mod kernels;
+mod scheduler;
 
 use half::f16;
 use rand::rngs::StdRng;

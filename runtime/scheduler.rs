@@ -1,0 +1,237 @@
+//! The scheduler: asks the active [`Policy`] where each launch of a scheduled tenant runs,
+//! keeps the per-group load the policies read, and releases groups when kernels complete.
+//!
+//! Completion tracking: every scheduled launch records an event (from a pool made at start)
+//! after the kernel; the load of its groups is released once that event has completed. Each
+//! tenant's kernels complete in order (its logical stream is in order), so the scheduler keeps
+//! one FIFO per tenant and polls only their heads, on every scheduled launch and while a
+//! launch waits for groups.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::sync::Mutex;
+
+use cudarc::driver::sys;
+
+use super::error::{check, Result};
+use super::partition::{GroupRange, PartitionId};
+use super::policy::{Decision, Demand, GroupLoad, Policy, Region, TenantId, Topology};
+use crate::kernels::KernelId;
+
+/// Profiled minimum SMs per (kernel, shape key): what the KRISP policies ask for.
+#[derive(Debug, Clone, Default)]
+pub struct MinSms {
+    table: HashMap<(KernelId, u64), u32>,
+    /// What a launch missing from the table asks for (none: the whole device).
+    pub default: Option<u32>,
+}
+
+impl MinSms {
+    /// Records the minimum SMs of `kernel` at the shape whose key is `shape`.
+    pub fn insert(&mut self, kernel: KernelId, shape: u64, sms: u32) {
+        self.table.insert((kernel, shape), sms);
+    }
+
+    /// The minimum SMs of a launch, if profiled.
+    pub fn get(&self, kernel: KernelId, shape: u64) -> Option<u32> {
+        self.table.get(&(kernel, shape)).copied().or(self.default)
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Whether it has no entry.
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+}
+
+/// Events recorded after scheduled kernels, per tenant, oldest first.
+struct Inflight {
+    load: GroupLoad,
+    queues: Vec<VecDeque<(sys::CUevent, Region)>>,
+    free: Vec<sys::CUevent>,
+}
+
+/// The runtime's scheduler (present when the runtime was made with a policy).
+pub struct Scheduler {
+    policy: Box<dyn Policy>,
+    topo: Topology,
+    min_sms: MinSms,
+    windows: HashMap<GroupRange, PartitionId>,
+    state: Mutex<Inflight>,
+}
+
+// SAFETY: event handles may be used from any thread; all mutable state is behind the mutex.
+unsafe impl Send for Scheduler {}
+// SAFETY: as above.
+unsafe impl Sync for Scheduler {}
+
+impl fmt::Debug for Scheduler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scheduler")
+            .field("policy", &self.policy.name())
+            .field("topology", &self.topo)
+            .field("profiled", &self.min_sms.len())
+            .finish()
+    }
+}
+
+/// Events per tenant that can be in flight before a launch waits for the oldest.
+const EVENTS_PER_TENANT: usize = 512;
+
+impl Scheduler {
+    pub(crate) fn new(
+        policy: Box<dyn Policy>,
+        topo: Topology,
+        min_sms: MinSms,
+        windows: HashMap<GroupRange, PartitionId>,
+        tenants: u32,
+    ) -> Result<Scheduler> {
+        let mut free = Vec::with_capacity(EVENTS_PER_TENANT * tenants as usize);
+        for _ in 0..EVENTS_PER_TENANT * tenants as usize {
+            let mut e = std::ptr::null_mut();
+            // SAFETY: the primary context is current (the runtime binds it before this).
+            check("cuEventCreate", unsafe {
+                sys::cuEventCreate(&mut e, sys::CUevent_flags::CU_EVENT_DISABLE_TIMING as u32)
+            })?;
+            free.push(e);
+        }
+        let queues = (0..tenants).map(|_| VecDeque::with_capacity(EVENTS_PER_TENANT)).collect();
+        let state = Inflight { load: GroupLoad::new(topo.groups, tenants), queues, free };
+        Ok(Scheduler { policy, topo, min_sms, windows, state: Mutex::new(state) })
+    }
+
+    /// The policy's name.
+    pub fn policy(&self) -> &'static str {
+        self.policy.name()
+    }
+
+    /// The device as the policy sees it.
+    pub fn topology(&self) -> Topology {
+        self.topo
+    }
+
+    /// Tenant ids it can serve.
+    pub fn tenants(&self) -> u32 {
+        self.lock().load.tenants()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inflight> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Releases the groups of every kernel whose completion event has fired.
+    fn reap(st: &mut Inflight) {
+        let Inflight { load, queues, free } = st;
+        for (t, q) in queues.iter_mut().enumerate() {
+            while let Some(&(e, region)) = q.front() {
+                // SAFETY: a live event from the pool, recorded after a launch.
+                if unsafe { sys::cuEventQuery(e) } != sys::CUresult::CUDA_SUCCESS {
+                    break;
+                }
+                q.pop_front();
+                load.release(region, t as TenantId);
+                free.push(e);
+            }
+        }
+    }
+
+    /// Decides where `d` runs and counts it on its groups, waiting (polling completions)
+    /// while the policy says wait. With `ideal`, decides as on an idle device and counts
+    /// nothing (for capturing plans).
+    pub(crate) fn admit(&self, d: &Demand, ideal: bool) -> (Region, bool) {
+        if ideal {
+            let idle = GroupLoad::new(self.topo.groups, d.tenant + 1);
+            return match self.policy.decide(d, &idle, &self.topo) {
+                Decision::Run { region, high_priority } => (region, high_priority),
+                Decision::Wait => (Region::Whole, false),
+            };
+        }
+        loop {
+            let mut st = self.lock();
+            Self::reap(&mut st);
+            if let Decision::Run { region, high_priority } = self.policy.decide(d, &st.load, &self.topo) {
+                st.load.acquire(region, d.tenant);
+                return (region, high_priority);
+            }
+            drop(st);
+            std::hint::spin_loop();
+        }
+    }
+
+    /// The partition of a region.
+    pub(crate) fn partition(&self, region: Region) -> PartitionId {
+        match region {
+            Region::Whole => PartitionId::WHOLE,
+            Region::Groups(g) => self.windows.get(&g).copied().unwrap_or(PartitionId::WHOLE),
+        }
+    }
+
+    /// Profiled minimum SMs of a launch.
+    pub(crate) fn min_sms(&self, kernel: KernelId, shape: u64) -> Option<u32> {
+        self.min_sms.get(kernel, shape)
+    }
+
+    /// Uncounts a region acquired by `admit` whose launch failed.
+    pub(crate) fn release(&self, tenant: TenantId, region: Region) {
+        self.lock().load.release(region, tenant);
+    }
+
+    /// Records completion tracking for a kernel of `tenant` just launched on `stream`.
+    pub(crate) fn track(&self, tenant: TenantId, region: Region, stream: sys::CUstream) -> Result<()> {
+        let mut st = self.lock();
+        let event = loop {
+            if let Some(e) = st.free.pop() {
+                break e;
+            }
+            // Every event is in flight: wait for this tenant's oldest kernel.
+            let Some(&(oldest, _)) = st.queues[tenant as usize].front() else {
+                // SAFETY: a current context; nothing of this tenant is in flight, so others hold
+                // every event: reap them.
+                Self::reap(&mut st);
+                continue;
+            };
+            // SAFETY: a live recorded event.
+            check("cuEventSynchronize", unsafe { sys::cuEventSynchronize(oldest) })?;
+            Self::reap(&mut st);
+        };
+        // SAFETY: a live event and stream of this device.
+        check("cuEventRecord", unsafe { sys::cuEventRecord(event, stream) })?;
+        st.queues[tenant as usize].push_back((event, region));
+        Ok(())
+    }
+
+    /// Waits for every tracked kernel and releases its groups.
+    pub(crate) fn drain(&self) -> Result<()> {
+        let mut st = self.lock();
+        for q in &st.queues {
+            for &(e, _) in q {
+                // SAFETY: live recorded events.
+                check("cuEventSynchronize", unsafe { sys::cuEventSynchronize(e) })?;
+            }
+        }
+        Self::reap(&mut st);
+        Ok(())
+    }
+
+    /// Whether no scheduled kernel is counted on any group.
+    pub fn is_idle(&self) -> bool {
+        let mut st = self.lock();
+        Self::reap(&mut st);
+        st.load.is_idle()
+    }
+}
+
+impl Drop for Scheduler {
+    fn drop(&mut self) {
+        let _ = self.drain();
+        let st = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
+        for e in st.free.drain(..) {
+            // SAFETY: created in `new`, destroyed once.
+            unsafe { sys::cuEventDestroy_v2(e) };
+        }
+    }
+}

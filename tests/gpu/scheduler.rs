@@ -1,0 +1,189 @@
+//! The scheduler on the GPU: every policy runs the engine's models with outputs bitwise
+//! identical to the whole device, scheduled kernels stay in their partitions, tenants under
+//! the isolated policy never share SMs, and latency-critical kernels go out at high priority.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use half::f16;
+use rand::Rng;
+use rightsize::engine::{Family, Mode, Model, ModelConfig, ModelWeights};
+use rightsize::kernels::abi::{SmidParams, VectorAddParams};
+use rightsize::kernels::{KernelId, SMID_RECORD, VECTOR_ADD_F16};
+use rightsize::runtime::policy::{
+    Full, GroupRange, KrispConserved, KrispIsolated, Policy, Prioritized, PriorityClass, Static,
+};
+use rightsize::runtime::{DeviceBuffer, MinSms, Placement, PoolSpec, Runtime, Tenant};
+
+use super::{device, fresh_rng};
+
+fn min_sms(default: u32) -> MinSms {
+    let mut m = MinSms::default();
+    m.default = Some(default);
+    m
+}
+
+fn scheduled_runtime(policy: Box<dyn Policy>, default_sms: u32) -> Arc<Runtime> {
+    Arc::new(Runtime::with_policy(device(), policy, min_sms(default_sms), 4).unwrap())
+}
+
+/// A tiny Llama's greedy tokens and last logits (bits), eager and from a plan, and a tiny
+/// BERT's hidden states (bits), for tenant `t`.
+fn run_models(t: &Tenant, seed: u64, prompts: &[u32], ids: &[u32]) -> Vec<Vec<u32>> {
+    let mut out = Vec::new();
+    let c = ModelConfig::tiny(Family::Llama);
+    let model = Model::new(t, c.clone(), ModelWeights::synthetic(t, &c, seed).unwrap()).unwrap();
+    for mode in [Mode::Eager, Mode::Plan] {
+        let mut ws = model.workspace(t, 2, 9 + 12).unwrap();
+        let tokens = model.generate(t, &mut ws, prompts, 2, 9, 12, mode).unwrap();
+        out.push(tokens.concat());
+        out.push(ws.logits.to_host().unwrap().iter().map(|x| u32::from(x.to_bits())).collect());
+    }
+    let c = ModelConfig::tiny(Family::Bert);
+    let model = Model::new(t, c.clone(), ModelWeights::synthetic(t, &c, seed).unwrap()).unwrap();
+    let mut ws = model.workspace(t, 2, 30).unwrap();
+    ws.ids.copy_from_host(ids).unwrap();
+    ws.lens.copy_from_host(&[30, 17]).unwrap();
+    model.encode(t, &ws, 2, 30).unwrap();
+    t.synchronize().unwrap();
+    out.push(ws.x.to_host().unwrap().iter().map(|x| u32::from(x.to_bits())).collect());
+    out
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn every_policy_gives_outputs_bitwise_identical_to_full() {
+    let mut rng = fresh_rng("policies");
+    let seed = rng.random();
+    let prompts: Vec<u32> = (0..18).map(|_| rng.random_range(0..1000)).collect();
+    let ids: Vec<u32> = (0..60).map(|_| rng.random_range(0..1000)).collect();
+    let whole = {
+        let rt = Arc::new(Runtime::new(device(), &PoolSpec::default()).unwrap());
+        run_models(&Tenant::new(rt, 0, Placement::WHOLE).unwrap(), seed, &prompts, &ids)
+    };
+    let cases: Vec<(&str, Box<dyn Policy>, u32, PriorityClass)> = vec![
+        ("full", Box::new(Full), 16, PriorityClass::BestEffort),
+        (
+            "static",
+            Box::new(Static { windows: vec![Some(GroupRange { first: 3, count: 4 })] }),
+            16,
+            PriorityClass::BestEffort,
+        ),
+        ("krisp-conserved", Box::new(KrispConserved), 16, PriorityClass::BestEffort),
+        ("krisp-isolated", Box::new(KrispIsolated { floor_groups: 1 }), 24, PriorityClass::BestEffort),
+        (
+            "prioritized conserved (LC)",
+            Box::new(Prioritized { inner: KrispConserved, reserved_groups: 4 }),
+            40,
+            PriorityClass::LatencyCritical,
+        ),
+        (
+            "prioritized isolated (BE)",
+            Box::new(Prioritized { inner: KrispIsolated::default(), reserved_groups: 4 }),
+            8,
+            PriorityClass::BestEffort,
+        ),
+    ];
+    for (name, policy, sms, class) in cases {
+        let rt = scheduled_runtime(policy, sms);
+        let t = Tenant::scheduled(rt.clone(), 0, class).unwrap();
+        let got = run_models(&t, seed, &prompts, &ids);
+        assert!(got == whole, "{name}: outputs differ from the whole device");
+        assert!(rt.scheduler().unwrap().is_idle(), "{name}: group counters did not return to zero");
+        println!("{name}: tiny Llama (eager and plan) and tiny BERT bitwise identical to the whole device");
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn concurrent_isolated_tenants_match_their_solo_runs() {
+    let mut rng = fresh_rng("concurrent tenants");
+    let seed = rng.random();
+    let prompts: Vec<u32> = (0..18).map(|_| rng.random_range(0..1000)).collect();
+    let ids: Vec<u32> = (0..60).map(|_| rng.random_range(0..1000)).collect();
+    let whole = {
+        let rt = Arc::new(Runtime::new(device(), &PoolSpec::default()).unwrap());
+        run_models(&Tenant::new(rt, 0, Placement::WHOLE).unwrap(), seed, &prompts, &ids)
+    };
+    let rt = scheduled_runtime(Box::new(KrispIsolated::default()), 32);
+    let results: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..3)
+            .map(|id| {
+                let rt = rt.clone();
+                let (prompts, ids) = (&prompts, &ids);
+                s.spawn(move || {
+                    let t = Tenant::scheduled(rt, id, PriorityClass::BestEffort).unwrap();
+                    run_models(&t, seed, prompts, ids)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (i, r) in results.iter().enumerate() {
+        assert!(*r == whole, "tenant {i} differs from the solo whole-device run");
+    }
+    assert!(rt.scheduler().unwrap().is_idle());
+}
+
+fn smid_on(t: &Tenant, spin: u64) -> DeviceBuffer<u32> {
+    let rt = t.runtime();
+    let units = 4 * rt.device().info().sm_count * rt.kernels().get(KernelId::SmidRecord).blocks_per_sm;
+    let out = DeviceBuffer::<u32>::filled(rt.device(), units as usize, 0xff).unwrap();
+    let p = SmidParams { sm: out.ptr(), spin_cycles: spin, units, _pad: 0 };
+    // SAFETY: `out` holds `units` entries.
+    unsafe { t.launch(SMID_RECORD, &p) }.unwrap();
+    out
+}
+
+fn sms_of(out: &DeviceBuffer<u32>) -> BTreeSet<u32> {
+    let v = out.to_host().unwrap();
+    assert!(v.iter().all(|&s| s != u32::MAX), "unwritten entries");
+    v.into_iter().collect()
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn scheduled_kernels_stay_in_their_partitions() {
+    // Conserved, 16 SMs per kernel: the kernel runs on exactly 16 SMs.
+    let rt = scheduled_runtime(Box::new(KrispConserved), 16);
+    let t = Tenant::scheduled(rt.clone(), 0, PriorityClass::BestEffort).unwrap();
+    let out = smid_on(&t, 100_000);
+    t.synchronize().unwrap();
+    let set = sms_of(&out);
+    println!("krisp-conserved, 16 SMs: ran on {} SMs", set.len());
+    assert_eq!(set.len(), 16);
+    drop(t);
+
+    // Isolated, two tenants at once wanting 56 SMs each: disjoint, 56 SMs each.
+    let rt = scheduled_runtime(Box::new(KrispIsolated::default()), 56);
+    let (a, b) = (
+        Tenant::scheduled(rt.clone(), 0, PriorityClass::BestEffort).unwrap(),
+        Tenant::scheduled(rt.clone(), 1, PriorityClass::BestEffort).unwrap(),
+    );
+    let (oa, ob) = (smid_on(&a, 2_000_000), smid_on(&b, 2_000_000));
+    a.synchronize().unwrap();
+    b.synchronize().unwrap();
+    let (sa, sb) = (sms_of(&oa), sms_of(&ob));
+    println!("krisp-isolated: A on {} SMs, B on {} SMs, shared {}", sa.len(), sb.len(), sa.intersection(&sb).count());
+    assert_eq!((sa.len(), sb.len()), (56, 56));
+    assert_eq!(sa.intersection(&sb).count(), 0);
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn latency_critical_kernels_go_out_at_high_priority() {
+    let rt = scheduled_runtime(Box::new(Prioritized { inner: KrispConserved, reserved_groups: 4 }), 16);
+    let range = rt.device().info().stream_priorities;
+    let n = 1 << 16;
+    let ones = DeviceBuffer::from_host(rt.device(), &vec![f16::ONE; n]).unwrap();
+    for (class, want) in [(PriorityClass::LatencyCritical, range.greatest), (PriorityClass::BestEffort, range.least)] {
+        let t = Tenant::scheduled(rt.clone(), 0, class).unwrap();
+        let out = DeviceBuffer::<f16>::filled(rt.device(), n, 0xff).unwrap();
+        let p = VectorAddParams { a: ones.ptr(), b: ones.ptr(), c: out.ptr(), n: n as u64 };
+        // SAFETY: buffers of n halves.
+        unsafe { t.launch(VECTOR_ADD_F16, &p) }.unwrap();
+        assert_eq!(t.last_stream_priority().unwrap(), want, "{class:?}");
+        t.synchronize().unwrap();
+        assert!(out.to_host().unwrap().iter().all(|x| x.to_f32() == 2.0));
+    }
+}
