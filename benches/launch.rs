@@ -42,15 +42,11 @@ fn bench(c: &mut Criterion) {
             return;
         }
     };
-    let spec = PoolSpec {
-        partitions: vec![rightsize::runtime::PartitionRequest { first_group: 0, sms: 16 }],
-        priorities: vec![],
-    };
     let spec = match &device.info().partitions {
         rightsize::runtime::PartitionSupport::Supported { granularity, .. } => {
             PoolSpec::disjoint(&[2 * granularity], *granularity)
         }
-        _ => PoolSpec { partitions: vec![], ..spec },
+        _ => PoolSpec::default(),
     };
     let rt = Runtime::new(device, &spec).expect("runtime");
     let n = 2048usize;

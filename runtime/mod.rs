@@ -93,7 +93,10 @@ impl Runtime {
             PartitionSupport::Unsupported { reason } => return Err(PartitionError::Unsupported(reason.clone()).into()),
         };
         let range = device.info().stream_priorities;
-        let spec = PoolSpec::all_windows(groups, granularity, vec![range.least, range.greatest]);
+        let spec = PoolSpec {
+            lanes: tenants.max(1),
+            ..PoolSpec::all_windows(groups, granularity, vec![range.least, range.greatest])
+        };
         let mut rt = Runtime::new(device, &spec)?;
         let windows = rt.pool.iter().filter_map(|(id, p)| p.groups().map(|g| (g, id))).collect();
         let topo = policy::Topology { groups, granularity };

@@ -159,8 +159,13 @@ pub fn group_range(
 pub struct PoolSpec {
     /// Green-context partitions, besides the whole device (which every pool has).
     pub partitions: Vec<PartitionRequest>,
-    /// Stream priorities, one stream each per partition; empty means the least priority only.
+    /// Stream priorities, one stream each per partition and lane; empty means the least
+    /// priority only.
     pub priorities: Vec<i32>,
+    /// Independent streams per priority on each partition (one per scheduled tenant, so
+    /// tenants never serialize on, or capture, each other's streams); 0 means 1.
+    #[serde(default)]
+    pub lanes: u32,
 }
 
 impl PoolSpec {
@@ -172,7 +177,7 @@ impl PoolSpec {
                 (0..=groups - count).map(move |first| PartitionRequest { first_group: first, sms: count * granularity })
             })
             .collect();
-        PoolSpec { partitions, priorities }
+        PoolSpec { partitions, priorities, lanes: 1 }
     }
 
     /// Partitions of `sms` SMs each, laid side by side from group 0 (disjoint).
@@ -186,7 +191,7 @@ impl PoolSpec {
                 r
             })
             .collect();
-        PoolSpec { partitions, priorities: Vec::new() }
+        PoolSpec { partitions, priorities: Vec::new(), lanes: 1 }
     }
 }
 
@@ -241,6 +246,8 @@ pub struct Partition {
     green: Option<GreenContext>,
     sms: u32,
     groups: Option<GroupRange>,
+    /// Priority levels per lane (`streams` is lane-major).
+    levels: usize,
 }
 
 impl fmt::Debug for Partition {
@@ -269,12 +276,20 @@ impl Partition {
         self.green.is_none()
     }
 
-    /// The raw stream of priority level `level` (an index into the pool's priorities).
+    /// The raw stream of priority level `level` (an index into the pool's priorities) on lane 0.
     pub fn stream(&self, level: usize) -> Result<sys::CUstream, PartitionError> {
-        self.streams.get(level).map(|s| s.0).ok_or(PartitionError::Unknown {
-            what: "priority level",
-            index: level,
-            len: self.streams.len(),
+        self.stream_in(0, level)
+    }
+
+    /// The raw stream of `lane` at priority level `level`.
+    pub fn stream_in(&self, lane: usize, level: usize) -> Result<sys::CUstream, PartitionError> {
+        if level >= self.levels {
+            return Err(PartitionError::Unknown { what: "priority level", index: level, len: self.levels });
+        }
+        self.streams.get(lane * self.levels + level).map(|s| s.0).ok_or(PartitionError::Unknown {
+            what: "lane",
+            index: lane,
+            len: self.streams.len() / self.levels.max(1),
         })
     }
 }
@@ -312,8 +327,11 @@ impl PartitionPool {
             ctx: device.context().clone(),
         };
 
-        let mut whole = Partition { streams: Vec::new(), green: None, sms: device.info().sm_count, groups: None };
-        for &p in &pool.priorities {
+        let lanes = spec.lanes.max(1) as usize;
+        let levels = pool.priorities.len();
+        let mut whole =
+            Partition { streams: Vec::new(), green: None, sms: device.info().sm_count, groups: None, levels };
+        for &p in pool.priorities.iter().cycle().take(lanes * levels) {
             let mut s = std::ptr::null_mut();
             // SAFETY: the primary context is current; `s` is a valid out-pointer.
             check("cuStreamCreateWithPriority", unsafe {
@@ -329,7 +347,7 @@ impl PartitionPool {
         let split = device.split()?;
         for &request in &spec.partitions {
             let groups = split.range(request)?;
-            let part = make_green(device.context().cu_device(), split, groups, &pool.priorities)?;
+            let part = make_green(device.context().cu_device(), split, groups, &pool.priorities, lanes)?;
             if part.sms != request.sms {
                 return Err(PartitionError::Unsupported(format!(
                     "asked the driver for {} SMs (groups {}..{}) and got a green context of {}",
@@ -394,7 +412,13 @@ impl Drop for PartitionPool {
     }
 }
 
-fn make_green(dev: sys::CUdevice, split: &SmSplit, groups: GroupRange, priorities: &[i32]) -> Result<Partition> {
+fn make_green(
+    dev: sys::CUdevice,
+    split: &SmSplit,
+    groups: GroupRange,
+    priorities: &[i32],
+    lanes: usize,
+) -> Result<Partition> {
     let mut members: Vec<sys::CUdevResource> = split.groups[groups.first as usize..groups.end() as usize].to_vec();
     let mut desc = std::ptr::null_mut();
     // SAFETY: `members` holds `count` SM resources from one split.
@@ -414,12 +438,13 @@ fn make_green(dev: sys::CUdevice, split: &SmSplit, groups: GroupRange, prioritie
         sys::cuGreenCtxGetDevResource(green.0, &mut got, sys::CUdevResourceType::CU_DEV_RESOURCE_TYPE_SM)
     })?;
     let mut part = Partition {
-        streams: Vec::with_capacity(priorities.len()),
+        streams: Vec::with_capacity(priorities.len() * lanes),
         green: None,
         sms: sm_count(&got),
         groups: Some(groups),
+        levels: priorities.len(),
     };
-    for &p in priorities {
+    for &p in priorities.iter().cycle().take(lanes * priorities.len()) {
         let mut s = std::ptr::null_mut();
         // SAFETY: `green` is live; non-blocking streams are required for green contexts.
         check("cuGreenCtxStreamCreate", unsafe {

@@ -151,6 +151,11 @@ pub trait Policy: Send + Sync + fmt::Debug {
     fn name(&self) -> &'static str;
     /// Places `d` within the groups `allowed`, given what is in flight.
     fn place(&self, d: &Demand, load: &GroupLoad, topo: &Topology, allowed: GroupRange) -> Decision;
+    /// Whether its decisions depend on what is in flight (if not, the runtime skips
+    /// completion tracking for it).
+    fn reads_load(&self) -> bool {
+        true
+    }
     /// Places `d` anywhere on the device.
     fn decide(&self, d: &Demand, load: &GroupLoad, topo: &Topology) -> Decision {
         self.place(d, load, topo, GroupRange { first: 0, count: topo.groups })
@@ -164,6 +169,9 @@ pub struct Full;
 impl Policy for Full {
     fn name(&self) -> &'static str {
         "full"
+    }
+    fn reads_load(&self) -> bool {
+        false
     }
     fn place(&self, _: &Demand, _: &GroupLoad, _: &Topology, _: GroupRange) -> Decision {
         Decision::Run { region: Region::Whole, high_priority: false }
@@ -180,6 +188,9 @@ pub struct Static {
 impl Policy for Static {
     fn name(&self) -> &'static str {
         "static"
+    }
+    fn reads_load(&self) -> bool {
+        false
     }
     fn place(&self, d: &Demand, _: &GroupLoad, _: &Topology, _: GroupRange) -> Decision {
         let region = match self.windows.get(d.tenant as usize).copied().flatten() {
@@ -289,6 +300,9 @@ pub struct Prioritized<P> {
 impl<P: Policy> Policy for Prioritized<P> {
     fn name(&self) -> &'static str {
         self.inner.name()
+    }
+    fn reads_load(&self) -> bool {
+        self.inner.reads_load()
     }
     fn place(&self, d: &Demand, load: &GroupLoad, topo: &Topology, allowed: GroupRange) -> Decision {
         let high = d.class == PriorityClass::LatencyCritical;

@@ -62,6 +62,8 @@ pub struct Scheduler {
     min_sms: MinSms,
     windows: HashMap<GroupRange, PartitionId>,
     state: Mutex<Inflight>,
+    /// An empty load, for policies that do not read it and for capturing plans.
+    idle: GroupLoad,
 }
 
 // SAFETY: event handles may be used from any thread; all mutable state is behind the mutex.
@@ -101,7 +103,8 @@ impl Scheduler {
         }
         let queues = (0..tenants).map(|_| VecDeque::with_capacity(EVENTS_PER_TENANT)).collect();
         let state = Inflight { load: GroupLoad::new(topo.groups, tenants), queues, free };
-        Ok(Scheduler { policy, topo, min_sms, windows, state: Mutex::new(state) })
+        let idle = GroupLoad::new(topo.groups, tenants);
+        Ok(Scheduler { policy, topo, min_sms, windows, state: Mutex::new(state), idle })
     }
 
     /// The policy's name.
@@ -143,9 +146,8 @@ impl Scheduler {
     /// while the policy says wait. With `ideal`, decides as on an idle device and counts
     /// nothing (for capturing plans).
     pub(crate) fn admit(&self, d: &Demand, ideal: bool) -> (Region, bool) {
-        if ideal {
-            let idle = GroupLoad::new(self.topo.groups, d.tenant + 1);
-            return match self.policy.decide(d, &idle, &self.topo) {
+        if ideal || !self.tracks() {
+            return match self.policy.decide(d, &self.idle, &self.topo) {
                 Decision::Run { region, high_priority } => (region, high_priority),
                 Decision::Wait => (Region::Whole, false),
             };
@@ -162,6 +164,11 @@ impl Scheduler {
         }
     }
 
+    /// Whether launches are counted and tracked to completion (the policy reads the load).
+    pub(crate) fn tracks(&self) -> bool {
+        self.policy.reads_load()
+    }
+
     /// The partition of a region.
     pub(crate) fn partition(&self, region: Region) -> PartitionId {
         match region {
@@ -173,6 +180,11 @@ impl Scheduler {
     /// Profiled minimum SMs of a launch.
     pub(crate) fn min_sms(&self, kernel: KernelId, shape: u64) -> Option<u32> {
         self.min_sms.get(kernel, shape)
+    }
+
+    /// Counts a launch of `tenant` on the whole device made outside the policy (cuBLASLt).
+    pub(crate) fn acquire_whole(&self, tenant: TenantId) {
+        self.lock().load.acquire(Region::Whole, tenant);
     }
 
     /// Uncounts a region acquired by `admit` whose launch failed.

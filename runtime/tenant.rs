@@ -71,7 +71,7 @@ impl Tenant {
             });
         }
         let level = if class == PriorityClass::LatencyCritical { 1 } else { 0 };
-        let origin = rt.pool().get(super::PartitionId::WHOLE)?.stream(level)?;
+        let origin = rt.pool().get(super::PartitionId::WHOLE)?.stream_in(id as usize, level)?;
         Self::make(rt, id, class, Mode::Scheduled, origin)
     }
 
@@ -151,7 +151,7 @@ impl Tenant {
         let capturing = self.capturing.get();
         let (region, high) = sched.admit(&demand, capturing);
         let part = self.rt.pool().get(sched.partition(region))?;
-        let stream = part.stream(usize::from(high))?;
+        let stream = part.stream_in(self.id as usize, usize::from(high))?;
         self.rt.device().bind()?;
         self.order_to(stream)?;
         let loaded = self.rt.kernels().get(id);
@@ -159,7 +159,7 @@ impl Tenant {
         // SAFETY: `Kernel<P>` ties P to the kernel; the caller vouches for the addresses; the
         // stream belongs to this device, whose primary context is current.
         let launched = unsafe { launch_raw(loaded, grid, stream, params) };
-        if capturing {
+        if capturing || !sched.tracks() {
             return launched.map(|()| grid);
         }
         match launched {
@@ -187,15 +187,17 @@ impl Tenant {
         let placement = match self.mode {
             Mode::Fixed(pl) => pl,
             Mode::Scheduled => {
+                // cuBLASLt runs on the whole device, on this tenant's origin stream.
+                self.order_to(self.origin)?;
                 let level = usize::from(self.class == PriorityClass::LatencyCritical);
-                self.order_to(self.rt.pool().get(super::PartitionId::WHOLE)?.stream(level)?)?;
                 Placement { partition: super::PartitionId::WHOLE, priority_level: level, grid: Grid::Auto }
             }
         };
         // SAFETY: forwarded contract.
         unsafe { self.rt.launch_blas(p, placement) }?;
         if let (Mode::Scheduled, false) = (self.mode, self.capturing.get()) {
-            if let Some(s) = self.rt.scheduler() {
+            if let Some(s) = self.rt.scheduler().filter(|s| s.tracks()) {
+                s.acquire_whole(self.id);
                 s.track(self.id, Region::Whole, self.last.get())?;
             }
         }

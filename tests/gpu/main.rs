@@ -82,6 +82,7 @@ fn partition_of_k_sms_runs_on_exactly_k_sms() {
     let spec = PoolSpec {
         partitions: sizes.iter().map(|&sms| PartitionRequest { first_group: 0, sms }).collect(),
         priorities: vec![],
+        lanes: 1,
     };
     let rt = Runtime::new(d, &spec).unwrap();
     for (i, &k) in sizes.iter().enumerate() {
@@ -215,10 +216,14 @@ fn impossible_partitions_are_refused_with_what_the_device_offers() {
     let (g, groups) = split(&d);
     let range = d.info().stream_priorities;
     let cases = [
-        PoolSpec { partitions: vec![PartitionRequest { first_group: 0, sms: g + 1 }], priorities: vec![] },
-        PoolSpec { partitions: vec![PartitionRequest { first_group: 0, sms: g * (groups + 1) }], priorities: vec![] },
-        PoolSpec { partitions: vec![PartitionRequest { first_group: groups, sms: g }], priorities: vec![] },
-        PoolSpec { partitions: vec![], priorities: vec![range.greatest - 1] },
+        PoolSpec { partitions: vec![PartitionRequest { first_group: 0, sms: g + 1 }], priorities: vec![], lanes: 1 },
+        PoolSpec {
+            partitions: vec![PartitionRequest { first_group: 0, sms: g * (groups + 1) }],
+            priorities: vec![],
+            lanes: 1,
+        },
+        PoolSpec { partitions: vec![PartitionRequest { first_group: groups, sms: g }], priorities: vec![], lanes: 1 },
+        PoolSpec { partitions: vec![], priorities: vec![range.greatest - 1], lanes: 1 },
     ];
     for spec in cases {
         let err = rightsize::runtime::PartitionPool::new(&d, &spec).unwrap_err();
