@@ -13,6 +13,7 @@ mod plan;
 pub mod policy;
 mod scheduler;
 mod tenant;
+mod trace;
 
 pub use blas::{BlasGemm, BlasLt, BlasShape};
 pub use device::{mps_control_path, Device, DeviceInfo, PartitionSupport, PriorityRange};
@@ -22,7 +23,8 @@ pub use memory::{DeviceBuffer, DeviceCopy};
 pub use partition::{group_range, GroupRange, Partition, PartitionId, PartitionPool, PartitionRequest, PoolSpec};
 pub use plan::Plan;
 pub use scheduler::{MinSms, Scheduler};
-pub use tenant::Tenant;
+pub use tenant::{PlanSet, Tenant};
+pub use trace::{LaunchRecord, TraceSink};
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
@@ -65,6 +67,8 @@ pub struct Runtime {
     // Field order is drop order: scheduler events, cuBLASLt, kernels and partitions before the
     // device's context.
     scheduler: Option<Scheduler>,
+    trace: OnceLock<Box<dyn TraceSink>>,
+    epoch: std::time::Instant,
     blas: OnceLock<std::result::Result<Blas, String>>,
     kernels: KernelTable,
     pool: PartitionPool,
@@ -76,7 +80,15 @@ impl Runtime {
     pub fn new(device: Device, spec: &PoolSpec) -> Result<Runtime> {
         let pool = PartitionPool::new(&device, spec)?;
         let kernels = KernelTable::load(&device)?;
-        Ok(Runtime { scheduler: None, blas: OnceLock::new(), kernels, pool, device })
+        Ok(Runtime {
+            scheduler: None,
+            trace: OnceLock::new(),
+            epoch: std::time::Instant::now(),
+            blas: OnceLock::new(),
+            kernels,
+            pool,
+            device,
+        })
     }
 
     /// A runtime whose scheduled tenants (up to `tenants` of them) are placed kernel by kernel
@@ -103,6 +115,18 @@ impl Runtime {
         rt.device.bind()?;
         rt.scheduler = Some(Scheduler::new(policy, topo, min_sms, windows, tenants.max(1))?);
         Ok(rt)
+    }
+
+    /// Sends every later launch's record to `sink`. Set once; a second call is refused.
+    pub fn set_trace(&self, sink: Box<dyn TraceSink>) -> Result<()> {
+        self.trace.set(sink).map_err(|_| Error::Launch { kernel: "-", reason: "a trace sink is already set".into() })
+    }
+
+    /// Reports a launch to the trace sink, if one is set.
+    pub(crate) fn traced(&self, make: impl FnOnce(u64) -> LaunchRecord) {
+        if let Some(sink) = self.trace.get() {
+            sink.launch(&make(self.epoch.elapsed().as_nanos() as u64));
+        }
     }
 
     /// The scheduler, when the runtime was made with a policy.

@@ -145,8 +145,14 @@ impl Scheduler {
     /// Decides where `d` runs and counts it on its groups, waiting (polling completions)
     /// while the policy says wait. With `ideal`, decides as on an idle device and counts
     /// nothing (for capturing plans).
-    pub(crate) fn admit(&self, d: &Demand, ideal: bool) -> (Region, bool) {
-        if ideal || !self.tracks() {
+    pub(crate) fn admit(&self, d: &Demand, ideal: Option<GroupRange>) -> (Region, bool) {
+        if let Some(within) = ideal {
+            return match self.policy.place(d, &self.idle, &self.topo, within) {
+                Decision::Run { region, high_priority } => (region, high_priority),
+                Decision::Wait => (Region::Groups(within), false),
+            };
+        }
+        if !self.tracks() {
             return match self.policy.decide(d, &self.idle, &self.topo) {
                 Decision::Run { region, high_priority } => (region, high_priority),
                 Decision::Wait => (Region::Whole, false),
@@ -162,6 +168,31 @@ impl Scheduler {
             drop(st);
             std::hint::spin_loop();
         }
+    }
+
+    /// The index of the region with the fewest kernels in flight per group (first on ties).
+    pub(crate) fn least_loaded(&self, regions: &[Region]) -> usize {
+        let mut st = self.lock();
+        Self::reap(&mut st);
+        let cost = |r: &Region| {
+            let (first, count) = match *r {
+                Region::Whole => (0, self.topo.groups),
+                Region::Groups(g) => (g.first, g.count),
+            };
+            let busy: u32 = (first..first + count).map(|g| st.load.inflight(g)).sum();
+            f64::from(busy) / f64::from(count.max(1))
+        };
+        (0..regions.len()).min_by(|&a, &b| cost(&regions[a]).total_cmp(&cost(&regions[b]))).unwrap_or(0)
+    }
+
+    /// Counts a replayed plan of `tenant` on `region` (released when tracked completion fires).
+    pub(crate) fn acquire(&self, tenant: TenantId, region: Region) {
+        self.lock().load.acquire(region, tenant);
+    }
+
+    /// The whole device as groups.
+    pub(crate) fn all_groups(&self) -> GroupRange {
+        GroupRange { first: 0, count: self.topo.groups }
     }
 
     /// Whether launches are counted and tracked to completion (the policy reads the load).
@@ -180,11 +211,6 @@ impl Scheduler {
     /// Profiled minimum SMs of a launch.
     pub(crate) fn min_sms(&self, kernel: KernelId, shape: u64) -> Option<u32> {
         self.min_sms.get(kernel, shape)
-    }
-
-    /// Counts a launch of `tenant` on the whole device made outside the policy (cuBLASLt).
-    pub(crate) fn acquire_whole(&self, tenant: TenantId) {
-        self.lock().load.acquire(Region::Whole, tenant);
     }
 
     /// Uncounts a region acquired by `admit` whose launch failed.

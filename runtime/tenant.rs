@@ -12,7 +12,7 @@ use cudarc::driver::sys;
 use super::error::{check, Error, Result};
 use super::launch::{auto_grid, launch_raw};
 use super::policy::{Demand, PriorityClass, Region, TenantId};
-use super::{Grid, PartitionError, Placement, Plan, Runtime};
+use super::{Grid, GroupRange, PartitionError, Placement, Plan, Runtime};
 use crate::kernels::{Kernel, Params};
 
 #[derive(Debug, Clone, Copy)]
@@ -32,9 +32,25 @@ impl Drop for OrderEvent {
     }
 }
 
+/// Plans of one request captured within different windows of SM groups.
+#[derive(Debug)]
+pub struct PlanSet {
+    plans: Vec<(GroupRange, Plan)>,
+}
+
+impl PlanSet {
+    /// The windows, in capture order.
+    pub fn windows(&self) -> impl Iterator<Item = GroupRange> + '_ {
+        self.plans.iter().map(|(w, _)| *w)
+    }
+}
+
 /// A model instance's handle on the runtime.
 #[derive(Debug)]
 pub struct Tenant {
+    // Dropped first: the event belongs to the runtime's context, which `rt` may be the last
+    // to keep alive.
+    order: OrderEvent,
     rt: Arc<Runtime>,
     id: TenantId,
     class: PriorityClass,
@@ -43,8 +59,9 @@ pub struct Tenant {
     origin: sys::CUstream,
     /// The stream of its last launch: the tail of its logical stream.
     last: Cell<sys::CUstream>,
-    capturing: Cell<bool>,
-    order: OrderEvent,
+    /// While capturing: the groups kernels are placed within (as on an idle device).
+    capturing: Cell<Option<GroupRange>>,
+    slo: Option<std::time::Duration>,
 }
 
 // SAFETY: the stream and event handles may move between threads; a tenant is not `Sync`
@@ -89,8 +106,9 @@ impl Tenant {
             mode,
             origin,
             last: Cell::new(origin),
-            capturing: Cell::new(false),
+            capturing: Cell::new(None),
             order: OrderEvent(e),
+            slo: None,
         })
     }
 
@@ -138,7 +156,9 @@ impl Tenant {
     pub unsafe fn launch<P: Params>(&self, kernel: Kernel<P>, params: &P) -> Result<u32> {
         if let Mode::Fixed(p) = self.mode {
             // SAFETY: forwarded contract.
-            return unsafe { self.rt.launch(kernel, params, p) };
+            let grid = unsafe { self.rt.launch(kernel, params, p) }?;
+            self.trace(kernel.id(), p.partition, grid);
+            return Ok(grid);
         }
         let id = kernel.id();
         params.check(id)?;
@@ -150,6 +170,7 @@ impl Tenant {
         let demand = Demand { tenant: self.id, class: self.class, min_sms: sched.min_sms(id, params.shape_key()) };
         let capturing = self.capturing.get();
         let (region, high) = sched.admit(&demand, capturing);
+        let capturing = capturing.is_some();
         let part = self.rt.pool().get(sched.partition(region))?;
         let stream = part.stream_in(self.id as usize, usize::from(high))?;
         self.rt.device().bind()?;
@@ -159,6 +180,9 @@ impl Tenant {
         // SAFETY: `Kernel<P>` ties P to the kernel; the caller vouches for the addresses; the
         // stream belongs to this device, whose primary context is current.
         let launched = unsafe { launch_raw(loaded, grid, stream, params) };
+        if launched.is_ok() {
+            self.trace(id, sched.partition(region), grid);
+        }
         if capturing || !sched.tracks() {
             return launched.map(|()| grid);
         }
@@ -170,6 +194,29 @@ impl Tenant {
                 Err(e)
             }
         }
+    }
+
+    fn trace(&self, kernel: crate::kernels::KernelId, partition: super::PartitionId, grid: u32) {
+        self.rt.traced(|host_ns| super::LaunchRecord {
+            tenant: self.id,
+            kernel,
+            partition,
+            sms: self.rt.pool().get(partition).map_or(0, |p| p.sms()),
+            grid,
+            priority: self.last_stream_priority().unwrap_or(0),
+            host_ns,
+        });
+    }
+
+    /// Its latency objective, if it has one.
+    pub fn slo(&self) -> Option<std::time::Duration> {
+        self.slo
+    }
+
+    /// Sets its latency objective (what the harness counts SLO attainment against).
+    pub fn with_slo(mut self, slo: std::time::Duration) -> Tenant {
+        self.slo = Some(slo);
+        self
     }
 
     /// The tail of its logical stream: the stream of its last launch (or of its placement,
@@ -195,9 +242,9 @@ impl Tenant {
         };
         // SAFETY: forwarded contract.
         unsafe { self.rt.launch_blas(p, placement) }?;
-        if let (Mode::Scheduled, false) = (self.mode, self.capturing.get()) {
+        if let (Mode::Scheduled, None) = (self.mode, self.capturing.get()) {
             if let Some(s) = self.rt.scheduler().filter(|s| s.tracks()) {
-                s.acquire_whole(self.id);
+                s.acquire(self.id, Region::Whole);
                 s.track(self.id, Region::Whole, self.last.get())?;
             }
         }
@@ -210,9 +257,19 @@ impl Tenant {
         &self,
         record: impl FnOnce() -> std::result::Result<(), E>,
     ) -> std::result::Result<Plan, E> {
+        let all = self.rt.scheduler().map_or(GroupRange { first: 0, count: 0 }, |s| s.all_groups());
+        self.capture_within(all, record)
+    }
+
+    /// Like [`Tenant::capture`], with a scheduled tenant's kernels placed within `window`.
+    pub fn capture_within<E: From<Error>>(
+        &self,
+        window: GroupRange,
+        record: impl FnOnce() -> std::result::Result<(), E>,
+    ) -> std::result::Result<Plan, E> {
         self.rt.device().bind()?;
         self.order_to(self.origin)?;
-        self.capturing.set(true);
+        self.capturing.set(Some(window));
         let origin = self.origin;
         let plan = Plan::capture(&self.rt, origin, || {
             let r = record();
@@ -220,7 +277,7 @@ impl Tenant {
             self.order_to(origin).map_err(E::from)?;
             r
         });
-        self.capturing.set(false);
+        self.capturing.set(None);
         self.last.set(origin);
         plan
     }
@@ -229,6 +286,34 @@ impl Tenant {
     pub fn replay(&self, plan: &Plan) -> Result<()> {
         self.order_to(self.origin)?;
         plan.launch(&self.rt, self.origin)
+    }
+
+    /// Captures one plan of the same request per window (a scheduled tenant's alternatives),
+    /// so [`Tenant::replay_least_loaded`] can pick one by the current load.
+    pub fn capture_set<E: From<Error>>(
+        &self,
+        windows: &[GroupRange],
+        record: impl Fn() -> std::result::Result<(), E>,
+    ) -> std::result::Result<PlanSet, E> {
+        let plans = windows
+            .iter()
+            .map(|&w| Ok((w, self.capture_within(w, &record)?)))
+            .collect::<std::result::Result<_, E>>()?;
+        Ok(PlanSet { plans })
+    }
+
+    /// Replays the plan of `set` whose window has the fewest kernels in flight now, counting
+    /// it on that window until it completes; returns the index chosen.
+    pub fn replay_least_loaded(&self, set: &PlanSet) -> Result<usize> {
+        let sched = self.rt.scheduler().ok_or(PartitionError::Unsupported("no scheduler".into()))?;
+        let regions: Vec<Region> = set.plans.iter().map(|(w, _)| Region::Groups(*w)).collect();
+        let i = sched.least_loaded(&regions);
+        self.replay(&set.plans[i].1)?;
+        if sched.tracks() {
+            sched.acquire(self.id, regions[i]);
+            sched.track(self.id, regions[i], self.origin)?;
+        }
+        Ok(i)
     }
 
     /// Waits for everything it launched (its logical stream is in order, so its tail).

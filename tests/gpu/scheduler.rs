@@ -187,3 +187,87 @@ fn latency_critical_kernels_go_out_at_high_priority() {
         assert!(out.to_host().unwrap().iter().all(|x| x.to_f32() == 2.0));
     }
 }
+
+#[derive(Default)]
+struct Collect(std::sync::Mutex<Vec<rightsize::runtime::LaunchRecord>>);
+
+impl rightsize::runtime::TraceSink for Collect {
+    fn launch(&self, r: &rightsize::runtime::LaunchRecord) {
+        self.0.lock().unwrap().push(*r);
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn launch_trace_records_every_decision() {
+    let sink = Arc::new(Collect::default());
+    struct Shared(Arc<Collect>);
+    impl rightsize::runtime::TraceSink for Shared {
+        fn launch(&self, r: &rightsize::runtime::LaunchRecord) {
+            self.0.launch(r)
+        }
+    }
+    let rt = scheduled_runtime(Box::new(Prioritized { inner: KrispConserved, reserved_groups: 2 }), 24);
+    rt.set_trace(Box::new(Shared(sink.clone()))).unwrap();
+    assert!(rt.set_trace(Box::new(Collect::default())).is_err(), "a second sink is refused");
+    let t = Tenant::scheduled(rt.clone(), 1, PriorityClass::LatencyCritical).unwrap();
+    let n = 1 << 20;
+    let ones = DeviceBuffer::from_host(rt.device(), &vec![f16::ONE; n]).unwrap();
+    let out = DeviceBuffer::<f16>::filled(rt.device(), n, 0xff).unwrap();
+    let p = VectorAddParams { a: ones.ptr(), b: ones.ptr(), c: out.ptr(), n: n as u64 };
+    for _ in 0..3 {
+        // SAFETY: buffers of n halves.
+        unsafe { t.launch(VECTOR_ADD_F16, &p) }.unwrap();
+    }
+    t.synchronize().unwrap();
+    let records = sink.0.lock().unwrap().clone();
+    println!("{records:?}");
+    assert_eq!(records.len(), 3);
+    let range = rt.device().info().stream_priorities;
+    for r in &records {
+        assert_eq!((r.tenant, r.kernel, r.sms, r.priority), (1, KernelId::VectorAddF16, 24, range.greatest));
+        assert_eq!(r.grid, 24 * rt.kernels().get(KernelId::VectorAddF16).blocks_per_sm);
+    }
+    assert!(records.windows(2).all(|w| w[0].host_ns <= w[1].host_ns));
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn plans_are_picked_by_current_load() {
+    let rt = scheduled_runtime(Box::new(KrispConserved), 16);
+    let t = Tenant::scheduled(rt.clone(), 0, PriorityClass::BestEffort).unwrap();
+    let busy = Tenant::scheduled(rt.clone(), 1, PriorityClass::BestEffort).unwrap();
+    let mut rng = fresh_rng("plan sets");
+    let c = ModelConfig::tiny(Family::Llama);
+    let model = Model::new(&t, c.clone(), ModelWeights::synthetic(&t, &c, rng.random()).unwrap()).unwrap();
+    let prompts: Vec<u32> = (0..2 * 9).map(|_| rng.random_range(0..c.vocab)).collect();
+    let want = {
+        let mut ws = model.workspace(&t, 2, 9 + 8).unwrap();
+        model.generate(&t, &mut ws, &prompts, 2, 9, 8, Mode::Eager).unwrap()
+    };
+    let mut ws = model.workspace(&t, 2, 9 + 8).unwrap();
+    let windows = [GroupRange { first: 0, count: 7 }, GroupRange { first: 7, count: 8 }];
+    let set = t.capture_set(&windows, || model.decode_step(&t, &ws, 2)).unwrap();
+    let mut padded = prompts.clone();
+    padded.resize(ws.ids.len(), 0);
+    ws.ids.copy_from_host(&padded).unwrap();
+    model.prefill(&t, &mut ws, 2, 9).unwrap();
+    t.synchronize().unwrap();
+    let mut got = vec![ws.next.to_host().unwrap()];
+    let mut chosen = Vec::new();
+    for step in 1..8 {
+        // Keep the first window busy with another tenant's long kernel on half the steps.
+        let hog = (step % 2 == 1).then(|| smid_on(&busy, 2_000_000));
+        chosen.push(t.replay_least_loaded(&set).unwrap());
+        t.synchronize().unwrap();
+        got.push(ws.next.to_host().unwrap());
+        if hog.is_some() {
+            busy.synchronize().unwrap();
+        }
+    }
+    println!("windows chosen per step: {chosen:?}");
+    assert_eq!(chosen, vec![1, 0, 1, 0, 1, 0, 1], "busy steps must avoid the busy window");
+    let got: Vec<Vec<u32>> = (0..2).map(|b| got.iter().map(|n| n[b]).collect()).collect();
+    assert_eq!(got, want, "plans in either window give the eager tokens");
+    assert!(rt.scheduler().unwrap().is_idle());
+}
