@@ -132,6 +132,28 @@ fn scheduled(c: &mut Criterion, n: usize) {
 
     let mut g = c.benchmark_group("launch");
     g.warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
+    {
+        // The scheduled path without completion tracking: the full policy reads no load.
+        let rt_full = Arc::new(
+            Runtime::with_policy(
+                Device::open(0).expect("device"),
+                Box::new(rightsize::runtime::policy::Full),
+                MinSms::default(),
+                1,
+            )
+            .expect("runtime"),
+        );
+        let tf = Tenant::scheduled(rt_full, 0, PriorityClass::BestEffort).expect("tenant");
+        let sync_f = || tf.synchronize().expect("sync");
+        g.bench_function("scheduled, policy decision only (full policy, no tracking)", |b| {
+            b.iter_custom(|iters| {
+                timed(iters, &sync_f, || {
+                    // SAFETY: buffers of 2n halves.
+                    unsafe { tf.launch(VECTOR_ADD_F16, &small) }.expect("launch");
+                })
+            })
+        });
+    }
     g.bench_function("scheduled, same partition (decision + completion tracking)", |b| {
         b.iter_custom(|iters| {
             timed(iters, &sync, || {
