@@ -175,7 +175,7 @@ fn bench(c: &mut Criterion) {
                     let mut total = 0.0;
                     for _ in 0..iters {
                         ws.ids.copy_from_host(&prompts).unwrap();
-                        total += timed(stream, || model.prefill(&t, &mut ws, BATCH, SEQ).unwrap());
+                        total += timed(stream, || model.prefill(&t, &ws, BATCH, SEQ).unwrap());
                     }
                     samples.borrow_mut().push(total / iters as f64);
                     Duration::from_secs_f64(total / 1e3)
@@ -198,7 +198,7 @@ fn bench(c: &mut Criterion) {
                         let mut total = 0.0;
                         for _ in 0..iters {
                             ws.ids.copy_from_host(&prompts).unwrap();
-                            model.prefill(&t, &mut ws, BATCH, SEQ).unwrap();
+                            model.prefill(&t, &ws, BATCH, SEQ).unwrap();
                             t.synchronize().unwrap();
                             total += timed(stream, || {
                                 for _ in 0..NEW {

@@ -222,15 +222,42 @@ impl Model {
     }
 
     /// Prefill: `prompt` tokens per sequence (ids in `ws.ids`) into an empty cache; the first
-    /// generated token of each sequence lands in `ws.next`. Host-synchronous (resets positions).
-    pub fn prefill(&self, t: &Tenant, ws: &mut Workspace, batch: u32, prompt: u32) -> Result<()> {
+    /// generated token of each sequence lands in `ws.next`. Enqueues work only (positions are
+    /// reset by a kernel), so a prefill can be captured and replayed too.
+    pub fn prefill(&self, t: &Tenant, ws: &Workspace, batch: u32, prompt: u32) -> Result<()> {
         if !self.config.is_decoder() {
             return Err(EngineError::Shape(format!("{} is an encoder; prefill needs a decoder", self.config.name)));
         }
         self.check_request(ws, batch, prompt)?;
-        ws.pos.fill_bytes(0)?;
-        ws.cache_lens.copy_from_host(&vec![1; ws.batch as usize])?;
+        ops::set_u32(t, &ws.pos, 0)?;
+        ops::set_u32(t, &ws.cache_lens, 1)?;
         self.decoder_pass(t, ws, batch, prompt)
+    }
+
+    /// One request as the profiler and harness see it: an encoder forward of `batch × seq`
+    /// tokens, or a decoder prefill of `seq` tokens per sequence followed by one decode step
+    /// (the workspace needs `seq + 1` positions). Ids are read from `ws.ids`.
+    pub fn request(&self, t: &Tenant, ws: &Workspace, batch: u32, seq: u32) -> Result<()> {
+        if self.config.is_decoder() {
+            self.prefill(t, ws, batch, seq)?;
+            self.decode_step(t, ws, batch)
+        } else {
+            self.encode(t, ws, batch, seq)
+        }
+    }
+
+    /// A description of [`Model::request`] for reports.
+    pub fn describe_request(&self, batch: u32, seq: u32) -> String {
+        if self.config.is_decoder() {
+            format!("prefill {batch}×{seq} + decode step (cache {seq})")
+        } else {
+            format!("forward {batch}×{seq}")
+        }
+    }
+
+    /// Captures a prefill of `prompt` tokens per sequence (the work of [`Model::prefill`]).
+    pub fn capture_prefill(&self, t: &Tenant, ws: &Workspace, batch: u32, prompt: u32) -> Result<Plan> {
+        t.capture(|| self.prefill(t, ws, batch, prompt))
     }
 
     /// One greedy decode step: feeds `ws.next` and writes the following token to `ws.next`.

@@ -474,6 +474,14 @@ pub fn copy_u32(t: &Tenant, src: &DeviceBuffer<u32>, dst: &DeviceBuffer<u32>, n:
     Ok(())
 }
 
+/// `x[i] = value` for every element.
+pub fn set_u32(t: &Tenant, x: &DeviceBuffer<u32>, value: u32) -> Result<()> {
+    let p = SetU32Params { x: x.ptr(), n: x.len() as u64, value, _pad: 0 };
+    // SAFETY: the whole buffer.
+    unsafe { t.launch(k::SET_U32, &p) }?;
+    Ok(())
+}
+
 /// `x[i] += delta` for every element (decode positions).
 pub fn advance(t: &Tenant, x: &DeviceBuffer<u32>, delta: u32) -> Result<()> {
     let p = AddU32Params { x: x.ptr(), n: x.len() as u64, delta, _pad: 0 };

@@ -49,6 +49,13 @@ typedef struct AddU32Params {
     unsigned int _pad;
 } AddU32Params;
 
+/** set_u32: x[i] = value for i < n. Work unit: RS_VECTOR_UNIT elements. */
+typedef struct SetU32Params {
+    unsigned long long x, n;
+    unsigned int value;
+    unsigned int _pad;
+} SetU32Params;
+
 /** copy_u32: dst[i] = src[i] for i < n. Work unit: RS_VECTOR_UNIT elements. */
 typedef struct CopyU32Params {
     unsigned long long src, dst, n;

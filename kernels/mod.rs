@@ -128,6 +128,7 @@ registry! {
         VectorAddF16, VECTOR_ADD_F16: Vector, c"vector_add_f16", abi::RS_VECTOR_THREADS, 0, VectorAddParams;
         AddU32, ADD_U32: Vector, c"add_u32", abi::RS_VECTOR_THREADS, 0, AddU32Params;
         CopyU32, COPY_U32: Vector, c"copy_u32", abi::RS_VECTOR_THREADS, 0, CopyU32Params;
+        SetU32, SET_U32: Vector, c"set_u32", abi::RS_VECTOR_THREADS, 0, SetU32Params;
         GemmLarge, GEMM_LARGE: Gemm, c"gemm_f16_128x128", abi::RS_GEMM_L_THREADS,
             gemm_smem(abi::RS_GEMM_L_BM, abi::RS_GEMM_L_BN), GemmParams;
         GemmSmall, GEMM_SMALL: Gemm, c"gemm_f16_64x64", abi::RS_GEMM_S_THREADS,

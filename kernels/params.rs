@@ -123,6 +123,18 @@ impl Params for AddU32Params {
     }
 }
 
+impl Params for SetU32Params {
+    fn units(&self, _: KernelId) -> u64 {
+        vector_units(self.n)
+    }
+    fn check(&self, k: KernelId) -> Result<(), ParamError> {
+        pointers(k, &[("x", self.x, 4)])
+    }
+    fn shape_key(&self) -> u64 {
+        key(&[self.n])
+    }
+}
+
 impl Params for CopyU32Params {
     fn units(&self, _: KernelId) -> u64 {
         vector_units(self.n)

@@ -7,7 +7,7 @@
 //             unit is whole, element loads otherwise.
 // Reference:  kernels/reference.rs::vector_add.
 //
-// add_u32, copy_u32: counters and token ids for decoding; work unit RS_VECTOR_UNIT elements.
+// add_u32, set_u32, copy_u32: counters and token ids for decoding; work unit RS_VECTOR_UNIT elements.
 #include "common.cuh"
 
 RS_KERNEL void __launch_bounds__(RS_VECTOR_THREADS) vector_add_f16(const __grid_constant__ VectorAddParams p) {
@@ -54,5 +54,13 @@ RS_KERNEL void __launch_bounds__(RS_VECTOR_THREADS) copy_u32(const __grid_consta
     RS_FOR_EACH_UNIT(u, (p.n + RS_VECTOR_UNIT - 1) / RS_VECTOR_UNIT) {
         const unsigned long long end = min((u + 1) * RS_VECTOR_UNIT, p.n);
         for (unsigned long long i = u * RS_VECTOR_UNIT + threadIdx.x; i < end; i += blockDim.x) dst[i] = src[i];
+    }
+}
+
+RS_KERNEL void __launch_bounds__(RS_VECTOR_THREADS) set_u32(const __grid_constant__ SetU32Params p) {
+    unsigned int* x = rs::ptr<unsigned int>(p.x);
+    RS_FOR_EACH_UNIT(u, (p.n + RS_VECTOR_UNIT - 1) / RS_VECTOR_UNIT) {
+        const unsigned long long end = min((u + 1) * RS_VECTOR_UNIT, p.n);
+        for (unsigned long long i = u * RS_VECTOR_UNIT + threadIdx.x; i < end; i += blockDim.x) x[i] = p.value;
     }
 }

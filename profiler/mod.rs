@@ -1,4 +1,492 @@
-//! The offline profiler: each kernel's latency curve over SM counts and its minimum SMs
-//! within ε of full-device latency, stored in one profile format.
+//! The offline profiler: for every (kernel, shape) a request launches, its latency on every
+//! partition size the device offers and with grid-only sizing on the whole device, and its
+//! knee — the fewest SMs whose latency is within ε of the whole device's.
 //!
-//! Nothing here yet: the profiler is built on the runtime and the engine (see the project's issues).
+//! Input is a request recorded through a tenant ([`crate::runtime::Tenant::record`]); each
+//! distinct launch is replayed on partitions of 1, 2, … groups (first group first) and on the
+//! whole device, timed with CUDA events, the median of `repeats`, with the L2 cache flushed
+//! before every repeat. One profile format ([`Profile`], JSON with a schema version); the
+//! runtime's policies read it through [`Profile::min_sms`], after [`Profile::check`].
+//!
+//! Depends on the runtime only; the CLI records the engine's requests and passes them here.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use cudarc::driver::sys;
+use serde::{Deserialize, Serialize};
+
+use crate::kernels::{KernelId, IMAGE_HASH};
+use crate::runtime::{DeviceBuffer, DeviceInfo, Grid, MinSms, PartitionId, Placement, Recorded, Runtime};
+
+/// Version of the profile file format.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// One point of a latency curve.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Point {
+    /// SMs the kernel could use (partition size, or grid ÷ blocks per SM for grid-only sizing).
+    pub sms: u32,
+    /// Median latency in microseconds.
+    pub us: f64,
+}
+
+/// The profile of one (kernel, shape).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KernelProfile {
+    /// The kernel.
+    pub kernel: KernelId,
+    /// Its shape key, hex ([`crate::kernels::Params::shape_key`]).
+    pub shape_key: String,
+    /// Work units of the launch.
+    pub units: u64,
+    /// Times the request launches it.
+    pub calls: u32,
+    /// Latency on the whole device, µs.
+    pub full_us: f64,
+    /// Latency on each partition size (green contexts), ascending SMs, then the whole device.
+    pub curve: Vec<Point>,
+    /// Latency on the whole device with the grid limited to that many SMs' worth of blocks.
+    pub grid_only: Vec<Point>,
+    /// The knee: fewest SMs (a partition size, or the whole device) within ε of `full_us`.
+    pub min_sms: u32,
+}
+
+/// A profile: the device and kernels it was measured on, and every kernel's curve.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Profile {
+    /// [`SCHEMA_VERSION`] of the writer.
+    pub schema_version: u32,
+    /// GPU name, e.g. "NVIDIA H200".
+    pub gpu: String,
+    /// SMs of that GPU.
+    pub sm_count: u32,
+    /// SMs per partition group.
+    pub granularity: u32,
+    /// Driver release.
+    pub driver: Option<String>,
+    /// Hash of the kernel images ([`crate::kernels::IMAGE_HASH`]), hex.
+    pub kernel_image_hash: String,
+    /// Model name.
+    pub model: String,
+    /// The request profiled, e.g. "prefill 8×128 + decode step (cache 128)".
+    pub request: String,
+    /// ε of the knee.
+    pub epsilon: f64,
+    /// Timed repeats per point.
+    pub repeats: u32,
+    /// Every distinct (kernel, shape) of the request, in first-launch order.
+    pub kernels: Vec<KernelProfile>,
+}
+
+/// Why a profile cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    /// Reading or writing the file failed.
+    #[error("profile {path}: {reason}")]
+    Io {
+        /// File.
+        path: String,
+        /// What failed.
+        reason: String,
+    },
+    /// The profile was measured elsewhere.
+    #[error("profile was measured {measured}; this is {here}: profile again on this device and build")]
+    Mismatch {
+        /// What the profile says.
+        measured: String,
+        /// What this device and build are.
+        here: String,
+    },
+    /// The runtime failed while profiling.
+    #[error(transparent)]
+    Runtime(#[from] crate::runtime::Error),
+}
+
+/// Options of a profiling run.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// A kernel's knee is the fewest SMs with latency ≤ (1 + ε) × full-device latency.
+    pub epsilon: f64,
+    /// Timed repeats per point (the median is kept).
+    pub repeats: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { epsilon: 0.05, repeats: 7 }
+    }
+}
+
+/// The fewest SMs of `curve` (ascending) with latency ≤ (1 + ε) × `full_us`; the last point's
+/// SMs (the whole device) when none is.
+pub fn knee(curve: &[Point], full_us: f64, epsilon: f64) -> u32 {
+    curve.iter().find(|p| p.us <= (1.0 + epsilon) * full_us).or(curve.last()).map_or(0, |p| p.sms)
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Times recorded launches on every partition of `rt` and with grid-only sizing.
+struct Timer<'a> {
+    rt: &'a Runtime,
+    flush: DeviceBuffer<u8>,
+    start: sys::CUevent,
+    end: sys::CUevent,
+}
+
+impl Drop for Timer<'_> {
+    fn drop(&mut self) {
+        // SAFETY: created in `new`, destroyed once.
+        unsafe {
+            sys::cuEventDestroy_v2(self.start);
+            sys::cuEventDestroy_v2(self.end);
+        }
+    }
+}
+
+fn check(call: &'static str, r: sys::CUresult) -> Result<(), crate::runtime::Error> {
+    r.result().map_err(|source| crate::runtime::Error::Driver { call, source })
+}
+
+impl<'a> Timer<'a> {
+    fn new(rt: &'a Runtime) -> Result<Timer<'a>, ProfileError> {
+        let l2 = rt.device().info().l2_cache_bytes as usize;
+        let flush = DeviceBuffer::<u8>::filled(rt.device(), 2 * l2.max(1 << 20), 0)?;
+        let (mut start, mut end) = (std::ptr::null_mut(), std::ptr::null_mut());
+        rt.device().bind()?;
+        // SAFETY: the primary context is current.
+        unsafe {
+            check("cuEventCreate", sys::cuEventCreate(&mut start, 0))?;
+            check("cuEventCreate", sys::cuEventCreate(&mut end, 0))?;
+        }
+        Ok(Timer { rt, flush, start, end })
+    }
+
+    /// Median µs of `launch` on `placement`, L2 flushed before each repeat.
+    fn time(&self, launch: &Recorded, placement: Placement, repeats: u32) -> Result<f64, ProfileError> {
+        let stream = self
+            .rt
+            .pool()
+            .get(placement.partition)
+            .map_err(crate::runtime::Error::from)?
+            .stream(0)
+            .map_err(crate::runtime::Error::from)?;
+        let mut samples = Vec::with_capacity(repeats as usize);
+        for _ in 0..repeats.max(1) {
+            let mut ms = 0f32;
+            // SAFETY: live buffer, events and stream of this device; the recorded launch's
+            // buffers outlive the profiling run (the caller keeps the model and workspace).
+            unsafe {
+                check("cuMemsetD8Async", sys::cuMemsetD8Async(self.flush.ptr(), 1, self.flush.len(), stream))?;
+                check("cuEventRecord", sys::cuEventRecord(self.start, stream))?;
+                launch.replay(self.rt, placement)?;
+                check("cuEventRecord", sys::cuEventRecord(self.end, stream))?;
+                check("cuEventSynchronize", sys::cuEventSynchronize(self.end))?;
+                check("cuEventElapsedTime", sys::cuEventElapsedTime_v2(&mut ms, self.start, self.end))?;
+            }
+            samples.push(f64::from(ms) * 1e3);
+        }
+        Ok(median(&mut samples))
+    }
+}
+
+/// Profiles the distinct launches of `launches` on `rt`, whose pool must hold partitions of
+/// 1, 2, …, n groups starting at group 0 ([`prefix_pool`]). `progress(done, total)` is called
+/// after each distinct launch.
+///
+/// # Safety
+/// The buffers the recorded launches use are live for the whole call.
+pub unsafe fn profile_launches(
+    rt: &Runtime,
+    launches: &[Recorded],
+    opts: Options,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<Vec<KernelProfile>, ProfileError> {
+    let timer = Timer::new(rt)?;
+    // Distinct (kernel, shape) in first-launch order, with their call counts.
+    let mut order: Vec<(KernelId, u64)> = Vec::new();
+    let mut first: HashMap<(KernelId, u64), (&Recorded, u32)> = HashMap::new();
+    for l in launches {
+        let entry = first.entry((l.kernel, l.shape_key)).or_insert_with(|| {
+            order.push((l.kernel, l.shape_key));
+            (l, 0)
+        });
+        entry.1 += 1;
+    }
+    let partitions: Vec<(PartitionId, u32)> =
+        rt.pool().iter().filter(|(_, p)| !p.is_whole_device()).map(|(id, p)| (id, p.sms())).collect();
+    let sm_count = rt.device().info().sm_count;
+    let mut out = Vec::with_capacity(order.len());
+    for (i, key) in order.iter().enumerate() {
+        let (launch, calls) = first[key];
+        // Warm up (module load, first-touch) before timing.
+        // SAFETY: forwarded contract.
+        unsafe { launch.replay(rt, Placement::WHOLE)? };
+        let full_us = timer.time(launch, Placement::WHOLE, opts.repeats)?;
+        let mut curve = Vec::with_capacity(partitions.len() + 1);
+        for &(id, sms) in &partitions {
+            curve.push(Point { sms, us: timer.time(launch, Placement::on(id), opts.repeats)? });
+        }
+        curve.sort_by_key(|p| p.sms);
+        curve.push(Point { sms: sm_count, us: full_us });
+        let per_sm = rt.kernels().get(launch.kernel).blocks_per_sm;
+        let mut grid_only = Vec::with_capacity(partitions.len());
+        for &(_, sms) in &partitions {
+            let grid = (sms * per_sm).min(launch.units.min(u64::from(u32::MAX)) as u32).max(1);
+            let placement = Placement { grid: Grid::Fixed(grid), ..Placement::WHOLE };
+            grid_only.push(Point { sms, us: timer.time(launch, placement, opts.repeats)? });
+        }
+        grid_only.sort_by_key(|p| p.sms);
+        let min_sms = knee(&curve, full_us, opts.epsilon);
+        out.push(KernelProfile {
+            kernel: key.0,
+            shape_key: format!("{:016x}", key.1),
+            units: launch.units,
+            calls,
+            full_us,
+            curve,
+            grid_only,
+            min_sms,
+        });
+        progress(i + 1, order.len());
+    }
+    Ok(out)
+}
+
+/// The pool a profiling runtime needs: partitions of 1, 2, …, all groups from group 0.
+pub fn prefix_pool(granularity: u32, groups: u32) -> crate::runtime::PoolSpec {
+    crate::runtime::PoolSpec {
+        partitions: (1..=groups)
+            .map(|g| crate::runtime::PartitionRequest { first_group: 0, sms: g * granularity })
+            .collect(),
+        priorities: Vec::new(),
+        lanes: 1,
+    }
+}
+
+impl Profile {
+    /// A profile of `kernels` measured on `info`.
+    pub fn new(
+        info: &DeviceInfo,
+        granularity: u32,
+        model: &str,
+        request: &str,
+        opts: Options,
+        kernels: Vec<KernelProfile>,
+    ) -> Profile {
+        Profile {
+            schema_version: SCHEMA_VERSION,
+            gpu: info.name.clone(),
+            sm_count: info.sm_count,
+            granularity,
+            driver: info.driver_release.clone(),
+            kernel_image_hash: format!("{IMAGE_HASH:016x}"),
+            model: model.into(),
+            request: request.into(),
+            epsilon: opts.epsilon,
+            repeats: opts.repeats,
+            kernels,
+        }
+    }
+
+    /// Writes it as pretty JSON.
+    pub fn save(&self, path: &Path) -> Result<(), ProfileError> {
+        let io = |reason: String| ProfileError::Io { path: path.display().to_string(), reason };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| io(e.to_string()))?;
+        }
+        let text = serde_json::to_string_pretty(self).map_err(|e| io(e.to_string()))?;
+        std::fs::write(path, text + "\n").map_err(|e| io(e.to_string()))
+    }
+
+    /// Reads a profile file.
+    pub fn load(path: &Path) -> Result<Profile, ProfileError> {
+        let io = |reason: String| ProfileError::Io { path: path.display().to_string(), reason };
+        let text = std::fs::read_to_string(path).map_err(|e| io(e.to_string()))?;
+        let p: Profile = serde_json::from_str(&text).map_err(|e| io(e.to_string()))?;
+        if p.schema_version != SCHEMA_VERSION {
+            return Err(io(format!("schema version {} (this build reads {SCHEMA_VERSION})", p.schema_version)));
+        }
+        Ok(p)
+    }
+
+    /// Refuses a profile measured on another GPU model or with other kernel images.
+    pub fn check(&self, info: &DeviceInfo) -> Result<(), ProfileError> {
+        let here_hash = format!("{IMAGE_HASH:016x}");
+        if self.gpu != info.name || self.sm_count != info.sm_count || self.kernel_image_hash != here_hash {
+            return Err(ProfileError::Mismatch {
+                measured: format!(
+                    "on {} with {} SMs, kernel images {}",
+                    self.gpu, self.sm_count, self.kernel_image_hash
+                ),
+                here: format!("{} with {} SMs, kernel images {here_hash}", info.name, info.sm_count),
+            });
+        }
+        Ok(())
+    }
+
+    /// The knees as the table the scheduler reads.
+    pub fn min_sms(&self) -> MinSms {
+        let mut m = MinSms::default();
+        self.add_to(&mut m);
+        m
+    }
+
+    /// Adds its knees to `table` (several profiles, one table).
+    pub fn add_to(&self, table: &mut MinSms) {
+        for k in &self.kernels {
+            if let Ok(key) = u64::from_str_radix(&k.shape_key, 16) {
+                table.insert(k.kernel, key, k.min_sms);
+            }
+        }
+    }
+
+    /// Share of the request's full-device time spent in each kernel profile, in order.
+    fn shares(&self) -> Vec<f64> {
+        let total: f64 = self.kernels.iter().map(|k| f64::from(k.calls) * k.full_us).sum();
+        self.kernels.iter().map(|k| f64::from(k.calls) * k.full_us / total.max(f64::MIN_POSITIVE)).collect()
+    }
+
+    /// SM-time right-sizing frees: Σ share × (1 − min SMs / all SMs).
+    pub fn sm_time_freed(&self) -> f64 {
+        self.kernels
+            .iter()
+            .zip(self.shares())
+            .map(|(k, s)| s * (1.0 - f64::from(k.min_sms) / f64::from(self.sm_count)))
+            .sum()
+    }
+
+    /// A Markdown table: kernel, units, calls, full-device µs, min SMs, share of request time,
+    /// SM-time freed.
+    pub fn summary(&self) -> String {
+        let mut t = format!(
+            "{} — {} on {} ({} SMs), ε = {}\n\n| kernel | units | calls | full-GPU µs | min SMs | share of request | SM-time freed |\n|---|---:|---:|---:|---:|---:|---:|\n",
+            self.model, self.request, self.gpu, self.sm_count, self.epsilon
+        );
+        for (k, share) in self.kernels.iter().zip(self.shares()) {
+            let freed = share * (1.0 - f64::from(k.min_sms) / f64::from(self.sm_count));
+            let _ = writeln!(
+                t,
+                "| {} | {} | {} | {:.1} | {} | {:.1}% | {:.1}% |",
+                k.kernel,
+                k.units,
+                k.calls,
+                k.full_us,
+                k.min_sms,
+                100.0 * share,
+                100.0 * freed
+            );
+        }
+        let _ = writeln!(t, "\nSM-time freed over the request: {:.1}%", 100.0 * self.sm_time_freed());
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pts(v: &[(u32, f64)]) -> Vec<Point> {
+        v.iter().map(|&(sms, us)| Point { sms, us }).collect()
+    }
+
+    #[test]
+    fn knee_is_the_fewest_sms_within_epsilon() {
+        let c = pts(&[(8, 50.0), (16, 26.0), (24, 21.5), (32, 20.1), (132, 20.0)]);
+        assert_eq!(knee(&c, 20.0, 0.05), 32);
+        assert_eq!(knee(&c, 20.0, 0.25), 24);
+        assert_eq!(knee(&c, 20.0, 2.0), 8);
+        // Nothing within ε (noise made every partition slower): the whole device.
+        assert_eq!(knee(&pts(&[(8, 30.0), (132, 20.0)]), 10.0, 0.05), 132);
+    }
+
+    fn kp(kernel: KernelId, calls: u32, full_us: f64, min_sms: u32) -> KernelProfile {
+        KernelProfile {
+            kernel,
+            shape_key: format!("{:016x}", 42 + calls),
+            units: 10,
+            calls,
+            full_us,
+            curve: vec![],
+            grid_only: vec![],
+            min_sms,
+        }
+    }
+
+    fn sample() -> Profile {
+        Profile {
+            schema_version: SCHEMA_VERSION,
+            gpu: "NVIDIA H200".into(),
+            sm_count: 132,
+            granularity: 8,
+            driver: None,
+            kernel_image_hash: format!("{IMAGE_HASH:016x}"),
+            model: "gpt2".into(),
+            request: "test".into(),
+            epsilon: 0.05,
+            repeats: 3,
+            kernels: vec![kp(KernelId::GemmLarge, 1, 30.0, 132), kp(KernelId::LayerNorm, 2, 5.0, 33)],
+        }
+    }
+
+    #[test]
+    fn shares_and_freed_sm_time() {
+        let p = sample();
+        // Shares 0.75 and 0.25; the norm frees 3/4 of its SM-time.
+        assert!((p.sm_time_freed() - 0.25 * 0.75).abs() < 1e-9);
+        let s = p.summary();
+        assert!(s.contains("| layer_norm_f16 | 10 | 2 | 5.0 | 33 | 25.0% | 18.8% |"), "{s}");
+        let m = p.min_sms();
+        assert_eq!(m.get(KernelId::LayerNorm, 44), Some(33));
+        assert_eq!(m.get(KernelId::LayerNorm, 45), None);
+    }
+
+    fn device(name: &str, sms: u32) -> DeviceInfo {
+        DeviceInfo {
+            ordinal: 0,
+            name: name.into(),
+            sm_count: sms,
+            compute_capability: (9, 0),
+            cuda_driver_version: (13, 0),
+            driver_release: None,
+            total_memory_bytes: 1,
+            free_memory_bytes: 1,
+            l2_cache_bytes: 1,
+            max_shared_memory_per_block_optin: 1,
+            stream_priorities: crate::runtime::PriorityRange { least: 0, greatest: -5 },
+            partitions: crate::runtime::PartitionSupport::Unsupported { reason: String::new() },
+        }
+    }
+
+    #[test]
+    fn profiles_from_another_device_or_build_are_refused() {
+        let p = sample();
+        assert!(p.check(&device("NVIDIA H200", 132)).is_ok());
+        let e = p.check(&device("NVIDIA H100 80GB HBM3", 132)).unwrap_err().to_string();
+        assert!(e.contains("NVIDIA H200") && e.contains("H100") && e.contains("profile again"), "{e}");
+        assert!(p.check(&device("NVIDIA H200", 114)).is_err());
+        let other_build = Profile { kernel_image_hash: "0000000000000000".into(), ..p };
+        assert!(other_build.check(&device("NVIDIA H200", 132)).is_err());
+    }
+
+    #[test]
+    fn files_round_trip_and_mismatches_are_refused() {
+        let p = sample();
+        let dir = std::env::temp_dir().join(format!("rightsize-profile-{}", std::process::id()));
+        let path = dir.join("p.json");
+        p.save(&path).unwrap();
+        assert_eq!(Profile::load(&path).unwrap(), p);
+        let mut old = p.clone();
+        old.schema_version = 0;
+        old.save(&path).unwrap();
+        assert!(Profile::load(&path).unwrap_err().to_string().contains("schema version 0"));
+        std::fs::write(&path, "{").unwrap();
+        assert!(matches!(Profile::load(&path), Err(ProfileError::Io { .. })));
+        std::fs::remove_dir_all(&dir).ok();
+        assert!(Profile::load(&path).is_err());
+    }
+}

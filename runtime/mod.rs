@@ -23,7 +23,7 @@ pub use memory::{DeviceBuffer, DeviceCopy};
 pub use partition::{group_range, GroupRange, Partition, PartitionId, PartitionPool, PartitionRequest, PoolSpec};
 pub use plan::Plan;
 pub use scheduler::{MinSms, Scheduler};
-pub use tenant::{PlanSet, Tenant};
+pub use tenant::{PlanSet, Recorded, Tenant};
 pub use trace::{LaunchRecord, TraceSink};
 
 use std::collections::HashMap;

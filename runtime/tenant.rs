@@ -32,6 +32,39 @@ impl Drop for OrderEvent {
     }
 }
 
+/// Issues a recorded launch again on a placement.
+type Relaunch = std::rc::Rc<dyn Fn(&Runtime, Placement) -> Result<u32>>;
+
+/// One launch recorded by [`Tenant::record`]: the kernel, its shape and a closure that issues
+/// the same launch (same params, same buffers) again on any placement.
+#[derive(Clone)]
+pub struct Recorded {
+    /// The kernel.
+    pub kernel: crate::kernels::KernelId,
+    /// Its shape key ([`Params::shape_key`]).
+    pub shape_key: u64,
+    /// Its work units.
+    pub units: u64,
+    launch: Relaunch,
+}
+
+impl std::fmt::Debug for Recorded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Recorded({}, shape {:016x}, {} units)", self.kernel, self.shape_key, self.units)
+    }
+}
+
+impl Recorded {
+    /// Issues the recorded launch again as `placement` says.
+    ///
+    /// # Safety
+    /// The buffers the recorded launch used are still live (the model and workspace it was
+    /// recorded from have not been dropped), and nothing else writes them meanwhile.
+    pub unsafe fn replay(&self, rt: &Runtime, placement: Placement) -> Result<u32> {
+        (self.launch)(rt, placement)
+    }
+}
+
 /// Plans of one request captured within different windows of SM groups.
 #[derive(Debug)]
 pub struct PlanSet {
@@ -61,6 +94,7 @@ pub struct Tenant {
     last: Cell<sys::CUstream>,
     /// While capturing: the groups kernels are placed within (as on an idle device).
     capturing: Cell<Option<GroupRange>>,
+    recording: std::cell::RefCell<Option<Vec<Recorded>>>,
     slo: Option<std::time::Duration>,
 }
 
@@ -108,6 +142,7 @@ impl Tenant {
             last: Cell::new(origin),
             capturing: Cell::new(None),
             order: OrderEvent(e),
+            recording: std::cell::RefCell::new(None),
             slo: None,
         })
     }
@@ -154,6 +189,16 @@ impl Tenant {
     /// # Safety
     /// As [`Runtime::launch`]: the device addresses in `params` are live and sized for them.
     pub unsafe fn launch<P: Params>(&self, kernel: Kernel<P>, params: &P) -> Result<u32> {
+        if let Some(rec) = self.recording.borrow_mut().as_mut() {
+            let p = *params;
+            rec.push(Recorded {
+                kernel: kernel.id(),
+                shape_key: params.shape_key(),
+                units: params.units(kernel.id()),
+                // SAFETY (of the closure's launch): `Recorded::replay`'s contract.
+                launch: std::rc::Rc::new(move |rt: &Runtime, pl: Placement| unsafe { rt.launch(kernel, &p, pl) }),
+            });
+        }
         if let Mode::Fixed(p) = self.mode {
             // SAFETY: forwarded contract.
             let grid = unsafe { self.rt.launch(kernel, params, p) }?;
@@ -280,6 +325,15 @@ impl Tenant {
         self.capturing.set(None);
         self.last.set(origin);
         plan
+    }
+
+    /// Runs `f` and returns every launch it made through this tenant, in order (they also
+    /// run as usual).
+    pub fn record<E>(&self, f: impl FnOnce() -> std::result::Result<(), E>) -> std::result::Result<Vec<Recorded>, E> {
+        *self.recording.borrow_mut() = Some(Vec::new());
+        let r = f();
+        let recorded = self.recording.borrow_mut().take().unwrap_or_default();
+        r.map(|()| recorded)
     }
 
     /// Replays a plan captured by this tenant, after its earlier work.

@@ -38,3 +38,14 @@ fn unknown_command_is_a_usage_error() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("Usage"));
 }
+
+#[test]
+fn profile_refuses_bad_options_or_a_missing_gpu_in_one_line() {
+    let out = rightsize(&["profile", "--model", "gpt2", "--repeats", "0"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("repeats"), "{stderr}");
+    let out = rightsize(&["profile", "--model", "gpt5"]);
+    assert!(!out.status.success());
+}

@@ -105,7 +105,7 @@ fn check_decoder(family: Family) {
     let mut padded = prompts.clone();
     padded.resize(ws2.ids.len(), 0);
     ws2.ids.copy_from_host(&padded).unwrap();
-    model.prefill(&t, &mut ws2, batch, prompt).unwrap();
+    model.prefill(&t, &ws2, batch, prompt).unwrap();
     t.synchronize().unwrap();
     let gpu = ws2.logits.to_host().unwrap();
     let want = reference::decoder_logits(&c, &host, &prompts, batch as usize, prompt as usize);
@@ -251,7 +251,7 @@ fn transformers_parity() {
         let mut padded = prompts.clone();
         padded.resize(ws.ids.len(), 0);
         ws.ids.copy_from_host(&padded).unwrap();
-        model.prefill(&t, &mut ws, batch, prompt).unwrap();
+        model.prefill(&t, &ws, batch, prompt).unwrap();
         t.synchronize().unwrap();
         let err = relative_error(&ws.logits.to_host().unwrap(), &as_f16(&expected[&format!("{name}_logits")].1));
         // Decode steps replayed from a captured plan.

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 
 mod engine;
 mod kernels;
+mod profiler;
 mod scheduler;
 
 use half::f16;

@@ -251,7 +251,7 @@ fn plans_are_picked_by_current_load() {
     let mut padded = prompts.clone();
     padded.resize(ws.ids.len(), 0);
     ws.ids.copy_from_host(&padded).unwrap();
-    model.prefill(&t, &mut ws, 2, 9).unwrap();
+    model.prefill(&t, &ws, 2, 9).unwrap();
     t.synchronize().unwrap();
     let mut got = vec![ws.next.to_host().unwrap()];
     let mut chosen = Vec::new();
