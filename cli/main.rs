@@ -47,8 +47,11 @@ enum Command {
         /// A kernel's knee is the fewest SMs within (1 + ε) of full-GPU latency.
         #[arg(long, default_value_t = 0.05)]
         epsilon: f64,
+        /// … or within this many µs of it (timing noise floor), whichever is larger.
+        #[arg(long, default_value_t = 0.5)]
+        abs_tol_us: f64,
         /// Timed repeats per point (the median is kept).
-        #[arg(long, default_value_t = 7)]
+        #[arg(long, default_value_t = 11)]
         repeats: u32,
         /// Seed of the synthetic weights and token ids.
         #[arg(long, default_value_t = 1)]
@@ -63,8 +66,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info { device, json } => info(device, json),
-        Command::Profile { model, checkpoint, batch, seq, epsilon, repeats, seed, out } => {
-            profile(&model, checkpoint.as_deref(), batch, seq, Options { epsilon, repeats }, seed, out)
+        Command::Profile { model, checkpoint, batch, seq, epsilon, abs_tol_us, repeats, seed, out } => {
+            profile(&model, checkpoint.as_deref(), batch, seq, Options { epsilon, abs_tol_us, repeats }, seed, out)
         }
     };
     match result {
@@ -173,8 +176,15 @@ fn profile(
     out: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     use anyhow::bail;
-    if batch == 0 || seq == 0 || opts.repeats == 0 || opts.epsilon.is_nan() || opts.epsilon < 0.0 {
-        bail!("batch, seq and repeats must be positive and epsilon non-negative");
+    if batch == 0
+        || seq == 0
+        || opts.repeats == 0
+        || opts.epsilon.is_nan()
+        || opts.epsilon < 0.0
+        || opts.abs_tol_us.is_nan()
+        || opts.abs_tol_us < 0.0
+    {
+        bail!("batch, seq and repeats must be positive; epsilon and abs-tol-us non-negative");
     }
     let device = Device::open(0).context("cannot open the GPU")?;
     let info = device.info().clone();

@@ -74,6 +74,9 @@ pub struct Profile {
     pub request: String,
     /// ε of the knee.
     pub epsilon: f64,
+    /// Absolute tolerance of the knee, µs (timing noise floor).
+    #[serde(default)]
+    pub abs_tol_us: f64,
     /// Timed repeats per point.
     pub repeats: u32,
     /// Every distinct (kernel, shape) of the request, in first-launch order.
@@ -107,22 +110,27 @@ pub enum ProfileError {
 /// Options of a profiling run.
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
-    /// A kernel's knee is the fewest SMs with latency ≤ (1 + ε) × full-device latency.
+    /// A kernel's knee is the fewest SMs with latency ≤ (1 + ε) × full-device latency …
     pub epsilon: f64,
+    /// … or within this many µs of it, whichever is larger: differences below the timing
+    /// noise (event resolution, launch jitter) do not count, so a kernel whose latency is
+    /// its launch latency gets the fewest SMs rather than a knee set by noise.
+    pub abs_tol_us: f64,
     /// Timed repeats per point (the median is kept).
     pub repeats: u32,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { epsilon: 0.05, repeats: 7 }
+        Options { epsilon: 0.05, abs_tol_us: 0.5, repeats: 11 }
     }
 }
 
-/// The fewest SMs of `curve` (ascending) with latency ≤ (1 + ε) × `full_us`; the last point's
-/// SMs (the whole device) when none is.
-pub fn knee(curve: &[Point], full_us: f64, epsilon: f64) -> u32 {
-    curve.iter().find(|p| p.us <= (1.0 + epsilon) * full_us).or(curve.last()).map_or(0, |p| p.sms)
+/// The fewest SMs of `curve` (ascending) with latency ≤ max((1 + ε) × `full_us`,
+/// `full_us` + `abs_tol_us`); the last point's SMs (the whole device) when none is.
+pub fn knee(curve: &[Point], full_us: f64, epsilon: f64, abs_tol_us: f64) -> u32 {
+    let limit = ((1.0 + epsilon) * full_us).max(full_us + abs_tol_us);
+    curve.iter().find(|p| p.us <= limit).or(curve.last()).map_or(0, |p| p.sms)
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -241,7 +249,7 @@ pub unsafe fn profile_launches(
             grid_only.push(Point { sms, us: timer.time(launch, placement, opts.repeats)? });
         }
         grid_only.sort_by_key(|p| p.sms);
-        let min_sms = knee(&curve, full_us, opts.epsilon);
+        let min_sms = knee(&curve, full_us, opts.epsilon, opts.abs_tol_us);
         out.push(KernelProfile {
             kernel: key.0,
             shape_key: format!("{:016x}", key.1),
@@ -288,6 +296,7 @@ impl Profile {
             model: model.into(),
             request: request.into(),
             epsilon: opts.epsilon,
+            abs_tol_us: opts.abs_tol_us,
             repeats: opts.repeats,
             kernels,
         }
@@ -364,8 +373,8 @@ impl Profile {
     /// SM-time freed.
     pub fn summary(&self) -> String {
         let mut t = format!(
-            "{} — {} on {} ({} SMs), ε = {}\n\n| kernel | units | calls | full-GPU µs | min SMs | share of request | SM-time freed |\n|---|---:|---:|---:|---:|---:|---:|\n",
-            self.model, self.request, self.gpu, self.sm_count, self.epsilon
+            "{} — {} on {} ({} SMs), ε = {}, absolute tolerance {} µs\n\n| kernel | units | calls | full-GPU µs | min SMs | share of request | SM-time freed |\n|---|---:|---:|---:|---:|---:|---:|\n",
+            self.model, self.request, self.gpu, self.sm_count, self.epsilon, self.abs_tol_us
         );
         for (k, share) in self.kernels.iter().zip(self.shares()) {
             let freed = share * (1.0 - f64::from(k.min_sms) / f64::from(self.sm_count));
@@ -397,11 +406,15 @@ mod tests {
     #[test]
     fn knee_is_the_fewest_sms_within_epsilon() {
         let c = pts(&[(8, 50.0), (16, 26.0), (24, 21.5), (32, 20.1), (132, 20.0)]);
-        assert_eq!(knee(&c, 20.0, 0.05), 32);
-        assert_eq!(knee(&c, 20.0, 0.25), 24);
-        assert_eq!(knee(&c, 20.0, 2.0), 8);
+        assert_eq!(knee(&c, 20.0, 0.05, 0.0), 32);
+        assert_eq!(knee(&c, 20.0, 0.25, 0.0), 24);
+        assert_eq!(knee(&c, 20.0, 2.0, 0.0), 8);
         // Nothing within ε (noise made every partition slower): the whole device.
-        assert_eq!(knee(&pts(&[(8, 30.0), (132, 20.0)]), 10.0, 0.05), 132);
+        assert_eq!(knee(&pts(&[(8, 30.0), (132, 20.0)]), 10.0, 0.05, 0.0), 132);
+        // A 3 µs kernel whose curve is launch latency plus noise: the absolute tolerance wins.
+        let flat = pts(&[(8, 3.4), (16, 3.45), (24, 3.5), (132, 3.2)]);
+        assert_eq!(knee(&flat, 3.2, 0.05, 0.0), 132);
+        assert_eq!(knee(&flat, 3.2, 0.05, 0.5), 8);
     }
 
     fn kp(kernel: KernelId, calls: u32, full_us: f64, min_sms: u32) -> KernelProfile {
@@ -428,6 +441,7 @@ mod tests {
             model: "gpt2".into(),
             request: "test".into(),
             epsilon: 0.05,
+            abs_tol_us: 0.5,
             repeats: 3,
             kernels: vec![kp(KernelId::GemmLarge, 1, 30.0, 132), kp(KernelId::LayerNorm, 2, 5.0, 33)],
         }
