@@ -271,3 +271,49 @@ fn plans_are_picked_by_current_load() {
     assert_eq!(got, want, "plans in either window give the eager tokens");
     assert!(rt.scheduler().unwrap().is_idle());
 }
+
+/// Knees that differ per (kernel, shape), so consecutive kernels keep switching partitions.
+fn varied_min_sms(launches: &[rightsize::runtime::Recorded]) -> MinSms {
+    let mut m = MinSms::default();
+    for (i, l) in launches.iter().enumerate() {
+        m.insert(l.kernel, l.shape_key, 8 * (1 + (i as u32 * 7) % 15));
+    }
+    m
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn partition_switches_keep_outputs_identical() {
+    let mut rng = fresh_rng("partition switches");
+    let seed = rng.random();
+    let prompts: Vec<u32> = (0..18).map(|_| rng.random_range(0..1000)).collect();
+    let ids: Vec<u32> = (0..60).map(|_| rng.random_range(0..1000)).collect();
+    let (whole, launches) = {
+        let rt = Arc::new(Runtime::new(device(), &PoolSpec::default()).unwrap());
+        let t = Tenant::new(rt, 0, Placement::WHOLE).unwrap();
+        let mut out = Vec::new();
+        let rec = t
+            .record(|| {
+                out = run_models(&t, seed, &prompts, &ids);
+                Ok::<_, rightsize::engine::EngineError>(())
+            })
+            .unwrap();
+        (out, rec)
+    };
+    let table = varied_min_sms(&launches);
+    println!("{} launches recorded, {} distinct knees", launches.len(), table.len());
+    for policy in [Box::new(KrispConserved) as Box<dyn Policy>, Box::new(KrispIsolated::default())] {
+        let name = policy.name();
+        let rt = Arc::new(Runtime::with_policy(device(), policy, table.clone(), 2).unwrap());
+        let t = Tenant::scheduled(rt.clone(), 0, PriorityClass::BestEffort).unwrap();
+        let got = run_models(&t, seed, &prompts, &ids);
+        for (i, (a, b)) in got.iter().zip(&whole).enumerate() {
+            let first = a.iter().zip(b).position(|(x, y)| x != y);
+            assert!(
+                first.is_none(),
+                "{name}: output {i} (0/1 eager tokens/logits, 2/3 plan, 4 BERT) differs at {first:?}"
+            );
+        }
+        println!("{name}: identical with a partition switch at most launches");
+    }
+}
