@@ -99,52 +99,29 @@ impl Params for SmidParams {
     }
 }
 
-impl Params for VectorAddParams {
-    fn units(&self, _: KernelId) -> u64 {
-        vector_units(self.n)
-    }
-    fn check(&self, k: KernelId) -> Result<(), ParamError> {
-        pointers(k, &[("a", self.a, 2), ("b", self.b, 2), ("c", self.c, 2)])
-    }
-    fn shape_key(&self) -> u64 {
-        key(&[self.n])
-    }
+/// Elementwise kernels over `n` elements: work units of `RS_VECTOR_UNIT`, shape = n, and the
+/// listed pointers (name, field, alignment) required.
+macro_rules! elementwise {
+    ($($t:ty => [$(($name:literal, $field:ident, $align:literal)),*];)*) => {$(
+        impl Params for $t {
+            fn units(&self, _: KernelId) -> u64 {
+                vector_units(self.n)
+            }
+            fn check(&self, k: KernelId) -> Result<(), ParamError> {
+                pointers(k, &[$(($name, self.$field, $align)),*])
+            }
+            fn shape_key(&self) -> u64 {
+                key(&[self.n])
+            }
+        }
+    )*};
 }
 
-impl Params for AddU32Params {
-    fn units(&self, _: KernelId) -> u64 {
-        vector_units(self.n)
-    }
-    fn check(&self, k: KernelId) -> Result<(), ParamError> {
-        pointers(k, &[("x", self.x, 4)])
-    }
-    fn shape_key(&self) -> u64 {
-        key(&[self.n])
-    }
-}
-
-impl Params for SetU32Params {
-    fn units(&self, _: KernelId) -> u64 {
-        vector_units(self.n)
-    }
-    fn check(&self, k: KernelId) -> Result<(), ParamError> {
-        pointers(k, &[("x", self.x, 4)])
-    }
-    fn shape_key(&self) -> u64 {
-        key(&[self.n])
-    }
-}
-
-impl Params for CopyU32Params {
-    fn units(&self, _: KernelId) -> u64 {
-        vector_units(self.n)
-    }
-    fn check(&self, k: KernelId) -> Result<(), ParamError> {
-        pointers(k, &[("src", self.src, 4), ("dst", self.dst, 4)])
-    }
-    fn shape_key(&self) -> u64 {
-        key(&[self.n])
-    }
+elementwise! {
+    VectorAddParams => [("a", a, 2), ("b", b, 2), ("c", c, 2)];
+    AddU32Params => [("x", x, 4)];
+    SetU32Params => [("x", x, 4)];
+    CopyU32Params => [("src", src, 4), ("dst", dst, 4)];
 }
 
 impl Params for GemmParams {

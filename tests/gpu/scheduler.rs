@@ -50,17 +50,36 @@ fn run_models(t: &Tenant, seed: u64, prompts: &[u32], ids: &[u32]) -> Vec<Vec<u3
     out
 }
 
-#[test]
-#[ignore = "needs a CUDA GPU"]
-fn every_policy_gives_outputs_bitwise_identical_to_full() {
-    let mut rng = fresh_rng("policies");
+/// Fresh inputs, the models' outputs on the whole device, and the launches that produced them.
+struct Baseline {
+    seed: u64,
+    prompts: Vec<u32>,
+    ids: Vec<u32>,
+    whole: Vec<Vec<u32>>,
+    launches: Vec<rightsize::runtime::Recorded>,
+}
+
+fn baseline(test: &str) -> Baseline {
+    let mut rng = fresh_rng(test);
     let seed = rng.random();
     let prompts: Vec<u32> = (0..18).map(|_| rng.random_range(0..1000)).collect();
     let ids: Vec<u32> = (0..60).map(|_| rng.random_range(0..1000)).collect();
-    let whole = {
-        let rt = Arc::new(Runtime::new(device(), &PoolSpec::default()).unwrap());
-        run_models(&Tenant::new(rt, 0, Placement::WHOLE).unwrap(), seed, &prompts, &ids)
-    };
+    let rt = Arc::new(Runtime::new(device(), &PoolSpec::default()).unwrap());
+    let t = Tenant::new(rt, 0, Placement::WHOLE).unwrap();
+    let mut whole = Vec::new();
+    let launches = t
+        .record(|| {
+            whole = run_models(&t, seed, &prompts, &ids);
+            Ok::<_, rightsize::engine::EngineError>(())
+        })
+        .unwrap();
+    Baseline { seed, prompts, ids, whole, launches }
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn every_policy_gives_outputs_bitwise_identical_to_full() {
+    let Baseline { seed, prompts, ids, whole, .. } = baseline("policies");
     let cases: Vec<(&str, Box<dyn Policy>, u32, PriorityClass)> = vec![
         ("full", Box::new(Full), 16, PriorityClass::BestEffort),
         (
@@ -97,14 +116,7 @@ fn every_policy_gives_outputs_bitwise_identical_to_full() {
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn concurrent_isolated_tenants_match_their_solo_runs() {
-    let mut rng = fresh_rng("concurrent tenants");
-    let seed = rng.random();
-    let prompts: Vec<u32> = (0..18).map(|_| rng.random_range(0..1000)).collect();
-    let ids: Vec<u32> = (0..60).map(|_| rng.random_range(0..1000)).collect();
-    let whole = {
-        let rt = Arc::new(Runtime::new(device(), &PoolSpec::default()).unwrap());
-        run_models(&Tenant::new(rt, 0, Placement::WHOLE).unwrap(), seed, &prompts, &ids)
-    };
+    let Baseline { seed, prompts, ids, whole, .. } = baseline("concurrent tenants");
     let rt = scheduled_runtime(Box::new(KrispIsolated::default()), 32);
     let results: Vec<_> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..3)
@@ -296,22 +308,7 @@ fn varied_min_sms(launches: &[rightsize::runtime::Recorded]) -> MinSms {
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn partition_switches_keep_outputs_identical() {
-    let mut rng = fresh_rng("partition switches");
-    let seed = rng.random();
-    let prompts: Vec<u32> = (0..18).map(|_| rng.random_range(0..1000)).collect();
-    let ids: Vec<u32> = (0..60).map(|_| rng.random_range(0..1000)).collect();
-    let (whole, launches) = {
-        let rt = Arc::new(Runtime::new(device(), &PoolSpec::default()).unwrap());
-        let t = Tenant::new(rt, 0, Placement::WHOLE).unwrap();
-        let mut out = Vec::new();
-        let rec = t
-            .record(|| {
-                out = run_models(&t, seed, &prompts, &ids);
-                Ok::<_, rightsize::engine::EngineError>(())
-            })
-            .unwrap();
-        (out, rec)
-    };
+    let Baseline { seed, prompts, ids, whole, launches } = baseline("partition switches");
     let table = varied_min_sms(&launches);
     println!("{} launches recorded, {} distinct knees", launches.len(), table.len());
     for policy in [Box::new(KrispConserved) as Box<dyn Policy>, Box::new(KrispIsolated::default())] {
