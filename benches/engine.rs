@@ -16,7 +16,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use cudarc::driver::sys;
 use rightsize::engine::weights::Spec;
 use rightsize::engine::{GemmBackend, Mode, Model, ModelConfig, ModelWeights};
-use rightsize::runtime::{Device, DeviceBuffer, Placement, PoolSpec, Runtime, Tenant};
+use rightsize::runtime::{Device, DeviceBuffer, EventTimer, Placement, PoolSpec, Runtime, Tenant};
 
 const BATCH: u32 = 8;
 const SEQ: u32 = 128;
@@ -26,27 +26,20 @@ fn check(r: sys::CUresult, what: &str) {
     assert_eq!(r, sys::CUresult::CUDA_SUCCESS, "{what}");
 }
 
-/// Milliseconds between two events around `f`, on `stream`.
-fn timed(stream: sys::CUstream, f: impl FnOnce()) -> f64 {
-    let (mut a, mut b) = (std::ptr::null_mut(), std::ptr::null_mut());
-    let mut ms = 0f32;
-    // SAFETY: events on a live stream of the current context.
+/// Milliseconds of GPU time of `f`'s work on `stream`.
+fn timed(timer: &EventTimer, stream: sys::CUstream, f: impl FnOnce()) -> f64 {
+    // SAFETY: the tenant's live stream, on which each measured request ends.
     unsafe {
-        check(sys::cuEventCreate(&mut a, 0), "event");
-        check(sys::cuEventCreate(&mut b, 0), "event");
-        check(sys::cuEventRecord(a, stream), "record");
-        f();
-        check(sys::cuEventRecord(b, stream), "record");
-        check(sys::cuEventSynchronize(b), "sync");
-        check(sys::cuEventElapsedTime_v2(&mut ms, a, b), "elapsed");
-        sys::cuEventDestroy_v2(a);
-        sys::cuEventDestroy_v2(b);
+        timer.time_ms(stream, || {
+            f();
+            Ok::<(), rightsize::runtime::Error>(())
+        })
     }
-    f64::from(ms)
+    .expect("timing")
 }
 
 /// DRAM bandwidth in bytes/s: a 2 GiB device-to-device copy, bytes read plus written.
-fn dram_bandwidth(t: &Tenant) -> f64 {
+fn dram_bandwidth(t: &Tenant, timer: &EventTimer) -> f64 {
     let n = 2usize << 30;
     let d = t.runtime().device();
     let (a, b) = (DeviceBuffer::<u8>::filled(d, n, 1).unwrap(), DeviceBuffer::<u8>::filled(d, n, 0).unwrap());
@@ -54,7 +47,7 @@ fn dram_bandwidth(t: &Tenant) -> f64 {
     let mut v: Vec<f64> = (0..5)
         .map(|_| {
             // SAFETY: two live buffers of n bytes.
-            timed(stream, || unsafe { check(sys::cuMemcpyDtoDAsync_v2(b.ptr(), a.ptr(), n, stream), "copy") })
+            timed(timer, stream, || unsafe { check(sys::cuMemcpyDtoDAsync_v2(b.ptr(), a.ptr(), n, stream), "copy") })
         })
         .collect();
     v.sort_by(f64::total_cmp);
@@ -116,7 +109,8 @@ fn bench(c: &mut Criterion) {
     let rt = Arc::new(Runtime::new(device, &PoolSpec::default()).expect("runtime"));
     let t = Tenant::new(rt.clone(), 0, Placement::WHOLE).expect("tenant");
     let stream = t.stream().expect("stream");
-    let bandwidth = dram_bandwidth(&t);
+    let timer = EventTimer::new(rt.device()).expect("timer");
+    let bandwidth = dram_bandwidth(&t, &timer);
     let torch = torch_baseline();
     let mut rows: Vec<Row> = Vec::new();
     let mut floors = Vec::new();
@@ -143,7 +137,7 @@ fn bench(c: &mut Criterion) {
                 let name = format!("bert-base b{BATCH} s{SEQ} forward, {backend:?}, {mode:?}");
                 g.bench_function(&name, |b| {
                     b.iter_custom(|iters| {
-                        let ms: f64 = (0..iters).map(|_| timed(stream, run)).sum();
+                        let ms: f64 = (0..iters).map(|_| timed(&timer, stream, run)).sum();
                         samples.borrow_mut().push(ms / iters as f64);
                         Duration::from_secs_f64(ms / 1e3)
                     })
@@ -175,7 +169,7 @@ fn bench(c: &mut Criterion) {
                     let mut total = 0.0;
                     for _ in 0..iters {
                         ws.ids.copy_from_host(&prompts).unwrap();
-                        total += timed(stream, || model.prefill(&t, &ws, BATCH, SEQ).unwrap());
+                        total += timed(&timer, stream, || model.prefill(&t, &ws, BATCH, SEQ).unwrap());
                     }
                     samples.borrow_mut().push(total / iters as f64);
                     Duration::from_secs_f64(total / 1e3)
@@ -200,7 +194,7 @@ fn bench(c: &mut Criterion) {
                             ws.ids.copy_from_host(&prompts).unwrap();
                             model.prefill(&t, &ws, BATCH, SEQ).unwrap();
                             t.synchronize().unwrap();
-                            total += timed(stream, || {
+                            total += timed(&timer, stream, || {
                                 for _ in 0..NEW {
                                     match &plan {
                                         Some(p) => t.replay(p).unwrap(),

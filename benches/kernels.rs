@@ -23,7 +23,7 @@ use rightsize::kernels::abi::*;
 use rightsize::kernels::reference::rope_inv_freq;
 use rightsize::kernels::{self as k, gemm_kernel, Kernel, Params};
 use rightsize::runtime::{
-    BlasLt, BlasShape, Device, DeviceBuffer, DeviceCopy, PartitionId, Placement, PoolSpec, Runtime,
+    BlasLt, BlasShape, Device, DeviceBuffer, DeviceCopy, EventTimer, PartitionId, Placement, PoolSpec, Runtime,
 };
 
 /// What one launch of a case must do: for the rate columns.
@@ -456,8 +456,7 @@ fn all_cases(cx: &mut Ctx) -> Vec<Case> {
 struct Graph {
     exec: sys::CUgraphExec,
     launches: usize,
-    start: sys::CUevent,
-    end: sys::CUevent,
+    timer: EventTimer,
     stream: sys::CUstream,
 }
 
@@ -466,12 +465,11 @@ fn check(r: sys::CUresult, what: &str) {
 }
 
 impl Graph {
-    fn capture(case: &Case, stream: sys::CUstream) -> Graph {
+    fn capture(case: &Case, stream: sys::CUstream, timer: EventTimer) -> Graph {
         // Replay at least 16 launches per timing so event resolution does not matter.
         let passes = 16usize.div_ceil(case.launches.len());
         let mut graph = std::ptr::null_mut();
         let mut exec = std::ptr::null_mut();
-        let (mut start, mut end) = (std::ptr::null_mut(), std::ptr::null_mut());
         // SAFETY: capture on a live stream of the primary context, which is current.
         unsafe {
             check(
@@ -486,37 +484,29 @@ impl Graph {
             check(sys::cuStreamEndCapture(stream, &mut graph), "end capture");
             check(sys::cuGraphInstantiateWithFlags(&mut exec, graph, 0), "instantiate");
             check(sys::cuGraphDestroy(graph), "destroy graph");
-            check(sys::cuEventCreate(&mut start, 0), "event");
-            check(sys::cuEventCreate(&mut end, 0), "event");
         }
-        Graph { exec, launches: passes * case.launches.len(), start, end, stream }
+        Graph { exec, launches: passes * case.launches.len(), timer, stream }
     }
 
     /// Seconds for `replays` replays.
     fn time(&self, replays: u64) -> f64 {
-        let mut ms = 0f32;
-        // SAFETY: handles made in `capture`.
-        unsafe {
-            check(sys::cuEventRecord(self.start, self.stream), "record");
+        let replay = || {
             for _ in 0..replays {
-                check(sys::cuGraphLaunch(self.exec, self.stream), "graph launch");
+                // SAFETY: a live instantiated graph and its stream.
+                check(unsafe { sys::cuGraphLaunch(self.exec, self.stream) }, "graph launch");
             }
-            check(sys::cuEventRecord(self.end, self.stream), "record");
-            check(sys::cuEventSynchronize(self.end), "sync");
-            check(sys::cuEventElapsedTime_v2(&mut ms, self.start, self.end), "elapsed");
-        }
-        f64::from(ms) / 1e3
+            Ok::<(), rightsize::runtime::Error>(())
+        };
+        // SAFETY: the stream the graph was captured from; its replays end on it.
+        let ms = unsafe { self.timer.time_ms(self.stream, replay) }.expect("timing");
+        ms / 1e3
     }
 }
 
 impl Drop for Graph {
     fn drop(&mut self) {
         // SAFETY: made in `capture`, destroyed once.
-        unsafe {
-            sys::cuGraphExecDestroy(self.exec);
-            sys::cuEventDestroy_v2(self.start);
-            sys::cuEventDestroy_v2(self.end);
-        }
+        unsafe { sys::cuGraphExecDestroy(self.exec) };
     }
 }
 
@@ -556,7 +546,7 @@ fn bench(c: &mut Criterion) {
     g.sample_size(10).warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(1));
     let mut rows = Vec::new();
     for case in &cases {
-        let graph = Graph::capture(case, stream);
+        let graph = Graph::capture(case, stream, EventTimer::new(rt.device()).expect("timer"));
         let samples = RefCell::new(Vec::new());
         g.bench_function(&case.name, |bch| {
             bch.iter_custom(|iters| {

@@ -18,7 +18,9 @@ use cudarc::driver::sys;
 use serde::{Deserialize, Serialize};
 
 use crate::kernels::{KernelId, IMAGE_HASH};
-use crate::runtime::{DeviceBuffer, DeviceInfo, Grid, MinSms, PartitionId, Placement, Recorded, Runtime};
+use crate::runtime::{
+    check, DeviceBuffer, DeviceInfo, EventTimer, Grid, MinSms, PartitionId, Placement, Recorded, Runtime,
+};
 
 /// Version of the profile file format.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -142,36 +144,14 @@ fn median(v: &mut [f64]) -> f64 {
 struct Timer<'a> {
     rt: &'a Runtime,
     flush: DeviceBuffer<u8>,
-    start: sys::CUevent,
-    end: sys::CUevent,
-}
-
-impl Drop for Timer<'_> {
-    fn drop(&mut self) {
-        // SAFETY: created in `new`, destroyed once.
-        unsafe {
-            sys::cuEventDestroy_v2(self.start);
-            sys::cuEventDestroy_v2(self.end);
-        }
-    }
-}
-
-fn check(call: &'static str, r: sys::CUresult) -> Result<(), crate::runtime::Error> {
-    r.result().map_err(|source| crate::runtime::Error::Driver { call, source })
+    events: EventTimer,
 }
 
 impl<'a> Timer<'a> {
     fn new(rt: &'a Runtime) -> Result<Timer<'a>, ProfileError> {
         let l2 = rt.device().info().l2_cache_bytes as usize;
         let flush = DeviceBuffer::<u8>::filled(rt.device(), 2 * l2.max(1 << 20), 0)?;
-        let (mut start, mut end) = (std::ptr::null_mut(), std::ptr::null_mut());
-        rt.device().bind()?;
-        // SAFETY: the primary context is current.
-        unsafe {
-            check("cuEventCreate", sys::cuEventCreate(&mut start, 0))?;
-            check("cuEventCreate", sys::cuEventCreate(&mut end, 0))?;
-        }
-        Ok(Timer { rt, flush, start, end })
+        Ok(Timer { rt, flush, events: EventTimer::new(rt.device())? })
     }
 
     /// Median µs of `launch` on `placement`, L2 flushed before each repeat.
@@ -185,18 +165,13 @@ impl<'a> Timer<'a> {
             .map_err(crate::runtime::Error::from)?;
         let mut samples = Vec::with_capacity(repeats as usize);
         for _ in 0..repeats.max(1) {
-            let mut ms = 0f32;
-            // SAFETY: live buffer, events and stream of this device; the recorded launch's
-            // buffers outlive the profiling run (the caller keeps the model and workspace).
-            unsafe {
+            // SAFETY: a live buffer and stream of this device; the recorded launch's buffers
+            // outlive the profiling run (the caller keeps the model and workspace).
+            let ms = unsafe {
                 check("cuMemsetD8Async", sys::cuMemsetD8Async(self.flush.ptr(), 1, self.flush.len(), stream))?;
-                check("cuEventRecord", sys::cuEventRecord(self.start, stream))?;
-                launch.replay(self.rt, placement)?;
-                check("cuEventRecord", sys::cuEventRecord(self.end, stream))?;
-                check("cuEventSynchronize", sys::cuEventSynchronize(self.end))?;
-                check("cuEventElapsedTime", sys::cuEventElapsedTime_v2(&mut ms, self.start, self.end))?;
-            }
-            samples.push(f64::from(ms) * 1e3);
+                self.events.time_ms(stream, || launch.replay(self.rt, placement).map(|_| ()))?
+            };
+            samples.push(ms * 1e3);
         }
         Ok(median(&mut samples))
     }

@@ -13,10 +13,12 @@ mod plan;
 pub mod policy;
 mod scheduler;
 mod tenant;
+mod timer;
 mod trace;
 
 pub use blas::{BlasGemm, BlasLt, BlasShape};
 pub use device::{mps_control_path, Device, DeviceInfo, PartitionSupport, PriorityRange};
+pub(crate) use error::check;
 pub use error::{Error, PartitionError, Result};
 pub use launch::{auto_grid, Grid, KernelTable, LoadedKernel};
 pub use memory::{DeviceBuffer, DeviceCopy};
@@ -24,6 +26,7 @@ pub use partition::{group_range, GroupRange, Partition, PartitionId, PartitionPo
 pub use plan::Plan;
 pub use scheduler::{MinSms, Scheduler};
 pub use tenant::{PlanSet, Recorded, Tenant};
+pub use timer::EventTimer;
 pub use trace::{LaunchRecord, TraceSink};
 
 use std::collections::HashMap;

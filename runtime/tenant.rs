@@ -162,14 +162,6 @@ impl Tenant {
         &self.rt
     }
 
-    /// Its fixed placement, if it has one.
-    pub fn placement(&self) -> Option<Placement> {
-        match self.mode {
-            Mode::Fixed(p) => Some(p),
-            Mode::Scheduled => None,
-        }
-    }
-
     /// Makes `stream` the tail of the logical stream: it waits for the previous tail.
     fn order_to(&self, stream: sys::CUstream) -> Result<()> {
         let last = self.last.get();

@@ -8,31 +8,16 @@ use std::time::Instant;
 use rightsize::engine::{Model, ModelConfig, ModelWeights, Workspace};
 use rightsize::profiler::{prefix_pool, profile_launches, KernelProfile, Options, Profile};
 use rightsize::runtime::policy::{KrispConserved, PriorityClass};
-use rightsize::runtime::{Placement, Plan, Runtime, Tenant};
+use rightsize::runtime::{EventTimer, Placement, Plan, Runtime, Tenant};
 
 use super::{device, split};
 
 fn median_us(t: &Tenant, plan: &Plan, reps: usize) -> f64 {
-    use cudarc::driver::sys;
+    let timer = EventTimer::new(t.runtime().device()).unwrap();
     let stream = t.stream().unwrap();
     let mut v: Vec<f64> = (0..reps)
-        .map(|_| {
-            let (mut a, mut b) = (std::ptr::null_mut(), std::ptr::null_mut());
-            let mut ms = 0f32;
-            // SAFETY: events on a live stream; the primary context is current (tenant calls bind).
-            unsafe {
-                sys::cuEventCreate(&mut a, 0);
-                sys::cuEventCreate(&mut b, 0);
-                sys::cuEventRecord(a, stream);
-                t.replay(plan).unwrap();
-                sys::cuEventRecord(b, t.stream().unwrap());
-                sys::cuEventSynchronize(b);
-                sys::cuEventElapsedTime_v2(&mut ms, a, b);
-                sys::cuEventDestroy_v2(a);
-                sys::cuEventDestroy_v2(b);
-            }
-            f64::from(ms) * 1e3
-        })
+        // SAFETY: the tenant's stream; a replay starts and ends on it.
+        .map(|_| unsafe { timer.time_ms(stream, || t.replay(plan)) }.unwrap() * 1e3)
         .collect();
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
