@@ -263,7 +263,9 @@ impl Params for DecodeAttentionParams {
         )
     }
     fn shape_key(&self) -> u64 {
-        key(&[self.batch, self.heads_q, self.heads_kv, self.head_dim, self.max_len].map(u64::from))
+        // The cache's capacity (`max_len`) is a stride, not work: a profile taken with one
+        // capacity applies to caches of any other.
+        key(&[self.batch, self.heads_q, self.heads_kv, self.head_dim].map(u64::from))
     }
 }
 
@@ -286,7 +288,8 @@ impl Params for KvAppendParams {
         optional(k, &[("start", self.start, 4)])
     }
     fn shape_key(&self) -> u64 {
-        key(&[self.batch, self.tokens, self.heads_kv, self.head_dim, self.max_len].map(u64::from))
+        // As for decode attention, the capacity is not part of the shape.
+        key(&[self.batch, self.tokens, self.heads_kv, self.head_dim].map(u64::from))
     }
 }
 

@@ -22,8 +22,9 @@ use crate::runtime::{
     check, DeviceBuffer, DeviceInfo, EventTimer, Grid, MinSms, PartitionId, Placement, Recorded, Runtime,
 };
 
-/// Version of the profile file format.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Version of the profile file format. 2: the shape keys of decode attention and KV append no
+/// longer include the cache's capacity.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// One point of a latency curve.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
