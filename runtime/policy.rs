@@ -306,11 +306,14 @@ impl<P: Policy> Policy for Prioritized<P> {
     }
     fn place(&self, d: &Demand, load: &GroupLoad, topo: &Topology, allowed: GroupRange) -> Decision {
         let high = d.class == PriorityClass::LatencyCritical;
-        let allowed = if high {
+        // Best-effort kernels stay off groups 0..reserved_groups of the device, within any
+        // window (a plan captured within a window included); a window that lies wholly in
+        // the reserved groups keeps its last group.
+        let allowed = if high || self.reserved_groups == 0 {
             allowed
         } else {
-            let reserved = self.reserved_groups.min(allowed.count.saturating_sub(1));
-            GroupRange { first: allowed.first + reserved, count: allowed.count - reserved }
+            let first = allowed.first.max(self.reserved_groups).min(allowed.end().saturating_sub(1));
+            GroupRange { first, count: allowed.end() - first }
         };
         match self.inner.place(d, load, topo, allowed) {
             // A best-effort kernel may not spill onto the reserved groups via the whole device.
@@ -385,6 +388,11 @@ mod tests {
         assert_eq!(groups(p.decide(&be, &load, &TOPO)), Some(GroupRange { first: 4, count: 2 }));
         // A best-effort kernel that wants everything gets every unreserved group, not the device.
         assert_eq!(groups(p.decide(&demand(1, None), &load, &TOPO)), Some(GroupRange { first: 4, count: 11 }));
+        // Within a window, the reserved groups are the device's first four, not the window's.
+        let window = GroupRange { first: 2, count: 6 };
+        assert_eq!(groups(p.place(&be, &load, &TOPO, window)), Some(GroupRange { first: 4, count: 2 }));
+        let inside = GroupRange { first: 0, count: 3 };
+        assert_eq!(groups(p.place(&be, &load, &TOPO, inside)), Some(GroupRange { first: 2, count: 1 }));
     }
 
     #[test]

@@ -1,11 +1,14 @@
 //! The scheduler: asks the active [`Policy`] where each launch of a scheduled tenant runs,
 //! keeps the per-group load the policies read, and releases groups when kernels complete.
 //!
-//! Completion tracking: every scheduled launch records an event (from a pool made at start)
-//! after the kernel; the load of its groups is released once that event has completed. Each
-//! tenant's kernels complete in order (its logical stream is in order), so the scheduler keeps
-//! one FIFO per tenant and polls only their heads, on every scheduled launch and while a
-//! launch waits for groups.
+//! Completion tracking: every scheduled launch records an event (from its tenant's pool, made
+//! at start) after the kernel; the load of its groups is released once that event has
+//! completed. Each tenant's kernels complete in order (its logical stream is in order), so the
+//! scheduler keeps one FIFO per tenant and polls only their heads, on every scheduled launch
+//! and while a launch waits for groups. A tenant with every event of its pool in flight waits
+//! for its own oldest kernel — without the scheduler's lock, so other tenants go on — which
+//! also bounds how far a tenant's host thread runs ahead of its kernels (and so keeps the load
+//! the policies read close to what the GPU runs).
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -52,7 +55,8 @@ impl MinSms {
 struct Inflight {
     load: GroupLoad,
     queues: Vec<VecDeque<(sys::CUevent, Region)>>,
-    free: Vec<sys::CUevent>,
+    /// Each tenant's unused events.
+    free: Vec<Vec<sys::CUevent>>,
 }
 
 /// The runtime's scheduler (present when the runtime was made with a policy).
@@ -81,8 +85,8 @@ impl fmt::Debug for Scheduler {
     }
 }
 
-/// Events per tenant that can be in flight before a launch waits for the oldest.
-const EVENTS_PER_TENANT: usize = 512;
+/// Kernels per tenant that can be in flight before its next launch waits for its oldest.
+const EVENTS_PER_TENANT: usize = 64;
 
 impl Scheduler {
     pub(crate) fn new(
@@ -92,14 +96,18 @@ impl Scheduler {
         windows: HashMap<GroupRange, PartitionId>,
         tenants: u32,
     ) -> Result<Scheduler> {
-        let mut free = Vec::with_capacity(EVENTS_PER_TENANT * tenants as usize);
-        for _ in 0..EVENTS_PER_TENANT * tenants as usize {
-            let mut e = std::ptr::null_mut();
-            // SAFETY: the primary context is current (the runtime binds it before this).
-            check("cuEventCreate", unsafe {
-                sys::cuEventCreate(&mut e, sys::CUevent_flags::CU_EVENT_DISABLE_TIMING as u32)
-            })?;
-            free.push(e);
+        let mut free = Vec::with_capacity(tenants as usize);
+        for _ in 0..tenants {
+            let mut pool = Vec::with_capacity(EVENTS_PER_TENANT);
+            for _ in 0..EVENTS_PER_TENANT {
+                let mut e = std::ptr::null_mut();
+                // SAFETY: the primary context is current (the runtime binds it before this).
+                check("cuEventCreate", unsafe {
+                    sys::cuEventCreate(&mut e, sys::CUevent_flags::CU_EVENT_DISABLE_TIMING as u32)
+                })?;
+                pool.push(e);
+            }
+            free.push(pool);
         }
         let queues = (0..tenants).map(|_| VecDeque::with_capacity(EVENTS_PER_TENANT)).collect();
         let state = Inflight { load: GroupLoad::new(topo.groups, tenants), queues, free };
@@ -137,7 +145,7 @@ impl Scheduler {
                 }
                 q.pop_front();
                 load.release(region, t as TenantId);
-                free.push(e);
+                free[t].push(e);
             }
         }
     }
@@ -170,8 +178,10 @@ impl Scheduler {
         }
     }
 
-    /// The index of the region with the fewest kernels in flight per group (first on ties).
-    pub(crate) fn least_loaded(&self, regions: &[Region]) -> usize {
+    /// The region a plan of `tenant` replays on: the first of `regions` where no other
+    /// tenant has a kernel in flight, else the one with the fewest other tenants' kernels in
+    /// flight per group (first on ties). Its own earlier work does not count: it runs first.
+    pub(crate) fn least_loaded(&self, tenant: TenantId, regions: &[Region]) -> usize {
         let mut st = self.lock();
         Self::reap(&mut st);
         let cost = |r: &Region| {
@@ -179,9 +189,12 @@ impl Scheduler {
                 Region::Whole => (0, self.topo.groups),
                 Region::Groups(g) => (g.first, g.count),
             };
-            let busy: u32 = (first..first + count).map(|g| st.load.inflight(g)).sum();
+            let busy: u32 = (first..first + count).map(|g| st.load.others(g, tenant)).sum();
             f64::from(busy) / f64::from(count.max(1))
         };
+        if let Some(free) = regions.iter().position(|r| cost(r) == 0.0) {
+            return free;
+        }
         (0..regions.len()).min_by(|&a, &b| cost(&regions[a]).total_cmp(&cost(&regions[b]))).unwrap_or(0)
     }
 
@@ -220,21 +233,24 @@ impl Scheduler {
 
     /// Records completion tracking for a kernel of `tenant` just launched on `stream`.
     pub(crate) fn track(&self, tenant: TenantId, region: Region, stream: sys::CUstream) -> Result<()> {
+        let t = tenant as usize;
         let mut st = self.lock();
         let event = loop {
-            if let Some(e) = st.free.pop() {
+            if let Some(e) = st.free[t].pop() {
                 break e;
             }
-            // Every event is in flight: wait for this tenant's oldest kernel.
-            let Some(&(oldest, _)) = st.queues[tenant as usize].front() else {
-                // SAFETY: a current context; nothing of this tenant is in flight, so others hold
-                // every event: reap them.
-                Self::reap(&mut st);
+            Self::reap(&mut st);
+            if !st.free[t].is_empty() {
                 continue;
-            };
+            }
+            // Every event of this tenant is in flight: wait for its oldest kernel, without the
+            // lock. Only this thread records or recycles this tenant's events, so the event
+            // stays recorded meanwhile.
+            let (oldest, _) = *st.queues[t].front().expect("a tenant without free events has events in flight");
+            drop(st);
             // SAFETY: a live recorded event.
             check("cuEventSynchronize", unsafe { sys::cuEventSynchronize(oldest) })?;
-            Self::reap(&mut st);
+            st = self.lock();
         };
         // SAFETY: a live event and stream of this device.
         check("cuEventRecord", unsafe { sys::cuEventRecord(event, stream) })?;
@@ -267,7 +283,7 @@ impl Drop for Scheduler {
     fn drop(&mut self) {
         let _ = self.drain();
         let st = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
-        for e in st.free.drain(..) {
+        for e in st.free.drain(..).flatten() {
             // SAFETY: created in `new`, destroyed once.
             unsafe { sys::cuEventDestroy_v2(e) };
         }

@@ -348,12 +348,13 @@ impl Tenant {
         Ok(PlanSet { plans })
     }
 
-    /// Replays the plan of `set` whose window has the fewest kernels in flight now, counting
-    /// it on that window until it completes; returns the index chosen.
+    /// Replays a plan of `set`: the first whose window no other tenant is using now, else the
+    /// one whose window other tenants use least; counts it on that window until it completes
+    /// and returns the index chosen.
     pub fn replay_least_loaded(&self, set: &PlanSet) -> Result<usize> {
         let sched = self.rt.scheduler().ok_or(PartitionError::Unsupported("no scheduler".into()))?;
         let regions: Vec<Region> = set.plans.iter().map(|(w, _)| Region::Groups(*w)).collect();
-        let i = sched.least_loaded(&regions);
+        let i = sched.least_loaded(self.id, &regions);
         self.replay(&set.plans[i].1)?;
         if sched.tracks() {
             sched.acquire(self.id, regions[i]);
