@@ -4,9 +4,10 @@
 setup:
 	bash scripts/setup.sh
 
-# Main job (on a GPU machine): for now, what the GPU offers.
+# Main job (on a GPU machine): the default comparison (every sharing mode on the default
+# scenario set, solo baselines included); results in results/compare-<date>-<time>/.
 run: setup
-	cargo run --release --bin rightsize -- info
+	cargo run --release --bin rightsize -- compare
 
 # Tests: CPU tests everywhere; GPU tests are listed as ignored without a GPU.
 test: setup

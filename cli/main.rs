@@ -5,12 +5,15 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use rightsize::engine::{checkpoint, Model, ModelConfig, ModelWeights};
+use rightsize::harness::compare::default_out;
+use rightsize::harness::output::summary;
+use rightsize::harness::scenario::parse_modes;
+use rightsize::harness::serve::{check_profile_args, profile_model, profile_path, ModelSource};
+use rightsize::harness::{compare, CompareOptions, ScenarioFile};
 use rightsize::kernels::{KernelId, Module, IMAGE_HASH};
-use rightsize::profiler::{prefix_pool, profile_launches, Options, Profile};
-use rightsize::runtime::{mps_control_path, Device, DeviceInfo, PartitionSupport, Placement, Runtime, Tenant};
+use rightsize::profiler::Options;
+use rightsize::runtime::{mps_control_path, Device, DeviceInfo, PartitionSupport};
 
 #[derive(Parser, Debug)]
 #[command(name = "rightsize", version, about = "Kernel-wise right-sizing of inference tenants sharing one NVIDIA GPU")]
@@ -60,6 +63,30 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Run the scenarios of a TOML file under each mode, after solo baselines; tables on the
+    /// terminal, results.json, runs.csv, tenants.csv and summary.md in the results directory.
+    Run {
+        /// Scenario file (see scenarios/default.toml).
+        file: PathBuf,
+        #[command(flatten)]
+        args: RunArgs,
+    },
+    /// The default comparison: the embedded scenario set (solo baselines; encoders; decoders;
+    /// mixed pairs; a 4-tenant mix; a latency-critical mix) under every mode.
+    Compare {
+        /// A scenario file instead of the embedded set.
+        #[arg(long = "file")]
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        args: RunArgs,
+    },
+    /// One tenant of a multi-process run (started by the harness; speaks JSON lines).
+    #[command(hide = true)]
+    Worker {
+        /// The worker's spec, JSON.
+        #[arg(long)]
+        spec: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -69,6 +96,15 @@ fn main() -> ExitCode {
         Command::Profile { model, checkpoint, batch, seq, epsilon, abs_tol_us, repeats, seed, out } => {
             profile(&model, checkpoint.as_deref(), batch, seq, Options { epsilon, abs_tol_us, repeats }, seed, out)
         }
+        Command::Run { file, args } => ScenarioFile::load(&file).and_then(|f| {
+            let name = file.file_stem().map_or("run".into(), |s| s.to_string_lossy().into_owned());
+            run_scenarios(f, &name, args)
+        }),
+        Command::Compare { file, args } => match file {
+            Some(path) => ScenarioFile::load(&path).and_then(|f| run_scenarios(f, "compare", args)),
+            None => run_scenarios(ScenarioFile::defaults(), "compare", args),
+        },
+        Command::Worker { spec } => rightsize::harness::worker::worker_main(&spec),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -160,12 +196,6 @@ fn render(info: &DeviceInfo) -> String {
     s
 }
 
-/// A file-name-safe form of a GPU name ("NVIDIA H200" → "nvidia-h200").
-fn slug(name: &str) -> String {
-    let s: String = name.to_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
-    s.split('-').filter(|p| !p.is_empty()).collect::<Vec<_>>().join("-")
-}
-
 fn profile(
     model_name: &str,
     ckpt: Option<&std::path::Path>,
@@ -175,74 +205,77 @@ fn profile(
     seed: u64,
     out: Option<PathBuf>,
 ) -> anyhow::Result<()> {
-    use anyhow::bail;
-    if batch == 0
-        || seq == 0
-        || opts.repeats == 0
-        || opts.epsilon.is_nan()
-        || opts.epsilon < 0.0
-        || opts.abs_tol_us.is_nan()
-        || opts.abs_tol_us < 0.0
-    {
-        bail!("batch, seq and repeats must be positive; epsilon and abs-tol-us non-negative");
-    }
+    let source = match ckpt {
+        Some(dir) => ModelSource::Checkpoint(dir.to_path_buf()),
+        None => ModelSource::Named(model_name.to_string(), seed),
+    };
+    check_profile_args(&source, batch, seq, opts)?;
     let device = Device::open(0).context("cannot open the GPU")?;
-    let info = device.info().clone();
-    let (granularity, groups) = match &info.partitions {
-        PartitionSupport::Supported { granularity, groups, .. } => (*granularity, *groups),
-        PartitionSupport::Unsupported { reason } => bail!("cannot profile without SM partitions: {reason}"),
-    };
-    let rt = Arc::new(Runtime::new(device, &prefix_pool(granularity, groups))?);
-    let t = Tenant::new(rt.clone(), 0, Placement::WHOLE)?;
-    let (config, weights) = match ckpt {
-        Some(dir) => {
-            let (c, w) = checkpoint::load(dir)?;
-            (c, ModelWeights::upload(&t, w)?)
-        }
-        None => {
-            let c = ModelConfig::named(model_name)?;
-            let w = ModelWeights::synthetic(&t, &c, seed)?;
-            (c, w)
-        }
-    };
-    let model = Model::new(&t, config, weights)?;
-    let positions = if model.config().is_decoder() { seq + 1 } else { seq };
-    let mut ws = model.workspace(&t, batch, positions)?;
-    let vocab = u64::from(model.config().vocab);
-    let ids: Vec<u32> =
-        (0..ws.ids.len() as u64).map(|i| ((i + seed).wrapping_mul(2_654_435_761) % vocab) as u32).collect();
-    ws.ids.copy_from_host(&ids)?;
-    // Warm up, then record the request's launches.
-    model.request(&t, &ws, batch, seq)?;
-    t.synchronize()?;
-    let launches = t.record(|| model.request(&t, &ws, batch, seq))?;
-    t.synchronize()?;
+    let gpu = device.info().name.clone();
     let bar = indicatif::ProgressBar::new(0).with_style(
         indicatif::ProgressStyle::with_template("profiling {bar:40} {pos}/{len} kernels {elapsed}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let started = std::time::Instant::now();
-    // SAFETY: the model and workspace the launches were recorded from live until the end.
-    let kernels = unsafe {
-        profile_launches(&rt, &launches, opts, |done, total| {
-            bar.set_length(total as u64);
-            bar.set_position(done as u64);
-        })
-    }?;
+    let profiled = profile_model(device, &source, batch, seq, opts, |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    })?;
     bar.finish_and_clear();
-    let request = model.describe_request(batch, seq);
-    let profile = Profile::new(&info, granularity, &model.config().name, &request, opts, kernels);
-    let out = out.unwrap_or_else(|| {
-        PathBuf::from(format!("profiles/{}/{}-b{batch}-s{seq}.json", slug(&info.name), slug(&model.config().name)))
-    });
-    profile.save(&out)?;
-    println!("{}", profile.summary());
+    let p = &profiled.profile;
+    let out = out.unwrap_or_else(|| profile_path(std::path::Path::new("profiles"), &gpu, &p.model, batch, seq));
+    p.save(&out)?;
+    println!("{}", p.summary());
     println!(
         "{} launches, {} distinct kernels, profiled in {:.1} s; wrote {}",
-        launches.len(),
-        profile.kernels.len(),
-        started.elapsed().as_secs_f64(),
+        profiled.launches,
+        p.kernels.len(),
+        profiled.seconds,
         out.display()
     );
+    Ok(())
+}
+
+/// Arguments shared by `run` and `compare`.
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// Modes, comma-separated: timeslice, mps, mps-limit, streams, static, krisp-conserved,
+    /// krisp-isolated, each also as <mode>-plan; "default" for the default set.
+    #[arg(long, default_value = "default")]
+    modes: String,
+    /// Only these scenarios (by name; repeatable).
+    #[arg(long = "scenario")]
+    scenarios: Vec<String>,
+    /// Results directory (default: results/<name>-<date>-<time>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Where committed profiles are (<dir>/<gpu>/<model>-b<batch>-s<seq>.json).
+    #[arg(long, default_value = "profiles")]
+    profiles: PathBuf,
+    /// Override every scenario's counted requests per tenant.
+    #[arg(long)]
+    requests: Option<u32>,
+    /// Override every scenario's warm-up requests per tenant.
+    #[arg(long)]
+    warmup: Option<u32>,
+}
+
+fn run_scenarios(file: ScenarioFile, name: &str, args: RunArgs) -> anyhow::Result<()> {
+    let modes = parse_modes(&args.modes)?;
+    let mut scenarios = file.select(&args.scenarios)?;
+    for s in &mut scenarios {
+        if let Some(r) = args.requests {
+            anyhow::ensure!(r > 0, "--requests must be at least 1");
+            s.requests = r;
+        }
+        if let Some(w) = args.warmup {
+            s.warmup = w;
+        }
+    }
+    let out = args.out.unwrap_or_else(|| default_out(name));
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let opts = CompareOptions { modes, out: out.clone(), profiles: args.profiles, command, worker: None };
+    let report = compare(&scenarios, &opts)?;
+    println!("{}", summary(&report));
+    println!("results in {}", out.display());
     Ok(())
 }

@@ -1,4 +1,25 @@
-//! The multi-tenant harness: scenarios, workloads, sharing modes (time slicing, MPS, streams,
-//! static partitions, kernel-wise right-sizing) and the one metrics module.
+//! The multi-tenant harness: scenarios, sharing modes, the request loop, the one metrics
+//! module and the comparison that runs them.
 //!
-//! Nothing here yet: the harness is built on the engine, runtime and profiler (see the project's issues).
+//! - [`scenario`]: tenants, workloads and modes (TOML), and the embedded default set;
+//! - [`drive`]: one tenant's request loop (closed or open loop), the same in every mode;
+//! - [`serve`]: a tenant's model on the GPU and what one request is; profiling a model;
+//! - [`inproc`]: the one-process modes (streams, static partitions, krisp policies);
+//! - [`worker`] and [`mps`]: the multi-process modes (time slicing, MPS, MPS with limits);
+//! - [`pcie`]: background host↔device copies;
+//! - [`metrics`]: latency, throughput, slowdown, STP, ANTT, fairness, SLO attainment;
+//! - [`compare`] and [`output`]: solo baselines, every scenario under every mode, tables.
+
+pub mod compare;
+pub mod drive;
+pub mod inproc;
+pub mod metrics;
+pub mod mps;
+pub mod output;
+pub mod pcie;
+pub mod scenario;
+pub mod serve;
+pub mod worker;
+
+pub use compare::{compare, CompareOptions, Report};
+pub use scenario::{Mode, Scenario, ScenarioFile, Sharing, TenantSpec};

@@ -48,4 +48,40 @@ fn profile_refuses_bad_options_or_a_missing_gpu_in_one_line() {
     assert!(stderr.contains("repeats"), "{stderr}");
     let out = rightsize(&["profile", "--model", "gpt5"]);
     assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown model"));
+}
+
+#[test]
+fn run_and_compare_refuse_bad_input_in_one_line() {
+    let dir = std::env::temp_dir().join(format!("rightsize-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "[[scenario]]\nname = \"x\"\n[[scenario.tenant]]\nmodel = \"gpt2\"\nbatch = 0\n").unwrap();
+    let cases: [(&[&str], &str); 5] = [
+        (&["run", "no-such-file.toml"], "cannot read no-such-file.toml"),
+        (&["run", bad.to_str().unwrap()], "batch and seq must be at least 1"),
+        (&["compare", "--modes", "mig"], "unknown mode \"mig\""),
+        (&["compare", "--scenario", "nope"], "no scenario \"nope\""),
+        (&["compare", "--requests", "0"], "--requests must be at least 1"),
+    ];
+    for (args, want) in cases {
+        let out = rightsize(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.contains(want), "{args:?}: {want:?} not in {stderr}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn compare_without_a_gpu_fails_in_one_line() {
+    if rightsize(&["info"]).status.success() {
+        return; // a GPU host: the comparison itself is exercised by the GPU workflow
+    }
+    let out = rightsize(&["compare", "--scenario", "encoders", "--out", "target/no-gpu-results"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("cannot open the GPU"), "{stderr}");
 }

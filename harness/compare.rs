@@ -1,0 +1,510 @@
+//! A comparison: solo baselines, then every scenario under every mode, with progress bars;
+//! results written after each run (JSON, CSV, Markdown), so an interrupted or failed run
+//! loses nothing already measured.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+
+use super::metrics::{RunMetrics, Sample, TenantMetrics};
+use super::mps::{private_dir, MpsDaemon};
+use super::pcie::Pressure;
+use super::scenario::{Mode, Scenario, Sharing, TenantSpec};
+use super::serve::{profile_model, profile_path, ModelSource};
+use super::{inproc, output, worker};
+use crate::engine::ModelConfig;
+use crate::profiler::{Options as ProfileOptions, Profile};
+use crate::runtime::policy::PriorityClass;
+use crate::runtime::{Device, MinSms};
+
+/// How a comparison runs.
+#[derive(Debug, Clone)]
+pub struct CompareOptions {
+    /// Modes, unless a scenario lists its own.
+    pub modes: Vec<Mode>,
+    /// Results directory.
+    pub out: PathBuf,
+    /// Where committed profiles are looked up (`<dir>/<gpu>/<model>-b<batch>-s<seq>.json`).
+    pub profiles: PathBuf,
+    /// The command line, recorded with the results.
+    pub command: String,
+    /// The program worker processes run (default: [`worker::worker_exe`]).
+    pub worker: Option<PathBuf>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "kebab-case")]
+pub enum Status {
+    /// It ran.
+    Ok,
+    /// It cannot run on this host.
+    Skipped {
+        /// Why.
+        reason: String,
+    },
+    /// It failed.
+    Failed {
+        /// The error.
+        error: String,
+    },
+}
+
+/// One tenant's part of a run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TenantResult {
+    /// Label for tables.
+    pub label: String,
+    /// Its spec.
+    pub spec: TenantSpec,
+    /// One request, e.g. "8×128 +8".
+    pub shape: String,
+    /// Its metrics (against its solo baseline).
+    pub metrics: TenantMetrics,
+    /// Its counted samples.
+    pub samples: Vec<Sample>,
+}
+
+/// One scenario under one mode.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunResult {
+    /// Scenario name.
+    pub scenario: String,
+    /// Mode name.
+    pub mode: String,
+    /// How it ended.
+    #[serde(flatten)]
+    pub status: Status,
+    /// Wall-clock seconds, setup included.
+    pub wall_s: f64,
+    /// Tenants, in scenario order (empty unless it ran).
+    pub tenants: Vec<TenantResult>,
+    /// STP, ANTT, fairness, SLO attainment.
+    pub metrics: Option<RunMetrics>,
+    /// Bandwidth the background PCIe load achieved, GB/s.
+    pub pcie_gb_per_s: Option<f64>,
+}
+
+/// A tenant alone on the GPU.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SoloResult {
+    /// Its key ([`TenantSpec::solo_key`]).
+    pub key: String,
+    /// How it ended.
+    #[serde(flatten)]
+    pub status: Status,
+    /// Its metrics.
+    pub metrics: Option<TenantMetrics>,
+}
+
+/// Everything a comparison measured.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    /// GPU name.
+    pub gpu: String,
+    /// Its SMs.
+    pub sm_count: u32,
+    /// Driver release.
+    pub driver: Option<String>,
+    /// When it started (UTC).
+    pub date: String,
+    /// The command that made it.
+    pub command: String,
+    /// The scenarios.
+    pub scenarios: Vec<Scenario>,
+    /// Solo baselines.
+    pub solo: Vec<SoloResult>,
+    /// Shared runs.
+    pub runs: Vec<RunResult>,
+}
+
+impl Report {
+    /// Reads a results file.
+    pub fn load(path: &Path) -> anyhow::Result<Report> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("{} is not a rightsize results file", path.display()))
+    }
+
+    fn solo(&self, key: &str) -> Option<&TenantMetrics> {
+        self.solo.iter().find(|s| s.key == key).and_then(|s| s.metrics.as_ref())
+    }
+}
+
+/// "YYYY-MM-DD HH:MM:SS" (UTC) of a Unix time.
+pub fn utc(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+fn now_unix() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// A default results directory: `results/<name>-<UTC date and time>`.
+pub fn default_out(name: &str) -> PathBuf {
+    let stamp: String = utc(now_unix()).chars().filter(|c| c.is_ascii_digit()).collect();
+    PathBuf::from("results").join(format!("{name}-{}-{}", &stamp[..8], &stamp[8..]))
+}
+
+/// Progress bars: runs overall, and the counted requests of the current run.
+struct Bars {
+    runs: ProgressBar,
+    requests: ProgressBar,
+}
+
+impl Bars {
+    fn new(total_runs: u64) -> Bars {
+        let multi = MultiProgress::new();
+        let style = |t: &str| ProgressStyle::with_template(t).unwrap_or_else(|_| ProgressStyle::default_bar());
+        let runs = multi.add(ProgressBar::new(total_runs));
+        runs.set_style(style("runs     {bar:30} {pos}/{len} {elapsed_precise} (eta {eta}) {msg}"));
+        let requests = multi.add(ProgressBar::new(0));
+        requests.set_style(style("requests {bar:30} {pos}/{len} {msg}"));
+        Bars { runs, requests }
+    }
+
+    /// Runs `f`, showing `counted` against `total` requests while it does.
+    fn track<T>(&self, label: &str, total: u64, f: impl FnOnce(Arc<AtomicU64>) -> T) -> T {
+        let counted = Arc::new(AtomicU64::new(0));
+        self.runs.set_message(label.to_string());
+        self.requests.set_length(total);
+        self.requests.set_position(0);
+        let done = Arc::new(AtomicBool::new(false));
+        let ticker = {
+            let (counted, done, bar) = (counted.clone(), done.clone(), self.requests.clone());
+            std::thread::spawn(move || {
+                while !done.load(Ordering::Relaxed) {
+                    bar.set_position(counted.load(Ordering::Relaxed));
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+            })
+        };
+        let r = f(counted);
+        done.store(true, Ordering::Relaxed);
+        let _ = ticker.join();
+        self.runs.inc(1);
+        r
+    }
+
+    fn println(&self, line: &str) {
+        self.runs.println(line);
+    }
+}
+
+/// The knees of every tenant's model in `scenario`, from committed profiles under `profiles`
+/// or, where none matches this GPU and build, profiled now (and saved under `save_to`, if
+/// given). `cache` keeps profiles between calls; `note` is told what was profiled and why.
+pub fn knees(
+    scenario: &Scenario,
+    profiles: &Path,
+    save_to: Option<&Path>,
+    info: &crate::runtime::DeviceInfo,
+    cache: &mut BTreeMap<String, Profile>,
+    note: &dyn Fn(&str),
+) -> anyhow::Result<MinSms> {
+    let mut table = MinSms::default();
+    for t in &scenario.tenants {
+        let path = profile_path(profiles, &info.name, &t.model, t.batch, t.seq);
+        let key = path.display().to_string();
+        if !cache.contains_key(&key) {
+            let loaded = Profile::load(&path).map_err(anyhow::Error::from).and_then(|p| {
+                p.check(info)?;
+                Ok(p)
+            });
+            let profile = match loaded {
+                Ok(p) => p,
+                Err(e) => {
+                    note(&format!("no usable profile for {} ({e:#}); profiling it now", t.model));
+                    let device = Device::open(0)?;
+                    let source = ModelSource::Named(t.model.clone(), 1);
+                    let p = profile_model(device, &source, t.batch, t.seq, ProfileOptions::default(), |_, _| {})?;
+                    if let Some(dir) = save_to {
+                        p.profile.save(&profile_path(dir, &info.name, &t.model, t.batch, t.seq))?;
+                    }
+                    p.profile
+                }
+            };
+            cache.insert(key.clone(), profile);
+        }
+        cache[&key].add_to(&mut table);
+    }
+    Ok(table)
+}
+
+/// What the worker processes of a run need: an environment per tenant, and the MPS daemon or
+/// the empty pipe directory that keeps them off any other daemon (both removed after the run).
+struct ProcessSetup {
+    env: Vec<Vec<(String, String)>>,
+    daemon: Option<MpsDaemon>,
+    empty: Option<PathBuf>,
+}
+
+fn process_setup(scenario: &Scenario, sharing: Sharing) -> anyhow::Result<ProcessSetup> {
+    let n = scenario.tenants.len() as u32;
+    if !sharing.uses_mps() {
+        // A pipe directory with no daemon in it: the workers never join a system-wide MPS.
+        let empty = private_dir("no-mps")?;
+        let env = vec![("CUDA_MPS_PIPE_DIRECTORY".to_string(), empty.display().to_string())];
+        return Ok(ProcessSetup { env: vec![env; n as usize], daemon: None, empty: Some(empty) });
+    }
+    let daemon = MpsDaemon::start()?;
+    let env = scenario
+        .tenants
+        .iter()
+        .map(|t| {
+            let mut env = daemon.client_env();
+            if sharing == Sharing::MpsLimit {
+                let pct = t.mps_percentage.unwrap_or_else(|| 100u32.div_ceil(n));
+                env.push(("CUDA_MPS_ACTIVE_THREAD_PERCENTAGE".into(), pct.to_string()));
+            }
+            env
+        })
+        .collect();
+    Ok(ProcessSetup { env, daemon: Some(daemon), empty: None })
+}
+
+/// Why a mode cannot run on this host, if it cannot (checked before trying).
+fn unavailable(sharing: Sharing, info: &crate::runtime::DeviceInfo) -> Option<String> {
+    if sharing.uses_mps() && crate::runtime::mps_control_path().is_none() {
+        return Some("nvidia-cuda-mps-control is not on PATH".into());
+    }
+    if !sharing.is_multiprocess() {
+        if let crate::runtime::PartitionSupport::Unsupported { reason } = &info.partitions {
+            return Some(format!("SM partitions are unavailable: {reason}"));
+        }
+    }
+    None
+}
+
+/// Runs one scenario under one mode (worker processes run `worker_exe`, by default
+/// [`worker::worker_exe`]) and returns each tenant's counted samples; `counted` counts the
+/// requests as they complete. The krisp modes read `min_sms` (see [`knees`]).
+pub fn run_one(
+    worker_exe: Option<&Path>,
+    scenario: &Scenario,
+    mode: Mode,
+    min_sms: MinSms,
+    counted: Arc<AtomicU64>,
+) -> anyhow::Result<Vec<Vec<Sample>>> {
+    if mode.sharing.is_multiprocess() {
+        let ProcessSetup { env, daemon, empty } = process_setup(scenario, mode.sharing)?;
+        let exe = match worker_exe {
+            Some(p) => Ok(p.to_path_buf()),
+            None => worker::worker_exe(),
+        };
+        let r = exe.and_then(|exe| worker::run(&exe, scenario, mode.plan, &env, counted));
+        let stopped = daemon.map(MpsDaemon::stop).transpose();
+        if let Some(dir) = empty {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        let samples = r?;
+        stopped.context("stopping the MPS daemon")?;
+        Ok(samples)
+    } else {
+        inproc::run(Device::open(0)?, scenario, mode, min_sms, counted)
+    }
+}
+
+/// A one-tenant scenario of `spec` alone, for its solo baseline.
+pub fn solo_scenario(spec: &TenantSpec, of: &Scenario) -> Scenario {
+    let mut alone = spec.clone();
+    alone.rate = None;
+    alone.class = PriorityClass::BestEffort;
+    Scenario {
+        name: format!("solo-{}", spec.model),
+        description: String::new(),
+        tenants: vec![alone],
+        warmup: of.warmup,
+        requests: of.requests,
+        duration_s: None,
+        seed: of.seed,
+        reserved_sms: 0,
+        pcie: None,
+        modes: None,
+    }
+}
+
+/// Runs every scenario under its modes, after the solo baselines they need.
+pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<Report> {
+    super::mps::install_interrupt_handler();
+    let device = Device::open(0).context("cannot open the GPU")?;
+    let info = device.info().clone();
+    std::fs::create_dir_all(&opts.out).with_context(|| format!("cannot create {}", opts.out.display()))?;
+    let modes_of = |s: &Scenario| s.modes.clone().unwrap_or_else(|| opts.modes.clone());
+
+    // Solo baselines: each distinct tenant, eager and as plans as its modes need, alone on the
+    // whole device (one process, one stream).
+    let mut solo_jobs: Vec<(String, Scenario, Mode)> = Vec::new();
+    for s in scenarios {
+        for plan in [false, true] {
+            if !modes_of(s).iter().any(|m| m.plan == plan) {
+                continue;
+            }
+            for t in &s.tenants {
+                let key = t.solo_key(plan);
+                if !solo_jobs.iter().any(|(k, _, _)| k == &key) {
+                    solo_jobs.push((key, solo_scenario(t, s), Mode { sharing: Sharing::Streams, plan }));
+                }
+            }
+        }
+    }
+    let total = solo_jobs.len() + scenarios.iter().map(|s| modes_of(s).len()).sum::<usize>();
+    let bars = Bars::new(total as u64);
+    let mut report = Report {
+        gpu: info.name.clone(),
+        sm_count: info.sm_count,
+        driver: info.driver_release.clone(),
+        date: utc(now_unix()),
+        command: opts.command.clone(),
+        scenarios: scenarios.to_vec(),
+        solo: Vec::new(),
+        runs: Vec::new(),
+    };
+    let results = opts.out.join("results.json");
+    let save = |report: &Report| -> anyhow::Result<()> {
+        std::fs::write(&results, serde_json::to_string_pretty(report)? + "\n")
+            .with_context(|| format!("cannot write {}", results.display()))
+    };
+    let started = Instant::now();
+
+    for (key, alone, mode) in &solo_jobs {
+        let total = u64::from(alone.requests);
+        let r = bars.track(&format!("solo {key}"), total, |c| {
+            run_one(opts.worker.as_deref(), alone, *mode, MinSms::default(), c)
+        });
+        let solo = match r {
+            Ok(samples) => {
+                SoloResult { key: key.clone(), status: Status::Ok, metrics: TenantMetrics::of(&samples[0], None, None) }
+            }
+            Err(e) => {
+                bars.println(&format!("solo {key} failed: {e:#}"));
+                SoloResult { key: key.clone(), status: Status::Failed { error: format!("{e:#}") }, metrics: None }
+            }
+        };
+        report.solo.push(solo);
+        save(&report)?;
+    }
+
+    let mut profiles = BTreeMap::new();
+    let mut mps_broken: Option<String> = None;
+    for s in scenarios {
+        for mode in modes_of(s) {
+            let label = format!("{} / {mode}", s.name);
+            let t0 = Instant::now();
+            let skip = unavailable(mode.sharing, &info)
+                .or_else(|| mode.sharing.uses_mps().then(|| mps_broken.clone()).flatten());
+            let total = u64::from(s.requests) * s.tenants.len() as u64;
+            let outcome: anyhow::Result<(Vec<Vec<Sample>>, Option<f64>)> = match skip {
+                Some(reason) => {
+                    bars.track(&label, 0, |_| ());
+                    report.runs.push(RunResult {
+                        scenario: s.name.clone(),
+                        mode: mode.to_string(),
+                        status: Status::Skipped { reason },
+                        wall_s: 0.0,
+                        tenants: Vec::new(),
+                        metrics: None,
+                        pcie_gb_per_s: None,
+                    });
+                    save(&report)?;
+                    continue;
+                }
+                None => bars.track(&label, total, |counted| {
+                    let min_sms = if mode.sharing.is_krisp() {
+                        let save_to = opts.out.join("profiles");
+                        knees(s, &opts.profiles, Some(&save_to), &info, &mut profiles, &|m| bars.println(m))?
+                    } else {
+                        MinSms::default()
+                    };
+                    let pressure = s.pcie.map(|load| Pressure::start(&device, load)).transpose()?;
+                    let r = run_one(opts.worker.as_deref(), s, mode, min_sms, counted);
+                    let pcie = pressure.map(Pressure::stop).transpose()?.map(|p| p.gb_per_s);
+                    r.map(|samples| (samples, pcie))
+                }),
+            };
+            let wall_s = t0.elapsed().as_secs_f64();
+            let run = match outcome {
+                Ok((samples, pcie)) => {
+                    let tenants: Vec<TenantResult> = s
+                        .tenants
+                        .iter()
+                        .zip(samples)
+                        .filter_map(|(spec, samples)| {
+                            let solo = report.solo(&spec.solo_key(mode.plan));
+                            let metrics = TenantMetrics::of(&samples, solo, spec.slo_ms)?;
+                            let decoder = ModelConfig::named(&spec.model).map(|c| c.is_decoder()).unwrap_or(false);
+                            Some(TenantResult {
+                                label: spec.label(),
+                                spec: spec.clone(),
+                                shape: spec.shape(decoder),
+                                metrics,
+                                samples,
+                            })
+                        })
+                        .collect();
+                    let metrics = RunMetrics::of(&tenants.iter().map(|t| t.metrics.clone()).collect::<Vec<_>>());
+                    RunResult {
+                        scenario: s.name.clone(),
+                        mode: mode.to_string(),
+                        status: Status::Ok,
+                        wall_s,
+                        tenants,
+                        metrics,
+                        pcie_gb_per_s: pcie,
+                    }
+                }
+                Err(e) => {
+                    let error = format!("{e:#}");
+                    bars.println(&format!("{label} failed: {error}"));
+                    if mode.sharing.uses_mps() && error.contains("MPS daemon") {
+                        mps_broken = Some(error.clone());
+                    }
+                    RunResult {
+                        scenario: s.name.clone(),
+                        mode: mode.to_string(),
+                        status: Status::Failed { error },
+                        wall_s,
+                        tenants: Vec::new(),
+                        metrics: None,
+                        pcie_gb_per_s: None,
+                    }
+                }
+            };
+            report.runs.push(run);
+            save(&report)?;
+        }
+    }
+    bars.runs.finish_with_message(format!("done in {:.0} s", started.elapsed().as_secs_f64()));
+    bars.requests.finish_and_clear();
+    output::write_all(&report, &opts.out)?;
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00");
+        assert_eq!(utc(1_795_000_000), "2026-11-18 11:06:40");
+    }
+}

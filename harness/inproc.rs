@@ -1,0 +1,245 @@
+//! The one-process modes: every tenant a thread with a scheduled tenant handle on one runtime
+//! whose policy is the mode (plain streams, static partitions, the krisp policies).
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::Instant;
+
+use anyhow::{bail, Context as _};
+
+use super::drive::{drive, Gate, LoopSpec};
+use super::metrics::Sample;
+use super::scenario::{Mode, Scenario, Sharing};
+use super::serve::Served;
+use crate::runtime::policy::{Full, KrispConserved, KrispIsolated, Policy, Prioritized, PriorityClass, Static};
+use crate::runtime::{Device, GroupRange, MinSms, PartitionSupport, Runtime, Tenant};
+
+/// The gate of tenants in threads of one process.
+#[derive(Debug)]
+pub(crate) struct ThreadGate {
+    n: u32,
+    arrived: Mutex<(u32, bool)>,
+    cv: Condvar,
+    t0: OnceLock<Instant>,
+    done: AtomicU32,
+    /// Counted requests of all tenants, for progress bars.
+    pub(crate) counted: Arc<AtomicU64>,
+}
+
+impl ThreadGate {
+    pub(crate) fn new(n: u32, counted: Arc<AtomicU64>) -> ThreadGate {
+        ThreadGate {
+            n,
+            arrived: Mutex::new((0, false)),
+            cv: Condvar::new(),
+            t0: OnceLock::new(),
+            done: AtomicU32::new(0),
+            counted,
+        }
+    }
+
+    /// Calls the run off before its start (a tenant could not get ready).
+    pub(crate) fn fail(&self) {
+        let mut a = self.arrived.lock().unwrap_or_else(|p| p.into_inner());
+        a.1 = true;
+        self.done.fetch_add(1, Ordering::SeqCst);
+        self.cv.notify_all();
+    }
+}
+
+impl Gate for ThreadGate {
+    fn start(&self) -> anyhow::Result<Instant> {
+        let mut a = self.arrived.lock().unwrap_or_else(|p| p.into_inner());
+        a.0 += 1;
+        if a.0 == self.n {
+            let _ = self.t0.set(Instant::now());
+            self.cv.notify_all();
+        }
+        while a.0 < self.n && !a.1 {
+            a = self.cv.wait(a).unwrap_or_else(|p| p.into_inner());
+        }
+        if a.1 {
+            bail!("another tenant failed to start");
+        }
+        Ok(*self.t0.get().expect("set by the last arrival"))
+    }
+    fn finished(&self) {
+        self.done.fetch_add(1, Ordering::SeqCst);
+    }
+    fn stopped(&self) -> bool {
+        self.done.load(Ordering::SeqCst) >= self.n
+    }
+    fn progress(&self, _: u32) {
+        self.counted.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Splits `groups` groups into `n` consecutive windows as evenly as possible (the first get
+/// the extra groups).
+pub fn equal_windows(groups: u32, n: u32) -> Vec<GroupRange> {
+    let n = n.max(1).min(groups.max(1));
+    let (base, extra) = (groups / n, groups % n);
+    let mut first = 0;
+    (0..n)
+        .map(|i| {
+            let count = base + u32::from(i < extra);
+            let w = GroupRange { first, count };
+            first += count;
+            w
+        })
+        .collect()
+}
+
+/// The static mode's windows: each tenant's `static_sms` (rounded up to groups), the others
+/// sharing the remaining groups equally; laid side by side from group 0.
+fn static_windows(s: &Scenario, groups: u32, granularity: u32) -> anyhow::Result<Vec<Option<GroupRange>>> {
+    let fixed: u32 = s.tenants.iter().filter_map(|t| t.static_sms).map(|sms| sms.div_ceil(granularity)).sum();
+    let open = s.tenants.iter().filter(|t| t.static_sms.is_none()).count() as u32;
+    if fixed + open > groups {
+        bail!("static partitions need {} groups; the device has {groups} of {granularity} SMs", fixed + open);
+    }
+    let mut shares = equal_windows(groups - fixed, open).into_iter().map(|w| w.count);
+    let mut first = 0;
+    s.tenants
+        .iter()
+        .map(|t| {
+            let count = match t.static_sms {
+                Some(sms) => sms.div_ceil(granularity),
+                None => shares.next().unwrap_or(1),
+            };
+            let w = GroupRange { first, count };
+            first += count;
+            Ok(Some(w))
+        })
+        .collect()
+}
+
+/// The policy of an in-process mode.
+fn policy(s: &Scenario, sharing: Sharing, groups: u32, granularity: u32) -> anyhow::Result<Box<dyn Policy>> {
+    let any_lc = s.tenants.iter().any(|t| t.class == PriorityClass::LatencyCritical);
+    let reserved_groups = if any_lc { s.reserved_sms.div_ceil(granularity).min(groups.saturating_sub(1)) } else { 0 };
+    Ok(match sharing {
+        Sharing::Streams => Box::new(Prioritized { inner: Full, reserved_groups: 0 }),
+        Sharing::Static => Box::new(Prioritized {
+            inner: Static { windows: static_windows(s, groups, granularity)? },
+            reserved_groups: 0,
+        }),
+        Sharing::KrispConserved => Box::new(Prioritized { inner: KrispConserved, reserved_groups }),
+        Sharing::KrispIsolated => Box::new(Prioritized { inner: KrispIsolated::default(), reserved_groups }),
+        other => bail!("{} is not a one-process mode", other.name()),
+    })
+}
+
+/// Runs `s` under the one-process mode `mode`; returns each tenant's counted samples.
+/// `min_sms` holds the profiled knees (the krisp modes read it).
+pub fn run(
+    device: Device,
+    s: &Scenario,
+    mode: Mode,
+    min_sms: MinSms,
+    counted: Arc<AtomicU64>,
+) -> anyhow::Result<Vec<Vec<Sample>>> {
+    let (granularity, groups) = match &device.info().partitions {
+        PartitionSupport::Supported { granularity, groups, .. } => (*granularity, *groups),
+        PartitionSupport::Unsupported { reason } => bail!("SM partitions are unavailable: {reason}"),
+    };
+    let n = s.tenants.len() as u32;
+    let policy = policy(s, mode.sharing, groups, granularity)?;
+    let rt = Arc::new(Runtime::with_policy(device, policy, min_sms, n).context("making the runtime")?);
+    let pressure = match s.pcie {
+        Some(load) => Some(super::pcie::Pressure::start(rt.device(), load)?),
+        None => None,
+    };
+    let gate = ThreadGate::new(n, counted);
+    // Plan sets of the krisp modes: tenant i replays on the whole device when no other tenant
+    // has work in flight, else within its own equal share of the groups.
+    let homes = equal_windows(groups, n);
+    let whole = GroupRange { first: 0, count: groups };
+    let windows: Vec<Vec<GroupRange>> =
+        (0..n as usize).map(|i| if n > 1 { vec![whole, homes[i.min(homes.len() - 1)]] } else { vec![whole] }).collect();
+    let results: Vec<anyhow::Result<Vec<Sample>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = s
+            .tenants
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| {
+                let (rt, gate, windows) = (rt.clone(), &gate, &windows[i]);
+                scope.spawn(move || -> anyhow::Result<Vec<Sample>> {
+                    let setup = || -> anyhow::Result<(Tenant, Served)> {
+                        let t = Tenant::scheduled(rt, i as u32, spec.class)?;
+                        let mut served = Served::load(&t, spec, s.seed + i as u64)?;
+                        if mode.plan {
+                            served.capture(&t, mode.sharing.is_krisp().then_some(windows.as_slice()))?;
+                        }
+                        // One request before the start: first-launch costs are not counted.
+                        served.request(&t)?;
+                        Ok((t, served))
+                    };
+                    let (t, served) = match setup() {
+                        Ok(x) => x,
+                        Err(e) => {
+                            gate.fail();
+                            return Err(e.context(format!("tenant {i} ({})", spec.model)));
+                        }
+                    };
+                    let spec_loop = LoopSpec {
+                        warmup: s.warmup,
+                        requests: s.requests,
+                        rate: spec.rate,
+                        seed: s.seed.wrapping_mul(31).wrapping_add(i as u64),
+                        duration: s.duration_s.map(std::time::Duration::from_secs_f64),
+                    };
+                    drive(&spec_loop, gate, || served.request(&t))
+                        .with_context(|| format!("tenant {i} ({})", spec.model))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("a tenant thread panicked"))))
+            .collect()
+    });
+    if let Some(p) = pressure {
+        p.stop()?;
+    }
+    // The first real error, not a tenant that was merely called off.
+    let mut out = Vec::with_capacity(results.len());
+    let mut called_off = None;
+    for r in results {
+        match r {
+            Ok(samples) => out.push(samples),
+            Err(e) if format!("{e:#}").contains("another tenant failed") => called_off = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    match called_off {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::harness::scenario::ScenarioFile;
+
+    #[test]
+    fn equal_windows_cover_the_groups() {
+        let w = equal_windows(15, 4);
+        assert_eq!(w.iter().map(|w| w.count).collect::<Vec<_>>(), vec![4, 4, 4, 3]);
+        assert_eq!(w[3].end(), 15);
+        assert!(w.windows(2).all(|p| p[0].end() == p[1].first));
+        assert_eq!(equal_windows(2, 4).len(), 2);
+    }
+
+    #[test]
+    fn static_windows_honour_fixed_sizes() {
+        let text = "[[scenario]]\nname = \"a\"\n[[scenario.tenant]]\nmodel = \"gpt2\"\nstatic_sms = 40\n\
+                    [[scenario.tenant]]\nmodel = \"gpt2\"\n[[scenario.tenant]]\nmodel = \"gpt2\"\n";
+        let s = &ScenarioFile::parse(text, "t").unwrap().scenarios[0];
+        let w: Vec<GroupRange> = static_windows(s, 15, 8).unwrap().into_iter().flatten().collect();
+        assert_eq!(w[0], GroupRange { first: 0, count: 5 });
+        assert_eq!((w[1].count, w[2].count, w[2].end()), (5, 5, 15));
+        assert!(static_windows(s, 6, 8).is_err());
+    }
+}

@@ -1,0 +1,230 @@
+//! The one metrics module: per-tenant latency and throughput, and the multi-program metrics
+//! of a shared run (Eyerman & Eeckhout's STP and ANTT, Jain's fairness, SLO attainment).
+//!
+//! A tenant's *normalized progress* is its solo mean latency over its shared mean latency
+//! (1 = unaffected by sharing); its slowdown is the inverse. Over `n` tenants:
+//! - STP (system throughput) = Σ progress — `n` means every tenant ran as fast as alone;
+//! - ANTT (average normalized turnaround time) = mean slowdown — 1 is best;
+//! - fairness = (Σ progress)² / (n · Σ progress²), Jain's index — 1 when all progress equally.
+
+use serde::{Deserialize, Serialize};
+
+/// One request's times, seconds from the run's common start.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    /// When it was due: its arrival (open loop) or its issue (closed loop).
+    pub due: f64,
+    /// When it was issued.
+    pub start: f64,
+    /// When its last kernel completed (the host saw it).
+    pub end: f64,
+}
+
+impl Sample {
+    /// Latency counted from when it was due.
+    pub fn latency(&self) -> f64 {
+        self.end - self.due
+    }
+}
+
+/// Latency statistics, ms.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Latency {
+    /// Mean.
+    pub mean: f64,
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// Maximum.
+    pub max: f64,
+}
+
+/// The `q`-quantile (0–1) of sorted values, nearest rank.
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+impl Latency {
+    /// Statistics of latencies in seconds, reported in ms; `None` for no samples.
+    pub fn of(latencies_s: &[f64]) -> Option<Latency> {
+        if latencies_s.is_empty() {
+            return None;
+        }
+        let mut v: Vec<f64> = latencies_s.iter().map(|s| s * 1e3).collect();
+        v.sort_by(f64::total_cmp);
+        Some(Latency {
+            mean: v.iter().sum::<f64>() / v.len() as f64,
+            p50: percentile(&v, 0.50),
+            p90: percentile(&v, 0.90),
+            p99: percentile(&v, 0.99),
+            max: v[v.len() - 1],
+        })
+    }
+}
+
+/// One tenant's results in one run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TenantMetrics {
+    /// Counted requests.
+    pub requests: usize,
+    /// Counted requests per second, from the first counted request's due time to the last
+    /// one's end.
+    pub throughput: f64,
+    /// Latency, ms.
+    pub latency: Latency,
+    /// Mean latency over the solo run's (when a solo baseline is known).
+    pub slowdown: Option<f64>,
+    /// Throughput over the solo run's.
+    pub relative_throughput: Option<f64>,
+    /// p99 latency over the solo run's.
+    pub p99_vs_solo: Option<f64>,
+    /// The SLO, ms, if it has one.
+    pub slo_ms: Option<f64>,
+    /// Share of counted requests within the SLO.
+    pub slo_attainment: Option<f64>,
+}
+
+impl TenantMetrics {
+    /// Metrics of the counted `samples` (in issue order), against a solo baseline if given.
+    pub fn of(samples: &[Sample], solo: Option<&TenantMetrics>, slo_ms: Option<f64>) -> Option<TenantMetrics> {
+        let latencies: Vec<f64> = samples.iter().map(Sample::latency).collect();
+        let latency = Latency::of(&latencies)?;
+        let first = samples.iter().map(|s| s.due).fold(f64::INFINITY, f64::min);
+        let last = samples.iter().map(|s| s.end).fold(f64::NEG_INFINITY, f64::max);
+        let span = last - first;
+        let throughput = if span > 0.0 { samples.len() as f64 / span } else { f64::NAN };
+        let slo_attainment =
+            slo_ms.map(|slo| latencies.iter().filter(|&&l| l * 1e3 <= slo).count() as f64 / latencies.len() as f64);
+        Some(TenantMetrics {
+            requests: samples.len(),
+            throughput,
+            latency,
+            slowdown: solo.map(|s| latency.mean / s.latency.mean),
+            relative_throughput: solo.map(|s| throughput / s.throughput),
+            p99_vs_solo: solo.map(|s| latency.p99 / s.latency.p99),
+            slo_ms,
+            slo_attainment,
+        })
+    }
+
+    /// Solo mean latency over this mean latency.
+    pub fn progress(&self) -> Option<f64> {
+        self.slowdown.map(|s| 1.0 / s)
+    }
+}
+
+/// The metrics of a shared run over its tenants.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RunMetrics {
+    /// System throughput: Σ normalized progress.
+    pub stp: f64,
+    /// Average normalized turnaround time: mean slowdown.
+    pub antt: f64,
+    /// Jain's fairness index over normalized progress.
+    pub fairness: f64,
+    /// Share of all requests of tenants with an SLO that met it.
+    pub slo_attainment: Option<f64>,
+}
+
+impl RunMetrics {
+    /// Over tenants that all have solo baselines; `None` if any lacks one or there are none.
+    pub fn of(tenants: &[TenantMetrics]) -> Option<RunMetrics> {
+        let progress: Vec<f64> = tenants.iter().map(TenantMetrics::progress).collect::<Option<_>>()?;
+        if progress.is_empty() {
+            return None;
+        }
+        let n = progress.len() as f64;
+        let sum: f64 = progress.iter().sum();
+        let squares: f64 = progress.iter().map(|p| p * p).sum();
+        let (met, total) = tenants
+            .iter()
+            .filter_map(|t| t.slo_attainment.map(|a| (a * t.requests as f64, t.requests as f64)))
+            .fold((0.0, 0.0), |(m, n), (a, b)| (m + a, n + b));
+        Some(RunMetrics {
+            stp: sum,
+            antt: progress.iter().map(|p| 1.0 / p).sum::<f64>() / n,
+            fairness: sum * sum / (n * squares),
+            slo_attainment: (total > 0.0).then(|| met / total),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn closed(latencies_ms: &[f64]) -> Vec<Sample> {
+        let mut t = 0.0;
+        latencies_ms
+            .iter()
+            .map(|l| {
+                let s = Sample { due: t, start: t, end: t + l / 1e3 };
+                t = s.end;
+                s
+            })
+            .collect()
+    }
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 0.5), 50.0);
+        assert_eq!(percentile(&v, 0.99), 99.0);
+        assert_eq!(percentile(&v, 1.0), 100.0);
+        assert_eq!(percentile(&v, 0.0), 1.0);
+        assert_eq!(percentile(&[7.0], 0.9), 7.0);
+        assert!(percentile(&[], 0.5).is_nan());
+    }
+
+    #[test]
+    fn latency_and_throughput_of_a_closed_loop() {
+        let m = TenantMetrics::of(&closed(&[1.0, 2.0, 3.0, 4.0]), None, Some(2.5)).unwrap();
+        assert_eq!(m.requests, 4);
+        assert!((m.latency.mean - 2.5).abs() < 1e-9);
+        assert_eq!((m.latency.p50, m.latency.max), (2.0, 4.0));
+        // 4 requests back to back in 10 ms.
+        assert!((m.throughput - 400.0).abs() < 1e-6);
+        assert_eq!(m.slo_attainment, Some(0.5));
+        assert_eq!(m.slowdown, None);
+        assert!(TenantMetrics::of(&[], None, None).is_none());
+    }
+
+    #[test]
+    fn open_loop_latency_counts_from_the_due_time() {
+        // Due at 0 but issued at 4 ms (the previous request was late): 5 ms, not 1 ms.
+        let s = Sample { due: 0.0, start: 0.004, end: 0.005 };
+        assert!((s.latency() - 0.005).abs() < 1e-12);
+    }
+
+    #[test]
+    fn stp_antt_and_fairness() {
+        let solo_a = TenantMetrics::of(&closed(&[1.0; 10]), None, None).unwrap();
+        let solo_b = TenantMetrics::of(&closed(&[2.0; 10]), None, None).unwrap();
+        // A runs 2× slower shared, B 4× slower.
+        let a = TenantMetrics::of(&closed(&[2.0; 10]), Some(&solo_a), Some(1.5)).unwrap();
+        let b = TenantMetrics::of(&closed(&[8.0; 10]), Some(&solo_b), None).unwrap();
+        assert!((a.slowdown.unwrap() - 2.0).abs() < 1e-9 && (b.slowdown.unwrap() - 4.0).abs() < 1e-9);
+        assert!((a.relative_throughput.unwrap() - 0.5).abs() < 1e-9);
+        assert!((a.p99_vs_solo.unwrap() - 2.0).abs() < 1e-9);
+        let r = RunMetrics::of(&[a.clone(), b.clone()]).unwrap();
+        assert!((r.stp - 0.75).abs() < 1e-9);
+        assert!((r.antt - 3.0).abs() < 1e-9);
+        // Jain over (0.5, 0.25): 0.5625 / (2 · 0.3125) = 0.9.
+        assert!((r.fairness - 0.9).abs() < 1e-9);
+        assert_eq!(r.slo_attainment, Some(0.0));
+        // Unaffected tenants: STP = n, ANTT = 1, fairness = 1.
+        let same = TenantMetrics::of(&closed(&[1.0; 10]), Some(&solo_a), None).unwrap();
+        let r = RunMetrics::of(&[same.clone(), same]).unwrap();
+        assert!((r.stp - 2.0).abs() < 1e-9 && (r.antt - 1.0).abs() < 1e-9 && (r.fairness - 1.0).abs() < 1e-9);
+        assert_eq!(r.slo_attainment, None);
+        // A tenant without a baseline: no run metrics.
+        assert!(RunMetrics::of(&[a, solo_b]).is_none());
+    }
+}

@@ -1,0 +1,328 @@
+//! A comparison's results as tables: Markdown (printed and written as `summary.md`) and CSV
+//! (`runs.csv`, one row per scenario and mode; `tenants.csv`, one row per tenant of each).
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::Context as _;
+
+use super::compare::{Report, RunResult, Status};
+use crate::runtime::policy::PriorityClass;
+
+fn num(v: Option<f64>, digits: usize) -> String {
+    match v {
+        Some(x) if x.is_finite() => format!("{x:.digits$}"),
+        _ => "–".into(),
+    }
+}
+
+fn status_text(s: &Status) -> Option<String> {
+    match s {
+        Status::Ok => None,
+        Status::Skipped { reason } => Some(format!("skipped: {reason}")),
+        Status::Failed { error } => Some(format!("failed: {error}")),
+    }
+}
+
+/// The runs of `scenario`, in mode order.
+fn runs_of<'a>(r: &'a Report, scenario: &'a str) -> impl Iterator<Item = &'a RunResult> + 'a {
+    r.runs.iter().filter(move |run| run.scenario == scenario)
+}
+
+/// STP of `mode` in `scenario`, if it ran.
+fn stp(r: &Report, scenario: &str, mode: &str) -> Option<f64> {
+    runs_of(r, scenario).find(|run| run.mode == mode).and_then(|run| run.metrics).map(|m| m.stp)
+}
+
+/// The whole report as Markdown.
+pub fn summary(r: &Report) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# rightsize comparison\n");
+    let _ = writeln!(
+        s,
+        "{} ({} SMs), driver {}, {} UTC. Command: `{}`.\n",
+        r.gpu,
+        r.sm_count,
+        r.driver.as_deref().unwrap_or("?"),
+        r.date,
+        r.command
+    );
+    let _ = writeln!(s, "## Solo baselines\n");
+    let _ = writeln!(s, "| tenant (model/batch/seq/new tokens/issue) | p50 ms | p99 ms | req/s |");
+    let _ = writeln!(s, "| --- | ---: | ---: | ---: |");
+    for solo in &r.solo {
+        match (&solo.metrics, status_text(&solo.status)) {
+            (Some(m), _) => {
+                let _ =
+                    writeln!(s, "| {} | {:.2} | {:.2} | {:.1} |", solo.key, m.latency.p50, m.latency.p99, m.throughput);
+            }
+            (None, why) => {
+                let _ = writeln!(s, "| {} | {} | | |", solo.key, why.unwrap_or_default());
+            }
+        }
+    }
+    for sc in &r.scenarios {
+        let _ = writeln!(s, "\n## {}\n", sc.name);
+        if !sc.description.is_empty() {
+            let _ = writeln!(s, "{}.\n", sc.description);
+        }
+        let _ = writeln!(s, "| mode | STP | ANTT | fairness | SLO met | krisp STP ÷ mps | wall s |");
+        let _ = writeln!(s, "| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+        for run in runs_of(r, &sc.name) {
+            if let Some(why) = status_text(&run.status) {
+                let _ = writeln!(s, "| {} | {why} | | | | | |", run.mode);
+                continue;
+            }
+            let m = run.metrics;
+            // krisp modes against MPS issuing requests the same way (eager or plans).
+            let vs_mps = run.mode.starts_with("krisp").then(|| {
+                let base = if run.mode.ends_with("-plan") { "mps-plan" } else { "mps" };
+                m.zip(stp(r, &sc.name, base)).map(|(m, b)| m.stp / b)
+            });
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {} | {:.1} |",
+                run.mode,
+                num(m.map(|m| m.stp), 2),
+                num(m.map(|m| m.antt), 2),
+                num(m.map(|m| m.fairness), 3),
+                num(m.and_then(|m| m.slo_attainment).map(|a| a * 100.0), 1),
+                num(vs_mps.flatten(), 2),
+                run.wall_s
+            );
+        }
+        let _ = writeln!(s, "\n| mode | tenant | request | p50 ms | p99 ms | max ms | req/s | slowdown | p99 ÷ solo | throughput ÷ solo |");
+        let _ = writeln!(s, "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+        for run in runs_of(r, &sc.name) {
+            for t in &run.tenants {
+                let m = &t.metrics;
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.1} | {} | {} | {} |",
+                    run.mode,
+                    t.label,
+                    t.shape,
+                    m.latency.p50,
+                    m.latency.p99,
+                    m.latency.max,
+                    m.throughput,
+                    num(m.slowdown, 2),
+                    num(m.p99_vs_solo, 2),
+                    num(m.relative_throughput, 2)
+                );
+            }
+        }
+        if sc.tenants.iter().any(|t| t.class == PriorityClass::LatencyCritical) {
+            let _ = writeln!(
+                s,
+                "\nLatency-critical tenant: p99 ÷ solo p99, and the best-effort tenants' lowest throughput ÷ solo:\n"
+            );
+            let _ = writeln!(s, "| mode | LC p99 ÷ solo | BE min throughput ÷ solo |");
+            let _ = writeln!(s, "| --- | ---: | ---: |");
+            for run in runs_of(r, &sc.name).filter(|run| matches!(run.status, Status::Ok)) {
+                let lc = run.tenants.iter().filter(|t| t.spec.class == PriorityClass::LatencyCritical);
+                let be = run.tenants.iter().filter(|t| t.spec.class == PriorityClass::BestEffort);
+                let lc_p99 = lc
+                    .filter_map(|t| t.metrics.p99_vs_solo)
+                    .fold(None, |a: Option<f64>, x| Some(a.map_or(x, |a| a.max(x))));
+                let be_min = be
+                    .filter_map(|t| t.metrics.relative_throughput)
+                    .fold(None, |a: Option<f64>, x| Some(a.map_or(x, |a| a.min(x))));
+                let _ = writeln!(s, "| {} | {} | {} |", run.mode, num(lc_p99, 2), num(be_min, 2));
+            }
+        }
+        if let Some(p) = runs_of(r, &sc.name).find_map(|run| run.pcie_gb_per_s) {
+            let _ = writeln!(s, "\nBackground PCIe load moved {p:.1} GB/s.");
+        }
+    }
+    s
+}
+
+fn csv_field(v: &str) -> String {
+    if v.contains([',', '"', '\n']) {
+        format!("\"{}\"", v.replace('"', "\"\""))
+    } else {
+        v.to_string()
+    }
+}
+
+fn opt(v: Option<f64>) -> String {
+    v.filter(|x| x.is_finite()).map(|x| format!("{x}")).unwrap_or_default()
+}
+
+/// `runs.csv`: scenario, mode, status, STP, ANTT, fairness, SLO attainment, wall seconds.
+pub fn runs_csv(r: &Report) -> String {
+    let mut s = String::from("scenario,mode,status,stp,antt,fairness,slo_attainment,pcie_gb_per_s,wall_s\n");
+    for run in &r.runs {
+        let status = status_text(&run.status).unwrap_or_else(|| "ok".into());
+        let m = run.metrics;
+        let _ = writeln!(
+            s,
+            "{},{},{},{},{},{},{},{},{}",
+            csv_field(&run.scenario),
+            csv_field(&run.mode),
+            csv_field(&status),
+            opt(m.map(|m| m.stp)),
+            opt(m.map(|m| m.antt)),
+            opt(m.map(|m| m.fairness)),
+            opt(m.and_then(|m| m.slo_attainment)),
+            opt(run.pcie_gb_per_s),
+            run.wall_s
+        );
+    }
+    s
+}
+
+/// `tenants.csv`: one row per tenant of each run that ran.
+pub fn tenants_csv(r: &Report) -> String {
+    let mut s = String::from(
+        "scenario,mode,tenant,model,class,request,requests,throughput_rps,mean_ms,p50_ms,p90_ms,p99_ms,max_ms,\
+         slowdown,p99_vs_solo,throughput_vs_solo,slo_ms,slo_attainment\n",
+    );
+    for run in &r.runs {
+        for (i, t) in run.tenants.iter().enumerate() {
+            let m = &t.metrics;
+            let class = match t.spec.class {
+                PriorityClass::LatencyCritical => "latency-critical",
+                PriorityClass::BestEffort => "best-effort",
+            };
+            let _ = writeln!(
+                s,
+                "{},{},{i},{},{class},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                csv_field(&run.scenario),
+                csv_field(&run.mode),
+                csv_field(&t.spec.model),
+                csv_field(&t.shape),
+                m.requests,
+                m.throughput,
+                m.latency.mean,
+                m.latency.p50,
+                m.latency.p90,
+                m.latency.p99,
+                m.latency.max,
+                opt(m.slowdown),
+                opt(m.p99_vs_solo),
+                opt(m.relative_throughput),
+                opt(m.slo_ms),
+                opt(m.slo_attainment)
+            );
+        }
+    }
+    s
+}
+
+/// Writes `summary.md`, `runs.csv` and `tenants.csv` into `dir` (`results.json` is written
+/// as the comparison goes).
+pub fn write_all(r: &Report, dir: &Path) -> anyhow::Result<()> {
+    for (name, text) in [("summary.md", summary(r)), ("runs.csv", runs_csv(r)), ("tenants.csv", tenants_csv(r))] {
+        let path = dir.join(name);
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::harness::compare::{SoloResult, TenantResult};
+    use crate::harness::metrics::{RunMetrics, Sample, TenantMetrics};
+    use crate::harness::scenario::ScenarioFile;
+
+    fn report() -> Report {
+        let scenarios = ScenarioFile::parse(
+            "[[scenario]]\nname = \"pair\"\n[[scenario.tenant]]\nmodel = \"bert-base\"\nclass = \"latency-critical\"\n\
+             [[scenario.tenant]]\nmodel = \"gpt2\"\n",
+            "t",
+        )
+        .unwrap()
+        .scenarios;
+        let samples = |ms: f64| -> Vec<Sample> {
+            (0..10)
+                .map(|i| Sample {
+                    due: i as f64 * ms / 1e3,
+                    start: i as f64 * ms / 1e3,
+                    end: (i + 1) as f64 * ms / 1e3,
+                })
+                .collect()
+        };
+        let solo_m = TenantMetrics::of(&samples(1.0), None, None).unwrap();
+        let solo = vec![
+            SoloResult {
+                key: scenarios[0].tenants[0].solo_key(false),
+                status: Status::Ok,
+                metrics: Some(solo_m.clone()),
+            },
+            SoloResult {
+                key: scenarios[0].tenants[1].solo_key(false),
+                status: Status::Ok,
+                metrics: Some(solo_m.clone()),
+            },
+        ];
+        let tenant = |i: usize, ms: f64| {
+            let spec = scenarios[0].tenants[i].clone();
+            TenantResult {
+                label: spec.label(),
+                shape: "8×128".into(),
+                metrics: TenantMetrics::of(&samples(ms), Some(&solo_m), None).unwrap(),
+                samples: samples(ms),
+                spec,
+            }
+        };
+        let run = |mode: &str, ms: f64| {
+            let tenants = vec![tenant(0, ms), tenant(1, ms)];
+            let metrics = RunMetrics::of(&tenants.iter().map(|t| t.metrics.clone()).collect::<Vec<_>>());
+            RunResult {
+                scenario: "pair".into(),
+                mode: mode.into(),
+                status: Status::Ok,
+                wall_s: 1.0,
+                tenants,
+                metrics,
+                pcie_gb_per_s: None,
+            }
+        };
+        let mut runs = vec![run("mps", 2.0), run("krisp-conserved", 1.25)];
+        runs.push(RunResult {
+            scenario: "pair".into(),
+            mode: "timeslice".into(),
+            status: Status::Skipped { reason: "no, GPU".into() },
+            wall_s: 0.0,
+            tenants: Vec::new(),
+            metrics: None,
+            pcie_gb_per_s: None,
+        });
+        Report {
+            gpu: "GPU".into(),
+            sm_count: 132,
+            driver: None,
+            date: "2026-11-21 00:00:00".into(),
+            command: "rightsize compare".into(),
+            scenarios,
+            solo,
+            runs,
+        }
+    }
+
+    #[test]
+    fn summary_has_ratios_and_reasons() {
+        let s = summary(&report());
+        // mps: each tenant at half speed (STP 1.0); krisp at 0.8 (STP 1.6): 1.6×.
+        assert!(s.contains("| krisp-conserved | 1.60 | 1.25 | 1.000 | – | 1.60 |"), "{s}");
+        assert!(s.contains("| timeslice | skipped: no, GPU |"), "{s}");
+        assert!(s.contains("LC p99 ÷ solo"), "{s}");
+    }
+
+    #[test]
+    fn csv_rows_and_quoting() {
+        let r = report();
+        let runs = runs_csv(&r);
+        assert_eq!(runs.lines().count(), 4);
+        assert!(runs.contains("\"skipped: no, GPU\""), "{runs}");
+        let tenants = tenants_csv(&r);
+        assert_eq!(tenants.lines().count(), 5);
+        assert!(tenants.lines().nth(1).unwrap().starts_with("pair,mps,0,bert-base,latency-critical,8×128,10,"));
+        // Round trip through JSON, as results.json is read back.
+        let back: Report = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        assert_eq!(runs_csv(&back), runs);
+    }
+}

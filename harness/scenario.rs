@@ -1,0 +1,497 @@
+//! Scenarios: which tenants share the GPU, what each asks of it, and how the GPU is shared.
+//!
+//! A scenario file is TOML with one `[[scenario]]` table per scenario:
+//!
+//! ```toml
+//! [[scenario]]
+//! name = "lc-mix"
+//! warmup = 10          # requests per tenant not counted (default 10)
+//! requests = 100       # counted requests per tenant (default 100)
+//! duration_s = 60      # optional: stop counting after this long
+//! seed = 1             # synthetic weights, token ids and arrivals (default 1)
+//! reserved_sms = 32    # SMs only latency-critical tenants may use (krisp modes; default 0)
+//! pcie = { threads = 4, mib = 64, level = 0.5 }   # optional background host↔device copies
+//!
+//! [[scenario.tenant]]
+//! model = "bert-base"  # a named model (engine::config::NAMED)
+//! batch = 8            # default 8
+//! seq = 128            # tokens per sequence; the prompt of a decoder (default 128)
+//! new_tokens = 8       # decoders: tokens generated per request (default 8)
+//! class = "latency-critical"   # or "best-effort" (default)
+//! slo_ms = 5.0         # optional latency objective
+//! rate = 200.0         # optional: open loop, Poisson arrivals per second; else closed loop
+//! ```
+//!
+//! Modes are named `<sharing>` or `<sharing>-plan` (requests replayed from CUDA graphs):
+//! see [`Sharing`].
+
+use std::fmt;
+use std::str::FromStr;
+
+use anyhow::{bail, Context as _};
+use serde::{Deserialize, Serialize};
+
+use crate::engine::ModelConfig;
+use crate::runtime::policy::PriorityClass;
+
+/// The scenario set `rightsize compare` runs with no arguments.
+pub const DEFAULT_SCENARIOS: &str = include_str!("../scenarios/default.toml");
+
+/// A scenario file: one or more scenarios.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioFile {
+    /// The scenarios, in file order.
+    #[serde(rename = "scenario")]
+    pub scenarios: Vec<Scenario>,
+}
+
+/// Tenants sharing the GPU and how long to run them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Unique name within its file.
+    pub name: String,
+    /// What it shows (printed with its results).
+    #[serde(default)]
+    pub description: String,
+    /// The tenants.
+    #[serde(rename = "tenant")]
+    pub tenants: Vec<TenantSpec>,
+    /// Requests per tenant run before counting.
+    #[serde(default = "default_warmup")]
+    pub warmup: u32,
+    /// Counted requests per tenant.
+    #[serde(default = "default_requests")]
+    pub requests: u32,
+    /// Stop counting after this many seconds, even if fewer requests completed.
+    #[serde(default)]
+    pub duration_s: Option<f64>,
+    /// Seed of synthetic weights, token ids and arrivals.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// SMs reserved for latency-critical tenants under the krisp modes.
+    #[serde(default)]
+    pub reserved_sms: u32,
+    /// Background host↔device copies while the tenants run.
+    #[serde(default)]
+    pub pcie: Option<PcieLoad>,
+    /// Modes to run it under (default: the ones asked for on the command line).
+    #[serde(default)]
+    pub modes: Option<Vec<Mode>>,
+}
+
+fn default_warmup() -> u32 {
+    10
+}
+fn default_requests() -> u32 {
+    100
+}
+fn default_seed() -> u64 {
+    1
+}
+fn default_batch() -> u32 {
+    8
+}
+fn default_seq() -> u32 {
+    128
+}
+fn default_new_tokens() -> u32 {
+    8
+}
+
+/// One tenant: a model instance and the requests it makes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantSpec {
+    /// A named model.
+    pub model: String,
+    /// Sequences per request.
+    #[serde(default = "default_batch")]
+    pub batch: u32,
+    /// Tokens per sequence (a decoder's prompt).
+    #[serde(default = "default_seq")]
+    pub seq: u32,
+    /// Tokens a decoder generates per request (the first by the prefill); ignored for encoders.
+    #[serde(default = "default_new_tokens")]
+    pub new_tokens: u32,
+    /// Priority class.
+    #[serde(default)]
+    pub class: PriorityClass,
+    /// Latency objective, ms.
+    #[serde(default)]
+    pub slo_ms: Option<f64>,
+    /// Open loop at this many requests per second (Poisson arrivals); closed loop if absent.
+    #[serde(default)]
+    pub rate: Option<f64>,
+    /// `CUDA_MPS_ACTIVE_THREAD_PERCENTAGE` under `mps-limit` (default: an equal share).
+    #[serde(default)]
+    pub mps_percentage: Option<u32>,
+    /// SMs of its partition under `static` (default: an equal share of the groups).
+    #[serde(default)]
+    pub static_sms: Option<u32>,
+}
+
+impl TenantSpec {
+    /// A label for tables: the model, with its class when latency-critical.
+    pub fn label(&self) -> String {
+        match self.class {
+            PriorityClass::LatencyCritical => format!("{} (LC)", self.model),
+            PriorityClass::BestEffort => self.model.clone(),
+        }
+    }
+
+    /// What one request is, e.g. "8×128" or "8×128 +8".
+    pub fn shape(&self, decoder: bool) -> String {
+        if decoder {
+            format!("{}×{} +{}", self.batch, self.seq, self.new_tokens)
+        } else {
+            format!("{}×{}", self.batch, self.seq)
+        }
+    }
+
+    /// The key of its solo baseline: tenants with equal keys do the same work alone.
+    pub fn solo_key(&self, plan: bool) -> String {
+        format!(
+            "{}/b{}/s{}/n{}/{}",
+            self.model,
+            self.batch,
+            self.seq,
+            self.new_tokens,
+            if plan { "plan" } else { "eager" }
+        )
+    }
+}
+
+/// Host↔device copies from background threads (the PCIe-pressure study).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PcieLoad {
+    /// Copy threads, each with its own stream and pinned buffer.
+    pub threads: u32,
+    /// MiB per copy.
+    #[serde(default = "default_pcie_mib")]
+    pub mib: u32,
+    /// Share of each thread's time spent copying, 0–1 (1: back to back).
+    #[serde(default = "default_pcie_level")]
+    pub level: f64,
+}
+
+fn default_pcie_mib() -> u32 {
+    64
+}
+fn default_pcie_level() -> f64 {
+    1.0
+}
+
+/// How tenants share the GPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Sharing {
+    /// A worker process per tenant, no MPS: the driver time-slices their contexts.
+    Timeslice,
+    /// A worker process per tenant under an MPS daemon the harness starts and stops.
+    Mps,
+    /// As `Mps`, each client limited by `CUDA_MPS_ACTIVE_THREAD_PERCENTAGE`.
+    MpsLimit,
+    /// One process, a stream per tenant on the whole device, no right-sizing.
+    Streams,
+    /// One process, a disjoint green-context partition per tenant.
+    Static,
+    /// One process; each kernel on its profiled minimum SMs, windows may overlap.
+    KrispConserved,
+    /// One process; each kernel on its profiled minimum SMs, never overlapping another tenant.
+    KrispIsolated,
+}
+
+impl Sharing {
+    /// Every sharing mode.
+    pub const ALL: [Sharing; 7] = [
+        Sharing::Timeslice,
+        Sharing::Mps,
+        Sharing::MpsLimit,
+        Sharing::Streams,
+        Sharing::Static,
+        Sharing::KrispConserved,
+        Sharing::KrispIsolated,
+    ];
+
+    /// Its name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Sharing::Timeslice => "timeslice",
+            Sharing::Mps => "mps",
+            Sharing::MpsLimit => "mps-limit",
+            Sharing::Streams => "streams",
+            Sharing::Static => "static",
+            Sharing::KrispConserved => "krisp-conserved",
+            Sharing::KrispIsolated => "krisp-isolated",
+        }
+    }
+
+    /// Whether each tenant runs in its own worker process.
+    pub fn is_multiprocess(self) -> bool {
+        matches!(self, Sharing::Timeslice | Sharing::Mps | Sharing::MpsLimit)
+    }
+
+    /// Whether it runs under an MPS daemon.
+    pub fn uses_mps(self) -> bool {
+        matches!(self, Sharing::Mps | Sharing::MpsLimit)
+    }
+
+    /// Whether kernels are placed by their profiled minimum SMs.
+    pub fn is_krisp(self) -> bool {
+        matches!(self, Sharing::KrispConserved | Sharing::KrispIsolated)
+    }
+}
+
+/// A sharing mode and how requests are issued: eager launches or plan replays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Mode {
+    /// How the GPU is shared.
+    pub sharing: Sharing,
+    /// Requests replayed from CUDA graphs captured once.
+    pub plan: bool,
+}
+
+impl Mode {
+    /// The modes the default comparison runs: every sharing mode eager, and the plan variants
+    /// of the krisp modes and of the two strongest baselines (MPS and streams).
+    pub fn defaults() -> Vec<Mode> {
+        let mut v: Vec<Mode> = Sharing::ALL.iter().map(|&sharing| Mode { sharing, plan: false }).collect();
+        for sharing in [Sharing::Mps, Sharing::Streams, Sharing::KrispConserved, Sharing::KrispIsolated] {
+            v.push(Mode { sharing, plan: true });
+        }
+        v
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.sharing.name())?;
+        if self.plan {
+            f.write_str("-plan")?;
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for Mode {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Mode> {
+        let (base, plan) = match s.strip_suffix("-plan") {
+            Some(b) => (b, true),
+            None => (s, false),
+        };
+        match Sharing::ALL.iter().find(|m| m.name() == base) {
+            Some(&sharing) => Ok(Mode { sharing, plan }),
+            None => {
+                let known: Vec<&str> = Sharing::ALL.iter().map(|m| m.name()).collect();
+                bail!("unknown mode {s:?}; modes are {} (each also as <mode>-plan)", known.join(", "))
+            }
+        }
+    }
+}
+
+impl Serialize for Mode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Mode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Mode, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Parses a comma-separated list of modes ("all" and "default" name the default set).
+pub fn parse_modes(list: &str) -> anyhow::Result<Vec<Mode>> {
+    if matches!(list.trim(), "all" | "default") {
+        return Ok(Mode::defaults());
+    }
+    let modes = list.split(',').map(|s| s.trim().parse()).collect::<anyhow::Result<Vec<Mode>>>()?;
+    if modes.is_empty() {
+        bail!("no modes given");
+    }
+    Ok(modes)
+}
+
+impl ScenarioFile {
+    /// Parses and checks a scenario file's text (`origin` names it in errors).
+    pub fn parse(text: &str, origin: &str) -> anyhow::Result<ScenarioFile> {
+        let file: ScenarioFile =
+            toml::from_str(text).with_context(|| format!("{origin}: not a valid scenario file"))?;
+        file.validate().with_context(|| format!("{origin}: invalid scenario"))?;
+        Ok(file)
+    }
+
+    /// Reads and checks a scenario file.
+    pub fn load(path: &std::path::Path) -> anyhow::Result<ScenarioFile> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// The embedded default set.
+    pub fn defaults() -> ScenarioFile {
+        Self::parse(DEFAULT_SCENARIOS, "the default scenarios").expect("the embedded default scenarios are valid")
+    }
+
+    /// Checks every scenario; names must be unique.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.scenarios.is_empty() {
+            bail!("no [[scenario]]");
+        }
+        let mut seen = std::collections::HashSet::new();
+        for s in &self.scenarios {
+            if !seen.insert(s.name.as_str()) {
+                bail!("two scenarios are named {:?}", s.name);
+            }
+            s.validate().with_context(|| format!("scenario {:?}", s.name))?;
+        }
+        Ok(())
+    }
+
+    /// The scenarios whose names are listed (all if `names` is empty).
+    pub fn select(&self, names: &[String]) -> anyhow::Result<Vec<Scenario>> {
+        if names.is_empty() {
+            return Ok(self.scenarios.clone());
+        }
+        names
+            .iter()
+            .map(|n| {
+                self.scenarios.iter().find(|s| &s.name == n).cloned().with_context(|| {
+                    let known: Vec<&str> = self.scenarios.iter().map(|s| s.name.as_str()).collect();
+                    format!("no scenario {n:?}; known: {}", known.join(", "))
+                })
+            })
+            .collect()
+    }
+}
+
+impl Scenario {
+    /// Checks the scenario: known models, positive sizes, sane rates and levels.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.name.is_empty() || !self.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+            bail!("name {:?} must be non-empty letters, digits, '-', '_' or '.'", self.name);
+        }
+        if self.tenants.is_empty() {
+            bail!("no [[scenario.tenant]]");
+        }
+        if self.requests == 0 {
+            bail!("requests must be at least 1");
+        }
+        if let Some(d) = self.duration_s {
+            if !(d.is_finite() && d > 0.0) {
+                bail!("duration_s = {d} must be positive");
+            }
+        }
+        if let Some(p) = &self.pcie {
+            if p.threads == 0 || p.mib == 0 || !(p.level > 0.0 && p.level <= 1.0) {
+                bail!("pcie needs threads ≥ 1, mib ≥ 1 and 0 < level ≤ 1");
+            }
+        }
+        for (i, t) in self.tenants.iter().enumerate() {
+            t.validate().with_context(|| format!("tenant {i} ({})", t.model))?;
+        }
+        Ok(())
+    }
+}
+
+impl TenantSpec {
+    /// Checks the tenant against its model's config.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let c = ModelConfig::named(&self.model)?;
+        if self.batch == 0 || self.seq == 0 {
+            bail!("batch and seq must be at least 1");
+        }
+        let positions = self.seq + if c.is_decoder() { self.new_tokens } else { 0 };
+        if positions > c.max_positions {
+            bail!("{} tokens exceed the model's {} positions", positions, c.max_positions);
+        }
+        if c.is_decoder() && self.new_tokens == 0 {
+            bail!("a decoder tenant needs new_tokens ≥ 1");
+        }
+        if let Some(s) = self.slo_ms {
+            if !(s.is_finite() && s > 0.0) {
+                bail!("slo_ms = {s} must be positive");
+            }
+        }
+        if let Some(r) = self.rate {
+            if !(r.is_finite() && r > 0.0) {
+                bail!("rate = {r} must be positive (omit it for a closed loop)");
+            }
+        }
+        if let Some(p) = self.mps_percentage {
+            if !(1..=100).contains(&p) {
+                bail!("mps_percentage = {p} must be 1–100");
+            }
+        }
+        if self.static_sms == Some(0) {
+            bail!("static_sms must be positive");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_set_parses_and_covers_the_study() {
+        let f = ScenarioFile::defaults();
+        let names: Vec<&str> = f.scenarios.iter().map(|s| s.name.as_str()).collect();
+        for want in ["encoders", "decoders", "mix-4"] {
+            assert!(names.contains(&want), "{names:?}");
+        }
+        assert!(f.scenarios.iter().all(|s| s.warmup == 10 && s.requests == 100));
+        assert!(f.scenarios.iter().flat_map(|s| &s.tenants).all(|t| t.batch == 8 && t.seq == 128));
+        assert!(f.scenarios.iter().any(|s| s.tenants.len() == 4));
+    }
+
+    #[test]
+    fn modes_round_trip_and_bad_names_are_refused() {
+        for m in Mode::defaults() {
+            assert_eq!(m.to_string().parse::<Mode>().unwrap(), m);
+        }
+        assert_eq!("mps-limit-plan".parse::<Mode>().unwrap(), Mode { sharing: Sharing::MpsLimit, plan: true });
+        let e = "mig".parse::<Mode>().unwrap_err().to_string();
+        assert!(e.contains("unknown mode") && e.contains("krisp-isolated"), "{e}");
+        assert_eq!(parse_modes("streams, static").unwrap().len(), 2);
+        assert_eq!(parse_modes("all").unwrap(), Mode::defaults());
+    }
+
+    #[test]
+    fn bad_scenarios_say_what_is_wrong() {
+        let cases = [
+            ("[[scenario]]\nname = \"a\"\n[[scenario.tenant]]\nmodel = \"gpt5\"\n", "unknown model"),
+            ("[[scenario]]\nname = \"a\"\n[[scenario.tenant]]\nmodel = \"gpt2\"\nrate = -1.0\n", "rate"),
+            ("[[scenario]]\nname = \"a\"\n[[scenario.tenant]]\nmodel = \"gpt2\"\nseq = 1024\n", "positions"),
+            ("[[scenario]]\nname = \"a\"\nrequests = 0\n[[scenario.tenant]]\nmodel = \"gpt2\"\n", "requests"),
+            ("[[scenario]]\nname = \"a\"\n", "tenant"),
+            ("[[scenario]]\nname = \"a\"\nbogus = 1\n[[scenario.tenant]]\nmodel = \"gpt2\"\n", "bogus"),
+            (
+                "[[scenario]]\nname = \"a\"\n[[scenario.tenant]]\nmodel = \"gpt2\"\n[[scenario]]\nname = \"a\"\n[[scenario.tenant]]\nmodel = \"gpt2\"\n",
+                "two scenarios",
+            ),
+            (
+                "[[scenario]]\nname = \"a\"\nmodes = [\"mig\"]\n[[scenario.tenant]]\nmodel = \"gpt2\"\n",
+                "unknown mode",
+            ),
+        ];
+        for (text, want) in cases {
+            let e = format!("{:#}", ScenarioFile::parse(text, "t.toml").unwrap_err());
+            assert!(e.contains(want), "{want:?} not in {e:?}");
+        }
+    }
+
+    #[test]
+    fn defaults_fill_a_minimal_tenant() {
+        let f =
+            ScenarioFile::parse("[[scenario]]\nname = \"a\"\n[[scenario.tenant]]\nmodel = \"gpt2\"\n", "t").unwrap();
+        let t = &f.scenarios[0].tenants[0];
+        assert_eq!((t.batch, t.seq, t.new_tokens, t.class, t.rate), (8, 128, 8, PriorityClass::BestEffort, None));
+        assert_eq!(t.solo_key(true), "gpt2/b8/s128/n8/plan");
+    }
+}

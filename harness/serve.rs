@@ -1,0 +1,230 @@
+//! A tenant's model on the GPU, and what one request of it is: an encoder forward, or a
+//! decoder prefill followed by greedy decode steps. Eager, or replayed from plans.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context as _};
+
+use super::scenario::TenantSpec;
+use crate::engine::{checkpoint, Model, ModelConfig, ModelWeights, Workspace};
+use crate::profiler::{prefix_pool, profile_launches, Options, Profile};
+use crate::runtime::{Device, GroupRange, PartitionSupport, Placement, Plan, PlanSet, Runtime, Tenant};
+
+/// Synthetic token ids for a workspace: deterministic, spread over the vocabulary.
+pub fn token_ids(len: usize, vocab: u32, seed: u64) -> Vec<u32> {
+    (0..len as u64).map(|i| ((i + seed).wrapping_mul(2_654_435_761) % u64::from(vocab)) as u32).collect()
+}
+
+/// The captured work of one request.
+#[derive(Debug)]
+enum Plans {
+    /// Eager: launches decided as they go.
+    None,
+    /// One plan per phase, partitions fixed at capture.
+    Single { first: Plan, step: Option<Plan> },
+    /// One plan per phase and window; each replay takes the least loaded window.
+    Sets { first: PlanSet, step: Option<PlanSet> },
+}
+
+/// A tenant's model, workspace and (optionally) plans.
+#[derive(Debug)]
+pub struct Served {
+    model: Model,
+    ws: Workspace,
+    batch: u32,
+    seq: u32,
+    /// Decode steps after the prefill (0 for encoders).
+    steps: u32,
+    plans: Plans,
+}
+
+impl Served {
+    /// Loads `spec`'s model with synthetic weights from `seed`, and its workspace.
+    pub fn load(t: &Tenant, spec: &TenantSpec, seed: u64) -> anyhow::Result<Served> {
+        let c = ModelConfig::named(&spec.model)?;
+        let weights = ModelWeights::synthetic(t, &c, seed).with_context(|| format!("{}: weights", spec.model))?;
+        let model = Model::new(t, c, weights)?;
+        let decoder = model.config().is_decoder();
+        let positions = if decoder { spec.seq + spec.new_tokens } else { spec.seq };
+        let mut ws = model.workspace(t, spec.batch, positions)?;
+        ws.ids.copy_from_host(&token_ids(ws.ids.len(), model.config().vocab, seed))?;
+        let steps = if decoder { spec.new_tokens.saturating_sub(1) } else { 0 };
+        Ok(Served { model, ws, batch: spec.batch, seq: spec.seq, steps, plans: Plans::None })
+    }
+
+    fn first(&self, t: &Tenant) -> Result<(), crate::engine::EngineError> {
+        if self.model.config().is_decoder() {
+            self.model.prefill(t, &self.ws, self.batch, self.seq)
+        } else {
+            self.model.encode(t, &self.ws, self.batch, self.seq)
+        }
+    }
+
+    /// Captures the request as plans: one per phase, or with `windows`, one per phase and
+    /// window (replays then take the least loaded window).
+    pub fn capture(&mut self, t: &Tenant, windows: Option<&[GroupRange]>) -> anyhow::Result<()> {
+        let has_steps = self.steps > 0;
+        self.plans = match windows {
+            None => Plans::Single {
+                first: t.capture(|| self.first(t))?,
+                step: has_steps.then(|| self.model.capture_decode_step(t, &self.ws, self.batch)).transpose()?,
+            },
+            Some(w) => Plans::Sets {
+                first: t.capture_set(w, || self.first(t))?,
+                step: has_steps
+                    .then(|| t.capture_set(w, || self.model.decode_step(t, &self.ws, self.batch)))
+                    .transpose()?,
+            },
+        };
+        Ok(())
+    }
+
+    /// Runs one request and waits for it.
+    pub fn request(&self, t: &Tenant) -> anyhow::Result<()> {
+        match &self.plans {
+            Plans::None => {
+                self.first(t)?;
+                for _ in 0..self.steps {
+                    self.model.decode_step(t, &self.ws, self.batch)?;
+                }
+            }
+            Plans::Single { first, step } => {
+                t.replay(first)?;
+                if let Some(step) = step {
+                    for _ in 0..self.steps {
+                        t.replay(step)?;
+                    }
+                }
+            }
+            Plans::Sets { first, step } => {
+                t.replay_least_loaded(first)?;
+                if let Some(step) = step {
+                    for _ in 0..self.steps {
+                        t.replay_least_loaded(step)?;
+                    }
+                }
+            }
+        }
+        t.synchronize()?;
+        Ok(())
+    }
+}
+
+/// Where a model to profile comes from.
+#[derive(Debug, Clone)]
+pub enum ModelSource {
+    /// A named architecture with synthetic weights from a seed.
+    Named(String, u64),
+    /// A Hugging Face checkpoint directory.
+    Checkpoint(PathBuf),
+}
+
+/// A profile and how it was made.
+#[derive(Debug)]
+pub struct Profiled {
+    /// The profile.
+    pub profile: Profile,
+    /// Launches in the request.
+    pub launches: usize,
+    /// Seconds spent timing.
+    pub seconds: f64,
+}
+
+/// Refuses profiling arguments that cannot work, before any GPU work.
+pub fn check_profile_args(source: &ModelSource, batch: u32, seq: u32, opts: Options) -> anyhow::Result<()> {
+    if batch == 0
+        || seq == 0
+        || opts.repeats == 0
+        || opts.epsilon.is_nan()
+        || opts.epsilon < 0.0
+        || opts.abs_tol_us.is_nan()
+        || opts.abs_tol_us < 0.0
+    {
+        bail!("batch, seq and repeats must be positive; epsilon and abs-tol-us non-negative");
+    }
+    if let ModelSource::Named(name, _) = source {
+        ModelConfig::named(name)?;
+    }
+    Ok(())
+}
+
+/// Profiles one request of a model (an encoder forward, or a decoder prefill of `seq` tokens
+/// and one decode step) on `device`: every distinct kernel on every partition size.
+pub fn profile_model(
+    device: Device,
+    source: &ModelSource,
+    batch: u32,
+    seq: u32,
+    opts: Options,
+    progress: impl FnMut(usize, usize),
+) -> anyhow::Result<Profiled> {
+    check_profile_args(source, batch, seq, opts)?;
+    let info = device.info().clone();
+    let (granularity, groups) = match &info.partitions {
+        PartitionSupport::Supported { granularity, groups, .. } => (*granularity, *groups),
+        PartitionSupport::Unsupported { reason } => bail!("cannot profile without SM partitions: {reason}"),
+    };
+    let rt = Arc::new(Runtime::new(device, &prefix_pool(granularity, groups))?);
+    let t = Tenant::new(rt.clone(), 0, Placement::WHOLE)?;
+    let (config, weights, seed) = match source {
+        ModelSource::Checkpoint(dir) => {
+            let (c, w) = checkpoint::load(dir)?;
+            (c, ModelWeights::upload(&t, w)?, 1)
+        }
+        ModelSource::Named(name, seed) => {
+            let c = ModelConfig::named(name)?;
+            let w = ModelWeights::synthetic(&t, &c, *seed)?;
+            (c, w, *seed)
+        }
+    };
+    let model = Model::new(&t, config, weights)?;
+    let positions = if model.config().is_decoder() { seq + 1 } else { seq };
+    let mut ws = model.workspace(&t, batch, positions)?;
+    ws.ids.copy_from_host(&token_ids(ws.ids.len(), model.config().vocab, seed))?;
+    // Warm up, then record the request's launches.
+    model.request(&t, &ws, batch, seq)?;
+    t.synchronize()?;
+    let launches = t.record(|| model.request(&t, &ws, batch, seq))?;
+    t.synchronize()?;
+    let started = std::time::Instant::now();
+    // SAFETY: the model and workspace the launches were recorded from live until the end.
+    let kernels = unsafe { profile_launches(&rt, &launches, opts, progress) }?;
+    let request = model.describe_request(batch, seq);
+    let profile = Profile::new(&info, granularity, &model.config().name, &request, opts, kernels);
+    Ok(Profiled { profile, launches: launches.len(), seconds: started.elapsed().as_secs_f64() })
+}
+
+/// A file-name-safe form of a name ("NVIDIA H200" → "nvidia-h200").
+pub fn slug(name: &str) -> String {
+    let s: String = name.to_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+    s.split('-').filter(|p| !p.is_empty()).collect::<Vec<_>>().join("-")
+}
+
+/// Where a profile of `model` at `batch`×`seq` on `gpu` lives under `dir`:
+/// `dir/<gpu>/<model>-b<batch>-s<seq>.json`.
+pub fn profile_path(dir: &Path, gpu: &str, model: &str, batch: u32, seq: u32) -> PathBuf {
+    dir.join(slug(gpu)).join(format!("{}-b{batch}-s{seq}.json", slug(model)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs_and_profile_paths() {
+        assert_eq!(slug("NVIDIA H200"), "nvidia-h200");
+        assert_eq!(slug("  NVIDIA  H100 80GB HBM3 "), "nvidia-h100-80gb-hbm3");
+        assert_eq!(
+            profile_path(Path::new("profiles"), "NVIDIA H200", "gpt2-medium", 8, 128),
+            Path::new("profiles/nvidia-h200/gpt2-medium-b8-s128.json")
+        );
+    }
+
+    #[test]
+    fn token_ids_stay_in_the_vocabulary() {
+        let ids = token_ids(1000, 50257, 3);
+        assert!(ids.iter().all(|&i| i < 50257));
+        assert!(ids.iter().collect::<std::collections::HashSet<_>>().len() > 900);
+    }
+}

@@ -1,0 +1,390 @@
+//! The multi-process modes: a worker process per tenant (`rightsize worker`), talking to the
+//! harness in JSON lines. The worker loads its model, says `ready`, waits for `go` on stdin,
+//! runs its request loop, says `finished` once it has counted its requests, keeps going until
+//! `stop` (or end of input), then sends its samples and exits.
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use serde::{Deserialize, Serialize};
+
+use super::drive::{drive, Gate, LoopSpec};
+use super::metrics::Sample;
+use super::scenario::{Scenario, TenantSpec};
+use super::serve::Served;
+use crate::runtime::{Device, Placement, PoolSpec, Runtime, Tenant};
+
+/// What a worker is asked to do.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkerSpec {
+    /// Its tenant.
+    pub tenant: TenantSpec,
+    /// Replay requests from plans.
+    pub plan: bool,
+    /// Seed of its weights and ids.
+    pub seed: u64,
+    /// Its request loop.
+    pub warmup: u32,
+    /// Counted requests.
+    pub requests: u32,
+    /// Arrival seed.
+    pub arrival_seed: u64,
+    /// Counting stops after this many seconds.
+    pub duration_s: Option<f64>,
+}
+
+/// A line from a worker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum Message {
+    /// Loaded and warmed up; waiting for `go`.
+    Ready,
+    /// Counted requests so far.
+    Progress {
+        /// How many.
+        counted: u32,
+    },
+    /// Done counting; still issuing requests until `stop`.
+    Finished,
+    /// Its counted samples.
+    Result {
+        /// Samples, in issue order.
+        samples: Vec<Sample>,
+    },
+    /// It failed.
+    Error {
+        /// Why.
+        message: String,
+    },
+}
+
+fn emit(m: &Message) {
+    let mut out = std::io::stdout().lock();
+    // A closed stdout means the harness is gone; the loop ends at the next `stopped`.
+    let _ = serde_json::to_writer(&mut out, m);
+    let _ = out.write_all(b"\n");
+    let _ = out.flush();
+}
+
+/// The worker's side of the gate: stdin and stdout.
+struct StdioGate {
+    stop: Arc<AtomicBool>,
+}
+
+impl Gate for StdioGate {
+    fn start(&self) -> anyhow::Result<Instant> {
+        emit(&Message::Ready);
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        if line.trim() != "go" {
+            bail!("the harness called the run off");
+        }
+        let t0 = Instant::now();
+        let stop = self.stop.clone();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            // `stop`, or end of input (the harness is gone): stop either way.
+            while matches!(std::io::stdin().lock().read_line(&mut line), Ok(n) if n > 0) && line.trim() != "stop" {
+                line.clear();
+            }
+            stop.store(true, Ordering::SeqCst);
+        });
+        Ok(t0)
+    }
+    fn finished(&self) {
+        emit(&Message::Finished);
+    }
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+    fn progress(&self, counted: u32) {
+        emit(&Message::Progress { counted });
+    }
+}
+
+/// `rightsize worker`: runs one tenant as the harness asks; errors are reported as a message.
+pub fn worker_main(spec_json: &str) -> anyhow::Result<()> {
+    let r = (|| -> anyhow::Result<()> {
+        let spec: WorkerSpec = serde_json::from_str(spec_json).context("bad worker spec")?;
+        let device = Device::open(0).context("cannot open the GPU")?;
+        let rt = Arc::new(Runtime::new(device, &PoolSpec::default())?);
+        let t = Tenant::new(rt, 0, Placement::WHOLE)?;
+        let mut served = Served::load(&t, &spec.tenant, spec.seed)?;
+        if spec.plan {
+            served.capture(&t, None)?;
+        }
+        served.request(&t)?;
+        let gate = StdioGate { stop: Arc::new(AtomicBool::new(false)) };
+        let lspec = LoopSpec {
+            warmup: spec.warmup,
+            requests: spec.requests,
+            rate: spec.tenant.rate,
+            seed: spec.arrival_seed,
+            duration: spec.duration_s.map(Duration::from_secs_f64),
+        };
+        let samples = drive(&lspec, &gate, || served.request(&t))?;
+        emit(&Message::Result { samples });
+        Ok(())
+    })();
+    if let Err(e) = &r {
+        emit(&Message::Error { message: format!("{e:#}") });
+    }
+    r
+}
+
+/// Process ids of the workers running now (for the Ctrl-C handler).
+static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+/// Kills every worker still running.
+pub fn kill_all() {
+    for pid in CHILDREN.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+        // No signal API in std: ask `kill`, which every POSIX host has.
+        let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+    }
+}
+
+/// A worker process; killed on drop if still running.
+struct Worker {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Worker {
+    fn say(&mut self, line: &str) {
+        if let Some(s) = self.stdin.as_mut() {
+            let _ = writeln!(s, "{line}");
+            let _ = s.flush();
+        }
+    }
+
+    fn stderr_tail(&self) -> String {
+        let s = self.stderr.lock().unwrap_or_else(|p| p.into_inner());
+        let lines: Vec<&str> = s.lines().rev().take(5).collect();
+        lines.into_iter().rev().collect::<Vec<_>>().join(" / ")
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.stdin.take();
+        if matches!(self.child.try_wait(), Ok(None)) {
+            // Give it a moment to exit on its own (end of input means stop).
+            let until = Instant::now() + Duration::from_secs(2);
+            while Instant::now() < until && matches!(self.child.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+        let pid = self.child.id();
+        CHILDREN.lock().unwrap_or_else(|p| p.into_inner()).retain(|&p| p != pid);
+    }
+}
+
+/// The program a worker runs: `$RIGHTSIZE_WORKER_EXE`, else this executable.
+pub fn worker_exe() -> anyhow::Result<std::path::PathBuf> {
+    match std::env::var_os("RIGHTSIZE_WORKER_EXE") {
+        Some(p) => Ok(p.into()),
+        None => std::env::current_exe().context("cannot find the rightsize executable"),
+    }
+}
+
+/// Longest a worker may take to load its model and warm up.
+const READY_TIMEOUT: Duration = Duration::from_secs(300);
+/// Longest a run may take once started.
+const RUN_TIMEOUT: Duration = Duration::from_secs(1800);
+
+/// Runs `s` with a worker process per tenant (the program `exe`, usually [`worker_exe`]),
+/// tenant `i` with the extra environment `env[i]`; returns each tenant's counted samples.
+pub fn run(
+    exe: &std::path::Path,
+    s: &Scenario,
+    plan: bool,
+    env: &[Vec<(String, String)>],
+    counted: Arc<AtomicU64>,
+) -> anyhow::Result<Vec<Vec<Sample>>> {
+    let (tx, rx) = mpsc::channel::<(usize, Option<Message>)>();
+    let mut workers = Vec::with_capacity(s.tenants.len());
+    for (i, tenant) in s.tenants.iter().enumerate() {
+        let spec = WorkerSpec {
+            tenant: tenant.clone(),
+            plan,
+            seed: s.seed + i as u64,
+            warmup: s.warmup,
+            requests: s.requests,
+            arrival_seed: s.seed.wrapping_mul(31).wrapping_add(i as u64),
+            duration_s: s.duration_s,
+        };
+        let mut child = Command::new(exe)
+            .arg("worker")
+            .arg("--spec")
+            .arg(serde_json::to_string(&spec)?)
+            .envs(env.get(i).into_iter().flatten().map(|(k, v)| (k, v)))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot start the worker {}", exe.display()))?;
+        CHILDREN.lock().unwrap_or_else(|p| p.into_inner()).push(child.id());
+        let stdout = child.stdout.take().context("worker stdout")?;
+        let stderr_pipe = child.stderr.take().context("worker stderr")?;
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                match serde_json::from_str::<Message>(&line) {
+                    Ok(m) => {
+                        let _ = tx.send((i, Some(m)));
+                    }
+                    // Anything else a worker prints is passed on.
+                    Err(_) => eprintln!("worker {i}: {line}"),
+                }
+            }
+            let _ = tx.send((i, None));
+        });
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr_pipe).lines().map_while(Result::ok) {
+                let mut s = sink.lock().unwrap_or_else(|p| p.into_inner());
+                s.push_str(&line);
+                s.push('\n');
+                if s.len() > 16 << 10 {
+                    let cut = s.len() - (8 << 10);
+                    *s = s[s.char_indices().map(|(i, _)| i).find(|&i| i >= cut).unwrap_or(0)..].to_string();
+                }
+            }
+        });
+        let stdin = child.stdin.take();
+        workers.push(Worker { child, stdin, stderr });
+    }
+    drop(tx);
+    let n = workers.len();
+    let fail = |workers: &Vec<Worker>, i: usize, why: String| -> anyhow::Error {
+        let tail = workers[i].stderr_tail();
+        let model = &s.tenants[i].model;
+        if tail.is_empty() {
+            anyhow::anyhow!("worker {i} ({model}): {why}")
+        } else {
+            anyhow::anyhow!("worker {i} ({model}): {why} (stderr: {tail})")
+        }
+    };
+    let mut ready = vec![false; n];
+    let mut finished = vec![false; n];
+    let mut results: Vec<Option<Vec<Sample>>> = vec![None; n];
+    let mut last = vec![0u32; n];
+    let mut started: Option<Instant> = None;
+    let mut stopped = false;
+    let begun = Instant::now();
+    while results.iter().any(Option::is_none) {
+        let limit = match started {
+            None => READY_TIMEOUT.saturating_sub(begun.elapsed()),
+            Some(t) => RUN_TIMEOUT.saturating_sub(t.elapsed()),
+        };
+        let (i, msg) = match rx.recv_timeout(limit) {
+            Ok(x) => x,
+            Err(_) => {
+                let waiting = if started.is_none() { "to get ready" } else { "to finish" };
+                bail!(
+                    "workers took too long {waiting} ({:?})",
+                    if started.is_none() { READY_TIMEOUT } else { RUN_TIMEOUT }
+                );
+            }
+        };
+        match msg {
+            Some(Message::Ready) => ready[i] = true,
+            Some(Message::Progress { counted: c }) => {
+                counted.fetch_add(u64::from(c.saturating_sub(last[i])), Ordering::Relaxed);
+                last[i] = c;
+            }
+            Some(Message::Finished) => finished[i] = true,
+            Some(Message::Result { samples }) => results[i] = Some(samples),
+            Some(Message::Error { message }) => return Err(fail(&workers, i, message)),
+            // Its output ended after its results: it is exiting as it should.
+            None if results[i].is_some() => {}
+            None => {
+                let status = workers[i].child.wait().map(|s| s.to_string()).unwrap_or_default();
+                return Err(fail(&workers, i, format!("exited ({status}) without its results")));
+            }
+        }
+        if started.is_none() && ready.iter().all(|&r| r) {
+            started = Some(Instant::now());
+            for w in &mut workers {
+                w.say("go");
+            }
+        }
+        if !stopped && finished.iter().all(|&f| f) {
+            stopped = true;
+            for w in &mut workers {
+                w.say("stop");
+                w.stdin.take();
+            }
+        }
+    }
+    Ok(results.into_iter().map(|r| r.unwrap_or_default()).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::harness::scenario::ScenarioFile;
+
+    /// A stand-in worker: a shell script speaking the protocol.
+    fn script(body: &str) -> std::path::PathBuf {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = crate::harness::mps::private_dir("test-worker").unwrap();
+        let path = dir.join("worker.sh");
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    fn pair() -> Scenario {
+        let text = "[[scenario]]\nname = \"a\"\n[[scenario.tenant]]\nmodel = \"gpt2\"\n[[scenario.tenant]]\nmodel = \"bert-base\"\n";
+        ScenarioFile::parse(text, "t").unwrap().scenarios.remove(0)
+    }
+
+    #[test]
+    fn workers_start_together_and_stop_together() {
+        // Each worker checks the arguments and environment it was given, waits for go, reports
+        // progress, waits for stop, and sends one sample tagged with its tenant's batch.
+        let exe = script(
+            r#"case "$3" in *'"model":"gpt2"'*|*'"model":"bert-base"'*) ;; *) exit 9;; esac
+[ "$RS_TEST" = yes ] || exit 8
+echo '{"event":"ready"}'
+read go; [ "$go" = go ] || exit 3
+echo '{"event":"progress","counted":1}'
+echo 'a stray line'
+echo '{"event":"finished"}'
+read stop; [ "$stop" = stop ] || exit 4
+echo '{"event":"result","samples":[{"due":0.0,"start":0.001,"end":0.002}]}'"#,
+        );
+        let env = vec![vec![("RS_TEST".to_string(), "yes".to_string())]; 2];
+        let counted = Arc::new(AtomicU64::new(0));
+        let r = run(&exe, &pair(), false, &env, counted.clone()).unwrap();
+        assert_eq!(r.len(), 2);
+        assert!(r.iter().all(|s| s.len() == 1 && s[0].end == 0.002));
+        assert_eq!(counted.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn a_worker_error_names_the_tenant_and_the_reason() {
+        let exe = script(r#"echo '{"event":"error","message":"cannot open the GPU: no device"}'; exit 1"#);
+        let e = run(&exe, &pair(), false, &[], Arc::default()).unwrap_err().to_string();
+        assert!(e.contains("worker 0 (gpt2)") || e.contains("worker 1 (bert-base)"), "{e}");
+        assert!(e.contains("cannot open the GPU"), "{e}");
+    }
+
+    #[test]
+    fn a_worker_that_dies_is_reported_with_its_stderr() {
+        let exe = script("echo 'segmentation fault' >&2; sleep 0.2; exit 139");
+        let e = run(&exe, &pair(), false, &[], Arc::default()).unwrap_err().to_string();
+        assert!(e.contains("without its results") && e.contains("segmentation fault"), "{e}");
+    }
+}
