@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 
 mod engine;
+mod harness;
 mod kernels;
 mod profiler;
 mod scheduler;
@@ -255,4 +256,68 @@ fn grid_auto_fills_the_partition_and_no_more() {
     let grid = unsafe { rt.launch(VECTOR_ADD_F16, &three_units, Placement::WHOLE) }.unwrap();
     assert_eq!(grid, 3);
     rt.synchronize().unwrap();
+}
+
+/// How green contexts share the GPU in time: two spinning kernels (~2 ms each, one block per
+/// SM of their partition, so two of them fit on an SM side by side) launched together, against
+/// one alone. Disjoint partitions run
+/// side by side (the static and krisp-isolated modes rely on it); the test prints what two
+/// different green contexts over the same SMs, and a green context beside the whole device,
+/// do (docs/device-h200.md records it).
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn disjoint_green_contexts_run_side_by_side() {
+    let d = device();
+    let (g, groups) = split(&d);
+    assert!(groups >= 12, "needs 12 groups");
+    let range = d.info().stream_priorities;
+    let spec = PoolSpec {
+        partitions: vec![
+            PartitionRequest { first_group: 0, sms: 6 * g },
+            PartitionRequest { first_group: 6, sms: 6 * g },
+            PartitionRequest { first_group: 3, sms: 6 * g },
+        ],
+        priorities: vec![range.least, range.greatest],
+        lanes: 1,
+    };
+    let rt = Runtime::new(d, &spec).unwrap();
+    let (a, b, over) = (PartitionId::green(0), PartitionId::green(1), PartitionId::green(2));
+    let per_sm = rt.kernels().get(KernelId::SmidRecord).blocks_per_sm;
+    assert!(per_sm >= 2, "two blocks must fit on an SM");
+    let spin = 4_000_000u64; // ~2 ms at 2 GHz
+    let bufs: Vec<DeviceBuffer<u32>> =
+        (0..2).map(|_| DeviceBuffer::<u32>::filled(rt.device(), 132 * per_sm as usize, 0xff).unwrap()).collect();
+    let run = |launches: &[(PartitionId, usize)]| -> f64 {
+        rt.synchronize().unwrap();
+        let t = std::time::Instant::now();
+        for (i, &(p, level)) in launches.iter().enumerate() {
+            let sms = rt.pool().get(p).unwrap().sms();
+            let units = sms;
+            let params = SmidParams { sm: bufs[i].ptr(), spin_cycles: spin, units, _pad: 0 };
+            let placement = Placement { partition: p, priority_level: level, grid: Grid::Fixed(units) };
+            // SAFETY: each buffer holds 132 · blocks-per-SM entries.
+            unsafe { rt.launch(SMID_RECORD, &params, placement) }.unwrap();
+        }
+        rt.synchronize().unwrap();
+        t.elapsed().as_secs_f64() * 1e3
+    };
+    run(&[(a, 0)]);
+    let median = |launches: &[(PartitionId, usize)]| {
+        let mut v: Vec<f64> = (0..5).map(|_| run(launches)).collect();
+        v.sort_by(f64::total_cmp);
+        v[2]
+    };
+    let alone = median(&[(a, 0)]);
+    let cases = [
+        ("same green context, two streams", median(&[(a, 0), (a, 1)])),
+        ("disjoint green contexts", median(&[(a, 0), (b, 0)])),
+        ("overlapping green contexts (3 of 6 groups shared)", median(&[(a, 0), (over, 0)])),
+        ("a green context and the whole device", median(&[(a, 0), (PartitionId::WHOLE, 0)])),
+    ];
+    println!("one spinning kernel alone: {alone:.2} ms ({per_sm} blocks fit per SM)");
+    for (name, ms) in cases {
+        println!("two at once, {name}: {ms:.2} ms ({:.2}× alone)", ms / alone);
+    }
+    assert!(cases[0].1 <= 1.3 * alone, "two streams of one green context did not share its SMs");
+    assert!(cases[1].1 <= 1.3 * alone, "disjoint partitions did not run side by side");
 }

@@ -1,0 +1,88 @@
+//! The harness end to end on the GPU: a pair of tenants under every mode of the default set,
+//! with solo baselines, knees from committed profiles (or profiled on the spot), worker
+//! processes and an MPS daemon of its own.
+
+use std::path::PathBuf;
+
+use rightsize::harness::compare::Status;
+use rightsize::harness::{compare, CompareOptions, Mode, ScenarioFile, Sharing};
+
+/// The `rightsize` binary: beside this test binary (scripts/gpu-build.sh puts them together),
+/// else where cargo built it.
+fn rightsize_exe() -> PathBuf {
+    let beside = std::env::current_exe().unwrap().with_file_name("rightsize");
+    if beside.is_file() {
+        beside
+    } else {
+        PathBuf::from(env!("CARGO_BIN_EXE_rightsize"))
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn a_pair_runs_under_every_mode_with_solo_baselines() {
+    let text = r#"
+        [[scenario]]
+        name = "pair"
+        warmup = 2
+        requests = 6
+        [[scenario.tenant]]
+        model = "bert-base"
+        class = "latency-critical"
+        slo_ms = 50.0
+        [[scenario.tenant]]
+        model = "distilgpt2"
+        new_tokens = 4
+        rate = 100.0
+    "#;
+    let scenarios = ScenarioFile::parse(text, "test").unwrap().scenarios;
+    let out = std::env::temp_dir().join(format!("rightsize-harness-test-{}", std::process::id()));
+    let opts = CompareOptions {
+        modes: Mode::defaults(),
+        out: out.clone(),
+        profiles: PathBuf::from("profiles"),
+        command: "gpu test".into(),
+        worker: Some(rightsize_exe()),
+    };
+    let report = compare(&scenarios, &opts).unwrap();
+    println!("{}", rightsize::harness::output::summary(&report));
+    assert!(report.solo.iter().all(|s| matches!(s.status, Status::Ok) && s.metrics.is_some()), "{:?}", report.solo);
+    assert_eq!(report.runs.len(), Mode::defaults().len());
+    for run in &report.runs {
+        let mode: Mode = run.mode.parse().unwrap();
+        match &run.status {
+            Status::Ok => {}
+            // MPS may be missing or refused on a host; that is a skip or an MPS failure with
+            // its reason, never a silent pass.
+            Status::Skipped { reason } if mode.sharing.uses_mps() => {
+                println!("{}: skipped: {reason}", run.mode);
+                continue;
+            }
+            Status::Failed { error } if mode.sharing.uses_mps() && error.contains("MPS") => {
+                println!("{}: {error}", run.mode);
+                continue;
+            }
+            other => panic!("{}: {other:?}", run.mode),
+        }
+        assert_eq!(run.tenants.len(), 2, "{}", run.mode);
+        for t in &run.tenants {
+            let m = &t.metrics;
+            assert_eq!(m.requests, 6, "{} {}", run.mode, t.label);
+            assert!(m.latency.p50 > 0.05 && m.latency.p50 <= m.latency.p99, "{} {}: {m:?}", run.mode, t.label);
+            assert!(m.slowdown.is_some_and(|s| s > 0.3), "{} {}: {m:?}", run.mode, t.label);
+        }
+        let rm = run.metrics.expect("run metrics");
+        assert!(rm.stp > 0.2 && rm.stp < 2.5 && rm.fairness <= 1.0 + 1e-9, "{}: {rm:?}", run.mode);
+        assert!(rm.slo_attainment.is_some());
+        if mode.sharing == Sharing::Streams || mode.sharing.is_krisp() {
+            assert!(run.tenants.iter().all(|t| t.samples.len() == 6));
+        }
+    }
+    // Everything is on disk.
+    let back = rightsize::harness::Report::load(&out.join("results.json")).unwrap();
+    assert_eq!(back.runs.len(), report.runs.len());
+    for f in ["summary.md", "runs.csv", "tenants.csv"] {
+        assert!(out.join(f).is_file(), "{f}");
+    }
+    std::fs::remove_dir_all(&out).unwrap();
+}
