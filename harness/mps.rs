@@ -11,8 +11,8 @@ use anyhow::{bail, Context as _};
 
 use crate::runtime::mps_control_path;
 
-/// Pipe directories of the daemons running now, for the Ctrl-C handler.
-static RUNNING: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+/// Control programs and pipe directories of the daemons running now, for the Ctrl-C handler.
+static RUNNING: Mutex<Vec<(PathBuf, PathBuf)>> = Mutex::new(Vec::new());
 
 /// A running MPS control daemon; quits on drop.
 #[derive(Debug)]
@@ -70,6 +70,12 @@ impl MpsDaemon {
     /// Starts a daemon, or says why it cannot run here.
     pub fn start() -> anyhow::Result<MpsDaemon> {
         let control_bin = mps_control_path().context("nvidia-cuda-mps-control is not on PATH")?;
+        Self::start_with(&control_bin)
+    }
+
+    /// Starts a daemon with the control program `control_bin`.
+    pub fn start_with(control_bin: &Path) -> anyhow::Result<MpsDaemon> {
+        let control_bin = control_bin.to_path_buf();
         let dir = private_dir("mps")?;
         let (pipe, log) = (dir.join("pipe"), dir.join("log"));
         std::fs::create_dir_all(&pipe)?;
@@ -87,7 +93,7 @@ impl MpsDaemon {
             let _ = std::fs::remove_dir_all(&dir);
             bail!("the MPS daemon did not start: {}", String::from_utf8_lossy(&status.stderr).trim());
         }
-        RUNNING.lock().unwrap_or_else(|p| p.into_inner()).push(pipe.clone());
+        RUNNING.lock().unwrap_or_else(|p| p.into_inner()).push((control_bin.clone(), pipe.clone()));
         let daemon = MpsDaemon { control: control_bin, dir, stopped: false };
         // It answers once it is up.
         let started = Instant::now();
@@ -133,7 +139,7 @@ impl MpsDaemon {
         self.stopped = true;
         let pipe = self.pipe_dir();
         let r = quit_daemon(&self.control, &pipe);
-        RUNNING.lock().unwrap_or_else(|p| p.into_inner()).retain(|p| p != &pipe);
+        RUNNING.lock().unwrap_or_else(|p| p.into_inner()).retain(|(_, p)| p != &pipe);
         let _ = std::fs::remove_dir_all(&self.dir);
         r
     }
@@ -160,9 +166,8 @@ impl Drop for MpsDaemon {
 
 /// Quits every daemon still running (the Ctrl-C path).
 pub fn stop_all() {
-    let Some(control_bin) = mps_control_path() else { return };
-    let pipes = std::mem::take(&mut *RUNNING.lock().unwrap_or_else(|p| p.into_inner()));
-    for pipe in pipes {
+    let running = std::mem::take(&mut *RUNNING.lock().unwrap_or_else(|p| p.into_inner()));
+    for (control_bin, pipe) in running {
         if let Err(e) = quit_daemon(&control_bin, &pipe) {
             eprintln!("rightsize: stopping the MPS daemon at {}: {e:#}", pipe.display());
         }
@@ -183,4 +188,72 @@ pub fn install_interrupt_handler() {
             std::process::exit(130);
         });
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stand-in for nvidia-cuda-mps-control: `-d` writes the pid file and returns; on stdin
+    /// it answers `get_server_list` and, on `quit`, removes the pid file and logs it.
+    fn fake_control() -> PathBuf {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = private_dir("test-mps-bin").unwrap();
+        let path = dir.join("nvidia-cuda-mps-control");
+        let script = r#"#!/bin/sh
+pipe="$CUDA_MPS_PIPE_DIRECTORY"
+if [ "$1" = "-d" ]; then
+    [ -d "$CUDA_MPS_LOG_DIRECTORY" ] || exit 5
+    echo 42 > "$pipe/nvidia-cuda-mps-control.pid"; exit 0
+fi
+[ -f "$pipe/nvidia-cuda-mps-control.pid" ] || { echo "no daemon" >&2; exit 1; }
+read cmd
+case "$cmd" in
+    get_server_list) echo ;;
+    quit) rm "$pipe/nvidia-cuda-mps-control.pid"; echo quit >> "$pipe/../quit.log" ;;
+    *) exit 2 ;;
+esac
+"#;
+        std::fs::write(&path, script).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_daemon_gets_private_directories_and_is_always_stopped() {
+        let bin = fake_control();
+        // Stopped explicitly.
+        let d = MpsDaemon::start_with(&bin).unwrap();
+        let (pipe, dir) = (d.pipe_dir(), d.dir.clone());
+        assert!(pipe.join("nvidia-cuda-mps-control.pid").is_file());
+        assert!(d.client_env().iter().any(|(k, v)| k == "CUDA_MPS_PIPE_DIRECTORY" && v == &pipe.display().to_string()));
+        assert!(RUNNING.lock().unwrap().iter().any(|(_, p)| p == &pipe));
+        d.stop().unwrap();
+        assert!(!dir.exists(), "its directories are removed");
+        assert!(!RUNNING.lock().unwrap().iter().any(|(_, p)| p == &pipe));
+        // Stopped on drop, as on an error path.
+        let d = MpsDaemon::start_with(&bin).unwrap();
+        let dir = d.dir.clone();
+        drop(d);
+        assert!(!dir.exists());
+        // Stopped by the interrupt path.
+        let d = MpsDaemon::start_with(&bin).unwrap();
+        let dir = d.dir.clone();
+        std::mem::forget(d);
+        stop_all();
+        assert!(!dir.exists());
+        std::fs::remove_dir_all(bin.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn a_daemon_that_fails_to_start_says_why() {
+        let dir = private_dir("test-mps-bad").unwrap();
+        let bin = dir.join("control");
+        std::fs::write(&bin, "#!/bin/sh\necho 'MPS is not supported on this GPU' >&2\nexit 1\n").unwrap();
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let e = MpsDaemon::start_with(&bin).unwrap_err().to_string();
+        assert!(e.contains("did not start") && e.contains("not supported"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
