@@ -13,7 +13,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
 use super::metrics::{RunMetrics, Sample, TenantMetrics};
-use super::mps::{private_dir, MpsDaemon};
+use super::mps::{private_dir, MpsDaemon, Unavailable};
 use super::pcie::Pressure;
 use super::scenario::{Mode, Scenario, Sharing, TenantSpec};
 use super::serve::{profile_model, profile_path, ModelSource};
@@ -59,8 +59,6 @@ pub enum Status {
 /// One tenant's part of a run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TenantResult {
-    /// Label for tables.
-    pub label: String,
     /// Its spec.
     pub spec: TenantSpec,
     /// One request, e.g. "8×128 +8".
@@ -450,13 +448,7 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
                             let solo = report.solo(&spec.solo_key(mode.plan));
                             let metrics = TenantMetrics::of(&samples, solo, spec.slo_ms)?;
                             let decoder = ModelConfig::named(&spec.model).map(|c| c.is_decoder()).unwrap_or(false);
-                            Some(TenantResult {
-                                label: spec.label(),
-                                spec: spec.clone(),
-                                shape: spec.shape(decoder),
-                                metrics,
-                                samples,
-                            })
+                            Some(TenantResult { spec: spec.clone(), shape: spec.shape(decoder), metrics, samples })
                         })
                         .collect();
                     let metrics = RunMetrics::of(&tenants.iter().map(|t| t.metrics.clone()).collect::<Vec<_>>());
@@ -471,15 +463,21 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
                     }
                 }
                 Err(e) => {
-                    let error = format!("{e:#}");
-                    bars.println(&format!("{label} failed: {error}"));
-                    if mode.sharing.uses_mps() && error.contains("MPS daemon") {
-                        mps_broken = Some(error.clone());
+                    let status = match e.downcast_ref::<Unavailable>() {
+                        // No daemon here: this and every later MPS mode is skipped.
+                        Some(why) => {
+                            mps_broken = Some(why.0.clone());
+                            Status::Skipped { reason: why.0.clone() }
+                        }
+                        None => Status::Failed { error: format!("{e:#}") },
+                    };
+                    if let Status::Failed { error } = &status {
+                        bars.println(&format!("{label} failed: {error}"));
                     }
                     RunResult {
                         scenario: s.name.clone(),
                         mode: mode.to_string(),
-                        status: Status::Failed { error },
+                        status,
                         wall_s,
                         tenants: Vec::new(),
                         metrics: None,

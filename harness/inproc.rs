@@ -14,6 +14,11 @@ use super::serve::Served;
 use crate::runtime::policy::{Full, KrispConserved, KrispIsolated, Policy, Prioritized, PriorityClass, Static};
 use crate::runtime::{Device, GroupRange, MinSms, PartitionSupport, Runtime, Tenant};
 
+/// Why a tenant did not start: another tenant of the run failed to get ready.
+#[derive(Debug, thiserror::Error)]
+#[error("another tenant failed to start")]
+struct CalledOff;
+
 /// The gate of tenants in threads of one process.
 #[derive(Debug)]
 pub(crate) struct ThreadGate {
@@ -59,7 +64,7 @@ impl Gate for ThreadGate {
             a = self.cv.wait(a).unwrap_or_else(|p| p.into_inner());
         }
         if a.1 {
-            bail!("another tenant failed to start");
+            return Err(CalledOff.into());
         }
         Ok(*self.t0.get().expect("set by the last arrival"))
     }
@@ -208,7 +213,7 @@ pub fn run(
     for r in results {
         match r {
             Ok(samples) => out.push(samples),
-            Err(e) if format!("{e:#}").contains("another tenant failed") => called_off = Some(e),
+            Err(e) if e.downcast_ref::<CalledOff>().is_some() => called_off = Some(e),
             Err(e) => return Err(e),
         }
     }
@@ -222,6 +227,14 @@ pub fn run(
 mod tests {
     use super::*;
     use crate::harness::scenario::ScenarioFile;
+
+    #[test]
+    fn a_failed_tenant_calls_the_others_off() {
+        let gate = ThreadGate::new(2, Arc::default());
+        gate.fail();
+        let e = gate.start().map_err(|e| e.context("tenant 1 (gpt2)")).unwrap_err();
+        assert!(e.downcast_ref::<CalledOff>().is_some(), "{e:#}");
+    }
 
     #[test]
     fn equal_windows_cover_the_groups() {

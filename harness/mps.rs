@@ -14,6 +14,11 @@ use crate::runtime::mps_control_path;
 /// Control programs and pipe directories of the daemons running now, for the Ctrl-C handler.
 static RUNNING: Mutex<Vec<(PathBuf, PathBuf)>> = Mutex::new(Vec::new());
 
+/// Why no MPS daemon could be started here (its modes are then skipped, with this reason).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Unavailable(pub String);
+
 /// A running MPS control daemon; quits on drop.
 #[derive(Debug)]
 pub struct MpsDaemon {
@@ -67,7 +72,7 @@ fn control(control: &Path, pipe: &Path, command: &str, timeout: Duration) -> any
 }
 
 impl MpsDaemon {
-    /// Starts a daemon, or says why it cannot run here.
+    /// Starts a daemon, or says why it cannot run here (an [`Unavailable`] error).
     pub fn start() -> anyhow::Result<MpsDaemon> {
         let control_bin = mps_control_path().context("nvidia-cuda-mps-control is not on PATH")?;
         Self::start_with(&control_bin)
@@ -91,7 +96,8 @@ impl MpsDaemon {
             .with_context(|| format!("cannot run {}", control_bin.display()))?;
         if !status.status.success() {
             let _ = std::fs::remove_dir_all(&dir);
-            bail!("the MPS daemon did not start: {}", String::from_utf8_lossy(&status.stderr).trim());
+            let why = String::from_utf8_lossy(&status.stderr).trim().to_string();
+            return Err(Unavailable(format!("the MPS daemon did not start: {why}")).into());
         }
         RUNNING.lock().unwrap_or_else(|p| p.into_inner()).push((control_bin.clone(), pipe.clone()));
         let daemon = MpsDaemon { control: control_bin, dir, stopped: false };
@@ -101,7 +107,7 @@ impl MpsDaemon {
             match control(&daemon.control, &pipe, "get_server_list", Duration::from_secs(5)) {
                 Ok(_) => break,
                 Err(e) if started.elapsed() > Duration::from_secs(10) => {
-                    return Err(e.context("the MPS daemon started but does not answer"));
+                    return Err(Unavailable(format!("the MPS daemon started but does not answer: {e:#}")).into());
                 }
                 Err(_) => std::thread::sleep(Duration::from_millis(50)),
             }
@@ -252,7 +258,9 @@ esac
         std::fs::write(&bin, "#!/bin/sh\necho 'MPS is not supported on this GPU' >&2\nexit 1\n").unwrap();
         use std::os::unix::fs::PermissionsExt as _;
         std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let e = MpsDaemon::start_with(&bin).unwrap_err().to_string();
+        let err = MpsDaemon::start_with(&bin).unwrap_err();
+        assert!(err.downcast_ref::<Unavailable>().is_some(), "the harness skips MPS modes on this error");
+        let e = err.to_string();
         assert!(e.contains("did not start") && e.contains("not supported"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }

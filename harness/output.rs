@@ -100,7 +100,7 @@ pub fn summary(r: &Report) -> String {
                     s,
                     "| {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.1} | {} | {} | {} |",
                     run.mode,
-                    t.label,
+                    t.spec.label(),
                     t.shape,
                     m.latency.p50,
                     m.latency.p99,
@@ -261,7 +261,6 @@ mod tests {
         let tenant = |i: usize, ms: f64| {
             let spec = scenarios[0].tenants[i].clone();
             TenantResult {
-                label: spec.label(),
                 shape: "8×128".into(),
                 metrics: TenantMetrics::of(&samples(ms), Some(&solo_m), None).unwrap(),
                 samples: samples(ms),

@@ -68,13 +68,18 @@ impl Recorded {
 /// Plans of one request captured within different windows of SM groups.
 #[derive(Debug)]
 pub struct PlanSet {
-    plans: Vec<(GroupRange, Plan)>,
+    /// The window of each plan, as the scheduler counts it.
+    regions: Vec<Region>,
+    plans: Vec<Plan>,
 }
 
 impl PlanSet {
     /// The windows, in capture order.
     pub fn windows(&self) -> impl Iterator<Item = GroupRange> + '_ {
-        self.plans.iter().map(|(w, _)| *w)
+        self.regions.iter().filter_map(|r| match r {
+            Region::Groups(g) => Some(*g),
+            Region::Whole => None,
+        })
     }
 }
 
@@ -341,11 +346,8 @@ impl Tenant {
         windows: &[GroupRange],
         record: impl Fn() -> std::result::Result<(), E>,
     ) -> std::result::Result<PlanSet, E> {
-        let plans = windows
-            .iter()
-            .map(|&w| Ok((w, self.capture_within(w, &record)?)))
-            .collect::<std::result::Result<_, E>>()?;
-        Ok(PlanSet { plans })
+        let plans = windows.iter().map(|&w| self.capture_within(w, &record)).collect::<std::result::Result<_, E>>()?;
+        Ok(PlanSet { regions: windows.iter().map(|&w| Region::Groups(w)).collect(), plans })
     }
 
     /// Replays a plan of `set`: the first whose window no other tenant is using now, else the
@@ -353,12 +355,11 @@ impl Tenant {
     /// and returns the index chosen.
     pub fn replay_least_loaded(&self, set: &PlanSet) -> Result<usize> {
         let sched = self.rt.scheduler().ok_or(PartitionError::Unsupported("no scheduler".into()))?;
-        let regions: Vec<Region> = set.plans.iter().map(|(w, _)| Region::Groups(*w)).collect();
-        let i = sched.least_loaded(self.id, &regions);
-        self.replay(&set.plans[i].1)?;
+        let i = sched.least_loaded(self.id, &set.regions);
+        self.replay(&set.plans[i])?;
         if sched.tracks() {
-            sched.acquire(self.id, regions[i]);
-            sched.track(self.id, regions[i], self.origin)?;
+            sched.acquire(self.id, set.regions[i]);
+            sched.track(self.id, set.regions[i], self.origin)?;
         }
         Ok(i)
     }

@@ -67,9 +67,9 @@ fn a_pair_runs_under_every_mode_with_solo_baselines() {
         assert_eq!(run.tenants.len(), 2, "{}", run.mode);
         for t in &run.tenants {
             let m = &t.metrics;
-            assert_eq!(m.requests, 6, "{} {}", run.mode, t.label);
-            assert!(m.latency.p50 > 0.05 && m.latency.p50 <= m.latency.p99, "{} {}: {m:?}", run.mode, t.label);
-            assert!(m.slowdown.is_some_and(|s| s > 0.3), "{} {}: {m:?}", run.mode, t.label);
+            assert_eq!(m.requests, 6, "{} {}", run.mode, t.spec.label());
+            assert!(m.latency.p50 > 0.05 && m.latency.p50 <= m.latency.p99, "{} {}: {m:?}", run.mode, t.spec.label());
+            assert!(m.slowdown.is_some_and(|s| s > 0.3), "{} {}: {m:?}", run.mode, t.spec.label());
         }
         let rm = run.metrics.expect("run metrics");
         assert!(rm.stp > 0.2 && rm.stp < 2.5 && rm.fairness <= 1.0 + 1e-9, "{}: {rm:?}", run.mode);
