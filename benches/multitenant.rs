@@ -74,9 +74,11 @@ fn bench(c: &mut Criterion) {
                     &solo_scenario(t, &w),
                     Mode { sharing: Sharing::Streams, plan: false },
                     MinSms::default(),
+                    None,
                     Arc::default(),
                 )
-                .expect("solo run");
+                .expect("solo run")
+                .samples;
                 TenantMetrics::of(&samples[0], None, None).expect("solo samples")
             })
             .collect();
@@ -92,8 +94,9 @@ fn bench(c: &mut Criterion) {
                 b.iter_custom(|iters| {
                     let mut total = Duration::ZERO;
                     for _ in 0..iters {
-                        let samples =
-                            run_one(worker.as_deref(), &w, mode, min_sms.clone(), Arc::default()).expect("run");
+                        let samples = run_one(worker.as_deref(), &w, mode, min_sms.clone(), None, Arc::default())
+                            .expect("run")
+                            .samples;
                         total += time_per_request(&samples);
                         let tenants: Vec<TenantMetrics> = samples
                             .iter()

@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
-use rightsize::harness::compare::default_out;
+use rightsize::harness::compare::{default_out, TraceOptions};
 use rightsize::harness::output::summary;
 use rightsize::harness::scenario::parse_modes;
 use rightsize::harness::serve::{check_profile_args, profile_model, profile_path, ModelSource};
@@ -80,6 +80,15 @@ enum Command {
         #[command(flatten)]
         args: RunArgs,
     },
+    /// Write DIR/report.md: plots (SVG and PNG under DIR/plots), GPU counters per mode, kernel
+    /// curves and the tables of a results directory.
+    Report {
+        /// A results directory (of `run` or `compare`).
+        dir: PathBuf,
+        /// Where committed profiles are, for kernel curves the run did not profile itself.
+        #[arg(long, default_value = "profiles")]
+        profiles: PathBuf,
+    },
     /// One tenant of a multi-process run (started by the harness; speaks JSON lines).
     #[command(hide = true)]
     Worker {
@@ -104,6 +113,9 @@ fn main() -> ExitCode {
             Some(path) => ScenarioFile::load(&path).and_then(|f| run_scenarios(f, "compare", args)),
             None => run_scenarios(ScenarioFile::defaults(), "compare", args),
         },
+        Command::Report { dir, profiles } => {
+            rightsize::harness::report::write_report(&dir, &profiles).map(|p| println!("report: {}", p.display()))
+        }
         Command::Worker { spec } => rightsize::harness::worker::worker_main(&spec),
     };
     match result {
@@ -257,6 +269,13 @@ struct RunArgs {
     /// Override every scenario's warm-up requests per tenant.
     #[arg(long)]
     warmup: Option<u32>,
+    /// Write a timeline of the shared runs to FILE (Chrome trace-event JSON; open it in
+    /// ui.perfetto.dev). Costs two CUDA event records per launch while on.
+    #[arg(long, value_name = "FILE")]
+    trace: Option<PathBuf>,
+    /// The most GPU slices the trace keeps per run (per tenant under worker processes).
+    #[arg(long, default_value_t = 200_000, value_name = "N")]
+    trace_limit: usize,
 }
 
 fn run_scenarios(file: ScenarioFile, name: &str, args: RunArgs) -> anyhow::Result<()> {
@@ -273,7 +292,9 @@ fn run_scenarios(file: ScenarioFile, name: &str, args: RunArgs) -> anyhow::Resul
     }
     let out = args.out.unwrap_or_else(|| default_out(name));
     let command = std::env::args().collect::<Vec<_>>().join(" ");
-    let opts = CompareOptions { modes, out: out.clone(), profiles: args.profiles, command, worker: None };
+    anyhow::ensure!(args.trace_limit > 0, "--trace-limit must be at least 1");
+    let trace = args.trace.map(|path| TraceOptions { path, limit: args.trace_limit });
+    let opts = CompareOptions { modes, out: out.clone(), profiles: args.profiles, command, worker: None, trace };
     let report = compare(&scenarios, &opts)?;
     println!("{}", summary(&report));
     println!("results in {}", out.display());

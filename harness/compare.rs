@@ -12,12 +12,15 @@ use anyhow::Context as _;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
+use super::counters::{Counters, Sampler};
+use super::drive::Outcome;
 use super::metrics::{RunMetrics, Sample, TenantMetrics};
 use super::mps::{private_dir, MpsDaemon, Unavailable};
 use super::pcie::Pressure;
 use super::scenario::{Mode, Scenario, Sharing, TenantSpec};
 use super::serve::{profile_model, profile_path, ModelSource};
-use super::{inproc, output, worker};
+use super::trace::TracedRun;
+use super::{inproc, output, trace, worker};
 use crate::engine::ModelConfig;
 use crate::profiler::{Options as ProfileOptions, Profile};
 use crate::runtime::policy::PriorityClass;
@@ -36,7 +39,21 @@ pub struct CompareOptions {
     pub command: String,
     /// The program worker processes run (default: [`worker::worker_exe`]).
     pub worker: Option<PathBuf>,
+    /// Write a timeline trace of the shared runs.
+    pub trace: Option<TraceOptions>,
 }
+
+/// Where a comparison writes its timeline trace.
+#[derive(Debug, Clone)]
+pub struct TraceOptions {
+    /// The trace file (Chrome trace-event JSON).
+    pub path: PathBuf,
+    /// The most GPU slices kept per run (per tenant in the multi-process modes).
+    pub limit: usize,
+}
+
+/// How often GPU counters are sampled during shared runs.
+const COUNTER_PERIOD: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// How a run ended.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -87,6 +104,9 @@ pub struct RunResult {
     pub metrics: Option<RunMetrics>,
     /// Bandwidth the background PCIe load achieved, GB/s.
     pub pcie_gb_per_s: Option<f64>,
+    /// GPU counters sampled while it ran.
+    #[serde(default)]
+    pub counters: Option<Counters>,
 }
 
 /// A tenant alone on the GPU.
@@ -292,31 +312,33 @@ fn unavailable(sharing: Sharing, info: &crate::runtime::DeviceInfo) -> Option<St
 }
 
 /// Runs one scenario under one mode (worker processes run `worker_exe`, by default
-/// [`worker::worker_exe`]) and returns each tenant's counted samples; `counted` counts the
-/// requests as they complete. The krisp modes read `min_sms` (see [`knees`]).
+/// [`worker::worker_exe`]) and returns each tenant's counted samples and, with `trace` (the
+/// most GPU slices to keep), its timeline; `counted` counts the requests as they complete. The
+/// krisp modes read `min_sms` (see [`knees`]).
 pub fn run_one(
     worker_exe: Option<&Path>,
     scenario: &Scenario,
     mode: Mode,
     min_sms: MinSms,
+    trace: Option<usize>,
     counted: Arc<AtomicU64>,
-) -> anyhow::Result<Vec<Vec<Sample>>> {
+) -> anyhow::Result<Outcome> {
     if mode.sharing.is_multiprocess() {
         let ProcessSetup { env, daemon, empty } = process_setup(scenario, mode.sharing)?;
         let exe = match worker_exe {
             Some(p) => Ok(p.to_path_buf()),
             None => worker::worker_exe(),
         };
-        let r = exe.and_then(|exe| worker::run(&exe, scenario, mode.plan, &env, counted));
+        let r = exe.and_then(|exe| worker::run(&exe, scenario, mode.plan, &env, trace, counted));
         let stopped = daemon.map(MpsDaemon::stop).transpose();
         if let Some(dir) = empty {
             let _ = std::fs::remove_dir_all(dir);
         }
-        let samples = r?;
+        let outcome = r?;
         stopped.context("stopping the MPS daemon")?;
-        Ok(samples)
+        Ok(outcome)
     } else {
-        inproc::run(Device::open(0)?, scenario, mode, min_sms, counted)
+        inproc::run(Device::open(0)?, scenario, mode, min_sms, trace, counted)
     }
 }
 
@@ -385,12 +407,14 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
     for (key, alone, mode) in &solo_jobs {
         let total = u64::from(alone.requests);
         let r = bars.track(&format!("solo {key}"), total, |c| {
-            run_one(opts.worker.as_deref(), alone, *mode, MinSms::default(), c)
+            run_one(opts.worker.as_deref(), alone, *mode, MinSms::default(), None, c)
         });
         let solo = match r {
-            Ok(samples) => {
-                SoloResult { key: key.clone(), status: Status::Ok, metrics: TenantMetrics::of(&samples[0], None, None) }
-            }
+            Ok(outcome) => SoloResult {
+                key: key.clone(),
+                status: Status::Ok,
+                metrics: outcome.samples.first().and_then(|s| TenantMetrics::of(s, None, None)),
+            },
             Err(e) => {
                 bars.println(&format!("solo {key} failed: {e:#}"));
                 SoloResult { key: key.clone(), status: Status::Failed { error: format!("{e:#}") }, metrics: None }
@@ -402,6 +426,8 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
 
     let mut profiles = BTreeMap::new();
     let mut mps_broken: Option<String> = None;
+    let mut traced: Vec<TracedRun> = Vec::new();
+    let trace_limit = opts.trace.as_ref().map(|t| t.limit);
     for s in scenarios {
         for mode in modes_of(s) {
             let label = format!("{} / {mode}", s.name);
@@ -409,7 +435,7 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
             let skip = unavailable(mode.sharing, &info)
                 .or_else(|| mode.sharing.uses_mps().then(|| mps_broken.clone()).flatten());
             let total = u64::from(s.requests) * s.tenants.len() as u64;
-            let outcome: anyhow::Result<(Vec<Vec<Sample>>, Option<f64>)> = match skip {
+            let outcome: anyhow::Result<(Outcome, Option<f64>, Counters)> = match skip {
                 Some(reason) => {
                     bars.track(&label, 0, |_| ());
                     report.runs.push(RunResult {
@@ -420,6 +446,7 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
                         tenants: Vec::new(),
                         metrics: None,
                         pcie_gb_per_s: None,
+                        counters: None,
                     });
                     save(&report)?;
                     continue;
@@ -432,18 +459,28 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
                         MinSms::default()
                     };
                     let pressure = s.pcie.map(|load| Pressure::start(&device, load)).transpose()?;
-                    let r = run_one(opts.worker.as_deref(), s, mode, min_sms, counted);
+                    let sampler = Sampler::start(info.pci_bus_id.clone(), COUNTER_PERIOD);
+                    let r = run_one(opts.worker.as_deref(), s, mode, min_sms, trace_limit, counted);
+                    let counters = sampler.stop(r.as_ref().ok().and_then(|o| o.started));
                     let pcie = pressure.map(Pressure::stop).transpose()?.map(|p| p.gb_per_s);
-                    r.map(|samples| (samples, pcie))
+                    r.map(|outcome| (outcome, pcie, counters))
                 }),
             };
             let wall_s = t0.elapsed().as_secs_f64();
             let run = match outcome {
-                Ok((samples, pcie)) => {
+                Ok((outcome, pcie, counters)) => {
+                    if trace_limit.is_some() {
+                        traced.push(TracedRun {
+                            scenario: s.name.clone(),
+                            mode: mode.to_string(),
+                            tenants: s.tenants.iter().map(TenantSpec::label).collect(),
+                            traces: outcome.traces,
+                        });
+                    }
                     let tenants: Vec<TenantResult> = s
                         .tenants
                         .iter()
-                        .zip(samples)
+                        .zip(outcome.samples)
                         .filter_map(|(spec, samples)| {
                             let solo = report.solo(&spec.solo_key(mode.plan));
                             let metrics = TenantMetrics::of(&samples, solo, spec.slo_ms)?;
@@ -460,6 +497,7 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
                         tenants,
                         metrics,
                         pcie_gb_per_s: pcie,
+                        counters: Some(counters),
                     }
                 }
                 Err(e) => {
@@ -482,6 +520,7 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
                         tenants: Vec::new(),
                         metrics: None,
                         pcie_gb_per_s: None,
+                        counters: None,
                     }
                 }
             };
@@ -492,6 +531,15 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
     bars.runs.finish_with_message(format!("done in {:.0} s", started.elapsed().as_secs_f64()));
     bars.requests.finish_and_clear();
     output::write_all(&report, &opts.out)?;
+    if let Some(t) = &opts.trace {
+        let stats = trace::write(&traced, &t.path)?;
+        bars.println(&format!(
+            "trace: {} ({} GPU slices of {} tenant runs)",
+            t.path.display(),
+            stats.slices,
+            stats.processes
+        ));
+    }
     Ok(report)
 }
 

@@ -6,6 +6,19 @@
 use std::time::{Duration, Instant};
 
 use super::metrics::Sample;
+use super::trace::TenantTrace;
+
+/// What running a scenario gives: each tenant's counted samples and, when traced, its trace
+/// (empty when not), in scenario order.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    /// Counted samples per tenant.
+    pub samples: Vec<Vec<Sample>>,
+    /// Traces per tenant (empty unless traced).
+    pub traces: Vec<TenantTrace>,
+    /// The common start of the tenants' loops (what came before it was set-up).
+    pub started: Option<Instant>,
+}
 
 /// What one tenant's loop does.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -7,10 +7,11 @@ use std::time::Instant;
 
 use anyhow::{bail, Context as _};
 
-use super::drive::{drive, Gate, LoopSpec};
+use super::drive::{drive, Gate, LoopSpec, Outcome};
 use super::metrics::Sample;
 use super::scenario::{Mode, Scenario, Sharing};
 use super::serve::Served;
+use super::trace::{RequestSpan, Spans, TenantTrace};
 use crate::runtime::policy::{Full, KrispConserved, KrispIsolated, Policy, Prioritized, PriorityClass, Static};
 use crate::runtime::{Device, GroupRange, MinSms, PartitionSupport, Runtime, Tenant};
 
@@ -135,15 +136,17 @@ fn policy(s: &Scenario, sharing: Sharing, groups: u32, granularity: u32) -> anyh
     })
 }
 
-/// Runs `s` under the one-process mode `mode`; returns each tenant's counted samples.
-/// `min_sms` holds the profiled knees (the krisp modes read it).
+/// Runs `s` under the one-process mode `mode`; returns each tenant's counted samples and, with
+/// `trace` (the most GPU slices to keep), its timeline. `min_sms` holds the profiled knees (the
+/// krisp modes read it).
 pub fn run(
     device: Device,
     s: &Scenario,
     mode: Mode,
     min_sms: MinSms,
+    trace: Option<usize>,
     counted: Arc<AtomicU64>,
-) -> anyhow::Result<Vec<Vec<Sample>>> {
+) -> anyhow::Result<Outcome> {
     let (granularity, groups) = match &device.info().partitions {
         PartitionSupport::Supported { granularity, groups, .. } => (*granularity, *groups),
         PartitionSupport::Unsupported { reason } => bail!("SM partitions are unavailable: {reason}"),
@@ -155,6 +158,9 @@ pub fn run(
         Some(load) => Some(super::pcie::Pressure::start(rt.device(), load)?),
         None => None,
     };
+    if let Some(limit) = trace {
+        rt.start_timeline(limit)?;
+    }
     let gate = ThreadGate::new(n, counted);
     // Plan sets of the krisp modes: tenant i replays on the whole device when no other tenant
     // has work in flight, else within its own equal share of the groups.
@@ -162,14 +168,14 @@ pub fn run(
     let whole = GroupRange { first: 0, count: groups };
     let windows: Vec<Vec<GroupRange>> =
         (0..n as usize).map(|i| if n > 1 { vec![whole, homes[i.min(homes.len() - 1)]] } else { vec![whole] }).collect();
-    let results: Vec<anyhow::Result<Vec<Sample>>> = std::thread::scope(|scope| {
+    let results: Vec<anyhow::Result<(Vec<Sample>, Vec<RequestSpan>)>> = std::thread::scope(|scope| {
         let handles: Vec<_> = s
             .tenants
             .iter()
             .enumerate()
             .map(|(i, spec)| {
                 let (rt, gate, windows) = (rt.clone(), &gate, &windows[i]);
-                scope.spawn(move || -> anyhow::Result<Vec<Sample>> {
+                scope.spawn(move || -> anyhow::Result<(Vec<Sample>, Vec<RequestSpan>)> {
                     let setup = || -> anyhow::Result<(Tenant, Served)> {
                         let t = Tenant::scheduled(rt, i as u32, spec.class)?;
                         let mut served = Served::load(&t, spec, s.seed + i as u64)?;
@@ -194,8 +200,10 @@ pub fn run(
                         seed: s.seed.wrapping_mul(31).wrapping_add(i as u64),
                         duration: s.duration_s.map(std::time::Duration::from_secs_f64),
                     };
-                    drive(&spec_loop, gate, || served.request(&t))
-                        .with_context(|| format!("tenant {i} ({})", spec.model))
+                    let mut spans = Spans::new(trace.is_some());
+                    let samples = drive(&spec_loop, gate, || spans.request(&t, || served.request(&t)))
+                        .with_context(|| format!("tenant {i} ({})", spec.model))?;
+                    Ok((samples, spans.into_vec()))
                 })
             })
             .collect();
@@ -208,19 +216,37 @@ pub fn run(
         p.stop()?;
     }
     // The first real error, not a tenant that was merely called off.
-    let mut out = Vec::with_capacity(results.len());
+    let mut out = Outcome::default();
+    let mut spans = Vec::new();
     let mut called_off = None;
     for r in results {
         match r {
-            Ok(samples) => out.push(samples),
+            Ok((samples, s)) => {
+                out.samples.push(samples);
+                spans.push(s);
+            }
             Err(e) if e.downcast_ref::<CalledOff>().is_some() => called_off = Some(e),
             Err(e) => return Err(e),
         }
     }
-    match called_off {
-        Some(e) => Err(e),
-        None => Ok(out),
+    if let Some(e) = called_off {
+        return Err(e);
     }
+    out.started = gate.t0.get().copied();
+    if let Some(tl) = rt.timeline() {
+        let (slices, dropped) = tl.take()?;
+        out.traces = spans
+            .into_iter()
+            .enumerate()
+            .map(|(i, requests)| TenantTrace {
+                slices: slices.iter().filter(|x| x.tenant as usize == i).cloned().collect(),
+                requests,
+                // Dropped launches are not attributed to tenants; the first carries the count.
+                dropped: if i == 0 { dropped } else { 0 },
+            })
+            .collect();
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

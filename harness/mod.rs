@@ -8,17 +8,23 @@
 //! - [`worker`] and [`mps`]: the multi-process modes (time slicing, MPS, MPS with limits);
 //! - [`pcie`]: background host↔device copies;
 //! - [`metrics`]: latency, throughput, slowdown, STP, ANTT, fairness, SLO attainment;
-//! - [`compare`] and [`output`]: solo baselines, every scenario under every mode, tables.
+//! - [`compare`] and [`output`]: solo baselines, every scenario under every mode, tables;
+//! - [`trace`] and [`counters`]: timeline traces of runs, GPU counters sampled during them;
+//! - [`plots`] and [`report`]: plots and a Markdown report of a results directory.
 
 pub mod compare;
+pub mod counters;
 pub mod drive;
 pub mod inproc;
 pub mod metrics;
 pub mod mps;
 pub mod output;
 pub mod pcie;
+pub mod plots;
+pub mod report;
 pub mod scenario;
 pub mod serve;
+pub mod trace;
 pub mod worker;
 
 pub use compare::{compare, CompareOptions, Report};

@@ -222,13 +222,13 @@ pub fn write_all(r: &Report, dir: &Path) -> anyhow::Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::harness::compare::{SoloResult, TenantResult};
     use crate::harness::metrics::{RunMetrics, Sample, TenantMetrics};
     use crate::harness::scenario::ScenarioFile;
 
-    fn report() -> Report {
+    pub(crate) fn report() -> Report {
         let scenarios = ScenarioFile::parse(
             "[[scenario]]\nname = \"pair\"\n[[scenario.tenant]]\nmodel = \"bert-base\"\nclass = \"latency-critical\"\n\
              [[scenario.tenant]]\nmodel = \"gpt2\"\n",
@@ -278,6 +278,7 @@ mod tests {
                 tenants,
                 metrics,
                 pcie_gb_per_s: None,
+                counters: None,
             }
         };
         let mut runs = vec![run("mps", 2.0), run("krisp-conserved", 1.25)];
@@ -289,6 +290,7 @@ mod tests {
             tenants: Vec::new(),
             metrics: None,
             pcie_gb_per_s: None,
+            counters: None,
         });
         Report {
             gpu: "GPU".into(),

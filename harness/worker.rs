@@ -13,10 +13,11 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use serde::{Deserialize, Serialize};
 
-use super::drive::{drive, Gate, LoopSpec};
+use super::drive::{drive, Gate, LoopSpec, Outcome};
 use super::metrics::Sample;
 use super::scenario::{Scenario, TenantSpec};
 use super::serve::Served;
+use super::trace::{Spans, TenantTrace};
 use crate::runtime::{Device, Placement, PoolSpec, Runtime, Tenant};
 
 /// What a worker is asked to do.
@@ -36,6 +37,9 @@ pub struct WorkerSpec {
     pub arrival_seed: u64,
     /// Counting stops after this many seconds.
     pub duration_s: Option<f64>,
+    /// Trace its GPU work, keeping at most this many slices.
+    #[serde(default)]
+    pub trace_limit: Option<usize>,
 }
 
 /// A line from a worker.
@@ -55,6 +59,9 @@ pub enum Message {
     Result {
         /// Samples, in issue order.
         samples: Vec<Sample>,
+        /// Its trace, when asked for one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        trace: Option<TenantTrace>,
     },
     /// It failed.
     Error {
@@ -119,6 +126,9 @@ pub fn worker_main(spec_json: &str) -> anyhow::Result<()> {
             served.capture(&t, None)?;
         }
         served.request(&t)?;
+        if let Some(limit) = spec.trace_limit {
+            t.runtime().start_timeline(limit)?;
+        }
         let gate = StdioGate { stop: Arc::new(AtomicBool::new(false)) };
         let lspec = LoopSpec {
             warmup: spec.warmup,
@@ -127,8 +137,16 @@ pub fn worker_main(spec_json: &str) -> anyhow::Result<()> {
             seed: spec.arrival_seed,
             duration: spec.duration_s.map(Duration::from_secs_f64),
         };
-        let samples = drive(&lspec, &gate, || served.request(&t))?;
-        emit(&Message::Result { samples });
+        let mut spans = Spans::new(spec.trace_limit.is_some());
+        let samples = drive(&lspec, &gate, || spans.request(&t, || served.request(&t)))?;
+        let trace = match t.runtime().timeline() {
+            Some(tl) => {
+                let (slices, dropped) = tl.take()?;
+                Some(TenantTrace { slices, requests: spans.into_vec(), dropped })
+            }
+            None => None,
+        };
+        emit(&Message::Result { samples, trace });
         Ok(())
     })();
     if let Err(e) = &r {
@@ -201,14 +219,16 @@ const READY_TIMEOUT: Duration = Duration::from_secs(300);
 const RUN_TIMEOUT: Duration = Duration::from_secs(1800);
 
 /// Runs `s` with a worker process per tenant (the program `exe`, usually [`worker_exe`]),
-/// tenant `i` with the extra environment `env[i]`; returns each tenant's counted samples.
+/// tenant `i` with the extra environment `env[i]`; returns each tenant's counted samples and,
+/// with `trace` (the most GPU slices each keeps), their timelines.
 pub fn run(
     exe: &std::path::Path,
     s: &Scenario,
     plan: bool,
     env: &[Vec<(String, String)>],
+    trace: Option<usize>,
     counted: Arc<AtomicU64>,
-) -> anyhow::Result<Vec<Vec<Sample>>> {
+) -> anyhow::Result<Outcome> {
     let (tx, rx) = mpsc::channel::<(usize, Option<Message>)>();
     let mut workers = Vec::with_capacity(s.tenants.len());
     for (i, tenant) in s.tenants.iter().enumerate() {
@@ -220,6 +240,7 @@ pub fn run(
             requests: s.requests,
             arrival_seed: s.seed.wrapping_mul(31).wrapping_add(i as u64),
             duration_s: s.duration_s,
+            trace_limit: trace,
         };
         let mut child = Command::new(exe)
             .arg("worker")
@@ -278,6 +299,7 @@ pub fn run(
     let mut ready = vec![false; n];
     let mut finished = vec![false; n];
     let mut results: Vec<Option<Vec<Sample>>> = vec![None; n];
+    let mut traces: Vec<TenantTrace> = vec![TenantTrace::default(); n];
     let mut last = vec![0u32; n];
     let mut started: Option<Instant> = None;
     let mut stopped = false;
@@ -304,7 +326,10 @@ pub fn run(
                 last[i] = c;
             }
             Some(Message::Finished) => finished[i] = true,
-            Some(Message::Result { samples }) => results[i] = Some(samples),
+            Some(Message::Result { samples, trace }) => {
+                results[i] = Some(samples);
+                traces[i] = trace.unwrap_or_default();
+            }
             Some(Message::Error { message }) => return Err(fail(&workers, i, message)),
             // Its output ended after its results: it is exiting as it should.
             None if results[i].is_some() => {}
@@ -327,7 +352,11 @@ pub fn run(
             }
         }
     }
-    Ok(results.into_iter().map(|r| r.unwrap_or_default()).collect())
+    Ok(Outcome {
+        samples: results.into_iter().map(|r| r.unwrap_or_default()).collect(),
+        traces: if trace.is_some() { traces } else { Vec::new() },
+        started,
+    })
 }
 
 #[cfg(test)]
@@ -367,7 +396,7 @@ echo '{"event":"result","samples":[{"due":0.0,"start":0.001,"end":0.002}]}'"#,
         );
         let env = vec![vec![("RS_TEST".to_string(), "yes".to_string())]; 2];
         let counted = Arc::new(AtomicU64::new(0));
-        let r = run(&exe, &pair(), false, &env, counted.clone()).unwrap();
+        let r = run(&exe, &pair(), false, &env, None, counted.clone()).unwrap().samples;
         assert_eq!(r.len(), 2);
         assert!(r.iter().all(|s| s.len() == 1 && s[0].end == 0.002));
         assert_eq!(counted.load(Ordering::Relaxed), 2);
@@ -376,7 +405,7 @@ echo '{"event":"result","samples":[{"due":0.0,"start":0.001,"end":0.002}]}'"#,
     #[test]
     fn a_worker_error_names_the_tenant_and_the_reason() {
         let exe = script(r#"echo '{"event":"error","message":"cannot open the GPU: no device"}'; exit 1"#);
-        let e = run(&exe, &pair(), false, &[], Arc::default()).unwrap_err().to_string();
+        let e = run(&exe, &pair(), false, &[], None, Arc::default()).unwrap_err().to_string();
         assert!(e.contains("worker 0 (gpt2)") || e.contains("worker 1 (bert-base)"), "{e}");
         assert!(e.contains("cannot open the GPU"), "{e}");
     }
@@ -384,7 +413,7 @@ echo '{"event":"result","samples":[{"due":0.0,"start":0.001,"end":0.002}]}'"#,
     #[test]
     fn a_worker_that_dies_is_reported_with_its_stderr() {
         let exe = script("echo 'segmentation fault' >&2; sleep 0.2; exit 139");
-        let e = run(&exe, &pair(), false, &[], Arc::default()).unwrap_err().to_string();
+        let e = run(&exe, &pair(), false, &[], None, Arc::default()).unwrap_err().to_string();
         assert!(e.contains("without its results") && e.contains("segmentation fault"), "{e}");
     }
 }

@@ -439,6 +439,7 @@ mod tests {
         DeviceInfo {
             ordinal: 0,
             name: name.into(),
+            pci_bus_id: None,
             sm_count: sms,
             compute_capability: (9, 0),
             cuda_driver_version: (13, 0),

@@ -28,6 +28,8 @@ pub struct DeviceInfo {
     pub ordinal: usize,
     /// Marketing name, e.g. "NVIDIA H100 80GB HBM3".
     pub name: String,
+    /// PCI bus id, e.g. "0000:3B:00.0" (how NVML finds the same GPU).
+    pub pci_bus_id: Option<String>,
     /// Streaming multiprocessors.
     pub sm_count: u32,
     /// Compute capability (major, minor).
@@ -147,6 +149,7 @@ impl Device {
         let info = DeviceInfo {
             ordinal,
             name: ctx.name().call("cuDeviceGetName")?,
+            pci_bus_id: pci_bus_id(dev),
             sm_count,
             compute_capability: cc,
             cuda_driver_version,
@@ -183,6 +186,19 @@ impl Device {
 }
 
 /// Reads the kernel module's release from `/proc/driver/nvidia/version`.
+/// The PCI bus id of `dev`, if the driver gives it.
+fn pci_bus_id(dev: sys::CUdevice) -> Option<String> {
+    let mut buf = [0 as std::ffi::c_char; 32];
+    // SAFETY: writes at most `buf.len()` bytes, NUL-terminated.
+    let r = unsafe { sys::cuDeviceGetPCIBusId(buf.as_mut_ptr(), buf.len() as i32, dev) };
+    if r != sys::CUresult::CUDA_SUCCESS {
+        return None;
+    }
+    // SAFETY: NUL-terminated by the driver on success.
+    let id = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) };
+    id.to_str().ok().map(str::to_string)
+}
+
 fn driver_release(path: &Path) -> Option<String> {
     let text = std::fs::read_to_string(path).ok()?;
     parse_driver_release(&text)

@@ -27,7 +27,7 @@ pub use plan::Plan;
 pub use scheduler::{MinSms, Scheduler};
 pub use tenant::{PlanSet, Recorded, Tenant};
 pub use timer::EventTimer;
-pub use trace::{LaunchRecord, TraceSink};
+pub use trace::{unix_ns, GpuSlice, LaunchRecord, Timeline, TraceSink};
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
@@ -70,6 +70,7 @@ pub struct Runtime {
     // Field order is drop order: scheduler events, cuBLASLt, kernels and partitions before the
     // device's context.
     scheduler: Option<Scheduler>,
+    timeline: OnceLock<Timeline>,
     trace: OnceLock<Box<dyn TraceSink>>,
     epoch: std::time::Instant,
     blas: OnceLock<std::result::Result<Blas, String>>,
@@ -85,6 +86,7 @@ impl Runtime {
         let kernels = KernelTable::load(&device)?;
         Ok(Runtime {
             scheduler: None,
+            timeline: OnceLock::new(),
             trace: OnceLock::new(),
             epoch: std::time::Instant::now(),
             blas: OnceLock::new(),
@@ -123,6 +125,22 @@ impl Runtime {
     /// Sends every later launch's record to `sink`. Set once; a second call is refused.
     pub fn set_trace(&self, sink: Box<dyn TraceSink>) -> Result<()> {
         self.trace.set(sink).map_err(|_| Error::Launch { kernel: "-", reason: "a trace sink is already set".into() })
+    }
+
+    /// Starts timing every later launch of its tenants on the GPU, keeping at most `limit`
+    /// slices (see [`Timeline`]). Started once; a second call returns the first timeline.
+    pub fn start_timeline(&self, limit: usize) -> Result<&Timeline> {
+        if let Some(t) = self.timeline.get() {
+            return Ok(t);
+        }
+        self.device.bind()?;
+        let t = Timeline::new(limit)?;
+        Ok(self.timeline.get_or_init(|| t))
+    }
+
+    /// The timeline, once started.
+    pub fn timeline(&self) -> Option<&Timeline> {
+        self.timeline.get()
     }
 
     /// Reports a launch to the trace sink, if one is set.

@@ -101,6 +101,8 @@ pub struct Tenant {
     capturing: Cell<Option<GroupRange>>,
     recording: std::cell::RefCell<Option<Vec<Recorded>>>,
     slo: Option<std::time::Duration>,
+    /// The request its launches belong to; only launches of a request go on the timeline.
+    request: Cell<Option<u64>>,
 }
 
 // SAFETY: the stream and event handles may move between threads; a tenant is not `Sync`
@@ -149,6 +151,7 @@ impl Tenant {
             order: OrderEvent(e),
             recording: std::cell::RefCell::new(None),
             slo: None,
+            request: Cell::new(None),
         })
     }
 
@@ -197,8 +200,11 @@ impl Tenant {
             });
         }
         if let Mode::Fixed(p) = self.mode {
+            let stream = self.rt.pool().get(p.partition)?.stream(p.priority_level)?;
             // SAFETY: forwarded contract.
-            let grid = unsafe { self.rt.launch(kernel, params, p) }?;
+            let grid = self.timed(stream, kernel.id().name().into(), p.partition, || unsafe {
+                self.rt.launch(kernel, params, p)
+            })?;
             self.trace(kernel.id(), p.partition, grid);
             return Ok(grid);
         }
@@ -221,7 +227,11 @@ impl Tenant {
         let grid = auto_grid(units, part.sms(), loaded.blocks_per_sm);
         // SAFETY: `Kernel<P>` ties P to the kernel; the caller vouches for the addresses; the
         // stream belongs to this device, whose primary context is current.
-        let launched = unsafe { launch_raw(loaded, grid, stream, params) };
+        let launched = self
+            .timed(stream, id.name().into(), sched.partition(region), || unsafe {
+                launch_raw(loaded, grid, stream, params).map(|()| grid)
+            })
+            .map(|_| ());
         if launched.is_ok() {
             self.trace(id, sched.partition(region), grid);
         }
@@ -236,6 +246,54 @@ impl Tenant {
                 Err(e)
             }
         }
+    }
+
+    /// Runs `issue`, which enqueues work on `stream` and returns its grid, between a pair of
+    /// timeline events when the runtime has a timeline and the launch belongs to a request
+    /// ([`Tenant::set_request`]); never while capturing a plan.
+    fn timed(
+        &self,
+        stream: sys::CUstream,
+        name: std::borrow::Cow<'static, str>,
+        partition: super::PartitionId,
+        issue: impl FnOnce() -> Result<u32>,
+    ) -> Result<u32> {
+        let (Some(tl), Some(request), None) = (self.rt.timeline(), self.request.get(), self.capturing.get()) else {
+            return issue();
+        };
+        let Some(mark) = tl.begin(stream)? else {
+            return issue();
+        };
+        match issue() {
+            Ok(grid) => {
+                let mut priority = 0;
+                // SAFETY: a live stream; writes one int.
+                unsafe { sys::cuStreamGetPriority(stream, &mut priority) };
+                let slice = super::GpuSlice {
+                    tenant: self.id,
+                    name,
+                    partition: partition.0,
+                    sms: self.rt.pool().get(partition).map_or(0, |p| p.sms()),
+                    grid,
+                    priority,
+                    request,
+                    start_ns: 0,
+                    end_ns: 0,
+                };
+                tl.end(mark, stream, slice)?;
+                Ok(grid)
+            }
+            Err(e) => {
+                tl.cancel(mark);
+                Err(e)
+            }
+        }
+    }
+
+    /// Tags its later launches as belonging to request `id` (`None`: to no request); the
+    /// timeline shows only launches that belong to a request.
+    pub fn set_request(&self, id: Option<u64>) {
+        self.request.set(id);
     }
 
     fn trace(&self, kernel: crate::kernels::KernelId, partition: super::PartitionId, grid: u32) {
@@ -282,8 +340,11 @@ impl Tenant {
                 Placement { partition: super::PartitionId::WHOLE, priority_level: level, grid: Grid::Auto }
             }
         };
+        let stream = self.rt.pool().get(placement.partition)?.stream(placement.priority_level)?;
         // SAFETY: forwarded contract.
-        unsafe { self.rt.launch_blas(p, placement) }?;
+        self.timed(stream, "cublasLt".into(), placement.partition, || unsafe {
+            self.rt.launch_blas(p, placement).map(|()| 0)
+        })?;
         if let (Mode::Scheduled, None) = (self.mode, self.capturing.get()) {
             if let Some(s) = self.rt.scheduler().filter(|s| s.tracks()) {
                 s.acquire(self.id, Region::Whole);
@@ -335,8 +396,13 @@ impl Tenant {
 
     /// Replays a plan captured by this tenant, after its earlier work.
     pub fn replay(&self, plan: &Plan) -> Result<()> {
+        self.replay_on(plan, super::PartitionId::WHOLE)
+    }
+
+    /// [`Tenant::replay`], shown on the timeline as running on `partition`.
+    fn replay_on(&self, plan: &Plan, partition: super::PartitionId) -> Result<()> {
         self.order_to(self.origin)?;
-        plan.launch(&self.rt, self.origin)
+        self.timed(self.origin, "plan".into(), partition, || plan.launch(&self.rt, self.origin).map(|()| 0)).map(|_| ())
     }
 
     /// Captures one plan of the same request per window (a scheduled tenant's alternatives),
@@ -356,7 +422,7 @@ impl Tenant {
     pub fn replay_least_loaded(&self, set: &PlanSet) -> Result<usize> {
         let sched = self.rt.scheduler().ok_or(PartitionError::Unsupported("no scheduler".into()))?;
         let i = sched.least_loaded(self.id, &set.regions);
-        self.replay(&set.plans[i])?;
+        self.replay_on(&set.plans[i], sched.partition(set.regions[i]))?;
         if sched.tracks() {
             sched.acquire(self.id, set.regions[i]);
             sched.track(self.id, set.regions[i], self.origin)?;

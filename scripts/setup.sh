@@ -2,8 +2,9 @@
 # Installs what building rightsize needs, where it is missing:
 #  - nvcc 13.0.x (pinned; newer PTX would not JIT on a 13.0 driver), from PyPI into the
 #    project-local, git-ignored .toolchain/ — skipped when an nvcc 13.0 is already found;
-#  - libclang (for bindgen), from Debian's libclang-dev — skipped when one is loadable.
-# Safe to run again: it does nothing when both are present.
+#  - libclang (for bindgen), from Debian's libclang-dev — skipped when one is loadable;
+#  - a TrueType font for the plots, from Debian's fonts-dejavu-core — skipped when present.
+# Safe to run again: it does nothing when all are present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -55,4 +56,21 @@ if [ -n "${LIBCLANG_PATH:-}" ] || ldconfig -p 2>/dev/null | grep -q 'libclang\(-
 else
     say "installing libclang-dev from Debian"
     apt_install libclang-dev
+fi
+
+# --- a font for the plots (`rightsize report`) -------------------------------------
+font_found() {
+    local f
+    [ -n "${RIGHTSIZE_FONT:-}" ] && return 0
+    for f in /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf /usr/share/fonts/dejavu/DejaVuSans.ttf \
+             /usr/share/fonts/TTF/DejaVuSans.ttf /usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf; do
+        [ -f "$f" ] && return 0
+    done
+    return 1
+}
+if font_found; then
+    say "plot font found"
+else
+    say "installing fonts-dejavu-core from Debian (the plots' font)"
+    apt_install fonts-dejavu-core
 fi

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use rightsize::harness::compare::Status;
+use rightsize::harness::compare::{Status, TraceOptions};
 use rightsize::harness::{compare, CompareOptions, Mode, ScenarioFile, Sharing};
 
 /// The `rightsize` binary: beside this test binary (scripts/gpu-build.sh puts them together),
@@ -43,6 +43,7 @@ fn a_pair_runs_under_every_mode_with_solo_baselines() {
         profiles: PathBuf::from("profiles"),
         command: "gpu test".into(),
         worker: Some(rightsize_exe()),
+        trace: Some(TraceOptions { path: out.join("trace.json"), limit: 100_000 }),
     };
     let report = compare(&scenarios, &opts).unwrap();
     println!("{}", rightsize::harness::output::summary(&report));
@@ -77,11 +78,43 @@ fn a_pair_runs_under_every_mode_with_solo_baselines() {
         if mode.sharing == Sharing::Streams || mode.sharing.is_krisp() {
             assert!(run.tenants.iter().all(|t| t.samples.len() == 6));
         }
+        // Counters: each a value or a reason (a run this short may show idle utilization).
+        let c = run.counters.as_ref().expect("counters");
+        assert!(c.values.get("sm clock MHz").is_some_and(|s| s.max > 0.0), "{}: {c:?}", run.mode);
+        assert!(c.values.get("memory used GiB").is_some_and(|s| s.max > 0.0), "{}: {c:?}", run.mode);
+        for name in rightsize::harness::counters::NVML_COUNTERS {
+            assert!(c.values.contains_key(*name) || c.refused.contains_key(*name), "{}: {name}", run.mode);
+        }
     }
+    // The trace: valid, a process per tenant of every run that ran, and GPU slices inside the
+    // host spans of the requests they belong to (the clocks are aligned).
+    let text = std::fs::read_to_string(out.join("trace.json")).unwrap();
+    let trace: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let stats = rightsize::harness::trace::validate(&trace).unwrap();
+    let ran = report.runs.iter().filter(|r| matches!(r.status, Status::Ok)).count();
+    assert_eq!(stats.processes, 2 * ran, "{stats:?}");
+    let events = trace["traceEvents"].as_array().unwrap();
+    let mut spans = std::collections::HashMap::new();
+    for e in events.iter().filter(|e| e["cat"] == "request") {
+        let (ts, dur) = (e["ts"].as_f64().unwrap(), e["dur"].as_f64().unwrap());
+        spans.insert((e["pid"].as_u64().unwrap(), e["args"]["request"].as_u64().unwrap()), (ts, ts + dur));
+    }
+    let gpu: Vec<&serde_json::Value> = events.iter().filter(|e| e["cat"] == "gpu").collect();
+    assert!(gpu.iter().any(|e| e["name"] == "plan") && gpu.iter().any(|e| e["name"] != "plan"));
+    let inside = gpu
+        .iter()
+        .filter(|e| {
+            let key = (e["pid"].as_u64().unwrap(), e["args"]["request"].as_u64().unwrap());
+            let (ts, dur) = (e["ts"].as_f64().unwrap(), e["dur"].as_f64().unwrap());
+            spans.get(&key).is_some_and(|&(a, b)| ts >= a - 50.0 && ts + dur <= b + 50.0)
+        })
+        .count();
+    println!("trace: {stats:?}; {inside} of {} GPU slices inside their request's span ±50 µs", gpu.len());
+    assert!(inside as f64 >= 0.95 * gpu.len() as f64, "{inside} of {}", gpu.len());
     // Everything is on disk.
     let back = rightsize::harness::Report::load(&out.join("results.json")).unwrap();
     assert_eq!(back.runs.len(), report.runs.len());
-    for f in ["summary.md", "runs.csv", "tenants.csv"] {
+    for f in ["summary.md", "runs.csv", "tenants.csv", "trace.json"] {
         assert!(out.join(f).is_file(), "{f}");
     }
     std::fs::remove_dir_all(&out).unwrap();
