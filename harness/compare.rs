@@ -426,7 +426,8 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
 
     let mut profiles = BTreeMap::new();
     let mut mps_broken: Option<String> = None;
-    let mut traced: Vec<TracedRun> = Vec::new();
+    // The trace is written run by run, so a long comparison keeps none of it in memory.
+    let mut trace_file = opts.trace.as_ref().map(|t| trace::TraceWriter::create(&t.path)).transpose()?;
     let trace_limit = opts.trace.as_ref().map(|t| t.limit);
     for s in scenarios {
         for mode in modes_of(s) {
@@ -469,13 +470,13 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
             let wall_s = t0.elapsed().as_secs_f64();
             let run = match outcome {
                 Ok((outcome, pcie, counters)) => {
-                    if trace_limit.is_some() {
-                        traced.push(TracedRun {
+                    if let Some(w) = trace_file.as_mut() {
+                        w.add(&TracedRun {
                             scenario: s.name.clone(),
                             mode: mode.to_string(),
                             tenants: s.tenants.iter().map(TenantSpec::label).collect(),
                             traces: outcome.traces,
-                        });
+                        })?;
                     }
                     let tenants: Vec<TenantResult> = s
                         .tenants
@@ -531,8 +532,8 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
     bars.runs.finish_with_message(format!("done in {:.0} s", started.elapsed().as_secs_f64()));
     bars.requests.finish_and_clear();
     output::write_all(&report, &opts.out)?;
-    if let Some(t) = &opts.trace {
-        let stats = trace::write(&traced, &t.path)?;
+    if let (Some(t), Some(w)) = (&opts.trace, trace_file) {
+        let stats = w.finish()?;
         bars.println(&format!(
             "trace: {} ({} GPU slices of {} tenant runs)",
             t.path.display(),

@@ -235,16 +235,16 @@ pub fn run(
     out.started = gate.t0.get().copied();
     if let Some(tl) = rt.timeline() {
         let (slices, dropped) = tl.take()?;
-        out.traces = spans
-            .into_iter()
-            .enumerate()
-            .map(|(i, requests)| TenantTrace {
-                slices: slices.iter().filter(|x| x.tenant as usize == i).cloned().collect(),
-                requests,
-                // Dropped launches are not attributed to tenants; the first carries the count.
-                dropped: if i == 0 { dropped } else { 0 },
-            })
-            .collect();
+        out.traces = spans.into_iter().map(|requests| TenantTrace { requests, ..TenantTrace::default() }).collect();
+        for s in slices {
+            if let Some(t) = out.traces.get_mut(s.tenant as usize) {
+                t.slices.push(s);
+            }
+        }
+        // Dropped launches are not attributed to tenants; the first carries the count.
+        if let Some(first) = out.traces.first_mut() {
+            first.dropped = dropped;
+        }
     }
     Ok(out)
 }

@@ -109,20 +109,26 @@ fn save(stem: &Path, size: (u32, u32), data: &impl Plot) -> anyhow::Result<Vec<P
     Ok(vec![svg_path, png_path])
 }
 
+/// Line and bar colours (the first seven are the sharings', in [`Sharing`] order).
+///
+/// [`Sharing`]: super::scenario::Sharing
+const PALETTE: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(23, 190, 207),
+];
+
 /// A colour per sharing (the same in every plot); plan variants are drawn dashed or lighter.
 fn color_of(mode: &str) -> RGBColor {
-    const COLORS: [RGBColor; 8] = [
-        RGBColor(31, 119, 180),
-        RGBColor(255, 127, 14),
-        RGBColor(44, 160, 44),
-        RGBColor(214, 39, 40),
-        RGBColor(148, 103, 189),
-        RGBColor(140, 86, 75),
-        RGBColor(227, 119, 194),
-        RGBColor(127, 127, 127),
-    ];
-    let sharing = mode.parse::<Mode>().map(|m| m.sharing as usize).unwrap_or(7);
-    COLORS[sharing.min(7)]
+    match mode.parse::<Mode>() {
+        Ok(m) => PALETTE[(m.sharing as usize).min(PALETTE.len() - 1)],
+        Err(_) => RGBColor(127, 127, 127),
+    }
 }
 
 fn is_plan(mode: &str) -> bool {
@@ -381,18 +387,8 @@ fn draw_curves<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, d: &Curves) ->
         .axis_desc_style((FONT, 14))
         .draw()
         .drawn()?;
-    let palette = [
-        RGBColor(31, 119, 180),
-        RGBColor(255, 127, 14),
-        RGBColor(44, 160, 44),
-        RGBColor(214, 39, 40),
-        RGBColor(148, 103, 189),
-        RGBColor(140, 86, 75),
-        RGBColor(227, 119, 194),
-        RGBColor(23, 190, 207),
-    ];
     for (k, (label, pts, knee)) in d.kernels.iter().enumerate() {
-        let c = palette[k % palette.len()];
+        let c = PALETTE[k % PALETTE.len()];
         chart
             .draw_series(LineSeries::new(pts.iter().copied(), ShapeStyle::from(&c).stroke_width(2)))
             .drawn()?

@@ -95,74 +95,83 @@ const REQUESTS_TID: u64 = 1;
 /// launch gaps between back-to-back kernels).
 const IDLE_NS: u64 = 4_000;
 
-/// The trace-event JSON of `runs`.
-pub fn chrome_trace(runs: &[TracedRun]) -> Value {
-    let origin = runs
-        .iter()
+/// The first host time in `runs`, ns since the Unix epoch (0 if none): the zero of their times.
+fn first_ns(runs: &[TracedRun]) -> u64 {
+    runs.iter()
         .flat_map(|r| &r.traces)
         .flat_map(|t| t.slices.iter().map(|s| s.start_ns).chain(t.requests.iter().map(|q| q.start_ns)))
         .min()
-        .unwrap_or(0);
+        .unwrap_or(0)
+}
+
+/// The events of `run`, the `r`-th of its file, with times in µs from `origin` (ns since the
+/// Unix epoch).
+fn run_events(run: &TracedRun, r: usize, origin: u64) -> Vec<Value> {
     let us = |ns: u64| ns.saturating_sub(origin) as f64 / 1e3;
     let mut events = Vec::new();
-    let mut dropped = 0;
-    for (r, run) in runs.iter().enumerate() {
-        for (i, (label, trace)) in run.tenants.iter().zip(&run.traces).enumerate() {
-            let pid = (r + 1) * PIDS_PER_RUN + i;
-            dropped += trace.dropped;
-            events.push(json!({"ph": "M", "name": "process_name", "pid": pid,
-                "args": {"name": format!("{} / {} · t{i} {label}", run.scenario, run.mode)}}));
-            events.push(json!({"ph": "M", "name": "process_sort_index", "pid": pid, "args": {"sort_index": pid}}));
-            events.push(json!({"ph": "M", "name": "thread_name", "pid": pid, "tid": REQUESTS_TID,
-                "args": {"name": "requests"}}));
-            for q in &trace.requests {
-                events.push(json!({"ph": "X", "cat": "request", "name": format!("request {}", q.request),
-                    "pid": pid, "tid": REQUESTS_TID, "ts": us(q.start_ns),
-                    "dur": q.end_ns.saturating_sub(q.start_ns) as f64 / 1e3, "args": {"request": q.request}}));
+    for (i, (label, trace)) in run.tenants.iter().zip(&run.traces).enumerate() {
+        let pid = (r + 1) * PIDS_PER_RUN + i;
+        events.push(json!({"ph": "M", "name": "process_name", "pid": pid,
+            "args": {"name": format!("{} / {} · t{i} {label}", run.scenario, run.mode)}}));
+        events.push(json!({"ph": "M", "name": "process_sort_index", "pid": pid, "args": {"sort_index": pid}}));
+        events.push(json!({"ph": "M", "name": "thread_name", "pid": pid, "tid": REQUESTS_TID,
+            "args": {"name": "requests"}}));
+        for q in &trace.requests {
+            events.push(json!({"ph": "X", "cat": "request", "name": format!("request {}", q.request),
+                "pid": pid, "tid": REQUESTS_TID, "ts": us(q.start_ns),
+                "dur": q.end_ns.saturating_sub(q.start_ns) as f64 / 1e3, "args": {"request": q.request}}));
+        }
+        // A track per (partition, priority), numbered in order of first use.
+        let mut tracks: BTreeMap<(u16, i32), u64> = BTreeMap::new();
+        let mut slices: Vec<&GpuSlice> = trace.slices.iter().collect();
+        slices.sort_by_key(|s| (s.start_ns, s.end_ns));
+        for s in &slices {
+            let next = REQUESTS_TID + 1 + tracks.len() as u64;
+            let tid = *tracks.entry((s.partition, s.priority)).or_insert_with(|| {
+                let place = if s.partition == 0 {
+                    format!("whole device · {} SMs", s.sms)
+                } else {
+                    format!("partition {} · {} SMs", s.partition, s.sms)
+                };
+                events.push(json!({"ph": "M", "name": "thread_name", "pid": pid, "tid": next,
+                    "args": {"name": format!("{place} · priority {}", s.priority)}}));
+                next
+            });
+            events.push(json!({"ph": "X", "cat": "gpu", "name": s.name, "pid": pid, "tid": tid,
+                "ts": us(s.start_ns), "dur": s.end_ns.saturating_sub(s.start_ns) as f64 / 1e3,
+                "args": {"grid": s.grid, "sms": s.sms, "partition": s.partition,
+                         "priority": s.priority, "request": s.request}}));
+        }
+        // SMs allotted: the partition of the running slice; 0 in gaps longer than IDLE_NS.
+        let mut last = None;
+        for (k, s) in slices.iter().enumerate() {
+            if last != Some(s.sms) {
+                events.push(json!({"ph": "C", "name": "SMs allotted", "pid": pid, "ts": us(s.start_ns),
+                    "args": {"SMs": s.sms}}));
+                last = Some(s.sms);
             }
-            // A track per (partition, priority), numbered in order of first use.
-            let mut tracks: BTreeMap<(u16, i32), u64> = BTreeMap::new();
-            let mut slices: Vec<&GpuSlice> = trace.slices.iter().collect();
-            slices.sort_by_key(|s| (s.start_ns, s.end_ns));
-            for s in &slices {
-                let next = REQUESTS_TID + 1 + tracks.len() as u64;
-                let tid = *tracks.entry((s.partition, s.priority)).or_insert_with(|| {
-                    let place = if s.partition == 0 {
-                        format!("whole device · {} SMs", s.sms)
-                    } else {
-                        format!("partition {} · {} SMs", s.partition, s.sms)
-                    };
-                    events.push(json!({"ph": "M", "name": "thread_name", "pid": pid, "tid": next,
-                        "args": {"name": format!("{place} · priority {}", s.priority)}}));
-                    next
-                });
-                events.push(json!({"ph": "X", "cat": "gpu", "name": s.name, "pid": pid, "tid": tid,
-                    "ts": us(s.start_ns), "dur": s.end_ns.saturating_sub(s.start_ns) as f64 / 1e3,
-                    "args": {"grid": s.grid, "sms": s.sms, "partition": s.partition,
-                             "priority": s.priority, "request": s.request}}));
-            }
-            // SMs allotted: the partition of the running slice; 0 in gaps longer than IDLE_NS.
-            let mut last = None;
-            for (k, s) in slices.iter().enumerate() {
-                if last != Some(s.sms) {
-                    events.push(json!({"ph": "C", "name": "SMs allotted", "pid": pid, "ts": us(s.start_ns),
-                        "args": {"SMs": s.sms}}));
-                    last = Some(s.sms);
-                }
-                let idle_after = slices.get(k + 1).is_none_or(|n| n.start_ns > s.end_ns + IDLE_NS);
-                if idle_after {
-                    events.push(json!({"ph": "C", "name": "SMs allotted", "pid": pid, "ts": us(s.end_ns),
-                        "args": {"SMs": 0}}));
-                    last = Some(0);
-                }
+            let idle_after = slices.get(k + 1).is_none_or(|n| n.start_ns > s.end_ns + IDLE_NS);
+            if idle_after {
+                events.push(json!({"ph": "C", "name": "SMs allotted", "pid": pid, "ts": us(s.end_ns),
+                    "args": {"SMs": 0}}));
+                last = Some(0);
             }
         }
     }
-    json!({
-        "traceEvents": events,
-        "displayTimeUnit": "ns",
-        "otherData": {"producer": "rightsize", "origin_unix_ns": origin, "dropped_launches": dropped},
-    })
+    events
+}
+
+/// The file's closing part: display unit and metadata.
+fn other_data(origin: u64, dropped: u64) -> Value {
+    json!({"producer": "rightsize", "origin_unix_ns": origin, "dropped_launches": dropped})
+}
+
+/// The trace-event JSON of `runs`, times from their first event.
+pub fn chrome_trace(runs: &[TracedRun]) -> Value {
+    let origin = first_ns(runs);
+    let events: Vec<Value> = runs.iter().enumerate().flat_map(|(r, run)| run_events(run, r, origin)).collect();
+    let dropped = runs.iter().flat_map(|r| &r.traces).map(|t| t.dropped).sum::<u64>();
+    json!({"traceEvents": events, "displayTimeUnit": "ns", "otherData": other_data(origin, dropped)})
 }
 
 /// What a valid trace holds.
@@ -243,17 +252,89 @@ pub fn validate(trace: &Value) -> Result<TraceStats, String> {
     Ok(stats)
 }
 
-/// Writes the trace of `runs` to `path` (after checking it with [`validate`]).
-pub fn write(runs: &[TracedRun], path: &Path) -> anyhow::Result<TraceStats> {
-    let trace = chrome_trace(runs);
-    let stats = validate(&trace).map_err(|e| anyhow::anyhow!("the trace is malformed: {e}"))?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+/// Writes a trace file run by run, so a long comparison keeps no trace in memory: events go
+/// out as each run is added (checked with [`validate`] first), the closing part on
+/// [`TraceWriter::finish`]. Times count from when the writer was made.
+#[derive(Debug)]
+pub struct TraceWriter {
+    out: std::io::BufWriter<std::fs::File>,
+    path: std::path::PathBuf,
+    origin: u64,
+    runs: usize,
+    events: usize,
+    dropped: u64,
+    stats: TraceStats,
+}
+
+impl TraceWriter {
+    /// Creates `path` (and its directory) and writes the file's opening.
+    pub fn create(path: &Path) -> anyhow::Result<TraceWriter> {
+        Self::with_origin(path, unix_ns())
     }
-    let file = std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
-    serde_json::to_writer(std::io::BufWriter::new(file), &trace)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(stats)
+
+    fn with_origin(path: &Path, origin: u64) -> anyhow::Result<TraceWriter> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let file = std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+        let mut w = TraceWriter {
+            out: std::io::BufWriter::new(file),
+            path: path.to_path_buf(),
+            origin,
+            runs: 0,
+            events: 0,
+            dropped: 0,
+            stats: TraceStats::default(),
+        };
+        w.put(b"{\"traceEvents\":[")?;
+        Ok(w)
+    }
+
+    fn put(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        use std::io::Write as _;
+        self.out.write_all(bytes).with_context(|| format!("cannot write {}", self.path.display()))
+    }
+
+    /// Appends the events of `run`.
+    pub fn add(&mut self, run: &TracedRun) -> anyhow::Result<()> {
+        let events = Value::Array(run_events(run, self.runs, self.origin));
+        let stats = validate(&json!({ "traceEvents": &events }))
+            .map_err(|e| anyhow::anyhow!("the trace of {} / {} is malformed: {e}", run.scenario, run.mode))?;
+        for e in events.as_array().into_iter().flatten() {
+            let sep: &[u8] = if self.events == 0 { b"" } else { b",\n" };
+            self.put(sep)?;
+            let text = serde_json::to_vec(e)?;
+            self.put(&text)?;
+            self.events += 1;
+        }
+        self.runs += 1;
+        self.dropped += run.traces.iter().map(|t| t.dropped).sum::<u64>();
+        self.stats.slices += stats.slices;
+        self.stats.counters += stats.counters;
+        self.stats.processes += stats.processes;
+        Ok(())
+    }
+
+    /// Writes the closing part and returns what the file holds.
+    pub fn finish(mut self) -> anyhow::Result<TraceStats> {
+        use std::io::Write as _;
+        let tail = json!({"displayTimeUnit": "ns", "otherData": other_data(self.origin, self.dropped)});
+        // `tail` is an object: its text without the opening brace continues the file's object.
+        let text = serde_json::to_string(&tail)?;
+        self.put(b"],")?;
+        self.put(&text.as_bytes()[1..])?;
+        self.out.flush().with_context(|| format!("cannot write {}", self.path.display()))?;
+        Ok(self.stats)
+    }
+}
+
+/// Writes the trace of `runs` to `path`, times from their first event.
+pub fn write(runs: &[TracedRun], path: &Path) -> anyhow::Result<TraceStats> {
+    let mut w = TraceWriter::with_origin(path, first_ns(runs))?;
+    for run in runs {
+        w.add(run)?;
+    }
+    w.finish()
 }
 
 #[cfg(test)]
@@ -374,6 +455,17 @@ mod tests {
         let stats = write(&[run()], &path).unwrap();
         let back: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         assert_eq!(validate(&back).unwrap(), stats);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn the_streamed_file_is_the_same_trace_as_the_whole() {
+        let runs = [run(), run()];
+        let dir = std::env::temp_dir().join(format!("rightsize-trace-stream-{}", std::process::id()));
+        let path = dir.join("t.json");
+        write(&runs, &path).unwrap();
+        let back: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(back, chrome_trace(&runs));
         let _ = std::fs::remove_dir_all(dir);
     }
 

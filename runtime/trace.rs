@@ -44,7 +44,7 @@ impl fmt::Debug for dyn TraceSink {
 
 /// One piece of a tenant's GPU work on the timeline: a kernel, a cuBLASLt call or a plan
 /// replay, from when its stream reached it to when it completed.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct GpuSlice {
     /// Who launched it.
     pub tenant: TenantId,
@@ -223,7 +223,7 @@ impl Timeline {
                 return true;
             }
             let start = self.origin_ns as i64 + (f64::from(offset) * 1e6) as i64;
-            let mut s = p.slice.clone();
+            let mut s = std::mem::take(&mut p.slice);
             s.start_ns = start.max(0) as u64;
             s.end_ns = s.start_ns + (f64::from(duration.max(0.0)) * 1e6) as u64;
             done.push(s);
