@@ -10,7 +10,10 @@
 //! - [`Full`]: every kernel on the whole device (what plain streams do).
 //! - [`Static`]: a fixed window per tenant (MIG-like, resizable between runs).
 //! - [`KrispConserved`]: each kernel gets exactly the groups its profiled minimum SMs need, on
-//!   the window with the fewest kernels in flight; windows may overlap other tenants'.
+//!   the window with the fewest kernels in flight; windows may overlap other tenants'. A kernel
+//!   whose grid is no larger than those groups' SMs stays on the tenant's current window when
+//!   that window holds them and is no busier: it occupies the same number of SMs either way, and
+//!   each switch of partition costs about a microsecond between dependent kernels.
 //! - [`KrispIsolated`]: each kernel gets its groups from groups no other tenant is using; when
 //!   too few are free it takes the largest free run down to a floor, else waits. Never overlaps.
 //! - [`Prioritized`] wraps any of them: latency-critical tenants get high-priority streams and
@@ -61,6 +64,17 @@ pub struct Demand {
     pub class: PriorityClass,
     /// The kernel's profiled minimum SMs for full speed, if profiled.
     pub min_sms: Option<u32>,
+    /// Its work units (the most blocks it launches).
+    pub units: u64,
+    /// Where the tenant's previous kernel ran, if it was placed by the policy.
+    pub current: Option<Region>,
+}
+
+impl Demand {
+    /// A launch of `units` units with nothing known of the tenant's previous one.
+    pub fn new(tenant: TenantId, class: PriorityClass, min_sms: Option<u32>, units: u64) -> Demand {
+        Demand { tenant, class, min_sms, units, current: None }
+    }
 }
 
 /// Where a kernel runs.
@@ -206,6 +220,19 @@ fn wanted(d: &Demand, topo: &Topology, allowed: GroupRange) -> u32 {
     d.min_sms.map_or(allowed.count, |s| topo.groups_for(s)).min(allowed.count)
 }
 
+/// The tenant's current window, as groups, if a kernel wanting `want` groups may stay there:
+/// the window lies within `allowed` and holds `want` groups, and the kernel launches no more
+/// blocks than `want` groups have SMs, so it occupies no more SMs there than on its own window.
+fn stays(d: &Demand, topo: &Topology, allowed: GroupRange, want: u32) -> Option<GroupRange> {
+    let cur = match d.current? {
+        Region::Whole => GroupRange { first: 0, count: topo.groups },
+        Region::Groups(g) => g,
+    };
+    let inside = cur.first >= allowed.first && cur.end() <= allowed.end();
+    let small = d.min_sms.is_some() && d.units <= u64::from(want) * u64::from(topo.granularity);
+    (inside && small && cur.count >= want).then_some(cur)
+}
+
 /// Exactly the groups the profile asks for, on the least loaded window.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct KrispConserved;
@@ -230,6 +257,14 @@ impl Policy for KrispConserved {
             sum = sum + busy(first + want - 1) - busy(first - 1);
             if sum < best_sum {
                 (best, best_sum) = (first, sum);
+            }
+        }
+        if let Some(cur) = stays(d, topo, allowed, want) {
+            // No busier per group than the best window of its own size.
+            let cur_sum: u32 = (cur.first..cur.end()).map(busy).sum();
+            if u64::from(cur_sum) * u64::from(want) <= u64::from(best_sum) * u64::from(cur.count) {
+                let region = if cur.count >= topo.groups { Region::Whole } else { Region::Groups(cur) };
+                return Decision::Run { region, high_priority: false };
             }
         }
         Decision::Run { region: Region::Groups(GroupRange { first: best, count: want }), high_priority: false }
@@ -335,7 +370,7 @@ mod tests {
     const TENANTS: u32 = 4;
 
     fn demand(tenant: u32, min_sms: Option<u32>) -> Demand {
-        Demand { tenant, class: PriorityClass::BestEffort, min_sms }
+        Demand::new(tenant, PriorityClass::BestEffort, min_sms, 1024)
     }
 
     fn groups(d: Decision) -> Option<GroupRange> {
@@ -362,6 +397,36 @@ mod tests {
     }
 
     #[test]
+    fn conserved_keeps_a_small_grid_on_the_current_window() {
+        let mut load = GroupLoad::new(TOPO.groups, TENANTS);
+        let cur = GroupRange { first: 4, count: 6 };
+        // 12 blocks, wanting 2 groups (16 SMs): they fit, so it stays on the 6 groups.
+        let small = Demand { units: 12, current: Some(Region::Groups(cur)), ..demand(0, Some(16)) };
+        assert_eq!(groups(KrispConserved.decide(&small, &load, &TOPO)), Some(cur));
+        // More blocks than its groups' SMs would spread wider there: it moves.
+        let wide = Demand { units: 17, ..small };
+        assert_eq!(groups(KrispConserved.decide(&wide, &load, &TOPO)), Some(GroupRange { first: 0, count: 2 }));
+        // A current window smaller than its groups does not hold it.
+        let narrow = Demand { current: Some(Region::Groups(GroupRange { first: 4, count: 1 })), ..small };
+        assert_eq!(groups(KrispConserved.decide(&narrow, &load, &TOPO)), Some(GroupRange { first: 0, count: 2 }));
+        // Nor does a window busier per group than the best free one.
+        load.acquire(Region::Groups(GroupRange { first: 5, count: 1 }), 1);
+        assert_eq!(groups(KrispConserved.decide(&small, &load, &TOPO)), Some(GroupRange { first: 0, count: 2 }));
+        // Unprofiled kernels never stay on a window smaller than the device.
+        let unprofiled = Demand { min_sms: None, ..small };
+        assert_eq!(
+            KrispConserved.decide(&unprofiled, &load, &TOPO),
+            Decision::Run { region: Region::Whole, high_priority: false }
+        );
+        // Within a window, only a current window inside it counts.
+        let outside = GroupRange { first: 10, count: 5 };
+        assert_eq!(
+            groups(KrispConserved.place(&small, &GroupLoad::new(TOPO.groups, TENANTS), &TOPO, outside)),
+            Some(GroupRange { first: 10, count: 2 })
+        );
+    }
+
+    #[test]
     fn isolated_waits_rather_than_overlap() {
         let mut load = GroupLoad::new(TOPO.groups, TENANTS);
         load.acquire(Region::Whole, 1);
@@ -379,7 +444,7 @@ mod tests {
     fn priorities_reserve_groups_for_latency_critical_tenants() {
         let p = Prioritized { inner: KrispConserved, reserved_groups: 4 };
         let load = GroupLoad::new(TOPO.groups, TENANTS);
-        let lc = Demand { tenant: 0, class: PriorityClass::LatencyCritical, min_sms: Some(16) };
+        let lc = Demand::new(0, PriorityClass::LatencyCritical, Some(16), 1024);
         assert_eq!(
             p.decide(&lc, &load, &TOPO),
             Decision::Run { region: Region::Groups(GroupRange { first: 0, count: 2 }), high_priority: true }
@@ -409,13 +474,13 @@ mod tests {
 
     #[derive(Debug, Clone)]
     enum Op {
-        Launch { tenant: u32, min_sms: Option<u32>, lc: bool },
+        Launch { tenant: u32, min_sms: Option<u32>, lc: bool, units: u64 },
         Complete(usize),
     }
 
     fn ops() -> impl Strategy<Value = Vec<Op>> {
-        let launch = (0..TENANTS, proptest::option::of(1u32..140), any::<bool>())
-            .prop_map(|(tenant, min_sms, lc)| Op::Launch { tenant, min_sms, lc });
+        let launch = (0..TENANTS, proptest::option::of(1u32..140), any::<bool>(), 1u64..200)
+            .prop_map(|(tenant, min_sms, lc, units)| Op::Launch { tenant, min_sms, lc, units });
         let complete = (0usize..64).prop_map(Op::Complete);
         proptest::collection::vec(prop_oneof![3 => launch, 2 => complete], 1..200)
     }
@@ -442,20 +507,28 @@ mod tests {
                 let mut load = GroupLoad::new(TOPO.groups, TENANTS);
                 let mut inflight: Vec<(Region, u32)> = Vec::new();
                 let mut waiting = Vec::new();
+                let mut current: Vec<Option<Region>> = vec![None; TENANTS as usize];
                 for op in &ops {
                     match *op {
-                        Op::Launch { tenant, min_sms, lc } => {
+                        Op::Launch { tenant, min_sms, lc, units } => {
                             let class = if lc { PriorityClass::LatencyCritical } else { PriorityClass::BestEffort };
-                            let d = Demand { tenant, class, min_sms };
+                            let d = Demand { tenant, class, min_sms, units, current: current[tenant as usize] };
                             match p.decide(&d, &load, &TOPO) {
                                 Decision::Run { region, high_priority } => {
                                     if let Region::Groups(g) = region {
                                         prop_assert!(g.count >= 1 && g.end() <= TOPO.groups, "{}: {g:?}", p.name());
                                         if p.name() == "krisp-conserved" && d.class == PriorityClass::BestEffort {
-                                            // Never more than it needs (less only when the allowed groups are fewer).
-                                            prop_assert!(g.count <= min_sms.map_or(TOPO.groups, |s| TOPO.groups_for(s)));
+                                            // Never more than it needs (less only when the allowed groups are fewer),
+                                            // unless it stays where it was and its blocks fit in what it needs.
+                                            let want = min_sms.map_or(TOPO.groups, |s| TOPO.groups_for(s));
+                                            let stayed = d.current == Some(region) && units <= u64::from(want * TOPO.granularity);
+                                            prop_assert!(g.count <= want || stayed, "{g:?} for {d:?}");
                                         }
                                     }
+                                    if p.name() == "krisp-conserved" && region == Region::Whole && min_sms.is_some_and(|s| TOPO.groups_for(s) < TOPO.groups) {
+                                        prop_assert!(d.current == Some(Region::Whole), "{d:?} moved to the whole device");
+                                    }
+                                    current[tenant as usize] = Some(region);
                                     if p.name() == "krisp-isolated" {
                                         let r = match region { Region::Whole => 0..TOPO.groups, Region::Groups(g) => g.first..g.end() };
                                         for grp in r {

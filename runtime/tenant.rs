@@ -103,6 +103,9 @@ pub struct Tenant {
     slo: Option<std::time::Duration>,
     /// The request its launches belong to; only launches of a request go on the timeline.
     request: Cell<Option<u64>>,
+    /// Where its last policy-placed kernel ran, and the stream it went to (current only while
+    /// that stream is still the tail).
+    placed: Cell<Option<(Region, sys::CUstream)>>,
 }
 
 // SAFETY: the stream and event handles may move between threads; a tenant is not `Sync`
@@ -152,6 +155,7 @@ impl Tenant {
             recording: std::cell::RefCell::new(None),
             slo: None,
             request: Cell::new(None),
+            placed: Cell::new(None),
         })
     }
 
@@ -215,7 +219,9 @@ impl Tenant {
             return Ok(0);
         }
         let sched = self.rt.scheduler().ok_or(PartitionError::Unsupported("no scheduler".into()))?;
-        let demand = Demand { tenant: self.id, class: self.class, min_sms: sched.min_sms(id, params.shape_key()) };
+        let current = self.placed.get().filter(|&(_, s)| s == self.last.get()).map(|(r, _)| r);
+        let demand =
+            Demand { current, ..Demand::new(self.id, self.class, sched.min_sms(id, params.shape_key()), units) };
         let capturing = self.capturing.get();
         let (region, high) = sched.admit(&demand, capturing);
         let capturing = capturing.is_some();
@@ -223,6 +229,7 @@ impl Tenant {
         let stream = part.stream_in(self.id as usize, usize::from(high))?;
         self.rt.device().bind()?;
         self.order_to(stream)?;
+        self.placed.set(Some((region, stream)));
         let loaded = self.rt.kernels().get(id);
         let grid = auto_grid(units, part.sms(), loaded.blocks_per_sm);
         // SAFETY: `Kernel<P>` ties P to the kernel; the caller vouches for the addresses; the
