@@ -247,5 +247,10 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench);
+criterion_group! {
+    name = benches;
+    // Our own tables, not criterion's plots (which need a system font).
+    config = Criterion::default().without_plots();
+    targets = bench
+}
 criterion_main!(benches);

@@ -31,6 +31,8 @@ use rightsize::runtime::{
 enum Work {
     Flops(f64),
     Bytes(f64),
+    /// A GEMM: its FLOPs and the bytes of A, B and C (and R).
+    Gemm(f64, f64),
 }
 
 /// One measured case: a launch per input copy, all on `stream`.
@@ -125,7 +127,7 @@ fn gemm_cases(cx: &mut Ctx, cases: &mut Vec<Case>, name: &str, m: u32, n: u32, k
             }) as Box<dyn Fn()>);
         }
     }
-    let work = Work::Flops(2.0 * f64::from(m) * f64::from(n) * f64::from(kk));
+    let work = Work::Gemm(2.0 * f64::from(m) * f64::from(n) * f64::from(kk), bytes);
     let ours_name = format!("{name} ({})", kernel.id());
     if !theirs.is_empty() {
         cases.push(Case {
@@ -153,6 +155,10 @@ fn all_cases(cx: &mut Ctx) -> Vec<Case> {
     gemm_cases(cx, &mut cases, "gpt2 decode fc +gelu", b, 3072, 768, RS_ACT_GELU_TANH, false);
     gemm_cases(cx, &mut cases, "gpt2 decode proj +res", b, 768, 3072, RS_ACT_NONE, true);
     gemm_cases(cx, &mut cases, "gpt2 decode lm-head", b, 50257, 768, RS_ACT_NONE, false);
+    gemm_cases(cx, &mut cases, "gpt2 decode attn-out", b, 768, 768, RS_ACT_NONE, false);
+    gemm_cases(cx, &mut cases, "decode 4096²", b, 4096, 4096, RS_ACT_NONE, false);
+    gemm_cases(cx, &mut cases, "decode 4096² M=32", 32, 4096, 4096, RS_ACT_NONE, false);
+    gemm_cases(cx, &mut cases, "decode 4096² M=64", 64, 4096, 4096, RS_ACT_NONE, false);
 
     // Prefill attention, BERT-base (bidirectional, padding lengths given) and GPT-2 (causal).
     for (name, causal) in [("bert attention", false), ("gpt2 attention causal", true)] {
@@ -460,6 +466,29 @@ struct Graph {
     stream: sys::CUstream,
 }
 
+/// DRAM bandwidth in bytes/s: a 2 GiB device-to-device copy, bytes read plus written.
+fn dram_bandwidth(rt: &Runtime, stream: sys::CUstream) -> f64 {
+    let n = 2usize << 30;
+    let (a, b) = (
+        DeviceBuffer::<u8>::filled(rt.device(), n, 1).unwrap(),
+        DeviceBuffer::<u8>::filled(rt.device(), n, 0).unwrap(),
+    );
+    let timer = EventTimer::new(rt.device()).expect("timer");
+    let mut v: Vec<f64> = (0..5)
+        .map(|_| {
+            let copy = || {
+                // SAFETY: two live buffers of n bytes on this device.
+                check(unsafe { sys::cuMemcpyDtoDAsync_v2(b.ptr(), a.ptr(), n, stream) }, "copy");
+                Ok::<(), rightsize::runtime::Error>(())
+            };
+            // SAFETY: the copy is enqueued on `stream` and ends there.
+            unsafe { timer.time_ms(stream, copy) }.expect("timing")
+        })
+        .collect();
+    v.sort_by(f64::total_cmp);
+    2.0 * n as f64 / (v[2] / 1e3)
+}
+
 fn check(r: sys::CUresult, what: &str) {
     assert_eq!(r, sys::CUresult::CUDA_SUCCESS, "{what}");
 }
@@ -539,6 +568,7 @@ fn bench(c: &mut Criterion) {
             None
         }
     };
+    let bandwidth = dram_bandwidth(&rt, stream);
     let mut cx = Ctx { rt: rt.clone(), blas, rng: StdRng::seed_from_u64(rand::random()), stream, l2 };
     let cases = all_cases(&mut cx);
 
@@ -563,23 +593,35 @@ fn bench(c: &mut Criterion) {
 
     let mut table = format!(
         "Kernels on {title}; median time per launch (inputs rotated past 3× L2), rate from the minimal FLOPs or bytes.\n\n\
-         | kernel | shape | µs | TFLOP/s | GB/s | cuBLASLt µs | ours / cuBLASLt (speed) |\n|---|---|---:|---:|---:|---:|---:|\n"
+         DRAM bandwidth measured in this run: {:.0} GB/s (2 GiB device-to-device copy, read + write, median of 5); \
+         \"of DRAM\" is a GEMM's bytes of A, B and C over its time against it.\n\n\
+         | kernel | shape | µs | TFLOP/s | GB/s | of DRAM | cuBLASLt µs | ours / cuBLASLt (speed) |\n|---|---|---:|---:|---:|---:|---:|---:|\n",
+        bandwidth / 1e9
     );
     for (case, t) in &rows {
         if case.baseline_of.is_some() {
             continue;
         }
-        let (tflops, gbs) = match case.work {
-            Work::Flops(f) => (format!("{:.1}", f / t / 1e12), String::new()),
-            Work::Bytes(b) => (String::new(), format!("{:.0}", b / t / 1e9)),
+        let (tflops, gbs, dram) = match case.work {
+            Work::Flops(f) => (format!("{:.1}", f / t / 1e12), String::new(), String::new()),
+            Work::Bytes(b) => (String::new(), format!("{:.0}", b / t / 1e9), String::new()),
+            Work::Gemm(f, b) => (
+                format!("{:.1}", f / t / 1e12),
+                format!("{:.0}", b / t / 1e9),
+                format!("{:.0}%", 100.0 * b / t / bandwidth),
+            ),
         };
         let base = rows.iter().find(|(c, _)| c.baseline_of.as_deref() == Some(case.name.as_str()));
         let (blas_us, ratio) = match base {
             Some((_, bt)) => (format!("{:.2}", bt * 1e6), format!("{:.2}", bt / t)),
             None => (String::new(), String::new()),
         };
-        table +=
-            &format!("| {} | {} | {:.2} | {tflops} | {gbs} | {blas_us} | {ratio} |\n", case.name, case.shape, t * 1e6);
+        table += &format!(
+            "| {} | {} | {:.2} | {tflops} | {gbs} | {dram} | {blas_us} | {ratio} |\n",
+            case.name,
+            case.shape,
+            t * 1e6
+        );
     }
     println!("\n{table}");
     if let Ok(path) = std::env::var("RIGHTSIZE_BENCH_TABLE") {
@@ -587,5 +629,10 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench);
+criterion_group! {
+    name = benches;
+    // Our own tables, not criterion's plots (which need a system font).
+    config = Criterion::default().without_plots();
+    targets = bench
+}
 criterion_main!(benches);

@@ -215,5 +215,10 @@ fn bare_function() -> sys::CUfunction {
     f
 }
 
-criterion_group!(benches, bench);
+criterion_group! {
+    name = benches;
+    // Our own tables, not criterion's plots (which need a system font).
+    config = Criterion::default().without_plots();
+    targets = bench
+}
 criterion_main!(benches);

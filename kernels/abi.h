@@ -76,6 +76,10 @@ typedef struct CopyU32Params {
 #define RS_GEMM_L_BM 128
 #define RS_GEMM_L_BN 128
 #define RS_GEMM_L_THREADS 256
+/** Skinny: M ≤ 32 rows (decode), 16 output columns per block of 8 warps splitting K. */
+#define RS_GEMM_T_MAX_M 32
+#define RS_GEMM_T_BN 16
+#define RS_GEMM_T_THREADS 256
 /** Small tile: 64x64, 4 warps (decode-sized M). */
 #define RS_GEMM_S_BM 64
 #define RS_GEMM_S_BN 64

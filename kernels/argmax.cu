@@ -2,7 +2,8 @@
 //
 // Computes:   out[r] = smallest index of the maximum of row r; NaNs are ignored (a row of
 //             only NaN gives 0).
-// Work unit:  one row; threads scan strided columns, then a fixed-order tree merges them.
+// Work unit:  one row; threads scan strided columns (eight loads in flight each), then a
+//             fixed-order tree merges them.
 // Shapes:     any rows; cols ≥ 1 (vocabularies of 50257, 128256, ...); stride ≥ cols.
 // Reference:  kernels/reference.rs::argmax.
 #include <math_constants.h>
@@ -25,11 +26,23 @@ RS_KERNEL void __launch_bounds__(RS_ARGMAX_THREADS) argmax_f16(const __grid_cons
         const __half* row = rs::ptr<const __half>(p.logits) + r * p.stride;
         float bv = -CUDART_INF_F;
         unsigned bi = 0xffffffffu;
-        for (unsigned c = threadIdx.x; c < p.cols; c += blockDim.x) {
-            const float v = __half2float(row[c]);
-            if (better(v, c, bv, bi)) {
-                bv = v;
-                bi = c;
+        // Eight loads in flight per thread, then the comparisons (the order is total, so the
+        // result does not depend on the scan order).
+        constexpr int U = 8;
+        for (unsigned c0 = threadIdx.x; c0 < p.cols; c0 += U * blockDim.x) {
+            float v[U];
+#pragma unroll
+            for (int j = 0; j < U; ++j) {
+                const unsigned c = c0 + j * blockDim.x;
+                v[j] = c < p.cols ? __half2float(row[c]) : -CUDART_INF_F;
+            }
+#pragma unroll
+            for (int j = 0; j < U; ++j) {
+                const unsigned c = c0 + j * blockDim.x;
+                if (c < p.cols && better(v[j], c, bv, bi)) {
+                    bv = v[j];
+                    bi = c;
+                }
             }
         }
 #pragma unroll

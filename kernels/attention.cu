@@ -10,8 +10,9 @@
 //   Reference: kernels/reference.rs::attention.
 //
 // attention_decode_d{32,64,128}: one new query per sequence against its KV cache (SIMT).
-//   Work unit: (b, kv head); each of the 4 warps takes every 4th cached position with an
-//              online softmax, then the warps' partial results are merged in a fixed order.
+//   Work unit: (b, kv head); each of the 4 warps takes every 4th cached position, eight
+//              positions at a time (their rows loaded first), with an online softmax; then the
+//              warps' partial results are merged in a fixed order.
 //   Shapes:    any cache length ≤ max_len; head_dim 32, 64 or 128; GQA.
 //   Reference: kernels/reference.rs::decode_attention.
 #include <math_constants.h>
@@ -199,19 +200,41 @@ __device__ __forceinline__ void decode(const DecodeAttentionParams& p) {
                 acc[i] = 0.0f;
             }
             float m = -CUDART_INF_F, l = 0.0f;
-            for (unsigned t = warp; t < len; t += WARPS) {
-                const __half* kr = Kc + (u64)t * D;
-                float dot = 0.0f;
+            // Each warp takes positions warp, warp + WARPS, …, U at a time: their K and V rows
+            // are loaded first, then the dot products, one softmax rescale per U positions.
+            constexpr int U = 8;
+            for (unsigned t0 = warp; t0 < len; t0 += U * WARPS) {
+                float kf[U][PER], vf[U][PER], dot[U];
 #pragma unroll
-                for (int i = 0; i < PER; ++i) dot += qv[i] * __half2float(kr[i]);
-                dot = rs::warp_sum(dot);
-                const float m_new = fmaxf(m, dot);
-                const float corr = exp2f(m - m_new);  // m = -inf on the first key: 0
-                const float pv = exp2f(dot - m_new);
-                l = l * corr + pv;
-                const __half* vr = Vc + (u64)t * D;
+                for (int j = 0; j < U; ++j) {
+                    const unsigned t = t0 + j * WARPS;
 #pragma unroll
-                for (int i = 0; i < PER; ++i) acc[i] = acc[i] * corr + pv * __half2float(vr[i]);
+                    for (int i = 0; i < PER; ++i) {
+                        kf[j][i] = t < len ? __half2float(Kc[(u64)t * D + i]) : 0.0f;
+                        vf[j][i] = t < len ? __half2float(Vc[(u64)t * D + i]) : 0.0f;
+                    }
+                }
+                float m_new = m;
+#pragma unroll
+                for (int j = 0; j < U; ++j) {
+                    float d = 0.0f;
+#pragma unroll
+                    for (int i = 0; i < PER; ++i) d += qv[i] * kf[j][i];
+                    d = rs::warp_sum(d);
+                    dot[j] = t0 + j * WARPS < len ? d : -CUDART_INF_F;
+                    m_new = fmaxf(m_new, dot[j]);
+                }
+                const float corr = exp2f(m - m_new);  // m = -inf on the first keys: 0
+                l *= corr;
+#pragma unroll
+                for (int i = 0; i < PER; ++i) acc[i] *= corr;
+#pragma unroll
+                for (int j = 0; j < U; ++j) {
+                    const float pv = exp2f(dot[j] - m_new);  // 0 past the cache
+                    l += pv;
+#pragma unroll
+                    for (int i = 0; i < PER; ++i) acc[i] += pv * vf[j][i];
+                }
                 m = m_new;
             }
             __syncthreads();  // the previous head's merge has read the shared arrays

@@ -159,3 +159,123 @@ RS_KERNEL void __launch_bounds__(RS_GEMM_L_THREADS) gemm_f16_128x128(const __gri
 RS_KERNEL void __launch_bounds__(RS_GEMM_S_THREADS) gemm_f16_64x64(const __grid_constant__ GemmParams p) {
     gemm_tiles<RS_GEMM_S_BM, RS_GEMM_S_BN, 2, 2>(p, reinterpret_cast<__half*>(rs_gemm_smem));
 }
+
+// ---- gemm_f16_skinny_m8 / _m32: M ≤ 8 or ≤ RS_GEMM_T_MAX_M (decode) -------------------------
+//
+// Work unit:  16 output columns (16 rows of B) of one batch entry, all M rows;
+//             units = batch·⌈N/16⌉. Reading B is the whole cost at decode sizes, so units are
+//             narrow (many blocks stream B at once) and each block's 8 warps split K.
+// Method:     C-transposed on tensor cores: mma m16n8k16 with A := 16 rows of B and
+//             B := up to NB = 1 (m8) or 4 (m32) blocks of 8 rows of A (fewer registers for
+//             M ≤ 8, so more blocks per SM stream B). Each lane loads 16 contiguous bytes of its
+//             B rows and A rows per 32-wide K slice and uses them as its fragment elements;
+//             the same K permutation applies to both operands, so the dot products are exact
+//             permutations of the sums. Warp w takes slices w, w+8, …, four at a time (loads
+//             first, then the mmas); the 8 partial tiles are summed in warp order through
+//             shared memory, so the output does not depend on the grid.
+// Epilogue:   as gemm_tiles (bias, activation, FP16 rounding before the residual add).
+namespace {
+
+constexpr int T_WARPS = RS_GEMM_T_THREADS / 32, T_UNROLL = 4;
+
+__device__ __forceinline__ uint4 ldg16(const __half* p, bool ok) {
+    if (!ok) return make_uint4(0, 0, 0, 0);
+    uint4 v;
+    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                 : "l"(p));
+    return v;
+}
+
+template <int T_NB>
+__device__ __forceinline__ void gemm_skinny(const GemmParams& p, float* red) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, q = lane & 3;
+    const unsigned tiles_n = (p.n + RS_GEMM_T_BN - 1) / RS_GEMM_T_BN;
+    const u64 units = (u64)p.batch * tiles_n;
+    const int nb = (p.m + 7) / 8;          // 8-row blocks of A in use
+    const int slices = (p.k + 31) / 32;    // 32-wide K slices
+
+    RS_FOR_EACH_UNIT(u, units) {
+        const unsigned n0 = (u % tiles_n) * RS_GEMM_T_BN;
+        const u64 z = u / tiles_n;
+        const __half* A = rs::ptr<const __half>(p.a) + z * p.stride_a;
+        const __half* B = rs::ptr<const __half>(p.b) + z * p.stride_b;
+        const bool b_lo = n0 + g < p.n, b_hi = n0 + g + 8 < p.n;
+        const __half* b_row_lo = B + (u64)(n0 + g) * p.ldb + q * 8;
+        const __half* b_row_hi = B + (u64)(n0 + g + 8) * p.ldb + q * 8;
+
+        float acc[T_NB][4];
+#pragma unroll
+        for (int j = 0; j < T_NB; ++j)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) acc[j][e] = 0.0f;
+
+        for (int s0 = warp; s0 < slices; s0 += T_WARPS * T_UNROLL) {
+            uint4 blo[T_UNROLL], bhi[T_UNROLL], av[T_UNROLL][T_NB];
+#pragma unroll
+            for (int i = 0; i < T_UNROLL; ++i) {
+                const int s = s0 + i * T_WARPS;
+                const unsigned k = s * 32 + q * 8;
+                const bool kin = s < slices && k < p.k;
+                blo[i] = ldg16(b_row_lo + s * 32, kin && b_lo);
+                bhi[i] = ldg16(b_row_hi + s * 32, kin && b_hi);
+#pragma unroll
+                for (int j = 0; j < T_NB; ++j) {
+                    const unsigned row = j * 8 + g;
+                    const bool ok = kin && j < nb && row < p.m;
+                    av[i][j] = ok ? __ldg(reinterpret_cast<const uint4*>(A + (u64)row * p.lda + k)) : make_uint4(0, 0, 0, 0);
+                }
+            }
+#pragma unroll
+            for (int i = 0; i < T_UNROLL; ++i) {
+                const unsigned f0[4] = {blo[i].x, bhi[i].x, blo[i].y, bhi[i].y};
+                const unsigned f1[4] = {blo[i].z, bhi[i].z, blo[i].w, bhi[i].w};
+#pragma unroll
+                for (int j = 0; j < T_NB; ++j) {
+                    if (j >= nb) break;
+                    rs::mma_16816(acc[j], f0, av[i][j].x, av[i][j].y);
+                    rs::mma_16816(acc[j], f1, av[i][j].z, av[i][j].w);
+                }
+            }
+        }
+
+        // red[warp][col 0..15][row 0..MAX_M-1]; lane holds cols g, g+8 × rows 8j+2q, +1.
+        __syncthreads();  // the previous unit's sums have been read
+#pragma unroll
+        for (int j = 0; j < T_NB; ++j) {
+            float* w = red + (warp * RS_GEMM_T_BN) * RS_GEMM_T_MAX_M + j * 8 + 2 * q;
+            w[g * RS_GEMM_T_MAX_M] = acc[j][0];
+            w[g * RS_GEMM_T_MAX_M + 1] = acc[j][1];
+            w[(g + 8) * RS_GEMM_T_MAX_M] = acc[j][2];
+            w[(g + 8) * RS_GEMM_T_MAX_M + 1] = acc[j][3];
+        }
+        __syncthreads();
+
+        __half* C = rs::ptr<__half>(p.c) + z * p.stride_c;
+        const __half* R = p.residual ? rs::ptr<const __half>(p.residual) + z * p.stride_r : nullptr;
+        const __half* bias = p.bias ? rs::ptr<const __half>(p.bias) : nullptr;
+        for (unsigned t = threadIdx.x; t < p.m * RS_GEMM_T_BN; t += RS_GEMM_T_THREADS) {
+            const unsigned row = t / RS_GEMM_T_BN, c = t % RS_GEMM_T_BN, col = n0 + c;
+            if (col >= p.n) continue;
+            float v = 0.0f;
+#pragma unroll
+            for (int w = 0; w < T_WARPS; ++w) v += red[(w * RS_GEMM_T_BN + c) * RS_GEMM_T_MAX_M + row];
+            if (bias) v += __half2float(bias[col]);
+            v = rs::gelu(v, p.act);
+            if (R) v = __half2float(__float2half_rn(v)) + __half2float(R[(u64)row * p.ldr + col]);
+            C[(u64)row * p.ldc + col] = __float2half_rn(v);
+        }
+    }
+}
+
+}  // namespace
+
+RS_KERNEL void __launch_bounds__(RS_GEMM_T_THREADS) gemm_f16_skinny_m8(const __grid_constant__ GemmParams p) {
+    __shared__ float red[T_WARPS * RS_GEMM_T_BN * RS_GEMM_T_MAX_M];
+    gemm_skinny<1>(p, red);
+}
+
+RS_KERNEL void __launch_bounds__(RS_GEMM_T_THREADS) gemm_f16_skinny_m32(const __grid_constant__ GemmParams p) {
+    __shared__ float red[T_WARPS * RS_GEMM_T_BN * RS_GEMM_T_MAX_M];
+    gemm_skinny<RS_GEMM_T_MAX_M / 8>(p, red);
+}

@@ -133,6 +133,8 @@ registry! {
             gemm_smem(abi::RS_GEMM_L_BM, abi::RS_GEMM_L_BN), GemmParams;
         GemmSmall, GEMM_SMALL: Gemm, c"gemm_f16_64x64", abi::RS_GEMM_S_THREADS,
             gemm_smem(abi::RS_GEMM_S_BM, abi::RS_GEMM_S_BN), GemmParams;
+        GemmSkinny8, GEMM_SKINNY_8: Gemm, c"gemm_f16_skinny_m8", abi::RS_GEMM_T_THREADS, 0, GemmParams;
+        GemmSkinny, GEMM_SKINNY: Gemm, c"gemm_f16_skinny_m32", abi::RS_GEMM_T_THREADS, 0, GemmParams;
         LayerNorm, LAYER_NORM: Norm, c"layer_norm_f16", abi::RS_NORM_THREADS, 0, NormParams;
         RmsNorm, RMS_NORM: Norm, c"rms_norm_f16", abi::RS_NORM_THREADS, 0, NormParams;
         AttentionPrefillD32, ATTENTION_PREFILL_D32: Attention, c"attention_prefill_d32", abi::RS_ATTN_THREADS,

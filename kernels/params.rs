@@ -4,7 +4,7 @@
 //! never a silently wrong result.
 
 use super::abi::*;
-use super::{Kernel, KernelId, GEMM_LARGE, GEMM_SMALL};
+use super::{Kernel, KernelId, GEMM_LARGE, GEMM_SKINNY, GEMM_SKINNY_8, GEMM_SMALL};
 
 /// Params refused before launch, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -78,9 +78,14 @@ pub fn vector_units(n: u64) -> u64 {
     n.div_ceil(u64::from(RS_VECTOR_UNIT))
 }
 
-/// The GEMM kernel for `m` rows: 64×64 tiles for decode-sized M, 128×128 otherwise.
+/// The GEMM kernel for `m` rows: the skinny kernels up to 8 and 32 rows (decode), 64×64 tiles
+/// up to 64, 128×128 otherwise.
 pub fn gemm_kernel(m: u32) -> Kernel<GemmParams> {
-    if m <= RS_GEMM_S_BM {
+    if m <= 8 {
+        GEMM_SKINNY_8
+    } else if m <= RS_GEMM_T_MAX_M {
+        GEMM_SKINNY
+    } else if m <= RS_GEMM_S_BM {
         GEMM_SMALL
     } else {
         GEMM_LARGE
@@ -128,12 +133,17 @@ impl Params for GemmParams {
     fn units(&self, k: KernelId) -> u64 {
         let (bm, bn) = match k {
             KernelId::GemmSmall => (RS_GEMM_S_BM, RS_GEMM_S_BN),
+            KernelId::GemmSkinny | KernelId::GemmSkinny8 => (RS_GEMM_T_MAX_M, RS_GEMM_T_BN),
             _ => (RS_GEMM_L_BM, RS_GEMM_L_BN),
         };
         u64::from(self.batch) * u64::from(self.m.div_ceil(bm)) * u64::from(self.n.div_ceil(bn))
     }
     fn check(&self, k: KernelId) -> Result<(), ParamError> {
         let a = RS_GEMM_K_ALIGN;
+        if matches!(k, KernelId::GemmSkinny | KernelId::GemmSkinny8) {
+            let max = if k == KernelId::GemmSkinny8 { 8 } else { RS_GEMM_T_MAX_M };
+            ensure(self.m <= max, k, || format!("M = {} exceeds its {max} rows", self.m))?;
+        }
         ensure(self.k >= a && self.k % a == 0, k, || format!("K = {} must be a positive multiple of {a}", self.k))?;
         ensure(self.lda >= self.k && self.lda % a == 0, k, || format!("lda = {} (K = {})", self.lda, self.k))?;
         ensure(self.ldb >= self.k && self.ldb % a == 0, k, || format!("ldb = {} (K = {})", self.ldb, self.k))?;
@@ -406,7 +416,12 @@ mod tests {
         assert_eq!(p.units(KernelId::GemmLarge), 8 * 18);
         assert_eq!(p.units(KernelId::GemmSmall), 16 * 36);
         assert_eq!(GemmParams { batch: 3, ..gemm(8, 50257, 768) }.units(KernelId::GemmSmall), 3 * 786);
-        assert_eq!(gemm_kernel(8).id(), KernelId::GemmSmall);
+        assert_eq!(GemmParams { batch: 3, ..gemm(8, 50257, 768) }.units(KernelId::GemmSkinny), 3 * 3142);
+        assert_eq!(gemm_kernel(8).id(), KernelId::GemmSkinny8);
+        assert_eq!(gemm_kernel(9).id(), KernelId::GemmSkinny);
+        assert!(gemm(9, 8, 8).check(KernelId::GemmSkinny8).unwrap_err().to_string().contains("M = 9"));
+        assert_eq!(gemm_kernel(33).id(), KernelId::GemmSmall);
+        assert!(gemm(33, 8, 8).check(KernelId::GemmSkinny).unwrap_err().to_string().contains("M = 33"));
         assert_eq!(gemm_kernel(1024).id(), KernelId::GemmLarge);
     }
 

@@ -111,7 +111,16 @@ fn gemm_matches_reference() {
         ("gelu_erf", false, RS_ACT_GELU_ERF, false),
         ("bias+residual", true, RS_ACT_NONE, true),
     ];
-    for (m, n, kk) in [(1, 8, 8), (37, 77, 200), (130, 260, 776), (200, 2304, 768), (8, 50257, 768)] {
+    for (m, n, kk) in [
+        (1, 8, 8),
+        (5, 300, 1000),
+        (29, 100, 200),
+        (37, 77, 200),
+        (130, 260, 776),
+        (200, 2304, 768),
+        (8, 50257, 768),
+        (32, 770, 3072),
+    ] {
         let a = rand_f16(&mut rng, m * kk, -1.0, 1.0);
         let b = rand_f16(&mut rng, n * kk, -1.0, 1.0);
         let bias = rand_f16(&mut rng, n, -1.0, 1.0);
@@ -137,12 +146,19 @@ fn gemm_matches_reference() {
                 act,
                 ..Default::default()
             };
-            for kernel in [k::GEMM_LARGE, k::GEMM_SMALL] {
+            let skinny = [(8, k::GEMM_SKINNY_8), (32, k::GEMM_SKINNY)].into_iter().filter(|&(max, _)| m <= max);
+            for kernel in [k::GEMM_LARGE, k::GEMM_SMALL].into_iter().chain(skinny.map(|(_, k)| k)) {
                 let what = format!("{} {m}x{n}x{kk} {name}", kernel.id());
                 let got = at_every_grid(&rt, &what, kernel, &p, &mut out, |_| {});
                 assert_close(&what, &got, &want);
             }
-            assert_eq!(gemm_kernel(m as u32).id(), if m <= 64 { k::GEMM_SMALL.id() } else { k::GEMM_LARGE.id() });
+            let chosen = match m {
+                ..=8 => k::GEMM_SKINNY_8.id(),
+                9..=32 => k::GEMM_SKINNY.id(),
+                33..=64 => k::GEMM_SMALL.id(),
+                _ => k::GEMM_LARGE.id(),
+            };
+            assert_eq!(gemm_kernel(m as u32).id(), chosen);
         }
     }
 }
@@ -152,36 +168,41 @@ fn gemm_matches_reference() {
 fn batched_gemm_matches_reference() {
     let rt = runtime();
     let mut rng = fresh_rng("batched gemm");
-    let (batch, m, n, kk) = (3usize, 70usize, 90usize, 64usize);
-    let a = rand_f16(&mut rng, batch * m * kk, -1.0, 1.0);
-    let b = rand_f16(&mut rng, n * kk, -1.0, 1.0); // shared by every batch entry (stride 0)
-    let (da, db) = (up(&rt, &a), up(&rt, &b));
-    let ldc = 96; // padded rows
-    let mut out = poisoned::<f16>(&rt, batch * m * ldc);
-    let p = GemmParams {
-        a: da.ptr(),
-        b: db.ptr(),
-        c: out.ptr(),
-        stride_a: (m * kk) as u64,
-        stride_b: 0,
-        stride_c: (m * ldc) as u64,
-        m: m as u32,
-        n: n as u32,
-        k: kk as u32,
-        batch: batch as u32,
-        lda: kk as u32,
-        ldb: kk as u32,
-        ldc: ldc as u32,
-        ..Default::default()
-    };
-    for kernel in [k::GEMM_LARGE, k::GEMM_SMALL] {
-        let got = at_every_grid(&rt, "batched gemm", kernel, &p, &mut out, |_| {});
-        for z in 0..batch {
-            let want = refs::gemm(&a[z * m * kk..(z + 1) * m * kk], &b, None, None, m, n, kk, RS_ACT_NONE);
-            let rows: Vec<f16> = (0..m).flat_map(|i| got[(z * m + i) * ldc..][..n].to_vec()).collect();
-            assert_close(&format!("{} batch {z}", kernel.id()), &rows, &want);
-            // Padding columns are never written.
-            assert!((0..m).all(|i| got[(z * m + i) * ldc + n..(z * m + i + 1) * ldc].iter().all(|v| v.is_nan())));
+    // 70 rows for the tiled kernels, 20 for the skinny one.
+    for (m, kernels) in
+        [(70usize, vec![k::GEMM_LARGE, k::GEMM_SMALL]), (20, vec![k::GEMM_SKINNY]), (7, vec![k::GEMM_SKINNY_8])]
+    {
+        let (batch, n, kk) = (3usize, 90usize, 64usize);
+        let a = rand_f16(&mut rng, batch * m * kk, -1.0, 1.0);
+        let b = rand_f16(&mut rng, n * kk, -1.0, 1.0); // shared by every batch entry (stride 0)
+        let (da, db) = (up(&rt, &a), up(&rt, &b));
+        let ldc = 96; // padded rows
+        let mut out = poisoned::<f16>(&rt, batch * m * ldc);
+        let p = GemmParams {
+            a: da.ptr(),
+            b: db.ptr(),
+            c: out.ptr(),
+            stride_a: (m * kk) as u64,
+            stride_b: 0,
+            stride_c: (m * ldc) as u64,
+            m: m as u32,
+            n: n as u32,
+            k: kk as u32,
+            batch: batch as u32,
+            lda: kk as u32,
+            ldb: kk as u32,
+            ldc: ldc as u32,
+            ..Default::default()
+        };
+        for kernel in kernels {
+            let got = at_every_grid(&rt, "batched gemm", kernel, &p, &mut out, |_| {});
+            for z in 0..batch {
+                let want = refs::gemm(&a[z * m * kk..(z + 1) * m * kk], &b, None, None, m, n, kk, RS_ACT_NONE);
+                let rows: Vec<f16> = (0..m).flat_map(|i| got[(z * m + i) * ldc..][..n].to_vec()).collect();
+                assert_close(&format!("{} batch {z}", kernel.id()), &rows, &want);
+                // Padding columns are never written.
+                assert!((0..m).all(|i| got[(z * m + i) * ldc + n..(z * m + i + 1) * ldc].iter().all(|v| v.is_nan())));
+            }
         }
     }
 }
