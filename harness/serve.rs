@@ -189,9 +189,9 @@ pub fn profile_model(
     t.synchronize()?;
     let started = std::time::Instant::now();
     // SAFETY: the model and workspace the launches were recorded from live until the end.
-    let kernels = unsafe { profile_launches(&rt, &launches, opts, progress) }?;
+    let sweep = unsafe { profile_launches(&rt, &launches, opts, progress) }?;
     let request = model.describe_request(batch, seq);
-    let profile = Profile::new(&info, granularity, &model.config().name, &request, opts, kernels);
+    let profile = Profile::new(&info, granularity, &model.config().name, &request, opts, sweep);
     Ok(Profiled { profile, launches: launches.len(), seconds: started.elapsed().as_secs_f64() })
 }
 

@@ -1,6 +1,11 @@
 //! The offline profiler: for every (kernel, shape) a request launches, its latency on every
 //! partition size the device offers and with grid-only sizing on the whole device, and its
-//! knee — the fewest SMs whose latency is within ε of the whole device's.
+//! knee — the fewest SMs whose latency there, counting the switch of partition it takes to
+//! get there, is within ε of the whole device's.
+//!
+//! The switch is measured once per profile on the request itself ([`switch_cost_us`]): between
+//! two dependent kernels of a replayed plan, a change of partition costs about a microsecond
+//! or two, which is the difference between right-sizing a 5 µs decode kernel and not.
 //!
 //! Input is a request recorded through a tenant ([`crate::runtime::Tenant::record`]); each
 //! distinct launch is replayed on partitions of 1, 2, … groups (first group first) and on the
@@ -23,8 +28,8 @@ use crate::runtime::{
 };
 
 /// Version of the profile file format. 2: the shape keys of decode attention and KV append no
-/// longer include the cache's capacity.
-pub const SCHEMA_VERSION: u32 = 2;
+/// longer include the cache's capacity. 3: `switch_us`, counted in the knees.
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// One point of a latency curve.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -52,8 +57,18 @@ pub struct KernelProfile {
     pub curve: Vec<Point>,
     /// Latency on the whole device with the grid limited to that many SMs' worth of blocks.
     pub grid_only: Vec<Point>,
-    /// The knee: fewest SMs (a partition size, or the whole device) within ε of `full_us`.
+    /// The knee: fewest SMs (a partition size, or the whole device) whose latency, plus
+    /// [`Profile::switch_us`] on a partition, is within ε of `full_us`.
     pub min_sms: u32,
+}
+
+/// What [`profile_launches`] measures.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sweep {
+    /// Every distinct (kernel, shape), in first-launch order.
+    pub kernels: Vec<KernelProfile>,
+    /// The cost of a partition switch between dependent kernels of a plan, µs.
+    pub switch_us: f64,
 }
 
 /// A profile: the device and kernels it was measured on, and every kernel's curve.
@@ -82,6 +97,9 @@ pub struct Profile {
     pub abs_tol_us: f64,
     /// Timed repeats per point.
     pub repeats: u32,
+    /// A partition switch between two dependent kernels of a replayed plan, µs (measured on
+    /// this request, see [`switch_cost_us`]); added to every partition's latency for the knee.
+    pub switch_us: f64,
     /// Every distinct (kernel, shape) of the request, in first-launch order.
     pub kernels: Vec<KernelProfile>,
 }
@@ -129,11 +147,14 @@ impl Default for Options {
     }
 }
 
-/// The fewest SMs of `curve` (ascending) with latency ≤ max((1 + ε) × `full_us`,
+/// The fewest SMs of `curve` (ascending, the whole device last) whose latency — plus
+/// `switch_us` for a partition, what getting onto it costs — is ≤ max((1 + ε) × `full_us`,
 /// `full_us` + `abs_tol_us`); the last point's SMs (the whole device) when none is.
-pub fn knee(curve: &[Point], full_us: f64, epsilon: f64, abs_tol_us: f64) -> u32 {
+pub fn knee(curve: &[Point], full_us: f64, epsilon: f64, abs_tol_us: f64, switch_us: f64) -> u32 {
     let limit = ((1.0 + epsilon) * full_us).max(full_us + abs_tol_us);
-    curve.iter().find(|p| p.us <= limit).or(curve.last()).map_or(0, |p| p.sms)
+    let last = curve.len().saturating_sub(1);
+    let cost = |i: usize, p: &Point| if i < last { p.us + switch_us } else { p.us };
+    curve.iter().enumerate().find(|&(i, p)| cost(i, p) <= limit).map(|(_, p)| p).or(curve.last()).map_or(0, |p| p.sms)
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -189,8 +210,10 @@ pub unsafe fn profile_launches(
     launches: &[Recorded],
     opts: Options,
     mut progress: impl FnMut(usize, usize),
-) -> Result<Vec<KernelProfile>, ProfileError> {
+) -> Result<Sweep, ProfileError> {
     let timer = Timer::new(rt)?;
+    // SAFETY: forwarded contract.
+    let switch_us = unsafe { switch_cost_us(rt, launches, opts.repeats) }?;
     // Distinct (kernel, shape) in first-launch order, with their call counts.
     let mut order: Vec<(KernelId, u64)> = Vec::new();
     let mut first: HashMap<(KernelId, u64), (&Recorded, u32)> = HashMap::new();
@@ -225,7 +248,7 @@ pub unsafe fn profile_launches(
             grid_only.push(Point { sms, us: timer.time(launch, placement, opts.repeats)? });
         }
         grid_only.sort_by_key(|p| p.sms);
-        let min_sms = knee(&curve, full_us, opts.epsilon, opts.abs_tol_us);
+        let min_sms = knee(&curve, full_us, opts.epsilon, opts.abs_tol_us, switch_us);
         out.push(KernelProfile {
             kernel: key.0,
             shape_key: format!("{:016x}", key.1),
@@ -238,7 +261,76 @@ pub unsafe fn profile_launches(
         });
         progress(i + 1, order.len());
     }
-    Ok(out)
+    Ok(Sweep { kernels: out, switch_us })
+}
+
+/// What a change of partition costs between two dependent kernels of a replayed plan, in µs.
+///
+/// The recorded request is captured twice as a CUDA graph: every launch on the whole device,
+/// and with every other launch that fits it (no more blocks than it holds at once) on the
+/// widest partition instead. The difference of the two graphs' median replay times, over the
+/// number of partition changes in the second, is the cost of one change. Both graphs run the
+/// same kernels in the same order on nearly the same SMs, so what differs is the switching.
+///
+/// # Safety
+/// As [`profile_launches`].
+pub unsafe fn switch_cost_us(rt: &Runtime, launches: &[Recorded], repeats: u32) -> Result<f64, ProfileError> {
+    let widest = rt.pool().iter().filter(|(_, p)| !p.is_whole_device()).max_by_key(|(_, p)| p.sms());
+    let Some((widest, part)) = widest else {
+        return Ok(0.0);
+    };
+    let whole = rt.pool().get(PartitionId::WHOLE).map_err(crate::runtime::Error::from)?;
+    let (s0, s1) =
+        (whole.stream(0).map_err(crate::runtime::Error::from)?, part.stream(0).map_err(crate::runtime::Error::from)?);
+    let width = part.sms();
+    let event = crate::runtime::OrderEvent::new(rt.device())?;
+    let capture = |alternate: bool| -> Result<(crate::runtime::Plan, usize), ProfileError> {
+        let mut switches = 0usize;
+        let plan = crate::runtime::Plan::capture(rt, s0, || {
+            let (mut cur, mut flip) = (s0, false);
+            let mut order = |to: sys::CUstream, switches: &mut usize| -> Result<(), ProfileError> {
+                if to != cur {
+                    event.order(cur, to)?;
+                    cur = to;
+                    *switches += 1;
+                }
+                Ok(())
+            };
+            for l in launches {
+                let fits = l.units <= u64::from(width) * u64::from(rt.kernels().get(l.kernel).blocks_per_sm);
+                let on_part = alternate && fits && {
+                    flip = !flip;
+                    flip
+                };
+                let (stream, placement) = if on_part { (s1, Placement::on(widest)) } else { (s0, Placement::WHOLE) };
+                order(stream, &mut switches)?;
+                // SAFETY: forwarded contract.
+                unsafe { l.replay(rt, placement) }?;
+            }
+            order(s0, &mut switches)
+        })?;
+        Ok((plan, switches))
+    };
+    let (same, _) = capture(false)?;
+    let (alt, switches) = capture(true)?;
+    if switches == 0 {
+        return Ok(0.0);
+    }
+    let events = EventTimer::new(rt.device())?;
+    let time = |plan: &crate::runtime::Plan| -> Result<f64, ProfileError> {
+        // SAFETY: a plan captured on s0, replayed there.
+        Ok(unsafe { events.time_ms(s0, || plan.launch(rt, s0)) }? * 1e3)
+    };
+    for _ in 0..2 {
+        time(&same)?;
+        time(&alt)?;
+    }
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..repeats.max(3) {
+        a.push(time(&same)?);
+        b.push(time(&alt)?);
+    }
+    Ok(((median(&mut b) - median(&mut a)) / switches as f64).max(0.0))
 }
 
 /// The pool a profiling runtime needs: partitions of 1, 2, …, all groups from group 0.
@@ -260,7 +352,7 @@ impl Profile {
         model: &str,
         request: &str,
         opts: Options,
-        kernels: Vec<KernelProfile>,
+        sweep: Sweep,
     ) -> Profile {
         Profile {
             schema_version: SCHEMA_VERSION,
@@ -274,7 +366,8 @@ impl Profile {
             epsilon: opts.epsilon,
             abs_tol_us: opts.abs_tol_us,
             repeats: opts.repeats,
-            kernels,
+            switch_us: sweep.switch_us,
+            kernels: sweep.kernels,
         }
     }
 
@@ -349,8 +442,8 @@ impl Profile {
     /// SM-time freed.
     pub fn summary(&self) -> String {
         let mut t = format!(
-            "{} — {} on {} ({} SMs), ε = {}, absolute tolerance {} µs\n\n| kernel | units | calls | full-GPU µs | min SMs | share of request | SM-time freed |\n|---|---:|---:|---:|---:|---:|---:|\n",
-            self.model, self.request, self.gpu, self.sm_count, self.epsilon, self.abs_tol_us
+            "{} — {} on {} ({} SMs), ε = {}, absolute tolerance {} µs, partition switch {:.2} µs\n\n| kernel | units | calls | full-GPU µs | min SMs | share of request | SM-time freed |\n|---|---:|---:|---:|---:|---:|---:|\n",
+            self.model, self.request, self.gpu, self.sm_count, self.epsilon, self.abs_tol_us, self.switch_us
         );
         for (k, share) in self.kernels.iter().zip(self.shares()) {
             let freed = share * (1.0 - f64::from(k.min_sms) / f64::from(self.sm_count));
@@ -382,15 +475,22 @@ mod tests {
     #[test]
     fn knee_is_the_fewest_sms_within_epsilon() {
         let c = pts(&[(8, 50.0), (16, 26.0), (24, 21.5), (32, 20.1), (132, 20.0)]);
-        assert_eq!(knee(&c, 20.0, 0.05, 0.0), 32);
-        assert_eq!(knee(&c, 20.0, 0.25, 0.0), 24);
-        assert_eq!(knee(&c, 20.0, 2.0, 0.0), 8);
+        assert_eq!(knee(&c, 20.0, 0.05, 0.0, 0.0), 32);
+        assert_eq!(knee(&c, 20.0, 0.25, 0.0, 0.0), 24);
+        assert_eq!(knee(&c, 20.0, 2.0, 0.0, 0.0), 8);
         // Nothing within ε (noise made every partition slower): the whole device.
-        assert_eq!(knee(&pts(&[(8, 30.0), (132, 20.0)]), 10.0, 0.05, 0.0), 132);
+        assert_eq!(knee(&pts(&[(8, 30.0), (132, 20.0)]), 10.0, 0.05, 0.0, 0.0), 132);
         // A 3 µs kernel whose curve is launch latency plus noise: the absolute tolerance wins.
         let flat = pts(&[(8, 3.4), (16, 3.45), (24, 3.5), (132, 3.2)]);
-        assert_eq!(knee(&flat, 3.2, 0.05, 0.0), 132);
-        assert_eq!(knee(&flat, 3.2, 0.05, 0.5), 8);
+        assert_eq!(knee(&flat, 3.2, 0.05, 0.0, 0.0), 132);
+        assert_eq!(knee(&flat, 3.2, 0.05, 0.5, 0.0), 8);
+        // A switch of 1.5 µs outweighs what right-sizing the 3 µs kernel frees: it stays on
+        // the whole device, whose own latency pays no switch.
+        assert_eq!(knee(&flat, 3.2, 0.05, 0.5, 1.5), 132);
+        // On a 20 µs kernel, a 0.5 µs switch only moves the knee up a step.
+        assert_eq!(knee(&c, 20.0, 0.05, 0.0, 0.5), 32);
+        assert_eq!(knee(&c, 20.0, 0.10, 0.0, 0.5), 24);
+        assert_eq!(knee(&c, 20.0, 0.10, 0.0, 1.5), 32);
     }
 
     fn kp(kernel: KernelId, calls: u32, full_us: f64, min_sms: u32) -> KernelProfile {
@@ -419,6 +519,7 @@ mod tests {
             epsilon: 0.05,
             abs_tol_us: 0.5,
             repeats: 3,
+            switch_us: 1.2,
             kernels: vec![kp(KernelId::GemmLarge, 1, 30.0, 132), kp(KernelId::LayerNorm, 2, 5.0, 33)],
         }
     }

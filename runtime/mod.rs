@@ -25,6 +25,7 @@ pub use memory::{DeviceBuffer, DeviceCopy};
 pub use partition::{group_range, GroupRange, Partition, PartitionId, PartitionPool, PartitionRequest, PoolSpec};
 pub use plan::Plan;
 pub use scheduler::{MinSms, Scheduler};
+pub(crate) use tenant::OrderEvent;
 pub use tenant::{PlanSet, Recorded, Tenant};
 pub use timer::EventTimer;
 pub use trace::{unix_ns, GpuSlice, LaunchRecord, Timeline, TraceSink};

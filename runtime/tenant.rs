@@ -23,11 +23,34 @@ enum Mode {
 
 /// An event owned by a tenant, for ordering its kernels across streams.
 #[derive(Debug)]
-struct OrderEvent(sys::CUevent);
+/// An event without timing, for ordering one stream after another.
+pub(crate) struct OrderEvent(sys::CUevent);
+
+impl OrderEvent {
+    /// A new event on `device`.
+    pub(crate) fn new(device: &super::Device) -> Result<OrderEvent> {
+        device.bind()?;
+        let mut e = std::ptr::null_mut();
+        // SAFETY: the primary context is current.
+        check("cuEventCreate", unsafe {
+            sys::cuEventCreate(&mut e, sys::CUevent_flags::CU_EVENT_DISABLE_TIMING as u32)
+        })?;
+        Ok(OrderEvent(e))
+    }
+
+    /// Makes `to` wait for the work enqueued on `from` so far.
+    pub(crate) fn order(&self, from: sys::CUstream, to: sys::CUstream) -> Result<()> {
+        // SAFETY: a live event; the streams belong to the device it was made on.
+        unsafe {
+            check("cuEventRecord", sys::cuEventRecord(self.0, from))?;
+            check("cuStreamWaitEvent", sys::cuStreamWaitEvent(to, self.0, 0))
+        }
+    }
+}
 
 impl Drop for OrderEvent {
     fn drop(&mut self) {
-        // SAFETY: created in `Tenant::make`, destroyed once.
+        // SAFETY: created in `OrderEvent::new`, destroyed once.
         unsafe { sys::cuEventDestroy_v2(self.0) };
     }
 }
@@ -137,12 +160,7 @@ impl Tenant {
     }
 
     fn make(rt: Arc<Runtime>, id: TenantId, class: PriorityClass, mode: Mode, origin: sys::CUstream) -> Result<Tenant> {
-        rt.device().bind()?;
-        let mut e = std::ptr::null_mut();
-        // SAFETY: the primary context is current.
-        check("cuEventCreate", unsafe {
-            sys::cuEventCreate(&mut e, sys::CUevent_flags::CU_EVENT_DISABLE_TIMING as u32)
-        })?;
+        let order = OrderEvent::new(rt.device())?;
         Ok(Tenant {
             rt,
             id,
@@ -151,7 +169,7 @@ impl Tenant {
             origin,
             last: Cell::new(origin),
             capturing: Cell::new(None),
-            order: OrderEvent(e),
+            order,
             recording: std::cell::RefCell::new(None),
             slo: None,
             request: Cell::new(None),
@@ -178,11 +196,7 @@ impl Tenant {
     fn order_to(&self, stream: sys::CUstream) -> Result<()> {
         let last = self.last.get();
         if last != stream {
-            // SAFETY: live event and streams of this device.
-            unsafe {
-                check("cuEventRecord", sys::cuEventRecord(self.order.0, last))?;
-                check("cuStreamWaitEvent", sys::cuStreamWaitEvent(stream, self.order.0, 0))?;
-            }
+            self.order.order(last, stream)?;
             self.last.set(stream);
         }
         Ok(())
