@@ -21,7 +21,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rightsize::kernels::abi::*;
 use rightsize::kernels::reference::rope_inv_freq;
-use rightsize::kernels::{self as k, gemm_kernel, Kernel, Params};
+use rightsize::kernels::{self as k, gemm_kernel, gemm_wgmma_for, gemm_wgmma_kernel, Kernel, Params};
 use rightsize::runtime::{
     BlasLt, BlasShape, Device, DeviceBuffer, DeviceCopy, EventTimer, PartitionId, Placement, PoolSpec, Runtime,
 };
@@ -97,6 +97,10 @@ fn gemm_cases(cx: &mut Ctx, cases: &mut Vec<Case>, name: &str, m: u32, n: u32, k
     let shape = format!("{m}×{n}×{kk}");
     let mut ours = Vec::new();
     let mut theirs = Vec::new();
+    // On sm_90 prefill-sized GEMMs run on the Hopper kernel, next to the mma.sync one.
+    let wgmma = gemm_wgmma_for(m, cx.rt.device().info().compute_capability);
+    let hopper_kernel = gemm_wgmma_kernel(m, n, cx.rt.device().info().sm_count);
+    let mut hopper = Vec::new();
     for _ in 0..copies {
         let (da, db, dbias, dc) = (cx.upload(&a), cx.upload(&b), cx.upload(&bias), cx.zeros(mu * nu));
         let dres = cx.upload(&res);
@@ -117,7 +121,12 @@ fn gemm_cases(cx: &mut Ctx, cases: &mut Vec<Case>, name: &str, m: u32, n: u32, k
             act,
             ..Default::default()
         };
-        ours.push(cx.launcher(kernel, p, vec![any(&da), any(&db), any(&dbias), any(&dc), any(&dres)]));
+        let keep = vec![any(&da), any(&db), any(&dbias), any(&dc), any(&dres)];
+        if wgmma {
+            let tp = GemmTmaParams::new(&p, hopper_kernel).expect("tensor maps");
+            hopper.push(cx.launcher(hopper_kernel, tp, keep.clone()));
+        }
+        ours.push(cx.launcher(kernel, p, keep));
         if let Some(blas) = &cx.blas {
             let plan = Rc::new(blas.plan(BlasShape::plain(m, n, kk), None).expect("cublasLt plan"));
             let (blas, stream) = (blas.clone(), cx.stream);
@@ -129,14 +138,19 @@ fn gemm_cases(cx: &mut Ctx, cases: &mut Vec<Case>, name: &str, m: u32, n: u32, k
     }
     let work = Work::Gemm(2.0 * f64::from(m) * f64::from(n) * f64::from(kk), bytes);
     let ours_name = format!("{name} ({})", kernel.id());
+    let hopper_name = format!("{name} ({})", hopper_kernel.id());
+    let compared = if wgmma { hopper_name.clone() } else { ours_name.clone() };
     if !theirs.is_empty() {
         cases.push(Case {
             name: format!("{name} (cuBLASLt)"),
             shape: shape.clone(),
             work,
             launches: theirs,
-            baseline_of: Some(ours_name.clone()),
+            baseline_of: Some(compared),
         });
+    }
+    if wgmma {
+        cases.push(Case { name: hopper_name, shape: shape.clone(), work, launches: hopper, baseline_of: None });
     }
     cases.push(Case { name: ours_name, shape, work, launches: ours, baseline_of: None });
 }
@@ -159,6 +173,10 @@ fn all_cases(cx: &mut Ctx) -> Vec<Case> {
     gemm_cases(cx, &mut cases, "decode 4096²", b, 4096, 4096, RS_ACT_NONE, false);
     gemm_cases(cx, &mut cases, "decode 4096² M=32", 32, 4096, 4096, RS_ACT_NONE, false);
     gemm_cases(cx, &mut cases, "decode 4096² M=64", 64, 4096, 4096, RS_ACT_NONE, false);
+    // Prefill GEMMs of larger models (M = 4096 tokens).
+    gemm_cases(cx, &mut cases, "prefill 4096² M=4096", 4096, 4096, 4096, RS_ACT_NONE, false);
+    gemm_cases(cx, &mut cases, "gpt2 prefill qkv M=4096", 4096, 2304, 768, RS_ACT_NONE, false);
+    gemm_cases(cx, &mut cases, "llama-1b mlp-up M=1024", 1024, 16384, 2048, RS_ACT_NONE, false);
 
     // Prefill attention, BERT-base (bidirectional, padding lengths given) and GPT-2 (causal).
     for (name, causal) in [("bert attention", false), ("gpt2 attention causal", true)] {

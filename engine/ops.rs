@@ -6,7 +6,9 @@ use half::f16;
 
 use super::EngineError;
 use crate::kernels::abi::*;
-use crate::kernels::{self as k, attention_decode_kernel, attention_prefill_kernel, gemm_kernel};
+use crate::kernels::{
+    self as k, attention_decode_kernel, attention_prefill_kernel, gemm_kernel, gemm_wgmma_for, gemm_wgmma_kernel,
+};
 use crate::runtime::{DeviceBuffer, DeviceCopy, Tenant};
 
 type Result<T> = std::result::Result<T, EngineError>;
@@ -135,6 +137,12 @@ pub fn linear(
     };
     match backend {
         // SAFETY: every view was checked against its live buffer above.
+        GemmBackend::Rightsize if gemm_wgmma_for(m, t.runtime().device().info().compute_capability) => {
+            let kernel = gemm_wgmma_kernel(m, n, t.runtime().device().info().sm_count);
+            let tp = GemmTmaParams::new(&p, kernel).map_err(crate::runtime::Error::from)?;
+            // SAFETY: as below; the tensor maps describe the same checked views.
+            unsafe { t.launch(kernel, &tp) }.map(|_| ())?
+        }
         GemmBackend::Rightsize => unsafe { t.launch(gemm_kernel(m), &p) }.map(|_| ())?,
         GemmBackend::CublasLt => {
             if act != RS_ACT_NONE && (residual.is_some() || out.ld != n) {

@@ -102,6 +102,29 @@ typedef struct GemmParams {
     unsigned int _pad;
 } GemmParams;
 
+/** Hopper GEMM (gemm_sm90.cu): 128x128 or 128x64 tiles, BK 64, 4 stages, 3 warpgroups. */
+#define RS_GEMM_W_BM 128
+#define RS_GEMM_W_BN 128
+#define RS_GEMM_W_BN_NARROW 64
+#define RS_GEMM_W_BK 64
+#define RS_GEMM_W_STAGES 4
+#define RS_GEMM_W_THREADS 384
+
+/** A CUtensorMap (the driver's opaque TMA descriptor), as the kernel receives it. */
+typedef struct __attribute__((aligned(128))) RsTensorMap {
+    unsigned long long opaque[16];
+} RsTensorMap;
+
+/**
+ * gemm_f16_wgmma_128x{128,64}: GemmParams `g` (batch 1) with the tensor maps of A (K × M,
+ * box 64 × 128) and B (K × N, box 64 × BN), both FP16 with 128-byte swizzle.
+ */
+typedef struct GemmTmaParams {
+    RsTensorMap map_a;
+    RsTensorMap map_b;
+    GemmParams g;
+} GemmTmaParams;
+
 /* ---- norm.cu ---------------------------------------------------------------- */
 
 #define RS_NORM_THREADS 256

@@ -4,7 +4,7 @@
 //! never a silently wrong result.
 
 use super::abi::*;
-use super::{Kernel, KernelId, GEMM_LARGE, GEMM_SKINNY, GEMM_SKINNY_8, GEMM_SMALL};
+use super::{Kernel, KernelId, GEMM_LARGE, GEMM_SKINNY, GEMM_SKINNY_8, GEMM_SMALL, GEMM_WGMMA, GEMM_WGMMA_NARROW};
 
 /// Params refused before launch, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -163,6 +163,101 @@ impl Params for GemmParams {
             .into_iter()
             .chain([has(self.bias), has(self.residual)])
             .collect::<Vec<_>>())
+    }
+}
+
+/// Whether the Hopper GEMM (TMA + wgmma) serves `m` rows on a GPU of compute capability `cc`:
+/// prefill-sized M on sm_90 (its cubin is sm_90a only).
+pub fn gemm_wgmma_for(m: u32, cc: (u32, u32)) -> bool {
+    m > RS_GEMM_S_BM && cc == (9, 0)
+}
+
+/// The Hopper GEMM's tile for an `m` × `n` output on `sms` SMs: 128×64 when 128×128 tiles
+/// would leave SMs without one, else 128×128.
+pub fn gemm_wgmma_kernel(m: u32, n: u32, sms: u32) -> Kernel<GemmTmaParams> {
+    let tiles = u64::from(m.div_ceil(RS_GEMM_W_BM)) * u64::from(n.div_ceil(RS_GEMM_W_BN));
+    if tiles < u64::from(sms) {
+        GEMM_WGMMA_NARROW
+    } else {
+        GEMM_WGMMA
+    }
+}
+
+fn wgmma_bn(k: KernelId) -> u32 {
+    if k == KernelId::GemmWgmmaNarrow {
+        RS_GEMM_W_BN_NARROW
+    } else {
+        RS_GEMM_W_BN
+    }
+}
+
+/// A 2-D FP16 tensor map of a row-major `rows` × `cols` matrix with leading dimension `ld`
+/// (elements), read in boxes of `RS_GEMM_W_BK` columns × `box_rows` rows with 128-byte swizzle.
+fn tensor_map(
+    kernel: KernelId,
+    name: &str,
+    ptr: u64,
+    (rows, cols, ld): (u32, u32, u32),
+    box_rows: u32,
+) -> Result<RsTensorMap, ParamError> {
+    use cudarc::driver::sys;
+    let mut map = sys::CUtensorMap { opaque: [0; 16] };
+    let dims = [u64::from(cols), u64::from(rows)];
+    let strides = [u64::from(ld) * 2];
+    let boxes = [RS_GEMM_W_BK, box_rows];
+    let steps = [1u32, 1];
+    // SAFETY: encodes a descriptor on the host from the arrays above; nothing is dereferenced.
+    let r = unsafe {
+        sys::cuTensorMapEncodeTiled(
+            &mut map,
+            sys::CUtensorMapDataType::CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
+            2,
+            ptr as *mut std::ffi::c_void,
+            dims.as_ptr(),
+            strides.as_ptr(),
+            boxes.as_ptr(),
+            steps.as_ptr(),
+            sys::CUtensorMapInterleave::CU_TENSOR_MAP_INTERLEAVE_NONE,
+            sys::CUtensorMapSwizzle::CU_TENSOR_MAP_SWIZZLE_128B,
+            sys::CUtensorMapL2promotion::CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+            sys::CUtensorMapFloatOOBfill::CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE,
+        )
+    };
+    ensure(r == sys::CUresult::CUDA_SUCCESS, kernel, || {
+        format!("tensor map of {name} ({rows}×{cols}, ld {ld}): {r:?}")
+    })?;
+    Ok(RsTensorMap { opaque: map.opaque })
+}
+
+impl GemmTmaParams {
+    /// The params of Hopper GEMM `kernel` for `g` (batch 1): checks it and encodes the tensor
+    /// maps of A and B for that kernel's tiles (a host-side encoding; needs the CUDA driver
+    /// library).
+    pub fn new(g: &GemmParams, kernel: Kernel<GemmTmaParams>) -> Result<GemmTmaParams, ParamError> {
+        let k = kernel.id();
+        g.check(k)?;
+        ensure(g.batch == 1, k, || format!("batch = {} (this kernel does batch 1)", g.batch))?;
+        Ok(GemmTmaParams {
+            map_a: tensor_map(k, "A", g.a, (g.m, g.k, g.lda), RS_GEMM_W_BM)?,
+            map_b: tensor_map(k, "B", g.b, (g.n, g.k, g.ldb), wgmma_bn(k))?,
+            g: *g,
+        })
+    }
+}
+
+impl Params for GemmTmaParams {
+    fn units(&self, k: KernelId) -> u64 {
+        u64::from(self.g.m.div_ceil(RS_GEMM_W_BM)) * u64::from(self.g.n.div_ceil(wgmma_bn(k)))
+    }
+    fn check(&self, k: KernelId) -> Result<(), ParamError> {
+        self.g.check(k)?;
+        ensure(self.g.batch == 1, k, || format!("batch = {} (this kernel does batch 1)", self.g.batch))?;
+        ensure(self.map_a.opaque != [0; 16] && self.map_b.opaque != [0; 16], k, || {
+            "tensor maps not encoded (make the params with GemmTmaParams::new)".into()
+        })
+    }
+    fn shape_key(&self) -> u64 {
+        self.g.shape_key()
     }
 }
 
@@ -423,6 +518,25 @@ mod tests {
         assert_eq!(gemm_kernel(33).id(), KernelId::GemmSmall);
         assert!(gemm(33, 8, 8).check(KernelId::GemmSkinny).unwrap_err().to_string().contains("M = 33"));
         assert_eq!(gemm_kernel(1024).id(), KernelId::GemmLarge);
+    }
+
+    #[test]
+    fn hopper_gemm_serves_prefill_on_sm90_with_tiles_that_fill_the_sms() {
+        assert!(gemm_wgmma_for(1024, (9, 0)));
+        assert!(!gemm_wgmma_for(64, (9, 0)), "decode sizes keep their kernels");
+        assert!(!gemm_wgmma_for(1024, (8, 0)) && !gemm_wgmma_for(1024, (10, 0)), "sm_90a only");
+        // 8×6 = 48 tiles of 128×128 on 132 SMs: the 128×64 tiles (96) instead.
+        assert_eq!(gemm_wgmma_kernel(1024, 768, 132).id(), KernelId::GemmWgmmaNarrow);
+        assert_eq!(gemm_wgmma_kernel(1024, 3072, 132).id(), KernelId::GemmWgmma);
+        let t = GemmTmaParams {
+            map_a: RsTensorMap { opaque: [0; 16] },
+            map_b: RsTensorMap { opaque: [0; 16] },
+            g: gemm(1000, 2304, 768),
+        };
+        assert_eq!(t.units(KernelId::GemmWgmma), 8 * 18);
+        assert_eq!(t.units(KernelId::GemmWgmmaNarrow), 8 * 36);
+        let e = t.check(KernelId::GemmWgmma).unwrap_err().to_string();
+        assert!(e.contains("tensor maps not encoded"), "{e}");
     }
 
     #[test]

@@ -152,6 +152,15 @@ fn gemm_matches_reference() {
                 let got = at_every_grid(&rt, &what, kernel, &p, &mut out, |_| {});
                 assert_close(&what, &got, &want);
             }
+            // The Hopper kernel (TMA + wgmma) on sm_90, at every M.
+            if rt.device().info().compute_capability == (9, 0) {
+                for kernel in [k::GEMM_WGMMA, k::GEMM_WGMMA_NARROW] {
+                    let tp = GemmTmaParams::new(&p, kernel).unwrap();
+                    let what = format!("{} {m}x{n}x{kk} {name}", kernel.id());
+                    let got = at_every_grid(&rt, &what, kernel, &tp, &mut out, |_| {});
+                    assert_close(&what, &got, &want);
+                }
+            }
             let chosen = match m {
                 ..=8 => k::GEMM_SKINNY_8.id(),
                 9..=32 => k::GEMM_SKINNY.id(),

@@ -1,0 +1,228 @@
+// gemm_sm90.cu — C = act(A·Bᵀ + bias) + R on Hopper: TMA loads into a 4-stage shared-memory
+// ring on mbarriers, wgmma (HGMMA) from shared memory, persistent over output tiles.
+//
+// Computes:   as gemm.cu (GemmParams: bias, GELU tanh/erf, FP16 rounding before the residual
+//             add), for batch = 1.
+// Work unit:  one 128×BN output tile; units = ⌈M/128⌉·⌈N/BN⌉. gemm_f16_wgmma_128x128, and
+//             gemm_f16_wgmma_128x64 for problems with fewer 128×128 tiles than SMs. Each block loops over units
+//             (u = blockIdx.x, + gridDim.x, …), so any grid is correct; a tile's K order is
+//             fixed, so the output does not depend on the grid.
+// Block:      3 warpgroups. Warpgroup 0 is the producer: one thread issues the TMA loads of A
+//             (128×64) and B (BN×64) per K step into stage s and arms full[s] with their
+//             bytes. Warpgroups 1 and 2 are consumers, each computing 64 rows × BN columns with
+//             wgmma.m64nBNk16 (4 per K step, operands from shared memory, 128-byte swizzle,
+//             FP32 accumulators in registers), one K step's group in flight while the next is
+//             issued, releasing each stage through empty[s] once the group reading it is done.
+// Shapes:     any M, N ≥ 1; K ≥ 8 and a multiple of 8 (16-byte global strides for TMA); A and B
+//             16-byte aligned; lda, ldb multiples of 8. TMA zero-fills past M, N and K.
+// Params:     GemmTmaParams — the tensor maps of A and B (made on the host, see
+//             kernels/params.rs::GemmTmaParams::new) and the GemmParams of the epilogue.
+// Only sm_90a has wgmma/TMA; on other targets the kernel traps (the runtime never picks it).
+// Reference:  kernels/reference.rs::gemm.
+#include "common.cuh"
+
+namespace {
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+
+using rs::u64;
+constexpr int BM = RS_GEMM_W_BM, BK = RS_GEMM_W_BK, STAGES = RS_GEMM_W_STAGES;
+
+__device__ __forceinline__ unsigned smem_addr(const void* p) {
+    return static_cast<unsigned>(__cvta_generic_to_shared(p));
+}
+
+__device__ __forceinline__ void mbar_init(unsigned bar, unsigned count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(bar), "r"(count) : "memory");
+}
+
+__device__ __forceinline__ void mbar_expect_tx(unsigned bar, unsigned bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(bytes) : "memory");
+}
+
+__device__ __forceinline__ void mbar_arrive(unsigned bar) {
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(bar) : "memory");
+}
+
+__device__ __forceinline__ void mbar_wait(unsigned bar, unsigned parity) {
+    unsigned done;
+    do {
+        asm volatile(
+            "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}"
+            : "=r"(done)
+            : "r"(bar), "r"(parity)
+            : "memory");
+    } while (!done);
+}
+
+__device__ __forceinline__ void tma_load(unsigned dst, const void* map, int c0, int c1, unsigned bar) {
+    asm volatile(
+        "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];" ::"r"(dst),
+        "l"(reinterpret_cast<u64>(map)), "r"(c0), "r"(c1), "r"(bar)
+        : "memory");
+}
+
+// Shared-memory matrix descriptor of a K-major tile with 128-byte swizzle: rows of 128 bytes,
+// 8-row groups 1024 bytes apart.
+__device__ __forceinline__ u64 desc(unsigned addr) {
+    u64 d = (u64)((addr & 0x3FFFF) >> 4);
+    d |= (u64)1 << 16;             // leading byte offset (unused for swizzled K-major)
+    d |= (u64)(1024 >> 4) << 32;   // stride byte offset: 8 rows × 128 bytes
+    d |= (u64)1 << 62;             // 128-byte swizzle
+    return d;
+}
+
+__device__ __forceinline__ void wgmma_128(float (&d)[64], u64 da, u64 db, int scale_d) {
+    asm volatile(
+        "{\n .reg .pred p;\n setp.ne.b32 p, %66, 0;\n"
+        " wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p, 1, 1, 0, 0;\n}"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+        : "l"(da), "l"(db), "r"(scale_d));
+}
+
+__device__ __forceinline__ void wgmma_64(float (&d)[32], u64 da, u64 db, int scale_d) {
+    asm volatile(
+        "{\n .reg .pred p;\n setp.ne.b32 p, %34, 0;\n"
+        " wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, 0, 0;\n}"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+        : "l"(da), "l"(db), "r"(scale_d));
+}
+
+template <int BN>
+__device__ __forceinline__ void mma_step(float (&d)[BN / 2], u64 da, u64 db) {
+    if constexpr (BN == 128) {
+        wgmma_128(d, da, db, 1);
+    } else {
+        wgmma_64(d, da, db, 1);
+    }
+}
+
+template <int BN>
+__device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned char* smem_raw) {
+    constexpr unsigned STAGE_BYTES = (BM + BN) * BK * 2;
+    const GemmParams& p = tp.g;
+    // Stages at a 1024-byte boundary (the swizzle atom), barriers after them.
+    unsigned char* smem = reinterpret_cast<unsigned char*>((reinterpret_cast<u64>(smem_raw) + 1023) & ~(u64)1023);
+    const unsigned base = smem_addr(smem);
+    const unsigned full = base + STAGES * STAGE_BYTES, empty = full + STAGES * 8;
+    const int wg = threadIdx.x / 128, t = threadIdx.x % 128;
+    const unsigned tiles_m = (p.m + BM - 1) / BM, tiles_n = (p.n + BN - 1) / BN;
+    const u64 units = (u64)tiles_m * tiles_n;
+    const int kblocks = (p.k + BK - 1) / BK;
+
+    if (threadIdx.x == 0) {
+        for (int s = 0; s < STAGES; ++s) {
+            mbar_init(full + 8 * s, 1);
+            mbar_init(empty + 8 * s, 2 * 128);
+        }
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    }
+    __syncthreads();
+
+    if (wg == 0) {
+        if (t != 0) return;
+        int stage = 0;
+        unsigned phase = 0;
+        RS_FOR_EACH_UNIT(u, units) {
+            const int m0 = (u / tiles_n) * BM, n0 = (u % tiles_n) * BN;
+            for (int kb = 0; kb < kblocks; ++kb) {
+                mbar_wait(empty + 8 * stage, phase ^ 1);
+                const unsigned a = base + stage * STAGE_BYTES, b = a + BM * BK * 2;
+                mbar_expect_tx(full + 8 * stage, STAGE_BYTES);
+                tma_load(a, &tp.map_a, kb * BK, m0, full + 8 * stage);
+                tma_load(b, &tp.map_b, kb * BK, n0, full + 8 * stage);
+                if (++stage == STAGES) {
+                    stage = 0;
+                    phase ^= 1;
+                }
+            }
+        }
+        return;
+    }
+
+    // Consumers: warpgroup 1 takes rows 0–63 of the tile, warpgroup 2 rows 64–127.
+    const int half = wg - 1, warp = t / 32, lane = t % 32;
+    int stage = 0;
+    unsigned phase = 0;
+    const __half* R = p.residual ? rs::ptr<const __half>(p.residual) : nullptr;
+    const __half* bias = p.bias ? rs::ptr<const __half>(p.bias) : nullptr;
+    __half* C = rs::ptr<__half>(p.c);
+    const bool pairs_ok = (p.ldc & 1) == 0 && (p.c & 3) == 0;
+    RS_FOR_EACH_UNIT(u, units) {
+        const unsigned m0 = (u / tiles_n) * BM, n0 = (u % tiles_n) * BN;
+        float d[BN / 2];
+#pragma unroll
+        for (int i = 0; i < BN / 2; ++i) d[i] = 0.0f;
+        // One K step's wgmma group stays in flight while the next is issued; a stage is
+        // released once the group reading it has completed.
+        int held = -1;
+        for (int kb = 0; kb < kblocks; ++kb) {
+            mbar_wait(full + 8 * stage, phase);
+            const unsigned a = base + stage * STAGE_BYTES + half * 64 * BK * 2, b = base + stage * STAGE_BYTES + BM * BK * 2;
+            asm volatile("wgmma.fence.sync.aligned;" ::: "memory");
+#pragma unroll
+            for (int j = 0; j < BK / 16; ++j) mma_step<BN>(d, desc(a + 32 * j), desc(b + 32 * j));
+            asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");
+            asm volatile("wgmma.wait_group.sync.aligned 1;" ::: "memory");
+            if (held >= 0) mbar_arrive(empty + 8 * held);
+            held = stage;
+            if (++stage == STAGES) {
+                stage = 0;
+                phase ^= 1;
+            }
+        }
+        asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory");
+        if (held >= 0) mbar_arrive(empty + 8 * held);
+        // d[4i + e]: row 16·warp + lane/4 (+8 for e ≥ 2), column 8i + 2·(lane%4) (+1 for odd e).
+#pragma unroll
+        for (int i = 0; i < BN / 8; ++i)
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+                const unsigned row = m0 + half * 64 + warp * 16 + lane / 4 + 8 * h;
+                const unsigned col = n0 + 8 * i + 2 * (lane % 4);
+                if (row >= p.m || col >= p.n) continue;
+                const bool pair = col + 1 < p.n;
+                float v0 = d[4 * i + 2 * h], v1 = d[4 * i + 2 * h + 1];
+                if (bias) {
+                    v0 += __half2float(bias[col]);
+                    if (pair) v1 += __half2float(bias[col + 1]);
+                }
+                v0 = rs::gelu(v0, p.act);
+                v1 = rs::gelu(v1, p.act);
+                if (R) {
+                    const __half* r = R + (u64)row * p.ldr + col;
+                    v0 = __half2float(__float2half_rn(v0)) + __half2float(r[0]);
+                    if (pair) v1 = __half2float(__float2half_rn(v1)) + __half2float(r[1]);
+                }
+                __half* c = C + (u64)row * p.ldc + col;
+                if (pair && pairs_ok) {
+                    *reinterpret_cast<__half2*>(c) = __floats2half2_rn(v0, v1);
+                } else {
+                    c[0] = __float2half_rn(v0);
+                    if (pair) c[1] = __float2half_rn(v1);
+                }
+            }
+    }
+}
+
+#endif
+
+}  // namespace
+
+extern __shared__ __align__(1024) unsigned char rs_gemm_w_smem[];
+
+RS_KERNEL void __launch_bounds__(RS_GEMM_W_THREADS, 1) gemm_f16_wgmma_128x128(const __grid_constant__ GemmTmaParams p) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    gemm_wgmma<128>(p, rs_gemm_w_smem);
+#else
+    __trap();
+#endif
+}
+
+RS_KERNEL void __launch_bounds__(RS_GEMM_W_THREADS, 1) gemm_f16_wgmma_128x64(const __grid_constant__ GemmTmaParams p) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    gemm_wgmma<64>(p, rs_gemm_w_smem);
+#else
+    __trap();
+#endif
+}
