@@ -267,10 +267,11 @@ pub unsafe fn profile_launches(
 /// What a change of partition costs between two dependent kernels of a replayed plan, in µs.
 ///
 /// The recorded request is captured twice as a CUDA graph: every launch on the whole device,
-/// and with every other launch that fits it (no more blocks than it holds at once) on the
-/// widest partition instead. The difference of the two graphs' median replay times, over the
+/// and with every other launch that fits it (no more blocks than it has SMs, so each block has
+/// an SM of its own either way) on the widest partition instead. The difference of the two graphs' median replay times, over the
 /// number of partition changes in the second, is the cost of one change. Both graphs run the
-/// same kernels in the same order on nearly the same SMs, so what differs is the switching.
+/// same kernels in the same order, each block on an SM of its own, so what differs is the
+/// switching. When no kernel of the request fits, a chain of 64 one-block kernels stands in.
 ///
 /// # Safety
 /// As [`profile_launches`].
@@ -279,10 +280,29 @@ pub unsafe fn switch_cost_us(rt: &Runtime, launches: &[Recorded], repeats: u32) 
     let Some((widest, part)) = widest else {
         return Ok(0.0);
     };
+    // At most one block per SM on either side, so the kernel itself runs alike.
+    let width = u64::from(part.sms());
+    type Launch<'a> = Box<dyn Fn(Placement) -> crate::runtime::Result<u32> + 'a>;
+    let mut chain: Vec<(bool, Launch)> = launches
+        .iter()
+        // SAFETY (of each replay): forwarded contract.
+        .map(|l| (l.units <= width, Box::new(move |pl| unsafe { l.replay(rt, pl) }) as Launch))
+        .collect();
+    // A request none of whose kernels fits (every one has more blocks than the partition has
+    // SMs) is measured on a chain of one-block kernels instead.
+    let probe = DeviceBuffer::<u32>::filled(rt.device(), 1, 0)?;
+    if !chain.iter().any(|(fits, _)| *fits) {
+        let p = crate::kernels::abi::SetU32Params { x: probe.ptr(), n: 1, value: 1, _pad: 0 };
+        chain = (0..64)
+            .map(|_| {
+                // SAFETY: a live one-element buffer.
+                (true, Box::new(move |pl| unsafe { rt.launch(crate::kernels::SET_U32, &p, pl) }) as Launch)
+            })
+            .collect();
+    }
     let whole = rt.pool().get(PartitionId::WHOLE).map_err(crate::runtime::Error::from)?;
     let (s0, s1) =
         (whole.stream(0).map_err(crate::runtime::Error::from)?, part.stream(0).map_err(crate::runtime::Error::from)?);
-    let width = part.sms();
     let event = crate::runtime::OrderEvent::new(rt.device())?;
     let capture = |alternate: bool| -> Result<(crate::runtime::Plan, usize), ProfileError> {
         let mut switches = 0usize;
@@ -296,16 +316,14 @@ pub unsafe fn switch_cost_us(rt: &Runtime, launches: &[Recorded], repeats: u32) 
                 }
                 Ok(())
             };
-            for l in launches {
-                let fits = l.units <= u64::from(width) * u64::from(rt.kernels().get(l.kernel).blocks_per_sm);
-                let on_part = alternate && fits && {
+            for (fits, launch) in &chain {
+                let on_part = alternate && *fits && {
                     flip = !flip;
                     flip
                 };
                 let (stream, placement) = if on_part { (s1, Placement::on(widest)) } else { (s0, Placement::WHOLE) };
                 order(stream, &mut switches)?;
-                // SAFETY: forwarded contract.
-                unsafe { l.replay(rt, placement) }?;
+                launch(placement)?;
             }
             order(s0, &mut switches)
         })?;
