@@ -8,8 +8,12 @@ engine can be checked against them (tests/gpu/engine.rs::transformers_parity).
 Writes OUT_DIR/{bert,gpt2,llama}/ (config.json, model.safetensors) and
 OUT_DIR/expected.safetensors: for BERT the input ids, valid lengths and last hidden states;
 for each decoder the prompts, the logits of each prompt's last token, 32 greedily generated
-tokens and the logits PyTorch chose each of them from. Needs a CUDA GPU, torch, transformers and safetensors.
+tokens and the logits PyTorch chose each of them from. Also OUT_DIR/gpt2_text/: a small GPT-2
+with a word-level tokenizer.json, and expected.json with a prompt, its token ids, 16 greedy
+tokens, their text and PyTorch's top-2 margin at each step. Needs a CUDA GPU, torch,
+transformers, tokenizers and safetensors.
 """
+import json
 import os
 import sys
 
@@ -73,7 +77,42 @@ def main():
         expected[f"{name}_scores"] = torch.stack(result.scores, dim=1).half()
 
     save_file({k: v.contiguous().cpu() for k, v in expected.items()}, os.path.join(out, "expected.safetensors"))
+    text_model(os.path.join(out, "gpt2_text"), dev)
     print("wrote", out)
+
+
+def text_model(out, dev):
+    """A 2-layer GPT-2 over a word-level vocabulary, its tokenizer.json, and greedy text."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = ["[UNK]", "the", "cat", "sat", "on", "mat", "a", "dog", "ran", "to", ".", ","]
+    words += [f"w{i}" for i in range(500)]
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    os.makedirs(out, exist_ok=True)
+    tok.save(os.path.join(out, "tokenizer.json"))
+    hf_tok = PreTrainedTokenizerFast(tokenizer_object=tok)
+    cfg = GPT2Config(vocab_size=len(words), n_positions=64, n_embd=256, n_layer=2, n_head=4,
+                     initializer_range=0.2)
+    model = GPT2LMHeadModel(cfg).half().to(dev).eval()
+    model.save_pretrained(out)
+    prompt = "the cat sat on the mat ."
+    ids = hf_tok(prompt)["input_ids"]
+    new = 16
+    with torch.no_grad():
+        x = torch.tensor([ids], device=dev)
+        result = model.generate(x, attention_mask=torch.ones_like(x), do_sample=False, max_new_tokens=new,
+                                min_new_tokens=new, pad_token_id=0, output_scores=True,
+                                return_dict_in_generate=True)
+    generated = result.sequences[0, len(ids):].tolist()
+    margins = []
+    for step in result.scores:
+        top = torch.topk(step[0].float(), 2).values
+        margins.append(float(top[0] - top[1]))
+    with open(os.path.join(out, "expected.json"), "w") as f:
+        json.dump({"prompt": prompt, "prompt_ids": ids, "generated": generated,
+                   "text": hf_tok.decode(generated, clean_up_tokenization_spaces=False), "margins": margins}, f)
 
 
 if __name__ == "__main__":

