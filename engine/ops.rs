@@ -136,13 +136,15 @@ pub fn linear(
         ..Default::default()
     };
     match backend {
-        // SAFETY: every view was checked against its live buffer above.
+        // Prefill-sized GEMMs on Hopper: the TMA + wgmma kernel.
         GemmBackend::Rightsize if gemm_wgmma_for(m, t.runtime().device().info().compute_capability) => {
             let kernel = gemm_wgmma_kernel(m, n, t.runtime().device().info().sm_count);
             let tp = GemmTmaParams::new(&p, kernel).map_err(crate::runtime::Error::from)?;
-            // SAFETY: as below; the tensor maps describe the same checked views.
+            // SAFETY: every view was checked against its live buffer above; the tensor maps
+            // describe the same views.
             unsafe { t.launch(kernel, &tp) }.map(|_| ())?
         }
+        // SAFETY: every view was checked against its live buffer above.
         GemmBackend::Rightsize => unsafe { t.launch(gemm_kernel(m), &p) }.map(|_| ())?,
         GemmBackend::CublasLt => {
             if act != RS_ACT_NONE && (residual.is_some() || out.ld != n) {

@@ -21,9 +21,9 @@ enum Mode {
     Scheduled,
 }
 
-/// An event owned by a tenant, for ordering its kernels across streams.
+/// An event without timing, for ordering one stream after another (a tenant's kernels across
+/// partitions, the profiler's switch measurement).
 #[derive(Debug)]
-/// An event without timing, for ordering one stream after another.
 pub(crate) struct OrderEvent(sys::CUevent);
 
 impl OrderEvent {
