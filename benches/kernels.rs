@@ -23,7 +23,8 @@ use rightsize::kernels::abi::*;
 use rightsize::kernels::reference::rope_inv_freq;
 use rightsize::kernels::{self as k, gemm_kernel, gemm_wgmma_for, gemm_wgmma_kernel, Kernel, Params};
 use rightsize::runtime::{
-    BlasLt, BlasShape, Device, DeviceBuffer, DeviceCopy, EventTimer, PartitionId, Placement, PoolSpec, Runtime,
+    BlasLt, BlasShape, Device, DeviceBuffer, DeviceCopy, EventTimer, PartitionId, PartitionRequest, PartitionSupport,
+    Placement, PoolSpec, Runtime,
 };
 
 /// What one launch of a case must do: for the rate columns.
@@ -557,6 +558,109 @@ impl Drop for Graph {
     }
 }
 
+/// SM counts of the partitions the confined GEMMs run on.
+const PARTITION_SMS: [u32; 4] = [16, 32, 64, 96];
+
+/// GEMMs confined to green-context partitions of 16, 32, 64 and 96 SMs: ours (the kernel the
+/// engine picks, its grid sized to the partition) next to cuBLASLt with its SM-count target
+/// set to the partition's SMs, both launched on the partition's stream. A Markdown table.
+fn confined_gemms(cx: &mut Ctx) -> String {
+    let shapes = [
+        ("bert ffn1", 1024u32, 3072u32, 768u32),
+        ("prefill 4096³", 4096, 4096, 4096),
+        ("decode 4096² M=8", 8, 4096, 4096),
+        ("gpt2 lm-head M=8", 8, 50257, 768),
+    ];
+    let parts: Vec<(PartitionId, u32)> =
+        cx.rt.pool().iter().filter(|(_, p)| !p.is_whole_device()).map(|(id, p)| (id, p.sms())).collect();
+    if parts.is_empty() {
+        return String::new();
+    }
+    let mut t = String::from(
+        "\nThe same GEMMs confined to a green-context partition (ours sized to it; cuBLASLt with \
+         CUBLASLT_MATMUL_DESC_SM_COUNT_TARGET = its SMs), median of 5 timings of 20 graph replays:\n\n\
+         | GEMM | shape | SMs | ours | ours µs | cuBLASLt µs | ours / cuBLASLt (speed) |\n|---|---|---:|---|---:|---:|---:|\n",
+    );
+    let cc = cx.rt.device().info().compute_capability;
+    for (name, m, n, kk) in shapes {
+        let (mu, nu, ku) = (m as usize, n as usize, kk as usize);
+        let copies = cx.copies(2.0 * (mu * ku + nu * ku + mu * nu) as f64);
+        let (a, b) = (cx.rand(mu * ku, 1.0), cx.rand(nu * ku, 1.0));
+        let bufs: Vec<_> = (0..copies).map(|_| (cx.upload(&a), cx.upload(&b), cx.zeros(mu * nu))).collect();
+        for &(pid, sms) in &parts {
+            let stream = cx.rt.pool().get(pid).expect("partition").stream(0).expect("stream");
+            let hopper = gemm_wgmma_for(m, cc).then(|| gemm_wgmma_kernel(m, n, sms));
+            let kernel_name = hopper.map_or(gemm_kernel(m).id(), |k| k.id());
+            let mut ours: Vec<Box<dyn Fn()>> = Vec::new();
+            let mut theirs: Vec<Box<dyn Fn()>> = Vec::new();
+            for (da, db, dc) in &bufs {
+                let p = GemmParams {
+                    a: da.ptr(),
+                    b: db.ptr(),
+                    c: dc.ptr(),
+                    m,
+                    n,
+                    k: kk,
+                    batch: 1,
+                    lda: kk,
+                    ldb: kk,
+                    ldc: n,
+                    ..Default::default()
+                };
+                let (rt, keep) = (cx.rt.clone(), vec![any(da), any(db), any(dc)]);
+                ours.push(match hopper {
+                    Some(k) => {
+                        let tp = GemmTmaParams::new(&p, k).expect("tensor maps");
+                        Box::new(move || {
+                            let _ = &keep;
+                            // SAFETY: the buffers are held by `keep` and sized for the shape.
+                            unsafe { rt.launch(k, &tp, Placement::on(pid)) }.expect("launch");
+                        })
+                    }
+                    None => Box::new(move || {
+                        let _ = &keep;
+                        // SAFETY: as above.
+                        unsafe { rt.launch(gemm_kernel(m), &p, Placement::on(pid)) }.expect("launch");
+                    }),
+                });
+                if let Some(blas) = &cx.blas {
+                    let plan = Rc::new(blas.plan(BlasShape::plain(m, n, kk), Some(sms)).expect("cublasLt plan"));
+                    let (blas, da, db, dc) = (blas.clone(), da.clone(), db.clone(), dc.clone());
+                    theirs.push(Box::new(move || {
+                        // SAFETY: buffers held by the closure, sized m·k, n·k, m·n.
+                        unsafe { blas.run(&plan, da.ptr(), db.ptr(), 0, 0, dc.ptr(), stream) }.expect("cublasLt");
+                    }));
+                }
+            }
+            let time = |launches: Vec<Box<dyn Fn()>>| -> f64 {
+                let case = Case {
+                    name: String::new(),
+                    shape: String::new(),
+                    work: Work::Flops(0.0),
+                    launches,
+                    baseline_of: None,
+                };
+                let graph = Graph::capture(&case, stream, EventTimer::new(cx.rt.device()).expect("timer"));
+                graph.time(3);
+                let mut v: Vec<f64> = (0..5).map(|_| graph.time(20) / 20.0 / graph.launches as f64).collect();
+                median(&mut v)
+            };
+            let ours_s = time(ours);
+            let (blas_us, ratio) = if theirs.is_empty() {
+                (String::new(), String::new())
+            } else {
+                let b = time(theirs);
+                (format!("{:.2}", b * 1e6), format!("{:.2}", b / ours_s))
+            };
+            t += &format!(
+                "| {name} | {m}×{n}×{kk} | {sms} | {kernel_name} | {:.2} | {blas_us} | {ratio} |\n",
+                ours_s * 1e6
+            );
+        }
+    }
+    t
+}
+
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -577,7 +681,22 @@ fn bench(c: &mut Criterion) {
         device.info().sm_count,
         device.info().driver_release.clone().unwrap_or_default()
     );
-    let rt = Rc::new(Runtime::new(device, &PoolSpec::default()).expect("runtime"));
+    // Partitions of 16, 32, 64 and 96 SMs (from the first group) for the confined GEMMs.
+    let spec = match &device.info().partitions {
+        PartitionSupport::Supported { granularity, groups, .. } => PoolSpec {
+            partitions: PARTITION_SMS
+                .iter()
+                .filter(|&&s| s % granularity == 0 && s / granularity <= *groups)
+                .map(|&sms| PartitionRequest { first_group: 0, sms })
+                .collect(),
+            ..PoolSpec::default()
+        },
+        PartitionSupport::Unsupported { reason } => {
+            eprintln!("confined GEMMs skipped: {reason}");
+            PoolSpec::default()
+        }
+    };
+    let rt = Rc::new(Runtime::new(device, &spec).expect("runtime"));
     let stream = rt.pool().get(PartitionId::WHOLE).expect("whole").stream(0).expect("stream");
     let blas = match BlasLt::new(rt.device()) {
         Ok(b) => Some(Rc::new(b)),
@@ -641,6 +760,7 @@ fn bench(c: &mut Criterion) {
             t * 1e6
         );
     }
+    table += &confined_gemms(&mut cx);
     println!("\n{table}");
     if let Ok(path) = std::env::var("RIGHTSIZE_BENCH_TABLE") {
         std::fs::write(&path, &table).unwrap_or_else(|e| eprintln!("cannot write {path}: {e}"));
