@@ -37,6 +37,33 @@ __device__ __forceinline__ float gelu(float x, unsigned int act) {
     return x;
 }
 
+// ---- GEMM epilogue (every GEMM kernel) ----------------------------------------------------
+// Stores C[row][col] (and C[row][col+1] when `pair`) = act(v + bias) (+ R), for a GemmParams
+// `p` of batch entry C/R: the activation's result is rounded to FP16 before the residual is
+// added, as frameworks do (`residual + proj(x)` in FP16). `pairs_ok`: C takes 4-byte stores.
+__device__ __forceinline__ void gemm_store(const GemmParams& p, __half* C, const __half* R, const __half* bias,
+                                           unsigned row, unsigned col, float v0, float v1, bool pair,
+                                           bool pairs_ok) {
+    if (bias) {
+        v0 += __half2float(bias[col]);
+        if (pair) v1 += __half2float(bias[col + 1]);
+    }
+    v0 = gelu(v0, p.act);
+    v1 = gelu(v1, p.act);
+    if (R) {
+        const __half* r = R + (u64)row * p.ldr + col;
+        v0 = round_half(v0) + __half2float(r[0]);
+        if (pair) v1 = round_half(v1) + __half2float(r[1]);
+    }
+    __half* c = C + (u64)row * p.ldc + col;
+    if (pair && pairs_ok) {
+        *reinterpret_cast<__half2*>(c) = __floats2half2_rn(v0, v1);
+    } else {
+        c[0] = __float2half_rn(v0);
+        if (pair) c[1] = __float2half_rn(v1);
+    }
+}
+
 // ---- reductions: fixed order, so results do not depend on the grid ----------------------
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll

@@ -122,28 +122,8 @@ __device__ __forceinline__ void gemm_tiles(const GemmParams& p, __half* smem) {
                     const unsigned row = m0 + wm * WM + mt * 16 + (lane >> 2) + h * 8;
                     const unsigned col = n0 + wn * WN + nt * 8 + (lane & 3) * 2;
                     if (row >= p.m || col >= p.n) continue;
-                    const bool pair = col + 1 < p.n;
-                    float v0 = acc[mt][nt][2 * h], v1 = acc[mt][nt][2 * h + 1];
-                    if (bias) {
-                        v0 += __half2float(bias[col]);
-                        if (pair) v1 += __half2float(bias[col + 1]);
-                    }
-                    v0 = rs::gelu(v0, p.act);
-                    v1 = rs::gelu(v1, p.act);
-                    if (R) {
-                        // The projection is rounded to FP16 before the residual add, as
-                        // frameworks do (`residual + proj(x)` in FP16).
-                        const __half* r = R + (u64)row * p.ldr + col;
-                        v0 = __half2float(__float2half_rn(v0)) + __half2float(r[0]);
-                        if (pair) v1 = __half2float(__float2half_rn(v1)) + __half2float(r[1]);
-                    }
-                    __half* c = C + (u64)row * p.ldc + col;
-                    if (pair && pairs_ok) {
-                        *reinterpret_cast<__half2*>(c) = __floats2half2_rn(v0, v1);
-                    } else {
-                        c[0] = __float2half_rn(v0);
-                        if (pair) c[1] = __float2half_rn(v1);
-                    }
+                    rs::gemm_store(p, C, R, bias, row, col, acc[mt][nt][2 * h], acc[mt][nt][2 * h + 1],
+                                   col + 1 < p.n, pairs_ok);
                 }
     }
 }
@@ -260,10 +240,7 @@ __device__ __forceinline__ void gemm_skinny(const GemmParams& p, float* red) {
             float v = 0.0f;
 #pragma unroll
             for (int w = 0; w < T_WARPS; ++w) v += red[(w * RS_GEMM_T_BN + c) * RS_GEMM_T_MAX_M + row];
-            if (bias) v += __half2float(bias[col]);
-            v = rs::gelu(v, p.act);
-            if (R) v = __half2float(__float2half_rn(v)) + __half2float(R[(u64)row * p.ldr + col]);
-            C[(u64)row * p.ldc + col] = __float2half_rn(v);
+            rs::gemm_store(p, C, R, bias, row, col, v, 0.0f, false, false);
         }
     }
 }

@@ -181,26 +181,8 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
                 const unsigned row = m0 + half * 64 + warp * 16 + lane / 4 + 8 * h;
                 const unsigned col = n0 + 8 * i + 2 * (lane % 4);
                 if (row >= p.m || col >= p.n) continue;
-                const bool pair = col + 1 < p.n;
-                float v0 = d[4 * i + 2 * h], v1 = d[4 * i + 2 * h + 1];
-                if (bias) {
-                    v0 += __half2float(bias[col]);
-                    if (pair) v1 += __half2float(bias[col + 1]);
-                }
-                v0 = rs::gelu(v0, p.act);
-                v1 = rs::gelu(v1, p.act);
-                if (R) {
-                    const __half* r = R + (u64)row * p.ldr + col;
-                    v0 = __half2float(__float2half_rn(v0)) + __half2float(r[0]);
-                    if (pair) v1 = __half2float(__float2half_rn(v1)) + __half2float(r[1]);
-                }
-                __half* c = C + (u64)row * p.ldc + col;
-                if (pair && pairs_ok) {
-                    *reinterpret_cast<__half2*>(c) = __floats2half2_rn(v0, v1);
-                } else {
-                    c[0] = __float2half_rn(v0);
-                    if (pair) c[1] = __float2half_rn(v1);
-                }
+                rs::gemm_store(p, C, R, bias, row, col, d[4 * i + 2 * h], d[4 * i + 2 * h + 1], col + 1 < p.n,
+                               pairs_ok);
             }
     }
 }
