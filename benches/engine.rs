@@ -12,19 +12,18 @@ use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod common;
+
+use common::{dram_bandwidth, emit};
 use criterion::{criterion_group, criterion_main, Criterion};
 use cudarc::driver::sys;
 use rightsize::engine::weights::Spec;
 use rightsize::engine::{GemmBackend, Mode, Model, ModelConfig, ModelWeights};
-use rightsize::runtime::{Device, DeviceBuffer, EventTimer, Placement, PoolSpec, Runtime, Tenant};
+use rightsize::runtime::{Device, EventTimer, Placement, PoolSpec, Runtime, Tenant};
 
 const BATCH: u32 = 8;
 const SEQ: u32 = 128;
 const NEW: u32 = 32;
-
-fn check(r: sys::CUresult, what: &str) {
-    assert_eq!(r, sys::CUresult::CUDA_SUCCESS, "{what}");
-}
 
 /// Milliseconds of GPU time of `f`'s work on `stream`.
 fn timed(timer: &EventTimer, stream: sys::CUstream, f: impl FnOnce()) -> f64 {
@@ -36,22 +35,6 @@ fn timed(timer: &EventTimer, stream: sys::CUstream, f: impl FnOnce()) -> f64 {
         })
     }
     .expect("timing")
-}
-
-/// DRAM bandwidth in bytes/s: a 2 GiB device-to-device copy, bytes read plus written.
-fn dram_bandwidth(t: &Tenant, timer: &EventTimer) -> f64 {
-    let n = 2usize << 30;
-    let d = t.runtime().device();
-    let (a, b) = (DeviceBuffer::<u8>::filled(d, n, 1).unwrap(), DeviceBuffer::<u8>::filled(d, n, 0).unwrap());
-    let stream = t.stream().unwrap();
-    let mut v: Vec<f64> = (0..5)
-        .map(|_| {
-            // SAFETY: two live buffers of n bytes.
-            timed(timer, stream, || unsafe { check(sys::cuMemcpyDtoDAsync_v2(b.ptr(), a.ptr(), n, stream), "copy") })
-        })
-        .collect();
-    v.sort_by(f64::total_cmp);
-    2.0 * n as f64 / (v[2] / 1e3)
 }
 
 /// Bytes of weights one decode step reads: every matrix and vector except the position and
@@ -110,7 +93,7 @@ fn bench(c: &mut Criterion) {
     let t = Tenant::new(rt.clone(), 0, Placement::WHOLE).expect("tenant");
     let stream = t.stream().expect("stream");
     let timer = EventTimer::new(rt.device()).expect("timer");
-    let bandwidth = dram_bandwidth(&t, &timer);
+    let bandwidth = dram_bandwidth(t.runtime().device(), t.stream().expect("stream"));
     let torch = torch_baseline();
     let mut rows: Vec<Row> = Vec::new();
     let mut floors = Vec::new();
@@ -241,10 +224,7 @@ fn bench(c: &mut Criterion) {
     for (name, step, floor) in floors {
         table += &format!("| {name} | {step:.3} | {floor:.3} | {:.2} |\n", step / floor);
     }
-    println!("\n{table}");
-    if let Ok(path) = std::env::var("RIGHTSIZE_BENCH_TABLE") {
-        std::fs::write(&path, &table).unwrap_or_else(|e| eprintln!("cannot write {path}: {e}"));
-    }
+    emit(&table);
 }
 
 criterion_group! {

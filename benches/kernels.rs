@@ -14,6 +14,9 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
+mod common;
+
+use common::{check, dram_bandwidth, emit};
 use criterion::{criterion_group, criterion_main, Criterion};
 use cudarc::driver::sys;
 use half::f16;
@@ -21,7 +24,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rightsize::kernels::abi::*;
 use rightsize::kernels::reference::rope_inv_freq;
-use rightsize::kernels::{self as k, gemm_kernel, gemm_wgmma_for, gemm_wgmma_kernel, Kernel, Params};
+use rightsize::kernels::{self as k, gemm_kernel, hopper_gemm, Kernel, Params};
 use rightsize::runtime::{
     BlasLt, BlasShape, Device, DeviceBuffer, DeviceCopy, EventTimer, PartitionId, PartitionRequest, PartitionSupport,
     Placement, PoolSpec, Runtime,
@@ -99,8 +102,8 @@ fn gemm_cases(cx: &mut Ctx, cases: &mut Vec<Case>, name: &str, m: u32, n: u32, k
     let mut ours = Vec::new();
     let mut theirs = Vec::new();
     // On sm_90 prefill-sized GEMMs run on the Hopper kernel, next to the mma.sync one.
-    let wgmma = gemm_wgmma_for(m, cx.rt.device().info().compute_capability);
-    let hopper_kernel = gemm_wgmma_kernel(m, n, cx.rt.device().info().sm_count);
+    let info = cx.rt.device().info();
+    let hopper_kernel = hopper_gemm(m, n, info.compute_capability, info.sm_count);
     let mut hopper = Vec::new();
     for _ in 0..copies {
         let (da, db, dbias, dc) = (cx.upload(&a), cx.upload(&b), cx.upload(&bias), cx.zeros(mu * nu));
@@ -123,9 +126,9 @@ fn gemm_cases(cx: &mut Ctx, cases: &mut Vec<Case>, name: &str, m: u32, n: u32, k
             ..Default::default()
         };
         let keep = vec![any(&da), any(&db), any(&dbias), any(&dc), any(&dres)];
-        if wgmma {
-            let tp = GemmTmaParams::new(&p, hopper_kernel).expect("tensor maps");
-            hopper.push(cx.launcher(hopper_kernel, tp, keep.clone()));
+        if let Some(k) = hopper_kernel {
+            let tp = GemmTmaParams::new(&p, k).expect("tensor maps");
+            hopper.push(cx.launcher(k, tp, keep.clone()));
         }
         ours.push(cx.launcher(kernel, p, keep));
         if let Some(blas) = &cx.blas {
@@ -139,8 +142,8 @@ fn gemm_cases(cx: &mut Ctx, cases: &mut Vec<Case>, name: &str, m: u32, n: u32, k
     }
     let work = Work::Gemm(2.0 * f64::from(m) * f64::from(n) * f64::from(kk), bytes);
     let ours_name = format!("{name} ({})", kernel.id());
-    let hopper_name = format!("{name} ({})", hopper_kernel.id());
-    let compared = if wgmma { hopper_name.clone() } else { ours_name.clone() };
+    let hopper_name = hopper_kernel.map(|k| format!("{name} ({})", k.id()));
+    let compared = hopper_name.clone().unwrap_or_else(|| ours_name.clone());
     if !theirs.is_empty() {
         cases.push(Case {
             name: format!("{name} (cuBLASLt)"),
@@ -150,8 +153,8 @@ fn gemm_cases(cx: &mut Ctx, cases: &mut Vec<Case>, name: &str, m: u32, n: u32, k
             baseline_of: Some(compared),
         });
     }
-    if wgmma {
-        cases.push(Case { name: hopper_name, shape: shape.clone(), work, launches: hopper, baseline_of: None });
+    if let Some(name) = hopper_name {
+        cases.push(Case { name, shape: shape.clone(), work, launches: hopper, baseline_of: None });
     }
     cases.push(Case { name: ours_name, shape, work, launches: ours, baseline_of: None });
 }
@@ -485,33 +488,6 @@ struct Graph {
     stream: sys::CUstream,
 }
 
-/// DRAM bandwidth in bytes/s: a 2 GiB device-to-device copy, bytes read plus written.
-fn dram_bandwidth(rt: &Runtime, stream: sys::CUstream) -> f64 {
-    let n = 2usize << 30;
-    let (a, b) = (
-        DeviceBuffer::<u8>::filled(rt.device(), n, 1).unwrap(),
-        DeviceBuffer::<u8>::filled(rt.device(), n, 0).unwrap(),
-    );
-    let timer = EventTimer::new(rt.device()).expect("timer");
-    let mut v: Vec<f64> = (0..5)
-        .map(|_| {
-            let copy = || {
-                // SAFETY: two live buffers of n bytes on this device.
-                check(unsafe { sys::cuMemcpyDtoDAsync_v2(b.ptr(), a.ptr(), n, stream) }, "copy");
-                Ok::<(), rightsize::runtime::Error>(())
-            };
-            // SAFETY: the copy is enqueued on `stream` and ends there.
-            unsafe { timer.time_ms(stream, copy) }.expect("timing")
-        })
-        .collect();
-    v.sort_by(f64::total_cmp);
-    2.0 * n as f64 / (v[2] / 1e3)
-}
-
-fn check(r: sys::CUresult, what: &str) {
-    assert_eq!(r, sys::CUresult::CUDA_SUCCESS, "{what}");
-}
-
 impl Graph {
     fn capture(case: &Case, stream: sys::CUstream, timer: EventTimer) -> Graph {
         // Replay at least 16 launches per timing so event resolution does not matter.
@@ -589,7 +565,7 @@ fn confined_gemms(cx: &mut Ctx) -> String {
         let bufs: Vec<_> = (0..copies).map(|_| (cx.upload(&a), cx.upload(&b), cx.zeros(mu * nu))).collect();
         for &(pid, sms) in &parts {
             let stream = cx.rt.pool().get(pid).expect("partition").stream(0).expect("stream");
-            let hopper = gemm_wgmma_for(m, cc).then(|| gemm_wgmma_kernel(m, n, sms));
+            let hopper = hopper_gemm(m, n, cc, sms);
             let kernel_name = hopper.map_or(gemm_kernel(m).id(), |k| k.id());
             let mut ours: Vec<Box<dyn Fn()>> = Vec::new();
             let mut theirs: Vec<Box<dyn Fn()>> = Vec::new();
@@ -705,7 +681,7 @@ fn bench(c: &mut Criterion) {
             None
         }
     };
-    let bandwidth = dram_bandwidth(&rt, stream);
+    let bandwidth = dram_bandwidth(rt.device(), stream);
     let mut cx = Ctx { rt: rt.clone(), blas, rng: StdRng::seed_from_u64(rand::random()), stream, l2 };
     let cases = all_cases(&mut cx);
 
@@ -761,10 +737,7 @@ fn bench(c: &mut Criterion) {
         );
     }
     table += &confined_gemms(&mut cx);
-    println!("\n{table}");
-    if let Ok(path) = std::env::var("RIGHTSIZE_BENCH_TABLE") {
-        std::fs::write(&path, &table).unwrap_or_else(|e| eprintln!("cannot write {path}: {e}"));
-    }
+    emit(&table);
 }
 
 criterion_group! {

@@ -6,9 +6,7 @@ use half::f16;
 
 use super::EngineError;
 use crate::kernels::abi::*;
-use crate::kernels::{
-    self as k, attention_decode_kernel, attention_prefill_kernel, gemm_kernel, gemm_wgmma_for, gemm_wgmma_kernel,
-};
+use crate::kernels::{self as k, attention_decode_kernel, attention_prefill_kernel, gemm_kernel, hopper_gemm};
 use crate::runtime::{DeviceBuffer, DeviceCopy, Tenant};
 
 type Result<T> = std::result::Result<T, EngineError>;
@@ -135,10 +133,11 @@ pub fn linear(
         act,
         ..Default::default()
     };
+    let info = t.runtime().device().info();
+    let hopper = hopper_gemm(m, n, info.compute_capability, info.sm_count);
     match backend {
         // Prefill-sized GEMMs on Hopper: the TMA + wgmma kernel.
-        GemmBackend::Rightsize if gemm_wgmma_for(m, t.runtime().device().info().compute_capability) => {
-            let kernel = gemm_wgmma_kernel(m, n, t.runtime().device().info().sm_count);
+        GemmBackend::Rightsize if let Some(kernel) = hopper => {
             let tp = GemmTmaParams::new(&p, kernel).map_err(crate::runtime::Error::from)?;
             // SAFETY: every view was checked against its live buffer above; the tensor maps
             // describe the same views.

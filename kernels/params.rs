@@ -183,6 +183,12 @@ pub fn gemm_wgmma_kernel(m: u32, n: u32, sms: u32) -> Kernel<GemmTmaParams> {
     }
 }
 
+/// The Hopper GEMM the library runs for an `m` × `n` output on a GPU of compute capability
+/// `cc` with `sms` SMs, if any ([`gemm_wgmma_for`], then [`gemm_wgmma_kernel`]).
+pub fn hopper_gemm(m: u32, n: u32, cc: (u32, u32), sms: u32) -> Option<Kernel<GemmTmaParams>> {
+    gemm_wgmma_for(m, cc).then(|| gemm_wgmma_kernel(m, n, sms))
+}
+
 fn wgmma_bn(k: KernelId) -> u32 {
     if k == KernelId::GemmWgmmaNarrow {
         RS_GEMM_W_BN_NARROW
