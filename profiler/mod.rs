@@ -290,8 +290,9 @@ pub unsafe fn switch_cost_us(rt: &Runtime, launches: &[Recorded], repeats: u32) 
         .collect();
     // A request none of whose kernels fits (every one has more blocks than the partition has
     // SMs) is measured on a chain of one-block kernels instead.
-    let probe = DeviceBuffer::<u32>::filled(rt.device(), 1, 0)?;
-    if !chain.iter().any(|(fits, _)| *fits) {
+    let fits_none = !chain.iter().any(|(fits, _)| *fits);
+    let probe = if fits_none { Some(DeviceBuffer::<u32>::filled(rt.device(), 1, 0)?) } else { None };
+    if let Some(probe) = &probe {
         let p = crate::kernels::abi::SetU32Params { x: probe.ptr(), n: 1, value: 1, _pad: 0 };
         chain = (0..64)
             .map(|_| {
