@@ -10,7 +10,7 @@ OUT_DIR/expected.safetensors: for BERT the input ids, valid lengths and last hid
 for each decoder the prompts, the logits of each prompt's last token, 32 greedily generated
 tokens and the logits PyTorch chose each of them from. Also OUT_DIR/gpt2_text/: a small GPT-2
 with a word-level tokenizer.json, and expected.json with a prompt, its token ids, 16 greedy
-tokens, their text and PyTorch's top-2 margin at each step. Needs a CUDA GPU, torch,
+tokens, their text, and PyTorch's largest logit and top-2 margin at each step. Needs a CUDA GPU, torch,
 transformers, tokenizers and safetensors.
 """
 import json
@@ -106,13 +106,15 @@ def text_model(out, dev):
                                 min_new_tokens=new, pad_token_id=0, output_scores=True,
                                 return_dict_in_generate=True)
     generated = result.sequences[0, len(ids):].tolist()
-    margins = []
+    margins, tops = [], []
     for step in result.scores:
         top = torch.topk(step[0].float(), 2).values
         margins.append(float(top[0] - top[1]))
+        tops.append(float(top[0]))
     with open(os.path.join(out, "expected.json"), "w") as f:
         json.dump({"prompt": prompt, "prompt_ids": ids, "generated": generated,
-                   "text": hf_tok.decode(generated, clean_up_tokenization_spaces=False), "margins": margins}, f)
+                   "text": hf_tok.decode(generated, clean_up_tokenization_spaces=False), "margins": margins,
+                   "tops": tops}, f)
 
 
 if __name__ == "__main__":
