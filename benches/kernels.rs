@@ -8,7 +8,9 @@
 //! table printed at the end gives the median time per launch and the achieved rate.
 //!
 //! `cargo bench --bench kernels` on a GPU host (or `gpu-bin/bench-kernels --bench`). Set
-//! `RIGHTSIZE_BENCH_TABLE=FILE` to also write the table as Markdown. Without a GPU it says why.
+//! `RIGHTSIZE_BENCH_TABLE=FILE` to also write the table as Markdown, and
+//! `RIGHTSIZE_BENCH_GEMMS=M×N×K,…` (or `MxNxK`) to time only those GEMMs, as the matrix does
+//! (for a quick look or under ncu). Without a GPU it says why.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -103,7 +105,7 @@ fn gemm_cases(cx: &mut Ctx, cases: &mut Vec<Case>, name: &str, m: u32, n: u32, k
     let mut theirs = Vec::new();
     // On sm_90 prefill-sized GEMMs run on the Hopper kernel, next to the mma.sync one.
     let info = cx.rt.device().info();
-    let hopper_kernel = hopper_gemm(m, n, info.compute_capability, info.sm_count);
+    let hopper_kernel = hopper_gemm(m, n, kk, info.compute_capability, info.sm_count);
     let mut hopper = Vec::new();
     for _ in 0..copies {
         let (da, db, dbias, dc) = (cx.upload(&a), cx.upload(&b), cx.upload(&bias), cx.zeros(mu * nu));
@@ -534,6 +536,16 @@ impl Drop for Graph {
     }
 }
 
+/// The params of C = A·Bᵀ over contiguous buffers, no epilogue (as cuBLASLt runs it).
+fn plain_gemm<T: DeviceCopy>(
+    a: &DeviceBuffer<T>,
+    b: &DeviceBuffer<T>,
+    c: &DeviceBuffer<T>,
+    (m, n, k): (u32, u32, u32),
+) -> GemmParams {
+    GemmParams { a: a.ptr(), b: b.ptr(), c: c.ptr(), m, n, k, batch: 1, lda: k, ldb: k, ldc: n, ..Default::default() }
+}
+
 /// SM counts of the partitions the confined GEMMs run on.
 const PARTITION_SMS: [u32; 4] = [16, 32, 64, 96];
 
@@ -565,24 +577,12 @@ fn confined_gemms(cx: &mut Ctx) -> String {
         let bufs: Vec<_> = (0..copies).map(|_| (cx.upload(&a), cx.upload(&b), cx.zeros(mu * nu))).collect();
         for &(pid, sms) in &parts {
             let stream = cx.rt.pool().get(pid).expect("partition").stream(0).expect("stream");
-            let hopper = hopper_gemm(m, n, cc, sms);
+            let hopper = hopper_gemm(m, n, kk, cc, sms);
             let kernel_name = hopper.map_or(gemm_kernel(m).id(), |k| k.id());
             let mut ours: Vec<Box<dyn Fn()>> = Vec::new();
             let mut theirs: Vec<Box<dyn Fn()>> = Vec::new();
             for (da, db, dc) in &bufs {
-                let p = GemmParams {
-                    a: da.ptr(),
-                    b: db.ptr(),
-                    c: dc.ptr(),
-                    m,
-                    n,
-                    k: kk,
-                    batch: 1,
-                    lda: kk,
-                    ldb: kk,
-                    ldc: n,
-                    ..Default::default()
-                };
+                let p = plain_gemm(da, db, dc, (m, n, kk));
                 let (rt, keep) = (cx.rt.clone(), vec![any(da), any(db), any(dc)]);
                 ours.push(match hopper {
                     Some(k) => {
@@ -608,24 +608,11 @@ fn confined_gemms(cx: &mut Ctx) -> String {
                     }));
                 }
             }
-            let time = |launches: Vec<Box<dyn Fn()>>| -> f64 {
-                let case = Case {
-                    name: String::new(),
-                    shape: String::new(),
-                    work: Work::Flops(0.0),
-                    launches,
-                    baseline_of: None,
-                };
-                let graph = Graph::capture(&case, stream, EventTimer::new(cx.rt.device()).expect("timer"));
-                graph.time(3);
-                let mut v: Vec<f64> = (0..5).map(|_| graph.time(20) / 20.0 / graph.launches as f64).collect();
-                median(&mut v)
-            };
-            let ours_s = time(ours);
+            let ours_s = time_launches(cx, stream, ours);
             let (blas_us, ratio) = if theirs.is_empty() {
                 (String::new(), String::new())
             } else {
-                let b = time(theirs);
+                let b = time_launches(cx, stream, theirs);
                 (format!("{:.2}", b * 1e6), format!("{:.2}", b / ours_s))
             };
             t += &format!(
@@ -635,6 +622,145 @@ fn confined_gemms(cx: &mut Ctx) -> String {
         }
     }
     t
+}
+
+/// Seconds per launch of `launches` (one pass of them, replayed as a CUDA graph on `stream`):
+/// the median of 5 timings of about 20 ms each (at most 20 replays).
+fn time_launches(cx: &Ctx, stream: sys::CUstream, launches: Vec<Box<dyn Fn()>>) -> f64 {
+    let case = Case { name: String::new(), shape: String::new(), work: Work::Flops(0.0), launches, baseline_of: None };
+    let graph = Graph::capture(&case, stream, EventTimer::new(cx.rt.device()).expect("timer"));
+    let once = graph.time(1);
+    let replays = ((0.02 / once).round() as u64).clamp(1, 20);
+    graph.time(replays);
+    let mut v: Vec<f64> = (0..5).map(|_| graph.time(replays) / replays as f64 / graph.launches as f64).collect();
+    median(&mut v)
+}
+
+/// The (N, K) of the GEMM matrix: GPT-2/BERT-sized weights and Llama-3.2-1B's.
+const MATRIX_SHAPES: [(&str, u32, u32); 11] = [
+    ("", 768, 768),
+    ("", 2304, 768),
+    ("", 3072, 768),
+    ("", 768, 3072),
+    ("", 4096, 4096),
+    ("gpt2 lm-head", 50257, 768),
+    ("llama-1b qkv", 3072, 2048),
+    ("llama-1b o", 2048, 2048),
+    ("llama-1b gate+up", 16384, 2048),
+    ("llama-1b down", 2048, 8192),
+    ("llama-1b lm-head", 128256, 2048),
+];
+
+/// The M of the GEMM matrix: decode batches and prefill token counts.
+const MATRIX_M: [u32; 5] = [8, 32, 64, 1024, 4096];
+
+/// Every M × (N, K) of the matrix on the whole device, plain GEMMs (no epilogue, as cuBLASLt
+/// runs them): the kernel the library picks, each Hopper tile width (M > 64, sm_90), and
+/// cuBLASLt. A Markdown table.
+fn gemm_matrix(cx: &mut Ctx, bandwidth: f64, only: Option<&[(u32, u32, u32)]>) -> String {
+    let info = cx.rt.device().info().clone();
+    let hopper = info.compute_capability == (9, 0);
+    let mut t = String::from(
+        "\nThe GEMM matrix (whole device, no epilogue, inputs rotated past 3× L2; median of 5 timings of \
+         ≈ 20 ms of graph replays). \"picked\" is the kernel the library runs for the shape; beside it, the three Hopper \
+         tile widths for M > 64, and for M ≤ 64 the small-M Hopper tiles (64×32, 64×64) and the mma.sync kernel \
+         for that M (skinny or 64×64). \"of DRAM\" is the bytes of A, B and C over the picked kernel's time against \
+         the measured bandwidth.\n\n\
+         | M | N×K | picked | µs | TFLOP/s | of DRAM | 128×64 µs | 128×128 µs | 128×256 µs | 64×32 µs | 64×64 µs | mma.sync µs | cuBLASLt µs | picked / cuBLASLt (speed) |\n\
+         |---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    let all: Vec<(&str, u32, u32, u32)> = match only {
+        Some(list) => list.iter().map(|&(m, n, kk)| ("", m, n, kk)).collect(),
+        None => MATRIX_M.iter().flat_map(|&m| MATRIX_SHAPES.iter().map(move |&(l, n, kk)| (l, m, n, kk))).collect(),
+    };
+    for (label, m, n, kk) in all {
+        let (mu, nu, ku) = (m as usize, n as usize, kk as usize);
+        let bytes = 2.0 * (mu * ku + nu * ku + mu * nu) as f64;
+        let copies = cx.copies(bytes);
+        let (a, b) = (cx.rand(mu * ku, 1.0), cx.rand(nu * ku, 1.0));
+        let bufs: Vec<_> = (0..copies).map(|_| (cx.upload(&a), cx.upload(&b), cx.zeros(mu * nu))).collect();
+        let params: Vec<GemmParams> = bufs.iter().map(|(da, db, dc)| plain_gemm(da, db, dc, (m, n, kk))).collect();
+        let keep: Vec<Vec<Rc<dyn std::any::Any>>> =
+            bufs.iter().map(|(da, db, dc)| vec![any(da), any(db), any(dc)]).collect();
+        let time_tma = |cx: &Ctx, kernel: Kernel<GemmTmaParams>| {
+            let launches = params
+                .iter()
+                .zip(&keep)
+                .map(|(p, keep)| cx.launcher(kernel, GemmTmaParams::new(p, kernel).expect("tensor maps"), keep.clone()))
+                .collect();
+            time_launches(cx, cx.stream, launches)
+        };
+        // The Hopper kernels that serve this M (the three tile widths above 64 rows, the
+        // small-M kernel below), and for M ≤ 64 the mma.sync kernel too.
+        let hopper_times: Vec<Option<f64>> = k::HOPPER_GEMMS
+            .iter()
+            .map(|&kernel| {
+                let small = [k::GEMM_WGMMA_SMALL.id(), k::GEMM_WGMMA_SMALL_WIDE.id()].contains(&kernel.id());
+                let serves = small == (m <= RS_GEMM_WS_BM);
+                (hopper && serves).then(|| time_tma(cx, kernel))
+            })
+            .collect();
+        let sm80 = (m <= RS_GEMM_WS_BM || !hopper).then(|| {
+            let kernel = gemm_kernel(m);
+            let launches = params.iter().zip(&keep).map(|(p, keep)| cx.launcher(kernel, *p, keep.clone())).collect();
+            (kernel.id(), time_launches(cx, cx.stream, launches))
+        });
+        let (name, ours) = match hopper_gemm(m, n, kk, info.compute_capability, info.sm_count) {
+            Some(kernel) => {
+                let i = k::HOPPER_GEMMS.iter().position(|t| t.id() == kernel.id()).expect("a Hopper GEMM");
+                (kernel.id(), hopper_times[i].expect("timed"))
+            }
+            None => sm80.expect("timed"),
+        };
+        let (blas_us, ratio) = match &cx.blas {
+            Some(blas) => {
+                let plan = Rc::new(blas.plan(BlasShape::plain(m, n, kk), None).expect("cublasLt plan"));
+                let launches = bufs
+                    .iter()
+                    .map(|(da, db, dc)| {
+                        let (blas, plan, stream) = (blas.clone(), plan.clone(), cx.stream);
+                        let (da, db, dc) = (da.clone(), db.clone(), dc.clone());
+                        Box::new(move || {
+                            // SAFETY: buffers held by the closure, sized m·k, n·k, m·n.
+                            unsafe { blas.run(&plan, da.ptr(), db.ptr(), 0, 0, dc.ptr(), stream) }.expect("cublasLt");
+                        }) as Box<dyn Fn()>
+                    })
+                    .collect();
+                let bt = time_launches(cx, cx.stream, launches);
+                (format!("{:.2}", bt * 1e6), format!("{:.2}", bt / ours))
+            }
+            None => (String::new(), String::new()),
+        };
+        let us = |t: Option<f64>| t.map_or(String::new(), |s| format!("{:.2}", s * 1e6));
+        let flops = 2.0 * f64::from(m) * f64::from(n) * f64::from(kk);
+        let shape = if label.is_empty() { format!("{n}×{kk}") } else { format!("{n}×{kk} ({label})") };
+        t += &format!(
+            "| {m} | {shape} | {name} | {:.2} | {:.1} | {:.0}% | {} | {} | {} | {} | {} | {} | {blas_us} | {ratio} |\n",
+            ours * 1e6,
+            flops / ours / 1e12,
+            100.0 * bytes / ours / bandwidth,
+            us(hopper_times[0]),
+            us(hopper_times[1]),
+            us(hopper_times[2]),
+            us(hopper_times[3]),
+            us(hopper_times[4]),
+            us(sm80.map(|(_, t)| t)),
+        );
+    }
+    t
+}
+
+/// The GEMMs of `RIGHTSIZE_BENCH_GEMMS` (`M×N×K` or `MxNxK`, comma-separated), if set.
+fn only_gemms() -> Option<Vec<(u32, u32, u32)>> {
+    let spec = std::env::var("RIGHTSIZE_BENCH_GEMMS").ok()?;
+    let parse = |item: &str| -> Option<(u32, u32, u32)> {
+        let d: Vec<u32> = item.trim().split(['×', 'x']).map(|v| v.trim().parse().ok()).collect::<Option<_>>()?;
+        matches!(d[..], [m, n, k] if m > 0 && n > 0 && k > 0 && k % 8 == 0).then(|| (d[0], d[1], d[2]))
+    };
+    match spec.split(',').map(parse).collect::<Option<Vec<_>>>() {
+        Some(list) => Some(list),
+        None => panic!("RIGHTSIZE_BENCH_GEMMS={spec:?}: expected M×N×K[,M×N×K…], K a multiple of 8"),
+    }
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -683,6 +809,10 @@ fn bench(c: &mut Criterion) {
     };
     let bandwidth = dram_bandwidth(rt.device(), stream);
     let mut cx = Ctx { rt: rt.clone(), blas, rng: StdRng::seed_from_u64(rand::random()), stream, l2 };
+    if let Some(only) = only_gemms() {
+        emit(&gemm_matrix(&mut cx, bandwidth, Some(&only)));
+        return;
+    }
     let cases = all_cases(&mut cx);
 
     let mut g = c.benchmark_group("kernels");
@@ -736,6 +866,7 @@ fn bench(c: &mut Criterion) {
             t * 1e6
         );
     }
+    table += &gemm_matrix(&mut cx, bandwidth, None);
     table += &confined_gemms(&mut cx);
     emit(&table);
 }

@@ -134,7 +134,7 @@ pub fn linear(
         ..Default::default()
     };
     let info = t.runtime().device().info();
-    let hopper = hopper_gemm(m, n, info.compute_capability, info.sm_count);
+    let hopper = hopper_gemm(m, n, kk, info.compute_capability, info.sm_count);
     match backend {
         // Prefill-sized GEMMs on Hopper: the TMA + wgmma kernel.
         GemmBackend::Rightsize if let Some(kernel) = hopper => {

@@ -102,12 +102,20 @@ typedef struct GemmParams {
     unsigned int _pad;
 } GemmParams;
 
-/** Hopper GEMM (gemm_sm90.cu): 128x128 or 128x64 tiles, BK 64, 4 stages, 3 warpgroups. */
+/** Hopper GEMM (gemm_sm90.cu): 128x256, 128x128 or 128x64 tiles (3 warpgroups), BK 64, a
+ *  192 KiB ring of as many stages as fit (4, 6, 8; 16 for the small-M kernel below). */
 #define RS_GEMM_W_BM 128
+#define RS_GEMM_W_BN_WIDE 256
 #define RS_GEMM_W_BN 128
 #define RS_GEMM_W_BN_NARROW 64
 #define RS_GEMM_W_BK 64
-#define RS_GEMM_W_STAGES 4
+#define RS_GEMM_W_RING_BYTES 196608
+/** Row stride (floats) of the Hopper GEMM's epilogue buffers: 2 warpgroups × 64 rows × 32 columns. */
+#define RS_GEMM_W_EPI_STRIDE 40
+/** The small-M Hopper GEMM (gemm_f16_wgmma_64x32): 64×32 tiles, one consumer warpgroup. */
+#define RS_GEMM_WS_BM 64
+#define RS_GEMM_WS_BN 32
+#define RS_GEMM_WS_THREADS 256
 #define RS_GEMM_W_THREADS 384
 
 /** A CUtensorMap (the driver's opaque TMA descriptor), as the kernel receives it. */

@@ -1,23 +1,27 @@
-// gemm_sm90.cu — C = act(A·Bᵀ + bias) + R on Hopper: TMA loads into a 4-stage shared-memory
-// ring on mbarriers, wgmma (HGMMA) from shared memory, persistent over output tiles.
+// gemm_sm90.cu — C = act(A·Bᵀ + bias) + R on Hopper: TMA loads into a shared-memory ring on
+// mbarriers, wgmma (HGMMA) from shared memory, persistent over output tiles.
 //
 // Computes:   as gemm.cu (GemmParams: bias, GELU tanh/erf, FP16 rounding before the residual
 //             add), for batch = 1.
-// Work unit:  one 128×BN output tile; units = ⌈M/128⌉·⌈N/BN⌉. gemm_f16_wgmma_128x128, and
-//             gemm_f16_wgmma_128x64 for problems with fewer 128×128 tiles than SMs. Each block loops over units
-//             (u = blockIdx.x, + gridDim.x, …), so any grid is correct; a tile's K order is
-//             fixed, so the output does not depend on the grid.
-// Block:      3 warpgroups. Warpgroup 0 is the producer: one thread issues the TMA loads of A
-//             (128×64) and B (BN×64) per K step into stage s and arms full[s] with their
-//             bytes. Warpgroups 1 and 2 are consumers, each computing 64 rows × BN columns with
-//             wgmma.m64nBNk16 (4 per K step, operands from shared memory, 128-byte swizzle,
-//             FP32 accumulators in registers), one K step's group in flight while the next is
-//             issued, releasing each stage through empty[s] once the group reading it is done.
+// Work unit:  one BM×BN output tile; units = ⌈M/BM⌉·⌈N/BN⌉. Prefill tiles 128×256, 128×128
+//             and 128×64 (gemm_f16_wgmma_128xBN; params.rs::gemm_wgmma_kernel picks one), and
+//             64×32 and 64×64 for small M (gemm_f16_wgmma_64x32/_64x64: 8 < M ≤ 64, where
+//             enough tiles to keep every SM streaming weights matter most). Each block loops over units (u = blockIdx.x,
+//             + gridDim.x, …; along M first when M ≤ N, see tile_origin), so any grid is
+//             correct; a tile's K order is fixed, so the output does not depend on the grid.
+// Block:      a producer warpgroup and BM/64 consumer warpgroups. The producer's first
+//             thread issues the TMA loads of A (BM×64) and B (BN×64) per K step into stage s
+//             of a 192 KiB ring (4 to 16 stages) and arms full[s] with their bytes. Each
+//             consumer computes 64 rows × BN columns with wgmma.m64nBNk16 (4 per K step,
+//             operands from shared memory, 128-byte swizzle, FP32 accumulators in registers),
+//             keeps one K step's group in flight while the next is issued, and releases each
+//             stage through empty[s] once the group reading it is done. The epilogue goes
+//             through shared memory 32 columns at a time (see below).
 // Shapes:     any M, N ≥ 1; K ≥ 8 and a multiple of 8 (16-byte global strides for TMA); A and B
 //             16-byte aligned; lda, ldb multiples of 8. TMA zero-fills past M, N and K.
 // Params:     GemmTmaParams — the tensor maps of A and B (made on the host, see
 //             kernels/params.rs::GemmTmaParams::new) and the GemmParams of the epilogue.
-// Only sm_90a has wgmma/TMA; on other targets the kernel traps (the runtime never picks it).
+// Only sm_90a has wgmma/TMA; on other targets the kernels trap (the runtime never picks them).
 // Reference:  kernels/reference.rs::gemm.
 #include "common.cuh"
 
@@ -26,7 +30,7 @@ namespace {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 
 using rs::u64;
-constexpr int BM = RS_GEMM_W_BM, BK = RS_GEMM_W_BK, STAGES = RS_GEMM_W_STAGES;
+constexpr int BK = RS_GEMM_W_BK, EPI_STRIDE = RS_GEMM_W_EPI_STRIDE;
 
 __device__ __forceinline__ unsigned smem_addr(const void* p) {
     return static_cast<unsigned>(__cvta_generic_to_shared(p));
@@ -55,6 +59,11 @@ __device__ __forceinline__ void mbar_wait(unsigned bar, unsigned parity) {
     } while (!done);
 }
 
+// Barrier `id` (1, 2, …; 0 is __syncthreads) among the 128 threads of one warpgroup.
+__device__ __forceinline__ void named_barrier(int id) {
+    asm volatile("bar.sync %0, 128;" ::"r"(id) : "memory");
+}
+
 __device__ __forceinline__ void tma_load(unsigned dst, const void* map, int c0, int c1, unsigned bar) {
     asm volatile(
         "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];" ::"r"(dst),
@@ -70,6 +79,14 @@ __device__ __forceinline__ u64 desc(unsigned addr) {
     d |= (u64)(1024 >> 4) << 32;   // stride byte offset: 8 rows × 128 bytes
     d |= (u64)1 << 62;             // 128-byte swizzle
     return d;
+}
+
+__device__ __forceinline__ void wgmma_256(float (&d)[128], u64 da, u64 db, int scale_d) {
+    asm volatile(
+        "{\n .reg .pred p;\n setp.ne.b32 p, %130, 0;\n"
+        " wgmma.mma_async.sync.aligned.m64n256k16.f32.f16.f16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, %96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, %112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127}, %128, %129, p, 1, 1, 0, 0;\n}"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]), "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]), "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]), "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
+        : "l"(da), "l"(db), "r"(scale_d));
 }
 
 __device__ __forceinline__ void wgmma_128(float (&d)[64], u64 da, u64 db, int scale_d) {
@@ -88,23 +105,50 @@ __device__ __forceinline__ void wgmma_64(float (&d)[32], u64 da, u64 db, int sca
         : "l"(da), "l"(db), "r"(scale_d));
 }
 
-template <int BN>
-__device__ __forceinline__ void mma_step(float (&d)[BN / 2], u64 da, u64 db) {
-    if constexpr (BN == 128) {
-        wgmma_128(d, da, db, 1);
-    } else {
-        wgmma_64(d, da, db, 1);
-    }
+__device__ __forceinline__ void wgmma_32(float (&d)[16], u64 da, u64 db, int scale_d) {
+    asm volatile(
+        "{\n .reg .pred p;\n setp.ne.b32 p, %18, 0;\n"
+        " wgmma.mma_async.sync.aligned.m64n32k16.f32.f16.f16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, %16, %17, p, 1, 1, 0, 0;\n}"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
+        : "l"(da), "l"(db), "r"(scale_d));
 }
 
 template <int BN>
+__device__ __forceinline__ void mma_step(float (&d)[BN / 2], u64 da, u64 db) {
+    if constexpr (BN == 256) {
+        wgmma_256(d, da, db, 1);
+    } else if constexpr (BN == 128) {
+        wgmma_128(d, da, db, 1);
+    } else if constexpr (BN == 64) {
+        wgmma_64(d, da, db, 1);
+    } else {
+        wgmma_32(d, da, db, 1);
+    }
+}
+
+// Tile order: along M first when A is no larger than B (M ≤ N), so that a wave of blocks
+// shares few B tiles and A's rows stay in L2 while B streams once; else along N first.
+__device__ __forceinline__ void tile_origin(u64 u, const GemmParams& p, unsigned tiles_m, unsigned tiles_n, int bm,
+                                           int bn, unsigned& m0, unsigned& n0) {
+    const bool m_first = p.m <= p.n;
+    m0 = (m_first ? u % tiles_m : u / tiles_n) * bm;
+    n0 = (m_first ? u / tiles_m : u % tiles_n) * bn;
+}
+
+// CONSUMERS warpgroups of 64 rows each (BM = 64·CONSUMERS) and one producer warpgroup.
+template <int BN, int CONSUMERS>
 __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned char* smem_raw) {
+    constexpr int BM = 64 * CONSUMERS;
     constexpr unsigned STAGE_BYTES = (BM + BN) * BK * 2;
+    constexpr int STAGES = RS_GEMM_W_RING_BYTES / STAGE_BYTES;
     const GemmParams& p = tp.g;
     // Stages at a 1024-byte boundary (the swizzle atom), barriers after them.
     unsigned char* smem = reinterpret_cast<unsigned char*>((reinterpret_cast<u64>(smem_raw) + 1023) & ~(u64)1023);
     const unsigned base = smem_addr(smem);
     const unsigned full = base + STAGES * STAGE_BYTES, empty = full + STAGES * 8;
+    // Each consumer warpgroup's epilogue buffer: 64 rows × 32 FP32 columns, rows padded to
+    // EPI_STRIDE floats (conflict-free float2 writes), after the barriers.
+    float* epi = reinterpret_cast<float*>(smem + RS_GEMM_W_RING_BYTES + 256);
     const int wg = threadIdx.x / 128, t = threadIdx.x % 128;
     const unsigned tiles_m = (p.m + BM - 1) / BM, tiles_n = (p.n + BN - 1) / BN;
     const u64 units = (u64)tiles_m * tiles_n;
@@ -113,7 +157,7 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
     if (threadIdx.x == 0) {
         for (int s = 0; s < STAGES; ++s) {
             mbar_init(full + 8 * s, 1);
-            mbar_init(empty + 8 * s, 2 * 128);
+            mbar_init(empty + 8 * s, CONSUMERS * 128);
         }
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     }
@@ -124,13 +168,14 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
         int stage = 0;
         unsigned phase = 0;
         RS_FOR_EACH_UNIT(u, units) {
-            const int m0 = (u / tiles_n) * BM, n0 = (u % tiles_n) * BN;
+            unsigned m0, n0;
+            tile_origin(u, p, tiles_m, tiles_n, BM, BN, m0, n0);
             for (int kb = 0; kb < kblocks; ++kb) {
                 mbar_wait(empty + 8 * stage, phase ^ 1);
                 const unsigned a = base + stage * STAGE_BYTES, b = a + BM * BK * 2;
                 mbar_expect_tx(full + 8 * stage, STAGE_BYTES);
-                tma_load(a, &tp.map_a, kb * BK, m0, full + 8 * stage);
-                tma_load(b, &tp.map_b, kb * BK, n0, full + 8 * stage);
+                tma_load(a, &tp.map_a, kb * BK, (int)m0, full + 8 * stage);
+                tma_load(b, &tp.map_b, kb * BK, (int)n0, full + 8 * stage);
                 if (++stage == STAGES) {
                     stage = 0;
                     phase ^= 1;
@@ -149,7 +194,8 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
     __half* C = rs::ptr<__half>(p.c);
     const bool pairs_ok = (p.ldc & 1) == 0 && (p.c & 3) == 0;
     RS_FOR_EACH_UNIT(u, units) {
-        const unsigned m0 = (u / tiles_n) * BM, n0 = (u % tiles_n) * BN;
+        unsigned m0, n0;
+        tile_origin(u, p, tiles_m, tiles_n, BM, BN, m0, n0);
         float d[BN / 2];
 #pragma unroll
         for (int i = 0; i < BN / 2; ++i) d[i] = 0.0f;
@@ -173,17 +219,38 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
         }
         asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory");
         if (held >= 0) mbar_arrive(empty + 8 * held);
+        // The epilogue goes through shared memory, 32 columns at a time: the warpgroup writes
+        // a 64×32 chunk of its accumulators to its own buffer (unrolled, compile-time register
+        // indexes), then stores it with one rolled loop of row-contiguous pairs, so the
+        // epilogue's code is small (one copy of gemm_store, not BN/4: an unrolled epilogue of
+        // a 128×256 tile was ~200 KB of instructions) and its global accesses are coalesced.
+        // After each chunk the accumulators shift down by 16 registers, so the chunk loop
+        // stays rolled without indexing registers at run time.
         // d[4i + e]: row 16·warp + lane/4 (+8 for e ≥ 2), column 8i + 2·(lane%4) (+1 for odd e).
+        float* chunk = epi + half * 64 * EPI_STRIDE;
+#pragma unroll 1
+        for (int c = 0; c < BN / 32; ++c) {
+            named_barrier(1 + half);  // the previous chunk has been read
 #pragma unroll
-        for (int i = 0; i < BN / 8; ++i)
+            for (int i = 0; i < 4; ++i)
 #pragma unroll
-            for (int h = 0; h < 2; ++h) {
-                const unsigned row = m0 + half * 64 + warp * 16 + lane / 4 + 8 * h;
-                const unsigned col = n0 + 8 * i + 2 * (lane % 4);
+                for (int h = 0; h < 2; ++h) {
+                    float2* dst = reinterpret_cast<float2*>(chunk + (warp * 16 + lane / 4 + 8 * h) * EPI_STRIDE + 8 * i +
+                                                            2 * (lane % 4));
+                    *dst = make_float2(d[4 * i + 2 * h], d[4 * i + 2 * h + 1]);
+                }
+            named_barrier(1 + half);
+#pragma unroll 1
+            for (int e = t; e < 64 * 16; e += 128) {
+                const unsigned r = e / 16, cp = 2 * (e % 16);
+                const unsigned row = m0 + half * 64 + r, col = n0 + 32 * c + cp;
                 if (row >= p.m || col >= p.n) continue;
-                rs::gemm_store(p, C, R, bias, row, col, d[4 * i + 2 * h], d[4 * i + 2 * h + 1], col + 1 < p.n,
-                               pairs_ok);
+                const float2 v = *reinterpret_cast<const float2*>(chunk + r * EPI_STRIDE + cp);
+                rs::gemm_store(p, C, R, bias, row, col, v.x, v.y, col + 1 < p.n, pairs_ok);
             }
+#pragma unroll
+            for (int j = 0; j + 16 < BN / 2; ++j) d[j] = d[j + 16];
+        }
     }
 }
 
@@ -195,7 +262,7 @@ extern __shared__ __align__(1024) unsigned char rs_gemm_w_smem[];
 
 RS_KERNEL void __launch_bounds__(RS_GEMM_W_THREADS, 1) gemm_f16_wgmma_128x128(const __grid_constant__ GemmTmaParams p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    gemm_wgmma<128>(p, rs_gemm_w_smem);
+    gemm_wgmma<128, 2>(p, rs_gemm_w_smem);
 #else
     __trap();
 #endif
@@ -203,7 +270,32 @@ RS_KERNEL void __launch_bounds__(RS_GEMM_W_THREADS, 1) gemm_f16_wgmma_128x128(co
 
 RS_KERNEL void __launch_bounds__(RS_GEMM_W_THREADS, 1) gemm_f16_wgmma_128x64(const __grid_constant__ GemmTmaParams p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    gemm_wgmma<64>(p, rs_gemm_w_smem);
+    gemm_wgmma<64, 2>(p, rs_gemm_w_smem);
+#else
+    __trap();
+#endif
+}
+
+RS_KERNEL void __launch_bounds__(RS_GEMM_W_THREADS, 1) gemm_f16_wgmma_128x256(const __grid_constant__ GemmTmaParams p) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    gemm_wgmma<256, 2>(p, rs_gemm_w_smem);
+#else
+    __trap();
+#endif
+}
+
+
+RS_KERNEL void __launch_bounds__(RS_GEMM_WS_THREADS, 1) gemm_f16_wgmma_64x32(const __grid_constant__ GemmTmaParams p) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    gemm_wgmma<32, 1>(p, rs_gemm_w_smem);
+#else
+    __trap();
+#endif
+}
+
+RS_KERNEL void __launch_bounds__(RS_GEMM_WS_THREADS, 1) gemm_f16_wgmma_64x64(const __grid_constant__ GemmTmaParams p) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    gemm_wgmma<64, 1>(p, rs_gemm_w_smem);
 #else
     __trap();
 #endif

@@ -4,7 +4,10 @@
 //! never a silently wrong result.
 
 use super::abi::*;
-use super::{Kernel, KernelId, GEMM_LARGE, GEMM_SKINNY, GEMM_SKINNY_8, GEMM_SMALL, GEMM_WGMMA, GEMM_WGMMA_NARROW};
+use super::{
+    Kernel, KernelId, GEMM_LARGE, GEMM_SKINNY, GEMM_SKINNY_8, GEMM_SMALL, GEMM_WGMMA, GEMM_WGMMA_NARROW,
+    GEMM_WGMMA_SMALL, GEMM_WGMMA_SMALL_WIDE, GEMM_WGMMA_WIDE,
+};
 
 /// Params refused before launch, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -166,34 +169,53 @@ impl Params for GemmParams {
     }
 }
 
-/// Whether the Hopper GEMM (TMA + wgmma) serves `m` rows on a GPU of compute capability `cc`:
-/// prefill-sized M on sm_90 (its cubin is sm_90a only).
-pub fn gemm_wgmma_for(m: u32, cc: (u32, u32)) -> bool {
-    m > RS_GEMM_S_BM && cc == (9, 0)
+/// The Hopper GEMM kernels (TMA + wgmma, sm_90a): the three prefill tile widths (128×64,
+/// 128×128, 128×256), then the two small-M ones (64×32, 64×64).
+pub const HOPPER_GEMMS: [Kernel<GemmTmaParams>; 5] =
+    [GEMM_WGMMA_NARROW, GEMM_WGMMA, GEMM_WGMMA_WIDE, GEMM_WGMMA_SMALL, GEMM_WGMMA_SMALL_WIDE];
+
+/// The Hopper GEMM's tile for an `m` × `n` × `k` GEMM (M > 64) on `sms` SMs: the width with
+/// the least estimated time, waves of tiles (⌈tiles / sms⌉) × one tile's time. A tile's time,
+/// in units fitted to the kernels' measured times on an H200 (docs/kernels-h200.md): BN + 20
+/// per K step of 64 and 5.5·BN for its epilogue (not yet overlapped with the next tile's
+/// main loop), so wide tiles win at large K and narrow ones when K is short or tiles are few.
+/// Ties go to the wider tile.
+pub fn gemm_wgmma_kernel(m: u32, n: u32, k: u32, sms: u32) -> Kernel<GemmTmaParams> {
+    let ksteps = u64::from(k.div_ceil(RS_GEMM_W_BK));
+    let cost = |kernel: &Kernel<GemmTmaParams>| {
+        let (bm, bn) = wgmma_tile(kernel.id());
+        let tiles = u64::from(m.div_ceil(bm)) * u64::from(n.div_ceil(bn));
+        let bn = u64::from(bn);
+        tiles.div_ceil(u64::from(sms.max(1))) * (2 * ksteps * (bn + 20) + 11 * bn)
+    };
+    // min_by_key keeps the first of equals: try the widest first.
+    *HOPPER_GEMMS[..3].iter().rev().min_by_key(|k| cost(k)).expect("tiles")
 }
 
-/// The Hopper GEMM's tile for an `m` × `n` output on `sms` SMs: 128×64 when 128×128 tiles
-/// would leave SMs without one, else 128×128.
-pub fn gemm_wgmma_kernel(m: u32, n: u32, sms: u32) -> Kernel<GemmTmaParams> {
-    let tiles = u64::from(m.div_ceil(RS_GEMM_W_BM)) * u64::from(n.div_ceil(RS_GEMM_W_BN));
-    if tiles < u64::from(sms) {
-        GEMM_WGMMA_NARROW
-    } else {
-        GEMM_WGMMA
+/// The Hopper GEMM the library runs for an `m` × `n` × `k` GEMM on a GPU of compute
+/// capability `cc` with `sms` SMs, if any: on sm_90, for 8 < M ≤ 64 (M ≤ 8 keeps the skinny
+/// kernel) the 64×64 tiles when they give every SM one, else the 64×32 ones (twice as many
+/// units streaming the weights); above, [`gemm_wgmma_kernel`]'s tile; elsewhere none (the
+/// cubin is sm_90a only).
+pub fn hopper_gemm(m: u32, n: u32, k: u32, cc: (u32, u32), sms: u32) -> Option<Kernel<GemmTmaParams>> {
+    match m {
+        _ if cc != (9, 0) => None,
+        ..=8 => None,
+        9..=RS_GEMM_WS_BM if n.div_ceil(2 * RS_GEMM_WS_BN) >= sms => Some(GEMM_WGMMA_SMALL_WIDE),
+        9..=RS_GEMM_WS_BM => Some(GEMM_WGMMA_SMALL),
+        _ => Some(gemm_wgmma_kernel(m, n, k, sms)),
     }
 }
 
-/// The Hopper GEMM the library runs for an `m` × `n` output on a GPU of compute capability
-/// `cc` with `sms` SMs, if any ([`gemm_wgmma_for`], then [`gemm_wgmma_kernel`]).
-pub fn hopper_gemm(m: u32, n: u32, cc: (u32, u32), sms: u32) -> Option<Kernel<GemmTmaParams>> {
-    gemm_wgmma_for(m, cc).then(|| gemm_wgmma_kernel(m, n, sms))
-}
-
-fn wgmma_bn(k: KernelId) -> u32 {
-    if k == KernelId::GemmWgmmaNarrow {
-        RS_GEMM_W_BN_NARROW
-    } else {
-        RS_GEMM_W_BN
+/// (rows of A, rows of B) in one work unit of Hopper GEMM `k`: its tile, and the boxes its
+/// tensor maps load.
+fn wgmma_tile(k: KernelId) -> (u32, u32) {
+    match k {
+        KernelId::GemmWgmmaSmall => (RS_GEMM_WS_BM, RS_GEMM_WS_BN),
+        KernelId::GemmWgmmaSmallWide => (RS_GEMM_WS_BM, 2 * RS_GEMM_WS_BN),
+        KernelId::GemmWgmmaNarrow => (RS_GEMM_W_BM, RS_GEMM_W_BN_NARROW),
+        KernelId::GemmWgmmaWide => (RS_GEMM_W_BM, RS_GEMM_W_BN_WIDE),
+        _ => (RS_GEMM_W_BM, RS_GEMM_W_BN),
     }
 }
 
@@ -243,9 +265,10 @@ impl GemmTmaParams {
         let k = kernel.id();
         g.check(k)?;
         ensure(g.batch == 1, k, || format!("batch = {} (this kernel does batch 1)", g.batch))?;
+        let (bm, bn) = wgmma_tile(k);
         Ok(GemmTmaParams {
-            map_a: tensor_map(k, "A", g.a, (g.m, g.k, g.lda), RS_GEMM_W_BM)?,
-            map_b: tensor_map(k, "B", g.b, (g.n, g.k, g.ldb), wgmma_bn(k))?,
+            map_a: tensor_map(k, "A", g.a, (g.m, g.k, g.lda), bm)?,
+            map_b: tensor_map(k, "B", g.b, (g.n, g.k, g.ldb), bn)?,
             g: *g,
         })
     }
@@ -253,7 +276,8 @@ impl GemmTmaParams {
 
 impl Params for GemmTmaParams {
     fn units(&self, k: KernelId) -> u64 {
-        u64::from(self.g.m.div_ceil(RS_GEMM_W_BM)) * u64::from(self.g.n.div_ceil(wgmma_bn(k)))
+        let (bm, bn) = wgmma_tile(k);
+        u64::from(self.g.m.div_ceil(bm)) * u64::from(self.g.n.div_ceil(bn))
     }
     fn check(&self, k: KernelId) -> Result<(), ParamError> {
         self.g.check(k)?;
@@ -528,12 +552,24 @@ mod tests {
 
     #[test]
     fn hopper_gemm_serves_prefill_on_sm90_with_tiles_that_fill_the_sms() {
-        assert!(gemm_wgmma_for(1024, (9, 0)));
-        assert!(!gemm_wgmma_for(64, (9, 0)), "decode sizes keep their kernels");
-        assert!(!gemm_wgmma_for(1024, (8, 0)) && !gemm_wgmma_for(1024, (10, 0)), "sm_90a only");
-        // 8×6 = 48 tiles of 128×128 on 132 SMs: the 128×64 tiles (96) instead.
-        assert_eq!(gemm_wgmma_kernel(1024, 768, 132).id(), KernelId::GemmWgmmaNarrow);
-        assert_eq!(gemm_wgmma_kernel(1024, 3072, 132).id(), KernelId::GemmWgmma);
+        let h = |m, cc| hopper_gemm(m, 768, 768, cc, 132).map(|k| k.id());
+        assert_eq!(h(1024, (9, 0)), Some(KernelId::GemmWgmmaNarrow));
+        assert_eq!(h(8, (9, 0)), None, "M ≤ 8 keeps the skinny kernel");
+        assert_eq!(h(9, (9, 0)), Some(KernelId::GemmWgmmaSmall));
+        assert_eq!(h(64, (9, 0)), Some(KernelId::GemmWgmmaSmall));
+        let small = |n| hopper_gemm(64, n, 4096, (9, 0), 132).map(|k| k.id());
+        assert_eq!(small(4096), Some(KernelId::GemmWgmmaSmall), "64 tiles of 64 columns: too few");
+        assert_eq!(small(50257), Some(KernelId::GemmWgmmaSmallWide));
+        assert_eq!(h(65, (9, 0)), Some(KernelId::GemmWgmmaNarrow));
+        assert!(h(1024, (8, 0)).is_none() && h(1024, (10, 0)).is_none(), "sm_90a only");
+        // BERT-base at batch 8 × 128 (short K, few tiles): 128×64.
+        assert_eq!(gemm_wgmma_kernel(1024, 768, 768, 132).id(), KernelId::GemmWgmmaNarrow);
+        assert_eq!(gemm_wgmma_kernel(1024, 3072, 768, 132).id(), KernelId::GemmWgmmaNarrow);
+        // Long K: the wide tiles, unless they would leave most SMs idle.
+        assert_eq!(gemm_wgmma_kernel(4096, 4096, 4096, 132).id(), KernelId::GemmWgmmaWide);
+        assert_eq!(gemm_wgmma_kernel(1024, 16384, 2048, 132).id(), KernelId::GemmWgmmaWide);
+        assert_eq!(gemm_wgmma_kernel(1024, 2048, 2048, 132).id(), KernelId::GemmWgmma);
+        assert_eq!(gemm_wgmma_kernel(1024, 2048, 8192, 132).id(), KernelId::GemmWgmma);
         let t = GemmTmaParams {
             map_a: RsTensorMap { opaque: [0; 16] },
             map_b: RsTensorMap { opaque: [0; 16] },
@@ -541,6 +577,8 @@ mod tests {
         };
         assert_eq!(t.units(KernelId::GemmWgmma), 8 * 18);
         assert_eq!(t.units(KernelId::GemmWgmmaNarrow), 8 * 36);
+        assert_eq!(t.units(KernelId::GemmWgmmaWide), 8 * 9);
+        assert_eq!(t.units(KernelId::GemmWgmmaSmall), 16 * 72);
         let e = t.check(KernelId::GemmWgmma).unwrap_err().to_string();
         assert!(e.contains("tensor maps not encoded"), "{e}");
     }
