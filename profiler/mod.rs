@@ -492,6 +492,23 @@ mod tests {
     }
 
     #[test]
+    fn committed_profiles_are_of_this_builds_kernels() {
+        // The default comparison refuses a profile of other kernels: a kernel change must
+        // come with re-measured profiles (`rightsize profile`, docs/profiles-h200.md).
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles");
+        let mut seen = 0;
+        for gpu in std::fs::read_dir(&dir).unwrap() {
+            for file in std::fs::read_dir(gpu.unwrap().path()).unwrap() {
+                let path = file.unwrap().path();
+                let p = Profile::load(&path).unwrap();
+                assert_eq!(p.kernel_image_hash, format!("{IMAGE_HASH:016x}"), "{}: stale profile", path.display());
+                seen += 1;
+            }
+        }
+        assert!(seen >= 5, "{seen} profiles");
+    }
+
+    #[test]
     fn knee_is_the_fewest_sms_within_epsilon() {
         let c = pts(&[(8, 50.0), (16, 26.0), (24, 21.5), (32, 20.1), (132, 20.0)]);
         assert_eq!(knee(&c, 20.0, 0.05, 0.0, 0.0), 32);
