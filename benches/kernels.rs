@@ -759,7 +759,10 @@ fn only_gemms() -> Option<Vec<(u32, u32, u32)>> {
     };
     match spec.split(',').map(parse).collect::<Option<Vec<_>>>() {
         Some(list) => Some(list),
-        None => panic!("RIGHTSIZE_BENCH_GEMMS={spec:?}: expected M×N×K[,M×N×K…], K a multiple of 8"),
+        None => {
+            eprintln!("RIGHTSIZE_BENCH_GEMMS={spec:?}: expected M×N×K[,M×N×K…] with K a multiple of 8");
+            std::process::exit(2)
+        }
     }
 }
 
