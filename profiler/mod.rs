@@ -84,7 +84,8 @@ pub struct Profile {
     pub granularity: u32,
     /// Driver release.
     pub driver: Option<String>,
-    /// Hash of the kernel images ([`crate::kernels::IMAGE_HASH`]), hex.
+    /// Hash of the kernels it was measured with ([`crate::kernels::IMAGE_HASH`]: their sources,
+    /// nvcc's version and flags), hex.
     pub kernel_image_hash: String,
     /// Model name.
     pub model: String,
