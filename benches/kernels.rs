@@ -691,25 +691,23 @@ fn gemm_matrix(cx: &mut Ctx, bandwidth: f64, only: Option<&[(u32, u32, u32)]>) -
             time_launches(cx, cx.stream, launches)
         };
         // The Hopper kernels that serve this M (the three tile widths above 64 rows, the
-        // small-M kernel below), and for M ≤ 64 the mma.sync kernel too.
-        let hopper_times: Vec<Option<f64>> = k::HOPPER_GEMMS
-            .iter()
-            .map(|&kernel| {
-                let small = [k::GEMM_WGMMA_SMALL.id(), k::GEMM_WGMMA_SMALL_WIDE.id()].contains(&kernel.id());
-                let serves = small == (m <= RS_GEMM_WS_BM);
-                (hopper && serves).then(|| time_tma(cx, kernel))
-            })
-            .collect();
+        // small-M tiles below), and for M ≤ 64 the mma.sync kernel too.
+        let serving: &[Kernel<GemmTmaParams>] =
+            if m <= RS_GEMM_WS_BM { &k::HOPPER_SMALL_GEMMS } else { &k::HOPPER_PREFILL_GEMMS };
+        let hopper_times: Vec<(k::KernelId, f64)> = if hopper {
+            serving.iter().map(|&kernel| (kernel.id(), time_tma(cx, kernel))).collect()
+        } else {
+            Vec::new()
+        };
+        let hopper_time =
+            |kernel: Kernel<GemmTmaParams>| hopper_times.iter().find(|(id, _)| *id == kernel.id()).map(|&(_, t)| t);
         let sm80 = (m <= RS_GEMM_WS_BM || !hopper).then(|| {
             let kernel = gemm_kernel(m);
             let launches = params.iter().zip(&keep).map(|(p, keep)| cx.launcher(kernel, *p, keep.clone())).collect();
             (kernel.id(), time_launches(cx, cx.stream, launches))
         });
         let (name, ours) = match hopper_gemm(m, n, kk, info.compute_capability, info.sm_count) {
-            Some(kernel) => {
-                let i = k::HOPPER_GEMMS.iter().position(|t| t.id() == kernel.id()).expect("a Hopper GEMM");
-                (kernel.id(), hopper_times[i].expect("timed"))
-            }
+            Some(kernel) => (kernel.id(), hopper_time(kernel).expect("timed")),
             None => sm80.expect("timed"),
         };
         let (blas_us, ratio) = match &cx.blas {
@@ -739,11 +737,11 @@ fn gemm_matrix(cx: &mut Ctx, bandwidth: f64, only: Option<&[(u32, u32, u32)]>) -
             ours * 1e6,
             flops / ours / 1e12,
             100.0 * bytes / ours / bandwidth,
-            us(hopper_times[0]),
-            us(hopper_times[1]),
-            us(hopper_times[2]),
-            us(hopper_times[3]),
-            us(hopper_times[4]),
+            us(hopper_time(k::GEMM_WGMMA_NARROW)),
+            us(hopper_time(k::GEMM_WGMMA)),
+            us(hopper_time(k::GEMM_WGMMA_WIDE)),
+            us(hopper_time(k::GEMM_WGMMA_SMALL)),
+            us(hopper_time(k::GEMM_WGMMA_SMALL_WIDE)),
             us(sm80.map(|(_, t)| t)),
         );
     }

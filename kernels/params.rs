@@ -169,10 +169,11 @@ impl Params for GemmParams {
     }
 }
 
-/// The Hopper GEMM kernels (TMA + wgmma, sm_90a): the three prefill tile widths (128×64,
-/// 128×128, 128×256), then the two small-M ones (64×32, 64×64).
-pub const HOPPER_GEMMS: [Kernel<GemmTmaParams>; 5] =
-    [GEMM_WGMMA_NARROW, GEMM_WGMMA, GEMM_WGMMA_WIDE, GEMM_WGMMA_SMALL, GEMM_WGMMA_SMALL_WIDE];
+/// The Hopper GEMM kernels (TMA + wgmma, sm_90a) for M > 64: tiles 128×64, 128×128, 128×256.
+pub const HOPPER_PREFILL_GEMMS: [Kernel<GemmTmaParams>; 3] = [GEMM_WGMMA_NARROW, GEMM_WGMMA, GEMM_WGMMA_WIDE];
+
+/// The Hopper GEMM kernels for 8 < M ≤ 64: tiles 64×32 and 64×64.
+pub const HOPPER_SMALL_GEMMS: [Kernel<GemmTmaParams>; 2] = [GEMM_WGMMA_SMALL, GEMM_WGMMA_SMALL_WIDE];
 
 /// The Hopper GEMM's tile for an `m` × `n` × `k` GEMM (M > 64) on `sms` SMs: the width with
 /// the least estimated time, waves of tiles (⌈tiles / sms⌉) × one tile's time. A tile's time,
@@ -189,7 +190,7 @@ pub fn gemm_wgmma_kernel(m: u32, n: u32, k: u32, sms: u32) -> Kernel<GemmTmaPara
         tiles.div_ceil(u64::from(sms.max(1))) * (2 * ksteps * (bn + 20) + 11 * bn)
     };
     // min_by_key keeps the first of equals: try the widest first.
-    *HOPPER_GEMMS[..3].iter().rev().min_by_key(|k| cost(k)).expect("tiles")
+    *HOPPER_PREFILL_GEMMS.iter().rev().min_by_key(|k| cost(k)).expect("tiles")
 }
 
 /// The Hopper GEMM the library runs for an `m` × `n` × `k` GEMM on a GPU of compute

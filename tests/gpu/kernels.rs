@@ -154,7 +154,7 @@ fn gemm_matches_reference() {
             }
             // The Hopper kernel (TMA + wgmma) on sm_90, at every M.
             if rt.device().info().compute_capability == (9, 0) {
-                for kernel in k::HOPPER_GEMMS {
+                for kernel in k::HOPPER_PREFILL_GEMMS.into_iter().chain(k::HOPPER_SMALL_GEMMS) {
                     let tp = GemmTmaParams::new(&p, kernel).unwrap();
                     let what = format!("{} {m}x{n}x{kk} {name}", kernel.id());
                     let got = at_every_grid(&rt, &what, kernel, &tp, &mut out, |_| {});
