@@ -143,6 +143,11 @@ pub struct Report {
 }
 
 impl Report {
+    /// "GPU (N SMs), driver D", for the heads of the summary and the report.
+    pub fn machine(&self) -> String {
+        format!("{} ({} SMs), driver {}", self.gpu, self.sm_count, self.driver.as_deref().unwrap_or("?"))
+    }
+
     /// Reads a results file.
     pub fn load(path: &Path) -> anyhow::Result<Report> {
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;

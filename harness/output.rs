@@ -38,15 +38,7 @@ fn stp(r: &Report, scenario: &str, mode: &str) -> Option<f64> {
 pub fn summary(r: &Report) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# rightsize comparison\n");
-    let _ = writeln!(
-        s,
-        "{} ({} SMs), driver {}, {} UTC. Command: `{}`.\n",
-        r.gpu,
-        r.sm_count,
-        r.driver.as_deref().unwrap_or("?"),
-        r.date,
-        r.command
-    );
+    let _ = writeln!(s, "{}, {} UTC. Command: `{}`.\n", r.machine(), r.date, r.command);
     let _ = writeln!(s, "## Solo baselines\n");
     let _ = writeln!(s, "| tenant (model/batch/seq/new tokens/issue) | p50 ms | p99 ms | req/s |");
     let _ = writeln!(s, "| --- | ---: | ---: | ---: |");

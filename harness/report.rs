@@ -94,10 +94,8 @@ pub fn write_report(dir: &Path, profiles: &Path) -> anyhow::Result<PathBuf> {
     let _ = writeln!(s, "# rightsize report\n");
     let _ = writeln!(
         s,
-        "{} ({} SMs), driver {}, run {} UTC with `{}`. Plots are SVG, with a PNG of each beside it in `plots/`.\n",
-        r.gpu,
-        r.sm_count,
-        r.driver.as_deref().unwrap_or("?"),
+        "{}, run {} UTC with `{}`. Plots are SVG, with a PNG of each beside it in `plots/`.\n",
+        r.machine(),
         r.date,
         r.command
     );
