@@ -231,25 +231,28 @@ fn all_cases(cx: &mut Ctx) -> Vec<Case> {
     {
         let (h, d, len) = (12u32, 64u32, 160u32);
         let cache = (b * h * len * d) as usize;
-        let (kc, vc, q) = (cx.rand(cache, 1.0), cx.rand(cache, 1.0), cx.rand((b * h * d) as usize, 1.0));
-        let lens = vec![len; b as usize];
+        // One qkv row per sequence; the new token goes to the last position, len − 1.
+        let (kc, vc, q) = (cx.rand(cache, 1.0), cx.rand(cache, 1.0), cx.rand((3 * b * h * d) as usize, 1.0));
+        let lens = vec![len - 1; b as usize];
         let bytes = 2.0 * 2.0 * cache as f64;
         let mut launches = Vec::new();
         for _ in 0..cx.copies(bytes) {
             let (dk, dv, dq, dl, dout) =
-                (cx.upload(&kc), cx.upload(&vc), cx.upload(&q), cx.upload(&lens), cx.zeros(q.len()));
+                (cx.upload(&kc), cx.upload(&vc), cx.upload(&q), cx.upload(&lens), cx.zeros((b * h * d) as usize));
             let p = DecodeAttentionParams {
                 q: dq.ptr(),
+                k: dq.ptr() + 2 * u64::from(h * d),
+                v: dq.ptr() + 4 * u64::from(h * d),
                 k_cache: dk.ptr(),
                 v_cache: dv.ptr(),
                 o: dout.ptr(),
-                cache_lens: dl.ptr(),
+                pos: dl.ptr(),
                 batch: b,
                 heads_q: h,
                 heads_kv: h,
                 head_dim: d,
                 max_len: len,
-                q_stride: h * d,
+                qkv_stride: 3 * h * d,
                 o_stride: h * d,
                 scale: 0.125,
             };

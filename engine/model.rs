@@ -6,7 +6,7 @@ use half::f16;
 
 use super::config::{Family, ModelConfig};
 use super::ops::{self, GemmBackend, Heads, KvCache, Mat};
-use super::weights::ModelWeights;
+use super::weights::{ModelWeights, Norm};
 use super::EngineError;
 use crate::kernels::abi::{RS_ACT_GELU_ERF, RS_ACT_GELU_TANH, RS_ACT_NONE};
 use crate::runtime::{DeviceBuffer, Plan, Tenant};
@@ -56,9 +56,11 @@ pub struct Workspace {
     pub next: DeviceBuffer<u32>,
     /// Tokens in each sequence's cache before the current step, `[batch]`.
     pos: DeviceBuffer<u32>,
-    /// `pos + 1`: valid cache positions during a decode step.
-    cache_lens: DeviceBuffer<u32>,
     caches: Vec<KvCache>,
+}
+
+fn norm_weights(n: &Norm<DeviceBuffer<f16>>, rms: bool, eps: f32) -> ops::NormWeights<'_> {
+    ops::NormWeights { rms, gamma: &n.gamma, beta: n.beta.as_ref(), eps }
 }
 
 impl Model {
@@ -120,7 +122,6 @@ impl Model {
             logits: half(if c.is_decoder() { batch as usize * c.vocab as usize } else { 0 })?,
             next: words(batch as usize)?,
             pos: words(batch as usize)?,
-            cache_lens: words(batch as usize)?,
             caches,
         })
     }
@@ -166,10 +167,10 @@ impl Model {
         Ok(())
     }
 
-    /// Runs `tokens` new tokens per sequence (ids in `ws.ids`) through the decoder, appending
+    /// Runs `tokens` new tokens per sequence (ids in `ids`) through the decoder, appending
     /// their keys and values to the cache after `ws.pos` tokens, and writes each sequence's
     /// greedy next token to `ws.next`.
-    fn decoder_pass(&self, t: &Tenant, ws: &Workspace, batch: u32, tokens: u32) -> Result<()> {
+    fn decoder_pass(&self, t: &Tenant, ws: &Workspace, ids: &DeviceBuffer<u32>, batch: u32, tokens: u32) -> Result<()> {
         let c = &self.config;
         let (rows, h) = (batch * tokens, c.hidden);
         let w = &self.weights;
@@ -183,42 +184,48 @@ impl Model {
         let heads = self.heads();
         let prefill = tokens > 1;
         let pos_table = if llama { None } else { w.pos.as_ref() };
-        ops::embedding(t, &ws.ids, batch, tokens, &w.tok, pos_table, None, Some(&ws.pos), x)?;
+        let norm_of = |n| norm_weights(n, llama, c.norm_eps);
+        ops::embedding(t, ids, batch, tokens, &w.tok, pos_table, None, Some(&ws.pos), x)?;
         for (l, cache) in w.layers.iter().zip(&ws.caches) {
-            ops::norm(t, llama, x, None, &l.norm1.gamma, l.norm1.beta.as_ref(), c.norm_eps, a)?;
-            ops::linear(t, self.backend, a, &l.qkv, l.qkv_bias.as_ref(), RS_ACT_NONE, None, qkv)?;
+            // Decode-sized GEMMs normalise their input rows themselves (one launch).
+            ops::norm_linear(t, self.backend, norm_of(&l.norm1), x, a, &l.qkv, l.qkv_bias.as_ref(), RS_ACT_NONE, qkv)?;
             if let Some(inv) = &self.inv_freq {
                 ops::rope(t, qkv, heads, batch, tokens, &ws.pos, inv)?;
             }
-            ops::kv_append(t, qkv, heads, batch, tokens, &ws.pos, cache)?;
             if prefill {
+                ops::kv_append(t, qkv, heads, batch, tokens, &ws.pos, cache)?;
                 ops::attention(t, qkv, heads, batch, tokens, None, true, attn)?;
             } else {
-                ops::decode_attention(t, qkv, heads, batch, cache, &ws.cache_lens, attn)?;
+                // Appends this token's k and v to the cache, then attends.
+                ops::decode_attention(t, qkv, heads, batch, cache, &ws.pos, attn)?;
             }
             // Pre-norm residual stream, updated in place: x += attn·Woᵀ + b.
             ops::linear(t, self.backend, attn, &l.out, l.out_bias.as_ref(), RS_ACT_NONE, Some(x), x)?;
-            ops::norm(t, llama, x, None, &l.norm2.gamma, l.norm2.beta.as_ref(), c.norm_eps, a)?;
             if llama {
                 let act = Mat::of(&ws.ffn_act, rows, c.ffn)?;
-                ops::linear(t, self.backend, a, &l.up, None, RS_ACT_NONE, None, ffn)?;
+                ops::norm_linear(t, self.backend, norm_of(&l.norm2), x, a, &l.up, None, RS_ACT_NONE, ffn)?;
                 ops::swiglu(t, ffn, act)?;
                 ops::linear(t, self.backend, act, &l.down, None, RS_ACT_NONE, Some(x), x)?;
             } else {
-                ops::linear(t, self.backend, a, &l.up, l.up_bias.as_ref(), RS_ACT_GELU_TANH, None, ffn)?;
+                let up_bias = l.up_bias.as_ref();
+                ops::norm_linear(t, self.backend, norm_of(&l.norm2), x, a, &l.up, up_bias, RS_ACT_GELU_TANH, ffn)?;
                 ops::linear(t, self.backend, ffn, &l.down, l.down_bias.as_ref(), RS_ACT_NONE, Some(x), x)?;
             }
         }
         let fnorm = w.final_norm.as_ref().ok_or_else(|| EngineError::Weights("decoder without final norm".into()))?;
-        ops::norm(t, llama, x, None, &fnorm.gamma, fnorm.beta.as_ref(), c.norm_eps, a)?;
-        let last = a.rows_every(tokens - 1, tokens)?;
         let logits = Mat::of(&ws.logits, batch, c.vocab)?;
         let head = w.lm_head.as_ref().unwrap_or(&w.tok);
-        ops::linear(t, self.backend, last, head, None, RS_ACT_NONE, None, logits)?;
+        if prefill {
+            // Every row is normalised (the norm takes contiguous rows), each sequence's last
+            // one goes on to the LM head.
+            ops::norm(t, llama, x, None, &fnorm.gamma, fnorm.beta.as_ref(), c.norm_eps, a)?;
+            ops::linear(t, self.backend, a.rows_every(tokens - 1, tokens)?, head, None, RS_ACT_NONE, None, logits)?;
+        } else {
+            ops::norm_linear(t, self.backend, norm_of(fnorm), x, a, head, None, RS_ACT_NONE, logits)?;
+        }
         ops::argmax(t, logits, &ws.next)?;
         // The cache now holds `tokens` more positions.
-        ops::advance(t, &ws.pos, tokens)?;
-        ops::advance(t, &ws.cache_lens, tokens)
+        ops::advance(t, &ws.pos, tokens)
     }
 
     /// Prefill: `prompt` tokens per sequence (ids in `ws.ids`) into an empty cache; the first
@@ -230,8 +237,7 @@ impl Model {
         }
         self.check_request(ws, batch, prompt)?;
         ops::set_u32(t, &ws.pos, 0)?;
-        ops::set_u32(t, &ws.cache_lens, 1)?;
-        self.decoder_pass(t, ws, batch, prompt)
+        self.decoder_pass(t, ws, &ws.ids, batch, prompt)
     }
 
     /// One request as the profiler and harness see it: an encoder forward of `batch × seq`
@@ -264,8 +270,7 @@ impl Model {
     /// Enqueues work only, so steps can be captured and replayed.
     pub fn decode_step(&self, t: &Tenant, ws: &Workspace, batch: u32) -> Result<()> {
         self.check_request(ws, batch, 1)?;
-        ops::copy_u32(t, &ws.next, &ws.ids, batch)?;
-        self.decoder_pass(t, ws, batch, 1)
+        self.decoder_pass(t, ws, &ws.next, batch, 1)
     }
 
     /// Captures one decode step (the work of [`Model::decode_step`]) as a plan; replaying it

@@ -98,12 +98,66 @@ pub enum GemmBackend {
     CublasLt,
 }
 
+/// A norm's weights: LayerNorm (with `beta`) or RMSNorm (`rms`).
+#[derive(Debug, Clone, Copy)]
+pub struct NormWeights<'a> {
+    /// RMSNorm rather than LayerNorm.
+    pub rms: bool,
+    /// Scale.
+    pub gamma: &'a DeviceBuffer<f16>,
+    /// Shift (LayerNorm only, optional).
+    pub beta: Option<&'a DeviceBuffer<f16>>,
+    /// Added to the variance.
+    pub eps: f32,
+}
+
+/// `out = act(norm(x)·wᵀ + bias)`: one launch when the GEMM is a skinny (decode-sized) kernel
+/// of this library, which normalises the rows as it loads them; otherwise the norm into
+/// `scratch` (x's shape) and then the GEMM.
+#[allow(clippy::too_many_arguments)]
+pub fn norm_linear(
+    t: &Tenant,
+    backend: GemmBackend,
+    norm: NormWeights,
+    x: Mat,
+    scratch: Mat,
+    w: &DeviceBuffer<f16>,
+    bias: Option<&DeviceBuffer<f16>>,
+    act: u32,
+    out: Mat,
+) -> Result<()> {
+    let info = t.runtime().device().info();
+    let fused = backend == GemmBackend::Rightsize
+        && hopper_gemm(x.rows, out.cols, x.cols, info.compute_capability, info.sm_count).is_none()
+        && matches!(gemm_kernel(x.rows).id(), k::KernelId::GemmSkinny | k::KernelId::GemmSkinny8);
+    if fused {
+        return linear_with(t, backend, x, Some(norm), w, bias, act, None, out);
+    }
+    self::norm(t, norm.rms, x, None, norm.gamma, norm.beta, norm.eps, scratch)?;
+    linear(t, backend, scratch, w, bias, act, None, out)
+}
+
 /// `out = act(x·wᵀ + bias) + residual`, w `[n][k]`.
 #[allow(clippy::too_many_arguments)]
 pub fn linear(
     t: &Tenant,
     backend: GemmBackend,
     x: Mat,
+    w: &DeviceBuffer<f16>,
+    bias: Option<&DeviceBuffer<f16>>,
+    act: u32,
+    residual: Option<Mat>,
+    out: Mat,
+) -> Result<()> {
+    linear_with(t, backend, x, None, w, bias, act, residual, out)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn linear_with(
+    t: &Tenant,
+    backend: GemmBackend,
+    x: Mat,
+    norm: Option<NormWeights>,
     w: &DeviceBuffer<f16>,
     bias: Option<&DeviceBuffer<f16>>,
     act: u32,
@@ -131,6 +185,10 @@ pub fn linear(
         ldc: out.ld,
         ldr: residual.map_or(0, |r| r.ld),
         act,
+        norm: norm.map_or(RS_NORM_NONE, |nw| if nw.rms { RS_NORM_RMS } else { RS_NORM_LAYER }),
+        norm_gamma: norm.map(|nw| vector(nw.gamma, kk, "norm gamma")).transpose()?.unwrap_or(0),
+        norm_beta: norm.and_then(|nw| nw.beta).map(|b| vector(b, kk, "norm beta")).transpose()?.unwrap_or(0),
+        norm_eps: norm.map_or(0.0, |nw| nw.eps),
         ..Default::default()
     };
     let info = t.runtime().device().info();
@@ -324,33 +382,35 @@ fn counts(buf: &DeviceBuffer<u32>, batch: u32) -> Result<u64> {
     Ok(buf.ptr())
 }
 
-/// Decode attention: each sequence's one query (a `qkv` row) against its cache, whose
-/// `lens[b]` first positions are valid.
+/// Decode attention: appends each sequence's new k and v (a `qkv` row) to its cache at
+/// position `pos[b]`, then attends its query over the cache's first `pos[b] + 1` positions.
 pub fn decode_attention(
     t: &Tenant,
     qkv: Mat,
     heads: Heads,
     batch: u32,
     cache: &KvCache,
-    lens: &DeviceBuffer<u32>,
+    pos: &DeviceBuffer<u32>,
     out: Mat,
 ) -> Result<()> {
-    let qw = heads.q * heads.dim;
-    qkv.expect(batch, qw + 2 * heads.kv * heads.dim, "decode qkv")?;
+    let (qw, kw) = (heads.q * heads.dim, heads.kv * heads.dim);
+    qkv.expect(batch, qw + 2 * kw, "decode qkv")?;
     out.expect(batch, qw, "decode output")?;
     cache.check(batch, heads)?;
     let p = DecodeAttentionParams {
         q: qkv.ptr,
+        k: qkv.ptr + 2 * u64::from(qw),
+        v: qkv.ptr + 2 * u64::from(qw + kw),
         k_cache: cache.k.ptr(),
         v_cache: cache.v.ptr(),
         o: out.ptr,
-        cache_lens: counts(lens, batch)?,
+        pos: counts(pos, batch)?,
         batch,
         heads_q: heads.q,
         heads_kv: heads.kv,
         head_dim: heads.dim,
         max_len: cache.max_len,
-        q_stride: qkv.ld,
+        qkv_stride: qkv.ld,
         o_stride: out.ld,
         scale: 1.0 / (heads.dim as f32).sqrt(),
     };

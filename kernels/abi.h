@@ -68,6 +68,11 @@ typedef struct CopyU32Params {
 #define RS_ACT_GELU_TANH 1
 #define RS_ACT_GELU_ERF 2
 
+/** Input norms a skinny GEMM can fuse (GemmParams.norm). */
+#define RS_NORM_NONE 0
+#define RS_NORM_LAYER 1
+#define RS_NORM_RMS 2
+
 /** K step of every GEMM tile; K must be a multiple of RS_GEMM_K_ALIGN. */
 #define RS_GEMM_BK 32
 #define RS_GEMM_K_ALIGN 8
@@ -91,14 +96,21 @@ typedef struct CopyU32Params {
  * i.e. C = A·Bᵀ: A is M×K row-major (row stride lda), B is N×K row-major (ldb), C and R are
  * M×N (ldc, ldr). FP16 in and out, FP32 accumulation. bias (N halves) and residual are
  * optional (0). Batch strides are in elements (0 broadcasts).
+ * Fused input norm (the skinny kernels only, batch 1): with norm = RS_NORM_LAYER or
+ * RS_NORM_RMS, each row of A is first normalised as layer_norm_f16 / rms_norm_f16 do
+ * (norm_gamma required, norm_beta optional for LayerNorm, norm_eps) and rounded to FP16, and
+ * that row takes A's place. A itself is not written.
  * Constraints: K, lda, ldb multiples of 8; a, b 16-byte aligned; ldc, ldr ≥ N.
  */
 typedef struct GemmParams {
     unsigned long long a, b, c, bias, residual;
     unsigned long long stride_a, stride_b, stride_c, stride_r;
+    unsigned long long norm_gamma, norm_beta;
     unsigned int m, n, k, batch;
     unsigned int lda, ldb, ldc, ldr;
     unsigned int act;
+    unsigned int norm;
+    float norm_eps;
     unsigned int _pad;
 } GemmParams;
 
@@ -159,7 +171,7 @@ typedef struct NormParams {
 #define RS_ATTN_BQ 64
 #define RS_ATTN_BKV 64
 #define RS_ATTN_THREADS 128
-#define RS_DECODE_THREADS 128
+#define RS_DECODE_THREADS 256
 
 /**
  * attention_prefill_d{32,64,128}: softmax(scale · Q Kᵀ + mask) V per (sequence, query head),
@@ -180,15 +192,18 @@ typedef struct AttentionParams {
 } AttentionParams;
 
 /**
- * attention_decode_d{32,64,128}: one new query per sequence against its KV cache.
- * q: row b (stride q_stride), head h at h·head_dim. Cache layout [batch][heads_kv][max_len]
- * [head_dim], positions < cache_lens[b] valid (the new token already appended).
+ * attention_decode_d{32,64,128}: one new token per sequence against its KV cache. Sequence b
+ * has pos[b] cached tokens; its new token's q, k and v are row b of q, k and v (stride
+ * qkv_stride; head h at h·head_dim). The kernel first appends k and v at position pos[b] of
+ * the cache (layout [batch][heads_kv][max_len][head_dim]; not when pos[b] ≥ max_len), then
+ * attends over positions 0 ..= min(pos[b], max_len − 1).
  * Work unit: (b, kv head), all query heads of its group.
+ * Constraints: q, k, v and the caches 16-byte aligned, qkv_stride a multiple of 8.
  */
 typedef struct DecodeAttentionParams {
-    unsigned long long q, k_cache, v_cache, o, cache_lens;
+    unsigned long long q, k, v, k_cache, v_cache, o, pos;
     unsigned int batch, heads_q, heads_kv, head_dim, max_len;
-    unsigned int q_stride, o_stride;
+    unsigned int qkv_stride, o_stride;
     float scale;
 } DecodeAttentionParams;
 
@@ -266,7 +281,7 @@ typedef struct SwigluParams {
 
 /* ---- argmax.cu -------------------------------------------------------------- */
 
-#define RS_ARGMAX_THREADS 512
+#define RS_ARGMAX_THREADS 1024
 
 /** argmax_f16: out[r] = the smallest index of the largest value of row r (NaNs ignored;
  *  a row of only NaN gives 0). Work unit: one row. */

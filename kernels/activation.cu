@@ -6,6 +6,7 @@
 #include "common.cuh"
 
 RS_KERNEL void __launch_bounds__(RS_ACT_THREADS) gelu_f16(const __grid_constant__ GeluParams p) {
+    rs::pdl_sync();
     using rs::u64;
     const __half* x = rs::ptr<const __half>(p.x);
     __half* y = rs::ptr<__half>(p.y);
@@ -17,6 +18,7 @@ RS_KERNEL void __launch_bounds__(RS_ACT_THREADS) gelu_f16(const __grid_constant_
 }
 
 RS_KERNEL void __launch_bounds__(RS_ACT_THREADS) swiglu_f16(const __grid_constant__ SwigluParams p) {
+    rs::pdl_sync();
     using rs::u64;
     RS_FOR_EACH_UNIT(r, p.rows) {
         const __half* gate = rs::ptr<const __half>(p.gate) + r * p.gate_stride;

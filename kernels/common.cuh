@@ -25,6 +25,39 @@ __device__ __forceinline__ T* ptr(u64 p) {
     return reinterpret_cast<T*>(p);
 }
 
+// ---- programmatic dependent launch (sm_90) ------------------------------------------
+// On Hopper the launch path lets a kernel start while the previous kernel of its stream is
+// still running (PDL), so its launch and any prologue that reads only weights overlap that
+// kernel. Every kernel therefore calls pdl_wait() before it reads anything an earlier kernel
+// wrote and before it writes anything, in every block (so a kernel's completion implies its
+// predecessor's). pdl_release() then lets the next kernel launch. Both are no-ops before sm_90
+// and when the launch did not ask for PDL.
+__device__ __forceinline__ void pdl_wait() {
+#if __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void pdl_release() {
+#if __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+// The usual kernel start: wait for the predecessor, then let the successor launch.
+__device__ __forceinline__ void pdl_sync() {
+    pdl_wait();
+    pdl_release();
+}
+
+// Asks L2 to fetch [p, p + bytes) (bytes a multiple of 16, p 16-byte aligned) without
+// waiting for it: weights a kernel will read, fetched before pdl_wait().
+__device__ __forceinline__ void prefetch_l2(const void* p, unsigned bytes) {
+#if __CUDA_ARCH__ >= 900
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(bytes) : "memory");
+#endif
+}
+
 // x rounded to the nearest FP16, as a float.
 __device__ __forceinline__ float round_half(float x) { return __half2float(__float2half_rn(x)); }
 
@@ -126,6 +159,17 @@ __device__ __forceinline__ void mma_16816(float (&d)[4], const unsigned (&a)[4],
         "{%0,%1,%2,%3};\n"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// Eight FP16 values (16 bytes) as floats.
+__device__ __forceinline__ void unpack8(uint4 v, float (&f)[8]) {
+    const __half2* h = reinterpret_cast<const __half2*>(&v);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        const float2 t = __half22float2(h[i]);
+        f[2 * i] = t.x;
+        f[2 * i + 1] = t.y;
+    }
 }
 
 __device__ __forceinline__ unsigned pack_half2(float lo, float hi) {

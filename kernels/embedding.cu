@@ -10,6 +10,7 @@
 #include "common.cuh"
 
 RS_KERNEL void __launch_bounds__(RS_EMBED_THREADS) embedding_f16(const __grid_constant__ EmbeddingParams p) {
+    rs::pdl_sync();
     using rs::u64;
     const __half* tok = rs::ptr<const __half>(p.tok);
     const __half* pos_table = p.pos ? rs::ptr<const __half>(p.pos) : nullptr;

@@ -133,10 +133,12 @@ __device__ __forceinline__ void gemm_tiles(const GemmParams& p, __half* smem) {
 extern __shared__ __align__(128) unsigned char rs_gemm_smem[];
 
 RS_KERNEL void __launch_bounds__(RS_GEMM_L_THREADS) gemm_f16_128x128(const __grid_constant__ GemmParams p) {
+    rs::pdl_sync();
     gemm_tiles<RS_GEMM_L_BM, RS_GEMM_L_BN, 2, 4>(p, reinterpret_cast<__half*>(rs_gemm_smem));
 }
 
 RS_KERNEL void __launch_bounds__(RS_GEMM_S_THREADS) gemm_f16_64x64(const __grid_constant__ GemmParams p) {
+    rs::pdl_sync();
     gemm_tiles<RS_GEMM_S_BM, RS_GEMM_S_BN, 2, 2>(p, reinterpret_cast<__half*>(rs_gemm_smem));
 }
 
@@ -153,6 +155,11 @@ RS_KERNEL void __launch_bounds__(RS_GEMM_S_THREADS) gemm_f16_64x64(const __grid_
 //             permutations of the sums. Warp w takes slices w, w+8, …, four at a time (loads
 //             first, then the mmas); the 8 partial tiles are summed in warp order through
 //             shared memory, so the output does not depend on the grid.
+// Prologue:   before waiting for the previous kernel (PDL), each block asks L2 for the B rows
+//             of its first unit: weights, which no kernel writes.
+// Fused norm: with p.norm, warp w computes the statistics of rows w, w+8, … (as one warp, in
+//             a fixed order, identically in every block), and each A fragment is normalised
+//             and rounded to FP16 as it is loaded (A is read from L2 by every block).
 // Epilogue:   as gemm_tiles (bias, activation, FP16 rounding before the residual add).
 namespace {
 
@@ -167,13 +174,80 @@ __device__ __forceinline__ uint4 ldg16(const __half* p, bool ok) {
     return v;
 }
 
+// Mean and 1/std (LayerNorm) or 0 and 1/rms (RMSNorm) of row `a` of k elements, as one warp.
+__device__ __forceinline__ float2 row_stats(const __half* a, unsigned k, unsigned norm, float eps) {
+    const int lane = threadIdx.x & 31;
+    float s = 0.0f;
+    for (unsigned c = lane * 8; c < k; c += 256) {
+        float f[8];
+        rs::unpack8(*reinterpret_cast<const uint4*>(a + c), f);
+#pragma unroll
+        for (int e = 0; e < 8; ++e) s += norm == RS_NORM_RMS ? f[e] * f[e] : f[e];
+    }
+    s = rs::warp_sum(s);
+    if (norm == RS_NORM_RMS) return make_float2(0.0f, rsqrtf(s / k + eps));
+    const float mean = s / k;
+    float sq = 0.0f;
+    for (unsigned c = lane * 8; c < k; c += 256) {
+        float f[8];
+        rs::unpack8(*reinterpret_cast<const uint4*>(a + c), f);
+#pragma unroll
+        for (int e = 0; e < 8; ++e) sq += (f[e] - mean) * (f[e] - mean);
+    }
+    return make_float2(mean, rsqrtf(rs::warp_sum(sq) / k + eps));
+}
+
+// Eight elements of a row normalised with its statistics and gamma/beta at columns k..k+7,
+// rounded to FP16 (the values norm.cu would write).
+__device__ __forceinline__ uint4 normalize8(uint4 a, float2 st, const GemmParams& p, unsigned k) {
+    float x[8], g[8], b[8] = {};
+    rs::unpack8(a, x);
+    rs::unpack8(*reinterpret_cast<const uint4*>(rs::ptr<const __half>(p.norm_gamma) + k), g);
+    if (p.norm_beta) rs::unpack8(*reinterpret_cast<const uint4*>(rs::ptr<const __half>(p.norm_beta) + k), b);
+    uint4 out;
+    unsigned* o = reinterpret_cast<unsigned*>(&out);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        float v[2];
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            const int e = 2 * i + h;
+            v[h] = p.norm == RS_NORM_RMS ? rs::round_half(x[e] * st.y) * g[e] : (x[e] - st.x) * st.y * g[e] + b[e];
+        }
+        o[i] = rs::pack_half2(v[0], v[1]);
+    }
+    return out;
+}
+
+// L2 prefetch of the B rows of this block's first unit.
+__device__ __forceinline__ void skinny_prefetch(const GemmParams& p) {
+    const unsigned tiles_n = (p.n + RS_GEMM_T_BN - 1) / RS_GEMM_T_BN;
+    const u64 u = blockIdx.x;
+    if (u >= (u64)p.batch * tiles_n || threadIdx.x >= RS_GEMM_T_BN) return;
+    const unsigned row = (u % tiles_n) * RS_GEMM_T_BN + threadIdx.x;
+    if (row < p.n) rs::prefetch_l2(rs::ptr<const __half>(p.b) + (u / tiles_n) * p.stride_b + (u64)row * p.ldb, p.k * 2);
+}
+
 template <int T_NB>
 __device__ __forceinline__ void gemm_skinny(const GemmParams& p, float* red) {
+    __shared__ float2 stats[RS_GEMM_T_MAX_M];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, q = lane & 3;
     const unsigned tiles_n = (p.n + RS_GEMM_T_BN - 1) / RS_GEMM_T_BN;
     const u64 units = (u64)p.batch * tiles_n;
     const int nb = (p.m + 7) / 8;          // 8-row blocks of A in use
     const int slices = (p.k + 31) / 32;    // 32-wide K slices
+
+    // The fused norm's row statistics (batch 1), then each lane's rows' copy.
+    float2 st[T_NB];
+    if (p.norm != RS_NORM_NONE) {
+        for (unsigned row = warp; row < p.m; row += T_WARPS) {
+            const float2 v = row_stats(rs::ptr<const __half>(p.a) + (u64)row * p.lda, p.k, p.norm, p.norm_eps);
+            if (lane == 0) stats[row] = v;
+        }
+        __syncthreads();
+#pragma unroll
+        for (int j = 0; j < T_NB; ++j) st[j] = j * 8 + g < (int)p.m ? stats[j * 8 + g] : make_float2(0.0f, 0.0f);
+    }
 
     RS_FOR_EACH_UNIT(u, units) {
         const unsigned n0 = (u % tiles_n) * RS_GEMM_T_BN;
@@ -204,6 +278,7 @@ __device__ __forceinline__ void gemm_skinny(const GemmParams& p, float* red) {
                     const unsigned row = j * 8 + g;
                     const bool ok = kin && j < nb && row < p.m;
                     av[i][j] = ok ? __ldg(reinterpret_cast<const uint4*>(A + (u64)row * p.lda + k)) : make_uint4(0, 0, 0, 0);
+                    if (ok && p.norm != RS_NORM_NONE) av[i][j] = normalize8(av[i][j], st[j], p, k);
                 }
             }
 #pragma unroll
@@ -247,12 +322,16 @@ __device__ __forceinline__ void gemm_skinny(const GemmParams& p, float* red) {
 
 }  // namespace
 
-RS_KERNEL void __launch_bounds__(RS_GEMM_T_THREADS) gemm_f16_skinny_m8(const __grid_constant__ GemmParams p) {
+RS_KERNEL void __launch_bounds__(RS_GEMM_T_THREADS, 3) gemm_f16_skinny_m8(const __grid_constant__ GemmParams p) {
     __shared__ float red[T_WARPS * RS_GEMM_T_BN * RS_GEMM_T_MAX_M];
+    skinny_prefetch(p);
+    rs::pdl_sync();
     gemm_skinny<1>(p, red);
 }
 
 RS_KERNEL void __launch_bounds__(RS_GEMM_T_THREADS) gemm_f16_skinny_m32(const __grid_constant__ GemmParams p) {
     __shared__ float red[T_WARPS * RS_GEMM_T_BN * RS_GEMM_T_MAX_M];
+    skinny_prefetch(p);
+    rs::pdl_sync();
     gemm_skinny<RS_GEMM_T_MAX_M / 8>(p, red);
 }

@@ -261,6 +261,7 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
 extern __shared__ __align__(1024) unsigned char rs_gemm_w_smem[];
 
 RS_KERNEL void __launch_bounds__(RS_GEMM_W_THREADS, 1) gemm_f16_wgmma_128x128(const __grid_constant__ GemmTmaParams p) {
+    rs::pdl_sync();
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     gemm_wgmma<128, 2>(p, rs_gemm_w_smem);
 #else
@@ -269,6 +270,7 @@ RS_KERNEL void __launch_bounds__(RS_GEMM_W_THREADS, 1) gemm_f16_wgmma_128x128(co
 }
 
 RS_KERNEL void __launch_bounds__(RS_GEMM_W_THREADS, 1) gemm_f16_wgmma_128x64(const __grid_constant__ GemmTmaParams p) {
+    rs::pdl_sync();
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     gemm_wgmma<64, 2>(p, rs_gemm_w_smem);
 #else
@@ -277,6 +279,7 @@ RS_KERNEL void __launch_bounds__(RS_GEMM_W_THREADS, 1) gemm_f16_wgmma_128x64(con
 }
 
 RS_KERNEL void __launch_bounds__(RS_GEMM_W_THREADS, 1) gemm_f16_wgmma_128x256(const __grid_constant__ GemmTmaParams p) {
+    rs::pdl_sync();
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     gemm_wgmma<256, 2>(p, rs_gemm_w_smem);
 #else
@@ -286,6 +289,7 @@ RS_KERNEL void __launch_bounds__(RS_GEMM_W_THREADS, 1) gemm_f16_wgmma_128x256(co
 
 
 RS_KERNEL void __launch_bounds__(RS_GEMM_WS_THREADS, 1) gemm_f16_wgmma_64x32(const __grid_constant__ GemmTmaParams p) {
+    rs::pdl_sync();
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     gemm_wgmma<32, 1>(p, rs_gemm_w_smem);
 #else
@@ -294,6 +298,7 @@ RS_KERNEL void __launch_bounds__(RS_GEMM_WS_THREADS, 1) gemm_f16_wgmma_64x32(con
 }
 
 RS_KERNEL void __launch_bounds__(RS_GEMM_WS_THREADS, 1) gemm_f16_wgmma_64x64(const __grid_constant__ GemmTmaParams p) {
+    rs::pdl_sync();
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     gemm_wgmma<64, 1>(p, rs_gemm_w_smem);
 #else

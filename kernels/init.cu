@@ -16,6 +16,7 @@ __device__ __forceinline__ unsigned long long splitmix64(unsigned long long z) {
 }  // namespace
 
 RS_KERNEL void __launch_bounds__(RS_FILL_THREADS) fill_f16(const __grid_constant__ FillParams p) {
+    rs::pdl_sync();
     using rs::u64;
     __half* x = rs::ptr<__half>(p.x);
     RS_FOR_EACH_UNIT(u, (p.n + RS_FILL_UNIT - 1) / RS_FILL_UNIT) {

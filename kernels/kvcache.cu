@@ -8,6 +8,7 @@
 #include "common.cuh"
 
 RS_KERNEL void __launch_bounds__(RS_KV_THREADS) kv_append_f16(const __grid_constant__ KvAppendParams p) {
+    rs::pdl_sync();
     using rs::u64;
     const unsigned chunks = p.head_dim / 8;
     RS_FOR_EACH_UNIT(u, (u64)p.batch * p.tokens) {

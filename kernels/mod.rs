@@ -233,6 +233,36 @@ impl<P> fmt::Debug for Kernel<P> {
 mod tests {
     use super::*;
 
+    /// The launch path allows PDL on Hopper, which is only correct because every kernel
+    /// waits for its predecessor: each `RS_KERNEL` body calls `rs::pdl_sync()`.
+    #[test]
+    fn every_kernel_waits_for_its_predecessor() {
+        let mut kernels = 0;
+        for &m in Module::ALL {
+            let path = format!("{}/kernels/{}", env!("CARGO_MANIFEST_DIR"), m.source());
+            let src = std::fs::read_to_string(&path).unwrap();
+            for (at, _) in src.match_indices("\nRS_KERNEL ") {
+                let open = at + src[at..].find('{').unwrap();
+                let (mut depth, mut end) = (0, open);
+                for (i, c) in src[open..].char_indices() {
+                    depth += match c {
+                        '{' => 1,
+                        '}' => -1,
+                        _ => 0,
+                    };
+                    if depth == 0 {
+                        end = open + i;
+                        break;
+                    }
+                }
+                let name = src[at..open].split('(').next().unwrap().split_whitespace().last().unwrap();
+                assert!(src[open..end].contains("rs::pdl_sync();"), "{name} in {path} does not call rs::pdl_sync()");
+                kernels += 1;
+            }
+        }
+        assert_eq!(kernels, KernelId::ALL.len(), "every registered kernel was found");
+    }
+
     #[test]
     fn every_kernel_is_in_its_module_image() {
         for &k in KernelId::ALL {

@@ -68,9 +68,11 @@ __device__ __forceinline__ void norm_rows(const NormParams& p) {
 }  // namespace
 
 RS_KERNEL void __launch_bounds__(RS_NORM_THREADS) layer_norm_f16(const __grid_constant__ NormParams p) {
+    rs::pdl_sync();
     norm_rows<false>(p);
 }
 
 RS_KERNEL void __launch_bounds__(RS_NORM_THREADS) rms_norm_f16(const __grid_constant__ NormParams p) {
+    rs::pdl_sync();
     norm_rows<true>(p);
 }

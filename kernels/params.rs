@@ -158,14 +158,34 @@ impl Params for GemmParams {
             ensure(self.ldr >= self.n, k, || format!("ldr = {} (N = {})", self.ldr, self.n))?;
         }
         let strides = [self.stride_a, self.stride_b, self.stride_c, self.stride_r];
-        ensure(strides.iter().all(|s| s % 8 == 0), k, || format!("batch strides {strides:?} must be multiples of 8"))
+        ensure(strides.iter().all(|s| s % 8 == 0), k, || format!("batch strides {strides:?} must be multiples of 8"))?;
+        self.check_norm(k)
     }
     fn shape_key(&self) -> u64 {
-        key(&[self.m, self.n, self.k, self.batch, self.lda, self.ldb, self.ldc, self.ldr, self.act]
+        key(&[self.m, self.n, self.k, self.batch, self.lda, self.ldb, self.ldc, self.ldr, self.act, self.norm]
             .map(u64::from)
             .into_iter()
-            .chain([has(self.bias), has(self.residual)])
+            .chain([has(self.bias), has(self.residual), has(self.norm_beta)])
             .collect::<Vec<_>>())
+    }
+}
+
+impl GemmParams {
+    /// The fused input norm: only the skinny kernels take one, for batch 1, with gamma and
+    /// (LayerNorm only) an optional beta.
+    fn check_norm(&self, k: KernelId) -> Result<(), ParamError> {
+        if self.norm == RS_NORM_NONE {
+            return ensure(self.norm_gamma == 0 && self.norm_beta == 0, k, || "norm weights without a norm".into());
+        }
+        ensure(matches!(k, KernelId::GemmSkinny | KernelId::GemmSkinny8), k, || {
+            "only the skinny GEMMs fuse an input norm".into()
+        })?;
+        ensure(self.norm <= RS_NORM_RMS, k, || format!("unknown norm {}", self.norm))?;
+        ensure(self.batch == 1, k, || format!("batch = {}: a fused norm takes batch 1", self.batch))?;
+        ensure(self.norm_eps >= 0.0 && self.norm_eps.is_finite(), k, || format!("norm_eps = {}", self.norm_eps))?;
+        ensure(self.norm == RS_NORM_LAYER || self.norm_beta == 0, k, || "RMSNorm has no beta".into())?;
+        pointers(k, &[("norm_gamma", self.norm_gamma, 16)])?;
+        optional(k, &[("norm_beta", self.norm_beta, 16)])
     }
 }
 
@@ -381,20 +401,24 @@ impl Params for DecodeAttentionParams {
     }
     fn check(&self, k: KernelId) -> Result<(), ParamError> {
         check_heads(k, self.heads_q, self.heads_kv, self.head_dim)?;
-        let need = self.heads_q * self.head_dim;
-        ensure(self.q_stride >= need && self.o_stride >= need, k, || {
-            format!("q_stride {} and o_stride {} must be at least {need}", self.q_stride, self.o_stride)
+        ensure(self.qkv_stride % 8 == 0 && self.qkv_stride >= self.heads_q * self.head_dim, k, || {
+            format!("qkv_stride = {} must be a multiple of 8 and hold the query heads", self.qkv_stride)
+        })?;
+        ensure(self.o_stride >= self.heads_q * self.head_dim, k, || {
+            format!("o_stride = {} must hold {} query heads", self.o_stride, self.heads_q)
         })?;
         ensure(self.max_len >= 1, k, || "max_len = 0".into())?;
         ensure(self.scale.is_finite(), k, || format!("scale = {}", self.scale))?;
         pointers(
             k,
             &[
-                ("q", self.q, 2),
-                ("k_cache", self.k_cache, 2),
-                ("v_cache", self.v_cache, 2),
+                ("q", self.q, 16),
+                ("k", self.k, 16),
+                ("v", self.v, 16),
+                ("k_cache", self.k_cache, 16),
+                ("v_cache", self.v_cache, 16),
                 ("o", self.o, 2),
-                ("cache_lens", self.cache_lens, 4),
+                ("pos", self.pos, 4),
             ],
         )
     }
@@ -534,6 +558,25 @@ mod tests {
 
     fn gemm(m: u32, n: u32, k: u32) -> GemmParams {
         GemmParams { a: 256, b: 512, c: 1024, m, n, k, batch: 1, lda: k, ldb: k, ldc: n, ..Default::default() }
+    }
+
+    #[test]
+    fn only_skinny_gemms_fuse_a_norm() {
+        let p = GemmParams { norm: RS_NORM_LAYER, norm_gamma: 4096, norm_eps: 1e-5, ..gemm(8, 768, 768) };
+        assert!(p.check(KernelId::GemmSkinny8).is_ok());
+        assert!(p.check(KernelId::GemmSkinny).is_ok());
+        for k in [KernelId::GemmLarge, KernelId::GemmSmall, KernelId::GemmWgmmaSmall] {
+            assert!(p.check(k).unwrap_err().reason.contains("fuse"), "{k}");
+        }
+        let bad = |q: GemmParams| q.check(KernelId::GemmSkinny8).unwrap_err().reason;
+        assert!(bad(GemmParams { norm_gamma: 0, ..p }).contains("norm_gamma is null"));
+        assert!(bad(GemmParams { norm_gamma: 4098, ..p }).contains("aligned"));
+        assert!(bad(GemmParams { norm: 3, ..p }).contains("unknown norm"));
+        assert!(bad(GemmParams { batch: 2, ..p }).contains("batch"));
+        assert!(bad(GemmParams { norm: RS_NORM_RMS, norm_beta: 8192, ..p }).contains("beta"));
+        assert!(bad(GemmParams { norm_eps: f32::NAN, ..p }).contains("norm_eps"));
+        assert!(bad(GemmParams { norm: RS_NORM_NONE, ..p }).contains("without a norm"));
+        assert_ne!(p.shape_key(), gemm(8, 768, 768).shape_key(), "the norm is part of the shape");
     }
 
     #[test]

@@ -230,23 +230,29 @@ pub fn attention(
     o
 }
 
-/// `attention_decode_*`: q `[batch][heads_q·head_dim]`, caches `[batch][heads_kv][max_len][head_dim]`.
+/// `attention_decode_*`: appends each sequence's new k and v rows (`[batch][heads_kv·head_dim]`)
+/// to the caches (`[batch][heads_kv][max_len][head_dim]`) at position `pos[b]`, then attends
+/// q (`[batch][heads_q·head_dim]`) over positions `0 ..= min(pos[b], max_len − 1)`.
 #[allow(clippy::too_many_arguments)]
 pub fn decode_attention(
     q: &[f16],
-    k_cache: &[f16],
-    v_cache: &[f16],
-    cache_lens: &[u32],
+    k_new: &[f16],
+    v_new: &[f16],
+    k_cache: &mut [f16],
+    v_cache: &mut [f16],
+    pos: &[u32],
     heads_q: usize,
     heads_kv: usize,
     head_dim: usize,
     max_len: usize,
     scale: f32,
 ) -> Vec<f16> {
-    let batch = cache_lens.len();
+    kv_append(k_cache, v_cache, k_new, v_new, Some(pos), 1, heads_kv, head_dim, max_len);
+    let batch = pos.len();
     let s = AttentionShape { batch: 1, seq: max_len, heads_q: 1, heads_kv: 1, head_dim };
     let mut o = Vec::with_capacity(batch * heads_q * head_dim);
     for b in 0..batch {
+        let len = (pos[b] + 1).min(max_len as u32);
         for hq in 0..heads_q {
             let hk = hq / (heads_q / heads_kv);
             let qh = &q[(b * heads_q + hq) * head_dim..][..head_dim];
@@ -256,7 +262,7 @@ pub fn decode_attention(
             // One query attending to a cache is bidirectional attention with one query row.
             let mut qpad = vec![f16::ZERO; max_len * head_dim];
             qpad[..head_dim].copy_from_slice(qh);
-            let out = attention(&qpad, kh, vh, s, Some(&[cache_lens[b]]), false, scale);
+            let out = attention(&qpad, kh, vh, s, Some(&[len]), false, scale);
             o.extend_from_slice(&out[..head_dim]);
         }
     }

@@ -9,6 +9,7 @@
 #include "common.cuh"
 
 RS_KERNEL void __launch_bounds__(RS_ROPE_THREADS) rope_f16(const __grid_constant__ RopeParams p) {
+    rs::pdl_sync();
     using rs::u64;
     const unsigned half_dim = p.head_dim / 2;
     const float* inv_freq = rs::ptr<const float>(p.inv_freq);

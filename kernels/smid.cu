@@ -9,6 +9,7 @@
 #include "common.cuh"
 
 RS_KERNEL void __launch_bounds__(RS_SMID_THREADS) smid_record(const __grid_constant__ SmidParams p) {
+    rs::pdl_sync();
     unsigned int* out = rs::ptr<unsigned int>(p.sm);
     RS_FOR_EACH_UNIT(u, p.units) {
         const long long start = clock64();

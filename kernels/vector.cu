@@ -11,6 +11,7 @@
 #include "common.cuh"
 
 RS_KERNEL void __launch_bounds__(RS_VECTOR_THREADS) vector_add_f16(const __grid_constant__ VectorAddParams p) {
+    rs::pdl_sync();
     const __half* a = rs::ptr<const __half>(p.a);
     const __half* b = rs::ptr<const __half>(p.b);
     __half* c = rs::ptr<__half>(p.c);
@@ -41,6 +42,7 @@ RS_KERNEL void __launch_bounds__(RS_VECTOR_THREADS) vector_add_f16(const __grid_
 }
 
 RS_KERNEL void __launch_bounds__(RS_VECTOR_THREADS) add_u32(const __grid_constant__ AddU32Params p) {
+    rs::pdl_sync();
     unsigned int* x = rs::ptr<unsigned int>(p.x);
     RS_FOR_EACH_UNIT(u, (p.n + RS_VECTOR_UNIT - 1) / RS_VECTOR_UNIT) {
         const unsigned long long end = min((u + 1) * RS_VECTOR_UNIT, p.n);
@@ -49,6 +51,7 @@ RS_KERNEL void __launch_bounds__(RS_VECTOR_THREADS) add_u32(const __grid_constan
 }
 
 RS_KERNEL void __launch_bounds__(RS_VECTOR_THREADS) copy_u32(const __grid_constant__ CopyU32Params p) {
+    rs::pdl_sync();
     const unsigned int* src = rs::ptr<const unsigned int>(p.src);
     unsigned int* dst = rs::ptr<unsigned int>(p.dst);
     RS_FOR_EACH_UNIT(u, (p.n + RS_VECTOR_UNIT - 1) / RS_VECTOR_UNIT) {
@@ -58,6 +61,7 @@ RS_KERNEL void __launch_bounds__(RS_VECTOR_THREADS) copy_u32(const __grid_consta
 }
 
 RS_KERNEL void __launch_bounds__(RS_VECTOR_THREADS) set_u32(const __grid_constant__ SetU32Params p) {
+    rs::pdl_sync();
     unsigned int* x = rs::ptr<unsigned int>(p.x);
     RS_FOR_EACH_UNIT(u, (p.n + RS_VECTOR_UNIT - 1) / RS_VECTOR_UNIT) {
         const unsigned long long end = min((u + 1) * RS_VECTOR_UNIT, p.n);

@@ -1,8 +1,15 @@
-//! The launch path: the one place that calls `cuLaunchKernel`.
+//! The launch path: the one place that launches the library's kernels (`cuLaunchKernelEx`).
 //!
 //! Loads every module of the kernel library once into the primary context (the same
 //! functions run on every partition's streams), reads each kernel's blocks per SM, sizes
 //! grids for grid-agnostic kernels and issues the launch. Nothing here allocates or locks.
+//!
+//! On Hopper (compute capability 9.0, where the sm_90a code runs) every launch allows
+//! programmatic dependent launch (PDL): a kernel may start while the previous kernel of its
+//! stream is still running. Every kernel of the library waits for its predecessor
+//! (`griddepcontrol.wait`, `rs::pdl_wait` in `kernels/common.cuh`) before it reads what that
+//! kernel wrote or writes anything, so what overlaps is the launch itself and prologues that
+//! read weights only. `RIGHTSIZE_PDL=0` turns it off (for comparisons).
 
 use std::ffi::c_void;
 use std::fmt;
@@ -40,6 +47,14 @@ pub struct LoadedKernel {
     pub dynamic_smem_bytes: u32,
     /// Blocks of it one SM holds at once (from the occupancy calculator).
     pub blocks_per_sm: u32,
+    /// Launched with programmatic dependent launch allowed.
+    pub pdl: bool,
+}
+
+/// Whether launches on `device` use PDL: compute capability 9.0 (the kernels' sm_90a code,
+/// which waits for its predecessor), unless `RIGHTSIZE_PDL=0`.
+fn pdl_enabled(device: &Device) -> bool {
+    device.info().compute_capability == (9, 0) && std::env::var("RIGHTSIZE_PDL").map_or(true, |v| v != "0")
 }
 
 /// A loaded module; unloaded on drop.
@@ -81,6 +96,7 @@ impl KernelTable {
             check("cuModuleLoadData", unsafe { sys::cuModuleLoadData(&mut handle, m.image().as_ptr().cast()) })?;
             modules.push((m, LoadedModule(handle)));
         }
+        let pdl = pdl_enabled(device);
         let mut kernels = Vec::with_capacity(KernelId::ALL.len());
         for &k in KernelId::ALL {
             let module =
@@ -119,6 +135,7 @@ impl KernelTable {
                 block_threads,
                 dynamic_smem_bytes: smem,
                 blocks_per_sm: blocks as u32,
+                pdl,
             });
         }
         Ok(KernelTable { kernels, _modules: modules.into_iter().map(|(_, h)| h).collect() })
@@ -142,21 +159,26 @@ impl KernelTable {
 pub(crate) unsafe fn launch_raw<P>(kernel: &LoadedKernel, grid: u32, stream: sys::CUstream, params: &P) -> Result<()> {
     // The driver copies the argument bytes before returning, so a pointer to `params` suffices.
     let mut args = [params as *const P as *mut c_void];
-    // SAFETY: the caller upholds the contract above; `args` holds the kernel's one argument.
-    check("cuLaunchKernel", unsafe {
-        sys::cuLaunchKernel(
-            kernel.function,
-            grid,
-            1,
-            1,
-            kernel.block_threads,
-            1,
-            1,
-            kernel.dynamic_smem_bytes,
-            stream,
-            args.as_mut_ptr(),
-            std::ptr::null_mut(),
-        )
+    // SAFETY: plain data; the union member set is the one the attribute id names.
+    let mut attr: sys::CUlaunchAttribute = unsafe { std::mem::zeroed() };
+    attr.id = sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+    attr.value.programmaticStreamSerializationAllowed = 1;
+    let config = sys::CUlaunchConfig {
+        gridDimX: grid,
+        gridDimY: 1,
+        gridDimZ: 1,
+        blockDimX: kernel.block_threads,
+        blockDimY: 1,
+        blockDimZ: 1,
+        sharedMemBytes: kernel.dynamic_smem_bytes,
+        hStream: stream,
+        attrs: &mut attr,
+        numAttrs: u32::from(kernel.pdl),
+    };
+    // SAFETY: the caller upholds the contract above; `args` holds the kernel's one argument;
+    // `config` and `attr` outlive the call.
+    check("cuLaunchKernelEx", unsafe {
+        sys::cuLaunchKernelEx(&config, kernel.function, args.as_mut_ptr(), std::ptr::null_mut())
     })
 }
 

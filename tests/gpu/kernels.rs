@@ -370,38 +370,113 @@ fn prefill_attention_matches_reference() {
 fn decode_attention_matches_reference() {
     let rt = runtime();
     let mut rng = fresh_rng("decode attention");
-    for (heads_q, heads_kv, head_dim, max_len, lens) in [
-        (8usize, 2usize, 128usize, 300usize, vec![1u32, 157, 300]),
-        (12, 12, 64, 65, vec![5, 65]),
-        (4, 1, 64, 1000, vec![999, 0, 3]),
+    // pos: cached tokens before the new one (the last case's 300 has no slot left).
+    for (heads_q, heads_kv, head_dim, max_len, pos) in [
+        (8usize, 2usize, 128usize, 300usize, vec![0u32, 156, 299]),
+        (12, 12, 64, 65, vec![4, 64]),
+        (4, 1, 64, 1000, vec![998, 0, 3]),
+        (8, 4, 32, 40, vec![39, 17, 300]),
     ] {
-        let batch = lens.len();
-        let q = rand_f16(&mut rng, batch * heads_q * head_dim, -1.0, 1.0);
+        let batch = pos.len();
+        let (qw, kw) = (heads_q * head_dim, heads_kv * head_dim);
+        // One [q | k | v] row per sequence, as the QKV GEMM leaves it.
+        let qkv = rand_f16(&mut rng, batch * (qw + 2 * kw), -1.0, 1.0);
+        let part = |from: usize, width: usize| -> Vec<f16> {
+            qkv.chunks(qw + 2 * kw).flat_map(|r| r[from..from + width].to_vec()).collect()
+        };
+        let (q, k_new, v_new) = (part(0, qw), part(qw, kw), part(qw + kw, kw));
         let kc = rand_f16(&mut rng, batch * heads_kv * max_len * head_dim, -1.0, 1.0);
         let vc = rand_f16(&mut rng, batch * heads_kv * max_len * head_dim, -1.0, 1.0);
         let scale = 1.0 / (head_dim as f32).sqrt();
-        let want = refs::decode_attention(&q, &kc, &vc, &lens, heads_q, heads_kv, head_dim, max_len, scale);
-        let (dq, dk, dv, dl) = (up(&rt, &q), up(&rt, &kc), up(&rt, &vc), up(&rt, &lens));
-        let mut o = poisoned::<f16>(&rt, batch * heads_q * head_dim);
+        let (mut want_k, mut want_v) = (kc.clone(), vc.clone());
+        let want = refs::decode_attention(
+            &q, &k_new, &v_new, &mut want_k, &mut want_v, &pos, heads_q, heads_kv, head_dim, max_len, scale,
+        );
+        let (dqkv, mut dk, mut dv, dpos) = (up(&rt, &qkv), up(&rt, &kc), up(&rt, &vc), up(&rt, &pos));
+        let mut o = poisoned::<f16>(&rt, batch * qw);
         let p = DecodeAttentionParams {
-            q: dq.ptr(),
+            q: dqkv.ptr(),
+            k: dqkv.ptr() + 2 * qw as u64,
+            v: dqkv.ptr() + 2 * (qw + kw) as u64,
             k_cache: dk.ptr(),
             v_cache: dv.ptr(),
             o: o.ptr(),
-            cache_lens: dl.ptr(),
+            pos: dpos.ptr(),
             batch: batch as u32,
             heads_q: heads_q as u32,
             heads_kv: heads_kv as u32,
             head_dim: head_dim as u32,
             max_len: max_len as u32,
-            q_stride: (heads_q * head_dim) as u32,
-            o_stride: (heads_q * head_dim) as u32,
+            qkv_stride: (qw + 2 * kw) as u32,
+            o_stride: qw as u32,
             scale,
         };
-        let kernel = if head_dim == 64 { k::ATTENTION_DECODE_D64 } else { k::ATTENTION_DECODE_D128 };
-        let what = format!("decode h{heads_q}/{heads_kv} d{head_dim} lens {lens:?}");
-        let got = at_every_grid(&rt, &what, kernel, &p, &mut o, |_| {});
+        let kernel = k::attention_decode_kernel(head_dim as u32).unwrap();
+        let what = format!("decode h{heads_q}/{heads_kv} d{head_dim} pos {pos:?}");
+        // Every placement starts from the original caches.
+        let got = at_every_grid(&rt, &what, kernel, &p, &mut o, |_| {
+            dk.copy_from_host(&kc).unwrap();
+            dv.copy_from_host(&vc).unwrap();
+        });
         assert_close(&what, &got, &want);
+        assert_same_bits(&format!("{what} k cache"), &dk.to_host().unwrap(), &want_k);
+        assert_same_bits(&format!("{what} v cache"), &dv.to_host().unwrap(), &want_v);
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn skinny_gemm_with_fused_norm_matches_reference() {
+    let rt = runtime();
+    let mut rng = fresh_rng("fused norm gemm");
+    let eps = 1e-5;
+    for (m, n, kk) in [(1usize, 300usize, 776usize), (8, 2304, 768), (20, 770, 1000), (32, 64, 4096)] {
+        let a = rand_f16(&mut rng, m * kk, -2.0, 2.0);
+        let b = rand_f16(&mut rng, n * kk, -1.0, 1.0);
+        let bias = rand_f16(&mut rng, n, -1.0, 1.0);
+        let gamma = rand_f16(&mut rng, kk, 0.5, 1.5);
+        let beta = rand_f16(&mut rng, kk, -0.5, 0.5);
+        let (da, db, dbias, dgamma, dbeta) = (up(&rt, &a), up(&rt, &b), up(&rt, &bias), up(&rt, &gamma), up(&rt, &beta));
+        let mut out = poisoned::<f16>(&rt, m * n);
+        for (name, norm, with_beta, act) in [
+            ("layer_norm+beta, gelu", RS_NORM_LAYER, true, RS_ACT_GELU_TANH),
+            ("layer_norm", RS_NORM_LAYER, false, RS_ACT_NONE),
+            ("rms_norm", RS_NORM_RMS, false, RS_ACT_NONE),
+        ] {
+            let normed = if norm == RS_NORM_RMS {
+                refs::rms_norm(&a, None, &gamma, kk, eps).y
+            } else {
+                refs::layer_norm(&a, None, &gamma, with_beta.then_some(&beta[..]), kk, eps).y
+            };
+            let want = refs::gemm(&normed, &b, Some(&bias), None, m, n, kk, act);
+            let p = GemmParams {
+                a: da.ptr(),
+                b: db.ptr(),
+                c: out.ptr(),
+                bias: dbias.ptr(),
+                m: m as u32,
+                n: n as u32,
+                k: kk as u32,
+                batch: 1,
+                lda: kk as u32,
+                ldb: kk as u32,
+                ldc: n as u32,
+                act,
+                norm,
+                norm_gamma: dgamma.ptr(),
+                norm_beta: if with_beta { dbeta.ptr() } else { 0 },
+                norm_eps: eps,
+                ..Default::default()
+            };
+            let kernels = if m <= 8 { vec![k::GEMM_SKINNY_8, k::GEMM_SKINNY] } else { vec![k::GEMM_SKINNY] };
+            for kernel in kernels {
+                let what = format!("{} {m}x{n}x{kk} {name}", kernel.id());
+                let got = at_every_grid(&rt, &what, kernel, &p, &mut out, |_| {});
+                assert_close(&what, &got, &want);
+            }
+            // A is left as it was.
+            assert_same_bits("fused norm input", &da.to_host().unwrap(), &a);
+        }
     }
 }
 
