@@ -160,6 +160,8 @@ RS_KERNEL void __launch_bounds__(RS_GEMM_S_THREADS) gemm_f16_64x64(const __grid_
 // Fused norm: with p.norm, warp w computes the statistics of rows w, w+8, … (as one warp, in
 //             a fixed order, identically in every block), and each A fragment is normalised
 //             and rounded to FP16 as it is loaded (A is read from L2 by every block).
+// Registers:  the first unit's first B fragments are requested before anything else; with
+//             M ≤ 8 and K ≤ 1024 a lane's A fragments are loaded once per block, not per unit.
 // Epilogue:   as gemm_tiles (bias, activation, FP16 rounding before the residual add).
 namespace {
 
@@ -175,25 +177,43 @@ __device__ __forceinline__ uint4 ldg16(const __half* p, bool ok) {
 }
 
 // Mean and 1/std (LayerNorm) or 0 and 1/rms (RMSNorm) of row `a` of k elements, as one warp.
+// The first 1024 columns are loaded once and kept for the second pass; wider rows re-read
+// the rest.
 __device__ __forceinline__ float2 row_stats(const __half* a, unsigned k, unsigned norm, float eps) {
+    constexpr int HELD = 4;  // 16-byte chunks per lane kept: 4 · 8 · 32 = 1024 columns
     const int lane = threadIdx.x & 31;
-    float s = 0.0f;
-    for (unsigned c = lane * 8; c < k; c += 256) {
-        float f[8];
-        rs::unpack8(*reinterpret_cast<const uint4*>(a + c), f);
+    float held[HELD][8];
 #pragma unroll
-        for (int e = 0; e < 8; ++e) s += norm == RS_NORM_RMS ? f[e] * f[e] : f[e];
+    for (int i = 0; i < HELD; ++i) {
+        const unsigned c = lane * 8 + i * 256;
+        rs::unpack8(c < k ? *reinterpret_cast<const uint4*>(a + c) : make_uint4(0, 0, 0, 0), held[i]);
     }
+    auto rest = [&](auto&& f) {
+        for (unsigned c = lane * 8 + HELD * 256; c < k; c += 256) {
+            float x[8];
+            rs::unpack8(*reinterpret_cast<const uint4*>(a + c), x);
+#pragma unroll
+            for (int e = 0; e < 8; ++e) f(x[e]);
+        }
+    };
+    float s = 0.0f;
+    auto add = [&](float x) { s += norm == RS_NORM_RMS ? x * x : x; };
+#pragma unroll
+    for (int i = 0; i < HELD; ++i)
+#pragma unroll
+        for (int e = 0; e < 8; ++e) add(held[i][e]);
+    rest(add);
     s = rs::warp_sum(s);
     if (norm == RS_NORM_RMS) return make_float2(0.0f, rsqrtf(s / k + eps));
     const float mean = s / k;
     float sq = 0.0f;
-    for (unsigned c = lane * 8; c < k; c += 256) {
-        float f[8];
-        rs::unpack8(*reinterpret_cast<const uint4*>(a + c), f);
+    auto add_sq = [&](float x) { sq += (x - mean) * (x - mean); };
 #pragma unroll
-        for (int e = 0; e < 8; ++e) sq += (f[e] - mean) * (f[e] - mean);
-    }
+    for (int i = 0; i < HELD; ++i)
+#pragma unroll
+        for (int e = 0; e < 8; ++e)
+            if (lane * 8 + i * 256 < k) add_sq(held[i][e]);
+    rest(add_sq);
     return make_float2(mean, rsqrtf(rs::warp_sum(sq) / k + eps));
 }
 
@@ -236,9 +256,47 @@ __device__ __forceinline__ void gemm_skinny(const GemmParams& p, float* red) {
     const u64 units = (u64)p.batch * tiles_n;
     const int nb = (p.m + 7) / 8;          // 8-row blocks of A in use
     const int slices = (p.k + 31) / 32;    // 32-wide K slices
+    // With one 8-row block of A and K ≤ 1024 (one round of slices per warp), a lane's A
+    // fragments are the same for every unit of batch 1: loaded (and normalised) once.
+    const bool keep_a = T_NB == 1 && p.batch == 1 && slices <= T_WARPS * T_UNROLL;
 
-    // The fused norm's row statistics (batch 1), then each lane's rows' copy.
+    uint4 blo[T_UNROLL], bhi[T_UNROLL], av[T_UNROLL][T_NB];
+    // B fragments of slices s0, s0 + 8, … of unit u (16 output columns).
+    auto load_b = [&](u64 u, int s0) {
+        const unsigned n0 = (u % tiles_n) * RS_GEMM_T_BN;
+        const __half* B = rs::ptr<const __half>(p.b) + (u / tiles_n) * p.stride_b;
+        const bool b_lo = n0 + g < p.n, b_hi = n0 + g + 8 < p.n;
+#pragma unroll
+        for (int i = 0; i < T_UNROLL; ++i) {
+            const int s = s0 + i * T_WARPS;
+            const unsigned k = s * 32 + q * 8;
+            const bool kin = s < slices && k < p.k;
+            blo[i] = ldg16(B + (u64)(n0 + g) * p.ldb + k, kin && b_lo);
+            bhi[i] = ldg16(B + (u64)(n0 + g + 8) * p.ldb + k, kin && b_hi);
+        }
+    };
+    // A fragments (normalised with the fused norm) of the same slices, batch entry z.
     float2 st[T_NB];
+    auto load_a = [&](u64 z, int s0) {
+        const __half* A = rs::ptr<const __half>(p.a) + z * p.stride_a;
+#pragma unroll
+        for (int i = 0; i < T_UNROLL; ++i) {
+            const int s = s0 + i * T_WARPS;
+            const unsigned k = s * 32 + q * 8;
+            const bool kin = s < slices && k < p.k;
+#pragma unroll
+            for (int j = 0; j < T_NB; ++j) {
+                const unsigned row = j * 8 + g;
+                const bool ok = kin && j < nb && row < p.m;
+                av[i][j] = ok ? __ldg(reinterpret_cast<const uint4*>(A + (u64)row * p.lda + k)) : make_uint4(0, 0, 0, 0);
+                if (ok && p.norm != RS_NORM_NONE) av[i][j] = normalize8(av[i][j], st[j], p, k);
+            }
+        }
+    };
+
+    // The first unit's first B fragments are requested before the norm's statistics.
+    bool have_b = blockIdx.x < units;
+    if (have_b) load_b(blockIdx.x, warp);
     if (p.norm != RS_NORM_NONE) {
         for (unsigned row = warp; row < p.m; row += T_WARPS) {
             const float2 v = row_stats(rs::ptr<const __half>(p.a) + (u64)row * p.lda, p.k, p.norm, p.norm_eps);
@@ -248,15 +306,11 @@ __device__ __forceinline__ void gemm_skinny(const GemmParams& p, float* red) {
 #pragma unroll
         for (int j = 0; j < T_NB; ++j) st[j] = j * 8 + g < (int)p.m ? stats[j * 8 + g] : make_float2(0.0f, 0.0f);
     }
+    if (keep_a) load_a(0, warp);
 
     RS_FOR_EACH_UNIT(u, units) {
         const unsigned n0 = (u % tiles_n) * RS_GEMM_T_BN;
         const u64 z = u / tiles_n;
-        const __half* A = rs::ptr<const __half>(p.a) + z * p.stride_a;
-        const __half* B = rs::ptr<const __half>(p.b) + z * p.stride_b;
-        const bool b_lo = n0 + g < p.n, b_hi = n0 + g + 8 < p.n;
-        const __half* b_row_lo = B + (u64)(n0 + g) * p.ldb + q * 8;
-        const __half* b_row_hi = B + (u64)(n0 + g + 8) * p.ldb + q * 8;
 
         float acc[T_NB][4];
 #pragma unroll
@@ -265,22 +319,9 @@ __device__ __forceinline__ void gemm_skinny(const GemmParams& p, float* red) {
             for (int e = 0; e < 4; ++e) acc[j][e] = 0.0f;
 
         for (int s0 = warp; s0 < slices; s0 += T_WARPS * T_UNROLL) {
-            uint4 blo[T_UNROLL], bhi[T_UNROLL], av[T_UNROLL][T_NB];
-#pragma unroll
-            for (int i = 0; i < T_UNROLL; ++i) {
-                const int s = s0 + i * T_WARPS;
-                const unsigned k = s * 32 + q * 8;
-                const bool kin = s < slices && k < p.k;
-                blo[i] = ldg16(b_row_lo + s * 32, kin && b_lo);
-                bhi[i] = ldg16(b_row_hi + s * 32, kin && b_hi);
-#pragma unroll
-                for (int j = 0; j < T_NB; ++j) {
-                    const unsigned row = j * 8 + g;
-                    const bool ok = kin && j < nb && row < p.m;
-                    av[i][j] = ok ? __ldg(reinterpret_cast<const uint4*>(A + (u64)row * p.lda + k)) : make_uint4(0, 0, 0, 0);
-                    if (ok && p.norm != RS_NORM_NONE) av[i][j] = normalize8(av[i][j], st[j], p, k);
-                }
-            }
+            if (!have_b) load_b(u, s0);
+            have_b = false;
+            if (!keep_a) load_a(z, s0);
 #pragma unroll
             for (int i = 0; i < T_UNROLL; ++i) {
                 const unsigned f0[4] = {blo[i].x, bhi[i].x, blo[i].y, bhi[i].y};
@@ -293,6 +334,7 @@ __device__ __forceinline__ void gemm_skinny(const GemmParams& p, float* red) {
                 }
             }
         }
+        have_b = false;  // a warp with no slice of this unit did not use its preload
 
         // red[warp][col 0..15][row 0..MAX_M-1]; lane holds cols g, g+8 × rows 8j+2q, +1.
         __syncthreads();  // the previous unit's sums have been read
