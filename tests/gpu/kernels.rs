@@ -390,7 +390,17 @@ fn decode_attention_matches_reference() {
         let scale = 1.0 / (head_dim as f32).sqrt();
         let (mut want_k, mut want_v) = (kc.clone(), vc.clone());
         let want = refs::decode_attention(
-            &q, &k_new, &v_new, &mut want_k, &mut want_v, &pos, heads_q, heads_kv, head_dim, max_len, scale,
+            &q,
+            &k_new,
+            &v_new,
+            &mut want_k,
+            &mut want_v,
+            &pos,
+            heads_q,
+            heads_kv,
+            head_dim,
+            max_len,
+            scale,
         );
         let (dqkv, mut dk, mut dv, dpos) = (up(&rt, &qkv), up(&rt, &kc), up(&rt, &vc), up(&rt, &pos));
         let mut o = poisoned::<f16>(&rt, batch * qw);
@@ -436,7 +446,8 @@ fn skinny_gemm_with_fused_norm_matches_reference() {
         let bias = rand_f16(&mut rng, n, -1.0, 1.0);
         let gamma = rand_f16(&mut rng, kk, 0.5, 1.5);
         let beta = rand_f16(&mut rng, kk, -0.5, 0.5);
-        let (da, db, dbias, dgamma, dbeta) = (up(&rt, &a), up(&rt, &b), up(&rt, &bias), up(&rt, &gamma), up(&rt, &beta));
+        let (da, db, dbias, dgamma, dbeta) =
+            (up(&rt, &a), up(&rt, &b), up(&rt, &bias), up(&rt, &gamma), up(&rt, &beta));
         let mut out = poisoned::<f16>(&rt, m * n);
         for (name, norm, with_beta, act) in [
             ("layer_norm+beta, gelu", RS_NORM_LAYER, true, RS_ACT_GELU_TANH),
