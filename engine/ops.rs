@@ -528,21 +528,6 @@ pub fn argmax(t: &Tenant, logits: Mat, out: &DeviceBuffer<u32>) -> Result<()> {
     Ok(())
 }
 
-/// `dst[i] = src[i]` for `i < n` (feeds generated tokens back as the next ids).
-pub fn copy_u32(t: &Tenant, src: &DeviceBuffer<u32>, dst: &DeviceBuffer<u32>, n: u32) -> Result<()> {
-    if src.len() < n as usize || dst.len() < n as usize {
-        return Err(EngineError::Shape(format!(
-            "copy of {n} words between buffers of {} and {}",
-            src.len(),
-            dst.len()
-        )));
-    }
-    let p = CopyU32Params { src: src.ptr(), dst: dst.ptr(), n: u64::from(n) };
-    // SAFETY: both buffers hold n words.
-    unsafe { t.launch(k::COPY_U32, &p) }?;
-    Ok(())
-}
-
 /// `x[i] = value` for every element.
 pub fn set_u32(t: &Tenant, x: &DeviceBuffer<u32>, value: u32) -> Result<()> {
     let p = SetU32Params { x: x.ptr(), n: x.len() as u64, value, _pad: 0 };
