@@ -6,7 +6,9 @@ use half::f16;
 
 use super::EngineError;
 use crate::kernels::abi::*;
-use crate::kernels::{self as k, attention_decode_kernel, attention_prefill_kernel, gemm_kernel, hopper_gemm};
+use crate::kernels::{
+    self as k, attention_decode_kernel, attention_prefill_kernel, fuses_norm, gemm_kernel, hopper_gemm,
+};
 use crate::runtime::{DeviceBuffer, DeviceCopy, Tenant};
 
 type Result<T> = std::result::Result<T, EngineError>;
@@ -111,9 +113,9 @@ pub struct NormWeights<'a> {
     pub eps: f32,
 }
 
-/// `out = act(norm(x)·wᵀ + bias)`: one launch when the GEMM is a skinny (decode-sized) kernel
-/// of this library, which normalises the rows as it loads them; otherwise the norm into
-/// `scratch` (x's shape) and then the GEMM.
+/// `out = act(norm(x)·wᵀ + bias)`: one launch when the GEMM is a kernel of this library that
+/// normalises its input rows as it loads them (the skinny, decode-sized ones); otherwise the
+/// norm into `scratch` (x's shape) and then the GEMM.
 #[allow(clippy::too_many_arguments)]
 pub fn norm_linear(
     t: &Tenant,
@@ -126,15 +128,7 @@ pub fn norm_linear(
     act: u32,
     out: Mat,
 ) -> Result<()> {
-    let info = t.runtime().device().info();
-    let fused = backend == GemmBackend::Rightsize
-        && hopper_gemm(x.rows, out.cols, x.cols, info.compute_capability, info.sm_count).is_none()
-        && matches!(gemm_kernel(x.rows).id(), k::KernelId::GemmSkinny | k::KernelId::GemmSkinny8);
-    if fused {
-        return linear_with(t, backend, x, Some(norm), w, bias, act, None, out);
-    }
-    self::norm(t, norm.rms, x, None, norm.gamma, norm.beta, norm.eps, scratch)?;
-    linear(t, backend, scratch, w, bias, act, None, out)
+    linear_with(t, backend, x, Some((norm, scratch)), w, bias, act, None, out)
 }
 
 /// `out = act(x·wᵀ + bias) + residual`, w `[n][k]`.
@@ -152,12 +146,14 @@ pub fn linear(
     linear_with(t, backend, x, None, w, bias, act, residual, out)
 }
 
+/// [`linear`] of `norm(x)` when `norm` is given: the kernel picked for the shape fuses the
+/// norm, or the norm runs first into the scratch view.
 #[allow(clippy::too_many_arguments)]
 fn linear_with(
     t: &Tenant,
     backend: GemmBackend,
     x: Mat,
-    norm: Option<NormWeights>,
+    norm: Option<(NormWeights, Mat)>,
     w: &DeviceBuffer<f16>,
     bias: Option<&DeviceBuffer<f16>>,
     act: u32,
@@ -170,6 +166,18 @@ fn linear_with(
     if let Some(r) = residual {
         r.expect(m, n, "linear residual")?;
     }
+    let info = t.runtime().device().info();
+    let hopper = hopper_gemm(m, n, kk, info.compute_capability, info.sm_count);
+    let own = gemm_kernel(m);
+    let fused = backend == GemmBackend::Rightsize && hopper.is_none() && fuses_norm(own.id());
+    let (x, norm) = match norm {
+        Some((nw, _)) if fused => (x, Some(nw)),
+        Some((nw, scratch)) => {
+            self::norm(t, nw.rms, x, None, nw.gamma, nw.beta, nw.eps, scratch)?;
+            (scratch, None)
+        }
+        None => (x, None),
+    };
     let p = GemmParams {
         a: x.ptr,
         b: w.ptr,
@@ -191,8 +199,6 @@ fn linear_with(
         norm_eps: norm.map_or(0.0, |nw| nw.eps),
         ..Default::default()
     };
-    let info = t.runtime().device().info();
-    let hopper = hopper_gemm(m, n, kk, info.compute_capability, info.sm_count);
     match backend {
         // Prefill-sized GEMMs on Hopper: the TMA + wgmma kernel.
         GemmBackend::Rightsize if let Some(kernel) = hopper => {
@@ -202,7 +208,7 @@ fn linear_with(
             unsafe { t.launch(kernel, &tp) }.map(|_| ())?
         }
         // SAFETY: every view was checked against its live buffer above.
-        GemmBackend::Rightsize => unsafe { t.launch(gemm_kernel(m), &p) }.map(|_| ())?,
+        GemmBackend::Rightsize => unsafe { t.launch(own, &p) }.map(|_| ())?,
         GemmBackend::CublasLt => {
             if act != RS_ACT_NONE && (residual.is_some() || out.ld != n) {
                 return Err(EngineError::Shape(

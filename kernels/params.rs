@@ -170,6 +170,11 @@ impl Params for GemmParams {
     }
 }
 
+/// Whether GEMM kernel `k` can normalise its input rows itself (`GemmParams.norm`).
+pub fn fuses_norm(k: KernelId) -> bool {
+    matches!(k, KernelId::GemmSkinny | KernelId::GemmSkinny8)
+}
+
 impl GemmParams {
     /// The fused input norm: only the skinny kernels take one, for batch 1, with gamma and
     /// (LayerNorm only) an optional beta.
@@ -177,9 +182,7 @@ impl GemmParams {
         if self.norm == RS_NORM_NONE {
             return ensure(self.norm_gamma == 0 && self.norm_beta == 0, k, || "norm weights without a norm".into());
         }
-        ensure(matches!(k, KernelId::GemmSkinny | KernelId::GemmSkinny8), k, || {
-            "only the skinny GEMMs fuse an input norm".into()
-        })?;
+        ensure(fuses_norm(k), k, || "only the skinny GEMMs fuse an input norm".into())?;
         ensure(self.norm <= RS_NORM_RMS, k, || format!("unknown norm {}", self.norm))?;
         ensure(self.batch == 1, k, || format!("batch = {}: a fused norm takes batch 1", self.batch))?;
         ensure(self.norm_eps >= 0.0 && self.norm_eps.is_finite(), k, || format!("norm_eps = {}", self.norm_eps))?;
