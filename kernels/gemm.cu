@@ -14,6 +14,7 @@
 //             16 bytes (conflict-free).
 // Reference:  kernels/reference.rs::gemm.
 #include "common.cuh"
+#include "rownorm.cuh"
 
 namespace {
 
@@ -176,69 +177,6 @@ __device__ __forceinline__ uint4 ldg16(const __half* p, bool ok) {
     return v;
 }
 
-// Mean and 1/std (LayerNorm) or 0 and 1/rms (RMSNorm) of row `a` of k elements, as one warp.
-// The first 1024 columns are loaded once and kept for the second pass; wider rows re-read
-// the rest.
-__device__ __forceinline__ float2 row_stats(const __half* a, unsigned k, unsigned norm, float eps) {
-    constexpr int HELD = 4;  // 16-byte chunks per lane kept: 4 · 8 · 32 = 1024 columns
-    const int lane = threadIdx.x & 31;
-    float held[HELD][8];
-#pragma unroll
-    for (int i = 0; i < HELD; ++i) {
-        const unsigned c = lane * 8 + i * 256;
-        rs::unpack8(c < k ? *reinterpret_cast<const uint4*>(a + c) : make_uint4(0, 0, 0, 0), held[i]);
-    }
-    auto rest = [&](auto&& f) {
-        for (unsigned c = lane * 8 + HELD * 256; c < k; c += 256) {
-            float x[8];
-            rs::unpack8(*reinterpret_cast<const uint4*>(a + c), x);
-#pragma unroll
-            for (int e = 0; e < 8; ++e) f(x[e]);
-        }
-    };
-    float s = 0.0f;
-    auto add = [&](float x) { s += norm == RS_NORM_RMS ? x * x : x; };
-#pragma unroll
-    for (int i = 0; i < HELD; ++i)
-#pragma unroll
-        for (int e = 0; e < 8; ++e) add(held[i][e]);
-    rest(add);
-    s = rs::warp_sum(s);
-    if (norm == RS_NORM_RMS) return make_float2(0.0f, rsqrtf(s / k + eps));
-    const float mean = s / k;
-    float sq = 0.0f;
-    auto add_sq = [&](float x) { sq += (x - mean) * (x - mean); };
-#pragma unroll
-    for (int i = 0; i < HELD; ++i)
-#pragma unroll
-        for (int e = 0; e < 8; ++e)
-            if (lane * 8 + i * 256 < k) add_sq(held[i][e]);
-    rest(add_sq);
-    return make_float2(mean, rsqrtf(rs::warp_sum(sq) / k + eps));
-}
-
-// Eight elements of a row normalised with its statistics and gamma/beta at columns k..k+7,
-// rounded to FP16 (the values norm.cu would write).
-__device__ __forceinline__ uint4 normalize8(uint4 a, float2 st, const GemmParams& p, unsigned k) {
-    float x[8], g[8], b[8] = {};
-    rs::unpack8(a, x);
-    rs::unpack8(*reinterpret_cast<const uint4*>(rs::ptr<const __half>(p.norm_gamma) + k), g);
-    if (p.norm_beta) rs::unpack8(*reinterpret_cast<const uint4*>(rs::ptr<const __half>(p.norm_beta) + k), b);
-    uint4 out;
-    unsigned* o = reinterpret_cast<unsigned*>(&out);
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-        float v[2];
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-            const int e = 2 * i + h;
-            v[h] = p.norm == RS_NORM_RMS ? rs::round_half(x[e] * st.y) * g[e] : (x[e] - st.x) * st.y * g[e] + b[e];
-        }
-        o[i] = rs::pack_half2(v[0], v[1]);
-    }
-    return out;
-}
-
 // L2 prefetch of the B rows of this block's first unit.
 __device__ __forceinline__ void skinny_prefetch(const GemmParams& p) {
     const unsigned tiles_n = (p.n + RS_GEMM_T_BN - 1) / RS_GEMM_T_BN;
@@ -277,6 +215,8 @@ __device__ __forceinline__ void gemm_skinny(const GemmParams& p, float* red) {
     };
     // A fragments (normalised with the fused norm) of the same slices, batch entry z.
     float2 st[T_NB];
+    const __half* gamma = rs::ptr<const __half>(p.norm_gamma);
+    const __half* beta = p.norm_beta ? rs::ptr<const __half>(p.norm_beta) : nullptr;
     auto load_a = [&](u64 z, int s0) {
         const __half* A = rs::ptr<const __half>(p.a) + z * p.stride_a;
 #pragma unroll
@@ -289,7 +229,7 @@ __device__ __forceinline__ void gemm_skinny(const GemmParams& p, float* red) {
                 const unsigned row = j * 8 + g;
                 const bool ok = kin && j < nb && row < p.m;
                 av[i][j] = ok ? __ldg(reinterpret_cast<const uint4*>(A + (u64)row * p.lda + k)) : make_uint4(0, 0, 0, 0);
-                if (ok && p.norm != RS_NORM_NONE) av[i][j] = normalize8(av[i][j], st[j], p, k);
+                if (ok && p.norm != RS_NORM_NONE) av[i][j] = rs::normalize8(av[i][j], st[j], gamma, beta, p.norm, k);
             }
         }
     };
@@ -299,7 +239,7 @@ __device__ __forceinline__ void gemm_skinny(const GemmParams& p, float* red) {
     if (have_b) load_b(blockIdx.x, warp);
     if (p.norm != RS_NORM_NONE) {
         for (unsigned row = warp; row < p.m; row += T_WARPS) {
-            const float2 v = row_stats(rs::ptr<const __half>(p.a) + (u64)row * p.lda, p.k, p.norm, p.norm_eps);
+            const float2 v = rs::row_stats(rs::ptr<const __half>(p.a) + (u64)row * p.lda, p.k, p.norm, p.norm_eps);
             if (lane == 0) stats[row] = v;
         }
         __syncthreads();

@@ -1,0 +1,81 @@
+// rownorm.cuh — LayerNorm / RMSNorm of one row as one warp, for kernels that normalise their
+// input rows themselves (the skinny GEMMs, the decoder kernel). Same arithmetic as norm.cu:
+// statistics in FP32 over the FP16 row (mean, then the centred variance), outputs rounded to
+// FP16 (RMSNorm rounds x/rms before the scale). Reference: kernels/reference.rs::layer_norm.
+#pragma once
+#include "common.cuh"
+
+namespace rs {
+
+// Mean and 1/std (LayerNorm) or 0 and 1/rms (RMSNorm) of row `a` of k elements, as one warp.
+// The first 1024 columns are loaded once and kept for the second pass; wider rows re-read
+// the rest.
+__device__ __forceinline__ float2 row_stats(const __half* a, unsigned k, unsigned norm, float eps) {
+    constexpr int HELD = 4;  // 16-byte chunks per lane kept: 4 · 8 · 32 = 1024 columns
+    const int lane = threadIdx.x & 31;
+    float held[HELD][8];
+#pragma unroll
+    for (int i = 0; i < HELD; ++i) {
+        const unsigned c = lane * 8 + i * 256;
+        unpack8(c < k ? *reinterpret_cast<const uint4*>(a + c) : make_uint4(0, 0, 0, 0), held[i]);
+    }
+    auto rest = [&](auto&& f) {
+        for (unsigned c = lane * 8 + HELD * 256; c < k; c += 256) {
+            float x[8];
+            unpack8(*reinterpret_cast<const uint4*>(a + c), x);
+#pragma unroll
+            for (int e = 0; e < 8; ++e) f(x[e]);
+        }
+    };
+    float s = 0.0f;
+    auto add = [&](float x) { s += norm == RS_NORM_RMS ? x * x : x; };
+#pragma unroll
+    for (int i = 0; i < HELD; ++i)
+#pragma unroll
+        for (int e = 0; e < 8; ++e) add(held[i][e]);
+    rest(add);
+    s = warp_sum(s);
+    if (norm == RS_NORM_RMS) return make_float2(0.0f, rsqrtf(s / k + eps));
+    const float mean = s / k;
+    float sq = 0.0f;
+    auto add_sq = [&](float x) { sq += (x - mean) * (x - mean); };
+#pragma unroll
+    for (int i = 0; i < HELD; ++i)
+#pragma unroll
+        for (int e = 0; e < 8; ++e)
+            if (lane * 8 + i * 256 < k) add_sq(held[i][e]);
+    rest(add_sq);
+    return make_float2(mean, rsqrtf(warp_sum(sq) / k + eps));
+}
+
+// Eight elements of a row normalised with its statistics and gamma/beta's eight values (beta
+// zero for RMSNorm or none), rounded to FP16 (the values norm.cu would write).
+__device__ __forceinline__ uint4 normalize8(uint4 a, float2 st, uint4 gamma8, uint4 beta8, unsigned norm) {
+    float x[8], g[8], b[8];
+    unpack8(a, x);
+    unpack8(gamma8, g);
+    unpack8(beta8, b);
+    uint4 out;
+    unsigned* o = reinterpret_cast<unsigned*>(&out);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        float v[2];
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            const int e = 2 * i + h;
+            v[h] = norm == RS_NORM_RMS ? round_half(x[e] * st.y) * g[e] : (x[e] - st.x) * st.y * g[e] + b[e];
+        }
+        o[i] = pack_half2(v[0], v[1]);
+    }
+    return out;
+}
+
+// The same with gamma and beta read at columns k..k+7 (beta optional).
+__device__ __forceinline__ uint4 normalize8(uint4 a, float2 st, const __half* gamma, const __half* beta, unsigned norm,
+                                            unsigned k) {
+    const uint4 g = *reinterpret_cast<const uint4*>(gamma + k);
+    const uint4 b = beta ? *reinterpret_cast<const uint4*>(beta + k) : make_uint4(0, 0, 0, 0);
+    return normalize8(a, st, g, b, norm);
+}
+
+}  // namespace rs
