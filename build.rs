@@ -194,6 +194,7 @@ fn generate_abi(header: &Path, dest: &Path) -> Result<(), String> {
         bindgen::Builder::default()
             .header(header.display().to_string())
             .allowlist_type(".*Params")
+            .allowlist_type("DecoderLayerWeights")
             .allowlist_var("RS_.*")
             .derive_default(true)
             .derive_debug(true)

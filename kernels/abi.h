@@ -291,6 +291,59 @@ typedef struct ArgmaxParams {
     unsigned int _pad;
 } ArgmaxParams;
 
+/* ---- decoder.cu ------------------------------------------------------------ */
+
+#define RS_DEC_THREADS 256
+/** Rows (sequences) the decoder kernel takes: one token each. */
+#define RS_DEC_MAX_BATCH 8
+/** Bytes of the weight tile a block holds (its columns × K × 2). */
+#define RS_DEC_STAGE_BYTES 49152
+/** Most columns of one weight tile. */
+#define RS_DEC_MAX_COLS 64
+/** Counters per layer in DecoderParams.sync: one per phase. */
+#define RS_DEC_PHASES 5
+/** Most layers (the layer table is kept in shared memory). */
+#define RS_DEC_MAX_LAYERS 48
+
+/** One layer of a GPT-2-style decoder as decoder_layers_d64 reads it (device addresses).
+ *  Weights are [out][in] row-major and contiguous; every field is required. */
+typedef struct DecoderLayerWeights {
+    unsigned long long norm1_gamma, norm1_beta; /* half[hidden] */
+    unsigned long long qkv, qkv_bias;           /* half[(heads + 2·heads_kv)·64][hidden], half[…] */
+    unsigned long long out, out_bias;           /* half[hidden][heads·64], half[hidden] */
+    unsigned long long norm2_gamma, norm2_beta; /* half[hidden] */
+    unsigned long long up, up_bias;             /* half[ffn][hidden], half[ffn] */
+    unsigned long long down, down_bias;         /* half[hidden][ffn], half[hidden] */
+    unsigned long long k_cache, v_cache;        /* half[batch][heads_kv][max_len][64] */
+} DecoderLayerWeights;
+
+/**
+ * decoder_layers_d64: the transformer layers of one decode step of a GPT-2-style decoder
+ * (pre-norm LayerNorm, GELU-tanh MLP, multi-head or grouped-query attention with head_dim 64),
+ * `batch` ≤ RS_DEC_MAX_BATCH sequences of one token. For each layer, in place on x:
+ *   qkv = LN1(x)·Wqkvᵀ + b;  attention_decode on qkv (appends k, v at pos[b]) → attn;
+ *   x = x + (attn·Woᵀ + bo);  ffn = gelu_tanh(LN2(x)·Wupᵀ + bup);  x = x + (ffn·Wdownᵀ + bdown)
+ * with the roundings of the separate kernels. `sync` is 2 + RS_DEC_PHASES·n_layers counters,
+ * zero before the first launch; every launch leaves them zero.
+ * Constraints: hidden and ffn multiples of 64 and ≤ 3072, heads·64 = hidden, n_layers ≤ 48,
+ * heads % heads_kv == 0, pointers 16-byte aligned.
+ */
+typedef struct DecoderParams {
+    unsigned long long layers; /* const DecoderLayerWeights[n_layers] */
+    unsigned long long x;      /* half[batch][hidden], in and out */
+    unsigned long long qkv;    /* half[batch][(heads + 2·heads_kv)·64], scratch */
+    unsigned long long attn;   /* half[batch][hidden], scratch */
+    unsigned long long ffn;    /* half[batch][ffn], scratch */
+    unsigned long long pos;    /* unsigned[batch]: cached tokens before this one */
+    unsigned long long sync;   /* unsigned[2 + RS_DEC_PHASES·n_layers] */
+    unsigned long long trace;  /* optional: unsigned long long[units][4] per unit: %globaltimer (ns)
+                                  when its block took it up, when its inputs were ready and when it
+                                  was done, and smid << 32 | blockIdx.x */
+    unsigned int n_layers, batch, hidden, ffn_dim, heads, heads_kv, max_len;
+    float eps, scale;
+    unsigned int _pad;
+} DecoderParams;
+
 /* ---- init.cu ---------------------------------------------------------------- */
 
 #define RS_FILL_THREADS 256

@@ -300,6 +300,72 @@ pub fn kv_append(
     }
 }
 
+/// One layer's weights for [`decoder_layers`] (as `abi::DecoderLayerWeights` points to them),
+/// with its KV cache `[batch][heads_kv][max_len][64]`.
+#[derive(Debug)]
+pub struct DecoderLayer<'a> {
+    /// LN1 scale and shift.
+    pub norm1: (&'a [f16], &'a [f16]),
+    /// QKV projection `[(heads + 2·heads_kv)·64][hidden]` and its bias.
+    pub qkv: (&'a [f16], &'a [f16]),
+    /// Attention-out projection `[hidden][hidden]` and its bias.
+    pub out: (&'a [f16], &'a [f16]),
+    /// LN2 scale and shift.
+    pub norm2: (&'a [f16], &'a [f16]),
+    /// MLP-up `[ffn][hidden]` and its bias.
+    pub up: (&'a [f16], &'a [f16]),
+    /// MLP-down `[hidden][ffn]` and its bias.
+    pub down: (&'a [f16], &'a [f16]),
+    /// The layer's key and value caches, updated.
+    pub cache: (&'a mut [f16], &'a mut [f16]),
+}
+
+/// `decoder_layers_d64`: the layers in turn on `x` (`[batch][hidden]`, updated), each as the
+/// separate kernels compute it: LayerNorm, QKV GEMM, decode attention with the append at `pos`,
+/// attention-out GEMM with the residual, LayerNorm, MLP-up GEMM with GELU (tanh), MLP-down
+/// GEMM with the residual.
+#[allow(clippy::too_many_arguments)]
+pub fn decoder_layers(
+    x: &mut Vec<f16>,
+    layers: &mut [DecoderLayer],
+    pos: &[u32],
+    hidden: usize,
+    ffn: usize,
+    heads: usize,
+    heads_kv: usize,
+    max_len: usize,
+    eps: f32,
+) {
+    const D: usize = 64;
+    let batch = pos.len();
+    let (qw, kw) = (heads * D, heads_kv * D);
+    for l in layers.iter_mut() {
+        let a = layer_norm(x, None, l.norm1.0, Some(l.norm1.1), hidden, eps).y;
+        let qkv = gemm(&a, l.qkv.0, Some(l.qkv.1), None, batch, qw + 2 * kw, hidden, abi::RS_ACT_NONE);
+        let part = |from: usize, width: usize| -> Vec<f16> {
+            qkv.chunks(qw + 2 * kw).flat_map(|r| r[from..from + width].to_vec()).collect()
+        };
+        let (k_cache, v_cache) = (&mut *l.cache.0, &mut *l.cache.1);
+        let o = decode_attention(
+            &part(0, qw),
+            &part(qw, kw),
+            &part(qw + kw, kw),
+            k_cache,
+            v_cache,
+            pos,
+            heads,
+            heads_kv,
+            D,
+            max_len,
+            1.0 / (D as f32).sqrt(),
+        );
+        *x = gemm(&o, l.out.0, Some(l.out.1), Some(x), batch, hidden, qw, abi::RS_ACT_NONE);
+        let a = layer_norm(x, None, l.norm2.0, Some(l.norm2.1), hidden, eps).y;
+        let h = gemm(&a, l.up.0, Some(l.up.1), None, batch, ffn, hidden, abi::RS_ACT_GELU_TANH);
+        *x = gemm(&h, l.down.0, Some(l.down.1), Some(x), batch, hidden, ffn, abi::RS_ACT_NONE);
+    }
+}
+
 /// Llama's inverse frequencies `θ^(−2i/d)` for `i < d/2`.
 pub fn rope_inv_freq(head_dim: usize, theta: f64) -> Vec<f32> {
     (0..head_dim / 2).map(|i| theta.powf(-(2.0 * i as f64) / head_dim as f64) as f32).collect()
