@@ -13,7 +13,7 @@ pub mod text;
 pub mod weights;
 
 pub use config::{ConfigError, Family, ModelConfig};
-pub use model::{Mode, Model, Workspace};
+pub use model::{DecodePath, Mode, Model, Workspace};
 pub use ops::GemmBackend;
 pub use text::Text;
 pub use weights::ModelWeights;

@@ -22,11 +22,24 @@ pub enum Mode {
     Plan,
 }
 
+/// How a decode step runs its transformer layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DecodePath {
+    /// All layers in one persistent kernel (`decoder_layers_d64`) where it applies: GPT-2-style
+    /// models with the library's GEMMs, head_dim 64, up to 8 sequences, widths ≤ 3072.
+    /// Elsewhere as `Layered`.
+    #[default]
+    Fused,
+    /// A kernel per operation (a GEMM with its fused norm, decode attention, …).
+    Layered,
+}
+
 /// A model on the device: its config and weights.
 #[derive(Debug)]
 pub struct Model {
     config: ModelConfig,
     backend: GemmBackend,
+    decode: DecodePath,
     weights: ModelWeights<DeviceBuffer<f16>>,
     inv_freq: Option<DeviceBuffer<f32>>,
 }
@@ -57,6 +70,8 @@ pub struct Workspace {
     /// Tokens in each sequence's cache before the current step, `[batch]`.
     pos: DeviceBuffer<u32>,
     caches: Vec<KvCache>,
+    /// The decoder kernel's layer table (GPT-2-style models).
+    decoder: Option<ops::DecoderTable>,
 }
 
 fn norm_weights(n: &Norm<DeviceBuffer<f16>>, rms: bool, eps: f32) -> ops::NormWeights<'_> {
@@ -71,12 +86,17 @@ impl Model {
             Family::Llama => Some(DeviceBuffer::from_host(tenant.runtime().device(), &config.rope_inv_freq())?),
             _ => None,
         };
-        Ok(Model { config, backend: GemmBackend::default(), weights, inv_freq })
+        Ok(Model { config, backend: GemmBackend::default(), decode: DecodePath::default(), weights, inv_freq })
     }
 
     /// Chooses the GEMM implementation (the library's kernels by default).
     pub fn set_backend(&mut self, backend: GemmBackend) {
         self.backend = backend;
+    }
+
+    /// Chooses how decode steps run their layers (one persistent kernel by default).
+    pub fn set_decode_path(&mut self, path: DecodePath) {
+        self.decode = path;
     }
 
     /// Its config.
@@ -108,7 +128,15 @@ impl Model {
         } else {
             Vec::new()
         };
+        let decoder = match c.family {
+            Family::Gpt2 => match ops::decoder_layer_table(&self.weights.layers, &caches) {
+                Some(host) => Some(ops::DecoderTable::new(d, host)?),
+                None => None,
+            },
+            _ => None,
+        };
         Ok(Workspace {
+            decoder,
             batch,
             seq,
             ids: words(t)?,
@@ -186,7 +214,17 @@ impl Model {
         let pos_table = if llama { None } else { w.pos.as_ref() };
         let norm_of = |n| norm_weights(n, llama, c.norm_eps);
         ops::embedding(t, ids, batch, tokens, &w.tok, pos_table, None, Some(&ws.pos), x)?;
-        for (l, cache) in w.layers.iter().zip(&ws.caches) {
+        let fused = match (&ws.decoder, prefill, self.backend, self.decode) {
+            (Some(table), false, GemmBackend::Rightsize, DecodePath::Fused) => {
+                let layers = ops::decoder_layer_table(&w.layers, &ws.caches)
+                    .ok_or_else(|| EngineError::Weights("a GPT-2 layer without a bias or LayerNorm shift".into()))?;
+                let dims = ops::DecoderDims { hidden: h, ffn: c.ffn, heads, eps: c.norm_eps };
+                ops::decoder_layers(t, table, &layers, dims, x, qkv, attn, ffn, &ws.pos, ws.seq)?
+            }
+            _ => false,
+        };
+        let unfused = if fused { &w.layers[..0] } else { &w.layers[..] };
+        for (l, cache) in unfused.iter().zip(&ws.caches) {
             // Decode-sized GEMMs normalise their input rows themselves (one launch).
             ops::norm_linear(t, self.backend, norm_of(&l.norm1), x, a, &l.qkv, l.qkv_bias.as_ref(), RS_ACT_NONE, qkv)?;
             if let Some(inv) = &self.inv_freq {

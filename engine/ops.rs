@@ -7,7 +7,7 @@ use half::f16;
 use super::EngineError;
 use crate::kernels::abi::*;
 use crate::kernels::{
-    self as k, attention_decode_kernel, attention_prefill_kernel, fuses_norm, gemm_kernel, hopper_gemm,
+    self as k, attention_decode_kernel, attention_prefill_kernel, fuses_norm, gemm_kernel, hopper_gemm, Params as _,
 };
 use crate::runtime::{DeviceBuffer, DeviceCopy, Tenant};
 
@@ -345,6 +345,153 @@ impl KvCache {
         }
         Ok(())
     }
+}
+
+/// The layer table and counters `decoder_layers_d64` reads: each layer's weights and KV cache
+/// as `DecoderLayerWeights`, built once per workspace.
+#[derive(Debug)]
+pub struct DecoderTable {
+    host: Vec<DecoderLayerWeights>,
+    table: DeviceBuffer<u64>,
+    sync: DeviceBuffer<u32>,
+}
+
+/// The table of a GPT-2-style decoder's layers, or None when a layer lacks a bias or a
+/// LayerNorm shift (the kernel needs them all).
+pub fn decoder_layer_table(
+    layers: &[super::weights::Layer<DeviceBuffer<f16>>],
+    caches: &[KvCache],
+) -> Option<Vec<DecoderLayerWeights>> {
+    let ptr = |b: Option<&DeviceBuffer<f16>>| b.map(DeviceBuffer::ptr);
+    layers
+        .iter()
+        .zip(caches)
+        .map(|(l, c)| {
+            Some(DecoderLayerWeights {
+                norm1_gamma: l.norm1.gamma.ptr(),
+                norm1_beta: ptr(l.norm1.beta.as_ref())?,
+                qkv: l.qkv.ptr(),
+                qkv_bias: ptr(l.qkv_bias.as_ref())?,
+                out: l.out.ptr(),
+                out_bias: ptr(l.out_bias.as_ref())?,
+                norm2_gamma: l.norm2.gamma.ptr(),
+                norm2_beta: ptr(l.norm2.beta.as_ref())?,
+                up: l.up.ptr(),
+                up_bias: ptr(l.up_bias.as_ref())?,
+                down: l.down.ptr(),
+                down_bias: ptr(l.down_bias.as_ref())?,
+                k_cache: c.k.ptr(),
+                v_cache: c.v.ptr(),
+            })
+        })
+        .collect()
+}
+
+fn table_words(host: &[DecoderLayerWeights]) -> Vec<u64> {
+    host.iter()
+        .flat_map(|l| {
+            [
+                l.norm1_gamma,
+                l.norm1_beta,
+                l.qkv,
+                l.qkv_bias,
+                l.out,
+                l.out_bias,
+                l.norm2_gamma,
+                l.norm2_beta,
+                l.up,
+                l.up_bias,
+                l.down,
+                l.down_bias,
+                l.k_cache,
+                l.v_cache,
+            ]
+        })
+        .collect()
+}
+
+impl DecoderTable {
+    /// Uploads `host` (from [`decoder_layer_table`]) and zeroed counters.
+    pub fn new(device: &crate::runtime::Device, host: Vec<DecoderLayerWeights>) -> Result<DecoderTable> {
+        const _: () = assert!(std::mem::size_of::<DecoderLayerWeights>() == 14 * 8);
+        let table = DeviceBuffer::from_host(device, &table_words(&host))?;
+        let sync = DeviceBuffer::filled(device, 2 + (RS_DEC_PHASES as usize) * host.len(), 0)?;
+        Ok(DecoderTable { host, table, sync })
+    }
+}
+
+/// Dimensions of [`decoder_layers`].
+#[derive(Debug, Clone, Copy)]
+pub struct DecoderDims {
+    /// Model width (heads × 64).
+    pub hidden: u32,
+    /// MLP width.
+    pub ffn: u32,
+    /// Heads.
+    pub heads: Heads,
+    /// LayerNorm epsilon.
+    pub eps: f32,
+}
+
+/// Every transformer layer of a GPT-2-style decode step in one launch (`decoder_layers_d64`):
+/// `x` (`batch` rows) in place, appending to the caches at `pos`. `table` must describe
+/// `layers` (this model's weights and this workspace's caches). Returns false, launching
+/// nothing, when the kernel does not take this shape (then the caller runs the layers one
+/// kernel at a time).
+#[allow(clippy::too_many_arguments)]
+pub fn decoder_layers(
+    t: &Tenant,
+    table: &DecoderTable,
+    layers: &[DecoderLayerWeights],
+    dims: DecoderDims,
+    x: Mat,
+    qkv: Mat,
+    attn: Mat,
+    ffn: Mat,
+    pos: &DeviceBuffer<u32>,
+    max_len: u32,
+) -> Result<bool> {
+    if table_words(&table.host) != table_words(layers) {
+        return Err(EngineError::Shape("the workspace's decoder table was built for other weights".into()));
+    }
+    let batch = x.rows;
+    let h = dims.heads;
+    x.expect(batch, dims.hidden, "decoder x")?;
+    qkv.expect(batch, (h.q + 2 * h.kv) * h.dim, "decoder qkv")?;
+    attn.expect(batch, dims.hidden, "decoder attention output")?;
+    ffn.expect(batch, dims.ffn, "decoder MLP")?;
+    for (m, what) in [(x, "x"), (qkv, "qkv"), (attn, "attention output"), (ffn, "MLP")] {
+        if m.ld != m.cols {
+            return Err(EngineError::Shape(format!("decoder {what}: rows must be contiguous")));
+        }
+    }
+    let p = DecoderParams {
+        layers: table.table.ptr(),
+        x: x.ptr,
+        qkv: qkv.ptr,
+        attn: attn.ptr,
+        ffn: ffn.ptr,
+        pos: counts(pos, batch)?,
+        sync: table.sync.ptr(),
+        trace: 0,
+        n_layers: layers.len() as u32,
+        batch,
+        hidden: dims.hidden,
+        ffn_dim: dims.ffn,
+        heads: h.q,
+        heads_kv: h.kv,
+        max_len,
+        eps: dims.eps,
+        scale: 1.0 / (h.dim as f32).sqrt(),
+        _pad: 0,
+    };
+    if h.dim != 64 || p.check(k::DECODER_LAYERS_D64.id()).is_err() {
+        return Ok(false);
+    }
+    // SAFETY: views checked above; the table holds this model's weights and the workspace's
+    // caches of `max_len` positions (checked against `layers`).
+    unsafe { t.launch(k::DECODER_LAYERS_D64, &p) }?;
+    Ok(true)
 }
 
 /// Writes the k and v of `tokens` new tokens per sequence (from `qkv` rows) into `cache` at

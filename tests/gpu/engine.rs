@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use half::f16;
 use rand::Rng;
-use rightsize::engine::{reference, Family, GemmBackend, Mode, Model, ModelConfig, ModelWeights};
+use rightsize::engine::{reference, DecodePath, Family, GemmBackend, Mode, Model, ModelConfig, ModelWeights};
 use rightsize::kernels::reference::relative_error;
 use rightsize::runtime::{PartitionId, Placement, PoolSpec, Runtime, Tenant};
 
@@ -49,13 +49,14 @@ fn encoder_matches_reference() {
 
 /// Greedy generation on the GPU against the CPU reference, teacher-forced: at every step the
 /// GPU's token must be (within rounding) a maximum of the reference logits for the same prefix.
-fn check_decoder(family: Family) {
+fn check_decoder(family: Family, path: DecodePath) {
     let rt = runtime();
     let t = tenant(&rt, Placement::WHOLE);
-    let mut rng = fresh_rng(&format!("{family:?}"));
+    let mut rng = fresh_rng(&format!("{family:?} {path:?}"));
     let c = ModelConfig::tiny(family);
     let seed = rng.random();
-    let model = Model::new(&t, c.clone(), ModelWeights::synthetic(&t, &c, seed).unwrap()).unwrap();
+    let mut model = Model::new(&t, c.clone(), ModelWeights::synthetic(&t, &c, seed).unwrap()).unwrap();
+    model.set_decode_path(path);
     let host = ModelWeights::synthetic_host(&c, seed);
     let (batch, prompt, new) = (4u32, 7u32, 12u32);
     let mut ws = model.workspace(&t, batch, prompt + new).unwrap();
@@ -98,7 +99,7 @@ fn check_decoder(family: Family) {
             exact += usize::from(mine == best);
         }
     }
-    println!("{family:?}: {exact}/{} greedy tokens equal to the reference's argmax", batch * new);
+    println!("{family:?} ({path:?}): {exact}/{} greedy tokens equal to the reference's argmax", batch * new);
 
     // The first step's logits (after prefill) against the reference.
     let mut ws2 = model.workspace(&t, batch, prompt + new).unwrap();
@@ -120,13 +121,15 @@ fn check_decoder(family: Family) {
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn gpt2_decoder_matches_reference() {
-    check_decoder(Family::Gpt2);
+    // The decoder kernel (all layers in one launch) and a kernel per operation.
+    check_decoder(Family::Gpt2, DecodePath::Fused);
+    check_decoder(Family::Gpt2, DecodePath::Layered);
 }
 
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn llama_decoder_matches_reference() {
-    check_decoder(Family::Llama);
+    check_decoder(Family::Llama, DecodePath::Fused);
 }
 
 #[test]
@@ -134,22 +137,30 @@ fn llama_decoder_matches_reference() {
 fn outputs_are_bitwise_identical_on_every_placement() {
     let rt = runtime();
     let mut rng = fresh_rng("placements");
-    let c = ModelConfig::tiny(Family::Llama);
-    let seed = rng.random();
-    let prompts: Vec<u32> = (0..2 * 9).map(|_| rng.random_range(0..c.vocab)).collect();
-    let mut results = Vec::new();
-    for placement in [Placement::WHOLE, Placement::on(PartitionId::green(0))] {
-        for mode in [Mode::Eager, Mode::Plan] {
-            let t = tenant(&rt, placement);
-            let model = Model::new(&t, c.clone(), ModelWeights::synthetic(&t, &c, seed).unwrap()).unwrap();
-            let mut ws = model.workspace(&t, 2, 9 + 16).unwrap();
-            let tokens = model.generate(&t, &mut ws, &prompts, 2, 9, 16, mode).unwrap();
-            let logits: Vec<u16> = ws.logits.to_host().unwrap().iter().map(|x| x.to_bits()).collect();
-            results.push(((placement.partition, mode), tokens, logits));
+    // Llama runs a kernel per operation, GPT-2 its layers in the decoder kernel.
+    for family in [Family::Llama, Family::Gpt2] {
+        let c = ModelConfig::tiny(family);
+        let seed = rng.random();
+        let prompts: Vec<u32> = (0..2 * 9).map(|_| rng.random_range(0..c.vocab)).collect();
+        let mut results = Vec::new();
+        for placement in [Placement::WHOLE, Placement::on(PartitionId::green(0))] {
+            for mode in [Mode::Eager, Mode::Plan] {
+                let t = tenant(&rt, placement);
+                let model = Model::new(&t, c.clone(), ModelWeights::synthetic(&t, &c, seed).unwrap()).unwrap();
+                let mut ws = model.workspace(&t, 2, 9 + 16).unwrap();
+                let tokens = model.generate(&t, &mut ws, &prompts, 2, 9, 16, mode).unwrap();
+                let logits: Vec<u16> = ws.logits.to_host().unwrap().iter().map(|x| x.to_bits()).collect();
+                results.push(((placement.partition, mode), tokens, logits));
+            }
         }
-    }
-    for r in &results[1..] {
-        assert_eq!((&r.1, &r.2), (&results[0].1, &results[0].2), "{:?} differs from the whole device, eager", r.0);
+        for r in &results[1..] {
+            assert_eq!(
+                (&r.1, &r.2),
+                (&results[0].1, &results[0].2),
+                "{family:?} {:?} differs from the whole device, eager",
+                r.0
+            );
+        }
     }
 }
 
