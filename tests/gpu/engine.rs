@@ -137,8 +137,8 @@ fn llama_decoder_matches_reference() {
 fn outputs_are_bitwise_identical_on_every_placement() {
     let rt = runtime();
     let mut rng = fresh_rng("placements");
-    // Llama runs a kernel per operation, GPT-2 its layers in the decoder kernel.
-    for family in [Family::Llama, Family::Gpt2] {
+    // Llama with a kernel per operation, GPT-2 with its layers in the decoder kernel.
+    for (family, path) in [(Family::Llama, DecodePath::Layered), (Family::Gpt2, DecodePath::Fused)] {
         let c = ModelConfig::tiny(family);
         let seed = rng.random();
         let prompts: Vec<u32> = (0..2 * 9).map(|_| rng.random_range(0..c.vocab)).collect();
@@ -146,7 +146,8 @@ fn outputs_are_bitwise_identical_on_every_placement() {
         for placement in [Placement::WHOLE, Placement::on(PartitionId::green(0))] {
             for mode in [Mode::Eager, Mode::Plan] {
                 let t = tenant(&rt, placement);
-                let model = Model::new(&t, c.clone(), ModelWeights::synthetic(&t, &c, seed).unwrap()).unwrap();
+                let mut model = Model::new(&t, c.clone(), ModelWeights::synthetic(&t, &c, seed).unwrap()).unwrap();
+                model.set_decode_path(path);
                 let mut ws = model.workspace(&t, 2, 9 + 16).unwrap();
                 let tokens = model.generate(&t, &mut ws, &prompts, 2, 9, 16, mode).unwrap();
                 let logits: Vec<u16> = ws.logits.to_host().unwrap().iter().map(|x| x.to_bits()).collect();
