@@ -130,13 +130,8 @@ impl Model {
         } else {
             Vec::new()
         };
-        let decoder = match c.family {
-            Family::Gpt2 => match ops::decoder_layer_table(&self.weights.layers, &caches) {
-                Some(host) => Some(ops::DecoderTable::new(d, host)?),
-                None => None,
-            },
-            _ => None,
-        };
+        let decoder =
+            if c.family == Family::Gpt2 { ops::DecoderTable::new(d, &self.weights.layers, &caches)? } else { None };
         Ok(Workspace {
             decoder,
             batch,
@@ -218,15 +213,14 @@ impl Model {
         ops::embedding(t, ids, batch, tokens, &w.tok, pos_table, None, Some(&ws.pos), x)?;
         let fused = match (&ws.decoder, prefill, self.backend, self.decode) {
             (Some(table), false, GemmBackend::Rightsize, DecodePath::Fused) => {
-                let layers = ops::decoder_layer_table(&w.layers, &ws.caches)
-                    .ok_or_else(|| EngineError::Weights("a GPT-2 layer without a bias or LayerNorm shift".into()))?;
                 let dims = ops::DecoderDims { hidden: h, ffn: c.ffn, heads, eps: c.norm_eps };
-                ops::decoder_layers(t, table, &layers, dims, x, qkv, attn, ffn, &ws.pos, ws.seq)?
+                ops::decoder_layers(t, table, &w.layers, &ws.caches, dims, x, qkv, attn, ffn, &ws.pos)?
             }
             _ => false,
         };
-        let unfused = if fused { &w.layers[..0] } else { &w.layers[..] };
-        for (l, cache) in unfused.iter().zip(&ws.caches) {
+        // Unless the decoder kernel ran them, the layers run a kernel per operation.
+        let layered = if fused { &w.layers[..0] } else { &w.layers[..] };
+        for (l, cache) in layered.iter().zip(&ws.caches) {
             // Decode-sized GEMMs normalise their input rows themselves (one launch).
             ops::norm_linear(t, self.backend, norm_of(&l.norm1), x, a, &l.qkv, l.qkv_bias.as_ref(), RS_ACT_NONE, qkv)?;
             if let Some(inv) = &self.inv_freq {

@@ -347,76 +347,64 @@ impl KvCache {
     }
 }
 
-/// The layer table and counters `decoder_layers_d64` reads: each layer's weights and KV cache
-/// as `DecoderLayerWeights`, built once per workspace.
+/// The layer table and counters `decoder_layers_d64` reads, for one model's weights and one
+/// workspace's caches: each layer as `DecoderLayerWeights`, in device memory.
 #[derive(Debug)]
 pub struct DecoderTable {
-    host: Vec<DecoderLayerWeights>,
+    words: Vec<u64>,
     table: DeviceBuffer<u64>,
     sync: DeviceBuffer<u32>,
 }
 
-/// The table of a GPT-2-style decoder's layers, or None when a layer lacks a bias or a
-/// LayerNorm shift (the kernel needs them all).
-pub fn decoder_layer_table(
-    layers: &[super::weights::Layer<DeviceBuffer<f16>>],
-    caches: &[KvCache],
-) -> Option<Vec<DecoderLayerWeights>> {
-    let ptr = |b: Option<&DeviceBuffer<f16>>| b.map(DeviceBuffer::ptr);
-    layers
-        .iter()
-        .zip(caches)
-        .map(|(l, c)| {
-            Some(DecoderLayerWeights {
-                norm1_gamma: l.norm1.gamma.ptr(),
-                norm1_beta: ptr(l.norm1.beta.as_ref())?,
-                qkv: l.qkv.ptr(),
-                qkv_bias: ptr(l.qkv_bias.as_ref())?,
-                out: l.out.ptr(),
-                out_bias: ptr(l.out_bias.as_ref())?,
-                norm2_gamma: l.norm2.gamma.ptr(),
-                norm2_beta: ptr(l.norm2.beta.as_ref())?,
-                up: l.up.ptr(),
-                up_bias: ptr(l.up_bias.as_ref())?,
-                down: l.down.ptr(),
-                down_bias: ptr(l.down_bias.as_ref())?,
-                k_cache: c.k.ptr(),
-                v_cache: c.v.ptr(),
-            })
-        })
-        .collect()
-}
+type Layer = super::weights::Layer<DeviceBuffer<f16>>;
 
-fn table_words(host: &[DecoderLayerWeights]) -> Vec<u64> {
-    host.iter()
-        .flat_map(|l| {
-            [
-                l.norm1_gamma,
-                l.norm1_beta,
-                l.qkv,
-                l.qkv_bias,
-                l.out,
-                l.out_bias,
-                l.norm2_gamma,
-                l.norm2_beta,
-                l.up,
-                l.up_bias,
-                l.down,
-                l.down_bias,
-                l.k_cache,
-                l.v_cache,
-            ]
-        })
-        .collect()
+/// A layer and its cache as `DecoderLayerWeights`'s words, or None when the layer lacks a bias
+/// or a LayerNorm shift (the kernel needs them all).
+fn layer_words(l: &Layer, c: &KvCache) -> Option<[u64; 14]> {
+    let ptr = |b: &Option<DeviceBuffer<f16>>| b.as_ref().map(DeviceBuffer::ptr);
+    let w = DecoderLayerWeights {
+        norm1_gamma: l.norm1.gamma.ptr(),
+        norm1_beta: ptr(&l.norm1.beta)?,
+        qkv: l.qkv.ptr(),
+        qkv_bias: ptr(&l.qkv_bias)?,
+        out: l.out.ptr(),
+        out_bias: ptr(&l.out_bias)?,
+        norm2_gamma: l.norm2.gamma.ptr(),
+        norm2_beta: ptr(&l.norm2.beta)?,
+        up: l.up.ptr(),
+        up_bias: ptr(&l.up_bias)?,
+        down: l.down.ptr(),
+        down_bias: ptr(&l.down_bias)?,
+        k_cache: c.k.ptr(),
+        v_cache: c.v.ptr(),
+    };
+    // SAFETY: `DecoderLayerWeights` is #[repr(C)] with 14 u64 fields and no padding (the
+    // transmute checks the size), so its bytes are these words in field order.
+    Some(unsafe { std::mem::transmute::<DecoderLayerWeights, [u64; 14]>(w) })
 }
 
 impl DecoderTable {
-    /// Uploads `host` (from [`decoder_layer_table`]) and zeroed counters.
-    pub fn new(device: &crate::runtime::Device, host: Vec<DecoderLayerWeights>) -> Result<DecoderTable> {
-        const _: () = assert!(std::mem::size_of::<DecoderLayerWeights>() == 14 * 8);
-        let table = DeviceBuffer::from_host(device, &table_words(&host))?;
-        let sync = DeviceBuffer::filled(device, 2 + (RS_DEC_PHASES as usize) * host.len(), 0)?;
-        Ok(DecoderTable { host, table, sync })
+    /// The table of a GPT-2-style model's `layers` with `caches` (zeroed counters), or None when
+    /// a layer lacks a bias or a LayerNorm shift.
+    pub fn new(device: &crate::runtime::Device, layers: &[Layer], caches: &[KvCache]) -> Result<Option<DecoderTable>> {
+        let words: Option<Vec<[u64; 14]>> = layers.iter().zip(caches).map(|(l, c)| layer_words(l, c)).collect();
+        let Some(words) = words.map(|w| w.concat()) else {
+            return Ok(None);
+        };
+        let table = DeviceBuffer::from_host(device, &words)?;
+        let sync = DeviceBuffer::filled(device, 2 + (RS_DEC_PHASES as usize) * layers.len(), 0)?;
+        Ok(Some(DecoderTable { words, table, sync }))
+    }
+
+    /// Whether it was built for these layers and caches (compared word by word, no allocation).
+    fn describes(&self, layers: &[Layer], caches: &[KvCache]) -> bool {
+        layers.len() == caches.len()
+            && self.words.len() == 14 * layers.len()
+            && self
+                .words
+                .chunks(14)
+                .zip(layers.iter().zip(caches))
+                .all(|(w, (l, c))| layer_words(l, c).is_some_and(|lw| lw[..] == *w))
     }
 }
 
@@ -434,24 +422,23 @@ pub struct DecoderDims {
 }
 
 /// Every transformer layer of a GPT-2-style decode step in one launch (`decoder_layers_d64`):
-/// `x` (`batch` rows) in place, appending to the caches at `pos`. `table` must describe
-/// `layers` (this model's weights and this workspace's caches). Returns false, launching
-/// nothing, when the kernel does not take this shape (then the caller runs the layers one
-/// kernel at a time).
+/// `x` (`batch` rows) in place, appending to `caches` at `pos`. `table` must have been built for
+/// `layers` and `caches`. Returns false, launching nothing, when the kernel does not take this
+/// shape (then the caller runs the layers one kernel at a time).
 #[allow(clippy::too_many_arguments)]
 pub fn decoder_layers(
     t: &Tenant,
     table: &DecoderTable,
-    layers: &[DecoderLayerWeights],
+    layers: &[Layer],
+    caches: &[KvCache],
     dims: DecoderDims,
     x: Mat,
     qkv: Mat,
     attn: Mat,
     ffn: Mat,
     pos: &DeviceBuffer<u32>,
-    max_len: u32,
 ) -> Result<bool> {
-    if table_words(&table.host) != table_words(layers) {
+    if !table.describes(layers, caches) {
         return Err(EngineError::Shape("the workspace's decoder table was built for other weights".into()));
     }
     let batch = x.rows;
@@ -464,6 +451,13 @@ pub fn decoder_layers(
         if m.ld != m.cols {
             return Err(EngineError::Shape(format!("decoder {what}: rows must be contiguous")));
         }
+    }
+    let max_len = caches.first().map_or(0, |c| c.max_len);
+    for c in caches {
+        if c.max_len != max_len {
+            return Err(EngineError::Shape("decoder caches of different lengths".into()));
+        }
+        c.check(batch, h)?;
     }
     let p = DecoderParams {
         layers: table.table.ptr(),
@@ -488,8 +482,8 @@ pub fn decoder_layers(
     if h.dim != 64 || p.check(k::DECODER_LAYERS_D64.id()).is_err() {
         return Ok(false);
     }
-    // SAFETY: views checked above; the table holds this model's weights and the workspace's
-    // caches of `max_len` positions (checked against `layers`).
+    // SAFETY: views and caches checked above; the table holds exactly these layers' weights and
+    // caches.
     unsafe { t.launch(k::DECODER_LAYERS_D64, &p) }?;
     Ok(true)
 }
