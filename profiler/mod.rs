@@ -1,7 +1,8 @@
 //! The offline profiler: for every (kernel, shape) a request launches, its latency on every
 //! partition size the device offers and with grid-only sizing on the whole device, and its
 //! knee — the fewest SMs whose latency there, counting the switch of partition it takes to
-//! get there, is within ε of the whole device's.
+//! get there, is within ε of the kernel's full speed (the whole device's latency, or a
+//! partition's where that measured less: see [`knee`]).
 //!
 //! The switch is measured once per profile on the request itself ([`switch_cost_us`]): between
 //! two dependent kernels of a replayed plan, a change of partition costs about a microsecond
@@ -58,7 +59,7 @@ pub struct KernelProfile {
     /// Latency on the whole device with the grid limited to that many SMs' worth of blocks.
     pub grid_only: Vec<Point>,
     /// The knee: fewest SMs (a partition size, or the whole device) whose latency, plus
-    /// [`Profile::switch_us`] on a partition, is within ε of `full_us`.
+    /// [`Profile::switch_us`] on a partition, is within ε of its full speed ([`knee`]).
     pub min_sms: u32,
 }
 
@@ -149,10 +150,16 @@ impl Default for Options {
 }
 
 /// The fewest SMs of `curve` (ascending, the whole device last) whose latency — plus
-/// `switch_us` for a partition, what getting onto it costs — is ≤ max((1 + ε) × `full_us`,
-/// `full_us` + `abs_tol_us`); the last point's SMs (the whole device) when none is.
+/// `switch_us` for a partition, what getting onto it costs — is ≤ max((1 + ε) × best,
+/// best + `abs_tol_us`); the last point's SMs (the whole device) when none is. `best` is the
+/// kernel's full speed: `full_us`, or a partition's latency where that measured less. A
+/// partition's SMs are some of the device's and its grid one the device could run too, so a
+/// faster partition says what the whole device can do; a whole-device median that noise put
+/// above it would otherwise move the limit, and on a flat curve the knee with it (by several
+/// steps, between the first SM count the curve is flat from and the whole device).
 pub fn knee(curve: &[Point], full_us: f64, epsilon: f64, abs_tol_us: f64, switch_us: f64) -> u32 {
-    let limit = ((1.0 + epsilon) * full_us).max(full_us + abs_tol_us);
+    let best = curve.iter().map(|p| p.us).fold(full_us, f64::min);
+    let limit = ((1.0 + epsilon) * best).max(best + abs_tol_us);
     let last = curve.len().saturating_sub(1);
     let cost = |i: usize, p: &Point| if i < last { p.us + switch_us } else { p.us };
     curve.iter().enumerate().find(|&(i, p)| cost(i, p) <= limit).map(|(_, p)| p).or(curve.last()).map_or(0, |p| p.sms)
@@ -534,6 +541,13 @@ mod tests {
         assert_eq!(knee(&c, 20.0, 0.05, 0.0, 0.5), 32);
         assert_eq!(knee(&c, 20.0, 0.10, 0.0, 0.5), 24);
         assert_eq!(knee(&c, 20.0, 0.10, 0.0, 1.5), 32);
+        // A kernel of 96 tiles: as fast on 96 SMs as on 132. With a 1.7 µs switch it belongs
+        // on the whole device, whether the device's median came out at 18.5 or (noise) 19.2 µs;
+        // against the device's own median the second would put its knee at 96.
+        let tiles = |full: f64| pts(&[(88, 30.0), (96, 18.56), (120, 18.55), (132, full)]);
+        assert_eq!(knee(&tiles(18.5), 18.5, 0.05, 0.5, 1.7), 132);
+        assert_eq!(knee(&tiles(19.2), 19.2, 0.05, 0.5, 1.7), 132);
+        assert_eq!(knee(&tiles(19.2), 19.2, 0.05, 0.5, 0.5), 96);
     }
 
     fn kp(kernel: KernelId, calls: u32, full_us: f64, min_sms: u32) -> KernelProfile {
