@@ -71,23 +71,24 @@ __device__ __forceinline__ float gelu(float x, unsigned int act) {
 }
 
 // ---- GEMM epilogue (every GEMM kernel) ----------------------------------------------------
-// Stores C[row][col] (and C[row][col+1] when `pair`) = act(v + bias) (+ R), for a GemmParams
-// `p` of batch entry C/R: the activation's result is rounded to FP16 before the residual is
-// added, as frameworks do (`residual + proj(x)` in FP16). `pairs_ok`: C takes 4-byte stores.
+// One output value before its final rounding: act(v + bias) (+ r): the activation's result is
+// rounded to FP16 before the residual is added, as frameworks do (`residual + proj(x)` in
+// FP16).
+__device__ __forceinline__ float gemm_value(float v, unsigned int act, bool has_bias, float bias, bool has_r, float r) {
+    if (has_bias) v += bias;
+    v = gelu(v, act);
+    return has_r ? round_half(v) + r : v;
+}
+
+// Stores C[row][col] (and C[row][col+1] when `pair`) = gemm_value(…), for a GemmParams `p` of
+// batch entry C/R. `pairs_ok`: C takes 4-byte stores.
 __device__ __forceinline__ void gemm_store(const GemmParams& p, __half* C, const __half* R, const __half* bias,
                                            unsigned row, unsigned col, float v0, float v1, bool pair,
                                            bool pairs_ok) {
-    if (bias) {
-        v0 += __half2float(bias[col]);
-        if (pair) v1 += __half2float(bias[col + 1]);
-    }
-    v0 = gelu(v0, p.act);
-    v1 = gelu(v1, p.act);
-    if (R) {
-        const __half* r = R + (u64)row * p.ldr + col;
-        v0 = round_half(v0) + __half2float(r[0]);
-        if (pair) v1 = round_half(v1) + __half2float(r[1]);
-    }
+    const __half* r = R ? R + (u64)row * p.ldr + col : nullptr;
+    v0 = gemm_value(v0, p.act, bias, bias ? __half2float(bias[col]) : 0.0f, R, R ? __half2float(r[0]) : 0.0f);
+    if (pair)
+        v1 = gemm_value(v1, p.act, bias, bias ? __half2float(bias[col + 1]) : 0.0f, R, R ? __half2float(r[1]) : 0.0f);
     __half* c = C + (u64)row * p.ldc + col;
     if (pair && pairs_ok) {
         *reinterpret_cast<__half2*>(c) = __floats2half2_rn(v0, v1);

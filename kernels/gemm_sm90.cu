@@ -3,8 +3,8 @@
 //
 // Computes:   as gemm.cu (GemmParams: bias, GELU tanh/erf, FP16 rounding before the residual
 //             add), for batch = 1.
-// Work unit:  one BM×BN output tile; units = ⌈M/BM⌉·⌈N/BN⌉. Prefill tiles 128×256, 128×128
-//             and 128×64 (gemm_f16_wgmma_128xBN; params.rs::gemm_wgmma_kernel picks one), and
+// Work unit:  one BM×BN output tile; units = ⌈M/BM⌉·⌈N/BN⌉. Prefill tiles 128×256, 128×192,
+//             128×128 and 128×64 (gemm_f16_wgmma_128xBN; params.rs::gemm_wgmma_kernel picks one), and
 //             64×32 and 64×64 for small M (gemm_f16_wgmma_64x32/_64x64: 8 < M ≤ 64, where
 //             enough tiles to keep every SM streaming weights matter most). Each block loops over units (u = blockIdx.x,
 //             + gridDim.x, …; along M first when M ≤ N, see tile_origin), so any grid is
@@ -59,16 +59,72 @@ __device__ __forceinline__ void mbar_wait(unsigned bar, unsigned parity) {
     } while (!done);
 }
 
-// Barrier `id` (1, 2, …; 0 is __syncthreads) among the 128 threads of one warpgroup.
-__device__ __forceinline__ void named_barrier(int id) {
-    asm volatile("bar.sync %0, 128;" ::"r"(id) : "memory");
-}
-
 __device__ __forceinline__ void tma_load(unsigned dst, const void* map, int c0, int c1, unsigned bar) {
     asm volatile(
         "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];" ::"r"(dst),
         "l"(reinterpret_cast<u64>(map)), "r"(c0), "r"(c1), "r"(bar)
         : "memory");
+}
+
+// Stores C[row + 8h][col + j] = gemm_value(src[8h·EPI_STRIDE + j], …) for h = 0, 1 and j < 8,
+// those with row + 8h < M and col + j < N, from the epilogue buffer `src`. When `vec` (C, R and
+// the bias 16-byte aligned, ldc and ldr multiples of 8) and all eight columns are in range:
+// one 16-byte load of the bias, and per row one of R and one 16-byte store, every load issued
+// before the arithmetic.
+__device__ __forceinline__ void store8x2(const GemmParams& p, __half* C, const __half* R, const __half* bias,
+                                         unsigned row, unsigned col, const float* src, bool vec) {
+    if (vec && col + 8 <= p.n) {
+        float x[2][8];
+        uint4 rw[2];
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            const float4 lo = *reinterpret_cast<const float4*>(src + 8 * h * EPI_STRIDE);
+            const float4 hi = *reinterpret_cast<const float4*>(src + 8 * h * EPI_STRIDE + 4);
+            x[h][0] = lo.x, x[h][1] = lo.y, x[h][2] = lo.z, x[h][3] = lo.w;
+            x[h][4] = hi.x, x[h][5] = hi.y, x[h][6] = hi.z, x[h][7] = hi.w;
+            rw[h] = R && row + 8 * h < p.m ? *reinterpret_cast<const uint4*>(R + (u64)(row + 8 * h) * p.ldr + col)
+                                           : make_uint4(0, 0, 0, 0);
+        }
+        const uint4 bw = bias ? *reinterpret_cast<const uint4*>(bias + col) : make_uint4(0, 0, 0, 0);
+        const __half* b = reinterpret_cast<const __half*>(&bw);
+        // rs::gemm_value's steps, each branch taken once for the sixteen values.
+        if (bias) {
+#pragma unroll
+            for (int j = 0; j < 16; ++j) x[j / 8][j % 8] += __half2float(b[j % 8]);
+        }
+        if (p.act == RS_ACT_GELU_TANH) {
+#pragma unroll
+            for (int j = 0; j < 16; ++j) x[j / 8][j % 8] = rs::gelu(x[j / 8][j % 8], RS_ACT_GELU_TANH);
+        } else if (p.act == RS_ACT_GELU_ERF) {
+#pragma unroll
+            for (int j = 0; j < 16; ++j) x[j / 8][j % 8] = rs::gelu(x[j / 8][j % 8], RS_ACT_GELU_ERF);
+        }
+        if (R) {
+#pragma unroll
+            for (int j = 0; j < 16; ++j) {
+                const __half* r = reinterpret_cast<const __half*>(&rw[j / 8]);
+                x[j / 8][j % 8] = rs::round_half(x[j / 8][j % 8]) + __half2float(r[j % 8]);
+            }
+        }
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            if (row + 8 * h >= p.m) break;
+            uint4 out;
+            __half2* o2 = reinterpret_cast<__half2*>(&out);
+#pragma unroll
+            for (int j = 0; j < 4; ++j) o2[j] = __floats2half2_rn(x[h][2 * j], x[h][2 * j + 1]);
+            *reinterpret_cast<uint4*>(C + (u64)(row + 8 * h) * p.ldc + col) = out;
+        }
+        return;
+    }
+#pragma unroll 1
+    for (unsigned e = 0; e < 16; ++e) {
+        const unsigned r = row + 8 * (e / 8), c = col + e % 8;
+        if (r >= p.m || c >= p.n) continue;
+        const float b = bias ? __half2float(bias[c]) : 0.0f;
+        const float res = R ? __half2float(R[(u64)r * p.ldr + c]) : 0.0f;
+        C[(u64)r * p.ldc + c] = __float2half_rn(rs::gemm_value(src[8 * (e / 8) * EPI_STRIDE + e % 8], p.act, bias, b, R, res));
+    }
 }
 
 // Shared-memory matrix descriptor of a K-major tile with 128-byte swizzle: rows of 128 bytes,
@@ -86,6 +142,14 @@ __device__ __forceinline__ void wgmma_256(float (&d)[128], u64 da, u64 db, int s
         "{\n .reg .pred p;\n setp.ne.b32 p, %130, 0;\n"
         " wgmma.mma_async.sync.aligned.m64n256k16.f32.f16.f16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, %96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, %112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127}, %128, %129, p, 1, 1, 0, 0;\n}"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]), "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]), "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]), "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
+        : "l"(da), "l"(db), "r"(scale_d));
+}
+
+__device__ __forceinline__ void wgmma_192(float (&d)[96], u64 da, u64 db, int scale_d) {
+    asm volatile(
+        "{\n .reg .pred p;\n setp.ne.b32 p, %98, 0;\n"
+        " wgmma.mma_async.sync.aligned.m64n192k16.f32.f16.f16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95}, %96, %97, p, 1, 1, 0, 0;\n}"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95])
         : "l"(da), "l"(db), "r"(scale_d));
 }
 
@@ -117,6 +181,8 @@ template <int BN>
 __device__ __forceinline__ void mma_step(float (&d)[BN / 2], u64 da, u64 db) {
     if constexpr (BN == 256) {
         wgmma_256(d, da, db, 1);
+    } else if constexpr (BN == 192) {
+        wgmma_192(d, da, db, 1);
     } else if constexpr (BN == 128) {
         wgmma_128(d, da, db, 1);
     } else if constexpr (BN == 64) {
@@ -143,7 +209,9 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
     constexpr int STAGES = RS_GEMM_W_RING_BYTES / STAGE_BYTES;
     const GemmParams& p = tp.g;
     // Stages at a 1024-byte boundary (the swizzle atom), barriers after them.
-    unsigned char* smem = reinterpret_cast<unsigned char*>((reinterpret_cast<u64>(smem_raw) + 1023) & ~(u64)1023);
+    // (Pointer arithmetic on the shared array, so the compiler knows the epilogue buffers are
+    // shared memory and uses LDS/STS, not generic loads and stores.)
+    unsigned char* smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
     const unsigned base = smem_addr(smem);
     const unsigned full = base + STAGES * STAGE_BYTES, empty = full + STAGES * 8;
     // Each consumer warpgroup's epilogue buffer: 64 rows × 32 FP32 columns, rows padded to
@@ -163,7 +231,11 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
     }
     __syncthreads();
 
+    // With two consumer warpgroups, registers move from the producer (one thread issues the
+    // loads) to the consumers: 40 + 2 × 232 per thread fit the SM's 64 Ki with room for the
+    // 128×256 tile's accumulators and its epilogue.
     if (wg == 0) {
+        if constexpr (CONSUMERS == 2) asm volatile("setmaxnreg.dec.sync.aligned.u32 40;");
         if (t != 0) return;
         int stage = 0;
         unsigned phase = 0;
@@ -186,13 +258,15 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
     }
 
     // Consumers: warpgroup 1 takes rows 0–63 of the tile, warpgroup 2 rows 64–127.
+    if constexpr (CONSUMERS == 2) asm volatile("setmaxnreg.inc.sync.aligned.u32 232;");
     const int half = wg - 1, warp = t / 32, lane = t % 32;
     int stage = 0;
     unsigned phase = 0;
     const __half* R = p.residual ? rs::ptr<const __half>(p.residual) : nullptr;
     const __half* bias = p.bias ? rs::ptr<const __half>(p.bias) : nullptr;
     __half* C = rs::ptr<__half>(p.c);
-    const bool pairs_ok = (p.ldc & 1) == 0 && (p.c & 3) == 0;
+    const bool vec = (p.ldc & 7) == 0 && (p.c & 15) == 0 && (!R || ((p.ldr & 7) == 0 && (p.residual & 15) == 0)) &&
+                     (p.bias & 15) == 0;
     RS_FOR_EACH_UNIT(u, units) {
         unsigned m0, n0;
         tile_origin(u, p, tiles_m, tiles_n, BM, BN, m0, n0);
@@ -219,37 +293,37 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
         }
         asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory");
         if (held >= 0) mbar_arrive(empty + 8 * held);
-        // The epilogue goes through shared memory, 32 columns at a time: the warpgroup writes
-        // a 64×32 chunk of its accumulators to its own buffer (unrolled, compile-time register
-        // indexes), then stores it with one rolled loop of row-contiguous pairs, so the
-        // epilogue's code is small (one copy of gemm_store, not BN/4: an unrolled epilogue of
-        // a 128×256 tile was ~200 KB of instructions) and its global accesses are coalesced.
-        // After each chunk the accumulators shift down by 16 registers, so the chunk loop
-        // stays rolled without indexing registers at run time.
+        // The epilogue goes through shared memory, 32 columns at a time: each warp writes the
+        // 16×32 chunk of its accumulators to its rows of the warpgroup's buffer (unrolled,
+        // compile-time register indexes; a warp's fragment is 16 whole rows, so warps need
+        // not wait for each other), then each lane stores runs of 8 columns of two rows
+        // (16-byte loads of the bias and residual and 16-byte stores), so the epilogue's code
+        // is small (one chunk's, not BN/4 pairs': an unrolled epilogue of a 128×256 tile was
+        // ~200 KB of instructions) and its global accesses are coalesced.
         // d[4i + e]: row 16·warp + lane/4 (+8 for e ≥ 2), column 8i + 2·(lane%4) (+1 for odd e).
         float* chunk = epi + half * 64 * EPI_STRIDE;
 #pragma unroll 1
         for (int c = 0; c < BN / 32; ++c) {
-            named_barrier(1 + half);  // the previous chunk has been read
+            __syncwarp();  // this warp has read its rows of the previous chunk
+            // Chunk c's accumulators, d[16c …16c + 15]: one unrolled copy of the stores per
+            // chunk, of which the one for c runs (registers cannot be indexed at run time).
 #pragma unroll
-            for (int i = 0; i < 4; ++i)
+            for (int cc = 0; cc < BN / 32; ++cc) {
+                if (cc != c) continue;
 #pragma unroll
-                for (int h = 0; h < 2; ++h) {
-                    float2* dst = reinterpret_cast<float2*>(chunk + (warp * 16 + lane / 4 + 8 * h) * EPI_STRIDE + 8 * i +
-                                                            2 * (lane % 4));
-                    *dst = make_float2(d[4 * i + 2 * h], d[4 * i + 2 * h + 1]);
-                }
-            named_barrier(1 + half);
-#pragma unroll 1
-            for (int e = t; e < 64 * 16; e += 128) {
-                const unsigned r = e / 16, cp = 2 * (e % 16);
-                const unsigned row = m0 + half * 64 + r, col = n0 + 32 * c + cp;
-                if (row >= p.m || col >= p.n) continue;
-                const float2 v = *reinterpret_cast<const float2*>(chunk + r * EPI_STRIDE + cp);
-                rs::gemm_store(p, C, R, bias, row, col, v.x, v.y, col + 1 < p.n, pairs_ok);
+                for (int i = 0; i < 4; ++i)
+#pragma unroll
+                    for (int h = 0; h < 2; ++h) {
+                        float2* dst = reinterpret_cast<float2*>(chunk + (warp * 16 + lane / 4 + 8 * h) * EPI_STRIDE +
+                                                                8 * i + 2 * (lane % 4));
+                        *dst = make_float2(d[16 * cc + 4 * i + 2 * h], d[16 * cc + 4 * i + 2 * h + 1]);
+                    }
             }
-#pragma unroll
-            for (int j = 0; j + 16 < BN / 2; ++j) d[j] = d[j + 16];
+            __syncwarp();
+            // Each lane stores rows lane/4 and lane/4 + 8 of the warp's 16, columns 8·(lane%4) + 0…7.
+            const unsigned r = warp * 16 + lane / 4, c8 = 8 * (lane % 4);
+            const unsigned row = m0 + half * 64 + r, col = n0 + 32 * c + c8;
+            if (row < p.m && col < p.n) store8x2(p, C, R, bias, row, col, chunk + r * EPI_STRIDE + c8, vec);
         }
     }
 }
@@ -273,6 +347,15 @@ RS_KERNEL void __launch_bounds__(RS_GEMM_W_THREADS, 1) gemm_f16_wgmma_128x64(con
     rs::pdl_sync();
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     gemm_wgmma<64, 2>(p, rs_gemm_w_smem);
+#else
+    __trap();
+#endif
+}
+
+RS_KERNEL void __launch_bounds__(RS_GEMM_W_THREADS, 1) gemm_f16_wgmma_128x192(const __grid_constant__ GemmTmaParams p) {
+    rs::pdl_sync();
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    gemm_wgmma<192, 2>(p, rs_gemm_w_smem);
 #else
     __trap();
 #endif

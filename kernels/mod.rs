@@ -159,6 +159,8 @@ registry! {
             GEMM_W_SMEM, GemmTmaParams;
         GemmWgmmaWide, GEMM_WGMMA_WIDE: GemmSm90, c"gemm_f16_wgmma_128x256", abi::RS_GEMM_W_THREADS,
             GEMM_W_SMEM, GemmTmaParams;
+        GemmWgmmaMid, GEMM_WGMMA_MID: GemmSm90, c"gemm_f16_wgmma_128x192", abi::RS_GEMM_W_THREADS,
+            GEMM_W_SMEM, GemmTmaParams;
         GemmWgmma, GEMM_WGMMA: GemmSm90, c"gemm_f16_wgmma_128x128", abi::RS_GEMM_W_THREADS,
             GEMM_W_SMEM, GemmTmaParams;
         GemmWgmmaNarrow, GEMM_WGMMA_NARROW: GemmSm90, c"gemm_f16_wgmma_128x64", abi::RS_GEMM_W_THREADS,

@@ -5,8 +5,8 @@
 
 use super::abi::*;
 use super::{
-    Kernel, KernelId, GEMM_LARGE, GEMM_SKINNY, GEMM_SKINNY_8, GEMM_SMALL, GEMM_WGMMA, GEMM_WGMMA_NARROW,
-    GEMM_WGMMA_SMALL, GEMM_WGMMA_SMALL_WIDE, GEMM_WGMMA_WIDE,
+    Kernel, KernelId, GEMM_LARGE, GEMM_SKINNY, GEMM_SKINNY_8, GEMM_SMALL, GEMM_WGMMA, GEMM_WGMMA_MID,
+    GEMM_WGMMA_NARROW, GEMM_WGMMA_SMALL, GEMM_WGMMA_SMALL_WIDE, GEMM_WGMMA_WIDE,
 };
 
 /// Params refused before launch, and why.
@@ -192,25 +192,26 @@ impl GemmParams {
     }
 }
 
-/// The Hopper GEMM kernels (TMA + wgmma, sm_90a) for M > 64: tiles 128×64, 128×128, 128×256.
-pub const HOPPER_PREFILL_GEMMS: [Kernel<GemmTmaParams>; 3] = [GEMM_WGMMA_NARROW, GEMM_WGMMA, GEMM_WGMMA_WIDE];
+/// The Hopper GEMM kernels (TMA + wgmma, sm_90a) for M > 64: tiles 128×64, 128×128, 128×192, 128×256.
+pub const HOPPER_PREFILL_GEMMS: [Kernel<GemmTmaParams>; 4] =
+    [GEMM_WGMMA_NARROW, GEMM_WGMMA, GEMM_WGMMA_MID, GEMM_WGMMA_WIDE];
 
 /// The Hopper GEMM kernels for 8 < M ≤ 64: tiles 64×32 and 64×64.
 pub const HOPPER_SMALL_GEMMS: [Kernel<GemmTmaParams>; 2] = [GEMM_WGMMA_SMALL, GEMM_WGMMA_SMALL_WIDE];
 
 /// The Hopper GEMM's tile for an `m` × `n` × `k` GEMM (M > 64) on `sms` SMs: the width with
 /// the least estimated time, waves of tiles (⌈tiles / sms⌉) × one tile's time. A tile's time,
-/// in units fitted to the kernels' measured times on an H200 (docs/kernels-h200.md): BN + 20
-/// per K step of 64 and 5.5·BN for its epilogue (not yet overlapped with the next tile's
-/// main loop), so wide tiles win at large K and narrow ones when K is short or tiles are few.
-/// Ties go to the wider tile.
+/// in units of about 2 ns fitted to the kernels' measured times on an H200
+/// (docs/kernels-h200.md): BN + 25 per K step of 64 and 7.5·BN for its epilogue (not
+/// overlapped with the next tile's main loop), so wide tiles win at large K and narrow ones
+/// when K is short or tiles are few. Ties go to the wider tile.
 pub fn gemm_wgmma_kernel(m: u32, n: u32, k: u32, sms: u32) -> Kernel<GemmTmaParams> {
     let ksteps = u64::from(k.div_ceil(RS_GEMM_W_BK));
     let cost = |kernel: &Kernel<GemmTmaParams>| {
         let (bm, bn) = wgmma_tile(kernel.id());
         let tiles = u64::from(m.div_ceil(bm)) * u64::from(n.div_ceil(bn));
         let bn = u64::from(bn);
-        tiles.div_ceil(u64::from(sms.max(1))) * (2 * ksteps * (bn + 20) + 11 * bn)
+        tiles.div_ceil(u64::from(sms.max(1))) * (2 * ksteps * (bn + 25) + 15 * bn)
     };
     // min_by_key keeps the first of equals: try the widest first.
     *HOPPER_PREFILL_GEMMS.iter().rev().min_by_key(|k| cost(k)).expect("tiles")
@@ -239,6 +240,7 @@ fn wgmma_tile(k: KernelId) -> (u32, u32) {
         KernelId::GemmWgmmaSmallWide => (RS_GEMM_WS_BM, 2 * RS_GEMM_WS_BN),
         KernelId::GemmWgmmaNarrow => (RS_GEMM_W_BM, RS_GEMM_W_BN_NARROW),
         KernelId::GemmWgmmaWide => (RS_GEMM_W_BM, RS_GEMM_W_BN_WIDE),
+        KernelId::GemmWgmmaMid => (RS_GEMM_W_BM, RS_GEMM_W_BN_MID),
         _ => (RS_GEMM_W_BM, RS_GEMM_W_BN),
     }
 }
@@ -719,9 +721,11 @@ mod tests {
         assert_eq!(small(50257), Some(KernelId::GemmWgmmaSmallWide));
         assert_eq!(h(65, (9, 0)), Some(KernelId::GemmWgmmaNarrow));
         assert!(h(1024, (8, 0)).is_none() && h(1024, (10, 0)).is_none(), "sm_90a only");
-        // BERT-base at batch 8 × 128 (short K, few tiles): 128×64.
+        // BERT-base at batch 8 × 128 (short K, few tiles): 128×64 for N = 768 (96 tiles), and
+        // 128×192 where that makes one round of tiles (2304: 96, 3072: 128 of them).
         assert_eq!(gemm_wgmma_kernel(1024, 768, 768, 132).id(), KernelId::GemmWgmmaNarrow);
-        assert_eq!(gemm_wgmma_kernel(1024, 3072, 768, 132).id(), KernelId::GemmWgmmaNarrow);
+        assert_eq!(gemm_wgmma_kernel(1024, 2304, 768, 132).id(), KernelId::GemmWgmmaMid);
+        assert_eq!(gemm_wgmma_kernel(1024, 3072, 768, 132).id(), KernelId::GemmWgmmaMid);
         // Long K: the wide tiles, unless they would leave most SMs idle.
         assert_eq!(gemm_wgmma_kernel(4096, 4096, 4096, 132).id(), KernelId::GemmWgmmaWide);
         assert_eq!(gemm_wgmma_kernel(1024, 16384, 2048, 132).id(), KernelId::GemmWgmmaWide);
@@ -734,6 +738,7 @@ mod tests {
         };
         assert_eq!(t.units(KernelId::GemmWgmma), 8 * 18);
         assert_eq!(t.units(KernelId::GemmWgmmaNarrow), 8 * 36);
+        assert_eq!(t.units(KernelId::GemmWgmmaMid), 8 * 12);
         assert_eq!(t.units(KernelId::GemmWgmmaWide), 8 * 9);
         assert_eq!(t.units(KernelId::GemmWgmmaSmall), 16 * 72);
         let e = t.check(KernelId::GemmWgmma).unwrap_err().to_string();
