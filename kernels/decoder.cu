@@ -38,7 +38,9 @@ using rs::u64;
 constexpr int WARPS = RS_DEC_THREADS / 32;
 constexpr int B = RS_DEC_MAX_BATCH;
 constexpr unsigned MAX_K = RS_DEC_STAGE_BYTES / 16;  // a tile of 8 columns fills a stage
-constexpr unsigned A_PAD = 32;                       // halves: rows 64 bytes apart in banks
+// Padding of each input row, in halves: with K a multiple of 64, rows then start 64 bytes
+// apart modulo the banks' 128, so loads of two rows at one column do not conflict.
+constexpr unsigned A_PAD = 32;
 constexpr int TILES16 = RS_DEC_MAX_COLS / 16;
 // A stage: the tile's weight rows, then its bias (RS_DEC_MAX_COLS halves) and the LayerNorm's
 // gamma and beta (MAX_K halves each), all copied when the ticket is taken.
@@ -166,12 +168,12 @@ __device__ __forceinline__ void release_add(unsigned* c) {
     asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(c) : "memory");
 }
 
-// The block's shared memory after the stages.
+// The block's shared memory after the stage.
 struct Shared {
     DecoderLayerWeights* layers;  // [n_layers], copied from p.layers
     __half* a;      // [B][K + A_PAD] input rows
     float* red;     // [WARPS][RS_DEC_MAX_COLS][B] per-warp sums
-    unsigned* ticket;
+    unsigned* ticket;  // the held ticket
 };
 
 // One GEMM tile; its weights and vectors are in `stage` (copies complete and visible).
@@ -288,14 +290,10 @@ __device__ __forceinline__ void gemm_tile(const Gemm& g, unsigned index, const _
     }
 }
 
-// Starts the weight copies of ticket t into stage `st` (nothing for attention units and
-// tickets past the end) and commits them as one group, so groups stay one per held ticket.
-__device__ __forceinline__ void prefetch(const DecoderParams& p, const Shared& sh, const Schedule& sc, unsigned t,
-                                         __half* stage) {
-    if (t < sc.total) {
-        const Unit u = sc.at(t);
-        if (u.phase != 1) fill(gemm_of(p, sh.layers, u), u.index, stage);
-    }
+// Starts the weight copies of unit u into `stage` (nothing for an attention unit) as one
+// group of copies.
+__device__ __forceinline__ void prefetch(const DecoderParams& p, const Shared& sh, const Unit& u, __half* stage) {
+    if (u.phase != 1) fill(gemm_of(p, sh.layers, u), u.index, stage);
     rs::cp_async_commit();
 }
 
@@ -309,7 +307,7 @@ __device__ __forceinline__ void run(const DecoderParams& p, unsigned char* smem)
     sh.red = reinterpret_cast<float*>(rest);
     rest += WARPS * RS_DEC_MAX_COLS * B * 4;
     sh.ticket = reinterpret_cast<unsigned*>(rest);
-    rest += 16;
+    rest += 8;  // (the layer table's words stay 8-byte aligned)
     sh.layers = reinterpret_cast<DecoderLayerWeights*>(rest);
     {
         const u64* from = rs::ptr<const u64>(p.layers);
@@ -332,7 +330,7 @@ __device__ __forceinline__ void run(const DecoderParams& p, unsigned char* smem)
         u64* trace = p.trace ? rs::ptr<u64>(p.trace) + 4ull * t : nullptr;
         if (tid == 0 && trace) trace[0] = globaltimer();
         // The weights are copied while the unit waits for its inputs.
-        prefetch(p, sh, sc, t, stage);
+        prefetch(p, sh, u, stage);
         if (tid == 0) {
             // The phase this unit reads: the previous one, or the last of the previous layer.
             if (u.phase > 0 || u.layer > 0) {
@@ -370,8 +368,7 @@ __device__ __forceinline__ void run(const DecoderParams& p, unsigned char* smem)
         }
         __syncthreads();
     }
-    rs::cp_async_wait<0>();
-    __syncthreads();
+    // Every thread left together, with no copies in flight (each unit waited for its own).
     if (tid == 0) {
         __threadfence();
         if (atomicAdd(left, 1u) == gridDim.x - 1) {

@@ -115,11 +115,11 @@ const GEMM_W_SMEM: u32 = abi::RS_GEMM_W_RING_BYTES + 256 + 2 * 64 * abi::RS_GEMM
 
 /// Shared memory of the decoder kernel: its stage (a tile's weights, then its bias and the
 /// norm's gamma and beta), the input rows (8 rows of up to K = STAGE_BYTES / 16, padded by 32
-/// halves), the warps' partial sums, the held tickets (16 bytes) and the layer table.
+/// halves), the warps' partial sums, the held ticket (8 bytes) and the layer table.
 const DECODER_SMEM: u32 = (abi::RS_DEC_STAGE_BYTES + 2 * abi::RS_DEC_MAX_COLS + 2 * 2 * (abi::RS_DEC_STAGE_BYTES / 16))
     + abi::RS_DEC_MAX_BATCH * (abi::RS_DEC_STAGE_BYTES / 16 + 32) * 2
     + abi::RS_DEC_THREADS / 32 * abi::RS_DEC_MAX_COLS * abi::RS_DEC_MAX_BATCH * 4
-    + 16
+    + 8
     + abi::RS_DEC_MAX_LAYERS * 14 * 8;
 
 /// Shared memory of prefill attention: Q, K and V tiles of 64 rows of head_dim + 8 halves.
