@@ -149,11 +149,15 @@ typedef struct GemmTmaParams {
 /* ---- norm.cu ---------------------------------------------------------------- */
 
 #define RS_NORM_THREADS 256
+/** Rows per work unit of the norms: one per warp. */
+#define RS_NORM_ROWS 8
 /** Longest row the norms take (the row is staged in shared memory as FP32). */
 #define RS_NORM_MAX_COLS 8192
+/** Longest row a warp normalises alone, held in registers (16 × 16 bytes per lane). */
+#define RS_NORM_WARP_COLS 4096
 
 /**
- * layer_norm_f16 / rms_norm_f16, one row of `cols` per work unit:
+ * layer_norm_f16 / rms_norm_f16, RS_NORM_ROWS rows of `cols` per work unit:
  *   s = x + residual (residual optional); sum_out = s (optional);
  *   layer_norm: y = (s - mean(s)) / sqrt(var(s) + eps) * gamma + beta (beta optional)
  *   rms_norm:   y = s / sqrt(mean(s²) + eps) * gamma

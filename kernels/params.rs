@@ -319,7 +319,7 @@ impl Params for GemmTmaParams {
 
 impl Params for NormParams {
     fn units(&self, _: KernelId) -> u64 {
-        u64::from(self.rows)
+        u64::from(self.rows.div_ceil(RS_NORM_ROWS))
     }
     fn check(&self, k: KernelId) -> Result<(), ParamError> {
         ensure((1..=RS_NORM_MAX_COLS).contains(&self.cols), k, || {
@@ -800,7 +800,8 @@ mod tests {
     #[test]
     fn row_kernels_count_rows() {
         let n = NormParams { x: 2, gamma: 2, y: 2, rows: 1024, cols: 768, eps: 1e-5, ..Default::default() };
-        assert_eq!(n.units(KernelId::LayerNorm), 1024);
+        assert_eq!(n.units(KernelId::LayerNorm), 1024 / 8, "8 rows a unit, a warp each");
+        assert_eq!(NormParams { rows: 1025, ..n }.units(KernelId::RmsNorm), 129);
         assert!(n.check(KernelId::LayerNorm).is_ok());
         assert!(NormParams { cols: RS_NORM_MAX_COLS + 1, ..n }.check(KernelId::LayerNorm).is_err());
         let a = ArgmaxParams { logits: 2, out: 4, rows: 8, cols: 50257, stride: 50257, _pad: 0 };
