@@ -334,57 +334,39 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
 
 extern __shared__ __align__(1024) unsigned char rs_gemm_w_smem[];
 
-RS_KERNEL void __launch_bounds__(RS_GEMM_W_THREADS, 1) gemm_f16_wgmma_128x128(const __grid_constant__ GemmTmaParams p) {
-    rs::pdl_sync();
+// The entry points, one per tile: gemm_wgmma<BN, consumer warpgroups> on sm_90a.
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    gemm_wgmma<128, 2>(p, rs_gemm_w_smem);
+#define RS_GEMM_WGMMA(BN, CONSUMERS) gemm_wgmma<BN, CONSUMERS>(p, rs_gemm_w_smem)
 #else
-    __trap();
+#define RS_GEMM_WGMMA(BN, CONSUMERS) __trap()
 #endif
-}
 
 RS_KERNEL void __launch_bounds__(RS_GEMM_W_THREADS, 1) gemm_f16_wgmma_128x64(const __grid_constant__ GemmTmaParams p) {
     rs::pdl_sync();
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    gemm_wgmma<64, 2>(p, rs_gemm_w_smem);
-#else
-    __trap();
-#endif
+    RS_GEMM_WGMMA(64, 2);
+}
+
+RS_KERNEL void __launch_bounds__(RS_GEMM_W_THREADS, 1) gemm_f16_wgmma_128x128(const __grid_constant__ GemmTmaParams p) {
+    rs::pdl_sync();
+    RS_GEMM_WGMMA(128, 2);
 }
 
 RS_KERNEL void __launch_bounds__(RS_GEMM_W_THREADS, 1) gemm_f16_wgmma_128x192(const __grid_constant__ GemmTmaParams p) {
     rs::pdl_sync();
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    gemm_wgmma<192, 2>(p, rs_gemm_w_smem);
-#else
-    __trap();
-#endif
+    RS_GEMM_WGMMA(192, 2);
 }
 
 RS_KERNEL void __launch_bounds__(RS_GEMM_W_THREADS, 1) gemm_f16_wgmma_128x256(const __grid_constant__ GemmTmaParams p) {
     rs::pdl_sync();
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    gemm_wgmma<256, 2>(p, rs_gemm_w_smem);
-#else
-    __trap();
-#endif
+    RS_GEMM_WGMMA(256, 2);
 }
-
 
 RS_KERNEL void __launch_bounds__(RS_GEMM_WS_THREADS, 1) gemm_f16_wgmma_64x32(const __grid_constant__ GemmTmaParams p) {
     rs::pdl_sync();
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    gemm_wgmma<32, 1>(p, rs_gemm_w_smem);
-#else
-    __trap();
-#endif
+    RS_GEMM_WGMMA(32, 1);
 }
 
 RS_KERNEL void __launch_bounds__(RS_GEMM_WS_THREADS, 1) gemm_f16_wgmma_64x64(const __grid_constant__ GemmTmaParams p) {
     rs::pdl_sync();
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    gemm_wgmma<64, 1>(p, rs_gemm_w_smem);
-#else
-    __trap();
-#endif
+    RS_GEMM_WGMMA(64, 1);
 }
