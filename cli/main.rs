@@ -49,7 +49,8 @@ enum Command {
         /// Tokens per sequence (the prompt, for decoders).
         #[arg(long, default_value_t = 128)]
         seq: u32,
-        /// A kernel's knee is the fewest SMs within (1 + ε) of full-GPU latency.
+        /// A kernel's knee is the fewest SMs whose latency, with a partition switch, is within
+        /// (1 + ε) of its full speed (the whole GPU's latency, or a partition's where less).
         #[arg(long, default_value_t = 0.05)]
         epsilon: f64,
         /// … or within this many µs of it (timing noise floor), whichever is larger.
