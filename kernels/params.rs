@@ -337,7 +337,7 @@ impl Params for NormParams {
 fn head_dim_of(k: KernelId) -> u32 {
     match k {
         KernelId::AttentionPrefillD32 | KernelId::AttentionDecodeD32 => 32,
-        KernelId::AttentionPrefillD64 | KernelId::AttentionDecodeD64 => 64,
+        KernelId::AttentionPrefillD64 | KernelId::AttentionDecodeD64 | KernelId::DecoderLayersD64 => 64,
         _ => 128,
     }
 }
@@ -582,9 +582,7 @@ impl Params for DecoderParams {
         ensure(self.heads * 64 == self.hidden, k, || {
             format!("heads = {} of 64 must make hidden = {}", self.heads, self.hidden)
         })?;
-        ensure(self.heads_kv >= 1 && self.heads % self.heads_kv == 0, k, || {
-            format!("heads = {} must be a multiple of heads_kv = {}", self.heads, self.heads_kv)
-        })?;
+        check_heads(k, self.heads, self.heads_kv, 64)?;
         ensure(self.max_len >= 1, k, || "max_len = 0".into())?;
         ensure(self.scale.is_finite() && self.eps.is_finite() && self.eps >= 0.0, k, || {
             format!("scale = {}, eps = {}", self.scale, self.eps)
