@@ -15,7 +15,7 @@ use std::time::Duration;
 
 mod common;
 
-use common::{dram_bandwidth, emit};
+use common::{dram_bandwidth, emit, median};
 use criterion::{criterion_group, criterion_main, Criterion};
 use cudarc::driver::sys;
 use rightsize::engine::weights::Spec;
@@ -68,12 +68,6 @@ fn torch_baseline() -> Option<serde_json::Value> {
             None
         }
     }
-}
-
-/// The median, or NaN when the case did not run (a criterion filter left it out).
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 struct Row {

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 mod common;
 
-use common::{check, dram_bandwidth, emit};
+use common::{check, dram_bandwidth, emit, median};
 use criterion::{criterion_group, criterion_main, Criterion};
 use cudarc::driver::sys;
 use half::f16;
@@ -766,12 +766,6 @@ fn only_gemms() -> Option<Vec<(u32, u32, u32)>> {
             std::process::exit(2)
         }
     }
-}
-
-/// The median, or NaN when there are no samples (a criterion filter left the case out).
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 fn bench(c: &mut Criterion) {

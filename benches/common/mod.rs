@@ -1,5 +1,5 @@
 //! What the benches share: checking driver calls, the DRAM bandwidth they compare against,
-//! and writing their tables.
+//! medians, and writing their tables.
 
 use cudarc::driver::sys;
 use rightsize::runtime::{Device, DeviceBuffer, EventTimer};
@@ -26,8 +26,13 @@ pub fn dram_bandwidth(device: &Device, stream: sys::CUstream) -> f64 {
             unsafe { timer.time_ms(stream, copy) }.expect("timing")
         })
         .collect();
+    2.0 * n as f64 / (median(&mut v) / 1e3)
+}
+
+/// The median, or NaN when there are no samples (a criterion filter left the case out).
+pub fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
-    2.0 * n as f64 / (v[2] / 1e3)
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 /// Prints a bench's Markdown table, and writes it to `$RIGHTSIZE_BENCH_TABLE` when set.
