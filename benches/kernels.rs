@@ -125,6 +125,7 @@ fn gemm_cases(cx: &mut Ctx, cases: &mut Vec<Case>, name: &str, m: u32, n: u32, k
             ldc: n,
             ldr: n,
             act,
+            b_stable: 1,
             ..Default::default()
         };
         let keep = vec![any(&da), any(&db), any(&dbias), any(&dc), any(&dres)];
@@ -546,7 +547,22 @@ fn plain_gemm<T: DeviceCopy>(
     c: &DeviceBuffer<T>,
     (m, n, k): (u32, u32, u32),
 ) -> GemmParams {
-    GemmParams { a: a.ptr(), b: b.ptr(), c: c.ptr(), m, n, k, batch: 1, lda: k, ldb: k, ldc: n, ..Default::default() }
+    // B is never written after its upload: kernels may read it before waiting for their
+    // predecessor.
+    GemmParams {
+        a: a.ptr(),
+        b: b.ptr(),
+        c: c.ptr(),
+        m,
+        n,
+        k,
+        batch: 1,
+        lda: k,
+        ldb: k,
+        ldc: n,
+        b_stable: 1,
+        ..Default::default()
+    }
 }
 
 /// SM counts of the partitions the confined GEMMs run on.
@@ -667,7 +683,7 @@ fn gemm_matrix(cx: &mut Ctx, bandwidth: f64, only: Option<&[(u32, u32, u32)]>) -
         "\nThe GEMM matrix (whole device, no epilogue, inputs rotated past 3× L2; median of 5 timings of \
          ≈ 20 ms of graph replays). \"picked\" is the kernel the library runs for the shape; beside it, the four Hopper \
          tile widths for M > 64, and for M ≤ 64 the small-M Hopper tiles (64×32, 64×64) and the mma.sync kernel \
-         for that M (skinny or 64×64). \"of DRAM\" is the bytes of A, B and C over the picked kernel's time against \
+         for that M (skinny or 64×64); for M ≤ 8 on sm_90 the library picks the streamed kernel (gemm_f16_stream_m8). \"of DRAM\" is the bytes of A, B and C over the picked kernel's time against \
          the measured bandwidth.\n\n\
          | M | N×K | picked | µs | TFLOP/s | of DRAM | 128×64 µs | 128×128 µs | 128×192 µs | 128×256 µs | 64×32 µs | 64×64 µs | mma.sync µs | cuBLASLt µs | picked / cuBLASLt (speed) |\n\
          |---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
@@ -695,8 +711,13 @@ fn gemm_matrix(cx: &mut Ctx, bandwidth: f64, only: Option<&[(u32, u32, u32)]>) -
         };
         // The Hopper kernels that serve this M (the four tile widths above 64 rows, the
         // small-M tiles below), and for M ≤ 64 the mma.sync kernel too.
-        let serving: &[Kernel<GemmTmaParams>] =
-            if m <= RS_GEMM_WS_BM { &k::HOPPER_SMALL_GEMMS } else { &k::HOPPER_PREFILL_GEMMS };
+        let serving: &[Kernel<GemmTmaParams>] = if m <= 8 {
+            &[k::GEMM_STREAM_8, k::GEMM_WGMMA_SMALL, k::GEMM_WGMMA_SMALL_WIDE]
+        } else if m <= RS_GEMM_WS_BM {
+            &k::HOPPER_SMALL_GEMMS
+        } else {
+            &k::HOPPER_PREFILL_GEMMS
+        };
         let hopper_times: Vec<(k::KernelId, f64)> = if hopper {
             serving.iter().map(|&kernel| (kernel.id(), time_tma(cx, kernel))).collect()
         } else {

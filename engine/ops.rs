@@ -169,7 +169,8 @@ fn linear_with(
     let info = t.runtime().device().info();
     let hopper = hopper_gemm(m, n, kk, info.compute_capability, info.sm_count);
     let own = gemm_kernel(m);
-    let fused = backend == GemmBackend::Rightsize && hopper.is_none() && fuses_norm(own.id());
+    let picked = hopper.map_or(own.id(), |k| k.id());
+    let fused = backend == GemmBackend::Rightsize && fuses_norm(picked);
     let (x, norm) = match norm {
         Some((nw, _)) if fused => (x, Some(nw)),
         Some((nw, scratch)) => {
@@ -197,10 +198,12 @@ fn linear_with(
         norm_gamma: norm.map(|nw| vector(nw.gamma, kk, "norm gamma")).transpose()?.unwrap_or(0),
         norm_beta: norm.and_then(|nw| nw.beta).map(|b| vector(b, kk, "norm beta")).transpose()?.unwrap_or(0),
         norm_eps: norm.map_or(0.0, |nw| nw.eps),
+        // Weights: no kernel writes them once loaded.
+        b_stable: 1,
         ..Default::default()
     };
     match backend {
-        // Prefill-sized GEMMs on Hopper: the TMA + wgmma kernel.
+        // On Hopper: the TMA kernels (streamed for decode sizes, wgmma above).
         GemmBackend::Rightsize if let Some(kernel) = hopper => {
             let tp = GemmTmaParams::new(&p, kernel).map_err(crate::runtime::Error::from)?;
             // SAFETY: every view was checked against its live buffer above; the tensor maps

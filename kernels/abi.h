@@ -85,6 +85,16 @@ typedef struct CopyU32Params {
 #define RS_GEMM_T_MAX_M 32
 #define RS_GEMM_T_BN 16
 #define RS_GEMM_T_THREADS 256
+/** Streamed decode GEMM (gemm_stream.cu, sm_90a, M ≤ 8): units of RS_GEMM_T_BN columns; a
+ *  producer thread streams weights and A in K chunks of ≤ RS_GEMM_D_KC columns (TMA boxes of
+ *  RS_GEMM_D_BOX columns) into a ring of RS_GEMM_D_RING_BYTES (≤ RS_GEMM_D_MAX_STAGES
+ *  stages) for RS_GEMM_D_CONSUMERS warps. */
+#define RS_GEMM_D_CONSUMERS 8
+#define RS_GEMM_D_THREADS 288
+#define RS_GEMM_D_KC 1024
+#define RS_GEMM_D_BOX 256
+#define RS_GEMM_D_RING_BYTES 147456
+#define RS_GEMM_D_MAX_STAGES 16
 /** Small tile: 64x64, 4 warps (decode-sized M). */
 #define RS_GEMM_S_BM 64
 #define RS_GEMM_S_BN 64
@@ -96,10 +106,12 @@ typedef struct CopyU32Params {
  * i.e. C = A·Bᵀ: A is M×K row-major (row stride lda), B is N×K row-major (ldb), C and R are
  * M×N (ldc, ldr). FP16 in and out, FP32 accumulation. bias (N halves) and residual are
  * optional (0). Batch strides are in elements (0 broadcasts).
- * Fused input norm (the skinny kernels only, batch 1): with norm = RS_NORM_LAYER or
+ * Fused input norm (the skinny and streamed kernels only, batch 1): with norm = RS_NORM_LAYER or
  * RS_NORM_RMS, each row of A is first normalised as layer_norm_f16 / rms_norm_f16 do
  * (norm_gamma required, norm_beta optional for LayerNorm, norm_eps) and rounded to FP16, and
  * that row takes A's place. A itself is not written.
+ * b_stable = 1 promises that B is not written by the kernel launched before this one on its
+ * stream (weights): a kernel may then start reading B before it waits for that kernel (PDL).
  * Constraints: K, lda, ldb multiples of 8; a, b 16-byte aligned; ldc, ldr ≥ N.
  */
 typedef struct GemmParams {
@@ -111,7 +123,7 @@ typedef struct GemmParams {
     unsigned int act;
     unsigned int norm;
     float norm_eps;
-    unsigned int _pad;
+    unsigned int b_stable;
 } GemmParams;
 
 /** Hopper GEMM (gemm_sm90.cu): 128x256, 128x192, 128x128 or 128x64 tiles (3 warpgroups), BK 64,
@@ -137,8 +149,10 @@ typedef struct __attribute__((aligned(128))) RsTensorMap {
 } RsTensorMap;
 
 /**
- * gemm_f16_wgmma_128x{128,64}: GemmParams `g` (batch 1) with the tensor maps of A (K × M,
- * box 64 × 128) and B (K × N, box 64 × BN), both FP16 with 128-byte swizzle.
+ * The Hopper GEMMs (gemm_f16_wgmma_*, gemm_f16_stream_m8): GemmParams `g` (batch 1) with the
+ * tensor maps of A (K × M) and B (K × N), FP16: boxes of 64 columns × the tile's rows with
+ * 128-byte swizzle for the wgmma kernels, of RS_GEMM_D_BOX columns × 8 (A) or 16 (B) rows
+ * without swizzle for the streamed one (params.rs::GemmTmaParams::new).
  */
 typedef struct GemmTmaParams {
     RsTensorMap map_a;

@@ -24,47 +24,16 @@
 // Only sm_90a has wgmma/TMA; on other targets the kernels trap (the runtime never picks them).
 // Reference:  kernels/reference.rs::gemm.
 #include "common.cuh"
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#include "sm90.cuh"
+#endif
 
 namespace {
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 
-using rs::u64;
+using namespace rs;
 constexpr int BK = RS_GEMM_W_BK, EPI_STRIDE = RS_GEMM_W_EPI_STRIDE;
-
-__device__ __forceinline__ unsigned smem_addr(const void* p) {
-    return static_cast<unsigned>(__cvta_generic_to_shared(p));
-}
-
-__device__ __forceinline__ void mbar_init(unsigned bar, unsigned count) {
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(bar), "r"(count) : "memory");
-}
-
-__device__ __forceinline__ void mbar_expect_tx(unsigned bar, unsigned bytes) {
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(bytes) : "memory");
-}
-
-__device__ __forceinline__ void mbar_arrive(unsigned bar) {
-    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(bar) : "memory");
-}
-
-__device__ __forceinline__ void mbar_wait(unsigned bar, unsigned parity) {
-    unsigned done;
-    do {
-        asm volatile(
-            "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}"
-            : "=r"(done)
-            : "r"(bar), "r"(parity)
-            : "memory");
-    } while (!done);
-}
-
-__device__ __forceinline__ void tma_load(unsigned dst, const void* map, int c0, int c1, unsigned bar) {
-    asm volatile(
-        "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];" ::"r"(dst),
-        "l"(reinterpret_cast<u64>(map)), "r"(c0), "r"(c1), "r"(bar)
-        : "memory");
-}
 
 // Stores C[row + 8h][col + j] = gemm_value(src[8h·EPI_STRIDE + j], …) for h = 0, 1 and j < 8,
 // those with row + 8h < M and col + j < N, from the epilogue buffer `src`. When `vec` (C, R and
@@ -227,7 +196,7 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
             mbar_init(full + 8 * s, 1);
             mbar_init(empty + 8 * s, CONSUMERS * 128);
         }
-        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+        mbar_init_fence();
     }
     __syncthreads();
 

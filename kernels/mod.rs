@@ -113,6 +113,10 @@ const fn gemm_smem(bm: u32, bn: u32) -> u32 {
 /// atom.
 const GEMM_W_SMEM: u32 = abi::RS_GEMM_W_RING_BYTES + 256 + 2 * 64 * abi::RS_GEMM_W_EPI_STRIDE * 4 + 1024;
 
+/// Shared memory of the streamed decode GEMM: its ring, then a full and an empty barrier per
+/// stage.
+const GEMM_D_SMEM: u32 = abi::RS_GEMM_D_RING_BYTES + 2 * 8 * abi::RS_GEMM_D_MAX_STAGES;
+
 /// Shared memory of the decoder kernel: its stage (a tile's weights, then its bias and the
 /// norm's gamma and beta), the input rows (8 rows of up to K = STAGE_BYTES / 16, padded by 32
 /// halves), the warps' partial sums, the held ticket (8 bytes) and the layer table.
@@ -133,6 +137,7 @@ registry! {
         Vector => "vector.cu", VECTOR;
         Gemm => "gemm.cu", GEMM;
         GemmSm90 => "gemm_sm90.cu", GEMM_SM90;
+        GemmStream => "gemm_stream.cu", GEMM_STREAM;
         Norm => "norm.cu", NORM;
         Attention => "attention.cu", ATTENTION;
         KvCache => "kvcache.cu", KVCACHE;
@@ -167,6 +172,8 @@ registry! {
             GEMM_W_SMEM, GemmTmaParams;
         GemmSkinny8, GEMM_SKINNY_8: Gemm, c"gemm_f16_skinny_m8", abi::RS_GEMM_T_THREADS, 0, GemmParams;
         GemmSkinny, GEMM_SKINNY: Gemm, c"gemm_f16_skinny_m32", abi::RS_GEMM_T_THREADS, 0, GemmParams;
+        GemmStream8, GEMM_STREAM_8: GemmStream, c"gemm_f16_stream_m8", abi::RS_GEMM_D_THREADS, GEMM_D_SMEM,
+            GemmTmaParams;
         LayerNorm, LAYER_NORM: Norm, c"layer_norm_f16", abi::RS_NORM_THREADS, 0, NormParams;
         RmsNorm, RMS_NORM: Norm, c"rms_norm_f16", abi::RS_NORM_THREADS, 0, NormParams;
         AttentionPrefillD32, ATTENTION_PREFILL_D32: Attention, c"attention_prefill_d32", abi::RS_ATTN_THREADS,

@@ -5,7 +5,7 @@
 
 use super::abi::*;
 use super::{
-    Kernel, KernelId, GEMM_LARGE, GEMM_SKINNY, GEMM_SKINNY_8, GEMM_SMALL, GEMM_WGMMA, GEMM_WGMMA_MID,
+    Kernel, KernelId, GEMM_LARGE, GEMM_SKINNY, GEMM_SKINNY_8, GEMM_SMALL, GEMM_STREAM_8, GEMM_WGMMA, GEMM_WGMMA_MID,
     GEMM_WGMMA_NARROW, GEMM_WGMMA_SMALL, GEMM_WGMMA_SMALL_WIDE, GEMM_WGMMA_WIDE,
 };
 
@@ -143,8 +143,8 @@ impl Params for GemmParams {
     }
     fn check(&self, k: KernelId) -> Result<(), ParamError> {
         let a = RS_GEMM_K_ALIGN;
-        if matches!(k, KernelId::GemmSkinny | KernelId::GemmSkinny8) {
-            let max = if k == KernelId::GemmSkinny8 { 8 } else { RS_GEMM_T_MAX_M };
+        if matches!(k, KernelId::GemmSkinny | KernelId::GemmSkinny8 | KernelId::GemmStream8) {
+            let max = if k == KernelId::GemmSkinny { RS_GEMM_T_MAX_M } else { 8 };
             ensure(self.m <= max, k, || format!("M = {} exceeds its {max} rows", self.m))?;
         }
         ensure(self.k >= a && self.k % a == 0, k, || format!("K = {} must be a positive multiple of {a}", self.k))?;
@@ -152,6 +152,7 @@ impl Params for GemmParams {
         ensure(self.ldb >= self.k && self.ldb % a == 0, k, || format!("ldb = {} (K = {})", self.ldb, self.k))?;
         ensure(self.ldc >= self.n, k, || format!("ldc = {} (N = {})", self.ldc, self.n))?;
         ensure(self.act <= RS_ACT_GELU_ERF, k, || format!("unknown activation {}", self.act))?;
+        ensure(self.b_stable <= 1, k, || format!("b_stable = {} (0 or 1)", self.b_stable))?;
         pointers(k, &[("a", self.a, 16), ("b", self.b, 16), ("c", self.c, 2)])?;
         optional(k, &[("bias", self.bias, 2), ("residual", self.residual, 2)])?;
         if self.residual != 0 {
@@ -172,17 +173,17 @@ impl Params for GemmParams {
 
 /// Whether GEMM kernel `k` can normalise its input rows itself (`GemmParams.norm`).
 pub fn fuses_norm(k: KernelId) -> bool {
-    matches!(k, KernelId::GemmSkinny | KernelId::GemmSkinny8)
+    matches!(k, KernelId::GemmSkinny | KernelId::GemmSkinny8 | KernelId::GemmStream8)
 }
 
 impl GemmParams {
-    /// The fused input norm: only the skinny kernels take one, for batch 1, with gamma and
+    /// The fused input norm: only the decode kernels (skinny, streamed) take one, for batch 1, with gamma and
     /// (LayerNorm only) an optional beta.
     fn check_norm(&self, k: KernelId) -> Result<(), ParamError> {
         if self.norm == RS_NORM_NONE {
             return ensure(self.norm_gamma == 0 && self.norm_beta == 0, k, || "norm weights without a norm".into());
         }
-        ensure(fuses_norm(k), k, || "only the skinny GEMMs fuse an input norm".into())?;
+        ensure(fuses_norm(k), k, || "only the decode GEMMs (skinny, streamed) fuse an input norm".into())?;
         ensure(self.norm <= RS_NORM_RMS, k, || format!("unknown norm {}", self.norm))?;
         ensure(self.batch == 1, k, || format!("batch = {}: a fused norm takes batch 1", self.batch))?;
         ensure(self.norm_eps >= 0.0 && self.norm_eps.is_finite(), k, || format!("norm_eps = {}", self.norm_eps))?;
@@ -218,13 +219,15 @@ pub fn gemm_wgmma_kernel(m: u32, n: u32, k: u32, sms: u32) -> Kernel<GemmTmaPara
 }
 
 /// The Hopper GEMM the library runs for an `m` × `n` × `k` GEMM on a GPU of compute
-/// capability `cc` with `sms` SMs, if any: on sm_90, for 8 < M ≤ 64 (M ≤ 8 keeps the skinny
-/// kernel) the 64×64 tiles when they give every SM one, else the 64×32 ones (twice as many
-/// units streaming the weights); above, [`gemm_wgmma_kernel`]'s tile; elsewhere none (the
+/// capability `cc` with `sms` SMs, if any: on sm_90, for M ≤ 8 (decode) the streamed kernel
+/// when K > 1024 (with K ≤ 1024 one round of the skinny kernel's loads holds a whole unit, and
+/// it starts sooner: [`gemm_kernel`]'s kernel runs), for 8 < M ≤ 64 the 64×64 tiles when they give every SM one, else the 64×32 ones (twice as
+/// many units streaming the weights); above, [`gemm_wgmma_kernel`]'s tile; elsewhere none (the
 /// cubin is sm_90a only).
 pub fn hopper_gemm(m: u32, n: u32, k: u32, cc: (u32, u32), sms: u32) -> Option<Kernel<GemmTmaParams>> {
     match m {
         _ if cc != (9, 0) => None,
+        ..=8 if k > RS_GEMM_D_KC => Some(GEMM_STREAM_8),
         ..=8 => None,
         9..=RS_GEMM_WS_BM if n.div_ceil(2 * RS_GEMM_WS_BN) >= sms => Some(GEMM_WGMMA_SMALL_WIDE),
         9..=RS_GEMM_WS_BM => Some(GEMM_WGMMA_SMALL),
@@ -236,6 +239,7 @@ pub fn hopper_gemm(m: u32, n: u32, k: u32, cc: (u32, u32), sms: u32) -> Option<K
 /// tensor maps load.
 fn wgmma_tile(k: KernelId) -> (u32, u32) {
     match k {
+        KernelId::GemmStream8 => (8, RS_GEMM_T_BN),
         KernelId::GemmWgmmaSmall => (RS_GEMM_WS_BM, RS_GEMM_WS_BN),
         KernelId::GemmWgmmaSmallWide => (RS_GEMM_WS_BM, 2 * RS_GEMM_WS_BN),
         KernelId::GemmWgmmaNarrow => (RS_GEMM_W_BM, RS_GEMM_W_BN_NARROW),
@@ -246,19 +250,21 @@ fn wgmma_tile(k: KernelId) -> (u32, u32) {
 }
 
 /// A 2-D FP16 tensor map of a row-major `rows` × `cols` matrix with leading dimension `ld`
-/// (elements), read in boxes of `RS_GEMM_W_BK` columns × `box_rows` rows with 128-byte swizzle.
+/// (elements), read in boxes of `box_cols` columns × `box_rows` rows, with 128-byte swizzle or
+/// none; out-of-bounds elements read as zeros.
 fn tensor_map(
     kernel: KernelId,
     name: &str,
     ptr: u64,
     (rows, cols, ld): (u32, u32, u32),
-    box_rows: u32,
+    (box_rows, box_cols): (u32, u32),
+    swizzle: bool,
 ) -> Result<RsTensorMap, ParamError> {
     use cudarc::driver::sys;
     let mut map = sys::CUtensorMap { opaque: [0; 16] };
     let dims = [u64::from(cols), u64::from(rows)];
     let strides = [u64::from(ld) * 2];
-    let boxes = [RS_GEMM_W_BK, box_rows];
+    let boxes = [box_cols, box_rows];
     let steps = [1u32, 1];
     // SAFETY: encodes a descriptor on the host from the arrays above; nothing is dereferenced.
     let r = unsafe {
@@ -272,7 +278,11 @@ fn tensor_map(
             boxes.as_ptr(),
             steps.as_ptr(),
             sys::CUtensorMapInterleave::CU_TENSOR_MAP_INTERLEAVE_NONE,
-            sys::CUtensorMapSwizzle::CU_TENSOR_MAP_SWIZZLE_128B,
+            if swizzle {
+                sys::CUtensorMapSwizzle::CU_TENSOR_MAP_SWIZZLE_128B
+            } else {
+                sys::CUtensorMapSwizzle::CU_TENSOR_MAP_SWIZZLE_NONE
+            },
             sys::CUtensorMapL2promotion::CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
             sys::CUtensorMapFloatOOBfill::CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE,
         )
@@ -292,9 +302,12 @@ impl GemmTmaParams {
         g.check(k)?;
         ensure(g.batch == 1, k, || format!("batch = {} (this kernel does batch 1)", g.batch))?;
         let (bm, bn) = wgmma_tile(k);
+        // The streamed kernel reads boxes of RS_GEMM_D_BOX columns as they are; the wgmma
+        // kernels 64 columns (128 bytes) with the 128-byte swizzle their descriptors expect.
+        let (cols, swizzle) = if k == KernelId::GemmStream8 { (RS_GEMM_D_BOX, false) } else { (RS_GEMM_W_BK, true) };
         Ok(GemmTmaParams {
-            map_a: tensor_map(k, "A", g.a, (g.m, g.k, g.lda), bm)?,
-            map_b: tensor_map(k, "B", g.b, (g.n, g.k, g.ldb), bn)?,
+            map_a: tensor_map(k, "A", g.a, (g.m, g.k, g.lda), (bm, cols), swizzle)?,
+            map_b: tensor_map(k, "B", g.b, (g.n, g.k, g.ldb), (bn, cols), swizzle)?,
             g: *g,
         })
     }
@@ -678,6 +691,7 @@ mod tests {
         let p = GemmParams { norm: RS_NORM_LAYER, norm_gamma: 4096, norm_eps: 1e-5, ..gemm(8, 768, 768) };
         assert!(p.check(KernelId::GemmSkinny8).is_ok());
         assert!(p.check(KernelId::GemmSkinny).is_ok());
+        assert!(p.check(KernelId::GemmStream8).is_ok());
         for k in [KernelId::GemmLarge, KernelId::GemmSmall, KernelId::GemmWgmmaSmall] {
             assert!(p.check(k).unwrap_err().reason.contains("fuse"), "{k}");
         }
@@ -702,6 +716,8 @@ mod tests {
         assert_eq!(gemm_kernel(8).id(), KernelId::GemmSkinny8);
         assert_eq!(gemm_kernel(9).id(), KernelId::GemmSkinny);
         assert!(gemm(9, 8, 8).check(KernelId::GemmSkinny8).unwrap_err().to_string().contains("M = 9"));
+        assert!(gemm(9, 8, 8).check(KernelId::GemmStream8).unwrap_err().to_string().contains("M = 9"));
+        assert!(GemmParams { b_stable: 2, ..gemm(8, 8, 8) }.check(KernelId::GemmStream8).is_err());
         assert_eq!(gemm_kernel(33).id(), KernelId::GemmSmall);
         assert!(gemm(33, 8, 8).check(KernelId::GemmSkinny).unwrap_err().to_string().contains("M = 33"));
         assert_eq!(gemm_kernel(1024).id(), KernelId::GemmLarge);
@@ -711,7 +727,11 @@ mod tests {
     fn hopper_gemm_serves_prefill_on_sm90_with_tiles_that_fill_the_sms() {
         let h = |m, cc| hopper_gemm(m, 768, 768, cc, 132).map(|k| k.id());
         assert_eq!(h(1024, (9, 0)), Some(KernelId::GemmWgmmaNarrow));
-        assert_eq!(h(8, (9, 0)), None, "M ≤ 8 keeps the skinny kernel");
+        assert_eq!(h(8, (9, 0)), None, "M ≤ 8, K ≤ 1024: the skinny kernel");
+        let decode = |m, k| hopper_gemm(m, 4096, k, (9, 0), 132).map(|k| k.id());
+        assert_eq!(decode(8, 4096), Some(KernelId::GemmStream8));
+        assert_eq!(decode(1, 2048), Some(KernelId::GemmStream8));
+        assert_eq!(decode(8, 1024), None);
         assert_eq!(h(9, (9, 0)), Some(KernelId::GemmWgmmaSmall));
         assert_eq!(h(64, (9, 0)), Some(KernelId::GemmWgmmaSmall));
         let small = |n| hopper_gemm(64, n, 4096, (9, 0), 132).map(|k| k.id());

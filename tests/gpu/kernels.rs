@@ -120,6 +120,7 @@ fn gemm_matches_reference() {
         (200, 2304, 768),
         (70, 392, 136),
         (8, 50257, 768),
+        (7, 70, 2600),
         (32, 770, 3072),
     ] {
         let a = rand_f16(&mut rng, m * kk, -1.0, 1.0);
@@ -153,13 +154,16 @@ fn gemm_matches_reference() {
                 let got = at_every_grid(&rt, &what, kernel, &p, &mut out, |_| {});
                 assert_close(&what, &got, &want);
             }
-            // The Hopper kernel (TMA + wgmma) on sm_90, at every M.
+            // The Hopper kernels (TMA + wgmma) on sm_90, at every M, and the streamed one.
             if rt.device().info().compute_capability == (9, 0) {
                 for kernel in k::HOPPER_PREFILL_GEMMS.into_iter().chain(k::HOPPER_SMALL_GEMMS) {
                     let tp = GemmTmaParams::new(&p, kernel).unwrap();
                     let what = format!("{} {m}x{n}x{kk} {name}", kernel.id());
                     let got = at_every_grid(&rt, &what, kernel, &tp, &mut out, |_| {});
                     assert_close(&what, &got, &want);
+                }
+                if m <= 8 {
+                    check_streamed(&rt, &format!("{m}x{n}x{kk} {name}"), &p, &mut out, &want);
                 }
             }
             let chosen = match m {
@@ -170,6 +174,20 @@ fn gemm_matches_reference() {
             };
             assert_eq!(gemm_kernel(m as u32).id(), chosen);
         }
+    }
+}
+
+/// The streamed decode GEMM (sm_90, M ≤ 8), reading B before or after the wait for its
+/// predecessor: close to the reference, and the same bits as the skinny kernel, whose
+/// operations it does in the same order.
+fn check_streamed(rt: &Runtime, what: &str, p: &GemmParams, out: &mut DeviceBuffer<f16>, want: &[f16]) {
+    let skinny = at_every_grid(rt, what, k::GEMM_SKINNY_8, p, out, |_| {});
+    for b_stable in [0, 1] {
+        let tp = GemmTmaParams::new(&GemmParams { b_stable, ..*p }, k::GEMM_STREAM_8).unwrap();
+        let what = format!("{} {what} b_stable {b_stable}", k::GEMM_STREAM_8.id());
+        let got = at_every_grid(rt, &what, k::GEMM_STREAM_8, &tp, out, |_| {});
+        assert_close(&what, &got, want);
+        assert_same_bits(&format!("{what} against the skinny kernel"), &got, &skinny);
     }
 }
 
@@ -442,7 +460,7 @@ fn skinny_gemm_with_fused_norm_matches_reference() {
     let rt = runtime();
     let mut rng = fresh_rng("fused norm gemm");
     let eps = 1e-5;
-    for (m, n, kk) in [(1usize, 300usize, 776usize), (8, 2304, 768), (20, 770, 1000), (32, 64, 4096)] {
+    for (m, n, kk) in [(1usize, 300usize, 776usize), (8, 2304, 768), (5, 100, 2600), (20, 770, 1000), (32, 64, 4096)] {
         let a = rand_f16(&mut rng, m * kk, -2.0, 2.0);
         let b = rand_f16(&mut rng, n * kk, -1.0, 1.0);
         let bias = rand_f16(&mut rng, n, -1.0, 1.0);
@@ -486,6 +504,9 @@ fn skinny_gemm_with_fused_norm_matches_reference() {
                 let what = format!("{} {m}x{n}x{kk} {name}", kernel.id());
                 let got = at_every_grid(&rt, &what, kernel, &p, &mut out, |_| {});
                 assert_close(&what, &got, &want);
+            }
+            if m <= 8 && rt.device().info().compute_capability == (9, 0) {
+                check_streamed(&rt, &format!("{m}x{n}x{kk} {name}"), &p, &mut out, &want);
             }
             // A is left as it was.
             assert_same_bits("fused norm input", &da.to_host().unwrap(), &a);
