@@ -17,8 +17,10 @@
 //             ring. With p.b_stable (weights, which the previous kernel does not write) the first
 //             stages' weight boxes are requested before the kernel waits for that kernel (PDL),
 //             their A boxes after. Each consumer warp frees a stage through its empty barrier
-//             once it has read it. Few, large copies: one per 8 KiB of weights (a copy per
-//             2 KiB row ran at a third of the rate: the copies' issue, not DRAM, set the pace).
+//             once it has read it. Few, large copies: one per 8 KiB of weights. (With a copy
+//             per weight row, the rate followed the copies' size — rows of 512, 1024 and 2048
+//             bytes gave 31%, 57% and 73% of DRAM bandwidth on 8×4096×4096 — so the copies'
+//             issue, not DRAM, set the pace.)
 // Method:     the skinny kernel's, in the same order: Cᵀ on tensor cores (mma m16n8k16 with 16
 //             weight rows as the first operand and the ≤ 8 rows of A as the second, each lane
 //             using the 16 contiguous bytes it loads of each row as its fragment elements),
@@ -73,7 +75,8 @@ __device__ __forceinline__ Ring ring_of(const GemmParams& p, const unsigned char
 }
 
 // Stage t of this block holds chunk t % chunks of its unit blockIdx.x + (t / chunks)·gridDim.x.
-__device__ __forceinline__ u64 unit_of(const Ring& r, unsigned t) { return blockIdx.x + (u64)(t / r.chunks) * gridDim.x; }
+// (Batch 1: units = ⌈N/16⌉ fit 32 bits.)
+__device__ __forceinline__ unsigned unit_of(const Ring& r, unsigned t) { return blockIdx.x + t / r.chunks * gridDim.x; }
 
 // Producer (one thread): the copies of stage t — with `b`, its weight boxes (the full barrier
 // armed with the stage's bytes, B's and A's, once the slot is free); with `a`, its A boxes.
