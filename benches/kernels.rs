@@ -682,11 +682,12 @@ fn gemm_matrix(cx: &mut Ctx, bandwidth: f64, only: Option<&[(u32, u32, u32)]>) -
     let mut t = String::from(
         "\nThe GEMM matrix (whole device, no epilogue, inputs rotated past 3× L2; median of 5 timings of \
          ≈ 20 ms of graph replays). \"picked\" is the kernel the library runs for the shape; beside it, the four Hopper \
-         tile widths for M > 64, and for M ≤ 64 the small-M Hopper tiles (64×32, 64×64) and the mma.sync kernel \
-         for that M (skinny or 64×64); for M ≤ 8 on sm_90 the library picks the streamed kernel (gemm_f16_stream_m8). \"of DRAM\" is the bytes of A, B and C over the picked kernel's time against \
+         tile widths for M > 64, for M ≤ 64 the small-M Hopper tiles (64×32, 64×64) and the mma.sync kernel \
+         for that M (skinny or 64×64), and for M ≤ 8 the streamed kernel (gemm_f16_stream_m8, which sm_90 picks when \
+         K > 1024). \"of DRAM\" is the bytes of A, B and C over the picked kernel's time against \
          the measured bandwidth.\n\n\
-         | M | N×K | picked | µs | TFLOP/s | of DRAM | 128×64 µs | 128×128 µs | 128×192 µs | 128×256 µs | 64×32 µs | 64×64 µs | mma.sync µs | cuBLASLt µs | picked / cuBLASLt (speed) |\n\
-         |---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+         | M | N×K | picked | µs | TFLOP/s | of DRAM | 128×64 µs | 128×128 µs | 128×192 µs | 128×256 µs | 64×32 µs | 64×64 µs | streamed µs | mma.sync µs | cuBLASLt µs | picked / cuBLASLt (speed) |\n\
+         |---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     let all: Vec<(&str, u32, u32, u32)> = match only {
         Some(list) => list.iter().map(|&(m, n, kk)| ("", m, n, kk)).collect(),
@@ -757,7 +758,7 @@ fn gemm_matrix(cx: &mut Ctx, bandwidth: f64, only: Option<&[(u32, u32, u32)]>) -
         let flops = 2.0 * f64::from(m) * f64::from(n) * f64::from(kk);
         let shape = if label.is_empty() { format!("{n}×{kk}") } else { format!("{n}×{kk} ({label})") };
         t += &format!(
-            "| {m} | {shape} | {name} | {:.2} | {:.1} | {:.0}% | {} | {} | {} | {} | {} | {} | {} | {blas_us} | {ratio} |\n",
+            "| {m} | {shape} | {name} | {:.2} | {:.1} | {:.0}% | {} | {} | {} | {} | {} | {} | {} | {} | {blas_us} | {ratio} |\n",
             ours * 1e6,
             flops / ours / 1e12,
             100.0 * bytes / ours / bandwidth,
@@ -767,6 +768,7 @@ fn gemm_matrix(cx: &mut Ctx, bandwidth: f64, only: Option<&[(u32, u32, u32)]>) -
             us(hopper_time(k::GEMM_WGMMA_WIDE)),
             us(hopper_time(k::GEMM_WGMMA_SMALL)),
             us(hopper_time(k::GEMM_WGMMA_SMALL_WIDE)),
+            us(hopper_time(k::GEMM_STREAM_8)),
             us(sm80.map(|(_, t)| t)),
         );
     }
