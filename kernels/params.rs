@@ -718,6 +718,14 @@ mod tests {
         assert!(gemm(9, 8, 8).check(KernelId::GemmSkinny8).unwrap_err().to_string().contains("M = 9"));
         assert!(gemm(9, 8, 8).check(KernelId::GemmStream8).unwrap_err().to_string().contains("M = 9"));
         assert!(GemmParams { b_stable: 2, ..gemm(8, 8, 8) }.check(KernelId::GemmStream8).is_err());
+        // The streamed kernel's units are the skinny kernel's: 16 output columns each.
+        let tp = GemmTmaParams {
+            map_a: RsTensorMap { opaque: [0; 16] },
+            map_b: RsTensorMap { opaque: [0; 16] },
+            g: gemm(8, 4100, 4096),
+        };
+        assert_eq!(tp.units(KernelId::GemmStream8), 257);
+        assert!(tp.check(KernelId::GemmStream8).unwrap_err().reason.contains("tensor maps"));
         assert_eq!(gemm_kernel(33).id(), KernelId::GemmSmall);
         assert!(gemm(33, 8, 8).check(KernelId::GemmSkinny).unwrap_err().to_string().contains("M = 33"));
         assert_eq!(gemm_kernel(1024).id(), KernelId::GemmLarge);
