@@ -209,9 +209,9 @@ pub const HOPPER_SMALL_GEMMS: [Kernel<GemmTmaParams>; 2] = [GEMM_WGMMA_SMALL, GE
 pub fn gemm_wgmma_kernel(m: u32, n: u32, k: u32, sms: u32) -> Kernel<GemmTmaParams> {
     let ksteps = u64::from(k.div_ceil(RS_GEMM_W_BK));
     let cost = |kernel: &Kernel<GemmTmaParams>| {
-        let (bm, bn) = wgmma_tile(kernel.id());
-        let tiles = u64::from(m.div_ceil(bm)) * u64::from(n.div_ceil(bn));
-        let bn = u64::from(bn);
+        let b = tma_boxes(kernel.id());
+        let tiles = u64::from(m.div_ceil(b.a_rows)) * u64::from(n.div_ceil(b.b_rows));
+        let bn = u64::from(b.b_rows);
         tiles.div_ceil(u64::from(sms.max(1))) * (2 * ksteps * (bn + 25) + 15 * bn)
     };
     // min_by_key keeps the first of equals: try the widest first.
@@ -235,17 +235,27 @@ pub fn hopper_gemm(m: u32, n: u32, k: u32, cc: (u32, u32), sms: u32) -> Option<K
     }
 }
 
-/// (rows of A, rows of B) in one work unit of Hopper GEMM `k`: its tile, and the boxes its
-/// tensor maps load.
-fn wgmma_tile(k: KernelId) -> (u32, u32) {
+/// The boxes the tensor maps of Hopper GEMM `k` load: rows of A and of B — the kernel's work
+/// unit, a tile of A-rows × B-rows outputs — and their columns: 64 (128 bytes) with the
+/// 128-byte swizzle the wgmma kernels' descriptors expect, or RS_GEMM_D_BOX as they are for
+/// the streamed kernel.
+struct TmaBoxes {
+    a_rows: u32,
+    b_rows: u32,
+    cols: u32,
+    swizzle: bool,
+}
+
+fn tma_boxes(k: KernelId) -> TmaBoxes {
+    let wgmma = |a_rows, b_rows| TmaBoxes { a_rows, b_rows, cols: RS_GEMM_W_BK, swizzle: true };
     match k {
-        KernelId::GemmStream8 => (8, RS_GEMM_T_BN),
-        KernelId::GemmWgmmaSmall => (RS_GEMM_WS_BM, RS_GEMM_WS_BN),
-        KernelId::GemmWgmmaSmallWide => (RS_GEMM_WS_BM, 2 * RS_GEMM_WS_BN),
-        KernelId::GemmWgmmaNarrow => (RS_GEMM_W_BM, RS_GEMM_W_BN_NARROW),
-        KernelId::GemmWgmmaWide => (RS_GEMM_W_BM, RS_GEMM_W_BN_WIDE),
-        KernelId::GemmWgmmaMid => (RS_GEMM_W_BM, RS_GEMM_W_BN_MID),
-        _ => (RS_GEMM_W_BM, RS_GEMM_W_BN),
+        KernelId::GemmStream8 => TmaBoxes { a_rows: 8, b_rows: RS_GEMM_T_BN, cols: RS_GEMM_D_BOX, swizzle: false },
+        KernelId::GemmWgmmaSmall => wgmma(RS_GEMM_WS_BM, RS_GEMM_WS_BN),
+        KernelId::GemmWgmmaSmallWide => wgmma(RS_GEMM_WS_BM, 2 * RS_GEMM_WS_BN),
+        KernelId::GemmWgmmaNarrow => wgmma(RS_GEMM_W_BM, RS_GEMM_W_BN_NARROW),
+        KernelId::GemmWgmmaWide => wgmma(RS_GEMM_W_BM, RS_GEMM_W_BN_WIDE),
+        KernelId::GemmWgmmaMid => wgmma(RS_GEMM_W_BM, RS_GEMM_W_BN_MID),
+        _ => wgmma(RS_GEMM_W_BM, RS_GEMM_W_BN),
     }
 }
 
@@ -301,13 +311,10 @@ impl GemmTmaParams {
         let k = kernel.id();
         g.check(k)?;
         ensure(g.batch == 1, k, || format!("batch = {} (this kernel does batch 1)", g.batch))?;
-        let (bm, bn) = wgmma_tile(k);
-        // The streamed kernel reads boxes of RS_GEMM_D_BOX columns as they are; the wgmma
-        // kernels 64 columns (128 bytes) with the 128-byte swizzle their descriptors expect.
-        let (cols, swizzle) = if k == KernelId::GemmStream8 { (RS_GEMM_D_BOX, false) } else { (RS_GEMM_W_BK, true) };
+        let b = tma_boxes(k);
         Ok(GemmTmaParams {
-            map_a: tensor_map(k, "A", g.a, (g.m, g.k, g.lda), (bm, cols), swizzle)?,
-            map_b: tensor_map(k, "B", g.b, (g.n, g.k, g.ldb), (bn, cols), swizzle)?,
+            map_a: tensor_map(k, "A", g.a, (g.m, g.k, g.lda), (b.a_rows, b.cols), b.swizzle)?,
+            map_b: tensor_map(k, "B", g.b, (g.n, g.k, g.ldb), (b.b_rows, b.cols), b.swizzle)?,
             g: *g,
         })
     }
@@ -315,8 +322,8 @@ impl GemmTmaParams {
 
 impl Params for GemmTmaParams {
     fn units(&self, k: KernelId) -> u64 {
-        let (bm, bn) = wgmma_tile(k);
-        u64::from(self.g.m.div_ceil(bm)) * u64::from(self.g.n.div_ceil(bn))
+        let b = tma_boxes(k);
+        u64::from(self.g.m.div_ceil(b.a_rows)) * u64::from(self.g.n.div_ceil(b.b_rows))
     }
     fn check(&self, k: KernelId) -> Result<(), ParamError> {
         self.g.check(k)?;
