@@ -295,9 +295,18 @@ impl Model {
         }
     }
 
+    /// Captures `record`'s launches as a plan; cuBLASLt, when it runs the GEMMs, is loaded first
+    /// (a capture cannot allocate its workspace).
+    fn capture(&self, t: &Tenant, record: impl FnOnce() -> Result<()>) -> Result<Plan> {
+        if self.backend == GemmBackend::CublasLt {
+            t.runtime().prepare_blas()?;
+        }
+        t.capture(record)
+    }
+
     /// Captures a prefill of `prompt` tokens per sequence (the work of [`Model::prefill`]).
     pub fn capture_prefill(&self, t: &Tenant, ws: &Workspace, batch: u32, prompt: u32) -> Result<Plan> {
-        t.capture(|| self.prefill(t, ws, batch, prompt))
+        self.capture(t, || self.prefill(t, ws, batch, prompt))
     }
 
     /// One greedy decode step: feeds `ws.next` and writes the following token to `ws.next`.
@@ -310,12 +319,12 @@ impl Model {
     /// Captures one decode step (the work of [`Model::decode_step`]) as a plan; replaying it
     /// advances every sequence by one token, exactly as the eager step does.
     pub fn capture_decode_step(&self, t: &Tenant, ws: &Workspace, batch: u32) -> Result<Plan> {
-        t.capture(|| self.decode_step(t, ws, batch))
+        self.capture(t, || self.decode_step(t, ws, batch))
     }
 
     /// Captures an encoder forward (the work of [`Model::encode`]) as a plan.
     pub fn capture_encode(&self, t: &Tenant, ws: &Workspace, batch: u32, seq: u32) -> Result<Plan> {
-        t.capture(|| self.encode(t, ws, batch, seq))
+        self.capture(t, || self.encode(t, ws, batch, seq))
     }
 
     /// Sentence embeddings of a tokenized batch, as sentence-transformers makes them: the

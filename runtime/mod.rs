@@ -201,6 +201,23 @@ impl Runtime {
         Ok(grid)
     }
 
+    /// Loads cuBLASLt and allocates its workspace if that has not been done yet. The first
+    /// [`Runtime::launch_blas`] does it too, but a capture (a plan) cannot allocate memory, so
+    /// call this before capturing launches that go through cuBLASLt.
+    pub fn prepare_blas(&self) -> Result<()> {
+        self.blas().map(|_| ()).map_err(|e| Error::Launch { kernel: "cublasLtMatmul", reason: e.into() })
+    }
+
+    fn blas(&self) -> std::result::Result<&Blas, &str> {
+        self.blas
+            .get_or_init(|| {
+                let lt = BlasLt::new(&self.device).map_err(|e| e.to_string())?;
+                Ok(Blas { lt, plans: Mutex::new(HashMap::new()) })
+            })
+            .as_ref()
+            .map_err(String::as_str)
+    }
+
     /// Runs a GEMM through cuBLASLt instead of the library's kernels, on `placement`'s
     /// partition stream and planned for that partition's SMs (`SM_COUNT_TARGET`). Bias and
     /// residual are supported, activations are not (apply them with a separate kernel).
@@ -227,14 +244,7 @@ impl Runtime {
             ldr: (p.residual != 0).then_some(p.ldr),
             bias: p.bias != 0,
         };
-        let blas = self
-            .blas
-            .get_or_init(|| {
-                let lt = BlasLt::new(&self.device).map_err(|e| e.to_string())?;
-                Ok(Blas { lt, plans: Mutex::new(HashMap::new()) })
-            })
-            .as_ref()
-            .map_err(|e| refuse(e))?;
+        let blas = self.blas().map_err(refuse)?;
         let mut plans = blas.plans.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let plan = match plans.entry((shape, sms)) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),

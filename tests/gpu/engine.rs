@@ -47,6 +47,31 @@ fn encoder_matches_reference() {
     assert!(err <= 2e-2, "{err}");
 }
 
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn a_plan_can_be_the_first_use_of_cublaslt() {
+    // A capture cannot allocate memory, so the model loads cuBLASLt (and its workspace) before
+    // capturing; the runtime here is fresh, so the capture is cuBLASLt's first use.
+    let rt = runtime();
+    let t = tenant(&rt, Placement::WHOLE);
+    let c = ModelConfig::tiny(Family::Bert);
+    let mut model = Model::new(&t, c.clone(), ModelWeights::synthetic(&t, &c, 7).unwrap()).unwrap();
+    model.set_backend(GemmBackend::CublasLt);
+    let (batch, seq) = (2u32, 16u32);
+    let mut ws = model.workspace(&t, batch, seq).unwrap();
+    let ids: Vec<u32> = (0..batch * seq).map(|i| (i * 31 + 5) % c.vocab).collect();
+    ws.ids.copy_from_host(&ids).unwrap();
+    let plan = model.capture_encode(&t, &ws, batch, seq).unwrap();
+    t.replay(&plan).unwrap();
+    t.synchronize().unwrap();
+    let replayed: Vec<u16> = ws.x.to_host().unwrap().iter().map(|x| x.to_bits()).collect();
+    model.encode(&t, &ws, batch, seq).unwrap();
+    t.synchronize().unwrap();
+    let eager: Vec<u16> = ws.x.to_host().unwrap().iter().map(|x| x.to_bits()).collect();
+    assert!(replayed.iter().any(|&b| b != 0), "the plan wrote the hidden states");
+    assert_eq!(replayed, eager, "the plan and an eager forward give the same bits");
+}
+
 /// Greedy generation on the GPU against the CPU reference, teacher-forced: at every step the
 /// GPU's token must be (within rounding) a maximum of the reference logits for the same prefix.
 fn check_decoder(family: Family, path: DecodePath) {
