@@ -15,6 +15,7 @@
 // Reference:  kernels/reference.rs::gemm.
 #include "common.cuh"
 #include "rownorm.cuh"
+#include "skinny.cuh"
 
 namespace {
 
@@ -238,10 +239,7 @@ __device__ __forceinline__ void gemm_skinny(const GemmParams& p, float* red) {
     bool have_b = blockIdx.x < units;
     if (have_b) load_b(blockIdx.x, warp);
     if (p.norm != RS_NORM_NONE) {
-        for (unsigned row = warp; row < p.m; row += T_WARPS) {
-            const float2 v = rs::row_stats(rs::ptr<const __half>(p.a) + (u64)row * p.lda, p.k, p.norm, p.norm_eps);
-            if (lane == 0) stats[row] = v;
-        }
+        rs::skinny_norm_stats(p, stats, T_WARPS);
         __syncthreads();
 #pragma unroll
         for (int j = 0; j < T_NB; ++j) st[j] = j * 8 + g < (int)p.m ? stats[j * 8 + g] : make_float2(0.0f, 0.0f);
@@ -263,42 +261,23 @@ __device__ __forceinline__ void gemm_skinny(const GemmParams& p, float* red) {
             have_b = false;
             if (!keep_a) load_a(z, s0);
 #pragma unroll
-            for (int i = 0; i < T_UNROLL; ++i) {
-                const unsigned f0[4] = {blo[i].x, bhi[i].x, blo[i].y, bhi[i].y};
-                const unsigned f1[4] = {blo[i].z, bhi[i].z, blo[i].w, bhi[i].w};
+            for (int i = 0; i < T_UNROLL; ++i)
 #pragma unroll
                 for (int j = 0; j < T_NB; ++j) {
                     if (j >= nb) break;
-                    rs::mma_16816(acc[j], f0, av[i][j].x, av[i][j].y);
-                    rs::mma_16816(acc[j], f1, av[i][j].z, av[i][j].w);
+                    rs::skinny_slice(acc[j], blo[i], bhi[i], av[i][j]);
                 }
-            }
         }
         have_b = false;  // a warp with no slice of this unit did not use its preload
 
-        // red[warp][col 0..15][row 0..MAX_M-1]; lane holds cols g, g+8 × rows 8j+2q, +1.
         __syncthreads();  // the previous unit's sums have been read
 #pragma unroll
-        for (int j = 0; j < T_NB; ++j) {
-            float* w = red + (warp * RS_GEMM_T_BN) * RS_GEMM_T_MAX_M + j * 8 + 2 * q;
-            w[g * RS_GEMM_T_MAX_M] = acc[j][0];
-            w[g * RS_GEMM_T_MAX_M + 1] = acc[j][1];
-            w[(g + 8) * RS_GEMM_T_MAX_M] = acc[j][2];
-            w[(g + 8) * RS_GEMM_T_MAX_M + 1] = acc[j][3];
-        }
+        for (int j = 0; j < T_NB; ++j) rs::skinny_partial<RS_GEMM_T_MAX_M>(red, j, acc[j]);
         __syncthreads();
-
-        __half* C = rs::ptr<__half>(p.c) + z * p.stride_c;
-        const __half* R = p.residual ? rs::ptr<const __half>(p.residual) + z * p.stride_r : nullptr;
-        const __half* bias = p.bias ? rs::ptr<const __half>(p.bias) : nullptr;
-        for (unsigned t = threadIdx.x; t < p.m * RS_GEMM_T_BN; t += RS_GEMM_T_THREADS) {
-            const unsigned row = t / RS_GEMM_T_BN, c = t % RS_GEMM_T_BN, col = n0 + c;
-            if (col >= p.n) continue;
-            float v = 0.0f;
-#pragma unroll
-            for (int w = 0; w < T_WARPS; ++w) v += red[(w * RS_GEMM_T_BN + c) * RS_GEMM_T_MAX_M + row];
-            rs::gemm_store(p, C, R, bias, row, col, v, 0.0f, false, false);
-        }
+        rs::skinny_store<T_WARPS, RS_GEMM_T_MAX_M>(
+            p, red, RS_GEMM_T_THREADS, n0, rs::ptr<__half>(p.c) + z * p.stride_c,
+            p.residual ? rs::ptr<const __half>(p.residual) + z * p.stride_r : nullptr,
+            p.bias ? rs::ptr<const __half>(p.bias) : nullptr);
     }
 }
 

@@ -36,7 +36,7 @@
 // Only sm_90a has TMA; elsewhere the kernel traps (never picked there).
 // Reference:  kernels/reference.rs::gemm.
 #include "common.cuh"
-#include "rownorm.cuh"
+#include "skinny.cuh"
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #include "sm90.cuh"
 #endif
@@ -104,10 +104,7 @@ __device__ __forceinline__ void consume(const GemmParams& p, const Ring& r, unsi
     const __half* beta = p.norm_beta ? rs::ptr<const __half>(p.norm_beta) : nullptr;
     float2 st = make_float2(0.0f, 0.0f);
     if (p.norm != RS_NORM_NONE) {
-        for (unsigned row = warp; row < p.m; row += WARPS) {
-            const float2 v = rs::row_stats(rs::ptr<const __half>(p.a) + (u64)row * p.lda, p.k, p.norm, p.norm_eps);
-            if (lane == 0) stats[row] = v;
-        }
+        rs::skinny_norm_stats(p, stats, WARPS);
         rs::named_barrier(1, CONSUMER_THREADS);
         if (g < (int)p.m) st = stats[g];
     }
@@ -132,36 +129,18 @@ __device__ __forceinline__ void consume(const GemmParams& p, const Ring& r, unsi
                 uint4 av = *reinterpret_cast<const uint4*>(a_stage + at * BOX_A + g * BOX * 2 + col);
                 if (p.norm != RS_NORM_NONE && c * r.kc + kl < p.k && g < (int)p.m)
                     av = rs::normalize8(av, st, gamma, beta, p.norm, c * r.kc + kl);
-                const unsigned f0[4] = {blo.x, bhi.x, blo.y, bhi.y};
-                const unsigned f1[4] = {blo.z, bhi.z, blo.w, bhi.w};
-                rs::mma_16816(acc, f0, av.x, av.y);
-                rs::mma_16816(acc, f1, av.z, av.w);
+                rs::skinny_slice(acc, blo, bhi, av);
             }
             __syncwarp();
             if (lane == 0) rs::mbar_arrive(r.empty + 8 * slot);
         }
 
-        // red[warp][col 0..15][row 0..7]; lane holds cols g, g + 8 × rows 2q, 2q + 1.
         rs::named_barrier(1, CONSUMER_THREADS);  // the previous unit's sums have been read
-        float* w = red + (warp * BN) * MAX_M + 2 * q;
-        w[g * MAX_M] = acc[0];
-        w[g * MAX_M + 1] = acc[1];
-        w[(g + 8) * MAX_M] = acc[2];
-        w[(g + 8) * MAX_M + 1] = acc[3];
+        rs::skinny_partial<MAX_M>(red, 0, acc);
         rs::named_barrier(1, CONSUMER_THREADS);
-
-        __half* C = rs::ptr<__half>(p.c);
-        const __half* R = p.residual ? rs::ptr<const __half>(p.residual) : nullptr;
-        const __half* bias = p.bias ? rs::ptr<const __half>(p.bias) : nullptr;
-        if (threadIdx.x < p.m * BN) {
-            const unsigned row = threadIdx.x / BN, cl = threadIdx.x % BN, col = n0 + cl;
-            if (col < p.n) {
-                float v = 0.0f;
-#pragma unroll
-                for (int ww = 0; ww < WARPS; ++ww) v += red[(ww * BN + cl) * MAX_M + row];
-                rs::gemm_store(p, C, R, bias, row, col, v, 0.0f, false, false);
-            }
-        }
+        rs::skinny_store<WARPS, MAX_M>(p, red, CONSUMER_THREADS, n0, rs::ptr<__half>(p.c),
+                                       p.residual ? rs::ptr<const __half>(p.residual) : nullptr,
+                                       p.bias ? rs::ptr<const __half>(p.bias) : nullptr);
     }
 }
 
@@ -179,10 +158,6 @@ RS_KERNEL void __launch_bounds__(RS_GEMM_D_THREADS, 1) gemm_f16_stream_m8(const 
     const Ring r = ring_of(p, rs_gemm_d_smem);
     const unsigned tiles_n = (p.n + BN - 1) / BN, units = tiles_n;
     const bool producer = threadIdx.x == WARPS * 32;
-    if (producer) {
-        rs::prefetch_tensormap(&tp.map_b);
-        rs::prefetch_tensormap(&tp.map_a);
-    }
     if (threadIdx.x == 0) {
         for (unsigned s = 0; s < r.stages; ++s) {
             rs::mbar_init(r.full + 8 * s, 1);

@@ -149,10 +149,14 @@ fn gemm_matches_reference() {
                 ..Default::default()
             };
             let skinny = [(8, k::GEMM_SKINNY_8), (32, k::GEMM_SKINNY)].into_iter().filter(|&(max, _)| m <= max);
+            let mut skinny8 = Vec::new();
             for kernel in [k::GEMM_LARGE, k::GEMM_SMALL].into_iter().chain(skinny.map(|(_, k)| k)) {
                 let what = format!("{} {m}x{n}x{kk} {name}", kernel.id());
                 let got = at_every_grid(&rt, &what, kernel, &p, &mut out, |_| {});
                 assert_close(&what, &got, &want);
+                if kernel.id() == k::GEMM_SKINNY_8.id() {
+                    skinny8 = got;
+                }
             }
             // The Hopper kernels (TMA + wgmma) on sm_90, at every M, and the streamed one.
             if rt.device().info().compute_capability == (9, 0) {
@@ -163,7 +167,7 @@ fn gemm_matches_reference() {
                     assert_close(&what, &got, &want);
                 }
                 if m <= 8 {
-                    check_streamed(&rt, &format!("{m}x{n}x{kk} {name}"), &p, &mut out, &want);
+                    check_streamed(&rt, &format!("{m}x{n}x{kk} {name}"), &p, &mut out, &want, &skinny8);
                 }
             }
             let chosen = match m {
@@ -178,16 +182,16 @@ fn gemm_matches_reference() {
 }
 
 /// The streamed decode GEMM (sm_90, M ≤ 8), reading B before or after the wait for its
-/// predecessor: close to the reference, and the same bits as the skinny kernel, whose
-/// operations it does in the same order.
-fn check_streamed(rt: &Runtime, what: &str, p: &GemmParams, out: &mut DeviceBuffer<f16>, want: &[f16]) {
-    let skinny = at_every_grid(rt, what, k::GEMM_SKINNY_8, p, out, |_| {});
+/// predecessor: close to the reference, and the same bits as the skinny kernel's output
+/// `skinny` on the same params, whose operations it does in the same order.
+fn check_streamed(rt: &Runtime, what: &str, p: &GemmParams, out: &mut DeviceBuffer<f16>, want: &[f16], skinny: &[f16]) {
+    assert_eq!(skinny.len(), want.len(), "{what}: the skinny kernel's output is given");
     for b_stable in [0, 1] {
         let tp = GemmTmaParams::new(&GemmParams { b_stable, ..*p }, k::GEMM_STREAM_8).unwrap();
         let what = format!("{} {what} b_stable {b_stable}", k::GEMM_STREAM_8.id());
         let got = at_every_grid(rt, &what, k::GEMM_STREAM_8, &tp, out, |_| {});
         assert_close(&what, &got, want);
-        assert_same_bits(&format!("{what} against the skinny kernel"), &got, &skinny);
+        assert_same_bits(&format!("{what} against the skinny kernel"), &got, skinny);
     }
 }
 
@@ -500,13 +504,17 @@ fn skinny_gemm_with_fused_norm_matches_reference() {
                 ..Default::default()
             };
             let kernels = if m <= 8 { vec![k::GEMM_SKINNY_8, k::GEMM_SKINNY] } else { vec![k::GEMM_SKINNY] };
+            let mut skinny8 = Vec::new();
             for kernel in kernels {
                 let what = format!("{} {m}x{n}x{kk} {name}", kernel.id());
                 let got = at_every_grid(&rt, &what, kernel, &p, &mut out, |_| {});
                 assert_close(&what, &got, &want);
+                if kernel.id() == k::GEMM_SKINNY_8.id() {
+                    skinny8 = got;
+                }
             }
             if m <= 8 && rt.device().info().compute_capability == (9, 0) {
-                check_streamed(&rt, &format!("{m}x{n}x{kk} {name}"), &p, &mut out, &want);
+                check_streamed(&rt, &format!("{m}x{n}x{kk} {name}"), &p, &mut out, &want, &skinny8);
             }
             // A is left as it was.
             assert_same_bits("fused norm input", &da.to_host().unwrap(), &a);
