@@ -681,13 +681,13 @@ fn gemm_matrix(cx: &mut Ctx, bandwidth: f64, only: Option<&[(u32, u32, u32)]>) -
     let hopper = info.compute_capability == (9, 0);
     let mut t = String::from(
         "\nThe GEMM matrix (whole device, no epilogue, inputs rotated past 3× L2; median of 5 timings of \
-         ≈ 20 ms of graph replays). \"picked\" is the kernel the library runs for the shape; beside it, the four Hopper \
+         ≈ 20 ms of graph replays). \"picked\" is the kernel the library runs for the shape; beside it, the six Hopper \
          tile widths for M > 64, for M ≤ 64 the small-M Hopper tiles (64×32, 64×64) and the mma.sync kernel \
          for that M (skinny or 64×64), and for M ≤ 8 the streamed kernel (gemm_f16_stream_m8, which sm_90 picks when \
          K > 1024). \"of DRAM\" is the bytes of A, B and C over the picked kernel's time against \
          the measured bandwidth.\n\n\
-         | M | N×K | picked | µs | TFLOP/s | of DRAM | 128×64 µs | 128×128 µs | 128×192 µs | 128×256 µs | 64×32 µs | 64×64 µs | streamed µs | mma.sync µs | cuBLASLt µs | picked / cuBLASLt (speed) |\n\
-         |---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+         | M | N×K | picked | µs | TFLOP/s | of DRAM | 128×48 µs | 128×64 µs | 128×128 µs | 128×160 µs | 128×192 µs | 128×256 µs | 64×32 µs | 64×64 µs | streamed µs | mma.sync µs | cuBLASLt µs | picked / cuBLASLt (speed) |\n\
+         |---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     let all: Vec<(&str, u32, u32, u32)> = match only {
         Some(list) => list.iter().map(|&(m, n, kk)| ("", m, n, kk)).collect(),
@@ -710,7 +710,7 @@ fn gemm_matrix(cx: &mut Ctx, bandwidth: f64, only: Option<&[(u32, u32, u32)]>) -
                 .collect();
             time_launches(cx, cx.stream, launches)
         };
-        // The Hopper kernels that serve this M (the four tile widths above 64 rows, the
+        // The Hopper kernels that serve this M (the six tile widths above 64 rows, the
         // small-M tiles below), and for M ≤ 64 the mma.sync kernel too.
         let serving: &[Kernel<GemmTmaParams>] = if m <= 8 {
             &[k::GEMM_STREAM_8, k::GEMM_WGMMA_SMALL, k::GEMM_WGMMA_SMALL_WIDE]
@@ -758,12 +758,14 @@ fn gemm_matrix(cx: &mut Ctx, bandwidth: f64, only: Option<&[(u32, u32, u32)]>) -
         let flops = 2.0 * f64::from(m) * f64::from(n) * f64::from(kk);
         let shape = if label.is_empty() { format!("{n}×{kk}") } else { format!("{n}×{kk} ({label})") };
         t += &format!(
-            "| {m} | {shape} | {name} | {:.2} | {:.1} | {:.0}% | {} | {} | {} | {} | {} | {} | {} | {} | {blas_us} | {ratio} |\n",
+            "| {m} | {shape} | {name} | {:.2} | {:.1} | {:.0}% | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {blas_us} | {ratio} |\n",
             ours * 1e6,
             flops / ours / 1e12,
             100.0 * bytes / ours / bandwidth,
+            us(hopper_time(k::GEMM_WGMMA_SLIM)),
             us(hopper_time(k::GEMM_WGMMA_NARROW)),
             us(hopper_time(k::GEMM_WGMMA)),
+            us(hopper_time(k::GEMM_WGMMA_WIDER_MID)),
             us(hopper_time(k::GEMM_WGMMA_MID)),
             us(hopper_time(k::GEMM_WGMMA_WIDE)),
             us(hopper_time(k::GEMM_WGMMA_SMALL)),

@@ -133,6 +133,10 @@ typedef struct GemmParams {
 #define RS_GEMM_W_BN_MID 192
 #define RS_GEMM_W_BN 128
 #define RS_GEMM_W_BN_NARROW 64
+/** Tiles whose widths make one round of tiles fill the SMs where the others leave many idle
+ *  (BERT-base at M = 1024: N = 768 in 16 tiles of 48, N = 2304 in 15 of 160). */
+#define RS_GEMM_W_BN_SLIM 48
+#define RS_GEMM_W_BN_WIDER_MID 160
 #define RS_GEMM_W_BK 64
 #define RS_GEMM_W_RING_BYTES 196608
 /** Row stride (floats) of the Hopper GEMM's epilogue buffers: 2 warpgroups × 64 rows × 32 columns. */

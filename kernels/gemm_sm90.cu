@@ -4,7 +4,9 @@
 // Computes:   as gemm.cu (GemmParams: bias, GELU tanh/erf, FP16 rounding before the residual
 //             add), for batch = 1.
 // Work unit:  one BM×BN output tile; units = ⌈M/BM⌉·⌈N/BN⌉. Prefill tiles 128×256, 128×192,
-//             128×128 and 128×64 (gemm_f16_wgmma_128xBN; params.rs::gemm_wgmma_kernel picks one), and
+//             128×160, 128×128, 128×64 and 128×48 (gemm_f16_wgmma_128xBN; params.rs::
+//             gemm_wgmma_kernel picks one; 160 and 48 make one round of tiles fill the SMs
+//             where the others leave many idle), and
 //             64×32 and 64×64 for small M (gemm_f16_wgmma_64x32/_64x64: 8 < M ≤ 64, where
 //             enough tiles to keep every SM streaming weights matter most). Each block loops over units (u = blockIdx.x,
 //             + gridDim.x, …; along M first when M ≤ N, see tile_origin), so any grid is
@@ -16,7 +18,7 @@
 //             operands from shared memory, 128-byte swizzle, FP32 accumulators in registers),
 //             keeps one K step's group in flight while the next is issued, and releases each
 //             stage through empty[s] once the group reading it is done. The epilogue goes
-//             through shared memory 32 columns at a time (see below).
+//             through shared memory 32 columns at a time (16 for the last of a 48-wide tile).
 // Shapes:     any M, N ≥ 1; K ≥ 8 and a multiple of 8 (16-byte global strides for TMA); A and B
 //             16-byte aligned; lda, ldb multiples of 8. TMA zero-fills past M, N and K.
 // Params:     GemmTmaParams — the tensor maps of A and B (made on the host, see
@@ -122,6 +124,14 @@ __device__ __forceinline__ void wgmma_192(float (&d)[96], u64 da, u64 db, int sc
         : "l"(da), "l"(db), "r"(scale_d));
 }
 
+__device__ __forceinline__ void wgmma_160(float (&d)[80], u64 da, u64 db, int scale_d) {
+    asm volatile(
+        "{\n .reg .pred p;\n setp.ne.b32 p, %82, 0;\n"
+        " wgmma.mma_async.sync.aligned.m64n160k16.f32.f16.f16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79}, %80, %81, p, 1, 1, 0, 0;\n}"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79])
+        : "l"(da), "l"(db), "r"(scale_d));
+}
+
 __device__ __forceinline__ void wgmma_128(float (&d)[64], u64 da, u64 db, int scale_d) {
     asm volatile(
         "{\n .reg .pred p;\n setp.ne.b32 p, %66, 0;\n"
@@ -135,6 +145,14 @@ __device__ __forceinline__ void wgmma_64(float (&d)[32], u64 da, u64 db, int sca
         "{\n .reg .pred p;\n setp.ne.b32 p, %34, 0;\n"
         " wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, 0, 0;\n}"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+        : "l"(da), "l"(db), "r"(scale_d));
+}
+
+__device__ __forceinline__ void wgmma_48(float (&d)[24], u64 da, u64 db, int scale_d) {
+    asm volatile(
+        "{\n .reg .pred p;\n setp.ne.b32 p, %26, 0;\n"
+        " wgmma.mma_async.sync.aligned.m64n48k16.f32.f16.f16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23}, %24, %25, p, 1, 1, 0, 0;\n}"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23])
         : "l"(da), "l"(db), "r"(scale_d));
 }
 
@@ -152,10 +170,14 @@ __device__ __forceinline__ void mma_step(float (&d)[BN / 2], u64 da, u64 db) {
         wgmma_256(d, da, db, 1);
     } else if constexpr (BN == 192) {
         wgmma_192(d, da, db, 1);
+    } else if constexpr (BN == 160) {
+        wgmma_160(d, da, db, 1);
     } else if constexpr (BN == 128) {
         wgmma_128(d, da, db, 1);
     } else if constexpr (BN == 64) {
         wgmma_64(d, da, db, 1);
+    } else if constexpr (BN == 48) {
+        wgmma_48(d, da, db, 1);
     } else {
         wgmma_32(d, da, db, 1);
     }
@@ -270,19 +292,23 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
         // is small (one chunk's, not BN/4 pairs': an unrolled epilogue of a 128×256 tile was
         // ~200 KB of instructions) and its global accesses are coalesced.
         // d[4i + e]: row 16·warp + lane/4 (+8 for e ≥ 2), column 8i + 2·(lane%4) (+1 for odd e).
+        // With BN = 48 the last chunk has 16 columns.
         float* chunk = epi + half * 64 * EPI_STRIDE;
+        constexpr int CHUNKS = (BN + 31) / 32;
+        static_assert(BN % 16 == 0, "chunks of 32 columns, the last one possibly of 16");
 #pragma unroll 1
-        for (int c = 0; c < BN / 32; ++c) {
+        for (int c = 0; c < CHUNKS; ++c) {
             __syncwarp();  // this warp has read its rows of the previous chunk
             // Chunk c's accumulators, d[16c …16c + 15]: one unrolled copy of the stores per
             // chunk, of which the one for c runs (registers cannot be indexed at run time).
 #pragma unroll
-            for (int cc = 0; cc < BN / 32; ++cc) {
+            for (int cc = 0; cc < CHUNKS; ++cc) {
                 if (cc != c) continue;
 #pragma unroll
                 for (int i = 0; i < 4; ++i)
 #pragma unroll
                     for (int h = 0; h < 2; ++h) {
+                        if (32 * cc + 8 * i >= BN) continue;
                         float2* dst = reinterpret_cast<float2*>(chunk + (warp * 16 + lane / 4 + 8 * h) * EPI_STRIDE +
                                                                 8 * i + 2 * (lane % 4));
                         *dst = make_float2(d[16 * cc + 4 * i + 2 * h], d[16 * cc + 4 * i + 2 * h + 1]);
@@ -292,7 +318,7 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
             // Each lane stores rows lane/4 and lane/4 + 8 of the warp's 16, columns 8·(lane%4) + 0…7.
             const unsigned r = warp * 16 + lane / 4, c8 = 8 * (lane % 4);
             const unsigned row = m0 + half * 64 + r, col = n0 + 32 * c + c8;
-            if (row < p.m && col < p.n) store8x2(p, C, R, bias, row, col, chunk + r * EPI_STRIDE + c8, vec);
+            if (row < p.m && col < p.n && 32 * c + c8 < BN) store8x2(p, C, R, bias, row, col, chunk + r * EPI_STRIDE + c8, vec);
         }
     }
 }
@@ -310,6 +336,11 @@ extern __shared__ __align__(1024) unsigned char rs_gemm_w_smem[];
 #define RS_GEMM_WGMMA(BN, CONSUMERS) __trap()
 #endif
 
+RS_KERNEL void __launch_bounds__(RS_GEMM_W_THREADS, 1) gemm_f16_wgmma_128x48(const __grid_constant__ GemmTmaParams p) {
+    rs::pdl_sync();
+    RS_GEMM_WGMMA(48, 2);
+}
+
 RS_KERNEL void __launch_bounds__(RS_GEMM_W_THREADS, 1) gemm_f16_wgmma_128x64(const __grid_constant__ GemmTmaParams p) {
     rs::pdl_sync();
     RS_GEMM_WGMMA(64, 2);
@@ -318,6 +349,11 @@ RS_KERNEL void __launch_bounds__(RS_GEMM_W_THREADS, 1) gemm_f16_wgmma_128x64(con
 RS_KERNEL void __launch_bounds__(RS_GEMM_W_THREADS, 1) gemm_f16_wgmma_128x128(const __grid_constant__ GemmTmaParams p) {
     rs::pdl_sync();
     RS_GEMM_WGMMA(128, 2);
+}
+
+RS_KERNEL void __launch_bounds__(RS_GEMM_W_THREADS, 1) gemm_f16_wgmma_128x160(const __grid_constant__ GemmTmaParams p) {
+    rs::pdl_sync();
+    RS_GEMM_WGMMA(160, 2);
 }
 
 RS_KERNEL void __launch_bounds__(RS_GEMM_W_THREADS, 1) gemm_f16_wgmma_128x192(const __grid_constant__ GemmTmaParams p) {

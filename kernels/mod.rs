@@ -166,9 +166,13 @@ registry! {
             GEMM_W_SMEM, GemmTmaParams;
         GemmWgmmaMid, GEMM_WGMMA_MID: GemmSm90, c"gemm_f16_wgmma_128x192", abi::RS_GEMM_W_THREADS,
             GEMM_W_SMEM, GemmTmaParams;
+        GemmWgmmaWiderMid, GEMM_WGMMA_WIDER_MID: GemmSm90, c"gemm_f16_wgmma_128x160", abi::RS_GEMM_W_THREADS,
+            GEMM_W_SMEM, GemmTmaParams;
         GemmWgmma, GEMM_WGMMA: GemmSm90, c"gemm_f16_wgmma_128x128", abi::RS_GEMM_W_THREADS,
             GEMM_W_SMEM, GemmTmaParams;
         GemmWgmmaNarrow, GEMM_WGMMA_NARROW: GemmSm90, c"gemm_f16_wgmma_128x64", abi::RS_GEMM_W_THREADS,
+            GEMM_W_SMEM, GemmTmaParams;
+        GemmWgmmaSlim, GEMM_WGMMA_SLIM: GemmSm90, c"gemm_f16_wgmma_128x48", abi::RS_GEMM_W_THREADS,
             GEMM_W_SMEM, GemmTmaParams;
         GemmSkinny8, GEMM_SKINNY_8: Gemm, c"gemm_f16_skinny_m8", abi::RS_GEMM_T_THREADS, 0, GemmParams;
         GemmSkinny, GEMM_SKINNY: Gemm, c"gemm_f16_skinny_m32", abi::RS_GEMM_T_THREADS, 0, GemmParams;

@@ -6,7 +6,7 @@
 use super::abi::*;
 use super::{
     Kernel, KernelId, GEMM_LARGE, GEMM_SKINNY, GEMM_SKINNY_8, GEMM_SMALL, GEMM_STREAM_8, GEMM_WGMMA, GEMM_WGMMA_MID,
-    GEMM_WGMMA_NARROW, GEMM_WGMMA_SMALL, GEMM_WGMMA_SMALL_WIDE, GEMM_WGMMA_WIDE,
+    GEMM_WGMMA_NARROW, GEMM_WGMMA_SLIM, GEMM_WGMMA_SMALL, GEMM_WGMMA_SMALL_WIDE, GEMM_WGMMA_WIDE, GEMM_WGMMA_WIDER_MID,
 };
 
 /// Params refused before launch, and why.
@@ -193,9 +193,10 @@ impl GemmParams {
     }
 }
 
-/// The Hopper GEMM kernels (TMA + wgmma, sm_90a) for M > 64: tiles 128×64, 128×128, 128×192, 128×256.
-pub const HOPPER_PREFILL_GEMMS: [Kernel<GemmTmaParams>; 4] =
-    [GEMM_WGMMA_NARROW, GEMM_WGMMA, GEMM_WGMMA_MID, GEMM_WGMMA_WIDE];
+/// The Hopper GEMM kernels (TMA + wgmma, sm_90a) for M > 64: tiles 128×48, 128×64, 128×128,
+/// 128×160, 128×192 and 128×256.
+pub const HOPPER_PREFILL_GEMMS: [Kernel<GemmTmaParams>; 6] =
+    [GEMM_WGMMA_SLIM, GEMM_WGMMA_NARROW, GEMM_WGMMA, GEMM_WGMMA_WIDER_MID, GEMM_WGMMA_MID, GEMM_WGMMA_WIDE];
 
 /// The Hopper GEMM kernels for 8 < M ≤ 64: tiles 64×32 and 64×64.
 pub const HOPPER_SMALL_GEMMS: [Kernel<GemmTmaParams>; 2] = [GEMM_WGMMA_SMALL, GEMM_WGMMA_SMALL_WIDE];
@@ -255,6 +256,8 @@ fn tma_boxes(k: KernelId) -> TmaBoxes {
         KernelId::GemmWgmmaNarrow => wgmma(RS_GEMM_W_BM, RS_GEMM_W_BN_NARROW),
         KernelId::GemmWgmmaWide => wgmma(RS_GEMM_W_BM, RS_GEMM_W_BN_WIDE),
         KernelId::GemmWgmmaMid => wgmma(RS_GEMM_W_BM, RS_GEMM_W_BN_MID),
+        KernelId::GemmWgmmaWiderMid => wgmma(RS_GEMM_W_BM, RS_GEMM_W_BN_WIDER_MID),
+        KernelId::GemmWgmmaSlim => wgmma(RS_GEMM_W_BM, RS_GEMM_W_BN_SLIM),
         _ => wgmma(RS_GEMM_W_BM, RS_GEMM_W_BN),
     }
 }
@@ -741,7 +744,7 @@ mod tests {
     #[test]
     fn hopper_gemm_serves_prefill_on_sm90_with_tiles_that_fill_the_sms() {
         let h = |m, cc| hopper_gemm(m, 768, 768, cc, 132).map(|k| k.id());
-        assert_eq!(h(1024, (9, 0)), Some(KernelId::GemmWgmmaNarrow));
+        assert_eq!(h(1024, (9, 0)), Some(KernelId::GemmWgmmaSlim));
         assert_eq!(h(8, (9, 0)), None, "M ≤ 8, K ≤ 1024: the skinny kernel");
         let decode = |m, k| hopper_gemm(m, 4096, k, (9, 0), 132).map(|k| k.id());
         assert_eq!(decode(8, 4096), Some(KernelId::GemmStream8));
@@ -752,13 +755,18 @@ mod tests {
         let small = |n| hopper_gemm(64, n, 4096, (9, 0), 132).map(|k| k.id());
         assert_eq!(small(4096), Some(KernelId::GemmWgmmaSmall), "64 tiles of 64 columns: too few");
         assert_eq!(small(50257), Some(KernelId::GemmWgmmaSmallWide));
-        assert_eq!(h(65, (9, 0)), Some(KernelId::GemmWgmmaNarrow));
+        assert_eq!(h(65, (9, 0)), Some(KernelId::GemmWgmmaSlim));
         assert!(h(1024, (8, 0)).is_none() && h(1024, (10, 0)).is_none(), "sm_90a only");
-        // BERT-base at batch 8 × 128 (short K, few tiles): 128×64 for N = 768 (96 tiles), and
-        // 128×192 where that makes one round of tiles (2304: 96, 3072: 128 of them).
-        assert_eq!(gemm_wgmma_kernel(1024, 768, 768, 132).id(), KernelId::GemmWgmmaNarrow);
-        assert_eq!(gemm_wgmma_kernel(1024, 2304, 768, 132).id(), KernelId::GemmWgmmaMid);
+        // BERT-base at batch 8 × 128 (short K, few tiles): one round of tiles that fills most
+        // SMs — 128×48 for N = 768 (128 tiles, against 96 of 128×64), 128×160 for 2304 (120,
+        // against 96 of 128×192), 128×192 for 3072 (128).
+        assert_eq!(gemm_wgmma_kernel(1024, 768, 768, 132).id(), KernelId::GemmWgmmaSlim);
+        assert_eq!(gemm_wgmma_kernel(1024, 768, 3072, 132).id(), KernelId::GemmWgmmaSlim);
+        assert_eq!(gemm_wgmma_kernel(1024, 2304, 768, 132).id(), KernelId::GemmWgmmaWiderMid);
         assert_eq!(gemm_wgmma_kernel(1024, 3072, 768, 132).id(), KernelId::GemmWgmmaMid);
+        // At M = 4096 the same widths run several rounds; the wider tiles stay.
+        assert_eq!(gemm_wgmma_kernel(4096, 768, 768, 132).id(), KernelId::GemmWgmmaMid);
+        assert_eq!(gemm_wgmma_kernel(4096, 2304, 768, 132).id(), KernelId::GemmWgmmaMid);
         // Long K: the wide tiles, unless they would leave most SMs idle.
         assert_eq!(gemm_wgmma_kernel(4096, 4096, 4096, 132).id(), KernelId::GemmWgmmaWide);
         assert_eq!(gemm_wgmma_kernel(1024, 16384, 2048, 132).id(), KernelId::GemmWgmmaWide);
