@@ -114,8 +114,8 @@ pub struct NormWeights<'a> {
 }
 
 /// `out = act(norm(x)·wᵀ + bias)`: one launch when the GEMM is a kernel of this library that
-/// normalises its input rows as it loads them (the decode-sized ones, skinny and streamed); otherwise the
-/// norm into `scratch` (x's shape) and then the GEMM.
+/// normalises its input rows as it loads them (the decode-sized ones, skinny and streamed);
+/// otherwise the norm into `scratch` (x's shape) and then the GEMM.
 #[allow(clippy::too_many_arguments)]
 pub fn norm_linear(
     t: &Tenant,

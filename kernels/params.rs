@@ -177,8 +177,8 @@ pub fn fuses_norm(k: KernelId) -> bool {
 }
 
 impl GemmParams {
-    /// The fused input norm: only the decode kernels (skinny, streamed) take one, for batch 1, with gamma and
-    /// (LayerNorm only) an optional beta.
+    /// The fused input norm: only the decode kernels (skinny, streamed) take one, for batch 1,
+    /// with gamma and (LayerNorm only) an optional beta.
     fn check_norm(&self, k: KernelId) -> Result<(), ParamError> {
         if self.norm == RS_NORM_NONE {
             return ensure(self.norm_gamma == 0 && self.norm_beta == 0, k, || "norm weights without a norm".into());
@@ -211,9 +211,8 @@ pub fn gemm_wgmma_kernel(m: u32, n: u32, k: u32, sms: u32) -> Kernel<GemmTmaPara
     let ksteps = u64::from(k.div_ceil(RS_GEMM_W_BK));
     let cost = |kernel: &Kernel<GemmTmaParams>| {
         let b = tma_boxes(kernel.id());
-        let tiles = u64::from(m.div_ceil(b.a_rows)) * u64::from(n.div_ceil(b.b_rows));
         let bn = u64::from(b.b_rows);
-        tiles.div_ceil(u64::from(sms.max(1))) * (2 * ksteps * (bn + 25) + 15 * bn)
+        b.tiles(m, n).div_ceil(u64::from(sms.max(1))) * (2 * ksteps * (bn + 25) + 15 * bn)
     };
     // min_by_key keeps the first of equals: try the widest first.
     *HOPPER_PREFILL_GEMMS.iter().rev().min_by_key(|k| cost(k)).expect("tiles")
@@ -222,9 +221,9 @@ pub fn gemm_wgmma_kernel(m: u32, n: u32, k: u32, sms: u32) -> Kernel<GemmTmaPara
 /// The Hopper GEMM the library runs for an `m` × `n` × `k` GEMM on a GPU of compute
 /// capability `cc` with `sms` SMs, if any: on sm_90, for M ≤ 8 (decode) the streamed kernel
 /// when K > 1024 (with K ≤ 1024 one round of the skinny kernel's loads holds a whole unit, and
-/// it starts sooner: [`gemm_kernel`]'s kernel runs), for 8 < M ≤ 64 the 64×64 tiles when they give every SM one, else the 64×32 ones (twice as
-/// many units streaming the weights); above, [`gemm_wgmma_kernel`]'s tile; elsewhere none (the
-/// cubin is sm_90a only).
+/// it starts sooner: [`gemm_kernel`]'s kernel runs), for 8 < M ≤ 64 the 64×64 tiles when they
+/// give every SM one, else the 64×32 ones (twice as many units streaming the weights); above,
+/// [`gemm_wgmma_kernel`]'s tile; elsewhere none (the cubin is sm_90a only).
 pub fn hopper_gemm(m: u32, n: u32, k: u32, cc: (u32, u32), sms: u32) -> Option<Kernel<GemmTmaParams>> {
     match m {
         _ if cc != (9, 0) => None,
@@ -245,6 +244,13 @@ struct TmaBoxes {
     b_rows: u32,
     cols: u32,
     swizzle: bool,
+}
+
+impl TmaBoxes {
+    /// Work units (tiles) of an `m` × `n` output.
+    fn tiles(&self, m: u32, n: u32) -> u64 {
+        u64::from(m.div_ceil(self.a_rows)) * u64::from(n.div_ceil(self.b_rows))
+    }
 }
 
 fn tma_boxes(k: KernelId) -> TmaBoxes {
@@ -325,8 +331,7 @@ impl GemmTmaParams {
 
 impl Params for GemmTmaParams {
     fn units(&self, k: KernelId) -> u64 {
-        let b = tma_boxes(k);
-        u64::from(self.g.m.div_ceil(b.a_rows)) * u64::from(self.g.n.div_ceil(b.b_rows))
+        tma_boxes(k).tiles(self.g.m, self.g.n)
     }
     fn check(&self, k: KernelId) -> Result<(), ParamError> {
         self.g.check(k)?;
