@@ -126,8 +126,9 @@ typedef struct GemmParams {
     unsigned int b_stable;
 } GemmParams;
 
-/** Hopper GEMM (gemm_sm90.cu): 128x256, 128x192, 128x128 or 128x64 tiles (3 warpgroups), BK 64,
- *  a 192 KiB ring of as many stages as fit (4, 4, 6, 8; 16 for the small-M kernel below). */
+/** Hopper GEMM (gemm_sm90.cu): 128x256, 128x192, 128x160, 128x128, 128x64 or 128x48 tiles (3
+ *  warpgroups), BK 64, a 192 KiB ring of as many stages as fit (4, 4, 5, 6, 8, 8; 16 for the
+ *  small-M kernel below). */
 #define RS_GEMM_W_BM 128
 #define RS_GEMM_W_BN_WIDE 256
 #define RS_GEMM_W_BN_MID 192

@@ -193,7 +193,7 @@ __device__ __forceinline__ void gemm_tile(const Gemm& g, unsigned index, const _
         res[e] = ok && g.residual ? __half2float(__ldcg(g.c + (u64)row * g.n + n0 + col)) : 0.0f;
     }
     // Warp w loads input row w (lane: chunks lane, lane + 32, …), normalises it in registers
-    // (the statistics as rownorm.cuh's row_stats, in the same order) and stores it.
+    // (rownorm.cuh's held_stats: row_stats' order) and stores it.
     constexpr int HELD = MAX_K / 8 / 32;
     if (warp < (int)batch) {
         const __half* row = g.a + (u64)warp * g.k;
@@ -204,25 +204,7 @@ __device__ __forceinline__ void gemm_tile(const Gemm& g, unsigned index, const _
             av[i] = c < per_row ? ld_cg16(row + c * 8) : make_uint4(0, 0, 0, 0);
         }
         if (g.gamma) {
-            float s = 0.0f;
-#pragma unroll
-            for (int i = 0; i < HELD; ++i) {
-                float x[8];
-                rs::unpack8(av[i], x);
-#pragma unroll
-                for (int e = 0; e < 8; ++e) s += x[e];
-            }
-            const float mean = rs::warp_sum(s) / g.k;
-            float sq = 0.0f;
-#pragma unroll
-            for (int i = 0; i < HELD; ++i) {
-                if (lane + 32 * i >= per_row) break;
-                float x[8];
-                rs::unpack8(av[i], x);
-#pragma unroll
-                for (int e = 0; e < 8; ++e) sq += (x[e] - mean) * (x[e] - mean);
-            }
-            const float2 st = make_float2(mean, rsqrtf(rs::warp_sum(sq) / g.k + eps));
+            const float2 st = rs::held_stats(av, g.k, RS_NORM_LAYER, eps);
             const uint4 zero = make_uint4(0, 0, 0, 0);
 #pragma unroll
             for (int i = 0; i < HELD; ++i) {

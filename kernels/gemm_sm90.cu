@@ -318,7 +318,8 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
             // Each lane stores rows lane/4 and lane/4 + 8 of the warp's 16, columns 8·(lane%4) + 0…7.
             const unsigned r = warp * 16 + lane / 4, c8 = 8 * (lane % 4);
             const unsigned row = m0 + half * 64 + r, col = n0 + 32 * c + c8;
-            if (row < p.m && col < p.n && 32 * c + c8 < BN) store8x2(p, C, R, bias, row, col, chunk + r * EPI_STRIDE + c8, vec);
+            const bool in_tile = BN % 32 == 0 || 32 * c + c8 < BN;  // a 48-wide tile's last chunk
+            if (row < p.m && col < p.n && in_tile) store8x2(p, C, R, bias, row, col, chunk + r * EPI_STRIDE + c8, vec);
         }
     }
 }

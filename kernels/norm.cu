@@ -37,50 +37,30 @@ __device__ __forceinline__ void norm_row_warp(const NormParams& p, const Rows& t
     const unsigned k = p.cols;
     const u64 base = r * k;
     uint4 h[HELD];
-    float sum = 0.0f;
 #pragma unroll
     for (int i = 0; i < HELD; ++i) {
         const unsigned c = lane * 8 + i * 256;
         h[i] = make_uint4(0, 0, 0, 0);
         if (c >= k) continue;
         h[i] = *reinterpret_cast<const uint4*>(t.x + base + c);
-        float v[8];
-        rs::unpack8(h[i], v);
         if (t.res) {
-            float a[8];
+            float v[8], a[8];
+            rs::unpack8(h[i], v);
             rs::unpack8(*reinterpret_cast<const uint4*>(t.res + base + c), a);
             unsigned* w = reinterpret_cast<unsigned*>(&h[i]);
 #pragma unroll
             for (int j = 0; j < 4; ++j) w[j] = rs::pack_half2(v[2 * j] + a[2 * j], v[2 * j + 1] + a[2 * j + 1]);
             if (t.sum_out) *reinterpret_cast<uint4*>(t.sum_out + base + c) = h[i];
-            rs::unpack8(h[i], v);
         }
-#pragma unroll
-        for (int e = 0; e < 8; ++e) sum += RMS ? v[e] * v[e] : v[e];
     }
-    sum = rs::warp_sum(sum);
-    float mean = 0.0f, rstd;
-    if (RMS) {
-        rstd = rsqrtf(sum / k + p.eps);
-    } else {
-        mean = sum / k;
-        float sq = 0.0f;
-#pragma unroll
-        for (int i = 0; i < HELD; ++i) {
-            if (lane * 8 + i * 256 >= k) continue;
-            float v[8];
-            rs::unpack8(h[i], v);
-#pragma unroll
-            for (int e = 0; e < 8; ++e) sq += (v[e] - mean) * (v[e] - mean);
-        }
-        rstd = rsqrtf(rs::warp_sum(sq) / k + p.eps);
-    }
+    constexpr unsigned NORM = RMS ? RS_NORM_RMS : RS_NORM_LAYER;
+    const float2 st = rs::held_stats(h, k, NORM, p.eps);
 #pragma unroll
     for (int i = 0; i < HELD; ++i) {
         const unsigned c = lane * 8 + i * 256;
         if (c >= k) continue;
         *reinterpret_cast<uint4*>(t.y + base + c) =
-            rs::normalize8(h[i], make_float2(mean, rstd), t.gamma, t.beta, RMS ? RS_NORM_RMS : RS_NORM_LAYER, c);
+            rs::normalize8(h[i], st, t.gamma, t.beta, NORM, c);
     }
 }
 

@@ -48,6 +48,36 @@ __device__ __forceinline__ float2 row_stats(const __half* a, unsigned k, unsigne
     return make_float2(mean, rsqrtf(warp_sum(sq) / k + eps));
 }
 
+// The same statistics of a row of k elements that one warp already holds as FP16: lane l's
+// chunk i is columns 8l + 256i … + 7 (chunks past k unused). For k ≤ 1024 the sums run in
+// exactly row_stats' order.
+template <int N>
+__device__ __forceinline__ float2 held_stats(const uint4 (&h)[N], unsigned k, unsigned norm, float eps) {
+    const unsigned lane = threadIdx.x & 31;
+    float s = 0.0f;
+#pragma unroll
+    for (int i = 0; i < N; ++i) {
+        if (lane * 8 + i * 256 >= k) break;
+        float x[8];
+        unpack8(h[i], x);
+#pragma unroll
+        for (int e = 0; e < 8; ++e) s += norm == RS_NORM_RMS ? x[e] * x[e] : x[e];
+    }
+    s = warp_sum(s);
+    if (norm == RS_NORM_RMS) return make_float2(0.0f, rsqrtf(s / k + eps));
+    const float mean = s / k;
+    float sq = 0.0f;
+#pragma unroll
+    for (int i = 0; i < N; ++i) {
+        if (lane * 8 + i * 256 >= k) break;
+        float x[8];
+        unpack8(h[i], x);
+#pragma unroll
+        for (int e = 0; e < 8; ++e) sq += (x[e] - mean) * (x[e] - mean);
+    }
+    return make_float2(mean, rsqrtf(warp_sum(sq) / k + eps));
+}
+
 // Eight elements of a row normalised with its statistics and gamma/beta's eight values (beta
 // zero for RMSNorm or none), rounded to FP16 (the values norm.cu would write).
 __device__ __forceinline__ uint4 normalize8(uint4 a, float2 st, uint4 gamma8, uint4 beta8, unsigned norm) {

@@ -43,20 +43,6 @@ __device__ __forceinline__ void tma_load(unsigned dst, const void* map, int c0, 
         : "memory");
 }
 
-// Asks for tensor map `map` (in kernel parameter space or global memory) to be cached before
-// its first TMA load.
-__device__ __forceinline__ void prefetch_tensormap(const void* map) {
-    asm volatile("prefetch.tensormap [%0];" ::"l"(reinterpret_cast<u64>(map)) : "memory");
-}
-
-// Bulk copy of `bytes` (a multiple of 16; both addresses 16-byte aligned) from global `src` to
-// shared memory `dst`; completes its bytes on barrier `bar`.
-__device__ __forceinline__ void bulk_load(unsigned dst, const void* src, unsigned bytes, unsigned bar) {
-    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(dst),
-                 "l"(src), "r"(bytes), "r"(bar)
-                 : "memory");
-}
-
 // Barrier `id` (1–15; 0 is __syncthreads) over the first `threads` threads of the block.
 __device__ __forceinline__ void named_barrier(unsigned id, unsigned threads) {
     asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(threads) : "memory");
