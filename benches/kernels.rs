@@ -26,7 +26,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rightsize::kernels::abi::*;
 use rightsize::kernels::reference::rope_inv_freq;
-use rightsize::kernels::{self as k, gemm_kernel, hopper_gemm, Kernel, Params};
+use rightsize::kernels::{self as k, attention_prefill_kernel, gemm_kernel, hopper_gemm, Kernel, Params};
 use rightsize::runtime::{
     BlasLt, BlasShape, Device, DeviceBuffer, DeviceCopy, EventTimer, PartitionId, PartitionRequest, PartitionSupport,
     Placement, PoolSpec, Runtime,
@@ -162,6 +162,65 @@ fn gemm_cases(cx: &mut Ctx, cases: &mut Vec<Case>, name: &str, m: u32, n: u32, k
     cases.push(Case { name: ours_name, shape, work, launches: ours, baseline_of: None });
 }
 
+/// Prefill attention over packed QKV rows (`[q heads | k heads | v heads]` per token, every
+/// sequence full length): the mma.sync kernel, and on sm_90 the wgmma kernel next to it.
+fn attention_cases(
+    cx: &mut Ctx,
+    cases: &mut Vec<Case>,
+    name: &str,
+    (b, s): (u32, u32),
+    (h, hkv, d): (u32, u32, u32),
+    causal: bool,
+) {
+    let t = (b * s) as usize;
+    let (qw, kw) = ((h * d) as usize, (hkv * d) as usize);
+    let row = qw + 2 * kw;
+    let qkv = cx.rand(t * row, 1.0);
+    let lens = vec![s; b as usize];
+    let bytes = 2.0 * (t * (row + qw)) as f64;
+    let mut kernels = vec![("mma.sync", attention_prefill_kernel(d, (8, 0)).expect("head_dim"))];
+    let cc = cx.rt.device().info().compute_capability;
+    if cc == (9, 0) {
+        kernels.push(("wgmma", attention_prefill_kernel(d, cc).expect("head_dim")));
+    }
+    for (how, kernel) in kernels {
+        let mut launches = Vec::new();
+        for _ in 0..cx.copies(bytes) {
+            let (dqkv, dlens, dout) = (cx.upload(&qkv), cx.upload(&lens), cx.zeros(t * qw));
+            let base = dqkv.ptr();
+            let p = AttentionParams {
+                q: base,
+                k: base + 2 * qw as u64,
+                v: base + 2 * (qw + kw) as u64,
+                o: dout.ptr(),
+                seq_lens: dlens.ptr(),
+                batch: b,
+                seq: s,
+                heads_q: h,
+                heads_kv: hkv,
+                head_dim: d,
+                q_stride: row as u32,
+                k_stride: row as u32,
+                v_stride: row as u32,
+                o_stride: qw as u32,
+                causal: u32::from(causal),
+                scale: 1.0 / (d as f32).sqrt(),
+                _pad: 0,
+            };
+            launches.push(cx.launcher(kernel, p, vec![any(&dqkv), any(&dlens), any(&dout)]));
+        }
+        let full = 4.0 * f64::from(b * h) * f64::from(s) * f64::from(s) * f64::from(d);
+        let flops = if causal { full / 2.0 } else { full };
+        cases.push(Case {
+            name: format!("{name} ({how})"),
+            shape: format!("b{b} s{s} h{h}/{hkv} d{d}"),
+            work: Work::Flops(flops),
+            launches,
+            baseline_of: None,
+        });
+    }
+}
+
 fn all_cases(cx: &mut Ctx) -> Vec<Case> {
     let mut cases = Vec::new();
     let (b, s) = (8u32, 128u32);
@@ -185,48 +244,13 @@ fn all_cases(cx: &mut Ctx) -> Vec<Case> {
     gemm_cases(cx, &mut cases, "gpt2 prefill qkv M=4096", 4096, 2304, 768, RS_ACT_NONE, false);
     gemm_cases(cx, &mut cases, "llama-1b mlp-up M=1024", 1024, 16384, 2048, RS_ACT_NONE, false);
 
-    // Prefill attention, BERT-base (bidirectional, padding lengths given) and GPT-2 (causal).
-    for (name, causal) in [("bert attention", false), ("gpt2 attention causal", true)] {
-        let (h, d) = (12u32, 64u32);
-        let w = (h * d) as usize;
-        let qkv = cx.rand(t as usize * 3 * w, 1.0);
-        let lens = vec![s; b as usize];
-        let bytes = 2.0 * (t as usize * 4 * w) as f64;
-        let mut launches = Vec::new();
-        for _ in 0..cx.copies(bytes) {
-            let (dqkv, dlens, dout) = (cx.upload(&qkv), cx.upload(&lens), cx.zeros(t as usize * w));
-            let base = dqkv.ptr();
-            let p = AttentionParams {
-                q: base,
-                k: base + 2 * w as u64,
-                v: base + 4 * w as u64,
-                o: dout.ptr(),
-                seq_lens: dlens.ptr(),
-                batch: b,
-                seq: s,
-                heads_q: h,
-                heads_kv: h,
-                head_dim: d,
-                q_stride: 3 * w as u32,
-                k_stride: 3 * w as u32,
-                v_stride: 3 * w as u32,
-                o_stride: w as u32,
-                causal: u32::from(causal),
-                scale: 0.125,
-                _pad: 0,
-            };
-            launches.push(cx.launcher(k::ATTENTION_PREFILL_D64, p, vec![any(&dqkv), any(&dlens), any(&dout)]));
-        }
-        let full = 4.0 * f64::from(b * h) * f64::from(s) * f64::from(s) * f64::from(d);
-        let flops = if causal { full / 2.0 } else { full };
-        cases.push(Case {
-            name: name.into(),
-            shape: format!("b{b} s{s} h{h} d{d}"),
-            work: Work::Flops(flops),
-            launches,
-            baseline_of: None,
-        });
-    }
+    // Prefill attention, BERT-base (bidirectional, padding lengths given) and GPT-2 (causal) at
+    // batch 8 × 128 tokens; Llama-3.2-1B (32 query heads on 8 kv heads of 64) and -3B (24 on 8
+    // of 128), causal over 4096 tokens.
+    attention_cases(cx, &mut cases, "bert attention", (b, s), (12, 12, 64), false);
+    attention_cases(cx, &mut cases, "gpt2 attention causal", (b, s), (12, 12, 64), true);
+    attention_cases(cx, &mut cases, "llama-1b attention causal", (1, 4096), (32, 8, 64), true);
+    attention_cases(cx, &mut cases, "llama-3b attention causal", (1, 4096), (24, 8, 128), true);
 
     // GPT-2 decode attention against a cache of 160 (prompt 128 + 32 new tokens).
     {

@@ -323,7 +323,8 @@ pub fn attention(
         scale: 1.0 / (heads.dim as f32).sqrt(),
         _pad: 0,
     };
-    let kernel = attention_prefill_kernel(heads.dim).ok_or_else(|| unsupported_head(heads.dim))?;
+    let cc = t.runtime().device().info().compute_capability;
+    let kernel = attention_prefill_kernel(heads.dim, cc).ok_or_else(|| unsupported_head(heads.dim))?;
     // SAFETY: views checked above.
     unsafe { t.launch(kernel, &p) }?;
     Ok(())

@@ -189,16 +189,17 @@ typedef struct NormParams {
     unsigned int _pad;
 } NormParams;
 
-/* ---- attention.cu ----------------------------------------------------------- */
+/* ---- attention.cu, attention_sm90.cu ------------------------------------------ */
 
-/** Prefill attention: queries per work unit (4 warps of 16) and keys per step. */
+/** Prefill attention: queries per work unit (4 warps of 16: one warpgroup) and keys per step. */
 #define RS_ATTN_BQ 64
 #define RS_ATTN_BKV 64
 #define RS_ATTN_THREADS 128
 #define RS_DECODE_THREADS 256
 
 /**
- * attention_prefill_d{32,64,128}: softmax(scale · Q Kᵀ + mask) V per (sequence, query head),
+ * attention_prefill_d{32,64,128} (mma.sync) and attention_prefill_wgmma_d{64,128} (sm_90a):
+ * softmax(scale · Q Kᵀ + mask) V per (sequence, query head),
  * flash-style (online softmax; no seq×seq matrix). Token t of sequence b is row b·seq + t of
  * q, k, v and o; head h starts at column h·head_dim. Query head h reads key/value head
  * h / (heads_q / heads_kv) (grouped-query attention). Keys at positions ≥ seq_lens[b] are

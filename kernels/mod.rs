@@ -131,6 +131,12 @@ const fn attention_smem(head_dim: u32) -> u32 {
     (abi::RS_ATTN_BQ + 2 * abi::RS_ATTN_BKV) * (head_dim + 8) * 2
 }
 
+/// Shared memory of wgmma prefill attention: Q and two stages of K and V, unpadded (swizzled),
+/// from a 1024-byte boundary.
+const fn attention_wgmma_smem(head_dim: u32) -> u32 {
+    1024 + (abi::RS_ATTN_BQ + 4 * abi::RS_ATTN_BKV) * head_dim * 2
+}
+
 registry! {
     modules {
         Smid => "smid.cu", SMID;
@@ -140,6 +146,7 @@ registry! {
         GemmStream => "gemm_stream.cu", GEMM_STREAM;
         Norm => "norm.cu", NORM;
         Attention => "attention.cu", ATTENTION;
+        AttentionSm90 => "attention_sm90.cu", ATTENTION_SM90;
         KvCache => "kvcache.cu", KVCACHE;
         Rope => "rope.cu", ROPE;
         Embedding => "embedding.cu", EMBEDDING;
@@ -186,6 +193,10 @@ registry! {
             attention_smem(64), AttentionParams;
         AttentionPrefillD128, ATTENTION_PREFILL_D128: Attention, c"attention_prefill_d128", abi::RS_ATTN_THREADS,
             attention_smem(128), AttentionParams;
+        AttentionPrefillWgmmaD64, ATTENTION_PREFILL_WGMMA_D64: AttentionSm90, c"attention_prefill_wgmma_d64",
+            abi::RS_ATTN_THREADS, attention_wgmma_smem(64), AttentionParams;
+        AttentionPrefillWgmmaD128, ATTENTION_PREFILL_WGMMA_D128: AttentionSm90, c"attention_prefill_wgmma_d128",
+            abi::RS_ATTN_THREADS, attention_wgmma_smem(128), AttentionParams;
         AttentionDecodeD32, ATTENTION_DECODE_D32: Attention, c"attention_decode_d32", abi::RS_DECODE_THREADS, 0,
             DecodeAttentionParams;
         AttentionDecodeD64, ATTENTION_DECODE_D64: Attention, c"attention_decode_d64", abi::RS_DECODE_THREADS, 0,

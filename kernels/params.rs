@@ -365,16 +365,23 @@ impl Params for NormParams {
 fn head_dim_of(k: KernelId) -> u32 {
     match k {
         KernelId::AttentionPrefillD32 | KernelId::AttentionDecodeD32 => 32,
-        KernelId::AttentionPrefillD64 | KernelId::AttentionDecodeD64 | KernelId::DecoderLayersD64 => 64,
+        KernelId::AttentionPrefillD64
+        | KernelId::AttentionPrefillWgmmaD64
+        | KernelId::AttentionDecodeD64
+        | KernelId::DecoderLayersD64 => 64,
         _ => 128,
     }
 }
 
-/// The prefill attention kernel for `head_dim` (32, 64 or 128).
-pub fn attention_prefill_kernel(head_dim: u32) -> Option<Kernel<AttentionParams>> {
+/// The prefill attention kernel for `head_dim` (32, 64 or 128) on a GPU of compute capability
+/// `cc`: on sm_90 the wgmma kernels for 64 and 128, else the mma.sync ones.
+pub fn attention_prefill_kernel(head_dim: u32, cc: (u32, u32)) -> Option<Kernel<AttentionParams>> {
+    let hopper = cc == (9, 0);
     match head_dim {
         32 => Some(super::ATTENTION_PREFILL_D32),
+        64 if hopper => Some(super::ATTENTION_PREFILL_WGMMA_D64),
         64 => Some(super::ATTENTION_PREFILL_D64),
+        128 if hopper => Some(super::ATTENTION_PREFILL_WGMMA_D128),
         128 => Some(super::ATTENTION_PREFILL_D128),
         _ => None,
     }
@@ -829,10 +836,25 @@ mod tests {
             ..Default::default()
         };
         assert!(p.check(KernelId::AttentionPrefillD64).is_ok());
+        assert!(p.check(KernelId::AttentionPrefillWgmmaD64).is_ok());
         assert_eq!(p.units(KernelId::AttentionPrefillD64), 8 * 12 * 3);
+        assert_eq!(p.units(KernelId::AttentionPrefillWgmmaD64), 8 * 12 * 3);
         assert!(p.check(KernelId::AttentionPrefillD128).is_err());
+        assert!(p.check(KernelId::AttentionPrefillWgmmaD128).is_err());
         assert!(AttentionParams { heads_kv: 5, ..p }.check(KernelId::AttentionPrefillD64).is_err());
         assert!(AttentionParams { k_stride: 200, ..p }.check(KernelId::AttentionPrefillD64).is_err());
+    }
+
+    #[test]
+    fn hopper_prefill_attention_runs_on_wgmma_for_head_dims_64_and_128() {
+        let pick = |d, cc| attention_prefill_kernel(d, cc).map(|k| k.id());
+        assert_eq!(pick(64, (9, 0)), Some(KernelId::AttentionPrefillWgmmaD64));
+        assert_eq!(pick(128, (9, 0)), Some(KernelId::AttentionPrefillWgmmaD128));
+        assert_eq!(pick(32, (9, 0)), Some(KernelId::AttentionPrefillD32));
+        assert_eq!(pick(64, (8, 0)), Some(KernelId::AttentionPrefillD64));
+        assert_eq!(pick(128, (8, 9)), Some(KernelId::AttentionPrefillD128));
+        assert_eq!(pick(128, (10, 0)), Some(KernelId::AttentionPrefillD128));
+        assert_eq!(pick(96, (9, 0)), None);
     }
 
     #[test]

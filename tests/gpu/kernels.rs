@@ -324,6 +324,8 @@ fn prefill_attention_matches_reference() {
         case(2, 129, 12, 12, 64, false, None, false),
         case(2, 70, 4, 2, 64, true, Some(vec![70, 33]), true),
         case(1, 200, 4, 1, 128, false, Some(vec![150]), true),
+        case(2, 333, 4, 2, 128, true, Some(vec![300, 333]), false),
+        case(1, 520, 2, 2, 64, false, None, true),
     ];
     for c in cases {
         let s = AttentionShape {
@@ -378,13 +380,31 @@ fn prefill_attention_matches_reference() {
             scale,
             _pad: 0,
         };
-        let kernel = if c.head_dim == 64 { k::ATTENTION_PREFILL_D64 } else { k::ATTENTION_PREFILL_D128 };
-        let what = format!(
-            "attention b{} s{} h{}/{} d{} causal={} lens={:?} packed={}",
-            c.batch, c.seq, c.heads_q, c.heads_kv, c.head_dim, c.causal, c.lens, c.packed
-        );
-        let got = at_every_grid(&rt, &what, kernel, &p, &mut o, |_| {});
-        assert_close(&what, &got, &want);
+        // The mma.sync kernel everywhere; on sm_90 also the wgmma one.
+        let mut kernels = vec![if c.head_dim == 64 { k::ATTENTION_PREFILL_D64 } else { k::ATTENTION_PREFILL_D128 }];
+        if rt.device().info().compute_capability == (9, 0) {
+            kernels.push(if c.head_dim == 64 {
+                k::ATTENTION_PREFILL_WGMMA_D64
+            } else {
+                k::ATTENTION_PREFILL_WGMMA_D128
+            });
+        }
+        for kernel in kernels {
+            let what = format!(
+                "{} b{} s{} h{}/{} d{} causal={} lens={:?} packed={}",
+                kernel.id(),
+                c.batch,
+                c.seq,
+                c.heads_q,
+                c.heads_kv,
+                c.head_dim,
+                c.causal,
+                c.lens,
+                c.packed
+            );
+            let got = at_every_grid(&rt, &what, kernel, &p, &mut o, |_| {});
+            assert_close(&what, &got, &want);
+        }
         drop(buffers);
     }
 }
