@@ -163,7 +163,8 @@ fn gemm_cases(cx: &mut Ctx, cases: &mut Vec<Case>, name: &str, m: u32, n: u32, k
 }
 
 /// Prefill attention over packed QKV rows (`[q heads | k heads | v heads]` per token, every
-/// sequence full length): the mma.sync kernel, and on sm_90 the wgmma kernel next to it.
+/// sequence full length): the mma.sync kernel, and on sm_90 the wgmma kernels next to it (64
+/// and 128 queries a unit; "picked" marks the one the engine runs).
 fn attention_cases(
     cx: &mut Ctx,
     cases: &mut Vec<Case>,
@@ -178,12 +179,19 @@ fn attention_cases(
     let qkv = cx.rand(t * row, 1.0);
     let lens = vec![s; b as usize];
     let bytes = 2.0 * (t * (row + qw)) as f64;
-    let mut kernels = vec![("mma.sync", attention_prefill_kernel(d, (8, 0)).expect("head_dim"))];
-    let cc = cx.rt.device().info().compute_capability;
-    if cc == (9, 0) {
-        kernels.push(("wgmma", attention_prefill_kernel(d, cc).expect("head_dim")));
+    let shape = AttentionParams { batch: b, seq: s, heads_q: h, heads_kv: hkv, head_dim: d, ..Default::default() };
+    let info = cx.rt.device().info();
+    let picked = attention_prefill_kernel(&shape, info.compute_capability, info.sm_count).map(|k| k.id());
+    let mut kernels = vec![("mma.sync", attention_prefill_kernel(&shape, (8, 0), info.sm_count).expect("head_dim"))];
+    if info.compute_capability == (9, 0) {
+        let (narrow, wide) = match d {
+            64 => (k::ATTENTION_PREFILL_WGMMA_D64, k::ATTENTION_PREFILL_WGMMA_WIDE_D64),
+            _ => (k::ATTENTION_PREFILL_WGMMA_D128, k::ATTENTION_PREFILL_WGMMA_WIDE_D128),
+        };
+        kernels.extend([("wgmma", narrow), ("wgmma wide", wide)]);
     }
     for (how, kernel) in kernels {
+        let how = if Some(kernel.id()) == picked { format!("{how}, picked") } else { how.to_string() };
         let mut launches = Vec::new();
         for _ in 0..cx.copies(bytes) {
             let (dqkv, dlens, dout) = (cx.upload(&qkv), cx.upload(&lens), cx.zeros(t * qw));
@@ -244,10 +252,12 @@ fn all_cases(cx: &mut Ctx) -> Vec<Case> {
     gemm_cases(cx, &mut cases, "gpt2 prefill qkv M=4096", 4096, 2304, 768, RS_ACT_NONE, false);
     gemm_cases(cx, &mut cases, "llama-1b mlp-up M=1024", 1024, 16384, 2048, RS_ACT_NONE, false);
 
-    // Prefill attention, BERT-base (bidirectional, padding lengths given) and GPT-2 (causal) at
-    // batch 8 × 128 tokens; Llama-3.2-1B (32 query heads on 8 kv heads of 64) and -3B (24 on 8
+    // Prefill attention, BERT-base (bidirectional, padding lengths given; also over 256 and 512
+    // tokens) and GPT-2 (causal) at batch 8 × 128 tokens; Llama-3.2-1B (32 query heads on 8 kv heads of 64) and -3B (24 on 8
     // of 128), causal over 4096 tokens.
     attention_cases(cx, &mut cases, "bert attention", (b, s), (12, 12, 64), false);
+    attention_cases(cx, &mut cases, "bert attention s256", (b, 256), (12, 12, 64), false);
+    attention_cases(cx, &mut cases, "bert attention s512", (b, 512), (12, 12, 64), false);
     attention_cases(cx, &mut cases, "gpt2 attention causal", (b, s), (12, 12, 64), true);
     attention_cases(cx, &mut cases, "llama-1b attention causal", (1, 4096), (32, 8, 64), true);
     attention_cases(cx, &mut cases, "llama-3b attention causal", (1, 4096), (24, 8, 128), true);

@@ -323,8 +323,9 @@ pub fn attention(
         scale: 1.0 / (heads.dim as f32).sqrt(),
         _pad: 0,
     };
-    let cc = t.runtime().device().info().compute_capability;
-    let kernel = attention_prefill_kernel(heads.dim, cc).ok_or_else(|| unsupported_head(heads.dim))?;
+    let info = t.runtime().device().info();
+    let kernel = attention_prefill_kernel(&p, info.compute_capability, info.sm_count)
+        .ok_or_else(|| unsupported_head(heads.dim))?;
     // SAFETY: views checked above.
     unsafe { t.launch(kernel, &p) }?;
     Ok(())

@@ -195,6 +195,9 @@ typedef struct NormParams {
 #define RS_ATTN_BQ 64
 #define RS_ATTN_BKV 64
 #define RS_ATTN_THREADS 128
+/** The wide wgmma kernels: two warpgroups of 64 query rows share each block of keys. */
+#define RS_ATTN_WIDE_BQ 128
+#define RS_ATTN_WIDE_THREADS 256
 #define RS_DECODE_THREADS 256
 
 /**

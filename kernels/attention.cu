@@ -41,7 +41,7 @@ __device__ __forceinline__ void prefill(const AttentionParams& p, __half* smem) 
     const float scale_log2 = p.scale * rs::ATTN_LOG2E;
 
     RS_FOR_EACH_UNIT(u, units) {
-        const rs::AttnUnit w(p, u);
+        const rs::AttnUnit<BQ> w(p, u);
         const __half* Q = rs::ptr<const __half>(p.q) + (u64)w.h * D;
         const __half* K = rs::ptr<const __half>(p.k) + (u64)w.hk * D;
         const __half* V = rs::ptr<const __half>(p.v) + (u64)w.hk * D;

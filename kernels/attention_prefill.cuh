@@ -15,26 +15,27 @@ namespace rs {
 
 constexpr float ATTN_LOG2E = 1.4426950408889634f;
 
-// Unit u of prefill attention: (sequence b, query head h, block of RS_ATTN_BQ queries from q0).
+// Unit u of prefill attention: (sequence b, query head h, block of BQ queries from q0).
+template <int BQ>
 struct AttnUnit {
     unsigned b, h, hk, q0, valid;
     u64 row0;  // the sequence's first row
 
     __device__ AttnUnit(const AttentionParams& p, u64 u) {
-        const unsigned qblocks = (p.seq + RS_ATTN_BQ - 1) / RS_ATTN_BQ;
+        const unsigned qblocks = (p.seq + BQ - 1) / BQ;
         const unsigned qb = u % qblocks;
         const u64 rest = u / qblocks;
         h = rest % p.heads_q;
         b = rest / p.heads_q;
         hk = h / (p.heads_q / p.heads_kv);
-        q0 = qb * RS_ATTN_BQ;
+        q0 = qb * BQ;
         valid = p.seq_lens ? min(ptr<const unsigned>(p.seq_lens)[b], p.seq) : p.seq;
         row0 = (u64)b * p.seq;
     }
 
     // Keys this unit attends to: all valid ones, or (causal) those up to its last query.
     __device__ unsigned kv_end(const AttentionParams& p) const {
-        return p.causal ? min(valid, q0 + RS_ATTN_BQ) : valid;
+        return p.causal ? min(valid, q0 + BQ) : valid;
     }
 };
 

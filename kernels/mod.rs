@@ -131,10 +131,10 @@ const fn attention_smem(head_dim: u32) -> u32 {
     (abi::RS_ATTN_BQ + 2 * abi::RS_ATTN_BKV) * (head_dim + 8) * 2
 }
 
-/// Shared memory of wgmma prefill attention: Q and two stages of K and V, unpadded (swizzled),
-/// from a 1024-byte boundary.
-const fn attention_wgmma_smem(head_dim: u32) -> u32 {
-    1024 + (abi::RS_ATTN_BQ + 4 * abi::RS_ATTN_BKV) * head_dim * 2
+/// Shared memory of wgmma prefill attention with `bq` queries per unit: Q and two stages of K
+/// and V, unpadded (swizzled), from a 1024-byte boundary.
+const fn attention_wgmma_smem(bq: u32, head_dim: u32) -> u32 {
+    1024 + (bq + 4 * abi::RS_ATTN_BKV) * head_dim * 2
 }
 
 registry! {
@@ -194,9 +194,15 @@ registry! {
         AttentionPrefillD128, ATTENTION_PREFILL_D128: Attention, c"attention_prefill_d128", abi::RS_ATTN_THREADS,
             attention_smem(128), AttentionParams;
         AttentionPrefillWgmmaD64, ATTENTION_PREFILL_WGMMA_D64: AttentionSm90, c"attention_prefill_wgmma_d64",
-            abi::RS_ATTN_THREADS, attention_wgmma_smem(64), AttentionParams;
+            abi::RS_ATTN_THREADS, attention_wgmma_smem(abi::RS_ATTN_BQ, 64), AttentionParams;
         AttentionPrefillWgmmaD128, ATTENTION_PREFILL_WGMMA_D128: AttentionSm90, c"attention_prefill_wgmma_d128",
-            abi::RS_ATTN_THREADS, attention_wgmma_smem(128), AttentionParams;
+            abi::RS_ATTN_THREADS, attention_wgmma_smem(abi::RS_ATTN_BQ, 128), AttentionParams;
+        AttentionPrefillWgmmaWideD64, ATTENTION_PREFILL_WGMMA_WIDE_D64: AttentionSm90,
+            c"attention_prefill_wgmma_wide_d64", abi::RS_ATTN_WIDE_THREADS,
+            attention_wgmma_smem(abi::RS_ATTN_WIDE_BQ, 64), AttentionParams;
+        AttentionPrefillWgmmaWideD128, ATTENTION_PREFILL_WGMMA_WIDE_D128: AttentionSm90,
+            c"attention_prefill_wgmma_wide_d128", abi::RS_ATTN_WIDE_THREADS,
+            attention_wgmma_smem(abi::RS_ATTN_WIDE_BQ, 128), AttentionParams;
         AttentionDecodeD32, ATTENTION_DECODE_D32: Attention, c"attention_decode_d32", abi::RS_DECODE_THREADS, 0,
             DecodeAttentionParams;
         AttentionDecodeD64, ATTENTION_DECODE_D64: Attention, c"attention_decode_d64", abi::RS_DECODE_THREADS, 0,

@@ -367,20 +367,28 @@ fn head_dim_of(k: KernelId) -> u32 {
         KernelId::AttentionPrefillD32 | KernelId::AttentionDecodeD32 => 32,
         KernelId::AttentionPrefillD64
         | KernelId::AttentionPrefillWgmmaD64
+        | KernelId::AttentionPrefillWgmmaWideD64
         | KernelId::AttentionDecodeD64
         | KernelId::DecoderLayersD64 => 64,
         _ => 128,
     }
 }
 
-/// The prefill attention kernel for `head_dim` (32, 64 or 128) on a GPU of compute capability
-/// `cc`: on sm_90 the wgmma kernels for 64 and 128, else the mma.sync ones.
-pub fn attention_prefill_kernel(head_dim: u32, cc: (u32, u32)) -> Option<Kernel<AttentionParams>> {
+/// The prefill attention kernel for `p` (head_dim 32, 64 or 128) on a GPU of compute
+/// capability `cc` with `sms` SMs: on sm_90 the wgmma kernels for 64 and 128 — the wide ones
+/// (128 queries a unit, two warpgroups sharing the keys) when their units make at least two
+/// rounds of the SMs, measured faster there (docs/kernels-h200.md) and slower below — else the
+/// mma.sync ones.
+pub fn attention_prefill_kernel(p: &AttentionParams, cc: (u32, u32), sms: u32) -> Option<Kernel<AttentionParams>> {
     let hopper = cc == (9, 0);
-    match head_dim {
+    let wide =
+        u64::from(p.batch) * u64::from(p.heads_q) * u64::from(p.seq.div_ceil(RS_ATTN_WIDE_BQ)) >= 2 * u64::from(sms);
+    match p.head_dim {
         32 => Some(super::ATTENTION_PREFILL_D32),
+        64 if hopper && wide => Some(super::ATTENTION_PREFILL_WGMMA_WIDE_D64),
         64 if hopper => Some(super::ATTENTION_PREFILL_WGMMA_D64),
         64 => Some(super::ATTENTION_PREFILL_D64),
+        128 if hopper && wide => Some(super::ATTENTION_PREFILL_WGMMA_WIDE_D128),
         128 if hopper => Some(super::ATTENTION_PREFILL_WGMMA_D128),
         128 => Some(super::ATTENTION_PREFILL_D128),
         _ => None,
@@ -406,8 +414,12 @@ fn check_heads(k: KernelId, heads_q: u32, heads_kv: u32, head_dim: u32) -> Resul
 }
 
 impl Params for AttentionParams {
-    fn units(&self, _: KernelId) -> u64 {
-        u64::from(self.batch) * u64::from(self.heads_q) * u64::from(self.seq.div_ceil(RS_ATTN_BQ))
+    fn units(&self, k: KernelId) -> u64 {
+        let bq = match k {
+            KernelId::AttentionPrefillWgmmaWideD64 | KernelId::AttentionPrefillWgmmaWideD128 => RS_ATTN_WIDE_BQ,
+            _ => RS_ATTN_BQ,
+        };
+        u64::from(self.batch) * u64::from(self.heads_q) * u64::from(self.seq.div_ceil(bq))
     }
     fn check(&self, k: KernelId) -> Result<(), ParamError> {
         check_heads(k, self.heads_q, self.heads_kv, self.head_dim)?;
@@ -839,6 +851,9 @@ mod tests {
         assert!(p.check(KernelId::AttentionPrefillWgmmaD64).is_ok());
         assert_eq!(p.units(KernelId::AttentionPrefillD64), 8 * 12 * 3);
         assert_eq!(p.units(KernelId::AttentionPrefillWgmmaD64), 8 * 12 * 3);
+        assert_eq!(p.units(KernelId::AttentionPrefillWgmmaWideD64), 8 * 12 * 2);
+        assert!(p.check(KernelId::AttentionPrefillWgmmaWideD64).is_ok());
+        assert!(p.check(KernelId::AttentionPrefillWgmmaWideD128).is_err());
         assert!(p.check(KernelId::AttentionPrefillD128).is_err());
         assert!(p.check(KernelId::AttentionPrefillWgmmaD128).is_err());
         assert!(AttentionParams { heads_kv: 5, ..p }.check(KernelId::AttentionPrefillD64).is_err());
@@ -847,14 +862,29 @@ mod tests {
 
     #[test]
     fn hopper_prefill_attention_runs_on_wgmma_for_head_dims_64_and_128() {
-        let pick = |d, cc| attention_prefill_kernel(d, cc).map(|k| k.id());
-        assert_eq!(pick(64, (9, 0)), Some(KernelId::AttentionPrefillWgmmaD64));
-        assert_eq!(pick(128, (9, 0)), Some(KernelId::AttentionPrefillWgmmaD128));
-        assert_eq!(pick(32, (9, 0)), Some(KernelId::AttentionPrefillD32));
-        assert_eq!(pick(64, (8, 0)), Some(KernelId::AttentionPrefillD64));
-        assert_eq!(pick(128, (8, 9)), Some(KernelId::AttentionPrefillD128));
-        assert_eq!(pick(128, (10, 0)), Some(KernelId::AttentionPrefillD128));
-        assert_eq!(pick(96, (9, 0)), None);
+        // BERT-base at batch 8 × 128 tokens (96 wide units for 132 SMs), Llama-3.2-1B over 4096
+        // tokens (1024 wide units).
+        let bert = |head_dim| AttentionParams { batch: 8, seq: 128, heads_q: 12, head_dim, ..Default::default() };
+        let llama = |head_dim| AttentionParams { batch: 1, seq: 4096, heads_q: 32, head_dim, ..Default::default() };
+        let pick = |p: AttentionParams, cc| attention_prefill_kernel(&p, cc, 132).map(|k| k.id());
+        assert_eq!(pick(bert(64), (9, 0)), Some(KernelId::AttentionPrefillWgmmaD64));
+        assert_eq!(pick(bert(128), (9, 0)), Some(KernelId::AttentionPrefillWgmmaD128));
+        assert_eq!(pick(llama(64), (9, 0)), Some(KernelId::AttentionPrefillWgmmaWideD64));
+        assert_eq!(pick(llama(128), (9, 0)), Some(KernelId::AttentionPrefillWgmmaWideD128));
+        // Two rounds of 132 SMs: 264 units.
+        assert_eq!(
+            pick(AttentionParams { seq: 128 * 11, ..bert(64) }, (9, 0)),
+            Some(KernelId::AttentionPrefillWgmmaWideD64)
+        );
+        assert_eq!(
+            pick(AttentionParams { seq: 128 * 2, ..bert(64) }, (9, 0)),
+            Some(KernelId::AttentionPrefillWgmmaD64)
+        );
+        assert_eq!(pick(llama(32), (9, 0)), Some(KernelId::AttentionPrefillD32));
+        assert_eq!(pick(llama(64), (8, 0)), Some(KernelId::AttentionPrefillD64));
+        assert_eq!(pick(llama(128), (8, 9)), Some(KernelId::AttentionPrefillD128));
+        assert_eq!(pick(llama(128), (10, 0)), Some(KernelId::AttentionPrefillD128));
+        assert_eq!(pick(llama(96), (9, 0)), None);
     }
 
     #[test]
