@@ -26,7 +26,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rightsize::kernels::abi::*;
 use rightsize::kernels::reference::rope_inv_freq;
-use rightsize::kernels::{self as k, attention_prefill_kernel, gemm_kernel, hopper_gemm, Kernel, Params};
+use rightsize::kernels::{
+    self as k, attention_prefill_kernel, attention_prefill_kernels, gemm_kernel, hopper_gemm, Kernel, Params,
+};
 use rightsize::runtime::{
     BlasLt, BlasShape, Device, DeviceBuffer, DeviceCopy, EventTimer, PartitionId, PartitionRequest, PartitionSupport,
     Placement, PoolSpec, Runtime,
@@ -182,12 +184,9 @@ fn attention_cases(
     let shape = AttentionParams { batch: b, seq: s, heads_q: h, heads_kv: hkv, head_dim: d, ..Default::default() };
     let info = cx.rt.device().info();
     let picked = attention_prefill_kernel(&shape, info.compute_capability, info.sm_count).map(|k| k.id());
-    let mut kernels = vec![("mma.sync", attention_prefill_kernel(&shape, (8, 0), info.sm_count).expect("head_dim"))];
-    if info.compute_capability == (9, 0) {
-        let (narrow, wide) = match d {
-            64 => (k::ATTENTION_PREFILL_WGMMA_D64, k::ATTENTION_PREFILL_WGMMA_WIDE_D64),
-            _ => (k::ATTENTION_PREFILL_WGMMA_D128, k::ATTENTION_PREFILL_WGMMA_WIDE_D128),
-        };
+    let all = attention_prefill_kernels(d).expect("head_dim");
+    let mut kernels = vec![("mma.sync", all.mma_sync)];
+    if let Some([narrow, wide]) = all.wgmma.filter(|_| info.compute_capability == (9, 0)) {
         kernels.extend([("wgmma", narrow), ("wgmma wide", wide)]);
     }
     for (how, kernel) in kernels {
@@ -253,8 +252,8 @@ fn all_cases(cx: &mut Ctx) -> Vec<Case> {
     gemm_cases(cx, &mut cases, "llama-1b mlp-up M=1024", 1024, 16384, 2048, RS_ACT_NONE, false);
 
     // Prefill attention, BERT-base (bidirectional, padding lengths given; also over 256 and 512
-    // tokens) and GPT-2 (causal) at batch 8 × 128 tokens; Llama-3.2-1B (32 query heads on 8 kv heads of 64) and -3B (24 on 8
-    // of 128), causal over 4096 tokens.
+    // tokens) and GPT-2 (causal) at batch 8 × 128 tokens; Llama-3.2-1B (32 query heads on 8 kv
+    // heads of 64) and -3B (24 on 8 of 128), causal over 4096 tokens.
     attention_cases(cx, &mut cases, "bert attention", (b, s), (12, 12, 64), false);
     attention_cases(cx, &mut cases, "bert attention s256", (b, 256), (12, 12, 64), false);
     attention_cases(cx, &mut cases, "bert attention s512", (b, 512), (12, 12, 64), false);

@@ -374,25 +374,48 @@ fn head_dim_of(k: KernelId) -> u32 {
     }
 }
 
-/// The prefill attention kernel for `p` (head_dim 32, 64 or 128) on a GPU of compute
-/// capability `cc` with `sms` SMs: on sm_90 the wgmma kernels for 64 and 128 — the wide ones
-/// (128 queries a unit, two warpgroups sharing the keys) when their units make at least two
-/// rounds of the SMs, measured faster there (docs/kernels-h200.md) and slower below — else the
-/// mma.sync ones.
+/// The prefill attention kernels of one head_dim: the mma.sync one (any GPU from sm_80) and,
+/// for 64 and 128, the wgmma ones (sm_90a) with 64 and 128 queries a unit.
+#[derive(Clone, Copy, Debug)]
+pub struct PrefillAttentionKernels {
+    /// `attention_prefill_d*`.
+    pub mma_sync: Kernel<AttentionParams>,
+    /// `attention_prefill_wgmma_d*` and `attention_prefill_wgmma_wide_d*`.
+    pub wgmma: Option<[Kernel<AttentionParams>; 2]>,
+}
+
+/// The prefill attention kernels for `head_dim` (32, 64 or 128).
+pub fn attention_prefill_kernels(head_dim: u32) -> Option<PrefillAttentionKernels> {
+    use super::{
+        ATTENTION_PREFILL_D128, ATTENTION_PREFILL_D32, ATTENTION_PREFILL_D64, ATTENTION_PREFILL_WGMMA_D128,
+        ATTENTION_PREFILL_WGMMA_D64, ATTENTION_PREFILL_WGMMA_WIDE_D128, ATTENTION_PREFILL_WGMMA_WIDE_D64,
+    };
+    let (mma_sync, wgmma) = match head_dim {
+        32 => (ATTENTION_PREFILL_D32, None),
+        64 => (ATTENTION_PREFILL_D64, Some([ATTENTION_PREFILL_WGMMA_D64, ATTENTION_PREFILL_WGMMA_WIDE_D64])),
+        128 => (ATTENTION_PREFILL_D128, Some([ATTENTION_PREFILL_WGMMA_D128, ATTENTION_PREFILL_WGMMA_WIDE_D128])),
+        _ => return None,
+    };
+    Some(PrefillAttentionKernels { mma_sync, wgmma })
+}
+
+/// The prefill attention kernel the library runs for `p` on a GPU of compute capability `cc`
+/// with `sms` SMs: on sm_90 the wgmma kernels for head_dim 64 and 128 — the wide one (128
+/// queries a unit, two warpgroups sharing the keys) when its units make at least two rounds of
+/// the SMs, measured faster there (docs/kernels-h200.md) and slower below — else the mma.sync
+/// one.
 pub fn attention_prefill_kernel(p: &AttentionParams, cc: (u32, u32), sms: u32) -> Option<Kernel<AttentionParams>> {
-    let hopper = cc == (9, 0);
-    let wide =
-        u64::from(p.batch) * u64::from(p.heads_q) * u64::from(p.seq.div_ceil(RS_ATTN_WIDE_BQ)) >= 2 * u64::from(sms);
-    match p.head_dim {
-        32 => Some(super::ATTENTION_PREFILL_D32),
-        64 if hopper && wide => Some(super::ATTENTION_PREFILL_WGMMA_WIDE_D64),
-        64 if hopper => Some(super::ATTENTION_PREFILL_WGMMA_D64),
-        64 => Some(super::ATTENTION_PREFILL_D64),
-        128 if hopper && wide => Some(super::ATTENTION_PREFILL_WGMMA_WIDE_D128),
-        128 if hopper => Some(super::ATTENTION_PREFILL_WGMMA_D128),
-        128 => Some(super::ATTENTION_PREFILL_D128),
-        _ => None,
-    }
+    let kernels = attention_prefill_kernels(p.head_dim)?;
+    Some(match kernels.wgmma {
+        Some([narrow, wide]) if cc == (9, 0) => {
+            if p.units(wide.id()) >= 2 * u64::from(sms) {
+                wide
+            } else {
+                narrow
+            }
+        }
+        _ => kernels.mma_sync,
+    })
 }
 
 /// The decode attention kernel for `head_dim` (32, 64 or 128).

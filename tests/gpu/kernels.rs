@@ -381,11 +381,10 @@ fn prefill_attention_matches_reference() {
             _pad: 0,
         };
         // The mma.sync kernel everywhere; on sm_90 also the wgmma ones (64 and 128 queries a unit).
-        let d64 = c.head_dim == 64;
-        let mut kernels = vec![if d64 { k::ATTENTION_PREFILL_D64 } else { k::ATTENTION_PREFILL_D128 }];
+        let all = k::attention_prefill_kernels(c.head_dim as u32).unwrap();
+        let mut kernels = vec![all.mma_sync];
         if rt.device().info().compute_capability == (9, 0) {
-            kernels.push(if d64 { k::ATTENTION_PREFILL_WGMMA_D64 } else { k::ATTENTION_PREFILL_WGMMA_D128 });
-            kernels.push(if d64 { k::ATTENTION_PREFILL_WGMMA_WIDE_D64 } else { k::ATTENTION_PREFILL_WGMMA_WIDE_D128 });
+            kernels.extend(all.wgmma.unwrap());
         }
         for kernel in kernels {
             let what = format!(
