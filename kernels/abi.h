@@ -201,13 +201,14 @@ typedef struct NormParams {
 #define RS_DECODE_THREADS 256
 
 /**
- * attention_prefill_d{32,64,128} (mma.sync) and attention_prefill_wgmma_d{64,128} (sm_90a):
- * softmax(scale · Q Kᵀ + mask) V per (sequence, query head),
- * flash-style (online softmax; no seq×seq matrix). Token t of sequence b is row b·seq + t of
- * q, k, v and o; head h starts at column h·head_dim. Query head h reads key/value head
+ * attention_prefill_d{32,64,128} (mma.sync), attention_prefill_wgmma_d{64,128} and
+ * attention_prefill_wgmma_wide_d{64,128} (sm_90a): softmax(scale · Q Kᵀ + mask) V per
+ * (sequence, query head), flash-style (online softmax; no seq×seq matrix). Token t of
+ * sequence b is row b·seq + t of q, k, v and o; head h starts at column h·head_dim. Query head h reads key/value head
  * h / (heads_q / heads_kv) (grouped-query attention). Keys at positions ≥ seq_lens[b] are
  * masked (padding; seq_lens optional = all valid); with causal, key j > query i is masked.
- * Work unit: (b, h, block of RS_ATTN_BQ queries). Rows of a query with no valid key are 0.
+ * Work unit: (b, h, block of RS_ATTN_BQ queries; RS_ATTN_WIDE_BQ for the wide kernels). Rows
+ * of a query with no valid key are 0.
  * Constraints: row strides multiples of 8, pointers 16-byte aligned, heads_q % heads_kv == 0.
  */
 typedef struct AttentionParams {

@@ -60,11 +60,7 @@ __device__ __forceinline__ void prefill(const AttentionParams& p, __half* smem) 
         for (int kc = 0; kc < D / 16; ++kc)
             rs::ldmatrix_x4(qf[kc], Qs + (warp * 16 + (lane & 15)) * LDS + kc * 16 + (lane >> 4) * 8);
 
-        float o[D / 8][4];
-#pragma unroll
-        for (int i = 0; i < D / 8; ++i)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) o[i][e] = 0.0f;
+        float o[D / 8][4] = {};
         rs::SoftmaxRows rows(w.q0, warp, lane);
         const unsigned kv_end = w.kv_end(p);
 

@@ -83,6 +83,7 @@ __device__ __forceinline__ void prefill(const AttentionParams& p, unsigned char*
         if (kv_end > 0) load_kv(0, 0);
         cp_async_commit();
 
+        // (Zeroed by loops: `= {}` reorders the wide d128 kernel's code, which measured 3% slower.)
         float o[D / 8][4];
 #pragma unroll
         for (int i = 0; i < D / 8; ++i)

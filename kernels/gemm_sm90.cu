@@ -185,11 +185,11 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
         for (int kb = 0; kb < kblocks; ++kb) {
             mbar_wait(full + 8 * stage, phase);
             const unsigned a = base + stage * STAGE_BYTES + half * 64 * BK * 2, b = base + stage * STAGE_BYTES + BM * BK * 2;
-            asm volatile("wgmma.fence.sync.aligned;" ::: "memory");
+            wgmma_fence();
 #pragma unroll
             for (int j = 0; j < BK / 16; ++j) mma_step<BN>(d, desc(a + 32 * j), desc(b + 32 * j));
-            asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");
-            asm volatile("wgmma.wait_group.sync.aligned 1;" ::: "memory");
+            wgmma_commit();
+            wgmma_wait<1>();
             if (held >= 0) mbar_arrive(empty + 8 * held);
             held = stage;
             if (++stage == STAGES) {
@@ -197,7 +197,7 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
                 phase ^= 1;
             }
         }
-        asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory");
+        wgmma_wait<0>();
         if (held >= 0) mbar_arrive(empty + 8 * held);
         // The epilogue goes through shared memory, 32 columns at a time: each warp writes the
         // 16×32 chunk of its accumulators to its rows of the warpgroup's buffer (unrolled,

@@ -54,27 +54,23 @@ __device__ __forceinline__ float2 row_stats(const __half* a, unsigned k, unsigne
 template <int N>
 __device__ __forceinline__ float2 held_stats(const uint4 (&h)[N], unsigned k, unsigned norm, float eps) {
     const unsigned lane = threadIdx.x & 31;
+    auto each = [&](auto&& f) {
+#pragma unroll
+        for (int i = 0; i < N; ++i) {
+            if (lane * 8 + i * 256 >= k) break;
+            float x[8];
+            unpack8(h[i], x);
+#pragma unroll
+            for (int e = 0; e < 8; ++e) f(x[e]);
+        }
+    };
     float s = 0.0f;
-#pragma unroll
-    for (int i = 0; i < N; ++i) {
-        if (lane * 8 + i * 256 >= k) break;
-        float x[8];
-        unpack8(h[i], x);
-#pragma unroll
-        for (int e = 0; e < 8; ++e) s += norm == RS_NORM_RMS ? x[e] * x[e] : x[e];
-    }
+    each([&](float x) { s += norm == RS_NORM_RMS ? x * x : x; });
     s = warp_sum(s);
     if (norm == RS_NORM_RMS) return make_float2(0.0f, rsqrtf(s / k + eps));
     const float mean = s / k;
     float sq = 0.0f;
-#pragma unroll
-    for (int i = 0; i < N; ++i) {
-        if (lane * 8 + i * 256 >= k) break;
-        float x[8];
-        unpack8(h[i], x);
-#pragma unroll
-        for (int e = 0; e < 8; ++e) sq += (x[e] - mean) * (x[e] - mean);
-    }
+    each([&](float x) { sq += (x - mean) * (x - mean); });
     return make_float2(mean, rsqrtf(warp_sum(sq) / k + eps));
 }
 

@@ -49,7 +49,6 @@ __device__ __forceinline__ void named_barrier(unsigned id, unsigned threads) {
     asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(threads) : "memory");
 }
 
-
 // Shared-memory matrix descriptor of a tile with 128-byte swizzle whose 1024-byte atoms are 8
 // rows of 128 bytes. K-major (the GEMMs' A and B, attention's Q and K): rows along M or N,
 // 8-row groups 1024 bytes apart, the leading offset unused. MN-major (attention's V): rows along
