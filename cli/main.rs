@@ -74,8 +74,9 @@ enum Command {
         #[command(flatten)]
         args: RunArgs,
     },
-    /// The default comparison: the embedded scenario set (solo baselines; encoders; decoders;
-    /// mixed pairs; a 4-tenant mix; a latency-critical mix) under every mode.
+    /// The default comparison: the embedded scenario set (solo baselines; the classic closed
+    /// loops; open-loop, latency-critical, long-decode and busy/idle serving mixes) under every
+    /// mode.
     Compare {
         /// A scenario file instead of the embedded set.
         #[arg(long = "file")]
@@ -283,7 +284,7 @@ fn profile(
 #[derive(clap::Args, Debug)]
 struct RunArgs {
     /// Modes, comma-separated: timeslice, mps, mps-limit, streams, static, krisp-conserved,
-    /// krisp-isolated, each also as <mode>-plan; "default" for the default set.
+    /// krisp-isolated, krisp, each also as <mode>-plan; "default" for the default set.
     #[arg(long, default_value = "default")]
     modes: String,
     /// Only these scenarios (by name; repeatable).

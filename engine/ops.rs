@@ -167,7 +167,8 @@ fn linear_with(
         r.expect(m, n, "linear residual")?;
     }
     let info = t.runtime().device().info();
-    let hopper = hopper_gemm(m, n, kk, info.compute_capability, info.sm_count);
+    // Tiles for the SMs the GEMM will get, so a partition does not pay a whole device's waves.
+    let hopper = hopper_gemm(m, n, kk, info.compute_capability, t.sms_hint());
     let own = gemm_kernel(m);
     let picked = hopper.map_or(own.id(), |k| k.id());
     let fused = backend == GemmBackend::Rightsize && fuses_norm(picked);

@@ -458,7 +458,7 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
                     continue;
                 }
                 None => bars.track(&label, total, |counted| {
-                    let min_sms = if mode.sharing.is_krisp() {
+                    let min_sms = if mode.sharing.reads_profiles() {
                         let save_to = opts.out.join("profiles");
                         knees(s, &opts.profiles, Some(&save_to), &info, &mut profiles, &|m| bars.println(m))?
                     } else {

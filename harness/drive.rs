@@ -33,6 +33,46 @@ pub struct LoopSpec {
     pub seed: u64,
     /// Counting stops this long after the start, even if fewer requests completed.
     pub duration: Option<Duration>,
+    /// Busy and idle phases: requests are issued only in busy phases.
+    pub phases: Option<Phases>,
+}
+
+/// A tenant that alternates busy and idle phases (a time-varying load): from `offset_s` after
+/// the start, `busy_s` seconds of requests, then `idle_s` seconds of none, and again; before
+/// `offset_s` it is idle.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Phases {
+    /// Length of each busy phase, seconds.
+    pub busy_s: f64,
+    /// Length of each idle phase, seconds.
+    pub idle_s: f64,
+    /// When the first busy phase starts, seconds after the start.
+    #[serde(default)]
+    pub offset_s: f64,
+}
+
+impl Phases {
+    /// The first time ≥ `t` (seconds after the start) that lies in a busy phase.
+    pub fn next_busy(&self, t: f64) -> f64 {
+        if t < self.offset_s {
+            return self.offset_s;
+        }
+        let period = self.busy_s + self.idle_s;
+        let into = (t - self.offset_s) % period;
+        if into < self.busy_s {
+            t
+        } else {
+            t + period - into
+        }
+    }
+
+    /// The time after the start at which `busy` seconds of busy phases have passed (so open-loop
+    /// arrivals drawn on busy time land in busy phases only).
+    pub fn at_busy_time(&self, busy: f64) -> f64 {
+        let periods = (busy / self.busy_s).floor();
+        self.offset_s + periods * (self.busy_s + self.idle_s) + (busy - periods * self.busy_s)
+    }
 }
 
 /// How the tenants of a run meet: a common start, and a common end once all have counted.
@@ -90,7 +130,8 @@ pub fn drive(
     let deadline = spec.duration.map(|d| t0 + d);
     let total = spec.warmup as usize + spec.requests as usize;
     let mut counted = Vec::with_capacity(spec.requests as usize);
-    let mut next_due = 0.0f64;
+    // Busy time of the next open-loop arrival (the same as its time without phases).
+    let mut next_busy = 0.0f64;
     let mut finished = false;
     let mut issued = 0usize;
     let result = loop {
@@ -99,7 +140,8 @@ pub fn drive(
         }
         let due = match spec.rate {
             Some(rate) => {
-                next_due += rng.exponential(rate);
+                next_busy += rng.exponential(rate);
+                let next_due = spec.phases.map_or(next_busy, |p| p.at_busy_time(next_busy));
                 let at = t0 + Duration::from_secs_f64(next_due);
                 // Sleep until the arrival, in slices, so a stop is noticed.
                 loop {
@@ -114,7 +156,23 @@ pub fn drive(
                 }
                 next_due
             }
-            None => t0.elapsed().as_secs_f64(),
+            None => {
+                let now = t0.elapsed().as_secs_f64();
+                match spec.phases.map(|p| p.next_busy(now)) {
+                    Some(at) if at > now => {
+                        // Idle until the next busy phase, in slices, so a stop is noticed.
+                        while t0.elapsed().as_secs_f64() < at && !(finished && gate.stopped()) {
+                            let left = at - t0.elapsed().as_secs_f64();
+                            std::thread::sleep(Duration::from_secs_f64(left.clamp(0.0, 0.005)));
+                        }
+                        if finished && gate.stopped() {
+                            break Ok(());
+                        }
+                        at
+                    }
+                    _ => now,
+                }
+            }
         };
         let start = t0.elapsed().as_secs_f64();
         if let Err(e) = request() {
@@ -173,7 +231,7 @@ mod tests {
     #[test]
     fn closed_loop_counts_after_warmup_and_runs_on_until_all_finish() {
         let g = gate(2);
-        let spec = LoopSpec { warmup: 3, requests: 5, rate: None, seed: 1, duration: None };
+        let spec = LoopSpec { warmup: 3, requests: 5, rate: None, seed: 1, duration: None, phases: None };
         let (fast, slow) = (AtomicU32::new(0), AtomicU32::new(0));
         let (a, b) = std::thread::scope(|s| {
             let a = s.spawn(|| {
@@ -205,7 +263,7 @@ mod tests {
     #[test]
     fn open_loop_follows_the_arrival_rate() {
         let g = gate(1);
-        let spec = LoopSpec { warmup: 0, requests: 200, rate: Some(2000.0), seed: 7, duration: None };
+        let spec = LoopSpec { warmup: 0, requests: 200, rate: Some(2000.0), seed: 7, duration: None, phases: None };
         let samples = drive(&spec, &g, || Ok(())).unwrap();
         assert_eq!(samples.len(), 200);
         let span = samples.last().unwrap().due;
@@ -217,7 +275,7 @@ mod tests {
     #[test]
     fn a_failing_request_ends_the_loop_and_releases_the_others() {
         let g = gate(1);
-        let spec = LoopSpec { warmup: 0, requests: 10, rate: None, seed: 1, duration: None };
+        let spec = LoopSpec { warmup: 0, requests: 10, rate: None, seed: 1, duration: None, phases: None };
         let mut n = 0;
         let e = drive(&spec, &g, || {
             n += 1;
@@ -234,8 +292,14 @@ mod tests {
     #[test]
     fn duration_caps_the_count() {
         let g = gate(1);
-        let spec =
-            LoopSpec { warmup: 0, requests: 1_000_000, rate: None, seed: 1, duration: Some(Duration::from_millis(50)) };
+        let spec = LoopSpec {
+            warmup: 0,
+            requests: 1_000_000,
+            rate: None,
+            seed: 1,
+            duration: Some(Duration::from_millis(50)),
+            phases: None,
+        };
         let samples = drive(&spec, &g, || {
             std::thread::sleep(Duration::from_millis(1));
             Ok(())
@@ -249,5 +313,28 @@ mod tests {
         let mut r = SplitMix::new(3);
         let mean: f64 = (0..100_000).map(|_| r.exponential(4.0)).sum::<f64>() / 1e5;
         assert!((mean - 0.25).abs() < 0.005, "{mean}");
+    }
+
+    #[test]
+    fn phases_alternate_busy_and_idle() {
+        let p = Phases { busy_s: 0.2, idle_s: 0.3, offset_s: 0.1 };
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
+        assert!(close(p.next_busy(0.0), 0.1), "idle before the offset");
+        assert!(close(p.next_busy(0.15), 0.15));
+        assert!(close(p.next_busy(0.35), 0.6), "idle phase: the next busy one");
+        assert!(close(p.at_busy_time(0.0), 0.1));
+        assert!(close(p.at_busy_time(0.25), 0.65), "0.2 s in the first phase, 0.05 in the second");
+        // Open-loop arrivals land in busy phases only.
+        let g = gate(1);
+        let spec = LoopSpec {
+            warmup: 0,
+            requests: 50,
+            rate: Some(1000.0),
+            seed: 3,
+            duration: None,
+            phases: Some(Phases { busy_s: 0.01, idle_s: 0.01, offset_s: 0.0 }),
+        };
+        let samples = drive(&spec, &g, || Ok(())).unwrap();
+        assert!(samples.iter().all(|s| s.due % 0.02 < 0.01 + 1e-9), "{samples:?}");
     }
 }

@@ -12,7 +12,9 @@ use super::metrics::Sample;
 use super::scenario::{Mode, Scenario, Sharing};
 use super::serve::Served;
 use super::trace::{RequestSpan, Spans, TenantTrace};
-use crate::runtime::policy::{Full, KrispConserved, KrispIsolated, Policy, Prioritized, PriorityClass, Static};
+use crate::runtime::policy::{
+    Full, KrispConserved, KrispIsolated, KrispShare, Policy, Prioritized, PriorityClass, Share, Static,
+};
 use crate::runtime::{Device, GroupRange, MinSms, PartitionSupport, Runtime, Tenant};
 
 /// Why a tenant did not start: another tenant of the run failed to get ready.
@@ -120,6 +122,16 @@ fn static_windows(s: &Scenario, groups: u32, granularity: u32) -> anyhow::Result
         .collect()
 }
 
+/// The krisp mode's shares: each tenant's class and its quota in groups.
+fn shares(s: &Scenario, granularity: u32) -> KrispShare {
+    let shares = s
+        .tenants
+        .iter()
+        .map(|t| Share { class: t.class, quota: t.quota_sms.map(|sms| sms.div_ceil(granularity.max(1))) })
+        .collect();
+    KrispShare { shares }
+}
+
 /// The policy of an in-process mode.
 fn policy(s: &Scenario, sharing: Sharing, groups: u32, granularity: u32) -> anyhow::Result<Box<dyn Policy>> {
     let any_lc = s.tenants.iter().any(|t| t.class == PriorityClass::LatencyCritical);
@@ -132,6 +144,7 @@ fn policy(s: &Scenario, sharing: Sharing, groups: u32, granularity: u32) -> anyh
         }),
         Sharing::KrispConserved => Box::new(Prioritized { inner: KrispConserved, reserved_groups }),
         Sharing::KrispIsolated => Box::new(Prioritized { inner: KrispIsolated::default(), reserved_groups }),
+        Sharing::Krisp => Box::new(shares(s, granularity)),
         other => bail!("{} is not a one-process mode", other.name()),
     })
 }
@@ -163,8 +176,15 @@ pub fn run(
     }
     let gate = ThreadGate::new(n, counted);
     // Plan sets of the krisp modes: tenant i replays on the whole device when no other tenant
-    // has work in flight, else within its own equal share of the groups.
-    let homes = equal_windows(groups, n);
+    // has work in flight, else within its own share of the groups (krisp: what it owns when
+    // every tenant contends; the older modes: an equal share).
+    let homes = match mode.sharing {
+        Sharing::Krisp => {
+            let p = shares(s, granularity);
+            (0..n).map(|i| p.home(i, n, groups)).collect()
+        }
+        _ => equal_windows(groups, n),
+    };
     let whole = GroupRange { first: 0, count: groups };
     let windows: Vec<Vec<GroupRange>> =
         (0..n as usize).map(|i| if n > 1 { vec![whole, homes[i.min(homes.len() - 1)]] } else { vec![whole] }).collect();
@@ -199,6 +219,7 @@ pub fn run(
                         rate: spec.rate,
                         seed: s.seed.wrapping_mul(31).wrapping_add(i as u64),
                         duration: s.duration_s.map(std::time::Duration::from_secs_f64),
+                        phases: spec.phases,
                     };
                     let mut spans = Spans::new(trace.is_some());
                     let samples = drive(&spec_loop, gate, || spans.request(&t, || served.request(&t)))

@@ -20,6 +20,8 @@
 //! class = "latency-critical"   # or "best-effort" (default)
 //! slo_ms = 5.0         # optional latency objective
 //! rate = 200.0         # optional: open loop, Poisson arrivals per second; else closed loop
+//! quota_sms = 64       # optional: SMs guaranteed to it whenever it contends (krisp mode)
+//! phases = { busy_s = 0.5, idle_s = 0.5, offset_s = 0.0 }   # optional: a time-varying load
 //! ```
 //!
 //! Modes are named `<sharing>` or `<sharing>-plan` (requests replayed from CUDA graphs):
@@ -130,6 +132,13 @@ pub struct TenantSpec {
     /// SMs of its partition under `static` (default: an equal share of the groups).
     #[serde(default)]
     pub static_sms: Option<u32>,
+    /// SMs guaranteed to it whenever it contends under `krisp` (default: an equal part of
+    /// what the other contending tenants' quotas leave).
+    #[serde(default)]
+    pub quota_sms: Option<u32>,
+    /// Busy and idle phases (a time-varying load); busy all the time if absent.
+    #[serde(default)]
+    pub phases: Option<super::drive::Phases>,
 }
 
 impl TenantSpec {
@@ -201,11 +210,14 @@ pub enum Sharing {
     KrispConserved,
     /// One process; each kernel on its profiled minimum SMs, never overlapping another tenant.
     KrispIsolated,
+    /// One process; shares that follow the load: a tenant alone gets the whole device,
+    /// contending tenants their quotas, idle tenants' SMs are lent out.
+    Krisp,
 }
 
 impl Sharing {
     /// Every sharing mode.
-    pub const ALL: [Sharing; 7] = [
+    pub const ALL: [Sharing; 8] = [
         Sharing::Timeslice,
         Sharing::Mps,
         Sharing::MpsLimit,
@@ -213,6 +225,7 @@ impl Sharing {
         Sharing::Static,
         Sharing::KrispConserved,
         Sharing::KrispIsolated,
+        Sharing::Krisp,
     ];
 
     /// Its name.
@@ -225,6 +238,7 @@ impl Sharing {
             Sharing::Static => "static",
             Sharing::KrispConserved => "krisp-conserved",
             Sharing::KrispIsolated => "krisp-isolated",
+            Sharing::Krisp => "krisp",
         }
     }
 
@@ -238,8 +252,13 @@ impl Sharing {
         matches!(self, Sharing::Mps | Sharing::MpsLimit)
     }
 
-    /// Whether kernels are placed by their profiled minimum SMs.
+    /// Whether it is one of the right-sizing modes (kernel by kernel, `krisp…`).
     pub fn is_krisp(self) -> bool {
+        matches!(self, Sharing::KrispConserved | Sharing::KrispIsolated | Sharing::Krisp)
+    }
+
+    /// Whether kernels are placed by their profiled minimum SMs (the mode reads profiles).
+    pub fn reads_profiles(self) -> bool {
         matches!(self, Sharing::KrispConserved | Sharing::KrispIsolated)
     }
 }
@@ -254,14 +273,17 @@ pub struct Mode {
 }
 
 impl Mode {
-    /// The modes the default comparison runs: every sharing mode eager, and the plan variants
-    /// of the krisp modes and of the two strongest baselines (MPS and streams).
+    /// The modes the default comparison runs: every sharing mode but `krisp-isolated` (which
+    /// waits for free groups and trails every other mode) eager, and as plans every mode that
+    /// can replay them (all but time slicing).
     pub fn defaults() -> Vec<Mode> {
-        let mut v: Vec<Mode> = Sharing::ALL.iter().map(|&sharing| Mode { sharing, plan: false }).collect();
-        for sharing in [Sharing::Mps, Sharing::Streams, Sharing::KrispConserved, Sharing::KrispIsolated] {
-            v.push(Mode { sharing, plan: true });
-        }
-        v
+        let run = |plan| {
+            Sharing::ALL
+                .into_iter()
+                .filter(move |&s| s != Sharing::KrispIsolated && !(plan && s == Sharing::Timeslice))
+                .map(move |sharing| Mode { sharing, plan })
+        };
+        run(false).chain(run(true)).collect()
     }
 }
 
@@ -427,8 +449,14 @@ impl TenantSpec {
                 bail!("mps_percentage = {p} must be 1–100");
             }
         }
-        if self.static_sms == Some(0) {
-            bail!("static_sms must be positive");
+        if let Some(p) = &self.phases {
+            let ok = |x: f64| x.is_finite() && x >= 0.0;
+            if !(ok(p.busy_s) && ok(p.idle_s) && ok(p.offset_s) && p.busy_s > 0.0) {
+                bail!("phases need busy_s > 0, idle_s ≥ 0 and offset_s ≥ 0");
+            }
+        }
+        if self.static_sms == Some(0) || self.quota_sms == Some(0) {
+            bail!("static_sms and quota_sms must be positive");
         }
         Ok(())
     }
@@ -445,9 +473,19 @@ mod tests {
         for want in ["encoders", "decoders", "mix-4"] {
             assert!(names.contains(&want), "{names:?}");
         }
-        assert!(f.scenarios.iter().all(|s| s.warmup == 10 && s.requests == 100));
-        assert!(f.scenarios.iter().flat_map(|s| &s.tenants).all(|t| t.batch == 8 && t.seq == 128));
-        assert!(f.scenarios.iter().any(|s| s.tenants.len() == 4));
+        // The classic study: closed loops at batch 8, sequence 128, 10 + 100 requests.
+        let classic: Vec<&Scenario> = f.scenarios.iter().take(6).collect();
+        assert!(classic.iter().all(|s| s.warmup == 10 && s.requests == 100 && s.duration_s.is_none()));
+        let tenants = || classic.iter().flat_map(|s| &s.tenants);
+        assert!(tenants().all(|t| t.batch == 8 && t.seq == 128 && t.rate.is_none() && t.phases.is_none()));
+        assert!(classic.iter().any(|s| s.tenants.len() == 4));
+        // Serving: open loop at batch 1, a latency-critical tenant with a quota, decoders
+        // generating 64 tokens (one Llama-style), and busy and idle phases.
+        let all = || f.scenarios.iter().flat_map(|s| &s.tenants);
+        assert!(all().any(|t| t.rate.is_some() && t.batch == 1));
+        assert!(all().any(|t| t.class == PriorityClass::LatencyCritical && t.quota_sms.is_some() && t.rate.is_some()));
+        assert!(all().any(|t| t.model.starts_with("llama") && t.new_tokens >= 64));
+        assert!(all().any(|t| t.phases.is_some()));
     }
 
     #[test]

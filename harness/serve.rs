@@ -98,10 +98,10 @@ impl Served {
                 }
             }
             Plans::Sets { first, step } => {
-                t.replay_least_loaded(first)?;
+                t.replay_set(first)?;
                 if let Some(step) = step {
                     for _ in 0..self.steps {
-                        t.replay_least_loaded(step)?;
+                        t.replay_set(step)?;
                     }
                 }
             }

@@ -111,9 +111,11 @@ impl Runtime {
             PartitionSupport::Unsupported { reason } => return Err(PartitionError::Unsupported(reason.clone()).into()),
         };
         let range = device.info().stream_priorities;
+        // The priority levels of policy::priority_level: borrowed, owned, latency-critical.
+        let middle = range.least + (range.greatest - range.least) / 2;
         let spec = PoolSpec {
             lanes: tenants.max(1),
-            ..PoolSpec::all_windows(groups, granularity, vec![range.least, range.greatest])
+            ..PoolSpec::all_windows(groups, granularity, vec![range.least, middle, range.greatest])
         };
         let mut rt = Runtime::new(device, &spec)?;
         let windows = rt.pool.iter().filter_map(|(id, p)| p.groups().map(|g| (g, id))).collect();

@@ -18,6 +18,9 @@
 //!   too few are free it takes the largest free run down to a floor, else waits. Never overlaps.
 //! - [`Prioritized`] wraps any of them: latency-critical tenants get high-priority streams and
 //!   may use every group; best-effort tenants are kept off the reserved groups.
+//! - [`KrispShare`] (the `krisp` mode): shares that follow the load — a tenant alone gets the
+//!   whole device, contending tenants their quotas, idle tenants' SMs are lent out at the
+//!   least priority in short blocks, so owners get them back within a block's time.
 
 use std::fmt;
 
@@ -95,9 +98,46 @@ pub enum Decision {
         region: Region,
         /// Whether it goes on the high-priority stream.
         high_priority: bool,
+        /// Whether it runs on SMs other tenants own (idle ones it borrows): it then goes on
+        /// the least-priority stream with a grid of short blocks ([`spread_grid`]), so an
+        /// owner's kernels take those SMs back as soon as the blocks running there finish.
+        borrowed: bool,
     },
     /// Nothing suitable is free: poll completions and ask again.
     Wait,
+}
+
+impl Decision {
+    /// Run on `region`, on the high-priority stream if `high_priority`, on SMs it owns.
+    pub fn run(region: Region, high_priority: bool) -> Decision {
+        Decision::Run { region, high_priority, borrowed: false }
+    }
+}
+
+/// Stream priority levels of a scheduled runtime, least first: borrowed work, a tenant's
+/// work on what it owns, latency-critical work.
+pub const PRIORITY_LEVELS: usize = 3;
+
+/// The priority level (index into a scheduled runtime's priorities, [`PRIORITY_LEVELS`] of
+/// them) of a kernel placed with `high_priority` and `borrowed`.
+pub fn priority_level(high_priority: bool, borrowed: bool) -> usize {
+    match (high_priority, borrowed) {
+        (true, _) => 2,
+        (false, false) => 1,
+        (false, true) => 0,
+    }
+}
+
+/// Most blocks per resident block slot a borrowed kernel launches: with one unit a block
+/// where units allow, each block is short, so SMs lent out come back within one unit's time.
+pub const SPREAD: u64 = 8;
+
+/// The grid of a borrowed kernel: `min(units, SPREAD × sms × blocks_per_sm)`, at least 1.
+/// Kernels loop over their units, so any grid is correct; more, shorter blocks let the
+/// hardware hand SMs to higher-priority work at block boundaries.
+pub fn spread_grid(units: u64, sms: u32, blocks_per_sm: u32) -> u32 {
+    let slots = u64::from(sms.max(1)) * u64::from(blocks_per_sm.max(1));
+    units.min(SPREAD * slots).clamp(1, i32::MAX as u64) as u32
 }
 
 /// Kernels in flight on each group, per tenant. Fixed size, so updating it never allocates.
@@ -107,12 +147,14 @@ pub struct GroupLoad {
     tenants: u32,
     /// `counts[g * tenants + t]`: kernels of tenant t in flight on group g.
     counts: Vec<u32>,
+    /// `kernels[t]`: kernels of tenant t in flight, wherever they run.
+    kernels: Vec<u32>,
 }
 
 impl GroupLoad {
     /// Empty load for `groups` groups and tenant ids below `tenants`.
     pub fn new(groups: u32, tenants: u32) -> GroupLoad {
-        GroupLoad { groups, tenants, counts: vec![0; (groups * tenants) as usize] }
+        GroupLoad { groups, tenants, counts: vec![0; (groups * tenants) as usize], kernels: vec![0; tenants as usize] }
     }
 
     fn range(&self, region: Region) -> std::ops::Range<u32> {
@@ -138,6 +180,7 @@ impl GroupLoad {
         for g in self.range(region) {
             self.counts[(g * self.tenants + t) as usize] += 1;
         }
+        self.kernels[t as usize] += 1;
     }
 
     /// Uncounts a kernel of `t` acquired on `region`.
@@ -146,11 +189,23 @@ impl GroupLoad {
             let c = &mut self.counts[(g * self.tenants + t) as usize];
             *c = c.saturating_sub(1);
         }
+        let k = &mut self.kernels[t as usize];
+        *k = k.saturating_sub(1);
+    }
+
+    /// Whether tenant `t` has a kernel in flight.
+    pub fn active(&self, t: TenantId) -> bool {
+        self.kernels.get(t as usize).is_some_and(|&k| k > 0)
+    }
+
+    /// Tenants with a kernel in flight, a bit per tenant id (ids below 64).
+    pub fn active_set(&self) -> u64 {
+        self.kernels.iter().take(64).enumerate().filter(|(_, &k)| k > 0).fold(0, |m, (t, _)| m | 1 << t)
     }
 
     /// Whether nothing is in flight.
     pub fn is_idle(&self) -> bool {
-        self.counts.iter().all(|&c| c == 0)
+        self.counts.iter().all(|&c| c == 0) && self.kernels.iter().all(|&k| k == 0)
     }
 
     /// Tenant ids it can count.
@@ -174,6 +229,32 @@ pub trait Policy: Send + Sync + fmt::Debug {
     fn decide(&self, d: &Demand, load: &GroupLoad, topo: &Topology) -> Decision {
         self.place(d, load, topo, GroupRange { first: 0, count: topo.groups })
     }
+    /// Which of a tenant's plans, captured within `regions`, to replay now, and whether that
+    /// replay borrows SMs (then it goes out at the least priority). By default: the first
+    /// region where no other tenant has a kernel in flight, else the one other tenants use
+    /// least per group (first on ties); its own earlier work does not count (it runs first).
+    fn pick_plan(
+        &self,
+        tenant: TenantId,
+        _class: PriorityClass,
+        load: &GroupLoad,
+        topo: &Topology,
+        regions: &[Region],
+    ) -> (usize, bool) {
+        let cost = |r: &Region| {
+            let (first, count) = match *r {
+                Region::Whole => (0, topo.groups),
+                Region::Groups(g) => (g.first, g.count),
+            };
+            let busy: u32 = (first..first + count).map(|g| load.others(g, tenant)).sum();
+            f64::from(busy) / f64::from(count.max(1))
+        };
+        if let Some(free) = regions.iter().position(|r| cost(r) == 0.0) {
+            return (free, false);
+        }
+        let i = (0..regions.len()).min_by(|&a, &b| cost(&regions[a]).total_cmp(&cost(&regions[b]))).unwrap_or(0);
+        (i, false)
+    }
 }
 
 /// Every kernel on the whole device.
@@ -188,7 +269,7 @@ impl Policy for Full {
         false
     }
     fn place(&self, _: &Demand, _: &GroupLoad, _: &Topology, _: GroupRange) -> Decision {
-        Decision::Run { region: Region::Whole, high_priority: false }
+        Decision::run(Region::Whole, false)
     }
 }
 
@@ -211,7 +292,7 @@ impl Policy for Static {
             Some(w) => Region::Groups(w),
             None => Region::Whole,
         };
-        Decision::Run { region, high_priority: false }
+        Decision::run(region, false)
     }
 }
 
@@ -247,7 +328,7 @@ impl Policy for KrispConserved {
             return Decision::Wait;
         }
         if want >= topo.groups {
-            return Decision::Run { region: Region::Whole, high_priority: false };
+            return Decision::run(Region::Whole, false);
         }
         // Sliding window over the allowed groups: least total in flight, leftmost on ties.
         let busy = |g: u32| load.inflight(g);
@@ -264,10 +345,10 @@ impl Policy for KrispConserved {
             let cur_sum: u32 = (cur.first..cur.end()).map(busy).sum();
             if u64::from(cur_sum) * u64::from(want) <= u64::from(best_sum) * u64::from(cur.count) {
                 let region = if cur.count >= topo.groups { Region::Whole } else { Region::Groups(cur) };
-                return Decision::Run { region, high_priority: false };
+                return Decision::run(region, false);
             }
         }
-        Decision::Run { region: Region::Groups(GroupRange { first: best, count: want }), high_priority: false }
+        Decision::run(Region::Groups(GroupRange { first: best, count: want }), false)
     }
 }
 
@@ -318,7 +399,7 @@ impl Policy for KrispIsolated {
             None if longest.count >= self.floor_groups.max(1) => Region::Groups(longest),
             None => return Decision::Wait,
         };
-        Decision::Run { region, high_priority: false }
+        Decision::run(region, false)
     }
 }
 
@@ -353,11 +434,159 @@ impl<P: Policy> Policy for Prioritized<P> {
         match self.inner.place(d, load, topo, allowed) {
             // A best-effort kernel may not spill onto the reserved groups via the whole device.
             Decision::Run { region: Region::Whole, .. } if !high && self.reserved_groups > 0 => {
-                Decision::Run { region: Region::Groups(allowed), high_priority: false }
+                Decision::run(Region::Groups(allowed), false)
             }
-            Decision::Run { region, .. } => Decision::Run { region, high_priority: high },
+            Decision::Run { region, borrowed, .. } => Decision::Run { region, high_priority: high, borrowed },
             Decision::Wait => Decision::Wait,
         }
+    }
+}
+
+/// One tenant as [`KrispShare`] sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Share {
+    /// Its class: latency-critical tenants are laid out first and go out at high priority.
+    pub class: PriorityClass,
+    /// Groups guaranteed to it whenever it contends; `None`: an equal part of what the
+    /// quotas of the contending tenants leave.
+    pub quota: Option<u32>,
+}
+
+/// Shares that follow the load. Each tenant owns a window of groups (its quota, or an equal
+/// part of what the quotas leave) while every tenant contends; the windows of the tenants
+/// with work in flight are laid side by side, latency-critical ones first, so:
+///
+/// - a tenant alone gets the whole device;
+/// - contending tenants each get their window, sized for the tenants that contend now: an
+///   idle tenant's SMs are lent to the others;
+/// - a kernel on SMs beyond the window its tenant owns when every tenant contends is
+///   *borrowed*: it goes out at the least priority with a grid of short blocks
+///   ([`spread_grid`]), so when the owner comes back, its kernels (at a higher priority) take
+///   the SMs as soon as the blocks running there finish — a bound of one block's time,
+///   instead of the whole kernel;
+/// - latency-critical kernels go out at high priority on their window and are never borrowed.
+///
+/// Every kernel of a tenant gets its whole window (its grid then sized for that window).
+#[derive(Debug, Clone, Default)]
+pub struct KrispShare {
+    /// Tenant `i`'s share at index `i`; tenants beyond it are best-effort without a quota.
+    pub shares: Vec<Share>,
+}
+
+impl KrispShare {
+    fn share(&self, t: usize) -> Share {
+        self.shares.get(t).copied().unwrap_or_default()
+    }
+
+    /// The windows of the tenants in `active` (a bit per tenant id), side by side from group 0,
+    /// latency-critical tenants first, each in id order; `None` for the others. Quotas are cut
+    /// (largest first, never below one group) until every contending tenant has a group; what
+    /// they leave goes in equal parts to the tenants without a quota, or else to the
+    /// best-effort ones (the latency-critical ones if none).
+    pub fn layout(&self, active: u64, groups: u32) -> Vec<Option<GroupRange>> {
+        let n = (64 - active.leading_zeros()) as usize;
+        let mut out = vec![None; n];
+        let in_set = |t: usize| active & (1 << t) != 0;
+        let lc = |t: usize| self.share(t).class == PriorityClass::LatencyCritical;
+        let order: Vec<usize> =
+            (0..n).filter(|&t| in_set(t) && lc(t)).chain((0..n).filter(|&t| in_set(t) && !lc(t))).collect();
+        if order.is_empty() || groups == 0 {
+            return out;
+        }
+        if order.len() as u32 > groups {
+            // More contenders than groups: one group each, in turn.
+            for (i, &t) in order.iter().enumerate() {
+                out[t] = Some(GroupRange { first: i as u32 % groups, count: 1 });
+            }
+            return out;
+        }
+        let mut count: Vec<u32> =
+            order.iter().map(|&t| self.share(t).quota.map_or(0, |q| q.clamp(1, groups))).collect();
+        let open: Vec<usize> = (0..order.len()).filter(|&i| self.share(order[i]).quota.is_none()).collect();
+        while count.iter().sum::<u32>() + open.len() as u32 > groups {
+            let largest = (0..count.len()).max_by_key(|&i| (count[i], std::cmp::Reverse(i))).expect("contenders");
+            count[largest] -= 1;
+        }
+        let left = groups - count.iter().sum::<u32>();
+        let takers: Vec<usize> = if !open.is_empty() {
+            open
+        } else {
+            let be: Vec<usize> = (0..order.len()).filter(|&i| !lc(order[i])).collect();
+            if be.is_empty() {
+                (0..order.len()).collect()
+            } else {
+                be
+            }
+        };
+        let k = takers.len() as u32;
+        for (j, &i) in takers.iter().enumerate() {
+            count[i] += left / k + u32::from((j as u32) < left % k);
+        }
+        let mut first = 0;
+        for (i, &t) in order.iter().enumerate() {
+            out[t] = Some(GroupRange { first, count: count[i] });
+            first += count[i];
+        }
+        out
+    }
+
+    /// The window tenant `t` owns: its window when every one of `tenants` tenants contends.
+    pub fn home(&self, t: TenantId, tenants: u32, groups: u32) -> GroupRange {
+        let all = if tenants >= 64 { u64::MAX } else { (1u64 << tenants) - 1 } | 1 << t;
+        self.layout(all, groups)[t as usize].expect("t is in the set")
+    }
+
+    /// Where a kernel of `tenant` runs now, and whether it borrows.
+    fn now(&self, tenant: TenantId, load: &GroupLoad, topo: &Topology) -> (Region, bool) {
+        let active = load.active_set() | 1 << tenant;
+        let critical = self.share(tenant as usize).class == PriorityClass::LatencyCritical;
+        if active == 1 << tenant {
+            return (Region::Whole, !critical);
+        }
+        let w = self.layout(active, topo.groups)[tenant as usize].expect("the tenant is in the set");
+        let home = self.home(tenant, load.tenants().max(tenant + 1), topo.groups);
+        let borrowed = !critical && (w.first < home.first || w.end() > home.end());
+        let region = if w.count >= topo.groups { Region::Whole } else { Region::Groups(w) };
+        (region, borrowed)
+    }
+}
+
+impl Policy for KrispShare {
+    fn name(&self) -> &'static str {
+        "krisp"
+    }
+    fn place(&self, d: &Demand, load: &GroupLoad, topo: &Topology, allowed: GroupRange) -> Decision {
+        let high = d.class == PriorityClass::LatencyCritical;
+        if allowed.count < topo.groups {
+            // Within a window (capturing a plan there): the window, as owned.
+            return Decision::run(Region::Groups(allowed), high);
+        }
+        let (region, borrowed) = self.now(d.tenant, load, topo);
+        Decision::Run { region, high_priority: high, borrowed }
+    }
+    fn pick_plan(
+        &self,
+        tenant: TenantId,
+        _class: PriorityClass,
+        load: &GroupLoad,
+        topo: &Topology,
+        regions: &[Region],
+    ) -> (usize, bool) {
+        let (now, borrowed) = self.now(tenant, load, topo);
+        let span = |r: &Region| match *r {
+            Region::Whole => GroupRange { first: 0, count: topo.groups },
+            Region::Groups(g) => g,
+        };
+        let target = span(&now);
+        let overlap = |r: &Region| {
+            let g = span(r);
+            g.end().min(target.end()).saturating_sub(g.first.max(target.first))
+        };
+        // Most groups in common with where it runs now; the smaller plan on ties.
+        let i = (0..regions.len())
+            .max_by_key(|&i| (overlap(&regions[i]), std::cmp::Reverse(span(&regions[i]).count), std::cmp::Reverse(i)))
+            .unwrap_or(0);
+        (i, borrowed && regions.get(i) == Some(&Region::Whole))
     }
 }
 
@@ -390,10 +619,7 @@ mod tests {
         load.acquire(Region::Groups(g), 1);
         assert_eq!(groups(KrispConserved.decide(&d, &load, &TOPO)).unwrap(), GroupRange { first: 3, count: 3 });
         // Unprofiled kernels and kernels wanting every group run on the whole device.
-        assert_eq!(
-            KrispConserved.decide(&demand(0, None), &load, &TOPO),
-            Decision::Run { region: Region::Whole, high_priority: false }
-        );
+        assert_eq!(KrispConserved.decide(&demand(0, None), &load, &TOPO), Decision::run(Region::Whole, false));
     }
 
     #[test]
@@ -414,10 +640,7 @@ mod tests {
         assert_eq!(groups(KrispConserved.decide(&small, &load, &TOPO)), Some(GroupRange { first: 0, count: 2 }));
         // Unprofiled kernels never stay on a window smaller than the device.
         let unprofiled = Demand { min_sms: None, ..small };
-        assert_eq!(
-            KrispConserved.decide(&unprofiled, &load, &TOPO),
-            Decision::Run { region: Region::Whole, high_priority: false }
-        );
+        assert_eq!(KrispConserved.decide(&unprofiled, &load, &TOPO), Decision::run(Region::Whole, false));
         // Within a window, only a current window inside it counts.
         let outside = GroupRange { first: 10, count: 5 };
         assert_eq!(
@@ -445,10 +668,7 @@ mod tests {
         let p = Prioritized { inner: KrispConserved, reserved_groups: 4 };
         let load = GroupLoad::new(TOPO.groups, TENANTS);
         let lc = Demand::new(0, PriorityClass::LatencyCritical, Some(16), 1024);
-        assert_eq!(
-            p.decide(&lc, &load, &TOPO),
-            Decision::Run { region: Region::Groups(GroupRange { first: 0, count: 2 }), high_priority: true }
-        );
+        assert_eq!(p.decide(&lc, &load, &TOPO), Decision::run(Region::Groups(GroupRange { first: 0, count: 2 }), true));
         let be = demand(1, Some(16));
         assert_eq!(groups(p.decide(&be, &load, &TOPO)), Some(GroupRange { first: 4, count: 2 }));
         // A best-effort kernel that wants everything gets every unreserved group, not the device.
@@ -466,10 +686,91 @@ mod tests {
         let p = Static { windows: vec![None, Some(w)] };
         let load = GroupLoad::new(TOPO.groups, TENANTS);
         assert_eq!(groups(p.decide(&demand(1, Some(8)), &load, &TOPO)), Some(w));
+        assert_eq!(p.decide(&demand(0, Some(8)), &load, &TOPO), Decision::run(Region::Whole, false));
+    }
+
+    fn share(lc: bool, quota: Option<u32>) -> Share {
+        Share { class: if lc { PriorityClass::LatencyCritical } else { PriorityClass::BestEffort }, quota }
+    }
+
+    #[test]
+    fn shares_lay_out_the_contending_tenants_side_by_side() {
+        let p = KrispShare {
+            shares: vec![share(false, None), share(true, Some(4)), share(false, Some(2)), share(false, None)],
+        };
+        let w = |first, count| Some(GroupRange { first, count });
+        // Everyone: the latency-critical quota first, then tenant 0, 2 (its quota) and 3.
+        assert_eq!(p.layout(0b1111, 15), vec![w(4, 5), w(0, 4), w(9, 2), w(11, 4)]);
+        // Tenant 3 idle: its groups go to tenant 0, the other tenant without a quota.
+        assert_eq!(p.layout(0b0111, 15), vec![w(4, 9), w(0, 4), w(13, 2)]);
+        // Only quota tenants: what they leave goes to the best-effort one.
+        assert_eq!(p.layout(0b0110, 15), vec![None, w(0, 4), w(4, 11)]);
+        // Quotas larger than the device are cut, largest first, leaving each contender a group.
+        let big = KrispShare { shares: vec![share(false, Some(14)), share(false, Some(14)), share(false, None)] };
+        assert_eq!(big.layout(0b111, 15), vec![w(0, 7), w(7, 7), w(14, 1)]);
+        // More contenders than groups: a group each, in turn.
+        let many = KrispShare::default();
+        assert_eq!(many.layout(0b111, 2), vec![w(0, 1), w(1, 1), w(0, 1)]);
+        assert_eq!(p.home(3, 4, 15), GroupRange { first: 11, count: 4 });
+    }
+
+    #[test]
+    fn shares_follow_the_load() {
+        let p = KrispShare { shares: vec![share(true, Some(4)), share(false, None), share(false, None)] };
+        let mut load = GroupLoad::new(TOPO.groups, 3);
+        let be = |t| Demand::new(t, PriorityClass::BestEffort, None, 1024);
+        let lc = Demand::new(0, PriorityClass::LatencyCritical, None, 1024);
+        // Alone: the whole device; a best-effort tenant borrows it, the latency-critical one owns it.
         assert_eq!(
-            p.decide(&demand(0, Some(8)), &load, &TOPO),
-            Decision::Run { region: Region::Whole, high_priority: false }
+            p.decide(&be(1), &load, &TOPO),
+            Decision::Run { region: Region::Whole, high_priority: false, borrowed: true }
         );
+        assert_eq!(
+            p.decide(&lc, &load, &TOPO),
+            Decision::Run { region: Region::Whole, high_priority: true, borrowed: false }
+        );
+        // Tenant 2 busy: tenant 1 gets the groups the idle latency-critical tenant owns too (borrowed).
+        load.acquire(Region::Groups(GroupRange { first: 0, count: 3 }), 2);
+        let g = GroupRange { first: 0, count: 8 };
+        assert_eq!(
+            p.decide(&be(1), &load, &TOPO),
+            Decision::Run { region: Region::Groups(g), high_priority: false, borrowed: true }
+        );
+        // All three busy: each on its own window, nothing borrowed, the latency-critical one first.
+        load.acquire(Region::Whole, 0);
+        load.acquire(Region::Groups(g), 1);
+        assert_eq!(p.decide(&lc, &load, &TOPO), Decision::run(Region::Groups(GroupRange { first: 0, count: 4 }), true));
+        assert_eq!(
+            p.decide(&be(1), &load, &TOPO),
+            Decision::run(Region::Groups(GroupRange { first: 4, count: 6 }), false)
+        );
+        assert_eq!(
+            p.decide(&be(2), &load, &TOPO),
+            Decision::run(Region::Groups(GroupRange { first: 10, count: 5 }), false)
+        );
+        // Within a window (a plan's capture), the window, owned.
+        let home = p.home(1, 3, TOPO.groups);
+        assert_eq!(
+            p.place(&be(1), &GroupLoad::new(TOPO.groups, 3), &TOPO, home),
+            Decision::run(Region::Groups(home), false)
+        );
+        // Plans: the whole device alone (borrowed), its own window when others contend.
+        let regions = [Region::Whole, Region::Groups(home)];
+        assert_eq!(
+            p.pick_plan(1, PriorityClass::BestEffort, &GroupLoad::new(TOPO.groups, 3), &TOPO, &regions),
+            (0, true)
+        );
+        assert_eq!(p.pick_plan(1, PriorityClass::BestEffort, &load, &TOPO, &regions), (1, false));
+    }
+
+    #[test]
+    fn borrowed_kernels_launch_short_blocks() {
+        assert_eq!(spread_grid(10_000, 132, 1), 8 * 132);
+        assert_eq!(spread_grid(100, 132, 2), 100);
+        assert_eq!(spread_grid(0, 8, 1), 1);
+        assert_eq!(priority_level(false, true), 0);
+        assert_eq!(priority_level(false, false), 1);
+        assert_eq!(priority_level(true, true), 2);
     }
 
     #[derive(Debug, Clone)]
@@ -496,6 +797,7 @@ mod tests {
             Box::new(KrispIsolated { floor_groups: 3 }),
             Box::new(Prioritized { inner: KrispConserved, reserved_groups: 3 }),
             Box::new(Prioritized { inner: KrispIsolated { floor_groups: 1 }, reserved_groups: 3 }),
+            Box::new(KrispShare { shares: vec![share(true, Some(3)), share(false, None), share(false, Some(5))] }),
         ]
     }
 
@@ -514,7 +816,18 @@ mod tests {
                             let class = if lc { PriorityClass::LatencyCritical } else { PriorityClass::BestEffort };
                             let d = Demand { tenant, class, min_sms, units, current: current[tenant as usize] };
                             match p.decide(&d, &load, &TOPO) {
-                                Decision::Run { region, high_priority } => {
+                                Decision::Run { region, high_priority, borrowed } => {
+                                    if p.name() == "krisp" {
+                                        // Alone: the whole device. Owned: within what it owns when all contend.
+                                        let alone = load.active_set() & !(1 << tenant) == 0;
+                                        prop_assert!(!alone || region == Region::Whole, "{d:?} alone on {region:?}");
+                                        let home = KrispShare { shares: vec![share(true, Some(3)), share(false, None), share(false, Some(5))] }.home(tenant, TENANTS, TOPO.groups);
+                                        if let (false, Region::Groups(g), false) = (alone, region, tenant == 0) {
+                                            prop_assert!(borrowed || (g.first >= home.first && g.end() <= home.end()), "{g:?} outside {home:?}");
+                                        }
+                                    } else {
+                                        prop_assert!(!borrowed, "only krisp borrows");
+                                    }
                                     if let Region::Groups(g) = region {
                                         prop_assert!(g.count >= 1 && g.end() <= TOPO.groups, "{}: {g:?}", p.name());
                                         if p.name() == "krisp-conserved" && d.class == PriorityClass::BestEffort {

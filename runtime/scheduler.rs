@@ -18,7 +18,7 @@ use cudarc::driver::sys;
 
 use super::error::{check, Result};
 use super::partition::{GroupRange, PartitionId};
-use super::policy::{Decision, Demand, GroupLoad, Policy, Region, TenantId, Topology};
+use super::policy::{priority_level, Decision, Demand, GroupLoad, Policy, PriorityClass, Region, TenantId, Topology};
 use crate::kernels::KernelId;
 
 /// Profiled minimum SMs per (kernel, shape key): what the KRISP policies ask for.
@@ -151,51 +151,42 @@ impl Scheduler {
     }
 
     /// Decides where `d` runs and counts it on its groups, waiting (polling completions)
-    /// while the policy says wait. With `ideal`, decides as on an idle device and counts
-    /// nothing (for capturing plans).
-    pub(crate) fn admit(&self, d: &Demand, ideal: Option<GroupRange>) -> (Region, bool) {
+    /// while the policy says wait; returns the region and the priority level
+    /// ([`priority_level`]) and whether it borrows. With `ideal`, decides as on an idle device
+    /// within `ideal` and counts nothing (for capturing plans).
+    pub(crate) fn admit(&self, d: &Demand, ideal: Option<GroupRange>) -> (Region, usize, bool) {
+        let run = |decision: Decision, fallback: Region| match decision {
+            Decision::Run { region, high_priority, borrowed } => {
+                (region, priority_level(high_priority, borrowed), borrowed)
+            }
+            Decision::Wait => (fallback, priority_level(false, false), false),
+        };
         if let Some(within) = ideal {
-            return match self.policy.place(d, &self.idle, &self.topo, within) {
-                Decision::Run { region, high_priority } => (region, high_priority),
-                Decision::Wait => (Region::Groups(within), false),
-            };
+            return run(self.policy.place(d, &self.idle, &self.topo, within), Region::Groups(within));
         }
         if !self.tracks() {
-            return match self.policy.decide(d, &self.idle, &self.topo) {
-                Decision::Run { region, high_priority } => (region, high_priority),
-                Decision::Wait => (Region::Whole, false),
-            };
+            return run(self.policy.decide(d, &self.idle, &self.topo), Region::Whole);
         }
         loop {
             let mut st = self.lock();
             Self::reap(&mut st);
-            if let Decision::Run { region, high_priority } = self.policy.decide(d, &st.load, &self.topo) {
+            let decision = self.policy.decide(d, &st.load, &self.topo);
+            if let Decision::Run { region, .. } = decision {
                 st.load.acquire(region, d.tenant);
-                return (region, high_priority);
+                return run(decision, region);
             }
             drop(st);
             std::hint::spin_loop();
         }
     }
 
-    /// The region a plan of `tenant` replays on: the first of `regions` where no other
-    /// tenant has a kernel in flight, else the one with the fewest other tenants' kernels in
-    /// flight per group (first on ties). Its own earlier work does not count: it runs first.
-    pub(crate) fn least_loaded(&self, tenant: TenantId, regions: &[Region]) -> usize {
+    /// The plan of `tenant` to replay now, of plans captured within `regions` (the policy's
+    /// [`Policy::pick_plan`]), and the priority level to replay it at.
+    pub(crate) fn pick_plan(&self, tenant: TenantId, class: PriorityClass, regions: &[Region]) -> (usize, usize) {
         let mut st = self.lock();
         Self::reap(&mut st);
-        let cost = |r: &Region| {
-            let (first, count) = match *r {
-                Region::Whole => (0, self.topo.groups),
-                Region::Groups(g) => (g.first, g.count),
-            };
-            let busy: u32 = (first..first + count).map(|g| st.load.others(g, tenant)).sum();
-            f64::from(busy) / f64::from(count.max(1))
-        };
-        if let Some(free) = regions.iter().position(|r| cost(r) == 0.0) {
-            return free;
-        }
-        (0..regions.len()).min_by(|&a, &b| cost(&regions[a]).total_cmp(&cost(&regions[b]))).unwrap_or(0)
+        let (i, borrowed) = self.policy.pick_plan(tenant, class, &st.load, &self.topo, regions);
+        (i.min(regions.len().saturating_sub(1)), priority_level(class == PriorityClass::LatencyCritical, borrowed))
     }
 
     /// Counts a replayed plan of `tenant` on `region` (released when tracked completion fires).

@@ -11,7 +11,7 @@ use cudarc::driver::sys;
 
 use super::error::{check, Error, Result};
 use super::launch::{auto_grid, launch_raw};
-use super::policy::{Demand, PriorityClass, Region, TenantId};
+use super::policy::{priority_level, spread_grid, Demand, PriorityClass, Region, TenantId};
 use super::{Grid, GroupRange, PartitionError, Placement, Plan, Runtime};
 use crate::kernels::{Kernel, Params};
 
@@ -154,7 +154,7 @@ impl Tenant {
                 reason: format!("tenant id {id} ≥ the scheduler's {} tenants", sched.tenants()),
             });
         }
-        let level = if class == PriorityClass::LatencyCritical { 1 } else { 0 };
+        let level = priority_level(class == PriorityClass::LatencyCritical, false);
         let origin = rt.pool().get(super::PartitionId::WHOLE)?.stream_in(id as usize, level)?;
         Self::make(rt, id, class, Mode::Scheduled, origin)
     }
@@ -190,6 +190,25 @@ impl Tenant {
     /// The runtime it launches on.
     pub fn runtime(&self) -> &Arc<Runtime> {
         &self.rt
+    }
+
+    /// The SMs its next kernel will most likely get, for kernels whose variant (tile size,
+    /// grid) depends on it: a fixed tenant's partition; while capturing within a window, that
+    /// window; a scheduled tenant, where its last kernel ran (a policy moves a tenant only
+    /// when the load changes); else the whole device.
+    pub fn sms_hint(&self) -> u32 {
+        let whole = self.rt.device().info().sm_count;
+        let sms = |id| self.rt.pool().get(id).map_or(whole, |p| p.sms());
+        match (self.mode, self.rt.scheduler()) {
+            (Mode::Fixed(p), _) => sms(p.partition),
+            (Mode::Scheduled, Some(sched)) => match (self.capturing.get(), self.placed.get()) {
+                (Some(w), _) if w.count < sched.topology().groups => sms(sched.partition(Region::Groups(w))),
+                (Some(_), _) => whole,
+                (None, Some((region, _))) => sms(sched.partition(region)),
+                (None, None) => whole,
+            },
+            (Mode::Scheduled, None) => whole,
+        }
     }
 
     /// Makes `stream` the tail of the logical stream: it waits for the previous tail.
@@ -237,15 +256,19 @@ impl Tenant {
         let demand =
             Demand { current, ..Demand::new(self.id, self.class, sched.min_sms(id, params.shape_key()), units) };
         let capturing = self.capturing.get();
-        let (region, high) = sched.admit(&demand, capturing);
+        let (region, level, borrowed) = sched.admit(&demand, capturing);
         let capturing = capturing.is_some();
         let part = self.rt.pool().get(sched.partition(region))?;
-        let stream = part.stream_in(self.id as usize, usize::from(high))?;
+        let stream = part.stream_in(self.id as usize, level)?;
         self.rt.device().bind()?;
         self.order_to(stream)?;
         self.placed.set(Some((region, stream)));
         let loaded = self.rt.kernels().get(id);
-        let grid = auto_grid(units, part.sms(), loaded.blocks_per_sm);
+        let grid = if borrowed {
+            spread_grid(units, part.sms(), loaded.blocks_per_sm)
+        } else {
+            auto_grid(units, part.sms(), loaded.blocks_per_sm)
+        };
         // SAFETY: `Kernel<P>` ties P to the kernel; the caller vouches for the addresses; the
         // stream belongs to this device, whose primary context is current.
         let launched = self
@@ -357,7 +380,7 @@ impl Tenant {
             Mode::Scheduled => {
                 // cuBLASLt runs on the whole device, on this tenant's origin stream.
                 self.order_to(self.origin)?;
-                let level = usize::from(self.class == PriorityClass::LatencyCritical);
+                let level = priority_level(self.class == PriorityClass::LatencyCritical, false);
                 Placement { partition: super::PartitionId::WHOLE, priority_level: level, grid: Grid::Auto }
             }
         };
@@ -417,17 +440,19 @@ impl Tenant {
 
     /// Replays a plan captured by this tenant, after its earlier work.
     pub fn replay(&self, plan: &Plan) -> Result<()> {
-        self.replay_on(plan, super::PartitionId::WHOLE)
+        self.replay_on(plan, self.origin, super::PartitionId::WHOLE)
     }
 
-    /// [`Tenant::replay`], shown on the timeline as running on `partition`.
-    fn replay_on(&self, plan: &Plan, partition: super::PartitionId) -> Result<()> {
-        self.order_to(self.origin)?;
-        self.timed(self.origin, "plan".into(), partition, || plan.launch(&self.rt, self.origin).map(|()| 0)).map(|_| ())
+    /// Replays `plan` on `stream` (a whole-device stream: the plan's kernels keep the
+    /// partitions they were captured on, and run at `stream`'s priority), after its earlier
+    /// work, shown on the timeline as running on `partition`.
+    fn replay_on(&self, plan: &Plan, stream: sys::CUstream, partition: super::PartitionId) -> Result<()> {
+        self.order_to(stream)?;
+        self.timed(stream, "plan".into(), partition, || plan.launch(&self.rt, stream).map(|()| 0)).map(|_| ())
     }
 
     /// Captures one plan of the same request per window (a scheduled tenant's alternatives),
-    /// so [`Tenant::replay_least_loaded`] can pick one by the current load.
+    /// so [`Tenant::replay_set`] can pick one by the current load.
     pub fn capture_set<E: From<Error>>(
         &self,
         windows: &[GroupRange],
@@ -437,16 +462,17 @@ impl Tenant {
         Ok(PlanSet { regions: windows.iter().map(|&w| Region::Groups(w)).collect(), plans })
     }
 
-    /// Replays a plan of `set`: the first whose window no other tenant is using now, else the
-    /// one whose window other tenants use least; counts it on that window until it completes
-    /// and returns the index chosen.
-    pub fn replay_least_loaded(&self, set: &PlanSet) -> Result<usize> {
+    /// Replays the plan of `set` the runtime's policy picks for the current load
+    /// ([`Policy::pick_plan`](super::policy::Policy::pick_plan)), at the priority it says;
+    /// counts it on that plan's window until it completes and returns the index chosen.
+    pub fn replay_set(&self, set: &PlanSet) -> Result<usize> {
         let sched = self.rt.scheduler().ok_or(PartitionError::Unsupported("no scheduler".into()))?;
-        let i = sched.least_loaded(self.id, &set.regions);
-        self.replay_on(&set.plans[i], sched.partition(set.regions[i]))?;
+        let (i, level) = sched.pick_plan(self.id, self.class, &set.regions);
+        let stream = self.rt.pool().get(super::PartitionId::WHOLE)?.stream_in(self.id as usize, level)?;
+        self.replay_on(&set.plans[i], stream, sched.partition(set.regions[i]))?;
         if sched.tracks() {
             sched.acquire(self.id, set.regions[i]);
-            sched.track(self.id, set.regions[i], self.origin)?;
+            sched.track(self.id, set.regions[i], stream)?;
         }
         Ok(i)
     }
