@@ -347,10 +347,12 @@ pub fn run_one(
     }
 }
 
-/// A one-tenant scenario of `spec` alone, for its solo baseline.
+/// A one-tenant scenario of `spec` alone, for its solo baseline: closed loop, busy all the
+/// time, as long as `of` runs.
 pub fn solo_scenario(spec: &TenantSpec, of: &Scenario) -> Scenario {
     let mut alone = spec.clone();
     alone.rate = None;
+    alone.phases = None;
     alone.class = PriorityClass::BestEffort;
     Scenario {
         name: format!("solo-{}", spec.model),
@@ -358,7 +360,7 @@ pub fn solo_scenario(spec: &TenantSpec, of: &Scenario) -> Scenario {
         tenants: vec![alone],
         warmup: of.warmup,
         requests: of.requests,
-        duration_s: None,
+        duration_s: of.duration_s,
         seed: of.seed,
         reserved_sms: 0,
         pcie: None,

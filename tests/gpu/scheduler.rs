@@ -215,8 +215,9 @@ fn krisp_shares_follow_the_load() {
     a.synchronize().unwrap();
     let alone = sms_of(&out);
     assert_eq!((alone.len() as u32, a.last_stream_priority().unwrap()), (sms, range.least));
-    // B busy (a long kernel, itself alone, so on the whole device): A gets its own window.
-    let hog = smid_on(&b, 400_000_000);
+    // B busy (kernels of short blocks, itself alone when the first was placed, so borrowed on
+    // the whole device): A gets its own window, and B's blocks there give way within a block.
+    let mut hogs: Vec<_> = (0..40).map(|_| smid_on(&b, 200_000)).collect();
     let out = smid_on(&a, 100_000);
     a.synchronize().unwrap();
     let shared = sms_of(&out);
@@ -226,11 +227,12 @@ fn krisp_shares_follow_the_load() {
     assert_eq!(shared.len() as u32, home.count * granularity);
     assert!(a.last_stream_priority().unwrap() < range.least, "owned work goes out above borrowed work");
     // Its models, placed on its window with tiles for that window, match the whole device.
+    hogs.extend((0..400).map(|_| smid_on(&b, 200_000)));
     let got = run_models(&a, seed, &prompts, &ids);
     println!("krisp: A's last kernel was sized for {} SMs", a.sms_hint());
     assert!(got == whole, "krisp beside a busy tenant: outputs differ from the whole device");
-    drop(hog);
     b.synchronize().unwrap();
+    drop(hogs);
     assert!(rt.scheduler().unwrap().is_idle());
 }
 
