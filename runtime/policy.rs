@@ -71,12 +71,15 @@ pub struct Demand {
     pub units: u64,
     /// Where the tenant's previous kernel ran, if it was placed by the policy.
     pub current: Option<Region>,
+    /// Tenants with work outstanding (launched since they last waited for it), a bit per
+    /// tenant id below 64, as the runtime knows it without tracking kernels.
+    pub active: u64,
 }
 
 impl Demand {
-    /// A launch of `units` units with nothing known of the tenant's previous one.
+    /// A launch of `units` units with nothing known of the tenant's previous one or of others.
     pub fn new(tenant: TenantId, class: PriorityClass, min_sms: Option<u32>, units: u64) -> Demand {
-        Demand { tenant, class, min_sms, units, current: None }
+        Demand { tenant, class, min_sms, units, current: None, active: 0 }
     }
 }
 
@@ -233,14 +236,8 @@ pub trait Policy: Send + Sync + fmt::Debug {
     /// replay borrows SMs (then it goes out at the least priority). By default: the first
     /// region where no other tenant has a kernel in flight, else the one other tenants use
     /// least per group (first on ties); its own earlier work does not count (it runs first).
-    fn pick_plan(
-        &self,
-        tenant: TenantId,
-        _class: PriorityClass,
-        load: &GroupLoad,
-        topo: &Topology,
-        regions: &[Region],
-    ) -> (usize, bool) {
+    fn pick_plan(&self, d: &Demand, load: &GroupLoad, topo: &Topology, regions: &[Region]) -> (usize, bool) {
+        let tenant = d.tenant;
         let cost = |r: &Region| {
             let (first, count) = match *r {
                 Region::Whole => (0, topo.groups),
@@ -484,66 +481,86 @@ impl KrispShare {
     /// they leave goes in equal parts to the tenants without a quota, or else to the
     /// best-effort ones (the latency-critical ones if none).
     pub fn layout(&self, active: u64, groups: u32) -> Vec<Option<GroupRange>> {
-        let n = (64 - active.leading_zeros()) as usize;
-        let mut out = vec![None; n];
-        let in_set = |t: usize| active & (1 << t) != 0;
+        let mut out = [None; 64];
+        self.lay(active, groups, &mut out);
+        out[..(64 - active.leading_zeros()) as usize].to_vec()
+    }
+
+    /// [`KrispShare::layout`] into `out`, without allocating (it runs on the launch path).
+    fn lay(&self, active: u64, groups: u32, out: &mut [Option<GroupRange>; 64]) {
         let lc = |t: usize| self.share(t).class == PriorityClass::LatencyCritical;
-        let order: Vec<usize> =
-            (0..n).filter(|&t| in_set(t) && lc(t)).chain((0..n).filter(|&t| in_set(t) && !lc(t))).collect();
-        if order.is_empty() || groups == 0 {
-            return out;
+        // Contenders in layout order, and the groups each gets.
+        let (mut order, mut count, mut k) = ([0usize; 64], [0u32; 64], 0usize);
+        for pass_lc in [true, false] {
+            for t in (0..64).filter(|&t| active & (1 << t) != 0 && lc(t) == pass_lc) {
+                order[k] = t;
+                k += 1;
+            }
         }
-        if order.len() as u32 > groups {
+        if k == 0 || groups == 0 {
+            return;
+        }
+        if k as u32 > groups {
             // More contenders than groups: one group each, in turn.
-            for (i, &t) in order.iter().enumerate() {
+            for (i, &t) in order[..k].iter().enumerate() {
                 out[t] = Some(GroupRange { first: i as u32 % groups, count: 1 });
             }
-            return out;
+            return;
         }
-        let mut count: Vec<u32> =
-            order.iter().map(|&t| self.share(t).quota.map_or(0, |q| q.clamp(1, groups))).collect();
-        let open: Vec<usize> = (0..order.len()).filter(|&i| self.share(order[i]).quota.is_none()).collect();
-        while count.iter().sum::<u32>() + open.len() as u32 > groups {
-            let largest = (0..count.len()).max_by_key(|&i| (count[i], std::cmp::Reverse(i))).expect("contenders");
+        let mut open = 0u32;
+        for i in 0..k {
+            match self.share(order[i]).quota {
+                Some(q) => count[i] = q.clamp(1, groups),
+                None => open += 1,
+            }
+        }
+        while count[..k].iter().sum::<u32>() + open > groups {
+            let largest = (0..k).max_by_key(|&i| (count[i], std::cmp::Reverse(i))).expect("contenders");
             count[largest] -= 1;
         }
-        let left = groups - count.iter().sum::<u32>();
-        let takers: Vec<usize> = if !open.is_empty() {
-            open
-        } else {
-            let be: Vec<usize> = (0..order.len()).filter(|&i| !lc(order[i])).collect();
-            if be.is_empty() {
-                (0..order.len()).collect()
+        let left = groups - count[..k].iter().sum::<u32>();
+        // Who takes what the quotas leave: the tenants without a quota, else the best-effort
+        // ones, else everyone.
+        let any_be = order[..k].iter().any(|&t| !lc(t));
+        let takes = |i: usize| {
+            let t = order[i];
+            if open > 0 {
+                self.share(t).quota.is_none()
             } else {
-                be
+                !any_be || !lc(t)
             }
         };
-        let k = takers.len() as u32;
-        for (j, &i) in takers.iter().enumerate() {
-            count[i] += left / k + u32::from((j as u32) < left % k);
+        let takers = (0..k).filter(|&i| takes(i)).count() as u32;
+        for (j, i) in (0..k).filter(|&i| takes(i)).enumerate() {
+            count[i] += left / takers + u32::from((j as u32) < left % takers);
         }
         let mut first = 0;
-        for (i, &t) in order.iter().enumerate() {
-            out[t] = Some(GroupRange { first, count: count[i] });
+        for i in 0..k {
+            out[order[i]] = Some(GroupRange { first, count: count[i] });
             first += count[i];
         }
-        out
     }
 
     /// The window tenant `t` owns: its window when every one of `tenants` tenants contends.
     pub fn home(&self, t: TenantId, tenants: u32, groups: u32) -> GroupRange {
+        let t = t.min(63);
         let all = if tenants >= 64 { u64::MAX } else { (1u64 << tenants) - 1 } | 1 << t;
-        self.layout(all, groups)[t as usize].expect("t is in the set")
+        let mut out = [None; 64];
+        self.lay(all, groups, &mut out);
+        out[t as usize].expect("t is in the set")
     }
 
-    /// Where a kernel of `tenant` runs now, and whether it borrows.
-    fn now(&self, tenant: TenantId, load: &GroupLoad, topo: &Topology) -> (Region, bool) {
-        let active = load.active_set() | 1 << tenant;
+    /// Where a kernel of the demand's tenant runs now, and whether it borrows.
+    fn now(&self, d: &Demand, load: &GroupLoad, topo: &Topology) -> (Region, bool) {
+        let tenant = d.tenant.min(63);
+        let active = d.active | load.active_set() | 1 << tenant;
         let critical = self.share(tenant as usize).class == PriorityClass::LatencyCritical;
         if active == 1 << tenant {
             return (Region::Whole, !critical);
         }
-        let w = self.layout(active, topo.groups)[tenant as usize].expect("the tenant is in the set");
+        let mut out = [None; 64];
+        self.lay(active, topo.groups, &mut out);
+        let w = out[tenant as usize].expect("the tenant is in the set");
         let home = self.home(tenant, load.tenants().max(tenant + 1), topo.groups);
         let borrowed = !critical && (w.first < home.first || w.end() > home.end());
         let region = if w.count >= topo.groups { Region::Whole } else { Region::Groups(w) };
@@ -561,18 +578,15 @@ impl Policy for KrispShare {
             // Within a window (capturing a plan there): the window, as owned.
             return Decision::run(Region::Groups(allowed), high);
         }
-        let (region, borrowed) = self.now(d.tenant, load, topo);
+        let (region, borrowed) = self.now(d, load, topo);
         Decision::Run { region, high_priority: high, borrowed }
     }
-    fn pick_plan(
-        &self,
-        tenant: TenantId,
-        _class: PriorityClass,
-        load: &GroupLoad,
-        topo: &Topology,
-        regions: &[Region],
-    ) -> (usize, bool) {
-        let (now, borrowed) = self.now(tenant, load, topo);
+    fn reads_load(&self) -> bool {
+        // Which tenants are active comes with the demand: no kernel is tracked.
+        false
+    }
+    fn pick_plan(&self, d: &Demand, load: &GroupLoad, topo: &Topology, regions: &[Region]) -> (usize, bool) {
+        let (now, borrowed) = self.now(d, load, topo);
         let span = |r: &Region| match *r {
             Region::Whole => GroupRange { first: 0, count: topo.groups },
             Region::Groups(g) => g,
@@ -754,13 +768,16 @@ mod tests {
             p.place(&be(1), &GroupLoad::new(TOPO.groups, 3), &TOPO, home),
             Decision::run(Region::Groups(home), false)
         );
+        // Activity the runtime reports with the demand counts as kernels in flight do.
+        let told = Demand { active: 0b101, ..be(1) };
+        assert_eq!(p.decide(&told, &GroupLoad::new(TOPO.groups, 3), &TOPO), p.decide(&be(1), &load, &TOPO));
         // Plans: the whole device alone (borrowed), its own window when others contend.
         let regions = [Region::Whole, Region::Groups(home)];
         assert_eq!(
-            p.pick_plan(1, PriorityClass::BestEffort, &GroupLoad::new(TOPO.groups, 3), &TOPO, &regions),
+            p.pick_plan(&be(1), &GroupLoad::new(TOPO.groups, 3), &TOPO, &regions),
             (0, true)
         );
-        assert_eq!(p.pick_plan(1, PriorityClass::BestEffort, &load, &TOPO, &regions), (1, false));
+        assert_eq!(p.pick_plan(&be(1), &load, &TOPO, &regions), (1, false));
     }
 
     #[test]
@@ -814,7 +831,7 @@ mod tests {
                     match *op {
                         Op::Launch { tenant, min_sms, lc, units } => {
                             let class = if lc { PriorityClass::LatencyCritical } else { PriorityClass::BestEffort };
-                            let d = Demand { tenant, class, min_sms, units, current: current[tenant as usize] };
+                            let d = Demand { tenant, class, min_sms, units, current: current[tenant as usize], active: 0 };
                             match p.decide(&d, &load, &TOPO) {
                                 Decision::Run { region, high_priority, borrowed } => {
                                     if p.name() == "krisp" {

@@ -12,6 +12,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use cudarc::driver::sys;
@@ -68,6 +69,9 @@ pub struct Scheduler {
     state: Mutex<Inflight>,
     /// An empty load, for policies that do not read it and for capturing plans.
     idle: GroupLoad,
+    /// Tenants with work outstanding: a bit per tenant id below 64, set at a tenant's first
+    /// launch and cleared when it has waited for all of its work (no driver call, no lock).
+    active: AtomicU64,
 }
 
 // SAFETY: event handles may be used from any thread; all mutable state is behind the mutex.
@@ -112,7 +116,7 @@ impl Scheduler {
         let queues = (0..tenants).map(|_| VecDeque::with_capacity(EVENTS_PER_TENANT)).collect();
         let state = Inflight { load: GroupLoad::new(topo.groups, tenants), queues, free };
         let idle = GroupLoad::new(topo.groups, tenants);
-        Ok(Scheduler { policy, topo, min_sms, windows, state: Mutex::new(state), idle })
+        Ok(Scheduler { policy, topo, min_sms, windows, state: Mutex::new(state), idle, active: AtomicU64::new(0) })
     }
 
     /// The policy's name.
@@ -183,10 +187,31 @@ impl Scheduler {
     /// The plan of `tenant` to replay now, of plans captured within `regions` (the policy's
     /// [`Policy::pick_plan`]), and the priority level to replay it at.
     pub(crate) fn pick_plan(&self, tenant: TenantId, class: PriorityClass, regions: &[Region]) -> (usize, usize) {
-        let mut st = self.lock();
-        Self::reap(&mut st);
-        let (i, borrowed) = self.policy.pick_plan(tenant, class, &st.load, &self.topo, regions);
+        let d = Demand { active: self.active_set(), ..Demand::new(tenant, class, None, u64::MAX) };
+        let (i, borrowed) = if self.tracks() {
+            let mut st = self.lock();
+            Self::reap(&mut st);
+            self.policy.pick_plan(&d, &st.load, &self.topo, regions)
+        } else {
+            self.policy.pick_plan(&d, &self.idle, &self.topo, regions)
+        };
         (i.min(regions.len().saturating_sub(1)), priority_level(class == PriorityClass::LatencyCritical, borrowed))
+    }
+
+    /// Tenants with work outstanding, a bit per tenant id (see [`Demand::active`]).
+    pub(crate) fn active_set(&self) -> u64 {
+        self.active.load(Ordering::Acquire)
+    }
+
+    /// Marks `tenant` as having work outstanding (`true`) or none (`false`).
+    pub(crate) fn set_active(&self, tenant: TenantId, active: bool) {
+        if tenant < 64 {
+            if active {
+                self.active.fetch_or(1 << tenant, Ordering::AcqRel);
+            } else {
+                self.active.fetch_and(!(1 << tenant), Ordering::AcqRel);
+            }
+        }
     }
 
     /// Counts a replayed plan of `tenant` on `region` (released when tracked completion fires).

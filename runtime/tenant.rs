@@ -129,6 +129,8 @@ pub struct Tenant {
     /// Where its last policy-placed kernel ran, and the stream it went to (current only while
     /// that stream is still the tail).
     placed: Cell<Option<(Region, sys::CUstream)>>,
+    /// Whether the scheduler counts it as having work outstanding.
+    busy: Cell<bool>,
 }
 
 // SAFETY: the stream and event handles may move between threads; a tenant is not `Sync`
@@ -174,6 +176,7 @@ impl Tenant {
             slo: None,
             request: Cell::new(None),
             placed: Cell::new(None),
+            busy: Cell::new(false),
         })
     }
 
@@ -208,6 +211,14 @@ impl Tenant {
                 (None, None) => whole,
             },
             (Mode::Scheduled, None) => whole,
+        }
+    }
+
+    /// Tells the scheduler this tenant has work outstanding (once, until it next waits).
+    fn mark_busy(&self, sched: &super::Scheduler) {
+        if !self.busy.get() {
+            sched.set_active(self.id, true);
+            self.busy.set(true);
         }
     }
 
@@ -253,9 +264,15 @@ impl Tenant {
         }
         let sched = self.rt.scheduler().ok_or(PartitionError::Unsupported("no scheduler".into()))?;
         let current = self.placed.get().filter(|&(_, s)| s == self.last.get()).map(|(r, _)| r);
-        let demand =
-            Demand { current, ..Demand::new(self.id, self.class, sched.min_sms(id, params.shape_key()), units) };
         let capturing = self.capturing.get();
+        if capturing.is_none() {
+            self.mark_busy(sched);
+        }
+        let demand = Demand {
+            current,
+            active: sched.active_set(),
+            ..Demand::new(self.id, self.class, sched.min_sms(id, params.shape_key()), units)
+        };
         let (region, level, borrowed) = sched.admit(&demand, capturing);
         let capturing = capturing.is_some();
         let part = self.rt.pool().get(sched.partition(region))?;
@@ -378,6 +395,9 @@ impl Tenant {
         let placement = match self.mode {
             Mode::Fixed(pl) => pl,
             Mode::Scheduled => {
+                if let (Some(sched), None) = (self.rt.scheduler(), self.capturing.get()) {
+                    self.mark_busy(sched);
+                }
                 // cuBLASLt runs on the whole device, on this tenant's origin stream.
                 self.order_to(self.origin)?;
                 let level = priority_level(self.class == PriorityClass::LatencyCritical, false);
@@ -467,6 +487,7 @@ impl Tenant {
     /// counts it on that plan's window until it completes and returns the index chosen.
     pub fn replay_set(&self, set: &PlanSet) -> Result<usize> {
         let sched = self.rt.scheduler().ok_or(PartitionError::Unsupported("no scheduler".into()))?;
+        self.mark_busy(sched);
         let (i, level) = sched.pick_plan(self.id, self.class, &set.regions);
         let stream = self.rt.pool().get(super::PartitionId::WHOLE)?.stream_in(self.id as usize, level)?;
         self.replay_on(&set.plans[i], stream, sched.partition(set.regions[i]))?;
@@ -477,11 +498,17 @@ impl Tenant {
         Ok(i)
     }
 
-    /// Waits for everything it launched (its logical stream is in order, so its tail).
+    /// Waits for everything it launched (its logical stream is in order, so its tail); a
+    /// scheduled tenant then counts as idle until its next launch.
     pub fn synchronize(&self) -> Result<()> {
         self.rt.device().bind()?;
         // SAFETY: a live stream of the pool.
-        check("cuStreamSynchronize", unsafe { sys::cuStreamSynchronize(self.last.get()) })
+        check("cuStreamSynchronize", unsafe { sys::cuStreamSynchronize(self.last.get()) })?;
+        if let (true, Some(sched)) = (self.busy.get(), self.rt.scheduler()) {
+            sched.set_active(self.id, false);
+            self.busy.set(false);
+        }
+        Ok(())
     }
 
     /// The priority of the stream its last kernel went to.
@@ -490,5 +517,14 @@ impl Tenant {
         // SAFETY: a live stream; writes one int.
         check("cuStreamGetPriority", unsafe { sys::cuStreamGetPriority(self.last.get(), &mut p) })?;
         Ok(p)
+    }
+}
+
+impl Drop for Tenant {
+    fn drop(&mut self) {
+        // A tenant that goes away has no work the scheduler should make room for.
+        if let (true, Some(sched)) = (self.busy.get(), self.rt.scheduler()) {
+            sched.set_active(self.id, false);
+        }
     }
 }
