@@ -347,11 +347,10 @@ pub fn run_one(
     }
 }
 
-/// A one-tenant scenario of `spec` alone, for its solo baseline: closed loop, busy all the
-/// time, as long as `of` runs.
+/// A one-tenant scenario of `spec` alone, for its solo baseline: its own arrivals (closed
+/// loop, or open loop at its rate), busy all the time, as long as `of` runs.
 pub fn solo_scenario(spec: &TenantSpec, of: &Scenario) -> Scenario {
     let mut alone = spec.clone();
-    alone.rate = None;
     alone.phases = None;
     alone.class = PriorityClass::BestEffort;
     Scenario {

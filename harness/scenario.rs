@@ -159,10 +159,13 @@ impl TenantSpec {
         }
     }
 
-    /// The key of its solo baseline: tenants with equal keys do the same work alone.
+    /// The key of its solo baseline: tenants with equal keys do the same work alone (an
+    /// open-loop tenant's baseline is its own arrivals, alone: queueing behind its own
+    /// requests is not a cost of sharing).
     pub fn solo_key(&self, plan: bool) -> String {
+        let arrivals = self.rate.map_or(String::new(), |r| format!("/r{r}"));
         format!(
-            "{}/b{}/s{}/n{}/{}",
+            "{}/b{}/s{}/n{}{arrivals}/{}",
             self.model,
             self.batch,
             self.seq,
@@ -531,5 +534,7 @@ mod tests {
         let t = &f.scenarios[0].tenants[0];
         assert_eq!((t.batch, t.seq, t.new_tokens, t.class, t.rate), (8, 128, 8, PriorityClass::BestEffort, None));
         assert_eq!(t.solo_key(true), "gpt2/b8/s128/n8/plan");
+        let open = TenantSpec { rate: Some(250.0), ..t.clone() };
+        assert_eq!(open.solo_key(false), "gpt2/b8/s128/n8/r250/eager");
     }
 }

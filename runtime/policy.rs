@@ -102,9 +102,13 @@ pub enum Decision {
         /// Whether it goes on the high-priority stream.
         high_priority: bool,
         /// Whether it runs on SMs other tenants own (idle ones it borrows): it then goes on
-        /// the least-priority stream with a grid of short blocks ([`spread_grid`]), so an
-        /// owner's kernels take those SMs back as soon as the blocks running there finish.
+        /// the least-priority stream, so an owner's kernels take those SMs back as soon as the
+        /// blocks running there finish.
         borrowed: bool,
+        /// Whether it launches a grid of short blocks ([`spread_grid`]) rather than one block
+        /// per SM slot looping over the units, so higher-priority work waits for a block at
+        /// most, not for the whole kernel.
+        short_blocks: bool,
     },
     /// Nothing suitable is free: poll completions and ask again.
     Wait,
@@ -113,7 +117,7 @@ pub enum Decision {
 impl Decision {
     /// Run on `region`, on the high-priority stream if `high_priority`, on SMs it owns.
     pub fn run(region: Region, high_priority: bool) -> Decision {
-        Decision::Run { region, high_priority, borrowed: false }
+        Decision::Run { region, high_priority, borrowed: false, short_blocks: false }
     }
 }
 
@@ -433,7 +437,9 @@ impl<P: Policy> Policy for Prioritized<P> {
             Decision::Run { region: Region::Whole, .. } if !high && self.reserved_groups > 0 => {
                 Decision::run(Region::Groups(allowed), false)
             }
-            Decision::Run { region, borrowed, .. } => Decision::Run { region, high_priority: high, borrowed },
+            Decision::Run { region, borrowed, short_blocks, .. } => {
+                Decision::Run { region, high_priority: high, borrowed, short_blocks }
+            }
             Decision::Wait => Decision::Wait,
         }
     }
@@ -461,9 +467,12 @@ pub struct Share {
 ///   ([`spread_grid`]), so when the owner comes back, its kernels (at a higher priority) take
 ///   the SMs as soon as the blocks running there finish — a bound of one block's time,
 ///   instead of the whole kernel;
-/// - latency-critical kernels go out at high priority on their window and are never borrowed.
+/// - latency-critical kernels go out at high priority on the whole device: their quota's
+///   groups are kept free of best-effort kernels while they are active, and every
+///   best-effort kernel launches short blocks when the set has a latency-critical tenant, so
+///   a latency-critical kernel waits for one best-effort block at most, wherever it lands.
 ///
-/// Every kernel of a tenant gets its whole window (its grid then sized for that window).
+/// A best-effort kernel gets its tenant's whole window (its grid then sized for that window).
 #[derive(Debug, Clone, Default)]
 pub struct KrispShare {
     /// Tenant `i`'s share at index `i`; tenants beyond it are best-effort without a quota.
@@ -550,12 +559,17 @@ impl KrispShare {
         out[t as usize].expect("t is in the set")
     }
 
+    /// Whether any tenant is latency-critical.
+    fn has_critical(&self) -> bool {
+        self.shares.iter().any(|s| s.class == PriorityClass::LatencyCritical)
+    }
+
     /// Where a kernel of the demand's tenant runs now, and whether it borrows.
     fn now(&self, d: &Demand, load: &GroupLoad, topo: &Topology) -> (Region, bool) {
         let tenant = d.tenant.min(63);
         let active = d.active | load.active_set() | 1 << tenant;
         let critical = self.share(tenant as usize).class == PriorityClass::LatencyCritical;
-        if active == 1 << tenant {
+        if critical || active == 1 << tenant {
             return (Region::Whole, !critical);
         }
         let mut out = [None; 64];
@@ -574,12 +588,18 @@ impl Policy for KrispShare {
     }
     fn place(&self, d: &Demand, load: &GroupLoad, topo: &Topology, allowed: GroupRange) -> Decision {
         let high = d.class == PriorityClass::LatencyCritical;
+        let short = !high && self.has_critical();
         if allowed.count < topo.groups {
             // Within a window (capturing a plan there): the window, as owned.
-            return Decision::run(Region::Groups(allowed), high);
+            return Decision::Run {
+                region: Region::Groups(allowed),
+                high_priority: high,
+                borrowed: false,
+                short_blocks: short,
+            };
         }
         let (region, borrowed) = self.now(d, load, topo);
-        Decision::Run { region, high_priority: high, borrowed }
+        Decision::Run { region, high_priority: high, borrowed, short_blocks: borrowed || short }
     }
     fn reads_load(&self) -> bool {
         // Which tenants are active comes with the demand: no kernel is tracked.
@@ -737,46 +757,47 @@ mod tests {
         // Alone: the whole device; a best-effort tenant borrows it, the latency-critical one owns it.
         assert_eq!(
             p.decide(&be(1), &load, &TOPO),
-            Decision::Run { region: Region::Whole, high_priority: false, borrowed: true }
+            Decision::Run { region: Region::Whole, high_priority: false, borrowed: true, short_blocks: true }
         );
         assert_eq!(
             p.decide(&lc, &load, &TOPO),
-            Decision::Run { region: Region::Whole, high_priority: true, borrowed: false }
+            Decision::Run { region: Region::Whole, high_priority: true, borrowed: false, short_blocks: false }
         );
         // Tenant 2 busy: tenant 1 gets the groups the idle latency-critical tenant owns too (borrowed).
         load.acquire(Region::Groups(GroupRange { first: 0, count: 3 }), 2);
         let g = GroupRange { first: 0, count: 8 };
         assert_eq!(
             p.decide(&be(1), &load, &TOPO),
-            Decision::Run { region: Region::Groups(g), high_priority: false, borrowed: true }
+            Decision::Run { region: Region::Groups(g), high_priority: false, borrowed: true, short_blocks: true }
         );
-        // All three busy: each on its own window, nothing borrowed, the latency-critical one first.
+        // All three busy: the best-effort tenants on their own windows, off the latency-critical
+        // quota's groups, nothing borrowed, in short blocks; the latency-critical one on the
+        // whole device at high priority.
         load.acquire(Region::Whole, 0);
         load.acquire(Region::Groups(g), 1);
-        assert_eq!(p.decide(&lc, &load, &TOPO), Decision::run(Region::Groups(GroupRange { first: 0, count: 4 }), true));
-        assert_eq!(
-            p.decide(&be(1), &load, &TOPO),
-            Decision::run(Region::Groups(GroupRange { first: 4, count: 6 }), false)
-        );
-        assert_eq!(
-            p.decide(&be(2), &load, &TOPO),
-            Decision::run(Region::Groups(GroupRange { first: 10, count: 5 }), false)
-        );
+        let owned = |first, count| Decision::Run {
+            region: Region::Groups(GroupRange { first, count }),
+            high_priority: false,
+            borrowed: false,
+            short_blocks: true,
+        };
+        assert_eq!(p.decide(&lc, &load, &TOPO), p.decide(&lc, &GroupLoad::new(TOPO.groups, 3), &TOPO));
+        assert_eq!(p.decide(&be(1), &load, &TOPO), owned(4, 6));
+        assert_eq!(p.decide(&be(2), &load, &TOPO), owned(10, 5));
+        // Without a latency-critical tenant, owned kernels keep one block per SM slot.
+        let plain = KrispShare { shares: vec![share(false, None), share(false, None)] };
+        let both = Demand { active: 0b11, ..be(1) };
+        let two = GroupLoad::new(TOPO.groups, 2);
+        assert_eq!(plain.decide(&both, &two, &TOPO), Decision::run(Region::Groups(plain.home(1, 2, 15)), false));
         // Within a window (a plan's capture), the window, owned.
         let home = p.home(1, 3, TOPO.groups);
-        assert_eq!(
-            p.place(&be(1), &GroupLoad::new(TOPO.groups, 3), &TOPO, home),
-            Decision::run(Region::Groups(home), false)
-        );
+        assert_eq!(p.place(&be(1), &GroupLoad::new(TOPO.groups, 3), &TOPO, home), owned(home.first, home.count));
         // Activity the runtime reports with the demand counts as kernels in flight do.
         let told = Demand { active: 0b101, ..be(1) };
         assert_eq!(p.decide(&told, &GroupLoad::new(TOPO.groups, 3), &TOPO), p.decide(&be(1), &load, &TOPO));
         // Plans: the whole device alone (borrowed), its own window when others contend.
         let regions = [Region::Whole, Region::Groups(home)];
-        assert_eq!(
-            p.pick_plan(&be(1), &GroupLoad::new(TOPO.groups, 3), &TOPO, &regions),
-            (0, true)
-        );
+        assert_eq!(p.pick_plan(&be(1), &GroupLoad::new(TOPO.groups, 3), &TOPO, &regions), (0, true));
         assert_eq!(p.pick_plan(&be(1), &load, &TOPO, &regions), (1, false));
     }
 
@@ -833,7 +854,9 @@ mod tests {
                             let class = if lc { PriorityClass::LatencyCritical } else { PriorityClass::BestEffort };
                             let d = Demand { tenant, class, min_sms, units, current: current[tenant as usize], active: 0 };
                             match p.decide(&d, &load, &TOPO) {
-                                Decision::Run { region, high_priority, borrowed } => {
+                                Decision::Run { region, high_priority, borrowed, short_blocks } => {
+                                    prop_assert!(!short_blocks || p.name() == "krisp", "only krisp spreads");
+                                    prop_assert!(!borrowed || short_blocks, "borrowed kernels launch short blocks");
                                     if p.name() == "krisp" {
                                         // Alone: the whole device. Owned: within what it owns when all contend.
                                         let alone = load.active_set() & !(1 << tenant) == 0;

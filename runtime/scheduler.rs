@@ -155,13 +155,13 @@ impl Scheduler {
     }
 
     /// Decides where `d` runs and counts it on its groups, waiting (polling completions)
-    /// while the policy says wait; returns the region and the priority level
-    /// ([`priority_level`]) and whether it borrows. With `ideal`, decides as on an idle device
+    /// while the policy says wait; returns the region, the priority level
+    /// ([`priority_level`]) and whether to launch short blocks. With `ideal`, decides as on an idle device
     /// within `ideal` and counts nothing (for capturing plans).
     pub(crate) fn admit(&self, d: &Demand, ideal: Option<GroupRange>) -> (Region, usize, bool) {
         let run = |decision: Decision, fallback: Region| match decision {
-            Decision::Run { region, high_priority, borrowed } => {
-                (region, priority_level(high_priority, borrowed), borrowed)
+            Decision::Run { region, high_priority, borrowed, short_blocks } => {
+                (region, priority_level(high_priority, borrowed), short_blocks)
             }
             Decision::Wait => (fallback, priority_level(false, false), false),
         };

@@ -273,7 +273,7 @@ impl Tenant {
             active: sched.active_set(),
             ..Demand::new(self.id, self.class, sched.min_sms(id, params.shape_key()), units)
         };
-        let (region, level, borrowed) = sched.admit(&demand, capturing);
+        let (region, level, short_blocks) = sched.admit(&demand, capturing);
         let capturing = capturing.is_some();
         let part = self.rt.pool().get(sched.partition(region))?;
         let stream = part.stream_in(self.id as usize, level)?;
@@ -281,7 +281,7 @@ impl Tenant {
         self.order_to(stream)?;
         self.placed.set(Some((region, stream)));
         let loaded = self.rt.kernels().get(id);
-        let grid = if borrowed {
+        let grid = if short_blocks {
             spread_grid(units, part.sms(), loaded.blocks_per_sm)
         } else {
             auto_grid(units, part.sms(), loaded.blocks_per_sm)
