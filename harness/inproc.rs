@@ -176,18 +176,21 @@ pub fn run(
     }
     let gate = ThreadGate::new(n, counted);
     // Plan sets of the krisp modes: tenant i replays on the whole device when no other tenant
-    // has work in flight, else within its own share of the groups (krisp: what it owns when
-    // every tenant contends; the older modes: an equal share).
-    let homes = match mode.sharing {
+    // has work in flight, else within its share of the groups (krisp: a plan for every window
+    // the tenants that contend can give it; the older modes: an equal share).
+    let whole = GroupRange { first: 0, count: groups };
+    let windows: Vec<Vec<GroupRange>> = match mode.sharing {
         Sharing::Krisp => {
             let p = shares(s, granularity);
-            (0..n).map(|i| p.home(i, n, groups)).collect()
+            (0..n).map(|i| std::iter::once(whole).chain(p.windows(i, n, groups)).collect()).collect()
         }
-        _ => equal_windows(groups, n),
+        _ => {
+            let homes = equal_windows(groups, n);
+            (0..n as usize)
+                .map(|i| if n > 1 { vec![whole, homes[i.min(homes.len() - 1)]] } else { vec![whole] })
+                .collect()
+        }
     };
-    let whole = GroupRange { first: 0, count: groups };
-    let windows: Vec<Vec<GroupRange>> =
-        (0..n as usize).map(|i| if n > 1 { vec![whole, homes[i.min(homes.len() - 1)]] } else { vec![whole] }).collect();
     let results: Vec<anyhow::Result<(Vec<Sample>, Vec<RequestSpan>)>> = std::thread::scope(|scope| {
         let handles: Vec<_> = s
             .tenants

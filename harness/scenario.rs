@@ -276,14 +276,15 @@ pub struct Mode {
 }
 
 impl Mode {
-    /// The modes the default comparison runs: every sharing mode but `krisp-isolated` (which
-    /// waits for free groups and trails every other mode) eager, and as plans every mode that
-    /// can replay them (all but time slicing).
+    /// The modes the default comparison runs: every baseline and `krisp` eager, and as plans
+    /// every one of them that can replay plans (all but time slicing). The fixed-knee policies
+    /// (`krisp-conserved`, `krisp-isolated`) run when asked for.
     pub fn defaults() -> Vec<Mode> {
         let run = |plan| {
             Sharing::ALL
                 .into_iter()
-                .filter(move |&s| s != Sharing::KrispIsolated && !(plan && s == Sharing::Timeslice))
+                .filter(|&s| !matches!(s, Sharing::KrispConserved | Sharing::KrispIsolated))
+                .filter(move |&s| !(plan && s == Sharing::Timeslice))
                 .map(move |sharing| Mode { sharing, plan })
         };
         run(false).chain(run(true)).collect()

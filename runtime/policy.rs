@@ -484,78 +484,128 @@ impl KrispShare {
         self.shares.get(t).copied().unwrap_or_default()
     }
 
-    /// The windows of the tenants in `active` (a bit per tenant id), side by side from group 0,
-    /// latency-critical tenants first, each in id order; `None` for the others. Quotas are cut
-    /// (largest first, never below one group) until every contending tenant has a group; what
-    /// they leave goes in equal parts to the tenants without a quota, or else to the
-    /// best-effort ones (the latency-critical ones if none).
-    pub fn layout(&self, active: u64, groups: u32) -> Vec<Option<GroupRange>> {
+    /// The windows of the tenants in `active` (a bit per tenant id) out of `tenants` tenants,
+    /// side by side from group 0, latency-critical tenants first, each in id order; `None` for
+    /// the others. Each active tenant gets its home's groups ([`KrispShare::home`]); the homes of
+    /// idle tenants go in equal parts to the active best-effort tenants (to the
+    /// latency-critical ones if none is active).
+    pub fn layout(&self, active: u64, tenants: u32, groups: u32) -> Vec<Option<GroupRange>> {
         let mut out = [None; 64];
-        self.lay(active, groups, &mut out);
+        self.lay(active, tenants, groups, &mut out);
         out[..(64 - active.leading_zeros()) as usize].to_vec()
     }
 
-    /// [`KrispShare::layout`] into `out`, without allocating (it runs on the launch path).
-    fn lay(&self, active: u64, groups: u32, out: &mut [Option<GroupRange>; 64]) {
-        let lc = |t: usize| self.share(t).class == PriorityClass::LatencyCritical;
-        // Contenders in layout order, and the groups each gets.
-        let (mut order, mut count, mut k) = ([0usize; 64], [0u32; 64], 0usize);
-        for pass_lc in [true, false] {
-            for t in (0..64).filter(|&t| active & (1 << t) != 0 && lc(t) == pass_lc) {
-                order[k] = t;
-                k += 1;
+    /// Groups each tenant of `set` gets when exactly `set` contends for `groups` groups, by
+    /// tenant id: quotas are cut (largest first, never below one group) until every tenant
+    /// has a group; what they leave goes in equal parts to the tenants without a quota, or
+    /// else to the best-effort ones (the latency-critical ones if none).
+    fn sizes(&self, set: u64, groups: u32, count: &mut [u32; 64]) {
+        let members = || (0..64usize).filter(move |&t| set & (1 << t) != 0);
+        let n = members().count() as u32;
+        let mut open = 0u32;
+        for t in members() {
+            match self.share(t).quota {
+                Some(q) => count[t] = q.clamp(1, groups),
+                None => open += 1,
             }
         }
+        let total = |count: &[u32; 64]| members().map(|t| count[t]).sum::<u32>();
+        while total(count) + open > groups && n <= groups {
+            let largest = members().max_by_key(|&t| (count[t], std::cmp::Reverse(t))).expect("members");
+            count[largest] -= 1;
+        }
+        let left = groups.saturating_sub(total(count));
+        let any_be = members().any(|t| !self.critical(t));
+        let takes = |t: usize| if open > 0 { self.share(t).quota.is_none() } else { !any_be || !self.critical(t) };
+        let takers = members().filter(|&t| takes(t)).count() as u32;
+        for (j, t) in members().filter(|&t| takes(t)).enumerate() {
+            count[t] += left / takers + u32::from((j as u32) < left % takers);
+        }
+    }
+
+    /// [`KrispShare::layout`] into `out`, without allocating (it runs on the launch path).
+    fn lay(&self, active: u64, tenants: u32, groups: u32, out: &mut [Option<GroupRange>; 64]) {
+        let n = (self.shares.len() as u32).max(tenants).max(64 - active.leading_zeros()).min(64);
+        let all = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
+        let contenders = || (0..64usize).filter(|&t| active & (1 << t) != 0);
+        // Layout order: latency-critical tenants first.
+        let order = || contenders().filter(|&t| self.critical(t)).chain(contenders().filter(|&t| !self.critical(t)));
+        let k = contenders().count() as u32;
         if k == 0 || groups == 0 {
             return;
         }
-        if k as u32 > groups {
+        if k > groups {
             // More contenders than groups: one group each, in turn.
-            for (i, &t) in order[..k].iter().enumerate() {
+            for (i, t) in order().enumerate() {
                 out[t] = Some(GroupRange { first: i as u32 % groups, count: 1 });
             }
             return;
         }
-        let mut open = 0u32;
-        for i in 0..k {
-            match self.share(order[i]).quota {
-                Some(q) => count[i] = q.clamp(1, groups),
-                None => open += 1,
-            }
+        let mut count = [0u32; 64];
+        self.sizes(all, groups, &mut count);
+        let mut size = [0u32; 64];
+        for t in contenders() {
+            size[t] = count[t].max(1);
         }
-        while count[..k].iter().sum::<u32>() + open > groups {
-            let largest = (0..k).max_by_key(|&i| (count[i], std::cmp::Reverse(i))).expect("contenders");
-            count[largest] -= 1;
-        }
-        let left = groups - count[..k].iter().sum::<u32>();
-        // Who takes what the quotas leave: the tenants without a quota, else the best-effort
-        // ones, else everyone.
-        let any_be = order[..k].iter().any(|&t| !lc(t));
-        let takes = |i: usize| {
-            let t = order[i];
-            if open > 0 {
-                self.share(t).quota.is_none()
-            } else {
-                !any_be || !lc(t)
-            }
-        };
-        let takers = (0..k).filter(|&i| takes(i)).count() as u32;
-        for (j, i) in (0..k).filter(|&i| takes(i)).enumerate() {
-            count[i] += left / takers + u32::from((j as u32) < left % takers);
+        // Idle tenants' groups: to the active best-effort tenants, else to every active one.
+        let used: u32 = contenders().map(|t| size[t]).sum();
+        let spare = groups.saturating_sub(used);
+        let any_be = contenders().any(|t| !self.critical(t));
+        let takers = || contenders().filter(move |&t| !any_be || !self.critical(t));
+        let m = takers().count() as u32;
+        for (j, t) in takers().enumerate() {
+            size[t] += spare / m + u32::from((j as u32) < spare % m);
         }
         let mut first = 0;
-        for i in 0..k {
-            out[order[i]] = Some(GroupRange { first, count: count[i] });
-            first += count[i];
+        for t in order() {
+            let count = size[t].min(groups - first.min(groups)).max(1);
+            out[t] = Some(GroupRange { first: first.min(groups - 1), count });
+            first += size[t];
         }
+    }
+
+    /// Every window tenant `t` can get beside others (out of `tenants` tenants, any of the
+    /// others contending), smaller than the device, without repeats: what a plan set of `t`
+    /// needs besides the whole device. A latency-critical tenant needs none (it always runs on
+    /// the whole device); beyond 12 tenants, only its home.
+    pub fn windows(&self, t: TenantId, tenants: u32, groups: u32) -> Vec<GroupRange> {
+        let t = t.min(63);
+        if self.critical(t as usize) {
+            return Vec::new();
+        }
+        let n = (self.shares.len() as u32).max(tenants).max(t + 1).min(64);
+        if n > 12 {
+            return vec![self.home(t, n, groups)];
+        }
+        let others: Vec<u32> = (0..n).filter(|&o| o != t).collect();
+        let mut out: Vec<GroupRange> = Vec::new();
+        for subset in 1u64..1 << others.len() {
+            let active = others
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| subset & (1 << i) != 0)
+                .fold(1u64 << t, |m, (_, &o)| m | 1 << o);
+            let mut lay = [None; 64];
+            self.lay(active, n, groups, &mut lay);
+            if let Some(w) = lay[t as usize].filter(|w| w.count < groups && !out.contains(w)) {
+                out.push(w);
+            }
+        }
+        out
+    }
+
+    /// Whether tenant `t` is latency-critical.
+    fn critical(&self, t: usize) -> bool {
+        self.share(t).class == PriorityClass::LatencyCritical
     }
 
     /// The window tenant `t` owns: its window when every one of `tenants` tenants contends.
     pub fn home(&self, t: TenantId, tenants: u32, groups: u32) -> GroupRange {
         let t = t.min(63);
-        let all = if tenants >= 64 { u64::MAX } else { (1u64 << tenants) - 1 } | 1 << t;
+        let n = (self.shares.len() as u32).max(tenants).max(t + 1).min(64);
+        let all = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
         let mut out = [None; 64];
-        self.lay(all, groups, &mut out);
+        self.lay(all, n, groups, &mut out);
         out[t as usize].expect("t is in the set")
     }
 
@@ -573,7 +623,7 @@ impl KrispShare {
             return (Region::Whole, !critical);
         }
         let mut out = [None; 64];
-        self.lay(active, topo.groups, &mut out);
+        self.lay(active, load.tenants(), topo.groups, &mut out);
         let w = out[tenant as usize].expect("the tenant is in the set");
         let home = self.home(tenant, load.tenants().max(tenant + 1), topo.groups);
         let borrowed = !critical && (w.first < home.first || w.end() > home.end());
@@ -734,18 +784,24 @@ mod tests {
         };
         let w = |first, count| Some(GroupRange { first, count });
         // Everyone: the latency-critical quota first, then tenant 0, 2 (its quota) and 3.
-        assert_eq!(p.layout(0b1111, 15), vec![w(4, 5), w(0, 4), w(9, 2), w(11, 4)]);
-        // Tenant 3 idle: its groups go to tenant 0, the other tenant without a quota.
-        assert_eq!(p.layout(0b0111, 15), vec![w(4, 9), w(0, 4), w(13, 2)]);
-        // Only quota tenants: what they leave goes to the best-effort one.
-        assert_eq!(p.layout(0b0110, 15), vec![None, w(0, 4), w(4, 11)]);
+        assert_eq!(p.layout(0b1111, 4, 15), vec![w(4, 5), w(0, 4), w(9, 2), w(11, 4)]);
+        // Tenant 3 idle: its groups go in equal parts to the active best-effort tenants.
+        assert_eq!(p.layout(0b0111, 4, 15), vec![w(4, 7), w(0, 4), w(11, 4)]);
+        // The latency-critical tenant keeps its quota; the best-effort one takes the rest.
+        assert_eq!(p.layout(0b0110, 4, 15), vec![None, w(0, 4), w(4, 11)]);
+        // Only the latency-critical tenant among the active: it takes everything idle.
+        assert_eq!(p.layout(0b0010, 4, 15), vec![None, w(0, 15)]);
         // Quotas larger than the device are cut, largest first, leaving each contender a group.
         let big = KrispShare { shares: vec![share(false, Some(14)), share(false, Some(14)), share(false, None)] };
-        assert_eq!(big.layout(0b111, 15), vec![w(0, 7), w(7, 7), w(14, 1)]);
+        assert_eq!(big.layout(0b111, 3, 15), vec![w(0, 7), w(7, 7), w(14, 1)]);
         // More contenders than groups: a group each, in turn.
         let many = KrispShare::default();
-        assert_eq!(many.layout(0b111, 2), vec![w(0, 1), w(1, 1), w(0, 1)]);
+        assert_eq!(many.layout(0b111, 3, 2), vec![w(0, 1), w(1, 1), w(0, 1)]);
         assert_eq!(p.home(3, 4, 15), GroupRange { first: 11, count: 4 });
+        // Tenant 2's windows beside any others: its home among them; none for the LC tenant.
+        let ws = p.windows(2, 4, 15);
+        assert!(ws.contains(&p.home(2, 4, 15)) && ws.iter().all(|w| w.count < 15), "{ws:?}");
+        assert!(p.windows(1, 4, 15).is_empty());
     }
 
     #[test]
