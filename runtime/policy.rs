@@ -105,10 +105,8 @@ pub enum Decision {
         /// the least-priority stream, so an owner's kernels take those SMs back as soon as the
         /// blocks running there finish.
         borrowed: bool,
-        /// Whether it launches a grid of short blocks ([`spread_grid`]) rather than one block
-        /// per SM slot looping over the units, so higher-priority work waits for a block at
-        /// most, not for the whole kernel.
-        short_blocks: bool,
+        /// How many blocks it launches.
+        blocks: Blocks,
     },
     /// Nothing suitable is free: poll completions and ask again.
     Wait,
@@ -117,8 +115,23 @@ pub enum Decision {
 impl Decision {
     /// Run on `region`, on the high-priority stream if `high_priority`, on SMs it owns.
     pub fn run(region: Region, high_priority: bool) -> Decision {
-        Decision::Run { region, high_priority, borrowed: false, short_blocks: false }
+        Decision::Run { region, high_priority, borrowed: false, blocks: Blocks::Resident }
     }
+}
+
+/// How many blocks a placed kernel launches (kernels loop over their units, so any grid is
+/// correct).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blocks {
+    /// One block per SM slot of its region (at most its units), each looping over units.
+    Resident,
+    /// Short blocks ([`spread_grid`]), so higher-priority work waits for a block at most,
+    /// not for the whole kernel.
+    Short,
+    /// One block per SM slot of this many groups (at most its units), wherever in its
+    /// (larger) region the hardware puts them: the tenant holds at most that share of the
+    /// SMs at once, without being pinned to particular ones.
+    Share(u32),
 }
 
 /// Stream priority levels of a scheduled runtime, least first: borrowed work, a tenant's
@@ -437,8 +450,8 @@ impl<P: Policy> Policy for Prioritized<P> {
             Decision::Run { region: Region::Whole, .. } if !high && self.reserved_groups > 0 => {
                 Decision::run(Region::Groups(allowed), false)
             }
-            Decision::Run { region, borrowed, short_blocks, .. } => {
-                Decision::Run { region, high_priority: high, borrowed, short_blocks }
+            Decision::Run { region, borrowed, blocks, .. } => {
+                Decision::Run { region, high_priority: high, borrowed, blocks }
             }
             Decision::Wait => Decision::Wait,
         }
@@ -477,6 +490,9 @@ pub struct Share {
 pub struct KrispShare {
     /// Tenant `i`'s share at index `i`; tenants beyond it are best-effort without a quota.
     pub shares: Vec<Share>,
+    /// Owned windows as shares of the SMs rather than places: an owned kernel runs on the whole
+    /// device with a grid for its window's SMs ([`Blocks::Share`]), not pinned to the window.
+    pub soft: bool,
 }
 
 impl KrispShare {
@@ -609,6 +625,15 @@ impl KrispShare {
         out[t as usize].expect("t is in the set")
     }
 
+    /// The blocks of an owned kernel on window `w`.
+    fn window_blocks(&self, w: GroupRange) -> Blocks {
+        if self.soft {
+            Blocks::Share(w.count)
+        } else {
+            Blocks::Resident
+        }
+    }
+
     /// Whether any tenant is latency-critical.
     fn has_critical(&self) -> bool {
         self.shares.iter().any(|s| s.class == PriorityClass::LatencyCritical)
@@ -641,15 +666,18 @@ impl Policy for KrispShare {
         let short = !high && self.has_critical();
         if allowed.count < topo.groups {
             // Within a window (capturing a plan there): the window, as owned.
-            return Decision::Run {
-                region: Region::Groups(allowed),
-                high_priority: high,
-                borrowed: false,
-                short_blocks: short,
-            };
+            let blocks = if short { Blocks::Short } else { self.window_blocks(allowed) };
+            let region = if matches!(blocks, Blocks::Share(_)) { Region::Whole } else { Region::Groups(allowed) };
+            return Decision::Run { region, high_priority: high, borrowed: false, blocks };
         }
         let (region, borrowed) = self.now(d, load, topo);
-        Decision::Run { region, high_priority: high, borrowed, short_blocks: borrowed || short }
+        let blocks = match region {
+            _ if borrowed || short => Blocks::Short,
+            Region::Groups(w) => self.window_blocks(w),
+            Region::Whole => Blocks::Resident,
+        };
+        let region = if matches!(blocks, Blocks::Share(_)) { Region::Whole } else { region };
+        Decision::Run { region, high_priority: high, borrowed, blocks }
     }
     fn reads_load(&self) -> bool {
         // Which tenants are active comes with the demand: no kernel is tracked.
@@ -781,6 +809,7 @@ mod tests {
     fn shares_lay_out_the_contending_tenants_side_by_side() {
         let p = KrispShare {
             shares: vec![share(false, None), share(true, Some(4)), share(false, Some(2)), share(false, None)],
+            soft: false,
         };
         let w = |first, count| Some(GroupRange { first, count });
         // Everyone: the latency-critical quota first, then tenant 0, 2 (its quota) and 3.
@@ -792,7 +821,10 @@ mod tests {
         // Only the latency-critical tenant among the active: it takes everything idle.
         assert_eq!(p.layout(0b0010, 4, 15), vec![None, w(0, 15)]);
         // Quotas larger than the device are cut, largest first, leaving each contender a group.
-        let big = KrispShare { shares: vec![share(false, Some(14)), share(false, Some(14)), share(false, None)] };
+        let big = KrispShare {
+            shares: vec![share(false, Some(14)), share(false, Some(14)), share(false, None)],
+            soft: false,
+        };
         assert_eq!(big.layout(0b111, 3, 15), vec![w(0, 7), w(7, 7), w(14, 1)]);
         // More contenders than groups: a group each, in turn.
         let many = KrispShare::default();
@@ -806,25 +838,25 @@ mod tests {
 
     #[test]
     fn shares_follow_the_load() {
-        let p = KrispShare { shares: vec![share(true, Some(4)), share(false, None), share(false, None)] };
+        let p = KrispShare { shares: vec![share(true, Some(4)), share(false, None), share(false, None)], soft: false };
         let mut load = GroupLoad::new(TOPO.groups, 3);
         let be = |t| Demand::new(t, PriorityClass::BestEffort, None, 1024);
         let lc = Demand::new(0, PriorityClass::LatencyCritical, None, 1024);
         // Alone: the whole device; a best-effort tenant borrows it, the latency-critical one owns it.
         assert_eq!(
             p.decide(&be(1), &load, &TOPO),
-            Decision::Run { region: Region::Whole, high_priority: false, borrowed: true, short_blocks: true }
+            Decision::Run { region: Region::Whole, high_priority: false, borrowed: true, blocks: Blocks::Short }
         );
         assert_eq!(
             p.decide(&lc, &load, &TOPO),
-            Decision::Run { region: Region::Whole, high_priority: true, borrowed: false, short_blocks: false }
+            Decision::Run { region: Region::Whole, high_priority: true, borrowed: false, blocks: Blocks::Resident }
         );
         // Tenant 2 busy: tenant 1 gets the groups the idle latency-critical tenant owns too (borrowed).
         load.acquire(Region::Groups(GroupRange { first: 0, count: 3 }), 2);
         let g = GroupRange { first: 0, count: 8 };
         assert_eq!(
             p.decide(&be(1), &load, &TOPO),
-            Decision::Run { region: Region::Groups(g), high_priority: false, borrowed: true, short_blocks: true }
+            Decision::Run { region: Region::Groups(g), high_priority: false, borrowed: true, blocks: Blocks::Short }
         );
         // All three busy: the best-effort tenants on their own windows, off the latency-critical
         // quota's groups, nothing borrowed, in short blocks; the latency-critical one on the
@@ -835,16 +867,23 @@ mod tests {
             region: Region::Groups(GroupRange { first, count }),
             high_priority: false,
             borrowed: false,
-            short_blocks: true,
+            blocks: Blocks::Short,
         };
         assert_eq!(p.decide(&lc, &load, &TOPO), p.decide(&lc, &GroupLoad::new(TOPO.groups, 3), &TOPO));
         assert_eq!(p.decide(&be(1), &load, &TOPO), owned(4, 6));
         assert_eq!(p.decide(&be(2), &load, &TOPO), owned(10, 5));
         // Without a latency-critical tenant, owned kernels keep one block per SM slot.
-        let plain = KrispShare { shares: vec![share(false, None), share(false, None)] };
+        let plain = KrispShare { shares: vec![share(false, None), share(false, None)], soft: false };
         let both = Demand { active: 0b11, ..be(1) };
         let two = GroupLoad::new(TOPO.groups, 2);
         assert_eq!(plain.decide(&both, &two, &TOPO), Decision::run(Region::Groups(plain.home(1, 2, 15)), false));
+        // Soft shares: the whole device, with a grid for the window's SMs.
+        let soft = KrispShare { soft: true, ..plain.clone() };
+        let share_of = Blocks::Share(plain.home(1, 2, 15).count);
+        assert_eq!(
+            soft.decide(&both, &two, &TOPO),
+            Decision::Run { region: Region::Whole, high_priority: false, borrowed: false, blocks: share_of }
+        );
         // Within a window (a plan's capture), the window, owned.
         let home = p.home(1, 3, TOPO.groups);
         assert_eq!(p.place(&be(1), &GroupLoad::new(TOPO.groups, 3), &TOPO, home), owned(home.first, home.count));
@@ -891,7 +930,10 @@ mod tests {
             Box::new(KrispIsolated { floor_groups: 3 }),
             Box::new(Prioritized { inner: KrispConserved, reserved_groups: 3 }),
             Box::new(Prioritized { inner: KrispIsolated { floor_groups: 1 }, reserved_groups: 3 }),
-            Box::new(KrispShare { shares: vec![share(true, Some(3)), share(false, None), share(false, Some(5))] }),
+            Box::new(KrispShare {
+                shares: vec![share(true, Some(3)), share(false, None), share(false, Some(5))],
+                soft: false,
+            }),
         ]
     }
 
@@ -910,14 +952,14 @@ mod tests {
                             let class = if lc { PriorityClass::LatencyCritical } else { PriorityClass::BestEffort };
                             let d = Demand { tenant, class, min_sms, units, current: current[tenant as usize], active: 0 };
                             match p.decide(&d, &load, &TOPO) {
-                                Decision::Run { region, high_priority, borrowed, short_blocks } => {
-                                    prop_assert!(!short_blocks || p.name() == "krisp", "only krisp spreads");
-                                    prop_assert!(!borrowed || short_blocks, "borrowed kernels launch short blocks");
+                                Decision::Run { region, high_priority, borrowed, blocks } => {
+                                    prop_assert!(blocks == Blocks::Resident || p.name() == "krisp", "only krisp spreads");
+                                    prop_assert!(!borrowed || blocks == Blocks::Short, "borrowed kernels launch short blocks");
                                     if p.name() == "krisp" {
                                         // Alone: the whole device. Owned: within what it owns when all contend.
                                         let alone = load.active_set() & !(1 << tenant) == 0;
                                         prop_assert!(!alone || region == Region::Whole, "{d:?} alone on {region:?}");
-                                        let home = KrispShare { shares: vec![share(true, Some(3)), share(false, None), share(false, Some(5))] }.home(tenant, TENANTS, TOPO.groups);
+                                        let home = KrispShare { shares: vec![share(true, Some(3)), share(false, None), share(false, Some(5))], soft: false }.home(tenant, TENANTS, TOPO.groups);
                                         if let (false, Region::Groups(g), false) = (alone, region, tenant == 0) {
                                             prop_assert!(borrowed || (g.first >= home.first && g.end() <= home.end()), "{g:?} outside {home:?}");
                                         }

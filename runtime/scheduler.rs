@@ -19,7 +19,9 @@ use cudarc::driver::sys;
 
 use super::error::{check, Result};
 use super::partition::{GroupRange, PartitionId};
-use super::policy::{priority_level, Decision, Demand, GroupLoad, Policy, PriorityClass, Region, TenantId, Topology};
+use super::policy::{
+    priority_level, Blocks, Decision, Demand, GroupLoad, Policy, PriorityClass, Region, TenantId, Topology,
+};
 use crate::kernels::KernelId;
 
 /// Profiled minimum SMs per (kernel, shape key): what the KRISP policies ask for.
@@ -156,14 +158,14 @@ impl Scheduler {
 
     /// Decides where `d` runs and counts it on its groups, waiting (polling completions)
     /// while the policy says wait; returns the region, the priority level
-    /// ([`priority_level`]) and whether to launch short blocks. With `ideal`, decides as on an idle device
+    /// ([`priority_level`]) and how many blocks to launch. With `ideal`, decides as on an idle device
     /// within `ideal` and counts nothing (for capturing plans).
-    pub(crate) fn admit(&self, d: &Demand, ideal: Option<GroupRange>) -> (Region, usize, bool) {
+    pub(crate) fn admit(&self, d: &Demand, ideal: Option<GroupRange>) -> (Region, usize, Blocks) {
         let run = |decision: Decision, fallback: Region| match decision {
-            Decision::Run { region, high_priority, borrowed, short_blocks } => {
-                (region, priority_level(high_priority, borrowed), short_blocks)
+            Decision::Run { region, high_priority, borrowed, blocks } => {
+                (region, priority_level(high_priority, borrowed), blocks)
             }
-            Decision::Wait => (fallback, priority_level(false, false), false),
+            Decision::Wait => (fallback, priority_level(false, false), Blocks::Resident),
         };
         if let Some(within) = ideal {
             return run(self.policy.place(d, &self.idle, &self.topo, within), Region::Groups(within));

@@ -11,7 +11,7 @@ use cudarc::driver::sys;
 
 use super::error::{check, Error, Result};
 use super::launch::{auto_grid, launch_raw};
-use super::policy::{priority_level, spread_grid, Demand, PriorityClass, Region, TenantId};
+use super::policy::{priority_level, spread_grid, Blocks, Demand, PriorityClass, Region, TenantId};
 use super::{Grid, GroupRange, PartitionError, Placement, Plan, Runtime};
 use crate::kernels::{Kernel, Params};
 
@@ -128,7 +128,8 @@ pub struct Tenant {
     request: Cell<Option<u64>>,
     /// Where its last policy-placed kernel ran, and the stream it went to (current only while
     /// that stream is still the tail).
-    placed: Cell<Option<(Region, sys::CUstream)>>,
+    /// The SMs its grid was sized for.
+    placed: Cell<Option<(Region, sys::CUstream, u32)>>,
     /// Whether the scheduler counts it as having work outstanding.
     busy: Cell<bool>,
 }
@@ -207,7 +208,7 @@ impl Tenant {
             (Mode::Scheduled, Some(sched)) => match (self.capturing.get(), self.placed.get()) {
                 (Some(w), _) if w.count < sched.topology().groups => sms(sched.partition(Region::Groups(w))),
                 (Some(_), _) => whole,
-                (None, Some((region, _))) => sms(sched.partition(region)),
+                (None, Some((_, _, share))) => share,
                 (None, None) => whole,
             },
             (Mode::Scheduled, None) => whole,
@@ -263,7 +264,7 @@ impl Tenant {
             return Ok(0);
         }
         let sched = self.rt.scheduler().ok_or(PartitionError::Unsupported("no scheduler".into()))?;
-        let current = self.placed.get().filter(|&(_, s)| s == self.last.get()).map(|(r, _)| r);
+        let current = self.placed.get().filter(|&(_, s, _)| s == self.last.get()).map(|(r, _, _)| r);
         let capturing = self.capturing.get();
         if capturing.is_none() {
             self.mark_busy(sched);
@@ -273,19 +274,22 @@ impl Tenant {
             active: sched.active_set(),
             ..Demand::new(self.id, self.class, sched.min_sms(id, params.shape_key()), units)
         };
-        let (region, level, short_blocks) = sched.admit(&demand, capturing);
+        let (region, level, blocks) = sched.admit(&demand, capturing);
         let capturing = capturing.is_some();
         let part = self.rt.pool().get(sched.partition(region))?;
         let stream = part.stream_in(self.id as usize, level)?;
         self.rt.device().bind()?;
         self.order_to(stream)?;
-        self.placed.set(Some((region, stream)));
         let loaded = self.rt.kernels().get(id);
-        let grid = if short_blocks {
-            spread_grid(units, part.sms(), loaded.blocks_per_sm)
-        } else {
-            auto_grid(units, part.sms(), loaded.blocks_per_sm)
+        let (grid, share) = match blocks {
+            Blocks::Resident => (auto_grid(units, part.sms(), loaded.blocks_per_sm), part.sms()),
+            Blocks::Short => (spread_grid(units, part.sms(), loaded.blocks_per_sm), part.sms()),
+            Blocks::Share(groups) => {
+                let sms = (groups * sched.topology().granularity).min(part.sms());
+                (auto_grid(units, sms, loaded.blocks_per_sm), sms)
+            }
         };
+        self.placed.set(Some((region, stream, share)));
         // SAFETY: `Kernel<P>` ties P to the kernel; the caller vouches for the addresses; the
         // stream belongs to this device, whose primary context is current.
         let launched = self
