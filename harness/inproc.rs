@@ -129,9 +129,7 @@ fn shares(s: &Scenario, granularity: u32) -> KrispShare {
         .iter()
         .map(|t| Share { class: t.class, quota: t.quota_sms.map(|sms| sms.div_ceil(granularity.max(1))) })
         .collect();
-    // Experiment switch, not a setting: owned windows as shares of the SMs.
-    let soft = std::env::var("RIGHTSIZE_KRISP_SOFT").is_ok_and(|v| v == "1");
-    KrispShare { shares, soft }
+    KrispShare { shares }
 }
 
 /// The policy of an in-process mode.

@@ -128,10 +128,6 @@ pub enum Blocks {
     /// Short blocks ([`spread_grid`]), so higher-priority work waits for a block at most,
     /// not for the whole kernel.
     Short,
-    /// One block per SM slot of this many groups (at most its units), wherever in its
-    /// (larger) region the hardware puts them: the tenant holds at most that share of the
-    /// SMs at once, without being pinned to particular ones.
-    Share(u32),
 }
 
 /// Stream priority levels of a scheduled runtime, least first: borrowed work, a tenant's
@@ -490,9 +486,6 @@ pub struct Share {
 pub struct KrispShare {
     /// Tenant `i`'s share at index `i`; tenants beyond it are best-effort without a quota.
     pub shares: Vec<Share>,
-    /// Owned windows as shares of the SMs rather than places: an owned kernel runs on the whole
-    /// device with a grid for its window's SMs ([`Blocks::Share`]), not pinned to the window.
-    pub soft: bool,
 }
 
 impl KrispShare {
@@ -625,15 +618,6 @@ impl KrispShare {
         out[t as usize].expect("t is in the set")
     }
 
-    /// The blocks of an owned kernel on window `w`.
-    fn window_blocks(&self, w: GroupRange) -> Blocks {
-        if self.soft {
-            Blocks::Share(w.count)
-        } else {
-            Blocks::Resident
-        }
-    }
-
     /// Whether any tenant is latency-critical.
     fn has_critical(&self) -> bool {
         self.shares.iter().any(|s| s.class == PriorityClass::LatencyCritical)
@@ -666,17 +650,11 @@ impl Policy for KrispShare {
         let short = !high && self.has_critical();
         if allowed.count < topo.groups {
             // Within a window (capturing a plan there): the window, as owned.
-            let blocks = if short { Blocks::Short } else { self.window_blocks(allowed) };
-            let region = if matches!(blocks, Blocks::Share(_)) { Region::Whole } else { Region::Groups(allowed) };
-            return Decision::Run { region, high_priority: high, borrowed: false, blocks };
+            let blocks = if short { Blocks::Short } else { Blocks::Resident };
+            return Decision::Run { region: Region::Groups(allowed), high_priority: high, borrowed: false, blocks };
         }
         let (region, borrowed) = self.now(d, load, topo);
-        let blocks = match region {
-            _ if borrowed || short => Blocks::Short,
-            Region::Groups(w) => self.window_blocks(w),
-            Region::Whole => Blocks::Resident,
-        };
-        let region = if matches!(blocks, Blocks::Share(_)) { Region::Whole } else { region };
+        let blocks = if borrowed || short { Blocks::Short } else { Blocks::Resident };
         Decision::Run { region, high_priority: high, borrowed, blocks }
     }
     fn reads_load(&self) -> bool {
@@ -809,7 +787,6 @@ mod tests {
     fn shares_lay_out_the_contending_tenants_side_by_side() {
         let p = KrispShare {
             shares: vec![share(false, None), share(true, Some(4)), share(false, Some(2)), share(false, None)],
-            soft: false,
         };
         let w = |first, count| Some(GroupRange { first, count });
         // Everyone: the latency-critical quota first, then tenant 0, 2 (its quota) and 3.
@@ -821,10 +798,7 @@ mod tests {
         // Only the latency-critical tenant among the active: it takes everything idle.
         assert_eq!(p.layout(0b0010, 4, 15), vec![None, w(0, 15)]);
         // Quotas larger than the device are cut, largest first, leaving each contender a group.
-        let big = KrispShare {
-            shares: vec![share(false, Some(14)), share(false, Some(14)), share(false, None)],
-            soft: false,
-        };
+        let big = KrispShare { shares: vec![share(false, Some(14)), share(false, Some(14)), share(false, None)] };
         assert_eq!(big.layout(0b111, 3, 15), vec![w(0, 7), w(7, 7), w(14, 1)]);
         // More contenders than groups: a group each, in turn.
         let many = KrispShare::default();
@@ -838,7 +812,7 @@ mod tests {
 
     #[test]
     fn shares_follow_the_load() {
-        let p = KrispShare { shares: vec![share(true, Some(4)), share(false, None), share(false, None)], soft: false };
+        let p = KrispShare { shares: vec![share(true, Some(4)), share(false, None), share(false, None)] };
         let mut load = GroupLoad::new(TOPO.groups, 3);
         let be = |t| Demand::new(t, PriorityClass::BestEffort, None, 1024);
         let lc = Demand::new(0, PriorityClass::LatencyCritical, None, 1024);
@@ -873,17 +847,10 @@ mod tests {
         assert_eq!(p.decide(&be(1), &load, &TOPO), owned(4, 6));
         assert_eq!(p.decide(&be(2), &load, &TOPO), owned(10, 5));
         // Without a latency-critical tenant, owned kernels keep one block per SM slot.
-        let plain = KrispShare { shares: vec![share(false, None), share(false, None)], soft: false };
+        let plain = KrispShare { shares: vec![share(false, None), share(false, None)] };
         let both = Demand { active: 0b11, ..be(1) };
         let two = GroupLoad::new(TOPO.groups, 2);
         assert_eq!(plain.decide(&both, &two, &TOPO), Decision::run(Region::Groups(plain.home(1, 2, 15)), false));
-        // Soft shares: the whole device, with a grid for the window's SMs.
-        let soft = KrispShare { soft: true, ..plain.clone() };
-        let share_of = Blocks::Share(plain.home(1, 2, 15).count);
-        assert_eq!(
-            soft.decide(&both, &two, &TOPO),
-            Decision::Run { region: Region::Whole, high_priority: false, borrowed: false, blocks: share_of }
-        );
         // Within a window (a plan's capture), the window, owned.
         let home = p.home(1, 3, TOPO.groups);
         assert_eq!(p.place(&be(1), &GroupLoad::new(TOPO.groups, 3), &TOPO, home), owned(home.first, home.count));
@@ -930,10 +897,7 @@ mod tests {
             Box::new(KrispIsolated { floor_groups: 3 }),
             Box::new(Prioritized { inner: KrispConserved, reserved_groups: 3 }),
             Box::new(Prioritized { inner: KrispIsolated { floor_groups: 1 }, reserved_groups: 3 }),
-            Box::new(KrispShare {
-                shares: vec![share(true, Some(3)), share(false, None), share(false, Some(5))],
-                soft: false,
-            }),
+            Box::new(KrispShare { shares: vec![share(true, Some(3)), share(false, None), share(false, Some(5))] }),
         ]
     }
 
@@ -959,7 +923,7 @@ mod tests {
                                         // Alone: the whole device. Owned: within what it owns when all contend.
                                         let alone = load.active_set() & !(1 << tenant) == 0;
                                         prop_assert!(!alone || region == Region::Whole, "{d:?} alone on {region:?}");
-                                        let home = KrispShare { shares: vec![share(true, Some(3)), share(false, None), share(false, Some(5))], soft: false }.home(tenant, TENANTS, TOPO.groups);
+                                        let home = KrispShare { shares: vec![share(true, Some(3)), share(false, None), share(false, Some(5))] }.home(tenant, TENANTS, TOPO.groups);
                                         if let (false, Region::Groups(g), false) = (alone, region, tenant == 0) {
                                             prop_assert!(borrowed || (g.first >= home.first && g.end() <= home.end()), "{g:?} outside {home:?}");
                                         }

@@ -281,15 +281,11 @@ impl Tenant {
         self.rt.device().bind()?;
         self.order_to(stream)?;
         let loaded = self.rt.kernels().get(id);
-        let (grid, share) = match blocks {
-            Blocks::Resident => (auto_grid(units, part.sms(), loaded.blocks_per_sm), part.sms()),
-            Blocks::Short => (spread_grid(units, part.sms(), loaded.blocks_per_sm), part.sms()),
-            Blocks::Share(groups) => {
-                let sms = (groups * sched.topology().granularity).min(part.sms());
-                (auto_grid(units, sms, loaded.blocks_per_sm), sms)
-            }
+        let grid = match blocks {
+            Blocks::Resident => auto_grid(units, part.sms(), loaded.blocks_per_sm),
+            Blocks::Short => spread_grid(units, part.sms(), loaded.blocks_per_sm),
         };
-        self.placed.set(Some((region, stream, share)));
+        self.placed.set(Some((region, stream, part.sms())));
         // SAFETY: `Kernel<P>` ties P to the kernel; the caller vouches for the addresses; the
         // stream belongs to this device, whose primary context is current.
         let launched = self
