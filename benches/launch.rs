@@ -162,6 +162,42 @@ fn scheduled(c: &mut Criterion, n: usize) {
             })
         })
     });
+    {
+        // krisp: which tenants are active comes from the tenants, nothing is tracked.
+        let rt_k = Arc::new(
+            Runtime::with_policy(
+                Device::open(0).expect("device"),
+                Box::new(rightsize::runtime::policy::KrispShare::default()),
+                MinSms::default(),
+                2,
+            )
+            .expect("runtime"),
+        );
+        let tk = Tenant::scheduled(rt_k.clone(), 0, PriorityClass::BestEffort).expect("tenant");
+        let sync_k = || tk.synchronize().expect("sync");
+        g.bench_function("scheduled, krisp alone (whole device, borrowed)", |b| {
+            b.iter_custom(|iters| {
+                timed(iters, &sync_k, || {
+                    // SAFETY: buffers of 2n halves.
+                    unsafe { tk.launch(VECTOR_ADD_F16, &small) }.expect("launch");
+                })
+            })
+        });
+        // A second tenant with work outstanding (launched, not waited for): the first gets
+        // its own window.
+        let other = Tenant::scheduled(rt_k, 1, PriorityClass::BestEffort).expect("tenant");
+        // SAFETY: as above.
+        unsafe { other.launch(VECTOR_ADD_F16, &small) }.expect("launch");
+        g.bench_function("scheduled, krisp beside an active tenant (its window)", |b| {
+            b.iter_custom(|iters| {
+                timed(iters, &sync_k, || {
+                    // SAFETY: buffers of 2n halves.
+                    unsafe { tk.launch(VECTOR_ADD_F16, &small) }.expect("launch");
+                })
+            })
+        });
+        other.synchronize().expect("sync");
+    }
     let mut flip = false;
     g.bench_function("scheduled, partition switch every launch", |b| {
         b.iter_custom(|iters| {

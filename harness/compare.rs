@@ -19,6 +19,7 @@ use super::mps::{private_dir, MpsDaemon, Unavailable};
 use super::pcie::Pressure;
 use super::scenario::{Mode, Scenario, Sharing, TenantSpec};
 use super::serve::{profile_model, profile_path, ModelSource};
+use super::sweep::{self, SweepPoint, SweepTenant};
 use super::trace::TracedRun;
 use super::{inproc, output, trace, worker};
 use crate::engine::ModelConfig;
@@ -140,6 +141,9 @@ pub struct Report {
     pub solo: Vec<SoloResult>,
     /// Shared runs.
     pub runs: Vec<RunResult>,
+    /// Load sweeps' points (scenarios with `sweep`), the ordinary runs as scale 1.
+    #[serde(default)]
+    pub sweeps: Vec<SweepPoint>,
 }
 
 impl Report {
@@ -364,6 +368,7 @@ pub fn solo_scenario(spec: &TenantSpec, of: &Scenario) -> Scenario {
         reserved_sms: 0,
         pcie: None,
         modes: None,
+        sweep: None,
     }
 }
 
@@ -391,7 +396,8 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
             }
         }
     }
-    let total = solo_jobs.len() + scenarios.iter().map(|s| modes_of(s).len()).sum::<usize>();
+    let total = solo_jobs.len()
+        + scenarios.iter().map(|s| modes_of(s).len() * (1 + sweep::extra_scales(s).len())).sum::<usize>();
     let bars = Bars::new(total as u64);
     let mut report = Report {
         gpu: info.name.clone(),
@@ -402,6 +408,7 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
         scenarios: scenarios.to_vec(),
         solo: Vec::new(),
         runs: Vec::new(),
+        sweeps: Vec::new(),
     };
     let results = opts.out.join("results.json");
     let save = |report: &Report| -> anyhow::Result<()> {
@@ -533,6 +540,64 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
             };
             report.runs.push(run);
             save(&report)?;
+        }
+        if s.sweep.is_some() {
+            // Scale 1: the ordinary runs.
+            for mode in modes_of(s) {
+                let mode = mode.to_string();
+                let Some(run) = report.runs.iter().rev().find(|r| r.scenario == s.name && r.mode == mode) else {
+                    continue;
+                };
+                let tenants = run.tenants.iter().map(|t| SweepTenant::of(&t.spec, &t.metrics)).collect();
+                let error = run.tenants.is_empty().then(|| format!("{:?}", run.status));
+                report.sweeps.push(SweepPoint { scenario: s.name.clone(), mode, scale: 1.0, tenants, error });
+            }
+        }
+        for scale in sweep::extra_scales(s) {
+            let at = sweep::scaled(s, scale);
+            for mode in modes_of(s) {
+                let label = format!("{} ×{scale} / {mode}", s.name);
+                let total = u64::from(at.requests) * at.tenants.len() as u64;
+                let skip = unavailable(mode.sharing, &info)
+                    .or_else(|| mode.sharing.uses_mps().then(|| mps_broken.clone()).flatten());
+                let r = match skip {
+                    Some(reason) => Err(anyhow::anyhow!("skipped: {reason}")),
+                    None => bars.track(&label, total, |counted| {
+                        let min_sms = if mode.sharing.reads_profiles() {
+                            let save_to = opts.out.join("profiles");
+                            knees(&at, &opts.profiles, Some(&save_to), &info, &mut profiles, &|m| bars.println(m))?
+                        } else {
+                            MinSms::default()
+                        };
+                        run_one(opts.worker.as_deref(), &at, mode, min_sms, None, counted)
+                    }),
+                };
+                let (tenants, error) = match r {
+                    Ok(outcome) => {
+                        let tenants = at
+                            .tenants
+                            .iter()
+                            .zip(&outcome.samples)
+                            .filter_map(|(spec, samples)| {
+                                Some(SweepTenant::of(spec, &TenantMetrics::of(samples, None, spec.slo_ms)?))
+                            })
+                            .collect();
+                        (tenants, None)
+                    }
+                    Err(e) => {
+                        bars.println(&format!("{label} failed: {e:#}"));
+                        (Vec::new(), Some(format!("{e:#}")))
+                    }
+                };
+                report.sweeps.push(SweepPoint {
+                    scenario: s.name.clone(),
+                    mode: mode.to_string(),
+                    scale,
+                    tenants,
+                    error,
+                });
+                save(&report)?;
+            }
         }
     }
     bars.runs.finish_with_message(format!("done in {:.0} s", started.elapsed().as_secs_f64()));

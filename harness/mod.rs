@@ -9,6 +9,7 @@
 //! - [`pcie`]: background host↔device copies;
 //! - [`metrics`]: latency, throughput, slowdown, STP, ANTT, fairness, SLO attainment;
 //! - [`compare`] and [`output`]: solo baselines, every scenario under every mode, tables;
+//! - [`sweep`]: load sweeps of open-loop scenarios and their SLO goodput;
 //! - [`trace`] and [`counters`]: timeline traces of runs, GPU counters sampled during them;
 //! - [`plots`] and [`report`]: plots and a Markdown report of a results directory.
 
@@ -24,6 +25,7 @@ pub mod plots;
 pub mod report;
 pub mod scenario;
 pub mod serve;
+pub mod sweep;
 pub mod trace;
 pub mod worker;
 

@@ -7,6 +7,7 @@ use std::path::Path;
 use anyhow::Context as _;
 
 use super::compare::{Report, RunResult, Status};
+use super::sweep::{self, SweepPoint};
 use crate::runtime::policy::PriorityClass;
 
 fn num(v: Option<f64>, digits: usize) -> String {
@@ -126,6 +127,84 @@ pub fn summary(r: &Report) -> String {
         if let Some(p) = runs_of(r, &sc.name).find_map(|run| run.pcie_gb_per_s) {
             let _ = writeln!(s, "\nBackground PCIe load moved {p:.1} GB/s.");
         }
+        goodput_table(&mut s, r, &sc.name);
+    }
+    s
+}
+
+/// The SLO goodput of `scenario`'s sweep, if it has one: per mode, the highest offered load
+/// at which every tenant with an SLO met it at p99, against MPS with limits and MPS (the
+/// better of eager and plans), and each point's attainment and worst p99 ÷ SLO.
+fn goodput_table(s: &mut String, r: &Report, scenario: &str) {
+    let points: Vec<&SweepPoint> = r.sweeps.iter().filter(|p| p.scenario == scenario).collect();
+    if points.is_empty() {
+        return;
+    }
+    let mut scales: Vec<f64> = points.iter().map(|p| p.scale).collect();
+    scales.sort_by(f64::total_cmp);
+    scales.dedup();
+    let mut modes: Vec<&str> = Vec::new();
+    for p in &points {
+        if !modes.contains(&p.mode.as_str()) {
+            modes.push(&p.mode);
+        }
+    }
+    // A baseline's goodput: None if it did not run, Some(None) if it met the SLOs at no scale.
+    let best = |names: &[&str]| {
+        let ran = points.iter().any(|p| names.contains(&p.mode.as_str()) && !p.tenants.is_empty());
+        ran.then(|| sweep::best_goodput(&r.sweeps, scenario, names))
+    };
+    let (limit, mps) = (best(&["mps-limit", "mps-limit-plan"]), best(&["mps", "mps-plan"]));
+    let ratio = |g: Option<f64>, base: Option<Option<f64>>| match (g, base) {
+        (Some(g), Some(Some(b))) if b > 0.0 => format!("{:.2}", g / b),
+        (Some(_), Some(None)) => "∞ (it meets none)".into(),
+        _ => "–".into(),
+    };
+    let _ = writeln!(
+        s,
+        "\nSLO goodput: the highest offered load (open-loop rates × scale) at which every tenant with an SLO \
+         met it at p99; then, per scale, SLO attainment % and the worst p99 ÷ SLO.\n"
+    );
+    let head: String = scales.iter().map(|x| format!(" ×{x} |")).collect();
+    let _ = writeln!(s, "| mode | goodput req/s | ÷ mps-limit | ÷ mps |{head}");
+    let _ = writeln!(s, "| --- | ---: | ---: | ---: |{}", " ---: |".repeat(scales.len()));
+    for mode in modes {
+        let g = sweep::goodput(&r.sweeps, scenario, mode).map(SweepPoint::offered);
+        let cells: String = scales
+            .iter()
+            .map(|&x| match points.iter().find(|p| p.mode == mode && p.scale == x) {
+                Some(p) if !p.tenants.is_empty() => {
+                    format!(" {} / {} |", num(p.attainment().map(|a| a * 100.0), 1), num(p.worst_p99_vs_slo(), 2))
+                }
+                Some(_) => " failed |".into(),
+                None => " |".into(),
+            })
+            .collect();
+        let _ = writeln!(s, "| {mode} | {} | {} | {} |{cells}", num(g, 0), ratio(g, limit), ratio(g, mps));
+    }
+}
+
+/// `sweep.csv`: one row per tenant of each sweep point.
+pub fn sweep_csv(r: &Report) -> String {
+    let mut s =
+        String::from("scenario,mode,scale,tenant,label,rate,p99_ms,slo_ms,slo_attainment,throughput_rps,meets_slo\n");
+    for p in &r.sweeps {
+        for (i, t) in p.tenants.iter().enumerate() {
+            let _ = writeln!(
+                s,
+                "{},{},{},{i},{},{},{},{},{},{},{}",
+                csv_field(&p.scenario),
+                csv_field(&p.mode),
+                p.scale,
+                csv_field(&t.label),
+                opt(t.rate),
+                t.p99_ms,
+                opt(t.slo_ms),
+                opt(t.slo_attainment),
+                t.throughput,
+                t.meets()
+            );
+        }
     }
     s
 }
@@ -206,7 +285,11 @@ pub fn tenants_csv(r: &Report) -> String {
 /// Writes `summary.md`, `runs.csv` and `tenants.csv` into `dir` (`results.json` is written
 /// as the comparison goes).
 pub fn write_all(r: &Report, dir: &Path) -> anyhow::Result<()> {
-    for (name, text) in [("summary.md", summary(r)), ("runs.csv", runs_csv(r)), ("tenants.csv", tenants_csv(r))] {
+    let mut files = vec![("summary.md", summary(r)), ("runs.csv", runs_csv(r)), ("tenants.csv", tenants_csv(r))];
+    if !r.sweeps.is_empty() {
+        files.push(("sweep.csv", sweep_csv(r)));
+    }
+    for (name, text) in files {
         let path = dir.join(name);
         std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
     }
@@ -219,6 +302,7 @@ pub(crate) mod tests {
     use crate::harness::compare::{SoloResult, TenantResult};
     use crate::harness::metrics::{RunMetrics, Sample, TenantMetrics};
     use crate::harness::scenario::ScenarioFile;
+    use crate::harness::sweep::SweepTenant;
 
     pub(crate) fn report() -> Report {
         let scenarios = ScenarioFile::parse(
@@ -293,6 +377,23 @@ pub(crate) mod tests {
             scenarios,
             solo,
             runs,
+            sweeps: [("mps", 1.0, 3.0), ("krisp", 1.0, 1.5), ("krisp", 2.0, 1.9), ("mps", 2.0, 4.0)]
+                .into_iter()
+                .map(|(mode, scale, p99_ms)| SweepPoint {
+                    scenario: "pair".into(),
+                    mode: mode.into(),
+                    scale,
+                    tenants: vec![SweepTenant {
+                        label: "bert-base (LC)".into(),
+                        rate: Some(100.0 * scale),
+                        p99_ms,
+                        slo_ms: Some(2.0),
+                        slo_attainment: Some(0.99),
+                        throughput: 100.0 * scale,
+                    }],
+                    error: None,
+                })
+                .collect(),
         }
     }
 
@@ -303,6 +404,10 @@ pub(crate) mod tests {
         assert!(s.contains("| krisp-conserved | 1.60 | 1.25 | 1.000 | – | 1.60 |"), "{s}");
         assert!(s.contains("| timeslice | skipped: no, GPU |"), "{s}");
         assert!(s.contains("LC p99 ÷ solo"), "{s}");
+        // Goodput: krisp meets its SLO up to ×2 (200 req/s), MPS at no scale.
+        assert!(s.contains("| krisp | 200 | – | ∞ (it meets none) | 99.0 / 0.75 | 99.0 / 0.95 |"), "{s}");
+        assert!(s.contains("| mps | – | – | – | 99.0 / 1.50 | 99.0 / 2.00 |"), "{s}");
+        assert_eq!(sweep_csv(&report()).lines().count(), 5);
     }
 
     #[test]

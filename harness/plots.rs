@@ -89,6 +89,7 @@ plot!(Cdfs, draw_cdfs);
 plot!(Bars, draw_bars);
 plot!(Heat, draw_heat);
 plot!(Curves, draw_curves);
+plot!(Sweep, draw_sweep);
 
 /// Draws `data` into `<stem>.svg` and `<stem>.png`; returns both paths.
 fn save(stem: &Path, size: (u32, u32), data: &impl Plot) -> anyhow::Result<Vec<PathBuf>> {
@@ -401,6 +402,84 @@ fn draw_curves<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, d: &Curves) ->
     legend(&mut chart, SeriesLabelPosition::UpperRight)
 }
 
+/// One scenario's load sweep: per mode, (offered req/s, SLO attainment %, worst p99 ÷ SLO).
+struct Sweep {
+    title: String,
+    modes: Vec<(String, Vec<(f64, f64, f64)>)>,
+}
+
+fn draw_sweep<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, d: &Sweep) -> anyhow::Result<()> {
+    let root = root.titled(&d.title, (FONT, 22)).drawn()?;
+    let pts = || d.modes.iter().flat_map(|(_, p)| p.iter());
+    let xmax = pts().map(|p| p.0).fold(1.0, f64::max) * 1.05;
+    let amin = pts().map(|p| p.1).fold(100.0, f64::min).min(90.0);
+    let (rmin, rmax) = (pts().map(|p| p.2).fold(1.0, f64::min) * 0.8, pts().map(|p| p.2).fold(1.0, f64::max) * 1.25);
+    let panels = root.split_evenly((1, 2));
+    for (k, area) in panels.iter().enumerate() {
+        let caption = if k == 0 { "SLO attainment" } else { "worst p99 ÷ SLO (1 = the SLO)" };
+        let mut builder = ChartBuilder::on(area);
+        builder.caption(caption, (FONT, 17)).margin(12).x_label_area_size(42).y_label_area_size(56);
+        let y_desc = if k == 0 { "requests within SLO (%)" } else { "p99 ÷ SLO (log scale)" };
+        macro_rules! lines {
+            ($chart:expr, $y:expr) => {{
+                let mut chart = $chart;
+                chart
+                    .configure_mesh()
+                    .x_desc("offered load (requests/s)")
+                    .y_desc(y_desc)
+                    .label_style((FONT, 13))
+                    .axis_desc_style((FONT, 14))
+                    .draw()
+                    .drawn()?;
+                for (mode, p) in &d.modes {
+                    let c = color_of(mode);
+                    let style = ShapeStyle::from(&c).stroke_width(2);
+                    let line: Vec<(f64, f64)> = p.iter().map(|q| (q.0, $y(q))).collect();
+                    let series = if is_plan(mode) {
+                        chart.draw_series(DashedLineSeries::new(line.clone(), 6, 4, style)).drawn()?
+                    } else {
+                        chart.draw_series(LineSeries::new(line.clone(), style)).drawn()?
+                    };
+                    series.label(mode.as_str()).legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 20, y)], ShapeStyle::from(&c).stroke_width(2))
+                    });
+                    chart.draw_series(line.iter().map(|&q| Circle::new(q, 3, c.filled()))).drawn()?;
+                }
+                legend(&mut chart, SeriesLabelPosition::LowerLeft)?;
+            }};
+        }
+        if k == 0 {
+            lines!(builder.build_cartesian_2d(0.0..xmax, amin..100.5).drawn()?, |q: &(f64, f64, f64)| q.1);
+        } else {
+            let chart = builder.build_cartesian_2d(0.0..xmax, (rmin..rmax).log_scale()).drawn()?;
+            lines!(chart, |q: &(f64, f64, f64)| q.2);
+        }
+    }
+    Ok(())
+}
+
+/// The load sweep of `scenario` (SLO attainment and worst p99 ÷ SLO against offered load,
+/// per mode), into `dir`; `None` when it has no sweep.
+pub fn sweep_plot(r: &Report, scenario: &str, dir: &Path) -> anyhow::Result<Option<Vec<PathBuf>>> {
+    let mut modes: Vec<(String, Vec<(f64, f64, f64)>)> = Vec::new();
+    for p in r.sweeps.iter().filter(|p| p.scenario == scenario && !p.tenants.is_empty()) {
+        let (Some(att), Some(worst)) = (p.attainment(), p.worst_p99_vs_slo()) else { continue };
+        let pt = (p.offered(), att * 100.0, worst);
+        match modes.iter_mut().find(|(m, _)| *m == p.mode) {
+            Some((_, v)) => v.push(pt),
+            None => modes.push((p.mode.clone(), vec![pt])),
+        }
+    }
+    if modes.is_empty() {
+        return Ok(None);
+    }
+    for (_, v) in &mut modes {
+        v.sort_by(|a, b| a.0.total_cmp(&b.0));
+    }
+    let d = Sweep { title: format!("{scenario}: SLO attainment and p99 against load (dashed: plans)"), modes };
+    save(&dir.join(format!("sweep-{}", slug(scenario))), (1200, 520), &d).map(Some)
+}
+
 /// File-name-safe version of a name.
 fn slug(s: &str) -> String {
     s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect()
@@ -557,6 +636,11 @@ mod tests {
         check(&heat);
         let svg = std::fs::read_to_string(&heat[0]).unwrap();
         assert!(svg.contains("co-runner") && svg.contains("gpt2") && svg.contains("×"));
+        let sweep = sweep_plot(&r, "pair", &dir).unwrap().expect("the report has a sweep");
+        check(&sweep);
+        let svg = std::fs::read_to_string(&sweep[0]).unwrap();
+        assert!(svg.contains("offered load") && svg.contains("krisp") && svg.contains("p99 ÷ SLO"));
+        assert!(sweep_plot(&r, "nope", &dir).unwrap().is_none());
         std::fs::remove_dir_all(dir).unwrap();
     }
 

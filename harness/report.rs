@@ -113,6 +113,9 @@ pub fn write_report(dir: &Path, profiles: &Path) -> anyhow::Result<PathBuf> {
         }
         let f = plots::latency_cdfs(&r, &sc.name, &plots_dir)?;
         let _ = writeln!(s, "![latency CDFs per tenant]({})\n", image(&f).unwrap_or_default());
+        if let Some(f) = plots::sweep_plot(&r, &sc.name, &plots_dir)? {
+            let _ = writeln!(s, "![SLO attainment and p99 against load]({})\n", image(&f).unwrap_or_default());
+        }
         if let Some(table) = counters_table(&r, &sc.name) {
             let _ = writeln!(s, "GPU counters per mode:\n\n{table}");
         }

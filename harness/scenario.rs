@@ -11,6 +11,7 @@
 //! seed = 1             # synthetic weights, token ids and arrivals (default 1)
 //! reserved_sms = 32    # SMs only latency-critical tenants may use (krisp modes; default 0)
 //! pcie = { threads = 4, mib = 64, level = 0.5 }   # optional background host↔device copies
+//! sweep = [0.5, 1.5, 2.0]   # optional: open-loop rates also run at these scales (SLO goodput)
 //!
 //! [[scenario.tenant]]
 //! model = "bert-base"  # a named model (engine::config::NAMED)
@@ -81,6 +82,10 @@ pub struct Scenario {
     /// Modes to run it under (default: the ones asked for on the command line).
     #[serde(default)]
     pub modes: Option<Vec<Mode>>,
+    /// Rate scales of a load sweep (besides 1): the comparison runs the scenario with its
+    /// open-loop rates scaled by each, under each mode, for the SLO goodput.
+    #[serde(default)]
+    pub sweep: Option<Vec<f64>>,
 }
 
 fn default_warmup() -> u32 {
@@ -420,6 +425,14 @@ impl Scenario {
         for (i, t) in self.tenants.iter().enumerate() {
             t.validate().with_context(|| format!("tenant {i} ({})", t.model))?;
         }
+        if let Some(scales) = &self.sweep {
+            if scales.is_empty() || !scales.iter().all(|x| x.is_finite() && *x > 0.0) {
+                bail!("sweep needs positive rate scales");
+            }
+            if !self.tenants.iter().any(|t| t.rate.is_some() && t.slo_ms.is_some()) {
+                bail!("sweep needs an open-loop tenant (rate) with an SLO (slo_ms)");
+            }
+        }
         Ok(())
     }
 }
@@ -512,6 +525,7 @@ mod tests {
             ("[[scenario]]\nname = \"a\"\n[[scenario.tenant]]\nmodel = \"gpt2\"\nseq = 1024\n", "positions"),
             ("[[scenario]]\nname = \"a\"\nrequests = 0\n[[scenario.tenant]]\nmodel = \"gpt2\"\n", "requests"),
             ("[[scenario]]\nname = \"a\"\n", "tenant"),
+            ("[[scenario]]\nname = \"a\"\nsweep = [2.0]\n[[scenario.tenant]]\nmodel = \"gpt2\"\n", "sweep needs"),
             ("[[scenario]]\nname = \"a\"\nbogus = 1\n[[scenario.tenant]]\nmodel = \"gpt2\"\n", "bogus"),
             (
                 "[[scenario]]\nname = \"a\"\n[[scenario.tenant]]\nmodel = \"gpt2\"\n[[scenario]]\nname = \"a\"\n[[scenario.tenant]]\nmodel = \"gpt2\"\n",
