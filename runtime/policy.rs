@@ -509,37 +509,51 @@ impl KrispShare {
     /// has a group; what they leave goes in equal parts to the tenants without a quota, or
     /// else to the best-effort ones (the latency-critical ones if none).
     fn sizes(&self, set: u64, groups: u32, count: &mut [u32; 64]) {
-        let members = || (0..64usize).filter(move |&t| set & (1 << t) != 0);
-        let n = members().count() as u32;
+        let n = set.count_ones();
         let mut open = 0u32;
-        for t in members() {
+        for t in ids(set) {
             match self.share(t).quota {
                 Some(q) => count[t] = q.clamp(1, groups),
                 None => open += 1,
             }
         }
-        let total = |count: &[u32; 64]| members().map(|t| count[t]).sum::<u32>();
+        let total = |count: &[u32; 64]| ids(set).map(|t| count[t]).sum::<u32>();
         while total(count) + open > groups && n <= groups {
-            let largest = members().max_by_key(|&t| (count[t], std::cmp::Reverse(t))).expect("members");
+            let largest = ids(set).max_by_key(|&t| (count[t], std::cmp::Reverse(t))).expect("members");
             count[largest] -= 1;
         }
         let left = groups.saturating_sub(total(count));
-        let any_be = members().any(|t| !self.critical(t));
-        let takes = |t: usize| if open > 0 { self.share(t).quota.is_none() } else { !any_be || !self.critical(t) };
-        let takers = members().filter(|&t| takes(t)).count() as u32;
-        for (j, t) in members().filter(|&t| takes(t)).enumerate() {
-            count[t] += left / takers + u32::from((j as u32) < left % takers);
+        let critical = self.critical_set() & set;
+        let takers = if open > 0 {
+            ids(set).filter(|&t| self.share(t).quota.is_none()).fold(0u64, |m, t| m | 1 << t)
+        } else if critical != set {
+            set & !critical
+        } else {
+            set
+        };
+        let k = takers.count_ones();
+        for (j, t) in ids(takers).enumerate() {
+            count[t] += left / k + u32::from((j as u32) < left % k);
         }
     }
 
-    /// [`KrispShare::layout`] into `out`, without allocating (it runs on the launch path).
-    fn lay(&self, active: u64, tenants: u32, groups: u32, out: &mut [Option<GroupRange>; 64]) {
-        let n = (self.shares.len() as u32).max(tenants).max(64 - active.leading_zeros()).min(64);
+    /// Every tenant's home size (`count`, by id) when the `tenants` tenants (at least) all
+    /// contend, and the set of them.
+    fn homes(&self, tenants: u32, groups: u32, count: &mut [u32; 64]) -> u64 {
+        let n = (self.shares.len() as u32).max(tenants).min(64);
         let all = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
-        let contenders = || (0..64usize).filter(|&t| active & (1 << t) != 0);
-        // Layout order: latency-critical tenants first.
-        let order = || contenders().filter(|&t| self.critical(t)).chain(contenders().filter(|&t| !self.critical(t)));
-        let k = contenders().count() as u32;
+        self.sizes(all, groups, count);
+        all
+    }
+
+    /// The windows of `active`, given every tenant's home size (`home`, by id), into `out`:
+    /// each active tenant gets its home's size, the idle tenants' groups go in equal parts to
+    /// the active best-effort tenants (to every active one if none is best-effort), laid side
+    /// by side from group 0, latency-critical tenants first.
+    fn arrange(&self, active: u64, home: &[u32; 64], groups: u32, out: &mut [Option<GroupRange>; 64]) {
+        let critical = self.critical_set() & active;
+        let order = || ids(critical).chain(ids(active & !critical));
+        let k = active.count_ones();
         if k == 0 || groups == 0 {
             return;
         }
@@ -550,19 +564,14 @@ impl KrispShare {
             }
             return;
         }
-        let mut count = [0u32; 64];
-        self.sizes(all, groups, &mut count);
         let mut size = [0u32; 64];
-        for t in contenders() {
-            size[t] = count[t].max(1);
+        for t in ids(active) {
+            size[t] = home[t].max(1);
         }
-        // Idle tenants' groups: to the active best-effort tenants, else to every active one.
-        let used: u32 = contenders().map(|t| size[t]).sum();
-        let spare = groups.saturating_sub(used);
-        let any_be = contenders().any(|t| !self.critical(t));
-        let takers = || contenders().filter(move |&t| !any_be || !self.critical(t));
-        let m = takers().count() as u32;
-        for (j, t) in takers().enumerate() {
+        let spare = groups.saturating_sub(ids(active).map(|t| size[t]).sum());
+        let takers = if critical != active { active & !critical } else { active };
+        let m = takers.count_ones();
+        for (j, t) in ids(takers).enumerate() {
             size[t] += spare / m + u32::from((j as u32) < spare % m);
         }
         let mut first = 0;
@@ -571,6 +580,13 @@ impl KrispShare {
             out[t] = Some(GroupRange { first: first.min(groups - 1), count });
             first += size[t];
         }
+    }
+
+    /// [`KrispShare::layout`] into `out`, without allocating (it runs on the launch path).
+    fn lay(&self, active: u64, tenants: u32, groups: u32, out: &mut [Option<GroupRange>; 64]) {
+        let mut home = [0u32; 64];
+        self.homes(tenants.max(64 - active.leading_zeros()), groups, &mut home);
+        self.arrange(active, &home, groups, out);
     }
 
     /// Every window tenant `t` can get beside others (out of `tenants` tenants, any of the
@@ -610,35 +626,56 @@ impl KrispShare {
 
     /// The window tenant `t` owns: its window when every one of `tenants` tenants contends.
     pub fn home(&self, t: TenantId, tenants: u32, groups: u32) -> GroupRange {
-        let t = t.min(63);
-        let n = (self.shares.len() as u32).max(tenants).max(t + 1).min(64);
-        let all = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
-        let mut out = [None; 64];
-        self.lay(all, n, groups, &mut out);
-        out[t as usize].expect("t is in the set")
+        let t = t.min(63) as usize;
+        let (mut home, mut out) = ([0u32; 64], [None; 64]);
+        let all = self.homes(tenants.max(t as u32 + 1), groups, &mut home);
+        self.arrange(all, &home, groups, &mut out);
+        out[t].expect("t is in the set")
+    }
+
+    /// The latency-critical tenants, a bit per id.
+    fn critical_set(&self) -> u64 {
+        self.shares
+            .iter()
+            .take(64)
+            .enumerate()
+            .filter(|(_, s)| s.class == PriorityClass::LatencyCritical)
+            .fold(0, |m, (t, _)| m | 1 << t)
     }
 
     /// Whether any tenant is latency-critical.
     fn has_critical(&self) -> bool {
-        self.shares.iter().any(|s| s.class == PriorityClass::LatencyCritical)
+        self.critical_set() != 0
     }
 
     /// Where a kernel of the demand's tenant runs now, and whether it borrows.
     fn now(&self, d: &Demand, load: &GroupLoad, topo: &Topology) -> (Region, bool) {
         let tenant = d.tenant.min(63);
         let active = d.active | load.active_set() | 1 << tenant;
-        let critical = self.share(tenant as usize).class == PriorityClass::LatencyCritical;
+        let critical = self.critical(tenant as usize);
         if critical || active == 1 << tenant {
             return (Region::Whole, !critical);
         }
-        let mut out = [None; 64];
-        self.lay(active, load.tenants(), topo.groups, &mut out);
-        let w = out[tenant as usize].expect("the tenant is in the set");
-        let home = self.home(tenant, load.tenants().max(tenant + 1), topo.groups);
-        let borrowed = !critical && (w.first < home.first || w.end() > home.end());
+        let (mut home, mut now, mut owned) = ([0u32; 64], [None; 64], [None; 64]);
+        let all = self.homes(load.tenants().max(64 - active.leading_zeros()), topo.groups, &mut home);
+        self.arrange(active, &home, topo.groups, &mut now);
+        self.arrange(all, &home, topo.groups, &mut owned);
+        let (w, own) = (now[tenant as usize].expect("active"), owned[tenant as usize].expect("a tenant"));
+        let borrowed = w.first < own.first || w.end() > own.end();
         let region = if w.count >= topo.groups { Region::Whole } else { Region::Groups(w) };
         (region, borrowed)
     }
+}
+
+/// The tenant ids of a set (a bit per id), ascending.
+fn ids(mut set: u64) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        (set != 0).then(|| {
+            let t = set.trailing_zeros() as usize;
+            set &= set - 1;
+            t
+        })
+    })
 }
 
 impl Policy for KrispShare {
