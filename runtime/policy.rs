@@ -477,9 +477,10 @@ pub struct Share {
 ///   the SMs as soon as the blocks running there finish — a bound of one block's time,
 ///   instead of the whole kernel;
 /// - latency-critical kernels go out at high priority on the whole device: their quota's
-///   groups are kept free of best-effort kernels while they are active, and every
-///   best-effort kernel launches short blocks when the set has a latency-critical tenant, so
-///   a latency-critical kernel waits for one best-effort block at most, wherever it lands.
+///   groups are kept free of best-effort kernels while they are active, and best-effort
+///   kernels there while they are idle are borrowed (short blocks, least priority), so a
+///   latency-critical kernel waits for one best-effort block at most for its quota's SMs;
+///   beyond its quota it takes SMs as best-effort kernels there end.
 ///
 /// A best-effort kernel gets its tenant's whole window (its grid then sized for that window).
 #[derive(Debug, Clone, Default)]
@@ -643,9 +644,15 @@ impl KrispShare {
             .fold(0, |m, (t, _)| m | 1 << t)
     }
 
-    /// Whether any tenant is latency-critical.
-    fn has_critical(&self) -> bool {
-        self.critical_set() != 0
+    /// Whether a best-effort kernel of `tenant` on window `w` borrows: `w` reaches beyond what
+    /// the tenant owns (a latency-critical tenant never borrows).
+    fn borrows(&self, tenant: TenantId, load: &GroupLoad, topo: &Topology, w: GroupRange) -> bool {
+        let tenant = tenant.min(63);
+        if self.critical(tenant as usize) {
+            return false;
+        }
+        let own = self.home(tenant, load.tenants(), topo.groups);
+        w.first < own.first || w.end() > own.end()
     }
 
     /// Where a kernel of the demand's tenant runs now, and whether it borrows.
@@ -684,14 +691,14 @@ impl Policy for KrispShare {
     }
     fn place(&self, d: &Demand, load: &GroupLoad, topo: &Topology, allowed: GroupRange) -> Decision {
         let high = d.class == PriorityClass::LatencyCritical;
-        let short = !high && self.has_critical();
-        if allowed.count < topo.groups {
-            // Within a window (capturing a plan there): the window, as owned.
-            let blocks = if short { Blocks::Short } else { Blocks::Resident };
-            return Decision::Run { region: Region::Groups(allowed), high_priority: high, borrowed: false, blocks };
-        }
-        let (region, borrowed) = self.now(d, load, topo);
-        let blocks = if borrowed || short { Blocks::Short } else { Blocks::Resident };
+        let (region, borrowed) = if allowed.count < topo.groups {
+            // Within a window (capturing a plan there): the window, borrowed where it reaches
+            // beyond what the tenant owns.
+            (Region::Groups(allowed), self.borrows(d.tenant, load, topo, allowed))
+        } else {
+            self.now(d, load, topo)
+        };
+        let blocks = if borrowed { Blocks::Short } else { Blocks::Resident };
         Decision::Run { region, high_priority: high, borrowed, blocks }
     }
     fn reads_load(&self) -> bool {
@@ -699,21 +706,28 @@ impl Policy for KrispShare {
         false
     }
     fn pick_plan(&self, d: &Demand, load: &GroupLoad, topo: &Topology, regions: &[Region]) -> (usize, bool) {
-        let (now, borrowed) = self.now(d, load, topo);
-        let span = |r: &Region| match *r {
-            Region::Whole => GroupRange { first: 0, count: topo.groups },
-            Region::Groups(g) => g,
-        };
-        let target = span(&now);
+        let (now, _) = self.now(d, load, topo);
+        let target = span(now, topo);
         let overlap = |r: &Region| {
-            let g = span(r);
+            let g = span(*r, topo);
             g.end().min(target.end()).saturating_sub(g.first.max(target.first))
         };
         // Most groups in common with where it runs now; the smaller plan on ties.
         let i = (0..regions.len())
-            .max_by_key(|&i| (overlap(&regions[i]), std::cmp::Reverse(span(&regions[i]).count), std::cmp::Reverse(i)))
+            .max_by_key(|&i| {
+                (overlap(&regions[i]), std::cmp::Reverse(span(regions[i], topo).count), std::cmp::Reverse(i))
+            })
             .unwrap_or(0);
-        (i, borrowed && regions.get(i) == Some(&Region::Whole))
+        let borrowed = regions.get(i).is_some_and(|&r| self.borrows(d.tenant, load, topo, span(r, topo)));
+        (i, borrowed)
+    }
+}
+
+/// The groups of a region.
+fn span(r: Region, topo: &Topology) -> GroupRange {
+    match r {
+        Region::Whole => GroupRange { first: 0, count: topo.groups },
+        Region::Groups(g) => g,
     }
 }
 
@@ -870,27 +884,26 @@ mod tests {
             Decision::Run { region: Region::Groups(g), high_priority: false, borrowed: true, blocks: Blocks::Short }
         );
         // All three busy: the best-effort tenants on their own windows, off the latency-critical
-        // quota's groups, nothing borrowed, in short blocks; the latency-critical one on the
-        // whole device at high priority.
+        // quota's groups, nothing borrowed (one block per SM slot); the latency-critical one on
+        // the whole device at high priority.
         load.acquire(Region::Whole, 0);
         load.acquire(Region::Groups(g), 1);
-        let owned = |first, count| Decision::Run {
-            region: Region::Groups(GroupRange { first, count }),
-            high_priority: false,
-            borrowed: false,
-            blocks: Blocks::Short,
-        };
+        let owned = |first, count| Decision::run(Region::Groups(GroupRange { first, count }), false);
         assert_eq!(p.decide(&lc, &load, &TOPO), p.decide(&lc, &GroupLoad::new(TOPO.groups, 3), &TOPO));
         assert_eq!(p.decide(&be(1), &load, &TOPO), owned(4, 6));
         assert_eq!(p.decide(&be(2), &load, &TOPO), owned(10, 5));
-        // Without a latency-critical tenant, owned kernels keep one block per SM slot.
+        // The same without a latency-critical tenant.
         let plain = KrispShare { shares: vec![share(false, None), share(false, None)] };
         let both = Demand { active: 0b11, ..be(1) };
         let two = GroupLoad::new(TOPO.groups, 2);
         assert_eq!(plain.decide(&both, &two, &TOPO), Decision::run(Region::Groups(plain.home(1, 2, 15)), false));
-        // Within a window (a plan's capture), the window, owned.
+        // Within a window (a plan's capture), the window: owned, or borrowed beyond its home.
         let home = p.home(1, 3, TOPO.groups);
         assert_eq!(p.place(&be(1), &GroupLoad::new(TOPO.groups, 3), &TOPO, home), owned(home.first, home.count));
+        assert_eq!(
+            p.place(&be(1), &GroupLoad::new(TOPO.groups, 3), &TOPO, g),
+            Decision::Run { region: Region::Groups(g), high_priority: false, borrowed: true, blocks: Blocks::Short }
+        );
         // Activity the runtime reports with the demand counts as kernels in flight do.
         let told = Demand { active: 0b101, ..be(1) };
         assert_eq!(p.decide(&told, &GroupLoad::new(TOPO.groups, 3), &TOPO), p.decide(&be(1), &load, &TOPO));
@@ -898,6 +911,9 @@ mod tests {
         let regions = [Region::Whole, Region::Groups(home)];
         assert_eq!(p.pick_plan(&be(1), &GroupLoad::new(TOPO.groups, 3), &TOPO, &regions), (0, true));
         assert_eq!(p.pick_plan(&be(1), &load, &TOPO, &regions), (1, false));
+        let wider = [Region::Whole, Region::Groups(home), Region::Groups(g)];
+        let lc_idle = Demand { active: 0b110, ..be(1) };
+        assert_eq!(p.pick_plan(&lc_idle, &GroupLoad::new(TOPO.groups, 3), &TOPO, &wider), (2, true));
     }
 
     #[test]
