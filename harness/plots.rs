@@ -402,10 +402,13 @@ fn draw_curves<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, d: &Curves) ->
     legend(&mut chart, SeriesLabelPosition::UpperRight)
 }
 
-/// One scenario's load sweep: per mode, (offered req/s, SLO attainment %, worst p99 ÷ SLO).
+/// Per mode, its sweep's points: (offered req/s, SLO attainment %, worst p99 ÷ SLO).
+type SweepLines = Vec<(String, Vec<(f64, f64, f64)>)>;
+
+/// One scenario's load sweep.
 struct Sweep {
     title: String,
-    modes: Vec<(String, Vec<(f64, f64, f64)>)>,
+    modes: SweepLines,
 }
 
 fn draw_sweep<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, d: &Sweep) -> anyhow::Result<()> {
@@ -461,7 +464,7 @@ fn draw_sweep<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, d: &Sweep) -> a
 /// The load sweep of `scenario` (SLO attainment and worst p99 ÷ SLO against offered load,
 /// per mode), into `dir`; `None` when it has no sweep.
 pub fn sweep_plot(r: &Report, scenario: &str, dir: &Path) -> anyhow::Result<Option<Vec<PathBuf>>> {
-    let mut modes: Vec<(String, Vec<(f64, f64, f64)>)> = Vec::new();
+    let mut modes: SweepLines = Vec::new();
     for p in r.sweeps.iter().filter(|p| p.scenario == scenario && !p.tenants.is_empty()) {
         let (Some(att), Some(worst)) = (p.attainment(), p.worst_p99_vs_slo()) else { continue };
         let pt = (p.offered(), att * 100.0, worst);
