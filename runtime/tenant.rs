@@ -197,9 +197,9 @@ impl Tenant {
     }
 
     /// The SMs its next kernel will most likely get, for kernels whose variant (tile size,
-    /// grid) depends on it: a fixed tenant's partition; while capturing within a window, that
-    /// window; a scheduled tenant, where its last kernel ran (a policy moves a tenant only
-    /// when the load changes); else the whole device.
+    /// grid) depends on it: a fixed tenant's partition; while capturing within a window
+    /// smaller than the device, that window; a scheduled tenant, where its last kernel ran (a
+    /// policy moves a tenant only when the load changes); else the whole device.
     pub fn sms_hint(&self) -> u32 {
         let whole = self.rt.device().info().sm_count;
         let sms = |id| self.rt.pool().get(id).map_or(whole, |p| p.sms());
@@ -207,9 +207,8 @@ impl Tenant {
             (Mode::Fixed(p), _) => sms(p.partition),
             (Mode::Scheduled, Some(sched)) => match (self.capturing.get(), self.placed.get()) {
                 (Some(w), _) if w.count < sched.topology().groups => sms(sched.partition(Region::Groups(w))),
-                (Some(_), _) => whole,
-                (None, Some((_, _, share))) => share,
-                (None, None) => whole,
+                (_, Some((_, _, sms))) => sms,
+                (_, None) => whole,
             },
             (Mode::Scheduled, None) => whole,
         }
