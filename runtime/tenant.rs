@@ -436,6 +436,8 @@ impl Tenant {
         self.rt.device().bind()?;
         self.order_to(self.origin)?;
         self.capturing.set(Some(window));
+        // Tiles in the capture follow its own placements, not those of earlier work.
+        self.placed.set(None);
         let origin = self.origin;
         let plan = Plan::capture(&self.rt, origin, || {
             let r = record();
