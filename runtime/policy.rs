@@ -567,7 +567,13 @@ impl KrispShare {
         }
         let mut size = [0u32; 64];
         for t in ids(active) {
-            size[t] = home[t].max(1);
+            size[t] = home[t].clamp(1, groups);
+        }
+        // Homes of more tenants than groups can add up to more than the device: cut the
+        // largest (never below a group) until the active ones fit.
+        while ids(active).map(|t| size[t]).sum::<u32>() > groups {
+            let largest = ids(active).max_by_key(|&t| (size[t], std::cmp::Reverse(t))).expect("active");
+            size[largest] -= 1;
         }
         let spare = groups.saturating_sub(ids(active).map(|t| size[t]).sum());
         let takers = if critical != active { active & !critical } else { active };
@@ -954,7 +960,58 @@ mod tests {
         ]
     }
 
+    fn shares_strategy() -> impl Strategy<Value = (Vec<Share>, u64)> {
+        let one = (any::<bool>(), proptest::option::of(1u32..20)).prop_map(|(lc, quota)| Share {
+            class: if lc { PriorityClass::LatencyCritical } else { PriorityClass::BestEffort },
+            quota,
+        });
+        (proptest::collection::vec(one, 1..10), any::<u64>())
+    }
+
     proptest! {
+        /// Any shares and any active set: the windows of the active tenants are disjoint, lie
+        /// within the groups, give each one at least a group, cover every group, and put the
+        /// latency-critical tenants first; each tenant's window holds its home when it is
+        /// alone among those that own more, and a plan set holds every window it can get.
+        #[test]
+        fn krisp_layouts_partition_the_groups((shares, bits) in shares_strategy(), groups in 1u32..20) {
+            let n = shares.len() as u32;
+            let p = KrispShare { shares: shares.clone() };
+            let active = bits & ((1u64 << n) - 1);
+            let lay = p.layout(active, n, groups);
+            let windows: Vec<(usize, GroupRange)> = lay.iter().enumerate().filter_map(|(t, w)| w.map(|w| (t, w))).collect();
+            prop_assert_eq!(windows.len() as u32, active.count_ones());
+            if active.count_ones() <= groups && active != 0 {
+                let mut covered = vec![0u32; groups as usize];
+                for (_, w) in &windows {
+                    prop_assert!(w.count >= 1 && w.end() <= groups, "{w:?}");
+                    for g in w.first..w.end() {
+                        covered[g as usize] += 1;
+                    }
+                }
+                prop_assert!(covered.iter().all(|&c| c == 1), "{covered:?} for {windows:?}");
+                let lc_end = windows.iter().filter(|(t, _)| shares[*t].class == PriorityClass::LatencyCritical).map(|(_, w)| w.end()).max();
+                let be_first = windows.iter().filter(|(t, _)| shares[*t].class != PriorityClass::LatencyCritical).map(|(_, w)| w.first).min();
+                if let (Some(a), Some(b)) = (lc_end, be_first) {
+                    prop_assert!(a <= b, "latency-critical windows first: {windows:?}");
+                }
+            }
+            if n <= groups {
+                for t in 0..n {
+                    let home = p.home(t, n, groups);
+                    prop_assert!(home.count >= 1 && home.end() <= groups);
+                    if shares[t as usize].class == PriorityClass::BestEffort {
+                        let ws = p.windows(t, n, groups);
+                        for o in 1u64..(1 << n) {
+                            let set = o | 1 << t;
+                            if let Some(w) = p.layout(set, n, groups)[t as usize] {
+                                prop_assert!(w.count >= groups || ws.contains(&w), "{w:?} not among {ws:?}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
         /// Replays random launches and completions from several tenants through every policy.
         #[test]
         fn policies_keep_their_invariants(ops in ops()) {
