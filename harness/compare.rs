@@ -320,6 +320,28 @@ fn unavailable(sharing: Sharing, info: &crate::runtime::DeviceInfo) -> Option<St
     None
 }
 
+/// Why `sharing` is skipped in this comparison, if it is: the host cannot run it, or an
+/// earlier MPS mode found no usable daemon (`mps_broken`).
+fn skip_reason(sharing: Sharing, info: &crate::runtime::DeviceInfo, mps_broken: &Option<String>) -> Option<String> {
+    unavailable(sharing, info).or_else(|| sharing.uses_mps().then(|| mps_broken.clone()).flatten())
+}
+
+/// The knees `mode` reads for `scenario` ([`knees`], saved under the results directory), or
+/// none for modes that read no profile.
+fn mode_knees(
+    mode: Mode,
+    scenario: &Scenario,
+    opts: &CompareOptions,
+    info: &crate::runtime::DeviceInfo,
+    cache: &mut BTreeMap<String, Profile>,
+    note: &dyn Fn(&str),
+) -> anyhow::Result<MinSms> {
+    if !mode.sharing.reads_profiles() {
+        return Ok(MinSms::default());
+    }
+    knees(scenario, &opts.profiles, Some(&opts.out.join("profiles")), info, cache, note)
+}
+
 /// Runs one scenario under one mode (worker processes run `worker_exe`, by default
 /// [`worker::worker_exe`]) and returns each tenant's counted samples and, with `trace` (the
 /// most GPU slices to keep), its timeline; `counted` counts the requests as they complete. The
@@ -446,8 +468,7 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
         for mode in modes_of(s) {
             let label = format!("{} / {mode}", s.name);
             let t0 = Instant::now();
-            let skip = unavailable(mode.sharing, &info)
-                .or_else(|| mode.sharing.uses_mps().then(|| mps_broken.clone()).flatten());
+            let skip = skip_reason(mode.sharing, &info, &mps_broken);
             let total = u64::from(s.requests) * s.tenants.len() as u64;
             let outcome: anyhow::Result<(Outcome, Option<f64>, Counters)> = match skip {
                 Some(reason) => {
@@ -466,12 +487,7 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
                     continue;
                 }
                 None => bars.track(&label, total, |counted| {
-                    let min_sms = if mode.sharing.reads_profiles() {
-                        let save_to = opts.out.join("profiles");
-                        knees(s, &opts.profiles, Some(&save_to), &info, &mut profiles, &|m| bars.println(m))?
-                    } else {
-                        MinSms::default()
-                    };
+                    let min_sms = mode_knees(mode, s, opts, &info, &mut profiles, &|m| bars.println(m))?;
                     let pressure = s.pcie.map(|load| Pressure::start(&device, load)).transpose()?;
                     let sampler = Sampler::start(info.pci_bus_id.clone(), COUNTER_PERIOD);
                     let r = run_one(opts.worker.as_deref(), s, mode, min_sms, trace_limit, counted);
@@ -558,17 +574,10 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
             for mode in modes_of(s) {
                 let label = format!("{} ×{scale} / {mode}", s.name);
                 let total = u64::from(at.requests) * at.tenants.len() as u64;
-                let skip = unavailable(mode.sharing, &info)
-                    .or_else(|| mode.sharing.uses_mps().then(|| mps_broken.clone()).flatten());
-                let r = match skip {
+                let r = match skip_reason(mode.sharing, &info, &mps_broken) {
                     Some(reason) => Err(anyhow::anyhow!("skipped: {reason}")),
                     None => bars.track(&label, total, |counted| {
-                        let min_sms = if mode.sharing.reads_profiles() {
-                            let save_to = opts.out.join("profiles");
-                            knees(&at, &opts.profiles, Some(&save_to), &info, &mut profiles, &|m| bars.println(m))?
-                        } else {
-                            MinSms::default()
-                        };
+                        let min_sms = mode_knees(mode, &at, opts, &info, &mut profiles, &|m| bars.println(m))?;
                         run_one(opts.worker.as_deref(), &at, mode, min_sms, None, counted)
                     }),
                 };

@@ -132,6 +132,11 @@ impl GroupRange {
     pub fn overlaps(&self, other: &GroupRange) -> bool {
         self.first < other.end() && other.first < self.end()
     }
+
+    /// Whether every group of `other` is one of these.
+    pub fn contains(&self, other: &GroupRange) -> bool {
+        self.first <= other.first && other.end() <= self.end()
+    }
 }
 
 /// Checks a request against a split of `groups` groups of `granularity` SMs.

@@ -130,12 +130,9 @@ pub enum Blocks {
     Short,
 }
 
-/// Stream priority levels of a scheduled runtime, least first: borrowed work, a tenant's
-/// work on what it owns, latency-critical work.
-pub const PRIORITY_LEVELS: usize = 3;
-
-/// The priority level (index into a scheduled runtime's priorities, [`PRIORITY_LEVELS`] of
-/// them) of a kernel placed with `high_priority` and `borrowed`.
+/// The priority level of a kernel placed with `high_priority` and `borrowed`: an index into a
+/// scheduled runtime's three stream priorities, least first — borrowed work, a tenant's work
+/// on what it owns, latency-critical work.
 pub fn priority_level(high_priority: bool, borrowed: bool) -> usize {
     match (high_priority, borrowed) {
         (true, _) => 2,
@@ -163,14 +160,12 @@ pub struct GroupLoad {
     tenants: u32,
     /// `counts[g * tenants + t]`: kernels of tenant t in flight on group g.
     counts: Vec<u32>,
-    /// `kernels[t]`: kernels of tenant t in flight, wherever they run.
-    kernels: Vec<u32>,
 }
 
 impl GroupLoad {
     /// Empty load for `groups` groups and tenant ids below `tenants`.
     pub fn new(groups: u32, tenants: u32) -> GroupLoad {
-        GroupLoad { groups, tenants, counts: vec![0; (groups * tenants) as usize], kernels: vec![0; tenants as usize] }
+        GroupLoad { groups, tenants, counts: vec![0; (groups * tenants) as usize] }
     }
 
     fn range(&self, region: Region) -> std::ops::Range<u32> {
@@ -196,7 +191,6 @@ impl GroupLoad {
         for g in self.range(region) {
             self.counts[(g * self.tenants + t) as usize] += 1;
         }
-        self.kernels[t as usize] += 1;
     }
 
     /// Uncounts a kernel of `t` acquired on `region`.
@@ -205,23 +199,21 @@ impl GroupLoad {
             let c = &mut self.counts[(g * self.tenants + t) as usize];
             *c = c.saturating_sub(1);
         }
-        let k = &mut self.kernels[t as usize];
-        *k = k.saturating_sub(1);
     }
 
-    /// Whether tenant `t` has a kernel in flight.
-    pub fn active(&self, t: TenantId) -> bool {
-        self.kernels.get(t as usize).is_some_and(|&k| k > 0)
-    }
-
-    /// Tenants with a kernel in flight, a bit per tenant id (ids below 64).
+    /// Tenants with a kernel in flight, a bit per tenant id (ids below 64). Every kernel is
+    /// counted on at least one group, so the counts tell.
     pub fn active_set(&self) -> u64 {
-        self.kernels.iter().take(64).enumerate().filter(|(_, &k)| k > 0).fold(0, |m, (t, _)| m | 1 << t)
+        let n = self.tenants as usize;
+        self.counts.iter().enumerate().filter(|(_, &c)| c > 0).fold(0, |m, (i, _)| match i % n {
+            t if t < 64 => m | 1 << t,
+            _ => m,
+        })
     }
 
     /// Whether nothing is in flight.
     pub fn is_idle(&self) -> bool {
-        self.counts.iter().all(|&c| c == 0) && self.kernels.iter().all(|&k| k == 0)
+        self.counts.iter().all(|&c| c == 0)
     }
 
     /// Tenant ids it can count.
@@ -518,12 +510,10 @@ impl KrispShare {
                 None => open += 1,
             }
         }
-        let total = |count: &[u32; 64]| ids(set).map(|t| count[t]).sum::<u32>();
-        while total(count) + open > groups && n <= groups {
-            let largest = ids(set).max_by_key(|&t| (count[t], std::cmp::Reverse(t))).expect("members");
-            count[largest] -= 1;
+        if n <= groups {
+            cut_to_fit(set, count, groups - open);
         }
-        let left = groups.saturating_sub(total(count));
+        let left = groups.saturating_sub(ids(set).map(|t| count[t]).sum());
         let critical = self.critical_set() & set;
         let takers = if open > 0 {
             ids(set).filter(|&t| self.share(t).quota.is_none()).fold(0u64, |m, t| m | 1 << t)
@@ -569,22 +559,18 @@ impl KrispShare {
         for t in ids(active) {
             size[t] = home[t].clamp(1, groups);
         }
-        // Homes of more tenants than groups can add up to more than the device: cut the
-        // largest (never below a group) until the active ones fit.
-        while ids(active).map(|t| size[t]).sum::<u32>() > groups {
-            let largest = ids(active).max_by_key(|&t| (size[t], std::cmp::Reverse(t))).expect("active");
-            size[largest] -= 1;
-        }
+        // Homes of more tenants than groups can add up to more than the device.
+        cut_to_fit(active, &mut size, groups);
         let spare = groups.saturating_sub(ids(active).map(|t| size[t]).sum());
         let takers = if critical != active { active & !critical } else { active };
         let m = takers.count_ones();
         for (j, t) in ids(takers).enumerate() {
             size[t] += spare / m + u32::from((j as u32) < spare % m);
         }
+        // The sizes now add up to the groups exactly.
         let mut first = 0;
         for t in order() {
-            let count = size[t].min(groups - first.min(groups)).max(1);
-            out[t] = Some(GroupRange { first: first.min(groups - 1), count });
+            out[t] = Some(GroupRange { first, count: size[t] });
             first += size[t];
         }
     }
@@ -657,8 +643,7 @@ impl KrispShare {
         if self.critical(tenant as usize) {
             return false;
         }
-        let own = self.home(tenant, load.tenants(), topo.groups);
-        w.first < own.first || w.end() > own.end()
+        !self.home(tenant, load.tenants(), topo.groups).contains(&w)
     }
 
     /// Where a kernel of the demand's tenant runs now, and whether it borrows.
@@ -674,9 +659,21 @@ impl KrispShare {
         self.arrange(active, &home, topo.groups, &mut now);
         self.arrange(all, &home, topo.groups, &mut owned);
         let (w, own) = (now[tenant as usize].expect("active"), owned[tenant as usize].expect("a tenant"));
-        let borrowed = w.first < own.first || w.end() > own.end();
+        let borrowed = !own.contains(&w);
         let region = if w.count >= topo.groups { Region::Whole } else { Region::Groups(w) };
         (region, borrowed)
+    }
+}
+
+/// Cuts the largest of the sizes of `set` (by id, the highest id first on ties) by a group
+/// at a time until they add up to at most `budget`; a size of one group is cut only when all
+/// are (so with no fewer groups than members, none goes below one).
+fn cut_to_fit(set: u64, size: &mut [u32; 64], budget: u32) {
+    while ids(set).map(|t| size[t]).sum::<u32>() > budget {
+        match ids(set).filter(|&t| size[t] > 0).max_by_key(|&t| (size[t], std::cmp::Reverse(t))) {
+            Some(largest) => size[largest] -= 1,
+            None => return,
+        }
     }
 }
 

@@ -128,8 +128,7 @@ pub struct Tenant {
     request: Cell<Option<u64>>,
     /// Where its last policy-placed kernel ran, and the stream it went to (current only while
     /// that stream is still the tail).
-    /// The SMs its grid was sized for.
-    placed: Cell<Option<(Region, sys::CUstream, u32)>>,
+    placed: Cell<Option<(Region, sys::CUstream)>>,
     /// Whether the scheduler counts it as having work outstanding.
     busy: Cell<bool>,
 }
@@ -207,7 +206,7 @@ impl Tenant {
             (Mode::Fixed(p), _) => sms(p.partition),
             (Mode::Scheduled, Some(sched)) => match (self.capturing.get(), self.placed.get()) {
                 (Some(w), _) if w.count < sched.topology().groups => sms(sched.partition(Region::Groups(w))),
-                (_, Some((_, _, sms))) => sms,
+                (_, Some((region, _))) => sms(sched.partition(region)),
                 (_, None) => whole,
             },
             (Mode::Scheduled, None) => whole,
@@ -263,7 +262,7 @@ impl Tenant {
             return Ok(0);
         }
         let sched = self.rt.scheduler().ok_or(PartitionError::Unsupported("no scheduler".into()))?;
-        let current = self.placed.get().filter(|&(_, s, _)| s == self.last.get()).map(|(r, _, _)| r);
+        let current = self.placed.get().filter(|&(_, s)| s == self.last.get()).map(|(r, _)| r);
         let capturing = self.capturing.get();
         if capturing.is_none() {
             self.mark_busy(sched);
@@ -284,7 +283,7 @@ impl Tenant {
             Blocks::Resident => auto_grid(units, part.sms(), loaded.blocks_per_sm),
             Blocks::Short => spread_grid(units, part.sms(), loaded.blocks_per_sm),
         };
-        self.placed.set(Some((region, stream, part.sms())));
+        self.placed.set(Some((region, stream)));
         // SAFETY: `Kernel<P>` ties P to the kernel; the caller vouches for the addresses; the
         // stream belongs to this device, whose primary context is current.
         let launched = self
