@@ -138,42 +138,30 @@ pub fn drive(
         if finished && gate.stopped() {
             break Ok(());
         }
+        // When the next request is due: its arrival (open loop) or now (closed loop), moved to
+        // the next busy phase if the tenant has phases.
         let due = match spec.rate {
             Some(rate) => {
                 next_busy += rng.exponential(rate);
-                let next_due = spec.phases.map_or(next_busy, |p| p.at_busy_time(next_busy));
-                let at = t0 + Duration::from_secs_f64(next_due);
-                // Sleep until the arrival, in slices, so a stop is noticed.
-                loop {
-                    let now = Instant::now();
-                    if now >= at || (finished && gate.stopped()) {
-                        break;
-                    }
-                    std::thread::sleep((at - now).min(Duration::from_millis(5)));
-                }
-                if finished && gate.stopped() {
-                    break Ok(());
-                }
-                next_due
+                spec.phases.map_or(next_busy, |p| p.at_busy_time(next_busy))
             }
             None => {
                 let now = t0.elapsed().as_secs_f64();
-                match spec.phases.map(|p| p.next_busy(now)) {
-                    Some(at) if at > now => {
-                        // Idle until the next busy phase, in slices, so a stop is noticed.
-                        while t0.elapsed().as_secs_f64() < at && !(finished && gate.stopped()) {
-                            let left = at - t0.elapsed().as_secs_f64();
-                            std::thread::sleep(Duration::from_secs_f64(left.clamp(0.0, 0.005)));
-                        }
-                        if finished && gate.stopped() {
-                            break Ok(());
-                        }
-                        at
-                    }
-                    _ => now,
-                }
+                spec.phases.map_or(now, |p| p.next_busy(now))
             }
         };
+        // Sleep until then, in slices, so a stop is noticed.
+        let at = t0 + Duration::from_secs_f64(due);
+        loop {
+            let now = Instant::now();
+            if now >= at || (finished && gate.stopped()) {
+                break;
+            }
+            std::thread::sleep((at - now).min(Duration::from_millis(5)));
+        }
+        if finished && gate.stopped() {
+            break Ok(());
+        }
         let start = t0.elapsed().as_secs_f64();
         if let Err(e) = request() {
             break Err(e);
