@@ -368,6 +368,7 @@ pub fn prefix_pool(granularity: u32, groups: u32) -> crate::runtime::PoolSpec {
             .collect(),
         priorities: Vec::new(),
         lanes: 1,
+        rest: false,
     }
 }
 

@@ -98,8 +98,9 @@ impl Runtime {
     }
 
     /// A runtime whose scheduled tenants (up to `tenants` of them) are placed kernel by kernel
-    /// by `policy`: makes a partition for every window of SM groups, each with a stream at the
-    /// least and the greatest priority.
+    /// by `policy`: makes a partition for every window of SM groups (those reaching the last
+    /// group with the split's remaining SMs too), each with a stream per tenant at every
+    /// priority level of [`policy::priority_level`].
     pub fn with_policy(
         device: Device,
         policy: Box<dyn policy::Policy>,
@@ -113,8 +114,11 @@ impl Runtime {
         let range = device.info().stream_priorities;
         // The priority levels of policy::priority_level: borrowed, owned, latency-critical.
         let middle = range.least + (range.greatest - range.least) / 2;
+        // Windows reaching the last group take the split's remaining SMs: a layout of
+        // windows side by side then covers the whole device.
         let spec = PoolSpec {
             lanes: tenants.max(1),
+            rest: true,
             ..PoolSpec::all_windows(groups, granularity, vec![range.least, middle, range.greatest])
         };
         let mut rt = Runtime::new(device, &spec)?;

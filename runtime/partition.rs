@@ -22,6 +22,8 @@ use super::error::{check, PartitionError, Result};
 #[derive(Clone)]
 pub(crate) struct SmSplit {
     groups: Vec<sys::CUdevResource>,
+    /// The SMs the split leaves outside its groups (a resource of 0 SMs when none).
+    remaining: sys::CUdevResource,
     /// SMs per group.
     pub(crate) granularity: u32,
     remaining_sms: u32,
@@ -84,6 +86,7 @@ impl SmSplit {
         Ok(SmSplit {
             granularity,
             remaining_sms: sm_count(&remaining),
+            remaining,
             min_partition_sms: sm.minSmPartitionSize,
             coscheduled_alignment: sm.smCoscheduledAlignment,
             total_sms: sm.smCount,
@@ -171,6 +174,12 @@ pub struct PoolSpec {
     /// tenants never serialize on, or capture, each other's streams); 0 means 1.
     #[serde(default)]
     pub lanes: u32,
+    /// Whether a partition that reaches the split's last group also takes the SMs the split
+    /// leaves outside its groups (12 on a 132-SM Hopper), so windows laid side by side cover
+    /// the whole device. Its [`Partition::sms`] then counts them; its request still names
+    /// groups only.
+    #[serde(default)]
+    pub rest: bool,
 }
 
 impl PoolSpec {
@@ -182,7 +191,7 @@ impl PoolSpec {
                 (0..=groups - count).map(move |first| PartitionRequest { first_group: first, sms: count * granularity })
             })
             .collect();
-        PoolSpec { partitions, priorities, lanes: 1 }
+        PoolSpec { partitions, priorities, lanes: 1, rest: false }
     }
 
     /// Partitions of `sms` SMs each, laid side by side from group 0 (disjoint).
@@ -196,7 +205,7 @@ impl PoolSpec {
                 r
             })
             .collect();
-        PoolSpec { partitions, priorities: Vec::new(), lanes: 1 }
+        PoolSpec { partitions, priorities: Vec::new(), lanes: 1, rest: false }
     }
 }
 
@@ -352,13 +361,15 @@ impl PartitionPool {
         let split = device.split()?;
         for &request in &spec.partitions {
             let groups = split.range(request)?;
-            let part = make_green(device.context().cu_device(), split, groups, &pool.priorities, lanes)?;
-            if part.sms != request.sms {
+            let rest = spec.rest && groups.end() == split.group_count() && split.remaining_sms > 0;
+            let part = make_green(device.context().cu_device(), split, groups, rest, &pool.priorities, lanes)?;
+            let want = request.sms + if rest { split.remaining_sms } else { 0 };
+            if part.sms != want {
                 return Err(PartitionError::Unsupported(format!(
-                    "asked the driver for {} SMs (groups {}..{}) and got a green context of {}",
-                    request.sms,
+                    "asked the driver for {want} SMs (groups {}..{}{}) and got a green context of {}",
                     groups.first,
                     groups.end(),
+                    if rest { " and the rest" } else { "" },
                     part.sms
                 ))
                 .into());
@@ -417,18 +428,24 @@ impl Drop for PartitionPool {
     }
 }
 
+/// A green context on `groups` of the split (and its remaining SMs with `rest`).
 fn make_green(
     dev: sys::CUdevice,
     split: &SmSplit,
     groups: GroupRange,
+    rest: bool,
     priorities: &[i32],
     lanes: usize,
 ) -> Result<Partition> {
     let mut members: Vec<sys::CUdevResource> = split.groups[groups.first as usize..groups.end() as usize].to_vec();
+    if rest {
+        members.push(split.remaining);
+    }
     let mut desc = std::ptr::null_mut();
-    // SAFETY: `members` holds `count` SM resources from one split.
+    // SAFETY: `members` holds SM resources that are all outputs of one split call (groups or
+    // its remainder), as the driver requires.
     check("cuDevResourceGenerateDesc", unsafe {
-        sys::cuDevResourceGenerateDesc(&mut desc, members.as_mut_ptr(), groups.count)
+        sys::cuDevResourceGenerateDesc(&mut desc, members.as_mut_ptr(), members.len() as u32)
     })?;
     let mut handle = std::ptr::null_mut();
     // SAFETY: `desc` was generated above for this device.

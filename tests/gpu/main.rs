@@ -85,6 +85,7 @@ fn partition_of_k_sms_runs_on_exactly_k_sms() {
         partitions: sizes.iter().map(|&sms| PartitionRequest { first_group: 0, sms }).collect(),
         priorities: vec![],
         lanes: 1,
+        rest: false,
     };
     let rt = Runtime::new(d, &spec).unwrap();
     for (i, &k) in sizes.iter().enumerate() {
@@ -119,6 +120,30 @@ fn disjoint_partitions_running_together_share_no_sm() {
     assert_eq!(sa.len() as u32, half);
     assert_eq!(sb.len() as u32, half);
     assert_eq!(sa.intersection(&sb).count(), 0, "A {sa:?} B {sb:?}");
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn windows_side_by_side_with_the_rest_cover_the_device() {
+    let d = device();
+    let (g, groups) = split(&d);
+    let total = d.info().sm_count;
+    let rest = total - g * groups;
+    let (first, second) = (groups / 2, groups - groups / 2);
+    let spec = PoolSpec { rest: true, ..PoolSpec::disjoint(&[first * g, second * g], g) };
+    let rt = Runtime::new(d, &spec).unwrap();
+    // Only the window reaching the last group takes the rest.
+    assert_eq!(rt.pool().get(PartitionId::green(0)).unwrap().sms(), first * g);
+    assert_eq!(rt.pool().get(PartitionId::green(1)).unwrap().sms(), second * g + rest);
+    let (a, _) = launch_smid(&rt, PartitionId::green(0), 2_000_000);
+    let (b, _) = launch_smid(&rt, PartitionId::green(1), 2_000_000);
+    rt.synchronize().unwrap();
+    let (sa, sb) = (sm_set(&a), sm_set(&b));
+    println!("A ran on {} SMs, B (with the {rest} remaining) on {} SMs", sa.len(), sb.len());
+    assert_eq!(sa.len() as u32, first * g);
+    assert_eq!(sb.len() as u32, second * g + rest);
+    assert_eq!(sa.intersection(&sb).count(), 0, "A {sa:?} B {sb:?}");
+    assert_eq!(sa.union(&sb).count() as u32, total, "together they cover the device");
 }
 
 #[test]
@@ -218,14 +243,15 @@ fn impossible_partitions_are_refused_with_what_the_device_offers() {
     let (g, groups) = split(&d);
     let range = d.info().stream_priorities;
     let cases = [
-        PoolSpec { partitions: vec![PartitionRequest { first_group: 0, sms: g + 1 }], priorities: vec![], lanes: 1 },
+        PoolSpec { partitions: vec![PartitionRequest { first_group: 0, sms: g + 1 }], priorities: vec![], lanes: 1, rest: false },
         PoolSpec {
             partitions: vec![PartitionRequest { first_group: 0, sms: g * (groups + 1) }],
             priorities: vec![],
             lanes: 1,
+            rest: false,
         },
-        PoolSpec { partitions: vec![PartitionRequest { first_group: groups, sms: g }], priorities: vec![], lanes: 1 },
-        PoolSpec { partitions: vec![], priorities: vec![range.greatest - 1], lanes: 1 },
+        PoolSpec { partitions: vec![PartitionRequest { first_group: groups, sms: g }], priorities: vec![], lanes: 1, rest: false },
+        PoolSpec { partitions: vec![], priorities: vec![range.greatest - 1], lanes: 1, rest: false },
     ];
     for spec in cases {
         let err = rightsize::runtime::PartitionPool::new(&d, &spec).unwrap_err();
@@ -279,6 +305,7 @@ fn disjoint_green_contexts_run_side_by_side() {
         ],
         priorities: vec![range.least, range.greatest],
         lanes: 1,
+        rest: false,
     };
     let rt = Runtime::new(d, &spec).unwrap();
     let (a, b, over) = (PartitionId::green(0), PartitionId::green(1), PartitionId::green(2));
