@@ -17,7 +17,8 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use rightsize::harness::compare::{knees, run_one, solo_scenario};
 use rightsize::harness::metrics::{RunMetrics, Sample, TenantMetrics};
 use rightsize::harness::scenario::{Mode, Scenario, ScenarioFile, Sharing};
-use rightsize::runtime::{Device, MinSms};
+use rightsize::harness::inproc::Knees;
+use rightsize::runtime::Device;
 
 const REQUESTS: u32 = 10;
 const WARMUP: u32 = 2;
@@ -60,6 +61,7 @@ fn bench(c: &mut Criterion) {
         Mode { sharing: Sharing::Mps, plan: false },
         Mode { sharing: Sharing::KrispConserved, plan: false },
         Mode { sharing: Sharing::KrispIsolated, plan: false },
+        Mode { sharing: Sharing::Krisp, plan: false },
     ];
     let mut cache = BTreeMap::new();
     let mut stp: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
@@ -73,7 +75,7 @@ fn bench(c: &mut Criterion) {
                     None,
                     &solo_scenario(t, &w),
                     Mode { sharing: Sharing::Streams, plan: false },
-                    MinSms::default(),
+                    Knees::default(),
                     None,
                     Arc::default(),
                 )
@@ -82,7 +84,7 @@ fn bench(c: &mut Criterion) {
                 TenantMetrics::of(&samples[0], None, None).expect("solo samples")
             })
             .collect();
-        let min_sms = knees(&w, Path::new("profiles"), None, &info, &mut cache, &|m| eprintln!("{m}")).expect("knees");
+        let profiled = knees(&w, Path::new("profiles"), None, &info, &mut cache, &|m| eprintln!("{m}")).expect("knees");
         let mut g = c.benchmark_group(format!("multitenant/{}", w.name));
         g.sample_size(10).warm_up_time(Duration::from_millis(1)).measurement_time(Duration::from_secs(1));
         for mode in modes {
@@ -94,7 +96,7 @@ fn bench(c: &mut Criterion) {
                 b.iter_custom(|iters| {
                     let mut total = Duration::ZERO;
                     for _ in 0..iters {
-                        let samples = run_one(worker.as_deref(), &w, mode, min_sms.clone(), None, Arc::default())
+                        let samples = run_one(worker.as_deref(), &w, mode, profiled.clone(), None, Arc::default())
                             .expect("run")
                             .samples;
                         total += time_per_request(&samples);

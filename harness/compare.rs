@@ -21,11 +21,12 @@ use super::scenario::{Mode, Scenario, Sharing, TenantSpec};
 use super::serve::{profile_model, profile_path, ModelSource};
 use super::sweep::{self, SweepPoint, SweepTenant};
 use super::trace::TracedRun;
+use super::inproc::Knees;
 use super::{inproc, output, trace, worker};
 use crate::engine::ModelConfig;
 use crate::profiler::{Options as ProfileOptions, Profile};
 use crate::runtime::policy::PriorityClass;
-use crate::runtime::{Device, MinSms};
+use crate::runtime::Device;
 
 /// How a comparison runs.
 #[derive(Debug, Clone)]
@@ -235,9 +236,10 @@ impl Bars {
     }
 }
 
-/// The knees of every tenant's model in `scenario`, from committed profiles under `profiles`
-/// or, where none matches this GPU and build, profiled now (and saved under `save_to`, if
-/// given). `cache` keeps profiles between calls; `note` is told what was profiled and why.
+/// The knees and request curves of every tenant's model in `scenario`, from committed profiles
+/// under `profiles` or, where none matches this GPU and build, profiled now (and saved under
+/// `save_to`, if given). `cache` keeps profiles between calls; `note` is told what was
+/// profiled and why.
 pub fn knees(
     scenario: &Scenario,
     profiles: &Path,
@@ -245,8 +247,8 @@ pub fn knees(
     info: &crate::runtime::DeviceInfo,
     cache: &mut BTreeMap<String, Profile>,
     note: &dyn Fn(&str),
-) -> anyhow::Result<MinSms> {
-    let mut table = MinSms::default();
+) -> anyhow::Result<Knees> {
+    let mut out = Knees::default();
     for t in &scenario.tenants {
         let path = profile_path(profiles, &info.name, &t.model, t.batch, t.seq);
         let key = path.display().to_string();
@@ -270,9 +272,11 @@ pub fn knees(
             };
             cache.insert(key.clone(), profile);
         }
-        cache[&key].add_to(&mut table);
+        let p = &cache[&key];
+        p.add_to(&mut out.min_sms);
+        out.request_us.push(Some(p.request_us(t.new_tokens)).filter(|c| !c.is_empty()));
     }
-    Ok(table)
+    Ok(out)
 }
 
 /// What the worker processes of a run need: an environment per tenant, and the MPS daemon or
@@ -335,9 +339,9 @@ fn mode_knees(
     info: &crate::runtime::DeviceInfo,
     cache: &mut BTreeMap<String, Profile>,
     note: &dyn Fn(&str),
-) -> anyhow::Result<MinSms> {
+) -> anyhow::Result<Knees> {
     if !mode.sharing.reads_profiles() {
-        return Ok(MinSms::default());
+        return Ok(Knees::default());
     }
     knees(scenario, &opts.profiles, Some(&opts.out.join("profiles")), info, cache, note)
 }
@@ -345,12 +349,12 @@ fn mode_knees(
 /// Runs one scenario under one mode (worker processes run `worker_exe`, by default
 /// [`worker::worker_exe`]) and returns each tenant's counted samples and, with `trace` (the
 /// most GPU slices to keep), its timeline; `counted` counts the requests as they complete. The
-/// krisp modes read `min_sms` (see [`knees`]).
+/// krisp modes read `knees` (see [`knees`]).
 pub fn run_one(
     worker_exe: Option<&Path>,
     scenario: &Scenario,
     mode: Mode,
-    min_sms: MinSms,
+    knees: Knees,
     trace: Option<usize>,
     counted: Arc<AtomicU64>,
 ) -> anyhow::Result<Outcome> {
@@ -369,7 +373,7 @@ pub fn run_one(
         stopped.context("stopping the MPS daemon")?;
         Ok(outcome)
     } else {
-        inproc::run(Device::open(0)?, scenario, mode, min_sms, trace, counted)
+        inproc::run(Device::open(0)?, scenario, mode, knees, trace, counted)
     }
 }
 
@@ -442,7 +446,7 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
     for (key, alone, mode) in &solo_jobs {
         let total = u64::from(alone.requests);
         let r = bars.track(&format!("solo {key}"), total, |c| {
-            run_one(opts.worker.as_deref(), alone, *mode, MinSms::default(), None, c)
+            run_one(opts.worker.as_deref(), alone, *mode, Knees::default(), None, c)
         });
         let solo = match r {
             Ok(outcome) => SoloResult {
@@ -487,10 +491,10 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
                     continue;
                 }
                 None => bars.track(&label, total, |counted| {
-                    let min_sms = mode_knees(mode, s, opts, &info, &mut profiles, &|m| bars.println(m))?;
+                    let knees = mode_knees(mode, s, opts, &info, &mut profiles, &|m| bars.println(m))?;
                     let pressure = s.pcie.map(|load| Pressure::start(&device, load)).transpose()?;
                     let sampler = Sampler::start(info.pci_bus_id.clone(), COUNTER_PERIOD);
-                    let r = run_one(opts.worker.as_deref(), s, mode, min_sms, trace_limit, counted);
+                    let r = run_one(opts.worker.as_deref(), s, mode, knees, trace_limit, counted);
                     let counters = sampler.stop(r.as_ref().ok().and_then(|o| o.started));
                     let pcie = pressure.map(Pressure::stop).transpose()?.map(|p| p.gb_per_s);
                     r.map(|outcome| (outcome, pcie, counters))
@@ -577,8 +581,8 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
                 let r = match skip_reason(mode.sharing, &info, &mps_broken) {
                     Some(reason) => Err(anyhow::anyhow!("skipped: {reason}")),
                     None => bars.track(&label, total, |counted| {
-                        let min_sms = mode_knees(mode, &at, opts, &info, &mut profiles, &|m| bars.println(m))?;
-                        run_one(opts.worker.as_deref(), &at, mode, min_sms, None, counted)
+                        let knees = mode_knees(mode, &at, opts, &info, &mut profiles, &|m| bars.println(m))?;
+                        run_one(opts.worker.as_deref(), &at, mode, knees, None, counted)
                     }),
                 };
                 let (tenants, error) = match r {

@@ -13,9 +13,21 @@ use super::scenario::{Mode, Scenario, Sharing};
 use super::serve::Served;
 use super::trace::{RequestSpan, Spans, TenantTrace};
 use crate::runtime::policy::{
-    Full, KrispConserved, KrispIsolated, KrispShare, Policy, Prioritized, PriorityClass, Share, Static,
+    Full, KrispConserved, KrispIsolated, KrispShare, Policy, Prioritized, PriorityClass, Share, Speeds, Static,
+    Topology,
 };
 use crate::runtime::{Device, GroupRange, MinSms, PartitionSupport, Runtime, Tenant};
+
+/// What the profiles of a scenario's tenants tell the krisp modes.
+#[derive(Debug, Clone, Default)]
+pub struct Knees {
+    /// Every kernel's latency knee.
+    pub min_sms: MinSms,
+    /// Tenant `i`'s request time on each profiled SM count (`(sms, µs)`, ascending), where its
+    /// profile has a request curve.
+    pub request_us: Vec<Option<Vec<(u32, f64)>>>,
+}
+
 
 /// Why a tenant did not start: another tenant of the run failed to get ready.
 #[derive(Debug, thiserror::Error)]
@@ -122,18 +134,29 @@ fn static_windows(s: &Scenario, groups: u32, granularity: u32) -> anyhow::Result
         .collect()
 }
 
-/// The krisp mode's shares: each tenant's class and its quota in groups.
-fn shares(s: &Scenario, granularity: u32) -> KrispShare {
+/// The krisp mode's shares: each tenant's class, its quota in groups and, where its profile
+/// has a request curve (`request_us[i]` for tenant `i`), its speed on each window size.
+fn shares(s: &Scenario, topo: &Topology, request_us: &[Option<Vec<(u32, f64)>>]) -> KrispShare {
     let shares = s
         .tenants
         .iter()
-        .map(|t| Share { class: t.class, quota: t.quota_sms.map(|sms| sms.div_ceil(granularity.max(1))) })
+        .map(|t| Share { class: t.class, quota: t.quota_sms.map(|sms| sms.div_ceil(topo.granularity.max(1))) })
         .collect();
-    KrispShare { shares }
+    let speeds = (0..s.tenants.len())
+        .map(|i| request_us.get(i).and_then(Option::as_ref).and_then(|c| Speeds::from_times(c, topo)))
+        .collect();
+    KrispShare::with_speeds(shares, speeds, s.tenants.len() as u32, topo)
+}
+
+/// The shares of a krisp mode: by request curves for `krisp-curves` only.
+fn krisp_shares(s: &Scenario, sharing: Sharing, topo: &Topology, knees: &Knees) -> KrispShare {
+    let curves: &[Option<Vec<(u32, f64)>>] = if sharing == Sharing::KrispCurves { &knees.request_us } else { &[] };
+    shares(s, topo, curves)
 }
 
 /// The policy of an in-process mode.
-fn policy(s: &Scenario, sharing: Sharing, groups: u32, granularity: u32) -> anyhow::Result<Box<dyn Policy>> {
+fn policy(s: &Scenario, sharing: Sharing, topo: &Topology, knees: &Knees) -> anyhow::Result<Box<dyn Policy>> {
+    let Topology { groups, granularity, .. } = *topo;
     let any_lc = s.tenants.iter().any(|t| t.class == PriorityClass::LatencyCritical);
     let reserved_groups = if any_lc { s.reserved_sms.div_ceil(granularity).min(groups.saturating_sub(1)) } else { 0 };
     Ok(match sharing {
@@ -144,29 +167,32 @@ fn policy(s: &Scenario, sharing: Sharing, groups: u32, granularity: u32) -> anyh
         }),
         Sharing::KrispConserved => Box::new(Prioritized { inner: KrispConserved, reserved_groups }),
         Sharing::KrispIsolated => Box::new(Prioritized { inner: KrispIsolated::default(), reserved_groups }),
-        Sharing::Krisp => Box::new(shares(s, granularity)),
+        Sharing::Krisp | Sharing::KrispCurves => Box::new(krisp_shares(s, sharing, topo, knees)),
         other => bail!("{} is not a one-process mode", other.name()),
     })
 }
 
 /// Runs `s` under the one-process mode `mode`; returns each tenant's counted samples and, with
-/// `trace` (the most GPU slices to keep), its timeline. `min_sms` holds the profiled knees (the
-/// krisp modes read it).
+/// `trace` (the most GPU slices to keep), its timeline. `knees` holds what the profiles say
+/// (the krisp modes read it).
 pub fn run(
     device: Device,
     s: &Scenario,
     mode: Mode,
-    min_sms: MinSms,
+    knees: Knees,
     trace: Option<usize>,
     counted: Arc<AtomicU64>,
 ) -> anyhow::Result<Outcome> {
-    let (granularity, groups) = match &device.info().partitions {
-        PartitionSupport::Supported { granularity, groups, .. } => (*granularity, *groups),
+    let topo = match &device.info().partitions {
+        PartitionSupport::Supported { granularity, groups, remaining_sms, .. } => {
+            Topology { groups: *groups, granularity: *granularity, rest_sms: *remaining_sms }
+        }
         PartitionSupport::Unsupported { reason } => bail!("SM partitions are unavailable: {reason}"),
     };
+    let groups = topo.groups;
     let n = s.tenants.len() as u32;
-    let policy = policy(s, mode.sharing, groups, granularity)?;
-    let rt = Arc::new(Runtime::with_policy(device, policy, min_sms, n).context("making the runtime")?);
+    let policy = policy(s, mode.sharing, &topo, &knees)?;
+    let rt = Arc::new(Runtime::with_policy(device, policy, knees.min_sms.clone(), n).context("making the runtime")?);
     let pressure = match s.pcie {
         Some(load) => Some(super::pcie::Pressure::start(rt.device(), load)?),
         None => None,
@@ -180,8 +206,8 @@ pub fn run(
     // the tenants that contend can give it; the older modes: an equal share).
     let whole = GroupRange { first: 0, count: groups };
     let windows: Vec<Vec<GroupRange>> = match mode.sharing {
-        Sharing::Krisp => {
-            let p = shares(s, granularity);
+        Sharing::Krisp | Sharing::KrispCurves => {
+            let p = krisp_shares(s, mode.sharing, &topo, &knees);
             (0..n).map(|i| std::iter::once(whole).chain(p.windows(i, n, groups)).collect()).collect()
         }
         _ => {

@@ -221,11 +221,14 @@ pub enum Sharing {
     /// One process; shares that follow the load: a tenant alone gets the whole device,
     /// contending tenants their quotas, idle tenants' SMs are lent out.
     Krisp,
+    /// As `Krisp`, with what the quotas leave split by the tenants' request curves
+    /// (proportional fairness over their profiled speeds) instead of in equal parts.
+    KrispCurves,
 }
 
 impl Sharing {
     /// Every sharing mode.
-    pub const ALL: [Sharing; 8] = [
+    pub const ALL: [Sharing; 9] = [
         Sharing::Timeslice,
         Sharing::Mps,
         Sharing::MpsLimit,
@@ -234,6 +237,7 @@ impl Sharing {
         Sharing::KrispConserved,
         Sharing::KrispIsolated,
         Sharing::Krisp,
+        Sharing::KrispCurves,
     ];
 
     /// Its name.
@@ -247,6 +251,7 @@ impl Sharing {
             Sharing::KrispConserved => "krisp-conserved",
             Sharing::KrispIsolated => "krisp-isolated",
             Sharing::Krisp => "krisp",
+            Sharing::KrispCurves => "krisp-curves",
         }
     }
 
@@ -262,12 +267,13 @@ impl Sharing {
 
     /// Whether it is one of the right-sizing modes (kernel by kernel, `krisp…`).
     pub fn is_krisp(self) -> bool {
-        matches!(self, Sharing::KrispConserved | Sharing::KrispIsolated | Sharing::Krisp)
+        matches!(self, Sharing::KrispConserved | Sharing::KrispIsolated | Sharing::Krisp | Sharing::KrispCurves)
     }
 
-    /// Whether kernels are placed by their profiled minimum SMs (the mode reads profiles).
+    /// Whether the mode reads profiles: kernels' knees (krisp-conserved, krisp-isolated) or
+    /// requests' curves (krisp-curves sizes windows by them).
     pub fn reads_profiles(self) -> bool {
-        matches!(self, Sharing::KrispConserved | Sharing::KrispIsolated)
+        matches!(self, Sharing::KrispConserved | Sharing::KrispIsolated | Sharing::KrispCurves)
     }
 }
 
@@ -288,7 +294,7 @@ impl Mode {
         let run = |plan| {
             Sharing::ALL
                 .into_iter()
-                .filter(|&s| !matches!(s, Sharing::KrispConserved | Sharing::KrispIsolated))
+                .filter(|&s| !matches!(s, Sharing::KrispConserved | Sharing::KrispIsolated | Sharing::KrispCurves))
                 .filter(move |&s| !(plan && s == Sharing::Timeslice))
                 .map(move |sharing| Mode { sharing, plan })
         };

@@ -8,8 +8,8 @@ use anyhow::{bail, Context as _};
 
 use super::scenario::TenantSpec;
 use crate::engine::{checkpoint, Model, ModelConfig, ModelWeights, Workspace};
-use crate::profiler::{prefix_pool, profile_launches, Options, Profile};
-use crate::runtime::{Device, GroupRange, PartitionSupport, Placement, Plan, PlanSet, Runtime, Tenant};
+use crate::profiler::{median, prefix_pool, profile_launches, Options, Profile, RequestPoint};
+use crate::runtime::{Device, EventTimer, GroupRange, PartitionSupport, Placement, Plan, PlanSet, Runtime, Tenant};
 
 /// Synthetic token ids for a workspace: deterministic, spread over the vocabulary.
 pub fn token_ids(len: usize, vocab: u32, seed: u64) -> Vec<u32> {
@@ -191,8 +191,55 @@ pub fn profile_model(
     // SAFETY: the model and workspace the launches were recorded from live until the end.
     let sweep = unsafe { profile_launches(&rt, &launches, opts, progress) }?;
     let request = model.describe_request(batch, seq);
-    let profile = Profile::new(&info, granularity, &model.config().name, &request, opts, sweep);
+    let mut profile = Profile::new(&info, granularity, &model.config().name, &request, opts, sweep);
+    profile.request_curve = request_curve(&rt, &model, &ws, batch, seq, opts.repeats)?;
     Ok(Profiled { profile, launches: launches.len(), seconds: started.elapsed().as_secs_f64() })
+}
+
+/// The request on every partition of `rt`'s pool and on the whole device, ascending SMs: a
+/// tenant placed there runs it (so its kernels are chosen for those SMs); medians of `repeats`
+/// timed runs after one to warm up. A decoder's prefill and one decode step are timed apart.
+fn request_curve(
+    rt: &Arc<Runtime>,
+    model: &Model,
+    ws: &Workspace,
+    batch: u32,
+    seq: u32,
+    repeats: u32,
+) -> anyhow::Result<Vec<RequestPoint>> {
+    let timer = EventTimer::new(rt.device())?;
+    let decoder = model.config().is_decoder();
+    let mut out = Vec::with_capacity(rt.pool().len());
+    for (id, part) in rt.pool().iter() {
+        let t = Tenant::new(rt.clone(), 0, Placement::on(id))?;
+        let stream = t.stream()?;
+        let (mut first, mut step) = (Vec::new(), Vec::new());
+        for i in 0..=repeats.max(1) {
+            let run = || -> anyhow::Result<()> {
+                if decoder {
+                    model.prefill(&t, ws, batch, seq)?;
+                } else {
+                    model.encode(&t, ws, batch, seq)?;
+                }
+                Ok(())
+            };
+            // SAFETY: the tenant's work goes to `stream`, a live stream of this runtime.
+            let a = unsafe { timer.time_ms(stream, run) }?;
+            let b = if decoder {
+                // SAFETY: as above.
+                unsafe { timer.time_ms(stream, || model.decode_step(&t, ws, batch).map_err(anyhow::Error::from)) }?
+            } else {
+                0.0
+            };
+            if i > 0 {
+                first.push(1e3 * a);
+                step.push(1e3 * b);
+            }
+        }
+        out.push(RequestPoint { sms: part.sms(), us: median(&mut first), step_us: median(&mut step) });
+    }
+    out.sort_by_key(|p| p.sms);
+    Ok(out)
 }
 
 /// A file-name-safe form of a name ("NVIDIA H200" → "nvidia-h200").

@@ -29,8 +29,21 @@ use crate::runtime::{
 };
 
 /// Version of the profile file format. 2: the shape keys of decode attention and KV append no
-/// longer include the cache's capacity. 3: `switch_us`, counted in the knees.
-pub const SCHEMA_VERSION: u32 = 3;
+/// longer include the cache's capacity. 3: `switch_us`, counted in the knees. 4: the request's
+/// own curve (`request_curve`).
+pub const SCHEMA_VERSION: u32 = 4;
+
+/// One point of a request's curve: the request run on a partition, with the kernels (tiles,
+/// grids) chosen for that partition's SMs.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RequestPoint {
+    /// SMs of the partition (or the whole device).
+    pub sms: u32,
+    /// Median time of an encoder forward, or of a decoder's prefill, µs.
+    pub us: f64,
+    /// Median time of one decode step, µs (0 for encoders).
+    pub step_us: f64,
+}
 
 /// One point of a latency curve.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -58,9 +71,26 @@ pub struct KernelProfile {
     pub curve: Vec<Point>,
     /// Latency on the whole device with the grid limited to that many SMs' worth of blocks.
     pub grid_only: Vec<Point>,
-    /// The knee: fewest SMs (a partition size, or the whole device) whose latency, plus
-    /// [`Profile::switch_us`] on a partition, is within ε of its full speed ([`knee`]).
+    /// The latency knee: fewest SMs (a partition size, or the whole device) whose latency,
+    /// plus [`Profile::switch_us`] on a partition, is within ε of its full speed ([`knee`]).
     pub min_sms: u32,
+}
+
+impl KernelProfile {
+    /// The efficiency knee: the most SMs whose SM·time (SMs × latency) stays within ε of the
+    /// least on the curve — beyond it, more SMs buy less than their share of speed. Below it
+    /// a kernel gives back SMs in proportion to the time it loses.
+    pub fn efficiency_sms(&self, epsilon: f64) -> u32 {
+        efficiency_knee(&self.curve, epsilon)
+    }
+}
+
+/// The most SMs of `curve` whose SM·time is within ε of the curve's least (its first point if
+/// the curve is empty of positive times).
+pub fn efficiency_knee(curve: &[Point], epsilon: f64) -> u32 {
+    let cost = |p: &Point| f64::from(p.sms) * p.us;
+    let least = curve.iter().map(cost).filter(|c| *c > 0.0).fold(f64::INFINITY, f64::min);
+    curve.iter().filter(|p| cost(p) <= least * (1.0 + epsilon)).map(|p| p.sms).max().unwrap_or(0)
 }
 
 /// What [`profile_launches`] measures.
@@ -104,6 +134,9 @@ pub struct Profile {
     pub switch_us: f64,
     /// Every distinct (kernel, shape) of the request, in first-launch order.
     pub kernels: Vec<KernelProfile>,
+    /// The whole request on every partition size, ascending SMs, then the whole device: what
+    /// a tenant's throughput is on a window of that size (the krisp policy sizes windows by it).
+    pub request_curve: Vec<RequestPoint>,
 }
 
 /// Why a profile cannot be used.
@@ -165,7 +198,8 @@ pub fn knee(curve: &[Point], full_us: f64, epsilon: f64, abs_tol_us: f64, switch
     curve.iter().enumerate().find(|&(i, p)| cost(i, p) <= limit).map(|(_, p)| p).or(curve.last()).map_or(0, |p| p.sms)
 }
 
-fn median(v: &mut [f64]) -> f64 {
+/// The median of `v` (the upper one of an even count); sorts `v`.
+pub fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
@@ -396,7 +430,16 @@ impl Profile {
             repeats: opts.repeats,
             switch_us: sweep.switch_us,
             kernels: sweep.kernels,
+            request_curve: Vec::new(),
         }
+    }
+
+    /// The time of a request generating `new_tokens` tokens (the first by the prefill; 0 or
+    /// 1 for one forward) on each profiled SM count, ascending: the request curve's prefill
+    /// plus that many decode steps less one.
+    pub fn request_us(&self, new_tokens: u32) -> Vec<(u32, f64)> {
+        let steps = f64::from(new_tokens.saturating_sub(1));
+        self.request_curve.iter().map(|p| (p.sms, p.us + steps * p.step_us)).collect()
     }
 
     /// Writes it as pretty JSON.
@@ -466,28 +509,39 @@ impl Profile {
             .sum()
     }
 
-    /// A Markdown table: kernel, units, calls, full-device µs, min SMs, share of request time,
-    /// SM-time freed.
+    /// A Markdown table: kernel, units, calls, full-device µs, latency knee (min SMs),
+    /// efficiency knee, share of request time, SM-time freed; then the request's own curve.
     pub fn summary(&self) -> String {
         let mut t = format!(
-            "{} — {} on {} ({} SMs), ε = {}, absolute tolerance {} µs, partition switch {:.2} µs\n\n| kernel | units | calls | full-GPU µs | min SMs | share of request | SM-time freed |\n|---|---:|---:|---:|---:|---:|---:|\n",
+            "{} — {} on {} ({} SMs), ε = {}, absolute tolerance {} µs, partition switch {:.2} µs\n\n| kernel | units | calls | full-GPU µs | latency knee (min SMs) | efficiency knee | share of request | SM-time freed |\n|---|---:|---:|---:|---:|---:|---:|---:|\n",
             self.model, self.request, self.gpu, self.sm_count, self.epsilon, self.abs_tol_us, self.switch_us
         );
         for (k, share) in self.kernels.iter().zip(self.shares()) {
             let freed = share * (1.0 - f64::from(k.min_sms) / f64::from(self.sm_count));
             let _ = writeln!(
                 t,
-                "| {} | {} | {} | {:.1} | {} | {:.1}% | {:.1}% |",
+                "| {} | {} | {} | {:.1} | {} | {} | {:.1}% | {:.1}% |",
                 k.kernel,
                 k.units,
                 k.calls,
                 k.full_us,
                 k.min_sms,
+                k.efficiency_sms(self.epsilon),
                 100.0 * share,
                 100.0 * freed
             );
         }
         let _ = writeln!(t, "\nSM-time freed over the request: {:.1}%", 100.0 * self.sm_time_freed());
+        if let Some(whole) = self.request_curve.last().filter(|w| w.us > 0.0) {
+            let _ = writeln!(
+                t,
+                "\nThe request on a partition (kernels chosen for its SMs), speed ÷ whole device:\n\n| SMs | forward or prefill µs | decode step µs | speed |\n|---:|---:|---:|---:|"
+            );
+            for p in &self.request_curve {
+                let (a, b) = (whole.us + whole.step_us, p.us + p.step_us);
+                let _ = writeln!(t, "| {} | {:.1} | {:.1} | {:.2} |", p.sms, p.us, p.step_us, a / b.max(f64::MIN_POSITIVE));
+            }
+        }
         t
     }
 }
@@ -579,7 +633,34 @@ mod tests {
             repeats: 3,
             switch_us: 1.2,
             kernels: vec![kp(KernelId::GemmLarge, 1, 30.0, 132), kp(KernelId::LayerNorm, 2, 5.0, 33)],
+            request_curve: vec![
+                RequestPoint { sms: 64, us: 200.0, step_us: 12.0 },
+                RequestPoint { sms: 132, us: 100.0, step_us: 10.0 },
+            ],
         }
+    }
+
+    #[test]
+    fn request_time_counts_the_decode_steps_after_the_prefill() {
+        let p = sample();
+        assert_eq!(p.request_us(1), vec![(64, 200.0), (132, 100.0)]);
+        assert_eq!(p.request_us(0), vec![(64, 200.0), (132, 100.0)]);
+        assert_eq!(p.request_us(64), vec![(64, 200.0 + 63.0 * 12.0), (132, 100.0 + 630.0)]);
+        assert!(p.summary().contains("| 64 | 200.0 | 12.0 | 0.52 |"), "{}", p.summary());
+    }
+
+    #[test]
+    fn efficiency_knee_is_the_most_sms_before_sm_time_rises() {
+        // Perfect scaling to 32 SMs (SM·time 320), then flat: the knee is 32.
+        let c = pts(&[(8, 40.0), (16, 20.0), (24, 13.4), (32, 10.0), (64, 10.0), (132, 10.0)]);
+        assert_eq!(efficiency_knee(&c, 0.05), 32);
+        // A looser ε reaches further; a latency-bound (flat) curve's knee is its fewest SMs.
+        assert_eq!(efficiency_knee(&c, 1.0), 64);
+        assert_eq!(efficiency_knee(&pts(&[(8, 5.0), (64, 5.0), (132, 5.0)]), 0.05), 8);
+        // A step edge: two waves up to 120 SMs, one on 132: the knee is the edge.
+        let waves = pts(&[(64, 20.0), (120, 20.0), (132, 10.0)]);
+        assert_eq!(efficiency_knee(&waves, 0.05), 132);
+        assert_eq!(efficiency_knee(&[], 0.05), 0);
     }
 
     #[test]
@@ -588,7 +669,7 @@ mod tests {
         // Shares 0.75 and 0.25; the norm frees 3/4 of its SM-time.
         assert!((p.sm_time_freed() - 0.25 * 0.75).abs() < 1e-9);
         let s = p.summary();
-        assert!(s.contains("| layer_norm_f16 | 10 | 2 | 5.0 | 33 | 25.0% | 18.8% |"), "{s}");
+        assert!(s.contains("| layer_norm_f16 | 10 | 2 | 5.0 | 33 | 0 | 25.0% | 18.8% |"), "{s}");
         let m = p.min_sms();
         assert_eq!(m.get(KernelId::LayerNorm, 44), Some(33));
         assert_eq!(m.get(KernelId::LayerNorm, 45), None);

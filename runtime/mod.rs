@@ -107,8 +107,10 @@ impl Runtime {
         min_sms: MinSms,
         tenants: u32,
     ) -> Result<Runtime> {
-        let (granularity, groups) = match &device.info().partitions {
-            PartitionSupport::Supported { granularity, groups, .. } => (*granularity, *groups),
+        let (granularity, groups, rest_sms) = match &device.info().partitions {
+            PartitionSupport::Supported { granularity, groups, remaining_sms, .. } => {
+                (*granularity, *groups, *remaining_sms)
+            }
             PartitionSupport::Unsupported { reason } => return Err(PartitionError::Unsupported(reason.clone()).into()),
         };
         let range = device.info().stream_priorities;
@@ -123,7 +125,7 @@ impl Runtime {
         };
         let mut rt = Runtime::new(device, &spec)?;
         let windows = rt.pool.iter().filter_map(|(id, p)| p.groups().map(|g| (g, id))).collect();
-        let topo = policy::Topology { groups, granularity };
+        let topo = policy::Topology { groups, granularity, rest_sms };
         rt.device.bind()?;
         rt.scheduler = Some(Scheduler::new(policy, topo, min_sms, windows, tenants.max(1))?);
         Ok(rt)

@@ -49,6 +49,8 @@ pub struct Topology {
     pub groups: u32,
     /// SMs per group.
     pub granularity: u32,
+    /// SMs the split leaves outside its groups; a window reaching the last group has them too.
+    pub rest_sms: u32,
 }
 
 impl Topology {
@@ -456,6 +458,61 @@ pub struct Share {
     pub quota: Option<u32>,
 }
 
+/// How fast a tenant's requests run on a window of each size, relative to the whole device:
+/// from the request's time on each profiled SM count (its profile's request curve).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Speeds {
+    /// `plain[g - 1]`: on `g` groups.
+    plain: Vec<f64>,
+    /// `rest[g - 1]`: on `g` groups and the split's remaining SMs.
+    rest: Vec<f64>,
+}
+
+impl Speeds {
+    /// Speeds on `topo`'s windows from a request's time on SM counts (`(sms, µs)`, ascending),
+    /// interpolated linearly between counts and held flat beyond them; `None` without two
+    /// positive times to go by.
+    pub fn from_times(times: &[(u32, f64)], topo: &Topology) -> Option<Speeds> {
+        let pts: Vec<(f64, f64)> = times.iter().filter(|p| p.1 > 0.0).map(|&(s, us)| (f64::from(s), us)).collect();
+        if pts.len() < 2 || pts.windows(2).any(|w| w[0].0 >= w[1].0) {
+            return None;
+        }
+        let at = |sms: f64| -> f64 {
+            let i = pts.partition_point(|p| p.0 < sms);
+            match (pts.get(i.wrapping_sub(1)), pts.get(i)) {
+                (Some(a), Some(b)) => a.1 + (b.1 - a.1) * (sms - a.0) / (b.0 - a.0),
+                (None, Some(b)) => b.1,
+                (Some(a), None) => a.1,
+                (None, None) => f64::NAN,
+            }
+        };
+        let total = f64::from(topo.groups * topo.granularity + topo.rest_sms);
+        let whole = at(total);
+        let speed = |sms: u32| whole / at(f64::from(sms));
+        let plain = (1..=topo.groups).map(|g| speed(g * topo.granularity)).collect();
+        let rest = (1..=topo.groups).map(|g| speed(g * topo.granularity + topo.rest_sms)).collect();
+        Some(Speeds { plain, rest })
+    }
+
+    /// Speed on `g` groups (at least one), with the remaining SMs or not.
+    fn on(&self, g: u32, rest: bool) -> f64 {
+        let v = if rest { &self.rest } else { &self.plain };
+        v.get(g.max(1) as usize - 1).or(v.last()).copied().unwrap_or(1.0)
+    }
+}
+
+/// Every active set's windows, made once when speeds are known (at most [`TABLE_TENANTS`]).
+#[derive(Debug, Clone)]
+struct Layouts {
+    tenants: u32,
+    groups: u32,
+    /// By active set (a bit per tenant id), a window per tenant id.
+    by_set: Vec<Vec<Option<GroupRange>>>,
+}
+
+/// The most tenants whose layouts [`KrispShare::with_speeds`] makes ahead (2^n sets).
+pub const TABLE_TENANTS: u32 = 12;
+
 /// Shares that follow the load. Each tenant owns a window of groups (its quota, or an equal
 /// part of what the quotas leave) while every tenant contends; the windows of the tenants
 /// with work in flight are laid side by side, latency-critical ones first, so:
@@ -475,13 +532,51 @@ pub struct Share {
 ///   beyond its quota it takes SMs as best-effort kernels there end.
 ///
 /// A best-effort kernel gets its tenant's whole window (its grid then sized for that window).
+///
+/// With the tenants' [`Speeds`] ([`KrispShare::with_speeds`]), what the quotas leave is split
+/// among the tenants that take it so as to maximize Σ log speed (proportional fairness: a
+/// tenant whose requests barely speed up on more SMs gives them to one whose requests do),
+/// instead of in equal parts.
 #[derive(Debug, Clone, Default)]
 pub struct KrispShare {
     /// Tenant `i`'s share at index `i`; tenants beyond it are best-effort without a quota.
     pub shares: Vec<Share>,
+    /// Tenant `i`'s speeds at index `i`, where known.
+    speeds: Vec<Option<Speeds>>,
+    /// Every active set's layout by speeds, made once.
+    table: Option<Layouts>,
 }
 
 impl KrispShare {
+    /// Shares without speeds: what quotas leave goes in equal parts.
+    pub fn new(shares: Vec<Share>) -> KrispShare {
+        KrispShare { shares, speeds: Vec::new(), table: None }
+    }
+
+    /// Sizes windows by the tenants' speeds (`speeds[i]` for tenant `i`) for `tenants`
+    /// tenants on `topo`, where every tenant that takes groups beyond its quota has speeds;
+    /// the layout of every active set is made here, once, so the launch path only looks it up.
+    /// Beyond [`TABLE_TENANTS`] tenants, or without speeds, windows are sized as by
+    /// [`KrispShare::new`].
+    pub fn with_speeds(shares: Vec<Share>, speeds: Vec<Option<Speeds>>, tenants: u32, topo: &Topology) -> KrispShare {
+        let mut p = KrispShare { shares, speeds, table: None };
+        let n = (p.shares.len() as u32).max(tenants);
+        if n == 0 || n > TABLE_TENANTS || p.speeds.iter().all(Option::is_none) {
+            return p;
+        }
+        let by_set = (0..1u64 << n)
+            .map(|set| {
+                let (mut home, mut out) = ([0u32; 64], [None; 64]);
+                p.homes(n, topo.groups, &mut home, true);
+                p.arrange(set, &home, topo.groups, &mut out, true);
+                out[..n as usize].to_vec()
+            })
+            .collect();
+        p.table = Some(Layouts { tenants: n, groups: topo.groups, by_set });
+        p
+    }
+
+
     fn share(&self, t: usize) -> Share {
         self.shares.get(t).copied().unwrap_or_default()
     }
@@ -501,7 +596,7 @@ impl KrispShare {
     /// tenant id: quotas are cut (largest first, never below one group) until every tenant
     /// has a group; what they leave goes in equal parts to the tenants without a quota, or
     /// else to the best-effort ones (the latency-critical ones if none).
-    fn sizes(&self, set: u64, groups: u32, count: &mut [u32; 64]) {
+    fn sizes(&self, set: u64, groups: u32, count: &mut [u32; 64], by_speed: bool) {
         let n = set.count_ones();
         let mut open = 0u32;
         for t in ids(set) {
@@ -522,26 +617,42 @@ impl KrispShare {
         } else {
             set
         };
+        self.hand_out(set, takers, count, left, by_speed);
+    }
+
+    /// Hands `left` groups to `takers` of `set` (their sizes so far in `size`, by id): by
+    /// their speeds ([`share_out`]) with `by_speed` where every taker has them, else in equal
+    /// parts (the lowest ids first with the odd ones).
+    fn hand_out(&self, set: u64, takers: u64, size: &mut [u32; 64], left: u32, by_speed: bool) {
+        if by_speed {
+            let tk: Vec<usize> = ids(takers).collect();
+            let sp: Option<Vec<&Speeds>> = tk.iter().map(|&t| self.speeds.get(t).and_then(Option::as_ref)).collect();
+            let critical = self.critical_set() & set;
+            let last = ids(set & !critical).last().or(ids(critical).last());
+            if let Some(extra) = sp.zip(last).and_then(|(sp, last)| share_out(&tk, &sp, size, left, last)) {
+                for (t, x) in tk.into_iter().zip(extra) {
+                    size[t] += x;
+                }
+                return;
+            }
+        }
         let k = takers.count_ones();
         for (j, t) in ids(takers).enumerate() {
-            count[t] += left / k + u32::from((j as u32) < left % k);
+            size[t] += left / k + u32::from((j as u32) < left % k);
         }
     }
 
     /// Every tenant's home size (`count`, by id) when the `tenants` tenants (at least) all
-    /// contend, and the set of them.
-    fn homes(&self, tenants: u32, groups: u32, count: &mut [u32; 64]) -> u64 {
-        let n = (self.shares.len() as u32).max(tenants).min(64);
-        let all = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
-        self.sizes(all, groups, count);
-        all
+    /// contend.
+    fn homes(&self, tenants: u32, groups: u32, count: &mut [u32; 64], by_speed: bool) {
+        self.sizes(self.everyone(tenants), groups, count, by_speed);
     }
 
     /// The windows of `active`, given every tenant's home size (`home`, by id), into `out`:
     /// each active tenant gets its home's size, the idle tenants' groups go in equal parts to
     /// the active best-effort tenants (to every active one if none is best-effort), laid side
     /// by side from group 0, latency-critical tenants first.
-    fn arrange(&self, active: u64, home: &[u32; 64], groups: u32, out: &mut [Option<GroupRange>; 64]) {
+    fn arrange(&self, active: u64, home: &[u32; 64], groups: u32, out: &mut [Option<GroupRange>; 64], by_speed: bool) {
         let critical = self.critical_set() & active;
         let order = || ids(critical).chain(ids(active & !critical));
         let k = active.count_ones();
@@ -563,10 +674,7 @@ impl KrispShare {
         cut_to_fit(active, &mut size, groups);
         let spare = groups.saturating_sub(ids(active).map(|t| size[t]).sum());
         let takers = if critical != active { active & !critical } else { active };
-        let m = takers.count_ones();
-        for (j, t) in ids(takers).enumerate() {
-            size[t] += spare / m + u32::from((j as u32) < spare % m);
-        }
+        self.hand_out(active, takers, &mut size, spare, by_speed);
         // The sizes now add up to the groups exactly.
         let mut first = 0;
         for t in order() {
@@ -575,11 +683,19 @@ impl KrispShare {
         }
     }
 
-    /// [`KrispShare::layout`] into `out`, without allocating (it runs on the launch path).
+    /// [`KrispShare::layout`] into `out`, without allocating (it runs on the launch path):
+    /// looked up when sized by speeds.
     fn lay(&self, active: u64, tenants: u32, groups: u32, out: &mut [Option<GroupRange>; 64]) {
+        let n = (self.shares.len() as u32).max(tenants).max(64 - active.leading_zeros()).min(64);
+        if let Some(t) = self.table.as_ref().filter(|t| t.tenants == n && t.groups == groups) {
+            for (o, w) in out.iter_mut().zip(&t.by_set[active as usize]) {
+                *o = *w;
+            }
+            return;
+        }
         let mut home = [0u32; 64];
-        self.homes(tenants.max(64 - active.leading_zeros()), groups, &mut home);
-        self.arrange(active, &home, groups, out);
+        self.homes(n, groups, &mut home, false);
+        self.arrange(active, &home, groups, out, false);
     }
 
     /// Every window tenant `t` can get beside others (out of `tenants` tenants, any of the
@@ -620,10 +736,19 @@ impl KrispShare {
     /// The window tenant `t` owns: its window when every one of `tenants` tenants contends.
     pub fn home(&self, t: TenantId, tenants: u32, groups: u32) -> GroupRange {
         let t = t.min(63) as usize;
-        let (mut home, mut out) = ([0u32; 64], [None; 64]);
-        let all = self.homes(tenants.max(t as u32 + 1), groups, &mut home);
-        self.arrange(all, &home, groups, &mut out);
+        let mut out = [None; 64];
+        self.lay(self.everyone(tenants.max(t as u32 + 1)), tenants.max(t as u32 + 1), groups, &mut out);
         out[t].expect("t is in the set")
+    }
+
+    /// The set of every tenant when (at least) `tenants` tenants share the device.
+    fn everyone(&self, tenants: u32) -> u64 {
+        let n = (self.shares.len() as u32).max(tenants).min(64);
+        if n >= 64 {
+            u64::MAX
+        } else {
+            (1u64 << n) - 1
+        }
     }
 
     /// The latency-critical tenants, a bit per id.
@@ -654,10 +779,10 @@ impl KrispShare {
         if critical || active == 1 << tenant {
             return (Region::Whole, !critical);
         }
-        let (mut home, mut now, mut owned) = ([0u32; 64], [None; 64], [None; 64]);
-        let all = self.homes(load.tenants().max(64 - active.leading_zeros()), topo.groups, &mut home);
-        self.arrange(active, &home, topo.groups, &mut now);
-        self.arrange(all, &home, topo.groups, &mut owned);
+        let (mut now, mut owned) = ([None; 64], [None; 64]);
+        let n = load.tenants().max(64 - active.leading_zeros());
+        self.lay(active, n, topo.groups, &mut now);
+        self.lay(self.everyone(n), n, topo.groups, &mut owned);
         let (w, own) = (now[tenant as usize].expect("active"), owned[tenant as usize].expect("a tenant"));
         let borrowed = !own.contains(&w);
         let region = if w.count >= topo.groups { Region::Whole } else { Region::Groups(w) };
@@ -675,6 +800,44 @@ fn cut_to_fit(set: u64, size: &mut [u32; 64], budget: u32) {
             None => return,
         }
     }
+}
+
+/// Splits `left` groups among the takers `tk` (their speeds `sp`, sizes so far `size` by id)
+/// to maximize Σ log speed, each taker with no groups yet getting at least one; `last` is laid
+/// last and has the split's remaining SMs too. Exact (dynamic programming over takers and
+/// groups), so steps in the speed curves do not trap it.
+fn share_out(tk: &[usize], sp: &[&Speeds], size: &[u32; 64], left: u32, last: usize) -> Option<Vec<u32>> {
+    let (m, r) = (tk.len(), left as usize);
+    // best[j][x]: the best sum over the first j takers using x groups; pick[j][x]: taker j-1's.
+    let mut best = vec![vec![f64::NEG_INFINITY; r + 1]; m + 1];
+    let mut pick = vec![vec![0u32; r + 1]; m + 1];
+    best[0][0] = 0.0;
+    for j in 0..m {
+        let t = tk[j];
+        let lo = u32::from(size[t] == 0) as usize;
+        for used in 0..=r {
+            if best[j][used] == f64::NEG_INFINITY {
+                continue;
+            }
+            for x in lo..=r - used {
+                let v = best[j][used] + sp[j].on(size[t] + x as u32, t == last).max(f64::MIN_POSITIVE).ln();
+                if v > best[j + 1][used + x] {
+                    best[j + 1][used + x] = v;
+                    pick[j + 1][used + x] = x as u32;
+                }
+            }
+        }
+    }
+    // Every group is handed out; none if some taker would be left without a group.
+    if best[m][r] == f64::NEG_INFINITY {
+        return None;
+    }
+    let (mut used, mut out) = (r, vec![0u32; m]);
+    for j in (1..=m).rev() {
+        out[j - 1] = pick[j][used];
+        used -= pick[j][used] as usize;
+    }
+    Some(out)
 }
 
 /// The tenant ids of a set (a bit per id), ascending.
@@ -739,7 +902,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const TOPO: Topology = Topology { groups: 15, granularity: 8 };
+    const TOPO: Topology = Topology { groups: 15, granularity: 8, rest_sms: 12 };
     const TENANTS: u32 = 4;
 
     fn demand(tenant: u32, min_sms: Option<u32>) -> Demand {
@@ -839,9 +1002,7 @@ mod tests {
 
     #[test]
     fn shares_lay_out_the_contending_tenants_side_by_side() {
-        let p = KrispShare {
-            shares: vec![share(false, None), share(true, Some(4)), share(false, Some(2)), share(false, None)],
-        };
+        let p = KrispShare::new(vec![share(false, None), share(true, Some(4)), share(false, Some(2)), share(false, None)]);
         let w = |first, count| Some(GroupRange { first, count });
         // Everyone: the latency-critical quota first, then tenant 0, 2 (its quota) and 3.
         assert_eq!(p.layout(0b1111, 4, 15), vec![w(4, 5), w(0, 4), w(9, 2), w(11, 4)]);
@@ -852,7 +1013,7 @@ mod tests {
         // Only the latency-critical tenant among the active: it takes everything idle.
         assert_eq!(p.layout(0b0010, 4, 15), vec![None, w(0, 15)]);
         // Quotas larger than the device are cut, largest first, leaving each contender a group.
-        let big = KrispShare { shares: vec![share(false, Some(14)), share(false, Some(14)), share(false, None)] };
+        let big = KrispShare::new(vec![share(false, Some(14)), share(false, Some(14)), share(false, None)]);
         assert_eq!(big.layout(0b111, 3, 15), vec![w(0, 7), w(7, 7), w(14, 1)]);
         // More contenders than groups: a group each, in turn.
         let many = KrispShare::default();
@@ -866,7 +1027,7 @@ mod tests {
 
     #[test]
     fn shares_follow_the_load() {
-        let p = KrispShare { shares: vec![share(true, Some(4)), share(false, None), share(false, None)] };
+        let p = KrispShare::new(vec![share(true, Some(4)), share(false, None), share(false, None)]);
         let mut load = GroupLoad::new(TOPO.groups, 3);
         let be = |t| Demand::new(t, PriorityClass::BestEffort, None, 1024);
         let lc = Demand::new(0, PriorityClass::LatencyCritical, None, 1024);
@@ -896,7 +1057,7 @@ mod tests {
         assert_eq!(p.decide(&be(1), &load, &TOPO), owned(4, 6));
         assert_eq!(p.decide(&be(2), &load, &TOPO), owned(10, 5));
         // The same without a latency-critical tenant.
-        let plain = KrispShare { shares: vec![share(false, None), share(false, None)] };
+        let plain = KrispShare::new(vec![share(false, None), share(false, None)]);
         let both = Demand { active: 0b11, ..be(1) };
         let two = GroupLoad::new(TOPO.groups, 2);
         assert_eq!(plain.decide(&both, &two, &TOPO), Decision::run(Region::Groups(plain.home(1, 2, 15)), false));
@@ -917,6 +1078,34 @@ mod tests {
         let wider = [Region::Whole, Region::Groups(home), Region::Groups(g)];
         let lc_idle = Demand { active: 0b110, ..be(1) };
         assert_eq!(p.pick_plan(&lc_idle, &GroupLoad::new(TOPO.groups, 3), &TOPO, &wider), (2, true));
+    }
+
+    #[test]
+    fn speeds_size_the_windows() {
+        let sms: Vec<u32> = (1..=15).map(|g| g * 8).chain([132]).collect();
+        // A prefill that scales with SMs, and a decoder whose requests barely do.
+        let linear: Vec<(u32, f64)> = sms.iter().map(|&s| (s, 13_200.0 / f64::from(s))).collect();
+        let flat: Vec<(u32, f64)> = sms.iter().map(|&s| (s, 100.0 + 1_320.0 / f64::from(s))).collect();
+        let (lin, fl) = (Speeds::from_times(&linear, &TOPO).unwrap(), Speeds::from_times(&flat, &TOPO).unwrap());
+        assert!((lin.on(15, true) - 1.0).abs() < 1e-12 && (lin.on(8, false) - 64.0 / 132.0).abs() < 1e-12);
+        // Between profiled counts, interpolated: 7 groups and the 12 remaining SMs are 68 SMs.
+        assert!((fl.on(7, true) - 110.0 / (100.0 + 0.5 * (1320.0 / 64.0 + 1320.0 / 72.0))).abs() < 1e-12);
+        assert_eq!(Speeds::from_times(&linear[..1], &TOPO), None);
+        let be = vec![share(false, None), share(false, None)];
+        let p = KrispShare::with_speeds(be.clone(), vec![Some(lin.clone()), Some(fl.clone())], 2, &TOPO);
+        let lay = p.layout(0b11, 2, 15);
+        let (a, b) = (lay[0].unwrap(), lay[1].unwrap());
+        assert!(a.count > b.count + 3, "the prefill gets most of the device: {lay:?}");
+        assert_eq!((a.first, b.first, a.count + b.count), (0, a.count, 15));
+        // The same speeds for both: the equal split of KrispShare::new.
+        let same = KrispShare::with_speeds(be.clone(), vec![Some(lin.clone()), Some(lin)], 2, &TOPO);
+        assert_eq!(same.layout(0b11, 2, 15), KrispShare::new(be).layout(0b11, 2, 15));
+        // Alone, every tenant still gets the whole device; homes follow the sized layout.
+        assert_eq!(p.layout(0b10, 2, 15), vec![None, Some(GroupRange { first: 0, count: 15 })]);
+        assert_eq!(p.home(1, 2, 15), b);
+        // A tenant without speeds among the takers: equal parts.
+        let unknown = KrispShare::with_speeds(vec![share(false, None); 2], vec![Some(fl), None], 2, &TOPO);
+        assert_eq!(unknown.layout(0b11, 2, 15), KrispShare::new(vec![share(false, None); 2]).layout(0b11, 2, 15));
     }
 
     #[test]
@@ -953,7 +1142,7 @@ mod tests {
             Box::new(KrispIsolated { floor_groups: 3 }),
             Box::new(Prioritized { inner: KrispConserved, reserved_groups: 3 }),
             Box::new(Prioritized { inner: KrispIsolated { floor_groups: 1 }, reserved_groups: 3 }),
-            Box::new(KrispShare { shares: vec![share(true, Some(3)), share(false, None), share(false, Some(5))] }),
+            Box::new(KrispShare::new(vec![share(true, Some(3)), share(false, None), share(false, Some(5))])),
         ]
     }
 
@@ -965,48 +1154,69 @@ mod tests {
         (proptest::collection::vec(one, 1..10), any::<u64>())
     }
 
+    /// The invariants of [`krisp_layouts_partition_the_groups`] for one policy.
+    fn check_layouts(p: &KrispShare, shares: &[Share], bits: u64, groups: u32) -> Result<(), TestCaseError> {
+        let n = shares.len() as u32;
+        let active = bits & ((1u64 << n) - 1);
+        let lay = p.layout(active, n, groups);
+        let windows: Vec<(usize, GroupRange)> = lay.iter().enumerate().filter_map(|(t, w)| w.map(|w| (t, w))).collect();
+        prop_assert_eq!(windows.len() as u32, active.count_ones());
+        if active.count_ones() <= groups && active != 0 {
+            let mut covered = vec![0u32; groups as usize];
+            for (_, w) in &windows {
+                prop_assert!(w.count >= 1 && w.end() <= groups, "{w:?}");
+                for g in w.first..w.end() {
+                    covered[g as usize] += 1;
+                }
+            }
+            prop_assert!(covered.iter().all(|&c| c == 1), "{covered:?} for {windows:?}");
+            let lc_end = windows.iter().filter(|(t, _)| shares[*t].class == PriorityClass::LatencyCritical).map(|(_, w)| w.end()).max();
+            let be_first = windows.iter().filter(|(t, _)| shares[*t].class != PriorityClass::LatencyCritical).map(|(_, w)| w.first).min();
+            if let (Some(a), Some(b)) = (lc_end, be_first) {
+                prop_assert!(a <= b, "latency-critical windows first: {windows:?}");
+            }
+        }
+        if n <= groups {
+            for t in 0..n {
+                let home = p.home(t, n, groups);
+                prop_assert!(home.count >= 1 && home.end() <= groups);
+                if shares[t as usize].class == PriorityClass::BestEffort {
+                    let ws = p.windows(t, n, groups);
+                    for o in 1u64..(1 << n) {
+                        let set = o | 1 << t;
+                        if let Some(w) = p.layout(set, n, groups)[t as usize] {
+                            prop_assert!(w.count >= groups || ws.contains(&w), "{w:?} not among {ws:?}");
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     proptest! {
         /// Any shares and any active set: the windows of the active tenants are disjoint, lie
         /// within the groups, give each one at least a group, cover every group, and put the
         /// latency-critical tenants first; each tenant's window holds its home when it is
         /// alone among those that own more, and a plan set holds every window it can get.
         #[test]
-        fn krisp_layouts_partition_the_groups((shares, bits) in shares_strategy(), groups in 1u32..20) {
+        fn krisp_layouts_partition_the_groups(
+            (shares, bits) in shares_strategy(),
+            groups in 1u32..20,
+            curves in proptest::collection::vec(proptest::option::of(proptest::collection::vec(1.0f64..100.0, 21)), 10),
+        ) {
             let n = shares.len() as u32;
-            let p = KrispShare { shares: shares.clone() };
-            let active = bits & ((1u64 << n) - 1);
-            let lay = p.layout(active, n, groups);
-            let windows: Vec<(usize, GroupRange)> = lay.iter().enumerate().filter_map(|(t, w)| w.map(|w| (t, w))).collect();
-            prop_assert_eq!(windows.len() as u32, active.count_ones());
-            if active.count_ones() <= groups && active != 0 {
-                let mut covered = vec![0u32; groups as usize];
-                for (_, w) in &windows {
-                    prop_assert!(w.count >= 1 && w.end() <= groups, "{w:?}");
-                    for g in w.first..w.end() {
-                        covered[g as usize] += 1;
-                    }
-                }
-                prop_assert!(covered.iter().all(|&c| c == 1), "{covered:?} for {windows:?}");
-                let lc_end = windows.iter().filter(|(t, _)| shares[*t].class == PriorityClass::LatencyCritical).map(|(_, w)| w.end()).max();
-                let be_first = windows.iter().filter(|(t, _)| shares[*t].class != PriorityClass::LatencyCritical).map(|(_, w)| w.first).min();
-                if let (Some(a), Some(b)) = (lc_end, be_first) {
-                    prop_assert!(a <= b, "latency-critical windows first: {windows:?}");
-                }
-            }
-            if n <= groups {
-                for t in 0..n {
-                    let home = p.home(t, n, groups);
-                    prop_assert!(home.count >= 1 && home.end() <= groups);
-                    if shares[t as usize].class == PriorityClass::BestEffort {
-                        let ws = p.windows(t, n, groups);
-                        for o in 1u64..(1 << n) {
-                            let set = o | 1 << t;
-                            if let Some(w) = p.layout(set, n, groups)[t as usize] {
-                                prop_assert!(w.count >= groups || ws.contains(&w), "{w:?} not among {ws:?}");
-                            }
-                        }
-                    }
-                }
+            // Without speeds, and with random request curves for some tenants.
+            let topo = Topology { groups, granularity: 8, rest_sms: 12 };
+            let speeds = curves[..n as usize]
+                .iter()
+                .map(|c| {
+                    let times: Option<Vec<(u32, f64)>> = c.as_ref().map(|c| (1..=groups + 1).map(|g| (g * 8, c[g as usize])).collect());
+                    times.and_then(|t| Speeds::from_times(&t, &topo))
+                })
+                .collect();
+            for p in [KrispShare::new(shares.clone()), KrispShare::with_speeds(shares.clone(), speeds, n, &topo)] {
+                check_layouts(&p, &shares, bits, groups)?;
             }
         }
         /// Replays random launches and completions from several tenants through every policy.
@@ -1030,7 +1240,7 @@ mod tests {
                                         // Alone: the whole device. Owned: within what it owns when all contend.
                                         let alone = load.active_set() & !(1 << tenant) == 0;
                                         prop_assert!(!alone || region == Region::Whole, "{d:?} alone on {region:?}");
-                                        let home = KrispShare { shares: vec![share(true, Some(3)), share(false, None), share(false, Some(5))] }.home(tenant, TENANTS, TOPO.groups);
+                                        let home = KrispShare::new(vec![share(true, Some(3)), share(false, None), share(false, Some(5))]).home(tenant, TENANTS, TOPO.groups);
                                         if let (false, Region::Groups(g), false) = (alone, region, tenant == 0) {
                                             prop_assert!(borrowed || (g.first >= home.first && g.end() <= home.end()), "{g:?} outside {home:?}");
                                         }
