@@ -589,15 +589,27 @@ pub fn kernel_curves(p: &Profile, top: usize, dir: &Path) -> anyhow::Result<Vec<
         .map(|k| {
             let share = 100.0 * k.full_us * f64::from(k.calls) / total.max(1e-9);
             let label = format!(
-                "{}, {} work units, ×{}: {:.1} µs, {share:.0}% of request; knee {} SMs",
-                k.kernel, k.units, k.calls, k.full_us, k.min_sms
+                "{}, {} work units, ×{}: {:.1} µs, {share:.0}% of request; knees: latency {}, efficiency {} SMs",
+                k.kernel,
+                k.units,
+                k.calls,
+                k.full_us,
+                k.min_sms,
+                k.efficiency_sms(p.epsilon)
             );
             let pts = k.curve.iter().map(|q| (f64::from(q.sms), q.us / k.full_us)).collect();
             (label, pts, k.min_sms)
-        })
-        .collect();
+        });
+    // The whole request (a decoder's prefill and one step), its kernels chosen for each size.
+    let request = p.request_us(2);
+    let whole = request.last().map_or(0.0, |w| w.1);
+    let request = (whole > 0.0).then(|| {
+        let pts = request.iter().map(|&(sms, us)| (f64::from(sms), us / whole)).collect();
+        ("the whole request, kernels chosen for each partition".to_string(), pts, 0)
+    });
+    let kernels = request.into_iter().chain(kernels).collect();
     let d = Curves {
-        title: format!("{} ({}): latency vs SMs, {} costliest kernels (dot: knee)", p.model, p.request, top),
+        title: format!("{} ({}): latency vs SMs, {} costliest kernels (dot: latency knee)", p.model, p.request, top),
         sm_count: p.sm_count,
         kernels,
     };
