@@ -366,11 +366,13 @@ struct Curves {
     sm_count: u32,
     /// (label, points (SMs, ×), knee SMs).
     kernels: Vec<(String, Points, u32)>,
+    /// The whole request's curve, drawn in black.
+    request: Option<Points>,
 }
 
 fn draw_curves<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, d: &Curves) -> anyhow::Result<()> {
-    let ymax = d.kernels.iter().flat_map(|(_, p, _)| p.iter().map(|q| q.1)).fold(1.5, f64::max) * 1.1;
-    let ymin = d.kernels.iter().flat_map(|(_, p, _)| p.iter().map(|q| q.1)).fold(1.0, f64::min) * 0.95;
+    let ys = || d.kernels.iter().flat_map(|(_, p, _)| p.iter()).chain(d.request.iter().flatten()).map(|q| q.1);
+    let (ymax, ymin) = (ys().fold(1.5, f64::max) * 1.1, ys().fold(1.0, f64::min) * 0.95);
     let mut chart = ChartBuilder::on(root)
         .caption(&d.title, (FONT, 22))
         .margin(16)
@@ -388,6 +390,14 @@ fn draw_curves<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, d: &Curves) ->
         .axis_desc_style((FONT, 14))
         .draw()
         .drawn()?;
+    if let Some(pts) = &d.request {
+        let line = ShapeStyle::from(&BLACK).stroke_width(4);
+        chart
+            .draw_series(LineSeries::new(pts.iter().copied(), line))
+            .drawn()?
+            .label("the whole request, its kernels chosen for each partition")
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], line));
+    }
     for (k, (label, pts, knee)) in d.kernels.iter().enumerate() {
         let c = PALETTE[k % PALETTE.len()];
         chart
@@ -603,15 +613,13 @@ pub fn kernel_curves(p: &Profile, top: usize, dir: &Path) -> anyhow::Result<Vec<
     // The whole request (a decoder's prefill and one step), its kernels chosen for each size.
     let request = p.request_us(2);
     let whole = request.last().map_or(0.0, |w| w.1);
-    let request = (whole > 0.0).then(|| {
-        let pts = request.iter().map(|&(sms, us)| (f64::from(sms), us / whole)).collect();
-        ("the whole request, kernels chosen for each partition".to_string(), pts, 0)
-    });
-    let kernels = request.into_iter().chain(kernels).collect();
+    let request = (whole > 0.0).then(|| request.iter().map(|&(sms, us)| (f64::from(sms), us / whole)).collect());
+    let kernels = kernels.collect();
     let d = Curves {
         title: format!("{} ({}): latency vs SMs, {} costliest kernels (dot: latency knee)", p.model, p.request, top),
         sm_count: p.sm_count,
         kernels,
+        request,
     };
     save(&dir.join(format!("curves-{}", slug(&p.model))), (1100, 640), &d)
 }
