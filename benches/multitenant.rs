@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use rightsize::harness::compare::{knees, run_one, solo_scenario};
+use rightsize::harness::inproc::Knees;
 use rightsize::harness::metrics::{RunMetrics, Sample, TenantMetrics};
 use rightsize::harness::scenario::{Mode, Scenario, ScenarioFile, Sharing};
-use rightsize::harness::inproc::Knees;
 use rightsize::runtime::Device;
 
 const REQUESTS: u32 = 10;

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::counters::{Counters, Sampler};
 use super::drive::Outcome;
+use super::inproc::Knees;
 use super::metrics::{RunMetrics, Sample, TenantMetrics};
 use super::mps::{private_dir, MpsDaemon, Unavailable};
 use super::pcie::Pressure;
@@ -21,7 +22,6 @@ use super::scenario::{Mode, Scenario, Sharing, TenantSpec};
 use super::serve::{profile_model, profile_path, ModelSource};
 use super::sweep::{self, SweepPoint, SweepTenant};
 use super::trace::TracedRun;
-use super::inproc::Knees;
 use super::{inproc, output, trace, worker};
 use crate::engine::ModelConfig;
 use crate::profiler::{Options as ProfileOptions, Profile};

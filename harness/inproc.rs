@@ -28,7 +28,6 @@ pub struct Knees {
     pub request_us: Vec<Option<Vec<(u32, f64)>>>,
 }
 
-
 /// Why a tenant did not start: another tenant of the run failed to get ready.
 #[derive(Debug, thiserror::Error)]
 #[error("another tenant failed to start")]

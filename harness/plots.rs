@@ -593,23 +593,20 @@ pub fn kernel_curves(p: &Profile, top: usize, dir: &Path) -> anyhow::Result<Vec<
     let mut ks: Vec<_> = p.kernels.iter().filter(|k| k.full_us > 0.0 && !k.curve.is_empty()).collect();
     ks.sort_by(|a, b| (b.full_us * f64::from(b.calls)).total_cmp(&(a.full_us * f64::from(a.calls))));
     let total: f64 = p.kernels.iter().map(|k| k.full_us * f64::from(k.calls)).sum();
-    let kernels = ks
-        .into_iter()
-        .take(top)
-        .map(|k| {
-            let share = 100.0 * k.full_us * f64::from(k.calls) / total.max(1e-9);
-            let label = format!(
-                "{}, {} work units, ×{}: {:.1} µs, {share:.0}% of request; knees: latency {}, efficiency {} SMs",
-                k.kernel,
-                k.units,
-                k.calls,
-                k.full_us,
-                k.min_sms,
-                k.efficiency_sms(p.epsilon)
-            );
-            let pts = k.curve.iter().map(|q| (f64::from(q.sms), q.us / k.full_us)).collect();
-            (label, pts, k.min_sms)
-        });
+    let kernels = ks.into_iter().take(top).map(|k| {
+        let share = 100.0 * k.full_us * f64::from(k.calls) / total.max(1e-9);
+        let label = format!(
+            "{}, {} work units, ×{}: {:.1} µs, {share:.0}% of request; knees: latency {}, efficiency {} SMs",
+            k.kernel,
+            k.units,
+            k.calls,
+            k.full_us,
+            k.min_sms,
+            k.efficiency_sms(p.epsilon)
+        );
+        let pts = k.curve.iter().map(|q| (f64::from(q.sms), q.us / k.full_us)).collect();
+        (label, pts, k.min_sms)
+    });
     // The whole request (a decoder's prefill and one step), its kernels chosen for each size.
     let request = p.request_us(2);
     let whole = request.last().map_or(0.0, |w| w.1);

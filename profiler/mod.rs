@@ -539,7 +539,8 @@ impl Profile {
             );
             for p in &self.request_curve {
                 let (a, b) = (whole.us + whole.step_us, p.us + p.step_us);
-                let _ = writeln!(t, "| {} | {:.1} | {:.1} | {:.2} |", p.sms, p.us, p.step_us, a / b.max(f64::MIN_POSITIVE));
+                let _ =
+                    writeln!(t, "| {} | {:.1} | {:.1} | {:.2} |", p.sms, p.us, p.step_us, a / b.max(f64::MIN_POSITIVE));
             }
         }
         t

@@ -576,7 +576,6 @@ impl KrispShare {
         p
     }
 
-
     fn share(&self, t: usize) -> Share {
         self.shares.get(t).copied().unwrap_or_default()
     }
@@ -1002,7 +1001,8 @@ mod tests {
 
     #[test]
     fn shares_lay_out_the_contending_tenants_side_by_side() {
-        let p = KrispShare::new(vec![share(false, None), share(true, Some(4)), share(false, Some(2)), share(false, None)]);
+        let p =
+            KrispShare::new(vec![share(false, None), share(true, Some(4)), share(false, Some(2)), share(false, None)]);
         let w = |first, count| Some(GroupRange { first, count });
         // Everyone: the latency-critical quota first, then tenant 0, 2 (its quota) and 3.
         assert_eq!(p.layout(0b1111, 4, 15), vec![w(4, 5), w(0, 4), w(9, 2), w(11, 4)]);
@@ -1170,8 +1170,16 @@ mod tests {
                 }
             }
             prop_assert!(covered.iter().all(|&c| c == 1), "{covered:?} for {windows:?}");
-            let lc_end = windows.iter().filter(|(t, _)| shares[*t].class == PriorityClass::LatencyCritical).map(|(_, w)| w.end()).max();
-            let be_first = windows.iter().filter(|(t, _)| shares[*t].class != PriorityClass::LatencyCritical).map(|(_, w)| w.first).min();
+            let lc_end = windows
+                .iter()
+                .filter(|(t, _)| shares[*t].class == PriorityClass::LatencyCritical)
+                .map(|(_, w)| w.end())
+                .max();
+            let be_first = windows
+                .iter()
+                .filter(|(t, _)| shares[*t].class != PriorityClass::LatencyCritical)
+                .map(|(_, w)| w.first)
+                .min();
             if let (Some(a), Some(b)) = (lc_end, be_first) {
                 prop_assert!(a <= b, "latency-critical windows first: {windows:?}");
             }

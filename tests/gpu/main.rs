@@ -243,14 +243,24 @@ fn impossible_partitions_are_refused_with_what_the_device_offers() {
     let (g, groups) = split(&d);
     let range = d.info().stream_priorities;
     let cases = [
-        PoolSpec { partitions: vec![PartitionRequest { first_group: 0, sms: g + 1 }], priorities: vec![], lanes: 1, rest: false },
+        PoolSpec {
+            partitions: vec![PartitionRequest { first_group: 0, sms: g + 1 }],
+            priorities: vec![],
+            lanes: 1,
+            rest: false,
+        },
         PoolSpec {
             partitions: vec![PartitionRequest { first_group: 0, sms: g * (groups + 1) }],
             priorities: vec![],
             lanes: 1,
             rest: false,
         },
-        PoolSpec { partitions: vec![PartitionRequest { first_group: groups, sms: g }], priorities: vec![], lanes: 1, rest: false },
+        PoolSpec {
+            partitions: vec![PartitionRequest { first_group: groups, sms: g }],
+            priorities: vec![],
+            lanes: 1,
+            rest: false,
+        },
         PoolSpec { partitions: vec![], priorities: vec![range.greatest - 1], lanes: 1, rest: false },
     ];
     for spec in cases {
