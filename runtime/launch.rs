@@ -29,6 +29,43 @@ pub enum Grid {
     Auto,
     /// Exactly this many blocks (≥ 1); kernels are correct at any grid.
     Fixed(u32),
+    /// Short blocks, for work on borrowed SMs: [`spread_grid`](super::policy::spread_grid),
+    /// so the SMs' owner gets them back within one short block.
+    Short,
+}
+
+impl Grid {
+    /// Blocks for `units` work units on `sms` SMs holding `blocks_per_sm` blocks each; `None`
+    /// for a fixed grid outside 1..=`i32::MAX`.
+    pub fn blocks(self, units: u64, sms: u32, blocks_per_sm: u32) -> Option<u32> {
+        match self {
+            Grid::Auto => Some(auto_grid(units, sms, blocks_per_sm)),
+            Grid::Short => Some(super::policy::spread_grid(units, sms, blocks_per_sm)),
+            Grid::Fixed(g) => (1..=i32::MAX as u32).contains(&g).then_some(g),
+        }
+    }
+}
+
+/// Where and how one launch runs: the runtime's decision for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placement {
+    /// The partition whose stream runs it.
+    pub partition: super::PartitionId,
+    /// Index into the pool's priorities.
+    pub priority_level: usize,
+    /// Grid size.
+    pub grid: Grid,
+}
+
+impl Placement {
+    /// The whole device at the first priority level, grid sized automatically.
+    pub const WHOLE: Placement =
+        Placement { partition: super::PartitionId::WHOLE, priority_level: 0, grid: Grid::Auto };
+
+    /// Partition `partition`, first priority level, automatic grid.
+    pub fn on(partition: super::PartitionId) -> Placement {
+        Placement { partition, ..Placement::WHOLE }
+    }
 }
 
 /// The grid [`Grid::Auto`] picks: `min(units, sms × blocks_per_sm)`, at least 1.

@@ -10,8 +10,7 @@ use std::sync::Arc;
 use cudarc::driver::sys;
 
 use super::error::{check, Error, Result};
-use super::launch::{auto_grid, launch_raw};
-use super::policy::{priority_level, spread_grid, Blocks, Demand, PriorityClass, Region, TenantId};
+use super::policy::{priority_level, Blocks, Demand, PriorityClass, Region, TenantId};
 use super::{Grid, GroupRange, PartitionError, Placement, Plan, Runtime};
 use crate::kernels::{Kernel, Params};
 
@@ -246,64 +245,55 @@ impl Tenant {
                 launch: std::rc::Rc::new(move |rt: &Runtime, pl: Placement| unsafe { rt.launch(kernel, &p, pl) }),
             });
         }
-        if let Mode::Fixed(p) = self.mode {
-            let stream = self.rt.pool().get(p.partition)?.stream(p.priority_level)?;
-            // SAFETY: forwarded contract.
-            let grid = self.timed(stream, kernel.id().name().into(), p.partition, || unsafe {
-                self.rt.launch(kernel, params, p)
-            })?;
-            self.trace(kernel.id(), p.partition, grid);
-            return Ok(grid);
-        }
-        let id = kernel.id();
-        params.check(id)?;
-        let units = params.units(id);
-        if units == 0 {
+        // Check and count, place, then issue: the steps of every launch (Runtime::launch too).
+        let Some(units) = Runtime::units(kernel, params)? else {
             return Ok(0);
-        }
-        let sched = self.rt.scheduler().ok_or(PartitionError::Unsupported("no scheduler".into()))?;
-        let current = self.placed.get().filter(|&(_, s)| s == self.last.get()).map(|(r, _)| r);
-        let capturing = self.capturing.get();
-        if capturing.is_none() {
-            self.mark_busy(sched);
-        }
-        let demand = Demand {
-            current,
-            active: sched.active_set(),
-            ..Demand::new(self.id, self.class, sched.min_sms(id, params.shape_key()), units)
         };
-        let (region, level, blocks) = sched.admit(&demand, capturing);
-        let capturing = capturing.is_some();
-        let part = self.rt.pool().get(sched.partition(region))?;
-        let stream = part.stream_in(self.id as usize, level)?;
-        self.rt.device().bind()?;
-        self.order_to(stream)?;
-        let loaded = self.rt.kernels().get(id);
-        let grid = match blocks {
-            Blocks::Resident => auto_grid(units, part.sms(), loaded.blocks_per_sm),
-            Blocks::Short => spread_grid(units, part.sms(), loaded.blocks_per_sm),
+        let id = kernel.id();
+        let (partition, stream, grid, scheduled) = match self.mode {
+            Mode::Fixed(p) => (p.partition, self.rt.pool().get(p.partition)?.stream(p.priority_level)?, p.grid, None),
+            Mode::Scheduled => {
+                let sched = self.rt.scheduler().ok_or(PartitionError::Unsupported("no scheduler".into()))?;
+                let current = self.placed.get().filter(|&(_, s)| s == self.last.get()).map(|(r, _)| r);
+                let capturing = self.capturing.get();
+                if capturing.is_none() {
+                    self.mark_busy(sched);
+                }
+                let demand = Demand {
+                    current,
+                    active: sched.active_set(),
+                    ..Demand::new(self.id, self.class, sched.min_sms(id, params.shape_key()), units)
+                };
+                let (region, level, blocks) = sched.admit(&demand, capturing);
+                let partition = sched.partition(region);
+                let stream = self.rt.pool().get(partition)?.stream_in(self.id as usize, level)?;
+                self.rt.device().bind()?;
+                self.order_to(stream)?;
+                self.placed.set(Some((region, stream)));
+                let grid = match blocks {
+                    Blocks::Resident => Grid::Auto,
+                    Blocks::Short => Grid::Short,
+                };
+                let tracked = capturing.is_none() && sched.tracks();
+                (partition, stream, grid, Some((sched, region, tracked)))
+            }
         };
-        self.placed.set(Some((region, stream)));
-        // SAFETY: `Kernel<P>` ties P to the kernel; the caller vouches for the addresses; the
-        // stream belongs to this device, whose primary context is current.
-        let launched = self
-            .timed(stream, id.name().into(), sched.partition(region), || unsafe {
-                launch_raw(loaded, grid, stream, params).map(|()| grid)
-            })
-            .map(|_| ());
-        if launched.is_ok() {
-            self.trace(id, sched.partition(region), grid);
+        let part = self.rt.pool().get(partition)?;
+        // SAFETY: forwarded contract; `stream` is one of `part`'s.
+        let launched = self.timed(stream, id.name().into(), partition, || unsafe {
+            self.rt.issue(kernel, params, units, part, stream, grid)
+        });
+        if let Ok(grid) = launched {
+            self.trace(id, partition, grid);
         }
-        if capturing || !sched.tracks() {
-            return launched.map(|()| grid);
-        }
-        match launched {
-            Ok(()) => sched.track(self.id, region, stream).map(|()| grid),
-            Err(e) => {
+        match (scheduled, launched) {
+            (Some((sched, region, true)), Ok(grid)) => sched.track(self.id, region, stream).map(|()| grid),
+            (Some((sched, region, true)), Err(e)) => {
                 // Nothing was launched on these groups: give them back now.
                 sched.release(self.id, region);
                 Err(e)
             }
+            (_, launched) => launched,
         }
     }
 

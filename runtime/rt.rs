@@ -1,0 +1,248 @@
+//! The runtime: an open device with its partitions, loaded kernels, optional scheduler,
+//! trace sink and timeline, and the two steps every kernel launch ends with
+//! ([`Runtime::units`], [`Runtime::issue`]).
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
+use super::launch::{self, Grid, KernelTable, Placement};
+use super::policy;
+use super::{
+    BlasGemm, BlasLt, BlasShape, Device, Error, LaunchRecord, MinSms, Partition, PartitionError, PartitionPool,
+    PartitionSupport, PoolSpec, Result, Scheduler, Timeline, TraceSink,
+};
+use crate::kernels::abi::{GemmParams, RS_ACT_NONE};
+use crate::kernels::{Kernel, KernelId, Params};
+
+/// cuBLASLt, loaded on first use, with its plans by shape and SM-count target.
+#[derive(Debug)]
+struct Blas {
+    lt: BlasLt,
+    plans: Mutex<HashMap<(BlasShape, Option<u32>), BlasGemm>>,
+}
+
+/// An open device with its partitions and loaded kernels.
+#[derive(Debug)]
+pub struct Runtime {
+    // Field order is drop order: scheduler events, cuBLASLt, kernels and partitions before the
+    // device's context.
+    scheduler: Option<Scheduler>,
+    timeline: OnceLock<Timeline>,
+    trace: OnceLock<Box<dyn TraceSink>>,
+    epoch: std::time::Instant,
+    blas: OnceLock<std::result::Result<Blas, String>>,
+    kernels: KernelTable,
+    pool: PartitionPool,
+    device: Device,
+}
+
+impl Runtime {
+    /// Loads the kernels on `device` and makes the partitions of `spec`.
+    pub fn new(device: Device, spec: &PoolSpec) -> Result<Runtime> {
+        let pool = PartitionPool::new(&device, spec)?;
+        let kernels = KernelTable::load(&device)?;
+        Ok(Runtime {
+            scheduler: None,
+            timeline: OnceLock::new(),
+            trace: OnceLock::new(),
+            epoch: std::time::Instant::now(),
+            blas: OnceLock::new(),
+            kernels,
+            pool,
+            device,
+        })
+    }
+
+    /// A runtime whose scheduled tenants (up to `tenants` of them) are placed kernel by kernel
+    /// by `policy`: makes a partition for every window of SM groups (those reaching the last
+    /// group with the split's remaining SMs too), each with a stream per tenant at every
+    /// priority level of [`policy::priority_level`].
+    pub fn with_policy(
+        device: Device,
+        policy: Box<dyn policy::Policy>,
+        min_sms: MinSms,
+        tenants: u32,
+    ) -> Result<Runtime> {
+        let (granularity, groups, rest_sms) = match &device.info().partitions {
+            PartitionSupport::Supported { granularity, groups, remaining_sms, .. } => {
+                (*granularity, *groups, *remaining_sms)
+            }
+            PartitionSupport::Unsupported { reason } => return Err(PartitionError::Unsupported(reason.clone()).into()),
+        };
+        let range = device.info().stream_priorities;
+        // The priority levels of policy::priority_level: borrowed, owned, latency-critical.
+        let middle = range.least + (range.greatest - range.least) / 2;
+        // Windows reaching the last group take the split's remaining SMs: a layout of
+        // windows side by side then covers the whole device.
+        let spec = PoolSpec {
+            lanes: tenants.max(1),
+            rest: true,
+            ..PoolSpec::all_windows(groups, granularity, vec![range.least, middle, range.greatest])
+        };
+        let mut rt = Runtime::new(device, &spec)?;
+        let windows = rt.pool.iter().filter_map(|(id, p)| p.groups().map(|g| (g, id))).collect();
+        let topo = policy::Topology { groups, granularity, rest_sms };
+        rt.device.bind()?;
+        rt.scheduler = Some(Scheduler::new(policy, topo, min_sms, windows, tenants.max(1))?);
+        Ok(rt)
+    }
+
+    /// Sends every later launch's record to `sink`. Set once; a second call is refused.
+    pub fn set_trace(&self, sink: Box<dyn TraceSink>) -> Result<()> {
+        self.trace.set(sink).map_err(|_| Error::Launch { kernel: "-", reason: "a trace sink is already set".into() })
+    }
+
+    /// Starts timing every later launch of its tenants on the GPU, keeping at most `limit`
+    /// slices (see [`Timeline`]). Started once; a second call returns the first timeline.
+    pub fn start_timeline(&self, limit: usize) -> Result<&Timeline> {
+        if let Some(t) = self.timeline.get() {
+            return Ok(t);
+        }
+        self.device.bind()?;
+        let t = Timeline::new(limit)?;
+        Ok(self.timeline.get_or_init(|| t))
+    }
+
+    /// The timeline, once started.
+    pub fn timeline(&self) -> Option<&Timeline> {
+        self.timeline.get()
+    }
+
+    /// Reports a launch to the trace sink, if one is set.
+    pub(crate) fn traced(&self, make: impl FnOnce(u64) -> LaunchRecord) {
+        if let Some(sink) = self.trace.get() {
+            sink.launch(&make(self.epoch.elapsed().as_nanos() as u64));
+        }
+    }
+
+    /// The scheduler, when the runtime was made with a policy.
+    pub fn scheduler(&self) -> Option<&Scheduler> {
+        self.scheduler.as_ref()
+    }
+
+    /// The device.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The partitions.
+    pub fn pool(&self) -> &PartitionPool {
+        &self.pool
+    }
+
+    /// The loaded kernels.
+    pub fn kernels(&self) -> &KernelTable {
+        &self.kernels
+    }
+
+    /// Launches `kernel` with `params` as `placement` says and returns the grid it used.
+    /// The params are checked against the kernel's constraints first; a launch with no work
+    /// units launches nothing (and returns 0).
+    ///
+    /// # Safety
+    /// Every device address in `params` points to live memory of the sizes the kernel's
+    /// header (`kernels/*.cu`) documents for these params, and nothing else writes the
+    /// kernel's outputs until the launch completes.
+    pub unsafe fn launch<P: Params>(&self, kernel: Kernel<P>, params: &P, placement: Placement) -> Result<u32> {
+        let Some(units) = Self::units(kernel, params)? else {
+            return Ok(0);
+        };
+        let part = self.pool.get(placement.partition)?;
+        let stream = part.stream(placement.priority_level)?;
+        // SAFETY: forwarded contract.
+        unsafe { self.issue(kernel, params, units, part, stream, placement.grid) }
+    }
+
+    /// The first step of every launch: checks `params` against the kernel's constraints and
+    /// counts its work units (`None`: nothing to launch).
+    pub(crate) fn units<P: Params>(kernel: Kernel<P>, params: &P) -> Result<Option<u64>> {
+        params.check(kernel.id())?;
+        Ok(Some(params.units(kernel.id())).filter(|&u| u > 0))
+    }
+
+    /// The last step of every launch, whoever placed it ([`Runtime::launch`] or a tenant): sizes
+    /// the grid for `units` on `part`'s SMs and issues the kernel on `stream`, one of `part`'s.
+    /// Returns the grid.
+    ///
+    /// # Safety
+    /// As [`Runtime::launch`]; `params` passed [`Runtime::units`].
+    pub(crate) unsafe fn issue<P: Params>(
+        &self,
+        kernel: Kernel<P>,
+        params: &P,
+        units: u64,
+        part: &Partition,
+        stream: cudarc::driver::sys::CUstream,
+        grid: Grid,
+    ) -> Result<u32> {
+        let id = kernel.id();
+        let loaded = self.kernels.get(id);
+        let Some(grid) = grid.blocks(units, part.sms(), loaded.blocks_per_sm) else {
+            return Err(Error::Launch { kernel: id.name(), reason: format!("{grid:?}: not 1 to 2^31 - 1 blocks") });
+        };
+        self.device.bind()?;
+        // SAFETY: `Kernel<P>` ties P to the kernel; the caller vouches for the addresses;
+        // the stream belongs to this device and its primary context is current.
+        unsafe { launch::launch_raw(loaded, grid, stream, params)? };
+        Ok(grid)
+    }
+
+    /// Loads cuBLASLt and allocates its workspace if that has not been done yet. The first
+    /// [`Runtime::launch_blas`] does it too, but a capture (a plan) cannot allocate memory, so
+    /// call this before capturing launches that go through cuBLASLt.
+    pub fn prepare_blas(&self) -> Result<()> {
+        self.blas().map(|_| ()).map_err(|e| Error::Launch { kernel: "cublasLtMatmul", reason: e.into() })
+    }
+
+    fn blas(&self) -> std::result::Result<&Blas, &str> {
+        self.blas
+            .get_or_init(|| {
+                let lt = BlasLt::new(&self.device).map_err(|e| e.to_string())?;
+                Ok(Blas { lt, plans: Mutex::new(HashMap::new()) })
+            })
+            .as_ref()
+            .map_err(String::as_str)
+    }
+
+    /// Runs a GEMM through cuBLASLt instead of the library's kernels, on `placement`'s
+    /// partition stream and planned for that partition's SMs (`SM_COUNT_TARGET`). Bias and
+    /// residual are supported, activations are not (apply them with a separate kernel).
+    /// Plans are cached per shape; the cache's lock is held across the cuBLASLt call.
+    ///
+    /// # Safety
+    /// As [`Runtime::launch`] for the addresses in `p`.
+    pub unsafe fn launch_blas(&self, p: &GemmParams, placement: Placement) -> Result<()> {
+        p.check(KernelId::GemmLarge)?;
+        let refuse = |reason: &str| Error::Launch { kernel: "cublasLtMatmul", reason: reason.into() };
+        if p.batch != 1 || p.act != RS_ACT_NONE {
+            return Err(refuse("the cuBLASLt backend takes one GEMM without activation"));
+        }
+        let part = self.pool.get(placement.partition)?;
+        let stream = part.stream(placement.priority_level)?;
+        let sms = (!part.is_whole_device()).then(|| part.sms());
+        let shape = BlasShape {
+            m: p.m,
+            n: p.n,
+            k: p.k,
+            lda: p.lda,
+            ldb: p.ldb,
+            ldd: p.ldc,
+            ldr: (p.residual != 0).then_some(p.ldr),
+            bias: p.bias != 0,
+        };
+        let blas = self.blas().map_err(refuse)?;
+        let mut plans = blas.plans.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let plan = match plans.entry((shape, sms)) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(blas.lt.plan(shape, sms)?),
+        };
+        self.device.bind()?;
+        // SAFETY: the caller vouches for the addresses; the plan is used under the lock.
+        unsafe { blas.lt.run(plan, p.a, p.b, p.bias, p.residual, p.c, stream) }
+    }
+
+    /// Waits for all work on every partition.
+    pub fn synchronize(&self) -> Result<()> {
+        self.pool.synchronize()
+    }
+}
