@@ -132,7 +132,7 @@ fn gemm_cases(cx: &mut Ctx, cases: &mut Vec<Case>, name: &str, m: u32, n: u32, k
         };
         let keep = vec![any(&da), any(&db), any(&dbias), any(&dc), any(&dres)];
         if let Some(k) = hopper_kernel {
-            let tp = GemmTmaParams::new(&p, k).expect("tensor maps");
+            let tp = rightsize::runtime::gemm_tma_params(&p, k).expect("tensor maps");
             hopper.push(cx.launcher(k, tp, keep.clone()));
         }
         ours.push(cx.launcher(kernel, p, keep));
@@ -638,7 +638,7 @@ fn confined_gemms(cx: &mut Ctx) -> String {
                 let (rt, keep) = (cx.rt.clone(), vec![any(da), any(db), any(dc)]);
                 ours.push(match hopper {
                     Some(k) => {
-                        let tp = GemmTmaParams::new(&p, k).expect("tensor maps");
+                        let tp = rightsize::runtime::gemm_tma_params(&p, k).expect("tensor maps");
                         Box::new(move || {
                             let _ = &keep;
                             // SAFETY: the buffers are held by `keep` and sized for the shape.
@@ -739,7 +739,13 @@ fn gemm_matrix(cx: &mut Ctx, bandwidth: f64, only: Option<&[(u32, u32, u32)]>) -
             let launches = params
                 .iter()
                 .zip(&keep)
-                .map(|(p, keep)| cx.launcher(kernel, GemmTmaParams::new(p, kernel).expect("tensor maps"), keep.clone()))
+                .map(|(p, keep)| {
+                    cx.launcher(
+                        kernel,
+                        rightsize::runtime::gemm_tma_params(p, kernel).expect("tensor maps"),
+                        keep.clone(),
+                    )
+                })
                 .collect();
             time_launches(cx, cx.stream, launches)
         };

@@ -206,7 +206,7 @@ fn linear_with(
     match backend {
         // On Hopper: the TMA kernels (streamed for decode sizes, wgmma above).
         GemmBackend::Rightsize if let Some(kernel) = hopper => {
-            let tp = GemmTmaParams::new(&p, kernel).map_err(crate::runtime::Error::from)?;
+            let tp = crate::runtime::gemm_tma_params(&p, kernel)?;
             // SAFETY: every view was checked against its live buffer above; the tensor maps
             // describe the same views.
             unsafe { t.launch(kernel, &tp) }.map(|_| ())?

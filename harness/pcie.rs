@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use cudarc::driver::sys;
 
 use super::scenario::PcieLoad;
-use crate::runtime::{check, Device, DeviceBuffer};
+use crate::runtime::{check, Device, DeviceBuffer, Stream};
 
 /// Pinned host memory, freed on drop.
 struct Pinned {
@@ -52,12 +52,7 @@ impl Pressure {
             // SAFETY: the primary context is current; writes one pointer.
             check("cuMemAllocHost", unsafe { sys::cuMemAllocHost_v2(&mut host, n) })?;
             let host = Pinned { ptr: host };
-            let mut stream = std::ptr::null_mut();
-            // SAFETY: as above.
-            check("cuStreamCreate", unsafe {
-                sys::cuStreamCreate(&mut stream, sys::CUstream_flags::CU_STREAM_NON_BLOCKING as u32)
-            })?;
-            let stream = StreamHandle(stream);
+            let stream = Stream::new(0)?;
             let ctx = device.context().clone();
             let (stop, bytes) = (stop.clone(), bytes.clone());
             threads.push(std::thread::spawn(move || -> anyhow::Result<()> {
@@ -68,9 +63,15 @@ impl Pressure {
                     // SAFETY: a pinned host buffer and a device buffer of n bytes each, and
                     // a live stream; the copies finish before the next iteration.
                     unsafe {
-                        check("cuMemcpyHtoDAsync", sys::cuMemcpyHtoDAsync_v2(dev_buf.ptr(), host.ptr, n, stream.0))?;
-                        check("cuMemcpyDtoHAsync", sys::cuMemcpyDtoHAsync_v2(host.ptr, dev_buf.ptr(), n, stream.0))?;
-                        check("cuStreamSynchronize", sys::cuStreamSynchronize(stream.0))?;
+                        check(
+                            "cuMemcpyHtoDAsync",
+                            sys::cuMemcpyHtoDAsync_v2(dev_buf.ptr(), host.ptr, n, stream.raw()),
+                        )?;
+                        check(
+                            "cuMemcpyDtoHAsync",
+                            sys::cuMemcpyDtoHAsync_v2(host.ptr, dev_buf.ptr(), n, stream.raw()),
+                        )?;
+                        check("cuStreamSynchronize", sys::cuStreamSynchronize(stream.raw()))?;
                     }
                     bytes.fetch_add(2 * n as u64, Ordering::Relaxed);
                     if load.level < 1.0 {
@@ -108,17 +109,5 @@ impl Drop for Pressure {
     }
 }
 
-/// A stream owned by one load thread; destroyed on drop.
-struct StreamHandle(sys::CUstream);
-
-// SAFETY: a stream handle may move between threads; one thread uses it.
-unsafe impl Send for StreamHandle {}
 // SAFETY: the pinned pointer is only used by the thread that owns it.
 unsafe impl Send for Pinned {}
-
-impl Drop for StreamHandle {
-    fn drop(&mut self) {
-        // SAFETY: created in `Pressure::start`, destroyed once.
-        unsafe { sys::cuStreamDestroy_v2(self.0) };
-    }
-}

@@ -13,7 +13,7 @@ pub mod reference;
 
 pub use params::{
     attention_decode_kernel, attention_prefill_kernel, attention_prefill_kernels, decoder_phase_units, fuses_norm,
-    gemm_kernel, gemm_wgmma_kernel, hopper_gemm, vector_units, ParamError, Params, HOPPER_PREFILL_GEMMS,
+    gemm_kernel, gemm_wgmma_kernel, hopper_gemm, vector_units, ParamError, Params, TensorMapSpec, HOPPER_PREFILL_GEMMS,
     HOPPER_SMALL_GEMMS,
 };
 

@@ -268,64 +268,54 @@ fn tma_boxes(k: KernelId) -> TmaBoxes {
     }
 }
 
-/// A 2-D FP16 tensor map of a row-major `rows` × `cols` matrix with leading dimension `ld`
-/// (elements), read in boxes of `box_cols` columns × `box_rows` rows, with 128-byte swizzle or
-/// none; out-of-bounds elements read as zeros.
-fn tensor_map(
-    kernel: KernelId,
-    name: &str,
-    ptr: u64,
-    (rows, cols, ld): (u32, u32, u32),
-    (box_rows, box_cols): (u32, u32),
-    swizzle: bool,
-) -> Result<RsTensorMap, ParamError> {
-    use cudarc::driver::sys;
-    let mut map = sys::CUtensorMap { opaque: [0; 16] };
-    let dims = [u64::from(cols), u64::from(rows)];
-    let strides = [u64::from(ld) * 2];
-    let boxes = [box_cols, box_rows];
-    let steps = [1u32, 1];
-    // SAFETY: encodes a descriptor on the host from the arrays above; nothing is dereferenced.
-    let r = unsafe {
-        sys::cuTensorMapEncodeTiled(
-            &mut map,
-            sys::CUtensorMapDataType::CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
-            2,
-            ptr as *mut std::ffi::c_void,
-            dims.as_ptr(),
-            strides.as_ptr(),
-            boxes.as_ptr(),
-            steps.as_ptr(),
-            sys::CUtensorMapInterleave::CU_TENSOR_MAP_INTERLEAVE_NONE,
-            if swizzle {
-                sys::CUtensorMapSwizzle::CU_TENSOR_MAP_SWIZZLE_128B
-            } else {
-                sys::CUtensorMapSwizzle::CU_TENSOR_MAP_SWIZZLE_NONE
-            },
-            sys::CUtensorMapL2promotion::CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-            sys::CUtensorMapFloatOOBfill::CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE,
-        )
-    };
-    ensure(r == sys::CUresult::CUDA_SUCCESS, kernel, || {
-        format!("tensor map of {name} ({rows}×{cols}, ld {ld}): {r:?}")
-    })?;
-    Ok(RsTensorMap { opaque: map.opaque })
+/// A 2-D FP16 tensor map to encode (the runtime encodes it: `runtime::gemm_tma_params`): a
+/// row-major `rows` × `cols` matrix at `ptr` with leading dimension `ld` (elements), read in
+/// boxes of `box_cols` columns × `box_rows` rows, with 128-byte swizzle or none; out-of-bounds
+/// elements read as zeros.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TensorMapSpec {
+    /// Which operand ("A" or "B"), for messages.
+    pub name: &'static str,
+    /// Device address of the matrix.
+    pub ptr: u64,
+    /// Rows.
+    pub rows: u32,
+    /// Columns.
+    pub cols: u32,
+    /// Leading dimension, elements.
+    pub ld: u32,
+    /// Rows per box.
+    pub box_rows: u32,
+    /// Columns per box.
+    pub box_cols: u32,
+    /// 128-byte swizzle (else none).
+    pub swizzle: bool,
 }
 
 impl GemmTmaParams {
-    /// The params of Hopper GEMM `kernel` for `g` (batch 1): checks it and encodes the tensor
-    /// maps of A and B for that kernel's tiles (a host-side encoding; needs the CUDA driver
-    /// library).
-    pub fn new(g: &GemmParams, kernel: Kernel<GemmTmaParams>) -> Result<GemmTmaParams, ParamError> {
+    /// Checks `g` for Hopper GEMM `kernel` (batch 1) and returns the tensor maps of A and B
+    /// that kernel's tiles read, to encode.
+    pub fn map_specs(g: &GemmParams, kernel: Kernel<GemmTmaParams>) -> Result<[TensorMapSpec; 2], ParamError> {
         let k = kernel.id();
         g.check(k)?;
         ensure(g.batch == 1, k, || format!("batch = {} (this kernel does batch 1)", g.batch))?;
         let b = tma_boxes(k);
-        Ok(GemmTmaParams {
-            map_a: tensor_map(k, "A", g.a, (g.m, g.k, g.lda), (b.a_rows, b.cols), b.swizzle)?,
-            map_b: tensor_map(k, "B", g.b, (g.n, g.k, g.ldb), (b.b_rows, b.cols), b.swizzle)?,
-            g: *g,
-        })
+        let spec = |name, ptr, rows, ld, box_rows| TensorMapSpec {
+            name,
+            ptr,
+            rows,
+            cols: g.k,
+            ld,
+            box_rows,
+            box_cols: b.cols,
+            swizzle: b.swizzle,
+        };
+        Ok([spec("A", g.a, g.m, g.lda, b.a_rows), spec("B", g.b, g.n, g.ldb, b.b_rows)])
+    }
+
+    /// The params of `g` with its encoded tensor maps (those of [`GemmTmaParams::map_specs`]).
+    pub fn with_maps(g: &GemmParams, map_a: RsTensorMap, map_b: RsTensorMap) -> GemmTmaParams {
+        GemmTmaParams { map_a, map_b, g: *g }
     }
 }
 
@@ -337,7 +327,7 @@ impl Params for GemmTmaParams {
         self.g.check(k)?;
         ensure(self.g.batch == 1, k, || format!("batch = {} (this kernel does batch 1)", self.g.batch))?;
         ensure(self.map_a.opaque != [0; 16] && self.map_b.opaque != [0; 16], k, || {
-            "tensor maps not encoded (make the params with GemmTmaParams::new)".into()
+            "tensor maps not encoded (make the params with runtime::gemm_tma_params)".into()
         })
     }
     fn shape_key(&self) -> u64 {

@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 
 use super::device::Device;
 use super::error::{check, Error, Result};
-use crate::kernels::{KernelId, Module};
+use crate::kernels::abi::{GemmParams, GemmTmaParams, RsTensorMap};
+use crate::kernels::{Kernel, KernelId, Module, TensorMapSpec};
 
 /// How many blocks to launch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,21 +95,11 @@ fn pdl_enabled(device: &Device) -> bool {
     device.info().compute_capability == (9, 0) && std::env::var("RIGHTSIZE_PDL").map_or(true, |v| v != "0")
 }
 
-/// A loaded module; unloaded on drop.
-struct LoadedModule(sys::CUmodule);
-
-impl Drop for LoadedModule {
-    fn drop(&mut self) {
-        // SAFETY: loaded by cuModuleLoadData and unloaded once, after its functions' last use.
-        unsafe { sys::cuModuleUnload(self.0) };
-    }
-}
-
 /// Every kernel of the library, loaded.
 pub struct KernelTable {
     kernels: Vec<LoadedKernel>,
     // After `kernels`: functions must not outlive their modules.
-    _modules: Vec<LoadedModule>,
+    _modules: Vec<super::handles::Module>,
 }
 
 // SAFETY: module and function handles may be used from any thread; the table is immutable.
@@ -128,16 +119,14 @@ impl KernelTable {
         device.bind()?;
         let mut modules = Vec::with_capacity(Module::ALL.len());
         for &m in Module::ALL {
-            let mut handle = std::ptr::null_mut();
-            // SAFETY: the image is a complete fatbin embedded at build time, 16-byte aligned.
-            check("cuModuleLoadData", unsafe { sys::cuModuleLoadData(&mut handle, m.image().as_ptr().cast()) })?;
-            modules.push((m, LoadedModule(handle)));
+            // The image is a complete fatbin embedded at build time, 16-byte aligned.
+            modules.push((m, super::handles::Module::load(m.image())?));
         }
         let pdl = pdl_enabled(device);
         let mut kernels = Vec::with_capacity(KernelId::ALL.len());
         for &k in KernelId::ALL {
             let module =
-                modules.iter().find(|(m, _)| *m == k.module()).map(|(_, h)| h.0).unwrap_or(std::ptr::null_mut());
+                modules.iter().find(|(m, _)| *m == k.module()).map(|(_, h)| h.raw()).unwrap_or(std::ptr::null_mut());
             let mut function = std::ptr::null_mut();
             // SAFETY: `module` is loaded; the symbol is a NUL-terminated name.
             check("cuModuleGetFunction", unsafe {
@@ -182,6 +171,48 @@ impl KernelTable {
     pub fn get(&self, id: KernelId) -> &LoadedKernel {
         &self.kernels[id.index()]
     }
+}
+
+/// The params of Hopper GEMM `kernel` for `g` (batch 1): checks them and encodes the tensor
+/// maps of A and B for that kernel's tiles (on the host, through the driver library; no
+/// context needed).
+pub fn gemm_tma_params(g: &GemmParams, kernel: Kernel<GemmTmaParams>) -> Result<GemmTmaParams> {
+    let [a, b] = GemmTmaParams::map_specs(g, kernel)?;
+    let encode = |m: TensorMapSpec| -> Result<RsTensorMap> {
+        let mut map = sys::CUtensorMap { opaque: [0; 16] };
+        let dims = [u64::from(m.cols), u64::from(m.rows)];
+        let strides = [u64::from(m.ld) * 2];
+        let boxes = [m.box_cols, m.box_rows];
+        let steps = [1u32, 1];
+        let swizzle = if m.swizzle {
+            sys::CUtensorMapSwizzle::CU_TENSOR_MAP_SWIZZLE_128B
+        } else {
+            sys::CUtensorMapSwizzle::CU_TENSOR_MAP_SWIZZLE_NONE
+        };
+        // SAFETY: encodes a descriptor on the host from the arrays above; nothing is dereferenced.
+        let r = unsafe {
+            sys::cuTensorMapEncodeTiled(
+                &mut map,
+                sys::CUtensorMapDataType::CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
+                2,
+                m.ptr as *mut c_void,
+                dims.as_ptr(),
+                strides.as_ptr(),
+                boxes.as_ptr(),
+                steps.as_ptr(),
+                sys::CUtensorMapInterleave::CU_TENSOR_MAP_INTERLEAVE_NONE,
+                swizzle,
+                sys::CUtensorMapL2promotion::CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                sys::CUtensorMapFloatOOBfill::CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE,
+            )
+        };
+        if r != sys::CUresult::CUDA_SUCCESS {
+            let reason = format!("tensor map of {} ({}×{}, ld {}): {r:?}", m.name, m.rows, m.cols, m.ld);
+            return Err(Error::Launch { kernel: kernel.id().name(), reason });
+        }
+        Ok(RsTensorMap { opaque: map.opaque })
+    };
+    Ok(GemmTmaParams::with_maps(g, encode(a)?, encode(b)?))
 }
 
 /// Issues one launch of `kernel` with `grid` blocks on `stream`, passing `params` by value.

@@ -6,6 +6,7 @@
 mod blas;
 mod device;
 mod error;
+mod handles;
 mod launch;
 mod memory;
 mod partition;
@@ -21,7 +22,8 @@ pub use blas::{BlasGemm, BlasLt, BlasShape};
 pub use device::{mps_control_path, Device, DeviceInfo, PartitionSupport, PriorityRange};
 pub(crate) use error::check;
 pub use error::{Error, PartitionError, Result};
-pub use launch::{auto_grid, Grid, KernelTable, LoadedKernel, Placement};
+pub use handles::{Event, Stream};
+pub use launch::{auto_grid, gemm_tma_params, Grid, KernelTable, LoadedKernel, Placement};
 pub use memory::{DeviceBuffer, DeviceCopy};
 pub use partition::{group_range, GroupRange, Partition, PartitionId, PartitionPool, PartitionRequest, PoolSpec};
 pub use plan::Plan;

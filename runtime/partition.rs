@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::device::Device;
 use super::error::{check, PartitionError, Result};
+use super::handles::{GreenContext, Stream};
 
 /// The device's SM resource split into the smallest groups the driver makes.
 #[derive(Clone)]
@@ -223,36 +224,6 @@ impl PartitionId {
     }
 }
 
-/// A green context; destroyed on drop (after every stream made from it).
-struct GreenContext(sys::CUgreenCtx);
-
-// SAFETY: a green context handle may be used from any thread; it is never mutated here.
-unsafe impl Send for GreenContext {}
-// SAFETY: as above.
-unsafe impl Sync for GreenContext {}
-
-impl Drop for GreenContext {
-    fn drop(&mut self) {
-        // SAFETY: made by cuGreenCtxCreate and destroyed once; its streams are gone already.
-        unsafe { sys::cuGreenCtxDestroy(self.0) };
-    }
-}
-
-/// A stream owned by a partition; destroyed on drop.
-struct Stream(sys::CUstream);
-
-// SAFETY: a stream handle may be used from any thread; it is never mutated here.
-unsafe impl Send for Stream {}
-// SAFETY: as above.
-unsafe impl Sync for Stream {}
-
-impl Drop for Stream {
-    fn drop(&mut self) {
-        // SAFETY: made by cuStreamCreateWithPriority or cuGreenCtxStreamCreate, destroyed once.
-        unsafe { sys::cuStreamDestroy_v2(self.0) };
-    }
-}
-
 /// A set of SMs with one stream per priority level.
 pub struct Partition {
     // Field order is drop order: streams before the green context they belong to.
@@ -300,7 +271,7 @@ impl Partition {
         if level >= self.levels {
             return Err(PartitionError::Unknown { what: "priority level", index: level, len: self.levels });
         }
-        self.streams.get(lane * self.levels + level).map(|s| s.0).ok_or(PartitionError::Unknown {
+        self.streams.get(lane * self.levels + level).map(Stream::raw).ok_or(PartitionError::Unknown {
             what: "lane",
             index: lane,
             len: self.streams.len() / self.levels.max(1),
@@ -346,12 +317,7 @@ impl PartitionPool {
         let mut whole =
             Partition { streams: Vec::new(), green: None, sms: device.info().sm_count, groups: None, levels };
         for &p in pool.priorities.iter().cycle().take(lanes * levels) {
-            let mut s = std::ptr::null_mut();
-            // SAFETY: the primary context is current; `s` is a valid out-pointer.
-            check("cuStreamCreateWithPriority", unsafe {
-                sys::cuStreamCreateWithPriority(&mut s, sys::CUstream_flags::CU_STREAM_NON_BLOCKING as u32, p)
-            })?;
-            whole.streams.push(Stream(s));
+            whole.streams.push(Stream::new(p)?);
         }
         pool.partitions.push(whole);
 
@@ -414,7 +380,7 @@ impl PartitionPool {
         for p in &self.partitions {
             for s in &p.streams {
                 // SAFETY: a live stream of this pool.
-                check("cuStreamSynchronize", unsafe { sys::cuStreamSynchronize(s.0) })?;
+                check("cuStreamSynchronize", unsafe { sys::cuStreamSynchronize(s.raw()) })?;
             }
         }
         Ok(())
@@ -447,17 +413,12 @@ fn make_green(
     check("cuDevResourceGenerateDesc", unsafe {
         sys::cuDevResourceGenerateDesc(&mut desc, members.as_mut_ptr(), members.len() as u32)
     })?;
-    let mut handle = std::ptr::null_mut();
-    // SAFETY: `desc` was generated above for this device.
-    check("cuGreenCtxCreate", unsafe {
-        sys::cuGreenCtxCreate(&mut handle, desc, dev, sys::CUgreenCtxCreate_flags::CU_GREEN_CTX_DEFAULT_STREAM as u32)
-    })?;
-    let green = GreenContext(handle);
+    let green = GreenContext::new(desc, dev)?;
     // SAFETY: plain data filled by the driver.
     let mut got: sys::CUdevResource = unsafe { std::mem::zeroed() };
     // SAFETY: `green` is live; `got` is a valid out-pointer.
     check("cuGreenCtxGetDevResource", unsafe {
-        sys::cuGreenCtxGetDevResource(green.0, &mut got, sys::CUdevResourceType::CU_DEV_RESOURCE_TYPE_SM)
+        sys::cuGreenCtxGetDevResource(green.raw(), &mut got, sys::CUdevResourceType::CU_DEV_RESOURCE_TYPE_SM)
     })?;
     let mut part = Partition {
         streams: Vec::with_capacity(priorities.len() * lanes),
@@ -467,12 +428,7 @@ fn make_green(
         levels: priorities.len(),
     };
     for &p in priorities.iter().cycle().take(lanes * priorities.len()) {
-        let mut s = std::ptr::null_mut();
-        // SAFETY: `green` is live; non-blocking streams are required for green contexts.
-        check("cuGreenCtxStreamCreate", unsafe {
-            sys::cuGreenCtxStreamCreate(&mut s, green.0, sys::CUstream_flags::CU_STREAM_NON_BLOCKING as u32, p)
-        })?;
-        part.streams.push(Stream(s));
+        part.streams.push(Stream::on_green(&green, p)?);
     }
     part.green = Some(green);
     Ok(part)

@@ -18,6 +18,7 @@ use std::sync::Mutex;
 use cudarc::driver::sys;
 
 use super::error::{check, Result};
+use super::handles::Event;
 use super::partition::{GroupRange, PartitionId};
 use super::policy::{
     priority_level, Blocks, Decision, Demand, GroupLoad, Policy, PriorityClass, Region, TenantId, Topology,
@@ -74,6 +75,9 @@ pub struct Scheduler {
     /// Tenants with work outstanding: a bit per tenant id below 64, set at a tenant's first
     /// launch and cleared when it has waited for all of its work (no driver call, no lock).
     active: AtomicU64,
+    /// Every completion event (the pools above hold their raw handles); destroyed after the
+    /// drop drains what is in flight.
+    _events: Vec<Event>,
 }
 
 // SAFETY: event handles may be used from any thread; all mutable state is behind the mutex.
@@ -102,23 +106,23 @@ impl Scheduler {
         windows: HashMap<GroupRange, PartitionId>,
         tenants: u32,
     ) -> Result<Scheduler> {
-        let mut free = Vec::with_capacity(tenants as usize);
-        for _ in 0..tenants {
-            let mut pool = Vec::with_capacity(EVENTS_PER_TENANT);
-            for _ in 0..EVENTS_PER_TENANT {
-                let mut e = std::ptr::null_mut();
-                // SAFETY: the primary context is current (the runtime binds it before this).
-                check("cuEventCreate", unsafe {
-                    sys::cuEventCreate(&mut e, sys::CUevent_flags::CU_EVENT_DISABLE_TIMING as u32)
-                })?;
-                pool.push(e);
-            }
-            free.push(pool);
-        }
+        // The primary context is current (the runtime binds it before this).
+        let events =
+            (0..tenants as usize * EVENTS_PER_TENANT).map(|_| Event::new(false)).collect::<Result<Vec<_>>>()?;
+        let free = events.chunks(EVENTS_PER_TENANT).map(|c| c.iter().map(Event::raw).collect()).collect();
         let queues = (0..tenants).map(|_| VecDeque::with_capacity(EVENTS_PER_TENANT)).collect();
         let state = Inflight { load: GroupLoad::new(topo.groups, tenants), queues, free };
         let idle = GroupLoad::new(topo.groups, tenants);
-        Ok(Scheduler { policy, topo, min_sms, windows, state: Mutex::new(state), idle, active: AtomicU64::new(0) })
+        Ok(Scheduler {
+            policy,
+            topo,
+            min_sms,
+            windows,
+            state: Mutex::new(state),
+            idle,
+            active: AtomicU64::new(0),
+            _events: events,
+        })
     }
 
     /// The policy's name.
@@ -299,11 +303,7 @@ impl Scheduler {
 
 impl Drop for Scheduler {
     fn drop(&mut self) {
+        // Recorded events must complete before they are destroyed (with `_events`).
         let _ = self.drain();
-        let st = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
-        for e in st.free.drain(..).flatten() {
-            // SAFETY: created in `new`, destroyed once.
-            unsafe { sys::cuEventDestroy_v2(e) };
-        }
     }
 }

@@ -23,34 +23,22 @@ enum Mode {
 /// An event without timing, for ordering one stream after another (a tenant's kernels across
 /// partitions, the profiler's switch measurement).
 #[derive(Debug)]
-pub(crate) struct OrderEvent(sys::CUevent);
+pub(crate) struct OrderEvent(super::Event);
 
 impl OrderEvent {
     /// A new event on `device`.
     pub(crate) fn new(device: &super::Device) -> Result<OrderEvent> {
         device.bind()?;
-        let mut e = std::ptr::null_mut();
-        // SAFETY: the primary context is current.
-        check("cuEventCreate", unsafe {
-            sys::cuEventCreate(&mut e, sys::CUevent_flags::CU_EVENT_DISABLE_TIMING as u32)
-        })?;
-        Ok(OrderEvent(e))
+        Ok(OrderEvent(super::Event::new(false)?))
     }
 
     /// Makes `to` wait for the work enqueued on `from` so far.
     pub(crate) fn order(&self, from: sys::CUstream, to: sys::CUstream) -> Result<()> {
         // SAFETY: a live event; the streams belong to the device it was made on.
         unsafe {
-            check("cuEventRecord", sys::cuEventRecord(self.0, from))?;
-            check("cuStreamWaitEvent", sys::cuStreamWaitEvent(to, self.0, 0))
+            check("cuEventRecord", sys::cuEventRecord(self.0.raw(), from))?;
+            check("cuStreamWaitEvent", sys::cuStreamWaitEvent(to, self.0.raw(), 0))
         }
-    }
-}
-
-impl Drop for OrderEvent {
-    fn drop(&mut self) {
-        // SAFETY: created in `OrderEvent::new`, destroyed once.
-        unsafe { sys::cuEventDestroy_v2(self.0) };
     }
 }
 

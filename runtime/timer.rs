@@ -7,11 +7,12 @@ use cudarc::driver::sys;
 
 use super::device::Device;
 use super::error::{check, Error, Result};
+use super::handles::Event;
 
 /// Two timing events, reused for every measurement.
 pub struct EventTimer {
-    start: sys::CUevent,
-    end: sys::CUevent,
+    start: Event,
+    end: Event,
 }
 
 impl fmt::Debug for EventTimer {
@@ -20,30 +21,11 @@ impl fmt::Debug for EventTimer {
     }
 }
 
-impl Drop for EventTimer {
-    fn drop(&mut self) {
-        // SAFETY: created in `new`, destroyed once.
-        unsafe {
-            sys::cuEventDestroy_v2(self.start);
-            sys::cuEventDestroy_v2(self.end);
-        }
-    }
-}
-
 impl EventTimer {
     /// Creates the events in the device's primary context.
     pub fn new(device: &Device) -> Result<EventTimer> {
         device.bind()?;
-        let (mut start, mut end) = (std::ptr::null_mut(), std::ptr::null_mut());
-        // SAFETY: the primary context is current; valid out-pointers.
-        unsafe {
-            check("cuEventCreate", sys::cuEventCreate(&mut start, 0))?;
-            if let Err(e) = check("cuEventCreate", sys::cuEventCreate(&mut end, 0)) {
-                sys::cuEventDestroy_v2(start);
-                return Err(e);
-            }
-        }
-        Ok(EventTimer { start, end })
+        Ok(EventTimer { start: Event::new(true)?, end: Event::new(true)? })
     }
 
     /// Milliseconds of GPU time from before `enqueue`'s work to after it, both events on
@@ -60,13 +42,13 @@ impl EventTimer {
     ) -> std::result::Result<f64, E> {
         let mut ms = 0f32;
         // SAFETY: live events; the caller vouches for the stream.
-        unsafe { check("cuEventRecord", sys::cuEventRecord(self.start, stream)) }?;
+        unsafe { check("cuEventRecord", sys::cuEventRecord(self.start.raw(), stream)) }?;
         enqueue()?;
         // SAFETY: as above.
         unsafe {
-            check("cuEventRecord", sys::cuEventRecord(self.end, stream))?;
-            check("cuEventSynchronize", sys::cuEventSynchronize(self.end))?;
-            check("cuEventElapsedTime", sys::cuEventElapsedTime_v2(&mut ms, self.start, self.end))?;
+            check("cuEventRecord", sys::cuEventRecord(self.end.raw(), stream))?;
+            check("cuEventSynchronize", sys::cuEventSynchronize(self.end.raw()))?;
+            check("cuEventElapsedTime", sys::cuEventElapsedTime_v2(&mut ms, self.start.raw(), self.end.raw()))?;
         }
         Ok(f64::from(ms))
     }

@@ -7,6 +7,7 @@ use cudarc::driver::sys;
 use serde::Serialize;
 
 use super::error::check;
+use super::handles::Event;
 use super::policy::TenantId;
 use super::PartitionId;
 use crate::kernels::KernelId;
@@ -83,7 +84,7 @@ struct TimelineState {
     pending: Vec<Pending>,
     done: Vec<GpuSlice>,
     dropped: u64,
-    made: Vec<sys::CUevent>,
+    made: Vec<Event>,
 }
 
 /// GPU start and end times of every traced launch, from a pair of timing events around each,
@@ -93,7 +94,7 @@ struct TimelineState {
 /// resolution), so they are exact to about 1 µs over 10 s and 4 µs over 60 s; durations are
 /// measured between the launch's own events.
 pub struct Timeline {
-    origin: sys::CUevent,
+    origin: Event,
     origin_ns: u64,
     limit: usize,
     state: std::sync::Mutex<TimelineState>,
@@ -122,19 +123,13 @@ impl Timeline {
     /// Records the origin on the device's default stream (the device's primary context must
     /// be current) and keeps at most `limit` slices (later ones are counted as dropped).
     pub(crate) fn new(limit: usize) -> super::Result<Timeline> {
-        let mut origin = std::ptr::null_mut();
-        // SAFETY: the caller made the primary context current; valid out-pointer.
-        check("cuEventCreate", unsafe { sys::cuEventCreate(&mut origin, 0) })?;
+        // The caller made the primary context current.
+        let origin = Event::new(true)?;
         let before = unix_ns();
         // SAFETY: a live event; the null stream of the current context.
-        let recorded = unsafe {
-            check("cuEventRecord", sys::cuEventRecord(origin, std::ptr::null_mut()))
-                .and_then(|()| check("cuEventSynchronize", sys::cuEventSynchronize(origin)))
-        };
-        if let Err(e) = recorded {
-            // SAFETY: created above, destroyed once.
-            unsafe { sys::cuEventDestroy_v2(origin) };
-            return Err(e);
+        unsafe {
+            check("cuEventRecord", sys::cuEventRecord(origin.raw(), std::ptr::null_mut()))?;
+            check("cuEventSynchronize", sys::cuEventSynchronize(origin.raw()))?;
         }
         let after = unix_ns();
         let state =
@@ -158,11 +153,11 @@ impl Timeline {
             if let Some(e) = st.free.pop() {
                 return Ok(e);
             }
-            let mut e = std::ptr::null_mut();
-            // SAFETY: the context is current; valid out-pointer.
-            check("cuEventCreate", unsafe { sys::cuEventCreate(&mut e, 0) })?;
+            // The context is current.
+            let e = Event::new(true)?;
+            let raw = e.raw();
             st.made.push(e);
-            Ok(e)
+            Ok(raw)
         };
         let mark = Mark { start: take(&mut st)?, end: take(&mut st)? };
         drop(st);
@@ -215,7 +210,7 @@ impl Timeline {
             let (mut offset, mut duration) = (0f32, 0f32);
             // SAFETY: live events, both completed.
             let r = check("cuEventSynchronize", status).and_then(|()| unsafe {
-                check("cuEventElapsedTime", sys::cuEventElapsedTime_v2(&mut offset, self.origin, p.mark.start))?;
+                check("cuEventElapsedTime", sys::cuEventElapsedTime_v2(&mut offset, self.origin.raw(), p.mark.start))?;
                 check("cuEventElapsedTime", sys::cuEventElapsedTime_v2(&mut duration, p.mark.start, p.mark.end))
             });
             if let Err(e) = r {
@@ -248,15 +243,9 @@ impl Drop for Timeline {
     fn drop(&mut self) {
         let st = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
         for p in &st.pending {
-            // SAFETY: a live recorded event; its work must finish before the event is destroyed.
+            // SAFETY: a live recorded event; its work must finish before the events (`made`,
+            // `origin`) are destroyed with the timeline.
             unsafe { sys::cuEventSynchronize(p.mark.end) };
-        }
-        // SAFETY: created by this timeline, destroyed once.
-        unsafe {
-            for &e in &st.made {
-                sys::cuEventDestroy_v2(e);
-            }
-            sys::cuEventDestroy_v2(self.origin);
         }
     }
 }

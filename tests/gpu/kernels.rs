@@ -161,7 +161,7 @@ fn gemm_matches_reference() {
             // The Hopper kernels (TMA + wgmma) on sm_90, at every M, and the streamed one.
             if rt.device().info().compute_capability == (9, 0) {
                 for kernel in k::HOPPER_PREFILL_GEMMS.into_iter().chain(k::HOPPER_SMALL_GEMMS) {
-                    let tp = GemmTmaParams::new(&p, kernel).unwrap();
+                    let tp = rightsize::runtime::gemm_tma_params(&p, kernel).unwrap();
                     let what = format!("{} {m}x{n}x{kk} {name}", kernel.id());
                     let got = at_every_grid(&rt, &what, kernel, &tp, &mut out, |_| {});
                     assert_close(&what, &got, &want);
@@ -187,7 +187,7 @@ fn gemm_matches_reference() {
 fn check_streamed(rt: &Runtime, what: &str, p: &GemmParams, out: &mut DeviceBuffer<f16>, want: &[f16], skinny: &[f16]) {
     assert_eq!(skinny.len(), want.len(), "{what}: the skinny kernel's output is given");
     for b_stable in [0, 1] {
-        let tp = GemmTmaParams::new(&GemmParams { b_stable, ..*p }, k::GEMM_STREAM_8).unwrap();
+        let tp = rightsize::runtime::gemm_tma_params(&GemmParams { b_stable, ..*p }, k::GEMM_STREAM_8).unwrap();
         let what = format!("{} {what} b_stable {b_stable}", k::GEMM_STREAM_8.id());
         let got = at_every_grid(rt, &what, k::GEMM_STREAM_8, &tp, out, |_| {});
         assert_close(&what, &got, want);
