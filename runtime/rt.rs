@@ -144,11 +144,12 @@ impl Runtime {
     /// header (`kernels/*.cu`) documents for these params, and nothing else writes the
     /// kernel's outputs until the launch completes.
     pub unsafe fn launch<P: Params>(&self, kernel: Kernel<P>, params: &P, placement: Placement) -> Result<u32> {
+        // A placement the pool lacks is an error even with nothing to launch.
+        let part = self.pool.get(placement.partition)?;
+        let stream = part.stream(placement.priority_level)?;
         let Some(units) = Self::units(kernel, params)? else {
             return Ok(0);
         };
-        let part = self.pool.get(placement.partition)?;
-        let stream = part.stream(placement.priority_level)?;
         // SAFETY: forwarded contract.
         unsafe { self.issue(kernel, params, units, part, stream, placement.grid) }
     }
