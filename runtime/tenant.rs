@@ -183,8 +183,8 @@ impl Tenant {
     }
 
     /// The SMs its next kernel will most likely get, for kernels whose variant (tile size,
-    /// grid) depends on it: a fixed tenant's partition; while capturing within a window
-    /// smaller than the device, that window; a scheduled tenant, where its last kernel ran (a
+    /// grid) depends on it: a fixed tenant's partition; while capturing a plan, its window (or
+    /// the whole device); a scheduled tenant, where its last kernel ran (a
     /// policy moves a tenant only when the load changes); else the whole device.
     pub fn sms_hint(&self) -> u32 {
         let whole = self.rt.device().info().sm_count;
@@ -193,6 +193,7 @@ impl Tenant {
             (Mode::Fixed(p), _) => sms(p.partition),
             (Mode::Scheduled, Some(sched)) => match (self.capturing.get(), self.placed.get()) {
                 (Some(w), _) if w.count < sched.topology().groups => sms(sched.partition(Region::Groups(w))),
+                (Some(_), _) => whole,
                 (_, Some((region, _))) => sms(sched.partition(region)),
                 (_, None) => whole,
             },
@@ -247,9 +248,12 @@ impl Tenant {
                 if capturing.is_none() {
                     self.mark_busy(sched);
                 }
+                // A plan captured for a window is placed as if only its tenant were active
+                // there (the whole device's plan is the one it replays alone), whoever is
+                // active while it is captured.
                 let demand = Demand {
                     current,
-                    active: sched.active_set(),
+                    active: if capturing.is_some() { 0 } else { sched.active_set() },
                     ..Demand::new(self.id, self.class, sched.min_sms(id, params.shape_key()), units)
                 };
                 let (region, level, blocks) = sched.admit(&demand, capturing);
