@@ -183,8 +183,8 @@ impl Tenant {
     }
 
     /// The SMs its next kernel will most likely get, for kernels whose variant (tile size,
-    /// grid) depends on it: a fixed tenant's partition; while capturing a plan, its window (or
-    /// the whole device); a scheduled tenant, where its last kernel ran (a
+    /// grid) depends on it: a fixed tenant's partition; while capturing within a window
+    /// smaller than the device, that window; a scheduled tenant, where its last kernel ran (a
     /// policy moves a tenant only when the load changes); else the whole device.
     pub fn sms_hint(&self) -> u32 {
         let whole = self.rt.device().info().sm_count;
@@ -193,7 +193,6 @@ impl Tenant {
             (Mode::Fixed(p), _) => sms(p.partition),
             (Mode::Scheduled, Some(sched)) => match (self.capturing.get(), self.placed.get()) {
                 (Some(w), _) if w.count < sched.topology().groups => sms(sched.partition(Region::Groups(w))),
-                (Some(_), _) => whole,
                 (_, Some((region, _))) => sms(sched.partition(region)),
                 (_, None) => whole,
             },
