@@ -238,6 +238,46 @@ fn krisp_shares_follow_the_load() {
 
 #[test]
 #[ignore = "needs a CUDA GPU"]
+fn krisp_plans_are_captured_as_if_their_tenant_were_alone() {
+    let device = device();
+    let sms = device.info().sm_count;
+    let rt = Arc::new(Runtime::with_policy(device, Box::new(KrispShare::default()), MinSms::default(), 2).unwrap());
+    let (a, b) = (
+        Tenant::scheduled(rt.clone(), 0, PriorityClass::BestEffort).unwrap(),
+        Tenant::scheduled(rt.clone(), 1, PriorityClass::BestEffort).unwrap(),
+    );
+    let topo = rt.scheduler().unwrap().topology();
+    let home = KrispShare::default().home(0, 2, topo.groups);
+    let whole = GroupRange { first: 0, count: topo.groups };
+    let units = 4 * sms * rt.kernels().get(KernelId::SmidRecord).blocks_per_sm;
+    let mut out = DeviceBuffer::<u32>::filled(rt.device(), units as usize, 0xff).unwrap();
+    let p = SmidParams { sm: out.ptr(), spin_cycles: 100_000, units, _pad: 0 };
+    // B is active while A captures a plan for the whole device and one for its home.
+    let hog = smid_on(&b, 2_000_000);
+    // SAFETY: `out` holds `units` entries.
+    let set = a.capture_set(&[whole, home], || unsafe { a.launch(SMID_RECORD, &p) }.map(|_| ())).unwrap();
+    b.synchronize().unwrap();
+    drop(hog);
+    // Alone now: the whole device's plan, and it runs on every SM.
+    assert_eq!(a.replay_set(&set).unwrap(), 0);
+    a.synchronize().unwrap();
+    let alone = sms_of(&out);
+    // Beside a busy B: its home's plan, on exactly its home's SMs.
+    out.copy_from_host(&vec![u32::MAX; units as usize]).unwrap();
+    let hog = smid_on(&b, 2_000_000);
+    assert_eq!(a.replay_set(&set).unwrap(), 1);
+    a.synchronize().unwrap();
+    let beside = sms_of(&out);
+    b.synchronize().unwrap();
+    drop(hog);
+    println!("krisp plans: alone on {} SMs, beside B on {} (home {home:?})", alone.len(), beside.len());
+    assert_eq!(alone.len() as u32, sms, "the whole device's plan was captured on {} SMs", alone.len());
+    assert_eq!(beside.len() as u32, home.count * topo.granularity);
+    assert!(rt.scheduler().unwrap().is_idle());
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
 fn latency_critical_kernels_go_out_at_high_priority() {
     let rt = scheduled_runtime(Box::new(Prioritized { inner: KrispConserved, reserved_groups: 4 }), 16);
     let range = rt.device().info().stream_priorities;
