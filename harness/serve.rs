@@ -8,8 +8,13 @@ use anyhow::{bail, Context as _};
 
 use super::scenario::TenantSpec;
 use crate::engine::{checkpoint, Model, ModelConfig, ModelWeights, Workspace};
+use crate::kernels::abi::VectorAddParams;
+use crate::kernels::VECTOR_ADD_F16;
 use crate::profiler::{median, prefix_pool, profile_launches, Options, Profile, RequestPoint};
-use crate::runtime::{Device, EventTimer, GroupRange, PartitionSupport, Placement, Plan, PlanSet, Runtime, Tenant};
+use crate::runtime::{
+    Device, DeviceBuffer, EventTimer, GroupRange, PartitionId, PartitionRequest, PartitionSupport, Placement, Plan,
+    PlanSet, PoolSpec, Runtime, Tenant,
+};
 
 /// Synthetic token ids for a workspace: deterministic, spread over the vocabulary.
 pub fn token_ids(len: usize, vocab: u32, seed: u64) -> Vec<u32> {
@@ -199,6 +204,8 @@ pub fn profile_model(
 /// The request on every partition of `rt`'s pool and on the whole device, ascending SMs: a
 /// tenant placed there runs it (so its kernels are chosen for those SMs); medians of `repeats`
 /// timed runs after one to warm up. A decoder's prefill and one decode step are timed apart.
+/// On each partition smaller than the device it is timed again beside a co-runner that
+/// streams memory on the rest of the device ([`CoRunner`]).
 fn request_curve(
     rt: &Arc<Runtime>,
     model: &Model,
@@ -208,38 +215,130 @@ fn request_curve(
     repeats: u32,
 ) -> anyhow::Result<Vec<RequestPoint>> {
     let timer = EventTimer::new(rt.device())?;
-    let decoder = model.config().is_decoder();
+    let co = CoRunner::new(rt)?;
     let mut out = Vec::with_capacity(rt.pool().len());
     for (id, part) in rt.pool().iter() {
         let t = Tenant::new(rt.clone(), 0, Placement::on(id))?;
-        let stream = t.stream()?;
-        let (mut first, mut step) = (Vec::new(), Vec::new());
-        for i in 0..=repeats.max(1) {
-            let run = || -> anyhow::Result<()> {
-                if decoder {
-                    model.prefill(&t, ws, batch, seq)?;
-                } else {
-                    model.encode(&t, ws, batch, seq)?;
-                }
-                Ok(())
-            };
-            // SAFETY: the tenant's work goes to `stream`, a live stream of this runtime.
-            let a = unsafe { timer.time_ms(stream, run) }?;
-            let b = if decoder {
-                // SAFETY: as above.
-                unsafe { timer.time_ms(stream, || model.decode_step(&t, ws, batch).map_err(anyhow::Error::from)) }?
-            } else {
-                0.0
-            };
-            if i > 0 {
-                first.push(1e3 * a);
-                step.push(1e3 * b);
-            }
+        let (us, step_us) = time_request(&timer, &t, model, ws, (batch, seq), repeats, &mut |_| Ok(()))?;
+        let mut point = RequestPoint { sms: part.sms(), us, step_us, co_us: 0.0, co_step_us: 0.0 };
+        if let (Some(g), Some(co)) = (part.groups(), co.as_ref()) {
+            let launches = co.launches_for(g.end(), us + step_us)?;
+            let mut beside = |start: bool| if start { co.start(g.end(), launches) } else { co.wait() };
+            (point.co_us, point.co_step_us) = time_request(&timer, &t, model, ws, (batch, seq), repeats, &mut beside)?;
         }
-        out.push(RequestPoint { sms: part.sms(), us: median(&mut first), step_us: median(&mut step) });
+        out.push(point);
     }
+    rt.device().bind()?;
     out.sort_by_key(|p| p.sms);
     Ok(out)
+}
+
+/// Medians of `repeats` timed runs, after one to warm up, of the request by `t`: (forward or
+/// prefill µs, decode step µs). `beside(true)` enqueues co-running work before each run and
+/// `beside(false)` waits for it after.
+fn time_request(
+    timer: &EventTimer,
+    t: &Tenant,
+    model: &Model,
+    ws: &Workspace,
+    (batch, seq): (u32, u32),
+    repeats: u32,
+    beside: &mut dyn FnMut(bool) -> anyhow::Result<()>,
+) -> anyhow::Result<(f64, f64)> {
+    let decoder = model.config().is_decoder();
+    let stream = t.stream()?;
+    let (mut first, mut step) = (Vec::new(), Vec::new());
+    for i in 0..=repeats.max(1) {
+        beside(true)?;
+        t.runtime().device().bind()?;
+        let run = || -> anyhow::Result<()> {
+            if decoder {
+                model.prefill(t, ws, batch, seq)?;
+            } else {
+                model.encode(t, ws, batch, seq)?;
+            }
+            Ok(())
+        };
+        // SAFETY: the tenant's work goes to `stream`, a live stream of its runtime.
+        let a = unsafe { timer.time_ms(stream, run) }?;
+        let b = if decoder {
+            // SAFETY: as above.
+            unsafe { timer.time_ms(stream, || model.decode_step(t, ws, batch).map_err(anyhow::Error::from)) }?
+        } else {
+            0.0
+        };
+        beside(false)?;
+        if i > 0 {
+            first.push(1e3 * a);
+            step.push(1e3 * b);
+        }
+    }
+    Ok((median(&mut first), median(&mut step)))
+}
+
+/// A co-runner for request curves: `vector_add` over 3 × 128 MiB, streaming memory, on the
+/// groups a partition of the profiling pool leaves (from its end to the last group, and the
+/// split's remaining SMs), in a runtime of its own with one window per such size.
+struct CoRunner {
+    rt: Arc<Runtime>,
+    bufs: [DeviceBuffer<half::f16>; 3],
+    /// Its window beginning at each group, by group.
+    windows: Vec<Option<PartitionId>>,
+}
+
+/// Halves per co-runner buffer (128 MiB).
+const CO_RUNNER_LEN: usize = 64 << 20;
+
+impl CoRunner {
+    /// `None` where the device has no groups to leave.
+    fn new(rt: &Arc<Runtime>) -> anyhow::Result<Option<CoRunner>> {
+        let (granularity, groups) = match &rt.device().info().partitions {
+            PartitionSupport::Supported { granularity, groups, .. } if *groups > 1 => (*granularity, *groups),
+            _ => return Ok(None),
+        };
+        let partitions = (1..groups)
+            .map(|first| PartitionRequest { first_group: first, sms: (groups - first) * granularity })
+            .collect();
+        let spec = PoolSpec { partitions, priorities: Vec::new(), lanes: 1, rest: true };
+        let co = Arc::new(Runtime::new(Device::open(rt.device().info().ordinal)?, &spec)?);
+        let mut windows = vec![None; groups as usize];
+        for (id, p) in co.pool().iter() {
+            if let Some(g) = p.groups() {
+                windows[g.first as usize] = Some(id);
+            }
+        }
+        let buf = || DeviceBuffer::<half::f16>::filled(co.device(), CO_RUNNER_LEN, 0);
+        Ok(Some(CoRunner { bufs: [buf()?, buf()?, buf()?], rt: co, windows }))
+    }
+
+    fn launch(&self, from: u32) -> anyhow::Result<()> {
+        let id = self.windows.get(from as usize).copied().flatten().context("no co-runner window there")?;
+        let [a, b, c] = &self.bufs;
+        let p = VectorAddParams { a: a.ptr(), b: b.ptr(), c: c.ptr(), n: CO_RUNNER_LEN as u64 };
+        // SAFETY: three live buffers of CO_RUNNER_LEN halves.
+        unsafe { self.rt.launch(VECTOR_ADD_F16, &p, Placement::on(id)) }?;
+        Ok(())
+    }
+
+    /// Launches of it on the window from group `from` that outlast `us` µs of other work
+    /// (each timed once there; at least 2, at most 4096).
+    fn launches_for(&self, from: u32, us: f64) -> anyhow::Result<u32> {
+        let timer = EventTimer::new(self.rt.device())?;
+        let id = self.windows.get(from as usize).copied().flatten().context("no co-runner window there")?;
+        let stream = self.rt.pool().get(id)?.stream(0)?;
+        self.launch(from)?;
+        // SAFETY: the launches go to `stream`, a live stream of the co-runner's runtime.
+        let ms = unsafe { timer.time_ms(stream, || self.launch(from)) }?;
+        Ok(((2.0 * us / (1e3 * ms).max(1.0)).ceil() as u32).clamp(2, 4096))
+    }
+
+    fn start(&self, from: u32, launches: u32) -> anyhow::Result<()> {
+        (0..launches).try_for_each(|_| self.launch(from))
+    }
+
+    fn wait(&self) -> anyhow::Result<()> {
+        Ok(self.rt.synchronize()?)
+    }
 }
 
 /// A file-name-safe form of a name ("NVIDIA H200" → "nvidia-h200").

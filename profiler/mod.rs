@@ -43,6 +43,13 @@ pub struct RequestPoint {
     pub us: f64,
     /// Median time of one decode step, µs (0 for encoders).
     pub step_us: f64,
+    /// As `us`, beside a co-runner streaming memory on the rest of the device (0 where
+    /// there is no rest: the whole device).
+    #[serde(default)]
+    pub co_us: f64,
+    /// As `step_us`, beside that co-runner.
+    #[serde(default)]
+    pub co_step_us: f64,
 }
 
 /// One point of a latency curve.
@@ -442,6 +449,20 @@ impl Profile {
         self.request_curve.iter().map(|p| (p.sms, p.us + steps * p.step_us)).collect()
     }
 
+    /// As [`Profile::request_us`], beside the co-runner on the rest of the device where it
+    /// was measured (the whole device, and any point without it, alone).
+    pub fn request_us_beside(&self, new_tokens: u32) -> Vec<(u32, f64)> {
+        let steps = f64::from(new_tokens.saturating_sub(1));
+        let time = |p: &RequestPoint| {
+            if p.co_us > 0.0 {
+                p.co_us + steps * p.co_step_us
+            } else {
+                p.us + steps * p.step_us
+            }
+        };
+        self.request_curve.iter().map(|p| (p.sms, time(p))).collect()
+    }
+
     /// Writes it as pretty JSON.
     pub fn save(&self, path: &Path) -> Result<(), ProfileError> {
         let io = |reason: String| ProfileError::Io { path: path.display().to_string(), reason };
@@ -535,12 +556,17 @@ impl Profile {
         if let Some(whole) = self.request_curve.last().filter(|w| w.us > 0.0) {
             let _ = writeln!(
                 t,
-                "\nThe request on a partition (kernels chosen for its SMs), speed ÷ whole device:\n\n| SMs | forward or prefill µs | decode step µs | speed |\n|---:|---:|---:|---:|"
+                "\nThe request on a partition (kernels chosen for its SMs), alone and beside a co-runner streaming memory on the rest of the device; speed ÷ the whole device alone:\n\n| SMs | forward or prefill µs | decode step µs | speed | beside: forward or prefill µs | beside: decode step µs | speed beside |\n|---:|---:|---:|---:|---:|---:|---:|"
             );
             for p in &self.request_curve {
-                let (a, b) = (whole.us + whole.step_us, p.us + p.step_us);
-                let _ =
-                    writeln!(t, "| {} | {:.1} | {:.1} | {:.2} |", p.sms, p.us, p.step_us, a / b.max(f64::MIN_POSITIVE));
+                let (a, b, c) = (whole.us + whole.step_us, p.us + p.step_us, p.co_us + p.co_step_us);
+                let speed = |x: f64| a / x.max(f64::MIN_POSITIVE);
+                let beside = if c > 0.0 {
+                    format!("{:.1} | {:.1} | {:.2}", p.co_us, p.co_step_us, speed(c))
+                } else {
+                    "– | – | –".to_string()
+                };
+                let _ = writeln!(t, "| {} | {:.1} | {:.1} | {:.2} | {beside} |", p.sms, p.us, p.step_us, speed(b));
             }
         }
         t
@@ -635,8 +661,8 @@ mod tests {
             switch_us: 1.2,
             kernels: vec![kp(KernelId::GemmLarge, 1, 30.0, 132), kp(KernelId::LayerNorm, 2, 5.0, 33)],
             request_curve: vec![
-                RequestPoint { sms: 64, us: 200.0, step_us: 12.0 },
-                RequestPoint { sms: 132, us: 100.0, step_us: 10.0 },
+                RequestPoint { sms: 64, us: 200.0, step_us: 12.0, co_us: 250.0, co_step_us: 20.0 },
+                RequestPoint { sms: 132, us: 100.0, step_us: 10.0, co_us: 0.0, co_step_us: 0.0 },
             ],
         }
     }
@@ -647,7 +673,10 @@ mod tests {
         assert_eq!(p.request_us(1), vec![(64, 200.0), (132, 100.0)]);
         assert_eq!(p.request_us(0), vec![(64, 200.0), (132, 100.0)]);
         assert_eq!(p.request_us(64), vec![(64, 200.0 + 63.0 * 12.0), (132, 100.0 + 630.0)]);
-        assert!(p.summary().contains("| 64 | 200.0 | 12.0 | 0.52 |"), "{}", p.summary());
+        assert_eq!(p.request_us_beside(64), vec![(64, 250.0 + 63.0 * 20.0), (132, 100.0 + 630.0)]);
+        let s = p.summary();
+        assert!(s.contains("| 64 | 200.0 | 12.0 | 0.52 | 250.0 | 20.0 | 0.41 |"), "{s}");
+        assert!(s.contains("| 132 | 100.0 | 10.0 | 1.00 | – | – | – |"), "{s}");
     }
 
     #[test]
