@@ -274,7 +274,7 @@ pub fn knees(
         }
         let p = &cache[&key];
         p.add_to(&mut out.min_sms);
-        out.request_us.push(Some(p.request_us_beside(t.new_tokens)).filter(|c| !c.is_empty()));
+        out.request_us.push(Some(p.request_us(t.new_tokens)).filter(|c| !c.is_empty()));
     }
     Ok(out)
 }

@@ -23,8 +23,8 @@ use crate::runtime::{Device, GroupRange, MinSms, PartitionSupport, Runtime, Tena
 pub struct Knees {
     /// Every kernel's latency knee.
     pub min_sms: MinSms,
-    /// Tenant `i`'s request time on each profiled SM count (`(sms, µs)`, ascending; beside a
-    /// co-runner where the profile measured one), where its profile has a request curve.
+    /// Tenant `i`'s request time on each profiled SM count (`(sms, µs)`, ascending; on an
+    /// otherwise idle device), where its profile has a request curve.
     pub request_us: Vec<Option<Vec<(u32, f64)>>>,
 }
 

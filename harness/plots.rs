@@ -368,10 +368,15 @@ struct Curves {
     kernels: Vec<(String, Points, u32)>,
     /// The whole request's curve, drawn in black.
     request: Option<Points>,
+    /// The same beside a co-runner on the rest of the device, drawn in grey.
+    request_beside: Option<Points>,
 }
 
 fn draw_curves<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, d: &Curves) -> anyhow::Result<()> {
-    let ys = || d.kernels.iter().flat_map(|(_, p, _)| p.iter()).chain(d.request.iter().flatten()).map(|q| q.1);
+    let ys = || {
+        let requests = d.request.iter().chain(&d.request_beside).flatten();
+        d.kernels.iter().flat_map(|(_, p, _)| p.iter()).chain(requests).map(|q| q.1)
+    };
     let (ymax, ymin) = (ys().fold(1.5, f64::max) * 1.1, ys().fold(1.0, f64::min) * 0.95);
     let mut chart = ChartBuilder::on(root)
         .caption(&d.title, (FONT, 22))
@@ -396,6 +401,14 @@ fn draw_curves<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, d: &Curves) ->
             .draw_series(LineSeries::new(pts.iter().copied(), line))
             .drawn()?
             .label("the whole request, its kernels chosen for each partition")
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], line));
+    }
+    if let Some(pts) = &d.request_beside {
+        let line = ShapeStyle::from(&RGBColor(150, 150, 150)).stroke_width(4);
+        chart
+            .draw_series(LineSeries::new(pts.iter().copied(), line))
+            .drawn()?
+            .label("the whole request beside a co-runner streaming memory on the other SMs")
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], line));
     }
     for (k, (label, pts, knee)) in d.kernels.iter().enumerate() {
@@ -610,13 +623,18 @@ pub fn kernel_curves(p: &Profile, top: usize, dir: &Path) -> anyhow::Result<Vec<
     // The whole request (a decoder's prefill and one step), its kernels chosen for each size.
     let request = p.request_us(2);
     let whole = request.last().map_or(0.0, |w| w.1);
-    let request = (whole > 0.0).then(|| request.iter().map(|&(sms, us)| (f64::from(sms), us / whole)).collect());
+    let relative = |v: Vec<(u32, f64)>| -> Points { v.iter().map(|&(sms, us)| (f64::from(sms), us / whole)).collect() };
+    let beside: Vec<(u32, f64)> =
+        p.request_curve.iter().filter(|q| q.co_us > 0.0).map(|q| (q.sms, q.co_us + q.co_step_us)).collect();
+    let request_beside = (whole > 0.0 && !beside.is_empty()).then(|| relative(beside));
+    let request = (whole > 0.0).then(|| relative(request));
     let kernels = kernels.collect();
     let d = Curves {
         title: format!("{} ({}): latency vs SMs, {} costliest kernels (dot: latency knee)", p.model, p.request, top),
         sm_count: p.sm_count,
         kernels,
         request,
+        request_beside,
     };
     save(&dir.join(format!("curves-{}", slug(&p.model))), (1100, 640), &d)
 }

@@ -221,7 +221,10 @@ fn request_curve(
         let t = Tenant::new(rt.clone(), 0, Placement::on(id))?;
         let (us, step_us) = time_request(&timer, &t, model, ws, (batch, seq), repeats, &mut |_| Ok(()))?;
         let mut point = RequestPoint { sms: part.sms(), us, step_us, co_us: 0.0, co_step_us: 0.0 };
-        if let (Some(g), Some(co)) = (part.groups(), co.as_ref()) {
+        // Beside the co-runner where this partition leaves groups for it.
+        if let (Some(g), Some(co)) =
+            (part.groups().filter(|g| co.as_ref().is_some_and(|c| c.fits(g.end()))), co.as_ref())
+        {
             let launches = co.launches_for(g.end(), us + step_us)?;
             let mut beside = |start: bool| if start { co.start(g.end(), launches) } else { co.wait() };
             (point.co_us, point.co_step_us) = time_request(&timer, &t, model, ws, (batch, seq), repeats, &mut beside)?;
@@ -309,6 +312,11 @@ impl CoRunner {
         }
         let buf = || DeviceBuffer::<half::f16>::filled(co.device(), CO_RUNNER_LEN, 0);
         Ok(Some(CoRunner { bufs: [buf()?, buf()?, buf()?], rt: co, windows }))
+    }
+
+    /// Whether it has a window from group `from`.
+    fn fits(&self, from: u32) -> bool {
+        self.windows.get(from as usize).is_some_and(Option::is_some)
     }
 
     fn launch(&self, from: u32) -> anyhow::Result<()> {
