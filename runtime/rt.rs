@@ -150,7 +150,8 @@ impl Runtime {
         let Some(units) = Self::units(kernel, params)? else {
             return Ok(0);
         };
-        // SAFETY: forwarded contract.
+        self.device.bind()?;
+        // SAFETY: forwarded contract; the context is current.
         unsafe { self.issue(kernel, params, units, part, stream, placement.grid) }
     }
 
@@ -166,7 +167,8 @@ impl Runtime {
     /// Returns the grid.
     ///
     /// # Safety
-    /// As [`Runtime::launch`]; `params` passed [`Runtime::units`].
+    /// As [`Runtime::launch`]; `params` passed [`Runtime::units`]; the caller has bound the
+    /// device's primary context to this thread ([`Device::bind`], once per launch).
     pub(crate) unsafe fn issue<P: Params>(
         &self,
         kernel: Kernel<P>,
@@ -181,9 +183,8 @@ impl Runtime {
         let Some(grid) = grid.blocks(units, part.sms(), loaded.blocks_per_sm) else {
             return Err(Error::Launch { kernel: id.name(), reason: format!("{grid:?}: not 1 to 2^31 - 1 blocks") });
         };
-        self.device.bind()?;
-        // SAFETY: `Kernel<P>` ties P to the kernel; the caller vouches for the addresses;
-        // the stream belongs to this device and its primary context is current.
+        // SAFETY: `Kernel<P>` ties P to the kernel; the caller vouches for the addresses and
+        // made the primary context current; the stream belongs to this device.
         unsafe { launch::launch_raw(loaded, grid, stream, params)? };
         Ok(grid)
     }

@@ -163,7 +163,8 @@ impl Scheduler {
     /// Decides where `d` runs and counts it on its groups, waiting (polling completions)
     /// while the policy says wait; returns the region, the priority level
     /// ([`priority_level`]) and how many blocks to launch. With `ideal`, decides as on an idle device
-    /// within `ideal` and counts nothing (for capturing plans).
+    /// within `ideal` (no kernel in flight and no other tenant active) and counts nothing (for
+    /// capturing plans: a plan is placed for its window, whoever is active while it is captured).
     pub(crate) fn admit(&self, d: &Demand, ideal: Option<GroupRange>) -> (Region, usize, Blocks) {
         let run = |decision: Decision, fallback: Region| match decision {
             Decision::Run { region, high_priority, borrowed, blocks } => {
@@ -172,7 +173,8 @@ impl Scheduler {
             Decision::Wait => (fallback, priority_level(false, false), Blocks::Resident),
         };
         if let Some(within) = ideal {
-            return run(self.policy.place(d, &self.idle, &self.topo, within), Region::Groups(within));
+            let alone = Demand { active: 0, ..*d };
+            return run(self.policy.place(&alone, &self.idle, &self.topo, within), Region::Groups(within));
         }
         if !self.tracks() {
             return run(self.policy.decide(d, &self.idle, &self.topo), Region::Whole);

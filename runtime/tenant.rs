@@ -238,6 +238,7 @@ impl Tenant {
             return Ok(0);
         };
         let id = kernel.id();
+        self.rt.device().bind()?;
         let (partition, stream, grid, scheduled) = match self.mode {
             Mode::Fixed(p) => (p.partition, self.rt.pool().get(p.partition)?.stream(p.priority_level)?, p.grid, None),
             Mode::Scheduled => {
@@ -247,18 +248,14 @@ impl Tenant {
                 if capturing.is_none() {
                     self.mark_busy(sched);
                 }
-                // A plan captured for a window is placed as if only its tenant were active
-                // there (the whole device's plan is the one it replays alone), whoever is
-                // active while it is captured.
                 let demand = Demand {
                     current,
-                    active: if capturing.is_some() { 0 } else { sched.active_set() },
+                    active: sched.active_set(),
                     ..Demand::new(self.id, self.class, sched.min_sms(id, params.shape_key()), units)
                 };
                 let (region, level, blocks) = sched.admit(&demand, capturing);
                 let partition = sched.partition(region);
                 let stream = self.rt.pool().get(partition)?.stream_in(self.id as usize, level)?;
-                self.rt.device().bind()?;
                 self.order_to(stream)?;
                 self.placed.set(Some((region, stream)));
                 let grid = match blocks {
