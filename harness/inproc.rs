@@ -133,28 +133,28 @@ fn static_windows(s: &Scenario, groups: u32, granularity: u32) -> anyhow::Result
         .collect()
 }
 
-/// The krisp mode's shares: each tenant's class, its quota in groups and, where its profile
-/// has a request curve (`request_us[i]` for tenant `i`), its speed on each window size.
-fn shares(s: &Scenario, topo: &Topology, request_us: &[Option<Vec<(u32, f64)>>]) -> KrispShare {
+/// The shares of a krisp mode: each tenant's class, its quota in groups and, for
+/// `krisp-curves` where its profile has a request curve, its speed on each window size.
+fn krisp_shares(s: &Scenario, sharing: Sharing, topo: &Topology, knees: &Knees) -> KrispShare {
     let shares = s
         .tenants
         .iter()
         .map(|t| Share { class: t.class, quota: t.quota_sms.map(|sms| sms.div_ceil(topo.granularity.max(1))) })
         .collect();
+    let curves: &[Option<Vec<(u32, f64)>>] = if sharing == Sharing::KrispCurves { &knees.request_us } else { &[] };
     let speeds = (0..s.tenants.len())
-        .map(|i| request_us.get(i).and_then(Option::as_ref).and_then(|c| Speeds::from_times(c, topo)))
+        .map(|i| curves.get(i).and_then(Option::as_ref).and_then(|c| Speeds::from_times(c, topo)))
         .collect();
     KrispShare::with_speeds(shares, speeds, s.tenants.len() as u32, topo)
 }
 
-/// The shares of a krisp mode: by request curves for `krisp-curves` only.
-fn krisp_shares(s: &Scenario, sharing: Sharing, topo: &Topology, knees: &Knees) -> KrispShare {
-    let curves: &[Option<Vec<(u32, f64)>>] = if sharing == Sharing::KrispCurves { &knees.request_us } else { &[] };
-    shares(s, topo, curves)
-}
-
 /// The policy of an in-process mode.
-fn policy(s: &Scenario, sharing: Sharing, topo: &Topology, knees: &Knees) -> anyhow::Result<Box<dyn Policy>> {
+fn policy(
+    s: &Scenario,
+    sharing: Sharing,
+    topo: &Topology,
+    krisp: Option<KrispShare>,
+) -> anyhow::Result<Box<dyn Policy>> {
     let Topology { groups, granularity, .. } = *topo;
     let any_lc = s.tenants.iter().any(|t| t.class == PriorityClass::LatencyCritical);
     let reserved_groups = if any_lc { s.reserved_sms.div_ceil(granularity).min(groups.saturating_sub(1)) } else { 0 };
@@ -166,7 +166,10 @@ fn policy(s: &Scenario, sharing: Sharing, topo: &Topology, knees: &Knees) -> any
         }),
         Sharing::KrispConserved => Box::new(Prioritized { inner: KrispConserved, reserved_groups }),
         Sharing::KrispIsolated => Box::new(Prioritized { inner: KrispIsolated::default(), reserved_groups }),
-        Sharing::Krisp | Sharing::KrispCurves => Box::new(krisp_shares(s, sharing, topo, knees)),
+        Sharing::Krisp | Sharing::KrispCurves => match krisp {
+            Some(k) => Box::new(k),
+            None => bail!("{} needs its shares", sharing.name()),
+        },
         other => bail!("{} is not a one-process mode", other.name()),
     })
 }
@@ -190,7 +193,9 @@ pub fn run(
     };
     let groups = topo.groups;
     let n = s.tenants.len() as u32;
-    let policy = policy(s, mode.sharing, &topo, &knees)?;
+    let krisp = matches!(mode.sharing, Sharing::Krisp | Sharing::KrispCurves)
+        .then(|| krisp_shares(s, mode.sharing, &topo, &knees));
+    let policy = policy(s, mode.sharing, &topo, krisp.clone())?;
     let rt = Arc::new(Runtime::with_policy(device, policy, knees.min_sms.clone(), n).context("making the runtime")?);
     let pressure = match s.pcie {
         Some(load) => Some(super::pcie::Pressure::start(rt.device(), load)?),
@@ -204,12 +209,9 @@ pub fn run(
     // has work in flight, else within its share of the groups (krisp: a plan for every window
     // the tenants that contend can give it; the older modes: an equal share).
     let whole = GroupRange { first: 0, count: groups };
-    let windows: Vec<Vec<GroupRange>> = match mode.sharing {
-        Sharing::Krisp | Sharing::KrispCurves => {
-            let p = krisp_shares(s, mode.sharing, &topo, &knees);
-            (0..n).map(|i| std::iter::once(whole).chain(p.windows(i, n, groups)).collect()).collect()
-        }
-        _ => {
+    let windows: Vec<Vec<GroupRange>> = match &krisp {
+        Some(p) => (0..n).map(|i| std::iter::once(whole).chain(p.windows(i, n, groups)).collect()).collect(),
+        None => {
             let homes = equal_windows(groups, n);
             (0..n as usize)
                 .map(|i| if n > 1 { vec![whole, homes[i.min(homes.len() - 1)]] } else { vec![whole] })

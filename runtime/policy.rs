@@ -553,15 +553,15 @@ impl KrispShare {
         KrispShare { shares, speeds: Vec::new(), table: None }
     }
 
-    /// Sizes windows by the tenants' speeds (`speeds[i]` for tenant `i`) for `tenants`
-    /// tenants on `topo`, where every tenant that takes groups beyond its quota has speeds;
-    /// the layout of every active set is made here, once, so the launch path only looks it up.
-    /// Beyond [`TABLE_TENANTS`] tenants, or without speeds, windows are sized as by
-    /// [`KrispShare::new`].
+    /// Shares for `tenants` tenants on `topo`, with what quotas leave sized by the tenants'
+    /// speeds (`speeds[i]` for tenant `i`; empty: in equal parts) where every tenant that
+    /// takes it has speeds. The layout of every active set is made here, once, so the launch
+    /// path only looks it up; beyond [`TABLE_TENANTS`] tenants it is computed per launch, in
+    /// equal parts, as by [`KrispShare::new`].
     pub fn with_speeds(shares: Vec<Share>, speeds: Vec<Option<Speeds>>, tenants: u32, topo: &Topology) -> KrispShare {
         let mut p = KrispShare { shares, speeds, table: None };
         let n = (p.shares.len() as u32).max(tenants);
-        if n == 0 || n > TABLE_TENANTS || p.speeds.iter().all(Option::is_none) {
+        if n == 0 || n > TABLE_TENANTS {
             return p;
         }
         let by_set = (0..1u64 << n)
@@ -700,14 +700,14 @@ impl KrispShare {
     /// Every window tenant `t` can get beside others (out of `tenants` tenants, any of the
     /// others contending), smaller than the device, without repeats: what a plan set of `t`
     /// needs besides the whole device. A latency-critical tenant needs none (it always runs on
-    /// the whole device); beyond 12 tenants, only its home.
+    /// the whole device); beyond [`TABLE_TENANTS`] tenants, only its home.
     pub fn windows(&self, t: TenantId, tenants: u32, groups: u32) -> Vec<GroupRange> {
         let t = t.min(63);
         if self.critical(t as usize) {
             return Vec::new();
         }
         let n = (self.shares.len() as u32).max(tenants).max(t + 1).min(64);
-        if n > 12 {
+        if n > TABLE_TENANTS {
             return vec![self.home(t, n, groups)];
         }
         let others: Vec<u32> = (0..n).filter(|&o| o != t).collect();
