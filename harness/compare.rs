@@ -236,12 +236,13 @@ impl Bars {
     }
 }
 
-/// The knees and request curves of every tenant's model in `scenario`, from committed profiles
-/// under `profiles` or, where none matches this GPU and build, profiled now (and saved under
-/// `save_to`, if given). `cache` keeps profiles between calls; `note` is told what was
-/// profiled and why.
+/// The knees and request curves of the models of `scenario`'s tenants that `needs` picks
+/// (the others have none), from committed profiles under `profiles` or, where none matches
+/// this GPU and build, profiled now (and saved under `save_to`, if given). `cache` keeps
+/// profiles between calls; `note` is told what was profiled and why.
 pub fn knees(
     scenario: &Scenario,
+    needs: &dyn Fn(&TenantSpec) -> bool,
     profiles: &Path,
     save_to: Option<&Path>,
     info: &crate::runtime::DeviceInfo,
@@ -250,6 +251,11 @@ pub fn knees(
 ) -> anyhow::Result<Knees> {
     let mut out = Knees::default();
     for t in &scenario.tenants {
+        if !needs(t) {
+            out.request_us.push(None);
+            out.request_beside_us.push(None);
+            continue;
+        }
         let path = profile_path(profiles, &info.name, &t.model, t.batch, t.seq);
         let key = path.display().to_string();
         if !cache.contains_key(&key) {
@@ -275,6 +281,7 @@ pub fn knees(
         let p = &cache[&key];
         p.add_to(&mut out.min_sms);
         out.request_us.push(Some(p.request_us(t.new_tokens)).filter(|c| !c.is_empty()));
+        out.request_beside_us.push(Some(p.request_us_beside(t.new_tokens)).filter(|c| !c.is_empty()));
     }
     Ok(out)
 }
@@ -340,10 +347,11 @@ fn mode_knees(
     cache: &mut BTreeMap<String, Profile>,
     note: &dyn Fn(&str),
 ) -> anyhow::Result<Knees> {
-    if !mode.sharing.reads_profiles() {
+    let needs = |t: &TenantSpec| mode.sharing.reads_profile_of(t);
+    if !scenario.tenants.iter().any(needs) {
         return Ok(Knees::default());
     }
-    knees(scenario, &opts.profiles, Some(&opts.out.join("profiles")), info, cache, note)
+    knees(scenario, &needs, &opts.profiles, Some(&opts.out.join("profiles")), info, cache, note)
 }
 
 /// Runs one scenario under one mode (worker processes run `worker_exe`, by default

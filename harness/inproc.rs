@@ -26,6 +26,21 @@ pub struct Knees {
     /// Tenant `i`'s request time on each profiled SM count (`(sms, µs)`, ascending; on an
     /// otherwise idle device), where its profile has a request curve.
     pub request_us: Vec<Option<Vec<(u32, f64)>>>,
+    /// The same beside a co-runner streaming memory on the rest of the device (alone where
+    /// there is no rest).
+    pub request_beside_us: Vec<Option<Vec<(u32, f64)>>>,
+}
+
+/// The share of its objective a latency-critical tenant's request may take, beside a
+/// co-runner, on its quota for the tenant to be bounded to its window: the rest is left to
+/// queueing and the tail.
+pub const BOUNDED_SLO_SHARE: f64 = 0.5;
+
+/// Whether a request whose times beside a co-runner are `beside` (`(sms, µs)`, ascending)
+/// meets `slo_ms` × [`BOUNDED_SLO_SHARE`] on `sms` SMs, judged at the largest profiled count
+/// not above it (none: no).
+fn meets_on(beside: &[(u32, f64)], sms: u32, slo_ms: f64) -> bool {
+    beside.iter().rev().find(|p| p.0 <= sms).is_some_and(|p| p.1 > 0.0 && p.1 <= slo_ms * 1e3 * BOUNDED_SLO_SHARE)
 }
 
 /// Why a tenant did not start: another tenant of the run failed to get ready.
@@ -133,13 +148,23 @@ fn static_windows(s: &Scenario, groups: u32, granularity: u32) -> anyhow::Result
         .collect()
 }
 
-/// The shares of a krisp mode: each tenant's class, its quota in groups and, for
-/// `krisp-curves` where its profile has a request curve, its speed on each window size.
+/// The shares of a krisp mode: each tenant's class, its quota in groups (a latency-critical
+/// tenant bounded to it where its profile says its quota meets its objective beside a
+/// co-runner) and, for `krisp-curves` where its profile has a request curve, its speed on
+/// each window size.
 fn krisp_shares(s: &Scenario, sharing: Sharing, topo: &Topology, knees: &Knees) -> KrispShare {
+    let g = topo.granularity.max(1);
     let shares = s
         .tenants
         .iter()
-        .map(|t| Share { class: t.class, quota: t.quota_sms.map(|sms| sms.div_ceil(topo.granularity.max(1))) })
+        .enumerate()
+        .map(|(i, t)| {
+            let quota = t.quota_sms.map(|sms| sms.div_ceil(g));
+            let beside = knees.request_beside_us.get(i).and_then(Option::as_deref);
+            let bounded = t.class == PriorityClass::LatencyCritical
+                && matches!((quota, t.slo_ms, beside), (Some(q), Some(slo), Some(c)) if meets_on(c, q * g, slo));
+            Share { class: t.class, quota, bounded }
+        })
         .collect();
     let curves: &[Option<Vec<(u32, f64)>>] = if sharing == Sharing::KrispCurves { &knees.request_us } else { &[] };
     let speeds = (0..s.tenants.len())
@@ -331,5 +356,26 @@ mod tests {
         assert_eq!(w[0], GroupRange { first: 0, count: 5 });
         assert_eq!((w[1].count, w[2].count, w[2].end()), (5, 5, 15));
         assert!(static_windows(s, 6, 8).is_err());
+    }
+
+    #[test]
+    fn a_latency_critical_tenant_is_bounded_where_its_quota_meets_its_objective() {
+        let text =
+            "[[scenario]]\nname = \"a\"\n[[scenario.tenant]]\nmodel = \"bert-base\"\nclass = \"latency-critical\"\n\
+                    slo_ms = 10.0\nquota_sms = 32\n[[scenario.tenant]]\nmodel = \"gpt2\"\n";
+        let s = &ScenarioFile::parse(text, "t").unwrap().scenarios[0];
+        let topo = Topology { groups: 15, granularity: 8, rest_sms: 12 };
+        let curve = |at_32: f64| Some(vec![(16, 2.0 * at_32), (32, at_32), (132, at_32 / 4.0)]);
+        let knees = |at_32| Knees { request_beside_us: vec![curve(at_32), curve(at_32)], ..Knees::default() };
+        let bounded =
+            |k: &Knees| krisp_shares(s, Sharing::Krisp, &topo, k).shares.iter().map(|s| s.bounded).collect::<Vec<_>>();
+        // 4 ms on its 32 SMs beside a co-runner: within half of 10 ms; the best-effort tenant never.
+        assert_eq!(bounded(&knees(4000.0)), vec![true, false]);
+        // 6 ms: not; nor without a curve.
+        assert_eq!(bounded(&knees(6000.0)), vec![false, false]);
+        assert_eq!(bounded(&Knees::default()), vec![false, false]);
+        // Judged at the largest profiled count within the quota.
+        assert!(meets_on(&[(24, 4000.0), (40, 1000.0)], 32, 10.0));
+        assert!(!meets_on(&[(40, 1000.0)], 32, 10.0));
     }
 }

@@ -270,10 +270,18 @@ impl Sharing {
         matches!(self, Sharing::KrispConserved | Sharing::KrispIsolated | Sharing::Krisp | Sharing::KrispCurves)
     }
 
-    /// Whether the mode reads profiles: kernels' knees (krisp-conserved, krisp-isolated) or
-    /// requests' curves (krisp-curves sizes windows by them).
-    pub fn reads_profiles(self) -> bool {
-        matches!(self, Sharing::KrispConserved | Sharing::KrispIsolated | Sharing::KrispCurves)
+    /// Whether the mode reads tenant `t`'s profile: kernels' knees (krisp-conserved,
+    /// krisp-isolated), requests' curves (krisp-curves sizes windows by them) or, under
+    /// krisp, the curve of a latency-critical tenant with a quota and an objective (whether its
+    /// quota meets the objective).
+    pub fn reads_profile_of(self, t: &TenantSpec) -> bool {
+        match self {
+            Sharing::KrispConserved | Sharing::KrispIsolated | Sharing::KrispCurves => true,
+            Sharing::Krisp => {
+                t.class == PriorityClass::LatencyCritical && t.quota_sms.is_some() && t.slo_ms.is_some()
+            }
+            _ => false,
+        }
     }
 }
 
@@ -509,6 +517,17 @@ mod tests {
         assert!(all().any(|t| t.class == PriorityClass::LatencyCritical && t.quota_sms.is_some() && t.rate.is_some()));
         assert!(all().any(|t| t.model.starts_with("llama") && t.new_tokens >= 64));
         assert!(all().any(|t| t.phases.is_some()));
+    }
+
+    #[test]
+    fn krisp_reads_only_the_profiles_of_bounded_candidates() {
+        let f = ScenarioFile::defaults();
+        let lc_mix = f.scenarios.iter().find(|s| s.name == "lc-mix").expect("lc-mix");
+        let reads = |m: Sharing| lc_mix.tenants.iter().map(|t| m.reads_profile_of(t)).collect::<Vec<_>>();
+        // The latency-critical tenant has a quota and an objective; the best-effort ones are not read.
+        assert_eq!(reads(Sharing::Krisp), vec![true, false, false]);
+        assert_eq!(reads(Sharing::KrispCurves), vec![true, true, true]);
+        assert_eq!(reads(Sharing::Static), vec![false, false, false]);
     }
 
     #[test]

@@ -456,6 +456,10 @@ pub struct Share {
     /// Groups guaranteed to it whenever it contends; `None`: an equal part of what the
     /// quotas of the contending tenants leave.
     pub quota: Option<u32>,
+    /// A latency-critical tenant whose objective its quota already meets: it runs on its
+    /// window (its quota while others contend, more as they go idle), at high priority and
+    /// never borrowing, instead of on the whole device. Ignored for best-effort tenants.
+    pub bounded: bool,
 }
 
 /// How fast a tenant's requests run on a window of each size, relative to the whole device:
@@ -699,11 +703,12 @@ impl KrispShare {
 
     /// Every window tenant `t` can get beside others (out of `tenants` tenants, any of the
     /// others contending), smaller than the device, without repeats: what a plan set of `t`
-    /// needs besides the whole device. A latency-critical tenant needs none (it always runs on
-    /// the whole device); beyond [`TABLE_TENANTS`] tenants, only its home.
+    /// needs besides the whole device. A latency-critical tenant that is not bounded needs
+    /// none (it always runs on the whole device); beyond [`TABLE_TENANTS`] tenants, only its
+    /// home.
     pub fn windows(&self, t: TenantId, tenants: u32, groups: u32) -> Vec<GroupRange> {
         let t = t.min(63);
-        if self.critical(t as usize) {
+        if self.on_whole_device(t as usize) {
             return Vec::new();
         }
         let n = (self.shares.len() as u32).max(tenants).max(t + 1).min(64);
@@ -730,6 +735,12 @@ impl KrispShare {
     /// Whether tenant `t` is latency-critical.
     fn critical(&self, t: usize) -> bool {
         self.share(t).class == PriorityClass::LatencyCritical
+    }
+
+    /// Whether tenant `t`'s kernels always run on the whole device: latency-critical and not
+    /// bounded.
+    fn on_whole_device(&self, t: usize) -> bool {
+        self.critical(t) && !self.share(t).bounded
     }
 
     /// The window tenant `t` owns: its window when every one of `tenants` tenants contends.
@@ -775,7 +786,7 @@ impl KrispShare {
         let tenant = d.tenant.min(63);
         let active = d.active | load.active_set() | 1 << tenant;
         let critical = self.critical(tenant as usize);
-        if critical || active == 1 << tenant {
+        if self.on_whole_device(tenant as usize) || active == 1 << tenant {
             return (Region::Whole, !critical);
         }
         let (mut now, mut owned) = ([None; 64], [None; 64]);
@@ -783,7 +794,7 @@ impl KrispShare {
         self.lay(active, n, topo.groups, &mut now);
         self.lay(self.everyone(n), n, topo.groups, &mut owned);
         let (w, own) = (now[tenant as usize].expect("active"), owned[tenant as usize].expect("a tenant"));
-        let borrowed = !own.contains(&w);
+        let borrowed = !critical && !own.contains(&w);
         let region = if w.count >= topo.groups { Region::Whole } else { Region::Groups(w) };
         (region, borrowed)
     }
@@ -996,7 +1007,11 @@ mod tests {
     }
 
     fn share(lc: bool, quota: Option<u32>) -> Share {
-        Share { class: if lc { PriorityClass::LatencyCritical } else { PriorityClass::BestEffort }, quota }
+        Share {
+            class: if lc { PriorityClass::LatencyCritical } else { PriorityClass::BestEffort },
+            quota,
+            bounded: false,
+        }
     }
 
     #[test]
@@ -1146,10 +1161,43 @@ mod tests {
         ]
     }
 
+    #[test]
+    fn a_bounded_latency_critical_tenant_runs_on_its_window() {
+        let bounded = Share { bounded: true, ..share(true, Some(4)) };
+        let p = KrispShare::new(vec![bounded, share(false, None), share(false, None)]);
+        let lc = Demand::new(0, PriorityClass::LatencyCritical, None, 1024);
+        let run = |first, count| Decision::Run {
+            region: Region::Groups(GroupRange { first, count }),
+            high_priority: true,
+            borrowed: false,
+            blocks: Blocks::Resident,
+        };
+        // Alone: the whole device, never borrowed.
+        assert_eq!(
+            p.decide(&lc, &GroupLoad::new(TOPO.groups, 3), &TOPO),
+            Decision::Run { region: Region::Whole, high_priority: true, borrowed: false, blocks: Blocks::Resident }
+        );
+        // Every tenant busy: its quota, at high priority; the others off it.
+        let all = Demand { active: 0b111, ..lc };
+        assert_eq!(p.decide(&all, &GroupLoad::new(TOPO.groups, 3), &TOPO), run(0, 4));
+        let be = Demand { active: 0b111, ..Demand::new(1, PriorityClass::BestEffort, None, 1024) };
+        assert_eq!(
+            p.decide(&be, &GroupLoad::new(TOPO.groups, 3), &TOPO),
+            Decision::run(Region::Groups(GroupRange { first: 4, count: 6 }), false)
+        );
+        // Its windows are a plan set's, as for a best-effort tenant.
+        assert!(p.windows(0, 3, TOPO.groups).contains(&GroupRange { first: 0, count: 4 }));
+        // Without the bound: the whole device whoever is busy.
+        let whole = KrispShare::new(vec![share(true, Some(4)), share(false, None), share(false, None)]);
+        assert_eq!(
+            whole.decide(&all, &GroupLoad::new(TOPO.groups, 3), &TOPO),
+            p.decide(&lc, &GroupLoad::new(TOPO.groups, 3), &TOPO)
+        );
+    }
+
     fn shares_strategy() -> impl Strategy<Value = (Vec<Share>, u64)> {
-        let one = (any::<bool>(), proptest::option::of(1u32..20)).prop_map(|(lc, quota)| Share {
-            class: if lc { PriorityClass::LatencyCritical } else { PriorityClass::BestEffort },
-            quota,
+        let one = (any::<bool>(), proptest::option::of(1u32..20), any::<bool>()).prop_map(|(lc, quota, bounded)| {
+            Share { class: if lc { PriorityClass::LatencyCritical } else { PriorityClass::BestEffort }, quota, bounded }
         });
         (proptest::collection::vec(one, 1..10), any::<u64>())
     }
@@ -1188,7 +1236,7 @@ mod tests {
             for t in 0..n {
                 let home = p.home(t, n, groups);
                 prop_assert!(home.count >= 1 && home.end() <= groups);
-                if shares[t as usize].class == PriorityClass::BestEffort {
+                if !p.on_whole_device(t as usize) {
                     let ws = p.windows(t, n, groups);
                     for o in 1u64..(1 << n) {
                         let set = o | 1 << t;
