@@ -534,6 +534,9 @@ pub const TABLE_TENANTS: u32 = 12;
 ///   kernels there while they are idle are borrowed (short blocks, least priority), so a
 ///   latency-critical kernel waits for one best-effort block at most for its quota's SMs;
 ///   beyond its quota it takes SMs as best-effort kernels there end.
+///   A *bounded* latency-critical tenant ([`Share::bounded`], one whose quota already meets
+///   its objective) runs on its window instead, like a best-effort tenant but at high
+///   priority and never borrowing.
 ///
 /// A best-effort kernel gets its tenant's whole window (its grid then sized for that window).
 ///
