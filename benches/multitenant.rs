@@ -84,7 +84,8 @@ fn bench(c: &mut Criterion) {
                 TenantMetrics::of(&samples[0], None, None).expect("solo samples")
             })
             .collect();
-        let profiled = knees(&w, &|_| true, Path::new("profiles"), None, &info, &mut cache, &|m| eprintln!("{m}")).expect("knees");
+        let profiled =
+            knees(&w, &|_| true, Path::new("profiles"), None, &info, &mut cache, &|m| eprintln!("{m}")).expect("knees");
         let mut g = c.benchmark_group(format!("multitenant/{}", w.name));
         g.sample_size(10).warm_up_time(Duration::from_millis(1)).measurement_time(Duration::from_secs(1));
         for mode in modes {

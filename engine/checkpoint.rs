@@ -27,13 +27,28 @@ fn werr(msg: impl Into<String>) -> EngineError {
 pub fn config_from_hf(dir: &Path) -> Result<ModelConfig> {
     let path = dir.join("config.json");
     let text = std::fs::read_to_string(&path).map_err(|e| werr(format!("{}: {e}", path.display())))?;
-    let v: Value = serde_json::from_str(&text).map_err(|e| werr(format!("{}: {e}", path.display())))?;
-    let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("checkpoint").to_string();
+    let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("checkpoint");
+    config_from_hf_json(&text, name, &path.display().to_string())
+}
+
+/// A Hugging Face `config.json`'s text (read from `origin`, named in errors) as the config
+/// of a model called `name`.
+pub fn config_from_hf_json(text: &str, name: &str, origin: &str) -> Result<ModelConfig> {
+    hf_config(text, name, origin).map_err(|e| match e.to_string() {
+        m if m.contains(origin) => e,
+        reason => EngineError::Checkpoint { file: origin.to_string(), reason },
+    })
+}
+
+fn hf_config(text: &str, name: &str, origin: &str) -> Result<ModelConfig> {
+    let path = std::path::Path::new(origin);
+    let v: Value = serde_json::from_str(text).map_err(|e| werr(format!("{}: {e}", path.display())))?;
+    let name = name.to_string();
     let int = |key: &str| -> Result<u32> {
-        v.get(key)
-            .and_then(Value::as_u64)
-            .map(|x| x as u32)
-            .ok_or_else(|| werr(format!("{}: missing integer {key:?}", path.display())))
+        let x = v.get(key).ok_or_else(|| werr(format!("{}: missing integer {key:?}", path.display())))?;
+        x.as_u64()
+            .and_then(|x| u32::try_from(x).ok())
+            .ok_or_else(|| werr(format!("{}: {key:?} is {x}, not an integer below 2^32", path.display())))
     };
     let float = |key: &str, default: f64| v.get(key).and_then(Value::as_f64).unwrap_or(default);
     let model_type = v.get("model_type").and_then(Value::as_str).unwrap_or("");
@@ -76,7 +91,7 @@ pub fn config_from_hf(dir: &Path) -> Result<ModelConfig> {
                 heads,
                 kv_heads: heads,
                 head_dim: hidden / heads.max(1),
-                ffn: int("n_inner").unwrap_or(4 * hidden),
+                ffn: int("n_inner").unwrap_or(hidden.saturating_mul(4)),
                 max_positions: int("n_positions")?,
                 type_vocab: 0,
                 norm_eps: float("layer_norm_epsilon", 1e-5) as f32,
@@ -145,13 +160,46 @@ pub fn config_from_hf(dir: &Path) -> Result<ModelConfig> {
     Ok(c)
 }
 
-/// The memory-mapped safetensors files of a checkpoint, indexed by tensor name.
+/// A safetensors file's bytes: mapped from disk, or in memory.
+enum Bytes {
+    Map(Mmap),
+    Owned(Vec<u8>),
+}
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Bytes::Map(m) => m,
+            Bytes::Owned(v) => v,
+        }
+    }
+}
+
+/// The safetensors files of a checkpoint, indexed by tensor name.
 struct Source {
-    maps: Vec<(PathBuf, Mmap)>,
+    maps: Vec<(PathBuf, Bytes)>,
     index: HashMap<String, usize>,
 }
 
 impl Source {
+    /// One file's bytes, named `origin` in errors.
+    fn of_bytes(origin: &Path, bytes: Vec<u8>) -> Result<Source> {
+        let mut src = Source { maps: Vec::new(), index: HashMap::new() };
+        src.add(origin.to_path_buf(), Bytes::Owned(bytes))?;
+        Ok(src)
+    }
+
+    /// Indexes the tensors of one more file.
+    fn add(&mut self, path: PathBuf, bytes: Bytes) -> Result<()> {
+        let st = SafeTensors::deserialize(&bytes).map_err(|e| werr(format!("{}: {e}", path.display())))?;
+        for name in st.names() {
+            self.index.insert(name.to_string(), self.maps.len());
+        }
+        self.maps.push((path, bytes));
+        Ok(())
+    }
+
     fn open(dir: &Path) -> Result<Source> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
             .map_err(|e| werr(format!("{}: {e}", dir.display())))?
@@ -162,20 +210,15 @@ impl Source {
         if files.is_empty() {
             return Err(werr(format!("no .safetensors file in {}", dir.display())));
         }
-        let mut maps = Vec::new();
-        let mut index = HashMap::new();
+        let mut src = Source { maps: Vec::new(), index: HashMap::new() };
         for path in files {
             let file = File::open(&path).map_err(|e| werr(format!("{}: {e}", path.display())))?;
             // SAFETY: the file is opened read-only; a checkpoint changing under a running load
             // is outside what this loader supports.
             let map = unsafe { Mmap::map(&file) }.map_err(|e| werr(format!("{}: {e}", path.display())))?;
-            let st = SafeTensors::deserialize(&map).map_err(|e| werr(format!("{}: {e}", path.display())))?;
-            for name in st.names() {
-                index.insert(name.to_string(), maps.len());
-            }
-            maps.push((path, map));
+            src.add(path, Bytes::Map(map))?;
         }
-        Ok(Source { maps, index })
+        Ok(src)
     }
 
     /// The first of `names` present, as FP16 with the expected `shape`.
@@ -189,9 +232,13 @@ impl Source {
         };
         let (path, map) = &self.maps[file];
         let st = SafeTensors::deserialize(map).map_err(|e| werr(format!("{}: {e}", path.display())))?;
-        let t = st.tensor(name).map_err(|e| werr(format!("{name}: {e}")))?;
+        let t = st.tensor(name).map_err(|e| werr(format!("{}: {name}: {e}", path.display())))?;
         if t.shape() != shape {
-            return Err(werr(format!("tensor {name} has shape {:?}; the config needs {shape:?}", t.shape())));
+            return Err(werr(format!(
+                "{}: tensor {name} has shape {:?}; the config needs {shape:?}",
+                path.display(),
+                t.shape()
+            )));
         }
         let data = t.data();
         let values: Vec<f16> = match t.dtype() {
@@ -202,7 +249,12 @@ impl Source {
             Dtype::F32 => {
                 data.chunks_exact(4).map(|b| f16::from_f32(f32::from_le_bytes([b[0], b[1], b[2], b[3]]))).collect()
             }
-            other => return Err(werr(format!("tensor {name} has dtype {other:?}; supported: F16, BF16, F32"))),
+            other => {
+                return Err(werr(format!(
+                    "{}: tensor {name} has dtype {other:?}; supported: F16, BF16, F32",
+                    path.display()
+                )))
+            }
         };
         Ok(values)
     }
@@ -225,7 +277,16 @@ fn transpose(x: &[f16], rows: usize, cols: usize) -> Vec<f16> {
 
 /// Loads the weights of `c` from the safetensors files in `dir`.
 pub fn load_weights(c: &ModelConfig, dir: &Path) -> Result<ModelWeights<Vec<f16>>> {
-    let src = Source::open(dir)?;
+    weights_of(c, &Source::open(dir)?)
+}
+
+/// Loads the weights of `c` from one safetensors file's bytes (read from `origin`, named in
+/// errors).
+pub fn load_weights_from_bytes(c: &ModelConfig, origin: &Path, bytes: Vec<u8>) -> Result<ModelWeights<Vec<f16>>> {
+    weights_of(c, &Source::of_bytes(origin, bytes)?)
+}
+
+fn weights_of(c: &ModelConfig, src: &Source) -> Result<ModelWeights<Vec<f16>>> {
     let (h, f, v) = (c.hidden as usize, c.ffn as usize, c.vocab as usize);
     let (qw, kw) = (c.attn_width() as usize, (c.kv_heads * c.head_dim) as usize);
     match c.family {

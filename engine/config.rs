@@ -230,6 +230,19 @@ impl ModelConfig {
         if ![32, 64, 128].contains(&self.head_dim) {
             return bad(format!("head_dim {} (the attention kernels take 32, 64 or 128)", self.head_dim));
         }
+        // Bounds no real model comes near, so sizes computed from the config cannot overflow.
+        for (what, value, most) in [
+            ("heads", self.heads, 1 << 10),
+            ("layers", self.layers, 1 << 10),
+            ("ffn", self.ffn, 1 << 18),
+            ("vocab", self.vocab, 1 << 22),
+            ("max_positions", self.max_positions, 1 << 22),
+            ("type_vocab", self.type_vocab, 1 << 10),
+        ] {
+            if value > most {
+                return bad(format!("{what} {value} exceeds the {most} this engine supports"));
+            }
+        }
         if self.kv_heads == 0 || self.heads % self.kv_heads != 0 {
             return bad(format!("{} query heads are not a multiple of {} KV heads", self.heads, self.kv_heads));
         }

@@ -13,7 +13,7 @@ pub mod text;
 pub mod weights;
 
 pub use config::{ConfigError, Family, ModelConfig};
-pub use model::{DecodePath, Mode, Model, Workspace};
+pub use model::{DecodePath, MemoryNeed, Mode, Model, Workspace};
 pub use ops::GemmBackend;
 pub use text::Text;
 pub use weights::ModelWeights;
@@ -30,6 +30,14 @@ pub enum EngineError {
     /// Weights that do not fit the config.
     #[error("weights: {0}")]
     Weights(String),
+    /// A checkpoint file that cannot be used: the file, then why.
+    #[error("{file}: {reason}")]
+    Checkpoint {
+        /// The file.
+        file: String,
+        /// Why.
+        reason: String,
+    },
     /// A request or view that does not fit its buffers.
     #[error("shape: {0}")]
     Shape(String),

@@ -76,6 +76,84 @@ pub struct Workspace {
     decoder: Option<ops::DecoderTable>,
 }
 
+/// The elements of each buffer of a [`Workspace`] for `batch` × `seq` tokens: what
+/// [`Model::workspace`] allocates, and what [`MemoryNeed`] counts.
+struct WorkspaceLens {
+    batch: usize,
+    /// Token ids.
+    tokens: usize,
+    /// `x` and `norm`, each.
+    hidden: usize,
+    qkv: usize,
+    attn: usize,
+    ffn: usize,
+    ffn_act: usize,
+    logits: usize,
+    /// KV caches (one per layer for a decoder), and each one's K and V.
+    caches: u32,
+    cache: usize,
+}
+
+impl WorkspaceLens {
+    fn of(c: &ModelConfig, batch: u32, seq: u32) -> WorkspaceLens {
+        let (b, t) = (batch as usize, batch as usize * seq as usize);
+        let ffn_rows = c.ffn as usize * if c.family == Family::Llama { 2 } else { 1 };
+        WorkspaceLens {
+            batch: b,
+            tokens: t,
+            hidden: t * c.hidden as usize,
+            qkv: t * c.qkv_width() as usize,
+            attn: t * c.attn_width() as usize,
+            ffn: t * ffn_rows,
+            ffn_act: if c.family == Family::Llama { t * c.ffn as usize } else { 0 },
+            logits: if c.is_decoder() { b * c.vocab as usize } else { 0 },
+            caches: if c.is_decoder() { c.layers } else { 0 },
+            cache: t * c.kv_heads as usize * c.head_dim as usize,
+        }
+    }
+
+    /// Bytes, FP16 and u32 elements alike 2 and 4 bytes.
+    fn bytes(&self) -> u64 {
+        let half = 2 * self.hidden + self.qkv + self.attn + self.ffn + self.ffn_act + self.logits;
+        let caches = 2 * self.caches as usize * self.cache;
+        let words = self.tokens + 3 * self.batch;
+        2 * (half + caches) as u64 + 4 * words as u64
+    }
+}
+
+/// Device memory a model takes, counted before anything is allocated: its weights and a
+/// workspace (activations, logits, KV cache). Not counted: the CUDA context, kernel images,
+/// cuBLASLt's workspace and the decoder kernel's layer table, which do not grow with the
+/// model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryNeed {
+    /// Weights, bytes.
+    pub weights: u64,
+    /// A workspace for the requests it serves, bytes.
+    pub workspace: u64,
+}
+
+impl MemoryNeed {
+    /// What a model of `c` with a workspace for `batch` sequences of `seq` tokens (a
+    /// decoder's prompt and generated tokens together) takes.
+    pub fn of(c: &ModelConfig, batch: u32, seq: u32) -> MemoryNeed {
+        let mut weights = 0u64;
+        let _ = ModelWeights::specs(c).map(|s| {
+            weights += 2 * s.len as u64;
+            Ok::<_, ()>(())
+        });
+        if c.family == Family::Llama {
+            weights += 4 * u64::from(c.head_dim / 2); // RoPE inverse frequencies, f32
+        }
+        MemoryNeed { weights, workspace: WorkspaceLens::of(c, batch, seq).bytes() }
+    }
+
+    /// Both together, bytes.
+    pub fn total(&self) -> u64 {
+        self.weights + self.workspace
+    }
+}
+
 fn norm_weights(n: &Norm<DeviceBuffer<f16>>, rms: bool, eps: f32) -> ops::NormWeights<'_> {
     ops::NormWeights { rms, gamma: &n.gamma, beta: n.beta.as_ref(), eps }
 }
@@ -120,33 +198,29 @@ impl Model {
             return Err(EngineError::Shape(format!("{seq} tokens exceed {}'s {} positions", c.name, c.max_positions)));
         }
         let d = tenant.runtime().device();
-        let t = (batch * seq) as usize;
+        let n = WorkspaceLens::of(c, batch, seq);
         let half = |n: usize| DeviceBuffer::<f16>::filled(d, n, 0);
         let words = |n: usize| DeviceBuffer::<u32>::filled(d, n, 0);
-        let ffn_rows = if c.family == Family::Llama { 2 * c.ffn } else { c.ffn } as usize;
-        let caches = if c.is_decoder() {
-            let n = batch as usize * c.kv_heads as usize * seq as usize * c.head_dim as usize;
-            (0..c.layers).map(|_| Ok(KvCache { k: half(n)?, v: half(n)?, max_len: seq })).collect::<Result<_>>()?
-        } else {
-            Vec::new()
-        };
+        let caches = (0..n.caches)
+            .map(|_| Ok(KvCache { k: half(n.cache)?, v: half(n.cache)?, max_len: seq }))
+            .collect::<Result<Vec<_>>>()?;
         let decoder =
             if c.family == Family::Gpt2 { ops::DecoderTable::new(d, &self.weights.layers, &caches)? } else { None };
         Ok(Workspace {
             decoder,
             batch,
             seq,
-            ids: words(t)?,
-            lens: DeviceBuffer::from_host(d, &vec![seq; batch as usize])?,
-            x: half(t * c.hidden as usize)?,
-            norm: half(t * c.hidden as usize)?,
-            qkv: half(t * c.qkv_width() as usize)?,
-            attn: half(t * c.attn_width() as usize)?,
-            ffn: half(t * ffn_rows)?,
-            ffn_act: half(if c.family == Family::Llama { t * c.ffn as usize } else { 0 })?,
-            logits: half(if c.is_decoder() { batch as usize * c.vocab as usize } else { 0 })?,
-            next: words(batch as usize)?,
-            pos: words(batch as usize)?,
+            ids: words(n.tokens)?,
+            lens: DeviceBuffer::from_host(d, &vec![seq; n.batch])?,
+            x: half(n.hidden)?,
+            norm: half(n.hidden)?,
+            qkv: half(n.qkv)?,
+            attn: half(n.attn)?,
+            ffn: half(n.ffn)?,
+            ffn_act: half(n.ffn_act)?,
+            logits: half(n.logits)?,
+            next: words(n.batch)?,
+            pos: words(n.batch)?,
             caches,
         })
     }

@@ -44,8 +44,14 @@ impl Text {
         if !path.is_file() {
             return Err(text_err(format!("no tokenizer file at {}", path.display())));
         }
-        let mut inner =
-            tokenizers::Tokenizer::from_file(path).map_err(|e| text_err(format!("reading {}: {e}", path.display())))?;
+        let json = std::fs::read_to_string(path).map_err(|e| text_err(format!("reading {}: {e}", path.display())))?;
+        Text::from_json(&json, path)
+    }
+
+    /// A tokenizer from a `tokenizer.json`'s text (read from `path`, named in errors).
+    pub fn from_json(json: &str, path: &Path) -> Result<Text> {
+        let mut inner: tokenizers::Tokenizer =
+            json.parse().map_err(|e| text_err(format!("reading {}: {e}", path.display())))?;
         // Lengths and padding are ours to decide, whatever the file configures.
         inner.with_padding(None);
         inner.with_truncation(None).map_err(text_err)?;
@@ -121,35 +127,8 @@ mod tests {
 
     /// A WordPiece tokenizer (BERT's kind) over a tiny vocabulary, written as a tokenizer.json.
     fn wordpiece(dir: &Path) -> PathBuf {
-        let vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "the", "cat", "sat", "on", "mat", "##s", "."];
-        let vocab: serde_json::Map<String, serde_json::Value> =
-            vocab.iter().enumerate().map(|(i, w)| (w.to_string(), serde_json::json!(i))).collect();
-        let json = serde_json::json!({
-            "version": "1.0",
-            "truncation": {"direction": "Right", "max_length": 4, "strategy": "LongestFirst", "stride": 0},
-            "padding": null,
-            "added_tokens": [
-                {"id": 0, "content": "[PAD]", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true},
-                {"id": 1, "content": "[UNK]", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true},
-                {"id": 2, "content": "[CLS]", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true},
-                {"id": 3, "content": "[SEP]", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true}
-            ],
-            "normalizer": {"type": "BertNormalizer", "clean_text": true, "handle_chinese_chars": true, "strip_accents": null, "lowercase": true},
-            "pre_tokenizer": {"type": "BertPreTokenizer"},
-            "post_processor": {
-                "type": "TemplateProcessing",
-                "single": [{"SpecialToken": {"id": "[CLS]", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}, {"SpecialToken": {"id": "[SEP]", "type_id": 0}}],
-                "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
-                "special_tokens": {
-                    "[CLS]": {"id": "[CLS]", "ids": [2], "tokens": ["[CLS]"]},
-                    "[SEP]": {"id": "[SEP]", "ids": [3], "tokens": ["[SEP]"]}
-                }
-            },
-            "decoder": {"type": "WordPiece", "prefix": "##", "cleanup": true},
-            "model": {"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##", "max_input_chars_per_word": 100, "vocab": vocab}
-        });
         let path = dir.join("tokenizer.json");
-        std::fs::write(&path, serde_json::to_string(&json).unwrap()).unwrap();
+        std::fs::write(&path, include_str!("../tests/data/wordpiece-tokenizer.json")).unwrap();
         path
     }
 

@@ -126,7 +126,7 @@ pub fn equal_windows(groups: u32, n: u32) -> Vec<GroupRange> {
 
 /// The static mode's windows: each tenant's `static_sms` (rounded up to groups), the others
 /// sharing the remaining groups equally; laid side by side from group 0.
-fn static_windows(s: &Scenario, groups: u32, granularity: u32) -> anyhow::Result<Vec<Option<GroupRange>>> {
+pub(crate) fn static_windows(s: &Scenario, groups: u32, granularity: u32) -> anyhow::Result<Vec<Option<GroupRange>>> {
     let fixed: u32 = s.tenants.iter().filter_map(|t| t.static_sms).map(|sms| sms.div_ceil(granularity)).sum();
     let open = s.tenants.iter().filter(|t| t.static_sms.is_none()).count() as u32;
     if fixed + open > groups {
@@ -152,7 +152,7 @@ fn static_windows(s: &Scenario, groups: u32, granularity: u32) -> anyhow::Result
 /// tenant bounded to it where its profile says its quota meets its objective beside a
 /// co-runner) and, for `krisp-curves` where its profile has a request curve, its speed on
 /// each window size.
-fn krisp_shares(s: &Scenario, sharing: Sharing, topo: &Topology, knees: &Knees) -> KrispShare {
+pub(crate) fn krisp_shares(s: &Scenario, sharing: Sharing, topo: &Topology, knees: &Knees) -> KrispShare {
     let g = topo.granularity.max(1);
     let shares = s
         .tenants

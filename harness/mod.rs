@@ -13,6 +13,7 @@
 //! - [`trace`] and [`counters`]: timeline traces of runs, GPU counters sampled during them;
 //! - [`plots`] and [`report`]: plots and a Markdown report of a results directory.
 
+pub mod bad_input;
 pub mod compare;
 pub mod counters;
 pub mod drive;

@@ -34,7 +34,7 @@ use std::str::FromStr;
 use anyhow::{bail, Context as _};
 use serde::{Deserialize, Serialize};
 
-use crate::engine::ModelConfig;
+use crate::engine::{MemoryNeed, ModelConfig};
 use crate::runtime::policy::PriorityClass;
 
 /// The scenario set `rightsize compare` runs with no arguments.
@@ -277,9 +277,7 @@ impl Sharing {
     pub fn reads_profile_of(self, t: &TenantSpec) -> bool {
         match self {
             Sharing::KrispConserved | Sharing::KrispIsolated | Sharing::KrispCurves => true,
-            Sharing::Krisp => {
-                t.class == PriorityClass::LatencyCritical && t.quota_sms.is_some() && t.slo_ms.is_some()
-            }
+            Sharing::Krisp => t.class == PriorityClass::LatencyCritical && t.quota_sms.is_some() && t.slo_ms.is_some(),
             _ => false,
         }
     }
@@ -451,14 +449,65 @@ impl Scenario {
     }
 }
 
+/// Device memory a CUDA context and the kernel images take, counted once per process
+/// besides what the models need ([`MemoryNeed`]).
+pub const CONTEXT_BYTES: u64 = 1 << 30;
+
+impl Scenario {
+    /// Refuses the scenario, before anything loads, when its tenants' models and workspaces
+    /// (and a context per worker process under `processes`) would not fit in `free_bytes` of
+    /// device memory; the message gives every tenant's numbers.
+    pub fn check_memory(&self, free_bytes: u64, processes: bool) -> anyhow::Result<()> {
+        let gib = |b: u64| b as f64 / f64::from(1u32 << 30);
+        let needs: Vec<MemoryNeed> = self.tenants.iter().map(TenantSpec::memory_need).collect::<anyhow::Result<_>>()?;
+        let contexts = if processes { self.tenants.len() as u64 } else { 1 } * CONTEXT_BYTES;
+        let total = needs.iter().map(MemoryNeed::total).sum::<u64>() + contexts;
+        if total <= free_bytes {
+            return Ok(());
+        }
+        let each: Vec<String> = self
+            .tenants
+            .iter()
+            .zip(&needs)
+            .map(|(t, n)| {
+                format!(
+                    "{} {}: weights {:.2} GiB + workspace {:.2} GiB",
+                    t.model,
+                    t.shape(ModelConfig::named(&t.model).is_ok_and(|c| c.is_decoder())),
+                    gib(n.weights),
+                    gib(n.workspace)
+                )
+            })
+            .collect();
+        bail!(
+            "scenario {:?} needs {:.2} GiB of device memory ({}; {:.2} GiB for {} context{}), and the GPU has {:.2} GiB free",
+            self.name,
+            gib(total),
+            each.join("; "),
+            gib(contexts),
+            contexts / CONTEXT_BYTES,
+            if contexts > CONTEXT_BYTES { "s" } else { "" },
+            gib(free_bytes)
+        )
+    }
+}
+
 impl TenantSpec {
+    /// What its model and workspace take on the device (a decoder's workspace holds the
+    /// prompt and every generated token).
+    pub fn memory_need(&self) -> anyhow::Result<MemoryNeed> {
+        let c = ModelConfig::named(&self.model)?;
+        let positions = self.seq.saturating_add(if c.is_decoder() { self.new_tokens } else { 0 });
+        Ok(MemoryNeed::of(&c, self.batch, positions))
+    }
+
     /// Checks the tenant against its model's config.
     pub fn validate(&self) -> anyhow::Result<()> {
         let c = ModelConfig::named(&self.model)?;
         if self.batch == 0 || self.seq == 0 {
             bail!("batch and seq must be at least 1");
         }
-        let positions = self.seq + if c.is_decoder() { self.new_tokens } else { 0 };
+        let positions = self.seq.saturating_add(if c.is_decoder() { self.new_tokens } else { 0 });
         if positions > c.max_positions {
             bail!("{} tokens exceed the model's {} positions", positions, c.max_positions);
         }
@@ -517,6 +566,29 @@ mod tests {
         assert!(all().any(|t| t.class == PriorityClass::LatencyCritical && t.quota_sms.is_some() && t.rate.is_some()));
         assert!(all().any(|t| t.model.starts_with("llama") && t.new_tokens >= 64));
         assert!(all().any(|t| t.phases.is_some()));
+    }
+
+    #[test]
+    fn a_scenario_that_does_not_fit_is_refused_with_its_numbers() {
+        let text =
+            "[[scenario]]\nname = \"big\"\n[[scenario.tenant]]\nmodel = \"llama-3.2-1b\"\nbatch = 64\nseq = 4096\n\
+                    new_tokens = 64\n[[scenario.tenant]]\nmodel = \"bert-base\"\n";
+        let s = &ScenarioFile::parse(text, "t").unwrap().scenarios[0];
+        let llama = s.tenants[0].memory_need().unwrap();
+        // 1.24 B parameters in FP16, and a KV cache of 16 layers × 2 × 64 × 4160 × 8 × 64 halves.
+        assert!((2_400_000_000..2_600_000_000).contains(&llama.weights), "{llama:?}");
+        assert!(llama.workspace > 16 * 2 * 64 * 4160 * 8 * 64 * 2, "{llama:?}");
+        let need = llama.total() + s.tenants[1].memory_need().unwrap().total();
+        assert!(s.check_memory(need + CONTEXT_BYTES, false).is_ok());
+        let e = s.check_memory(need + CONTEXT_BYTES, true).unwrap_err().to_string();
+        assert!(
+            e.contains("\"big\"") && e.contains("llama-3.2-1b") && e.contains("2 contexts") && e.contains("GiB free"),
+            "{e}"
+        );
+        // The default set fits in an H100's 80 GB, one process or a worker per tenant.
+        for s in &ScenarioFile::defaults().scenarios {
+            s.check_memory(75 << 30, true).unwrap();
+        }
     }
 
     #[test]

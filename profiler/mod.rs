@@ -475,9 +475,15 @@ impl Profile {
 
     /// Reads a profile file.
     pub fn load(path: &Path) -> Result<Profile, ProfileError> {
-        let io = |reason: String| ProfileError::Io { path: path.display().to_string(), reason };
-        let text = std::fs::read_to_string(path).map_err(|e| io(e.to_string()))?;
-        let p: Profile = serde_json::from_str(&text).map_err(|e| io(e.to_string()))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ProfileError::Io { path: path.display().to_string(), reason: e.to_string() })?;
+        Profile::from_json(&text, &path.display().to_string())
+    }
+
+    /// A profile from its JSON text (read from `origin`, named in errors).
+    pub fn from_json(text: &str, origin: &str) -> Result<Profile, ProfileError> {
+        let io = |reason: String| ProfileError::Io { path: origin.to_string(), reason };
+        let p: Profile = serde_json::from_str(text).map_err(|e| io(e.to_string()))?;
         if p.schema_version != SCHEMA_VERSION {
             return Err(io(format!("schema version {} (this build reads {SCHEMA_VERSION})", p.schema_version)));
         }
