@@ -22,6 +22,7 @@
 //! slo_ms = 5.0         # optional latency objective
 //! rate = 200.0         # optional: open loop, Poisson arrivals per second; else closed loop
 //! quota_sms = 64       # optional: SMs guaranteed to it whenever it contends (krisp mode)
+//! memory_mib = 2048    # optional: its memory budget; refused if its model and workspace need more
 //! phases = { busy_s = 0.5, idle_s = 0.5, offset_s = 0.0 }   # optional: a time-varying load
 //! ```
 //!
@@ -144,6 +145,10 @@ pub struct TenantSpec {
     /// Busy and idle phases (a time-varying load); busy all the time if absent.
     #[serde(default)]
     pub phases: Option<super::drive::Phases>,
+    /// Its device-memory budget, MiB: the scenario is refused when its model's weights and
+    /// workspace ([`TenantSpec::memory_need`]) need more.
+    #[serde(default)]
+    pub memory_mib: Option<u64>,
 }
 
 impl TenantSpec {
@@ -538,6 +543,19 @@ impl TenantSpec {
         if self.static_sms == Some(0) || self.quota_sms == Some(0) {
             bail!("static_sms and quota_sms must be positive");
         }
+        if let Some(budget) = self.memory_mib {
+            let need = self.memory_need()?;
+            let mib = |b: u64| b.div_ceil(1 << 20);
+            if need.total() > budget.saturating_mul(1 << 20) {
+                bail!(
+                    "its model and workspace need {} MiB (weights {} MiB + workspace {} MiB for {}), over its budget of {budget} MiB",
+                    mib(need.total()),
+                    mib(need.weights),
+                    mib(need.workspace),
+                    self.shape(c.is_decoder()),
+                );
+            }
+        }
         Ok(())
     }
 }
@@ -585,6 +603,11 @@ mod tests {
             e.contains("\"big\"") && e.contains("llama-3.2-1b") && e.contains("2 contexts") && e.contains("GiB free"),
             "{e}"
         );
+        // A tenant's own budget is checked when the file is read.
+        let over = "[[scenario]]\nname = \"b\"\n[[scenario.tenant]]\nmodel = \"bert-base\"\nmemory_mib = 100\n";
+        let e = format!("{:#}", ScenarioFile::parse(over, "t").unwrap_err());
+        assert!(e.contains("over its budget of 100 MiB") && e.contains("weights 208 MiB") && e.contains("tenant 0"), "{e}");
+        assert!(ScenarioFile::parse(&over.replace("100", "1000"), "t").is_ok());
         // The default set fits in an H100's 80 GB, one process or a worker per tenant.
         for s in &ScenarioFile::defaults().scenarios {
             s.check_memory(75 << 30, true).unwrap();
