@@ -116,7 +116,8 @@ pub const WORDPIECE_JSON: &str = include_str!("../tests/data/wordpiece-tokenizer
 /// sentence each, as `rightsize embed` reads them), batched, decoded back, and also read as
 /// token ids to decode.
 pub fn tokenizer_input(data: &[u8]) -> bool {
-    let text = Text::from_json(WORDPIECE_JSON, Path::new(ORIGIN)).expect("the tokenizer fixture loads");
+    static TEXT: std::sync::OnceLock<Text> = std::sync::OnceLock::new();
+    let text = TEXT.get_or_init(|| Text::from_json(WORDPIECE_JSON, Path::new(ORIGIN)).expect("the fixture loads"));
     let (limit, rest) = data.split_first().map_or((0, &[][..]), |(l, r)| (u32::from(*l), r));
     let s = String::from_utf8_lossy(rest);
     let lines: Vec<&str> = s.lines().collect();

@@ -606,7 +606,10 @@ mod tests {
         // A tenant's own budget is checked when the file is read.
         let over = "[[scenario]]\nname = \"b\"\n[[scenario.tenant]]\nmodel = \"bert-base\"\nmemory_mib = 100\n";
         let e = format!("{:#}", ScenarioFile::parse(over, "t").unwrap_err());
-        assert!(e.contains("over its budget of 100 MiB") && e.contains("weights 208 MiB") && e.contains("tenant 0"), "{e}");
+        assert!(
+            e.contains("over its budget of 100 MiB") && e.contains("weights 208 MiB") && e.contains("tenant 0"),
+            "{e}"
+        );
         assert!(ScenarioFile::parse(&over.replace("100", "1000"), "t").is_ok());
         // The default set fits in an H100's 80 GB, one process or a worker per tenant.
         for s in &ScenarioFile::defaults().scenarios {
