@@ -78,8 +78,12 @@ impl MpsDaemon {
         Self::start_with(&control_bin)
     }
 
-    /// Starts a daemon with the control program `control_bin`.
+    /// Starts a daemon with the control program `control_bin`, after stopping any daemon a
+    /// run killed before it could stop it left behind ([`reap_leftovers`]).
     pub fn start_with(control_bin: &Path) -> anyhow::Result<MpsDaemon> {
+        for dir in reap_leftovers(control_bin, &std::env::temp_dir()) {
+            eprintln!("rightsize: stopped the MPS daemon a killed run left in {}", dir.display());
+        }
         let control_bin = control_bin.to_path_buf();
         let dir = private_dir("mps")?;
         let (pipe, log) = (dir.join("pipe"), dir.join("log"));
@@ -170,6 +174,41 @@ impl Drop for MpsDaemon {
     }
 }
 
+/// Stops the daemons that runs of rightsize killed before they could stop them (SIGKILL, a
+/// crash) left behind in `tmp`, and removes their directories; returns those directories.
+/// Only its own private directories (`rightsize-mps-<pid>-<n>`) whose process is gone are
+/// touched: a daemon another user or another live run started is never addressed, since only
+/// pipes in those directories are written to.
+pub fn reap_leftovers(control_bin: &Path, tmp: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(tmp) else { return Vec::new() };
+    let mut reaped = Vec::new();
+    for dir in entries.filter_map(|e| e.ok()).map(|e| e.path()) {
+        let Some(pid) = dir.file_name().and_then(|n| n.to_str()).and_then(owner_pid) else { continue };
+        if Path::new("/proc").join(pid.to_string()).exists() {
+            continue; // its run is still going
+        }
+        let pipe = dir.join("pipe");
+        if pipe.join("nvidia-cuda-mps-control.pid").exists() {
+            if let Err(e) = quit_daemon(control_bin, &pipe) {
+                eprintln!("rightsize: stopping a leftover MPS daemon in {}: {e:#}", dir.display());
+                continue;
+            }
+        }
+        if std::fs::remove_dir_all(&dir).is_ok() {
+            reaped.push(dir);
+        }
+    }
+    reaped
+}
+
+/// The process id in a daemon directory's name `rightsize-mps-<pid>-<n>`.
+fn owner_pid(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix("rightsize-mps-")?;
+    let (pid, n) = rest.split_once('-')?;
+    n.parse::<u32>().ok()?;
+    pid.parse().ok()
+}
+
 /// Quits every daemon still running (the Ctrl-C path).
 pub fn stop_all() {
     let running = std::mem::take(&mut *RUNNING.lock().unwrap_or_else(|p| p.into_inner()));
@@ -201,7 +240,8 @@ mod tests {
     use super::*;
 
     /// A stand-in for nvidia-cuda-mps-control: `-d` writes the pid file and returns; on stdin
-    /// it answers `get_server_list` and, on `quit`, removes the pid file and logs it.
+    /// it answers `get_server_list` and, on `quit`, removes the pid file and logs the pipe next
+    /// to itself.
     fn fake_control() -> PathBuf {
         use std::os::unix::fs::PermissionsExt as _;
         let dir = private_dir("test-mps-bin").unwrap();
@@ -216,7 +256,7 @@ fi
 read cmd
 case "$cmd" in
     get_server_list) echo ;;
-    quit) rm "$pipe/nvidia-cuda-mps-control.pid"; echo quit >> "$pipe/../quit.log" ;;
+    quit) rm "$pipe/nvidia-cuda-mps-control.pid"; echo "quit $pipe" >> "$(dirname "$0")/quit.log" ;;
     *) exit 2 ;;
 esac
 "#;
@@ -248,6 +288,41 @@ esac
         std::mem::forget(d);
         stop_all();
         assert!(!dir.exists());
+        std::fs::remove_dir_all(bin.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn a_killed_runs_daemon_is_stopped_by_the_next_and_no_other_is_touched() {
+        let bin = fake_control();
+        let tmp = private_dir("test-reap").unwrap();
+        // A run that is gone: a child that has exited.
+        let dead = std::process::Command::new("true").spawn().unwrap();
+        let dead_pid = dead.id();
+        let mut dead = dead;
+        dead.wait().unwrap();
+        let daemon_dir = |name: String| {
+            let d = tmp.join(name);
+            std::fs::create_dir_all(d.join("pipe")).unwrap();
+            std::fs::write(d.join("pipe/nvidia-cuda-mps-control.pid"), "42").unwrap();
+            d
+        };
+        let leftover = daemon_dir(format!("rightsize-mps-{dead_pid}-0"));
+        let live = daemon_dir(format!("rightsize-mps-{}-7", std::process::id()));
+        let foreign = daemon_dir("mps-of-someone-else".into());
+        let empty = tmp.join(format!("rightsize-mps-{dead_pid}-1"));
+        std::fs::create_dir_all(&empty).unwrap();
+        let reaped = reap_leftovers(&bin, &tmp);
+        assert_eq!(reaped.len(), 2, "{reaped:?}");
+        assert!(!leftover.exists() && !empty.exists());
+        let quits = std::fs::read_to_string(bin.parent().unwrap().join("quit.log")).unwrap();
+        let want = format!("quit {}\n", leftover.join("pipe").display());
+        assert_eq!(quits, want, "only the leftover daemon was told to quit");
+        assert!(live.join("pipe/nvidia-cuda-mps-control.pid").exists(), "a live run's daemon is left alone");
+        assert!(foreign.join("pipe/nvidia-cuda-mps-control.pid").exists(), "a daemon not of rightsize is left alone");
+        assert_eq!(owner_pid("rightsize-mps-123-4"), Some(123));
+        assert_eq!(owner_pid("rightsize-mps-x-4"), None);
+        assert_eq!(owner_pid("rightsize-no-mps-123-4"), None);
+        std::fs::remove_dir_all(&tmp).unwrap();
         std::fs::remove_dir_all(bin.parent().unwrap()).unwrap();
     }
 
