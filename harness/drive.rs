@@ -35,6 +35,9 @@ pub struct LoopSpec {
     pub duration: Option<Duration>,
     /// Busy and idle phases: requests are issued only in busy phases.
     pub phases: Option<Phases>,
+    /// Open loop: the most arrived requests that wait for the one in service; one arriving
+    /// when that many wait is shed (refused at once, counted). Unbounded if `None`.
+    pub queue_limit: Option<u32>,
 }
 
 /// A tenant that alternates busy and idle phases (a time-varying load): from `offset_s` after
@@ -132,20 +135,60 @@ pub fn drive(
     let mut counted = Vec::with_capacity(spec.requests as usize);
     // Busy time of the next open-loop arrival (the same as its time without phases).
     let mut next_busy = 0.0f64;
+    let mut arrival = |rate: f64| {
+        next_busy += rng.exponential(rate);
+        spec.phases.map_or(next_busy, |p| p.at_busy_time(next_busy))
+    };
+    // With a queue limit: arrivals drawn ahead — waiting (arrived, not started), and the next
+    // one not yet arrived.
+    let mut waiting: std::collections::VecDeque<f64> = std::collections::VecDeque::new();
+    let mut upcoming: Option<f64> = None;
     let mut finished = false;
     let mut issued = 0usize;
+    // Counts a request (served or shed) as the loop's `index`-th; says whether counting is over.
+    let mut count = |sample: Sample, finished: bool, counted: &mut Vec<Sample>| {
+        let index = issued;
+        issued += 1;
+        if finished {
+            return false;
+        }
+        let late = deadline.is_some_and(|d| Instant::now() > d);
+        if index >= spec.warmup as usize && !late {
+            counted.push(sample);
+            gate.progress(counted.len() as u32);
+        }
+        issued >= total || late
+    };
     let result = loop {
         if finished && gate.stopped() {
             break Ok(());
         }
         // When the next request is due: its arrival (open loop) or now (closed loop), moved to
         // the next busy phase if the tenant has phases.
-        let due = match spec.rate {
-            Some(rate) => {
-                next_busy += rng.exponential(rate);
-                spec.phases.map_or(next_busy, |p| p.at_busy_time(next_busy))
+        let due = match (spec.rate, spec.queue_limit) {
+            (Some(rate), None) => arrival(rate),
+            (Some(rate), Some(limit)) => {
+                // Arrivals up to now join the queue, or are shed when it is full.
+                let now = t0.elapsed().as_secs_f64();
+                loop {
+                    let a = upcoming.take().unwrap_or_else(|| arrival(rate));
+                    if a > now {
+                        upcoming = Some(a);
+                        break;
+                    }
+                    if waiting.len() < limit as usize {
+                        waiting.push_back(a);
+                    } else if count(Sample::shed(a), finished, &mut counted) && !finished {
+                        finished = true;
+                        gate.finished();
+                    }
+                }
+                match waiting.pop_front() {
+                    Some(a) => a,
+                    None => upcoming.take().unwrap_or_else(|| arrival(rate)),
+                }
             }
-            None => {
+            (None, _) => {
                 let now = t0.elapsed().as_secs_f64();
                 spec.phases.map_or(now, |p| p.next_busy(now))
             }
@@ -167,17 +210,7 @@ pub fn drive(
             break Err(e);
         }
         let end = t0.elapsed().as_secs_f64();
-        let index = issued;
-        issued += 1;
-        if finished {
-            continue;
-        }
-        let late = deadline.is_some_and(|d| Instant::now() > d);
-        if index >= spec.warmup as usize && !late {
-            counted.push(Sample { due, start, end });
-            gate.progress(counted.len() as u32);
-        }
-        if issued >= total || late {
+        if count(Sample { due, start, end, shed: false }, finished, &mut counted) && !finished {
             finished = true;
             gate.finished();
         }
@@ -219,7 +252,8 @@ mod tests {
     #[test]
     fn closed_loop_counts_after_warmup_and_runs_on_until_all_finish() {
         let g = gate(2);
-        let spec = LoopSpec { warmup: 3, requests: 5, rate: None, seed: 1, duration: None, phases: None };
+        let spec =
+            LoopSpec { warmup: 3, requests: 5, rate: None, seed: 1, duration: None, phases: None, queue_limit: None };
         let (fast, slow) = (AtomicU32::new(0), AtomicU32::new(0));
         let (a, b) = std::thread::scope(|s| {
             let a = s.spawn(|| {
@@ -251,7 +285,15 @@ mod tests {
     #[test]
     fn open_loop_follows_the_arrival_rate() {
         let g = gate(1);
-        let spec = LoopSpec { warmup: 0, requests: 200, rate: Some(2000.0), seed: 7, duration: None, phases: None };
+        let spec = LoopSpec {
+            warmup: 0,
+            requests: 200,
+            rate: Some(2000.0),
+            seed: 7,
+            duration: None,
+            phases: None,
+            queue_limit: None,
+        };
         let samples = drive(&spec, &g, || Ok(())).unwrap();
         assert_eq!(samples.len(), 200);
         let span = samples.last().unwrap().due;
@@ -261,9 +303,46 @@ mod tests {
     }
 
     #[test]
+    fn an_overloaded_open_loop_sheds_what_its_queue_cannot_hold() {
+        // 1 ms requests at 3000 arrivals/s: three times what it can serve.
+        let spec = LoopSpec {
+            warmup: 20,
+            requests: 600,
+            rate: Some(3000.0),
+            seed: 5,
+            duration: None,
+            phases: None,
+            queue_limit: Some(4),
+        };
+        let served = |limit| {
+            let g = gate(1);
+            drive(&LoopSpec { queue_limit: limit, ..spec }, &g, || {
+                std::thread::sleep(Duration::from_millis(1));
+                Ok(())
+            })
+            .unwrap()
+        };
+        let bounded = served(Some(4));
+        assert_eq!(bounded.len(), 600, "shed requests are counted too");
+        let shed = bounded.iter().filter(|s| s.shed).count();
+        // About two in three shed; every admitted request waited for at most the 4 ahead of it.
+        assert!((300..500).contains(&shed), "{shed}");
+        let worst = bounded.iter().filter(|s| !s.shed).map(Sample::latency).fold(0.0, f64::max);
+        assert!(worst < 0.012, "{worst}");
+        assert!(bounded.iter().filter(|s| s.shed).all(|s| s.start == s.due && s.end == s.due));
+        assert!(bounded.windows(2).all(|w| w[0].due <= w[1].due || w[1].shed || w[0].shed));
+        // Unbounded, the same load's latency grows with every request.
+        let unbounded = served(None);
+        assert!(unbounded.iter().all(|s| !s.shed));
+        let last = unbounded.last().unwrap().latency();
+        assert!(last > 0.1, "{last}");
+    }
+
+    #[test]
     fn a_failing_request_ends_the_loop_and_releases_the_others() {
         let g = gate(1);
-        let spec = LoopSpec { warmup: 0, requests: 10, rate: None, seed: 1, duration: None, phases: None };
+        let spec =
+            LoopSpec { warmup: 0, requests: 10, rate: None, seed: 1, duration: None, phases: None, queue_limit: None };
         let mut n = 0;
         let e = drive(&spec, &g, || {
             n += 1;
@@ -287,6 +366,7 @@ mod tests {
             seed: 1,
             duration: Some(Duration::from_millis(50)),
             phases: None,
+            queue_limit: None,
         };
         let samples = drive(&spec, &g, || {
             std::thread::sleep(Duration::from_millis(1));
@@ -321,6 +401,7 @@ mod tests {
             seed: 3,
             duration: None,
             phases: Some(Phases { busy_s: 0.01, idle_s: 0.01, offset_s: 0.0 }),
+            queue_limit: None,
         };
         let samples = drive(&spec, &g, || Ok(())).unwrap();
         assert!(samples.iter().all(|s| s.due % 0.02 < 0.01 + 1e-9), "{samples:?}");

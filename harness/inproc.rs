@@ -275,6 +275,7 @@ pub fn run(
                         seed: s.seed.wrapping_mul(31).wrapping_add(i as u64),
                         duration: s.duration_s.map(std::time::Duration::from_secs_f64),
                         phases: spec.phases,
+                        queue_limit: spec.queue_limit,
                     };
                     let mut spans = Spans::new(trace.is_some());
                     let samples = drive(&spec_loop, gate, || spans.request(&t, || served.request(&t)))

@@ -18,9 +18,17 @@ pub struct Sample {
     pub start: f64,
     /// When its last kernel completed (the host saw it).
     pub end: f64,
+    /// Refused on arrival (its queue was full): never run, its times all its arrival.
+    #[serde(default)]
+    pub shed: bool,
 }
 
 impl Sample {
+    /// A request shed when it arrived at `due`.
+    pub fn shed(due: f64) -> Sample {
+        Sample { due, start: due, end: due, shed: true }
+    }
+
     /// Latency counted from when it was due.
     pub fn latency(&self) -> f64 {
         self.end - self.due
@@ -87,21 +95,26 @@ pub struct TenantMetrics {
     pub p99_vs_solo: Option<f64>,
     /// The SLO, ms, if it has one.
     pub slo_ms: Option<f64>,
-    /// Share of counted requests within the SLO.
+    /// Share of counted requests within the SLO (a shed request is not).
     pub slo_attainment: Option<f64>,
+    /// Counted requests shed on arrival (a full queue), not in `requests`.
+    #[serde(default)]
+    pub shed: usize,
 }
 
 impl TenantMetrics {
     /// Metrics of the counted `samples` (in issue order), against a solo baseline if given.
-    pub fn of(samples: &[Sample], solo: Option<&TenantMetrics>, slo_ms: Option<f64>) -> Option<TenantMetrics> {
+    pub fn of(all: &[Sample], solo: Option<&TenantMetrics>, slo_ms: Option<f64>) -> Option<TenantMetrics> {
+        let samples: Vec<Sample> = all.iter().filter(|s| !s.shed).copied().collect();
+        let shed = all.len() - samples.len();
         let latencies: Vec<f64> = samples.iter().map(Sample::latency).collect();
         let latency = Latency::of(&latencies)?;
         let first = samples.iter().map(|s| s.due).fold(f64::INFINITY, f64::min);
         let last = samples.iter().map(|s| s.end).fold(f64::NEG_INFINITY, f64::max);
         let span = last - first;
         let throughput = if span > 0.0 { samples.len() as f64 / span } else { f64::NAN };
-        let slo_attainment =
-            slo_ms.map(|slo| latencies.iter().filter(|&&l| l * 1e3 <= slo).count() as f64 / latencies.len() as f64);
+        let slo_attainment = slo_ms
+            .map(|slo| latencies.iter().filter(|&&l| l * 1e3 <= slo).count() as f64 / (latencies.len() + shed) as f64);
         Some(TenantMetrics {
             requests: samples.len(),
             throughput,
@@ -111,6 +124,7 @@ impl TenantMetrics {
             p99_vs_solo: solo.map(|s| latency.p99 / s.latency.p99),
             slo_ms,
             slo_attainment,
+            shed,
         })
     }
 
@@ -165,7 +179,7 @@ mod tests {
         latencies_ms
             .iter()
             .map(|l| {
-                let s = Sample { due: t, start: t, end: t + l / 1e3 };
+                let s = Sample { due: t, start: t, end: t + l / 1e3, shed: false };
                 t = s.end;
                 s
             })
@@ -199,7 +213,7 @@ mod tests {
     #[test]
     fn open_loop_latency_counts_from_the_due_time() {
         // Due at 0 but issued at 4 ms (the previous request was late): 5 ms, not 1 ms.
-        let s = Sample { due: 0.0, start: 0.004, end: 0.005 };
+        let s = Sample { due: 0.0, start: 0.004, end: 0.005, shed: false };
         assert!((s.latency() - 0.005).abs() < 1e-12);
     }
 

@@ -91,7 +91,7 @@ pub fn summary(r: &Report) -> String {
                 let m = &t.metrics;
                 let _ = writeln!(
                     s,
-                    "| {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.1} | {} | {} | {} |",
+                    "| {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.1}{} | {} | {} | {} |",
                     run.mode,
                     t.spec.label(),
                     t.shape,
@@ -99,6 +99,7 @@ pub fn summary(r: &Report) -> String {
                     m.latency.p99,
                     m.latency.max,
                     m.throughput,
+                    if m.shed > 0 { format!(" ({} shed)", m.shed) } else { String::new() },
                     num(m.slowdown, 2),
                     num(m.p99_vs_solo, 2),
                     num(m.relative_throughput, 2)
@@ -248,7 +249,7 @@ pub fn runs_csv(r: &Report) -> String {
 pub fn tenants_csv(r: &Report) -> String {
     let mut s = String::from(
         "scenario,mode,tenant,model,class,request,requests,throughput_rps,mean_ms,p50_ms,p90_ms,p99_ms,max_ms,\
-         slowdown,p99_vs_solo,throughput_vs_solo,slo_ms,slo_attainment\n",
+         slowdown,p99_vs_solo,throughput_vs_solo,slo_ms,slo_attainment,shed\n",
     );
     for run in &r.runs {
         for (i, t) in run.tenants.iter().enumerate() {
@@ -259,7 +260,7 @@ pub fn tenants_csv(r: &Report) -> String {
             };
             let _ = writeln!(
                 s,
-                "{},{},{i},{},{class},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                "{},{},{i},{},{class},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
                 csv_field(&run.scenario),
                 csv_field(&run.mode),
                 csv_field(&t.spec.model),
@@ -275,7 +276,8 @@ pub fn tenants_csv(r: &Report) -> String {
                 opt(m.p99_vs_solo),
                 opt(m.relative_throughput),
                 opt(m.slo_ms),
-                opt(m.slo_attainment)
+                opt(m.slo_attainment),
+                m.shed
             );
         }
     }
@@ -318,6 +320,7 @@ pub(crate) mod tests {
                     due: i as f64 * ms / 1e3,
                     start: i as f64 * ms / 1e3,
                     end: (i + 1) as f64 * ms / 1e3,
+                    shed: false,
                 })
                 .collect()
         };

@@ -23,6 +23,7 @@
 //! rate = 200.0         # optional: open loop, Poisson arrivals per second; else closed loop
 //! quota_sms = 64       # optional: SMs guaranteed to it whenever it contends (krisp mode)
 //! memory_mib = 2048    # optional: its memory budget; refused if its model and workspace need more
+//! queue_limit = 16     # optional, open loop: requests that may wait; more are shed and counted
 //! phases = { busy_s = 0.5, idle_s = 0.5, offset_s = 0.0 }   # optional: a time-varying load
 //! ```
 //!
@@ -149,6 +150,10 @@ pub struct TenantSpec {
     /// workspace ([`TenantSpec::memory_need`]) need more.
     #[serde(default)]
     pub memory_mib: Option<u64>,
+    /// Open loop: the most arrived requests waiting behind the one in service; more are shed
+    /// (refused on arrival and counted). Unbounded if absent.
+    #[serde(default)]
+    pub queue_limit: Option<u32>,
 }
 
 impl TenantSpec {
@@ -542,6 +547,9 @@ impl TenantSpec {
         }
         if self.static_sms == Some(0) || self.quota_sms == Some(0) {
             bail!("static_sms and quota_sms must be positive");
+        }
+        if self.queue_limit.is_some() && self.rate.is_none() {
+            bail!("queue_limit bounds an open loop's queue: it needs a rate");
         }
         if let Some(budget) = self.memory_mib {
             let need = self.memory_need()?;

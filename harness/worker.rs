@@ -137,6 +137,7 @@ pub fn worker_main(spec_json: &str) -> anyhow::Result<()> {
             seed: spec.arrival_seed,
             duration: spec.duration_s.map(Duration::from_secs_f64),
             phases: spec.tenant.phases,
+            queue_limit: spec.tenant.queue_limit,
         };
         let mut spans = Spans::new(spec.trace_limit.is_some());
         let samples = drive(&lspec, &gate, || spans.request(&t, || served.request(&t)))?;
