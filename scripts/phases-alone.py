@@ -4,6 +4,8 @@
 import json,sys
 r=json.load(open(sys.argv[1]))
 solo={s['key']:s['metrics'] for s in r['solo']}
+print('| mode | tenant | requests alone | alone: mean ÷ solo | alone: p99 ÷ solo p99 | beside another: mean ÷ solo |')
+print('| --- | --- | ---: | ---: | ---: | ---: |')
 for run in r['runs']:
     if run['scenario']!='phases' or run['status']!='ok': continue
     ts=run['tenants']
