@@ -3,7 +3,9 @@
 //! ([`Runtime::units`], [`Runtime::issue`]).
 
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
+
+use parking_lot::Mutex;
 
 use super::launch::{self, Grid, KernelTable, Placement};
 use super::policy;
@@ -233,7 +235,7 @@ impl Runtime {
             bias: p.bias != 0,
         };
         let blas = self.blas().map_err(refuse)?;
-        let mut plans = blas.plans.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut plans = blas.plans.lock();
         let plan = match plans.entry((shape, sms)) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => e.insert(blas.lt.plan(shape, sms)?),

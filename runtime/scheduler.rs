@@ -13,9 +13,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 
 use cudarc::driver::sys;
+use parking_lot::{Mutex, MutexGuard};
 
 use super::error::{check, Result};
 use super::handles::Event;
@@ -140,8 +140,8 @@ impl Scheduler {
         self.lock().load.tenants()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inflight> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> MutexGuard<'_, Inflight> {
+        self.state.lock()
     }
 
     /// Releases the groups of every kernel whose completion event has fired.

@@ -97,7 +97,7 @@ pub struct Timeline {
     origin: Event,
     origin_ns: u64,
     limit: usize,
-    state: std::sync::Mutex<TimelineState>,
+    state: parking_lot::Mutex<TimelineState>,
 }
 
 // SAFETY: event handles may be used from any thread; mutable state is behind the mutex.
@@ -134,11 +134,11 @@ impl Timeline {
         let after = unix_ns();
         let state =
             TimelineState { free: Vec::new(), pending: Vec::new(), done: Vec::new(), dropped: 0, made: Vec::new() };
-        Ok(Timeline { origin, origin_ns: before + (after - before) / 2, limit, state: std::sync::Mutex::new(state) })
+        Ok(Timeline { origin, origin_ns: before + (after - before) / 2, limit, state: parking_lot::Mutex::new(state) })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, TimelineState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> parking_lot::MutexGuard<'_, TimelineState> {
+        self.state.lock()
     }
 
     /// Records a start event on `stream` before a launch; `None` once the limit is reached.
@@ -241,7 +241,7 @@ impl Timeline {
 
 impl Drop for Timeline {
     fn drop(&mut self) {
-        let st = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
+        let st = self.state.get_mut();
         for p in &st.pending {
             // SAFETY: a live recorded event; its work must finish before the events (`made`,
             // `origin`) are destroyed with the timeline.
