@@ -84,6 +84,26 @@ enum Command {
         #[command(flatten)]
         args: RunArgs,
     },
+    /// A long run of many open-loop tenants (eight batch-1 encoders and decoders by default)
+    /// under one mode, reporting per window each tenant's p99 and shed requests, the host's
+    /// resident memory and the GPU's used memory (soak.csv, summary.md).
+    Soak {
+        /// Minutes the tenants run.
+        #[arg(long, default_value_t = 30.0)]
+        minutes: f64,
+        /// Seconds per reporting window.
+        #[arg(long, default_value_t = 60.0)]
+        window_s: f64,
+        /// The mode (one process: streams, static, krisp, krisp-curves, …, or their -plan).
+        #[arg(long, default_value = "krisp")]
+        mode: String,
+        /// A scenario file whose first scenario runs instead of the embedded one (open loops).
+        #[arg(long = "file")]
+        file: Option<PathBuf>,
+        /// Results directory (default: results/soak-<date>-<time>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Write DIR/report.md: plots (SVG and PNG under DIR/plots), GPU counters per mode, kernel
     /// curves and the tables of a results directory.
     Report {
@@ -144,6 +164,7 @@ fn main() -> ExitCode {
             Some(path) => ScenarioFile::load(&path).and_then(|f| run_scenarios(f, "compare", args)),
             None => run_scenarios(ScenarioFile::defaults(), "compare", args),
         },
+        Command::Soak { minutes, window_s, mode, file, out } => soak(minutes, window_s, &mode, file, out),
         Command::Report { dir, profiles } => {
             rightsize::harness::report::write_report(&dir, &profiles).map(|p| println!("report: {}", p.display()))
         }
@@ -157,6 +178,46 @@ fn main() -> ExitCode {
             eprintln!("rightsize: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn soak(minutes: f64, window_s: f64, mode: &str, file: Option<PathBuf>, out: Option<PathBuf>) -> anyhow::Result<()> {
+    use rightsize::harness::soak::{soak, soak_mode, SoakOptions};
+    let secs = |what: &str, s: f64| -> anyhow::Result<std::time::Duration> {
+        std::time::Duration::try_from_secs_f64(s)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .with_context(|| format!("{what} must be positive"))
+    };
+    let out = out.unwrap_or_else(|| default_out("soak"));
+    let opts = SoakOptions {
+        duration: secs("--minutes", minutes * 60.0)?,
+        window: secs("--window-s", window_s)?,
+        mode: soak_mode(mode)?,
+        file,
+        out: out.clone(),
+    };
+    let report = soak(&opts, &|rows| {
+        let worst = rows.iter().filter_map(|r| r.p99_ms).fold(0.0, f64::max);
+        let served: usize = rows.iter().map(|r| r.requests).sum();
+        let shed: usize = rows.iter().map(|r| r.shed).sum();
+        let mib = |v: Option<f64>| v.map_or("–".into(), |x| format!("{x:.0} MiB"));
+        let r0 = rows.first();
+        eprintln!(
+            "soak: {:>6.0} s: {served} served, {shed} shed, worst p99 {worst:.2} ms, RSS {}, GPU {}",
+            r0.map_or(0.0, |r| r.end_s),
+            mib(r0.and_then(|r| r.rss_mib)),
+            mib(r0.and_then(|r| r.gpu_used_mib))
+        );
+    })?;
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    std::fs::write(out.join("soak.csv"), report.csv())?;
+    std::fs::write(out.join("summary.md"), report.summary(&opts))?;
+    println!("{}", report.summary(&opts));
+    println!("results in {}", out.display());
+    match report.error {
+        Some(e) => anyhow::bail!("the soak stopped early: {e}"),
+        None => Ok(()),
     }
 }
 

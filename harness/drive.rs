@@ -121,11 +121,25 @@ impl SplitMix {
     }
 }
 
+/// Where a loop's counted samples go instead of its returned list (a long run that keeps
+/// only aggregates, `rightsize soak`).
+pub type Sink<'a> = &'a (dyn Fn(Sample) + Sync);
+
 /// Runs one tenant's loop: `request` issues one request and returns once it has completed.
 /// Returns the counted samples, in issue order.
 pub fn drive(
     spec: &LoopSpec,
     gate: &dyn Gate,
+    request: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<Vec<Sample>> {
+    drive_into(spec, gate, None, request)
+}
+
+/// [`drive`], handing each counted sample to `sink` (when given) instead of returning it.
+pub fn drive_into(
+    spec: &LoopSpec,
+    gate: &dyn Gate,
+    sink: Option<Sink<'_>>,
     mut request: impl FnMut() -> anyhow::Result<()>,
 ) -> anyhow::Result<Vec<Sample>> {
     let t0 = gate.start()?;
@@ -154,8 +168,11 @@ pub fn drive(
         }
         let late = deadline.is_some_and(|d| Instant::now() > d);
         if index >= spec.warmup as usize && !late {
-            counted.push(sample);
-            gate.progress(counted.len() as u32);
+            match sink {
+                Some(f) => f(sample),
+                None => counted.push(sample),
+            }
+            gate.progress((index + 1 - spec.warmup as usize) as u32);
         }
         issued >= total || late
     };

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context as _};
 
-use super::drive::{drive, Gate, LoopSpec, Outcome};
+use super::drive::{drive_into, Gate, LoopSpec, Outcome};
 use super::metrics::Sample;
 use super::scenario::{Mode, Scenario, Sharing};
 use super::serve::Served;
@@ -210,6 +210,20 @@ pub fn run(
     trace: Option<usize>,
     counted: Arc<AtomicU64>,
 ) -> anyhow::Result<Outcome> {
+    run_into(device, s, mode, knees, trace, counted, None)
+}
+
+/// [`run`], handing each tenant's counted samples to `sink` (tenant index, sample) as they
+/// come instead of returning them.
+pub fn run_into(
+    device: Device,
+    s: &Scenario,
+    mode: Mode,
+    knees: Knees,
+    trace: Option<usize>,
+    counted: Arc<AtomicU64>,
+    sink: Option<&(dyn Fn(usize, Sample) + Sync)>,
+) -> anyhow::Result<Outcome> {
     let topo = match &device.info().partitions {
         PartitionSupport::Supported { granularity, groups, remaining_sms, .. } => {
             Topology { groups: *groups, granularity: *granularity, rest_sms: *remaining_sms }
@@ -278,7 +292,9 @@ pub fn run(
                         queue_limit: spec.queue_limit,
                     };
                     let mut spans = Spans::new(trace.is_some());
-                    let samples = drive(&spec_loop, gate, || spans.request(&t, || served.request(&t)))
+                    let tenant_sink = move |x: Sample| sink.into_iter().for_each(|f| f(i, x));
+                    let sink_i: Option<super::drive::Sink<'_>> = sink.map(|_| &tenant_sink as super::drive::Sink<'_>);
+                    let samples = drive_into(&spec_loop, gate, sink_i, || spans.request(&t, || served.request(&t)))
                         .with_context(|| format!("tenant {i} ({})", spec.model))?;
                     Ok((samples, spans.into_vec()))
                 })

@@ -26,6 +26,7 @@ pub mod plots;
 pub mod report;
 pub mod scenario;
 pub mod serve;
+pub mod soak;
 pub mod sweep;
 pub mod trace;
 pub mod worker;

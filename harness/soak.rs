@@ -1,0 +1,333 @@
+//! `rightsize soak`: one long run of many tenants (by default `scenarios/soak.toml`: eight
+//! batch-1 encoders and decoders, open loop) under one mode, keeping per window of time only
+//! what it reports — each tenant's requests, shed requests and p99, the host's resident memory
+//! and the GPU's used memory — so the run itself holds no more memory at the end than at the
+//! start. Writes `soak.csv` (one row per window and tenant) and `summary.md` (growth of both
+//! memories, each tenant's p99 per window against its median window).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use parking_lot::Mutex;
+
+use super::inproc::{self, Knees};
+use super::metrics::{Latency, Sample};
+use super::scenario::{Mode, Scenario, ScenarioFile, Sharing};
+use crate::runtime::Device;
+
+/// The embedded soak scenario.
+pub const SOAK_SCENARIO: &str = include_str!("../scenarios/soak.toml");
+
+/// What a soak run does.
+#[derive(Debug, Clone)]
+pub struct SoakOptions {
+    /// How long the tenants run.
+    pub duration: Duration,
+    /// The length of a reporting window.
+    pub window: Duration,
+    /// The sharing mode (one process).
+    pub mode: Mode,
+    /// A scenario file whose first scenario runs instead of the embedded one.
+    pub file: Option<PathBuf>,
+    /// Results directory.
+    pub out: PathBuf,
+}
+
+/// One tenant in one window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowRow {
+    /// Seconds from the start to the window's end.
+    pub end_s: f64,
+    /// The tenant's index.
+    pub tenant: usize,
+    /// Requests served in the window.
+    pub requests: usize,
+    /// Requests shed in the window.
+    pub shed: usize,
+    /// p99 latency of the served ones, ms (none served: `None`).
+    pub p99_ms: Option<f64>,
+    /// The host process's resident memory at the window's end, MiB.
+    pub rss_mib: Option<f64>,
+    /// The GPU's used memory at the window's end, MiB (all processes).
+    pub gpu_used_mib: Option<f64>,
+}
+
+/// What a soak run measured.
+#[derive(Debug, Clone)]
+pub struct SoakReport {
+    /// The tenants' labels.
+    pub labels: Vec<String>,
+    /// Every window's rows, in order.
+    pub rows: Vec<WindowRow>,
+    /// The error that ended the run early, if any.
+    pub error: Option<String>,
+}
+
+/// The resident memory of this process, MiB (Linux).
+fn rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// The GPU's used memory, MiB, from NVML (every process's).
+fn gpu_used_mib(nvml: &Option<nvml_wrapper::Nvml>) -> Option<f64> {
+    let used = nvml.as_ref()?.device_by_index(0).ok()?.memory_info().ok()?.used;
+    Some(used as f64 / f64::from(1u32 << 20))
+}
+
+/// The scenario a soak runs: the file's first, or the embedded one; open loops only, counting
+/// for `duration`.
+pub fn soak_scenario(opts: &SoakOptions) -> anyhow::Result<Scenario> {
+    let file = match &opts.file {
+        Some(path) => ScenarioFile::load(path)?,
+        None => ScenarioFile::parse(SOAK_SCENARIO, "the embedded soak scenario")?,
+    };
+    let mut s = file.scenarios.into_iter().next().context("no scenario")?;
+    if let Some(t) = s.tenants.iter().find(|t| t.rate.is_none()) {
+        bail!("soak runs open loops: tenant {} has no rate", t.model);
+    }
+    s.duration_s = Some(opts.duration.as_secs_f64());
+    s.requests = u32::MAX;
+    Ok(s)
+}
+
+/// Runs a soak; `progress` is told each window as it closes.
+pub fn soak(opts: &SoakOptions, progress: &(dyn Fn(&[WindowRow]) + Sync)) -> anyhow::Result<SoakReport> {
+    if opts.mode.sharing.is_multiprocess() {
+        bail!("soak runs one-process modes (streams, static, krisp…), not {}", opts.mode);
+    }
+    if opts.window.is_zero() || opts.duration < opts.window {
+        bail!("the window ({:?}) must be positive and no longer than the run ({:?})", opts.window, opts.duration);
+    }
+    let s = soak_scenario(opts)?;
+    let n = s.tenants.len();
+    let device = Device::open(0).context("cannot open the GPU")?;
+    s.check_memory(device.info().free_memory_bytes, false)?;
+    let knees = if s.tenants.iter().any(|t| opts.mode.sharing.reads_profile_of(t)) {
+        super::compare::knees(
+            &s,
+            &|t| opts.mode.sharing.reads_profile_of(t),
+            std::path::Path::new("profiles"),
+            Some(&opts.out.join("profiles")),
+            device.info(),
+            &mut Default::default(),
+            &|m| eprintln!("{m}"),
+        )?
+    } else {
+        Knees::default()
+    };
+    // Latencies (s) and shed counts of the open window, per tenant.
+    let open: Vec<Mutex<(Vec<f64>, usize)>> = (0..n).map(|_| Mutex::new((Vec::new(), 0))).collect();
+    let sink = |tenant: usize, x: Sample| {
+        let mut w = open[tenant].lock();
+        if x.shed {
+            w.1 += 1;
+        } else {
+            w.0.push(x.latency());
+        }
+    };
+    let nvml = nvml_wrapper::Nvml::init().ok();
+    let rows: Mutex<Vec<WindowRow>> = Mutex::new(Vec::new());
+    let close = |end_s: f64| {
+        let (rss, gpu) = (rss_mib(), gpu_used_mib(&nvml));
+        let closed: Vec<WindowRow> = open
+            .iter()
+            .enumerate()
+            .map(|(tenant, w)| {
+                let (lat, shed) = std::mem::take(&mut *w.lock());
+                WindowRow {
+                    end_s,
+                    tenant,
+                    requests: lat.len(),
+                    shed,
+                    p99_ms: Latency::of(&lat).map(|l| l.p99),
+                    rss_mib: rss,
+                    gpu_used_mib: gpu,
+                }
+            })
+            .collect();
+        progress(&closed);
+        rows.lock().extend(closed);
+    };
+    let done = AtomicBool::new(false);
+    let started: Mutex<Option<Instant>> = Mutex::new(None);
+    let result = std::thread::scope(|scope| {
+        let sampler = scope.spawn(|| {
+            // Windows start when the first sample comes (after the tenants' set-up).
+            loop {
+                if done.load(Ordering::Acquire) {
+                    return;
+                }
+                if let Some(t0) = *started.lock() {
+                    let mut k = 1u32;
+                    while !done.load(Ordering::Acquire) {
+                        let next = t0 + opts.window * k;
+                        while Instant::now() < next && !done.load(Ordering::Acquire) {
+                            std::thread::sleep(Duration::from_millis(50));
+                        }
+                        if Instant::now() >= next {
+                            close((opts.window * k).as_secs_f64());
+                            k += 1;
+                        }
+                    }
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        let first = |tenant: usize, x: Sample| {
+            started.lock().get_or_insert_with(Instant::now);
+            sink(tenant, x);
+        };
+        let r = inproc::run_into(device, &s, opts.mode, knees, None, Arc::default(), Some(&first));
+        done.store(true, Ordering::Release);
+        let _ = sampler.join();
+        r
+    });
+    let labels = s.tenants.iter().map(|t| t.label()).collect();
+    let rows = rows.into_inner();
+    Ok(SoakReport { labels, rows, error: result.err().map(|e| format!("{e:#}")) })
+}
+
+impl SoakReport {
+    /// `soak.csv`: a row per window and tenant.
+    pub fn csv(&self) -> String {
+        let opt = |v: Option<f64>| v.map(|x| format!("{x:.3}")).unwrap_or_default();
+        let mut s = String::from("end_s,tenant,label,requests,shed,p99_ms,rss_mib,gpu_used_mib\n");
+        for r in &self.rows {
+            s += &format!(
+                "{:.1},{},{},{},{},{},{},{}\n",
+                r.end_s,
+                r.tenant,
+                self.labels[r.tenant],
+                r.requests,
+                r.shed,
+                opt(r.p99_ms),
+                opt(r.rss_mib),
+                opt(r.gpu_used_mib)
+            );
+        }
+        s
+    }
+
+    /// Growth of a memory from the first window to the last, as a share of the first.
+    fn growth(&self, of: impl Fn(&WindowRow) -> Option<f64>) -> Option<f64> {
+        let first = self.rows.first().and_then(&of)?;
+        let last = self.rows.last().and_then(&of)?;
+        Some((last - first) / first)
+    }
+
+    /// Each tenant's p99 per window: the median window's, and the largest deviation from it
+    /// (a share of the median).
+    pub fn p99_spread(&self) -> Vec<(f64, f64)> {
+        (0..self.labels.len())
+            .map(|t| {
+                let mut v: Vec<f64> = self.rows.iter().filter(|r| r.tenant == t).filter_map(|r| r.p99_ms).collect();
+                v.sort_by(f64::total_cmp);
+                let median = v.get(v.len() / 2).copied().unwrap_or(f64::NAN);
+                let dev = v.iter().map(|x| (x - median).abs() / median).fold(0.0, f64::max);
+                (median, dev)
+            })
+            .collect()
+    }
+
+    /// `summary.md`.
+    pub fn summary(&self, opts: &SoakOptions) -> String {
+        let pct = |v: Option<f64>| v.map(|x| format!("{:+.2}%", 100.0 * x)).unwrap_or_else(|| "–".into());
+        let windows = self.rows.iter().map(|r| r.end_s).fold(0.0, f64::max) / opts.window.as_secs_f64();
+        let mut s = format!(
+            "# rightsize soak\n\n{} tenants under `{}`, {:.0} s in {:.0} windows of {:.0} s.\n\n",
+            self.labels.len(),
+            opts.mode,
+            opts.duration.as_secs_f64(),
+            windows,
+            opts.window.as_secs_f64()
+        );
+        s += &format!(
+            "- host resident memory, first window to last: {}\n- GPU used memory, first window to last: {}\n",
+            pct(self.growth(|r| r.rss_mib)),
+            pct(self.growth(|r| r.gpu_used_mib))
+        );
+        s += &format!("- error: {}\n\n", self.error.as_deref().unwrap_or("none"));
+        s += "| tenant | requests | shed | median window p99 ms | largest deviation of a window |\n";
+        s += "| --- | ---: | ---: | ---: | ---: |\n";
+        for (t, (median, dev)) in self.p99_spread().into_iter().enumerate() {
+            let rows = self.rows.iter().filter(|r| r.tenant == t);
+            let (req, shed) = rows.fold((0, 0), |(a, b), r| (a + r.requests, b + r.shed));
+            s += &format!("| {} | {req} | {shed} | {median:.2} | {:.1}% |\n", self.labels[t], 100.0 * dev);
+        }
+        s
+    }
+}
+
+/// Parses a mode for `soak`: one process only.
+pub fn soak_mode(name: &str) -> anyhow::Result<Mode> {
+    let m: Mode = name.parse()?;
+    if m.sharing == Sharing::Timeslice || m.sharing.is_multiprocess() {
+        bail!("soak runs one-process modes (streams, static, krisp…), not {m}");
+    }
+    Ok(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts() -> SoakOptions {
+        SoakOptions {
+            duration: Duration::from_secs(1800),
+            window: Duration::from_secs(60),
+            mode: soak_mode("krisp").unwrap(),
+            file: None,
+            out: PathBuf::from("x"),
+        }
+    }
+
+    #[test]
+    fn the_embedded_soak_has_eight_open_loop_tenants_of_both_kinds() {
+        let s = soak_scenario(&opts()).unwrap();
+        assert_eq!(s.tenants.len(), 8);
+        assert!(s.tenants.iter().all(|t| t.rate.is_some() && t.queue_limit.is_some() && t.slo_ms.is_some()));
+        assert!(
+            s.tenants.iter().any(|t| t.model.starts_with("bert")) && s.tenants.iter().any(|t| t.model.contains("gpt"))
+        );
+        assert_eq!(s.duration_s, Some(1800.0));
+        assert!(soak_mode("mps").is_err() && soak_mode("krisp-plan").is_ok());
+    }
+
+    #[test]
+    fn the_report_gives_growth_and_p99_spread() {
+        let row = |end_s: f64, tenant, p99: f64, rss: f64| WindowRow {
+            end_s,
+            tenant,
+            requests: 100,
+            shed: 1,
+            p99_ms: Some(p99),
+            rss_mib: Some(rss),
+            gpu_used_mib: Some(1000.0),
+        };
+        let r = SoakReport {
+            labels: vec!["a".into(), "b".into()],
+            rows: vec![
+                row(60.0, 0, 2.0, 500.0),
+                row(60.0, 1, 5.0, 500.0),
+                row(120.0, 0, 2.2, 502.0),
+                row(120.0, 1, 5.0, 502.0),
+                row(180.0, 0, 1.9, 505.0),
+                row(180.0, 1, 5.5, 505.0),
+            ],
+            error: None,
+        };
+        assert!((r.growth(|w| w.rss_mib).unwrap() - 0.01).abs() < 1e-9);
+        let spread = r.p99_spread();
+        assert_eq!(spread[0].0, 2.0);
+        assert!((spread[0].1 - 0.1).abs() < 1e-9 && (spread[1].1 - 0.1).abs() < 1e-9);
+        let md = r.summary(&opts());
+        assert!(md.contains("+1.00%") && md.contains("| a | 300 | 3 | 2.00 | 10.0% |"), "{md}");
+        assert_eq!(r.csv().lines().count(), 7);
+    }
+}
