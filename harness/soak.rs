@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
@@ -120,21 +120,54 @@ pub fn soak(opts: &SoakOptions, progress: &(dyn Fn(&[WindowRow]) + Sync)) -> any
     } else {
         Knees::default()
     };
-    // Latencies (s) and shed counts of the open window, per tenant.
-    let open: Vec<Mutex<(Vec<f64>, usize)>> = (0..n).map(|_| Mutex::new((Vec::new(), 0))).collect();
-    let sink = |tenant: usize, x: Sample| {
-        let mut w = open[tenant].lock();
+    let windows = Windows::new(n);
+    let nvml = nvml_wrapper::Nvml::init().ok();
+    let rows: Mutex<Vec<WindowRow>> = Mutex::new(Vec::new());
+    let done = AtomicBool::new(false);
+    let result = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            windows.sample(opts.window, &done, |end_s| {
+                let closed = windows.close(end_s, rss_mib(), gpu_used_mib(&nvml));
+                progress(&closed);
+                rows.lock().extend(closed);
+            })
+        });
+        let r =
+            inproc::run_into(device, &s, opts.mode, knees, None, Arc::default(), Some(&|t, x| windows.record(t, x)));
+        done.store(true, Ordering::Release);
+        r
+    });
+    let labels = s.tenants.iter().map(|t| t.label()).collect();
+    let rows = rows.into_inner();
+    Ok(SoakReport { labels, rows, error: result.err().map(|e| format!("{e:#}")) })
+}
+
+/// The open window of every tenant: its served requests' latencies and its shed count, and
+/// when the first sample came (the windows start then, after the tenants' set-up).
+struct Windows {
+    open: Vec<Mutex<(Vec<f64>, usize)>>,
+    started: OnceLock<Instant>,
+}
+
+impl Windows {
+    fn new(tenants: usize) -> Windows {
+        Windows { open: (0..tenants).map(|_| Mutex::new((Vec::new(), 0))).collect(), started: OnceLock::new() }
+    }
+
+    /// A counted sample of `tenant` (from its thread; one short lock of its own window).
+    fn record(&self, tenant: usize, x: Sample) {
+        self.started.get_or_init(Instant::now);
+        let mut w = self.open[tenant].lock();
         if x.shed {
             w.1 += 1;
         } else {
             w.0.push(x.latency());
         }
-    };
-    let nvml = nvml_wrapper::Nvml::init().ok();
-    let rows: Mutex<Vec<WindowRow>> = Mutex::new(Vec::new());
-    let close = |end_s: f64| {
-        let (rss, gpu) = (rss_mib(), gpu_used_mib(&nvml));
-        let closed: Vec<WindowRow> = open
+    }
+
+    /// Closes every tenant's window at `end_s` seconds from the start.
+    fn close(&self, end_s: f64, rss_mib: Option<f64>, gpu_used_mib: Option<f64>) -> Vec<WindowRow> {
+        self.open
             .iter()
             .enumerate()
             .map(|(tenant, w)| {
@@ -145,52 +178,35 @@ pub fn soak(opts: &SoakOptions, progress: &(dyn Fn(&[WindowRow]) + Sync)) -> any
                     requests: lat.len(),
                     shed,
                     p99_ms: Latency::of(&lat).map(|l| l.p99),
-                    rss_mib: rss,
-                    gpu_used_mib: gpu,
+                    rss_mib,
+                    gpu_used_mib,
                 }
             })
-            .collect();
-        progress(&closed);
-        rows.lock().extend(closed);
-    };
-    let done = AtomicBool::new(false);
-    let started: Mutex<Option<Instant>> = Mutex::new(None);
-    let result = std::thread::scope(|scope| {
-        let sampler = scope.spawn(|| {
-            // Windows start when the first sample comes (after the tenants' set-up).
-            loop {
+            .collect()
+    }
+
+    /// Calls `close` at the end of every `window` from the first sample on, until `done`.
+    fn sample(&self, window: Duration, done: &AtomicBool, mut close: impl FnMut(f64)) {
+        let t0 = loop {
+            if done.load(Ordering::Acquire) {
+                return;
+            }
+            if let Some(&t0) = self.started.get() {
+                break t0;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        for k in 1u32.. {
+            let next = t0 + window * k;
+            while Instant::now() < next {
                 if done.load(Ordering::Acquire) {
                     return;
                 }
-                if let Some(t0) = *started.lock() {
-                    let mut k = 1u32;
-                    while !done.load(Ordering::Acquire) {
-                        let next = t0 + opts.window * k;
-                        while Instant::now() < next && !done.load(Ordering::Acquire) {
-                            std::thread::sleep(Duration::from_millis(50));
-                        }
-                        if Instant::now() >= next {
-                            close((opts.window * k).as_secs_f64());
-                            k += 1;
-                        }
-                    }
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
+                std::thread::sleep((next - Instant::now()).min(Duration::from_millis(20)));
             }
-        });
-        let first = |tenant: usize, x: Sample| {
-            started.lock().get_or_insert_with(Instant::now);
-            sink(tenant, x);
-        };
-        let r = inproc::run_into(device, &s, opts.mode, knees, None, Arc::default(), Some(&first));
-        done.store(true, Ordering::Release);
-        let _ = sampler.join();
-        r
-    });
-    let labels = s.tenants.iter().map(|t| t.label()).collect();
-    let rows = rows.into_inner();
-    Ok(SoakReport { labels, rows, error: result.err().map(|e| format!("{e:#}")) })
+            close((window * k).as_secs_f64());
+        }
+    }
 }
 
 impl SoakReport {
@@ -297,6 +313,43 @@ mod tests {
         );
         assert_eq!(s.duration_s, Some(1800.0));
         assert!(soak_mode("mps").is_err() && soak_mode("krisp-plan").is_ok());
+    }
+
+    #[test]
+    fn windows_close_while_tenants_keep_recording() {
+        // Two tenants recording as fast as they can, 20-ms windows: every window has samples
+        // of both (a sampler that held a lock the tenants need would leave them empty).
+        let w = Windows::new(2);
+        let done = AtomicBool::new(false);
+        let rows = Mutex::new(Vec::new());
+        std::thread::scope(|scope| {
+            for t in 0..2 {
+                let (w, done) = (&w, &done);
+                scope.spawn(move || {
+                    let mut i = 0u32;
+                    while !done.load(Ordering::Acquire) {
+                        i += 1;
+                        let x = if i % 10 == 0 {
+                            Sample::shed(0.0)
+                        } else {
+                            Sample { due: 0.0, start: 0.0, end: 0.001, shed: false }
+                        };
+                        w.record(t, x);
+                        std::thread::sleep(Duration::from_micros(200));
+                    }
+                });
+            }
+            scope.spawn(|| {
+                w.sample(Duration::from_millis(20), &done, |end_s| rows.lock().extend(w.close(end_s, None, None)))
+            });
+            std::thread::sleep(Duration::from_millis(150));
+            done.store(true, Ordering::Release);
+        });
+        let rows = rows.into_inner();
+        assert!(rows.len() >= 2 * 4, "{} rows", rows.len());
+        assert!(rows.iter().all(|r| r.requests > 0 && r.p99_ms == Some(1.0)), "{rows:?}");
+        assert!(rows.iter().map(|r| r.shed).sum::<usize>() > 0);
+        assert!(rows.windows(2).all(|p| p[0].end_s <= p[1].end_s));
     }
 
     #[test]
