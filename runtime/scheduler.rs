@@ -75,6 +75,9 @@ pub struct Scheduler {
     /// Tenants with work outstanding: a bit per tenant id below 64, set at a tenant's first
     /// launch and cleared when it has waited for all of its work (no driver call, no lock).
     active: AtomicU64,
+    /// Tenant ids a live scheduled tenant holds: one tenant per id, since an id's event pool,
+    /// streams and active bit assume a single owner.
+    claimed: Mutex<Vec<bool>>,
     /// Every completion event (the pools above hold their raw handles); destroyed after the
     /// drop drains what is in flight.
     _events: Vec<Event>,
@@ -121,8 +124,21 @@ impl Scheduler {
             state: Mutex::new(state),
             idle,
             active: AtomicU64::new(0),
+            claimed: Mutex::new(vec![false; tenants as usize]),
             _events: events,
         })
+    }
+
+    /// Claims tenant id `id` for a new scheduled tenant: `false` if a live one holds it.
+    pub(crate) fn claim(&self, id: TenantId) -> bool {
+        claim(&mut self.claimed.lock(), id)
+    }
+
+    /// Gives tenant id `id` back (its tenant is gone).
+    pub(crate) fn unclaim(&self, id: TenantId) {
+        if let Some(c) = self.claimed.lock().get_mut(id as usize) {
+            *c = false;
+        }
     }
 
     /// The policy's name.
@@ -303,9 +319,36 @@ impl Scheduler {
     }
 }
 
+/// Marks `id` taken in `claimed`; `false` if it already was (or is out of range).
+fn claim(claimed: &mut [bool], id: TenantId) -> bool {
+    match claimed.get_mut(id as usize) {
+        Some(c) if !*c => {
+            *c = true;
+            true
+        }
+        _ => false,
+    }
+}
+
 impl Drop for Scheduler {
     fn drop(&mut self) {
         // Recorded events must complete before they are destroyed (with `_events`).
         let _ = self.drain();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tenant_id_has_one_owner_at_a_time() {
+        let mut claimed = vec![false; 3];
+        assert!(claim(&mut claimed, 1));
+        assert!(!claim(&mut claimed, 1), "a second tenant with id 1 is refused");
+        assert!(claim(&mut claimed, 0) && claim(&mut claimed, 2));
+        assert!(!claim(&mut claimed, 3), "beyond the scheduler's tenants");
+        claimed[1] = false;
+        assert!(claim(&mut claimed, 1), "free again once its tenant is gone");
     }
 }

@@ -143,9 +143,21 @@ impl Tenant {
                 reason: format!("tenant id {id} ≥ the scheduler's {} tenants", sched.tenants()),
             });
         }
+        if !sched.claim(id) {
+            return Err(Error::Launch {
+                kernel: "-",
+                reason: format!("tenant id {id} is held by another live tenant of this runtime"),
+            });
+        }
         let level = priority_level(class == PriorityClass::LatencyCritical, false);
-        let origin = rt.pool().get(super::PartitionId::WHOLE)?.stream_in(id as usize, level)?;
-        Self::make(rt, id, class, Mode::Scheduled, origin)
+        let made = (|| -> Result<Tenant> {
+            let origin = rt.pool().get(super::PartitionId::WHOLE)?.stream_in(id as usize, level)?;
+            Self::make(rt.clone(), id, class, Mode::Scheduled, origin)
+        })();
+        if made.is_err() {
+            sched.unclaim(id);
+        }
+        made
     }
 
     fn make(rt: Arc<Runtime>, id: TenantId, class: PriorityClass, mode: Mode, origin: sys::CUstream) -> Result<Tenant> {
@@ -503,6 +515,9 @@ impl Drop for Tenant {
         // A tenant that goes away has no work the scheduler should make room for.
         if let (true, Some(sched)) = (self.busy.get(), self.rt.scheduler()) {
             sched.set_active(self.id, false);
+        }
+        if let (Mode::Scheduled, Some(sched)) = (self.mode, self.rt.scheduler()) {
+            sched.unclaim(self.id);
         }
     }
 }

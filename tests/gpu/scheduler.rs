@@ -412,3 +412,16 @@ fn partition_switches_keep_outputs_identical() {
         println!("{name}: identical with a partition switch at most launches");
     }
 }
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn a_tenant_id_is_held_by_one_live_tenant() {
+    let rt = scheduled_runtime(Box::new(KrispShare::default()), 16);
+    let first = Tenant::scheduled(rt.clone(), 0, PriorityClass::BestEffort).unwrap();
+    let e = Tenant::scheduled(rt.clone(), 0, PriorityClass::BestEffort).unwrap_err().to_string();
+    assert!(e.contains("tenant id 0 is held"), "{e}");
+    let other = Tenant::scheduled(rt.clone(), 1, PriorityClass::BestEffort).unwrap();
+    drop(first);
+    let again = Tenant::scheduled(rt.clone(), 0, PriorityClass::BestEffort).unwrap();
+    drop((again, other));
+}
