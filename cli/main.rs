@@ -213,6 +213,9 @@ fn soak(minutes: f64, window_s: f64, mode: &str, file: Option<PathBuf>, out: Opt
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     std::fs::write(out.join("soak.csv"), report.csv())?;
     std::fs::write(out.join("summary.md"), report.summary(&opts))?;
+    if let Err(e) = report.plot(&out) {
+        eprintln!("rightsize: no soak plot: {e:#}");
+    }
     println!("{}", report.summary(&opts));
     println!("results in {}", out.display());
     match report.error {

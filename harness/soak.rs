@@ -2,8 +2,8 @@
 //! batch-1 encoders and decoders, open loop) under one mode, keeping per window of time only
 //! what it reports — each tenant's requests, shed requests and p99, the host's resident memory
 //! and the GPU's used memory — so the run itself holds no more memory at the end than at the
-//! start. Writes `soak.csv` (one row per window and tenant) and `summary.md` (growth of both
-//! memories, each tenant's p99 per window against its median window).
+//! start. Writes `soak.csv` (one row per window and tenant), `summary.md` (growth of both
+//! memories, each tenant's p99 per window against its median window) and `soak.svg`/`.png`.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -251,6 +251,20 @@ impl SoakReport {
             .collect()
     }
 
+    /// Draws `soak.svg` and `soak.png` into `dir`.
+    pub fn plot(&self, dir: &std::path::Path) -> anyhow::Result<Vec<PathBuf>> {
+        let mut memory: Vec<(f64, Option<f64>, Option<f64>)> =
+            self.rows.iter().map(|r| (r.end_s, r.rss_mib, r.gpu_used_mib)).collect();
+        memory.dedup_by(|a, b| a.0 == b.0);
+        let p99 = (0..self.labels.len())
+            .map(|t| {
+                let v = self.rows.iter().filter(|r| r.tenant == t).filter_map(|r| r.p99_ms.map(|p| (r.end_s, p)));
+                (self.labels[t].clone(), v.collect())
+            })
+            .collect::<Vec<_>>();
+        super::plots::soak_plot(&memory, &p99, dir)
+    }
+
     /// `summary.md`.
     pub fn summary(&self, opts: &SoakOptions) -> String {
         let pct = |v: Option<f64>| v.map(|x| format!("{:+.2}%", 100.0 * x)).unwrap_or_else(|| "–".into());
@@ -379,6 +393,14 @@ mod tests {
         let spread = r.p99_spread();
         assert_eq!(spread[0].0, 2.0);
         assert!((spread[0].1 - 0.1).abs() < 1e-9 && (spread[1].1 - 0.1).abs() < 1e-9);
+        let dir = std::env::temp_dir().join(format!("rightsize-soak-plot-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        match r.plot(&dir) {
+            Ok(files) => assert!(files.iter().all(|f| f.is_file()), "{files:?}"),
+            // A machine without a TrueType font says so instead of plotting.
+            Err(e) => assert!(format!("{e:#}").contains("font"), "{e:#}"),
+        }
+        std::fs::remove_dir_all(&dir).ok();
         let md = r.summary(&opts());
         assert!(md.contains("+1.00%") && md.contains("| a | 300 | 3 | 2.00 | 10.0% |"), "{md}");
         assert_eq!(r.csv().lines().count(), 7);
