@@ -119,3 +119,45 @@ fn a_pair_runs_under_every_mode_with_solo_baselines() {
     }
     std::fs::remove_dir_all(&out).unwrap();
 }
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn a_soak_keeps_serving_through_its_windows() {
+    use rightsize::harness::soak::{soak, soak_mode, SoakOptions};
+    use std::time::Duration;
+    let dir = std::env::temp_dir().join(format!("rightsize-soak-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("soak.toml");
+    std::fs::write(
+        &file,
+        "[[scenario]]\nname = \"s\"\nwarmup = 5\nrequests = 1\n\
+         [[scenario.tenant]]\nmodel = \"bert-base\"\nbatch = 1\nrate = 200.0\nqueue_limit = 16\n\
+         [[scenario.tenant]]\nmodel = \"distilgpt2\"\nbatch = 1\nrate = 40.0\nqueue_limit = 16\n",
+    )
+    .unwrap();
+    let opts = SoakOptions {
+        duration: Duration::from_secs(6),
+        window: Duration::from_secs(2),
+        mode: soak_mode("krisp").unwrap(),
+        file: Some(file),
+        out: dir.clone(),
+    };
+    let closed = std::sync::atomic::AtomicUsize::new(0);
+    let r = soak(&opts, &|_| {
+        closed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    })
+    .unwrap();
+    assert!(r.error.is_none(), "{:?}", r.error);
+    println!("{}", r.summary(&opts));
+    // Three windows of 2 s (the last may close as the run ends), both tenants served in each.
+    assert!(closed.into_inner() >= 2);
+    let windows: Vec<f64> = r.rows.iter().map(|w| w.end_s).collect();
+    for end in windows.iter().copied().filter(|&e| e <= 4.0) {
+        for t in 0..2 {
+            let row = r.rows.iter().find(|w| w.end_s == end && w.tenant == t).unwrap();
+            assert!(row.requests > 0 && row.p99_ms.is_some(), "{row:?}");
+            assert!(row.rss_mib.is_some(), "{row:?}");
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
