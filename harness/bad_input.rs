@@ -164,6 +164,11 @@ mod tests {
 
     /// A whole safetensors checkpoint of [`tiny_gpt2`] (F32 weights).
     fn tiny_checkpoint() -> Vec<u8> {
+        checkpoint_with(safetensors::Dtype::F32)
+    }
+
+    /// The same with the token embedding's 4-byte elements typed `wte`.
+    fn checkpoint_with(wte: safetensors::Dtype) -> Vec<u8> {
         let c = tiny_gpt2();
         let (h, v, p) = (c.hidden as usize, c.vocab as usize, c.max_positions as usize);
         let shapes: Vec<(&str, Vec<usize>)> = vec![
@@ -194,7 +199,8 @@ mod tests {
         let views: Vec<(String, safetensors::tensor::TensorView)> = bytes
             .iter()
             .map(|(n, s, b)| {
-                (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).unwrap())
+                let dtype = if n == "wte.weight" { wte } else { safetensors::Dtype::F32 };
+                (n.clone(), safetensors::tensor::TensorView::new(dtype, s.clone(), b).unwrap())
             })
             .collect();
         safetensors::serialize(views, None).unwrap()
@@ -218,6 +224,27 @@ mod tests {
         assert!(!safetensors(&bad));
         let e = load_weights_from_bytes(&tiny_gpt2(), Path::new(ORIGIN), good[..good.len() / 2].to_vec()).unwrap_err();
         assert!(e.to_string().contains(ORIGIN), "{e}");
+    }
+
+    #[test]
+    fn what_the_fuzzers_found_stays_fixed() {
+        // A tensor of an unsupported dtype: the error names the file (cargo-fuzz).
+        let bytes = checkpoint_with(safetensors::Dtype::I32);
+        let e = load_weights_from_bytes(&tiny_gpt2(), Path::new(ORIGIN), bytes).unwrap_err().to_string();
+        assert!(e.contains(ORIGIN) && e.contains("I32"), "{e}");
+        // Llama 3 scaling without one of its fields: the error names the file (proptest).
+        let llama = r#"{"model_type":"llama","hidden_size":64,"num_hidden_layers":1,"num_attention_heads":2,"intermediate_size":128,"vocab_size":10,"max_position_embeddings":64,"rope_scaling":{"rope_type":"llama3","factor":8.0,"low_freq_factor":1.0,"high_freq_factor":4.0}}"#;
+        let e = config_from_hf_json(llama, "x", ORIGIN).unwrap_err().to_string();
+        assert!(e.contains(ORIGIN) && e.contains("original_max_position_embeddings"), "{e}");
+        // An integer beyond 32 bits is refused, not cut to its low bits (768 here).
+        let wide =
+            r#"{"model_type":"gpt2","n_embd":4294968064,"n_layer":1,"n_head":12,"vocab_size":10,"n_positions":8}"#;
+        let e = config_from_hf_json(wide, "x", ORIGIN).unwrap_err().to_string();
+        assert!(e.contains("n_embd") && e.contains("not an integer below 2^32"), "{e}");
+        // Sizes that would overflow are refused by the config's bounds.
+        let huge =
+            r#"{"model_type":"gpt2","n_embd":4294967040,"n_layer":1,"n_head":1,"vocab_size":10,"n_positions":8}"#;
+        assert!(config_from_hf_json(huge, "x", ORIGIN).is_err());
     }
 
     proptest! {
