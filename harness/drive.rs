@@ -146,7 +146,10 @@ pub fn drive_into(
     let mut rng = SplitMix::new(spec.seed);
     let deadline = spec.duration.map(|d| t0 + d);
     let total = spec.warmup as usize + spec.requests as usize;
-    let mut counted = Vec::with_capacity(spec.requests as usize);
+    // A long run (a sink, or a duration with requests to spare) must not reserve for every
+    // request it could count.
+    let reserve = if sink.is_some() { 0 } else { (spec.requests as usize).min(1 << 16) };
+    let mut counted = Vec::with_capacity(reserve);
     // Busy time of the next open-loop arrival (the same as its time without phases).
     let mut next_busy = 0.0f64;
     let mut arrival = |rate: f64| {
