@@ -251,8 +251,11 @@ impl Tenant {
         };
         let id = kernel.id();
         self.rt.device().bind()?;
-        let (partition, stream, grid, scheduled) = match self.mode {
-            Mode::Fixed(p) => (p.partition, self.rt.pool().get(p.partition)?.stream(p.priority_level)?, p.grid, None),
+        let (partition, part, stream, grid, scheduled) = match self.mode {
+            Mode::Fixed(p) => {
+                let part = self.rt.pool().get(p.partition)?;
+                (p.partition, part, part.stream(p.priority_level)?, p.grid, None)
+            }
             Mode::Scheduled => {
                 let sched = self.rt.scheduler().ok_or(PartitionError::Unsupported("no scheduler".into()))?;
                 let current = self.placed.get().filter(|&(_, s)| s == self.last.get()).map(|(r, _)| r);
@@ -267,7 +270,8 @@ impl Tenant {
                 };
                 let (region, level, blocks) = sched.admit(&demand, capturing);
                 let partition = sched.partition(region);
-                let stream = self.rt.pool().get(partition)?.stream_in(self.id as usize, level)?;
+                let part = self.rt.pool().get(partition)?;
+                let stream = part.stream_in(self.id as usize, level)?;
                 self.order_to(stream)?;
                 self.placed.set(Some((region, stream)));
                 let grid = match blocks {
@@ -275,10 +279,9 @@ impl Tenant {
                     Blocks::Short => Grid::Short,
                 };
                 let tracked = capturing.is_none() && sched.tracks();
-                (partition, stream, grid, Some((sched, region, tracked)))
+                (partition, part, stream, grid, Some((sched, region, tracked)))
             }
         };
-        let part = self.rt.pool().get(partition)?;
         // SAFETY: forwarded contract; `stream` is one of `part`'s.
         let launched = self.timed(stream, id.name().into(), partition, || unsafe {
             self.rt.issue(kernel, params, units, part, stream, grid)
