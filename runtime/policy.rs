@@ -571,10 +571,12 @@ impl KrispShare {
         if n == 0 || n > TABLE_TENANTS {
             return p;
         }
+        // Every tenant's home, once; then each active set's windows from them.
+        let mut home = [0u32; 64];
+        p.homes(n, topo.groups, &mut home, true);
         let by_set = (0..1u64 << n)
             .map(|set| {
-                let (mut home, mut out) = ([0u32; 64], [None; 64]);
-                p.homes(n, topo.groups, &mut home, true);
+                let mut out = [None; 64];
                 p.arrange(set, &home, topo.groups, &mut out, true);
                 out[..n as usize].to_vec()
             })
