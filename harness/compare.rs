@@ -406,22 +406,17 @@ pub fn solo_scenario(spec: &TenantSpec, of: &Scenario) -> Scenario {
     }
 }
 
-/// The modes `s` runs under.
-fn modes_of_any(s: &Scenario, opts: &CompareOptions) -> Vec<Mode> {
-    s.modes.clone().unwrap_or_else(|| opts.modes.clone())
-}
-
 /// Runs every scenario under its modes, after the solo baselines they need.
 pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<Report> {
     super::mps::install_interrupt_handler();
     let device = Device::open(0).context("cannot open the GPU")?;
     let info = device.info().clone();
+    let modes_of = |s: &Scenario| s.modes.clone().unwrap_or_else(|| opts.modes.clone());
     for s in scenarios {
-        let processes = modes_of_any(s, opts).iter().any(|m| m.sharing.is_multiprocess());
+        let processes = modes_of(s).iter().any(|m| m.sharing.is_multiprocess());
         s.check_memory(info.free_memory_bytes, processes)?;
     }
     std::fs::create_dir_all(&opts.out).with_context(|| format!("cannot create {}", opts.out.display()))?;
-    let modes_of = |s: &Scenario| modes_of_any(s, opts);
 
     // Solo baselines: each distinct tenant, eager and as plans as its modes need, alone on the
     // whole device (one process, one stream).

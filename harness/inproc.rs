@@ -16,7 +16,7 @@ use crate::runtime::policy::{
     Full, KrispConserved, KrispIsolated, KrispShare, Policy, Prioritized, PriorityClass, Share, Speeds, Static,
     Topology,
 };
-use crate::runtime::{Device, GroupRange, MinSms, PartitionSupport, Runtime, Tenant};
+use crate::runtime::{Device, GroupRange, MinSms, Runtime, Tenant};
 
 /// What the profiles of a scenario's tenants tell the krisp modes.
 #[derive(Debug, Clone, Default)]
@@ -224,26 +224,14 @@ pub fn run_into(
     counted: Arc<AtomicU64>,
     sink: Option<&(dyn Fn(usize, Sample) + Sync)>,
 ) -> anyhow::Result<Outcome> {
-    let topo = match &device.info().partitions {
-        PartitionSupport::Supported { granularity, groups, remaining_sms, .. } => {
-            Topology { groups: *groups, granularity: *granularity, rest_sms: *remaining_sms }
-        }
-        PartitionSupport::Unsupported { reason } => bail!("SM partitions are unavailable: {reason}"),
+    let topo = match device.info().partitions.topology() {
+        Ok(topo) => topo,
+        Err(reason) => bail!("SM partitions are unavailable: {reason}"),
     };
     let groups = topo.groups;
     let n = s.tenants.len() as u32;
     let krisp = matches!(mode.sharing, Sharing::Krisp | Sharing::KrispCurves)
         .then(|| krisp_shares(s, mode.sharing, &topo, &knees));
-    let policy = policy(s, mode.sharing, &topo, krisp.clone())?;
-    let rt = Arc::new(Runtime::with_policy(device, policy, knees.min_sms.clone(), n).context("making the runtime")?);
-    let pressure = match s.pcie {
-        Some(load) => Some(super::pcie::Pressure::start(rt.device(), load)?),
-        None => None,
-    };
-    if let Some(limit) = trace {
-        rt.start_timeline(limit)?;
-    }
-    let gate = ThreadGate::new(n, counted);
     // Plan sets of the krisp modes: tenant i replays on the whole device when no other tenant
     // has work in flight, else within its share of the groups (krisp: a plan for every window
     // the tenants that contend can give it; the older modes: an equal share).
@@ -257,6 +245,16 @@ pub fn run_into(
                 .collect()
         }
     };
+    let policy = policy(s, mode.sharing, &topo, krisp)?;
+    let rt = Arc::new(Runtime::with_policy(device, policy, knees.min_sms.clone(), n).context("making the runtime")?);
+    let pressure = match s.pcie {
+        Some(load) => Some(super::pcie::Pressure::start(rt.device(), load)?),
+        None => None,
+    };
+    if let Some(limit) = trace {
+        rt.start_timeline(limit)?;
+    }
+    let gate = ThreadGate::new(n, counted);
     let results: Vec<anyhow::Result<(Vec<Sample>, Vec<RequestSpan>)>> = std::thread::scope(|scope| {
         let handles: Vec<_> = s
             .tenants

@@ -93,6 +93,19 @@ pub enum PartitionSupport {
     },
 }
 
+impl PartitionSupport {
+    /// The device as the policies see it: its groups and the SMs outside them; the reason
+    /// when there are no partitions.
+    pub fn topology(&self) -> std::result::Result<super::policy::Topology, &str> {
+        match self {
+            PartitionSupport::Supported { granularity, groups, remaining_sms, .. } => {
+                Ok(super::policy::Topology { groups: *groups, granularity: *granularity, rest_sms: *remaining_sms })
+            }
+            PartitionSupport::Unsupported { reason } => Err(reason),
+        }
+    }
+}
+
 impl Device {
     /// Opens GPU `ordinal` and reads its properties.
     ///

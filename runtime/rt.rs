@@ -11,7 +11,7 @@ use super::launch::{self, Grid, KernelTable, Placement};
 use super::policy;
 use super::{
     BlasGemm, BlasLt, BlasShape, Device, Error, LaunchRecord, MinSms, Partition, PartitionError, PartitionPool,
-    PartitionSupport, PoolSpec, Result, Scheduler, Timeline, TraceSink,
+    PoolSpec, Result, Scheduler, Timeline, TraceSink,
 };
 use crate::kernels::abi::{GemmParams, RS_ACT_NONE};
 use crate::kernels::{Kernel, KernelId, Params};
@@ -65,12 +65,8 @@ impl Runtime {
         min_sms: MinSms,
         tenants: u32,
     ) -> Result<Runtime> {
-        let (granularity, groups, rest_sms) = match &device.info().partitions {
-            PartitionSupport::Supported { granularity, groups, remaining_sms, .. } => {
-                (*granularity, *groups, *remaining_sms)
-            }
-            PartitionSupport::Unsupported { reason } => return Err(PartitionError::Unsupported(reason.clone()).into()),
-        };
+        let topo = device.info().partitions.topology().map_err(|reason| PartitionError::Unsupported(reason.into()))?;
+        let policy::Topology { granularity, groups, .. } = topo;
         let range = device.info().stream_priorities;
         // The priority levels of policy::priority_level: borrowed, owned, latency-critical.
         let middle = range.least + (range.greatest - range.least) / 2;
@@ -83,7 +79,6 @@ impl Runtime {
         };
         let mut rt = Runtime::new(device, &spec)?;
         let windows = rt.pool.iter().filter_map(|(id, p)| p.groups().map(|g| (g, id))).collect();
-        let topo = policy::Topology { groups, granularity, rest_sms };
         rt.device.bind()?;
         rt.scheduler = Some(Scheduler::new(policy, topo, min_sms, windows, tenants.max(1))?);
         Ok(rt)
