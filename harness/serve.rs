@@ -314,13 +314,18 @@ impl CoRunner {
         Ok(Some(CoRunner { bufs: [buf()?, buf()?, buf()?], rt: co, windows }))
     }
 
+    /// Its window from group `from`, if it has one.
+    fn window(&self, from: u32) -> Option<PartitionId> {
+        self.windows.get(from as usize).copied().flatten()
+    }
+
     /// Whether it has a window from group `from`.
     fn fits(&self, from: u32) -> bool {
-        self.windows.get(from as usize).is_some_and(Option::is_some)
+        self.window(from).is_some()
     }
 
     fn launch(&self, from: u32) -> anyhow::Result<()> {
-        let id = self.windows.get(from as usize).copied().flatten().context("no co-runner window there")?;
+        let id = self.window(from).context("no co-runner window there")?;
         let [a, b, c] = &self.bufs;
         let p = VectorAddParams { a: a.ptr(), b: b.ptr(), c: c.ptr(), n: CO_RUNNER_LEN as u64 };
         // SAFETY: three live buffers of CO_RUNNER_LEN halves.
@@ -332,7 +337,7 @@ impl CoRunner {
     /// (each timed once there; at least 2, at most 4096).
     fn launches_for(&self, from: u32, us: f64) -> anyhow::Result<u32> {
         let timer = EventTimer::new(self.rt.device())?;
-        let id = self.windows.get(from as usize).copied().flatten().context("no co-runner window there")?;
+        let id = self.window(from).context("no co-runner window there")?;
         let stream = self.rt.pool().get(id)?.stream(0)?;
         self.launch(from)?;
         // SAFETY: the launches go to `stream`, a live stream of the co-runner's runtime.

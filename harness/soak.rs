@@ -15,7 +15,7 @@ use parking_lot::Mutex;
 
 use super::inproc::{self, Knees};
 use super::metrics::{Latency, Sample};
-use super::scenario::{Mode, Scenario, ScenarioFile, Sharing};
+use super::scenario::{Mode, Scenario, ScenarioFile};
 use crate::runtime::Device;
 
 /// The embedded soak scenario.
@@ -97,9 +97,7 @@ pub fn soak_scenario(opts: &SoakOptions) -> anyhow::Result<Scenario> {
 
 /// Runs a soak; `progress` is told each window as it closes.
 pub fn soak(opts: &SoakOptions, progress: &(dyn Fn(&[WindowRow]) + Sync)) -> anyhow::Result<SoakReport> {
-    if opts.mode.sharing.is_multiprocess() {
-        bail!("soak runs one-process modes (streams, static, krisp…), not {}", opts.mode);
-    }
+    one_process(opts.mode)?;
     if opts.window.is_zero() || opts.duration < opts.window {
         bail!("the window ({:?}) must be positive and no longer than the run ({:?})", opts.window, opts.duration);
     }
@@ -296,8 +294,12 @@ impl SoakReport {
 
 /// Parses a mode for `soak`: one process only.
 pub fn soak_mode(name: &str) -> anyhow::Result<Mode> {
-    let m: Mode = name.parse()?;
-    if m.sharing == Sharing::Timeslice || m.sharing.is_multiprocess() {
+    one_process(name.parse()?)
+}
+
+/// `m`, if it runs in one process (a soak's tenants share one runtime).
+fn one_process(m: Mode) -> anyhow::Result<Mode> {
+    if m.sharing.is_multiprocess() {
         bail!("soak runs one-process modes (streams, static, krisp…), not {m}");
     }
     Ok(m)

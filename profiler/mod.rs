@@ -445,20 +445,20 @@ impl Profile {
     /// 1 for one forward) on each profiled SM count, ascending: the request curve's prefill
     /// plus that many decode steps less one.
     pub fn request_us(&self, new_tokens: u32) -> Vec<(u32, f64)> {
-        let steps = f64::from(new_tokens.saturating_sub(1));
-        self.request_curve.iter().map(|p| (p.sms, p.us + steps * p.step_us)).collect()
+        self.request_times(new_tokens, false)
     }
 
     /// As [`Profile::request_us`], beside the co-runner on the rest of the device where it
     /// was measured (the whole device, and any point without it, alone).
     pub fn request_us_beside(&self, new_tokens: u32) -> Vec<(u32, f64)> {
+        self.request_times(new_tokens, true)
+    }
+
+    fn request_times(&self, new_tokens: u32, beside: bool) -> Vec<(u32, f64)> {
         let steps = f64::from(new_tokens.saturating_sub(1));
-        let time = |p: &RequestPoint| {
-            if p.co_us > 0.0 {
-                p.co_us + steps * p.co_step_us
-            } else {
-                p.us + steps * p.step_us
-            }
+        let time = |p: &RequestPoint| match beside && p.co_us > 0.0 {
+            true => p.co_us + steps * p.co_step_us,
+            false => p.us + steps * p.step_us,
         };
         self.request_curve.iter().map(|p| (p.sms, time(p))).collect()
     }
