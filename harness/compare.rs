@@ -381,7 +381,7 @@ pub fn run_one(
         stopped.context("stopping the MPS daemon")?;
         Ok(outcome)
     } else {
-        inproc::run(Device::open(0)?, scenario, mode, knees, trace, counted)
+        inproc::run(Device::open(0)?, scenario, mode, knees, trace, counted, None)
     }
 }
 

@@ -199,23 +199,10 @@ fn policy(
     })
 }
 
-/// Runs `s` under the one-process mode `mode`; returns each tenant's counted samples and, with
-/// `trace` (the most GPU slices to keep), its timeline. `knees` holds what the profiles say
-/// (the krisp modes read it).
+/// Runs `s` under the one-process mode `mode`; returns each tenant's counted samples (or, with
+/// `sink`, hands them to it as they come: tenant index, sample) and, with `trace` (the most GPU
+/// slices to keep), its timeline. `knees` holds what the profiles say (the krisp modes read it).
 pub fn run(
-    device: Device,
-    s: &Scenario,
-    mode: Mode,
-    knees: Knees,
-    trace: Option<usize>,
-    counted: Arc<AtomicU64>,
-) -> anyhow::Result<Outcome> {
-    run_into(device, s, mode, knees, trace, counted, None)
-}
-
-/// [`run`], handing each tenant's counted samples to `sink` (tenant index, sample) as they
-/// come instead of returning them.
-pub fn run_into(
     device: Device,
     s: &Scenario,
     mode: Mode,

@@ -130,8 +130,7 @@ pub fn soak(opts: &SoakOptions, progress: &(dyn Fn(&[WindowRow]) + Sync)) -> any
                 rows.lock().extend(closed);
             })
         });
-        let r =
-            inproc::run_into(device, &s, opts.mode, knees, None, Arc::default(), Some(&|t, x| windows.record(t, x)));
+        let r = inproc::run(device, &s, opts.mode, knees, None, Arc::default(), Some(&|t, x| windows.record(t, x)));
         done.store(true, Ordering::Release);
         r
     });
