@@ -119,6 +119,9 @@ pub fn soak(opts: &SoakOptions, progress: &(dyn Fn(&[WindowRow]) + Sync)) -> any
         Knees::default()
     };
     let windows = Windows::new(n);
+    let labels: Vec<String> = s.tenants.iter().map(|t| t.label()).collect();
+    std::fs::create_dir_all(&opts.out).with_context(|| format!("cannot create {}", opts.out.display()))?;
+    let csv_path = opts.out.join("soak.csv");
     let nvml = nvml_wrapper::Nvml::init().ok();
     let rows: Mutex<Vec<WindowRow>> = Mutex::new(Vec::new());
     let done = AtomicBool::new(false);
@@ -127,14 +130,18 @@ pub fn soak(opts: &SoakOptions, progress: &(dyn Fn(&[WindowRow]) + Sync)) -> any
             windows.sample(opts.window, &done, |end_s| {
                 let closed = windows.close(end_s, rss_mib(), gpu_used_mib(&nvml));
                 progress(&closed);
-                rows.lock().extend(closed);
+                let mut rows = rows.lock();
+                rows.extend(closed);
+                // The CSV so far, so that a run stopped from outside keeps its windows.
+                if let Err(e) = std::fs::write(&csv_path, csv(&labels, &rows)) {
+                    eprintln!("rightsize: cannot write {}: {e}", csv_path.display());
+                }
             })
         });
         let r = inproc::run(device, &s, opts.mode, knees, None, Arc::default(), Some(&|t, x| windows.record(t, x)));
         done.store(true, Ordering::Release);
         r
     });
-    let labels = s.tenants.iter().map(|t| t.label()).collect();
     let rows = rows.into_inner();
     Ok(SoakReport { labels, rows, error: result.err().map(|e| format!("{e:#}")) })
 }
@@ -206,25 +213,30 @@ impl Windows {
     }
 }
 
+/// `soak.csv`: a row per window and tenant.
+fn csv(labels: &[String], rows: &[WindowRow]) -> String {
+    let opt = |v: Option<f64>| v.map(|x| format!("{x:.3}")).unwrap_or_default();
+    let mut s = String::from("end_s,tenant,label,requests,shed,p99_ms,rss_mib,gpu_used_mib\n");
+    for r in rows {
+        s += &format!(
+            "{:.1},{},{},{},{},{},{},{}\n",
+            r.end_s,
+            r.tenant,
+            labels[r.tenant],
+            r.requests,
+            r.shed,
+            opt(r.p99_ms),
+            opt(r.rss_mib),
+            opt(r.gpu_used_mib)
+        );
+    }
+    s
+}
+
 impl SoakReport {
     /// `soak.csv`: a row per window and tenant.
     pub fn csv(&self) -> String {
-        let opt = |v: Option<f64>| v.map(|x| format!("{x:.3}")).unwrap_or_default();
-        let mut s = String::from("end_s,tenant,label,requests,shed,p99_ms,rss_mib,gpu_used_mib\n");
-        for r in &self.rows {
-            s += &format!(
-                "{:.1},{},{},{},{},{},{},{}\n",
-                r.end_s,
-                r.tenant,
-                self.labels[r.tenant],
-                r.requests,
-                r.shed,
-                opt(r.p99_ms),
-                opt(r.rss_mib),
-                opt(r.gpu_used_mib)
-            );
-        }
-        s
+        csv(&self.labels, &self.rows)
     }
 
     /// Growth of a memory from the first window to the last, as a share of the first.
