@@ -86,6 +86,9 @@ pub struct TenantResult {
     pub metrics: TenantMetrics,
     /// Its counted samples.
     pub samples: Vec<Sample>,
+    /// Why its first failed request failed, if one did (see `metrics.failed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
 }
 
 /// One scenario under one mode.
@@ -109,6 +112,10 @@ pub struct RunResult {
     /// GPU counters sampled while it ran.
     #[serde(default)]
     pub counters: Option<Counters>,
+    /// One-process modes: how long each recovery from a lost context kept the tenants from
+    /// serving, seconds (from the fault to the last tenant resuming).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outages_s: Vec<f64>,
 }
 
 /// A tenant alone on the GPU.
@@ -390,6 +397,7 @@ pub fn run_one(
 pub fn solo_scenario(spec: &TenantSpec, of: &Scenario) -> Scenario {
     let mut alone = spec.clone();
     alone.phases = None;
+    alone.fault = None;
     alone.class = PriorityClass::BestEffort;
     Scenario {
         name: format!("solo-{}", spec.model),
@@ -498,6 +506,7 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
                         metrics: None,
                         pcie_gb_per_s: None,
                         counters: None,
+                        outages_s: Vec::new(),
                     });
                     save(&report)?;
                     continue;
@@ -523,15 +532,18 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
                             traces: outcome.traces,
                         })?;
                     }
+                    let mut failures = outcome.failures.into_iter();
                     let tenants: Vec<TenantResult> = s
                         .tenants
                         .iter()
                         .zip(outcome.samples)
                         .filter_map(|(spec, samples)| {
+                            let failure = failures.next().flatten();
                             let solo = report.solo(&spec.solo_key(mode.plan));
                             let metrics = TenantMetrics::of(&samples, solo, spec.slo_ms)?;
                             let decoder = ModelConfig::named(&spec.model).map(|c| c.is_decoder()).unwrap_or(false);
-                            Some(TenantResult { spec: spec.clone(), shape: spec.shape(decoder), metrics, samples })
+                            let shape = spec.shape(decoder);
+                            Some(TenantResult { spec: spec.clone(), shape, metrics, samples, failure })
                         })
                         .collect();
                     let metrics = RunMetrics::of(&tenants.iter().map(|t| t.metrics.clone()).collect::<Vec<_>>());
@@ -544,6 +556,7 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
                         metrics,
                         pcie_gb_per_s: pcie,
                         counters: Some(counters),
+                        outages_s: outcome.outages_s,
                     }
                 }
                 Err(e) => {
@@ -567,6 +580,7 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
                         metrics: None,
                         pcie_gb_per_s: None,
                         counters: None,
+                        outages_s: Vec::new(),
                     }
                 }
             };

@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::fault::RequestFailed;
 use super::metrics::Sample;
 use super::trace::TenantTrace;
 
@@ -18,6 +19,12 @@ pub struct Outcome {
     pub traces: Vec<TenantTrace>,
     /// The common start of the tenants' loops (what came before it was set-up).
     pub started: Option<Instant>,
+    /// Each recovery from a lost context (one-process modes): seconds from the fault until
+    /// every surviving tenant served again.
+    pub outages_s: Vec<f64>,
+    /// Per tenant, why its first failed request failed (none failed: `None`; empty when no
+    /// tenant's failures were recorded).
+    pub failures: Vec<Option<String>>,
 }
 
 /// What one tenant's loop does.
@@ -126,7 +133,8 @@ impl SplitMix {
 pub type Sink<'a> = &'a (dyn Fn(Sample) + Sync);
 
 /// Runs one tenant's loop: `request` issues one request and returns once it has completed.
-/// Returns the counted samples, in issue order.
+/// A request that returns [`RequestFailed`] is counted as failed and the loop goes on; any
+/// other error ends it. Returns the counted samples, in issue order.
 pub fn drive(
     spec: &LoopSpec,
     gate: &dyn Gate,
@@ -226,13 +234,30 @@ pub fn drive_into(
             break Ok(());
         }
         let start = t0.elapsed().as_secs_f64();
-        if let Err(e) = request() {
-            break Err(e);
-        }
+        let (failed, last) = match request() {
+            Ok(()) => (false, false),
+            // A failed request is counted as failed; the loop goes on.
+            Err(e) => match e.downcast_ref::<RequestFailed>() {
+                Some(f) => (true, f.last),
+                None => break Err(e),
+            },
+        };
         let end = t0.elapsed().as_secs_f64();
-        if count(Sample { due, start, end, shed: false }, finished, &mut counted) && !finished {
+        let sample = Sample { failed, ..Sample::served(due, start, end) };
+        if count(sample, finished, &mut counted) && !finished {
             finished = true;
             gate.finished();
+        }
+        // A closed loop whose tenant serves no more issues nothing more; it waits for the others.
+        if last && spec.rate.is_none() {
+            if !finished {
+                finished = true;
+                gate.finished();
+            }
+            while !gate.stopped() {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            break Ok(());
         }
     };
     if !finished {
@@ -374,6 +399,43 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.to_string(), "device lost");
         assert!(g.stopped());
+    }
+
+    #[test]
+    fn a_failed_request_is_counted_and_the_loop_goes_on() {
+        let g = gate(1);
+        let spec =
+            LoopSpec { warmup: 1, requests: 6, rate: None, seed: 1, duration: None, phases: None, queue_limit: None };
+        let mut n = 0;
+        let samples = drive(&spec, &g, || {
+            n += 1;
+            if n % 3 == 0 {
+                return Err(RequestFailed { reason: "too long".into(), last: false }.into());
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(samples.len(), 6);
+        assert_eq!(samples.iter().map(|s| s.failed).collect::<Vec<_>>(), [false, true, false, false, true, false]);
+        assert!(samples.iter().all(|s| !s.shed));
+    }
+
+    #[test]
+    fn a_closed_loop_stops_issuing_after_its_last_request() {
+        let g = gate(1);
+        let spec =
+            LoopSpec { warmup: 0, requests: 10, rate: None, seed: 1, duration: None, phases: None, queue_limit: None };
+        let mut n = 0;
+        let samples = drive(&spec, &g, || {
+            n += 1;
+            match n {
+                4 => Err(RequestFailed { reason: "its kernel faulted".into(), last: true }.into()),
+                _ => Ok(()),
+            }
+        })
+        .unwrap();
+        assert_eq!((n, samples.len()), (4, 4));
+        assert!(samples[3].failed && g.stopped());
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::time::Instant;
 use anyhow::{bail, Context as _};
 
 use super::drive::{drive_into, Gate, LoopSpec, Outcome};
+use super::fault::{context_lost, FaultKind, Faults, RequestFailed};
 use super::metrics::Sample;
 use super::scenario::{Mode, Scenario, Sharing};
 use super::serve::Served;
@@ -105,6 +106,140 @@ impl Gate for ThreadGate {
     }
     fn progress(&self, _: u32) {
         self.counted.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The runtime the tenants of a one-process run share, and its recovery: when a kernel fault
+/// loses the context, every live tenant drops its handles, the last one to do so makes a new
+/// runtime on a new context, and the survivors reload their models on it and go on.
+struct Shared<T> {
+    state: Mutex<SharedState<T>>,
+    cv: Condvar,
+}
+
+struct SharedState<T> {
+    rt: Option<Arc<T>>,
+    /// How many runtimes were made before this one.
+    epoch: u64,
+    /// Tenants that hold (or will take) handles on the runtime.
+    live: u32,
+    /// Live tenants that dropped their handles and wait for a new runtime.
+    arrived: u32,
+    /// When the lost context was first seen (cleared once every survivor served again).
+    lost_at: Option<Instant>,
+    /// Survivors of the last recovery that have not reloaded yet.
+    resuming: u32,
+    /// Each recovery's outage, seconds.
+    outages_s: Vec<f64>,
+    /// Why the last recovery failed.
+    failed: Option<String>,
+}
+
+impl<T> Shared<T> {
+    fn new(rt: Arc<T>, live: u32) -> Shared<T> {
+        let st = SharedState {
+            rt: Some(rt),
+            epoch: 0,
+            live,
+            arrived: 0,
+            lost_at: None,
+            resuming: 0,
+            outages_s: Vec::new(),
+            failed: None,
+        };
+        Shared { state: Mutex::new(st), cv: Condvar::new() }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SharedState<T>> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The runtime now, and its epoch.
+    fn current(&self) -> (Arc<T>, u64) {
+        let st = self.lock();
+        (st.rt.clone().expect("a runtime between recoveries"), st.epoch)
+    }
+
+    /// Whether the context of runtime `epoch` was lost (a tenant is waiting for a new one).
+    fn lost(&self, epoch: u64) -> bool {
+        let st = self.lock();
+        st.epoch == epoch && st.lost_at.is_some()
+    }
+
+    /// Called with this tenant's handles dropped, after it found the context of runtime
+    /// `epoch` lost: waits until every live tenant has dropped its handles and a new runtime
+    /// is made (by the last to arrive), and returns it — or, for a tenant that does not
+    /// survive, leaves at once with `None`.
+    fn recover(
+        &self,
+        epoch: u64,
+        survives: bool,
+        make: &(dyn Fn() -> anyhow::Result<T> + Sync),
+    ) -> anyhow::Result<Option<Arc<T>>> {
+        let mut st = self.lock();
+        if st.epoch == epoch {
+            st.lost_at.get_or_insert_with(Instant::now);
+        }
+        if survives {
+            st.arrived += 1;
+        } else {
+            st.live -= 1;
+        }
+        self.lead_if_all_in(&mut st, make);
+        if !survives {
+            return Ok(None);
+        }
+        while st.epoch == epoch {
+            st = self.cv.wait(st).unwrap_or_else(|p| p.into_inner());
+            // Woken by a tenant that left: the rest may all be in now.
+            self.lead_if_all_in(&mut st, make);
+        }
+        match &st.failed {
+            Some(why) => bail!("the context was lost and could not be made again: {why}"),
+            None => Ok(st.rt.clone()),
+        }
+    }
+
+    /// Once every live tenant waits: drops the old runtime (its context goes with the last
+    /// handle), makes a new one and wakes them.
+    fn lead_if_all_in(&self, st: &mut SharedState<T>, make: &(dyn Fn() -> anyhow::Result<T> + Sync)) {
+        if st.arrived == 0 || st.arrived < st.live {
+            return;
+        }
+        st.rt = None;
+        match make() {
+            Ok(rt) => st.rt = Some(Arc::new(rt)),
+            Err(e) => st.failed = Some(format!("{e:#}")),
+        }
+        st.epoch += 1;
+        st.resuming = st.arrived;
+        st.arrived = 0;
+        self.cv.notify_all();
+    }
+
+    /// A survivor has reloaded and serves again.
+    fn resumed(&self) {
+        let mut st = self.lock();
+        st.resuming = st.resuming.saturating_sub(1);
+        if st.resuming == 0 {
+            if let Some(at) = st.lost_at.take() {
+                st.outages_s.push(at.elapsed().as_secs_f64());
+            }
+        }
+    }
+
+    /// A tenant is done with the runtime (its handles dropped): a recovery waiting for it goes on.
+    fn leave(&self) {
+        let mut st = self.lock();
+        st.live = st.live.saturating_sub(1);
+        // The waiting tenants may have waited for this one alone: one of them makes the runtime.
+        if st.arrived > 0 && st.arrived >= st.live {
+            self.cv.notify_all();
+        }
+    }
+
+    fn outages_s(&self) -> Vec<f64> {
+        self.lock().outages_s.clone()
     }
 }
 
@@ -232,25 +367,45 @@ pub fn run(
                 .collect()
         }
     };
-    let policy = policy(s, mode.sharing, &topo, krisp)?;
-    let rt = Arc::new(Runtime::with_policy(device, policy, knees.min_sms.clone(), n).context("making the runtime")?);
+    if trace.is_some() || s.pcie.is_some() {
+        if let Some(t) = s.tenants.iter().find(|t| t.fault.is_some_and(|f| f.kind == FaultKind::Kernel)) {
+            bail!(
+                "tenant {}: a kernel fault loses the context, which traces and PCIe pressure cannot outlive",
+                t.model
+            );
+        }
+    }
+    let ordinal = device.info().ordinal;
+    let first = Mutex::new(Some(device));
+    // The runtime, made again (on a new context) after a kernel fault lost the last one.
+    let make = || -> anyhow::Result<Runtime> {
+        let device = match first.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            Some(d) => d,
+            None => Device::open(ordinal).context("opening the GPU again")?,
+        };
+        let policy = policy(s, mode.sharing, &topo, krisp.clone())?;
+        let rt = Runtime::with_policy(device, policy, knees.min_sms.clone(), n).context("making the runtime")?;
+        if let Some(limit) = trace {
+            rt.start_timeline(limit)?;
+        }
+        Ok(rt)
+    };
+    let shared = Shared::new(Arc::new(make()?), n);
     let pressure = match s.pcie {
-        Some(load) => Some(super::pcie::Pressure::start(rt.device(), load)?),
+        Some(load) => Some(super::pcie::Pressure::start(shared.current().0.device(), load)?),
         None => None,
     };
-    if let Some(limit) = trace {
-        rt.start_timeline(limit)?;
-    }
     let gate = ThreadGate::new(n, counted);
-    let results: Vec<anyhow::Result<(Vec<Sample>, Vec<RequestSpan>)>> = std::thread::scope(|scope| {
+    type Ran = (Vec<Sample>, Vec<RequestSpan>, Option<String>);
+    let results: Vec<anyhow::Result<Ran>> = std::thread::scope(|scope| {
         let handles: Vec<_> = s
             .tenants
             .iter()
             .enumerate()
             .map(|(i, spec)| {
-                let (rt, gate, windows) = (rt.clone(), &gate, &windows[i]);
-                scope.spawn(move || -> anyhow::Result<(Vec<Sample>, Vec<RequestSpan>)> {
-                    let setup = || -> anyhow::Result<(Tenant, Served)> {
+                let (shared, gate, windows, make) = (&shared, &gate, &windows[i], &make);
+                scope.spawn(move || -> anyhow::Result<Ran> {
+                    let setup = |rt: Arc<Runtime>| -> anyhow::Result<(Tenant, Served)> {
                         let t = Tenant::scheduled(rt, i as u32, spec.class)?;
                         let mut served = Served::load(&t, spec, s.seed + i as u64)?;
                         if mode.plan {
@@ -260,10 +415,12 @@ pub fn run(
                         served.request(&t)?;
                         Ok((t, served))
                     };
-                    let (t, served) = match setup() {
-                        Ok(x) => x,
+                    let (rt, mut epoch) = shared.current();
+                    let mut held = match setup(rt) {
+                        Ok(x) => Some(x),
                         Err(e) => {
                             gate.fail();
+                            shared.leave();
                             return Err(e.context(format!("tenant {i} ({})", spec.model)));
                         }
                     };
@@ -277,11 +434,48 @@ pub fn run(
                         queue_limit: spec.queue_limit,
                     };
                     let mut spans = Spans::new(trace.is_some());
+                    let mut faults = Faults::new(spec.fault);
+                    let mut live = true;
                     let tenant_sink = move |x: Sample| sink.into_iter().for_each(|f| f(i, x));
                     let sink_i: Option<super::drive::Sink<'_>> = sink.map(|_| &tenant_sink as super::drive::Sink<'_>);
-                    let samples = drive_into(&spec_loop, gate, sink_i, || spans.request(&t, || served.request(&t)))
-                        .with_context(|| format!("tenant {i} ({})", spec.model))?;
-                    Ok((samples, spans.into_vec()))
+                    // Drops this tenant's handles, waits for every live tenant to do the same and
+                    // for the new runtime, and reloads on it (a tenant whose kernel faulted leaves).
+                    let mut recover = |held: &mut Option<(Tenant, Served)>, epoch: &mut u64, survives: bool| {
+                        *held = None;
+                        live = survives;
+                        match shared.recover(*epoch, survives, make)? {
+                            Some(rt) => {
+                                *epoch += 1;
+                                *held = Some(setup(rt)?);
+                                shared.resumed();
+                                anyhow::Ok(())
+                            }
+                            None => Ok(()),
+                        }
+                    };
+                    let r = drive_into(&spec_loop, gate, sink_i, || {
+                        if faults.stopped() {
+                            return Err(faults.refusal().into());
+                        }
+                        if shared.lost(epoch) {
+                            recover(&mut held, &mut epoch, true)?;
+                        }
+                        let (t, served) = held.as_ref().context("the tenant has no model loaded")?;
+                        match spans.request(t, || faults.request(t, served)) {
+                            // Lost, or failing (a library call's status) after another tenant saw it lost.
+                            Err(e) if context_lost(&e) || shared.lost(epoch) => {
+                                recover(&mut held, &mut epoch, !faults.stopped())?;
+                                Err(RequestFailed::from_error(&e, faults.stopped()).into())
+                            }
+                            r => r,
+                        }
+                    });
+                    drop(held);
+                    if live {
+                        shared.leave();
+                    }
+                    let samples = r.with_context(|| format!("tenant {i} ({})", spec.model))?;
+                    Ok((samples, spans.into_vec(), faults.first_failure().map(str::to_owned)))
                 })
             })
             .collect();
@@ -299,9 +493,10 @@ pub fn run(
     let mut called_off = None;
     for r in results {
         match r {
-            Ok((samples, s)) => {
+            Ok((samples, s, failure)) => {
                 out.samples.push(samples);
                 spans.push(s);
+                out.failures.push(failure);
             }
             Err(e) if e.downcast_ref::<CalledOff>().is_some() => called_off = Some(e),
             Err(e) => return Err(e),
@@ -311,6 +506,8 @@ pub fn run(
         return Err(e);
     }
     out.started = gate.t0.get().copied();
+    let (rt, _) = shared.current();
+    out.outages_s = shared.outages_s();
     if let Some(tl) = rt.timeline() {
         let (slices, dropped) = tl.take()?;
         out.traces = spans.into_iter().map(|requests| TenantTrace { requests, ..TenantTrace::default() }).collect();
@@ -338,6 +535,70 @@ mod tests {
         gate.fail();
         let e = gate.start().map_err(|e| e.context("tenant 1 (gpt2)")).unwrap_err();
         assert!(e.downcast_ref::<CalledOff>().is_some(), "{e:#}");
+    }
+
+    #[test]
+    fn a_lost_context_is_made_again_once_every_live_tenant_let_go() {
+        // Three tenants: 0's kernel faults (it leaves), 1 notices at once, 2 only after a while
+        // and 3 finishes its loop instead; the runtime is made again once, after all let go.
+        let shared = Shared::new(Arc::new(0u32), 4);
+        let made = AtomicU32::new(0);
+        let old = Arc::downgrade(&shared.current().0);
+        let make = || -> anyhow::Result<u32> {
+            assert!(old.upgrade().is_none(), "made again while the old one is held");
+            Ok(made.fetch_add(1, Ordering::SeqCst) + 1)
+        };
+        let got = std::thread::scope(|s| {
+            let faulted = s.spawn(|| shared.recover(0, false, &make).unwrap());
+            let (first, late) = (
+                s.spawn(|| {
+                    let mine = shared.current().0;
+                    while !shared.lost(0) {
+                        std::thread::yield_now();
+                    }
+                    drop(mine);
+                    shared.recover(0, true, &make).unwrap()
+                }),
+                s.spawn(|| {
+                    let mine = shared.current().0;
+                    std::thread::sleep(std::time::Duration::from_millis(30));
+                    drop(mine);
+                    shared.recover(0, true, &make).unwrap()
+                }),
+            );
+            let finished = s.spawn(|| {
+                let mine = shared.current().0;
+                std::thread::sleep(std::time::Duration::from_millis(60));
+                drop(mine);
+                shared.leave();
+            });
+            finished.join().unwrap();
+            (faulted.join().unwrap(), first.join().unwrap(), late.join().unwrap())
+        });
+        assert!(got.0.is_none(), "the faulted tenant does not come back");
+        assert_eq!((*got.1.unwrap(), *got.2.unwrap()), (1, 1));
+        assert_eq!(made.load(Ordering::SeqCst), 1);
+        shared.resumed();
+        assert!(shared.outages_s().is_empty(), "one survivor has not served yet");
+        shared.resumed();
+        let outages = shared.outages_s();
+        assert_eq!(outages.len(), 1);
+        assert!(outages[0] >= 0.02, "{outages:?}");
+        assert_eq!(shared.current().1, 1);
+    }
+
+    #[test]
+    fn a_recovery_that_cannot_make_the_runtime_fails_every_survivor() {
+        let shared = Shared::new(Arc::new(0u32), 2);
+        let make = || -> anyhow::Result<u32> { bail!("no device") };
+        let (a, b) = std::thread::scope(|s| {
+            let a = s.spawn(|| shared.recover(0, true, &make).map(|_| ()));
+            let b = s.spawn(|| shared.recover(0, true, &make).map(|_| ()));
+            (a.join().unwrap(), b.join().unwrap())
+        });
+        for r in [a, b] {
+            assert!(format!("{:#}", r.unwrap_err()).contains("no device"));
+        }
     }
 
     #[test]

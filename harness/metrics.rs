@@ -21,12 +21,25 @@ pub struct Sample {
     /// Refused on arrival (its queue was full): never run, its times all its arrival.
     #[serde(default)]
     pub shed: bool,
+    /// Issued but failed (an error the tenant went on from): not served.
+    #[serde(default)]
+    pub failed: bool,
 }
 
 impl Sample {
     /// A request shed when it arrived at `due`.
     pub fn shed(due: f64) -> Sample {
-        Sample { due, start: due, end: due, shed: true }
+        Sample { due, start: due, end: due, shed: true, failed: false }
+    }
+
+    /// A request served from `due`, issued at `start`, done at `end`.
+    pub fn served(due: f64, start: f64, end: f64) -> Sample {
+        Sample { due, start, end, shed: false, failed: false }
+    }
+
+    /// Whether it was served (neither shed nor failed).
+    pub fn is_served(&self) -> bool {
+        !self.shed && !self.failed
     }
 
     /// Latency counted from when it was due.
@@ -95,26 +108,31 @@ pub struct TenantMetrics {
     pub p99_vs_solo: Option<f64>,
     /// The SLO, ms, if it has one.
     pub slo_ms: Option<f64>,
-    /// Share of counted requests within the SLO (a shed request is not).
+    /// Share of counted requests within the SLO (a shed or failed request is not).
     pub slo_attainment: Option<f64>,
     /// Counted requests shed on arrival (a full queue), not in `requests`.
     #[serde(default)]
     pub shed: usize,
+    /// Counted requests that failed (an error the tenant went on from), not in `requests`.
+    #[serde(default)]
+    pub failed: usize,
 }
 
 impl TenantMetrics {
     /// Metrics of the counted `samples` (in issue order), against a solo baseline if given.
     pub fn of(all: &[Sample], solo: Option<&TenantMetrics>, slo_ms: Option<f64>) -> Option<TenantMetrics> {
-        let samples: Vec<Sample> = all.iter().filter(|s| !s.shed).copied().collect();
-        let shed = all.len() - samples.len();
+        let samples: Vec<Sample> = all.iter().filter(|s| s.is_served()).copied().collect();
+        let shed = all.iter().filter(|s| s.shed).count();
+        let failed = all.iter().filter(|s| s.failed).count();
         let latencies: Vec<f64> = samples.iter().map(Sample::latency).collect();
         let latency = Latency::of(&latencies)?;
         let first = samples.iter().map(|s| s.due).fold(f64::INFINITY, f64::min);
         let last = samples.iter().map(|s| s.end).fold(f64::NEG_INFINITY, f64::max);
         let span = last - first;
         let throughput = if span > 0.0 { samples.len() as f64 / span } else { f64::NAN };
-        let slo_attainment = slo_ms
-            .map(|slo| latencies.iter().filter(|&&l| l * 1e3 <= slo).count() as f64 / (latencies.len() + shed) as f64);
+        let slo_attainment = slo_ms.map(|slo| {
+            latencies.iter().filter(|&&l| l * 1e3 <= slo).count() as f64 / (latencies.len() + shed + failed) as f64
+        });
         Some(TenantMetrics {
             requests: samples.len(),
             throughput,
@@ -125,6 +143,7 @@ impl TenantMetrics {
             slo_ms,
             slo_attainment,
             shed,
+            failed,
         })
     }
 
@@ -179,7 +198,7 @@ mod tests {
         latencies_ms
             .iter()
             .map(|l| {
-                let s = Sample { due: t, start: t, end: t + l / 1e3, shed: false };
+                let s = Sample::served(t, t, t + l / 1e3);
                 t = s.end;
                 s
             })
@@ -213,7 +232,7 @@ mod tests {
     #[test]
     fn open_loop_latency_counts_from_the_due_time() {
         // Due at 0 but issued at 4 ms (the previous request was late): 5 ms, not 1 ms.
-        let s = Sample { due: 0.0, start: 0.004, end: 0.005, shed: false };
+        let s = Sample::served(0.0, 0.004, 0.005);
         assert!((s.latency() - 0.005).abs() < 1e-12);
     }
 

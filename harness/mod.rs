@@ -3,6 +3,7 @@
 //!
 //! - [`scenario`]: tenants, workloads and modes (TOML), and the embedded default set;
 //! - [`drive`]: one tenant's request loop (closed or open loop), the same in every mode;
+//! - [`fault`]: faults a scenario injects into a tenant, and failed requests;
 //! - [`serve`]: a tenant's model on the GPU and what one request is; profiling a model;
 //! - [`inproc`]: the one-process modes (streams, static partitions, krisp policies);
 //! - [`worker`] and [`mps`]: the multi-process modes (time slicing, MPS, MPS with limits);
@@ -17,6 +18,7 @@ pub mod bad_input;
 pub mod compare;
 pub mod counters;
 pub mod drive;
+pub mod fault;
 pub mod inproc;
 pub mod metrics;
 pub mod mps;

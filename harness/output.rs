@@ -99,7 +99,7 @@ pub fn summary(r: &Report) -> String {
                     m.latency.p99,
                     m.latency.max,
                     m.throughput,
-                    if m.shed > 0 { format!(" ({} shed)", m.shed) } else { String::new() },
+                    dropped(m),
                     num(m.slowdown, 2),
                     num(m.p99_vs_solo, 2),
                     num(m.relative_throughput, 2)
@@ -124,6 +124,22 @@ pub fn summary(r: &Report) -> String {
                     .fold(None, |a: Option<f64>, x| Some(a.map_or(x, |a| a.min(x))));
                 let _ = writeln!(s, "| {} | {} | {} |", run.mode, num(lc_p99, 2), num(be_min, 2));
             }
+        }
+        let faults: Vec<String> = runs_of(r, &sc.name)
+            .flat_map(|run| {
+                let outages = (!run.outages_s.is_empty()).then(|| {
+                    let o: Vec<String> = run.outages_s.iter().map(|x| format!("{x:.2} s")).collect();
+                    format!("- {}: the context was lost and made again; outage {}", run.mode, o.join(", "))
+                });
+                let failures = run.tenants.iter().filter_map(move |t| {
+                    let why = t.failure.as_deref()?;
+                    Some(format!("- {} / {}: {} failed; the first: {why}", run.mode, t.spec.label(), t.metrics.failed))
+                });
+                outages.into_iter().chain(failures)
+            })
+            .collect();
+        if !faults.is_empty() {
+            let _ = writeln!(s, "\nFailed requests and recoveries:\n\n{}", faults.join("\n"));
         }
         if let Some(p) = runs_of(r, &sc.name).find_map(|run| run.pcie_gb_per_s) {
             let _ = writeln!(s, "\nBackground PCIe load moved {p:.1} GB/s.");
@@ -245,11 +261,25 @@ pub fn runs_csv(r: &Report) -> String {
     s
 }
 
+/// " (n shed, m failed)" after a throughput, or nothing.
+fn dropped(m: &super::metrics::TenantMetrics) -> String {
+    let parts: Vec<String> = [(m.shed, "shed"), (m.failed, "failed")]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!("{n} {what}"))
+        .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", parts.join(", "))
+    }
+}
+
 /// `tenants.csv`: one row per tenant of each run that ran.
 pub fn tenants_csv(r: &Report) -> String {
     let mut s = String::from(
         "scenario,mode,tenant,model,class,request,requests,throughput_rps,mean_ms,p50_ms,p90_ms,p99_ms,max_ms,\
-         slowdown,p99_vs_solo,throughput_vs_solo,slo_ms,slo_attainment,shed\n",
+         slowdown,p99_vs_solo,throughput_vs_solo,slo_ms,slo_attainment,shed,failed\n",
     );
     for run in &r.runs {
         for (i, t) in run.tenants.iter().enumerate() {
@@ -260,7 +290,7 @@ pub fn tenants_csv(r: &Report) -> String {
             };
             let _ = writeln!(
                 s,
-                "{},{},{i},{},{class},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                "{},{},{i},{},{class},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
                 csv_field(&run.scenario),
                 csv_field(&run.mode),
                 csv_field(&t.spec.model),
@@ -277,7 +307,8 @@ pub fn tenants_csv(r: &Report) -> String {
                 opt(m.relative_throughput),
                 opt(m.slo_ms),
                 opt(m.slo_attainment),
-                m.shed
+                m.shed,
+                m.failed
             );
         }
     }
@@ -316,12 +347,7 @@ pub(crate) mod tests {
         .scenarios;
         let samples = |ms: f64| -> Vec<Sample> {
             (0..10)
-                .map(|i| Sample {
-                    due: i as f64 * ms / 1e3,
-                    start: i as f64 * ms / 1e3,
-                    end: (i + 1) as f64 * ms / 1e3,
-                    shed: false,
-                })
+                .map(|i| Sample::served(i as f64 * ms / 1e3, i as f64 * ms / 1e3, (i + 1) as f64 * ms / 1e3))
                 .collect()
         };
         let solo_m = TenantMetrics::of(&samples(1.0), None, None).unwrap();
@@ -344,6 +370,7 @@ pub(crate) mod tests {
                 metrics: TenantMetrics::of(&samples(ms), Some(&solo_m), None).unwrap(),
                 samples: samples(ms),
                 spec,
+                failure: None,
             }
         };
         let run = |mode: &str, ms: f64| {
@@ -358,6 +385,7 @@ pub(crate) mod tests {
                 metrics,
                 pcie_gb_per_s: None,
                 counters: None,
+                outages_s: Vec::new(),
             }
         };
         let mut runs = vec![run("mps", 2.0), run("krisp-conserved", 1.25)];
@@ -370,6 +398,7 @@ pub(crate) mod tests {
             metrics: None,
             pcie_gb_per_s: None,
             counters: None,
+            outages_s: Vec::new(),
         });
         Report {
             gpu: "GPU".into(),

@@ -25,6 +25,8 @@
 //! memory_mib = 2048    # optional: its memory budget; refused if its model and workspace need more
 //! queue_limit = 16     # optional, open loop: requests that may wait; more are shed and counted
 //! phases = { busy_s = 0.5, idle_s = 0.5, offset_s = 0.0 }   # optional: a time-varying load
+//! fault = { kind = "kernel", at = 200 }   # optional: inject a fault ("kernel", "oom" or
+//!                      # "invalid") into its 200th request, warm-up included (fault isolation)
 //! ```
 //!
 //! Modes are named `<sharing>` or `<sharing>-plan` (requests replayed from CUDA graphs):
@@ -154,6 +156,10 @@ pub struct TenantSpec {
     /// (refused on arrival and counted). Unbounded if absent.
     #[serde(default)]
     pub queue_limit: Option<u32>,
+    /// A fault injected into this tenant (tests of fault isolation): a kernel that faults, a
+    /// request that runs out of memory, or an invalid request, at its `at`-th request.
+    #[serde(default)]
+    pub fault: Option<super::fault::FaultSpec>,
 }
 
 impl TenantSpec {
@@ -550,6 +556,9 @@ impl TenantSpec {
         }
         if self.queue_limit.is_some() && self.rate.is_none() {
             bail!("queue_limit bounds an open loop's queue: it needs a rate");
+        }
+        if self.fault.is_some_and(|f| f.at == 0) {
+            bail!("fault.at counts requests from 1");
         }
         if let Some(budget) = self.memory_mib {
             let need = self.memory_need()?;

@@ -85,6 +85,19 @@ impl Served {
         Ok(())
     }
 
+    /// Runs a request of one sequence more than the tenant's batch (the engine refuses it:
+    /// the workspace holds `batch` sequences).
+    pub fn request_too_large(&self, t: &Tenant) -> anyhow::Result<()> {
+        let batch = self.batch + 1;
+        if self.model.config().is_decoder() {
+            self.model.prefill(t, &self.ws, batch, self.seq)?;
+        } else {
+            self.model.encode(t, &self.ws, batch, self.seq)?;
+        }
+        t.synchronize()?;
+        Ok(())
+    }
+
     /// Runs one request and waits for it.
     pub fn request(&self, t: &Tenant) -> anyhow::Result<()> {
         match &self.plans {

@@ -90,6 +90,9 @@ pub fn soak_scenario(opts: &SoakOptions) -> anyhow::Result<Scenario> {
     if let Some(t) = s.tenants.iter().find(|t| t.rate.is_none()) {
         bail!("soak runs open loops: tenant {} has no rate", t.model);
     }
+    if let Some(t) = s.tenants.iter().find(|t| t.fault.is_some()) {
+        bail!("a soak injects no faults: tenant {} has one", t.model);
+    }
     s.duration_s = Some(opts.duration.as_secs_f64());
     s.requests = u32::MAX;
     Ok(s)
@@ -128,7 +131,10 @@ pub fn soak(opts: &SoakOptions, progress: &(dyn Fn(&[WindowRow]) + Sync)) -> any
     let result = std::thread::scope(|scope| {
         scope.spawn(|| {
             windows.sample(opts.window, &done, |end_s| {
-                let closed = windows.close(end_s, rss_mib(), gpu_used_mib(&nvml));
+                // A window closed after the tenants finished: their memory is being freed.
+                let running = !done.load(Ordering::Acquire);
+                let (rss, gpu) = if running { (rss_mib(), gpu_used_mib(&nvml)) } else { (None, None) };
+                let closed = windows.close(end_s, rss, gpu);
                 progress(&closed);
                 let mut rows = rows.lock();
                 rows.extend(closed);
@@ -239,10 +245,10 @@ impl SoakReport {
         csv(&self.labels, &self.rows)
     }
 
-    /// Growth of a memory from the first window to the last, as a share of the first.
+    /// Growth of a memory from the first window sampled to the last, as a share of the first.
     fn growth(&self, of: impl Fn(&WindowRow) -> Option<f64>) -> Option<f64> {
-        let first = self.rows.first().and_then(&of)?;
-        let last = self.rows.last().and_then(&of)?;
+        let first = self.rows.iter().find_map(&of)?;
+        let last = self.rows.iter().rev().find_map(&of)?;
         Some((last - first) / first)
     }
 
@@ -356,11 +362,7 @@ mod tests {
                     let mut i = 0u32;
                     while !done.load(Ordering::Acquire) {
                         i += 1;
-                        let x = if i % 10 == 0 {
-                            Sample::shed(0.0)
-                        } else {
-                            Sample { due: 0.0, start: 0.0, end: 0.001, shed: false }
-                        };
+                        let x = if i % 10 == 0 { Sample::shed(0.0) } else { Sample::served(0.0, 0.0, 0.001) };
                         w.record(t, x);
                         std::thread::sleep(Duration::from_micros(200));
                     }

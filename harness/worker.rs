@@ -14,6 +14,7 @@ use anyhow::{bail, Context as _};
 use serde::{Deserialize, Serialize};
 
 use super::drive::{drive, Gate, LoopSpec, Outcome};
+use super::fault::{Faults, RequestFailed};
 use super::metrics::Sample;
 use super::scenario::{Scenario, TenantSpec};
 use super::serve::Served;
@@ -62,6 +63,9 @@ pub enum Message {
         /// Its trace, when asked for one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         trace: Option<TenantTrace>,
+        /// Why its first failed request failed, if one did.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        failure: Option<String>,
     },
     /// It failed.
     Error {
@@ -140,15 +144,24 @@ pub fn worker_main(spec_json: &str) -> anyhow::Result<()> {
             queue_limit: spec.tenant.queue_limit,
         };
         let mut spans = Spans::new(spec.trace_limit.is_some());
-        let samples = drive(&lspec, &gate, || spans.request(&t, || served.request(&t)))?;
-        let trace = match t.runtime().timeline() {
+        let mut faults = Faults::new(spec.tenant.fault);
+        let samples = drive(&lspec, &gate, || {
+            // Its own kernel faulted: this process's context is lost, the tenant stops, and the
+            // other processes never see it.
+            spans.request(&t, || faults.request(&t, &served)).map_err(|e| match faults.stopped() {
+                true if e.downcast_ref::<RequestFailed>().is_none() => RequestFailed::from_error(&e, true).into(),
+                _ => e,
+            })
+        })?;
+        // After its kernel faulted, the context holds no timeline to read.
+        let trace = match t.runtime().timeline().filter(|_| !faults.stopped()) {
             Some(tl) => {
                 let (slices, dropped) = tl.take()?;
                 Some(TenantTrace { slices, requests: spans.into_vec(), dropped })
             }
             None => None,
         };
-        emit(&Message::Result { samples, trace });
+        emit(&Message::Result { samples, trace, failure: faults.first_failure().map(str::to_owned) });
         Ok(())
     })();
     if let Err(e) = &r {
@@ -302,6 +315,7 @@ pub fn run(
     let mut finished = vec![false; n];
     let mut results: Vec<Option<Vec<Sample>>> = vec![None; n];
     let mut traces: Vec<TenantTrace> = vec![TenantTrace::default(); n];
+    let mut failures: Vec<Option<String>> = vec![None; n];
     let mut last = vec![0u32; n];
     let mut started: Option<Instant> = None;
     let mut stopped = false;
@@ -328,9 +342,10 @@ pub fn run(
                 last[i] = c;
             }
             Some(Message::Finished) => finished[i] = true,
-            Some(Message::Result { samples, trace }) => {
+            Some(Message::Result { samples, trace, failure }) => {
                 results[i] = Some(samples);
                 traces[i] = trace.unwrap_or_default();
+                failures[i] = failure;
             }
             Some(Message::Error { message }) => return Err(fail(&workers, i, message)),
             // Its output ended after its results: it is exiting as it should.
@@ -358,6 +373,8 @@ pub fn run(
         samples: results.into_iter().map(|r| r.unwrap_or_default()).collect(),
         traces: if trace.is_some() { traces } else { Vec::new() },
         started,
+        outages_s: Vec::new(),
+        failures,
     })
 }
 

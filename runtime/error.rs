@@ -79,6 +79,30 @@ impl Error {
             _ => false,
         }
     }
+
+    /// True when the error leaves the CUDA context unusable (a kernel faulted: every later call
+    /// in the context fails the same way until it is destroyed and made again).
+    pub fn is_context_lost(&self) -> bool {
+        matches!(self, Error::Driver { source, .. } if is_sticky(source.0))
+    }
+}
+
+/// Driver results after which a context cannot be used again ("sticky" errors).
+pub fn is_sticky(r: sys::CUresult) -> bool {
+    use sys::CUresult::*;
+    matches!(
+        r,
+        CUDA_ERROR_ILLEGAL_ADDRESS
+            | CUDA_ERROR_LAUNCH_FAILED
+            | CUDA_ERROR_ILLEGAL_INSTRUCTION
+            | CUDA_ERROR_MISALIGNED_ADDRESS
+            | CUDA_ERROR_INVALID_ADDRESS_SPACE
+            | CUDA_ERROR_INVALID_PC
+            | CUDA_ERROR_HARDWARE_STACK_ERROR
+            | CUDA_ERROR_ASSERT
+            | CUDA_ERROR_ECC_UNCORRECTABLE
+            | CUDA_ERROR_CONTEXT_IS_DESTROYED
+    )
 }
 
 /// Why a partition could not be made.

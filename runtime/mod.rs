@@ -21,7 +21,7 @@ mod trace;
 pub use blas::{BlasGemm, BlasLt, BlasShape};
 pub use device::{mps_control_path, Device, DeviceInfo, PartitionSupport, PriorityRange};
 pub(crate) use error::check;
-pub use error::{Error, PartitionError, Result};
+pub use error::{is_sticky, Error, PartitionError, Result};
 pub use handles::{Event, Stream};
 pub use launch::{auto_grid, gemm_tma_params, Grid, KernelTable, LoadedKernel, Placement};
 pub use memory::{DeviceBuffer, DeviceCopy};

@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 
 mod engine;
+mod faults;
 mod harness;
 mod kernels;
 mod profiler;
