@@ -381,7 +381,12 @@ pub fn run(
     let make = || -> anyhow::Result<Runtime> {
         let device = match first.lock().unwrap_or_else(|p| p.into_inner()).take() {
             Some(d) => d,
-            None => Device::open(ordinal).context("opening the GPU again")?,
+            None => {
+                // SAFETY: a recovery makes the runtime again only after every tenant dropped its
+                // handles and the old runtime was dropped.
+                unsafe { Device::reset_primary_context(ordinal) }.context("resetting the lost context")?;
+                Device::open(ordinal).context("opening the GPU again")?
+            }
         };
         let policy = policy(s, mode.sharing, &topo, krisp.clone())?;
         let rt = Runtime::with_policy(device, policy, knees.min_sms.clone(), n).context("making the runtime")?;
