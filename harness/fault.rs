@@ -6,7 +6,6 @@
 use anyhow::Context as _;
 
 use super::serve::Served;
-use crate::engine::EngineError;
 use crate::kernels::abi::SmidParams;
 use crate::kernels::{KernelId, SMID_RECORD};
 use crate::runtime::{DeviceBuffer, Tenant};
@@ -51,13 +50,11 @@ impl RequestFailed {
     }
 }
 
-/// Whether `e` left the CUDA context unusable (a kernel faulted).
+/// Whether `e` left the CUDA context unusable (a kernel faulted). The driver's error is in the
+/// chain wherever it was wrapped (runtime errors keep it as their source; engine errors are
+/// transparent).
 pub fn context_lost(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<crate::runtime::Error>().is_some_and(crate::runtime::Error::is_context_lost)
-            || matches!(c.downcast_ref::<EngineError>(), Some(EngineError::Runtime(r)) if r.is_context_lost())
-            || c.downcast_ref::<cudarc::driver::DriverError>().is_some_and(|d| crate::runtime::is_sticky(d.0))
-    })
+    e.chain().any(|c| c.downcast_ref::<cudarc::driver::DriverError>().is_some_and(|d| crate::runtime::is_sticky(d.0)))
 }
 
 /// One tenant's injected fault, and whether its kernel has faulted.
@@ -184,7 +181,7 @@ mod tests {
         use cudarc::driver::{sys::CUresult, DriverError};
         let lost = anyhow::Error::new(DriverError(CUresult::CUDA_ERROR_ILLEGAL_ADDRESS)).context("tenant 1");
         assert!(context_lost(&lost));
-        let engine = anyhow::Error::new(EngineError::Runtime(crate::runtime::Error::Driver {
+        let engine = anyhow::Error::new(crate::engine::EngineError::Runtime(crate::runtime::Error::Driver {
             call: "cuStreamSynchronize",
             source: DriverError(CUresult::CUDA_ERROR_LAUNCH_FAILED),
         }));

@@ -148,9 +148,12 @@ pub fn worker_main(spec_json: &str) -> anyhow::Result<()> {
         let samples = drive(&lspec, &gate, || {
             // Its own kernel faulted: this process's context is lost, the tenant stops, and the
             // other processes never see it.
-            spans.request(&t, || faults.request(&t, &served)).map_err(|e| match faults.stopped() {
-                true if e.downcast_ref::<RequestFailed>().is_none() => RequestFailed::from_error(&e, true).into(),
-                _ => e,
+            spans.request(&t, || faults.request(&t, &served)).map_err(|e| {
+                if faults.stopped() && e.downcast_ref::<RequestFailed>().is_none() {
+                    RequestFailed::from_error(&e, true).into()
+                } else {
+                    e
+                }
             })
         })?;
         // After its kernel faulted, the context holds no timeline to read.

@@ -79,15 +79,10 @@ impl Error {
             _ => false,
         }
     }
-
-    /// True when the error leaves the CUDA context unusable (a kernel faulted: every later call
-    /// in the context fails the same way until it is destroyed and made again).
-    pub fn is_context_lost(&self) -> bool {
-        matches!(self, Error::Driver { source, .. } if is_sticky(source.0))
-    }
 }
 
-/// Driver results after which a context cannot be used again ("sticky" errors).
+/// Driver results after which a context cannot be used again ("sticky" errors: a kernel
+/// faulted, and every later call in the context fails the same way).
 pub fn is_sticky(r: sys::CUresult) -> bool {
     use sys::CUresult::*;
     matches!(
