@@ -89,6 +89,10 @@ pub struct TenantResult {
     /// Why its first failed request failed, if one did (see `metrics.failed`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<String>,
+    /// One-process modes: how much of its recent time it spent busy, at the end (see
+    /// `Tenant::duty`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duty: Option<f64>,
 }
 
 /// One scenario under one mode.
@@ -533,17 +537,19 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
                         })?;
                     }
                     let mut failures = outcome.failures.into_iter();
+                    let mut duties = outcome.duties.into_iter();
                     let tenants: Vec<TenantResult> = s
                         .tenants
                         .iter()
                         .zip(outcome.samples)
                         .filter_map(|(spec, samples)| {
                             let failure = failures.next().flatten();
+                            let duty = duties.next().flatten();
                             let solo = report.solo(&spec.solo_key(mode.plan));
                             let metrics = TenantMetrics::of(&samples, solo, spec.slo_ms)?;
                             let decoder = ModelConfig::named(&spec.model).map(|c| c.is_decoder()).unwrap_or(false);
                             let shape = spec.shape(decoder);
-                            Some(TenantResult { spec: spec.clone(), shape, metrics, samples, failure })
+                            Some(TenantResult { spec: spec.clone(), shape, metrics, samples, failure, duty })
                         })
                         .collect();
                     let metrics = RunMetrics::of(&tenants.iter().map(|t| t.metrics.clone()).collect::<Vec<_>>());

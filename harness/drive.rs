@@ -25,6 +25,10 @@ pub struct Outcome {
     /// Per tenant, why its first failed request failed (none failed: `None`; empty when no
     /// tenant's failures were recorded).
     pub failures: Vec<Option<String>>,
+    /// Per tenant, its duty at the end (one-process modes; empty otherwise): how much of its
+    /// recent time it spent busy, which `krisp` reads to tell lasting contention from
+    /// contention that comes and goes.
+    pub duties: Vec<Option<f64>>,
 }
 
 /// What one tenant's loop does.

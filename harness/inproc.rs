@@ -1,8 +1,8 @@
 //! The one-process modes: every tenant a thread with a scheduled tenant handle on one runtime
 //! whose policy is the mode (plain streams, static partitions, the krisp policies).
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use anyhow::{bail, Context as _};
@@ -17,6 +17,7 @@ use crate::runtime::policy::{
     Full, KrispConserved, KrispIsolated, KrispShare, Policy, Prioritized, PriorityClass, Share, Speeds, Static,
     Topology,
 };
+use crate::runtime::sync::{AtomicU32, Condvar, Mutex, MutexGuard, Ordering};
 use crate::runtime::{Device, GroupRange, MinSms, Runtime, Tenant};
 
 /// What the profiles of a scenario's tenants tell the krisp modes.
@@ -75,7 +76,7 @@ impl ThreadGate {
 
     /// Calls the run off before its start (a tenant could not get ready).
     pub(crate) fn fail(&self) {
-        let mut a = self.arrived.lock().unwrap_or_else(|p| p.into_inner());
+        let mut a = self.arrived.lock();
         a.1 = true;
         self.done.fetch_add(1, Ordering::SeqCst);
         self.cv.notify_all();
@@ -84,14 +85,14 @@ impl ThreadGate {
 
 impl Gate for ThreadGate {
     fn start(&self) -> anyhow::Result<Instant> {
-        let mut a = self.arrived.lock().unwrap_or_else(|p| p.into_inner());
+        let mut a = self.arrived.lock();
         a.0 += 1;
         if a.0 == self.n {
             let _ = self.t0.set(Instant::now());
             self.cv.notify_all();
         }
         while a.0 < self.n && !a.1 {
-            a = self.cv.wait(a).unwrap_or_else(|p| p.into_inner());
+            a = self.cv.wait(a);
         }
         if a.1 {
             return Err(CalledOff.into());
@@ -150,8 +151,8 @@ impl<T> Shared<T> {
         Shared { state: Mutex::new(st), cv: Condvar::new() }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, SharedState<T>> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> MutexGuard<'_, SharedState<T>> {
+        self.state.lock()
     }
 
     /// The runtime now, and its epoch.
@@ -190,7 +191,7 @@ impl<T> Shared<T> {
             return Ok(None);
         }
         while st.epoch == epoch {
-            st = self.cv.wait(st).unwrap_or_else(|p| p.into_inner());
+            st = self.cv.wait(st);
             // Woken by a tenant that left: the rest may all be in now.
             self.lead_if_all_in(&mut st, make);
         }
@@ -379,7 +380,7 @@ pub fn run(
     let first = Mutex::new(Some(device));
     // The runtime, made again (on a new context) after a kernel fault lost the last one.
     let make = || -> anyhow::Result<Runtime> {
-        let device = match first.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        let device = match first.lock().take() {
             Some(d) => d,
             None => {
                 // SAFETY: a recovery makes the runtime again only after every tenant dropped its
@@ -401,7 +402,7 @@ pub fn run(
         None => None,
     };
     let gate = ThreadGate::new(n, counted);
-    type Ran = (Vec<Sample>, Vec<RequestSpan>, Option<String>);
+    type Ran = (Vec<Sample>, Vec<RequestSpan>, Option<String>, Option<f64>);
     let results: Vec<anyhow::Result<Ran>> = std::thread::scope(|scope| {
         let handles: Vec<_> = s
             .tenants
@@ -475,12 +476,13 @@ pub fn run(
                             r => r,
                         }
                     });
+                    let duty = held.as_ref().map(|(t, _)| t.duty());
                     drop(held);
                     if live {
                         shared.leave();
                     }
                     let samples = r.with_context(|| format!("tenant {i} ({})", spec.model))?;
-                    Ok((samples, spans.into_vec(), faults.first_failure().map(str::to_owned)))
+                    Ok((samples, spans.into_vec(), faults.first_failure().map(str::to_owned), duty))
                 })
             })
             .collect();
@@ -498,10 +500,11 @@ pub fn run(
     let mut called_off = None;
     for r in results {
         match r {
-            Ok((samples, s, failure)) => {
+            Ok((samples, s, failure, duty)) => {
                 out.samples.push(samples);
                 spans.push(s);
                 out.failures.push(failure);
+                out.duties.push(duty);
             }
             Err(e) if e.downcast_ref::<CalledOff>().is_some() => called_off = Some(e),
             Err(e) => return Err(e),
@@ -645,5 +648,105 @@ mod tests {
         // Judged at the largest profiled count within the quota.
         assert!(meets_on(&[(24, 4000.0), (40, 1000.0)], 32, 10.0));
         assert!(!meets_on(&[(40, 1000.0)], 32, 10.0));
+    }
+}
+
+/// Model checks (`RUSTFLAGS="--cfg loom" cargo test --lib loom_`): the gate and the recovery
+/// barrier under every interleaving of their tenant threads.
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use loom::sync::Arc as LoomArc;
+
+    fn bounded() -> loom::model::Builder {
+        let mut b = loom::model::Builder::new();
+        b.preemption_bound = Some(3);
+        b
+    }
+
+    /// A faulted tenant leaves, a survivor waits and a third tenant finishes its loop instead:
+    /// the runtime is made again exactly once, only after both others let go, and the
+    /// survivor resumes on it.
+    #[test]
+    fn loom_a_recovery_makes_the_runtime_once() {
+        bounded().check(|| {
+            let shared = LoomArc::new(Shared::new(Arc::new(0u32), 3));
+            let made = LoomArc::new(AtomicU32::new(0));
+            let make: LoomArc<dyn Fn() -> anyhow::Result<u32> + Send + Sync> = {
+                let made = made.clone();
+                LoomArc::new(move || Ok(made.fetch_add(1, Ordering::SeqCst) + 1))
+            };
+            let (s, m) = (shared.clone(), make.clone());
+            let faulted = loom::thread::spawn(move || s.recover(0, false, &*m).unwrap().is_none());
+            let (s, m) = (shared.clone(), make.clone());
+            let survivor = loom::thread::spawn(move || s.recover(0, true, &*m).unwrap().map(|rt| *rt));
+            let s = shared.clone();
+            let finished = loom::thread::spawn(move || s.leave());
+            assert!(faulted.join().unwrap(), "the faulted tenant does not come back");
+            assert_eq!(survivor.join().unwrap(), Some(1), "the survivor gets the new runtime");
+            finished.join().unwrap();
+            assert_eq!(made.load(Ordering::SeqCst), 1, "made once");
+            assert_eq!(shared.current(), (Arc::new(1), 1));
+        });
+    }
+
+    /// Two survivors of one lost context: whichever arrives last makes the runtime; both get it.
+    #[test]
+    fn loom_every_survivor_resumes_on_the_same_runtime() {
+        bounded().check(|| {
+            let shared = LoomArc::new(Shared::new(Arc::new(0u32), 2));
+            let made = LoomArc::new(AtomicU32::new(0));
+            let make: LoomArc<dyn Fn() -> anyhow::Result<u32> + Send + Sync> = {
+                let made = made.clone();
+                LoomArc::new(move || Ok(made.fetch_add(1, Ordering::SeqCst) + 1))
+            };
+            let threads: Vec<_> = (0..2)
+                .map(|_| {
+                    let (s, m) = (shared.clone(), make.clone());
+                    loom::thread::spawn(move || {
+                        let rt = s.recover(0, true, &*m).unwrap().map(|rt| *rt);
+                        s.resumed();
+                        rt
+                    })
+                })
+                .collect();
+            for t in threads {
+                assert_eq!(t.join().unwrap(), Some(1));
+            }
+            assert_eq!(made.load(Ordering::SeqCst), 1);
+            assert_eq!(shared.outages_s().len(), 1, "one outage, counted once both resumed");
+        });
+    }
+
+    /// A tenant that fails to get ready calls the run off: a tenant waiting at the gate is let
+    /// go with an error, never left waiting.
+    #[test]
+    fn loom_a_failed_tenant_releases_the_gate() {
+        bounded().check(|| {
+            let gate = LoomArc::new(ThreadGate::new(2, Arc::default()));
+            let g = gate.clone();
+            let waiting = loom::thread::spawn(move || g.start().is_err());
+            let g = gate.clone();
+            let failing = loom::thread::spawn(move || g.fail());
+            failing.join().unwrap();
+            assert!(waiting.join().unwrap(), "called off");
+            assert!(gate.stopped() || gate.done.load(Ordering::SeqCst) == 1);
+        });
+    }
+
+    /// Every tenant ready: all pass the gate with the same start.
+    #[test]
+    fn loom_the_gate_opens_once_every_tenant_arrived() {
+        bounded().check(|| {
+            let gate = LoomArc::new(ThreadGate::new(2, Arc::default()));
+            let threads: Vec<_> = (0..2)
+                .map(|_| {
+                    let g = gate.clone();
+                    loom::thread::spawn(move || g.start().unwrap())
+                })
+                .collect();
+            let starts: Vec<Instant> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+            assert_eq!(starts[0], starts[1]);
+        });
     }
 }

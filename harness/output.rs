@@ -141,6 +141,23 @@ pub fn summary(r: &Report) -> String {
         if !faults.is_empty() {
             let _ = writeln!(s, "\nFailed requests and recoveries:\n\n{}", faults.join("\n"));
         }
+        let duties: Vec<String> = runs_of(r, &sc.name)
+            .filter(|run| run.mode.starts_with("krisp") && run.tenants.iter().any(|t| t.duty.is_some()))
+            .map(|run| {
+                let d: Vec<String> =
+                    run.tenants.iter().map(|t| format!("{} {}", t.spec.label(), num(t.duty, 2))).collect();
+                format!("- {}: {}", run.mode, d.join(", "))
+            })
+            .collect();
+        if !duties.is_empty() {
+            let _ = writeln!(
+                s,
+                "\nDuties (the share of its recent time a tenant was busy, at the end; krisp lays out windows \
+                 only while an active tenant stays busy, at ≥ {:.1}):\n\n{}",
+                crate::runtime::policy::SUSTAINED,
+                duties.join("\n")
+            );
+        }
         if let Some(p) = runs_of(r, &sc.name).find_map(|run| run.pcie_gb_per_s) {
             let _ = writeln!(s, "\nBackground PCIe load moved {p:.1} GB/s.");
         }
@@ -279,7 +296,7 @@ fn dropped(m: &super::metrics::TenantMetrics) -> String {
 pub fn tenants_csv(r: &Report) -> String {
     let mut s = String::from(
         "scenario,mode,tenant,model,class,request,requests,throughput_rps,mean_ms,p50_ms,p90_ms,p99_ms,max_ms,\
-         slowdown,p99_vs_solo,throughput_vs_solo,slo_ms,slo_attainment,shed,failed\n",
+         slowdown,p99_vs_solo,throughput_vs_solo,slo_ms,slo_attainment,shed,failed,duty\n",
     );
     for run in &r.runs {
         for (i, t) in run.tenants.iter().enumerate() {
@@ -290,7 +307,7 @@ pub fn tenants_csv(r: &Report) -> String {
             };
             let _ = writeln!(
                 s,
-                "{},{},{i},{},{class},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                "{},{},{i},{},{class},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
                 csv_field(&run.scenario),
                 csv_field(&run.mode),
                 csv_field(&t.spec.model),
@@ -308,7 +325,8 @@ pub fn tenants_csv(r: &Report) -> String {
                 opt(m.slo_ms),
                 opt(m.slo_attainment),
                 m.shed,
-                m.failed
+                m.failed,
+                t.duty.map_or(String::new(), |d| format!("{d:.3}"))
             );
         }
     }
@@ -371,6 +389,7 @@ pub(crate) mod tests {
                 samples: samples(ms),
                 spec,
                 failure: None,
+                duty: None,
             }
         };
         let run = |mode: &str, ms: f64| {

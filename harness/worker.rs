@@ -378,6 +378,7 @@ pub fn run(
         started,
         outages_s: Vec::new(),
         failures,
+        duties: Vec::new(),
     })
 }
 

@@ -14,6 +14,7 @@ mod plan;
 pub mod policy;
 mod rt;
 mod scheduler;
+pub(crate) mod sync;
 mod tenant;
 mod timer;
 mod trace;

@@ -54,6 +54,11 @@ pub struct Topology {
 }
 
 impl Topology {
+    /// SMs of the whole device: every group and the SMs outside them.
+    pub fn sms(&self) -> u32 {
+        self.groups * self.granularity + self.rest_sms
+    }
+
     /// Groups needed for `sms` SMs (at least one).
     pub fn groups_for(&self, sms: u32) -> u32 {
         sms.div_ceil(self.granularity.max(1)).max(1)
@@ -76,12 +81,67 @@ pub struct Demand {
     /// Tenants with work outstanding (launched since they last waited for it), a bit per
     /// tenant id below 64, as the runtime knows it without tracking kernels.
     pub active: u64,
+    /// Whether one of the tenants in `active` (or this one) stays busy: its [`Duty`] is at
+    /// least [`SUSTAINED`]. Contention among tenants that are not is short-lived.
+    pub sustained: bool,
+}
+
+/// The weight of each request in a tenant's [`Duty`]: about the last four count.
+pub const DUTY_WEIGHT: f64 = 0.25;
+
+/// The most idle time one request counts in a [`Duty`], in multiples of its busy time: one long
+/// pause (a tenant back from an idle phase) weighs like a request busy a fifth of its time.
+pub const DUTY_IDLE_CAP: f64 = 4.0;
+
+/// The [`Duty`] from which a tenant counts as staying busy ([`Demand::sustained`]).
+pub const SUSTAINED: f64 = 0.8;
+
+/// How much of its time a tenant spends busy (with work outstanding): over its recent requests
+/// (busy periods, each ended by waiting for its work; each request's weight decays by
+/// [`DUTY_WEIGHT`]), the time busy ÷ the time busy and idle (the idle time before each request
+/// counted up to [`DUTY_IDLE_CAP`] times its busy time). A closed loop stays near 1; a tenant
+/// serving arrivals that leave it idle between requests, near its utilization. A new tenant
+/// counts as busy until its requests show otherwise.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Duty {
+    busy: f64,
+    total: f64,
+}
+
+impl Default for Duty {
+    fn default() -> Duty {
+        Duty { busy: 1.0, total: 1.0 }
+    }
+}
+
+impl Duty {
+    /// Counts a request busy for `busy` seconds after `idle` seconds idle.
+    pub fn cycle(&mut self, idle: f64, busy: f64) {
+        let busy = busy.max(0.0);
+        let idle = idle.clamp(0.0, DUTY_IDLE_CAP * busy);
+        if idle + busy <= 0.0 {
+            return;
+        }
+        let first = self.total == 1.0 && self.busy == 1.0;
+        let w = if first { 1.0 } else { DUTY_WEIGHT };
+        self.busy += (busy - self.busy) * w;
+        self.total += (idle + busy - self.total) * w;
+    }
+
+    /// The busy share, in [0, 1].
+    pub fn value(&self) -> f64 {
+        if self.total > 0.0 {
+            (self.busy / self.total).clamp(0.0, 1.0)
+        } else {
+            1.0
+        }
+    }
 }
 
 impl Demand {
     /// A launch of `units` units with nothing known of the tenant's previous one or of others.
     pub fn new(tenant: TenantId, class: PriorityClass, min_sms: Option<u32>, units: u64) -> Demand {
-        Demand { tenant, class, min_sms, units, current: None, active: 0 }
+        Demand { tenant, class, min_sms, units, current: None, active: 0, sustained: true }
     }
 }
 
@@ -490,7 +550,7 @@ impl Speeds {
                 (None, None) => f64::NAN,
             }
         };
-        let total = f64::from(topo.groups * topo.granularity + topo.rest_sms);
+        let total = f64::from(topo.sms());
         let whole = at(total);
         let speed = |sms: u32| whole / at(f64::from(sms));
         let plain = (1..=topo.groups).map(|g| speed(g * topo.granularity)).collect();
@@ -537,6 +597,10 @@ pub const TABLE_TENANTS: u32 = 12;
 ///   A *bounded* latency-critical tenant ([`Share::bounded`], one whose quota already meets
 ///   its objective) runs on its window instead, like a best-effort tenant but at high
 ///   priority and never borrowing.
+/// - when no latency-critical tenant is active and the active tenants' kernels fit side by
+///   side ([`Demand::crowd`] at most the device's SMs: batch-1 requests, whose kernels are
+///   narrow), every kernel runs on the whole device at its owner's priority: windows would
+///   only keep each tenant off SMs the others leave free.
 ///
 /// A best-effort kernel gets its tenant's whole window (its grid then sized for that window).
 ///
@@ -794,6 +858,11 @@ impl KrispShare {
         if self.on_whole_device(tenant as usize) || active == 1 << tenant {
             return (Region::Whole, !critical);
         }
+        if active & self.critical_set() == 0 && !d.sustained {
+            // The active tenants' kernels fit side by side: no one needs a window, and sharing
+            // every SM block by block lets each use what the others leave.
+            return (Region::Whole, false);
+        }
         let (mut now, mut owned) = ([None; 64], [None; 64]);
         let n = load.tenants().max(64 - active.leading_zeros());
         self.lay(active, n, topo.groups, &mut now);
@@ -887,7 +956,7 @@ impl Policy for KrispShare {
         false
     }
     fn pick_plan(&self, d: &Demand, load: &GroupLoad, topo: &Topology, regions: &[Region]) -> (usize, bool) {
-        let (now, _) = self.now(d, load, topo);
+        let (now, now_borrowed) = self.now(d, load, topo);
         let target = span(now, topo);
         let overlap = |r: &Region| {
             let g = span(*r, topo);
@@ -899,7 +968,13 @@ impl Policy for KrispShare {
                 (overlap(&regions[i]), std::cmp::Reverse(span(regions[i], topo).count), std::cmp::Reverse(i))
             })
             .unwrap_or(0);
-        let borrowed = regions.get(i).is_some_and(|&r| self.borrows(d.tenant, load, topo, span(r, topo)));
+        let borrowed = regions.get(i).is_some_and(|&r| {
+            if span(r, topo) == target {
+                now_borrowed
+            } else {
+                self.borrows(d.tenant, load, topo, span(r, topo))
+            }
+        });
         (i, borrowed)
     }
 }
@@ -1101,6 +1176,50 @@ mod tests {
     }
 
     #[test]
+    fn tenants_that_come_and_go_share_the_whole_device() {
+        let be =
+            |t, sustained| Demand { active: 0b111, sustained, ..Demand::new(t, PriorityClass::BestEffort, None, 64) };
+        let idle = GroupLoad::new(TOPO.groups, 3);
+        let plain = KrispShare::new(vec![share(false, None); 3]);
+        // None stays busy: contention comes and goes, so no windows.
+        assert_eq!(plain.decide(&be(1, false), &idle, &TOPO), Decision::run(Region::Whole, false));
+        // One of them stays busy: windows.
+        let home = Decision::run(Region::Groups(plain.home(1, 3, TOPO.groups)), false);
+        assert_eq!(plain.decide(&be(1, true), &idle, &TOPO), home);
+        // Never while a latency-critical tenant is active.
+        let lc = KrispShare::new(vec![share(true, Some(4)), share(false, None), share(false, None)]);
+        assert_ne!(lc.decide(&be(1, false), &idle, &TOPO), Decision::run(Region::Whole, false));
+    }
+
+    #[test]
+    fn duty_is_the_busy_share_of_recent_requests() {
+        let mut closed = Duty::default();
+        assert_eq!(closed.value(), 1.0, "a new tenant counts as busy");
+        for _ in 0..20 {
+            closed.cycle(0.000_01, 0.001);
+        }
+        assert!(closed.value() > 0.95, "{closed:?}");
+        // Busy 6 ms every 28 ms: about a fifth of the time.
+        let mut open = Duty::default();
+        for _ in 0..40 {
+            open.cycle(0.022, 0.006);
+        }
+        assert!((open.value() - 6.0 / 28.0).abs() < 0.01, "{open:?}");
+        assert!(open.value() < SUSTAINED && closed.value() >= SUSTAINED);
+        // Back to a closed loop after a long pause (which weighs like a request busy a fifth of
+        // its time): sustained again within a dozen requests.
+        open.cycle(10.0, 0.006);
+        for _ in 0..12 {
+            open.cycle(0.0, 0.006);
+        }
+        assert!(open.value() >= SUSTAINED, "{open:?}");
+        // A request of no time changes nothing.
+        let before = open;
+        open.cycle(0.0, 0.0);
+        assert_eq!(open, before);
+    }
+
+    #[test]
     fn speeds_size_the_windows() {
         let sms: Vec<u32> = (1..=15).map(|g| g * 8).chain([132]).collect();
         // A prefill that scales with SMs, and a decoder whose requests barely do.
@@ -1292,7 +1411,7 @@ mod tests {
                     match *op {
                         Op::Launch { tenant, min_sms, lc, units } => {
                             let class = if lc { PriorityClass::LatencyCritical } else { PriorityClass::BestEffort };
-                            let d = Demand { tenant, class, min_sms, units, current: current[tenant as usize], active: 0 };
+                            let d = Demand { tenant, class, min_sms, units, current: current[tenant as usize], active: 0, sustained: true };
                             match p.decide(&d, &load, &TOPO) {
                                 Decision::Run { region, high_priority, borrowed, blocks } => {
                                     prop_assert!(blocks == Blocks::Resident || p.name() == "krisp", "only krisp spreads");

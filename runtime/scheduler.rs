@@ -10,19 +10,18 @@
 //! also bounds how far a tenant's host thread runs ahead of its kernels (and so keeps the load
 //! the policies read close to what the GPU runs).
 
+use cudarc::driver::sys;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
-
-use cudarc::driver::sys;
-use parking_lot::{Mutex, MutexGuard};
 
 use super::error::{check, Result};
 use super::handles::Event;
 use super::partition::{GroupRange, PartitionId};
 use super::policy::{
-    priority_level, Blocks, Decision, Demand, GroupLoad, Policy, PriorityClass, Region, TenantId, Topology,
+    priority_level, Blocks, Decision, Demand, Duty, GroupLoad, Policy, PriorityClass, Region, TenantId, Topology,
+    SUSTAINED,
 };
+use super::sync::{AtomicU32, AtomicU64, Mutex, MutexGuard, Ordering};
 use crate::kernels::KernelId;
 
 /// Profiled minimum SMs per (kernel, shape key): what the KRISP policies ask for.
@@ -55,12 +54,90 @@ impl MinSms {
     }
 }
 
-/// Events recorded after scheduled kernels, per tenant, oldest first.
-struct Inflight {
+/// What the scheduler knows a kernel's completion by: the CUDA event recorded after it (a
+/// stand-in in the model checks).
+pub(crate) trait Fence: Clone {
+    /// Whether the work before it has completed.
+    fn done(&self) -> bool;
+    /// Waits for the work before it.
+    fn wait(&self) -> Result<()>;
+}
+
+impl Fence for sys::CUevent {
+    fn done(&self) -> bool {
+        // SAFETY: a live event of the scheduler's pool.
+        unsafe { sys::cuEventQuery(*self) == sys::CUresult::CUDA_SUCCESS }
+    }
+    fn wait(&self) -> Result<()> {
+        // SAFETY: as above.
+        check("cuEventSynchronize", unsafe { sys::cuEventSynchronize(*self) })
+    }
+}
+
+/// Fences recorded after scheduled kernels, per tenant, oldest first, and the load they hold.
+struct Inflight<E> {
     load: GroupLoad,
-    queues: Vec<VecDeque<(sys::CUevent, Region)>>,
-    /// Each tenant's unused events.
-    free: Vec<Vec<sys::CUevent>>,
+    queues: Vec<VecDeque<(E, Region)>>,
+    /// Each tenant's unused fences.
+    free: Vec<Vec<E>>,
+}
+
+impl<E: Fence> Inflight<E> {
+    /// Tenant `t`'s fences are `pools[t]`.
+    fn new(load: GroupLoad, pools: Vec<Vec<E>>) -> Inflight<E> {
+        let queues = pools.iter().map(|p| VecDeque::with_capacity(p.len())).collect();
+        Inflight { load, queues, free: pools }
+    }
+
+    /// Releases the groups of every kernel whose fence has completed. Each tenant's kernels
+    /// complete in order, so only the heads of the queues are looked at.
+    fn reap(&mut self) {
+        let Inflight { load, queues, free } = self;
+        for (t, q) in queues.iter_mut().enumerate() {
+            while let Some((e, region)) = q.front() {
+                if !e.done() {
+                    break;
+                }
+                load.release(*region, t as TenantId);
+                let (e, _) = q.pop_front().expect("a head");
+                free[t].push(e);
+            }
+        }
+    }
+
+    /// Waits for every tracked kernel (holding the lock) and releases its groups.
+    fn drain(&mut self) -> Result<()> {
+        for q in &self.queues {
+            for (e, _) in q {
+                e.wait()?;
+            }
+        }
+        self.reap();
+        Ok(())
+    }
+}
+
+/// Takes a free fence of tenant `t`, reaping completions when it has none; when every one is
+/// in flight, waits for its oldest kernel without the lock (other tenants go on). Returns the
+/// fence with the lock held, so the caller records and queues it before anyone reaps.
+///
+/// Only tenant `t`'s thread takes and records `t`'s fences: another thread's reap may move the
+/// oldest to the free list meanwhile, but nobody records it again while this thread waits.
+fn take_fence<E: Fence>(state: &Mutex<Inflight<E>>, t: usize) -> Result<(MutexGuard<'_, Inflight<E>>, E)> {
+    let mut st = state.lock();
+    loop {
+        if let Some(e) = st.free[t].pop() {
+            return Ok((st, e));
+        }
+        st.reap();
+        if !st.free[t].is_empty() {
+            continue;
+        }
+        let (oldest, _) = st.queues[t].front().cloned().expect("a tenant without free fences has fences in flight");
+        drop(st);
+        oldest.wait()?;
+        st = state.lock();
+    }
 }
 
 /// The runtime's scheduler (present when the runtime was made with a policy).
@@ -69,12 +146,15 @@ pub struct Scheduler {
     topo: Topology,
     min_sms: MinSms,
     windows: HashMap<GroupRange, PartitionId>,
-    state: Mutex<Inflight>,
+    state: Mutex<Inflight<sys::CUevent>>,
     /// An empty load, for policies that do not read it and for capturing plans.
     idle: GroupLoad,
     /// Tenants with work outstanding: a bit per tenant id below 64, set at a tenant's first
     /// launch and cleared when it has waited for all of its work (no driver call, no lock).
     active: AtomicU64,
+    /// Each tenant's [`Duty`] in thousandths, as its own thread last stored it (when it last
+    /// waited for its work); a new tenant's counts as busy.
+    duties: Vec<AtomicU32>,
     /// Tenant ids a live scheduled tenant holds: one tenant per id, since an id's event pool,
     /// streams and active bit assume a single owner.
     claimed: Mutex<Vec<bool>>,
@@ -112,9 +192,8 @@ impl Scheduler {
         // The primary context is current (the runtime binds it before this).
         let events =
             (0..tenants as usize * EVENTS_PER_TENANT).map(|_| Event::new(false)).collect::<Result<Vec<_>>>()?;
-        let free = events.chunks(EVENTS_PER_TENANT).map(|c| c.iter().map(Event::raw).collect()).collect();
-        let queues = (0..tenants).map(|_| VecDeque::with_capacity(EVENTS_PER_TENANT)).collect();
-        let state = Inflight { load: GroupLoad::new(topo.groups, tenants), queues, free };
+        let pools = events.chunks(EVENTS_PER_TENANT).map(|c| c.iter().map(Event::raw).collect()).collect();
+        let state = Inflight::new(GroupLoad::new(topo.groups, tenants), pools);
         let idle = GroupLoad::new(topo.groups, tenants);
         Ok(Scheduler {
             policy,
@@ -124,6 +203,7 @@ impl Scheduler {
             state: Mutex::new(state),
             idle,
             active: AtomicU64::new(0),
+            duties: (0..tenants).map(|_| AtomicU32::new(1000)).collect(),
             claimed: Mutex::new(vec![false; tenants as usize]),
             _events: events,
         })
@@ -136,6 +216,7 @@ impl Scheduler {
 
     /// Gives tenant id `id` back (its tenant is gone).
     pub(crate) fn unclaim(&self, id: TenantId) {
+        self.set_duty(id, Duty::default().value());
         if let Some(c) = self.claimed.lock().get_mut(id as usize) {
             *c = false;
         }
@@ -156,24 +237,8 @@ impl Scheduler {
         self.lock().load.tenants()
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inflight> {
+    fn lock(&self) -> MutexGuard<'_, Inflight<sys::CUevent>> {
         self.state.lock()
-    }
-
-    /// Releases the groups of every kernel whose completion event has fired.
-    fn reap(st: &mut Inflight) {
-        let Inflight { load, queues, free } = st;
-        for (t, q) in queues.iter_mut().enumerate() {
-            while let Some(&(e, region)) = q.front() {
-                // SAFETY: a live event from the pool, recorded after a launch.
-                if unsafe { sys::cuEventQuery(e) } != sys::CUresult::CUDA_SUCCESS {
-                    break;
-                }
-                q.pop_front();
-                load.release(region, t as TenantId);
-                free[t].push(e);
-            }
-        }
     }
 
     /// Decides where `d` runs and counts it on its groups, waiting (polling completions)
@@ -197,24 +262,26 @@ impl Scheduler {
         }
         loop {
             let mut st = self.lock();
-            Self::reap(&mut st);
+            st.reap();
             let decision = self.policy.decide(d, &st.load, &self.topo);
             if let Decision::Run { region, .. } = decision {
                 st.load.acquire(region, d.tenant);
                 return run(decision, region);
             }
             drop(st);
-            std::hint::spin_loop();
+            super::sync::spin();
         }
     }
 
     /// The plan of `tenant` to replay now, of plans captured within `regions` (the policy's
     /// [`Policy::pick_plan`]), and the priority level to replay it at.
     pub(crate) fn pick_plan(&self, tenant: TenantId, class: PriorityClass, regions: &[Region]) -> (usize, usize) {
-        let d = Demand { active: self.active_set(), ..Demand::new(tenant, class, None, u64::MAX) };
+        let active = self.active_set();
+        let set = active | 1 << tenant.min(63);
+        let d = Demand { active, sustained: self.sustained(set), ..Demand::new(tenant, class, None, u64::MAX) };
         let (i, borrowed) = if self.tracks() {
             let mut st = self.lock();
-            Self::reap(&mut st);
+            st.reap();
             self.policy.pick_plan(&d, &st.load, &self.topo, regions)
         } else {
             self.policy.pick_plan(&d, &self.idle, &self.topo, regions)
@@ -236,6 +303,18 @@ impl Scheduler {
                 self.active.fetch_and(!(1 << tenant), Ordering::AcqRel);
             }
         }
+    }
+
+    /// Stores `tenant`'s duty ([`Duty::value`]).
+    pub(crate) fn set_duty(&self, tenant: TenantId, duty: f64) {
+        if let Some(d) = self.duties.get(tenant as usize) {
+            d.store((duty.clamp(0.0, 1.0) * 1000.0).round() as u32, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether a tenant of `set` stays busy ([`Demand::sustained`]).
+    pub fn sustained(&self, set: u64) -> bool {
+        sustained(&self.duties, set)
     }
 
     /// Counts a replayed plan of `tenant` on `region` (released when tracked completion fires).
@@ -273,25 +352,7 @@ impl Scheduler {
 
     /// Records completion tracking for a kernel of `tenant` just launched on `stream`.
     pub(crate) fn track(&self, tenant: TenantId, region: Region, stream: sys::CUstream) -> Result<()> {
-        let t = tenant as usize;
-        let mut st = self.lock();
-        let event = loop {
-            if let Some(e) = st.free[t].pop() {
-                break e;
-            }
-            Self::reap(&mut st);
-            if !st.free[t].is_empty() {
-                continue;
-            }
-            // Every event of this tenant is in flight: wait for its oldest kernel, without the
-            // lock. Only this thread records or recycles this tenant's events, so the event
-            // stays recorded meanwhile.
-            let (oldest, _) = *st.queues[t].front().expect("a tenant without free events has events in flight");
-            drop(st);
-            // SAFETY: a live recorded event.
-            check("cuEventSynchronize", unsafe { sys::cuEventSynchronize(oldest) })?;
-            st = self.lock();
-        };
+        let (mut st, event) = take_fence(&self.state, tenant as usize)?;
         // SAFETY: a live event and stream of this device.
         check("cuEventRecord", unsafe { sys::cuEventRecord(event, stream) })?;
         st.queues[tenant as usize].push_back((event, region));
@@ -300,23 +361,21 @@ impl Scheduler {
 
     /// Waits for every tracked kernel and releases its groups.
     pub(crate) fn drain(&self) -> Result<()> {
-        let mut st = self.lock();
-        for q in &st.queues {
-            for &(e, _) in q {
-                // SAFETY: live recorded events.
-                check("cuEventSynchronize", unsafe { sys::cuEventSynchronize(e) })?;
-            }
-        }
-        Self::reap(&mut st);
-        Ok(())
+        self.lock().drain()
     }
 
     /// Whether no scheduled kernel is counted on any group.
     pub fn is_idle(&self) -> bool {
         let mut st = self.lock();
-        Self::reap(&mut st);
+        st.reap();
         st.load.is_idle()
     }
+}
+
+/// Whether a tenant of `set` has a duty (in thousandths) of at least [`SUSTAINED`].
+fn sustained(duties: &[AtomicU32], set: u64) -> bool {
+    let floor = (SUSTAINED * 1000.0).round() as u32;
+    duties.iter().enumerate().take(64).any(|(t, d)| set & 1 << t != 0 && d.load(Ordering::Relaxed) >= floor)
 }
 
 /// Marks `id` taken in `claimed`; `false` if it already was (or is out of range).
@@ -350,5 +409,123 @@ mod tests {
         assert!(!claim(&mut claimed, 3), "beyond the scheduler's tenants");
         claimed[1] = false;
         assert!(claim(&mut claimed, 1), "free again once its tenant is gone");
+    }
+
+    #[test]
+    fn a_set_is_sustained_when_one_of_its_tenants_stays_busy() {
+        let duties: Vec<AtomicU32> = [200, 799, 800, 1000].into_iter().map(AtomicU32::new).collect();
+        assert!(!sustained(&duties, 0b0011));
+        assert!(sustained(&duties, 0b0101) && sustained(&duties, 0b1000));
+        assert!(!sustained(&duties, 0), "nobody active");
+    }
+}
+
+/// Model checks (`RUSTFLAGS="--cfg loom" cargo test --lib loom_`): tenant threads track
+/// kernels while a stand-in GPU completes them in order.
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use crate::runtime::sync::AtomicBool;
+    use loom::sync::Arc;
+
+    /// A fence the stand-in GPU completes.
+    #[derive(Clone, Debug)]
+    struct Mock(Arc<AtomicBool>);
+
+    impl Fence for Mock {
+        fn done(&self) -> bool {
+            self.0.load(Ordering::Acquire)
+        }
+        fn wait(&self) -> Result<()> {
+            while !self.done() {
+                super::super::sync::spin();
+            }
+            Ok(())
+        }
+    }
+
+    const TOPO: Topology = Topology { groups: 4, granularity: 8, rest_sms: 0 };
+
+    /// Two tenants, one fence each, two kernels each (so the second waits for the first,
+    /// outside the lock, while the other tenant reaps): every kernel's groups are released,
+    /// every fence comes back once, and nobody deadlocks.
+    #[test]
+    fn loom_tracked_kernels_release_their_groups() {
+        let mut builder = loom::model::Builder::new();
+        builder.preemption_bound = Some(3);
+        builder.check(|| {
+            let fences: Vec<Vec<Mock>> = (0..2).map(|_| vec![Mock(Arc::new(AtomicBool::new(true)))]).collect();
+            let state = Arc::new(Mutex::new(Inflight::new(GroupLoad::new(TOPO.groups, 2), fences)));
+            // What each tenant launched, in order, for the GPU to complete.
+            let launched: Arc<Mutex<Vec<VecDeque<Mock>>>> = Arc::new(Mutex::new(vec![VecDeque::new(); 2]));
+            let tenants: Vec<_> = (0..2usize)
+                .map(|t| {
+                    let (state, launched) = (state.clone(), launched.clone());
+                    loom::thread::spawn(move || {
+                        let region = Region::Groups(GroupRange { first: t as u32 * 2, count: 2 });
+                        for _ in 0..2 {
+                            state.lock().load.acquire(region, t as TenantId);
+                            let (mut st, fence) = take_fence(&state, t).unwrap();
+                            // Record: pending until the GPU gets to it.
+                            fence.0.store(false, Ordering::Release);
+                            launched.lock()[t].push_back(fence.clone());
+                            st.queues[t].push_back((fence, region));
+                        }
+                    })
+                })
+                .collect();
+            let gpu = {
+                let launched = launched.clone();
+                loom::thread::spawn(move || {
+                    let mut completed = 0;
+                    while completed < 4 {
+                        let next = launched.lock().iter_mut().find_map(VecDeque::pop_front);
+                        match next {
+                            Some(f) => {
+                                f.0.store(true, Ordering::Release);
+                                completed += 1;
+                            }
+                            None => loom::thread::yield_now(),
+                        }
+                    }
+                })
+            };
+            for t in tenants {
+                t.join().unwrap();
+            }
+            gpu.join().unwrap();
+            let mut st = state.lock();
+            st.drain().unwrap();
+            assert!(st.load.is_idle(), "every kernel's groups released");
+            assert!(st.queues.iter().all(VecDeque::is_empty));
+            assert_eq!(st.free.iter().map(Vec::len).collect::<Vec<_>>(), vec![1, 1], "each fence back once");
+        });
+    }
+
+    /// Tenants set and clear their bits of the active set and store their duties at once: no
+    /// bit or duty of another is lost.
+    #[test]
+    fn loom_active_bits_and_duties_are_per_tenant() {
+        loom::model(|| {
+            let active = Arc::new(AtomicU64::new(0));
+            let duties: Arc<Vec<AtomicU32>> = Arc::new((0..2).map(|_| AtomicU32::new(1000)).collect());
+            let threads: Vec<_> = (0..2u32)
+                .map(|t| {
+                    let (active, duties) = (active.clone(), duties.clone());
+                    loom::thread::spawn(move || {
+                        active.fetch_or(1 << t, Ordering::AcqRel);
+                        duties[t as usize].store(100 + 700 * t, Ordering::Relaxed);
+                        if t == 1 {
+                            active.fetch_and(!(1 << t), Ordering::AcqRel);
+                        }
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().unwrap();
+            }
+            assert_eq!(active.load(Ordering::Acquire), 0b01);
+            assert!(!sustained(&duties, 0b01) && sustained(&duties, 0b10));
+        });
     }
 }

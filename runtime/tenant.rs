@@ -10,7 +10,7 @@ use std::sync::Arc;
 use cudarc::driver::sys;
 
 use super::error::{check, Error, Result};
-use super::policy::{priority_level, Blocks, Demand, PriorityClass, Region, TenantId};
+use super::policy::{priority_level, Blocks, Demand, Duty, PriorityClass, Region, TenantId};
 use super::{Grid, GroupRange, PartitionError, Placement, Plan, Runtime};
 use crate::kernels::{Kernel, Params};
 
@@ -118,6 +118,8 @@ pub struct Tenant {
     placed: Cell<Option<(Region, sys::CUstream)>>,
     /// Whether the scheduler counts it as having work outstanding.
     busy: Cell<bool>,
+    /// How much of its time it spends busy; when it last went idle and when busy.
+    duty: Cell<(Duty, Option<std::time::Instant>, Option<std::time::Instant>)>,
 }
 
 // SAFETY: the stream and event handles may move between threads; a tenant is not `Sync`
@@ -176,6 +178,7 @@ impl Tenant {
             request: Cell::new(None),
             placed: Cell::new(None),
             busy: Cell::new(false),
+            duty: Cell::new((Duty::default(), None, None)),
         })
     }
 
@@ -212,12 +215,35 @@ impl Tenant {
         }
     }
 
+    /// How much of its time it spends busy ([`Duty`]), as of when it last waited for its work.
+    pub fn duty(&self) -> f64 {
+        self.duty.get().0.value()
+    }
+
     /// Tells the scheduler this tenant has work outstanding (once, until it next waits).
     fn mark_busy(&self, sched: &super::Scheduler) {
         if !self.busy.get() {
+            self.turn(true);
             sched.set_active(self.id, true);
             self.busy.set(true);
         }
+    }
+
+    /// Notes that it goes busy (`busy`) or idle now; going idle ends a request, which its duty
+    /// counts. Returns the duty.
+    fn turn(&self, busy: bool) -> f64 {
+        let (mut duty, idle_at, busy_at) = self.duty.get();
+        let now = std::time::Instant::now();
+        if busy {
+            self.duty.set((duty, idle_at, Some(now)));
+        } else {
+            let secs = |from: Option<std::time::Instant>, to: std::time::Instant| {
+                from.map_or(0.0, |f| to.duration_since(f).as_secs_f64())
+            };
+            duty.cycle(busy_at.map_or(0.0, |b| secs(idle_at, b)), secs(busy_at, now));
+            self.duty.set((duty, Some(now), None));
+        }
+        duty.value()
     }
 
     /// Makes `stream` the tail of the logical stream: it waits for the previous tail.
@@ -263,9 +289,12 @@ impl Tenant {
                 if capturing.is_none() {
                     self.mark_busy(sched);
                 }
+                let active = sched.active_set();
+                let set = active | 1 << self.id.min(63);
                 let demand = Demand {
                     current,
-                    active: sched.active_set(),
+                    active,
+                    sustained: sched.sustained(set),
                     ..Demand::new(self.id, self.class, sched.min_sms(id, params.shape_key()), units)
                 };
                 let (region, level, blocks) = sched.admit(&demand, capturing);
@@ -498,6 +527,7 @@ impl Tenant {
         // SAFETY: a live stream of the pool.
         check("cuStreamSynchronize", unsafe { sys::cuStreamSynchronize(self.last.get()) })?;
         if let (true, Some(sched)) = (self.busy.get(), self.rt.scheduler()) {
+            sched.set_duty(self.id, self.turn(false));
             sched.set_active(self.id, false);
             self.busy.set(false);
         }

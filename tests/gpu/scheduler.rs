@@ -425,3 +425,41 @@ fn a_tenant_id_is_held_by_one_live_tenant() {
     let again = Tenant::scheduled(rt.clone(), 0, PriorityClass::BestEffort).unwrap();
     drop((again, other));
 }
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn duty_tells_a_closed_loop_from_requests_that_come_and_go() {
+    let rt = scheduled_runtime(Box::new(KrispShare::default()), 16);
+    let mut rng = fresh_rng("duty");
+    let c = ModelConfig::named("bert-base").unwrap();
+    let t = Tenant::scheduled(rt.clone(), 0, PriorityClass::BestEffort).unwrap();
+    assert_eq!(t.duty(), 1.0, "a new tenant counts as busy");
+    let model = Model::new(&t, c.clone(), ModelWeights::synthetic(&t, &c, rng.random()).unwrap()).unwrap();
+    let mut ws = model.workspace(&t, 8, 128).unwrap();
+    let ids: Vec<u32> = (0..ws.ids.len()).map(|_| rng.random_range(0..c.vocab)).collect();
+    ws.ids.copy_from_host(&ids).unwrap();
+    let request = || {
+        model.encode(&t, &ws, 8, 128).unwrap();
+        t.synchronize().unwrap();
+    };
+    // Idle four times as long as each request takes: about a fifth of the time busy.
+    let start = std::time::Instant::now();
+    request();
+    let took = start.elapsed();
+    for _ in 0..40 {
+        std::thread::sleep(4 * took);
+        request();
+    }
+    let open = t.duty();
+    for _ in 0..40 {
+        request();
+    }
+    let closed = t.duty();
+    println!("duty: {open:.2} busy a fifth of the time, {closed:.2} in a closed loop (requests of {took:?})");
+    assert!(open < 0.4, "{open}");
+    assert!(closed >= rightsize::runtime::policy::SUSTAINED, "{closed}");
+    let sched = rt.scheduler().unwrap();
+    assert!(sched.sustained(0b1));
+    drop(t);
+    assert!(sched.sustained(0b1), "a new tenant of the id counts as busy");
+}
