@@ -672,9 +672,10 @@ mod loom_tests {
         bounded().check(|| {
             let shared = LoomArc::new(Shared::new(Arc::new(0u32), 3));
             let made = LoomArc::new(AtomicU32::new(0));
-            let make: LoomArc<dyn Fn() -> anyhow::Result<u32> + Send + Sync> = {
+            // std's Arc: loom's cannot hold an unsized closure.
+            let make: Arc<dyn Fn() -> anyhow::Result<u32> + Send + Sync> = {
                 let made = made.clone();
-                LoomArc::new(move || Ok(made.fetch_add(1, Ordering::SeqCst) + 1))
+                Arc::new(move || Ok(made.fetch_add(1, Ordering::SeqCst) + 1))
             };
             let (s, m) = (shared.clone(), make.clone());
             let faulted = loom::thread::spawn(move || s.recover(0, false, &*m).unwrap().is_none());
@@ -696,9 +697,10 @@ mod loom_tests {
         bounded().check(|| {
             let shared = LoomArc::new(Shared::new(Arc::new(0u32), 2));
             let made = LoomArc::new(AtomicU32::new(0));
-            let make: LoomArc<dyn Fn() -> anyhow::Result<u32> + Send + Sync> = {
+            // std's Arc: loom's cannot hold an unsized closure.
+            let make: Arc<dyn Fn() -> anyhow::Result<u32> + Send + Sync> = {
                 let made = made.clone();
-                LoomArc::new(move || Ok(made.fetch_add(1, Ordering::SeqCst) + 1))
+                Arc::new(move || Ok(made.fetch_add(1, Ordering::SeqCst) + 1))
             };
             let threads: Vec<_> = (0..2)
                 .map(|_| {

@@ -856,7 +856,10 @@ impl KrispShare {
         let active = d.active | load.active_set() | 1 << tenant;
         let critical = self.critical(tenant as usize);
         if self.on_whole_device(tenant as usize) || active == 1 << tenant {
-            return (Region::Whole, !critical);
+            // Alone, a tenant that stays busy borrows the others' SMs (short blocks at the least
+            // priority, so an owner coming back gets them within a block); one that comes and
+            // goes keeps its own priority, as it does beside others that come and go.
+            return (Region::Whole, !critical && d.sustained);
         }
         if active & self.critical_set() == 0 && !d.sustained {
             // The active tenants' kernels fit side by side: no one needs a window, and sharing
@@ -1186,6 +1189,14 @@ mod tests {
         // One of them stays busy: windows.
         let home = Decision::run(Region::Groups(plain.home(1, 3, TOPO.groups)), false);
         assert_eq!(plain.decide(&be(1, true), &idle, &TOPO), home);
+        // Alone: the whole device, owned (its own priority, resident blocks); a tenant that stays
+        // busy borrows it instead, so owners coming back get their SMs within a block.
+        let alone = |sustained| Demand { active: 0, ..be(1, sustained) };
+        assert_eq!(plain.decide(&alone(false), &idle, &TOPO), Decision::run(Region::Whole, false));
+        assert_eq!(
+            plain.decide(&alone(true), &idle, &TOPO),
+            Decision::Run { region: Region::Whole, high_priority: false, borrowed: true, blocks: Blocks::Short }
+        );
         // Never while a latency-critical tenant is active.
         let lc = KrispShare::new(vec![share(true, Some(4)), share(false, None), share(false, None)]);
         assert_ne!(lc.decide(&be(1, false), &idle, &TOPO), Decision::run(Region::Whole, false));

@@ -428,18 +428,17 @@ mod loom_tests {
     use crate::runtime::sync::AtomicBool;
     use loom::sync::Arc;
 
-    /// A fence the stand-in GPU completes.
+    /// A fence: its use (bumped when recorded) and whether the kernel before it completed.
     #[derive(Clone, Debug)]
-    struct Mock(Arc<AtomicBool>);
+    struct Mock(Arc<(AtomicU32, AtomicBool)>);
 
     impl Fence for Mock {
         fn done(&self) -> bool {
-            self.0.load(Ordering::Acquire)
+            self.0 .1.load(Ordering::Acquire)
         }
         fn wait(&self) -> Result<()> {
-            while !self.done() {
-                super::super::sync::spin();
-            }
+            // Waiting returns once the GPU got there: here, the GPU gets there now.
+            self.0 .1.store(true, Ordering::Release);
             Ok(())
         }
     }
@@ -447,17 +446,19 @@ mod loom_tests {
     const TOPO: Topology = Topology { groups: 4, granularity: 8, rest_sms: 0 };
 
     /// Two tenants, one fence each, two kernels each (so the second waits for the first,
-    /// outside the lock, while the other tenant reaps): every kernel's groups are released,
-    /// every fence comes back once, and nobody deadlocks.
+    /// outside the lock, while the other tenant may reap it) beside a GPU that completes what
+    /// was launched in order, at any point: every kernel's groups are released, every fence
+    /// comes back once, and nobody deadlocks.
     #[test]
     fn loom_tracked_kernels_release_their_groups() {
         let mut builder = loom::model::Builder::new();
         builder.preemption_bound = Some(3);
         builder.check(|| {
-            let fences: Vec<Vec<Mock>> = (0..2).map(|_| vec![Mock(Arc::new(AtomicBool::new(true)))]).collect();
+            let fences: Vec<Vec<Mock>> =
+                (0..2).map(|_| vec![Mock(Arc::new((AtomicU32::new(0), AtomicBool::new(true))))]).collect();
             let state = Arc::new(Mutex::new(Inflight::new(GroupLoad::new(TOPO.groups, 2), fences)));
-            // What each tenant launched, in order, for the GPU to complete.
-            let launched: Arc<Mutex<Vec<VecDeque<Mock>>>> = Arc::new(Mutex::new(vec![VecDeque::new(); 2]));
+            // What each tenant launched, in order, with the fence's use then.
+            let launched: Arc<Mutex<Vec<VecDeque<(Mock, u32)>>>> = Arc::new(Mutex::new(vec![VecDeque::new(); 2]));
             let tenants: Vec<_> = (0..2usize)
                 .map(|t| {
                     let (state, launched) = (state.clone(), launched.clone());
@@ -467,25 +468,25 @@ mod loom_tests {
                             state.lock().load.acquire(region, t as TenantId);
                             let (mut st, fence) = take_fence(&state, t).unwrap();
                             // Record: pending until the GPU gets to it.
-                            fence.0.store(false, Ordering::Release);
-                            launched.lock()[t].push_back(fence.clone());
+                            let used = fence.0 .0.fetch_add(1, Ordering::AcqRel) + 1;
+                            fence.0 .1.store(false, Ordering::Release);
+                            launched.lock()[t].push_back((fence.clone(), used));
                             st.queues[t].push_back((fence, region));
                         }
                     })
                 })
                 .collect();
+            // The GPU: completes the oldest launched kernel of some tenant, a few times.
             let gpu = {
                 let launched = launched.clone();
                 loom::thread::spawn(move || {
-                    let mut completed = 0;
-                    while completed < 4 {
+                    for _ in 0..3 {
                         let next = launched.lock().iter_mut().find_map(VecDeque::pop_front);
                         match next {
-                            Some(f) => {
-                                f.0.store(true, Ordering::Release);
-                                completed += 1;
+                            Some((f, used)) if f.0 .0.load(Ordering::Acquire) == used => {
+                                f.0 .1.store(true, Ordering::Release);
                             }
-                            None => loom::thread::yield_now(),
+                            _ => loom::thread::yield_now(),
                         }
                     }
                 })
