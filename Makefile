@@ -1,5 +1,5 @@
 # The two entry points the README names, plus the GPU workflow.
-.PHONY: setup run test gpu-build gpu-run
+.PHONY: setup run test loom gpu-build gpu-run
 
 setup:
 	bash scripts/setup.sh
@@ -16,6 +16,11 @@ test: setup
 	cargo test
 	test -f models/all-MiniLM-L6-v2/model.safetensors || bash scripts/minilm.sh
 	cargo test --test minilm -- --ignored
+
+# The model checks of the state tenant threads share (runtime/sync.rs), under loom: a build of
+# its own (--cfg loom) in target/loom.
+loom: setup
+	RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test --release --lib loom_
 
 gpu-build:
 	bash scripts/gpu-build.sh

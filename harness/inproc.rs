@@ -672,17 +672,33 @@ mod loom_tests {
         bounded().check(|| {
             let shared = LoomArc::new(Shared::new(Arc::new(0u32), 3));
             let made = LoomArc::new(AtomicU32::new(0));
+            // Each tenant holds the runtime until it lets go; it is made again only after.
+            let held: Vec<Arc<u32>> = (0..3).map(|_| shared.current().0).collect();
+            let old = Arc::downgrade(&held[0]);
             // std's Arc: loom's cannot hold an unsized closure.
             let make: Arc<dyn Fn() -> anyhow::Result<u32> + Send + Sync> = {
                 let made = made.clone();
-                Arc::new(move || Ok(made.fetch_add(1, Ordering::SeqCst) + 1))
+                Arc::new(move || {
+                    assert!(old.upgrade().is_none(), "made again while a tenant holds the old runtime");
+                    Ok(made.fetch_add(1, Ordering::SeqCst) + 1)
+                })
             };
-            let (s, m) = (shared.clone(), make.clone());
-            let faulted = loom::thread::spawn(move || s.recover(0, false, &*m).unwrap().is_none());
-            let (s, m) = (shared.clone(), make.clone());
-            let survivor = loom::thread::spawn(move || s.recover(0, true, &*m).unwrap().map(|rt| *rt));
-            let s = shared.clone();
-            let finished = loom::thread::spawn(move || s.leave());
+            let mut held = held.into_iter();
+            let (s, m, mine) = (shared.clone(), make.clone(), held.next());
+            let faulted = loom::thread::spawn(move || {
+                drop(mine);
+                s.recover(0, false, &*m).unwrap().is_none()
+            });
+            let (s, m, mine) = (shared.clone(), make.clone(), held.next());
+            let survivor = loom::thread::spawn(move || {
+                drop(mine);
+                s.recover(0, true, &*m).unwrap().map(|rt| *rt)
+            });
+            let (s, mine) = (shared.clone(), held.next());
+            let finished = loom::thread::spawn(move || {
+                drop(mine);
+                s.leave()
+            });
             assert!(faulted.join().unwrap(), "the faulted tenant does not come back");
             assert_eq!(survivor.join().unwrap(), Some(1), "the survivor gets the new runtime");
             finished.join().unwrap();
