@@ -1,7 +1,7 @@
 //! `rightsize soak`: one long run of many tenants (by default `scenarios/soak.toml`: eight
 //! batch-1 encoders and decoders, open loop) under one mode, keeping per window of time only
 //! what it reports — each tenant's requests, shed requests and p99, the host's resident memory
-//! and the GPU's used memory — so the run itself holds no more memory at the end than at the
+//! and the GPU's used memory, SM clock and temperature — so the run itself holds no more memory at the end than at the
 //! start. Writes `soak.csv` (one row per window and tenant), `summary.md` (growth of both
 //! memories, each tenant's p99 per window against its median window) and `soak.svg`/`.png`.
 
@@ -53,6 +53,19 @@ pub struct WindowRow {
     pub rss_mib: Option<f64>,
     /// The GPU's used memory at the window's end, MiB (all processes).
     pub gpu_used_mib: Option<f64>,
+    /// The GPU's SM clock at the window's end, MHz (what explains a device-wide drift of p99).
+    pub sm_clock_mhz: Option<f64>,
+    /// The GPU's temperature at the window's end, °C.
+    pub temperature_c: Option<f64>,
+}
+
+/// What a window's end samples of the machine (none once the tenants finished).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Machine {
+    rss_mib: Option<f64>,
+    gpu_used_mib: Option<f64>,
+    sm_clock_mhz: Option<f64>,
+    temperature_c: Option<f64>,
 }
 
 /// What a soak run measured.
@@ -73,10 +86,17 @@ fn rss_mib() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-/// The GPU's used memory, MiB, from NVML (every process's).
-fn gpu_used_mib(nvml: &Option<nvml_wrapper::Nvml>) -> Option<f64> {
-    let used = nvml.as_ref()?.device_by_index(0).ok()?.memory_info().ok()?.used;
-    Some(used as f64 / f64::from(1u32 << 20))
+/// This process's resident memory and, from NVML, the GPU's used memory (every process's),
+/// SM clock and temperature; what cannot be read is `None`.
+fn machine(nvml: &Option<nvml_wrapper::Nvml>) -> Machine {
+    use nvml_wrapper::enum_wrappers::device::{Clock, TemperatureSensor};
+    let gpu = nvml.as_ref().and_then(|n| n.device_by_index(0).ok());
+    Machine {
+        rss_mib: rss_mib(),
+        gpu_used_mib: gpu.as_ref().and_then(|d| d.memory_info().ok()).map(|m| m.used as f64 / f64::from(1u32 << 20)),
+        sm_clock_mhz: gpu.as_ref().and_then(|d| d.clock_info(Clock::SM).ok()).map(f64::from),
+        temperature_c: gpu.as_ref().and_then(|d| d.temperature(TemperatureSensor::Gpu).ok()).map(f64::from),
+    }
 }
 
 /// The scenario a soak runs: the file's first, or the embedded one; open loops only, counting
@@ -133,8 +153,8 @@ pub fn soak(opts: &SoakOptions, progress: &(dyn Fn(&[WindowRow]) + Sync)) -> any
             windows.sample(opts.window, &done, |end_s| {
                 // A window closed after the tenants finished: their memory is being freed.
                 let running = !done.load(Ordering::Acquire);
-                let (rss, gpu) = if running { (rss_mib(), gpu_used_mib(&nvml)) } else { (None, None) };
-                let closed = windows.close(end_s, rss, gpu);
+                let at_end = if running { machine(&nvml) } else { Machine::default() };
+                let closed = windows.close(end_s, at_end);
                 progress(&closed);
                 let mut rows = rows.lock();
                 rows.extend(closed);
@@ -176,7 +196,7 @@ impl Windows {
     }
 
     /// Closes every tenant's window at `end_s` seconds from the start.
-    fn close(&self, end_s: f64, rss_mib: Option<f64>, gpu_used_mib: Option<f64>) -> Vec<WindowRow> {
+    fn close(&self, end_s: f64, at_end: Machine) -> Vec<WindowRow> {
         self.open
             .iter()
             .enumerate()
@@ -188,8 +208,10 @@ impl Windows {
                     requests: lat.len(),
                     shed,
                     p99_ms: Latency::of(&lat).map(|l| l.p99),
-                    rss_mib,
-                    gpu_used_mib,
+                    rss_mib: at_end.rss_mib,
+                    gpu_used_mib: at_end.gpu_used_mib,
+                    sm_clock_mhz: at_end.sm_clock_mhz,
+                    temperature_c: at_end.temperature_c,
                 }
             })
             .collect()
@@ -222,10 +244,11 @@ impl Windows {
 /// `soak.csv`: a row per window and tenant.
 fn csv(labels: &[String], rows: &[WindowRow]) -> String {
     let opt = |v: Option<f64>| v.map(|x| format!("{x:.3}")).unwrap_or_default();
-    let mut s = String::from("end_s,tenant,label,requests,shed,p99_ms,rss_mib,gpu_used_mib\n");
+    let mut s =
+        String::from("end_s,tenant,label,requests,shed,p99_ms,rss_mib,gpu_used_mib,sm_clock_mhz,temperature_c\n");
     for r in rows {
         s += &format!(
-            "{:.1},{},{},{},{},{},{},{}\n",
+            "{:.1},{},{},{},{},{},{},{},{},{}\n",
             r.end_s,
             r.tenant,
             labels[r.tenant],
@@ -233,7 +256,9 @@ fn csv(labels: &[String], rows: &[WindowRow]) -> String {
             r.shed,
             opt(r.p99_ms),
             opt(r.rss_mib),
-            opt(r.gpu_used_mib)
+            opt(r.gpu_used_mib),
+            opt(r.sm_clock_mhz),
+            opt(r.temperature_c)
         );
     }
     s
@@ -369,7 +394,9 @@ mod tests {
                 });
             }
             scope.spawn(|| {
-                w.sample(Duration::from_millis(20), &done, |end_s| rows.lock().extend(w.close(end_s, None, None)))
+                w.sample(Duration::from_millis(20), &done, |end_s| {
+                    rows.lock().extend(w.close(end_s, Machine::default()))
+                })
             });
             std::thread::sleep(Duration::from_millis(150));
             done.store(true, Ordering::Release);
@@ -391,6 +418,8 @@ mod tests {
             p99_ms: Some(p99),
             rss_mib: Some(rss),
             gpu_used_mib: Some(1000.0),
+            sm_clock_mhz: Some(1980.0),
+            temperature_c: Some(40.0),
         };
         let r = SoakReport {
             labels: vec!["a".into(), "b".into()],
@@ -419,5 +448,6 @@ mod tests {
         let md = r.summary(&opts());
         assert!(md.contains("+1.00%") && md.contains("| a | 300 | 3 | 2.00 | 10.0% |"), "{md}");
         assert_eq!(r.csv().lines().count(), 7);
+        assert!(r.csv().lines().nth(1).unwrap().ends_with(",1000.000,1980.000,40.000"), "{}", r.csv());
     }
 }
