@@ -102,16 +102,12 @@ pub const SUSTAINED: f64 = 0.8;
 /// counted up to [`DUTY_IDLE_CAP`] times its busy time). A closed loop stays near 1; a tenant
 /// serving arrivals that leave it idle between requests, near its utilization. A new tenant
 /// counts as busy until its requests show otherwise.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Duty {
+    /// Moving means over its requests of each one's busy time and of its busy and idle time,
+    /// seconds (both 0 until its first request).
     busy: f64,
     total: f64,
-}
-
-impl Default for Duty {
-    fn default() -> Duty {
-        Duty { busy: 1.0, total: 1.0 }
-    }
 }
 
 impl Duty {
@@ -122,13 +118,13 @@ impl Duty {
         if idle + busy <= 0.0 {
             return;
         }
-        let first = self.total == 1.0 && self.busy == 1.0;
-        let w = if first { 1.0 } else { DUTY_WEIGHT };
+        // The first request sets the means; later ones move them.
+        let w = if self.total > 0.0 { DUTY_WEIGHT } else { 1.0 };
         self.busy += (busy - self.busy) * w;
         self.total += (idle + busy - self.total) * w;
     }
 
-    /// The busy share, in [0, 1].
+    /// The busy share, in [0, 1]; 1 before its first request.
     pub fn value(&self) -> f64 {
         if self.total > 0.0 {
             (self.busy / self.total).clamp(0.0, 1.0)
@@ -139,7 +135,8 @@ impl Duty {
 }
 
 impl Demand {
-    /// A launch of `units` units with nothing known of the tenant's previous one or of others.
+    /// A launch of `units` units with nothing known of the tenant's previous one or of others
+    /// (counted as contention that lasts: `sustained`).
     pub fn new(tenant: TenantId, class: PriorityClass, min_sms: Option<u32>, units: u64) -> Demand {
         Demand { tenant, class, min_sms, units, current: None, active: 0, sustained: true }
     }
