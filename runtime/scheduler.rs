@@ -10,18 +10,18 @@
 //! also bounds how far a tenant's host thread runs ahead of its kernels (and so keeps the load
 //! the policies read close to what the GPU runs).
 
-use cudarc::driver::sys;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
+
+use cudarc::driver::sys;
 
 use super::error::{check, Result};
 use super::handles::Event;
 use super::partition::{GroupRange, PartitionId};
 use super::policy::{
-    priority_level, Blocks, Decision, Demand, Duty, GroupLoad, Policy, PriorityClass, Region, TenantId, Topology,
-    SUSTAINED,
+    priority_level, Blocks, Decision, Demand, GroupLoad, Policy, PriorityClass, Region, TenantId, Topology, SUSTAINED,
 };
-use super::sync::{AtomicU32, AtomicU64, Mutex, MutexGuard, Ordering};
+use super::sync::{AtomicU64, Mutex, MutexGuard, Ordering};
 use crate::kernels::KernelId;
 
 /// Profiled minimum SMs per (kernel, shape key): what the KRISP policies ask for.
@@ -152,9 +152,10 @@ pub struct Scheduler {
     /// Tenants with work outstanding: a bit per tenant id below 64, set at a tenant's first
     /// launch and cleared when it has waited for all of its work (no driver call, no lock).
     active: AtomicU64,
-    /// Each tenant's [`Duty`] in thousandths, as its own thread last stored it (when it last
-    /// waited for its work); a new tenant's counts as busy.
-    duties: Vec<AtomicU32>,
+    /// Tenants that stay busy (their [`Duty`](super::policy::Duty) at least [`SUSTAINED`]), a
+    /// bit per tenant id below 64, as each tenant's thread last stored it (when it last waited
+    /// for its work); a new tenant counts as busy.
+    sustained: AtomicU64,
     /// Tenant ids a live scheduled tenant holds: one tenant per id, since an id's event pool,
     /// streams and active bit assume a single owner.
     claimed: Mutex<Vec<bool>>,
@@ -203,7 +204,7 @@ impl Scheduler {
             state: Mutex::new(state),
             idle,
             active: AtomicU64::new(0),
-            duties: (0..tenants).map(|_| AtomicU32::new(1000)).collect(),
+            sustained: AtomicU64::new(u64::MAX),
             claimed: Mutex::new(vec![false; tenants as usize]),
             _events: events,
         })
@@ -216,7 +217,7 @@ impl Scheduler {
 
     /// Gives tenant id `id` back (its tenant is gone).
     pub(crate) fn unclaim(&self, id: TenantId) {
-        self.set_duty(id, Duty::default().value());
+        mark(&self.sustained, id, true);
         if let Some(c) = self.claimed.lock().get_mut(id as usize) {
             *c = false;
         }
@@ -276,9 +277,8 @@ impl Scheduler {
     /// The plan of `tenant` to replay now, of plans captured within `regions` (the policy's
     /// [`Policy::pick_plan`]), and the priority level to replay it at.
     pub(crate) fn pick_plan(&self, tenant: TenantId, class: PriorityClass, regions: &[Region]) -> (usize, usize) {
-        let active = self.active_set();
-        let set = active | 1 << tenant.min(63);
-        let d = Demand { active, sustained: self.sustained(set), ..Demand::new(tenant, class, None, u64::MAX) };
+        let (active, sustained) = self.activity(tenant);
+        let d = Demand { active, sustained, ..Demand::new(tenant, class, None, u64::MAX) };
         let (i, borrowed) = if self.tracks() {
             let mut st = self.lock();
             st.reap();
@@ -296,25 +296,25 @@ impl Scheduler {
 
     /// Marks `tenant` as having work outstanding (`true`) or none (`false`).
     pub(crate) fn set_active(&self, tenant: TenantId, active: bool) {
-        if tenant < 64 {
-            if active {
-                self.active.fetch_or(1 << tenant, Ordering::AcqRel);
-            } else {
-                self.active.fetch_and(!(1 << tenant), Ordering::AcqRel);
-            }
-        }
+        mark(&self.active, tenant, active);
     }
 
-    /// Stores `tenant`'s duty ([`Duty::value`]).
+    /// Stores whether `tenant` stays busy, from its duty ([`Duty::value`](super::policy::Duty::value)).
     pub(crate) fn set_duty(&self, tenant: TenantId, duty: f64) {
-        if let Some(d) = self.duties.get(tenant as usize) {
-            d.store((duty.clamp(0.0, 1.0) * 1000.0).round() as u32, Ordering::Relaxed);
-        }
+        mark(&self.sustained, tenant, duty >= SUSTAINED);
     }
 
     /// Whether a tenant of `set` stays busy ([`Demand::sustained`]).
     pub fn sustained(&self, set: u64) -> bool {
-        sustained(&self.duties, set)
+        self.sustained.load(Ordering::Acquire) & set != 0
+    }
+
+    /// What a launch of `tenant` needs to know of the others: the active set
+    /// ([`Demand::active`]) and whether it or an active tenant stays busy
+    /// ([`Demand::sustained`]).
+    pub(crate) fn activity(&self, tenant: TenantId) -> (u64, bool) {
+        let active = self.active_set();
+        (active, self.sustained(active | 1 << tenant.min(63)))
     }
 
     /// Counts a replayed plan of `tenant` on `region` (released when tracked completion fires).
@@ -372,10 +372,15 @@ impl Scheduler {
     }
 }
 
-/// Whether a tenant of `set` has a duty (in thousandths) of at least [`SUSTAINED`].
-fn sustained(duties: &[AtomicU32], set: u64) -> bool {
-    let floor = (SUSTAINED * 1000.0).round() as u32;
-    duties.iter().enumerate().take(64).any(|(t, d)| set & 1 << t != 0 && d.load(Ordering::Relaxed) >= floor)
+/// Sets (`on`) or clears tenant `t`'s bit of `bits` (ids from 64 on have none).
+fn mark(bits: &AtomicU64, t: TenantId, on: bool) {
+    if t < 64 {
+        if on {
+            bits.fetch_or(1 << t, Ordering::AcqRel);
+        } else {
+            bits.fetch_and(!(1 << t), Ordering::AcqRel);
+        }
+    }
 }
 
 /// Marks `id` taken in `claimed`; `false` if it already was (or is out of range).
@@ -413,10 +418,14 @@ mod tests {
 
     #[test]
     fn a_set_is_sustained_when_one_of_its_tenants_stays_busy() {
-        let duties: Vec<AtomicU32> = [200, 799, 800, 1000].into_iter().map(AtomicU32::new).collect();
-        assert!(!sustained(&duties, 0b0011));
-        assert!(sustained(&duties, 0b0101) && sustained(&duties, 0b1000));
-        assert!(!sustained(&duties, 0), "nobody active");
+        let bits = AtomicU64::new(u64::MAX);
+        for (t, duty) in [0.2, 0.799, 0.8, 1.0].into_iter().enumerate() {
+            mark(&bits, t as TenantId, duty >= SUSTAINED);
+        }
+        let sustained = |set: u64| bits.load(Ordering::Acquire) & set != 0;
+        assert!(!sustained(0b0011));
+        assert!(sustained(0b0101) && sustained(0b1000));
+        assert!(!sustained(0), "nobody active");
     }
 }
 
@@ -425,7 +434,7 @@ mod tests {
 #[cfg(all(test, loom))]
 mod loom_tests {
     use super::*;
-    use crate::runtime::sync::AtomicBool;
+    use crate::runtime::sync::{AtomicBool, AtomicU32};
     use loom::sync::Arc;
 
     /// A fence: its use (bumped when recorded) and whether the kernel before it completed.
@@ -503,19 +512,19 @@ mod loom_tests {
         });
     }
 
-    /// Tenants set and clear their bits of the active set and store their duties at once: no
-    /// bit or duty of another is lost.
+    /// Tenants set and clear their bits of the active and the sustained sets at once: no bit
+    /// of another is lost.
     #[test]
     fn loom_active_bits_and_duties_are_per_tenant() {
         loom::model(|| {
             let active = Arc::new(AtomicU64::new(0));
-            let duties: Arc<Vec<AtomicU32>> = Arc::new((0..2).map(|_| AtomicU32::new(1000)).collect());
+            let duties = Arc::new(AtomicU64::new(u64::MAX));
             let threads: Vec<_> = (0..2u32)
                 .map(|t| {
                     let (active, duties) = (active.clone(), duties.clone());
                     loom::thread::spawn(move || {
                         active.fetch_or(1 << t, Ordering::AcqRel);
-                        duties[t as usize].store(100 + 700 * t, Ordering::Relaxed);
+                        mark(&duties, t, f64::from(100 + 700 * t) / 1000.0 >= SUSTAINED);
                         if t == 1 {
                             active.fetch_and(!(1 << t), Ordering::AcqRel);
                         }
@@ -526,7 +535,8 @@ mod loom_tests {
                 t.join().unwrap();
             }
             assert_eq!(active.load(Ordering::Acquire), 0b01);
-            assert!(!sustained(&duties, 0b01) && sustained(&duties, 0b10));
+            let sustained = |set: u64| duties.load(Ordering::Acquire) & set != 0;
+            assert!(!sustained(0b01) && sustained(0b10));
         });
     }
 }

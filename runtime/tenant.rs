@@ -289,12 +289,11 @@ impl Tenant {
                 if capturing.is_none() {
                     self.mark_busy(sched);
                 }
-                let active = sched.active_set();
-                let set = active | 1 << self.id.min(63);
+                let (active, sustained) = sched.activity(self.id);
                 let demand = Demand {
                     current,
                     active,
-                    sustained: sched.sustained(set),
+                    sustained,
                     ..Demand::new(self.id, self.class, sched.min_sms(id, params.shape_key()), units)
                 };
                 let (region, level, blocks) = sched.admit(&demand, capturing);
