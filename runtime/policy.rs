@@ -594,10 +594,11 @@ pub const TABLE_TENANTS: u32 = 12;
 ///   A *bounded* latency-critical tenant ([`Share::bounded`], one whose quota already meets
 ///   its objective) runs on its window instead, like a best-effort tenant but at high
 ///   priority and never borrowing.
-/// - when no latency-critical tenant is active and the active tenants' kernels fit side by
-///   side ([`Demand::crowd`] at most the device's SMs: batch-1 requests, whose kernels are
-///   narrow), every kernel runs on the whole device at its owner's priority: windows would
-///   only keep each tenant off SMs the others leave free.
+/// - windows are for lasting contention: while no latency-critical tenant is active and no
+///   active tenant stays busy ([`Demand::sustained`]: tenants serving arrivals that leave them
+///   idle between requests), every kernel runs on the whole device at its owner's priority,
+///   since windows would only keep each tenant off SMs the others leave free; a tenant alone
+///   that does not stay busy does not borrow either.
 ///
 /// A best-effort kernel gets its tenant's whole window (its grid then sized for that window).
 ///
@@ -859,8 +860,8 @@ impl KrispShare {
             return (Region::Whole, !critical && d.sustained);
         }
         if active & self.critical_set() == 0 && !d.sustained {
-            // The active tenants' kernels fit side by side: no one needs a window, and sharing
-            // every SM block by block lets each use what the others leave.
+            // Contention that comes and goes: no one needs a window, and sharing every SM block
+            // by block lets each use what the others leave.
             return (Region::Whole, false);
         }
         let (mut now, mut owned) = ([None; 64], [None; 64]);
