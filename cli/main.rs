@@ -59,6 +59,10 @@ enum Command {
         /// Timed repeats per point (the median is kept).
         #[arg(long, default_value_t = 11)]
         repeats: u32,
+        /// Skip the curves beside a co-runner streaming memory on the SMs each partition
+        /// leaves (faster; the profile then has no knees beside other work).
+        #[arg(long)]
+        no_beside: bool,
         /// Seed of the synthetic weights and token ids.
         #[arg(long, default_value_t = 1)]
         seed: u64,
@@ -153,8 +157,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info { device, json } => info(device, json),
-        Command::Profile { model, checkpoint, batch, seq, epsilon, abs_tol_us, repeats, seed, out } => {
-            profile(&model, checkpoint.as_deref(), batch, seq, Options { epsilon, abs_tol_us, repeats }, seed, out)
+        Command::Profile { model, checkpoint, batch, seq, epsilon, abs_tol_us, repeats, no_beside, seed, out } => {
+            let opts = Options { epsilon, abs_tol_us, repeats, beside: !no_beside };
+            profile(&model, checkpoint.as_deref(), batch, seq, opts, seed, out)
         }
         Command::Run { file, args } => ScenarioFile::load(&file).and_then(|f| {
             let name = file.file_stem().map_or("run".into(), |s| s.to_string_lossy().into_owned());

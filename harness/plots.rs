@@ -16,7 +16,7 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::compare::{Report, RunResult, Status};
 use super::scenario::Mode;
-use crate::profiler::Profile;
+use crate::profiler::{Point, Profile};
 
 const FONT: &str = "sans-serif";
 
@@ -362,11 +362,23 @@ fn draw_heat<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, d: &Heat) -> any
 }
 
 /// A profile's costliest kernels: latency over full-GPU latency against SMs, knees marked.
+/// One kernel's curves on a kernel-curves plot: alone, and beside the co-runner (dashed).
+struct KernelLine {
+    label: String,
+    /// (SMs, latency ÷ full-device latency alone).
+    alone: Points,
+    /// Its latency knee alone (filled dot).
+    knee: u32,
+    /// The same beside the co-runner; empty where not measured.
+    beside: Points,
+    /// Its latency knee beside the co-runner (open dot); 0 where not measured.
+    knee_beside: u32,
+}
+
 struct Curves {
     title: String,
     sm_count: u32,
-    /// (label, points (SMs, ×), knee SMs).
-    kernels: Vec<(String, Points, u32)>,
+    kernels: Vec<KernelLine>,
     /// The whole request's curve, drawn in black.
     request: Option<Points>,
     /// The same beside a co-runner on the rest of the device, drawn in grey.
@@ -376,7 +388,7 @@ struct Curves {
 fn draw_curves<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, d: &Curves) -> anyhow::Result<()> {
     let ys = || {
         let requests = d.request.iter().chain(&d.request_beside).flatten();
-        d.kernels.iter().flat_map(|(_, p, _)| p.iter()).chain(requests).map(|q| q.1)
+        d.kernels.iter().flat_map(|k| k.alone.iter().chain(&k.beside)).chain(requests).map(|q| q.1)
     };
     let (ymax, ymin) = (ys().fold(1.5, f64::max) * 1.1, ys().fold(1.0, f64::min) * 0.95);
     let mut chart = ChartBuilder::on(root)
@@ -412,15 +424,21 @@ fn draw_curves<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, d: &Curves) ->
             .label("the whole request beside a co-runner streaming memory on the other SMs")
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], line));
     }
-    for (k, (label, pts, knee)) in d.kernels.iter().enumerate() {
+    for (k, line) in d.kernels.iter().enumerate() {
         let c = PALETTE[k % PALETTE.len()];
         chart
-            .draw_series(LineSeries::new(pts.iter().copied(), ShapeStyle::from(&c).stroke_width(2)))
+            .draw_series(LineSeries::new(line.alone.iter().copied(), ShapeStyle::from(&c).stroke_width(2)))
             .drawn()?
-            .label(label.as_str())
+            .label(line.label.as_str())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], ShapeStyle::from(&c).stroke_width(2)));
-        if let Some(&(x, y)) = pts.iter().find(|p| p.0 as u32 == *knee) {
+        chart
+            .draw_series(DashedLineSeries::new(line.beside.iter().copied(), 6, 4, ShapeStyle::from(&c).stroke_width(2)))
+            .drawn()?;
+        if let Some(&(x, y)) = line.alone.iter().find(|p| p.0 as u32 == line.knee) {
             chart.draw_series(std::iter::once(Circle::new((x, y), 5, c.filled()))).drawn()?;
+        }
+        if let Some(&(x, y)) = line.beside.iter().find(|p| p.0 as u32 == line.knee_beside) {
+            chart.draw_series(std::iter::once(Circle::new((x, y), 5, ShapeStyle::from(&c).stroke_width(2)))).drawn()?;
         }
     }
     legend(&mut chart, SeriesLabelPosition::UpperRight)
@@ -695,8 +713,12 @@ pub fn kernel_curves(p: &Profile, top: usize, dir: &Path) -> anyhow::Result<Vec<
     let total: f64 = p.kernels.iter().map(|k| k.full_us * f64::from(k.calls)).sum();
     let kernels = ks.into_iter().take(top).map(|k| {
         let share = 100.0 * k.full_us * f64::from(k.calls) / total.max(1e-9);
+        let beside_knees = match k.min_sms_beside {
+            0 => String::new(),
+            sms => format!("; beside: {sms}, {}", k.efficiency_sms_beside(p.epsilon)),
+        };
         let label = format!(
-            "{}, {} work units, ×{}: {:.1} µs, {share:.0}% of request; knees: latency {}, efficiency {} SMs",
+            "{}, {} work units, ×{}: {:.1} µs, {share:.0}% of request; knees: latency {}, efficiency {} SMs{beside_knees}",
             k.kernel,
             k.units,
             k.calls,
@@ -704,8 +726,14 @@ pub fn kernel_curves(p: &Profile, top: usize, dir: &Path) -> anyhow::Result<Vec<
             k.min_sms,
             k.efficiency_sms(p.epsilon)
         );
-        let pts = k.curve.iter().map(|q| (f64::from(q.sms), q.us / k.full_us)).collect();
-        (label, pts, k.min_sms)
+        let relative = |c: &[Point]| c.iter().map(|q| (f64::from(q.sms), q.us / k.full_us)).collect();
+        KernelLine {
+            label,
+            alone: relative(&k.curve),
+            knee: k.min_sms,
+            beside: relative(&k.beside),
+            knee_beside: k.min_sms_beside,
+        }
     });
     // The whole request (a decoder's prefill and one step), its kernels chosen for each size.
     let request = p.request_us(2);
@@ -717,7 +745,10 @@ pub fn kernel_curves(p: &Profile, top: usize, dir: &Path) -> anyhow::Result<Vec<
     let request = (whole > 0.0).then(|| relative(request));
     let kernels = kernels.collect();
     let d = Curves {
-        title: format!("{} ({}): latency vs SMs, {} costliest kernels (dot: latency knee)", p.model, p.request, top),
+        title: format!(
+            "{} ({}): latency vs SMs, {} costliest kernels (dot: latency knee; dashed, open dot: beside a co-runner)",
+            p.model, p.request, top
+        ),
         sm_count: p.sm_count,
         kernels,
         request,

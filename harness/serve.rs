@@ -8,13 +8,8 @@ use anyhow::{bail, Context as _};
 
 use super::scenario::TenantSpec;
 use crate::engine::{checkpoint, Model, ModelConfig, ModelWeights, Workspace};
-use crate::kernels::abi::VectorAddParams;
-use crate::kernels::VECTOR_ADD_F16;
-use crate::profiler::{median, prefix_pool, profile_launches, Options, Profile, RequestPoint};
-use crate::runtime::{
-    Device, DeviceBuffer, EventTimer, GroupRange, PartitionId, PartitionRequest, PartitionSupport, Placement, Plan,
-    PlanSet, PoolSpec, Runtime, Tenant,
-};
+use crate::profiler::{median, prefix_pool, profile_launches, CoRunner, Options, Profile, RequestPoint};
+use crate::runtime::{Device, EventTimer, GroupRange, PartitionSupport, Placement, Plan, PlanSet, Runtime, Tenant};
 
 /// Synthetic token ids for a workspace: deterministic, spread over the vocabulary.
 pub fn token_ids(len: usize, vocab: u32, seed: u64) -> Vec<u32> {
@@ -205,12 +200,19 @@ pub fn profile_model(
     t.synchronize()?;
     let launches = t.record(|| model.request(&t, &ws, batch, seq))?;
     t.synchronize()?;
+    // The same request on each partition, its kernels chosen for the partition's SMs.
+    let mut sized = Vec::new();
+    for (id, _) in rt.pool().iter().filter(|(_, p)| !p.is_whole_device()) {
+        let on = Tenant::new(rt.clone(), 0, Placement::on(id))?;
+        sized.push((id, on.record(|| model.request(&on, &ws, batch, seq))?));
+        on.synchronize()?;
+    }
     let started = std::time::Instant::now();
     // SAFETY: the model and workspace the launches were recorded from live until the end.
-    let sweep = unsafe { profile_launches(&rt, &launches, opts, progress) }?;
+    let sweep = unsafe { profile_launches(&rt, &launches, &sized, opts, progress) }?;
     let request = model.describe_request(batch, seq);
     let mut profile = Profile::new(&info, granularity, &model.config().name, &request, opts, sweep);
-    profile.request_curve = request_curve(&rt, &model, &ws, batch, seq, opts.repeats)?;
+    profile.request_curve = request_curve(&rt, &model, &ws, batch, seq, opts)?;
     Ok(Profiled { profile, launches: launches.len(), seconds: started.elapsed().as_secs_f64() })
 }
 
@@ -225,10 +227,10 @@ fn request_curve(
     ws: &Workspace,
     batch: u32,
     seq: u32,
-    repeats: u32,
+    Options { repeats, beside, .. }: Options,
 ) -> anyhow::Result<Vec<RequestPoint>> {
     let timer = EventTimer::new(rt.device())?;
-    let co = CoRunner::new(rt)?;
+    let co = if beside { CoRunner::new(rt)? } else { None };
     let mut out = Vec::with_capacity(rt.pool().len());
     for (id, part) in rt.pool().iter() {
         let t = Tenant::new(rt.clone(), 0, Placement::on(id))?;
@@ -239,7 +241,7 @@ fn request_curve(
             (part.groups().filter(|g| co.as_ref().is_some_and(|c| c.fits(g.end()))), co.as_ref())
         {
             let launches = co.launches_for(g.end(), us + step_us)?;
-            let mut beside = |start: bool| if start { co.start(g.end(), launches) } else { co.wait() };
+            let mut beside = |start: bool| Ok(if start { co.start(g.end(), launches) } else { co.wait() }?);
             (point.co_us, point.co_step_us) = time_request(&timer, &t, model, ws, (batch, seq), repeats, &mut beside)?;
         }
         out.push(point);
@@ -290,81 +292,6 @@ fn time_request(
         }
     }
     Ok((median(&mut first), median(&mut step)))
-}
-
-/// A co-runner for request curves: `vector_add` over 3 × 128 MiB, streaming memory, on the
-/// groups a partition of the profiling pool leaves (from its end to the last group, and the
-/// split's remaining SMs), in a runtime of its own with one window per such size.
-struct CoRunner {
-    rt: Arc<Runtime>,
-    bufs: [DeviceBuffer<half::f16>; 3],
-    /// Its window beginning at each group, by group.
-    windows: Vec<Option<PartitionId>>,
-}
-
-/// Halves per co-runner buffer (128 MiB).
-const CO_RUNNER_LEN: usize = 64 << 20;
-
-impl CoRunner {
-    /// `None` where the device has no groups to leave.
-    fn new(rt: &Arc<Runtime>) -> anyhow::Result<Option<CoRunner>> {
-        let (granularity, groups) = match &rt.device().info().partitions {
-            PartitionSupport::Supported { granularity, groups, .. } if *groups > 1 => (*granularity, *groups),
-            _ => return Ok(None),
-        };
-        let partitions = (1..groups)
-            .map(|first| PartitionRequest { first_group: first, sms: (groups - first) * granularity })
-            .collect();
-        let spec = PoolSpec { partitions, priorities: Vec::new(), lanes: 1, rest: true };
-        let co = Arc::new(Runtime::new(Device::open(rt.device().info().ordinal)?, &spec)?);
-        let mut windows = vec![None; groups as usize];
-        for (id, p) in co.pool().iter() {
-            if let Some(g) = p.groups() {
-                windows[g.first as usize] = Some(id);
-            }
-        }
-        let buf = || DeviceBuffer::<half::f16>::filled(co.device(), CO_RUNNER_LEN, 0);
-        Ok(Some(CoRunner { bufs: [buf()?, buf()?, buf()?], rt: co, windows }))
-    }
-
-    /// Its window from group `from`, if it has one.
-    fn window(&self, from: u32) -> Option<PartitionId> {
-        self.windows.get(from as usize).copied().flatten()
-    }
-
-    /// Whether it has a window from group `from`.
-    fn fits(&self, from: u32) -> bool {
-        self.window(from).is_some()
-    }
-
-    fn launch(&self, from: u32) -> anyhow::Result<()> {
-        let id = self.window(from).context("no co-runner window there")?;
-        let [a, b, c] = &self.bufs;
-        let p = VectorAddParams { a: a.ptr(), b: b.ptr(), c: c.ptr(), n: CO_RUNNER_LEN as u64 };
-        // SAFETY: three live buffers of CO_RUNNER_LEN halves.
-        unsafe { self.rt.launch(VECTOR_ADD_F16, &p, Placement::on(id)) }?;
-        Ok(())
-    }
-
-    /// Launches of it on the window from group `from` that outlast `us` µs of other work
-    /// (each timed once there; at least 2, at most 4096).
-    fn launches_for(&self, from: u32, us: f64) -> anyhow::Result<u32> {
-        let timer = EventTimer::new(self.rt.device())?;
-        let id = self.window(from).context("no co-runner window there")?;
-        let stream = self.rt.pool().get(id)?.stream(0)?;
-        self.launch(from)?;
-        // SAFETY: the launches go to `stream`, a live stream of the co-runner's runtime.
-        let ms = unsafe { timer.time_ms(stream, || self.launch(from)) }?;
-        Ok(((2.0 * us / (1e3 * ms).max(1.0)).ceil() as u32).clamp(2, 4096))
-    }
-
-    fn start(&self, from: u32, launches: u32) -> anyhow::Result<()> {
-        (0..launches).try_for_each(|_| self.launch(from))
-    }
-
-    fn wait(&self) -> anyhow::Result<()> {
-        Ok(self.rt.synchronize()?)
-    }
 }
 
 /// A file-name-safe form of a name ("NVIDIA H200" → "nvidia-h200").

@@ -8,13 +8,19 @@
 //! two dependent kernels of a replayed plan, a change of partition costs about a microsecond
 //! or two, which is the difference between right-sizing a 5 µs decode kernel and not.
 //!
-//! Input is a request recorded through a tenant ([`crate::runtime::Tenant::record`]); each
-//! distinct launch is replayed on partitions of 1, 2, … groups (first group first) and on the
-//! whole device, timed with CUDA events, the median of `repeats`, with the L2 cache flushed
-//! before every repeat. One profile format ([`Profile`], JSON with a schema version); the
+//! Input is a request recorded through a tenant ([`crate::runtime::Tenant::record`]), on the
+//! whole device and on each partition (where the engine picks a kernel's tiles and grid for
+//! the SMs it gets, each partition's recording has the kernels chosen for it). Each distinct
+//! launch is replayed on partitions of 1, 2, … groups (first group first) and on the whole
+//! device, timed with CUDA events, the median of `repeats`, with the L2 cache flushed before
+//! every repeat; and once more on each partition beside a [`CoRunner`] that streams memory on
+//! the groups the partition leaves, so each kernel has knees on an idle device and knees
+//! beside other work. One profile format ([`Profile`], JSON with a schema version); the
 //! runtime's policies read it through [`Profile::min_sms`], after [`Profile::check`].
 //!
 //! Depends on the runtime only; the CLI records the engine's requests and passes them here.
+
+mod co_runner;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -23,6 +29,8 @@ use std::path::Path;
 use cudarc::driver::sys;
 use serde::{Deserialize, Serialize};
 
+pub use co_runner::CoRunner;
+
 use crate::kernels::{KernelId, IMAGE_HASH};
 use crate::runtime::{
     check, DeviceBuffer, DeviceInfo, EventTimer, Grid, MinSms, PartitionId, Placement, Recorded, Runtime,
@@ -30,8 +38,9 @@ use crate::runtime::{
 
 /// Version of the profile file format. 2: the shape keys of decode attention and KV append no
 /// longer include the cache's capacity. 3: `switch_us`, counted in the knees. 4: the request's
-/// own curve (`request_curve`).
-pub const SCHEMA_VERSION: u32 = 4;
+/// own curve (`request_curve`). 5: each kernel's curve beside a co-runner and its knee
+/// there (`beside`, `min_sms_beside`); the curve's kernels chosen for each partition.
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// One point of a request's curve: the request run on a partition, with the kernels (tiles,
 /// grids) chosen for that partition's SMs.
@@ -74,13 +83,27 @@ pub struct KernelProfile {
     pub calls: u32,
     /// Latency on the whole device, µs.
     pub full_us: f64,
-    /// Latency on each partition size (green contexts), ascending SMs, then the whole device.
+    /// Latency on each partition size (green contexts), ascending SMs, then the whole device;
+    /// on a partition, the kernel the engine chooses for its SMs (same operation and shape,
+    /// its tiles and grid picked for that many SMs).
     pub curve: Vec<Point>,
+    /// Latency on each partition smaller than the device beside a [`CoRunner`] streaming
+    /// memory on the groups it leaves, ascending SMs (no whole-device point: the whole device
+    /// leaves none); empty where the device has no room for one.
+    pub beside: Vec<Point>,
+    /// The other kernels (and their shape keys, hex) the engine chooses for this launch on
+    /// the partitions of the curve, where they differ from this one: the runtime looks their
+    /// knees up under these keys too.
+    pub variants: Vec<(KernelId, String)>,
     /// Latency on the whole device with the grid limited to that many SMs' worth of blocks.
     pub grid_only: Vec<Point>,
     /// The latency knee: fewest SMs (a partition size, or the whole device) whose latency,
     /// plus [`Profile::switch_us`] on a partition, is within ε of its full speed ([`knee`]).
     pub min_sms: u32,
+    /// The latency knee beside the co-runner: fewest SMs whose latency there is within ε of
+    /// the least on [`KernelProfile::beside`] (the best a kernel can do while other work holds
+    /// the rest of the device); 0 where not measured.
+    pub min_sms_beside: u32,
 }
 
 impl KernelProfile {
@@ -89,6 +112,11 @@ impl KernelProfile {
     /// a kernel gives back SMs in proportion to the time it loses.
     pub fn efficiency_sms(&self, epsilon: f64) -> u32 {
         efficiency_knee(&self.curve, epsilon)
+    }
+
+    /// The efficiency knee beside the co-runner (0 where not measured).
+    pub fn efficiency_sms_beside(&self, epsilon: f64) -> u32 {
+        efficiency_knee(&self.beside, epsilon)
     }
 }
 
@@ -181,11 +209,13 @@ pub struct Options {
     pub abs_tol_us: f64,
     /// Timed repeats per point (the median is kept).
     pub repeats: u32,
+    /// Also time every kernel beside a [`CoRunner`] (its `beside` curve and knees).
+    pub beside: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { epsilon: 0.05, abs_tol_us: 0.5, repeats: 11 }
+        Options { epsilon: 0.05, abs_tol_us: 0.5, repeats: 11, beside: true }
     }
 }
 
@@ -218,6 +248,10 @@ struct Timer<'a> {
     events: EventTimer,
 }
 
+/// Work to run beside a timed launch: the co-runner, the group its window starts at, and how
+/// many of its launches to enqueue before each repeat.
+type Beside<'a> = (&'a CoRunner, u32, u32);
+
 impl<'a> Timer<'a> {
     fn new(rt: &'a Runtime) -> Result<Timer<'a>, ProfileError> {
         let l2 = rt.device().info().l2_cache_bytes as usize;
@@ -225,8 +259,15 @@ impl<'a> Timer<'a> {
         Ok(Timer { rt, flush, events: EventTimer::new(rt.device())? })
     }
 
-    /// Median µs of `launch` on `placement`, L2 flushed before each repeat.
-    fn time(&self, launch: &Recorded, placement: Placement, repeats: u32) -> Result<f64, ProfileError> {
+    /// Median µs of `launch` on `placement`, L2 flushed before each repeat; with `beside`,
+    /// the co-runner started after the flush and before the launch, and waited for after.
+    fn time(
+        &self,
+        launch: &Recorded,
+        placement: Placement,
+        repeats: u32,
+        beside: Option<Beside<'_>>,
+    ) -> Result<f64, ProfileError> {
         let stream = self
             .rt
             .pool()
@@ -236,20 +277,34 @@ impl<'a> Timer<'a> {
             .map_err(crate::runtime::Error::from)?;
         let mut samples = Vec::with_capacity(repeats as usize);
         for _ in 0..repeats.max(1) {
-            // SAFETY: a live buffer and stream of this device; the recorded launch's buffers
-            // outlive the profiling run (the caller keeps the model and workspace).
-            let ms = unsafe {
-                check("cuMemsetD8Async", sys::cuMemsetD8Async(self.flush.ptr(), 1, self.flush.len(), stream))?;
-                self.events.time_ms(stream, || launch.replay(self.rt, placement).map(|_| ()))?
-            };
+            // SAFETY: a live buffer and stream of this device.
+            unsafe { check("cuMemsetD8Async", sys::cuMemsetD8Async(self.flush.ptr(), 1, self.flush.len(), stream))? };
+            if let Some((co, from, launches)) = beside {
+                // The flush done first, so the co-runner's launches need outlast the kernel only.
+                // SAFETY: a live stream of this device.
+                unsafe { check("cuStreamSynchronize", sys::cuStreamSynchronize(stream))? };
+                co.start(from, launches)?;
+                self.rt.device().bind()?;
+            }
+            // SAFETY: a live stream; the recorded launch's buffers outlive the profiling run
+            // (the caller keeps the model and workspace).
+            let ms = unsafe { self.events.time_ms(stream, || launch.replay(self.rt, placement).map(|_| ())) }?;
+            if let Some((co, ..)) = beside {
+                co.wait()?;
+                self.rt.device().bind()?;
+            }
             samples.push(ms * 1e3);
         }
         Ok(median(&mut samples))
     }
 }
 
-/// Profiles the distinct launches of `launches` on `rt`, whose pool must hold partitions of
-/// 1, 2, …, n groups starting at group 0 ([`prefix_pool`]). `progress(done, total)` is called
+/// Profiles the distinct launches of `launches` (a request recorded on the whole device) on
+/// `rt`, whose pool must hold partitions of 1, 2, …, n groups starting at group 0
+/// ([`prefix_pool`]). `sized` holds the same request recorded on partitions of that pool
+/// (launch for launch, the kernels chosen for each partition's SMs): a kernel's point on such
+/// a partition times that partition's launch; a partition not in it, or whose recording does
+/// not match launch for launch, replays the whole device's. `progress(done, total)` is called
 /// after each distinct launch.
 ///
 /// # Safety
@@ -257,60 +312,99 @@ impl<'a> Timer<'a> {
 pub unsafe fn profile_launches(
     rt: &Runtime,
     launches: &[Recorded],
+    sized: &[(PartitionId, Vec<Recorded>)],
     opts: Options,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<Sweep, ProfileError> {
     let timer = Timer::new(rt)?;
     // SAFETY: forwarded contract.
     let switch_us = unsafe { switch_cost_us(rt, launches, opts.repeats) }?;
-    // Distinct (kernel, shape) in first-launch order, with their call counts.
+    let co = if opts.beside { CoRunner::new(rt)? } else { None };
+    // Distinct (kernel, shape) in first-launch order, with their first index and call counts.
     let mut order: Vec<(KernelId, u64)> = Vec::new();
-    let mut first: HashMap<(KernelId, u64), (&Recorded, u32)> = HashMap::new();
-    for l in launches {
+    let mut first: HashMap<(KernelId, u64), (usize, u32)> = HashMap::new();
+    for (i, l) in launches.iter().enumerate() {
         let entry = first.entry((l.kernel, l.shape_key)).or_insert_with(|| {
             order.push((l.kernel, l.shape_key));
-            (l, 0)
+            (i, 0)
         });
         entry.1 += 1;
     }
-    let partitions: Vec<(PartitionId, u32)> =
-        rt.pool().iter().filter(|(_, p)| !p.is_whole_device()).map(|(id, p)| (id, p.sms())).collect();
+    let sized_at = |id: PartitionId| sized.iter().find(|(p, v)| *p == id && v.len() == launches.len()).map(|(_, v)| v);
+    // (partition, SMs, the group a co-runner beside it starts at).
+    let partitions: Vec<(PartitionId, u32, Option<u32>)> = rt
+        .pool()
+        .iter()
+        .filter(|(_, p)| !p.is_whole_device())
+        .map(|(id, p)| {
+            (id, p.sms(), p.groups().map(|g| g.end()).filter(|&end| co.as_ref().is_some_and(|c| c.fits(end))))
+        })
+        .collect();
     let sm_count = rt.device().info().sm_count;
     let mut out = Vec::with_capacity(order.len());
-    for (i, key) in order.iter().enumerate() {
-        let (launch, calls) = first[key];
+    for (n, key) in order.iter().enumerate() {
+        let (i, calls) = first[key];
+        let launch = &launches[i];
         // Warm up (module load, first-touch) before timing.
         // SAFETY: forwarded contract.
         unsafe { launch.replay(rt, Placement::WHOLE)? };
-        let full_us = timer.time(launch, Placement::WHOLE, opts.repeats)?;
-        let mut curve = Vec::with_capacity(partitions.len() + 1);
-        for &(id, sms) in &partitions {
-            curve.push(Point { sms, us: timer.time(launch, Placement::on(id), opts.repeats)? });
+        let full_us = timer.time(launch, Placement::WHOLE, opts.repeats, None)?;
+        let (mut curve, mut beside) = (Vec::with_capacity(partitions.len() + 1), Vec::new());
+        let mut variants = Vec::new();
+        for &(id, sms, co_from) in &partitions {
+            let on = sized_at(id).map_or(launch, |v| &v[i]);
+            let variant = (on.kernel, format!("{:016x}", on.shape_key));
+            if (on.kernel, on.shape_key) != *key && !variants.contains(&variant) {
+                variants.push(variant);
+                // Warm up the variant too.
+                // SAFETY: forwarded contract.
+                unsafe { on.replay(rt, Placement::on(id))? };
+            }
+            let us = timer.time(on, Placement::on(id), opts.repeats, None)?;
+            curve.push(Point { sms, us });
+            if let (Some(from), Some(co)) = (co_from, co.as_ref()) {
+                let n = co.launches_for(from, us)?;
+                rt.device().bind()?;
+                beside.push(Point { sms, us: timer.time(on, Placement::on(id), opts.repeats, Some((co, from, n)))? });
+            }
         }
         curve.sort_by_key(|p| p.sms);
+        beside.sort_by_key(|p| p.sms);
         curve.push(Point { sms: sm_count, us: full_us });
         let per_sm = rt.kernels().get(launch.kernel).blocks_per_sm;
         let mut grid_only = Vec::with_capacity(partitions.len());
-        for &(_, sms) in &partitions {
+        for &(_, sms, _) in &partitions {
             let grid = (sms * per_sm).min(launch.units.min(u64::from(u32::MAX)) as u32).max(1);
             let placement = Placement { grid: Grid::Fixed(grid), ..Placement::WHOLE };
-            grid_only.push(Point { sms, us: timer.time(launch, placement, opts.repeats)? });
+            grid_only.push(Point { sms, us: timer.time(launch, placement, opts.repeats, None)? });
         }
         grid_only.sort_by_key(|p| p.sms);
-        let min_sms = knee(&curve, full_us, opts.epsilon, opts.abs_tol_us, switch_us);
         out.push(KernelProfile {
             kernel: key.0,
             shape_key: format!("{:016x}", key.1),
             units: launch.units,
             calls,
             full_us,
+            min_sms: knee(&curve, full_us, opts.epsilon, opts.abs_tol_us, switch_us),
+            min_sms_beside: knee_beside(&beside, opts.epsilon, opts.abs_tol_us),
             curve,
+            beside,
+            variants,
             grid_only,
-            min_sms,
         });
-        progress(i + 1, order.len());
+        progress(n + 1, order.len());
     }
     Ok(Sweep { kernels: out, switch_us })
+}
+
+/// The latency knee of a curve measured beside a co-runner (every point a partition): the
+/// fewest SMs within max((1 + ε) × least, least + `abs_tol_us`) of the least latency on it;
+/// 0 for an empty curve.
+pub fn knee_beside(beside: &[Point], epsilon: f64, abs_tol_us: f64) -> u32 {
+    if beside.is_empty() {
+        return 0;
+    }
+    knee(beside, f64::INFINITY, epsilon, abs_tol_us, 0.0)
 }
 
 /// What a change of partition costs between two dependent kernels of a replayed plan, in µs.
@@ -483,11 +577,20 @@ impl Profile {
     /// A profile from its JSON text (read from `origin`, named in errors).
     pub fn from_json(text: &str, origin: &str) -> Result<Profile, ProfileError> {
         let io = |reason: String| ProfileError::Io { path: origin.to_string(), reason };
-        let p: Profile = serde_json::from_str(text).map_err(|e| io(e.to_string()))?;
-        if p.schema_version != SCHEMA_VERSION {
-            return Err(io(format!("schema version {} (this build reads {SCHEMA_VERSION})", p.schema_version)));
+        // The version first, so a profile of another format says so rather than which field
+        // it lacks.
+        #[derive(Deserialize)]
+        struct Version {
+            schema_version: u32,
         }
-        Ok(p)
+        let v: Version = serde_json::from_str(text).map_err(|e| io(e.to_string()))?;
+        if v.schema_version != SCHEMA_VERSION {
+            return Err(io(format!(
+                "schema version {} (this build reads {SCHEMA_VERSION}): profile again",
+                v.schema_version
+            )));
+        }
+        serde_json::from_str(text).map_err(|e| io(e.to_string()))
     }
 
     /// Refuses a profile measured on another GPU model or with other kernel images.
@@ -512,11 +615,15 @@ impl Profile {
         m
     }
 
-    /// Adds its knees to `table` (several profiles, one table).
+    /// Adds its knees to `table` (several profiles, one table), each under its kernel's key
+    /// and its variants'.
     pub fn add_to(&self, table: &mut MinSms) {
         for k in &self.kernels {
-            if let Ok(key) = u64::from_str_radix(&k.shape_key, 16) {
-                table.insert(k.kernel, key, k.min_sms);
+            let keys = std::iter::once((k.kernel, &k.shape_key)).chain(k.variants.iter().map(|(id, s)| (*id, s)));
+            for (kernel, shape) in keys {
+                if let Ok(key) = u64::from_str_radix(shape, 16) {
+                    table.insert(kernel, key, k.min_sms);
+                }
             }
         }
     }
@@ -536,24 +643,28 @@ impl Profile {
             .sum()
     }
 
-    /// A Markdown table: kernel, units, calls, full-device µs, latency knee (min SMs),
-    /// efficiency knee, share of request time, SM-time freed; then the request's own curve.
+    /// A Markdown table: kernel, units, calls, full-device µs, latency and efficiency knees
+    /// (on an idle device, and beside the co-runner), share of request time, SM-time freed;
+    /// then the request's own curve.
     pub fn summary(&self) -> String {
         let mut t = format!(
-            "{} — {} on {} ({} SMs), ε = {}, absolute tolerance {} µs, partition switch {:.2} µs\n\n| kernel | units | calls | full-GPU µs | latency knee (min SMs) | efficiency knee | share of request | SM-time freed |\n|---|---:|---:|---:|---:|---:|---:|---:|\n",
+            "{} — {} on {} ({} SMs), ε = {}, absolute tolerance {} µs, partition switch {:.2} µs\n\nKnees in SMs: *latency*, the fewest SMs within ε of the kernel's best (idle: of the whole device, counting the switch); *efficiency*, the most SMs whose SM·time stays within ε of its least. *Beside*: measured while a co-runner streams memory on the SMs the partition leaves.\n\n| kernel | units | calls | full-GPU µs | latency knee | efficiency knee | latency knee beside | efficiency knee beside | share of request | SM-time freed |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
             self.model, self.request, self.gpu, self.sm_count, self.epsilon, self.abs_tol_us, self.switch_us
         );
+        let or_dash = |sms: u32| if sms > 0 { sms.to_string() } else { "–".into() };
         for (k, share) in self.kernels.iter().zip(self.shares()) {
             let freed = share * (1.0 - f64::from(k.min_sms) / f64::from(self.sm_count));
             let _ = writeln!(
                 t,
-                "| {} | {} | {} | {:.1} | {} | {} | {:.1}% | {:.1}% |",
+                "| {} | {} | {} | {:.1} | {} | {} | {} | {} | {:.1}% | {:.1}% |",
                 k.kernel,
                 k.units,
                 k.calls,
                 k.full_us,
                 k.min_sms,
                 k.efficiency_sms(self.epsilon),
+                or_dash(k.min_sms_beside),
+                or_dash(k.efficiency_sms_beside(self.epsilon)),
                 100.0 * share,
                 100.0 * freed
             );
@@ -638,6 +749,18 @@ mod tests {
         assert_eq!(knee(&tiles(19.2), 19.2, 0.05, 0.5, 0.5), 96);
     }
 
+    #[test]
+    fn the_knee_beside_a_co_runner_is_against_the_best_there() {
+        // Beside the co-runner nothing reaches the idle device's 10 µs; the knee is the fewest
+        // SMs within ε of the best beside it (17.5 µs on 120 SMs): 18.0 on 64.
+        let c = pts(&[(8, 40.0), (16, 20.0), (64, 18.0), (120, 17.5)]);
+        assert_eq!(knee_beside(&c, 0.05, 0.0), 64);
+        assert_eq!(knee_beside(&c, 0.2, 0.0), 16);
+        // The absolute tolerance counts as on the idle curve; not measured: 0.
+        assert_eq!(knee_beside(&pts(&[(8, 3.4), (64, 3.1)]), 0.05, 0.5), 8);
+        assert_eq!(knee_beside(&[], 0.05, 0.5), 0);
+    }
+
     fn kp(kernel: KernelId, calls: u32, full_us: f64, min_sms: u32) -> KernelProfile {
         KernelProfile {
             kernel,
@@ -646,8 +769,11 @@ mod tests {
             calls,
             full_us,
             curve: vec![],
+            beside: vec![],
+            variants: vec![],
             grid_only: vec![],
             min_sms,
+            min_sms_beside: 0,
         }
     }
 
@@ -705,10 +831,21 @@ mod tests {
         // Shares 0.75 and 0.25; the norm frees 3/4 of its SM-time.
         assert!((p.sm_time_freed() - 0.25 * 0.75).abs() < 1e-9);
         let s = p.summary();
-        assert!(s.contains("| layer_norm_f16 | 10 | 2 | 5.0 | 33 | 0 | 25.0% | 18.8% |"), "{s}");
+        assert!(s.contains("| layer_norm_f16 | 10 | 2 | 5.0 | 33 | 0 | – | – | 25.0% | 18.8% |"), "{s}");
+        // Measured beside the co-runner: both of its knees there, in their columns.
+        let mut q = sample();
+        q.kernels[1].beside = pts(&[(8, 40.0), (16, 20.0), (64, 18.0), (120, 17.5)]);
+        q.kernels[1].min_sms_beside = knee_beside(&q.kernels[1].beside, q.epsilon, q.abs_tol_us);
+        let s = q.summary();
+        assert!(s.contains("| layer_norm_f16 | 10 | 2 | 5.0 | 33 | 0 | 64 | 16 | 25.0% | 18.8% |"), "{s}");
         let m = p.min_sms();
         assert_eq!(m.get(KernelId::LayerNorm, 44), Some(33));
         assert_eq!(m.get(KernelId::LayerNorm, 45), None);
+        // A launch the engine makes with another kernel on smaller partitions: its knee is
+        // found under that kernel's key too.
+        let mut q = sample();
+        q.kernels[0].variants = vec![(KernelId::GemmWgmmaSlim, format!("{:016x}", 7))];
+        assert_eq!(q.min_sms().get(KernelId::GemmWgmmaSlim, 7), Some(132));
     }
 
     fn device(name: &str, sms: u32) -> DeviceInfo {

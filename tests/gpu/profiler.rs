@@ -46,12 +46,25 @@ fn profiling_gpt2_is_fast_stable_and_right_sizes_within_ten_percent() {
     t.synchronize().unwrap();
     let launches = t.record(|| model.request(&t, &ws, batch, seq)).unwrap();
     t.synchronize().unwrap();
+    // The same request on every partition, its kernels chosen for the partition's SMs.
+    let sized: Vec<_> = rt
+        .pool()
+        .iter()
+        .filter(|(_, p)| !p.is_whole_device())
+        .map(|(id, _)| {
+            let on = Tenant::new(rt.clone(), 0, Placement::on(id)).unwrap();
+            let l = on.record(|| model.request(&on, &ws, batch, seq)).unwrap();
+            on.synchronize().unwrap();
+            (id, l)
+        })
+        .collect();
+    assert!(sized.iter().all(|(_, l)| l.len() == launches.len()), "a partition's request launches other work");
 
     let mut runs: Vec<(Sweep, f64)> = Vec::new();
     for _ in 0..2 {
         let started = Instant::now();
         // SAFETY: the model and workspace outlive the profiling.
-        let k = unsafe { profile_launches(&rt, &launches, Options::default(), |_, _| {}) }.unwrap();
+        let k = unsafe { profile_launches(&rt, &launches, &sized, Options::default(), |_, _| {}) }.unwrap();
         runs.push((k, started.elapsed().as_secs_f64()));
     }
     println!("partition switch: {:.2} µs and {:.2} µs", runs[0].0.switch_us, runs[1].0.switch_us);
@@ -97,6 +110,22 @@ fn profiling_gpt2_is_fast_stable_and_right_sizes_within_ten_percent() {
         first.len()
     );
     assert!(same * 10 >= first.len() * 9);
+
+    // Beside the co-runner: a point for every partition that leaves groups, knees among
+    // them, and the memory stream felt (some kernel at least 1.2× slower beside it than alone
+    // on the same partition: a co-runner that did not overlap would slow none).
+    let mut slowest: f64 = 0.0;
+    for k in first {
+        assert!(!k.beside.is_empty() && k.beside.iter().all(|p| p.us > 0.0), "{}: {:?}", k.kernel, k.beside);
+        assert!(k.beside.iter().any(|p| p.sms == k.min_sms_beside), "{}: knee beside {}", k.kernel, k.min_sms_beside);
+        for b in &k.beside {
+            let alone = k.curve.iter().find(|p| p.sms == b.sms).expect("beside points are partitions of the curve");
+            slowest = slowest.max(b.us / alone.us);
+        }
+    }
+    let variants: usize = first.iter().map(|k| k.variants.len()).sum();
+    println!("slowest kernel beside the co-runner: {slowest:.2}× its latency alone; {variants} variants chosen for partitions");
+    assert!(slowest >= 1.2, "no kernel slowed beside the co-runner ({slowest:.2}×)");
 
     // One tenant alone with every kernel on its min-SMs partition, against the whole device,
     // both replayed from plans (same launch mechanism).
