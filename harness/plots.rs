@@ -821,6 +821,7 @@ mod tests {
         check(&files);
         let svg = std::fs::read_to_string(&files[0]).unwrap();
         assert!(svg.contains("SMs of the partition") && svg.contains("knee"));
+        assert!(svg.contains("; beside: "), "each kernel's knees beside the co-runner in its label");
         std::fs::remove_dir_all(dir).unwrap();
     }
 
