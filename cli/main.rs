@@ -151,6 +151,10 @@ enum Command {
         #[arg(long)]
         spec: String,
     },
+    /// A one-process run in a child process (started by the harness; reads its spec from
+    /// stdin, speaks JSON lines).
+    #[command(hide = true)]
+    Host,
 }
 
 fn main() -> ExitCode {
@@ -176,6 +180,7 @@ fn main() -> ExitCode {
         Command::Embed { model, texts, max_tokens, similarity } => text::embed(&model, texts, max_tokens, similarity),
         Command::Generate { model, prompt, tokens } => text::generate(&model, &prompt, tokens),
         Command::Worker { spec } => rightsize::harness::worker::worker_main(&spec),
+        Command::Host => rightsize::harness::host::host_main(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -8,13 +8,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::Context as _;
+use anyhow::{bail, Context as _};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
 use super::counters::{Counters, Sampler};
 use super::drive::Outcome;
-use super::inproc::Knees;
+use super::fault::FaultKind;
+use super::inproc::{Knees, RunOptions};
 use super::metrics::{RunMetrics, Sample, TenantMetrics};
 use super::mps::{private_dir, MpsDaemon, Unavailable};
 use super::pcie::Pressure;
@@ -391,8 +392,34 @@ pub fn run_one(
         let outcome = r?;
         stopped.context("stopping the MPS daemon")?;
         Ok(outcome)
+    } else if scenario.tenants.iter().any(|t| t.fault.is_some_and(|f| f.kind == FaultKind::Kernel)) {
+        // A kernel fault loses the process's context: the run goes on in a new process.
+        let exe = match worker_exe {
+            Some(p) => p.to_path_buf(),
+            None => worker::worker_exe()?,
+        };
+        super::host::run(&exe, scenario, mode, knees, counted)
     } else {
-        inproc::run(Device::open(0)?, scenario, mode, knees, trace, counted, None)
+        let out = inproc::run(
+            Device::open(0)?,
+            scenario,
+            mode,
+            knees,
+            RunOptions { trace, counted, ..RunOptions::default() },
+        )?;
+        in_process(out)
+    }
+}
+
+/// A one-process run's outcome, refused when its context was lost: in this process no run
+/// can go on (only a hosted run, [`super::host`], can).
+pub fn in_process(out: Outcome) -> anyhow::Result<Outcome> {
+    match &out.interrupted {
+        Some(_) => {
+            let why = out.failures.iter().flatten().next().cloned().unwrap_or_default();
+            bail!("the GPU context was lost, and a run in this process cannot go on ({why})")
+        }
+        None => Ok(out),
     }
 }
 

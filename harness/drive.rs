@@ -5,7 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use super::fault::RequestFailed;
+use serde::{Deserialize, Serialize};
+
+use super::fault::{Faults, RequestFailed};
 use super::metrics::Sample;
 use super::trace::TenantTrace;
 
@@ -29,7 +31,52 @@ pub struct Outcome {
     /// recent time it spent busy, which `krisp` reads to tell lasting contention from
     /// contention that comes and goes.
     pub duties: Vec<Option<f64>>,
+    /// Set when the run's GPU context was lost (a kernel faulted; one-process modes): the
+    /// tenants stopped where they stood, for a new process to go on from.
+    pub interrupted: Option<Interruption>,
+    /// A run that went on from an interrupted one: when every tenant that still serves had
+    /// served a request again, seconds after the common start.
+    pub resumed_s: Option<f64>,
 }
+
+/// Where the tenants of a run whose GPU context was lost stood.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Interruption {
+    /// When the loss was first seen, seconds after the common start.
+    pub at_s: f64,
+    /// Each tenant's loop and faults, in scenario order.
+    pub tenants: Vec<TenantState>,
+}
+
+/// One tenant's state between two processes of a run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TenantState {
+    /// Its request loop.
+    pub position: Position,
+    /// Its injected fault: requests issued, and whether its kernel faulted.
+    pub faults: Faults,
+}
+
+/// Where a request loop stands.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Position {
+    /// Requests issued or shed so far, warm-up included.
+    pub issued: u64,
+    /// Open loop: arrivals drawn so far.
+    pub drawn: u64,
+    /// Open loop: arrivals drawn and not issued, oldest first (seconds after the start).
+    pub waiting: Vec<f64>,
+    /// Open loop with a queue limit: the next arrival, drawn before it arrived.
+    pub upcoming: Option<f64>,
+    /// It has counted all it counts (it goes on uncounted until the others have).
+    pub done: bool,
+}
+
+/// A request's error that stops its loop where it stands, neither counted nor failed: the
+/// process lost its GPU context, and the process that goes on with the run issues it again.
+#[derive(Debug, thiserror::Error)]
+#[error("the run was interrupted: its GPU context was lost")]
+pub struct Interrupted;
 
 /// What one tenant's loop does.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -100,6 +147,10 @@ pub trait Gate {
     fn stopped(&self) -> bool;
     /// Counted requests so far (for progress bars).
     fn progress(&self, _counted: u32) {}
+    /// Whether the run was interrupted (its GPU context lost): every loop stops where it stands.
+    fn interrupted(&self) -> bool {
+        false
+    }
 }
 
 /// A small deterministic generator (splitmix64) for arrival times.
@@ -152,8 +203,22 @@ pub fn drive_into(
     spec: &LoopSpec,
     gate: &dyn Gate,
     sink: Option<Sink<'_>>,
-    mut request: impl FnMut() -> anyhow::Result<()>,
+    request: impl FnMut() -> anyhow::Result<()>,
 ) -> anyhow::Result<Vec<Sample>> {
+    drive_from(spec, gate, sink, &Position::default(), request).map(|(samples, _)| samples)
+}
+
+/// [`drive_into`] from `from` (where an interrupted run's loop stood: its arrivals and
+/// counts go on from there, on the same clock when the gate's start is the first run's) to
+/// the end, or to where it stands when the gate says the run was interrupted or a request
+/// returns [`Interrupted`]. Returns the counted samples and that position.
+pub fn drive_from(
+    spec: &LoopSpec,
+    gate: &dyn Gate,
+    sink: Option<Sink<'_>>,
+    from: &Position,
+    mut request: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<(Vec<Sample>, Position)> {
     let t0 = gate.start()?;
     let mut rng = SplitMix::new(spec.seed);
     let deadline = spec.duration.map(|d| t0 + d);
@@ -164,16 +229,27 @@ pub fn drive_into(
     let mut counted = Vec::with_capacity(reserve);
     // Busy time of the next open-loop arrival (the same as its time without phases).
     let mut next_busy = 0.0f64;
+    let mut drawn = 0u64;
     let mut arrival = |rate: f64| {
+        drawn += 1;
         next_busy += rng.exponential(rate);
         spec.phases.map_or(next_busy, |p| p.at_busy_time(next_busy))
     };
-    // With a queue limit: arrivals drawn ahead — waiting (arrived, not started), and the next
-    // one not yet arrived.
-    let mut waiting: std::collections::VecDeque<f64> = std::collections::VecDeque::new();
-    let mut upcoming: Option<f64> = None;
-    let mut finished = false;
-    let mut issued = 0usize;
+    // Open loop: arrivals drawn and not yet issued — waiting (arrived, or put back by an
+    // interruption), and with a queue limit the next one not yet arrived.
+    let mut waiting: std::collections::VecDeque<f64> = from.waiting.iter().copied().collect();
+    let mut upcoming: Option<f64> = from.upcoming;
+    if let Some(rate) = spec.rate {
+        // The arrivals an interrupted run already drew.
+        for _ in 0..from.drawn {
+            let _ = arrival(rate);
+        }
+    }
+    let mut finished = from.done;
+    if finished {
+        gate.finished();
+    }
+    let mut issued = from.issued as usize;
     // Counts a request (served or shed) as the loop's `index`-th; says whether counting is over.
     let mut count = |sample: Sample, finished: bool, counted: &mut Vec<Sample>| {
         let index = issued;
@@ -192,13 +268,13 @@ pub fn drive_into(
         issued >= total || late
     };
     let result = loop {
-        if finished && gate.stopped() {
+        if (finished && gate.stopped()) || gate.interrupted() {
             break Ok(());
         }
         // When the next request is due: its arrival (open loop) or now (closed loop), moved to
         // the next busy phase if the tenant has phases.
         let due = match (spec.rate, spec.queue_limit) {
-            (Some(rate), None) => arrival(rate),
+            (Some(rate), None) => waiting.pop_front().unwrap_or_else(|| arrival(rate)),
             (Some(rate), Some(limit)) => {
                 // Arrivals up to now join the queue, or are shed when it is full.
                 let now = t0.elapsed().as_secs_f64();
@@ -229,7 +305,7 @@ pub fn drive_into(
         let at = t0 + Duration::from_secs_f64(due);
         loop {
             let now = Instant::now();
-            if now >= at || (finished && gate.stopped()) {
+            if now >= at || (finished && gate.stopped()) || gate.interrupted() {
                 break;
             }
             std::thread::sleep((at - now).min(Duration::from_millis(5)));
@@ -237,10 +313,23 @@ pub fn drive_into(
         if finished && gate.stopped() {
             break Ok(());
         }
+        if gate.interrupted() {
+            // Not issued: the next process issues it, as due as it was.
+            if spec.rate.is_some() {
+                waiting.push_front(due);
+            }
+            break Ok(());
+        }
         let start = t0.elapsed().as_secs_f64();
         let (failed, last) = match request() {
             Ok(()) => (false, false),
             // A failed request is counted as failed; the loop goes on.
+            Err(e) if e.is::<Interrupted>() => {
+                if spec.rate.is_some() {
+                    waiting.push_front(due);
+                }
+                break Ok(());
+            }
             Err(e) => match e.downcast_ref::<RequestFailed>() {
                 Some(f) => (true, f.last),
                 None => break Err(e),
@@ -258,7 +347,7 @@ pub fn drive_into(
                 finished = true;
                 gate.finished();
             }
-            while !gate.stopped() {
+            while !gate.stopped() && !gate.interrupted() {
                 std::thread::sleep(Duration::from_millis(5));
             }
             break Ok(());
@@ -267,7 +356,8 @@ pub fn drive_into(
     if !finished {
         gate.finished();
     }
-    result.map(|()| counted)
+    let position = Position { issued: issued as u64, drawn, waiting: waiting.into(), upcoming, done: finished };
+    result.map(|()| (counted, position))
 }
 
 #[cfg(test)]
@@ -280,6 +370,7 @@ mod tests {
         n: u32,
         done: AtomicU32,
         start: Instant,
+        interrupted: std::sync::atomic::AtomicBool,
     }
 
     impl Gate for Local {
@@ -292,10 +383,121 @@ mod tests {
         fn stopped(&self) -> bool {
             self.done.load(Ordering::SeqCst) >= self.n
         }
+        fn interrupted(&self) -> bool {
+            self.interrupted.load(Ordering::SeqCst)
+        }
     }
 
     fn gate(n: u32) -> Local {
-        Local { n, done: AtomicU32::new(0), start: Instant::now() }
+        Local { n, done: AtomicU32::new(0), start: Instant::now(), interrupted: Default::default() }
+    }
+
+    /// A second process's gate for the same run: same start, nothing finished yet.
+    fn again(g: &Local) -> Local {
+        Local { start: g.start, ..gate(g.n) }
+    }
+
+    /// The first `n` arrival times of an open loop of `spec` (no phases).
+    fn arrivals(spec: &LoopSpec, n: usize) -> Vec<f64> {
+        let mut rng = SplitMix::new(spec.seed);
+        let mut t = 0.0;
+        (0..n)
+            .map(|_| {
+                t += rng.exponential(spec.rate.unwrap());
+                t
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_interrupted_open_loop_goes_on_with_the_same_arrivals_in_a_new_process() {
+        let spec = LoopSpec {
+            warmup: 5,
+            requests: 60,
+            rate: Some(2000.0),
+            seed: 7,
+            duration: None,
+            phases: None,
+            queue_limit: None,
+        };
+        let g = gate(1);
+        let calls = AtomicU32::new(0);
+        // The 20th request finds the context lost: it is put back, not counted.
+        let (first, at) =
+            drive_from(&spec, &g, None, &Position::default(), || match calls.fetch_add(1, Ordering::SeqCst) {
+                19 => Err(Interrupted.into()),
+                _ => Ok(()),
+            })
+            .unwrap();
+        assert_eq!((first.len(), at.issued, at.drawn, at.done), (14, 19, 20, false));
+        assert_eq!(at.waiting.len(), 1, "the interrupted request waits for the next process");
+        std::thread::sleep(Duration::from_millis(20));
+        let (rest, end) = drive_from(&spec, &again(&g), None, &at, || Ok(())).unwrap();
+        assert!(end.done && end.issued == 65, "{end:?}");
+        // Together: every arrival after the warm-up once, in order, as due as without the loss.
+        let dues: Vec<f64> = first.iter().chain(&rest).map(|s| s.due).collect();
+        assert_eq!(dues, arrivals(&spec, 65)[5..].to_vec());
+        // The one that waited through the outage was served late, not dropped.
+        let late = &rest[0];
+        assert!(late.start - late.due >= 0.015, "{late:?}");
+    }
+
+    #[test]
+    fn an_interrupted_queue_limited_loop_counts_every_arrival_once() {
+        let spec = LoopSpec {
+            warmup: 0,
+            requests: 120,
+            rate: Some(4000.0),
+            seed: 3,
+            duration: None,
+            phases: None,
+            queue_limit: Some(3),
+        };
+        let g = gate(1);
+        let calls = AtomicU32::new(0);
+        // Overloaded (1 ms requests, 0.25 ms apart): arrivals are shed; the 15th issue is lost.
+        let slow = || {
+            std::thread::sleep(Duration::from_millis(1));
+            match calls.fetch_add(1, Ordering::SeqCst) {
+                14 => Err(Interrupted.into()),
+                _ => Ok(()),
+            }
+        };
+        let (first, at) = drive_from(&spec, &g, None, &Position::default(), slow).unwrap();
+        assert!(first.iter().any(|s| s.shed), "overloaded");
+        let (rest, end) = drive_from(&spec, &again(&g), None, &at, || {
+            std::thread::sleep(Duration::from_millis(1));
+            Ok(())
+        })
+        .unwrap();
+        assert!(end.done && first.len() + rest.len() == 120);
+        let all = arrivals(&spec, end.drawn as usize);
+        let mut dues: Vec<f64> = first.iter().chain(&rest).map(|s| s.due).collect();
+        dues.sort_by(f64::total_cmp);
+        dues.dedup();
+        assert_eq!(dues.len(), 120, "no arrival counted twice");
+        assert!(dues.iter().all(|d| all.contains(d)), "only the loop's own arrivals");
+    }
+
+    #[test]
+    fn an_interruption_stops_a_closed_loop_that_waits_and_its_successor_counts_nothing_more() {
+        let spec =
+            LoopSpec { warmup: 0, requests: 3, rate: None, seed: 1, duration: None, phases: None, queue_limit: None };
+        // Two tenants; this one is done (3 counted) and waits for the other when the loss comes.
+        let g = gate(2);
+        let (samples, at) = std::thread::scope(|s| {
+            let t = s.spawn(|| drive_from(&spec, &g, None, &Position::default(), || Ok(())));
+            std::thread::sleep(Duration::from_millis(30));
+            g.interrupted.store(true, Ordering::SeqCst);
+            t.join().unwrap().unwrap()
+        });
+        assert_eq!(samples.len(), 3);
+        assert!(at.done && at.issued >= 3);
+        // In the next process it counts nothing and stops once the other has finished.
+        let g2 = again(&g);
+        g2.finished();
+        let (more, _) = drive_from(&spec, &g2, None, &at, || Ok(())).unwrap();
+        assert!(more.is_empty());
     }
 
     #[test]

@@ -57,8 +57,9 @@ pub fn context_lost(e: &anyhow::Error) -> bool {
     e.chain().any(|c| c.downcast_ref::<cudarc::driver::DriverError>().is_some_and(|d| crate::runtime::is_sticky(d.0)))
 }
 
-/// One tenant's injected fault, and whether its kernel has faulted.
-#[derive(Debug, Default)]
+/// One tenant's injected fault, and whether its kernel has faulted (carried to the process
+/// that goes on with a one-process run whose context its fault lost).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Faults {
     spec: Option<FaultSpec>,
     issued: u32,

@@ -3,11 +3,11 @@
 
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 
-use super::drive::{drive_into, Gate, LoopSpec, Outcome};
+use super::drive::{drive_from, Gate, Interrupted, Interruption, LoopSpec, Outcome, Position, TenantState};
 use super::fault::{context_lost, FaultKind, Faults, RequestFailed};
 use super::metrics::Sample;
 use super::scenario::{Mode, Scenario, Sharing};
@@ -17,11 +17,11 @@ use crate::runtime::policy::{
     Full, KrispConserved, KrispIsolated, KrispShare, Policy, Prioritized, PriorityClass, Share, Speeds, Static,
     Topology,
 };
-use crate::runtime::sync::{AtomicU32, Condvar, Mutex, MutexGuard, Ordering};
+use crate::runtime::sync::{AtomicBool, AtomicU32, Condvar, Mutex, Ordering};
 use crate::runtime::{Device, GroupRange, MinSms, Runtime, Tenant};
 
 /// What the profiles of a scenario's tenants tell the krisp modes.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Knees {
     /// Every kernel's latency knee.
     pub min_sms: MinSms,
@@ -51,25 +51,40 @@ fn meets_on(beside: &[(u32, f64)], sms: u32, slo_ms: f64) -> bool {
 struct CalledOff;
 
 /// The gate of tenants in threads of one process.
-#[derive(Debug)]
-pub(crate) struct ThreadGate {
+pub(crate) struct ThreadGate<'a> {
     n: u32,
     arrived: Mutex<(u32, bool)>,
     cv: Condvar,
     t0: OnceLock<Instant>,
     done: AtomicU32,
+    /// The run's context was lost: every loop stops where it stands.
+    interrupted: AtomicBool,
+    /// Called by the last tenant to arrive, before the start: how long before now the common
+    /// start lies (a resumed run's is the first run's), or why the run is called off.
+    open: Option<Opener<'a>>,
     /// Counted requests of all tenants, for progress bars.
     pub(crate) counted: Arc<AtomicU64>,
 }
 
-impl ThreadGate {
-    pub(crate) fn new(n: u32, counted: Arc<AtomicU64>) -> ThreadGate {
+/// See [`ThreadGate`]'s `open`.
+pub type Opener<'a> = &'a (dyn Fn() -> anyhow::Result<Duration> + Sync);
+
+impl std::fmt::Debug for ThreadGate<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ThreadGate({} tenants)", self.n)
+    }
+}
+
+impl<'a> ThreadGate<'a> {
+    pub(crate) fn new(n: u32, counted: Arc<AtomicU64>) -> ThreadGate<'a> {
         ThreadGate {
             n,
             arrived: Mutex::new((0, false)),
             cv: Condvar::new(),
             t0: OnceLock::new(),
             done: AtomicU32::new(0),
+            interrupted: AtomicBool::new(false),
+            open: None,
             counted,
         }
     }
@@ -81,14 +96,34 @@ impl ThreadGate {
         self.done.fetch_add(1, Ordering::SeqCst);
         self.cv.notify_all();
     }
+
+    /// Stops every loop where it stands: the context was lost.
+    fn interrupt(&self) {
+        self.interrupted.store(true, Ordering::SeqCst);
+    }
+
+    /// Seconds since the common start (0 before it).
+    fn since_start(&self) -> f64 {
+        self.t0.get().map_or(0.0, |t| t.elapsed().as_secs_f64())
+    }
 }
 
-impl Gate for ThreadGate {
+impl Gate for ThreadGate<'_> {
     fn start(&self) -> anyhow::Result<Instant> {
         let mut a = self.arrived.lock();
         a.0 += 1;
         if a.0 == self.n {
-            let _ = self.t0.set(Instant::now());
+            match self.open.map_or(Ok(Duration::ZERO), |open| open()) {
+                Ok(back) => {
+                    let now = Instant::now();
+                    let _ = self.t0.set(now.checked_sub(back).unwrap_or(now));
+                }
+                Err(e) => {
+                    a.1 = true;
+                    self.cv.notify_all();
+                    return Err(e);
+                }
+            }
             self.cv.notify_all();
         }
         while a.0 < self.n && !a.1 {
@@ -108,139 +143,8 @@ impl Gate for ThreadGate {
     fn progress(&self, _: u32) {
         self.counted.fetch_add(1, Ordering::Relaxed);
     }
-}
-
-/// The runtime the tenants of a one-process run share, and its recovery: when a kernel fault
-/// loses the context, every live tenant drops its handles, the last one to do so makes a new
-/// runtime on a new context, and the survivors reload their models on it and go on.
-struct Shared<T> {
-    state: Mutex<SharedState<T>>,
-    cv: Condvar,
-}
-
-struct SharedState<T> {
-    rt: Option<Arc<T>>,
-    /// How many runtimes were made before this one.
-    epoch: u64,
-    /// Tenants that hold (or will take) handles on the runtime.
-    live: u32,
-    /// Live tenants that dropped their handles and wait for a new runtime.
-    arrived: u32,
-    /// When the lost context was first seen (cleared once every survivor served again).
-    lost_at: Option<Instant>,
-    /// Survivors of the last recovery that have not reloaded yet.
-    resuming: u32,
-    /// Each recovery's outage, seconds.
-    outages_s: Vec<f64>,
-    /// Why the last recovery failed.
-    failed: Option<String>,
-}
-
-impl<T> Shared<T> {
-    fn new(rt: Arc<T>, live: u32) -> Shared<T> {
-        let st = SharedState {
-            rt: Some(rt),
-            epoch: 0,
-            live,
-            arrived: 0,
-            lost_at: None,
-            resuming: 0,
-            outages_s: Vec::new(),
-            failed: None,
-        };
-        Shared { state: Mutex::new(st), cv: Condvar::new() }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, SharedState<T>> {
-        self.state.lock()
-    }
-
-    /// The runtime now, and its epoch.
-    fn current(&self) -> (Arc<T>, u64) {
-        let st = self.lock();
-        (st.rt.clone().expect("a runtime between recoveries"), st.epoch)
-    }
-
-    /// Whether the context of runtime `epoch` was lost (a tenant is waiting for a new one).
-    fn lost(&self, epoch: u64) -> bool {
-        let st = self.lock();
-        st.epoch == epoch && st.lost_at.is_some()
-    }
-
-    /// Called with this tenant's handles dropped, after it found the context of runtime
-    /// `epoch` lost: waits until every live tenant has dropped its handles and a new runtime
-    /// is made (by the last to arrive), and returns it — or, for a tenant that does not
-    /// survive, leaves at once with `None`.
-    fn recover(
-        &self,
-        epoch: u64,
-        survives: bool,
-        make: &(dyn Fn() -> anyhow::Result<T> + Sync),
-    ) -> anyhow::Result<Option<Arc<T>>> {
-        let mut st = self.lock();
-        if st.epoch == epoch {
-            st.lost_at.get_or_insert_with(Instant::now);
-        }
-        if survives {
-            st.arrived += 1;
-        } else {
-            st.live -= 1;
-        }
-        self.lead_if_all_in(&mut st, make);
-        if !survives {
-            return Ok(None);
-        }
-        while st.epoch == epoch {
-            st = self.cv.wait(st);
-            // Woken by a tenant that left: the rest may all be in now.
-            self.lead_if_all_in(&mut st, make);
-        }
-        match &st.failed {
-            Some(why) => bail!("the context was lost and could not be made again: {why}"),
-            None => Ok(st.rt.clone()),
-        }
-    }
-
-    /// Once every live tenant waits: drops the old runtime (its context goes with the last
-    /// handle), makes a new one and wakes them.
-    fn lead_if_all_in(&self, st: &mut SharedState<T>, make: &(dyn Fn() -> anyhow::Result<T> + Sync)) {
-        if st.arrived == 0 || st.arrived < st.live {
-            return;
-        }
-        st.rt = None;
-        match make() {
-            Ok(rt) => st.rt = Some(Arc::new(rt)),
-            Err(e) => st.failed = Some(format!("{e:#}")),
-        }
-        st.epoch += 1;
-        st.resuming = st.arrived;
-        st.arrived = 0;
-        self.cv.notify_all();
-    }
-
-    /// A survivor has reloaded and serves again.
-    fn resumed(&self) {
-        let mut st = self.lock();
-        st.resuming = st.resuming.saturating_sub(1);
-        if st.resuming == 0 {
-            if let Some(at) = st.lost_at.take() {
-                st.outages_s.push(at.elapsed().as_secs_f64());
-            }
-        }
-    }
-
-    /// A tenant is done with the runtime (its handles dropped): a recovery waiting for it goes on.
-    fn leave(&self) {
-        let mut st = self.lock();
-        st.live = st.live.saturating_sub(1);
-        // The waiting tenants may have waited for this one alone: one of them makes the runtime.
-        if st.arrived > 0 && st.arrived >= st.live {
-            self.cv.notify_all();
-        }
-    }
-
-    fn outages_s(&self) -> Vec<f64> {
-        self.lock().outages_s.clone()
+    fn interrupted(&self) -> bool {
+        self.interrupted.load(Ordering::SeqCst)
     }
 }
 
@@ -335,24 +239,54 @@ fn policy(
     })
 }
 
-/// Runs `s` under the one-process mode `mode`; returns each tenant's counted samples (or, with
-/// `sink`, hands them to it as they come: tenant index, sample) and, with `trace` (the most GPU
-/// slices to keep), its timeline. `knees` holds what the profiles say (the krisp modes read it).
-pub fn run(
-    device: Device,
-    s: &Scenario,
-    mode: Mode,
-    knees: Knees,
-    trace: Option<usize>,
-    counted: Arc<AtomicU64>,
-    sink: Option<&(dyn Fn(usize, Sample) + Sync)>,
-) -> anyhow::Result<Outcome> {
+/// What a one-process run is given besides its scenario, mode and knees.
+#[derive(Default)]
+pub struct RunOptions<'a> {
+    /// Trace the GPU work, keeping at most this many slices.
+    pub trace: Option<usize>,
+    /// Counted requests of all tenants, as they complete (for progress bars).
+    pub counted: Arc<AtomicU64>,
+    /// Hands each counted sample to it (tenant index, sample) instead of returning them.
+    pub sink: Option<&'a (dyn Fn(usize, Sample) + Sync)>,
+    /// Go on from an interrupted run: where each tenant stood ([`Outcome::interrupted`]).
+    pub resume: Option<&'a [TenantState]>,
+    /// Called once every tenant is ready: how long before now the common start lies (a
+    /// resumed run: the first run's start), or why the run is called off.
+    pub open: Option<Opener<'a>>,
+}
+
+impl std::fmt::Debug for RunOptions<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("trace", &self.trace)
+            .field("sink", &self.sink.is_some())
+            .field("resume", &self.resume)
+            .field("open", &self.open.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Runs `s` under the one-process mode `mode`; returns each tenant's counted samples (or
+/// hands them to `o.sink`) and, with `o.trace`, its timeline. `knees` holds what the profiles
+/// say (the krisp modes read it).
+///
+/// When a kernel fault loses the context (the driver then refuses every CUDA call of this
+/// process, a new context included), every tenant stops where it stands: a request that was
+/// in flight is neither counted nor failed, except the faulting tenant's own, which fails. The
+/// outcome then says where each tenant stood ([`Outcome::interrupted`]), for a new process to
+/// go on from ([`RunOptions::resume`]; [`super::host`] does): the surviving tenants reload
+/// their models there and resume their loops on the same clock, and a tenant whose kernel
+/// faulted loads nothing and fails each of its later requests at once.
+pub fn run(device: Device, s: &Scenario, mode: Mode, knees: Knees, o: RunOptions<'_>) -> anyhow::Result<Outcome> {
     let topo = match device.info().partitions.topology() {
         Ok(topo) => topo,
         Err(reason) => bail!("SM partitions are unavailable: {reason}"),
     };
     let groups = topo.groups;
     let n = s.tenants.len() as u32;
+    if let Some(r) = o.resume.filter(|r| r.len() != s.tenants.len()) {
+        bail!("cannot resume {} tenants in a scenario of {n}", r.len());
+    }
     let krisp = matches!(mode.sharing, Sharing::Krisp | Sharing::KrispCurves)
         .then(|| krisp_shares(s, mode.sharing, &topo, &knees));
     // Plan sets of the krisp modes: tenant i replays on the whole device when no other tenant
@@ -368,7 +302,7 @@ pub fn run(
                 .collect()
         }
     };
-    if trace.is_some() || s.pcie.is_some() {
+    if o.trace.is_some() || s.pcie.is_some() {
         if let Some(t) = s.tenants.iter().find(|t| t.fault.is_some_and(|f| f.kind == FaultKind::Kernel)) {
             bail!(
                 "tenant {}: a kernel fault loses the context, which traces and PCIe pressure cannot outlive",
@@ -376,58 +310,53 @@ pub fn run(
             );
         }
     }
-    let ordinal = device.info().ordinal;
-    let first = Mutex::new(Some(device));
-    // The runtime, made again (on a new context) after a kernel fault lost the last one.
-    let make = || -> anyhow::Result<Runtime> {
-        let device = match first.lock().take() {
-            Some(d) => d,
-            None => {
-                // SAFETY: a recovery makes the runtime again only after every tenant dropped its
-                // handles and the old runtime was dropped.
-                unsafe { Device::reset_primary_context(ordinal) }.context("resetting the lost context")?;
-                Device::open(ordinal).context("opening the GPU again")?
-            }
-        };
-        let policy = policy(s, mode.sharing, &topo, krisp.clone())?;
-        let rt = Runtime::with_policy(device, policy, knees.min_sms.clone(), n).context("making the runtime")?;
-        if let Some(limit) = trace {
-            rt.start_timeline(limit)?;
-        }
-        Ok(rt)
-    };
-    let shared = Shared::new(Arc::new(make()?), n);
+    let policy = policy(s, mode.sharing, &topo, krisp)?;
+    let rt = Arc::new(Runtime::with_policy(device, policy, knees.min_sms.clone(), n).context("making the runtime")?);
+    if let Some(limit) = o.trace {
+        rt.start_timeline(limit)?;
+    }
     let pressure = match s.pcie {
-        Some(load) => Some(super::pcie::Pressure::start(shared.current().0.device(), load)?),
+        Some(load) => Some(super::pcie::Pressure::start(rt.device(), load)?),
         None => None,
     };
-    let gate = ThreadGate::new(n, counted);
-    type Ran = (Vec<Sample>, Vec<RequestSpan>, Option<String>, Option<f64>);
+    let mut gate = ThreadGate::new(n, o.counted.clone());
+    gate.open = o.open;
+    // When the context was found lost, seconds after the start.
+    let lost_at: OnceLock<f64> = OnceLock::new();
+    let sink = o.sink;
     let results: Vec<anyhow::Result<Ran>> = std::thread::scope(|scope| {
         let handles: Vec<_> = s
             .tenants
             .iter()
             .enumerate()
             .map(|(i, spec)| {
-                let (shared, gate, windows, make) = (&shared, &gate, &windows[i], &make);
+                let (gate, windows, rt, lost_at) = (&gate, &windows[i], &rt, &lost_at);
+                let from = o.resume.map(|r| r[i].clone());
                 scope.spawn(move || -> anyhow::Result<Ran> {
-                    let setup = |rt: Arc<Runtime>| -> anyhow::Result<(Tenant, Served)> {
-                        let t = Tenant::scheduled(rt, i as u32, spec.class)?;
-                        let mut served = Served::load(&t, spec, s.seed + i as u64)?;
-                        if mode.plan {
-                            served.capture(&t, mode.sharing.is_krisp().then_some(windows.as_slice()))?;
-                        }
-                        // One request before the start: first-launch costs are not counted.
-                        served.request(&t)?;
-                        Ok((t, served))
+                    let (from, mut faults) = match from {
+                        Some(st) => (st.position, st.faults),
+                        None => (Position::default(), Faults::new(spec.fault)),
                     };
-                    let (rt, mut epoch) = shared.current();
-                    let mut held = match setup(rt) {
-                        Ok(x) => Some(x),
-                        Err(e) => {
-                            gate.fail();
-                            shared.leave();
-                            return Err(e.context(format!("tenant {i} ({})", spec.model)));
+                    // A tenant whose kernel faulted in an earlier process loads nothing.
+                    let held = if faults.stopped() {
+                        None
+                    } else {
+                        let setup = || -> anyhow::Result<(Tenant, Served)> {
+                            let t = Tenant::scheduled(rt.clone(), i as u32, spec.class)?;
+                            let mut served = Served::load(&t, spec, s.seed + i as u64)?;
+                            if mode.plan {
+                                served.capture(&t, mode.sharing.is_krisp().then_some(windows.as_slice()))?;
+                            }
+                            // One request before the start: first-launch costs are not counted.
+                            served.request(&t)?;
+                            Ok((t, served))
+                        };
+                        match setup() {
+                            Ok(x) => Some(x),
+                            Err(e) => {
+                                gate.fail();
+                                return Err(e.context(format!("tenant {i} ({})", spec.model)));
+                            }
                         }
                     };
                     let spec_loop = LoopSpec {
@@ -439,50 +368,48 @@ pub fn run(
                         phases: spec.phases,
                         queue_limit: spec.queue_limit,
                     };
-                    let mut spans = Spans::new(trace.is_some());
-                    let mut faults = Faults::new(spec.fault);
-                    let mut live = true;
+                    let mut spans = Spans::new(o.trace.is_some());
+                    let mut first_served = None;
                     let tenant_sink = move |x: Sample| sink.into_iter().for_each(|f| f(i, x));
                     let sink_i: Option<super::drive::Sink<'_>> = sink.map(|_| &tenant_sink as super::drive::Sink<'_>);
-                    // Drops this tenant's handles, waits for every live tenant to do the same and
-                    // for the new runtime, and reloads on it (a tenant whose kernel faulted leaves).
-                    let mut recover = |held: &mut Option<(Tenant, Served)>, epoch: &mut u64, survives: bool| {
-                        *held = None;
-                        live = survives;
-                        match shared.recover(*epoch, survives, make)? {
-                            Some(rt) => {
-                                *epoch += 1;
-                                *held = Some(setup(rt)?);
-                                shared.resumed();
-                                anyhow::Ok(())
-                            }
-                            None => Ok(()),
-                        }
-                    };
-                    let r = drive_into(&spec_loop, gate, sink_i, || {
+                    let r = drive_from(&spec_loop, gate, sink_i, &from, || {
                         if faults.stopped() {
                             return Err(faults.refusal().into());
                         }
-                        if shared.lost(epoch) {
-                            recover(&mut held, &mut epoch, true)?;
+                        if gate.interrupted() {
+                            return Err(Interrupted.into());
                         }
                         let (t, served) = held.as_ref().context("the tenant has no model loaded")?;
                         match spans.request(t, || faults.request(t, served)) {
                             // Lost, or failing (a library call's status) after another tenant saw it lost.
-                            Err(e) if context_lost(&e) || shared.lost(epoch) => {
-                                recover(&mut held, &mut epoch, !faults.stopped())?;
-                                Err(RequestFailed::from_error(&e, faults.stopped()).into())
+                            Err(e) if context_lost(&e) || gate.interrupted() => {
+                                let _ = lost_at.set(gate.since_start());
+                                gate.interrupt();
+                                match faults.stopped() {
+                                    // Its own kernel faulted: that request failed.
+                                    true => Err(RequestFailed::from_error(&e, true).into()),
+                                    // Another's did: the next process issues this one again.
+                                    false => Err(Interrupted.into()),
+                                }
+                            }
+                            Ok(()) => {
+                                first_served.get_or_insert_with(|| gate.since_start());
+                                Ok(())
                             }
                             r => r,
                         }
                     });
                     let duty = held.as_ref().map(|(t, _)| t.duty());
                     drop(held);
-                    if live {
-                        shared.leave();
-                    }
-                    let samples = r.with_context(|| format!("tenant {i} ({})", spec.model))?;
-                    Ok((samples, spans.into_vec(), faults.first_failure().map(str::to_owned), duty))
+                    let (samples, position) = r.with_context(|| format!("tenant {i} ({})", spec.model))?;
+                    Ok(Ran {
+                        samples,
+                        spans: spans.into_vec(),
+                        failure: faults.first_failure().map(str::to_owned),
+                        duty,
+                        first_served,
+                        state: TenantState { position, faults },
+                    })
                 })
             })
             .collect();
@@ -495,17 +422,11 @@ pub fn run(
         p.stop()?;
     }
     // The first real error, not a tenant that was merely called off.
-    let mut out = Outcome::default();
-    let mut spans = Vec::new();
+    let mut ran = Vec::with_capacity(results.len());
     let mut called_off = None;
     for r in results {
         match r {
-            Ok((samples, s, failure, duty)) => {
-                out.samples.push(samples);
-                spans.push(s);
-                out.failures.push(failure);
-                out.duties.push(duty);
-            }
+            Ok(x) => ran.push(x),
             Err(e) if e.downcast_ref::<CalledOff>().is_some() => called_off = Some(e),
             Err(e) => return Err(e),
         }
@@ -513,9 +434,25 @@ pub fn run(
     if let Some(e) = called_off {
         return Err(e);
     }
-    out.started = gate.t0.get().copied();
-    let (rt, _) = shared.current();
-    out.outages_s = shared.outages_s();
+    let mut out = Outcome { started: gate.t0.get().copied(), ..Outcome::default() };
+    // A resumed run is back once every tenant that still serves has served a request.
+    if o.resume.is_some() {
+        let serving = ran.iter().filter(|r| !r.state.faults.stopped());
+        out.resumed_s = serving.map(|r| r.first_served).try_fold(0.0f64, |m, t| t.map(|t| m.max(t)));
+    }
+    let mut spans = Vec::with_capacity(ran.len());
+    let mut states = Vec::with_capacity(ran.len());
+    for r in ran {
+        out.samples.push(r.samples);
+        spans.push(r.spans);
+        out.failures.push(r.failure);
+        out.duties.push(r.duty);
+        states.push(r.state);
+    }
+    if let Some(&at_s) = lost_at.get() {
+        out.interrupted = Some(Interruption { at_s, tenants: states });
+        return Ok(out);
+    }
     if let Some(tl) = rt.timeline() {
         let (slices, dropped) = tl.take()?;
         out.traces = spans.into_iter().map(|requests| TenantTrace { requests, ..TenantTrace::default() }).collect();
@@ -532,6 +469,17 @@ pub fn run(
     Ok(out)
 }
 
+/// What one tenant thread of [`run`] gives back.
+struct Ran {
+    samples: Vec<Sample>,
+    spans: Vec<RequestSpan>,
+    failure: Option<String>,
+    duty: Option<f64>,
+    /// When it first served a request, seconds after the start.
+    first_served: Option<f64>,
+    state: TenantState,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -543,70 +491,6 @@ mod tests {
         gate.fail();
         let e = gate.start().map_err(|e| e.context("tenant 1 (gpt2)")).unwrap_err();
         assert!(e.downcast_ref::<CalledOff>().is_some(), "{e:#}");
-    }
-
-    #[test]
-    fn a_lost_context_is_made_again_once_every_live_tenant_let_go() {
-        // Three tenants: 0's kernel faults (it leaves), 1 notices at once, 2 only after a while
-        // and 3 finishes its loop instead; the runtime is made again once, after all let go.
-        let shared = Shared::new(Arc::new(0u32), 4);
-        let made = AtomicU32::new(0);
-        let old = Arc::downgrade(&shared.current().0);
-        let make = || -> anyhow::Result<u32> {
-            assert!(old.upgrade().is_none(), "made again while the old one is held");
-            Ok(made.fetch_add(1, Ordering::SeqCst) + 1)
-        };
-        let got = std::thread::scope(|s| {
-            let faulted = s.spawn(|| shared.recover(0, false, &make).unwrap());
-            let (first, late) = (
-                s.spawn(|| {
-                    let mine = shared.current().0;
-                    while !shared.lost(0) {
-                        std::thread::yield_now();
-                    }
-                    drop(mine);
-                    shared.recover(0, true, &make).unwrap()
-                }),
-                s.spawn(|| {
-                    let mine = shared.current().0;
-                    std::thread::sleep(std::time::Duration::from_millis(30));
-                    drop(mine);
-                    shared.recover(0, true, &make).unwrap()
-                }),
-            );
-            let finished = s.spawn(|| {
-                let mine = shared.current().0;
-                std::thread::sleep(std::time::Duration::from_millis(60));
-                drop(mine);
-                shared.leave();
-            });
-            finished.join().unwrap();
-            (faulted.join().unwrap(), first.join().unwrap(), late.join().unwrap())
-        });
-        assert!(got.0.is_none(), "the faulted tenant does not come back");
-        assert_eq!((*got.1.unwrap(), *got.2.unwrap()), (1, 1));
-        assert_eq!(made.load(Ordering::SeqCst), 1);
-        shared.resumed();
-        assert!(shared.outages_s().is_empty(), "one survivor has not served yet");
-        shared.resumed();
-        let outages = shared.outages_s();
-        assert_eq!(outages.len(), 1);
-        assert!(outages[0] >= 0.02, "{outages:?}");
-        assert_eq!(shared.current().1, 1);
-    }
-
-    #[test]
-    fn a_recovery_that_cannot_make_the_runtime_fails_every_survivor() {
-        let shared = Shared::new(Arc::new(0u32), 2);
-        let make = || -> anyhow::Result<u32> { bail!("no device") };
-        let (a, b) = std::thread::scope(|s| {
-            let a = s.spawn(|| shared.recover(0, true, &make).map(|_| ()));
-            let b = s.spawn(|| shared.recover(0, true, &make).map(|_| ()));
-            (a.join().unwrap(), b.join().unwrap())
-        });
-        for r in [a, b] {
-            assert!(format!("{:#}", r.unwrap_err()).contains("no device"));
-        }
     }
 
     #[test]
@@ -651,8 +535,8 @@ mod tests {
     }
 }
 
-/// Model checks (`RUSTFLAGS="--cfg loom" cargo test --lib loom_`): the gate and the recovery
-/// barrier under every interleaving of their tenant threads.
+/// Model checks (`RUSTFLAGS="--cfg loom" cargo test --lib loom_`): the gate under every
+/// interleaving of its tenant threads.
 #[cfg(all(test, loom))]
 mod loom_tests {
     use super::*;
@@ -662,78 +546,6 @@ mod loom_tests {
         let mut b = loom::model::Builder::new();
         b.preemption_bound = Some(3);
         b
-    }
-
-    /// A faulted tenant leaves, a survivor waits and a third tenant finishes its loop instead:
-    /// the runtime is made again exactly once, only after both others let go, and the
-    /// survivor resumes on it.
-    #[test]
-    fn loom_a_recovery_makes_the_runtime_once() {
-        bounded().check(|| {
-            let shared = LoomArc::new(Shared::new(Arc::new(0u32), 3));
-            let made = LoomArc::new(AtomicU32::new(0));
-            // Each tenant holds the runtime until it lets go; it is made again only after.
-            let held: Vec<Arc<u32>> = (0..3).map(|_| shared.current().0).collect();
-            let old = Arc::downgrade(&held[0]);
-            // std's Arc: loom's cannot hold an unsized closure.
-            let make: Arc<dyn Fn() -> anyhow::Result<u32> + Send + Sync> = {
-                let made = made.clone();
-                Arc::new(move || {
-                    assert!(old.upgrade().is_none(), "made again while a tenant holds the old runtime");
-                    Ok(made.fetch_add(1, Ordering::SeqCst) + 1)
-                })
-            };
-            let mut held = held.into_iter();
-            let (s, m, mine) = (shared.clone(), make.clone(), held.next());
-            let faulted = loom::thread::spawn(move || {
-                drop(mine);
-                s.recover(0, false, &*m).unwrap().is_none()
-            });
-            let (s, m, mine) = (shared.clone(), make.clone(), held.next());
-            let survivor = loom::thread::spawn(move || {
-                drop(mine);
-                s.recover(0, true, &*m).unwrap().map(|rt| *rt)
-            });
-            let (s, mine) = (shared.clone(), held.next());
-            let finished = loom::thread::spawn(move || {
-                drop(mine);
-                s.leave()
-            });
-            assert!(faulted.join().unwrap(), "the faulted tenant does not come back");
-            assert_eq!(survivor.join().unwrap(), Some(1), "the survivor gets the new runtime");
-            finished.join().unwrap();
-            assert_eq!(made.load(Ordering::SeqCst), 1, "made once");
-            assert_eq!(shared.current(), (Arc::new(1), 1));
-        });
-    }
-
-    /// Two survivors of one lost context: whichever arrives last makes the runtime; both get it.
-    #[test]
-    fn loom_every_survivor_resumes_on_the_same_runtime() {
-        bounded().check(|| {
-            let shared = LoomArc::new(Shared::new(Arc::new(0u32), 2));
-            let made = LoomArc::new(AtomicU32::new(0));
-            // std's Arc: loom's cannot hold an unsized closure.
-            let make: Arc<dyn Fn() -> anyhow::Result<u32> + Send + Sync> = {
-                let made = made.clone();
-                Arc::new(move || Ok(made.fetch_add(1, Ordering::SeqCst) + 1))
-            };
-            let threads: Vec<_> = (0..2)
-                .map(|_| {
-                    let (s, m) = (shared.clone(), make.clone());
-                    loom::thread::spawn(move || {
-                        let rt = s.recover(0, true, &*m).unwrap().map(|rt| *rt);
-                        s.resumed();
-                        rt
-                    })
-                })
-                .collect();
-            for t in threads {
-                assert_eq!(t.join().unwrap(), Some(1));
-            }
-            assert_eq!(made.load(Ordering::SeqCst), 1);
-            assert_eq!(shared.outages_s().len(), 1, "one outage, counted once both resumed");
-        });
     }
 
     /// A tenant that fails to get ready calls the run off: a tenant waiting at the gate is let

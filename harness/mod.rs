@@ -6,6 +6,7 @@
 //! - [`fault`]: faults a scenario injects into a tenant, and failed requests;
 //! - [`serve`]: a tenant's model on the GPU and what one request is; profiling a model;
 //! - [`inproc`]: the one-process modes (streams, static partitions, krisp policies);
+//! - [`host`]: a one-process run in a child process, restarted after a kernel fault;
 //! - [`worker`] and [`mps`]: the multi-process modes (time slicing, MPS, MPS with limits);
 //! - [`pcie`]: background host↔device copies;
 //! - [`metrics`]: latency, throughput, slowdown, STP, ANTT, fairness, SLO attainment;
@@ -19,6 +20,7 @@ pub mod compare;
 pub mod counters;
 pub mod drive;
 pub mod fault;
+pub mod host;
 pub mod inproc;
 pub mod metrics;
 pub mod mps;

@@ -7,13 +7,13 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use parking_lot::Mutex;
 
-use super::inproc::{self, Knees};
+use super::inproc::{self, Knees, RunOptions};
 use super::metrics::{Latency, Sample};
 use super::scenario::{Mode, Scenario, ScenarioFile};
 use crate::runtime::Device;
@@ -164,7 +164,9 @@ pub fn soak(opts: &SoakOptions, progress: &(dyn Fn(&[WindowRow]) + Sync)) -> any
                 }
             })
         });
-        let r = inproc::run(device, &s, opts.mode, knees, None, Arc::default(), Some(&|t, x| windows.record(t, x)));
+        let record = |t, x| windows.record(t, x);
+        let r = inproc::run(device, &s, opts.mode, knees, RunOptions { sink: Some(&record), ..RunOptions::default() })
+            .and_then(super::compare::in_process);
         done.store(true, Ordering::Release);
         r
     });

@@ -67,6 +67,11 @@ pub enum Message {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         failure: Option<String>,
     },
+    /// A one-process run's outcome ([`super::host`]).
+    Hosted {
+        /// What the run gave.
+        outcome: super::host::Hosted,
+    },
     /// It failed.
     Error {
         /// Why.
@@ -74,7 +79,7 @@ pub enum Message {
     },
 }
 
-fn emit(m: &Message) {
+pub(super) fn emit(m: &Message) {
     let mut out = std::io::stdout().lock();
     // A closed stdout means the harness is gone; the loop ends at the next `stopped`.
     let _ = serde_json::to_writer(&mut out, m);
@@ -185,21 +190,73 @@ pub fn kill_all() {
 }
 
 /// A worker process; killed on drop if still running.
-struct Worker {
-    child: Child,
-    stdin: Option<ChildStdin>,
+pub(super) struct Worker {
+    pub(super) child: Child,
+    pub(super) stdin: Option<ChildStdin>,
     stderr: Arc<Mutex<String>>,
 }
 
 impl Worker {
-    fn say(&mut self, line: &str) {
+    /// Starts `exe args…` with the extra environment `env`; each line it prints that is a
+    /// [`Message`] is sent to `tx` tagged `i` (anything else is passed on to stderr), then
+    /// `(i, None)` when its output ends; its stderr is kept for errors.
+    pub(super) fn spawn(
+        exe: &std::path::Path,
+        args: &[String],
+        env: &[(String, String)],
+        i: usize,
+        tx: &mpsc::Sender<(usize, Option<Message>)>,
+    ) -> anyhow::Result<Worker> {
+        let mut child = Command::new(exe)
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot start {}", exe.display()))?;
+        CHILDREN.lock().unwrap_or_else(|p| p.into_inner()).push(child.id());
+        let stdout = child.stdout.take().context("child stdout")?;
+        let stderr_pipe = child.stderr.take().context("child stderr")?;
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                match serde_json::from_str::<Message>(&line) {
+                    Ok(m) => {
+                        let _ = tx.send((i, Some(m)));
+                    }
+                    // Anything else a worker prints is passed on.
+                    Err(_) => eprintln!("worker {i}: {line}"),
+                }
+            }
+            let _ = tx.send((i, None));
+        });
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr_pipe).lines().map_while(Result::ok) {
+                let mut s = sink.lock().unwrap_or_else(|p| p.into_inner());
+                s.push_str(&line);
+                s.push('\n');
+                if s.len() > 16 << 10 {
+                    let cut = s.len() - (8 << 10);
+                    *s = s[s.char_indices().map(|(i, _)| i).find(|&i| i >= cut).unwrap_or(0)..].to_string();
+                }
+            }
+        });
+        let stdin = child.stdin.take();
+        Ok(Worker { child, stdin, stderr })
+    }
+
+    pub(super) fn say(&mut self, line: &str) {
         if let Some(s) = self.stdin.as_mut() {
             let _ = writeln!(s, "{line}");
             let _ = s.flush();
         }
     }
 
-    fn stderr_tail(&self) -> String {
+    pub(super) fn stderr_tail(&self) -> String {
         let s = self.stderr.lock().unwrap_or_else(|p| p.into_inner());
         let lines: Vec<&str> = s.lines().rev().take(5).collect();
         lines.into_iter().rev().collect::<Vec<_>>().join(" / ")
@@ -232,9 +289,9 @@ pub fn worker_exe() -> anyhow::Result<std::path::PathBuf> {
 }
 
 /// Longest a worker may take to load its model and warm up.
-const READY_TIMEOUT: Duration = Duration::from_secs(300);
+pub(super) const READY_TIMEOUT: Duration = Duration::from_secs(300);
 /// Longest a run may take once started.
-const RUN_TIMEOUT: Duration = Duration::from_secs(1800);
+pub(super) const RUN_TIMEOUT: Duration = Duration::from_secs(1800);
 
 /// Runs `s` with a worker process per tenant (the program `exe`, usually [`worker_exe`]),
 /// tenant `i` with the extra environment `env[i]`; returns each tenant's counted samples and,
@@ -260,48 +317,8 @@ pub fn run(
             duration_s: s.duration_s,
             trace_limit: trace,
         };
-        let mut child = Command::new(exe)
-            .arg("worker")
-            .arg("--spec")
-            .arg(serde_json::to_string(&spec)?)
-            .envs(env.get(i).into_iter().flatten().map(|(k, v)| (k, v)))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("cannot start the worker {}", exe.display()))?;
-        CHILDREN.lock().unwrap_or_else(|p| p.into_inner()).push(child.id());
-        let stdout = child.stdout.take().context("worker stdout")?;
-        let stderr_pipe = child.stderr.take().context("worker stderr")?;
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                match serde_json::from_str::<Message>(&line) {
-                    Ok(m) => {
-                        let _ = tx.send((i, Some(m)));
-                    }
-                    // Anything else a worker prints is passed on.
-                    Err(_) => eprintln!("worker {i}: {line}"),
-                }
-            }
-            let _ = tx.send((i, None));
-        });
-        let sink = stderr.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr_pipe).lines().map_while(Result::ok) {
-                let mut s = sink.lock().unwrap_or_else(|p| p.into_inner());
-                s.push_str(&line);
-                s.push('\n');
-                if s.len() > 16 << 10 {
-                    let cut = s.len() - (8 << 10);
-                    *s = s[s.char_indices().map(|(i, _)| i).find(|&i| i >= cut).unwrap_or(0)..].to_string();
-                }
-            }
-        });
-        let stdin = child.stdin.take();
-        workers.push(Worker { child, stdin, stderr });
+        let args = ["worker".to_string(), "--spec".into(), serde_json::to_string(&spec)?];
+        workers.push(Worker::spawn(exe, &args, env.get(i).map_or(&[][..], Vec::as_slice), i, &tx)?);
     }
     drop(tx);
     let n = workers.len();
@@ -351,6 +368,7 @@ pub fn run(
                 failures[i] = failure;
             }
             Some(Message::Error { message }) => return Err(fail(&workers, i, message)),
+            Some(Message::Hosted { .. }) => return Err(fail(&workers, i, "sent a one-process outcome".into())),
             // Its output ended after its results: it is exiting as it should.
             None if results[i].is_some() => {}
             None => {
@@ -376,19 +394,18 @@ pub fn run(
         samples: results.into_iter().map(|r| r.unwrap_or_default()).collect(),
         traces: if trace.is_some() { traces } else { Vec::new() },
         started,
-        outages_s: Vec::new(),
         failures,
-        duties: Vec::new(),
+        ..Outcome::default()
     })
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::harness::scenario::ScenarioFile;
 
     /// A stand-in worker: a shell script speaking the protocol.
-    fn script(body: &str) -> std::path::PathBuf {
+    pub(crate) fn script(body: &str) -> std::path::PathBuf {
         use std::os::unix::fs::PermissionsExt as _;
         let dir = crate::harness::mps::private_dir("test-worker").unwrap();
         let path = dir.join("worker.sh");
@@ -397,7 +414,7 @@ mod tests {
         path
     }
 
-    fn pair() -> Scenario {
+    pub(crate) fn pair() -> Scenario {
         let text = "[[scenario]]\nname = \"a\"\n[[scenario.tenant]]\nmodel = \"gpt2\"\n[[scenario.tenant]]\nmodel = \"bert-base\"\n";
         ScenarioFile::parse(text, "t").unwrap().scenarios.remove(0)
     }

@@ -24,12 +24,35 @@ use super::policy::{
 use super::sync::{AtomicU64, Mutex, MutexGuard, Ordering};
 use crate::kernels::KernelId;
 
-/// Profiled minimum SMs per (kernel, shape key): what the KRISP policies ask for.
-#[derive(Debug, Clone, Default)]
+/// Profiled minimum SMs per (kernel, shape key): what the KRISP policies ask for. Written as
+/// a list of entries (JSON maps take string keys only).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(from = "MinSmsEntries", into = "MinSmsEntries")]
 pub struct MinSms {
     table: HashMap<(KernelId, u64), u32>,
     /// What a launch missing from the table asks for (none: the whole device).
     pub default: Option<u32>,
+}
+
+/// [`MinSms`] as it is written.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct MinSmsEntries {
+    entries: Vec<(KernelId, u64, u32)>,
+    default: Option<u32>,
+}
+
+impl From<MinSmsEntries> for MinSms {
+    fn from(e: MinSmsEntries) -> MinSms {
+        MinSms { table: e.entries.into_iter().map(|(k, s, n)| ((k, s), n)).collect(), default: e.default }
+    }
+}
+
+impl From<MinSms> for MinSmsEntries {
+    fn from(m: MinSms) -> MinSmsEntries {
+        let mut entries: Vec<_> = m.table.into_iter().map(|((k, s), n)| (k, s, n)).collect();
+        entries.sort_by_key(|&(k, s, _)| (k, s));
+        MinSmsEntries { entries, default: m.default }
+    }
 }
 
 impl MinSms {

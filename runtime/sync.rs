@@ -1,12 +1,12 @@
 //! The locks and atomics of state that tenant threads share (the scheduler's, the one-process
-//! harness's gate and recovery): parking_lot's locks and std's atomics, or loom's when built
+//! harness's gate): parking_lot's locks and std's atomics, or loom's when built
 //! with `RUSTFLAGS="--cfg loom"`, so the model checks (`loom_` tests) explore every
 //! interleaving of the same code.
 
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+pub(crate) use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 #[cfg(not(loom))]
 type Inner<T> = parking_lot::Mutex<T>;
