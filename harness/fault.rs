@@ -103,8 +103,10 @@ impl Faults {
             Some(f) if f.at == self.issued => self.inject(f.kind, t, served),
             _ => served.request(t),
         };
+        // A failed request's reason (the tenant goes on, or its own kernel faulted); not an
+        // error that ends the loop or that another tenant's fault caused.
         if let Err(e) = &r {
-            if self.first_failure.is_none() {
+            if self.first_failure.is_none() && (e.is::<RequestFailed>() || self.stopped()) {
                 self.first_failure = Some(format!("{e:#}"));
             }
         }

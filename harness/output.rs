@@ -129,7 +129,11 @@ pub fn summary(r: &Report) -> String {
             .flat_map(|run| {
                 let outages = (!run.outages_s.is_empty()).then(|| {
                     let o: Vec<String> = run.outages_s.iter().map(|x| format!("{x:.2} s")).collect();
-                    format!("- {}: the context was lost and made again; outage {}", run.mode, o.join(", "))
+                    format!(
+                        "- {}: the context was lost; the run went on in a new process; outage {}",
+                        run.mode,
+                        o.join(", ")
+                    )
                 });
                 let failures = run.tenants.iter().filter_map(move |t| {
                     let why = t.failure.as_deref()?;

@@ -151,8 +151,9 @@ pub fn soak(opts: &SoakOptions, progress: &(dyn Fn(&[WindowRow]) + Sync)) -> any
     let result = std::thread::scope(|scope| {
         scope.spawn(|| {
             windows.sample(opts.window, &done, |end_s| {
-                // A window closed after the tenants finished: their memory is being freed.
-                let running = !done.load(Ordering::Acquire);
+                // A window that ends with the run or after it: the tenants may be freeing their
+                // models already (a run ends once every tenant has stopped, after the last window).
+                let running = !done.load(Ordering::Acquire) && end_s < opts.duration.as_secs_f64();
                 let at_end = if running { machine(&nvml) } else { Machine::default() };
                 let closed = windows.close(end_s, at_end);
                 progress(&closed);

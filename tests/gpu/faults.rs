@@ -75,6 +75,7 @@ fn a_faulted_kernel_stops_its_tenant_and_the_others_keep_serving() {
                     b.metrics.latency.p99
                 );
                 assert_eq!(a.metrics.failed, 0, "{mode}: tenant {i}");
+                assert!(a.failure.is_none(), "{mode}: tenant {i} reported a failure: {:?}", a.failure);
                 assert!(counted(a) >= 0.95 * counted(b), "{mode}: tenant {i} lost requests");
             }
         }
