@@ -745,10 +745,7 @@ pub fn kernel_curves(p: &Profile, top: usize, dir: &Path) -> anyhow::Result<Vec<
     let request = (whole > 0.0).then(|| relative(request));
     let kernels = kernels.collect();
     let d = Curves {
-        title: format!(
-            "{} ({}): latency vs SMs, {} costliest kernels (dot: latency knee; dashed, open dot: beside a co-runner)",
-            p.model, p.request, top
-        ),
+        title: format!("{}, {}: latency vs SMs (dot: knee; dashed: beside a co-runner)", p.model, p.request),
         sm_count: p.sm_count,
         kernels,
         request,
