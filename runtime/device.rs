@@ -107,19 +107,6 @@ impl PartitionSupport {
 }
 
 impl Device {
-    /// Destroys GPU `ordinal`'s primary context and everything in it, so that the next
-    /// [`Device::open`] makes a new one: the way back after a kernel fault lost the context.
-    ///
-    /// # Safety
-    /// No handle of this process may use the old context again: every [`Device`], buffer,
-    /// module, stream and partition made from it must have been dropped.
-    pub unsafe fn reset_primary_context(ordinal: usize) -> Result<()> {
-        result::init().call("cuInit")?;
-        let dev = result::device::get(ordinal as i32).call("cuDeviceGet")?;
-        // SAFETY: the caller guarantees nothing uses the context any more.
-        check("cuDevicePrimaryCtxReset", unsafe { sys::cuDevicePrimaryCtxReset_v2(dev) })
-    }
-
     /// Opens GPU `ordinal` and reads its properties.
     ///
     /// Fails with [`Error::NoDriver`] or [`Error::NoDevice`] (see [`Error::is_no_gpu`]) on a
