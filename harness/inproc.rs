@@ -148,44 +148,13 @@ impl Gate for ThreadGate<'_> {
     }
 }
 
-/// Splits `groups` groups into `n` consecutive windows as evenly as possible (the first get
-/// the extra groups).
-pub fn equal_windows(groups: u32, n: u32) -> Vec<GroupRange> {
-    let n = n.max(1).min(groups.max(1));
-    let (base, extra) = (groups / n, groups % n);
-    let mut first = 0;
-    (0..n)
-        .map(|i| {
-            let count = base + u32::from(i < extra);
-            let w = GroupRange { first, count };
-            first += count;
-            w
-        })
-        .collect()
-}
+pub use crate::runtime::policy::equal_windows;
 
 /// The static mode's windows: each tenant's `static_sms` (rounded up to groups), the others
-/// sharing the remaining groups equally; laid side by side from group 0.
+/// an equal part of the groups left, side by side from group 0.
 pub(crate) fn static_windows(s: &Scenario, groups: u32, granularity: u32) -> anyhow::Result<Vec<Option<GroupRange>>> {
-    let fixed: u32 = s.tenants.iter().filter_map(|t| t.static_sms).map(|sms| sms.div_ceil(granularity)).sum();
-    let open = s.tenants.iter().filter(|t| t.static_sms.is_none()).count() as u32;
-    if fixed + open > groups {
-        bail!("static partitions need {} groups; the device has {groups} of {granularity} SMs", fixed + open);
-    }
-    let mut shares = equal_windows(groups - fixed, open).into_iter().map(|w| w.count);
-    let mut first = 0;
-    s.tenants
-        .iter()
-        .map(|t| {
-            let count = match t.static_sms {
-                Some(sms) => sms.div_ceil(granularity),
-                None => shares.next().unwrap_or(1),
-            };
-            let w = GroupRange { first, count };
-            first += count;
-            Ok(Some(w))
-        })
-        .collect()
+    let sizes: Vec<Option<u32>> = s.tenants.iter().map(|t| t.static_sms).collect();
+    Ok(Static::side_by_side(&sizes, groups, granularity).map_err(anyhow::Error::msg)?.windows)
 }
 
 /// The shares of a krisp mode: each tenant's class, its quota in groups (a latency-critical

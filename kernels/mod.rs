@@ -94,6 +94,29 @@ macro_rules! registry {
             pub fn dynamic_smem_bytes(self) -> u32 {
                 match self { $(KernelId::$id => $smem,)* }
             }
+
+            /// The size of its parameter struct, in bytes.
+            pub fn params_size(self) -> usize {
+                match self { $(KernelId::$id => std::mem::size_of::<abi::$params>(),)* }
+            }
+
+            /// Reads its parameter struct from `bytes` (exactly [`KernelId::params_size`] of
+            /// them, as C lays the struct out) and hands the typed kernel and struct to `f`;
+            /// `None` for any other size. For callers that name kernels at run time (the C ABI).
+            pub fn with_params<F: WithParams>(self, bytes: &[u8], f: F) -> Option<F::Out> {
+                match self {
+                    $(KernelId::$id => {
+                        if bytes.len() != std::mem::size_of::<abi::$params>() {
+                            return None;
+                        }
+                        // SAFETY: `bytes` holds exactly one struct; the parameter structs of
+                        // abi.h hold only integers and floats, for which every bit pattern is
+                        // a value; the read is unaligned.
+                        let p: abi::$params = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+                        Some(f.call($konst, &p))
+                    })*
+                }
+            }
         }
 
         $(
@@ -101,6 +124,14 @@ macro_rules! registry {
             pub const $konst: Kernel<abi::$params> = Kernel::new(KernelId::$id);
         )*
     };
+}
+
+/// What [`KernelId::with_params`] calls with a kernel and its typed parameter struct.
+pub trait WithParams {
+    /// What the call gives.
+    type Out;
+    /// Called once with the kernel and its parameters.
+    fn call<P: Params>(self, kernel: Kernel<P>, params: &P) -> Self::Out;
 }
 
 /// Shared memory of a GEMM tile ring: STAGES × (BM + BN) rows of BK + 8 halves.
@@ -232,6 +263,11 @@ impl KernelId {
     pub fn name(self) -> &'static str {
         self.symbol().to_str().unwrap_or("?")
     }
+
+    /// The kernel whose symbol is `name` (e.g. "vector_add_f16").
+    pub fn from_name(name: &str) -> Option<KernelId> {
+        KernelId::ALL.iter().copied().find(|k| k.name() == name)
+    }
 }
 
 impl fmt::Display for KernelId {
@@ -275,6 +311,31 @@ impl<P> fmt::Debug for Kernel<P> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Hands back what it was called with: the kernel, its units and shape key.
+    struct Seen;
+    impl WithParams for Seen {
+        type Out = (KernelId, u64, u64);
+        fn call<P: Params>(self, kernel: Kernel<P>, params: &P) -> Self::Out {
+            (kernel.id(), params.units(kernel.id()), params.shape_key())
+        }
+    }
+
+    #[test]
+    fn kernels_named_at_run_time_take_their_parameter_struct_as_bytes() {
+        let p = abi::VectorAddParams { a: 0x1000, b: 0x2000, c: 0x3000, n: 5000 };
+        // SAFETY: the struct's bytes, read as bytes.
+        let bytes = unsafe {
+            std::slice::from_raw_parts((&p as *const abi::VectorAddParams).cast::<u8>(), std::mem::size_of_val(&p))
+        };
+        let id = KernelId::from_name("vector_add_f16").unwrap();
+        assert_eq!(id.params_size(), 32);
+        let seen = id.with_params(bytes, Seen).unwrap();
+        assert_eq!(seen, (KernelId::VectorAddF16, p.units(KernelId::VectorAddF16), p.shape_key()));
+        assert!(id.with_params(&bytes[..24], Seen).is_none(), "a short struct is refused");
+        assert!(KernelId::from_name("vector_add_f32").is_none());
+        assert!(KernelId::ALL.iter().all(|&k| KernelId::from_name(k.name()) == Some(k)));
+    }
 
     /// The launch path allows PDL on Hopper, which is only correct because every kernel
     /// waits for its predecessor: each `RS_KERNEL` body calls `rs::pdl_sync()`.

@@ -341,6 +341,54 @@ pub struct Static {
     pub windows: Vec<Option<GroupRange>>,
 }
 
+impl Static {
+    /// Windows side by side from group 0: tenant `i` gets `sizes[i]` SMs rounded up to
+    /// groups, or (`None`) an equal part of the groups the sized ones leave. Refused when
+    /// they need more groups than `groups`.
+    pub fn side_by_side(sizes: &[Option<u32>], groups: u32, granularity: u32) -> Result<Static, String> {
+        let granularity = granularity.max(1);
+        let fixed: u32 = sizes.iter().flatten().map(|sms| sms.div_ceil(granularity)).sum();
+        let open = sizes.iter().filter(|s| s.is_none()).count() as u32;
+        if fixed + open > groups {
+            return Err(format!(
+                "static partitions need {} groups; the device has {groups} of {granularity} SMs",
+                fixed + open
+            ));
+        }
+        let mut shares = equal_windows(groups - fixed, open).into_iter().map(|w| w.count);
+        let mut first = 0;
+        let windows = sizes
+            .iter()
+            .map(|size| {
+                let count = match size {
+                    Some(sms) => sms.div_ceil(granularity),
+                    None => shares.next().unwrap_or(1),
+                };
+                let w = GroupRange { first, count };
+                first += count;
+                Some(w)
+            })
+            .collect();
+        Ok(Static { windows })
+    }
+}
+
+/// Splits `groups` groups into `n` consecutive windows as evenly as possible (the first get
+/// the extra groups).
+pub fn equal_windows(groups: u32, n: u32) -> Vec<GroupRange> {
+    let n = n.max(1).min(groups.max(1));
+    let (base, extra) = (groups / n, groups % n);
+    let mut first = 0;
+    (0..n)
+        .map(|i| {
+            let count = base + u32::from(i < extra);
+            let w = GroupRange { first, count };
+            first += count;
+            w
+        })
+        .collect()
+}
+
 impl Policy for Static {
     fn name(&self) -> &'static str {
         "static"

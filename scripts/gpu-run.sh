@@ -36,6 +36,10 @@ echo "== GPU tests"
 "$bin/gpu-tests" --include-ignored --test-threads=1 --nocapture $filter 2>&1 | tee "$out/gpu-tests.txt"
 [ "${PIPESTATUS[0]}" = 0 ] || status=1
 
+echo "== C ABI example"
+"$bin/rightsize-c-example" 2>&1 | tee "$out/c-example.txt"
+[ "${PIPESTATUS[0]}" = 0 ] || status=1
+
 if [ "$sanitize" = 1 ]; then
     echo "== compute-sanitizer memcheck"
     compute-sanitizer --tool memcheck --error-exitcode 3 "$bin/gpu-tests" --include-ignored --test-threads=1 $filter \

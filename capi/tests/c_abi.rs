@@ -1,0 +1,156 @@
+//! The C ABI: its header is the one cbindgen makes from `lib.rs`, the C example compiles and
+//! links against `librightsize_c.so` (cc crate), wrong calls are refused with a reason and no
+//! crash, and — on a GPU — the example runs one of the library's kernels on a partition.
+
+use std::ffi::{CStr, CString};
+use std::path::{Path, PathBuf};
+use std::ptr;
+
+use rightsize_c::*;
+
+fn crate_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn last_error() -> String {
+    // SAFETY: a NUL-terminated string owned by this thread's error slot.
+    unsafe { CStr::from_ptr(rightsize_last_error()) }.to_string_lossy().into_owned()
+}
+
+#[test]
+fn the_committed_header_is_the_one_cbindgen_makes() {
+    let dir = crate_dir();
+    let config = cbindgen::Config::from_file(dir.join("cbindgen.toml")).unwrap();
+    let mut made = Vec::new();
+    cbindgen::Builder::new()
+        .with_config(config)
+        .with_src(dir.join("lib.rs"))
+        .generate()
+        .expect("cbindgen reads lib.rs")
+        .write(&mut made);
+    let made = String::from_utf8(made).unwrap();
+    let path = dir.join("rightsize.h");
+    if std::env::var_os("RIGHTSIZE_BLESS").is_some() {
+        std::fs::write(&path, &made).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(committed == made, "capi/rightsize.h is stale: run `RIGHTSIZE_BLESS=1 cargo test -p rightsize-c`");
+    for name in ["rightsize_runtime_create", "rightsize_launch", "rightsize_last_error", "RS_STATUS_INVALID_ARGUMENT"] {
+        assert!(made.contains(name), "{name}");
+    }
+}
+
+/// Where the built example lies: beside a copy of the library, under the target directory.
+fn example_dir() -> PathBuf {
+    // The test binary is target/<profile>/deps/c_abi-…; the library is built into deps too.
+    let deps = std::env::current_exe().unwrap().parent().unwrap().to_path_buf();
+    deps.parent().unwrap().parent().unwrap().join("c-example")
+}
+
+/// Compiles and links `examples/vector_add.c` with the C compiler the cc crate finds.
+fn build_example() -> PathBuf {
+    let deps = std::env::current_exe().unwrap().parent().unwrap().to_path_buf();
+    let lib = deps.join("librightsize_c.so");
+    assert!(lib.is_file(), "{} was not built", lib.display());
+    let out = example_dir();
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::copy(&lib, out.join("librightsize_c.so")).unwrap();
+    let compiler = cc::Build::new()
+        .target(env!("RIGHTSIZE_C_TARGET"))
+        .host(env!("RIGHTSIZE_C_HOST"))
+        .opt_level(2)
+        .cargo_metadata(false)
+        .cargo_warnings(false)
+        .get_compiler();
+    let exe = out.join("rightsize-c-example");
+    let status = compiler
+        .to_command()
+        .args(["-std=c11", "-Wall", "-Wextra", "-Werror"])
+        .arg("-I")
+        .arg(crate_dir())
+        .arg(crate_dir().join("examples/vector_add.c"))
+        .arg("-L")
+        .arg(&out)
+        .args(["-lrightsize_c", "-Wl,-rpath,$ORIGIN", "-o"])
+        .arg(&exe)
+        .status()
+        .expect("a C compiler");
+    assert!(status.success(), "compiling the C example: {status}");
+    exe
+}
+
+#[test]
+fn the_c_example_compiles_and_links_against_the_library() {
+    let exe = build_example();
+    assert!(exe.is_file());
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn the_c_example_runs_a_kernel_on_a_partition_and_checks_its_output() {
+    let exe = build_example();
+    run_example(&exe);
+}
+
+/// Runs the example (also from a GPU host without cargo: the binary and library are copied
+/// to gpu-bin/ by scripts/gpu-build.sh).
+fn run_example(exe: &Path) {
+    let out = std::process::Command::new(exe).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    println!("{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("0 wrong") && text.contains("on 32 of"), "{text}");
+}
+
+#[test]
+fn wrong_calls_are_refused_with_a_reason() {
+    let mut rt = ptr::null_mut();
+    // SAFETY (of every call): null and valid pointers only.
+    assert_eq!(unsafe { rightsize_runtime_create(ptr::null(), &mut rt) }, RsStatus::InvalidArgument);
+    assert!(last_error().contains("options is null"), "{}", last_error());
+    let policy = CString::new("fastest").unwrap();
+    let spec = RsTenantSpec { class: RsClass::LatencyCritical, quota_sms: 32 };
+    let mut o = RsRuntimeOptions {
+        device: 0,
+        policy: policy.as_ptr(),
+        tenants: &spec,
+        tenant_count: 1,
+        profiles: ptr::null(),
+        profile_count: 0,
+    };
+    assert_eq!(unsafe { rightsize_runtime_create(&o, &mut rt) }, RsStatus::InvalidArgument);
+    assert!(last_error().contains("unknown policy \"fastest\"") && last_error().contains("krisp"), "{}", last_error());
+    let krisp = CString::new("krisp").unwrap();
+    o.policy = krisp.as_ptr();
+    o.tenant_count = 0;
+    assert_eq!(unsafe { rightsize_runtime_create(&o, &mut rt) }, RsStatus::InvalidArgument);
+    assert!(last_error().contains("at least one tenant"), "{}", last_error());
+    o.tenant_count = 1;
+    o.profile_count = 2;
+    assert_eq!(unsafe { rightsize_runtime_create(&o, &mut rt) }, RsStatus::InvalidArgument);
+    assert!(last_error().contains("options.profiles is null"), "{}", last_error());
+    // Null handles.
+    assert_eq!(unsafe { rightsize_tenant_synchronize(ptr::null()) }, RsStatus::InvalidArgument);
+    assert!(last_error().contains("tenant is null"));
+    let mut t = ptr::null_mut();
+    assert_eq!(unsafe { rightsize_tenant_create(ptr::null(), 0, &mut t) }, RsStatus::InvalidArgument);
+    assert_eq!(unsafe { rightsize_buffer_address(ptr::null()) }, 0);
+    unsafe { rightsize_runtime_destroy(ptr::null_mut()) };
+    assert_eq!(unsafe { rightsize_tenant_destroy(ptr::null_mut()) }, RsStatus::Ok);
+    // Valid options: a runtime where there is a GPU, a clear "no GPU" where there is none.
+    o.profile_count = 0;
+    match unsafe { rightsize_runtime_create(&o, &mut rt) } {
+        RsStatus::Ok => unsafe { rightsize_runtime_destroy(rt) },
+        RsStatus::NoGpu => assert!(!last_error().is_empty()),
+        other => panic!("{other:?}: {}", last_error()),
+    }
+}
+
+#[test]
+fn the_last_error_is_per_thread() {
+    // SAFETY: a null pointer, refused.
+    assert_eq!(unsafe { rightsize_tenant_synchronize(ptr::null()) }, RsStatus::InvalidArgument);
+    let there = std::thread::spawn(last_error).join().unwrap();
+    assert!(there.is_empty(), "{there}");
+    assert!(last_error().contains("tenant is null"));
+}
