@@ -40,11 +40,11 @@ fn the_committed_header_is_the_one_cbindgen_makes() {
     }
 }
 
-/// Where the built example lies: beside a copy of the library, under the target directory.
+/// Where the built example lies, beside a copy of the library: target/<profile>/c-example.
 fn example_dir() -> PathBuf {
     // The test binary is target/<profile>/deps/c_abi-…; the library is built into deps too.
     let deps = std::env::current_exe().unwrap().parent().unwrap().to_path_buf();
-    deps.parent().unwrap().parent().unwrap().join("c-example")
+    deps.parent().unwrap().join("c-example")
 }
 
 /// Compiles and links `examples/vector_add.c` with the C compiler the cc crate finds.
