@@ -24,9 +24,9 @@ cargo bench --no-run 2>&1 | tee /dev/stderr | executables | while read -r bench;
     cp "$bench" "$out/bench-$name"
 done
 
-# The C ABI's example (capi/examples/vector_add.c), linked against librightsize_c.so beside it.
-cargo test --release -p rightsize-c --test c_abi the_c_example_compiles 2>&1 | tail -3
-cp target/release/c-example/rightsize-c-example target/release/c-example/librightsize_c.so "$out/"
+# The C ABI's examples (capi/examples/*.c), linked against librightsize_c.so beside them.
+cargo test --release -p rightsize-c --test c_abi the_c_examples_compile 2>&1 | tail -3
+cp target/release/c-example/rightsize-c-* target/release/c-example/librightsize_c.so "$out/"
 
 strip "$out"/*
 size=$(du -cb "$out"/* | tail -1 | cut -f1)

@@ -36,9 +36,11 @@ echo "== GPU tests"
 "$bin/gpu-tests" --include-ignored --test-threads=1 --nocapture $filter 2>&1 | tee "$out/gpu-tests.txt"
 [ "${PIPESTATUS[0]}" = 0 ] || status=1
 
-echo "== C ABI example"
-"$bin/rightsize-c-example" 2>&1 | tee "$out/c-example.txt"
-[ "${PIPESTATUS[0]}" = 0 ] || status=1
+for example in "$bin"/rightsize-c-*; do
+    echo "== C ABI: $(basename "$example")"
+    "$example" 2>&1 | tee "$out/$(basename "$example").txt"
+    [ "${PIPESTATUS[0]}" = 0 ] || status=1
+done
 
 if [ "$sanitize" = 1 ]; then
     echo "== compute-sanitizer memcheck"

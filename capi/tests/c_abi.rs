@@ -47,8 +47,9 @@ fn example_dir() -> PathBuf {
     deps.parent().unwrap().join("c-example")
 }
 
-/// Compiles and links `examples/vector_add.c` with the C compiler the cc crate finds.
-fn build_example() -> PathBuf {
+/// Compiles and links `examples/<name>.c` with the C compiler the cc crate finds, into
+/// `rightsize-c-<name>` beside a copy of the library.
+fn build_example(name: &str) -> PathBuf {
     let deps = std::env::current_exe().unwrap().parent().unwrap().to_path_buf();
     let lib = deps.join("librightsize_c.so");
     assert!(lib.is_file(), "{} was not built", lib.display());
@@ -62,13 +63,13 @@ fn build_example() -> PathBuf {
         .cargo_metadata(false)
         .cargo_warnings(false)
         .get_compiler();
-    let exe = out.join("rightsize-c-example");
+    let exe = out.join(format!("rightsize-c-{}", name.replace('_', "-")));
     let status = compiler
         .to_command()
-        .args(["-std=c11", "-Wall", "-Wextra", "-Werror"])
+        .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-pthread"])
         .arg("-I")
         .arg(crate_dir())
-        .arg(crate_dir().join("examples/vector_add.c"))
+        .arg(crate_dir().join(format!("examples/{name}.c")))
         .arg("-L")
         .arg(&out)
         .args(["-lrightsize_c", "-Wl,-rpath,$ORIGIN", "-o"])
@@ -80,26 +81,37 @@ fn build_example() -> PathBuf {
 }
 
 #[test]
-fn the_c_example_compiles_and_links_against_the_library() {
-    let exe = build_example();
-    assert!(exe.is_file());
+fn the_c_examples_compile_and_link_against_the_library() {
+    for name in EXAMPLES {
+        assert!(build_example(name).is_file(), "{name}");
+    }
 }
+
+/// The C programs under `examples/`.
+const EXAMPLES: [&str; 2] = ["vector_add", "two_tenants"];
 
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn the_c_example_runs_a_kernel_on_a_partition_and_checks_its_output() {
-    let exe = build_example();
-    run_example(&exe);
+    let text = run_example(&build_example("vector_add"));
+    assert!(text.contains("0 wrong") && text.contains("on 32 of"), "{text}");
 }
 
-/// Runs the example (also from a GPU host without cargo: the binary and library are copied
-/// to gpu-bin/ by scripts/gpu-build.sh).
-fn run_example(exe: &Path) {
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn two_tenants_in_two_threads_share_a_runtime() {
+    let text = run_example(&build_example("two_tenants"));
+    assert!(text.contains("tenant 0: 200 rounds, 0 wrong") && text.contains("tenant 1: 200 rounds, 0 wrong"), "{text}");
+}
+
+/// Runs an example and returns what it printed (from a GPU host without cargo, the binaries
+/// and library are in gpu-bin/, copied by scripts/gpu-build.sh).
+fn run_example(exe: &Path) -> String {
     let out = std::process::Command::new(exe).output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
     println!("{text}{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("0 wrong") && text.contains("on 32 of"), "{text}");
+    text
 }
 
 #[test]
