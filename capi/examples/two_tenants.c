@@ -10,17 +10,7 @@
 #include <string.h>
 
 #include "rightsize.h"
-
-typedef struct {
-    unsigned long long a, b, c, n;
-} VectorAddParams;
-
-static uint16_t half_of(unsigned v) {
-    if (v == 0) return 0;
-    unsigned e = 0;
-    while ((v >> (e + 1)) != 0) e++;
-    return (uint16_t)(((e + 15) << 10) | ((v << (10 - e)) & 0x3ff));
-}
+#include "vector_add.h"
 
 enum { N = 1 << 18, ROUNDS = 200 };
 

@@ -10,19 +10,7 @@
 #include <string.h>
 
 #include "rightsize.h"
-
-/* vector_add_f16's parameter struct, as kernels/abi.h lays it out. */
-typedef struct {
-    unsigned long long a, b, c, n;
-} VectorAddParams;
-
-/* The FP16 bits of a small non-negative integer (exact below 2048). */
-static uint16_t half_of(unsigned v) {
-    if (v == 0) return 0;
-    unsigned e = 0;
-    while ((v >> (e + 1)) != 0) e++;
-    return (uint16_t)(((e + 15) << 10) | ((v << (10 - e)) & 0x3ff));
-}
+#include "vector_add.h"
 
 #define CHECK(call)                                                                     \
     do {                                                                                \
