@@ -392,8 +392,11 @@ pub fn run_one(
         let outcome = r?;
         stopped.context("stopping the MPS daemon")?;
         Ok(outcome)
-    } else if scenario.tenants.iter().any(|t| t.fault.is_some_and(|f| f.kind == FaultKind::Kernel)) {
+    } else if let Some(t) = scenario.tenants.iter().find(|t| t.fault.is_some_and(|f| f.kind == FaultKind::Kernel)) {
         // A kernel fault loses the process's context: the run goes on in a new process.
+        if trace.is_some() {
+            bail!("tenant {}: a kernel fault loses the context, which a trace cannot outlive", t.model);
+        }
         let exe = match worker_exe {
             Some(p) => p.to_path_buf(),
             None => worker::worker_exe()?,
@@ -690,6 +693,17 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_traced_one_process_run_with_a_kernel_fault_is_refused_before_it_starts() {
+        let text = "[[scenario]]\nname = \"f\"\n[[scenario.tenant]]\nmodel = \"gpt2\"\n\
+                    fault = { kind = \"kernel\", at = 3 }\n";
+        let s = &crate::harness::ScenarioFile::parse(text, "t").unwrap().scenarios[0];
+        let mode: Mode = "krisp".parse().unwrap();
+        let e = run_one(Some(Path::new("/nonexistent")), s, mode, Knees::default(), Some(10), Arc::default());
+        let e = e.unwrap_err().to_string();
+        assert!(e.contains("a trace cannot outlive"), "{e}");
+    }
 
     #[test]
     fn utc_dates() {
