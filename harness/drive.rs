@@ -313,23 +313,18 @@ pub fn drive_from(
         if finished && gate.stopped() {
             break Ok(());
         }
-        if gate.interrupted() {
-            // Not issued: the next process issues it, as due as it was.
-            if spec.rate.is_some() {
-                waiting.push_front(due);
-            }
-            break Ok(());
-        }
         let start = t0.elapsed().as_secs_f64();
-        let (failed, last) = match request() {
+        let r = if gate.interrupted() { Err(Interrupted.into()) } else { request() };
+        let (failed, last) = match r {
             Ok(()) => (false, false),
-            // A failed request is counted as failed; the loop goes on.
+            // Not counted: the next process issues it, as due as it was.
             Err(e) if e.is::<Interrupted>() => {
                 if spec.rate.is_some() {
                     waiting.push_front(due);
                 }
                 break Ok(());
             }
+            // A failed request is counted as failed; the loop goes on.
             Err(e) => match e.downcast_ref::<RequestFailed>() {
                 Some(f) => (true, f.last),
                 None => break Err(e),

@@ -17,7 +17,7 @@ use crate::runtime::policy::{
     Full, KrispConserved, KrispIsolated, KrispShare, Policy, Prioritized, PriorityClass, Share, Speeds, Static,
     Topology,
 };
-use crate::runtime::sync::{AtomicBool, AtomicU32, Condvar, Mutex, Ordering};
+use crate::runtime::sync::{AtomicU32, Condvar, Mutex, Ordering};
 use crate::runtime::{Device, GroupRange, MinSms, Runtime, Tenant};
 
 /// What the profiles of a scenario's tenants tell the krisp modes.
@@ -57,8 +57,9 @@ pub(crate) struct ThreadGate<'a> {
     cv: Condvar,
     t0: OnceLock<Instant>,
     done: AtomicU32,
-    /// The run's context was lost: every loop stops where it stands.
-    interrupted: AtomicBool,
+    /// When the run's context was found lost, seconds after the start: from then every loop
+    /// stops where it stands.
+    lost_at: OnceLock<f64>,
     /// Called by the last tenant to arrive, before the start: how long before now the common
     /// start lies (a resumed run's is the first run's), or why the run is called off.
     open: Option<Opener<'a>>,
@@ -83,7 +84,7 @@ impl<'a> ThreadGate<'a> {
             cv: Condvar::new(),
             t0: OnceLock::new(),
             done: AtomicU32::new(0),
-            interrupted: AtomicBool::new(false),
+            lost_at: OnceLock::new(),
             open: None,
             counted,
         }
@@ -97,9 +98,9 @@ impl<'a> ThreadGate<'a> {
         self.cv.notify_all();
     }
 
-    /// Stops every loop where it stands: the context was lost.
+    /// Stops every loop where it stands: the context was lost (the first call says when).
     fn interrupt(&self) {
-        self.interrupted.store(true, Ordering::SeqCst);
+        let _ = self.lost_at.set(self.since_start());
     }
 
     /// Seconds since the common start (0 before it).
@@ -144,7 +145,7 @@ impl Gate for ThreadGate<'_> {
         self.counted.fetch_add(1, Ordering::Relaxed);
     }
     fn interrupted(&self) -> bool {
-        self.interrupted.load(Ordering::SeqCst)
+        self.lost_at.get().is_some()
     }
 }
 
@@ -290,8 +291,6 @@ pub fn run(device: Device, s: &Scenario, mode: Mode, knees: Knees, o: RunOptions
     };
     let mut gate = ThreadGate::new(n, o.counted.clone());
     gate.open = o.open;
-    // When the context was found lost, seconds after the start.
-    let lost_at: OnceLock<f64> = OnceLock::new();
     let sink = o.sink;
     let results: Vec<anyhow::Result<Ran>> = std::thread::scope(|scope| {
         let handles: Vec<_> = s
@@ -299,7 +298,7 @@ pub fn run(device: Device, s: &Scenario, mode: Mode, knees: Knees, o: RunOptions
             .iter()
             .enumerate()
             .map(|(i, spec)| {
-                let (gate, windows, rt, lost_at) = (&gate, &windows[i], &rt, &lost_at);
+                let (gate, windows, rt) = (&gate, &windows[i], &rt);
                 let from = o.resume.map(|r| r[i].clone());
                 scope.spawn(move || -> anyhow::Result<Ran> {
                     let (from, mut faults) = match from {
@@ -352,7 +351,6 @@ pub fn run(device: Device, s: &Scenario, mode: Mode, knees: Knees, o: RunOptions
                         match spans.request(t, || faults.request(t, served)) {
                             // Lost, or failing (a library call's status) after another tenant saw it lost.
                             Err(e) if context_lost(&e) || gate.interrupted() => {
-                                let _ = lost_at.set(gate.since_start());
                                 gate.interrupt();
                                 match faults.stopped() {
                                     // Its own kernel faulted: that request failed.
@@ -418,7 +416,7 @@ pub fn run(device: Device, s: &Scenario, mode: Mode, knees: Knees, o: RunOptions
         out.duties.push(r.duty);
         states.push(r.state);
     }
-    if let Some(&at_s) = lost_at.get() {
+    if let Some(&at_s) = gate.lost_at.get() {
         out.interrupted = Some(Interruption { at_s, tenants: states });
         return Ok(out);
     }
