@@ -201,6 +201,29 @@ unsafe fn put<T>(out: *mut T, value: T) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Hands `value` to C as a new handle written to `out` (nothing is made when `out` is null).
+///
+/// # Safety
+/// `out` is null or writable.
+unsafe fn give<T>(out: *mut *mut T, value: T) -> Result<(), Failure> {
+    if out.is_null() {
+        return Err(invalid("the output pointer is null"));
+    }
+    // SAFETY: the caller's contract.
+    unsafe { put(out, Box::into_raw(Box::new(value))) }
+}
+
+/// Frees a handle made by [`give`] (null: nothing); a panic while dropping it is caught.
+///
+/// # Safety
+/// `handle` is null or a live handle of this type, not used again.
+unsafe fn free<T>(handle: *mut T) {
+    if !handle.is_null() {
+        // SAFETY: the caller's contract.
+        let _ = catch_unwind(AssertUnwindSafe(|| drop(unsafe { Box::from_raw(handle) })));
+    }
+}
+
 /// Why the last failed call of this thread failed (empty before any): a NUL-terminated string
 /// that stays valid until this thread's next failing call.
 #[no_mangle]
@@ -280,9 +303,8 @@ pub unsafe extern "C" fn rightsize_runtime_create(
             .map_err(|reason| (RsStatus::Partitions, format!("SM partitions are unavailable: {reason}")))?;
         let policy = policy(name, &specs, topo.groups, topo.granularity)?;
         let rt = Runtime::with_policy(device, policy, min_sms, specs.len() as u32).map_err(runtime_failure)?;
-        let handle = Box::into_raw(Box::new(RsRuntime { rt: Arc::new(rt), specs }));
-        // SAFETY: the caller's contract; on failure the handle is freed again.
-        unsafe { put(out, handle) }.inspect_err(|_| drop(unsafe { Box::from_raw(handle) }))
+        // SAFETY: the caller's contract.
+        unsafe { give(out, RsRuntime { rt: Arc::new(rt), specs }) }
     })
 }
 
@@ -292,10 +314,8 @@ pub unsafe extern "C" fn rightsize_runtime_create(
 /// `rt` is null or a handle from [`rightsize_runtime_create`], not used again.
 #[no_mangle]
 pub unsafe extern "C" fn rightsize_runtime_destroy(rt: *mut RsRuntime) {
-    if !rt.is_null() {
-        // SAFETY: the caller's contract; dropping cannot unwind out (a panic is caught).
-        let _ = catch_unwind(AssertUnwindSafe(|| drop(unsafe { Box::from_raw(rt) })));
-    }
+    // SAFETY: the caller's contract.
+    unsafe { free(rt) }
 }
 
 /// Writes the runtime's GPU's SM count to `out`.
@@ -327,9 +347,8 @@ pub unsafe extern "C" fn rightsize_tenant_create(rt: *const RsRuntime, id: u32, 
             .ok_or_else(|| invalid(format!("tenant {id}: the runtime was made for {} tenants", rt.specs.len())))?;
         let tenant = Tenant::scheduled(rt.rt.clone(), id, class(spec.class)).map_err(runtime_failure)?;
         let t = RsTenant { tenant, owner: std::thread::current().id(), stats: Cell::default() };
-        let handle = Box::into_raw(Box::new(t));
-        // SAFETY: the caller's contract; on failure the handle is freed again.
-        unsafe { put(out, handle) }.inspect_err(|_| drop(unsafe { Box::from_raw(handle) }))
+        // SAFETY: the caller's contract.
+        unsafe { give(out, t) }
     })
 }
 
@@ -364,7 +383,7 @@ pub unsafe extern "C" fn rightsize_tenant_destroy(t: *mut RsTenant) -> RsStatus 
         let me = unsafe { tenant(t) }?;
         let waited = me.tenant.synchronize().map_err(runtime_failure);
         // SAFETY: a handle of this thread, not used again.
-        drop(unsafe { Box::from_raw(t) });
+        unsafe { free(t) };
         waited
     })
 }
@@ -458,9 +477,8 @@ pub unsafe extern "C" fn rightsize_buffer_create(
         // SAFETY: the caller's contract.
         let rt = unsafe { arg(rt, "runtime") }?;
         let buf = DeviceBuffer::<u8>::filled(rt.rt.device(), bytes, 0).map_err(runtime_failure)?;
-        let handle = Box::into_raw(Box::new(RsBuffer { buf: Mutex::new(buf) }));
-        // SAFETY: the caller's contract; on failure the handle is freed again.
-        unsafe { put(out, handle) }.inspect_err(|_| drop(unsafe { Box::from_raw(handle) }))
+        // SAFETY: the caller's contract.
+        unsafe { give(out, RsBuffer { buf: Mutex::new(buf) }) }
     })
 }
 
@@ -519,8 +537,6 @@ pub unsafe extern "C" fn rightsize_buffer_read(b: *const RsBuffer, dst: *mut c_v
 /// `b` is null or a live buffer handle, not used again; no launched work uses it any more.
 #[no_mangle]
 pub unsafe extern "C" fn rightsize_buffer_destroy(b: *mut RsBuffer) {
-    if !b.is_null() {
-        // SAFETY: the caller's contract; dropping cannot unwind out (a panic is caught).
-        let _ = catch_unwind(AssertUnwindSafe(|| drop(unsafe { Box::from_raw(b) })));
-    }
+    // SAFETY: the caller's contract.
+    unsafe { free(b) }
 }

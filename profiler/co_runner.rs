@@ -27,6 +27,8 @@ pub struct CoRunner {
     bufs: [DeviceBuffer<half::f16>; 3],
     /// Its window beginning at each group, by group.
     windows: Vec<Option<PartitionId>>,
+    /// Times one of its launches ([`CoRunner::launches_for`]).
+    timer: EventTimer,
     /// The chunk the next launch adds.
     next: std::cell::Cell<usize>,
 }
@@ -59,8 +61,9 @@ impl CoRunner {
         }
         let buf = || DeviceBuffer::<half::f16>::filled(co.device(), LEN, 0);
         let bufs = [buf()?, buf()?, buf()?];
+        let timer = EventTimer::new(co.device())?;
         rt.device().bind()?;
-        Ok(Some(CoRunner { bufs, rt: co, windows, next: std::cell::Cell::new(0) }))
+        Ok(Some(CoRunner { bufs, rt: co, windows, timer, next: std::cell::Cell::new(0) }))
     }
 
     /// Its window from group `from` (to the device's last SM), if it has one.
@@ -92,14 +95,13 @@ impl CoRunner {
     /// How many of its launches on the window from group `from` outlast `us` µs of other
     /// work, twice over (one launch timed there; at least 2, at most 1 << 16).
     pub fn launches_for(&self, from: u32, us: f64) -> Result<u32> {
-        let timer = EventTimer::new(self.rt.device())?;
         let id = self.window(from).ok_or_else(|| {
             crate::runtime::PartitionError::Unsupported(format!("no co-runner window from group {from}"))
         })?;
         let stream = self.rt.pool().get(id)?.stream(0)?;
         self.launch(from)?;
         // SAFETY: the launch goes to `stream`, a live stream of the co-runner's runtime.
-        let ms = unsafe { timer.time_ms(stream, || self.launch(from)) }?;
+        let ms = unsafe { self.timer.time_ms(stream, || self.launch(from)) }?;
         Ok(((2.0 * us / (1e3 * ms).max(0.1)).ceil() as u32).clamp(2, 1 << 16))
     }
 
