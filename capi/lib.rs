@@ -1,6 +1,7 @@
 //! rightsize's C ABI (`librightsize_c.so`, `rightsize.h`): a runtime on one GPU whose policy
 //! places every kernel of its tenants, the profiles its policy reads, tenants with a class and
-//! a quota, kernels of the library launched by name through the runtime's one launch path,
+//! a quota, kernels launched through the runtime's one launch path — the library's by name,
+//! an engine's own from a module it hands over (cubin, fatbin or PTX) or as a `CUfunction` —,
 //! device buffers, and per-tenant placement statistics.
 //!
 //! Every call returns an [`RsStatus`]; on failure [`rightsize_last_error`] says why, in full.
@@ -18,7 +19,9 @@ use parking_lot::Mutex;
 use rightsize::kernels::{Kernel, KernelId, Params, WithParams};
 use rightsize::profiler::Profile;
 use rightsize::runtime::policy::{Full, KrispConserved, KrispShare, Policy, Prioritized, PriorityClass, Share, Static};
-use rightsize::runtime::{Device, DeviceBuffer, Error, MinSms, Runtime, Tenant};
+use rightsize::runtime::{
+    Device, DeviceBuffer, Error, ForeignGrid, ForeignKernel, ForeignModule, MinSms, Runtime, Tenant,
+};
 
 /// What a call did.
 #[repr(C)]
@@ -114,11 +117,66 @@ pub struct RsBuffer {
     buf: Mutex<DeviceBuffer<u8>>,
 }
 
+/// A module loaded into a runtime's GPU (opaque); may be used from any thread.
+pub struct RsModule {
+    module: ForeignModule,
+    rt: Arc<Runtime>,
+}
+
+/// A kernel from outside the library, ready to launch (opaque); may be used from any thread.
+pub struct RsKernel {
+    kernel: ForeignKernel,
+}
+
+/// What [`rightsize_kernel_create`] makes: a function of a module loaded by
+/// [`rightsize_module_load`] (`module` and `name`), or a `CUfunction` the caller loaded in the
+/// device's primary context (`function`, with `module` null; `name` then names it in messages).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct RsKernelSpec {
+    /// The module to take the kernel from, or null.
+    pub module: *const RsModule,
+    /// Its symbol in the module (`extern "C"` names as written); with a `function`, a name
+    /// for messages (may be null).
+    pub name: *const c_char,
+    /// A `CUfunction` of the device's primary context, used when `module` is null; it must stay
+    /// loaded while the kernel lives.
+    pub function: *mut c_void,
+    /// Threads per block, x.
+    pub block_x: u32,
+    /// Threads per block, y (0 counts as 1).
+    pub block_y: u32,
+    /// Threads per block, z (0 counts as 1).
+    pub block_z: u32,
+    /// Dynamic shared memory per block, in bytes.
+    pub shared_mem_bytes: u32,
+    /// Its profiled minimum SM count for full speed, which the policy reads (0: not profiled).
+    pub min_sms: u32,
+}
+
+/// How many blocks [`rightsize_launch_kernel`] launches.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct RsGrid {
+    /// Blocks in x, y, z, each ≥ 1, when `units` is 0.
+    pub x: u32,
+    /// Blocks in y.
+    pub y: u32,
+    /// Blocks in z.
+    pub z: u32,
+    /// 0: launch exactly x × y × z blocks. Otherwise the kernel loops over `units` work units
+    /// (a grid-stride loop over x) and is correct at any grid: the runtime picks the number of
+    /// blocks for the SMs it places the kernel on, and x, y, z are not read.
+    pub units: u64,
+}
+
 // The handles C may share between threads are.
 const _: () = {
     const fn shared<T: Send + Sync>() {}
     shared::<RsRuntime>();
     shared::<RsBuffer>();
+    shared::<RsModule>();
+    shared::<RsKernel>();
 };
 
 thread_local! {
@@ -136,7 +194,9 @@ fn runtime_failure(e: Error) -> Failure {
     let status = match &e {
         e if e.is_no_gpu() => RsStatus::NoGpu,
         Error::Partition(_) => RsStatus::Partitions,
-        Error::Params(_) | Error::Length { .. } | Error::Launch { .. } => RsStatus::InvalidArgument,
+        Error::Params(_) | Error::Length { .. } | Error::Launch { .. } | Error::Foreign { .. } => {
+            RsStatus::InvalidArgument
+        }
         _ => RsStatus::Cuda,
     };
     (status, e.to_string())
@@ -426,12 +486,143 @@ pub unsafe extern "C" fn rightsize_launch(
             invalid(format!("{name} takes a {}-byte parameter struct; {params_size} bytes given", id.params_size()))
         })?;
         launched.map_err(runtime_failure)?;
-        let sms = me.tenant.sms_hint();
-        let mut s = me.stats.get();
+        me.count_launch();
+        Ok(())
+    })
+}
+
+impl RsTenant {
+    /// Counts a launch in its statistics, where its tenant's last kernel went.
+    fn count_launch(&self) {
+        let sms = self.tenant.sms_hint();
+        let mut s = self.stats.get();
         s.launches += 1;
-        s.on_partitions += u64::from(sms < me.tenant.runtime().device().info().sm_count);
+        s.on_partitions += u64::from(sms < self.tenant.runtime().device().info().sm_count);
         s.last_sms = sms;
-        me.stats.set(s);
+        self.stats.set(s);
+    }
+}
+
+/// Loads a module image of `size` bytes — a cubin, a fatbin, or PTX text (which the driver
+/// compiles for the GPU; a PTX that does not compile is refused with the compiler's log) —
+/// into the runtime's GPU and writes its handle to `out`.
+///
+/// # Safety
+/// `rt` is a live runtime handle; `image` points to `size` readable bytes; `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn rightsize_module_load(
+    rt: *const RsRuntime,
+    image: *const c_void,
+    size: usize,
+    out: *mut *mut RsModule,
+) -> RsStatus {
+    call(|| {
+        // SAFETY (of each argument read): the caller's contract.
+        let rt = unsafe { arg(rt, "runtime") }?;
+        if image.is_null() || size == 0 {
+            return Err(invalid("the module image is null or empty"));
+        }
+        let bytes = unsafe { std::slice::from_raw_parts(image.cast::<u8>(), size) };
+        let module = ForeignModule::load(rt.rt.device(), bytes).map_err(runtime_failure)?;
+        // SAFETY: the caller's contract.
+        unsafe { give(out, RsModule { module, rt: rt.rt.clone() }) }
+    })
+}
+
+/// Frees a module (null: nothing); kernels taken from it keep it loaded until they are freed.
+///
+/// # Safety
+/// `m` is null or a live module handle, not used again.
+#[no_mangle]
+pub unsafe extern "C" fn rightsize_module_destroy(m: *mut RsModule) {
+    // SAFETY: the caller's contract.
+    unsafe { free(m) }
+}
+
+/// Makes a kernel from outside the library as `spec` says and writes its handle to `out`:
+/// refused when the module lacks the name or one block does not fit on an SM.
+///
+/// # Safety
+/// `rt` is a live runtime handle; `spec` points to a valid [`RsKernelSpec`] (a non-null
+/// `function` is a live `CUfunction` of the device's primary context that stays loaded while
+/// the kernel lives); `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn rightsize_kernel_create(
+    rt: *const RsRuntime,
+    spec: *const RsKernelSpec,
+    out: *mut *mut RsKernel,
+) -> RsStatus {
+    call(|| {
+        // SAFETY (of each argument read): the caller's contract.
+        let rt = unsafe { arg(rt, "runtime") }?;
+        let spec = unsafe { arg(spec, "spec") }?;
+        let device = rt.rt.device();
+        let block = [spec.block_x, spec.block_y.max(1), spec.block_z.max(1)];
+        let kernel = match unsafe { spec.module.as_ref() } {
+            Some(m) => {
+                if !Arc::ptr_eq(&m.rt, &rt.rt) {
+                    return Err(invalid("the module was loaded by another runtime"));
+                }
+                let name = unsafe { text(spec.name, "spec.name") }?;
+                m.module.kernel(device, name, block, spec.shared_mem_bytes)
+            }
+            None if spec.function.is_null() => return Err(invalid("spec has neither a module nor a function")),
+            None => {
+                let name = if spec.name.is_null() { "function" } else { unsafe { text(spec.name, "spec.name") }? };
+                // SAFETY: the caller vouches for the function.
+                unsafe { ForeignKernel::new(device, spec.function.cast(), name, block, spec.shared_mem_bytes) }
+            }
+        }
+        .map_err(runtime_failure)?;
+        let kernel = kernel.with_min_sms(Some(spec.min_sms));
+        // SAFETY: the caller's contract.
+        unsafe { give(out, RsKernel { kernel }) }
+    })
+}
+
+/// Frees a kernel (null: nothing).
+///
+/// # Safety
+/// `k` is null or a live kernel handle, not used again (work already launched may still run).
+#[no_mangle]
+pub unsafe extern "C" fn rightsize_kernel_destroy(k: *mut RsKernel) {
+    // SAFETY: the caller's contract.
+    unsafe { free(k) }
+}
+
+/// Launches kernel `k` for tenant `t` with the kernel arguments `params` (one pointer per
+/// parameter, as `cuLaunchKernel` takes them) and the blocks `grid` says, through the
+/// runtime's launch path: the policy places it (partition, priority, and the grid of a kernel
+/// launched by `units`) from the tenant's demand and the load, and it is issued after the
+/// tenant's earlier work.
+///
+/// # Safety
+/// `t` is a live tenant handle of this thread; `k` a live kernel handle of the same runtime;
+/// `grid` points to a valid [`RsGrid`]; `params` holds one pointer per parameter of the
+/// kernel, each to a value of that parameter's type, and the device addresses among them are
+/// live and sized as the kernel reads and writes them.
+#[no_mangle]
+pub unsafe extern "C" fn rightsize_launch_kernel(
+    t: *const RsTenant,
+    k: *const RsKernel,
+    grid: *const RsGrid,
+    params: *mut *mut c_void,
+) -> RsStatus {
+    call(|| {
+        // SAFETY (of each argument read): the caller's contract.
+        let me = unsafe { tenant(t) }?;
+        let k = unsafe { arg(k, "kernel") }?;
+        let g = unsafe { arg(grid, "grid") }?;
+        let grid = match g.units {
+            0 => ForeignGrid::Fixed([g.x, g.y, g.z]),
+            units => ForeignGrid::Units(units),
+        };
+        if grid.units() == 0 {
+            return Err(invalid(format!("a grid of {} × {} × {} blocks launches nothing", g.x, g.y, g.z)));
+        }
+        // SAFETY: the caller vouches for the arguments.
+        unsafe { me.tenant.launch_foreign(&k.kernel, grid, params) }.map_err(runtime_failure)?;
+        me.count_launch();
         Ok(())
     })
 }

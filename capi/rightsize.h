@@ -62,6 +62,16 @@ typedef enum RsClass {
 typedef struct RsBuffer RsBuffer;
 
 /**
+ * A kernel from outside the library, ready to launch (opaque); may be used from any thread.
+ */
+typedef struct RsKernel RsKernel;
+
+/**
+ * A module loaded into a runtime's GPU (opaque); may be used from any thread.
+ */
+typedef struct RsModule RsModule;
+
+/**
  * A runtime on one GPU (opaque).
  */
 typedef struct RsRuntime RsRuntime;
@@ -118,6 +128,72 @@ typedef struct RsRuntimeOptions {
    */
   uint32_t profile_count;
 } RsRuntimeOptions;
+
+/**
+ * What [`rightsize_kernel_create`] makes: a function of a module loaded by
+ * [`rightsize_module_load`] (`module` and `name`), or a `CUfunction` the caller loaded in the
+ * device's primary context (`function`, with `module` null; `name` then names it in messages).
+ */
+typedef struct RsKernelSpec {
+  /**
+   * The module to take the kernel from, or null.
+   */
+  const struct RsModule *module;
+  /**
+   * Its symbol in the module (`extern "C"` names as written); with a `function`, a name
+   * for messages (may be null).
+   */
+  const char *name;
+  /**
+   * A `CUfunction` of the device's primary context, used when `module` is null; it must stay
+   * loaded while the kernel lives.
+   */
+  void *function;
+  /**
+   * Threads per block, x.
+   */
+  uint32_t block_x;
+  /**
+   * Threads per block, y (0 counts as 1).
+   */
+  uint32_t block_y;
+  /**
+   * Threads per block, z (0 counts as 1).
+   */
+  uint32_t block_z;
+  /**
+   * Dynamic shared memory per block, in bytes.
+   */
+  uint32_t shared_mem_bytes;
+  /**
+   * Its profiled minimum SM count for full speed, which the policy reads (0: not profiled).
+   */
+  uint32_t min_sms;
+} RsKernelSpec;
+
+/**
+ * How many blocks [`rightsize_launch_kernel`] launches.
+ */
+typedef struct RsGrid {
+  /**
+   * Blocks in x, y, z, each ≥ 1, when `units` is 0.
+   */
+  uint32_t x;
+  /**
+   * Blocks in y.
+   */
+  uint32_t y;
+  /**
+   * Blocks in z.
+   */
+  uint32_t z;
+  /**
+   * 0: launch exactly x × y × z blocks. Otherwise the kernel loops over `units` work units
+   * (a grid-stride loop over x) and is correct at any grid: the runtime picks the number of
+   * blocks for the SMs it places the kernel on, and x, y, z are not read.
+   */
+  uint64_t units;
+} RsGrid;
 
 /**
  * Placement statistics of a tenant.
@@ -209,6 +285,66 @@ enum RsStatus rightsize_launch(const struct RsTenant *t,
                                const char *kernel,
                                const void *params,
                                size_t params_size);
+
+/**
+ * Loads a module image of `size` bytes — a cubin, a fatbin, or PTX text (which the driver
+ * compiles for the GPU; a PTX that does not compile is refused with the compiler's log) —
+ * into the runtime's GPU and writes its handle to `out`.
+ *
+ * # Safety
+ * `rt` is a live runtime handle; `image` points to `size` readable bytes; `out` is writable.
+ */
+enum RsStatus rightsize_module_load(const struct RsRuntime *rt,
+                                    const void *image,
+                                    size_t size,
+                                    struct RsModule **out);
+
+/**
+ * Frees a module (null: nothing); kernels taken from it keep it loaded until they are freed.
+ *
+ * # Safety
+ * `m` is null or a live module handle, not used again.
+ */
+void rightsize_module_destroy(struct RsModule *m);
+
+/**
+ * Makes a kernel from outside the library as `spec` says and writes its handle to `out`:
+ * refused when the module lacks the name or one block does not fit on an SM.
+ *
+ * # Safety
+ * `rt` is a live runtime handle; `spec` points to a valid [`RsKernelSpec`] (a non-null
+ * `function` is a live `CUfunction` of the device's primary context that stays loaded while
+ * the kernel lives); `out` is writable.
+ */
+enum RsStatus rightsize_kernel_create(const struct RsRuntime *rt,
+                                      const struct RsKernelSpec *spec,
+                                      struct RsKernel **out);
+
+/**
+ * Frees a kernel (null: nothing).
+ *
+ * # Safety
+ * `k` is null or a live kernel handle, not used again (work already launched may still run).
+ */
+void rightsize_kernel_destroy(struct RsKernel *k);
+
+/**
+ * Launches kernel `k` for tenant `t` with the kernel arguments `params` (one pointer per
+ * parameter, as `cuLaunchKernel` takes them) and the blocks `grid` says, through the
+ * runtime's launch path: the policy places it (partition, priority, and the grid of a kernel
+ * launched by `units`) from the tenant's demand and the load, and it is issued after the
+ * tenant's earlier work.
+ *
+ * # Safety
+ * `t` is a live tenant handle of this thread; `k` a live kernel handle of the same runtime;
+ * `grid` points to a valid [`RsGrid`]; `params` holds one pointer per parameter of the
+ * kernel, each to a value of that parameter's type, and the device addresses among them are
+ * live and sized as the kernel reads and writes them.
+ */
+enum RsStatus rightsize_launch_kernel(const struct RsTenant *t,
+                                      const struct RsKernel *k,
+                                      const struct RsGrid *grid,
+                                      void **params);
 
 /**
  * Waits for the tenant's launched work.

@@ -55,6 +55,14 @@ pub enum Error {
     /// Kernel params that break the kernel's documented constraints.
     #[error(transparent)]
     Params(#[from] crate::kernels::ParamError),
+    /// A kernel or module from outside the library that cannot be loaded or launched as asked.
+    #[error("{what}: {reason}")]
+    Foreign {
+        /// The module or kernel (its name).
+        what: String,
+        /// Why.
+        reason: String,
+    },
     /// A launch that cannot be issued as asked.
     #[error("launch of {kernel}: {reason}")]
     Launch {

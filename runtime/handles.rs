@@ -153,4 +153,9 @@ impl Module {
         check("cuModuleLoadData", unsafe { sys::cuModuleLoadData(&mut m, image.as_ptr().cast()) })?;
         Ok(Module(m))
     }
+
+    /// Owns `m`, a module the caller loaded (unloaded on drop).
+    pub(crate) fn from_raw(m: sys::CUmodule) -> Module {
+        Module(m)
+    }
 }

@@ -1,4 +1,5 @@
-//! The launch path: the one place that launches the library's kernels (`cuLaunchKernelEx`).
+//! The launch path: the one place that launches kernels, the library's and foreign ones
+//! (`cuLaunchKernelEx`).
 //!
 //! Loads every module of the kernel library once into the primary context (the same
 //! functions run on every partition's streams), reads each kernel's blocks per SM, sizes
@@ -133,34 +134,14 @@ impl KernelTable {
                 sys::cuModuleGetFunction(&mut function, module, k.symbol().as_ptr())
             })?;
             let (block_threads, smem) = (k.block_threads(), k.dynamic_smem_bytes());
-            if smem > 48 * 1024 {
-                // SAFETY: `function` is live; raising the opt-in limit is required above 48 KiB.
-                check("cuFuncSetAttribute", unsafe {
-                    sys::cuFuncSetAttribute(
-                        function,
-                        sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                        smem as i32,
-                    )
-                })?;
-            }
-            let mut blocks = 0;
-            // SAFETY: `function` is live; `blocks` is a valid out-pointer.
-            check("cuOccupancyMaxActiveBlocksPerMultiprocessor", unsafe {
-                sys::cuOccupancyMaxActiveBlocksPerMultiprocessor(
-                    &mut blocks,
-                    function,
-                    block_threads as i32,
-                    smem as usize,
-                )
-            })?;
-            if blocks < 1 {
-                return Err(Error::Launch { kernel: k.name(), reason: "does not fit on one SM".into() });
-            }
+            // SAFETY: a function of a module loaded just above.
+            let blocks = unsafe { blocks_per_sm(function, block_threads, smem) }?
+                .ok_or_else(|| Error::Launch { kernel: k.name(), reason: "does not fit on one SM".into() })?;
             kernels.push(LoadedKernel {
                 function,
                 block_threads,
                 dynamic_smem_bytes: smem,
-                blocks_per_sm: blocks as u32,
+                blocks_per_sm: blocks,
                 pdl,
             });
         }
@@ -171,6 +152,31 @@ impl KernelTable {
     pub fn get(&self, id: KernelId) -> &LoadedKernel {
         &self.kernels[id.index()]
     }
+}
+
+/// Blocks of `function` one SM holds at once with `block_threads` threads and `smem` bytes of
+/// dynamic shared memory each (`None`: not one), after raising its opt-in shared-memory limit
+/// when `smem` exceeds the 48 KiB every kernel may use.
+///
+/// # Safety
+/// `function` is a live function of a module loaded in the current context.
+pub(crate) unsafe fn blocks_per_sm(function: sys::CUfunction, block_threads: u32, smem: u32) -> Result<Option<u32>> {
+    if smem > 48 * 1024 {
+        // SAFETY: the caller's contract.
+        check("cuFuncSetAttribute", unsafe {
+            sys::cuFuncSetAttribute(
+                function,
+                sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                smem as i32,
+            )
+        })?;
+    }
+    let mut blocks = 0;
+    // SAFETY: the caller's contract; `blocks` is a valid out-pointer.
+    check("cuOccupancyMaxActiveBlocksPerMultiprocessor", unsafe {
+        sys::cuOccupancyMaxActiveBlocksPerMultiprocessor(&mut blocks, function, block_threads as i32, smem as usize)
+    })?;
+    Ok((blocks >= 1).then_some(blocks as u32))
 }
 
 /// The params of Hopper GEMM `kernel` for `g` (batch 1): checks them and encodes the tensor
@@ -227,27 +233,58 @@ pub fn gemm_tma_params(g: &GemmParams, kernel: Kernel<GemmTmaParams>) -> Result<
 pub(crate) unsafe fn launch_raw<P>(kernel: &LoadedKernel, grid: u32, stream: sys::CUstream, params: &P) -> Result<()> {
     // The driver copies the argument bytes before returning, so a pointer to `params` suffices.
     let mut args = [params as *const P as *mut c_void];
+    let dims = Dims {
+        grid: [grid, 1, 1],
+        block: [kernel.block_threads, 1, 1],
+        shared_mem_bytes: kernel.dynamic_smem_bytes,
+        pdl: kernel.pdl,
+    };
+    // SAFETY: the caller upholds the contract above; `args` holds the kernel's one argument.
+    unsafe { launch_function(kernel.function, &dims, stream, args.as_mut_ptr()) }
+}
+
+/// The shape of one launch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Dims {
+    pub grid: [u32; 3],
+    pub block: [u32; 3],
+    pub shared_mem_bytes: u32,
+    /// Programmatic dependent launch allowed: only for kernels that wait for their
+    /// predecessor (`griddepcontrol.wait`) before touching what it wrote.
+    pub pdl: bool,
+}
+
+/// Issues `function` as `dims` says on `stream` with the kernel arguments `args`
+/// (`cuLaunchKernelEx`): the one driver call every launch ends in.
+///
+/// # Safety
+/// `function` is live in the current context, `stream` a live stream of its device, and
+/// `args` holds one pointer per kernel parameter, each to a value of that parameter's type;
+/// every device address among them is live and sized as the kernel uses it.
+pub(crate) unsafe fn launch_function(
+    function: sys::CUfunction,
+    dims: &Dims,
+    stream: sys::CUstream,
+    args: *mut *mut c_void,
+) -> Result<()> {
     // SAFETY: plain data; the union member set is the one the attribute id names.
     let mut attr: sys::CUlaunchAttribute = unsafe { std::mem::zeroed() };
     attr.id = sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
     attr.value.programmaticStreamSerializationAllowed = 1;
     let config = sys::CUlaunchConfig {
-        gridDimX: grid,
-        gridDimY: 1,
-        gridDimZ: 1,
-        blockDimX: kernel.block_threads,
-        blockDimY: 1,
-        blockDimZ: 1,
-        sharedMemBytes: kernel.dynamic_smem_bytes,
+        gridDimX: dims.grid[0],
+        gridDimY: dims.grid[1],
+        gridDimZ: dims.grid[2],
+        blockDimX: dims.block[0],
+        blockDimY: dims.block[1],
+        blockDimZ: dims.block[2],
+        sharedMemBytes: dims.shared_mem_bytes,
         hStream: stream,
         attrs: &mut attr,
-        numAttrs: u32::from(kernel.pdl),
+        numAttrs: u32::from(dims.pdl),
     };
-    // SAFETY: the caller upholds the contract above; `args` holds the kernel's one argument;
-    // `config` and `attr` outlive the call.
-    check("cuLaunchKernelEx", unsafe {
-        sys::cuLaunchKernelEx(&config, kernel.function, args.as_mut_ptr(), std::ptr::null_mut())
-    })
+    // SAFETY: the caller's contract; `config` and `attr` outlive the call.
+    check("cuLaunchKernelEx", unsafe { sys::cuLaunchKernelEx(&config, function, args, std::ptr::null_mut()) })
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 mod blas;
 mod device;
 mod error;
+mod foreign;
 mod handles;
 mod launch;
 mod memory;
@@ -23,6 +24,7 @@ pub use blas::{BlasGemm, BlasLt, BlasShape};
 pub use device::{mps_control_path, Device, DeviceInfo, PartitionSupport, PriorityRange};
 pub(crate) use error::check;
 pub use error::{is_sticky, Error, PartitionError, Result};
+pub use foreign::{ForeignGrid, ForeignKernel, ForeignModule};
 pub use handles::{Event, Stream};
 pub use launch::{auto_grid, gemm_tma_params, Grid, KernelTable, LoadedKernel, Placement};
 pub use memory::{DeviceBuffer, DeviceCopy};

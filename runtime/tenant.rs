@@ -20,6 +20,16 @@ enum Mode {
     Scheduled,
 }
 
+/// Where the placement step put one launch.
+struct Placed<'a> {
+    partition: super::PartitionId,
+    part: &'a super::Partition,
+    stream: sys::CUstream,
+    grid: Grid,
+    /// The scheduler, the groups it counted and whether it tracks the kernel's completion.
+    scheduled: Option<(&'a super::Scheduler, Region, bool)>,
+}
+
 /// An event without timing, for ordering one stream after another (a tenant's kernels across
 /// partitions, the profiler's switch measurement).
 #[derive(Debug)]
@@ -276,11 +286,63 @@ impl Tenant {
             return Ok(0);
         };
         let id = kernel.id();
+        let placed = self.place(|s| s.min_sms(id, params.shape_key()), units)?;
+        // SAFETY: forwarded contract; `placed.stream` is one of `placed.part`'s.
+        let launched = self.timed(placed.stream, id.name().into(), placed.partition, || unsafe {
+            self.rt.issue(kernel, params, units, placed.part, placed.stream, placed.grid)
+        });
+        if let Ok(grid) = launched {
+            self.trace(id, placed.partition, grid);
+        }
+        self.placed(placed, launched)
+    }
+
+    /// Launches a kernel from outside the library (`kernel`, with the arguments `args`) for
+    /// this tenant: placed by the same step as the library's kernels (its profiled minimum SMs
+    /// are `kernel`'s own), after the tenant's earlier work, with the grid `grid` asks for.
+    /// Returns the blocks launched (x × y × z).
+    ///
+    /// # Safety
+    /// `args` holds one pointer per parameter of `kernel`'s function, each to a value of that
+    /// parameter's type; every device address among them is live and sized as the kernel uses
+    /// it, and nothing else writes its outputs until it completes.
+    pub unsafe fn launch_foreign(
+        &self,
+        kernel: &super::ForeignKernel,
+        grid: super::ForeignGrid,
+        args: *mut *mut std::ffi::c_void,
+    ) -> Result<u64> {
+        if self.recording.borrow().is_some() {
+            return Err(Error::Launch {
+                kernel: "foreign kernel",
+                reason: format!("{}: a recording for the profiler holds the library's kernels only", kernel.name()),
+            });
+        }
+        let units = grid.units();
+        if units == 0 {
+            return Ok(0);
+        }
+        let placed = self.place(|_| kernel.min_sms(), units)?;
+        let mut blocks = 0;
+        // SAFETY: forwarded contract; `placed.stream` is one of `placed.part`'s.
+        let launched = self.timed(placed.stream, kernel.name().to_owned().into(), placed.partition, || unsafe {
+            blocks = kernel.issue(grid, placed.part.sms(), placed.grid, placed.stream, args)?;
+            Ok(u32::try_from(blocks).unwrap_or(u32::MAX))
+        });
+        self.placed(placed, launched).map(|_| blocks)
+    }
+
+    /// The placement step of every launch of this tenant: its fixed placement, or the
+    /// scheduler's decision for a kernel of `units` work units whose profiled minimum SMs
+    /// `min_sms` says (asked only of a scheduled tenant); the tenant's logical stream is ordered
+    /// onto the stream chosen.
+    fn place(&self, min_sms: impl FnOnce(&super::Scheduler) -> Option<u32>, units: u64) -> Result<Placed<'_>> {
         self.rt.device().bind()?;
-        let (partition, part, stream, grid, scheduled) = match self.mode {
+        match self.mode {
             Mode::Fixed(p) => {
                 let part = self.rt.pool().get(p.partition)?;
-                (p.partition, part, part.stream(p.priority_level)?, p.grid, None)
+                let stream = part.stream(p.priority_level)?;
+                Ok(Placed { partition: p.partition, part, stream, grid: p.grid, scheduled: None })
             }
             Mode::Scheduled => {
                 let sched = self.rt.scheduler().ok_or(PartitionError::Unsupported("no scheduler".into()))?;
@@ -290,35 +352,37 @@ impl Tenant {
                     self.mark_busy(sched);
                 }
                 let (active, sustained) = sched.activity(self.id);
-                let demand = Demand {
-                    current,
-                    active,
-                    sustained,
-                    ..Demand::new(self.id, self.class, sched.min_sms(id, params.shape_key()), units)
-                };
+                let demand =
+                    Demand { current, active, sustained, ..Demand::new(self.id, self.class, min_sms(sched), units) };
                 let (region, level, blocks) = sched.admit(&demand, capturing);
                 let partition = sched.partition(region);
-                let part = self.rt.pool().get(partition)?;
-                let stream = part.stream_in(self.id as usize, level)?;
-                self.order_to(stream)?;
+                let placed = (|| -> Result<_> {
+                    let part = self.rt.pool().get(partition)?;
+                    let stream = part.stream_in(self.id as usize, level)?;
+                    self.order_to(stream)?;
+                    Ok((part, stream))
+                })();
+                let tracked = capturing.is_none() && sched.tracks();
+                let (part, stream) = placed.inspect_err(|_| {
+                    if tracked {
+                        sched.release(self.id, region);
+                    }
+                })?;
                 self.placed.set(Some((region, stream)));
                 let grid = match blocks {
                     Blocks::Resident => Grid::Auto,
                     Blocks::Short => Grid::Short,
                 };
-                let tracked = capturing.is_none() && sched.tracks();
-                (partition, part, stream, grid, Some((sched, region, tracked)))
+                Ok(Placed { partition, part, stream, grid, scheduled: Some((sched, region, tracked)) })
             }
-        };
-        // SAFETY: forwarded contract; `stream` is one of `part`'s.
-        let launched = self.timed(stream, id.name().into(), partition, || unsafe {
-            self.rt.issue(kernel, params, units, part, stream, grid)
-        });
-        if let Ok(grid) = launched {
-            self.trace(id, partition, grid);
         }
-        match (scheduled, launched) {
-            (Some((sched, region, true)), Ok(grid)) => sched.track(self.id, region, stream).map(|()| grid),
+    }
+
+    /// After the issue step: tracks a scheduled kernel's completion, or gives its groups back
+    /// when nothing was launched.
+    fn placed<T>(&self, placed: Placed<'_>, launched: Result<T>) -> Result<T> {
+        match (placed.scheduled, launched) {
+            (Some((sched, region, true)), Ok(r)) => sched.track(self.id, region, placed.stream).map(|()| r),
             (Some((sched, region, true)), Err(e)) => {
                 // Nothing was launched on these groups: give them back now.
                 sched.release(self.id, region);

@@ -1,6 +1,7 @@
 //! The C ABI: its header is the one cbindgen makes from `lib.rs`, the C example compiles and
 //! links against `librightsize_c.so` (cc crate), wrong calls are refused with a reason and no
-//! crash, and — on a GPU — the example runs one of the library's kernels on a partition.
+//! crash, and — on a GPU — the examples run one of the library's kernels and a kernel of
+//! their own on a partition.
 
 use std::ffi::{CStr, CString};
 use std::path::{Path, PathBuf};
@@ -88,7 +89,7 @@ fn the_c_examples_compile_and_link_against_the_library() {
 }
 
 /// The C programs under `examples/`.
-const EXAMPLES: [&str; 2] = ["vector_add", "two_tenants"];
+const EXAMPLES: [&str; 3] = ["vector_add", "two_tenants", "foreign_kernel"];
 
 #[test]
 #[ignore = "needs a CUDA GPU"]
@@ -102,6 +103,15 @@ fn the_c_example_runs_a_kernel_on_a_partition_and_checks_its_output() {
 fn two_tenants_in_two_threads_share_a_runtime() {
     let text = run_example(&build_example("two_tenants"));
     assert!(text.contains("tenant 0: 200 rounds, 0 wrong") && text.contains("tenant 1: 200 rounds, 0 wrong"), "{text}");
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn an_engines_own_kernel_runs_on_its_window_by_grid_and_by_units() {
+    let text = run_example(&build_example("foreign_kernel"));
+    for want in ["fixed grid of 4096 blocks: 0 wrong", "units: the runtime launched", "broken PTX refused"] {
+        assert!(text.contains(want), "{want}: {text}");
+    }
 }
 
 /// Runs an example and returns what it printed (from a GPU host without cargo, the binaries

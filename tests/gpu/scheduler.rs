@@ -13,7 +13,7 @@ use rightsize::kernels::{KernelId, SMID_RECORD, VECTOR_ADD_F16};
 use rightsize::runtime::policy::{
     Full, GroupRange, KrispConserved, KrispIsolated, KrispShare, Policy, Prioritized, PriorityClass, Static,
 };
-use rightsize::runtime::{DeviceBuffer, MinSms, Placement, PoolSpec, Runtime, Tenant};
+use rightsize::runtime::{DeviceBuffer, ForeignGrid, ForeignModule, MinSms, Placement, PoolSpec, Runtime, Tenant};
 
 use super::{device, fresh_rng};
 
@@ -462,4 +462,65 @@ fn duty_tells_a_closed_loop_from_requests_that_come_and_go() {
     assert!(sched.sustained(0b1));
     drop(t);
     assert!(sched.sustained(0b1), "a new tenant of the id counts as busy");
+}
+
+/// A kernel from outside the library (the library's own `smid_record` and `vector_add_f16`,
+/// loaded again from their fatbin as a foreign module) takes the tenant's placement step: on a
+/// static window of 32 SMs its blocks stay on 32 SMs at most, a grid given by work units is
+/// sized for the window, and it runs after the tenant's earlier library kernel it reads.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn foreign_kernels_take_the_tenants_placement_step() {
+    let rt = scheduled_runtime(Box::new(Static { windows: vec![Some(GroupRange { first: 3, count: 4 })] }), 16);
+    let t = Tenant::scheduled(rt.clone(), 0, PriorityClass::BestEffort).unwrap();
+    let dev = rt.device();
+    let foreign = |id: KernelId| {
+        let module = ForeignModule::load(dev, id.module().image()).unwrap();
+        let name = id.symbol().to_str().unwrap();
+        module.kernel(dev, name, [id.block_threads(), 1, 1], id.dynamic_smem_bytes()).unwrap()
+    };
+    let (smid, add) = (foreign(KernelId::SmidRecord), foreign(KernelId::VectorAddF16));
+    let missing = ForeignModule::load(dev, KernelId::SmidRecord.module().image())
+        .unwrap()
+        .kernel(dev, "no_such_kernel", [128, 1, 1], 0)
+        .unwrap_err();
+    assert!(missing.to_string().contains("no_such_kernel"), "{missing}");
+    assert!(ForeignModule::load(dev, b"\x01\x02garbage").is_err());
+
+    // Confined to the window, the grid sized for it.
+    let units = 4 * 32 * u64::from(smid.blocks_per_sm());
+    let out = DeviceBuffer::<u32>::filled(dev, units as usize, 0xff).unwrap();
+    let p = SmidParams { sm: out.ptr(), spin_cycles: 20_000, units: units as u32, _pad: 0 };
+    let mut args = [&p as *const SmidParams as *mut std::ffi::c_void];
+    // SAFETY: `out` holds `units` entries; the one argument is the kernel's parameter struct.
+    let blocks = unsafe { t.launch_foreign(&smid, ForeignGrid::Units(units), args.as_mut_ptr()) }.unwrap();
+    t.synchronize().unwrap();
+    let ids = out.to_host().unwrap();
+    assert!(ids.iter().all(|&s| s != u32::MAX), "a work unit left its entry unwritten");
+    let sms: BTreeSet<u32> = ids.into_iter().collect();
+    assert_eq!(blocks, 32 * u64::from(smid.blocks_per_sm()), "grid by units on 32 SMs");
+    assert!(!sms.is_empty() && sms.len() <= 32, "{} SMs: {sms:?}", sms.len());
+    assert_eq!(t.sms_hint(), 32);
+
+    // Ordered after the library kernel whose output it reads: c = a + b, then d = c + a.
+    let mut rng = fresh_rng("foreign");
+    let n = 1 << 20;
+    let a: Vec<f16> = (0..n).map(|_| f16::from_f32(rng.random_range(0..500) as f32)).collect();
+    let b: Vec<f16> = (0..n).map(|_| f16::from_f32(rng.random_range(0..500) as f32)).collect();
+    let (da, db) = (DeviceBuffer::from_host(dev, &a).unwrap(), DeviceBuffer::from_host(dev, &b).unwrap());
+    let (dc, dd) = (DeviceBuffer::<f16>::filled(dev, n, 0).unwrap(), DeviceBuffer::<f16>::filled(dev, n, 0).unwrap());
+    let first = VectorAddParams { a: da.ptr(), b: db.ptr(), c: dc.ptr(), n: n as u64 };
+    let then = VectorAddParams { a: dc.ptr(), b: da.ptr(), c: dd.ptr(), n: n as u64 };
+    let mut args = [&then as *const VectorAddParams as *mut std::ffi::c_void];
+    // SAFETY: every buffer holds `n` halves.
+    unsafe {
+        t.launch(VECTOR_ADD_F16, &first).unwrap();
+        t.launch_foreign(&add, ForeignGrid::Fixed([7, 1, 1]), args.as_mut_ptr()).unwrap();
+    }
+    t.synchronize().unwrap();
+    let d = dd.to_host().unwrap();
+    let wrong = (0..n).filter(|&i| d[i].to_f32() != 2.0 * a[i].to_f32() + b[i].to_f32()).count();
+    assert_eq!(wrong, 0, "d = (a + b) + a, on a grid of 7 blocks");
+    assert!(rt.scheduler().unwrap().is_idle());
+    println!("foreign kernels: {blocks} blocks by units on {} SMs of a 32-SM window; a dependent one exact", sms.len());
 }
