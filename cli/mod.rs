@@ -1,21 +1,20 @@
-//! `rightsize`: the command-line front end.
-
-use std::process::ExitCode;
+//! `rightsize`: the command-line front end ([`run`]; the `rightsize` executable and the
+//! Python package's `rightsize` command both run it).
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
-use rightsize::harness::compare::{default_out, TraceOptions};
-use rightsize::harness::output::summary;
-use rightsize::harness::scenario::parse_modes;
-use rightsize::harness::serve::{check_profile_args, profile_model, profile_path, ModelSource};
-use rightsize::harness::{compare, CompareOptions, ScenarioFile};
-use rightsize::kernels::{KernelId, Module, IMAGE_HASH};
-use rightsize::profiler::Options;
-use rightsize::runtime::{mps_control_path, Device, DeviceInfo, PartitionSupport};
+use crate::harness::compare::{default_out, TraceOptions};
+use crate::harness::output::summary;
+use crate::harness::scenario::parse_modes;
+use crate::harness::serve::{check_profile_args, profile_model, profile_path, ModelSource};
+use crate::harness::{compare, CompareOptions, ScenarioFile};
+use crate::kernels::{KernelId, Module, IMAGE_HASH};
+use crate::profiler::Options;
+use crate::runtime::{mps_control_path, Device, DeviceInfo, PartitionSupport};
 
-mod text;
+pub mod text;
 
 #[derive(Parser, Debug)]
 #[command(name = "rightsize", version, about = "Kernel-wise right-sizing of inference tenants sharing one NVIDIA GPU")]
@@ -157,8 +156,21 @@ enum Command {
     Host,
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
+/// Runs the command line `args` (the program's name first) and returns its exit status (0:
+/// done; 1: failed, why printed to stderr; 2: a usage error).
+pub fn run<I, T>(args: I) -> u8
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and version go to stdout with status 0, usage errors to stderr with 2.
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
     let result = match cli.command {
         Command::Info { device, json } => info(device, json),
         Command::Profile { model, checkpoint, batch, seq, epsilon, abs_tol_us, repeats, no_beside, seed, out } => {
@@ -175,24 +187,24 @@ fn main() -> ExitCode {
         },
         Command::Soak { minutes, window_s, mode, file, out } => soak(minutes, window_s, &mode, file, out),
         Command::Report { dir, profiles } => {
-            rightsize::harness::report::write_report(&dir, &profiles).map(|p| println!("report: {}", p.display()))
+            crate::harness::report::write_report(&dir, &profiles).map(|p| println!("report: {}", p.display()))
         }
         Command::Embed { model, texts, max_tokens, similarity } => text::embed(&model, texts, max_tokens, similarity),
         Command::Generate { model, prompt, tokens } => text::generate(&model, &prompt, tokens),
-        Command::Worker { spec } => rightsize::harness::worker::worker_main(&spec),
-        Command::Host => rightsize::harness::host::host_main(),
+        Command::Worker { spec } => crate::harness::worker::worker_main(&spec),
+        Command::Host => crate::harness::host::host_main(),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => 0,
         Err(e) => {
             eprintln!("rightsize: {e:#}");
-            ExitCode::FAILURE
+            1
         }
     }
 }
 
 fn soak(minutes: f64, window_s: f64, mode: &str, file: Option<PathBuf>, out: Option<PathBuf>) -> anyhow::Result<()> {
-    use rightsize::harness::soak::{soak, soak_mode, SoakOptions};
+    use crate::harness::soak::{soak, soak_mode, SoakOptions};
     let secs = |what: &str, s: f64| -> anyhow::Result<std::time::Duration> {
         std::time::Duration::try_from_secs_f64(s)
             .ok()
