@@ -113,7 +113,7 @@ impl ForeignGrid {
     /// Work units: the blocks of a fixed grid, or the units given.
     pub fn units(self) -> u64 {
         match self {
-            ForeignGrid::Fixed([x, y, z]) => u64::from(x) * u64::from(y) * u64::from(z),
+            ForeignGrid::Fixed([x, y, z]) => u64::from(x).saturating_mul(u64::from(y)).saturating_mul(u64::from(z)),
             ForeignGrid::Units(u) => u,
         }
     }
@@ -246,7 +246,8 @@ mod tests {
     #[test]
     fn a_fixed_grid_counts_its_blocks_and_units_are_units() {
         assert_eq!(ForeignGrid::Fixed([4, 3, 2]).units(), 24);
-        assert_eq!(ForeignGrid::Fixed([u32::MAX, u32::MAX, 2]).units(), 2 * u64::from(u32::MAX).pow(2));
+        assert_eq!(ForeignGrid::Fixed([i32::MAX as u32, 65_535, 65_535]).units(), (i32::MAX as u64) * 65_535 * 65_535);
+        assert_eq!(ForeignGrid::Fixed([u32::MAX, u32::MAX, 2]).units(), u64::MAX, "saturates");
         assert_eq!(ForeignGrid::Units(1000).units(), 1000);
     }
 
