@@ -17,6 +17,7 @@ run: setup
 test: setup
 	cargo test
 	cargo test -p rightsize-c
+	cargo test -p rightsize-preload
 	bash scripts/python-test.sh
 	test -f models/all-MiniLM-L6-v2/model.safetensors || bash scripts/minilm.sh
 	cargo test --test minilm -- --ignored

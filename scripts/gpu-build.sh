@@ -28,6 +28,10 @@ done
 cargo test --release -p rightsize-c --test c_abi the_c_examples_compile 2>&1 | tail -3
 cp target/release/c-example/rightsize-c-* target/release/c-example/librightsize_c.so "$out/"
 
+# The interposer for unmodified applications (LD_PRELOAD), checked by scripts/preload_check.py.
+cargo build --release -p rightsize-preload
+cp target/release/librightsize_preload.so "$out/"
+
 strip "$out"/rightsize "$out"/gpu-tests "$out"/bench-* "$out"/rightsize-c-* "$out"/*.so
 
 # The Python package's wheel and pytest's, for an offline install on the GPU host.

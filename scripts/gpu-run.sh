@@ -54,6 +54,12 @@ if [ -d "$bin/wheels" ]; then
     [ "${PIPESTATUS[0]}" = 0 ] || status=1
 fi
 
+if [ -f "$bin/librightsize_preload.so" ]; then
+    echo "== interposer on PyTorch models (scripts/preload_check.py)"
+    python3 scripts/preload_check.py "$bin/librightsize_preload.so" 2>&1 | tee "$out/preload.txt"
+    [ "${PIPESTATUS[0]}" = 0 ] || status=1
+fi
+
 if [ "$sanitize" = 1 ]; then
     echo "== compute-sanitizer memcheck"
     compute-sanitizer --tool memcheck --error-exitcode 3 "$bin/gpu-tests" --include-ignored --test-threads=1 $filter \

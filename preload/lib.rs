@@ -1,0 +1,635 @@
+//! `librightsize_preload.so`: places every kernel an unmodified CUDA application launches on
+//! an SM partition (a green context), with no change to the application.
+//!
+//! ```sh
+//! RIGHTSIZE_SMS=64 LD_PRELOAD=target/release/librightsize_preload.so python3 app.py
+//! ```
+//!
+//! How launches are seen: the CUDA runtime (and so PyTorch, cuBLAS, cuDNN) reaches the driver
+//! through `cuGetProcAddress`, which it looks up with `dlsym` in libcuda; this library's `dlsym`
+//! hands back its own `cuGetProcAddress`, which hands back its own `cuLaunchKernel` and
+//! `cuLaunchKernelEx` (both stream flavours). Programs linked against libcuda directly (Triton's
+//! launchers) resolve those two names to this library first. Every other symbol is the
+//! driver's.
+//!
+//! How a kernel is placed: it runs on a stream of the partition, ordered with the stream the
+//! application launched it on by one event each way (the partition stream waits for the work
+//! issued before it; the application's stream waits for the kernel), so the application sees
+//! the order it asked for. Kernels launched while their stream is being captured into a graph,
+//! and graph launches, run where the application put them (the whole device).
+//!
+//! Settings (environment): `RIGHTSIZE_SMS` — SMs of the partition (rounded up to the device's
+//! groups; unset: every kernel passes through, counted); `RIGHTSIZE_FIRST_GROUP` — its first
+//! group (default 0); `RIGHTSIZE_DEVICE` — the GPU (default 0; kernels of other GPUs pass
+//! through); `RIGHTSIZE_PRELOAD_LOG` — a file that gets, at exit, what was placed (JSON).
+//!
+//! Not yet: sizing each kernel from a profile or an online fit, and coordination between
+//! processes; one partition per process (issue "Link it into any engine", item 3).
+
+use std::cell::Cell;
+use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+use cudarc::driver::sys::{self, CUfunction, CUlaunchConfig, CUresult, CUstream};
+use rightsize::runtime::{Device, PartitionId, PartitionPool, PartitionRequest, PartitionSupport, PoolSpec};
+
+type Dlsym = unsafe extern "C" fn(*mut c_void, *const c_char) -> *mut c_void;
+type GetProc = unsafe extern "C" fn(*const c_char, *mut *mut c_void, c_int, u64) -> CUresult;
+type GetProcV2 = unsafe extern "C" fn(*const c_char, *mut *mut c_void, c_int, u64, *mut c_int) -> CUresult;
+type Launch = unsafe extern "C" fn(
+    CUfunction,
+    c_uint,
+    c_uint,
+    c_uint,
+    c_uint,
+    c_uint,
+    c_uint,
+    c_uint,
+    CUstream,
+    *mut *mut c_void,
+    *mut *mut c_void,
+) -> CUresult;
+type LaunchEx = unsafe extern "C" fn(*const CUlaunchConfig, CUfunction, *mut *mut c_void, *mut *mut c_void) -> CUresult;
+
+/// The stream flavours of a launch entry point: the legacy default stream, or per thread.
+const LEGACY: usize = 0;
+const PER_THREAD: usize = 1;
+/// `CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM`.
+const PER_THREAD_FLAG: u64 = 2;
+/// `CU_STREAM_PER_THREAD`: the per-thread default stream's handle.
+const STREAM_PER_THREAD: CUstream = 2 as CUstream;
+
+/// The driver's entry points this library stands in for, as the application asked for them.
+static REAL_GET_PROC: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
+static REAL_GET_PROC_V2: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
+static REAL_LAUNCH: [AtomicPtr<c_void>; 2] = [const { AtomicPtr::new(std::ptr::null_mut()) }; 2];
+static REAL_LAUNCH_EX: [AtomicPtr<c_void>; 2] = [const { AtomicPtr::new(std::ptr::null_mut()) }; 2];
+
+/// What happened to the launches seen.
+static SEEN: AtomicU64 = AtomicU64::new(0);
+static PLACED: AtomicU64 = AtomicU64::new(0);
+static CAPTURED: AtomicU64 = AtomicU64::new(0);
+static FALLBACK: AtomicU64 = AtomicU64::new(0);
+/// Launches through `cuLaunchKernelEx` (the rest came through `cuLaunchKernel`).
+static VIA_EX: AtomicU64 = AtomicU64::new(0);
+/// Distinct functions (per thread) resolved in the green context, and kept as they were.
+static RESOLVED: AtomicU64 = AtomicU64::new(0);
+static KEPT: AtomicU64 = AtomicU64::new(0);
+
+/// With `RIGHTSIZE_PRELOAD_TRACE=FILE`, every driver symbol looked up (through `dlsym` or
+/// `cuGetProcAddress`) is appended to FILE, for finding how a library reaches the driver.
+fn trace_lookup(how: &str, symbol: *const c_char, detail: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    static FILE: OnceLock<Option<std::sync::Mutex<std::fs::File>>> = OnceLock::new();
+    let file = FILE.get_or_init(|| {
+        let path = std::env::var_os("RIGHTSIZE_PRELOAD_TRACE")?;
+        std::fs::OpenOptions::new().create(true).append(true).open(path).ok().map(std::sync::Mutex::new)
+    });
+    if let (Some(f), false) = (file, symbol.is_null()) {
+        // SAFETY: a NUL-terminated name (checked non-null).
+        let name = unsafe { CStr::from_ptr(symbol) }.to_string_lossy();
+        if name.starts_with("cu") {
+            if let Ok(mut f) = f.lock() {
+                let _ = writeln!(f, "{how} {name} {detail}");
+            }
+        }
+    }
+}
+
+/// libc's `dlsym` (the next one after this library's).
+fn real_dlsym() -> Option<Dlsym> {
+    static REAL: OnceLock<Option<Dlsym>> = OnceLock::new();
+    *REAL.get_or_init(|| {
+        for version in [c"GLIBC_2.34", c"GLIBC_2.2.5"] {
+            // SAFETY: looks a versioned symbol up; both strings are NUL-terminated.
+            let p = unsafe { libc::dlvsym(libc::RTLD_NEXT, c"dlsym".as_ptr(), version.as_ptr()) };
+            if !p.is_null() {
+                // SAFETY: glibc's dlsym has this signature.
+                return Some(unsafe { std::mem::transmute::<*mut c_void, Dlsym>(p) });
+            }
+        }
+        None
+    })
+}
+
+/// The driver's own `name` (a NUL-terminated symbol of libcuda), looked up in libcuda itself.
+fn driver_symbol(name: &CStr) -> *mut c_void {
+    let Some(dlsym) = real_dlsym() else { return std::ptr::null_mut() };
+    // SAFETY: dlopen of the driver library (already loaded by a CUDA application).
+    let lib = unsafe { libc::dlopen(c"libcuda.so.1".as_ptr(), libc::RTLD_LAZY | libc::RTLD_NOLOAD) };
+    if lib.is_null() {
+        return std::ptr::null_mut();
+    }
+    // SAFETY: a live handle and a NUL-terminated name.
+    unsafe { dlsym(lib, name.as_ptr()) }
+}
+
+/// Stores `real` in `slot` (unless it is one of this library's own entry points) and returns
+/// `ours` in its place.
+fn stand_in(slot: &AtomicPtr<c_void>, real: *mut c_void, ours: *mut c_void) -> *mut c_void {
+    if real != ours {
+        slot.store(real, Ordering::Release);
+    }
+    ours
+}
+
+/// `dlsym`: as libc's, except that the driver's `cuGetProcAddress` is this library's.
+///
+/// # Safety
+/// As libc's `dlsym`.
+#[no_mangle]
+pub unsafe extern "C" fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_void {
+    let Some(real) = real_dlsym() else { return std::ptr::null_mut() };
+    // SAFETY: the caller's contract.
+    let p = unsafe { real(handle, symbol) };
+    if p.is_null() || symbol.is_null() {
+        return p;
+    }
+    trace_lookup("dlsym", symbol, format_args!(""));
+    // SAFETY: a NUL-terminated name (the caller's contract).
+    match unsafe { CStr::from_ptr(symbol) }.to_bytes() {
+        b"cuGetProcAddress" => stand_in(&REAL_GET_PROC, p, cuGetProcAddress as *mut c_void),
+        b"cuGetProcAddress_v2" => stand_in(&REAL_GET_PROC_V2, p, cuGetProcAddress_v2 as *mut c_void),
+        _ => p,
+    }
+}
+
+/// Puts this library's launch entry points in place of the driver's in `*pfn`, for `symbol`
+/// asked with `flags`.
+///
+/// # Safety
+/// `symbol` is NUL-terminated; `pfn` is null or holds what the driver wrote.
+unsafe fn substitute(symbol: *const c_char, pfn: *mut *mut c_void, flags: u64) {
+    if symbol.is_null() || pfn.is_null() {
+        return;
+    }
+    // SAFETY: the caller's contract.
+    let (name, real) = unsafe { (CStr::from_ptr(symbol).to_bytes(), *pfn) };
+    if real.is_null() {
+        return;
+    }
+    trace_lookup("getproc", symbol, format_args!("flags {flags}"));
+    let flavour = if flags & PER_THREAD_FLAG != 0 { PER_THREAD } else { LEGACY };
+    let ours = match (name, flavour) {
+        (b"cuLaunchKernel", LEGACY) => stand_in(&REAL_LAUNCH[LEGACY], real, cuLaunchKernel as *mut c_void),
+        (b"cuLaunchKernel", _) => stand_in(&REAL_LAUNCH[PER_THREAD], real, cuLaunchKernel_ptsz as *mut c_void),
+        (b"cuLaunchKernelEx", LEGACY) => stand_in(&REAL_LAUNCH_EX[LEGACY], real, cuLaunchKernelEx as *mut c_void),
+        (b"cuLaunchKernelEx", _) => stand_in(&REAL_LAUNCH_EX[PER_THREAD], real, cuLaunchKernelEx_ptsz as *mut c_void),
+        (b"cuGetProcAddress", _) => stand_in(&REAL_GET_PROC_V2, real, cuGetProcAddress_v2 as *mut c_void),
+        _ => return,
+    };
+    // SAFETY: `pfn` is writable (the caller's contract).
+    unsafe { *pfn = ours };
+}
+
+/// The driver's `cuGetProcAddress` (CUDA 11.3–12.x signature), with launches substituted.
+///
+/// # Safety
+/// As the driver's.
+#[no_mangle]
+pub unsafe extern "C" fn cuGetProcAddress(
+    symbol: *const c_char,
+    pfn: *mut *mut c_void,
+    cuda_version: c_int,
+    flags: u64,
+) -> CUresult {
+    let mut real = REAL_GET_PROC.load(Ordering::Acquire);
+    if real.is_null() {
+        real = driver_symbol(c"cuGetProcAddress");
+        REAL_GET_PROC.store(real, Ordering::Release);
+    }
+    if real.is_null() || real == cuGetProcAddress as *mut c_void {
+        return CUresult::CUDA_ERROR_NOT_INITIALIZED;
+    }
+    // SAFETY: the driver's function, with the caller's arguments.
+    let r = unsafe { std::mem::transmute::<*mut c_void, GetProc>(real)(symbol, pfn, cuda_version, flags) };
+    if r == CUresult::CUDA_SUCCESS {
+        // SAFETY: the caller's arguments; the driver wrote `*pfn`.
+        unsafe { substitute(symbol, pfn, flags) };
+    }
+    r
+}
+
+/// The driver's `cuGetProcAddress_v2`, with launches substituted.
+///
+/// # Safety
+/// As the driver's.
+#[no_mangle]
+pub unsafe extern "C" fn cuGetProcAddress_v2(
+    symbol: *const c_char,
+    pfn: *mut *mut c_void,
+    cuda_version: c_int,
+    flags: u64,
+    status: *mut c_int,
+) -> CUresult {
+    let mut real = REAL_GET_PROC_V2.load(Ordering::Acquire);
+    if real.is_null() {
+        real = driver_symbol(c"cuGetProcAddress_v2");
+        REAL_GET_PROC_V2.store(real, Ordering::Release);
+    }
+    if real.is_null() || real == cuGetProcAddress_v2 as *mut c_void {
+        return CUresult::CUDA_ERROR_NOT_INITIALIZED;
+    }
+    // SAFETY: the driver's function, with the caller's arguments.
+    let r = unsafe { std::mem::transmute::<*mut c_void, GetProcV2>(real)(symbol, pfn, cuda_version, flags, status) };
+    if r == CUresult::CUDA_SUCCESS {
+        // SAFETY: the caller's arguments; the driver wrote `*pfn`.
+        unsafe { substitute(symbol, pfn, flags) };
+    }
+    r
+}
+
+/// The partition kernels go to.
+struct Target {
+    // Dropped never (a static); kept for its stream and green context.
+    pool: PartitionPool,
+    device: sys::CUdevice,
+    /// The green context as a context, current while its kernels are launched.
+    context: sys::CUcontext,
+    sms: u32,
+}
+
+// SAFETY: the pool's handles may be used from any thread.
+unsafe impl Send for Target {}
+// SAFETY: as above; the pool is immutable.
+unsafe impl Sync for Target {}
+
+impl Target {
+    fn stream(&self) -> Option<CUstream> {
+        self.pool.get(PartitionId::green(0)).ok()?.stream(0).ok()
+    }
+}
+
+/// A setting from the environment; a malformed one is reported once and taken as unset.
+fn setting(name: &str) -> Option<u32> {
+    let v = std::env::var(name).ok()?;
+    match v.trim().parse() {
+        Ok(n) => Some(n),
+        Err(_) => {
+            eprintln!("rightsize preload: {name}={v:?} is not a number; ignored");
+            None
+        }
+    }
+}
+
+/// The partition of `RIGHTSIZE_SMS`, made on first use; `None` (kernels pass through) when
+/// unset or when it cannot be made (said once on stderr).
+fn target() -> Option<&'static Target> {
+    static TARGET: OnceLock<Option<Target>> = OnceLock::new();
+    TARGET
+        .get_or_init(|| {
+            let sms = setting("RIGHTSIZE_SMS")?;
+            let first_group = setting("RIGHTSIZE_FIRST_GROUP").unwrap_or(0);
+            let ordinal = setting("RIGHTSIZE_DEVICE").unwrap_or(0) as usize;
+            let mut current = std::ptr::null_mut();
+            // SAFETY: writes the calling thread's current context.
+            unsafe { sys::cuCtxGetCurrent(&mut current) };
+            let made = make_target(ordinal, sms, first_group);
+            // Leave the application's thread as it was.
+            // SAFETY: the context that was current (or none).
+            unsafe { sys::cuCtxSetCurrent(current) };
+            match made {
+                Ok(t) => {
+                    write_log_at_exit();
+                    Some(t)
+                }
+                Err(e) => {
+                    eprintln!("rightsize preload: no partition of {sms} SMs ({e}); kernels run where launched");
+                    None
+                }
+            }
+        })
+        .as_ref()
+}
+
+fn make_target(ordinal: usize, sms: u32, first_group: u32) -> Result<Target, String> {
+    let device = Device::open(ordinal).map_err(|e| e.to_string())?;
+    let PartitionSupport::Supported { granularity, groups, .. } = device.info().partitions else {
+        return Err("the GPU has no SM partitions".into());
+    };
+    let want = sms.div_ceil(granularity.max(1));
+    if want == 0 || first_group + want > groups {
+        return Err(format!("{sms} SMs from group {first_group}: the split has {groups} groups of {granularity}"));
+    }
+    let spec = PoolSpec {
+        partitions: vec![PartitionRequest { first_group, sms: want * granularity }],
+        priorities: Vec::new(),
+        lanes: 1,
+        rest: false,
+    };
+    let pool = PartitionPool::new(&device, &spec).map_err(|e| e.to_string())?;
+    let part = pool.get(PartitionId::green(0)).map_err(|e| e.to_string())?;
+    let stream = part.stream(0).map_err(|e| e.to_string())?;
+    let (mut ctx, mut green, mut context) = (std::ptr::null_mut(), std::ptr::null_mut(), std::ptr::null_mut());
+    // SAFETY: a live stream of a green context; writes two handles, then one.
+    let r = unsafe {
+        match sys::cuStreamGetCtx_v2(stream, &mut ctx, &mut green) {
+            CUresult::CUDA_SUCCESS if !green.is_null() => sys::cuCtxFromGreenCtx(&mut context, green),
+            CUresult::CUDA_SUCCESS => CUresult::CUDA_ERROR_INVALID_CONTEXT,
+            e => e,
+        }
+    };
+    if r != CUresult::CUDA_SUCCESS {
+        return Err(format!("the partition's green context: {r:?}"));
+    }
+    let sms = part.sms();
+    Ok(Target { pool, device: device.context().cu_device(), context, sms })
+}
+
+thread_local! {
+    /// This thread's event for ordering streams (made in its current context on first use).
+    static EVENT: Cell<sys::CUevent> = const { Cell::new(std::ptr::null_mut()) };
+    /// The partition's function of each function handle the application launched: the CUDA
+    /// runtime launches context-independent kernels (`CUkernel`), which run in the context they
+    /// are resolved in, so they are resolved in the green context; a context's own function
+    /// (`CUfunction` from a module) is kept.
+    static FUNCTIONS: std::cell::RefCell<std::collections::HashMap<usize, usize>> = Default::default();
+}
+
+/// `f` as a function of the partition's green context.
+fn on_partition(f: CUfunction) -> CUfunction {
+    FUNCTIONS.with(|m| {
+        *m.borrow_mut().entry(f as usize).or_insert_with(|| {
+            let mut g = std::ptr::null_mut();
+            // SAFETY: the green context is current for the lookup; a handle that is not a
+            // CUkernel is refused by the driver, and `f` is then kept.
+            let r = unsafe { sys::cuKernelGetFunction(&mut g, f.cast()) };
+            if r == CUresult::CUDA_SUCCESS && !g.is_null() {
+                RESOLVED.fetch_add(1, Ordering::Relaxed);
+                g as usize
+            } else {
+                KEPT.fetch_add(1, Ordering::Relaxed);
+                f as usize
+            }
+        }) as CUfunction
+    })
+}
+
+/// Whether the calling thread's current context is the target's device's.
+fn on_target_device(t: &Target) -> bool {
+    let mut dev = 0;
+    // SAFETY: writes one int.
+    unsafe { sys::cuCtxGetDevice(&mut dev) == CUresult::CUDA_SUCCESS && dev == t.device }
+}
+
+/// Runs `launch` (a function `f` on a stream) on the partition's stream with `f` resolved in
+/// its green context, ordered with `stream` (the application's, in `flavour`), or on
+/// `stream` itself when the kernel is not to be placed.
+fn place(
+    flavour: usize,
+    f: CUfunction,
+    stream: CUstream,
+    launch: impl Fn(CUfunction, CUstream) -> CUresult,
+) -> CUresult {
+    SEEN.fetch_add(1, Ordering::Relaxed);
+    let Some(t) = target() else { return launch(f, stream) };
+    let (Some(part), true) = (t.stream(), on_target_device(t)) else {
+        FALLBACK.fetch_add(1, Ordering::Relaxed);
+        return launch(f, stream);
+    };
+    let app = if stream.is_null() && flavour == PER_THREAD { STREAM_PER_THREAD } else { stream };
+    let mut capture = sys::CUstreamCaptureStatus::CU_STREAM_CAPTURE_STATUS_NONE;
+    // SAFETY: a stream of the application's; writes one enum.
+    let r = unsafe { sys::cuStreamIsCapturing(app, &mut capture) };
+    if r != CUresult::CUDA_SUCCESS || capture != sys::CUstreamCaptureStatus::CU_STREAM_CAPTURE_STATUS_NONE {
+        CAPTURED.fetch_add(1, Ordering::Relaxed);
+        return launch(f, stream);
+    }
+    let event = EVENT.with(|e| {
+        if e.get().is_null() {
+            let mut made = std::ptr::null_mut();
+            // SAFETY: an event of the current context, kept for the thread's life.
+            let r = unsafe { sys::cuEventCreate(&mut made, sys::CUevent_flags::CU_EVENT_DISABLE_TIMING as u32) };
+            if r == CUresult::CUDA_SUCCESS {
+                e.set(made);
+            }
+        }
+        e.get()
+    });
+    // SAFETY: live streams and event of the same context; a wait takes the event's state at
+    // the call, so one event serves both directions.
+    let ordered = |from: CUstream, to: CUstream| unsafe {
+        sys::cuEventRecord(event, from) == CUresult::CUDA_SUCCESS
+            && sys::cuStreamWaitEvent(to, event, 0) == CUresult::CUDA_SUCCESS
+    };
+    if event.is_null() || !ordered(app, part) {
+        FALLBACK.fetch_add(1, Ordering::Relaxed);
+        return launch(f, stream);
+    }
+    let mut current = std::ptr::null_mut();
+    // SAFETY: the calling thread's current context, restored below; the green context is
+    // current while its function is resolved and launched.
+    let r = unsafe {
+        sys::cuCtxGetCurrent(&mut current);
+        sys::cuCtxSetCurrent(t.context);
+        let r = launch(on_partition(f), part);
+        sys::cuCtxSetCurrent(current);
+        r
+    };
+    if r == CUresult::CUDA_SUCCESS {
+        if !ordered(part, app) {
+            // The application's stream could not be made to wait: wait here instead.
+            // SAFETY: a live stream.
+            unsafe { sys::cuStreamSynchronize(part) };
+        }
+        PLACED.fetch_add(1, Ordering::Relaxed);
+    }
+    r
+}
+
+/// Calls the driver's launch entry point of `flavour` (resolved from libcuda if the
+/// application did not look it up through `cuGetProcAddress`).
+fn real_launch(flavour: usize) -> Option<Launch> {
+    let slot = &REAL_LAUNCH[flavour];
+    let mut p = slot.load(Ordering::Acquire);
+    if p.is_null() {
+        p = driver_symbol(if flavour == LEGACY { c"cuLaunchKernel" } else { c"cuLaunchKernel_ptsz" });
+        slot.store(p, Ordering::Release);
+    }
+    // SAFETY: the driver's cuLaunchKernel has this signature.
+    (!p.is_null()).then(|| unsafe { std::mem::transmute::<*mut c_void, Launch>(p) })
+}
+
+fn real_launch_ex(flavour: usize) -> Option<LaunchEx> {
+    let slot = &REAL_LAUNCH_EX[flavour];
+    let mut p = slot.load(Ordering::Acquire);
+    if p.is_null() {
+        p = driver_symbol(if flavour == LEGACY { c"cuLaunchKernelEx" } else { c"cuLaunchKernelEx_ptsz" });
+        slot.store(p, Ordering::Release);
+    }
+    // SAFETY: the driver's cuLaunchKernelEx has this signature.
+    (!p.is_null()).then(|| unsafe { std::mem::transmute::<*mut c_void, LaunchEx>(p) })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn launch_kernel(
+    flavour: usize,
+    f: CUfunction,
+    grid: [c_uint; 3],
+    block: [c_uint; 3],
+    shared: c_uint,
+    stream: CUstream,
+    params: *mut *mut c_void,
+    extra: *mut *mut c_void,
+) -> CUresult {
+    let Some(real) = real_launch(flavour) else { return CUresult::CUDA_ERROR_NOT_INITIALIZED };
+    place(flavour, f, stream, |f, s| {
+        // SAFETY: the application's launch, on `s` (its stream or the partition's).
+        unsafe { real(f, grid[0], grid[1], grid[2], block[0], block[1], block[2], shared, s, params, extra) }
+    })
+}
+
+fn launch_kernel_ex(
+    flavour: usize,
+    config: *const CUlaunchConfig,
+    f: CUfunction,
+    params: *mut *mut c_void,
+    extra: *mut *mut c_void,
+) -> CUresult {
+    let Some(real) = real_launch_ex(flavour) else { return CUresult::CUDA_ERROR_NOT_INITIALIZED };
+    VIA_EX.fetch_add(1, Ordering::Relaxed);
+    // SAFETY: the application's configuration (null is the driver's to refuse).
+    let Some(c) = (unsafe { config.as_ref() }) else {
+        // SAFETY: passed on as given.
+        return unsafe { real(config, f, params, extra) };
+    };
+    place(flavour, f, c.hStream, |f, s| {
+        let mut on = *c;
+        on.hStream = s;
+        // SAFETY: the application's launch, on `s`.
+        unsafe { real(&on, f, params, extra) }
+    })
+}
+
+/// The driver's `cuLaunchKernel`, placed on the partition.
+///
+/// # Safety
+/// As the driver's.
+#[no_mangle]
+pub unsafe extern "C" fn cuLaunchKernel(
+    f: CUfunction,
+    gx: c_uint,
+    gy: c_uint,
+    gz: c_uint,
+    bx: c_uint,
+    by: c_uint,
+    bz: c_uint,
+    shared: c_uint,
+    stream: CUstream,
+    params: *mut *mut c_void,
+    extra: *mut *mut c_void,
+) -> CUresult {
+    launch_kernel(LEGACY, f, [gx, gy, gz], [bx, by, bz], shared, stream, params, extra)
+}
+
+/// The driver's `cuLaunchKernel_ptsz` (per-thread default stream), placed on the partition.
+///
+/// # Safety
+/// As the driver's.
+#[no_mangle]
+pub unsafe extern "C" fn cuLaunchKernel_ptsz(
+    f: CUfunction,
+    gx: c_uint,
+    gy: c_uint,
+    gz: c_uint,
+    bx: c_uint,
+    by: c_uint,
+    bz: c_uint,
+    shared: c_uint,
+    stream: CUstream,
+    params: *mut *mut c_void,
+    extra: *mut *mut c_void,
+) -> CUresult {
+    launch_kernel(PER_THREAD, f, [gx, gy, gz], [bx, by, bz], shared, stream, params, extra)
+}
+
+/// The driver's `cuLaunchKernelEx`, placed on the partition.
+///
+/// # Safety
+/// As the driver's.
+#[no_mangle]
+pub unsafe extern "C" fn cuLaunchKernelEx(
+    config: *const CUlaunchConfig,
+    f: CUfunction,
+    params: *mut *mut c_void,
+    extra: *mut *mut c_void,
+) -> CUresult {
+    launch_kernel_ex(LEGACY, config, f, params, extra)
+}
+
+/// The driver's `cuLaunchKernelEx_ptsz`, placed on the partition.
+///
+/// # Safety
+/// As the driver's.
+#[no_mangle]
+pub unsafe extern "C" fn cuLaunchKernelEx_ptsz(
+    config: *const CUlaunchConfig,
+    f: CUfunction,
+    params: *mut *mut c_void,
+    extra: *mut *mut c_void,
+) -> CUresult {
+    launch_kernel_ex(PER_THREAD, config, f, params, extra)
+}
+
+/// What was placed, as JSON.
+pub fn report() -> String {
+    let sms = target().map_or(0, |t| t.sms);
+    format!(
+        "{{\"sms\": {sms}, \"launches\": {}, \"placed\": {}, \"captured\": {}, \"fallback\": {}, \"via_ex\": {}, \"functions_resolved\": {}, \"functions_kept\": {}}}",
+        SEEN.load(Ordering::Relaxed),
+        PLACED.load(Ordering::Relaxed),
+        CAPTURED.load(Ordering::Relaxed),
+        FALLBACK.load(Ordering::Relaxed),
+        VIA_EX.load(Ordering::Relaxed),
+        RESOLVED.load(Ordering::Relaxed),
+        KEPT.load(Ordering::Relaxed)
+    )
+}
+
+extern "C" fn write_log() {
+    if let Some(path) = std::env::var_os("RIGHTSIZE_PRELOAD_LOG") {
+        if let Err(e) = std::fs::write(&path, report() + "\n") {
+            eprintln!("rightsize preload: cannot write {}: {e}", std::path::Path::new(&path).display());
+        }
+    }
+}
+
+fn write_log_at_exit() {
+    // SAFETY: registers a function that takes no arguments.
+    unsafe { libc::atexit(write_log) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dlsym_hands_back_libcs_symbols_and_its_own_get_proc_address() {
+        let libc_handle = unsafe { libc::dlopen(c"libc.so.6".as_ptr(), libc::RTLD_LAZY) };
+        assert!(!libc_handle.is_null());
+        let ours = unsafe { dlsym(libc_handle, c"strlen".as_ptr()) };
+        let theirs = unsafe { real_dlsym().unwrap()(libc_handle, c"strlen".as_ptr()) };
+        assert!(!ours.is_null() && ours == theirs);
+        assert!(unsafe { dlsym(libc_handle, c"no_such_symbol_anywhere".as_ptr()) }.is_null());
+    }
+
+    #[test]
+    fn substitute_swaps_only_launch_entry_points() {
+        let mut p = 0x1234usize as *mut c_void;
+        unsafe { substitute(c"cuMemAlloc".as_ptr(), &mut p, 0) };
+        assert_eq!(p as usize, 0x1234);
+        unsafe { substitute(c"cuLaunchKernel".as_ptr(), &mut p, PER_THREAD_FLAG) };
+        assert_eq!(p, cuLaunchKernel_ptsz as *mut c_void);
+        assert_eq!(REAL_LAUNCH[PER_THREAD].load(Ordering::Acquire) as usize, 0x1234);
+        // Asked again, it does not store itself as the driver's.
+        unsafe { substitute(c"cuLaunchKernel".as_ptr(), &mut p, PER_THREAD_FLAG) };
+        assert_eq!(REAL_LAUNCH[PER_THREAD].load(Ordering::Acquire) as usize, 0x1234);
+        REAL_LAUNCH[PER_THREAD].store(std::ptr::null_mut(), Ordering::Release);
+    }
+
+    #[test]
+    fn without_settings_nothing_is_placed() {
+        assert!(report().contains("\"sms\": 0"));
+    }
+}
