@@ -340,30 +340,43 @@ fn make_target(ordinal: usize, sms: u32, first_group: u32) -> Result<Target, Str
 thread_local! {
     /// This thread's event for ordering streams (made in its current context on first use).
     static EVENT: Cell<sys::CUevent> = const { Cell::new(std::ptr::null_mut()) };
-    /// The partition's function of each function handle the application launched: the CUDA
-    /// runtime launches context-independent kernels (`CUkernel`), which run in the context they
-    /// are resolved in, so they are resolved in the green context; a context's own function
-    /// (`CUfunction` from a module) is kept.
+    /// The partition's function of each function handle the application launched (0: keep
+    /// it): the CUDA runtime launches context-independent kernels (`CUkernel`), which run in
+    /// the context they are resolved in, so they are resolved in the green context.
     static FUNCTIONS: std::cell::RefCell<std::collections::HashMap<usize, usize>> = Default::default();
 }
 
-/// `f` as a function of the partition's green context.
-fn on_partition(f: CUfunction) -> CUfunction {
-    FUNCTIONS.with(|m| {
+/// `f` as a function of the partition's green context (`t.context`): a `CUkernel` resolved
+/// there (`true`), or a context's own `CUfunction` as it is (`false`; it runs on the stream's
+/// SMs when launched from its own context, as the runtime's kernels are).
+fn on_partition(t: &Target, f: CUfunction) -> (CUfunction, bool) {
+    let resolved = FUNCTIONS.with(|m| {
         *m.borrow_mut().entry(f as usize).or_insert_with(|| {
+            let mut current = std::ptr::null_mut();
             let mut g = std::ptr::null_mut();
-            // SAFETY: the green context is current for the lookup; a handle that is not a
-            // CUkernel is refused by the driver, and `f` is then kept.
-            let r = unsafe { sys::cuKernelGetFunction(&mut g, f.cast()) };
+            // SAFETY: the green context is current for the lookup and the calling thread's
+            // context is restored; a handle that is not a CUkernel is refused by the driver.
+            let r = unsafe {
+                sys::cuCtxGetCurrent(&mut current);
+                sys::cuCtxSetCurrent(t.context);
+                let r = sys::cuKernelGetFunction(&mut g, f.cast());
+                sys::cuCtxSetCurrent(current);
+                r
+            };
             if r == CUresult::CUDA_SUCCESS && !g.is_null() {
                 RESOLVED.fetch_add(1, Ordering::Relaxed);
                 g as usize
             } else {
                 KEPT.fetch_add(1, Ordering::Relaxed);
-                f as usize
+                0
             }
-        }) as CUfunction
-    })
+        })
+    });
+    if resolved == 0 {
+        (f, false)
+    } else {
+        (resolved as CUfunction, true)
+    }
 }
 
 /// Whether the calling thread's current context is the target's device's.
@@ -417,15 +430,20 @@ fn place(
         FALLBACK.fetch_add(1, Ordering::Relaxed);
         return launch(f, stream);
     }
-    let mut current = std::ptr::null_mut();
-    // SAFETY: the calling thread's current context, restored below; the green context is
-    // current while its function is resolved and launched.
-    let r = unsafe {
-        sys::cuCtxGetCurrent(&mut current);
-        sys::cuCtxSetCurrent(t.context);
-        let r = launch(on_partition(f), part);
-        sys::cuCtxSetCurrent(current);
-        r
+    let r = match on_partition(t, f) {
+        (g, true) => {
+            let mut current = std::ptr::null_mut();
+            // SAFETY: the calling thread's current context, restored below; the green context
+            // is current while its function is launched.
+            unsafe {
+                sys::cuCtxGetCurrent(&mut current);
+                sys::cuCtxSetCurrent(t.context);
+                let r = launch(g, part);
+                sys::cuCtxSetCurrent(current);
+                r
+            }
+        }
+        (f, false) => launch(f, part),
     };
     if r == CUresult::CUDA_SUCCESS {
         if !ordered(part, app) {

@@ -19,7 +19,7 @@ cp target/release/rightsize "$out/rightsize"
 gpu_test=$(cargo test --release --test gpu --no-run 2>&1 | tee /dev/stderr | executables)
 cp "$gpu_test" "$out/gpu-tests"
 
-cargo bench --no-run 2>&1 | tee /dev/stderr | executables | while read -r bench; do
+{ cargo bench --no-run 2>&1; cargo bench -p rightsize-preload --no-run 2>&1; } | tee /dev/stderr | executables | while read -r bench; do
     name=$(basename "$bench"); name=${name%-*}
     cp "$bench" "$out/bench-$name"
 done
