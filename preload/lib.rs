@@ -520,47 +520,42 @@ fn launch_kernel_ex(
     })
 }
 
-/// The driver's `cuLaunchKernel`, placed on the partition.
-///
-/// # Safety
-/// As the driver's.
-#[no_mangle]
-pub unsafe extern "C" fn cuLaunchKernel(
-    f: CUfunction,
-    gx: c_uint,
-    gy: c_uint,
-    gz: c_uint,
-    bx: c_uint,
-    by: c_uint,
-    bz: c_uint,
-    shared: c_uint,
-    stream: CUstream,
-    params: *mut *mut c_void,
-    extra: *mut *mut c_void,
-) -> CUresult {
-    launch_kernel(LEGACY, f, [gx, gy, gz], [bx, by, bz], shared, stream, params, extra)
+/// Defines an exported stand-in for the driver's `cuLaunchKernel` of one stream flavour.
+macro_rules! launch_kernel_entry {
+    ($(#[$doc:meta])* $name:ident, $flavour:expr) => {
+        $(#[$doc])*
+        ///
+        /// # Safety
+        /// As the driver's.
+        #[no_mangle]
+        pub unsafe extern "C" fn $name(
+            f: CUfunction,
+            gx: c_uint,
+            gy: c_uint,
+            gz: c_uint,
+            bx: c_uint,
+            by: c_uint,
+            bz: c_uint,
+            shared: c_uint,
+            stream: CUstream,
+            params: *mut *mut c_void,
+            extra: *mut *mut c_void,
+        ) -> CUresult {
+            launch_kernel($flavour, f, [gx, gy, gz], [bx, by, bz], shared, stream, params, extra)
+        }
+    };
 }
 
-/// The driver's `cuLaunchKernel_ptsz` (per-thread default stream), placed on the partition.
-///
-/// # Safety
-/// As the driver's.
-#[no_mangle]
-pub unsafe extern "C" fn cuLaunchKernel_ptsz(
-    f: CUfunction,
-    gx: c_uint,
-    gy: c_uint,
-    gz: c_uint,
-    bx: c_uint,
-    by: c_uint,
-    bz: c_uint,
-    shared: c_uint,
-    stream: CUstream,
-    params: *mut *mut c_void,
-    extra: *mut *mut c_void,
-) -> CUresult {
-    launch_kernel(PER_THREAD, f, [gx, gy, gz], [bx, by, bz], shared, stream, params, extra)
-}
+launch_kernel_entry!(
+    /// The driver's `cuLaunchKernel`, placed on the partition.
+    cuLaunchKernel,
+    LEGACY
+);
+launch_kernel_entry!(
+    /// The driver's `cuLaunchKernel_ptsz` (per-thread default stream), placed on the partition.
+    cuLaunchKernel_ptsz,
+    PER_THREAD
+);
 
 /// The driver's `cuLaunchKernelEx`, placed on the partition.
 ///

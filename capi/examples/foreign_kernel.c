@@ -12,16 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "rightsize.h"
-
-#define CHECK(call)                                                                     \
-    do {                                                                                \
-        RsStatus s_ = (call);                                                           \
-        if (s_ != RS_STATUS_OK) {                                                       \
-            fprintf(stderr, "%s: status %d: %s\n", #call, (int)s_, rightsize_last_error()); \
-            return 1;                                                                   \
-        }                                                                               \
-    } while (0)
 
 /* The PTX of this CUDA kernel (nvcc -ptx -arch=compute_70, trimmed):
  *

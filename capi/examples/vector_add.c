@@ -9,17 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "rightsize.h"
 #include "vector_add.h"
-
-#define CHECK(call)                                                                     \
-    do {                                                                                \
-        RsStatus s_ = (call);                                                           \
-        if (s_ != RS_STATUS_OK) {                                                       \
-            fprintf(stderr, "%s: status %d: %s\n", #call, (int)s_, rightsize_last_error()); \
-            return 1;                                                                   \
-        }                                                                               \
-    } while (0)
 
 int main(void) {
     enum { N = 1 << 20 };
