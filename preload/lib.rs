@@ -5,12 +5,13 @@
 //! RIGHTSIZE_SMS=64 LD_PRELOAD=target/release/librightsize_preload.so python3 app.py
 //! ```
 //!
-//! How launches are seen: the CUDA runtime (and so PyTorch, cuBLAS, cuDNN) reaches the driver
-//! through `cuGetProcAddress`, which it looks up with `dlsym` in libcuda; this library's `dlsym`
-//! hands back its own `cuGetProcAddress`, which hands back its own `cuLaunchKernel` and
+//! How launches are seen: the CUDA runtime (and so PyTorch) reaches the driver through
+//! `cuGetProcAddress`, which it looks up with `dlsym` in libcuda; this library's `dlsym` hands
+//! back its own `cuGetProcAddress`, which hands back its own `cuLaunchKernel` and
 //! `cuLaunchKernelEx` (both stream flavours). Programs linked against libcuda directly (Triton's
-//! launchers) resolve those two names to this library first. Every other symbol is the
-//! driver's.
+//! launchers) resolve those two names to this library first. cuBLAS launches by a path these
+//! do not see, so its GEMM calls are stood in for one level up (`blas.rs`). Every other symbol
+//! is the library's own.
 //!
 //! How a kernel is placed: it runs on a stream of the partition, ordered with the stream the
 //! application launched it on by one event each way (the partition stream waits for the work
@@ -32,6 +33,8 @@ use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use cudarc::driver::sys::{self, CUfunction, CUlaunchConfig, CUresult, CUstream};
+mod blas;
+
 use rightsize::runtime::{Device, PartitionId, PartitionPool, PartitionRequest, PartitionSupport, PoolSpec};
 
 type Dlsym = unsafe extern "C" fn(*mut c_void, *const c_char) -> *mut c_void;
@@ -386,20 +389,22 @@ fn on_target_device(t: &Target) -> bool {
     unsafe { sys::cuCtxGetDevice(&mut dev) == CUresult::CUDA_SUCCESS && dev == t.device }
 }
 
-/// Runs `launch` (a function `f` on a stream) on the partition's stream with `f` resolved in
-/// its green context, ordered with `stream` (the application's, in `flavour`), or on
-/// `stream` itself when the kernel is not to be placed.
-fn place(
+/// Runs `work` on the partition's stream, ordered with `stream` (the application's, in
+/// `flavour`): the partition's stream waits for what was issued to `stream` before, and
+/// `stream` waits for the work (when `ok` says it was issued). `work` gets the target when it
+/// runs on the partition, nothing when it runs on `stream` itself: no partition, another
+/// GPU, a stream being captured, or ordering that failed.
+fn place<R>(
     flavour: usize,
-    f: CUfunction,
     stream: CUstream,
-    launch: impl Fn(CUfunction, CUstream) -> CUresult,
-) -> CUresult {
+    ok: impl Fn(&R) -> bool,
+    work: impl FnOnce(Option<&Target>, CUstream) -> R,
+) -> R {
     SEEN.fetch_add(1, Ordering::Relaxed);
-    let Some(t) = target() else { return launch(f, stream) };
+    let Some(t) = target() else { return work(None, stream) };
     let (Some(part), true) = (t.stream(), on_target_device(t)) else {
         FALLBACK.fetch_add(1, Ordering::Relaxed);
-        return launch(f, stream);
+        return work(None, stream);
     };
     let app = if stream.is_null() && flavour == PER_THREAD { STREAM_PER_THREAD } else { stream };
     let mut capture = sys::CUstreamCaptureStatus::CU_STREAM_CAPTURE_STATUS_NONE;
@@ -407,7 +412,7 @@ fn place(
     let r = unsafe { sys::cuStreamIsCapturing(app, &mut capture) };
     if r != CUresult::CUDA_SUCCESS || capture != sys::CUstreamCaptureStatus::CU_STREAM_CAPTURE_STATUS_NONE {
         CAPTURED.fetch_add(1, Ordering::Relaxed);
-        return launch(f, stream);
+        return work(None, stream);
     }
     let event = EVENT.with(|e| {
         if e.get().is_null() {
@@ -428,24 +433,10 @@ fn place(
     };
     if event.is_null() || !ordered(app, part) {
         FALLBACK.fetch_add(1, Ordering::Relaxed);
-        return launch(f, stream);
+        return work(None, stream);
     }
-    let r = match on_partition(t, f) {
-        (g, true) => {
-            let mut current = std::ptr::null_mut();
-            // SAFETY: the calling thread's current context, restored below; the green context
-            // is current while its function is launched.
-            unsafe {
-                sys::cuCtxGetCurrent(&mut current);
-                sys::cuCtxSetCurrent(t.context);
-                let r = launch(g, part);
-                sys::cuCtxSetCurrent(current);
-                r
-            }
-        }
-        (f, false) => launch(f, part),
-    };
-    if r == CUresult::CUDA_SUCCESS {
+    let r = work(Some(t), part);
+    if ok(&r) {
         if !ordered(part, app) {
             // The application's stream could not be made to wait: wait here instead.
             // SAFETY: a live stream.
@@ -454,6 +445,35 @@ fn place(
         PLACED.fetch_add(1, Ordering::Relaxed);
     }
     r
+}
+
+/// Places a kernel launch: `launch` runs function `f` on a stream; on the partition a
+/// `CUkernel` is resolved in its green context, which is current while it is launched.
+fn place_kernel(
+    flavour: usize,
+    f: CUfunction,
+    stream: CUstream,
+    launch: impl Fn(CUfunction, CUstream) -> CUresult,
+) -> CUresult {
+    place(
+        flavour,
+        stream,
+        |r| *r == CUresult::CUDA_SUCCESS,
+        |t, s| match t.map(|t| (t, on_partition(t, f))) {
+            Some((t, (g, true))) => {
+                let mut current = std::ptr::null_mut();
+                // SAFETY: the calling thread's current context, restored below.
+                unsafe {
+                    sys::cuCtxGetCurrent(&mut current);
+                    sys::cuCtxSetCurrent(t.context);
+                    let r = launch(g, s);
+                    sys::cuCtxSetCurrent(current);
+                    r
+                }
+            }
+            Some((_, (_, false))) | None => launch(f, s),
+        },
+    )
 }
 
 /// Calls the driver's launch entry point of `flavour` (resolved from libcuda if the
@@ -492,7 +512,7 @@ fn launch_kernel(
     extra: *mut *mut c_void,
 ) -> CUresult {
     let Some(real) = real_launch(flavour) else { return CUresult::CUDA_ERROR_NOT_INITIALIZED };
-    place(flavour, f, stream, |f, s| {
+    place_kernel(flavour, f, stream, |f, s| {
         // SAFETY: the application's launch, on `s` (its stream or the partition's).
         unsafe { real(f, grid[0], grid[1], grid[2], block[0], block[1], block[2], shared, s, params, extra) }
     })
@@ -512,7 +532,7 @@ fn launch_kernel_ex(
         // SAFETY: passed on as given.
         return unsafe { real(config, f, params, extra) };
     };
-    place(flavour, f, c.hStream, |f, s| {
+    place_kernel(flavour, f, c.hStream, |f, s| {
         let mut on = *c;
         on.hStream = s;
         // SAFETY: the application's launch, on `s`.
@@ -589,14 +609,15 @@ pub unsafe extern "C" fn cuLaunchKernelEx_ptsz(
 pub fn report() -> String {
     let sms = target().map_or(0, |t| t.sms);
     format!(
-        "{{\"sms\": {sms}, \"launches\": {}, \"placed\": {}, \"captured\": {}, \"fallback\": {}, \"via_ex\": {}, \"functions_resolved\": {}, \"functions_kept\": {}}}",
+        "{{\"sms\": {sms}, \"launches\": {}, \"placed\": {}, \"captured\": {}, \"fallback\": {}, \"via_ex\": {}, \"functions_resolved\": {}, \"functions_kept\": {}, \"blas_calls\": {}}}",
         SEEN.load(Ordering::Relaxed),
         PLACED.load(Ordering::Relaxed),
         CAPTURED.load(Ordering::Relaxed),
         FALLBACK.load(Ordering::Relaxed),
         VIA_EX.load(Ordering::Relaxed),
         RESOLVED.load(Ordering::Relaxed),
-        KEPT.load(Ordering::Relaxed)
+        KEPT.load(Ordering::Relaxed),
+        blas::CALLS.load(Ordering::Relaxed)
     )
 }
 

@@ -1,0 +1,242 @@
+//! cuBLAS calls placed on the partition. cuBLAS launches its kernels by a path the driver-level
+//! stand-ins do not see (docs/interposer-h200.md), but it runs them on the stream it is given
+//! and resolves them in that stream's context: so the calls PyTorch makes for its GEMMs are
+//! stood in for here, and run on the partition's stream, ordered with the application's like
+//! a kernel. `cublasGemmEx` and `cublasGemmStridedBatchedEx` take their stream from the handle:
+//! it is set to the partition's for the call and back after, and the workspace the application
+//! gave the handle (which setting a stream resets) is given again each time.
+
+use std::collections::HashMap;
+use std::ffi::{c_int, c_longlong, c_void, CStr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use super::{place, real_dlsym, LEGACY};
+use cudarc::driver::sys::CUstream;
+
+/// `CUBLAS_STATUS_SUCCESS`.
+const SUCCESS: c_int = 0;
+/// `CUBLAS_STATUS_NOT_INITIALIZED`, when the library's own function cannot be found.
+const NOT_INITIALIZED: c_int = 1;
+
+type Handle = *mut c_void;
+
+/// cuBLAS calls seen (each also counted as a launch).
+pub(crate) static CALLS: AtomicU64 = AtomicU64::new(0);
+
+/// The libraries cuBLAS's functions may come from, as loaded (PyTorch loads them into a
+/// local scope, which `RTLD_NEXT` does not search).
+const LIBRARIES: [&CStr; 4] = [c"libcublas.so.13", c"libcublasLt.so.13", c"libcublas.so.12", c"libcublasLt.so.12"];
+
+/// cuBLAS's own definition of `name` (the next after this library's, or the one in a loaded
+/// cuBLAS library), found once.
+fn next<F: Copy>(slot: &'static OnceLock<usize>, name: &CStr) -> Option<F> {
+    let p = *slot.get_or_init(|| {
+        let Some(dlsym) = real_dlsym() else { return 0 };
+        // SAFETY: lookups of a NUL-terminated name; dlopen only finds libraries already loaded.
+        unsafe {
+            let p = dlsym(libc::RTLD_NEXT, name.as_ptr());
+            if !p.is_null() {
+                return p as usize;
+            }
+            for lib in LIBRARIES {
+                let h = libc::dlopen(lib.as_ptr(), libc::RTLD_LAZY | libc::RTLD_NOLOAD);
+                if !h.is_null() {
+                    let p = dlsym(h, name.as_ptr());
+                    if !p.is_null() {
+                        return p as usize;
+                    }
+                }
+            }
+            0
+        }
+    });
+    // SAFETY: `F` is the function's type (each caller names its own).
+    (p != 0).then(|| unsafe { std::mem::transmute_copy::<usize, F>(&p) })
+}
+
+/// The workspace each handle was given by the application (pointer, bytes).
+static WORKSPACES: Mutex<Option<HashMap<usize, (usize, usize)>>> = Mutex::new(None);
+
+type SetWorkspace = unsafe extern "C" fn(Handle, *mut c_void, usize) -> c_int;
+type SetStream = unsafe extern "C" fn(Handle, CUstream) -> c_int;
+type GetStream = unsafe extern "C" fn(Handle, *mut CUstream) -> c_int;
+
+fn set_workspace_fn() -> Option<SetWorkspace> {
+    static F: OnceLock<usize> = OnceLock::new();
+    next(&F, c"cublasSetWorkspace_v2")
+}
+
+/// `cublasSetWorkspace_v2`: as cuBLAS's, remembered for the handle.
+///
+/// # Safety
+/// As cuBLAS's.
+#[no_mangle]
+pub unsafe extern "C" fn cublasSetWorkspace_v2(handle: Handle, workspace: *mut c_void, bytes: usize) -> c_int {
+    let Some(real) = set_workspace_fn() else { return NOT_INITIALIZED };
+    if let Ok(mut w) = WORKSPACES.lock() {
+        w.get_or_insert_with(HashMap::new).insert(handle as usize, (workspace as usize, bytes));
+    }
+    // SAFETY: the caller's arguments.
+    unsafe { real(handle, workspace, bytes) }
+}
+
+/// Runs `call` with the handle's stream set to `stream`, the application's workspace kept.
+fn with_stream(handle: Handle, stream: CUstream, call: impl FnOnce() -> c_int) -> c_int {
+    static SET: OnceLock<usize> = OnceLock::new();
+    let Some(set) = next::<SetStream>(&SET, c"cublasSetStream_v2") else { return NOT_INITIALIZED };
+    let workspace = WORKSPACES.lock().ok().and_then(|w| w.as_ref()?.get(&(handle as usize)).copied());
+    let give_workspace = || {
+        if let (Some((ptr, bytes)), Some(ws)) = (workspace, set_workspace_fn()) {
+            // SAFETY: the workspace the application gave this handle.
+            unsafe { ws(handle, ptr as *mut c_void, bytes) };
+        }
+    };
+    // SAFETY: a live handle and stream.
+    let r = unsafe { set(handle, stream) };
+    if r != SUCCESS {
+        return r;
+    }
+    give_workspace();
+    call()
+}
+
+/// Places a cuBLAS call that runs on its handle's stream.
+fn place_handle_call(handle: Handle, call: impl Fn() -> c_int) -> c_int {
+    CALLS.fetch_add(1, Ordering::Relaxed);
+    static GET: OnceLock<usize> = OnceLock::new();
+    let Some(get) = next::<GetStream>(&GET, c"cublasGetStream_v2") else { return call() };
+    let mut app = std::ptr::null_mut();
+    // SAFETY: a live handle; writes one stream.
+    if unsafe { get(handle, &mut app) } != SUCCESS {
+        return call();
+    }
+    place(
+        LEGACY,
+        app,
+        |r| *r == SUCCESS,
+        |t, s| match t {
+            None => call(),
+            Some(_) => {
+                let r = with_stream(handle, s, &call);
+                with_stream(handle, app, || SUCCESS);
+                r
+            }
+        },
+    )
+}
+
+/// Defines the stand-in for a cuBLAS call that runs on its handle's stream: the same
+/// signature, cuBLAS's own function called on the partition ([`place_handle_call`]).
+macro_rules! handle_call {
+    ($(#[$doc:meta])* $name:ident($handle:ident $(, $arg:ident: $ty:ty)* $(,)?)) => {
+        $(#[$doc])*
+        ///
+        /// # Safety
+        /// As cuBLAS's.
+        #[no_mangle]
+        #[allow(clippy::too_many_arguments)]
+        pub unsafe extern "C" fn $name($handle: Handle $(, $arg: $ty)*) -> c_int {
+            type F = unsafe extern "C" fn(Handle $(, $ty)*) -> c_int;
+            static REAL: OnceLock<usize> = OnceLock::new();
+            let name = CStr::from_bytes_with_nul(concat!(stringify!($name), "\0").as_bytes()).expect("a name");
+            let Some(real) = next::<F>(&REAL, name) else { return NOT_INITIALIZED };
+            // SAFETY: the application's call.
+            place_handle_call($handle, || unsafe { real($handle $(, $arg)*) })
+        }
+    };
+}
+
+handle_call!(
+    /// `cublasGemmEx`, on the partition.
+    cublasGemmEx(
+        handle, transa: c_int, transb: c_int, m: c_int, n: c_int, k: c_int, alpha: *const c_void,
+        a: *const c_void, a_type: c_int, lda: c_int, b: *const c_void, b_type: c_int, ldb: c_int,
+        beta: *const c_void, c: *mut c_void, c_type: c_int, ldc: c_int, compute: c_int, algo: c_int,
+    )
+);
+
+handle_call!(
+    /// `cublasGemmStridedBatchedEx`, on the partition.
+    cublasGemmStridedBatchedEx(
+        handle, transa: c_int, transb: c_int, m: c_int, n: c_int, k: c_int, alpha: *const c_void,
+        a: *const c_void, a_type: c_int, lda: c_int, stride_a: c_longlong, b: *const c_void,
+        b_type: c_int, ldb: c_int, stride_b: c_longlong, beta: *const c_void, c: *mut c_void,
+        c_type: c_int, ldc: c_int, stride_c: c_longlong, batch: c_int, compute: c_int, algo: c_int,
+    )
+);
+
+/// `cublasLtMatmul`, on the partition (its stream is an argument).
+///
+/// # Safety
+/// As cuBLASLt's.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn cublasLtMatmul(
+    light: Handle,
+    desc: *mut c_void,
+    alpha: *const c_void,
+    a: *const c_void,
+    a_desc: *mut c_void,
+    b: *const c_void,
+    b_desc: *mut c_void,
+    beta: *const c_void,
+    c: *const c_void,
+    c_desc: *mut c_void,
+    d: *mut c_void,
+    d_desc: *mut c_void,
+    algo: *const c_void,
+    workspace: *mut c_void,
+    workspace_bytes: usize,
+    stream: CUstream,
+) -> c_int {
+    type F = unsafe extern "C" fn(
+        Handle,
+        *mut c_void,
+        *const c_void,
+        *const c_void,
+        *mut c_void,
+        *const c_void,
+        *mut c_void,
+        *const c_void,
+        *const c_void,
+        *mut c_void,
+        *mut c_void,
+        *mut c_void,
+        *const c_void,
+        *mut c_void,
+        usize,
+        CUstream,
+    ) -> c_int;
+    static REAL: OnceLock<usize> = OnceLock::new();
+    let Some(real) = next::<F>(&REAL, c"cublasLtMatmul") else { return NOT_INITIALIZED };
+    CALLS.fetch_add(1, Ordering::Relaxed);
+    place(
+        LEGACY,
+        stream,
+        |r| *r == SUCCESS,
+        |_, s| {
+            // SAFETY: the application's call, on `s`.
+            unsafe {
+                real(
+                    light,
+                    desc,
+                    alpha,
+                    a,
+                    a_desc,
+                    b,
+                    b_desc,
+                    beta,
+                    c,
+                    c_desc,
+                    d,
+                    d_desc,
+                    algo,
+                    workspace,
+                    workspace_bytes,
+                    s,
+                )
+            }
+        },
+    )
+}
