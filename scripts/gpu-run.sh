@@ -58,6 +58,10 @@ if [ -f "$bin/librightsize_preload.so" ]; then
     echo "== interposer on PyTorch models (scripts/preload_check.py)"
     python3 scripts/preload_check.py "$bin/librightsize_preload.so" 2>&1 | tee "$out/preload.txt"
     [ "${PIPESTATUS[0]}" = 0 ] || status=1
+    if command -v nvidia-cuda-mps-control >/dev/null; then
+        echo "== interposer windows under MPS (scripts/preload_mps.sh)"
+        bash scripts/preload_mps.sh "$bin/librightsize_preload.so" 2>&1 | tee "$out/preload-mps.txt"
+    fi
 fi
 
 if [ "$sanitize" = 1 ]; then
