@@ -18,7 +18,9 @@ use std::thread::ThreadId;
 use parking_lot::Mutex;
 use rightsize::kernels::{Kernel, KernelId, Params, WithParams};
 use rightsize::profiler::Profile;
-use rightsize::runtime::policy::{Full, KrispConserved, KrispShare, Policy, Prioritized, PriorityClass, Share, Static};
+use rightsize::runtime::policy::{
+    meets_on, Full, KrispConserved, KrispShare, Policy, Prioritized, PriorityClass, Share, Static,
+};
 use rightsize::runtime::{
     Device, DeviceBuffer, Error, ForeignGrid, ForeignKernel, ForeignModule, MinSms, Runtime, Tenant,
 };
@@ -64,6 +66,15 @@ pub struct RsTenantSpec {
     /// SMs guaranteed to it whenever it contends (rounded up to the device's groups); 0: an
     /// equal part of what the others' quotas leave.
     pub quota_sms: u32,
+    /// Its latency objective for one request, in µs (0: none). A latency-critical tenant with
+    /// a quota whose profile says its request, beside a co-runner, takes at most half of it on
+    /// the quota is *bounded* under `krisp`: it runs on its window (its quota while others
+    /// contend, more as they go idle) at high priority instead of on the whole device, and
+    /// leaves the rest to the others.
+    pub slo_us: u32,
+    /// Which of `RsRuntimeOptions::profiles` is this tenant's request (1 for the first; 0:
+    /// none), for the objective above.
+    pub profile: u32,
 }
 
 /// What [`rightsize_runtime_create`] makes.
@@ -97,12 +108,16 @@ pub struct RsTenantStats {
     pub on_partitions: u64,
     /// SMs its last kernel was placed on.
     pub last_sms: u32,
+    /// 1 when the policy bounds it to its window (see `RsTenantSpec::slo_us`), else 0.
+    pub bounded: u32,
 }
 
 /// A runtime on one GPU (opaque).
 pub struct RsRuntime {
     rt: Arc<Runtime>,
     specs: Vec<RsTenantSpec>,
+    /// Per tenant, whether the policy bounds it to its window.
+    bounded: Vec<bool>,
 }
 
 /// A tenant of a runtime (opaque); used from the thread that made it.
@@ -291,8 +306,15 @@ pub extern "C" fn rightsize_last_error() -> *const c_char {
     LAST_ERROR.with(|l| l.borrow().as_ptr())
 }
 
-/// The policy named `name` for `specs` on a device of `groups` groups of `granularity` SMs.
-fn policy(name: &str, specs: &[RsTenantSpec], groups: u32, granularity: u32) -> Result<Box<dyn Policy>, Failure> {
+/// The policy named `name` for `specs` (`bounded[i]`: tenant i bounded to its window) on a
+/// device of `groups` groups of `granularity` SMs.
+fn policy(
+    name: &str,
+    specs: &[RsTenantSpec],
+    bounded: &[bool],
+    groups: u32,
+    granularity: u32,
+) -> Result<Box<dyn Policy>, Failure> {
     let quota = |s: &RsTenantSpec| (s.quota_sms > 0).then_some(s.quota_sms);
     Ok(match name {
         "streams" => Box::new(Prioritized { inner: Full, reserved_groups: 0 }),
@@ -304,16 +326,31 @@ fn policy(name: &str, specs: &[RsTenantSpec], groups: u32, granularity: u32) -> 
         "krisp" => Box::new(KrispShare::new(
             specs
                 .iter()
-                .map(|s| Share {
+                .zip(bounded)
+                .map(|(s, &bounded)| Share {
                     class: class(s.class),
                     quota: quota(s).map(|sms| sms.div_ceil(granularity.max(1))),
-                    bounded: false,
+                    bounded,
                 })
                 .collect(),
         )),
         "krisp-conserved" => Box::new(Prioritized { inner: KrispConserved, reserved_groups: 0 }),
         other => return Err(invalid(format!("unknown policy {other:?}: the policies are {}", POLICIES.join(", ")))),
     })
+}
+
+/// Whether tenant `s` is bounded to its window: latency-critical, with a quota, an objective
+/// and a profile whose request, beside a co-runner, meets it on the quota
+/// ([`meets_on`]).
+fn is_bounded(s: &RsTenantSpec, profiles: &[Profile], granularity: u32) -> bool {
+    let g = granularity.max(1);
+    let profile = (s.profile as usize).checked_sub(1).and_then(|i| profiles.get(i));
+    match (s.class, s.quota_sms, s.slo_us, profile) {
+        (RsClass::LatencyCritical, q, slo, Some(p)) if q > 0 && slo > 0 => {
+            meets_on(&p.request_us_beside(1), q.div_ceil(g) * g, f64::from(slo) / 1e3)
+        }
+        _ => false,
+    }
 }
 
 /// The policies a runtime can have.
@@ -348,23 +385,30 @@ pub unsafe extern "C" fn rightsize_runtime_create(
         if !POLICIES.contains(&name) {
             return Err(invalid(format!("unknown policy {name:?}: the policies are {}", POLICIES.join(", "))));
         }
+        if let Some((i, s)) = specs.iter().enumerate().find(|(_, s)| s.profile as usize > paths.len()) {
+            return Err(invalid(format!("tenant {i} names profile {} of {} given", s.profile, paths.len())));
+        }
         let device = Device::open(o.device as usize).map_err(runtime_failure)?;
         let mut min_sms = MinSms::default();
+        let mut profiles = Vec::with_capacity(paths.len());
         for (i, &p) in paths.iter().enumerate() {
             let path = unsafe { text(p, &format!("options.profiles[{i}]")) }?;
             let profile = Profile::load(path.as_ref()).map_err(|e| (RsStatus::Profile, e.to_string()))?;
             profile.check(device.info()).map_err(|e| (RsStatus::Profile, format!("{path}: {e}")))?;
             profile.add_to(&mut min_sms);
+            profiles.push(profile);
         }
         let topo = device
             .info()
             .partitions
             .topology()
             .map_err(|reason| (RsStatus::Partitions, format!("SM partitions are unavailable: {reason}")))?;
-        let policy = policy(name, &specs, topo.groups, topo.granularity)?;
+        let bounded: Vec<bool> = specs.iter().map(|s| is_bounded(s, &profiles, topo.granularity)).collect();
+        let policy = policy(name, &specs, &bounded, topo.groups, topo.granularity)?;
         let rt = Runtime::with_policy(device, policy, min_sms, specs.len() as u32).map_err(runtime_failure)?;
+        let bounded = if name == "krisp" { bounded } else { vec![false; specs.len()] };
         // SAFETY: the caller's contract.
-        unsafe { give(out, RsRuntime { rt: Arc::new(rt), specs }) }
+        unsafe { give(out, RsRuntime { rt: Arc::new(rt), specs, bounded }) }
     })
 }
 
@@ -405,8 +449,12 @@ pub unsafe extern "C" fn rightsize_tenant_create(rt: *const RsRuntime, id: u32, 
             .specs
             .get(id as usize)
             .ok_or_else(|| invalid(format!("tenant {id}: the runtime was made for {} tenants", rt.specs.len())))?;
-        let tenant = Tenant::scheduled(rt.rt.clone(), id, class(spec.class)).map_err(runtime_failure)?;
-        let t = RsTenant { tenant, owner: std::thread::current().id(), stats: Cell::default() };
+        let mut tenant = Tenant::scheduled(rt.rt.clone(), id, class(spec.class)).map_err(runtime_failure)?;
+        if spec.slo_us > 0 {
+            tenant = tenant.with_slo(std::time::Duration::from_micros(u64::from(spec.slo_us)));
+        }
+        let stats = RsTenantStats { bounded: u32::from(rt.bounded[id as usize]), ..RsTenantStats::default() };
+        let t = RsTenant { tenant, owner: std::thread::current().id(), stats: Cell::new(stats) };
         // SAFETY: the caller's contract.
         unsafe { give(out, t) }
     })
@@ -730,4 +778,29 @@ pub unsafe extern "C" fn rightsize_buffer_read(b: *const RsBuffer, dst: *mut c_v
 pub unsafe extern "C" fn rightsize_buffer_destroy(b: *mut RsBuffer) {
     // SAFETY: the caller's contract.
     unsafe { free(b) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The committed profile of lc-serving's latency-critical tenant (bert-base, batch 1, on an
+    /// H200): its request beside a co-runner takes about 1.5 ms on 32 SMs.
+    fn bert_b1() -> Profile {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../profiles/nvidia-h200/bert-base-b1-s128.json");
+        Profile::load(path.as_ref()).expect("the committed profile")
+    }
+
+    #[test]
+    fn a_latency_critical_tenant_is_bounded_where_its_profile_meets_its_objective_on_its_quota() {
+        let profiles = [bert_b1()];
+        let spec = |class, slo_us, profile| RsTenantSpec { class, quota_sms: 32, slo_us, profile };
+        let lc = RsClass::LatencyCritical;
+        assert!(is_bounded(&spec(lc, 4000, 1), &profiles, 8), "half of 4 ms holds a 1.5 ms request");
+        assert!(!is_bounded(&spec(lc, 2000, 1), &profiles, 8), "half of 2 ms does not");
+        assert!(!is_bounded(&spec(lc, 4000, 0), &profiles, 8), "no profile");
+        assert!(!is_bounded(&spec(lc, 0, 1), &profiles, 8), "no objective");
+        assert!(!is_bounded(&spec(RsClass::BestEffort, 4000, 1), &profiles, 8), "best-effort");
+        assert!(!is_bounded(&RsTenantSpec { quota_sms: 0, ..spec(lc, 4000, 1) }, &profiles, 8), "no quota");
+    }
 }

@@ -94,6 +94,19 @@ typedef struct RsTenantSpec {
    * equal part of what the others' quotas leave.
    */
   uint32_t quota_sms;
+  /**
+   * Its latency objective for one request, in µs (0: none). A latency-critical tenant with
+   * a quota whose profile says its request, beside a co-runner, takes at most half of it on
+   * the quota is *bounded* under `krisp`: it runs on its window (its quota while others
+   * contend, more as they go idle) at high priority instead of on the whole device, and
+   * leaves the rest to the others.
+   */
+  uint32_t slo_us;
+  /**
+   * Which of `RsRuntimeOptions::profiles` is this tenant's request (1 for the first; 0:
+   * none), for the objective above.
+   */
+  uint32_t profile;
 } RsTenantSpec;
 
 /**
@@ -211,6 +224,10 @@ typedef struct RsTenantStats {
    * SMs its last kernel was placed on.
    */
   uint32_t last_sms;
+  /**
+   * 1 when the policy bounds it to its window (see `RsTenantSpec::slo_us`), else 0.
+   */
+  uint32_t bounded;
 } RsTenantStats;
 
 #ifdef __cplusplus

@@ -14,8 +14,8 @@ use super::scenario::{Mode, Scenario, Sharing};
 use super::serve::Served;
 use super::trace::{RequestSpan, Spans, TenantTrace};
 use crate::runtime::policy::{
-    Full, KrispConserved, KrispIsolated, KrispShare, Policy, Prioritized, PriorityClass, Share, Speeds, Static,
-    Topology,
+    meets_on, Full, KrispConserved, KrispIsolated, KrispShare, Policy, Prioritized, PriorityClass, Share, Speeds,
+    Static, Topology,
 };
 use crate::runtime::sync::{AtomicU32, Condvar, Mutex, Ordering};
 use crate::runtime::{Device, GroupRange, MinSms, Runtime, Tenant};
@@ -31,18 +31,6 @@ pub struct Knees {
     /// The same beside a co-runner streaming memory on the rest of the device (alone where
     /// there is no rest).
     pub request_beside_us: Vec<Option<Vec<(u32, f64)>>>,
-}
-
-/// The share of its objective a latency-critical tenant's request may take, beside a
-/// co-runner, on its quota for the tenant to be bounded to its window: the rest is left to
-/// queueing and the tail.
-pub const BOUNDED_SLO_SHARE: f64 = 0.5;
-
-/// Whether a request whose times beside a co-runner are `beside` (`(sms, µs)`, ascending)
-/// meets `slo_ms` × [`BOUNDED_SLO_SHARE`] on `sms` SMs, judged at the largest profiled count
-/// not above it (none: no).
-fn meets_on(beside: &[(u32, f64)], sms: u32, slo_ms: f64) -> bool {
-    beside.iter().rev().find(|p| p.0 <= sms).is_some_and(|p| p.1 > 0.0 && p.1 <= slo_ms * 1e3 * BOUNDED_SLO_SHARE)
 }
 
 /// Why a tenant did not start: another tenant of the run failed to get ready.

@@ -553,6 +553,19 @@ impl<P: Policy> Policy for Prioritized<P> {
     }
 }
 
+/// The share of its objective a latency-critical tenant's request may take, beside a
+/// co-runner, on its quota for the tenant to be bounded to its window ([`Share::bounded`]):
+/// the rest is left to queueing and the tail.
+pub const BOUNDED_SLO_SHARE: f64 = 0.5;
+
+/// Whether a request whose times beside a co-runner are `beside` (`(sms, µs)`, ascending; a
+/// profile's request curve) meets `slo_ms` × [`BOUNDED_SLO_SHARE`] on `sms` SMs, judged at the
+/// largest profiled count not above it (none: no): whether a latency-critical tenant with a
+/// quota of `sms` may be [`Share::bounded`].
+pub fn meets_on(beside: &[(u32, f64)], sms: u32, slo_ms: f64) -> bool {
+    beside.iter().rev().find(|p| p.0 <= sms).is_some_and(|p| p.1 > 0.0 && p.1 <= slo_ms * 1e3 * BOUNDED_SLO_SHARE)
+}
+
 /// One tenant as [`KrispShare`] sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Share {

@@ -100,7 +100,7 @@ static unsigned check(const char *how, const float *x, const float *y, const uns
 }
 
 int main(void) {
-    RsTenantSpec spec = {RS_CLASS_BEST_EFFORT, QUOTA};
+    RsTenantSpec spec = {RS_CLASS_BEST_EFFORT, QUOTA, 0, 0};
     RsRuntimeOptions options = {0, "static", &spec, 1, NULL, 0};
     RsRuntime *rt = NULL;
     CHECK(rightsize_runtime_create(&options, &rt));

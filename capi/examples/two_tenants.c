@@ -78,14 +78,14 @@ static void *serve(void *arg) {
 }
 
 int main(void) {
-    RsTenantSpec specs[2] = {{RS_CLASS_LATENCY_CRITICAL, 32}, {RS_CLASS_BEST_EFFORT, 0}};
+    RsTenantSpec specs[2] = {{RS_CLASS_LATENCY_CRITICAL, 32, 0, 0}, {RS_CLASS_BEST_EFFORT, 0, 0, 0}};
     RsRuntimeOptions options = {0, "krisp", specs, 2, NULL, 0};
     RsRuntime *rt = NULL;
     if (rightsize_runtime_create(&options, &rt) != RS_STATUS_OK) {
         fprintf(stderr, "runtime: %s\n", rightsize_last_error());
         return 1;
     }
-    Job jobs[2] = {{rt, 0, NULL, {0, 0, 0}, 0, ""}, {rt, 1, NULL, {0, 0, 0}, 0, ""}};
+    Job jobs[2] = {{rt, 0, NULL, {0, 0, 0, 0}, 0, ""}, {rt, 1, NULL, {0, 0, 0, 0}, 0, ""}};
     pthread_barrier_init(&served, NULL, 3);
     pthread_barrier_init(&checked, NULL, 3);
     pthread_t threads[2];

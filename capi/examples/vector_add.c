@@ -15,7 +15,7 @@
 
 int main(void) {
     enum { N = 1 << 20 };
-    RsTenantSpec spec = {RS_CLASS_BEST_EFFORT, 32};
+    RsTenantSpec spec = {RS_CLASS_BEST_EFFORT, 32, 0, 0};
     RsRuntimeOptions options = {0, "static", &spec, 1, NULL, 0};
     RsRuntime *rt = NULL;
     CHECK(rightsize_runtime_create(&options, &rt));

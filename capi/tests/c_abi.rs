@@ -131,7 +131,7 @@ fn wrong_calls_are_refused_with_a_reason() {
     assert_eq!(unsafe { rightsize_runtime_create(ptr::null(), &mut rt) }, RsStatus::InvalidArgument);
     assert!(last_error().contains("options is null"), "{}", last_error());
     let policy = CString::new("fastest").unwrap();
-    let spec = RsTenantSpec { class: RsClass::LatencyCritical, quota_sms: 32 };
+    let mut spec = RsTenantSpec { class: RsClass::LatencyCritical, quota_sms: 32, slo_us: 2000, profile: 0 };
     let mut o = RsRuntimeOptions {
         device: 0,
         policy: policy.as_ptr(),
@@ -148,6 +148,12 @@ fn wrong_calls_are_refused_with_a_reason() {
     assert_eq!(unsafe { rightsize_runtime_create(&o, &mut rt) }, RsStatus::InvalidArgument);
     assert!(last_error().contains("at least one tenant"), "{}", last_error());
     o.tenant_count = 1;
+    spec.profile = 1;
+    o.tenants = &spec;
+    assert_eq!(unsafe { rightsize_runtime_create(&o, &mut rt) }, RsStatus::InvalidArgument);
+    assert!(last_error().contains("tenant 0 names profile 1 of 0 given"), "{}", last_error());
+    spec.profile = 0;
+    o.tenants = &spec;
     o.profile_count = 2;
     assert_eq!(unsafe { rightsize_runtime_create(&o, &mut rt) }, RsStatus::InvalidArgument);
     assert!(last_error().contains("options.profiles is null"), "{}", last_error());
