@@ -207,14 +207,28 @@ impl Worker {
         i: usize,
         tx: &mpsc::Sender<(usize, Option<Message>)>,
     ) -> anyhow::Result<Worker> {
-        let mut child = Command::new(exe)
-            .args(args)
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("cannot start {}", exe.display()))?;
+        let start = || {
+            Command::new(exe)
+                .args(args)
+                .envs(env.iter().map(|(k, v)| (k, v)))
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+        };
+        // A program just written may still be open for writing in a child another thread
+        // forked meanwhile (ETXTBSY) until that child execs: try again briefly.
+        let mut started = start();
+        for _ in 0..50 {
+            match &started {
+                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                    std::thread::sleep(Duration::from_millis(10));
+                    started = start();
+                }
+                _ => break,
+            }
+        }
+        let mut child = started.with_context(|| format!("cannot start {}", exe.display()))?;
         CHILDREN.lock().unwrap_or_else(|p| p.into_inner()).push(child.id());
         let stdout = child.stdout.take().context("child stdout")?;
         let stderr_pipe = child.stderr.take().context("child stderr")?;
