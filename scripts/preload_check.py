@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """The interposer on real PyTorch models: runs this script's child (BERT-base and GPT-2 from
-transformers with random FP16 weights of a fixed seed, eager and replayed from a CUDA graph,
+transformers with random FP16 weights of a fixed seed, eager, replayed from a CUDA graph, and
+both at once in two threads with a stream each,
 a memory-bound scale of 1 GiB, an 8192³ GEMM, and 20,000 tiny launches timed on the host)
 without the interposer and under it at 16 and 64 SMs, and checks that every output is bitwise
 equal, that kernels and cuBLAS calls were placed (the interposer's log) and that the
@@ -64,6 +65,33 @@ def child(out_path):
             "scale_1gb_ms": cuda_ms(lambda: big.mul_(1.0)),
             "bert_forward_ms": cuda_ms(lambda: bert(input_ids=ids)),
         }
+        # Two models in one process, a thread and a stream each, at the same time.
+        import threading
+
+        gpt_ids = gids[:, :64].clone()
+        results = {}
+
+        def serve(name, fn):
+            stream = torch.cuda.Stream()
+            # Inference mode is per thread.
+            with torch.inference_mode(), torch.cuda.stream(stream):
+                for _ in range(5):
+                    out = fn()
+            stream.synchronize()
+            results[name] = out.float().cpu()
+
+        threads = [
+            threading.Thread(target=serve, args=("threads_bert", lambda: bert(input_ids=ids).last_hidden_state)),
+            threading.Thread(target=serve, args=("threads_gpt2", lambda: gpt2(input_ids=gpt_ids).logits[:, -1])),
+        ]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        if len(results) != len(threads):
+            raise SystemExit(f"a model's thread failed: only {sorted(results)} finished")
+        outs.update(results)
+
         # Host cost per launch: tiny kernels issued back to back, timed on the host.
         t = torch.zeros(16, device=dev)
         for _ in range(1000):
