@@ -16,13 +16,16 @@
 //! How a kernel is placed: it runs on a stream of the partition, ordered with the stream the
 //! application launched it on by one event each way (the partition stream waits for the work
 //! issued before it; the application's stream waits for the kernel), so the application sees
-//! the order it asked for. Kernels launched while their stream is being captured into a graph,
+//! the order it asked for. A `CUkernel` (what the CUDA runtime launches) is resolved in the
+//! partition's green context, with that context current for the launch: resolved in the
+//! primary context it would run on every SM even from the partition's stream. Kernels launched while their stream is being captured into a graph,
 //! and graph launches, run where the application put them (the whole device).
 //!
 //! Settings (environment): `RIGHTSIZE_SMS` — SMs of the partition (rounded up to the device's
 //! groups; unset: every kernel passes through, counted); `RIGHTSIZE_FIRST_GROUP` — its first
 //! group (default 0); `RIGHTSIZE_DEVICE` — the GPU (default 0; kernels of other GPUs pass
-//! through); `RIGHTSIZE_PRELOAD_LOG` — a file that gets, at exit, what was placed (JSON).
+//! through); `RIGHTSIZE_PRELOAD_LOG` — a file that gets, at exit, what was placed (JSON);
+//! `RIGHTSIZE_PRELOAD_TRACE` — a file that gets every driver symbol looked up.
 //!
 //! Not yet: sizing each kernel from a profile or an online fit, and coordination between
 //! processes; one partition per process (issue "Link it into any engine", item 3).
@@ -33,9 +36,9 @@ use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use cudarc::driver::sys::{self, CUfunction, CUlaunchConfig, CUresult, CUstream};
-mod blas;
-
 use rightsize::runtime::{Device, PartitionId, PartitionPool, PartitionRequest, PartitionSupport, PoolSpec};
+
+mod blas;
 
 type Dlsym = unsafe extern "C" fn(*mut c_void, *const c_char) -> *mut c_void;
 type GetProc = unsafe extern "C" fn(*const c_char, *mut *mut c_void, c_int, u64) -> CUresult;
