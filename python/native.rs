@@ -9,7 +9,7 @@ use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 
 use rightsize::cli::text::{Task, TextModel as Model};
-use rightsize::runtime::{Device, PartitionId, PartitionPool, PartitionRequest, PartitionSupport, PoolSpec};
+use rightsize::runtime::{Device, PartitionError, PartitionId, PartitionPool, PoolSpec};
 
 /// A failure of rightsize as a Python `RuntimeError`, with its whole chain of causes.
 fn failed(e: impl Into<anyhow::Error>) -> PyErr {
@@ -90,25 +90,13 @@ impl Partition {
     fn new(py: Python<'_>, sms: u32, device: usize, first_group: u32, high_priority: bool) -> PyResult<Partition> {
         py.detach(|| {
             let device = Device::open(device).map_err(failed)?;
-            let (granularity, groups) = match &device.info().partitions {
-                PartitionSupport::Supported { granularity, groups, .. } => (*granularity, *groups),
-                PartitionSupport::Unsupported { reason } => {
-                    return Err(PyRuntimeError::new_err(format!("SM partitions are unavailable: {reason}")))
-                }
-            };
-            if sms == 0 || sms.div_ceil(granularity) > groups.saturating_sub(first_group) {
-                return Err(PyValueError::new_err(format!(
-                    "{sms} SMs from group {first_group}: the GPU's split has {groups} groups of {granularity} SMs"
-                )));
-            }
-            let request = PartitionRequest { first_group, sms: sms.div_ceil(granularity) * granularity };
             let range = device.info().stream_priorities;
-            let spec = PoolSpec {
-                partitions: vec![request],
-                priorities: vec![if high_priority { range.greatest } else { range.least }],
-                lanes: 1,
-                rest: false,
-            };
+            let priority = if high_priority { range.greatest } else { range.least };
+            let spec =
+                PoolSpec::window(&device.info().partitions, sms, first_group, Some(priority)).map_err(|e| match e {
+                    PartitionError::Unsupported(_) => PyRuntimeError::new_err(e.to_string()),
+                    e => PyValueError::new_err(e.to_string()),
+                })?;
             let pool = PartitionPool::new(&device, &spec).map_err(failed)?;
             let sms = pool.get(PartitionId::green(0)).map_err(failed)?.sms();
             Ok(Partition { pool, device, sms, first_group })

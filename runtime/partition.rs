@@ -195,6 +195,34 @@ impl PoolSpec {
         PoolSpec { partitions, priorities, lanes: 1, rest: false }
     }
 
+    /// One window of at least `sms` SMs (rounded up to whole groups) from group `first_group`
+    /// of a device that partitions as `support` says, its streams at `priority` (`None`: the
+    /// least): the partition a process or a block of code asks for. Refused with the device's
+    /// limits when there are no partitions or the window does not fit.
+    pub fn window(
+        support: &super::PartitionSupport,
+        sms: u32,
+        first_group: u32,
+        priority: Option<i32>,
+    ) -> Result<PoolSpec, PartitionError> {
+        let (granularity, groups, remaining_sms) = match support {
+            super::PartitionSupport::Supported { granularity, groups, remaining_sms, .. } => {
+                (*granularity, *groups, *remaining_sms)
+            }
+            super::PartitionSupport::Unsupported { reason } => return Err(PartitionError::Unsupported(reason.clone())),
+        };
+        let rounded = sms.div_ceil(granularity.max(1)).saturating_mul(granularity);
+        let request = PartitionRequest { first_group, sms: rounded };
+        group_range(request, granularity, groups, granularity * groups + remaining_sms).map_err(|e| match e {
+            // Name the size asked for, not the rounded one.
+            PartitionError::Size { granularity, groups, max_sms, total_sms, .. } => {
+                PartitionError::Size { sms, granularity, groups, max_sms, total_sms }
+            }
+            e => e,
+        })?;
+        Ok(PoolSpec { partitions: vec![request], priorities: priority.into_iter().collect(), lanes: 1, rest: false })
+    }
+
     /// Partitions of `sms` SMs each, laid side by side from group 0 (disjoint).
     pub fn disjoint(sms: &[u32], granularity: u32) -> PoolSpec {
         let mut first_group = 0;
@@ -437,6 +465,29 @@ fn make_green(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_window_is_rounded_up_to_groups_and_refused_where_it_does_not_fit() {
+        let h200 = crate::runtime::PartitionSupport::Supported {
+            granularity: 8,
+            groups: 15,
+            remaining_sms: 12,
+            min_partition_sms: 8,
+            coscheduled_alignment: 8,
+        };
+        let w = PoolSpec::window(&h200, 17, 2, None).unwrap();
+        assert_eq!(w.partitions, vec![PartitionRequest { first_group: 2, sms: 24 }]);
+        assert!(w.priorities.is_empty() && w.lanes == 1 && !w.rest);
+        assert_eq!(PoolSpec::window(&h200, 8, 0, Some(-5)).unwrap().priorities, vec![-5]);
+        let zero = PoolSpec::window(&h200, 0, 0, None).unwrap_err().to_string();
+        assert!(zero.contains("0 SMs") && zero.contains("steps of 8"), "{zero}");
+        let big = PoolSpec::window(&h200, 1320, 0, None).unwrap_err().to_string();
+        assert!(big.contains("1320 SMs") && big.contains("15 groups"), "{big}");
+        let past = PoolSpec::window(&h200, 64, 10, None).unwrap_err().to_string();
+        assert!(past.contains("groups 10..18") && past.contains("groups 0..15"), "{past}");
+        let none = crate::runtime::PartitionSupport::Unsupported { reason: "no green contexts".into() };
+        assert!(PoolSpec::window(&none, 8, 0, None).unwrap_err().to_string().contains("no green contexts"));
+    }
 
     fn req(first_group: u32, sms: u32) -> PartitionRequest {
         PartitionRequest { first_group, sms }
