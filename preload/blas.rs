@@ -81,28 +81,22 @@ pub unsafe extern "C" fn cublasSetWorkspace_v2(handle: Handle, workspace: *mut c
     unsafe { real(handle, workspace, bytes) }
 }
 
-/// Runs `call` with the handle's stream set to `stream`, the application's workspace kept.
-fn with_stream(handle: Handle, stream: CUstream, call: impl FnOnce() -> c_int) -> c_int {
+/// Sets the handle's stream to `stream` and gives it `workspace` (pointer, bytes) again,
+/// which setting a stream resets.
+fn set_stream(handle: Handle, stream: CUstream, workspace: Option<(usize, usize)>) -> c_int {
     static SET: OnceLock<usize> = OnceLock::new();
     let Some(set) = next::<SetStream>(&SET, c"cublasSetStream_v2") else { return NOT_INITIALIZED };
-    let workspace = WORKSPACES.lock().ok().and_then(|w| w.as_ref()?.get(&(handle as usize)).copied());
-    let give_workspace = || {
-        if let (Some((ptr, bytes)), Some(ws)) = (workspace, set_workspace_fn()) {
-            // SAFETY: the workspace the application gave this handle.
-            unsafe { ws(handle, ptr as *mut c_void, bytes) };
-        }
-    };
     // SAFETY: a live handle and stream.
     let r = unsafe { set(handle, stream) };
-    if r != SUCCESS {
-        return r;
+    if let (SUCCESS, Some((ptr, bytes)), Some(ws)) = (r, workspace, set_workspace_fn()) {
+        // SAFETY: the workspace the application gave this handle.
+        unsafe { ws(handle, ptr as *mut c_void, bytes) };
     }
-    give_workspace();
-    call()
+    r
 }
 
 /// Places a cuBLAS call that runs on its handle's stream.
-fn place_handle_call(handle: Handle, call: impl Fn() -> c_int) -> c_int {
+fn place_handle_call(handle: Handle, call: impl FnOnce() -> c_int) -> c_int {
     CALLS.fetch_add(1, Ordering::Relaxed);
     static GET: OnceLock<usize> = OnceLock::new();
     let Some(get) = next::<GetStream>(&GET, c"cublasGetStream_v2") else { return call() };
@@ -118,8 +112,12 @@ fn place_handle_call(handle: Handle, call: impl Fn() -> c_int) -> c_int {
         |t, s| match t {
             None => call(),
             Some(_) => {
-                let r = with_stream(handle, s, &call);
-                with_stream(handle, app, || SUCCESS);
+                let workspace = WORKSPACES.lock().ok().and_then(|w| w.as_ref()?.get(&(handle as usize)).copied());
+                let r = match set_stream(handle, s, workspace) {
+                    SUCCESS => call(),
+                    e => e,
+                };
+                set_stream(handle, app, workspace);
                 r
             }
         },

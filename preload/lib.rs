@@ -36,7 +36,7 @@ use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use cudarc::driver::sys::{self, CUfunction, CUlaunchConfig, CUresult, CUstream};
-use rightsize::runtime::{Device, PartitionId, PartitionPool, PartitionRequest, PartitionSupport, PoolSpec};
+use rightsize::runtime::{Device, PartitionId, PartitionPool, PoolSpec};
 
 mod blas;
 
@@ -131,6 +131,17 @@ fn driver_symbol(name: &CStr) -> *mut c_void {
     unsafe { dlsym(lib, name.as_ptr()) }
 }
 
+/// The driver's entry point kept in `slot`, looked up in libcuda as `name` the first time the
+/// application did not hand it over (null: none).
+fn driver_entry(slot: &AtomicPtr<c_void>, name: &CStr) -> *mut c_void {
+    let mut p = slot.load(Ordering::Acquire);
+    if p.is_null() {
+        p = driver_symbol(name);
+        slot.store(p, Ordering::Release);
+    }
+    p
+}
+
 /// Stores `real` in `slot` (unless it is one of this library's own entry points) and returns
 /// `ours` in its place.
 fn stand_in(slot: &AtomicPtr<c_void>, real: *mut c_void, ours: *mut c_void) -> *mut c_void {
@@ -200,11 +211,7 @@ pub unsafe extern "C" fn cuGetProcAddress(
     cuda_version: c_int,
     flags: u64,
 ) -> CUresult {
-    let mut real = REAL_GET_PROC.load(Ordering::Acquire);
-    if real.is_null() {
-        real = driver_symbol(c"cuGetProcAddress");
-        REAL_GET_PROC.store(real, Ordering::Release);
-    }
+    let real = driver_entry(&REAL_GET_PROC, c"cuGetProcAddress");
     if real.is_null() || real == cuGetProcAddress as *mut c_void {
         return CUresult::CUDA_ERROR_NOT_INITIALIZED;
     }
@@ -229,11 +236,7 @@ pub unsafe extern "C" fn cuGetProcAddress_v2(
     flags: u64,
     status: *mut c_int,
 ) -> CUresult {
-    let mut real = REAL_GET_PROC_V2.load(Ordering::Acquire);
-    if real.is_null() {
-        real = driver_symbol(c"cuGetProcAddress_v2");
-        REAL_GET_PROC_V2.store(real, Ordering::Release);
-    }
+    let real = driver_entry(&REAL_GET_PROC_V2, c"cuGetProcAddress_v2");
     if real.is_null() || real == cuGetProcAddress_v2 as *mut c_void {
         return CUresult::CUDA_ERROR_NOT_INITIALIZED;
     }
@@ -249,7 +252,9 @@ pub unsafe extern "C" fn cuGetProcAddress_v2(
 /// The partition kernels go to.
 struct Target {
     // Dropped never (a static); kept for its stream and green context.
-    pool: PartitionPool,
+    _pool: PartitionPool,
+    /// The partition's stream.
+    stream: CUstream,
     device: sys::CUdevice,
     /// The green context as a context, current while its kernels are launched.
     context: sys::CUcontext,
@@ -260,12 +265,6 @@ struct Target {
 unsafe impl Send for Target {}
 // SAFETY: as above; the pool is immutable.
 unsafe impl Sync for Target {}
-
-impl Target {
-    fn stream(&self) -> Option<CUstream> {
-        self.pool.get(PartitionId::green(0)).ok()?.stream(0).ok()
-    }
-}
 
 /// A setting from the environment; a malformed one is reported once and taken as unset.
 fn setting(name: &str) -> Option<u32> {
@@ -311,19 +310,7 @@ fn target() -> Option<&'static Target> {
 
 fn make_target(ordinal: usize, sms: u32, first_group: u32) -> Result<Target, String> {
     let device = Device::open(ordinal).map_err(|e| e.to_string())?;
-    let PartitionSupport::Supported { granularity, groups, .. } = device.info().partitions else {
-        return Err("the GPU has no SM partitions".into());
-    };
-    let want = sms.div_ceil(granularity.max(1));
-    if want == 0 || first_group + want > groups {
-        return Err(format!("{sms} SMs from group {first_group}: the split has {groups} groups of {granularity}"));
-    }
-    let spec = PoolSpec {
-        partitions: vec![PartitionRequest { first_group, sms: want * granularity }],
-        priorities: Vec::new(),
-        lanes: 1,
-        rest: false,
-    };
+    let spec = PoolSpec::window(&device.info().partitions, sms, first_group, None).map_err(|e| e.to_string())?;
     let pool = PartitionPool::new(&device, &spec).map_err(|e| e.to_string())?;
     let part = pool.get(PartitionId::green(0)).map_err(|e| e.to_string())?;
     let stream = part.stream(0).map_err(|e| e.to_string())?;
@@ -340,7 +327,7 @@ fn make_target(ordinal: usize, sms: u32, first_group: u32) -> Result<Target, Str
         return Err(format!("the partition's green context: {r:?}"));
     }
     let sms = part.sms();
-    Ok(Target { pool, device: device.context().cu_device(), context, sms })
+    Ok(Target { stream, device: device.context().cu_device(), context, sms, _pool: pool })
 }
 
 thread_local! {
@@ -405,10 +392,11 @@ fn place<R>(
 ) -> R {
     SEEN.fetch_add(1, Ordering::Relaxed);
     let Some(t) = target() else { return work(None, stream) };
-    let (Some(part), true) = (t.stream(), on_target_device(t)) else {
+    if !on_target_device(t) {
         FALLBACK.fetch_add(1, Ordering::Relaxed);
         return work(None, stream);
-    };
+    }
+    let part = t.stream;
     let app = if stream.is_null() && flavour == PER_THREAD { STREAM_PER_THREAD } else { stream };
     let mut capture = sys::CUstreamCaptureStatus::CU_STREAM_CAPTURE_STATUS_NONE;
     // SAFETY: a stream of the application's; writes one enum.
@@ -479,26 +467,18 @@ fn place_kernel(
     )
 }
 
-/// Calls the driver's launch entry point of `flavour` (resolved from libcuda if the
-/// application did not look it up through `cuGetProcAddress`).
+/// The driver's `cuLaunchKernel` of `flavour`.
 fn real_launch(flavour: usize) -> Option<Launch> {
-    let slot = &REAL_LAUNCH[flavour];
-    let mut p = slot.load(Ordering::Acquire);
-    if p.is_null() {
-        p = driver_symbol(if flavour == LEGACY { c"cuLaunchKernel" } else { c"cuLaunchKernel_ptsz" });
-        slot.store(p, Ordering::Release);
-    }
+    let name = if flavour == LEGACY { c"cuLaunchKernel" } else { c"cuLaunchKernel_ptsz" };
+    let p = driver_entry(&REAL_LAUNCH[flavour], name);
     // SAFETY: the driver's cuLaunchKernel has this signature.
     (!p.is_null()).then(|| unsafe { std::mem::transmute::<*mut c_void, Launch>(p) })
 }
 
+/// The driver's `cuLaunchKernelEx` of `flavour`.
 fn real_launch_ex(flavour: usize) -> Option<LaunchEx> {
-    let slot = &REAL_LAUNCH_EX[flavour];
-    let mut p = slot.load(Ordering::Acquire);
-    if p.is_null() {
-        p = driver_symbol(if flavour == LEGACY { c"cuLaunchKernelEx" } else { c"cuLaunchKernelEx_ptsz" });
-        slot.store(p, Ordering::Release);
-    }
+    let name = if flavour == LEGACY { c"cuLaunchKernelEx" } else { c"cuLaunchKernelEx_ptsz" };
+    let p = driver_entry(&REAL_LAUNCH_EX[flavour], name);
     // SAFETY: the driver's cuLaunchKernelEx has this signature.
     (!p.is_null()).then(|| unsafe { std::mem::transmute::<*mut c_void, LaunchEx>(p) })
 }
