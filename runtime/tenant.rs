@@ -288,9 +288,12 @@ impl Tenant {
         let id = kernel.id();
         let placed = self.place(|s| s.min_sms(id, params.shape_key()), units)?;
         // SAFETY: forwarded contract; `placed.stream` is one of `placed.part`'s.
-        let launched = self.timed(placed.stream, id.name().into(), placed.partition, || unsafe {
-            self.rt.issue(kernel, params, units, placed.part, placed.stream, placed.grid)
-        });
+        let launched = self.timed(
+            placed.stream,
+            || id.name().into(),
+            placed.partition,
+            || unsafe { self.rt.issue(kernel, params, units, placed.part, placed.stream, placed.grid) },
+        );
         if let Ok(grid) = launched {
             self.trace(id, placed.partition, grid);
         }
@@ -325,10 +328,15 @@ impl Tenant {
         let placed = self.place(|_| kernel.min_sms(), units)?;
         let mut blocks = 0;
         // SAFETY: forwarded contract; `placed.stream` is one of `placed.part`'s.
-        let launched = self.timed(placed.stream, kernel.name().to_owned().into(), placed.partition, || unsafe {
-            blocks = kernel.issue(grid, placed.part.sms(), placed.grid, placed.stream, args)?;
-            Ok(u32::try_from(blocks).unwrap_or(u32::MAX))
-        });
+        let launched = self.timed(
+            placed.stream,
+            || kernel.name().to_owned().into(),
+            placed.partition,
+            || unsafe {
+                blocks = kernel.issue(grid, placed.part.sms(), placed.grid, placed.stream, args)?;
+                Ok(u32::try_from(blocks).unwrap_or(u32::MAX))
+            },
+        );
         self.placed(placed, launched).map(|_| blocks)
     }
 
@@ -394,11 +402,12 @@ impl Tenant {
 
     /// Runs `issue`, which enqueues work on `stream` and returns its grid, between a pair of
     /// timeline events when the runtime has a timeline and the launch belongs to a request
-    /// ([`Tenant::set_request`]); never while capturing a plan.
+    /// ([`Tenant::set_request`]); never while capturing a plan. `name` (made only then) names
+    /// the slice.
     fn timed(
         &self,
         stream: sys::CUstream,
-        name: std::borrow::Cow<'static, str>,
+        name: impl FnOnce() -> std::borrow::Cow<'static, str>,
         partition: super::PartitionId,
         issue: impl FnOnce() -> Result<u32>,
     ) -> Result<u32> {
@@ -415,7 +424,7 @@ impl Tenant {
                 unsafe { sys::cuStreamGetPriority(stream, &mut priority) };
                 let slice = super::GpuSlice {
                     tenant: self.id,
-                    name,
+                    name: name(),
                     partition: partition.0,
                     sms: self.rt.pool().get(partition).map_or(0, |p| p.sms()),
                     grid,
@@ -489,9 +498,12 @@ impl Tenant {
         };
         let stream = self.rt.pool().get(placement.partition)?.stream(placement.priority_level)?;
         // SAFETY: forwarded contract.
-        self.timed(stream, "cublasLt".into(), placement.partition, || unsafe {
-            self.rt.launch_blas(p, placement).map(|()| 0)
-        })?;
+        self.timed(
+            stream,
+            || "cublasLt".into(),
+            placement.partition,
+            || unsafe { self.rt.launch_blas(p, placement).map(|()| 0) },
+        )?;
         if let (Mode::Scheduled, None) = (self.mode, self.capturing.get()) {
             if let Some(s) = self.rt.scheduler().filter(|s| s.tracks()) {
                 s.acquire(self.id, Region::Whole);
@@ -553,7 +565,7 @@ impl Tenant {
     /// work, shown on the timeline as running on `partition`.
     fn replay_on(&self, plan: &Plan, stream: sys::CUstream, partition: super::PartitionId) -> Result<()> {
         self.order_to(stream)?;
-        self.timed(stream, "plan".into(), partition, || plan.launch(&self.rt, stream).map(|()| 0)).map(|_| ())
+        self.timed(stream, || "plan".into(), partition, || plan.launch(&self.rt, stream).map(|()| 0)).map(|_| ())
     }
 
     /// Captures one plan of the same request per window (a scheduled tenant's alternatives),
