@@ -403,10 +403,11 @@ pub unsafe extern "C" fn rightsize_runtime_create(
             .partitions
             .topology()
             .map_err(|reason| (RsStatus::Partitions, format!("SM partitions are unavailable: {reason}")))?;
-        let bounded: Vec<bool> = specs.iter().map(|s| is_bounded(s, &profiles, topo.granularity)).collect();
+        // Only krisp bounds tenants to their windows.
+        let bounded: Vec<bool> =
+            specs.iter().map(|s| name == "krisp" && is_bounded(s, &profiles, topo.granularity)).collect();
         let policy = policy(name, &specs, &bounded, topo.groups, topo.granularity)?;
         let rt = Runtime::with_policy(device, policy, min_sms, specs.len() as u32).map_err(runtime_failure)?;
-        let bounded = if name == "krisp" { bounded } else { vec![false; specs.len()] };
         // SAFETY: the caller's contract.
         unsafe { give(out, RsRuntime { rt: Arc::new(rt), specs, bounded }) }
     })
