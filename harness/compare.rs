@@ -94,6 +94,9 @@ pub struct TenantResult {
     /// `Tenant::duty`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duty: Option<f64>,
+    /// PyTorch tenants under `static` and `krisp`: what the interposer did with its kernels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interposed: Option<super::torch::Interposed>,
 }
 
 /// One scenario under one mode.
@@ -298,24 +301,40 @@ pub fn knees(
     Ok(out)
 }
 
-/// What the worker processes of a run need: an environment per tenant, and the MPS daemon or
-/// the empty pipe directory that keeps them off any other daemon (both removed after the run).
+/// What the worker processes of a run need: an environment per tenant, and the MPS daemon and
+/// the directories (an empty pipe directory that keeps the workers off any other daemon, the
+/// interposer's board) to remove after the run.
 struct ProcessSetup {
     env: Vec<Vec<(String, String)>>,
     daemon: Option<MpsDaemon>,
-    empty: Option<PathBuf>,
+    dirs: Vec<PathBuf>,
+    /// Where the interposer's processes write what they placed.
+    logs: Option<PathBuf>,
 }
 
-fn process_setup(scenario: &Scenario, sharing: Sharing) -> anyhow::Result<ProcessSetup> {
+/// Whether a run of `s` under `sharing` runs under an MPS daemon: the MPS modes, and PyTorch
+/// tenants placed by the interposer (their processes share the GPU through MPS).
+fn needs_mps(s: &Scenario, sharing: Sharing) -> bool {
+    sharing.uses_mps() || super::torch::placed_by_interposer(s, sharing)
+}
+
+fn process_setup(scenario: &Scenario, sharing: Sharing, exe: &Path) -> anyhow::Result<ProcessSetup> {
     let n = scenario.tenants.len() as u32;
-    if !sharing.uses_mps() {
+    if !needs_mps(scenario, sharing) {
         // A pipe directory with no daemon in it: the workers never join a system-wide MPS.
         let empty = private_dir("no-mps")?;
         let env = vec![("CUDA_MPS_PIPE_DIRECTORY".to_string(), empty.display().to_string())];
-        return Ok(ProcessSetup { env: vec![env; n as usize], daemon: None, empty: Some(empty) });
+        return Ok(ProcessSetup { env: vec![env; n as usize], daemon: None, dirs: vec![empty], logs: None });
     }
-    let daemon = MpsDaemon::start()?;
-    let env = scenario
+    let placed = super::torch::placed_by_interposer(scenario, sharing)
+        .then(|| super::torch::interposer_env(scenario, sharing, exe))
+        .transpose()?;
+    let daemon = MpsDaemon::start().inspect_err(|_| {
+        if let Some(p) = &placed {
+            let _ = std::fs::remove_dir_all(&p.dir);
+        }
+    })?;
+    let mut env: Vec<Vec<(String, String)>> = scenario
         .tenants
         .iter()
         .map(|t| {
@@ -327,12 +346,20 @@ fn process_setup(scenario: &Scenario, sharing: Sharing) -> anyhow::Result<Proces
             env
         })
         .collect();
-    Ok(ProcessSetup { env, daemon: Some(daemon), empty: None })
+    let (mut dirs, mut logs) = (Vec::new(), None);
+    if let Some(p) = placed {
+        for (e, more) in env.iter_mut().zip(p.env) {
+            e.extend(more);
+        }
+        logs = Some(p.dir.clone());
+        dirs.push(p.dir);
+    }
+    Ok(ProcessSetup { env, daemon: Some(daemon), dirs, logs })
 }
 
-/// Why a mode cannot run on this host, if it cannot (checked before trying).
-fn unavailable(sharing: Sharing, info: &crate::runtime::DeviceInfo) -> Option<String> {
-    if sharing.uses_mps() && crate::runtime::mps_control_path().is_none() {
+/// Why `sharing` cannot run `s` on this host, if it cannot (checked before trying).
+fn unavailable(s: &Scenario, sharing: Sharing, info: &crate::runtime::DeviceInfo) -> Option<String> {
+    if needs_mps(s, sharing) && crate::runtime::mps_control_path().is_none() {
         return Some("nvidia-cuda-mps-control is not on PATH".into());
     }
     if !sharing.is_multiprocess() {
@@ -343,10 +370,18 @@ fn unavailable(sharing: Sharing, info: &crate::runtime::DeviceInfo) -> Option<St
     None
 }
 
-/// Why `sharing` is skipped in this comparison, if it is: the host cannot run it, or an
-/// earlier MPS mode found no usable daemon (`mps_broken`).
-fn skip_reason(sharing: Sharing, info: &crate::runtime::DeviceInfo, mps_broken: &Option<String>) -> Option<String> {
-    unavailable(sharing, info).or_else(|| sharing.uses_mps().then(|| mps_broken.clone()).flatten())
+/// Why `mode` is skipped for `s` in this comparison, if it is: the mode cannot run the
+/// scenario's tenants, the host cannot run it, or an earlier MPS mode found no usable daemon
+/// (`mps_broken`).
+fn skip_reason(
+    s: &Scenario,
+    mode: Mode,
+    info: &crate::runtime::DeviceInfo,
+    mps_broken: &Option<String>,
+) -> Option<String> {
+    s.unsupported(mode)
+        .or_else(|| unavailable(s, mode.sharing, info))
+        .or_else(|| needs_mps(s, mode.sharing).then(|| mps_broken.clone()).flatten())
 }
 
 /// The knees `mode` reads for `scenario` ([`knees`], saved under the results directory), or
@@ -378,15 +413,23 @@ pub fn run_one(
     trace: Option<usize>,
     counted: Arc<AtomicU64>,
 ) -> anyhow::Result<Outcome> {
-    if mode.sharing.is_multiprocess() {
-        let ProcessSetup { env, daemon, empty } = process_setup(scenario, mode.sharing)?;
+    if mode.sharing.is_multiprocess() || scenario.is_torch() {
+        if let Some(why) = scenario.unsupported(mode) {
+            bail!("{} cannot run {}: {why}", mode, scenario.name);
+        }
         let exe = match worker_exe {
-            Some(p) => Ok(p.to_path_buf()),
-            None => worker::worker_exe(),
+            Some(p) => p.to_path_buf(),
+            None => worker::worker_exe()?,
         };
-        let r = exe.and_then(|exe| worker::run(&exe, scenario, mode.plan, &env, trace, counted));
+        let ProcessSetup { env, daemon, dirs, logs } = process_setup(scenario, mode.sharing, &exe)?;
+        let r = worker::run(&exe, scenario, mode.plan, &env, trace, counted).map(|mut outcome| {
+            if let Some(dir) = &logs {
+                outcome.interposed = super::torch::read_logs(dir, scenario.tenants.len());
+            }
+            outcome
+        });
         let stopped = daemon.map(MpsDaemon::stop).transpose();
-        if let Some(dir) = empty {
+        for dir in dirs {
             let _ = std::fs::remove_dir_all(dir);
         }
         let outcome = r?;
@@ -455,23 +498,24 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
     let info = device.info().clone();
     let modes_of = |s: &Scenario| s.modes.clone().unwrap_or_else(|| opts.modes.clone());
     for s in scenarios {
-        let processes = modes_of(s).iter().any(|m| m.sharing.is_multiprocess());
+        let processes = s.is_torch() || modes_of(s).iter().any(|m| m.sharing.is_multiprocess());
         s.check_memory(info.free_memory_bytes, processes)?;
     }
     std::fs::create_dir_all(&opts.out).with_context(|| format!("cannot create {}", opts.out.display()))?;
 
     // Solo baselines: each distinct tenant, eager and as plans as its modes need, alone on the
-    // whole device (one process, one stream).
+    // whole device (one process, one stream; PyTorch tenants in their process, eager).
     let mut solo_jobs: Vec<(String, Scenario, Mode)> = Vec::new();
     for s in scenarios {
         for plan in [false, true] {
-            if !modes_of(s).iter().any(|m| m.plan == plan) {
+            if !modes_of(s).iter().any(|m| m.plan == plan && s.unsupported(*m).is_none()) {
                 continue;
             }
+            let sharing = if s.is_torch() { Sharing::Timeslice } else { Sharing::Streams };
             for t in &s.tenants {
                 let key = t.solo_key(plan);
                 if !solo_jobs.iter().any(|(k, _, _)| k == &key) {
-                    solo_jobs.push((key, solo_scenario(t, s), Mode { sharing: Sharing::Streams, plan }));
+                    solo_jobs.push((key, solo_scenario(t, s), Mode { sharing, plan }));
                 }
             }
         }
@@ -526,7 +570,7 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
         for mode in modes_of(s) {
             let label = format!("{} / {mode}", s.name);
             let t0 = Instant::now();
-            let skip = skip_reason(mode.sharing, &info, &mps_broken);
+            let skip = skip_reason(s, mode, &info, &mps_broken);
             let total = u64::from(s.requests) * s.tenants.len() as u64;
             let outcome: anyhow::Result<(Outcome, Option<f64>, Counters)> = match skip {
                 Some(reason) => {
@@ -568,6 +612,7 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
                     }
                     let mut failures = outcome.failures.into_iter();
                     let mut duties = outcome.duties.into_iter();
+                    let mut interposed = outcome.interposed.into_iter();
                     let tenants: Vec<TenantResult> = s
                         .tenants
                         .iter()
@@ -575,11 +620,20 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
                         .filter_map(|(spec, samples)| {
                             let failure = failures.next().flatten();
                             let duty = duties.next().flatten();
+                            let interposed = interposed.next().flatten();
                             let solo = report.solo(&spec.solo_key(mode.plan));
                             let metrics = TenantMetrics::of(&samples, solo, spec.slo_ms)?;
                             let decoder = ModelConfig::named(&spec.model).map(|c| c.is_decoder()).unwrap_or(false);
                             let shape = spec.shape(decoder);
-                            Some(TenantResult { spec: spec.clone(), shape, metrics, samples, failure, duty })
+                            Some(TenantResult {
+                                spec: spec.clone(),
+                                shape,
+                                metrics,
+                                samples,
+                                failure,
+                                duty,
+                                interposed,
+                            })
                         })
                         .collect();
                     let metrics = RunMetrics::of(&tenants.iter().map(|t| t.metrics.clone()).collect::<Vec<_>>());
@@ -640,7 +694,7 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
             for mode in modes_of(s) {
                 let label = format!("{} ×{scale} / {mode}", s.name);
                 let total = u64::from(at.requests) * at.tenants.len() as u64;
-                let r = match skip_reason(mode.sharing, &info, &mps_broken) {
+                let r = match skip_reason(&at, mode, &info, &mps_broken) {
                     Some(reason) => Err(anyhow::anyhow!("skipped: {reason}")),
                     None => bars.track(&label, total, |counted| {
                         let knees = mode_knees(mode, &at, opts, &info, &mut profiles, &|m| bars.println(m))?;

@@ -37,6 +37,9 @@ pub struct Outcome {
     /// A run that went on from an interrupted one: when every tenant that still serves had
     /// served a request again, seconds after the common start.
     pub resumed_s: Option<f64>,
+    /// Per tenant, what the interposer did with its kernels (PyTorch tenants under `static`
+    /// and `krisp`; empty otherwise).
+    pub interposed: Vec<Option<super::torch::Interposed>>,
 }
 
 /// Where the tenants of a run whose GPU context was lost stood.

@@ -8,6 +8,8 @@
 //! - [`inproc`]: the one-process modes (streams, static partitions, krisp policies);
 //! - [`host`]: a one-process run in a child process, restarted after a kernel fault;
 //! - [`worker`] and [`mps`]: the multi-process modes (time slicing, MPS, MPS with limits);
+//! - [`torch`]: PyTorch tenants, a Python worker each, placed by the interposer under
+//!   `static` and `krisp`;
 //! - [`pcie`]: background host↔device copies;
 //! - [`metrics`]: latency, throughput, slowdown, STP, ANTT, fairness, SLO attainment;
 //! - [`compare`] and [`output`]: solo baselines, every scenario under every mode, tables;
@@ -32,6 +34,7 @@ pub mod scenario;
 pub mod serve;
 pub mod soak;
 pub mod sweep;
+pub mod torch;
 pub mod trace;
 pub mod worker;
 

@@ -394,6 +394,7 @@ pub(crate) mod tests {
                 spec,
                 failure: None,
                 duty: None,
+                interposed: None,
             }
         };
         let run = |mode: &str, ms: f64| {

@@ -15,6 +15,9 @@
 //!
 //! [[scenario.tenant]]
 //! model = "bert-base"  # a named model (engine::config::NAMED)
+//! engine = "torch"     # optional: run it in PyTorch (transformers, random FP16 weights), a
+//!                      # process per tenant; every tenant of the scenario then does, and it
+//!                      # runs eagerly under timeslice, mps, mps-limit, static and krisp
 //! batch = 8            # default 8
 //! seq = 128            # tokens per sequence; the prompt of a decoder (default 128)
 //! new_tokens = 8       # decoders: tokens generated per request (default 8)
@@ -117,6 +120,10 @@ fn default_new_tokens() -> u32 {
 pub struct TenantSpec {
     /// A named model.
     pub model: String,
+    /// What runs it: rightsize's engine (default), or PyTorch with transformers (`torch`: a
+    /// worker process per tenant, [`Engine::Torch`]).
+    #[serde(default, skip_serializing_if = "Engine::is_rightsize")]
+    pub engine: Engine,
     /// Sequences per request.
     #[serde(default = "default_batch")]
     pub batch: u32,
@@ -185,14 +192,35 @@ impl TenantSpec {
     /// requests is not a cost of sharing).
     pub fn solo_key(&self, plan: bool) -> String {
         let arrivals = self.rate.map_or(String::new(), |r| format!("/r{r}"));
+        let engine = if self.engine == Engine::Torch { "torch:" } else { "" };
         format!(
-            "{}/b{}/s{}/n{}{arrivals}/{}",
+            "{engine}{}/b{}/s{}/n{}{arrivals}/{}",
             self.model,
             self.batch,
             self.seq,
             self.new_tokens,
             if plan { "plan" } else { "eager" }
         )
+    }
+}
+
+/// What runs a tenant's model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    /// rightsize's own engine and kernels.
+    #[default]
+    Rightsize,
+    /// The model in PyTorch (Hugging Face transformers, random FP16 weights of the named
+    /// architecture), in a Python worker process per tenant; under `static` and `krisp` its
+    /// kernels are placed by the interposer (`librightsize_preload.so`).
+    Torch,
+}
+
+impl Engine {
+    /// Whether it is rightsize's own engine (the default, left out of files).
+    pub fn is_rightsize(&self) -> bool {
+        *self == Engine::Rightsize
     }
 }
 
@@ -429,6 +457,27 @@ impl ScenarioFile {
 }
 
 impl Scenario {
+    /// Whether its tenants run in PyTorch ([`Engine::Torch`]).
+    pub fn is_torch(&self) -> bool {
+        self.tenants.iter().any(|t| t.engine == Engine::Torch)
+    }
+
+    /// Why `mode` cannot run this scenario, if it cannot: PyTorch tenants run eagerly, each
+    /// in its process — under time slicing, MPS, MPS with limits, or MPS with the interposer
+    /// placing their kernels (`static`, `krisp`).
+    pub fn unsupported(&self, mode: Mode) -> Option<String> {
+        if !self.is_torch() {
+            return None;
+        }
+        if mode.plan {
+            return Some("PyTorch tenants run eagerly (no plans)".into());
+        }
+        match mode.sharing {
+            Sharing::Timeslice | Sharing::Mps | Sharing::MpsLimit | Sharing::Static | Sharing::Krisp => None,
+            other => Some(format!("PyTorch tenants run as processes: {} is a one-process mode", other.name())),
+        }
+    }
+
     /// Checks the scenario: known models, positive sizes, sane rates and levels.
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.name.is_empty() || !self.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
@@ -452,6 +501,12 @@ impl Scenario {
         }
         for (i, t) in self.tenants.iter().enumerate() {
             t.validate().with_context(|| format!("tenant {i} ({})", t.model))?;
+        }
+        if self.is_torch() && self.tenants.iter().any(|t| t.engine != Engine::Torch) {
+            bail!("PyTorch tenants share a scenario only with PyTorch tenants (engine = \"torch\" on every tenant)");
+        }
+        if self.is_torch() && self.pcie.is_some() {
+            bail!("pcie is not supported with PyTorch tenants");
         }
         if let Some(scales) = &self.sweep {
             if scales.is_empty() || !scales.iter().all(|x| x.is_finite() && *x > 0.0) {
@@ -559,6 +614,18 @@ impl TenantSpec {
         }
         if self.fault.is_some_and(|f| f.at == 0) {
             bail!("fault.at counts requests from 1");
+        }
+        if self.engine == Engine::Torch {
+            let unsupported = [
+                (self.phases.is_some(), "phases"),
+                (self.fault.is_some(), "fault"),
+                (self.queue_limit.is_some(), "queue_limit"),
+                (self.memory_mib.is_some(), "memory_mib"),
+                (self.class == PriorityClass::LatencyCritical, "class = \"latency-critical\""),
+            ];
+            if let Some((_, what)) = unsupported.iter().find(|(set, _)| *set) {
+                bail!("{what} is not supported for PyTorch tenants (engine = \"torch\")");
+            }
         }
         if let Some(budget) = self.memory_mib {
             let need = self.memory_need()?;
@@ -680,6 +747,38 @@ mod tests {
             let e = format!("{:#}", ScenarioFile::parse(text, "t.toml").unwrap_err());
             assert!(e.contains(want), "{want:?} not in {e:?}");
         }
+    }
+
+    #[test]
+    fn pytorch_tenants_say_what_they_cannot_do() {
+        let torch = |extra: &str| {
+            format!("[[scenario]]\nname = \"t\"\n[[scenario.tenant]]\nmodel = \"gpt2\"\nengine = \"torch\"\n{extra}")
+        };
+        let refused = |text: &str| ScenarioFile::parse(text, "t").map(|_| ()).unwrap_err();
+        let e = format!("{:#}", refused(&torch("[[scenario.tenant]]\nmodel = \"bert-base\"\n")));
+        assert!(e.contains("only with PyTorch tenants"), "{e}");
+        for (field, line) in [
+            ("phases", "phases = { busy_s = 1.0, idle_s = 1.0 }"),
+            ("queue_limit", "rate = 10.0\nqueue_limit = 2"),
+            ("fault", "fault = { kind = \"oom\", at = 2 }"),
+            ("latency-critical", "class = \"latency-critical\""),
+        ] {
+            let e = format!("{:#}", refused(&torch(&format!("{line}\n"))));
+            assert!(e.contains(field) && e.contains("not supported for PyTorch tenants"), "{field}: {e}");
+        }
+        let s = ScenarioFile::parse(&torch(""), "t").unwrap().scenarios.remove(0);
+        assert!(s.is_torch() && s.tenants[0].solo_key(false).starts_with("torch:gpt2/"));
+        let runs = |m: &str| s.unsupported(m.parse().unwrap());
+        for m in ["timeslice", "mps", "mps-limit", "static", "krisp"] {
+            assert_eq!(runs(m), None, "{m}");
+        }
+        assert!(runs("streams").unwrap().contains("one-process mode"));
+        assert!(runs("krisp-plan").unwrap().contains("eagerly"));
+        // The engine's tenants keep their keys and files.
+        let e =
+            ScenarioFile::parse("[[scenario]]\nname = \"a\"\n[[scenario.tenant]]\nmodel = \"gpt2\"\n", "t").unwrap();
+        assert!(!e.scenarios[0].is_torch() && e.scenarios[0].unsupported("streams".parse().unwrap()).is_none());
+        assert!(!serde_json::to_string(&e.scenarios[0]).unwrap().contains("engine"));
     }
 
     #[test]

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::drive::{drive, Gate, LoopSpec, Outcome};
 use super::fault::{Faults, RequestFailed};
 use super::metrics::Sample;
-use super::scenario::{Scenario, TenantSpec};
+use super::scenario::{Engine, Scenario, TenantSpec};
 use super::serve::Served;
 use super::trace::{Spans, TenantTrace};
 use crate::runtime::{Device, Placement, PoolSpec, Runtime, Tenant};
@@ -41,6 +41,9 @@ pub struct WorkerSpec {
     /// Trace its GPU work, keeping at most this many slices.
     #[serde(default)]
     pub trace_limit: Option<usize>,
+    /// Its model's architecture (PyTorch tenants, which build the model from it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<crate::engine::ModelConfig>,
 }
 
 /// A line from a worker.
@@ -302,6 +305,29 @@ pub fn worker_exe() -> anyhow::Result<std::path::PathBuf> {
     }
 }
 
+/// The Python program of a PyTorch tenant's worker (`python/rightsize/torch_worker.py`), run
+/// as `python3 -c <program> <spec>`.
+pub const TORCH_WORKER: &str = include_str!("../python/rightsize/torch_worker.py");
+
+/// The Python that runs PyTorch tenants: `$RIGHTSIZE_PYTHON`, else `python3` on the path.
+pub fn python() -> std::path::PathBuf {
+    std::env::var_os("RIGHTSIZE_PYTHON").map_or_else(|| "python3".into(), Into::into)
+}
+
+/// The program and arguments of tenant `spec`'s worker: `exe worker --spec …`, or for a
+/// PyTorch tenant the Python worker with its model's architecture in the spec.
+fn worker_command(exe: &std::path::Path, mut spec: WorkerSpec) -> anyhow::Result<(std::path::PathBuf, Vec<String>)> {
+    match spec.tenant.engine {
+        Engine::Rightsize => {
+            Ok((exe.to_path_buf(), vec!["worker".into(), "--spec".into(), serde_json::to_string(&spec)?]))
+        }
+        Engine::Torch => {
+            spec.config = Some(crate::engine::ModelConfig::named(&spec.tenant.model)?);
+            Ok((python(), vec!["-c".into(), TORCH_WORKER.into(), serde_json::to_string(&spec)?]))
+        }
+    }
+}
+
 /// Longest a worker may take to load its model and warm up.
 pub(super) const READY_TIMEOUT: Duration = Duration::from_secs(300);
 /// Longest a run may take once started.
@@ -330,9 +356,10 @@ pub fn run(
             arrival_seed: s.seed.wrapping_mul(31).wrapping_add(i as u64),
             duration_s: s.duration_s,
             trace_limit: trace,
+            config: None,
         };
-        let args = ["worker".to_string(), "--spec".into(), serde_json::to_string(&spec)?];
-        workers.push(Worker::spawn(exe, &args, env.get(i).map_or(&[][..], Vec::as_slice), i, &tx)?);
+        let (program, args) = worker_command(exe, spec)?;
+        workers.push(Worker::spawn(&program, &args, env.get(i).map_or(&[][..], Vec::as_slice), i, &tx)?);
     }
     drop(tx);
     let n = workers.len();
@@ -454,6 +481,33 @@ echo '{"event":"result","samples":[{"due":0.0,"start":0.001,"end":0.002}]}'"#,
         assert_eq!(r.len(), 2);
         assert!(r.iter().all(|s| s.len() == 1 && s[0].end == 0.002));
         assert_eq!(counted.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn a_pytorch_tenant_runs_the_python_worker_with_its_models_architecture() {
+        let mut s = pair();
+        s.tenants[0].engine = Engine::Torch;
+        let spec = |tenant: &TenantSpec| WorkerSpec {
+            tenant: tenant.clone(),
+            plan: false,
+            seed: 1,
+            warmup: 1,
+            requests: 2,
+            arrival_seed: 3,
+            duration_s: None,
+            trace_limit: None,
+            config: None,
+        };
+        let exe = std::path::Path::new("/opt/rightsize");
+        let (program, args) = worker_command(exe, spec(&s.tenants[0])).unwrap();
+        assert_eq!(program, python());
+        assert_eq!((args[0].as_str(), args[1].as_str()), ("-c", TORCH_WORKER));
+        let sent: WorkerSpec = serde_json::from_str(&args[2]).unwrap();
+        let config = sent.config.expect("the architecture");
+        assert_eq!((config.family, config.hidden, config.layers), (crate::engine::Family::Gpt2, 768, 12));
+        let (program, args) = worker_command(exe, spec(&s.tenants[1])).unwrap();
+        assert_eq!((program.as_path(), args[0].as_str()), (exe, "worker"));
+        assert!(!args[2].contains("\"config\""));
     }
 
     #[test]

@@ -25,10 +25,16 @@
 //! groups; unset: every kernel passes through, counted); `RIGHTSIZE_FIRST_GROUP` — its first
 //! group (default 0); `RIGHTSIZE_DEVICE` — the GPU (default 0; kernels of other GPUs pass
 //! through); `RIGHTSIZE_PRELOAD_LOG` — a file that gets, at exit, what was placed (JSON);
-//! `RIGHTSIZE_PRELOAD_TRACE` — a file that gets every driver symbol looked up.
+//! `RIGHTSIZE_PRELOAD_TRACE` — a file that gets every driver symbol looked up;
+//! `RIGHTSIZE_REST=1` — the window also takes the SMs outside the device's groups (for the
+//! window that reaches the last group).
 //!
-//! Not yet: sizing each kernel from a profile or an online fit, and coordination between
-//! processes; one partition per process (issue "Link it into any engine", item 3).
+//! Following the load (`RIGHTSIZE_BOARD`, `RIGHTSIZE_SLOT`, `RIGHTSIZE_HOLD_US`; see
+//! [`board`]): processes of a group, each with its window, say on a shared board when they
+//! are busy; a process places its kernels on its window only while another is busy, and
+//! leaves them where the application put them (the whole device) while it is alone.
+//!
+//! Not yet: sizing each kernel from a profile or an online fit; one window per process.
 
 use std::cell::Cell;
 use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
@@ -39,6 +45,7 @@ use cudarc::driver::sys::{self, CUfunction, CUlaunchConfig, CUresult, CUstream};
 use rightsize::runtime::{Device, PartitionId, PartitionPool, PoolSpec};
 
 mod blas;
+mod board;
 
 type Dlsym = unsafe extern "C" fn(*mut c_void, *const c_char) -> *mut c_void;
 type GetProc = unsafe extern "C" fn(*const c_char, *mut *mut c_void, c_int, u64) -> CUresult;
@@ -57,6 +64,8 @@ type Launch = unsafe extern "C" fn(
     *mut *mut c_void,
 ) -> CUresult;
 type LaunchEx = unsafe extern "C" fn(*const CUlaunchConfig, CUfunction, *mut *mut c_void, *mut *mut c_void) -> CUresult;
+type StreamSync = unsafe extern "C" fn(CUstream) -> CUresult;
+type EventSync = unsafe extern "C" fn(sys::CUevent) -> CUresult;
 
 /// The stream flavours of a launch entry point: the legacy default stream, or per thread.
 const LEGACY: usize = 0;
@@ -71,6 +80,8 @@ static REAL_GET_PROC: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
 static REAL_GET_PROC_V2: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
 static REAL_LAUNCH: [AtomicPtr<c_void>; 2] = [const { AtomicPtr::new(std::ptr::null_mut()) }; 2];
 static REAL_LAUNCH_EX: [AtomicPtr<c_void>; 2] = [const { AtomicPtr::new(std::ptr::null_mut()) }; 2];
+static REAL_STREAM_SYNC: [AtomicPtr<c_void>; 2] = [const { AtomicPtr::new(std::ptr::null_mut()) }; 2];
+static REAL_EVENT_SYNC: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
 
 /// What happened to the launches seen.
 static SEEN: AtomicU64 = AtomicU64::new(0);
@@ -79,6 +90,9 @@ static CAPTURED: AtomicU64 = AtomicU64::new(0);
 static FALLBACK: AtomicU64 = AtomicU64::new(0);
 /// Launches through `cuLaunchKernelEx` (the rest came through `cuLaunchKernel`).
 static VIA_EX: AtomicU64 = AtomicU64::new(0);
+/// Launches run where the application put them because no other process of the board was
+/// busy ([`board`]).
+static ALONE: AtomicU64 = AtomicU64::new(0);
 /// Distinct functions (per thread) resolved in the green context, and kept as they were.
 static RESOLVED: AtomicU64 = AtomicU64::new(0);
 static KEPT: AtomicU64 = AtomicU64::new(0);
@@ -194,6 +208,16 @@ unsafe fn substitute(symbol: *const c_char, pfn: *mut *mut c_void, flags: u64) {
         (b"cuLaunchKernelEx", LEGACY) => stand_in(&REAL_LAUNCH_EX[LEGACY], real, cuLaunchKernelEx as *mut c_void),
         (b"cuLaunchKernelEx", _) => stand_in(&REAL_LAUNCH_EX[PER_THREAD], real, cuLaunchKernelEx_ptsz as *mut c_void),
         (b"cuGetProcAddress", _) => stand_in(&REAL_GET_PROC_V2, real, cuGetProcAddress_v2 as *mut c_void),
+        // Waits say when this process is busy, on a board only.
+        (b"cuStreamSynchronize", LEGACY) if board::board().is_some() => {
+            stand_in(&REAL_STREAM_SYNC[LEGACY], real, stream_sync as *mut c_void)
+        }
+        (b"cuStreamSynchronize", _) if board::board().is_some() => {
+            stand_in(&REAL_STREAM_SYNC[PER_THREAD], real, stream_sync_ptsz as *mut c_void)
+        }
+        (b"cuEventSynchronize", _) if board::board().is_some() => {
+            stand_in(&REAL_EVENT_SYNC, real, event_sync as *mut c_void)
+        }
         _ => return,
     };
     // SAFETY: `pfn` is writable (the caller's contract).
@@ -249,6 +273,42 @@ pub unsafe extern "C" fn cuGetProcAddress_v2(
     r
 }
 
+/// `work` with this process marked busy on the board (if it has one) while it runs.
+fn busy(work: impl FnOnce() -> CUresult) -> CUresult {
+    let _waiting = board::board().map(board::Board::waiting);
+    work()
+}
+
+fn stream_sync_of(flavour: usize, stream: CUstream) -> CUresult {
+    let name = if flavour == LEGACY { c"cuStreamSynchronize" } else { c"cuStreamSynchronize_ptsz" };
+    let p = driver_entry(&REAL_STREAM_SYNC[flavour], name);
+    if p.is_null() {
+        return CUresult::CUDA_ERROR_NOT_INITIALIZED;
+    }
+    // SAFETY: the driver's cuStreamSynchronize, with the application's stream.
+    busy(|| unsafe { std::mem::transmute::<*mut c_void, StreamSync>(p)(stream) })
+}
+
+/// The driver's `cuStreamSynchronize`, the process marked busy while it waits.
+extern "C" fn stream_sync(stream: CUstream) -> CUresult {
+    stream_sync_of(LEGACY, stream)
+}
+
+/// The driver's `cuStreamSynchronize_ptsz`, the process marked busy while it waits.
+extern "C" fn stream_sync_ptsz(stream: CUstream) -> CUresult {
+    stream_sync_of(PER_THREAD, stream)
+}
+
+/// The driver's `cuEventSynchronize`, the process marked busy while it waits.
+extern "C" fn event_sync(event: sys::CUevent) -> CUresult {
+    let p = driver_entry(&REAL_EVENT_SYNC, c"cuEventSynchronize");
+    if p.is_null() {
+        return CUresult::CUDA_ERROR_NOT_INITIALIZED;
+    }
+    // SAFETY: the driver's cuEventSynchronize, with the application's event.
+    busy(|| unsafe { std::mem::transmute::<*mut c_void, EventSync>(p)(event) })
+}
+
 /// The partition kernels go to.
 struct Target {
     // Dropped never (a static); kept for its stream and green context.
@@ -286,11 +346,12 @@ fn target() -> Option<&'static Target> {
         .get_or_init(|| {
             let sms = setting("RIGHTSIZE_SMS")?;
             let first_group = setting("RIGHTSIZE_FIRST_GROUP").unwrap_or(0);
+            let rest = setting("RIGHTSIZE_REST").is_some_and(|r| r != 0);
             let ordinal = setting("RIGHTSIZE_DEVICE").unwrap_or(0) as usize;
             let mut current = std::ptr::null_mut();
             // SAFETY: writes the calling thread's current context.
             unsafe { sys::cuCtxGetCurrent(&mut current) };
-            let made = make_target(ordinal, sms, first_group);
+            let made = make_target(ordinal, sms, first_group, rest);
             // Leave the application's thread as it was.
             // SAFETY: the context that was current (or none).
             unsafe { sys::cuCtxSetCurrent(current) };
@@ -308,9 +369,11 @@ fn target() -> Option<&'static Target> {
         .as_ref()
 }
 
-fn make_target(ordinal: usize, sms: u32, first_group: u32) -> Result<Target, String> {
+fn make_target(ordinal: usize, sms: u32, first_group: u32, rest: bool) -> Result<Target, String> {
     let device = Device::open(ordinal).map_err(|e| e.to_string())?;
-    let spec = PoolSpec::window(&device.info().partitions, sms, first_group, None).map_err(|e| e.to_string())?;
+    let mut spec = PoolSpec::window(&device.info().partitions, sms, first_group, None).map_err(|e| e.to_string())?;
+    // A window reaching the last group takes the SMs outside the groups too.
+    spec.rest = rest;
     let pool = PartitionPool::new(&device, &spec).map_err(|e| e.to_string())?;
     let part = pool.get(PartitionId::green(0)).map_err(|e| e.to_string())?;
     let stream = part.stream(0).map_err(|e| e.to_string())?;
@@ -395,6 +458,15 @@ fn place<R>(
     if !on_target_device(t) {
         FALLBACK.fetch_add(1, Ordering::Relaxed);
         return work(None, stream);
+    }
+    if let Some(b) = board::board() {
+        let now = board::now_ns();
+        b.launched(now);
+        if !b.contended(now) {
+            // Alone: the whole device, where the application put it.
+            ALONE.fetch_add(1, Ordering::Relaxed);
+            return work(None, stream);
+        }
     }
     let part = t.stream;
     let app = if stream.is_null() && flavour == PER_THREAD { STREAM_PER_THREAD } else { stream };
@@ -592,9 +664,11 @@ pub unsafe extern "C" fn cuLaunchKernelEx_ptsz(
 pub fn report() -> String {
     let sms = target().map_or(0, |t| t.sms);
     format!(
-        "{{\"sms\": {sms}, \"launches\": {}, \"placed\": {}, \"captured\": {}, \"fallback\": {}, \"via_ex\": {}, \"functions_resolved\": {}, \"functions_kept\": {}, \"blas_calls\": {}}}",
+        "{{\"sms\": {sms}, \"board_slots\": {}, \"launches\": {}, \"placed\": {}, \"alone\": {}, \"captured\": {}, \"fallback\": {}, \"via_ex\": {}, \"functions_resolved\": {}, \"functions_kept\": {}, \"blas_calls\": {}}}",
+        board::board().map_or(0, board::Board::len),
         SEEN.load(Ordering::Relaxed),
         PLACED.load(Ordering::Relaxed),
+        ALONE.load(Ordering::Relaxed),
         CAPTURED.load(Ordering::Relaxed),
         FALLBACK.load(Ordering::Relaxed),
         VIA_EX.load(Ordering::Relaxed),

@@ -161,3 +161,71 @@ fn a_soak_keeps_serving_through_its_windows() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Why the host's Python cannot run PyTorch tenants on the GPU, if it cannot.
+fn torch_python() -> Result<(), String> {
+    let check = "import torch, transformers; assert torch.cuda.is_available(), 'no CUDA GPU in PyTorch'";
+    let out = std::process::Command::new(rightsize::harness::worker::python())
+        .args(["-c", check])
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or_default().to_string())
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn pytorch_tenants_run_as_processes_and_follow_the_load_through_the_interposer() {
+    use rightsize::harness::compare::run_one;
+    use rightsize::harness::inproc::Knees;
+    if let Err(why) = torch_python() {
+        println!("skipped: PyTorch tenants need PyTorch, transformers and a GPU in python3 ({why})");
+        return;
+    }
+    // An open-loop batch-1 encoder that leaves gaps, and a closed-loop decoder that never does.
+    let text = r#"
+        [[scenario]]
+        name = "torch-pair"
+        warmup = 2
+        requests = 100000
+        duration_s = 2.0
+        [[scenario.tenant]]
+        model = "bert-base"
+        engine = "torch"
+        batch = 1
+        rate = 100.0
+        [[scenario.tenant]]
+        model = "distilgpt2"
+        engine = "torch"
+        new_tokens = 4
+    "#;
+    let s = ScenarioFile::parse(text, "test").unwrap().scenarios.remove(0);
+    let exe = rightsize_exe();
+    for mode in ["timeslice", "static", "krisp"] {
+        let o = run_one(Some(&exe), &s, mode.parse().unwrap(), Knees::default(), None, Default::default())
+            .unwrap_or_else(|e| panic!("{mode}: {e:#}"));
+        for (i, samples) in o.samples.iter().enumerate() {
+            assert!(samples.len() >= 5, "{mode} tenant {i}: {} requests", samples.len());
+            assert!(samples.iter().all(|x| x.due <= x.start && x.start < x.end && x.end <= 2.5), "{mode} tenant {i}");
+        }
+        let logs: Vec<_> = o.interposed.iter().map(|l| l.expect("every process wrote its log")).collect();
+        println!("{mode}: {} and {} requests; interposer {logs:?}", o.samples[0].len(), o.samples[1].len());
+        match mode {
+            "timeslice" => assert!(logs.is_empty()),
+            "static" => {
+                assert!(
+                    logs.iter().all(|l| l.placed > 0 && l.alone == 0 && l.fallback == 0 && l.sms >= 64),
+                    "{logs:?}"
+                );
+                assert!(logs.iter().map(|l| l.sms).sum::<u32>() <= 132 + 8);
+            }
+            _ => {
+                assert!(logs.iter().all(|l| l.placed > 0 && l.fallback == 0), "both contend at times: {logs:?}");
+                assert!(logs[1].alone > 0, "the decoder runs alone in the encoder's gaps: {logs:?}");
+            }
+        }
+    }
+}

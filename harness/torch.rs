@@ -1,0 +1,184 @@
+//! PyTorch tenants (`engine = "torch"`): a Hugging Face transformers model with random FP16
+//! weights in a Python worker process per tenant (`python/rightsize/torch_worker.py`, the
+//! same worker protocol as [`super::worker`]), so a comparison puts the models people serve,
+//! as they serve them, under every way of sharing the GPU that works across processes:
+//!
+//! - `timeslice`, `mps`, `mps-limit`: as for the engine's tenants;
+//! - `static`: under MPS, each process's kernels placed on its own window by the interposer
+//!   (`librightsize_preload.so`, `LD_PRELOAD`): `static_sms`, or an equal part of the groups;
+//! - `krisp`: as `static`, each window a tenant's quota (`quota_sms`, or an equal part), and
+//!   the processes follow the load on a shared board: a process places its kernels on its
+//!   window only while another is busy, and on the whole device while it is alone.
+//!
+//! Solo baselines run each tenant alone in its process, without MPS.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context as _};
+use serde::{Deserialize, Serialize};
+
+use super::mps::private_dir;
+use super::scenario::{Scenario, Sharing};
+use crate::runtime::policy::Static;
+use crate::runtime::Device;
+
+/// The interposer's file name.
+pub const PRELOAD_LIBRARY: &str = "librightsize_preload.so";
+
+/// Whether `sharing` places `s`'s PyTorch tenants with the interposer.
+pub fn placed_by_interposer(s: &Scenario, sharing: Sharing) -> bool {
+    s.is_torch() && matches!(sharing, Sharing::Static | Sharing::Krisp)
+}
+
+/// The interposer: `$RIGHTSIZE_PRELOAD_LIB`, else `librightsize_preload.so` beside the worker
+/// program (`exe`) or in the directory above it (cargo's `deps/`).
+pub fn preload_library(exe: &std::path::Path) -> anyhow::Result<PathBuf> {
+    if let Some(p) = std::env::var_os("RIGHTSIZE_PRELOAD_LIB") {
+        let p = PathBuf::from(p);
+        if !p.is_file() {
+            bail!("RIGHTSIZE_PRELOAD_LIB={} is not a file", p.display());
+        }
+        return Ok(p);
+    }
+    let dir = exe.parent().context("the worker program has no directory")?;
+    let found = [Some(dir), dir.parent()].into_iter().flatten().map(|d| d.join(PRELOAD_LIBRARY)).find(|p| p.is_file());
+    found.with_context(|| {
+        format!(
+            "PyTorch tenants under static and krisp need the interposer, {PRELOAD_LIBRARY}, beside {} \
+             or named by RIGHTSIZE_PRELOAD_LIB (build it: cargo build --release -p rightsize-preload)",
+            exe.display()
+        )
+    })
+}
+
+/// What the interposer of each tenant's process is told, and the directory of its board
+/// (`krisp`) and of what each process placed (removed after the run).
+#[derive(Debug)]
+pub struct Placement {
+    /// The environment of tenant `i` at index `i`.
+    pub env: Vec<Vec<(String, String)>>,
+    /// The run's directory: `board`, and `<i>.json` written by tenant `i`'s interposer.
+    pub dir: PathBuf,
+}
+
+/// What the interposer did with one process's kernels (its log, written at exit).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Interposed {
+    /// SMs of its window.
+    pub sms: u32,
+    /// Launches seen (kernels and stood-in cuBLAS calls).
+    pub launches: u64,
+    /// Placed on its window.
+    pub placed: u64,
+    /// Left on the whole device because no other process was busy (`krisp`).
+    #[serde(default)]
+    pub alone: u64,
+    /// Left where launched because their stream was being captured.
+    pub captured: u64,
+    /// Left where launched because placing them failed.
+    pub fallback: u64,
+}
+
+/// The interposer logs of a run's `n` tenants in `dir` (a tenant whose process wrote none:
+/// `None`).
+pub fn read_logs(dir: &std::path::Path, n: usize) -> Vec<Option<Interposed>> {
+    (0..n)
+        .map(|i| {
+            std::fs::read_to_string(dir.join(format!("{i}.json"))).ok().and_then(|t| serde_json::from_str(&t).ok())
+        })
+        .collect()
+}
+
+/// The interposer's settings for `s`'s tenants under `sharing` (`static` or `krisp`): each
+/// tenant's window side by side from group 0, the last one with the SMs outside the groups,
+/// and under `krisp` a board shared by all. `exe` is the worker program the library lies
+/// beside.
+pub fn interposer_env(s: &Scenario, sharing: Sharing, exe: &std::path::Path) -> anyhow::Result<Placement> {
+    let lib = preload_library(exe)?;
+    let device = Device::open(0).context("cannot open the GPU")?;
+    let topo = device
+        .info()
+        .partitions
+        .topology()
+        .map_err(|reason| anyhow::anyhow!("SM partitions are unavailable: {reason}"))?;
+    let sizes: Vec<Option<u32>> =
+        s.tenants.iter().map(|t| if sharing == Sharing::Static { t.static_sms } else { t.quota_sms }).collect();
+    let windows = Static::side_by_side(&sizes, topo.groups, topo.granularity).map_err(anyhow::Error::msg)?.windows;
+    let dir = private_dir("interposer")?;
+    let board = (sharing == Sharing::Krisp).then(|| dir.join("board"));
+    if let Some(board) = &board {
+        let zeros = vec![0u8; s.tenants.len() * 64];
+        std::fs::write(board, zeros).with_context(|| format!("cannot write {}", board.display()))?;
+    }
+    let preload = match std::env::var("LD_PRELOAD") {
+        Ok(v) if !v.trim().is_empty() => format!("{}:{v}", lib.display()),
+        _ => lib.display().to_string(),
+    };
+    let env = windows
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            let w = w.expect("side_by_side gives every tenant a window");
+            let mut env = vec![
+                ("LD_PRELOAD".to_string(), preload.clone()),
+                ("RIGHTSIZE_SMS".into(), (w.count * topo.granularity).to_string()),
+                ("RIGHTSIZE_FIRST_GROUP".into(), w.first.to_string()),
+                ("RIGHTSIZE_REST".into(), u8::from(w.end() == topo.groups).to_string()),
+            ];
+            if let Some(board) = &board {
+                env.push(("RIGHTSIZE_BOARD".into(), board.display().to_string()));
+                env.push(("RIGHTSIZE_SLOT".into(), i.to_string()));
+            }
+            env.push(("RIGHTSIZE_PRELOAD_LOG".into(), dir.join(format!("{i}.json")).display().to_string()));
+            env
+        })
+        .collect();
+    Ok(Placement { env, dir })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::harness::scenario::ScenarioFile;
+
+    #[test]
+    fn the_interposer_is_found_beside_the_worker_or_refused_with_how_to_build_it() {
+        let dir = private_dir("preload-lib").unwrap();
+        let exe = dir.join("deps").join("rightsize");
+        std::fs::create_dir_all(exe.parent().unwrap()).unwrap();
+        let e = preload_library(&exe).unwrap_err().to_string();
+        assert!(e.contains(PRELOAD_LIBRARY) && e.contains("cargo build --release -p rightsize-preload"), "{e}");
+        std::fs::write(dir.join(PRELOAD_LIBRARY), b"").unwrap();
+        assert_eq!(preload_library(&exe).unwrap(), dir.join(PRELOAD_LIBRARY));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn the_interposers_logs_are_read_back_and_a_missing_one_is_none() {
+        let dir = private_dir("logs").unwrap();
+        let log = r#"{"sms": 64, "board_slots": 2, "launches": 10, "placed": 6, "alone": 3, "captured": 0, "fallback": 1, "via_ex": 0, "functions_resolved": 4, "functions_kept": 0, "blas_calls": 2}"#;
+        std::fs::write(dir.join("1.json"), log).unwrap();
+        let got = read_logs(&dir, 2);
+        assert_eq!(got[0], None);
+        let want = Interposed { sms: 64, launches: 10, placed: 6, alone: 3, captured: 0, fallback: 1 };
+        assert_eq!(got[1], Some(want));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn the_pytorch_study_parses() {
+        let f = ScenarioFile::parse(include_str!("../scenarios/pytorch.toml"), "pytorch.toml").unwrap();
+        for s in &f.scenarios {
+            assert!(s.tenants.iter().all(|t| t.engine == super::super::scenario::Engine::Torch), "{}", s.name);
+            assert!(s.modes.iter().flatten().all(|m| s.unsupported(*m).is_none()), "{}", s.name);
+        }
+    }
+
+    #[test]
+    fn only_static_and_krisp_place_pytorch_tenants() {
+        let text = "[[scenario]]\nname = \"t\"\n[[scenario.tenant]]\nmodel = \"gpt2\"\nengine = \"torch\"\n";
+        let s = ScenarioFile::parse(text, "t").unwrap().scenarios.remove(0);
+        let placed: Vec<_> = Sharing::ALL.into_iter().filter(|&m| placed_by_interposer(&s, m)).collect();
+        assert_eq!(placed, [Sharing::Static, Sharing::Krisp]);
+    }
+}

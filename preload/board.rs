@@ -1,0 +1,190 @@
+//! Following the load across processes: a board in a shared file where each process of a
+//! group says when it is busy, so each places its kernels on its window only while another
+//! is busy, and on the whole device while it is alone.
+//!
+//! The board is a file of 64-byte slots, one per process (`RIGHTSIZE_BOARD` names it,
+//! `RIGHTSIZE_SLOT` is this process's slot; whoever starts the processes makes the file, zeros
+//! of 64 × their number bytes). A slot holds when its process last launched a kernel and how
+//! many of its threads are waiting for the GPU (`cuStreamSynchronize`, `cuEventSynchronize`).
+//! A process is *busy* while one of its threads waits, or for `RIGHTSIZE_HOLD_US` (default
+//! 2,000 µs) after a launch; a process whose slot says nothing for that long is idle. The
+//! clock is `CLOCK_MONOTONIC`, one for every process of the host.
+//!
+//! A device-wide synchronize (`cuCtxSynchronize`, which has a second signature under the same
+//! name in CUDA 13) is not seen: a process that waits only so is busy for the hold after its
+//! last launch. A process killed while waiting leaves its slot busy: a board lives for one run
+//! of one group of processes.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+/// One process's slot (a cache line of its own).
+#[repr(C, align(64))]
+pub(crate) struct Slot {
+    /// `CLOCK_MONOTONIC` nanoseconds of its last launch (0: never).
+    last_ns: AtomicU64,
+    /// Its threads waiting for the GPU now.
+    waiting: AtomicU64,
+}
+
+/// Bytes of one slot in the file.
+pub(crate) const SLOT_BYTES: usize = 64;
+const _: () = assert!(std::mem::size_of::<Slot>() == SLOT_BYTES);
+
+/// A launch records its time only when the last one recorded is older than this, so a
+/// stream of launches writes the shared line seldom.
+const RECORD_EVERY_NS: u64 = 20_000;
+
+/// The board, mapped.
+pub(crate) struct Board {
+    slots: &'static [Slot],
+    me: usize,
+    hold_ns: u64,
+}
+
+/// Now, on the clock every process of the host shares.
+pub(crate) fn now_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: writes one timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(ts.tv_nsec as u64)
+}
+
+impl Board {
+    /// Maps the board file `path` with this process in slot `me`; busy for `hold_ns` after
+    /// each launch.
+    pub(crate) fn open(path: &std::path::Path, me: usize, hold_ns: u64) -> Result<Board, String> {
+        use std::os::fd::AsRawFd as _;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        let len = file.metadata().map_err(|e| e.to_string())?.len() as usize;
+        let n = len / SLOT_BYTES;
+        if n == 0 || len % SLOT_BYTES != 0 {
+            return Err(format!("{} is {len} bytes, not a whole number of {SLOT_BYTES}-byte slots", path.display()));
+        }
+        if me >= n {
+            return Err(format!("slot {me} is not on a board of {n} slots"));
+        }
+        // SAFETY: maps the whole file shared, read and write; the mapping outlives the file
+        // handle and is never unmapped (the board lives as long as the process).
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(format!("cannot map {}: {}", path.display(), std::io::Error::last_os_error()));
+        }
+        // SAFETY: `n` slots of 64 bytes, page-aligned, zero or written by processes of the
+        // same layout; atomics of u64 accept any bit pattern.
+        let slots = unsafe { std::slice::from_raw_parts(p.cast::<Slot>(), n) };
+        Ok(Board { slots, me, hold_ns })
+    }
+
+    /// Records a launch at `now`.
+    pub(crate) fn launched(&self, now: u64) {
+        let mine = &self.slots[self.me].last_ns;
+        if now.saturating_sub(mine.load(Ordering::Relaxed)) >= RECORD_EVERY_NS {
+            mine.store(now, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether another process is busy at `now`.
+    pub(crate) fn contended(&self, now: u64) -> bool {
+        self.slots.iter().enumerate().any(|(i, s)| {
+            i != self.me
+                && (s.waiting.load(Ordering::Relaxed) > 0
+                    || now.saturating_sub(s.last_ns.load(Ordering::Relaxed)) < self.hold_ns)
+        })
+    }
+
+    /// Marks one of this process's threads as waiting for the GPU until the guard drops.
+    pub(crate) fn waiting(&self) -> Waiting<'_> {
+        self.slots[self.me].waiting.fetch_add(1, Ordering::Relaxed);
+        Waiting(&self.slots[self.me])
+    }
+
+    /// Slots on the board.
+    pub(crate) fn len(&self) -> usize {
+        self.slots.len()
+    }
+}
+
+/// A thread waiting for the GPU ([`Board::waiting`]).
+pub(crate) struct Waiting<'a>(&'a Slot);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The board of `RIGHTSIZE_BOARD` and `RIGHTSIZE_SLOT`, opened on first use; `None` when
+/// unset, or when it cannot be opened (said once on stderr): then every launch goes to the
+/// window.
+pub(crate) fn board() -> Option<&'static Board> {
+    static BOARD: OnceLock<Option<Board>> = OnceLock::new();
+    BOARD
+        .get_or_init(|| {
+            let path = std::env::var_os("RIGHTSIZE_BOARD")?;
+            let me = super::setting("RIGHTSIZE_SLOT").unwrap_or(0) as usize;
+            let hold_us = super::setting("RIGHTSIZE_HOLD_US").unwrap_or(2_000);
+            match Board::open(std::path::Path::new(&path), me, u64::from(hold_us) * 1_000) {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    eprintln!("rightsize preload: no board ({e}); kernels always run on the window");
+                    None
+                }
+            }
+        })
+        .as_ref()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(slots: usize) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("rightsize-board-{}-{}", std::process::id(), now_ns()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("board");
+        std::fs::write(&path, vec![0u8; slots * SLOT_BYTES]).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_process_is_contended_while_another_launches_or_waits() {
+        let path = file(3);
+        let hold = 2_000_000;
+        let (a, b) = (Board::open(&path, 0, hold).unwrap(), Board::open(&path, 1, hold).unwrap());
+        let t = now_ns();
+        assert!(!a.contended(t) && !b.contended(t), "nobody has launched");
+        a.launched(t);
+        assert!(b.contended(t + hold - 1) && !a.contended(t), "a launched: b sees it, a does not see itself");
+        assert!(!b.contended(t + hold), "a is idle after the hold");
+        {
+            let _w = a.waiting();
+            assert!(b.contended(t + 10 * hold), "a waits for the GPU");
+        }
+        assert!(!b.contended(t + 10 * hold), "a stopped waiting");
+        assert_eq!(a.len(), 3);
+    }
+
+    #[test]
+    fn a_bad_board_is_refused_with_the_reason() {
+        let path = file(2);
+        let refused = |path: &std::path::Path, me| Board::open(path, me, 1).err().unwrap_or_default();
+        assert!(refused(&path, 2).contains("slot 2 is not on a board of 2 slots"));
+        std::fs::write(&path, [0u8; 65]).unwrap();
+        assert!(refused(&path, 0).contains("not a whole number"));
+        assert!(refused(&path.with_extension("none"), 0).contains("cannot open"));
+    }
+}

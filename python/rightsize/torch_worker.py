@@ -1,0 +1,186 @@
+"""A harness tenant that runs a Hugging Face transformers model in PyTorch.
+
+``rightsize compare`` starts one of these per PyTorch tenant (``engine = "torch"`` in a
+scenario) as ``python3 -c <this file> <spec>``, where ``<spec>`` is the JSON of the harness's
+worker spec with the model's architecture added (``config``). It speaks the harness's worker
+protocol in JSON lines: it builds the model with random FP16 weights (no hub access), warms
+up, says ``ready``, waits for ``go`` on stdin, runs its request loop — closed, or open with
+Poisson arrivals — reports ``progress``, says ``finished`` once it has counted its requests,
+keeps issuing until ``stop`` (or end of input) and sends its samples (seconds from ``go``).
+
+A request is one forward of an encoder, or a decoder's prefill and then greedy decode steps
+with the KV cache, each followed by a synchronize; the host's view, as the engine's tenants.
+"""
+
+import json
+import random
+import sys
+import threading
+import time
+
+
+def emit(event, **fields):
+    fields["event"] = event
+    sys.stdout.write(json.dumps(fields) + "\n")
+    sys.stdout.flush()
+
+
+def hf_model(config, seed):
+    """The transformers model of the harness's architecture ``config``, random FP16 weights
+    on the GPU, in eval mode; and whether it is a decoder."""
+    import torch
+    import transformers as tf
+
+    family = config["family"]
+    common = dict(
+        vocab_size=config["vocab"],
+        hidden_size=config["hidden"],
+        num_hidden_layers=config["layers"],
+        num_attention_heads=config["heads"],
+        intermediate_size=config["ffn"],
+        max_position_embeddings=config["max_positions"],
+    )
+    if family == "bert":
+        cfg = tf.BertConfig(type_vocab_size=max(config["type_vocab"], 1), layer_norm_eps=config["norm_eps"], **common)
+        cls, decoder = tf.BertModel, False
+    elif family == "gpt2":
+        cfg = tf.GPT2Config(
+            vocab_size=config["vocab"],
+            n_embd=config["hidden"],
+            n_layer=config["layers"],
+            n_head=config["heads"],
+            n_inner=config["ffn"],
+            n_positions=config["max_positions"],
+            layer_norm_epsilon=config["norm_eps"],
+        )
+        cls, decoder = tf.GPT2LMHeadModel, True
+    elif family == "llama":
+        # RoPE's base and scaling are left at transformers' defaults: they change the
+        # rotation's constants, not the work.
+        extra = {}
+        if config["head_dim"] != config["hidden"] // config["heads"]:
+            extra["head_dim"] = config["head_dim"]
+        cfg = tf.LlamaConfig(
+            num_key_value_heads=config["kv_heads"],
+            rms_norm_eps=config["norm_eps"],
+            tie_word_embeddings=config["tie_embeddings"],
+            **extra,
+            **common,
+        )
+        cls, decoder = tf.LlamaForCausalLM, True
+    else:
+        raise ValueError(f"unknown model family {family!r}")
+    torch.manual_seed(seed)
+    with torch.device("cuda"):
+        model = cls(cfg)
+    return model.half().eval(), decoder
+
+
+def torch_request(spec):
+    """One request of the spec's tenant, as a function of no arguments."""
+    import torch
+
+    tenant = spec["tenant"]
+    model, decoder = hf_model(spec["config"], spec["seed"])
+    gen = torch.Generator(device="cuda").manual_seed(spec["seed"])
+    ids = torch.randint(0, spec["config"]["vocab"], (tenant["batch"], tenant["seq"]), device="cuda", generator=gen)
+    steps = max(tenant["new_tokens"], 1) - 1
+
+    @torch.inference_mode()
+    def request():
+        if not decoder:
+            model(input_ids=ids)
+        else:
+            out = model(input_ids=ids, use_cache=True)
+            for _ in range(steps):
+                token = out.logits[:, -1:].argmax(dim=-1)
+                out = model(input_ids=token, past_key_values=out.past_key_values, use_cache=True)
+        torch.cuda.synchronize()
+
+    return request
+
+
+class Gate:
+    """The harness's side of the loop: ``ready``/``go`` to start, ``stop`` to end."""
+
+    def __init__(self, stdin=None):
+        self.stdin = stdin or sys.stdin
+        self.stop = threading.Event()
+
+    def start(self):
+        emit("ready")
+        if self.stdin.readline().strip() != "go":
+            raise RuntimeError("the harness called the run off")
+        t0 = time.monotonic()
+
+        def watch():
+            # `stop`, or end of input (the harness is gone): stop either way.
+            for line in self.stdin:
+                if line.strip() == "stop":
+                    break
+            self.stop.set()
+
+        threading.Thread(target=watch, daemon=True).start()
+        return t0
+
+
+def run_loop(spec, gate, request, clock=time.monotonic, sleep=time.sleep):
+    """The request loop of the harness's worker spec: returns the counted samples."""
+    tenant = spec["tenant"]
+    rate = tenant.get("rate")
+    warmup, requests = spec["warmup"], spec["requests"]
+    duration = spec.get("duration_s")
+    rng = random.Random(spec["arrival_seed"])
+    t0 = gate.start()
+    arrival = 0.0
+    issued, counted, finished = 0, [], False
+    while not (finished and gate.stop.is_set()):
+        if rate:
+            arrival += rng.expovariate(rate)
+            due = arrival
+            wait = t0 + due - clock()
+            while wait > 0 and not (finished and gate.stop.is_set()):
+                sleep(min(wait, 0.05))
+                wait = t0 + due - clock()
+            if finished and gate.stop.is_set():
+                break
+        else:
+            due = clock() - t0
+        start = max(clock() - t0, due)
+        request()
+        end = clock() - t0
+        index, issued = issued, issued + 1
+        if finished:
+            continue
+        late = duration is not None and end > duration
+        if index >= warmup and not late:
+            counted.append({"due": due, "start": start, "end": end})
+            emit("progress", counted=index + 1 - warmup)
+        if issued >= warmup + requests or late:
+            finished = True
+            emit("finished")
+    return counted
+
+
+def main(argv):
+    try:
+        spec = json.loads(argv[1])
+        try:
+            import torch  # noqa: F401
+        except ImportError as e:
+            raise RuntimeError(f"PyTorch tenants need PyTorch and transformers: {e}") from None
+        if not torch.cuda.is_available():
+            raise RuntimeError("PyTorch sees no CUDA GPU")
+        request = torch_request(spec)
+        for _ in range(2):
+            request()
+        samples = run_loop(spec, Gate(), request)
+        emit("result", samples=samples)
+        return 0
+    except Exception as e:  # every failure is reported to the harness as a message
+        emit("error", message=f"{type(e).__name__}: {e}")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
