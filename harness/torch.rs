@@ -8,7 +8,8 @@
 //!   (`librightsize_preload.so`, `LD_PRELOAD`): `static_sms`, or an equal part of the groups;
 //! - `krisp`: as `static`, each window a tenant's quota (`quota_sms`, or an equal part), and
 //!   the processes follow the load on a shared board: a process places its kernels on its
-//!   window only while another is busy, and on the whole device while it is alone.
+//!   window only while another is busy, and on the whole device while it is alone; kernels
+//!   of no more blocks than the window has SMs are never confined.
 //!
 //! Solo baselines run each tenant alone in its process, without MPS.
 
@@ -73,6 +74,10 @@ pub struct Interposed {
     /// Left on the whole device because no other process was busy (`krisp`).
     #[serde(default)]
     pub alone: u64,
+    /// Left where launched, while another process was busy, because they had no more blocks
+    /// than the window has SMs (`krisp`).
+    #[serde(default)]
+    pub narrow: u64,
     /// Left where launched because their stream was being captured.
     pub captured: u64,
     /// Left where launched because placing them failed.
@@ -156,11 +161,11 @@ mod tests {
     #[test]
     fn the_interposers_logs_are_read_back_and_a_missing_one_is_none() {
         let dir = private_dir("logs").unwrap();
-        let log = r#"{"sms": 64, "board_slots": 2, "launches": 10, "placed": 6, "alone": 3, "captured": 0, "fallback": 1, "via_ex": 0, "functions_resolved": 4, "functions_kept": 0, "blas_calls": 2}"#;
+        let log = r#"{"sms": 64, "board_slots": 2, "launches": 10, "placed": 4, "alone": 3, "narrow": 2, "captured": 0, "fallback": 1, "via_ex": 0, "functions_resolved": 4, "functions_kept": 0, "blas_calls": 2}"#;
         std::fs::write(dir.join("1.json"), log).unwrap();
         let got = read_logs(&dir, 2);
         assert_eq!(got[0], None);
-        let want = Interposed { sms: 64, launches: 10, placed: 6, alone: 3, captured: 0, fallback: 1 };
+        let want = Interposed { sms: 64, launches: 10, placed: 4, alone: 3, narrow: 2, captured: 0, fallback: 1 };
         assert_eq!(got[1], Some(want));
         let _ = std::fs::remove_dir_all(dir);
     }

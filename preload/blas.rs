@@ -108,6 +108,7 @@ fn place_handle_call(handle: Handle, call: impl FnOnce() -> c_int) -> c_int {
     place(
         LEGACY,
         app,
+        None,
         |r| *r == SUCCESS,
         |t, s| match t {
             None => call(),
@@ -212,6 +213,7 @@ pub unsafe extern "C" fn cublasLtMatmul(
     place(
         LEGACY,
         stream,
+        None,
         |r| *r == SUCCESS,
         |_, s| {
             // SAFETY: the application's call, on `s`.

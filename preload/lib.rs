@@ -32,7 +32,9 @@
 //! Following the load (`RIGHTSIZE_BOARD`, `RIGHTSIZE_SLOT`, `RIGHTSIZE_HOLD_US`; see
 //! [`board`]): processes of a group, each with its window, say on a shared board when they
 //! are busy; a process places its kernels on its window only while another is busy, and
-//! leaves them where the application put them (the whole device) while it is alone.
+//! leaves them where the application put them (the whole device) while it is alone. On a
+//! board, a kernel of no more blocks than the window has SMs is never placed: it cannot take
+//! more than its share, and runs on whichever SMs are free.
 //!
 //! Not yet: sizing each kernel from a profile or an online fit; one window per process.
 
@@ -93,6 +95,9 @@ static VIA_EX: AtomicU64 = AtomicU64::new(0);
 /// Launches run where the application put them because no other process of the board was
 /// busy ([`board`]).
 static ALONE: AtomicU64 = AtomicU64::new(0);
+/// Kernels left where launched, on a board while another process was busy, because they had
+/// no more blocks than the window has SMs.
+static NARROW: AtomicU64 = AtomicU64::new(0);
 /// Distinct functions (per thread) resolved in the green context, and kept as they were.
 static RESOLVED: AtomicU64 = AtomicU64::new(0);
 static KEPT: AtomicU64 = AtomicU64::new(0);
@@ -446,10 +451,13 @@ fn on_target_device(t: &Target) -> bool {
 /// `flavour`): the partition's stream waits for what was issued to `stream` before, and
 /// `stream` waits for the work (when `ok` says it was issued). `work` gets the target when it
 /// runs on the partition, nothing when it runs on `stream` itself: no partition, another
-/// GPU, a stream being captured, or ordering that failed.
+/// GPU, a stream being captured, or ordering that failed — and, on a board, no other process
+/// busy, or a kernel of at most as many `blocks` as the window has SMs (it cannot spread over
+/// more SMs than its share, so it runs where it was launched, without the ordering's cost).
 fn place<R>(
     flavour: usize,
     stream: CUstream,
+    blocks: Option<u64>,
     ok: impl Fn(&R) -> bool,
     work: impl FnOnce(Option<&Target>, CUstream) -> R,
 ) -> R {
@@ -465,6 +473,10 @@ fn place<R>(
         if !b.contended(now) {
             // Alone: the whole device, where the application put it.
             ALONE.fetch_add(1, Ordering::Relaxed);
+            return work(None, stream);
+        }
+        if blocks.is_some_and(|n| n <= u64::from(t.sms)) {
+            NARROW.fetch_add(1, Ordering::Relaxed);
             return work(None, stream);
         }
     }
@@ -515,12 +527,15 @@ fn place<R>(
 fn place_kernel(
     flavour: usize,
     f: CUfunction,
+    grid: [c_uint; 3],
     stream: CUstream,
     launch: impl Fn(CUfunction, CUstream) -> CUresult,
 ) -> CUresult {
+    let blocks = grid.iter().map(|&d| u64::from(d)).product();
     place(
         flavour,
         stream,
+        Some(blocks),
         |r| *r == CUresult::CUDA_SUCCESS,
         |t, s| match t.map(|t| (t, on_partition(t, f))) {
             Some((t, (g, true))) => {
@@ -567,7 +582,7 @@ fn launch_kernel(
     extra: *mut *mut c_void,
 ) -> CUresult {
     let Some(real) = real_launch(flavour) else { return CUresult::CUDA_ERROR_NOT_INITIALIZED };
-    place_kernel(flavour, f, stream, |f, s| {
+    place_kernel(flavour, f, grid, stream, |f, s| {
         // SAFETY: the application's launch, on `s` (its stream or the partition's).
         unsafe { real(f, grid[0], grid[1], grid[2], block[0], block[1], block[2], shared, s, params, extra) }
     })
@@ -587,7 +602,7 @@ fn launch_kernel_ex(
         // SAFETY: passed on as given.
         return unsafe { real(config, f, params, extra) };
     };
-    place_kernel(flavour, f, c.hStream, |f, s| {
+    place_kernel(flavour, f, [c.gridDimX, c.gridDimY, c.gridDimZ], c.hStream, |f, s| {
         let mut on = *c;
         on.hStream = s;
         // SAFETY: the application's launch, on `s`.
@@ -664,11 +679,12 @@ pub unsafe extern "C" fn cuLaunchKernelEx_ptsz(
 pub fn report() -> String {
     let sms = target().map_or(0, |t| t.sms);
     format!(
-        "{{\"sms\": {sms}, \"board_slots\": {}, \"launches\": {}, \"placed\": {}, \"alone\": {}, \"captured\": {}, \"fallback\": {}, \"via_ex\": {}, \"functions_resolved\": {}, \"functions_kept\": {}, \"blas_calls\": {}}}",
+        "{{\"sms\": {sms}, \"board_slots\": {}, \"launches\": {}, \"placed\": {}, \"alone\": {}, \"narrow\": {}, \"captured\": {}, \"fallback\": {}, \"via_ex\": {}, \"functions_resolved\": {}, \"functions_kept\": {}, \"blas_calls\": {}}}",
         board::board().map_or(0, board::Board::len),
         SEEN.load(Ordering::Relaxed),
         PLACED.load(Ordering::Relaxed),
         ALONE.load(Ordering::Relaxed),
+        NARROW.load(Ordering::Relaxed),
         CAPTURED.load(Ordering::Relaxed),
         FALLBACK.load(Ordering::Relaxed),
         VIA_EX.load(Ordering::Relaxed),

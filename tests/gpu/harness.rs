@@ -223,7 +223,9 @@ fn pytorch_tenants_run_as_processes_and_follow_the_load_through_the_interposer()
                 assert!(logs.iter().map(|l| l.sms).sum::<u32>() <= 132 + 8);
             }
             _ => {
-                assert!(logs.iter().all(|l| l.placed > 0 && l.fallback == 0), "both contend at times: {logs:?}");
+                // Both contend at times; the decoder's prefill kernels are wider than its window.
+                assert!(logs.iter().all(|l| l.placed + l.narrow > 0 && l.fallback == 0), "{logs:?}");
+                assert!(logs[1].placed > 0 && logs[1].narrow > 0, "{logs:?}");
                 assert!(logs[1].alone > 0, "the decoder runs alone in the encoder's gaps: {logs:?}");
             }
         }
