@@ -5,15 +5,15 @@
 //! The board is a file of 64-byte slots, one per process (`RIGHTSIZE_BOARD` names it,
 //! `RIGHTSIZE_SLOT` is this process's slot; whoever starts the processes makes the file, zeros
 //! of 64 × their number bytes). A slot holds when its process last launched a kernel and how
-//! many of its threads are waiting for the GPU (`cuStreamSynchronize`, `cuEventSynchronize`).
+//! many of its threads are waiting for the GPU (`cuStreamSynchronize`, `cuEventSynchronize`,
+//! `cuCtxSynchronize`, as the application looks them up through `cuGetProcAddress`).
 //! A process is *busy* while one of its threads waits, or for `RIGHTSIZE_HOLD_US` (default
 //! 2,000 µs) after a launch; a process whose slot says nothing for that long is idle. The
 //! clock is `CLOCK_MONOTONIC`, one for every process of the host.
 //!
-//! A device-wide synchronize (`cuCtxSynchronize`, which has a second signature under the same
-//! name in CUDA 13) is not seen: a process that waits only so is busy for the hold after its
-//! last launch. A process killed while waiting leaves its slot busy: a board lives for one run
-//! of one group of processes.
+//! Waits some other way (polling `cuStreamQuery`, a blocking copy) are not seen: a process
+//! that waits only so is busy for the hold after its last launch. A process killed while
+//! waiting leaves its slot busy: a board lives for one run of one group of processes.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;

@@ -68,6 +68,10 @@ type Launch = unsafe extern "C" fn(
 type LaunchEx = unsafe extern "C" fn(*const CUlaunchConfig, CUfunction, *mut *mut c_void, *mut *mut c_void) -> CUresult;
 type StreamSync = unsafe extern "C" fn(CUstream) -> CUresult;
 type EventSync = unsafe extern "C" fn(sys::CUevent) -> CUresult;
+/// `cuCtxSynchronize` (no argument) and `cuCtxSynchronize_v2` (a context) share a name: the
+/// stand-in takes one pointer and hands it on, which serves both (an argument the callee
+/// does not take is ignored by the C calling conventions of x86-64 and AArch64).
+type CtxSync = unsafe extern "C" fn(sys::CUcontext) -> CUresult;
 
 /// The stream flavours of a launch entry point: the legacy default stream, or per thread.
 const LEGACY: usize = 0;
@@ -84,6 +88,7 @@ static REAL_LAUNCH: [AtomicPtr<c_void>; 2] = [const { AtomicPtr::new(std::ptr::n
 static REAL_LAUNCH_EX: [AtomicPtr<c_void>; 2] = [const { AtomicPtr::new(std::ptr::null_mut()) }; 2];
 static REAL_STREAM_SYNC: [AtomicPtr<c_void>; 2] = [const { AtomicPtr::new(std::ptr::null_mut()) }; 2];
 static REAL_EVENT_SYNC: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
+static REAL_CTX_SYNC: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
 
 /// What happened to the launches seen.
 static SEEN: AtomicU64 = AtomicU64::new(0);
@@ -223,6 +228,7 @@ unsafe fn substitute(symbol: *const c_char, pfn: *mut *mut c_void, flags: u64) {
         (b"cuEventSynchronize", _) if board::board().is_some() => {
             stand_in(&REAL_EVENT_SYNC, real, event_sync as *mut c_void)
         }
+        (b"cuCtxSynchronize", _) if board::board().is_some() => stand_in(&REAL_CTX_SYNC, real, ctx_sync as *mut c_void),
         _ => return,
     };
     // SAFETY: `pfn` is writable (the caller's contract).
@@ -312,6 +318,18 @@ extern "C" fn event_sync(event: sys::CUevent) -> CUresult {
     }
     // SAFETY: the driver's cuEventSynchronize, with the application's event.
     busy(|| unsafe { std::mem::transmute::<*mut c_void, EventSync>(p)(event) })
+}
+
+/// The driver's `cuCtxSynchronize` as the application asked for it (either signature), the
+/// process marked busy while it waits.
+extern "C" fn ctx_sync(ctx: sys::CUcontext) -> CUresult {
+    let p = REAL_CTX_SYNC.load(Ordering::Acquire);
+    if p.is_null() {
+        return CUresult::CUDA_ERROR_NOT_INITIALIZED;
+    }
+    // SAFETY: the entry point the driver handed the application for this name, called with
+    // the argument the application passed (see `CtxSync`).
+    busy(|| unsafe { std::mem::transmute::<*mut c_void, CtxSync>(p)(ctx) })
 }
 
 /// The partition kernels go to.
