@@ -621,6 +621,7 @@ impl TenantSpec {
                 (self.fault.is_some(), "fault"),
                 (self.queue_limit.is_some(), "queue_limit"),
                 (self.memory_mib.is_some(), "memory_mib"),
+                (self.quota_sms.is_some(), "quota_sms"),
                 (self.class == PriorityClass::LatencyCritical, "class = \"latency-critical\""),
             ];
             if let Some((_, what)) = unsupported.iter().find(|(set, _)| *set) {
@@ -762,6 +763,7 @@ mod tests {
             ("queue_limit", "rate = 10.0\nqueue_limit = 2"),
             ("fault", "fault = { kind = \"oom\", at = 2 }"),
             ("latency-critical", "class = \"latency-critical\""),
+            ("quota_sms", "quota_sms = 32"),
         ] {
             let e = format!("{:#}", refused(&torch(&format!("{line}\n"))));
             assert!(e.contains(field) && e.contains("not supported for PyTorch tenants"), "{field}: {e}");

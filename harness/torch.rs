@@ -6,10 +6,10 @@
 //! - `timeslice`, `mps`, `mps-limit`: as for the engine's tenants;
 //! - `static`: under MPS, each process's kernels placed on its own window by the interposer
 //!   (`librightsize_preload.so`, `LD_PRELOAD`): `static_sms`, or an equal part of the groups;
-//! - `krisp`: as `static`, each window a tenant's quota (`quota_sms`, or an equal part), and
-//!   the processes follow the load on a shared board: a process places its kernels on its
-//!   window only while another is busy, and on the whole device while it is alone; kernels
-//!   of no more blocks than the window has SMs are never confined.
+//! - `krisp`: under MPS, the processes follow the load on a shared board (the interposer's
+//!   `board`): a process alone runs on the whole device; with `k` busy, each places its
+//!   kernels on its part of `k` equal parts of the device; kernels of no more blocks than
+//!   the part has SMs are never confined.
 //!
 //! Solo baselines run each tenant alone in its process, without MPS.
 
@@ -65,8 +65,11 @@ pub struct Placement {
 /// What the interposer did with one process's kernels (its log, written at exit).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Interposed {
-    /// SMs of its window.
+    /// SMs of its window (`static`; 0 on a board, whose windows follow the load).
     pub sms: u32,
+    /// Windows it made (`krisp`: one per share of the device it ran on).
+    #[serde(default)]
+    pub windows_made: u64,
     /// Launches seen (kernels and stood-in cuBLAS calls).
     pub launches: u64,
     /// Placed on its window.
@@ -94,10 +97,9 @@ pub fn read_logs(dir: &std::path::Path, n: usize) -> Vec<Option<Interposed>> {
         .collect()
 }
 
-/// The interposer's settings for `s`'s tenants under `sharing` (`static` or `krisp`): each
-/// tenant's window side by side from group 0, the last one with the SMs outside the groups,
-/// and under `krisp` a board shared by all. `exe` is the worker program the library lies
-/// beside.
+/// The interposer's settings for `s`'s tenants under `sharing`: under `static` each tenant's
+/// window side by side from group 0 (the last one with the SMs outside the groups), under
+/// `krisp` a board shared by all. `exe` is the worker program the library lies beside.
 pub fn interposer_env(s: &Scenario, sharing: Sharing, exe: &std::path::Path) -> anyhow::Result<Placement> {
     let lib = preload_library(exe)?;
     let device = Device::open(0).context("cannot open the GPU")?;
@@ -106,8 +108,7 @@ pub fn interposer_env(s: &Scenario, sharing: Sharing, exe: &std::path::Path) -> 
         .partitions
         .topology()
         .map_err(|reason| anyhow::anyhow!("SM partitions are unavailable: {reason}"))?;
-    let sizes: Vec<Option<u32>> =
-        s.tenants.iter().map(|t| if sharing == Sharing::Static { t.static_sms } else { t.quota_sms }).collect();
+    let sizes: Vec<Option<u32>> = s.tenants.iter().map(|t| t.static_sms).collect();
     let windows = Static::side_by_side(&sizes, topo.groups, topo.granularity).map_err(anyhow::Error::msg)?.windows;
     let dir = private_dir("interposer")?;
     let board = (sharing == Sharing::Krisp).then(|| dir.join("board"));
@@ -123,16 +124,18 @@ pub fn interposer_env(s: &Scenario, sharing: Sharing, exe: &std::path::Path) -> 
         .iter()
         .enumerate()
         .map(|(i, w)| {
-            let w = w.expect("side_by_side gives every tenant a window");
-            let mut env = vec![
-                ("LD_PRELOAD".to_string(), preload.clone()),
-                ("RIGHTSIZE_SMS".into(), (w.count * topo.granularity).to_string()),
-                ("RIGHTSIZE_FIRST_GROUP".into(), w.first.to_string()),
-                ("RIGHTSIZE_REST".into(), u8::from(w.end() == topo.groups).to_string()),
-            ];
-            if let Some(board) = &board {
-                env.push(("RIGHTSIZE_BOARD".into(), board.display().to_string()));
-                env.push(("RIGHTSIZE_SLOT".into(), i.to_string()));
+            let mut env = vec![("LD_PRELOAD".to_string(), preload.clone())];
+            match (&board, w) {
+                (Some(board), _) => {
+                    env.push(("RIGHTSIZE_BOARD".into(), board.display().to_string()));
+                    env.push(("RIGHTSIZE_SLOT".into(), i.to_string()));
+                }
+                (None, Some(w)) => {
+                    env.push(("RIGHTSIZE_SMS".into(), (w.count * topo.granularity).to_string()));
+                    env.push(("RIGHTSIZE_FIRST_GROUP".into(), w.first.to_string()));
+                    env.push(("RIGHTSIZE_REST".into(), u8::from(w.end() == topo.groups).to_string()));
+                }
+                (None, None) => unreachable!("side_by_side gives every tenant a window"),
             }
             env.push(("RIGHTSIZE_PRELOAD_LOG".into(), dir.join(format!("{i}.json")).display().to_string()));
             env
@@ -165,7 +168,16 @@ mod tests {
         std::fs::write(dir.join("1.json"), log).unwrap();
         let got = read_logs(&dir, 2);
         assert_eq!(got[0], None);
-        let want = Interposed { sms: 64, launches: 10, placed: 4, alone: 3, narrow: 2, captured: 0, fallback: 1 };
+        let want = Interposed {
+            sms: 64,
+            windows_made: 0,
+            launches: 10,
+            placed: 4,
+            alone: 3,
+            narrow: 2,
+            captured: 0,
+            fallback: 1,
+        };
         assert_eq!(got[1], Some(want));
         let _ = std::fs::remove_dir_all(dir);
     }

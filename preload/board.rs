@@ -1,6 +1,6 @@
 //! Following the load across processes: a board in a shared file where each process of a
-//! group says when it is busy, so each places its kernels on its window only while another
-//! is busy, and on the whole device while it is alone.
+//! group says when it is busy, so each runs on the whole device while it is alone and on its
+//! part of the device, split among the busy ones, while others are busy.
 //!
 //! The board is a file of 64-byte slots, one per process (`RIGHTSIZE_BOARD` names it,
 //! `RIGHTSIZE_SLOT` is this process's slot; whoever starts the processes makes the file, zeros
@@ -97,13 +97,20 @@ impl Board {
         }
     }
 
-    /// Whether another process is busy at `now`.
-    pub(crate) fn contended(&self, now: u64) -> bool {
-        self.slots.iter().enumerate().any(|(i, s)| {
-            i != self.me
-                && (s.waiting.load(Ordering::Relaxed) > 0
-                    || now.saturating_sub(s.last_ns.load(Ordering::Relaxed)) < self.hold_ns)
-        })
+    /// The processes busy at `now`, this one counted as busy, and this one's rank among them
+    /// (those busy in lower slots).
+    pub(crate) fn busy(&self, now: u64) -> (u32, u32) {
+        let (mut busy, mut rank) = (0, 0);
+        for (i, s) in self.slots.iter().enumerate() {
+            let active = i == self.me
+                || s.waiting.load(Ordering::Relaxed) > 0
+                || now.saturating_sub(s.last_ns.load(Ordering::Relaxed)) < self.hold_ns;
+            if active {
+                busy += 1;
+                rank += u32::from(i < self.me);
+            }
+        }
+        (busy, rank)
     }
 
     /// Marks one of this process's threads as waiting for the GPU until the guard drops.
@@ -164,17 +171,23 @@ mod tests {
     fn a_process_is_contended_while_another_launches_or_waits() {
         let path = file(3);
         let hold = 2_000_000;
-        let (a, b) = (Board::open(&path, 0, hold).unwrap(), Board::open(&path, 1, hold).unwrap());
+        let (a, b, c) = (
+            Board::open(&path, 0, hold).unwrap(),
+            Board::open(&path, 1, hold).unwrap(),
+            Board::open(&path, 2, hold).unwrap(),
+        );
         let t = now_ns();
-        assert!(!a.contended(t) && !b.contended(t), "nobody has launched");
+        assert_eq!((a.busy(t), b.busy(t)), ((1, 0), (1, 0)), "nobody has launched: each alone");
         a.launched(t);
-        assert!(b.contended(t + hold - 1) && !a.contended(t), "a launched: b sees it, a does not see itself");
-        assert!(!b.contended(t + hold), "a is idle after the hold");
+        assert_eq!(b.busy(t + hold - 1), (2, 1), "a launched: b sees it, ranked after it");
+        assert_eq!(a.busy(t), (1, 0), "a does not count b, which has not launched");
+        assert_eq!(b.busy(t + hold), (1, 0), "a is idle after the hold");
         {
-            let _w = a.waiting();
-            assert!(b.contended(t + 10 * hold), "a waits for the GPU");
+            let _w = c.waiting();
+            assert_eq!(a.busy(t + 10 * hold), (2, 0), "c waits for the GPU: a ranks first");
+            assert_eq!(b.busy(t + 10 * hold), (2, 0), "b ranks before c");
         }
-        assert!(!b.contended(t + 10 * hold), "a stopped waiting");
+        assert_eq!(b.busy(t + 10 * hold), (1, 0), "c stopped waiting");
         assert_eq!(a.len(), 3);
     }
 

@@ -30,11 +30,12 @@
 //! window that reaches the last group).
 //!
 //! Following the load (`RIGHTSIZE_BOARD`, `RIGHTSIZE_SLOT`, `RIGHTSIZE_HOLD_US`; see
-//! [`board`]): processes of a group, each with its window, say on a shared board when they
-//! are busy; a process places its kernels on its window only while another is busy, and
-//! leaves them where the application put them (the whole device) while it is alone. On a
-//! board, a kernel of no more blocks than the window has SMs is never placed: it cannot take
-//! more than its share, and runs on whichever SMs are free.
+//! [`board`]; `RIGHTSIZE_SMS` is then not read): processes of a group say on a shared board
+//! when they are busy. A process alone leaves its kernels where the application put them (the
+//! whole device); with `k` processes busy, the one ranked `r` among them places its kernels on
+//! part `r` of `k` equal parts of the device (made on first use, then kept). A kernel of no
+//! more blocks than that part has SMs is never placed: it cannot take more than its share,
+//! and runs on whichever SMs are free, without the ordering's cost.
 //!
 //! Not yet: sizing each kernel from a profile or an online fit; one window per process.
 
@@ -361,6 +362,17 @@ fn setting(name: &str) -> Option<u32> {
     }
 }
 
+/// `make` with the calling thread's current context kept as it was.
+fn keeping_context<T>(make: impl FnOnce() -> T) -> T {
+    let mut current = std::ptr::null_mut();
+    // SAFETY: writes the calling thread's current context.
+    unsafe { sys::cuCtxGetCurrent(&mut current) };
+    let made = make();
+    // SAFETY: the context that was current (or none).
+    unsafe { sys::cuCtxSetCurrent(current) };
+    made
+}
+
 /// The partition of `RIGHTSIZE_SMS`, made on first use; `None` (kernels pass through) when
 /// unset or when it cannot be made (said once on stderr).
 fn target() -> Option<&'static Target> {
@@ -371,14 +383,7 @@ fn target() -> Option<&'static Target> {
             let first_group = setting("RIGHTSIZE_FIRST_GROUP").unwrap_or(0);
             let rest = setting("RIGHTSIZE_REST").is_some_and(|r| r != 0);
             let ordinal = setting("RIGHTSIZE_DEVICE").unwrap_or(0) as usize;
-            let mut current = std::ptr::null_mut();
-            // SAFETY: writes the calling thread's current context.
-            unsafe { sys::cuCtxGetCurrent(&mut current) };
-            let made = make_target(ordinal, sms, first_group, rest);
-            // Leave the application's thread as it was.
-            // SAFETY: the context that was current (or none).
-            unsafe { sys::cuCtxSetCurrent(current) };
-            match made {
+            match keeping_context(|| make_target(ordinal, sms, first_group, rest)) {
                 Ok(t) => {
                     write_log_at_exit();
                     Some(t)
@@ -390,6 +395,69 @@ fn target() -> Option<&'static Target> {
             }
         })
         .as_ref()
+}
+
+/// The windows of a process on a board: with `k` processes busy, the one ranked `r` among
+/// them (by slot) gets part `r` of `k` equal parts of the device's groups, the last part with
+/// the SMs outside the groups; each window made on first use and kept.
+struct Shares {
+    ordinal: usize,
+    groups: u32,
+    granularity: u32,
+    made: std::sync::Mutex<std::collections::HashMap<(u32, u32), Option<&'static Target>>>,
+}
+
+/// The board's windows, or `None` (kernels pass through) when the device has no partitions
+/// (said once on stderr).
+fn shares() -> Option<&'static Shares> {
+    static SHARES: OnceLock<Option<Shares>> = OnceLock::new();
+    SHARES
+        .get_or_init(|| {
+            let ordinal = setting("RIGHTSIZE_DEVICE").unwrap_or(0) as usize;
+            let topology = keeping_context(|| {
+                let device = Device::open(ordinal).map_err(|e| e.to_string())?;
+                device.info().partitions.topology().map_err(str::to_owned)
+            });
+            match topology {
+                Ok(t) => {
+                    write_log_at_exit();
+                    let made = Default::default();
+                    Some(Shares { ordinal, groups: t.groups, granularity: t.granularity, made })
+                }
+                Err(e) => {
+                    eprintln!("rightsize preload: no windows on device {ordinal} ({e}); kernels run where launched");
+                    None
+                }
+            }
+        })
+        .as_ref()
+}
+
+/// Windows a process on a board made.
+static WINDOWS: AtomicU64 = AtomicU64::new(0);
+
+impl Shares {
+    /// The window of rank `r` among `k` busy processes (`None`: it could not be made).
+    fn window(&self, k: u32, r: u32) -> Option<&'static Target> {
+        let mut made = self.made.lock().unwrap_or_else(|p| p.into_inner());
+        *made.entry((k, r)).or_insert_with(|| {
+            let parts = rightsize::runtime::policy::equal_windows(self.groups, k);
+            let w = parts.get(r as usize).copied()?;
+            let rest = w.end() == self.groups;
+            let sms = w.count * self.granularity;
+            match keeping_context(|| make_target(self.ordinal, sms, w.first, rest)) {
+                Ok(t) => {
+                    WINDOWS.fetch_add(1, Ordering::Relaxed);
+                    // Kept for the process's life, as the one window without a board is.
+                    Some(&*Box::leak(Box::new(t)))
+                }
+                Err(e) => {
+                    eprintln!("rightsize preload: no window {r} of {k} ({e}); its kernels run where launched");
+                    None
+                }
+            }
+        })
+    }
 }
 
 fn make_target(ordinal: usize, sms: u32, first_group: u32, rest: bool) -> Result<Target, String> {
@@ -422,7 +490,7 @@ thread_local! {
     /// The partition's function of each function handle the application launched (0: keep
     /// it): the CUDA runtime launches context-independent kernels (`CUkernel`), which run in
     /// the context they are resolved in, so they are resolved in the green context.
-    static FUNCTIONS: std::cell::RefCell<std::collections::HashMap<usize, usize>> = Default::default();
+    static FUNCTIONS: std::cell::RefCell<std::collections::HashMap<(usize, usize), usize>> = Default::default();
 }
 
 /// `f` as a function of the partition's green context (`t.context`): a `CUkernel` resolved
@@ -430,7 +498,7 @@ thread_local! {
 /// SMs when launched from its own context, as the runtime's kernels are).
 fn on_partition(t: &Target, f: CUfunction) -> (CUfunction, bool) {
     let resolved = FUNCTIONS.with(|m| {
-        *m.borrow_mut().entry(f as usize).or_insert_with(|| {
+        *m.borrow_mut().entry((f as usize, t.context as usize)).or_insert_with(|| {
             let mut current = std::ptr::null_mut();
             let mut g = std::ptr::null_mut();
             // SAFETY: the green context is current for the lookup and the calling thread's
@@ -480,23 +548,29 @@ fn place<R>(
     work: impl FnOnce(Option<&Target>, CUstream) -> R,
 ) -> R {
     SEEN.fetch_add(1, Ordering::Relaxed);
-    let Some(t) = target() else { return work(None, stream) };
+    let board = board::board();
+    let target = match board {
+        Some(b) => {
+            let now = board::now_ns();
+            b.launched(now);
+            let (busy, rank) = b.busy(now);
+            if busy <= 1 {
+                // Alone: the whole device, where the application put it.
+                ALONE.fetch_add(1, Ordering::Relaxed);
+                return work(None, stream);
+            }
+            shares().and_then(|s| s.window(busy, rank))
+        }
+        None => target(),
+    };
+    let Some(t) = target else { return work(None, stream) };
     if !on_target_device(t) {
         FALLBACK.fetch_add(1, Ordering::Relaxed);
         return work(None, stream);
     }
-    if let Some(b) = board::board() {
-        let now = board::now_ns();
-        b.launched(now);
-        if !b.contended(now) {
-            // Alone: the whole device, where the application put it.
-            ALONE.fetch_add(1, Ordering::Relaxed);
-            return work(None, stream);
-        }
-        if blocks.is_some_and(|n| n <= u64::from(t.sms)) {
-            NARROW.fetch_add(1, Ordering::Relaxed);
-            return work(None, stream);
-        }
+    if board.is_some() && blocks.is_some_and(|n| n <= u64::from(t.sms)) {
+        NARROW.fetch_add(1, Ordering::Relaxed);
+        return work(None, stream);
     }
     let part = t.stream;
     let app = if stream.is_null() && flavour == PER_THREAD { STREAM_PER_THREAD } else { stream };
@@ -697,8 +771,9 @@ pub unsafe extern "C" fn cuLaunchKernelEx_ptsz(
 pub fn report() -> String {
     let sms = target().map_or(0, |t| t.sms);
     format!(
-        "{{\"sms\": {sms}, \"board_slots\": {}, \"launches\": {}, \"placed\": {}, \"alone\": {}, \"narrow\": {}, \"captured\": {}, \"fallback\": {}, \"via_ex\": {}, \"functions_resolved\": {}, \"functions_kept\": {}, \"blas_calls\": {}}}",
+        "{{\"sms\": {sms}, \"board_slots\": {}, \"windows_made\": {}, \"launches\": {}, \"placed\": {}, \"alone\": {}, \"narrow\": {}, \"captured\": {}, \"fallback\": {}, \"via_ex\": {}, \"functions_resolved\": {}, \"functions_kept\": {}, \"blas_calls\": {}}}",
         board::board().map_or(0, board::Board::len),
+        WINDOWS.load(Ordering::Relaxed),
         SEEN.load(Ordering::Relaxed),
         PLACED.load(Ordering::Relaxed),
         ALONE.load(Ordering::Relaxed),
