@@ -197,6 +197,8 @@ pub(super) struct Worker {
     pub(super) child: Child,
     pub(super) stdin: Option<ChildStdin>,
     stderr: Arc<Mutex<String>>,
+    /// Set when its stderr has ended (it exited, or closed it).
+    stderr_ended: Arc<AtomicBool>,
 }
 
 impl Worker {
@@ -251,6 +253,8 @@ impl Worker {
             let _ = tx.send((i, None));
         });
         let sink = stderr.clone();
+        let stderr_ended = Arc::new(AtomicBool::new(false));
+        let ended = stderr_ended.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr_pipe).lines().map_while(Result::ok) {
                 let mut s = sink.lock().unwrap_or_else(|p| p.into_inner());
@@ -261,9 +265,10 @@ impl Worker {
                     *s = s[s.char_indices().map(|(i, _)| i).find(|&i| i >= cut).unwrap_or(0)..].to_string();
                 }
             }
+            ended.store(true, Ordering::SeqCst);
         });
         let stdin = child.stdin.take();
-        Ok(Worker { child, stdin, stderr })
+        Ok(Worker { child, stdin, stderr, stderr_ended })
     }
 
     pub(super) fn say(&mut self, line: &str) {
@@ -273,7 +278,13 @@ impl Worker {
         }
     }
 
+    /// The last lines it wrote to stderr. Called when it failed: its stdout may end before
+    /// its stderr has been read, so this waits briefly for stderr to end too.
     pub(super) fn stderr_tail(&self) -> String {
+        let until = Instant::now() + Duration::from_millis(500);
+        while !self.stderr_ended.load(Ordering::SeqCst) && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         let s = self.stderr.lock().unwrap_or_else(|p| p.into_inner());
         let lines: Vec<&str> = s.lines().rev().take(5).collect();
         lines.into_iter().rev().collect::<Vec<_>>().join(" / ")
