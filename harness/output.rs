@@ -162,6 +162,26 @@ pub fn summary(r: &Report) -> String {
                 duties.join("\n")
             );
         }
+        let interposed: Vec<String> = runs_of(r, &sc.name)
+            .flat_map(|run| {
+                run.tenants.iter().filter_map(move |t| {
+                    let i = t.interposed?;
+                    Some(format!(
+                        "- {} / {}: {} launches: {} placed, {} alone on the whole device, {} narrow, {} fell back",
+                        run.mode,
+                        t.spec.label(),
+                        i.launches,
+                        i.placed,
+                        i.alone,
+                        i.narrow,
+                        i.fallback
+                    ))
+                })
+            })
+            .collect();
+        if !interposed.is_empty() {
+            let _ = writeln!(s, "\nWhat the interposer did with each process's kernels:\n\n{}", interposed.join("\n"));
+        }
         if let Some(p) = runs_of(r, &sc.name).find_map(|run| run.pcie_gb_per_s) {
             let _ = writeln!(s, "\nBackground PCIe load moved {p:.1} GB/s.");
         }
@@ -464,6 +484,20 @@ pub(crate) mod tests {
         assert!(s.contains("| krisp | 200 | – | ∞ (it meets none) | 99.0 / 0.75 | 99.0 / 0.95 |"), "{s}");
         assert!(s.contains("| mps | – | – | – | 99.0 / 1.50 | 99.0 / 2.00 |"), "{s}");
         assert_eq!(sweep_csv(&report()).lines().count(), 5);
+    }
+
+    #[test]
+    fn the_summary_says_what_the_interposer_did() {
+        let mut r = report();
+        assert!(!summary(&r).contains("interposer"));
+        let i =
+            crate::harness::torch::Interposed { launches: 10, placed: 4, alone: 5, narrow: 1, ..Default::default() };
+        r.runs[0].tenants[1].interposed = Some(i);
+        let s = summary(&r);
+        assert!(
+            s.contains("- mps / gpt2: 10 launches: 4 placed, 5 alone on the whole device, 1 narrow, 0 fell back"),
+            "{s}"
+        );
     }
 
     #[test]
