@@ -145,7 +145,11 @@ pub(crate) fn board() -> Option<&'static Board> {
             let me = super::setting("RIGHTSIZE_SLOT").unwrap_or(0) as usize;
             let hold_us = super::setting("RIGHTSIZE_HOLD_US").unwrap_or(2_000);
             match Board::open(std::path::Path::new(&path), me, u64::from(hold_us) * 1_000) {
-                Ok(b) => Some(b),
+                Ok(b) => {
+                    // A process that is never contended makes no window, and still says so.
+                    super::write_log_at_exit();
+                    Some(b)
+                }
                 Err(e) => {
                     eprintln!("rightsize preload: no board ({e}); kernels always run on the window");
                     None

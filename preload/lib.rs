@@ -795,9 +795,13 @@ extern "C" fn write_log() {
     }
 }
 
+/// Has the log written at exit (once, however often asked).
 fn write_log_at_exit() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
     // SAFETY: registers a function that takes no arguments.
-    unsafe { libc::atexit(write_log) };
+    ONCE.call_once(|| unsafe {
+        libc::atexit(write_log);
+    });
 }
 
 #[cfg(test)]
