@@ -399,17 +399,19 @@ fn target() -> Option<&'static Target> {
 
 /// The windows of a process on a board: with `k` processes busy, the one ranked `r` among
 /// them (by slot) gets part `r` of `k` equal parts of the device's groups, the last part with
-/// the SMs outside the groups; each window made on first use and kept.
+/// the SMs outside the groups; each window made on first use and kept, looked up without a
+/// lock on the launch path.
 struct Shares {
     ordinal: usize,
     groups: u32,
     granularity: u32,
-    made: std::sync::Mutex<std::collections::HashMap<(u32, u32), Option<&'static Target>>>,
+    /// Window `r` of `k` at `k (k − 1) / 2 + r`, for `k` up to the board's slots.
+    made: Vec<OnceLock<Option<&'static Target>>>,
 }
 
-/// The board's windows, or `None` (kernels pass through) when the device has no partitions
-/// (said once on stderr).
-fn shares() -> Option<&'static Shares> {
+/// The board's windows (`slots` processes), or `None` (kernels pass through) when the device
+/// has no partitions (said once on stderr).
+fn shares(slots: usize) -> Option<&'static Shares> {
     static SHARES: OnceLock<Option<Shares>> = OnceLock::new();
     SHARES
         .get_or_init(|| {
@@ -420,8 +422,7 @@ fn shares() -> Option<&'static Shares> {
             });
             match topology {
                 Ok(t) => {
-                    write_log_at_exit();
-                    let made = Default::default();
+                    let made = (0..slots * (slots + 1) / 2).map(|_| OnceLock::new()).collect();
                     Some(Shares { ordinal, groups: t.groups, granularity: t.granularity, made })
                 }
                 Err(e) => {
@@ -439,10 +440,11 @@ static WINDOWS: AtomicU64 = AtomicU64::new(0);
 impl Shares {
     /// The window of rank `r` among `k` busy processes (`None`: it could not be made).
     fn window(&self, k: u32, r: u32) -> Option<&'static Target> {
-        let mut made = self.made.lock().unwrap_or_else(|p| p.into_inner());
-        *made.entry((k, r)).or_insert_with(|| {
-            let parts = rightsize::runtime::policy::equal_windows(self.groups, k);
-            let w = parts.get(r as usize).copied()?;
+        let (k, r) = (k as usize, r as usize);
+        let slot = self.made.get(k * k.saturating_sub(1) / 2 + r)?;
+        *slot.get_or_init(|| {
+            let parts = rightsize::runtime::policy::equal_windows(self.groups, k as u32);
+            let w = parts.get(r).copied()?;
             let rest = w.end() == self.groups;
             let sms = w.count * self.granularity;
             match keeping_context(|| make_target(self.ordinal, sms, w.first, rest)) {
@@ -559,7 +561,7 @@ fn place<R>(
                 ALONE.fetch_add(1, Ordering::Relaxed);
                 return work(None, stream);
             }
-            shares().and_then(|s| s.window(busy, rank))
+            shares(b.len()).and_then(|s| s.window(busy, rank))
         }
         None => target(),
     };
