@@ -18,9 +18,9 @@ use std::path::PathBuf;
 use anyhow::{bail, Context as _};
 use serde::{Deserialize, Serialize};
 
+use super::inproc::static_windows;
 use super::mps::private_dir;
 use super::scenario::{Scenario, Sharing};
-use crate::runtime::policy::Static;
 use crate::runtime::Device;
 
 /// The interposer's file name.
@@ -102,46 +102,57 @@ pub fn read_logs(dir: &std::path::Path, n: usize) -> Vec<Option<Interposed>> {
 /// `krisp` a board shared by all. `exe` is the worker program the library lies beside.
 pub fn interposer_env(s: &Scenario, sharing: Sharing, exe: &std::path::Path) -> anyhow::Result<Placement> {
     let lib = preload_library(exe)?;
-    let device = Device::open(0).context("cannot open the GPU")?;
-    let topo = device
-        .info()
-        .partitions
-        .topology()
-        .map_err(|reason| anyhow::anyhow!("SM partitions are unavailable: {reason}"))?;
-    let sizes: Vec<Option<u32>> = s.tenants.iter().map(|t| t.static_sms).collect();
-    let windows = Static::side_by_side(&sizes, topo.groups, topo.granularity).map_err(anyhow::Error::msg)?.windows;
     let dir = private_dir("interposer")?;
-    let board = (sharing == Sharing::Krisp).then(|| dir.join("board"));
-    if let Some(board) = &board {
-        let zeros = vec![0u8; s.tenants.len() * 64];
-        std::fs::write(board, zeros).with_context(|| format!("cannot write {}", board.display()))?;
-    }
+    let settings = settings(s, sharing, &dir).inspect_err(|_| {
+        let _ = std::fs::remove_dir_all(&dir);
+    })?;
     let preload = match std::env::var("LD_PRELOAD") {
         Ok(v) if !v.trim().is_empty() => format!("{}:{v}", lib.display()),
         _ => lib.display().to_string(),
     };
-    let env = windows
-        .iter()
+    let env = settings
+        .into_iter()
         .enumerate()
-        .map(|(i, w)| {
-            let mut env = vec![("LD_PRELOAD".to_string(), preload.clone())];
-            match (&board, w) {
-                (Some(board), _) => {
-                    env.push(("RIGHTSIZE_BOARD".into(), board.display().to_string()));
-                    env.push(("RIGHTSIZE_SLOT".into(), i.to_string()));
-                }
-                (None, Some(w)) => {
-                    env.push(("RIGHTSIZE_SMS".into(), (w.count * topo.granularity).to_string()));
-                    env.push(("RIGHTSIZE_FIRST_GROUP".into(), w.first.to_string()));
-                    env.push(("RIGHTSIZE_REST".into(), u8::from(w.end() == topo.groups).to_string()));
-                }
-                (None, None) => unreachable!("side_by_side gives every tenant a window"),
-            }
+        .map(|(i, mut env)| {
+            env.push(("LD_PRELOAD".into(), preload.clone()));
             env.push(("RIGHTSIZE_PRELOAD_LOG".into(), dir.join(format!("{i}.json")).display().to_string()));
             env
         })
         .collect();
     Ok(Placement { env, dir })
+}
+
+/// Each tenant's settings of the interposer's placement: the board's file (made in `dir`)
+/// and its slot under `krisp`, its static window otherwise.
+fn settings(s: &Scenario, sharing: Sharing, dir: &std::path::Path) -> anyhow::Result<Vec<Vec<(String, String)>>> {
+    if sharing == Sharing::Krisp {
+        let board = dir.join("board");
+        std::fs::write(&board, vec![0u8; s.tenants.len() * 64])
+            .with_context(|| format!("cannot write {}", board.display()))?;
+        Ok((0..s.tenants.len())
+            .map(|i| {
+                vec![("RIGHTSIZE_BOARD".into(), board.display().to_string()), ("RIGHTSIZE_SLOT".into(), i.to_string())]
+            })
+            .collect())
+    } else {
+        let device = Device::open(0).context("cannot open the GPU")?;
+        let topo = device
+            .info()
+            .partitions
+            .topology()
+            .map_err(|reason| anyhow::anyhow!("SM partitions are unavailable: {reason}"))?;
+        static_windows(s, topo.groups, topo.granularity)?
+            .into_iter()
+            .map(|w| {
+                let w = w.context("a static window for every tenant")?;
+                Ok(vec![
+                    ("RIGHTSIZE_SMS".into(), (w.count * topo.granularity).to_string()),
+                    ("RIGHTSIZE_FIRST_GROUP".into(), w.first.to_string()),
+                    ("RIGHTSIZE_REST".into(), u8::from(w.end() == topo.groups).to_string()),
+                ])
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]
