@@ -302,14 +302,14 @@ pub fn knees(
 }
 
 /// What the worker processes of a run need: an environment per tenant, and the MPS daemon and
-/// the directories (an empty pipe directory that keeps the workers off any other daemon, the
-/// interposer's board) to remove after the run.
+/// the directory (an empty pipe directory that keeps the workers off any other daemon, or the
+/// interposer's) to remove after the run.
 struct ProcessSetup {
     env: Vec<Vec<(String, String)>>,
     daemon: Option<MpsDaemon>,
-    dirs: Vec<PathBuf>,
-    /// Where the interposer's processes write what they placed.
-    logs: Option<PathBuf>,
+    dir: Option<PathBuf>,
+    /// The interposer places the kernels; its processes write what they placed in `dir`.
+    interposed: bool,
 }
 
 /// Whether a run of `s` under `sharing` runs under an MPS daemon: the MPS modes, and PyTorch
@@ -324,7 +324,7 @@ fn process_setup(scenario: &Scenario, sharing: Sharing, exe: &Path) -> anyhow::R
         // A pipe directory with no daemon in it: the workers never join a system-wide MPS.
         let empty = private_dir("no-mps")?;
         let env = vec![("CUDA_MPS_PIPE_DIRECTORY".to_string(), empty.display().to_string())];
-        return Ok(ProcessSetup { env: vec![env; n as usize], daemon: None, dirs: vec![empty], logs: None });
+        return Ok(ProcessSetup { env: vec![env; n as usize], daemon: None, dir: Some(empty), interposed: false });
     }
     let placed = super::torch::placed_by_interposer(scenario, sharing)
         .then(|| super::torch::interposer_env(scenario, sharing, exe))
@@ -346,15 +346,14 @@ fn process_setup(scenario: &Scenario, sharing: Sharing, exe: &Path) -> anyhow::R
             env
         })
         .collect();
-    let (mut dirs, mut logs) = (Vec::new(), None);
-    if let Some(p) = placed {
+    let interposed = placed.is_some();
+    let dir = placed.map(|p| {
         for (e, more) in env.iter_mut().zip(p.env) {
             e.extend(more);
         }
-        logs = Some(p.dir.clone());
-        dirs.push(p.dir);
-    }
-    Ok(ProcessSetup { env, daemon: Some(daemon), dirs, logs })
+        p.dir
+    });
+    Ok(ProcessSetup { env, daemon: Some(daemon), dir, interposed })
 }
 
 /// Why `sharing` cannot run `s` on this host, if it cannot (checked before trying).
@@ -421,15 +420,15 @@ pub fn run_one(
             Some(p) => p.to_path_buf(),
             None => worker::worker_exe()?,
         };
-        let ProcessSetup { env, daemon, dirs, logs } = process_setup(scenario, mode.sharing, &exe)?;
+        let ProcessSetup { env, daemon, dir, interposed } = process_setup(scenario, mode.sharing, &exe)?;
         let r = worker::run(&exe, scenario, mode.plan, &env, trace, counted).map(|mut outcome| {
-            if let Some(dir) = &logs {
+            if let (true, Some(dir)) = (interposed, &dir) {
                 outcome.interposed = super::torch::read_logs(dir, scenario.tenants.len());
             }
             outcome
         });
         let stopped = daemon.map(MpsDaemon::stop).transpose();
-        for dir in dirs {
+        if let Some(dir) = dir {
             let _ = std::fs::remove_dir_all(dir);
         }
         let outcome = r?;
