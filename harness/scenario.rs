@@ -669,6 +669,14 @@ mod tests {
         assert!(all().any(|t| t.class == PriorityClass::LatencyCritical && t.quota_sms.is_some() && t.rate.is_some()));
         assert!(all().any(|t| t.model.starts_with("llama") && t.new_tokens >= 64));
         assert!(all().any(|t| t.phases.is_some()));
+        // Goodput where classes differ: a latency-critical tenant among best-effort ones, every
+        // tenant open loop with an SLO, in a load sweep.
+        assert!(f.scenarios.iter().any(|s| {
+            s.sweep.is_some()
+                && s.tenants.iter().all(|t| t.rate.is_some() && t.slo_ms.is_some())
+                && s.tenants.iter().any(|t| t.class == PriorityClass::LatencyCritical)
+                && s.tenants.iter().any(|t| t.class == PriorityClass::BestEffort)
+        }));
     }
 
     #[test]
