@@ -655,11 +655,12 @@ pub const TABLE_TENANTS: u32 = 12;
 ///   A *bounded* latency-critical tenant ([`Share::bounded`], one whose quota already meets
 ///   its objective) runs on its window instead, like a best-effort tenant but at high
 ///   priority and never borrowing.
-/// - windows are for lasting contention: while no latency-critical tenant is active and no
-///   active tenant stays busy ([`Demand::sustained`]: tenants serving arrivals that leave them
-///   idle between requests), every kernel runs on the whole device at its owner's priority,
-///   since windows would only keep each tenant off SMs the others leave free; a tenant alone
-///   that does not stay busy does not borrow either.
+/// - windows are for lasting contention: while no active tenant stays busy
+///   ([`Demand::sustained`]: tenants serving arrivals that leave them idle between requests),
+///   every kernel runs on the whole device at its owner's priority, since windows would only
+///   keep each tenant off SMs the others leave free (a latency-critical tenant among them
+///   too: its kernels, at high priority, take each SM as the block running there ends); a
+///   tenant alone that does not stay busy does not borrow either.
 ///
 /// A best-effort kernel gets its tenant's whole window (its grid then sized for that window).
 ///
@@ -920,9 +921,10 @@ impl KrispShare {
             // goes keeps its own priority, as it does beside others that come and go.
             return (Region::Whole, !critical && d.sustained);
         }
-        if active & self.critical_set() == 0 && !d.sustained {
+        if !d.sustained {
             // Contention that comes and goes: no one needs a window, and sharing every SM block
-            // by block lets each use what the others leave.
+            // by block lets each use what the others leave; a latency-critical kernel, at high
+            // priority, takes each SM as the block running there ends.
             return (Region::Whole, false);
         }
         let (mut now, mut owned) = ([None; 64], [None; 64]);
@@ -1256,9 +1258,17 @@ mod tests {
             plain.decide(&alone(true), &idle, &TOPO),
             Decision::Run { region: Region::Whole, high_priority: false, borrowed: true, blocks: Blocks::Short }
         );
-        // Never while a latency-critical tenant is active.
+        // A latency-critical tenant among them too: it goes out at high priority on the whole
+        // device, the best-effort ones on it at theirs; once one stays busy, windows, with the
+        // latency-critical tenant's quota kept free.
         let lc = KrispShare::new(vec![share(true, Some(4)), share(false, None), share(false, None)]);
-        assert_ne!(lc.decide(&be(1, false), &idle, &TOPO), Decision::run(Region::Whole, false));
+        assert_eq!(lc.decide(&be(1, false), &idle, &TOPO), Decision::run(Region::Whole, false));
+        let critical = Demand { class: PriorityClass::LatencyCritical, ..be(0, false) };
+        assert_eq!(lc.decide(&critical, &idle, &TOPO), Decision::run(Region::Whole, true));
+        let Decision::Run { region: Region::Groups(w), .. } = lc.decide(&be(1, true), &idle, &TOPO) else {
+            panic!("a window once one stays busy")
+        };
+        assert!(w.first >= 4, "{w:?} overlaps the latency-critical quota");
     }
 
     #[test]
@@ -1486,9 +1496,9 @@ mod tests {
                                 Decision::Run { region, high_priority, borrowed, blocks } => {
                                     prop_assert!(blocks == Blocks::Resident || p.name() == "krisp", "only krisp spreads");
                                     prop_assert!(!borrowed || blocks == Blocks::Short, "borrowed kernels launch short blocks");
-                                    // Krisp's tenant 0 is latency-critical: with it inactive and no active
-                                    // tenant staying busy, every kernel shares the whole device, owned.
-                                    let shares_all = !sustained && tenant != 0 && load.active_set() & 1 == 0;
+                                    // With no active tenant staying busy, every kernel shares the whole
+                                    // device, owned.
+                                    let shares_all = !sustained;
                                     if p.name() == "krisp" && shares_all {
                                         prop_assert!(region == Region::Whole && !borrowed && blocks == Blocks::Resident, "{d:?} on {region:?}");
                                     } else if p.name() == "krisp" {
