@@ -563,10 +563,14 @@ mod tests {
             phases: None,
             queue_limit: Some(4),
         };
+        // The longest a request took to serve: a loaded machine oversleeps.
+        let longest = std::cell::Cell::new(0.0f64);
         let served = |limit| {
             let g = gate(1);
             drive(&LoopSpec { queue_limit: limit, ..spec }, &g, || {
+                let t = std::time::Instant::now();
                 std::thread::sleep(Duration::from_millis(1));
+                longest.set(longest.get().max(t.elapsed().as_secs_f64()));
                 Ok(())
             })
             .unwrap()
@@ -574,10 +578,12 @@ mod tests {
         let bounded = served(Some(4));
         assert_eq!(bounded.len(), 600, "shed requests are counted too");
         let shed = bounded.iter().filter(|s| s.shed).count();
-        // About two in three shed; every admitted request waited for at most the 4 ahead of it.
+        // About two in three shed; every admitted request waited for at most the 4 ahead of it
+        // (each served in at most the longest time measured, and a millisecond to spare).
         assert!((300..500).contains(&shed), "{shed}");
         let worst = bounded.iter().filter(|s| !s.shed).map(Sample::latency).fold(0.0, f64::max);
-        assert!(worst < 0.012, "{worst}");
+        let bound = 5.0 * longest.get() + 0.001;
+        assert!(worst < bound, "{worst} s, above {bound} s");
         assert!(bounded.iter().filter(|s| s.shed).all(|s| s.start == s.due && s.end == s.due));
         assert!(bounded.windows(2).all(|w| w[0].due <= w[1].due || w[1].shed || w[0].shed));
         // Unbounded, the same load's latency grows with every request.
