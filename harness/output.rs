@@ -167,12 +167,13 @@ pub fn summary(r: &Report) -> String {
                 run.tenants.iter().filter_map(move |t| {
                     let i = t.interposed?;
                     Some(format!(
-                        "- {} / {}: {} launches: {} placed, {} alone on the whole device, {} narrow, {} fell back",
+                        "- {} / {}: {} launches: {} placed, {} alone on the whole device, {} latency-critical, {} narrow, {} fell back",
                         run.mode,
                         t.spec.label(),
                         i.launches,
                         i.placed,
                         i.alone,
+                        i.critical,
                         i.narrow,
                         i.fallback
                     ))
@@ -495,7 +496,7 @@ pub(crate) mod tests {
         r.runs[0].tenants[1].interposed = Some(i);
         let s = summary(&r);
         assert!(
-            s.contains("- mps / gpt2: 10 launches: 4 placed, 5 alone on the whole device, 1 narrow, 0 fell back"),
+            s.contains("- mps / gpt2: 10 launches: 4 placed, 5 alone on the whole device, 0 latency-critical, 1 narrow, 0 fell back"),
             "{s}"
         );
     }

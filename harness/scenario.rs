@@ -317,8 +317,11 @@ impl Sharing {
     /// Whether the mode reads tenant `t`'s profile: kernels' knees (krisp-conserved,
     /// krisp-isolated), requests' curves (krisp-curves sizes windows by them) or, under
     /// krisp, the curve of a latency-critical tenant with a quota and an objective (whether its
-    /// quota meets the objective).
+    /// quota meets the objective). Never a PyTorch tenant's: the interposer reads no profile.
     pub fn reads_profile_of(self, t: &TenantSpec) -> bool {
+        if t.engine == Engine::Torch {
+            return false;
+        }
         match self {
             Sharing::KrispConserved | Sharing::KrispIsolated | Sharing::KrispCurves => true,
             Sharing::Krisp => t.class == PriorityClass::LatencyCritical && t.quota_sms.is_some() && t.slo_ms.is_some(),
@@ -621,8 +624,6 @@ impl TenantSpec {
                 (self.fault.is_some(), "fault"),
                 (self.queue_limit.is_some(), "queue_limit"),
                 (self.memory_mib.is_some(), "memory_mib"),
-                (self.quota_sms.is_some(), "quota_sms"),
-                (self.class == PriorityClass::LatencyCritical, "class = \"latency-critical\""),
             ];
             if let Some((_, what)) = unsupported.iter().find(|(set, _)| *set) {
                 bail!("{what} is not supported for PyTorch tenants (engine = \"torch\")");
@@ -770,12 +771,16 @@ mod tests {
             ("phases", "phases = { busy_s = 1.0, idle_s = 1.0 }"),
             ("queue_limit", "rate = 10.0\nqueue_limit = 2"),
             ("fault", "fault = { kind = \"oom\", at = 2 }"),
-            ("latency-critical", "class = \"latency-critical\""),
-            ("quota_sms", "quota_sms = 32"),
+            ("memory_mib", "memory_mib = 4096"),
         ] {
             let e = format!("{:#}", refused(&torch(&format!("{line}\n"))));
             assert!(e.contains(field) && e.contains("not supported for PyTorch tenants"), "{field}: {e}");
         }
+        // A latency-critical PyTorch tenant with a quota is one the interposer's board serves,
+        // without a profile.
+        let lc = torch("class = \"latency-critical\"\nquota_sms = 32\nslo_ms = 5.0\n");
+        let lc = ScenarioFile::parse(&lc, "t").unwrap().scenarios.remove(0);
+        assert!(!Sharing::Krisp.reads_profile_of(&lc.tenants[0]));
         let s = ScenarioFile::parse(&torch(""), "t").unwrap().scenarios.remove(0);
         assert!(s.is_torch() && s.tenants[0].solo_key(false).starts_with("torch:gpt2/"));
         let runs = |m: &str| s.unsupported(m.parse().unwrap());

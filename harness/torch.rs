@@ -9,7 +9,8 @@
 //! - `krisp`: under MPS, the processes follow the load on a shared board (the interposer's
 //!   `board`): a process alone runs on the whole device; with `k` busy, each places its
 //!   kernels on its part of `k` equal parts of the device; kernels of no more blocks than
-//!   the part has SMs are never confined.
+//!   the part has SMs are never confined. A latency-critical tenant's kernels run where
+//!   PyTorch put them, and while it is busy the others' parts leave its `quota_sms` free.
 //!
 //! Solo baselines run each tenant alone in its process, without MPS.
 
@@ -21,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use super::inproc::static_windows;
 use super::mps::private_dir;
 use super::scenario::{Scenario, Sharing};
+use crate::runtime::policy::PriorityClass;
 use crate::runtime::Device;
 
 /// The interposer's file name.
@@ -77,6 +79,10 @@ pub struct Interposed {
     /// Left on the whole device because no other process was busy (`krisp`).
     #[serde(default)]
     pub alone: u64,
+    /// Left where launched, while another process was busy, because its process is
+    /// latency-critical (`krisp`; the others keep its quota free).
+    #[serde(default)]
+    pub critical: u64,
     /// Left where launched, while another process was busy, because they had no more blocks
     /// than the window has SMs (`krisp`).
     #[serde(default)]
@@ -129,9 +135,19 @@ fn settings(s: &Scenario, sharing: Sharing, dir: &std::path::Path) -> anyhow::Re
         let board = dir.join("board");
         std::fs::write(&board, vec![0u8; s.tenants.len() * 64])
             .with_context(|| format!("cannot write {}", board.display()))?;
-        Ok((0..s.tenants.len())
-            .map(|i| {
-                vec![("RIGHTSIZE_BOARD".into(), board.display().to_string()), ("RIGHTSIZE_SLOT".into(), i.to_string())]
+        Ok(s.tenants
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let mut env = vec![
+                    ("RIGHTSIZE_BOARD".into(), board.display().to_string()),
+                    ("RIGHTSIZE_SLOT".into(), i.to_string()),
+                ];
+                if t.class == PriorityClass::LatencyCritical {
+                    env.push(("RIGHTSIZE_CLASS".into(), "latency-critical".into()));
+                    env.push(("RIGHTSIZE_QUOTA_SMS".into(), t.quota_sms.unwrap_or(0).to_string()));
+                }
+                env
             })
             .collect())
     } else {
@@ -175,7 +191,7 @@ mod tests {
     #[test]
     fn the_interposers_logs_are_read_back_and_a_missing_one_is_none() {
         let dir = private_dir("logs").unwrap();
-        let log = r#"{"sms": 64, "board_slots": 2, "launches": 10, "placed": 4, "alone": 3, "narrow": 2, "captured": 0, "fallback": 1, "via_ex": 0, "functions_resolved": 4, "functions_kept": 0, "blas_calls": 2}"#;
+        let log = r#"{"sms": 64, "board_slots": 2, "launches": 10, "placed": 4, "alone": 3, "critical": 1, "narrow": 2, "captured": 0, "fallback": 1, "via_ex": 0, "functions_resolved": 4, "functions_kept": 0, "blas_calls": 2}"#;
         std::fs::write(dir.join("1.json"), log).unwrap();
         let got = read_logs(&dir, 2);
         assert_eq!(got[0], None);
@@ -185,6 +201,7 @@ mod tests {
             launches: 10,
             placed: 4,
             alone: 3,
+            critical: 1,
             narrow: 2,
             captured: 0,
             fallback: 1,
@@ -200,6 +217,20 @@ mod tests {
             assert!(s.tenants.iter().all(|t| t.engine == super::super::scenario::Engine::Torch), "{}", s.name);
             assert!(s.modes.iter().flatten().all(|m| s.unsupported(*m).is_none()), "{}", s.name);
         }
+    }
+
+    #[test]
+    fn a_latency_critical_tenant_tells_the_board_its_quota() {
+        let text = "[[scenario]]\nname = \"t\"\n[[scenario.tenant]]\nmodel = \"bert-base\"\nengine = \"torch\"\n\
+                    class = \"latency-critical\"\nquota_sms = 32\n[[scenario.tenant]]\nmodel = \"gpt2\"\nengine = \"torch\"\n";
+        let s = ScenarioFile::parse(text, "t").unwrap().scenarios.remove(0);
+        let dir = private_dir("lc-board").unwrap();
+        let env = settings(&s, Sharing::Krisp, &dir).unwrap();
+        let get = |i: usize, k: &str| env[i].iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+        assert_eq!((get(0, "RIGHTSIZE_CLASS"), get(0, "RIGHTSIZE_QUOTA_SMS")), (Some("latency-critical"), Some("32")));
+        assert_eq!((get(1, "RIGHTSIZE_CLASS"), get(1, "RIGHTSIZE_SLOT")), (None, Some("1")));
+        assert_eq!(std::fs::metadata(dir.join("board")).unwrap().len(), 2 * 64);
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

@@ -11,6 +11,11 @@
 //! 2,000 µs) after a launch; a process whose slot says nothing for that long is idle. The
 //! clock is `CLOCK_MONOTONIC`, one for every process of the host.
 //!
+//! A latency-critical process (`RIGHTSIZE_CLASS=latency-critical`, `RIGHTSIZE_QUOTA_SMS=N`)
+//! says so in its slot: its kernels run where it launched them, and while it is busy the
+//! best-effort processes' parts are laid out beyond the first `N` SMs' groups, which are kept
+//! free for it.
+//!
 //! Waits some other way (polling `cuStreamQuery`, a blocking copy) are not seen: a process
 //! that waits only so is busy for the hold after its last launch. A process killed while
 //! waiting leaves its slot busy: a board lives for one run of one group of processes.
@@ -25,6 +30,9 @@ pub(crate) struct Slot {
     last_ns: AtomicU64,
     /// Its threads waiting for the GPU now.
     waiting: AtomicU64,
+    /// Latency-critical: the SMs its quota keeps free of best-effort kernels while it is busy
+    /// (0: best-effort).
+    critical_sms: AtomicU64,
 }
 
 /// Bytes of one slot in the file.
@@ -51,9 +59,14 @@ pub(crate) fn now_ns() -> u64 {
 }
 
 impl Board {
-    /// Maps the board file `path` with this process in slot `me`; busy for `hold_ns` after
-    /// each launch.
-    pub(crate) fn open(path: &std::path::Path, me: usize, hold_ns: u64) -> Result<Board, String> {
+    /// Maps the board file `path` with this process in slot `me`, latency-critical with a quota
+    /// of `critical_sms` SMs if given; busy for `hold_ns` after each launch.
+    pub(crate) fn open(
+        path: &std::path::Path,
+        me: usize,
+        hold_ns: u64,
+        critical_sms: Option<u32>,
+    ) -> Result<Board, String> {
         use std::os::fd::AsRawFd as _;
         let file = std::fs::OpenOptions::new()
             .read(true)
@@ -86,6 +99,9 @@ impl Board {
         // SAFETY: `n` slots of 64 bytes, page-aligned, zero or written by processes of the
         // same layout; atomics of u64 accept any bit pattern.
         let slots = unsafe { std::slice::from_raw_parts(p.cast::<Slot>(), n) };
+        // A latency-critical process without a quota still says it is one (and keeps none free).
+        let critical = critical_sms.map_or(0, |sms| u64::from(sms).max(1) | CRITICAL);
+        slots[me].critical_sms.store(critical, Ordering::Relaxed);
         Ok(Board { slots, me, hold_ns })
     }
 
@@ -97,20 +113,32 @@ impl Board {
         }
     }
 
-    /// The processes busy at `now`, this one counted as busy, and this one's rank among them
-    /// (those busy in lower slots).
-    pub(crate) fn busy(&self, now: u64) -> (u32, u32) {
-        let (mut busy, mut rank) = (0, 0);
+    /// The board as a launch of this process sees it at `now` (this process counted as busy).
+    pub(crate) fn view(&self, now: u64) -> View {
+        let mut v = View { critical: self.critical(self.me).is_some(), ..View::default() };
         for (i, s) in self.slots.iter().enumerate() {
             let active = i == self.me
                 || s.waiting.load(Ordering::Relaxed) > 0
                 || now.saturating_sub(s.last_ns.load(Ordering::Relaxed)) < self.hold_ns;
-            if active {
-                busy += 1;
-                rank += u32::from(i < self.me);
+            if !active {
+                continue;
+            }
+            v.busy += 1;
+            match self.critical(i) {
+                Some(sms) => v.reserved_sms = v.reserved_sms.saturating_add(sms),
+                None => {
+                    v.best_effort += 1;
+                    v.rank += u32::from(i < self.me);
+                }
             }
         }
-        (busy, rank)
+        v
+    }
+
+    /// The quota of slot `i`'s process if it is latency-critical.
+    fn critical(&self, i: usize) -> Option<u32> {
+        let c = self.slots[i].critical_sms.load(Ordering::Relaxed);
+        (c & CRITICAL != 0).then(|| u32::try_from(c & !CRITICAL).unwrap_or(u32::MAX))
     }
 
     /// Marks one of this process's threads as waiting for the GPU until the guard drops.
@@ -123,6 +151,24 @@ impl Board {
     pub(crate) fn len(&self) -> usize {
         self.slots.len()
     }
+}
+
+/// The flag of a latency-critical slot's `critical_sms`.
+const CRITICAL: u64 = 1 << 63;
+
+/// The board as one launch sees it ([`Board::view`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct View {
+    /// Processes busy, this one included.
+    pub busy: u32,
+    /// This process is latency-critical.
+    pub critical: bool,
+    /// Busy best-effort processes (this one included when it is one).
+    pub best_effort: u32,
+    /// This process's rank among them (those in lower slots).
+    pub rank: u32,
+    /// SMs the busy latency-critical processes' quotas keep free (this one's included).
+    pub reserved_sms: u32,
 }
 
 /// A thread waiting for the GPU ([`Board::waiting`]).
@@ -144,7 +190,9 @@ pub(crate) fn board() -> Option<&'static Board> {
             let path = std::env::var_os("RIGHTSIZE_BOARD")?;
             let me = super::setting("RIGHTSIZE_SLOT").unwrap_or(0) as usize;
             let hold_us = super::setting("RIGHTSIZE_HOLD_US").unwrap_or(2_000);
-            match Board::open(std::path::Path::new(&path), me, u64::from(hold_us) * 1_000) {
+            let critical = std::env::var("RIGHTSIZE_CLASS").is_ok_and(|c| c.trim() == "latency-critical");
+            let quota = critical.then(|| super::setting("RIGHTSIZE_QUOTA_SMS").unwrap_or(0));
+            match Board::open(std::path::Path::new(&path), me, u64::from(hold_us) * 1_000, quota) {
                 Ok(b) => {
                     // A process that is never contended makes no window, and still says so.
                     super::write_log_at_exit();
@@ -176,29 +224,62 @@ mod tests {
         let path = file(3);
         let hold = 2_000_000;
         let (a, b, c) = (
-            Board::open(&path, 0, hold).unwrap(),
-            Board::open(&path, 1, hold).unwrap(),
-            Board::open(&path, 2, hold).unwrap(),
+            Board::open(&path, 0, hold, None).unwrap(),
+            Board::open(&path, 1, hold, None).unwrap(),
+            Board::open(&path, 2, hold, None).unwrap(),
         );
+        let busy = |b: &Board, t| {
+            let v = b.view(t);
+            assert_eq!((v.best_effort, v.reserved_sms, v.critical), (v.busy, 0, false));
+            (v.busy, v.rank)
+        };
         let t = now_ns();
-        assert_eq!((a.busy(t), b.busy(t)), ((1, 0), (1, 0)), "nobody has launched: each alone");
+        assert_eq!((busy(&a, t), busy(&b, t)), ((1, 0), (1, 0)), "nobody has launched: each alone");
         a.launched(t);
-        assert_eq!(b.busy(t + hold - 1), (2, 1), "a launched: b sees it, ranked after it");
-        assert_eq!(a.busy(t), (1, 0), "a does not count b, which has not launched");
-        assert_eq!(b.busy(t + hold), (1, 0), "a is idle after the hold");
+        assert_eq!(busy(&b, t + hold - 1), (2, 1), "a launched: b sees it, ranked after it");
+        assert_eq!(busy(&a, t), (1, 0), "a does not count b, which has not launched");
+        assert_eq!(busy(&b, t + hold), (1, 0), "a is idle after the hold");
         {
             let _w = c.waiting();
-            assert_eq!(a.busy(t + 10 * hold), (2, 0), "c waits for the GPU: a ranks first");
-            assert_eq!(b.busy(t + 10 * hold), (2, 0), "b ranks before c");
+            assert_eq!(busy(&a, t + 10 * hold), (2, 0), "c waits for the GPU: a ranks first");
+            assert_eq!(busy(&b, t + 10 * hold), (2, 0), "b ranks before c");
         }
-        assert_eq!(b.busy(t + 10 * hold), (1, 0), "c stopped waiting");
+        assert_eq!(busy(&b, t + 10 * hold), (1, 0), "c stopped waiting");
         assert_eq!(a.len(), 3);
+    }
+
+    #[test]
+    fn a_latency_critical_process_keeps_its_quota_free_while_it_is_busy() {
+        let path = file(3);
+        let hold = 2_000_000;
+        let (lc, b, c) = (
+            Board::open(&path, 0, hold, Some(32)).unwrap(),
+            Board::open(&path, 1, hold, None).unwrap(),
+            Board::open(&path, 2, hold, None).unwrap(),
+        );
+        let t = now_ns();
+        let alone = lc.view(t);
+        assert!(alone.critical && alone.busy == 1 && alone.best_effort == 0 && alone.reserved_sms == 32);
+        c.launched(t);
+        assert_eq!(
+            b.view(t),
+            View { busy: 2, critical: false, best_effort: 2, rank: 0, reserved_sms: 0 },
+            "the latency-critical one is idle: nothing kept free"
+        );
+        lc.launched(t);
+        b.launched(t);
+        assert_eq!(b.view(t), View { busy: 3, critical: false, best_effort: 2, rank: 0, reserved_sms: 32 });
+        assert_eq!(c.view(t), View { busy: 3, critical: false, best_effort: 2, rank: 1, reserved_sms: 32 });
+        // A latency-critical process without a quota is one still.
+        let path = file(2);
+        let none = Board::open(&path, 0, hold, Some(0)).unwrap();
+        assert!(none.view(t).critical);
     }
 
     #[test]
     fn a_bad_board_is_refused_with_the_reason() {
         let path = file(2);
-        let refused = |path: &std::path::Path, me| Board::open(path, me, 1).err().unwrap_or_default();
+        let refused = |path: &std::path::Path, me| Board::open(path, me, 1, None).err().unwrap_or_default();
         assert!(refused(&path, 2).contains("slot 2 is not on a board of 2 slots"));
         std::fs::write(&path, [0u8; 65]).unwrap();
         assert!(refused(&path, 0).contains("not a whole number"));

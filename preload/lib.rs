@@ -101,6 +101,8 @@ static VIA_EX: AtomicU64 = AtomicU64::new(0);
 /// Launches run where the application put them because no other process of the board was
 /// busy ([`board`]).
 static ALONE: AtomicU64 = AtomicU64::new(0);
+/// Launches of a latency-critical process left where launched while others were busy.
+static CRITICAL: AtomicU64 = AtomicU64::new(0);
 /// Kernels left where launched, on a board while another process was busy, because they had
 /// no more blocks than the window has SMs.
 static NARROW: AtomicU64 = AtomicU64::new(0);
@@ -397,15 +399,18 @@ fn target() -> Option<&'static Target> {
         .as_ref()
 }
 
-/// The windows of a process on a board: with `k` processes busy, the one ranked `r` among
-/// them (by slot) gets part `r` of `k` equal parts of the device's groups, the last part with
-/// the SMs outside the groups; each window made on first use and kept, looked up without a
-/// lock on the launch path.
+/// The windows of a best-effort process on a board: with `k` best-effort processes busy, the
+/// one ranked `r` among them (by slot) gets part `r` of `k` equal parts of the device's groups
+/// beyond the `g` groups the busy latency-critical processes' quotas keep free, the last part
+/// with the SMs outside the groups; each window made on first use and kept, looked up without
+/// a lock on the launch path.
 struct Shares {
     ordinal: usize,
     groups: u32,
     granularity: u32,
-    /// Window `r` of `k` at `k (k − 1) / 2 + r`, for `k` up to the board's slots.
+    /// Windows per reserve: `k (k + 1) / 2` for `k` up to the board's slots.
+    per_reserve: usize,
+    /// Window `r` of `k` beyond `g` groups at `g · per_reserve + k (k − 1) / 2 + r`.
     made: Vec<OnceLock<Option<&'static Target>>>,
 }
 
@@ -422,8 +427,9 @@ fn shares(slots: usize) -> Option<&'static Shares> {
             });
             match topology {
                 Ok(t) => {
-                    let made = (0..slots * (slots + 1) / 2).map(|_| OnceLock::new()).collect();
-                    Some(Shares { ordinal, groups: t.groups, granularity: t.granularity, made })
+                    let per_reserve = slots * (slots + 1) / 2;
+                    let made = (0..t.groups as usize * per_reserve).map(|_| OnceLock::new()).collect();
+                    Some(Shares { ordinal, groups: t.groups, granularity: t.granularity, per_reserve, made })
                 }
                 Err(e) => {
                     eprintln!("rightsize preload: no windows on device {ordinal} ({e}); kernels run where launched");
@@ -438,13 +444,17 @@ fn shares(slots: usize) -> Option<&'static Shares> {
 static WINDOWS: AtomicU64 = AtomicU64::new(0);
 
 impl Shares {
-    /// The window of rank `r` among `k` busy processes (`None`: it could not be made).
-    fn window(&self, k: u32, r: u32) -> Option<&'static Target> {
+    /// The window of rank `r` among `k` busy best-effort processes beside latency-critical
+    /// ones whose quotas keep `reserved_sms` SMs free (`None`: it could not be made).
+    fn window(&self, reserved_sms: u32, k: u32, r: u32) -> Option<&'static Target> {
+        // Whole groups, and at least one left to the best-effort processes.
+        let g = reserved_sms.div_ceil(self.granularity.max(1)).min(self.groups.saturating_sub(1));
         let (k, r) = (k as usize, r as usize);
-        let slot = self.made.get(k * k.saturating_sub(1) / 2 + r)?;
+        let slot = self.made.get(g as usize * self.per_reserve + k * k.saturating_sub(1) / 2 + r)?;
         *slot.get_or_init(|| {
-            let parts = rightsize::runtime::policy::equal_windows(self.groups, k as u32);
+            let parts = rightsize::runtime::policy::equal_windows(self.groups - g, k as u32);
             let w = parts.get(r).copied()?;
+            let w = rightsize::runtime::policy::GroupRange { first: w.first + g, count: w.count };
             let rest = w.end() == self.groups;
             let sms = w.count * self.granularity;
             match keeping_context(|| make_target(self.ordinal, sms, w.first, rest)) {
@@ -555,13 +565,18 @@ fn place<R>(
         Some(b) => {
             let now = board::now_ns();
             b.launched(now);
-            let (busy, rank) = b.busy(now);
-            if busy <= 1 {
+            let v = b.view(now);
+            if v.busy <= 1 {
                 // Alone: the whole device, where the application put it.
                 ALONE.fetch_add(1, Ordering::Relaxed);
                 return work(None, stream);
             }
-            shares(b.len()).and_then(|s| s.window(busy, rank))
+            if v.critical {
+                // Latency-critical: the whole device too; the others keep its quota free.
+                CRITICAL.fetch_add(1, Ordering::Relaxed);
+                return work(None, stream);
+            }
+            shares(b.len()).and_then(|s| s.window(v.reserved_sms, v.best_effort, v.rank))
         }
         None => target(),
     };
@@ -773,12 +788,13 @@ pub unsafe extern "C" fn cuLaunchKernelEx_ptsz(
 pub fn report() -> String {
     let sms = target().map_or(0, |t| t.sms);
     format!(
-        "{{\"sms\": {sms}, \"board_slots\": {}, \"windows_made\": {}, \"launches\": {}, \"placed\": {}, \"alone\": {}, \"narrow\": {}, \"captured\": {}, \"fallback\": {}, \"via_ex\": {}, \"functions_resolved\": {}, \"functions_kept\": {}, \"blas_calls\": {}}}",
+        "{{\"sms\": {sms}, \"board_slots\": {}, \"windows_made\": {}, \"launches\": {}, \"placed\": {}, \"alone\": {}, \"critical\": {}, \"narrow\": {}, \"captured\": {}, \"fallback\": {}, \"via_ex\": {}, \"functions_resolved\": {}, \"functions_kept\": {}, \"blas_calls\": {}}}",
         board::board().map_or(0, board::Board::len),
         WINDOWS.load(Ordering::Relaxed),
         SEEN.load(Ordering::Relaxed),
         PLACED.load(Ordering::Relaxed),
         ALONE.load(Ordering::Relaxed),
+        CRITICAL.load(Ordering::Relaxed),
         NARROW.load(Ordering::Relaxed),
         CAPTURED.load(Ordering::Relaxed),
         FALLBACK.load(Ordering::Relaxed),
