@@ -45,6 +45,7 @@ use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use cudarc::driver::sys::{self, CUfunction, CUlaunchConfig, CUresult, CUstream};
+use rightsize::runtime::policy::GroupRange;
 use rightsize::runtime::{Device, PartitionId, PartitionPool, PoolSpec};
 
 mod blas;
@@ -447,14 +448,9 @@ impl Shares {
     /// The window of rank `r` among `k` busy best-effort processes beside latency-critical
     /// ones whose quotas keep `reserved_sms` SMs free (`None`: it could not be made).
     fn window(&self, reserved_sms: u32, k: u32, r: u32) -> Option<&'static Target> {
-        // Whole groups, and at least one left to the best-effort processes.
-        let g = reserved_sms.div_ceil(self.granularity.max(1)).min(self.groups.saturating_sub(1));
-        let (k, r) = (k as usize, r as usize);
-        let slot = self.made.get(g as usize * self.per_reserve + k * k.saturating_sub(1) / 2 + r)?;
+        let (g, w) = board_part(self.groups, self.granularity, reserved_sms, k, r);
+        let slot = self.made.get(g as usize * self.per_reserve + (k * k.saturating_sub(1) / 2 + r) as usize)?;
         *slot.get_or_init(|| {
-            let parts = rightsize::runtime::policy::equal_windows(self.groups - g, k as u32);
-            let w = parts.get(r).copied()?;
-            let w = rightsize::runtime::policy::GroupRange { first: w.first + g, count: w.count };
             let rest = w.end() == self.groups;
             let sms = w.count * self.granularity;
             match keeping_context(|| make_target(self.ordinal, sms, w.first, rest)) {
@@ -470,6 +466,17 @@ impl Shares {
             }
         })
     }
+}
+
+/// Part `r` of `k` best-effort processes on `groups` groups of `granularity` SMs beside busy
+/// latency-critical processes whose quotas keep `reserved_sms` free: the groups reserved
+/// (whole groups, at least one left over) and the part, one of `k` equal parts of the rest
+/// (with more processes than groups left, some share a part).
+fn board_part(groups: u32, granularity: u32, reserved_sms: u32, k: u32, r: u32) -> (u32, GroupRange) {
+    let g = reserved_sms.div_ceil(granularity.max(1)).min(groups.saturating_sub(1));
+    let parts = rightsize::runtime::policy::equal_windows(groups - g, k);
+    let w = parts[r as usize % parts.len()];
+    (g, GroupRange { first: w.first + g, count: w.count })
 }
 
 fn make_target(ordinal: usize, sms: u32, first_group: u32, rest: bool) -> Result<Target, String> {
@@ -825,6 +832,23 @@ fn write_log_at_exit() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn best_effort_parts_leave_the_latency_critical_quota_free() {
+        let g = |first, count| GroupRange { first, count };
+        // No reserve: equal parts of the 15 groups.
+        assert_eq!(board_part(15, 8, 0, 2, 0), (0, g(0, 8)));
+        assert_eq!(board_part(15, 8, 0, 2, 1), (0, g(8, 7)));
+        // 32 SMs kept free: four groups, the rest in equal parts.
+        assert_eq!(board_part(15, 8, 32, 1, 0), (4, g(4, 11)));
+        assert_eq!(board_part(15, 8, 32, 2, 0), (4, g(4, 6)));
+        assert_eq!(board_part(15, 8, 32, 2, 1), (4, g(10, 5)));
+        // A quota that is not whole groups takes whole groups; one that takes the device
+        // leaves one group, which processes beyond it share.
+        assert_eq!(board_part(15, 8, 33, 1, 0).0, 5);
+        assert_eq!(board_part(15, 8, 500, 2, 0), (14, g(14, 1)));
+        assert_eq!(board_part(15, 8, 500, 2, 1), (14, g(14, 1)));
+    }
 
     #[test]
     fn dlsym_hands_back_libcs_symbols_and_its_own_get_proc_address() {
