@@ -35,7 +35,10 @@
 //! whole device); with `k` processes busy, the one ranked `r` among them places its kernels on
 //! part `r` of `k` equal parts of the device (made on first use, then kept). A kernel of no
 //! more blocks than that part has SMs is never placed: it cannot take more than its share,
-//! and runs on whichever SMs are free, without the ordering's cost.
+//! and runs on whichever SMs are free, without the ordering's cost. A latency-critical
+//! process (`RIGHTSIZE_CLASS=latency-critical`, `RIGHTSIZE_QUOTA_SMS=N`) leaves its kernels
+//! where they were launched, and while it is busy the others' parts leave its `N` SMs' groups
+//! free.
 //!
 //! Not yet: sizing each kernel from a profile or an online fit; one window per process.
 
