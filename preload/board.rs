@@ -100,7 +100,7 @@ impl Board {
         // same layout; atomics of u64 accept any bit pattern.
         let slots = unsafe { std::slice::from_raw_parts(p.cast::<Slot>(), n) };
         // A latency-critical process without a quota still says it is one (and keeps none free).
-        let critical = critical_sms.map_or(0, |sms| u64::from(sms).max(1) | CRITICAL);
+        let critical = critical_sms.map_or(0, |sms| u64::from(sms) | CRITICAL);
         slots[me].critical_sms.store(critical, Ordering::Relaxed);
         Ok(Board { slots, me, hold_ns })
     }
@@ -274,6 +274,7 @@ mod tests {
         let path = file(2);
         let none = Board::open(&path, 0, hold, Some(0)).unwrap();
         assert!(none.view(t).critical);
+        assert_eq!(none.view(t).reserved_sms, 0, "and keeps nothing free");
     }
 
     #[test]
