@@ -451,9 +451,11 @@ impl Shares {
     /// The window of rank `r` among `k` busy best-effort processes beside latency-critical
     /// ones whose quotas keep `reserved_sms` SMs free (`None`: it could not be made).
     fn window(&self, reserved_sms: u32, k: u32, r: u32) -> Option<&'static Target> {
-        let (g, w) = board_part(self.groups, self.granularity, reserved_sms, k, r);
+        let g = reserved_groups(self.groups, self.granularity, reserved_sms);
         let slot = self.made.get(g as usize * self.per_reserve + (k * k.saturating_sub(1) / 2 + r) as usize)?;
+        // The part is laid out once, with its window (the launch path only looks it up).
         *slot.get_or_init(|| {
+            let w = board_part(self.groups, g, k, r);
             let rest = w.end() == self.groups;
             let sms = w.count * self.granularity;
             match keeping_context(|| make_target(self.ordinal, sms, w.first, rest)) {
@@ -471,15 +473,18 @@ impl Shares {
     }
 }
 
-/// Part `r` of `k` best-effort processes on `groups` groups of `granularity` SMs beside busy
-/// latency-critical processes whose quotas keep `reserved_sms` free: the groups reserved
-/// (whole groups, at least one left over) and the part, one of `k` equal parts of the rest
-/// (with more processes than groups left, some share a part).
-fn board_part(groups: u32, granularity: u32, reserved_sms: u32, k: u32, r: u32) -> (u32, GroupRange) {
-    let g = reserved_sms.div_ceil(granularity.max(1)).min(groups.saturating_sub(1));
+/// The groups of `granularity` SMs, out of `groups`, that busy latency-critical processes'
+/// quotas of `reserved_sms` in all keep free: whole groups, at least one left over.
+fn reserved_groups(groups: u32, granularity: u32, reserved_sms: u32) -> u32 {
+    reserved_sms.div_ceil(granularity.max(1)).min(groups.saturating_sub(1))
+}
+
+/// Part `r` of `k` best-effort processes on `groups` groups, the first `g` kept free: one of
+/// `k` equal parts of the rest (with more processes than groups left, some share a part).
+fn board_part(groups: u32, g: u32, k: u32, r: u32) -> GroupRange {
     let parts = rightsize::runtime::policy::equal_windows(groups - g, k);
     let w = parts[r as usize % parts.len()];
-    (g, GroupRange { first: w.first + g, count: w.count })
+    GroupRange { first: w.first + g, count: w.count }
 }
 
 fn make_target(ordinal: usize, sms: u32, first_group: u32, rest: bool) -> Result<Target, String> {
@@ -839,6 +844,10 @@ mod tests {
     #[test]
     fn best_effort_parts_leave_the_latency_critical_quota_free() {
         let g = |first, count| GroupRange { first, count };
+        let board_part = |groups, granularity, reserved_sms, k, r| {
+            let reserved = reserved_groups(groups, granularity, reserved_sms);
+            (reserved, board_part(groups, reserved, k, r))
+        };
         // No reserve: equal parts of the 15 groups.
         assert_eq!(board_part(15, 8, 0, 2, 0), (0, g(0, 8)));
         assert_eq!(board_part(15, 8, 0, 2, 1), (0, g(8, 7)));
