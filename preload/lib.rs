@@ -379,6 +379,15 @@ fn keeping_context<T>(make: impl FnOnce() -> T) -> T {
     made
 }
 
+/// `run` with `context` current, the calling thread's own restored after.
+fn in_context<T>(context: sys::CUcontext, run: impl FnOnce() -> T) -> T {
+    keeping_context(|| {
+        // SAFETY: a live context of the interposer's (a partition's green context).
+        unsafe { sys::cuCtxSetCurrent(context) };
+        run()
+    })
+}
+
 /// The partition of `RIGHTSIZE_SMS`, made on first use; `None` (kernels pass through) when
 /// unset or when it cannot be made (said once on stderr).
 fn target() -> Option<&'static Target> {
@@ -526,17 +535,10 @@ thread_local! {
 fn on_partition(t: &Target, f: CUfunction) -> (CUfunction, bool) {
     let resolved = FUNCTIONS.with(|m| {
         *m.borrow_mut().entry((f as usize, t.context as usize)).or_insert_with(|| {
-            let mut current = std::ptr::null_mut();
             let mut g = std::ptr::null_mut();
-            // SAFETY: the green context is current for the lookup and the calling thread's
-            // context is restored; a handle that is not a CUkernel is refused by the driver.
-            let r = unsafe {
-                sys::cuCtxGetCurrent(&mut current);
-                sys::cuCtxSetCurrent(t.context);
-                let r = sys::cuKernelGetFunction(&mut g, f.cast());
-                sys::cuCtxSetCurrent(current);
-                r
-            };
+            // SAFETY: the green context is current for the lookup; a handle that is not a
+            // CUkernel is refused by the driver.
+            let r = in_context(t.context, || unsafe { sys::cuKernelGetFunction(&mut g, f.cast()) });
             if r == CUresult::CUDA_SUCCESS && !g.is_null() {
                 RESOLVED.fetch_add(1, Ordering::Relaxed);
                 g as usize
@@ -662,17 +664,7 @@ fn place_kernel(
         Some(blocks),
         |r| *r == CUresult::CUDA_SUCCESS,
         |t, s| match t.map(|t| (t, on_partition(t, f))) {
-            Some((t, (g, true))) => {
-                let mut current = std::ptr::null_mut();
-                // SAFETY: the calling thread's current context, restored below.
-                unsafe {
-                    sys::cuCtxGetCurrent(&mut current);
-                    sys::cuCtxSetCurrent(t.context);
-                    let r = launch(g, s);
-                    sys::cuCtxSetCurrent(current);
-                    r
-                }
-            }
+            Some((t, (g, true))) => in_context(t.context, || launch(g, s)),
             Some((_, (_, false))) | None => launch(f, s),
         },
     )
