@@ -308,8 +308,6 @@ struct ProcessSetup {
     env: Vec<Vec<(String, String)>>,
     daemon: Option<MpsDaemon>,
     dir: Option<PathBuf>,
-    /// The interposer places the kernels; its processes write what they placed in `dir`.
-    interposed: bool,
 }
 
 /// Whether a run of `s` under `sharing` runs under an MPS daemon: the MPS modes, and PyTorch
@@ -324,7 +322,7 @@ fn process_setup(scenario: &Scenario, sharing: Sharing, exe: &Path) -> anyhow::R
         // A pipe directory with no daemon in it: the workers never join a system-wide MPS.
         let empty = private_dir("no-mps")?;
         let env = vec![("CUDA_MPS_PIPE_DIRECTORY".to_string(), empty.display().to_string())];
-        return Ok(ProcessSetup { env: vec![env; n as usize], daemon: None, dir: Some(empty), interposed: false });
+        return Ok(ProcessSetup { env: vec![env; n as usize], daemon: None, dir: Some(empty) });
     }
     let placed = super::torch::placed_by_interposer(scenario, sharing)
         .then(|| super::torch::interposer_env(scenario, sharing, exe))
@@ -346,14 +344,13 @@ fn process_setup(scenario: &Scenario, sharing: Sharing, exe: &Path) -> anyhow::R
             env
         })
         .collect();
-    let interposed = placed.is_some();
     let dir = placed.map(|p| {
         for (e, more) in env.iter_mut().zip(p.env) {
             e.extend(more);
         }
         p.dir
     });
-    Ok(ProcessSetup { env, daemon: Some(daemon), dir, interposed })
+    Ok(ProcessSetup { env, daemon: Some(daemon), dir })
 }
 
 /// Why `sharing` cannot run `s` on this host, if it cannot (checked before trying).
@@ -420,9 +417,10 @@ pub fn run_one(
             Some(p) => p.to_path_buf(),
             None => worker::worker_exe()?,
         };
-        let ProcessSetup { env, daemon, dir, interposed } = process_setup(scenario, mode.sharing, &exe)?;
+        let ProcessSetup { env, daemon, dir } = process_setup(scenario, mode.sharing, &exe)?;
         let r = worker::run(&exe, scenario, mode.plan, &env, trace, counted).map(|mut outcome| {
-            if let (true, Some(dir)) = (interposed, &dir) {
+            // The interposer's processes wrote what they placed in its directory.
+            if let (true, Some(dir)) = (super::torch::placed_by_interposer(scenario, mode.sharing), &dir) {
                 outcome.interposed = super::torch::read_logs(dir, scenario.tenants.len());
             }
             outcome
