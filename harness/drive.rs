@@ -1,7 +1,8 @@
 //! One tenant's request loop, the same in every mode: wait for the common start, issue
-//! requests (closed loop, or open loop with Poisson arrivals), time each on the host, and
-//! keep going — uncounted — until every tenant has finished counting, so each tenant's counted
-//! requests all ran among the same co-runners.
+//! requests (closed loop, or open loop with Poisson arrivals), time each on the host, count
+//! only once every tenant has issued its warm-up, and keep going — uncounted — until every
+//! tenant has finished counting, so each tenant's counted requests all ran among the same
+//! co-runners, beside their counted or later requests, never beside their warm-up.
 
 use std::time::{Duration, Instant};
 
@@ -73,6 +74,12 @@ pub struct Position {
     pub upcoming: Option<f64>,
     /// It has counted all it counts (it goes on uncounted until the others have).
     pub done: bool,
+    /// Every tenant had issued its warm-up: its requests since counted.
+    #[serde(default)]
+    pub counting: bool,
+    /// Requests counted so far (served, failed or shed).
+    #[serde(default)]
+    pub counted: u64,
 }
 
 /// A request's error that stops its loop where it stands, neither counted nor failed: the
@@ -146,6 +153,13 @@ pub trait Gate {
     fn start(&self) -> anyhow::Result<Instant>;
     /// Says this tenant has finished counting (or failed); called once.
     fn finished(&self);
+    /// Says this tenant has issued its warm-up (or ended before it did); called once, before
+    /// [`Gate::finished`].
+    fn warm(&self) {}
+    /// Whether every tenant has issued its warm-up: requests are counted from then on.
+    fn all_warm(&self) -> bool {
+        true
+    }
     /// Whether every tenant has finished (the loop then stops).
     fn stopped(&self) -> bool;
     /// Counted requests so far (for progress bars).
@@ -225,7 +239,6 @@ pub fn drive_from(
     let t0 = gate.start()?;
     let mut rng = SplitMix::new(spec.seed);
     let deadline = spec.duration.map(|d| t0 + d);
-    let total = spec.warmup as usize + spec.requests as usize;
     // A long run (a sink, or a duration with requests to spare) must not reserve for every
     // request it could count.
     let reserve = if sink.is_some() { 0 } else { (spec.requests as usize).min(1 << 16) };
@@ -248,27 +261,49 @@ pub fn drive_from(
             let _ = arrival(rate);
         }
     }
+    let mut issued = from.issued as usize;
+    // Warm once its warm-up is issued (or it ends before that); counting once every tenant is.
+    let warm = std::cell::Cell::new(false);
+    let warmed = || {
+        if !warm.replace(true) {
+            gate.warm();
+        }
+    };
+    let finish = || {
+        warmed();
+        gate.finished();
+    };
+    if issued >= spec.warmup as usize {
+        warmed();
+    }
     let mut finished = from.done;
     if finished {
-        gate.finished();
+        finish();
     }
-    let mut issued = from.issued as usize;
-    // Counts a request (served or shed) as the loop's `index`-th; says whether counting is over.
-    let mut count = |sample: Sample, finished: bool, counted: &mut Vec<Sample>| {
+    let mut counting = from.counting;
+    let mut n_counted = from.counted;
+    // Counts a request (served or shed) as the loop's `index`-th, counted if every tenant was
+    // warm when it started (`all_warm`); says whether counting is over.
+    let mut count = |sample: Sample, finished: bool, all_warm: bool, counted: &mut Vec<Sample>| {
         let index = issued;
         issued += 1;
+        if issued >= spec.warmup as usize {
+            warmed();
+        }
         if finished {
             return false;
         }
         let late = deadline.is_some_and(|d| Instant::now() > d);
-        if index >= spec.warmup as usize && !late {
+        counting = counting || (index >= spec.warmup as usize && all_warm);
+        if counting && !late {
             match sink {
                 Some(f) => f(sample),
                 None => counted.push(sample),
             }
-            gate.progress((index + 1 - spec.warmup as usize) as u32);
+            n_counted += 1;
+            gate.progress(u32::try_from(n_counted).unwrap_or(u32::MAX));
         }
-        issued >= total || late
+        n_counted >= u64::from(spec.requests) || late
     };
     let result = loop {
         if (finished && gate.stopped()) || gate.interrupted() {
@@ -289,9 +324,9 @@ pub fn drive_from(
                     }
                     if waiting.len() < limit as usize {
                         waiting.push_back(a);
-                    } else if count(Sample::shed(a), finished, &mut counted) && !finished {
+                    } else if count(Sample::shed(a), finished, gate.all_warm(), &mut counted) && !finished {
                         finished = true;
-                        gate.finished();
+                        finish();
                     }
                 }
                 match waiting.pop_front() {
@@ -317,6 +352,7 @@ pub fn drive_from(
             break Ok(());
         }
         let start = t0.elapsed().as_secs_f64();
+        let all_warm = gate.all_warm();
         let r = if gate.interrupted() { Err(Interrupted.into()) } else { request() };
         let (failed, last) = match r {
             Ok(()) => (false, false),
@@ -335,15 +371,15 @@ pub fn drive_from(
         };
         let end = t0.elapsed().as_secs_f64();
         let sample = Sample { failed, ..Sample::served(due, start, end) };
-        if count(sample, finished, &mut counted) && !finished {
+        if count(sample, finished, all_warm, &mut counted) && !finished {
             finished = true;
-            gate.finished();
+            finish();
         }
         // A closed loop whose tenant serves no more issues nothing more; it waits for the others.
         if last && spec.rate.is_none() {
             if !finished {
                 finished = true;
-                gate.finished();
+                finish();
             }
             while !gate.stopped() && !gate.interrupted() {
                 std::thread::sleep(Duration::from_millis(5));
@@ -352,9 +388,17 @@ pub fn drive_from(
         }
     };
     if !finished {
-        gate.finished();
+        finish();
     }
-    let position = Position { issued: issued as u64, drawn, waiting: waiting.into(), upcoming, done: finished };
+    let position = Position {
+        issued: issued as u64,
+        drawn,
+        waiting: waiting.into(),
+        upcoming,
+        done: finished,
+        counting,
+        counted: n_counted,
+    };
     result.map(|()| (counted, position))
 }
 
@@ -367,6 +411,7 @@ mod tests {
     struct Local {
         n: u32,
         done: AtomicU32,
+        warmed: AtomicU32,
         start: Instant,
         interrupted: std::sync::atomic::AtomicBool,
     }
@@ -378,6 +423,12 @@ mod tests {
         fn finished(&self) {
             self.done.fetch_add(1, Ordering::SeqCst);
         }
+        fn warm(&self) {
+            self.warmed.fetch_add(1, Ordering::SeqCst);
+        }
+        fn all_warm(&self) -> bool {
+            self.warmed.load(Ordering::SeqCst) >= self.n
+        }
         fn stopped(&self) -> bool {
             self.done.load(Ordering::SeqCst) >= self.n
         }
@@ -387,12 +438,51 @@ mod tests {
     }
 
     fn gate(n: u32) -> Local {
-        Local { n, done: AtomicU32::new(0), start: Instant::now(), interrupted: Default::default() }
+        Local {
+            n,
+            done: AtomicU32::new(0),
+            warmed: AtomicU32::new(0),
+            start: Instant::now(),
+            interrupted: Default::default(),
+        }
     }
 
     /// A second process's gate for the same run: same start, nothing finished yet.
     fn again(g: &Local) -> Local {
         Local { start: g.start, ..gate(g.n) }
+    }
+
+    #[test]
+    fn nobody_counts_until_every_tenant_has_issued_its_warm_up() {
+        let g = gate(2);
+        let closed = |warmup, requests| LoopSpec {
+            warmup,
+            requests,
+            rate: None,
+            seed: 1,
+            duration: None,
+            phases: None,
+            queue_limit: None,
+        };
+        let serve = |ms| {
+            move || {
+                std::thread::sleep(Duration::from_millis(ms));
+                Ok(())
+            }
+        };
+        let (fast, slow) = std::thread::scope(|sc| {
+            let fast = sc.spawn(|| drive(&closed(2, 10), &g, serve(1)).unwrap());
+            let slow = sc.spawn(|| drive(&closed(3, 3), &g, serve(20)).unwrap());
+            (fast.join().unwrap(), slow.join().unwrap())
+        });
+        assert_eq!((fast.len(), slow.len()), (10, 3));
+        // The slow tenant's three warm-up requests take 60 ms; the fast one issued its two in
+        // 2 ms and went on uncounted until then.
+        let slow_warm = slow[0].start;
+        assert!(slow_warm >= 0.06, "{slow_warm}");
+        assert!(fast[0].start >= slow_warm - 0.021, "{} before the slow tenant was warm ({slow_warm})", fast[0].start);
+        // Each counted as many as it should, the fast one beside the slow one's counted requests.
+        assert!(fast.iter().all(|s| s.start < slow[2].end), "{fast:?}");
     }
 
     /// The first `n` arrival times of an open loop of `spec` (no phases).
@@ -481,8 +571,10 @@ mod tests {
     fn an_interruption_stops_a_closed_loop_that_waits_and_its_successor_counts_nothing_more() {
         let spec =
             LoopSpec { warmup: 0, requests: 3, rate: None, seed: 1, duration: None, phases: None, queue_limit: None };
-        // Two tenants; this one is done (3 counted) and waits for the other when the loss comes.
+        // Two tenants; this one is done (3 counted) and waits for the other (warm, counting)
+        // when the loss comes.
         let g = gate(2);
+        g.warm();
         let (samples, at) = std::thread::scope(|s| {
             let t = s.spawn(|| drive_from(&spec, &g, None, &Position::default(), || Ok(())));
             std::thread::sleep(Duration::from_millis(30));

@@ -45,6 +45,8 @@ pub(crate) struct ThreadGate<'a> {
     cv: Condvar,
     t0: OnceLock<Instant>,
     done: AtomicU32,
+    /// Tenants that have issued their warm-up.
+    warmed: AtomicU32,
     /// When the run's context was found lost, seconds after the start: from then every loop
     /// stops where it stands.
     lost_at: OnceLock<f64>,
@@ -72,6 +74,7 @@ impl<'a> ThreadGate<'a> {
             cv: Condvar::new(),
             t0: OnceLock::new(),
             done: AtomicU32::new(0),
+            warmed: AtomicU32::new(0),
             lost_at: OnceLock::new(),
             open: None,
             counted,
@@ -125,6 +128,12 @@ impl Gate for ThreadGate<'_> {
     }
     fn finished(&self) {
         self.done.fetch_add(1, Ordering::SeqCst);
+    }
+    fn warm(&self) {
+        self.warmed.fetch_add(1, Ordering::SeqCst);
+    }
+    fn all_warm(&self) -> bool {
+        self.warmed.load(Ordering::SeqCst) >= self.n
     }
     fn stopped(&self) -> bool {
         self.done.load(Ordering::SeqCst) >= self.n

@@ -5,9 +5,10 @@
 //! ```toml
 //! [[scenario]]
 //! name = "lc-mix"
-//! warmup = 10          # requests per tenant not counted (default 10)
+//! warmup = 10          # requests per tenant not counted (default 10); nobody counts until
+//!                      # every tenant has issued its warm-up
 //! requests = 100       # counted requests per tenant (default 100)
-//! duration_s = 60      # optional: stop counting after this long
+//! duration_s = 60      # optional: stop counting this long after the common start
 //! seed = 1             # synthetic weights, token ids and arrivals (default 1)
 //! reserved_sms = 32    # SMs only latency-critical tenants may use (krisp modes; default 0)
 //! pcie = { threads = 4, mib = 64, level = 0.5 }   # optional background host↔device copies
@@ -68,13 +69,15 @@ pub struct Scenario {
     /// The tenants.
     #[serde(rename = "tenant")]
     pub tenants: Vec<TenantSpec>,
-    /// Requests per tenant run before counting.
+    /// Requests per tenant run before counting; a tenant counts once every tenant has issued
+    /// its warm-up (until then it goes on uncounted).
     #[serde(default = "default_warmup")]
     pub warmup: u32,
     /// Counted requests per tenant.
     #[serde(default = "default_requests")]
     pub requests: u32,
-    /// Stop counting after this many seconds, even if fewer requests completed.
+    /// Stop counting this many seconds after the common start, even if fewer requests
+    /// completed.
     #[serde(default)]
     pub duration_s: Option<f64>,
     /// Seed of synthetic weights, token ids and arrivals.

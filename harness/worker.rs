@@ -1,7 +1,8 @@
 //! The multi-process modes: a worker process per tenant (`rightsize worker`), talking to the
 //! harness in JSON lines. The worker loads its model, says `ready`, waits for `go` on stdin,
-//! runs its request loop, says `finished` once it has counted its requests, keeps going until
-//! `stop` (or end of input), then sends its samples and exits.
+//! runs its request loop, says `warm` once it has issued its warm-up and counts from when the
+//! harness says `warm` (every worker is), says `finished` once it has counted its requests,
+//! keeps going until `stop` (or end of input), then sends its samples and exits.
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -52,6 +53,8 @@ pub struct WorkerSpec {
 pub enum Message {
     /// Loaded and warmed up; waiting for `go`.
     Ready,
+    /// Issued its warm-up; counts once the harness says every worker has.
+    Warm,
     /// Counted requests so far.
     Progress {
         /// How many.
@@ -93,6 +96,8 @@ pub(super) fn emit(m: &Message) {
 /// The worker's side of the gate: stdin and stdout.
 struct StdioGate {
     stop: Arc<AtomicBool>,
+    /// The harness said every worker has issued its warm-up.
+    all_warm: Arc<AtomicBool>,
 }
 
 impl Gate for StdioGate {
@@ -104,19 +109,29 @@ impl Gate for StdioGate {
             bail!("the harness called the run off");
         }
         let t0 = Instant::now();
-        let stop = self.stop.clone();
+        let (stop, all_warm) = (self.stop.clone(), self.all_warm.clone());
         std::thread::spawn(move || {
             let mut line = String::new();
-            // `stop`, or end of input (the harness is gone): stop either way.
+            // `warm`; then `stop`, or end of input (the harness is gone): stop either way.
             while matches!(std::io::stdin().lock().read_line(&mut line), Ok(n) if n > 0) && line.trim() != "stop" {
+                if line.trim() == "warm" {
+                    all_warm.store(true, Ordering::SeqCst);
+                }
                 line.clear();
             }
+            all_warm.store(true, Ordering::SeqCst);
             stop.store(true, Ordering::SeqCst);
         });
         Ok(t0)
     }
     fn finished(&self) {
         emit(&Message::Finished);
+    }
+    fn warm(&self) {
+        emit(&Message::Warm);
+    }
+    fn all_warm(&self) -> bool {
+        self.all_warm.load(Ordering::SeqCst)
     }
     fn stopped(&self) -> bool {
         self.stop.load(Ordering::SeqCst)
@@ -141,7 +156,7 @@ pub fn worker_main(spec_json: &str) -> anyhow::Result<()> {
         if let Some(limit) = spec.trace_limit {
             t.runtime().start_timeline(limit)?;
         }
-        let gate = StdioGate { stop: Arc::new(AtomicBool::new(false)) };
+        let gate = StdioGate { stop: Arc::new(AtomicBool::new(false)), all_warm: Arc::new(AtomicBool::new(false)) };
         let lspec = LoopSpec {
             warmup: spec.warmup,
             requests: spec.requests,
@@ -384,6 +399,10 @@ pub fn run(
         }
     };
     let mut ready = vec![false; n];
+    // A worker that finished is warm too (one that never says `warm` counts from its own
+    // warm-up's end, as before).
+    let mut warm = vec![false; n];
+    let mut all_warm = false;
     let mut finished = vec![false; n];
     let mut results: Vec<Option<Vec<Sample>>> = vec![None; n];
     let mut traces: Vec<TenantTrace> = vec![TenantTrace::default(); n];
@@ -413,7 +432,8 @@ pub fn run(
                 counted.fetch_add(u64::from(c.saturating_sub(last[i])), Ordering::Relaxed);
                 last[i] = c;
             }
-            Some(Message::Finished) => finished[i] = true,
+            Some(Message::Warm) => warm[i] = true,
+            Some(Message::Finished) => (warm[i], finished[i]) = (true, true),
             Some(Message::Result { samples, trace, failure }) => {
                 results[i] = Some(samples);
                 traces[i] = trace.unwrap_or_default();
@@ -432,6 +452,12 @@ pub fn run(
             started = Some(Instant::now());
             for w in &mut workers {
                 w.say("go");
+            }
+        }
+        if started.is_some() && !all_warm && warm.iter().all(|&w| w) && !finished.iter().all(|&f| f) {
+            all_warm = true;
+            for w in &mut workers {
+                w.say("warm");
             }
         }
         if !stopped && finished.iter().all(|&f| f) {
@@ -469,6 +495,24 @@ pub(crate) mod tests {
     pub(crate) fn pair() -> Scenario {
         let text = "[[scenario]]\nname = \"a\"\n[[scenario.tenant]]\nmodel = \"gpt2\"\n[[scenario.tenant]]\nmodel = \"bert-base\"\n";
         ScenarioFile::parse(text, "t").unwrap().scenarios.remove(0)
+    }
+
+    #[test]
+    fn workers_count_once_every_worker_has_issued_its_warm_up() {
+        // Each says `warm`, then expects the harness's `warm` (sent once both have) before it
+        // counts; the first takes a while to warm up.
+        let exe = script(
+            r#"echo '{"event":"ready"}'
+read go; [ "$go" = go ] || exit 3
+case "$3" in *'"model":"gpt2"'*) sleep 0.2;; esac
+echo '{"event":"warm"}'
+read warm; [ "$warm" = warm ] || exit 5
+echo '{"event":"finished"}'
+read stop; [ "$stop" = stop ] || exit 4
+echo '{"event":"result","samples":[{"due":0.0,"start":0.001,"end":0.002}]}'"#,
+        );
+        let r = run(&exe, &pair(), false, &[], None, Arc::default()).unwrap().samples;
+        assert_eq!(r.len(), 2);
     }
 
     #[test]

@@ -101,11 +101,13 @@ def torch_request(spec):
 
 
 class Gate:
-    """The harness's side of the loop: ``ready``/``go`` to start, ``stop`` to end."""
+    """The harness's side of the loop: ``ready``/``go`` to start, ``warm`` once every worker
+    has issued its warm-up (counting starts then), ``stop`` to end."""
 
     def __init__(self, stdin=None):
         self.stdin = stdin or sys.stdin
         self.stop = threading.Event()
+        self.all_warm = threading.Event()
 
     def start(self):
         emit("ready")
@@ -114,10 +116,13 @@ class Gate:
         t0 = time.monotonic()
 
         def watch():
-            # `stop`, or end of input (the harness is gone): stop either way.
+            # `warm`; then `stop`, or end of input (the harness is gone): stop either way.
             for line in self.stdin:
+                if line.strip() == "warm":
+                    self.all_warm.set()
                 if line.strip() == "stop":
                     break
+            self.all_warm.set()
             self.stop.set()
 
         threading.Thread(target=watch, daemon=True).start()
@@ -133,7 +138,9 @@ def run_loop(spec, gate, request, clock=time.monotonic, sleep=time.sleep):
     rng = random.Random(spec["arrival_seed"])
     t0 = gate.start()
     arrival = 0.0
-    issued, counted, finished = 0, [], False
+    issued, counted, finished, warm, counting = 0, [], False, warmup == 0, False
+    if warm:
+        emit("warm")
     while not (finished and gate.stop.is_set()):
         if rate:
             arrival += rng.expovariate(rate)
@@ -147,16 +154,21 @@ def run_loop(spec, gate, request, clock=time.monotonic, sleep=time.sleep):
         else:
             due = clock() - t0
         start = max(clock() - t0, due)
+        all_warm = gate.all_warm.is_set()
         request()
         end = clock() - t0
         index, issued = issued, issued + 1
+        if not warm and issued >= warmup:
+            warm = True
+            emit("warm")
         if finished:
             continue
         late = duration is not None and end > duration
-        if index >= warmup and not late:
+        counting = counting or (index >= warmup and all_warm)
+        if counting and not late:
             counted.append({"due": due, "start": start, "end": end})
-            emit("progress", counted=index + 1 - warmup)
-        if issued >= warmup + requests or late:
+            emit("progress", counted=len(counted))
+        if len(counted) >= requests or late:
             finished = True
             emit("finished")
     return counted

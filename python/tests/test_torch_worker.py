@@ -29,6 +29,8 @@ class FakeGate:
     def __init__(self, clock, stop_after_finished=True):
         self.clock = clock
         self.stop = threading.Event()
+        self.all_warm = threading.Event()
+        self.all_warm.set()
         self.stop_after_finished = stop_after_finished
 
     def start(self):
@@ -64,6 +66,29 @@ def test_a_closed_loop_counts_after_its_warmup_and_issues_until_stopped(capsys):
     assert samples[0]["start"] == pytest.approx(0.02), "two warm-up requests came first"
     got = events(capsys)
     assert [e["counted"] for e in got if e["event"] == "progress"] == [1, 2, 3, 4, 5]
+    assert got[-1] == {"event": "finished"}
+
+
+def test_counting_waits_until_every_worker_is_warm(capsys):
+    clock = FakeClock()
+    gate = FakeGate(clock)
+    gate.all_warm.clear()
+    issued = []
+
+    def request():
+        issued.append(clock())
+        clock.sleep(0.01)
+        if len(issued) == 4:  # the harness says every worker is warm
+            gate.all_warm.set()
+        if len(issued) == 12:
+            gate.stop.set()
+
+    samples = tw.run_loop(spec(), gate, request, clock=clock, sleep=clock.sleep)
+    assert len(samples) == 5
+    assert samples[0]["start"] == pytest.approx(0.04), "counted from the request after `warm`"
+    got = events(capsys)
+    assert got[0] == {"event": "warm"}, "said once its two warm-up requests were issued"
+    assert [e["event"] for e in got].count("warm") == 1
     assert got[-1] == {"event": "finished"}
 
 
