@@ -124,6 +124,23 @@ pub struct RunResult {
     /// serving, seconds (from the fault to the last tenant resuming).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outages_s: Vec<f64>,
+    /// Tenants that counted requests but served none of them (every one failed or was shed),
+    /// so they have no latency or throughput and are not in `tenants`: a line each, with
+    /// what failed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unserved: Vec<String>,
+}
+
+/// The line of [`RunResult::unserved`] for a tenant labelled `label` that counted `samples`
+/// (none served) and first failed with `failure`.
+pub(crate) fn unserved_line(label: &str, samples: &[Sample], failure: Option<&str>) -> String {
+    let failed = samples.iter().filter(|s| s.failed).count();
+    let shed = samples.iter().filter(|s| s.shed).count();
+    let mut line = format!("{label}: served none of its counted requests ({failed} failed, {shed} shed)");
+    if let Some(why) = failure {
+        line += &format!("; the first failure: {why}");
+    }
+    line
 }
 
 /// A tenant alone on the GPU.
@@ -582,6 +599,7 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
                         pcie_gb_per_s: None,
                         counters: None,
                         outages_s: Vec::new(),
+                        unserved: Vec::new(),
                     });
                     save(&report)?;
                     continue;
@@ -610,6 +628,7 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
                     let mut failures = outcome.failures.into_iter();
                     let mut duties = outcome.duties.into_iter();
                     let mut interposed = outcome.interposed.into_iter();
+                    let mut unserved = Vec::new();
                     let tenants: Vec<TenantResult> = s
                         .tenants
                         .iter()
@@ -619,7 +638,12 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
                             let duty = duties.next().flatten();
                             let interposed = interposed.next().flatten();
                             let solo = report.solo(&spec.solo_key(mode.plan));
-                            let metrics = TenantMetrics::of(&samples, solo, spec.slo_ms)?;
+                            let Some(metrics) = TenantMetrics::of(&samples, solo, spec.slo_ms) else {
+                                if !samples.is_empty() || failure.is_some() {
+                                    unserved.push(unserved_line(&spec.label(), &samples, failure.as_deref()));
+                                }
+                                return None;
+                            };
                             let decoder = ModelConfig::named(&spec.model).map(|c| c.is_decoder()).unwrap_or(false);
                             let shape = spec.shape(decoder);
                             Some(TenantResult {
@@ -644,6 +668,7 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
                         pcie_gb_per_s: pcie,
                         counters: Some(counters),
                         outages_s: outcome.outages_s,
+                        unserved,
                     }
                 }
                 Err(e) => {
@@ -668,6 +693,7 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
                         pcie_gb_per_s: None,
                         counters: None,
                         outages_s: Vec::new(),
+                        unserved: Vec::new(),
                     }
                 }
             };

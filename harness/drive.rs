@@ -283,7 +283,8 @@ pub fn drive_from(
     let mut counting = from.counting;
     let mut n_counted = from.counted;
     // Counts a request (served or shed) as the loop's `index`-th, counted if every tenant was
-    // warm when it started (`all_warm`); says whether counting is over.
+    // warm when it started (`all_warm`), or if it failed after this tenant's warm-up (a failure
+    // is never dropped); says whether counting is over.
     let mut count = |sample: Sample, finished: bool, all_warm: bool, counted: &mut Vec<Sample>| {
         let index = issued;
         issued += 1;
@@ -294,8 +295,9 @@ pub fn drive_from(
             return false;
         }
         let late = deadline.is_some_and(|d| Instant::now() > d);
-        counting = counting || (index >= spec.warmup as usize && all_warm);
-        if counting && !late {
+        let past_warmup = index >= spec.warmup as usize;
+        counting = counting || (past_warmup && all_warm);
+        if (counting || (past_warmup && sample.failed)) && !late {
             match sink {
                 Some(f) => f(sample),
                 None => counted.push(sample),
@@ -483,6 +485,46 @@ mod tests {
         assert!(fast[0].start >= slow_warm - 0.021, "{} before the slow tenant was warm ({slow_warm})", fast[0].start);
         // Each counted as many as it should, the fast one beside the slow one's counted requests.
         assert!(fast.iter().all(|s| s.start < slow[2].end), "{fast:?}");
+    }
+
+    #[test]
+    fn a_request_that_fails_before_the_others_are_warm_is_counted() {
+        let g = gate(2);
+        let closed = |warmup, requests| LoopSpec {
+            warmup,
+            requests,
+            rate: None,
+            seed: 1,
+            duration: None,
+            phases: None,
+            queue_limit: None,
+        };
+        let (faulty, slow) = std::thread::scope(|sc| {
+            // Its third request (past its warm-up of two) faults, long before the slow tenant
+            // is warm; it issues nothing after.
+            let faulty = sc.spawn(|| {
+                let mut n = 0;
+                drive(&closed(2, 5), &g, || {
+                    n += 1;
+                    match n {
+                        3 => Err(RequestFailed { reason: "its kernel faulted".into(), last: true }.into()),
+                        _ => Ok(()),
+                    }
+                })
+                .unwrap()
+            });
+            let slow = sc.spawn(|| {
+                drive(&closed(3, 2), &g, || {
+                    std::thread::sleep(Duration::from_millis(20));
+                    Ok(())
+                })
+                .unwrap()
+            });
+            (faulty.join().unwrap(), slow.join().unwrap())
+        });
+        assert_eq!(faulty.len(), 1, "{faulty:?}");
+        assert!(faulty[0].failed);
+        assert_eq!(slow.len(), 2);
     }
 
     /// The first `n` arrival times of an open loop of `spec` (no phases).

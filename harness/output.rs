@@ -139,7 +139,8 @@ pub fn summary(r: &Report) -> String {
                     let why = t.failure.as_deref()?;
                     Some(format!("- {} / {}: {} failed; the first: {why}", run.mode, t.spec.label(), t.metrics.failed))
                 });
-                outages.into_iter().chain(failures)
+                let unserved = run.unserved.iter().map(move |u| format!("- {}: {u}", run.mode));
+                outages.into_iter().chain(failures).chain(unserved)
             })
             .collect();
         if !faults.is_empty() {
@@ -431,6 +432,7 @@ pub(crate) mod tests {
                 pcie_gb_per_s: None,
                 counters: None,
                 outages_s: Vec::new(),
+                unserved: Vec::new(),
             }
         };
         let mut runs = vec![run("mps", 2.0), run("krisp-conserved", 1.25)];
@@ -444,6 +446,7 @@ pub(crate) mod tests {
             pcie_gb_per_s: None,
             counters: None,
             outages_s: Vec::new(),
+            unserved: Vec::new(),
         });
         Report {
             gpu: "GPU".into(),
@@ -485,6 +488,26 @@ pub(crate) mod tests {
         assert!(s.contains("| krisp | 200 | – | ∞ (it meets none) | 99.0 / 0.75 | 99.0 / 0.95 |"), "{s}");
         assert!(s.contains("| mps | – | – | – | 99.0 / 1.50 | 99.0 / 2.00 |"), "{s}");
         assert_eq!(sweep_csv(&report()).lines().count(), 5);
+    }
+
+    #[test]
+    fn a_tenant_that_served_nothing_is_reported_with_its_failure() {
+        let mut r = report();
+        assert!(!summary(&r).contains("Failed requests"));
+        let line = super::super::compare::unserved_line(
+            "gpt2",
+            &[crate::harness::metrics::Sample {
+                failed: true,
+                ..crate::harness::metrics::Sample::served(0.0, 0.0, 0.1)
+            }],
+            Some("an injected kernel fault"),
+        );
+        r.runs[0].unserved.push(line);
+        let s = summary(&r);
+        assert!(
+            s.contains("- mps: gpt2: served none of its counted requests (1 failed, 0 shed); the first failure: an injected kernel fault"),
+            "{s}"
+        );
     }
 
     #[test]
