@@ -90,17 +90,10 @@ impl Recorded {
 pub struct PlanSet {
     /// The window of each plan, as the scheduler counts it.
     regions: Vec<Region>,
-    plans: Vec<Plan>,
-}
-
-impl PlanSet {
-    /// The windows, in capture order.
-    pub fn windows(&self) -> impl Iterator<Item = GroupRange> + '_ {
-        self.regions.iter().filter_map(|r| match r {
-            Region::Groups(g) => Some(*g),
-            Region::Whole => None,
-        })
-    }
+    /// Each window's plan, and for the whole device a best-effort tenant's second plan, captured
+    /// as a borrowing tenant's (short blocks): whether a tenant borrows there depends on the
+    /// load when it replays, while a plan's grids are fixed when it is captured.
+    plans: Vec<(Plan, Option<Plan>)>,
 }
 
 /// A model instance's handle on the runtime.
@@ -119,6 +112,9 @@ pub struct Tenant {
     last: Cell<sys::CUstream>,
     /// While capturing: the groups kernels are placed within (as on an idle device).
     capturing: Cell<Option<GroupRange>>,
+    /// While capturing: whether to place kernels as for a tenant that stays busy
+    /// ([`Demand::sustained`]) or not, instead of as its duty says.
+    capture_sustained: Cell<Option<bool>>,
     recording: std::cell::RefCell<Option<Vec<Recorded>>>,
     slo: Option<std::time::Duration>,
     /// The request its launches belong to; only launches of a request go on the timeline.
@@ -182,6 +178,7 @@ impl Tenant {
             origin,
             last: Cell::new(origin),
             capturing: Cell::new(None),
+            capture_sustained: Cell::new(None),
             order,
             recording: std::cell::RefCell::new(None),
             slo: None,
@@ -360,6 +357,7 @@ impl Tenant {
                     self.mark_busy(sched);
                 }
                 let (active, sustained) = sched.activity(self.id);
+                let sustained = self.capture_sustained.get().unwrap_or(sustained);
                 let demand =
                     Demand { current, active, sustained, ..Demand::new(self.id, self.class, min_sms(sched), units) };
                 let (region, level, blocks) = sched.admit(&demand, capturing);
@@ -569,14 +567,43 @@ impl Tenant {
     }
 
     /// Captures one plan of the same request per window (a scheduled tenant's alternatives),
-    /// so [`Tenant::replay_set`] can pick one by the current load.
+    /// so [`Tenant::replay_set`] can pick one by the current load. Within the whole device a
+    /// best-effort tenant gets two: its own (resident blocks, as when others come and go) and
+    /// a borrowing one (short blocks, as when it stays busy alone).
     pub fn capture_set<E: From<Error>>(
         &self,
         windows: &[GroupRange],
         record: impl Fn() -> std::result::Result<(), E>,
     ) -> std::result::Result<PlanSet, E> {
-        let plans = windows.iter().map(|&w| self.capture_within(w, &record)).collect::<std::result::Result<_, E>>()?;
+        let groups = self.rt.scheduler().map_or(0, |s| s.topology().groups);
+        let plans = windows
+            .iter()
+            .map(|&w| {
+                if w.count < groups {
+                    return Ok((self.capture_within(w, &record)?, None));
+                }
+                let own = self.capture_as(w, Some(false), &record)?;
+                let borrowing = (self.class != PriorityClass::LatencyCritical)
+                    .then(|| self.capture_as(w, Some(true), &record))
+                    .transpose()?;
+                Ok((own, borrowing))
+            })
+            .collect::<std::result::Result<_, E>>()?;
         Ok(PlanSet { regions: windows.iter().map(|&w| Region::Groups(w)).collect(), plans })
+    }
+
+    /// [`Tenant::capture_within`], placing kernels as for a tenant that stays busy
+    /// (`Some(true)`), one that does not (`Some(false)`), or as its duty says (`None`).
+    fn capture_as<E: From<Error>>(
+        &self,
+        window: GroupRange,
+        sustained: Option<bool>,
+        record: impl FnOnce() -> std::result::Result<(), E>,
+    ) -> std::result::Result<Plan, E> {
+        self.capture_sustained.set(sustained);
+        let plan = self.capture_within(window, record);
+        self.capture_sustained.set(None);
+        plan
     }
 
     /// Replays the plan of `set` the runtime's policy picks for the current load
@@ -585,9 +612,13 @@ impl Tenant {
     pub fn replay_set(&self, set: &PlanSet) -> Result<usize> {
         let sched = self.rt.scheduler().ok_or(PartitionError::Unsupported("no scheduler".into()))?;
         self.mark_busy(sched);
-        let (i, level) = sched.pick_plan(self.id, self.class, &set.regions);
+        let (i, level, borrowed) = sched.pick_plan(self.id, self.class, &set.regions);
         let stream = self.rt.pool().get(super::PartitionId::WHOLE)?.stream_in(self.id as usize, level)?;
-        self.replay_on(&set.plans[i], stream, sched.partition(set.regions[i]))?;
+        let plan = match &set.plans[i] {
+            (_, Some(borrowing)) if borrowed => borrowing,
+            (own, _) => own,
+        };
+        self.replay_on(plan, stream, sched.partition(set.regions[i]))?;
         if sched.tracks() {
             sched.acquire(self.id, set.regions[i]);
             sched.track(self.id, set.regions[i], stream)?;
