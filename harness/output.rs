@@ -158,7 +158,7 @@ pub fn summary(r: &Report) -> String {
             let _ = writeln!(
                 s,
                 "\nDuties (the share of its recent time a tenant was busy, at the end; krisp lays out windows \
-                 only while an active tenant stays busy, at ≥ {:.2}):\n\n{}",
+                 only while every contending best-effort tenant stays busy, at ≥ {:.2}):\n\n{}",
                 crate::runtime::policy::SUSTAINED,
                 duties.join("\n")
             );

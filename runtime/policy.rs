@@ -81,8 +81,9 @@ pub struct Demand {
     /// Tenants with work outstanding (launched since they last waited for it), a bit per
     /// tenant id below 64, as the runtime knows it without tracking kernels.
     pub active: u64,
-    /// Whether one of the tenants in `active` (or this one) stays busy: its [`Duty`] is at
-    /// least [`SUSTAINED`]. Contention among tenants that are not is short-lived.
+    /// Whether this tenant and every one in `active` stay busy: their [`Duty`] is at least
+    /// [`SUSTAINED`] (tenants whose SMs are theirs whatever the load, [`Policy::guaranteed`],
+    /// left out). While one does not, contention is short-lived.
     pub sustained: bool,
 }
 
@@ -294,6 +295,12 @@ pub trait Policy: Send + Sync + fmt::Debug {
     /// completion tracking for it).
     fn reads_load(&self) -> bool {
         true
+    }
+    /// The tenants (a bit per id) whose SMs are theirs whenever they have work, whatever the
+    /// load (latency-critical ones, on their quota or the whole device): whether they stay busy
+    /// decides nobody's window ([`Demand::sustained`]).
+    fn guaranteed(&self) -> u64 {
+        0
     }
     /// Places `d` anywhere on the device.
     fn decide(&self, d: &Demand, load: &GroupLoad, topo: &Topology) -> Decision {
@@ -658,12 +665,16 @@ pub const TABLE_TENANTS: u32 = 12;
 ///   A *bounded* latency-critical tenant ([`Share::bounded`], one whose quota already meets
 ///   its objective) runs on its window instead, like a best-effort tenant but at high
 ///   priority and never borrowing.
-/// - windows are for lasting contention: while no active tenant stays busy
-///   ([`Demand::sustained`]: tenants serving arrivals that leave them idle between requests),
+/// - windows are for lasting contention: while an active best-effort tenant does not stay busy
+///   ([`Demand::sustained`]: a tenant serving arrivals that leave it idle between requests),
 ///   every kernel runs on the whole device at its owner's priority, since windows would only
-///   keep each tenant off SMs the others leave free (a latency-critical tenant among them
-///   too: its kernels, at high priority, take each SM as the block running there ends); a
-///   tenant alone that does not stay busy does not borrow either.
+///   keep the others off SMs it leaves free — and keep it, when its arrivals come, off SMs
+///   the others do not need (a latency-critical tenant among them too: its kernels, at high
+///   priority, take each SM as the block running there ends); a tenant alone that does not
+///   stay busy does not borrow either. Windows come only once every contending best-effort
+///   tenant stays busy, as closed loops and saturated open loops do (a latency-critical
+///   tenant's SMs are its own whenever it has work, [`Policy::guaranteed`]: its duty decides
+///   nobody's window).
 ///
 /// A best-effort kernel gets its tenant's whole window (its grid then sized for that window).
 ///
@@ -925,9 +936,10 @@ impl KrispShare {
             return (Region::Whole, !critical && d.sustained);
         }
         if !d.sustained {
-            // Contention that comes and goes: no one needs a window, and sharing every SM block
-            // by block lets each use what the others leave; a latency-critical kernel, at high
-            // priority, takes each SM as the block running there ends.
+            // Contention that comes and goes (a contender is idle between its requests): no one
+            // needs a window, and sharing every SM block by block lets each use what the others
+            // leave; a latency-critical kernel, at high priority, takes each SM as the block
+            // running there ends.
             return (Region::Whole, false);
         }
         let (mut now, mut owned) = ([None; 64], [None; 64]);
@@ -1021,6 +1033,9 @@ impl Policy for KrispShare {
     fn reads_load(&self) -> bool {
         // Which tenants are active comes with the demand: no kernel is tracked.
         false
+    }
+    fn guaranteed(&self) -> u64 {
+        self.critical_set()
     }
     fn pick_plan(&self, d: &Demand, load: &GroupLoad, topo: &Topology, regions: &[Region]) -> (usize, bool) {
         let (now, now_borrowed) = self.now(d, load, topo);
@@ -1272,6 +1287,13 @@ mod tests {
             panic!("a window once one stays busy")
         };
         assert!(w.first >= 4, "{w:?} overlaps the latency-critical quota");
+    }
+
+    #[test]
+    fn latency_critical_tenants_duties_decide_no_window() {
+        let p = KrispShare::new(vec![share(false, None), share(true, Some(32)), share(false, None), share(true, None)]);
+        assert_eq!(p.guaranteed(), 0b1010);
+        assert_eq!(Prioritized { inner: Full, reserved_groups: 0 }.guaranteed(), 0);
     }
 
     #[test]

@@ -179,6 +179,9 @@ pub struct Scheduler {
     /// bit per tenant id below 64, as each tenant's thread last stored it (when it last waited
     /// for its work); a new tenant counts as busy.
     sustained: AtomicU64,
+    /// Tenants whose SMs are theirs whenever they have work ([`Policy::guaranteed`]): whether
+    /// they stay busy decides nobody's window.
+    guaranteed: u64,
     /// Tenant ids a live scheduled tenant holds: one tenant per id, since an id's event pool,
     /// streams and active bit assume a single owner.
     claimed: Mutex<Vec<bool>>,
@@ -219,7 +222,9 @@ impl Scheduler {
         let pools = events.chunks(EVENTS_PER_TENANT).map(|c| c.iter().map(Event::raw).collect()).collect();
         let state = Inflight::new(GroupLoad::new(topo.groups, tenants), pools);
         let idle = GroupLoad::new(topo.groups, tenants);
+        let guaranteed = policy.guaranteed();
         Ok(Scheduler {
+            guaranteed,
             policy,
             topo,
             min_sms,
@@ -298,8 +303,8 @@ impl Scheduler {
     }
 
     /// The plan of `tenant` to replay now, of plans captured within `regions` (the policy's
-    /// [`Policy::pick_plan`]), and the priority level to replay it at.
-    pub(crate) fn pick_plan(&self, tenant: TenantId, class: PriorityClass, regions: &[Region]) -> (usize, usize) {
+    /// [`Policy::pick_plan`]), the priority level to replay it at, and whether it borrows there.
+    pub(crate) fn pick_plan(&self, tenant: TenantId, class: PriorityClass, regions: &[Region]) -> (usize, usize, bool) {
         let (active, sustained) = self.activity(tenant);
         let d = Demand { active, sustained, ..Demand::new(tenant, class, None, u64::MAX) };
         let (i, borrowed) = if self.tracks() {
@@ -309,7 +314,8 @@ impl Scheduler {
         } else {
             self.policy.pick_plan(&d, &self.idle, &self.topo, regions)
         };
-        (i.min(regions.len().saturating_sub(1)), priority_level(class == PriorityClass::LatencyCritical, borrowed))
+        let level = priority_level(class == PriorityClass::LatencyCritical, borrowed);
+        (i.min(regions.len().saturating_sub(1)), level, borrowed)
     }
 
     /// Tenants with work outstanding, a bit per tenant id (see [`Demand::active`]).
@@ -327,13 +333,14 @@ impl Scheduler {
         mark(&self.sustained, tenant, duty >= SUSTAINED);
     }
 
-    /// Whether a tenant of `set` stays busy ([`Demand::sustained`]).
+    /// Whether every tenant of `set` that windows are laid out for stays busy
+    /// ([`Demand::sustained`]).
     pub fn sustained(&self, set: u64) -> bool {
-        self.sustained.load(Ordering::Acquire) & set != 0
+        stays_busy(self.sustained.load(Ordering::Acquire), set, self.guaranteed)
     }
 
     /// What a launch of `tenant` needs to know of the others: the active set
-    /// ([`Demand::active`]) and whether it or an active tenant stays busy
+    /// ([`Demand::active`]) and whether it and every active tenant stay busy
     /// ([`Demand::sustained`]).
     pub(crate) fn activity(&self, tenant: TenantId) -> (u64, bool) {
         let active = self.active_set();
@@ -396,6 +403,13 @@ impl Scheduler {
 }
 
 /// Sets (`on`) or clears tenant `t`'s bit of `bits` (ids from 64 on have none).
+/// Whether the tenants of `set` whose windows follow the load (all but `guaranteed`) all stay
+/// busy, by the bits `busy` of those that do; `false` when `set` has none of them.
+fn stays_busy(busy: u64, set: u64, guaranteed: u64) -> bool {
+    let takers = set & !guaranteed;
+    takers != 0 && takers & !busy == 0
+}
+
 fn mark(bits: &AtomicU64, t: TenantId, on: bool) {
     if t < 64 {
         if on {
@@ -440,15 +454,19 @@ mod tests {
     }
 
     #[test]
-    fn a_set_is_sustained_when_one_of_its_tenants_stays_busy() {
+    fn a_set_is_sustained_when_every_tenant_whose_window_follows_the_load_stays_busy() {
         let bits = AtomicU64::new(u64::MAX);
         for (t, duty) in [0.2, 0.949, 0.95, 1.0].into_iter().enumerate() {
             mark(&bits, t as TenantId, duty >= SUSTAINED);
         }
-        let sustained = |set: u64| bits.load(Ordering::Acquire) & set != 0;
-        assert!(!sustained(0b0011));
-        assert!(sustained(0b0101) && sustained(0b1000));
-        assert!(!sustained(0), "nobody active");
+        let sustained = |set: u64, guaranteed: u64| stays_busy(bits.load(Ordering::Acquire), set, guaranteed);
+        assert!(!sustained(0b0011, 0));
+        assert!(!sustained(0b0101, 0), "tenant 0 comes and goes");
+        assert!(sustained(0b1100, 0) && sustained(0b1000, 0));
+        // Tenant 0's SMs are its own whatever the load: it decides nothing.
+        assert!(sustained(0b1101, 0b0001));
+        assert!(!sustained(0b0001, 0b0001), "no tenant whose window follows the load");
+        assert!(!sustained(0, 0), "nobody active");
     }
 }
 
@@ -558,8 +576,8 @@ mod loom_tests {
                 t.join().unwrap();
             }
             assert_eq!(active.load(Ordering::Acquire), 0b01);
-            let sustained = |set: u64| duties.load(Ordering::Acquire) & set != 0;
-            assert!(!sustained(0b01) && sustained(0b10));
+            let sustained = |set: u64| stays_busy(duties.load(Ordering::Acquire), set, 0);
+            assert!(!sustained(0b01) && sustained(0b10) && !sustained(0b11));
         });
     }
 }
