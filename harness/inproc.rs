@@ -337,6 +337,7 @@ pub fn run(device: Device, s: &Scenario, mode: Mode, knees: Knees, o: RunOptions
                     let mut first_served = None;
                     let tenant_sink = move |x: Sample| sink.into_iter().for_each(|f| f(i, x));
                     let sink_i: Option<super::drive::Sink<'_>> = sink.map(|_| &tenant_sink as super::drive::Sink<'_>);
+                    let mut begun = false;
                     let r = drive_from(&spec_loop, gate, sink_i, &from, || {
                         if faults.stopped() {
                             return Err(faults.refusal().into());
@@ -345,6 +346,11 @@ pub fn run(device: Device, s: &Scenario, mode: Mode, knees: Knees, o: RunOptions
                             return Err(Interrupted.into());
                         }
                         let (t, served) = held.as_ref().context("the tenant has no model loaded")?;
+                        if !std::mem::replace(&mut begun, true) {
+                            // Waiting at the start for the others to load was not idleness
+                            // between its requests.
+                            t.restart_duty();
+                        }
                         match spans.request(t, || faults.request(t, served)) {
                             // Lost, or failing (a library call's status) after another tenant saw it lost.
                             Err(e) if context_lost(&e) || gate.interrupted() => {

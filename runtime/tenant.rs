@@ -236,6 +236,17 @@ impl Tenant {
         }
     }
 
+    /// Forgets its duty: it counts as busy again until its requests show otherwise, and the
+    /// time since its last request is not idleness between requests. For a tenant that waited
+    /// for something other than its own arrivals (its co-runners loading, before a run starts),
+    /// which would otherwise count as idle time for its next requests.
+    pub fn restart_duty(&self) {
+        self.duty.set((Duty::default(), None, None));
+        if let (Mode::Scheduled, Some(sched)) = (self.mode, self.rt.scheduler()) {
+            sched.set_duty(self.id, Duty::default().value());
+        }
+    }
+
     /// Notes that it goes busy (`busy`) or idle now; going idle ends a request, which its duty
     /// counts. Returns the duty.
     fn turn(&self, busy: bool) -> f64 {

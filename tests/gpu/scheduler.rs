@@ -451,6 +451,20 @@ fn duty_tells_a_closed_loop_from_requests_that_come_and_go() {
         request();
     }
     let open = t.duty();
+    let sched = rt.scheduler().unwrap();
+    assert!(!sched.sustained(0b1));
+    // A long wait that is no idleness between requests (a run's start), forgotten: busy
+    // again at once, and the wait does not count against its next request.
+    std::thread::sleep(40 * took);
+    t.restart_duty();
+    assert!(t.duty() == 1.0 && sched.sustained(0b1));
+    request();
+    assert!(t.duty() >= rightsize::runtime::policy::SUSTAINED, "{}", t.duty());
+    for _ in 0..40 {
+        std::thread::sleep(4 * took);
+        request();
+    }
+    assert!(t.duty() < 0.4, "{}", t.duty());
     for _ in 0..40 {
         request();
     }
@@ -458,7 +472,6 @@ fn duty_tells_a_closed_loop_from_requests_that_come_and_go() {
     println!("duty: {open:.2} busy a fifth of the time, {closed:.2} in a closed loop (requests of {took:?})");
     assert!(open < 0.4, "{open}");
     assert!(closed >= rightsize::runtime::policy::SUSTAINED, "{closed}");
-    let sched = rt.scheduler().unwrap();
     assert!(sched.sustained(0b1));
     drop(t);
     assert!(sched.sustained(0b1), "a new tenant of the id counts as busy");
