@@ -454,18 +454,14 @@ mod tests {
         Local { start: g.start, ..gate(g.n) }
     }
 
+    /// A closed loop of `warmup` and `requests` requests.
+    fn closed(warmup: u32, requests: u32) -> LoopSpec {
+        LoopSpec { warmup, requests, rate: None, seed: 1, duration: None, phases: None, queue_limit: None }
+    }
+
     #[test]
     fn nobody_counts_until_every_tenant_has_issued_its_warm_up() {
         let g = gate(2);
-        let closed = |warmup, requests| LoopSpec {
-            warmup,
-            requests,
-            rate: None,
-            seed: 1,
-            duration: None,
-            phases: None,
-            queue_limit: None,
-        };
         let serve = |ms| {
             move || {
                 std::thread::sleep(Duration::from_millis(ms));
@@ -490,15 +486,6 @@ mod tests {
     #[test]
     fn a_request_that_fails_before_the_others_are_warm_is_counted() {
         let g = gate(2);
-        let closed = |warmup, requests| LoopSpec {
-            warmup,
-            requests,
-            rate: None,
-            seed: 1,
-            duration: None,
-            phases: None,
-            queue_limit: None,
-        };
         let (faulty, slow) = std::thread::scope(|sc| {
             // Its third request (past its warm-up of two) faults, long before the slow tenant
             // is warm; it issues nothing after.
