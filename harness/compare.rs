@@ -120,8 +120,9 @@ pub struct RunResult {
     /// GPU counters sampled while it ran.
     #[serde(default)]
     pub counters: Option<Counters>,
-    /// One-process modes: how long each recovery from a lost context kept the tenants from
-    /// serving, seconds (from the fault to the last tenant resuming).
+    /// One-process modes, and worker processes under MPS: how long each recovery from a lost
+    /// context kept the tenants from serving, seconds (from the fault to the last tenant
+    /// resuming).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outages_s: Vec<f64>,
     /// Tenants that counted requests but served none of them (every one failed or was shed),

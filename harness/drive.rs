@@ -22,8 +22,8 @@ pub struct Outcome {
     pub traces: Vec<TenantTrace>,
     /// The common start of the tenants' loops (what came before it was set-up).
     pub started: Option<Instant>,
-    /// Each recovery from a lost context (one-process modes): seconds from the fault until
-    /// every surviving tenant served again.
+    /// Each recovery from a lost context (one-process modes, and worker processes under MPS):
+    /// seconds from the fault until every surviving tenant served again.
     pub outages_s: Vec<f64>,
     /// Per tenant, why its first failed request failed (none failed: `None`; empty when no
     /// tenant's failures were recorded).

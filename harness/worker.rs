@@ -3,6 +3,15 @@
 //! runs its request loop, says `warm` once it has issued its warm-up and counts from when the
 //! harness says `warm` (every worker is), says `finished` once it has counted its requests,
 //! keeps going until `stop` (or end of input), then sends its samples and exits.
+//!
+//! Under MPS a kernel fault in one worker reaches every worker of the server (NVIDIA's error
+//! containment: every client sees the fatal error, and the server serves new clients again
+//! once all of them have exited). A worker that sees its context lost by another's fault says
+//! `lost`; the harness then says `interrupt` to every worker, each stops where it stands and
+//! sends its samples with its loop's position, and all exit. New workers go on from those
+//! positions on the same clock (`go <s>`: the common start lies `s` seconds back), the one
+//! whose kernel faulted loading nothing; the outage is from the loss until every surviving
+//! tenant served again. Under time slicing no other worker sees the fault.
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -14,8 +23,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use serde::{Deserialize, Serialize};
 
-use super::drive::{drive, Gate, LoopSpec, Outcome};
-use super::fault::{Faults, RequestFailed};
+use super::drive::{drive_from, Gate, Interrupted, LoopSpec, Outcome, Position, TenantState};
+use super::fault::{context_lost, Faults, RequestFailed};
 use super::metrics::Sample;
 use super::scenario::{Engine, Scenario, TenantSpec};
 use super::serve::Served;
@@ -45,6 +54,9 @@ pub struct WorkerSpec {
     /// Its model's architecture (PyTorch tenants, which build the model from it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<crate::engine::ModelConfig>,
+    /// Go on from where an interrupted worker of the same tenant stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<TenantState>,
 }
 
 /// A line from a worker.
@@ -62,6 +74,12 @@ pub enum Message {
     },
     /// Done counting; still issuing requests until `stop`.
     Finished,
+    /// Its GPU context was lost by another worker's kernel fault (MPS); it stops where it
+    /// stands.
+    Lost {
+        /// When it saw the loss, seconds after the common start.
+        at_s: f64,
+    },
     /// Its counted samples.
     Result {
         /// Samples, in issue order.
@@ -72,6 +90,13 @@ pub enum Message {
         /// Why its first failed request failed, if one did.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         failure: Option<String>,
+        /// Where its loop stopped and its fault's state, when the run was interrupted.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        state: Option<TenantState>,
+        /// A worker that went on from an interrupted one: when it first served a request,
+        /// seconds after the common start.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resumed_s: Option<f64>,
     },
     /// A one-process run's outcome ([`super::host`]).
     Hosted {
@@ -94,10 +119,35 @@ pub(super) fn emit(m: &Message) {
 }
 
 /// The worker's side of the gate: stdin and stdout.
+#[derive(Default)]
 struct StdioGate {
     stop: Arc<AtomicBool>,
     /// The harness said every worker has issued its warm-up.
     all_warm: Arc<AtomicBool>,
+    /// The harness said to stop where it stands (a worker's context was lost).
+    interrupted: Arc<AtomicBool>,
+    /// The common start, once `go` came.
+    t0: std::sync::OnceLock<Instant>,
+}
+
+/// The common start a `go` line gives: now, or `go <s>`, `s` seconds back; `None` for anything
+/// else (the run was called off).
+fn go_start(line: &str) -> Option<Instant> {
+    match line.trim().strip_prefix("go") {
+        Some("") => Some(Instant::now()),
+        Some(back) => {
+            let s = back.trim().parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0)?;
+            Instant::now().checked_sub(Duration::from_secs_f64(s))
+        }
+        None => None,
+    }
+}
+
+impl StdioGate {
+    /// Seconds since the common start (0 before it).
+    fn since_start(&self) -> f64 {
+        self.t0.get().map_or(0.0, |t| t.elapsed().as_secs_f64())
+    }
 }
 
 impl Gate for StdioGate {
@@ -105,17 +155,20 @@ impl Gate for StdioGate {
         emit(&Message::Ready);
         let mut line = String::new();
         std::io::stdin().lock().read_line(&mut line)?;
-        if line.trim() != "go" {
+        let Some(t0) = go_start(&line) else {
             bail!("the harness called the run off");
-        }
-        let t0 = Instant::now();
-        let (stop, all_warm) = (self.stop.clone(), self.all_warm.clone());
+        };
+        let _ = self.t0.set(t0);
+        let (stop, all_warm, interrupted) = (self.stop.clone(), self.all_warm.clone(), self.interrupted.clone());
         std::thread::spawn(move || {
             let mut line = String::new();
-            // `warm`; then `stop`, or end of input (the harness is gone): stop either way.
+            // `warm`, `interrupt`; then `stop`, or end of input (the harness is gone): stop
+            // either way.
             while matches!(std::io::stdin().lock().read_line(&mut line), Ok(n) if n > 0) && line.trim() != "stop" {
-                if line.trim() == "warm" {
-                    all_warm.store(true, Ordering::SeqCst);
+                match line.trim() {
+                    "warm" => all_warm.store(true, Ordering::SeqCst),
+                    "interrupt" => interrupted.store(true, Ordering::SeqCst),
+                    _ => {}
                 }
                 line.clear();
             }
@@ -139,24 +192,50 @@ impl Gate for StdioGate {
     fn progress(&self, counted: u32) {
         emit(&Message::Progress { counted });
     }
+    fn interrupted(&self) -> bool {
+        self.interrupted.load(Ordering::SeqCst)
+    }
+}
+
+/// Opens the GPU; a worker that goes on after a fault tries for a while, since the MPS server
+/// serves new clients again only once every client the fault reached has exited.
+fn open_device(resuming: bool) -> anyhow::Result<Device> {
+    let until = Instant::now() + if resuming { Duration::from_secs(10) } else { Duration::ZERO };
+    loop {
+        match Device::open(0) {
+            Ok(d) => return Ok(d),
+            Err(_) if Instant::now() < until => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) => return Err(anyhow::Error::from(e).context("cannot open the GPU")),
+        }
+    }
 }
 
 /// `rightsize worker`: runs one tenant as the harness asks; errors are reported as a message.
 pub fn worker_main(spec_json: &str) -> anyhow::Result<()> {
     let r = (|| -> anyhow::Result<()> {
         let spec: WorkerSpec = serde_json::from_str(spec_json).context("bad worker spec")?;
-        let device = Device::open(0).context("cannot open the GPU")?;
-        let rt = Arc::new(Runtime::new(device, &PoolSpec::default())?);
-        let t = Tenant::new(rt, 0, Placement::WHOLE)?;
-        let mut served = Served::load(&t, &spec.tenant, spec.seed)?;
-        if spec.plan {
-            served.capture(&t, None)?;
-        }
-        served.request(&t)?;
-        if let Some(limit) = spec.trace_limit {
-            t.runtime().start_timeline(limit)?;
-        }
-        let gate = StdioGate { stop: Arc::new(AtomicBool::new(false)), all_warm: Arc::new(AtomicBool::new(false)) };
+        let (from, mut faults) = match spec.resume.clone() {
+            Some(st) => (st.position, st.faults),
+            None => (Position::default(), Faults::new(spec.tenant.fault)),
+        };
+        // A tenant whose kernel faulted in an earlier worker loads nothing.
+        let held = if faults.stopped() {
+            None
+        } else {
+            let device = open_device(spec.resume.is_some())?;
+            let rt = Arc::new(Runtime::new(device, &PoolSpec::default())?);
+            let t = Tenant::new(rt, 0, Placement::WHOLE)?;
+            let mut served = Served::load(&t, &spec.tenant, spec.seed)?;
+            if spec.plan {
+                served.capture(&t, None)?;
+            }
+            served.request(&t)?;
+            if let Some(limit) = spec.trace_limit {
+                t.runtime().start_timeline(limit)?;
+            }
+            Some((t, served))
+        };
+        let gate = StdioGate::default();
         let lspec = LoopSpec {
             warmup: spec.warmup,
             requests: spec.requests,
@@ -167,27 +246,49 @@ pub fn worker_main(spec_json: &str) -> anyhow::Result<()> {
             queue_limit: spec.tenant.queue_limit,
         };
         let mut spans = Spans::new(spec.trace_limit.is_some());
-        let mut faults = Faults::new(spec.tenant.fault);
-        let samples = drive(&lspec, &gate, || {
-            // Its own kernel faulted: this process's context is lost, the tenant stops, and the
-            // other processes never see it.
-            spans.request(&t, || faults.request(&t, &served)).map_err(|e| {
-                if faults.stopped() && e.downcast_ref::<RequestFailed>().is_none() {
-                    RequestFailed::from_error(&e, true).into()
-                } else {
-                    e
-                }
-            })
-        })?;
-        // After its kernel faulted, the context holds no timeline to read.
-        let trace = match t.runtime().timeline().filter(|_| !faults.stopped()) {
-            Some(tl) => {
-                let (slices, dropped) = tl.take()?;
-                Some(TenantTrace { slices, requests: spans.into_vec(), dropped })
+        let (mut lost, mut first_served) = (false, None);
+        let (samples, position) = drive_from(&lspec, &gate, None, &from, || {
+            if faults.stopped() && held.is_none() {
+                return Err(faults.refusal().into());
             }
-            None => None,
-        };
-        emit(&Message::Result { samples, trace, failure: faults.first_failure().map(str::to_owned) });
+            if gate.interrupted() || lost {
+                return Err(Interrupted.into());
+            }
+            let (t, served) = held.as_ref().context("the tenant has no model loaded")?;
+            match spans.request(t, || faults.request(t, served)) {
+                // Its own kernel faulted: this process's context is lost and the tenant stops;
+                // under time slicing the other processes never see it.
+                Err(e) if faults.stopped() && e.downcast_ref::<RequestFailed>().is_none() => {
+                    Err(RequestFailed::from_error(&e, true).into())
+                }
+                // Another worker's kernel fault reached this one (MPS): stop where it stands.
+                Err(e) if context_lost(&e) => {
+                    lost = true;
+                    emit(&Message::Lost { at_s: gate.since_start() });
+                    Err(Interrupted.into())
+                }
+                Ok(()) => {
+                    first_served.get_or_insert_with(|| gate.since_start());
+                    Ok(())
+                }
+                r => r,
+            }
+        })?;
+        let interrupted = lost || gate.interrupted();
+        // After its context was lost, it holds no timeline to read.
+        let trace =
+            match held.as_ref().and_then(|(t, _)| t.runtime().timeline()).filter(|_| !faults.stopped() && !interrupted)
+            {
+                Some(tl) => {
+                    let (slices, dropped) = tl.take()?;
+                    Some(TenantTrace { slices, requests: spans.into_vec(), dropped })
+                }
+                None => None,
+            };
+        let failure = faults.first_failure().map(str::to_owned);
+        let resumed_s = spec.resume.is_some().then_some(first_served).flatten();
+        let state = interrupted.then_some(TenantState { position, faults });
+        emit(&Message::Result { samples, trace, failure, state, resumed_s });
         Ok(())
     })();
     if let Err(e) = &r {
@@ -361,7 +462,9 @@ pub(super) const RUN_TIMEOUT: Duration = Duration::from_secs(1800);
 
 /// Runs `s` with a worker process per tenant (the program `exe`, usually [`worker_exe`]),
 /// tenant `i` with the extra environment `env[i]`; returns each tenant's counted samples and,
-/// with `trace` (the most GPU slices each keeps), their timelines.
+/// with `trace` (the most GPU slices each keeps), their timelines. When a kernel fault in one
+/// worker loses the others' contexts too (MPS), every worker stops where it stands and new
+/// workers go on from there (the module's documentation); each outage is in the outcome.
 pub fn run(
     exe: &std::path::Path,
     s: &Scenario,
@@ -370,6 +473,80 @@ pub fn run(
     trace: Option<usize>,
     counted: Arc<AtomicU64>,
 ) -> anyhow::Result<Outcome> {
+    let n = s.tenants.len();
+    let mut out = Outcome {
+        samples: vec![Vec::new(); n],
+        traces: if trace.is_some() { vec![TenantTrace::default(); n] } else { Vec::new() },
+        failures: vec![None; n],
+        ..Outcome::default()
+    };
+    let mut resume: Option<Vec<TenantState>> = None;
+    let mut lost_at: Option<f64> = None;
+    // One pass, and one more per tenant whose kernel can fault.
+    for _ in 0..=n {
+        let pass = one_pass(exe, s, plan, env, trace, &counted, resume.as_deref(), &mut out.started)?;
+        if let (Some(lost), Some(back)) = (lost_at, pass.resumed_s) {
+            out.outages_s.push((back - lost).max(0.0));
+        }
+        for (i, r) in pass.results.into_iter().enumerate() {
+            out.samples[i].extend(r.samples);
+            if let Some(t) = r.trace.filter(|_| trace.is_some()) {
+                out.traces[i] = t;
+            }
+            out.failures[i] = out.failures[i].take().or(r.failure);
+        }
+        let Some(lost) = pass.lost_s else {
+            return Ok(out);
+        };
+        let states = pass.states.context("a worker stopped without its position")?;
+        // A loss is recovered from when a tenant's own kernel faulted (it serves no more); one
+        // that no tenant's fault explains would only come back.
+        let stopped = |r: &Option<Vec<TenantState>>, i: usize| r.as_ref().is_some_and(|r| r[i].faults.stopped());
+        if !(0..n).any(|i| states[i].faults.stopped() && !stopped(&resume, i)) {
+            let why = out.failures.iter().flatten().next().cloned().unwrap_or_default();
+            bail!("the GPU context was lost and no tenant's kernel fault explains it; the run cannot go on ({why})");
+        }
+        lost_at = Some(lost);
+        resume = Some(states);
+    }
+    bail!("the GPU context was lost more often than the scenario has tenants")
+}
+
+/// One worker's part of a pass.
+#[derive(Default)]
+struct WorkerResult {
+    samples: Vec<Sample>,
+    trace: Option<TenantTrace>,
+    failure: Option<String>,
+    state: Option<TenantState>,
+    resumed_s: Option<f64>,
+}
+
+/// What one set of workers gave.
+struct Pass {
+    results: Vec<WorkerResult>,
+    /// When a worker first saw its context lost by another's fault, seconds after the start.
+    lost_s: Option<f64>,
+    /// Every worker's state, when the pass was interrupted.
+    states: Option<Vec<TenantState>>,
+    /// A pass that went on from an interrupted one: when every tenant that still serves had
+    /// served a request again, seconds after the start.
+    resumed_s: Option<f64>,
+}
+
+/// One set of workers, from `resume`'s positions if given, on the clock of `started` (the
+/// first pass's start, set by it).
+#[allow(clippy::too_many_arguments)]
+fn one_pass(
+    exe: &std::path::Path,
+    s: &Scenario,
+    plan: bool,
+    env: &[Vec<(String, String)>],
+    trace: Option<usize>,
+    counted: &AtomicU64,
+    resume: Option<&[TenantState]>,
+    started_at: &mut Option<Instant>,
+) -> anyhow::Result<Pass> {
     let (tx, rx) = mpsc::channel::<(usize, Option<Message>)>();
     let mut workers = Vec::with_capacity(s.tenants.len());
     for (i, tenant) in s.tenants.iter().enumerate() {
@@ -383,6 +560,7 @@ pub fn run(
             duration_s: s.duration_s,
             trace_limit: trace,
             config: None,
+            resume: resume.map(|r| r[i].clone()),
         };
         let (program, args) = worker_command(exe, spec)?;
         workers.push(Worker::spawn(&program, &args, env.get(i).map_or(&[][..], Vec::as_slice), i, &tx)?);
@@ -404,25 +582,26 @@ pub fn run(
     let mut warm = vec![false; n];
     let mut all_warm = false;
     let mut finished = vec![false; n];
-    let mut results: Vec<Option<Vec<Sample>>> = vec![None; n];
-    let mut traces: Vec<TenantTrace> = vec![TenantTrace::default(); n];
-    let mut failures: Vec<Option<String>> = vec![None; n];
-    let mut last = vec![0u32; n];
-    let mut started: Option<Instant> = None;
+    let mut results: Vec<Option<WorkerResult>> = (0..n).map(|_| None).collect();
+    // Progress counts from where an interrupted pass left it.
+    let mut last: Vec<u32> =
+        (0..n).map(|i| resume.map_or(0, |r| u32::try_from(r[i].position.counted).unwrap_or(u32::MAX))).collect();
+    let mut going: Option<Instant> = None;
+    let mut lost_s: Option<f64> = None;
     let mut stopped = false;
     let begun = Instant::now();
     while results.iter().any(Option::is_none) {
-        let limit = match started {
+        let limit = match going {
             None => READY_TIMEOUT.saturating_sub(begun.elapsed()),
             Some(t) => RUN_TIMEOUT.saturating_sub(t.elapsed()),
         };
         let (i, msg) = match rx.recv_timeout(limit) {
             Ok(x) => x,
             Err(_) => {
-                let waiting = if started.is_none() { "to get ready" } else { "to finish" };
+                let waiting = if going.is_none() { "to get ready" } else { "to finish" };
                 bail!(
                     "workers took too long {waiting} ({:?})",
-                    if started.is_none() { READY_TIMEOUT } else { RUN_TIMEOUT }
+                    if going.is_none() { READY_TIMEOUT } else { RUN_TIMEOUT }
                 );
             }
         };
@@ -434,10 +613,16 @@ pub fn run(
             }
             Some(Message::Warm) => warm[i] = true,
             Some(Message::Finished) => (warm[i], finished[i]) = (true, true),
-            Some(Message::Result { samples, trace, failure }) => {
-                results[i] = Some(samples);
-                traces[i] = trace.unwrap_or_default();
-                failures[i] = failure;
+            Some(Message::Lost { at_s }) => {
+                if lost_s.is_none() {
+                    for w in &mut workers {
+                        w.say("interrupt");
+                    }
+                }
+                lost_s = Some(lost_s.map_or(at_s, |l| l.min(at_s)));
+            }
+            Some(Message::Result { samples, trace, failure, state, resumed_s }) => {
+                results[i] = Some(WorkerResult { samples, trace, failure, state, resumed_s });
             }
             Some(Message::Error { message }) => return Err(fail(&workers, i, message)),
             Some(Message::Hosted { .. }) => return Err(fail(&workers, i, "sent a one-process outcome".into())),
@@ -448,13 +633,14 @@ pub fn run(
                 return Err(fail(&workers, i, format!("exited ({status}) without its results")));
             }
         }
-        if started.is_none() && ready.iter().all(|&r| r) {
-            started = Some(Instant::now());
+        if going.is_none() && ready.iter().all(|&r| r) {
+            going = Some(Instant::now());
+            let back = started_at.get_or_insert_with(Instant::now).elapsed().as_secs_f64();
             for w in &mut workers {
-                w.say("go");
+                w.say(&if resume.is_some() { format!("go {back}") } else { "go".to_string() });
             }
         }
-        if started.is_some() && !all_warm && warm.iter().all(|&w| w) && !finished.iter().all(|&f| f) {
+        if going.is_some() && !all_warm && warm.iter().all(|&w| w) && !finished.iter().all(|&f| f) {
             all_warm = true;
             for w in &mut workers {
                 w.say("warm");
@@ -468,13 +654,16 @@ pub fn run(
             }
         }
     }
-    Ok(Outcome {
-        samples: results.into_iter().map(|r| r.unwrap_or_default()).collect(),
-        traces: if trace.is_some() { traces } else { Vec::new() },
-        started,
-        failures,
-        ..Outcome::default()
-    })
+    let results: Vec<WorkerResult> = results.into_iter().map(Option::unwrap_or_default).collect();
+    // Every worker exits before the next pass starts: the MPS server serves new clients only
+    // once every client the fault reached is gone.
+    drop(workers);
+    let states = lost_s.and_then(|_| results.iter().map(|r| r.state.clone()).collect::<Option<Vec<_>>>());
+    // Every tenant that still serves must have served again (`None` if one did not).
+    let resumed = resume.and_then(|r| {
+        (0..n).filter(|&i| !r[i].faults.stopped()).try_fold(0.0f64, |m, i| results[i].resumed_s.map(|t| m.max(t)))
+    });
+    Ok(Pass { results, lost_s, states, resumed_s: resumed })
 }
 
 #[cfg(test)]
@@ -515,6 +704,57 @@ echo '{"event":"result","samples":[{"due":0.0,"start":0.001,"end":0.002}]}'"#,
         assert_eq!(r.len(), 2);
     }
 
+    /// A stand-in pair under MPS: bert-base's kernel faults, gpt2 sees its context lost at
+    /// 0.5 s; `explained` says whether bert-base's state says its kernel faulted.
+    fn lost_pair(explained: bool) -> std::path::PathBuf {
+        let stop = if explained { r#""its kernel faulted""# } else { "null" };
+        script(&format!(
+            r#"echo '{{"event":"ready"}}'
+read go
+case "$3" in *'"resume"'*)
+  case "$go" in "go "*) ;; *) exit 7;; esac
+  echo '{{"event":"warm"}}'
+  echo '{{"event":"finished"}}'
+  while read line; do [ "$line" = stop ] && break; done
+  case "$3" in *'"model":"gpt2"'*) R=0.9;; *) R=null;; esac
+  echo '{{"event":"result","samples":[{{"due":1.0,"start":1.0,"end":1.001}}],"resumed_s":'$R'}}'
+  exit 0;;
+esac
+[ "$go" = go ] || exit 3
+echo '{{"event":"warm"}}'
+read warm; [ "$warm" = warm ] || exit 5
+case "$3" in *'"model":"gpt2"'*) echo '{{"event":"lost","at_s":0.5}}';; esac
+read interrupt; [ "$interrupt" = interrupt ] || exit 6
+case "$3" in *'"model":"bert-base"'*) S='{stop}';; *) S=null;; esac
+echo '{{"event":"result","samples":[{{"due":0.0,"start":0.001,"end":0.002}}],"state":{{"position":{{"issued":5,"drawn":0,"waiting":[],"done":false}},"faults":{{"issued":5,"stopped":'$S'}}}}}}'"#
+        ))
+    }
+
+    #[test]
+    fn workers_whose_context_another_workers_fault_lost_go_on_in_new_workers() {
+        let out = run(&lost_pair(true), &pair(), false, &[], None, Arc::default()).unwrap();
+        // Each tenant's samples from both passes; the outage from the loss (0.5 s) until
+        // gpt2, the one that still serves, served again (0.9 s).
+        assert!(out.samples.iter().all(|s| s.len() == 2), "{:?}", out.samples);
+        assert_eq!(out.outages_s.len(), 1);
+        assert!((out.outages_s[0] - 0.4).abs() < 1e-9, "{:?}", out.outages_s);
+    }
+
+    #[test]
+    fn a_lost_context_no_fault_explains_ends_the_run() {
+        let e = run(&lost_pair(false), &pair(), false, &[], None, Arc::default()).unwrap_err().to_string();
+        assert!(e.contains("no tenant's kernel fault explains it"), "{e}");
+    }
+
+    #[test]
+    fn go_gives_the_common_start() {
+        let now = Instant::now();
+        assert!(go_start("go\n").is_some_and(|t| t >= now));
+        let back = go_start("go 2.5\n").unwrap();
+        assert!((now.duration_since(back).as_secs_f64() - 2.5).abs() < 0.1);
+        assert!(go_start("stop").is_none() && go_start("go -1").is_none() && go_start("go x").is_none());
+    }
+
     #[test]
     fn workers_start_together_and_stop_together() {
         // Each worker checks the arguments and environment it was given, waits for go, reports
@@ -552,6 +792,7 @@ echo '{"event":"result","samples":[{"due":0.0,"start":0.001,"end":0.002}]}'"#,
             duration_s: None,
             trace_limit: None,
             config: None,
+            resume: None,
         };
         let exe = std::path::Path::new("/opt/rightsize");
         let (program, args) = worker_command(exe, spec(&s.tenants[0])).unwrap();
