@@ -130,7 +130,7 @@ pub fn summary(r: &Report) -> String {
                 let outages = (!run.outages_s.is_empty()).then(|| {
                     let o: Vec<String> = run.outages_s.iter().map(|x| format!("{x:.2} s")).collect();
                     format!(
-                        "- {}: the context was lost; the run went on in a new process; outage {}",
+                        "- {}: the context was lost; the run went on in new processes from where each tenant stood; outage {}",
                         run.mode,
                         o.join(", ")
                     )
