@@ -482,9 +482,10 @@ pub fn run(
     };
     let mut resume: Option<Vec<TenantState>> = None;
     let mut lost_at: Option<f64> = None;
+    let run = RunOf { exe, s, plan, env, trace, counted: &counted };
     // One pass, and one more per tenant whose kernel can fault.
     for _ in 0..=n {
-        let pass = one_pass(exe, s, plan, env, trace, &counted, resume.as_deref(), &mut out.started)?;
+        let pass = run.pass(resume.as_deref(), &mut out.started)?;
         if let (Some(lost), Some(back)) = (lost_at, pass.resumed_s) {
             out.outages_s.push((back - lost).max(0.0));
         }
@@ -534,136 +535,139 @@ struct Pass {
     resumed_s: Option<f64>,
 }
 
-/// One set of workers, from `resume`'s positions if given, on the clock of `started` (the
-/// first pass's start, set by it).
-#[allow(clippy::too_many_arguments)]
-fn one_pass(
-    exe: &std::path::Path,
-    s: &Scenario,
+/// What every pass of a worker-process run is given ([`run`]'s arguments).
+struct RunOf<'a> {
+    exe: &'a std::path::Path,
+    s: &'a Scenario,
     plan: bool,
-    env: &[Vec<(String, String)>],
+    env: &'a [Vec<(String, String)>],
     trace: Option<usize>,
-    counted: &AtomicU64,
-    resume: Option<&[TenantState]>,
-    started_at: &mut Option<Instant>,
-) -> anyhow::Result<Pass> {
-    let (tx, rx) = mpsc::channel::<(usize, Option<Message>)>();
-    let mut workers = Vec::with_capacity(s.tenants.len());
-    for (i, tenant) in s.tenants.iter().enumerate() {
-        let spec = WorkerSpec {
-            tenant: tenant.clone(),
-            plan,
-            seed: s.seed + i as u64,
-            warmup: s.warmup,
-            requests: s.requests,
-            arrival_seed: s.seed.wrapping_mul(31).wrapping_add(i as u64),
-            duration_s: s.duration_s,
-            trace_limit: trace,
-            config: None,
-            resume: resume.map(|r| r[i].clone()),
-        };
-        let (program, args) = worker_command(exe, spec)?;
-        workers.push(Worker::spawn(&program, &args, env.get(i).map_or(&[][..], Vec::as_slice), i, &tx)?);
-    }
-    drop(tx);
-    let n = workers.len();
-    let fail = |workers: &Vec<Worker>, i: usize, why: String| -> anyhow::Error {
-        let tail = workers[i].stderr_tail();
-        let model = &s.tenants[i].model;
-        if tail.is_empty() {
-            anyhow::anyhow!("worker {i} ({model}): {why}")
-        } else {
-            anyhow::anyhow!("worker {i} ({model}): {why} (stderr: {tail})")
+    counted: &'a AtomicU64,
+}
+
+impl RunOf<'_> {
+    /// One set of workers, from `resume`'s positions if given, on the clock of `started_at` (the
+    /// first pass's start, set by it).
+    fn pass(&self, resume: Option<&[TenantState]>, started_at: &mut Option<Instant>) -> anyhow::Result<Pass> {
+        let RunOf { exe, s, plan, env, trace, counted } = *self;
+        let (tx, rx) = mpsc::channel::<(usize, Option<Message>)>();
+        let mut workers = Vec::with_capacity(s.tenants.len());
+        for (i, tenant) in s.tenants.iter().enumerate() {
+            let spec = WorkerSpec {
+                tenant: tenant.clone(),
+                plan,
+                seed: s.seed + i as u64,
+                warmup: s.warmup,
+                requests: s.requests,
+                arrival_seed: s.seed.wrapping_mul(31).wrapping_add(i as u64),
+                duration_s: s.duration_s,
+                trace_limit: trace,
+                config: None,
+                resume: resume.map(|r| r[i].clone()),
+            };
+            let (program, args) = worker_command(exe, spec)?;
+            workers.push(Worker::spawn(&program, &args, env.get(i).map_or(&[][..], Vec::as_slice), i, &tx)?);
         }
-    };
-    let mut ready = vec![false; n];
-    // A worker that finished is warm too (one that never says `warm` counts from its own
-    // warm-up's end, as before).
-    let mut warm = vec![false; n];
-    let mut all_warm = false;
-    let mut finished = vec![false; n];
-    let mut results: Vec<Option<WorkerResult>> = (0..n).map(|_| None).collect();
-    // Progress counts from where an interrupted pass left it.
-    let mut last: Vec<u32> =
-        (0..n).map(|i| resume.map_or(0, |r| u32::try_from(r[i].position.counted).unwrap_or(u32::MAX))).collect();
-    let mut going: Option<Instant> = None;
-    let mut lost_s: Option<f64> = None;
-    let mut stopped = false;
-    let begun = Instant::now();
-    while results.iter().any(Option::is_none) {
-        let limit = match going {
-            None => READY_TIMEOUT.saturating_sub(begun.elapsed()),
-            Some(t) => RUN_TIMEOUT.saturating_sub(t.elapsed()),
-        };
-        let (i, msg) = match rx.recv_timeout(limit) {
-            Ok(x) => x,
-            Err(_) => {
-                let waiting = if going.is_none() { "to get ready" } else { "to finish" };
-                bail!(
-                    "workers took too long {waiting} ({:?})",
-                    if going.is_none() { READY_TIMEOUT } else { RUN_TIMEOUT }
-                );
+        drop(tx);
+        let n = workers.len();
+        let fail = |workers: &Vec<Worker>, i: usize, why: String| -> anyhow::Error {
+            let tail = workers[i].stderr_tail();
+            let model = &s.tenants[i].model;
+            if tail.is_empty() {
+                anyhow::anyhow!("worker {i} ({model}): {why}")
+            } else {
+                anyhow::anyhow!("worker {i} ({model}): {why} (stderr: {tail})")
             }
         };
-        match msg {
-            Some(Message::Ready) => ready[i] = true,
-            Some(Message::Progress { counted: c }) => {
-                counted.fetch_add(u64::from(c.saturating_sub(last[i])), Ordering::Relaxed);
-                last[i] = c;
-            }
-            Some(Message::Warm) => warm[i] = true,
-            Some(Message::Finished) => (warm[i], finished[i]) = (true, true),
-            Some(Message::Lost { at_s }) => {
-                if lost_s.is_none() {
-                    for w in &mut workers {
-                        w.say("interrupt");
-                    }
+        let mut ready = vec![false; n];
+        // A worker that finished is warm too (one that never says `warm` counts from its own
+        // warm-up's end, as before).
+        let mut warm = vec![false; n];
+        let mut all_warm = false;
+        let mut finished = vec![false; n];
+        let mut results: Vec<Option<WorkerResult>> = (0..n).map(|_| None).collect();
+        // Progress counts from where an interrupted pass left it.
+        let mut last: Vec<u32> =
+            (0..n).map(|i| resume.map_or(0, |r| u32::try_from(r[i].position.counted).unwrap_or(u32::MAX))).collect();
+        let mut going: Option<Instant> = None;
+        let mut lost_s: Option<f64> = None;
+        let mut stopped = false;
+        let begun = Instant::now();
+        while results.iter().any(Option::is_none) {
+            let limit = match going {
+                None => READY_TIMEOUT.saturating_sub(begun.elapsed()),
+                Some(t) => RUN_TIMEOUT.saturating_sub(t.elapsed()),
+            };
+            let (i, msg) = match rx.recv_timeout(limit) {
+                Ok(x) => x,
+                Err(_) => {
+                    let waiting = if going.is_none() { "to get ready" } else { "to finish" };
+                    bail!(
+                        "workers took too long {waiting} ({:?})",
+                        if going.is_none() { READY_TIMEOUT } else { RUN_TIMEOUT }
+                    );
                 }
-                lost_s = Some(lost_s.map_or(at_s, |l| l.min(at_s)));
+            };
+            match msg {
+                Some(Message::Ready) => ready[i] = true,
+                Some(Message::Progress { counted: c }) => {
+                    counted.fetch_add(u64::from(c.saturating_sub(last[i])), Ordering::Relaxed);
+                    last[i] = c;
+                }
+                Some(Message::Warm) => warm[i] = true,
+                Some(Message::Finished) => (warm[i], finished[i]) = (true, true),
+                Some(Message::Lost { at_s }) => {
+                    if lost_s.is_none() {
+                        for w in &mut workers {
+                            w.say("interrupt");
+                        }
+                    }
+                    lost_s = Some(lost_s.map_or(at_s, |l| l.min(at_s)));
+                }
+                Some(Message::Result { samples, trace, failure, state, resumed_s }) => {
+                    results[i] = Some(WorkerResult { samples, trace, failure, state, resumed_s });
+                }
+                Some(Message::Error { message }) => return Err(fail(&workers, i, message)),
+                Some(Message::Hosted { .. }) => return Err(fail(&workers, i, "sent a one-process outcome".into())),
+                // Its output ended after its results: it is exiting as it should.
+                None if results[i].is_some() => {}
+                None => {
+                    let status = workers[i].child.wait().map(|s| s.to_string()).unwrap_or_default();
+                    return Err(fail(&workers, i, format!("exited ({status}) without its results")));
+                }
             }
-            Some(Message::Result { samples, trace, failure, state, resumed_s }) => {
-                results[i] = Some(WorkerResult { samples, trace, failure, state, resumed_s });
+            if going.is_none() && ready.iter().all(|&r| r) {
+                going = Some(Instant::now());
+                let back = started_at.get_or_insert_with(Instant::now).elapsed().as_secs_f64();
+                for w in &mut workers {
+                    w.say(&if resume.is_some() { format!("go {back}") } else { "go".to_string() });
+                }
             }
-            Some(Message::Error { message }) => return Err(fail(&workers, i, message)),
-            Some(Message::Hosted { .. }) => return Err(fail(&workers, i, "sent a one-process outcome".into())),
-            // Its output ended after its results: it is exiting as it should.
-            None if results[i].is_some() => {}
-            None => {
-                let status = workers[i].child.wait().map(|s| s.to_string()).unwrap_or_default();
-                return Err(fail(&workers, i, format!("exited ({status}) without its results")));
+            if going.is_some() && !all_warm && warm.iter().all(|&w| w) && !finished.iter().all(|&f| f) {
+                all_warm = true;
+                for w in &mut workers {
+                    w.say("warm");
+                }
+            }
+            if !stopped && finished.iter().all(|&f| f) {
+                stopped = true;
+                for w in &mut workers {
+                    w.say("stop");
+                    w.stdin.take();
+                }
             }
         }
-        if going.is_none() && ready.iter().all(|&r| r) {
-            going = Some(Instant::now());
-            let back = started_at.get_or_insert_with(Instant::now).elapsed().as_secs_f64();
-            for w in &mut workers {
-                w.say(&if resume.is_some() { format!("go {back}") } else { "go".to_string() });
-            }
-        }
-        if going.is_some() && !all_warm && warm.iter().all(|&w| w) && !finished.iter().all(|&f| f) {
-            all_warm = true;
-            for w in &mut workers {
-                w.say("warm");
-            }
-        }
-        if !stopped && finished.iter().all(|&f| f) {
-            stopped = true;
-            for w in &mut workers {
-                w.say("stop");
-                w.stdin.take();
-            }
-        }
+        let results: Vec<WorkerResult> = results.into_iter().map(Option::unwrap_or_default).collect();
+        // Every worker exits before the next pass starts: the MPS server serves new clients only
+        // once every client the fault reached is gone.
+        drop(workers);
+        let states = lost_s.and_then(|_| results.iter().map(|r| r.state.clone()).collect::<Option<Vec<_>>>());
+        // Every tenant that still serves must have served again (`None` if one did not).
+        let resumed = resume.and_then(|r| {
+            (0..n).filter(|&i| !r[i].faults.stopped()).try_fold(0.0f64, |m, i| results[i].resumed_s.map(|t| m.max(t)))
+        });
+        Ok(Pass { results, lost_s, states, resumed_s: resumed })
     }
-    let results: Vec<WorkerResult> = results.into_iter().map(Option::unwrap_or_default).collect();
-    // Every worker exits before the next pass starts: the MPS server serves new clients only
-    // once every client the fault reached is gone.
-    drop(workers);
-    let states = lost_s.and_then(|_| results.iter().map(|r| r.state.clone()).collect::<Option<Vec<_>>>());
-    // Every tenant that still serves must have served again (`None` if one did not).
-    let resumed = resume.and_then(|r| {
-        (0..n).filter(|&i| !r[i].faults.stopped()).try_fold(0.0f64, |m, i| results[i].resumed_s.map(|t| m.max(t)))
-    });
-    Ok(Pass { results, lost_s, states, resumed_s: resumed })
 }
 
 #[cfg(test)]
