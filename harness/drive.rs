@@ -43,6 +43,62 @@ pub struct Outcome {
     pub interposed: Vec<Option<super::torch::Interposed>>,
 }
 
+/// What one process, or one set of worker processes, of a run gave ([`run_in_parts`]).
+#[derive(Debug, Default)]
+pub(crate) struct Part {
+    /// Counted samples per tenant.
+    pub samples: Vec<Vec<Sample>>,
+    /// Per tenant, why its first failed request failed.
+    pub failures: Vec<Option<String>>,
+    /// Where the tenants stood when the GPU context was lost, if it was.
+    pub interrupted: Option<Interruption>,
+    /// A part that went on from an interrupted one: when every tenant that still serves had
+    /// served a request again, seconds after the common start.
+    pub resumed_s: Option<f64>,
+}
+
+/// Runs a run of `n` tenants in parts: `part(resume, out)` runs one in new processes (from
+/// each tenant's state in `resume`, when given; it merges into `out` what only it knows, and
+/// sets `out.started`). After a part whose context was lost, the next goes on from where the
+/// tenants stood, if a tenant's own kernel fault explains the loss (that tenant serves no
+/// more); a loss nothing explains would only come back and ends the run. Each part's samples
+/// and first failures are merged into `out` (sized for `n` tenants), and each outage, from
+/// the loss until every surviving tenant served again, added to `out.outages_s`.
+pub(crate) fn run_in_parts(
+    n: usize,
+    out: &mut Outcome,
+    mut part: impl FnMut(Option<&[TenantState]>, &mut Outcome) -> anyhow::Result<Part>,
+) -> anyhow::Result<()> {
+    let mut resume: Option<Vec<TenantState>> = None;
+    let mut lost_at: Option<f64> = None;
+    // One part, and one more per tenant whose kernel can fault.
+    for _ in 0..=n {
+        let p = part(resume.as_deref(), out)?;
+        for (mine, theirs) in out.samples.iter_mut().zip(p.samples) {
+            mine.extend(theirs);
+        }
+        for (mine, theirs) in out.failures.iter_mut().zip(p.failures) {
+            *mine = mine.take().or(theirs);
+        }
+        if let (Some(lost), Some(back)) = (lost_at, p.resumed_s) {
+            out.outages_s.push((back - lost).max(0.0));
+        }
+        let Some(stop) = p.interrupted else {
+            return Ok(());
+        };
+        let stopped_before = |i: usize| resume.as_ref().is_some_and(|r| r[i].faults.stopped());
+        if !(0..n).any(|i| stop.tenants[i].faults.stopped() && !stopped_before(i)) {
+            let why = out.failures.iter().flatten().next().cloned().unwrap_or_default();
+            anyhow::bail!(
+                "the GPU context was lost and no tenant's kernel fault explains it; the run cannot go on ({why})"
+            );
+        }
+        lost_at = Some(stop.at_s);
+        resume = Some(stop.tenants);
+    }
+    anyhow::bail!("the GPU context was lost more often than the scenario has tenants")
+}
+
 /// Where the tenants of a run whose GPU context was lost stood.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Interruption {

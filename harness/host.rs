@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use serde::{Deserialize, Serialize};
 
-use super::drive::{Interruption, Outcome, TenantState};
+use super::drive::{run_in_parts, Interruption, Outcome, Part, TenantState};
 use super::inproc::{self, Knees, RunOptions};
 use super::metrics::Sample;
 use super::scenario::{Mode, Scenario};
@@ -122,37 +122,18 @@ pub fn run(
 ) -> anyhow::Result<Outcome> {
     let n = s.tenants.len();
     let mut out = Outcome { samples: vec![Vec::new(); n], failures: vec![None; n], ..Outcome::default() };
-    let mut spec = HostSpec { scenario: s.clone(), mode, knees, resume: None };
-    let mut lost_at: Option<f64> = None;
-    // One child, and one more per tenant whose kernel can fault.
-    for _ in 0..=n {
-        let part = one(exe, &spec, &mut out.started, &counted)?;
-        for (i, samples) in part.samples.into_iter().enumerate().take(n) {
-            out.samples[i].extend(samples);
-        }
-        for (mine, theirs) in out.failures.iter_mut().zip(part.failures) {
-            *mine = mine.take().or(theirs);
-        }
-        out.duties = part.duties;
-        if let (Some(lost), Some(back)) = (lost_at, part.resumed_s) {
-            out.outages_s.push((back - lost).max(0.0));
-        }
-        let Some(stop) = part.interrupted else {
-            return Ok(out);
-        };
-        // A loss is recovered from when a tenant's own kernel faulted (it serves no more);
-        // one that no tenant's fault explains would only come back.
-        let stopped = |r: &Option<Vec<TenantState>>, i: usize| r.as_ref().is_some_and(|r| r[i].faults.stopped());
-        let newly: Vec<usize> =
-            (0..n).filter(|&i| stop.tenants[i].faults.stopped() && !stopped(&spec.resume, i)).collect();
-        if newly.is_empty() {
-            let why = out.failures.iter().flatten().next().cloned().unwrap_or_default();
-            bail!("the GPU context was lost and no tenant's kernel fault explains it; the run cannot go on ({why})");
-        }
-        lost_at = Some(stop.at_s);
-        spec.resume = Some(stop.tenants);
-    }
-    bail!("the GPU context was lost more often than the scenario has tenants")
+    run_in_parts(n, &mut out, |resume, out| {
+        let spec = HostSpec { scenario: s.clone(), mode, knees: knees.clone(), resume: resume.map(<[_]>::to_vec) };
+        let hosted = one(exe, &spec, &mut out.started, &counted)?;
+        out.duties = hosted.duties;
+        Ok(Part {
+            samples: hosted.samples,
+            failures: hosted.failures,
+            interrupted: hosted.interrupted,
+            resumed_s: hosted.resumed_s,
+        })
+    })?;
+    Ok(out)
 }
 
 /// One host child: starts it, sends `spec`, starts its tenants at `started` (the first

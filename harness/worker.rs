@@ -23,7 +23,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use serde::{Deserialize, Serialize};
 
-use super::drive::{drive_from, Gate, Interrupted, LoopSpec, Outcome, Position, TenantState};
+use super::drive::{
+    drive_from, run_in_parts, Gate, Interrupted, Interruption, LoopSpec, Outcome, Part, Position, TenantState,
+};
 use super::fault::{context_lost, Faults, RequestFailed};
 use super::metrics::Sample;
 use super::scenario::{Engine, Scenario, TenantSpec};
@@ -248,7 +250,7 @@ pub fn worker_main(spec_json: &str) -> anyhow::Result<()> {
         let mut spans = Spans::new(spec.trace_limit.is_some());
         let (mut lost, mut first_served) = (false, None);
         let (samples, position) = drive_from(&lspec, &gate, None, &from, || {
-            if faults.stopped() && held.is_none() {
+            if faults.stopped() {
                 return Err(faults.refusal().into());
             }
             if gate.interrupted() || lost {
@@ -480,37 +482,26 @@ pub fn run(
         failures: vec![None; n],
         ..Outcome::default()
     };
-    let mut resume: Option<Vec<TenantState>> = None;
-    let mut lost_at: Option<f64> = None;
     let run = RunOf { exe, s, plan, env, trace, counted: &counted };
-    // One pass, and one more per tenant whose kernel can fault.
-    for _ in 0..=n {
-        let pass = run.pass(resume.as_deref(), &mut out.started)?;
-        if let (Some(lost), Some(back)) = (lost_at, pass.resumed_s) {
-            out.outages_s.push((back - lost).max(0.0));
-        }
-        for (i, r) in pass.results.into_iter().enumerate() {
-            out.samples[i].extend(r.samples);
-            if let Some(t) = r.trace.filter(|_| trace.is_some()) {
-                out.traces[i] = t;
+    run_in_parts(n, &mut out, |resume, out| {
+        let pass = run.pass(resume, &mut out.started)?;
+        let interrupted = match pass.lost_s {
+            Some(at_s) => {
+                Some(Interruption { at_s, tenants: pass.states.context("a worker stopped without its position")? })
             }
-            out.failures[i] = out.failures[i].take().or(r.failure);
-        }
-        let Some(lost) = pass.lost_s else {
-            return Ok(out);
+            None => None,
         };
-        let states = pass.states.context("a worker stopped without its position")?;
-        // A loss is recovered from when a tenant's own kernel faulted (it serves no more); one
-        // that no tenant's fault explains would only come back.
-        let stopped = |r: &Option<Vec<TenantState>>, i: usize| r.as_ref().is_some_and(|r| r[i].faults.stopped());
-        if !(0..n).any(|i| states[i].faults.stopped() && !stopped(&resume, i)) {
-            let why = out.failures.iter().flatten().next().cloned().unwrap_or_default();
-            bail!("the GPU context was lost and no tenant's kernel fault explains it; the run cannot go on ({why})");
+        let mut part = Part { interrupted, resumed_s: pass.resumed_s, ..Part::default() };
+        for (i, r) in pass.results.into_iter().enumerate() {
+            part.samples.push(r.samples);
+            part.failures.push(r.failure);
+            if let (Some(t), Some(mine)) = (r.trace, out.traces.get_mut(i)) {
+                *mine = t;
+            }
         }
-        lost_at = Some(lost);
-        resume = Some(states);
-    }
-    bail!("the GPU context was lost more often than the scenario has tenants")
+        Ok(part)
+    })?;
+    Ok(out)
 }
 
 /// One worker's part of a pass.
