@@ -402,7 +402,6 @@ impl Scheduler {
     }
 }
 
-/// Sets (`on`) or clears tenant `t`'s bit of `bits` (ids from 64 on have none).
 /// Whether the tenants of `set` whose windows follow the load (all but `guaranteed`) all stay
 /// busy, by the bits `busy` of those that do; `false` when `set` has none of them.
 fn stays_busy(busy: u64, set: u64, guaranteed: u64) -> bool {
@@ -410,6 +409,7 @@ fn stays_busy(busy: u64, set: u64, guaranteed: u64) -> bool {
     takers != 0 && takers & !busy == 0
 }
 
+/// Sets (`on`) or clears tenant `t`'s bit of `bits` (ids from 64 on have none).
 fn mark(bits: &AtomicU64, t: TenantId, on: bool) {
     if t < 64 {
         if on {
