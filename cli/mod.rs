@@ -35,7 +35,18 @@ enum Command {
         json: bool,
     },
     /// Profile one request of a model: every kernel's latency over SM counts and its minimum SMs.
+    /// With --app, profile an unmodified CUDA application instead (run once per SM count under
+    /// the interposer).
     Profile {
+        /// An application to profile: a shell command run once on the whole GPU and once on
+        /// each --sms partition under the interposer, which times every kernel and cuBLAS call
+        /// by name and launch shape; its profile is what RIGHTSIZE_PROFILE sizes launches by.
+        #[arg(long, conflicts_with_all = ["checkpoint", "no_beside", "repeats"])]
+        app: Option<String>,
+        /// With --app: the partition sizes, in SMs, comma-separated (default: 1, 2, 4, 8 groups
+        /// and the largest partition; the whole GPU is always run).
+        #[arg(long, requires = "app")]
+        sms: Option<String>,
         /// A named model (bert-base, gpt2, llama-3.2-1b, …) with synthetic weights.
         #[arg(long, default_value = "gpt2")]
         model: String,
@@ -65,7 +76,8 @@ enum Command {
         /// Seed of the synthetic weights and token ids.
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// Output file (default: profiles/<gpu>/<model>-b<batch>-s<seq>.json).
+        /// Output file (default: profiles/<gpu>/<model>-b<batch>-s<seq>.json; with --app,
+        /// profiles/<gpu>/app-<program>.json).
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -143,6 +155,13 @@ enum Command {
         #[arg(long, default_value_t = 32)]
         tokens: u32,
     },
+    /// Print a named model's architecture as JSON (what a PyTorch tenant builds its
+    /// transformers model from; scripts/torch_app.py reads it).
+    #[command(hide = true)]
+    ModelConfig {
+        /// A named model (bert-base, gpt2, …).
+        name: String,
+    },
     /// One tenant of a multi-process run (started by the harness; speaks JSON lines).
     #[command(hide = true)]
     Worker {
@@ -173,7 +192,10 @@ where
     };
     let result = match cli.command {
         Command::Info { device, json } => info(device, json),
-        Command::Profile { model, checkpoint, batch, seq, epsilon, abs_tol_us, repeats, no_beside, seed, out } => {
+        Command::Profile { app: Some(app), sms, epsilon, abs_tol_us, out, .. } => {
+            profile_app(&app, sms.as_deref(), epsilon, abs_tol_us, out)
+        }
+        Command::Profile { model, checkpoint, batch, seq, epsilon, abs_tol_us, repeats, no_beside, seed, out, .. } => {
             let opts = Options { epsilon, abs_tol_us, repeats, beside: !no_beside };
             profile(&model, checkpoint.as_deref(), batch, seq, opts, seed, out)
         }
@@ -191,6 +213,10 @@ where
         }
         Command::Embed { model, texts, max_tokens, similarity } => text::embed(&model, texts, max_tokens, similarity),
         Command::Generate { model, prompt, tokens } => text::generate(&model, &prompt, tokens),
+        Command::ModelConfig { name } => crate::engine::ModelConfig::named(&name)
+            .map_err(anyhow::Error::from)
+            .and_then(|c| Ok(serde_json::to_string(&c)?))
+            .map(|json| println!("{json}")),
         Command::Worker { spec } => crate::harness::worker::worker_main(&spec),
         Command::Host => crate::harness::host::host_main(),
     };
@@ -361,6 +387,48 @@ fn profile(
         profiled.launches,
         p.kernels.len(),
         profiled.seconds,
+        out.display()
+    );
+    Ok(())
+}
+
+/// `profile --app`: runs `command` on each SM count under the interposer and writes the
+/// application's profile.
+fn profile_app(
+    command: &str,
+    sms: Option<&str>,
+    epsilon: f64,
+    abs_tol_us: f64,
+    out: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    use crate::profiler::app;
+    if command.trim().is_empty() {
+        anyhow::bail!("--app: no command given");
+    }
+    if !(epsilon.is_finite() && epsilon >= 0.0 && abs_tol_us.is_finite() && abs_tol_us >= 0.0) {
+        anyhow::bail!("--epsilon and --abs-tol-us must be finite and ≥ 0 (got {epsilon} and {abs_tol_us})");
+    }
+    let exe = std::env::current_exe().context("cannot find this program's path")?;
+    let preload = app::preload_library(&exe).map_err(|e| anyhow::anyhow!("profile --app: {e}"))?;
+    // The device's description, then the device let go: the application has it to itself.
+    let info = Device::open(0).context("cannot open the GPU")?.info().clone();
+    let sms = match sms {
+        Some(list) => app::parse_sms(list, info.sm_count).map_err(anyhow::Error::msg)?,
+        None => app::default_sms(&info),
+    };
+    let started = std::time::Instant::now();
+    let p = app::profile_app(&info, command, &sms, &preload, epsilon, abs_tol_us, |i, n, k| {
+        eprintln!("profile --app: run {}/{n} on {k} SMs ({:.0} s)", i + 1, started.elapsed().as_secs_f64());
+    })?;
+    let out = out.unwrap_or_else(|| app::app_profile_path(std::path::Path::new("profiles"), &info.name, command));
+    p.save(&out)?;
+    println!("{}", app::summary(&p));
+    println!(
+        "{} kernels and calls over {} runs, profiled in {:.1} s; wrote {} (use it: RIGHTSIZE_PROFILE={})",
+        p.app_kernels.len(),
+        p.request_curve.len(),
+        started.elapsed().as_secs_f64(),
+        out.display(),
         out.display()
     );
     Ok(())

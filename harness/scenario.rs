@@ -170,6 +170,11 @@ pub struct TenantSpec {
     /// request that runs out of memory, or an invalid request, at its `at`-th request.
     #[serde(default)]
     pub fault: Option<super::fault::FaultSpec>,
+    /// A PyTorch tenant's application profile (`rightsize profile --app`): under `krisp` its
+    /// interposer takes each launch's need from it (`RIGHTSIZE_PROFILE`), and the board sizes
+    /// the busy processes' parts by those needs. A relative path is from the working directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_profile: Option<std::path::PathBuf>,
 }
 
 impl TenantSpec {
@@ -620,6 +625,14 @@ impl TenantSpec {
         }
         if self.fault.is_some_and(|f| f.at == 0) {
             bail!("fault.at counts requests from 1");
+        }
+        if let Some(p) = &self.app_profile {
+            if self.engine != Engine::Torch {
+                bail!("app_profile sizes a PyTorch tenant's launches: it needs engine = \"torch\"");
+            }
+            if !p.is_file() {
+                bail!("app_profile {} is not a file (make one with `rightsize profile --app`)", p.display());
+            }
         }
         if self.engine == Engine::Torch {
             let unsupported = [

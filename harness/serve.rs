@@ -294,11 +294,7 @@ fn time_request(
     Ok((median(&mut first), median(&mut step)))
 }
 
-/// A file-name-safe form of a name ("NVIDIA H200" → "nvidia-h200").
-pub fn slug(name: &str) -> String {
-    let s: String = name.to_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
-    s.split('-').filter(|p| !p.is_empty()).collect::<Vec<_>>().join("-")
-}
+pub use crate::profiler::slug;
 
 /// Where a profile of `model` at `batch`×`seq` on `gpu` lives under `dir`:
 /// `dir/<gpu>/<model>-b<batch>-s<seq>.json`.

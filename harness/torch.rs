@@ -16,7 +16,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
 use super::inproc::static_windows;
@@ -26,32 +26,17 @@ use crate::runtime::policy::PriorityClass;
 use crate::runtime::Device;
 
 /// The interposer's file name.
-pub const PRELOAD_LIBRARY: &str = "librightsize_preload.so";
+pub use crate::profiler::app::PRELOAD_LIBRARY;
 
 /// Whether `sharing` places `s`'s PyTorch tenants with the interposer.
 pub fn placed_by_interposer(s: &Scenario, sharing: Sharing) -> bool {
     s.is_torch() && matches!(sharing, Sharing::Static | Sharing::Krisp)
 }
 
-/// The interposer: `$RIGHTSIZE_PRELOAD_LIB`, else `librightsize_preload.so` beside the worker
-/// program (`exe`) or in the directory above it (cargo's `deps/`).
+/// The interposer ([`crate::profiler::app::preload_library`]) for the worker program `exe`.
 pub fn preload_library(exe: &std::path::Path) -> anyhow::Result<PathBuf> {
-    if let Some(p) = std::env::var_os("RIGHTSIZE_PRELOAD_LIB") {
-        let p = PathBuf::from(p);
-        if !p.is_file() {
-            bail!("RIGHTSIZE_PRELOAD_LIB={} is not a file", p.display());
-        }
-        return Ok(p);
-    }
-    let dir = exe.parent().context("the worker program has no directory")?;
-    let found = [Some(dir), dir.parent()].into_iter().flatten().map(|d| d.join(PRELOAD_LIBRARY)).find(|p| p.is_file());
-    found.with_context(|| {
-        format!(
-            "PyTorch tenants under static and krisp need the interposer, {PRELOAD_LIBRARY}, beside {} \
-             or named by RIGHTSIZE_PRELOAD_LIB (build it: cargo build --release -p rightsize-preload)",
-            exe.display()
-        )
-    })
+    crate::profiler::app::preload_library(exe)
+        .map_err(|e| anyhow::anyhow!("PyTorch tenants under static and krisp need the interposer: {e}"))
 }
 
 /// What the interposer of each tenant's process is told, and the directory of its board
@@ -147,6 +132,11 @@ fn settings(s: &Scenario, sharing: Sharing, dir: &std::path::Path) -> anyhow::Re
                     env.push(("RIGHTSIZE_CLASS".into(), "latency-critical".into()));
                     env.push(("RIGHTSIZE_QUOTA_SMS".into(), t.quota_sms.unwrap_or(0).to_string()));
                 }
+                if let Some(p) = &t.app_profile {
+                    // The worker may start elsewhere: the path as the run resolves it.
+                    let p = std::path::absolute(p).unwrap_or_else(|_| p.clone());
+                    env.push(("RIGHTSIZE_PROFILE".into(), p.display().to_string()));
+                }
                 env
             })
             .collect())
@@ -230,6 +220,30 @@ mod tests {
         assert_eq!((get(0, "RIGHTSIZE_CLASS"), get(0, "RIGHTSIZE_QUOTA_SMS")), (Some("latency-critical"), Some("32")));
         assert_eq!((get(1, "RIGHTSIZE_CLASS"), get(1, "RIGHTSIZE_SLOT")), (None, Some("1")));
         assert_eq!(std::fs::metadata(dir.join("board")).unwrap().len(), 2 * 64);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn an_app_profile_reaches_its_tenants_interposer_and_a_missing_one_is_refused() {
+        let dir = private_dir("app-profile").unwrap();
+        let profile = dir.join("gpt2.json");
+        std::fs::write(&profile, "{}").unwrap();
+        let text = |path: &std::path::Path| {
+            format!(
+                "[[scenario]]\nname = \"t\"\n[[scenario.tenant]]\nmodel = \"gpt2\"\nengine = \"torch\"\napp_profile = {:?}\n\
+                 [[scenario.tenant]]\nmodel = \"bert-base\"\nengine = \"torch\"\n",
+                path.display().to_string()
+            )
+        };
+        let s = ScenarioFile::parse(&text(&profile), "t").unwrap().scenarios.remove(0);
+        let env = settings(&s, Sharing::Krisp, &dir).unwrap();
+        let get = |i: usize| env[i].iter().find(|(k, _)| k == "RIGHTSIZE_PROFILE").map(|(_, v)| v.clone());
+        assert_eq!((get(0), get(1)), (Some(profile.display().to_string()), None));
+        let e = format!("{:#}", ScenarioFile::parse(&text(&dir.join("none.json")), "t").unwrap_err());
+        assert!(e.contains("none.json") && e.contains("profile --app"), "{e}");
+        let engine = "[[scenario]]\nname = \"t\"\n[[scenario.tenant]]\nmodel = \"gpt2\"\napp_profile = \"x.json\"\n";
+        let e = format!("{:#}", ScenarioFile::parse(engine, "t").unwrap_err());
+        assert!(e.contains("engine = \"torch\""), "{e}");
         let _ = std::fs::remove_dir_all(dir);
     }
 

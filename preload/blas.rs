@@ -11,7 +11,7 @@ use std::ffi::{c_int, c_longlong, c_void, CStr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-use super::{place, real_dlsym, LEGACY};
+use super::{place, real_dlsym, sizing, LEGACY};
 use cudarc::driver::sys::CUstream;
 
 /// `CUBLAS_STATUS_SUCCESS`.
@@ -95,8 +95,8 @@ fn set_stream(handle: Handle, stream: CUstream, workspace: Option<(usize, usize)
     r
 }
 
-/// Places a cuBLAS call that runs on its handle's stream.
-fn place_handle_call(handle: Handle, call: impl FnOnce() -> c_int) -> c_int {
+/// Places a cuBLAS call `name` of `shape` that runs on its handle's stream.
+fn place_handle_call(handle: Handle, name: &'static str, shape: sizing::Shape, call: impl FnOnce() -> c_int) -> c_int {
     CALLS.fetch_add(1, Ordering::Relaxed);
     static GET: OnceLock<usize> = OnceLock::new();
     let Some(get) = next::<GetStream>(&GET, c"cublasGetStream_v2") else { return call() };
@@ -105,12 +105,9 @@ fn place_handle_call(handle: Handle, call: impl FnOnce() -> c_int) -> c_int {
     if unsafe { get(handle, &mut app) } != SUCCESS {
         return call();
     }
-    place(
-        LEGACY,
-        app,
-        None,
-        |r| *r == SUCCESS,
-        |t, s| match t {
+    let ok = |r: &c_int| *r == SUCCESS;
+    place(LEGACY, app, None, sizing::call_need(name, &shape), ok, |t, s| {
+        sizing::timed(s, || Some((name.into(), shape)), ok, || match t {
             None => call(),
             Some(_) => {
                 let workspace = WORKSPACES.lock().ok().and_then(|w| w.as_ref()?.get(&(handle as usize)).copied());
@@ -121,14 +118,19 @@ fn place_handle_call(handle: Handle, call: impl FnOnce() -> c_int) -> c_int {
                 set_stream(handle, app, workspace);
                 r
             }
-        },
-    )
+        })
+    })
+}
+
+/// A GEMM's shape: `m, n, k, batch, transa, transb` (each as given; negative ones as 0).
+fn gemm_shape(m: c_int, n: c_int, k: c_int, batch: c_int, transa: c_int, transb: c_int) -> sizing::Shape {
+    [m, n, k, batch, transa, transb].map(|v| u64::try_from(v).unwrap_or(0))
 }
 
 /// Defines the stand-in for a cuBLAS call that runs on its handle's stream: the same
 /// signature, cuBLAS's own function called on the partition ([`place_handle_call`]).
 macro_rules! handle_call {
-    ($(#[$doc:meta])* $name:ident($handle:ident $(, $arg:ident: $ty:ty)* $(,)?)) => {
+    ($(#[$doc:meta])* $name:ident($handle:ident $(, $arg:ident: $ty:ty)* $(,)?), $shape:expr) => {
         $(#[$doc])*
         ///
         /// # Safety
@@ -141,7 +143,7 @@ macro_rules! handle_call {
             let name = CStr::from_bytes_with_nul(concat!(stringify!($name), "\0").as_bytes()).expect("a name");
             let Some(real) = next::<F>(&REAL, name) else { return NOT_INITIALIZED };
             // SAFETY: the application's call.
-            place_handle_call($handle, || unsafe { real($handle $(, $arg)*) })
+            place_handle_call($handle, stringify!($name), $shape, || unsafe { real($handle $(, $arg)*) })
         }
     };
 }
@@ -152,7 +154,8 @@ handle_call!(
         handle, transa: c_int, transb: c_int, m: c_int, n: c_int, k: c_int, alpha: *const c_void,
         a: *const c_void, a_type: c_int, lda: c_int, b: *const c_void, b_type: c_int, ldb: c_int,
         beta: *const c_void, c: *mut c_void, c_type: c_int, ldc: c_int, compute: c_int, algo: c_int,
-    )
+    ),
+    gemm_shape(m, n, k, 1, transa, transb)
 );
 
 handle_call!(
@@ -162,7 +165,8 @@ handle_call!(
         a: *const c_void, a_type: c_int, lda: c_int, stride_a: c_longlong, b: *const c_void,
         b_type: c_int, ldb: c_int, stride_b: c_longlong, beta: *const c_void, c: *mut c_void,
         c_type: c_int, ldc: c_int, stride_c: c_longlong, batch: c_int, compute: c_int, algo: c_int,
-    )
+    ),
+    gemm_shape(m, n, k, batch, transa, transb)
 );
 
 /// `cublasLtMatmul`, on the partition (its stream is an argument).
@@ -210,12 +214,10 @@ pub unsafe extern "C" fn cublasLtMatmul(
     static REAL: OnceLock<usize> = OnceLock::new();
     let Some(real) = next::<F>(&REAL, c"cublasLtMatmul") else { return NOT_INITIALIZED };
     CALLS.fetch_add(1, Ordering::Relaxed);
-    place(
-        LEGACY,
-        stream,
-        None,
-        |r| *r == SUCCESS,
-        |_, s| {
+    let shape = lt_shape(a_desc, b_desc, d_desc);
+    let ok = |r: &c_int| *r == SUCCESS;
+    place(LEGACY, stream, None, sizing::call_need("cublasLtMatmul", &shape), ok, |_, s| {
+        sizing::timed(s, || Some(("cublasLtMatmul".into(), shape)), ok, || {
             // SAFETY: the application's call, on `s`.
             unsafe {
                 real(
@@ -237,6 +239,35 @@ pub unsafe extern "C" fn cublasLtMatmul(
                     s,
                 )
             }
-        },
-    )
+        })
+    })
+}
+
+type LayoutGet = unsafe extern "C" fn(*mut c_void, c_int, *mut c_void, usize, *mut usize) -> c_int;
+
+/// A `cublasLtMatmul`'s shape: the rows and columns of A and B and the batch of D (zeros
+/// where a layout cannot be read; nothing is read where no shape is used).
+fn lt_shape(a: *mut c_void, b: *mut c_void, d: *mut c_void) -> sizing::Shape {
+    // `CUBLASLT_MATRIX_LAYOUT_ROWS`, `_COLS`, `_BATCH_COUNT`.
+    const ROWS: c_int = 2;
+    const COLS: c_int = 3;
+    const BATCH: c_int = 5;
+    static GET: OnceLock<usize> = OnceLock::new();
+    let get = match next::<LayoutGet>(&GET, c"cublasLtMatrixLayoutGetAttribute") {
+        Some(get) if sizing::shapes_wanted() => get,
+        _ => return [0; 6],
+    };
+    let read_u64 = |layout: *mut c_void, attr| {
+        let (mut v, mut written) = (0u64, 0usize);
+        // SAFETY: a live layout of the application's call; writes at most 8 bytes.
+        let r = unsafe { get(layout, attr, (&mut v as *mut u64).cast(), 8, &mut written) };
+        if r == SUCCESS { v } else { 0 }
+    };
+    let batch = {
+        let (mut v, mut written) = (0i32, 0usize);
+        // SAFETY: as above; the batch count is an int32.
+        let r = unsafe { get(d, BATCH, (&mut v as *mut i32).cast(), 4, &mut written) };
+        if r == SUCCESS { u64::try_from(v).unwrap_or(0) } else { 0 }
+    };
+    [read_u64(a, ROWS), read_u64(a, COLS), read_u64(b, ROWS), read_u64(b, COLS), batch, 0]
 }

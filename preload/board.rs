@@ -33,6 +33,8 @@ pub(crate) struct Slot {
     /// Latency-critical: the SMs its quota keeps free of best-effort kernels while it is busy
     /// (0: best-effort).
     critical_sms: AtomicU64,
+    /// The SMs its recent kernels need ([`Demand`]; 0: not said, taken as the whole device).
+    demand_sms: AtomicU64,
 }
 
 /// Bytes of one slot in the file.
@@ -48,6 +50,31 @@ pub(crate) struct Board {
     slots: &'static [Slot],
     me: usize,
     hold_ns: u64,
+    demand: Demand,
+}
+
+/// What this process's kernels need: the most SMs any kernel launched within the hold needed,
+/// kept across its threads.
+#[derive(Default)]
+struct Demand {
+    sms: std::sync::atomic::AtomicU32,
+    /// When the current hold began (its first launch).
+    since_ns: AtomicU64,
+}
+
+impl Demand {
+    /// Notes a kernel needing `sms` at `now`; returns the demand.
+    fn note(&self, now: u64, hold_ns: u64, sms: u32) -> u32 {
+        if now.saturating_sub(self.since_ns.load(Ordering::Relaxed)) >= hold_ns {
+            // A new hold: this kernel's need alone (a race with another thread's new hold
+            // loses at most one kernel's need until the next).
+            self.since_ns.store(now, Ordering::Relaxed);
+            self.sms.store(sms, Ordering::Relaxed);
+            sms
+        } else {
+            self.sms.fetch_max(sms, Ordering::Relaxed).max(sms)
+        }
+    }
 }
 
 /// Now, on the clock every process of the host shares.
@@ -102,14 +129,20 @@ impl Board {
         // A latency-critical process without a quota still says it is one (and keeps none free).
         let critical = critical_sms.map_or(0, |sms| u64::from(sms) | CRITICAL);
         slots[me].critical_sms.store(critical, Ordering::Relaxed);
-        Ok(Board { slots, me, hold_ns })
+        Ok(Board { slots, me, hold_ns, demand: Demand::default() })
     }
 
-    /// Records a launch at `now`.
-    pub(crate) fn launched(&self, now: u64) {
-        let mine = &self.slots[self.me].last_ns;
-        if now.saturating_sub(mine.load(Ordering::Relaxed)) >= RECORD_EVERY_NS {
-            mine.store(now, Ordering::Relaxed);
+    /// Records a launch at `now` of a kernel that needs `sms` SMs: the process's demand is the
+    /// most any of its kernels needed within the hold.
+    pub(crate) fn launched(&self, now: u64, sms: u32) {
+        let slot = &self.slots[self.me];
+        if now.saturating_sub(slot.last_ns.load(Ordering::Relaxed)) >= RECORD_EVERY_NS {
+            slot.last_ns.store(now, Ordering::Relaxed);
+        }
+        let demand = self.demand.note(now, self.hold_ns, sms);
+        // The shared line is written only when the demand changes.
+        if slot.demand_sms.load(Ordering::Relaxed) != u64::from(demand) {
+            slot.demand_sms.store(u64::from(demand), Ordering::Relaxed);
         }
     }
 
@@ -127,8 +160,11 @@ impl Board {
             match self.critical(i) {
                 Some(sms) => v.reserved_sms = v.reserved_sms.saturating_add(sms),
                 None => {
+                    let sms = u32::try_from(s.demand_sms.load(Ordering::Relaxed)).unwrap_or(u32::MAX);
+                    let demand = if sms == 0 { u32::MAX } else { sms };
                     v.best_effort += 1;
                     v.rank += u32::from(i < self.me);
+                    v.demands[(v.best_effort - 1) as usize % MAX_SHARERS] = demand;
                 }
             }
         }
@@ -169,6 +205,25 @@ pub(crate) struct View {
     pub rank: u32,
     /// SMs the busy latency-critical processes' quotas keep free (this one's included).
     pub reserved_sms: u32,
+    /// The busy best-effort processes' demands in SMs, in slot order (`u32::MAX`: not said,
+    /// the whole device); the first [`MAX_SHARERS`].
+    pub demands: [u32; MAX_SHARERS],
+}
+
+/// Best-effort processes whose demands a view keeps (a board of more lays the rest out as
+/// if they needed the whole device).
+pub(crate) const MAX_SHARERS: usize = 16;
+
+impl View {
+    /// Busy best-effort processes' demands (this one's at [`View::rank`]), each `u32::MAX`
+    /// beyond the first [`MAX_SHARERS`].
+    pub(crate) fn demand(&self, i: u32) -> u32 {
+        if (i as usize) < MAX_SHARERS {
+            self.demands[i as usize]
+        } else {
+            u32::MAX
+        }
+    }
 }
 
 /// A thread waiting for the GPU ([`Board::waiting`]).
@@ -235,7 +290,7 @@ mod tests {
         };
         let t = now_ns();
         assert_eq!((busy(&a, t), busy(&b, t)), ((1, 0), (1, 0)), "nobody has launched: each alone");
-        a.launched(t);
+        a.launched(t, 132);
         assert_eq!(busy(&b, t + hold - 1), (2, 1), "a launched: b sees it, ranked after it");
         assert_eq!(busy(&a, t), (1, 0), "a does not count b, which has not launched");
         assert_eq!(busy(&b, t + hold), (1, 0), "a is idle after the hold");
@@ -260,21 +315,46 @@ mod tests {
         let t = now_ns();
         let alone = lc.view(t);
         assert!(alone.critical && alone.busy == 1 && alone.best_effort == 0 && alone.reserved_sms == 32);
-        c.launched(t);
+        c.launched(t, 40);
         assert_eq!(
             b.view(t),
-            View { busy: 2, critical: false, best_effort: 2, rank: 0, reserved_sms: 0 },
-            "the latency-critical one is idle: nothing kept free"
+            View { busy: 2, critical: false, best_effort: 2, rank: 0, reserved_sms: 0, demands: demands(&[u32::MAX, 40]) },
+            "the latency-critical one is idle: nothing kept free; b has said no need yet"
         );
-        lc.launched(t);
-        b.launched(t);
-        assert_eq!(b.view(t), View { busy: 3, critical: false, best_effort: 2, rank: 0, reserved_sms: 32 });
-        assert_eq!(c.view(t), View { busy: 3, critical: false, best_effort: 2, rank: 1, reserved_sms: 32 });
+        lc.launched(t, 8);
+        b.launched(t, 16);
+        let want = |rank| View { busy: 3, critical: false, best_effort: 2, rank, reserved_sms: 32, demands: demands(&[16, 40]) };
+        assert_eq!(b.view(t), want(0));
+        assert_eq!(c.view(t), want(1));
         // A latency-critical process without a quota is one still.
         let path = file(2);
         let none = Board::open(&path, 0, hold, Some(0)).unwrap();
         assert!(none.view(t).critical);
         assert_eq!(none.view(t).reserved_sms, 0, "and keeps nothing free");
+    }
+
+    fn demands(d: &[u32]) -> [u32; MAX_SHARERS] {
+        let mut a = [0; MAX_SHARERS];
+        a[..d.len()].copy_from_slice(d);
+        a
+    }
+
+    #[test]
+    fn a_process_needs_the_most_its_kernels_needed_within_the_hold() {
+        let path = file(2);
+        let hold = 2_000_000;
+        let (a, b) = (Board::open(&path, 0, hold, None).unwrap(), Board::open(&path, 1, hold, None).unwrap());
+        let t = now_ns();
+        b.launched(t, 132);
+        let need = |t| a.view(t).demand(0);
+        a.launched(t, 16);
+        a.launched(t + 10, 48);
+        a.launched(t + 20, 8);
+        assert_eq!(need(t + 20), 48, "the most within the hold");
+        assert_eq!(a.view(t + 20).demand(1), 132, "b's");
+        assert_eq!(a.view(t + 20).demand(MAX_SHARERS as u32), u32::MAX, "beyond the kept ones: the device");
+        a.launched(t + hold, 8);
+        assert_eq!(need(t + hold), 8, "a new hold starts from its first kernel");
     }
 
     #[test]

@@ -31,16 +31,21 @@
 //!
 //! Following the load (`RIGHTSIZE_BOARD`, `RIGHTSIZE_SLOT`, `RIGHTSIZE_HOLD_US`; see
 //! [`board`]; `RIGHTSIZE_SMS` is then not read): processes of a group say on a shared board
-//! when they are busy. A process alone leaves its kernels where the application put them (the
-//! whole device); with `k` processes busy, the one ranked `r` among them places its kernels on
-//! part `r` of `k` equal parts of the device (made on first use, then kept). A kernel of no
-//! more blocks than that part has SMs is never placed: it cannot take more than its share,
-//! and runs on whichever SMs are free, without the ordering's cost. A latency-critical
-//! process (`RIGHTSIZE_CLASS=latency-critical`, `RIGHTSIZE_QUOTA_SMS=N`) leaves its kernels
-//! where they were launched, and while it is busy the others' parts leave its `N` SMs' groups
-//! free.
+//! when they are busy and how many SMs their recent launches need ([`sizing`]: a launch's knee
+//! from `RIGHTSIZE_PROFILE`, an application profile of `rightsize profile --app`, else its
+//! blocks). A process alone leaves its kernels where the application put them (the whole
+//! device); with several busy, the device's groups are split among them in proportion to their
+//! needs, in slot order, and each places its kernels on its part (made on first use, then
+//! kept); equal needs make equal parts. A kernel of no more blocks than that part has SMs is
+//! never placed: it cannot take more than its share, and runs on whichever SMs are free,
+//! without the ordering's cost. A latency-critical process (`RIGHTSIZE_CLASS=latency-critical`,
+//! `RIGHTSIZE_QUOTA_SMS=N`) leaves its kernels where they were launched, and while it is busy
+//! the others' parts leave its `N` SMs' groups free.
 //!
-//! Not yet: sizing each kernel from a profile or an online fit; one window per process.
+//! Recording (`RIGHTSIZE_RECORD=FILE`, what `rightsize profile --app` sets): every launch is
+//! also timed, by kernel name and launch shape ([`sizing`]).
+//!
+//! Not yet: an online fit of latency against SMs where no profile exists.
 
 use std::cell::Cell;
 use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
@@ -53,6 +58,7 @@ use rightsize::runtime::{Device, PartitionId, PartitionPool, PoolSpec};
 
 mod blas;
 mod board;
+mod sizing;
 
 type Dlsym = unsafe extern "C" fn(*mut c_void, *const c_char) -> *mut c_void;
 type GetProc = unsafe extern "C" fn(*const c_char, *mut *mut c_void, c_int, u64) -> CUresult;
@@ -412,24 +418,19 @@ fn target() -> Option<&'static Target> {
         .as_ref()
 }
 
-/// The windows of a best-effort process on a board: with `k` best-effort processes busy, the
-/// one ranked `r` among them (by slot) gets part `r` of `k` equal parts of the device's groups
-/// beyond the `g` groups the busy latency-critical processes' quotas keep free, the last part
-/// with the SMs outside the groups; each window made on first use and kept, looked up without
-/// a lock on the launch path.
+/// The windows of a best-effort process on a board ([`board_part`]), each made on first use
+/// and kept, looked up by its first group and its count without a lock on the launch path.
 struct Shares {
     ordinal: usize,
     groups: u32,
     granularity: u32,
-    /// Windows per reserve: `k (k + 1) / 2` for `k` up to the board's slots.
-    per_reserve: usize,
-    /// Window `r` of `k` beyond `g` groups at `g · per_reserve + k (k − 1) / 2 + r`.
+    /// The window of `count` groups from group `first` at `first · groups + count − 1`.
     made: Vec<OnceLock<Option<&'static Target>>>,
 }
 
-/// The board's windows (`slots` processes), or `None` (kernels pass through) when the device
-/// has no partitions (said once on stderr).
-fn shares(slots: usize) -> Option<&'static Shares> {
+/// The board's windows, or `None` (kernels pass through) when the device has no partitions
+/// (said once on stderr).
+fn shares() -> Option<&'static Shares> {
     static SHARES: OnceLock<Option<Shares>> = OnceLock::new();
     SHARES
         .get_or_init(|| {
@@ -440,9 +441,8 @@ fn shares(slots: usize) -> Option<&'static Shares> {
             });
             match topology {
                 Ok(t) => {
-                    let per_reserve = slots * (slots + 1) / 2;
-                    let made = (0..t.groups as usize * per_reserve).map(|_| OnceLock::new()).collect();
-                    Some(Shares { ordinal, groups: t.groups, granularity: t.granularity, per_reserve, made })
+                    let made = (0..t.groups as usize * t.groups as usize).map(|_| OnceLock::new()).collect();
+                    Some(Shares { ordinal, groups: t.groups, granularity: t.granularity, made })
                 }
                 Err(e) => {
                     eprintln!("rightsize preload: no windows on device {ordinal} ({e}); kernels run where launched");
@@ -457,14 +457,15 @@ fn shares(slots: usize) -> Option<&'static Shares> {
 static WINDOWS: AtomicU64 = AtomicU64::new(0);
 
 impl Shares {
-    /// The window of rank `r` among `k` busy best-effort processes beside latency-critical
-    /// ones whose quotas keep `reserved_sms` SMs free (`None`: it could not be made).
-    fn window(&self, reserved_sms: u32, k: u32, r: u32) -> Option<&'static Target> {
-        let g = reserved_groups(self.groups, self.granularity, reserved_sms);
-        let slot = self.made.get(g as usize * self.per_reserve + (k * k.saturating_sub(1) / 2 + r) as usize)?;
+    /// This process's window as the board `v` lays the busy processes out (`None`: it could
+    /// not be made).
+    fn window(&self, v: &board::View) -> Option<&'static Target> {
+        let g = reserved_groups(self.groups, self.granularity, v.reserved_sms);
+        let needs: Vec<u32> = (0..v.best_effort).map(|i| v.demand(i)).collect();
+        let w = board_part(self.groups, self.granularity, g, &needs, v.rank);
+        let slot = self.made.get((w.first * self.groups + w.count - 1) as usize)?;
         // The part is laid out once, with its window (the launch path only looks it up).
         *slot.get_or_init(|| {
-            let w = board_part(self.groups, g, k, r);
             let rest = w.end() == self.groups;
             let sms = w.count * self.granularity;
             match keeping_context(|| make_target(self.ordinal, sms, w.first, rest)) {
@@ -474,7 +475,7 @@ impl Shares {
                     Some(&*Box::leak(Box::new(t)))
                 }
                 Err(e) => {
-                    eprintln!("rightsize preload: no window {r} of {k} ({e}); its kernels run where launched");
+                    eprintln!("rightsize preload: no window of groups {}..{} ({e}); its kernels run where launched", w.first, w.end());
                     None
                 }
             }
@@ -488,12 +489,37 @@ fn reserved_groups(groups: u32, granularity: u32, reserved_sms: u32) -> u32 {
     reserved_sms.div_ceil(granularity.max(1)).min(groups.saturating_sub(1))
 }
 
-/// Part `r` of `k` best-effort processes on `groups` groups, the first `g` kept free: one of
-/// `k` equal parts of the rest (with more processes than groups left, some share a part).
-fn board_part(groups: u32, g: u32, k: u32, r: u32) -> GroupRange {
-    let parts = rightsize::runtime::policy::equal_windows(groups - g, k);
-    let w = parts[r as usize % parts.len()];
-    GroupRange { first: w.first + g, count: w.count }
+/// Part `r` of the busy best-effort processes needing `needs` SMs (in slot order) on `groups`
+/// groups of `granularity` SMs, the first `g` kept free: the rest split in proportion to their
+/// needs (each counted in whole groups, from one to all of the rest), at least one group each,
+/// the groups rounding leaves to the largest remainders (the lower slot on a tie), side by side
+/// in slot order. With more processes than groups, neighbours share one.
+fn board_part(groups: u32, granularity: u32, g: u32, needs: &[u32], r: u32) -> GroupRange {
+    let rest = groups.saturating_sub(g).max(1);
+    let k = needs.len().max(1);
+    let r = (r as usize).min(k - 1);
+    if k > rest as usize {
+        return GroupRange { first: g + (r as u32).min(rest - 1), count: 1 };
+    }
+    let weight = |n: u32| f64::from(n.div_ceil(granularity.max(1)).clamp(1, rest));
+    let weights: Vec<f64> = needs.iter().map(|&n| weight(n)).collect();
+    let total: f64 = weights.iter().sum();
+    let exact: Vec<f64> = weights.iter().map(|w| f64::from(rest) * w / total).collect();
+    let mut counts: Vec<u32> = exact.iter().map(|e| (e.floor() as u32).max(1)).collect();
+    let mut sum: u32 = counts.iter().sum();
+    while sum > rest {
+        // Too many (the ones raised to one group): the largest gives one back.
+        let (i, _) = counts.iter().enumerate().rev().max_by_key(|(_, &c)| c).expect("a process");
+        counts[i] -= 1;
+        sum -= 1;
+    }
+    while sum < rest {
+        let remainder = |i: usize| exact[i] - f64::from(counts[i]);
+        let i = (0..k).fold(0, |best, i| if remainder(i) > remainder(best) { i } else { best });
+        counts[i] += 1;
+        sum += 1;
+    }
+    GroupRange { first: g + counts[..r].iter().sum::<u32>(), count: counts[r] }
 }
 
 fn make_target(ordinal: usize, sms: u32, first_group: u32, rest: bool) -> Result<Target, String> {
@@ -569,10 +595,12 @@ fn on_target_device(t: &Target) -> bool {
 /// GPU, a stream being captured, or ordering that failed — and, on a board, no other process
 /// busy, or a kernel of at most as many `blocks` as the window has SMs (it cannot spread over
 /// more SMs than its share, so it runs where it was launched, without the ordering's cost).
+/// `need` is the SMs the work needs ([`sizing`]), which the board sizes parts by.
 fn place<R>(
     flavour: usize,
     stream: CUstream,
     blocks: Option<u64>,
+    need: u32,
     ok: impl Fn(&R) -> bool,
     work: impl FnOnce(Option<&Target>, CUstream) -> R,
 ) -> R {
@@ -581,7 +609,7 @@ fn place<R>(
     let target = match board {
         Some(b) => {
             let now = board::now_ns();
-            b.launched(now);
+            b.launched(now, need);
             let v = b.view(now);
             if v.busy <= 1 {
                 // Alone: the whole device, where the application put it.
@@ -593,7 +621,7 @@ fn place<R>(
                 CRITICAL.fetch_add(1, Ordering::Relaxed);
                 return work(None, stream);
             }
-            shares(b.len()).and_then(|s| s.window(v.reserved_sms, v.best_effort, v.rank))
+            shares().and_then(|s| s.window(&v))
         }
         None => target(),
     };
@@ -654,20 +682,20 @@ fn place_kernel(
     flavour: usize,
     f: CUfunction,
     grid: [c_uint; 3],
+    block: [c_uint; 3],
     stream: CUstream,
     launch: impl Fn(CUfunction, CUstream) -> CUresult,
 ) -> CUresult {
     let blocks = grid.iter().map(|&d| u64::from(d)).product();
-    place(
-        flavour,
-        stream,
-        Some(blocks),
-        |r| *r == CUresult::CUDA_SUCCESS,
-        |t, s| match t.map(|t| (t, on_partition(t, f))) {
+    let shape = sizing::kernel_shape(grid, block);
+    let ok = |r: &CUresult| *r == CUresult::CUDA_SUCCESS;
+    place(flavour, stream, Some(blocks), sizing::kernel_need(f, &shape, blocks), ok, |t, s| {
+        let s_timed = if s.is_null() && flavour == PER_THREAD { STREAM_PER_THREAD } else { s };
+        sizing::timed(s_timed, || Some((sizing::function_name(f)?, shape)), ok, || match t.map(|t| (t, on_partition(t, f))) {
             Some((t, (g, true))) => in_context(t.context, || launch(g, s)),
             Some((_, (_, false))) | None => launch(f, s),
-        },
-    )
+        })
+    })
 }
 
 /// The driver's `cuLaunchKernel` of `flavour`.
@@ -698,7 +726,7 @@ fn launch_kernel(
     extra: *mut *mut c_void,
 ) -> CUresult {
     let Some(real) = real_launch(flavour) else { return CUresult::CUDA_ERROR_NOT_INITIALIZED };
-    place_kernel(flavour, f, grid, stream, |f, s| {
+    place_kernel(flavour, f, grid, block, stream, |f, s| {
         // SAFETY: the application's launch, on `s` (its stream or the partition's).
         unsafe { real(f, grid[0], grid[1], grid[2], block[0], block[1], block[2], shared, s, params, extra) }
     })
@@ -718,7 +746,8 @@ fn launch_kernel_ex(
         // SAFETY: passed on as given.
         return unsafe { real(config, f, params, extra) };
     };
-    place_kernel(flavour, f, [c.gridDimX, c.gridDimY, c.gridDimZ], c.hStream, |f, s| {
+    let (grid, block) = ([c.gridDimX, c.gridDimY, c.gridDimZ], [c.blockDimX, c.blockDimY, c.blockDimZ]);
+    place_kernel(flavour, f, grid, block, c.hStream, |f, s| {
         let mut on = *c;
         on.hStream = s;
         // SAFETY: the application's launch, on `s`.
@@ -823,10 +852,14 @@ extern "C" fn write_log() {
 /// Has the log written at exit (once, however often asked).
 fn write_log_at_exit() {
     static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| at_exit(write_log));
+}
+
+/// Has `f` run at the process's exit (before the CUDA runtime's own teardown, which was
+/// registered when it started, earlier).
+fn at_exit(f: extern "C" fn()) {
     // SAFETY: registers a function that takes no arguments.
-    ONCE.call_once(|| unsafe {
-        libc::atexit(write_log);
-    });
+    unsafe { libc::atexit(f) };
 }
 
 #[cfg(test)]
@@ -836,22 +869,53 @@ mod tests {
     #[test]
     fn best_effort_parts_leave_the_latency_critical_quota_free() {
         let g = |first, count| GroupRange { first, count };
-        let board_part = |groups, granularity, reserved_sms, k, r| {
-            let reserved = reserved_groups(groups, granularity, reserved_sms);
-            (reserved, board_part(groups, reserved, k, r))
+        let all = u32::MAX;
+        let part = |reserved_sms, needs: &[u32], r| {
+            let reserved = reserved_groups(15, 8, reserved_sms);
+            (reserved, board_part(15, 8, reserved, needs, r))
         };
-        // No reserve: equal parts of the 15 groups.
-        assert_eq!(board_part(15, 8, 0, 2, 0), (0, g(0, 8)));
-        assert_eq!(board_part(15, 8, 0, 2, 1), (0, g(8, 7)));
+        // No reserve, equal needs: equal parts of the 15 groups.
+        assert_eq!(part(0, &[all, all], 0), (0, g(0, 8)));
+        assert_eq!(part(0, &[all, all], 1), (0, g(8, 7)));
         // 32 SMs kept free: four groups, the rest in equal parts.
-        assert_eq!(board_part(15, 8, 32, 1, 0), (4, g(4, 11)));
-        assert_eq!(board_part(15, 8, 32, 2, 0), (4, g(4, 6)));
-        assert_eq!(board_part(15, 8, 32, 2, 1), (4, g(10, 5)));
+        assert_eq!(part(32, &[all], 0), (4, g(4, 11)));
+        assert_eq!(part(32, &[all, all], 0), (4, g(4, 6)));
+        assert_eq!(part(32, &[all, all], 1), (4, g(10, 5)));
         // A quota that is not whole groups takes whole groups; one that takes the device
         // leaves one group, which processes beyond it share.
-        assert_eq!(board_part(15, 8, 33, 1, 0).0, 5);
-        assert_eq!(board_part(15, 8, 500, 2, 0), (14, g(14, 1)));
-        assert_eq!(board_part(15, 8, 500, 2, 1), (14, g(14, 1)));
+        assert_eq!(part(33, &[all], 0).0, 5);
+        assert_eq!(part(500, &[all, all], 0), (14, g(14, 1)));
+        assert_eq!(part(500, &[all, all], 1), (14, g(14, 1)));
+    }
+
+    #[test]
+    fn parts_follow_what_each_process_needs() {
+        let g = |first, count| GroupRange { first, count };
+        let part = |needs: &[u32], r| board_part(15, 8, 0, needs, r);
+        // A process whose kernels need 16 SMs beside one that needs the device: 2 groups
+        // against 15, in proportion.
+        assert_eq!(part(&[16, u32::MAX], 0), g(0, 2));
+        assert_eq!(part(&[16, u32::MAX], 1), g(2, 13));
+        // Needs that fit side by side are scaled up to cover the device.
+        assert_eq!(part(&[40, 40], 0), g(0, 8));
+        assert_eq!(part(&[8, 24, 88], 0), g(0, 1));
+        assert_eq!(part(&[8, 24, 88], 1), g(1, 3));
+        assert_eq!(part(&[8, 24, 88], 2), g(4, 11));
+        // Every process gets a group, with more processes than groups too.
+        for r in 0..20 {
+            let w = part(&[1; 20], r);
+            assert!(w.count == 1 && w.end() <= 15, "{w:?}");
+        }
+        // The parts of any needs tile the groups without a gap, each at least one group.
+        for needs in [&[3, 130, 17, 64][..], &[1; 15], &[1, 1, 1, 1, 1, 1, 1, u32::MAX], &[8, 9000, 8]] {
+            let mut end = 0;
+            for r in 0..needs.len() as u32 {
+                let w = part(needs, r);
+                assert!(w.first == end && w.count >= 1, "{needs:?} {r}: {w:?}");
+                end = w.end();
+            }
+            assert_eq!(end, 15, "{needs:?}");
+        }
     }
 
     #[test]

@@ -20,6 +20,7 @@
 //!
 //! Depends on the runtime only; the CLI records the engine's requests and passes them here.
 
+pub mod app;
 mod co_runner;
 
 use std::collections::HashMap;
@@ -29,6 +30,7 @@ use std::path::Path;
 use cudarc::driver::sys;
 use serde::{Deserialize, Serialize};
 
+pub use app::AppKernel;
 pub use co_runner::CoRunner;
 
 use crate::kernels::{KernelId, IMAGE_HASH};
@@ -39,7 +41,8 @@ use crate::runtime::{
 /// Version of the profile file format. 2: the shape keys of decode attention and KV append no
 /// longer include the cache's capacity. 3: `switch_us`, counted in the knees. 4: the request's
 /// own curve (`request_curve`). 5: each kernel's curve beside a co-runner and its knee
-/// there (`beside`, `min_sms_beside`); the curve's kernels chosen for each partition.
+/// there (`beside`, `min_sms_beside`); the curve's kernels chosen for each partition; an
+/// application's kernels by name and launch shape (`app_kernels`, optional).
 pub const SCHEMA_VERSION: u32 = 5;
 
 /// One point of a request's curve: the request run on a partition, with the kernels (tiles,
@@ -172,6 +175,10 @@ pub struct Profile {
     /// The whole request on every partition size, ascending SMs, then the whole device: what
     /// a tenant's throughput is on a window of that size (the krisp policy sizes windows by it).
     pub request_curve: Vec<RequestPoint>,
+    /// An unmodified application's kernels and cuBLAS calls by name and launch shape
+    /// (`rightsize profile --app`; [`app`]); empty in a profile of the engine's models.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub app_kernels: Vec<AppKernel>,
 }
 
 /// Why a profile cannot be used.
@@ -233,6 +240,12 @@ pub fn knee(curve: &[Point], full_us: f64, epsilon: f64, abs_tol_us: f64, switch
     let last = curve.len().saturating_sub(1);
     let cost = |i: usize, p: &Point| if i < last { p.us + switch_us } else { p.us };
     curve.iter().enumerate().find(|&(i, p)| cost(i, p) <= limit).map(|(_, p)| p).or(curve.last()).map_or(0, |p| p.sms)
+}
+
+/// A file-name-safe form of a name ("NVIDIA H200" → "nvidia-h200").
+pub fn slug(name: &str) -> String {
+    let s: String = name.to_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+    s.split('-').filter(|p| !p.is_empty()).collect::<Vec<_>>().join("-")
 }
 
 /// The median of `v` (the upper one of an even count); sorts `v`.
@@ -532,6 +545,7 @@ impl Profile {
             switch_us: sweep.switch_us,
             kernels: sweep.kernels,
             request_curve: Vec::new(),
+            app_kernels: Vec::new(),
         }
     }
 
@@ -591,6 +605,17 @@ impl Profile {
             )));
         }
         serde_json::from_str(text).map_err(|e| io(e.to_string()))
+    }
+
+    /// Refuses a profile measured on another GPU model (what an application's profile needs).
+    pub fn check_device(&self, info: &DeviceInfo) -> Result<(), ProfileError> {
+        if self.gpu != info.name || self.sm_count != info.sm_count {
+            return Err(ProfileError::Mismatch {
+                measured: format!("on {} with {} SMs", self.gpu, self.sm_count),
+                here: format!("{} with {} SMs", info.name, info.sm_count),
+            });
+        }
+        Ok(())
     }
 
     /// Refuses a profile measured on another GPU model or with other kernel images.
@@ -796,6 +821,7 @@ mod tests {
                 RequestPoint { sms: 64, us: 200.0, step_us: 12.0, co_us: 250.0, co_step_us: 20.0 },
                 RequestPoint { sms: 132, us: 100.0, step_us: 10.0, co_us: 0.0, co_step_us: 0.0 },
             ],
+            app_kernels: Vec::new(),
         }
     }
 
@@ -848,7 +874,7 @@ mod tests {
         assert_eq!(q.min_sms().get(KernelId::GemmWgmmaSlim, 7), Some(132));
     }
 
-    fn device(name: &str, sms: u32) -> DeviceInfo {
+    pub(crate) fn device(name: &str, sms: u32) -> DeviceInfo {
         DeviceInfo {
             ordinal: 0,
             name: name.into(),

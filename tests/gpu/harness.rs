@@ -231,3 +231,40 @@ fn pytorch_tenants_run_as_processes_and_follow_the_load_through_the_interposer()
         }
     }
 }
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn an_unmodified_pytorch_application_is_profiled_by_kernel_name_and_launch_shape() {
+    use rightsize::profiler::app::{preload_library, profile_app};
+    if let Err(why) = torch_python() {
+        println!("skipped: needs PyTorch and a GPU in python3 ({why})");
+        return;
+    }
+    let preload = preload_library(&rightsize_exe()).unwrap();
+    let info = rightsize::runtime::Device::open(0).unwrap().info().clone();
+    // 30 compute-bound 4096³ FP16 GEMMs (cuBLAS) and 30 element-wise kernels (PyTorch's own).
+    let app = format!(
+        "{} -c 'import torch\na = torch.randn(4096, 4096, device=\"cuda\", dtype=torch.half)\n\
+         for _ in range(30): (a @ a).relu_()\ntorch.cuda.synchronize()'",
+        rightsize::harness::worker::python().display()
+    );
+    let p = profile_app(&info, &app, &[16, 64], &preload, 0.05, 0.5, |_, _, _| {}).unwrap();
+    println!("{}", rightsize::profiler::app::summary(&p));
+    let sms: Vec<u32> = p.request_curve.iter().map(|q| q.sms).collect();
+    assert_eq!(sms, [16, 64, info.sm_count]);
+    let gemm = p
+        .app_kernels
+        .iter()
+        .filter(|k| k.name.starts_with("cublas") && k.shape.contains(&4096))
+        .max_by(|a, b| a.full_us.total_cmp(&b.full_us))
+        .expect("the GEMM, as a cuBLAS call with its shape");
+    assert!(gemm.calls >= 30, "{gemm:?}");
+    let at = |k: &rightsize::profiler::AppKernel, sms| k.curve.iter().find(|q| q.sms == sms).map(|q| q.us);
+    let (small, full) = (at(gemm, 16).expect("timed on 16 SMs"), at(gemm, info.sm_count).unwrap());
+    assert!(small > 4.0 * full, "a compute-bound GEMM on 16 SMs: {small} µs against {full} on the device");
+    assert_eq!(gemm.min_sms, info.sm_count, "it needs the whole device: {gemm:?}");
+    let relu = p.app_kernels.iter().find(|k| !k.name.starts_with("cublas") && k.calls >= 30 && k.shape[0] > 1);
+    let relu = relu.expect("PyTorch's element-wise kernel, by its mangled name and grid");
+    assert!(relu.name.contains("elementwise") || relu.name.contains("vectorized"), "{relu:?}");
+    assert_eq!(relu.curve.len(), 3, "{relu:?}");
+}

@@ -1,0 +1,304 @@
+//! What each launch needs, and launches timed for a profile.
+//!
+//! *Need* (`RIGHTSIZE_PROFILE`, an application's profile from `rightsize profile --app`): a
+//! launch needs its knee — the fewest SMs within ε of its best — looked up by the kernel's name
+//! and launch shape; a kernel the profile lacks needs at most its blocks (it cannot spread over
+//! more SMs), a cuBLAS call the profile lacks the whole device. On a board each process says
+//! what its recent launches needed, and the busy processes' parts are sized by those needs.
+//!
+//! *Recording* (`RIGHTSIZE_RECORD=FILE`): every launch and cuBLAS call is timed with a pair of
+//! CUDA events on the stream it runs on; at exit FILE gets one JSON line per (name, shape)
+//! ([`rightsize::profiler::app::Recorded`]). `rightsize profile --app` runs an application so
+//! once per SM count and merges the records into a profile.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ffi::CStr;
+use std::sync::{Mutex, OnceLock};
+
+use cudarc::driver::sys::{self, CUevent, CUfunction, CUresult, CUstream};
+pub(crate) use rightsize::profiler::app::Shape;
+use rightsize::profiler::app::{Recorded, MAX_SAMPLES};
+use rightsize::profiler::Profile;
+
+/// The SMs a (name, shape) needs, from `RIGHTSIZE_PROFILE`.
+pub(crate) struct Knees(HashMap<String, HashMap<Shape, u32>>);
+
+impl Knees {
+    /// The knees of `profile`'s application kernels.
+    pub(crate) fn of(profile: &Profile) -> Knees {
+        let mut m: HashMap<String, HashMap<Shape, u32>> = HashMap::new();
+        for k in &profile.app_kernels {
+            m.entry(k.name.clone()).or_default().insert(k.shape, k.min_sms.max(1));
+        }
+        Knees(m)
+    }
+
+    fn get(&self, name: &str, shape: &Shape) -> Option<u32> {
+        self.0.get(name)?.get(shape).copied()
+    }
+}
+
+/// The knees of `RIGHTSIZE_PROFILE`, read on first use; `None` when unset or unusable (said
+/// once on stderr: a file that cannot be read, or a profile of another GPU).
+fn knees() -> Option<&'static Knees> {
+    static KNEES: OnceLock<Option<Knees>> = OnceLock::new();
+    KNEES
+        .get_or_init(|| {
+            let path = std::env::var_os("RIGHTSIZE_PROFILE")?;
+            let ordinal = super::setting("RIGHTSIZE_DEVICE").unwrap_or(0) as usize;
+            let loaded = Profile::load(std::path::Path::new(&path)).map_err(|e| e.to_string()).and_then(|p| {
+                let device = super::keeping_context(|| rightsize::runtime::Device::open(ordinal));
+                let device = device.map_err(|e| e.to_string())?;
+                p.check_device(device.info()).map_err(|e| e.to_string())?;
+                Ok(p)
+            });
+            match loaded {
+                Ok(p) if p.app_kernels.is_empty() => {
+                    eprintln!(
+                        "rightsize preload: {} has no application kernels (make one with `rightsize profile --app`); \
+                         launches are sized by their blocks",
+                        std::path::Path::new(&path).display()
+                    );
+                    None
+                }
+                Ok(p) => Some(Knees::of(&p)),
+                Err(e) => {
+                    eprintln!("rightsize preload: RIGHTSIZE_PROFILE not used ({e}); launches are sized by their blocks");
+                    None
+                }
+            }
+        })
+        .as_ref()
+}
+
+/// The name the driver gives function `f` (a `CUfunction` or a `CUkernel`).
+pub(crate) fn function_name(f: CUfunction) -> Option<String> {
+    let mut p = std::ptr::null();
+    // SAFETY: writes one pointer to a name the driver owns; a handle of the other kind is
+    // refused.
+    let r = unsafe {
+        match sys::cuFuncGetName(&mut p, f) {
+            CUresult::CUDA_SUCCESS => CUresult::CUDA_SUCCESS,
+            _ => sys::cuKernelGetName(&mut p, f.cast()),
+        }
+    };
+    // SAFETY: a NUL-terminated name the driver keeps while the function lives.
+    (r == CUresult::CUDA_SUCCESS && !p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
+}
+
+/// A kernel's shape: its grid and block.
+pub(crate) fn kernel_shape(grid: [u32; 3], block: [u32; 3]) -> Shape {
+    let [gx, gy, gz] = grid.map(u64::from);
+    let [bx, by, bz] = block.map(u64::from);
+    [gx, gy, gz, bx, by, bz]
+}
+
+thread_local! {
+    /// The need of each (function, shape) this thread launched, with a profile.
+    static NEEDS: RefCell<HashMap<(usize, Shape), u32>> = RefCell::default();
+}
+
+/// The SMs a launch of kernel `f` with `shape` and `blocks` blocks needs.
+pub(crate) fn kernel_need(f: CUfunction, shape: &Shape, blocks: u64) -> u32 {
+    let by_blocks = u32::try_from(blocks).unwrap_or(u32::MAX).max(1);
+    let Some(k) = knees() else { return by_blocks };
+    NEEDS.with(|m| {
+        *m.borrow_mut()
+            .entry((f as usize, *shape))
+            .or_insert_with(|| function_name(f).and_then(|n| k.get(&n, shape)).unwrap_or(by_blocks))
+    })
+}
+
+/// The SMs a library call `name` of `shape` needs (the whole device where unknown).
+pub(crate) fn call_need(name: &str, shape: &Shape) -> u32 {
+    knees().and_then(|k| k.get(name, shape)).unwrap_or(u32::MAX)
+}
+
+/// Launches timed, by (name, shape).
+struct Recorder {
+    path: std::path::PathBuf,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Each (name, shape) recorded, in first-launch order, with its index in `index`.
+    recorded: Vec<Recorded>,
+    index: HashMap<(String, Shape), usize>,
+    /// Launches whose end has not been read: (index, start, end).
+    pending: Vec<(usize, CUevent, CUevent)>,
+    /// Event pairs read and free again.
+    spare: Vec<(CUevent, CUevent)>,
+}
+
+// SAFETY: the events are driver handles, usable from any thread.
+unsafe impl Send for State {}
+
+/// Reads pending launches once this many wait.
+const DRAIN_AT: usize = 1024;
+
+impl State {
+    /// A free pair of timing events (made in the current context when none is free).
+    fn events(&mut self) -> Option<(CUevent, CUevent)> {
+        if let Some(p) = self.spare.pop() {
+            return Some(p);
+        }
+        let (mut a, mut b) = (std::ptr::null_mut(), std::ptr::null_mut());
+        // SAFETY: two events of the current context, kept for the process's life.
+        let ok = unsafe {
+            sys::cuEventCreate(&mut a, sys::CUevent_flags::CU_EVENT_DEFAULT as u32) == CUresult::CUDA_SUCCESS
+                && sys::cuEventCreate(&mut b, sys::CUevent_flags::CU_EVENT_DEFAULT as u32) == CUresult::CUDA_SUCCESS
+        };
+        ok.then_some((a, b))
+    }
+
+    /// Reads the launches that have ended (all of them, waiting, with `wait`).
+    fn drain(&mut self, wait: bool) {
+        let pending = std::mem::take(&mut self.pending);
+        for (i, start, end) in pending {
+            // SAFETY: events recorded by `timed`.
+            let done = unsafe {
+                if wait {
+                    sys::cuEventSynchronize(end)
+                } else {
+                    sys::cuEventQuery(end)
+                }
+            };
+            if done == CUresult::CUDA_ERROR_NOT_READY {
+                self.pending.push((i, start, end));
+                continue;
+            }
+            let mut ms = 0f32;
+            // SAFETY: two recorded events; writes one float.
+            if done == CUresult::CUDA_SUCCESS
+                && unsafe { sys::cuEventElapsedTime_v2(&mut ms, start, end) } == CUresult::CUDA_SUCCESS
+            {
+                let r = &mut self.recorded[i];
+                if r.us.len() < MAX_SAMPLES {
+                    r.us.push(f64::from(ms) * 1e3);
+                }
+            }
+            self.spare.push((start, end));
+        }
+    }
+}
+
+fn recorder() -> Option<&'static Recorder> {
+    static RECORDER: OnceLock<Option<Recorder>> = OnceLock::new();
+    RECORDER
+        .get_or_init(|| {
+            let path = std::env::var_os("RIGHTSIZE_RECORD")?.into();
+            super::at_exit(write_record);
+            Some(Recorder { path, state: Mutex::default() })
+        })
+        .as_ref()
+}
+
+/// Whether launches are being recorded.
+pub(crate) fn recording() -> bool {
+    recorder().is_some()
+}
+
+/// Whether a launch's shape is used: to look its knee up, or to record it.
+pub(crate) fn shapes_wanted() -> bool {
+    knees().is_some() || recording()
+}
+
+/// Runs `launch` on `stream`, timed as `key()` (name and shape) when recording and `ok` says
+/// it was issued.
+pub(crate) fn timed<R>(
+    stream: CUstream,
+    key: impl FnOnce() -> Option<(String, Shape)>,
+    ok: impl Fn(&R) -> bool,
+    launch: impl FnOnce() -> R,
+) -> R {
+    let Some(rec) = recorder() else { return launch() };
+    let mut capture = sys::CUstreamCaptureStatus::CU_STREAM_CAPTURE_STATUS_NONE;
+    // SAFETY: a live stream; writes one enum. A launch being captured is not timed (events
+    // recorded there would become nodes of the application's graph).
+    let r = unsafe { sys::cuStreamIsCapturing(stream, &mut capture) };
+    if r != CUresult::CUDA_SUCCESS || capture != sys::CUstreamCaptureStatus::CU_STREAM_CAPTURE_STATUS_NONE {
+        return launch();
+    }
+    let Ok(mut st) = rec.state.lock() else { return launch() };
+    let Some((name, shape)) = key() else { return launch() };
+    let Some((start, end)) = st.events() else { return launch() };
+    // SAFETY: events of this process on a live stream.
+    let began = unsafe { sys::cuEventRecord(start, stream) } == CUresult::CUDA_SUCCESS;
+    let r = launch();
+    // SAFETY: as above.
+    if began && ok(&r) && unsafe { sys::cuEventRecord(end, stream) } == CUresult::CUDA_SUCCESS {
+        let st = &mut *st;
+        let next = st.recorded.len();
+        let i = *st.index.entry((name.clone(), shape)).or_insert(next);
+        if i == next {
+            st.recorded.push(Recorded { name, shape, calls: 0, us: Vec::new() });
+        }
+        st.recorded[i].calls += 1;
+        st.pending.push((i, start, end));
+        if st.pending.len() >= DRAIN_AT {
+            st.drain(false);
+        }
+    } else {
+        st.spare.push((start, end));
+    }
+    r
+}
+
+/// Writes the record (at exit): every pending launch waited for, one JSON line per (name, shape).
+extern "C" fn write_record() {
+    let Some(rec) = recorder() else { return };
+    let Ok(mut st) = rec.state.lock() else { return };
+    st.drain(true);
+    let mut text = String::new();
+    for r in &st.recorded {
+        if let Ok(line) = serde_json::to_string(r) {
+            text += &line;
+            text.push('\n');
+        }
+    }
+    if let Err(e) = std::fs::write(&rec.path, text) {
+        eprintln!("rightsize preload: cannot write {}: {e}", rec.path.display());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rightsize::profiler::{AppKernel, Point};
+
+    #[test]
+    fn knees_are_found_by_name_and_shape_only() {
+        let mut p: Profile = serde_json::from_str(
+            r#"{"schema_version": 5, "gpu": "G", "sm_count": 132, "granularity": 8, "driver": null,
+                "kernel_image_hash": "0", "model": "app: x", "request": "x", "epsilon": 0.05,
+                "abs_tol_us": 0.5, "repeats": 1, "switch_us": 0.0, "kernels": [], "request_curve": []}"#,
+        )
+        .unwrap();
+        let kernel = |name: &str, shape: Shape, min_sms| AppKernel {
+            name: name.into(),
+            shape,
+            calls: 1,
+            full_us: 10.0,
+            curve: vec![Point { sms: 132, us: 10.0 }],
+            min_sms,
+        };
+        p.app_kernels = vec![kernel("gemm", [8, 1, 1, 128, 1, 1], 16), kernel("gemm", [64, 1, 1, 128, 1, 1], 0)];
+        let k = Knees::of(&p);
+        assert_eq!(k.get("gemm", &[8, 1, 1, 128, 1, 1]), Some(16));
+        assert_eq!(k.get("gemm", &[64, 1, 1, 128, 1, 1]), Some(1), "a knee of 0 reads as one SM");
+        assert_eq!(k.get("gemm", &[9, 1, 1, 128, 1, 1]), None);
+        assert_eq!(k.get("norm", &[8, 1, 1, 128, 1, 1]), None);
+        assert_eq!(kernel_shape([3, 2, 1], [256, 1, 1]), [3, 2, 1, 256, 1, 1]);
+    }
+
+    #[test]
+    fn without_a_profile_a_kernel_needs_its_blocks_and_a_call_the_device() {
+        assert_eq!(kernel_need(std::ptr::null_mut(), &[4, 2, 1, 64, 1, 1], 8), 8);
+        assert_eq!(kernel_need(std::ptr::null_mut(), &[0; 6], 0), 1);
+        assert_eq!(kernel_need(std::ptr::null_mut(), &[0; 6], u64::MAX), u32::MAX);
+        assert_eq!(call_need("cublasGemmEx", &[0; 6]), u32::MAX);
+        assert!(!recording());
+    }
+}
