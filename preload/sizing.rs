@@ -97,6 +97,9 @@ pub(crate) fn kernel_shape(grid: [u32; 3], block: [u32; 3]) -> Shape {
 thread_local! {
     /// The need of each (function, shape) this thread launched, with a profile.
     static NEEDS: RefCell<HashMap<(usize, Shape), u32>> = RefCell::default();
+    /// This thread is inside a timed launch: a launch it makes from there (cuBLAS calling
+    /// cuBLASLt, say) is part of the one timed, not timed again.
+    static TIMING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// The SMs a launch of kernel `f` with `shape` and `blocks` blocks needs.
@@ -153,10 +156,12 @@ impl State {
         ok.then_some((a, b))
     }
 
-    /// Reads the launches that have ended (all of them, waiting, with `wait`).
+    /// Reads the launches that have ended, oldest first, up to the first that has not (all of
+    /// them, waiting, with `wait`).
     fn drain(&mut self, wait: bool) {
         let pending = std::mem::take(&mut self.pending);
-        for (i, start, end) in pending {
+        let mut rest = pending.into_iter();
+        while let Some((i, start, end)) = rest.next() {
             // SAFETY: events recorded by `timed`.
             let done = unsafe {
                 if wait {
@@ -167,7 +172,8 @@ impl State {
             };
             if done == CUresult::CUDA_ERROR_NOT_READY {
                 self.pending.push((i, start, end));
-                continue;
+                self.pending.extend(rest);
+                return;
             }
             let mut ms = 0f32;
             // SAFETY: two recorded events; writes one float.
@@ -214,6 +220,9 @@ pub(crate) fn timed<R>(
     launch: impl FnOnce() -> R,
 ) -> R {
     let Some(rec) = recorder() else { return launch() };
+    if TIMING.with(std::cell::Cell::get) {
+        return launch();
+    }
     let mut capture = sys::CUstreamCaptureStatus::CU_STREAM_CAPTURE_STATUS_NONE;
     // SAFETY: a live stream; writes one enum. A launch being captured is not timed (events
     // recorded there would become nodes of the application's graph).
@@ -226,7 +235,10 @@ pub(crate) fn timed<R>(
     let Some((start, end)) = st.events() else { return launch() };
     // SAFETY: events of this process on a live stream.
     let began = unsafe { sys::cuEventRecord(start, stream) } == CUresult::CUDA_SUCCESS;
+    // The lock is held across the launch (launches are recorded one at a time).
+    TIMING.with(|t| t.set(true));
     let r = launch();
+    TIMING.with(|t| t.set(false));
     // SAFETY: as above.
     if began && ok(&r) && unsafe { sys::cuEventRecord(end, stream) } == CUresult::CUDA_SUCCESS {
         let st = &mut *st;
@@ -237,7 +249,7 @@ pub(crate) fn timed<R>(
         }
         st.recorded[i].calls += 1;
         st.pending.push((i, start, end));
-        if st.pending.len() >= DRAIN_AT {
+        if st.pending.len() % DRAIN_AT == 0 {
             st.drain(false);
         }
     } else {

@@ -19,10 +19,14 @@ import subprocess
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "python", "rightsize"))
+import importlib.util
 
-import torch_worker  # noqa: E402  (the harness's PyTorch tenant)
+HERE = os.path.dirname(os.path.abspath(__file__))
+# The harness's PyTorch tenant, loaded from its file (its directory holds the package's own
+# torch.py, which must not stand for PyTorch).
+_spec = importlib.util.spec_from_file_location("torch_worker", os.path.join(HERE, "..", "python", "rightsize", "torch_worker.py"))
+torch_worker = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(torch_worker)
 
 
 def rightsize_bin():
