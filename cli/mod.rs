@@ -195,7 +195,9 @@ where
         Command::Profile { app: Some(app), sms, epsilon, abs_tol_us, out, .. } => {
             profile_app(&app, sms.as_deref(), epsilon, abs_tol_us, out)
         }
-        Command::Profile { model, checkpoint, batch, seq, epsilon, abs_tol_us, repeats, no_beside, seed, out, .. } => {
+        Command::Profile {
+            model, checkpoint, batch, seq, epsilon, abs_tol_us, repeats, no_beside, seed, out, ..
+        } => {
             let opts = Options { epsilon, abs_tol_us, repeats, beside: !no_beside };
             profile(&model, checkpoint.as_deref(), batch, seq, opts, seed, out)
         }

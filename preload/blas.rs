@@ -107,18 +107,23 @@ fn place_handle_call(handle: Handle, name: &'static str, shape: sizing::Shape, c
     }
     let ok = |r: &c_int| *r == SUCCESS;
     place(LEGACY, app, None, sizing::call_need(name, &shape), ok, |t, s| {
-        sizing::timed(s, || Some((name.into(), shape)), ok, || match t {
-            None => call(),
-            Some(_) => {
-                let workspace = WORKSPACES.lock().ok().and_then(|w| w.as_ref()?.get(&(handle as usize)).copied());
-                let r = match set_stream(handle, s, workspace) {
-                    SUCCESS => call(),
-                    e => e,
-                };
-                set_stream(handle, app, workspace);
-                r
-            }
-        })
+        sizing::timed(
+            s,
+            || Some((name.into(), shape)),
+            ok,
+            || match t {
+                None => call(),
+                Some(_) => {
+                    let workspace = WORKSPACES.lock().ok().and_then(|w| w.as_ref()?.get(&(handle as usize)).copied());
+                    let r = match set_stream(handle, s, workspace) {
+                        SUCCESS => call(),
+                        e => e,
+                    };
+                    set_stream(handle, app, workspace);
+                    r
+                }
+            },
+        )
     })
 }
 
@@ -217,29 +222,34 @@ pub unsafe extern "C" fn cublasLtMatmul(
     let shape = lt_shape(a_desc, b_desc, d_desc);
     let ok = |r: &c_int| *r == SUCCESS;
     place(LEGACY, stream, None, sizing::call_need("cublasLtMatmul", &shape), ok, |_, s| {
-        sizing::timed(s, || Some(("cublasLtMatmul".into(), shape)), ok, || {
-            // SAFETY: the application's call, on `s`.
-            unsafe {
-                real(
-                    light,
-                    desc,
-                    alpha,
-                    a,
-                    a_desc,
-                    b,
-                    b_desc,
-                    beta,
-                    c,
-                    c_desc,
-                    d,
-                    d_desc,
-                    algo,
-                    workspace,
-                    workspace_bytes,
-                    s,
-                )
-            }
-        })
+        sizing::timed(
+            s,
+            || Some(("cublasLtMatmul".into(), shape)),
+            ok,
+            || {
+                // SAFETY: the application's call, on `s`.
+                unsafe {
+                    real(
+                        light,
+                        desc,
+                        alpha,
+                        a,
+                        a_desc,
+                        b,
+                        b_desc,
+                        beta,
+                        c,
+                        c_desc,
+                        d,
+                        d_desc,
+                        algo,
+                        workspace,
+                        workspace_bytes,
+                        s,
+                    )
+                }
+            },
+        )
     })
 }
 
@@ -261,13 +271,21 @@ fn lt_shape(a: *mut c_void, b: *mut c_void, d: *mut c_void) -> sizing::Shape {
         let (mut v, mut written) = (0u64, 0usize);
         // SAFETY: a live layout of the application's call; writes at most 8 bytes.
         let r = unsafe { get(layout, attr, (&mut v as *mut u64).cast(), 8, &mut written) };
-        if r == SUCCESS { v } else { 0 }
+        if r == SUCCESS {
+            v
+        } else {
+            0
+        }
     };
     let batch = {
         let (mut v, mut written) = (0i32, 0usize);
         // SAFETY: as above; the batch count is an int32.
         let r = unsafe { get(d, BATCH, (&mut v as *mut i32).cast(), 4, &mut written) };
-        if r == SUCCESS { u64::try_from(v).unwrap_or(0) } else { 0 }
+        if r == SUCCESS {
+            u64::try_from(v).unwrap_or(0)
+        } else {
+            0
+        }
     };
     [read_u64(a, ROWS), read_u64(a, COLS), read_u64(b, ROWS), read_u64(b, COLS), batch, 0]
 }

@@ -318,12 +318,26 @@ mod tests {
         c.launched(t, 40);
         assert_eq!(
             b.view(t),
-            View { busy: 2, critical: false, best_effort: 2, rank: 0, reserved_sms: 0, demands: demands(&[u32::MAX, 40]) },
+            View {
+                busy: 2,
+                critical: false,
+                best_effort: 2,
+                rank: 0,
+                reserved_sms: 0,
+                demands: demands(&[u32::MAX, 40])
+            },
             "the latency-critical one is idle: nothing kept free; b has said no need yet"
         );
         lc.launched(t, 8);
         b.launched(t, 16);
-        let want = |rank| View { busy: 3, critical: false, best_effort: 2, rank, reserved_sms: 32, demands: demands(&[16, 40]) };
+        let want = |rank| View {
+            busy: 3,
+            critical: false,
+            best_effort: 2,
+            rank,
+            reserved_sms: 32,
+            demands: demands(&[16, 40]),
+        };
         assert_eq!(b.view(t), want(0));
         assert_eq!(c.view(t), want(1));
         // A latency-critical process without a quota is one still.

@@ -475,7 +475,11 @@ impl Shares {
                     Some(&*Box::leak(Box::new(t)))
                 }
                 Err(e) => {
-                    eprintln!("rightsize preload: no window of groups {}..{} ({e}); its kernels run where launched", w.first, w.end());
+                    eprintln!(
+                        "rightsize preload: no window of groups {}..{} ({e}); its kernels run where launched",
+                        w.first,
+                        w.end()
+                    );
                     None
                 }
             }
@@ -691,10 +695,15 @@ fn place_kernel(
     let ok = |r: &CUresult| *r == CUresult::CUDA_SUCCESS;
     place(flavour, stream, Some(blocks), sizing::kernel_need(f, &shape, blocks), ok, |t, s| {
         let s_timed = if s.is_null() && flavour == PER_THREAD { STREAM_PER_THREAD } else { s };
-        sizing::timed(s_timed, || Some((sizing::function_name(f)?, shape)), ok, || match t.map(|t| (t, on_partition(t, f))) {
-            Some((t, (g, true))) => in_context(t.context, || launch(g, s)),
-            Some((_, (_, false))) | None => launch(f, s),
-        })
+        sizing::timed(
+            s_timed,
+            || Some((sizing::function_name(f)?, shape)),
+            ok,
+            || match t.map(|t| (t, on_partition(t, f))) {
+                Some((t, (g, true))) => in_context(t.context, || launch(g, s)),
+                Some((_, (_, false))) | None => launch(f, s),
+            },
+        )
     })
 }
 

@@ -64,7 +64,9 @@ fn knees() -> Option<&'static Knees> {
                 }
                 Ok(p) => Some(Knees::of(&p)),
                 Err(e) => {
-                    eprintln!("rightsize preload: RIGHTSIZE_PROFILE not used ({e}); launches are sized by their blocks");
+                    eprintln!(
+                        "rightsize preload: RIGHTSIZE_PROFILE not used ({e}); launches are sized by their blocks"
+                    );
                     None
                 }
             }

@@ -231,7 +231,9 @@ pub fn profile_app(
             let _ = std::fs::remove_file(&record);
             let mut cmd = Command::new("sh");
             cmd.arg("-c").arg(command).env("LD_PRELOAD", &preload_env).env("RIGHTSIZE_RECORD", &record);
-            for v in ["RIGHTSIZE_SMS", "RIGHTSIZE_FIRST_GROUP", "RIGHTSIZE_REST", "RIGHTSIZE_BOARD", "RIGHTSIZE_PROFILE"] {
+            for v in
+                ["RIGHTSIZE_SMS", "RIGHTSIZE_FIRST_GROUP", "RIGHTSIZE_REST", "RIGHTSIZE_BOARD", "RIGHTSIZE_PROFILE"]
+            {
                 cmd.env_remove(v);
             }
             if n < info.sm_count {
@@ -336,7 +338,10 @@ mod tests {
         assert_eq!(p.app_kernels.len(), 2);
         let g = &p.app_kernels[0];
         assert_eq!((g.name.as_str(), g.calls, g.full_us), ("gemm", 10, 10.5));
-        assert_eq!(g.curve, vec![Point { sms: 16, us: 80.0 }, Point { sms: 64, us: 21.0 }, Point { sms: 132, us: 10.5 }]);
+        assert_eq!(
+            g.curve,
+            vec![Point { sms: 16, us: 80.0 }, Point { sms: 64, us: 21.0 }, Point { sms: 132, us: 10.5 }]
+        );
         assert_eq!(g.min_sms, 132, "a kernel that slows on every partition needs the device");
         let n = &p.app_kernels[1];
         assert_eq!(n.curve.iter().map(|q| q.sms).collect::<Vec<_>>(), vec![16, 132], "no time at 64: no point");
@@ -355,7 +360,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("rightsize-app-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("r.jsonl");
-        std::fs::write(&path, "{\"name\": \"k\", \"shape\": [1,1,1,32,1,1], \"calls\": 2, \"us\": [1.5]}\n\nnot json\n").unwrap();
+        std::fs::write(
+            &path,
+            "{\"name\": \"k\", \"shape\": [1,1,1,32,1,1], \"calls\": 2, \"us\": [1.5]}\n\nnot json\n",
+        )
+        .unwrap();
         let e = read_record(&path).unwrap_err().to_string();
         assert!(e.contains("line 3") && e.contains("r.jsonl"), "{e}");
         std::fs::write(&path, "{\"name\": \"k\", \"shape\": [1,1,1,32,1,1], \"calls\": 2, \"us\": [1.5]}\n").unwrap();
