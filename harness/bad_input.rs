@@ -58,6 +58,7 @@ pub fn profile_json(data: &[u8]) -> bool {
     match Profile::from_json(text, ORIGIN) {
         Ok(p) => {
             let _ = (p.request_us(64), p.request_us_beside(64), p.sm_time_freed(), p.summary());
+            let _ = crate::profiler::app::summary(&p);
             let mut table = p.min_sms();
             p.add_to(&mut table);
             for k in &p.kernels {
@@ -148,6 +149,7 @@ mod tests {
     /// Valid inputs of each kind, for mutation.
     fn seeds() -> Vec<Seed> {
         let profile = std::fs::read("profiles/nvidia-h200/bert-base-b1-s128.json").expect("a committed profile");
+        let app_profile = std::fs::read("profiles/nvidia-h200/app-gpt2.json").expect("a committed application profile");
         let config = br#"{"model_type":"llama","hidden_size":64,"num_hidden_layers":1,"num_attention_heads":2,"num_key_value_heads":1,"intermediate_size":128,"vocab_size":10,"max_position_embeddings":64,"rope_theta":10000.0,"rope_scaling":{"rope_type":"llama3","factor":8.0,"low_freq_factor":1.0,"high_freq_factor":4.0,"original_max_position_embeddings":8192}}"#;
         vec![
             (
@@ -156,6 +158,7 @@ mod tests {
                 super::super::scenario::DEFAULT_SCENARIOS.as_bytes().to_vec(),
             ),
             ("profile", profile_json, profile),
+            ("app profile", profile_json, app_profile),
             ("config", hf_config_json, config.to_vec()),
             ("safetensors", safetensors, tiny_checkpoint()),
             ("tokenizer", tokenizer_input, b"\x08the cats sat on the mat.\nthe cat".to_vec()),
