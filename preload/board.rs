@@ -162,9 +162,11 @@ impl Board {
                 None => {
                     let sms = u32::try_from(s.demand_sms.load(Ordering::Relaxed)).unwrap_or(u32::MAX);
                     let demand = if sms == 0 { u32::MAX } else { sms };
+                    if let Some(d) = v.demands.get_mut(v.best_effort as usize) {
+                        *d = demand;
+                    }
                     v.best_effort += 1;
                     v.rank += u32::from(i < self.me);
-                    v.demands[(v.best_effort - 1) as usize % MAX_SHARERS] = demand;
                 }
             }
         }
@@ -214,6 +216,7 @@ pub(crate) struct View {
 /// if they needed the whole device).
 pub(crate) const MAX_SHARERS: usize = 16;
 
+#[cfg(test)]
 impl View {
     /// Busy best-effort processes' demands (this one's at [`View::rank`]), each `u32::MAX`
     /// beyond the first [`MAX_SHARERS`].
@@ -369,6 +372,15 @@ mod tests {
         assert_eq!(a.view(t + 20).demand(MAX_SHARERS as u32), u32::MAX, "beyond the kept ones: the device");
         a.launched(t + hold, 8);
         assert_eq!(need(t + hold), 8, "a new hold starts from its first kernel");
+
+        // More busy processes than a view keeps: the first ones' demands stay theirs.
+        let path = file(MAX_SHARERS + 2);
+        let many: Vec<Board> = (0..MAX_SHARERS + 2).map(|i| Board::open(&path, i, hold, None).unwrap()).collect();
+        for (i, b) in many.iter().enumerate() {
+            b.launched(t, 8 * (i as u32 + 1));
+        }
+        let v = many[0].view(t);
+        assert_eq!((v.best_effort as usize, v.demands[0], v.demands[1]), (MAX_SHARERS + 2, 8, 16));
     }
 
     #[test]

@@ -461,8 +461,8 @@ impl Shares {
     /// not be made).
     fn window(&self, v: &board::View) -> Option<&'static Target> {
         let g = reserved_groups(self.groups, self.granularity, v.reserved_sms);
-        let needs: Vec<u32> = (0..v.best_effort).map(|i| v.demand(i)).collect();
-        let w = board_part(self.groups, self.granularity, g, &needs, v.rank);
+        let kept = (v.best_effort as usize).min(board::MAX_SHARERS);
+        let w = board_part(self.groups, self.granularity, g, v.best_effort, &v.demands[..kept], v.rank);
         let slot = self.made.get((w.first * self.groups + w.count - 1) as usize)?;
         // The part is laid out once, with its window (the launch path only looks it up).
         *slot.get_or_init(|| {
@@ -493,27 +493,38 @@ fn reserved_groups(groups: u32, granularity: u32, reserved_sms: u32) -> u32 {
     reserved_sms.div_ceil(granularity.max(1)).min(groups.saturating_sub(1))
 }
 
-/// Part `r` of the busy best-effort processes needing `needs` SMs (in slot order) on `groups`
-/// groups of `granularity` SMs, the first `g` kept free: the rest split in proportion to their
-/// needs (each counted in whole groups, from one to all of the rest), at least one group each,
-/// the groups rounding leaves to the largest remainders (the lower slot on a tie), side by side
-/// in slot order. With more processes than groups, neighbours share one.
-fn board_part(groups: u32, granularity: u32, g: u32, needs: &[u32], r: u32) -> GroupRange {
+/// Part `r` of `k` busy best-effort processes, the first of them needing `needs` SMs (in slot
+/// order), on `groups` groups of `granularity` SMs, the first `g` kept free: the rest split in
+/// proportion to their needs (each counted in whole groups, from one to all of the rest), at
+/// least one group each, the groups rounding leaves to the largest remainders (the lower slot
+/// on a tie), side by side in slot order. With more processes than groups, neighbours share
+/// one; with more than `needs` holds (more than [`board::MAX_SHARERS`]), equal parts. Computed
+/// at every contended launch: no allocation.
+fn board_part(groups: u32, granularity: u32, g: u32, k: u32, needs: &[u32], r: u32) -> GroupRange {
+    const MAX: usize = board::MAX_SHARERS;
     let rest = groups.saturating_sub(g).max(1);
-    let k = needs.len().max(1);
+    let k = (k as usize).max(1);
     let r = (r as usize).min(k - 1);
     if k > rest as usize {
         return GroupRange { first: g + (r as u32).min(rest - 1), count: 1 };
     }
+    if k > needs.len() || k > MAX {
+        let (rest, k, r) = (u64::from(rest), k as u64, r as u64);
+        let first = rest * r / k;
+        return GroupRange { first: g + first as u32, count: (rest * (r + 1) / k - first) as u32 };
+    }
     let weight = |n: u32| f64::from(n.div_ceil(granularity.max(1)).clamp(1, rest));
-    let weights: Vec<f64> = needs.iter().map(|&n| weight(n)).collect();
-    let total: f64 = weights.iter().sum();
-    let exact: Vec<f64> = weights.iter().map(|w| f64::from(rest) * w / total).collect();
-    let mut counts: Vec<u32> = exact.iter().map(|e| (e.floor() as u32).max(1)).collect();
-    let mut sum: u32 = counts.iter().sum();
+    let total: f64 = needs[..k].iter().map(|&n| weight(n)).sum();
+    let mut exact = [0f64; MAX];
+    let mut counts = [0u32; MAX];
+    for i in 0..k {
+        exact[i] = f64::from(rest) * weight(needs[i]) / total;
+        counts[i] = (exact[i].floor() as u32).max(1);
+    }
+    let mut sum: u32 = counts[..k].iter().sum();
     while sum > rest {
         // Too many (the ones raised to one group): the largest gives one back.
-        let (i, _) = counts.iter().enumerate().rev().max_by_key(|(_, &c)| c).expect("a process");
+        let (i, _) = counts[..k].iter().enumerate().rev().max_by_key(|(_, &c)| c).expect("a process");
         counts[i] -= 1;
         sum -= 1;
     }
@@ -881,7 +892,7 @@ mod tests {
         let all = u32::MAX;
         let part = |reserved_sms, needs: &[u32], r| {
             let reserved = reserved_groups(15, 8, reserved_sms);
-            (reserved, board_part(15, 8, reserved, needs, r))
+            (reserved, board_part(15, 8, reserved, needs.len() as u32, needs, r))
         };
         // No reserve, equal needs: equal parts of the 15 groups.
         assert_eq!(part(0, &[all, all], 0), (0, g(0, 8)));
@@ -900,7 +911,7 @@ mod tests {
     #[test]
     fn parts_follow_what_each_process_needs() {
         let g = |first, count| GroupRange { first, count };
-        let part = |needs: &[u32], r| board_part(15, 8, 0, needs, r);
+        let part = |needs: &[u32], r| board_part(15, 8, 0, needs.len() as u32, needs, r);
         // A process whose kernels need 16 SMs beside one that needs the device: 2 groups
         // against 15, in proportion.
         assert_eq!(part(&[16, u32::MAX], 0), g(0, 2));
@@ -925,6 +936,14 @@ mod tests {
             }
             assert_eq!(end, 15, "{needs:?}");
         }
+        // More busy processes than a view keeps needs of: equal parts that tile the groups.
+        let mut end = 0;
+        for r in 0..18 {
+            let w = board_part(40, 8, 0, 18, &[8; 16], r);
+            assert!(w.first == end && (2..=3).contains(&w.count), "{r}: {w:?}");
+            end = w.end();
+        }
+        assert_eq!(end, 40);
     }
 
     #[test]
