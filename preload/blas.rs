@@ -109,7 +109,9 @@ fn place_handle_call(handle: Handle, name: &'static str, shape: sizing::Shape, c
     place(LEGACY, app, None, sizing::call_need(name, &shape), ok, |t, s| {
         sizing::timed(
             s,
-            || Some((name.into(), shape)),
+            name.as_ptr() as usize,
+            shape,
+            || Some(name.into()),
             ok,
             || match t {
                 None => call(),
@@ -221,10 +223,12 @@ pub unsafe extern "C" fn cublasLtMatmul(
     CALLS.fetch_add(1, Ordering::Relaxed);
     let shape = lt_shape(a_desc, b_desc, d_desc);
     let ok = |r: &c_int| *r == SUCCESS;
-    place(LEGACY, stream, None, sizing::call_need("cublasLtMatmul", &shape), ok, |_, s| {
+    place(LEGACY, stream, None, sizing::call_need(LT_MATMUL, &shape), ok, |_, s| {
         sizing::timed(
             s,
-            || Some(("cublasLtMatmul".into(), shape)),
+            LT_MATMUL.as_ptr() as usize,
+            shape,
+            || Some(LT_MATMUL.into()),
             ok,
             || {
                 // SAFETY: the application's call, on `s`.
@@ -252,6 +256,9 @@ pub unsafe extern "C" fn cublasLtMatmul(
         )
     })
 }
+
+/// The name `cublasLtMatmul` is recorded and sized under.
+const LT_MATMUL: &str = "cublasLtMatmul";
 
 type LayoutGet = unsafe extern "C" fn(*mut c_void, c_int, *mut c_void, usize, *mut usize) -> c_int;
 

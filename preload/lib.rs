@@ -708,7 +708,9 @@ fn place_kernel(
         let s_timed = if s.is_null() && flavour == PER_THREAD { STREAM_PER_THREAD } else { s };
         sizing::timed(
             s_timed,
-            || Some((sizing::function_name(f)?, shape)),
+            f as usize,
+            shape,
+            || sizing::function_name(f),
             ok,
             || match t.map(|t| (t, on_partition(t, f))) {
                 Some((t, (g, true))) => in_context(t.context, || launch(g, s)),

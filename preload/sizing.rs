@@ -131,6 +131,8 @@ struct State {
     /// Each (name, shape) recorded, in first-launch order, with its index in `index`.
     recorded: Vec<Recorded>,
     index: HashMap<(String, Shape), usize>,
+    /// The index of each (function handle or call, shape) launched.
+    by_id: HashMap<(usize, Shape), usize>,
     /// Launches whose end has not been read: (index, start, end).
     pending: Vec<(usize, CUevent, CUevent)>,
     /// Event pairs read and free again.
@@ -156,6 +158,21 @@ impl State {
                 && sys::cuEventCreate(&mut b, sys::CUevent_flags::CU_EVENT_DEFAULT as u32) == CUresult::CUDA_SUCCESS
         };
         ok.then_some((a, b))
+    }
+
+    /// The index in `recorded` of (`id`, `shape`), named by `name()` the first time.
+    fn index_of(&mut self, id: usize, shape: Shape, name: impl FnOnce() -> Option<String>) -> Option<usize> {
+        if let Some(&i) = self.by_id.get(&(id, shape)) {
+            return Some(i);
+        }
+        let name = name()?;
+        let next = self.recorded.len();
+        let i = *self.index.entry((name.clone(), shape)).or_insert(next);
+        if i == next {
+            self.recorded.push(Recorded { name, shape, calls: 0, us: Vec::new() });
+        }
+        self.by_id.insert((id, shape), i);
+        Some(i)
     }
 
     /// Reads the launches that have ended, oldest first, up to the first that has not (all of
@@ -213,11 +230,14 @@ pub(crate) fn shapes_wanted() -> bool {
     knees().is_some() || recording()
 }
 
-/// Runs `launch` on `stream`, timed as `key()` (name and shape) when recording and `ok` says
-/// it was issued.
+/// Runs `launch` on `stream`, timed when recording and `ok` says it was issued, as the
+/// (name, shape) of `id` — a function handle, or a library call's name's address — and `shape`;
+/// `name()` is asked once per (id, shape). The record's lock is not held across the launch.
 pub(crate) fn timed<R>(
     stream: CUstream,
-    key: impl FnOnce() -> Option<(String, Shape)>,
+    id: usize,
+    shape: Shape,
+    name: impl FnOnce() -> Option<String>,
     ok: impl Fn(&R) -> bool,
     launch: impl FnOnce() -> R,
 ) -> R {
@@ -232,30 +252,27 @@ pub(crate) fn timed<R>(
     if r != CUresult::CUDA_SUCCESS || capture != sys::CUstreamCaptureStatus::CU_STREAM_CAPTURE_STATUS_NONE {
         return launch();
     }
-    let Ok(mut st) = rec.state.lock() else { return launch() };
-    let Some((name, shape)) = key() else { return launch() };
-    let Some((start, end)) = st.events() else { return launch() };
+    let taken = rec.state.lock().ok().and_then(|mut st| Some((st.index_of(id, shape, name)?, st.events()?)));
+    let Some((i, (start, end))) = taken else {
+        return launch();
+    };
     // SAFETY: events of this process on a live stream.
     let began = unsafe { sys::cuEventRecord(start, stream) } == CUresult::CUDA_SUCCESS;
-    // The lock is held across the launch (launches are recorded one at a time).
     TIMING.with(|t| t.set(true));
     let r = launch();
     TIMING.with(|t| t.set(false));
     // SAFETY: as above.
-    if began && ok(&r) && unsafe { sys::cuEventRecord(end, stream) } == CUresult::CUDA_SUCCESS {
-        let st = &mut *st;
-        let next = st.recorded.len();
-        let i = *st.index.entry((name.clone(), shape)).or_insert(next);
-        if i == next {
-            st.recorded.push(Recorded { name, shape, calls: 0, us: Vec::new() });
+    let timed = began && ok(&r) && unsafe { sys::cuEventRecord(end, stream) } == CUresult::CUDA_SUCCESS;
+    if let Ok(mut st) = rec.state.lock() {
+        if timed {
+            st.recorded[i].calls += 1;
+            st.pending.push((i, start, end));
+            if st.pending.len() % DRAIN_AT == 0 {
+                st.drain(false);
+            }
+        } else {
+            st.spare.push((start, end));
         }
-        st.recorded[i].calls += 1;
-        st.pending.push((i, start, end));
-        if st.pending.len() % DRAIN_AT == 0 {
-            st.drain(false);
-        }
-    } else {
-        st.spare.push((start, end));
     }
     r
 }
