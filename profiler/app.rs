@@ -222,7 +222,6 @@ pub fn profile_app(
         Ok(v) if !v.trim().is_empty() => format!("{}:{v}", preload.display()),
         _ => preload.display().to_string(),
     };
-    let topo = info.partitions.topology().ok();
     let mut runs = Vec::new();
     let result = (|| {
         for (i, &n) in sms.iter().enumerate() {
@@ -237,9 +236,9 @@ pub fn profile_app(
                 cmd.env_remove(v);
             }
             if n < info.sm_count {
-                // A window from group 0; one of every group takes the SMs outside them too.
-                let every = topo.is_some_and(|t| n >= t.groups * t.granularity);
-                cmd.env("RIGHTSIZE_SMS", n.to_string()).env("RIGHTSIZE_REST", u8::from(every).to_string());
+                // A window of exactly `n` SMs from group 0 (removed above: RIGHTSIZE_REST,
+                // which would add the SMs outside the groups to a window of all of them).
+                cmd.env("RIGHTSIZE_SMS", n.to_string());
             }
             let status = cmd.status().with_context(|| format!("cannot start `sh -c {command}`"))?;
             if !status.success() {
