@@ -11,7 +11,7 @@ use std::ffi::{c_int, c_longlong, c_void, CStr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-use super::{place, real_dlsym, sizing, LEGACY};
+use super::{place, real_dlsym, sizing, Target, LEGACY};
 use cudarc::driver::sys::CUstream;
 
 /// `CUBLAS_STATUS_SUCCESS`.
@@ -105,27 +105,32 @@ fn place_handle_call(handle: Handle, name: &'static str, shape: sizing::Shape, c
     if unsafe { get(handle, &mut app) } != SUCCESS {
         return call();
     }
+    place_call(name, shape, app, |t, s| match t {
+        None => call(),
+        Some(_) => {
+            let workspace = WORKSPACES.lock().ok().and_then(|w| w.as_ref()?.get(&(handle as usize)).copied());
+            let r = match set_stream(handle, s, workspace) {
+                SUCCESS => call(),
+                e => e,
+            };
+            set_stream(handle, app, workspace);
+            r
+        }
+    })
+}
+
+/// Places cuBLAS call `name` of `shape`, issued to `stream`, as a kernel is placed: sized by
+/// its need, timed when recording; `call` runs it on the stream it is given (the partition's,
+/// when it gets a target).
+fn place_call(
+    name: &'static str,
+    shape: sizing::Shape,
+    stream: CUstream,
+    call: impl FnOnce(Option<&Target>, CUstream) -> c_int,
+) -> c_int {
     let ok = |r: &c_int| *r == SUCCESS;
-    place(LEGACY, app, None, sizing::call_need(name, &shape), ok, |t, s| {
-        sizing::timed(
-            s,
-            name.as_ptr() as usize,
-            shape,
-            || Some(name.into()),
-            ok,
-            || match t {
-                None => call(),
-                Some(_) => {
-                    let workspace = WORKSPACES.lock().ok().and_then(|w| w.as_ref()?.get(&(handle as usize)).copied());
-                    let r = match set_stream(handle, s, workspace) {
-                        SUCCESS => call(),
-                        e => e,
-                    };
-                    set_stream(handle, app, workspace);
-                    r
-                }
-            },
-        )
+    place(LEGACY, stream, None, sizing::call_need(name, &shape), ok, |t, s| {
+        sizing::timed(s, name.as_ptr() as usize, shape, || Some(name.into()), ok, || call(t, s))
     })
 }
 
@@ -222,38 +227,28 @@ pub unsafe extern "C" fn cublasLtMatmul(
     let Some(real) = next::<F>(&REAL, c"cublasLtMatmul") else { return NOT_INITIALIZED };
     CALLS.fetch_add(1, Ordering::Relaxed);
     let shape = lt_shape(a_desc, b_desc, d_desc);
-    let ok = |r: &c_int| *r == SUCCESS;
-    place(LEGACY, stream, None, sizing::call_need(LT_MATMUL, &shape), ok, |_, s| {
-        sizing::timed(
-            s,
-            LT_MATMUL.as_ptr() as usize,
-            shape,
-            || Some(LT_MATMUL.into()),
-            ok,
-            || {
-                // SAFETY: the application's call, on `s`.
-                unsafe {
-                    real(
-                        light,
-                        desc,
-                        alpha,
-                        a,
-                        a_desc,
-                        b,
-                        b_desc,
-                        beta,
-                        c,
-                        c_desc,
-                        d,
-                        d_desc,
-                        algo,
-                        workspace,
-                        workspace_bytes,
-                        s,
-                    )
-                }
-            },
-        )
+    place_call(LT_MATMUL, shape, stream, |_, s| {
+        // SAFETY: the application's call, on `s`.
+        unsafe {
+            real(
+                light,
+                desc,
+                alpha,
+                a,
+                a_desc,
+                b,
+                b_desc,
+                beta,
+                c,
+                c_desc,
+                d,
+                d_desc,
+                algo,
+                workspace,
+                workspace_bytes,
+                s,
+            )
+        }
     })
 }
 
