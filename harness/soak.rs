@@ -49,6 +49,13 @@ pub struct WindowRow {
     pub shed: usize,
     /// p99 latency of the served ones, ms (none served: `None`).
     pub p99_ms: Option<f64>,
+    /// The 95% confidence interval of that p99 from the window's own samples, ms: the order
+    /// statistics around rank 0.99·n that bracket the true 99th percentile with 95%
+    /// probability whatever the distribution (a minute of 700 requests cannot place its p99
+    /// closer than this).
+    pub p99_interval_ms: Option<(f64, f64)>,
+    /// Median latency of the served ones, ms.
+    pub p50_ms: Option<f64>,
     /// The host process's resident memory at the window's end, MiB.
     pub rss_mib: Option<f64>,
     /// The GPU's used memory at the window's end, MiB (all processes).
@@ -204,13 +211,17 @@ impl Windows {
             .iter()
             .enumerate()
             .map(|(tenant, w)| {
-                let (lat, shed) = std::mem::take(&mut *w.lock());
+                let (mut lat, shed) = std::mem::take(&mut *w.lock());
+                let stats = Latency::of(&lat);
+                lat.sort_by(f64::total_cmp);
                 WindowRow {
                     end_s,
                     tenant,
                     requests: lat.len(),
                     shed,
-                    p99_ms: Latency::of(&lat).map(|l| l.p99),
+                    p99_ms: stats.map(|l| l.p99),
+                    p99_interval_ms: quantile_interval(&lat, 0.99).map(|(lo, hi)| (lo * 1e3, hi * 1e3)),
+                    p50_ms: stats.map(|l| l.p50),
                     rss_mib: at_end.rss_mib,
                     gpu_used_mib: at_end.gpu_used_mib,
                     sm_clock_mhz: at_end.sm_clock_mhz,
@@ -244,20 +255,59 @@ impl Windows {
     }
 }
 
+/// A distribution-free confidence interval of at least 95% for the `q`-quantile of `sorted`
+/// samples: the order statistics between which the true quantile lies unless the count of
+/// samples above it, binomial(n, 1−q), falls in either 2.5% tail (computed exactly); the upper
+/// end is clamped to the largest sample. `None` for no samples.
+pub fn quantile_interval(sorted: &[f64], q: f64) -> Option<(f64, f64)> {
+    let n = sorted.len();
+    if n == 0 {
+        return None;
+    }
+    // P(C = c) for C ~ binomial(n, 1 − q), in logs (0.99^n underflows beyond n ≈ 70,000).
+    let (p, nf) = (1.0 - q, n as f64);
+    let mut log_pmf = nf * q.ln();
+    let (mut below, mut c_lo, mut c_hi) = (0.0, None, n);
+    for c in 0..=n {
+        let pmf = log_pmf.exp();
+        if below + pmf <= 0.025 {
+            c_lo = Some(c); // P(C ≤ c) ≤ 2.5%
+        }
+        below += pmf;
+        if 1.0 - below <= 0.025 {
+            c_hi = c; // P(C > c) ≤ 2.5%
+            break;
+        }
+        let cf = c as f64;
+        log_pmf += ((nf - cf) / (cf + 1.0)).ln() + (p / q).ln();
+    }
+    // The true quantile is at least the (n − c_hi)-th sample and below the (n − c_lo)-th.
+    let at = |rank: usize| sorted[rank.clamp(1, n) - 1];
+    Some((at(n - c_hi), at(c_lo.map_or(n, |c| n - c))))
+}
+
+/// How far a window's p99 may stray from the run's median window before the soak calls it
+/// unstable, as a share of the median: beyond it *and* beyond what the window's own samples can
+/// resolve (its p99's confidence interval lies wholly outside the band).
+pub const P99_BAND: f64 = 0.10;
+
 /// `soak.csv`: a row per window and tenant.
 fn csv(labels: &[String], rows: &[WindowRow]) -> String {
     let opt = |v: Option<f64>| v.map(|x| format!("{x:.3}")).unwrap_or_default();
     let mut s =
-        String::from("end_s,tenant,label,requests,shed,p99_ms,rss_mib,gpu_used_mib,sm_clock_mhz,temperature_c\n");
+        String::from("end_s,tenant,label,requests,shed,p50_ms,p99_ms,p99_lo_ms,p99_hi_ms,rss_mib,gpu_used_mib,sm_clock_mhz,temperature_c\n");
     for r in rows {
         s += &format!(
-            "{:.1},{},{},{},{},{},{},{},{},{}\n",
+            "{:.1},{},{},{},{},{},{},{},{},{},{},{},{}\n",
             r.end_s,
             r.tenant,
             labels[r.tenant],
             r.requests,
             r.shed,
+            opt(r.p50_ms),
             opt(r.p99_ms),
+            opt(r.p99_interval_ms.map(|i| i.0)),
+            opt(r.p99_interval_ms.map(|i| i.1)),
             opt(r.rss_mib),
             opt(r.gpu_used_mib),
             opt(r.sm_clock_mhz),
@@ -280,16 +330,34 @@ impl SoakReport {
         Some((last - first) / first)
     }
 
-    /// Each tenant's p99 per window: the median window's, and the largest deviation from it
-    /// (a share of the median).
-    pub fn p99_spread(&self) -> Vec<(f64, f64)> {
+    /// Each tenant's p99 per window against its median window: see [`P99Spread`].
+    pub fn p99_spread(&self) -> Vec<P99Spread> {
         (0..self.labels.len())
             .map(|t| {
-                let mut v: Vec<f64> = self.rows.iter().filter(|r| r.tenant == t).filter_map(|r| r.p99_ms).collect();
-                v.sort_by(f64::total_cmp);
-                let median = v.get(v.len() / 2).copied().unwrap_or(f64::NAN);
-                let dev = v.iter().map(|x| (x - median).abs() / median).fold(0.0, f64::max);
-                (median, dev)
+                let windows: Vec<&WindowRow> =
+                    self.rows.iter().filter(|r| r.tenant == t && r.p99_ms.is_some()).collect();
+                let median_of = |w: &[&WindowRow]| {
+                    let mut v: Vec<f64> = w.iter().filter_map(|r| r.p99_ms).collect();
+                    v.sort_by(f64::total_cmp);
+                    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+                };
+                let median = median_of(&windows);
+                let (lo, hi) = (median * (1.0 - P99_BAND), median * (1.0 + P99_BAND));
+                let third = windows.len() / 3;
+                P99Spread {
+                    median,
+                    largest_deviation: windows
+                        .iter()
+                        .filter_map(|r| r.p99_ms)
+                        .map(|x| (x - median).abs() / median)
+                        .fold(0.0, f64::max),
+                    unstable: windows
+                        .iter()
+                        .filter(|r| r.p99_interval_ms.is_some_and(|(a, b)| b < lo || a > hi))
+                        .count(),
+                    drift: (third > 0)
+                        .then(|| median_of(&windows[windows.len() - third..]) / median_of(&windows[..third]) - 1.0),
+                }
             })
             .collect()
     }
@@ -326,15 +394,43 @@ impl SoakReport {
             pct(self.growth(|r| r.gpu_used_mib))
         );
         s += &format!("- error: {}\n\n", self.error.as_deref().unwrap_or("none"));
-        s += "| tenant | requests | shed | median window p99 ms | largest deviation of a window |\n";
-        s += "| --- | ---: | ---: | ---: | ---: |\n";
-        for (t, (median, dev)) in self.p99_spread().into_iter().enumerate() {
+        s += &format!(
+            "A window is unstable when its p99 is more than ±{:.0}% from the tenant's median window \
+             by more than the window's own samples can tell: its p99's 95% confidence interval lies \
+             wholly outside the band. Drift: the median window of the last third over the first \
+             third's.\n\n",
+            100.0 * P99_BAND
+        );
+        s += "| tenant | requests | shed | median window p99 ms | largest deviation of a window | unstable windows | drift |\n";
+        s += "| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n";
+        for (t, p) in self.p99_spread().into_iter().enumerate() {
             let rows = self.rows.iter().filter(|r| r.tenant == t);
             let (req, shed) = rows.fold((0, 0), |(a, b), r| (a + r.requests, b + r.shed));
-            s += &format!("| {} | {req} | {shed} | {median:.2} | {:.1}% |\n", self.labels[t], 100.0 * dev);
+            s += &format!(
+                "| {} | {req} | {shed} | {:.2} | {:.1}% | {} | {} |\n",
+                self.labels[t],
+                p.median,
+                100.0 * p.largest_deviation,
+                p.unstable,
+                pct(p.drift)
+            );
         }
         s
     }
+}
+
+/// One tenant's p99 per window against its median window.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct P99Spread {
+    /// The median window's p99, ms.
+    pub median: f64,
+    /// The largest deviation of a window's p99 from it, a share of it.
+    pub largest_deviation: f64,
+    /// Windows whose p99 interval lies wholly outside ±[`P99_BAND`] of it.
+    pub unstable: usize,
+    /// The last third of the windows' median p99 over the first third's, less 1 (fewer than
+    /// three windows: `None`).
+    pub drift: Option<f64>,
 }
 
 /// Parses a mode for `soak`: one process only.
@@ -412,6 +508,33 @@ mod tests {
     }
 
     #[test]
+    fn the_p99_interval_covers_the_true_p99_about_95_times_in_100() {
+        let v: Vec<f64> = (1..=1000).map(f64::from).collect();
+        assert_eq!(quantile_interval(&v, 0.99), Some((983.0, 997.0)));
+        assert_eq!(quantile_interval(&[], 0.99), None);
+        assert_eq!(quantile_interval(&[3.0], 0.99), Some((3.0, 3.0)));
+        // Windows of 700 exponential samples (a xorshift's uniforms): the true p99 is ln 100.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut uniform = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let truth = 100f64.ln();
+        let covered = (0..2000)
+            .filter(|_| {
+                let mut w: Vec<f64> = (0..700).map(|_| -(1.0 - uniform()).ln()).collect();
+                w.sort_by(f64::total_cmp);
+                let (lo, hi) = quantile_interval(&w, 0.99).unwrap();
+                lo <= truth && truth <= hi
+            })
+            .count();
+        // At least 95% (the count is discrete, so exactly 2.5% a side cannot be had: 98% here).
+        assert!((1900..=1985).contains(&covered), "covered {covered} of 2000");
+    }
+
+    #[test]
     fn the_report_gives_growth_and_p99_spread() {
         let row = |end_s: f64, tenant, p99: f64, rss: f64| WindowRow {
             end_s,
@@ -419,6 +542,8 @@ mod tests {
             requests: 100,
             shed: 1,
             p99_ms: Some(p99),
+            p99_interval_ms: Some((p99 * 0.99, p99 * 1.01)),
+            p50_ms: Some(p99 / 2.0),
             rss_mib: Some(rss),
             gpu_used_mib: Some(1000.0),
             sm_clock_mhz: Some(1980.0),
@@ -438,8 +563,17 @@ mod tests {
         };
         assert!((r.growth(|w| w.rss_mib).unwrap() - 0.01).abs() < 1e-9);
         let spread = r.p99_spread();
-        assert_eq!(spread[0].0, 2.0);
-        assert!((spread[0].1 - 0.1).abs() < 1e-9 && (spread[1].1 - 0.1).abs() < 1e-9);
+        assert_eq!(spread[0].median, 2.0);
+        assert!((spread[0].largest_deviation - 0.1).abs() < 1e-9 && (spread[1].largest_deviation - 0.1).abs() < 1e-9);
+        // 2.2 ms with an interval of ±1% is within the band's edge (2.2); 5.5 is not.
+        assert_eq!((spread[0].unstable, spread[1].unstable), (0, 0));
+        assert!((spread[0].drift.unwrap() - (1.9 / 2.0 - 1.0)).abs() < 1e-9, "{:?}", spread[0]);
+        let mut wide = r.clone();
+        wide.rows[5].p99_ms = Some(6.0);
+        wide.rows[5].p99_interval_ms = Some((5.94, 6.06));
+        assert_eq!(wide.p99_spread()[1].unstable, 1, "an interval of 5.94–6.06 ms is outside 4.5–5.5");
+        wide.rows[5].p99_interval_ms = Some((5.0, 6.5));
+        assert_eq!(wide.p99_spread()[1].unstable, 0, "an interval reaching into the band is noise");
         let dir = std::env::temp_dir().join(format!("rightsize-soak-plot-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         match r.plot(&dir) {
@@ -449,8 +583,9 @@ mod tests {
         }
         std::fs::remove_dir_all(&dir).ok();
         let md = r.summary(&opts());
-        assert!(md.contains("+1.00%") && md.contains("| a | 300 | 3 | 2.00 | 10.0% |"), "{md}");
+        assert!(md.contains("+1.00%") && md.contains("| a | 300 | 3 | 2.00 | 10.0% | 0 | -5.00% |"), "{md}");
         assert_eq!(r.csv().lines().count(), 7);
+        assert!(r.csv().lines().nth(1).unwrap().starts_with("60.0,0,a,100,1,1.000,2.000,1.980,2.020,"), "{}", r.csv());
         assert!(r.csv().lines().nth(1).unwrap().ends_with(",1000.000,1980.000,40.000"), "{}", r.csv());
     }
 }

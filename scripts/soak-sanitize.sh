@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The soak's eight tenants under compute-sanitizer (on a GPU host, from the repo root):
+#
+#   bash scripts/soak-sanitize.sh TOOL [MODE] [MINUTES] [OUT]
+#
+# TOOL is memcheck, racecheck or synccheck; MODE a one-process mode (default krisp); MINUTES
+# the soak's length (default 2). Launches are forced blocking, so the sanitizer tracks one
+# launch at a time: with eight tenants launching at once, racecheck's and synccheck's tracking
+# ran out of memory (the GPU's for synccheck, the host's 128 GiB for racecheck). A watchdog
+# stops the run before the host's out-of-memory killer would (LIMIT_GIB, default 100 GiB
+# resident) and says so. Writes OUT/sanitizer.log (the tool's report), OUT/rss.txt (peak
+# resident memory) and the soak's own files; exits with the tool's status (3: it found errors).
+set -uo pipefail
+tool=${1:?usage: soak-sanitize.sh memcheck|racecheck|synccheck [MODE] [MINUTES] [OUT]}
+mode=${2:-krisp}
+minutes=${3:-2}
+out=${4:-results/sanitize-$tool-$mode}
+bin=${RIGHTSIZE_BIN:-gpu-bin/rightsize}
+limit_kib=$((${LIMIT_GIB:-100} * 1024 * 1024))
+mkdir -p "$out"
+compute-sanitizer --version | tail -1 > "$out/sanitizer.log"
+compute-sanitizer --tool "$tool" --force-blocking-launches --error-exitcode 3 --print-limit 200 \
+    "$bin" soak --minutes "$minutes" --window-s 30 --mode "$mode" --out "$out" >> "$out/sanitizer.log" 2>&1 &
+sanitizer=$!
+peak=0
+while kill -0 "$sanitizer" 2>/dev/null; do
+    rss=$(ps -o rss= -C rightsize | awk '{s += $1} END {print s + 0}')
+    ((rss > peak)) && peak=$rss
+    if ((rss > limit_kib)); then
+        echo "soak-sanitize: stopped at $((rss / 1048576)) GiB resident (limit ${LIMIT_GIB:-100} GiB)" | tee -a "$out/sanitizer.log"
+        pkill -KILL -f "$bin soak" || true
+    fi
+    sleep 1
+done
+wait "$sanitizer"
+status=$?
+echo "peak resident memory: $((peak / 1024)) MiB" > "$out/rss.txt"
+echo "soak-sanitize: $tool under $mode: exit $status, $(cat "$out/rss.txt")" | tee -a "$out/sanitizer.log"
+exit "$status"
