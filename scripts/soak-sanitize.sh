@@ -8,7 +8,7 @@
 # launch at a time: with eight tenants launching at once, racecheck's and synccheck's tracking
 # ran out of memory (the GPU's for synccheck, the host's 128 GiB for racecheck). A watchdog
 # stops the run before the host's out-of-memory killer would (LIMIT_GIB, default 100 GiB
-# resident) and says so. Writes OUT/sanitizer.log (the tool's report), OUT/rss.txt (peak
+# resident), or once TIME_LIMIT_S seconds have passed (default: none), and says so. Writes OUT/sanitizer.log (the tool's report), OUT/rss.txt (peak
 # resident memory) and the soak's own files; exits with the tool's status (3: it found errors).
 set -uo pipefail
 tool=${1:?usage: soak-sanitize.sh memcheck|racecheck|synccheck [MODE] [MINUTES] [OUT]}
@@ -17,6 +17,7 @@ minutes=${3:-2}
 out=${4:-results/sanitize-$tool-$mode}
 bin=${RIGHTSIZE_BIN:-gpu-bin/rightsize}
 limit_kib=$((${LIMIT_GIB:-100} * 1024 * 1024))
+deadline=$((SECONDS + ${TIME_LIMIT_S:-1000000000}))
 mkdir -p "$out"
 compute-sanitizer --version | tail -1 > "$out/sanitizer.log"
 compute-sanitizer --tool "$tool" --force-blocking-launches --error-exitcode 3 --print-limit 200 \
@@ -29,6 +30,11 @@ while kill -0 "$sanitizer" 2>/dev/null; do
     if ((rss > limit_kib)); then
         echo "soak-sanitize: stopped at $((rss / 1048576)) GiB resident (limit ${LIMIT_GIB:-100} GiB)" | tee -a "$out/sanitizer.log"
         pkill -KILL -f "$bin soak" || true
+    fi
+    if ((SECONDS > deadline)); then
+        echo "soak-sanitize: stopped after ${TIME_LIMIT_S} s" | tee -a "$out/sanitizer.log"
+        pkill -KILL -f "$bin soak" || true
+        deadline=$((SECONDS + 1000000000))
     fi
     sleep 1
 done
