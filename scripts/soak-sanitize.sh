@@ -29,11 +29,11 @@ while kill -0 "$sanitizer" 2>/dev/null; do
     ((rss > peak)) && peak=$rss
     if ((rss > limit_kib)); then
         echo "soak-sanitize: stopped at $((rss / 1048576)) GiB resident (limit ${LIMIT_GIB:-100} GiB)" | tee -a "$out/sanitizer.log"
-        pkill -KILL -f "$bin soak" || true
+        pkill -KILL -P "$sanitizer"; kill -KILL "$sanitizer" 2>/dev/null || true
     fi
     if ((SECONDS > deadline)); then
         echo "soak-sanitize: stopped after ${TIME_LIMIT_S} s" | tee -a "$out/sanitizer.log"
-        pkill -KILL -f "$bin soak" || true
+        pkill -KILL -P "$sanitizer"; kill -KILL "$sanitizer" 2>/dev/null || true
         deadline=$((SECONDS + 1000000000))
     fi
     sleep 1
