@@ -147,7 +147,10 @@ def main():
         for what in ("scale_1gb_ms", "gemm_8192_ms"):
             for sms in (16, 64):
                 result[f"{what[:-3]}_slowdown_{sms}"] = result[f"sms{sms}"][what] / base["timing"][what]
-        for what, least in (("scale_1gb", 2.0), ("gemm_8192", 3.0)):
+        # Unconfined, both run at 1.0x. On 16 SMs the GEMM is compute-bound (132/16 = 8.25x at
+        # most); the memory-bound scale is as slow as 16 SMs' share of the memory bandwidth:
+        # 2.8x on an H200, 2.0x on an H100 (whose HBM3 16 SMs stream a larger share of).
+        for what, least in (("scale_1gb", 1.5), ("gemm_8192", 3.0)):
             ratio16 = result[f"{what}_slowdown_16"]
             if ratio16 < least:
                 failures.append(f"{what} on 16 SMs is only {ratio16:.2f}x slower: not confined")
