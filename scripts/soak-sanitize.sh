@@ -4,12 +4,14 @@
 #   bash scripts/soak-sanitize.sh TOOL [MODE] [MINUTES] [OUT]
 #
 # TOOL is memcheck, racecheck or synccheck; MODE a one-process mode (default krisp); MINUTES
-# the soak's length (default 2). Launches are forced blocking, so the sanitizer tracks one
-# launch at a time: with eight tenants launching at once, racecheck's and synccheck's tracking
-# ran out of memory (the GPU's for synccheck, the host's 128 GiB for racecheck). A watchdog
-# stops the run before the host's out-of-memory killer would (LIMIT_GIB, default 100 GiB
-# resident), or once TIME_LIMIT_S seconds have passed (default: none), and says so. Writes OUT/sanitizer.log (the tool's report), OUT/rss.txt (peak
-# resident memory) and the soak's own files; exits with the tool's status (3: it found errors).
+# the soak's length (default 2); SOAK_FILE a scenario file instead of the embedded soak
+# (scenarios/soak-sanitize.toml: the same tenants at lower rates). Launches are forced
+# blocking, so the sanitizer tracks one launch at a time: with eight tenants launching at
+# once, racecheck's and synccheck's tracking ran out of memory (the GPU's for synccheck, the
+# host's 128 GiB for racecheck). A watchdog stops the run before the host's out-of-memory
+# killer would (LIMIT_GIB, default 100 GiB resident), or once TIME_LIMIT_S seconds have passed
+# (default: none), and says so. Writes OUT/sanitizer.log (the tool's report), OUT/rss.txt
+# (peak resident memory) and the soak's own files; exits with the tool's status (3: errors).
 set -uo pipefail
 tool=${1:?usage: soak-sanitize.sh memcheck|racecheck|synccheck [MODE] [MINUTES] [OUT]}
 mode=${2:-krisp}
@@ -21,7 +23,7 @@ deadline=$((SECONDS + ${TIME_LIMIT_S:-1000000000}))
 mkdir -p "$out"
 compute-sanitizer --version | tail -1 > "$out/sanitizer.log"
 compute-sanitizer --tool "$tool" --force-blocking-launches --error-exitcode 3 --print-limit 200 \
-    "$bin" soak --minutes "$minutes" --window-s 30 --mode "$mode" --out "$out" >> "$out/sanitizer.log" 2>&1 &
+    "$bin" soak --minutes "$minutes" --window-s 30 --mode "$mode" --out "$out" ${SOAK_FILE:+--file "$SOAK_FILE"} >> "$out/sanitizer.log" 2>&1 &
 sanitizer=$!
 peak=0
 while kill -0 "$sanitizer" 2>/dev/null; do
