@@ -133,19 +133,30 @@ struct State {
     index: HashMap<(String, Shape), usize>,
     /// The index of each (function handle or call, shape) launched.
     by_id: HashMap<(usize, Shape), usize>,
-    /// Launches whose end has not been read: (index, start, end).
-    pending: Vec<(usize, CUevent, CUevent)>,
-    /// Event pairs read and free again.
+    /// Launches timed, by index in `recorded`.
+    timings: Timings<usize>,
+}
+
+/// Launches timed by a pair of CUDA events, each with what it is (`K`), and the event pairs
+/// read and free again.
+struct Timings<K> {
+    pending: Vec<(K, CUevent, CUevent)>,
     spare: Vec<(CUevent, CUevent)>,
 }
 
+impl<K> Default for Timings<K> {
+    fn default() -> Self {
+        Timings { pending: Vec::new(), spare: Vec::new() }
+    }
+}
+
 // SAFETY: the events are driver handles, usable from any thread.
-unsafe impl Send for State {}
+unsafe impl<K: Send> Send for Timings<K> {}
 
 /// Reads pending launches once this many wait.
 const DRAIN_AT: usize = 1024;
 
-impl State {
+impl<K> Timings<K> {
     /// A free pair of timing events (made in the current context when none is free).
     fn events(&mut self) -> Option<(CUevent, CUevent)> {
         if let Some(p) = self.spare.pop() {
@@ -160,6 +171,77 @@ impl State {
         ok.then_some((a, b))
     }
 
+    /// Reads the launches that have ended, oldest first, up to the first that has not (all of
+    /// them, waiting, with `wait`), telling `done` each one's µs.
+    fn drain(&mut self, wait: bool, mut done: impl FnMut(&K, f64)) {
+        let pending = std::mem::take(&mut self.pending);
+        let mut rest = pending.into_iter();
+        while let Some((k, start, end)) = rest.next() {
+            // SAFETY: events recorded by `timed`.
+            let state = unsafe {
+                if wait {
+                    sys::cuEventSynchronize(end)
+                } else {
+                    sys::cuEventQuery(end)
+                }
+            };
+            if state == CUresult::CUDA_ERROR_NOT_READY {
+                self.pending.push((k, start, end));
+                self.pending.extend(rest);
+                return;
+            }
+            let mut ms = 0f32;
+            // SAFETY: two recorded events; writes one float.
+            if state == CUresult::CUDA_SUCCESS
+                && unsafe { sys::cuEventElapsedTime_v2(&mut ms, start, end) } == CUresult::CUDA_SUCCESS
+            {
+                done(&k, f64::from(ms) * 1e3);
+            }
+            self.spare.push((start, end));
+        }
+    }
+
+    /// Keeps a pair taken by [`events`](Self::events): as `key`'s launch when `timed`, free
+    /// again when not. Says whether it is time to [`drain`](Self::drain).
+    fn keep(&mut self, key: K, (start, end): (CUevent, CUevent), timed: bool) -> bool {
+        if timed {
+            self.pending.push((key, start, end));
+            self.pending.len() % DRAIN_AT == 0
+        } else {
+            self.spare.push((start, end));
+            false
+        }
+    }
+}
+
+/// Runs `launch` on `stream` between the events of a pair; says whether it was timed (`ok`
+/// says it was issued, and both events were recorded). A launch it makes itself (cuBLAS
+/// calling cuBLASLt, say) is part of this one, not timed again.
+fn between<R>(
+    stream: CUstream,
+    (start, end): (CUevent, CUevent),
+    ok: impl Fn(&R) -> bool,
+    launch: impl FnOnce() -> R,
+) -> (R, bool) {
+    // SAFETY: events of this process on a live stream.
+    let began = unsafe { sys::cuEventRecord(start, stream) } == CUresult::CUDA_SUCCESS;
+    TIMING.with(|t| t.set(true));
+    let r = launch();
+    TIMING.with(|t| t.set(false));
+    // SAFETY: as above.
+    let timed = began && ok(&r) && unsafe { sys::cuEventRecord(end, stream) } == CUresult::CUDA_SUCCESS;
+    (r, timed)
+}
+
+/// Adds a completion to a record.
+fn add(r: &mut Recorded, us: f64) {
+    r.calls += 1;
+    if r.us.len() < MAX_SAMPLES {
+        r.us.push(us);
+    }
+}
+
+impl State {
     /// The index in `recorded` of (`id`, `shape`), named by `name()` the first time.
     fn index_of(&mut self, id: usize, shape: Shape, name: impl FnOnce() -> Option<String>) -> Option<usize> {
         if let Some(&i) = self.by_id.get(&(id, shape)) {
@@ -173,39 +255,6 @@ impl State {
         }
         self.by_id.insert((id, shape), i);
         Some(i)
-    }
-
-    /// Reads the launches that have ended, oldest first, up to the first that has not (all of
-    /// them, waiting, with `wait`).
-    fn drain(&mut self, wait: bool) {
-        let pending = std::mem::take(&mut self.pending);
-        let mut rest = pending.into_iter();
-        while let Some((i, start, end)) = rest.next() {
-            // SAFETY: events recorded by `timed`.
-            let done = unsafe {
-                if wait {
-                    sys::cuEventSynchronize(end)
-                } else {
-                    sys::cuEventQuery(end)
-                }
-            };
-            if done == CUresult::CUDA_ERROR_NOT_READY {
-                self.pending.push((i, start, end));
-                self.pending.extend(rest);
-                return;
-            }
-            let mut ms = 0f32;
-            // SAFETY: two recorded events; writes one float.
-            if done == CUresult::CUDA_SUCCESS
-                && unsafe { sys::cuEventElapsedTime_v2(&mut ms, start, end) } == CUresult::CUDA_SUCCESS
-            {
-                let r = &mut self.recorded[i];
-                if r.us.len() < MAX_SAMPLES {
-                    r.us.push(f64::from(ms) * 1e3);
-                }
-            }
-            self.spare.push((start, end));
-        }
     }
 }
 
@@ -252,26 +301,15 @@ pub(crate) fn timed<R>(
     if r != CUresult::CUDA_SUCCESS || capture != sys::CUstreamCaptureStatus::CU_STREAM_CAPTURE_STATUS_NONE {
         return launch();
     }
-    let taken = rec.state.lock().ok().and_then(|mut st| Some((st.index_of(id, shape, name)?, st.events()?)));
-    let Some((i, (start, end))) = taken else {
+    let taken = rec.state.lock().ok().and_then(|mut st| Some((st.index_of(id, shape, name)?, st.timings.events()?)));
+    let Some((i, pair)) = taken else {
         return launch();
     };
-    // SAFETY: events of this process on a live stream.
-    let began = unsafe { sys::cuEventRecord(start, stream) } == CUresult::CUDA_SUCCESS;
-    TIMING.with(|t| t.set(true));
-    let r = launch();
-    TIMING.with(|t| t.set(false));
-    // SAFETY: as above.
-    let timed = began && ok(&r) && unsafe { sys::cuEventRecord(end, stream) } == CUresult::CUDA_SUCCESS;
+    let (r, timed) = between(stream, pair, ok, launch);
     if let Ok(mut st) = rec.state.lock() {
-        if timed {
-            st.recorded[i].calls += 1;
-            st.pending.push((i, start, end));
-            if st.pending.len() % DRAIN_AT == 0 {
-                st.drain(false);
-            }
-        } else {
-            st.spare.push((start, end));
+        if st.timings.keep(i, pair, timed) {
+            let State { timings, recorded, .. } = &mut *st;
+            timings.drain(false, |&i, us| add(&mut recorded[i], us));
         }
     }
     r
@@ -281,7 +319,8 @@ pub(crate) fn timed<R>(
 extern "C" fn write_record() {
     let Some(rec) = recorder() else { return };
     let Ok(mut st) = rec.state.lock() else { return };
-    st.drain(true);
+    let State { timings, recorded, .. } = &mut *st;
+    timings.drain(true, |&i, us| add(&mut recorded[i], us));
     let mut text = String::new();
     for r in &st.recorded {
         if let Ok(line) = serde_json::to_string(r) {

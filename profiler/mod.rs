@@ -22,6 +22,7 @@
 
 pub mod app;
 mod co_runner;
+pub mod fit;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
