@@ -130,7 +130,7 @@ fn place_call(
 ) -> c_int {
     let ok = |r: &c_int| *r == SUCCESS;
     place(LEGACY, stream, None, sizing::call_need(name, &shape), ok, |t, s| {
-        sizing::timed(s, name.as_ptr() as usize, shape, || Some(name.into()), ok, || call(t, s))
+        sizing::timed(s, name.as_ptr() as usize, shape, None, || Some(name.into()), ok, || call(t, s))
     })
 }
 

@@ -704,12 +704,15 @@ fn place_kernel(
     let blocks = grid.iter().map(|&d| u64::from(d)).product();
     let shape = sizing::kernel_shape(grid, block);
     let ok = |r: &CUresult| *r == CUresult::CUDA_SUCCESS;
-    place(flavour, stream, Some(blocks), sizing::kernel_need(f, &shape, blocks), ok, |t, s| {
+    let (need, sample) = sizing::kernel_need(f, &shape, blocks);
+    place(flavour, stream, Some(blocks), need, ok, |t, s| {
         let s_timed = if s.is_null() && flavour == PER_THREAD { STREAM_PER_THREAD } else { s };
         sizing::timed(
             s_timed,
             f as usize,
             shape,
+            // Timed for its fit on its part's SMs, or (0) the whole device's.
+            sample.then(|| t.map_or(0, |t| t.sms)),
             || sizing::function_name(f),
             ok,
             || match t.map(|t| (t, on_partition(t, f))) {
@@ -846,7 +849,7 @@ pub unsafe extern "C" fn cuLaunchKernelEx_ptsz(
 pub fn report() -> String {
     let sms = target().map_or(0, |t| t.sms);
     format!(
-        "{{\"sms\": {sms}, \"board_slots\": {}, \"windows_made\": {}, \"launches\": {}, \"placed\": {}, \"alone\": {}, \"critical\": {}, \"narrow\": {}, \"captured\": {}, \"fallback\": {}, \"via_ex\": {}, \"functions_resolved\": {}, \"functions_kept\": {}, \"blas_calls\": {}}}",
+        "{{\"sms\": {sms}, \"board_slots\": {}, \"windows_made\": {}, \"launches\": {}, \"placed\": {}, \"alone\": {}, \"critical\": {}, \"narrow\": {}, \"captured\": {}, \"fallback\": {}, \"via_ex\": {}, \"functions_resolved\": {}, \"functions_kept\": {}, \"blas_calls\": {}, \"fits\": {}}}",
         board::board().map_or(0, board::Board::len),
         WINDOWS.load(Ordering::Relaxed),
         SEEN.load(Ordering::Relaxed),
@@ -859,7 +862,8 @@ pub fn report() -> String {
         VIA_EX.load(Ordering::Relaxed),
         RESOLVED.load(Ordering::Relaxed),
         KEPT.load(Ordering::Relaxed),
-        blas::CALLS.load(Ordering::Relaxed)
+        blas::CALLS.load(Ordering::Relaxed),
+        sizing::fits_report()
     )
 }
 

@@ -6,6 +6,12 @@
 //! more SMs), a cuBLAS call the profile lacks the whole device. On a board each process says
 //! what its recent launches needed, and the busy processes' parts are sized by those needs.
 //!
+//! *Fits* (`RIGHTSIZE_FIT=1`): a kernel the profile lacks (or every kernel, without one) gets
+//! an online model of its latency against its SMs, `T(k) = a/k + b`
+//! ([`rightsize::profiler::fit::LatencyFit`]), from one in [`SAMPLE_EVERY`] of its launches
+//! timed on the SMs it ran on (its part, or the whole device); once the model has two SM
+//! counts, the kernel needs the model's knee (at most its blocks) instead of its blocks.
+//!
 //! *Recording* (`RIGHTSIZE_RECORD=FILE`): every launch and cuBLAS call is timed with a pair of
 //! CUDA events on the stream it runs on; at exit FILE gets one JSON line per (name, shape)
 //! ([`rightsize::profiler::app::Recorded`]). `rightsize profile --app` runs an application so
@@ -19,6 +25,7 @@ use std::sync::{Mutex, OnceLock};
 use cudarc::driver::sys::{self, CUevent, CUfunction, CUresult, CUstream};
 pub(crate) use rightsize::profiler::app::Shape;
 use rightsize::profiler::app::{Recorded, MAX_SAMPLES};
+use rightsize::profiler::fit::LatencyFit;
 use rightsize::profiler::Profile;
 
 /// The SMs a (name, shape) needs, from `RIGHTSIZE_PROFILE`.
@@ -97,22 +104,140 @@ pub(crate) fn kernel_shape(grid: [u32; 3], block: [u32; 3]) -> Shape {
 }
 
 thread_local! {
-    /// The need of each (function, shape) this thread launched, with a profile.
-    static NEEDS: RefCell<HashMap<(usize, Shape), u32>> = RefCell::default();
+    /// The profile's need of each (function, shape) this thread launched (`None`: not in it).
+    static NEEDS: RefCell<HashMap<(usize, Shape), Option<u32>>> = RefCell::default();
     /// This thread is inside a timed launch: a launch it makes from there (cuBLAS calling
     /// cuBLASLt, say) is part of the one timed, not timed again.
     static TIMING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// The SMs a launch of kernel `f` with `shape` and `blocks` blocks needs.
-pub(crate) fn kernel_need(f: CUfunction, shape: &Shape, blocks: u64) -> u32 {
+/// The SMs a launch of kernel `f` with `shape` and `blocks` blocks needs, and whether to time
+/// it for its fit: the profile's knee; else its fit's knee, at most its blocks; else its blocks.
+pub(crate) fn kernel_need(f: CUfunction, shape: &Shape, blocks: u64) -> (u32, bool) {
     let by_blocks = u32::try_from(blocks).unwrap_or(u32::MAX).max(1);
-    let Some(k) = knees() else { return by_blocks };
-    NEEDS.with(|m| {
-        *m.borrow_mut()
-            .entry((f as usize, *shape))
-            .or_insert_with(|| function_name(f).and_then(|n| k.get(&n, shape)).unwrap_or(by_blocks))
-    })
+    let profiled = knees().and_then(|k| {
+        NEEDS.with(|m| {
+            *m.borrow_mut()
+                .entry((f as usize, *shape))
+                .or_insert_with(|| function_name(f).and_then(|n| k.get(&n, shape)))
+        })
+    });
+    if let Some(n) = profiled {
+        return (n, false);
+    }
+    match fitter().and_then(|fit| fit.launched((f as usize, *shape))) {
+        Some((knee, sample)) => (knee.map_or(by_blocks, |k| k.min(by_blocks)), sample),
+        None => (by_blocks, false),
+    }
+}
+
+/// A kernel's launches are timed for its fit one in this many (the first included).
+pub const SAMPLE_EVERY: u64 = 8;
+
+/// The fits of `RIGHTSIZE_FIT=1`, by (function handle, shape).
+struct Fitter {
+    /// The device's SMs (what a launch left where it was put runs on) and partition step.
+    device_sms: u32,
+    granularity: u32,
+    state: Mutex<FitState>,
+}
+
+#[derive(Default)]
+struct FitState {
+    fits: HashMap<(usize, Shape), Fitted>,
+    /// Launches timed, with what they were and the SMs they ran on.
+    timings: Timings<((usize, Shape), u32)>,
+}
+
+#[derive(Default)]
+struct Fitted {
+    launches: u64,
+    fit: LatencyFit,
+    /// The fit's knee, refreshed at each completion added.
+    knee: Option<u32>,
+}
+
+impl FitState {
+    /// Reads the timed launches that have ended into their fits.
+    fn drain(&mut self, wait: bool, device_sms: u32, granularity: u32) {
+        let FitState { fits, timings } = self;
+        timings.drain(wait, |&(key, sms), us| Self::completed(fits, key, sms, us, device_sms, granularity));
+    }
+
+    /// A launch of `key` took `us` on `sms` SMs: into its fit, and its knee refreshed.
+    fn completed(
+        fits: &mut HashMap<(usize, Shape), Fitted>,
+        key: (usize, Shape),
+        sms: u32,
+        us: f64,
+        device_sms: u32,
+        granularity: u32,
+    ) {
+        if let Some(f) = fits.get_mut(&key) {
+            f.fit.add(sms, us);
+            f.knee = f.fit.knee(device_sms, granularity, FIT_EPSILON, FIT_ABS_TOL_US);
+        }
+    }
+}
+
+/// The fits' ε and absolute tolerance: the profiler's defaults.
+const FIT_EPSILON: f64 = 0.05;
+const FIT_ABS_TOL_US: f64 = 0.5;
+
+impl Fitter {
+    /// A launch of `key`: its fit's knee so far, and whether to time this one. `None` when
+    /// another thread holds the fits (the launch is sized by its blocks, not waited on).
+    fn launched(&self, key: (usize, Shape)) -> Option<(Option<u32>, bool)> {
+        let mut st = self.state.try_lock().ok()?;
+        let f = st.fits.entry(key).or_default();
+        f.launches += 1;
+        let (knee, sample) = (f.knee, f.launches % SAMPLE_EVERY == 1);
+        if sample {
+            st.drain(false, self.device_sms, self.granularity);
+        }
+        Some((knee, sample))
+    }
+}
+
+/// The fits as JSON (`null` without `RIGHTSIZE_FIT`): kernels (by function and shape) seen,
+/// those with a model (and so a knee), completions timed, and how many kernels have each knee.
+pub(crate) fn fits_report() -> String {
+    let Some(fitter) = fitter() else { return "null".into() };
+    let Ok(mut st) = fitter.state.lock() else { return "null".into() };
+    st.drain(true, fitter.device_sms, fitter.granularity);
+    let mut knees: std::collections::BTreeMap<u32, usize> = Default::default();
+    for f in st.fits.values() {
+        if let Some(k) = f.knee {
+            *knees.entry(k).or_default() += 1;
+        }
+    }
+    let completions: u32 = st.fits.values().map(|f| f.fit.completions()).sum();
+    let knees: Vec<String> = knees.iter().map(|(k, n)| format!("\"{k}\": {n}")).collect();
+    format!(
+        "{{\"kernels\": {}, \"modelled\": {}, \"completions\": {completions}, \"knees\": {{{}}}}}",
+        st.fits.len(),
+        st.fits.values().filter(|f| f.knee.is_some()).count(),
+        knees.join(", ")
+    )
+}
+
+/// The fits, on first use; `None` unless `RIGHTSIZE_FIT=1` and the device has partitions.
+fn fitter() -> Option<&'static Fitter> {
+    static FITTER: OnceLock<Option<Fitter>> = OnceLock::new();
+    FITTER
+        .get_or_init(|| {
+            if super::setting("RIGHTSIZE_FIT") != Some(1) {
+                return None;
+            }
+            let ordinal = super::setting("RIGHTSIZE_DEVICE").unwrap_or(0) as usize;
+            let device = super::keeping_context(|| rightsize::runtime::Device::open(ordinal));
+            let found = device.map_err(|e| e.to_string()).and_then(|d| {
+                let t = d.info().partitions.topology().map_err(str::to_owned)?;
+                Ok(Fitter { device_sms: d.info().sm_count, granularity: t.granularity, state: Mutex::default() })
+            });
+            found.map_err(|e| eprintln!("rightsize preload: RIGHTSIZE_FIT not used ({e})")).ok()
+        })
+        .as_ref()
 }
 
 /// The SMs a library call `name` of `shape` needs (the whole device where unknown).
@@ -282,16 +407,20 @@ pub(crate) fn shapes_wanted() -> bool {
 /// Runs `launch` on `stream`, timed when recording and `ok` says it was issued, as the
 /// (name, shape) of `id` — a function handle, or a library call's name's address — and `shape`;
 /// `name()` is asked once per (id, shape). The record's lock is not held across the launch.
+/// When not recording, a launch `fit_sms` says to time for its fit (`Some` of the SMs it runs
+/// on, 0 for the whole device) is timed for it.
 pub(crate) fn timed<R>(
     stream: CUstream,
     id: usize,
     shape: Shape,
+    fit_sms: Option<u32>,
     name: impl FnOnce() -> Option<String>,
     ok: impl Fn(&R) -> bool,
     launch: impl FnOnce() -> R,
 ) -> R {
-    let Some(rec) = recorder() else { return launch() };
-    if TIMING.with(std::cell::Cell::get) {
+    let rec = recorder();
+    let fit = if rec.is_none() { fit_sms.and_then(|k| Some((fitter()?, k))) } else { None };
+    if (rec.is_none() && fit.is_none()) || TIMING.with(std::cell::Cell::get) {
         return launch();
     }
     let mut capture = sys::CUstreamCaptureStatus::CU_STREAM_CAPTURE_STATUS_NONE;
@@ -301,6 +430,18 @@ pub(crate) fn timed<R>(
     if r != CUresult::CUDA_SUCCESS || capture != sys::CUstreamCaptureStatus::CU_STREAM_CAPTURE_STATUS_NONE {
         return launch();
     }
+    let Some(rec) = rec else {
+        let Some((fitter, sms)) = fit else { return launch() };
+        let key = ((id, shape), if sms == 0 { fitter.device_sms } else { sms });
+        let Some(pair) = fitter.state.lock().ok().and_then(|mut st| st.timings.events()) else { return launch() };
+        let (r, timed) = between(stream, pair, ok, launch);
+        if let Ok(mut st) = fitter.state.lock() {
+            if st.timings.keep(key, pair, timed) {
+                st.drain(false, fitter.device_sms, fitter.granularity);
+            }
+        }
+        return r;
+    };
     let taken = rec.state.lock().ok().and_then(|mut st| Some((st.index_of(id, shape, name)?, st.timings.events()?)));
     let Some((i, pair)) = taken else {
         return launch();
@@ -364,10 +505,33 @@ mod tests {
     }
 
     #[test]
+    fn a_fit_times_one_launch_in_eight_and_sizes_by_its_knee_once_it_has_two_sm_counts() {
+        let fitter = Fitter { device_sms: 132, granularity: 8, state: Mutex::default() };
+        let key = (7usize, [64, 1, 1, 256, 1, 1]);
+        let samples: Vec<bool> = (0..17).map(|_| fitter.launched(key).unwrap().1).collect();
+        assert_eq!(samples.iter().filter(|&&s| s).count(), 3, "launches 1, 9 and 17: {samples:?}");
+        assert!(samples[0] && samples[8] && samples[16]);
+        let mut st = fitter.state.lock().unwrap();
+        // T(k) = 160/k + 40 µs, seen on the whole device and on a 24-SM part: knee 56.
+        FitState::completed(&mut st.fits, key, 132, 160.0 / 132.0 + 40.0, 132, 8);
+        assert_eq!(st.fits[&key].knee, None, "one SM count is no model");
+        FitState::completed(&mut st.fits, key, 24, 160.0 / 24.0 + 40.0, 132, 8);
+        assert_eq!(st.fits[&key].knee, Some(56));
+        FitState::completed(&mut st.fits, (8, key.1), 24, 1.0, 132, 8);
+        assert!(!st.fits.contains_key(&(8, key.1)), "a completion of no kernel launched is dropped");
+        drop(st);
+        assert_eq!(fitter.launched(key), Some((Some(56), false)));
+        // Another thread holding the fits: sized by blocks, not waited on.
+        let held = fitter.state.lock().unwrap();
+        assert_eq!(fitter.launched(key), None);
+        drop(held);
+    }
+
+    #[test]
     fn without_a_profile_a_kernel_needs_its_blocks_and_a_call_the_device() {
-        assert_eq!(kernel_need(std::ptr::null_mut(), &[4, 2, 1, 64, 1, 1], 8), 8);
-        assert_eq!(kernel_need(std::ptr::null_mut(), &[0; 6], 0), 1);
-        assert_eq!(kernel_need(std::ptr::null_mut(), &[0; 6], u64::MAX), u32::MAX);
+        assert_eq!(kernel_need(std::ptr::null_mut(), &[4, 2, 1, 64, 1, 1], 8), (8, false));
+        assert_eq!(kernel_need(std::ptr::null_mut(), &[0; 6], 0), (1, false));
+        assert_eq!(kernel_need(std::ptr::null_mut(), &[0; 6], u64::MAX), (u32::MAX, false));
         assert_eq!(call_need("cublasGemmEx", &[0; 6]), u32::MAX);
         assert!(!recording());
     }
