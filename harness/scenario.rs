@@ -175,6 +175,11 @@ pub struct TenantSpec {
     /// the busy processes' parts by those needs. A relative path is from the working directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app_profile: Option<std::path::PathBuf>,
+    /// A PyTorch tenant whose interposer, under `krisp`, sizes each kernel its profile lacks
+    /// (every kernel, without one) by an online fit of its latency against its SMs
+    /// (`RIGHTSIZE_FIT=1`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub online_fit: bool,
 }
 
 impl TenantSpec {
@@ -633,6 +638,9 @@ impl TenantSpec {
             if !p.is_file() {
                 bail!("app_profile {} is not a file (make one with `rightsize profile --app`)", p.display());
             }
+        }
+        if self.online_fit && self.engine != Engine::Torch {
+            bail!("online_fit sizes a PyTorch tenant's launches: it needs engine = \"torch\"");
         }
         if self.engine == Engine::Torch {
             let unsupported = [

@@ -137,6 +137,9 @@ fn settings(s: &Scenario, sharing: Sharing, dir: &std::path::Path) -> anyhow::Re
                     let p = std::path::absolute(p).unwrap_or_else(|_| p.clone());
                     env.push(("RIGHTSIZE_PROFILE".into(), p.display().to_string()));
                 }
+                if t.online_fit {
+                    env.push(("RIGHTSIZE_FIT".into(), "1".into()));
+                }
                 env
             })
             .collect())
@@ -231,7 +234,7 @@ mod tests {
         let text = |path: &std::path::Path| {
             format!(
                 "[[scenario]]\nname = \"t\"\n[[scenario.tenant]]\nmodel = \"gpt2\"\nengine = \"torch\"\napp_profile = {:?}\n\
-                 [[scenario.tenant]]\nmodel = \"bert-base\"\nengine = \"torch\"\n",
+                 [[scenario.tenant]]\nmodel = \"bert-base\"\nengine = \"torch\"\nonline_fit = true\n",
                 path.display().to_string()
             )
         };
@@ -239,11 +242,16 @@ mod tests {
         let env = settings(&s, Sharing::Krisp, &dir).unwrap();
         let get = |i: usize| env[i].iter().find(|(k, _)| k == "RIGHTSIZE_PROFILE").map(|(_, v)| v.clone());
         assert_eq!((get(0), get(1)), (Some(profile.display().to_string()), None));
+        let fit = |i: usize| env[i].iter().any(|(k, v)| k == "RIGHTSIZE_FIT" && v == "1");
+        assert_eq!((fit(0), fit(1)), (false, true));
         let e = format!("{:#}", ScenarioFile::parse(&text(&dir.join("none.json")), "t").unwrap_err());
         assert!(e.contains("none.json") && e.contains("profile --app"), "{e}");
         let engine = "[[scenario]]\nname = \"t\"\n[[scenario.tenant]]\nmodel = \"gpt2\"\napp_profile = \"x.json\"\n";
         let e = format!("{:#}", ScenarioFile::parse(engine, "t").unwrap_err());
         assert!(e.contains("engine = \"torch\""), "{e}");
+        let engine = "[[scenario]]\nname = \"t\"\n[[scenario.tenant]]\nmodel = \"gpt2\"\nonline_fit = true\n";
+        let e = format!("{:#}", ScenarioFile::parse(engine, "t").unwrap_err());
+        assert!(e.contains("online_fit") && e.contains("engine = \"torch\""), "{e}");
         let _ = std::fs::remove_dir_all(dir);
     }
 
