@@ -45,7 +45,8 @@
 //! Recording (`RIGHTSIZE_RECORD=FILE`, what `rightsize profile --app` sets): every launch is
 //! also timed, by kernel name and launch shape ([`sizing`]).
 //!
-//! Not yet: an online fit of latency against SMs where no profile exists.
+//! Online fits (`RIGHTSIZE_FIT=1`): a kernel no profile has is sized by a fit of its latency
+//! against its SMs, timed from its own launches ([`sizing`]).
 
 use std::cell::Cell;
 use std::ffi::{c_char, c_int, c_uint, c_void, CStr};

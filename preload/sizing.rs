@@ -298,7 +298,13 @@ impl<K> Timings<K> {
 
     /// Reads the launches that have ended, oldest first, up to the first that has not (all of
     /// them, waiting, with `wait`), telling `done` each one's µs.
-    fn drain(&mut self, wait: bool, mut done: impl FnMut(&K, f64)) {
+    fn drain(&mut self, wait: bool, done: impl FnMut(&K, f64)) {
+        if !self.pending.is_empty() {
+            relaxed(|| self.drain_now(wait, done));
+        }
+    }
+
+    fn drain_now(&mut self, wait: bool, mut done: impl FnMut(&K, f64)) {
         let pending = std::mem::take(&mut self.pending);
         let mut rest = pending.into_iter();
         while let Some((k, start, end)) = rest.next() {
@@ -337,6 +343,23 @@ impl<K> Timings<K> {
             false
         }
     }
+}
+
+/// `read` with the calling thread's stream-capture mode relaxed, its own restored after. An
+/// event query or wait is a "potentially unsafe" call, which a graph capture under way (this
+/// thread's, or another's begun in global mode) forbids and is invalidated by; the events read
+/// here are never part of a capture (a launch being captured is not timed), so reading them
+/// cannot change the application's graph.
+fn relaxed<T>(read: impl FnOnce() -> T) -> T {
+    let mut mode = sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_RELAXED;
+    // SAFETY: swaps the calling thread's mode; writes the one it had.
+    let swapped = unsafe { sys::cuThreadExchangeStreamCaptureMode(&mut mode) } == CUresult::CUDA_SUCCESS;
+    let r = read();
+    if swapped {
+        // SAFETY: as above, putting the thread's own mode back.
+        unsafe { sys::cuThreadExchangeStreamCaptureMode(&mut mode) };
+    }
+    r
 }
 
 /// Runs `launch` on `stream` between the events of a pair; says whether it was timed (`ok`

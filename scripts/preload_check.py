@@ -3,8 +3,9 @@
 transformers with random FP16 weights of a fixed seed, eager, replayed from a CUDA graph, and
 both at once in two threads with a stream each,
 a memory-bound scale of 1 GiB, an 8192³ GEMM, and 20,000 tiny launches timed on the host)
-without the interposer and under it at 16 and 64 SMs, and checks that every output is bitwise
-equal, that kernels and cuBLAS calls were placed (the interposer's log) and that the
+without the interposer and under it at 16 and 64 SMs (and at 64 with online fits,
+RIGHTSIZE_FIT=1, which time launches while the graph is captured), and checks that every
+output is bitwise equal, that kernels and cuBLAS calls were placed (the interposer's log) and that the
 memory-bound kernel and the GEMM slow on 16 SMs (they were confined). Prints one JSON line of
 measurements last; exits 1 if a check fails.
 
@@ -108,12 +109,16 @@ def child(out_path):
     torch.save({"outs": outs, "timing": timing}, out_path)
 
 
-def run(lib, sms, tmp):
-    out = os.path.join(tmp, f"out-{sms or 'none'}.pt")
-    log = os.path.join(tmp, f"log-{sms or 'none'}.json")
+def run(lib, sms, tmp, fit=False):
+    tag = f"{sms or 'none'}{'-fit' if fit else ''}"
+    out = os.path.join(tmp, f"out-{tag}.pt")
+    log = os.path.join(tmp, f"log-{tag}.json")
     env = dict(os.environ)
+    env.pop("RIGHTSIZE_FIT", None)
     if sms:
         env.update(LD_PRELOAD=os.path.abspath(lib), RIGHTSIZE_SMS=str(sms), RIGHTSIZE_PRELOAD_LOG=log)
+    if fit:
+        env["RIGHTSIZE_FIT"] = "1"
     done = subprocess.run([sys.executable, __file__, "--child", out], env=env)
     if done.returncode != 0:
         raise SystemExit(f"the child under {sms or 'no'} interposer failed ({done.returncode})")
@@ -135,15 +140,18 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         base, _ = run(lib, None, tmp)
         result = {"without": base["timing"]}
-        for sms in (16, 64):
-            got, placed = run(lib, sms, tmp)
-            result[f"sms{sms}"] = {**got["timing"], "interposer": placed}
+        for sms, fit in ((16, False), (64, False), (64, True)):
+            got, placed = run(lib, sms, tmp, fit)
+            key = f"sms{sms}{'_fit' if fit else ''}"
+            result[key] = {**got["timing"], "interposer": placed}
             for name, want in base["outs"].items():
                 if not torch.equal(got["outs"][name], want):
                     diff = (got["outs"][name] - want).abs().max().item()
-                    failures.append(f"{name} at {sms} SMs differs (max {diff:g})")
+                    failures.append(f"{name} at {key} differs (max {diff:g})")
             if not placed or placed["placed"] == 0 or placed["sms"] != sms:
-                failures.append(f"nothing placed at {sms} SMs: {placed}")
+                failures.append(f"nothing placed at {key}: {placed}")
+            if fit and not (placed or {}).get("fits", {}).get("completions"):
+                failures.append(f"no launch was timed for a fit at {key}: {placed}")
         for what in ("scale_1gb_ms", "gemm_8192_ms"):
             for sms in (16, 64):
                 result[f"{what[:-3]}_slowdown_{sms}"] = result[f"sms{sms}"][what] / base["timing"][what]
