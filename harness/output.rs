@@ -167,8 +167,14 @@ pub fn summary(r: &Report) -> String {
             .flat_map(|run| {
                 run.tenants.iter().filter_map(move |t| {
                     let i = t.interposed?;
+                    let fits = i.fits.map_or(String::new(), |f| {
+                        format!(
+                            "; fits: {} kernels, {} with a model, {} launches timed",
+                            f.kernels, f.modelled, f.completions
+                        )
+                    });
                     Some(format!(
-                        "- {} / {}: {} launches: {} placed, {} alone on the whole device, {} latency-critical, {} narrow, {} fell back",
+                        "- {} / {}: {} launches: {} placed, {} alone on the whole device, {} latency-critical, {} narrow, {} fell back{fits}",
                         run.mode,
                         t.spec.label(),
                         i.launches,
@@ -519,9 +525,13 @@ pub(crate) mod tests {
         r.runs[0].tenants[1].interposed = Some(i);
         let s = summary(&r);
         assert!(
-            s.contains("- mps / gpt2: 10 launches: 4 placed, 5 alone on the whole device, 0 latency-critical, 1 narrow, 0 fell back"),
+            s.contains("- mps / gpt2: 10 launches: 4 placed, 5 alone on the whole device, 0 latency-critical, 1 narrow, 0 fell back\n"),
             "{s}"
         );
+        let fits = crate::harness::torch::FitsSeen { kernels: 7, modelled: 3, completions: 21 };
+        r.runs[0].tenants[1].interposed = Some(crate::harness::torch::Interposed { fits: Some(fits), ..i });
+        let s = summary(&r);
+        assert!(s.contains("0 fell back; fits: 7 kernels, 3 with a model, 21 launches timed"), "{s}");
     }
 
     #[test]

@@ -76,6 +76,20 @@ pub struct Interposed {
     pub captured: u64,
     /// Left where launched because placing them failed.
     pub fallback: u64,
+    /// Its online fits (`online_fit`; `None` without them).
+    #[serde(default)]
+    pub fits: Option<FitsSeen>,
+}
+
+/// What a process's online fits saw (`RIGHTSIZE_FIT=1`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct FitsSeen {
+    /// Kernels, by function and launch shape.
+    pub kernels: u64,
+    /// Those with a model of their latency against SMs (seen on two SM counts), so a knee.
+    pub modelled: u64,
+    /// Launches timed and read back.
+    pub completions: u64,
 }
 
 /// The interposer logs of a run's `n` tenants in `dir` (a tenant whose process wrote none:
@@ -186,7 +200,14 @@ mod tests {
         let dir = private_dir("logs").unwrap();
         let log = r#"{"sms": 64, "board_slots": 2, "launches": 10, "placed": 4, "alone": 3, "critical": 1, "narrow": 2, "captured": 0, "fallback": 1, "via_ex": 0, "functions_resolved": 4, "functions_kept": 0, "blas_calls": 2}"#;
         std::fs::write(dir.join("1.json"), log).unwrap();
-        let got = read_logs(&dir, 2);
+        let fitted = log.replace(
+            r#""blas_calls": 2}"#,
+            r#""blas_calls": 2, "fits": {"kernels": 9, "modelled": 5, "completions": 40, "knees": {"16": 3, "132": 2}}}"#,
+        );
+        std::fs::write(dir.join("2.json"), fitted).unwrap();
+        std::fs::write(dir.join("3.json"), log.replace(r#""blas_calls": 2}"#, r#""blas_calls": 2, "fits": null}"#))
+            .unwrap();
+        let got = read_logs(&dir, 4);
         assert_eq!(got[0], None);
         let want = Interposed {
             sms: 64,
@@ -198,8 +219,12 @@ mod tests {
             narrow: 2,
             captured: 0,
             fallback: 1,
+            fits: None,
         };
         assert_eq!(got[1], Some(want));
+        let fits = FitsSeen { kernels: 9, modelled: 5, completions: 40 };
+        assert_eq!(got[2], Some(Interposed { fits: Some(fits), ..want }));
+        assert_eq!(got[3], Some(want), "no fits");
         let _ = std::fs::remove_dir_all(dir);
     }
 
