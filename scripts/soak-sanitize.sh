@@ -22,7 +22,8 @@ limit_kib=$((${LIMIT_GIB:-100} * 1024 * 1024))
 deadline=$((SECONDS + ${TIME_LIMIT_S:-1000000000}))
 mkdir -p "$out"
 compute-sanitizer --version | tail -1 > "$out/sanitizer.log"
-compute-sanitizer --tool "$tool" --force-blocking-launches --error-exitcode 3 --print-limit 200 \
+# In a process group of its own, so a stop takes the tool and the soak it runs together.
+setsid compute-sanitizer --tool "$tool" --force-blocking-launches --error-exitcode 3 --print-limit 200 \
     "$bin" soak --minutes "$minutes" --window-s 30 --mode "$mode" --out "$out" ${SOAK_FILE:+--file "$SOAK_FILE"} >> "$out/sanitizer.log" 2>&1 &
 sanitizer=$!
 peak=0
@@ -31,11 +32,11 @@ while kill -0 "$sanitizer" 2>/dev/null; do
     ((rss > peak)) && peak=$rss
     if ((rss > limit_kib)); then
         echo "soak-sanitize: stopped at $((rss / 1048576)) GiB resident (limit ${LIMIT_GIB:-100} GiB)" | tee -a "$out/sanitizer.log"
-        pkill -KILL -P "$sanitizer"; kill -KILL "$sanitizer" 2>/dev/null || true
+        kill -KILL -- -"$sanitizer" 2>/dev/null || true
     fi
     if ((SECONDS > deadline)); then
         echo "soak-sanitize: stopped after ${TIME_LIMIT_S} s" | tee -a "$out/sanitizer.log"
-        pkill -KILL -P "$sanitizer"; kill -KILL "$sanitizer" 2>/dev/null || true
+        kill -KILL -- -"$sanitizer" 2>/dev/null || true
         deadline=$((SECONDS + 1000000000))
     fi
     sleep 1
