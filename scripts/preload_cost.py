@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""The interposer's cost on a solo PyTorch model, measured on the host as the application sees
+it: `scripts/torch_app.py` (bert-base 8x128 and gpt2-medium 8x128 generating 8 tokens, eager)
+run as its own process without the interposer, under it on a krisp board where the process is
+alone (every kernel left where PyTorch put it: what a tenant pays while no other is busy), and
+under it with every kernel placed on a window of the whole device (RIGHTSIZE_SMS, the rest of
+the SMs included: what a tenant pays while its kernels are confined). The settings alternate
+round by round, so drift of the host or the GPU falls on each alike; prints each setting's
+median ms per request and its ratio to the median without the interposer, then one JSON line.
+
+    python3 scripts/preload_cost.py gpu-bin/librightsize_preload.so [--rounds 3]
+"""
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MODELS = {
+    "bert-base": ["--batch", "8", "--seq", "128", "--requests", "500", "--warmup", "20"],
+    "gpt2-medium": ["--batch", "8", "--seq", "128", "--new-tokens", "8", "--requests", "40", "--warmup", "3"],
+}
+
+
+def ms_per_request(model, env):
+    cmd = [sys.executable, os.path.join(HERE, "torch_app.py"), model, *MODELS[model]]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    m = re.search(r"([0-9.]+) ms per request", done.stdout)
+    if done.returncode != 0 or not m:
+        raise SystemExit(f"preload_cost: {model} failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
+    return float(m.group(1))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("library", help="librightsize_preload.so")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--window-sms", type=int, default=120, help="the window's SMs before the rest is added")
+    a = ap.parse_args()
+    if a.rounds < 1:
+        sys.exit("preload_cost: --rounds must be >= 1")
+    lib = os.path.abspath(a.library)
+    if not os.path.isfile(lib):
+        sys.exit(f"preload_cost: no interposer at {lib}")
+    base = {k: v for k, v in os.environ.items() if not k.startswith("RIGHTSIZE_") and k != "LD_PRELOAD"}
+    with tempfile.TemporaryDirectory() as tmp:
+        board = os.path.join(tmp, "board")
+        with open(board, "wb") as f:
+            f.write(bytes(64))
+        settings = {
+            "none": base,
+            "alone": {**base, "LD_PRELOAD": lib, "RIGHTSIZE_BOARD": board, "RIGHTSIZE_SLOT": "0"},
+            "window": {**base, "LD_PRELOAD": lib, "RIGHTSIZE_SMS": str(a.window_sms), "RIGHTSIZE_REST": "1"},
+        }
+        ms = {m: {s: [] for s in settings} for m in MODELS}
+        for r in range(a.rounds):
+            for model in MODELS:
+                for name, env in settings.items():
+                    ms[model][name].append(ms_per_request(model, env))
+                    print(f"round {r + 1} {model} {name} {ms[model][name][-1]:.3f} ms", flush=True)
+            print(f"preload_cost: round {r + 1} of {a.rounds} done", file=sys.stderr, flush=True)
+    result = {}
+    for model, by in ms.items():
+        none = statistics.median(by["none"])
+        result[model] = {}
+        for name, xs in by.items():
+            med = statistics.median(xs)
+            result[model][name] = {"ms": xs, "median_ms": med, "ratio": med / none}
+            print(f"{model:12} {name:7} median {med:8.3f} ms  {med / none:5.3f}x  (rounds: {', '.join(f'{x:.3f}' for x in xs)})")
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
