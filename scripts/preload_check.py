@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """The interposer on real PyTorch models: runs this script's child (BERT-base and GPT-2 from
 transformers with random FP16 weights of a fixed seed, eager, replayed from a CUDA graph, and
-both at once in two threads with a stream each,
-a memory-bound scale of 1 GiB, an 8192³ GEMM, and 20,000 tiny launches timed on the host)
-without the interposer and under it at 16 and 64 SMs (and at 64 with online fits,
-RIGHTSIZE_FIT=1, which time launches while the graph is captured), and checks that every
-output is bitwise equal, that kernels and cuBLAS calls were placed (the interposer's log) and that the
-memory-bound kernel and the GEMM slow on 16 SMs (they were confined). Prints one JSON line of
-measurements last; exits 1 if a check fails.
+both at once in two threads with a stream each, a memory-bound scale of 1 GiB, an 8192³ GEMM,
+and 20,000 tiny launches timed on the host) without the interposer and under it: at 16 and 64
+SMs, at 64 with online fits (RIGHTSIZE_FIT=1, which time launches while the graph is
+captured), and alone on a krisp board (where nothing is placed). Checks that every output is
+bitwise equal, that kernels and cuBLAS calls were placed on the windows and none alone (the
+interposer's log), that fits timed launches, and that the memory-bound kernel and the GEMM
+slow on 16 SMs (they were confined). Prints one JSON line of measurements last (the host cost
+per launch placed and alone among them); exits 1 if a check fails.
 
     python3 scripts/preload_check.py gpu-bin/librightsize_preload.so
 """
@@ -109,23 +110,20 @@ def child(out_path):
     torch.save({"outs": outs, "timing": timing}, out_path)
 
 
-def run(lib, sms, tmp, fit=False):
-    tag = f"{sms or 'none'}{'-fit' if fit else ''}"
-    out = os.path.join(tmp, f"out-{tag}.pt")
-    log = os.path.join(tmp, f"log-{tag}.json")
-    env = dict(os.environ)
-    env.pop("RIGHTSIZE_FIT", None)
-    if sms:
-        env.update(LD_PRELOAD=os.path.abspath(lib), RIGHTSIZE_SMS=str(sms), RIGHTSIZE_PRELOAD_LOG=log)
-    if fit:
-        env["RIGHTSIZE_FIT"] = "1"
+def run(lib, key, settings, tmp):
+    """The child without the interposer (`settings` None) or under it with `settings`."""
+    out = os.path.join(tmp, f"out-{key}.pt")
+    log = os.path.join(tmp, f"log-{key}.json")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RIGHTSIZE_")}
+    if settings is not None:
+        env.update(LD_PRELOAD=os.path.abspath(lib), RIGHTSIZE_PRELOAD_LOG=log, **settings)
     done = subprocess.run([sys.executable, __file__, "--child", out], env=env)
     if done.returncode != 0:
-        raise SystemExit(f"the child under {sms or 'no'} interposer failed ({done.returncode})")
+        raise SystemExit(f"the child {key} failed ({done.returncode})")
     import torch
 
     got = torch.load(out)
-    placed = json.load(open(log)) if sms else None
+    placed = json.load(open(log)) if settings is not None else None
     return got, placed
 
 
@@ -138,19 +136,33 @@ def main():
 
     failures = []
     with tempfile.TemporaryDirectory() as tmp:
-        base, _ = run(lib, None, tmp)
+        base, _ = run(lib, "without", None, tmp)
         result = {"without": base["timing"]}
-        for sms, fit in ((16, False), (64, False), (64, True)):
-            got, placed = run(lib, sms, tmp, fit)
-            key = f"sms{sms}{'_fit' if fit else ''}"
+        # A krisp board of one slot: the process is alone, so nothing is placed.
+        board = os.path.join(tmp, "board")
+        with open(board, "wb") as f:
+            f.write(bytes(64))
+        configs = {
+            "sms16": {"RIGHTSIZE_SMS": "16"},
+            "sms64": {"RIGHTSIZE_SMS": "64"},
+            "sms64_fit": {"RIGHTSIZE_SMS": "64", "RIGHTSIZE_FIT": "1"},
+            "alone": {"RIGHTSIZE_BOARD": board, "RIGHTSIZE_SLOT": "0"},
+        }
+        for key, settings in configs.items():
+            got, placed = run(lib, key, settings, tmp)
             result[key] = {**got["timing"], "interposer": placed}
             for name, want in base["outs"].items():
                 if not torch.equal(got["outs"][name], want):
                     diff = (got["outs"][name] - want).abs().max().item()
                     failures.append(f"{name} at {key} differs (max {diff:g})")
-            if not placed or placed["placed"] == 0 or placed["sms"] != sms:
+            sms = int(settings.get("RIGHTSIZE_SMS", 0))
+            if not placed:
+                failures.append(f"no interposer log at {key}")
+            elif sms and (placed["placed"] == 0 or placed["sms"] != sms):
                 failures.append(f"nothing placed at {key}: {placed}")
-            if fit and not (placed or {}).get("fits", {}).get("completions"):
+            elif not sms and (placed["placed"] != 0 or placed["alone"] == 0):
+                failures.append(f"a process alone on its board had kernels placed: {placed}")
+            if "RIGHTSIZE_FIT" in settings and not (placed or {}).get("fits", {}).get("completions"):
                 failures.append(f"no launch was timed for a fit at {key}: {placed}")
         for what in ("scale_1gb_ms", "gemm_8192_ms"):
             for sms in (16, 64):
@@ -164,7 +176,9 @@ def main():
                 failures.append(f"{what} on 16 SMs is only {ratio16:.2f}x slower: not confined")
         if not result["sms16"]["interposer"].get("blas_calls"):
             failures.append("no cuBLAS call was placed")
-        result["host_us_over_pytorch"] = result["sms16"]["host_us_per_launch"] - base["timing"]["host_us_per_launch"]
+        for key in ("sms16", "alone"):
+            extra = result[key]["host_us_per_launch"] - base["timing"]["host_us_per_launch"]
+            result[f"host_us_over_pytorch{'' if key == 'sms16' else '_alone'}"] = extra
     result["failures"] = failures
     print(json.dumps(result))
     return 1 if failures else 0
