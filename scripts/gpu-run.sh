@@ -3,16 +3,22 @@
 # (every ignored test included, one at a time), optionally compute-sanitizer over them, and
 # the benches. Writes logs to $OUT (or gpu-results/) and exits non-zero if a test fails.
 #
-#   scripts/gpu-run.sh [--sanitize] [--no-bench] [--tests FILTER]
+#   scripts/gpu-run.sh [--sanitize [memcheck|racecheck|synccheck]] [--no-bench] [--tests FILTER]
+#
+# --sanitize runs the GPU tests once more under compute-sanitizer's tool (memcheck unless
+# named): every kernel against its reference at several grid sizes, the engine, the runtime.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bin=gpu-bin
 out=${OUT:-gpu-results}
 mkdir -p "$out"
-sanitize=0 bench=1 filter=""
+sanitize="" bench=1 filter=""
 while [ $# -gt 0 ]; do
     case "$1" in
-        --sanitize) sanitize=1 ;;
+        --sanitize)
+            sanitize=memcheck
+            case "${2:-}" in memcheck | racecheck | synccheck) sanitize=$2; shift ;; esac
+            ;;
         --no-bench) bench=0 ;;
         --tests) filter=$2; shift ;;
         *) echo "gpu-run: unknown option $1" >&2; exit 2 ;;
@@ -64,10 +70,10 @@ if [ -f "$bin/librightsize_preload.so" ]; then
     fi
 fi
 
-if [ "$sanitize" = 1 ]; then
-    echo "== compute-sanitizer memcheck"
-    compute-sanitizer --tool memcheck --error-exitcode 3 "$bin/gpu-tests" --include-ignored --test-threads=1 $filter \
-        2>&1 | tee "$out/memcheck.txt" | tail -5
+if [ -n "$sanitize" ]; then
+    echo "== compute-sanitizer $sanitize"
+    compute-sanitizer --tool "$sanitize" --error-exitcode 3 "$bin/gpu-tests" --include-ignored --test-threads=1 $filter \
+        2>&1 | tee "$out/$sanitize.txt" | tail -5
     [ "${PIPESTATUS[0]}" = 0 ] || status=1
 fi
 
