@@ -18,8 +18,11 @@
 //! issued before it; the application's stream waits for the kernel), so the application sees
 //! the order it asked for. A `CUkernel` (what the CUDA runtime launches) is resolved in the
 //! partition's green context, with that context current for the launch: resolved in the
-//! primary context it would run on every SM even from the partition's stream. Kernels launched while their stream is being captured into a graph,
-//! and graph launches, run where the application put them (the whole device).
+//! primary context it would run on every SM even from the partition's stream. Kernels launched
+//! while their stream is being captured into a graph run where the application put them, in
+//! its graph; graph launches too, unless `RIGHTSIZE_GRAPHS=1`, which launches a graph on the
+//! partition's stream as one work needing the device (its green context current; a graph the
+//! driver refuses there runs on the application's stream, counted).
 //!
 //! Settings (environment): `RIGHTSIZE_SMS` — SMs of the partition (rounded up to the device's
 //! groups; unset: every kernel passes through, counted); `RIGHTSIZE_FIRST_GROUP` — its first
@@ -79,6 +82,7 @@ type Launch = unsafe extern "C" fn(
 ) -> CUresult;
 type LaunchEx = unsafe extern "C" fn(*const CUlaunchConfig, CUfunction, *mut *mut c_void, *mut *mut c_void) -> CUresult;
 type StreamSync = unsafe extern "C" fn(CUstream) -> CUresult;
+type GraphLaunch = unsafe extern "C" fn(sys::CUgraphExec, CUstream) -> CUresult;
 type EventSync = unsafe extern "C" fn(sys::CUevent) -> CUresult;
 /// `cuCtxSynchronize` (no argument) and `cuCtxSynchronize_v2` (a context) share a name: the
 /// stand-in takes one pointer and hands it on, which serves both (an argument the callee
@@ -99,6 +103,7 @@ static REAL_GET_PROC_V2: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut()
 static REAL_LAUNCH: [AtomicPtr<c_void>; 2] = [const { AtomicPtr::new(std::ptr::null_mut()) }; 2];
 static REAL_LAUNCH_EX: [AtomicPtr<c_void>; 2] = [const { AtomicPtr::new(std::ptr::null_mut()) }; 2];
 static REAL_STREAM_SYNC: [AtomicPtr<c_void>; 2] = [const { AtomicPtr::new(std::ptr::null_mut()) }; 2];
+static REAL_GRAPH_LAUNCH: [AtomicPtr<c_void>; 2] = [const { AtomicPtr::new(std::ptr::null_mut()) }; 2];
 static REAL_EVENT_SYNC: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
 static REAL_CTX_SYNC: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
 
@@ -117,6 +122,10 @@ static CRITICAL: AtomicU64 = AtomicU64::new(0);
 /// Kernels left where launched, on a board while another process was busy, because they had
 /// no more blocks than the window has SMs.
 static NARROW: AtomicU64 = AtomicU64::new(0);
+/// Graph launches placed on a partition's stream (`RIGHTSIZE_GRAPHS=1`), and those the driver
+/// refused there, which ran on the application's stream instead.
+static GRAPHS_PLACED: AtomicU64 = AtomicU64::new(0);
+static GRAPHS_REFUSED: AtomicU64 = AtomicU64::new(0);
 /// Distinct functions (per thread) resolved in the green context, and kept as they were.
 static RESOLVED: AtomicU64 = AtomicU64::new(0);
 static KEPT: AtomicU64 = AtomicU64::new(0);
@@ -243,6 +252,12 @@ unsafe fn substitute(symbol: *const c_char, pfn: *mut *mut c_void, flags: u64) {
             stand_in(&REAL_EVENT_SYNC, real, event_sync as *mut c_void)
         }
         (b"cuCtxSynchronize", _) if board::board().is_some() => stand_in(&REAL_CTX_SYNC, real, ctx_sync as *mut c_void),
+        (b"cuGraphLaunch", LEGACY) if graphs_placed() => {
+            stand_in(&REAL_GRAPH_LAUNCH[LEGACY], real, cuGraphLaunch as *mut c_void)
+        }
+        (b"cuGraphLaunch", _) if graphs_placed() => {
+            stand_in(&REAL_GRAPH_LAUNCH[PER_THREAD], real, cuGraphLaunch_ptsz as *mut c_void)
+        }
         _ => return,
     };
     // SAFETY: `pfn` is writable (the caller's contract).
@@ -846,11 +861,72 @@ pub unsafe extern "C" fn cuLaunchKernelEx_ptsz(
     launch_kernel_ex(PER_THREAD, config, f, params, extra)
 }
 
+/// Whether graph launches are placed (`RIGHTSIZE_GRAPHS=1`): a graph launched on a partition's
+/// stream, ordered with the application's stream as a kernel is; one the driver refuses there
+/// runs on the application's stream.
+fn graphs_placed() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| setting("RIGHTSIZE_GRAPHS") == Some(1))
+}
+
+/// A graph launch of `flavour`: placed as one work that needs the device when
+/// [`graphs_placed`], else the driver's.
+fn graph_launch(flavour: usize, exec: sys::CUgraphExec, stream: CUstream) -> CUresult {
+    let name = if flavour == LEGACY { c"cuGraphLaunch" } else { c"cuGraphLaunch_ptsz" };
+    let p = driver_entry(&REAL_GRAPH_LAUNCH[flavour], name);
+    if p.is_null() {
+        return CUresult::CUDA_ERROR_NOT_INITIALIZED;
+    }
+    // SAFETY: the driver's cuGraphLaunch has this signature.
+    let real = unsafe { std::mem::transmute::<*mut c_void, GraphLaunch>(p) };
+    if !graphs_placed() {
+        // SAFETY: the application's graph and stream, as given.
+        return unsafe { real(exec, stream) };
+    }
+    let on_part = |&(r, placed): &(CUresult, bool)| placed && r == CUresult::CUDA_SUCCESS;
+    let (r, _) = place(flavour, stream, None, u32::MAX, on_part, |t, s| {
+        // SAFETY: the application's graph, on its stream or (its green context current) the
+        // partition's.
+        let Some(t) = t else { return (unsafe { real(exec, s) }, false) };
+        match in_context(t.context, || unsafe { real(exec, s) }) {
+            CUresult::CUDA_SUCCESS => {
+                GRAPHS_PLACED.fetch_add(1, Ordering::Relaxed);
+                (CUresult::CUDA_SUCCESS, true)
+            }
+            _ => {
+                GRAPHS_REFUSED.fetch_add(1, Ordering::Relaxed);
+                // SAFETY: as above, on the application's stream (the partition's waited for
+                // it; nothing was issued on the partition's).
+                (unsafe { real(exec, stream) }, false)
+            }
+        }
+    });
+    r
+}
+
+/// The driver's `cuGraphLaunch`, placed on the partition with `RIGHTSIZE_GRAPHS=1`.
+///
+/// # Safety
+/// As the driver's.
+#[no_mangle]
+pub unsafe extern "C" fn cuGraphLaunch(exec: sys::CUgraphExec, stream: CUstream) -> CUresult {
+    graph_launch(LEGACY, exec, stream)
+}
+
+/// The driver's `cuGraphLaunch_ptsz`, placed on the partition with `RIGHTSIZE_GRAPHS=1`.
+///
+/// # Safety
+/// As the driver's.
+#[no_mangle]
+pub unsafe extern "C" fn cuGraphLaunch_ptsz(exec: sys::CUgraphExec, stream: CUstream) -> CUresult {
+    graph_launch(PER_THREAD, exec, stream)
+}
+
 /// What was placed, as JSON.
 pub fn report() -> String {
     let sms = target().map_or(0, |t| t.sms);
     format!(
-        "{{\"sms\": {sms}, \"board_slots\": {}, \"windows_made\": {}, \"launches\": {}, \"placed\": {}, \"alone\": {}, \"critical\": {}, \"narrow\": {}, \"captured\": {}, \"fallback\": {}, \"via_ex\": {}, \"functions_resolved\": {}, \"functions_kept\": {}, \"blas_calls\": {}, \"fits\": {}}}",
+        "{{\"sms\": {sms}, \"board_slots\": {}, \"windows_made\": {}, \"launches\": {}, \"placed\": {}, \"alone\": {}, \"critical\": {}, \"narrow\": {}, \"captured\": {}, \"fallback\": {}, \"via_ex\": {}, \"functions_resolved\": {}, \"functions_kept\": {}, \"blas_calls\": {}, \"graphs_placed\": {}, \"graphs_refused\": {}, \"fits\": {}}}",
         board::board().map_or(0, board::Board::len),
         WINDOWS.load(Ordering::Relaxed),
         SEEN.load(Ordering::Relaxed),
@@ -864,6 +940,8 @@ pub fn report() -> String {
         RESOLVED.load(Ordering::Relaxed),
         KEPT.load(Ordering::Relaxed),
         blas::CALLS.load(Ordering::Relaxed),
+        GRAPHS_PLACED.load(Ordering::Relaxed),
+        GRAPHS_REFUSED.load(Ordering::Relaxed),
         sizing::fits_report()
     )
 }
@@ -975,6 +1053,11 @@ mod tests {
         unsafe { substitute(c"cuLaunchKernel".as_ptr(), &mut p, PER_THREAD_FLAG) };
         assert_eq!(REAL_LAUNCH[PER_THREAD].load(Ordering::Acquire) as usize, 0x1234);
         REAL_LAUNCH[PER_THREAD].store(std::ptr::null_mut(), Ordering::Release);
+        // Graph launches only with RIGHTSIZE_GRAPHS=1 (unset here).
+        let mut g = 0x5678usize as *mut c_void;
+        unsafe { substitute(c"cuGraphLaunch".as_ptr(), &mut g, 0) };
+        assert_eq!(g as usize, 0x5678);
+        assert!(REAL_GRAPH_LAUNCH[LEGACY].load(Ordering::Acquire).is_null());
     }
 
     #[test]
