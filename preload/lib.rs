@@ -20,9 +20,8 @@
 //! partition's green context, with that context current for the launch: resolved in the
 //! primary context it would run on every SM even from the partition's stream. Kernels launched
 //! while their stream is being captured into a graph run where the application put them, in
-//! its graph; graph launches too, unless `RIGHTSIZE_GRAPHS=1`, which launches a graph on the
-//! partition's stream as one work needing the device (its green context current; a graph the
-//! driver refuses there runs on the application's stream, counted).
+//! its graph; graph launches too, unless `RIGHTSIZE_GRAPHS` says how to place them (two ways,
+//! not yet measured: see `graphs_mode`).
 //!
 //! Settings (environment): `RIGHTSIZE_SMS` — SMs of the partition (rounded up to the device's
 //! groups; unset: every kernel passes through, counted); `RIGHTSIZE_FIRST_GROUP` — its first
@@ -126,6 +125,8 @@ static NARROW: AtomicU64 = AtomicU64::new(0);
 /// refused there, which ran on the application's stream instead.
 static GRAPHS_PLACED: AtomicU64 = AtomicU64::new(0);
 static GRAPHS_REFUSED: AtomicU64 = AtomicU64::new(0);
+/// Kernels captured into a graph resolved in the window's green context (`RIGHTSIZE_GRAPHS=2`).
+static CAPTURED_RESOLVED: AtomicU64 = AtomicU64::new(0);
 /// Distinct functions (per thread) resolved in the green context, and kept as they were.
 static RESOLVED: AtomicU64 = AtomicU64::new(0);
 static KEPT: AtomicU64 = AtomicU64::new(0);
@@ -672,6 +673,12 @@ fn place<R>(
     let r = unsafe { sys::cuStreamIsCapturing(app, &mut capture) };
     if r != CUresult::CUDA_SUCCESS || capture != sys::CUstreamCaptureStatus::CU_STREAM_CAPTURE_STATUS_NONE {
         CAPTURED.fetch_add(1, Ordering::Relaxed);
+        if r == CUresult::CUDA_SUCCESS && blocks.is_some() && board.is_none() && graphs_mode() == 2 {
+            // A kernel (`blocks` is given for kernels only) captured into the application's
+            // graph, on its stream, resolved in the window's green context.
+            CAPTURED_RESOLVED.fetch_add(1, Ordering::Relaxed);
+            return work(Some(t), stream);
+        }
         return work(None, stream);
     }
     let event = EVENT.with(|e| {
@@ -861,12 +868,19 @@ pub unsafe extern "C" fn cuLaunchKernelEx_ptsz(
     launch_kernel_ex(PER_THREAD, config, f, params, extra)
 }
 
-/// Whether graph launches are placed (`RIGHTSIZE_GRAPHS=1`): a graph launched on a partition's
-/// stream, ordered with the application's stream as a kernel is; one the driver refuses there
-/// runs on the application's stream.
+/// How graphs are placed (`RIGHTSIZE_GRAPHS`; two ways are tried until one is measured to
+/// confine a graph's kernels): 0, not at all; 1, a graph launch on a partition's stream,
+/// ordered with the application's stream as a kernel is (one the driver refuses there runs on
+/// the application's stream); 2, a kernel captured into a graph while a fixed window
+/// (`RIGHTSIZE_SMS`) is set is resolved in the window's green context, so that its node is
+/// that context's function wherever the graph is launched.
+fn graphs_mode() -> u32 {
+    static MODE: OnceLock<u32> = OnceLock::new();
+    *MODE.get_or_init(|| setting("RIGHTSIZE_GRAPHS").unwrap_or(0))
+}
+
 fn graphs_placed() -> bool {
-    static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(|| setting("RIGHTSIZE_GRAPHS") == Some(1))
+    graphs_mode() == 1
 }
 
 /// A graph launch of `flavour`: placed as one work that needs the device when
@@ -926,7 +940,7 @@ pub unsafe extern "C" fn cuGraphLaunch_ptsz(exec: sys::CUgraphExec, stream: CUst
 pub fn report() -> String {
     let sms = target().map_or(0, |t| t.sms);
     format!(
-        "{{\"sms\": {sms}, \"board_slots\": {}, \"windows_made\": {}, \"launches\": {}, \"placed\": {}, \"alone\": {}, \"critical\": {}, \"narrow\": {}, \"captured\": {}, \"fallback\": {}, \"via_ex\": {}, \"functions_resolved\": {}, \"functions_kept\": {}, \"blas_calls\": {}, \"graphs_placed\": {}, \"graphs_refused\": {}, \"fits\": {}}}",
+        "{{\"sms\": {sms}, \"board_slots\": {}, \"windows_made\": {}, \"launches\": {}, \"placed\": {}, \"alone\": {}, \"critical\": {}, \"narrow\": {}, \"captured\": {}, \"fallback\": {}, \"via_ex\": {}, \"functions_resolved\": {}, \"functions_kept\": {}, \"blas_calls\": {}, \"graphs_placed\": {}, \"graphs_refused\": {}, \"captured_resolved\": {}, \"fits\": {}}}",
         board::board().map_or(0, board::Board::len),
         WINDOWS.load(Ordering::Relaxed),
         SEEN.load(Ordering::Relaxed),
@@ -942,6 +956,7 @@ pub fn report() -> String {
         blas::CALLS.load(Ordering::Relaxed),
         GRAPHS_PLACED.load(Ordering::Relaxed),
         GRAPHS_REFUSED.load(Ordering::Relaxed),
+        CAPTURED_RESOLVED.load(Ordering::Relaxed),
         sizing::fits_report()
     )
 }

@@ -4,8 +4,9 @@ transformers with random FP16 weights of a fixed seed, eager, replayed from a CU
 both at once in two threads with a stream each, a memory-bound scale of 1 GiB, an 8192³ GEMM,
 and 20,000 tiny launches timed on the host) without the interposer and under it: at 16 and 64
 SMs, at 64 with online fits (RIGHTSIZE_FIT=1, which time launches while the graph is
-captured), alone on a krisp board (where nothing is placed), and at 16 with graph launches
-placed (RIGHTSIZE_GRAPHS=1; how much a GEMM's graph slows there is reported, not required).
+captured), alone on a krisp board (where nothing is placed), and at 16 with graphs placed
+(RIGHTSIZE_GRAPHS=1 and 2, the two ways tried: how much a GEMM's graph slows is reported, not
+required; the second may end the capture, which is reported too).
 Checks that every output is
 bitwise equal, that kernels and cuBLAS calls were placed on the windows and none alone (the
 interposer's log), that fits timed launches, and that the memory-bound kernel and the GEMM
@@ -162,9 +163,18 @@ def main():
             "sms64_fit": {"RIGHTSIZE_SMS": "64", "RIGHTSIZE_FIT": "1"},
             "alone": {"RIGHTSIZE_BOARD": board, "RIGHTSIZE_SLOT": "0"},
             "sms16_graphs": {"RIGHTSIZE_SMS": "16", "RIGHTSIZE_GRAPHS": "1"},
+            "sms16_graphs2": {"RIGHTSIZE_SMS": "16", "RIGHTSIZE_GRAPHS": "2"},
         }
         for key, settings in configs.items():
-            got, placed = run(lib, key, settings, tmp)
+            try:
+                got, placed = run(lib, key, settings, tmp)
+            except SystemExit as e:
+                if settings.get("RIGHTSIZE_GRAPHS") != "2":
+                    raise
+                # Captured kernels resolved in a green context may be refused by the driver,
+                # which ends the application's capture: a finding, not a failure of the check.
+                result[key] = {"error": str(e)}
+                continue
             result[key] = {**got["timing"], "interposer": placed}
             for name, want in base["outs"].items():
                 if not torch.equal(got["outs"][name], want):
@@ -177,19 +187,22 @@ def main():
                 failures.append(f"nothing placed at {key}: {placed}")
             elif not sms and (placed["placed"] != 0 or placed["alone"] == 0):
                 failures.append(f"a process alone on its board had kernels placed: {placed}")
-            if "RIGHTSIZE_FIT" in settings and not (placed or {}).get("fits", {}).get("completions"):
+            if "RIGHTSIZE_FIT" in settings and not ((placed or {}).get("fits") or {}).get("completions"):
                 failures.append(f"no launch was timed for a fit at {key}: {placed}")
-            if "RIGHTSIZE_GRAPHS" in settings:
+            if settings.get("RIGHTSIZE_GRAPHS") == "1":
                 graphs = (placed or {}).get("graphs_placed", 0) + (placed or {}).get("graphs_refused", 0)
                 if graphs == 0:
                     failures.append(f"no graph launch reached the interposer at {key}: {placed}")
+            if settings.get("RIGHTSIZE_GRAPHS") == "2" and not (placed or {}).get("captured_resolved"):
+                failures.append(f"no captured kernel was resolved in the window's context at {key}: {placed}")
         for what in ("scale_1gb_ms", "gemm_8192_ms"):
             for sms in (16, 64):
                 result[f"{what[:-3]}_slowdown_{sms}"] = result[f"sms{sms}"][what] / base["timing"][what]
         # Whether a graph placed on 16 SMs runs confined (measured, not required: a graph's
         # kernels were resolved in the context it was captured in).
-        for key in ("sms16", "sms16_graphs"):
-            result[f"gemm_graph_slowdown_{key}"] = result[key]["gemm_graph_ms"] / base["timing"]["gemm_graph_ms"]
+        for key in ("sms16", "sms16_graphs", "sms16_graphs2"):
+            if "gemm_graph_ms" in result[key]:
+                result[f"gemm_graph_slowdown_{key}"] = result[key]["gemm_graph_ms"] / base["timing"]["gemm_graph_ms"]
         # Unconfined, both run at 1.0x. On 16 SMs the GEMM is compute-bound (132/16 = 8.25x at
         # most); the memory-bound scale is as slow as 16 SMs' share of the memory bandwidth:
         # 2.8x on an H200, 2.0x on an H100 (whose HBM3 16 SMs stream a larger share of).
