@@ -61,7 +61,9 @@ def main():
             for model in MODELS:
                 for name, env in settings.items():
                     ms[model][name].append(ms_per_request(model, env))
-                    print(f"round {r + 1} {model} {name} {ms[model][name][-1]:.3f} ms", flush=True)
+                    # The host's load: a process beside the measurement shows up here.
+                    load = os.getloadavg()[0]
+                    print(f"round {r + 1} {model} {name} {ms[model][name][-1]:.3f} ms (load {load:.2f})", flush=True)
             print(f"preload_cost: round {r + 1} of {a.rounds} done", file=sys.stderr, flush=True)
     result = {}
     for model, by in ms.items():
