@@ -6,7 +6,9 @@ and 20,000 tiny launches timed on the host) without the interposer and under it:
 SMs, at 64 with online fits (RIGHTSIZE_FIT=1, which time launches while the graph is
 captured), alone on a krisp board (where nothing is placed), and at 16 with graphs placed
 (RIGHTSIZE_GRAPHS=1 and 2, the two ways tried: how much a GEMM's and a scale's graphs slow is
-reported, not required; the second may end the capture, which is reported too).
+reported, not required; the second may end the capture, which is reported too). A cuDNN
+convolution's slowdown on 16 SMs is reported as well (whether cuDNN's kernels reach the
+interposer).
 Checks that every output is
 bitwise equal, that kernels and cuBLAS calls were placed on the windows and none alone (the
 interposer's log), that fits timed launches, and that the memory-bound kernel and the GEMM
@@ -89,6 +91,11 @@ def child(out_path):
         with torch.cuda.graph(scale_graph):
             big.mul_(1.0)
         timing["scale_graph_ms"] = cuda_ms(scale_graph.replay)
+        # A convolution, which PyTorch hands to cuDNN: whether its kernels reach the interposer
+        # (reported by its slowdown on 16 SMs, not required).
+        conv_in = torch.randn(32, 256, 56, 56, device=dev, dtype=torch.float16)
+        conv_w = torch.randn(256, 256, 3, 3, device=dev, dtype=torch.float16)
+        timing["conv_ms"] = cuda_ms(lambda: torch.nn.functional.conv2d(conv_in, conv_w, padding=1))
         # Two models in one process, a thread and a stream each, at the same time.
         import threading
 
@@ -207,6 +214,7 @@ def main():
                 result[f"{what[:-3]}_slowdown_{sms}"] = result[f"sms{sms}"][what] / base["timing"][what]
         # Whether a graph placed on 16 SMs runs confined (measured, not required: a graph's
         # kernels were resolved in the context it was captured in).
+        result["conv_slowdown_16"] = result["sms16"]["conv_ms"] / base["timing"]["conv_ms"]
         for key in ("sms16", "sms16_graphs", "sms16_graphs2"):
             for what in ("gemm_graph", "scale_graph"):
                 if f"{what}_ms" in result[key]:
