@@ -20,9 +20,10 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::CStr;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
 use cudarc::driver::sys::{self, CUevent, CUfunction, CUresult, CUstream};
+use parking_lot::Mutex;
 pub(crate) use rightsize::profiler::app::Shape;
 use rightsize::profiler::app::{Recorded, MAX_SAMPLES};
 use rightsize::profiler::fit::LatencyFit;
@@ -188,7 +189,7 @@ impl Fitter {
     /// A launch of `key`: its fit's knee so far, and whether to time this one. `None` when
     /// another thread holds the fits (the launch is sized by its blocks, not waited on).
     fn launched(&self, key: (usize, Shape)) -> Option<(Option<u32>, bool)> {
-        let mut st = self.state.try_lock().ok()?;
+        let mut st = self.state.try_lock()?;
         let f = st.fits.entry(key).or_default();
         f.launches += 1;
         let (knee, sample) = (f.knee, f.launches % SAMPLE_EVERY == 1);
@@ -203,7 +204,7 @@ impl Fitter {
 /// those with a model (and so a knee), completions timed, and how many kernels have each knee.
 pub(crate) fn fits_report() -> String {
     let Some(fitter) = fitter() else { return "null".into() };
-    let Ok(mut st) = fitter.state.lock() else { return "null".into() };
+    let mut st = fitter.state.lock();
     st.drain(true, fitter.device_sms, fitter.granularity);
     let mut knees: std::collections::BTreeMap<u32, usize> = Default::default();
     for f in st.fits.values() {
@@ -456,25 +457,28 @@ pub(crate) fn timed<R>(
     let Some(rec) = rec else {
         let Some((fitter, sms)) = fit else { return launch() };
         let key = ((id, shape), if sms == 0 { fitter.device_sms } else { sms });
-        let Some(pair) = fitter.state.lock().ok().and_then(|mut st| st.timings.events()) else { return launch() };
+        // Only tried before the launch (held by another thread: not timed); taken after it,
+        // briefly, to keep the events.
+        let Some(pair) = fitter.state.try_lock().and_then(|mut st| st.timings.events()) else { return launch() };
         let (r, timed) = between(stream, pair, ok, launch);
-        if let Ok(mut st) = fitter.state.lock() {
-            if st.timings.keep(key, pair, timed) {
-                st.drain(false, fitter.device_sms, fitter.granularity);
-            }
+        let mut st = fitter.state.lock();
+        if st.timings.keep(key, pair, timed) {
+            st.drain(false, fitter.device_sms, fitter.granularity);
         }
         return r;
     };
-    let taken = rec.state.lock().ok().and_then(|mut st| Some((st.index_of(id, shape, name)?, st.timings.events()?)));
+    let taken = {
+        let mut st = rec.state.lock();
+        st.index_of(id, shape, name).and_then(|i| Some((i, st.timings.events()?)))
+    };
     let Some((i, pair)) = taken else {
         return launch();
     };
     let (r, timed) = between(stream, pair, ok, launch);
-    if let Ok(mut st) = rec.state.lock() {
-        if st.timings.keep(i, pair, timed) {
-            let State { timings, recorded, .. } = &mut *st;
-            timings.drain(false, |&i, us| add(&mut recorded[i], us));
-        }
+    let mut st = rec.state.lock();
+    if st.timings.keep(i, pair, timed) {
+        let State { timings, recorded, .. } = &mut *st;
+        timings.drain(false, |&i, us| add(&mut recorded[i], us));
     }
     r
 }
@@ -482,7 +486,7 @@ pub(crate) fn timed<R>(
 /// Writes the record (at exit): every pending launch waited for, one JSON line per (name, shape).
 extern "C" fn write_record() {
     let Some(rec) = recorder() else { return };
-    let Ok(mut st) = rec.state.lock() else { return };
+    let mut st = rec.state.lock();
     let State { timings, recorded, .. } = &mut *st;
     timings.drain(true, |&i, us| add(&mut recorded[i], us));
     let mut text = String::new();
@@ -534,7 +538,7 @@ mod tests {
         let samples: Vec<bool> = (0..17).map(|_| fitter.launched(key).unwrap().1).collect();
         assert_eq!(samples.iter().filter(|&&s| s).count(), 3, "launches 1, 9 and 17: {samples:?}");
         assert!(samples[0] && samples[8] && samples[16]);
-        let mut st = fitter.state.lock().unwrap();
+        let mut st = fitter.state.lock();
         // T(k) = 160/k + 40 µs, seen on the whole device and on a 24-SM part: knee 56.
         FitState::completed(&mut st.fits, key, 132, 160.0 / 132.0 + 40.0, 132, 8);
         assert_eq!(st.fits[&key].knee, None, "one SM count is no model");
@@ -545,7 +549,7 @@ mod tests {
         drop(st);
         assert_eq!(fitter.launched(key), Some((Some(56), false)));
         // Another thread holding the fits: sized by blocks, not waited on.
-        let held = fitter.state.lock().unwrap();
+        let held = fitter.state.lock();
         assert_eq!(fitter.launched(key), None);
         drop(held);
     }
