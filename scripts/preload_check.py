@@ -8,11 +8,9 @@ captured), alone on a krisp board (where nothing is placed), and at 16 with grap
 (RIGHTSIZE_GRAPHS=1 and 2, the two ways tried: how much a GEMM's and a scale's graphs slow is
 reported, not required; the second may end the capture, which is reported too). A cuDNN
 convolution's slowdown on 16 SMs is reported as well (whether cuDNN's kernels reach the
-interposer).
-Checks that every output is
-bitwise equal, that kernels and cuBLAS calls were placed on the windows and none alone (the
-interposer's log), that fits timed launches, and that the memory-bound kernel and the GEMM
-slow on 16 SMs (they were confined). Prints one JSON line of measurements last (the host cost
+interposer). Checks that every output is bitwise equal, that kernels and cuBLAS calls were
+placed on the windows and none alone (the interposer's log), that fits timed launches, and
+that the memory-bound kernel and the GEMM slow on 16 SMs (they were confined). Prints one JSON line of measurements last (the host cost
 per launch placed and alone among them); exits 1 if a check fails.
 
     python3 scripts/preload_check.py gpu-bin/librightsize_preload.so
@@ -212,9 +210,9 @@ def main():
         for what in ("scale_1gb_ms", "gemm_8192_ms"):
             for sms in (16, 64):
                 result[f"{what[:-3]}_slowdown_{sms}"] = result[f"sms{sms}"][what] / base["timing"][what]
+        result["conv_slowdown_16"] = result["sms16"]["conv_ms"] / base["timing"]["conv_ms"]
         # Whether a graph placed on 16 SMs runs confined (measured, not required: a graph's
         # kernels were resolved in the context it was captured in).
-        result["conv_slowdown_16"] = result["sms16"]["conv_ms"] / base["timing"]["conv_ms"]
         for key in ("sms16", "sms16_graphs", "sms16_graphs2"):
             for what in ("gemm_graph", "scale_graph"):
                 if f"{what}_ms" in result[key]:
@@ -228,9 +226,9 @@ def main():
                 failures.append(f"{what} on 16 SMs is only {ratio16:.2f}x slower: not confined")
         if not result["sms16"]["interposer"].get("blas_calls"):
             failures.append("no cuBLAS call was placed")
-        for key in ("sms16", "alone"):
-            extra = result[key]["host_us_per_launch"] - base["timing"]["host_us_per_launch"]
-            result[f"host_us_over_pytorch{'' if key == 'sms16' else '_alone'}"] = extra
+        host = base["timing"]["host_us_per_launch"]
+        result["host_us_over_pytorch"] = result["sms16"]["host_us_per_launch"] - host
+        result["host_us_over_pytorch_alone"] = result["alone"]["host_us_per_launch"] - host
     result["failures"] = failures
     print(json.dumps(result))
     return 1 if failures else 0
