@@ -20,8 +20,8 @@
 //! partition's green context, with that context current for the launch: resolved in the
 //! primary context it would run on every SM even from the partition's stream. Kernels launched
 //! while their stream is being captured into a graph run where the application put them, in
-//! its graph; graph launches too, unless `RIGHTSIZE_GRAPHS` says how to place them (two ways,
-//! not yet measured: see `graphs_mode`).
+//! its graph, unless `RIGHTSIZE_GRAPHS=1` places them there too (see `captured_placed`); a
+//! graph launch runs where the application launched it.
 //!
 //! Settings (environment): `RIGHTSIZE_SMS` — SMs of the partition (rounded up to the device's
 //! groups; unset: every kernel passes through, counted); `RIGHTSIZE_FIRST_GROUP` — its first
@@ -81,7 +81,6 @@ type Launch = unsafe extern "C" fn(
 ) -> CUresult;
 type LaunchEx = unsafe extern "C" fn(*const CUlaunchConfig, CUfunction, *mut *mut c_void, *mut *mut c_void) -> CUresult;
 type StreamSync = unsafe extern "C" fn(CUstream) -> CUresult;
-type GraphLaunch = unsafe extern "C" fn(sys::CUgraphExec, CUstream) -> CUresult;
 type EventSync = unsafe extern "C" fn(sys::CUevent) -> CUresult;
 /// `cuCtxSynchronize` (no argument) and `cuCtxSynchronize_v2` (a context) share a name: the
 /// stand-in takes one pointer and hands it on, which serves both (an argument the callee
@@ -102,7 +101,6 @@ static REAL_GET_PROC_V2: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut()
 static REAL_LAUNCH: [AtomicPtr<c_void>; 2] = [const { AtomicPtr::new(std::ptr::null_mut()) }; 2];
 static REAL_LAUNCH_EX: [AtomicPtr<c_void>; 2] = [const { AtomicPtr::new(std::ptr::null_mut()) }; 2];
 static REAL_STREAM_SYNC: [AtomicPtr<c_void>; 2] = [const { AtomicPtr::new(std::ptr::null_mut()) }; 2];
-static REAL_GRAPH_LAUNCH: [AtomicPtr<c_void>; 2] = [const { AtomicPtr::new(std::ptr::null_mut()) }; 2];
 static REAL_EVENT_SYNC: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
 static REAL_CTX_SYNC: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
 
@@ -121,12 +119,8 @@ static CRITICAL: AtomicU64 = AtomicU64::new(0);
 /// Kernels left where launched, on a board while another process was busy, because they had
 /// no more blocks than the window has SMs.
 static NARROW: AtomicU64 = AtomicU64::new(0);
-/// Graph launches placed on a partition's stream (`RIGHTSIZE_GRAPHS=1`), and those the driver
-/// refused there, which ran on the application's stream instead.
-static GRAPHS_PLACED: AtomicU64 = AtomicU64::new(0);
-static GRAPHS_REFUSED: AtomicU64 = AtomicU64::new(0);
-/// Kernels captured into a graph resolved in the window's green context (`RIGHTSIZE_GRAPHS=2`).
-static CAPTURED_RESOLVED: AtomicU64 = AtomicU64::new(0);
+/// Work captured into a graph from the partition's stream (`RIGHTSIZE_GRAPHS=1`).
+static CAPTURED_PLACED: AtomicU64 = AtomicU64::new(0);
 /// Distinct functions (per thread) resolved in the green context, and kept as they were.
 static RESOLVED: AtomicU64 = AtomicU64::new(0);
 static KEPT: AtomicU64 = AtomicU64::new(0);
@@ -253,12 +247,6 @@ unsafe fn substitute(symbol: *const c_char, pfn: *mut *mut c_void, flags: u64) {
             stand_in(&REAL_EVENT_SYNC, real, event_sync as *mut c_void)
         }
         (b"cuCtxSynchronize", _) if board::board().is_some() => stand_in(&REAL_CTX_SYNC, real, ctx_sync as *mut c_void),
-        (b"cuGraphLaunch", LEGACY) if graphs_placed() => {
-            stand_in(&REAL_GRAPH_LAUNCH[LEGACY], real, cuGraphLaunch as *mut c_void)
-        }
-        (b"cuGraphLaunch", _) if graphs_placed() => {
-            stand_in(&REAL_GRAPH_LAUNCH[PER_THREAD], real, cuGraphLaunch_ptsz as *mut c_void)
-        }
         _ => return,
     };
     // SAFETY: `pfn` is writable (the caller's contract).
@@ -371,6 +359,8 @@ struct Target {
     device: sys::CUdevice,
     /// The green context as a context, current while its kernels are launched.
     context: sys::CUcontext,
+    /// The green context, for each thread's stream of captured work ([`capture_stream`]).
+    green: sys::CUgreenCtx,
     sms: u32,
 }
 
@@ -575,7 +565,34 @@ fn make_target(ordinal: usize, sms: u32, first_group: u32, rest: bool) -> Result
         return Err(format!("the partition's green context: {r:?}"));
     }
     let sms = part.sms();
-    Ok(Target { stream, device: device.context().cu_device(), context, sms, _pool: pool })
+    Ok(Target { stream, device: device.context().cu_device(), context, green, sms, _pool: pool })
+}
+
+thread_local! {
+    /// This thread's streams of `RIGHTSIZE_GRAPHS` captures, by window, made on first use.
+    static CAPTURE_STREAMS: std::cell::RefCell<Vec<(usize, CUstream)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// This thread's stream in `t`'s green context for work being captured: a capture the stream
+/// joins is the thread's own, so another thread's launches on the window (on its shared
+/// stream) never join it. Made with the thread's capture mode relaxed (a capture under way
+/// may forbid it otherwise), and kept for the thread's life; `None` if it cannot be made.
+fn capture_stream(t: &'static Target) -> Option<CUstream> {
+    let key = t as *const Target as usize;
+    CAPTURE_STREAMS.with(|streams| {
+        let mut streams = streams.borrow_mut();
+        if let Some(&(_, s)) = streams.iter().find(|(k, _)| *k == key) {
+            return Some(s);
+        }
+        let mut s = std::ptr::null_mut();
+        let flags = sys::CUstream_flags::CU_STREAM_NON_BLOCKING as c_uint;
+        // SAFETY: the window's live green context; writes one stream.
+        let r = sizing::relaxed(|| unsafe { sys::cuGreenCtxStreamCreate(&mut s, t.green, flags, 0) });
+        (r == CUresult::CUDA_SUCCESS).then(|| {
+            streams.push((key, s));
+            s
+        })
+    })
 }
 
 thread_local! {
@@ -666,21 +683,29 @@ fn place<R>(
         NARROW.fetch_add(1, Ordering::Relaxed);
         return work(None, stream);
     }
-    let part = t.stream;
     let app = if stream.is_null() && flavour == PER_THREAD { STREAM_PER_THREAD } else { stream };
     let mut capture = sys::CUstreamCaptureStatus::CU_STREAM_CAPTURE_STATUS_NONE;
     // SAFETY: a stream of the application's; writes one enum.
     let r = unsafe { sys::cuStreamIsCapturing(app, &mut capture) };
-    if r != CUresult::CUDA_SUCCESS || capture != sys::CUstreamCaptureStatus::CU_STREAM_CAPTURE_STATUS_NONE {
+    let captured = capture == sys::CUstreamCaptureStatus::CU_STREAM_CAPTURE_STATUS_ACTIVE;
+    if r != CUresult::CUDA_SUCCESS
+        || (capture != sys::CUstreamCaptureStatus::CU_STREAM_CAPTURE_STATUS_NONE
+            && !(captured && board.is_none() && captured_placed()))
+    {
         CAPTURED.fetch_add(1, Ordering::Relaxed);
-        if r == CUresult::CUDA_SUCCESS && blocks.is_some() && board.is_none() && graphs_mode() == 2 {
-            // A kernel (`blocks` is given for kernels only) captured into the application's
-            // graph, on its stream, resolved in the window's green context.
-            CAPTURED_RESOLVED.fetch_add(1, Ordering::Relaxed);
-            return work(Some(t), stream);
-        }
         return work(None, stream);
     }
+    let part = if captured {
+        match capture_stream(t) {
+            Some(s) => s,
+            None => {
+                FALLBACK.fetch_add(1, Ordering::Relaxed);
+                return work(None, stream);
+            }
+        }
+    } else {
+        t.stream
+    };
     let event = EVENT.with(|e| {
         if e.get().is_null() {
             let mut made = std::ptr::null_mut();
@@ -702,14 +727,19 @@ fn place<R>(
         FALLBACK.fetch_add(1, Ordering::Relaxed);
         return work(None, stream);
     }
+    // Under capture the two events fork the partition's stream into the application's capture
+    // and join it back: the work becomes a node of the graph, captured in the green context.
     let r = work(Some(t), part);
     if ok(&r) {
-        if !ordered(part, app) {
+        if !ordered(part, app) && !captured {
             // The application's stream could not be made to wait: wait here instead.
             // SAFETY: a live stream.
             unsafe { sys::cuStreamSynchronize(part) };
         }
         PLACED.fetch_add(1, Ordering::Relaxed);
+        if captured {
+            CAPTURED_PLACED.fetch_add(1, Ordering::Relaxed);
+        }
     }
     r
 }
@@ -868,79 +898,21 @@ pub unsafe extern "C" fn cuLaunchKernelEx_ptsz(
     launch_kernel_ex(PER_THREAD, config, f, params, extra)
 }
 
-/// How graphs are placed (`RIGHTSIZE_GRAPHS`; two ways are tried until one is measured to
-/// confine a graph's kernels): 0, not at all; 1, a graph launch on a partition's stream,
-/// ordered with the application's stream as a kernel is (one the driver refuses there runs on
-/// the application's stream); 2, a kernel captured into a graph while a fixed window
-/// (`RIGHTSIZE_SMS`) is set is resolved in the window's green context, so that its node is
-/// that context's function wherever the graph is launched.
-fn graphs_mode() -> u32 {
-    static MODE: OnceLock<u32> = OnceLock::new();
-    *MODE.get_or_init(|| setting("RIGHTSIZE_GRAPHS").unwrap_or(0))
-}
-
-fn graphs_placed() -> bool {
-    graphs_mode() == 1
-}
-
-/// A graph launch of `flavour`: placed as one work that needs the device when
-/// [`graphs_placed`], else the driver's.
-fn graph_launch(flavour: usize, exec: sys::CUgraphExec, stream: CUstream) -> CUresult {
-    let name = if flavour == LEGACY { c"cuGraphLaunch" } else { c"cuGraphLaunch_ptsz" };
-    let p = driver_entry(&REAL_GRAPH_LAUNCH[flavour], name);
-    if p.is_null() {
-        return CUresult::CUDA_ERROR_NOT_INITIALIZED;
-    }
-    // SAFETY: the driver's cuGraphLaunch has this signature.
-    let real = unsafe { std::mem::transmute::<*mut c_void, GraphLaunch>(p) };
-    if !graphs_placed() {
-        // SAFETY: the application's graph and stream, as given.
-        return unsafe { real(exec, stream) };
-    }
-    let on_part = |&(r, placed): &(CUresult, bool)| placed && r == CUresult::CUDA_SUCCESS;
-    let (r, _) = place(flavour, stream, None, u32::MAX, on_part, |t, s| {
-        // SAFETY: the application's graph, on its stream or (its green context current) the
-        // partition's.
-        let Some(t) = t else { return (unsafe { real(exec, s) }, false) };
-        match in_context(t.context, || unsafe { real(exec, s) }) {
-            CUresult::CUDA_SUCCESS => {
-                GRAPHS_PLACED.fetch_add(1, Ordering::Relaxed);
-                (CUresult::CUDA_SUCCESS, true)
-            }
-            _ => {
-                GRAPHS_REFUSED.fetch_add(1, Ordering::Relaxed);
-                // SAFETY: as above, on the application's stream (the partition's waited for
-                // it; nothing was issued on the partition's).
-                (unsafe { real(exec, stream) }, false)
-            }
-        }
-    });
-    r
-}
-
-/// The driver's `cuGraphLaunch`, placed on the partition with `RIGHTSIZE_GRAPHS=1`.
-///
-/// # Safety
-/// As the driver's.
-#[no_mangle]
-pub unsafe extern "C" fn cuGraphLaunch(exec: sys::CUgraphExec, stream: CUstream) -> CUresult {
-    graph_launch(LEGACY, exec, stream)
-}
-
-/// The driver's `cuGraphLaunch_ptsz`, placed on the partition with `RIGHTSIZE_GRAPHS=1`.
-///
-/// # Safety
-/// As the driver's.
-#[no_mangle]
-pub unsafe extern "C" fn cuGraphLaunch_ptsz(exec: sys::CUgraphExec, stream: CUstream) -> CUresult {
-    graph_launch(PER_THREAD, exec, stream)
+/// Whether work captured into a graph under a fixed window (`RIGHTSIZE_SMS`) is placed too
+/// (`RIGHTSIZE_GRAPHS=1`; experimental): the partition's stream joins the application's
+/// capture, so the work is captured in the green context and its node runs on the window
+/// wherever the graph is launched. The stream is the capturing thread's own
+/// ([`capture_stream`]), so captures in several threads at once stay apart.
+fn captured_placed() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| setting("RIGHTSIZE_GRAPHS").is_some_and(|g| g == 1))
 }
 
 /// What was placed, as JSON.
 pub fn report() -> String {
     let sms = target().map_or(0, |t| t.sms);
     format!(
-        "{{\"sms\": {sms}, \"board_slots\": {}, \"windows_made\": {}, \"launches\": {}, \"placed\": {}, \"alone\": {}, \"critical\": {}, \"narrow\": {}, \"captured\": {}, \"fallback\": {}, \"via_ex\": {}, \"functions_resolved\": {}, \"functions_kept\": {}, \"blas_calls\": {}, \"graphs_placed\": {}, \"graphs_refused\": {}, \"captured_resolved\": {}, \"fits\": {}}}",
+        "{{\"sms\": {sms}, \"board_slots\": {}, \"windows_made\": {}, \"launches\": {}, \"placed\": {}, \"alone\": {}, \"critical\": {}, \"narrow\": {}, \"captured\": {}, \"fallback\": {}, \"via_ex\": {}, \"functions_resolved\": {}, \"functions_kept\": {}, \"blas_calls\": {}, \"captured_placed\": {}, \"fits\": {}}}",
         board::board().map_or(0, board::Board::len),
         WINDOWS.load(Ordering::Relaxed),
         SEEN.load(Ordering::Relaxed),
@@ -954,9 +926,7 @@ pub fn report() -> String {
         RESOLVED.load(Ordering::Relaxed),
         KEPT.load(Ordering::Relaxed),
         blas::CALLS.load(Ordering::Relaxed),
-        GRAPHS_PLACED.load(Ordering::Relaxed),
-        GRAPHS_REFUSED.load(Ordering::Relaxed),
-        CAPTURED_RESOLVED.load(Ordering::Relaxed),
+        CAPTURED_PLACED.load(Ordering::Relaxed),
         sizing::fits_report()
     )
 }
@@ -1068,11 +1038,10 @@ mod tests {
         unsafe { substitute(c"cuLaunchKernel".as_ptr(), &mut p, PER_THREAD_FLAG) };
         assert_eq!(REAL_LAUNCH[PER_THREAD].load(Ordering::Acquire) as usize, 0x1234);
         REAL_LAUNCH[PER_THREAD].store(std::ptr::null_mut(), Ordering::Release);
-        // Graph launches only with RIGHTSIZE_GRAPHS=1 (unset here).
+        // Graph launches are the driver's.
         let mut g = 0x5678usize as *mut c_void;
         unsafe { substitute(c"cuGraphLaunch".as_ptr(), &mut g, 0) };
         assert_eq!(g as usize, 0x5678);
-        assert!(REAL_GRAPH_LAUNCH[LEGACY].load(Ordering::Acquire).is_null());
     }
 
     #[test]

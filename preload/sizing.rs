@@ -351,7 +351,7 @@ impl<K> Timings<K> {
 /// thread's, or another's begun in global mode) forbids and is invalidated by; the events read
 /// here are never part of a capture (a launch being captured is not timed), so reading them
 /// cannot change the application's graph.
-fn relaxed<T>(read: impl FnOnce() -> T) -> T {
+pub(crate) fn relaxed<T>(read: impl FnOnce() -> T) -> T {
     let mut mode = sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_RELAXED;
     // SAFETY: swaps the calling thread's mode; writes the one it had.
     let swapped = unsafe { sys::cuThreadExchangeStreamCaptureMode(&mut mode) } == CUresult::CUDA_SUCCESS;
