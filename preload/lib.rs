@@ -687,25 +687,21 @@ fn place<R>(
     let mut capture = sys::CUstreamCaptureStatus::CU_STREAM_CAPTURE_STATUS_NONE;
     // SAFETY: a stream of the application's; writes one enum.
     let r = unsafe { sys::cuStreamIsCapturing(app, &mut capture) };
-    let captured = capture == sys::CUstreamCaptureStatus::CU_STREAM_CAPTURE_STATUS_ACTIVE;
-    if r != CUresult::CUDA_SUCCESS
-        || (capture != sys::CUstreamCaptureStatus::CU_STREAM_CAPTURE_STATUS_NONE
-            && !(captured && board.is_none() && captured_placed()))
-    {
-        CAPTURED.fetch_add(1, Ordering::Relaxed);
-        return work(None, stream);
-    }
-    let part = if captured {
-        match capture_stream(t) {
-            Some(s) => s,
-            None => {
-                FALLBACK.fetch_add(1, Ordering::Relaxed);
+    let (part, captured) =
+        match capture_rule((r == CUresult::CUDA_SUCCESS).then_some(capture), board.is_some(), captured_placed()) {
+            CaptureRule::Eager => (t.stream, false),
+            CaptureRule::Leave => {
+                CAPTURED.fetch_add(1, Ordering::Relaxed);
                 return work(None, stream);
             }
-        }
-    } else {
-        t.stream
-    };
+            CaptureRule::Captured => match capture_stream(t) {
+                Some(s) => (s, true),
+                None => {
+                    FALLBACK.fetch_add(1, Ordering::Relaxed);
+                    return work(None, stream);
+                }
+            },
+        };
     let event = EVENT.with(|e| {
         if e.get().is_null() {
             let mut made = std::ptr::null_mut();
@@ -898,6 +894,29 @@ pub unsafe extern "C" fn cuLaunchKernelEx_ptsz(
     launch_kernel_ex(PER_THREAD, config, f, params, extra)
 }
 
+/// Where work goes given its stream's capture status (`None`: it could not be read).
+#[derive(Debug, PartialEq, Eq)]
+enum CaptureRule {
+    /// Not being captured: placed as launched work is.
+    Eager,
+    /// Being captured, and placed ([`captured_placed`]): captured on the window.
+    Captured,
+    /// Left where the application put it: captured, unless placed; a capture already
+    /// invalidated; a status unknown.
+    Leave,
+}
+
+fn capture_rule(status: Option<sys::CUstreamCaptureStatus>, on_board: bool, graphs: bool) -> CaptureRule {
+    use sys::CUstreamCaptureStatus::{
+        CU_STREAM_CAPTURE_STATUS_ACTIVE as ACTIVE, CU_STREAM_CAPTURE_STATUS_NONE as NONE,
+    };
+    match status {
+        Some(NONE) => CaptureRule::Eager,
+        Some(ACTIVE) if graphs && !on_board => CaptureRule::Captured,
+        _ => CaptureRule::Leave,
+    }
+}
+
 /// Whether work captured into a graph under a fixed window (`RIGHTSIZE_SMS`) is placed too
 /// (`RIGHTSIZE_GRAPHS=1`; experimental): the partition's stream joins the application's
 /// capture, so the work is captured in the green context and its node runs on the window
@@ -1042,6 +1061,20 @@ mod tests {
         let mut g = 0x5678usize as *mut c_void;
         unsafe { substitute(c"cuGraphLaunch".as_ptr(), &mut g, 0) };
         assert_eq!(g as usize, 0x5678);
+    }
+
+    #[test]
+    fn captured_work_is_placed_only_under_a_fixed_window_with_graphs_on() {
+        use sys::CUstreamCaptureStatus::*;
+        let active = Some(CU_STREAM_CAPTURE_STATUS_ACTIVE);
+        assert_eq!(capture_rule(Some(CU_STREAM_CAPTURE_STATUS_NONE), false, false), CaptureRule::Eager);
+        assert_eq!(capture_rule(Some(CU_STREAM_CAPTURE_STATUS_NONE), true, true), CaptureRule::Eager);
+        assert_eq!(capture_rule(active, false, true), CaptureRule::Captured);
+        // A board's parts change while a graph keeps the window its nodes were captured on.
+        assert_eq!(capture_rule(active, true, true), CaptureRule::Leave);
+        assert_eq!(capture_rule(active, false, false), CaptureRule::Leave);
+        assert_eq!(capture_rule(Some(CU_STREAM_CAPTURE_STATUS_INVALIDATED), false, true), CaptureRule::Leave);
+        assert_eq!(capture_rule(None, false, true), CaptureRule::Leave);
     }
 
     #[test]
