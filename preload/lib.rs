@@ -641,10 +641,12 @@ fn on_target_device(t: &Target) -> bool {
 /// `flavour`): the partition's stream waits for what was issued to `stream` before, and
 /// `stream` waits for the work (when `ok` says it was issued). `work` gets the target when it
 /// runs on the partition, nothing when it runs on `stream` itself: no partition, another
-/// GPU, a stream being captured, or ordering that failed — and, on a board, no other process
-/// busy, or a kernel of at most as many `blocks` as the window has SMs (it cannot spread over
-/// more SMs than its share, so it runs where it was launched, without the ordering's cost).
-/// `need` is the SMs the work needs ([`sizing`]), which the board sizes parts by.
+/// GPU, a stream being captured (unless [`capture_rule`] captures the work on the window,
+/// from the thread's own stream of it), or ordering that failed — and, on a board, no other
+/// process busy, or a kernel of at most as many `blocks` as the window has SMs (it cannot
+/// spread over more SMs than its share, so it runs where it was launched, without the
+/// ordering's cost). `need` is the SMs the work needs ([`sizing`]), which the board sizes
+/// parts by.
 fn place<R>(
     flavour: usize,
     stream: CUstream,
