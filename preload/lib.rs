@@ -569,29 +569,27 @@ fn make_target(ordinal: usize, sms: u32, first_group: u32, rest: bool) -> Result
 }
 
 thread_local! {
-    /// This thread's streams of `RIGHTSIZE_GRAPHS` captures, by window, made on first use.
-    static CAPTURE_STREAMS: std::cell::RefCell<Vec<(usize, CUstream)>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// This thread's stream of `RIGHTSIZE_GRAPHS` captures, made on first use.
+    static CAPTURE_STREAM: Cell<CUstream> = const { Cell::new(std::ptr::null_mut()) };
 }
 
-/// This thread's stream in `t`'s green context for work being captured: a capture the stream
-/// joins is the thread's own, so another thread's launches on the window (on its shared
-/// stream) never join it. Made with the thread's capture mode relaxed (a capture under way
-/// may forbid it otherwise), and kept for the thread's life; `None` if it cannot be made.
-fn capture_stream(t: &'static Target) -> Option<CUstream> {
-    let key = t as *const Target as usize;
-    CAPTURE_STREAMS.with(|streams| {
-        let mut streams = streams.borrow_mut();
-        if let Some(&(_, s)) = streams.iter().find(|(k, _)| *k == key) {
-            return Some(s);
+/// This thread's stream in the fixed window's green context `t` (the only window captured
+/// work is placed on: [`capture_rule`]) for work being captured: a capture the stream joins
+/// is the thread's own, so another thread's launches on the window (on its shared stream)
+/// never join it. Made with the thread's capture mode relaxed (a capture under way may forbid
+/// it otherwise), and kept for the thread's life; `None` if it cannot be made.
+fn capture_stream(t: &Target) -> Option<CUstream> {
+    CAPTURE_STREAM.with(|made| {
+        if made.get().is_null() {
+            let mut s = std::ptr::null_mut();
+            let flags = sys::CUstream_flags::CU_STREAM_NON_BLOCKING as c_uint;
+            // SAFETY: the window's live green context; writes one stream.
+            let r = sizing::relaxed(|| unsafe { sys::cuGreenCtxStreamCreate(&mut s, t.green, flags, 0) });
+            if r == CUresult::CUDA_SUCCESS {
+                made.set(s);
+            }
         }
-        let mut s = std::ptr::null_mut();
-        let flags = sys::CUstream_flags::CU_STREAM_NON_BLOCKING as c_uint;
-        // SAFETY: the window's live green context; writes one stream.
-        let r = sizing::relaxed(|| unsafe { sys::cuGreenCtxStreamCreate(&mut s, t.green, flags, 0) });
-        (r == CUresult::CUDA_SUCCESS).then(|| {
-            streams.push((key, s));
-            s
-        })
+        Some(made.get()).filter(|s| !s.is_null())
     })
 }
 
@@ -729,6 +727,8 @@ fn place<R>(
     // and join it back: the work becomes a node of the graph, captured in the green context.
     let r = work(Some(t), part);
     if ok(&r) {
+        // (Under capture nothing may be waited for: a join that failed ends the application's
+        // capture with an error, which it sees.)
         if !ordered(part, app) && !captured {
             // The application's stream could not be made to wait: wait here instead.
             // SAFETY: a live stream.
@@ -903,8 +903,8 @@ enum CaptureRule {
     Eager,
     /// Being captured, and placed ([`captured_placed`]): captured on the window.
     Captured,
-    /// Left where the application put it: captured, unless placed; a capture already
-    /// invalidated; a status unknown.
+    /// Left where the application put it: being captured and not placed here, a capture
+    /// already invalidated, or a status unknown.
     Leave,
 }
 
@@ -920,7 +920,7 @@ fn capture_rule(status: Option<sys::CUstreamCaptureStatus>, on_board: bool, grap
 }
 
 /// Whether work captured into a graph under a fixed window (`RIGHTSIZE_SMS`) is placed too
-/// (`RIGHTSIZE_GRAPHS=1`; experimental): the partition's stream joins the application's
+/// (`RIGHTSIZE_GRAPHS=1`, opt-in): the partition's stream joins the application's
 /// capture, so the work is captured in the green context and its node runs on the window
 /// wherever the graph is launched. The stream is the capturing thread's own
 /// ([`capture_stream`]), so captures in several threads at once stay apart.

@@ -346,16 +346,17 @@ impl<K> Timings<K> {
     }
 }
 
-/// `read` with the calling thread's stream-capture mode relaxed, its own restored after. An
-/// event query or wait is a "potentially unsafe" call, which a graph capture under way (this
-/// thread's, or another's begun in global mode) forbids and is invalidated by; the events read
-/// here are never part of a capture (a launch being captured is not timed), so reading them
+/// `call` with the calling thread's stream-capture mode relaxed, its own restored after. An
+/// event query or wait, or a stream made, is a "potentially unsafe" call, which a graph
+/// capture under way (this thread's, or another's begun in global mode) forbids and is
+/// invalidated by; what is called here never touches a capture (the events read are never
+/// part of one — a launch being captured is not timed — and a new stream is in none), so it
 /// cannot change the application's graph.
-pub(crate) fn relaxed<T>(read: impl FnOnce() -> T) -> T {
+pub(crate) fn relaxed<T>(call: impl FnOnce() -> T) -> T {
     let mut mode = sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_RELAXED;
     // SAFETY: swaps the calling thread's mode; writes the one it had.
     let swapped = unsafe { sys::cuThreadExchangeStreamCaptureMode(&mut mode) } == CUresult::CUDA_SUCCESS;
-    let r = read();
+    let r = call();
     if swapped {
         // SAFETY: as above, putting the thread's own mode back.
         unsafe { sys::cuThreadExchangeStreamCaptureMode(&mut mode) };
