@@ -3,7 +3,7 @@
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::harness::compare::{default_out, TraceOptions};
 use crate::harness::output::summary;
@@ -118,6 +118,10 @@ enum Command {
         /// Results directory (default: results/soak-<date>-<time>).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Run nothing: draw DIR/soak.svg and .png from DIR/soak.csv (a soak's results
+        /// directory from a machine without a font).
+        #[arg(long, value_name = "DIR", conflicts_with_all = ["minutes", "window_s", "mode", "file", "out"])]
+        replot: Option<PathBuf>,
     },
     /// Write DIR/report.md: plots (SVG and PNG under DIR/plots), GPU counters per mode, kernel
     /// curves and the tables of a results directory.
@@ -209,7 +213,8 @@ where
             Some(path) => ScenarioFile::load(&path).and_then(|f| run_scenarios(f, "compare", args)),
             None => run_scenarios(ScenarioFile::defaults(), "compare", args),
         },
-        Command::Soak { minutes, window_s, mode, file, out } => soak(minutes, window_s, &mode, file, out),
+        Command::Soak { replot: Some(dir), .. } => soak_replot(&dir),
+        Command::Soak { minutes, window_s, mode, file, out, replot: None } => soak(minutes, window_s, &mode, file, out),
         Command::Report { dir, profiles } => {
             crate::harness::report::write_report(&dir, &profiles).map(|p| println!("report: {}", p.display()))
         }
@@ -272,6 +277,16 @@ fn soak(minutes: f64, window_s: f64, mode: &str, file: Option<PathBuf>, out: Opt
         Some(e) => anyhow::bail!("the soak stopped early: {e}"),
         None => Ok(()),
     }
+}
+
+fn soak_replot(dir: &Path) -> anyhow::Result<()> {
+    let path = dir.join("soak.csv");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let report = crate::harness::soak::read_csv(&text, &path.display().to_string())?;
+    for file in report.plot(dir)? {
+        println!("{}", file.display());
+    }
+    Ok(())
 }
 
 fn info(ordinal: usize, json: bool) -> anyhow::Result<()> {

@@ -64,6 +64,16 @@ pub struct WindowRow {
     pub sm_clock_mhz: Option<f64>,
     /// The GPU's temperature at the window's end, °C.
     pub temperature_c: Option<f64>,
+    /// The slowest served request's latency, ms.
+    pub max_ms: Option<f64>,
+    /// When that request completed, seconds on the run's clock (the same clock for every
+    /// tenant, so windows whose outliers came together can be told from each tenant's own).
+    pub slowest_end_s: Option<f64>,
+    /// Involuntary context switches of this process's threads during the window (the host
+    /// preempting the tenants), from `getrusage`.
+    pub involuntary_switches: Option<u64>,
+    /// The host's one-minute load average at the window's end.
+    pub load1: Option<f64>,
 }
 
 /// What a window's end samples of the machine (none once the tenants finished).
@@ -73,6 +83,8 @@ struct Machine {
     gpu_used_mib: Option<f64>,
     sm_clock_mhz: Option<f64>,
     temperature_c: Option<f64>,
+    involuntary_switches: Option<u64>,
+    load1: Option<f64>,
 }
 
 /// What a soak run measured.
@@ -93,8 +105,24 @@ fn rss_mib() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
+/// Involuntary context switches of every thread of this process so far (those that exited
+/// included).
+fn involuntary_switches() -> Option<u64> {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: `usage` is a valid place for one `rusage`, which getrusage fills on success.
+    let ok = unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) } == 0;
+    // SAFETY: filled when getrusage succeeded (and zeroed, a valid `rusage`, in any case).
+    ok.then(|| unsafe { usage.assume_init() }.ru_nivcsw).and_then(|n| u64::try_from(n).ok())
+}
+
+/// The host's one-minute load average (Linux).
+fn load1() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg").ok()?.split_whitespace().next()?.parse().ok()
+}
+
 /// This process's resident memory and, from NVML, the GPU's used memory (every process's),
-/// SM clock and temperature; what cannot be read is `None`.
+/// SM clock and temperature; the host's load; what cannot be read is `None`. The context
+/// switches are the process's total so far (the caller takes the window's share).
 fn machine(nvml: &Option<nvml_wrapper::Nvml>) -> Machine {
     use nvml_wrapper::enum_wrappers::device::{Clock, TemperatureSensor};
     let gpu = nvml.as_ref().and_then(|n| n.device_by_index(0).ok());
@@ -103,6 +131,8 @@ fn machine(nvml: &Option<nvml_wrapper::Nvml>) -> Machine {
         gpu_used_mib: gpu.as_ref().and_then(|d| d.memory_info().ok()).map(|m| m.used as f64 / f64::from(1u32 << 20)),
         sm_clock_mhz: gpu.as_ref().and_then(|d| d.clock_info(Clock::SM).ok()).map(f64::from),
         temperature_c: gpu.as_ref().and_then(|d| d.temperature(TemperatureSensor::Gpu).ok()).map(f64::from),
+        involuntary_switches: involuntary_switches(),
+        load1: load1(),
     }
 }
 
@@ -157,11 +187,15 @@ pub fn soak(opts: &SoakOptions, progress: &(dyn Fn(&[WindowRow]) + Sync)) -> any
     let done = AtomicBool::new(false);
     let result = std::thread::scope(|scope| {
         scope.spawn(|| {
+            let mut switches = involuntary_switches();
             windows.sample(opts.window, &done, |end_s| {
                 // A window that ends with the run or after it: the tenants may be freeing their
                 // models already (a run ends once every tenant has stopped, after the last window).
                 let running = !done.load(Ordering::Acquire) && end_s < opts.duration.as_secs_f64();
-                let at_end = if running { machine(&nvml) } else { Machine::default() };
+                let mut at_end = if running { machine(&nvml) } else { Machine::default() };
+                let total = at_end.involuntary_switches;
+                at_end.involuntary_switches = total.zip(switches).map(|(now, before)| now.saturating_sub(before));
+                switches = total.or(switches);
                 let closed = windows.close(end_s, at_end);
                 progress(&closed);
                 let mut rows = rows.lock();
@@ -182,16 +216,26 @@ pub fn soak(opts: &SoakOptions, progress: &(dyn Fn(&[WindowRow]) + Sync)) -> any
     Ok(SoakReport { labels, rows, error: result.err().map(|e| format!("{e:#}")) })
 }
 
-/// The open window of every tenant: its served requests' latencies and its shed count, and
-/// when the first sample came (the windows start then, after the tenants' set-up).
+/// The open window of every tenant, and when the first sample came (the windows start then,
+/// after the tenants' set-up).
 struct Windows {
-    open: Vec<Mutex<(Vec<f64>, usize)>>,
+    open: Vec<Mutex<Open>>,
     started: OnceLock<Instant>,
+}
+
+/// One tenant's open window.
+#[derive(Default)]
+struct Open {
+    /// The served requests' latencies, s.
+    latencies: Vec<f64>,
+    shed: usize,
+    /// The slowest served request: its latency and when it completed, s.
+    slowest: Option<(f64, f64)>,
 }
 
 impl Windows {
     fn new(tenants: usize) -> Windows {
-        Windows { open: (0..tenants).map(|_| Mutex::new((Vec::new(), 0))).collect(), started: OnceLock::new() }
+        Windows { open: (0..tenants).map(|_| Mutex::new(Open::default())).collect(), started: OnceLock::new() }
     }
 
     /// A counted sample of `tenant` (from its thread; one short lock of its own window).
@@ -199,9 +243,13 @@ impl Windows {
         self.started.get_or_init(Instant::now);
         let mut w = self.open[tenant].lock();
         if x.shed {
-            w.1 += 1;
+            w.shed += 1;
         } else {
-            w.0.push(x.latency());
+            let latency = x.latency();
+            w.latencies.push(latency);
+            if w.slowest.is_none_or(|(slowest, _)| latency > slowest) {
+                w.slowest = Some((latency, x.end));
+            }
         }
     }
 
@@ -211,7 +259,7 @@ impl Windows {
             .iter()
             .enumerate()
             .map(|(tenant, w)| {
-                let (mut lat, shed) = std::mem::take(&mut *w.lock());
+                let Open { latencies: mut lat, shed, slowest } = std::mem::take(&mut *w.lock());
                 let stats = Latency::of(&lat);
                 lat.sort_by(f64::total_cmp);
                 WindowRow {
@@ -226,6 +274,10 @@ impl Windows {
                     gpu_used_mib: at_end.gpu_used_mib,
                     sm_clock_mhz: at_end.sm_clock_mhz,
                     temperature_c: at_end.temperature_c,
+                    max_ms: slowest.map(|s| s.0 * 1e3),
+                    slowest_end_s: slowest.map(|s| s.1),
+                    involuntary_switches: at_end.involuntary_switches,
+                    load1: at_end.load1,
                 }
             })
             .collect()
@@ -291,14 +343,17 @@ pub fn quantile_interval(sorted: &[f64], q: f64) -> Option<(f64, f64)> {
 /// resolve (its p99's confidence interval lies wholly outside the band).
 pub const P99_BAND: f64 = 0.10;
 
+/// The columns of `soak.csv`.
+const CSV_HEADER: &str = "end_s,tenant,label,requests,shed,p50_ms,p99_ms,p99_lo_ms,p99_hi_ms,rss_mib,gpu_used_mib,\
+                          sm_clock_mhz,temperature_c,max_ms,slowest_end_s,involuntary_switches,load1";
+
 /// `soak.csv`: a row per window and tenant.
 fn csv(labels: &[String], rows: &[WindowRow]) -> String {
     let opt = |v: Option<f64>| v.map(|x| format!("{x:.3}")).unwrap_or_default();
-    let mut s =
-        String::from("end_s,tenant,label,requests,shed,p50_ms,p99_ms,p99_lo_ms,p99_hi_ms,rss_mib,gpu_used_mib,sm_clock_mhz,temperature_c\n");
+    let mut s = format!("{CSV_HEADER}\n");
     for r in rows {
         s += &format!(
-            "{:.1},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            "{:.1},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
             r.end_s,
             r.tenant,
             labels[r.tenant],
@@ -311,10 +366,74 @@ fn csv(labels: &[String], rows: &[WindowRow]) -> String {
             opt(r.rss_mib),
             opt(r.gpu_used_mib),
             opt(r.sm_clock_mhz),
-            opt(r.temperature_c)
+            opt(r.temperature_c),
+            opt(r.max_ms),
+            opt(r.slowest_end_s),
+            r.involuntary_switches.map(|n| n.to_string()).unwrap_or_default(),
+            opt(r.load1)
         );
     }
     s
+}
+
+/// Reads a `soak.csv` back (`what` names it in errors); the columns after `temperature_c`,
+/// which earlier soaks did not write, may be missing.
+pub fn read_csv(text: &str, what: &str) -> anyhow::Result<SoakReport> {
+    let mut lines = text.lines().enumerate();
+    let header: Vec<&str> = lines.next().map(|(_, l)| l.split(',').collect()).unwrap_or_default();
+    let at = |name: &str| header.iter().position(|h| *h == name);
+    let required = ["end_s", "tenant", "label", "requests", "shed", "p99_ms"];
+    if let Some(missing) = required.iter().find(|c| at(c).is_none()) {
+        bail!("{what}: not a soak.csv (no column {missing})");
+    }
+    let mut labels: Vec<String> = Vec::new();
+    let mut rows = Vec::new();
+    for (n, line) in lines.filter(|(_, l)| !l.trim().is_empty()) {
+        let fields: Vec<&str> = line.split(',').collect();
+        if fields.len() != header.len() {
+            bail!("{what}, line {}: {} fields for {} columns", n + 1, fields.len(), header.len());
+        }
+        let field = |name: &str| at(name).map(|i| fields[i]).filter(|f| !f.is_empty());
+        let num = |name: &str| -> anyhow::Result<Option<f64>> {
+            field(name)
+                .map(|f| f.parse::<f64>().with_context(|| format!("{what}, line {}: {name} {f:?}", n + 1)))
+                .transpose()
+        };
+        let count = |name: &str| -> anyhow::Result<usize> {
+            let f = field(name).unwrap_or("");
+            f.parse().with_context(|| format!("{what}, line {}: {name} {f:?}", n + 1))
+        };
+        let tenant = count("tenant")?;
+        let label = field("label").unwrap_or("").to_string();
+        match labels.get(tenant) {
+            Some(l) if *l != label => bail!("{what}, line {}: tenant {tenant} is {l}, not {label}", n + 1),
+            Some(_) => {}
+            None if tenant == labels.len() => labels.push(label),
+            None => bail!("{what}, line {}: tenant {tenant} before tenant {}", n + 1, labels.len()),
+        }
+        let end_s = num("end_s")?.with_context(|| format!("{what}, line {}: no end_s", n + 1))?;
+        rows.push(WindowRow {
+            end_s,
+            tenant,
+            requests: count("requests")?,
+            shed: count("shed")?,
+            p99_ms: num("p99_ms")?,
+            p99_interval_ms: num("p99_lo_ms")?.zip(num("p99_hi_ms")?),
+            p50_ms: num("p50_ms")?,
+            rss_mib: num("rss_mib")?,
+            gpu_used_mib: num("gpu_used_mib")?,
+            sm_clock_mhz: num("sm_clock_mhz")?,
+            temperature_c: num("temperature_c")?,
+            max_ms: num("max_ms")?,
+            slowest_end_s: num("slowest_end_s")?,
+            involuntary_switches: num("involuntary_switches")?.map(|x| x as u64),
+            load1: num("load1")?,
+        });
+    }
+    if rows.is_empty() {
+        bail!("{what}: no windows");
+    }
+    Ok(SoakReport { labels, rows, error: None })
 }
 
 impl SoakReport {
@@ -330,19 +449,29 @@ impl SoakReport {
         Some((last - first) / first)
     }
 
+    /// A tenant's windows that served requests, in order.
+    fn served_windows(&self, tenant: usize) -> Vec<&WindowRow> {
+        self.rows.iter().filter(|r| r.tenant == tenant && r.p99_ms.is_some()).collect()
+    }
+
+    /// Whether `r`'s p99 is off its tenant's median window `median` by more than the band and
+    /// by more than its own interval can tell.
+    fn unstable(r: &WindowRow, median: f64) -> bool {
+        let (lo, hi) = (median * (1.0 - P99_BAND), median * (1.0 + P99_BAND));
+        r.p99_interval_ms.is_some_and(|(a, b)| b < lo || a > hi)
+    }
+
     /// Each tenant's p99 per window against its median window: see [`P99Spread`].
     pub fn p99_spread(&self) -> Vec<P99Spread> {
         (0..self.labels.len())
             .map(|t| {
-                let windows: Vec<&WindowRow> =
-                    self.rows.iter().filter(|r| r.tenant == t && r.p99_ms.is_some()).collect();
+                let windows = self.served_windows(t);
                 let median_of = |w: &[&WindowRow]| {
                     let mut v: Vec<f64> = w.iter().filter_map(|r| r.p99_ms).collect();
                     v.sort_by(f64::total_cmp);
                     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
                 };
                 let median = median_of(&windows);
-                let (lo, hi) = (median * (1.0 - P99_BAND), median * (1.0 + P99_BAND));
                 let third = windows.len() / 3;
                 P99Spread {
                     median,
@@ -351,10 +480,7 @@ impl SoakReport {
                         .filter_map(|r| r.p99_ms)
                         .map(|x| (x - median).abs() / median)
                         .fold(0.0, f64::max),
-                    unstable: windows
-                        .iter()
-                        .filter(|r| r.p99_interval_ms.is_some_and(|(a, b)| b < lo || a > hi))
-                        .count(),
+                    unstable: windows.iter().filter(|r| Self::unstable(r, median)).count(),
                     drift: (third > 0)
                         .then(|| median_of(&windows[windows.len() - third..]) / median_of(&windows[..third]) - 1.0),
                 }
@@ -415,7 +541,47 @@ impl SoakReport {
                 pct(p.drift)
             );
         }
-        s
+        s + &self.unstable_windows_table()
+    }
+
+    /// The windows where some tenant was unstable: how many tenants, how far, whether their
+    /// slowest requests came together (on the run's clock), and what the host did meanwhile.
+    fn unstable_windows_table(&self) -> String {
+        let medians: Vec<f64> = self.p99_spread().iter().map(|p| p.median).collect();
+        let mut ends: Vec<f64> = self.rows.iter().map(|r| r.end_s).collect();
+        ends.dedup();
+        let mut table = String::new();
+        for end in ends {
+            let window: Vec<&WindowRow> = self.rows.iter().filter(|r| r.end_s == end).collect();
+            let off: Vec<&&WindowRow> = window.iter().filter(|r| Self::unstable(r, medians[r.tenant])).collect();
+            if off.is_empty() {
+                continue;
+            }
+            let worst = off.iter().filter_map(|r| Some(r.p99_ms? / medians[r.tenant])).fold(0.0, f64::max);
+            let slowest: Vec<f64> = off.iter().filter_map(|r| r.slowest_end_s).collect();
+            let came = if slowest.is_empty() {
+                "–".to_string()
+            } else {
+                let (a, b) = slowest.iter().fold((f64::MAX, f64::MIN), |(a, b), &x| (a.min(x), b.max(x)));
+                format!("{a:.1}–{b:.1}")
+            };
+            let host = window.first().map_or("–".to_string(), |r| {
+                let sw = r.involuntary_switches.map_or("–".into(), |n| n.to_string());
+                format!("{sw} | {}", r.load1.map_or("–".into(), |l| format!("{l:.2}")))
+            });
+            table += &format!("| {end:.0} | {} of {} | {worst:.2}× | {came} | {host} |\n", off.len(), window.len());
+        }
+        if table.is_empty() {
+            return table;
+        }
+        "\n## Unstable windows\n\nThe worst p99 is the unstable tenants' largest over their median window; \
+         their slowest requests completed within the span given (seconds on the run's clock, one \
+         for every tenant); the host's involuntary context switches of this process during the \
+         window and its load average at the end.\n\n\
+         | window end s | unstable tenants | worst p99 | slowest requests completed, s | involuntary switches | load |\n\
+         | ---: | ---: | ---: | ---: | ---: | ---: |\n"
+            .to_string()
+            + &table
     }
 }
 
@@ -507,6 +673,7 @@ mod tests {
         let rows = rows.into_inner();
         assert!(rows.len() >= 2 * 4, "{} rows", rows.len());
         assert!(rows.iter().all(|r| r.requests > 0 && r.p99_ms == Some(1.0)), "{rows:?}");
+        assert!(rows.iter().all(|r| r.max_ms == Some(1.0) && r.slowest_end_s == Some(0.001)), "{rows:?}");
         assert!(rows.iter().map(|r| r.shed).sum::<usize>() > 0);
         assert!(rows.windows(2).all(|p| p[0].end_s <= p[1].end_s));
     }
@@ -552,6 +719,10 @@ mod tests {
             gpu_used_mib: Some(1000.0),
             sm_clock_mhz: Some(1980.0),
             temperature_c: Some(40.0),
+            max_ms: Some(p99 * 1.5),
+            slowest_end_s: Some(end_s - 1.0 - tenant as f64),
+            involuntary_switches: Some(7),
+            load1: Some(0.5),
         };
         let r = SoakReport {
             labels: vec!["a".into(), "b".into()],
@@ -590,6 +761,56 @@ mod tests {
         assert!(md.contains("+1.00%") && md.contains("| a | 300 | 3 | 2.00 | 10.0% | 0 | -5.00% |"), "{md}");
         assert_eq!(r.csv().lines().count(), 7);
         assert!(r.csv().lines().nth(1).unwrap().starts_with("60.0,0,a,100,1,1.000,2.000,1.980,2.020,"), "{}", r.csv());
-        assert!(r.csv().lines().nth(1).unwrap().ends_with(",1000.000,1980.000,40.000"), "{}", r.csv());
+        assert!(
+            r.csv().lines().nth(1).unwrap().ends_with(",1000.000,1980.000,40.000,3.000,59.000,7,0.500"),
+            "{}",
+            r.csv()
+        );
+        assert!(!md.contains("Unstable windows"), "{md}");
+        // An unstable window is listed with its tenants, how far, and when their slowest came.
+        wide.rows[5].p99_interval_ms = Some((5.94, 6.06));
+        let md = wide.summary(&opts());
+        assert!(md.contains("| 180 | 1 of 2 | 1.20× | 178.0–178.0 | 7 | 0.50 |"), "{md}");
+    }
+
+    #[test]
+    fn soak_csv_reads_back_and_bad_files_are_refused_with_their_line() {
+        let row = |end_s: f64, tenant| WindowRow {
+            end_s,
+            tenant,
+            requests: 700,
+            shed: 0,
+            p99_ms: Some(4.0 + tenant as f64),
+            p99_interval_ms: Some((3.5, 4.5)),
+            p50_ms: Some(1.25),
+            rss_mib: Some(360.5),
+            gpu_used_mib: Some(6128.812),
+            sm_clock_mhz: Some(1980.0),
+            temperature_c: Some(45.0),
+            max_ms: Some(9.5),
+            slowest_end_s: Some(end_s - 2.5),
+            involuntary_switches: Some(12),
+            load1: Some(1.25),
+        };
+        let r = SoakReport {
+            labels: vec!["bert-base".into(), "gpt2".into()],
+            rows: vec![row(60.0, 0), row(60.0, 1), row(120.0, 0), row(120.0, 1)],
+            error: None,
+        };
+        let back = read_csv(&r.csv(), "soak.csv").unwrap();
+        assert_eq!((back.labels, back.rows), (r.labels.clone(), r.rows.clone()));
+        // An earlier soak's file, without the last four columns, still reads.
+        let old: String = r.csv().lines().map(|l| l.split(',').take(13).collect::<Vec<_>>().join(",") + "\n").collect();
+        let back = read_csv(&old, "old.csv").unwrap();
+        assert!(back.rows.iter().all(|w| w.max_ms.is_none() && w.load1.is_none() && w.p99_ms.is_some()));
+        let err = |text: &str| format!("{:#}", read_csv(text, "f.csv").unwrap_err());
+        assert!(err("a,b\n1,2\n").contains("f.csv: not a soak.csv (no column end_s)"));
+        assert!(err(&r.csv().replace("700", "many")).contains("line 2: requests \"many\""));
+        assert!(err(&r.csv().replacen(",1,gpt2,", ",1,bert,", 1)).contains("line 5: tenant 1 is bert, not gpt2"));
+        assert!(
+            err(&r.csv().replacen(",0,bert-base,", ",3,bert-base,", 1)).contains("line 2: tenant 3 before tenant 0")
+        );
+        assert!(err(&format!("{}60.0,0\n", r.csv())).contains("line 6: 2 fields for 17 columns"));
+        assert!(err(CSV_HEADER).contains("no windows"));
     }
 }

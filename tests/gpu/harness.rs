@@ -156,7 +156,11 @@ fn a_soak_keeps_serving_through_its_windows() {
         for t in 0..2 {
             let row = r.rows.iter().find(|w| w.end_s == end && w.tenant == t).unwrap();
             assert!(row.requests > 0 && row.p99_ms.is_some(), "{row:?}");
-            assert!(row.rss_mib.is_some(), "{row:?}");
+            assert!(row.rss_mib.is_some() && row.involuntary_switches.is_some() && row.load1.is_some(), "{row:?}");
+            // The slowest request is one of the window's, completed within it (±1 s of slack
+            // for the run's clock starting before the first sample).
+            let (max, at) = (row.max_ms.unwrap(), row.slowest_end_s.unwrap());
+            assert!(max >= row.p99_ms.unwrap() && at > end - 3.0 && at <= end + 1.0, "{row:?}");
         }
     }
     std::fs::remove_dir_all(&dir).ok();
