@@ -5,7 +5,9 @@
 #
 # TOOL is memcheck, racecheck or synccheck; MODE a one-process mode (default krisp); MINUTES
 # the soak's length (default 2); SOAK_FILE a scenario file instead of the embedded soak
-# (scenarios/soak-sanitize.toml: the same tenants at lower rates). Launches are forced
+# (scenarios/soak-sanitize.toml: the same tenants at lower rates); SANITIZER_ARGS more options
+# for compute-sanitizer (e.g. "--launch-skip 200000", to let loading and warm-up run
+# unchecked at full speed and check the serving loop). Launches are forced
 # blocking, so the sanitizer tracks one launch at a time: with eight tenants launching at
 # once, racecheck's and synccheck's tracking ran out of memory (the GPU's for synccheck, the
 # host's 128 GiB for racecheck). A watchdog stops the run before the host's out-of-memory
@@ -23,7 +25,8 @@ deadline=$((SECONDS + ${TIME_LIMIT_S:-1000000000}))
 mkdir -p "$out"
 compute-sanitizer --version | tail -1 > "$out/sanitizer.log"
 # In a process group of its own, so a stop takes the tool and the soak it runs together.
-setsid compute-sanitizer --tool "$tool" --force-blocking-launches --error-exitcode 3 --print-limit 200 \
+# shellcheck disable=SC2086 # SANITIZER_ARGS is split into options on purpose
+setsid compute-sanitizer --tool "$tool" --force-blocking-launches --error-exitcode 3 --print-limit 200 ${SANITIZER_ARGS:-} \
     "$bin" soak --minutes "$minutes" --window-s 30 --mode "$mode" --out "$out" ${SOAK_FILE:+--file "$SOAK_FILE"} >> "$out/sanitizer.log" 2>&1 &
 sanitizer=$!
 peak=0
