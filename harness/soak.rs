@@ -403,6 +403,9 @@ pub fn read_csv(text: &str, what: &str) -> anyhow::Result<SoakReport> {
             let f = field(name).unwrap_or("");
             f.parse().with_context(|| format!("{what}, line {}: {name} {f:?}", n + 1))
         };
+        let switches = field("involuntary_switches")
+            .map(|f| f.parse::<u64>().with_context(|| format!("{what}, line {}: involuntary_switches {f:?}", n + 1)))
+            .transpose()?;
         let tenant = count("tenant")?;
         let label = field("label").unwrap_or("").to_string();
         match labels.get(tenant) {
@@ -426,7 +429,7 @@ pub fn read_csv(text: &str, what: &str) -> anyhow::Result<SoakReport> {
             temperature_c: num("temperature_c")?,
             max_ms: num("max_ms")?,
             slowest_end_s: num("slowest_end_s")?,
-            involuntary_switches: num("involuntary_switches")?.map(|x| x as u64),
+            involuntary_switches: switches,
             load1: num("load1")?,
         });
     }
@@ -812,5 +815,6 @@ mod tests {
         );
         assert!(err(&format!("{}60.0,0\n", r.csv())).contains("line 6: 2 fields for 17 columns"));
         assert!(err(CSV_HEADER).contains("no windows"));
+        assert!(err(&r.csv().replacen(",12,", ",-1,", 1)).contains("line 2: involuntary_switches \"-1\""));
     }
 }
