@@ -394,18 +394,20 @@ pub fn read_csv(text: &str, what: &str) -> anyhow::Result<SoakReport> {
             bail!("{what}, line {}: {} fields for {} columns", n + 1, fields.len(), header.len());
         }
         let field = |name: &str| at(name).map(|i| fields[i]).filter(|f| !f.is_empty());
-        let num = |name: &str| -> anyhow::Result<Option<f64>> {
-            field(name)
-                .map(|f| f.parse::<f64>().with_context(|| format!("{what}, line {}: {name} {f:?}", n + 1)))
-                .transpose()
-        };
+        // A column's value (`None`: empty or missing), or why it does not parse.
+        fn parse<T: std::str::FromStr>(f: Option<&str>, at: impl Fn() -> String) -> anyhow::Result<Option<T>>
+        where
+            T::Err: std::error::Error + Send + Sync + 'static,
+        {
+            f.map(|f| f.parse::<T>().with_context(|| format!("{} {f:?}", at()))).transpose()
+        }
+        let num = |name: &str| parse::<f64>(field(name), || format!("{what}, line {}: {name}", n + 1));
         let count = |name: &str| -> anyhow::Result<usize> {
-            let f = field(name).unwrap_or("");
-            f.parse().with_context(|| format!("{what}, line {}: {name} {f:?}", n + 1))
+            parse(field(name), || format!("{what}, line {}: {name}", n + 1))?
+                .with_context(|| format!("{what}, line {}: no {name}", n + 1))
         };
-        let switches = field("involuntary_switches")
-            .map(|f| f.parse::<u64>().with_context(|| format!("{what}, line {}: involuntary_switches {f:?}", n + 1)))
-            .transpose()?;
+        let switches =
+            parse::<u64>(field("involuntary_switches"), || format!("{what}, line {}: involuntary_switches", n + 1))?;
         let tenant = count("tenant")?;
         let label = field("label").unwrap_or("").to_string();
         match labels.get(tenant) {
@@ -452,11 +454,6 @@ impl SoakReport {
         Some((last - first) / first)
     }
 
-    /// A tenant's windows that served requests, in order.
-    fn served_windows(&self, tenant: usize) -> Vec<&WindowRow> {
-        self.rows.iter().filter(|r| r.tenant == tenant && r.p99_ms.is_some()).collect()
-    }
-
     /// Whether `r`'s p99 is off its tenant's median window `median` by more than the band and
     /// by more than its own interval can tell.
     fn unstable(r: &WindowRow, median: f64) -> bool {
@@ -468,7 +465,8 @@ impl SoakReport {
     pub fn p99_spread(&self) -> Vec<P99Spread> {
         (0..self.labels.len())
             .map(|t| {
-                let windows = self.served_windows(t);
+                let windows: Vec<&WindowRow> =
+                    self.rows.iter().filter(|r| r.tenant == t && r.p99_ms.is_some()).collect();
                 let median_of = |w: &[&WindowRow]| {
                     let mut v: Vec<f64> = w.iter().filter_map(|r| r.p99_ms).collect();
                     v.sort_by(f64::total_cmp);
