@@ -10,8 +10,16 @@
 # wait copies what the soak has written so far (soak.csv, summary.md, its log) to
 # $OUT/soak (or results/soak-gpu). Exits 0 when the soak ended with 0, 3 while it still runs,
 # and the soak's status when it failed.
+#
+# SANITIZE=TOOL (memcheck, racecheck, synccheck) runs scripts/soak-sanitize.sh TOOL instead
+# (MINUTES its soak's length, MODE its mode, default krisp; SOAK_FILE, SANITIZER_ARGS,
+# TIME_LIMIT_S and LIMIT_GIB passed on), for a run under the tool that outlasts one command.
+#
+# A command still running when its machine's time is up runs to its end, so the last `wait`
+# must start before then: a machine held 30 minutes, a start of about a minute and a soak
+# loading for ~20 s take four calls for 30 minutes (e.g. WAIT_S 585, 585, 480, then 590).
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 2
 bin=${RIGHTSIZE_BIN:-gpu-bin/rightsize}
 state=${SOAK_STATE:-/tmp/rightsize-soak}
 copy_to=${OUT:-results/soak-gpu}/soak
@@ -50,11 +58,16 @@ case "${1:-}" in
         fi
         [ -x "$bin" ] || { echo "soak-gpu: no $bin; run scripts/gpu-build.sh first" >&2; exit 2; }
         rm -rf "$state" && mkdir -p "$state"
+        if [ -n "${SANITIZE:-}" ]; then
+            run=(bash scripts/soak-sanitize.sh "$SANITIZE" "${MODE:-krisp}" "$minutes" "$state/out")
+        else
+            run=("$bin" soak --minutes "$minutes" --window-s 60 --out "$state/out" "$@")
+        fi
         # Its own session and process group, so it outlives this command and `stop` takes all of it.
-        setsid nohup bash -c '"$0" soak --minutes "$1" --window-s 60 --out "$2/out" "${@:3}"; echo $? > "$2/rc"' \
-            "$bin" "$minutes" "$state" "$@" > "$state/log" 2>&1 < /dev/null &
+        # shellcheck disable=SC2016 # the inner shell expands its own arguments
+        setsid nohup bash -c '"${@:2}"; echo $? > "$1/rc"' _ "$state" "${run[@]}" > "$state/log" 2>&1 < /dev/null &
         echo $! > "$state/pid"
-        echo "soak-gpu: started a $minutes-minute soak ($(date -u +%T)), pid $(cat "$state/pid")"
+        echo "soak-gpu: started a $minutes-minute soak${SANITIZE:+ under $SANITIZE} ($(date -u +%T)), pid $(cat "$state/pid")"
         wait_for
         ;;
     wait)
@@ -63,8 +76,10 @@ case "${1:-}" in
         ;;
     stop)
         if running; then
-            kill -KILL -- -"$(cat "$state/pid")"
+            # TERM first, so that soak-sanitize.sh stops the tool it started in a group of its own.
+            kill -TERM -- -"$(cat "$state/pid")"
             for _ in 1 2 3 4 5 6 7 8 9 10; do running && sleep 0.5; done
+            running && kill -KILL -- -"$(cat "$state/pid")"
             echo "soak-gpu: stopped"
         fi
         report

@@ -29,6 +29,8 @@ compute-sanitizer --version | tail -1 > "$out/sanitizer.log"
 setsid compute-sanitizer --tool "$tool" --force-blocking-launches --error-exitcode 3 --print-limit 200 ${SANITIZER_ARGS:-} \
     "$bin" soak --minutes "$minutes" --window-s 30 --mode "$mode" --out "$out" ${SOAK_FILE:+--file "$SOAK_FILE"} >> "$out/sanitizer.log" 2>&1 &
 sanitizer=$!
+# A stop from outside (scripts/soak-gpu.sh stop) takes the tool and the soak with this script.
+trap 'kill -KILL -- -"$sanitizer" 2>/dev/null; exit 143' TERM INT
 peak=0
 while kill -0 "$sanitizer" 2>/dev/null; do
     rss=$(ps -o rss= -C rightsize | awk '{s += $1} END {print s + 0}')
