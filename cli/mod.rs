@@ -252,15 +252,19 @@ fn soak(minutes: f64, window_s: f64, mode: &str, file: Option<PathBuf>, out: Opt
         file,
         out: out.clone(),
     };
+    let run_s = opts.duration.as_secs_f64();
     let report = soak(&opts, &|rows| {
         let worst = rows.iter().filter_map(|r| r.p99_ms).fold(0.0, f64::max);
         let served: usize = rows.iter().map(|r| r.requests).sum();
         let shed: usize = rows.iter().map(|r| r.shed).sum();
         let mib = |v: Option<f64>| v.map_or("–".into(), |x| format!("{x:.0} MiB"));
         let r0 = rows.first();
+        let end_s = r0.map_or(0.0, |r| r.end_s);
+        // Past the run's end the tenants only finish their requests in flight (under a
+        // sanitizer that can take minutes).
+        let draining = if end_s > run_s { " (finishing the requests in flight)" } else { "" };
         eprintln!(
-            "soak: {:>6.0} s: {served} served, {shed} shed, worst p99 {worst:.2} ms, RSS {}, GPU {}",
-            r0.map_or(0.0, |r| r.end_s),
+            "soak: {end_s:>6.0} s: {served} served, {shed} shed, worst p99 {worst:.2} ms, RSS {}, GPU {}{draining}",
             mib(r0.and_then(|r| r.rss_mib)),
             mib(r0.and_then(|r| r.gpu_used_mib))
         );

@@ -637,10 +637,11 @@ mod tests {
         );
         assert_eq!(s.duration_s, Some(1800.0));
         assert!(soak_mode("mps").is_err() && soak_mode("krisp-plan").is_ok());
-        // The sanitizer's version: the same tenants, slower arrivals.
+        // The sanitizer's version: the same tenants, slower arrivals, shorter generations.
         let file = Some(PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/soak-sanitize.toml")));
         let slow = soak_scenario(&SoakOptions { file, ..opts() }).unwrap();
         assert!(slow.tenants.iter().zip(&s.tenants).all(|(a, b)| a.model == b.model && a.rate < b.rate));
+        assert!(slow.tenants.iter().zip(&s.tenants).all(|(a, b)| a.new_tokens <= b.new_tokens && a.new_tokens >= 2));
     }
 
     #[test]
