@@ -59,6 +59,10 @@ case "${1:-}" in
         [ -x "$bin" ] || { echo "soak-gpu: no $bin; run scripts/gpu-build.sh first" >&2; exit 2; }
         rm -rf "$state" && mkdir -p "$state"
         if [ -n "${SANITIZE:-}" ]; then
+            if [ $# -gt 0 ]; then
+                echo "soak-gpu: under SANITIZE the soak takes no arguments ($*); use SOAK_FILE, MODE, SANITIZER_ARGS" >&2
+                exit 2
+            fi
             run=(bash scripts/soak-sanitize.sh "$SANITIZE" "${MODE:-krisp}" "$minutes" "$state/out")
         else
             run=("$bin" soak --minutes "$minutes" --window-s 60 --out "$state/out" "$@")

@@ -7,10 +7,10 @@
 # the soak's length (default 2); SOAK_FILE a scenario file instead of the embedded soak
 # (scenarios/soak-sanitize.toml: the same tenants at lower rates); SANITIZER_ARGS more options
 # for compute-sanitizer (e.g. "--launch-skip 30000", which let loading and warm-up of
-# soak-sanitize.toml's eight models run unchecked at full speed, checking the serving loop). Launches are forced
-# blocking, so the sanitizer tracks one launch at a time: with eight tenants launching at
-# once, racecheck's and synccheck's tracking ran out of memory (the GPU's for synccheck, the
-# host's 128 GiB for racecheck). A watchdog stops the run before the host's out-of-memory
+# soak-sanitize.toml's eight models run unchecked at full speed, checking the serving loop).
+# Launches are forced blocking, so the sanitizer tracks one launch at a time: with eight
+# tenants launching at once, racecheck's and synccheck's tracking ran out of memory (the
+# GPU's for synccheck, the host's 128 GiB for racecheck). A watchdog stops the run before the host's out-of-memory
 # killer would (LIMIT_GIB, default 100 GiB resident), or once TIME_LIMIT_S seconds have passed
 # (default: none), and says so. Writes OUT/sanitizer.log (the tool's report), OUT/rss.txt
 # (peak resident memory) and the soak's own files; exits with the tool's status (3: errors).
