@@ -8,11 +8,11 @@
 # --sanitize runs the GPU tests once more under compute-sanitizer's tool (memcheck unless
 # named): every kernel against its reference at several grid sizes, the engine, the runtime.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 2
 bin=gpu-bin
 out=${OUT:-gpu-results}
 mkdir -p "$out"
-sanitize="" bench=1 filter=""
+sanitize="" bench=1 filter=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --sanitize)
@@ -20,7 +20,7 @@ while [ $# -gt 0 ]; do
             case "${2:-}" in memcheck | racecheck | synccheck) sanitize=$2; shift ;; esac
             ;;
         --no-bench) bench=0 ;;
-        --tests) filter=$2; shift ;;
+        --tests) [ $# -ge 2 ] || { echo "gpu-run: --tests needs a filter" >&2; exit 2; }; filter=("$2"); shift ;;
         *) echo "gpu-run: unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -30,7 +30,7 @@ done
 # cuBLASLt (the GEMM baseline) comes with the CUDA toolkit or PyTorch's wheels; make it findable.
 if ! ldconfig -p 2>/dev/null | grep -q 'libcublasLt\.so\.13'; then
     lib=$(find /usr/local /opt /usr/lib -name 'libcublasLt.so.13*' 2>/dev/null | head -1)
-    [ -n "$lib" ] && export LD_LIBRARY_PATH="$(dirname "$lib")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    [ -n "$lib" ] && LD_LIBRARY_PATH="$(dirname "$lib")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" && export LD_LIBRARY_PATH
 fi
 
 status=0
@@ -39,7 +39,7 @@ status=0
 "$bin/rightsize" info --json >"$out/info.json" || status=1
 
 echo "== GPU tests"
-"$bin/gpu-tests" --include-ignored --test-threads=1 --nocapture $filter 2>&1 | tee "$out/gpu-tests.txt"
+"$bin/gpu-tests" --include-ignored --test-threads=1 --nocapture "${filter[@]}" 2>&1 | tee "$out/gpu-tests.txt"
 [ "${PIPESTATUS[0]}" = 0 ] || status=1
 
 for example in "$bin"/rightsize-c-*; do
@@ -72,7 +72,7 @@ fi
 
 if [ -n "$sanitize" ]; then
     echo "== compute-sanitizer $sanitize"
-    compute-sanitizer --tool "$sanitize" --error-exitcode 3 "$bin/gpu-tests" --include-ignored --test-threads=1 $filter \
+    compute-sanitizer --tool "$sanitize" --error-exitcode 3 "$bin/gpu-tests" --include-ignored --test-threads=1 "${filter[@]}" \
         2>&1 | tee "$out/$sanitize.txt" | tail -5
     [ "${PIPESTATUS[0]}" = 0 ] || status=1
 fi
