@@ -10,10 +10,11 @@
 # soak-sanitize.toml's eight models run unchecked at full speed, checking the serving loop).
 # Launches are forced blocking, so the sanitizer tracks one launch at a time: with eight
 # tenants launching at once, racecheck's and synccheck's tracking ran out of memory (the
-# GPU's for synccheck, the host's 128 GiB for racecheck). A watchdog stops the run before the host's out-of-memory
-# killer would (LIMIT_GIB, default 100 GiB resident), or once TIME_LIMIT_S seconds have passed
-# (default: none), and says so. Writes OUT/sanitizer.log (the tool's report), OUT/rss.txt
-# (peak resident memory) and the soak's own files; exits with the tool's status (3: errors).
+# GPU's for synccheck, the host's 128 GiB for racecheck). A watchdog stops the run before
+# the host's out-of-memory killer would (LIMIT_GIB, default 100 GiB resident), or once
+# TIME_LIMIT_S seconds have passed (default: none), and says so. Writes OUT/sanitizer.log
+# (the tool's report), OUT/rss.txt (peak resident memory) and the soak's own files; exits
+# with the tool's status (3: errors).
 set -uo pipefail
 tool=${1:?usage: soak-sanitize.sh memcheck|racecheck|synccheck [MODE] [MINUTES] [OUT]}
 mode=${2:-krisp}
