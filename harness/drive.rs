@@ -295,6 +295,10 @@ pub fn drive_from(
     let t0 = gate.start()?;
     let mut rng = SplitMix::new(spec.seed);
     let deadline = spec.duration.map(|d| t0 + d);
+    // Past the run's end nothing counts any more: the loop issues nothing more, so the requests
+    // still in flight elsewhere finish without its load (under a sanitizer, where a request
+    // takes minutes, they would otherwise wait on every tenant's uncounted ones).
+    let over = || deadline.is_some_and(|d| Instant::now() >= d);
     // A long run (a sink, or a duration with requests to spare) must not reserve for every
     // request it could count.
     let reserve = if sink.is_some() { 0 } else { (spec.requests as usize).min(1 << 16) };
@@ -364,7 +368,7 @@ pub fn drive_from(
         n_counted >= u64::from(spec.requests) || late
     };
     let result = loop {
-        if (finished && gate.stopped()) || gate.interrupted() {
+        if (finished && gate.stopped()) || gate.interrupted() || over() {
             break Ok(());
         }
         // When the next request is due: its arrival (open loop) or now (closed loop), moved to
@@ -401,12 +405,12 @@ pub fn drive_from(
         let at = t0 + Duration::from_secs_f64(due);
         loop {
             let now = Instant::now();
-            if now >= at || (finished && gate.stopped()) || gate.interrupted() {
+            if now >= at || (finished && gate.stopped()) || gate.interrupted() || over() {
                 break;
             }
             std::thread::sleep((at - now).min(Duration::from_millis(5)));
         }
-        if finished && gate.stopped() {
+        if (finished && gate.stopped()) || over() {
             break Ok(());
         }
         let start = t0.elapsed().as_secs_f64();
@@ -447,6 +451,8 @@ pub fn drive_from(
     };
     if !finished {
         finish();
+        // A run that reached its end is done; an interrupted one goes on in the next process.
+        finished = over();
     }
     let position = Position {
         issued: issued as u64,
@@ -843,6 +849,47 @@ mod tests {
         })
         .unwrap();
         assert!((10..=60).contains(&samples.len()), "{}", samples.len());
+    }
+
+    #[test]
+    fn past_the_end_a_loop_issues_nothing_more_while_others_finish() {
+        let g = gate(2);
+        let spec = |ms| LoopSpec {
+            warmup: 0,
+            requests: 1_000_000,
+            rate: None,
+            seed: 1,
+            duration: Some(Duration::from_millis(ms)),
+            phases: None,
+            queue_limit: None,
+        };
+        let (fast, slow) = std::thread::scope(|sc| {
+            let fast = sc.spawn(|| {
+                let mut issued = 0;
+                drive(&spec(40), &g, || {
+                    issued += 1;
+                    std::thread::sleep(Duration::from_millis(2));
+                    Ok(())
+                })
+                .unwrap();
+                (issued, g.start.elapsed())
+            });
+            // Its one request outlasts the run by far.
+            let slow = sc.spawn(|| {
+                drive(&spec(40), &g, || {
+                    std::thread::sleep(Duration::from_millis(300));
+                    Ok(())
+                })
+                .unwrap()
+            });
+            (fast.join().unwrap(), slow.join().unwrap())
+        });
+        // The fast tenant stopped at the end (40 ms of 2-ms requests, some slack for a busy
+        // host), not when the slow one's request ended; that one is late, so uncounted.
+        let (issued, stopped) = fast;
+        assert!((5..=30).contains(&issued), "{issued} requests");
+        assert!(stopped < Duration::from_millis(200), "{stopped:?}");
+        assert!(slow.is_empty() && g.stopped());
     }
 
     #[test]
