@@ -74,9 +74,16 @@ pub struct WindowRow {
     pub involuntary_switches: Option<u64>,
     /// The host's one-minute load average at the window's end.
     pub load1: Option<f64>,
+    /// CPU cores the host kept busy outside this process during the window, on average:
+    /// every process's and the kernel's busy time (`/proc/stat`) less this process's own.
+    pub other_cpu: Option<f64>,
+    /// CPU cores the hypervisor took from the host during the window, on average (its steal
+    /// time: a virtual machine's neighbours).
+    pub steal_cpu: Option<f64>,
 }
 
-/// What a window's end samples of the machine (none once the tenants finished).
+/// What a window's end samples of the machine (none once the tenants finished); the host's
+/// counters are the window's share.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 struct Machine {
     rss_mib: Option<f64>,
@@ -85,6 +92,76 @@ struct Machine {
     temperature_c: Option<f64>,
     involuntary_switches: Option<u64>,
     load1: Option<f64>,
+    other_cpu: Option<f64>,
+    steal_cpu: Option<f64>,
+}
+
+/// The host's counters so far, of which a window takes its share.
+#[derive(Debug, Clone, Copy)]
+struct HostTotals {
+    at: Instant,
+    /// Involuntary context switches of this process's threads (those that exited included).
+    switches: Option<u64>,
+    /// This process's CPU time, user and system, s.
+    own_s: Option<f64>,
+    /// The host's busy and stolen CPU time, s.
+    cpu: Option<CpuTimes>,
+}
+
+impl HostTotals {
+    fn now() -> HostTotals {
+        let usage = rusage();
+        let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+        HostTotals {
+            at: Instant::now(),
+            switches: usage.and_then(|u| u64::try_from(u.ru_nivcsw).ok()),
+            own_s: usage.map(|u| seconds(u.ru_utime) + seconds(u.ru_stime)),
+            cpu: std::fs::read_to_string("/proc/stat").ok().and_then(|t| CpuTimes::parse(&t, clock_ticks()?)),
+        }
+    }
+
+    /// The switches since `before`, and the cores busy elsewhere and stolen meanwhile.
+    fn since(&self, before: &HostTotals) -> (Option<u64>, Option<f64>, Option<f64>) {
+        let dt = (self.at - before.at).as_secs_f64();
+        let per_s = |x: f64| (dt > 0.0).then(|| x / dt);
+        let cpu = self.cpu.zip(before.cpu);
+        let own = self.own_s.zip(before.own_s).map(|(now, then)| now - then);
+        let other = cpu.zip(own).and_then(|((now, then), own)| per_s((now.busy_s - then.busy_s - own).max(0.0)));
+        (
+            self.switches.zip(before.switches).map(|(now, then)| now.saturating_sub(then)),
+            other,
+            cpu.and_then(|(now, then)| per_s(now.steal_s - then.steal_s)),
+        )
+    }
+}
+
+/// The host's CPU time over every core, from `/proc/stat`'s first line, s.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct CpuTimes {
+    /// User (guests included), nice, system, interrupts and soft interrupts.
+    busy_s: f64,
+    /// Taken by the hypervisor for others.
+    steal_s: f64,
+}
+
+impl CpuTimes {
+    /// Reads `/proc/stat`'s text, whose times are in `ticks` a second.
+    fn parse(text: &str, ticks: f64) -> Option<CpuTimes> {
+        let mut fields = text.lines().next()?.split_whitespace();
+        if fields.next()? != "cpu" {
+            return None;
+        }
+        let t: Vec<f64> = fields.map_while(|f| f.parse::<u64>().ok()).map(|n| n as f64 / ticks).collect();
+        // user nice system idle iowait irq softirq steal …
+        (t.len() >= 8).then(|| CpuTimes { busy_s: t[0] + t[1] + t[2] + t[5] + t[6], steal_s: t[7] })
+    }
+}
+
+/// The kernel's clock ticks a second, in which `/proc/stat` counts.
+fn clock_ticks() -> Option<f64> {
+    // SAFETY: sysconf reads a constant of the system; no memory is passed.
+    let n = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (n > 0).then_some(n as f64)
 }
 
 /// What a soak run measured.
@@ -105,14 +182,13 @@ fn rss_mib() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-/// Involuntary context switches of every thread of this process so far (those that exited
-/// included).
-fn involuntary_switches() -> Option<u64> {
+/// This process's resource usage so far, every thread's (those that exited included).
+fn rusage() -> Option<libc::rusage> {
     let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
     // SAFETY: `usage` is a valid place for one `rusage`, which getrusage fills on success.
     let ok = unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) } == 0;
     // SAFETY: filled when getrusage succeeded (and zeroed, a valid `rusage`, in any case).
-    ok.then(|| unsafe { usage.assume_init() }.ru_nivcsw).and_then(|n| u64::try_from(n).ok())
+    ok.then(|| unsafe { usage.assume_init() })
 }
 
 /// The host's one-minute load average (Linux).
@@ -121,8 +197,8 @@ fn load1() -> Option<f64> {
 }
 
 /// This process's resident memory and, from NVML, the GPU's used memory (every process's),
-/// SM clock and temperature; the host's load; what cannot be read is `None`. The context
-/// switches are the process's total so far (the caller takes the window's share).
+/// SM clock and temperature; the host's load; what cannot be read is `None`. The host's
+/// counters are left for the caller, which takes the window's share.
 fn machine(nvml: &Option<nvml_wrapper::Nvml>) -> Machine {
     use nvml_wrapper::enum_wrappers::device::{Clock, TemperatureSensor};
     let gpu = nvml.as_ref().and_then(|n| n.device_by_index(0).ok());
@@ -131,8 +207,8 @@ fn machine(nvml: &Option<nvml_wrapper::Nvml>) -> Machine {
         gpu_used_mib: gpu.as_ref().and_then(|d| d.memory_info().ok()).map(|m| m.used as f64 / f64::from(1u32 << 20)),
         sm_clock_mhz: gpu.as_ref().and_then(|d| d.clock_info(Clock::SM).ok()).map(f64::from),
         temperature_c: gpu.as_ref().and_then(|d| d.temperature(TemperatureSensor::Gpu).ok()).map(f64::from),
-        involuntary_switches: involuntary_switches(),
         load1: load1(),
+        ..Machine::default()
     }
 }
 
@@ -187,24 +263,32 @@ pub fn soak(opts: &SoakOptions, progress: &(dyn Fn(&[WindowRow]) + Sync)) -> any
     let done = AtomicBool::new(false);
     let result = std::thread::scope(|scope| {
         scope.spawn(|| {
-            let mut switches = involuntary_switches();
-            windows.sample(opts.window, &done, |end_s| {
-                // A window that ends with the run or after it: the tenants may be freeing their
-                // models already (a run ends once every tenant has stopped, after the last window).
-                let running = !done.load(Ordering::Acquire) && end_s < opts.duration.as_secs_f64();
-                let mut at_end = if running { machine(&nvml) } else { Machine::default() };
-                let total = at_end.involuntary_switches;
-                at_end.involuntary_switches = total.zip(switches).map(|(now, before)| now.saturating_sub(before));
-                switches = total.or(switches);
-                let closed = windows.close(end_s, at_end);
-                progress(&closed);
-                let mut rows = rows.lock();
-                rows.extend(closed);
-                // The CSV so far, so that a run stopped from outside keeps its windows.
-                if let Err(e) = std::fs::write(&csv_path, csv(&labels, &rows)) {
-                    eprintln!("rightsize: cannot write {}: {e}", csv_path.display());
-                }
-            })
+            // The host's counters at the last window's end (at the first sample, for the first).
+            let before = std::cell::Cell::new(HostTotals::now());
+            windows.sample(
+                opts.window,
+                &done,
+                || before.set(HostTotals::now()),
+                |end_s| {
+                    // A window that ends with the run or after it: the tenants may be freeing their
+                    // models already (a run ends once every tenant has stopped, after the last window).
+                    let running = !done.load(Ordering::Acquire) && end_s < opts.duration.as_secs_f64();
+                    let mut at_end = Machine::default();
+                    if running {
+                        let now = HostTotals::now();
+                        let (involuntary_switches, other_cpu, steal_cpu) = now.since(&before.replace(now));
+                        at_end = Machine { involuntary_switches, other_cpu, steal_cpu, ..machine(&nvml) };
+                    }
+                    let closed = windows.close(end_s, at_end);
+                    progress(&closed);
+                    let mut rows = rows.lock();
+                    rows.extend(closed);
+                    // The CSV so far, so that a run stopped from outside keeps its windows.
+                    if let Err(e) = std::fs::write(&csv_path, csv(&labels, &rows)) {
+                        eprintln!("rightsize: cannot write {}: {e}", csv_path.display());
+                    }
+                },
+            )
         });
         let record = |t, x| windows.record(t, x);
         let r = inproc::run(device, &s, opts.mode, knees, RunOptions { sink: Some(&record), ..RunOptions::default() })
@@ -278,13 +362,16 @@ impl Windows {
                     slowest_end_s: slowest.map(|s| s.1),
                     involuntary_switches: at_end.involuntary_switches,
                     load1: at_end.load1,
+                    other_cpu: at_end.other_cpu,
+                    steal_cpu: at_end.steal_cpu,
                 }
             })
             .collect()
     }
 
-    /// Calls `close` at the end of every `window` from the first sample on, until `done`.
-    fn sample(&self, window: Duration, done: &AtomicBool, mut close: impl FnMut(f64)) {
+    /// Calls `begin` at the first sample, then `close` at the end of every `window` from it on,
+    /// until `done`.
+    fn sample(&self, window: Duration, done: &AtomicBool, begin: impl FnOnce(), mut close: impl FnMut(f64)) {
         let t0 = loop {
             if done.load(Ordering::Acquire) {
                 return;
@@ -294,6 +381,7 @@ impl Windows {
             }
             std::thread::sleep(Duration::from_millis(10));
         };
+        begin();
         for k in 1u32.. {
             let next = t0 + window * k;
             while Instant::now() < next {
@@ -345,7 +433,7 @@ pub const P99_BAND: f64 = 0.10;
 
 /// The columns of `soak.csv`.
 const CSV_HEADER: &str = "end_s,tenant,label,requests,shed,p50_ms,p99_ms,p99_lo_ms,p99_hi_ms,rss_mib,gpu_used_mib,\
-                          sm_clock_mhz,temperature_c,max_ms,slowest_end_s,involuntary_switches,load1";
+                          sm_clock_mhz,temperature_c,max_ms,slowest_end_s,involuntary_switches,load1,other_cpu,steal_cpu";
 
 /// `soak.csv`: a row per window and tenant.
 fn csv(labels: &[String], rows: &[WindowRow]) -> String {
@@ -353,7 +441,7 @@ fn csv(labels: &[String], rows: &[WindowRow]) -> String {
     let mut s = format!("{CSV_HEADER}\n");
     for r in rows {
         s += &format!(
-            "{:.1},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            "{:.1},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
             r.end_s,
             r.tenant,
             labels[r.tenant],
@@ -370,7 +458,9 @@ fn csv(labels: &[String], rows: &[WindowRow]) -> String {
             opt(r.max_ms),
             opt(r.slowest_end_s),
             r.involuntary_switches.map(|n| n.to_string()).unwrap_or_default(),
-            opt(r.load1)
+            opt(r.load1),
+            opt(r.other_cpu),
+            opt(r.steal_cpu)
         );
     }
     s
@@ -433,6 +523,8 @@ pub fn read_csv(text: &str, what: &str) -> anyhow::Result<SoakReport> {
             slowest_end_s: num("slowest_end_s")?,
             involuntary_switches: switches,
             load1: num("load1")?,
+            other_cpu: num("other_cpu")?,
+            steal_cpu: num("steal_cpu")?,
         });
     }
     if rows.is_empty() {
@@ -566,9 +658,10 @@ impl SoakReport {
                 let (a, b) = slowest.iter().fold((f64::MAX, f64::MIN), |(a, b), &x| (a.min(x), b.max(x)));
                 format!("{a:.1}–{b:.1}")
             };
-            let host = window.first().map_or("–".to_string(), |r| {
+            let host = window.first().map_or("– | – | – | –".to_string(), |r| {
                 let sw = r.involuntary_switches.map_or("–".into(), |n| n.to_string());
-                format!("{sw} | {}", r.load1.map_or("–".into(), |l| format!("{l:.2}")))
+                let two = |x: Option<f64>| x.map_or("–".into(), |x| format!("{x:.2}"));
+                format!("{sw} | {} | {} | {}", two(r.load1), two(r.other_cpu), two(r.steal_cpu))
             });
             table += &format!("| {end:.0} | {} of {} | {worst:.2}× | {came} | {host} |\n", off.len(), window.len());
         }
@@ -578,9 +671,10 @@ impl SoakReport {
         "\n## Unstable windows\n\nThe worst p99 is the unstable tenants' largest over their median window; \
          their slowest requests completed within the span given (seconds on the run's clock, one \
          for every tenant); the host's involuntary context switches of this process during the \
-         window and its load average at the end.\n\n\
-         | window end s | unstable tenants | worst p99 | slowest requests completed, s | involuntary switches | load |\n\
-         | ---: | ---: | ---: | ---: | ---: | ---: |\n"
+         window, its load average at the end, and the CPU cores it kept busy outside this process \
+         and its hypervisor took (steal), on average over the window.\n\n\
+         | window end s | unstable tenants | worst p99 | slowest requests completed, s | involuntary switches | load | other CPU, cores | steal, cores |\n\
+         | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n"
             .to_string()
             + &table
     }
@@ -665,9 +759,12 @@ mod tests {
                 });
             }
             scope.spawn(|| {
-                w.sample(Duration::from_millis(20), &done, |end_s| {
-                    rows.lock().extend(w.close(end_s, Machine::default()))
-                })
+                w.sample(
+                    Duration::from_millis(20),
+                    &done,
+                    || {},
+                    |end_s| rows.lock().extend(w.close(end_s, Machine::default())),
+                )
             });
             std::thread::sleep(Duration::from_millis(150));
             done.store(true, Ordering::Release);
@@ -725,6 +822,8 @@ mod tests {
             slowest_end_s: Some(end_s - 1.0 - tenant as f64),
             involuntary_switches: Some(7),
             load1: Some(0.5),
+            other_cpu: Some(0.25),
+            steal_cpu: None,
         };
         let r = SoakReport {
             labels: vec!["a".into(), "b".into()],
@@ -764,7 +863,7 @@ mod tests {
         assert_eq!(r.csv().lines().count(), 7);
         assert!(r.csv().lines().nth(1).unwrap().starts_with("60.0,0,a,100,1,1.000,2.000,1.980,2.020,"), "{}", r.csv());
         assert!(
-            r.csv().lines().nth(1).unwrap().ends_with(",1000.000,1980.000,40.000,3.000,59.000,7,0.500"),
+            r.csv().lines().nth(1).unwrap().ends_with(",1000.000,1980.000,40.000,3.000,59.000,7,0.500,0.250,"),
             "{}",
             r.csv()
         );
@@ -772,7 +871,7 @@ mod tests {
         // An unstable window is listed with its tenants, how far, and when their slowest came.
         wide.rows[5].p99_interval_ms = Some((5.94, 6.06));
         let md = wide.summary(&opts());
-        assert!(md.contains("| 180 | 1 of 2 | 1.20× | 178.0–178.0 | 7 | 0.50 |"), "{md}");
+        assert!(md.contains("| 180 | 1 of 2 | 1.20× | 178.0–178.0 | 7 | 0.50 | 0.25 | – |"), "{md}");
     }
 
     #[test]
@@ -793,6 +892,8 @@ mod tests {
             slowest_end_s: Some(end_s - 2.5),
             involuntary_switches: Some(12),
             load1: Some(1.25),
+            other_cpu: Some(1.5),
+            steal_cpu: Some(0.125),
         };
         let r = SoakReport {
             labels: vec!["bert-base".into(), "gpt2".into()],
@@ -812,8 +913,33 @@ mod tests {
         assert!(
             err(&r.csv().replacen(",0,bert-base,", ",3,bert-base,", 1)).contains("line 2: tenant 3 before tenant 0")
         );
-        assert!(err(&format!("{}60.0,0\n", r.csv())).contains("line 6: 2 fields for 17 columns"));
+        assert!(err(&format!("{}60.0,0\n", r.csv())).contains("line 6: 2 fields for 19 columns"));
         assert!(err(CSV_HEADER).contains("no windows"));
         assert!(err(&r.csv().replacen(",12,", ",-1,", 1)).contains("line 2: involuntary_switches \"-1\""));
+    }
+
+    #[test]
+    fn host_cpu_times_come_from_proc_stat_and_a_window_takes_its_share() {
+        let stat = "cpu  1000 20 300 50000 40 5 7 60 0 0\ncpu0 500 10 150 25000 20 2 3 30 0 0\nintr 1\n";
+        assert_eq!(CpuTimes::parse(stat, 100.0), Some(CpuTimes { busy_s: 13.32, steal_s: 0.6 }));
+        assert_eq!(CpuTimes::parse("cpu 1 2 3\n", 100.0), None, "too few fields");
+        assert_eq!(CpuTimes::parse("intr 1 2 3 4 5 6 7 8\n", 100.0), None, "not the cpu line");
+        // Ten seconds in which the host was busy 25 core-seconds, 5 of them this process's.
+        let at = Instant::now();
+        let then =
+            HostTotals { at, switches: Some(3), own_s: Some(2.0), cpu: Some(CpuTimes { busy_s: 100.0, steal_s: 1.0 }) };
+        let now = HostTotals {
+            at: at + Duration::from_secs(10),
+            switches: Some(10),
+            own_s: Some(7.0),
+            cpu: Some(CpuTimes { busy_s: 125.0, steal_s: 6.0 }),
+        };
+        let (switches, other, steal) = now.since(&then);
+        assert_eq!(switches, Some(7));
+        assert!((other.unwrap() - 2.0).abs() < 1e-12 && (steal.unwrap() - 0.5).abs() < 1e-12, "{other:?} {steal:?}");
+        assert_eq!(now.since(&HostTotals { cpu: None, ..then }), (Some(7), None, None), "no /proc/stat");
+        // Read here, on Linux: the host's totals grow.
+        let (a, b) = (HostTotals::now(), HostTotals::now());
+        assert!(a.cpu.is_some() && a.own_s.is_some() && b.cpu.unwrap().busy_s >= a.cpu.unwrap().busy_s);
     }
 }
