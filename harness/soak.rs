@@ -1,8 +1,8 @@
 //! `rightsize soak`: one long run of many tenants (by default `scenarios/soak.toml`: eight
 //! batch-1 encoders and decoders, open loop) under one mode, keeping per window of time only
-//! what it reports — each tenant's requests, shed requests and p99, the host's resident memory
-//! and the GPU's used memory, SM clock and temperature — so the run itself holds no more memory at the end than at the
-//! start. Writes `soak.csv` (one row per window and tenant), `summary.md` (growth of both
+//! what it reports — each tenant's requests, shed requests and p99, the process's resident
+//! memory, the GPU's used memory, SM clock, temperature and processes, and what the host did
+//! besides — so the run itself holds no more memory at the end than at the start. Writes `soak.csv` (one row per window and tenant), `summary.md` (growth of both
 //! memories, each tenant's p99 per window against its median window) and `soak.svg`/`.png`.
 
 use std::path::PathBuf;
@@ -80,6 +80,10 @@ pub struct WindowRow {
     /// CPU cores the hypervisor took from the host during the window, on average (its steal
     /// time: a virtual machine's neighbours).
     pub steal_cpu: Option<f64>,
+    /// Processes seen on the GPU during the window, this one included: those NVML sampled
+    /// using its SMs, and those holding a context at the window's end. More than one: another
+    /// process shared the GPU (time-sliced with the tenants).
+    pub gpu_processes: Option<u32>,
 }
 
 /// What a window's end samples of the machine (none once the tenants finished); the host's
@@ -94,6 +98,7 @@ struct Machine {
     load1: Option<f64>,
     other_cpu: Option<f64>,
     steal_cpu: Option<f64>,
+    gpu_processes: Option<u32>,
 }
 
 /// The host's counters so far, of which a window takes its share.
@@ -106,6 +111,8 @@ struct HostTotals {
     own_s: Option<f64>,
     /// The host's busy and stolen CPU time, s.
     cpu: Option<CpuTimes>,
+    /// The system clock, µs from the epoch (NVML's samples are stamped on it).
+    epoch_us: u64,
 }
 
 impl HostTotals {
@@ -117,6 +124,9 @@ impl HostTotals {
             switches: usage.and_then(|u| u64::try_from(u.ru_nivcsw).ok()),
             own_s: usage.map(|u| seconds(u.ru_utime) + seconds(u.ru_stime)),
             cpu: std::fs::read_to_string("/proc/stat").ok().and_then(|t| CpuTimes::parse(&t, clock_ticks()?)),
+            epoch_us: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
         }
     }
 
@@ -197,9 +207,10 @@ fn load1() -> Option<f64> {
 }
 
 /// This process's resident memory and, from NVML, the GPU's used memory (every process's),
-/// SM clock and temperature; the host's load; what cannot be read is `None`. The host's
-/// counters are left for the caller, which takes the window's share.
-fn machine(nvml: &Option<nvml_wrapper::Nvml>) -> Machine {
+/// SM clock and temperature, and the processes on it since `since_us` (µs from the epoch); the
+/// host's load; what cannot be read is `None`. The host's counters are left for the caller,
+/// which takes the window's share.
+fn machine(nvml: &Option<nvml_wrapper::Nvml>, since_us: u64) -> Machine {
     use nvml_wrapper::enum_wrappers::device::{Clock, TemperatureSensor};
     let gpu = nvml.as_ref().and_then(|n| n.device_by_index(0).ok());
     Machine {
@@ -208,8 +219,30 @@ fn machine(nvml: &Option<nvml_wrapper::Nvml>) -> Machine {
         sm_clock_mhz: gpu.as_ref().and_then(|d| d.clock_info(Clock::SM).ok()).map(f64::from),
         temperature_c: gpu.as_ref().and_then(|d| d.temperature(TemperatureSensor::Gpu).ok()).map(f64::from),
         load1: load1(),
+        gpu_processes: gpu.as_ref().and_then(|d| gpu_processes(d, since_us)),
         ..Machine::default()
     }
+}
+
+/// The processes NVML sampled using the device's SMs since `since_us`, with those holding a
+/// context on it now (`None` where it cannot tell).
+fn gpu_processes(device: &nvml_wrapper::Device, since_us: u64) -> Option<u32> {
+    let samples = match device.process_utilization_stats(since_us) {
+        Ok(samples) => samples,
+        // No sample since then.
+        Err(nvml_wrapper::error::NvmlError::NotFound) => Vec::new(),
+        Err(_) => return None,
+    };
+    // Where the list of contexts is refused (a container may be), the samples alone.
+    let running = device.running_compute_processes().unwrap_or_default();
+    let busy = samples.iter().filter(|s| s.sm_util > 0 && s.timestamp >= since_us).map(|s| s.pid);
+    Some(distinct(busy.chain(running.iter().map(|p| p.pid))))
+}
+
+/// How many distinct process ids.
+fn distinct(pids: impl Iterator<Item = u32>) -> u32 {
+    let set: std::collections::BTreeSet<u32> = pids.collect();
+    u32::try_from(set.len()).unwrap_or(u32::MAX)
 }
 
 /// The scenario a soak runs: the file's first, or the embedded one; open loops only, counting
@@ -276,8 +309,10 @@ pub fn soak(opts: &SoakOptions, progress: &(dyn Fn(&[WindowRow]) + Sync)) -> any
                     let mut at_end = Machine::default();
                     if running {
                         let now = HostTotals::now();
-                        let (involuntary_switches, other_cpu, steal_cpu) = now.since(&before.replace(now));
-                        at_end = Machine { involuntary_switches, other_cpu, steal_cpu, ..machine(&nvml) };
+                        let then = before.replace(now);
+                        let (involuntary_switches, other_cpu, steal_cpu) = now.since(&then);
+                        at_end =
+                            Machine { involuntary_switches, other_cpu, steal_cpu, ..machine(&nvml, then.epoch_us) };
                     }
                     let closed = windows.close(end_s, at_end);
                     progress(&closed);
@@ -364,6 +399,7 @@ impl Windows {
                     load1: at_end.load1,
                     other_cpu: at_end.other_cpu,
                     steal_cpu: at_end.steal_cpu,
+                    gpu_processes: at_end.gpu_processes,
                 }
             })
             .collect()
@@ -433,7 +469,8 @@ pub const P99_BAND: f64 = 0.10;
 
 /// The columns of `soak.csv`.
 const CSV_HEADER: &str = "end_s,tenant,label,requests,shed,p50_ms,p99_ms,p99_lo_ms,p99_hi_ms,rss_mib,gpu_used_mib,\
-                          sm_clock_mhz,temperature_c,max_ms,slowest_end_s,involuntary_switches,load1,other_cpu,steal_cpu";
+                          sm_clock_mhz,temperature_c,max_ms,slowest_end_s,involuntary_switches,load1,other_cpu,steal_cpu,\
+                          gpu_processes";
 
 /// `soak.csv`: a row per window and tenant.
 fn csv(labels: &[String], rows: &[WindowRow]) -> String {
@@ -441,7 +478,7 @@ fn csv(labels: &[String], rows: &[WindowRow]) -> String {
     let mut s = format!("{CSV_HEADER}\n");
     for r in rows {
         s += &format!(
-            "{:.1},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            "{:.1},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
             r.end_s,
             r.tenant,
             labels[r.tenant],
@@ -460,7 +497,8 @@ fn csv(labels: &[String], rows: &[WindowRow]) -> String {
             r.involuntary_switches.map(|n| n.to_string()).unwrap_or_default(),
             opt(r.load1),
             opt(r.other_cpu),
-            opt(r.steal_cpu)
+            opt(r.steal_cpu),
+            r.gpu_processes.map(|n| n.to_string()).unwrap_or_default()
         );
     }
     s
@@ -498,6 +536,7 @@ pub fn read_csv(text: &str, what: &str) -> anyhow::Result<SoakReport> {
         };
         let switches =
             parse::<u64>(field("involuntary_switches"), || format!("{what}, line {}: involuntary_switches", n + 1))?;
+        let processes = parse::<u32>(field("gpu_processes"), || format!("{what}, line {}: gpu_processes", n + 1))?;
         let tenant = count("tenant")?;
         let label = field("label").unwrap_or("").to_string();
         match labels.get(tenant) {
@@ -525,6 +564,7 @@ pub fn read_csv(text: &str, what: &str) -> anyhow::Result<SoakReport> {
             load1: num("load1")?,
             other_cpu: num("other_cpu")?,
             steal_cpu: num("steal_cpu")?,
+            gpu_processes: processes,
         });
     }
     if rows.is_empty() {
@@ -658,10 +698,17 @@ impl SoakReport {
                 let (a, b) = slowest.iter().fold((f64::MAX, f64::MIN), |(a, b), &x| (a.min(x), b.max(x)));
                 format!("{a:.1}–{b:.1}")
             };
-            let host = window.first().map_or("– | – | – | –".to_string(), |r| {
-                let sw = r.involuntary_switches.map_or("–".into(), |n| n.to_string());
+            let host = window.first().map_or("– | – | – | – | –".to_string(), |r| {
+                let count = |n: Option<u64>| n.map_or("–".into(), |n| n.to_string());
                 let two = |x: Option<f64>| x.map_or("–".into(), |x| format!("{x:.2}"));
-                format!("{sw} | {} | {} | {}", two(r.load1), two(r.other_cpu), two(r.steal_cpu))
+                format!(
+                    "{} | {} | {} | {} | {}",
+                    count(r.involuntary_switches),
+                    two(r.load1),
+                    two(r.other_cpu),
+                    two(r.steal_cpu),
+                    count(r.gpu_processes.map(u64::from))
+                )
             });
             table += &format!("| {end:.0} | {} of {} | {worst:.2}× | {came} | {host} |\n", off.len(), window.len());
         }
@@ -672,9 +719,10 @@ impl SoakReport {
          their slowest requests completed within the span given (seconds on the run's clock, one \
          for every tenant); the host's involuntary context switches of this process during the \
          window, its load average at the end, and the CPU cores it kept busy outside this process \
-         and its hypervisor took (steal), on average over the window.\n\n\
-         | window end s | unstable tenants | worst p99 | slowest requests completed, s | involuntary switches | load | other CPU, cores | steal, cores |\n\
-         | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n"
+         and its hypervisor took (steal), on average over the window; the processes seen on the GPU \
+         during the window, this one included.\n\n\
+         | window end s | unstable tenants | worst p99 | slowest requests completed, s | involuntary switches | load | other CPU, cores | steal, cores | GPU processes |\n\
+         | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n"
             .to_string()
             + &table
     }
@@ -824,6 +872,7 @@ mod tests {
             load1: Some(0.5),
             other_cpu: Some(0.25),
             steal_cpu: None,
+            gpu_processes: Some(2),
         };
         let r = SoakReport {
             labels: vec!["a".into(), "b".into()],
@@ -863,7 +912,7 @@ mod tests {
         assert_eq!(r.csv().lines().count(), 7);
         assert!(r.csv().lines().nth(1).unwrap().starts_with("60.0,0,a,100,1,1.000,2.000,1.980,2.020,"), "{}", r.csv());
         assert!(
-            r.csv().lines().nth(1).unwrap().ends_with(",1000.000,1980.000,40.000,3.000,59.000,7,0.500,0.250,"),
+            r.csv().lines().nth(1).unwrap().ends_with(",1000.000,1980.000,40.000,3.000,59.000,7,0.500,0.250,,2"),
             "{}",
             r.csv()
         );
@@ -871,7 +920,7 @@ mod tests {
         // An unstable window is listed with its tenants, how far, and when their slowest came.
         wide.rows[5].p99_interval_ms = Some((5.94, 6.06));
         let md = wide.summary(&opts());
-        assert!(md.contains("| 180 | 1 of 2 | 1.20× | 178.0–178.0 | 7 | 0.50 | 0.25 | – |"), "{md}");
+        assert!(md.contains("| 180 | 1 of 2 | 1.20× | 178.0–178.0 | 7 | 0.50 | 0.25 | – | 2 |"), "{md}");
     }
 
     #[test]
@@ -894,6 +943,7 @@ mod tests {
             load1: Some(1.25),
             other_cpu: Some(1.5),
             steal_cpu: Some(0.125),
+            gpu_processes: Some(1),
         };
         let r = SoakReport {
             labels: vec!["bert-base".into(), "gpt2".into()],
@@ -913,7 +963,7 @@ mod tests {
         assert!(
             err(&r.csv().replacen(",0,bert-base,", ",3,bert-base,", 1)).contains("line 2: tenant 3 before tenant 0")
         );
-        assert!(err(&format!("{}60.0,0\n", r.csv())).contains("line 6: 2 fields for 19 columns"));
+        assert!(err(&format!("{}60.0,0\n", r.csv())).contains("line 6: 2 fields for 20 columns"));
         assert!(err(CSV_HEADER).contains("no windows"));
         assert!(err(&r.csv().replacen(",12,", ",-1,", 1)).contains("line 2: involuntary_switches \"-1\""));
     }
@@ -926,13 +976,19 @@ mod tests {
         assert_eq!(CpuTimes::parse("intr 1 2 3 4 5 6 7 8\n", 100.0), None, "not the cpu line");
         // Ten seconds in which the host was busy 25 core-seconds, 5 of them this process's.
         let at = Instant::now();
-        let then =
-            HostTotals { at, switches: Some(3), own_s: Some(2.0), cpu: Some(CpuTimes { busy_s: 100.0, steal_s: 1.0 }) };
+        let then = HostTotals {
+            at,
+            switches: Some(3),
+            own_s: Some(2.0),
+            cpu: Some(CpuTimes { busy_s: 100.0, steal_s: 1.0 }),
+            epoch_us: 1,
+        };
         let now = HostTotals {
             at: at + Duration::from_secs(10),
             switches: Some(10),
             own_s: Some(7.0),
             cpu: Some(CpuTimes { busy_s: 125.0, steal_s: 6.0 }),
+            epoch_us: 10_000_001,
         };
         let (switches, other, steal) = now.since(&then);
         assert_eq!(switches, Some(7));
@@ -941,5 +997,9 @@ mod tests {
         // Read here, on Linux: the host's totals grow.
         let (a, b) = (HostTotals::now(), HostTotals::now());
         assert!(a.cpu.is_some() && a.own_s.is_some() && b.cpu.unwrap().busy_s >= a.cpu.unwrap().busy_s);
+        assert!(a.epoch_us > 1_700_000_000_000_000 && b.epoch_us >= a.epoch_us, "{}", a.epoch_us);
+        // This process sampled twice and holding a context, another once: two.
+        assert_eq!(distinct([7, 9, 7].into_iter().chain([7])), 2);
+        assert_eq!(distinct(std::iter::empty()), 0);
     }
 }
