@@ -652,6 +652,17 @@ impl SoakReport {
             pct(self.growth(|r| r.rss_mib)),
             pct(self.growth(|r| r.gpu_used_mib))
         );
+        // The most of a value any window recorded (`–`: none did).
+        let most = |f: fn(&WindowRow) -> Option<f64>, digits: usize| {
+            self.rows.iter().filter_map(f).reduce(f64::max).map_or("–".into(), |x| format!("{x:.digits$}"))
+        };
+        s += &format!(
+            "- host CPU outside this process, the most in a window: {} cores busy, {} stolen\n\
+             - processes seen on the GPU, the most in a window: {} (this one included)\n",
+            most(|r| r.other_cpu, 2),
+            most(|r| r.steal_cpu, 2),
+            most(|r| r.gpu_processes.map(f64::from), 0)
+        );
         s += &format!("- error: {}\n\n", self.error.as_deref().unwrap_or("none"));
         s += &format!(
             "A window is unstable when its p99 is more than ±{:.0}% from the tenant's median window \
@@ -909,6 +920,8 @@ mod tests {
         std::fs::remove_dir_all(&dir).ok();
         let md = r.summary(&opts());
         assert!(md.contains("+1.00%") && md.contains("| a | 300 | 3 | 2.00 | 10.0% | 0 | -5.00% |"), "{md}");
+        assert!(md.contains("the most in a window: 0.25 cores busy, – stolen\n"), "{md}");
+        assert!(md.contains("processes seen on the GPU, the most in a window: 2 (this one included)"), "{md}");
         assert_eq!(r.csv().lines().count(), 7);
         assert!(r.csv().lines().nth(1).unwrap().starts_with("60.0,0,a,100,1,1.000,2.000,1.980,2.020,"), "{}", r.csv());
         assert!(
