@@ -368,7 +368,7 @@ pub fn drive_from(
         n_counted >= u64::from(spec.requests) || late
     };
     let result = loop {
-        if (finished && gate.stopped()) || gate.interrupted() || over() {
+        if (finished && gate.stopped()) || gate.interrupted() {
             break Ok(());
         }
         // When the next request is due: its arrival (open loop) or now (closed loop), moved to

@@ -2,8 +2,9 @@
 //! batch-1 encoders and decoders, open loop) under one mode, keeping per window of time only
 //! what it reports — each tenant's requests, shed requests and p99, the process's resident
 //! memory, the GPU's used memory, SM clock, temperature and processes, and what the host did
-//! besides — so the run itself holds no more memory at the end than at the start. Writes `soak.csv` (one row per window and tenant), `summary.md` (growth of both
-//! memories, each tenant's p99 per window against its median window) and `soak.svg`/`.png`.
+//! besides — so the run itself holds no more memory at the end than at the start. Writes
+//! `soak.csv` (one row per window and tenant), `summary.md` (growth of both memories, each
+//! tenant's p99 per window against its median window) and `soak.svg`/`.png`.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
