@@ -11,6 +11,11 @@
 # $OUT/soak (or results/soak-gpu). Exits 0 when the soak ended with 0, 3 while it still runs,
 # and the soak's status when it failed.
 #
+# SETTLE_S=N waits N seconds before starting (within the start command, before its WAIT_S)
+# and logs the host CPU busy and stolen by its hypervisor meanwhile (/proc/stat): on a machine
+# just started, steal of 0.1 core lasted about two minutes and showed in every tenant's p99
+# (docs/reliability.md). E.g. SETTLE_S=150 WAIT_S=430 start 30, then WAIT_S 585, 480, 590.
+#
 # SANITIZE=TOOL (memcheck, racecheck, synccheck) runs scripts/soak-sanitize.sh TOOL instead
 # (MINUTES its soak's length, MODE its mode, default krisp; SOAK_FILE, SANITIZER_ARGS,
 # TIME_LIMIT_S and LIMIT_GIB passed on), for a run under the tool that outlasts one command.
@@ -23,6 +28,20 @@ cd "$(dirname "$0")/.." || exit 2
 bin=${RIGHTSIZE_BIN:-gpu-bin/rightsize}
 state=${SOAK_STATE:-/tmp/rightsize-soak}
 copy_to=${OUT:-results/soak-gpu}/soak
+
+# The host's busy and stolen CPU time since boot, in clock ticks.
+host_cpu() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $9 }' /proc/stat; }
+
+# Waits SETTLE_S seconds and says how busy the host was and what its hypervisor took.
+settle() {
+    local s=${SETTLE_S:-0} b0 s0 b1 s1
+    ((s > 0)) || return 0
+    read -r b0 s0 < <(host_cpu)
+    sleep "$s"
+    read -r b1 s1 < <(host_cpu)
+    awk -v s="$s" -v hz="$(getconf CLK_TCK)" -v b=$((b1 - b0)) -v st=$((s1 - s0)) \
+        'BEGIN { printf "soak-gpu: settled %d s: host CPU busy %.3f cores, stolen %.3f cores\n", s, b / hz / s, st / hz / s }'
+}
 
 running() { [ -f "$state/pid" ] && kill -0 "$(cat "$state/pid")" 2>/dev/null; }
 
@@ -58,6 +77,7 @@ case "${1:-}" in
         fi
         [ -x "$bin" ] || { echo "soak-gpu: no $bin; run scripts/gpu-build.sh first" >&2; exit 2; }
         rm -rf "$state" && mkdir -p "$state"
+        settle | tee "$state/log"
         if [ -n "${SANITIZE:-}" ]; then
             if [ $# -gt 0 ]; then
                 echo "soak-gpu: under SANITIZE the soak takes no arguments ($*); use SOAK_FILE, MODE, SANITIZER_ARGS" >&2
@@ -69,7 +89,7 @@ case "${1:-}" in
         fi
         # Its own session and process group, so it outlives this command and `stop` takes all of it.
         # shellcheck disable=SC2016 # the inner shell expands its own arguments
-        setsid nohup bash -c '"${@:2}"; echo $? > "$1/rc"' _ "$state" "${run[@]}" > "$state/log" 2>&1 < /dev/null &
+        setsid nohup bash -c '"${@:2}"; echo $? > "$1/rc"' _ "$state" "${run[@]}" >> "$state/log" 2>&1 < /dev/null &
         echo $! > "$state/pid"
         echo "soak-gpu: started a $minutes-minute soak${SANITIZE:+ under $SANITIZE} ($(date -u +%T)), pid $(cat "$state/pid")"
         wait_for
