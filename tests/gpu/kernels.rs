@@ -756,6 +756,7 @@ fn cublaslt_baseline_matches_reference() {
 fn decoder_layers_match_reference() {
     let rt = runtime();
     let mut rng = fresh_rng("decoder layers");
+    let eps = 1e-5;
     // (layers, hidden, ffn, heads, heads_kv, max_len, pos): GPT-2's shape, and a narrow GQA
     // one whose tiles are not multiples of 16 columns (48-column MLP-down tiles) with a
     // position that has no cache slot left.
@@ -764,132 +765,97 @@ fn decoder_layers_match_reference() {
         (3, 192, 512, 3, 1, 70, vec![69, 0, 70]),
         (1, 128, 256, 2, 2, 8, vec![3]),
     ] {
-        let shape = DecoderShape { n_layers, hidden, ffn, heads, heads_kv, max_len };
-        check_decoder_layers(&rt, &mut rng, shape, &pos, true);
-    }
-}
+        let batch = pos.len();
+        let qkv_n = (heads + 2 * heads_kv) * 64;
+        let cache_len = batch * heads_kv * max_len * 64;
+        let w = |rng: &mut StdRng, n: usize, k: usize| {
+            rand_f16(rng, n * k, -1.5 / (k as f32).sqrt(), 1.5 / (k as f32).sqrt())
+        };
+        let v = |rng: &mut StdRng, n: usize, lo: f32, hi: f32| rand_f16(rng, n, lo, hi);
+        // Per layer: norm1 γ β, qkv W b, out W b, norm2 γ β, up W b, down W b, k and v caches.
+        let host: Vec<Vec<Vec<f16>>> = (0..n_layers)
+            .map(|_| {
+                vec![
+                    v(&mut rng, hidden, 0.8, 1.2),
+                    v(&mut rng, hidden, -0.2, 0.2),
+                    w(&mut rng, qkv_n, hidden),
+                    v(&mut rng, qkv_n, -0.2, 0.2),
+                    w(&mut rng, hidden, hidden),
+                    v(&mut rng, hidden, -0.2, 0.2),
+                    v(&mut rng, hidden, 0.8, 1.2),
+                    v(&mut rng, hidden, -0.2, 0.2),
+                    w(&mut rng, ffn, hidden),
+                    v(&mut rng, ffn, -0.2, 0.2),
+                    w(&mut rng, hidden, ffn),
+                    v(&mut rng, hidden, -0.2, 0.2),
+                    v(&mut rng, cache_len, -1.0, 1.0),
+                    v(&mut rng, cache_len, -1.0, 1.0),
+                ]
+            })
+            .collect();
+        let x0 = rand_f16(&mut rng, batch * hidden, -1.0, 1.0);
 
-/// gpt2-medium's whole decode step (24 layers of width 1024) in one launch, as the soak's
-/// decoders run it: batch 1 past a 128-token prompt, and batch 2. Its own test, so that a
-/// sanitizer can take it alone (`--exact kernels::decoder_layers_at_gpt2_medium_shape`).
-#[test]
-#[ignore = "needs a CUDA GPU"]
-fn decoder_layers_at_gpt2_medium_shape() {
-    let rt = runtime();
-    let mut rng = fresh_rng("decoder layers, gpt2-medium");
-    for pos in [vec![128u32], vec![135, 17]] {
-        let shape = DecoderShape { n_layers: 24, hidden: 1024, ffn: 4096, heads: 16, heads_kv: 16, max_len: 136 };
-        check_decoder_layers(&rt, &mut rng, shape, &pos, false);
-    }
-}
+        let mut want = x0.clone();
+        let mut caches: Vec<(Vec<f16>, Vec<f16>)> = host.iter().map(|l| (l[12].clone(), l[13].clone())).collect();
+        let mut layers: Vec<refs::DecoderLayer> = host
+            .iter()
+            .zip(caches.iter_mut())
+            .map(|(l, (kc, vc))| refs::DecoderLayer {
+                norm1: (&l[0], &l[1]),
+                qkv: (&l[2], &l[3]),
+                out: (&l[4], &l[5]),
+                norm2: (&l[6], &l[7]),
+                up: (&l[8], &l[9]),
+                down: (&l[10], &l[11]),
+                cache: (kc, vc),
+            })
+            .collect();
+        refs::decoder_layers(&mut want, &mut layers, &pos, hidden, ffn, heads, heads_kv, max_len, eps);
 
-/// A decoder kernel's shape: its layers, their widths and heads, and the KV caches' length.
-#[derive(Clone, Copy)]
-struct DecoderShape {
-    n_layers: usize,
-    hidden: usize,
-    ffn: usize,
-    heads: usize,
-    heads_kv: usize,
-    max_len: usize,
-}
-
-/// The decoder kernel on `pos.len()` rows at positions `pos` of random layers of `shape`,
-/// against the CPU reference at every grid (output and KV caches), its counters left at zero;
-/// with `trace`, where its time goes.
-fn check_decoder_layers(rt: &Runtime, rng: &mut StdRng, shape: DecoderShape, pos: &[u32], trace: bool) {
-    let DecoderShape { n_layers, hidden, ffn, heads, heads_kv, max_len } = shape;
-    let eps = 1e-5;
-    let batch = pos.len();
-    let qkv_n = (heads + 2 * heads_kv) * 64;
-    let cache_len = batch * heads_kv * max_len * 64;
-    let w =
-        |rng: &mut StdRng, n: usize, k: usize| rand_f16(rng, n * k, -1.5 / (k as f32).sqrt(), 1.5 / (k as f32).sqrt());
-    let v = |rng: &mut StdRng, n: usize, lo: f32, hi: f32| rand_f16(rng, n, lo, hi);
-    // Per layer: norm1 γ β, qkv W b, out W b, norm2 γ β, up W b, down W b, k and v caches.
-    let host: Vec<Vec<Vec<f16>>> = (0..n_layers)
-        .map(|_| {
-            vec![
-                v(rng, hidden, 0.8, 1.2),
-                v(rng, hidden, -0.2, 0.2),
-                w(rng, qkv_n, hidden),
-                v(rng, qkv_n, -0.2, 0.2),
-                w(rng, hidden, hidden),
-                v(rng, hidden, -0.2, 0.2),
-                v(rng, hidden, 0.8, 1.2),
-                v(rng, hidden, -0.2, 0.2),
-                w(rng, ffn, hidden),
-                v(rng, ffn, -0.2, 0.2),
-                w(rng, hidden, ffn),
-                v(rng, hidden, -0.2, 0.2),
-                v(rng, cache_len, -1.0, 1.0),
-                v(rng, cache_len, -1.0, 1.0),
-            ]
-        })
-        .collect();
-    let x0 = rand_f16(rng, batch * hidden, -1.0, 1.0);
-
-    let mut want = x0.clone();
-    let mut caches: Vec<(Vec<f16>, Vec<f16>)> = host.iter().map(|l| (l[12].clone(), l[13].clone())).collect();
-    let mut layers: Vec<refs::DecoderLayer> = host
-        .iter()
-        .zip(caches.iter_mut())
-        .map(|(l, (kc, vc))| refs::DecoderLayer {
-            norm1: (&l[0], &l[1]),
-            qkv: (&l[2], &l[3]),
-            out: (&l[4], &l[5]),
-            norm2: (&l[6], &l[7]),
-            up: (&l[8], &l[9]),
-            down: (&l[10], &l[11]),
-            cache: (kc, vc),
-        })
-        .collect();
-    refs::decoder_layers(&mut want, &mut layers, pos, hidden, ffn, heads, heads_kv, max_len, eps);
-
-    let mut dev: Vec<Vec<DeviceBuffer<f16>>> = host.iter().map(|l| l.iter().map(|b| up(rt, b)).collect()).collect();
-    let table: Vec<u64> = dev.iter().flat_map(|l| l.iter().map(DeviceBuffer::ptr).collect::<Vec<_>>()).collect();
-    let (dtable, dpos) = (up(rt, &table), up(rt, pos));
-    let sync = DeviceBuffer::<u32>::filled(rt.device(), 2 + RS_DEC_PHASES as usize * n_layers, 0).unwrap();
-    let scratch = |n: usize| poisoned::<f16>(rt, n);
-    let (qkv, attn, mlp) = (scratch(batch * qkv_n), scratch(batch * hidden), scratch(batch * ffn));
-    let mut x = poisoned::<f16>(rt, batch * hidden);
-    let p = DecoderParams {
-        layers: dtable.ptr(),
-        x: x.ptr(),
-        qkv: qkv.ptr(),
-        attn: attn.ptr(),
-        ffn: mlp.ptr(),
-        pos: dpos.ptr(),
-        sync: sync.ptr(),
-        trace: 0,
-        n_layers: n_layers as u32,
-        batch: batch as u32,
-        hidden: hidden as u32,
-        ffn_dim: ffn as u32,
-        heads: heads as u32,
-        heads_kv: heads_kv as u32,
-        max_len: max_len as u32,
-        eps,
-        scale: 0.125,
-        _pad: 0,
-    };
-    let what = format!("decoder {n_layers}×h{hidden} ffn{ffn} heads {heads}/{heads_kv} pos {pos:?}");
-    let got = at_every_grid(rt, &what, k::DECODER_LAYERS_D64, &p, &mut x, |x| {
-        x.copy_from_host(&x0).unwrap();
-        for (l, h) in dev.iter_mut().zip(&host) {
-            l[12].copy_from_host(&h[12]).unwrap();
-            l[13].copy_from_host(&h[13]).unwrap();
+        let mut dev: Vec<Vec<DeviceBuffer<f16>>> =
+            host.iter().map(|l| l.iter().map(|b| up(&rt, b)).collect()).collect();
+        let table: Vec<u64> = dev.iter().flat_map(|l| l.iter().map(DeviceBuffer::ptr).collect::<Vec<_>>()).collect();
+        let (dtable, dpos) = (up(&rt, &table), up(&rt, &pos));
+        let sync = DeviceBuffer::<u32>::filled(rt.device(), 2 + RS_DEC_PHASES as usize * n_layers, 0).unwrap();
+        let scratch = |n: usize| poisoned::<f16>(&rt, n);
+        let (qkv, attn, mlp) = (scratch(batch * qkv_n), scratch(batch * hidden), scratch(batch * ffn));
+        let mut x = poisoned::<f16>(&rt, batch * hidden);
+        let p = DecoderParams {
+            layers: dtable.ptr(),
+            x: x.ptr(),
+            qkv: qkv.ptr(),
+            attn: attn.ptr(),
+            ffn: mlp.ptr(),
+            pos: dpos.ptr(),
+            sync: sync.ptr(),
+            trace: 0,
+            n_layers: n_layers as u32,
+            batch: batch as u32,
+            hidden: hidden as u32,
+            ffn_dim: ffn as u32,
+            heads: heads as u32,
+            heads_kv: heads_kv as u32,
+            max_len: max_len as u32,
+            eps,
+            scale: 0.125,
+            _pad: 0,
+        };
+        let what = format!("decoder {n_layers}×h{hidden} ffn{ffn} heads {heads}/{heads_kv} pos {pos:?}");
+        let got = at_every_grid(&rt, &what, k::DECODER_LAYERS_D64, &p, &mut x, |x| {
+            x.copy_from_host(&x0).unwrap();
+            for (l, h) in dev.iter_mut().zip(&host) {
+                l[12].copy_from_host(&h[12]).unwrap();
+                l[13].copy_from_host(&h[13]).unwrap();
+            }
+        });
+        assert_close(&what, &got, &want);
+        // The appended k and v come from the GPU's QKV GEMM, so they are close, not equal.
+        for (i, (l, (kc, vc))) in dev.iter().zip(&caches).enumerate() {
+            assert_close(&format!("{what} layer {i} k cache"), &l[12].to_host().unwrap(), kc);
+            assert_close(&format!("{what} layer {i} v cache"), &l[13].to_host().unwrap(), vc);
         }
-    });
-    assert_close(&what, &got, &want);
-    // The appended k and v come from the GPU's QKV GEMM, so they are close, not equal.
-    for (i, (l, (kc, vc))) in dev.iter().zip(&caches).enumerate() {
-        assert_close(&format!("{what} layer {i} k cache"), &l[12].to_host().unwrap(), kc);
-        assert_close(&format!("{what} layer {i} v cache"), &l[13].to_host().unwrap(), vc);
-    }
-    assert!(sync.to_host().unwrap().iter().all(|&c| c == 0), "{what}: counters not left at zero");
-    if trace {
-        print_decoder_trace(rt, &what, &p);
+        assert!(sync.to_host().unwrap().iter().all(|&c| c == 0), "{what}: counters not left at zero");
+        print_decoder_trace(&rt, &what, &p);
     }
 }
 
