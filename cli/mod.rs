@@ -118,9 +118,14 @@ enum Command {
         /// Results directory (default: results/soak-<date>-<time>).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Also print, as each window closes, every tenant's kernel launches so far and its
+        /// last (a record taken per launch: for runs under a sanitizer, to see which launch
+        /// holds them).
+        #[arg(long)]
+        launches: bool,
         /// Run nothing: draw DIR/soak.svg and .png from DIR/soak.csv (a soak's results
         /// directory from a machine without a font).
-        #[arg(long, value_name = "DIR", conflicts_with_all = ["minutes", "window_s", "mode", "file", "out"])]
+        #[arg(long, value_name = "DIR", conflicts_with_all = ["minutes", "window_s", "mode", "file", "out", "launches"])]
         replot: Option<PathBuf>,
     },
     /// Write DIR/report.md: plots (SVG and PNG under DIR/plots), GPU counters per mode, kernel
@@ -214,7 +219,9 @@ where
             None => run_scenarios(ScenarioFile::defaults(), "compare", args),
         },
         Command::Soak { replot: Some(dir), .. } => soak_replot(&dir),
-        Command::Soak { minutes, window_s, mode, file, out, replot: None } => soak(minutes, window_s, &mode, file, out),
+        Command::Soak { minutes, window_s, mode, file, out, launches, replot: None } => {
+            soak(minutes, window_s, &mode, file, out, launches)
+        }
         Command::Report { dir, profiles } => {
             crate::harness::report::write_report(&dir, &profiles).map(|p| println!("report: {}", p.display()))
         }
@@ -236,8 +243,15 @@ where
     }
 }
 
-fn soak(minutes: f64, window_s: f64, mode: &str, file: Option<PathBuf>, out: Option<PathBuf>) -> anyhow::Result<()> {
-    use crate::harness::soak::{soak, soak_mode, SoakOptions};
+fn soak(
+    minutes: f64,
+    window_s: f64,
+    mode: &str,
+    file: Option<PathBuf>,
+    out: Option<PathBuf>,
+    launches: bool,
+) -> anyhow::Result<()> {
+    use crate::harness::soak::{launches_line, soak, soak_mode, SoakOptions};
     let secs = |what: &str, s: f64| -> anyhow::Result<std::time::Duration> {
         std::time::Duration::try_from_secs_f64(s)
             .ok()
@@ -251,9 +265,11 @@ fn soak(minutes: f64, window_s: f64, mode: &str, file: Option<PathBuf>, out: Opt
         mode: soak_mode(mode)?,
         file,
         out: out.clone(),
+        launches,
     };
     let run_s = opts.duration.as_secs_f64();
-    let report = soak(&opts, &|rows| {
+    let report = soak(&opts, &|p| {
+        let rows = p.rows;
         let worst = rows.iter().filter_map(|r| r.p99_ms).fold(0.0, f64::max);
         let served: usize = rows.iter().map(|r| r.requests).sum();
         let shed: usize = rows.iter().map(|r| r.shed).sum();
@@ -268,6 +284,9 @@ fn soak(minutes: f64, window_s: f64, mode: &str, file: Option<PathBuf>, out: Opt
             mib(r0.and_then(|r| r.rss_mib)),
             mib(r0.and_then(|r| r.gpu_used_mib))
         );
+        if let Some(l) = &p.launches {
+            eprintln!("soak: {end_s:>6.0} s: {}", launches_line(p.labels, l));
+        }
     })?;
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     std::fs::write(out.join("soak.csv"), report.csv())?;

@@ -220,6 +220,8 @@ pub struct RunOptions<'a> {
     /// Called once every tenant is ready: how long before now the common start lies (a
     /// resumed run: the first run's start), or why the run is called off.
     pub open: Option<Opener<'a>>,
+    /// Receives the record of every library kernel launch ([`Runtime::set_trace`]).
+    pub launches: Option<Box<dyn crate::runtime::TraceSink>>,
 }
 
 impl std::fmt::Debug for RunOptions<'_> {
@@ -229,6 +231,7 @@ impl std::fmt::Debug for RunOptions<'_> {
             .field("sink", &self.sink.is_some())
             .field("resume", &self.resume)
             .field("open", &self.open.is_some())
+            .field("launches", &self.launches.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -244,7 +247,7 @@ impl std::fmt::Debug for RunOptions<'_> {
 /// go on from ([`RunOptions::resume`]; [`super::host`] does): the surviving tenants reload
 /// their models there and resume their loops on the same clock, and a tenant whose kernel
 /// faulted loads nothing and fails each of its later requests at once.
-pub fn run(device: Device, s: &Scenario, mode: Mode, knees: Knees, o: RunOptions<'_>) -> anyhow::Result<Outcome> {
+pub fn run(device: Device, s: &Scenario, mode: Mode, knees: Knees, mut o: RunOptions<'_>) -> anyhow::Result<Outcome> {
     let topo = match device.info().partitions.topology() {
         Ok(topo) => topo,
         Err(reason) => bail!("SM partitions are unavailable: {reason}"),
@@ -281,6 +284,9 @@ pub fn run(device: Device, s: &Scenario, mode: Mode, knees: Knees, o: RunOptions
     let rt = Arc::new(Runtime::with_policy(device, policy, knees.min_sms.clone(), n).context("making the runtime")?);
     if let Some(limit) = o.trace {
         rt.start_timeline(limit)?;
+    }
+    if let Some(sink) = o.launches.take() {
+        rt.set_trace(sink)?;
     }
     let pressure = match s.pcie {
         Some(load) => Some(super::pcie::Pressure::start(rt.device(), load)?),

@@ -8,7 +8,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
@@ -17,7 +17,8 @@ use parking_lot::Mutex;
 use super::inproc::{self, Knees, RunOptions};
 use super::metrics::{Latency, Sample};
 use super::scenario::{Mode, Scenario, ScenarioFile};
-use crate::runtime::Device;
+use crate::kernels::KernelId;
+use crate::runtime::{Device, LaunchRecord, TraceSink};
 
 /// The embedded soak scenario.
 pub const SOAK_SCENARIO: &str = include_str!("../scenarios/soak.toml");
@@ -35,6 +36,81 @@ pub struct SoakOptions {
     pub file: Option<PathBuf>,
     /// Results directory.
     pub out: PathBuf,
+    /// Also report, as each window closes, every tenant's kernel launches so far and its last
+    /// (a record taken per launch: for runs under a sanitizer, to see which launch holds them).
+    pub launches: bool,
+}
+
+/// What a soak reports as each window closes.
+#[derive(Debug)]
+pub struct Progress<'a> {
+    /// Every tenant's label.
+    pub labels: &'a [String],
+    /// Every tenant's row of the window.
+    pub rows: &'a [WindowRow],
+    /// With [`SoakOptions::launches`]: every tenant's launches so far.
+    pub launches: Option<Vec<TenantLaunches>>,
+}
+
+/// One tenant's library kernel launches so far.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct TenantLaunches {
+    /// How many.
+    pub count: u64,
+    /// The last one's kernel and how long before the report it was launched.
+    pub last: Option<(&'static str, Duration)>,
+}
+
+/// Every tenant's library kernel launches, as the runtime reports them: a count and the last
+/// one's kernel and time, behind a lock of the tenant's own (taken once per launch, and by
+/// the reader once per window).
+#[derive(Debug)]
+pub struct LaunchWatch {
+    tenants: Vec<Mutex<Watched>>,
+}
+
+/// One tenant's launches in a [`LaunchWatch`].
+#[derive(Debug, Default, Clone, Copy)]
+struct Watched {
+    count: u64,
+    last: Option<(KernelId, Instant)>,
+}
+
+impl LaunchWatch {
+    /// A watch of `tenants` tenants (ids `0..tenants`; launches of others are not counted).
+    pub fn new(tenants: usize) -> LaunchWatch {
+        LaunchWatch { tenants: (0..tenants).map(|_| Mutex::default()).collect() }
+    }
+
+    /// Every tenant's launches so far, their last one's age taken at `now`.
+    pub fn at(&self, now: Instant) -> Vec<TenantLaunches> {
+        self.tenants
+            .iter()
+            .map(|t| {
+                let Watched { count, last } = *t.lock();
+                TenantLaunches { count, last: last.map(|(k, at)| (k.name(), now.saturating_duration_since(at))) }
+            })
+            .collect()
+    }
+}
+
+impl TraceSink for LaunchWatch {
+    fn launch(&self, record: &LaunchRecord) {
+        if let Some(t) = self.tenants.get(record.tenant as usize) {
+            let mut t = t.lock();
+            t.count += 1;
+            t.last = Some((record.kernel, Instant::now()));
+        }
+    }
+}
+
+/// One line of every tenant's launches: `label: count (last KERNEL N s ago)`.
+pub fn launches_line(labels: &[String], launches: &[TenantLaunches]) -> String {
+    let tenant = |(i, (label, l)): (usize, (&String, &TenantLaunches))| {
+        let last = l.last.map_or(String::new(), |(k, ago)| format!(", last {k} {:.0} s ago", ago.as_secs_f64()));
+        format!("{i} {label}: {} launches{last}", l.count)
+    };
+    labels.iter().zip(launches).enumerate().map(tenant).collect::<Vec<_>>().join("; ")
 }
 
 /// One tenant in one window.
@@ -266,7 +342,7 @@ pub fn soak_scenario(opts: &SoakOptions) -> anyhow::Result<Scenario> {
 }
 
 /// Runs a soak; `progress` is told each window as it closes.
-pub fn soak(opts: &SoakOptions, progress: &(dyn Fn(&[WindowRow]) + Sync)) -> anyhow::Result<SoakReport> {
+pub fn soak(opts: &SoakOptions, progress: &(dyn Fn(&Progress<'_>) + Sync)) -> anyhow::Result<SoakReport> {
     one_process(opts.mode)?;
     if opts.window.is_zero() || opts.duration < opts.window {
         bail!("the window ({:?}) must be positive and no longer than the run ({:?})", opts.window, opts.duration);
@@ -295,6 +371,7 @@ pub fn soak(opts: &SoakOptions, progress: &(dyn Fn(&[WindowRow]) + Sync)) -> any
     let nvml = nvml_wrapper::Nvml::init().ok();
     let rows: Mutex<Vec<WindowRow>> = Mutex::new(Vec::new());
     let done = AtomicBool::new(false);
+    let watch = opts.launches.then(|| Arc::new(LaunchWatch::new(n)));
     let result = std::thread::scope(|scope| {
         scope.spawn(|| {
             // The host's counters at the last window's end (at the first sample, for the first).
@@ -316,7 +393,8 @@ pub fn soak(opts: &SoakOptions, progress: &(dyn Fn(&[WindowRow]) + Sync)) -> any
                             Machine { involuntary_switches, other_cpu, steal_cpu, ..machine(&nvml, then.epoch_us) };
                     }
                     let closed = windows.close(end_s, at_end);
-                    progress(&closed);
+                    let launches = watch.as_ref().map(|w| w.at(Instant::now()));
+                    progress(&Progress { labels: &labels, rows: &closed, launches });
                     let mut rows = rows.lock();
                     rows.extend(closed);
                     // The CSV so far, so that a run stopped from outside keeps its windows.
@@ -327,8 +405,15 @@ pub fn soak(opts: &SoakOptions, progress: &(dyn Fn(&[WindowRow]) + Sync)) -> any
             )
         });
         let record = |t, x| windows.record(t, x);
-        let r = inproc::run(device, &s, opts.mode, knees, RunOptions { sink: Some(&record), ..RunOptions::default() })
-            .and_then(super::compare::in_process);
+        let launches = watch.clone().map(|w| Box::new(w) as Box<dyn TraceSink>);
+        let r = inproc::run(
+            device,
+            &s,
+            opts.mode,
+            knees,
+            RunOptions { sink: Some(&record), launches, ..RunOptions::default() },
+        )
+        .and_then(super::compare::in_process);
         done.store(true, Ordering::Release);
         r
     });
@@ -778,7 +863,39 @@ mod tests {
             mode: soak_mode("krisp").unwrap(),
             file: None,
             out: PathBuf::from("x"),
+            launches: false,
         }
+    }
+
+    #[test]
+    fn a_launch_watch_counts_each_tenants_launches_and_names_its_last() {
+        let watch = Arc::new(LaunchWatch::new(2));
+        let sink: Box<dyn TraceSink> = Box::new(watch.clone());
+        let record = |tenant, kernel| LaunchRecord {
+            tenant,
+            kernel,
+            partition: crate::runtime::PartitionId::WHOLE,
+            sms: 132,
+            grid: 7,
+            priority: 0,
+            host_ns: 0,
+        };
+        let (a, b) = (KernelId::ALL[0], KernelId::ALL[1]);
+        sink.launch(&record(1, a));
+        sink.launch(&record(1, b));
+        sink.launch(&record(5, a)); // not a tenant of the watch: not counted
+        let later = Instant::now() + Duration::from_secs(3);
+        let got = watch.at(later);
+        assert_eq!(got[0], TenantLaunches::default());
+        assert_eq!(got[1].count, 2);
+        let (kernel, ago) = got[1].last.unwrap();
+        assert_eq!(kernel, b.name());
+        assert!((3.0..4.0).contains(&ago.as_secs_f64()), "{ago:?}");
+        let labels = ["bert-base".to_string(), "gpt2-medium".to_string()];
+        assert_eq!(
+            launches_line(&labels, &got),
+            format!("0 bert-base: 0 launches; 1 gpt2-medium: 2 launches, last {} 3 s ago", b.name())
+        );
     }
 
     #[test]

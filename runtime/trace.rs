@@ -37,6 +37,13 @@ pub trait TraceSink: Send + Sync {
     fn launch(&self, record: &LaunchRecord);
 }
 
+/// A sink shared with whoever reads what it gathered.
+impl<T: TraceSink + ?Sized> TraceSink for std::sync::Arc<T> {
+    fn launch(&self, record: &LaunchRecord) {
+        (**self).launch(record);
+    }
+}
+
 impl fmt::Debug for dyn TraceSink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("TraceSink")

@@ -14,7 +14,8 @@
 # the host's out-of-memory killer would (LIMIT_GIB, default 100 GiB resident), or once
 # TIME_LIMIT_S seconds have passed (default: none), and says so. Writes OUT/sanitizer.log
 # (the tool's report), OUT/rss.txt (peak resident memory) and the soak's own files; exits
-# with the tool's status (3: errors).
+# with the tool's status (3: errors). The soak's log names, every 30 s, each tenant's
+# launches so far and its last (`--launches`): a launch the tool takes long over shows there.
 set -uo pipefail
 tool=${1:?usage: soak-sanitize.sh memcheck|racecheck|synccheck [MODE] [MINUTES] [OUT]}
 mode=${2:-krisp}
@@ -28,7 +29,7 @@ compute-sanitizer --version | tail -1 > "$out/sanitizer.log"
 # In a process group of its own, so a stop takes the tool and the soak it runs together.
 # shellcheck disable=SC2086 # SANITIZER_ARGS is split into options on purpose
 setsid compute-sanitizer --tool "$tool" --force-blocking-launches --error-exitcode 3 --print-limit 200 ${SANITIZER_ARGS:-} \
-    "$bin" soak --minutes "$minutes" --window-s 30 --mode "$mode" --out "$out" ${SOAK_FILE:+--file "$SOAK_FILE"} >> "$out/sanitizer.log" 2>&1 &
+    "$bin" soak --minutes "$minutes" --window-s 30 --launches --mode "$mode" --out "$out" ${SOAK_FILE:+--file "$SOAK_FILE"} >> "$out/sanitizer.log" 2>&1 &
 sanitizer=$!
 # A stop from outside (scripts/soak-gpu.sh stop) takes the tool and the soak with this script.
 trap 'kill -KILL -- -"$sanitizer" 2>/dev/null; exit 143' TERM INT

@@ -141,12 +141,19 @@ fn a_soak_keeps_serving_through_its_windows() {
         mode: soak_mode("krisp").unwrap(),
         file: Some(file),
         out: dir.clone(),
+        launches: true,
     };
     let closed = std::sync::atomic::AtomicUsize::new(0);
-    let r = soak(&opts, &|_| {
+    let launches = parking_lot::Mutex::new(Vec::new());
+    let r = soak(&opts, &|p| {
         closed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        *launches.lock() = p.launches.clone().expect("asked for launches");
     })
     .unwrap();
+    // Every tenant's launches were counted, its last one named.
+    let launches = launches.into_inner();
+    assert_eq!(launches.len(), 2);
+    assert!(launches.iter().all(|l| l.count > 0 && l.last.is_some()), "{launches:?}");
     assert!(r.error.is_none(), "{:?}", r.error);
     println!("{}", r.summary(&opts));
     // Three windows of 2 s (the last may close as the run ends), both tenants served in each.
