@@ -6,6 +6,7 @@
 //! `soak.csv` (one row per window and tenant), `summary.md` (growth of both memories, each
 //! tenant's p99 per window against its median window) and `soak.svg`/`.png`.
 
+use std::borrow::Cow;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -17,7 +18,7 @@ use parking_lot::Mutex;
 use super::inproc::{self, Knees, RunOptions};
 use super::metrics::{Latency, Sample};
 use super::scenario::{Mode, Scenario, ScenarioFile};
-use crate::kernels::KernelId;
+use crate::runtime::policy::TenantId;
 use crate::runtime::{Device, LaunchRecord, TraceSink};
 
 /// The embedded soak scenario.
@@ -52,28 +53,29 @@ pub struct Progress<'a> {
     pub launches: Option<Vec<TenantLaunches>>,
 }
 
-/// One tenant's library kernel launches so far.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+/// One tenant's launches so far.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct TenantLaunches {
     /// How many.
     pub count: u64,
-    /// The last one's kernel and how long before the report it was launched.
-    pub last: Option<(&'static str, Duration)>,
+    /// The last one's kernel and how long before the report it was issued.
+    pub last: Option<(Cow<'static, str>, Duration)>,
 }
 
-/// Every tenant's library kernel launches, as the runtime reports them: a count and the last
-/// one's kernel and time, behind a lock of the tenant's own (taken once per launch, and by
-/// the reader once per window).
+/// Every tenant's launches, as the runtime tells them before issuing each
+/// ([`TraceSink::issuing`]; so a launch that blocks is the last one even while it runs): a
+/// count and the last one's kernel and time, behind a lock of the tenant's own (taken once per
+/// launch, and by the reader once per window).
 #[derive(Debug)]
 pub struct LaunchWatch {
     tenants: Vec<Mutex<Watched>>,
 }
 
 /// One tenant's launches in a [`LaunchWatch`].
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 struct Watched {
     count: u64,
-    last: Option<(KernelId, Instant)>,
+    last: Option<(Cow<'static, str>, Instant)>,
 }
 
 impl LaunchWatch {
@@ -87,19 +89,21 @@ impl LaunchWatch {
         self.tenants
             .iter()
             .map(|t| {
-                let Watched { count, last } = *t.lock();
-                TenantLaunches { count, last: last.map(|(k, at)| (k.name(), now.saturating_duration_since(at))) }
+                let Watched { count, last } = t.lock().clone();
+                TenantLaunches { count, last: last.map(|(k, at)| (k, now.saturating_duration_since(at))) }
             })
             .collect()
     }
 }
 
 impl TraceSink for LaunchWatch {
-    fn launch(&self, record: &LaunchRecord) {
-        if let Some(t) = self.tenants.get(record.tenant as usize) {
+    fn launch(&self, _: &LaunchRecord) {}
+
+    fn issuing(&self, tenant: TenantId, name: Cow<'static, str>) {
+        if let Some(t) = self.tenants.get(tenant as usize) {
             let mut t = t.lock();
             t.count += 1;
-            t.last = Some((record.kernel, Instant::now()));
+            t.last = Some((name, Instant::now()));
         }
     }
 }
@@ -107,7 +111,8 @@ impl TraceSink for LaunchWatch {
 /// One line of every tenant's launches: `label: count (last KERNEL N s ago)`.
 pub fn launches_line(labels: &[String], launches: &[TenantLaunches]) -> String {
     let tenant = |(i, (label, l)): (usize, (&String, &TenantLaunches))| {
-        let last = l.last.map_or(String::new(), |(k, ago)| format!(", last {k} {:.0} s ago", ago.as_secs_f64()));
+        let last =
+            l.last.as_ref().map_or(String::new(), |(k, ago)| format!(", last {k} {:.0} s ago", ago.as_secs_f64()));
         format!("{i} {label}: {} launches{last}", l.count)
     };
     labels.iter().zip(launches).enumerate().map(tenant).collect::<Vec<_>>().join("; ")
@@ -871,30 +876,20 @@ mod tests {
     fn a_launch_watch_counts_each_tenants_launches_and_names_its_last() {
         let watch = Arc::new(LaunchWatch::new(2));
         let sink: Box<dyn TraceSink> = Box::new(watch.clone());
-        let record = |tenant, kernel| LaunchRecord {
-            tenant,
-            kernel,
-            partition: crate::runtime::PartitionId::WHOLE,
-            sms: 132,
-            grid: 7,
-            priority: 0,
-            host_ns: 0,
-        };
-        let (a, b) = (KernelId::ALL[0], KernelId::ALL[1]);
-        sink.launch(&record(1, a));
-        sink.launch(&record(1, b));
-        sink.launch(&record(5, a)); // not a tenant of the watch: not counted
+        sink.issuing(1, "layer_norm_f16".into());
+        sink.issuing(1, "cublasLt".into());
+        sink.issuing(5, "plan".into()); // not a tenant of the watch: not counted
         let later = Instant::now() + Duration::from_secs(3);
         let got = watch.at(later);
         assert_eq!(got[0], TenantLaunches::default());
         assert_eq!(got[1].count, 2);
-        let (kernel, ago) = got[1].last.unwrap();
-        assert_eq!(kernel, b.name());
+        let (kernel, ago) = got[1].last.clone().unwrap();
+        assert_eq!(kernel, "cublasLt");
         assert!((3.0..4.0).contains(&ago.as_secs_f64()), "{ago:?}");
         let labels = ["bert-base".to_string(), "gpt2-medium".to_string()];
         assert_eq!(
             launches_line(&labels, &got),
-            format!("0 bert-base: 0 launches; 1 gpt2-medium: 2 launches, last {} 3 s ago", b.name())
+            "0 bert-base: 0 launches; 1 gpt2-medium: 2 launches, last cublasLt 3 s ago"
         );
     }
 

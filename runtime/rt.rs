@@ -112,6 +112,17 @@ impl Runtime {
         }
     }
 
+    /// Tells the trace sink, if one is set, that `tenant` is about to issue `name`.
+    pub(crate) fn issuing(
+        &self,
+        tenant: super::policy::TenantId,
+        name: impl FnOnce() -> std::borrow::Cow<'static, str>,
+    ) {
+        if let Some(sink) = self.trace.get() {
+            sink.issuing(tenant, name());
+        }
+    }
+
     /// The scheduler, when the runtime was made with a policy.
     pub fn scheduler(&self) -> Option<&Scheduler> {
         self.scheduler.as_ref()

@@ -411,15 +411,18 @@ impl Tenant {
 
     /// Runs `issue`, which enqueues work on `stream` and returns its grid, between a pair of
     /// timeline events when the runtime has a timeline and the launch belongs to a request
-    /// ([`Tenant::set_request`]); never while capturing a plan. `name` (made only then) names
-    /// the slice.
+    /// ([`Tenant::set_request`]); never while capturing a plan. `name` (made only when needed)
+    /// names the slice, and the work to the trace sink beforehand.
     fn timed(
         &self,
         stream: sys::CUstream,
-        name: impl FnOnce() -> std::borrow::Cow<'static, str>,
+        name: impl Fn() -> std::borrow::Cow<'static, str>,
         partition: super::PartitionId,
         issue: impl FnOnce() -> Result<u32>,
     ) -> Result<u32> {
+        if self.capturing.get().is_none() {
+            self.rt.issuing(self.id, &name);
+        }
         let (Some(tl), Some(request), None) = (self.rt.timeline(), self.request.get(), self.capturing.get()) else {
             return issue();
         };

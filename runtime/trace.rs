@@ -1,6 +1,8 @@
-//! Launch-trace hooks: a sink the runtime calls once per launch with what it decided. Off by
-//! default; when off, a launch pays one atomic load.
+//! Launch-trace hooks: a sink the runtime tells of every launch before issuing it, and of a
+//! library kernel's launch what it decided. Off by default; when off, a launch pays two
+//! atomic loads.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use cudarc::driver::sys;
@@ -35,12 +37,21 @@ pub struct LaunchRecord {
 pub trait TraceSink: Send + Sync {
     /// One launch.
     fn launch(&self, record: &LaunchRecord);
+
+    /// `tenant` is about to issue work named `name` (a library kernel, a foreign kernel,
+    /// "cublasLt" or "plan"): called before the launch call, which may block (under
+    /// `compute-sanitizer --force-blocking-launches` it returns once the kernel has run).
+    fn issuing(&self, _tenant: TenantId, _name: Cow<'static, str>) {}
 }
 
 /// A sink shared with whoever reads what it gathered.
 impl<T: TraceSink + ?Sized> TraceSink for std::sync::Arc<T> {
     fn launch(&self, record: &LaunchRecord) {
         (**self).launch(record);
+    }
+
+    fn issuing(&self, tenant: TenantId, name: Cow<'static, str>) {
+        (**self).issuing(tenant, name);
     }
 }
 
