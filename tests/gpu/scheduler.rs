@@ -298,12 +298,19 @@ fn latency_critical_kernels_go_out_at_high_priority() {
     }
 }
 
+/// Launch records, and the order of announcements ("issuing TENANT NAME") and records
+/// ("launched TENANT").
 #[derive(Default)]
-struct Collect(std::sync::Mutex<Vec<rightsize::runtime::LaunchRecord>>);
+struct Collect(std::sync::Mutex<Vec<rightsize::runtime::LaunchRecord>>, std::sync::Mutex<Vec<String>>);
 
 impl rightsize::runtime::TraceSink for Collect {
     fn launch(&self, r: &rightsize::runtime::LaunchRecord) {
         self.0.lock().unwrap().push(*r);
+        self.1.lock().unwrap().push(format!("launched {}", r.tenant));
+    }
+
+    fn issuing(&self, tenant: u32, name: std::borrow::Cow<'static, str>) {
+        self.1.lock().unwrap().push(format!("issuing {tenant} {name}"));
     }
 }
 
@@ -311,14 +318,8 @@ impl rightsize::runtime::TraceSink for Collect {
 #[ignore = "needs a CUDA GPU"]
 fn launch_trace_records_every_decision() {
     let sink = Arc::new(Collect::default());
-    struct Shared(Arc<Collect>);
-    impl rightsize::runtime::TraceSink for Shared {
-        fn launch(&self, r: &rightsize::runtime::LaunchRecord) {
-            self.0.launch(r)
-        }
-    }
     let rt = scheduled_runtime(Box::new(Prioritized { inner: KrispConserved, reserved_groups: 2 }), 24);
-    rt.set_trace(Box::new(Shared(sink.clone()))).unwrap();
+    rt.set_trace(Box::new(sink.clone())).unwrap();
     assert!(rt.set_trace(Box::new(Collect::default())).is_err(), "a second sink is refused");
     let t = Tenant::scheduled(rt.clone(), 1, PriorityClass::LatencyCritical).unwrap();
     let n = 1 << 20;
@@ -339,6 +340,9 @@ fn launch_trace_records_every_decision() {
         assert_eq!(r.grid, 24 * rt.kernels().get(KernelId::VectorAddF16).blocks_per_sm);
     }
     assert!(records.windows(2).all(|w| w[0].host_ns <= w[1].host_ns));
+    // Each launch was announced, by tenant and kernel, before it was issued and recorded.
+    let each = [format!("issuing 1 {}", KernelId::VectorAddF16.name()), "launched 1".to_string()];
+    assert_eq!(*sink.1.lock().unwrap(), [each.clone(), each.clone(), each].concat());
 }
 
 #[test]
