@@ -108,7 +108,7 @@ impl TraceSink for LaunchWatch {
     }
 }
 
-/// One line of every tenant's launches: `label: count (last KERNEL N s ago)`.
+/// One line of every tenant's launches: `INDEX LABEL: N launches, last KERNEL S s ago; …`.
 pub fn launches_line(labels: &[String], launches: &[TenantLaunches]) -> String {
     let tenant = |(i, (label, l)): (usize, (&String, &TenantLaunches))| {
         let last =
