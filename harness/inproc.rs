@@ -220,7 +220,8 @@ pub struct RunOptions<'a> {
     /// Called once every tenant is ready: how long before now the common start lies (a
     /// resumed run: the first run's start), or why the run is called off.
     pub open: Option<Opener<'a>>,
-    /// Receives the record of every library kernel launch ([`Runtime::set_trace`]).
+    /// The runtime's trace sink ([`Runtime::set_trace`]): told of every launch before it is
+    /// issued, and given each library kernel launch's record.
     pub launches: Option<Box<dyn crate::runtime::TraceSink>>,
 }
 

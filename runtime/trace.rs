@@ -1,5 +1,5 @@
 //! Launch-trace hooks: a sink the runtime tells of every launch before issuing it, and of a
-//! library kernel's launch what it decided. Off by default; when off, a launch pays two
+//! library kernel's launch what it decided. Off by default; when off, a launch pays one or two
 //! atomic loads.
 
 use std::borrow::Cow;
