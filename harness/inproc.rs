@@ -55,6 +55,39 @@ pub(crate) struct ThreadGate<'a> {
     open: Option<Opener<'a>>,
     /// Counted requests of all tenants, for progress bars.
     pub(crate) counted: Arc<AtomicU64>,
+    /// Tenants whose loops are over (see [`ThreadGate::leaving`]), and its waiters.
+    left: Mutex<u32>,
+    all_left: Condvar,
+}
+
+/// A tenant's part in the run's end: see [`ThreadGate::leaving`].
+pub(crate) struct Leaving<'g, 'a> {
+    gate: &'g ThreadGate<'a>,
+    counted: bool,
+}
+
+impl Leaving<'_, '_> {
+    /// Counts this tenant out and waits until every tenant is.
+    pub(crate) fn wait_for_all(mut self) {
+        self.count();
+        let mut left = self.gate.left.lock();
+        while *left < self.gate.n {
+            left = self.gate.all_left.wait(left);
+        }
+    }
+
+    fn count(&mut self) {
+        if !std::mem::replace(&mut self.counted, true) {
+            *self.gate.left.lock() += 1;
+            self.gate.all_left.notify_all();
+        }
+    }
+}
+
+impl Drop for Leaving<'_, '_> {
+    fn drop(&mut self) {
+        self.count();
+    }
 }
 
 /// See [`ThreadGate`]'s `open`.
@@ -78,7 +111,19 @@ impl<'a> ThreadGate<'a> {
             lost_at: OnceLock::new(),
             open: None,
             counted,
+            left: Mutex::new(0),
+            all_left: Condvar::new(),
         }
+    }
+
+    /// A tenant's way out of the run: it frees its model only once every tenant's loop is over
+    /// ([`Leaving::wait_for_all`]). Freeing memory synchronizes the device, so a tenant freeing
+    /// its model would stall the others' last requests; and under compute-sanitizer, whose
+    /// launches block, a tenant's frees beside the others' launches hung the run (the launch
+    /// never returned). Dropped without waiting (an early return, a panic), it still counts the
+    /// tenant out, so nobody waits for it.
+    pub(crate) fn leaving(&self) -> Leaving<'_, 'a> {
+        Leaving { gate: self, counted: false }
     }
 
     /// Calls the run off before its start (a tenant could not get ready).
@@ -305,6 +350,7 @@ pub fn run(device: Device, s: &Scenario, mode: Mode, knees: Knees, mut o: RunOpt
                 let (gate, windows, rt) = (&gate, &windows[i], &rt);
                 let from = o.resume.map(|r| r[i].clone());
                 scope.spawn(move || -> anyhow::Result<Ran> {
+                    let leaving = gate.leaving();
                     let (from, mut faults) = match from {
                         Some(st) => (st.position, st.faults),
                         None => (Position::default(), Faults::new(spec.fault)),
@@ -377,6 +423,7 @@ pub fn run(device: Device, s: &Scenario, mode: Mode, knees: Knees, mut o: RunOpt
                         }
                     });
                     let duty = held.as_ref().map(|(t, _)| t.duty());
+                    leaving.wait_for_all();
                     drop(held);
                     let (samples, position) = r.with_context(|| format!("tenant {i} ({})", spec.model))?;
                     Ok(Ran {
@@ -471,6 +518,26 @@ mod tests {
     }
 
     #[test]
+    fn a_tenant_leaves_once_every_tenant_has_left_or_gone() {
+        let gate = ThreadGate::new(3, Arc::default());
+        let order = Mutex::new(Vec::new());
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                gate.leaving().wait_for_all();
+                order.lock().push("waited");
+            });
+            std::thread::sleep(Duration::from_millis(50));
+            order.lock().push("one gone");
+            // A tenant that returns early (its model failed to load) counts out unwaited.
+            drop(gate.leaving());
+            std::thread::sleep(Duration::from_millis(50));
+            order.lock().push("last leaving");
+            gate.leaving().wait_for_all();
+        });
+        assert_eq!(*order.lock(), vec!["one gone", "last leaving", "waited"]);
+    }
+
+    #[test]
     fn equal_windows_cover_the_groups() {
         let w = equal_windows(15, 4);
         assert_eq!(w.iter().map(|w| w.count).collect::<Vec<_>>(), vec![4, 4, 4, 3]);
@@ -538,6 +605,20 @@ mod loom_tests {
             failing.join().unwrap();
             assert!(waiting.join().unwrap(), "called off");
             assert!(gate.stopped() || gate.done.load(Ordering::SeqCst) == 1);
+        });
+    }
+
+    /// No tenant waiting to leave is left waiting, whether the other waits too or returns early.
+    #[test]
+    fn loom_every_tenant_gets_out() {
+        bounded().check(|| {
+            let gate = LoomArc::new(ThreadGate::new(2, Arc::default()));
+            let g = gate.clone();
+            let waiting = loom::thread::spawn(move || g.leaving().wait_for_all());
+            let g = gate.clone();
+            let other = loom::thread::spawn(move || drop(g.leaving()));
+            other.join().unwrap();
+            waiting.join().unwrap();
         });
     }
 
