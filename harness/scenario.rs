@@ -675,6 +675,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_committed_scenario_file_loads() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+        let mut names: Vec<String> = Vec::new();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let file = ScenarioFile::load(&path).unwrap_or_else(|e| panic!("{e:#}"));
+                assert!(!file.scenarios.is_empty(), "{}", path.display());
+                names.push(path.file_name().unwrap().to_string_lossy().into_owned());
+            }
+        }
+        assert!(names.len() >= 6 && names.iter().any(|n| n == "overload.toml"), "{names:?}");
+    }
+
+    #[test]
     fn the_default_set_parses_and_covers_the_study() {
         let f = ScenarioFile::defaults();
         let names: Vec<&str> = f.scenarios.iter().map(|s| s.name.as_str()).collect();

@@ -731,8 +731,9 @@ impl SoakReport {
         let pct = |v: Option<f64>| v.map(|x| format!("{:+.2}%", 100.0 * x)).unwrap_or_else(|| "–".into());
         let windows = self.rows.iter().map(|r| r.end_s).fold(0.0, f64::max) / opts.window.as_secs_f64();
         let mut s = format!(
-            "# rightsize soak\n\n{} tenants under `{}`, {:.0} s in {:.0} windows of {:.0} s.\n\n",
+            "# rightsize soak\n\n{} tenant{} under `{}`, {:.0} s in {:.0} windows of {:.0} s.\n\n",
             self.labels.len(),
+            if self.labels.len() == 1 { "" } else { "s" },
             opts.mode,
             opts.duration.as_secs_f64(),
             windows,
@@ -1032,6 +1033,13 @@ mod tests {
         }
         std::fs::remove_dir_all(&dir).ok();
         let md = r.summary(&opts());
+        assert!(md.contains("\n2 tenants under `"), "{md}");
+        let one = SoakReport {
+            labels: vec!["a".into()],
+            rows: r.rows.iter().filter(|w| w.tenant == 0).cloned().collect(),
+            error: None,
+        };
+        assert!(one.summary(&opts()).contains("\n1 tenant under `"), "{}", one.summary(&opts()));
         assert!(md.contains("+1.00%") && md.contains("| a | 300 | 3 | 2.00 | 10.0% | 0 | -5.00% |"), "{md}");
         assert!(md.contains("the most in a window: 0.25 cores busy, – stolen\n"), "{md}");
         assert!(md.contains("processes seen on the GPU, the most in a window: 2 (this one included)"), "{md}");
