@@ -70,10 +70,11 @@ fn bench(c: &mut Criterion) {
         let solo: Vec<TenantMetrics> = w
             .tenants
             .iter()
-            .map(|t| {
+            .enumerate()
+            .map(|(i, _)| {
                 let samples = run_one(
                     None,
-                    &solo_scenario(t, &w),
+                    &solo_scenario(&w, i),
                     Mode { sharing: Sharing::Streams, plan: false },
                     Knees::default(),
                     None,

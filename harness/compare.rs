@@ -147,7 +147,7 @@ pub(crate) fn unserved_line(label: &str, samples: &[Sample], failure: Option<&st
 /// A tenant alone on the GPU.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SoloResult {
-    /// Its key ([`TenantSpec::solo_key`]).
+    /// Its key ([`Scenario::solo_key`]).
     pub key: String,
     /// How it ended.
     #[serde(flatten)]
@@ -351,12 +351,11 @@ fn process_setup(scenario: &Scenario, sharing: Sharing, exe: &Path) -> anyhow::R
         }
     })?;
     let mut env: Vec<Vec<(String, String)>> = scenario
-        .tenants
-        .iter()
-        .map(|t| {
+        .mps_percentages()
+        .into_iter()
+        .map(|pct| {
             let mut env = daemon.client_env();
             if sharing == Sharing::MpsLimit {
-                let pct = t.mps_percentage.unwrap_or_else(|| 100u32.div_ceil(n));
                 env.push(("CUDA_MPS_ACTIVE_THREAD_PERCENTAGE".into(), pct.to_string()));
             }
             env
@@ -484,15 +483,16 @@ pub fn in_process(out: Outcome) -> anyhow::Result<Outcome> {
     }
 }
 
-/// A one-tenant scenario of `spec` alone, for its solo baseline: its own arrivals (closed
-/// loop, or open loop at its rate), busy all the time, as long as `of` runs.
-pub fn solo_scenario(spec: &TenantSpec, of: &Scenario) -> Scenario {
-    let mut alone = spec.clone();
+/// Tenant `i` of `of` alone, for its solo baseline: its own arrivals (closed loop, or its
+/// rate with the seed it has in `of`), busy all the time, as long as `of` runs.
+pub fn solo_scenario(of: &Scenario, i: usize) -> Scenario {
+    let mut alone = of.tenants[i].clone();
     alone.phases = None;
     alone.fault = None;
     alone.class = PriorityClass::BestEffort;
+    alone.arrival_seed = Some(of.arrival_seed(i));
     Scenario {
-        name: format!("solo-{}", spec.model),
+        name: format!("solo-{}", alone.model),
         description: String::new(),
         tenants: vec![alone],
         warmup: of.warmup,
@@ -527,10 +527,10 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
                 continue;
             }
             let sharing = if s.is_torch() { Sharing::Timeslice } else { Sharing::Streams };
-            for t in &s.tenants {
-                let key = t.solo_key(plan);
+            for i in 0..s.tenants.len() {
+                let key = s.solo_key(i, plan);
                 if !solo_jobs.iter().any(|(k, _, _)| k == &key) {
-                    solo_jobs.push((key, solo_scenario(t, s), Mode { sharing, plan }));
+                    solo_jobs.push((key, solo_scenario(s, i), Mode { sharing, plan }));
                 }
             }
         }
@@ -634,11 +634,12 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
                         .tenants
                         .iter()
                         .zip(outcome.samples)
-                        .filter_map(|(spec, samples)| {
+                        .enumerate()
+                        .filter_map(|(i, (spec, samples))| {
                             let failure = failures.next().flatten();
                             let duty = duties.next().flatten();
                             let interposed = interposed.next().flatten();
-                            let solo = report.solo(&spec.solo_key(mode.plan));
+                            let solo = report.solo(&s.solo_key(i, mode.plan));
                             let Some(metrics) = TenantMetrics::of(&samples, solo, spec.slo_ms) else {
                                 if !samples.is_empty() || failure.is_some() {
                                     unserved.push(unserved_line(&spec.label(), &samples, failure.as_deref()));
@@ -781,6 +782,30 @@ mod tests {
         let e = run_one(Some(Path::new("/nonexistent")), s, mode, Knees::default(), Some(10), Arc::default());
         let e = e.unwrap_err().to_string();
         assert!(e.contains("a trace cannot outlive"), "{e}");
+    }
+
+    #[test]
+    fn a_solo_baseline_replays_the_tenants_own_arrivals() {
+        let text = "[[scenario]]\nname = \"o\"\nseed = 5\nduration_s = 1.5\nrequests = 1000\n\
+                    [[scenario.tenant]]\nmodel = \"gpt2\"\nbatch = 1\nrate = 100.0\n\
+                    [[scenario.tenant]]\nmodel = \"gpt2\"\nbatch = 1\nrate = 100.0\n\
+                    [[scenario.tenant]]\nmodel = \"bert-base\"\n";
+        let s = &crate::harness::ScenarioFile::parse(text, "t").unwrap().scenarios[0];
+        for i in 0..s.tenants.len() {
+            let alone = solo_scenario(s, i);
+            // The same arrivals, for as long, under the same key.
+            assert_eq!(alone.arrival_seed(0), s.arrival_seed(i), "tenant {i}");
+            assert_eq!((alone.warmup, alone.requests, alone.duration_s), (s.warmup, s.requests, s.duration_s));
+            assert_eq!(alone.solo_key(0, true), s.solo_key(i, true), "tenant {i}");
+        }
+        // Two open-loop tenants of one model and rate draw different arrivals, so each has
+        // a baseline of its own; a closed-loop tenant's key names its work only.
+        assert_ne!(s.arrival_seed(0), s.arrival_seed(1));
+        assert_ne!(s.solo_key(0, false), s.solo_key(1, false));
+        assert_eq!(s.solo_key(2, false), "bert-base/b8/s128/n8/eager");
+        // Another scenario with the tenant at another length is another baseline.
+        let longer = Scenario { duration_s: Some(3.0), ..s.clone() };
+        assert_ne!(longer.solo_key(0, false), s.solo_key(0, false));
     }
 
     #[test]

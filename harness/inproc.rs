@@ -381,7 +381,7 @@ pub fn run(device: Device, s: &Scenario, mode: Mode, knees: Knees, mut o: RunOpt
                         warmup: s.warmup,
                         requests: s.requests,
                         rate: spec.rate,
-                        seed: s.seed.wrapping_mul(31).wrapping_add(i as u64),
+                        seed: s.arrival_seed(i),
                         duration: s.duration_s.map(std::time::Duration::from_secs_f64),
                         phases: spec.phases,
                         queue_limit: spec.queue_limit,

@@ -402,16 +402,8 @@ pub(crate) mod tests {
         };
         let solo_m = TenantMetrics::of(&samples(1.0), None, None).unwrap();
         let solo = vec![
-            SoloResult {
-                key: scenarios[0].tenants[0].solo_key(false),
-                status: Status::Ok,
-                metrics: Some(solo_m.clone()),
-            },
-            SoloResult {
-                key: scenarios[0].tenants[1].solo_key(false),
-                status: Status::Ok,
-                metrics: Some(solo_m.clone()),
-            },
+            SoloResult { key: scenarios[0].solo_key(0, false), status: Status::Ok, metrics: Some(solo_m.clone()) },
+            SoloResult { key: scenarios[0].solo_key(1, false), status: Status::Ok, metrics: Some(solo_m.clone()) },
         ];
         let tenant = |i: usize, ms: f64| {
             let spec = scenarios[0].tenants[i].clone();

@@ -26,6 +26,8 @@
 //! slo_ms = 5.0         # optional latency objective
 //! rate = 200.0         # optional: open loop, Poisson arrivals per second; else closed loop
 //! quota_sms = 64       # optional: SMs guaranteed to it whenever it contends (krisp mode)
+//! mps_percentage = 25  # optional: its MPS thread percentage under mps-limit; the tenants
+//!                      # without one share what the others leave of 100, equally
 //! memory_mib = 2048    # optional: its memory budget; refused if its model and workspace need more
 //! queue_limit = 16     # optional, open loop: requests that may wait; more are shed and counted
 //! phases = { busy_s = 0.5, idle_s = 0.5, offset_s = 0.0 }   # optional: a time-varying load
@@ -145,7 +147,13 @@ pub struct TenantSpec {
     /// Open loop at this many requests per second (Poisson arrivals); closed loop if absent.
     #[serde(default)]
     pub rate: Option<f64>,
-    /// `CUDA_MPS_ACTIVE_THREAD_PERCENTAGE` under `mps-limit` (default: an equal share).
+    /// Open loop: the seed of its arrivals (default: from the scenario's seed and the
+    /// tenant's place, [`Scenario::arrival_seed`]). Solo baselines set it, so a tenant alone
+    /// replays the arrivals it has in the shared run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arrival_seed: Option<u64>,
+    /// `CUDA_MPS_ACTIVE_THREAD_PERCENTAGE` under `mps-limit` (default: an equal share of what
+    /// the tenants that set one leave, [`Scenario::mps_percentages`]).
     #[serde(default)]
     pub mps_percentage: Option<u32>,
     /// SMs of its partition under `static` (default: an equal share of the groups).
@@ -200,20 +208,10 @@ impl TenantSpec {
         }
     }
 
-    /// The key of its solo baseline: tenants with equal keys do the same work alone (an
-    /// open-loop tenant's baseline is its own arrivals, alone: queueing behind its own
-    /// requests is not a cost of sharing).
-    pub fn solo_key(&self, plan: bool) -> String {
-        let arrivals = self.rate.map_or(String::new(), |r| format!("/r{r}"));
+    /// What one of its requests is, as a key: engine, model, batch, sequence, new tokens.
+    fn work_key(&self) -> String {
         let engine = if self.engine == Engine::Torch { "torch:" } else { "" };
-        format!(
-            "{engine}{}/b{}/s{}/n{}{arrivals}/{}",
-            self.model,
-            self.batch,
-            self.seq,
-            self.new_tokens,
-            if plan { "plan" } else { "eager" }
-        )
+        format!("{engine}{}/b{}/s{}/n{}", self.model, self.batch, self.seq, self.new_tokens)
     }
 }
 
@@ -473,6 +471,25 @@ impl ScenarioFile {
 }
 
 impl Scenario {
+    /// The seed of tenant `i`'s arrivals: its own `arrival_seed`, else one from the
+    /// scenario's seed and its place.
+    pub fn arrival_seed(&self, i: usize) -> u64 {
+        self.tenants[i].arrival_seed.unwrap_or_else(|| self.seed.wrapping_mul(31).wrapping_add(i as u64))
+    }
+
+    /// The key of tenant `i`'s solo baseline: tenants with equal keys do the same work alone.
+    /// An open-loop tenant's baseline is its own arrivals alone (rate, seed and the run's
+    /// length), so throughput ÷ solo is 1 unless sharing makes it fall behind, and queueing
+    /// behind its own requests is not counted as a cost of sharing.
+    pub fn solo_key(&self, i: usize, plan: bool) -> String {
+        let t = &self.tenants[i];
+        let arrivals = t.rate.map_or(String::new(), |r| {
+            let length = self.duration_s.map_or(format!("{}req", self.requests), |d| format!("{d}s"));
+            format!("/r{r}/a{}/w{}/{length}", self.arrival_seed(i), self.warmup)
+        });
+        format!("{}{arrivals}/{}", t.work_key(), if plan { "plan" } else { "eager" })
+    }
+
     /// Whether its tenants run in PyTorch ([`Engine::Torch`]).
     pub fn is_torch(&self) -> bool {
         self.tenants.iter().any(|t| t.engine == Engine::Torch)
@@ -524,6 +541,7 @@ impl Scenario {
         if self.is_torch() && self.pcie.is_some() {
             bail!("pcie is not supported with PyTorch tenants");
         }
+        self.mps_share()?;
         if let Some(scales) = &self.sweep {
             if scales.is_empty() || !scales.iter().all(|x| x.is_finite() && *x > 0.0) {
                 bail!("sweep needs positive rate scales");
@@ -533,6 +551,53 @@ impl Scenario {
             }
         }
         Ok(())
+    }
+}
+
+impl Scenario {
+    /// Each tenant's `CUDA_MPS_ACTIVE_THREAD_PERCENTAGE` under `mps-limit`: its own
+    /// `mps_percentage`, and for the tenants without one an equal part of what those leave of
+    /// 100 (the first ones get the remainder's extra points), so the limits add up to 100
+    /// unless every tenant sets its own. The scenario is checked at load ([`Scenario::validate`]),
+    /// so this cannot fail then.
+    pub fn mps_percentages(&self) -> Vec<u32> {
+        self.mps_share().unwrap_or_else(|_| vec![100u32.div_ceil(self.tenants.len().max(1) as u32); self.tenants.len()])
+    }
+
+    fn mps_share(&self) -> anyhow::Result<Vec<u32>> {
+        let set: u32 = self.tenants.iter().filter_map(|t| t.mps_percentage).sum();
+        let unset = self.tenants.iter().filter(|t| t.mps_percentage.is_none()).count() as u32;
+        let named = || {
+            let v: Vec<String> = self
+                .tenants
+                .iter()
+                .enumerate()
+                .filter_map(|(i, t)| t.mps_percentage.map(|p| format!("tenant {i} ({}) {p}%", t.model)))
+                .collect();
+            v.join(", ")
+        };
+        if set > 100 {
+            bail!("mps_percentage adds up to {set}% over its tenants ({}); at most 100", named());
+        }
+        if unset > 0 && 100 - set < unset {
+            bail!(
+                "mps_percentage leaves {}% ({}) for {unset} tenant(s) without one: each needs at least 1%",
+                100 - set,
+                named()
+            );
+        }
+        let (each, extra) = if unset > 0 { ((100 - set) / unset, (100 - set) % unset) } else { (0, 0) };
+        let mut k = 0;
+        Ok(self
+            .tenants
+            .iter()
+            .map(|t| {
+                t.mps_percentage.unwrap_or_else(|| {
+                    k += 1;
+                    each + u32::from(k <= extra)
+                })
+            })
+            .collect())
     }
 }
 
@@ -610,6 +675,9 @@ impl TenantSpec {
             if !(r.is_finite() && r > 0.0) {
                 bail!("rate = {r} must be positive (omit it for a closed loop)");
             }
+        }
+        if self.arrival_seed.is_some() && self.rate.is_none() {
+            bail!("arrival_seed is the seed of an open loop's arrivals: it needs a rate");
         }
         if let Some(p) = self.mps_percentage {
             if !(1..=100).contains(&p) {
@@ -821,7 +889,7 @@ mod tests {
         let lc = ScenarioFile::parse(&lc, "t").unwrap().scenarios.remove(0);
         assert!(!Sharing::Krisp.reads_profile_of(&lc.tenants[0]));
         let s = ScenarioFile::parse(&torch(""), "t").unwrap().scenarios.remove(0);
-        assert!(s.is_torch() && s.tenants[0].solo_key(false).starts_with("torch:gpt2/"));
+        assert!(s.is_torch() && s.solo_key(0, false).starts_with("torch:gpt2/"));
         let runs = |m: &str| s.unsupported(m.parse().unwrap());
         for m in ["timeslice", "mps", "mps-limit", "static", "krisp"] {
             assert_eq!(runs(m), None, "{m}");
@@ -836,13 +904,35 @@ mod tests {
     }
 
     #[test]
+    fn mps_limits_add_up_to_the_whole_device() {
+        let file = |pcts: &[Option<u32>]| {
+            let mut text = String::from("[[scenario]]\nname = \"m\"\n");
+            for p in pcts {
+                text += "[[scenario.tenant]]\nmodel = \"gpt2\"\n";
+                if let Some(p) = p {
+                    text += &format!("mps_percentage = {p}\n");
+                }
+            }
+            ScenarioFile::parse(&text, "t")
+        };
+        let pcts = |p: &[Option<u32>]| file(p).unwrap().scenarios[0].mps_percentages();
+        // The unset ones share what the set ones leave (not 100/n each: 25 + 34 + 34 = 93).
+        assert_eq!(pcts(&[Some(25), None, None]), [25, 38, 37]);
+        assert_eq!(pcts(&[None, None, None]), [34, 33, 33]);
+        assert_eq!(pcts(&[None, Some(50), None, None]), [17, 50, 17, 16]);
+        assert_eq!(pcts(&[Some(30), Some(30)]), [30, 30], "all set: as given");
+        for p in [&[Some(60), Some(50)][..], &[Some(99), None, None][..]] {
+            let e = format!("{:#}", file(p).unwrap_err());
+            assert!(e.contains("tenant 0 (gpt2)") && e.contains("mps_percentage"), "{e}");
+        }
+    }
+
+    #[test]
     fn defaults_fill_a_minimal_tenant() {
         let f =
             ScenarioFile::parse("[[scenario]]\nname = \"a\"\n[[scenario.tenant]]\nmodel = \"gpt2\"\n", "t").unwrap();
         let t = &f.scenarios[0].tenants[0];
         assert_eq!((t.batch, t.seq, t.new_tokens, t.class, t.rate), (8, 128, 8, PriorityClass::BestEffort, None));
-        assert_eq!(t.solo_key(true), "gpt2/b8/s128/n8/plan");
-        let open = TenantSpec { rate: Some(250.0), ..t.clone() };
-        assert_eq!(open.solo_key(false), "gpt2/b8/s128/n8/r250/eager");
+        assert_eq!(f.scenarios[0].solo_key(0, true), "gpt2/b8/s128/n8/plan");
     }
 }

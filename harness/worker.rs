@@ -550,7 +550,7 @@ impl RunOf<'_> {
                 seed: s.seed + i as u64,
                 warmup: s.warmup,
                 requests: s.requests,
-                arrival_seed: s.seed.wrapping_mul(31).wrapping_add(i as u64),
+                arrival_seed: s.arrival_seed(i),
                 duration_s: s.duration_s,
                 trace_limit: trace,
                 config: None,
