@@ -107,8 +107,10 @@ fn bench(c: &mut Criterion) {
                             .zip(&solo)
                             .map(|(s, solo)| TenantMetrics::of(s, Some(solo), None).expect("samples"))
                             .collect();
-                        if let Some(m) = RunMetrics::of(&tenants) {
-                            stp.entry((w.name.clone(), mode.to_string())).or_default().push(m.stp);
+                        let closed: Vec<_> =
+                            tenants.iter().zip(&w.tenants).map(|(m, spec)| (m, spec.rate.is_none())).collect();
+                        if let Some(stp_now) = RunMetrics::of(&closed).and_then(|m| m.stp) {
+                            stp.entry((w.name.clone(), mode.to_string())).or_default().push(stp_now);
                         }
                     }
                     total

@@ -192,7 +192,7 @@ impl Report {
         serde_json::from_str(&text).with_context(|| format!("{} is not a rightsize results file", path.display()))
     }
 
-    fn solo(&self, key: &str) -> Option<&TenantMetrics> {
+    pub(crate) fn solo(&self, key: &str) -> Option<&TenantMetrics> {
         self.solo.iter().find(|s| s.key == key).and_then(|s| s.metrics.as_ref())
     }
 }
@@ -659,7 +659,9 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
                             })
                         })
                         .collect();
-                    let metrics = RunMetrics::of(&tenants.iter().map(|t| t.metrics.clone()).collect::<Vec<_>>());
+                    let metrics = RunMetrics::of(
+                        &tenants.iter().map(|t| (&t.metrics, t.spec.rate.is_none())).collect::<Vec<_>>(),
+                    );
                     RunResult {
                         scenario: s.name.clone(),
                         mode: mode.to_string(),

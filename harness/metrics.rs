@@ -153,37 +153,53 @@ impl TenantMetrics {
     }
 }
 
+/// Below this many samples a nearest-rank p99 is the maximum: tables then say "max of n".
+pub const P99_SAMPLES: usize = 100;
+
+/// Whether a p99 over `n` samples is only their maximum ([`P99_SAMPLES`]).
+pub fn p99_is_max(n: usize) -> bool {
+    n < P99_SAMPLES
+}
+
 /// The metrics of a shared run over its tenants.
+///
+/// STP, ANTT and fairness are the textbook multiprogram figures, over the closed-loop tenants
+/// only: a closed-loop tenant's normalized progress is its solo mean latency ÷ its shared mean
+/// latency, which for a loop with one request in flight is its throughput ÷ solo while it is
+/// busy. Open-loop tenants offer a fixed load, so they are scored by SLO goodput, p99 ÷ solo
+/// and throughput ÷ solo instead, and are not in these sums.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct RunMetrics {
-    /// System throughput: Σ normalized progress.
-    pub stp: f64,
-    /// Average normalized turnaround time: mean slowdown.
-    pub antt: f64,
-    /// Jain's fairness index over normalized progress.
-    pub fairness: f64,
-    /// Share of all requests of tenants with an SLO that met it.
+    /// System throughput: Σ normalized progress of the closed-loop tenants; `None` when the
+    /// run has none, or one lacks a solo baseline.
+    pub stp: Option<f64>,
+    /// Average normalized turnaround time: their mean slowdown.
+    pub antt: Option<f64>,
+    /// Jain's fairness index over their normalized progress.
+    pub fairness: Option<f64>,
+    /// Share of all requests of tenants with an SLO (open or closed loop) that met it.
     pub slo_attainment: Option<f64>,
 }
 
 impl RunMetrics {
-    /// Over tenants that all have solo baselines; `None` if any lacks one or there are none.
-    pub fn of(tenants: &[TenantMetrics]) -> Option<RunMetrics> {
-        let progress: Vec<f64> = tenants.iter().map(TenantMetrics::progress).collect::<Option<_>>()?;
-        if progress.is_empty() {
+    /// Over `tenants`, each with whether it runs a closed loop; `None` when there are none.
+    pub fn of(tenants: &[(&TenantMetrics, bool)]) -> Option<RunMetrics> {
+        if tenants.is_empty() {
             return None;
         }
-        let n = progress.len() as f64;
-        let sum: f64 = progress.iter().sum();
-        let squares: f64 = progress.iter().map(|p| p * p).sum();
+        let closed: Option<Vec<f64>> =
+            tenants.iter().filter(|(_, closed)| *closed).map(|(t, _)| t.progress()).collect();
+        let progress = closed.filter(|p| !p.is_empty());
+        let n = progress.as_ref().map_or(0.0, |p| p.len() as f64);
+        let sum = progress.as_ref().map(|p| p.iter().sum::<f64>());
         let (met, total) = tenants
             .iter()
-            .filter_map(|t| t.slo_attainment.map(|a| (a * t.requests as f64, t.requests as f64)))
+            .filter_map(|(t, _)| t.slo_attainment.map(|a| (a * t.requests as f64, t.requests as f64)))
             .fold((0.0, 0.0), |(m, n), (a, b)| (m + a, n + b));
         Some(RunMetrics {
             stp: sum,
-            antt: progress.iter().map(|p| 1.0 / p).sum::<f64>() / n,
-            fairness: sum * sum / (n * squares),
+            antt: progress.as_ref().map(|p| p.iter().map(|p| 1.0 / p).sum::<f64>() / n),
+            fairness: progress.as_ref().zip(sum).map(|(p, sum)| sum * sum / (n * p.iter().map(|p| p * p).sum::<f64>())),
             slo_attainment: (total > 0.0).then(|| met / total),
         })
     }
@@ -246,18 +262,42 @@ mod tests {
         assert!((a.slowdown.unwrap() - 2.0).abs() < 1e-9 && (b.slowdown.unwrap() - 4.0).abs() < 1e-9);
         assert!((a.relative_throughput.unwrap() - 0.5).abs() < 1e-9);
         assert!((a.p99_vs_solo.unwrap() - 2.0).abs() < 1e-9);
-        let r = RunMetrics::of(&[a.clone(), b.clone()]).unwrap();
-        assert!((r.stp - 0.75).abs() < 1e-9);
-        assert!((r.antt - 3.0).abs() < 1e-9);
+        let r = RunMetrics::of(&[(&a, true), (&b, true)]).unwrap();
+        assert!((r.stp.unwrap() - 0.75).abs() < 1e-9);
+        assert!((r.antt.unwrap() - 3.0).abs() < 1e-9);
         // Jain over (0.5, 0.25): 0.5625 / (2 · 0.3125) = 0.9.
-        assert!((r.fairness - 0.9).abs() < 1e-9);
+        assert!((r.fairness.unwrap() - 0.9).abs() < 1e-9);
         assert_eq!(r.slo_attainment, Some(0.0));
         // Unaffected tenants: STP = n, ANTT = 1, fairness = 1.
         let same = TenantMetrics::of(&closed(&[1.0; 10]), Some(&solo_a), None).unwrap();
-        let r = RunMetrics::of(&[same.clone(), same]).unwrap();
-        assert!((r.stp - 2.0).abs() < 1e-9 && (r.antt - 1.0).abs() < 1e-9 && (r.fairness - 1.0).abs() < 1e-9);
+        let r = RunMetrics::of(&[(&same, true), (&same, true)]).unwrap();
+        assert_eq!((r.stp, r.antt, r.fairness), (Some(2.0), Some(1.0), Some(1.0)));
         assert_eq!(r.slo_attainment, None);
-        // A tenant without a baseline: no run metrics.
-        assert!(RunMetrics::of(&[a, solo_b]).is_none());
+        // A tenant without a baseline: no STP.
+        assert_eq!(RunMetrics::of(&[(&a, true), (&solo_b, true)]).unwrap().stp, None);
+    }
+
+    #[test]
+    fn stp_counts_closed_loops_only_and_slo_attainment_every_tenant() {
+        let solo = TenantMetrics::of(&closed(&[1.0; 10]), None, None).unwrap();
+        let closed_half = TenantMetrics::of(&closed(&[2.0; 10]), Some(&solo), None).unwrap();
+        // An open-loop tenant that met its SLO on half its requests, at 4x its solo latency.
+        let open = TenantMetrics::of(&closed(&[4.0; 10]), Some(&solo), Some(3.0)).unwrap();
+        let open = TenantMetrics { slo_attainment: Some(0.5), ..open };
+        let r = RunMetrics::of(&[(&closed_half, true), (&open, false)]).unwrap();
+        assert_eq!((r.stp, r.antt, r.fairness), (Some(0.5), Some(2.0), Some(1.0)));
+        assert_eq!(r.slo_attainment, Some(0.5));
+        // Every tenant open loop: scored by goodput and ratios, with no STP at all.
+        let r = RunMetrics::of(&[(&open, false)]).unwrap();
+        assert_eq!((r.stp, r.antt, r.fairness, r.slo_attainment), (None, None, None, Some(0.5)));
+        assert!(RunMetrics::of(&[]).is_none());
+    }
+
+    #[test]
+    fn a_p99_of_fewer_than_100_samples_is_their_maximum() {
+        for n in [1usize, 8, 20, 99, 100, 250] {
+            let v: Vec<f64> = (1..=n).map(|x| x as f64).collect();
+            assert_eq!(percentile(&v, 0.99) == v[n - 1], p99_is_max(n), "n = {n}");
+        }
     }
 }

@@ -7,6 +7,7 @@ use std::path::Path;
 use anyhow::Context as _;
 
 use super::compare::{Report, RunResult, Status};
+use super::metrics::{p99_is_max, TenantMetrics};
 use super::sweep::{self, SweepPoint};
 use crate::runtime::policy::PriorityClass;
 
@@ -32,7 +33,32 @@ fn runs_of<'a>(r: &'a Report, scenario: &'a str) -> impl Iterator<Item = &'a Run
 
 /// STP of `mode` in `scenario`, if it ran.
 fn stp(r: &Report, scenario: &str, mode: &str) -> Option<f64> {
-    runs_of(r, scenario).find(|run| run.mode == mode).and_then(|run| run.metrics).map(|m| m.stp)
+    runs_of(r, scenario).find(|run| run.mode == mode).and_then(|run| run.metrics).and_then(|m| m.stp)
+}
+
+/// A p99 in ms; "max of n" where its samples are too few for a p99 to be more than their
+/// maximum ([`p99_is_max`]).
+fn p99_cell(m: &TenantMetrics) -> String {
+    if p99_is_max(m.requests) {
+        format!("{:.2} (max of {})", m.latency.p99, m.requests)
+    } else {
+        format!("{:.2}", m.latency.p99)
+    }
+}
+
+/// Tenant `i` of `run`'s p99 ÷ solo, marked "(max)" where the run's or the solo baseline's
+/// p99 is only a maximum.
+fn p99_vs_solo_cell(r: &Report, sc: &super::scenario::Scenario, run: &RunResult, i: usize) -> String {
+    let t = &run.tenants[i];
+    let Some(ratio) = t.metrics.p99_vs_solo else { return "–".into() };
+    // Tenants that served nothing are left out of `run.tenants`: find this one's place.
+    let place = sc.tenants.iter().position(|spec| *spec == t.spec).unwrap_or(i);
+    let solo = r.solo(&sc.solo_key(place, run.mode.ends_with("-plan")));
+    if p99_is_max(t.metrics.requests) || solo.is_some_and(|m| p99_is_max(m.requests)) {
+        format!("{ratio:.2} (max)")
+    } else {
+        format!("{ratio:.2}")
+    }
 }
 
 /// The whole report as Markdown.
@@ -46,8 +72,7 @@ pub fn summary(r: &Report) -> String {
     for solo in &r.solo {
         match (&solo.metrics, status_text(&solo.status)) {
             (Some(m), _) => {
-                let _ =
-                    writeln!(s, "| {} | {:.2} | {:.2} | {:.1} |", solo.key, m.latency.p50, m.latency.p99, m.throughput);
+                let _ = writeln!(s, "| {} | {:.2} | {} | {:.1} |", solo.key, m.latency.p50, p99_cell(m), m.throughput);
             }
             (None, why) => {
                 let _ = writeln!(s, "| {} | {} | | |", solo.key, why.unwrap_or_default());
@@ -70,15 +95,15 @@ pub fn summary(r: &Report) -> String {
             // krisp modes against MPS issuing requests the same way (eager or plans).
             let vs_mps = run.mode.starts_with("krisp").then(|| {
                 let base = if run.mode.ends_with("-plan") { "mps-plan" } else { "mps" };
-                m.zip(stp(r, &sc.name, base)).map(|(m, b)| m.stp / b)
+                m.and_then(|m| m.stp).zip(stp(r, &sc.name, base)).map(|(m, b)| m / b)
             });
             let _ = writeln!(
                 s,
                 "| {} | {} | {} | {} | {} | {} | {:.1} |",
                 run.mode,
-                num(m.map(|m| m.stp), 2),
-                num(m.map(|m| m.antt), 2),
-                num(m.map(|m| m.fairness), 3),
+                num(m.and_then(|m| m.stp), 2),
+                num(m.and_then(|m| m.antt), 2),
+                num(m.and_then(|m| m.fairness), 3),
                 num(m.and_then(|m| m.slo_attainment).map(|a| a * 100.0), 1),
                 num(vs_mps.flatten(), 2),
                 run.wall_s
@@ -87,21 +112,21 @@ pub fn summary(r: &Report) -> String {
         let _ = writeln!(s, "\n| mode | tenant | request | p50 ms | p99 ms | max ms | req/s | slowdown | p99 ÷ solo | throughput ÷ solo |");
         let _ = writeln!(s, "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
         for run in runs_of(r, &sc.name) {
-            for t in &run.tenants {
+            for (i, t) in run.tenants.iter().enumerate() {
                 let m = &t.metrics;
                 let _ = writeln!(
                     s,
-                    "| {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.1}{} | {} | {} | {} |",
+                    "| {} | {} | {} | {:.2} | {} | {:.2} | {:.1}{} | {} | {} | {} |",
                     run.mode,
                     t.spec.label(),
                     t.shape,
                     m.latency.p50,
-                    m.latency.p99,
+                    p99_cell(m),
                     m.latency.max,
                     m.throughput,
                     dropped(m),
                     num(m.slowdown, 2),
-                    num(m.p99_vs_solo, 2),
+                    p99_vs_solo_cell(r, sc, run, i),
                     num(m.relative_throughput, 2)
                 );
             }
@@ -114,15 +139,16 @@ pub fn summary(r: &Report) -> String {
             let _ = writeln!(s, "| mode | LC p99 ÷ solo | BE min throughput ÷ solo |");
             let _ = writeln!(s, "| --- | ---: | ---: |");
             for run in runs_of(r, &sc.name).filter(|run| matches!(run.status, Status::Ok)) {
-                let lc = run.tenants.iter().filter(|t| t.spec.class == PriorityClass::LatencyCritical);
+                let lc = run.tenants.iter().enumerate().filter(|(_, t)| t.spec.class == PriorityClass::LatencyCritical);
                 let be = run.tenants.iter().filter(|t| t.spec.class == PriorityClass::BestEffort);
                 let lc_p99 = lc
-                    .filter_map(|t| t.metrics.p99_vs_solo)
-                    .fold(None, |a: Option<f64>, x| Some(a.map_or(x, |a| a.max(x))));
+                    .filter_map(|(i, t)| Some((t.metrics.p99_vs_solo?, i)))
+                    .max_by(|a, b| a.0.total_cmp(&b.0))
+                    .map_or("–".into(), |(_, i)| p99_vs_solo_cell(r, sc, run, i));
                 let be_min = be
                     .filter_map(|t| t.metrics.relative_throughput)
                     .fold(None, |a: Option<f64>, x| Some(a.map_or(x, |a| a.min(x))));
-                let _ = writeln!(s, "| {} | {} | {} |", run.mode, num(lc_p99, 2), num(be_min, 2));
+                let _ = writeln!(s, "| {} | {lc_p99} | {} |", run.mode, num(be_min, 2));
             }
         }
         let faults: Vec<String> = runs_of(r, &sc.name)
@@ -299,9 +325,9 @@ pub fn runs_csv(r: &Report) -> String {
             csv_field(&run.scenario),
             csv_field(&run.mode),
             csv_field(&status),
-            opt(m.map(|m| m.stp)),
-            opt(m.map(|m| m.antt)),
-            opt(m.map(|m| m.fairness)),
+            opt(m.and_then(|m| m.stp)),
+            opt(m.and_then(|m| m.antt)),
+            opt(m.and_then(|m| m.fairness)),
             opt(m.and_then(|m| m.slo_attainment)),
             opt(run.pcie_gb_per_s),
             run.wall_s
@@ -419,7 +445,8 @@ pub(crate) mod tests {
         };
         let run = |mode: &str, ms: f64| {
             let tenants = vec![tenant(0, ms), tenant(1, ms)];
-            let metrics = RunMetrics::of(&tenants.iter().map(|t| t.metrics.clone()).collect::<Vec<_>>());
+            let metrics =
+                RunMetrics::of(&tenants.iter().map(|t| (&t.metrics, t.spec.rate.is_none())).collect::<Vec<_>>());
             RunResult {
                 scenario: "pair".into(),
                 mode: mode.into(),
@@ -486,6 +513,25 @@ pub(crate) mod tests {
         assert!(s.contains("| krisp | 200 | – | ∞ (it meets none) | 99.0 / 0.75 | 99.0 / 0.95 |"), "{s}");
         assert!(s.contains("| mps | – | – | – | 99.0 / 1.50 | 99.0 / 2.00 |"), "{s}");
         assert_eq!(sweep_csv(&report()).lines().count(), 5);
+    }
+
+    #[test]
+    fn tables_say_where_a_p99_is_only_the_maximum() {
+        let mut r = report();
+        // Every run and baseline of the fixture has 10 samples: its p99 is its maximum.
+        let s = summary(&r);
+        assert!(s.contains("(max of 10)") && s.contains(" (max) |"), "{s}");
+        // With 100 or more in a run and its baselines, the table gives a plain p99.
+        for solo in &mut r.solo {
+            solo.metrics.as_mut().unwrap().requests = 100;
+        }
+        for run in &mut r.runs {
+            for t in &mut run.tenants {
+                t.metrics.requests = 250;
+            }
+        }
+        let s = summary(&r);
+        assert!(!s.contains("max of") && !s.contains("(max)"), "{s}");
     }
 
     #[test]

@@ -239,7 +239,7 @@ fn draw_bars<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, d: &Bars) -> any
     let (left, right) = root.split_horizontally(root.dim_in_pixel().0 / 2);
     let names: Vec<&str> = d.modes.iter().map(|(m, _, _)| m.as_str()).collect();
     let panels: [(&DrawingArea<DB, Shift>, &str, Pick); 2] = [
-        (&left, "system throughput (STP, ideal = tenants)", |m| m.1),
+        (&left, "system throughput (STP over closed loops, ideal = their number)", |m| m.1),
         (&right, "throughput, all tenants (requests/s)", |m| m.2),
     ];
     for (k, (area, desc, value)) in panels.into_iter().enumerate() {
@@ -645,16 +645,16 @@ pub fn throughput_bars(r: &Report, scenario: &str, dir: &Path) -> anyhow::Result
     let sc = r.scenarios.iter().find(|s| s.name == scenario).with_context(|| format!("no scenario {scenario}"))?;
     let modes: Vec<(String, f64, f64)> = ok_runs(r, scenario)
         .filter_map(|run| {
-            let stp = run.metrics?.stp;
+            let stp = run.metrics?.stp?;
             let tput = run.tenants.iter().map(|t| t.metrics.throughput).filter(|x| x.is_finite()).sum();
             Some((run.mode.clone(), stp, tput))
         })
         .collect();
     if modes.is_empty() {
-        bail!("no run of {scenario} has results to plot");
+        bail!("no run of {scenario} has an STP to plot (STP counts closed-loop tenants)");
     }
-    let d =
-        Bars { title: format!("{scenario}: throughput per mode (lighter: plans)"), modes, tenants: sc.tenants.len() };
+    let closed = sc.tenants.iter().filter(|t| t.rate.is_none()).count();
+    let d = Bars { title: format!("{scenario}: throughput per mode (lighter: plans)"), modes, tenants: closed };
     let size = (1200, 90 + 34 * d.modes.len() as u32 + 60);
     save(&dir.join(format!("bars-{}", slug(scenario))), size, &d)
 }

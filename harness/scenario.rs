@@ -777,6 +777,17 @@ mod tests {
         assert!(all().any(|t| t.class == PriorityClass::LatencyCritical && t.quota_sms.is_some() && t.rate.is_some()));
         assert!(all().any(|t| t.model.starts_with("llama") && t.new_tokens >= 64));
         assert!(all().any(|t| t.phases.is_some()));
+        // The study's own 7B decoder, batch 8 in a closed loop, beside smaller tenants; and a
+        // latency-critical batch-1 decoder with an SLO beside busy best-effort tenants.
+        assert!(f.scenarios.iter().any(|s| s.tenants.len() >= 3
+            && s.tenants.iter().any(|t| t.model == "mistral-7b" && t.batch == 8 && t.rate.is_none())));
+        assert!(f.scenarios.iter().any(|s| {
+            let decoder = |t: &TenantSpec| ModelConfig::named(&t.model).is_ok_and(|c| c.is_decoder());
+            s.tenants
+                .iter()
+                .any(|t| decoder(t) && t.class == PriorityClass::LatencyCritical && t.batch == 1 && t.slo_ms.is_some())
+                && s.tenants.iter().any(|t| t.class == PriorityClass::BestEffort && t.rate.is_none())
+        }));
         // Goodput where classes differ: a latency-critical tenant among best-effort ones, every
         // tenant open loop with an SLO, in a load sweep.
         assert!(f.scenarios.iter().any(|s| {

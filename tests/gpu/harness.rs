@@ -73,7 +73,8 @@ fn a_pair_runs_under_every_mode_with_solo_baselines() {
             assert!(m.slowdown.is_some_and(|s| s > 0.3), "{} {}: {m:?}", run.mode, t.spec.label());
         }
         let rm = run.metrics.expect("run metrics");
-        assert!(rm.stp > 0.2 && rm.stp < 2.5 && rm.fairness <= 1.0 + 1e-9, "{}: {rm:?}", run.mode);
+        let (stp, fairness) = (rm.stp.expect("closed loops: STP"), rm.fairness.expect("fairness"));
+        assert!(stp > 0.2 && stp < 2.5 && fairness <= 1.0 + 1e-9, "{}: {rm:?}", run.mode);
         assert!(rm.slo_attainment.is_some());
         if mode.sharing == Sharing::Streams || mode.sharing.is_krisp() {
             assert!(run.tenants.iter().all(|t| t.samples.len() == 6));
