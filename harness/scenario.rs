@@ -586,7 +586,8 @@ impl Scenario {
                 named()
             );
         }
-        let (each, extra) = if unset > 0 { ((100 - set) / unset, (100 - set) % unset) } else { (0, 0) };
+        let left = 100 - set;
+        let (each, extra) = (left.checked_div(unset).unwrap_or(0), left.checked_rem(unset).unwrap_or(0));
         let mut k = 0;
         Ok(self
             .tenants
