@@ -328,15 +328,9 @@ struct ProcessSetup {
     dir: Option<PathBuf>,
 }
 
-/// Whether a run of `s` under `sharing` runs under an MPS daemon: the MPS modes, and PyTorch
-/// tenants placed by the interposer (their processes share the GPU through MPS).
-fn needs_mps(s: &Scenario, sharing: Sharing) -> bool {
-    sharing.uses_mps() || super::torch::placed_by_interposer(s, sharing)
-}
-
 fn process_setup(scenario: &Scenario, sharing: Sharing, exe: &Path) -> anyhow::Result<ProcessSetup> {
     let n = scenario.tenants.len() as u32;
-    if !needs_mps(scenario, sharing) {
+    if !worker::under_mps(scenario, sharing) {
         // A pipe directory with no daemon in it: the workers never join a system-wide MPS.
         let empty = private_dir("no-mps")?;
         let env = vec![("CUDA_MPS_PIPE_DIRECTORY".to_string(), empty.display().to_string())];
@@ -372,7 +366,7 @@ fn process_setup(scenario: &Scenario, sharing: Sharing, exe: &Path) -> anyhow::R
 
 /// Why `sharing` cannot run `s` on this host, if it cannot (checked before trying).
 fn unavailable(s: &Scenario, sharing: Sharing, info: &crate::runtime::DeviceInfo) -> Option<String> {
-    if needs_mps(s, sharing) && crate::runtime::mps_control_path().is_none() {
+    if worker::under_mps(s, sharing) && crate::runtime::mps_control_path().is_none() {
         return Some("nvidia-cuda-mps-control is not on PATH".into());
     }
     if !sharing.is_multiprocess() {
@@ -394,7 +388,7 @@ fn skip_reason(
 ) -> Option<String> {
     s.unsupported(mode)
         .or_else(|| unavailable(s, mode.sharing, info))
-        .or_else(|| needs_mps(s, mode.sharing).then(|| mps_broken.clone()).flatten())
+        .or_else(|| worker::under_mps(s, mode.sharing).then(|| mps_broken.clone()).flatten())
 }
 
 /// The knees `mode` reads for `scenario` ([`knees`], saved under the results directory), or
@@ -435,7 +429,7 @@ pub fn run_one(
             None => worker::worker_exe()?,
         };
         let ProcessSetup { env, daemon, dir } = process_setup(scenario, mode.sharing, &exe)?;
-        let r = worker::run(&exe, scenario, mode.plan, &env, trace, counted).map(|mut outcome| {
+        let r = worker::run(&exe, scenario, mode, &env, trace, counted).map(|mut outcome| {
             // The interposer's processes wrote what they placed in its directory.
             if let (true, Some(dir)) = (super::torch::placed_by_interposer(scenario, mode.sharing), &dir) {
                 outcome.interposed = super::torch::read_logs(dir, scenario.tenants.len());

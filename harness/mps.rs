@@ -1,5 +1,6 @@
 //! An MPS control daemon of the harness's own: private pipe and log directories (so it never
-//! meets another daemon or its clients), stopped on drop, on error and on Ctrl-C.
+//! meets another daemon or its clients), stopped on drop, on error and on Ctrl-C; and the check
+//! that a worker process is attached to MPS exactly when its run needs it ([`check_client`]).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -9,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 
+use super::scenario::Mode;
 use crate::runtime::mps_control_path;
 
 /// Control programs and pipe directories of the daemons running now, for the Ctrl-C handler.
@@ -152,6 +154,39 @@ impl MpsDaemon {
         RUNNING.lock().unwrap_or_else(|p| p.into_inner()).retain(|(_, p)| p != &pipe);
         let _ = std::fs::remove_dir_all(&self.dir);
         r
+    }
+}
+
+/// Whether a worker process's tie to MPS is what its run needs: `Ok`, or the reason to fail
+/// the run with. `tenant` names it in the message; `attached` is whether `mode` runs its
+/// workers as clients of the harness's daemon; `observed` is what the worker's driver said
+/// (`CU_DEVICE_ATTRIBUTE_MPS_ENABLED`), `None` if it said nothing. A client that cannot reach
+/// its daemon runs without MPS and says nothing, so without this a broken daemon would measure
+/// time slicing under the name of MPS.
+pub fn check_client(tenant: &str, mode: Mode, attached: bool, observed: Option<bool>) -> Result<(), String> {
+    match (attached, observed) {
+        (true, Some(true)) | (false, Some(false)) => Ok(()),
+        (true, Some(false)) => Err(format!(
+            "{tenant} under {mode} is not attached to the harness's MPS daemon: expected its contexts shared \
+             through MPS, but its driver says they are not (CU_DEVICE_ATTRIBUTE_MPS_ENABLED = 0), so the run \
+             would measure time slicing, not {mode}. A client that cannot reach its daemon runs without MPS \
+             silently: check that CUDA_MPS_PIPE_DIRECTORY reaches the worker unchanged, that the worker runs \
+             as the user who started the daemon, and the daemon's control.log and server.log \
+             (CUDA_MPS_LOG_DIRECTORY)"
+        )),
+        (false, Some(true)) => Err(format!(
+            "{tenant} under {mode} is attached to an MPS daemon: expected a context of its own without MPS, \
+             but its driver says its contexts are shared through MPS (CU_DEVICE_ATTRIBUTE_MPS_ENABLED = 1), \
+             so the run would measure MPS, not {mode}. The harness points CUDA_MPS_PIPE_DIRECTORY at an empty \
+             directory: check what overrides it in the worker's environment, and whether a system-wide MPS \
+             daemon serves this GPU (`echo get_server_list | nvidia-cuda-mps-control`)"
+        )),
+        (_, None) => Err(format!(
+            "{tenant} under {mode} did not say whether it is attached to an MPS daemon (expected: {}), so the \
+             run cannot tell MPS from time slicing: its worker program may predate this check; rebuild \
+             rightsize (or the program $RIGHTSIZE_WORKER_EXE names)",
+            if attached { "attached" } else { "not attached" }
+        )),
     }
 }
 
@@ -324,6 +359,31 @@ esac
         assert_eq!(owner_pid("rightsize-no-mps-123-4"), None);
         std::fs::remove_dir_all(&tmp).unwrap();
         std::fs::remove_dir_all(bin.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn a_client_must_be_attached_to_mps_exactly_when_its_mode_runs_under_the_daemon() {
+        let (mps, timeslice): (Mode, Mode) = ("mps-limit".parse().unwrap(), "timeslice".parse().unwrap());
+        let tenant = "tenant 1 (gpt2)";
+        assert_eq!(check_client(tenant, mps, true, Some(true)), Ok(()));
+        assert_eq!(check_client(tenant, timeslice, false, Some(false)), Ok(()));
+        // A client that fell back to time slicing: the run fails, saying who, where, what was
+        // expected, what was seen and what to check.
+        let e = check_client(tenant, mps, true, Some(false)).unwrap_err();
+        for part in ["tenant 1 (gpt2)", "under mps-limit", "not attached", "MPS_ENABLED = 0", "CUDA_MPS_PIPE_DIRECTORY"]
+        {
+            assert!(e.contains(part), "{part:?} in {e}");
+        }
+        // A time-sliced worker that joined some daemon measures MPS instead.
+        let e = check_client(tenant, timeslice, false, Some(true)).unwrap_err();
+        for part in ["under timeslice", "is attached", "MPS_ENABLED = 1", "system-wide MPS daemon"] {
+            assert!(e.contains(part), "{part:?} in {e}");
+        }
+        // A worker that says nothing is not taken on trust, in either mode.
+        for (mode, attached) in [(mps, true), (timeslice, false)] {
+            let e = check_client(tenant, mode, attached, None).unwrap_err();
+            assert!(e.contains("did not say") && e.contains(tenant), "{e}");
+        }
     }
 
     #[test]

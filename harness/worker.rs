@@ -1,5 +1,7 @@
 //! The multi-process modes: a worker process per tenant (`rightsize worker`), talking to the
-//! harness in JSON lines. The worker loads its model, says `ready`, waits for `go` on stdin,
+//! harness in JSON lines. The worker opens the GPU and says whether its driver shares its
+//! contexts through MPS (`opened`; the harness fails the run unless that is what the mode
+//! needs, [`super::mps::check_client`]), loads its model, says `ready`, waits for `go` on stdin,
 //! runs its request loop, says `warm` once it has issued its warm-up and counts from when the
 //! harness says `warm` (every worker is), says `finished` once it has counted its requests,
 //! keeps going until `stop` (or end of input), then sends its samples and exits.
@@ -28,7 +30,8 @@ use super::drive::{
 };
 use super::fault::{context_lost, Faults, RequestFailed};
 use super::metrics::Sample;
-use super::scenario::{Engine, Scenario, TenantSpec};
+use super::mps::check_client;
+use super::scenario::{Engine, Mode, Scenario, Sharing, TenantSpec};
 use super::serve::Served;
 use super::trace::{Spans, TenantTrace};
 use crate::runtime::{Device, Placement, PoolSpec, Runtime, Tenant};
@@ -65,6 +68,12 @@ pub struct WorkerSpec {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
 pub enum Message {
+    /// Opened the GPU (before loading its model).
+    Opened {
+        /// Whether its driver shares its contexts through MPS
+        /// (`CU_DEVICE_ATTRIBUTE_MPS_ENABLED`): whether it is attached to an MPS daemon.
+        mps: bool,
+    },
     /// Loaded and warmed up; waiting for `go`.
     Ready,
     /// Issued its warm-up; counts once the harness says every worker has.
@@ -225,6 +234,8 @@ pub fn worker_main(spec_json: &str) -> anyhow::Result<()> {
             None
         } else {
             let device = open_device(spec.resume.is_some())?;
+            let mps = device.mps_enabled().context("cannot read whether this worker is attached to MPS")?;
+            emit(&Message::Opened { mps });
             let rt = Arc::new(Runtime::new(device, &PoolSpec::default())?);
             let t = Tenant::new(rt, 0, Placement::WHOLE)?;
             let mut served = Served::load(&t, &spec.tenant, spec.seed)?;
@@ -462,15 +473,25 @@ pub(super) const READY_TIMEOUT: Duration = Duration::from_secs(300);
 /// Longest a run may take once started.
 pub(super) const RUN_TIMEOUT: Duration = Duration::from_secs(1800);
 
-/// Runs `s` with a worker process per tenant (the program `exe`, usually [`worker_exe`]),
-/// tenant `i` with the extra environment `env[i]`; returns each tenant's counted samples and,
-/// with `trace` (the most GPU slices each keeps), their timelines. When a kernel fault in one
-/// worker loses the others' contexts too (MPS), every worker stops where it stands and new
-/// workers go on from there (the module's documentation); each outage is in the outcome.
+/// Whether a run of `s` under `sharing` runs its worker processes under an MPS daemon: the MPS
+/// modes, and PyTorch tenants placed by the interposer (their processes share the GPU through
+/// MPS). Every worker of such a run must be attached to it, and no other worker may be.
+pub fn under_mps(s: &Scenario, sharing: Sharing) -> bool {
+    sharing.uses_mps() || super::torch::placed_by_interposer(s, sharing)
+}
+
+/// Runs `s` under `mode` with a worker process per tenant (the program `exe`, usually
+/// [`worker_exe`]), tenant `i` with the extra environment `env[i]` (which puts it under the
+/// MPS daemon where [`under_mps`] says so, else keeps it off any); returns each tenant's
+/// counted samples and, with `trace` (the most GPU slices each keeps), their timelines. A
+/// worker attached to MPS where it should not be, or not where it should, fails the run before
+/// it loads its model ([`check_client`]). When a kernel fault in one worker loses the others'
+/// contexts too (MPS), every worker stops where it stands and new workers go on from there
+/// (the module's documentation); each outage is in the outcome.
 pub fn run(
     exe: &std::path::Path,
     s: &Scenario,
-    plan: bool,
+    mode: Mode,
     env: &[Vec<(String, String)>],
     trace: Option<usize>,
     counted: Arc<AtomicU64>,
@@ -482,7 +503,7 @@ pub fn run(
         failures: vec![None; n],
         ..Outcome::default()
     };
-    let run = RunOf { exe, s, plan, env, trace, counted: &counted };
+    let run = RunOf { exe, s, mode, env, trace, counted: &counted };
     run_in_parts(n, &mut out, |resume, out| {
         let pass = run.pass(resume, &mut out.started)?;
         let interrupted = match pass.lost_s {
@@ -530,7 +551,7 @@ struct Pass {
 struct RunOf<'a> {
     exe: &'a std::path::Path,
     s: &'a Scenario,
-    plan: bool,
+    mode: Mode,
     env: &'a [Vec<(String, String)>],
     trace: Option<usize>,
     counted: &'a AtomicU64,
@@ -540,13 +561,14 @@ impl RunOf<'_> {
     /// One set of workers, from `resume`'s positions if given, on the clock of `started_at` (the
     /// first pass's start, set by it).
     fn pass(&self, resume: Option<&[TenantState]>, started_at: &mut Option<Instant>) -> anyhow::Result<Pass> {
-        let RunOf { exe, s, plan, env, trace, counted } = *self;
+        let RunOf { exe, s, mode, env, trace, counted } = *self;
+        let attached = under_mps(s, mode.sharing);
         let (tx, rx) = mpsc::channel::<(usize, Option<Message>)>();
         let mut workers = Vec::with_capacity(s.tenants.len());
         for (i, tenant) in s.tenants.iter().enumerate() {
             let spec = WorkerSpec {
                 tenant: tenant.clone(),
-                plan,
+                plan: mode.plan,
                 seed: s.seed + i as u64,
                 warmup: s.warmup,
                 requests: s.requests,
@@ -570,6 +592,14 @@ impl RunOf<'_> {
                 anyhow::anyhow!("worker {i} ({model}): {why} (stderr: {tail})")
             }
         };
+        // A worker opens the GPU unless its tenant's kernel faulted in an earlier pass (it
+        // loads nothing then); each that does says whether it is attached to MPS.
+        let opens = |i: usize| resume.is_none_or(|r| !r[i].faults.stopped());
+        let check = |i: usize, observed: Option<bool>| {
+            let tenant = format!("tenant {i} ({})", s.tenants[i].label());
+            check_client(&tenant, mode, attached, observed).map_err(anyhow::Error::msg)
+        };
+        let mut opened = vec![false; n];
         let mut ready = vec![false; n];
         // A worker that finished is warm too (one that never says `warm` counts from its own
         // warm-up's end, as before).
@@ -600,7 +630,16 @@ impl RunOf<'_> {
                 }
             };
             match msg {
-                Some(Message::Ready) => ready[i] = true,
+                Some(Message::Opened { mps }) => {
+                    check(i, Some(mps))?;
+                    opened[i] = true;
+                }
+                Some(Message::Ready) => {
+                    if opens(i) && !opened[i] {
+                        check(i, None)?;
+                    }
+                    ready[i] = true;
+                }
                 Some(Message::Progress { counted: c }) => {
                     counted.fetch_add(u64::from(c.saturating_sub(last[i])), Ordering::Relaxed);
                     last[i] = c;
@@ -676,6 +715,11 @@ pub(crate) mod tests {
         path
     }
 
+    /// The modes a pair of stand-in workers runs under: time slicing, or MPS.
+    fn mode(name: &str) -> Mode {
+        name.parse().unwrap()
+    }
+
     pub(crate) fn pair() -> Scenario {
         let text = "[[scenario]]\nname = \"a\"\n[[scenario.tenant]]\nmodel = \"gpt2\"\n[[scenario.tenant]]\nmodel = \"bert-base\"\n";
         ScenarioFile::parse(text, "t").unwrap().scenarios.remove(0)
@@ -686,7 +730,8 @@ pub(crate) mod tests {
         // Each says `warm`, then expects the harness's `warm` (sent once both have) before it
         // counts; the first takes a while to warm up.
         let exe = script(
-            r#"echo '{"event":"ready"}'
+            r#"echo '{"event":"opened","mps":false}'
+echo '{"event":"ready"}'
 read go; [ "$go" = go ] || exit 3
 case "$3" in *'"model":"gpt2"'*) sleep 0.2;; esac
 echo '{"event":"warm"}'
@@ -695,16 +740,20 @@ echo '{"event":"finished"}'
 read stop; [ "$stop" = stop ] || exit 4
 echo '{"event":"result","samples":[{"due":0.0,"start":0.001,"end":0.002}]}'"#,
         );
-        let r = run(&exe, &pair(), false, &[], None, Arc::default()).unwrap().samples;
+        let r = run(&exe, &pair(), mode("timeslice"), &[], None, Arc::default()).unwrap().samples;
         assert_eq!(r.len(), 2);
     }
 
     /// A stand-in pair under MPS: bert-base's kernel faults, gpt2 sees its context lost at
-    /// 0.5 s; `explained` says whether bert-base's state says its kernel faulted.
+    /// 0.5 s; `explained` says whether bert-base's state says its kernel faulted. Every worker
+    /// opens the GPU (attached to MPS) but the one that goes on for bert-base, which loads
+    /// nothing.
     fn lost_pair(explained: bool) -> std::path::PathBuf {
         let stop = if explained { r#""its kernel faulted""# } else { "null" };
         script(&format!(
-            r#"echo '{{"event":"ready"}}'
+            r#"case "$3" in *'"model":"bert-base"'*'"resume"'*) ;;
+  *) echo '{{"event":"opened","mps":true}}';; esac
+echo '{{"event":"ready"}}'
 read go
 case "$3" in *'"resume"'*)
   case "$go" in "go "*) ;; *) exit 7;; esac
@@ -727,7 +776,7 @@ echo '{{"event":"result","samples":[{{"due":0.0,"start":0.001,"end":0.002}}],"st
 
     #[test]
     fn workers_whose_context_another_workers_fault_lost_go_on_in_new_workers() {
-        let out = run(&lost_pair(true), &pair(), false, &[], None, Arc::default()).unwrap();
+        let out = run(&lost_pair(true), &pair(), mode("mps"), &[], None, Arc::default()).unwrap();
         // Each tenant's samples from both passes; the outage from the loss (0.5 s) until
         // gpt2, the one that still serves, served again (0.9 s).
         assert!(out.samples.iter().all(|s| s.len() == 2), "{:?}", out.samples);
@@ -737,8 +786,62 @@ echo '{{"event":"result","samples":[{{"due":0.0,"start":0.001,"end":0.002}}],"st
 
     #[test]
     fn a_lost_context_no_fault_explains_ends_the_run() {
-        let e = run(&lost_pair(false), &pair(), false, &[], None, Arc::default()).unwrap_err().to_string();
+        let e = run(&lost_pair(false), &pair(), mode("mps"), &[], None, Arc::default()).unwrap_err().to_string();
         assert!(e.contains("no tenant's kernel fault explains it"), "{e}");
+    }
+
+    /// A stand-in worker that opens the GPU saying `opened` (a line, or nothing), then runs.
+    fn opens_saying(opened: &str) -> std::path::PathBuf {
+        script(&format!(
+            r#"{opened}
+echo '{{"event":"ready"}}'
+read go; [ "$go" = go ] || exit 3
+echo '{{"event":"finished"}}'
+read stop
+echo '{{"event":"result","samples":[{{"due":0.0,"start":0.001,"end":0.002}}]}}'"#
+        ))
+    }
+
+    #[test]
+    fn workers_attached_to_mps_exactly_where_their_mode_needs_it_run() {
+        let attached = opens_saying(r#"echo '{"event":"opened","mps":true}'"#);
+        let alone = opens_saying(r#"echo '{"event":"opened","mps":false}'"#);
+        for (exe, mode) in [(&attached, mode("mps")), (&attached, mode("mps-limit-plan")), (&alone, mode("timeslice"))]
+        {
+            let r = run(exe, &pair(), mode, &[], None, Arc::default());
+            assert_eq!(r.unwrap_or_else(|e| panic!("{mode}: {e:#}")).samples.len(), 2, "{mode}");
+        }
+        // PyTorch tenants placed by the interposer run under MPS too.
+        let mut torch = pair();
+        torch.tenants.iter_mut().for_each(|t| t.engine = Engine::Torch);
+        assert!(under_mps(&torch, Sharing::Krisp) && !under_mps(&pair(), Sharing::Krisp));
+        assert!(under_mps(&pair(), Sharing::Mps) && !under_mps(&torch, Sharing::Timeslice));
+    }
+
+    #[test]
+    fn a_worker_that_fell_back_from_mps_fails_the_run_with_the_reason() {
+        // Its client could not reach the daemon and runs time-sliced: the run fails (not
+        // skipped: no `Unavailable`), naming the tenant, the mode, and what it saw.
+        let exe = opens_saying(r#"echo '{"event":"opened","mps":false}'"#);
+        let e = run(&exe, &pair(), mode("mps"), &[], None, Arc::default()).unwrap_err();
+        assert!(e.downcast_ref::<crate::harness::mps::Unavailable>().is_none(), "a failure, not a skip");
+        let e = e.to_string();
+        assert!(e.contains("tenant 0 (gpt2)") || e.contains("tenant 1 (bert-base)"), "{e}");
+        assert!(e.contains("under mps") && e.contains("not attached") && e.contains("MPS_ENABLED = 0"), "{e}");
+    }
+
+    #[test]
+    fn a_time_sliced_worker_attached_to_some_mps_daemon_fails_the_run() {
+        let exe = opens_saying(r#"echo '{"event":"opened","mps":true}'"#);
+        let e = run(&exe, &pair(), mode("timeslice"), &[], None, Arc::default()).unwrap_err().to_string();
+        assert!(e.contains("under timeslice is attached to an MPS daemon"), "{e}");
+    }
+
+    #[test]
+    fn a_worker_that_does_not_say_whether_it_is_attached_to_mps_fails_the_run() {
+        let exe = opens_saying("");
+        let e = run(&exe, &pair(), mode("mps"), &[], None, Arc::default()).unwrap_err().to_string();
+        assert!(e.contains("did not say whether it is attached") && e.contains("expected: attached"), "{e}");
     }
 
     #[test]
@@ -757,6 +860,7 @@ echo '{{"event":"result","samples":[{{"due":0.0,"start":0.001,"end":0.002}}],"st
         let exe = script(
             r#"case "$3" in *'"model":"gpt2"'*|*'"model":"bert-base"'*) ;; *) exit 9;; esac
 [ "$RS_TEST" = yes ] || exit 8
+echo '{"event":"opened","mps":false}'
 echo '{"event":"ready"}'
 read go; [ "$go" = go ] || exit 3
 echo '{"event":"progress","counted":1}'
@@ -767,7 +871,7 @@ echo '{"event":"result","samples":[{"due":0.0,"start":0.001,"end":0.002}]}'"#,
         );
         let env = vec![vec![("RS_TEST".to_string(), "yes".to_string())]; 2];
         let counted = Arc::new(AtomicU64::new(0));
-        let r = run(&exe, &pair(), false, &env, None, counted.clone()).unwrap().samples;
+        let r = run(&exe, &pair(), mode("timeslice"), &env, None, counted.clone()).unwrap().samples;
         assert_eq!(r.len(), 2);
         assert!(r.iter().all(|s| s.len() == 1 && s[0].end == 0.002));
         assert_eq!(counted.load(Ordering::Relaxed), 2);
@@ -804,7 +908,7 @@ echo '{"event":"result","samples":[{"due":0.0,"start":0.001,"end":0.002}]}'"#,
     #[test]
     fn a_worker_error_names_the_tenant_and_the_reason() {
         let exe = script(r#"echo '{"event":"error","message":"cannot open the GPU: no device"}'; exit 1"#);
-        let e = run(&exe, &pair(), false, &[], None, Arc::default()).unwrap_err().to_string();
+        let e = run(&exe, &pair(), mode("timeslice"), &[], None, Arc::default()).unwrap_err().to_string();
         assert!(e.contains("worker 0 (gpt2)") || e.contains("worker 1 (bert-base)"), "{e}");
         assert!(e.contains("cannot open the GPU"), "{e}");
     }
@@ -812,7 +916,7 @@ echo '{"event":"result","samples":[{"due":0.0,"start":0.001,"end":0.002}]}'"#,
     #[test]
     fn a_worker_that_dies_is_reported_with_its_stderr() {
         let exe = script("echo 'segmentation fault' >&2; sleep 0.2; exit 139");
-        let e = run(&exe, &pair(), false, &[], None, Arc::default()).unwrap_err().to_string();
+        let e = run(&exe, &pair(), mode("timeslice"), &[], None, Arc::default()).unwrap_err().to_string();
         assert!(e.contains("without its results") && e.contains("segmentation fault"), "{e}");
     }
 }

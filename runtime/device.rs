@@ -187,6 +187,15 @@ impl Device {
         &self.ctx
     }
 
+    /// Whether this process's contexts on the device are shared through MPS, i.e. it is a
+    /// client of an MPS daemon (`CU_DEVICE_ATTRIBUTE_MPS_ENABLED`). A client that cannot reach
+    /// the daemon its `CUDA_MPS_PIPE_DIRECTORY` names runs without MPS and says nothing: this
+    /// is how to know.
+    pub fn mps_enabled(&self) -> Result<bool> {
+        let a = sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MPS_ENABLED;
+        Ok(self.ctx.attribute(a).call("cuDeviceGetAttribute(MPS_ENABLED)")? != 0)
+    }
+
     /// Makes the primary context current on the calling thread.
     pub fn bind(&self) -> Result<()> {
         self.ctx.bind_to_thread().call("cuCtxSetCurrent")

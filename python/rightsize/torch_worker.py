@@ -3,10 +3,12 @@
 ``rightsize compare`` starts one of these per PyTorch tenant (``engine = "torch"`` in a
 scenario) as ``python3 -c <this file> <spec>``, where ``<spec>`` is the JSON of the harness's
 worker spec with the model's architecture added (``config``). It speaks the harness's worker
-protocol in JSON lines: it builds the model with random FP16 weights (no hub access), warms
-up, says ``ready``, waits for ``go`` on stdin, runs its request loop — closed, or open with
-Poisson arrivals — reports ``progress``, says ``finished`` once it has counted its requests,
-keeps issuing until ``stop`` (or end of input) and sends its samples (seconds from ``go``).
+protocol in JSON lines: it opens the GPU and says whether its driver shares its contexts
+through MPS (``opened``; the harness fails the run unless that is what the mode needs), builds
+the model with random FP16 weights (no hub access), warms up, says ``ready``, waits for ``go``
+on stdin, runs its request loop — closed, or open with Poisson arrivals — reports
+``progress``, says ``finished`` once it has counted its requests, keeps issuing until ``stop``
+(or end of input) and sends its samples (seconds from ``go``).
 
 A request is one forward of an encoder, or a decoder's prefill and then greedy decode steps
 with the KV cache, each followed by a synchronize; the host's view, as the engine's tenants.
@@ -23,6 +25,28 @@ def emit(event, **fields):
     fields["event"] = event
     sys.stdout.write(json.dumps(fields) + "\n")
     sys.stdout.flush()
+
+
+CU_DEVICE_ATTRIBUTE_MPS_ENABLED = 133
+
+
+def mps_enabled(ordinal, libcuda=None):
+    """Whether this process's contexts on GPU ``ordinal`` are shared through MPS (the driver's
+    ``CU_DEVICE_ATTRIBUTE_MPS_ENABLED``, read through libcuda: PyTorch does not expose it)."""
+    import ctypes
+
+    cuda = libcuda or ctypes.CDLL("libcuda.so.1")
+    device, value = ctypes.c_int(), ctypes.c_int()
+
+    def check(call, code):
+        if code != 0:
+            raise RuntimeError(f"cannot read whether this worker is attached to MPS: {call} returned CUresult {code}")
+
+    check("cuInit", cuda.cuInit(0))
+    check("cuDeviceGet", cuda.cuDeviceGet(ctypes.byref(device), ordinal))
+    attribute = CU_DEVICE_ATTRIBUTE_MPS_ENABLED
+    check("cuDeviceGetAttribute(MPS_ENABLED)", cuda.cuDeviceGetAttribute(ctypes.byref(value), attribute, device))
+    return value.value != 0
 
 
 def hf_model(config, seed):
@@ -183,6 +207,8 @@ def main(argv):
             raise RuntimeError(f"PyTorch tenants need PyTorch and transformers: {e}") from None
         if not torch.cuda.is_available():
             raise RuntimeError("PyTorch sees no CUDA GPU")
+        torch.zeros(1, device="cuda")  # opens the GPU (makes its context) before asking
+        emit("opened", mps=mps_enabled(torch.cuda.current_device()))
         request = torch_request(spec)
         for _ in range(2):
             request()

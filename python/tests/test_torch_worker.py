@@ -115,6 +115,33 @@ def test_counting_stops_at_the_duration(capsys):
     assert events(capsys)[-1] == {"event": "finished"}
 
 
+class FakeLibcuda:
+    """The three libcuda calls ``mps_enabled`` makes, answering that contexts are (or are
+    not) shared through MPS, or failing ``failing`` with CUresult 3."""
+
+    def __init__(self, mps, failing=None):
+        self.mps, self.failing = mps, failing
+
+    def cuInit(self, flags):
+        return 3 if self.failing == "cuInit" else 0
+
+    def cuDeviceGet(self, device, ordinal):
+        device._obj.value = ordinal
+        return 0
+
+    def cuDeviceGetAttribute(self, value, attribute, device):
+        assert attribute == 133 and device.value == 0, "CU_DEVICE_ATTRIBUTE_MPS_ENABLED of the worker's GPU"
+        value._obj.value = int(self.mps)
+        return 0
+
+
+def test_the_worker_reads_whether_its_driver_shares_its_contexts_through_mps():
+    assert tw.mps_enabled(0, FakeLibcuda(True)) is True
+    assert tw.mps_enabled(0, FakeLibcuda(False)) is False
+    with pytest.raises(RuntimeError, match="attached to MPS: cuInit returned CUresult 3"):
+        tw.mps_enabled(0, FakeLibcuda(True, failing="cuInit"))
+
+
 @pytest.mark.skipif(importlib.util.find_spec("torch") is not None, reason="PyTorch is installed here")
 def test_without_pytorch_the_worker_says_so_in_the_protocol():
     source = open(tw.__file__).read()

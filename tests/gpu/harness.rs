@@ -49,20 +49,25 @@ fn a_pair_runs_under_every_mode_with_solo_baselines() {
     println!("{}", rightsize::harness::output::summary(&report));
     assert!(report.solo.iter().all(|s| matches!(s.status, Status::Ok) && s.metrics.is_some()), "{:?}", report.solo);
     assert_eq!(report.runs.len(), Mode::defaults().len());
+    let mps_control = rightsize::runtime::mps_control_path();
     for run in &report.runs {
         let mode: Mode = run.mode.parse().unwrap();
         match &run.status {
+            // Under the MPS modes every worker said it was attached to the harness's daemon,
+            // and under time slicing that it was not (the run fails otherwise).
             Status::Ok => {}
-            // MPS may be missing or refused on a host; that is a skip or an MPS failure with
-            // its reason, never a silent pass.
-            Status::Skipped { reason } if mode.sharing.uses_mps() => {
+            // Only a host without MPS skips them, saying so; where nvidia-cuda-mps-control is,
+            // MPS must have been used.
+            Status::Skipped { reason } if mode.sharing.uses_mps() && mps_control.is_none() => {
                 println!("{}: skipped: {reason}", run.mode);
                 continue;
             }
-            Status::Failed { error } if mode.sharing.uses_mps() && error.contains("MPS") => {
-                println!("{}: {error}", run.mode);
-                continue;
-            }
+            other if mode.sharing.uses_mps() => match &mps_control {
+                Some(control) => {
+                    panic!("{}: MPS could not be used ({} is here): {other:?}", run.mode, control.display())
+                }
+                None => panic!("{}: no nvidia-cuda-mps-control on PATH, yet not skipped: {other:?}", run.mode),
+            },
             other => panic!("{}: {other:?}", run.mode),
         }
         assert_eq!(run.tenants.len(), 2, "{}", run.mode);
