@@ -61,6 +61,93 @@ fn p99_vs_solo_cell(r: &Report, sc: &super::scenario::Scenario, run: &RunResult,
     }
 }
 
+/// A scenario's score under a mode, and what it is: the SLO goodput (offered requests/s)
+/// where the scenario has a load sweep (0 where no point met every SLO), else the STP of its
+/// closed-loop tenants; `None` where the mode has neither (skipped, failed, or no STP).
+fn score(r: &Report, sc: &super::scenario::Scenario, mode: &str) -> Option<f64> {
+    if sc.sweep.is_some() {
+        let swept = r.sweeps.iter().any(|p| p.scenario == sc.name && p.mode == mode && !p.tenants.is_empty());
+        return swept.then(|| sweep::goodput(&r.sweeps, &sc.name, mode).map_or(0.0, SweepPoint::offered));
+    }
+    stp(r, &sc.name, mode)
+}
+
+/// One mode over every scenario: its score ÷ the best mode's, at worst and as a geometric mean.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Robustness {
+    /// The mode (eager and plan variants are modes of their own).
+    pub mode: String,
+    /// Scenarios it has a score in.
+    pub scenarios: usize,
+    /// Its lowest ratio, and the scenario.
+    pub worst: (f64, String),
+    /// Geometric mean of its ratios (0 if any is 0).
+    pub geomean: f64,
+}
+
+/// Every mode's robustness ([`Robustness`]), in the order modes first ran. A scenario's
+/// score is its SLO goodput where it has a sweep, else its STP ([`score`]).
+pub fn robustness(r: &Report) -> Vec<Robustness> {
+    let mut modes: Vec<&str> = Vec::new();
+    for run in &r.runs {
+        if !modes.contains(&run.mode.as_str()) {
+            modes.push(&run.mode);
+        }
+    }
+    let mut ratios: Vec<Vec<(f64, &str)>> = vec![Vec::new(); modes.len()];
+    for sc in &r.scenarios {
+        let scores: Vec<Option<f64>> = modes.iter().map(|m| score(r, sc, m)).collect();
+        let best = scores.iter().flatten().copied().fold(0.0, f64::max);
+        if best <= 0.0 {
+            continue;
+        }
+        for (k, v) in scores.iter().enumerate() {
+            if let Some(v) = v {
+                ratios[k].push((v / best, &sc.name));
+            }
+        }
+    }
+    modes
+        .iter()
+        .zip(ratios)
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(m, v)| {
+            let worst =
+                v.iter().min_by(|a, b| a.0.total_cmp(&b.0)).map(|(x, s)| (*x, s.to_string())).expect("non-empty");
+            let geomean = if v.iter().any(|x| x.0 <= 0.0) {
+                0.0
+            } else {
+                (v.iter().map(|x| x.0.ln()).sum::<f64>() / v.len() as f64).exp()
+            };
+            Robustness { mode: m.to_string(), scenarios: v.len(), worst, geomean }
+        })
+        .collect()
+}
+
+fn robustness_table(s: &mut String, r: &Report) {
+    let rows = robustness(r);
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "
+## Robustness
+"
+    );
+    let _ = writeln!(
+        s,
+        "Each mode's score ÷ the best mode's in each scenario (SLO goodput where the scenario has a load \
+         sweep, else STP of its closed-loop tenants), at worst and as a geometric mean over the scenarios it \
+         ran; eager and plan variants count as modes of their own.\n"
+    );
+    let _ = writeln!(s, "| mode | scenarios | worst ÷ best | in | geometric mean ÷ best |");
+    let _ = writeln!(s, "| --- | ---: | ---: | --- | ---: |");
+    for x in rows {
+        let _ = writeln!(s, "| {} | {} | {:.2} | {} | {:.2} |", x.mode, x.scenarios, x.worst.0, x.worst.1, x.geomean);
+    }
+}
+
 /// The whole report as Markdown.
 pub fn summary(r: &Report) -> String {
     let mut s = String::new();
@@ -221,6 +308,7 @@ pub fn summary(r: &Report) -> String {
         }
         goodput_table(&mut s, r, &sc.name);
     }
+    robustness_table(&mut s, r);
     s
 }
 
@@ -513,6 +601,45 @@ pub(crate) mod tests {
         assert!(s.contains("| krisp | 200 | – | ∞ (it meets none) | 99.0 / 0.75 | 99.0 / 0.95 |"), "{s}");
         assert!(s.contains("| mps | – | – | – | 99.0 / 1.50 | 99.0 / 2.00 |"), "{s}");
         assert_eq!(sweep_csv(&report()).lines().count(), 5);
+    }
+
+    #[test]
+    fn robustness_is_each_modes_worst_and_mean_ratio_to_the_best() {
+        let mut r = report();
+        // The fixture's pair: mps STP 1.0, krisp-conserved 1.6 (the best).
+        let rows = robustness(&r);
+        let of = |rows: &[Robustness], m: &str| rows.iter().find(|x| x.mode == m).cloned().unwrap();
+        let mps = of(&rows, "mps");
+        assert_eq!((mps.scenarios, mps.worst.1.as_str()), (1, "pair"));
+        assert!((mps.worst.0 - 1.0 / 1.6).abs() < 1e-9 && (mps.geomean - 1.0 / 1.6).abs() < 1e-9, "{mps:?}");
+        assert!((of(&rows, "krisp-conserved").worst.0 - 1.0).abs() < 1e-9);
+        // A second scenario, swept: scored by goodput, where mps met its SLOs at scale 2 and
+        // krisp-conserved at none (0), so its worst is 0 there and its geometric mean 0.
+        let mut swept = r.scenarios[0].clone();
+        swept.name = "swept".into();
+        swept.sweep = Some(vec![2.0]);
+        swept.tenants[0].rate = Some(100.0);
+        r.scenarios.push(swept);
+        let point = |mode: &str, p99_ms: f64| SweepPoint {
+            scenario: "swept".into(),
+            mode: mode.into(),
+            scale: 2.0,
+            tenants: vec![SweepTenant {
+                label: "t".into(),
+                rate: Some(200.0),
+                p99_ms,
+                slo_ms: Some(5.0),
+                slo_attainment: Some(1.0),
+                throughput: 200.0,
+            }],
+            error: None,
+        };
+        r.sweeps.extend([point("mps", 4.0), point("krisp-conserved", 9.0)]);
+        let rows = robustness(&r);
+        let (mps, krisp) = (of(&rows, "mps"), of(&rows, "krisp-conserved"));
+        assert_eq!((krisp.scenarios, krisp.worst.0, krisp.worst.1.as_str(), krisp.geomean), (2, 0.0, "swept", 0.0));
+        assert!((mps.geomean - (1.0f64 / 1.6).sqrt()).abs() < 1e-9, "{mps:?}");
+        assert!(summary(&r).contains("## Robustness"));
     }
 
     #[test]
