@@ -482,18 +482,21 @@ mod tests {
         }
     }
 
-    /// The default comparison's swept scenarios under plausible outcomes (each mode's goodput
-    /// scale as the last H200 runs suggest, below 0.58 for modes that never met the SLOs):
-    /// the search stays within the run budget the comparison's ten minutes allow.
+    /// The default comparison's swept scenarios (lc-open on COARSE, open-b1 on COARSE up to
+    /// 1.2) under plausible outcomes, each mode's goodput scale about what the last H200 runs
+    /// suggest (0.3 and 0.1 where a mode never met the SLOs): about five runs a mode besides
+    /// the ordinary one, 105 for the 22 modes, which the comparison's ten minutes allow at
+    /// about one second a run.
     #[test]
     fn a_sweep_of_the_default_modes_costs_about_five_runs_a_mode() {
-        let lc_open = [1.0, 0.9, 0.6, 0.75, 0.75, 0.75, 0.8, 0.8, 1.0, 1.2, 0.3];
-        let open_b1 = [0.6, 0.75, 0.6, 0.3, 0.3, 0.75, 0.3, 0.3, 0.6, 0.75, 0.1];
-        let runs: usize = [(&COARSE[..], &lc_open), (&COARSE[..], &open_b1)]
-            .iter()
-            .flat_map(|(coarse, modes)| modes.iter().map(|&g| search(coarse, |p| p.scale <= g).0.len() - 1))
-            .sum();
-        assert!(runs <= 22 * 5, "{runs} runs besides the ordinary ones");
+        // timeslice, mps, mps-limit, streams, static, krisp; mps, mps-limit, streams, static,
+        // krisp as plans.
+        let lc_open = [0.3, 0.6, 0.75, 1.0, 0.8, 1.0, 0.75, 0.75, 1.2, 0.8, 0.9];
+        let open_b1 = [0.1, 0.6, 0.3, 0.6, 0.3, 0.6, 0.75, 0.3, 0.75, 0.3, 0.75];
+        let runs = |coarse: &[f64], modes: &[f64]| -> usize {
+            modes.iter().map(|&g| search(coarse, |p| p.scale <= g).0.len() - 1).sum()
+        };
+        assert_eq!((runs(&COARSE, &lc_open), runs(&COARSE[..4], &open_b1)), (57, 48));
     }
 
     #[test]
