@@ -175,7 +175,7 @@ pub struct Report {
     pub solo: Vec<SoloResult>,
     /// Shared runs.
     pub runs: Vec<RunResult>,
-    /// Load sweeps' points (scenarios with `sweep`), the ordinary runs as scale 1.
+    /// Load sweeps' runs (scenarios with `sweep`), the ordinary runs as repeat 0 of scale 1.
     #[serde(default)]
     pub sweeps: Vec<SweepPoint>,
 }
@@ -497,7 +497,109 @@ pub fn solo_scenario(of: &Scenario, i: usize) -> Scenario {
         pcie: None,
         modes: None,
         sweep: None,
+        sweep_duration_s: None,
+        sweep_modes: None,
     }
+}
+
+/// What the progress bar expects of a mode's sweep before its search has run (about what
+/// the default comparison's sweeps take).
+const SWEEP_RUNS_GUESS: u64 = 5;
+
+/// Runs one point of a sweep: the scenario at a [`sweep::Probe`], under a mode, with a label
+/// for the progress bar; gives its tenants.
+type RunPoint<'a> = dyn FnMut(&Scenario, Mode, &str) -> anyhow::Result<Vec<SweepTenant>> + 'a;
+
+/// The load sweep of `s` under those of `modes` it sweeps, after its ordinary runs (in
+/// `report`): per mode, the points its [`sweep::GoodputSearch`] asks for, the ordinary run as
+/// repeat 0 of scale 1, each run by `run` and added to `report`, then `save`d. A mode whose
+/// ordinary run was skipped is not swept; a point whose run failed meets nothing.
+fn sweep_scenario(
+    s: &Scenario,
+    modes: &[Mode],
+    report: &mut Report,
+    run: &mut RunPoint<'_>,
+    note: &dyn Fn(&str),
+    save: &dyn Fn(&Report) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let coarse = sweep::coarse_scales(s);
+    for mode in sweep::swept_modes(s, modes) {
+        let name = mode.to_string();
+        let mut search = sweep::GoodputSearch::new(&coarse);
+        while let Some(probe) = search.next() {
+            let ordinary = probe == sweep::Probe { scale: 1.0, repeat: 0 };
+            let (tenants, error) = if ordinary {
+                match report.runs.iter().rev().find(|r| r.scenario == s.name && r.mode == name) {
+                    Some(r) if matches!(r.status, Status::Skipped { .. }) => {
+                        let error = status_line(&r.status);
+                        report.sweeps.push(SweepPoint {
+                            scenario: s.name.clone(),
+                            mode: name,
+                            scale: 1.0,
+                            repeat: 0,
+                            tenants: Vec::new(),
+                            error,
+                        });
+                        save(report)?;
+                        break;
+                    }
+                    Some(r) if r.tenants.len() == s.tenants.len() => {
+                        (r.tenants.iter().map(|t| SweepTenant::of(&t.spec, &t.metrics)).collect(), None)
+                    }
+                    Some(r) => (
+                        Vec::new(),
+                        status_line(&r.status).or_else(|| Some("a tenant served none of its requests".into())),
+                    ),
+                    None => (Vec::new(), Some("no ordinary run".into())),
+                }
+            } else {
+                let label = format!("{} ×{} #{} / {name}", s.name, sweep::scale_label(probe.scale), probe.repeat + 1);
+                match run(&sweep::at(s, probe), mode, &label) {
+                    Ok(tenants) => (tenants, None),
+                    Err(e) => {
+                        note(&format!("{label} failed: {e:#}"));
+                        (Vec::new(), Some(format!("{e:#}")))
+                    }
+                }
+            };
+            let point = SweepPoint {
+                scenario: s.name.clone(),
+                mode: name.clone(),
+                scale: probe.scale,
+                repeat: probe.repeat,
+                tenants,
+                error,
+            };
+            search.record(probe, point.meets());
+            report.sweeps.push(point);
+            save(report)?;
+        }
+    }
+    Ok(())
+}
+
+/// What a run that did not go through says about itself.
+fn status_line(status: &Status) -> Option<String> {
+    match status {
+        Status::Ok => None,
+        Status::Skipped { reason } => Some(format!("skipped: {reason}")),
+        Status::Failed { error } => Some(error.clone()),
+    }
+}
+
+/// A sweep point's tenants from its run's samples; an error when a tenant served nothing
+/// (it met no SLO).
+fn sweep_tenants(at: &Scenario, samples: &[Vec<Sample>]) -> anyhow::Result<Vec<SweepTenant>> {
+    at.tenants
+        .iter()
+        .enumerate()
+        .map(|(i, spec)| {
+            let served = samples.get(i).and_then(|v| TenantMetrics::of(v, None, spec.slo_ms));
+            let m =
+                served.with_context(|| format!("tenant {i} ({}) served none of its counted requests", spec.model))?;
+            Ok(SweepTenant::of(spec, &m))
+        })
+        .collect()
 }
 
 /// Runs every scenario under its modes, after the solo baselines they need.
@@ -530,7 +632,13 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
         }
     }
     let total = solo_jobs.len()
-        + scenarios.iter().map(|s| modes_of(s).len() * (1 + sweep::extra_scales(s).len())).sum::<usize>();
+        + scenarios
+            .iter()
+            .map(|s| {
+                let swept = if s.sweep.is_some() { sweep::swept_modes(s, &modes_of(s)).len() } else { 0 };
+                modes_of(s).len() + swept * SWEEP_RUNS_GUESS as usize
+            })
+            .sum::<usize>();
     let bars = Bars::new(total as u64);
     let mut report = Report {
         gpu: info.name.clone(),
@@ -699,55 +807,26 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
             save(&report)?;
         }
         if s.sweep.is_some() {
-            // Scale 1: the ordinary runs.
-            for mode in modes_of(s) {
-                let mode = mode.to_string();
-                let Some(run) = report.runs.iter().rev().find(|r| r.scenario == s.name && r.mode == mode) else {
-                    continue;
-                };
-                let tenants = run.tenants.iter().map(|t| SweepTenant::of(&t.spec, &t.metrics)).collect();
-                let error = run.tenants.is_empty().then(|| format!("{:?}", run.status));
-                report.sweeps.push(SweepPoint { scenario: s.name.clone(), mode, scale: 1.0, tenants, error });
-            }
-        }
-        for scale in sweep::extra_scales(s) {
-            let at = sweep::scaled(s, scale);
-            for mode in modes_of(s) {
-                let label = format!("{} ×{scale} / {mode}", s.name);
+            // The search decides how many runs a sweep takes: the bar's total holds a guess.
+            let guess = SWEEP_RUNS_GUESS * sweep::swept_modes(s, &modes_of(s)).len() as u64;
+            let mut runs = 0;
+            let mut run_point = |at: &Scenario, mode: Mode, label: &str| {
+                runs += 1;
+                if runs > guess {
+                    bars.runs.inc_length(1);
+                }
+                if let Some(reason) = skip_reason(at, mode, &info, &mps_broken) {
+                    bail!("skipped: {reason}");
+                }
                 let total = u64::from(at.requests) * at.tenants.len() as u64;
-                let r = match skip_reason(&at, mode, &info, &mps_broken) {
-                    Some(reason) => Err(anyhow::anyhow!("skipped: {reason}")),
-                    None => bars.track(&label, total, |counted| {
-                        let knees = mode_knees(mode, &at, opts, &info, &mut profiles, &|m| bars.println(m))?;
-                        run_one(opts.worker.as_deref(), &at, mode, knees, None, counted)
-                    }),
-                };
-                let (tenants, error) = match r {
-                    Ok(outcome) => {
-                        let tenants = at
-                            .tenants
-                            .iter()
-                            .zip(&outcome.samples)
-                            .filter_map(|(spec, samples)| {
-                                Some(SweepTenant::of(spec, &TenantMetrics::of(samples, None, spec.slo_ms)?))
-                            })
-                            .collect();
-                        (tenants, None)
-                    }
-                    Err(e) => {
-                        bars.println(&format!("{label} failed: {e:#}"));
-                        (Vec::new(), Some(format!("{e:#}")))
-                    }
-                };
-                report.sweeps.push(SweepPoint {
-                    scenario: s.name.clone(),
-                    mode: mode.to_string(),
-                    scale,
-                    tenants,
-                    error,
-                });
-                save(&report)?;
-            }
+                let outcome = bars.track(label, total, |counted| {
+                    let knees = mode_knees(mode, at, opts, &info, &mut profiles, &|m| bars.println(m))?;
+                    run_one(opts.worker.as_deref(), at, mode, knees, None, counted)
+                })?;
+                sweep_tenants(at, &outcome.samples)
+            };
+            sweep_scenario(s, &modes_of(s), &mut report, &mut run_point, &|m| bars.println(m), &save)?;
+            bars.runs.dec_length(guess.saturating_sub(runs));
         }
     }
     bars.runs.finish_with_message(format!("done in {:.0} s", started.elapsed().as_secs_f64()));
@@ -802,6 +881,99 @@ mod tests {
         // Another scenario with the tenant at another length is another baseline.
         let longer = Scenario { duration_s: Some(3.0), ..s.clone() };
         assert_ne!(longer.solo_key(0, false), s.solo_key(0, false));
+    }
+
+    #[test]
+    fn a_sweep_runs_what_its_search_asks_for_with_the_ordinary_run_as_its_first() {
+        let text = "[[scenario]]\nname = \"o\"\nduration_s = 1.5\nsweep_duration_s = 1.0\nsweep = [0.84, 1.2]\n\
+                    modes = [\"mps\", \"krisp\", \"streams\"]\nsweep_modes = [\"krisp\", \"mps\"]\n\
+                    [[scenario.tenant]]\nmodel = \"gpt2\"\nbatch = 1\nrate = 100.0\nslo_ms = 2.0\n";
+        let s = crate::harness::ScenarioFile::parse(text, "t").unwrap().scenarios.remove(0);
+        let samples: Vec<Sample> = (0..10).map(|i| Sample::served(i as f64, i as f64, i as f64 + 1e-3)).collect();
+        let ok_run = |mode: &str| RunResult {
+            scenario: "o".into(),
+            mode: mode.into(),
+            status: Status::Ok,
+            wall_s: 2.0,
+            tenants: vec![TenantResult {
+                spec: s.tenants[0].clone(),
+                shape: "1×128".into(),
+                metrics: TenantMetrics::of(&samples, None, Some(2.0)).unwrap(),
+                samples: samples.clone(),
+                failure: None,
+                duty: None,
+                interposed: None,
+            }],
+            metrics: None,
+            pcie_gb_per_s: None,
+            counters: None,
+            outages_s: Vec::new(),
+            unserved: Vec::new(),
+        };
+        let skipped = RunResult {
+            status: Status::Skipped { reason: "no MPS here".into() },
+            tenants: Vec::new(),
+            ..ok_run("mps")
+        };
+        let mut report = Report {
+            gpu: "GPU".into(),
+            sm_count: 132,
+            driver: None,
+            date: String::new(),
+            command: String::new(),
+            scenarios: vec![s.clone()],
+            solo: Vec::new(),
+            runs: vec![skipped, ok_run("krisp"), ok_run("streams")],
+            sweeps: Vec::new(),
+        };
+        // krisp meets every SLO up to ×1.1 of the rate.
+        let mut ran: Vec<(String, f64, Option<u64>, Option<f64>)> = Vec::new();
+        let mut run = |at: &Scenario, mode: Mode, _: &str| {
+            let rate = at.tenants[0].rate.unwrap();
+            ran.push((mode.to_string(), rate, at.tenants[0].arrival_seed, at.duration_s));
+            let p99_ms = if rate <= 110.0 { 1.0 } else { 3.0 };
+            Ok(vec![SweepTenant {
+                label: "gpt2".into(),
+                rate: Some(rate),
+                p99_ms,
+                slo_ms: Some(2.0),
+                slo_attainment: Some(1.0),
+                throughput: rate,
+            }])
+        };
+        let saves = std::cell::Cell::new(0);
+        sweep_scenario(&s, &Mode::defaults(), &mut report, &mut run, &|_| (), &|_| {
+            saves.set(saves.get() + 1);
+            Ok(())
+        })
+        .unwrap();
+        // mps was skipped: one point saying so, nothing run. krisp: the ordinary run, two more
+        // at ×1, one at ×1.2 (missed), three at the midpoint ×1.095. streams is not swept.
+        let points: Vec<(&str, String, u32, bool)> =
+            report.sweeps.iter().map(|p| (p.mode.as_str(), sweep::scale_label(p.scale), p.repeat, p.meets())).collect();
+        let want = [
+            ("mps", "1", 0, false),
+            ("krisp", "1", 0, true),
+            ("krisp", "1", 1, true),
+            ("krisp", "1", 2, true),
+            ("krisp", "1.2", 0, false),
+            ("krisp", "1.095", 0, true),
+            ("krisp", "1.095", 1, true),
+            ("krisp", "1.095", 2, true),
+        ];
+        let want: Vec<(&str, String, u32, bool)> =
+            want.iter().map(|&(m, x, r, ok)| (m, x.to_string(), r, ok)).collect();
+        assert_eq!(points, want);
+        assert!(report.sweeps[0].error.as_deref().is_some_and(|e| e.contains("no MPS here")));
+        assert_eq!(saves.get(), report.sweeps.len());
+        // Every run besides the ordinary one: krisp, at the sweep's length, each repeat of a
+        // scale on other arrivals.
+        assert_eq!(ran.len(), 6);
+        assert!(ran.iter().all(|r| r.0 == "krisp" && r.3 == Some(1.0)));
+        assert_ne!(ran[0].2, Some(s.arrival_seed(0)), "repeat 1 draws other arrivals than the ordinary run");
+        assert_ne!(ran[0].2, ran[1].2);
+        assert_eq!((ran[2].1, ran[2].2), (120.0, Some(s.arrival_seed(0))), "repeat 0 of ×1.2: the ordinary seed");
+        assert_eq!(sweep::goodput(&report.sweeps, "o", "krisp").map(|g| g.repeats), Some(3));
     }
 
     #[test]

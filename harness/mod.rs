@@ -13,7 +13,8 @@
 //! - [`pcie`]: background host↔device copies;
 //! - [`metrics`]: latency, throughput, slowdown, STP, ANTT, fairness, SLO attainment;
 //! - [`compare`] and [`output`]: solo baselines, every scenario under every mode, tables;
-//! - [`sweep`]: load sweeps of open-loop scenarios and their SLO goodput;
+//! - [`sweep`]: load sweeps of open-loop scenarios (a search over repeated runs) and their
+//!   SLO goodput;
 //! - [`trace`] and [`counters`]: timeline traces of runs, GPU counters sampled during them;
 //! - [`plots`] and [`report`]: plots and a Markdown report of a results directory.
 

@@ -67,7 +67,7 @@ fn p99_vs_solo_cell(r: &Report, sc: &super::scenario::Scenario, run: &RunResult,
 fn score(r: &Report, sc: &super::scenario::Scenario, mode: &str) -> Option<f64> {
     if sc.sweep.is_some() {
         let swept = r.sweeps.iter().any(|p| p.scenario == sc.name && p.mode == mode && !p.tenants.is_empty());
-        return swept.then(|| sweep::goodput(&r.sweeps, &sc.name, mode).map_or(0.0, SweepPoint::offered));
+        return swept.then(|| sweep::goodput(&r.sweeps, &sc.name, mode).map_or(0.0, |g| g.offered));
     }
     stp(r, &sc.name, mode)
 }
@@ -313,8 +313,9 @@ pub fn summary(r: &Report) -> String {
 }
 
 /// The SLO goodput of `scenario`'s sweep, if it has one: per mode, the highest offered load
-/// at which every tenant with an SLO met it at p99, against MPS with limits and MPS (the
-/// better of eager and plans), and each point's attainment and worst p99 ÷ SLO.
+/// at which every repeat met every SLO (below the lowest scale that missed), how many runs
+/// it had, against MPS with limits and MPS (the better of eager and plans), and per scale the
+/// worst attainment and p99 ÷ SLO over its runs.
 fn goodput_table(s: &mut String, r: &Report, scenario: &str) {
     let points: Vec<&SweepPoint> = r.sweeps.iter().filter(|p| p.scenario == scenario).collect();
     if points.is_empty() {
@@ -322,7 +323,7 @@ fn goodput_table(s: &mut String, r: &Report, scenario: &str) {
     }
     let mut scales: Vec<f64> = points.iter().map(|p| p.scale).collect();
     scales.sort_by(f64::total_cmp);
-    scales.dedup();
+    scales.dedup_by(|a, b| (*a - *b).abs() < 1e-12);
     let mut modes: Vec<&str> = Vec::new();
     for p in &points {
         if !modes.contains(&p.mode.as_str()) {
@@ -342,40 +343,63 @@ fn goodput_table(s: &mut String, r: &Report, scenario: &str) {
     };
     let _ = writeln!(
         s,
-        "\nSLO goodput: the highest offered load (open-loop rates × scale) at which every tenant with an SLO \
-         met it at p99; then, per scale, SLO attainment % and the worst p99 ÷ SLO.\n"
+        "\nSLO goodput: the highest offered load (open-loop rates × scale) at which every run met every \
+         tenant's p99 SLO, below the lowest scale at which one missed. Per mode, from ×1 up the coarse scales \
+         while they meet (down while they miss), then midpoints until the goodput and the miss above it are \
+         ≤ 10% apart; a point runs up to {} times with other arrivals, and a run that misses ends it (×1's \
+         first run is the ordinary one). Per scale: the lowest SLO attainment % / the worst p99 ÷ SLO over \
+         its runs (how many ran); at the highest scale a goodput is a lower bound.\n",
+        sweep::REPEATS
     );
-    let head: String = scales.iter().map(|x| format!(" ×{x} |")).collect();
-    let _ = writeln!(s, "| mode | goodput req/s | ÷ mps-limit | ÷ mps |{head}");
-    let _ = writeln!(s, "| --- | ---: | ---: | ---: |{}", " ---: |".repeat(scales.len()));
+    let label = |x: f64| format!("×{}", sweep::scale_label(x));
+    let head: String = scales.iter().map(|&x| format!(" {} |", label(x))).collect();
+    let _ = writeln!(s, "| mode | goodput req/s | at (runs) | missed at | ÷ mps-limit | ÷ mps |{head}");
+    let _ = writeln!(s, "| --- | ---: | ---: | ---: | ---: | ---: |{}", " ---: |".repeat(scales.len()));
     for mode in modes {
-        let g = sweep::goodput(&r.sweeps, scenario, mode).map(SweepPoint::offered);
+        let g = sweep::goodput(&r.sweeps, scenario, mode);
+        let offered = g.map(|g| g.offered);
+        let at = g.map_or("–".into(), |g| format!("{} ({})", label(g.scale), g.repeats));
+        let by_scale = sweep::by_scale(&r.sweeps, scenario, mode);
+        let missed =
+            by_scale.iter().find(|(_, runs)| !runs.iter().all(|p| p.meets())).map_or("–".into(), |(x, _)| label(*x));
         let cells: String = scales
             .iter()
-            .map(|&x| match points.iter().find(|p| p.mode == mode && p.scale == x) {
-                Some(p) if !p.tenants.is_empty() => {
-                    format!(" {} / {} |", num(p.attainment().map(|a| a * 100.0), 1), num(p.worst_p99_vs_slo(), 2))
+            .map(|&x| match by_scale.iter().find(|(y, _)| (x - y).abs() < 1e-12) {
+                Some((_, runs)) if runs.iter().all(|p| p.tenants.is_empty()) => " failed |".into(),
+                Some((_, runs)) => {
+                    let att = runs.iter().filter_map(|p| p.attainment()).reduce(f64::min);
+                    let worst = runs.iter().filter_map(|p| p.worst_p99_vs_slo()).reduce(f64::max);
+                    let failed = runs.iter().filter(|p| p.tenants.is_empty()).count();
+                    let failed = if failed > 0 { format!(", {failed} failed") } else { String::new() };
+                    format!(" {} / {} ({}{failed}) |", num(att.map(|a| a * 100.0), 1), num(worst, 2), runs.len())
                 }
-                Some(_) => " failed |".into(),
                 None => " |".into(),
             })
             .collect();
-        let _ = writeln!(s, "| {mode} | {} | {} | {} |{cells}", num(g, 0), ratio(g, limit), ratio(g, mps));
+        let _ = writeln!(
+            s,
+            "| {mode} | {} | {at} | {missed} | {} | {} |{cells}",
+            num(offered, 0),
+            ratio(offered, limit),
+            ratio(offered, mps)
+        );
     }
 }
 
-/// `sweep.csv`: one row per tenant of each sweep point.
+/// `sweep.csv`: one row per tenant of each sweep run (`repeat` numbers a scale's runs).
 pub fn sweep_csv(r: &Report) -> String {
-    let mut s =
-        String::from("scenario,mode,scale,tenant,label,rate,p99_ms,slo_ms,slo_attainment,throughput_rps,meets_slo\n");
+    let mut s = String::from(
+        "scenario,mode,scale,repeat,tenant,label,rate,p99_ms,slo_ms,slo_attainment,throughput_rps,meets_slo\n",
+    );
     for p in &r.sweeps {
         for (i, t) in p.tenants.iter().enumerate() {
             let _ = writeln!(
                 s,
-                "{},{},{},{i},{},{},{},{},{},{},{}",
+                "{},{},{},{},{i},{},{},{},{},{},{},{}",
                 csv_field(&p.scenario),
                 csv_field(&p.mode),
                 p.scale,
+                p.repeat,
                 csv_field(&t.label),
                 opt(t.rate),
                 t.p99_ms,
@@ -570,23 +594,32 @@ pub(crate) mod tests {
             scenarios,
             solo,
             runs,
-            sweeps: [("mps", 1.0, 3.0), ("krisp", 1.0, 1.5), ("krisp", 2.0, 1.9), ("mps", 2.0, 4.0)]
-                .into_iter()
-                .map(|(mode, scale, p99_ms)| SweepPoint {
-                    scenario: "pair".into(),
-                    mode: mode.into(),
-                    scale,
-                    tenants: vec![SweepTenant {
-                        label: "bert-base (LC)".into(),
-                        rate: Some(100.0 * scale),
-                        p99_ms,
-                        slo_ms: Some(2.0),
-                        slo_attainment: Some(0.99),
-                        throughput: 100.0 * scale,
-                    }],
-                    error: None,
-                })
-                .collect(),
+            // krisp: ×1 met three times, ×2 missed in its second run; MPS missed at ×1.
+            sweeps: [
+                ("mps", 1.0, 0, 3.0),
+                ("krisp", 1.0, 0, 1.5),
+                ("krisp", 1.0, 1, 1.6),
+                ("krisp", 1.0, 2, 1.4),
+                ("krisp", 2.0, 0, 1.9),
+                ("krisp", 2.0, 1, 2.5),
+            ]
+            .into_iter()
+            .map(|(mode, scale, repeat, p99_ms)| SweepPoint {
+                scenario: "pair".into(),
+                mode: mode.into(),
+                scale,
+                repeat,
+                tenants: vec![SweepTenant {
+                    label: "bert-base (LC)".into(),
+                    rate: Some(100.0 * scale),
+                    p99_ms,
+                    slo_ms: Some(2.0),
+                    slo_attainment: Some(0.99),
+                    throughput: 100.0 * scale,
+                }],
+                error: None,
+            })
+            .collect(),
         }
     }
 
@@ -597,10 +630,39 @@ pub(crate) mod tests {
         assert!(s.contains("| krisp-conserved | 1.60 | 1.25 | 1.000 | – | 1.60 |"), "{s}");
         assert!(s.contains("| timeslice | skipped: no, GPU |"), "{s}");
         assert!(s.contains("LC p99 ÷ solo"), "{s}");
-        // Goodput: krisp meets its SLO up to ×2 (200 req/s), MPS at no scale.
-        assert!(s.contains("| krisp | 200 | – | ∞ (it meets none) | 99.0 / 0.75 | 99.0 / 0.95 |"), "{s}");
-        assert!(s.contains("| mps | – | – | – | 99.0 / 1.50 | 99.0 / 2.00 |"), "{s}");
-        assert_eq!(sweep_csv(&report()).lines().count(), 5);
+        // Goodput: krisp met its SLO in every run up to ×1 (100 req/s), one run of ×2 missed;
+        // MPS at no scale.
+        assert!(s.contains("| mode | goodput req/s | at (runs) | missed at | ÷ mps-limit | ÷ mps | ×1 | ×2 |"), "{s}");
+        assert!(
+            s.contains("| krisp | 100 | ×1 (3) | ×2 | – | ∞ (it meets none) | 99.0 / 0.80 (3) | 99.0 / 1.25 (2) |"),
+            "{s}"
+        );
+        assert!(s.contains("| mps | – | – | ×1 | – | – | 99.0 / 1.50 (1) | |"), "{s}");
+        assert!(s.contains("up to 3 times with other arrivals"), "{s}");
+    }
+
+    #[test]
+    fn sweep_csv_numbers_each_scales_runs() {
+        let csv = sweep_csv(&report());
+        let rows: Vec<Vec<&str>> = csv.lines().map(|l| l.split(',').collect()).collect();
+        assert_eq!(
+            rows[0][..5],
+            ["scenario", "mode", "scale", "repeat", "tenant"],
+            "the columns rightsizing-targets reads, repeat among them"
+        );
+        assert!(rows.iter().all(|r| r.len() == rows[0].len()));
+        let repeats: Vec<(&str, &str, &str, &str)> = rows[1..].iter().map(|r| (r[1], r[2], r[3], r[11])).collect();
+        assert_eq!(
+            repeats,
+            [
+                ("mps", "1", "0", "false"),
+                ("krisp", "1", "0", "true"),
+                ("krisp", "1", "1", "true"),
+                ("krisp", "1", "2", "true"),
+                ("krisp", "2", "0", "true"),
+                ("krisp", "2", "1", "false"),
+            ]
+        );
     }
 
     #[test]
@@ -624,6 +686,7 @@ pub(crate) mod tests {
             scenario: "swept".into(),
             mode: mode.into(),
             scale: 2.0,
+            repeat: 0,
             tenants: vec![SweepTenant {
                 label: "t".into(),
                 rate: Some(200.0),

@@ -16,6 +16,7 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::compare::{Report, RunResult, Status};
 use super::scenario::Mode;
+use super::sweep::{self, SweepPoint};
 use crate::profiler::{Point, Profile};
 
 const FONT: &str = "sans-serif";
@@ -444,8 +445,17 @@ fn draw_curves<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, d: &Curves) ->
     legend(&mut chart, SeriesLabelPosition::UpperRight)
 }
 
-/// Per mode, its sweep's points: (offered req/s, SLO attainment %, worst p99 ÷ SLO).
-type SweepLines = Vec<(String, Vec<(f64, f64, f64)>)>;
+/// One scale of a mode's sweep: its offered load, and over its runs the range of SLO
+/// attainment (%) and of the worst p99 ÷ SLO.
+#[derive(Debug, Clone, Copy)]
+struct SweepScale {
+    offered: f64,
+    attainment: (f64, f64),
+    p99_vs_slo: (f64, f64),
+}
+
+/// Per mode, its sweep's scales.
+type SweepLines = Vec<(String, Vec<SweepScale>)>;
 
 /// One scenario's load sweep.
 struct Sweep {
@@ -456,21 +466,23 @@ struct Sweep {
 fn draw_sweep<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, d: &Sweep) -> anyhow::Result<()> {
     let root = root.titled(&d.title, (FONT, 22)).drawn()?;
     let pts = || d.modes.iter().flat_map(|(_, p)| p.iter());
-    let xmax = pts().map(|p| p.0).fold(1.0, f64::max) * 1.05;
-    let amin = pts().map(|p| p.1).fold(100.0, f64::min).min(90.0);
-    let (rmin, rmax) = (pts().map(|p| p.2).fold(1.0, f64::min) * 0.8, pts().map(|p| p.2).fold(1.0, f64::max) * 1.25);
+    let xmax = pts().map(|p| p.offered).fold(1.0, f64::max) * 1.05;
+    let amin = pts().map(|p| p.attainment.0).fold(100.0, f64::min).min(90.0);
+    let rmin = pts().map(|p| p.p99_vs_slo.0).fold(1.0, f64::min) * 0.8;
+    let rmax = pts().map(|p| p.p99_vs_slo.1).fold(1.0, f64::max) * 1.25;
     let panels = root.split_evenly((1, 2));
     for (k, area) in panels.iter().enumerate() {
         let caption = if k == 0 { "SLO attainment" } else { "worst p99 ÷ SLO (1 = the SLO)" };
         let mut builder = ChartBuilder::on(area);
         builder.caption(caption, (FONT, 17)).margin(12).x_label_area_size(42).y_label_area_size(56);
         let y_desc = if k == 0 { "requests within SLO (%)" } else { "p99 ÷ SLO (log scale)" };
+        // The line follows each scale's worst run (what the goodput reads); a bar spans its runs.
         macro_rules! lines {
-            ($chart:expr, $y:expr) => {{
+            ($chart:expr, $range:expr, $worst:expr) => {{
                 let mut chart = $chart;
                 chart
                     .configure_mesh()
-                    .x_desc("offered load (requests/s)")
+                    .x_desc("offered load (requests/s); bars: the range over a scale's runs")
                     .y_desc(y_desc)
                     .label_style((FONT, 13))
                     .axis_desc_style((FONT, 14))
@@ -479,7 +491,7 @@ fn draw_sweep<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, d: &Sweep) -> a
                 for (mode, p) in &d.modes {
                     let c = color_of(mode);
                     let style = ShapeStyle::from(&c).stroke_width(2);
-                    let line: Vec<(f64, f64)> = p.iter().map(|q| (q.0, $y(q))).collect();
+                    let line: Vec<(f64, f64)> = p.iter().map(|q| (q.offered, $worst(q))).collect();
                     let series = if is_plan(mode) {
                         chart.draw_series(DashedLineSeries::new(line.clone(), 6, 4, style)).drawn()?
                     } else {
@@ -489,37 +501,66 @@ fn draw_sweep<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, d: &Sweep) -> a
                         PathElement::new(vec![(x, y), (x + 20, y)], ShapeStyle::from(&c).stroke_width(2))
                     });
                     chart.draw_series(line.iter().map(|&q| Circle::new(q, 3, c.filled()))).drawn()?;
+                    let spreads: Vec<(f64, (f64, f64))> =
+                        p.iter().map(|q| (q.offered, $range(q))).filter(|(_, (lo, hi))| hi > lo).collect();
+                    chart
+                        .draw_series(
+                            spreads.iter().map(|&(x, (lo, hi))| PathElement::new(vec![(x, lo), (x, hi)], style)),
+                        )
+                        .drawn()?;
+                    let caps = spreads.iter().flat_map(|&(x, (lo, hi))| [(x, lo), (x, hi)]);
+                    chart
+                        .draw_series(
+                            caps.map(|at| EmptyElement::at(at) + PathElement::new(vec![(-5, 0), (5, 0)], style)),
+                        )
+                        .drawn()?;
                 }
                 legend(&mut chart, SeriesLabelPosition::LowerLeft)?;
             }};
         }
         if k == 0 {
-            lines!(builder.build_cartesian_2d(0.0..xmax, amin..100.5).drawn()?, |q: &(f64, f64, f64)| q.1);
+            let chart = builder.build_cartesian_2d(0.0..xmax, amin..100.5).drawn()?;
+            lines!(chart, |q: &SweepScale| q.attainment, |q: &SweepScale| q.attainment.0);
         } else {
             let chart = builder.build_cartesian_2d(0.0..xmax, (rmin..rmax).log_scale()).drawn()?;
-            lines!(chart, |q: &(f64, f64, f64)| q.2);
+            lines!(chart, |q: &SweepScale| q.p99_vs_slo, |q: &SweepScale| q.p99_vs_slo.1);
         }
     }
     Ok(())
 }
 
 /// The load sweep of `scenario` (SLO attainment and worst p99 ÷ SLO against offered load,
-/// per mode), into `dir`; `None` when it has no sweep.
+/// per mode: a line through each scale's worst run, a bar over its runs), into `dir`; `None`
+/// when it has no sweep.
 pub fn sweep_plot(r: &Report, scenario: &str, dir: &Path) -> anyhow::Result<Option<Vec<PathBuf>>> {
+    let mut names: Vec<&str> = Vec::new();
+    for p in r.sweeps.iter().filter(|p| p.scenario == scenario) {
+        if !names.contains(&p.mode.as_str()) {
+            names.push(&p.mode);
+        }
+    }
+    let range = |v: &mut dyn Iterator<Item = f64>| {
+        v.fold(None, |r: Option<(f64, f64)>, x| Some(r.map_or((x, x), |(a, b)| (a.min(x), b.max(x)))))
+    };
     let mut modes: SweepLines = Vec::new();
-    for p in r.sweeps.iter().filter(|p| p.scenario == scenario && !p.tenants.is_empty()) {
-        let (Some(att), Some(worst)) = (p.attainment(), p.worst_p99_vs_slo()) else { continue };
-        let pt = (p.offered(), att * 100.0, worst);
-        match modes.iter_mut().find(|(m, _)| *m == p.mode) {
-            Some((_, v)) => v.push(pt),
-            None => modes.push((p.mode.clone(), vec![pt])),
+    for mode in names {
+        let scales: Vec<SweepScale> = sweep::by_scale(&r.sweeps, scenario, mode)
+            .into_iter()
+            .filter_map(|(_, runs)| {
+                let ran: Vec<&SweepPoint> = runs.into_iter().filter(|p| !p.tenants.is_empty()).collect();
+                Some(SweepScale {
+                    offered: ran.first()?.offered(),
+                    attainment: range(&mut ran.iter().filter_map(|p| p.attainment()).map(|a| a * 100.0))?,
+                    p99_vs_slo: range(&mut ran.iter().filter_map(|p| p.worst_p99_vs_slo()))?,
+                })
+            })
+            .collect();
+        if !scales.is_empty() {
+            modes.push((mode.to_string(), scales));
         }
     }
     if modes.is_empty() {
         return Ok(None);
-    }
-    for (_, v) in &mut modes {
-        v.sort_by(|a, b| a.0.total_cmp(&b.0));
     }
     let d = Sweep { title: format!("{scenario}: SLO attainment and p99 against load (dashed: plans)"), modes };
     save(&dir.join(format!("sweep-{}", slug(scenario))), (1200, 520), &d).map(Some)
@@ -793,6 +834,15 @@ mod tests {
         check(&sweep);
         let svg = std::fs::read_to_string(&sweep[0]).unwrap();
         assert!(svg.contains("offered load") && svg.contains("krisp") && svg.contains("p99 ÷ SLO"));
+        assert!(svg.contains("bars: the range over a scale"));
+        // The spread: krisp's runs at ×1 and at ×2 differ in p99 (equal in attainment), a bar
+        // with two caps each; with one run per scale there are none.
+        let mut single = r.clone();
+        single.sweeps.retain(|p| p.repeat == 0);
+        let one = sweep_plot(&single, "pair", &out("single")).unwrap().unwrap();
+        let lines = |f: &PathBuf| std::fs::read_to_string(f).unwrap().matches("<polyline").count();
+        assert_eq!(lines(&sweep[0]), lines(&one[0]) + 2 * 3);
+        std::fs::remove_dir_all(one[0].parent().unwrap()).unwrap();
         assert!(sweep_plot(&r, "nope", &dir).unwrap().is_none());
         std::fs::remove_dir_all(dir).unwrap();
     }

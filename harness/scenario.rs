@@ -12,7 +12,11 @@
 //! seed = 1             # synthetic weights, token ids and arrivals (default 1)
 //! reserved_sms = 32    # SMs only latency-critical tenants may use (krisp modes; default 0)
 //! pcie = { threads = 4, mib = 64, level = 0.5 }   # optional background host↔device copies
-//! sweep = [0.5, 1.5, 2.0]   # optional: open-loop rates also run at these scales (SLO goodput)
+//! sweep = [0.7, 0.84, 1.2]   # optional: a load sweep for the SLO goodput; its coarse rate
+//!                      # scales (besides 1), refined to 10% steps around each mode's goodput
+//!                      # (harness/sweep.rs says how; each point up to 3 runs)
+//! sweep_duration_s = 1.0   # optional: how long each sweep run counts (default duration_s)
+//! sweep_modes = ["krisp", "mps"]   # optional: the modes swept (default: all it runs under)
 //!
 //! [[scenario.tenant]]
 //! model = "bert-base"  # a named model (engine::config::NAMED)
@@ -94,10 +98,17 @@ pub struct Scenario {
     /// Modes to run it under (default: the ones asked for on the command line).
     #[serde(default)]
     pub modes: Option<Vec<Mode>>,
-    /// Rate scales of a load sweep (besides 1): the comparison runs the scenario with its
-    /// open-loop rates scaled by each, under each mode, for the SLO goodput.
+    /// The coarse rate scales of a load sweep (besides 1): the comparison searches them, and
+    /// finer ones between, for each mode's SLO goodput ([`super::sweep`]).
     #[serde(default)]
     pub sweep: Option<Vec<f64>>,
+    /// How long each run of the sweep counts, except the ordinary run at scale 1 (default:
+    /// `duration_s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sweep_duration_s: Option<f64>,
+    /// The modes the sweep runs, of those the scenario runs under (default: all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sweep_modes: Option<Vec<Mode>>,
 }
 
 fn default_warmup() -> u32 {
@@ -549,6 +560,21 @@ impl Scenario {
             if !self.tenants.iter().any(|t| t.rate.is_some() && t.slo_ms.is_some()) {
                 bail!("sweep needs an open-loop tenant (rate) with an SLO (slo_ms)");
             }
+        } else if self.sweep_duration_s.is_some() || self.sweep_modes.is_some() {
+            bail!("sweep_duration_s and sweep_modes need a sweep (sweep = [scales])");
+        }
+        if let Some(d) = self.sweep_duration_s {
+            if !(d.is_finite() && d > 0.0) {
+                bail!("sweep_duration_s = {d} must be positive");
+            }
+        }
+        if let Some(swept) = &self.sweep_modes {
+            if swept.is_empty() {
+                bail!("sweep_modes is empty: omit it to sweep every mode");
+            }
+            if let Some(m) = self.modes.as_ref().and_then(|run| swept.iter().find(|m| !run.contains(m))) {
+                bail!("sweep_modes names {m}, which is not among the scenario's modes");
+            }
         }
         Ok(())
     }
@@ -862,6 +888,15 @@ mod tests {
             ("[[scenario]]\nname = \"a\"\nrequests = 0\n[[scenario.tenant]]\nmodel = \"gpt2\"\n", "requests"),
             ("[[scenario]]\nname = \"a\"\n", "tenant"),
             ("[[scenario]]\nname = \"a\"\nsweep = [2.0]\n[[scenario.tenant]]\nmodel = \"gpt2\"\n", "sweep needs"),
+            ("[[scenario]]\nname = \"a\"\nsweep_modes = [\"mps\"]\n[[scenario.tenant]]\nmodel = \"gpt2\"\n", "need a sweep"),
+            (
+                "[[scenario]]\nname = \"a\"\nsweep = [2.0]\nsweep_duration_s = 0.0\n[[scenario.tenant]]\nmodel = \"gpt2\"\nrate = 9.0\nslo_ms = 9.0\n",
+                "sweep_duration_s = 0 must be positive",
+            ),
+            (
+                "[[scenario]]\nname = \"a\"\nsweep = [2.0]\nmodes = [\"mps\"]\nsweep_modes = [\"krisp\"]\n[[scenario.tenant]]\nmodel = \"gpt2\"\nrate = 9.0\nslo_ms = 9.0\n",
+                "sweep_modes names krisp",
+            ),
             ("[[scenario]]\nname = \"a\"\nbogus = 1\n[[scenario.tenant]]\nmodel = \"gpt2\"\n", "bogus"),
             (
                 "[[scenario]]\nname = \"a\"\n[[scenario.tenant]]\nmodel = \"gpt2\"\n[[scenario]]\nname = \"a\"\n[[scenario.tenant]]\nmodel = \"gpt2\"\n",
