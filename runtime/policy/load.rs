@@ -9,7 +9,7 @@ pub const DUTY_WEIGHT: f64 = 0.25;
 /// pause (a tenant back from an idle phase) weighs like a request busy a fifth of its time.
 pub const DUTY_IDLE_CAP: f64 = 4.0;
 
-/// The [`Duty`] from which a tenant counts as staying busy ([`Demand::sustained`]). Closed
+/// The [`Duty`] from which a tenant counts as staying busy ([`Demand::sustained`](super::Demand::sustained)). Closed
 /// loops measure at least 0.995; from a duty of 0.5 it takes about eleven requests back to back
 /// (weighted by [`DUTY_WEIGHT`]) to reach it, which Poisson arrivals below saturation seldom
 /// bring, where five (enough for 0.8) come in most bursts.

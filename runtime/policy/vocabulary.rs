@@ -56,9 +56,10 @@ pub struct Demand {
     /// Tenants with work outstanding (launched since they last waited for it), a bit per
     /// tenant id below 64, as the runtime knows it without tracking kernels.
     pub active: u64,
-    /// Whether this tenant and every one in `active` stay busy: their [`Duty`] is at least
-    /// [`SUSTAINED`] (tenants whose SMs are theirs whatever the load, [`Policy::guaranteed`],
-    /// left out). While one does not, contention is short-lived.
+    /// Whether this tenant and every one in `active` stay busy: their [`Duty`](super::Duty) is
+    /// at least [`SUSTAINED`](super::SUSTAINED) (tenants whose SMs are theirs whatever the
+    /// load, [`Policy::guaranteed`](super::Policy::guaranteed), left out). While one does not,
+    /// contention is short-lived.
     pub sustained: bool,
 }
 

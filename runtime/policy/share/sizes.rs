@@ -16,7 +16,7 @@ pub fn meets_on(beside: &[(u32, f64)], sms: u32, slo_ms: f64) -> bool {
     beside.iter().rev().find(|p| p.0 <= sms).is_some_and(|p| p.1 > 0.0 && p.1 <= slo_ms * 1e3 * BOUNDED_SLO_SHARE)
 }
 
-/// One tenant as [`KrispShare`] sees it.
+/// One tenant as [`KrispShare`](super::KrispShare) sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Share {
     /// Its class: latency-critical tenants are laid out first and go out at high priority.
