@@ -19,6 +19,7 @@ use parking_lot::Mutex;
 use rightsize::kernels::{Kernel, KernelId, Params, WithParams};
 use rightsize::profiler::Profile;
 use rightsize::runtime::policy::{PolicyKind, PolicySpec, PriorityClass, TenantSpec};
+use rightsize::runtime::work::Foreign;
 use rightsize::runtime::{
     Device, DeviceBuffer, Error, ForeignGrid, ForeignKernel, ForeignModule, MinSms, Runtime, Tenant,
 };
@@ -649,7 +650,7 @@ pub unsafe extern "C" fn rightsize_launch_kernel(
             return Err(invalid(format!("a grid of {} × {} × {} blocks launches nothing", g.x, g.y, g.z)));
         }
         // SAFETY: the caller vouches for the arguments.
-        unsafe { me.tenant.launch_foreign(&k.kernel, grid, params) }.map_err(runtime_failure)?;
+        unsafe { me.tenant.submit(Foreign { kernel: &k.kernel, grid, args: params }) }.map_err(runtime_failure)?;
         me.count_launch();
         Ok(())
     })

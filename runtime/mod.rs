@@ -19,6 +19,7 @@ pub(crate) mod sync;
 mod tenant;
 mod timer;
 mod trace;
+pub mod work;
 
 pub use blas::{BlasGemm, BlasLt, BlasShape};
 pub use device::{mps_control_path, Device, DeviceInfo, PartitionSupport, PriorityRange};
@@ -37,3 +38,4 @@ pub(crate) use tenant::OrderEvent;
 pub use tenant::{PlanSet, Recorded, Tenant};
 pub use timer::EventTimer;
 pub use trace::{unix_ns, GpuSlice, LaunchRecord, Timeline, TraceSink};
+pub use work::{Launch, Work};
