@@ -5,6 +5,7 @@
 
 mod blas;
 mod device;
+mod driver;
 mod error;
 mod foreign;
 mod handles;

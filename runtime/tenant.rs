@@ -7,9 +7,10 @@
 use std::cell::Cell;
 use std::sync::Arc;
 
-use cudarc::driver::sys;
+use cudarc::driver::{result, sys};
 
-use super::error::{check, Error, Result};
+use super::driver;
+use super::error::{DriverContext, Error, Result};
 use super::policy::{priority_level, Blocks, Demand, Duty, PriorityClass, Region, TenantId};
 use super::work::{Ask, Launch, Target, Work};
 use super::{Grid, GroupRange, PartitionError, Placement, Plan, Runtime};
@@ -47,8 +48,9 @@ impl OrderEvent {
     pub(crate) fn order(&self, from: sys::CUstream, to: sys::CUstream) -> Result<()> {
         // SAFETY: a live event; the streams belong to the device it was made on.
         unsafe {
-            check("cuEventRecord", sys::cuEventRecord(self.0.raw(), from))?;
-            check("cuStreamWaitEvent", sys::cuStreamWaitEvent(to, self.0.raw(), 0))
+            result::event::record(self.0.raw(), from).call("cuEventRecord")?;
+            result::stream::wait_event(to, self.0.raw(), sys::CUevent_wait_flags::CU_EVENT_WAIT_DEFAULT)
+                .call("cuStreamWaitEvent")
         }
     }
 }
@@ -490,9 +492,8 @@ impl Tenant {
         };
         match issue() {
             Ok(grid) => {
-                let mut priority = 0;
-                // SAFETY: a live stream; writes one int.
-                unsafe { sys::cuStreamGetPriority(stream, &mut priority) };
+                // SAFETY: a live stream. A priority not read shows as 0, as it always has.
+                let priority = unsafe { driver::stream::priority(stream) }.unwrap_or(0);
                 let slice = super::GpuSlice {
                     tenant: self.id,
                     name: name(),
@@ -652,7 +653,7 @@ impl Tenant {
     pub fn synchronize(&self) -> Result<()> {
         self.rt.device().bind()?;
         // SAFETY: a live stream of the pool.
-        check("cuStreamSynchronize", unsafe { sys::cuStreamSynchronize(self.last.get()) })?;
+        unsafe { result::stream::synchronize(self.last.get()) }.call("cuStreamSynchronize")?;
         if let (true, Some(sched)) = (self.busy.get(), self.rt.scheduler()) {
             sched.set_duty(self.id, self.turn(false));
             sched.set_active(self.id, false);
@@ -663,10 +664,8 @@ impl Tenant {
 
     /// The priority of the stream its last kernel went to.
     pub fn last_stream_priority(&self) -> Result<i32> {
-        let mut p = 0;
-        // SAFETY: a live stream; writes one int.
-        check("cuStreamGetPriority", unsafe { sys::cuStreamGetPriority(self.last.get(), &mut p) })?;
-        Ok(p)
+        // SAFETY: a live stream.
+        unsafe { driver::stream::priority(self.last.get()) }.call("cuStreamGetPriority")
     }
 }
 
