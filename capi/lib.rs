@@ -18,9 +18,8 @@ use std::thread::ThreadId;
 use parking_lot::Mutex;
 use rightsize::kernels::{Kernel, KernelId, Params, WithParams};
 use rightsize::profiler::Profile;
-use rightsize::runtime::policy::{
-    meets_on, Full, KrispConserved, KrispShare, Policy, Prioritized, PriorityClass, Share, Static,
-};
+use rightsize::runtime::policy::{PolicyKind, PolicySpec, PriorityClass, TenantSpec};
+use rightsize::runtime::work::Foreign;
 use rightsize::runtime::{
     Device, DeviceBuffer, Error, ForeignGrid, ForeignKernel, ForeignModule, MinSms, Runtime, Tenant,
 };
@@ -306,51 +305,33 @@ pub extern "C" fn rightsize_last_error() -> *const c_char {
     LAST_ERROR.with(|l| l.borrow().as_ptr())
 }
 
-/// The policy named `name` for `specs` (`bounded[i]`: tenant i bounded to its window) on a
-/// device of `groups` groups of `granularity` SMs.
-fn policy(
-    name: &str,
-    specs: &[RsTenantSpec],
-    bounded: &[bool],
-    groups: u32,
-    granularity: u32,
-) -> Result<Box<dyn Policy>, Failure> {
-    let quota = |s: &RsTenantSpec| (s.quota_sms > 0).then_some(s.quota_sms);
-    Ok(match name {
-        "streams" => Box::new(Prioritized { inner: Full, reserved_groups: 0 }),
-        "static" => {
-            let sizes: Vec<Option<u32>> = specs.iter().map(quota).collect();
-            let inner = Static::side_by_side(&sizes, groups, granularity).map_err(|e| (RsStatus::Partitions, e))?;
-            Box::new(Prioritized { inner, reserved_groups: 0 })
-        }
-        "krisp" => Box::new(KrispShare::new(
-            specs
-                .iter()
-                .zip(bounded)
-                .map(|(s, &bounded)| Share {
-                    class: class(s.class),
-                    quota: quota(s).map(|sms| sms.div_ceil(granularity.max(1))),
-                    bounded,
-                })
-                .collect(),
-        )),
-        "krisp-conserved" => Box::new(Prioritized { inner: KrispConserved, reserved_groups: 0 }),
+/// The policy named `name` for `specs` and the profiles they name, as data: a tenant's quota
+/// is its static window too, and its profile's request curve beside a co-runner says whether
+/// its quota meets its objective.
+fn policy_spec(name: &str, specs: &[RsTenantSpec], profiles: &[Profile]) -> Result<PolicySpec, Failure> {
+    let kind = match name {
+        "streams" => PolicyKind::Full,
+        "static" => PolicyKind::Static,
+        "krisp" => PolicyKind::Krisp { curves: false },
+        "krisp-conserved" => PolicyKind::KrispConserved,
         other => return Err(invalid(format!("unknown policy {other:?}: the policies are {}", POLICIES.join(", ")))),
-    })
-}
-
-/// Whether tenant `s` is bounded to its window: latency-critical, with a quota, an objective
-/// and a profile whose request, beside a co-runner, meets it on the quota
-/// ([`meets_on`]).
-fn is_bounded(s: &RsTenantSpec, profiles: &[Profile], granularity: u32) -> bool {
-    let g = granularity.max(1);
-    let profile = (s.profile as usize).checked_sub(1).and_then(|i| profiles.get(i));
-    match (s.class, s.quota_sms, s.slo_us, profile) {
-        (RsClass::LatencyCritical, q, slo, Some(p)) if q > 0 && slo > 0 => {
-            meets_on(&p.request_us_beside(1), q.div_ceil(g) * g, f64::from(slo) / 1e3)
-        }
-        _ => false,
-    }
+    };
+    let tenants = specs
+        .iter()
+        .map(|s| {
+            let quota_sms = (s.quota_sms > 0).then_some(s.quota_sms);
+            let profile = (s.profile as usize).checked_sub(1).and_then(|i| profiles.get(i));
+            TenantSpec {
+                class: class(s.class),
+                quota_sms,
+                window_sms: quota_sms,
+                slo_ms: (s.slo_us > 0).then(|| f64::from(s.slo_us) / 1e3),
+                request_beside_us: profile.map(|p| p.request_us_beside(1)),
+                request_us: None,
+            }
+        })
+        .collect();
+    Ok(PolicySpec { kind, tenants, reserved_sms: 0 })
 }
 
 /// The policies a runtime can have.
@@ -403,10 +384,9 @@ pub unsafe extern "C" fn rightsize_runtime_create(
             .partitions
             .topology()
             .map_err(|reason| (RsStatus::Partitions, format!("SM partitions are unavailable: {reason}")))?;
-        // Only krisp bounds tenants to their windows.
-        let bounded: Vec<bool> =
-            specs.iter().map(|s| name == "krisp" && is_bounded(s, &profiles, topo.granularity)).collect();
-        let policy = policy(name, &specs, &bounded, topo.groups, topo.granularity)?;
+        let spec = policy_spec(name, &specs, &profiles)?;
+        let bounded = spec.bounded(&topo);
+        let policy = spec.build(&topo).map_err(|e| (RsStatus::Partitions, e))?;
         let rt = Runtime::with_policy(device, policy, min_sms, specs.len() as u32).map_err(runtime_failure)?;
         // SAFETY: the caller's contract.
         unsafe { give(out, RsRuntime { rt: Arc::new(rt), specs, bounded }) }
@@ -670,7 +650,7 @@ pub unsafe extern "C" fn rightsize_launch_kernel(
             return Err(invalid(format!("a grid of {} × {} × {} blocks launches nothing", g.x, g.y, g.z)));
         }
         // SAFETY: the caller vouches for the arguments.
-        unsafe { me.tenant.launch_foreign(&k.kernel, grid, params) }.map_err(runtime_failure)?;
+        unsafe { me.tenant.submit(Foreign { kernel: &k.kernel, grid, args: params }) }.map_err(runtime_failure)?;
         me.count_launch();
         Ok(())
     })
@@ -793,15 +773,18 @@ mod tests {
     }
 
     #[test]
-    fn a_latency_critical_tenant_is_bounded_where_its_profile_meets_its_objective_on_its_quota() {
+    fn a_tenant_spec_says_what_the_policy_reads() {
+        // When a tenant is bounded is the policy spec's to test; here, that the C ABI's fields
+        // and the profile a tenant names reach it.
         let profiles = [bert_b1()];
         let spec = |class, slo_us, profile| RsTenantSpec { class, quota_sms: 32, slo_us, profile };
         let lc = RsClass::LatencyCritical;
-        assert!(is_bounded(&spec(lc, 4000, 1), &profiles, 8), "half of 4 ms holds a 1.5 ms request");
-        assert!(!is_bounded(&spec(lc, 2000, 1), &profiles, 8), "half of 2 ms does not");
-        assert!(!is_bounded(&spec(lc, 4000, 0), &profiles, 8), "no profile");
-        assert!(!is_bounded(&spec(lc, 0, 1), &profiles, 8), "no objective");
-        assert!(!is_bounded(&spec(RsClass::BestEffort, 4000, 1), &profiles, 8), "best-effort");
-        assert!(!is_bounded(&RsTenantSpec { quota_sms: 0, ..spec(lc, 4000, 1) }, &profiles, 8), "no quota");
+        let topo = rightsize::runtime::policy::Topology { groups: 15, granularity: 8, rest_sms: 12 };
+        let bounded = |name, s| policy_spec(name, &[s], &profiles).unwrap().bounded(&topo)[0];
+        assert!(bounded("krisp", spec(lc, 4000, 1)), "half of 4 ms holds a 1.5 ms request");
+        assert!(!bounded("krisp", spec(lc, 4000, 0)), "no profile");
+        assert!(!bounded("krisp", spec(lc, 2000, 1)), "the objective in µs: half of 2 ms does not");
+        assert!(!bounded("static", spec(lc, 4000, 1)), "only krisp bounds tenants");
+        assert!(policy_spec("mps", &[spec(lc, 0, 0)], &profiles).is_err());
     }
 }

@@ -9,6 +9,7 @@ use crate::kernels::abi::*;
 use crate::kernels::{
     self as k, attention_decode_kernel, attention_prefill_kernel, fuses_norm, gemm_kernel, hopper_gemm, Params as _,
 };
+use crate::runtime::work::Blas;
 use crate::runtime::{DeviceBuffer, DeviceCopy, Tenant};
 
 type Result<T> = std::result::Result<T, EngineError>;
@@ -220,7 +221,7 @@ fn linear_with(
                 ));
             }
             // SAFETY: as above.
-            unsafe { t.launch_blas(&GemmParams { act: RS_ACT_NONE, ..p }) }?;
+            unsafe { t.submit(Blas(&GemmParams { act: RS_ACT_NONE, ..p })) }?;
             if act != RS_ACT_NONE {
                 let g = GeluParams { x: out.ptr, y: out.ptr, n: u64::from(m) * u64::from(n), act, _pad: 0 };
                 // SAFETY: in place over the m·n contiguous output checked above.

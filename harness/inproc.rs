@@ -13,10 +13,7 @@ use super::metrics::Sample;
 use super::scenario::{Mode, Scenario, Sharing};
 use super::serve::Served;
 use super::trace::{RequestSpan, Spans, TenantTrace};
-use crate::runtime::policy::{
-    meets_on, Full, KrispConserved, KrispIsolated, KrispShare, Policy, Prioritized, PriorityClass, Share, Speeds,
-    Static, Topology,
-};
+use crate::runtime::policy::{KrispShare, PolicyKind, PolicySpec, TenantSpec, Topology};
 use crate::runtime::sync::{AtomicU32, Condvar, Mutex, Ordering};
 use crate::runtime::{Device, GroupRange, MinSms, Runtime, Tenant};
 
@@ -196,57 +193,45 @@ pub use crate::runtime::policy::equal_windows;
 /// The static mode's windows: each tenant's `static_sms` (rounded up to groups), the others
 /// an equal part of the groups left, side by side from group 0.
 pub(crate) fn static_windows(s: &Scenario, groups: u32, granularity: u32) -> anyhow::Result<Vec<Option<GroupRange>>> {
-    let sizes: Vec<Option<u32>> = s.tenants.iter().map(|t| t.static_sms).collect();
-    Ok(Static::side_by_side(&sizes, groups, granularity).map_err(anyhow::Error::msg)?.windows)
+    let topo = Topology { groups, granularity, rest_sms: 0 };
+    let spec = PolicySpec { kind: PolicyKind::Static, ..policy_spec(s, &Knees::default()) };
+    spec.static_windows(&topo).map_err(anyhow::Error::msg)
 }
 
-/// The shares of a krisp mode: each tenant's class, its quota in groups (a latency-critical
-/// tenant bounded to it where its profile says its quota meets its objective beside a
-/// co-runner) and, for `krisp-curves` where its profile has a request curve, its speed on
-/// each window size.
+/// The shares of a krisp mode ([`PolicySpec::krisp_shares`]).
 pub(crate) fn krisp_shares(s: &Scenario, sharing: Sharing, topo: &Topology, knees: &Knees) -> KrispShare {
-    let g = topo.granularity.max(1);
-    let shares = s
+    let kind = PolicyKind::Krisp { curves: sharing == Sharing::KrispCurves };
+    PolicySpec { kind, ..policy_spec(s, knees) }.krisp_shares(topo)
+}
+
+/// The policy of a scenario's tenants as data, of kind [`PolicyKind::Full`] until set:
+/// each tenant's class, quota, static window, objective and request curves.
+fn policy_spec(s: &Scenario, knees: &Knees) -> PolicySpec {
+    let curve = |curves: &[Option<Vec<(u32, f64)>>], i: usize| curves.get(i).cloned().flatten();
+    let tenants = s
         .tenants
         .iter()
         .enumerate()
-        .map(|(i, t)| {
-            let quota = t.quota_sms.map(|sms| sms.div_ceil(g));
-            let beside = knees.request_beside_us.get(i).and_then(Option::as_deref);
-            let bounded = t.class == PriorityClass::LatencyCritical
-                && matches!((quota, t.slo_ms, beside), (Some(q), Some(slo), Some(c)) if meets_on(c, q * g, slo));
-            Share { class: t.class, quota, bounded }
+        .map(|(i, t)| TenantSpec {
+            class: t.class,
+            quota_sms: t.quota_sms,
+            window_sms: t.static_sms,
+            slo_ms: t.slo_ms,
+            request_beside_us: curve(&knees.request_beside_us, i),
+            request_us: curve(&knees.request_us, i),
         })
         .collect();
-    let curves: &[Option<Vec<(u32, f64)>>] = if sharing == Sharing::KrispCurves { &knees.request_us } else { &[] };
-    let speeds = (0..s.tenants.len())
-        .map(|i| curves.get(i).and_then(Option::as_ref).and_then(|c| Speeds::from_times(c, topo)))
-        .collect();
-    KrispShare::with_speeds(shares, speeds, s.tenants.len() as u32, topo)
+    PolicySpec { kind: PolicyKind::Full, tenants, reserved_sms: s.reserved_sms }
 }
 
-/// The policy of an in-process mode.
-fn policy(
-    s: &Scenario,
-    sharing: Sharing,
-    topo: &Topology,
-    krisp: Option<KrispShare>,
-) -> anyhow::Result<Box<dyn Policy>> {
-    let Topology { groups, granularity, .. } = *topo;
-    let any_lc = s.tenants.iter().any(|t| t.class == PriorityClass::LatencyCritical);
-    let reserved_groups = if any_lc { s.reserved_sms.div_ceil(granularity).min(groups.saturating_sub(1)) } else { 0 };
+/// The policy kind of an in-process mode.
+fn policy_kind(sharing: Sharing) -> anyhow::Result<PolicyKind> {
     Ok(match sharing {
-        Sharing::Streams => Box::new(Prioritized { inner: Full, reserved_groups: 0 }),
-        Sharing::Static => Box::new(Prioritized {
-            inner: Static { windows: static_windows(s, groups, granularity)? },
-            reserved_groups: 0,
-        }),
-        Sharing::KrispConserved => Box::new(Prioritized { inner: KrispConserved, reserved_groups }),
-        Sharing::KrispIsolated => Box::new(Prioritized { inner: KrispIsolated::default(), reserved_groups }),
-        Sharing::Krisp | Sharing::KrispCurves => match krisp {
-            Some(k) => Box::new(k),
-            None => bail!("{} needs its shares", sharing.name()),
-        },
+        Sharing::Streams => PolicyKind::Full,
+        Sharing::Static => PolicyKind::Static,
+        Sharing::KrispConserved => PolicyKind::KrispConserved,
+        Sharing::KrispIsolated => PolicyKind::KrispIsolated,
+        Sharing::Krisp | Sharing::KrispCurves => PolicyKind::Krisp { curves: sharing == Sharing::KrispCurves },
         other => bail!("{} is not a one-process mode", other.name()),
     })
 }
@@ -303,21 +288,6 @@ pub fn run(device: Device, s: &Scenario, mode: Mode, knees: Knees, mut o: RunOpt
     if let Some(r) = o.resume.filter(|r| r.len() != s.tenants.len()) {
         bail!("cannot resume {} tenants in a scenario of {n}", r.len());
     }
-    let krisp = matches!(mode.sharing, Sharing::Krisp | Sharing::KrispCurves)
-        .then(|| krisp_shares(s, mode.sharing, &topo, &knees));
-    // Plan sets of the krisp modes: tenant i replays on the whole device when no other tenant
-    // has work in flight, else within its share of the groups (krisp: a plan for every window
-    // the tenants that contend can give it; the older modes: an equal share).
-    let whole = GroupRange { first: 0, count: groups };
-    let windows: Vec<Vec<GroupRange>> = match &krisp {
-        Some(p) => (0..n).map(|i| std::iter::once(whole).chain(p.windows(i, n, groups)).collect()).collect(),
-        None => {
-            let homes = equal_windows(groups, n);
-            (0..n as usize)
-                .map(|i| if n > 1 { vec![whole, homes[i.min(homes.len() - 1)]] } else { vec![whole] })
-                .collect()
-        }
-    };
     if o.trace.is_some() || s.pcie.is_some() {
         if let Some(t) = s.tenants.iter().find(|t| t.fault.is_some_and(|f| f.kind == FaultKind::Kernel)) {
             bail!(
@@ -326,7 +296,11 @@ pub fn run(device: Device, s: &Scenario, mode: Mode, knees: Knees, mut o: RunOpt
             );
         }
     }
-    let policy = policy(s, mode.sharing, &topo, krisp)?;
+    let spec = PolicySpec { kind: policy_kind(mode.sharing)?, ..policy_spec(s, &knees) };
+    let policy = spec.build(&topo).map_err(anyhow::Error::msg)?;
+    // Plan sets: tenant i replays on the whole device when no other tenant has work in flight,
+    // else within a window the policy can give it beside others.
+    let windows: Vec<Vec<GroupRange>> = (0..n).map(|i| policy.plan_windows(i, n, groups)).collect();
     let rt = Arc::new(Runtime::with_policy(device, policy, knees.min_sms.clone(), n).context("making the runtime")?);
     if let Some(limit) = o.trace {
         rt.start_timeline(limit)?;
@@ -555,27 +529,6 @@ mod tests {
         assert_eq!(w[0], GroupRange { first: 0, count: 5 });
         assert_eq!((w[1].count, w[2].count, w[2].end()), (5, 5, 15));
         assert!(static_windows(s, 6, 8).is_err());
-    }
-
-    #[test]
-    fn a_latency_critical_tenant_is_bounded_where_its_quota_meets_its_objective() {
-        let text =
-            "[[scenario]]\nname = \"a\"\n[[scenario.tenant]]\nmodel = \"bert-base\"\nclass = \"latency-critical\"\n\
-                    slo_ms = 10.0\nquota_sms = 32\n[[scenario.tenant]]\nmodel = \"gpt2\"\n";
-        let s = &ScenarioFile::parse(text, "t").unwrap().scenarios[0];
-        let topo = Topology { groups: 15, granularity: 8, rest_sms: 12 };
-        let curve = |at_32: f64| Some(vec![(16, 2.0 * at_32), (32, at_32), (132, at_32 / 4.0)]);
-        let knees = |at_32| Knees { request_beside_us: vec![curve(at_32), curve(at_32)], ..Knees::default() };
-        let bounded =
-            |k: &Knees| krisp_shares(s, Sharing::Krisp, &topo, k).shares.iter().map(|s| s.bounded).collect::<Vec<_>>();
-        // 4 ms on its 32 SMs beside a co-runner: within half of 10 ms; the best-effort tenant never.
-        assert_eq!(bounded(&knees(4000.0)), vec![true, false]);
-        // 6 ms: not; nor without a curve.
-        assert_eq!(bounded(&knees(6000.0)), vec![false, false]);
-        assert_eq!(bounded(&Knees::default()), vec![false, false]);
-        // Judged at the largest profiled count within the quota.
-        assert!(meets_on(&[(24, 4000.0), (40, 1000.0)], 32, 10.0));
-        assert!(!meets_on(&[(40, 1000.0)], 32, 10.0));
     }
 }
 

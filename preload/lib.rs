@@ -56,7 +56,7 @@ use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use cudarc::driver::sys::{self, CUfunction, CUlaunchConfig, CUresult, CUstream};
-use rightsize::runtime::policy::GroupRange;
+use rightsize::runtime::policy::{reserved_groups, GroupRange};
 use rightsize::runtime::{Device, PartitionId, PartitionPool, PoolSpec};
 
 mod blas;
@@ -467,6 +467,7 @@ impl Shares {
     /// This process's window as the board `v` lays the busy processes out (`None`: it could
     /// not be made).
     fn window(&self, v: &board::View) -> Option<&'static Target> {
+        // Busy latency-critical processes' quotas are kept free as a runtime's policy keeps them.
         let g = reserved_groups(self.groups, self.granularity, v.reserved_sms);
         let kept = (v.best_effort as usize).min(board::MAX_SHARERS);
         let w = board_part(self.groups, self.granularity, g, v.best_effort, &v.demands[..kept], v.rank);
@@ -492,12 +493,6 @@ impl Shares {
             }
         })
     }
-}
-
-/// The groups of `granularity` SMs, out of `groups`, that busy latency-critical processes'
-/// quotas of `reserved_sms` in all keep free: whole groups, at least one left over.
-fn reserved_groups(groups: u32, granularity: u32, reserved_sms: u32) -> u32 {
-    reserved_sms.div_ceil(granularity.max(1)).min(groups.saturating_sub(1))
 }
 
 /// Part `r` of `k` busy best-effort processes, the first of them needing `needs` SMs (in slot

@@ -3,14 +3,15 @@
 //!
 //! Owns the primary context. Knows nothing of kernels, partitions in use or tenants.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use cudarc::driver::{result, sys, CudaContext};
 use serde::Serialize;
 
-use super::error::{check, DriverContext, Error, Result};
-use super::partition::SmSplit;
+use super::error::{check, DriverContext, Error, PartitionError, Result};
+use super::policy::Topology;
 
 /// An open GPU: its primary context and what it offers.
 #[derive(Debug)]
@@ -96,10 +97,10 @@ pub enum PartitionSupport {
 impl PartitionSupport {
     /// The device as the policies see it: its groups and the SMs outside them; the reason
     /// when there are no partitions.
-    pub fn topology(&self) -> std::result::Result<super::policy::Topology, &str> {
+    pub fn topology(&self) -> std::result::Result<Topology, &str> {
         match self {
             PartitionSupport::Supported { granularity, groups, remaining_sms, .. } => {
-                Ok(super::policy::Topology { groups: *groups, granularity: *granularity, rest_sms: *remaining_sms })
+                Ok(Topology { groups: *groups, granularity: *granularity, rest_sms: *remaining_sms })
             }
             PartitionSupport::Unsupported { reason } => Err(reason),
         }
@@ -203,7 +204,106 @@ impl Device {
 
     /// The SM split partitions are made from, if the device has green contexts.
     pub(crate) fn split(&self) -> Result<&SmSplit> {
-        self.split.as_ref().map_err(|reason| super::error::PartitionError::Unsupported(reason.clone()).into())
+        self.split.as_ref().map_err(|reason| PartitionError::Unsupported(reason.clone()).into())
+    }
+}
+
+/// The device's SM resource split into the smallest groups the driver makes.
+#[derive(Clone)]
+pub(crate) struct SmSplit {
+    groups: Vec<sys::CUdevResource>,
+    /// The SMs the split leaves outside its groups (a resource of 0 SMs when none).
+    remaining: sys::CUdevResource,
+    /// SMs per group.
+    pub(crate) granularity: u32,
+    remaining_sms: u32,
+    /// `minSmPartitionSize` of the device's SM resource.
+    pub(crate) min_partition_sms: u32,
+    /// `smCoscheduledAlignment` of the device's SM resource.
+    pub(crate) coscheduled_alignment: u32,
+    total_sms: u32,
+}
+
+impl fmt::Debug for SmSplit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SmSplit")
+            .field("groups", &self.groups.len())
+            .field("granularity", &self.granularity)
+            .field("remaining_sms", &self.remaining_sms)
+            .field("total_sms", &self.total_sms)
+            .finish()
+    }
+}
+
+pub(crate) fn sm_count(r: &sys::CUdevResource) -> u32 {
+    // SAFETY: every resource here is of type CU_DEV_RESOURCE_TYPE_SM, whose union member is `sm`.
+    unsafe { r.__bindgen_anon_1.sm.smCount }
+}
+
+impl SmSplit {
+    /// Reads the device's SM resource and splits it with `minCount = 1`: the driver rounds
+    /// groups up to the smallest size it can confine work to, which is the granularity.
+    pub(crate) fn query(dev: sys::CUdevice) -> Result<SmSplit> {
+        // SAFETY: CUdevResource is plain data; the driver fills it.
+        let mut all: sys::CUdevResource = unsafe { std::mem::zeroed() };
+        // SAFETY: `all` is a valid out-pointer.
+        check("cuDeviceGetDevResource", unsafe {
+            sys::cuDeviceGetDevResource(dev, &mut all, sys::CUdevResourceType::CU_DEV_RESOURCE_TYPE_SM)
+        })?;
+        // SAFETY: `all` is an SM resource.
+        let sm = unsafe { all.__bindgen_anon_1.sm };
+        let mut count: u32 = 0;
+        // SAFETY: a null result array asks only for the number of groups.
+        let mut remaining: sys::CUdevResource = unsafe { std::mem::zeroed() };
+        check("cuDevSmResourceSplitByCount", unsafe {
+            sys::cuDevSmResourceSplitByCount(std::ptr::null_mut(), &mut count, &all, &mut remaining, 0, 1)
+        })?;
+        let mut groups: Vec<sys::CUdevResource> = vec![unsafe { std::mem::zeroed() }; count as usize];
+        // SAFETY: `groups` has room for `count` resources.
+        check("cuDevSmResourceSplitByCount", unsafe {
+            sys::cuDevSmResourceSplitByCount(groups.as_mut_ptr(), &mut count, &all, &mut remaining, 0, 1)
+        })?;
+        groups.truncate(count as usize);
+        let granularity = groups.first().map(sm_count).unwrap_or(0);
+        if granularity == 0 || groups.iter().any(|g| sm_count(g) != granularity) {
+            return Err(PartitionError::Unsupported(format!(
+                "the driver split {} SMs into {} groups of unequal or zero size",
+                sm.smCount,
+                groups.len()
+            ))
+            .into());
+        }
+        Ok(SmSplit {
+            granularity,
+            remaining_sms: sm_count(&remaining),
+            remaining,
+            min_partition_sms: sm.minSmPartitionSize,
+            coscheduled_alignment: sm.smCoscheduledAlignment,
+            total_sms: sm.smCount,
+            groups,
+        })
+    }
+
+    pub(crate) fn group_count(&self) -> u32 {
+        self.groups.len() as u32
+    }
+
+    pub(crate) fn remaining_sms(&self) -> u32 {
+        self.remaining_sms
+    }
+
+    pub(crate) fn total_sms(&self) -> u32 {
+        self.total_sms
+    }
+
+    /// The resources of groups `groups` (and the SMs outside the groups with `rest`): what
+    /// a green context of those SMs is made from.
+    pub(crate) fn members(&self, groups: std::ops::Range<usize>, rest: bool) -> Vec<sys::CUdevResource> {
+        let mut members = self.groups[groups].to_vec();
+        if rest {
+            members.push(self.remaining);
+        }
+        members
     }
 }
 

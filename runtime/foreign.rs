@@ -1,6 +1,6 @@
 //! Kernels from outside the library: a module an engine brings (cubin, fatbin or PTX), or a
 //! function it loaded itself in the device's primary context, launched by a tenant through the
-//! same placement step as the library's kernels ([`Tenant::launch_foreign`](super::Tenant::launch_foreign)).
+//! same placement step as the library's kernels ([`Tenant::submit`](super::Tenant::submit) of a [`super::work::Foreign`]).
 //!
 //! The runtime knows nothing of such a kernel's parameters, so it cannot check them; it keeps
 //! its grid as given unless the kernel says it is correct at any grid ([`ForeignGrid::Units`]),
@@ -221,7 +221,7 @@ impl ForeignKernel {
     /// blocks launched.
     ///
     /// # Safety
-    /// As [`Tenant::launch_foreign`](super::Tenant::launch_foreign); the device's primary
+    /// As submitting a [`super::work::Foreign`]; the device's primary
     /// context is current.
     pub(crate) unsafe fn issue(
         &self,

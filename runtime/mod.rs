@@ -5,6 +5,7 @@
 
 mod blas;
 mod device;
+mod driver;
 mod error;
 mod foreign;
 mod handles;
@@ -19,6 +20,7 @@ pub(crate) mod sync;
 mod tenant;
 mod timer;
 mod trace;
+pub mod work;
 
 pub use blas::{BlasGemm, BlasLt, BlasShape};
 pub use device::{mps_control_path, Device, DeviceInfo, PartitionSupport, PriorityRange};
@@ -28,11 +30,13 @@ pub use foreign::{ForeignGrid, ForeignKernel, ForeignModule};
 pub use handles::{Event, Stream};
 pub use launch::{auto_grid, gemm_tma_params, Grid, KernelTable, LoadedKernel, Placement};
 pub use memory::{DeviceBuffer, DeviceCopy};
-pub use partition::{group_range, GroupRange, Partition, PartitionId, PartitionPool, PartitionRequest, PoolSpec};
+pub use partition::{group_range, Partition, PartitionId, PartitionPool, PartitionRequest, PoolSpec};
 pub use plan::Plan;
+pub use policy::GroupRange;
 pub use rt::Runtime;
 pub use scheduler::{MinSms, Scheduler};
 pub(crate) use tenant::OrderEvent;
 pub use tenant::{PlanSet, Recorded, Tenant};
 pub use timer::EventTimer;
 pub use trace::{unix_ns, GpuSlice, LaunchRecord, Timeline, TraceSink};
+pub use work::{Launch, Work};

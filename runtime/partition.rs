@@ -6,7 +6,7 @@
 //! device (the primary context, unconfined). Each has one non-blocking stream per priority
 //! level. Green contexts cost ~1 ms to make, so they are never made on the launch path.
 //!
-//! This module is the only one that calls the green-context API
+//! This module and the SM split in [`super::device`] are the only ones that call the green-context API
 //! ([CUDA driver API: Green Contexts](https://docs.nvidia.com/cuda/cuda-driver-api/group__CUDA__GREEN__CONTEXTS.html)).
 
 use std::fmt;
@@ -15,98 +15,10 @@ use std::sync::Arc;
 use cudarc::driver::{sys, CudaContext};
 use serde::{Deserialize, Serialize};
 
-use super::device::Device;
+use super::device::{Device, PartitionSupport, SmSplit};
 use super::error::{check, PartitionError, Result};
 use super::handles::{GreenContext, Stream};
-
-/// The device's SM resource split into the smallest groups the driver makes.
-#[derive(Clone)]
-pub(crate) struct SmSplit {
-    groups: Vec<sys::CUdevResource>,
-    /// The SMs the split leaves outside its groups (a resource of 0 SMs when none).
-    remaining: sys::CUdevResource,
-    /// SMs per group.
-    pub(crate) granularity: u32,
-    remaining_sms: u32,
-    /// `minSmPartitionSize` of the device's SM resource.
-    pub(crate) min_partition_sms: u32,
-    /// `smCoscheduledAlignment` of the device's SM resource.
-    pub(crate) coscheduled_alignment: u32,
-    total_sms: u32,
-}
-
-impl fmt::Debug for SmSplit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SmSplit")
-            .field("groups", &self.groups.len())
-            .field("granularity", &self.granularity)
-            .field("remaining_sms", &self.remaining_sms)
-            .field("total_sms", &self.total_sms)
-            .finish()
-    }
-}
-
-fn sm_count(r: &sys::CUdevResource) -> u32 {
-    // SAFETY: every resource here is of type CU_DEV_RESOURCE_TYPE_SM, whose union member is `sm`.
-    unsafe { r.__bindgen_anon_1.sm.smCount }
-}
-
-impl SmSplit {
-    /// Reads the device's SM resource and splits it with `minCount = 1`: the driver rounds
-    /// groups up to the smallest size it can confine work to, which is the granularity.
-    pub(crate) fn query(dev: sys::CUdevice) -> Result<SmSplit> {
-        // SAFETY: CUdevResource is plain data; the driver fills it.
-        let mut all: sys::CUdevResource = unsafe { std::mem::zeroed() };
-        // SAFETY: `all` is a valid out-pointer.
-        check("cuDeviceGetDevResource", unsafe {
-            sys::cuDeviceGetDevResource(dev, &mut all, sys::CUdevResourceType::CU_DEV_RESOURCE_TYPE_SM)
-        })?;
-        // SAFETY: `all` is an SM resource.
-        let sm = unsafe { all.__bindgen_anon_1.sm };
-        let mut count: u32 = 0;
-        // SAFETY: a null result array asks only for the number of groups.
-        let mut remaining: sys::CUdevResource = unsafe { std::mem::zeroed() };
-        check("cuDevSmResourceSplitByCount", unsafe {
-            sys::cuDevSmResourceSplitByCount(std::ptr::null_mut(), &mut count, &all, &mut remaining, 0, 1)
-        })?;
-        let mut groups: Vec<sys::CUdevResource> = vec![unsafe { std::mem::zeroed() }; count as usize];
-        // SAFETY: `groups` has room for `count` resources.
-        check("cuDevSmResourceSplitByCount", unsafe {
-            sys::cuDevSmResourceSplitByCount(groups.as_mut_ptr(), &mut count, &all, &mut remaining, 0, 1)
-        })?;
-        groups.truncate(count as usize);
-        let granularity = groups.first().map(sm_count).unwrap_or(0);
-        if granularity == 0 || groups.iter().any(|g| sm_count(g) != granularity) {
-            return Err(PartitionError::Unsupported(format!(
-                "the driver split {} SMs into {} groups of unequal or zero size",
-                sm.smCount,
-                groups.len()
-            ))
-            .into());
-        }
-        Ok(SmSplit {
-            granularity,
-            remaining_sms: sm_count(&remaining),
-            remaining,
-            min_partition_sms: sm.minSmPartitionSize,
-            coscheduled_alignment: sm.smCoscheduledAlignment,
-            total_sms: sm.smCount,
-            groups,
-        })
-    }
-
-    pub(crate) fn group_count(&self) -> u32 {
-        self.groups.len() as u32
-    }
-
-    pub(crate) fn remaining_sms(&self) -> u32 {
-        self.remaining_sms
-    }
-
-    fn range(&self, request: PartitionRequest) -> Result<GroupRange, PartitionError> {
-        group_range(request, self.granularity, self.group_count(), self.total_sms)
-    }
-}
+use super::policy::GroupRange;
 
 /// A partition asked for: `sms` SMs starting at group `first_group` of the device's split.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,32 +27,6 @@ pub struct PartitionRequest {
     pub first_group: u32,
     /// SMs: a positive multiple of the device's granularity.
     pub sms: u32,
-}
-
-/// Groups `first..first + count` of the device's split.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct GroupRange {
-    /// First group.
-    pub first: u32,
-    /// Number of groups.
-    pub count: u32,
-}
-
-impl GroupRange {
-    /// One past the last group.
-    pub fn end(&self) -> u32 {
-        self.first + self.count
-    }
-
-    /// Whether the two ranges share a group.
-    pub fn overlaps(&self, other: &GroupRange) -> bool {
-        self.first < other.end() && other.first < self.end()
-    }
-
-    /// Whether every group of `other` is one of these.
-    pub fn contains(&self, other: &GroupRange) -> bool {
-        self.first <= other.first && other.end() <= self.end()
-    }
 }
 
 /// Checks a request against a split of `groups` groups of `granularity` SMs.
@@ -200,16 +86,16 @@ impl PoolSpec {
     /// least): the partition a process or a block of code asks for. Refused with the device's
     /// limits when there are no partitions or the window does not fit.
     pub fn window(
-        support: &super::PartitionSupport,
+        support: &PartitionSupport,
         sms: u32,
         first_group: u32,
         priority: Option<i32>,
     ) -> Result<PoolSpec, PartitionError> {
         let (granularity, groups, remaining_sms) = match support {
-            super::PartitionSupport::Supported { granularity, groups, remaining_sms, .. } => {
+            PartitionSupport::Supported { granularity, groups, remaining_sms, .. } => {
                 (*granularity, *groups, *remaining_sms)
             }
-            super::PartitionSupport::Unsupported { reason } => return Err(PartitionError::Unsupported(reason.clone())),
+            PartitionSupport::Unsupported { reason } => return Err(PartitionError::Unsupported(reason.clone())),
         };
         let rounded = sms.div_ceil(granularity.max(1)).saturating_mul(granularity);
         let request = PartitionRequest { first_group, sms: rounded };
@@ -354,10 +240,10 @@ impl PartitionPool {
         }
         let split = device.split()?;
         for &request in &spec.partitions {
-            let groups = split.range(request)?;
-            let rest = spec.rest && groups.end() == split.group_count() && split.remaining_sms > 0;
+            let groups = group_range(request, split.granularity, split.group_count(), split.total_sms())?;
+            let rest = spec.rest && groups.end() == split.group_count() && split.remaining_sms() > 0;
             let part = make_green(device.context().cu_device(), split, groups, rest, &pool.priorities, lanes)?;
-            let want = request.sms + if rest { split.remaining_sms } else { 0 };
+            let want = request.sms + if rest { split.remaining_sms() } else { 0 };
             if part.sms != want {
                 return Err(PartitionError::Unsupported(format!(
                     "asked the driver for {want} SMs (groups {}..{}{}) and got a green context of {}",
@@ -431,10 +317,7 @@ fn make_green(
     priorities: &[i32],
     lanes: usize,
 ) -> Result<Partition> {
-    let mut members: Vec<sys::CUdevResource> = split.groups[groups.first as usize..groups.end() as usize].to_vec();
-    if rest {
-        members.push(split.remaining);
-    }
+    let mut members = split.members(groups.first as usize..groups.end() as usize, rest);
     let mut desc = std::ptr::null_mut();
     // SAFETY: `members` holds SM resources that are all outputs of one split call (groups or
     // its remainder), as the driver requires.
@@ -451,7 +334,7 @@ fn make_green(
     let mut part = Partition {
         streams: Vec::with_capacity(priorities.len() * lanes),
         green: None,
-        sms: sm_count(&got),
+        sms: super::device::sm_count(&got),
         groups: Some(groups),
         levels: priorities.len(),
     };
@@ -468,7 +351,7 @@ mod tests {
 
     #[test]
     fn a_window_is_rounded_up_to_groups_and_refused_where_it_does_not_fit() {
-        let h200 = crate::runtime::PartitionSupport::Supported {
+        let h200 = PartitionSupport::Supported {
             granularity: 8,
             groups: 15,
             remaining_sms: 12,
@@ -485,7 +368,7 @@ mod tests {
         assert!(big.contains("1320 SMs") && big.contains("15 groups"), "{big}");
         let past = PoolSpec::window(&h200, 64, 10, None).unwrap_err().to_string();
         assert!(past.contains("groups 10..18") && past.contains("groups 0..15"), "{past}");
-        let none = crate::runtime::PartitionSupport::Unsupported { reason: "no green contexts".into() };
+        let none = PartitionSupport::Unsupported { reason: "no green contexts".into() };
         assert!(PoolSpec::window(&none, 8, 0, None).unwrap_err().to_string().contains("no green contexts"));
     }
 

@@ -6,9 +6,9 @@
 
 use std::fmt;
 
-use cudarc::driver::sys;
+use cudarc::driver::{result, sys};
 
-use super::error::{check, Error, Result};
+use super::error::{DriverContext, Error, Result};
 use super::handles::{Graph, GraphExec};
 use super::Runtime;
 
@@ -35,9 +35,8 @@ impl Plan {
         rt.device().bind()?;
         // SAFETY: a live stream of this device; thread-local mode lets other threads keep
         // launching on their own streams meanwhile.
-        check("cuStreamBeginCapture", unsafe {
-            sys::cuStreamBeginCapture_v2(stream, sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
-        })?;
+        unsafe { result::stream::begin_capture(stream, sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL) }
+            .call("cuStreamBeginCapture")?;
         let recorded = record();
         // Ends the capture begun above, whatever `record` did.
         let graph = Graph::end_capture(stream);
@@ -51,7 +50,7 @@ impl Plan {
     pub(crate) fn launch(&self, rt: &Runtime, stream: sys::CUstream) -> Result<()> {
         rt.device().bind()?;
         // SAFETY: a live instantiated graph and stream of this device.
-        check("cuGraphLaunch", unsafe { sys::cuGraphLaunch(self.exec.raw(), stream) })
+        unsafe { result::graph::launch(self.exec.raw(), stream) }.call("cuGraphLaunch")
     }
 
     /// Nodes in the graph (kernels and dependencies).

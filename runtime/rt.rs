@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
+use cudarc::driver::sys;
 use parking_lot::Mutex;
 
 use super::launch::{self, Grid, KernelTable, Placement};
@@ -183,7 +184,7 @@ impl Runtime {
         params: &P,
         units: u64,
         part: &Partition,
-        stream: cudarc::driver::sys::CUstream,
+        stream: sys::CUstream,
         grid: Grid,
     ) -> Result<u32> {
         let id = kernel.id();
@@ -198,7 +199,7 @@ impl Runtime {
     }
 
     /// Loads cuBLASLt and allocates its workspace if that has not been done yet. The first
-    /// [`Runtime::launch_blas`] does it too, but a capture (a plan) cannot allocate memory, so
+    /// [`super::work::Blas`] does it too, but a capture (a plan) cannot allocate memory, so
     /// call this before capturing launches that go through cuBLASLt.
     pub fn prepare_blas(&self) -> Result<()> {
         self.blas().map(|_| ()).map_err(|e| Error::Launch { kernel: "cublasLtMatmul", reason: e.into() })
@@ -214,21 +215,20 @@ impl Runtime {
             .map_err(String::as_str)
     }
 
-    /// Runs a GEMM through cuBLASLt instead of the library's kernels, on `placement`'s
-    /// partition stream and planned for that partition's SMs (`SM_COUNT_TARGET`). Bias and
-    /// residual are supported, activations are not (apply them with a separate kernel).
-    /// Plans are cached per shape; the cache's lock is held across the cuBLASLt call.
+    /// Runs a GEMM through cuBLASLt instead of the library's kernels, on `stream` (one of
+    /// `part`'s) and planned for `part`'s SMs (`SM_COUNT_TARGET`): the issue step of a
+    /// [`super::work::Blas`]. Bias and residual are supported, activations are not (apply
+    /// them with a separate kernel). Plans are cached per shape; the cache's lock is held
+    /// across the cuBLASLt call.
     ///
     /// # Safety
     /// As [`Runtime::launch`] for the addresses in `p`.
-    pub unsafe fn launch_blas(&self, p: &GemmParams, placement: Placement) -> Result<()> {
+    pub(crate) unsafe fn blas_gemm(&self, p: &GemmParams, part: &Partition, stream: sys::CUstream) -> Result<()> {
         p.check(KernelId::GemmLarge)?;
         let refuse = |reason: &str| Error::Launch { kernel: "cublasLtMatmul", reason: reason.into() };
         if p.batch != 1 || p.act != RS_ACT_NONE {
             return Err(refuse("the cuBLASLt backend takes one GEMM without activation"));
         }
-        let part = self.pool.get(placement.partition)?;
-        let stream = part.stream(placement.priority_level)?;
         let sms = (!part.is_whole_device()).then(|| part.sms());
         let shape = BlasShape {
             m: p.m,

@@ -17,9 +17,10 @@ use cudarc::driver::sys;
 
 use super::error::{check, Result};
 use super::handles::Event;
-use super::partition::{GroupRange, PartitionId};
+use super::partition::PartitionId;
 use super::policy::{
-    priority_level, Blocks, Decision, Demand, GroupLoad, Policy, PriorityClass, Region, TenantId, Topology, SUSTAINED,
+    priority_level, Blocks, Decision, Demand, GroupLoad, GroupRange, Policy, PriorityClass, Region, TenantId, Topology,
+    SUSTAINED,
 };
 use super::sync::{AtomicU64, Mutex, MutexGuard, Ordering};
 use crate::kernels::KernelId;

@@ -7,10 +7,12 @@
 use std::cell::Cell;
 use std::sync::Arc;
 
-use cudarc::driver::sys;
+use cudarc::driver::{result, sys};
 
-use super::error::{check, Error, Result};
+use super::driver;
+use super::error::{DriverContext, Error, Result};
 use super::policy::{priority_level, Blocks, Demand, Duty, PriorityClass, Region, TenantId};
+use super::work::{Ask, Launch, Target, Work};
 use super::{Grid, GroupRange, PartitionError, Placement, Plan, Runtime};
 use crate::kernels::{Kernel, Params};
 
@@ -20,13 +22,13 @@ enum Mode {
     Scheduled,
 }
 
-/// Where the placement step put one launch.
+/// Where the placement step put one piece of work.
 struct Placed<'a> {
+    /// The partition it runs on, as the timeline and trace show it.
     partition: super::PartitionId,
-    part: &'a super::Partition,
-    stream: sys::CUstream,
-    grid: Grid,
-    /// The scheduler, the groups it counted and whether it tracks the kernel's completion.
+    /// What its issue step gets.
+    target: Target<'a>,
+    /// The scheduler, the groups it counted and whether it tracks the work's completion.
     scheduled: Option<(&'a super::Scheduler, Region, bool)>,
 }
 
@@ -46,8 +48,9 @@ impl OrderEvent {
     pub(crate) fn order(&self, from: sys::CUstream, to: sys::CUstream) -> Result<()> {
         // SAFETY: a live event; the streams belong to the device it was made on.
         unsafe {
-            check("cuEventRecord", sys::cuEventRecord(self.0.raw(), from))?;
-            check("cuStreamWaitEvent", sys::cuStreamWaitEvent(to, self.0.raw(), 0))
+            result::event::record(self.0.raw(), from).call("cuEventRecord")?;
+            result::stream::wait_event(to, self.0.raw(), sys::CUevent_wait_flags::CU_EVENT_WAIT_DEFAULT)
+                .call("cuStreamWaitEvent")
         }
     }
 }
@@ -75,6 +78,10 @@ impl std::fmt::Debug for Recorded {
 }
 
 impl Recorded {
+    pub(crate) fn new(kernel: crate::kernels::KernelId, shape_key: u64, units: u64, launch: Relaunch) -> Recorded {
+        Recorded { kernel, shape_key, units, launch }
+    }
+
     /// Issues the recorded launch again as `placement` says.
     ///
     /// # Safety
@@ -94,6 +101,21 @@ pub struct PlanSet {
     /// as a borrowing tenant's (short blocks): whether a tenant borrows there depends on the
     /// load when it replays, while a plan's grids are fixed when it is captured.
     plans: Vec<(Plan, Option<Plan>)>,
+}
+
+impl PlanSet {
+    /// The window of each plan.
+    pub(crate) fn regions(&self) -> &[Region] {
+        &self.regions
+    }
+
+    /// Plan `i`, its borrowing variant where `borrowed` and it has one.
+    pub(crate) fn plan(&self, i: usize, borrowed: bool) -> &Plan {
+        match &self.plans[i] {
+            (_, Some(borrowing)) if borrowed => borrowing,
+            (own, _) => own,
+        }
+    }
 }
 
 /// A model instance's handle on the runtime.
@@ -274,93 +296,112 @@ impl Tenant {
         Ok(())
     }
 
-    /// Launches `kernel` for this tenant and returns the grid used.
+    /// Launches `kernel` for this tenant and returns the grid used: [`Tenant::submit`] of a
+    /// [`Launch`].
     ///
     /// # Safety
     /// As [`Runtime::launch`]: the device addresses in `params` are live and sized for them.
     pub unsafe fn launch<P: Params>(&self, kernel: Kernel<P>, params: &P) -> Result<u32> {
-        if let Some(rec) = self.recording.borrow_mut().as_mut() {
-            let p = *params;
-            rec.push(Recorded {
-                kernel: kernel.id(),
-                shape_key: params.shape_key(),
-                units: params.units(kernel.id()),
-                // SAFETY (of the closure's launch): `Recorded::replay`'s contract.
-                launch: std::rc::Rc::new(move |rt: &Runtime, pl: Placement| unsafe { rt.launch(kernel, &p, pl) }),
-            });
-        }
-        // Check and count, place, then issue: the steps of every launch (Runtime::launch too).
-        let Some(units) = Runtime::units(kernel, params)? else {
-            return Ok(0);
-        };
-        let id = kernel.id();
-        let placed = self.place(|s| s.min_sms(id, params.shape_key()), units)?;
-        // SAFETY: forwarded contract; `placed.stream` is one of `placed.part`'s.
-        let launched = self.timed(
-            placed.stream,
-            || id.name().into(),
-            placed.partition,
-            || unsafe { self.rt.issue(kernel, params, units, placed.part, placed.stream, placed.grid) },
-        );
-        if let Ok(grid) = launched {
-            self.trace(id, placed.partition, grid);
-        }
-        self.placed(placed, launched)
+        // SAFETY: forwarded contract.
+        unsafe { self.submit(Launch { kernel, params }) }
     }
 
-    /// Launches a kernel from outside the library (`kernel`, with the arguments `args`) for
-    /// this tenant: placed by the same step as the library's kernels (its profiled minimum SMs
-    /// are `kernel`'s own), after the tenant's earlier work, with the grid `grid` asks for.
-    /// Returns the blocks launched (x × y × z).
+    /// Submits a piece of work (a library kernel, a foreign kernel, a cuBLASLt GEMM, a plan):
+    /// the one way work reaches the device. It is checked, placed as its kind asks (by the
+    /// policy for a scheduled tenant), ordered after the tenant's earlier work, issued (timed
+    /// when it belongs to a request) and, where the scheduler counts it, tracked until it
+    /// completes.
     ///
     /// # Safety
-    /// `args` holds one pointer per parameter of `kernel`'s function, each to a value of that
-    /// parameter's type; every device address among them is live and sized as the kernel uses
-    /// it, and nothing else writes its outputs until it completes.
-    pub unsafe fn launch_foreign(
-        &self,
-        kernel: &super::ForeignKernel,
-        grid: super::ForeignGrid,
-        args: *mut *mut std::ffi::c_void,
-    ) -> Result<u64> {
-        if self.recording.borrow().is_some() {
-            return Err(Error::Launch {
-                kernel: "foreign kernel",
-                reason: format!("{}: a recording for the profiler holds the library's kernels only", kernel.name()),
-            });
+    /// The contract of the work's kind (see [`Launch`], [`super::work::Foreign`],
+    /// [`super::work::Blas`]): the device addresses it uses are live and sized for it.
+    pub unsafe fn submit<W: Work>(&self, work: W) -> Result<W::Output> {
+        if let Some(rec) = self.recording.borrow_mut().as_mut() {
+            rec.extend(work.recorded()?);
         }
-        let units = grid.units();
-        if units == 0 {
-            return Ok(0);
-        }
-        let placed = self.place(|_| kernel.min_sms(), units)?;
-        let mut blocks = 0;
-        // SAFETY: forwarded contract; `placed.stream` is one of `placed.part`'s.
+        // Check and count, place, then issue: the steps of every launch (Runtime::launch too).
+        let Some(units) = work.units()? else {
+            return Ok(W::Output::default());
+        };
+        let placed = self.place(&work, units)?;
+        let mut output = W::Output::default();
         let launched = self.timed(
-            placed.stream,
-            || kernel.name().to_owned().into(),
+            placed.target.stream,
+            || work.name(),
             placed.partition,
-            || unsafe {
-                blocks = kernel.issue(grid, placed.part.sms(), placed.grid, placed.stream, args)?;
-                Ok(u32::try_from(blocks).unwrap_or(u32::MAX))
+            // SAFETY: forwarded contract; the context is current and the stream is the target's.
+            || {
+                unsafe { work.issue(&self.rt, &placed.target) }.map(|(grid, out)| {
+                    output = out;
+                    grid
+                })
             },
         );
-        self.placed(placed, launched).map(|_| blocks)
+        if let (Ok(grid), Some(kernel)) = (&launched, work.kernel()) {
+            self.trace(kernel, placed.partition, *grid);
+        }
+        self.placed(placed, launched).map(|_| output)
     }
 
-    /// The placement step of every launch of this tenant: its fixed placement, or the
-    /// scheduler's decision for a kernel of `units` work units whose profiled minimum SMs
-    /// `min_sms` says (asked only of a scheduled tenant); the tenant's logical stream is ordered
-    /// onto the stream chosen.
-    fn place(&self, min_sms: impl FnOnce(&super::Scheduler) -> Option<u32>, units: u64) -> Result<Placed<'_>> {
+    /// The placement step of every piece of work of this tenant, as `work` asks: its fixed
+    /// placement; the scheduler's decision for a kernel of `units` work units (its profiled
+    /// minimum SMs as `work` says); the whole device at its own priority; its origin; or the
+    /// plan of a set the policy picks. The tenant's logical stream is ordered onto the stream
+    /// chosen; the groups the scheduler counts are acquired here, and released by
+    /// [`Tenant::placed`].
+    fn place<W: Work>(&self, work: &W, units: u64) -> Result<Placed<'_>> {
         self.rt.device().bind()?;
-        match self.mode {
-            Mode::Fixed(p) => {
-                let part = self.rt.pool().get(p.partition)?;
-                let stream = part.stream(p.priority_level)?;
-                Ok(Placed { partition: p.partition, part, stream, grid: p.grid, scheduled: None })
+        let pool = self.rt.pool();
+        let whole = super::PartitionId::WHOLE;
+        let at = |part, stream, grid| Target { part, stream, grid, units, pick: (0, false) };
+        let own_level = priority_level(self.class == PriorityClass::LatencyCritical, false);
+        match (work.ask(), self.mode) {
+            (Ask::Origin, _) => {
+                self.order_to(self.origin)?;
+                let target = at(pool.get(whole)?, self.origin, Grid::Auto);
+                Ok(Placed { partition: whole, target, scheduled: None })
             }
-            Mode::Scheduled => {
+            (Ask::Policy | Ask::Whole, Mode::Fixed(p)) => {
+                let part = pool.get(p.partition)?;
+                let stream = part.stream(p.priority_level)?;
+                Ok(Placed { partition: p.partition, target: at(part, stream, p.grid), scheduled: None })
+            }
+            (Ask::Whole, Mode::Scheduled) => {
+                // Nothing is asked of the policy: cuBLASLt runs on the whole device, on this
+                // tenant's origin stream.
+                let sched = self.rt.scheduler().ok_or(PartitionError::Unsupported("no scheduler".into()))?;
+                let capturing = self.capturing.get();
+                if capturing.is_none() {
+                    self.mark_busy(sched);
+                }
+                let tracked = capturing.is_none() && sched.tracks();
+                if tracked {
+                    sched.acquire(self.id, Region::Whole);
+                }
+                self.released_on_error(sched, Region::Whole, tracked, || {
+                    let part = pool.get(whole)?;
+                    let stream = part.stream_in(self.id as usize, own_level)?;
+                    self.order_to(stream)?;
+                    Ok(Placed { partition: whole, target: at(part, stream, Grid::Auto), scheduled: None })
+                })
+            }
+            (Ask::Plans(regions), _) => {
+                let sched = self.rt.scheduler().ok_or(PartitionError::Unsupported("no scheduler".into()))?;
+                self.mark_busy(sched);
+                let (i, level, borrowed) = sched.pick_plan(self.id, self.class, regions);
+                let (region, tracked) = (regions[i], sched.tracks());
+                if tracked {
+                    sched.acquire(self.id, region);
+                }
+                self.released_on_error(sched, region, tracked, || {
+                    let part = pool.get(whole)?;
+                    let stream = part.stream_in(self.id as usize, level)?;
+                    self.order_to(stream)?;
+                    let target = Target { pick: (i, borrowed), ..at(part, stream, Grid::Auto) };
+                    Ok(Placed { partition: sched.partition(region), target, scheduled: None })
+                })
+            }
+            (Ask::Policy, Mode::Scheduled) => {
                 let sched = self.rt.scheduler().ok_or(PartitionError::Unsupported("no scheduler".into()))?;
                 let current = self.placed.get().filter(|&(_, s)| s == self.last.get()).map(|(r, _)| r);
                 let capturing = self.capturing.get();
@@ -369,28 +410,48 @@ impl Tenant {
                 }
                 let (active, sustained) = sched.activity(self.id);
                 let sustained = self.capture_sustained.get().unwrap_or(sustained);
-                let demand =
-                    Demand { current, active, sustained, ..Demand::new(self.id, self.class, min_sms(sched), units) };
+                let demand = Demand {
+                    current,
+                    active,
+                    sustained,
+                    ..Demand::new(self.id, self.class, work.min_sms(sched), units)
+                };
                 let (region, level, blocks) = sched.admit(&demand, capturing);
                 let partition = sched.partition(region);
-                let placed = (|| -> Result<_> {
-                    let part = self.rt.pool().get(partition)?;
-                    let stream = part.stream_in(self.id as usize, level)?;
-                    self.order_to(stream)?;
-                    Ok((part, stream))
-                })();
-                let tracked = capturing.is_none() && sched.tracks();
-                let (part, stream) = placed.inspect_err(|_| {
-                    if tracked {
-                        sched.release(self.id, region);
-                    }
-                })?;
-                self.placed.set(Some((region, stream)));
                 let grid = match blocks {
                     Blocks::Resident => Grid::Auto,
                     Blocks::Short => Grid::Short,
                 };
-                Ok(Placed { partition, part, stream, grid, scheduled: Some((sched, region, tracked)) })
+                // `admit` acquired the groups already where the scheduler tracks them.
+                let tracked = capturing.is_none() && sched.tracks();
+                let placed = self.released_on_error(sched, region, tracked, || {
+                    let part = pool.get(partition)?;
+                    let stream = part.stream_in(self.id as usize, level)?;
+                    self.order_to(stream)?;
+                    Ok(Placed { partition, target: at(part, stream, grid), scheduled: None })
+                })?;
+                self.placed.set(Some((region, placed.target.stream)));
+                Ok(placed)
+            }
+        }
+    }
+
+    /// Runs `make`, the rest of the placement step after `region`'s groups were acquired
+    /// (where `tracked`): gives them back if it fails, else notes them for [`Tenant::placed`].
+    fn released_on_error<'a>(
+        &'a self,
+        sched: &'a super::Scheduler,
+        region: Region,
+        tracked: bool,
+        make: impl FnOnce() -> Result<Placed<'a>>,
+    ) -> Result<Placed<'a>> {
+        match make() {
+            Ok(placed) => Ok(Placed { scheduled: Some((sched, region, tracked)), ..placed }),
+            Err(e) => {
+                if tracked {
+                    sched.release(self.id, region);
+                }
+                Err(e)
             }
         }
     }
@@ -399,7 +460,7 @@ impl Tenant {
     /// when nothing was launched.
     fn placed<T>(&self, placed: Placed<'_>, launched: Result<T>) -> Result<T> {
         match (placed.scheduled, launched) {
-            (Some((sched, region, true)), Ok(r)) => sched.track(self.id, region, placed.stream).map(|()| r),
+            (Some((sched, region, true)), Ok(r)) => sched.track(self.id, region, placed.target.stream).map(|()| r),
             (Some((sched, region, true)), Err(e)) => {
                 // Nothing was launched on these groups: give them back now.
                 sched.release(self.id, region);
@@ -431,9 +492,8 @@ impl Tenant {
         };
         match issue() {
             Ok(grid) => {
-                let mut priority = 0;
-                // SAFETY: a live stream; writes one int.
-                unsafe { sys::cuStreamGetPriority(stream, &mut priority) };
+                // SAFETY: a live stream. A priority not read shows as 0, as it always has.
+                let priority = unsafe { driver::stream::priority(stream) }.unwrap_or(0);
                 let slice = super::GpuSlice {
                     tenant: self.id,
                     name: name(),
@@ -490,41 +550,6 @@ impl Tenant {
         Ok(self.last.get())
     }
 
-    /// Runs a GEMM through cuBLASLt for this tenant (see [`Runtime::launch_blas`]); a scheduled
-    /// tenant runs it on the whole device.
-    ///
-    /// # Safety
-    /// As [`Runtime::launch`].
-    pub unsafe fn launch_blas(&self, p: &crate::kernels::abi::GemmParams) -> Result<()> {
-        let placement = match self.mode {
-            Mode::Fixed(pl) => pl,
-            Mode::Scheduled => {
-                if let (Some(sched), None) = (self.rt.scheduler(), self.capturing.get()) {
-                    self.mark_busy(sched);
-                }
-                // cuBLASLt runs on the whole device, on this tenant's origin stream.
-                self.order_to(self.origin)?;
-                let level = priority_level(self.class == PriorityClass::LatencyCritical, false);
-                Placement { partition: super::PartitionId::WHOLE, priority_level: level, grid: Grid::Auto }
-            }
-        };
-        let stream = self.rt.pool().get(placement.partition)?.stream(placement.priority_level)?;
-        // SAFETY: forwarded contract.
-        self.timed(
-            stream,
-            || "cublasLt".into(),
-            placement.partition,
-            || unsafe { self.rt.launch_blas(p, placement).map(|()| 0) },
-        )?;
-        if let (Mode::Scheduled, None) = (self.mode, self.capturing.get()) {
-            if let Some(s) = self.rt.scheduler().filter(|s| s.tracks()) {
-                s.acquire(self.id, Region::Whole);
-                s.track(self.id, Region::Whole, self.last.get())?;
-            }
-        }
-        Ok(())
-    }
-
     /// Captures the launches `record` makes for this tenant as a [`Plan`]; a scheduled tenant
     /// places each kernel as on an idle device, and the plan keeps those partitions.
     pub fn capture<E: From<Error>>(
@@ -567,17 +592,11 @@ impl Tenant {
         r.map(|()| recorded)
     }
 
-    /// Replays a plan captured by this tenant, after its earlier work.
+    /// Replays a plan captured by this tenant, after its earlier work: [`Tenant::submit`] of a
+    /// [`super::work::Replay::Plan`].
     pub fn replay(&self, plan: &Plan) -> Result<()> {
-        self.replay_on(plan, self.origin, super::PartitionId::WHOLE)
-    }
-
-    /// Replays `plan` on `stream` (a whole-device stream: the plan's kernels keep the
-    /// partitions they were captured on, and run at `stream`'s priority), after its earlier
-    /// work, shown on the timeline as running on `partition`.
-    fn replay_on(&self, plan: &Plan, stream: sys::CUstream, partition: super::PartitionId) -> Result<()> {
-        self.order_to(stream)?;
-        self.timed(stream, || "plan".into(), partition, || plan.launch(&self.rt, stream).map(|()| 0)).map(|_| ())
+        // SAFETY: a plan's buffers are its tenant's, kept live by its model.
+        unsafe { self.submit(super::work::Replay::Plan(plan)) }.map(|_| ())
     }
 
     /// Captures one plan of the same request per window (a scheduled tenant's alternatives),
@@ -622,22 +641,11 @@ impl Tenant {
 
     /// Replays the plan of `set` the runtime's policy picks for the current load
     /// ([`Policy::pick_plan`](super::policy::Policy::pick_plan)), at the priority it says;
-    /// counts it on that plan's window until it completes and returns the index chosen.
+    /// counts it on that plan's window until it completes and returns the index chosen:
+    /// [`Tenant::submit`] of a [`super::work::Replay::Set`].
     pub fn replay_set(&self, set: &PlanSet) -> Result<usize> {
-        let sched = self.rt.scheduler().ok_or(PartitionError::Unsupported("no scheduler".into()))?;
-        self.mark_busy(sched);
-        let (i, level, borrowed) = sched.pick_plan(self.id, self.class, &set.regions);
-        let stream = self.rt.pool().get(super::PartitionId::WHOLE)?.stream_in(self.id as usize, level)?;
-        let plan = match &set.plans[i] {
-            (_, Some(borrowing)) if borrowed => borrowing,
-            (own, _) => own,
-        };
-        self.replay_on(plan, stream, sched.partition(set.regions[i]))?;
-        if sched.tracks() {
-            sched.acquire(self.id, set.regions[i]);
-            sched.track(self.id, set.regions[i], stream)?;
-        }
-        Ok(i)
+        // SAFETY: as for `Tenant::replay`.
+        unsafe { self.submit(super::work::Replay::Set(set)) }
     }
 
     /// Waits for everything it launched (its logical stream is in order, so its tail); a
@@ -645,7 +653,7 @@ impl Tenant {
     pub fn synchronize(&self) -> Result<()> {
         self.rt.device().bind()?;
         // SAFETY: a live stream of the pool.
-        check("cuStreamSynchronize", unsafe { sys::cuStreamSynchronize(self.last.get()) })?;
+        unsafe { result::stream::synchronize(self.last.get()) }.call("cuStreamSynchronize")?;
         if let (true, Some(sched)) = (self.busy.get(), self.rt.scheduler()) {
             sched.set_duty(self.id, self.turn(false));
             sched.set_active(self.id, false);
@@ -656,10 +664,8 @@ impl Tenant {
 
     /// The priority of the stream its last kernel went to.
     pub fn last_stream_priority(&self) -> Result<i32> {
-        let mut p = 0;
-        // SAFETY: a live stream; writes one int.
-        check("cuStreamGetPriority", unsafe { sys::cuStreamGetPriority(self.last.get(), &mut p) })?;
-        Ok(p)
+        // SAFETY: a live stream.
+        unsafe { driver::stream::priority(self.last.get()) }.call("cuStreamGetPriority")
     }
 }
 

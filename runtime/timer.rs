@@ -3,10 +3,11 @@
 
 use std::fmt;
 
+use cudarc::driver::result::event;
 use cudarc::driver::sys;
 
 use super::device::Device;
-use super::error::{check, Error, Result};
+use super::error::{DriverContext, Error, Result};
 use super::handles::Event;
 
 /// Two timing events, reused for every measurement.
@@ -40,16 +41,15 @@ impl EventTimer {
         stream: sys::CUstream,
         enqueue: impl FnOnce() -> std::result::Result<(), E>,
     ) -> std::result::Result<f64, E> {
-        let mut ms = 0f32;
         // SAFETY: live events; the caller vouches for the stream.
-        unsafe { check("cuEventRecord", sys::cuEventRecord(self.start.raw(), stream)) }?;
+        unsafe { event::record(self.start.raw(), stream) }.call("cuEventRecord")?;
         enqueue()?;
         // SAFETY: as above.
-        unsafe {
-            check("cuEventRecord", sys::cuEventRecord(self.end.raw(), stream))?;
-            check("cuEventSynchronize", sys::cuEventSynchronize(self.end.raw()))?;
-            check("cuEventElapsedTime", sys::cuEventElapsedTime_v2(&mut ms, self.start.raw(), self.end.raw()))?;
-        }
+        let ms = unsafe {
+            event::record(self.end.raw(), stream).call("cuEventRecord")?;
+            event::synchronize(self.end.raw()).call("cuEventSynchronize")?;
+            event::elapsed(self.start.raw(), self.end.raw()).call("cuEventElapsedTime")?
+        };
         Ok(f64::from(ms))
     }
 }

@@ -13,6 +13,7 @@ use rightsize::kernels::{KernelId, SMID_RECORD, VECTOR_ADD_F16};
 use rightsize::runtime::policy::{
     Full, GroupRange, KrispConserved, KrispIsolated, KrispShare, Policy, Prioritized, PriorityClass, Static,
 };
+use rightsize::runtime::work::Foreign;
 use rightsize::runtime::{DeviceBuffer, ForeignGrid, ForeignModule, MinSms, Placement, PoolSpec, Runtime, Tenant};
 
 use super::{device, fresh_rng};
@@ -510,7 +511,9 @@ fn foreign_kernels_take_the_tenants_placement_step() {
     let p = SmidParams { sm: out.ptr(), spin_cycles: 20_000, units: units as u32, _pad: 0 };
     let mut args = [&p as *const SmidParams as *mut std::ffi::c_void];
     // SAFETY: `out` holds `units` entries; the one argument is the kernel's parameter struct.
-    let blocks = unsafe { t.launch_foreign(&smid, ForeignGrid::Units(units), args.as_mut_ptr()) }.unwrap();
+    let blocks =
+        unsafe { t.submit(Foreign { kernel: &smid, grid: ForeignGrid::Units(units), args: args.as_mut_ptr() }) }
+            .unwrap();
     t.synchronize().unwrap();
     let ids = out.to_host().unwrap();
     assert!(ids.iter().all(|&s| s != u32::MAX), "a work unit left its entry unwritten");
@@ -532,7 +535,7 @@ fn foreign_kernels_take_the_tenants_placement_step() {
     // SAFETY: every buffer holds `n` halves.
     unsafe {
         t.launch(VECTOR_ADD_F16, &first).unwrap();
-        t.launch_foreign(&add, ForeignGrid::Fixed([7, 1, 1]), args.as_mut_ptr()).unwrap();
+        t.submit(Foreign { kernel: &add, grid: ForeignGrid::Fixed([7, 1, 1]), args: args.as_mut_ptr() }).unwrap();
     }
     t.synchronize().unwrap();
     let d = dd.to_host().unwrap();

@@ -1,0 +1,350 @@
+//! The share policy, [`KrispShare`]: windows that follow the load, sized by quotas and, where
+//! known, by how fast each tenant's requests run on each window ([`Speeds`]).
+
+mod sizes;
+#[cfg(test)]
+mod tests;
+
+use sizes::{cut_to_fit, ids, share_out};
+pub use sizes::{meets_on, Share, Speeds, BOUNDED_SLO_SHARE};
+
+use super::{span, Blocks, Decision, Demand, GroupLoad, GroupRange, Policy, PriorityClass, Region, TenantId, Topology};
+
+/// Every active set's windows, made once when speeds are known (at most [`TABLE_TENANTS`]).
+#[derive(Debug, Clone)]
+struct Layouts {
+    tenants: u32,
+    groups: u32,
+    /// By active set (a bit per tenant id), a window per tenant id.
+    by_set: Vec<Vec<Option<GroupRange>>>,
+}
+
+/// The most tenants whose layouts [`KrispShare::with_speeds`] makes ahead (2^n sets).
+pub const TABLE_TENANTS: u32 = 12;
+
+/// Shares that follow the load (the `krisp` mode). Each tenant owns a window of groups (its
+/// quota, or an equal part of what the quotas leave) while every tenant contends; the windows
+/// of the tenants with work are laid side by side, latency-critical ones first. A tenant alone
+/// gets the whole device; SMs beyond what a tenant owns are *borrowed*: short blocks at the
+/// least priority, so their owner gets them back within a block's time. The rules in full,
+/// and why: docs/architecture.md, "The share policy".
+#[derive(Debug, Clone, Default)]
+pub struct KrispShare {
+    /// Tenant `i`'s share at index `i`; tenants beyond it are best-effort without a quota.
+    pub shares: Vec<Share>,
+    /// Tenant `i`'s speeds at index `i`, where known.
+    speeds: Vec<Option<Speeds>>,
+    /// Every active set's layout by speeds, made once.
+    table: Option<Layouts>,
+}
+
+impl KrispShare {
+    /// Shares without speeds: what quotas leave goes in equal parts.
+    pub fn new(shares: Vec<Share>) -> KrispShare {
+        KrispShare { shares, speeds: Vec::new(), table: None }
+    }
+
+    /// Shares for `tenants` tenants on `topo`, with what quotas leave sized by the tenants'
+    /// speeds (`speeds[i]` for tenant `i`; empty: in equal parts) where every tenant that
+    /// takes it has speeds. The layout of every active set is made here, once, so the launch
+    /// path only looks it up; beyond [`TABLE_TENANTS`] tenants it is computed per launch, in
+    /// equal parts, as by [`KrispShare::new`].
+    pub fn with_speeds(shares: Vec<Share>, speeds: Vec<Option<Speeds>>, tenants: u32, topo: &Topology) -> KrispShare {
+        let mut p = KrispShare { shares, speeds, table: None };
+        let n = (p.shares.len() as u32).max(tenants);
+        if n == 0 || n > TABLE_TENANTS {
+            return p;
+        }
+        // Every tenant's home, once; then each active set's windows from them.
+        let mut home = [0u32; 64];
+        p.homes(n, topo.groups, &mut home, true);
+        let by_set = (0..1u64 << n)
+            .map(|set| {
+                let mut out = [None; 64];
+                p.arrange(set, &home, topo.groups, &mut out, true);
+                out[..n as usize].to_vec()
+            })
+            .collect();
+        p.table = Some(Layouts { tenants: n, groups: topo.groups, by_set });
+        p
+    }
+
+    fn share(&self, t: usize) -> Share {
+        self.shares.get(t).copied().unwrap_or_default()
+    }
+
+    /// The windows of the tenants in `active` (a bit per tenant id) out of `tenants` tenants,
+    /// side by side from group 0, latency-critical tenants first, each in id order; `None` for
+    /// the others. Each active tenant gets its home's groups ([`KrispShare::home`]); the homes of
+    /// idle tenants go in equal parts to the active best-effort tenants (to the
+    /// latency-critical ones if none is active).
+    pub fn layout(&self, active: u64, tenants: u32, groups: u32) -> Vec<Option<GroupRange>> {
+        let mut out = [None; 64];
+        self.lay(active, tenants, groups, &mut out);
+        out[..(64 - active.leading_zeros()) as usize].to_vec()
+    }
+
+    /// Groups each tenant of `set` gets when exactly `set` contends for `groups` groups, by
+    /// tenant id: quotas are cut (largest first, never below one group) until every tenant
+    /// has a group; what they leave goes in equal parts to the tenants without a quota, or
+    /// else to the best-effort ones (the latency-critical ones if none).
+    fn sizes(&self, set: u64, groups: u32, count: &mut [u32; 64], by_speed: bool) {
+        let n = set.count_ones();
+        let mut open = 0u32;
+        for t in ids(set) {
+            match self.share(t).quota {
+                Some(q) => count[t] = q.clamp(1, groups),
+                None => open += 1,
+            }
+        }
+        if n <= groups {
+            cut_to_fit(set, count, groups - open);
+        }
+        let left = groups.saturating_sub(ids(set).map(|t| count[t]).sum());
+        let critical = self.critical_set() & set;
+        let takers = if open > 0 {
+            ids(set).filter(|&t| self.share(t).quota.is_none()).fold(0u64, |m, t| m | 1 << t)
+        } else if critical != set {
+            set & !critical
+        } else {
+            set
+        };
+        self.hand_out(set, takers, count, left, by_speed);
+    }
+
+    /// Hands `left` groups to `takers` of `set` (their sizes so far in `size`, by id): by
+    /// their speeds ([`share_out`]) with `by_speed` where every taker has them, else in equal
+    /// parts (the lowest ids first with the odd ones).
+    fn hand_out(&self, set: u64, takers: u64, size: &mut [u32; 64], left: u32, by_speed: bool) {
+        if by_speed {
+            let tk: Vec<usize> = ids(takers).collect();
+            let sp: Option<Vec<&Speeds>> = tk.iter().map(|&t| self.speeds.get(t).and_then(Option::as_ref)).collect();
+            let critical = self.critical_set() & set;
+            let last = ids(set & !critical).last().or(ids(critical).last());
+            if let Some(extra) = sp.zip(last).and_then(|(sp, last)| share_out(&tk, &sp, size, left, last)) {
+                for (t, x) in tk.into_iter().zip(extra) {
+                    size[t] += x;
+                }
+                return;
+            }
+        }
+        let k = takers.count_ones();
+        for (j, t) in ids(takers).enumerate() {
+            size[t] += left / k + u32::from((j as u32) < left % k);
+        }
+    }
+
+    /// Every tenant's home size (`count`, by id) when the `tenants` tenants (at least) all
+    /// contend.
+    fn homes(&self, tenants: u32, groups: u32, count: &mut [u32; 64], by_speed: bool) {
+        self.sizes(self.everyone(tenants), groups, count, by_speed);
+    }
+
+    /// The windows of `active`, given every tenant's home size (`home`, by id), into `out`:
+    /// each active tenant gets its home's size, the idle tenants' groups go in equal parts to
+    /// the active best-effort tenants (to every active one if none is best-effort), laid side
+    /// by side from group 0, latency-critical tenants first.
+    fn arrange(&self, active: u64, home: &[u32; 64], groups: u32, out: &mut [Option<GroupRange>; 64], by_speed: bool) {
+        let critical = self.critical_set() & active;
+        let order = || ids(critical).chain(ids(active & !critical));
+        let k = active.count_ones();
+        if k == 0 || groups == 0 {
+            return;
+        }
+        if k > groups {
+            // More contenders than groups: one group each, in turn.
+            for (i, t) in order().enumerate() {
+                out[t] = Some(GroupRange { first: i as u32 % groups, count: 1 });
+            }
+            return;
+        }
+        let mut size = [0u32; 64];
+        for t in ids(active) {
+            size[t] = home[t].clamp(1, groups);
+        }
+        // Homes of more tenants than groups can add up to more than the device.
+        cut_to_fit(active, &mut size, groups);
+        let spare = groups.saturating_sub(ids(active).map(|t| size[t]).sum());
+        let takers = if critical != active { active & !critical } else { active };
+        self.hand_out(active, takers, &mut size, spare, by_speed);
+        // The sizes now add up to the groups exactly.
+        let mut first = 0;
+        for t in order() {
+            out[t] = Some(GroupRange { first, count: size[t] });
+            first += size[t];
+        }
+    }
+
+    /// [`KrispShare::layout`] into `out`, without allocating (it runs on the launch path):
+    /// looked up when sized by speeds.
+    fn lay(&self, active: u64, tenants: u32, groups: u32, out: &mut [Option<GroupRange>; 64]) {
+        let n = (self.shares.len() as u32).max(tenants).max(64 - active.leading_zeros()).min(64);
+        if let Some(t) = self.table.as_ref().filter(|t| t.tenants == n && t.groups == groups) {
+            for (o, w) in out.iter_mut().zip(&t.by_set[active as usize]) {
+                *o = *w;
+            }
+            return;
+        }
+        let mut home = [0u32; 64];
+        self.homes(n, groups, &mut home, false);
+        self.arrange(active, &home, groups, out, false);
+    }
+
+    /// Every window tenant `t` can get beside others (out of `tenants` tenants, any of the
+    /// others contending), smaller than the device, without repeats: what a plan set of `t`
+    /// needs besides the whole device. A latency-critical tenant that is not bounded needs
+    /// none (it always runs on the whole device); beyond [`TABLE_TENANTS`] tenants, only its
+    /// home.
+    pub fn windows(&self, t: TenantId, tenants: u32, groups: u32) -> Vec<GroupRange> {
+        let t = t.min(63);
+        if self.on_whole_device(t as usize) {
+            return Vec::new();
+        }
+        let n = (self.shares.len() as u32).max(tenants).max(t + 1).min(64);
+        if n > TABLE_TENANTS {
+            return vec![self.home(t, n, groups)];
+        }
+        let others: Vec<u32> = (0..n).filter(|&o| o != t).collect();
+        let mut out: Vec<GroupRange> = Vec::new();
+        for subset in 1u64..1 << others.len() {
+            let active = others
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| subset & (1 << i) != 0)
+                .fold(1u64 << t, |m, (_, &o)| m | 1 << o);
+            let mut lay = [None; 64];
+            self.lay(active, n, groups, &mut lay);
+            if let Some(w) = lay[t as usize].filter(|w| w.count < groups && !out.contains(w)) {
+                out.push(w);
+            }
+        }
+        out
+    }
+
+    /// Whether tenant `t` is latency-critical.
+    fn critical(&self, t: usize) -> bool {
+        self.share(t).class == PriorityClass::LatencyCritical
+    }
+
+    /// Whether tenant `t`'s kernels always run on the whole device: latency-critical and not
+    /// bounded.
+    fn on_whole_device(&self, t: usize) -> bool {
+        self.critical(t) && !self.share(t).bounded
+    }
+
+    /// The window tenant `t` owns: its window when every one of `tenants` tenants contends.
+    pub fn home(&self, t: TenantId, tenants: u32, groups: u32) -> GroupRange {
+        let t = t.min(63) as usize;
+        let mut out = [None; 64];
+        self.lay(self.everyone(tenants.max(t as u32 + 1)), tenants.max(t as u32 + 1), groups, &mut out);
+        out[t].expect("t is in the set")
+    }
+
+    /// The set of every tenant when (at least) `tenants` tenants share the device.
+    fn everyone(&self, tenants: u32) -> u64 {
+        let n = (self.shares.len() as u32).max(tenants).min(64);
+        if n >= 64 {
+            u64::MAX
+        } else {
+            (1u64 << n) - 1
+        }
+    }
+
+    /// The latency-critical tenants, a bit per id.
+    fn critical_set(&self) -> u64 {
+        self.shares
+            .iter()
+            .take(64)
+            .enumerate()
+            .filter(|(_, s)| s.class == PriorityClass::LatencyCritical)
+            .fold(0, |m, (t, _)| m | 1 << t)
+    }
+
+    /// Whether a best-effort kernel of `tenant` on window `w` borrows: `w` reaches beyond what
+    /// the tenant owns (a latency-critical tenant never borrows).
+    fn borrows(&self, tenant: TenantId, load: &GroupLoad, topo: &Topology, w: GroupRange) -> bool {
+        let tenant = tenant.min(63);
+        if self.critical(tenant as usize) {
+            return false;
+        }
+        !self.home(tenant, load.tenants(), topo.groups).contains(&w)
+    }
+
+    /// Where a kernel of the demand's tenant runs now, and whether it borrows.
+    fn now(&self, d: &Demand, load: &GroupLoad, topo: &Topology) -> (Region, bool) {
+        let tenant = d.tenant.min(63);
+        let active = d.active | load.active_set() | 1 << tenant;
+        let critical = self.critical(tenant as usize);
+        if self.on_whole_device(tenant as usize) || active == 1 << tenant {
+            // Alone, a tenant that stays busy borrows the others' SMs (short blocks at the least
+            // priority, so an owner coming back gets them within a block); one that comes and
+            // goes keeps its own priority, as it does beside others that come and go.
+            return (Region::Whole, !critical && d.sustained);
+        }
+        if !d.sustained {
+            // Contention that comes and goes (a contender is idle between its requests): no one
+            // needs a window, and sharing every SM block by block lets each use what the others
+            // leave; a latency-critical kernel, at high priority, takes each SM as the block
+            // running there ends.
+            return (Region::Whole, false);
+        }
+        let (mut now, mut owned) = ([None; 64], [None; 64]);
+        let n = load.tenants().max(64 - active.leading_zeros());
+        self.lay(active, n, topo.groups, &mut now);
+        self.lay(self.everyone(n), n, topo.groups, &mut owned);
+        let (w, own) = (now[tenant as usize].expect("active"), owned[tenant as usize].expect("a tenant"));
+        let borrowed = !critical && !own.contains(&w);
+        let region = if w.count >= topo.groups { Region::Whole } else { Region::Groups(w) };
+        (region, borrowed)
+    }
+}
+
+impl Policy for KrispShare {
+    fn name(&self) -> &'static str {
+        "krisp"
+    }
+    fn place(&self, d: &Demand, load: &GroupLoad, topo: &Topology, allowed: GroupRange) -> Decision {
+        let high = d.class == PriorityClass::LatencyCritical;
+        let (region, borrowed) = if allowed.count < topo.groups {
+            // Within a window (capturing a plan there): the window, borrowed where it reaches
+            // beyond what the tenant owns.
+            (Region::Groups(allowed), self.borrows(d.tenant, load, topo, allowed))
+        } else {
+            self.now(d, load, topo)
+        };
+        let blocks = if borrowed { Blocks::Short } else { Blocks::Resident };
+        Decision::Run { region, high_priority: high, borrowed, blocks }
+    }
+    fn reads_load(&self) -> bool {
+        // Which tenants are active comes with the demand: no kernel is tracked.
+        false
+    }
+    fn guaranteed(&self) -> u64 {
+        self.critical_set()
+    }
+    fn plan_windows(&self, t: TenantId, tenants: u32, groups: u32) -> Vec<GroupRange> {
+        std::iter::once(GroupRange { first: 0, count: groups }).chain(self.windows(t, tenants, groups)).collect()
+    }
+    fn pick_plan(&self, d: &Demand, load: &GroupLoad, topo: &Topology, regions: &[Region]) -> (usize, bool) {
+        let (now, now_borrowed) = self.now(d, load, topo);
+        let target = span(now, topo);
+        let overlap = |r: &Region| {
+            let g = span(*r, topo);
+            g.end().min(target.end()).saturating_sub(g.first.max(target.first))
+        };
+        // Most groups in common with where it runs now; the smaller plan on ties.
+        let i = (0..regions.len())
+            .max_by_key(|&i| {
+                (overlap(&regions[i]), std::cmp::Reverse(span(regions[i], topo).count), std::cmp::Reverse(i))
+            })
+            .unwrap_or(0);
+        let borrowed = regions.get(i).is_some_and(|&r| {
+            if span(r, topo) == target {
+                now_borrowed
+            } else {
+                self.borrows(d.tenant, load, topo, span(r, topo))
+            }
+        });
+        (i, borrowed)
+    }
+}

@@ -1,0 +1,269 @@
+use proptest::prelude::*;
+
+use super::*;
+use crate::runtime::policy::tests::{share, TOPO};
+use crate::runtime::policy::{Full, Prioritized, Topology};
+
+#[test]
+fn shares_lay_out_the_contending_tenants_side_by_side() {
+    let p = KrispShare::new(vec![share(false, None), share(true, Some(4)), share(false, Some(2)), share(false, None)]);
+    let w = |first, count| Some(GroupRange { first, count });
+    // Everyone: the latency-critical quota first, then tenant 0, 2 (its quota) and 3.
+    assert_eq!(p.layout(0b1111, 4, 15), vec![w(4, 5), w(0, 4), w(9, 2), w(11, 4)]);
+    // Tenant 3 idle: its groups go in equal parts to the active best-effort tenants.
+    assert_eq!(p.layout(0b0111, 4, 15), vec![w(4, 7), w(0, 4), w(11, 4)]);
+    // The latency-critical tenant keeps its quota; the best-effort one takes the rest.
+    assert_eq!(p.layout(0b0110, 4, 15), vec![None, w(0, 4), w(4, 11)]);
+    // Only the latency-critical tenant among the active: it takes everything idle.
+    assert_eq!(p.layout(0b0010, 4, 15), vec![None, w(0, 15)]);
+    // Quotas larger than the device are cut, largest first, leaving each contender a group.
+    let big = KrispShare::new(vec![share(false, Some(14)), share(false, Some(14)), share(false, None)]);
+    assert_eq!(big.layout(0b111, 3, 15), vec![w(0, 7), w(7, 7), w(14, 1)]);
+    // More contenders than groups: a group each, in turn.
+    let many = KrispShare::default();
+    assert_eq!(many.layout(0b111, 3, 2), vec![w(0, 1), w(1, 1), w(0, 1)]);
+    assert_eq!(p.home(3, 4, 15), GroupRange { first: 11, count: 4 });
+    // Tenant 2's windows beside any others: its home among them; none for the LC tenant.
+    let ws = p.windows(2, 4, 15);
+    assert!(ws.contains(&p.home(2, 4, 15)) && ws.iter().all(|w| w.count < 15), "{ws:?}");
+    assert!(p.windows(1, 4, 15).is_empty());
+}
+
+#[test]
+fn shares_follow_the_load() {
+    let p = KrispShare::new(vec![share(true, Some(4)), share(false, None), share(false, None)]);
+    let mut load = GroupLoad::new(TOPO.groups, 3);
+    let be = |t| Demand::new(t, PriorityClass::BestEffort, None, 1024);
+    let lc = Demand::new(0, PriorityClass::LatencyCritical, None, 1024);
+    // Alone: the whole device; a best-effort tenant borrows it, the latency-critical one owns it.
+    assert_eq!(
+        p.decide(&be(1), &load, &TOPO),
+        Decision::Run { region: Region::Whole, high_priority: false, borrowed: true, blocks: Blocks::Short }
+    );
+    assert_eq!(
+        p.decide(&lc, &load, &TOPO),
+        Decision::Run { region: Region::Whole, high_priority: true, borrowed: false, blocks: Blocks::Resident }
+    );
+    // Tenant 2 busy: tenant 1 gets the groups the idle latency-critical tenant owns too (borrowed).
+    load.acquire(Region::Groups(GroupRange { first: 0, count: 3 }), 2);
+    let g = GroupRange { first: 0, count: 8 };
+    assert_eq!(
+        p.decide(&be(1), &load, &TOPO),
+        Decision::Run { region: Region::Groups(g), high_priority: false, borrowed: true, blocks: Blocks::Short }
+    );
+    // All three busy: the best-effort tenants on their own windows, off the latency-critical
+    // quota's groups, nothing borrowed (one block per SM slot); the latency-critical one on
+    // the whole device at high priority.
+    load.acquire(Region::Whole, 0);
+    load.acquire(Region::Groups(g), 1);
+    let owned = |first, count| Decision::run(Region::Groups(GroupRange { first, count }), false);
+    assert_eq!(p.decide(&lc, &load, &TOPO), p.decide(&lc, &GroupLoad::new(TOPO.groups, 3), &TOPO));
+    assert_eq!(p.decide(&be(1), &load, &TOPO), owned(4, 6));
+    assert_eq!(p.decide(&be(2), &load, &TOPO), owned(10, 5));
+    // The same without a latency-critical tenant.
+    let plain = KrispShare::new(vec![share(false, None), share(false, None)]);
+    let both = Demand { active: 0b11, ..be(1) };
+    let two = GroupLoad::new(TOPO.groups, 2);
+    assert_eq!(plain.decide(&both, &two, &TOPO), Decision::run(Region::Groups(plain.home(1, 2, 15)), false));
+    // Within a window (a plan's capture), the window: owned, or borrowed beyond its home.
+    let home = p.home(1, 3, TOPO.groups);
+    assert_eq!(p.place(&be(1), &GroupLoad::new(TOPO.groups, 3), &TOPO, home), owned(home.first, home.count));
+    assert_eq!(
+        p.place(&be(1), &GroupLoad::new(TOPO.groups, 3), &TOPO, g),
+        Decision::Run { region: Region::Groups(g), high_priority: false, borrowed: true, blocks: Blocks::Short }
+    );
+    // Activity the runtime reports with the demand counts as kernels in flight do.
+    let told = Demand { active: 0b101, ..be(1) };
+    assert_eq!(p.decide(&told, &GroupLoad::new(TOPO.groups, 3), &TOPO), p.decide(&be(1), &load, &TOPO));
+    // Plans: the whole device alone (borrowed), its own window when others contend.
+    let regions = [Region::Whole, Region::Groups(home)];
+    assert_eq!(p.pick_plan(&be(1), &GroupLoad::new(TOPO.groups, 3), &TOPO, &regions), (0, true));
+    assert_eq!(p.pick_plan(&be(1), &load, &TOPO, &regions), (1, false));
+    let wider = [Region::Whole, Region::Groups(home), Region::Groups(g)];
+    let lc_idle = Demand { active: 0b110, ..be(1) };
+    assert_eq!(p.pick_plan(&lc_idle, &GroupLoad::new(TOPO.groups, 3), &TOPO, &wider), (2, true));
+}
+
+#[test]
+fn tenants_that_come_and_go_share_the_whole_device() {
+    let be = |t, sustained| Demand { active: 0b111, sustained, ..Demand::new(t, PriorityClass::BestEffort, None, 64) };
+    let idle = GroupLoad::new(TOPO.groups, 3);
+    let plain = KrispShare::new(vec![share(false, None); 3]);
+    // None stays busy: contention comes and goes, so no windows.
+    assert_eq!(plain.decide(&be(1, false), &idle, &TOPO), Decision::run(Region::Whole, false));
+    // One of them stays busy: windows.
+    let home = Decision::run(Region::Groups(plain.home(1, 3, TOPO.groups)), false);
+    assert_eq!(plain.decide(&be(1, true), &idle, &TOPO), home);
+    // Alone: the whole device, owned (its own priority, resident blocks); a tenant that stays
+    // busy borrows it instead, so owners coming back get their SMs within a block.
+    let alone = |sustained| Demand { active: 0, ..be(1, sustained) };
+    assert_eq!(plain.decide(&alone(false), &idle, &TOPO), Decision::run(Region::Whole, false));
+    assert_eq!(
+        plain.decide(&alone(true), &idle, &TOPO),
+        Decision::Run { region: Region::Whole, high_priority: false, borrowed: true, blocks: Blocks::Short }
+    );
+    // A latency-critical tenant among them too: it goes out at high priority on the whole
+    // device, the best-effort ones on it at theirs; once one stays busy, windows, with the
+    // latency-critical tenant's quota kept free.
+    let lc = KrispShare::new(vec![share(true, Some(4)), share(false, None), share(false, None)]);
+    assert_eq!(lc.decide(&be(1, false), &idle, &TOPO), Decision::run(Region::Whole, false));
+    let critical = Demand { class: PriorityClass::LatencyCritical, ..be(0, false) };
+    assert_eq!(lc.decide(&critical, &idle, &TOPO), Decision::run(Region::Whole, true));
+    let Decision::Run { region: Region::Groups(w), .. } = lc.decide(&be(1, true), &idle, &TOPO) else {
+        panic!("a window once one stays busy")
+    };
+    assert!(w.first >= 4, "{w:?} overlaps the latency-critical quota");
+}
+
+#[test]
+fn latency_critical_tenants_duties_decide_no_window() {
+    let p = KrispShare::new(vec![share(false, None), share(true, Some(32)), share(false, None), share(true, None)]);
+    assert_eq!(p.guaranteed(), 0b1010);
+    assert_eq!(Prioritized { inner: Full, reserved_groups: 0 }.guaranteed(), 0);
+}
+
+#[test]
+fn speeds_size_the_windows() {
+    let sms: Vec<u32> = (1..=15).map(|g| g * 8).chain([132]).collect();
+    // A prefill that scales with SMs, and a decoder whose requests barely do.
+    let linear: Vec<(u32, f64)> = sms.iter().map(|&s| (s, 13_200.0 / f64::from(s))).collect();
+    let flat: Vec<(u32, f64)> = sms.iter().map(|&s| (s, 100.0 + 1_320.0 / f64::from(s))).collect();
+    let (lin, fl) = (Speeds::from_times(&linear, &TOPO).unwrap(), Speeds::from_times(&flat, &TOPO).unwrap());
+    assert!((lin.on(15, true) - 1.0).abs() < 1e-12 && (lin.on(8, false) - 64.0 / 132.0).abs() < 1e-12);
+    // Between profiled counts, interpolated: 7 groups and the 12 remaining SMs are 68 SMs.
+    assert!((fl.on(7, true) - 110.0 / (100.0 + 0.5 * (1320.0 / 64.0 + 1320.0 / 72.0))).abs() < 1e-12);
+    assert_eq!(Speeds::from_times(&linear[..1], &TOPO), None);
+    let be = vec![share(false, None), share(false, None)];
+    let p = KrispShare::with_speeds(be.clone(), vec![Some(lin.clone()), Some(fl.clone())], 2, &TOPO);
+    let lay = p.layout(0b11, 2, 15);
+    let (a, b) = (lay[0].unwrap(), lay[1].unwrap());
+    assert!(a.count > b.count + 3, "the prefill gets most of the device: {lay:?}");
+    assert_eq!((a.first, b.first, a.count + b.count), (0, a.count, 15));
+    // The same speeds for both: the equal split of KrispShare::new.
+    let same = KrispShare::with_speeds(be.clone(), vec![Some(lin.clone()), Some(lin)], 2, &TOPO);
+    assert_eq!(same.layout(0b11, 2, 15), KrispShare::new(be).layout(0b11, 2, 15));
+    // Alone, every tenant still gets the whole device; homes follow the sized layout.
+    assert_eq!(p.layout(0b10, 2, 15), vec![None, Some(GroupRange { first: 0, count: 15 })]);
+    assert_eq!(p.home(1, 2, 15), b);
+    // A tenant without speeds among the takers: equal parts.
+    let unknown = KrispShare::with_speeds(vec![share(false, None); 2], vec![Some(fl), None], 2, &TOPO);
+    assert_eq!(unknown.layout(0b11, 2, 15), KrispShare::new(vec![share(false, None); 2]).layout(0b11, 2, 15));
+}
+
+#[test]
+fn a_bounded_latency_critical_tenant_runs_on_its_window() {
+    let bounded = Share { bounded: true, ..share(true, Some(4)) };
+    let p = KrispShare::new(vec![bounded, share(false, None), share(false, None)]);
+    let lc = Demand::new(0, PriorityClass::LatencyCritical, None, 1024);
+    let run = |first, count| Decision::Run {
+        region: Region::Groups(GroupRange { first, count }),
+        high_priority: true,
+        borrowed: false,
+        blocks: Blocks::Resident,
+    };
+    // Alone: the whole device, never borrowed.
+    assert_eq!(
+        p.decide(&lc, &GroupLoad::new(TOPO.groups, 3), &TOPO),
+        Decision::Run { region: Region::Whole, high_priority: true, borrowed: false, blocks: Blocks::Resident }
+    );
+    // Every tenant busy: its quota, at high priority; the others off it.
+    let all = Demand { active: 0b111, ..lc };
+    assert_eq!(p.decide(&all, &GroupLoad::new(TOPO.groups, 3), &TOPO), run(0, 4));
+    let be = Demand { active: 0b111, ..Demand::new(1, PriorityClass::BestEffort, None, 1024) };
+    assert_eq!(
+        p.decide(&be, &GroupLoad::new(TOPO.groups, 3), &TOPO),
+        Decision::run(Region::Groups(GroupRange { first: 4, count: 6 }), false)
+    );
+    // Its windows are a plan set's, as for a best-effort tenant.
+    assert!(p.windows(0, 3, TOPO.groups).contains(&GroupRange { first: 0, count: 4 }));
+    // Without the bound: the whole device whoever is busy.
+    let whole = KrispShare::new(vec![share(true, Some(4)), share(false, None), share(false, None)]);
+    assert_eq!(
+        whole.decide(&all, &GroupLoad::new(TOPO.groups, 3), &TOPO),
+        p.decide(&lc, &GroupLoad::new(TOPO.groups, 3), &TOPO)
+    );
+}
+
+fn shares_strategy() -> impl Strategy<Value = (Vec<Share>, u64)> {
+    let one = (any::<bool>(), proptest::option::of(1u32..20), any::<bool>()).prop_map(|(lc, quota, bounded)| Share {
+        class: if lc { PriorityClass::LatencyCritical } else { PriorityClass::BestEffort },
+        quota,
+        bounded,
+    });
+    (proptest::collection::vec(one, 1..10), any::<u64>())
+}
+
+/// The invariants of [`krisp_layouts_partition_the_groups`] for one policy.
+fn check_layouts(p: &KrispShare, shares: &[Share], bits: u64, groups: u32) -> Result<(), TestCaseError> {
+    let n = shares.len() as u32;
+    let active = bits & ((1u64 << n) - 1);
+    let lay = p.layout(active, n, groups);
+    let windows: Vec<(usize, GroupRange)> = lay.iter().enumerate().filter_map(|(t, w)| w.map(|w| (t, w))).collect();
+    prop_assert_eq!(windows.len() as u32, active.count_ones());
+    if active.count_ones() <= groups && active != 0 {
+        let mut covered = vec![0u32; groups as usize];
+        for (_, w) in &windows {
+            prop_assert!(w.count >= 1 && w.end() <= groups, "{w:?}");
+            for g in w.first..w.end() {
+                covered[g as usize] += 1;
+            }
+        }
+        prop_assert!(covered.iter().all(|&c| c == 1), "{covered:?} for {windows:?}");
+        let lc_end = windows
+            .iter()
+            .filter(|(t, _)| shares[*t].class == PriorityClass::LatencyCritical)
+            .map(|(_, w)| w.end())
+            .max();
+        let be_first = windows
+            .iter()
+            .filter(|(t, _)| shares[*t].class != PriorityClass::LatencyCritical)
+            .map(|(_, w)| w.first)
+            .min();
+        if let (Some(a), Some(b)) = (lc_end, be_first) {
+            prop_assert!(a <= b, "latency-critical windows first: {windows:?}");
+        }
+    }
+    if n <= groups {
+        for t in 0..n {
+            let home = p.home(t, n, groups);
+            prop_assert!(home.count >= 1 && home.end() <= groups);
+            if !p.on_whole_device(t as usize) {
+                let ws = p.windows(t, n, groups);
+                for o in 1u64..(1 << n) {
+                    let set = o | 1 << t;
+                    if let Some(w) = p.layout(set, n, groups)[t as usize] {
+                        prop_assert!(w.count >= groups || ws.contains(&w), "{w:?} not among {ws:?}");
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    /// Any shares and any active set: the windows of the active tenants are disjoint, lie
+    /// within the groups, give each one at least a group, cover every group, and put the
+    /// latency-critical tenants first; each tenant's window holds its home when it is
+    /// alone among those that own more, and a plan set holds every window it can get.
+    #[test]
+    fn krisp_layouts_partition_the_groups(
+        (shares, bits) in shares_strategy(),
+        groups in 1u32..20,
+        curves in proptest::collection::vec(proptest::option::of(proptest::collection::vec(1.0f64..100.0, 21)), 10),
+    ) {
+        let n = shares.len() as u32;
+        // Without speeds, and with random request curves for some tenants.
+        let topo = Topology { groups, granularity: 8, rest_sms: 12 };
+        let speeds = curves[..n as usize]
+            .iter()
+            .map(|c| {
+                let times: Option<Vec<(u32, f64)>> = c.as_ref().map(|c| (1..=groups + 1).map(|g| (g * 8, c[g as usize])).collect());
+                times.and_then(|t| Speeds::from_times(&t, &topo))
+            })
+            .collect();
+        for p in [KrispShare::new(shares.clone()), KrispShare::with_speeds(shares.clone(), speeds, n, &topo)] {
+            check_layouts(&p, &shares, bits, groups)?;
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! [`PolicySpec`]: a runtime's policy stated as data (a mode, each tenant's class, quota,
+//! window and objective, what its profile says), and the one function that makes the policy
+//! from it. The harness, the C ABI and the interposer state their policies this way, so a mode
+//! means the same wherever it runs.
+
+use super::{
+    meets_on, Full, GroupRange, KrispConserved, KrispIsolated, KrispShare, Policy, Prioritized, PriorityClass, Share,
+    Speeds, Static, Topology,
+};
+
+/// The policies a runtime can be made with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyKind {
+    /// Every kernel on the whole device ([`Full`]: the `streams` mode).
+    Full,
+    /// A fixed window per tenant ([`Static`]).
+    Static,
+    /// Each kernel on its profiled knee ([`KrispConserved`]), best-effort tenants off the
+    /// reserved groups.
+    KrispConserved,
+    /// Each kernel on groups no other tenant uses ([`KrispIsolated`]), best-effort tenants off
+    /// the reserved groups.
+    KrispIsolated,
+    /// Shares that follow the load ([`KrispShare`]: the `krisp` mode); what quotas leave is
+    /// sized by each tenant's request curve with `curves` (`krisp-curves`), else in equal parts.
+    Krisp {
+        /// Whether the request curves size what quotas leave.
+        curves: bool,
+    },
+}
+
+/// One tenant as a policy sees it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TenantSpec {
+    /// Its class.
+    pub class: PriorityClass,
+    /// SMs guaranteed to it whenever it contends (`krisp`; rounded up to groups); `None`: an
+    /// equal part of what the quotas leave.
+    pub quota_sms: Option<u32>,
+    /// SMs of its fixed window (`static`; rounded up to groups); `None`: an equal part of the
+    /// groups the sized windows leave.
+    pub window_sms: Option<u32>,
+    /// Its latency objective for one request, in milliseconds.
+    pub slo_ms: Option<f64>,
+    /// Its request's time on each profiled SM count beside a co-runner (`(sms, µs)`,
+    /// ascending): whether its quota meets its objective ([`TenantSpec::bounded`]).
+    pub request_beside_us: Option<Vec<(u32, f64)>>,
+    /// Its request's time on each profiled SM count on an idle device: its [`Speeds`]
+    /// (`krisp-curves`).
+    pub request_us: Option<Vec<(u32, f64)>>,
+}
+
+impl TenantSpec {
+    /// Its quota in groups of `granularity` SMs.
+    fn quota_groups(&self, granularity: u32) -> Option<u32> {
+        self.quota_sms.map(|sms| sms.div_ceil(granularity.max(1)))
+    }
+
+    /// Whether it is bounded to its window ([`Share::bounded`]): latency-critical, with a
+    /// quota, an objective and a request curve beside a co-runner that meets the objective on
+    /// the quota's whole groups ([`meets_on`]).
+    pub fn bounded(&self, granularity: u32) -> bool {
+        let g = granularity.max(1);
+        match (self.class, self.quota_groups(g), self.slo_ms, self.request_beside_us.as_deref()) {
+            (PriorityClass::LatencyCritical, Some(q), Some(slo), Some(beside)) => meets_on(beside, q * g, slo),
+            _ => false,
+        }
+    }
+}
+
+/// A runtime's policy as data: which one, for which tenants (tenant ids are indices).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicySpec {
+    /// Which policy.
+    pub kind: PolicyKind,
+    /// The tenants.
+    pub tenants: Vec<TenantSpec>,
+    /// SMs best-effort kernels leave to latency-critical tenants (`krisp-conserved`,
+    /// `krisp-isolated`, where a tenant is latency-critical): [`reserved_groups`].
+    pub reserved_sms: u32,
+}
+
+/// Groups of `granularity` SMs, out of `groups`, that `reserved_sms` SMs kept for
+/// latency-critical work take: whole groups, at least one group left over.
+pub fn reserved_groups(groups: u32, granularity: u32, reserved_sms: u32) -> u32 {
+    reserved_sms.div_ceil(granularity.max(1)).min(groups.saturating_sub(1))
+}
+
+impl PolicySpec {
+    /// The policy on `topo`. Refused (why, in words) when the static windows do not fit.
+    pub fn build(&self, topo: &Topology) -> Result<Box<dyn Policy>, String> {
+        let any_lc = self.tenants.iter().any(|t| t.class == PriorityClass::LatencyCritical);
+        let reserved_groups =
+            if any_lc { reserved_groups(topo.groups, topo.granularity, self.reserved_sms) } else { 0 };
+        Ok(match self.kind {
+            PolicyKind::Full => Box::new(Prioritized { inner: Full, reserved_groups: 0 }),
+            PolicyKind::Static => {
+                Box::new(Prioritized { inner: Static { windows: self.static_windows(topo)? }, reserved_groups: 0 })
+            }
+            PolicyKind::KrispConserved => Box::new(Prioritized { inner: KrispConserved, reserved_groups }),
+            PolicyKind::KrispIsolated => Box::new(Prioritized { inner: KrispIsolated::default(), reserved_groups }),
+            PolicyKind::Krisp { .. } => Box::new(self.krisp_shares(topo)),
+        })
+    }
+
+    /// The static windows: each tenant's `window_sms` (rounded up to groups), the others an
+    /// equal part of the groups left, side by side from group 0.
+    pub fn static_windows(&self, topo: &Topology) -> Result<Vec<Option<GroupRange>>, String> {
+        let sizes: Vec<Option<u32>> = self.tenants.iter().map(|t| t.window_sms).collect();
+        Ok(Static::side_by_side(&sizes, topo.groups, topo.granularity)?.windows)
+    }
+
+    /// Per tenant, whether the policy bounds it to its window ([`TenantSpec::bounded`]; only
+    /// the krisp policies do).
+    pub fn bounded(&self, topo: &Topology) -> Vec<bool> {
+        let krisp = matches!(self.kind, PolicyKind::Krisp { .. });
+        self.tenants.iter().map(|t| krisp && t.bounded(topo.granularity)).collect()
+    }
+
+    /// The shares of a krisp policy: each tenant's class, its quota in groups (bounded to it
+    /// where [`TenantSpec::bounded`]) and, for `krisp-curves` where its request curve is known,
+    /// its speed on each window size.
+    pub fn krisp_shares(&self, topo: &Topology) -> KrispShare {
+        let shares = self
+            .tenants
+            .iter()
+            .map(|t| Share {
+                class: t.class,
+                quota: t.quota_groups(topo.granularity),
+                bounded: t.bounded(topo.granularity),
+            })
+            .collect();
+        let curves = self.kind == PolicyKind::Krisp { curves: true };
+        let speeds = self
+            .tenants
+            .iter()
+            .map(|t| t.request_us.as_ref().filter(|_| curves).and_then(|c| Speeds::from_times(c, topo)))
+            .collect();
+        KrispShare::with_speeds(shares, speeds, self.tenants.len() as u32, topo)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOPO: Topology = Topology { groups: 15, granularity: 8, rest_sms: 12 };
+
+    #[test]
+    fn a_latency_critical_tenant_is_bounded_where_its_quota_meets_its_objective() {
+        // About what the committed bert-base batch-1 profile says: ~1.5 ms on 32 SMs.
+        let curve = vec![(16, 3000.0), (32, 1500.0), (132, 400.0)];
+        let lc = TenantSpec {
+            class: PriorityClass::LatencyCritical,
+            quota_sms: Some(32),
+            slo_ms: Some(4.0),
+            request_beside_us: Some(curve),
+            ..TenantSpec::default()
+        };
+        assert!(lc.bounded(8), "half of 4 ms holds a 1.5 ms request");
+        assert!(!TenantSpec { slo_ms: Some(2.0), ..lc.clone() }.bounded(8), "half of 2 ms does not");
+        assert!(!TenantSpec { request_beside_us: None, ..lc.clone() }.bounded(8), "no curve");
+        assert!(!TenantSpec { slo_ms: None, ..lc.clone() }.bounded(8), "no objective");
+        assert!(!TenantSpec { class: PriorityClass::BestEffort, ..lc.clone() }.bounded(8), "best-effort");
+        assert!(!TenantSpec { quota_sms: None, ..lc.clone() }.bounded(8), "no quota");
+        // A quota that is not whole groups is judged on its whole groups.
+        assert!(TenantSpec { quota_sms: Some(25), ..lc.clone() }.bounded(8));
+        // Judged at the largest profiled count within the quota.
+        assert!(meets_on(&[(24, 4000.0), (40, 1000.0)], 32, 10.0));
+        assert!(!meets_on(&[(40, 1000.0)], 32, 10.0));
+        // Only the krisp policies bound tenants.
+        let spec = |kind| PolicySpec { kind, tenants: vec![lc.clone(), TenantSpec::default()], reserved_sms: 0 };
+        assert_eq!(spec(PolicyKind::Krisp { curves: false }).bounded(&TOPO), vec![true, false]);
+        assert_eq!(
+            spec(PolicyKind::Krisp { curves: false }).krisp_shares(&TOPO).shares[0],
+            Share { class: PriorityClass::LatencyCritical, quota: Some(4), bounded: true }
+        );
+        assert_eq!(spec(PolicyKind::KrispConserved).bounded(&TOPO), vec![false, false]);
+    }
+
+    #[test]
+    fn reserved_groups_are_whole_groups_leaving_one() {
+        assert_eq!(reserved_groups(15, 8, 0), 0);
+        assert_eq!(reserved_groups(15, 8, 32), 4);
+        assert_eq!(reserved_groups(15, 8, 33), 5);
+        assert_eq!(reserved_groups(15, 8, 500), 14);
+        assert_eq!(reserved_groups(1, 8, 8), 0);
+    }
+
+    #[test]
+    fn each_kind_builds_its_policy() {
+        let lc = TenantSpec { class: PriorityClass::LatencyCritical, ..TenantSpec::default() };
+        let tenants = vec![lc, TenantSpec { window_sms: Some(40), ..TenantSpec::default() }];
+        let spec = |kind| PolicySpec { kind, tenants: tenants.clone(), reserved_sms: 32 };
+        let names: Vec<&str> = [
+            PolicyKind::Full,
+            PolicyKind::Static,
+            PolicyKind::KrispConserved,
+            PolicyKind::KrispIsolated,
+            PolicyKind::Krisp { curves: false },
+            PolicyKind::Krisp { curves: true },
+        ]
+        .into_iter()
+        .map(|k| spec(k).build(&TOPO).unwrap().name())
+        .collect();
+        assert_eq!(names, ["full", "static", "krisp-conserved", "krisp-isolated", "krisp", "krisp"]);
+        assert_eq!(
+            spec(PolicyKind::Static).static_windows(&TOPO).unwrap(),
+            vec![Some(GroupRange { first: 0, count: 10 }), Some(GroupRange { first: 10, count: 5 })]
+        );
+        let big = PolicySpec {
+            tenants: vec![TenantSpec { window_sms: Some(200), ..TenantSpec::default() }],
+            ..spec(PolicyKind::Static)
+        };
+        assert!(big.build(&TOPO).is_err());
+    }
+}
