@@ -950,7 +950,7 @@ mod tests {
         })
         .unwrap();
         // mps was skipped: one point saying so, nothing run. krisp: the ordinary run, two more
-        // at ×1, one at ×1.2 (missed), three at the midpoint ×1.095. streams is not swept.
+        // at ×1, three at ×1.2 (missed), three at the midpoint ×1.095. streams is not swept.
         let points: Vec<(&str, String, u32, bool)> =
             report.sweeps.iter().map(|p| (p.mode.as_str(), sweep::scale_label(p.scale), p.repeat, p.meets())).collect();
         let want = [
@@ -959,6 +959,8 @@ mod tests {
             ("krisp", "1", 1, true),
             ("krisp", "1", 2, true),
             ("krisp", "1.2", 0, false),
+            ("krisp", "1.2", 1, false),
+            ("krisp", "1.2", 2, false),
             ("krisp", "1.095", 0, true),
             ("krisp", "1.095", 1, true),
             ("krisp", "1.095", 2, true),
@@ -970,7 +972,7 @@ mod tests {
         assert_eq!(saves.get(), report.sweeps.len());
         // Every run besides the ordinary one: krisp, at the sweep's length, each repeat of a
         // scale on other arrivals.
-        assert_eq!(ran.len(), 6);
+        assert_eq!(ran.len(), 8);
         assert!(ran.iter().all(|r| r.0 == "krisp" && r.3 == Some(1.0)));
         assert_ne!(ran[0].2, Some(s.arrival_seed(0)), "repeat 1 draws other arrivals than the ordinary run");
         assert_ne!(ran[0].2, ran[1].2);

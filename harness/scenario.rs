@@ -788,11 +788,11 @@ mod tests {
     fn the_default_set_parses_and_covers_the_study() {
         let f = ScenarioFile::defaults();
         let names: Vec<&str> = f.scenarios.iter().map(|s| s.name.as_str()).collect();
-        for want in ["encoders", "decoders", "mix-4"] {
+        for want in ["encoders", "mix-small-large", "mix-4"] {
             assert!(names.contains(&want), "{names:?}");
         }
         // The classic study: closed loops at batch 8, sequence 128, 10 + 100 requests.
-        let classic: Vec<&Scenario> = f.scenarios.iter().take(6).collect();
+        let classic: Vec<&Scenario> = f.scenarios.iter().take(4).collect();
         assert!(classic.iter().all(|s| s.warmup == 10 && s.requests == 100 && s.duration_s.is_none()));
         let tenants = || classic.iter().flat_map(|s| &s.tenants);
         assert!(tenants().all(|t| t.batch == 8 && t.seq == 128 && t.rate.is_none() && t.phases.is_none()));
