@@ -6,11 +6,13 @@
 //! - `timeslice`, `mps`, `mps-limit`: as for the engine's tenants;
 //! - `static`: under MPS, each process's kernels placed on its own window by the interposer
 //!   (`librightsize_preload.so`, `LD_PRELOAD`): `static_sms`, or an equal part of the groups;
-//! - `krisp`: under MPS, the processes follow the load on a shared board (the interposer's
-//!   `board`): a process alone runs on the whole device; with `k` busy, each places its
-//!   kernels on its part of `k` equal parts of the device; kernels of no more blocks than
-//!   the part has SMs are never confined. A latency-critical tenant's kernels run where
-//!   PyTorch put them, and while it is busy the others' parts leave its `quota_sms` free.
+//! - `krisp`: under MPS, the processes share a board (the interposer's `board`). Without a
+//!   busy latency-critical process every kernel runs where PyTorch put it, as under MPS
+//!   (confining best-effort processes only left SMs idle that MPS fills). While a
+//!   latency-critical tenant is busy its kernels run where PyTorch put them, and each of the
+//!   `k` busy best-effort processes places its kernels on its part of the device that the
+//!   latency-critical tenant's `quota_sms` leave; kernels of no more blocks than the part has
+//!   SMs are never confined.
 //!
 //! Solo baselines run each tenant alone in its process, without MPS.
 
@@ -68,6 +70,10 @@ pub struct Interposed {
     /// latency-critical (`krisp`; the others keep its quota free).
     #[serde(default)]
     pub critical: u64,
+    /// Left where launched, while other processes were busy, because none of them was
+    /// latency-critical (`krisp`: best-effort processes share every SM, as under MPS).
+    #[serde(default)]
+    pub shared: u64,
     /// Left where launched, while another process was busy, because they had no more blocks
     /// than the window has SMs (`krisp`).
     #[serde(default)]
@@ -198,7 +204,7 @@ mod tests {
     #[test]
     fn the_interposers_logs_are_read_back_and_a_missing_one_is_none() {
         let dir = private_dir("logs").unwrap();
-        let log = r#"{"sms": 64, "board_slots": 2, "launches": 10, "placed": 4, "alone": 3, "critical": 1, "narrow": 2, "captured": 0, "fallback": 1, "via_ex": 0, "functions_resolved": 4, "functions_kept": 0, "blas_calls": 2}"#;
+        let log = r#"{"sms": 64, "board_slots": 2, "launches": 10, "placed": 4, "alone": 3, "critical": 1, "shared": 5, "narrow": 2, "captured": 0, "fallback": 1, "via_ex": 0, "functions_resolved": 4, "functions_kept": 0, "blas_calls": 2}"#;
         std::fs::write(dir.join("1.json"), log).unwrap();
         let fitted = log.replace(
             r#""blas_calls": 2}"#,
@@ -216,6 +222,7 @@ mod tests {
             placed: 4,
             alone: 3,
             critical: 1,
+            shared: 5,
             narrow: 2,
             captured: 0,
             fallback: 1,

@@ -116,6 +116,9 @@ static VIA_EX: AtomicU64 = AtomicU64::new(0);
 static ALONE: AtomicU64 = AtomicU64::new(0);
 /// Launches of a latency-critical process left where launched while others were busy.
 static CRITICAL: AtomicU64 = AtomicU64::new(0);
+/// Launches of a best-effort process left where launched while others were busy, none of them
+/// latency-critical ([`Left::Shared`]).
+static SHARED: AtomicU64 = AtomicU64::new(0);
 /// Kernels left where launched, on a board while another process was busy, because they had
 /// no more blocks than the window has SMs.
 static NARROW: AtomicU64 = AtomicU64::new(0);
@@ -655,14 +658,8 @@ fn place<R>(
             let now = board::now_ns();
             b.launched(now, need);
             let v = b.view(now);
-            if v.busy <= 1 {
-                // Alone: the whole device, where the application put it.
-                ALONE.fetch_add(1, Ordering::Relaxed);
-                return work(None, stream);
-            }
-            if v.critical {
-                // Latency-critical: the whole device too; the others keep its quota free.
-                CRITICAL.fetch_add(1, Ordering::Relaxed);
+            if let Some(why) = left_on_board(&v) {
+                why.count().fetch_add(1, Ordering::Relaxed);
                 return work(None, stream);
             }
             shares().and_then(|s| s.window(&v))
@@ -735,6 +732,43 @@ fn place<R>(
         }
     }
     r
+}
+
+/// Why a launch on a board stays where the application put it (the whole device).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Left {
+    /// No other process is busy.
+    Alone,
+    /// Its process is latency-critical: the others keep its quota free.
+    Critical,
+    /// Other processes are busy, but none of them latency-critical: nothing needs protecting,
+    /// so the processes share every SM as under MPS (confined, a Python-bound process's
+    /// kernels would leave SMs idle that MPS fills with another's).
+    Shared,
+}
+
+impl Left {
+    fn count(self) -> &'static AtomicU64 {
+        match self {
+            Left::Alone => &ALONE,
+            Left::Critical => &CRITICAL,
+            Left::Shared => &SHARED,
+        }
+    }
+}
+
+/// Whether a launch that sees `v` stays where the application put it, and why; `None`: it
+/// goes to its part of the device (a busy latency-critical process's quota kept free).
+fn left_on_board(v: &board::View) -> Option<Left> {
+    if v.busy <= 1 {
+        Some(Left::Alone)
+    } else if v.critical {
+        Some(Left::Critical)
+    } else if v.reserved_sms == 0 {
+        Some(Left::Shared)
+    } else {
+        None
+    }
 }
 
 /// Places a kernel launch: `launch` runs function `f` on a stream; on the partition a
@@ -928,13 +962,14 @@ fn captured_placed() -> bool {
 pub fn report() -> String {
     let sms = target().map_or(0, |t| t.sms);
     format!(
-        "{{\"sms\": {sms}, \"board_slots\": {}, \"windows_made\": {}, \"launches\": {}, \"placed\": {}, \"alone\": {}, \"critical\": {}, \"narrow\": {}, \"captured\": {}, \"fallback\": {}, \"via_ex\": {}, \"functions_resolved\": {}, \"functions_kept\": {}, \"blas_calls\": {}, \"captured_placed\": {}, \"fits\": {}}}",
+        "{{\"sms\": {sms}, \"board_slots\": {}, \"windows_made\": {}, \"launches\": {}, \"placed\": {}, \"alone\": {}, \"critical\": {}, \"shared\": {}, \"narrow\": {}, \"captured\": {}, \"fallback\": {}, \"via_ex\": {}, \"functions_resolved\": {}, \"functions_kept\": {}, \"blas_calls\": {}, \"captured_placed\": {}, \"fits\": {}}}",
         board::board().map_or(0, board::Board::len),
         WINDOWS.load(Ordering::Relaxed),
         SEEN.load(Ordering::Relaxed),
         PLACED.load(Ordering::Relaxed),
         ALONE.load(Ordering::Relaxed),
         CRITICAL.load(Ordering::Relaxed),
+        SHARED.load(Ordering::Relaxed),
         NARROW.load(Ordering::Relaxed),
         CAPTURED.load(Ordering::Relaxed),
         FALLBACK.load(Ordering::Relaxed),
@@ -992,6 +1027,18 @@ mod tests {
         assert_eq!(part(33, &[all], 0).0, 5);
         assert_eq!(part(500, &[all, all], 0), (14, g(14, 1)));
         assert_eq!(part(500, &[all, all], 1), (14, g(14, 1)));
+    }
+
+    #[test]
+    fn only_a_busy_latency_critical_process_confines_the_others() {
+        let v = |busy, critical, reserved_sms| board::View { busy, critical, reserved_sms, ..Default::default() };
+        assert_eq!(left_on_board(&v(1, false, 0)), Some(Left::Alone));
+        assert_eq!(left_on_board(&v(1, true, 32)), Some(Left::Alone));
+        assert_eq!(left_on_board(&v(3, true, 32)), Some(Left::Critical));
+        // Best-effort processes among themselves share every SM, as under MPS.
+        assert_eq!(left_on_board(&v(4, false, 0)), Some(Left::Shared));
+        // A busy latency-critical process's quota is kept free of the others' kernels.
+        assert_eq!(left_on_board(&v(2, false, 32)), None);
     }
 
     #[test]
