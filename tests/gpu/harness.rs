@@ -228,7 +228,8 @@ fn pytorch_tenants_run_as_processes_and_follow_the_load_through_the_interposer()
     println!("krisp, best-effort only: interposer {logs:?}");
     assert!(logs.iter().all(|l| l.placed == 0 && l.fallback == 0), "{logs:?}");
     assert!(logs[1].shared > 0 && logs[1].alone > 0, "{logs:?}");
-    let critical = text.replace("rate = 100.0", "rate = 100.0\n        class = \"latency-critical\"\n        quota_sms = 32");
+    let critical =
+        text.replace("rate = 100.0", "rate = 100.0\n        class = \"latency-critical\"\n        quota_sms = 32");
     let s = ScenarioFile::parse(&critical, "test").unwrap().scenarios.remove(0);
     for mode in ["timeslice", "static", "krisp"] {
         let o = run_one(Some(&exe), &s, mode.parse().unwrap(), Knees::default(), None, Default::default())
