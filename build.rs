@@ -195,6 +195,7 @@ fn generate_abi(header: &Path, dest: &Path) -> Result<(), String> {
             .header(header.display().to_string())
             .allowlist_type(".*Params")
             .allowlist_type("DecoderLayerWeights")
+            .allowlist_type("RsTicket")
             .allowlist_var("RS_.*")
             .derive_default(true)
             .derive_debug(true)

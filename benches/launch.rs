@@ -12,7 +12,10 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion};
 use cudarc::driver::sys;
 use half::f16;
-use rightsize::kernels::{abi::VectorAddParams, KernelId, VECTOR_ADD_F16};
+use rightsize::kernels::{
+    abi::{RsTicket, VectorAddParams},
+    KernelId, VECTOR_ADD_F16,
+};
 use rightsize::runtime::{Device, DeviceBuffer, Grid, PartitionId, Placement, PoolSpec, Runtime};
 
 /// Launches between synchronizations, so the queue never fills and blocks the host.
@@ -65,8 +68,11 @@ fn bench(c: &mut Criterion) {
     g.bench_function("bare cuLaunchKernel", |b| {
         b.iter_custom(|iters| {
             timed(iters, &sync, || {
-                let mut args = [&params as *const VectorAddParams as *mut c_void];
-                // SAFETY: the function's parameter struct; buffers live for the bench.
+                // Every kernel's second argument is its ticket; a zero one runs the plain order.
+                let ticket = RsTicket::default();
+                let mut args =
+                    [&params as *const VectorAddParams as *mut c_void, &ticket as *const RsTicket as *mut c_void];
+                // SAFETY: the function's parameters and ticket; buffers live for the bench.
                 let r = unsafe {
                     sys::cuLaunchKernel(
                         function,

@@ -4,10 +4,41 @@
  * Included by the CUDA sources and run through bindgen by build.rs, so Rust and CUDA
  * share each layout. Rules: plain C, fixed-width fields, device pointers as
  * `unsigned long long` (a CUdeviceptr), no pointers to host memory, and every kernel
- * takes exactly one of these structs by value (`__grid_constant__ const XParams p`).
+ * takes one of these structs by value (`__grid_constant__ const XParams p`), then its
+ * RsTicket (`__grid_constant__ const RsTicket t`).
  */
 #ifndef RIGHTSIZE_ABI_H
 #define RIGHTSIZE_ABI_H
+
+/* ---- every kernel: work units and claims --------------------------------------- */
+
+/** Most SMs and SM groups the claim tables describe. */
+#define RS_MAX_SMS 256
+#define RS_MAX_GROUPS 64
+/** group_of entry of an SM no group holds: never claimed. */
+#define RS_NO_GROUP 255
+
+/**
+ * The second argument of every kernel: where its blocks take work units and when they give
+ * their SMs back (kernels/common.cuh, rs::Units).
+ * Block b does unit b first. With counter = 0, or no more units than blocks, it then takes
+ * b + gridDim.x, … (the plain contract). Otherwise it takes each later unit (or group of
+ * units) from the counter, and before each take it reads the claim on its SM's group:
+ * claims[group_of[%smid]] > level means another tenant claimed the group, and the block leaves
+ * with the units it has done; the blocks still in take the rest, and the last block out takes
+ * whatever is left (claims no longer stop it) and zeroes the counter. A counter is zero before
+ * and after every launch, so launches that run one after another may share it.
+ */
+typedef struct RsTicket {
+    unsigned long long counter;  /* unsigned long long: blocks left for a claim << 32 | tickets taken; or 0 */
+    unsigned long long claims;   /* const unsigned[RS_MAX_GROUPS]: each group's claim level (0: none), or 0 */
+    unsigned long long group_of; /* const unsigned char[RS_MAX_SMS]: each SM's group */
+    unsigned long long trace;    /* optional: unsigned long long[gridDim.x][3] per block: %globaltimer (ns) when it
+                                    started on its units and when it left, and smid << 32 |
+                                    left-for-a-claim << 31 | units it did */
+    unsigned int level;          /* the launch's own level: it yields groups claimed above it */
+    unsigned int _pad;
+} RsTicket;
 
 /* ---- smid.cu ---------------------------------------------------------------- */
 

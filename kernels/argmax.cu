@@ -17,13 +17,13 @@ __device__ __forceinline__ bool better(float v, unsigned i, float bv, unsigned b
 }
 }  // namespace
 
-RS_KERNEL void __launch_bounds__(RS_ARGMAX_THREADS) argmax_f16(const __grid_constant__ ArgmaxParams p) {
+RS_KERNEL void __launch_bounds__(RS_ARGMAX_THREADS) argmax_f16(const __grid_constant__ ArgmaxParams p, RS_TICKET t) {
     rs::pdl_sync();
     using rs::u64;
     __shared__ float sv[RS_ARGMAX_THREADS / 32];
     __shared__ unsigned si[RS_ARGMAX_THREADS / 32];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-    RS_FOR_EACH_UNIT(r, p.rows) {
+    RS_FOR_EACH_UNIT(r, p.rows, t) {
         const __half* row = rs::ptr<const __half>(p.logits) + r * p.stride;
         float bv = -CUDART_INF_F;
         unsigned bi = 0xffffffffu;

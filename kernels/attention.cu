@@ -29,7 +29,7 @@ namespace {
 using rs::u64;
 
 template <int D>
-__device__ __forceinline__ void prefill(const AttentionParams& p, __half* smem) {
+__device__ __forceinline__ void prefill(const AttentionParams& p, __half* smem, const RsTicket& t) {
     constexpr int BQ = RS_ATTN_BQ, BKV = RS_ATTN_BKV, LDS = D + 8, CH = D / 8;
     constexpr int THREADS = RS_ATTN_THREADS;
     static_assert(BQ == 16 * (THREADS / 32), "one warp per 16 query rows");
@@ -40,7 +40,7 @@ __device__ __forceinline__ void prefill(const AttentionParams& p, __half* smem) 
     const u64 units = (u64)p.batch * p.heads_q * ((p.seq + BQ - 1) / BQ);
     const float scale_log2 = p.scale * rs::ATTN_LOG2E;
 
-    RS_FOR_EACH_UNIT(u, units) {
+    RS_FOR_EACH_UNIT(u, units, t) {
         const rs::AttnUnit<BQ> w(p, u);
         const __half* Q = rs::ptr<const __half>(p.q) + (u64)w.h * D;
         const __half* K = rs::ptr<const __half>(p.k) + (u64)w.hk * D;
@@ -113,40 +113,40 @@ __device__ __forceinline__ void prefill(const AttentionParams& p, __half* smem) 
 }
 
 template <int D>
-__device__ __forceinline__ void decode(const DecodeAttentionParams& p) {
-    RS_FOR_EACH_UNIT(u, (u64)p.batch * p.heads_kv) rs::decode_attention_unit<D>(p, u);
+__device__ __forceinline__ void decode(const DecodeAttentionParams& p, const RsTicket& t) {
+    RS_FOR_EACH_UNIT(u, (u64)p.batch * p.heads_kv, t) rs::decode_attention_unit<D>(p, u);
 }
 
 }  // namespace
 
 extern __shared__ __align__(128) unsigned char rs_attn_smem[];
 
-RS_KERNEL void __launch_bounds__(RS_ATTN_THREADS) attention_prefill_d32(const __grid_constant__ AttentionParams p) {
+RS_KERNEL void __launch_bounds__(RS_ATTN_THREADS) attention_prefill_d32(const __grid_constant__ AttentionParams p, RS_TICKET t) {
     rs::pdl_sync();
-    prefill<32>(p, reinterpret_cast<__half*>(rs_attn_smem));
+    prefill<32>(p, reinterpret_cast<__half*>(rs_attn_smem), t);
 }
 
-RS_KERNEL void __launch_bounds__(RS_ATTN_THREADS) attention_prefill_d64(const __grid_constant__ AttentionParams p) {
+RS_KERNEL void __launch_bounds__(RS_ATTN_THREADS) attention_prefill_d64(const __grid_constant__ AttentionParams p, RS_TICKET t) {
     rs::pdl_sync();
-    prefill<64>(p, reinterpret_cast<__half*>(rs_attn_smem));
+    prefill<64>(p, reinterpret_cast<__half*>(rs_attn_smem), t);
 }
 
-RS_KERNEL void __launch_bounds__(RS_ATTN_THREADS) attention_prefill_d128(const __grid_constant__ AttentionParams p) {
+RS_KERNEL void __launch_bounds__(RS_ATTN_THREADS) attention_prefill_d128(const __grid_constant__ AttentionParams p, RS_TICKET t) {
     rs::pdl_sync();
-    prefill<128>(p, reinterpret_cast<__half*>(rs_attn_smem));
+    prefill<128>(p, reinterpret_cast<__half*>(rs_attn_smem), t);
 }
 
-RS_KERNEL void __launch_bounds__(RS_DECODE_THREADS) attention_decode_d32(const __grid_constant__ DecodeAttentionParams p) {
+RS_KERNEL void __launch_bounds__(RS_DECODE_THREADS) attention_decode_d32(const __grid_constant__ DecodeAttentionParams p, RS_TICKET t) {
     rs::pdl_sync();
-    decode<32>(p);
+    decode<32>(p, t);
 }
 
-RS_KERNEL void __launch_bounds__(RS_DECODE_THREADS) attention_decode_d64(const __grid_constant__ DecodeAttentionParams p) {
+RS_KERNEL void __launch_bounds__(RS_DECODE_THREADS) attention_decode_d64(const __grid_constant__ DecodeAttentionParams p, RS_TICKET t) {
     rs::pdl_sync();
-    decode<64>(p);
+    decode<64>(p, t);
 }
 
-RS_KERNEL void __launch_bounds__(RS_DECODE_THREADS) attention_decode_d128(const __grid_constant__ DecodeAttentionParams p) {
+RS_KERNEL void __launch_bounds__(RS_DECODE_THREADS) attention_decode_d128(const __grid_constant__ DecodeAttentionParams p, RS_TICKET t) {
     rs::pdl_sync();
-    decode<128>(p);
+    decode<128>(p, t);
 }

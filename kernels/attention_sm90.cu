@@ -54,7 +54,7 @@ __device__ __forceinline__ void load_tile(unsigned char* tile, const __half* src
 
 // WG warpgroups, each with 64 query rows of the unit's BQ = 64·WG, sharing the keys and values.
 template <int D, int WG>
-__device__ __forceinline__ void prefill(const AttentionParams& p, unsigned char* smem_raw) {
+__device__ __forceinline__ void prefill(const AttentionParams& p, unsigned char* smem_raw, const RsTicket& t) {
     constexpr int BQ = 64 * WG, THREADS = 128 * WG;
     constexpr unsigned Q_BYTES = BQ * D * 2, KV_BYTES = BKV * D * 2;
     constexpr unsigned PANEL_Q = BQ * 128, PANEL_KV = BKV * 128;
@@ -65,7 +65,7 @@ __device__ __forceinline__ void prefill(const AttentionParams& p, unsigned char*
     const u64 units = (u64)p.batch * p.heads_q * ((p.seq + BQ - 1) / BQ);
     const float scale_log2 = p.scale * ATTN_LOG2E;
 
-    RS_FOR_EACH_UNIT(u, units) {
+    RS_FOR_EACH_UNIT(u, units, t) {
         const AttnUnit<BQ> w(p, u);
         const __half* Q = ptr<const __half>(p.q) + (u64)w.h * D;
         const __half* K = ptr<const __half>(p.k) + (u64)w.hk * D;
@@ -152,29 +152,29 @@ __device__ __forceinline__ void prefill(const AttentionParams& p, unsigned char*
 extern __shared__ __align__(1024) unsigned char rs_attn_w_smem[];
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-#define RS_ATTN_WGMMA(D, WG) prefill<D, WG>(p, rs_attn_w_smem)
+#define RS_ATTN_WGMMA(D, WG) prefill<D, WG>(p, rs_attn_w_smem, t)
 #else
 #define RS_ATTN_WGMMA(D, WG) __trap()
 #endif
 
-RS_KERNEL void __launch_bounds__(RS_ATTN_THREADS) attention_prefill_wgmma_d64(const __grid_constant__ AttentionParams p) {
+RS_KERNEL void __launch_bounds__(RS_ATTN_THREADS) attention_prefill_wgmma_d64(const __grid_constant__ AttentionParams p, RS_TICKET t) {
     rs::pdl_sync();
     RS_ATTN_WGMMA(64, 1);
 }
 
-RS_KERNEL void __launch_bounds__(RS_ATTN_THREADS) attention_prefill_wgmma_d128(const __grid_constant__ AttentionParams p) {
+RS_KERNEL void __launch_bounds__(RS_ATTN_THREADS) attention_prefill_wgmma_d128(const __grid_constant__ AttentionParams p, RS_TICKET t) {
     rs::pdl_sync();
     RS_ATTN_WGMMA(128, 1);
 }
 
 RS_KERNEL void __launch_bounds__(RS_ATTN_WIDE_THREADS) attention_prefill_wgmma_wide_d64(
-    const __grid_constant__ AttentionParams p) {
+    const __grid_constant__ AttentionParams p, RS_TICKET t) {
     rs::pdl_sync();
     RS_ATTN_WGMMA(64, 2);
 }
 
 RS_KERNEL void __launch_bounds__(RS_ATTN_WIDE_THREADS) attention_prefill_wgmma_wide_d128(
-    const __grid_constant__ AttentionParams p) {
+    const __grid_constant__ AttentionParams p, RS_TICKET t) {
     rs::pdl_sync();
     RS_ATTN_WGMMA(128, 2);
 }

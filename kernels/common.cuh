@@ -3,11 +3,26 @@
 #include <cuda_fp16.h>
 #include "abi.h"
 
-// Every kernel is launched with its params struct by value as the only argument.
+// Every kernel is launched with its params struct by value, then its RsTicket (abi.h):
+//   RS_KERNEL void name(const __grid_constant__ XParams p, RS_TICKET t)
 #define RS_KERNEL extern "C" __global__
+#define RS_TICKET const __grid_constant__ RsTicket
 
-// Work-unit loop of the kernel contract: correct for every grid >= 1.
-#define RS_FOR_EACH_UNIT(u, units) \
+// Work-unit loop of the kernel contract: correct for every grid >= 1 and under any claims.
+// Every thread of the block runs it; with a counter in the ticket each later unit costs one
+// block barrier (rs::Units). The body may `continue`; it must not `break` or `return`.
+#define RS_FOR_EACH_UNIT(u, units, ticket) RS_FOR_EACH_UNIT_BY(u, units, ticket, 1)
+
+// The same for units of about a microsecond (elementwise kernels): after its first unit a
+// block takes `group` consecutive units at a time, so the counter and the claim are read
+// once per group (a claimed block leaves within `group` units).
+#define RS_FOR_EACH_UNIT_BY(u, units, ticket, group)                                                     \
+    for (rs::Units<(group)> rs_units_##u((ticket), (units)); rs_units_##u.more(); rs_units_##u.next()) \
+        if (const unsigned long long u = rs_units_##u.begin(); true)
+
+// The plain contract's loop, for kernels whose threads take units on their own (the streamed
+// decode GEMM): block b takes b, b + gridDim.x, … whatever the ticket says.
+#define RS_FOR_EACH_STATIC_UNIT(u, units) \
     for (unsigned long long u = blockIdx.x; u < (unsigned long long)(units); u += gridDim.x)
 
 namespace rs {
@@ -20,10 +35,220 @@ __device__ __forceinline__ unsigned int smid() {
     return s;
 }
 
+__device__ __forceinline__ u64 globaltimer() {
+    u64 t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+
 template <typename T>
 __device__ __forceinline__ T* ptr(u64 p) {
     return reinterpret_cast<T*>(p);
 }
+
+// ---- work units and claims (RsTicket) ------------------------------------------------
+// What the thread that takes a block's units (thread 0, or a producer thread that hands them
+// to the others) keeps while it takes them. Units are taken from the counter only when there
+// are more than blocks (`dynamic`); otherwise each block has its one unit, b, and the launch
+// never touches the counter.
+//
+// The counter is one word, blocks that left for a claim << 32 | tickets taken, so each
+// block's last atomic on it tells whether every other block has left: tickets past the
+// launch's (rs::Tickets) are blocks that found nothing left. The
+// last block out takes what claimed blocks left and zeroes the word.
+//
+// How a launch's units after each block's first are handed out: `big` tickets of `group`
+// units each, then single units, at least group × gridDim.x of them (all of them when there
+// are fewer). The singles at the end keep every block busy while the last groups finish: no
+// block ends more than about one unit after the others, as with the plain order, however
+// coarse the groups.
+struct Tickets {
+    u64 big;       // tickets of `group` units
+    unsigned group;
+
+    __device__ Tickets(u64 units, unsigned group) : group(group) {
+        const u64 rest = units - gridDim.x, tail = (u64)group * gridDim.x;
+        big = rest > tail ? (rest - tail) / group : 0;
+    }
+    // Tickets in all (the counter's count of tickets fits 32 bits).
+    __device__ unsigned count(u64 units) const { return (unsigned)(big + (units - gridDim.x - big * group)); }
+    // The first unit of ticket i and how many it holds.
+    __device__ u64 first(u64 i) const { return gridDim.x + (i < big ? i * group : big * group + (i - big)); }
+    __device__ unsigned size(u64 i) const { return i < big ? group : 1; }
+    // Whether `unit` is the last of its ticket (or the block's first unit, a ticket of its own).
+    __device__ bool ends(u64 unit) const {
+        return unit < gridDim.x || unit >= gridDim.x + big * group || (unit - gridDim.x) % group == group - 1;
+    }
+};
+
+// Only the taking thread reads or writes this: rs::Units keeps it in shared memory, so the
+// loop of every kernel costs its threads no more registers than the unit itself.
+struct Taker {
+    u64 ahead;         // the counter before a ticket taken ahead (Units)
+    unsigned done;     // units this block has done, the one in hand included
+    unsigned level;    // the claim read with the ticket taken ahead
+    bool has_ahead;    // a ticket was taken ahead
+    bool leaving;      // its SM was claimed: it leaves after the units in hand
+    bool last;         // the last block out: claims no longer stop it
+    bool claimed;      // it left for a claim
+
+    __device__ void init(u64 units) {
+        ahead = 0;
+        done = blockIdx.x < units;
+        level = 0;
+        has_ahead = leaving = last = claimed = false;
+    }
+
+    // Whether the launch takes units from its counter.
+    static __device__ bool dynamic(const RsTicket& t, u64 units) { return t.counter && units > gridDim.x; }
+
+    static __device__ u64* counter(const RsTicket& t) { return ptr<u64>(t.counter); }
+
+    // The claim level on the group of this block's SM (0 without claims or SM group).
+    static __device__ unsigned claim(const RsTicket& t) {
+        if (!t.claims) return 0;
+        const unsigned g = __ldg(ptr<const unsigned char>(t.group_of) + smid());
+        if (g == RS_NO_GROUP) return 0;
+        unsigned level;
+        asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(level) : "l"(ptr<const unsigned>(t.claims) + g));
+        return level;
+    }
+
+    // The first unit of a ticket taken (`old`: the counter before it), or `units` when it
+    // found none (and then, the last block out, it zeroes the counter).
+    __device__ u64 units_of(const RsTicket& t, u64 units, unsigned group, u64 old) {
+        const unsigned taken = (unsigned)old;
+        const Tickets plan(units, group);
+        const unsigned tickets = plan.count(units);
+        if (taken < tickets) {
+            done += plan.size(taken);
+            return plan.first(taken);
+        }
+        if (last || (taken - tickets) + (unsigned)(old >> 32) == gridDim.x - 1) *counter(t) = 0;
+        return units;
+    }
+
+    // After the units in hand (dynamic): the first of the next group of this block, or
+    // `units` once it leaves. Reads the claim, then takes a ticket: two round trips.
+    __device__ u64 take(const RsTicket& t, u64 units, unsigned group) {
+        if (!last && claim(t) > t.level) leaving = true;
+        if (leaving && !last) {
+            const u64 old = atomicAdd(counter(t), 1ull << 32);
+            const unsigned tickets = Tickets(units, group).count(units);
+            const unsigned taken = (unsigned)old, found_none = taken > tickets ? taken - tickets : 0;
+            if (found_none + (unsigned)(old >> 32) != gridDim.x - 1) {
+                claimed = true;  // blocks still in take what it leaves
+                return units;
+            }
+            last = true;  // every other block has left: it takes what is left, claims or not
+        }
+        return units_of(t, units, group, atomicAdd(counter(t), 1ull));
+    }
+
+    // What the trace records of this block as it leaves.
+    __device__ u64 leave_word() const { return (u64)smid() << 32 | (u64)claimed << 31 | done; }
+
+    // The same for a block of a launch in the plain order (units b, b + gridDim.x, …).
+    static __device__ u64 plain_word(u64 units) {
+        const u64 done = blockIdx.x < units ? (units - 1 - blockIdx.x) / gridDim.x + 1 : 0;
+        return (u64)smid() << 32 | done;
+    }
+};
+
+// Records when a block started on its units (RsTicket.trace), once per block.
+__device__ __forceinline__ void trace_start(const RsTicket& t) {
+    if (t.trace) ptr<u64>(t.trace)[3 * (u64)blockIdx.x] = globaltimer();
+}
+
+// Records when a block left and why (RsTicket.trace), once per block.
+__device__ __forceinline__ void trace_leave(const RsTicket& t, u64 word) {
+    if (!t.trace) return;
+    u64* tr = ptr<u64>(t.trace) + 3 * (u64)blockIdx.x;
+    tr[1] = globaltimer();
+    tr[2] = word;
+}
+
+// The block-wide unit source of RS_FOR_EACH_UNIT_BY: thread 0 takes (its rs::Taker in shared
+// memory), the others read the unit from shared memory (two slots by parity, so one barrier
+// per take suffices). A block's first unit is b, a ticket of its own; the others are handed
+// out as rs::Tickets lays them out, so where a ticket's units end follows from the unit alone. So that a take costs no round trip, thread 0 reads the claim and takes
+// the next ticket as the last unit of a group begins, and uses them when it ends: a block
+// whose SM is claimed leaves within the group in hand and one more (units are a few
+// microseconds; the Hopper GEMM's producer takes tiles itself, Taker::take).
+template <unsigned GROUP>
+struct Units {
+    const RsTicket& t;
+    const u64 units;
+    u64 unit;
+    unsigned parity = 0;
+    const bool dyn;  // Taker::dynamic, read once: the plain order costs what the plain loop did
+
+    static __device__ Taker& taker() {
+        __shared__ Taker state;
+        return state;
+    }
+
+    __device__ Units(const RsTicket& t, u64 units)
+        : t(t), units(units), unit(blockIdx.x), dyn(Taker::dynamic(t, units)) {
+        if (threadIdx.x == 0) {
+            if (dyn) taker().init(units);
+            trace_start(t);
+        }
+    }
+
+    __device__ bool dynamic() const { return dyn; }
+
+    __device__ bool group_ends() const { return Tickets(units, GROUP).ends(unit); }
+
+    __device__ bool more() {
+        if (unit < units) return true;
+        if (threadIdx.x == 0 && t.trace) trace_leave(t, dyn ? taker().leave_word() : Taker::plain_word(units));
+        // The slots are shared by every loop of the kernel: all threads have read the last one.
+        if (dynamic()) __syncthreads();
+        return false;
+    }
+
+    // The unit the body works on; thread 0 starts the next take as a group's last unit begins.
+    __device__ u64 begin() {
+        if (threadIdx.x == 0 && dynamic() && group_ends()) {
+            Taker& k = taker();
+            if (!k.leaving && !k.last) {
+                k.level = Taker::claim(t);
+                k.ahead = atomicAdd(Taker::counter(t), 1ull);
+                k.has_ahead = true;
+            }
+        }
+        return unit;
+    }
+
+    __device__ void next() {
+        if (!dynamic()) {
+            unit += gridDim.x;
+            return;
+        }
+        if (!group_ends()) {
+            ++unit;
+            return;
+        }
+        __shared__ u64 slot[2];
+        if (threadIdx.x == 0) {
+            Taker& k = taker();
+            u64 u;
+            if (k.has_ahead) {
+                k.has_ahead = false;
+                u = k.units_of(t, units, GROUP, k.ahead);
+                // Claimed: the group just taken is in hand; the block leaves after it.
+                if (k.level > t.level) k.leaving = true;
+            } else {
+                u = k.take(t, units, GROUP);
+            }
+            slot[parity] = u;
+        }
+        __syncthreads();
+        unit = slot[parity];
+        parity ^= 1;
+    }
+};
 
 // ---- programmatic dependent launch (sm_90) ------------------------------------------
 // On Hopper the launch path lets a kernel start while the previous kernel of its stream is

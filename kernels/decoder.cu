@@ -19,6 +19,8 @@
 //             (holding two, a block ran two units of a phase in turn). The last block to leave
 //             sets the counters back to zero for the next launch. With DecoderParams.trace,
 //             thread 0 records when each unit was taken up, had its inputs and was done.
+// Claims:     not read (units wait for earlier ones, taken by blocks that must finish them): a
+//             claimed SM is given back when the step ends (~0.1–1 ms for the GPT-2 family).
 // GEMM tile:  warp w loads input row w (one L2 round trip, with the residual) and normalises it
 //             in registers for LN1/LN2 (the statistics of rownorm.cuh, in its order); then
 //             mma.sync m16n8k16 with 16 weight rows as the first operand and the ≤ 8 input rows
@@ -33,6 +35,7 @@
 
 namespace {
 
+using rs::globaltimer;
 using rs::u64;
 
 constexpr int WARPS = RS_DEC_THREADS / 32;
@@ -145,12 +148,6 @@ __device__ __forceinline__ uint4 ld_cg16(const void* p) {
     uint4 v;
     asm volatile("ld.global.cg.v4.u32 {%0,%1,%2,%3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
     return v;
-}
-
-__device__ __forceinline__ u64 globaltimer() {
-    u64 t;
-    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-    return t;
 }
 
 // Waits until *c ≥ need, then orders this thread's later reads after the writes that the
@@ -365,7 +362,7 @@ __device__ __forceinline__ void run(const DecoderParams& p, unsigned char* smem)
 
 extern __shared__ __align__(128) unsigned char rs_dec_smem[];
 
-RS_KERNEL void __launch_bounds__(RS_DEC_THREADS, 1) decoder_layers_d64(const __grid_constant__ DecoderParams p) {
+RS_KERNEL void __launch_bounds__(RS_DEC_THREADS, 1) decoder_layers_d64(const __grid_constant__ DecoderParams p, RS_TICKET t) {
     rs::pdl_sync();
     run(p, rs_dec_smem);
 }

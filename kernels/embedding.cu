@@ -9,14 +9,14 @@
 
 #include "common.cuh"
 
-RS_KERNEL void __launch_bounds__(RS_EMBED_THREADS) embedding_f16(const __grid_constant__ EmbeddingParams p) {
+RS_KERNEL void __launch_bounds__(RS_EMBED_THREADS) embedding_f16(const __grid_constant__ EmbeddingParams p, RS_TICKET t) {
     rs::pdl_sync();
     using rs::u64;
     const __half* tok = rs::ptr<const __half>(p.tok);
     const __half* pos_table = p.pos ? rs::ptr<const __half>(p.pos) : nullptr;
     const __half* type = p.type ? rs::ptr<const __half>(p.type) : nullptr;
     __half* out = rs::ptr<__half>(p.out);
-    RS_FOR_EACH_UNIT(u, (u64)p.batch * p.tokens) {
+    RS_FOR_EACH_UNIT_BY(u, (u64)p.batch * p.tokens, t, 4) {
         const unsigned b = u / p.tokens, t = u % p.tokens;
         const unsigned id = rs::ptr<const unsigned>(p.ids)[u];
         const unsigned pos = (p.start ? rs::ptr<const unsigned>(p.start)[b] : 0u) + t;

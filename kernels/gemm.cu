@@ -22,7 +22,7 @@ namespace {
 using rs::u64;
 
 template <int BM, int BN, int WARPS_M, int WARPS_N>
-__device__ __forceinline__ void gemm_tiles(const GemmParams& p, __half* smem) {
+__device__ __forceinline__ void gemm_tiles(const GemmParams& p, __half* smem, const RsTicket& t) {
     constexpr int BK = RS_GEMM_BK, STAGES = RS_GEMM_STAGES, LDS = BK + 8;
     constexpr int THREADS = WARPS_M * WARPS_N * 32;
     constexpr int WM = BM / WARPS_M, WN = BN / WARPS_N;
@@ -36,7 +36,7 @@ __device__ __forceinline__ void gemm_tiles(const GemmParams& p, __half* smem) {
     const u64 units = (u64)p.batch * tiles_m * tiles_n;
     const int ktiles = (p.k + BK - 1) / BK;
 
-    RS_FOR_EACH_UNIT(u, units) {
+    RS_FOR_EACH_UNIT(u, units, t) {
         const unsigned tn = u % tiles_n;
         const u64 rest = u / tiles_n;
         const unsigned tm = rest % tiles_m;
@@ -134,14 +134,14 @@ __device__ __forceinline__ void gemm_tiles(const GemmParams& p, __half* smem) {
 
 extern __shared__ __align__(128) unsigned char rs_gemm_smem[];
 
-RS_KERNEL void __launch_bounds__(RS_GEMM_L_THREADS) gemm_f16_128x128(const __grid_constant__ GemmParams p) {
+RS_KERNEL void __launch_bounds__(RS_GEMM_L_THREADS) gemm_f16_128x128(const __grid_constant__ GemmParams p, RS_TICKET t) {
     rs::pdl_sync();
-    gemm_tiles<RS_GEMM_L_BM, RS_GEMM_L_BN, 2, 4>(p, reinterpret_cast<__half*>(rs_gemm_smem));
+    gemm_tiles<RS_GEMM_L_BM, RS_GEMM_L_BN, 2, 4>(p, reinterpret_cast<__half*>(rs_gemm_smem), t);
 }
 
-RS_KERNEL void __launch_bounds__(RS_GEMM_S_THREADS) gemm_f16_64x64(const __grid_constant__ GemmParams p) {
+RS_KERNEL void __launch_bounds__(RS_GEMM_S_THREADS) gemm_f16_64x64(const __grid_constant__ GemmParams p, RS_TICKET t) {
     rs::pdl_sync();
-    gemm_tiles<RS_GEMM_S_BM, RS_GEMM_S_BN, 2, 2>(p, reinterpret_cast<__half*>(rs_gemm_smem));
+    gemm_tiles<RS_GEMM_S_BM, RS_GEMM_S_BN, 2, 2>(p, reinterpret_cast<__half*>(rs_gemm_smem), t);
 }
 
 // ---- gemm_f16_skinny_m8 / _m32: M ≤ 8 or ≤ RS_GEMM_T_MAX_M (decode) -------------------------
@@ -188,7 +188,7 @@ __device__ __forceinline__ void skinny_prefetch(const GemmParams& p) {
 }
 
 template <int T_NB>
-__device__ __forceinline__ void gemm_skinny(const GemmParams& p, float* red) {
+__device__ __forceinline__ void gemm_skinny(const GemmParams& p, float* red, const RsTicket& t) {
     __shared__ float2 stats[RS_GEMM_T_MAX_M];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, q = lane & 3;
     const unsigned tiles_n = (p.n + RS_GEMM_T_BN - 1) / RS_GEMM_T_BN;
@@ -246,7 +246,8 @@ __device__ __forceinline__ void gemm_skinny(const GemmParams& p, float* red) {
     }
     if (keep_a) load_a(0, warp);
 
-    RS_FOR_EACH_UNIT(u, units) {
+    // A unit streams 16 rows of B (24–64 KiB at decode sizes): taken four at a time.
+    RS_FOR_EACH_UNIT_BY(u, units, t, 4) {
         const unsigned n0 = (u % tiles_n) * RS_GEMM_T_BN;
         const u64 z = u / tiles_n;
 
@@ -283,16 +284,16 @@ __device__ __forceinline__ void gemm_skinny(const GemmParams& p, float* red) {
 
 }  // namespace
 
-RS_KERNEL void __launch_bounds__(RS_GEMM_T_THREADS, 3) gemm_f16_skinny_m8(const __grid_constant__ GemmParams p) {
+RS_KERNEL void __launch_bounds__(RS_GEMM_T_THREADS, 3) gemm_f16_skinny_m8(const __grid_constant__ GemmParams p, RS_TICKET t) {
     __shared__ float red[T_WARPS * RS_GEMM_T_BN * RS_GEMM_T_MAX_M];
     skinny_prefetch(p);
     rs::pdl_sync();
-    gemm_skinny<1>(p, red);
+    gemm_skinny<1>(p, red, t);
 }
 
-RS_KERNEL void __launch_bounds__(RS_GEMM_T_THREADS) gemm_f16_skinny_m32(const __grid_constant__ GemmParams p) {
+RS_KERNEL void __launch_bounds__(RS_GEMM_T_THREADS) gemm_f16_skinny_m32(const __grid_constant__ GemmParams p, RS_TICKET t) {
     __shared__ float red[T_WARPS * RS_GEMM_T_BN * RS_GEMM_T_MAX_M];
     skinny_prefetch(p);
     rs::pdl_sync();
-    gemm_skinny<RS_GEMM_T_MAX_M / 8>(p, red);
+    gemm_skinny<RS_GEMM_T_MAX_M / 8>(p, red, t);
 }

@@ -9,8 +9,9 @@
 //             where the others leave many idle), and
 //             64×32 and 64×64 for small M (gemm_f16_wgmma_64x32/_64x64: 8 < M ≤ 64, where
 //             enough tiles to keep every SM streaming weights matter most). Each block loops over units (u = blockIdx.x,
-//             + gridDim.x, …; along M first when M ≤ N, see tile_origin), so any grid is
-//             correct; a tile's K order is fixed, so the output does not depend on the grid.
+//             and later ones as the ticket hands them out; along M first when M ≤ N, see
+//             tile_origin), so any grid and any claims are correct; a tile's K order is fixed,
+//             so the output does not depend on the grid.
 // Block:      a producer warpgroup and BM/64 consumer warpgroups. The producer's first
 //             thread issues the TMA loads of A (BM×64) and B (BN×64) per K step into stage s
 //             of a 192 KiB ring (4 to 16 stages) and arms full[s] with their bytes. Each
@@ -109,7 +110,7 @@ __device__ __forceinline__ void tile_origin(u64 u, const GemmParams& p, unsigned
 
 // CONSUMERS warpgroups of 64 rows each (BM = 64·CONSUMERS) and one producer warpgroup.
 template <int BN, int CONSUMERS>
-__device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned char* smem_raw) {
+__device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned char* smem_raw, const RsTicket& ticket) {
     constexpr int BM = 64 * CONSUMERS;
     constexpr unsigned STAGE_BYTES = (BM + BN) * BK * 2;
     constexpr int STAGES = RS_GEMM_W_RING_BYTES / STAGE_BYTES;
@@ -127,6 +128,12 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
     const unsigned tiles_m = (p.m + BM - 1) / BM, tiles_n = (p.n + BN - 1) / BN;
     const u64 units = (u64)tiles_m * tiles_n;
     const int kblocks = (p.k + BK - 1) / BK;
+    // Taking units from the counter, the producer (rs::Taker) tells the consumers which one a
+    // stage starts: unit[s] is written before the first K step's loads arm full[s]; END there
+    // (armed without loads) ends the consumers' loop, and `left` is what the trace records of
+    // the block. In the plain order every warpgroup walks b, b + gridDim.x, … on its own.
+    __shared__ u64 unit[STAGES > 16 ? STAGES : 16], left;
+    constexpr u64 END = ~0ull;
 
     if (threadIdx.x == 0) {
         for (int s = 0; s < STAGES; ++s) {
@@ -145,11 +152,16 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
         if (t != 0) return;
         int stage = 0;
         unsigned phase = 0;
-        RS_FOR_EACH_UNIT(u, units) {
+        Taker taker;
+        taker.init(units);
+        const bool dynamic = Taker::dynamic(ticket, units);
+        trace_start(ticket);
+        for (u64 u = blockIdx.x; u < units;) {
             unsigned m0, n0;
             tile_origin(u, p, tiles_m, tiles_n, BM, BN, m0, n0);
             for (int kb = 0; kb < kblocks; ++kb) {
                 mbar_wait(empty + 8 * stage, phase ^ 1);
+                if (dynamic && kb == 0) unit[stage] = u;
                 const unsigned a = base + stage * STAGE_BYTES, b = a + BM * BK * 2;
                 mbar_expect_tx(full + 8 * stage, STAGE_BYTES);
                 tma_load(a, &tp.map_a, kb * BK, (int)m0, full + 8 * stage);
@@ -159,6 +171,13 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
                     phase ^= 1;
                 }
             }
+            u = dynamic ? taker.take(ticket, units, 1) : u + gridDim.x;
+        }
+        if (dynamic) {
+            left = taker.leave_word();
+            mbar_wait(empty + 8 * stage, phase ^ 1);
+            unit[stage] = END;
+            mbar_arrive(full + 8 * stage);
         }
         return;
     }
@@ -173,7 +192,17 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
     __half* C = rs::ptr<__half>(p.c);
     const bool vec = (p.ldc & 7) == 0 && (p.c & 15) == 0 && (!R || ((p.ldr & 7) == 0 && (p.residual & 15) == 0)) &&
                      (p.bias & 15) == 0;
-    RS_FOR_EACH_UNIT(u, units) {
+    // In the plain order (no counter, or no more units than blocks) the consumers follow it
+    // themselves, as the producer does.
+    const bool dynamic = Taker::dynamic(ticket, units);
+    for (u64 u = blockIdx.x;; u += gridDim.x) {
+        if (dynamic) {
+            mbar_wait(full + 8 * stage, phase);
+            u = unit[stage];
+            if (u == END) break;
+        } else if (u >= units) {
+            break;
+        }
         unsigned m0, n0;
         tile_origin(u, p, tiles_m, tiles_n, BM, BN, m0, n0);
         float d[BN / 2];
@@ -237,6 +266,7 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
             if (row < p.m && col < p.n && in_tile) store8x2(p, C, R, bias, row, col, chunk + r * EPI_STRIDE + c8, vec);
         }
     }
+    if (wg == 1 && t == 0 && ticket.trace) trace_leave(ticket, dynamic ? left : Taker::plain_word(units));
 }
 
 #endif
@@ -247,47 +277,47 @@ extern __shared__ __align__(1024) unsigned char rs_gemm_w_smem[];
 
 // The entry points, one per tile: gemm_wgmma<BN, consumer warpgroups> on sm_90a.
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-#define RS_GEMM_WGMMA(BN, CONSUMERS) gemm_wgmma<BN, CONSUMERS>(p, rs_gemm_w_smem)
+#define RS_GEMM_WGMMA(BN, CONSUMERS) gemm_wgmma<BN, CONSUMERS>(p, rs_gemm_w_smem, t)
 #else
 #define RS_GEMM_WGMMA(BN, CONSUMERS) __trap()
 #endif
 
-RS_KERNEL void __launch_bounds__(RS_GEMM_W_THREADS, 1) gemm_f16_wgmma_128x48(const __grid_constant__ GemmTmaParams p) {
+RS_KERNEL void __launch_bounds__(RS_GEMM_W_THREADS, 1) gemm_f16_wgmma_128x48(const __grid_constant__ GemmTmaParams p, RS_TICKET t) {
     rs::pdl_sync();
     RS_GEMM_WGMMA(48, 2);
 }
 
-RS_KERNEL void __launch_bounds__(RS_GEMM_W_THREADS, 1) gemm_f16_wgmma_128x64(const __grid_constant__ GemmTmaParams p) {
+RS_KERNEL void __launch_bounds__(RS_GEMM_W_THREADS, 1) gemm_f16_wgmma_128x64(const __grid_constant__ GemmTmaParams p, RS_TICKET t) {
     rs::pdl_sync();
     RS_GEMM_WGMMA(64, 2);
 }
 
-RS_KERNEL void __launch_bounds__(RS_GEMM_W_THREADS, 1) gemm_f16_wgmma_128x128(const __grid_constant__ GemmTmaParams p) {
+RS_KERNEL void __launch_bounds__(RS_GEMM_W_THREADS, 1) gemm_f16_wgmma_128x128(const __grid_constant__ GemmTmaParams p, RS_TICKET t) {
     rs::pdl_sync();
     RS_GEMM_WGMMA(128, 2);
 }
 
-RS_KERNEL void __launch_bounds__(RS_GEMM_W_THREADS, 1) gemm_f16_wgmma_128x160(const __grid_constant__ GemmTmaParams p) {
+RS_KERNEL void __launch_bounds__(RS_GEMM_W_THREADS, 1) gemm_f16_wgmma_128x160(const __grid_constant__ GemmTmaParams p, RS_TICKET t) {
     rs::pdl_sync();
     RS_GEMM_WGMMA(160, 2);
 }
 
-RS_KERNEL void __launch_bounds__(RS_GEMM_W_THREADS, 1) gemm_f16_wgmma_128x192(const __grid_constant__ GemmTmaParams p) {
+RS_KERNEL void __launch_bounds__(RS_GEMM_W_THREADS, 1) gemm_f16_wgmma_128x192(const __grid_constant__ GemmTmaParams p, RS_TICKET t) {
     rs::pdl_sync();
     RS_GEMM_WGMMA(192, 2);
 }
 
-RS_KERNEL void __launch_bounds__(RS_GEMM_W_THREADS, 1) gemm_f16_wgmma_128x256(const __grid_constant__ GemmTmaParams p) {
+RS_KERNEL void __launch_bounds__(RS_GEMM_W_THREADS, 1) gemm_f16_wgmma_128x256(const __grid_constant__ GemmTmaParams p, RS_TICKET t) {
     rs::pdl_sync();
     RS_GEMM_WGMMA(256, 2);
 }
 
-RS_KERNEL void __launch_bounds__(RS_GEMM_WS_THREADS, 1) gemm_f16_wgmma_64x32(const __grid_constant__ GemmTmaParams p) {
+RS_KERNEL void __launch_bounds__(RS_GEMM_WS_THREADS, 1) gemm_f16_wgmma_64x32(const __grid_constant__ GemmTmaParams p, RS_TICKET t) {
     rs::pdl_sync();
     RS_GEMM_WGMMA(32, 1);
 }
 
-RS_KERNEL void __launch_bounds__(RS_GEMM_WS_THREADS, 1) gemm_f16_wgmma_64x64(const __grid_constant__ GemmTmaParams p) {
+RS_KERNEL void __launch_bounds__(RS_GEMM_WS_THREADS, 1) gemm_f16_wgmma_64x64(const __grid_constant__ GemmTmaParams p, RS_TICKET t) {
     rs::pdl_sync();
     RS_GEMM_WGMMA(64, 1);
 }

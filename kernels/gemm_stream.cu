@@ -6,6 +6,9 @@
 // Work unit:  16 output columns (16 rows of B), all M rows, as the skinny kernel: units =
 //             ⌈N/16⌉. Each block loops over units u = blockIdx.x, + gridDim.x, …, so any grid
 //             is correct.
+// Claims:     not read: the producer runs a whole ring ahead across this block's units (before
+//             the PDL wait too), so units are assigned up front. A claimed SM is given back
+//             when the launch ends: one decode GEMM, at most ~100 µs (an LM head) on an H200.
 // Why:        at decode sizes reading B is the whole cost. The skinny kernel's warps wait on
 //             their own loads, so it keeps too few bytes in flight for large weights (46% of
 //             DRAM bandwidth on 8×4096×4096); here the loads are asynchronous.
@@ -109,7 +112,7 @@ __device__ __forceinline__ void consume(const GemmParams& p, const Ring& r, unsi
         if (g < (int)p.m) st = stats[g];
     }
     unsigned t = 0;
-    RS_FOR_EACH_UNIT(u, units) {
+    RS_FOR_EACH_STATIC_UNIT(u, units) {
         const unsigned n0 = (u % tiles_n) * BN;
         float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
         for (unsigned c = 0; c < r.chunks; ++c, ++t) {
@@ -150,7 +153,7 @@ __device__ __forceinline__ void consume(const GemmParams& p, const Ring& r, unsi
 
 extern __shared__ __align__(128) unsigned char rs_gemm_d_smem[];
 
-RS_KERNEL void __launch_bounds__(RS_GEMM_D_THREADS, 1) gemm_f16_stream_m8(const __grid_constant__ GemmTmaParams tp) {
+RS_KERNEL void __launch_bounds__(RS_GEMM_D_THREADS, 1) gemm_f16_stream_m8(const __grid_constant__ GemmTmaParams tp, RS_TICKET t) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     __shared__ float red[WARPS * BN * MAX_M];
     __shared__ float2 stats[MAX_M];

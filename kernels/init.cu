@@ -15,11 +15,11 @@ __device__ __forceinline__ unsigned long long splitmix64(unsigned long long z) {
 }
 }  // namespace
 
-RS_KERNEL void __launch_bounds__(RS_FILL_THREADS) fill_f16(const __grid_constant__ FillParams p) {
+RS_KERNEL void __launch_bounds__(RS_FILL_THREADS) fill_f16(const __grid_constant__ FillParams p, RS_TICKET t) {
     rs::pdl_sync();
     using rs::u64;
     __half* x = rs::ptr<__half>(p.x);
-    RS_FOR_EACH_UNIT(u, (p.n + RS_FILL_UNIT - 1) / RS_FILL_UNIT) {
+    RS_FOR_EACH_UNIT_BY(u, (p.n + RS_FILL_UNIT - 1) / RS_FILL_UNIT, t, 8) {
         const u64 end = min((u + 1) * RS_FILL_UNIT, p.n);
         for (u64 i = u * RS_FILL_UNIT + threadIdx.x; i < end; i += blockDim.x) {
             const float r = (float)(splitmix64(p.seed + i) >> 40) * (1.0f / 16777216.0f);

@@ -7,11 +7,11 @@
 // Reference:  kernels/reference.rs::kv_append.
 #include "common.cuh"
 
-RS_KERNEL void __launch_bounds__(RS_KV_THREADS) kv_append_f16(const __grid_constant__ KvAppendParams p) {
+RS_KERNEL void __launch_bounds__(RS_KV_THREADS) kv_append_f16(const __grid_constant__ KvAppendParams p, RS_TICKET t) {
     rs::pdl_sync();
     using rs::u64;
     const unsigned chunks = p.head_dim / 8;
-    RS_FOR_EACH_UNIT(u, (u64)p.batch * p.tokens) {
+    RS_FOR_EACH_UNIT_BY(u, (u64)p.batch * p.tokens, t, 4) {
         const unsigned b = u / p.tokens, t = u % p.tokens;
         const unsigned pos = (p.start ? rs::ptr<const unsigned>(p.start)[b] : 0u) + t;
         if (pos >= p.max_len) continue;

@@ -109,7 +109,7 @@ __device__ __forceinline__ void norm_row_block(const NormParams& p, const Rows& 
 }
 
 template <bool RMS>
-__device__ __forceinline__ void norm_rows(const NormParams& p) {
+__device__ __forceinline__ void norm_rows(const NormParams& p, const RsTicket& tk) {
     __shared__ float row[RS_NORM_MAX_COLS];
     __shared__ float scratch[32];
     const Rows t = {rs::ptr<const __half>(p.x),
@@ -121,7 +121,7 @@ __device__ __forceinline__ void norm_rows(const NormParams& p) {
     const u64 any = p.x | p.residual | p.sum_out | p.gamma | p.beta | p.y;
     const bool per_warp = p.cols <= RS_NORM_WARP_COLS && p.cols % 8 == 0 && (any & 15) == 0;
     const unsigned warp = threadIdx.x >> 5;
-    RS_FOR_EACH_UNIT(u, (p.rows + RS_NORM_ROWS - 1) / RS_NORM_ROWS) {
+    RS_FOR_EACH_UNIT_BY(u, (p.rows + RS_NORM_ROWS - 1) / RS_NORM_ROWS, tk, 8) {
         if (per_warp) {
             const u64 r = u * RS_NORM_ROWS + warp;
             if (r < p.rows) norm_row_warp<RMS>(p, t, r);
@@ -134,12 +134,12 @@ __device__ __forceinline__ void norm_rows(const NormParams& p) {
 
 }  // namespace
 
-RS_KERNEL void __launch_bounds__(RS_NORM_THREADS) layer_norm_f16(const __grid_constant__ NormParams p) {
+RS_KERNEL void __launch_bounds__(RS_NORM_THREADS) layer_norm_f16(const __grid_constant__ NormParams p, RS_TICKET t) {
     rs::pdl_sync();
-    norm_rows<false>(p);
+    norm_rows<false>(p, t);
 }
 
-RS_KERNEL void __launch_bounds__(RS_NORM_THREADS) rms_norm_f16(const __grid_constant__ NormParams p) {
+RS_KERNEL void __launch_bounds__(RS_NORM_THREADS) rms_norm_f16(const __grid_constant__ NormParams p, RS_TICKET t) {
     rs::pdl_sync();
-    norm_rows<true>(p);
+    norm_rows<true>(p, t);
 }

@@ -8,12 +8,12 @@
 // Reference:  kernels/reference.rs::rope.
 #include "common.cuh"
 
-RS_KERNEL void __launch_bounds__(RS_ROPE_THREADS) rope_f16(const __grid_constant__ RopeParams p) {
+RS_KERNEL void __launch_bounds__(RS_ROPE_THREADS) rope_f16(const __grid_constant__ RopeParams p, RS_TICKET t) {
     rs::pdl_sync();
     using rs::u64;
     const unsigned half_dim = p.head_dim / 2;
     const float* inv_freq = rs::ptr<const float>(p.inv_freq);
-    RS_FOR_EACH_UNIT(u, (u64)p.batch * p.tokens) {
+    RS_FOR_EACH_UNIT_BY(u, (u64)p.batch * p.tokens, t, 4) {
         const unsigned b = u / p.tokens, t = u % p.tokens;
         const float pos = (float)((p.start ? rs::ptr<const unsigned>(p.start)[b] : 0u) + t);
         for (unsigned c = threadIdx.x; c < (p.heads_q + p.heads_kv) * half_dim; c += blockDim.x) {

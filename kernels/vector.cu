@@ -10,14 +10,14 @@
 // add_u32, set_u32, copy_u32: counters and token ids for decoding; work unit RS_VECTOR_UNIT elements.
 #include "common.cuh"
 
-RS_KERNEL void __launch_bounds__(RS_VECTOR_THREADS) vector_add_f16(const __grid_constant__ VectorAddParams p) {
+RS_KERNEL void __launch_bounds__(RS_VECTOR_THREADS) vector_add_f16(const __grid_constant__ VectorAddParams p, RS_TICKET t) {
     rs::pdl_sync();
     const __half* a = rs::ptr<const __half>(p.a);
     const __half* b = rs::ptr<const __half>(p.b);
     __half* c = rs::ptr<__half>(p.c);
     const unsigned long long units = (p.n + RS_VECTOR_UNIT - 1) / RS_VECTOR_UNIT;
     const bool aligned = ((p.a | p.b | p.c) & 15ull) == 0;
-    RS_FOR_EACH_UNIT(u, units) {
+    RS_FOR_EACH_UNIT_BY(u, units, t, 8) {
         const unsigned long long first = u * RS_VECTOR_UNIT + threadIdx.x * RS_VECTOR_ELEMS_PER_THREAD;
         if (aligned && first + RS_VECTOR_ELEMS_PER_THREAD <= p.n) {
             uint4 va = *reinterpret_cast<const uint4*>(a + first);
@@ -41,29 +41,29 @@ RS_KERNEL void __launch_bounds__(RS_VECTOR_THREADS) vector_add_f16(const __grid_
     }
 }
 
-RS_KERNEL void __launch_bounds__(RS_VECTOR_THREADS) add_u32(const __grid_constant__ AddU32Params p) {
+RS_KERNEL void __launch_bounds__(RS_VECTOR_THREADS) add_u32(const __grid_constant__ AddU32Params p, RS_TICKET t) {
     rs::pdl_sync();
     unsigned int* x = rs::ptr<unsigned int>(p.x);
-    RS_FOR_EACH_UNIT(u, (p.n + RS_VECTOR_UNIT - 1) / RS_VECTOR_UNIT) {
+    RS_FOR_EACH_UNIT_BY(u, (p.n + RS_VECTOR_UNIT - 1) / RS_VECTOR_UNIT, t, 8) {
         const unsigned long long end = min((u + 1) * RS_VECTOR_UNIT, p.n);
         for (unsigned long long i = u * RS_VECTOR_UNIT + threadIdx.x; i < end; i += blockDim.x) x[i] += p.delta;
     }
 }
 
-RS_KERNEL void __launch_bounds__(RS_VECTOR_THREADS) copy_u32(const __grid_constant__ CopyU32Params p) {
+RS_KERNEL void __launch_bounds__(RS_VECTOR_THREADS) copy_u32(const __grid_constant__ CopyU32Params p, RS_TICKET t) {
     rs::pdl_sync();
     const unsigned int* src = rs::ptr<const unsigned int>(p.src);
     unsigned int* dst = rs::ptr<unsigned int>(p.dst);
-    RS_FOR_EACH_UNIT(u, (p.n + RS_VECTOR_UNIT - 1) / RS_VECTOR_UNIT) {
+    RS_FOR_EACH_UNIT_BY(u, (p.n + RS_VECTOR_UNIT - 1) / RS_VECTOR_UNIT, t, 8) {
         const unsigned long long end = min((u + 1) * RS_VECTOR_UNIT, p.n);
         for (unsigned long long i = u * RS_VECTOR_UNIT + threadIdx.x; i < end; i += blockDim.x) dst[i] = src[i];
     }
 }
 
-RS_KERNEL void __launch_bounds__(RS_VECTOR_THREADS) set_u32(const __grid_constant__ SetU32Params p) {
+RS_KERNEL void __launch_bounds__(RS_VECTOR_THREADS) set_u32(const __grid_constant__ SetU32Params p, RS_TICKET t) {
     rs::pdl_sync();
     unsigned int* x = rs::ptr<unsigned int>(p.x);
-    RS_FOR_EACH_UNIT(u, (p.n + RS_VECTOR_UNIT - 1) / RS_VECTOR_UNIT) {
+    RS_FOR_EACH_UNIT_BY(u, (p.n + RS_VECTOR_UNIT - 1) / RS_VECTOR_UNIT, t, 8) {
         const unsigned long long end = min((u + 1) * RS_VECTOR_UNIT, p.n);
         for (unsigned long long i = u * RS_VECTOR_UNIT + threadIdx.x; i < end; i += blockDim.x) x[i] = p.value;
     }

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::device::Device;
 use super::error::{check, Error, Result};
-use crate::kernels::abi::{GemmParams, GemmTmaParams, RsTensorMap};
+use crate::kernels::abi::{GemmParams, GemmTmaParams, RsTensorMap, RsTicket};
 use crate::kernels::{Kernel, KernelId, Module, TensorMapSpec};
 
 /// How many blocks to launch.
@@ -221,25 +221,34 @@ pub fn gemm_tma_params(g: &GemmParams, kernel: Kernel<GemmTmaParams>) -> Result<
     Ok(GemmTmaParams::with_maps(g, encode(a)?, encode(b)?))
 }
 
-/// Issues one launch of `kernel` with `grid` blocks on `stream`, passing `params` by value.
+/// Issues one launch of `kernel` with `grid` blocks on `stream`, passing `params` and `ticket`
+/// by value.
 ///
 /// # Safety
 /// - `P` is the parameter struct of the kernel behind `kernel` (guaranteed by
 ///   [`crate::kernels::Kernel`] at the public call sites).
 /// - Every device address in `params` points to live memory of the sizes the kernel's
 ///   header documents, and nothing else writes the kernel's outputs meanwhile.
+/// - `ticket`'s addresses are 0 or live as `RsTicket` (kernels/abi.h) says, and its counter
+///   is used by no launch that may run at the same time.
 /// - `stream` is a live stream of the device `kernel` was loaded on, and that device's
 ///   primary context is current.
-pub(crate) unsafe fn launch_raw<P>(kernel: &LoadedKernel, grid: u32, stream: sys::CUstream, params: &P) -> Result<()> {
-    // The driver copies the argument bytes before returning, so a pointer to `params` suffices.
-    let mut args = [params as *const P as *mut c_void];
+pub(crate) unsafe fn launch_raw<P>(
+    kernel: &LoadedKernel,
+    grid: u32,
+    stream: sys::CUstream,
+    params: &P,
+    ticket: &RsTicket,
+) -> Result<()> {
+    // The driver copies the argument bytes before returning, so pointers to them suffice.
+    let mut args = [params as *const P as *mut c_void, ticket as *const RsTicket as *mut c_void];
     let dims = Dims {
         grid: [grid, 1, 1],
         block: [kernel.block_threads, 1, 1],
         shared_mem_bytes: kernel.dynamic_smem_bytes,
         pdl: kernel.pdl,
     };
-    // SAFETY: the caller upholds the contract above; `args` holds the kernel's one argument.
+    // SAFETY: the caller upholds the contract above; `args` holds the kernel's two arguments.
     unsafe { launch_function(kernel.function, &dims, stream, args.as_mut_ptr()) }
 }
 

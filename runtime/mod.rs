@@ -4,6 +4,7 @@
 //! Depends on [`crate::kernels`] only; never on the engine, profiler or harness.
 
 mod blas;
+mod claims;
 mod device;
 mod driver;
 mod error;
@@ -23,6 +24,7 @@ mod trace;
 pub mod work;
 
 pub use blas::{BlasGemm, BlasLt, BlasShape};
+pub use claims::{claim_level, Claims, Ticket};
 pub use device::{mps_control_path, Device, DeviceInfo, PartitionSupport, PriorityRange};
 pub(crate) use error::check;
 pub use error::{is_sticky, Error, PartitionError, Result};

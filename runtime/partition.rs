@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::device::{Device, PartitionSupport, SmSplit};
 use super::error::{check, PartitionError, Result};
 use super::handles::{GreenContext, Stream};
+use super::memory::DeviceBuffer;
 use super::policy::GroupRange;
 
 /// A partition asked for: `sms` SMs starting at group `first_group` of the device's split.
@@ -142,6 +143,8 @@ impl PartitionId {
 pub struct Partition {
     // Field order is drop order: streams before the green context they belong to.
     streams: Vec<Stream>,
+    /// Each stream's unit counter (`RsTicket.counter`, a 64-bit word of the pool's buffer).
+    counters: Vec<u64>,
     green: Option<GreenContext>,
     sms: u32,
     groups: Option<GroupRange>,
@@ -180,6 +183,13 @@ impl Partition {
         self.stream_in(0, level)
     }
 
+    /// The unit counter of the launches on `stream` (`RsTicket.counter`: launches on one
+    /// stream run one after another, so they share it), or 0 for a stream of no partition
+    /// (units are then assigned by block index, and claims are not read).
+    pub fn counter_of(&self, stream: sys::CUstream) -> u64 {
+        self.streams.iter().position(|s| s.raw() == stream).map_or(0, |i| self.counters[i])
+    }
+
     /// The raw stream of `lane` at priority level `level`.
     pub fn stream_in(&self, lane: usize, level: usize) -> Result<sys::CUstream, PartitionError> {
         if level >= self.levels {
@@ -197,6 +207,8 @@ impl Partition {
 pub struct PartitionPool {
     partitions: Vec<Partition>,
     priorities: Vec<i32>,
+    // A 64-bit word per stream, zero before and after every launch (kernels/abi.h, RsTicket).
+    _counters: Option<DeviceBuffer<u64>>,
     // Dropped last: the primary context outlives every stream and green context.
     ctx: Arc<CudaContext>,
 }
@@ -223,22 +235,43 @@ impl PartitionPool {
         let mut pool = PartitionPool {
             partitions: Vec::with_capacity(spec.partitions.len() + 1),
             priorities,
+            _counters: None,
             ctx: device.context().clone(),
         };
 
         let lanes = spec.lanes.max(1) as usize;
         let levels = pool.priorities.len();
-        let mut whole =
-            Partition { streams: Vec::new(), green: None, sms: device.info().sm_count, groups: None, levels };
+        let mut whole = Partition {
+            streams: Vec::new(),
+            counters: Vec::new(),
+            green: None,
+            sms: device.info().sm_count,
+            groups: None,
+            levels,
+        };
         for &p in pool.priorities.iter().cycle().take(lanes * levels) {
             whole.streams.push(Stream::new(p)?);
         }
         pool.partitions.push(whole);
 
-        if spec.partitions.is_empty() {
-            return Ok(pool);
+        if !spec.partitions.is_empty() {
+            let split = device.split()?;
+            pool.make_partitions(device, split, spec, lanes)?;
         }
-        let split = device.split()?;
+        let streams: usize = pool.partitions.iter().map(|p| p.streams.len()).sum();
+        let counters = DeviceBuffer::<u64>::filled(device, streams, 0)?;
+        let mut next = counters.ptr();
+        for p in &mut pool.partitions {
+            p.counters = (0..p.streams.len()).map(|i| next + 8 * i as u64).collect();
+            next += 8 * p.streams.len() as u64;
+        }
+        pool._counters = Some(counters);
+        Ok(pool)
+    }
+
+    /// Makes the green-context partitions of `spec` from `split`.
+    fn make_partitions(&mut self, device: &Device, split: &SmSplit, spec: &PoolSpec, lanes: usize) -> Result<()> {
+        let pool = self;
         for &request in &spec.partitions {
             let groups = group_range(request, split.granularity, split.group_count(), split.total_sms())?;
             let rest = spec.rest && groups.end() == split.group_count() && split.remaining_sms() > 0;
@@ -256,7 +289,7 @@ impl PartitionPool {
             }
             pool.partitions.push(part);
         }
-        Ok(pool)
+        Ok(())
     }
 
     /// The partition `id`.
@@ -308,6 +341,43 @@ impl Drop for PartitionPool {
     }
 }
 
+/// The SMs of each group of the device's split, then (when the split leaves any) of the SMs
+/// outside its groups: for each, a green context of those SMs alone is made and `record` runs
+/// on its stream, given how many SMs it holds, and returns the `%smid`s its blocks ran on.
+/// Each set is checked: as many distinct SMs as the group holds, none in two groups.
+pub(crate) fn group_sms(
+    device: &Device,
+    record: impl Fn(sys::CUstream, u32) -> Result<Vec<u32>>,
+) -> Result<Vec<Vec<u32>>> {
+    let split = device.split()?;
+    let dev = device.context().cu_device();
+    let mut sets: Vec<Vec<u32>> = Vec::new();
+    let groups = split.group_count();
+    let sets_to_measure = groups + u32::from(split.remaining_sms() > 0);
+    for g in 0..sets_to_measure {
+        let (range, rest) = if g < groups {
+            (GroupRange { first: g, count: 1 }, false)
+        } else {
+            (GroupRange { first: 0, count: 0 }, true)
+        };
+        let part = make_green(dev, split, range, rest, &[device.info().stream_priorities.least], 1)?;
+        let mut sms = record(part.stream(0)?, part.sms)?;
+        sms.sort_unstable();
+        sms.dedup();
+        let clash = sms.iter().find(|sm| sets.iter().any(|s| s.contains(sm)));
+        if sms.len() != part.sms as usize || clash.is_some() {
+            return Err(PartitionError::Unsupported(format!(
+                "SM set {g} of the split holds {} SMs; its blocks ran on {sms:?}{}",
+                part.sms,
+                clash.map_or(String::new(), |sm| format!(" (SM {sm} also in another set)"))
+            ))
+            .into());
+        }
+        sets.push(sms);
+    }
+    Ok(sets)
+}
+
 /// A green context on `groups` of the split (and its remaining SMs with `rest`).
 fn make_green(
     dev: sys::CUdevice,
@@ -333,6 +403,7 @@ fn make_green(
     })?;
     let mut part = Partition {
         streams: Vec::with_capacity(priorities.len() * lanes),
+        counters: Vec::new(),
         green: None,
         sms: super::device::sm_count(&got),
         groups: Some(groups),

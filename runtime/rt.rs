@@ -11,10 +11,10 @@ use parking_lot::Mutex;
 use super::launch::{self, Grid, KernelTable, Placement};
 use super::policy;
 use super::{
-    BlasGemm, BlasLt, BlasShape, Device, Error, LaunchRecord, MinSms, Partition, PartitionError, PartitionPool,
-    PoolSpec, Result, Scheduler, Timeline, TraceSink,
+    BlasGemm, BlasLt, BlasShape, Claims, Device, Error, LaunchRecord, MinSms, Partition, PartitionError, PartitionPool,
+    PoolSpec, Result, Scheduler, Ticket, Timeline, TraceSink,
 };
-use crate::kernels::abi::{GemmParams, RS_ACT_NONE};
+use crate::kernels::abi::{GemmParams, RsTicket, RS_ACT_NONE};
 use crate::kernels::{Kernel, KernelId, Params};
 
 /// cuBLASLt, loaded on first use, with its plans by shape and SM-count target.
@@ -34,6 +34,8 @@ pub struct Runtime {
     trace: OnceLock<Box<dyn TraceSink>>,
     epoch: std::time::Instant,
     blas: OnceLock<std::result::Result<Blas, String>>,
+    claims: std::result::Result<Claims, String>,
+    static_units: bool,
     kernels: KernelTable,
     pool: PartitionPool,
     device: Device,
@@ -44,7 +46,17 @@ impl Runtime {
     pub fn new(device: Device, spec: &PoolSpec) -> Result<Runtime> {
         let pool = PartitionPool::new(&device, spec)?;
         let kernels = KernelTable::load(&device)?;
+        // Claims need partitions to claim with; where the SM sets cannot be measured, claims
+        // are refused with the reason and launches run without them.
+        let claims = if spec.partitions.is_empty() {
+            Err("the runtime was made without partitions".to_string())
+        } else {
+            Claims::measure(&device, kernels.get(KernelId::SmidRecord)).map_err(|e| e.to_string())
+        };
         Ok(Runtime {
+            claims,
+            // For comparisons, as RIGHTSIZE_PDL=0 for PDL (see `with_static_units`).
+            static_units: std::env::var("RIGHTSIZE_STATIC_UNITS").is_ok_and(|v| v == "1"),
             scheduler: None,
             timeline: OnceLock::new(),
             trace: OnceLock::new(),
@@ -153,6 +165,22 @@ impl Runtime {
     /// header (`kernels/*.cu`) documents for these params, and nothing else writes the
     /// kernel's outputs until the launch completes.
     pub unsafe fn launch<P: Params>(&self, kernel: Kernel<P>, params: &P, placement: Placement) -> Result<u32> {
+        // SAFETY: forwarded contract.
+        unsafe { self.launch_at(kernel, params, placement, Ticket::default()) }
+    }
+
+    /// [`Runtime::launch`] with `ticket`'s claim level and trace: the launch's blocks leave
+    /// SMs of groups claimed above its level.
+    ///
+    /// # Safety
+    /// As [`Runtime::launch`].
+    pub unsafe fn launch_at<P: Params>(
+        &self,
+        kernel: Kernel<P>,
+        params: &P,
+        placement: Placement,
+        ticket: Ticket,
+    ) -> Result<u32> {
         // A placement the pool lacks is an error even with nothing to launch.
         let part = self.pool.get(placement.partition)?;
         let stream = part.stream(placement.priority_level)?;
@@ -161,7 +189,42 @@ impl Runtime {
         };
         self.device.bind()?;
         // SAFETY: forwarded contract; the context is current.
-        unsafe { self.issue(kernel, params, units, part, stream, placement.grid) }
+        unsafe { self.issue(kernel, params, units, part, stream, placement.grid, ticket) }
+    }
+
+    /// The same runtime with the plain contract's unit order (block b takes units b,
+    /// b + grid, …) and no claims: for comparisons, such as what taking units from a counter
+    /// and reading claims costs.
+    pub fn with_static_units(mut self) -> Runtime {
+        self.static_units = true;
+        self
+    }
+
+    /// The claim tables, or why this runtime has none.
+    pub fn claims(&self) -> std::result::Result<&Claims, &str> {
+        self.claims.as_ref().map_err(String::as_str)
+    }
+
+    /// Claims the SMs of `placement`'s partition at `level` ([`super::claim_level`]) on its
+    /// stream, in stream order: the library's kernels of lower levels running there leave
+    /// them after the work unit in hand, until [`Runtime::release`] on the same stream.
+    /// The whole device is not claimed (nothing happens).
+    pub fn claim(&self, placement: Placement, level: u32) -> Result<()> {
+        self.write_claims(placement, level)
+    }
+
+    /// Releases what [`Runtime::claim`] claimed, in stream order.
+    pub fn release(&self, placement: Placement) -> Result<()> {
+        self.write_claims(placement, 0)
+    }
+
+    pub(crate) fn write_claims(&self, placement: Placement, level: u32) -> Result<()> {
+        let part = self.pool.get(placement.partition)?;
+        let stream = part.stream(placement.priority_level)?;
+        let claims = self.claims().map_err(|reason| PartitionError::Unsupported(format!("no claims: {reason}")))?;
+        self.device.bind()?;
+        // SAFETY: a stream of this runtime's pool; the context is current.
+        unsafe { claims.write(stream, &claims.sets_of(part), level) }
     }
 
     /// The first step of every launch: checks `params` against the kernel's constraints and
@@ -178,6 +241,7 @@ impl Runtime {
     /// # Safety
     /// As [`Runtime::launch`]; `params` passed [`Runtime::units`]; the caller has bound the
     /// device's primary context to this thread ([`Device::bind`], once per launch).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) unsafe fn issue<P: Params>(
         &self,
         kernel: Kernel<P>,
@@ -186,6 +250,7 @@ impl Runtime {
         part: &Partition,
         stream: sys::CUstream,
         grid: Grid,
+        ticket: Ticket,
     ) -> Result<u32> {
         let id = kernel.id();
         let loaded = self.kernels.get(id);
@@ -194,7 +259,13 @@ impl Runtime {
         };
         // SAFETY: `Kernel<P>` ties P to the kernel; the caller vouches for the addresses and
         // made the primary context current; the stream belongs to this device.
-        unsafe { launch::launch_raw(loaded, grid, stream, params)? };
+        let counter = if self.static_units { 0 } else { part.counter_of(stream) };
+        let ticket = match &self.claims {
+            Ok(claims) => claims.ticket(counter, ticket),
+            Err(_) => RsTicket { counter, trace: ticket.trace, ..RsTicket::default() },
+        };
+        // SAFETY: as above; the counter is this stream's, whose launches run one after another.
+        unsafe { launch::launch_raw(loaded, grid, stream, params, &ticket)? };
         Ok(grid)
     }
 

@@ -257,6 +257,11 @@ impl Scheduler {
         self.policy.name()
     }
 
+    /// Whether latency-critical tenants claim their SMs ([`Policy::claims`]).
+    pub fn claims(&self) -> bool {
+        self.policy.claims()
+    }
+
     /// The device as the policy sees it.
     pub fn topology(&self) -> Topology {
         self.topo

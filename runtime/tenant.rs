@@ -144,6 +144,9 @@ pub struct Tenant {
     /// Where its last policy-placed kernel ran, and the stream it went to (current only while
     /// that stream is still the tail).
     placed: Cell<Option<(Region, sys::CUstream)>>,
+    /// The partition whose SMs it claims (a latency-critical tenant of a policy that claims),
+    /// until it synchronizes.
+    claimed: Cell<Option<super::PartitionId>>,
     /// Whether the scheduler counts it as having work outstanding.
     busy: Cell<bool>,
     /// How much of its time it spends busy; when it last went idle and when busy.
@@ -206,6 +209,7 @@ impl Tenant {
             slo: None,
             request: Cell::new(None),
             placed: Cell::new(None),
+            claimed: Cell::new(None),
             busy: Cell::new(false),
             duty: Cell::new((Duty::default(), None, None)),
         })
@@ -353,7 +357,8 @@ impl Tenant {
         self.rt.device().bind()?;
         let pool = self.rt.pool();
         let whole = super::PartitionId::WHOLE;
-        let at = |part, stream, grid| Target { part, stream, grid, units, pick: (0, false) };
+        let level = super::claims::claim_level(Some(self.class));
+        let at = |part, stream, grid| Target { part, stream, grid, units, pick: (0, false), level };
         let own_level = priority_level(self.class == PriorityClass::LatencyCritical, false);
         match (work.ask(), self.mode) {
             (Ask::Origin, _) => {
@@ -397,6 +402,7 @@ impl Tenant {
                     let part = pool.get(whole)?;
                     let stream = part.stream_in(self.id as usize, level)?;
                     self.order_to(stream)?;
+                    self.claim_for(sched, sched.partition(region), stream)?;
                     let target = Target { pick: (i, borrowed), ..at(part, stream, Grid::Auto) };
                     Ok(Placed { partition: sched.partition(region), target, scheduled: None })
                 })
@@ -428,12 +434,42 @@ impl Tenant {
                     let part = pool.get(partition)?;
                     let stream = part.stream_in(self.id as usize, level)?;
                     self.order_to(stream)?;
+                    if capturing.is_none() {
+                        self.claim_for(sched, partition, stream)?;
+                    }
                     Ok(Placed { partition, target: at(part, stream, grid), scheduled: None })
                 })?;
                 self.placed.set(Some((region, placed.target.stream)));
                 Ok(placed)
             }
         }
+    }
+
+    /// A latency-critical tenant of a policy that claims ([`super::policy::Policy::claims`])
+    /// claims the SMs of `partition`, where its next work goes, on `stream` ahead of it: lower
+    /// tenants' kernels running there leave them within a work unit. The claim moves with its
+    /// work and is released when it synchronizes (its request is done). Claims of the whole
+    /// device are none (nothing else is confined away from it), and a runtime without claim
+    /// tables runs without them.
+    fn claim_for(&self, sched: &super::Scheduler, partition: super::PartitionId, stream: sys::CUstream) -> Result<()> {
+        if self.class != PriorityClass::LatencyCritical || !sched.claims() || self.claimed.get() == Some(partition) {
+            return Ok(());
+        }
+        let Ok(claims) = self.rt.claims() else { return Ok(()) };
+        let pool = self.rt.pool();
+        // SAFETY: a stream of the pool; the placement step made the context current.
+        unsafe {
+            if let Some(old) = self.claimed.get() {
+                claims.write(stream, &claims.sets_of(pool.get(old)?), 0)?;
+            }
+            claims.write(
+                stream,
+                &claims.sets_of(pool.get(partition)?),
+                super::claims::claim_level(Some(self.class)),
+            )?;
+        }
+        self.claimed.set(Some(partition));
+        Ok(())
     }
 
     /// Runs `make`, the rest of the placement step after `region`'s groups were acquired
@@ -544,6 +580,39 @@ impl Tenant {
         self
     }
 
+    /// Sets the priority class of a tenant with a fixed placement (best-effort unless set):
+    /// it sets the level of its claims and of its kernels' ([`super::claim_level`]). A
+    /// scheduled tenant's class is given when it is made.
+    pub fn with_class(mut self, class: PriorityClass) -> Tenant {
+        if matches!(self.mode, Mode::Fixed(_)) {
+            self.class = class;
+        }
+        self
+    }
+
+    /// Claims the SMs of this tenant's partition (a fixed placement) at its class's level
+    /// ([`super::claim_level`]), in the order of its work: the library's kernels of tenants of
+    /// lower classes running there leave those SMs after the work unit in hand, until
+    /// [`Tenant::release`]. Refused for a scheduled tenant (its policy places claims) and
+    /// where the runtime has no claim tables (it says why).
+    pub fn claim(&self) -> Result<()> {
+        self.write_claim(super::claims::claim_level(Some(self.class)))
+    }
+
+    /// Releases what [`Tenant::claim`] claimed, in the order of its work.
+    pub fn release(&self) -> Result<()> {
+        self.write_claim(0)
+    }
+
+    fn write_claim(&self, level: u32) -> Result<()> {
+        match self.mode {
+            Mode::Fixed(p) => self.rt.write_claims(p, level),
+            Mode::Scheduled => {
+                Err(PartitionError::Unsupported("a scheduled tenant's claims are its policy's to place".into()).into())
+            }
+        }
+    }
+
     /// The tail of its logical stream: the stream of its last launch (or of its placement,
     /// or its origin before any launch). Work enqueued there runs after all of its kernels.
     pub fn stream(&self) -> Result<sys::CUstream> {
@@ -652,6 +721,11 @@ impl Tenant {
     /// scheduled tenant then counts as idle until its next launch.
     pub fn synchronize(&self) -> Result<()> {
         self.rt.device().bind()?;
+        if let (Some(claimed), Ok(claims)) = (self.claimed.take(), self.rt.claims()) {
+            // Released in stream order, as its last kernel completes.
+            // SAFETY: its tail is a stream of the pool; the context is current.
+            unsafe { claims.write(self.last.get(), &claims.sets_of(self.rt.pool().get(claimed)?), 0) }?;
+        }
         // SAFETY: a live stream of the pool.
         unsafe { result::stream::synchronize(self.last.get()) }.call("cuStreamSynchronize")?;
         if let (true, Some(sched)) = (self.busy.get(), self.rt.scheduler()) {

@@ -13,7 +13,9 @@ use std::ffi::c_void;
 use cudarc::driver::sys;
 
 use super::policy::Region;
-use super::{Error, ForeignGrid, ForeignKernel, Grid, Partition, Placement, Plan, PlanSet, Recorded, Result, Runtime};
+use super::{
+    Error, ForeignGrid, ForeignKernel, Grid, Partition, Placement, Plan, PlanSet, Recorded, Result, Runtime, Ticket,
+};
 use crate::kernels::abi::GemmParams;
 use crate::kernels::{Kernel, KernelId, Params};
 
@@ -48,6 +50,8 @@ pub struct Target<'a> {
     pub units: u64,
     /// With [`Ask::Plans`]: the plan picked, and whether it borrows SMs.
     pub pick: (usize, bool),
+    /// The claim level of the library's kernels ([`claim_level`](super::claim_level)).
+    pub level: u32,
 }
 
 mod sealed {
@@ -127,7 +131,17 @@ impl<P: Params> Work for Launch<'_, P> {
     }
     unsafe fn issue(&self, rt: &Runtime, at: &Target<'_>) -> Result<(u32, u32)> {
         // SAFETY: the submitter's contract; the stream is one of `at.part`'s.
-        let grid = unsafe { rt.issue(self.kernel, self.params, at.units, at.part, at.stream, at.grid) }?;
+        let grid = unsafe {
+            rt.issue(
+                self.kernel,
+                self.params,
+                at.units,
+                at.part,
+                at.stream,
+                at.grid,
+                Ticket { level: at.level, trace: 0 },
+            )
+        }?;
         Ok((grid, grid))
     }
 }

@@ -54,6 +54,12 @@ pub trait Policy: Send + Sync + fmt::Debug {
     fn guaranteed(&self) -> u64 {
         0
     }
+    /// Whether a latency-critical tenant claims the SMs its work is placed on, for its request
+    /// (runtime/claims.rs): lower tenants' kernels already running there leave them within a
+    /// work unit, instead of holding them until they end.
+    fn claims(&self) -> bool {
+        false
+    }
     /// The windows a plan set of tenant `t` (out of `tenants`) is captured within
     /// ([`Tenant::capture_set`](crate::runtime::Tenant::capture_set)): the whole device, for
     /// when no other tenant has work, and where it runs beside others; by default its equal

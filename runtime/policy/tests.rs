@@ -134,3 +134,17 @@ proptest! {
         }
     }
 }
+
+/// No policy has latency-critical tenants claim their SMs unless asked: the share policy
+/// does with [`KrispShare::claiming`], and it keeps its placements.
+#[test]
+fn only_a_claiming_share_policy_claims() {
+    let claiming: Vec<&str> = policies().iter().filter(|p| p.claims()).map(|p| p.name()).collect();
+    assert!(claiming.is_empty(), "{claiming:?}");
+    let shares = || vec![share(true, Some(3)), share(false, None), share(false, Some(5))];
+    let (plain, claims) = (KrispShare::new(shares()), KrispShare::new(shares()).claiming());
+    assert!(claims.claims() && claims.name() == "krisp");
+    for tenant in 0..3 {
+        assert_eq!(plain.home(tenant, 3, TOPO.groups), claims.home(tenant, 3, TOPO.groups));
+    }
+}

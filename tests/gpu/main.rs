@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 
+mod claims;
 mod engine;
 mod faults;
 mod harness;

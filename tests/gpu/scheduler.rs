@@ -8,7 +8,7 @@ use std::sync::Arc;
 use half::f16;
 use rand::Rng;
 use rightsize::engine::{Family, Mode, Model, ModelConfig, ModelWeights};
-use rightsize::kernels::abi::{SmidParams, VectorAddParams};
+use rightsize::kernels::abi::{RsTicket, SmidParams, VectorAddParams};
 use rightsize::kernels::{KernelId, SMID_RECORD, VECTOR_ADD_F16};
 use rightsize::runtime::policy::{
     Full, GroupRange, KrispConserved, KrispIsolated, KrispShare, Policy, Prioritized, PriorityClass, Static,
@@ -509,8 +509,10 @@ fn foreign_kernels_take_the_tenants_placement_step() {
     let units = 4 * 32 * u64::from(smid.blocks_per_sm());
     let out = DeviceBuffer::<u32>::filled(dev, units as usize, 0xff).unwrap();
     let p = SmidParams { sm: out.ptr(), spin_cycles: 20_000, units: units as u32, _pad: 0 };
-    let mut args = [&p as *const SmidParams as *mut std::ffi::c_void];
-    // SAFETY: `out` holds `units` entries; the one argument is the kernel's parameter struct.
+    // A zero ticket: units by block index, no claims (kernels/abi.h, RsTicket).
+    let ticket = RsTicket::default();
+    let mut args = [&p as *const SmidParams as *mut std::ffi::c_void, &ticket as *const RsTicket as *mut _];
+    // SAFETY: `out` holds `units` entries; the arguments are the kernel's params and ticket.
     let blocks =
         unsafe { t.submit(Foreign { kernel: &smid, grid: ForeignGrid::Units(units), args: args.as_mut_ptr() }) }
             .unwrap();
@@ -531,7 +533,7 @@ fn foreign_kernels_take_the_tenants_placement_step() {
     let (dc, dd) = (DeviceBuffer::<f16>::filled(dev, n, 0).unwrap(), DeviceBuffer::<f16>::filled(dev, n, 0).unwrap());
     let first = VectorAddParams { a: da.ptr(), b: db.ptr(), c: dc.ptr(), n: n as u64 };
     let then = VectorAddParams { a: dc.ptr(), b: da.ptr(), c: dd.ptr(), n: n as u64 };
-    let mut args = [&then as *const VectorAddParams as *mut std::ffi::c_void];
+    let mut args = [&then as *const VectorAddParams as *mut std::ffi::c_void, &ticket as *const RsTicket as *mut _];
     // SAFETY: every buffer holds `n` halves.
     unsafe {
         t.launch(VECTOR_ADD_F16, &first).unwrap();

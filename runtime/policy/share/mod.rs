@@ -36,12 +36,23 @@ pub struct KrispShare {
     speeds: Vec<Option<Speeds>>,
     /// Every active set's layout by speeds, made once.
     table: Option<Layouts>,
+    /// Whether latency-critical tenants claim their SMs ([`KrispShare::claiming`]).
+    claims: bool,
 }
 
 impl KrispShare {
+    /// The same policy with latency-critical tenants claiming the SMs their work goes to, for
+    /// their request ([`Policy::claims`]). Not the default: in the default comparison on the
+    /// H200 (docs/claims-h200.md) it left the latency-critical p99 where it was without
+    /// claims in eager runs and made two of three latency-critical scenarios worse with plans.
+    pub fn claiming(mut self) -> KrispShare {
+        self.claims = true;
+        self
+    }
+
     /// Shares without speeds: what quotas leave goes in equal parts.
     pub fn new(shares: Vec<Share>) -> KrispShare {
-        KrispShare { shares, speeds: Vec::new(), table: None }
+        KrispShare { shares, speeds: Vec::new(), table: None, claims: false }
     }
 
     /// Shares for `tenants` tenants on `topo`, with what quotas leave sized by the tenants'
@@ -50,7 +61,7 @@ impl KrispShare {
     /// path only looks it up; beyond [`TABLE_TENANTS`] tenants it is computed per launch, in
     /// equal parts, as by [`KrispShare::new`].
     pub fn with_speeds(shares: Vec<Share>, speeds: Vec<Option<Speeds>>, tenants: u32, topo: &Topology) -> KrispShare {
-        let mut p = KrispShare { shares, speeds, table: None };
+        let mut p = KrispShare { shares, speeds, table: None, claims: false };
         let n = (p.shares.len() as u32).max(tenants);
         if n == 0 || n > TABLE_TENANTS {
             return p;
@@ -302,6 +313,9 @@ impl KrispShare {
 impl Policy for KrispShare {
     fn name(&self) -> &'static str {
         "krisp"
+    }
+    fn claims(&self) -> bool {
+        self.claims
     }
     fn place(&self, d: &Demand, load: &GroupLoad, topo: &Topology, allowed: GroupRange) -> Decision {
         let high = d.class == PriorityClass::LatencyCritical;

@@ -1,0 +1,148 @@
+//! Claimable SMs: the tables the library's kernels read between work units, and the stream
+//! operations that claim and release SM groups.
+//!
+//! Every launch of the library passes an [`RsTicket`] (kernels/abi.h): its blocks take work
+//! units from a counter of its stream and, before each unit after the first, read the claim
+//! level of their SM's group. A claim is a stream memory write (no SM needed) of the claimer's
+//! level into the words of the groups it claims; a block of a launch of a lower level on one
+//! of them leaves after the unit in hand, and the launch's blocks elsewhere take its remaining
+//! units (the last block out takes what is left, so any claims give the same output). A release
+//! writes zero. Which SMs a group holds is measured once, when the runtime is made: a kernel
+//! recording `%smid` runs on a green context of each group alone.
+
+use cudarc::driver::sys;
+
+use super::device::Device;
+use super::error::{check, Error, Result};
+use super::memory::DeviceBuffer;
+use super::partition::{group_sms, Partition};
+use super::policy::PriorityClass;
+use super::LoadedKernel;
+use crate::kernels::abi::{RsTicket, SmidParams, RS_MAX_GROUPS, RS_MAX_SMS, RS_NO_GROUP};
+
+/// A launch's claim level: 0 for launches of no tenant, 1 for best-effort tenants, 2 for
+/// latency-critical ones. A launch yields the SMs of groups claimed above its level.
+pub fn claim_level(class: Option<PriorityClass>) -> u32 {
+    match class {
+        None => 0,
+        Some(PriorityClass::BestEffort) => 1,
+        Some(PriorityClass::LatencyCritical) => 2,
+    }
+}
+
+/// How one launch takes part in claims.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Ticket {
+    /// Its level ([`claim_level`]): it yields the SMs of groups claimed above it.
+    pub level: u32,
+    /// Where its blocks record when they start and leave and why (`RsTicket.trace`: three
+    /// words per block of the launch's grid), or 0.
+    pub trace: u64,
+}
+
+/// The claim tables of one device: a level per SM set (the split's groups, then the SMs
+/// outside them) and the set of every SM.
+#[derive(Debug)]
+pub struct Claims {
+    levels: DeviceBuffer<u32>,
+    group_of: DeviceBuffer<u8>,
+    sets: Vec<Vec<u32>>,
+    /// Sets that are groups of the split (the first ones); a further one is the rest.
+    groups: usize,
+}
+
+impl Claims {
+    /// Measures which SMs each group of `device`'s split holds (with `smid`, the library's
+    /// `smid_record`) and makes the tables, with no claims.
+    pub(crate) fn measure(device: &Device, smid: &LoadedKernel) -> Result<Claims> {
+        let sets = group_sms(device, |stream, sms| {
+            let blocks = sms * smid.blocks_per_sm;
+            let units = 4 * blocks;
+            let out = DeviceBuffer::<u32>::filled(device, units as usize, 0xFF)?;
+            // ~25 µs of spinning per unit, so every resident block is busy while the others start.
+            let params = SmidParams { sm: out.ptr(), spin_cycles: 50_000, units, _pad: 0 };
+            // SAFETY: `out` holds `units` words; a zero ticket assigns units by block index.
+            unsafe { super::launch::launch_raw(smid, blocks, stream, &params, &RsTicket::default())? };
+            // SAFETY: a live stream of a green context of this device.
+            check("cuStreamSynchronize", unsafe { sys::cuStreamSynchronize(stream) })?;
+            out.to_host()
+        })?;
+        if sets.len() > RS_MAX_GROUPS as usize || sets.iter().flatten().any(|&sm| sm >= RS_MAX_SMS) {
+            return Err(Error::Launch {
+                kernel: "smid_record",
+                reason: format!("{} SM sets (SMs {sets:?}) do not fit the claim tables", sets.len()),
+            });
+        }
+        let mut group_of = vec![RS_NO_GROUP as u8; RS_MAX_SMS as usize];
+        for (g, set) in sets.iter().enumerate() {
+            for &sm in set {
+                group_of[sm as usize] = g as u8;
+            }
+        }
+        Ok(Claims {
+            levels: DeviceBuffer::filled(device, RS_MAX_GROUPS as usize, 0)?,
+            group_of: DeviceBuffer::from_host(device, &group_of)?,
+            sets,
+            groups: device.split()?.group_count() as usize,
+        })
+    }
+
+    /// The device address of set `set`'s claim word (a watcher may poll it).
+    pub fn word(&self, set: usize) -> u64 {
+        self.levels.ptr() + 4 * set as u64
+    }
+
+    /// The SMs of each set: the split's groups in order, then those outside them.
+    pub fn sets(&self) -> &[Vec<u32>] {
+        &self.sets
+    }
+
+    /// The kernel argument of a launch `t` whose stream's counter is `counter`.
+    pub fn ticket(&self, counter: u64, t: Ticket) -> RsTicket {
+        RsTicket {
+            counter,
+            claims: self.levels.ptr(),
+            group_of: self.group_of.ptr(),
+            trace: t.trace,
+            level: t.level,
+            _pad: 0,
+        }
+    }
+
+    /// The sets `part` holds: its groups, and the SMs outside the groups when it has them
+    /// too; none for the whole device (it is not claimed).
+    pub fn sets_of(&self, part: &Partition) -> Vec<usize> {
+        let Some(g) = part.groups() else { return Vec::new() };
+        let groups = (g.first as usize..g.end() as usize).filter(|&i| i < self.groups);
+        let in_groups: usize = groups.clone().map(|i| self.sets[i].len()).sum();
+        let rest = self.sets.len() > self.groups && part.sms() as usize > in_groups;
+        groups.chain(rest.then_some(self.groups)).collect()
+    }
+
+    /// Writes `level` into the claim word of each of `sets` on `stream`, in stream order: a
+    /// claim (the claimer's level) or a release (0). One batch of stream memory writes; it
+    /// needs no SM and may be captured into a plan.
+    ///
+    /// # Safety
+    /// `stream` is a live stream of this device and the device's primary context is current.
+    pub(crate) unsafe fn write(&self, stream: sys::CUstream, sets: &[usize], level: u32) -> Result<()> {
+        if sets.is_empty() {
+            return Ok(());
+        }
+        let mut ops: Vec<sys::CUstreamBatchMemOpParams> = sets
+            .iter()
+            .map(|&s| {
+                // SAFETY: plain data; the union member set is the one `operation` names.
+                let mut op: sys::CUstreamBatchMemOpParams = unsafe { std::mem::zeroed() };
+                op.writeValue.operation = sys::CUstreamBatchMemOpType::CU_STREAM_MEM_OP_WRITE_VALUE_32;
+                op.writeValue.address = self.word(s);
+                op.writeValue.__bindgen_anon_1.value = level;
+                op
+            })
+            .collect();
+        // SAFETY: the caller's contract; every address is a word of `levels`.
+        check("cuStreamBatchMemOp", unsafe {
+            sys::cuStreamBatchMemOp_v2(stream, ops.len() as u32, ops.as_mut_ptr(), 0)
+        })
+    }
+}
