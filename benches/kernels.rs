@@ -113,22 +113,11 @@ fn gemm_cases(cx: &mut Ctx, cases: &mut Vec<Case>, name: &str, m: u32, n: u32, k
         let (da, db, dbias, dc) = (cx.upload(&a), cx.upload(&b), cx.upload(&bias), cx.zeros(mu * nu));
         let dres = cx.upload(&res);
         let p = GemmParams {
-            a: da.ptr(),
-            b: db.ptr(),
-            c: dc.ptr(),
             bias: dbias.ptr(),
             residual: if residual { dres.ptr() } else { 0 },
-            m,
-            n,
-            k: kk,
-            batch: 1,
-            lda: kk,
-            ldb: kk,
-            ldc: n,
-            ldr: n,
             act,
             b_stable: 1,
-            ..Default::default()
+            ..GemmParams::dense(da.ptr(), db.ptr(), dc.ptr(), m, n, kk)
         };
         let keep = vec![any(&da), any(&db), any(&dbias), any(&dc), any(&dres)];
         if let Some(k) = hopper_kernel {
@@ -582,20 +571,7 @@ fn plain_gemm<T: DeviceCopy>(
 ) -> GemmParams {
     // B is never written after its upload: kernels may read it before waiting for their
     // predecessor.
-    GemmParams {
-        a: a.ptr(),
-        b: b.ptr(),
-        c: c.ptr(),
-        m,
-        n,
-        k,
-        batch: 1,
-        lda: k,
-        ldb: k,
-        ldc: n,
-        b_stable: 1,
-        ..Default::default()
-    }
+    GemmParams { ldr: 0, b_stable: 1, ..GemmParams::dense(a.ptr(), b.ptr(), c.ptr(), m, n, k) }
 }
 
 /// SM counts of the partitions the confined GEMMs run on.

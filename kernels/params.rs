@@ -177,6 +177,12 @@ pub fn fuses_norm(k: KernelId) -> bool {
 }
 
 impl GemmParams {
+    /// C (M × N) = A (M × K) · Bᵀ (N × K) at addresses `a`, `b`, `c`: one GEMM of packed
+    /// row-major matrices, nothing fused; the rest of the fields set with `..` on it.
+    pub fn dense(a: u64, b: u64, c: u64, m: u32, n: u32, k: u32) -> GemmParams {
+        GemmParams { a, b, c, m, n, k, batch: 1, lda: k, ldb: k, ldc: n, ldr: n, ..Default::default() }
+    }
+
     /// The fused input norm: only the decode kernels (skinny, streamed) take one, for batch 1,
     /// with gamma and (LayerNorm only) an optional beta.
     fn check_norm(&self, k: KernelId) -> Result<(), ParamError> {
@@ -687,7 +693,7 @@ mod tests {
     use super::*;
 
     fn gemm(m: u32, n: u32, k: u32) -> GemmParams {
-        GemmParams { a: 256, b: 512, c: 1024, m, n, k, batch: 1, lda: k, ldb: k, ldc: n, ..Default::default() }
+        GemmParams { ldr: 0, ..GemmParams::dense(256, 512, 1024, m, n, k) }
     }
 
     fn gpt2_decoder(batch: u32) -> DecoderParams {

@@ -140,20 +140,7 @@ impl Gemm {
         let a = DeviceBuffer::from_host(dev, &rand(rng, m)).unwrap();
         let b = DeviceBuffer::from_host(dev, &rand(rng, n)).unwrap();
         let out = DeviceBuffer::<f16>::filled(dev, (m * n) as usize, 0xff).unwrap();
-        let p = GemmParams {
-            a: a.ptr(),
-            b: b.ptr(),
-            c: out.ptr(),
-            m,
-            n,
-            k: kk,
-            batch: 1,
-            lda: kk,
-            ldb: kk,
-            ldc: n,
-            ldr: n,
-            ..Default::default()
-        };
+        let p = GemmParams::dense(a.ptr(), b.ptr(), out.ptr(), m, n, kk);
         let sms = rt.pool().get(be_part()).unwrap().sms();
         let kernel = gemm_wgmma_kernel(m, n, kk, sms);
         let tp = gemm_tma_params(&p, kernel).unwrap();
