@@ -11,8 +11,8 @@ use parking_lot::Mutex;
 use super::launch::{self, Grid, KernelTable, Placement};
 use super::policy;
 use super::{
-    BlasGemm, BlasLt, BlasShape, Claims, Device, Error, LaunchRecord, MinSms, Partition, PartitionError, PartitionPool,
-    PoolSpec, Result, Scheduler, Ticket, Timeline, TraceSink,
+    BlasGemm, BlasLt, BlasShape, Claims, Device, Error, LaunchRecord, MinSms, Partition, PartitionError, PartitionId,
+    PartitionPool, PoolSpec, Result, Scheduler, Ticket, Timeline, TraceSink,
 };
 use crate::kernels::abi::{GemmParams, RsTicket, RS_ACT_NONE};
 use crate::kernels::{Kernel, KernelId, Params};
@@ -219,12 +219,26 @@ impl Runtime {
     }
 
     pub(crate) fn write_claims(&self, placement: Placement, level: u32) -> Result<()> {
-        let part = self.pool.get(placement.partition)?;
-        let stream = part.stream(placement.priority_level)?;
-        let claims = self.claims().map_err(|reason| PartitionError::Unsupported(format!("no claims: {reason}")))?;
+        let stream = self.pool.get(placement.partition)?.stream(placement.priority_level)?;
         self.device.bind()?;
         // SAFETY: a stream of this runtime's pool; the context is current.
-        unsafe { claims.write(stream, &claims.sets_of(part), level) }
+        unsafe { self.write_claims_on(stream, placement.partition, level) }
+    }
+
+    /// Writes `level` into the claim words of `partition`'s SMs on `stream`, in stream order:
+    /// a claim, or a release (0). Nothing for the whole device.
+    ///
+    /// # Safety
+    /// `stream` is a stream of this runtime's pool and the device's primary context is current.
+    pub(crate) unsafe fn write_claims_on(
+        &self,
+        stream: sys::CUstream,
+        partition: PartitionId,
+        level: u32,
+    ) -> Result<()> {
+        let claims = self.claims().map_err(|reason| PartitionError::Unsupported(format!("no claims: {reason}")))?;
+        // SAFETY: the caller's contract.
+        unsafe { claims.write(stream, &claims.sets_of(self.pool.get(partition)?), level) }
     }
 
     /// The first step of every launch: checks `params` against the kernel's constraints and

@@ -455,18 +455,15 @@ impl Tenant {
         if self.class != PriorityClass::LatencyCritical || !sched.claims() || self.claimed.get() == Some(partition) {
             return Ok(());
         }
-        let Ok(claims) = self.rt.claims() else { return Ok(()) };
-        let pool = self.rt.pool();
+        if self.rt.claims().is_err() {
+            return Ok(());
+        }
         // SAFETY: a stream of the pool; the placement step made the context current.
         unsafe {
             if let Some(old) = self.claimed.get() {
-                claims.write(stream, &claims.sets_of(pool.get(old)?), 0)?;
+                self.rt.write_claims_on(stream, old, 0)?;
             }
-            claims.write(
-                stream,
-                &claims.sets_of(pool.get(partition)?),
-                super::claims::claim_level(Some(self.class)),
-            )?;
+            self.rt.write_claims_on(stream, partition, super::claims::claim_level(Some(self.class)))?;
         }
         self.claimed.set(Some(partition));
         Ok(())
@@ -721,10 +718,11 @@ impl Tenant {
     /// scheduled tenant then counts as idle until its next launch.
     pub fn synchronize(&self) -> Result<()> {
         self.rt.device().bind()?;
-        if let (Some(claimed), Ok(claims)) = (self.claimed.take(), self.rt.claims()) {
-            // Released in stream order, as its last kernel completes.
+        if let Some(claimed) = self.claimed.take() {
+            // Released in stream order, as its last kernel completes (only a runtime with
+            // claim tables claims).
             // SAFETY: its tail is a stream of the pool; the context is current.
-            unsafe { claims.write(self.last.get(), &claims.sets_of(self.rt.pool().get(claimed)?), 0) }?;
+            unsafe { self.rt.write_claims_on(self.last.get(), claimed, 0) }?;
         }
         // SAFETY: a live stream of the pool.
         unsafe { result::stream::synchronize(self.last.get()) }.call("cuStreamSynchronize")?;
