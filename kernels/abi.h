@@ -31,7 +31,8 @@
  */
 typedef struct RsTicket {
     unsigned long long counter;  /* unsigned long long: blocks left for a claim << 32 | tickets taken; or 0 */
-    unsigned long long claims;   /* const unsigned[RS_MAX_GROUPS]: each group's claim level (0: none), or 0 */
+    unsigned long long claims;   /* const unsigned[RS_NO_GROUP + 1]: each group's claim level (0: none; RS_NO_GROUP's
+                                    always 0), or 0 */
     unsigned long long group_of; /* const unsigned char[RS_MAX_SMS]: each SM's group */
     unsigned long long trace;    /* optional: unsigned long long[gridDim.x][3] per block: %globaltimer (ns) when it
                                     started on its units and when it left, and smid << 32 |

@@ -5,7 +5,7 @@
 // gelu computes in FP32 and rounds once; swiglu rounds silu(gate) to FP16 before the product. Reference: kernels/reference.rs::gelu, swiglu.
 #include "common.cuh"
 
-RS_KERNEL void __launch_bounds__(RS_ACT_THREADS) gelu_f16(const __grid_constant__ GeluParams p, RS_TICKET t) {
+RS_KERNEL_PAIR(__launch_bounds__(RS_ACT_THREADS), gelu_f16, GeluParams) {
     rs::pdl_sync();
     using rs::u64;
     const __half* x = rs::ptr<const __half>(p.x);
@@ -17,7 +17,7 @@ RS_KERNEL void __launch_bounds__(RS_ACT_THREADS) gelu_f16(const __grid_constant_
     }
 }
 
-RS_KERNEL void __launch_bounds__(RS_ACT_THREADS) swiglu_f16(const __grid_constant__ SwigluParams p, RS_TICKET t) {
+RS_KERNEL_PAIR(__launch_bounds__(RS_ACT_THREADS), swiglu_f16, SwigluParams) {
     rs::pdl_sync();
     using rs::u64;
     RS_FOR_EACH_UNIT_BY(r, p.rows, t, 8) {

@@ -17,7 +17,7 @@ __device__ __forceinline__ bool better(float v, unsigned i, float bv, unsigned b
 }
 }  // namespace
 
-RS_KERNEL void __launch_bounds__(RS_ARGMAX_THREADS) argmax_f16(const __grid_constant__ ArgmaxParams p, RS_TICKET t) {
+RS_KERNEL_PAIR(__launch_bounds__(RS_ARGMAX_THREADS), argmax_f16, ArgmaxParams) {
     rs::pdl_sync();
     using rs::u64;
     __shared__ float sv[RS_ARGMAX_THREADS / 32];

@@ -28,7 +28,7 @@ namespace {
 
 using rs::u64;
 
-template <int D>
+template <bool RS_COUNTED, int D>
 __device__ __forceinline__ void prefill(const AttentionParams& p, __half* smem, const RsTicket& t) {
     constexpr int BQ = RS_ATTN_BQ, BKV = RS_ATTN_BKV, LDS = D + 8, CH = D / 8;
     constexpr int THREADS = RS_ATTN_THREADS;
@@ -112,7 +112,7 @@ __device__ __forceinline__ void prefill(const AttentionParams& p, __half* smem, 
     }
 }
 
-template <int D>
+template <bool RS_COUNTED, int D>
 __device__ __forceinline__ void decode(const DecodeAttentionParams& p, const RsTicket& t) {
     RS_FOR_EACH_UNIT(u, (u64)p.batch * p.heads_kv, t) rs::decode_attention_unit<D>(p, u);
 }
@@ -121,32 +121,32 @@ __device__ __forceinline__ void decode(const DecodeAttentionParams& p, const RsT
 
 extern __shared__ __align__(128) unsigned char rs_attn_smem[];
 
-RS_KERNEL void __launch_bounds__(RS_ATTN_THREADS) attention_prefill_d32(const __grid_constant__ AttentionParams p, RS_TICKET t) {
+RS_KERNEL_PAIR(__launch_bounds__(RS_ATTN_THREADS), attention_prefill_d32, AttentionParams) {
     rs::pdl_sync();
-    prefill<32>(p, reinterpret_cast<__half*>(rs_attn_smem), t);
+    prefill<RS_COUNTED, 32>(p, reinterpret_cast<__half*>(rs_attn_smem), t);
 }
 
-RS_KERNEL void __launch_bounds__(RS_ATTN_THREADS) attention_prefill_d64(const __grid_constant__ AttentionParams p, RS_TICKET t) {
+RS_KERNEL_PAIR(__launch_bounds__(RS_ATTN_THREADS), attention_prefill_d64, AttentionParams) {
     rs::pdl_sync();
-    prefill<64>(p, reinterpret_cast<__half*>(rs_attn_smem), t);
+    prefill<RS_COUNTED, 64>(p, reinterpret_cast<__half*>(rs_attn_smem), t);
 }
 
-RS_KERNEL void __launch_bounds__(RS_ATTN_THREADS) attention_prefill_d128(const __grid_constant__ AttentionParams p, RS_TICKET t) {
+RS_KERNEL_PAIR(__launch_bounds__(RS_ATTN_THREADS), attention_prefill_d128, AttentionParams) {
     rs::pdl_sync();
-    prefill<128>(p, reinterpret_cast<__half*>(rs_attn_smem), t);
+    prefill<RS_COUNTED, 128>(p, reinterpret_cast<__half*>(rs_attn_smem), t);
 }
 
-RS_KERNEL void __launch_bounds__(RS_DECODE_THREADS) attention_decode_d32(const __grid_constant__ DecodeAttentionParams p, RS_TICKET t) {
+RS_KERNEL_PAIR(__launch_bounds__(RS_DECODE_THREADS), attention_decode_d32, DecodeAttentionParams) {
     rs::pdl_sync();
-    decode<32>(p, t);
+    decode<RS_COUNTED, 32>(p, t);
 }
 
-RS_KERNEL void __launch_bounds__(RS_DECODE_THREADS) attention_decode_d64(const __grid_constant__ DecodeAttentionParams p, RS_TICKET t) {
+RS_KERNEL_PAIR(__launch_bounds__(RS_DECODE_THREADS), attention_decode_d64, DecodeAttentionParams) {
     rs::pdl_sync();
-    decode<64>(p, t);
+    decode<RS_COUNTED, 64>(p, t);
 }
 
-RS_KERNEL void __launch_bounds__(RS_DECODE_THREADS) attention_decode_d128(const __grid_constant__ DecodeAttentionParams p, RS_TICKET t) {
+RS_KERNEL_PAIR(__launch_bounds__(RS_DECODE_THREADS), attention_decode_d128, DecodeAttentionParams) {
     rs::pdl_sync();
-    decode<128>(p, t);
+    decode<RS_COUNTED, 128>(p, t);
 }

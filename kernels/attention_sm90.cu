@@ -53,7 +53,7 @@ __device__ __forceinline__ void load_tile(unsigned char* tile, const __half* src
 }
 
 // WG warpgroups, each with 64 query rows of the unit's BQ = 64·WG, sharing the keys and values.
-template <int D, int WG>
+template <bool RS_COUNTED, int D, int WG>
 __device__ __forceinline__ void prefill(const AttentionParams& p, unsigned char* smem_raw, const RsTicket& t) {
     constexpr int BQ = 64 * WG, THREADS = 128 * WG;
     constexpr unsigned Q_BYTES = BQ * D * 2, KV_BYTES = BKV * D * 2;
@@ -152,29 +152,27 @@ __device__ __forceinline__ void prefill(const AttentionParams& p, unsigned char*
 extern __shared__ __align__(1024) unsigned char rs_attn_w_smem[];
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-#define RS_ATTN_WGMMA(D, WG) prefill<D, WG>(p, rs_attn_w_smem, t)
+#define RS_ATTN_WGMMA(D, WG) prefill<RS_COUNTED, D, WG>(p, rs_attn_w_smem, t)
 #else
 #define RS_ATTN_WGMMA(D, WG) __trap()
 #endif
 
-RS_KERNEL void __launch_bounds__(RS_ATTN_THREADS) attention_prefill_wgmma_d64(const __grid_constant__ AttentionParams p, RS_TICKET t) {
+RS_KERNEL_PAIR(__launch_bounds__(RS_ATTN_THREADS), attention_prefill_wgmma_d64, AttentionParams) {
     rs::pdl_sync();
     RS_ATTN_WGMMA(64, 1);
 }
 
-RS_KERNEL void __launch_bounds__(RS_ATTN_THREADS) attention_prefill_wgmma_d128(const __grid_constant__ AttentionParams p, RS_TICKET t) {
+RS_KERNEL_PAIR(__launch_bounds__(RS_ATTN_THREADS), attention_prefill_wgmma_d128, AttentionParams) {
     rs::pdl_sync();
     RS_ATTN_WGMMA(128, 1);
 }
 
-RS_KERNEL void __launch_bounds__(RS_ATTN_WIDE_THREADS) attention_prefill_wgmma_wide_d64(
-    const __grid_constant__ AttentionParams p, RS_TICKET t) {
+RS_KERNEL_PAIR(__launch_bounds__(RS_ATTN_WIDE_THREADS), attention_prefill_wgmma_wide_d64, AttentionParams) {
     rs::pdl_sync();
     RS_ATTN_WGMMA(64, 2);
 }
 
-RS_KERNEL void __launch_bounds__(RS_ATTN_WIDE_THREADS) attention_prefill_wgmma_wide_d128(
-    const __grid_constant__ AttentionParams p, RS_TICKET t) {
+RS_KERNEL_PAIR(__launch_bounds__(RS_ATTN_WIDE_THREADS), attention_prefill_wgmma_wide_d128, AttentionParams) {
     rs::pdl_sync();
     RS_ATTN_WGMMA(128, 2);
 }

@@ -8,16 +8,36 @@
 #define RS_KERNEL extern "C" __global__
 #define RS_TICKET const __grid_constant__ RsTicket
 
+// A kernel of the work-unit loop is built twice from one body, which sees its params as `p`,
+// its ticket as `t` and the compile-time bool RS_COUNTED:
+//   RS_KERNEL_PAIR(__launch_bounds__(…), name, XParams) { … RS_FOR_EACH_UNIT(u, units, t) … }
+// `name` takes its units in the plain order (block b: b, b + gridDim.x, …) and reads no
+// claims: the code, registers and speed of a kernel without claims. `name_counted` takes
+// them from the ticket's counter and leaves a claimed SM (rs::Units). The runtime launches
+// the counted one only once claims are expected (runtime/claims.rs, UnitOrder).
+#define RS_KERNEL_PAIR(bounds, name, Params)                                                  \
+    template <bool RS_COUNTED>                                                                \
+    __device__ __forceinline__ void name##_body(const Params& p, const RsTicket& t);         \
+    RS_KERNEL void bounds name(const __grid_constant__ Params p, RS_TICKET t) {               \
+        name##_body<false>(p, t);                                                             \
+    }                                                                                         \
+    RS_KERNEL void bounds name##_counted(const __grid_constant__ Params p, RS_TICKET t) {     \
+        name##_body<true>(p, t);                                                              \
+    }                                                                                         \
+    template <bool RS_COUNTED>                                                                \
+    __device__ __forceinline__ void name##_body(const Params& p, const RsTicket& t)
+
 // Work-unit loop of the kernel contract: correct for every grid >= 1 and under any claims.
-// Every thread of the block runs it; with a counter in the ticket each later unit costs one
-// block barrier (rs::Units). The body may `continue`; it must not `break` or `return`.
+// Every thread of the block runs it, in the body of an RS_KERNEL_PAIR (or a template given
+// its RS_COUNTED); counted, each later unit costs one block barrier (rs::Units). The body may
+// `continue`; it must not `break` or `return`.
 #define RS_FOR_EACH_UNIT(u, units, ticket) RS_FOR_EACH_UNIT_BY(u, units, ticket, 1)
 
 // The same for units of about a microsecond (elementwise kernels): after its first unit a
 // block takes `group` consecutive units at a time, so the counter and the claim are read
 // once per group (a claimed block leaves within `group` units).
 #define RS_FOR_EACH_UNIT_BY(u, units, ticket, group)                                                     \
-    for (rs::Units<(group)> rs_units_##u((ticket), (units)); rs_units_##u.more(); rs_units_##u.next()) \
+    for (rs::Units<(group), RS_COUNTED> rs_units_##u((ticket), (units)); rs_units_##u.more(); rs_units_##u.next()) \
         if (const unsigned long long u = rs_units_##u.begin(); true)
 
 // The plain contract's loop, for kernels whose threads take units on their own (the streamed
@@ -45,6 +65,43 @@ template <typename T>
 __device__ __forceinline__ T* ptr(u64 p) {
     return reinterpret_cast<T*>(p);
 }
+
+// Loads and atomics that a thread issues ahead of its need, predicated: when `on`, the value;
+// otherwise 0. Every thread runs them, so the result is defined on every path and lands in
+// its register without a copy: the thread waits for the round trip only where it reads it.
+// (Assigned in a branch, the compiler copies the pending result where the branch ends, and
+// the copy waits. atomicAdd, or an add whose operand the compiler can show equal in every
+// lane, becomes a warp-wide add whose result is shuffled to the lanes at once: lane >> 5,
+// always 0, keeps the operand's lanes apart.)
+__device__ __forceinline__ unsigned load_u8_if(bool on, const void* p) {
+    unsigned v;
+    asm volatile("{ .reg .pred q; setp.ne.b32 q, %1, 0; @q ld.global.nc.u8 %0, [%2]; @!q mov.u32 %0, 0; }"
+                 : "=r"(v)
+                 : "r"((unsigned)on), "l"(p));
+    return v;
+}
+
+__device__ __forceinline__ unsigned load_relaxed_if(bool on, const unsigned* p) {
+    unsigned v;
+    asm volatile("{ .reg .pred q; setp.ne.b32 q, %1, 0; @q ld.relaxed.gpu.global.u32 %0, [%2]; @!q mov.u32 %0, 0; }"
+                 : "=r"(v)
+                 : "r"((unsigned)on), "l"(p));
+    return v;
+}
+
+__device__ __forceinline__ u64 fetch_add_if(bool on, u64* p, u64 v) {
+    unsigned lane;
+    asm volatile("mov.u32 %0, %%laneid;" : "=r"(lane));
+    u64 old;
+    asm volatile(
+        "{ .reg .pred q; setp.ne.b32 q, %1, 0; @q atom.relaxed.gpu.global.add.u64 %0, [%2], %3; @!q mov.u64 %0, 0; }"
+        : "=l"(old)
+        : "r"((unsigned)on), "l"(p), "l"(v + (lane >> 5)));
+    return old;
+}
+
+// *p += v from one thread, returning the old value.
+__device__ __forceinline__ u64 fetch_add(u64* p, u64 v) { return fetch_add_if(true, p, v); }
 
 // ---- work units and claims (RsTicket) ------------------------------------------------
 // What the thread that takes a block's units (thread 0, or a producer thread that hands them
@@ -84,18 +141,14 @@ struct Tickets {
 // Only the taking thread reads or writes this: rs::Units keeps it in shared memory, so the
 // loop of every kernel costs its threads no more registers than the unit itself.
 struct Taker {
-    u64 ahead;         // the counter before a ticket taken ahead (Units)
     unsigned done;     // units this block has done, the one in hand included
-    unsigned level;    // the claim read with the ticket taken ahead
-    bool has_ahead;    // a ticket was taken ahead
+    bool has_ahead;    // a ticket was taken ahead (Units)
     bool leaving;      // its SM was claimed: it leaves after the units in hand
     bool last;         // the last block out: claims no longer stop it
     bool claimed;      // it left for a claim
 
     __device__ void init(u64 units) {
-        ahead = 0;
         done = blockIdx.x < units;
-        level = 0;
         has_ahead = leaving = last = claimed = false;
     }
 
@@ -108,7 +161,6 @@ struct Taker {
     static __device__ unsigned claim(const RsTicket& t) {
         if (!t.claims) return 0;
         const unsigned g = __ldg(ptr<const unsigned char>(t.group_of) + smid());
-        if (g == RS_NO_GROUP) return 0;
         unsigned level;
         asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(level) : "l"(ptr<const unsigned>(t.claims) + g));
         return level;
@@ -133,7 +185,7 @@ struct Taker {
     __device__ u64 take(const RsTicket& t, u64 units, unsigned group) {
         if (!last && claim(t) > t.level) leaving = true;
         if (leaving && !last) {
-            const u64 old = atomicAdd(counter(t), 1ull << 32);
+            const u64 old = fetch_add(counter(t), 1ull << 32);
             const unsigned tickets = Tickets(units, group).count(units);
             const unsigned taken = (unsigned)old, found_none = taken > tickets ? taken - tickets : 0;
             if (found_none + (unsigned)(old >> 32) != gridDim.x - 1) {
@@ -142,7 +194,7 @@ struct Taker {
             }
             last = true;  // every other block has left: it takes what is left, claims or not
         }
-        return units_of(t, units, group, atomicAdd(counter(t), 1ull));
+        return units_of(t, units, group, fetch_add(counter(t), 1ull));
     }
 
     // What the trace records of this block as it leaves.
@@ -171,17 +223,41 @@ __device__ __forceinline__ void trace_leave(const RsTicket& t, u64 word) {
 // The block-wide unit source of RS_FOR_EACH_UNIT_BY: thread 0 takes (its rs::Taker in shared
 // memory), the others read the unit from shared memory (two slots by parity, so one barrier
 // per take suffices). A block's first unit is b, a ticket of its own; the others are handed
-// out as rs::Tickets lays them out, so where a ticket's units end follows from the unit alone. So that a take costs no round trip, thread 0 reads the claim and takes
-// the next ticket as the last unit of a group begins, and uses them when it ends: a block
-// whose SM is claimed leaves within the group in hand and one more (units are a few
-// microseconds; the Hopper GEMM's producer takes tiles itself, Taker::take).
+// out as rs::Tickets lays them out, so where a ticket's units end follows from the unit
+// alone. So that a take costs no round trip, thread 0 reads the claim and takes the next
+// ticket as the last unit of a group begins, and uses them when it ends: a block whose SM is
+// claimed leaves within the group in hand and one more (units are a few microseconds; the
+// Hopper GEMM's producer takes tiles itself, Taker::take). What was read ahead stays in
+// thread 0's registers until the group ends (load_relaxed_if, fetch_add_if): stored to shared
+// memory at once, it would hold thread 0, and with it the block, for the round trip.
+template <unsigned GROUP, bool COUNTED>
+struct Units;
+
+// The plain order: block b takes b, b + gridDim.x, …; no counter, claims or trace (the loop
+// of a kernel without claims, to the instruction).
 template <unsigned GROUP>
-struct Units {
+struct Units<GROUP, false> {
+    const u64 units;
+    u64 unit;
+
+    __device__ Units(const RsTicket&, u64 units) : units(units), unit(blockIdx.x) {}
+    __device__ bool more() const { return unit < units; }
+    __device__ u64 begin() const { return unit; }
+    __device__ void next() { unit += gridDim.x; }
+};
+
+template <unsigned GROUP>
+struct Units<GROUP, true> {
     const RsTicket& t;
     const u64 units;
     u64 unit;
     unsigned parity = 0;
     const bool dyn;  // Taker::dynamic, read once: the plain order costs what the plain loop did
+    const unsigned group;  // thread 0: its SM's group (dynamic with claims)
+    // Thread 0, from a group's last unit's begin() to its next(): the counter before the
+    // ticket taken ahead and the claim read with it.
+    u64 ahead;
+    unsigned ahead_level;
 
     static __device__ Taker& taker() {
         __shared__ Taker state;
@@ -189,7 +265,12 @@ struct Units {
     }
 
     __device__ Units(const RsTicket& t, u64 units)
-        : t(t), units(units), unit(blockIdx.x), dyn(Taker::dynamic(t, units)) {
+        : t(t),
+          units(units),
+          unit(blockIdx.x),
+          dyn(Taker::dynamic(t, units)),
+          // RS_NO_GROUP's claim word is always 0 (abi.h)
+          group(load_u8_if(threadIdx.x == 0 && dyn && t.claims, ptr<const unsigned char>(t.group_of) + smid())) {
         if (threadIdx.x == 0) {
             if (dyn) taker().init(units);
             trace_start(t);
@@ -210,14 +291,14 @@ struct Units {
 
     // The unit the body works on; thread 0 starts the next take as a group's last unit begins.
     __device__ u64 begin() {
+        bool take = false;
         if (threadIdx.x == 0 && dynamic() && group_ends()) {
             Taker& k = taker();
-            if (!k.leaving && !k.last) {
-                k.level = Taker::claim(t);
-                k.ahead = atomicAdd(Taker::counter(t), 1ull);
-                k.has_ahead = true;
-            }
+            take = !k.leaving && !k.last;
+            k.has_ahead = take;
         }
+        ahead_level = load_relaxed_if(take && t.claims, ptr<const unsigned>(t.claims) + group);
+        ahead = fetch_add_if(take, Taker::counter(t), 1ull);
         return unit;
     }
 
@@ -236,9 +317,9 @@ struct Units {
             u64 u;
             if (k.has_ahead) {
                 k.has_ahead = false;
-                u = k.units_of(t, units, GROUP, k.ahead);
+                u = k.units_of(t, units, GROUP, ahead);
                 // Claimed: the group just taken is in hand; the block leaves after it.
-                if (k.level > t.level) k.leaving = true;
+                if (ahead_level > t.level) k.leaving = true;
             } else {
                 u = k.take(t, units, GROUP);
             }

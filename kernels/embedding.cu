@@ -9,7 +9,7 @@
 
 #include "common.cuh"
 
-RS_KERNEL void __launch_bounds__(RS_EMBED_THREADS) embedding_f16(const __grid_constant__ EmbeddingParams p, RS_TICKET t) {
+RS_KERNEL_PAIR(__launch_bounds__(RS_EMBED_THREADS), embedding_f16, EmbeddingParams) {
     rs::pdl_sync();
     using rs::u64;
     const __half* tok = rs::ptr<const __half>(p.tok);

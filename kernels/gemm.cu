@@ -21,7 +21,7 @@ namespace {
 
 using rs::u64;
 
-template <int BM, int BN, int WARPS_M, int WARPS_N>
+template <bool RS_COUNTED, int BM, int BN, int WARPS_M, int WARPS_N>
 __device__ __forceinline__ void gemm_tiles(const GemmParams& p, __half* smem, const RsTicket& t) {
     constexpr int BK = RS_GEMM_BK, STAGES = RS_GEMM_STAGES, LDS = BK + 8;
     constexpr int THREADS = WARPS_M * WARPS_N * 32;
@@ -134,14 +134,14 @@ __device__ __forceinline__ void gemm_tiles(const GemmParams& p, __half* smem, co
 
 extern __shared__ __align__(128) unsigned char rs_gemm_smem[];
 
-RS_KERNEL void __launch_bounds__(RS_GEMM_L_THREADS) gemm_f16_128x128(const __grid_constant__ GemmParams p, RS_TICKET t) {
+RS_KERNEL_PAIR(__launch_bounds__(RS_GEMM_L_THREADS), gemm_f16_128x128, GemmParams) {
     rs::pdl_sync();
-    gemm_tiles<RS_GEMM_L_BM, RS_GEMM_L_BN, 2, 4>(p, reinterpret_cast<__half*>(rs_gemm_smem), t);
+    gemm_tiles<RS_COUNTED, RS_GEMM_L_BM, RS_GEMM_L_BN, 2, 4>(p, reinterpret_cast<__half*>(rs_gemm_smem), t);
 }
 
-RS_KERNEL void __launch_bounds__(RS_GEMM_S_THREADS) gemm_f16_64x64(const __grid_constant__ GemmParams p, RS_TICKET t) {
+RS_KERNEL_PAIR(__launch_bounds__(RS_GEMM_S_THREADS), gemm_f16_64x64, GemmParams) {
     rs::pdl_sync();
-    gemm_tiles<RS_GEMM_S_BM, RS_GEMM_S_BN, 2, 2>(p, reinterpret_cast<__half*>(rs_gemm_smem), t);
+    gemm_tiles<RS_COUNTED, RS_GEMM_S_BM, RS_GEMM_S_BN, 2, 2>(p, reinterpret_cast<__half*>(rs_gemm_smem), t);
 }
 
 // ---- gemm_f16_skinny_m8 / _m32: M ≤ 8 or ≤ RS_GEMM_T_MAX_M (decode) -------------------------
@@ -187,7 +187,7 @@ __device__ __forceinline__ void skinny_prefetch(const GemmParams& p) {
     if (row < p.n) rs::prefetch_l2(rs::ptr<const __half>(p.b) + (u / tiles_n) * p.stride_b + (u64)row * p.ldb, p.k * 2);
 }
 
-template <int T_NB>
+template <bool RS_COUNTED, int T_NB>
 __device__ __forceinline__ void gemm_skinny(const GemmParams& p, float* red, const RsTicket& t) {
     __shared__ float2 stats[RS_GEMM_T_MAX_M];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, q = lane & 3;
@@ -284,16 +284,16 @@ __device__ __forceinline__ void gemm_skinny(const GemmParams& p, float* red, con
 
 }  // namespace
 
-RS_KERNEL void __launch_bounds__(RS_GEMM_T_THREADS, 3) gemm_f16_skinny_m8(const __grid_constant__ GemmParams p, RS_TICKET t) {
+RS_KERNEL_PAIR(__launch_bounds__(RS_GEMM_T_THREADS, 3), gemm_f16_skinny_m8, GemmParams) {
     __shared__ float red[T_WARPS * RS_GEMM_T_BN * RS_GEMM_T_MAX_M];
     skinny_prefetch(p);
     rs::pdl_sync();
-    gemm_skinny<1>(p, red, t);
+    gemm_skinny<RS_COUNTED, 1>(p, red, t);
 }
 
-RS_KERNEL void __launch_bounds__(RS_GEMM_T_THREADS) gemm_f16_skinny_m32(const __grid_constant__ GemmParams p, RS_TICKET t) {
+RS_KERNEL_PAIR(__launch_bounds__(RS_GEMM_T_THREADS), gemm_f16_skinny_m32, GemmParams) {
     __shared__ float red[T_WARPS * RS_GEMM_T_BN * RS_GEMM_T_MAX_M];
     skinny_prefetch(p);
     rs::pdl_sync();
-    gemm_skinny<RS_GEMM_T_MAX_M / 8>(p, red, t);
+    gemm_skinny<RS_COUNTED, RS_GEMM_T_MAX_M / 8>(p, red, t);
 }

@@ -109,7 +109,7 @@ __device__ __forceinline__ void tile_origin(u64 u, const GemmParams& p, unsigned
 }
 
 // CONSUMERS warpgroups of 64 rows each (BM = 64·CONSUMERS) and one producer warpgroup.
-template <int BN, int CONSUMERS>
+template <bool RS_COUNTED, int BN, int CONSUMERS>
 __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned char* smem_raw, const RsTicket& ticket) {
     constexpr int BM = 64 * CONSUMERS;
     constexpr unsigned STAGE_BYTES = (BM + BN) * BK * 2;
@@ -154,8 +154,8 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
         unsigned phase = 0;
         Taker taker;
         taker.init(units);
-        const bool dynamic = Taker::dynamic(ticket, units);
-        trace_start(ticket);
+        const bool dynamic = RS_COUNTED && Taker::dynamic(ticket, units);
+        if (RS_COUNTED) trace_start(ticket);
         for (u64 u = blockIdx.x; u < units;) {
             unsigned m0, n0;
             tile_origin(u, p, tiles_m, tiles_n, BM, BN, m0, n0);
@@ -194,7 +194,7 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
                      (p.bias & 15) == 0;
     // In the plain order (no counter, or no more units than blocks) the consumers follow it
     // themselves, as the producer does.
-    const bool dynamic = Taker::dynamic(ticket, units);
+    const bool dynamic = RS_COUNTED && Taker::dynamic(ticket, units);
     for (u64 u = blockIdx.x;; u += gridDim.x) {
         if (dynamic) {
             mbar_wait(full + 8 * stage, phase);
@@ -266,7 +266,8 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
             if (row < p.m && col < p.n && in_tile) store8x2(p, C, R, bias, row, col, chunk + r * EPI_STRIDE + c8, vec);
         }
     }
-    if (wg == 1 && t == 0 && ticket.trace) trace_leave(ticket, dynamic ? left : Taker::plain_word(units));
+    if (RS_COUNTED && wg == 1 && t == 0 && ticket.trace)
+        trace_leave(ticket, dynamic ? left : Taker::plain_word(units));
 }
 
 #endif
@@ -277,47 +278,47 @@ extern __shared__ __align__(1024) unsigned char rs_gemm_w_smem[];
 
 // The entry points, one per tile: gemm_wgmma<BN, consumer warpgroups> on sm_90a.
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-#define RS_GEMM_WGMMA(BN, CONSUMERS) gemm_wgmma<BN, CONSUMERS>(p, rs_gemm_w_smem, t)
+#define RS_GEMM_WGMMA(BN, CONSUMERS) gemm_wgmma<RS_COUNTED, BN, CONSUMERS>(p, rs_gemm_w_smem, t)
 #else
 #define RS_GEMM_WGMMA(BN, CONSUMERS) __trap()
 #endif
 
-RS_KERNEL void __launch_bounds__(RS_GEMM_W_THREADS, 1) gemm_f16_wgmma_128x48(const __grid_constant__ GemmTmaParams p, RS_TICKET t) {
+RS_KERNEL_PAIR(__launch_bounds__(RS_GEMM_W_THREADS, 1), gemm_f16_wgmma_128x48, GemmTmaParams) {
     rs::pdl_sync();
     RS_GEMM_WGMMA(48, 2);
 }
 
-RS_KERNEL void __launch_bounds__(RS_GEMM_W_THREADS, 1) gemm_f16_wgmma_128x64(const __grid_constant__ GemmTmaParams p, RS_TICKET t) {
+RS_KERNEL_PAIR(__launch_bounds__(RS_GEMM_W_THREADS, 1), gemm_f16_wgmma_128x64, GemmTmaParams) {
     rs::pdl_sync();
     RS_GEMM_WGMMA(64, 2);
 }
 
-RS_KERNEL void __launch_bounds__(RS_GEMM_W_THREADS, 1) gemm_f16_wgmma_128x128(const __grid_constant__ GemmTmaParams p, RS_TICKET t) {
+RS_KERNEL_PAIR(__launch_bounds__(RS_GEMM_W_THREADS, 1), gemm_f16_wgmma_128x128, GemmTmaParams) {
     rs::pdl_sync();
     RS_GEMM_WGMMA(128, 2);
 }
 
-RS_KERNEL void __launch_bounds__(RS_GEMM_W_THREADS, 1) gemm_f16_wgmma_128x160(const __grid_constant__ GemmTmaParams p, RS_TICKET t) {
+RS_KERNEL_PAIR(__launch_bounds__(RS_GEMM_W_THREADS, 1), gemm_f16_wgmma_128x160, GemmTmaParams) {
     rs::pdl_sync();
     RS_GEMM_WGMMA(160, 2);
 }
 
-RS_KERNEL void __launch_bounds__(RS_GEMM_W_THREADS, 1) gemm_f16_wgmma_128x192(const __grid_constant__ GemmTmaParams p, RS_TICKET t) {
+RS_KERNEL_PAIR(__launch_bounds__(RS_GEMM_W_THREADS, 1), gemm_f16_wgmma_128x192, GemmTmaParams) {
     rs::pdl_sync();
     RS_GEMM_WGMMA(192, 2);
 }
 
-RS_KERNEL void __launch_bounds__(RS_GEMM_W_THREADS, 1) gemm_f16_wgmma_128x256(const __grid_constant__ GemmTmaParams p, RS_TICKET t) {
+RS_KERNEL_PAIR(__launch_bounds__(RS_GEMM_W_THREADS, 1), gemm_f16_wgmma_128x256, GemmTmaParams) {
     rs::pdl_sync();
     RS_GEMM_WGMMA(256, 2);
 }
 
-RS_KERNEL void __launch_bounds__(RS_GEMM_WS_THREADS, 1) gemm_f16_wgmma_64x32(const __grid_constant__ GemmTmaParams p, RS_TICKET t) {
+RS_KERNEL_PAIR(__launch_bounds__(RS_GEMM_WS_THREADS, 1), gemm_f16_wgmma_64x32, GemmTmaParams) {
     rs::pdl_sync();
     RS_GEMM_WGMMA(32, 1);
 }
 
-RS_KERNEL void __launch_bounds__(RS_GEMM_WS_THREADS, 1) gemm_f16_wgmma_64x64(const __grid_constant__ GemmTmaParams p, RS_TICKET t) {
+RS_KERNEL_PAIR(__launch_bounds__(RS_GEMM_WS_THREADS, 1), gemm_f16_wgmma_64x64, GemmTmaParams) {
     rs::pdl_sync();
     RS_GEMM_WGMMA(64, 1);
 }

@@ -15,7 +15,7 @@ __device__ __forceinline__ unsigned long long splitmix64(unsigned long long z) {
 }
 }  // namespace
 
-RS_KERNEL void __launch_bounds__(RS_FILL_THREADS) fill_f16(const __grid_constant__ FillParams p, RS_TICKET t) {
+RS_KERNEL_PAIR(__launch_bounds__(RS_FILL_THREADS), fill_f16, FillParams) {
     rs::pdl_sync();
     using rs::u64;
     __half* x = rs::ptr<__half>(p.x);

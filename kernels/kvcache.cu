@@ -7,7 +7,7 @@
 // Reference:  kernels/reference.rs::kv_append.
 #include "common.cuh"
 
-RS_KERNEL void __launch_bounds__(RS_KV_THREADS) kv_append_f16(const __grid_constant__ KvAppendParams p, RS_TICKET t) {
+RS_KERNEL_PAIR(__launch_bounds__(RS_KV_THREADS), kv_append_f16, KvAppendParams) {
     rs::pdl_sync();
     using rs::u64;
     const unsigned chunks = p.head_dim / 8;

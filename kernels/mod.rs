@@ -338,14 +338,16 @@ mod tests {
     }
 
     /// The launch path allows PDL on Hopper, which is only correct because every kernel
-    /// waits for its predecessor: each `RS_KERNEL` body calls `rs::pdl_sync()`.
+    /// waits for its predecessor: each `RS_KERNEL` or `RS_KERNEL_PAIR` body calls
+    /// `rs::pdl_sync()`. A pair's counted kernel is in the module image beside the plain one.
     #[test]
     fn every_kernel_waits_for_its_predecessor() {
         let mut kernels = 0;
         for &m in Module::ALL {
             let path = format!("{}/kernels/{}", env!("CARGO_MANIFEST_DIR"), m.source());
             let src = std::fs::read_to_string(&path).unwrap();
-            for (at, _) in src.match_indices("\nRS_KERNEL ") {
+            let starts = src.match_indices("\nRS_KERNEL ").chain(src.match_indices("\nRS_KERNEL_PAIR("));
+            for (at, _) in starts {
                 let open = at + src[at..].find('{').unwrap();
                 let (mut depth, mut end) = (0, open);
                 for (i, c) in src[open..].char_indices() {
@@ -359,7 +361,18 @@ mod tests {
                         break;
                     }
                 }
-                let name = src[at..open].split('(').next().unwrap().split_whitespace().last().unwrap();
+                let head = &src[at..open];
+                let name = match head.strip_prefix("\nRS_KERNEL_PAIR(") {
+                    // (bounds, name, Params): the bounds may hold a comma, the rest not.
+                    Some(args) => {
+                        let name = args.rsplitn(3, ',').nth(1).unwrap().trim();
+                        let counted = format!("{name}_counted");
+                        let found = m.image().windows(counted.len()).any(|w| w == counted.as_bytes());
+                        assert!(found, "{counted} not in the image of {path}");
+                        name
+                    }
+                    None => head.split('(').next().unwrap().split_whitespace().last().unwrap(),
+                };
                 assert!(src[open..end].contains("rs::pdl_sync();"), "{name} in {path} does not call rs::pdl_sync()");
                 kernels += 1;
             }

@@ -108,7 +108,7 @@ __device__ __forceinline__ void norm_row_block(const NormParams& p, const Rows& 
     }
 }
 
-template <bool RMS>
+template <bool RS_COUNTED, bool RMS>
 __device__ __forceinline__ void norm_rows(const NormParams& p, const RsTicket& tk) {
     __shared__ float row[RS_NORM_MAX_COLS];
     __shared__ float scratch[32];
@@ -134,12 +134,12 @@ __device__ __forceinline__ void norm_rows(const NormParams& p, const RsTicket& t
 
 }  // namespace
 
-RS_KERNEL void __launch_bounds__(RS_NORM_THREADS) layer_norm_f16(const __grid_constant__ NormParams p, RS_TICKET t) {
+RS_KERNEL_PAIR(__launch_bounds__(RS_NORM_THREADS), layer_norm_f16, NormParams) {
     rs::pdl_sync();
-    norm_rows<false>(p, t);
+    norm_rows<RS_COUNTED, false>(p, t);
 }
 
-RS_KERNEL void __launch_bounds__(RS_NORM_THREADS) rms_norm_f16(const __grid_constant__ NormParams p, RS_TICKET t) {
+RS_KERNEL_PAIR(__launch_bounds__(RS_NORM_THREADS), rms_norm_f16, NormParams) {
     rs::pdl_sync();
-    norm_rows<true>(p, t);
+    norm_rows<RS_COUNTED, true>(p, t);
 }

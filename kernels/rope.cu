@@ -8,7 +8,7 @@
 // Reference:  kernels/reference.rs::rope.
 #include "common.cuh"
 
-RS_KERNEL void __launch_bounds__(RS_ROPE_THREADS) rope_f16(const __grid_constant__ RopeParams p, RS_TICKET t) {
+RS_KERNEL_PAIR(__launch_bounds__(RS_ROPE_THREADS), rope_f16, RopeParams) {
     rs::pdl_sync();
     using rs::u64;
     const unsigned half_dim = p.head_dim / 2;

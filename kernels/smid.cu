@@ -8,7 +8,7 @@
 // Used by the tests that prove partitions confine kernels.
 #include "common.cuh"
 
-RS_KERNEL void __launch_bounds__(RS_SMID_THREADS) smid_record(const __grid_constant__ SmidParams p, RS_TICKET t) {
+RS_KERNEL_PAIR(__launch_bounds__(RS_SMID_THREADS), smid_record, SmidParams) {
     rs::pdl_sync();
     unsigned int* out = rs::ptr<unsigned int>(p.sm);
     RS_FOR_EACH_UNIT(u, p.units, t) {

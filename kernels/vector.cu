@@ -10,7 +10,7 @@
 // add_u32, set_u32, copy_u32: counters and token ids for decoding; work unit RS_VECTOR_UNIT elements.
 #include "common.cuh"
 
-RS_KERNEL void __launch_bounds__(RS_VECTOR_THREADS) vector_add_f16(const __grid_constant__ VectorAddParams p, RS_TICKET t) {
+RS_KERNEL_PAIR(__launch_bounds__(RS_VECTOR_THREADS), vector_add_f16, VectorAddParams) {
     rs::pdl_sync();
     const __half* a = rs::ptr<const __half>(p.a);
     const __half* b = rs::ptr<const __half>(p.b);
@@ -41,7 +41,7 @@ RS_KERNEL void __launch_bounds__(RS_VECTOR_THREADS) vector_add_f16(const __grid_
     }
 }
 
-RS_KERNEL void __launch_bounds__(RS_VECTOR_THREADS) add_u32(const __grid_constant__ AddU32Params p, RS_TICKET t) {
+RS_KERNEL_PAIR(__launch_bounds__(RS_VECTOR_THREADS), add_u32, AddU32Params) {
     rs::pdl_sync();
     unsigned int* x = rs::ptr<unsigned int>(p.x);
     RS_FOR_EACH_UNIT_BY(u, (p.n + RS_VECTOR_UNIT - 1) / RS_VECTOR_UNIT, t, 8) {
@@ -50,7 +50,7 @@ RS_KERNEL void __launch_bounds__(RS_VECTOR_THREADS) add_u32(const __grid_constan
     }
 }
 
-RS_KERNEL void __launch_bounds__(RS_VECTOR_THREADS) copy_u32(const __grid_constant__ CopyU32Params p, RS_TICKET t) {
+RS_KERNEL_PAIR(__launch_bounds__(RS_VECTOR_THREADS), copy_u32, CopyU32Params) {
     rs::pdl_sync();
     const unsigned int* src = rs::ptr<const unsigned int>(p.src);
     unsigned int* dst = rs::ptr<unsigned int>(p.dst);
@@ -60,7 +60,7 @@ RS_KERNEL void __launch_bounds__(RS_VECTOR_THREADS) copy_u32(const __grid_consta
     }
 }
 
-RS_KERNEL void __launch_bounds__(RS_VECTOR_THREADS) set_u32(const __grid_constant__ SetU32Params p, RS_TICKET t) {
+RS_KERNEL_PAIR(__launch_bounds__(RS_VECTOR_THREADS), set_u32, SetU32Params) {
     rs::pdl_sync();
     unsigned int* x = rs::ptr<unsigned int>(p.x);
     RS_FOR_EACH_UNIT_BY(u, (p.n + RS_VECTOR_UNIT - 1) / RS_VECTOR_UNIT, t, 8) {

@@ -30,6 +30,35 @@ pub fn claim_level(class: Option<PriorityClass>) -> u32 {
     }
 }
 
+/// How a runtime's launches take their work units after each block's first
+/// (`RIGHTSIZE_UNITS=plain|counted|auto`, auto unless set).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum UnitOrder {
+    /// Block b takes units b, b + grid, …: what the kernels did before claims, and what they
+    /// cost then. A claim does not vacate the SMs of such a launch before it ends.
+    Plain,
+    /// From the stream's counter, reading claims between units: a claimed SM is vacated
+    /// within the unit in hand.
+    Counted,
+    /// Plain until the runtime knows a claimer ([`super::Runtime::expect_claims`]: a
+    /// latency-critical tenant of a policy that claims, or a tenant's first claim), counted
+    /// from then on, so that no launch pays for claims nobody makes.
+    #[default]
+    Auto,
+}
+
+impl UnitOrder {
+    /// The order `RIGHTSIZE_UNITS` names, or why the value is not one.
+    pub fn from_env() -> std::result::Result<UnitOrder, String> {
+        match std::env::var("RIGHTSIZE_UNITS").as_deref() {
+            Err(_) | Ok("auto") => Ok(UnitOrder::Auto),
+            Ok("plain") => Ok(UnitOrder::Plain),
+            Ok("counted") => Ok(UnitOrder::Counted),
+            Ok(other) => Err(format!("RIGHTSIZE_UNITS={other}: expected plain, counted or auto")),
+        }
+    }
+}
+
 /// How one launch takes part in claims.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Ticket {
@@ -80,7 +109,8 @@ impl Claims {
             }
         }
         Ok(Claims {
-            levels: DeviceBuffer::filled(device, RS_MAX_GROUPS as usize, 0)?,
+            // A word for every group index a kernel may read, RS_NO_GROUP's never written.
+            levels: DeviceBuffer::filled(device, RS_NO_GROUP as usize + 1, 0)?,
             group_of: DeviceBuffer::from_host(device, &group_of)?,
             sets,
             groups: device.split()?.group_count() as usize,

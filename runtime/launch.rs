@@ -12,7 +12,7 @@
 //! kernel wrote or writes anything, so what overlaps is the launch itself and prologues that
 //! read weights only. `RIGHTSIZE_PDL=0` turns it off (for comparisons).
 
-use std::ffi::c_void;
+use std::ffi::{c_void, CStr, CString};
 use std::fmt;
 
 use cudarc::driver::sys;
@@ -96,9 +96,11 @@ fn pdl_enabled(device: &Device) -> bool {
     device.info().compute_capability == (9, 0) && std::env::var("RIGHTSIZE_PDL").map_or(true, |v| v != "0")
 }
 
-/// Every kernel of the library, loaded.
+/// Every kernel of the library, loaded: each in the plain unit order, and those of the
+/// work-unit loop also counted (`<symbol>_counted`, kernels/common.cuh's RS_KERNEL_PAIR).
 pub struct KernelTable {
     kernels: Vec<LoadedKernel>,
+    counted: Vec<Option<LoadedKernel>>,
     // After `kernels`: functions must not outlive their modules.
     _modules: Vec<super::handles::Module>,
 }
@@ -125,32 +127,42 @@ impl KernelTable {
         }
         let pdl = pdl_enabled(device);
         let mut kernels = Vec::with_capacity(KernelId::ALL.len());
+        let mut counted = Vec::with_capacity(KernelId::ALL.len());
         for &k in KernelId::ALL {
             let module =
                 modules.iter().find(|(m, _)| *m == k.module()).map(|(_, h)| h.raw()).unwrap_or(std::ptr::null_mut());
-            let mut function = std::ptr::null_mut();
-            // SAFETY: `module` is loaded; the symbol is a NUL-terminated name.
-            check("cuModuleGetFunction", unsafe {
-                sys::cuModuleGetFunction(&mut function, module, k.symbol().as_ptr())
-            })?;
-            let (block_threads, smem) = (k.block_threads(), k.dynamic_smem_bytes());
-            // SAFETY: a function of a module loaded just above.
-            let blocks = unsafe { blocks_per_sm(function, block_threads, smem) }?
-                .ok_or_else(|| Error::Launch { kernel: k.name(), reason: "does not fit on one SM".into() })?;
-            kernels.push(LoadedKernel {
-                function,
-                block_threads,
-                dynamic_smem_bytes: smem,
-                blocks_per_sm: blocks,
-                pdl,
-            });
+            let load = |symbol: &CStr| -> Result<Option<LoadedKernel>> {
+                let mut function = std::ptr::null_mut();
+                // SAFETY: `module` is loaded; the symbol is a NUL-terminated name.
+                match unsafe { sys::cuModuleGetFunction(&mut function, module, symbol.as_ptr()) } {
+                    sys::CUresult::CUDA_ERROR_NOT_FOUND => return Ok(None),
+                    status => check("cuModuleGetFunction", status)?,
+                }
+                let (block_threads, smem) = (k.block_threads(), k.dynamic_smem_bytes());
+                // SAFETY: a function of a module loaded just above.
+                let blocks = unsafe { blocks_per_sm(function, block_threads, smem) }?
+                    .ok_or_else(|| Error::Launch { kernel: k.name(), reason: "does not fit on one SM".into() })?;
+                Ok(Some(LoadedKernel { function, block_threads, dynamic_smem_bytes: smem, blocks_per_sm: blocks, pdl }))
+            };
+            let plain = load(k.symbol())?
+                .ok_or_else(|| Error::Launch { kernel: k.name(), reason: "not in its module".into() })?;
+            let name = CString::new(format!("{}_counted", k.name()))
+                .map_err(|_| Error::Launch { kernel: k.name(), reason: "a NUL in its name".into() })?;
+            kernels.push(plain);
+            counted.push(load(&name)?);
         }
-        Ok(KernelTable { kernels, _modules: modules.into_iter().map(|(_, h)| h).collect() })
+        Ok(KernelTable { kernels, counted, _modules: modules.into_iter().map(|(_, h)| h).collect() })
     }
 
-    /// The loaded kernel `id`.
+    /// The loaded kernel `id`, in the plain unit order.
     pub fn get(&self, id: KernelId) -> &LoadedKernel {
         &self.kernels[id.index()]
+    }
+
+    /// The loaded kernel `id` that takes its units from the ticket's counter and reads claims,
+    /// or the plain one where the kernel has no such variant (it orders its units itself).
+    pub fn counted(&self, id: KernelId) -> &LoadedKernel {
+        self.counted[id.index()].as_ref().unwrap_or(&self.kernels[id.index()])
     }
 }
 

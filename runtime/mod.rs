@@ -24,7 +24,7 @@ mod trace;
 pub mod work;
 
 pub use blas::{BlasGemm, BlasLt, BlasShape};
-pub use claims::{claim_level, Claims, Ticket};
+pub use claims::{claim_level, Claims, Ticket, UnitOrder};
 pub use device::{mps_control_path, Device, DeviceInfo, PartitionSupport, PriorityRange};
 pub(crate) use error::check;
 pub use error::{is_sticky, Error, PartitionError, Result};

@@ -3,6 +3,7 @@
 //! ([`Runtime::units`], [`Runtime::issue`]).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
 use cudarc::driver::sys;
@@ -12,7 +13,7 @@ use super::launch::{self, Grid, KernelTable, Placement};
 use super::policy;
 use super::{
     BlasGemm, BlasLt, BlasShape, Claims, Device, Error, LaunchRecord, MinSms, Partition, PartitionError, PartitionId,
-    PartitionPool, PoolSpec, Result, Scheduler, Ticket, Timeline, TraceSink,
+    PartitionPool, PoolSpec, Result, Scheduler, Ticket, Timeline, TraceSink, UnitOrder,
 };
 use crate::kernels::abi::{GemmParams, RsTicket, RS_ACT_NONE};
 use crate::kernels::{Kernel, KernelId, Params};
@@ -35,7 +36,9 @@ pub struct Runtime {
     epoch: std::time::Instant,
     blas: OnceLock<std::result::Result<Blas, String>>,
     claims: std::result::Result<Claims, String>,
-    static_units: bool,
+    units: UnitOrder,
+    /// A claimer is known ([`Runtime::expect_claims`]): launches of [`UnitOrder::Auto`] count.
+    claimers: AtomicBool,
     kernels: KernelTable,
     pool: PartitionPool,
     device: Device,
@@ -53,10 +56,11 @@ impl Runtime {
         } else {
             Claims::measure(&device, kernels.get(KernelId::SmidRecord)).map_err(|e| e.to_string())
         };
+        let units = UnitOrder::from_env().map_err(|reason| Error::Launch { kernel: "-", reason })?;
         Ok(Runtime {
             claims,
-            // For comparisons, as RIGHTSIZE_PDL=0 for PDL (see `with_static_units`).
-            static_units: std::env::var("RIGHTSIZE_STATIC_UNITS").is_ok_and(|v| v == "1"),
+            units,
+            claimers: AtomicBool::new(false),
             scheduler: None,
             timeline: OnceLock::new(),
             trace: OnceLock::new(),
@@ -192,12 +196,29 @@ impl Runtime {
         unsafe { self.issue(kernel, params, units, part, stream, placement.grid, ticket) }
     }
 
-    /// The same runtime with the plain contract's unit order (block b takes units b,
-    /// b + grid, …) and no claims: for comparisons, such as what taking units from a counter
-    /// and reading claims costs.
-    pub fn with_static_units(mut self) -> Runtime {
-        self.static_units = true;
+    /// The same runtime with its launches' units taken in `order` (instead of
+    /// `RIGHTSIZE_UNITS`'s): for comparisons, such as what taking units from a counter and
+    /// reading claims costs ([`UnitOrder::Plain`] against [`UnitOrder::Counted`]).
+    pub fn with_units(mut self, order: UnitOrder) -> Runtime {
+        self.units = order;
         self
+    }
+
+    /// Tells the runtime that claims will be made: from now on its launches of
+    /// [`UnitOrder::Auto`] take their units from counters, so a claim vacates their SMs within
+    /// a unit. Tenants that claim call it when they are made or first claim; call it before
+    /// capturing plans that should yield to claims of tenants made later.
+    pub fn expect_claims(&self) {
+        self.claimers.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether launches now take their units from counters.
+    pub fn counts_units(&self) -> bool {
+        match self.units {
+            UnitOrder::Plain => false,
+            UnitOrder::Counted => true,
+            UnitOrder::Auto => self.claimers.load(Ordering::Relaxed),
+        }
     }
 
     /// The claim tables, or why this runtime has none.
@@ -237,6 +258,7 @@ impl Runtime {
         level: u32,
     ) -> Result<()> {
         let claims = self.claims().map_err(|reason| PartitionError::Unsupported(format!("no claims: {reason}")))?;
+        self.expect_claims();
         // SAFETY: the caller's contract.
         unsafe { claims.write(stream, &claims.sets_of(self.pool.get(partition)?), level) }
     }
@@ -267,18 +289,21 @@ impl Runtime {
         ticket: Ticket,
     ) -> Result<u32> {
         let id = kernel.id();
-        let loaded = self.kernels.get(id);
+        // Counted (a counter, claims, a trace) or the plain unit order and its code.
+        let counts = self.counts_units();
+        let counted = counts || ticket.trace != 0;
+        let loaded = if counted { self.kernels.counted(id) } else { self.kernels.get(id) };
         let Some(grid) = grid.blocks(units, part.sms(), loaded.blocks_per_sm) else {
             return Err(Error::Launch { kernel: id.name(), reason: format!("{grid:?}: not 1 to 2^31 - 1 blocks") });
         };
-        // SAFETY: `Kernel<P>` ties P to the kernel; the caller vouches for the addresses and
-        // made the primary context current; the stream belongs to this device.
-        let counter = if self.static_units { 0 } else { part.counter_of(stream) };
+        let counter = if counts { part.counter_of(stream) } else { 0 };
         let ticket = match &self.claims {
-            Ok(claims) => claims.ticket(counter, ticket),
-            Err(_) => RsTicket { counter, trace: ticket.trace, ..RsTicket::default() },
+            Ok(claims) if counted => claims.ticket(counter, ticket),
+            _ => RsTicket { counter, trace: ticket.trace, ..RsTicket::default() },
         };
-        // SAFETY: as above; the counter is this stream's, whose launches run one after another.
+        // SAFETY: `Kernel<P>` ties P to the kernel (both variants take it); the caller vouches
+        // for the addresses and made the primary context current; the stream belongs to this
+        // device, and the counter is this stream's, whose launches run one after another.
         unsafe { launch::launch_raw(loaded, grid, stream, params, &ticket)? };
         Ok(grid)
     }

@@ -183,6 +183,9 @@ impl Tenant {
             });
         }
         let level = priority_level(class == PriorityClass::LatencyCritical, false);
+        if class == PriorityClass::LatencyCritical && sched.claims() && rt.claims().is_ok() {
+            rt.expect_claims();
+        }
         let made = (|| -> Result<Tenant> {
             let origin = rt.pool().get(super::PartitionId::WHOLE)?.stream_in(id as usize, level)?;
             Self::make(rt.clone(), id, class, Mode::Scheduled, origin)

@@ -18,7 +18,7 @@ use rightsize::runtime::policy::PriorityClass;
 use rightsize::runtime::work::Foreign;
 use rightsize::runtime::{
     claim_level, gemm_tma_params, DeviceBuffer, ForeignGrid, ForeignKernel, ForeignModule, PartitionId,
-    PartitionRequest, Placement, PoolSpec, Runtime, Tenant, Ticket,
+    PartitionRequest, Placement, PoolSpec, Runtime, Tenant, Ticket, UnitOrder,
 };
 
 use super::{device, fresh_rng, split};
@@ -82,7 +82,8 @@ fn runtime() -> Arc<Runtime> {
         lanes: 1,
         rest: true,
     };
-    Arc::new(Runtime::new(d, &spec).unwrap())
+    // Counted from the first launch: the tests claim SMs of launches made before any claim.
+    Arc::new(Runtime::new(d, &spec).unwrap().with_units(UnitOrder::Counted))
 }
 
 /// The latency-critical side: the claimed window at the greatest priority.
@@ -229,6 +230,27 @@ fn claims_measure_the_sms_of_every_group() {
     t.claim().unwrap();
     t.release().unwrap();
     t.synchronize().unwrap();
+}
+
+/// A runtime of the default unit order counts units only once it knows a claimer: a fixed
+/// tenant's first claim, or a latency-critical tenant of a policy that claims when it is made.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn units_are_counted_once_a_claimer_is_known() {
+    let d = device();
+    let (g, groups) = split(&d);
+    let spec = PoolSpec::disjoint(&[g, (groups - 1) * g], g);
+    let rt = Arc::new(Runtime::new(d, &spec).unwrap().with_units(UnitOrder::Auto));
+    assert!(!rt.counts_units(), "no claimer yet");
+    let t = Tenant::new(rt.clone(), 0, Placement::on(PartitionId::green(0))).unwrap();
+    assert!(!rt.counts_units(), "a best-effort tenant claims nothing");
+    t.claim().unwrap();
+    assert!(rt.counts_units(), "after a claim");
+    t.release().unwrap();
+    t.synchronize().unwrap();
+    let plain = Runtime::new(device(), &spec).unwrap().with_units(UnitOrder::Plain);
+    plain.expect_claims();
+    assert!(!plain.counts_units(), "the plain order stays plain");
 }
 
 /// A claim lands while a best-effort tenant's chain of GEMMs fills its window: the GEMM blocks
@@ -461,7 +483,7 @@ fn tile_n(id: KernelId) -> u32 {
 }
 
 /// What taking units from a counter and reading claims costs, against the plain contract's
-/// unit order (a runtime made `with_static_units`), on the whole device with no claim: the
+/// unit order (a runtime made `with_units(UnitOrder::Plain)`), on the whole device with no claim: the
 /// time of each kernel, alternating the two runtimes, three rounds (printed for the docs).
 #[test]
 #[ignore = "needs a CUDA GPU"]
@@ -469,7 +491,7 @@ fn what_claimable_units_cost() {
     let counted = runtime();
     let d = device();
     let (g, _) = split(&d);
-    let plain = Runtime::new(d, &PoolSpec::disjoint(&[g], g)).unwrap().with_static_units();
+    let plain = Runtime::new(d, &PoolSpec::disjoint(&[g], g)).unwrap().with_units(UnitOrder::Plain);
     let mut rng = fresh_rng("claim cost");
     let cases = [(8192u32, 4096u32, 1024u32), (16, 4096, 4096), (8192, 1024, 4096)];
     for (m, n, kk) in cases {
