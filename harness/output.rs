@@ -279,8 +279,8 @@ pub fn summary(r: &Report) -> String {
         let interposed: Vec<String> = runs_of(r, &sc.name)
             .flat_map(|run| {
                 run.tenants.iter().filter_map(move |t| {
-                    let i = t.interposed?;
-                    let fits = i.fits.map_or(String::new(), |f| {
+                    let i = t.interposed.as_ref()?;
+                    let fits = i.fits.as_ref().map_or(String::new(), |f| {
                         format!(
                             "; fits: {} kernels, {} with a model, {} launches timed",
                             f.kernels, f.modelled, f.completions
@@ -290,12 +290,12 @@ pub fn summary(r: &Report) -> String {
                         "- {} / {}: {} launches: {} placed, {} alone on the whole device, {} latency-critical, {} narrow, {} fell back{fits}",
                         run.mode,
                         t.spec.label(),
-                        i.launches,
-                        i.placed,
-                        i.alone,
-                        i.critical,
-                        i.narrow,
-                        i.fallback
+                        i.counts.launches,
+                        i.counts.placed,
+                        i.counts.alone,
+                        i.counts.critical,
+                        i.counts.narrow,
+                        i.counts.fallback
                     ))
                 })
             })
@@ -748,16 +748,17 @@ pub(crate) mod tests {
     fn the_summary_says_what_the_interposer_did() {
         let mut r = report();
         assert!(!summary(&r).contains("interposer"));
-        let i =
-            crate::harness::torch::Interposed { launches: 10, placed: 4, alone: 5, narrow: 1, ..Default::default() };
-        r.runs[0].tenants[1].interposed = Some(i);
+        use crate::harness::torch::{Counts, FitsSeen, Interposed};
+        let counts = Counts { launches: 10, placed: 4, alone: 5, narrow: 1, ..Default::default() };
+        let i = Interposed { counts, ..Default::default() };
+        r.runs[0].tenants[1].interposed = Some(i.clone());
         let s = summary(&r);
         assert!(
             s.contains("- mps / gpt2: 10 launches: 4 placed, 5 alone on the whole device, 0 latency-critical, 1 narrow, 0 fell back\n"),
             "{s}"
         );
-        let fits = crate::harness::torch::FitsSeen { kernels: 7, modelled: 3, completions: 21 };
-        r.runs[0].tenants[1].interposed = Some(crate::harness::torch::Interposed { fits: Some(fits), ..i });
+        let fits = FitsSeen { kernels: 7, modelled: 3, completions: 21, ..Default::default() };
+        r.runs[0].tenants[1].interposed = Some(Interposed { fits: Some(fits), ..i });
         let s = summary(&r);
         assert!(s.contains("0 fell back; fits: 7 kernels, 3 with a model, 21 launches timed"), "{s}");
     }

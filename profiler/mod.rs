@@ -23,6 +23,7 @@
 pub mod app;
 mod co_runner;
 pub mod fit;
+pub mod interposer_log;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
