@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use parking_lot::Mutex;
 
+use super::csv::{self, Table};
 use super::inproc::{self, Knees, RunOptions};
 use super::metrics::{Latency, Sample};
 use super::scenario::{Mode, Scenario, ScenarioFile};
@@ -566,40 +567,40 @@ const CSV_HEADER: &str = "end_s,tenant,label,requests,shed,p50_ms,p99_ms,p99_lo_
 /// `soak.csv`: a row per window and tenant.
 fn csv(labels: &[String], rows: &[WindowRow]) -> String {
     let opt = |v: Option<f64>| v.map(|x| format!("{x:.3}")).unwrap_or_default();
-    let mut s = format!("{CSV_HEADER}\n");
+    let count = |n: Option<u64>| n.map(|n| n.to_string()).unwrap_or_default();
+    let mut table = Table::new(CSV_HEADER);
     for r in rows {
-        s += &format!(
-            "{:.1},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
-            r.end_s,
-            r.tenant,
-            labels[r.tenant],
-            r.requests,
-            r.shed,
-            opt(r.p50_ms),
-            opt(r.p99_ms),
-            opt(r.p99_interval_ms.map(|i| i.0)),
-            opt(r.p99_interval_ms.map(|i| i.1)),
-            opt(r.rss_mib),
-            opt(r.gpu_used_mib),
-            opt(r.sm_clock_mhz),
-            opt(r.temperature_c),
-            opt(r.max_ms),
-            opt(r.slowest_end_s),
-            r.involuntary_switches.map(|n| n.to_string()).unwrap_or_default(),
-            opt(r.load1),
-            opt(r.other_cpu),
-            opt(r.steal_cpu),
-            r.gpu_processes.map(|n| n.to_string()).unwrap_or_default()
-        );
+        table.row(&[
+            &format!("{:.1}", r.end_s),
+            &r.tenant,
+            &labels[r.tenant],
+            &r.requests,
+            &r.shed,
+            &opt(r.p50_ms),
+            &opt(r.p99_ms),
+            &opt(r.p99_interval_ms.map(|i| i.0)),
+            &opt(r.p99_interval_ms.map(|i| i.1)),
+            &opt(r.rss_mib),
+            &opt(r.gpu_used_mib),
+            &opt(r.sm_clock_mhz),
+            &opt(r.temperature_c),
+            &opt(r.max_ms),
+            &opt(r.slowest_end_s),
+            &count(r.involuntary_switches),
+            &opt(r.load1),
+            &opt(r.other_cpu),
+            &opt(r.steal_cpu),
+            &count(r.gpu_processes.map(u64::from)),
+        ]);
     }
-    s
+    table.into_text()
 }
 
 /// Reads a `soak.csv` back (`what` names it in errors); the columns after `temperature_c`,
 /// which earlier soaks did not write, may be missing.
 pub fn read_csv(text: &str, what: &str) -> anyhow::Result<SoakReport> {
-    let mut lines = text.lines().enumerate();
-    let header: Vec<&str> = lines.next().map(|(_, l)| l.split(',').collect()).unwrap_or_default();
+    let mut records = csv::records(text).into_iter();
+    let header: Vec<String> = records.next().map(|(_, fields)| fields).unwrap_or_default();
     let at = |name: &str| header.iter().position(|h| *h == name);
     let required = ["end_s", "tenant", "label", "requests", "shed", "p99_ms"];
     if let Some(missing) = required.iter().find(|c| at(c).is_none()) {
@@ -607,12 +608,12 @@ pub fn read_csv(text: &str, what: &str) -> anyhow::Result<SoakReport> {
     }
     let mut labels: Vec<String> = Vec::new();
     let mut rows = Vec::new();
-    for (n, line) in lines.filter(|(_, l)| !l.trim().is_empty()) {
-        let fields: Vec<&str> = line.split(',').collect();
+    let blank = |fields: &[String]| matches!(fields, [f] if f.trim().is_empty());
+    for (line, fields) in records.filter(|(_, fields)| !blank(fields)) {
         if fields.len() != header.len() {
-            bail!("{what}, line {}: {} fields for {} columns", n + 1, fields.len(), header.len());
+            bail!("{what}, line {line}: {} fields for {} columns", fields.len(), header.len());
         }
-        let field = |name: &str| at(name).map(|i| fields[i]).filter(|f| !f.is_empty());
+        let field = |name: &str| at(name).map(|i| fields[i].as_str()).filter(|f| !f.is_empty());
         // A column's value (`None`: empty or missing), or why it does not parse.
         fn parse<T: std::str::FromStr>(f: Option<&str>, at: impl Fn() -> String) -> anyhow::Result<Option<T>>
         where
@@ -620,23 +621,23 @@ pub fn read_csv(text: &str, what: &str) -> anyhow::Result<SoakReport> {
         {
             f.map(|f| f.parse::<T>().with_context(|| format!("{} {f:?}", at()))).transpose()
         }
-        let num = |name: &str| parse::<f64>(field(name), || format!("{what}, line {}: {name}", n + 1));
+        let num = |name: &str| parse::<f64>(field(name), || format!("{what}, line {line}: {name}"));
         let count = |name: &str| -> anyhow::Result<usize> {
-            parse(field(name), || format!("{what}, line {}: {name}", n + 1))?
-                .with_context(|| format!("{what}, line {}: no {name}", n + 1))
+            parse(field(name), || format!("{what}, line {line}: {name}"))?
+                .with_context(|| format!("{what}, line {line}: no {name}"))
         };
         let switches =
-            parse::<u64>(field("involuntary_switches"), || format!("{what}, line {}: involuntary_switches", n + 1))?;
-        let processes = parse::<u32>(field("gpu_processes"), || format!("{what}, line {}: gpu_processes", n + 1))?;
+            parse::<u64>(field("involuntary_switches"), || format!("{what}, line {line}: involuntary_switches"))?;
+        let processes = parse::<u32>(field("gpu_processes"), || format!("{what}, line {line}: gpu_processes"))?;
         let tenant = count("tenant")?;
         let label = field("label").unwrap_or("").to_string();
         match labels.get(tenant) {
-            Some(l) if *l != label => bail!("{what}, line {}: tenant {tenant} is {l}, not {label}", n + 1),
+            Some(l) if *l != label => bail!("{what}, line {line}: tenant {tenant} is {l}, not {label}"),
             Some(_) => {}
             None if tenant == labels.len() => labels.push(label),
-            None => bail!("{what}, line {}: tenant {tenant} before tenant {}", n + 1, labels.len()),
+            None => bail!("{what}, line {line}: tenant {tenant} before tenant {}", labels.len()),
         }
-        let end_s = num("end_s")?.with_context(|| format!("{what}, line {}: no end_s", n + 1))?;
+        let end_s = num("end_s")?.with_context(|| format!("{what}, line {line}: no end_s"))?;
         rows.push(WindowRow {
             end_s,
             tenant,
