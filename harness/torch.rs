@@ -25,10 +25,10 @@ use crate::runtime::policy::PriorityClass;
 use crate::runtime::Device;
 use anyhow::Context as _;
 
+/// What the interposer did with a process's kernels: the type its exit log is written as.
+pub use crate::profiler::app::interposer_log::{Counts, FitsSeen, Interposed};
 /// The interposer's file name.
 pub use crate::profiler::app::PRELOAD_LIBRARY;
-/// What the interposer did with a process's kernels: the type its exit log is written as.
-pub use crate::profiler::interposer_log::{Counts, FitsSeen, Interposed};
 
 /// Whether `sharing` places `s`'s PyTorch tenants with the interposer.
 pub fn placed_by_interposer(s: &Scenario, sharing: Sharing) -> bool {

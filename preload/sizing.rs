@@ -24,10 +24,10 @@ use std::sync::OnceLock;
 
 use cudarc::driver::sys::{self, CUevent, CUfunction, CUresult, CUstream};
 use parking_lot::Mutex;
+use rightsize::profiler::app::interposer_log::FitsSeen;
 pub(crate) use rightsize::profiler::app::Shape;
 use rightsize::profiler::app::{Recorded, MAX_SAMPLES};
 use rightsize::profiler::fit::LatencyFit;
-use rightsize::profiler::interposer_log::FitsSeen;
 use rightsize::profiler::Profile;
 
 /// The SMs a (name, shape) needs, from `RIGHTSIZE_PROFILE`.

@@ -1,10 +1,10 @@
 //! What the interposer did with this process's launches: one set of counts, written at exit
 //! as the log the harness reads back (`RIGHTSIZE_PRELOAD_LOG`; the type is shared,
-//! [`rightsize::profiler::interposer_log`]).
+//! [`rightsize::profiler::app::interposer_log`]).
 
 use std::sync::atomic::AtomicU64;
 
-use rightsize::profiler::interposer_log::{Counts, Interposed};
+use rightsize::profiler::app::interposer_log::{Counts, Interposed};
 
 use crate::{at_exit, board, sizing, target};
 

@@ -23,7 +23,6 @@
 pub mod app;
 mod co_runner;
 pub mod fit;
-pub mod interposer_log;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
