@@ -16,11 +16,13 @@
 //! - [`sweep`]: load sweeps of open-loop scenarios (a search over repeated runs) and their
 //!   SLO goodput;
 //! - [`trace`] and [`counters`]: timeline traces of runs, GPU counters sampled during them;
+//! - [`csv`]: the one CSV format of every table the harness writes (and `soak.csv` read back);
 //! - [`plots`] and [`report`]: plots and a Markdown report of a results directory.
 
 pub mod bad_input;
 pub mod compare;
 pub mod counters;
+pub mod csv;
 pub mod drive;
 pub mod fault;
 pub mod host;

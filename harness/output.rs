@@ -7,6 +7,7 @@ use std::path::Path;
 use anyhow::Context as _;
 
 use super::compare::{Report, RunResult, Status};
+use super::csv::Table;
 use super::metrics::{p99_is_max, TenantMetrics};
 use super::sweep::{self, SweepPoint};
 use crate::runtime::policy::PriorityClass;
@@ -279,8 +280,8 @@ pub fn summary(r: &Report) -> String {
         let interposed: Vec<String> = runs_of(r, &sc.name)
             .flat_map(|run| {
                 run.tenants.iter().filter_map(move |t| {
-                    let i = t.interposed?;
-                    let fits = i.fits.map_or(String::new(), |f| {
+                    let i = t.interposed.as_ref()?;
+                    let fits = i.fits.as_ref().map_or(String::new(), |f| {
                         format!(
                             "; fits: {} kernels, {} with a model, {} launches timed",
                             f.kernels, f.modelled, f.completions
@@ -290,12 +291,12 @@ pub fn summary(r: &Report) -> String {
                         "- {} / {}: {} launches: {} placed, {} alone on the whole device, {} latency-critical, {} narrow, {} fell back{fits}",
                         run.mode,
                         t.spec.label(),
-                        i.launches,
-                        i.placed,
-                        i.alone,
-                        i.critical,
-                        i.narrow,
-                        i.fallback
+                        i.counts.launches,
+                        i.counts.placed,
+                        i.counts.alone,
+                        i.counts.critical,
+                        i.counts.narrow,
+                        i.counts.fallback
                     ))
                 })
             })
@@ -388,37 +389,28 @@ fn goodput_table(s: &mut String, r: &Report, scenario: &str) {
 
 /// `sweep.csv`: one row per tenant of each sweep run (`repeat` numbers a scale's runs).
 pub fn sweep_csv(r: &Report) -> String {
-    let mut s = String::from(
-        "scenario,mode,scale,repeat,tenant,label,rate,p99_ms,slo_ms,slo_attainment,throughput_rps,meets_slo\n",
+    let mut table = Table::new(
+        "scenario,mode,scale,repeat,tenant,label,rate,p99_ms,slo_ms,slo_attainment,throughput_rps,meets_slo",
     );
     for p in &r.sweeps {
         for (i, t) in p.tenants.iter().enumerate() {
-            let _ = writeln!(
-                s,
-                "{},{},{},{},{i},{},{},{},{},{},{},{}",
-                csv_field(&p.scenario),
-                csv_field(&p.mode),
-                p.scale,
-                p.repeat,
-                csv_field(&t.label),
-                opt(t.rate),
-                t.p99_ms,
-                opt(t.slo_ms),
-                opt(t.slo_attainment),
-                t.throughput,
-                t.meets()
-            );
+            table.row(&[
+                &p.scenario,
+                &p.mode,
+                &p.scale,
+                &p.repeat,
+                &i,
+                &t.label,
+                &opt(t.rate),
+                &t.p99_ms,
+                &opt(t.slo_ms),
+                &opt(t.slo_attainment),
+                &t.throughput,
+                &t.meets(),
+            ]);
         }
     }
-    s
-}
-
-fn csv_field(v: &str) -> String {
-    if v.contains([',', '"', '\n']) {
-        format!("\"{}\"", v.replace('"', "\"\""))
-    } else {
-        v.to_string()
-    }
+    table.into_text()
 }
 
 fn opt(v: Option<f64>) -> String {
@@ -427,25 +419,23 @@ fn opt(v: Option<f64>) -> String {
 
 /// `runs.csv`: scenario, mode, status, STP, ANTT, fairness, SLO attainment, wall seconds.
 pub fn runs_csv(r: &Report) -> String {
-    let mut s = String::from("scenario,mode,status,stp,antt,fairness,slo_attainment,pcie_gb_per_s,wall_s\n");
+    let mut table = Table::new("scenario,mode,status,stp,antt,fairness,slo_attainment,pcie_gb_per_s,wall_s");
     for run in &r.runs {
         let status = status_text(&run.status).unwrap_or_else(|| "ok".into());
         let m = run.metrics;
-        let _ = writeln!(
-            s,
-            "{},{},{},{},{},{},{},{},{}",
-            csv_field(&run.scenario),
-            csv_field(&run.mode),
-            csv_field(&status),
-            opt(m.and_then(|m| m.stp)),
-            opt(m.and_then(|m| m.antt)),
-            opt(m.and_then(|m| m.fairness)),
-            opt(m.and_then(|m| m.slo_attainment)),
-            opt(run.pcie_gb_per_s),
-            run.wall_s
-        );
+        table.row(&[
+            &run.scenario,
+            &run.mode,
+            &status,
+            &opt(m.and_then(|m| m.stp)),
+            &opt(m.and_then(|m| m.antt)),
+            &opt(m.and_then(|m| m.fairness)),
+            &opt(m.and_then(|m| m.slo_attainment)),
+            &opt(run.pcie_gb_per_s),
+            &run.wall_s,
+        ]);
     }
-    s
+    table.into_text()
 }
 
 /// " (n shed, m failed)" after a throughput, or nothing.
@@ -464,9 +454,9 @@ fn dropped(m: &super::metrics::TenantMetrics) -> String {
 
 /// `tenants.csv`: one row per tenant of each run that ran.
 pub fn tenants_csv(r: &Report) -> String {
-    let mut s = String::from(
+    let mut table = Table::new(
         "scenario,mode,tenant,model,class,request,requests,throughput_rps,mean_ms,p50_ms,p90_ms,p99_ms,max_ms,\
-         slowdown,p99_vs_solo,throughput_vs_solo,slo_ms,slo_attainment,shed,failed,duty\n",
+         slowdown,p99_vs_solo,throughput_vs_solo,slo_ms,slo_attainment,shed,failed,duty",
     );
     for run in &r.runs {
         for (i, t) in run.tenants.iter().enumerate() {
@@ -475,32 +465,32 @@ pub fn tenants_csv(r: &Report) -> String {
                 PriorityClass::LatencyCritical => "latency-critical",
                 PriorityClass::BestEffort => "best-effort",
             };
-            let _ = writeln!(
-                s,
-                "{},{},{i},{},{class},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
-                csv_field(&run.scenario),
-                csv_field(&run.mode),
-                csv_field(&t.spec.model),
-                csv_field(&t.shape),
-                m.requests,
-                m.throughput,
-                m.latency.mean,
-                m.latency.p50,
-                m.latency.p90,
-                m.latency.p99,
-                m.latency.max,
-                opt(m.slowdown),
-                opt(m.p99_vs_solo),
-                opt(m.relative_throughput),
-                opt(m.slo_ms),
-                opt(m.slo_attainment),
-                m.shed,
-                m.failed,
-                t.duty.map_or(String::new(), |d| format!("{d:.3}"))
-            );
+            table.row(&[
+                &run.scenario,
+                &run.mode,
+                &i,
+                &t.spec.model,
+                &class,
+                &t.shape,
+                &m.requests,
+                &m.throughput,
+                &m.latency.mean,
+                &m.latency.p50,
+                &m.latency.p90,
+                &m.latency.p99,
+                &m.latency.max,
+                &opt(m.slowdown),
+                &opt(m.p99_vs_solo),
+                &opt(m.relative_throughput),
+                &opt(m.slo_ms),
+                &opt(m.slo_attainment),
+                &m.shed,
+                &m.failed,
+                &t.duty.map_or(String::new(), |d| format!("{d:.3}")),
+            ]);
         }
     }
-    s
+    table.into_text()
 }
 
 /// Writes `summary.md`, `runs.csv` and `tenants.csv` into `dir` (`results.json` is written
@@ -748,16 +738,17 @@ pub(crate) mod tests {
     fn the_summary_says_what_the_interposer_did() {
         let mut r = report();
         assert!(!summary(&r).contains("interposer"));
-        let i =
-            crate::harness::torch::Interposed { launches: 10, placed: 4, alone: 5, narrow: 1, ..Default::default() };
-        r.runs[0].tenants[1].interposed = Some(i);
+        use crate::harness::torch::{Counts, FitsSeen, Interposed};
+        let counts = Counts { launches: 10, placed: 4, alone: 5, narrow: 1, ..Default::default() };
+        let i = Interposed { counts, ..Default::default() };
+        r.runs[0].tenants[1].interposed = Some(i.clone());
         let s = summary(&r);
         assert!(
             s.contains("- mps / gpt2: 10 launches: 4 placed, 5 alone on the whole device, 0 latency-critical, 1 narrow, 0 fell back\n"),
             "{s}"
         );
-        let fits = crate::harness::torch::FitsSeen { kernels: 7, modelled: 3, completions: 21 };
-        r.runs[0].tenants[1].interposed = Some(crate::harness::torch::Interposed { fits: Some(fits), ..i });
+        let fits = FitsSeen { kernels: 7, modelled: 3, completions: 21, ..Default::default() };
+        r.runs[0].tenants[1].interposed = Some(Interposed { fits: Some(fits), ..i });
         let s = summary(&r);
         assert!(s.contains("0 fell back; fits: 7 kernels, 3 with a model, 21 launches timed"), "{s}");
     }

@@ -18,15 +18,15 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context as _;
-use serde::{Deserialize, Serialize};
-
 use super::inproc::static_windows;
 use super::mps::private_dir;
 use super::scenario::{Scenario, Sharing};
 use crate::runtime::policy::PriorityClass;
 use crate::runtime::Device;
+use anyhow::Context as _;
 
+/// What the interposer did with a process's kernels: the type its exit log is written as.
+pub use crate::profiler::app::interposer_log::{Counts, FitsSeen, Interposed};
 /// The interposer's file name.
 pub use crate::profiler::app::PRELOAD_LIBRARY;
 
@@ -49,53 +49,6 @@ pub struct Placement {
     pub env: Vec<Vec<(String, String)>>,
     /// The run's directory: `board`, and `<i>.json` written by tenant `i`'s interposer.
     pub dir: PathBuf,
-}
-
-/// What the interposer did with one process's kernels (its log, written at exit).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct Interposed {
-    /// SMs of its window (`static`; 0 on a board, whose windows follow the load).
-    pub sms: u32,
-    /// Windows it made (`krisp`: one per share of the device it ran on).
-    #[serde(default)]
-    pub windows_made: u64,
-    /// Launches seen (kernels and stood-in cuBLAS calls).
-    pub launches: u64,
-    /// Placed on its window.
-    pub placed: u64,
-    /// Left on the whole device because no other process was busy (`krisp`).
-    #[serde(default)]
-    pub alone: u64,
-    /// Left where launched, while another process was busy, because its process is
-    /// latency-critical (`krisp`; the others keep its quota free).
-    #[serde(default)]
-    pub critical: u64,
-    /// Left where launched, while other processes were busy, because none of them was
-    /// latency-critical (`krisp`: best-effort processes share every SM, as under MPS).
-    #[serde(default)]
-    pub shared: u64,
-    /// Left where launched, while another process was busy, because they had no more blocks
-    /// than the window has SMs (`krisp`).
-    #[serde(default)]
-    pub narrow: u64,
-    /// Left where launched because their stream was being captured.
-    pub captured: u64,
-    /// Left where launched because placing them failed.
-    pub fallback: u64,
-    /// Its online fits (`online_fit`; `None` without them).
-    #[serde(default)]
-    pub fits: Option<FitsSeen>,
-}
-
-/// What a process's online fits saw (`RIGHTSIZE_FIT=1`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct FitsSeen {
-    /// Kernels, by function and launch shape.
-    pub kernels: u64,
-    /// Those with a model of their latency against SMs (seen on two SM counts), so a knee.
-    pub modelled: u64,
-    /// Launches timed and read back.
-    pub completions: u64,
 }
 
 /// The interposer logs of a run's `n` tenants in `dir` (a tenant whose process wrote none:
@@ -217,20 +170,28 @@ mod tests {
         assert_eq!(got[0], None);
         let want = Interposed {
             sms: 64,
-            windows_made: 0,
-            launches: 10,
-            placed: 4,
-            alone: 3,
-            critical: 1,
-            shared: 5,
-            narrow: 2,
-            captured: 0,
-            fallback: 1,
+            board_slots: 2,
+            counts: Counts {
+                windows_made: 0,
+                launches: 10,
+                placed: 4,
+                alone: 3,
+                critical: 1,
+                shared: 5,
+                narrow: 2,
+                captured: 0,
+                fallback: 1,
+                via_ex: 0,
+                functions_resolved: 4,
+                functions_kept: 0,
+                blas_calls: 2,
+                captured_placed: 0,
+            },
             fits: None,
         };
-        assert_eq!(got[1], Some(want));
-        let fits = FitsSeen { kernels: 9, modelled: 5, completions: 40 };
-        assert_eq!(got[2], Some(Interposed { fits: Some(fits), ..want }));
+        assert_eq!(got[1].as_ref(), Some(&want));
+        let fits = FitsSeen { kernels: 9, modelled: 5, completions: 40, knees: [(16, 3), (132, 2)].into() };
+        assert_eq!(got[2], Some(Interposed { fits: Some(fits), ..want.clone() }));
         assert_eq!(got[3], Some(want), "no fits");
         let _ = std::fs::remove_dir_all(dir);
     }

@@ -8,11 +8,16 @@
 
 use std::collections::HashMap;
 use std::ffi::{c_int, c_longlong, c_void, CStr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Mutex, OnceLock};
 
-use super::{place, real_dlsym, sizing, Target, LEGACY};
 use cudarc::driver::sys::CUstream;
+
+use crate::abi::{real_dlsym, LEGACY};
+use crate::placement::place;
+use crate::sizing;
+use crate::stats::COUNTS;
+use crate::target::Target;
 
 /// `CUBLAS_STATUS_SUCCESS`.
 const SUCCESS: c_int = 0;
@@ -20,9 +25,6 @@ const SUCCESS: c_int = 0;
 const NOT_INITIALIZED: c_int = 1;
 
 type Handle = *mut c_void;
-
-/// cuBLAS calls seen (each also counted as a launch).
-pub(crate) static CALLS: AtomicU64 = AtomicU64::new(0);
 
 /// The libraries cuBLAS's functions may come from, as loaded (PyTorch loads them into a
 /// local scope, which `RTLD_NEXT` does not search).
@@ -97,7 +99,7 @@ fn set_stream(handle: Handle, stream: CUstream, workspace: Option<(usize, usize)
 
 /// Places a cuBLAS call `name` of `shape` that runs on its handle's stream.
 fn place_handle_call(handle: Handle, name: &'static str, shape: sizing::Shape, call: impl FnOnce() -> c_int) -> c_int {
-    CALLS.fetch_add(1, Ordering::Relaxed);
+    COUNTS.blas_calls.fetch_add(1, Ordering::Relaxed);
     static GET: OnceLock<usize> = OnceLock::new();
     let Some(get) = next::<GetStream>(&GET, c"cublasGetStream_v2") else { return call() };
     let mut app = std::ptr::null_mut();
@@ -225,7 +227,7 @@ pub unsafe extern "C" fn cublasLtMatmul(
     ) -> c_int;
     static REAL: OnceLock<usize> = OnceLock::new();
     let Some(real) = next::<F>(&REAL, c"cublasLtMatmul") else { return NOT_INITIALIZED };
-    CALLS.fetch_add(1, Ordering::Relaxed);
+    COUNTS.blas_calls.fetch_add(1, Ordering::Relaxed);
     let shape = lt_shape(a_desc, b_desc, d_desc);
     place_call(LT_MATMUL, shape, stream, |_, s| {
         // SAFETY: the application's call, on `s`.

@@ -253,7 +253,7 @@ pub(crate) fn board() -> Option<&'static Board> {
             match Board::open(std::path::Path::new(&path), me, u64::from(hold_us) * 1_000, quota) {
                 Ok(b) => {
                     // A process that is never contended makes no window, and still says so.
-                    super::write_log_at_exit();
+                    crate::stats::write_log_at_exit();
                     Some(b)
                 }
                 Err(e) => {

@@ -24,6 +24,7 @@ use std::sync::OnceLock;
 
 use cudarc::driver::sys::{self, CUevent, CUfunction, CUresult, CUstream};
 use parking_lot::Mutex;
+use rightsize::profiler::app::interposer_log::FitsSeen;
 pub(crate) use rightsize::profiler::app::Shape;
 use rightsize::profiler::app::{Recorded, MAX_SAMPLES};
 use rightsize::profiler::fit::LatencyFit;
@@ -56,7 +57,7 @@ fn knees() -> Option<&'static Knees> {
             let path = std::env::var_os("RIGHTSIZE_PROFILE")?;
             let ordinal = super::setting("RIGHTSIZE_DEVICE").unwrap_or(0) as usize;
             let loaded = Profile::load(std::path::Path::new(&path)).map_err(|e| e.to_string()).and_then(|p| {
-                let device = super::keeping_context(|| rightsize::runtime::Device::open(ordinal));
+                let device = crate::target::keeping_context(|| rightsize::runtime::Device::open(ordinal));
                 let device = device.map_err(|e| e.to_string())?;
                 p.check_device(device.info()).map_err(|e| e.to_string())?;
                 Ok(p)
@@ -200,26 +201,25 @@ impl Fitter {
     }
 }
 
-/// The fits as JSON (`null` without `RIGHTSIZE_FIT`): kernels (by function and shape) seen,
+/// What the fits saw (`None` without `RIGHTSIZE_FIT`): kernels (by function and shape) seen,
 /// those with a model (and so a knee), completions timed, and how many kernels have each knee.
-pub(crate) fn fits_report() -> String {
-    let Some(fitter) = fitter() else { return "null".into() };
+pub(crate) fn fits_report() -> Option<FitsSeen> {
+    let fitter = fitter()?;
     let mut st = fitter.state.lock();
     st.drain(true, fitter.device_sms, fitter.granularity);
-    let mut knees: std::collections::BTreeMap<u32, usize> = Default::default();
+    let mut knees: std::collections::BTreeMap<u32, u64> = Default::default();
     for f in st.fits.values() {
         if let Some(k) = f.knee {
             *knees.entry(k).or_default() += 1;
         }
     }
     let completions: u32 = st.fits.values().map(|f| f.fit.completions()).sum();
-    let knees: Vec<String> = knees.iter().map(|(k, n)| format!("\"{k}\": {n}")).collect();
-    format!(
-        "{{\"kernels\": {}, \"modelled\": {}, \"completions\": {completions}, \"knees\": {{{}}}}}",
-        st.fits.len(),
-        st.fits.values().filter(|f| f.knee.is_some()).count(),
-        knees.join(", ")
-    )
+    Some(FitsSeen {
+        kernels: st.fits.len() as u64,
+        modelled: st.fits.values().filter(|f| f.knee.is_some()).count() as u64,
+        completions: u64::from(completions),
+        knees,
+    })
 }
 
 /// The fits, on first use; `None` unless `RIGHTSIZE_FIT=1` and the device has partitions.
@@ -231,7 +231,7 @@ fn fitter() -> Option<&'static Fitter> {
                 return None;
             }
             let ordinal = super::setting("RIGHTSIZE_DEVICE").unwrap_or(0) as usize;
-            let device = super::keeping_context(|| rightsize::runtime::Device::open(ordinal));
+            let device = crate::target::keeping_context(|| rightsize::runtime::Device::open(ordinal));
             let found = device.map_err(|e| e.to_string()).and_then(|d| {
                 let t = d.info().partitions.topology().map_err(str::to_owned)?;
                 Ok(Fitter { device_sms: d.info().sm_count, granularity: t.granularity, state: Mutex::default() })

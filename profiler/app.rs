@@ -11,6 +11,10 @@
 //! and B and the batch of D for `cublasLtMatmul`. Timing is by events on the launch's stream,
 //! so a kernel's time is right where the application runs one stream at a time (PyTorch's
 //! models do), and includes the wait for a kernel before it on another stream otherwise.
+//!
+//! The interposer's other file, its exit log of what it placed, is [`interposer_log`].
+
+pub mod interposer_log;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -224,10 +224,10 @@ fn pytorch_tenants_run_as_processes_and_follow_the_load_through_the_interposer()
     let exe = rightsize_exe();
     // Best-effort processes among themselves share every SM under krisp, as under MPS.
     let o = run_one(Some(&exe), &s, "krisp".parse().unwrap(), Knees::default(), None, Default::default()).unwrap();
-    let logs: Vec<_> = o.interposed.iter().map(|l| l.expect("every process wrote its log")).collect();
+    let logs: Vec<_> = o.interposed.iter().map(|l| l.clone().expect("every process wrote its log")).collect();
     println!("krisp, best-effort only: interposer {logs:?}");
-    assert!(logs.iter().all(|l| l.placed == 0 && l.fallback == 0), "{logs:?}");
-    assert!(logs[1].shared > 0 && logs[1].alone > 0, "{logs:?}");
+    assert!(logs.iter().all(|l| l.counts.placed == 0 && l.counts.fallback == 0), "{logs:?}");
+    assert!(logs[1].counts.shared > 0 && logs[1].counts.alone > 0, "{logs:?}");
     let critical =
         text.replace("rate = 100.0", "rate = 100.0\n        class = \"latency-critical\"\n        quota_sms = 32");
     let s = ScenarioFile::parse(&critical, "test").unwrap().scenarios.remove(0);
@@ -238,13 +238,14 @@ fn pytorch_tenants_run_as_processes_and_follow_the_load_through_the_interposer()
             assert!(samples.len() >= 5, "{mode} tenant {i}: {} requests", samples.len());
             assert!(samples.iter().all(|x| x.due <= x.start && x.start < x.end && x.end <= 2.5), "{mode} tenant {i}");
         }
-        let logs: Vec<_> = o.interposed.iter().map(|l| l.expect("every process wrote its log")).collect();
+        let logs: Vec<_> = o.interposed.iter().map(|l| l.clone().expect("every process wrote its log")).collect();
         println!("{mode}: {} and {} requests; interposer {logs:?}", o.samples[0].len(), o.samples[1].len());
         match mode {
             "timeslice" => assert!(logs.is_empty()),
             "static" => {
                 assert!(
-                    logs.iter().all(|l| l.placed > 0 && l.alone == 0 && l.fallback == 0 && l.sms >= 64),
+                    logs.iter()
+                        .all(|l| l.counts.placed > 0 && l.counts.alone == 0 && l.counts.fallback == 0 && l.sms >= 64),
                     "{logs:?}"
                 );
                 assert!(logs.iter().map(|l| l.sms).sum::<u32>() <= 132 + 8);
@@ -252,10 +253,10 @@ fn pytorch_tenants_run_as_processes_and_follow_the_load_through_the_interposer()
             _ => {
                 // The latency-critical encoder runs where PyTorch put it; while it is busy the
                 // decoder keeps its quota free (its prefill kernels are wider than its part).
-                assert!(logs.iter().all(|l| l.fallback == 0), "{logs:?}");
-                assert!(logs[0].placed == 0 && logs[0].critical > 0, "{logs:?}");
-                assert!(logs[1].placed > 0 && logs[1].narrow > 0, "{logs:?}");
-                assert!(logs[1].alone > 0, "the decoder runs alone in the encoder's gaps: {logs:?}");
+                assert!(logs.iter().all(|l| l.counts.fallback == 0), "{logs:?}");
+                assert!(logs[0].counts.placed == 0 && logs[0].counts.critical > 0, "{logs:?}");
+                assert!(logs[1].counts.placed > 0 && logs[1].counts.narrow > 0, "{logs:?}");
+                assert!(logs[1].counts.alone > 0, "the decoder runs alone in the encoder's gaps: {logs:?}");
             }
         }
     }
