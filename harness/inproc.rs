@@ -221,7 +221,10 @@ fn policy_spec(s: &Scenario, knees: &Knees) -> PolicySpec {
             request_us: curve(&knees.request_us, i),
         })
         .collect();
-    PolicySpec { kind: PolicyKind::Full, tenants, reserved_sms: s.reserved_sms }
+    // RIGHTSIZE_CLAIMS=1: latency-critical tenants of krisp claim their SMs, for comparisons
+    // (as RIGHTSIZE_UNITS for the unit order).
+    let claims = std::env::var("RIGHTSIZE_CLAIMS").is_ok_and(|v| v == "1");
+    PolicySpec { kind: PolicyKind::Full, tenants, reserved_sms: s.reserved_sms, claims }
 }
 
 /// The policy kind of an in-process mode.

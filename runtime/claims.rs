@@ -122,6 +122,13 @@ impl Claims {
         self.levels.ptr() + 4 * set as u64
     }
 
+    /// Each set's claim level now (0: unclaimed), read from the device.
+    pub fn levels(&self) -> Result<Vec<u32>> {
+        let mut levels = self.levels.to_host()?;
+        levels.truncate(self.sets.len());
+        Ok(levels)
+    }
+
     /// The SMs of each set: the split's groups in order, then those outside them.
     pub fn sets(&self) -> &[Vec<u32>] {
         &self.sets

@@ -451,9 +451,10 @@ impl Tenant {
     /// A latency-critical tenant of a policy that claims ([`super::policy::Policy::claims`])
     /// claims the SMs of `partition`, where its next work goes, on `stream` ahead of it: lower
     /// tenants' kernels running there leave them within a work unit. The claim moves with its
-    /// work and is released when it synchronizes (its request is done). Claims of the whole
-    /// device are none (nothing else is confined away from it), and a runtime without claim
-    /// tables runs without them.
+    /// work and is released when it synchronizes (its request is done); a plan's replay
+    /// claims its window ahead of it the same way (captures claim nothing). Claims of the
+    /// whole device are none (nothing else is confined away from it), and a runtime without
+    /// claim tables runs without them.
     fn claim_for(&self, sched: &super::Scheduler, partition: super::PartitionId, stream: sys::CUstream) -> Result<()> {
         if self.class != PriorityClass::LatencyCritical || !sched.claims() || self.claimed.get() == Some(partition) {
             return Ok(());

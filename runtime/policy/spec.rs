@@ -78,6 +78,9 @@ pub struct PolicySpec {
     /// SMs best-effort kernels leave to latency-critical tenants (`krisp-conserved`,
     /// `krisp-isolated`, where a tenant is latency-critical): [`reserved_groups`].
     pub reserved_sms: u32,
+    /// Latency-critical tenants claim the SMs their work goes to (`krisp`:
+    /// [`KrispShare::claiming`]).
+    pub claims: bool,
 }
 
 /// Groups of `granularity` SMs, out of `groups`, that `reserved_sms` SMs kept for
@@ -99,7 +102,10 @@ impl PolicySpec {
             }
             PolicyKind::KrispConserved => Box::new(Prioritized { inner: KrispConserved, reserved_groups }),
             PolicyKind::KrispIsolated => Box::new(Prioritized { inner: KrispIsolated::default(), reserved_groups }),
-            PolicyKind::Krisp { .. } => Box::new(self.krisp_shares(topo)),
+            PolicyKind::Krisp { .. } => {
+                let shares = self.krisp_shares(topo);
+                Box::new(if self.claims { shares.claiming() } else { shares })
+            }
         })
     }
 
@@ -169,7 +175,12 @@ mod tests {
         assert!(meets_on(&[(24, 4000.0), (40, 1000.0)], 32, 10.0));
         assert!(!meets_on(&[(40, 1000.0)], 32, 10.0));
         // Only the krisp policies bound tenants.
-        let spec = |kind| PolicySpec { kind, tenants: vec![lc.clone(), TenantSpec::default()], reserved_sms: 0 };
+        let spec = |kind| PolicySpec {
+            kind,
+            tenants: vec![lc.clone(), TenantSpec::default()],
+            reserved_sms: 0,
+            claims: false,
+        };
         assert_eq!(spec(PolicyKind::Krisp { curves: false }).bounded(&TOPO), vec![true, false]);
         assert_eq!(
             spec(PolicyKind::Krisp { curves: false }).krisp_shares(&TOPO).shares[0],
@@ -191,7 +202,7 @@ mod tests {
     fn each_kind_builds_its_policy() {
         let lc = TenantSpec { class: PriorityClass::LatencyCritical, ..TenantSpec::default() };
         let tenants = vec![lc, TenantSpec { window_sms: Some(40), ..TenantSpec::default() }];
-        let spec = |kind| PolicySpec { kind, tenants: tenants.clone(), reserved_sms: 32 };
+        let spec = |kind| PolicySpec { kind, tenants: tenants.clone(), reserved_sms: 32, claims: false };
         let names: Vec<&str> = [
             PolicyKind::Full,
             PolicyKind::Static,
@@ -204,6 +215,9 @@ mod tests {
         .map(|k| spec(k).build(&TOPO).unwrap().name())
         .collect();
         assert_eq!(names, ["full", "static", "krisp-conserved", "krisp-isolated", "krisp", "krisp"]);
+        let krisp = spec(PolicyKind::Krisp { curves: false });
+        assert!(!krisp.build(&TOPO).unwrap().claims(), "claims are asked for");
+        assert!(PolicySpec { claims: true, ..krisp }.build(&TOPO).unwrap().claims());
         assert_eq!(
             spec(PolicyKind::Static).static_windows(&TOPO).unwrap(),
             vec![Some(GroupRange { first: 0, count: 10 }), Some(GroupRange { first: 10, count: 5 })]

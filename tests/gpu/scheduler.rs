@@ -11,7 +11,7 @@ use rightsize::engine::{Family, Mode, Model, ModelConfig, ModelWeights};
 use rightsize::kernels::abi::{RsTicket, SmidParams, VectorAddParams};
 use rightsize::kernels::{KernelId, SMID_RECORD, VECTOR_ADD_F16};
 use rightsize::runtime::policy::{
-    Full, GroupRange, KrispConserved, KrispIsolated, KrispShare, Policy, Prioritized, PriorityClass, Static,
+    Full, GroupRange, KrispConserved, KrispIsolated, KrispShare, Policy, Prioritized, PriorityClass, Share, Static,
 };
 use rightsize::runtime::work::Foreign;
 use rightsize::runtime::{DeviceBuffer, ForeignGrid, ForeignModule, MinSms, Placement, PoolSpec, Runtime, Tenant};
@@ -235,6 +235,52 @@ fn krisp_shares_follow_the_load() {
     b.synchronize().unwrap();
     drop(hogs);
     assert!(rt.scheduler().unwrap().is_idle());
+}
+
+/// A latency-critical tenant of a claiming krisp, bounded to its window, claims the window
+/// while its work runs there and releases it at synchronize, after its last kernel: eager
+/// launches and every replay of a plan (a capture claims nothing).
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn a_claim_lasts_as_long_as_the_work_eager_or_planned() {
+    let shares = vec![
+        Share { class: PriorityClass::LatencyCritical, quota: Some(2), bounded: true },
+        Share { class: PriorityClass::BestEffort, quota: None, bounded: false },
+    ];
+    let policy = Box::new(KrispShare::new(shares.clone()).claiming());
+    let rt = Arc::new(Runtime::with_policy(device(), policy, MinSms::default(), 2).unwrap());
+    let (lc, be) = (
+        Tenant::scheduled(rt.clone(), 0, PriorityClass::LatencyCritical).unwrap(),
+        Tenant::scheduled(rt.clone(), 1, PriorityClass::BestEffort).unwrap(),
+    );
+    assert!(rt.counts_units(), "a claiming latency-critical tenant arms counted units");
+    let claimed = || rt.claims().unwrap().levels().unwrap().iter().filter(|&&l| l > 0).count();
+    let hog = smid_on(&be, 200_000);
+    // Eager: the claim is up while the spinning kernel runs, and gone after synchronize.
+    let out = smid_on(&lc, 2_000_000);
+    std::thread::sleep(std::time::Duration::from_micros(500));
+    let during = claimed();
+    lc.synchronize().unwrap();
+    assert!(during > 0, "no set claimed while the latency-critical kernel ran");
+    assert_eq!(claimed(), 0, "claims left after synchronize");
+    // A plan of its window: each replay claims ahead of it and releases at synchronize.
+    let home = KrispShare::new(shares).home(0, 2, rt.scheduler().unwrap().topology().groups);
+    let units = out.len() as u32;
+    let p = SmidParams { sm: out.ptr(), spin_cycles: 2_000_000, units, _pad: 0 };
+    // SAFETY: `out` holds `units` entries.
+    let set = lc.capture_set(&[home], || unsafe { lc.launch(SMID_RECORD, &p) }.map(|_| ())).unwrap();
+    lc.synchronize().unwrap();
+    assert_eq!(claimed(), 0, "capturing claims nothing");
+    for round in 0..2 {
+        lc.replay_set(&set).unwrap();
+        std::thread::sleep(std::time::Duration::from_micros(500));
+        let during = claimed();
+        lc.synchronize().unwrap();
+        assert!(during > 0, "replay {round}: no set claimed while the plan ran");
+        assert_eq!(claimed(), 0, "replay {round}: claims left after the plan");
+    }
+    be.synchronize().unwrap();
+    drop(hog);
 }
 
 #[test]
