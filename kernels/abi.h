@@ -288,6 +288,7 @@ typedef struct KvAppendParams {
 /* ---- rope.cu ---------------------------------------------------------------- */
 
 #define RS_ROPE_THREADS 128
+#define RS_ROPE_UNIT 512
 
 /**
  * rope_f16: rotary position embedding in place (Llama's rotate-half form) on the first
@@ -295,7 +296,8 @@ typedef struct KvAppendParams {
  * angle = pos · inv_freq[i] and pos = start[b] + t (start optional = 0),
  *   x[i]' = x[i]·cos − x[i+d/2]·sin,  x[i+d/2]' = x[i+d/2]·cos + x[i]·sin.
  * inv_freq (head_dim/2 floats) is computed by the host, so θ and scaling are the caller's.
- * Work unit: one token (b, t).
+ * Work unit: RS_ROPE_UNIT of one token's (head, i) pairs, q's heads then k's
+ * (units = batch · tokens · ⌈(heads_q + heads_kv) · head_dim/2 / RS_ROPE_UNIT⌉).
  */
 typedef struct RopeParams {
     unsigned long long q, k, inv_freq, start;
@@ -333,7 +335,7 @@ typedef struct GeluParams {
 } GeluParams;
 
 /** swiglu_f16: out[r][c] = silu(gate[r][c]) · up[r][c], rows with their own strides.
- *  Work unit: one row. */
+ *  Work unit: RS_ACT_UNIT columns of one row (units = rows · ⌈cols / RS_ACT_UNIT⌉). */
 typedef struct SwigluParams {
     unsigned long long gate, up, out;
     unsigned int rows, cols, gate_stride, up_stride, out_stride;

@@ -526,7 +526,8 @@ impl Params for KvAppendParams {
 
 impl Params for RopeParams {
     fn units(&self, _: KernelId) -> u64 {
-        u64::from(self.batch) * u64::from(self.tokens)
+        let pairs = u64::from(self.heads_q + self.heads_kv) * u64::from(self.head_dim / 2);
+        u64::from(self.batch) * u64::from(self.tokens) * pairs.div_ceil(u64::from(RS_ROPE_UNIT))
     }
     fn check(&self, k: KernelId) -> Result<(), ParamError> {
         let d = self.head_dim;
@@ -581,7 +582,7 @@ impl Params for GeluParams {
 
 impl Params for SwigluParams {
     fn units(&self, _: KernelId) -> u64 {
-        u64::from(self.rows)
+        u64::from(self.rows) * u64::from(self.cols).div_ceil(u64::from(RS_ACT_UNIT))
     }
     fn check(&self, k: KernelId) -> Result<(), ParamError> {
         let c = self.cols;

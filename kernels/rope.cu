@@ -2,8 +2,8 @@
 //
 // Computes:   see RopeParams in abi.h; angles pos·inv_freq[i] in FP32 with full-range sincosf,
 //             then FP16 arithmetic (rounded cos, sin, products and sums) as frameworks do.
-// Work unit:  one token (b, t): every (head, i < head_dim/2) pair of its q and k heads; each
-//             pair is read and written by one thread.
+// Work unit:  RS_ROPE_UNIT of one token's (head, i < head_dim/2) pairs, q's heads then k's;
+//             each pair is read and written by one thread.
 // Shapes:     even head_dim; any batch, tokens, heads.
 // Reference:  kernels/reference.rs::rope.
 #include "common.cuh"
@@ -11,15 +11,17 @@
 RS_KERNEL_PAIR(__launch_bounds__(RS_ROPE_THREADS), rope_f16, RopeParams) {
     rs::pdl_sync();
     using rs::u64;
-    const unsigned half_dim = p.head_dim / 2;
+    const unsigned half_dim = p.head_dim / 2, pairs = (p.heads_q + p.heads_kv) * half_dim;
+    const unsigned chunks = (pairs + RS_ROPE_UNIT - 1) / RS_ROPE_UNIT;
     const float* inv_freq = rs::ptr<const float>(p.inv_freq);
-    RS_FOR_EACH_UNIT_BY(u, (u64)p.batch * p.tokens, t, 4) {
-        const unsigned b = u / p.tokens, t = u % p.tokens;
+    RS_FOR_EACH_UNIT_BY(u, (u64)p.batch * p.tokens * chunks, t, 4) {
+        const u64 tok = u / chunks;
+        const unsigned b = tok / p.tokens, t = tok % p.tokens, c0 = (unsigned)(u % chunks) * RS_ROPE_UNIT;
         const float pos = (float)((p.start ? rs::ptr<const unsigned>(p.start)[b] : 0u) + t);
-        for (unsigned c = threadIdx.x; c < (p.heads_q + p.heads_kv) * half_dim; c += blockDim.x) {
+        for (unsigned c = c0 + threadIdx.x; c < pairs && c < c0 + RS_ROPE_UNIT; c += blockDim.x) {
             const unsigned hh = c / half_dim, i = c % half_dim;
-            __half* x = hh < p.heads_q ? rs::ptr<__half>(p.q) + u * p.q_stride + (u64)hh * p.head_dim
-                                       : rs::ptr<__half>(p.k) + u * p.k_stride + (u64)(hh - p.heads_q) * p.head_dim;
+            __half* x = hh < p.heads_q ? rs::ptr<__half>(p.q) + tok * p.q_stride + (u64)hh * p.head_dim
+                                       : rs::ptr<__half>(p.k) + tok * p.k_stride + (u64)(hh - p.heads_q) * p.head_dim;
             float sn, cs;
             sincosf(pos * inv_freq[i], &sn, &cs);
             // FP16 arithmetic as in `x·cos + rotate_half(x)·sin` on FP16 tensors: cos and sin
