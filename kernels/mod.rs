@@ -365,7 +365,7 @@ mod tests {
                 let name = match head.strip_prefix("\nRS_KERNEL_PAIR(") {
                     // (bounds, name, Params): the bounds may hold a comma, the rest not.
                     Some(args) => {
-                        let name = args.rsplitn(3, ',').nth(1).unwrap().trim();
+                        let name = args.rsplit(',').nth(1).unwrap().trim();
                         let counted = format!("{name}_counted");
                         let found = m.image().windows(counted.len()).any(|w| w == counted.as_bytes());
                         assert!(found, "{counted} not in the image of {path}");
