@@ -14,13 +14,13 @@ use serde::{Deserialize, Serialize};
 
 use super::counters::{Counters, Sampler};
 use super::drive::Outcome;
-use super::fault::FaultKind;
 use super::inproc::{Knees, RunOptions};
 use super::metrics::{RunMetrics, Sample, TenantMetrics};
 use super::mps::{private_dir, MpsDaemon, Unavailable};
 use super::pcie::Pressure;
 use super::scenario::{Mode, Scenario, Sharing, TenantSpec};
 use super::serve::{profile_model, profile_path, ModelSource};
+use super::spec::FaultKind;
 use super::sweep::{self, SweepPoint, SweepTenant};
 use super::trace::TracedRun;
 use super::{inproc, output, trace, worker};

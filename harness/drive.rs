@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::fault::{Faults, RequestFailed};
 use super::metrics::Sample;
+use super::spec::Phases;
 use super::trace::TenantTrace;
 
 /// What running a scenario gives: each tenant's counted samples and, when traced, its trace
@@ -40,7 +41,7 @@ pub struct Outcome {
     pub resumed_s: Option<f64>,
     /// Per tenant, what the interposer did with its kernels (PyTorch tenants under `static`
     /// and `krisp`; empty otherwise).
-    pub interposed: Vec<Option<super::torch::Interposed>>,
+    pub interposed: Vec<Option<crate::profiler::app::interposer_log::Interposed>>,
 }
 
 /// What one process, or one set of worker processes, of a run gave ([`run_in_parts`]).
@@ -162,44 +163,6 @@ pub struct LoopSpec {
     /// Open loop: the most arrived requests that wait for the one in service; one arriving
     /// when that many wait is shed (refused at once, counted). Unbounded if `None`.
     pub queue_limit: Option<u32>,
-}
-
-/// A tenant that alternates busy and idle phases (a time-varying load): from `offset_s` after
-/// the start, `busy_s` seconds of requests, then `idle_s` seconds of none, and again; before
-/// `offset_s` it is idle.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Phases {
-    /// Length of each busy phase, seconds.
-    pub busy_s: f64,
-    /// Length of each idle phase, seconds.
-    pub idle_s: f64,
-    /// When the first busy phase starts, seconds after the start.
-    #[serde(default)]
-    pub offset_s: f64,
-}
-
-impl Phases {
-    /// The first time ≥ `t` (seconds after the start) that lies in a busy phase.
-    pub fn next_busy(&self, t: f64) -> f64 {
-        if t < self.offset_s {
-            return self.offset_s;
-        }
-        let period = self.busy_s + self.idle_s;
-        let into = (t - self.offset_s) % period;
-        if into < self.busy_s {
-            t
-        } else {
-            t + period - into
-        }
-    }
-
-    /// The time after the start at which `busy` seconds of busy phases have passed (so open-loop
-    /// arrivals drawn on busy time land in busy phases only).
-    pub fn at_busy_time(&self, busy: f64) -> f64 {
-        let periods = (busy / self.busy_s).floor();
-        self.offset_s + periods * (self.busy_s + self.idle_s) + (busy - periods * self.busy_s)
-    }
 }
 
 /// How the tenants of a run meet: a common start, and a common end once all have counted.

@@ -6,31 +6,10 @@
 use anyhow::Context as _;
 
 use super::serve::Served;
+use super::spec::{FaultKind, FaultSpec};
 use crate::kernels::abi::SmidParams;
 use crate::kernels::{KernelId, SMID_RECORD};
 use crate::runtime::{DeviceBuffer, Tenant};
-
-/// What goes wrong, and when.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FaultSpec {
-    /// The kind of fault.
-    pub kind: FaultKind,
-    /// The request it happens in, counting from 1 (warm-up requests included).
-    pub at: u32,
-}
-
-/// The kinds of injected fault.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum FaultKind {
-    /// A kernel writes far out of bounds (a test-only kernel): the context is lost.
-    Kernel,
-    /// The request asks for more device memory than the GPU has.
-    Oom,
-    /// The request is larger than the tenant's model and workspace take (one sequence too many).
-    Invalid,
-}
 
 /// A request that failed while its tenant goes on: counted as failed, not served.
 #[derive(Debug, thiserror::Error)]

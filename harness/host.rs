@@ -21,11 +21,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use serde::{Deserialize, Serialize};
 
-use super::drive::{run_in_parts, Interruption, Outcome, Part, TenantState};
+use super::child::{emit, Hosted, Message, Worker, READY_TIMEOUT, RUN_TIMEOUT};
+use super::drive::{run_in_parts, Outcome, Part, TenantState};
 use super::inproc::{self, Knees, RunOptions};
-use super::metrics::Sample;
 use super::scenario::{Mode, Scenario};
-use super::worker::{emit, Message, Worker, READY_TIMEOUT, RUN_TIMEOUT};
 use crate::runtime::Device;
 
 /// What a host child runs.
@@ -39,21 +38,6 @@ pub struct HostSpec {
     pub knees: Knees,
     /// Go on from an interrupted run.
     pub resume: Option<Vec<TenantState>>,
-}
-
-/// What a host child's run gave.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Hosted {
-    /// Counted samples per tenant.
-    pub samples: Vec<Vec<Sample>>,
-    /// Per tenant, why its first failed request failed.
-    pub failures: Vec<Option<String>>,
-    /// Per tenant, its duty at the end.
-    pub duties: Vec<Option<f64>>,
-    /// Where the tenants stood when the context was lost.
-    pub interrupted: Option<Interruption>,
-    /// When every tenant that still serves had served again (a resumed run).
-    pub resumed_s: Option<f64>,
 }
 
 /// `rightsize host`: reads its spec from the first line of stdin and runs it, speaking JSON
@@ -188,8 +172,9 @@ fn one(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::harness::drive::Position;
+    use crate::harness::drive::{Interruption, Position};
     use crate::harness::fault::Faults;
+    use crate::harness::metrics::Sample;
     use crate::harness::worker::tests::{pair, script};
 
     fn state(issued: u64, stopped: bool) -> TenantState {

@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 
 use super::drive::{drive_from, Gate, Interrupted, Interruption, LoopSpec, Outcome, Position, TenantState};
-use super::fault::{context_lost, FaultKind, Faults, RequestFailed};
+use super::fault::{context_lost, Faults, RequestFailed};
 use super::metrics::Sample;
 use super::scenario::{Mode, Scenario, Sharing};
 use super::serve::Served;
+use super::spec::FaultKind;
 use super::trace::{RequestSpan, Spans, TenantTrace};
 use crate::runtime::policy::{KrispShare, PolicyKind, PolicySpec, TenantSpec, Topology};
 use crate::runtime::sync::{AtomicU32, Condvar, Mutex, Ordering};

@@ -8,9 +8,12 @@
 //! - [`inproc`]: the one-process modes (streams, static partitions, krisp policies);
 //! - [`host`]: a one-process run in a child process, restarted after a kernel fault;
 //! - [`worker`] and [`mps`]: the multi-process modes (time slicing, MPS, MPS with limits);
+//! - [`child`]: the protocol of a child process, worker or host: its messages, the
+//!   children running now;
 //! - [`torch`]: PyTorch tenants, a Python worker each, placed by the interposer under
 //!   `static` and `krisp`;
 //! - [`pcie`]: background host↔device copies;
+//! - [`spec`]: a tenant's busy/idle phases and injected faults, as the scenario states them;
 //! - [`metrics`]: latency, throughput, slowdown, STP, ANTT, fairness, SLO attainment;
 //! - [`compare`] and [`output`]: solo baselines, every scenario under every mode, tables;
 //! - [`sweep`]: load sweeps of open-loop scenarios (a search over repeated runs) and their
@@ -20,6 +23,7 @@
 //! - [`plots`] and [`report`]: plots and a Markdown report of a results directory.
 
 pub mod bad_input;
+pub mod child;
 pub mod compare;
 pub mod counters;
 pub mod csv;
@@ -36,6 +40,7 @@ pub mod report;
 pub mod scenario;
 pub mod serve;
 pub mod soak;
+pub mod spec;
 pub mod sweep;
 pub mod torch;
 pub mod trace;

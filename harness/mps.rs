@@ -263,7 +263,7 @@ pub fn install_interrupt_handler() {
     ONCE.call_once(|| {
         let _ = ctrlc::set_handler(|| {
             eprintln!("\nrightsize: interrupted; stopping MPS daemons and workers");
-            super::worker::kill_all();
+            super::child::kill_all();
             stop_all();
             std::process::exit(130);
         });

@@ -176,7 +176,7 @@ pub struct TenantSpec {
     pub quota_sms: Option<u32>,
     /// Busy and idle phases (a time-varying load); busy all the time if absent.
     #[serde(default)]
-    pub phases: Option<super::drive::Phases>,
+    pub phases: Option<super::spec::Phases>,
     /// Its device-memory budget, MiB: the scenario is refused when its model's weights and
     /// workspace ([`TenantSpec::memory_need`]) need more.
     #[serde(default)]
@@ -188,7 +188,7 @@ pub struct TenantSpec {
     /// A fault injected into this tenant (tests of fault isolation): a kernel that faults, a
     /// request that runs out of memory, or an invalid request, at its `at`-th request.
     #[serde(default)]
-    pub fault: Option<super::fault::FaultSpec>,
+    pub fault: Option<super::spec::FaultSpec>,
     /// A PyTorch tenant's application profile (`rightsize profile --app`): under `krisp` its
     /// interposer takes each launch's need from it (`RIGHTSIZE_PROFILE`), and the board sizes
     /// the busy processes' parts by those needs. A relative path is from the working directory.
