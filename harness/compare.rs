@@ -4,13 +4,11 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context as _};
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use serde::{Deserialize, Serialize};
 
 use super::counters::{Counters, Sampler};
 use super::drive::Outcome;
@@ -18,6 +16,9 @@ use super::inproc::{Knees, RunOptions};
 use super::metrics::{RunMetrics, Sample, TenantMetrics};
 use super::mps::{private_dir, MpsDaemon, Unavailable};
 use super::pcie::Pressure;
+use super::progress::Bars;
+pub use super::results::{default_out, utc, Report, RunResult, SoloResult, Status, TenantResult};
+use super::results::{now_unix, unserved_line};
 use super::scenario::{Mode, Scenario, Sharing, TenantSpec};
 use super::serve::{profile_model, profile_path, ModelSource};
 use super::spec::FaultKind;
@@ -57,219 +58,6 @@ pub struct TraceOptions {
 
 /// How often GPU counters are sampled during shared runs.
 const COUNTER_PERIOD: std::time::Duration = std::time::Duration::from_millis(100);
-
-/// How a run ended.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "status", rename_all = "kebab-case")]
-pub enum Status {
-    /// It ran.
-    Ok,
-    /// It cannot run on this host.
-    Skipped {
-        /// Why.
-        reason: String,
-    },
-    /// It failed.
-    Failed {
-        /// The error.
-        error: String,
-    },
-}
-
-/// One tenant's part of a run.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TenantResult {
-    /// Its spec.
-    pub spec: TenantSpec,
-    /// One request, e.g. "8×128 +8".
-    pub shape: String,
-    /// Its metrics (against its solo baseline).
-    pub metrics: TenantMetrics,
-    /// Its counted samples.
-    pub samples: Vec<Sample>,
-    /// Why its first failed request failed, if one did (see `metrics.failed`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failure: Option<String>,
-    /// One-process modes: how much of its recent time it spent busy, at the end (see
-    /// `Tenant::duty`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub duty: Option<f64>,
-    /// PyTorch tenants under `static` and `krisp`: what the interposer did with its kernels.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub interposed: Option<super::torch::Interposed>,
-}
-
-/// One scenario under one mode.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RunResult {
-    /// Scenario name.
-    pub scenario: String,
-    /// Mode name.
-    pub mode: String,
-    /// How it ended.
-    #[serde(flatten)]
-    pub status: Status,
-    /// Wall-clock seconds, setup included.
-    pub wall_s: f64,
-    /// Tenants, in scenario order (empty unless it ran).
-    pub tenants: Vec<TenantResult>,
-    /// STP, ANTT, fairness, SLO attainment.
-    pub metrics: Option<RunMetrics>,
-    /// Bandwidth the background PCIe load achieved, GB/s.
-    pub pcie_gb_per_s: Option<f64>,
-    /// GPU counters sampled while it ran.
-    #[serde(default)]
-    pub counters: Option<Counters>,
-    /// One-process modes, and worker processes under MPS: how long each recovery from a lost
-    /// context kept the tenants from serving, seconds (from the fault to the last tenant
-    /// resuming).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub outages_s: Vec<f64>,
-    /// Tenants that counted requests but served none of them (every one failed or was shed),
-    /// so they have no latency or throughput and are not in `tenants`: a line each, with
-    /// what failed.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub unserved: Vec<String>,
-}
-
-/// The line of [`RunResult::unserved`] for a tenant labelled `label` that counted `samples`
-/// (none served) and first failed with `failure`.
-pub(crate) fn unserved_line(label: &str, samples: &[Sample], failure: Option<&str>) -> String {
-    let failed = samples.iter().filter(|s| s.failed).count();
-    let shed = samples.iter().filter(|s| s.shed).count();
-    let mut line = format!("{label}: served none of its counted requests ({failed} failed, {shed} shed)");
-    if let Some(why) = failure {
-        line += &format!("; the first failure: {why}");
-    }
-    line
-}
-
-/// A tenant alone on the GPU.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SoloResult {
-    /// Its key ([`Scenario::solo_key`]).
-    pub key: String,
-    /// How it ended.
-    #[serde(flatten)]
-    pub status: Status,
-    /// Its metrics.
-    pub metrics: Option<TenantMetrics>,
-}
-
-/// Everything a comparison measured.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Report {
-    /// GPU name.
-    pub gpu: String,
-    /// Its SMs.
-    pub sm_count: u32,
-    /// Driver release.
-    pub driver: Option<String>,
-    /// When it started (UTC).
-    pub date: String,
-    /// The command that made it.
-    pub command: String,
-    /// The scenarios.
-    pub scenarios: Vec<Scenario>,
-    /// Solo baselines.
-    pub solo: Vec<SoloResult>,
-    /// Shared runs.
-    pub runs: Vec<RunResult>,
-    /// Load sweeps' runs (scenarios with `sweep`), the ordinary runs as repeat 0 of scale 1.
-    #[serde(default)]
-    pub sweeps: Vec<SweepPoint>,
-}
-
-impl Report {
-    /// "GPU (N SMs), driver D", for the heads of the summary and the report.
-    pub fn machine(&self) -> String {
-        format!("{} ({} SMs), driver {}", self.gpu, self.sm_count, self.driver.as_deref().unwrap_or("?"))
-    }
-
-    /// Reads a results file.
-    pub fn load(path: &Path) -> anyhow::Result<Report> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("{} is not a rightsize results file", path.display()))
-    }
-
-    pub(crate) fn solo(&self, key: &str) -> Option<&TenantMetrics> {
-        self.solo.iter().find(|s| s.key == key).and_then(|s| s.metrics.as_ref())
-    }
-}
-
-/// "YYYY-MM-DD HH:MM:SS" (UTC) of a Unix time.
-pub fn utc(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
-fn now_unix() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
-/// A default results directory: `results/<name>-<UTC date and time>`.
-pub fn default_out(name: &str) -> PathBuf {
-    let stamp: String = utc(now_unix()).chars().filter(|c| c.is_ascii_digit()).collect();
-    PathBuf::from("results").join(format!("{name}-{}-{}", &stamp[..8], &stamp[8..]))
-}
-
-/// Progress bars: runs overall, and the counted requests of the current run.
-struct Bars {
-    runs: ProgressBar,
-    requests: ProgressBar,
-}
-
-impl Bars {
-    fn new(total_runs: u64) -> Bars {
-        let multi = MultiProgress::new();
-        let style = |t: &str| ProgressStyle::with_template(t).unwrap_or_else(|_| ProgressStyle::default_bar());
-        let runs = multi.add(ProgressBar::new(total_runs));
-        runs.set_style(style("runs     {bar:30} {pos}/{len} {elapsed_precise} (eta {eta}) {msg}"));
-        let requests = multi.add(ProgressBar::new(0));
-        requests.set_style(style("requests {bar:30} {pos}/{len} {msg}"));
-        Bars { runs, requests }
-    }
-
-    /// Runs `f`, showing `counted` against `total` requests while it does.
-    fn track<T>(&self, label: &str, total: u64, f: impl FnOnce(Arc<AtomicU64>) -> T) -> T {
-        let counted = Arc::new(AtomicU64::new(0));
-        self.runs.set_message(label.to_string());
-        self.requests.set_length(total);
-        self.requests.set_position(0);
-        let done = Arc::new(AtomicBool::new(false));
-        let ticker = {
-            let (counted, done, bar) = (counted.clone(), done.clone(), self.requests.clone());
-            std::thread::spawn(move || {
-                while !done.load(Ordering::Relaxed) {
-                    bar.set_position(counted.load(Ordering::Relaxed));
-                    std::thread::park_timeout(std::time::Duration::from_millis(100));
-                }
-            })
-        };
-        let r = f(counted);
-        done.store(true, Ordering::Relaxed);
-        // Woken at once: a run's wall time does not wait out the bar's tick.
-        ticker.thread().unpark();
-        let _ = ticker.join();
-        self.runs.inc(1);
-        r
-    }
-
-    fn println(&self, line: &str) {
-        self.runs.println(line);
-    }
-}
 
 /// The knees and request curves of the models of `scenario`'s tenants that `needs` picks
 /// (the others have none), from committed profiles under `profiles` or, where none matches

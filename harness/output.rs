@@ -718,7 +718,7 @@ pub(crate) mod tests {
     fn a_tenant_that_served_nothing_is_reported_with_its_failure() {
         let mut r = report();
         assert!(!summary(&r).contains("Failed requests"));
-        let line = super::super::compare::unserved_line(
+        let line = super::super::results::unserved_line(
             "gpt2",
             &[crate::harness::metrics::Sample {
                 failed: true,
