@@ -1,0 +1,161 @@
+//! Params of the kernels over elements or rows: the vector kernels and the SM-id probe, norms,
+//! embedding, activations (GELU, SwiGLU), fill and argmax.
+
+use super::{ensure, has, key, optional, pointers, ParamError, Params};
+use crate::kernels::abi::*;
+use crate::kernels::KernelId;
+
+/// Work units of `vector_add_f16` for `n` elements.
+pub fn vector_units(n: u64) -> u64 {
+    n.div_ceil(u64::from(RS_VECTOR_UNIT))
+}
+
+impl Params for SmidParams {
+    fn units(&self, _: KernelId) -> u64 {
+        u64::from(self.units)
+    }
+    fn check(&self, k: KernelId) -> Result<(), ParamError> {
+        pointers(k, &[("sm", self.sm, 4)])
+    }
+    fn shape_key(&self) -> u64 {
+        key(&[u64::from(self.units), self.spin_cycles])
+    }
+}
+
+/// Elementwise kernels over `n` elements: work units of `RS_VECTOR_UNIT`, shape = n, and the
+/// listed pointers (name, field, alignment) required.
+macro_rules! elementwise {
+    ($($t:ty => [$(($name:literal, $field:ident, $align:literal)),*];)*) => {$(
+        impl Params for $t {
+            fn units(&self, _: KernelId) -> u64 {
+                vector_units(self.n)
+            }
+            fn check(&self, k: KernelId) -> Result<(), ParamError> {
+                pointers(k, &[$(($name, self.$field, $align)),*])
+            }
+            fn shape_key(&self) -> u64 {
+                key(&[self.n])
+            }
+        }
+    )*};
+}
+
+elementwise! {
+    VectorAddParams => [("a", a, 2), ("b", b, 2), ("c", c, 2)];
+    AddU32Params => [("x", x, 4)];
+    SetU32Params => [("x", x, 4)];
+    CopyU32Params => [("src", src, 4), ("dst", dst, 4)];
+}
+
+impl Params for NormParams {
+    fn units(&self, _: KernelId) -> u64 {
+        u64::from(self.rows.div_ceil(RS_NORM_ROWS))
+    }
+    fn check(&self, k: KernelId) -> Result<(), ParamError> {
+        ensure((1..=RS_NORM_MAX_COLS).contains(&self.cols), k, || {
+            format!("cols = {} must be in 1..={RS_NORM_MAX_COLS}", self.cols)
+        })?;
+        ensure(self.eps >= 0.0 && self.eps.is_finite(), k, || format!("eps = {}", self.eps))?;
+        pointers(k, &[("x", self.x, 2), ("gamma", self.gamma, 2), ("y", self.y, 2)])?;
+        optional(k, &[("residual", self.residual, 2), ("sum_out", self.sum_out, 2), ("beta", self.beta, 2)])
+    }
+    fn shape_key(&self) -> u64 {
+        key(&[u64::from(self.rows), u64::from(self.cols), has(self.residual), has(self.sum_out), has(self.beta)])
+    }
+}
+
+impl Params for EmbeddingParams {
+    fn units(&self, _: KernelId) -> u64 {
+        u64::from(self.batch) * u64::from(self.tokens)
+    }
+    fn check(&self, k: KernelId) -> Result<(), ParamError> {
+        ensure(self.hidden >= 1 && self.vocab >= 1, k, || "hidden and vocab must be positive".into())?;
+        ensure(self.pos == 0 || self.max_pos >= 1, k, || "a position table needs max_pos ≥ 1".into())?;
+        pointers(k, &[("ids", self.ids, 4), ("tok", self.tok, 2), ("out", self.out, 2)])?;
+        optional(k, &[("pos", self.pos, 2), ("type", self.type_, 2), ("start", self.start, 4)])
+    }
+    fn shape_key(&self) -> u64 {
+        key(&[self.batch, self.tokens, self.hidden, self.vocab, self.max_pos]
+            .map(u64::from)
+            .into_iter()
+            .chain([has(self.pos), has(self.type_)])
+            .collect::<Vec<_>>())
+    }
+}
+
+impl Params for GeluParams {
+    fn units(&self, _: KernelId) -> u64 {
+        self.n.div_ceil(u64::from(RS_ACT_UNIT))
+    }
+    fn check(&self, k: KernelId) -> Result<(), ParamError> {
+        ensure(self.act == RS_ACT_GELU_TANH || self.act == RS_ACT_GELU_ERF, k, || format!("act = {}", self.act))?;
+        pointers(k, &[("x", self.x, 2), ("y", self.y, 2)])
+    }
+    fn shape_key(&self) -> u64 {
+        key(&[self.n, u64::from(self.act)])
+    }
+}
+
+impl Params for SwigluParams {
+    fn units(&self, _: KernelId) -> u64 {
+        u64::from(self.rows) * u64::from(self.cols).div_ceil(u64::from(RS_ACT_UNIT))
+    }
+    fn check(&self, k: KernelId) -> Result<(), ParamError> {
+        let c = self.cols;
+        ensure(self.gate_stride >= c && self.up_stride >= c && self.out_stride >= c, k, || {
+            format!("strides must be at least cols = {c}")
+        })?;
+        pointers(k, &[("gate", self.gate, 2), ("up", self.up, 2), ("out", self.out, 2)])
+    }
+    fn shape_key(&self) -> u64 {
+        key(&[u64::from(self.rows), u64::from(self.cols)])
+    }
+}
+
+impl Params for FillParams {
+    fn units(&self, _: KernelId) -> u64 {
+        self.n.div_ceil(u64::from(RS_FILL_UNIT))
+    }
+    fn check(&self, k: KernelId) -> Result<(), ParamError> {
+        ensure(self.scale.is_finite() && self.mean.is_finite(), k, || "scale and mean must be finite".into())?;
+        pointers(k, &[("x", self.x, 2)])
+    }
+    fn shape_key(&self) -> u64 {
+        key(&[self.n])
+    }
+}
+
+impl Params for ArgmaxParams {
+    fn units(&self, _: KernelId) -> u64 {
+        u64::from(self.rows)
+    }
+    fn check(&self, k: KernelId) -> Result<(), ParamError> {
+        ensure(self.cols >= 1 && self.stride >= self.cols, k, || {
+            format!("cols = {} must be ≥ 1 and ≤ stride = {}", self.cols, self.stride)
+        })?;
+        pointers(k, &[("logits", self.logits, 2), ("out", self.out, 4)])
+    }
+    fn shape_key(&self) -> u64 {
+        key(&[u64::from(self.rows), u64::from(self.cols)])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn row_kernels_count_rows() {
+        let n = NormParams { x: 2, gamma: 2, y: 2, rows: 1024, cols: 768, eps: 1e-5, ..Default::default() };
+        assert_eq!(n.units(KernelId::LayerNorm), 1024 / 8, "8 rows a unit, a warp each");
+        assert_eq!(NormParams { rows: 1025, ..n }.units(KernelId::RmsNorm), 129);
+        assert!(n.check(KernelId::LayerNorm).is_ok());
+        assert!(NormParams { cols: RS_NORM_MAX_COLS + 1, ..n }.check(KernelId::LayerNorm).is_err());
+        let a = ArgmaxParams { logits: 2, out: 4, rows: 8, cols: 50257, stride: 50257, _pad: 0 };
+        assert_eq!(a.units(KernelId::Argmax), 8);
+        assert!(ArgmaxParams { stride: 100, ..a }.check(KernelId::Argmax).is_err());
+        let g = GeluParams { x: 2, y: 2, n: 4097, act: RS_ACT_GELU_ERF, _pad: 0 };
+        assert_eq!(g.units(KernelId::Gelu), 3);
+        assert!(GeluParams { act: RS_ACT_NONE, ..g }.check(KernelId::Gelu).is_err());
+    }
+}

@@ -1,0 +1,358 @@
+//! Params of the GEMM kernels: work units (tiles) and constraints of `GemmParams` and
+//! `GemmTmaParams`, which GEMM kernel runs an M × N × K GEMM, and the tensor maps the Hopper
+//! (TMA + wgmma) kernels read.
+
+use super::{ensure, has, key, optional, pointers, ParamError, Params};
+use crate::kernels::abi::*;
+use crate::kernels::{
+    Kernel, KernelId, GEMM_LARGE, GEMM_SKINNY, GEMM_SKINNY_8, GEMM_SMALL, GEMM_STREAM_8, GEMM_WGMMA, GEMM_WGMMA_MID,
+    GEMM_WGMMA_NARROW, GEMM_WGMMA_SLIM, GEMM_WGMMA_SMALL, GEMM_WGMMA_SMALL_WIDE, GEMM_WGMMA_WIDE, GEMM_WGMMA_WIDER_MID,
+};
+
+/// The GEMM kernel for `m` rows: the skinny kernels up to 8 and 32 rows (decode), 64×64 tiles
+/// up to 64, 128×128 otherwise.
+pub fn gemm_kernel(m: u32) -> Kernel<GemmParams> {
+    if m <= 8 {
+        GEMM_SKINNY_8
+    } else if m <= RS_GEMM_T_MAX_M {
+        GEMM_SKINNY
+    } else if m <= RS_GEMM_S_BM {
+        GEMM_SMALL
+    } else {
+        GEMM_LARGE
+    }
+}
+
+impl Params for GemmParams {
+    fn units(&self, k: KernelId) -> u64 {
+        let (bm, bn) = match k {
+            KernelId::GemmSmall => (RS_GEMM_S_BM, RS_GEMM_S_BN),
+            KernelId::GemmSkinny | KernelId::GemmSkinny8 => (RS_GEMM_T_MAX_M, RS_GEMM_T_BN),
+            _ => (RS_GEMM_L_BM, RS_GEMM_L_BN),
+        };
+        u64::from(self.batch) * u64::from(self.m.div_ceil(bm)) * u64::from(self.n.div_ceil(bn))
+    }
+    fn check(&self, k: KernelId) -> Result<(), ParamError> {
+        let a = RS_GEMM_K_ALIGN;
+        if matches!(k, KernelId::GemmSkinny | KernelId::GemmSkinny8 | KernelId::GemmStream8) {
+            let max = if k == KernelId::GemmSkinny { RS_GEMM_T_MAX_M } else { 8 };
+            ensure(self.m <= max, k, || format!("M = {} exceeds its {max} rows", self.m))?;
+        }
+        ensure(self.k >= a && self.k % a == 0, k, || format!("K = {} must be a positive multiple of {a}", self.k))?;
+        ensure(self.lda >= self.k && self.lda % a == 0, k, || format!("lda = {} (K = {})", self.lda, self.k))?;
+        ensure(self.ldb >= self.k && self.ldb % a == 0, k, || format!("ldb = {} (K = {})", self.ldb, self.k))?;
+        ensure(self.ldc >= self.n, k, || format!("ldc = {} (N = {})", self.ldc, self.n))?;
+        ensure(self.act <= RS_ACT_GELU_ERF, k, || format!("unknown activation {}", self.act))?;
+        ensure(self.b_stable <= 1, k, || format!("b_stable = {} (0 or 1)", self.b_stable))?;
+        pointers(k, &[("a", self.a, 16), ("b", self.b, 16), ("c", self.c, 2)])?;
+        optional(k, &[("bias", self.bias, 2), ("residual", self.residual, 2)])?;
+        if self.residual != 0 {
+            ensure(self.ldr >= self.n, k, || format!("ldr = {} (N = {})", self.ldr, self.n))?;
+        }
+        let strides = [self.stride_a, self.stride_b, self.stride_c, self.stride_r];
+        ensure(strides.iter().all(|s| s % 8 == 0), k, || format!("batch strides {strides:?} must be multiples of 8"))?;
+        self.check_norm(k)
+    }
+    fn shape_key(&self) -> u64 {
+        key(&[self.m, self.n, self.k, self.batch, self.lda, self.ldb, self.ldc, self.ldr, self.act, self.norm]
+            .map(u64::from)
+            .into_iter()
+            .chain([has(self.bias), has(self.residual), has(self.norm_beta)])
+            .collect::<Vec<_>>())
+    }
+}
+
+/// Whether GEMM kernel `k` can normalise its input rows itself (`GemmParams.norm`).
+pub fn fuses_norm(k: KernelId) -> bool {
+    matches!(k, KernelId::GemmSkinny | KernelId::GemmSkinny8 | KernelId::GemmStream8)
+}
+
+impl GemmParams {
+    /// C (M × N) = A (M × K) · Bᵀ (N × K) at addresses `a`, `b`, `c`: one GEMM of packed
+    /// row-major matrices, nothing fused; the rest of the fields set with `..` on it.
+    pub fn dense(a: u64, b: u64, c: u64, m: u32, n: u32, k: u32) -> GemmParams {
+        GemmParams { a, b, c, m, n, k, batch: 1, lda: k, ldb: k, ldc: n, ldr: n, ..Default::default() }
+    }
+
+    /// The fused input norm: only the decode kernels (skinny, streamed) take one, for batch 1,
+    /// with gamma and (LayerNorm only) an optional beta.
+    fn check_norm(&self, k: KernelId) -> Result<(), ParamError> {
+        if self.norm == RS_NORM_NONE {
+            return ensure(self.norm_gamma == 0 && self.norm_beta == 0, k, || "norm weights without a norm".into());
+        }
+        ensure(fuses_norm(k), k, || "only the decode GEMMs (skinny, streamed) fuse an input norm".into())?;
+        ensure(self.norm <= RS_NORM_RMS, k, || format!("unknown norm {}", self.norm))?;
+        ensure(self.batch == 1, k, || format!("batch = {}: a fused norm takes batch 1", self.batch))?;
+        ensure(self.norm_eps >= 0.0 && self.norm_eps.is_finite(), k, || format!("norm_eps = {}", self.norm_eps))?;
+        ensure(self.norm == RS_NORM_LAYER || self.norm_beta == 0, k, || "RMSNorm has no beta".into())?;
+        pointers(k, &[("norm_gamma", self.norm_gamma, 16)])?;
+        optional(k, &[("norm_beta", self.norm_beta, 16)])
+    }
+}
+
+/// The Hopper GEMM kernels (TMA + wgmma, sm_90a) for M > 64: tiles 128×48, 128×64, 128×128,
+/// 128×160, 128×192 and 128×256.
+pub const HOPPER_PREFILL_GEMMS: [Kernel<GemmTmaParams>; 6] =
+    [GEMM_WGMMA_SLIM, GEMM_WGMMA_NARROW, GEMM_WGMMA, GEMM_WGMMA_WIDER_MID, GEMM_WGMMA_MID, GEMM_WGMMA_WIDE];
+
+/// The Hopper GEMM kernels for 8 < M ≤ 64: tiles 64×32 and 64×64.
+pub const HOPPER_SMALL_GEMMS: [Kernel<GemmTmaParams>; 2] = [GEMM_WGMMA_SMALL, GEMM_WGMMA_SMALL_WIDE];
+
+/// The Hopper GEMM's tile for an `m` × `n` × `k` GEMM (M > 64) on `sms` SMs: the width with
+/// the least estimated time, waves of tiles (⌈tiles / sms⌉) × one tile's time. A tile's time,
+/// in units of about 2 ns fitted to the kernels' measured times on an H200
+/// (docs/kernels-h200.md): BN + 25 per K step of 64 and 7.5·BN for its epilogue (not
+/// overlapped with the next tile's main loop), so wide tiles win at large K and narrow ones
+/// when K is short or tiles are few. Ties go to the wider tile.
+pub fn gemm_wgmma_kernel(m: u32, n: u32, k: u32, sms: u32) -> Kernel<GemmTmaParams> {
+    let ksteps = u64::from(k.div_ceil(RS_GEMM_W_BK));
+    let cost = |kernel: &Kernel<GemmTmaParams>| {
+        let b = tma_boxes(kernel.id());
+        let bn = u64::from(b.b_rows);
+        b.tiles(m, n).div_ceil(u64::from(sms.max(1))) * (2 * ksteps * (bn + 25) + 15 * bn)
+    };
+    // min_by_key keeps the first of equals: try the widest first.
+    *HOPPER_PREFILL_GEMMS.iter().rev().min_by_key(|k| cost(k)).expect("tiles")
+}
+
+/// The Hopper GEMM the library runs for an `m` × `n` × `k` GEMM on a GPU of compute
+/// capability `cc` with `sms` SMs, if any: on sm_90, for M ≤ 8 (decode) the streamed kernel
+/// when K > 1024 (with K ≤ 1024 one round of the skinny kernel's loads holds a whole unit, and
+/// it starts sooner: [`gemm_kernel`]'s kernel runs), for 8 < M ≤ 64 the 64×64 tiles when they
+/// give every SM one, else the 64×32 ones (twice as many units streaming the weights); above,
+/// [`gemm_wgmma_kernel`]'s tile; elsewhere none (the cubin is sm_90a only).
+pub fn hopper_gemm(m: u32, n: u32, k: u32, cc: (u32, u32), sms: u32) -> Option<Kernel<GemmTmaParams>> {
+    match m {
+        _ if cc != (9, 0) => None,
+        ..=8 if k > RS_GEMM_D_KC => Some(GEMM_STREAM_8),
+        ..=8 => None,
+        9..=RS_GEMM_WS_BM if n.div_ceil(2 * RS_GEMM_WS_BN) >= sms => Some(GEMM_WGMMA_SMALL_WIDE),
+        9..=RS_GEMM_WS_BM => Some(GEMM_WGMMA_SMALL),
+        _ => Some(gemm_wgmma_kernel(m, n, k, sms)),
+    }
+}
+
+/// The boxes the tensor maps of Hopper GEMM `k` load: rows of A and of B — the kernel's work
+/// unit, a tile of A-rows × B-rows outputs — and their columns: 64 (128 bytes) with the
+/// 128-byte swizzle the wgmma kernels' descriptors expect, or RS_GEMM_D_BOX as they are for
+/// the streamed kernel.
+struct TmaBoxes {
+    a_rows: u32,
+    b_rows: u32,
+    cols: u32,
+    swizzle: bool,
+}
+
+impl TmaBoxes {
+    /// Work units (tiles) of an `m` × `n` output.
+    fn tiles(&self, m: u32, n: u32) -> u64 {
+        u64::from(m.div_ceil(self.a_rows)) * u64::from(n.div_ceil(self.b_rows))
+    }
+}
+
+fn tma_boxes(k: KernelId) -> TmaBoxes {
+    let wgmma = |a_rows, b_rows| TmaBoxes { a_rows, b_rows, cols: RS_GEMM_W_BK, swizzle: true };
+    match k {
+        KernelId::GemmStream8 => TmaBoxes { a_rows: 8, b_rows: RS_GEMM_T_BN, cols: RS_GEMM_D_BOX, swizzle: false },
+        KernelId::GemmWgmmaSmall => wgmma(RS_GEMM_WS_BM, RS_GEMM_WS_BN),
+        KernelId::GemmWgmmaSmallWide => wgmma(RS_GEMM_WS_BM, 2 * RS_GEMM_WS_BN),
+        KernelId::GemmWgmmaNarrow => wgmma(RS_GEMM_W_BM, RS_GEMM_W_BN_NARROW),
+        KernelId::GemmWgmmaWide => wgmma(RS_GEMM_W_BM, RS_GEMM_W_BN_WIDE),
+        KernelId::GemmWgmmaMid => wgmma(RS_GEMM_W_BM, RS_GEMM_W_BN_MID),
+        KernelId::GemmWgmmaWiderMid => wgmma(RS_GEMM_W_BM, RS_GEMM_W_BN_WIDER_MID),
+        KernelId::GemmWgmmaSlim => wgmma(RS_GEMM_W_BM, RS_GEMM_W_BN_SLIM),
+        _ => wgmma(RS_GEMM_W_BM, RS_GEMM_W_BN),
+    }
+}
+
+/// A 2-D FP16 tensor map to encode (the runtime encodes it: `runtime::gemm_tma_params`): a
+/// row-major `rows` × `cols` matrix at `ptr` with leading dimension `ld` (elements), read in
+/// boxes of `box_cols` columns × `box_rows` rows, with 128-byte swizzle or none; out-of-bounds
+/// elements read as zeros.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TensorMapSpec {
+    /// Which operand ("A" or "B"), for messages.
+    pub name: &'static str,
+    /// Device address of the matrix.
+    pub ptr: u64,
+    /// Rows.
+    pub rows: u32,
+    /// Columns.
+    pub cols: u32,
+    /// Leading dimension, elements.
+    pub ld: u32,
+    /// Rows per box.
+    pub box_rows: u32,
+    /// Columns per box.
+    pub box_cols: u32,
+    /// 128-byte swizzle (else none).
+    pub swizzle: bool,
+}
+
+impl GemmTmaParams {
+    /// Checks `g` for Hopper GEMM `kernel` (batch 1) and returns the tensor maps of A and B
+    /// that kernel's tiles read, to encode.
+    pub fn map_specs(g: &GemmParams, kernel: Kernel<GemmTmaParams>) -> Result<[TensorMapSpec; 2], ParamError> {
+        let k = kernel.id();
+        g.check(k)?;
+        ensure(g.batch == 1, k, || format!("batch = {} (this kernel does batch 1)", g.batch))?;
+        let b = tma_boxes(k);
+        let spec = |name, ptr, rows, ld, box_rows| TensorMapSpec {
+            name,
+            ptr,
+            rows,
+            cols: g.k,
+            ld,
+            box_rows,
+            box_cols: b.cols,
+            swizzle: b.swizzle,
+        };
+        Ok([spec("A", g.a, g.m, g.lda, b.a_rows), spec("B", g.b, g.n, g.ldb, b.b_rows)])
+    }
+
+    /// The params of `g` with its encoded tensor maps (those of [`GemmTmaParams::map_specs`]).
+    pub fn with_maps(g: &GemmParams, map_a: RsTensorMap, map_b: RsTensorMap) -> GemmTmaParams {
+        GemmTmaParams { map_a, map_b, g: *g }
+    }
+}
+
+impl Params for GemmTmaParams {
+    fn units(&self, k: KernelId) -> u64 {
+        tma_boxes(k).tiles(self.g.m, self.g.n)
+    }
+    fn check(&self, k: KernelId) -> Result<(), ParamError> {
+        self.g.check(k)?;
+        ensure(self.g.batch == 1, k, || format!("batch = {} (this kernel does batch 1)", self.g.batch))?;
+        ensure(self.map_a.opaque != [0; 16] && self.map_b.opaque != [0; 16], k, || {
+            "tensor maps not encoded (make the params with runtime::gemm_tma_params)".into()
+        })
+    }
+    fn shape_key(&self) -> u64 {
+        self.g.shape_key()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gemm(m: u32, n: u32, k: u32) -> GemmParams {
+        GemmParams { ldr: 0, ..GemmParams::dense(256, 512, 1024, m, n, k) }
+    }
+
+    #[test]
+    fn only_skinny_gemms_fuse_a_norm() {
+        let p = GemmParams { norm: RS_NORM_LAYER, norm_gamma: 4096, norm_eps: 1e-5, ..gemm(8, 768, 768) };
+        assert!(p.check(KernelId::GemmSkinny8).is_ok());
+        assert!(p.check(KernelId::GemmSkinny).is_ok());
+        assert!(p.check(KernelId::GemmStream8).is_ok());
+        for k in [KernelId::GemmLarge, KernelId::GemmSmall, KernelId::GemmWgmmaSmall] {
+            assert!(p.check(k).unwrap_err().reason.contains("fuse"), "{k}");
+        }
+        let bad = |q: GemmParams| q.check(KernelId::GemmSkinny8).unwrap_err().reason;
+        assert!(bad(GemmParams { norm_gamma: 0, ..p }).contains("norm_gamma is null"));
+        assert!(bad(GemmParams { norm_gamma: 4098, ..p }).contains("aligned"));
+        assert!(bad(GemmParams { norm: 3, ..p }).contains("unknown norm"));
+        assert!(bad(GemmParams { batch: 2, ..p }).contains("batch"));
+        assert!(bad(GemmParams { norm: RS_NORM_RMS, norm_beta: 8192, ..p }).contains("beta"));
+        assert!(bad(GemmParams { norm_eps: f32::NAN, ..p }).contains("norm_eps"));
+        assert!(bad(GemmParams { norm: RS_NORM_NONE, ..p }).contains("without a norm"));
+        assert_ne!(p.shape_key(), gemm(8, 768, 768).shape_key(), "the norm is part of the shape");
+    }
+
+    #[test]
+    fn gemm_units_count_tiles() {
+        let p = gemm(1000, 2304, 768);
+        assert_eq!(p.units(KernelId::GemmLarge), 8 * 18);
+        assert_eq!(p.units(KernelId::GemmSmall), 16 * 36);
+        assert_eq!(GemmParams { batch: 3, ..gemm(8, 50257, 768) }.units(KernelId::GemmSmall), 3 * 786);
+        assert_eq!(GemmParams { batch: 3, ..gemm(8, 50257, 768) }.units(KernelId::GemmSkinny), 3 * 3142);
+        assert_eq!(gemm_kernel(8).id(), KernelId::GemmSkinny8);
+        assert_eq!(gemm_kernel(9).id(), KernelId::GemmSkinny);
+        assert!(gemm(9, 8, 8).check(KernelId::GemmSkinny8).unwrap_err().to_string().contains("M = 9"));
+        assert!(gemm(9, 8, 8).check(KernelId::GemmStream8).unwrap_err().to_string().contains("M = 9"));
+        assert!(GemmParams { b_stable: 2, ..gemm(8, 8, 8) }.check(KernelId::GemmStream8).is_err());
+        // The streamed kernel's units are the skinny kernel's: 16 output columns each.
+        let tp = GemmTmaParams {
+            map_a: RsTensorMap { opaque: [0; 16] },
+            map_b: RsTensorMap { opaque: [0; 16] },
+            g: gemm(8, 4100, 4096),
+        };
+        assert_eq!(tp.units(KernelId::GemmStream8), 257);
+        assert!(tp.check(KernelId::GemmStream8).unwrap_err().reason.contains("tensor maps"));
+        assert_eq!(gemm_kernel(33).id(), KernelId::GemmSmall);
+        assert!(gemm(33, 8, 8).check(KernelId::GemmSkinny).unwrap_err().to_string().contains("M = 33"));
+        assert_eq!(gemm_kernel(1024).id(), KernelId::GemmLarge);
+    }
+
+    #[test]
+    fn hopper_gemm_serves_prefill_on_sm90_with_tiles_that_fill_the_sms() {
+        let h = |m, cc| hopper_gemm(m, 768, 768, cc, 132).map(|k| k.id());
+        assert_eq!(h(1024, (9, 0)), Some(KernelId::GemmWgmmaSlim));
+        assert_eq!(h(8, (9, 0)), None, "M ≤ 8, K ≤ 1024: the skinny kernel");
+        let decode = |m, k| hopper_gemm(m, 4096, k, (9, 0), 132).map(|k| k.id());
+        assert_eq!(decode(8, 4096), Some(KernelId::GemmStream8));
+        assert_eq!(decode(1, 2048), Some(KernelId::GemmStream8));
+        assert_eq!(decode(8, 1024), None);
+        assert_eq!(h(9, (9, 0)), Some(KernelId::GemmWgmmaSmall));
+        assert_eq!(h(64, (9, 0)), Some(KernelId::GemmWgmmaSmall));
+        let small = |n| hopper_gemm(64, n, 4096, (9, 0), 132).map(|k| k.id());
+        assert_eq!(small(4096), Some(KernelId::GemmWgmmaSmall), "64 tiles of 64 columns: too few");
+        assert_eq!(small(50257), Some(KernelId::GemmWgmmaSmallWide));
+        assert_eq!(h(65, (9, 0)), Some(KernelId::GemmWgmmaSlim));
+        assert!(h(1024, (8, 0)).is_none() && h(1024, (10, 0)).is_none(), "sm_90a only");
+        // BERT-base at batch 8 × 128 (short K, few tiles): one round of tiles that fills most
+        // SMs — 128×48 for N = 768 (128 tiles, against 96 of 128×64), 128×160 for 2304 (120,
+        // against 96 of 128×192), 128×192 for 3072 (128).
+        assert_eq!(gemm_wgmma_kernel(1024, 768, 768, 132).id(), KernelId::GemmWgmmaSlim);
+        assert_eq!(gemm_wgmma_kernel(1024, 768, 3072, 132).id(), KernelId::GemmWgmmaSlim);
+        assert_eq!(gemm_wgmma_kernel(1024, 2304, 768, 132).id(), KernelId::GemmWgmmaWiderMid);
+        assert_eq!(gemm_wgmma_kernel(1024, 3072, 768, 132).id(), KernelId::GemmWgmmaMid);
+        // At M = 4096 the same widths run several rounds; the wider tiles stay.
+        assert_eq!(gemm_wgmma_kernel(4096, 768, 768, 132).id(), KernelId::GemmWgmmaMid);
+        assert_eq!(gemm_wgmma_kernel(4096, 2304, 768, 132).id(), KernelId::GemmWgmmaMid);
+        // Long K: the wide tiles, unless they would leave most SMs idle.
+        assert_eq!(gemm_wgmma_kernel(4096, 4096, 4096, 132).id(), KernelId::GemmWgmmaWide);
+        assert_eq!(gemm_wgmma_kernel(1024, 16384, 2048, 132).id(), KernelId::GemmWgmmaWide);
+        assert_eq!(gemm_wgmma_kernel(1024, 2048, 2048, 132).id(), KernelId::GemmWgmma);
+        assert_eq!(gemm_wgmma_kernel(1024, 2048, 8192, 132).id(), KernelId::GemmWgmma);
+        let t = GemmTmaParams {
+            map_a: RsTensorMap { opaque: [0; 16] },
+            map_b: RsTensorMap { opaque: [0; 16] },
+            g: gemm(1000, 2304, 768),
+        };
+        assert_eq!(t.units(KernelId::GemmWgmma), 8 * 18);
+        assert_eq!(t.units(KernelId::GemmWgmmaNarrow), 8 * 36);
+        assert_eq!(t.units(KernelId::GemmWgmmaMid), 8 * 12);
+        assert_eq!(t.units(KernelId::GemmWgmmaWide), 8 * 9);
+        assert_eq!(t.units(KernelId::GemmWgmmaSmall), 16 * 72);
+        let e = t.check(KernelId::GemmWgmma).unwrap_err().to_string();
+        assert!(e.contains("tensor maps not encoded"), "{e}");
+    }
+
+    #[test]
+    fn gemm_refuses_what_it_cannot_do() {
+        assert!(gemm(7, 9, 768).check(KernelId::GemmLarge).is_ok());
+        let bad = [
+            gemm(8, 8, 12),                                           // K not a multiple of 8
+            GemmParams { lda: 770, ..gemm(8, 8, 768) },               // lda not a multiple of 8
+            GemmParams { a: 258, ..gemm(8, 8, 768) },                 // A misaligned
+            GemmParams { ldc: 6, ..gemm(8, 7, 768) },                 // ldc < N
+            GemmParams { act: 9, ..gemm(8, 8, 768) },                 // unknown activation
+            GemmParams { residual: 2048, ldr: 0, ..gemm(8, 8, 768) }, // ldr < N
+            GemmParams { c: 0, ..gemm(8, 8, 768) },                   // null output
+        ];
+        for p in bad {
+            let e = p.check(KernelId::GemmLarge).unwrap_err();
+            assert!(e.to_string().starts_with("gemm_f16_128x128: "), "{e}");
+        }
+    }
+
+    #[test]
+    fn shape_keys_ignore_addresses_but_not_dimensions() {
+        let a = gemm(1024, 768, 768);
+        assert_eq!(a.shape_key(), GemmParams { a: 4096, c: 8192, ..a }.shape_key());
+        assert_ne!(a.shape_key(), gemm(1024, 768, 3072).shape_key());
+        assert_ne!(a.shape_key(), GemmParams { bias: 2, ..a }.shape_key());
+    }
+}
