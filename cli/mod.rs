@@ -5,8 +5,9 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 
-use crate::harness::compare::{default_out, TraceOptions};
+use crate::harness::compare::TraceOptions;
 use crate::harness::output::summary;
+use crate::harness::results::default_out;
 use crate::harness::scenario::parse_modes;
 use crate::harness::serve::{check_profile_args, profile_model, profile_path, ModelSource};
 use crate::harness::{compare, CompareOptions, ScenarioFile};

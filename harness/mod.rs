@@ -48,5 +48,6 @@ pub mod torch;
 pub mod trace;
 pub mod worker;
 
-pub use compare::{compare, CompareOptions, Report};
+pub use compare::{compare, CompareOptions};
+pub use results::Report;
 pub use scenario::{Mode, Scenario, ScenarioFile, Sharing, TenantSpec};

@@ -6,9 +6,9 @@ use std::path::Path;
 
 use anyhow::Context as _;
 
-use super::compare::{Report, RunResult, Status};
 use super::csv::Table;
 use super::metrics::{p99_is_max, TenantMetrics};
+use super::results::{Report, RunResult, Status};
 use super::sweep::{self, SweepPoint};
 use crate::runtime::policy::PriorityClass;
 
@@ -510,8 +510,8 @@ pub fn write_all(r: &Report, dir: &Path) -> anyhow::Result<()> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::harness::compare::{SoloResult, TenantResult};
     use crate::harness::metrics::{RunMetrics, Sample, TenantMetrics};
+    use crate::harness::results::{SoloResult, TenantResult};
     use crate::harness::scenario::ScenarioFile;
     use crate::harness::sweep::SweepTenant;
 

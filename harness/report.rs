@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
-use super::compare::{Report, Status};
 use super::output::summary;
 use super::plots;
+use super::results::{Report, Status};
 use super::serve::profile_path;
 use crate::profiler::Profile;
 

@@ -8,7 +8,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::draw::{categories, color_of, is_plan, ok_runs, plot, save, slug, Drawn, Plot, FONT};
-use crate::harness::compare::Report;
+use crate::harness::results::Report;
 
 /// A bar value of a (mode, STP, throughput) row.
 type Pick = fn(&(String, f64, f64)) -> f64;

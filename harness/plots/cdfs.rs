@@ -7,7 +7,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::draw::{color_of, grid, is_plan, legend, ok_runs, plot, save, slug, Drawn, Plot, FONT};
-use crate::harness::compare::Report;
+use crate::harness::results::Report;
 
 /// (mode, sorted latencies in ms) of one tenant.
 type ModeLatencies = Vec<(String, Vec<f64>)>;

@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::harness::compare::{Report, RunResult, Status};
+use crate::harness::results::{Report, RunResult, Status};
 use crate::harness::scenario::Mode;
 
 pub(super) const FONT: &str = "sans-serif";

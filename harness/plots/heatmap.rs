@@ -9,7 +9,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::draw::{categories, grid, plot, save, Drawn, Plot, FONT};
-use crate::harness::compare::{Report, RunResult, Status};
+use crate::harness::results::{Report, RunResult, Status};
 
 /// Heatmap cells: (row, column) → value.
 type Cells<T> = BTreeMap<(usize, usize), T>;

@@ -7,7 +7,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::draw::{color_of, is_plan, legend, plot, save, slug, Drawn, Plot, FONT};
-use crate::harness::compare::Report;
+use crate::harness::results::Report;
 use crate::harness::sweep::{self, SweepPoint};
 
 /// One scale of a mode's sweep: its offered load, and over its runs the range of SLO

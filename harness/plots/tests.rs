@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use super::*;
-use crate::harness::compare::Status;
 use crate::harness::output::tests::report;
+use crate::harness::results::Status;
 use crate::profiler::Profile;
 
 fn out(name: &str) -> PathBuf {

@@ -6,10 +6,11 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use rightsize::harness::compare::{run_one, Status};
+use rightsize::harness::compare::run_one;
 use rightsize::harness::drive::Outcome;
 use rightsize::harness::inproc::Knees;
 use rightsize::harness::metrics::TenantMetrics;
+use rightsize::harness::results::Status;
 use rightsize::harness::{Mode, Report, Scenario, ScenarioFile};
 
 const FAULTS: &str = include_str!("../../scenarios/faults.toml");
@@ -71,7 +72,7 @@ fn a_faulted_kernel_stops_its_tenant_and_the_others_keep_serving() {
             // during the outage were served after it (late), as many as without the fault.
             for i in 0..2 {
                 let (a, b) = (&with.tenants[i], &without.tenants[i]);
-                let counted = |t: &rightsize::harness::compare::TenantResult| t.samples.len() as f64;
+                let counted = |t: &rightsize::harness::results::TenantResult| t.samples.len() as f64;
                 println!(
                     "{mode}: tenant {i}: {} requests counted with the fault, {} without; p99 {:.1} vs {:.1} ms",
                     counted(a),

@@ -4,7 +4,8 @@
 
 use std::path::PathBuf;
 
-use rightsize::harness::compare::{Status, TraceOptions};
+use rightsize::harness::compare::TraceOptions;
+use rightsize::harness::results::Status;
 use rightsize::harness::{compare, CompareOptions, Mode, ScenarioFile, Sharing};
 
 /// The `rightsize` binary: beside this test binary (scripts/gpu-build.sh puts them together),
