@@ -10,7 +10,9 @@
 //! `cargo bench --bench kernels` on a GPU host (or `gpu-bin/bench-kernels --bench`). Set
 //! `RIGHTSIZE_BENCH_TABLE=FILE` to also write the table as Markdown, and
 //! `RIGHTSIZE_BENCH_GEMMS=M×N×K,…` (or `MxNxK`) to time only those GEMMs, as the matrix does
-//! (for a quick look or under ncu). Without a GPU it says why.
+//! (for a quick look or under ncu), or `RIGHTSIZE_BENCH_GEMMS=decode` for only the decode GEMMs'
+//! table (share of the copy bandwidth on the whole device and on 48 SMs, against cuBLASLt).
+//! Without a GPU it says why.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -575,11 +577,73 @@ fn plain_gemm<T: DeviceCopy>(
 }
 
 /// SM counts of the partitions the confined GEMMs run on.
-const PARTITION_SMS: [u32; 4] = [16, 32, 64, 96];
+const PARTITION_SMS: [u32; 5] = [16, 32, 48, 64, 96];
 
-/// GEMMs confined to green-context partitions of 16, 32, 64 and 96 SMs: ours (the kernel the
-/// engine picks, its grid sized to the partition) next to cuBLASLt with its SM-count target
-/// set to the partition's SMs, both launched on the partition's stream. A Markdown table.
+/// Inputs of one GEMM shape: enough copies of A, B and C to rotate past 3× L2.
+type GemmBufs = Vec<(Rc<DeviceBuffer<f16>>, Rc<DeviceBuffer<f16>>, Rc<DeviceBuffer<f16>>)>;
+
+fn gemm_bufs(cx: &mut Ctx, (m, n, kk): (u32, u32, u32)) -> GemmBufs {
+    let (mu, nu, ku) = (m as usize, n as usize, kk as usize);
+    let copies = cx.copies(2.0 * (mu * ku + nu * ku + mu * nu) as f64);
+    let (a, b) = (cx.rand(mu * ku, 1.0), cx.rand(nu * ku, 1.0));
+    (0..copies).map(|_| (cx.upload(&a), cx.upload(&b), cx.zeros(mu * nu))).collect()
+}
+
+/// Seconds per launch of the GEMM on partition `pid` of `sms` SMs: ours (the kernel the engine
+/// picks for those SMs, its grid sized to them) and cuBLASLt's (its SM-count target set to
+/// them, where the partition is not the whole device), both on the partition's stream.
+fn time_gemm_on(
+    cx: &Ctx,
+    bufs: &GemmBufs,
+    (m, n, kk): (u32, u32, u32),
+    pid: PartitionId,
+    sms: u32,
+) -> (k::KernelId, f64, Option<f64>) {
+    let stream = cx.rt.pool().get(pid).expect("partition").stream(0).expect("stream");
+    let hopper = hopper_gemm(m, n, kk, cx.rt.device().info().compute_capability, sms);
+    let kernel_name = hopper.map_or(gemm_kernel(m).id(), |k| k.id());
+    let mut ours: Vec<Box<dyn Fn()>> = Vec::new();
+    let mut theirs: Vec<Box<dyn Fn()>> = Vec::new();
+    let target = (pid != PartitionId::WHOLE).then_some(sms);
+    for (da, db, dc) in bufs {
+        let p = plain_gemm(da, db, dc, (m, n, kk));
+        let (rt, keep) = (cx.rt.clone(), vec![any(da), any(db), any(dc)]);
+        ours.push(match hopper {
+            Some(k) => {
+                let tp = rightsize::runtime::gemm_tma_params(&p, k).expect("tensor maps");
+                Box::new(move || {
+                    let _ = &keep;
+                    // SAFETY: the buffers are held by `keep` and sized for the shape.
+                    unsafe { rt.launch(k, &tp, Placement::on(pid)) }.expect("launch");
+                })
+            }
+            None => Box::new(move || {
+                let _ = &keep;
+                // SAFETY: as above.
+                unsafe { rt.launch(gemm_kernel(m), &p, Placement::on(pid)) }.expect("launch");
+            }),
+        });
+        if let Some(blas) = &cx.blas {
+            let plan = Rc::new(blas.plan(BlasShape::plain(m, n, kk), target).expect("cublasLt plan"));
+            let (blas, da, db, dc) = (blas.clone(), da.clone(), db.clone(), dc.clone());
+            theirs.push(Box::new(move || {
+                // SAFETY: buffers held by the closure, sized m·k, n·k, m·n.
+                unsafe { blas.run(&plan, da.ptr(), db.ptr(), 0, 0, dc.ptr(), stream) }.expect("cublasLt");
+            }));
+        }
+    }
+    let ours_s = time_launches(cx, stream, ours);
+    let theirs_s = (!theirs.is_empty()).then(|| time_launches(cx, stream, theirs));
+    (kernel_name, ours_s, theirs_s)
+}
+
+/// The partitions of the bench's pool other than the whole device: (id, SMs).
+fn partitions(cx: &Ctx) -> Vec<(PartitionId, u32)> {
+    cx.rt.pool().iter().filter(|(_, p)| !p.is_whole_device()).map(|(id, p)| (id, p.sms())).collect()
+}
+
+/// GEMMs confined to green-context partitions of 16 … 96 SMs: ours next to cuBLASLt on the same
+/// SMs. A Markdown table.
 fn confined_gemms(cx: &mut Ctx) -> String {
     let shapes = [
         ("bert ffn1", 1024u32, 3072u32, 768u32),
@@ -587,8 +651,7 @@ fn confined_gemms(cx: &mut Ctx) -> String {
         ("decode 4096² M=8", 8, 4096, 4096),
         ("gpt2 lm-head M=8", 8, 50257, 768),
     ];
-    let parts: Vec<(PartitionId, u32)> =
-        cx.rt.pool().iter().filter(|(_, p)| !p.is_whole_device()).map(|(id, p)| (id, p.sms())).collect();
+    let parts = partitions(cx);
     if parts.is_empty() {
         return String::new();
     }
@@ -597,57 +660,92 @@ fn confined_gemms(cx: &mut Ctx) -> String {
          CUBLASLT_MATMUL_DESC_SM_COUNT_TARGET = its SMs), median of 5 timings of 20 graph replays:\n\n\
          | GEMM | shape | SMs | ours | ours µs | cuBLASLt µs | ours / cuBLASLt (speed) |\n|---|---|---:|---|---:|---:|---:|\n",
     );
-    let cc = cx.rt.device().info().compute_capability;
     for (name, m, n, kk) in shapes {
-        let (mu, nu, ku) = (m as usize, n as usize, kk as usize);
-        let copies = cx.copies(2.0 * (mu * ku + nu * ku + mu * nu) as f64);
-        let (a, b) = (cx.rand(mu * ku, 1.0), cx.rand(nu * ku, 1.0));
-        let bufs: Vec<_> = (0..copies).map(|_| (cx.upload(&a), cx.upload(&b), cx.zeros(mu * nu))).collect();
+        let bufs = gemm_bufs(cx, (m, n, kk));
         for &(pid, sms) in &parts {
-            let stream = cx.rt.pool().get(pid).expect("partition").stream(0).expect("stream");
-            let hopper = hopper_gemm(m, n, kk, cc, sms);
-            let kernel_name = hopper.map_or(gemm_kernel(m).id(), |k| k.id());
-            let mut ours: Vec<Box<dyn Fn()>> = Vec::new();
-            let mut theirs: Vec<Box<dyn Fn()>> = Vec::new();
-            for (da, db, dc) in &bufs {
-                let p = plain_gemm(da, db, dc, (m, n, kk));
-                let (rt, keep) = (cx.rt.clone(), vec![any(da), any(db), any(dc)]);
-                ours.push(match hopper {
-                    Some(k) => {
-                        let tp = rightsize::runtime::gemm_tma_params(&p, k).expect("tensor maps");
-                        Box::new(move || {
-                            let _ = &keep;
-                            // SAFETY: the buffers are held by `keep` and sized for the shape.
-                            unsafe { rt.launch(k, &tp, Placement::on(pid)) }.expect("launch");
-                        })
-                    }
-                    None => Box::new(move || {
-                        let _ = &keep;
-                        // SAFETY: as above.
-                        unsafe { rt.launch(gemm_kernel(m), &p, Placement::on(pid)) }.expect("launch");
-                    }),
-                });
-                if let Some(blas) = &cx.blas {
-                    let plan = Rc::new(blas.plan(BlasShape::plain(m, n, kk), Some(sms)).expect("cublasLt plan"));
-                    let (blas, da, db, dc) = (blas.clone(), da.clone(), db.clone(), dc.clone());
-                    theirs.push(Box::new(move || {
-                        // SAFETY: buffers held by the closure, sized m·k, n·k, m·n.
-                        unsafe { blas.run(&plan, da.ptr(), db.ptr(), 0, 0, dc.ptr(), stream) }.expect("cublasLt");
-                    }));
-                }
-            }
-            let ours_s = time_launches(cx, stream, ours);
-            let (blas_us, ratio) = if theirs.is_empty() {
-                (String::new(), String::new())
-            } else {
-                let b = time_launches(cx, stream, theirs);
-                (format!("{:.2}", b * 1e6), format!("{:.2}", b / ours_s))
+            let (kernel_name, ours_s, theirs) = time_gemm_on(cx, &bufs, (m, n, kk), pid, sms);
+            let (blas_us, ratio) = match theirs {
+                Some(b) => (format!("{:.2}", b * 1e6), format!("{:.2}", b / ours_s)),
+                None => (String::new(), String::new()),
             };
             t += &format!(
                 "| {name} | {m}×{n}×{kk} | {sms} | {kernel_name} | {:.2} | {blas_us} | {ratio} |\n",
                 ours_s * 1e6
             );
         }
+    }
+    t
+}
+
+/// The decode GEMMs (M = 8) of the models the decode issue names, with their fused weights
+/// (QKV, gate+up): (model, weight, N, K).
+const DECODE_SHAPES: [(&str, &str, u32, u32); 15] = [
+    ("mistral-7b", "qkv", 6144, 4096),
+    ("mistral-7b", "o", 4096, 4096),
+    ("mistral-7b", "gate+up", 28672, 4096),
+    ("mistral-7b", "down", 4096, 14336),
+    ("mistral-7b", "lm-head", 32000, 4096),
+    ("llama-3.2-1b", "qkv", 3072, 2048),
+    ("llama-3.2-1b", "o", 2048, 2048),
+    ("llama-3.2-1b", "gate+up", 16384, 2048),
+    ("llama-3.2-1b", "down", 2048, 8192),
+    ("llama-3.2-1b", "lm-head", 128256, 2048),
+    ("gpt2-medium", "qkv", 3072, 1024),
+    ("gpt2-medium", "o", 1024, 1024),
+    ("gpt2-medium", "fc", 4096, 1024),
+    ("gpt2-medium", "proj", 1024, 4096),
+    ("gpt2-medium", "lm-head", 50257, 1024),
+];
+
+/// SMs of the partition the decode issue's targets name (a third of an H200).
+const DECODE_SMS: u32 = 48;
+
+/// Every decode GEMM of `DECODE_SHAPES` at M = 8: ours on the whole device and on 48 SMs as
+/// a share of the copy bandwidth measured in this run, and cuBLASLt on the same SMs. The
+/// decode issue's targets: ≥ 85% of the copy's rate on the whole device, ≥ 80% on 48 SMs,
+/// ≥ 1.0× cuBLASLt on the whole device. A Markdown table.
+fn decode_gemms(cx: &mut Ctx, bandwidth: f64) -> String {
+    let third = partitions(cx).into_iter().find(|&(_, sms)| sms == DECODE_SMS);
+    let whole = cx.rt.device().info().sm_count;
+    let mut t = format!(
+        "\nDecode GEMMs at M = 8 (plain, inputs rotated past 3× L2; median of 5 timings of graph replays). \
+         \"of copy\" is the bytes of A, B and C over the time against the copy bandwidth of this run \
+         ({:.0} GB/s); \"{DECODE_SMS} SMs\" runs on a green-context partition of that many SMs, cuBLASLt with \
+         CUBLASLT_MATMUL_DESC_SM_COUNT_TARGET = {DECODE_SMS}.\n\n\
+         | model | weight | N×K | ours | µs | of copy | cuBLASLt µs | ours / cuBLASLt (speed) | {DECODE_SMS} SMs µs | of copy | ÷ whole | cuBLASLt {DECODE_SMS} µs | ours / cuBLASLt |\n\
+         |---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        bandwidth / 1e9
+    );
+    let m = 8u32;
+    for (model, weight, n, kk) in DECODE_SHAPES {
+        let shape = (m, n, kk);
+        let bytes = 2.0 * f64::from(m * kk + m * n) + 2.0 * f64::from(n) * f64::from(kk);
+        let of_copy = |s: f64| format!("{:.0}%", 100.0 * bytes / s / bandwidth);
+        let us = |s: Option<f64>| s.map_or(String::new(), |s| format!("{:.2}", s * 1e6));
+        let ratio = |a: f64, b: Option<f64>| b.map_or(String::new(), |b| format!("{:.2}", b / a));
+        let bufs = gemm_bufs(cx, shape);
+        let (name, ours, blas) = time_gemm_on(cx, &bufs, shape, PartitionId::WHOLE, whole);
+        t += &format!(
+            "| {model} | {weight} | {n}×{kk} | {name} | {:.2} | {} | {} | {} |",
+            ours * 1e6,
+            of_copy(ours),
+            us(blas),
+            ratio(ours, blas)
+        );
+        t += &match third {
+            Some((pid, sms)) => {
+                let (_, ours3, blas3) = time_gemm_on(cx, &bufs, shape, pid, sms);
+                format!(
+                    " {:.2} | {} | {:.2} | {} | {} |\n",
+                    ours3 * 1e6,
+                    of_copy(ours3),
+                    ours / ours3,
+                    us(blas3),
+                    ratio(ours3, blas3)
+                )
+            }
+            None => " | | | | |\n".to_string(),
+        };
     }
     t
 }
@@ -823,7 +921,7 @@ fn bench(c: &mut Criterion) {
         device.info().sm_count,
         device.info().driver_release.clone().unwrap_or_default()
     );
-    // Partitions of 16, 32, 64 and 96 SMs (from the first group) for the confined GEMMs.
+    // Partitions of 16 … 96 SMs (from the first group) for the confined and decode GEMMs.
     let spec = match &device.info().partitions {
         PartitionSupport::Supported { granularity, groups, .. } => PoolSpec {
             partitions: PARTITION_SMS
@@ -849,6 +947,10 @@ fn bench(c: &mut Criterion) {
     };
     let bandwidth = dram_bandwidth(rt.device(), stream);
     let mut cx = Ctx { rt: rt.clone(), blas, rng: StdRng::seed_from_u64(rand::random()), stream, l2 };
+    if std::env::var("RIGHTSIZE_BENCH_GEMMS").as_deref() == Ok("decode") {
+        emit(&decode_gemms(&mut cx, bandwidth));
+        return;
+    }
     if let Some(only) = only_gemms() {
         emit(&gemm_matrix(&mut cx, bandwidth, Some(&only)));
         return;
@@ -908,6 +1010,7 @@ fn bench(c: &mut Criterion) {
     }
     table += &gemm_matrix(&mut cx, bandwidth, None);
     table += &confined_gemms(&mut cx);
+    table += &decode_gemms(&mut cx, bandwidth);
     emit(&table);
 }
 
