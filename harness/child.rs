@@ -1,9 +1,10 @@
 //! The child-process protocol shared by the multi-process modes' workers ([`super::worker`])
 //! and the one-process modes run in a child ([`super::host`]): the JSON lines a child says
-//! ([`Message`], [`emit`]), a spawned child as the harness holds it ([`Worker`]: its stdin,
-//! its messages on a channel, its stderr kept for errors), the children running now
-//! ([`kill_all`], for the Ctrl-C handler and the MPS daemon's clean-up) and how long a child
-//! may take.
+//! ([`Message`], [`emit`]), the `go` line that starts it ([`go_start`]), a spawned child as the
+//! harness holds it ([`Worker`]: its stdin, its messages on a channel, its stderr kept for
+//! errors), the children running now ([`kill_all`], for the Ctrl-C handler and the MPS
+//! daemon's clean-up) and how long a child may take. [`super::supervisor`] is the harness's
+//! side of it.
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -15,13 +16,15 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
-use super::drive::{Interruption, TenantState};
+use super::drive::TenantState;
 use super::metrics::Sample;
 use super::trace::TenantTrace;
 
 /// A line from a child (a worker or a host).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
+// A child says a handful of these in a run; boxing the result's fields would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Message {
     /// Opened the GPU (before loading its model).
     Opened {
@@ -46,8 +49,11 @@ pub enum Message {
         /// When it saw the loss, seconds after the common start.
         at_s: f64,
     },
-    /// Its counted samples.
+    /// One tenant's counted samples (a worker's one tenant, or each of a host's).
     Result {
+        /// Which of the child's tenants (0 for a worker's).
+        #[serde(default)]
+        tenant: usize,
         /// Samples, in issue order.
         samples: Vec<Sample>,
         /// Its trace, when asked for one.
@@ -59,15 +65,14 @@ pub enum Message {
         /// Where its loop stopped and its fault's state, when the run was interrupted.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         state: Option<TenantState>,
-        /// A worker that went on from an interrupted one: when it first served a request,
-        /// seconds after the common start.
+        /// A child that went on from an interrupted one: when its tenant first served a
+        /// request (a host: when its every tenant that still serves had), seconds after the
+        /// common start.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         resumed_s: Option<f64>,
-    },
-    /// A one-process run's outcome ([`super::host`]).
-    Hosted {
-        /// What the run gave.
-        outcome: Hosted,
+        /// Its duty at the end (a host's tenants, which krisp reads; none for a worker's).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        duty: Option<f64>,
     },
     /// It failed.
     Error {
@@ -85,19 +90,17 @@ pub(super) fn emit(m: &Message) {
     let _ = out.flush();
 }
 
-/// What a host child's run gave.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Hosted {
-    /// Counted samples per tenant.
-    pub samples: Vec<Vec<Sample>>,
-    /// Per tenant, why its first failed request failed.
-    pub failures: Vec<Option<String>>,
-    /// Per tenant, its duty at the end.
-    pub duties: Vec<Option<f64>>,
-    /// Where the tenants stood when the context was lost.
-    pub interrupted: Option<Interruption>,
-    /// When every tenant that still serves had served again (a resumed run).
-    pub resumed_s: Option<f64>,
+/// The common start a `go` line gives: now, or `go <s>`, `s` seconds back; `None` for anything
+/// else (the run was called off).
+pub(super) fn go_start(line: &str) -> Option<Instant> {
+    match line.trim().strip_prefix("go") {
+        Some("") => Some(Instant::now()),
+        Some(back) => {
+            let s = back.trim().parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0)?;
+            Instant::now().checked_sub(Duration::from_secs_f64(s))
+        }
+        None => None,
+    }
 }
 
 /// Process ids of the workers running now (for the Ctrl-C handler).

@@ -9,22 +9,25 @@
 //! The outage — from the loss until every surviving tenant served a request again — is in the
 //! outcome ([`Outcome::outages_s`]), and every request is counted: served, shed or failed.
 //!
-//! The harness speaks to the child in lines: it writes the spec (JSON); the child loads, says
-//! `ready` and waits for `go <s>` (the common start lies `s` seconds back); it reports
-//! `progress` as it counts and ends with its outcome (`hosted`), or an `error`.
+//! The child speaks the workers' protocol ([`super::child`]), supervised as they are
+//! ([`super::supervisor`]): the harness writes the spec (JSON); the child loads, says `ready`
+//! and waits for `go` (or `go <s>`: the common start lies `s` seconds back); it reports
+//! `progress` as it counts, then, when its context was lost, `lost`, and ends with a `result`
+//! for each tenant, or an `error`.
 
 use std::io::BufRead as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use serde::{Deserialize, Serialize};
 
-use super::child::{emit, Hosted, Message, Worker, READY_TIMEOUT, RUN_TIMEOUT};
-use super::drive::{run_in_parts, Outcome, Part, TenantState};
+use super::child::{emit, go_start, Message};
+use super::drive::{run_in_parts, Outcome, TenantState};
 use super::inproc::{self, Knees, RunOptions};
 use super::scenario::{Mode, Scenario};
+use super::supervisor::{supervise, ChildSpec, PassOf};
 use crate::runtime::Device;
 
 /// What a host child runs.
@@ -48,7 +51,9 @@ pub fn host_main() -> anyhow::Result<()> {
         std::io::stdin().lock().read_line(&mut line)?;
         let spec: HostSpec = serde_json::from_str(&line).context("bad host spec")?;
         let device = Device::open(0).context("cannot open the GPU")?;
-        let counted = Arc::new(AtomicU64::new(0));
+        // Progress counts from where an interrupted run left it, as a worker's does.
+        let before: u64 = spec.resume.iter().flatten().map(|t| t.position.counted).sum();
+        let counted = Arc::new(AtomicU64::new(before));
         let done = Arc::new(AtomicBool::new(false));
         let progress = {
             let (counted, done) = (counted.clone(), done.clone());
@@ -68,9 +73,9 @@ pub fn host_main() -> anyhow::Result<()> {
             emit(&Message::Ready);
             let mut line = String::new();
             std::io::stdin().lock().read_line(&mut line)?;
-            match line.trim().strip_prefix("go ").map(str::parse::<f64>) {
-                Some(Ok(s)) if s.is_finite() && s >= 0.0 => Ok(Duration::from_secs_f64(s)),
-                _ => bail!("the harness called the run off"),
+            match go_start(&line) {
+                Some(t0) => Ok(t0.elapsed()),
+                None => bail!("the harness called the run off"),
             }
         };
         let opts = RunOptions { counted, resume: spec.resume.as_deref(), open: Some(&open), ..RunOptions::default() };
@@ -78,14 +83,21 @@ pub fn host_main() -> anyhow::Result<()> {
         done.store(true, Ordering::SeqCst);
         let _ = progress.join();
         let out = out?;
-        let hosted = Hosted {
-            samples: out.samples,
-            failures: out.failures,
-            duties: out.duties,
-            interrupted: out.interrupted,
-            resumed_s: out.resumed_s,
+        let mut states = match out.interrupted {
+            Some(stop) => {
+                emit(&Message::Lost { at_s: stop.at_s });
+                stop.tenants.into_iter().map(Some).collect()
+            }
+            None => Vec::new(),
         };
-        emit(&Message::Hosted { outcome: hosted });
+        states.resize(out.samples.len(), None);
+        let duties = out.duties.into_iter().chain(std::iter::repeat(None));
+        let tenants = out.samples.into_iter().zip(out.failures).zip(duties).zip(states);
+        for (tenant, (((samples, failure), duty), state)) in tenants.enumerate() {
+            // The run's return, which every tenant's result carries (the harness takes the latest).
+            let resumed_s = out.resumed_s;
+            emit(&Message::Result { tenant, samples, trace: None, failure, state, resumed_s, duty });
+        }
         Ok(())
     })();
     if let Err(e) = &r {
@@ -108,65 +120,18 @@ pub fn run(
     let mut out = Outcome { samples: vec![Vec::new(); n], failures: vec![None; n], ..Outcome::default() };
     run_in_parts(n, &mut out, |resume, out| {
         let spec = HostSpec { scenario: s.clone(), mode, knees: knees.clone(), resume: resume.map(<[_]>::to_vec) };
-        let hosted = one(exe, &spec, &mut out.started, &counted)?;
-        out.duties = hosted.duties;
-        Ok(Part {
-            samples: hosted.samples,
-            failures: hosted.failures,
-            interrupted: hosted.interrupted,
-            resumed_s: hosted.resumed_s,
-        })
+        let host = ChildSpec {
+            program: exe.to_path_buf(),
+            args: vec!["host".into()],
+            env: Vec::new(),
+            first_line: Some(serde_json::to_string(&spec)?),
+            tenants: (0..n).collect(),
+            name: "one-process run".into(),
+        };
+        let of = PassOf { tenants: n, resume, mps: None, counted: &counted };
+        supervise(&[host], &of, &mut out.started)?.into_part(out)
     })?;
     Ok(out)
-}
-
-/// One host child: starts it, sends `spec`, starts its tenants at `started` (the first
-/// child's start, set when it is the first) and waits for its outcome.
-fn one(
-    exe: &std::path::Path,
-    spec: &HostSpec,
-    started: &mut Option<Instant>,
-    counted: &AtomicU64,
-) -> anyhow::Result<Hosted> {
-    let (tx, rx) = mpsc::channel();
-    let mut child = Worker::spawn(exe, &["host".into()], &[], 0, &tx)?;
-    drop(tx);
-    child.say(&serde_json::to_string(spec)?);
-    let fail = |child: &Worker, why: String| -> anyhow::Error {
-        match child.stderr_tail() {
-            tail if tail.is_empty() => anyhow::anyhow!("one-process run: {why}"),
-            tail => anyhow::anyhow!("one-process run: {why} (stderr: {tail})"),
-        }
-    };
-    let begun = Instant::now();
-    let mut going = false;
-    let mut last = 0u32;
-    let mut result = None;
-    loop {
-        let limit = if going { RUN_TIMEOUT } else { READY_TIMEOUT.saturating_sub(begun.elapsed()) };
-        let msg = match rx.recv_timeout(limit) {
-            Ok((_, m)) => m,
-            Err(_) => return Err(fail(&child, format!("no answer in {limit:?}"))),
-        };
-        match msg {
-            Some(Message::Ready) => {
-                let now = Instant::now();
-                let back = started.get_or_insert(now).elapsed().as_secs_f64();
-                child.say(&format!("go {back}"));
-                going = true;
-            }
-            Some(Message::Progress { counted: c }) => {
-                counted.fetch_add(u64::from(c.saturating_sub(last)), Ordering::Relaxed);
-                last = c;
-            }
-            Some(Message::Hosted { outcome }) => result = Some(outcome),
-            Some(Message::Error { message }) => return Err(fail(&child, message)),
-            Some(other) => return Err(fail(&child, format!("unexpected {other:?}"))),
-            None => break,
-        }
-    }
-    let status = child.child.wait().map(|s| s.to_string()).unwrap_or_default();
-    result.ok_or_else(|| fail(&child, format!("exited ({status}) without its outcome")))
 }
 
 #[cfg(test)]
@@ -194,22 +159,55 @@ mod tests {
         Sample { failed, ..Sample::served(0.0, 0.0, end) }
     }
 
+    /// What a stand-in host's run gave.
+    #[derive(Default)]
+    struct Gave {
+        samples: Vec<Vec<Sample>>,
+        failures: Vec<Option<String>>,
+        duties: Vec<Option<f64>>,
+        interrupted: Option<Interruption>,
+        resumed_s: Option<f64>,
+    }
+
+    /// The lines a host says at the end of a run that gave `g`: `lost` if its context was, and
+    /// each tenant's result.
+    fn said(g: &Gave) -> String {
+        let mut lines = Vec::new();
+        if let Some(stop) = &g.interrupted {
+            lines.push(Message::Lost { at_s: stop.at_s });
+        }
+        for (i, samples) in g.samples.iter().enumerate() {
+            lines.push(Message::Result {
+                tenant: i,
+                samples: samples.clone(),
+                trace: None,
+                failure: g.failures[i].clone(),
+                state: g.interrupted.as_ref().map(|x| x.tenants[i].clone()),
+                resumed_s: g.resumed_s,
+                duty: g.duties.get(i).copied().flatten(),
+            });
+        }
+        lines.iter().map(|m| format!("echo '{}'\n", serde_json::to_string(m).unwrap())).collect()
+    }
+
     /// A stand-in host: answers a fresh spec with `first`, a resumed one with `second`
     /// (checking that the start it is given lies in the past).
-    fn host(first: &Hosted, second: &Hosted) -> std::path::PathBuf {
-        let line = |h: &Hosted| serde_json::to_string(&Message::Hosted { outcome: h.clone() }).unwrap();
+    fn host(first: &Gave, second: &Gave) -> std::path::PathBuf {
         script(&format!(
             r#"read spec
 echo '{{"event":"ready"}}'
 read go
-case "$go" in "go "*) ;; *) exit 3;; esac
+case "$go" in go|"go "*) ;; *) exit 3;; esac
 case "$spec" in
-  *'"resume":null'*) echo '{}' ;;
-  *'"resume":[{{'*) [ "$go" != "go 0" ] || exit 4; echo '{}' ;;
+  *'"resume":null'*) {}
+    ;;
+  *'"resume":[{{'*) [ "$go" != "go 0" ] || exit 4
+    {}
+    ;;
   *) exit 5 ;;
 esac"#,
-            line(first),
-            line(second)
+            said(first),
+            said(second)
         ))
     }
 
@@ -217,14 +215,14 @@ esac"#,
     fn a_run_whose_context_was_lost_goes_on_in_a_new_process_and_its_outage_is_timed() {
         // Tenant 1's kernel faulted 0.5 s into the run; the second process had both serving
         // again at 1.7 s.
-        let lost = Hosted {
+        let lost = Gave {
             samples: vec![vec![sample(0.1, false)], vec![sample(0.2, false), sample(0.5, true)]],
             failures: vec![None, Some("an injected kernel fault".into())],
             duties: vec![None, None],
             interrupted: Some(Interruption { at_s: 0.5, tenants: vec![state(4, false), state(3, true)] }),
             resumed_s: None,
         };
-        let back = Hosted {
+        let back = Gave {
             samples: vec![vec![sample(1.7, false)], vec![sample(1.8, true)]],
             failures: vec![None, None],
             duties: vec![Some(0.5), None],
@@ -243,11 +241,11 @@ esac"#,
 
     #[test]
     fn a_loss_no_fault_explains_ends_the_run() {
-        let lost = Hosted {
+        let lost = Gave {
             samples: vec![vec![], vec![]],
             failures: vec![None, None],
             interrupted: Some(Interruption { at_s: 0.5, tenants: vec![state(4, false), state(3, false)] }),
-            ..Hosted::default()
+            ..Gave::default()
         };
         let mode: Mode = "streams".parse().unwrap();
         let e = run(&host(&lost, &lost), &pair(), mode, Knees::default(), Arc::default()).unwrap_err();
@@ -259,7 +257,7 @@ esac"#,
         let exe = script("read spec; echo 'cannot open the GPU' >&2; exit 1");
         let mode: Mode = "krisp".parse().unwrap();
         let e = run(&exe, &pair(), mode, Knees::default(), Arc::default()).unwrap_err().to_string();
-        assert!(e.contains("without its outcome") && e.contains("cannot open the GPU"), "{e}");
+        assert!(e.contains("without its results") && e.contains("cannot open the GPU"), "{e}");
     }
 
     #[test]

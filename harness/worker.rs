@@ -17,22 +17,19 @@
 
 use std::io::BufRead as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use serde::{Deserialize, Serialize};
 
-use super::child::{emit, Message, Worker, READY_TIMEOUT, RUN_TIMEOUT};
-use super::drive::{
-    drive_from, run_in_parts, Gate, Interrupted, Interruption, LoopSpec, Outcome, Part, Position, TenantState,
-};
+use super::child::{emit, go_start, Message};
+use super::drive::{drive_from, run_in_parts, Gate, Interrupted, LoopSpec, Outcome, Position, TenantState};
 use super::fault::{context_lost, Faults, RequestFailed};
-use super::metrics::Sample;
 use super::mps::check_client;
 use super::scenario::{Engine, Mode, Scenario, Sharing, TenantSpec};
 use super::serve::Served;
+use super::supervisor::{supervise, ChildSpec, PassOf};
 use super::trace::{Spans, TenantTrace};
 use crate::runtime::{Device, Placement, PoolSpec, Runtime, Tenant};
 
@@ -74,19 +71,6 @@ struct StdioGate {
     interrupted: Arc<AtomicBool>,
     /// The common start, once `go` came.
     t0: std::sync::OnceLock<Instant>,
-}
-
-/// The common start a `go` line gives: now, or `go <s>`, `s` seconds back; `None` for anything
-/// else (the run was called off).
-fn go_start(line: &str) -> Option<Instant> {
-    match line.trim().strip_prefix("go") {
-        Some("") => Some(Instant::now()),
-        Some(back) => {
-            let s = back.trim().parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0)?;
-            Instant::now().checked_sub(Duration::from_secs_f64(s))
-        }
-        None => None,
-    }
 }
 
 impl StdioGate {
@@ -236,7 +220,7 @@ pub fn worker_main(spec_json: &str) -> anyhow::Result<()> {
         let failure = faults.first_failure().map(str::to_owned);
         let resumed_s = spec.resume.is_some().then_some(first_served).flatten();
         let state = interrupted.then_some(TenantState { position, faults });
-        emit(&Message::Result { samples, trace, failure, state, resumed_s });
+        emit(&Message::Result { tenant: 0, samples, trace, failure, state, resumed_s, duty: None });
         Ok(())
     })();
     if let Err(e) = &r {
@@ -306,201 +290,39 @@ pub fn run(
         failures: vec![None; n],
         ..Outcome::default()
     };
-    let run = RunOf { exe, s, mode, env, trace, counted: &counted };
+    let attached = under_mps(s, mode.sharing);
+    let check = |i: usize, observed: Option<bool>| {
+        let tenant = format!("tenant {i} ({})", s.tenants[i].label());
+        check_client(&tenant, mode, attached, observed).map_err(anyhow::Error::msg)
+    };
     run_in_parts(n, &mut out, |resume, out| {
-        let pass = run.pass(resume, &mut out.started)?;
-        let interrupted = match pass.lost_s {
-            Some(at_s) => {
-                Some(Interruption { at_s, tenants: pass.states.context("a worker stopped without its position")? })
-            }
-            None => None,
-        };
-        let mut part = Part { interrupted, resumed_s: pass.resumed_s, ..Part::default() };
-        for (i, r) in pass.results.into_iter().enumerate() {
-            part.samples.push(r.samples);
-            part.failures.push(r.failure);
-            if let (Some(t), Some(mine)) = (r.trace, out.traces.get_mut(i)) {
-                *mine = t;
-            }
-        }
-        Ok(part)
+        let workers = s
+            .tenants
+            .iter()
+            .enumerate()
+            .map(|(i, tenant)| {
+                let spec = WorkerSpec {
+                    tenant: tenant.clone(),
+                    plan: mode.plan,
+                    seed: s.seed + i as u64,
+                    warmup: s.warmup,
+                    requests: s.requests,
+                    arrival_seed: s.arrival_seed(i),
+                    duration_s: s.duration_s,
+                    trace_limit: trace,
+                    config: None,
+                    resume: resume.map(|r| r[i].clone()),
+                };
+                let (program, args) = worker_command(exe, spec)?;
+                let env = env.get(i).cloned().unwrap_or_default();
+                let name = format!("worker {i} ({})", tenant.model);
+                Ok(ChildSpec { program, args, env, first_line: None, tenants: vec![i], name })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let of = PassOf { tenants: n, resume, mps: Some(&check), counted: &counted };
+        supervise(&workers, &of, &mut out.started)?.into_part(out)
     })?;
     Ok(out)
-}
-
-/// One worker's part of a pass.
-#[derive(Default)]
-struct WorkerResult {
-    samples: Vec<Sample>,
-    trace: Option<TenantTrace>,
-    failure: Option<String>,
-    state: Option<TenantState>,
-    resumed_s: Option<f64>,
-}
-
-/// What one set of workers gave.
-struct Pass {
-    results: Vec<WorkerResult>,
-    /// When a worker first saw its context lost by another's fault, seconds after the start.
-    lost_s: Option<f64>,
-    /// Every worker's state, when the pass was interrupted.
-    states: Option<Vec<TenantState>>,
-    /// A pass that went on from an interrupted one: when every tenant that still serves had
-    /// served a request again, seconds after the start.
-    resumed_s: Option<f64>,
-}
-
-/// What every pass of a worker-process run is given ([`run`]'s arguments).
-struct RunOf<'a> {
-    exe: &'a std::path::Path,
-    s: &'a Scenario,
-    mode: Mode,
-    env: &'a [Vec<(String, String)>],
-    trace: Option<usize>,
-    counted: &'a AtomicU64,
-}
-
-impl RunOf<'_> {
-    /// One set of workers, from `resume`'s positions if given, on the clock of `started_at` (the
-    /// first pass's start, set by it).
-    fn pass(&self, resume: Option<&[TenantState]>, started_at: &mut Option<Instant>) -> anyhow::Result<Pass> {
-        let RunOf { exe, s, mode, env, trace, counted } = *self;
-        let attached = under_mps(s, mode.sharing);
-        let (tx, rx) = mpsc::channel::<(usize, Option<Message>)>();
-        let mut workers = Vec::with_capacity(s.tenants.len());
-        for (i, tenant) in s.tenants.iter().enumerate() {
-            let spec = WorkerSpec {
-                tenant: tenant.clone(),
-                plan: mode.plan,
-                seed: s.seed + i as u64,
-                warmup: s.warmup,
-                requests: s.requests,
-                arrival_seed: s.arrival_seed(i),
-                duration_s: s.duration_s,
-                trace_limit: trace,
-                config: None,
-                resume: resume.map(|r| r[i].clone()),
-            };
-            let (program, args) = worker_command(exe, spec)?;
-            workers.push(Worker::spawn(&program, &args, env.get(i).map_or(&[][..], Vec::as_slice), i, &tx)?);
-        }
-        drop(tx);
-        let n = workers.len();
-        let fail = |workers: &Vec<Worker>, i: usize, why: String| -> anyhow::Error {
-            let tail = workers[i].stderr_tail();
-            let model = &s.tenants[i].model;
-            if tail.is_empty() {
-                anyhow::anyhow!("worker {i} ({model}): {why}")
-            } else {
-                anyhow::anyhow!("worker {i} ({model}): {why} (stderr: {tail})")
-            }
-        };
-        // A worker opens the GPU unless its tenant's kernel faulted in an earlier pass (it
-        // loads nothing then); each that does says whether it is attached to MPS.
-        let opens = |i: usize| resume.is_none_or(|r| !r[i].faults.stopped());
-        let check = |i: usize, observed: Option<bool>| {
-            let tenant = format!("tenant {i} ({})", s.tenants[i].label());
-            check_client(&tenant, mode, attached, observed).map_err(anyhow::Error::msg)
-        };
-        let mut opened = vec![false; n];
-        let mut ready = vec![false; n];
-        // A worker that finished is warm too (one that never says `warm` counts from its own
-        // warm-up's end, as before).
-        let mut warm = vec![false; n];
-        let mut all_warm = false;
-        let mut finished = vec![false; n];
-        let mut results: Vec<Option<WorkerResult>> = (0..n).map(|_| None).collect();
-        // Progress counts from where an interrupted pass left it.
-        let mut last: Vec<u32> =
-            (0..n).map(|i| resume.map_or(0, |r| u32::try_from(r[i].position.counted).unwrap_or(u32::MAX))).collect();
-        let mut going: Option<Instant> = None;
-        let mut lost_s: Option<f64> = None;
-        let mut stopped = false;
-        let begun = Instant::now();
-        while results.iter().any(Option::is_none) {
-            let limit = match going {
-                None => READY_TIMEOUT.saturating_sub(begun.elapsed()),
-                Some(t) => RUN_TIMEOUT.saturating_sub(t.elapsed()),
-            };
-            let (i, msg) = match rx.recv_timeout(limit) {
-                Ok(x) => x,
-                Err(_) => {
-                    let waiting = if going.is_none() { "to get ready" } else { "to finish" };
-                    bail!(
-                        "workers took too long {waiting} ({:?})",
-                        if going.is_none() { READY_TIMEOUT } else { RUN_TIMEOUT }
-                    );
-                }
-            };
-            match msg {
-                Some(Message::Opened { mps }) => {
-                    check(i, Some(mps))?;
-                    opened[i] = true;
-                }
-                Some(Message::Ready) => {
-                    if opens(i) && !opened[i] {
-                        check(i, None)?;
-                    }
-                    ready[i] = true;
-                }
-                Some(Message::Progress { counted: c }) => {
-                    counted.fetch_add(u64::from(c.saturating_sub(last[i])), Ordering::Relaxed);
-                    last[i] = c;
-                }
-                Some(Message::Warm) => warm[i] = true,
-                Some(Message::Finished) => (warm[i], finished[i]) = (true, true),
-                Some(Message::Lost { at_s }) => {
-                    if lost_s.is_none() {
-                        for w in &mut workers {
-                            w.say("interrupt");
-                        }
-                    }
-                    lost_s = Some(lost_s.map_or(at_s, |l| l.min(at_s)));
-                }
-                Some(Message::Result { samples, trace, failure, state, resumed_s }) => {
-                    results[i] = Some(WorkerResult { samples, trace, failure, state, resumed_s });
-                }
-                Some(Message::Error { message }) => return Err(fail(&workers, i, message)),
-                Some(Message::Hosted { .. }) => return Err(fail(&workers, i, "sent a one-process outcome".into())),
-                // Its output ended after its results: it is exiting as it should.
-                None if results[i].is_some() => {}
-                None => {
-                    let status = workers[i].child.wait().map(|s| s.to_string()).unwrap_or_default();
-                    return Err(fail(&workers, i, format!("exited ({status}) without its results")));
-                }
-            }
-            if going.is_none() && ready.iter().all(|&r| r) {
-                going = Some(Instant::now());
-                let back = started_at.get_or_insert_with(Instant::now).elapsed().as_secs_f64();
-                for w in &mut workers {
-                    w.say(&if resume.is_some() { format!("go {back}") } else { "go".to_string() });
-                }
-            }
-            if going.is_some() && !all_warm && warm.iter().all(|&w| w) && !finished.iter().all(|&f| f) {
-                all_warm = true;
-                for w in &mut workers {
-                    w.say("warm");
-                }
-            }
-            if !stopped && finished.iter().all(|&f| f) {
-                stopped = true;
-                for w in &mut workers {
-                    w.say("stop");
-                    w.stdin.take();
-                }
-            }
-        }
-        let results: Vec<WorkerResult> = results.into_iter().map(Option::unwrap_or_default).collect();
-        // Every worker exits before the next pass starts: the MPS server serves new clients only
-        // once every client the fault reached is gone.
-        drop(workers);
-        let states = lost_s.and_then(|_| results.iter().map(|r| r.state.clone()).collect::<Option<Vec<_>>>());
-        // Every tenant that still serves must have served again (`None` if one did not).
-        let resumed = resume.and_then(|r| {
-            (0..n).filter(|&i| !r[i].faults.stopped()).try_fold(0.0f64, |m, i| results[i].resumed_s.map(|t| m.max(t)))
-        });
-        Ok(Pass { results, lost_s, states, resumed_s: resumed })
-    }
 }
 
 #[cfg(test)]
