@@ -19,7 +19,7 @@ use super::pcie::Pressure;
 use super::progress::Bars;
 use super::results::{now_unix, unserved_line};
 use super::results::{utc, Report, RunResult, SoloResult, Status, TenantResult};
-use super::scenario::{Mode, Scenario, Sharing, TenantSpec};
+use super::scenario::{Backend, Mode, Scenario, Sharing, TenantSpec};
 use super::serve::{profile_model, profile_path, ModelSource};
 use super::spec::FaultKind;
 use super::sweep::{self, SweepPoint, SweepTenant};
@@ -210,48 +210,44 @@ pub fn run_one(
     trace: Option<usize>,
     counted: Arc<AtomicU64>,
 ) -> anyhow::Result<Outcome> {
-    if mode.sharing.is_multiprocess() || scenario.is_torch() {
-        if let Some(why) = scenario.unsupported(mode) {
-            bail!("{} cannot run {}: {why}", mode, scenario.name);
-        }
-        let exe = match worker_exe {
-            Some(p) => p.to_path_buf(),
-            None => worker::worker_exe()?,
-        };
-        let ProcessSetup { env, daemon, dir } = process_setup(scenario, mode.sharing, &exe)?;
-        let r = worker::run(&exe, scenario, mode, &env, trace, counted).map(|mut outcome| {
-            // The interposer's processes wrote what they placed in its directory.
-            if let (true, Some(dir)) = (super::torch::placed_by_interposer(scenario, mode.sharing), &dir) {
-                outcome.interposed = super::torch::read_logs(dir, scenario.tenants.len());
+    let exe = || match worker_exe {
+        Some(p) => Ok(p.to_path_buf()),
+        None => worker::worker_exe(),
+    };
+    match scenario.backend(mode) {
+        Backend::Workers => {
+            if let Some(why) = scenario.unsupported(mode) {
+                bail!("{} cannot run {}: {why}", mode, scenario.name);
             }
-            outcome
-        });
-        let stopped = daemon.map(MpsDaemon::stop).transpose();
-        if let Some(dir) = dir {
-            let _ = std::fs::remove_dir_all(dir);
+            let exe = exe()?;
+            let ProcessSetup { env, daemon, dir } = process_setup(scenario, mode.sharing, &exe)?;
+            let r = worker::run(&exe, scenario, mode, &env, trace, counted).map(|mut outcome| {
+                // The interposer's processes wrote what they placed in its directory.
+                if let (true, Some(dir)) = (super::torch::placed_by_interposer(scenario, mode.sharing), &dir) {
+                    outcome.interposed = super::torch::read_logs(dir, scenario.tenants.len());
+                }
+                outcome
+            });
+            let stopped = daemon.map(MpsDaemon::stop).transpose();
+            if let Some(dir) = dir {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            let outcome = r?;
+            stopped.context("stopping the MPS daemon")?;
+            Ok(outcome)
         }
-        let outcome = r?;
-        stopped.context("stopping the MPS daemon")?;
-        Ok(outcome)
-    } else if let Some(t) = scenario.tenants.iter().find(|t| t.fault.is_some_and(|f| f.kind == FaultKind::Kernel)) {
-        // A kernel fault loses the process's context: the run goes on in a new process.
-        if trace.is_some() {
-            bail!("tenant {}: a kernel fault loses the context, which a trace cannot outlive", t.model);
+        Backend::Host => {
+            // A kernel fault loses the process's context: the run goes on in a new process.
+            let faulting = scenario.tenants.iter().find(|t| t.fault.is_some_and(|f| f.kind == FaultKind::Kernel));
+            if let (Some(t), Some(_)) = (faulting, trace) {
+                bail!("tenant {}: a kernel fault loses the context, which a trace cannot outlive", t.model);
+            }
+            super::host::run(&exe()?, scenario, mode, knees, counted)
         }
-        let exe = match worker_exe {
-            Some(p) => p.to_path_buf(),
-            None => worker::worker_exe()?,
-        };
-        super::host::run(&exe, scenario, mode, knees, counted)
-    } else {
-        let out = inproc::run(
-            Device::open(0)?,
-            scenario,
-            mode,
-            knees,
-            RunOptions { trace, counted, ..RunOptions::default() },
-        )?;
-        in_process(out)
+        Backend::InProcess => {
+            let options = RunOptions { trace, counted, ..RunOptions::default() };
+            in_process(inproc::run(Device::open(0)?, scenario, mode, knees, options)?)
+        }
     }
 }
 
@@ -399,7 +395,7 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
     let info = device.info().clone();
     let modes_of = |s: &Scenario| s.modes.clone().unwrap_or_else(|| opts.modes.clone());
     for s in scenarios {
-        let processes = s.is_torch() || modes_of(s).iter().any(|m| m.sharing.is_multiprocess());
+        let processes = modes_of(s).iter().any(|&m| s.backend(m) == Backend::Workers);
         s.check_memory(info.free_memory_bytes, processes)?;
     }
     std::fs::create_dir_all(&opts.out).with_context(|| format!("cannot create {}", opts.out.display()))?;

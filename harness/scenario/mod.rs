@@ -54,6 +54,20 @@ use crate::runtime::policy::PriorityClass;
 /// The scenario set `rightsize compare` runs with no arguments.
 pub const DEFAULT_SCENARIOS: &str = include_str!("../../scenarios/default.toml");
 
+/// Where a run of a scenario under a mode runs ([`Scenario::backend`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A worker process per tenant: the multi-process modes, and every mode of PyTorch
+    /// tenants (`harness/worker.rs`).
+    Workers,
+    /// One process, in a child the harness starts again after a kernel fault loses its
+    /// context: the one-process modes of a scenario that injects a kernel fault
+    /// (`harness/host.rs`).
+    Host,
+    /// One process, the harness's own (`harness/inproc.rs`).
+    InProcess,
+}
+
 /// A scenario file: one or more scenarios.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -504,6 +518,18 @@ impl Scenario {
     /// Whether its tenants run in PyTorch ([`Engine::Torch`]).
     pub fn is_torch(&self) -> bool {
         self.tenants.iter().any(|t| t.engine == Engine::Torch)
+    }
+
+    /// Where a run of it under `mode` runs: the one place that chooses.
+    pub fn backend(&self, mode: Mode) -> Backend {
+        let kernel_fault = |t: &TenantSpec| t.fault.is_some_and(|f| f.kind == super::spec::FaultKind::Kernel);
+        if mode.sharing.is_multiprocess() || self.is_torch() {
+            Backend::Workers
+        } else if self.tenants.iter().any(kernel_fault) {
+            Backend::Host
+        } else {
+            Backend::InProcess
+        }
     }
 
     /// Why `mode` cannot run this scenario, if it cannot: PyTorch tenants run eagerly, each

@@ -209,3 +209,26 @@ fn defaults_fill_a_minimal_tenant() {
     assert_eq!((t.batch, t.seq, t.new_tokens, t.class, t.rate), (8, 128, 8, PriorityClass::BestEffort, None));
     assert_eq!(f.scenarios[0].solo_key(0, true), "gpt2/b8/s128/n8/plan");
 }
+
+#[test]
+fn each_run_has_one_backend() {
+    let parse = |tenants: &str| {
+        let text = format!("[[scenario]]\nname = \"b\"\n[[scenario.tenant]]\nmodel = \"gpt2\"\n{tenants}");
+        ScenarioFile::parse(&text, "t").unwrap().scenarios.remove(0)
+    };
+    let plain = parse("[[scenario.tenant]]\nmodel = \"bert-base\"\n");
+    let faulting = parse("[[scenario.tenant]]\nmodel = \"bert-base\"\nfault = { kind = \"kernel\", at = 3 }\n");
+    let oom = parse("[[scenario.tenant]]\nmodel = \"bert-base\"\nfault = { kind = \"oom\", at = 3 }\n");
+    let torch = parse("engine = \"torch\"\n");
+    let backend = |s: &Scenario, m: &str| s.backend(m.parse().unwrap());
+    for m in ["timeslice", "mps", "mps-limit-plan"] {
+        assert_eq!(backend(&plain, m), Backend::Workers, "{m}");
+        assert_eq!(backend(&faulting, m), Backend::Workers, "{m}: a worker's fault ends only its process");
+    }
+    for m in ["streams", "static-plan", "krisp"] {
+        assert_eq!(backend(&plain, m), Backend::InProcess, "{m}");
+        assert_eq!(backend(&oom, m), Backend::InProcess, "{m}: an allocation failure keeps the context");
+        assert_eq!(backend(&faulting, m), Backend::Host, "{m}: a kernel fault loses the context");
+    }
+    assert_eq!(backend(&torch, "krisp"), Backend::Workers, "PyTorch tenants run in their processes");
+}
