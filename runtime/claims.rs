@@ -10,10 +10,10 @@
 //! writes zero. Which SMs a group holds is measured once, when the runtime is made: a kernel
 //! recording `%smid` runs on a green context of each group alone.
 
-use cudarc::driver::sys;
+use cudarc::driver::{result, sys};
 
 use super::device::Device;
-use super::error::{check, Error, Result};
+use super::error::{DriverContext as _, Error, Result};
 use super::memory::DeviceBuffer;
 use super::partition::{group_sms, Partition};
 use super::policy::PriorityClass;
@@ -93,7 +93,7 @@ impl Claims {
             // SAFETY: `out` holds `units` words; a zero ticket assigns units by block index.
             unsafe { super::launch::launch_raw(smid, blocks, stream, &params, &RsTicket::default())? };
             // SAFETY: a live stream of a green context of this device.
-            check("cuStreamSynchronize", unsafe { sys::cuStreamSynchronize(stream) })?;
+            unsafe { result::stream::synchronize(stream) }.call("cuStreamSynchronize")?;
             out.to_host()
         })?;
         if sets.len() > RS_MAX_GROUPS as usize || sets.iter().flatten().any(|&sm| sm >= RS_MAX_SMS) {
@@ -178,8 +178,6 @@ impl Claims {
             })
             .collect();
         // SAFETY: the caller's contract; every address is a word of `levels`.
-        check("cuStreamBatchMemOp", unsafe {
-            sys::cuStreamBatchMemOp_v2(stream, ops.len() as u32, ops.as_mut_ptr(), 0)
-        })
+        unsafe { super::driver::stream::batch_mem_op(stream, &mut ops) }.call("cuStreamBatchMemOp")
     }
 }

@@ -9,9 +9,10 @@
 use std::ffi::{c_void, CString};
 use std::sync::Arc;
 
-use cudarc::driver::sys;
+use cudarc::driver::{sys, DriverError};
 
 use super::device::Device;
+use super::driver;
 use super::error::{Error, Result};
 use super::handles::Module;
 use super::launch::{blocks_per_sm, launch_function, Dims};
@@ -58,24 +59,15 @@ impl ForeignModule {
         let mut options =
             [sys::CUjit_option::CU_JIT_ERROR_LOG_BUFFER, sys::CUjit_option::CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES];
         let mut values = [log.as_mut_ptr().cast::<c_void>(), JIT_LOG_BYTES as *mut c_void];
-        let mut m = std::ptr::null_mut();
         // SAFETY: `bytes` is a complete image (or NUL-terminated PTX) that outlives the call;
         // the options' values are the log buffer and its size.
-        let r = unsafe {
-            sys::cuModuleLoadDataEx(
-                &mut m,
-                bytes.as_ptr().cast(),
-                options.len() as u32,
-                options.as_mut_ptr(),
-                values.as_mut_ptr(),
-            )
-        };
-        if r != sys::CUresult::CUDA_SUCCESS {
+        let loaded = unsafe { driver::module::load_data_ex(bytes.as_ptr().cast(), &mut options, &mut values) };
+        let m = loaded.map_err(|DriverError(r)| {
             let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
             let log = String::from_utf8_lossy(&log[..end]);
             let log = log.trim();
-            return Err(refuse(if log.is_empty() { format!("{r:?}") } else { format!("{r:?}: {log}") }));
-        }
+            refuse(if log.is_empty() { format!("{r:?}") } else { format!("{r:?}: {log}") })
+        })?;
         Ok(ForeignModule { module: Arc::new(Module::from_raw(m)) })
     }
 
@@ -85,12 +77,9 @@ impl ForeignModule {
         let refuse = |reason: String| Error::Foreign { what: format!("kernel {name:?}"), reason };
         let symbol = CString::new(name).map_err(|_| refuse("the name holds a NUL".into()))?;
         device.bind()?;
-        let mut function = std::ptr::null_mut();
-        // SAFETY: a loaded module; a NUL-terminated name.
-        let r = unsafe { sys::cuModuleGetFunction(&mut function, self.module.raw(), symbol.as_ptr()) };
-        if r != sys::CUresult::CUDA_SUCCESS {
-            return Err(refuse(format!("not in the module ({r:?})")));
-        }
+        // SAFETY: a loaded module.
+        let function = unsafe { driver::module::function(self.module.raw(), &symbol) }
+            .map_err(|DriverError(r)| refuse(format!("not in the module ({r:?})")))?;
         // SAFETY: a function of this module, which the kernel keeps loaded.
         let mut kernel = unsafe { ForeignKernel::new(device, function, name, block, shared_mem_bytes) }?;
         kernel.module = Some(self.module.clone());

@@ -15,11 +15,11 @@
 use std::ffi::{c_void, CStr, CString};
 use std::fmt;
 
-use cudarc::driver::sys;
+use cudarc::driver::{result, sys, DriverError};
 use serde::{Deserialize, Serialize};
 
 use super::device::Device;
-use super::error::{check, Error, Result};
+use super::error::{DriverContext as _, Error, Result};
 use crate::kernels::abi::{GemmParams, GemmTmaParams, RsTensorMap, RsTicket};
 use crate::kernels::{Kernel, KernelId, Module, TensorMapSpec};
 
@@ -132,12 +132,11 @@ impl KernelTable {
             let module =
                 modules.iter().find(|(m, _)| *m == k.module()).map(|(_, h)| h.raw()).unwrap_or(std::ptr::null_mut());
             let load = |symbol: &CStr| -> Result<Option<LoadedKernel>> {
-                let mut function = std::ptr::null_mut();
-                // SAFETY: `module` is loaded; the symbol is a NUL-terminated name.
-                match unsafe { sys::cuModuleGetFunction(&mut function, module, symbol.as_ptr()) } {
-                    sys::CUresult::CUDA_ERROR_NOT_FOUND => return Ok(None),
-                    status => check("cuModuleGetFunction", status)?,
-                }
+                // SAFETY: `module` is loaded.
+                let function = match unsafe { super::driver::module::function(module, symbol) } {
+                    Err(DriverError(sys::CUresult::CUDA_ERROR_NOT_FOUND)) => return Ok(None),
+                    r => r.call("cuModuleGetFunction")?,
+                };
                 let (block_threads, smem) = (k.block_threads(), k.dynamic_smem_bytes());
                 // SAFETY: a function of a module loaded just above.
                 let blocks = unsafe { blocks_per_sm(function, block_threads, smem) }?
@@ -174,20 +173,16 @@ impl KernelTable {
 /// `function` is a live function of a module loaded in the current context.
 pub(crate) unsafe fn blocks_per_sm(function: sys::CUfunction, block_threads: u32, smem: u32) -> Result<Option<u32>> {
     if smem > 48 * 1024 {
+        let attribute = sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES;
         // SAFETY: the caller's contract.
-        check("cuFuncSetAttribute", unsafe {
-            sys::cuFuncSetAttribute(
-                function,
-                sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                smem as i32,
-            )
-        })?;
+        unsafe { result::function::set_function_attribute(function, attribute, smem as i32) }
+            .call("cuFuncSetAttribute")?;
     }
-    let mut blocks = 0;
-    // SAFETY: the caller's contract; `blocks` is a valid out-pointer.
-    check("cuOccupancyMaxActiveBlocksPerMultiprocessor", unsafe {
-        sys::cuOccupancyMaxActiveBlocksPerMultiprocessor(&mut blocks, function, block_threads as i32, smem as usize)
-    })?;
+    // SAFETY: the caller's contract.
+    let blocks = unsafe {
+        result::occupancy::max_active_block_per_multiprocessor(function, block_threads as i32, smem as usize)
+    }
+    .call("cuOccupancyMaxActiveBlocksPerMultiprocessor")?;
     Ok((blocks >= 1).then_some(blocks as u32))
 }
 
@@ -197,37 +192,23 @@ pub(crate) unsafe fn blocks_per_sm(function: sys::CUfunction, block_threads: u32
 pub fn gemm_tma_params(g: &GemmParams, kernel: Kernel<GemmTmaParams>) -> Result<GemmTmaParams> {
     let [a, b] = GemmTmaParams::map_specs(g, kernel)?;
     let encode = |m: TensorMapSpec| -> Result<RsTensorMap> {
-        let mut map = sys::CUtensorMap { opaque: [0; 16] };
-        let dims = [u64::from(m.cols), u64::from(m.rows)];
-        let strides = [u64::from(m.ld) * 2];
-        let boxes = [m.box_cols, m.box_rows];
-        let steps = [1u32, 1];
         let swizzle = if m.swizzle {
             sys::CUtensorMapSwizzle::CU_TENSOR_MAP_SWIZZLE_128B
         } else {
             sys::CUtensorMapSwizzle::CU_TENSOR_MAP_SWIZZLE_NONE
         };
-        // SAFETY: encodes a descriptor on the host from the arrays above; nothing is dereferenced.
-        let r = unsafe {
-            sys::cuTensorMapEncodeTiled(
-                &mut map,
-                sys::CUtensorMapDataType::CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
-                2,
-                m.ptr as *mut c_void,
-                dims.as_ptr(),
-                strides.as_ptr(),
-                boxes.as_ptr(),
-                steps.as_ptr(),
-                sys::CUtensorMapInterleave::CU_TENSOR_MAP_INTERLEAVE_NONE,
-                swizzle,
-                sys::CUtensorMapL2promotion::CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                sys::CUtensorMapFloatOOBfill::CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE,
-            )
-        };
-        if r != sys::CUresult::CUDA_SUCCESS {
-            let reason = format!("tensor map of {} ({}×{}, ld {}): {r:?}", m.name, m.rows, m.cols, m.ld);
-            return Err(Error::Launch { kernel: kernel.id().name(), reason });
-        }
+        let dims = [u64::from(m.cols), u64::from(m.rows)];
+        let map = super::driver::tensor_map::encode_f16_2d(
+            m.ptr,
+            dims,
+            u64::from(m.ld) * 2,
+            [m.box_cols, m.box_rows],
+            swizzle,
+        )
+        .map_err(|e| {
+            let reason = format!("tensor map of {} ({}×{}, ld {}): {:?}", m.name, m.rows, m.cols, m.ld, e.0);
+            Error::Launch { kernel: kernel.id().name(), reason }
+        })?;
         Ok(RsTensorMap { opaque: map.opaque })
     };
     Ok(GemmTmaParams::with_maps(g, encode(a)?, encode(b)?))
@@ -305,7 +286,7 @@ pub(crate) unsafe fn launch_function(
         numAttrs: u32::from(dims.pdl),
     };
     // SAFETY: the caller's contract; `config` and `attr` outlive the call.
-    check("cuLaunchKernelEx", unsafe { sys::cuLaunchKernelEx(&config, function, args, std::ptr::null_mut()) })
+    unsafe { super::driver::launch::kernel_ex(&config, function, args) }.call("cuLaunchKernelEx")
 }
 
 #[cfg(test)]

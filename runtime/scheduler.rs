@@ -13,9 +13,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 
-use cudarc::driver::sys;
+use cudarc::driver::{result, sys};
 
-use super::error::{check, Result};
+use super::error::{DriverContext as _, Result};
 use super::handles::Event;
 use super::partition::PartitionId;
 use super::policy::{
@@ -90,11 +90,11 @@ pub(crate) trait Fence: Clone {
 impl Fence for sys::CUevent {
     fn done(&self) -> bool {
         // SAFETY: a live event of the scheduler's pool.
-        unsafe { sys::cuEventQuery(*self) == sys::CUresult::CUDA_SUCCESS }
+        unsafe { result::event::query(*self) }.is_ok()
     }
     fn wait(&self) -> Result<()> {
         // SAFETY: as above.
-        check("cuEventSynchronize", unsafe { sys::cuEventSynchronize(*self) })
+        unsafe { result::event::synchronize(*self) }.call("cuEventSynchronize")
     }
 }
 
@@ -390,7 +390,7 @@ impl Scheduler {
     pub(crate) fn track(&self, tenant: TenantId, region: Region, stream: sys::CUstream) -> Result<()> {
         let (mut st, event) = take_fence(&self.state, tenant as usize)?;
         // SAFETY: a live event and stream of this device.
-        check("cuEventRecord", unsafe { sys::cuEventRecord(event, stream) })?;
+        unsafe { result::event::record(event, stream) }.call("cuEventRecord")?;
         st.queues[tenant as usize].push_back((event, region));
         Ok(())
     }

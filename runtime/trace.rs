@@ -5,10 +5,10 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use cudarc::driver::sys;
+use cudarc::driver::{result, sys, DriverError};
 use serde::Serialize;
 
-use super::error::check;
+use super::error::DriverContext as _;
 use super::handles::Event;
 use super::policy::TenantId;
 use super::PartitionId;
@@ -146,8 +146,8 @@ impl Timeline {
         let before = unix_ns();
         // SAFETY: a live event; the null stream of the current context.
         unsafe {
-            check("cuEventRecord", sys::cuEventRecord(origin.raw(), std::ptr::null_mut()))?;
-            check("cuEventSynchronize", sys::cuEventSynchronize(origin.raw()))?;
+            result::event::record(origin.raw(), std::ptr::null_mut()).call("cuEventRecord")?;
+            result::event::synchronize(origin.raw()).call("cuEventSynchronize")?;
         }
         let after = unix_ns();
         let state =
@@ -180,7 +180,7 @@ impl Timeline {
         let mark = Mark { start: take(&mut st)?, end: take(&mut st)? };
         drop(st);
         // SAFETY: a live event and a live stream of this device.
-        check("cuEventRecord", unsafe { sys::cuEventRecord(mark.start, stream) })?;
+        unsafe { result::event::record(mark.start, stream) }.call("cuEventRecord")?;
         Ok(Some(mark))
     }
 
@@ -188,7 +188,7 @@ impl Timeline {
     /// ran (its times are filled in once it completes).
     pub(crate) fn end(&self, mark: Mark, stream: sys::CUstream, slice: GpuSlice) -> super::Result<()> {
         // SAFETY: a live event and a live stream of this device.
-        let recorded = check("cuEventRecord", unsafe { sys::cuEventRecord(mark.end, stream) });
+        let recorded = unsafe { result::event::record(mark.end, stream) }.call("cuEventRecord");
         let mut st = self.lock();
         if recorded.is_err() {
             st.free.extend([mark.start, mark.end]);
@@ -217,24 +217,27 @@ impl Timeline {
             // SAFETY: live recorded events of this timeline.
             let status = unsafe {
                 if wait {
-                    sys::cuEventSynchronize(p.mark.end)
+                    result::event::synchronize(p.mark.end)
                 } else {
-                    sys::cuEventQuery(p.mark.end)
+                    result::event::query(p.mark.end)
                 }
             };
-            if status == sys::CUresult::CUDA_ERROR_NOT_READY {
+            if status == Err(DriverError(sys::CUresult::CUDA_ERROR_NOT_READY)) {
                 return true;
             }
-            let (mut offset, mut duration) = (0f32, 0f32);
             // SAFETY: live events, both completed.
-            let r = check("cuEventSynchronize", status).and_then(|()| unsafe {
-                check("cuEventElapsedTime", sys::cuEventElapsedTime_v2(&mut offset, self.origin.raw(), p.mark.start))?;
-                check("cuEventElapsedTime", sys::cuEventElapsedTime_v2(&mut duration, p.mark.start, p.mark.end))
+            let r = status.call("cuEventSynchronize").and_then(|()| unsafe {
+                let offset = result::event::elapsed(self.origin.raw(), p.mark.start).call("cuEventElapsedTime")?;
+                let duration = result::event::elapsed(p.mark.start, p.mark.end).call("cuEventElapsedTime")?;
+                Ok((offset, duration))
             });
-            if let Err(e) = r {
-                err = Err(e);
-                return true;
-            }
+            let (offset, duration) = match r {
+                Ok(times) => times,
+                Err(e) => {
+                    err = Err(e);
+                    return true;
+                }
+            };
             let start = self.origin_ns as i64 + (f64::from(offset) * 1e6) as i64;
             let mut s = std::mem::take(&mut p.slice);
             s.start_ns = start.max(0) as u64;
@@ -263,7 +266,7 @@ impl Drop for Timeline {
         for p in &st.pending {
             // SAFETY: a live recorded event; its work must finish before the events (`made`,
             // `origin`) are destroyed with the timeline.
-            unsafe { sys::cuEventSynchronize(p.mark.end) };
+            let _ = unsafe { result::event::synchronize(p.mark.end) };
         }
     }
 }
