@@ -32,14 +32,7 @@
 
 #include "gemm_stream.cu"
 
-#define CK(x)                                                                                   \
-    do {                                                                                        \
-        cudaError_t e_ = (x);                                                                   \
-        if (e_ != cudaSuccess) {                                                                \
-            fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
-            exit(1);                                                                            \
-        }                                                                                       \
-    } while (0)
+#include "check.h"
 
 constexpr unsigned UN = RS_GEMM_T_BN;    // 16 output columns a unit
 constexpr unsigned UKC = RS_GEMM_D_KC;  // K columns a stage

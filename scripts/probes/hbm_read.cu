@@ -12,24 +12,22 @@
 //             3-D box of 256 × 4 × 16 (32 KiB, rows of 2 KiB) a stage (`3d`).
 // It prints GB/s and GB/s per SM beside a device-to-device copy (read + write bytes) of the
 // same buffer. Build and run on the GPU host:
-//   nvcc -O3 -gencode=arch=compute_90a,code=sm_90a -o hbm_read hbm_read.cu -lcuda && ./hbm_read
+//   nvcc -O3 -I../../kernels -gencode=arch=compute_90a,code=sm_90a -o hbm_read hbm_read.cu -lcuda && ./hbm_read
 #include <cuda.h>
 #include <cudaTypedefs.h>
 #include <cuda_runtime.h>
+
+#include "common.cuh"
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#include "sm90.cuh"
+#endif
 
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <vector>
 
-#define CK(x)                                                                              \
-    do {                                                                                   \
-        cudaError_t e_ = (x);                                                              \
-        if (e_ != cudaSuccess) {                                                           \
-            fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
-            exit(1);                                                                       \
-        }                                                                                  \
-    } while (0)
+#include "check.h"
 
 __device__ unsigned sink;
 
@@ -60,25 +58,10 @@ __global__ void __launch_bounds__(1024) read_ldg(const uint4* p, size_t n16) {
     if (x == 0x9e3779b9u) sink = x;
 }
 
-__device__ __forceinline__ unsigned smem_addr(const void* p) { return (unsigned)__cvta_generic_to_shared(p); }
-__device__ __forceinline__ void mbar_init(unsigned bar, unsigned n) {
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(bar), "r"(n) : "memory");
-}
-__device__ __forceinline__ void mbar_expect_tx(unsigned bar, unsigned bytes) {
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(bytes) : "memory");
-}
-__device__ __forceinline__ void mbar_arrive(unsigned bar) {
-    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(bar) : "memory");
-}
-__device__ __forceinline__ void mbar_wait(unsigned bar, unsigned parity) {
-    unsigned done;
-    do {
-        asm volatile("{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}"
-                     : "=r"(done)
-                     : "r"(bar), "r"(parity)
-                     : "memory");
-    } while (!done);
-}
+using rs::smem_addr;
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+using rs::mbar_arrive, rs::mbar_expect_tx, rs::mbar_init, rs::mbar_wait;
+#endif
 
 // How a stage of the ring is filled.
 enum Fill { BULK, BOX2D, BOX2D_A, BOX3D };
@@ -96,6 +79,7 @@ struct RingArgs {
 // stage, read a word of it, and free it.
 __global__ void __launch_bounds__(288, 1) read_ring(const __grid_constant__ RingArgs a, const __grid_constant__ CUtensorMap mb,
                                                    const __grid_constant__ CUtensorMap ma) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     extern __shared__ __align__(1024) unsigned char ring[];
     __shared__ __align__(8) unsigned long long bars[32];
     const unsigned consumers = blockDim.x / 32 - 1, base = smem_addr(ring);
@@ -156,6 +140,7 @@ __global__ void __launch_bounds__(288, 1) read_ring(const __grid_constant__ Ring
         if ((threadIdx.x & 31) == 0) mbar_arrive(smem_addr(&bars[16 + slot]));
     }
     if (x == 0x9e3779b9u) sink = x;
+#endif
 }
 
 static PFN_cuTensorMapEncodeTiled_v12000 encode;
