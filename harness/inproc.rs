@@ -7,13 +7,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 
-use super::drive::{drive_from, Gate, Interrupted, Interruption, LoopSpec, Outcome, Position, TenantState};
-use super::fault::{context_lost, Faults, RequestFailed};
+use super::drive::{Gate, Interrupted, Interruption, Outcome, TenantState};
+use super::fault::{context_lost, RequestFailed};
 use super::metrics::Sample;
 use super::scenario::{Mode, Scenario, Sharing};
 use super::serve::Served;
+use super::session::{Session, SessionOutcome};
 use super::spec::FaultKind;
-use super::trace::{RequestSpan, Spans, TenantTrace};
+use super::trace::TenantTrace;
 use crate::runtime::policy::{KrispShare, PolicyKind, PolicySpec, TenantSpec, Topology};
 use crate::runtime::sync::{AtomicU32, Condvar, Mutex, Ordering};
 use crate::runtime::{Device, GroupRange, MinSms, Runtime, Tenant};
@@ -136,11 +137,6 @@ impl<'a> ThreadGate<'a> {
     fn interrupt(&self) {
         let _ = self.lost_at.set(self.since_start());
     }
-
-    /// Seconds since the common start (0 before it).
-    fn since_start(&self) -> f64 {
-        self.t0.get().map_or(0.0, |t| t.elapsed().as_secs_f64())
-    }
 }
 
 impl Gate for ThreadGate<'_> {
@@ -186,6 +182,9 @@ impl Gate for ThreadGate<'_> {
     }
     fn interrupted(&self) -> bool {
         self.lost_at.get().is_some()
+    }
+    fn since_start(&self) -> f64 {
+        self.t0.get().map_or(0.0, |t| t.elapsed().as_secs_f64())
     }
 }
 
@@ -319,7 +318,7 @@ pub fn run(device: Device, s: &Scenario, mode: Mode, knees: Knees, mut o: RunOpt
     let mut gate = ThreadGate::new(n, o.counted.clone());
     gate.open = o.open;
     let sink = o.sink;
-    let results: Vec<anyhow::Result<Ran>> = std::thread::scope(|scope| {
+    let results: Vec<anyhow::Result<TenantOutcome>> = std::thread::scope(|scope| {
         let handles: Vec<_> = s
             .tenants
             .iter()
@@ -327,91 +326,52 @@ pub fn run(device: Device, s: &Scenario, mode: Mode, knees: Knees, mut o: RunOpt
             .map(|(i, spec)| {
                 let (gate, windows, rt) = (&gate, &windows[i], &rt);
                 let from = o.resume.map(|r| r[i].clone());
-                scope.spawn(move || -> anyhow::Result<Ran> {
+                scope.spawn(move || -> anyhow::Result<TenantOutcome> {
                     let leaving = gate.leaving();
-                    let (from, mut faults) = match from {
-                        Some(st) => (st.position, st.faults),
-                        None => (Position::default(), Faults::new(spec.fault)),
+                    let load = || -> anyhow::Result<(Tenant, Served)> {
+                        let t = Tenant::scheduled(rt.clone(), i as u32, spec.class)?;
+                        let mut served = Served::load(&t, spec, s.seed + i as u64)?;
+                        if mode.plan {
+                            served.capture(&t, mode.sharing.is_krisp().then_some(windows.as_slice()))?;
+                        }
+                        Ok((t, served))
                     };
-                    // A tenant whose kernel faulted in an earlier process loads nothing.
-                    let held = if faults.stopped() {
-                        None
-                    } else {
-                        let setup = || -> anyhow::Result<(Tenant, Served)> {
-                            let t = Tenant::scheduled(rt.clone(), i as u32, spec.class)?;
-                            let mut served = Served::load(&t, spec, s.seed + i as u64)?;
-                            if mode.plan {
-                                served.capture(&t, mode.sharing.is_krisp().then_some(windows.as_slice()))?;
-                            }
-                            // One request before the start: first-launch costs are not counted.
-                            served.request(&t)?;
-                            Ok((t, served))
-                        };
-                        match setup() {
-                            Ok(x) => Some(x),
-                            Err(e) => {
-                                gate.fail();
-                                return Err(e.context(format!("tenant {i} ({})", spec.model)));
-                            }
+                    let mut session = match Session::new(spec, from, o.trace.is_some(), load) {
+                        Ok(session) => session,
+                        Err(e) => {
+                            gate.fail();
+                            return Err(e.context(format!("tenant {i} ({})", spec.model)));
                         }
                     };
-                    let spec_loop = LoopSpec {
-                        warmup: s.warmup,
-                        requests: s.requests,
-                        rate: spec.rate,
-                        seed: s.arrival_seed(i),
-                        duration: s.duration_s.map(std::time::Duration::from_secs_f64),
-                        phases: spec.phases,
-                        queue_limit: spec.queue_limit,
-                    };
-                    let mut spans = Spans::new(o.trace.is_some());
-                    let mut first_served = None;
+                    let loop_spec = session.loop_spec(s.warmup, s.requests, s.arrival_seed(i), s.duration_s);
                     let tenant_sink = move |x: Sample| sink.into_iter().for_each(|f| f(i, x));
                     let sink_i: Option<super::drive::Sink<'_>> = sink.map(|_| &tenant_sink as super::drive::Sink<'_>);
-                    let mut begun = false;
-                    let r = drive_from(&spec_loop, gate, sink_i, &from, || {
-                        if faults.stopped() {
-                            return Err(faults.refusal().into());
-                        }
-                        if gate.interrupted() {
-                            return Err(Interrupted.into());
-                        }
-                        let (t, served) = held.as_ref().context("the tenant has no model loaded")?;
-                        if !std::mem::replace(&mut begun, true) {
-                            // Waiting at the start for the others to load was not idleness
-                            // between its requests.
-                            t.restart_duty();
-                        }
-                        match spans.request(t, || faults.request(t, served)) {
+                    let r = session.drive(
+                        &loop_spec,
+                        gate,
+                        sink_i,
+                        // Waiting at the start for the others to load was not idleness between
+                        // its requests.
+                        |t| t.restart_duty(),
+                        |e, faults| match e {
                             // Lost, or failing (a library call's status) after another tenant saw it lost.
-                            Err(e) if context_lost(&e) || gate.interrupted() => {
+                            e if context_lost(&e) || gate.interrupted() => {
                                 gate.interrupt();
                                 match faults.stopped() {
                                     // Its own kernel faulted: that request failed.
-                                    true => Err(RequestFailed::from_error(&e, true).into()),
+                                    true => RequestFailed::from_error(&e, true).into(),
                                     // Another's did: the next process issues this one again.
-                                    false => Err(Interrupted.into()),
+                                    false => Interrupted.into(),
                                 }
                             }
-                            Ok(()) => {
-                                first_served.get_or_insert_with(|| gate.since_start());
-                                Ok(())
-                            }
-                            r => r,
-                        }
-                    });
-                    let duty = held.as_ref().map(|(t, _)| t.duty());
+                            e => e,
+                        },
+                    );
+                    let duty = session.tenant().map(|t| t.duty());
                     leaving.wait_for_all();
-                    drop(held);
+                    drop(session.unload());
                     let (samples, position) = r.with_context(|| format!("tenant {i} ({})", spec.model))?;
-                    Ok(Ran {
-                        samples,
-                        spans: spans.into_vec(),
-                        failure: faults.first_failure().map(str::to_owned),
-                        duty,
-                        first_served,
-                        state: TenantState { position, faults },
-                    })
+                    Ok(TenantOutcome { samples, duty, session: session.end(position) })
                 })
             })
             .collect();
@@ -439,17 +399,17 @@ pub fn run(device: Device, s: &Scenario, mode: Mode, knees: Knees, mut o: RunOpt
     let mut out = Outcome { started: gate.t0.get().copied(), ..Outcome::default() };
     // A resumed run is back once every tenant that still serves has served a request.
     if o.resume.is_some() {
-        let serving = ran.iter().filter(|r| !r.state.faults.stopped());
-        out.resumed_s = serving.map(|r| r.first_served).try_fold(0.0f64, |m, t| t.map(|t| m.max(t)));
+        let serving = ran.iter().filter(|r| !r.session.state.faults.stopped());
+        out.resumed_s = serving.map(|r| r.session.first_served).try_fold(0.0f64, |m, t| t.map(|t| m.max(t)));
     }
     let mut spans = Vec::with_capacity(ran.len());
     let mut states = Vec::with_capacity(ran.len());
     for r in ran {
         out.samples.push(r.samples);
-        spans.push(r.spans);
-        out.failures.push(r.failure);
+        spans.push(r.session.spans);
+        out.failures.push(r.session.failure);
         out.duties.push(r.duty);
-        states.push(r.state);
+        states.push(r.session.state);
     }
     if let Some(&at_s) = gate.lost_at.get() {
         out.interrupted = Some(Interruption { at_s, tenants: states });
@@ -472,14 +432,10 @@ pub fn run(device: Device, s: &Scenario, mode: Mode, knees: Knees, mut o: RunOpt
 }
 
 /// What one tenant thread of [`run`] gives back.
-struct Ran {
+struct TenantOutcome {
     samples: Vec<Sample>,
-    spans: Vec<RequestSpan>,
-    failure: Option<String>,
     duty: Option<f64>,
-    /// When it first served a request, seconds after the start.
-    first_served: Option<f64>,
-    state: TenantState,
+    session: SessionOutcome,
 }
 
 #[cfg(test)]

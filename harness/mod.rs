@@ -5,6 +5,8 @@
 //! - [`drive`]: one tenant's request loop (closed or open loop), the same in every mode;
 //! - [`fault`]: faults a scenario injects into a tenant, and failed requests;
 //! - [`serve`]: a tenant's model on the GPU and what one request is; profiling a model;
+//! - [`session`]: one tenant in one process — its fault, where its loop goes on from, its
+//!   model and requests — the same for a tenant thread ([`inproc`]) and a worker ([`worker`]);
 //! - [`inproc`]: the one-process modes (streams, static partitions, krisp policies);
 //! - [`host`]: a one-process run in a child process, restarted after a kernel fault;
 //! - [`worker`] and [`mps`]: the multi-process modes (time slicing, MPS, MPS with limits);
@@ -41,6 +43,7 @@ pub mod report;
 pub mod results;
 pub mod scenario;
 pub mod serve;
+pub mod session;
 pub mod soak;
 pub mod spec;
 mod supervisor;

@@ -24,13 +24,14 @@ use anyhow::{bail, Context as _};
 use serde::{Deserialize, Serialize};
 
 use super::child::{emit, go_start, Message};
-use super::drive::{drive_from, run_in_parts, Gate, Interrupted, LoopSpec, Outcome, Position, TenantState};
-use super::fault::{context_lost, Faults, RequestFailed};
+use super::drive::{run_in_parts, Gate, Interrupted, Outcome, TenantState};
+use super::fault::{context_lost, RequestFailed};
 use super::mps::check_client;
 use super::scenario::{Engine, Mode, Scenario, Sharing, TenantSpec};
 use super::serve::Served;
+use super::session::Session;
 use super::supervisor::{supervise, ChildSpec, PassOf};
-use super::trace::{Spans, TenantTrace};
+use super::trace::TenantTrace;
 use crate::runtime::{Device, Placement, PoolSpec, Runtime, Tenant};
 
 /// What a worker is asked to do.
@@ -71,13 +72,6 @@ struct StdioGate {
     interrupted: Arc<AtomicBool>,
     /// The common start, once `go` came.
     t0: std::sync::OnceLock<Instant>,
-}
-
-impl StdioGate {
-    /// Seconds since the common start (0 before it).
-    fn since_start(&self) -> f64 {
-        self.t0.get().map_or(0.0, |t| t.elapsed().as_secs_f64())
-    }
 }
 
 impl Gate for StdioGate {
@@ -125,6 +119,9 @@ impl Gate for StdioGate {
     fn interrupted(&self) -> bool {
         self.interrupted.load(Ordering::SeqCst)
     }
+    fn since_start(&self) -> f64 {
+        self.t0.get().map_or(0.0, |t| t.elapsed().as_secs_f64())
+    }
 }
 
 /// Opens the GPU; a worker that goes on after a fault tries for a while, since the MPS server
@@ -144,14 +141,7 @@ fn open_device(resuming: bool) -> anyhow::Result<Device> {
 pub fn worker_main(spec_json: &str) -> anyhow::Result<()> {
     let r = (|| -> anyhow::Result<()> {
         let spec: WorkerSpec = serde_json::from_str(spec_json).context("bad worker spec")?;
-        let (from, mut faults) = match spec.resume.clone() {
-            Some(st) => (st.position, st.faults),
-            None => (Position::default(), Faults::new(spec.tenant.fault)),
-        };
-        // A tenant whose kernel faulted in an earlier worker loads nothing.
-        let held = if faults.stopped() {
-            None
-        } else {
+        let load = || -> anyhow::Result<(Tenant, Served)> {
             let device = open_device(spec.resume.is_some())?;
             let mps = device.mps_enabled().context("cannot read whether this worker is attached to MPS")?;
             emit(&Message::Opened { mps });
@@ -161,66 +151,56 @@ pub fn worker_main(spec_json: &str) -> anyhow::Result<()> {
             if spec.plan {
                 served.capture(&t, None)?;
             }
-            served.request(&t)?;
-            if let Some(limit) = spec.trace_limit {
-                t.runtime().start_timeline(limit)?;
-            }
-            Some((t, served))
+            Ok((t, served))
         };
+        let mut session = Session::new(&spec.tenant, spec.resume.clone(), spec.trace_limit.is_some(), load)?;
+        // From after the warm-up request (`Session::new` issued it): the trace leaves it out.
+        if let (Some(limit), Some(t)) = (spec.trace_limit, session.tenant()) {
+            t.runtime().start_timeline(limit)?;
+        }
         let gate = StdioGate::default();
-        let lspec = LoopSpec {
-            warmup: spec.warmup,
-            requests: spec.requests,
-            rate: spec.tenant.rate,
-            seed: spec.arrival_seed,
-            duration: spec.duration_s.map(Duration::from_secs_f64),
-            phases: spec.tenant.phases,
-            queue_limit: spec.tenant.queue_limit,
-        };
-        let mut spans = Spans::new(spec.trace_limit.is_some());
-        let (mut lost, mut first_served) = (false, None);
-        let (samples, position) = drive_from(&lspec, &gate, None, &from, || {
-            if faults.stopped() {
-                return Err(faults.refusal().into());
-            }
-            if gate.interrupted() || lost {
-                return Err(Interrupted.into());
-            }
-            let (t, served) = held.as_ref().context("the tenant has no model loaded")?;
-            match spans.request(t, || faults.request(t, served)) {
+        let loop_spec = session.loop_spec(spec.warmup, spec.requests, spec.arrival_seed, spec.duration_s);
+        let mut lost = false;
+        let (samples, position) = session.drive(
+            &loop_spec,
+            &gate,
+            None,
+            |_| {},
+            |e, faults| match e {
                 // Its own kernel faulted: this process's context is lost and the tenant stops;
                 // under time slicing the other processes never see it.
-                Err(e) if faults.stopped() && e.downcast_ref::<RequestFailed>().is_none() => {
-                    Err(RequestFailed::from_error(&e, true).into())
+                e if faults.stopped() && e.downcast_ref::<RequestFailed>().is_none() => {
+                    RequestFailed::from_error(&e, true).into()
                 }
                 // Another worker's kernel fault reached this one (MPS): stop where it stands.
-                Err(e) if context_lost(&e) => {
+                e if context_lost(&e) => {
                     lost = true;
                     emit(&Message::Lost { at_s: gate.since_start() });
-                    Err(Interrupted.into())
+                    Interrupted.into()
                 }
-                Ok(()) => {
-                    first_served.get_or_insert_with(|| gate.since_start());
-                    Ok(())
-                }
-                r => r,
-            }
-        })?;
+                e => e,
+            },
+        )?;
         let interrupted = lost || gate.interrupted();
+        // Its model outlives the result: the timeline is read from its runtime, and freeing
+        // the model first would only delay the result.
+        let held = session.unload();
+        let ended = session.end(position);
         // After its context was lost, it holds no timeline to read.
-        let trace =
-            match held.as_ref().and_then(|(t, _)| t.runtime().timeline()).filter(|_| !faults.stopped() && !interrupted)
-            {
-                Some(tl) => {
-                    let (slices, dropped) = tl.take()?;
-                    Some(TenantTrace { slices, requests: spans.into_vec(), dropped })
-                }
-                None => None,
-            };
-        let failure = faults.first_failure().map(str::to_owned);
-        let resumed_s = spec.resume.is_some().then_some(first_served).flatten();
-        let state = interrupted.then_some(TenantState { position, faults });
-        emit(&Message::Result { tenant: 0, samples, trace, failure, state, resumed_s, duty: None });
+        let trace = match held
+            .as_ref()
+            .and_then(|(t, _)| t.runtime().timeline())
+            .filter(|_| !ended.state.faults.stopped() && !interrupted)
+        {
+            Some(tl) => {
+                let (slices, dropped) = tl.take()?;
+                Some(TenantTrace { slices, requests: ended.spans, dropped })
+            }
+            None => None,
+        };
+        let resumed_s = spec.resume.is_some().then_some(ended.first_served).flatten();
+        let state = interrupted.then_some(ended.state);
+        emit(&Message::Result { tenant: 0, samples, trace, failure: ended.failure, state, resumed_s, duty: None });
         Ok(())
     })();
     if let Err(e) = &r {

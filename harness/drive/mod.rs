@@ -187,6 +187,9 @@ pub trait Gate {
     fn interrupted(&self) -> bool {
         false
     }
+    /// Seconds since the common start (0 before it): when a tenant first served, when a
+    /// context was lost.
+    fn since_start(&self) -> f64;
 }
 
 /// A small deterministic generator (splitmix64) for arrival times.

@@ -31,6 +31,9 @@ impl Gate for Local {
     fn interrupted(&self) -> bool {
         self.interrupted.load(Ordering::SeqCst)
     }
+    fn since_start(&self) -> f64 {
+        self.start.elapsed().as_secs_f64()
+    }
 }
 
 fn gate(n: u32) -> Local {
