@@ -15,6 +15,20 @@ use super::serve::Served;
 use super::trace::{RequestSpan, Spans};
 use crate::runtime::Tenant;
 
+/// The loop of `tenant`: the run's warm-up, counted requests, arrival seed and duration, with
+/// the tenant's own rate, phases and queue limit.
+pub fn loop_spec(tenant: &TenantSpec, warmup: u32, requests: u32, seed: u64, duration_s: Option<f64>) -> LoopSpec {
+    LoopSpec {
+        warmup,
+        requests,
+        rate: tenant.rate,
+        seed,
+        duration: duration_s.map(std::time::Duration::from_secs_f64),
+        phases: tenant.phases,
+        queue_limit: tenant.queue_limit,
+    }
+}
+
 /// One tenant's session in one process: see the module's documentation.
 #[derive(Debug)]
 pub struct Session<'a> {
@@ -74,18 +88,9 @@ impl<'a> Session<'a> {
         self.loaded.as_ref().map(|(t, _)| t)
     }
 
-    /// Its loop: the run's warm-up, counted requests, arrival seed and duration, with the
-    /// tenant's own rate, phases and queue limit.
+    /// Its loop ([`loop_spec`]).
     pub fn loop_spec(&self, warmup: u32, requests: u32, seed: u64, duration_s: Option<f64>) -> LoopSpec {
-        LoopSpec {
-            warmup,
-            requests,
-            rate: self.tenant.rate,
-            seed,
-            duration: duration_s.map(std::time::Duration::from_secs_f64),
-            phases: self.tenant.phases,
-            queue_limit: self.tenant.queue_limit,
-        }
+        loop_spec(self.tenant, warmup, requests, seed, duration_s)
     }
 
     /// Runs its loop ([`drive_from`]) from where it stood. Once its kernel has faulted, each

@@ -24,12 +24,12 @@ use anyhow::{bail, Context as _};
 use serde::{Deserialize, Serialize};
 
 use super::child::{emit, go_start, Message};
-use super::drive::{run_in_parts, Gate, Interrupted, Outcome, TenantState};
+use super::drive::{drive_from, run_in_parts, Gate, Interrupted, Outcome, Position, TenantState};
 use super::fault::{context_lost, RequestFailed};
 use super::mps::check_client;
 use super::scenario::{Engine, Mode, Scenario, Sharing, TenantSpec};
 use super::serve::Served;
-use super::session::Session;
+use super::session::{self, Session};
 use super::supervisor::{supervise, ChildSpec, PassOf};
 use super::trace::TenantTrace;
 use crate::runtime::{Device, Placement, PoolSpec, Runtime, Tenant};
@@ -207,6 +207,23 @@ pub fn worker_main(spec_json: &str) -> anyhow::Result<()> {
         emit(&Message::Error { message: format!("{e:#}") });
     }
     r
+}
+
+/// A PyTorch tenant's worker, once its Python side (`python/rightsize/torch_worker.py`, through
+/// the package's native module) has opened the GPU, said `opened` and built and warmed up its
+/// model: the loop of every worker, on this process's stdin and stdout, with `request` as one
+/// request. Its samples go to the harness; an error is returned for the caller to report (a
+/// request's error ends the loop, as a Python exception did).
+pub fn serve_requests(spec_json: &str, request: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<()> {
+    let spec: WorkerSpec = serde_json::from_str(spec_json).context("bad worker spec")?;
+    if spec.resume.is_some() {
+        bail!("a PyTorch tenant does not go on from an interrupted worker (its scenario injects no fault)");
+    }
+    let gate = StdioGate::default();
+    let loop_spec = session::loop_spec(&spec.tenant, spec.warmup, spec.requests, spec.arrival_seed, spec.duration_s);
+    let (samples, _) = drive_from(&loop_spec, &gate, None, &Position::default(), request)?;
+    emit(&Message::Result { tenant: 0, samples, trace: None, failure: None, state: None, resumed_s: None, duty: None });
+    Ok(())
 }
 
 /// The program a worker runs: `$RIGHTSIZE_WORKER_EXE`, else this executable.

@@ -1,6 +1,7 @@
 //! `rightsize._native`: what the Python package reaches in Rust — the command line, device
-//! information, text models (embed, generate) and SM partitions whose streams PyTorch can run
-//! on. The Python modules in `python/rightsize/` wrap it; GPU work runs with the GIL released.
+//! information, text models (embed, generate), SM partitions whose streams PyTorch can run
+//! on, and the harness's request loop for PyTorch tenants. The Python modules in
+//! `python/rightsize/` wrap it; GPU work runs with the GIL released.
 
 use std::path::PathBuf;
 
@@ -31,6 +32,21 @@ fn device_info_json(py: Python<'_>, ordinal: usize) -> PyResult<String> {
         let device = Device::open(ordinal).map_err(failed)?;
         serde_json::to_string(device.info()).map_err(failed)
     })
+}
+
+/// Runs a PyTorch tenant's worker loop — the harness's request loop and worker protocol, the
+/// same as every worker's, on this process's stdin and stdout — with `request`, a callable of
+/// no arguments, as one request; `spec` is the worker spec the harness gave (JSON). Returns
+/// once the harness says stop and the samples are sent; a request's exception ends the loop
+/// and is raised, as a `RuntimeError`.
+#[pyfunction]
+fn serve_worker(py: Python<'_>, spec: &str, request: Py<PyAny>) -> PyResult<()> {
+    py.detach(|| {
+        rightsize::harness::worker::serve_requests(spec, || {
+            Python::attach(|py| request.call0(py).map(drop).map_err(|e| anyhow::anyhow!("{e}")))
+        })
+    })
+    .map_err(failed)
 }
 
 /// A Hugging Face checkpoint on GPU 0 with its tokenizer, for embedding (an encoder) or
@@ -144,6 +160,7 @@ impl Partition {
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(main, m)?)?;
     m.add_function(wrap_pyfunction!(device_info_json, m)?)?;
+    m.add_function(wrap_pyfunction!(serve_worker, m)?)?;
     m.add_class::<TextModel>()?;
     m.add_class::<Partition>()?;
     Ok(())

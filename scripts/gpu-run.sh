@@ -48,6 +48,21 @@ if [ ! -f "$minilm/model.safetensors" ]; then
     skip=(--skip engine::minilm_real_checkpoint)
 fi
 
+# The Python package, installed beside the host Python's own packages (PyTorch may be in its
+# user site, which a virtual environment would hide) into a folder of its own, first: PyTorch
+# tenants' workers (the GPU tests' and pytest's) run their request loop through it.
+py=""
+if [ -d "$bin/wheels" ]; then
+    py=/tmp/rightsize-python
+    rm -rf "$py"
+    if python3 -m pip install --quiet --no-index --find-links "$bin/wheels" --target "$py" rightsize pytest; then
+        export PYTHONPATH="$py${PYTHONPATH:+:$PYTHONPATH}"
+    else
+        echo "gpu-run: the Python package did not install; PyTorch tenants cannot run" >&2
+        py="" status=1
+    fi
+fi
+
 echo "== GPU tests"
 "$bin/gpu-tests" --include-ignored --test-threads=1 --nocapture "${skip[@]}" "${filter[@]}" 2>&1 | tee "$out/gpu-tests.txt"
 [ "${PIPESTATUS[0]}" = 0 ] || status=1
@@ -58,15 +73,9 @@ for example in "$bin"/rightsize-c-*; do
     [ "${PIPESTATUS[0]}" = 0 ] || status=1
 done
 
-if [ -d "$bin/wheels" ]; then
-    # Installed beside the host Python's own packages (PyTorch may be in its user site, which
-    # a virtual environment would hide), into a folder of its own.
+if [ -n "$py" ]; then
     echo "== Python package (pytest; PyTorch from the host's Python)"
-    py=/tmp/rightsize-python
-    rm -rf "$py"
-    python3 -m pip install --quiet --no-index --find-links "$bin/wheels" --target "$py" rightsize pytest &&
-        (cd python/tests && PATH="$py/bin:$PATH" PYTHONPATH="$py" python3 -m pytest -q -rs -s -p no:cacheprovider . 2>&1) |
-        tee "$out/pytest.txt"
+    (cd python/tests && PATH="$py/bin:$PATH" python3 -m pytest -q -rs -s -p no:cacheprovider . 2>&1) | tee "$out/pytest.txt"
     [ "${PIPESTATUS[0]}" = 0 ] || status=1
 fi
 

@@ -764,12 +764,9 @@ impl TenantSpec {
             bail!("online_fit sizes a PyTorch tenant's launches: it needs engine = \"torch\"");
         }
         if self.engine == Engine::Torch {
-            let unsupported = [
-                (self.phases.is_some(), "phases"),
-                (self.fault.is_some(), "fault"),
-                (self.queue_limit.is_some(), "queue_limit"),
-                (self.memory_mib.is_some(), "memory_mib"),
-            ];
+            // Their loop is the engine's (phases and queue limits included); faults and a memory
+            // budget act on the engine's model, which they do not run.
+            let unsupported = [(self.fault.is_some(), "fault"), (self.memory_mib.is_some(), "memory_mib")];
             if let Some((_, what)) = unsupported.iter().find(|(set, _)| *set) {
                 bail!("{what} is not supported for PyTorch tenants (engine = \"torch\")");
             }

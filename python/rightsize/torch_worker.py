@@ -5,20 +5,19 @@ scenario) as ``python3 -c <this file> <spec>``, where ``<spec>`` is the JSON of 
 worker spec with the model's architecture added (``config``). It speaks the harness's worker
 protocol in JSON lines: it opens the GPU and says whether its driver shares its contexts
 through MPS (``opened``; the harness fails the run unless that is what the mode needs), builds
-the model with random FP16 weights (no hub access), warms up, says ``ready``, waits for ``go``
-on stdin, runs its request loop — closed, or open with Poisson arrivals — reports
-``progress``, says ``finished`` once it has counted its requests, keeps issuing until ``stop``
-(or end of input) and sends its samples (seconds from ``go``).
+the model with random FP16 weights (no hub access) and warms up; then the package's native
+module runs the harness's own request loop with a request of this model
+(``_native.serve_worker``: ``ready``, ``go``, arrivals, phases, queue limits, ``progress``,
+``warm``, ``finished``, ``stop`` and the samples, exactly as for the engine's workers). It
+needs the ``rightsize`` package in the Python that runs it (``pip install .`` in the
+repository).
 
 A request is one forward of an encoder, or a decoder's prefill and then greedy decode steps
 with the KV cache, each followed by a synchronize; the host's view, as the engine's tenants.
 """
 
 import json
-import random
 import sys
-import threading
-import time
 
 
 def emit(event, **fields):
@@ -124,83 +123,16 @@ def torch_request(spec):
     return request
 
 
-class Gate:
-    """The harness's side of the loop: ``ready``/``go`` to start, ``warm`` once every worker
-    has issued its warm-up (counting starts then), ``stop`` to end."""
-
-    def __init__(self, stdin=None):
-        self.stdin = stdin or sys.stdin
-        self.stop = threading.Event()
-        self.all_warm = threading.Event()
-
-    def start(self):
-        emit("ready")
-        if self.stdin.readline().strip() != "go":
-            raise RuntimeError("the harness called the run off")
-        t0 = time.monotonic()
-
-        def watch():
-            # `warm`; then `stop`, or end of input (the harness is gone): stop either way.
-            for line in self.stdin:
-                if line.strip() == "warm":
-                    self.all_warm.set()
-                if line.strip() == "stop":
-                    break
-            self.all_warm.set()
-            self.stop.set()
-
-        threading.Thread(target=watch, daemon=True).start()
-        return t0
-
-
-def run_loop(spec, gate, request, clock=time.monotonic, sleep=time.sleep):
-    """The request loop of the harness's worker spec: returns the counted samples."""
-    tenant = spec["tenant"]
-    rate = tenant.get("rate")
-    warmup, requests = spec["warmup"], spec["requests"]
-    duration = spec.get("duration_s")
-    rng = random.Random(spec["arrival_seed"])
-    t0 = gate.start()
-    arrival = 0.0
-    issued, counted, finished, warm, counting = 0, [], False, warmup == 0, False
-    if warm:
-        emit("warm")
-    while not (finished and gate.stop.is_set()):
-        if rate:
-            arrival += rng.expovariate(rate)
-            due = arrival
-            wait = t0 + due - clock()
-            while wait > 0 and not (finished and gate.stop.is_set()):
-                sleep(min(wait, 0.05))
-                wait = t0 + due - clock()
-            if finished and gate.stop.is_set():
-                break
-        else:
-            due = clock() - t0
-        start = max(clock() - t0, due)
-        all_warm = gate.all_warm.is_set()
-        request()
-        end = clock() - t0
-        index, issued = issued, issued + 1
-        if not warm and issued >= warmup:
-            warm = True
-            emit("warm")
-        if finished:
-            continue
-        late = duration is not None and end > duration
-        counting = counting or (index >= warmup and all_warm)
-        if counting and not late:
-            counted.append({"due": due, "start": start, "end": end})
-            emit("progress", counted=len(counted))
-        if len(counted) >= requests or late:
-            finished = True
-            emit("finished")
-    return counted
-
-
 def main(argv):
     try:
         spec = json.loads(argv[1])
+        try:
+            from rightsize import _native
+        except ImportError as e:
+            raise RuntimeError(
+                "PyTorch tenants need the rightsize Python package in the Python that runs them "
+                f"($RIGHTSIZE_PYTHON, else python3): `pip install .` in the repository ({e})"
+            ) from None
         try:
             import torch  # noqa: F401
         except ImportError as e:
@@ -212,8 +144,7 @@ def main(argv):
         request = torch_request(spec)
         for _ in range(2):
             request()
-        samples = run_loop(spec, Gate(), request)
-        emit("result", samples=samples)
+        _native.serve_worker(argv[1], request)
         return 0
     except Exception as e:  # every failure is reported to the harness as a message
         emit("error", message=f"{type(e).__name__}: {e}")

@@ -1,118 +1,88 @@
-"""The PyTorch tenant's worker (rightsize/torch_worker.py) without a GPU: its request loop
-counts as the harness's does, and a worker that cannot run says why in the protocol."""
+"""The PyTorch tenant's worker without a GPU: the request loop it runs through the native module
+(the harness's own) with stand-in requests, and a worker that cannot run says why in the
+protocol (rightsize/torch_worker.py)."""
 
 import importlib.util
 import json
 import subprocess
 import sys
-import threading
 
 import pytest
 
 import rightsize.torch_worker as tw
 
 
-class FakeClock:
-    """A clock that moves only when slept on or when a request runs."""
-
-    def __init__(self):
-        self.now = 100.0
-
-    def __call__(self):
-        return self.now
-
-    def sleep(self, s):
-        self.now += s
-
-
-class FakeGate:
-    def __init__(self, clock, stop_after_finished=True):
-        self.clock = clock
-        self.stop = threading.Event()
-        self.all_warm = threading.Event()
-        self.all_warm.set()
-        self.stop_after_finished = stop_after_finished
-
-    def start(self):
-        return self.clock()
-
-
-def spec(rate=None, warmup=2, requests=5, duration_s=None):
-    tenant = {"model": "gpt2", "batch": 1, "seq": 8, "new_tokens": 2}
+def spec(rate=None, warmup=2, requests=5, duration_s=None, **tenant_fields):
+    tenant = {"model": "gpt2", "batch": 1, "seq": 8, "new_tokens": 2, **tenant_fields}
     if rate:
         tenant["rate"] = rate
-    return {"tenant": tenant, "warmup": warmup, "requests": requests, "arrival_seed": 7, "duration_s": duration_s}
+    return {
+        "tenant": tenant,
+        "plan": False,
+        "seed": 1,
+        "warmup": warmup,
+        "requests": requests,
+        "arrival_seed": 7,
+        "duration_s": duration_s,
+    }
 
 
-def events(capsys):
-    return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+def serve(spec, request="lambda: time.sleep(0.002)", harness="go\nwarm\nstop\n"):
+    """Runs the native worker loop in a Python of its own with `request` (Python source), the
+    harness saying the lines `harness`; returns its exit code, the events it said and its
+    stderr."""
+    code = f"import sys, time\nfrom rightsize import _native\n_native.serve_worker(sys.argv[1], {request})"
+    done = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(spec)], input=harness, capture_output=True, text=True, timeout=60
+    )
+    return done.returncode, [json.loads(line) for line in done.stdout.splitlines()], done.stderr
 
 
-def test_a_closed_loop_counts_after_its_warmup_and_issues_until_stopped(capsys):
-    clock = FakeClock()
-    gate = FakeGate(clock)
-    issued = []
-
-    def request():
-        issued.append(clock())
-        clock.sleep(0.01)
-        if len(issued) == 9:  # the harness says stop a while after `finished`
-            gate.stop.set()
-
-    samples = tw.run_loop(spec(), gate, request, clock=clock, sleep=clock.sleep)
-    assert len(samples) == 5 and len(issued) == 9
-    for s in samples:
-        assert s["due"] == s["start"] and s["end"] == pytest.approx(s["start"] + 0.01)
-    assert samples[0]["start"] == pytest.approx(0.02), "two warm-up requests came first"
-    got = events(capsys)
-    assert [e["counted"] for e in got if e["event"] == "progress"] == [1, 2, 3, 4, 5]
-    assert got[-1] == {"event": "finished"}
-
-
-def test_counting_waits_until_every_worker_is_warm(capsys):
-    clock = FakeClock()
-    gate = FakeGate(clock)
-    gate.all_warm.clear()
-    issued = []
-
-    def request():
-        issued.append(clock())
-        clock.sleep(0.01)
-        if len(issued) == 4:  # the harness says every worker is warm
-            gate.all_warm.set()
-        if len(issued) == 12:
-            gate.stop.set()
-
-    samples = tw.run_loop(spec(), gate, request, clock=clock, sleep=clock.sleep)
+def test_a_closed_loop_counts_after_its_warmup_as_every_worker_does():
+    code, said, err = serve(spec())
+    assert code == 0, err
+    kinds = [e["event"] for e in said]
+    assert kinds[0] == "ready" and kinds[-1] == "result", kinds
+    assert kinds.count("warm") == 1 and kinds.count("finished") == 1
+    assert [e["counted"] for e in said if e["event"] == "progress"] == [1, 2, 3, 4, 5]
+    samples = said[-1]["samples"]
     assert len(samples) == 5
-    assert samples[0]["start"] == pytest.approx(0.04), "counted from the request after `warm`"
-    got = events(capsys)
-    assert got[0] == {"event": "warm"}, "said once its two warm-up requests were issued"
-    assert [e["event"] for e in got].count("warm") == 1
-    assert got[-1] == {"event": "finished"}
+    for s in samples:
+        assert s["due"] <= s["start"] <= s["end"] and s["end"] - s["start"] >= 0.002
+    assert not any(s.get("shed") or s.get("failed") for s in samples)
 
 
-def test_an_open_loop_waits_for_poisson_arrivals_and_queues_behind_itself(capsys):
-    clock = FakeClock()
-    gate = FakeGate(clock)
-    gate.stop.set()
-    samples = tw.run_loop(spec(rate=50.0, warmup=0, requests=200), gate, lambda: clock.sleep(0.03), clock=clock, sleep=clock.sleep)
-    assert len(samples) == 200
-    dues = [s["due"] for s in samples]
-    assert dues == sorted(dues) and 2.5 < dues[-1] < 6.0, "about 200 arrivals at 50/s"
+def test_an_open_loop_with_a_queue_limit_sheds_what_it_cannot_serve():
+    # 1000 arrivals a second at 5 ms a request: at most 2 wait, the rest are shed.
+    code, said, err = serve(spec(rate=1000.0, warmup=0, requests=60, queue_limit=2), "lambda: time.sleep(0.005)")
+    assert code == 0, err
+    samples = said[-1]["samples"]
+    assert len(samples) == 60
     assert all(s["start"] >= s["due"] for s in samples)
-    assert any(s["start"] > s["due"] for s in samples), "at 1.5× load some wait behind earlier ones"
-    assert all(s["end"] == pytest.approx(s["start"] + 0.03) for s in samples)
-    capsys.readouterr()
+    shed = [s for s in samples if s.get("shed")]
+    assert len(shed) > 30, "most arrivals find a full queue"
+    assert all(s["start"] == s["end"] == s["due"] for s in shed), "a shed request never ran"
 
 
-def test_counting_stops_at_the_duration(capsys):
-    clock = FakeClock()
-    gate = FakeGate(clock)
-    gate.stop.set()
-    samples = tw.run_loop(spec(warmup=0, requests=1000, duration_s=0.1), gate, lambda: clock.sleep(0.03), clock=clock, sleep=clock.sleep)
-    assert len(samples) == 3 and all(s["end"] <= 0.1 for s in samples)
-    assert events(capsys)[-1] == {"event": "finished"}
+def test_phases_keep_requests_to_the_busy_ones():
+    phases = {"busy_s": 0.05, "idle_s": 0.2}
+    code, said, err = serve(spec(warmup=0, requests=1000, duration_s=0.4, phases=phases))
+    assert code == 0, err
+    starts = [s["start"] for s in said[-1]["samples"]]
+    assert starts and all((t % 0.25) < 0.05 + 0.01 for t in starts), starts
+
+
+def test_a_request_that_raises_ends_the_loop_with_its_error():
+    request = "lambda: (_ for _ in ()).throw(ValueError('the model broke'))"
+    code, said, err = serve(spec(), request)
+    assert code == 1 and not any(e["event"] == "result" for e in said)
+    assert "ValueError: the model broke" in err, err
+
+
+def test_a_worker_that_the_harness_calls_off_stops_before_any_request():
+    code, said, err = serve(spec(), "lambda: sys.exit('no request may run')", harness="stop\n")
+    assert code == 1 and [e["event"] for e in said] == ["ready"]
+    assert "called the run off" in err, err
 
 
 class FakeLibcuda:
