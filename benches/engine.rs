@@ -2,12 +2,15 @@
 //! batch 8, seq 128; distilgpt2 and gpt2 prefill of 128 tokens and 32 greedy decode steps at
 //! batch 8. Each case runs eager and as a plan (CUDA graph), with the library's GEMMs and with
 //! cuBLASLt; a decode step with the library's GEMMs runs its layers in the decoder kernel and,
-//! for comparison, a kernel per operation. A decode step is also compared with its weight-read floor: the bytes of weights a
-//! step must read over the DRAM bandwidth measured here (a device-to-device copy).
+//! for comparison, a kernel per operation. A decode step is also compared with its weight-read
+//! floor: the bytes of weights a step must read over the DRAM bandwidth measured here (a
+//! device-to-device copy). Last, the decode issue's models (mistral-7b, llama-3.2-1b,
+//! gpt2-medium) at batch 8: a decode step against its floor on the whole device, and on 48 SMs
+//! against its whole-device time.
 //!
 //! `cargo bench --bench engine` on a GPU host with python3 + torch + transformers (for the
 //! baseline; without them the PyTorch column is empty). `RIGHTSIZE_BENCH_TABLE=FILE` writes
-//! the table as Markdown.
+//! the table as Markdown; `RIGHTSIZE_BENCH_DECODE=1` runs only the decode issue's table.
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -20,7 +23,9 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use cudarc::driver::sys;
 use rightsize::engine::weights::Spec;
 use rightsize::engine::{DecodePath, GemmBackend, Mode, Model, ModelConfig, ModelWeights};
-use rightsize::runtime::{Device, EventTimer, Placement, PoolSpec, Runtime, Tenant};
+use rightsize::runtime::{
+    Device, EventTimer, PartitionRequest, PartitionSupport, Placement, PoolSpec, Runtime, Tenant,
+};
 
 const BATCH: u32 = 8;
 const SEQ: u32 = 128;
@@ -50,6 +55,67 @@ fn decode_weight_bytes(c: &ModelConfig) -> f64 {
     let skip = specs.pos.map_or(0, |s| s.len) + specs.type_row.map_or(0, |s| s.len);
     let tok_once = if c.tie_embeddings { 0 } else { specs.tok.len };
     2.0 * (total - skip - tok_once) as f64
+}
+
+/// The decode issue's models, and the SMs of the partition its targets name (a third of an H200).
+const DECODE_MODELS: [&str; 3] = ["mistral-7b", "llama-3.2-1b", "gpt2-medium"];
+const DECODE_SMS: u32 = 48;
+
+/// Milliseconds of one decode step of `model` at batch 8 by tenant `t`, a cache of SEQ to
+/// SEQ + NEW positions: the median of 5 timings of NEW steps replayed from a plan captured by
+/// `t` (so its kernels are those for `t`'s SMs), each after a fresh prefill.
+fn decode_step_ms(t: &Tenant, timer: &EventTimer, model: &Model, ws: &rightsize::engine::Workspace) -> f64 {
+    let stream = t.stream().expect("stream");
+    let plan = model.capture_decode_step(t, ws, BATCH).expect("capture");
+    let mut v: Vec<f64> = (0..6)
+        .map(|_| {
+            model.prefill(t, ws, BATCH, SEQ).expect("prefill");
+            t.synchronize().expect("sync");
+            timed(timer, stream, || (0..NEW).for_each(|_| t.replay(&plan).expect("replay"))) / f64::from(NEW)
+        })
+        .skip(1)
+        .collect();
+    median(&mut v)
+}
+
+/// The decode issue's table: each of its models' decode step (plan, batch 8) against its
+/// weight-read floor on the whole device, and on a partition of 48 SMs against that. Targets:
+/// mistral-7b ≤ 1.3× its floor and ≤ 1.25× on 48 SMs; llama-3.2-1b ≤ 1.5×; gpt2-medium ≤ 2×.
+fn decode_floors(rt: &Arc<Runtime>, timer: &EventTimer, bandwidth: f64) -> String {
+    let third = rt.pool().iter().find(|(_, p)| !p.is_whole_device() && p.sms() == DECODE_SMS).map(|(id, _)| id);
+    let mut table = format!(
+        "\nDecode steps at batch {BATCH} (cache {SEQ}..{}), replayed from plans, against the weight-read floor \
+         (weight bytes over the copy bandwidth of this run) and, on a green-context partition of {DECODE_SMS} SMs, \
+         against the whole device's step.\n\n\
+         | model | step (ms) | floor (ms) | step / floor | step on {DECODE_SMS} SMs (ms) | ÷ whole device |\n|---|---:|---:|---:|---:|---:|\n",
+        SEQ + NEW
+    );
+    for name in DECODE_MODELS {
+        let cfg = ModelConfig::named(name).unwrap();
+        let whole = Tenant::new(rt.clone(), 0, Placement::WHOLE).expect("tenant");
+        let weights = match ModelWeights::synthetic(&whole, &cfg, 3) {
+            Ok(w) => w,
+            Err(e) => {
+                table += &format!("| {name} | not run: {e} | | | | |\n");
+                continue;
+            }
+        };
+        let model = Model::new(&whole, cfg.clone(), weights).expect("model");
+        let mut ws = model.workspace(&whole, BATCH, SEQ + NEW).expect("workspace");
+        let prompts: Vec<u32> = (0..ws.ids.len() as u32).map(|i| (i * 7919) % cfg.vocab).collect();
+        ws.ids.copy_from_host(&prompts).expect("ids");
+        let floor = decode_weight_bytes(&cfg) / bandwidth * 1e3;
+        let step = decode_step_ms(&whole, timer, &model, &ws);
+        let confined = third.map(|id| {
+            let on = Tenant::new(rt.clone(), 0, Placement::on(id)).expect("tenant");
+            decode_step_ms(&on, timer, &model, &ws)
+        });
+        let (on_ms, ratio) =
+            confined.map_or((String::new(), String::new()), |c| (format!("{c:.3}"), format!("{:.2}", c / step)));
+        table += &format!("| {name} | {step:.3} | {floor:.3} | {:.2} | {on_ms} | {ratio} |\n", step / floor);
+        rt.synchronize().expect("sync");
+    }
+    table
 }
 
 fn torch_baseline() -> Option<serde_json::Value> {
@@ -85,11 +151,25 @@ fn bench(c: &mut Criterion) {
         }
     };
     let title = format!("{}, driver {}", device.info().name, device.info().driver_release.clone().unwrap_or_default());
-    let rt = Arc::new(Runtime::new(device, &PoolSpec::default()).expect("runtime"));
+    // A partition of 48 SMs for the decode issue's table (tenants elsewhere run on the whole
+    // device).
+    let spec = match &device.info().partitions {
+        PartitionSupport::Supported { granularity, groups, .. }
+            if DECODE_SMS % granularity == 0 && DECODE_SMS / granularity <= *groups =>
+        {
+            PoolSpec { partitions: vec![PartitionRequest { first_group: 0, sms: DECODE_SMS }], ..PoolSpec::default() }
+        }
+        _ => PoolSpec::default(),
+    };
+    let rt = Arc::new(Runtime::new(device, &spec).expect("runtime"));
     let t = Tenant::new(rt.clone(), 0, Placement::WHOLE).expect("tenant");
     let stream = t.stream().expect("stream");
     let timer = EventTimer::new(rt.device()).expect("timer");
     let bandwidth = dram_bandwidth(t.runtime().device(), t.stream().expect("stream"));
+    if std::env::var_os("RIGHTSIZE_BENCH_DECODE").is_some() {
+        emit(&format!("Engine on {title}.\n{}", decode_floors(&rt, &timer, bandwidth)));
+        return;
+    }
     let torch = torch_baseline();
     let mut rows: Vec<Row> = Vec::new();
     let mut floors = Vec::new();
@@ -228,6 +308,7 @@ fn bench(c: &mut Criterion) {
     for (name, step, floor) in floors.into_iter().filter(|f| f.1 < f64::MAX) {
         table += &format!("| {name} | {step:.3} | {floor:.3} | {:.2} |\n", step / floor);
     }
+    table += &decode_floors(&rt, &timer, bandwidth);
     emit(&table);
 }
 
