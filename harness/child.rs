@@ -1,9 +1,9 @@
 //! The child-process protocol shared by the multi-process modes' workers ([`super::worker`])
 //! and the one-process modes run in a child ([`super::host`]): the JSON lines a child says
 //! ([`Message`], [`emit`]), the `go` line that starts it ([`go_start`]), a spawned child as the
-//! harness holds it ([`Worker`]: its stdin, its messages on a channel, its stderr kept for
+//! harness holds it ([`ChildProcess`]: its stdin, its messages on a channel, its stderr kept for
 //! errors), the children running now ([`kill_all`], for the Ctrl-C handler and the MPS
-//! daemon's clean-up) and how long a child may take. [`super::supervisor`] is the harness's
+//! daemon's clean-up) and how long a child may take. harness/supervisor.rs is the harness's
 //! side of it.
 
 use std::io::{BufRead as _, BufReader, Write as _};
@@ -65,9 +65,8 @@ pub enum Message {
         /// Where its loop stopped and its fault's state, when the run was interrupted.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         state: Option<TenantState>,
-        /// A child that went on from an interrupted one: when its tenant first served a
-        /// request (a host: when its every tenant that still serves had), seconds after the
-        /// common start.
+        /// A child that went on from an interrupted one: when this tenant first served a
+        /// request, seconds after the common start.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         resumed_s: Option<f64>,
         /// Its duty at the end (a host's tenants, which krisp reads; none for a worker's).
@@ -80,6 +79,11 @@ pub enum Message {
         message: String,
     },
 }
+
+/// The version of this protocol. The harness puts it in a worker's spec, and a worker built
+/// apart from the harness (a PyTorch tenant's loop, in the Python package) refuses a spec of
+/// another version rather than speak another protocol.
+pub const PROTOCOL: u32 = 2;
 
 /// Says `m` on stdout, one JSON line (a child's side of the protocol).
 pub(super) fn emit(m: &Message) {
@@ -103,10 +107,10 @@ pub(super) fn go_start(line: &str) -> Option<Instant> {
     }
 }
 
-/// Process ids of the workers running now (for the Ctrl-C handler).
+/// Process ids of the children running now (for the Ctrl-C handler).
 static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 
-/// Kills every worker still running.
+/// Kills every child still running.
 pub fn kill_all() {
     for pid in CHILDREN.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
         // No signal API in std: ask `kill`, which every POSIX host has.
@@ -114,8 +118,8 @@ pub fn kill_all() {
     }
 }
 
-/// A worker process; killed on drop if still running.
-pub(super) struct Worker {
+/// A child process (a worker or a host); killed on drop if still running.
+pub(super) struct ChildProcess {
     pub(super) child: Child,
     pub(super) stdin: Option<ChildStdin>,
     stderr: Arc<Mutex<String>>,
@@ -123,17 +127,18 @@ pub(super) struct Worker {
     stderr_ended: Arc<AtomicBool>,
 }
 
-impl Worker {
+impl ChildProcess {
     /// Starts `exe args…` with the extra environment `env`; each line it prints that is a
-    /// [`Message`] is sent to `tx` tagged `i` (anything else is passed on to stderr), then
-    /// `(i, None)` when its output ends; its stderr is kept for errors.
+    /// [`Message`] is sent to `tx` tagged `i` (anything else is passed on to stderr, after
+    /// `name`), then `(i, None)` when its output ends; its stderr is kept for errors.
     pub(super) fn spawn(
         exe: &std::path::Path,
         args: &[String],
         env: &[(String, String)],
+        name: &str,
         i: usize,
         tx: &mpsc::Sender<(usize, Option<Message>)>,
-    ) -> anyhow::Result<Worker> {
+    ) -> anyhow::Result<ChildProcess> {
         let start = || {
             Command::new(exe)
                 .args(args)
@@ -160,7 +165,7 @@ impl Worker {
         let stdout = child.stdout.take().context("child stdout")?;
         let stderr_pipe = child.stderr.take().context("child stderr")?;
         let stderr = Arc::new(Mutex::new(String::new()));
-        let tx = tx.clone();
+        let (tx, name) = (tx.clone(), name.to_string());
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
@@ -168,8 +173,8 @@ impl Worker {
                     Ok(m) => {
                         let _ = tx.send((i, Some(m)));
                     }
-                    // Anything else a worker prints is passed on.
-                    Err(_) => eprintln!("worker {i}: {line}"),
+                    // Anything else a child prints is passed on.
+                    Err(_) => eprintln!("{name}: {line}"),
                 }
             }
             let _ = tx.send((i, None));
@@ -190,7 +195,7 @@ impl Worker {
             ended.store(true, Ordering::SeqCst);
         });
         let stdin = child.stdin.take();
-        Ok(Worker { child, stdin, stderr, stderr_ended })
+        Ok(ChildProcess { child, stdin, stderr, stderr_ended })
     }
 
     pub(super) fn say(&mut self, line: &str) {
@@ -213,7 +218,7 @@ impl Worker {
     }
 }
 
-impl Drop for Worker {
+impl Drop for ChildProcess {
     fn drop(&mut self) {
         self.stdin.take();
         if matches!(self.child.try_wait(), Ok(None)) {
@@ -230,7 +235,7 @@ impl Drop for Worker {
     }
 }
 
-/// Longest a worker may take to load its model and warm up.
+/// Longest a child may take to load its models and warm up.
 pub(super) const READY_TIMEOUT: Duration = Duration::from_secs(300);
 /// Longest a run may take once started.
 pub(super) const RUN_TIMEOUT: Duration = Duration::from_secs(1800);

@@ -21,7 +21,6 @@ use super::results::{now_unix, unserved_line};
 use super::results::{utc, Report, RunResult, SoloResult, Status, TenantResult};
 use super::scenario::{Backend, Mode, Scenario, Sharing, TenantSpec};
 use super::serve::{profile_model, profile_path, ModelSource};
-use super::spec::FaultKind;
 use super::sweep::{self, SweepPoint, SweepTenant};
 use super::trace::TracedRun;
 use super::{inproc, output, trace, worker};
@@ -238,7 +237,7 @@ pub fn run_one(
         }
         Backend::Host => {
             // A kernel fault loses the process's context: the run goes on in a new process.
-            let faulting = scenario.tenants.iter().find(|t| t.fault.is_some_and(|f| f.kind == FaultKind::Kernel));
+            let faulting = scenario.tenants.iter().find(|t| t.injects_kernel_fault());
             if let (Some(t), Some(_)) = (faulting, trace) {
                 bail!("tenant {}: a kernel fault loses the context, which a trace cannot outlive", t.model);
             }

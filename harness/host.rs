@@ -10,7 +10,7 @@
 //! outcome ([`Outcome::outages_s`]), and every request is counted: served, shed or failed.
 //!
 //! The child speaks the workers' protocol ([`super::child`]), supervised as they are
-//! ([`super::supervisor`]): the harness writes the spec (JSON); the child loads, says `ready`
+//! (harness/supervisor.rs): the harness writes the spec (JSON); the child loads, says `ready`
 //! and waits for `go` (or `go <s>`: the common start lies `s` seconds back); it reports
 //! `progress` as it counts, then, when its context was lost, `lost`, and ends with a `result`
 //! for each tenant, or an `error`.
@@ -92,10 +92,10 @@ pub fn host_main() -> anyhow::Result<()> {
         };
         states.resize(out.samples.len(), None);
         let duties = out.duties.into_iter().chain(std::iter::repeat(None));
-        let tenants = out.samples.into_iter().zip(out.failures).zip(duties).zip(states);
-        for (tenant, (((samples, failure), duty), state)) in tenants.enumerate() {
-            // The run's return, which every tenant's result carries (the harness takes the latest).
-            let resumed_s = out.resumed_s;
+        // When each tenant served again, in a process that goes on from an interrupted one.
+        let resumed = out.first_served.into_iter().map(|t| t.filter(|_| spec.resume.is_some()));
+        let tenants = out.samples.into_iter().zip(out.failures).zip(duties).zip(states).zip(resumed);
+        for (tenant, ((((samples, failure), duty), state), resumed_s)) in tenants.enumerate() {
             emit(&Message::Result { tenant, samples, trace: None, failure, state, resumed_s, duty });
         }
         Ok(())

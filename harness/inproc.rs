@@ -12,8 +12,7 @@ use super::fault::{context_lost, RequestFailed};
 use super::metrics::Sample;
 use super::scenario::{Mode, Scenario, Sharing};
 use super::serve::Served;
-use super::session::{Session, SessionOutcome};
-use super::spec::FaultKind;
+use super::session::{self, Session, SessionOutcome};
 use super::trace::TenantTrace;
 use crate::runtime::policy::{KrispShare, PolicyKind, PolicySpec, TenantSpec, Topology};
 use crate::runtime::sync::{AtomicU32, Condvar, Mutex, Ordering};
@@ -292,7 +291,7 @@ pub fn run(device: Device, s: &Scenario, mode: Mode, knees: Knees, mut o: RunOpt
         bail!("cannot resume {} tenants in a scenario of {n}", r.len());
     }
     if o.trace.is_some() || s.pcie.is_some() {
-        if let Some(t) = s.tenants.iter().find(|t| t.fault.is_some_and(|f| f.kind == FaultKind::Kernel)) {
+        if let Some(t) = s.tenants.iter().find(|t| t.injects_kernel_fault()) {
             bail!(
                 "tenant {}: a kernel fault loses the context, which traces and PCIe pressure cannot outlive",
                 t.model
@@ -343,7 +342,7 @@ pub fn run(device: Device, s: &Scenario, mode: Mode, knees: Knees, mut o: RunOpt
                             return Err(e.context(format!("tenant {i} ({})", spec.model)));
                         }
                     };
-                    let loop_spec = session.loop_spec(s.warmup, s.requests, s.arrival_seed(i), s.duration_s);
+                    let loop_spec = session::loop_spec(spec, s.warmup, s.requests, s.arrival_seed(i), s.duration_s);
                     let tenant_sink = move |x: Sample| sink.into_iter().for_each(|f| f(i, x));
                     let sink_i: Option<super::drive::Sink<'_>> = sink.map(|_| &tenant_sink as super::drive::Sink<'_>);
                     let r = session.drive(
@@ -397,11 +396,7 @@ pub fn run(device: Device, s: &Scenario, mode: Mode, knees: Knees, mut o: RunOpt
         return Err(e);
     }
     let mut out = Outcome { started: gate.t0.get().copied(), ..Outcome::default() };
-    // A resumed run is back once every tenant that still serves has served a request.
-    if o.resume.is_some() {
-        let serving = ran.iter().filter(|r| !r.session.state.faults.stopped());
-        out.resumed_s = serving.map(|r| r.session.first_served).try_fold(0.0f64, |m, t| t.map(|t| m.max(t)));
-    }
+    out.first_served = ran.iter().map(|r| r.session.first_served).collect();
     let mut spans = Vec::with_capacity(ran.len());
     let mut states = Vec::with_capacity(ran.len());
     for r in ran {

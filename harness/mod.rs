@@ -11,7 +11,7 @@
 //! - [`host`]: a one-process run in a child process, restarted after a kernel fault;
 //! - [`worker`] and [`mps`]: the multi-process modes (time slicing, MPS, MPS with limits);
 //! - [`child`]: the protocol of a child process, worker or host: its messages, the
-//!   children running now; [`supervisor`]: the harness's side of it, one pass of children;
+//!   children running now; `supervisor` (private): the harness's side of it, one pass of children;
 //! - [`torch`]: PyTorch tenants, a Python worker each, placed by the interposer under
 //!   `static` and `krisp`;
 //! - [`pcie`]: background host↔device copies;

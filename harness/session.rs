@@ -31,8 +31,7 @@ pub fn loop_spec(tenant: &TenantSpec, warmup: u32, requests: u32, seed: u64, dur
 
 /// One tenant's session in one process: see the module's documentation.
 #[derive(Debug)]
-pub struct Session<'a> {
-    tenant: &'a TenantSpec,
+pub struct Session {
     /// Where its loop goes on from (the start, in a run's first process).
     from: Position,
     faults: Faults,
@@ -56,17 +55,17 @@ pub struct SessionOutcome {
     pub state: TenantState,
 }
 
-impl<'a> Session<'a> {
+impl Session {
     /// The session of `tenant`, going on from `resume` (where an earlier process left it) or
     /// from the start. Unless its kernel faulted in an earlier process, `load` loads its model,
     /// which then serves one request before the start (first-launch costs are not counted);
     /// their errors are returned as they are.
     pub fn new(
-        tenant: &'a TenantSpec,
+        tenant: &TenantSpec,
         resume: Option<TenantState>,
         traced: bool,
         load: impl FnOnce() -> anyhow::Result<(Tenant, Served)>,
-    ) -> anyhow::Result<Session<'a>> {
+    ) -> anyhow::Result<Session> {
         let (from, faults) = match resume {
             Some(st) => (st.position, st.faults),
             None => (Position::default(), Faults::new(tenant.fault)),
@@ -80,17 +79,12 @@ impl<'a> Session<'a> {
             served.request(&t)?;
             Some((t, served))
         };
-        Ok(Session { tenant, from, faults, loaded, spans: Spans::new(traced), first_served: None })
+        Ok(Session { from, faults, loaded, spans: Spans::new(traced), first_served: None })
     }
 
     /// Its tenant handle, while its model is loaded.
     pub fn tenant(&self) -> Option<&Tenant> {
         self.loaded.as_ref().map(|(t, _)| t)
-    }
-
-    /// Its loop ([`loop_spec`]).
-    pub fn loop_spec(&self, warmup: u32, requests: u32, seed: u64, duration_s: Option<f64>) -> LoopSpec {
-        loop_spec(self.tenant, warmup, requests, seed, duration_s)
     }
 
     /// Runs its loop ([`drive_from`]) from where it stood. Once its kernel has faulted, each
@@ -107,7 +101,7 @@ impl<'a> Session<'a> {
         before_first: impl FnOnce(&Tenant),
         mut on_error: impl FnMut(anyhow::Error, &Faults) -> anyhow::Error,
     ) -> anyhow::Result<(Vec<Sample>, Position)> {
-        let Session { from, faults, loaded, spans, first_served, .. } = self;
+        let Session { from, faults, loaded, spans, first_served } = self;
         let mut before_first = Some(before_first);
         drive_from(spec, gate, sink, from, || {
             if faults.stopped() {
@@ -203,7 +197,7 @@ mod tests {
         assert!(session.tenant().is_none());
         // An open loop, so that every arrival is issued and refused (a closed loop stops at the
         // first refusal); 2 of its 5 requests were counted in the earlier process.
-        let loop_spec = session.loop_spec(0, 5, 1, None);
+        let loop_spec = loop_spec(&spec, 0, 5, 1, None);
         let (samples, position) = session
             .drive(&loop_spec, &Alone::new(), None, |_| panic!("it serves nothing"), |e, _| panic!("{e:#}"))
             .unwrap();
@@ -239,10 +233,9 @@ mod tests {
             "model = \"gpt2\"\nrate = 50.0\nqueue_limit = 4\nphases = { busy_s = 1.0, idle_s = 0.5 }\n\
              fault = { kind = \"kernel\", at = 3 }",
         );
-        let session = Session::new(&spec, Some(faulted()), false, || panic!("it loads nothing")).unwrap();
         let phases = Phases { busy_s: 1.0, idle_s: 0.5, offset_s: 0.0 };
         assert_eq!(
-            session.loop_spec(2, 10, 7, Some(1.5)),
+            loop_spec(&spec, 2, 10, 7, Some(1.5)),
             LoopSpec {
                 warmup: 2,
                 requests: 10,

@@ -11,9 +11,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::Instant;
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 
-use super::child::{Message, Worker, READY_TIMEOUT, RUN_TIMEOUT};
+use super::child::{ChildProcess, Message, READY_TIMEOUT, RUN_TIMEOUT};
 use super::drive::{Interruption, Outcome, Part, TenantState};
 use super::metrics::Sample;
 use super::trace::TenantTrace;
@@ -36,7 +36,8 @@ pub(super) struct ChildSpec {
 }
 
 /// How a pass checks that a child that opened the GPU is attached to MPS as its mode needs:
-/// called with the child's index and what it said (`None`: it opened the GPU without saying).
+/// called with the child's (first) tenant and what it said (`None`: it opened the GPU without
+/// saying).
 pub(super) type MpsCheck<'a> = &'a dyn Fn(usize, Option<bool>) -> anyhow::Result<()>;
 
 /// What a pass is given besides its children.
@@ -51,9 +52,9 @@ pub(super) struct PassOf<'a> {
     pub counted: &'a AtomicU64,
 }
 
-/// One tenant's result in a pass.
+/// What a child reported of one of its tenants in a pass.
 #[derive(Debug, Default)]
-pub(super) struct TenantResult {
+pub(super) struct TenantReport {
     samples: Vec<Sample>,
     trace: Option<TenantTrace>,
     failure: Option<String>,
@@ -65,7 +66,7 @@ pub(super) struct TenantResult {
 /// What a pass's children gave.
 #[derive(Debug)]
 pub(super) struct Pass {
-    results: Vec<TenantResult>,
+    results: Vec<TenantReport>,
     /// When a child first saw the GPU context lost, seconds after the start.
     lost_s: Option<f64>,
     /// Every tenant's state, when the pass was interrupted.
@@ -77,7 +78,7 @@ pub(super) struct Pass {
 
 impl Pass {
     /// The pass as [`super::drive::run_in_parts`] merges it; the traces and duties it holds go
-    /// straight into `out` (the last pass's duties are the run's).
+    /// straight into `out` (the last pass's duties are the run's; only a host reports any).
     pub(super) fn into_part(self, out: &mut Outcome) -> anyhow::Result<Part> {
         let interrupted = match self.lost_s {
             Some(at_s) => Some(Interruption {
@@ -87,10 +88,7 @@ impl Pass {
             None => None,
         };
         let mut part = Part { interrupted, resumed_s: self.resumed_s, ..Part::default() };
-        let duties: Vec<Option<f64>> = self.results.iter().map(|r| r.duty).collect();
-        if duties.iter().any(Option::is_some) {
-            out.duties = duties;
-        }
+        out.duties = self.results.iter().map(|r| r.duty).collect();
         for (i, r) in self.results.into_iter().enumerate() {
             part.samples.push(r.samples);
             part.failures.push(r.failure);
@@ -100,6 +98,15 @@ impl Pass {
         }
         Ok(part)
     }
+}
+
+/// When a pass that went on from `before` was back: when every tenant that still serves had
+/// served a request again (`None` if one did not). A tenant whose kernel faulted, in an earlier
+/// pass or in this one, serves no more.
+fn return_time(before: &[TenantState], results: &[TenantReport]) -> Option<f64> {
+    let stopped_now = |r: &TenantReport| r.state.as_ref().is_some_and(|s| s.faults.stopped());
+    let serving = before.iter().zip(results).filter(|(b, r)| !b.faults.stopped() && !stopped_now(r));
+    serving.map(|(_, r)| r.resumed_s).try_fold(0.0f64, |m, t| t.map(|t| m.max(t)))
 }
 
 /// Runs one pass of `children` (every tenant of `of` in exactly one of them), on the clock of
@@ -115,14 +122,14 @@ pub(super) fn supervise(
     let (tx, rx) = mpsc::channel::<(usize, Option<Message>)>();
     let mut running = Vec::with_capacity(children.len());
     for (c, child) in children.iter().enumerate() {
-        let mut w = Worker::spawn(&child.program, &child.args, &child.env, c, &tx)?;
+        let mut w = ChildProcess::spawn(&child.program, &child.args, &child.env, &child.name, c, &tx)?;
         if let Some(line) = &child.first_line {
             w.say(line);
         }
         running.push(w);
     }
     drop(tx);
-    let fail = |running: &[Worker], c: usize, why: String| -> anyhow::Error {
+    let fail = |running: &[ChildProcess], c: usize, why: String| -> anyhow::Error {
         match running[c].stderr_tail() {
             tail if tail.is_empty() => anyhow::anyhow!("{}: {why}", children[c].name),
             tail => anyhow::anyhow!("{}: {why} (stderr: {tail})", children[c].name),
@@ -138,9 +145,9 @@ pub(super) fn supervise(
     // warm-up's end).
     let mut warm = vec![false; m];
     let mut all_warm = false;
-    let mut results: Vec<Option<TenantResult>> = (0..n).map(|_| None).collect();
+    let mut results: Vec<Option<TenantReport>> = (0..n).map(|_| None).collect();
     let has_results =
-        |results: &[Option<TenantResult>], c: usize| children[c].tenants.iter().all(|&i| results[i].is_some());
+        |results: &[Option<TenantReport>], c: usize| children[c].tenants.iter().all(|&i| results[i].is_some());
     // Progress counts from where an interrupted pass left it.
     let mut last: Vec<u32> = children
         .iter()
@@ -161,23 +168,29 @@ pub(super) fn supervise(
         let (c, msg) = match rx.recv_timeout(limit) {
             Ok(x) => x,
             Err(_) => {
-                let waiting = if going.is_none() { "to get ready" } else { "to finish" };
-                bail!(
-                    "child processes took too long {waiting} ({:?})",
-                    if going.is_none() { READY_TIMEOUT } else { RUN_TIMEOUT }
-                );
+                // Named, with its stderr: the first child the pass still waits for.
+                let (waiting, limit) = match going {
+                    None => ("to get ready", READY_TIMEOUT),
+                    Some(_) => ("to finish", RUN_TIMEOUT),
+                };
+                let late = (0..m).find(|&c| if going.is_none() { !ready[c] } else { !has_results(&results, c) });
+                let why = format!("took too long {waiting} ({limit:?})");
+                return Err(match late {
+                    Some(c) => fail(&running, c, why),
+                    None => anyhow::anyhow!("child processes {why}"),
+                });
             }
         };
         match msg {
             Some(Message::Opened { mps }) => {
                 if let Some(check) = of.mps {
-                    check(c, Some(mps))?;
+                    check(children[c].tenants[0], Some(mps))?;
                 }
                 opened[c] = true;
             }
             Some(Message::Ready) => {
                 if let (Some(check), true, false) = (of.mps, opens(c), opened[c]) {
-                    check(c, None)?;
+                    check(children[c].tenants[0], None)?;
                 }
                 ready[c] = true;
             }
@@ -203,7 +216,7 @@ pub(super) fn supervise(
                         format!("sent the result of tenant {tenant}, which it does not run"),
                     ));
                 };
-                results[i] = Some(TenantResult { samples, trace, failure, state, resumed_s, duty });
+                results[i] = Some(TenantReport { samples, trace, failure, state, resumed_s, duty });
             }
             Some(Message::Error { message }) => return Err(fail(&running, c, message)),
             // Its output ended after its results: it is exiting as it should.
@@ -234,16 +247,39 @@ pub(super) fn supervise(
             }
         }
     }
-    let results: Vec<TenantResult> = results.into_iter().map(Option::unwrap_or_default).collect();
+    let results: Vec<TenantReport> = results.into_iter().map(Option::unwrap_or_default).collect();
     drop(running);
     let states = lost_s.and_then(|_| results.iter().map(|r| r.state.clone()).collect::<Option<Vec<_>>>());
-    // Every tenant that still serves must have served again (`None` if one did not); a tenant
-    // whose kernel faulted, in an earlier pass or in this one, serves no more.
-    let stopped_now = |i: usize| results[i].state.as_ref().is_some_and(|s| s.faults.stopped());
-    let resumed_s = of.resume.and_then(|_| {
-        (0..n)
-            .filter(|&i| !stopped_before(i) && !stopped_now(i))
-            .try_fold(0.0f64, |m, i| results[i].resumed_s.map(|t| m.max(t)))
-    });
+    let resumed_s = of.resume.and_then(|before| return_time(before, &results));
     Ok(Pass { results, lost_s, states, resumed_s })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::harness::fault::Faults;
+
+    fn state(stopped: bool) -> TenantState {
+        let stop = if stopped { r#""its kernel faulted""# } else { "null" };
+        let faults = format!(r#"{{"spec":null,"issued":3,"stopped":{stop},"first_failure":null}}"#);
+        TenantState { faults: serde_json::from_str::<Faults>(&faults).unwrap(), ..TenantState::default() }
+    }
+
+    fn report(resumed_s: Option<f64>, stopped_now: Option<bool>) -> TenantReport {
+        TenantReport { resumed_s, state: stopped_now.map(state), ..TenantReport::default() }
+    }
+
+    #[test]
+    fn a_pass_is_back_when_every_tenant_that_still_serves_has_served() {
+        let before = [state(false), state(false), state(true)];
+        // The third faulted in an earlier pass: it is left out, served again or not.
+        let back = [report(Some(0.9), None), report(Some(1.4), None), report(None, None)];
+        assert_eq!(return_time(&before, &back), Some(1.4));
+        // One that still serves has not served again: the pass is not back.
+        let waiting = [report(Some(0.9), None), report(None, None), report(None, None)];
+        assert_eq!(return_time(&before, &waiting), None);
+        // One whose own kernel faulted in this pass serves no more either.
+        let faulted = [report(Some(0.9), Some(false)), report(None, Some(true)), report(None, Some(true))];
+        assert_eq!(return_time(&before, &faulted), Some(0.9));
+    }
 }

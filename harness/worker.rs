@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use serde::{Deserialize, Serialize};
 
-use super::child::{emit, go_start, Message};
+use super::child::{emit, go_start, Message, PROTOCOL};
 use super::drive::{drive_from, run_in_parts, Gate, Interrupted, Outcome, Position, TenantState};
 use super::fault::{context_lost, RequestFailed};
 use super::mps::check_client;
@@ -37,6 +37,9 @@ use crate::runtime::{Device, Placement, PoolSpec, Runtime, Tenant};
 /// What a worker is asked to do.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WorkerSpec {
+    /// The harness's protocol ([`PROTOCOL`]; 0 from a harness older than the field).
+    #[serde(default)]
+    pub protocol: u32,
     /// Its tenant.
     pub tenant: TenantSpec,
     /// Replay requests from plans.
@@ -60,6 +63,22 @@ pub struct WorkerSpec {
     /// Go on from where an interrupted worker of the same tenant stopped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resume: Option<TenantState>,
+}
+
+impl WorkerSpec {
+    /// A spec from the harness's JSON, refused unless the harness speaks this worker's
+    /// protocol.
+    fn parse(json: &str) -> anyhow::Result<WorkerSpec> {
+        let spec: WorkerSpec = serde_json::from_str(json).context("bad worker spec")?;
+        if spec.protocol != PROTOCOL {
+            bail!(
+                "the harness speaks worker protocol {}, this worker {PROTOCOL}: build the rightsize binary and its \
+                 Python package (`pip install .`) from the same sources",
+                spec.protocol
+            );
+        }
+        Ok(spec)
+    }
 }
 
 /// The worker's side of the gate: stdin and stdout.
@@ -140,7 +159,7 @@ fn open_device(resuming: bool) -> anyhow::Result<Device> {
 /// `rightsize worker`: runs one tenant as the harness asks; errors are reported as a message.
 pub fn worker_main(spec_json: &str) -> anyhow::Result<()> {
     let r = (|| -> anyhow::Result<()> {
-        let spec: WorkerSpec = serde_json::from_str(spec_json).context("bad worker spec")?;
+        let spec = WorkerSpec::parse(spec_json)?;
         let load = || -> anyhow::Result<(Tenant, Served)> {
             let device = open_device(spec.resume.is_some())?;
             let mps = device.mps_enabled().context("cannot read whether this worker is attached to MPS")?;
@@ -159,7 +178,8 @@ pub fn worker_main(spec_json: &str) -> anyhow::Result<()> {
             t.runtime().start_timeline(limit)?;
         }
         let gate = StdioGate::default();
-        let loop_spec = session.loop_spec(spec.warmup, spec.requests, spec.arrival_seed, spec.duration_s);
+        let loop_spec =
+            session::loop_spec(&spec.tenant, spec.warmup, spec.requests, spec.arrival_seed, spec.duration_s);
         let mut lost = false;
         let (samples, position) = session.drive(
             &loop_spec,
@@ -215,7 +235,7 @@ pub fn worker_main(spec_json: &str) -> anyhow::Result<()> {
 /// request. Its samples go to the harness; an error is returned for the caller to report (a
 /// request's error ends the loop, as a Python exception did).
 pub fn serve_requests(spec_json: &str, request: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<()> {
-    let spec: WorkerSpec = serde_json::from_str(spec_json).context("bad worker spec")?;
+    let spec = WorkerSpec::parse(spec_json)?;
     if spec.resume.is_some() {
         bail!("a PyTorch tenant does not go on from an interrupted worker (its scenario injects no fault)");
     }
@@ -299,6 +319,7 @@ pub fn run(
             .enumerate()
             .map(|(i, tenant)| {
                 let spec = WorkerSpec {
+                    protocol: PROTOCOL,
                     tenant: tenant.clone(),
                     plan: mode.plan,
                     seed: s.seed + i as u64,
@@ -504,6 +525,7 @@ echo '{"event":"result","samples":[{"due":0.0,"start":0.001,"end":0.002}]}'"#,
         let mut s = pair();
         s.tenants[0].engine = Engine::Torch;
         let spec = |tenant: &TenantSpec| WorkerSpec {
+            protocol: PROTOCOL,
             tenant: tenant.clone(),
             plan: false,
             seed: 1,

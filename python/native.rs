@@ -37,16 +37,25 @@ fn device_info_json(py: Python<'_>, ordinal: usize) -> PyResult<String> {
 /// Runs a PyTorch tenant's worker loop — the harness's request loop and worker protocol, the
 /// same as every worker's, on this process's stdin and stdout — with `request`, a callable of
 /// no arguments, as one request; `spec` is the worker spec the harness gave (JSON). Returns
-/// once the harness says stop and the samples are sent; a request's exception ends the loop
-/// and is raised, as a `RuntimeError`.
+/// once the harness says stop and the samples are sent. A request's exception ends the loop
+/// and is raised again as it was; the loop's own failures raise a `RuntimeError`.
 #[pyfunction]
 fn serve_worker(py: Python<'_>, spec: &str, request: Py<PyAny>) -> PyResult<()> {
-    py.detach(|| {
+    let raised: Mutex<Option<PyErr>> = Mutex::new(None);
+    let r = py.detach(|| {
         rightsize::harness::worker::serve_requests(spec, || {
-            Python::attach(|py| request.call0(py).map(drop).map_err(|e| anyhow::anyhow!("{e}")))
+            Python::attach(|py| request.call0(py)).map(drop).map_err(|e| {
+                let why = anyhow::anyhow!("a request raised {e}");
+                *raised.lock() = Some(e);
+                why
+            })
         })
-    })
-    .map_err(failed)
+    });
+    match (r, raised.into_inner()) {
+        (Ok(()), _) => Ok(()),
+        (Err(_), Some(e)) => Err(e),
+        (Err(e), None) => Err(failed(e)),
+    }
 }
 
 /// A Hugging Face checkpoint on GPU 0 with its tokenizer, for embedding (an encoder) or
@@ -161,6 +170,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(main, m)?)?;
     m.add_function(wrap_pyfunction!(device_info_json, m)?)?;
     m.add_function(wrap_pyfunction!(serve_worker, m)?)?;
+    m.add("WORKER_PROTOCOL", rightsize::harness::child::PROTOCOL)?;
     m.add_class::<TextModel>()?;
     m.add_class::<Partition>()?;
     Ok(())

@@ -36,9 +36,10 @@ pub struct Outcome {
     /// Set when the run's GPU context was lost (a kernel faulted; one-process modes): the
     /// tenants stopped where they stood, for a new process to go on from.
     pub interrupted: Option<Interruption>,
-    /// A run that went on from an interrupted one: when every tenant that still serves had
-    /// served a request again, seconds after the common start.
-    pub resumed_s: Option<f64>,
+    /// Per tenant, when it first served a request in this process, seconds after the common
+    /// start (one-process runs; empty otherwise): a host reports them for the harness to time
+    /// the return from an outage.
+    pub first_served: Vec<Option<f64>>,
     /// Per tenant, what the interposer did with its kernels (PyTorch tenants under `static`
     /// and `krisp`; empty otherwise).
     pub interposed: Vec<Option<crate::profiler::app::interposer_log::Interposed>>,

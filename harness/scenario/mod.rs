@@ -216,6 +216,11 @@ pub struct TenantSpec {
 }
 
 impl TenantSpec {
+    /// Whether its scenario makes one of its kernels fault, which loses its process's context.
+    pub fn injects_kernel_fault(&self) -> bool {
+        self.fault.is_some_and(|f| f.kind == super::spec::FaultKind::Kernel)
+    }
+
     /// A label for tables: the model, with its class when latency-critical.
     pub fn label(&self) -> String {
         match self.class {
@@ -522,10 +527,9 @@ impl Scenario {
 
     /// Where a run of it under `mode` runs: the one place that chooses.
     pub fn backend(&self, mode: Mode) -> Backend {
-        let kernel_fault = |t: &TenantSpec| t.fault.is_some_and(|f| f.kind == super::spec::FaultKind::Kernel);
         if mode.sharing.is_multiprocess() || self.is_torch() {
             Backend::Workers
-        } else if self.tenants.iter().any(kernel_fault) {
+        } else if self.tenants.iter().any(TenantSpec::injects_kernel_fault) {
             Backend::Host
         } else {
             Backend::InProcess

@@ -20,10 +20,16 @@ import json
 import sys
 
 
+# The harness reads this process's stdout line by line: the protocol's lines only. Once the
+# native loop runs (it writes to the same descriptor), Python's own prints go to stderr, so a
+# library's output cannot break a protocol line.
+PROTOCOL = sys.stdout
+
+
 def emit(event, **fields):
     fields["event"] = event
-    sys.stdout.write(json.dumps(fields) + "\n")
-    sys.stdout.flush()
+    PROTOCOL.write(json.dumps(fields) + "\n")
+    PROTOCOL.flush()
 
 
 CU_DEVICE_ATTRIBUTE_MPS_ENABLED = 133
@@ -144,6 +150,7 @@ def main(argv):
         request = torch_request(spec)
         for _ in range(2):
             request()
+        sys.stdout = sys.stderr
         _native.serve_worker(argv[1], request)
         return 0
     except Exception as e:  # every failure is reported to the harness as a message

@@ -10,6 +10,7 @@ import sys
 import pytest
 
 import rightsize.torch_worker as tw
+from rightsize import _native
 
 
 def spec(rate=None, warmup=2, requests=5, duration_s=None, **tenant_fields):
@@ -17,6 +18,7 @@ def spec(rate=None, warmup=2, requests=5, duration_s=None, **tenant_fields):
     if rate:
         tenant["rate"] = rate
     return {
+        "protocol": _native.WORKER_PROTOCOL,
         "tenant": tenant,
         "plan": False,
         "seed": 1,
@@ -77,6 +79,12 @@ def test_a_request_that_raises_ends_the_loop_with_its_error():
     code, said, err = serve(spec(), request)
     assert code == 1 and not any(e["event"] == "result" for e in said)
     assert "ValueError: the model broke" in err, err
+
+
+def test_a_spec_of_another_protocol_is_refused():
+    code, said, err = serve({**spec(), "protocol": 0})
+    assert code == 1 and said == [], said
+    assert "worker protocol 0" in err and "same sources" in err, err
 
 
 def test_a_worker_that_the_harness_calls_off_stops_before_any_request():
