@@ -22,7 +22,7 @@ use common::{dram_bandwidth, emit, median};
 use criterion::{criterion_group, criterion_main, Criterion};
 use cudarc::driver::sys;
 use rightsize::engine::weights::Spec;
-use rightsize::engine::{DecodePath, GemmBackend, Mode, Model, ModelConfig, ModelWeights};
+use rightsize::engine::{DecodePath, GemmBackend, Mode, Model, ModelConfig, ModelWeights, Workspace};
 use rightsize::runtime::{
     Device, EventTimer, PartitionRequest, PartitionSupport, Placement, PoolSpec, Runtime, Tenant,
 };
@@ -61,20 +61,20 @@ fn decode_weight_bytes(c: &ModelConfig) -> f64 {
 const DECODE_MODELS: [&str; 3] = ["mistral-7b", "llama-3.2-1b", "gpt2-medium"];
 const DECODE_SMS: u32 = 48;
 
-/// Milliseconds of one decode step of `model` at batch 8 by tenant `t`, a cache of SEQ to
-/// SEQ + NEW positions: the median of 5 timings of NEW steps replayed from a plan captured by
-/// `t` (so its kernels are those for `t`'s SMs), each after a fresh prefill.
-fn decode_step_ms(t: &Tenant, timer: &EventTimer, model: &Model, ws: &rightsize::engine::Workspace) -> f64 {
-    let stream = t.stream().expect("stream");
+/// Milliseconds of one of NEW decode steps (`step`) by tenant `t`, after a fresh prefill of
+/// `model` at batch 8 (a cache of SEQ to SEQ + NEW positions).
+fn decode_steps_ms(t: &Tenant, timer: &EventTimer, model: &Model, ws: &Workspace, step: impl Fn()) -> f64 {
+    model.prefill(t, ws, BATCH, SEQ).expect("prefill");
+    t.synchronize().expect("sync");
+    timed(timer, t.stream().expect("stream"), || (0..NEW).for_each(|_| step())) / f64::from(NEW)
+}
+
+/// Milliseconds of one decode step replayed from a plan captured by `t` (so its kernels are
+/// those for `t`'s SMs): the median of 5 timings of [`decode_steps_ms`].
+fn decode_step_ms(t: &Tenant, timer: &EventTimer, model: &Model, ws: &Workspace) -> f64 {
     let plan = model.capture_decode_step(t, ws, BATCH).expect("capture");
-    let mut v: Vec<f64> = (0..6)
-        .map(|_| {
-            model.prefill(t, ws, BATCH, SEQ).expect("prefill");
-            t.synchronize().expect("sync");
-            timed(timer, stream, || (0..NEW).for_each(|_| t.replay(&plan).expect("replay"))) / f64::from(NEW)
-        })
-        .skip(1)
-        .collect();
+    let replay = || t.replay(&plan).expect("replay");
+    let mut v: Vec<f64> = (0..6).map(|_| decode_steps_ms(t, timer, model, ws, replay)).skip(1).collect();
     median(&mut v)
 }
 
@@ -259,16 +259,10 @@ fn bench(c: &mut Criterion) {
                         let mut total = 0.0;
                         for _ in 0..iters {
                             ws.ids.copy_from_host(&prompts).unwrap();
-                            model.prefill(&t, &ws, BATCH, SEQ).unwrap();
-                            t.synchronize().unwrap();
-                            total += timed(&timer, stream, || {
-                                for _ in 0..NEW {
-                                    match &plan {
-                                        Some(p) => t.replay(p).unwrap(),
-                                        None => model.decode_step(&t, &ws, BATCH).unwrap(),
-                                    }
-                                }
-                            }) / f64::from(NEW);
+                            total += decode_steps_ms(&t, &timer, &model, &ws, || match &plan {
+                                Some(p) => t.replay(p).unwrap(),
+                                None => model.decode_step(&t, &ws, BATCH).unwrap(),
+                            });
                         }
                         samples.borrow_mut().push(total / iters as f64);
                         Duration::from_secs_f64(total / 1e3)

@@ -890,17 +890,26 @@ fn gemm_matrix(cx: &mut Ctx, bandwidth: f64, only: Option<&[(u32, u32, u32)]>) -
     t
 }
 
-/// The GEMMs of `RIGHTSIZE_BENCH_GEMMS` (`M×N×K` or `MxNxK`, comma-separated), if set.
-fn only_gemms() -> Option<Vec<(u32, u32, u32)>> {
+/// What `RIGHTSIZE_BENCH_GEMMS` asks for: the decode table alone, or only these GEMMs.
+enum OnlyGemms {
+    Decode,
+    Shapes(Vec<(u32, u32, u32)>),
+}
+
+/// `RIGHTSIZE_BENCH_GEMMS` (`decode`, or `M×N×K` / `MxNxK`, comma-separated), if set.
+fn only_gemms() -> Option<OnlyGemms> {
     let spec = std::env::var("RIGHTSIZE_BENCH_GEMMS").ok()?;
+    if spec.trim() == "decode" {
+        return Some(OnlyGemms::Decode);
+    }
     let parse = |item: &str| -> Option<(u32, u32, u32)> {
         let d: Vec<u32> = item.trim().split(['×', 'x']).map(|v| v.trim().parse().ok()).collect::<Option<_>>()?;
         matches!(d[..], [m, n, k] if m > 0 && n > 0 && k > 0 && k % 8 == 0).then(|| (d[0], d[1], d[2]))
     };
     match spec.split(',').map(parse).collect::<Option<Vec<_>>>() {
-        Some(list) => Some(list),
+        Some(list) => Some(OnlyGemms::Shapes(list)),
         None => {
-            eprintln!("RIGHTSIZE_BENCH_GEMMS={spec:?}: expected M×N×K[,M×N×K…] with K a multiple of 8");
+            eprintln!("RIGHTSIZE_BENCH_GEMMS={spec:?}: expected decode, or M×N×K[,M×N×K…] with K a multiple of 8");
             std::process::exit(2)
         }
     }
@@ -947,13 +956,10 @@ fn bench(c: &mut Criterion) {
     };
     let bandwidth = dram_bandwidth(rt.device(), stream);
     let mut cx = Ctx { rt: rt.clone(), blas, rng: StdRng::seed_from_u64(rand::random()), stream, l2 };
-    if std::env::var("RIGHTSIZE_BENCH_GEMMS").as_deref() == Ok("decode") {
-        emit(&decode_gemms(&mut cx, bandwidth));
-        return;
-    }
-    if let Some(only) = only_gemms() {
-        emit(&gemm_matrix(&mut cx, bandwidth, Some(&only)));
-        return;
+    match only_gemms() {
+        Some(OnlyGemms::Decode) => return emit(&decode_gemms(&mut cx, bandwidth)),
+        Some(OnlyGemms::Shapes(only)) => return emit(&gemm_matrix(&mut cx, bandwidth, Some(&only))),
+        None => {}
     }
     let cases = all_cases(&mut cx);
 
