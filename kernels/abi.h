@@ -117,15 +117,16 @@ typedef struct CopyU32Params {
 #define RS_GEMM_T_MAX_M 32
 #define RS_GEMM_T_BN 16
 #define RS_GEMM_T_THREADS 256
-/** Streamed decode GEMM (gemm_stream.cu, sm_90a, M ≤ 8): units of RS_GEMM_T_BN columns; a
- *  producer thread streams weights and A in K chunks of ≤ RS_GEMM_D_KC columns (TMA boxes of
- *  RS_GEMM_D_BOX columns) into a ring of RS_GEMM_D_RING_BYTES (≤ RS_GEMM_D_MAX_STAGES
- *  stages) for RS_GEMM_D_CONSUMERS warps. */
+/** Streamed decode GEMM (gemm_stream.cu, sm_90a, M ≤ 8): units of 1 to RS_GEMM_D_MAX_TILES
+ *  tiles of RS_GEMM_T_BN columns; a producer thread streams weights and A in K chunks of
+ *  ≤ RS_GEMM_D_KC columns, viewed as slices of RS_GEMM_D_SLICE columns, into a ring of
+ *  RS_GEMM_D_RING_BYTES (≤ RS_GEMM_D_MAX_STAGES stages) for RS_GEMM_D_CONSUMERS warps. */
 #define RS_GEMM_D_CONSUMERS 8
 #define RS_GEMM_D_THREADS 288
-#define RS_GEMM_D_KC 1024
-#define RS_GEMM_D_BOX 256
-#define RS_GEMM_D_RING_BYTES 147456
+#define RS_GEMM_D_KC 512
+#define RS_GEMM_D_SLICE 32
+#define RS_GEMM_D_MAX_TILES 2
+#define RS_GEMM_D_RING_BYTES 204800
 #define RS_GEMM_D_MAX_STAGES 16
 /** Small tile: 64x64, 4 warps (decode-sized M). */
 #define RS_GEMM_S_BM 64
@@ -188,8 +189,9 @@ typedef struct __attribute__((aligned(128))) RsTensorMap {
 /**
  * The Hopper GEMMs (gemm_f16_wgmma_*, gemm_f16_stream_m8): GemmParams `g` (batch 1) with the
  * tensor maps of A (K × M) and B (K × N), FP16: boxes of 64 columns × the tile's rows with
- * 128-byte swizzle for the wgmma kernels, of RS_GEMM_D_BOX columns × 8 (A) or 16 (B) rows
- * without swizzle for the streamed one (params.rs::GemmTmaParams::new).
+ * 128-byte swizzle for the wgmma kernels; for the streamed one, 3-D views (a slice of
+ * RS_GEMM_D_SLICE columns, rows, slices) in boxes of RS_GEMM_D_KC columns × 8 (A) or 16 (B)
+ * rows without swizzle (params.rs::GemmTmaParams::map_specs).
  */
 typedef struct GemmTmaParams {
     RsTensorMap map_a;

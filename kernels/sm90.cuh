@@ -44,6 +44,15 @@ __device__ __forceinline__ void tma_load(unsigned dst, const void* map, int c0, 
         : "memory");
 }
 
+// TMA load of a 3-D box of tensor map `map` at coordinates (c0, c1, c2) into shared memory
+// `dst`; completes its bytes on barrier `bar`.
+__device__ __forceinline__ void tma_load_3d(unsigned dst, const void* map, int c0, int c1, int c2, unsigned bar) {
+    asm volatile(
+        "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], [%5];" ::"r"(dst),
+        "l"(reinterpret_cast<u64>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(bar)
+        : "memory");
+}
+
 // Barrier `id` (1–15; 0 is __syncthreads) over the first `threads` threads of the block.
 __device__ __forceinline__ void named_barrier(unsigned id, unsigned threads) {
     asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(threads) : "memory");

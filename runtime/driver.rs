@@ -112,28 +112,32 @@ pub(crate) mod tensor_map {
 
     use cudarc::driver::{sys, DriverError};
 
-    /// A 2-D FP16 tensor map of `dims` (columns, rows) elements at `base`, rows `row_bytes`
-    /// apart, copied in boxes of `boxes` (columns, rows), 256-byte L2 promotion, zero fill out
-    /// of bounds (`cuTensorMapEncodeTiled`). Encoded on the host; no context needed.
+    /// An FP16 tensor map of `dims` elements (innermost first) at `base`, the outer dimensions
+    /// `strides` bytes apart, copied in boxes of `boxes` elements, 256-byte L2 promotion, zero
+    /// fill out of bounds (`cuTensorMapEncodeTiled`). Encoded on the host; no context needed.
+    /// The driver checks ranks (1 to 5) and the sizes' alignment.
     ///
     /// See [CUDA driver API: Tensor Map Object Management](https://docs.nvidia.com/cuda/cuda-driver-api/group__CUDA__TENSOR__MEMORY.html).
-    pub(crate) fn encode_f16_2d(
+    pub(crate) fn encode_f16(
         base: u64,
-        dims: [u64; 2],
-        row_bytes: u64,
-        boxes: [u32; 2],
+        dims: &[u64],
+        strides: &[u64],
+        boxes: &[u32],
         swizzle: sys::CUtensorMapSwizzle,
     ) -> Result<sys::CUtensorMap, DriverError> {
+        debug_assert!(
+            strides.len() + 1 == dims.len() && boxes.len() == dims.len(),
+            "a stride between dimensions, a box extent each"
+        );
         let mut map = sys::CUtensorMap { opaque: [0; 16] };
-        let strides = [row_bytes];
-        let steps = [1u32, 1];
-        // SAFETY: encodes a descriptor on the host from the arrays above; `base` is not
-        // dereferenced.
+        let steps = [1u32; 5];
+        // SAFETY: encodes a descriptor on the host from the slices above (the rank their
+        // lengths); `base` is not dereferenced.
         unsafe {
             sys::cuTensorMapEncodeTiled(
                 &mut map,
                 sys::CUtensorMapDataType::CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
-                2,
+                dims.len() as u32,
                 base as *mut c_void,
                 dims.as_ptr(),
                 strides.as_ptr(),

@@ -197,15 +197,8 @@ pub fn gemm_tma_params(g: &GemmParams, kernel: Kernel<GemmTmaParams>) -> Result<
         } else {
             sys::CUtensorMapSwizzle::CU_TENSOR_MAP_SWIZZLE_NONE
         };
-        let dims = [u64::from(m.cols), u64::from(m.rows)];
-        let map = super::driver::tensor_map::encode_f16_2d(
-            m.ptr,
-            dims,
-            u64::from(m.ld) * 2,
-            [m.box_cols, m.box_rows],
-            swizzle,
-        )
-        .map_err(|e| {
+        let (dims, strides, boxes) = m.view();
+        let map = super::driver::tensor_map::encode_f16(m.ptr, &dims, &strides, &boxes, swizzle).map_err(|e| {
             let reason = format!("tensor map of {} ({}×{}, ld {}): {:?}", m.name, m.rows, m.cols, m.ld, e.0);
             Error::Launch { kernel: kernel.id().name(), reason }
         })?;

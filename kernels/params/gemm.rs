@@ -39,6 +39,10 @@ impl Params for GemmParams {
             ensure(self.m <= max, k, || format!("M = {} exceeds its {max} rows", self.m))?;
         }
         ensure(self.k >= a && self.k % a == 0, k, || format!("K = {} must be a positive multiple of {a}", self.k))?;
+        if k == KernelId::GemmStream8 {
+            let s = RS_GEMM_D_SLICE;
+            ensure(self.k % s == 0, k, || format!("K = {} must be a multiple of its {s}-column slices", self.k))?;
+        }
         ensure(self.lda >= self.k && self.lda % a == 0, k, || format!("lda = {} (K = {})", self.lda, self.k))?;
         ensure(self.ldb >= self.k && self.ldb % a == 0, k, || format!("ldb = {} (K = {})", self.ldb, self.k))?;
         ensure(self.ldc >= self.n, k, || format!("ldc = {} (N = {})", self.ldc, self.n))?;
@@ -115,16 +119,19 @@ pub fn gemm_wgmma_kernel(m: u32, n: u32, k: u32, sms: u32) -> Kernel<GemmTmaPara
     *HOPPER_PREFILL_GEMMS.iter().rev().min_by_key(|k| cost(k)).expect("tiles")
 }
 
+/// K above which a decode GEMM streams its weights: with K ≤ 1024 one round of the skinny
+/// kernel's loads holds a whole unit, and it starts sooner.
+const STREAM_MIN_K: u32 = 1024;
+
 /// The Hopper GEMM the library runs for an `m` × `n` × `k` GEMM on a GPU of compute
 /// capability `cc` with `sms` SMs, if any: on sm_90, for M ≤ 8 (decode) the streamed kernel
-/// when K > 1024 (with K ≤ 1024 one round of the skinny kernel's loads holds a whole unit, and
-/// it starts sooner: [`gemm_kernel`]'s kernel runs), for 8 < M ≤ 64 the 64×64 tiles when they
+/// when K > 1024 and K is a whole number of its slices (else [`gemm_kernel`]'s kernel runs), for 8 < M ≤ 64 the 64×64 tiles when they
 /// give every SM one, else the 64×32 ones (twice as many units streaming the weights); above,
 /// [`gemm_wgmma_kernel`]'s tile; elsewhere none (the cubin is sm_90a only).
 pub fn hopper_gemm(m: u32, n: u32, k: u32, cc: (u32, u32), sms: u32) -> Option<Kernel<GemmTmaParams>> {
     match m {
         _ if cc != (9, 0) => None,
-        ..=8 if k > RS_GEMM_D_KC => Some(GEMM_STREAM_8),
+        ..=8 if k > STREAM_MIN_K && k % RS_GEMM_D_SLICE == 0 => Some(GEMM_STREAM_8),
         ..=8 => None,
         9..=RS_GEMM_WS_BM if n.div_ceil(2 * RS_GEMM_WS_BN) >= sms => Some(GEMM_WGMMA_SMALL_WIDE),
         9..=RS_GEMM_WS_BM => Some(GEMM_WGMMA_SMALL),
@@ -134,13 +141,14 @@ pub fn hopper_gemm(m: u32, n: u32, k: u32, cc: (u32, u32), sms: u32) -> Option<K
 
 /// The boxes the tensor maps of Hopper GEMM `k` load: rows of A and of B — the kernel's work
 /// unit, a tile of A-rows × B-rows outputs — and their columns: 64 (128 bytes) with the
-/// 128-byte swizzle the wgmma kernels' descriptors expect, or RS_GEMM_D_BOX as they are for
-/// the streamed kernel.
+/// 128-byte swizzle the wgmma kernels' descriptors expect, or for the streamed kernel a K
+/// chunk of RS_GEMM_D_KC columns, without swizzle, in slices of RS_GEMM_D_SLICE.
 struct TmaBoxes {
     a_rows: u32,
     b_rows: u32,
     cols: u32,
     swizzle: bool,
+    slice: u32,
 }
 
 impl TmaBoxes {
@@ -151,9 +159,11 @@ impl TmaBoxes {
 }
 
 fn tma_boxes(k: KernelId) -> TmaBoxes {
-    let wgmma = |a_rows, b_rows| TmaBoxes { a_rows, b_rows, cols: RS_GEMM_W_BK, swizzle: true };
+    let wgmma = |a_rows, b_rows| TmaBoxes { a_rows, b_rows, cols: RS_GEMM_W_BK, swizzle: true, slice: 0 };
     match k {
-        KernelId::GemmStream8 => TmaBoxes { a_rows: 8, b_rows: RS_GEMM_T_BN, cols: RS_GEMM_D_BOX, swizzle: false },
+        KernelId::GemmStream8 => {
+            TmaBoxes { a_rows: 8, b_rows: RS_GEMM_T_BN, cols: RS_GEMM_D_KC, swizzle: false, slice: RS_GEMM_D_SLICE }
+        }
         KernelId::GemmWgmmaSmall => wgmma(RS_GEMM_WS_BM, RS_GEMM_WS_BN),
         KernelId::GemmWgmmaSmallWide => wgmma(RS_GEMM_WS_BM, 2 * RS_GEMM_WS_BN),
         KernelId::GemmWgmmaNarrow => wgmma(RS_GEMM_W_BM, RS_GEMM_W_BN_NARROW),
@@ -165,10 +175,12 @@ fn tma_boxes(k: KernelId) -> TmaBoxes {
     }
 }
 
-/// A 2-D FP16 tensor map to encode (the runtime encodes it: `runtime::gemm_tma_params`): a
+/// An FP16 tensor map to encode (the runtime encodes it: `runtime::gemm_tma_params`): a
 /// row-major `rows` × `cols` matrix at `ptr` with leading dimension `ld` (elements), read in
 /// boxes of `box_cols` columns × `box_rows` rows, with 128-byte swizzle or none; out-of-bounds
-/// elements read as zeros.
+/// elements read as zeros. With `slice` > 0 the map is 3-D: a slice of `slice` columns of a
+/// row, rows, slices (`cols` a multiple of `slice`), so a box lands in shared memory slice by
+/// slice, each slice's rows `slice` elements apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TensorMapSpec {
     /// Which operand ("A" or "B"), for messages.
@@ -187,6 +199,25 @@ pub struct TensorMapSpec {
     pub box_cols: u32,
     /// 128-byte swizzle (else none).
     pub swizzle: bool,
+    /// Columns a slice of the 3-D view; 0: a 2-D map.
+    pub slice: u32,
+}
+
+impl TensorMapSpec {
+    /// The view's dimensions (elements, innermost first), the byte strides of all but the
+    /// first, and the box (elements a dimension).
+    pub fn view(&self) -> (Vec<u64>, Vec<u64>, Vec<u32>) {
+        let (cols, rows, ld) = (u64::from(self.cols), u64::from(self.rows), u64::from(self.ld));
+        if self.slice == 0 {
+            return (vec![cols, rows], vec![ld * 2], vec![self.box_cols, self.box_rows]);
+        }
+        let s = self.slice;
+        (
+            vec![u64::from(s), rows, cols / u64::from(s)],
+            vec![ld * 2, u64::from(s) * 2],
+            vec![s, self.box_rows, self.box_cols / s],
+        )
+    }
 }
 
 impl GemmTmaParams {
@@ -206,6 +237,7 @@ impl GemmTmaParams {
             box_rows,
             box_cols: b.cols,
             swizzle: b.swizzle,
+            slice: b.slice,
         };
         Ok([spec("A", g.a, g.m, g.lda, b.a_rows), spec("B", g.b, g.n, g.ldb, b.b_rows)])
     }
@@ -294,6 +326,7 @@ mod tests {
         assert_eq!(decode(8, 4096), Some(KernelId::GemmStream8));
         assert_eq!(decode(1, 2048), Some(KernelId::GemmStream8));
         assert_eq!(decode(8, 1024), None);
+        assert_eq!(decode(8, 4104), None, "K not a whole number of slices: the skinny kernel");
         assert_eq!(h(9, (9, 0)), Some(KernelId::GemmWgmmaSmall));
         assert_eq!(h(64, (9, 0)), Some(KernelId::GemmWgmmaSmall));
         let small = |n| hopper_gemm(64, n, 4096, (9, 0), 132).map(|k| k.id());

@@ -1,21 +1,19 @@
-// decode_gemv.cu — three ways to stream a decode GEMM's weights (M = 8), one arithmetic.
+// decode_gemv.cu — two layouts of a streamed decode GEMM's stages (M = 8), one arithmetic.
 //
 // A probe, not project code. The decode issue asks for decode GEMMs at ≥ 80% of the copy
-// bandwidth on 48 SMs; the library's streamed kernel (gemm_f16_stream_m8) reaches about 40 GB/s
-// per SM. This times, on grids of one block per SM (8 … 132 SMs), the same GEMM
-// C = A·Wᵀ (A 8 × K, W N × K, FP16, FP32 sums) done three ways:
-//   stream    the library's kernel (kernels/gemm_stream.cu, included as it is): a producer
-//             thread fills a 144 KiB ring with 2-D TMA boxes of 256 × 16 (B) and 256 × 8 (A),
-//             eight copies a 48 KiB stage;
-//   stream3d  the same ring and consumers, but a stage is one 3-D TMA box of B (256 × 4 × 16,
-//             32 KiB, rows of 2 KiB) and one of A (256 × 4 × 8): two copies a stage;
-//   cpasync D every warp streams its own K slices through a private ring of D stages with
-//             16-byte cp.async copies (no producer, no block barrier but the unit's sum), two
-//             teams of 8 warps a block, each team on its own units; `l1a`: A read through L1
-//             at use instead of copied with W.
-// Every way uses the skinny kernel's slices, warp split and sum order (kernels/skinny.cuh),
-// so they must give the same bits as `stream` on every grid; each is also checked against a
-// CPU reference in double precision. Build and run on the GPU host, from this directory:
+// bandwidth on 48 SMs. This times, on grids of one block per SM (16 … 132 SMs), the same GEMM
+// C = A·Wᵀ (A 8 × K, W N × K, FP16, FP32 sums) two ways:
+//   stream    the library's kernel (kernels/gemm_stream.cu, included as it is), with the
+//             library's tensor maps: stages of [slice][row][32 halves], one 3-D copy a tile of
+//             16 rows and one for A, 1 or 2 tiles a unit;
+//   stream3d  the layout the library's kernel had until 2026-11-25: a stage is one 3-D copy of
+//             B (256 × 2 × 16, rows of 1 KiB) and one of A, read with 2-way bank conflicts, one
+//             tile a unit.
+// (A third way, each warp streaming its own slices with 16-byte cp.async copies, reached only
+// 18–30% of the copy bandwidth on 48 SMs on an H200 and was dropped; docs/kernels-h200.md.)
+// Both use the skinny kernel's slices, warp split and sum order (kernels/skinny.cuh), so they
+// must give the same bits on every grid; each is also checked against a CPU reference in
+// double precision. Build and run on the GPU host, from this directory:
 //   nvcc -O3 -std=c++17 -I../../kernels -gencode=arch=compute_90a,code=sm_90a -o decode_gemv decode_gemv.cu -lcuda
 //   ./decode_gemv
 #include <cuda.h>
@@ -52,14 +50,6 @@ __device__ __forceinline__ void store_unit(const GemmParams& p, const float* red
 
 // ---- stream3d ----------------------------------------------------------------------------
 
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-__device__ __forceinline__ void tma_load_3d(unsigned dst, const void* map, int c0, int c1, int c2, unsigned bar) {
-    asm volatile(
-        "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], [%5];" ::"r"(dst),
-        "l"(reinterpret_cast<rs::u64>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(bar)
-        : "memory");
-}
-#endif
 
 // As gemm_f16_stream_m8 (batch 1, no norm), with K a multiple of 256 and the stage's B and A
 // each one 3-D box: the stage holds B's 16 rows × UKC columns, then A's 8 rows × UKC, row-major.
@@ -88,8 +78,8 @@ __global__ void __launch_bounds__(RS_GEMM_D_THREADS, 1) stream3d(const __grid_co
             const int n0 = (int)((blockIdx.x + t / chunks * gridDim.x) * UN), g0 = (int)(t % chunks * (UKC / 256));
             if (t >= STAGES) rs::mbar_wait(empty + 8 * slot, (t / STAGES - 1) & 1);
             rs::mbar_expect_tx(f, STAGE);
-            tma_load_3d(dst, &tp.map_b, 0, g0, n0, f);
-            tma_load_3d(dst + STAGE_B, &tp.map_a, 0, g0, 0, f);
+            rs::tma_load_3d(dst, &tp.map_b, 0, g0, n0, f);
+            rs::tma_load_3d(dst + STAGE_B, &tp.map_a, 0, g0, 0, f);
         }
         return;
     }
@@ -123,75 +113,91 @@ __global__ void __launch_bounds__(RS_GEMM_D_THREADS, 1) stream3d(const __grid_co
 #endif
 }
 
-// ---- cpasync -----------------------------------------------------------------------------
-
-constexpr unsigned TEAMS = 2;  // teams of 8 warps a block
-
-// Barrier `id` over one team's 256 threads.
-__device__ __forceinline__ void team_barrier(unsigned id) { asm volatile("bar.sync %0, 256;" ::"r"(id) : "memory"); }
-
-template <int D, bool L1A>
-constexpr unsigned cpasync_smem() {
-    return TEAMS * 8 * D * 32 * (L1A ? 32 : 48) + TEAMS * 8 * UN * 8 * 4;
+// ---- variants of the library's kernel -----------------------------------------------------
+//
+// What holds the library's kernel below the copy rate an SM reaches alone (hbm_read.cu)? Each
+// variant keeps its ring, units and tiles (gemm_stream.cu's Ring, tiles_per_unit) and changes
+// one thing:
+//   l1a         A is not copied with each stage: the consumers read their A fragments from
+//               global memory (L1) as they use them. Same bits as the library's kernel.
+//   copies      the library's copies, but the consumers only wait for each stage and free it
+//               (no loads, no math): the rate the copies alone allow. No output.
+//   copies -A   as `copies`, without A's copies. No output.
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+template <int MODE>
+__device__ __forceinline__ void variant_fill(const GemmTmaParams& tp, const Ring& r, unsigned stage_bytes, unsigned t) {
+    const unsigned slot = t % r.stages, full = r.full + 8 * slot, dst = r.base + slot * stage_bytes;
+    const unsigned u = unit_of(r, t), tiles = tiles_of(r, u);
+    const int s0 = (int)((t % r.chunks) * CHUNK_SLICES);
+    if (t >= r.stages) rs::mbar_wait(r.empty + 8 * slot, (t / r.stages - 1) & 1);
+    const bool with_a = MODE == 1;
+    rs::mbar_expect_tx(full, tiles * COPY_B + (with_a ? COPY_A : 0));
+    for (unsigned i = 0; i < tiles; ++i) rs::tma_load_3d(dst + i * COPY_B, &tp.map_b, 0, (int)((u * r.per_unit + i) * BN), s0, full);
+    if (with_a) rs::tma_load_3d(dst + r.per_unit * COPY_B, &tp.map_a, 0, 0, s0, full);
 }
+#endif
 
-// Team τ of block b takes units b·TEAMS + τ, + gridDim.x·TEAMS, …; its warp w takes K slices
-// w, w + 8, … of each (P = ⌈S/8⌉ items a unit, the last one empty where S is not a multiple
-// of 8), each lane copying the 16 bytes of W's rows g and g + 8 (and of A's row g) that it
-// uses, D items ahead.
-template <int D, bool L1A>
-__global__ void __launch_bounds__(256 * TEAMS, 1) cpasync(const __grid_constant__ GemmParams p) {
-    extern __shared__ __align__(128) unsigned char smem_cp[];
-    unsigned char* smem = smem_cp;
-    constexpr unsigned LANE_BYTES = L1A ? 32 : 48, WARP_STAGE = 32 * LANE_BYTES;
-    const unsigned lane = threadIdx.x & 31, warp = threadIdx.x >> 5, team = warp / 8, tw = warp % 8;
-    const unsigned g = lane >> 2, q = lane & 3;
-    unsigned char* ring = smem + warp * D * WARP_STAGE + lane * LANE_BYTES;
-    float* red = reinterpret_cast<float*>(smem + TEAMS * 8 * D * WARP_STAGE);
-    const unsigned slices = (p.k + 31) / 32, per_unit = (slices + 7) / 8, units = (p.n + UN - 1) / UN;
-    const unsigned me = blockIdx.x * TEAMS + team, teams = gridDim.x * TEAMS;
-    const unsigned total = me < units ? ((units - 1 - me) / teams + 1) * per_unit : 0;
-    const __half* W = rs::ptr<const __half>(p.b);
-    const __half* A = rs::ptr<const __half>(p.a);
-    // Item t: unit me + (t / per_unit)·teams, slice tw + 8·(t % per_unit).
-    auto slice_of = [&](unsigned t) { return tw + 8 * (t % per_unit); };
-    auto issue = [&](unsigned t) {
-        unsigned char* dst = ring + (t % D) * WARP_STAGE;
-        const unsigned n0 = (me + t / per_unit * teams) * UN, k = slice_of(t) * 32 + q * 8;
-        const bool live = t < total && k < p.k;
-        const bool lo = live && n0 + g < p.n, hi = live && n0 + g + 8 < p.n;
-        rs::cp_async16(dst, lo ? W + (rs::u64)(n0 + g) * p.ldb + k : W, lo);
-        rs::cp_async16(dst + 16, hi ? W + (rs::u64)(n0 + g + 8) * p.ldb + k : W, hi);
-        if (!L1A) {
-            const bool a = live && g < p.m;
-            rs::cp_async16(dst + 32, a ? A + (rs::u64)g * p.lda + k : A, a);
+template <int MODE>
+__global__ void __launch_bounds__(RS_GEMM_D_THREADS, 1) variant(const __grid_constant__ GemmTmaParams tp) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    extern __shared__ __align__(128) unsigned char smem_v[];
+    __shared__ float red[MAX_T * WARPS * BN * MAX_M];
+    const GemmParams& p = tp.g;
+    Ring r = ring_of(p, smem_v);
+    const unsigned stage_bytes = r.per_unit * COPY_B + (MODE == 1 ? COPY_A : 0);
+    r.stages = min((unsigned)RS_GEMM_D_MAX_STAGES, RS_GEMM_D_RING_BYTES / stage_bytes);
+    if (threadIdx.x == 0) {
+        for (unsigned s = 0; s < r.stages; ++s) {
+            rs::mbar_init(r.full + 8 * s, 1);
+            rs::mbar_init(r.empty + 8 * s, WARPS);
         }
-        rs::cp_async_commit();
-    };
-    rs::pdl_sync();
-#pragma unroll
-    for (int d = 0; d < D; ++d) issue(d);
-    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    for (unsigned t = 0; t < total; ++t) {
-        const unsigned j = slice_of(t), k = j * 32 + q * 8;
-        uint4 av = make_uint4(0, 0, 0, 0);
-        if (L1A && j < slices && k < p.k && g < p.m) av = __ldg(reinterpret_cast<const uint4*>(A + (rs::u64)g * p.lda + k));
-        rs::cp_async_wait<D - 1>();
-        const unsigned char* src = ring + (t % D) * WARP_STAGE;
-        const uint4 blo = *reinterpret_cast<const uint4*>(src), bhi = *reinterpret_cast<const uint4*>(src + 16);
-        if (!L1A) av = *reinterpret_cast<const uint4*>(src + 32);
-        if (j < slices) rs::skinny_slice(acc, blo, bhi, av);
-        issue(t + D);
-        if (t % per_unit == per_unit - 1) {
-            const unsigned n0 = (me + t / per_unit * teams) * UN;
-            team_barrier(1 + team);  // the team's previous unit has been stored
-            rs::skinny_partial<8>(red, 0, acc);
-            team_barrier(1 + team);
-            store_unit(p, red + team * 8 * UN * 8, threadIdx.x - team * 256, 256, n0);
-            acc[0] = acc[1] = acc[2] = acc[3] = 0.0f;
-        }
+        rs::mbar_init_fence();
     }
-    rs::cp_async_wait<0>();
+    __syncthreads();
+    const unsigned total = blockIdx.x < r.units ? ((r.units - 1 - blockIdx.x) / gridDim.x + 1) * r.chunks : 0;
+    if (threadIdx.x >= WARPS * 32) {
+        if (threadIdx.x == WARPS * 32)
+            for (unsigned t = 0; t < total; ++t) variant_fill<MODE>(tp, r, stage_bytes, t);
+        return;
+    }
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, q = lane & 3;
+    const unsigned lo = g * ROW_BYTES + q * 16, hi = lo + 8 * ROW_BYTES;
+    const __half* A = rs::ptr<const __half>(p.a) + (u64)min(g, (int)p.m - 1) * p.lda;
+    unsigned t = 0;
+    RS_FOR_EACH_STATIC_UNIT(u, r.units) {
+        const unsigned tiles = tiles_of(r, (unsigned)u), n0 = (unsigned)u * r.per_unit * BN;
+        float acc[MAX_T][4] = {};
+        for (unsigned c = 0; c < r.chunks; ++c, ++t) {
+            const unsigned slot = t % r.stages, slices = min(CHUNK_SLICES, (p.k - c * RS_GEMM_D_KC) / SLICE);
+            rs::mbar_wait(r.full + 8 * slot, (t / r.stages) & 1);
+            if (MODE == 0) {
+                const unsigned char* b_stage = smem_v + slot * stage_bytes;
+#pragma unroll
+                for (int i = 0; i < SLICES; ++i) {
+                    const unsigned sl = warp + i * WARPS;
+                    if (sl >= slices) break;
+                    const unsigned kl = c * RS_GEMM_D_KC + sl * SLICE + q * 8;
+                    uint4 av = make_uint4(0, 0, 0, 0);
+                    if (g < (int)p.m) av = __ldg(reinterpret_cast<const uint4*>(A + kl));
+#pragma unroll
+                    for (unsigned j = 0; j < MAX_T; ++j) {
+                        const unsigned char* bs = b_stage + j * COPY_B + sl * BN * ROW_BYTES;
+                        if (j < tiles)
+                            rs::skinny_slice(acc[j], *reinterpret_cast<const uint4*>(bs + lo), *reinterpret_cast<const uint4*>(bs + hi), av);
+                    }
+                }
+            }
+            __syncwarp();
+            if (lane == 0) rs::mbar_arrive(r.empty + 8 * slot);
+        }
+        if (MODE != 0) continue;
+        rs::named_barrier(1, WARPS * 32);
+#pragma unroll
+        for (unsigned j = 0; j < MAX_T; ++j) rs::skinny_partial<MAX_M>(red + j * WARPS * BN * MAX_M, 0, acc[j]);
+        rs::named_barrier(1, WARPS * 32);
+        for (unsigned j = 0; j < tiles; ++j) store_unit(p, red + j * WARPS * BN * MAX_M, threadIdx.x, WARPS * 32, n0 + j * BN);
+    }
+#endif
 }
 
 // ---- host --------------------------------------------------------------------------------
@@ -219,6 +225,7 @@ static float h2f(__half h) { return __half2float(h); }
 struct Way {
     const char* name;
     int id;
+    bool computes;  // writes C (else timed only)
 };
 
 int main() {
@@ -229,9 +236,9 @@ int main() {
     const int all = prop.multiProcessorCount;
     CK(cudaFuncSetAttribute(gemm_f16_stream_m8, cudaFuncAttributeMaxDynamicSharedMemorySize, RS_GEMM_D_RING_BYTES + 256));
     CK(cudaFuncSetAttribute(stream3d, cudaFuncAttributeMaxDynamicSharedMemorySize, RS_GEMM_D_RING_BYTES + 256));
-    CK(cudaFuncSetAttribute(cpasync<4, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, cpasync_smem<4, false>()));
-    CK(cudaFuncSetAttribute(cpasync<8, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, cpasync_smem<8, false>()));
-    CK(cudaFuncSetAttribute(cpasync<8, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, cpasync_smem<8, true>()));
+    CK(cudaFuncSetAttribute(variant<0>, cudaFuncAttributeMaxDynamicSharedMemorySize, RS_GEMM_D_RING_BYTES + 256));
+    CK(cudaFuncSetAttribute(variant<1>, cudaFuncAttributeMaxDynamicSharedMemorySize, RS_GEMM_D_RING_BYTES + 256));
+    CK(cudaFuncSetAttribute(variant<2>, cudaFuncAttributeMaxDynamicSharedMemorySize, RS_GEMM_D_RING_BYTES + 256));
 
     // Copy bandwidth (read + write) of 2 GiB, the ceiling the decode issue compares against.
     double copy_gbs;
@@ -260,7 +267,7 @@ int main() {
     }
     printf("%s, %d SMs; copy bandwidth %.0f GB/s\n", prop.name, all, copy_gbs);
 
-    const Way ways[] = {{"stream", 0}, {"stream3d", 1}, {"cpasync 4", 2}, {"cpasync 8", 3}, {"cpasync 8 l1a", 4}};
+    const Way ways[] = {{"stream", 0, true}, {"stream3d", 1, true}, {"l1a", 2, true}, {"copies", 3, false}, {"copies -A", 4, false}};
     const unsigned shapes[][2] = {{4096, 4096}, {28672, 4096}, {4096, 14336}, {16384, 2048}, {2048, 8192}, {6144, 4096}};
     const int grids[] = {16, 32, 48, 64, 96, 132};
     std::mt19937 rng(12345);
@@ -287,7 +294,6 @@ int main() {
                 ref[(size_t)i * n + j] = acc;
             }
         std::vector<GemmTmaParams> tp2(copies), tp3(copies);
-        std::vector<GemmParams> gp(copies);
         for (int c = 0; c < copies; ++c) {
             GemmParams g{};
             g.a = (unsigned long long)da;
@@ -295,10 +301,11 @@ int main() {
             g.c = (unsigned long long)(dc + (size_t)c * m * n);
             g.m = m, g.n = n, g.k = k, g.batch = 1, g.lda = k, g.ldb = k, g.ldc = n, g.ldr = n;
             g.b_stable = 1;
-            gp[c] = g;
-            const cuuint64_t sb[2] = {k, n}, stb[1] = {(cuuint64_t)k * 2}, sa[2] = {k, m}, sta[1] = {(cuuint64_t)k * 2};
-            const cuuint32_t bb[2] = {256, 16}, ba[2] = {256, 8};
-            tp2[c] = GemmTmaParams{map_of(da, 2, sa, sta, ba), map_of(dw + c * wn, 2, sb, stb, bb), g};
+            // The library's view (params.rs::TensorMapSpec::view): slices of 32 columns, rows, slices.
+            const cuuint64_t sb[3] = {32, n, k / 32}, stb[2] = {(cuuint64_t)k * 2, 64};
+            const cuuint64_t sa[3] = {32, m, k / 32}, sta[2] = {(cuuint64_t)k * 2, 64};
+            const cuuint32_t bb[3] = {32, 16, UKC / 32}, ba[3] = {32, 8, UKC / 32};
+            tp2[c] = GemmTmaParams{map_of(da, 3, sa, sta, ba), map_of(dw + c * wn, 3, sb, stb, bb), g};
             const cuuint64_t sb3[3] = {256, k / 256, n}, stb3[2] = {512, (cuuint64_t)k * 2};
             const cuuint64_t sa3[3] = {256, k / 256, m}, sta3[2] = {512, (cuuint64_t)k * 2};
             const cuuint32_t bb3[3] = {256, UKC / 256, 16}, ba3[3] = {256, UKC / 256, 8};
@@ -309,9 +316,9 @@ int main() {
             switch (way) {
                 case 0: gemm_f16_stream_m8<<<grid, RS_GEMM_D_THREADS, RS_GEMM_D_RING_BYTES + 256>>>(tp2[c], ticket); break;
                 case 1: stream3d<<<grid, RS_GEMM_D_THREADS, RS_GEMM_D_RING_BYTES + 256>>>(tp3[c]); break;
-                case 2: cpasync<4, false><<<grid, 256 * TEAMS, cpasync_smem<4, false>()>>>(gp[c]); break;
-                case 3: cpasync<8, false><<<grid, 256 * TEAMS, cpasync_smem<8, false>()>>>(gp[c]); break;
-                default: cpasync<8, true><<<grid, 256 * TEAMS, cpasync_smem<8, true>()>>>(gp[c]); break;
+                case 2: variant<0><<<grid, RS_GEMM_D_THREADS, RS_GEMM_D_RING_BYTES + 256>>>(tp2[c]); break;
+                case 3: variant<1><<<grid, RS_GEMM_D_THREADS, RS_GEMM_D_RING_BYTES + 256>>>(tp2[c]); break;
+                default: variant<2><<<grid, RS_GEMM_D_THREADS, RS_GEMM_D_RING_BYTES + 256>>>(tp2[c]); break;
             }
         };
         printf("\n8×%u×%u (W %.1f MB, %d copies): GB/s of A, W and C, %% of the copy bandwidth in brackets\n", n, k,
@@ -333,14 +340,16 @@ int main() {
                 CK(cudaDeviceSynchronize());
                 CK(cudaMemcpy(out.data(), dc, out.size() * 2, cudaMemcpyDeviceToHost));
                 if (w.id == 0 && g0 == grids[0]) first = out;
-                bitwise = bitwise && memcmp(first.data(), out.data(), out.size() * 2) == 0;
-                double num = 0, den = 0;
-                for (size_t i = 0; i < out.size(); ++i) {
-                    const double d = h2f(out[i]) - ref[i];
-                    num += std::isnan(d) ? 1e30 : d * d;
-                    den += ref[i] * ref[i];
+                if (w.computes) {
+                    bitwise = bitwise && memcmp(first.data(), out.data(), out.size() * 2) == 0;
+                    double num = 0, den = 0;
+                    for (size_t i = 0; i < out.size(); ++i) {
+                        const double d = h2f(out[i]) - ref[i];
+                        num += std::isnan(d) ? 1e30 : d * d;
+                        den += ref[i] * ref[i];
+                    }
+                    err = std::max(err, std::sqrt(num / den));
                 }
-                err = std::max(err, std::sqrt(num / den));
                 cudaEvent_t e0, e1;
                 CK(cudaEventCreate(&e0));
                 CK(cudaEventCreate(&e1));
@@ -364,7 +373,10 @@ int main() {
             }
             const bool ok = err <= 1e-2 && bitwise;
             all_ok = all_ok && ok;
-            printf("   err %.1e, %s\n", err, bitwise ? "bitwise = stream" : "BITS DIFFER");
+            if (w.computes)
+                printf("   err %.1e, %s\n", err, bitwise ? "bitwise = stream" : "BITS DIFFER");
+            else
+                printf("   (timed only)\n");
         }
         CK(cudaFree(da));
         CK(cudaFree(dw));
