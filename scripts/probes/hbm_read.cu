@@ -1,7 +1,7 @@
 // hbm_read.cu — how many SMs does it take to read HBM at full speed, and by which loads?
 //
 // A probe, not project code: it times pure reads of a 2 GiB buffer (each byte read once per
-// launch, so from DRAM) on grids of one block per SM, 8 … 132 SMs, in three ways the decode
+// launch, so from DRAM) on grids of one block per SM, 8 … 132 SMs, in the ways the decode
 // GEMMs could stream their weights:
 //   ldg U     1024 threads a block, each keeping U 16-byte loads in flight (ld.global.nc);
 //   bulk C S  one thread per block copies chunks of C bytes (cp.async.bulk, 1-D) into a ring of
@@ -9,7 +9,11 @@
 //   box R S   the streamed decode GEMM's copies: 2-D TMA boxes of 256 columns × 16 rows
 //             (8 KiB, rows of 512 bytes) of a [rows × 4096] FP16 matrix, 4 boxes a stage
 //             (`+a`: and 4 boxes of 256 × 8 from an 8-row matrix, as A's rows are), or one
-//             3-D box of 256 × 4 × 16 (32 KiB, rows of 2 KiB) a stage (`3d`).
+//             3-D box of 256 × 4 × 16 (32 KiB, rows of 2 KiB) a stage (`3d`);
+//   rowN R×S  one 3-D TMA box a stage whose innermost dimension holds N bytes of a row: R rows
+//             × S slices of 32 (N = 64) or 64 columns (N = 128), or × S chunks of 256 (N = 512),
+//             as the streamed GEMM's stage layouts would load them; `2d 256xR`: one 2-D box
+//             of 256 columns × R rows a stage.
 // It prints GB/s and GB/s per SM beside a device-to-device copy (read + write bytes) of the
 // same buffer. Build and run on the GPU host:
 //   nvcc -O3 -I../../kernels -gencode=arch=compute_90a,code=sm_90a -o hbm_read hbm_read.cu -lcuda && ./hbm_read
@@ -64,7 +68,7 @@ using rs::mbar_arrive, rs::mbar_expect_tx, rs::mbar_init, rs::mbar_wait;
 #endif
 
 // How a stage of the ring is filled.
-enum Fill { BULK, BOX2D, BOX2D_A, BOX3D };
+enum Fill { BULK, BOX2D, BOX2D_A, BOX3D, SLICED, ROWS3D, ROWS2D };
 
 struct RingArgs {
     const char* src;      // BULK: the buffer
@@ -73,6 +77,7 @@ struct RingArgs {
     unsigned stages;
     unsigned units, chunks;  // boxes: units of 16 rows, K chunks of 1024 columns
     Fill fill;
+    unsigned br, bk;         // SLICED, ROWS3D: a box's rows, and its extent along K's outer dimension
 };
 
 // One producer thread (the last warp's lane 0) fills the ring; the other warps wait on each
@@ -106,7 +111,23 @@ __global__ void __launch_bounds__(288, 1) read_ring(const __grid_constant__ Ring
                              : "memory");
             } else {
                 const int row = (int)(c / a.chunks * 16), k0 = (int)(c % a.chunks * 1024);
-                if (a.fill == BOX3D) {
+                if (a.fill == ROWS2D) {
+                    // One 2-D box of 256 columns × br rows.
+                    const int r0 = (int)(c / a.chunks * a.br), k0 = (int)(c % a.chunks * 256);
+                    asm volatile(
+                        "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];" ::"r"(dst),
+                        "l"(&mb), "r"(k0), "r"(r0), "r"(full)
+                        : "memory");
+                } else if (a.fill == SLICED || a.fill == ROWS3D) {
+                    // A box of br rows × bk slices (SLICED: view {slice, rows, slices}) or
+                    // × bk chunks of 256 columns (ROWS3D: view {256, chunks, rows}).
+                    const int r0 = (int)(c / a.chunks * a.br), k1 = (int)(c % a.chunks * a.bk);
+                    const int c1 = a.fill == SLICED ? r0 : k1, c2 = a.fill == SLICED ? k1 : r0;
+                    asm volatile(
+                        "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], [%5];" ::"r"(dst),
+                        "l"(&mb), "r"(0), "r"(c1), "r"(c2), "r"(full)
+                        : "memory");
+                } else if (a.fill == BOX3D) {
                     asm volatile(
                         "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], [%5];" ::"r"(dst),
                         "l"(&mb), "r"(0), "r"(k0 / 256), "r"(row), "r"(full)
@@ -209,6 +230,25 @@ int main() {
     const cuuint32_t ba[2] = {256, 8};
     const CUtensorMap ma = map_of(a8, 2, sa, sta, ba);
     CK(cudaFuncSetAttribute(read_ring, cudaFuncAttributeMaxDynamicSharedMemorySize, 200 * 1024));
+    // The box geometries a decode GEMM's stage could use (B alone), by the bytes of a row a
+    // box's innermost dimension holds: 64 (slices of 32 columns: view {32, rows, 128}), 128
+    // (view {64, rows, 64}), 512 (view {256, 16, rows}).
+    auto sliced = [&](cuuint64_t inner, cuuint32_t br, cuuint32_t bk) {
+        const cuuint64_t sz[3] = {inner, rows, 4096 / inner}, st[2] = {8192, inner * 2};
+        const cuuint32_t bx[3] = {(cuuint32_t)inner, br, bk};
+        return map_of(buf, 3, sz, st, bx);
+    };
+    const CUtensorMap s64_16_16 = sliced(32, 16, 16), s64_16_32 = sliced(32, 16, 32), s64_32_16 = sliced(32, 32, 16);
+    const CUtensorMap s128_16_8 = sliced(64, 16, 8), s128_16_16 = sliced(64, 16, 16);
+    const cuuint64_t sr[3] = {256, 16, rows}, str[2] = {512, 8192};
+    const cuuint32_t br2[3] = {256, 2, 16};
+    const CUtensorMap r512_16_2 = map_of(buf, 3, sr, str, br2);
+    const CUtensorMap s64_16_64 = sliced(32, 16, 64), s64_32_32 = sliced(32, 32, 32);
+    auto rows2d = [&](cuuint32_t br) {
+        const cuuint32_t bx[2] = {256, br};
+        return map_of(buf, 2, s2, st2, bx);
+    };
+    const CUtensorMap d2_32 = rows2d(32), d2_64 = rows2d(64);
 
     struct Way {
         const char* name;
@@ -218,18 +258,23 @@ int main() {
         const CUtensorMap* mb;
     };
     const unsigned units = (unsigned)(rows / 16), chunks = 4;
+    const unsigned r16 = (unsigned)(rows / 16), r32 = (unsigned)(rows / 32);
     std::vector<Way> ways = {
-        {"ldg 2", 0, 2, {}, nullptr},
-        {"ldg 4", 0, 4, {}, nullptr},
         {"ldg 8", 0, 8, {}, nullptr},
-        {"bulk 8K x12", 1, 0, {buf, bytes, 8192, 12, 0, 0, BULK}, nullptr},
-        {"bulk 16K x8", 1, 0, {buf, bytes, 16384, 8, 0, 0, BULK}, nullptr},
         {"bulk 32K x4", 1, 0, {buf, bytes, 32768, 4, 0, 0, BULK}, nullptr},
-        {"bulk 32K x6", 1, 0, {buf, bytes, 32768, 6, 0, 0, BULK}, nullptr},
         {"box 8K x4/stage x4", 1, 0, {nullptr, 0, 32768, 4, units, chunks, BOX2D}, &m2},
         {"box +a x3 (kernel)", 1, 0, {nullptr, 0, 32768, 3, units, chunks, BOX2D_A}, &m2},
         {"box 3d 32K x4", 1, 0, {nullptr, 0, 32768, 4, units, chunks, BOX3D}, &m3},
-        {"box 3d 32K x6", 1, 0, {nullptr, 0, 32768, 6, units, chunks, BOX3D}, &m3},
+        {"row64 16x16s 16K x8", 1, 0, {nullptr, 0, 16384, 8, r16, 8, SLICED, 16, 16}, &s64_16_16},
+        {"row64 16x32s 32K x4", 1, 0, {nullptr, 0, 32768, 4, r16, 4, SLICED, 16, 32}, &s64_16_32},
+        {"row64 32x16s 32K x4", 1, 0, {nullptr, 0, 32768, 4, r32, 8, SLICED, 32, 16}, &s64_32_16},
+        {"row128 16x8 16K x8", 1, 0, {nullptr, 0, 16384, 8, r16, 8, SLICED, 16, 8}, &s128_16_8},
+        {"row128 16x16 32K x4", 1, 0, {nullptr, 0, 32768, 4, r16, 4, SLICED, 16, 16}, &s128_16_16},
+        {"row512 16x2 16K x8", 1, 0, {nullptr, 0, 16384, 8, r16, 8, ROWS3D, 16, 2}, &r512_16_2},
+        {"row64 16x64s 64K x3", 1, 0, {nullptr, 0, 65536, 3, r16, 2, SLICED, 16, 64}, &s64_16_64},
+        {"row64 32x32s 64K x3", 1, 0, {nullptr, 0, 65536, 3, r32, 4, SLICED, 32, 32}, &s64_32_32},
+        {"2d 256x32 16K x8", 1, 0, {nullptr, 0, 16384, 8, r32, 16, ROWS2D, 32, 0}, &d2_32},
+        {"2d 256x64 32K x4", 1, 0, {nullptr, 0, 32768, 4, (unsigned)(rows / 64), 16, ROWS2D, 64, 0}, &d2_64},
     };
     const int grids[] = {8, 16, 32, 48, 64, 96, 132};
     printf("\nGB/s of reads (per SM in brackets), one block per SM; %% of the copy's rate at the end of each row\n");
