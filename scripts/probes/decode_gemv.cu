@@ -6,6 +6,8 @@
 //   stream    the library's kernel (kernels/gemm_stream.cu, included as it is), with the
 //             library's tensor maps: stages of [slice][row][32 halves], one 3-D copy a tile of
 //             16 rows and one for A, 1 or 2 tiles a unit;
+//   packed    weights and A packed ahead of time so that a stage is two contiguous 1-D bulk
+//             copies (32 KiB of B, 16 KiB of A) in the library kernel's stage layout;
 //   stream3d  the layout the library's kernel had until 2026-11-25: a stage is one 3-D copy of
 //             B (256 × 2 × 16, rows of 1 KiB) and one of A, read with 2-way bank conflicts, one
 //             tile a unit.
@@ -200,6 +202,101 @@ __global__ void __launch_bounds__(RS_GEMM_D_THREADS, 1) variant(const __grid_con
 #endif
 }
 
+// ---- packed -------------------------------------------------------------------------------
+//
+// Weights packed ahead of time (as an engine could at load) so that what a stage holds is one
+// contiguous block: [tile of 16 rows][chunk of PKC columns][slice of 32][row][32 halves], and A
+// as [chunk][slice][row of 8][32]. Each stage is then two 1-D bulk copies (cp.async.bulk), B's
+// 16·PKC·2 bytes and A's 8·PKC·2, landing in the library kernel's stage layout, read by the
+// library's arithmetic: the same bits. PKC = 1024: copies of 32 KiB and 16 KiB. K and N must be
+// multiples of PKC and 16 (the probe's shapes are).
+constexpr unsigned PKC = 1024, PSLICES = PKC / 32;
+constexpr unsigned PSTAGE_B = 16 * PKC * 2, PSTAGE_A = 8 * PKC * 2, PSTAGE = PSTAGE_B + PSTAGE_A;
+constexpr unsigned PSTAGES = RS_GEMM_D_RING_BYTES / PSTAGE;
+
+__global__ void __launch_bounds__(RS_GEMM_D_THREADS, 1) packed(const __grid_constant__ GemmParams p) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    extern __shared__ __align__(128) unsigned char smem_p[];
+    __shared__ float red[8 * UN * 8];
+    const unsigned base = rs::smem_addr(smem_p), full = base + RS_GEMM_D_RING_BYTES, empty = full + 8 * PSTAGES;
+    const unsigned chunks = p.k / PKC, units = p.n / UN;
+    if (threadIdx.x == 0) {
+        for (unsigned s = 0; s < PSTAGES; ++s) {
+            rs::mbar_init(full + 8 * s, 1);
+            rs::mbar_init(empty + 8 * s, 8);
+        }
+        rs::mbar_init_fence();
+    }
+    __syncthreads();
+    const unsigned total = blockIdx.x < units ? ((units - 1 - blockIdx.x) / gridDim.x + 1) * chunks : 0;
+    if (threadIdx.x >= 8 * 32) {
+        if (threadIdx.x != 8 * 32) return;
+        const char* B = rs::ptr<const char>(p.b);
+        const char* A = rs::ptr<const char>(p.a);
+        for (unsigned t = 0; t < total; ++t) {
+            const unsigned slot = t % PSTAGES, f = full + 8 * slot, dst = base + slot * PSTAGE;
+            const unsigned u = blockIdx.x + t / chunks * gridDim.x, c = t % chunks;
+            if (t >= PSTAGES) rs::mbar_wait(empty + 8 * slot, (t / PSTAGES - 1) & 1);
+            rs::mbar_expect_tx(f, PSTAGE);
+            asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(dst),
+                         "l"(B + ((u64)u * chunks + c) * PSTAGE_B), "r"(PSTAGE_B), "r"(f)
+                         : "memory");
+            asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(dst + PSTAGE_B),
+                         "l"(A + (u64)c * PSTAGE_A), "r"(PSTAGE_A), "r"(f)
+                         : "memory");
+        }
+        return;
+    }
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, q = lane & 3;
+    const unsigned lo = g * 64 + q * 16, hi = lo + 8 * 64;
+    unsigned t = 0;
+    RS_FOR_EACH_STATIC_UNIT(u, units) {
+        float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        for (unsigned c = 0; c < chunks; ++c, ++t) {
+            const unsigned slot = t % PSTAGES;
+            rs::mbar_wait(full + 8 * slot, (t / PSTAGES) & 1);
+            const unsigned char* b_stage = smem_p + slot * PSTAGE;
+            const unsigned char* a_stage = b_stage + PSTAGE_B;
+#pragma unroll
+            for (unsigned i = 0; i < PSLICES / 8; ++i) {
+                const unsigned sl = warp + i * 8;
+                const uint4 av = *reinterpret_cast<const uint4*>(a_stage + sl * 8 * 64 + lo);
+                const unsigned char* bs = b_stage + sl * 16 * 64;
+                rs::skinny_slice(acc, *reinterpret_cast<const uint4*>(bs + lo), *reinterpret_cast<const uint4*>(bs + hi), av);
+            }
+            __syncwarp();
+            if (lane == 0) rs::mbar_arrive(empty + 8 * slot);
+        }
+        rs::named_barrier(1, 256);
+        rs::skinny_partial<8>(red, 0, acc);
+        rs::named_barrier(1, 256);
+        store_unit(p, red, threadIdx.x, 256, (unsigned)u * UN);
+    }
+#endif
+}
+
+// The packed layouts of W (n × k) and A (8 × k) for `packed`.
+static std::vector<__half> pack_w(const std::vector<__half>& w, unsigned n, unsigned k) {
+    std::vector<__half> out(w.size());
+    size_t o = 0;
+    for (unsigned t = 0; t < n / UN; ++t)
+        for (unsigned c = 0; c < k / PKC; ++c)
+            for (unsigned s = 0; s < PSLICES; ++s)
+                for (unsigned r = 0; r < UN; ++r)
+                    for (unsigned i = 0; i < 32; ++i) out[o++] = w[(size_t)(t * UN + r) * k + c * PKC + s * 32 + i];
+    return out;
+}
+
+static std::vector<__half> pack_a(const std::vector<__half>& a, unsigned k) {
+    std::vector<__half> out(a.size());
+    size_t o = 0;
+    for (unsigned c = 0; c < k / PKC; ++c)
+        for (unsigned s = 0; s < PSLICES; ++s)
+            for (unsigned r = 0; r < 8; ++r)
+                for (unsigned i = 0; i < 32; ++i) out[o++] = a[(size_t)r * k + c * PKC + s * 32 + i];
+    return out;
+}
+
 // ---- host --------------------------------------------------------------------------------
 
 static PFN_cuTensorMapEncodeTiled_v12000 encode;
@@ -239,6 +336,7 @@ int main() {
     CK(cudaFuncSetAttribute(variant<0>, cudaFuncAttributeMaxDynamicSharedMemorySize, RS_GEMM_D_RING_BYTES + 256));
     CK(cudaFuncSetAttribute(variant<1>, cudaFuncAttributeMaxDynamicSharedMemorySize, RS_GEMM_D_RING_BYTES + 256));
     CK(cudaFuncSetAttribute(variant<2>, cudaFuncAttributeMaxDynamicSharedMemorySize, RS_GEMM_D_RING_BYTES + 256));
+    CK(cudaFuncSetAttribute(packed, cudaFuncAttributeMaxDynamicSharedMemorySize, RS_GEMM_D_RING_BYTES + 256));
 
     // Copy bandwidth (read + write) of 2 GiB, the ceiling the decode issue compares against.
     double copy_gbs;
@@ -267,7 +365,7 @@ int main() {
     }
     printf("%s, %d SMs; copy bandwidth %.0f GB/s\n", prop.name, all, copy_gbs);
 
-    const Way ways[] = {{"stream", 0, true}, {"stream3d", 1, true}, {"l1a", 2, true}, {"copies", 3, false}, {"copies -A", 4, false}};
+    const Way ways[] = {{"stream", 0, true}, {"stream3d", 1, true}, {"l1a", 2, true}, {"copies", 3, false}, {"copies -A", 4, false}, {"packed", 5, true}};
     const unsigned shapes[][2] = {{4096, 4096}, {28672, 4096}, {4096, 14336}, {16384, 2048}, {2048, 8192}, {6144, 4096}};
     const int grids[] = {16, 32, 48, 64, 96, 132};
     std::mt19937 rng(12345);
@@ -286,6 +384,15 @@ int main() {
         CK(cudaMalloc(&dc, (size_t)m * n * 2 * copies));
         CK(cudaMemcpy(da, ha.data(), ha.size() * 2, cudaMemcpyHostToDevice));
         for (int c = 0; c < copies; ++c) CK(cudaMemcpy(dw + c * wn, hw.data(), wbytes, cudaMemcpyHostToDevice));
+        // The packed copies for `packed`.
+        __half *dpa, *dpw;
+        CK(cudaMalloc(&dpa, ha.size() * 2));
+        CK(cudaMalloc(&dpw, wbytes * copies));
+        {
+            const std::vector<__half> pa = pack_a(ha, k), pw = pack_w(hw, n, k);
+            CK(cudaMemcpy(dpa, pa.data(), pa.size() * 2, cudaMemcpyHostToDevice));
+            for (int c = 0; c < copies; ++c) CK(cudaMemcpy(dpw + c * wn, pw.data(), wbytes, cudaMemcpyHostToDevice));
+        }
         std::vector<double> ref((size_t)m * n);
         for (unsigned i = 0; i < m; ++i)
             for (unsigned j = 0; j < n; ++j) {
@@ -294,6 +401,7 @@ int main() {
                 ref[(size_t)i * n + j] = acc;
             }
         std::vector<GemmTmaParams> tp2(copies), tp3(copies);
+        std::vector<GemmParams> gpk(copies);
         for (int c = 0; c < copies; ++c) {
             GemmParams g{};
             g.a = (unsigned long long)da;
@@ -310,6 +418,9 @@ int main() {
             const cuuint64_t sa3[3] = {256, k / 256, m}, sta3[2] = {512, (cuuint64_t)k * 2};
             const cuuint32_t bb3[3] = {256, UKC / 256, 16}, ba3[3] = {256, UKC / 256, 8};
             tp3[c] = GemmTmaParams{map_of(da, 3, sa3, sta3, ba3), map_of(dw + c * wn, 3, sb3, stb3, bb3), g};
+            gpk[c] = g;
+            gpk[c].a = (unsigned long long)dpa;
+            gpk[c].b = (unsigned long long)(dpw + c * wn);
         }
         const RsTicket ticket{};
         auto launch = [&](int way, int grid, int c) {
@@ -318,7 +429,8 @@ int main() {
                 case 1: stream3d<<<grid, RS_GEMM_D_THREADS, RS_GEMM_D_RING_BYTES + 256>>>(tp3[c]); break;
                 case 2: variant<0><<<grid, RS_GEMM_D_THREADS, RS_GEMM_D_RING_BYTES + 256>>>(tp2[c]); break;
                 case 3: variant<1><<<grid, RS_GEMM_D_THREADS, RS_GEMM_D_RING_BYTES + 256>>>(tp2[c]); break;
-                default: variant<2><<<grid, RS_GEMM_D_THREADS, RS_GEMM_D_RING_BYTES + 256>>>(tp2[c]); break;
+                case 4: variant<2><<<grid, RS_GEMM_D_THREADS, RS_GEMM_D_RING_BYTES + 256>>>(tp2[c]); break;
+                default: packed<<<grid, RS_GEMM_D_THREADS, RS_GEMM_D_RING_BYTES + 256>>>(gpk[c]); break;
             }
         };
         printf("\n8×%u×%u (W %.1f MB, %d copies): GB/s of A, W and C, %% of the copy bandwidth in brackets\n", n, k,
@@ -381,6 +493,8 @@ int main() {
         CK(cudaFree(da));
         CK(cudaFree(dw));
         CK(cudaFree(dc));
+        CK(cudaFree(dpa));
+        CK(cudaFree(dpw));
     }
     printf("\n%s\n", all_ok ? "all ways correct" : "SOME WAY WRONG");
     return all_ok ? 0 : 1;
