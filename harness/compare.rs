@@ -399,23 +399,7 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
     }
     std::fs::create_dir_all(&opts.out).with_context(|| format!("cannot create {}", opts.out.display()))?;
 
-    // Solo baselines: each distinct tenant, eager and as plans as its modes need, alone on the
-    // whole device (one process, one stream; PyTorch tenants in their process, eager).
-    let mut solo_jobs: Vec<(String, Scenario, Mode)> = Vec::new();
-    for s in scenarios {
-        for plan in [false, true] {
-            if !modes_of(s).iter().any(|m| m.plan == plan && s.unsupported(*m).is_none()) {
-                continue;
-            }
-            let sharing = if s.is_torch() { Sharing::Timeslice } else { Sharing::Streams };
-            for i in 0..s.tenants.len() {
-                let key = s.solo_key(i, plan);
-                if !solo_jobs.iter().any(|(k, _, _)| k == &key) {
-                    solo_jobs.push((key, solo_scenario(s, i), Mode { sharing, plan }));
-                }
-            }
-        }
-    }
+    let solo_jobs = solo_jobs(scenarios, &modes_of);
     let total = solo_jobs.len()
         + scenarios
             .iter()
@@ -477,18 +461,7 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
             let outcome: anyhow::Result<(Outcome, Option<f64>, Counters)> = match skip {
                 Some(reason) => {
                     bars.track(&label, 0, |_| ());
-                    report.runs.push(RunResult {
-                        scenario: s.name.clone(),
-                        mode: mode.to_string(),
-                        status: Status::Skipped { reason },
-                        wall_s: 0.0,
-                        tenants: Vec::new(),
-                        metrics: None,
-                        pcie_gb_per_s: None,
-                        counters: None,
-                        outages_s: Vec::new(),
-                        unserved: Vec::new(),
-                    });
+                    report.runs.push(run_without_tenants(s, mode, Status::Skipped { reason }, 0.0));
                     save(&report)?;
                     continue;
                 }
@@ -504,63 +477,16 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
             };
             let wall_s = t0.elapsed().as_secs_f64();
             let run = match outcome {
-                Ok((outcome, pcie, counters)) => {
+                Ok((mut outcome, pcie, counters)) => {
                     if let Some(w) = trace_file.as_mut() {
                         w.add(&TracedRun {
                             scenario: s.name.clone(),
                             mode: mode.to_string(),
                             tenants: s.tenants.iter().map(TenantSpec::label).collect(),
-                            traces: outcome.traces,
+                            traces: std::mem::take(&mut outcome.traces),
                         })?;
                     }
-                    let mut failures = outcome.failures.into_iter();
-                    let mut duties = outcome.duties.into_iter();
-                    let mut interposed = outcome.interposed.into_iter();
-                    let mut unserved = Vec::new();
-                    let tenants: Vec<TenantResult> = s
-                        .tenants
-                        .iter()
-                        .zip(outcome.samples)
-                        .enumerate()
-                        .filter_map(|(i, (spec, samples))| {
-                            let failure = failures.next().flatten();
-                            let duty = duties.next().flatten();
-                            let interposed = interposed.next().flatten();
-                            let solo = report.solo(&s.solo_key(i, mode.plan));
-                            let Some(metrics) = TenantMetrics::of(&samples, solo, spec.slo_ms) else {
-                                if !samples.is_empty() || failure.is_some() {
-                                    unserved.push(unserved_line(&spec.label(), &samples, failure.as_deref()));
-                                }
-                                return None;
-                            };
-                            let decoder = ModelConfig::named(&spec.model).map(|c| c.is_decoder()).unwrap_or(false);
-                            let shape = spec.shape(decoder);
-                            Some(TenantResult {
-                                spec: spec.clone(),
-                                shape,
-                                metrics,
-                                samples,
-                                failure,
-                                duty,
-                                interposed,
-                            })
-                        })
-                        .collect();
-                    let metrics = RunMetrics::of(
-                        &tenants.iter().map(|t| (&t.metrics, t.spec.rate.is_none())).collect::<Vec<_>>(),
-                    );
-                    RunResult {
-                        scenario: s.name.clone(),
-                        mode: mode.to_string(),
-                        status: Status::Ok,
-                        wall_s,
-                        tenants,
-                        metrics,
-                        pcie_gb_per_s: pcie,
-                        counters: Some(counters),
-                        outages_s: outcome.outages_s,
-                        unserved,
-                    }
+                    finished_run(s, mode, outcome, pcie, counters, wall_s, &report)
                 }
                 Err(e) => {
                     let status = match e.downcast_ref::<Unavailable>() {
@@ -574,18 +500,7 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
                     if let Status::Failed { error } = &status {
                         bars.println(&format!("{label} failed: {error}"));
                     }
-                    RunResult {
-                        scenario: s.name.clone(),
-                        mode: mode.to_string(),
-                        status,
-                        wall_s,
-                        tenants: Vec::new(),
-                        metrics: None,
-                        pcie_gb_per_s: None,
-                        counters: None,
-                        outages_s: Vec::new(),
-                        unserved: Vec::new(),
-                    }
+                    run_without_tenants(s, mode, status, wall_s)
                 }
             };
             report.runs.push(run);
@@ -627,6 +542,96 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
         ));
     }
     Ok(report)
+}
+
+/// The solo baselines the scenarios need: each distinct tenant, eager and as plans as its
+/// modes need, alone on the whole device (one process, one stream; PyTorch tenants in their
+/// process, eager), keyed by [`Scenario::solo_key`].
+fn solo_jobs(scenarios: &[Scenario], modes_of: &dyn Fn(&Scenario) -> Vec<Mode>) -> Vec<(String, Scenario, Mode)> {
+    let mut jobs: Vec<(String, Scenario, Mode)> = Vec::new();
+    for s in scenarios {
+        for plan in [false, true] {
+            if !modes_of(s).iter().any(|m| m.plan == plan && s.unsupported(*m).is_none()) {
+                continue;
+            }
+            let sharing = if s.is_torch() { Sharing::Timeslice } else { Sharing::Streams };
+            for i in 0..s.tenants.len() {
+                let key = s.solo_key(i, plan);
+                if !jobs.iter().any(|(k, _, _)| k == &key) {
+                    jobs.push((key, solo_scenario(s, i), Mode { sharing, plan }));
+                }
+            }
+        }
+    }
+    jobs
+}
+
+/// The result of a run of `s` under `mode` that has no tenants to report: skipped, or failed.
+fn run_without_tenants(s: &Scenario, mode: Mode, status: Status, wall_s: f64) -> RunResult {
+    RunResult {
+        scenario: s.name.clone(),
+        mode: mode.to_string(),
+        status,
+        wall_s,
+        tenants: Vec::new(),
+        metrics: None,
+        pcie_gb_per_s: None,
+        counters: None,
+        outages_s: Vec::new(),
+        unserved: Vec::new(),
+    }
+}
+
+/// The result of a run of `s` under `mode` that ended with `outcome`: each tenant's metrics
+/// against its solo baseline in `report` (a tenant that served none of its counted requests
+/// is a line in `unserved` instead), and the run's.
+fn finished_run(
+    s: &Scenario,
+    mode: Mode,
+    outcome: Outcome,
+    pcie: Option<f64>,
+    counters: Counters,
+    wall_s: f64,
+    report: &Report,
+) -> RunResult {
+    let mut failures = outcome.failures.into_iter();
+    let mut duties = outcome.duties.into_iter();
+    let mut interposed = outcome.interposed.into_iter();
+    let mut unserved = Vec::new();
+    let tenants: Vec<TenantResult> = s
+        .tenants
+        .iter()
+        .zip(outcome.samples)
+        .enumerate()
+        .filter_map(|(i, (spec, samples))| {
+            let failure = failures.next().flatten();
+            let duty = duties.next().flatten();
+            let interposed = interposed.next().flatten();
+            let solo = report.solo(&s.solo_key(i, mode.plan));
+            let Some(metrics) = TenantMetrics::of(&samples, solo, spec.slo_ms) else {
+                if !samples.is_empty() || failure.is_some() {
+                    unserved.push(unserved_line(&spec.label(), &samples, failure.as_deref()));
+                }
+                return None;
+            };
+            let decoder = ModelConfig::named(&spec.model).map(|c| c.is_decoder()).unwrap_or(false);
+            let shape = spec.shape(decoder);
+            Some(TenantResult { spec: spec.clone(), shape, metrics, samples, failure, duty, interposed })
+        })
+        .collect();
+    let metrics = RunMetrics::of(&tenants.iter().map(|t| (&t.metrics, t.spec.rate.is_none())).collect::<Vec<_>>());
+    RunResult {
+        scenario: s.name.clone(),
+        mode: mode.to_string(),
+        status: Status::Ok,
+        wall_s,
+        tenants,
+        metrics,
+        pcie_gb_per_s: pcie,
+        counters: Some(counters),
+        outages_s: outcome.outages_s,
+        unserved,
+    }
 }
 
 #[cfg(test)]
