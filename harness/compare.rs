@@ -461,7 +461,12 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
             let outcome: anyhow::Result<(Outcome, Option<f64>, Counters)> = match skip {
                 Some(reason) => {
                     bars.track(&label, 0, |_| ());
-                    report.runs.push(run_without_tenants(s, mode, Status::Skipped { reason }, 0.0));
+                    report.runs.push(RunResult::without_tenants(
+                        &s.name,
+                        &mode.to_string(),
+                        Status::Skipped { reason },
+                        0.0,
+                    ));
                     save(&report)?;
                     continue;
                 }
@@ -500,7 +505,7 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
                     if let Status::Failed { error } = &status {
                         bars.println(&format!("{label} failed: {error}"));
                     }
-                    run_without_tenants(s, mode, status, wall_s)
+                    RunResult::without_tenants(&s.name, &mode.to_string(), status, wall_s)
                 }
             };
             report.runs.push(run);
@@ -564,22 +569,6 @@ fn solo_jobs(scenarios: &[Scenario], modes_of: &dyn Fn(&Scenario) -> Vec<Mode>) 
         }
     }
     jobs
-}
-
-/// The result of a run of `s` under `mode` that has no tenants to report: skipped, or failed.
-fn run_without_tenants(s: &Scenario, mode: Mode, status: Status, wall_s: f64) -> RunResult {
-    RunResult {
-        scenario: s.name.clone(),
-        mode: mode.to_string(),
-        status,
-        wall_s,
-        tenants: Vec::new(),
-        metrics: None,
-        pcie_gb_per_s: None,
-        counters: None,
-        outages_s: Vec::new(),
-        unserved: Vec::new(),
-    }
 }
 
 /// The result of a run of `s` under `mode` that ended with `outcome`: each tenant's metrics

@@ -563,18 +563,7 @@ pub(crate) mod tests {
             }
         };
         let mut runs = vec![run("mps", 2.0), run("krisp-conserved", 1.25)];
-        runs.push(RunResult {
-            scenario: "pair".into(),
-            mode: "timeslice".into(),
-            status: Status::Skipped { reason: "no, GPU".into() },
-            wall_s: 0.0,
-            tenants: Vec::new(),
-            metrics: None,
-            pcie_gb_per_s: None,
-            counters: None,
-            outages_s: Vec::new(),
-            unserved: Vec::new(),
-        });
+        runs.push(RunResult::without_tenants("pair", "timeslice", Status::Skipped { reason: "no, GPU".into() }, 0.0));
         Report {
             gpu: "GPU".into(),
             sm_count: 132,

@@ -86,6 +86,24 @@ pub struct RunResult {
     pub unserved: Vec<String>,
 }
 
+impl RunResult {
+    /// A run of `scenario` under `mode` with no tenants to report: skipped, or failed.
+    pub fn without_tenants(scenario: &str, mode: &str, status: Status, wall_s: f64) -> RunResult {
+        RunResult {
+            scenario: scenario.to_string(),
+            mode: mode.to_string(),
+            status,
+            wall_s,
+            tenants: Vec::new(),
+            metrics: None,
+            pcie_gb_per_s: None,
+            counters: None,
+            outages_s: Vec::new(),
+            unserved: Vec::new(),
+        }
+    }
+}
+
 /// The line of [`RunResult::unserved`] for a tenant labelled `label` that counted `samples`
 /// (none served) and first failed with `failure`.
 pub(crate) fn unserved_line(label: &str, samples: &[Sample], failure: Option<&str>) -> String {
