@@ -288,13 +288,16 @@ pub fn summary(r: &Report) -> String {
                         )
                     });
                     Some(format!(
-                        "- {} / {}: {} launches: {} placed, {} alone on the whole device, {} latency-critical, {} narrow, {} fell back{fits}",
+                        "- {} / {}: {} launches: {} placed, {} alone on the whole device, {} shared as under MPS, {} latency-critical, {} starving (judged so {} times), {} narrow, {} fell back{fits}",
                         run.mode,
                         t.spec.label(),
                         i.counts.launches,
                         i.counts.placed,
                         i.counts.alone,
+                        i.counts.shared,
                         i.counts.critical,
+                        i.counts.starving,
+                        i.counts.starved,
                         i.counts.narrow,
                         i.counts.fallback
                     ))
@@ -733,7 +736,7 @@ pub(crate) mod tests {
         r.runs[0].tenants[1].interposed = Some(i.clone());
         let s = summary(&r);
         assert!(
-            s.contains("- mps / gpt2: 10 launches: 4 placed, 5 alone on the whole device, 0 latency-critical, 1 narrow, 0 fell back\n"),
+            s.contains("- mps / gpt2: 10 launches: 4 placed, 5 alone on the whole device, 0 shared as under MPS, 0 latency-critical, 0 starving (judged so 0 times), 1 narrow, 0 fell back\n"),
             "{s}"
         );
         let fits = FitsSeen { kernels: 7, modelled: 3, completions: 21, ..Default::default() };

@@ -177,6 +177,8 @@ mod tests {
                 placed: 4,
                 alone: 3,
                 critical: 1,
+                starving: 0,
+                starved: 0,
                 shared: 5,
                 narrow: 2,
                 captured: 0,

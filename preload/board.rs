@@ -16,6 +16,11 @@
 //! best-effort processes' parts are laid out beyond the first `N` SMs' groups, which are kept
 //! free for it.
 //!
+//! A best-effort process whose kernels starve beside the others ([`crate::starving`]) says so in
+//! its slot with the part of the device it is owed; while it is busy the others keep that part
+//! free for it, as they keep a latency-critical quota, and its own kernels run where they were
+//! launched.
+//!
 //! Waits some other way (polling `cuStreamQuery`, a blocking copy) are not seen: a process
 //! that waits only so is busy for the hold after its last launch. A process killed while
 //! waiting leaves its slot busy: a board lives for one run of one group of processes.
@@ -35,6 +40,9 @@ pub(crate) struct Slot {
     critical_sms: AtomicU64,
     /// The SMs its recent kernels need ([`Demand`]; 0: not said, taken as the whole device).
     demand_sms: AtomicU64,
+    /// Starving ([`crate::starving`], flagged [`STARVING`]): the SMs of its part, which the
+    /// others keep free while it is busy (0: not starving).
+    starving_sms: AtomicU64,
 }
 
 /// Bytes of one slot in the file.
@@ -51,6 +59,8 @@ pub(crate) struct Board {
     me: usize,
     hold_ns: u64,
     demand: Demand,
+    /// Processes busy at this process's latest view ([`Board::busy_seen`]).
+    busy_seen: std::sync::atomic::AtomicU32,
 }
 
 /// What this process's kernels need: the most SMs any kernel launched within the hold needed,
@@ -129,7 +139,7 @@ impl Board {
         // A latency-critical process without a quota still says it is one (and keeps none free).
         let critical = critical_sms.map_or(0, |sms| u64::from(sms) | CRITICAL);
         slots[me].critical_sms.store(critical, Ordering::Relaxed);
-        Ok(Board { slots, me, hold_ns, demand: Demand::default() })
+        Ok(Board { slots, me, hold_ns, demand: Demand::default(), busy_seen: std::sync::atomic::AtomicU32::new(1) })
     }
 
     /// Records a launch at `now` of a kernel that needs `sms` SMs: the process's demand is the
@@ -148,20 +158,36 @@ impl Board {
 
     /// The board as a launch of this process sees it at `now` (this process counted as busy).
     pub(crate) fn view(&self, now: u64) -> View {
+        let v = self.view_at(now);
+        self.busy_seen.store(v.busy, Ordering::Relaxed);
+        v
+    }
+
+    fn view_at(&self, now: u64) -> View {
         let mut v = View { critical: self.critical(self.me).is_some(), ..View::default() };
-        for (i, s) in self.slots.iter().enumerate() {
-            let active = i == self.me
+        let active = |i: usize, s: &Slot| {
+            i == self.me
                 || s.waiting.load(Ordering::Relaxed) > 0
-                || now.saturating_sub(s.last_ns.load(Ordering::Relaxed)) < self.hold_ns;
-            if !active {
+                || now.saturating_sub(s.last_ns.load(Ordering::Relaxed)) < self.hold_ns
+        };
+        // A busy latency-critical process's quota comes first: while one is busy, starving
+        // processes share what it leaves as the other best-effort ones do.
+        let critical_busy = self.slots.iter().enumerate().any(|(i, s)| active(i, s) && self.critical(i).is_some());
+        for (i, s) in self.slots.iter().enumerate() {
+            if !active(i, s) {
                 continue;
             }
             v.busy += 1;
-            match self.critical(i) {
-                Some(sms) => v.reserved_sms = v.reserved_sms.saturating_add(sms),
-                None => {
-                    let sms = u32::try_from(s.demand_sms.load(Ordering::Relaxed)).unwrap_or(u32::MAX);
-                    let demand = if sms == 0 { u32::MAX } else { sms };
+            let sms = u32::try_from(s.demand_sms.load(Ordering::Relaxed)).unwrap_or(u32::MAX);
+            let demand = if sms == 0 { u32::MAX } else { sms };
+            let starving = if critical_busy { None } else { self.starving(i) };
+            match (self.critical(i), starving) {
+                (Some(sms), _) => v.reserved_sms = v.reserved_sms.saturating_add(sms),
+                (None, Some(part)) => {
+                    v.reserved_sms = v.reserved_sms.saturating_add(part.min(demand));
+                    v.starving |= i == self.me;
+                }
+                (None, None) => {
                     if let Some(d) = v.demands.get_mut(v.best_effort as usize) {
                         *d = demand;
                     }
@@ -179,6 +205,39 @@ impl Board {
         (c & CRITICAL != 0).then(|| u32::try_from(c & !CRITICAL).unwrap_or(u32::MAX))
     }
 
+    /// The part slot `i`'s process is owed if it is starving.
+    fn starving(&self, i: usize) -> Option<u32> {
+        let c = self.slots[i].starving_sms.load(Ordering::Relaxed);
+        (c & STARVING != 0).then(|| u32::try_from(c & !STARVING).unwrap_or(u32::MAX))
+    }
+
+    /// Whether this process is latency-critical (its quota is kept free already).
+    pub(crate) fn latency_critical(&self) -> bool {
+        self.critical(self.me).is_some()
+    }
+
+    /// Says this process starves and is owed `part` SMs, or (`None`) that it does not.
+    pub(crate) fn set_starving(&self, part: Option<u32>) {
+        let word = part.map_or(0, |sms| u64::from(sms) | STARVING);
+        let slot = &self.slots[self.me];
+        if slot.starving_sms.load(Ordering::Relaxed) != word {
+            slot.starving_sms.store(word, Ordering::Relaxed);
+        }
+    }
+
+    /// The SMs this process's recent kernels need (as its slot says; `u32::MAX`: the device).
+    pub(crate) fn need(&self) -> u32 {
+        match self.slots[self.me].demand_sms.load(Ordering::Relaxed) {
+            0 => u32::MAX,
+            sms => u32::try_from(sms).unwrap_or(u32::MAX),
+        }
+    }
+
+    /// Processes busy (this one included) at this process's latest view, from any thread.
+    pub(crate) fn busy_seen(&self) -> u32 {
+        self.busy_seen.load(Ordering::Relaxed)
+    }
+
     /// Marks one of this process's threads as waiting for the GPU until the guard drops.
     pub(crate) fn waiting(&self) -> Waiting<'_> {
         self.slots[self.me].waiting.fetch_add(1, Ordering::Relaxed);
@@ -194,6 +253,9 @@ impl Board {
 /// The flag of a latency-critical slot's `critical_sms`.
 const CRITICAL: u64 = 1 << 63;
 
+/// The flag of a starving slot's `starving_sms`.
+const STARVING: u64 = 1 << 63;
+
 /// The board as one launch sees it ([`Board::view`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct View {
@@ -201,11 +263,14 @@ pub(crate) struct View {
     pub busy: u32,
     /// This process is latency-critical.
     pub critical: bool,
-    /// Busy best-effort processes (this one included when it is one).
+    /// This process starves ([`crate::starving`]): the others keep its part free.
+    pub starving: bool,
+    /// Busy best-effort processes not starving (this one included when it is one).
     pub best_effort: u32,
     /// This process's rank among them (those in lower slots).
     pub rank: u32,
-    /// SMs the busy latency-critical processes' quotas keep free (this one's included).
+    /// SMs kept free for the busy latency-critical processes' quotas and the busy starving
+    /// processes' parts (this one's included).
     pub reserved_sms: u32,
     /// The busy best-effort processes' demands in SMs, in slot order (`u32::MAX`: not said,
     /// the whole device); the first [`MAX_SHARERS`].
@@ -324,6 +389,7 @@ mod tests {
             View {
                 busy: 2,
                 critical: false,
+                starving: false,
                 best_effort: 2,
                 rank: 0,
                 reserved_sms: 0,
@@ -336,6 +402,7 @@ mod tests {
         let want = |rank| View {
             busy: 3,
             critical: false,
+            starving: false,
             best_effort: 2,
             rank,
             reserved_sms: 32,
@@ -348,6 +415,56 @@ mod tests {
         let none = Board::open(&path, 0, hold, Some(0)).unwrap();
         assert!(none.view(t).critical);
         assert_eq!(none.view(t).reserved_sms, 0, "and keeps nothing free");
+    }
+
+    #[test]
+    fn a_starving_process_is_kept_its_part_while_it_is_busy() {
+        let path = file(3);
+        let hold = 2_000_000;
+        let (a, b, c) = (
+            Board::open(&path, 0, hold, None).unwrap(),
+            Board::open(&path, 1, hold, None).unwrap(),
+            Board::open(&path, 2, hold, None).unwrap(),
+        );
+        let t = now_ns();
+        a.launched(t, 132);
+        b.launched(t, 24);
+        c.launched(t, 132);
+        assert_eq!(b.view(t).reserved_sms, 0);
+        assert_eq!(a.busy_seen(), 1, "a has not looked since it launched");
+        b.set_starving(Some(40));
+        let seen_by_a = a.view(t);
+        assert_eq!(a.busy_seen(), 3);
+        assert_eq!(
+            (seen_by_a.busy, seen_by_a.best_effort, seen_by_a.rank, seen_by_a.reserved_sms, seen_by_a.starving),
+            (3, 2, 0, 24, false),
+            "b's part, at most what it needs, kept free; b is not a sharer"
+        );
+        assert_eq!(c.view(t).rank, 1);
+        let own = b.view(t);
+        assert!(own.starving && !own.critical && own.best_effort == 2);
+        assert_eq!(b.need(), 24);
+        // Idle, it is owed nothing; fed, nothing either.
+        assert_eq!(a.view(t + hold).reserved_sms, 0);
+        b.set_starving(None);
+        assert!(!b.view(t).starving);
+        assert_eq!(c.view(t).reserved_sms, 0);
+
+        // Beside a busy latency-critical process, a starving one shares what its quota leaves.
+        let path = file(3);
+        let (lc, b, c) = (
+            Board::open(&path, 0, hold, Some(32)).unwrap(),
+            Board::open(&path, 1, hold, None).unwrap(),
+            Board::open(&path, 2, hold, None).unwrap(),
+        );
+        b.launched(t, 132);
+        c.launched(t, 132);
+        b.set_starving(Some(40));
+        assert_eq!(c.view(t).reserved_sms, 40, "the latency-critical one is idle");
+        lc.launched(t, 8);
+        let (vb, vc) = (b.view(t), c.view(t));
+        assert_eq!((vb.starving, vb.best_effort, vb.rank, vb.reserved_sms), (false, 2, 0, 32));
+        assert_eq!((vc.best_effort, vc.rank, vc.reserved_sms), (2, 1, 32));
     }
 
     fn demands(d: &[u32]) -> [u32; MAX_SHARERS] {

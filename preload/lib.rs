@@ -42,7 +42,9 @@
 //! never placed: it cannot take more than its share, and runs on whichever SMs are free,
 //! without the ordering's cost. A latency-critical process (`RIGHTSIZE_CLASS=latency-critical`,
 //! `RIGHTSIZE_QUOTA_SMS=N`) leaves its kernels where they were launched, and while it is busy
-//! the others' parts leave its `N` SMs' groups free.
+//! the others' parts leave its `N` SMs' groups free. A process whose kernels starve beside the
+//! others, judged from a sample of its launches timed on the GPU ([`starving`];
+//! `RIGHTSIZE_STARVING=0` turns this off), is treated alike with its equal part of the device.
 //!
 //! Recording (`RIGHTSIZE_RECORD=FILE`, what `rightsize profile --app` sets): every launch is
 //! also timed, by kernel name and launch shape ([`sizing`]).
@@ -52,7 +54,7 @@
 //!
 //! The crate by concern: [`abi`] (the symbols it exports and the driver's it keeps),
 //! [`placement`] (where a launch runs, and why), [`target`] (the windows), [`board`] and
-//! [`sizing`] (following the load), [`blas`] (cuBLAS's stand-ins), [`stats`] (what it did,
+//! [`sizing`] (following the load), [`starving`] (who starves), [`blas`] (cuBLAS's stand-ins), [`stats`] (what it did,
 //! written at exit).
 
 mod abi;
@@ -60,6 +62,7 @@ mod blas;
 mod board;
 mod placement;
 mod sizing;
+mod starving;
 mod stats;
 mod target;
 

@@ -87,6 +87,9 @@ fn destination(flavour: usize, stream: CUstream, blocks: Option<u64>, need: u32)
             let now = board::now_ns();
             b.launched(now, need);
             let v = b.view(now);
+            if let Some(w) = crate::starving::watch() {
+                w.follow(b, &v);
+            }
             if let Some(left) = left_on_board(&v) {
                 return Err(left);
             }
@@ -156,6 +159,9 @@ enum Left {
     Alone,
     /// On a board, its process is latency-critical: the others keep its quota free.
     Critical,
+    /// On a board, its process starves beside the others ([`crate::starving`]): they keep its
+    /// part free.
+    Starving,
     /// On a board, other processes are busy, but none of them latency-critical: nothing needs
     /// protecting, so the processes share every SM as under MPS (confined, a Python-bound
     /// process's kernels would leave SMs idle that MPS fills with another's).
@@ -176,6 +182,7 @@ impl Left {
             Left::Unplaced => None,
             Left::Alone => Some(&COUNTS.alone),
             Left::Critical => Some(&COUNTS.critical),
+            Left::Starving => Some(&COUNTS.starving),
             Left::Shared => Some(&COUNTS.shared),
             Left::Narrow => Some(&COUNTS.narrow),
             Left::Captured => Some(&COUNTS.captured),
@@ -185,12 +192,15 @@ impl Left {
 }
 
 /// Whether a launch that sees `v` stays where the application put it, and why; `None`: it
-/// goes to its part of the device (a busy latency-critical process's quota kept free).
+/// goes to its part of the device (a busy latency-critical process's quota, or a starving
+/// one's part, kept free).
 fn left_on_board(v: &board::View) -> Option<Left> {
     if v.busy <= 1 {
         Some(Left::Alone)
     } else if v.critical {
         Some(Left::Critical)
+    } else if v.starving {
+        Some(Left::Starving)
     } else if v.reserved_sms == 0 {
         Some(Left::Shared)
     } else {
@@ -218,8 +228,7 @@ pub(crate) fn place_kernel(
             s_timed,
             f as usize,
             shape,
-            // Timed for its fit on its part's SMs, or (0) the whole device's.
-            sample.then(|| t.map_or(0, |t| t.sms)),
+            sizing::Ran { sms: t.map(|t| t.sms), fit: sample },
             || sizing::function_name(f),
             ok,
             || match t.map(|t| (t, on_partition(t, f))) {
@@ -268,7 +277,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_a_busy_latency_critical_process_confines_the_others() {
+    fn only_a_busy_latency_critical_or_starving_process_confines_the_others() {
         let v = |busy, critical, reserved_sms| board::View { busy, critical, reserved_sms, ..Default::default() };
         assert_eq!(left_on_board(&v(1, false, 0)), Some(Left::Alone));
         assert_eq!(left_on_board(&v(1, true, 32)), Some(Left::Alone));
@@ -277,6 +286,10 @@ mod tests {
         assert_eq!(left_on_board(&v(4, false, 0)), Some(Left::Shared));
         // A busy latency-critical process's quota is kept free of the others' kernels.
         assert_eq!(left_on_board(&v(2, false, 32)), None);
+        // A starving process runs where it launched; the others keep its part free.
+        let starving = board::View { starving: true, ..v(3, false, 40) };
+        assert_eq!(left_on_board(&starving), Some(Left::Starving));
+        assert_eq!(left_on_board(&board::View { starving: true, ..v(1, false, 40) }), Some(Left::Alone));
     }
 
     #[test]

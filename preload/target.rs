@@ -82,8 +82,9 @@ pub(crate) fn target() -> Option<&'static Target> {
 /// and kept, looked up by its first group and its count without a lock on the launch path.
 pub(crate) struct Shares {
     ordinal: usize,
-    groups: u32,
-    granularity: u32,
+    /// The device's groups, and SMs per group.
+    pub(crate) groups: u32,
+    pub(crate) granularity: u32,
     /// The window of `count` groups from group `first` at `first · groups + count − 1`.
     made: Vec<OnceLock<Option<&'static Target>>>,
 }

@@ -30,6 +30,13 @@ pub struct Counts<N = u64> {
     /// latency-critical (`krisp`; the others keep its quota free).
     #[serde(default)]
     pub critical: N,
+    /// Left where launched, while other processes were busy, because its process starved
+    /// beside them (`krisp`; the others keep its part free).
+    #[serde(default)]
+    pub starving: N,
+    /// Times its process was judged starving (`krisp`).
+    #[serde(default)]
+    pub starved: N,
     /// Left where launched, while other processes were busy, because none of them was
     /// latency-critical (`krisp`: best-effort processes share every SM, as under MPS).
     #[serde(default)]
@@ -68,6 +75,8 @@ impl Counts<AtomicU64> {
             placed: AtomicU64::new(0),
             alone: AtomicU64::new(0),
             critical: AtomicU64::new(0),
+            starving: AtomicU64::new(0),
+            starved: AtomicU64::new(0),
             shared: AtomicU64::new(0),
             narrow: AtomicU64::new(0),
             captured: AtomicU64::new(0),
@@ -89,6 +98,8 @@ impl Counts<AtomicU64> {
             placed: n(&self.placed),
             alone: n(&self.alone),
             critical: n(&self.critical),
+            starving: n(&self.starving),
+            starved: n(&self.starved),
             shared: n(&self.shared),
             narrow: n(&self.narrow),
             captured: n(&self.captured),
