@@ -809,19 +809,18 @@ fn gemm_matrix(cx: &mut Ctx, bandwidth: f64, only: Option<&[(u32, u32, u32)]>) -
         let params: Vec<GemmParams> = bufs.iter().map(|(da, db, dc)| plain_gemm(da, db, dc, (m, n, kk))).collect();
         let keep: Vec<Vec<Rc<dyn std::any::Any>>> =
             bufs.iter().map(|(da, db, dc)| vec![any(da), any(db), any(dc)]).collect();
+        // `None` where the kernel refuses the shape (the streamed kernel wants K in whole slices):
+        // its column stays empty.
         let time_tma = |cx: &Ctx, kernel: Kernel<GemmTmaParams>| {
             let launches = params
                 .iter()
                 .zip(&keep)
                 .map(|(p, keep)| {
-                    cx.launcher(
-                        kernel,
-                        rightsize::runtime::gemm_tma_params(p, kernel).expect("tensor maps"),
-                        keep.clone(),
-                    )
+                    let tma = rightsize::runtime::gemm_tma_params(p, kernel).ok()?;
+                    Some(cx.launcher(kernel, tma, keep.clone()))
                 })
-                .collect();
-            time_launches(cx, cx.stream, launches)
+                .collect::<Option<_>>()?;
+            Some(time_launches(cx, cx.stream, launches))
         };
         // The Hopper kernels that serve this M (the six tile widths above 64 rows, the
         // small-M tiles below), and for M ≤ 64 the mma.sync kernel too.
@@ -833,7 +832,7 @@ fn gemm_matrix(cx: &mut Ctx, bandwidth: f64, only: Option<&[(u32, u32, u32)]>) -
             &k::HOPPER_PREFILL_GEMMS
         };
         let hopper_times: Vec<(k::KernelId, f64)> = if hopper {
-            serving.iter().map(|&kernel| (kernel.id(), time_tma(cx, kernel))).collect()
+            serving.iter().filter_map(|&kernel| Some((kernel.id(), time_tma(cx, kernel)?))).collect()
         } else {
             Vec::new()
         };

@@ -125,10 +125,11 @@ pub(crate) mod tensor_map {
         boxes: &[u32],
         swizzle: sys::CUtensorMapSwizzle,
     ) -> Result<sys::CUtensorMap, DriverError> {
-        debug_assert!(
-            strides.len() + 1 == dims.len() && boxes.len() == dims.len(),
-            "a stride between dimensions, a box extent each"
-        );
+        // The driver reads as many of each as the rank says: a stride between dimensions, a
+        // box extent each, at most five.
+        if dims.is_empty() || dims.len() > 5 || strides.len() + 1 != dims.len() || boxes.len() != dims.len() {
+            return Err(DriverError(sys::CUresult::CUDA_ERROR_INVALID_VALUE));
+        }
         let mut map = sys::CUtensorMap { opaque: [0; 16] };
         let steps = [1u32; 5];
         // SAFETY: encodes a descriptor on the host from the slices above (the rank their
@@ -151,5 +152,23 @@ pub(crate) mod tensor_map {
         }
         .result()?;
         Ok(map)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tensor_map::encode_f16;
+    use cudarc::driver::sys;
+
+    #[test]
+    fn a_tensor_map_of_mismatched_extents_is_refused_before_the_driver_reads_them() {
+        let none = sys::CUtensorMapSwizzle::CU_TENSOR_MAP_SWIZZLE_NONE;
+        let refused =
+            |dims: &[u64], strides: &[u64], boxes: &[u32]| encode_f16(0, dims, strides, boxes, none).err().map(|e| e.0);
+        let invalid = Some(sys::CUresult::CUDA_ERROR_INVALID_VALUE);
+        assert_eq!(refused(&[64, 8], &[], &[64, 8]), invalid, "a stride missing");
+        assert_eq!(refused(&[64, 8], &[128], &[64]), invalid, "a box extent missing");
+        assert_eq!(refused(&[], &[], &[]), invalid, "no dimension");
+        assert_eq!(refused(&[1; 6], &[2; 5], &[1; 6]), invalid, "more than five");
     }
 }

@@ -212,6 +212,13 @@ impl TensorMapSpec {
             return (vec![cols, rows], vec![ld * 2], vec![self.box_cols, self.box_rows]);
         }
         let s = self.slice;
+        // The GEMMs' checks refuse a K that is not a whole number of slices; the box is set so.
+        assert!(
+            self.cols % s == 0 && self.box_cols % s == 0,
+            "a 3-D view needs whole slices: {} and {} columns in slices of {s}",
+            self.cols,
+            self.box_cols
+        );
         (
             vec![u64::from(s), rows, cols / u64::from(s)],
             vec![ld * 2, u64::from(s) * 2],
@@ -327,6 +334,9 @@ mod tests {
         assert_eq!(decode(1, 2048), Some(KernelId::GemmStream8));
         assert_eq!(decode(8, 1024), None);
         assert_eq!(decode(8, 4104), None, "K not a whole number of slices: the skinny kernel");
+        let sliced = gemm(8, 4096, 4104).check(KernelId::GemmStream8).unwrap_err().reason;
+        assert!(sliced.contains("32-column slices"), "{sliced}");
+        assert!(gemm(8, 4096, 4096).check(KernelId::GemmStream8).is_ok());
         assert_eq!(h(9, (9, 0)), Some(KernelId::GemmWgmmaSmall));
         assert_eq!(h(64, (9, 0)), Some(KernelId::GemmWgmmaSmall));
         let small = |n| hopper_gemm(64, n, 4096, (9, 0), 132).map(|k| k.id());

@@ -1,19 +1,20 @@
-// decode_gemv.cu — two layouts of a streamed decode GEMM's stages (M = 8), one arithmetic.
+// decode_gemv.cu — layouts of a streamed decode GEMM's stages (M = 8), one arithmetic.
 //
 // A probe, not project code. The decode issue asks for decode GEMMs at ≥ 80% of the copy
 // bandwidth on 48 SMs. This times, on grids of one block per SM (16 … 132 SMs), the same GEMM
-// C = A·Wᵀ (A 8 × K, W N × K, FP16, FP32 sums) two ways:
+// C = A·Wᵀ (A 8 × K, W N × K, FP16, FP32 sums) three ways:
 //   stream    the library's kernel (kernels/gemm_stream.cu, included as it is), with the
 //             library's tensor maps: stages of [slice][row][32 halves], one 3-D copy a tile of
 //             16 rows and one for A, 1 or 2 tiles a unit;
 //   packed    weights and A packed ahead of time so that a stage is two contiguous 1-D bulk
 //             copies (32 KiB of B, 16 KiB of A) in the library kernel's stage layout;
-//   stream3d  the layout the library's kernel had until 2026-11-25: a stage is one 3-D copy of
-//             B (256 × 2 × 16, rows of 1 KiB) and one of A, read with 2-way bank conflicts, one
-//             tile a unit.
+//   stream3d  the rows of the library's kernel until 2026-11-25 (1 KiB, two 512-byte boxes side
+//             by side), at today's 512-column chunks: a stage is one 3-D copy of B (256 × 2 × 16)
+//             and one of A, read with 2-way bank conflicts, one tile a unit. (That kernel
+//             itself streamed 1,024-column chunks in four 2-D boxes of B and four of A.)
 // (A third way, each warp streaming its own slices with 16-byte cp.async copies, reached only
 // 18–30% of the copy bandwidth on 48 SMs on an H200 and was dropped; docs/kernels-h200.md.)
-// Both use the skinny kernel's slices, warp split and sum order (kernels/skinny.cuh), so they
+// All use the skinny kernel's slices, warp split and sum order (kernels/skinny.cuh), so they
 // must give the same bits on every grid; each is also checked against a CPU reference in
 // double precision. Build and run on the GPU host, from this directory:
 //   nvcc -O3 -std=c++17 -I../../kernels -gencode=arch=compute_90a,code=sm_90a -o decode_gemv decode_gemv.cu -lcuda
