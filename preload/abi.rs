@@ -231,10 +231,14 @@ pub unsafe extern "C" fn cuGetProcAddress_v2(
     r
 }
 
-/// `work` with this process marked busy on the board (if it has one) while it runs.
+/// `work` with this process marked busy on the board (if it has one) while it runs; its end
+/// ends the process's period of work ([`crate::starving`]).
 fn busy(work: impl FnOnce() -> CUresult) -> CUresult {
-    let _waiting = board::board().map(board::Board::waiting);
-    work()
+    let waiting = board::board().map(board::Board::waiting);
+    let r = work();
+    drop(waiting);
+    crate::starving::waited();
+    r
 }
 
 fn stream_sync_of(flavour: usize, stream: CUstream) -> CUresult {

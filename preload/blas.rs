@@ -132,8 +132,7 @@ fn place_call(
 ) -> c_int {
     let ok = |r: &c_int| *r == SUCCESS;
     place(LEGACY, stream, None, sizing::call_need(name, &shape), ok, |t, s| {
-        let ran = sizing::Ran { sms: t.map(|t| t.sms), fit: false };
-        sizing::timed(s, name.as_ptr() as usize, shape, ran, || Some(name.into()), ok, || call(t, s))
+        sizing::timed(s, name.as_ptr() as usize, shape, None, || Some(name.into()), ok, || call(t, s))
     })
 }
 

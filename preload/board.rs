@@ -16,7 +16,7 @@
 //! best-effort processes' parts are laid out beyond the first `N` SMs' groups, which are kept
 //! free for it.
 //!
-//! A best-effort process whose kernels starve beside the others ([`crate::starving`]) says so in
+//! A best-effort process that starves beside the others ([`crate::starving`]) says so in
 //! its slot with the part of the device it is owed; while it is busy the others keep that part
 //! free for it, as they keep a latency-critical quota, and its own kernels run where they were
 //! launched.

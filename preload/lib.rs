@@ -42,9 +42,10 @@
 //! never placed: it cannot take more than its share, and runs on whichever SMs are free,
 //! without the ordering's cost. A latency-critical process (`RIGHTSIZE_CLASS=latency-critical`,
 //! `RIGHTSIZE_QUOTA_SMS=N`) leaves its kernels where they were launched, and while it is busy
-//! the others' parts leave its `N` SMs' groups free. A process whose kernels starve beside the
-//! others, judged from a sample of its launches timed on the GPU ([`starving`];
-//! `RIGHTSIZE_STARVING=0` turns this off), is treated alike with its equal part of the device.
+//! the others' parts leave its `N` SMs' groups free. A process that starves beside the others,
+//! judged from how much slower its own work gets done between its waits for the GPU
+//! ([`starving`]; `RIGHTSIZE_STARVING=0` turns this off), is treated alike with its equal part
+//! of the device.
 //!
 //! Recording (`RIGHTSIZE_RECORD=FILE`, what `rightsize profile --app` sets): every launch is
 //! also timed, by kernel name and launch shape ([`sizing`]).

@@ -39,7 +39,11 @@ pub(crate) fn place<R>(
     work: impl FnOnce(Option<&Target>, CUstream) -> R,
 ) -> R {
     COUNTS.launches.fetch_add(1, Ordering::Relaxed);
-    let to = match destination(flavour, stream, blocks, need) {
+    let to = destination(flavour, stream, blocks, need);
+    if let Some(w) = crate::starving::watch() {
+        w.launched(board::now_ns(), to.is_ok());
+    }
+    let to = match to {
         Ok(to) => to,
         Err(left) => {
             if let Some(count) = left.count() {
@@ -228,7 +232,8 @@ pub(crate) fn place_kernel(
             s_timed,
             f as usize,
             shape,
-            sizing::Ran { sms: t.map(|t| t.sms), fit: sample },
+            // Timed for its fit on its part's SMs, or (0) the whole device's.
+            sample.then(|| t.map_or(0, |t| t.sms)),
             || sizing::function_name(f),
             ok,
             || match t.map(|t| (t, on_partition(t, f))) {

@@ -265,7 +265,7 @@ struct State {
 
 /// Launches timed by a pair of CUDA events, each with what it is (`K`), and the event pairs
 /// read and free again.
-pub(crate) struct Timings<K> {
+struct Timings<K> {
     pending: Vec<(K, CUevent, CUevent)>,
     spare: Vec<(CUevent, CUevent)>,
 }
@@ -284,7 +284,7 @@ const DRAIN_AT: usize = 1024;
 
 impl<K> Timings<K> {
     /// A free pair of timing events (made in the current context when none is free).
-    pub(crate) fn events(&mut self) -> Option<(CUevent, CUevent)> {
+    fn events(&mut self) -> Option<(CUevent, CUevent)> {
         if let Some(p) = self.spare.pop() {
             return Some(p);
         }
@@ -299,7 +299,7 @@ impl<K> Timings<K> {
 
     /// Reads the launches that have ended, oldest first, up to the first that has not (all of
     /// them, waiting, with `wait`), telling `done` each one's µs.
-    pub(crate) fn drain(&mut self, wait: bool, done: impl FnMut(&K, f64)) {
+    fn drain(&mut self, wait: bool, done: impl FnMut(&K, f64)) {
         if !self.pending.is_empty() {
             relaxed(|| self.drain_now(wait, done));
         }
@@ -335,7 +335,7 @@ impl<K> Timings<K> {
 
     /// Keeps a pair taken by [`events`](Self::events): as `key`'s launch when `timed`, free
     /// again when not. Says whether it is time to [`drain`](Self::drain).
-    pub(crate) fn keep(&mut self, key: K, (start, end): (CUevent, CUevent), timed: bool) -> bool {
+    fn keep(&mut self, key: K, (start, end): (CUevent, CUevent), timed: bool) -> bool {
         if timed {
             self.pending.push((key, start, end));
             self.pending.len() % DRAIN_AT == 0
@@ -432,47 +432,28 @@ pub(crate) fn shapes_wanted() -> bool {
 /// Runs `launch` on `stream`, timed when recording and `ok` says it was issued, as the
 /// (name, shape) of `id` — a function handle, or a library call's name's address — and `shape`;
 /// `name()` is asked once per (id, shape). The record's lock is not held across the launch.
-/// When not recording, a launch `ran` says to time for its fit is timed for it; else, on a
-/// board, one its process's starvation watch samples among those left where the application
-/// put them ([`crate::starving`]).
+/// When not recording, a launch `fit_sms` says to time for its fit (`Some` of the SMs it runs
+/// on, 0 for the whole device) is timed for it.
 pub(crate) fn timed<R>(
     stream: CUstream,
     id: usize,
     shape: Shape,
-    ran: Ran,
+    fit_sms: Option<u32>,
     name: impl FnOnce() -> Option<String>,
     ok: impl Fn(&R) -> bool,
     launch: impl FnOnce() -> R,
 ) -> R {
     let rec = recorder();
-    let fit_sms = ran.fit.then(|| ran.sms.unwrap_or(0));
     let fit = if rec.is_none() { fit_sms.and_then(|k| Some((fitter()?, k))) } else { None };
-    if TIMING.with(std::cell::Cell::get) {
+    if (rec.is_none() && fit.is_none()) || TIMING.with(std::cell::Cell::get) {
         return launch();
     }
-    let watch = if rec.is_none() && fit.is_none() {
-        // A launch confined to a part runs slower by design: only launches that share every
-        // SM tell whether sharing starves the process.
-        let watch = ran.sms.is_none().then(crate::starving::watch).flatten();
-        match watch.and_then(|w| Some((w, w.launched((id, shape), busy_now())?))) {
-            Some(sampled) => Some(sampled),
-            None => return launch(),
-        }
-    } else {
-        None
-    };
     let mut capture = sys::CUstreamCaptureStatus::CU_STREAM_CAPTURE_STATUS_NONE;
     // SAFETY: a live stream; writes one enum. A launch being captured is not timed (events
     // recorded there would become nodes of the application's graph).
     let r = unsafe { sys::cuStreamIsCapturing(stream, &mut capture) };
     if r != CUresult::CUDA_SUCCESS || capture != sys::CUstreamCaptureStatus::CU_STREAM_CAPTURE_STATUS_NONE {
         return launch();
-    }
-    if let Some((w, busy)) = watch {
-        let Some(pair) = w.events() else { return launch() };
-        let (r, timed) = between(stream, pair, ok, launch);
-        w.keep(((id, shape), busy), pair, timed);
-        return r;
     }
     let Some(rec) = rec else {
         let Some((fitter, sms)) = fit else { return launch() };
@@ -501,20 +482,6 @@ pub(crate) fn timed<R>(
         timings.drain(false, |&i, us| add(&mut recorded[i], us));
     }
     r
-}
-
-/// Where a launch ran, and whether its fit wants it timed ([`timed`]).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Ran {
-    /// The SMs of the part it was placed on (`None`: where the application put it).
-    pub(crate) sms: Option<u32>,
-    /// Timed for its fit.
-    pub(crate) fit: bool,
-}
-
-/// The processes busy on this process's board at its latest launch (1 without a board).
-fn busy_now() -> u32 {
-    crate::board::board().map_or(1, crate::board::Board::busy_seen)
 }
 
 /// Writes the record (at exit): every pending launch waited for, one JSON line per (name, shape).

@@ -1,48 +1,43 @@
-//! Starvation, judged from the GPU side: whether this process's kernels run far slower beside
-//! the other busy processes than alone, so that a process that sharing every SM would starve
-//! gets a part of the device of its own.
+//! Starvation, judged by how much slower the process's own work gets done beside the other
+//! busy processes than alone, so that a process that sharing every SM would starve gets a part
+//! of the device of its own.
 //!
-//! A sample of the process's launches that share every SM (those left where the application
-//! put them; one confined to a part runs slower by design) is timed with a pair of CUDA events
-//! each (one in [`SAMPLE_CONTENDED`] launches of a kernel and shape while another process is
-//! busy, one in [`SAMPLE_ALONE`] while none is). A launch's *inflation* is its time over the least time seen
-//! for the same kernel and shape (contention only adds time, so the least is its alone rate).
-//! The process is *starving* when the median inflation of its last [`WINDOW`] launches timed
-//! while the same number `n` of processes were busy exceeds `n`: its kernels then run slower
-//! than they would alone on an equal part of the device had they scaled with SMs (kernels that
-//! scale less would lose less there). It then says so on the board with that equal part (at
-//! most what its recent launches need), and the other processes keep the part free while it
-//! is busy, as they keep a latency-critical process's quota; its own kernels run where they
-//! were launched. A busy latency-critical process's quota comes first: while one is busy, a
-//! starving process shares what it leaves as the others do. The verdict is for the mix it was judged in: when the number of busy
-//! processes changes it is dropped, and the process is judged anew.
+//! A *period* is the stretch from the process's first launch after it last waited for the GPU
+//! (`cuStreamSynchronize`, `cuEventSynchronize`, `cuCtxSynchronize`, as the board sees them) to
+//! the end of its next such wait: a request, or a step of one, as its program runs it. Periods
+//! of the same number of launches are the same work; the least time one took is the process's
+//! alone rate for that work, and a period's *slowdown* is its time over that least. The process
+//! is *starving* when the median slowdown of its last [`WINDOW`] periods, all ended with the
+//! same number `n` of processes busy and all of whose launches ran where the application put
+//! them (a period confined to a part runs slower by design), exceeds `n`: it then gets its
+//! work done slower than it would alone on an equal part of the device had that work scaled
+//! with SMs (work that scales less would lose less there). A process bound by its host, whose
+//! kernels are done before it waits, has periods that contention barely lengthens: however
+//! long its kernels queue, only what slows its requests counts.
 //!
-//! On by default on a board; `RIGHTSIZE_STARVING=0` turns it off (no launch is timed for it).
+//! A starving process says so on the board with its equal part (`1/n` of the groups, at most
+//! what its recent launches need); the other best-effort processes keep that part free while it
+//! is busy, as they keep a latency-critical quota (which comes first), and its own kernels run
+//! where they were launched. The verdict is for the mix it was judged in: when the number of
+//! busy processes changes it is dropped, and the process is judged anew.
+//!
+//! No GPU work is added: a launch and a wait each read the clock and touch a few atomics, and a
+//! wait that ends a period takes a lock. On by default on a board; `RIGHTSIZE_STARVING=0` turns
+//! it off.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::OnceLock;
 
-use cudarc::driver::sys::CUevent;
 use parking_lot::Mutex;
 
 use crate::board::{self, Board};
-use crate::sizing::{Shape, Timings};
 
-/// Launches timed in a row, all with the same number of processes busy, that a verdict reads.
+/// Periods in a row, ended with the same number of processes busy, that a verdict reads.
 pub(crate) const WINDOW: usize = 16;
 
-/// While another process is busy, a kernel's launches are timed one in this many.
-pub(crate) const SAMPLE_CONTENDED: u64 = 8;
-
-/// While no other process is busy (to learn its alone rate), one in this many.
-pub(crate) const SAMPLE_ALONE: u64 = 64;
-
-/// A kernel (function handle, or a library call's name's address) and its launch shape.
-type Key = (usize, Shape);
-
-/// Whether inflations `ratios` (at least [`WINDOW`], the last `WINDOW` read), all taken with
-/// `busy` processes busy, say the process starves: their median exceeds `busy`.
+/// Whether slowdowns `ratios` (the last [`WINDOW`] read), all of periods ended with `busy`
+/// processes busy, say the process starves: their median exceeds `busy`.
 pub(crate) fn starving(ratios: &[f64], busy: u32) -> bool {
     if busy < 2 || ratios.len() < WINDOW {
         return false;
@@ -62,36 +57,7 @@ pub(crate) fn equal_part(groups: u32, granularity: u32, busy: u32, need: u32) ->
     equal.min(needed) * granularity
 }
 
-/// This process's watch ([`watch`]).
-pub(crate) struct Watch {
-    /// The device's groups and their SMs (the equal part is counted in them).
-    groups: u32,
-    granularity: u32,
-    state: Mutex<State>,
-    /// The busy processes it was judged starving among (0: not starving), read on every
-    /// launch without the lock.
-    verdict: AtomicU32,
-}
-
-#[derive(Default)]
-struct State {
-    /// Each kernel's launches seen and least time.
-    kernels: HashMap<Key, Seen>,
-    /// Launches timed, with their kernel and the processes busy when they were launched.
-    timings: Timings<(Key, u32)>,
-    /// The latest inflations (at most [`WINDOW`] kept), all taken with `busy` processes busy.
-    ratios: Vec<f64>,
-    busy: u32,
-}
-
-#[derive(Default)]
-struct Seen {
-    launches: u64,
-    /// Least µs of a timed launch (0: none read yet).
-    best_us: f64,
-}
-
-/// What a judgement asks of the board.
+/// A verdict for the board.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Verdict {
     /// Starving among this many busy processes.
@@ -100,18 +66,45 @@ pub(crate) enum Verdict {
     Fed,
 }
 
-impl State {
-    /// A timed launch of `key` took `us` with `busy` processes busy: its least time kept, and
-    /// its inflation (if others were busy) among the ratios; says a verdict when one is due.
-    fn completed(&mut self, key: Key, busy: u32, us: f64) -> Option<Verdict> {
-        let seen = self.kernels.entry(key).or_default();
-        if seen.best_us <= 0.0 || us < seen.best_us {
-            seen.best_us = us;
-        }
-        if busy < 2 || seen.best_us <= 0.0 {
+/// This process's watch ([`watch`]).
+pub(crate) struct Watch {
+    /// The device's groups and their SMs (the equal part is counted in them).
+    groups: u32,
+    granularity: u32,
+    /// The open period: when its first launch was (0: none open), its launches, and whether
+    /// one of them was placed on a part.
+    start_ns: AtomicU64,
+    launches: AtomicU64,
+    placed: AtomicBool,
+    state: Mutex<Periods>,
+    /// The busy processes it was judged starving among (0: not starving), read on every
+    /// launch without the lock.
+    verdict: AtomicU32,
+}
+
+/// The periods that have ended.
+#[derive(Debug, Default)]
+struct Periods {
+    /// The least ns a period of so many launches took.
+    best: HashMap<u64, u64>,
+    /// The latest slowdowns (at most [`WINDOW`] kept), all of periods ended with `busy`
+    /// processes busy.
+    ratios: Vec<f64>,
+    busy: u32,
+}
+
+impl Periods {
+    /// A period of `launches` launches took `ns`, ending with `busy` processes busy, all of
+    /// them where the application put them unless `placed`: its work's least time kept, and
+    /// its slowdown (where others were busy and nothing was placed) among the ratios; says a
+    /// verdict when one is due.
+    fn ended(&mut self, launches: u64, ns: u64, busy: u32, placed: bool) -> Option<Verdict> {
+        let best = self.best.entry(launches).or_insert(ns);
+        *best = (*best).min(ns).max(1);
+        if busy < 2 || placed {
             return None;
         }
-        let ratio = us / seen.best_us;
+        let ratio = ns as f64 / *best as f64;
         if busy != self.busy {
             self.ratios.clear();
             self.busy = busy;
@@ -122,44 +115,50 @@ impl State {
         self.ratios.push(ratio);
         starving(&self.ratios, busy).then_some(Verdict::Starving(busy))
     }
+
+    /// Forgets the slowdowns (a new mix is judged from its own periods).
+    fn restart(&mut self) {
+        self.ratios.clear();
+        self.busy = 0;
+    }
 }
 
 impl Watch {
     fn new(groups: u32, granularity: u32) -> Watch {
-        Watch { groups, granularity, state: Mutex::default(), verdict: AtomicU32::new(0) }
-    }
-
-    /// A launch of `key` with `busy` processes busy: `Some(busy)` when it is to be timed.
-    /// `None` too when another thread holds the watch (the launch is not waited on).
-    pub(crate) fn launched(&self, key: Key, busy: u32) -> Option<u32> {
-        let mut st = self.state.try_lock()?;
-        let seen = st.kernels.entry(key).or_default();
-        seen.launches += 1;
-        let every = if busy >= 2 { SAMPLE_CONTENDED } else { SAMPLE_ALONE };
-        (seen.launches % every == 1).then_some(busy)
-    }
-
-    /// A free pair of timing events, unless another thread holds the watch.
-    pub(crate) fn events(&self) -> Option<(CUevent, CUevent)> {
-        self.state.try_lock().and_then(|mut st| st.timings.events())
-    }
-
-    /// Keeps a pair taken by [`Watch::events`] (as `key`'s launch when `timed`), reads the
-    /// launches timed that have ended and says what they show on the board.
-    pub(crate) fn keep(&self, key: (Key, u32), pair: (CUevent, CUevent), timed: bool) {
-        let mut verdict = None;
-        {
-            let mut st = self.state.lock();
-            st.timings.keep(key, pair, timed);
-            let mut done = Vec::new();
-            st.timings.drain(false, |&(k, busy), us| done.push((k, busy, us)));
-            for (k, busy, us) in done {
-                verdict = st.completed(k, busy, us).or(verdict);
-            }
+        Watch {
+            groups,
+            granularity,
+            start_ns: AtomicU64::new(0),
+            launches: AtomicU64::new(0),
+            placed: AtomicBool::new(false),
+            state: Mutex::default(),
+            verdict: AtomicU32::new(0),
         }
-        if let (Some(v), Some(b)) = (verdict, board::board()) {
-            self.judge(b, v);
+    }
+
+    /// A launch at `now`, placed on a part or (not `placed`) left where it was launched.
+    pub(crate) fn launched(&self, now: u64, placed: bool) {
+        // The first launch since the last wait opens a period (another thread's racing open
+        // keeps the earlier stamp or this one: either is a launch of the period).
+        if self.start_ns.load(Ordering::Relaxed) == 0 {
+            self.start_ns.store(now.max(1), Ordering::Relaxed);
         }
+        self.launches.fetch_add(1, Ordering::Relaxed);
+        if placed {
+            self.placed.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// A wait for the GPU ended at `now`, with `busy` processes busy: the open period ends.
+    /// Returns the verdict it brings, if any.
+    pub(crate) fn waited(&self, now: u64, busy: u32) -> Option<Verdict> {
+        let start = self.start_ns.swap(0, Ordering::Relaxed);
+        let launches = self.launches.swap(0, Ordering::Relaxed);
+        let placed = self.placed.swap(false, Ordering::Relaxed);
+        if start == 0 || launches == 0 || now <= start {
+            return None;
+        }
+        self.state.lock().ended(launches, now - start, busy, placed)
     }
 
     /// Follows the board `v` a launch of this process sees: a verdict of another mix (another
@@ -168,22 +167,19 @@ impl Watch {
         let n = self.verdict.load(Ordering::Relaxed);
         if n != 0 && n != v.busy {
             self.judge(board, Verdict::Fed);
-            let mut st = self.state.lock();
-            st.ratios.clear();
-            st.busy = 0;
+            self.state.lock().restart();
         }
     }
 
     /// Puts verdict `v` on the board: this process's equal part (at most its need) kept free
     /// for it, or nothing.
-    fn judge(&self, board: &Board, v: Verdict) {
+    pub(crate) fn judge(&self, board: &Board, v: Verdict) {
         match v {
             Verdict::Starving(n) => {
                 if self.verdict.swap(n, Ordering::Relaxed) != n {
                     crate::stats::COUNTS.starved.fetch_add(1, Ordering::Relaxed);
                 }
-                let part = equal_part(self.groups, self.granularity, n, board.need());
-                board.set_starving(Some(part));
+                board.set_starving(Some(equal_part(self.groups, self.granularity, n, board.need())));
             }
             Verdict::Fed => {
                 self.verdict.store(0, Ordering::Relaxed);
@@ -199,10 +195,7 @@ pub(crate) fn watch() -> Option<&'static Watch> {
     static WATCH: OnceLock<Option<Watch>> = OnceLock::new();
     WATCH
         .get_or_init(|| {
-            if board::board()?.latency_critical() {
-                return None;
-            }
-            if super::setting("RIGHTSIZE_STARVING") == Some(0) {
+            if board::board()?.latency_critical() || super::setting("RIGHTSIZE_STARVING") == Some(0) {
                 return None;
             }
             let shares = crate::target::shares()?;
@@ -211,19 +204,27 @@ pub(crate) fn watch() -> Option<&'static Watch> {
         .as_ref()
 }
 
+/// A wait for the GPU of this process ended: its period is judged (on a board, with a watch).
+pub(crate) fn waited() {
+    let (Some(w), Some(b)) = (watch(), board::board()) else { return };
+    if let Some(v) = w.waited(board::now_ns(), b.busy_seen()) {
+        w.judge(b, v);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn a_process_starves_when_its_kernels_run_slower_than_on_an_equal_part() {
+    fn a_process_starves_when_its_work_runs_slower_than_on_an_equal_part() {
         let window = |r: f64| vec![r; WINDOW];
         assert!(!starving(&window(2.9), 3), "2.9x among 3: no worse than a third of the device");
         assert!(starving(&window(3.1), 3));
         assert!(starving(&window(2.1), 2));
         assert!(!starving(&window(100.0), 1), "alone is never starving");
-        assert!(!starving(&[9.0; WINDOW - 1], 2), "too few launches timed");
-        // The median of the last window: a few slow launches do not make a verdict.
+        assert!(!starving(&[9.0; WINDOW - 1], 2), "too few periods");
+        // The median of the last window: a few slow periods do not make a verdict.
         let mut r = window(1.0);
         r[..WINDOW / 2 - 1].fill(50.0);
         assert!(!starving(&r, 2));
@@ -242,41 +243,47 @@ mod tests {
     }
 
     #[test]
-    fn inflation_is_against_the_least_time_and_taken_in_one_mix() {
-        let mut st = State::default();
-        let (a, b) = ((1usize, [1, 1, 1, 32, 1, 1]), (2usize, [4, 1, 1, 32, 1, 1]));
-        // Alone: the least times, no inflation.
-        assert_eq!(st.completed(a, 1, 10.0), None);
-        assert_eq!(st.completed(b, 1, 100.0), None);
-        assert!(st.ratios.is_empty());
+    fn slowdown_is_against_the_least_time_of_the_same_work_in_one_mix() {
+        let mut p = Periods::default();
+        // Alone: a request of 40 launches and a step of 12, their least times.
+        assert_eq!(p.ended(40, 1_000, 1, false), None);
+        assert_eq!(p.ended(12, 100, 1, false), None);
+        assert!(p.ratios.is_empty());
         // Beside two others: 4x and 3.5x, but a verdict needs a whole window.
         for _ in 0..WINDOW / 2 - 1 {
-            assert_eq!(st.completed(a, 3, 40.0), None);
-            assert_eq!(st.completed(b, 3, 350.0), None);
+            assert_eq!(p.ended(40, 4_000, 3, false), None);
+            assert_eq!(p.ended(12, 350, 3, false), None);
         }
-        assert_eq!(st.completed(a, 3, 40.0), None);
-        assert_eq!(st.completed(b, 3, 350.0), Some(Verdict::Starving(3)));
-        // Another mix starts over.
-        assert_eq!(st.completed(a, 2, 40.0), None);
-        assert_eq!(st.ratios, vec![4.0]);
-        // A faster launch lowers the least time: its own inflation is 1.
-        st.completed(a, 2, 5.0);
-        assert_eq!(st.ratios, vec![4.0, 1.0]);
-        assert_eq!(st.kernels[&a].best_us, 5.0);
+        assert_eq!(p.ended(40, 4_000, 3, false), None);
+        assert_eq!(p.ended(12, 350, 3, false), Some(Verdict::Starving(3)));
+        // Another mix starts over; a period with a launch placed on a part does not count.
+        assert_eq!(p.ended(40, 4_000, 2, false), None);
+        assert_eq!(p.ratios, vec![4.0]);
+        assert_eq!(p.ended(40, 9_000, 2, true), None);
+        assert_eq!(p.ratios, vec![4.0]);
+        // A faster period lowers the least time: its own slowdown is 1.
+        p.ended(40, 500, 2, false);
+        assert_eq!(p.ratios, vec![4.0, 1.0]);
+        assert_eq!(p.best[&40], 500);
+        p.restart();
+        assert!(p.ratios.is_empty());
     }
 
     #[test]
-    fn launches_are_sampled_more_often_beside_others_than_alone() {
+    fn a_period_runs_from_the_first_launch_after_a_wait_to_the_end_of_the_next() {
         let w = Watch::new(15, 8);
-        let key = (7usize, [64, 1, 1, 256, 1, 1]);
-        let beside = (0..2 * SAMPLE_CONTENDED).filter(|_| w.launched(key, 3).is_some()).count();
-        assert_eq!(beside, 2);
-        let other = (8usize, key.1);
-        let alone = (0..2 * SAMPLE_ALONE).filter(|_| w.launched(other, 1).is_some()).count();
-        assert_eq!(alone, 2);
-        assert_eq!(w.launched((9, key.1), 2), Some(2), "a kernel's first launch is timed");
-        let held = w.state.lock();
-        assert_eq!(w.launched(key, 3), None, "another thread holds the watch");
-        drop(held);
+        assert_eq!(w.waited(50, 2), None, "no launch since the last wait: no period");
+        w.launched(100, false);
+        w.launched(150, false);
+        w.launched(170, true);
+        assert_eq!(w.waited(400, 1), None);
+        assert_eq!(w.state.lock().best[&3], 300, "three launches from 100 to 400");
+        assert_eq!(w.waited(500, 1), None, "closed");
+        w.launched(600, false);
+        w.launched(650, false);
+        w.launched(660, false);
+        assert_eq!(w.waited(1_500, 2), None, "beside another: 3x, a window short");
+        let p = w.state.lock();
+        assert_eq!((p.ratios.clone(), p.busy), (vec![3.0], 2));
     }
 }
