@@ -2,17 +2,19 @@
 //
 // A probe, not project code. The decode issue asks for decode GEMMs at ≥ 80% of the copy
 // bandwidth on 48 SMs. This times, on grids of one block per SM (16 … 132 SMs), the same GEMM
-// C = A·Wᵀ (A 8 × K, W N × K, FP16, FP32 sums) three ways:
+// C = A·Wᵀ (A 8 × K, W N × K, FP16, FP32 sums) four ways (and variants of the first):
 //   stream    the library's kernel (kernels/gemm_stream.cu, included as it is), with the
 //             library's tensor maps: stages of [slice][row][32 halves], one 3-D copy a tile of
 //             16 rows and one for A, 1 or 2 tiles a unit;
 //   packed    weights and A packed ahead of time so that a stage is two contiguous 1-D bulk
 //             copies (32 KiB of B, 16 KiB of A) in the library kernel's stage layout;
+//   resident  the library's layout, with A copied once per block and kept, and a stage's B
+//             one box of the unit's 16 or 32 rows (section "resident" below);
 //   stream3d  the rows of the library's kernel until 2026-11-25 (1 KiB, two 512-byte boxes side
 //             by side), at today's 512-column chunks: a stage is one 3-D copy of B (256 × 2 × 16)
 //             and one of A, read with 2-way bank conflicts, one tile a unit. (That kernel
 //             itself streamed 1,024-column chunks in four 2-D boxes of B and four of A.)
-// (A third way, each warp streaming its own slices with 16-byte cp.async copies, reached only
+// (Another way, each warp streaming its own slices with 16-byte cp.async copies, reached only
 // 18–30% of the copy bandwidth on 48 SMs on an H200 and was dropped; docs/kernels-h200.md.)
 // All use the skinny kernel's slices, warp split and sum order (kernels/skinny.cuh), so they
 // must give the same bits on every grid; each is also checked against a CPU reference in
@@ -298,6 +300,113 @@ static std::vector<__half> pack_a(const std::vector<__half>& a, unsigned k) {
     return out;
 }
 
+// ---- resident -----------------------------------------------------------------------------
+//
+// What the copy counts say (docs/kernels-h200.md): an SM takes a TMA box in ~400 ns whatever
+// its size up to 32 KiB, and the library kernel copies 2 or 3 boxes a stage (a tile's 16 KiB
+// of B each, A's 8 KiB), so its copies allow ~40–60 GB/s an SM where 48 SMs need ~85. This way
+// changes two things and keeps the library's layout (no packing of the weights): A is copied
+// once per block into shared memory, where it stays (16·K bytes; K ≤ 4096, so that 128 KiB
+// of ring stay in flight, else A comes with each stage as in the library), and a stage's B is
+// one 3-D box of the unit's 16·T rows (T = tiles_per_unit: 16 or 32 KiB). So a stage is one box
+// of 32 KiB where the grid gives two tiles a unit. Same slices, warps and sums as the
+// library's kernel: the same bits.
+constexpr unsigned RES_SMEM = 216 * 1024;  // dynamic shared memory (A, the ring, the barriers);
+                                           // with `red`'s 8 KiB, under an SM's 227 KiB
+constexpr unsigned RES_BARS = 8 * (2 * RS_GEMM_D_MAX_STAGES + 1);
+constexpr unsigned RES_A_MAX = 64 * 1024;
+
+struct ResParams {
+    RsTensorMap map_a, map_b16, map_b32;  // A {32, 8, 16 slices}; B {32, 16 or 32 rows, 16 slices}
+    GemmParams g;
+};
+
+__global__ void __launch_bounds__(RS_GEMM_D_THREADS, 1) resident(const __grid_constant__ ResParams rp) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    extern __shared__ __align__(128) unsigned char smem_r[];
+    __shared__ float red[MAX_T * WARPS * BN * MAX_M];
+    const GemmParams& p = rp.g;
+    const unsigned tiles = (p.n + BN - 1) / BN, per_unit = tiles_per_unit(tiles, gridDim.x);
+    const unsigned units = (tiles + per_unit - 1) / per_unit, chunks = (p.k + RS_GEMM_D_KC - 1) / RS_GEMM_D_KC;
+    const bool a_res = chunks * COPY_A <= RES_A_MAX;
+    const unsigned a_bytes = a_res ? chunks * COPY_A : 0, stage_bytes = per_unit * COPY_B + (a_res ? 0 : COPY_A);
+    const unsigned stages = min((unsigned)RS_GEMM_D_MAX_STAGES, (RES_SMEM - RES_BARS - a_bytes) / stage_bytes);
+    const unsigned base = rs::smem_addr(smem_r), ring = base + a_bytes, bars = base + RES_SMEM - RES_BARS;
+    const unsigned full = bars, empty = bars + 8 * RS_GEMM_D_MAX_STAGES, a_full = empty + 8 * RS_GEMM_D_MAX_STAGES;
+    if (threadIdx.x == 0) {
+        for (unsigned s = 0; s < stages; ++s) {
+            rs::mbar_init(full + 8 * s, 1);
+            rs::mbar_init(empty + 8 * s, WARPS);
+        }
+        rs::mbar_init(a_full, 1);
+        rs::mbar_init_fence();
+    }
+    __syncthreads();
+    const unsigned total = blockIdx.x < units ? ((units - 1 - blockIdx.x) / gridDim.x + 1) * chunks : 0;
+    if (threadIdx.x >= WARPS * 32) {
+        if (threadIdx.x != WARPS * 32) return;
+        const void* map_b = per_unit == 2 ? (const void*)&rp.map_b32 : (const void*)&rp.map_b16;
+        // The stages' weights first (they do not wait for A), then A once, then the rest.
+        const unsigned early = min(total, stages);
+        for (unsigned t = 0; t < total; ++t) {
+            if (t == early && a_res && total > 0) {
+                rs::mbar_expect_tx(a_full, a_bytes);
+                for (unsigned c = 0; c < chunks; ++c) rs::tma_load_3d(base + c * COPY_A, &rp.map_a, 0, 0, (int)(c * CHUNK_SLICES), a_full);
+            }
+            const unsigned slot = t % stages, f = full + 8 * slot, dst = ring + slot * stage_bytes;
+            const unsigned u = blockIdx.x + t / chunks * gridDim.x;
+            const int s0 = (int)((t % chunks) * CHUNK_SLICES);
+            if (t >= stages) rs::mbar_wait(empty + 8 * slot, (t / stages - 1) & 1);
+            rs::mbar_expect_tx(f, stage_bytes);
+            rs::tma_load_3d(dst, map_b, 0, (int)(u * per_unit * BN), s0, f);
+            if (!a_res) rs::tma_load_3d(dst + per_unit * COPY_B, &rp.map_a, 0, 0, s0, f);
+        }
+        if (total > 0 && total <= early && a_res) {
+            rs::mbar_expect_tx(a_full, a_bytes);
+            for (unsigned c = 0; c < chunks; ++c) rs::tma_load_3d(base + c * COPY_A, &rp.map_a, 0, 0, (int)(c * CHUNK_SLICES), a_full);
+        }
+        return;
+    }
+    if (total == 0) return;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, q = lane & 3;
+    const unsigned lo = g * ROW_BYTES + q * 16, hi = lo + 8 * ROW_BYTES;
+    if (a_res) rs::mbar_wait(a_full, 0);
+    unsigned t = 0;
+    RS_FOR_EACH_STATIC_UNIT(u, units) {
+        const unsigned mine = min(per_unit, tiles - (unsigned)u * per_unit), n0 = (unsigned)u * per_unit * BN;
+        float acc[MAX_T][4] = {};
+        for (unsigned c = 0; c < chunks; ++c, ++t) {
+            const unsigned slot = t % stages, slices = min(CHUNK_SLICES, (p.k - c * RS_GEMM_D_KC) / SLICE);
+            rs::mbar_wait(full + 8 * slot, (t / stages) & 1);
+            const unsigned char* b_stage = smem_r + a_bytes + slot * stage_bytes;
+            const unsigned char* a_stage = a_res ? smem_r + c * COPY_A : b_stage + per_unit * COPY_B;
+#pragma unroll
+            for (int i = 0; i < SLICES; ++i) {
+                const unsigned sl = warp + i * WARPS;
+                if (sl >= slices) break;
+                const uint4 av = *reinterpret_cast<const uint4*>(a_stage + sl * MAX_M * ROW_BYTES + lo);
+                // A box of 16·T rows lands as [slice][16·T rows][32 halves]: tile j's slice
+                // starts at row 16·j of it.
+                const unsigned char* bs = b_stage + sl * per_unit * BN * ROW_BYTES;
+#pragma unroll
+                for (unsigned j = 0; j < MAX_T; ++j) {
+                    const unsigned char* bj = bs + j * BN * ROW_BYTES;
+                    if (j < mine)
+                        rs::skinny_slice(acc[j], *reinterpret_cast<const uint4*>(bj + lo), *reinterpret_cast<const uint4*>(bj + hi), av);
+                }
+            }
+            __syncwarp();
+            if (lane == 0) rs::mbar_arrive(empty + 8 * slot);
+        }
+        rs::named_barrier(1, WARPS * 32);
+#pragma unroll
+        for (unsigned j = 0; j < MAX_T; ++j) rs::skinny_partial<MAX_M>(red + j * WARPS * BN * MAX_M, 0, acc[j]);
+        rs::named_barrier(1, WARPS * 32);
+        for (unsigned j = 0; j < mine; ++j) store_unit(p, red + j * WARPS * BN * MAX_M, threadIdx.x, WARPS * 32, n0 + j * BN);
+    }
+#endif
+}
+
 // ---- host --------------------------------------------------------------------------------
 
 static PFN_cuTensorMapEncodeTiled_v12000 encode;
@@ -338,6 +447,7 @@ int main() {
     CK(cudaFuncSetAttribute(variant<1>, cudaFuncAttributeMaxDynamicSharedMemorySize, RS_GEMM_D_RING_BYTES + 256));
     CK(cudaFuncSetAttribute(variant<2>, cudaFuncAttributeMaxDynamicSharedMemorySize, RS_GEMM_D_RING_BYTES + 256));
     CK(cudaFuncSetAttribute(packed, cudaFuncAttributeMaxDynamicSharedMemorySize, RS_GEMM_D_RING_BYTES + 256));
+    CK(cudaFuncSetAttribute(resident, cudaFuncAttributeMaxDynamicSharedMemorySize, RES_SMEM));
 
     // Copy bandwidth (read + write) of 2 GiB, the ceiling the decode issue compares against.
     double copy_gbs;
@@ -366,7 +476,7 @@ int main() {
     }
     printf("%s, %d SMs; copy bandwidth %.0f GB/s\n", prop.name, all, copy_gbs);
 
-    const Way ways[] = {{"stream", 0, true}, {"stream3d", 1, true}, {"l1a", 2, true}, {"copies", 3, false}, {"copies -A", 4, false}, {"packed", 5, true}};
+    const Way ways[] = {{"stream", 0, true}, {"stream3d", 1, true}, {"l1a", 2, true}, {"copies", 3, false}, {"copies -A", 4, false}, {"packed", 5, true}, {"resident", 6, true}};
     const unsigned shapes[][2] = {{4096, 4096}, {28672, 4096}, {4096, 14336}, {16384, 2048}, {2048, 8192}, {6144, 4096}};
     const int grids[] = {16, 32, 48, 64, 96, 132};
     std::mt19937 rng(12345);
@@ -402,6 +512,7 @@ int main() {
                 ref[(size_t)i * n + j] = acc;
             }
         std::vector<GemmTmaParams> tp2(copies), tp3(copies);
+        std::vector<ResParams> res(copies);
         std::vector<GemmParams> gpk(copies);
         for (int c = 0; c < copies; ++c) {
             GemmParams g{};
@@ -419,6 +530,8 @@ int main() {
             const cuuint64_t sa3[3] = {256, k / 256, m}, sta3[2] = {512, (cuuint64_t)k * 2};
             const cuuint32_t bb3[3] = {256, UKC / 256, 16}, ba3[3] = {256, UKC / 256, 8};
             tp3[c] = GemmTmaParams{map_of(da, 3, sa3, sta3, ba3), map_of(dw + c * wn, 3, sb3, stb3, bb3), g};
+            const cuuint32_t bb32[3] = {32, 32, UKC / 32};
+            res[c] = ResParams{tp2[c].map_a, tp2[c].map_b, map_of(dw + c * wn, 3, sb, stb, bb32), g};
             gpk[c] = g;
             gpk[c].a = (unsigned long long)dpa;
             gpk[c].b = (unsigned long long)(dpw + c * wn);
@@ -431,7 +544,8 @@ int main() {
                 case 2: variant<0><<<grid, RS_GEMM_D_THREADS, RS_GEMM_D_RING_BYTES + 256>>>(tp2[c]); break;
                 case 3: variant<1><<<grid, RS_GEMM_D_THREADS, RS_GEMM_D_RING_BYTES + 256>>>(tp2[c]); break;
                 case 4: variant<2><<<grid, RS_GEMM_D_THREADS, RS_GEMM_D_RING_BYTES + 256>>>(tp2[c]); break;
-                default: packed<<<grid, RS_GEMM_D_THREADS, RS_GEMM_D_RING_BYTES + 256>>>(gpk[c]); break;
+                case 5: packed<<<grid, RS_GEMM_D_THREADS, RS_GEMM_D_RING_BYTES + 256>>>(gpk[c]); break;
+                default: resident<<<grid, RS_GEMM_D_THREADS, RES_SMEM>>>(res[c]); break;
             }
         };
         printf("\n8×%u×%u (W %.1f MB, %d copies): GB/s of A, W and C, %% of the copy bandwidth in brackets\n", n, k,
