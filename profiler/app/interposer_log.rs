@@ -191,7 +191,7 @@ mod tests {
         assert_eq!(
             text,
             "{\"sms\": 64, \"board_slots\": 2, \"windows_made\": 0, \"launches\": 10, \"placed\": 4, \"alone\": 0, \
-             \"critical\": 0, \"shared\": 0, \"narrow\": 0, \"captured\": 0, \"fallback\": 0, \"via_ex\": 0, \
+             \"critical\": 0, \"starving\": 0, \"starved\": 0, \"shared\": 0, \"narrow\": 0, \"captured\": 0, \"fallback\": 0, \"via_ex\": 0, \
              \"functions_resolved\": 0, \"functions_kept\": 0, \"blas_calls\": 2, \"captured_placed\": 0, \
              \"fits\": {\"kernels\": 9, \"modelled\": 5, \"completions\": 40, \"knees\": {\"16\": 3, \"132\": 2}}}"
         );
