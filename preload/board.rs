@@ -342,15 +342,19 @@ mod tests {
         path
     }
 
+    const HOLD: u64 = 2_000_000;
+
+    /// Three processes on a new board, the first latency-critical with `quota` if given.
+    fn three(quota: Option<u32>) -> (Board, Board, Board) {
+        let path = file(3);
+        let open = |i, q| Board::open(&path, i, HOLD, q).unwrap();
+        (open(0, quota), open(1, None), open(2, None))
+    }
+
     #[test]
     fn a_process_is_contended_while_another_launches_or_waits() {
-        let path = file(3);
-        let hold = 2_000_000;
-        let (a, b, c) = (
-            Board::open(&path, 0, hold, None).unwrap(),
-            Board::open(&path, 1, hold, None).unwrap(),
-            Board::open(&path, 2, hold, None).unwrap(),
-        );
+        let hold = HOLD;
+        let (a, b, c) = three(None);
         let busy = |b: &Board, t| {
             let v = b.view(t);
             assert_eq!((v.best_effort, v.reserved_sms, v.critical), (v.busy, 0, false));
@@ -373,13 +377,8 @@ mod tests {
 
     #[test]
     fn a_latency_critical_process_keeps_its_quota_free_while_it_is_busy() {
-        let path = file(3);
-        let hold = 2_000_000;
-        let (lc, b, c) = (
-            Board::open(&path, 0, hold, Some(32)).unwrap(),
-            Board::open(&path, 1, hold, None).unwrap(),
-            Board::open(&path, 2, hold, None).unwrap(),
-        );
+        let hold = HOLD;
+        let (lc, b, c) = three(Some(32));
         let t = now_ns();
         let alone = lc.view(t);
         assert!(alone.critical && alone.busy == 1 && alone.best_effort == 0 && alone.reserved_sms == 32);
@@ -419,13 +418,8 @@ mod tests {
 
     #[test]
     fn a_starving_process_is_kept_its_part_while_it_is_busy() {
-        let path = file(3);
-        let hold = 2_000_000;
-        let (a, b, c) = (
-            Board::open(&path, 0, hold, None).unwrap(),
-            Board::open(&path, 1, hold, None).unwrap(),
-            Board::open(&path, 2, hold, None).unwrap(),
-        );
+        let hold = HOLD;
+        let (a, b, c) = three(None);
         let t = now_ns();
         a.launched(t, 132);
         b.launched(t, 24);
@@ -451,12 +445,7 @@ mod tests {
         assert_eq!(c.view(t).reserved_sms, 0);
 
         // Beside a busy latency-critical process, a starving one shares what its quota leaves.
-        let path = file(3);
-        let (lc, b, c) = (
-            Board::open(&path, 0, hold, Some(32)).unwrap(),
-            Board::open(&path, 1, hold, None).unwrap(),
-            Board::open(&path, 2, hold, None).unwrap(),
-        );
+        let (lc, b, c) = three(Some(32));
         b.launched(t, 132);
         c.launched(t, 132);
         b.set_starving(Some(40));

@@ -118,6 +118,19 @@ __global__ void __launch_bounds__(RS_GEMM_D_THREADS, 1) stream3d(const __grid_co
 #endif
 }
 
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+// A unit's outputs from the consumer warps' sums of its `tiles` tiles (of MAX_T), as the
+// library's kernel writes them: each warp's partial tiles, then their sum in warp order.
+__device__ __forceinline__ void finish_unit(const GemmParams& p, float* red, const float (&acc)[MAX_T][4], unsigned tiles,
+                                            unsigned n0) {
+    rs::named_barrier(1, WARPS * 32);
+#pragma unroll
+    for (unsigned j = 0; j < MAX_T; ++j) rs::skinny_partial<MAX_M>(red + j * WARPS * BN * MAX_M, 0, acc[j]);
+    rs::named_barrier(1, WARPS * 32);
+    for (unsigned j = 0; j < tiles; ++j) store_unit(p, red + j * WARPS * BN * MAX_M, threadIdx.x, WARPS * 32, n0 + j * BN);
+}
+#endif
+
 // ---- variants of the library's kernel -----------------------------------------------------
 //
 // What holds the library's kernel below the copy rate an SM reaches alone (hbm_read.cu)? Each
@@ -196,11 +209,7 @@ __global__ void __launch_bounds__(RS_GEMM_D_THREADS, 1) variant(const __grid_con
             if (lane == 0) rs::mbar_arrive(r.empty + 8 * slot);
         }
         if (MODE != 0) continue;
-        rs::named_barrier(1, WARPS * 32);
-#pragma unroll
-        for (unsigned j = 0; j < MAX_T; ++j) rs::skinny_partial<MAX_M>(red + j * WARPS * BN * MAX_M, 0, acc[j]);
-        rs::named_barrier(1, WARPS * 32);
-        for (unsigned j = 0; j < tiles; ++j) store_unit(p, red + j * WARPS * BN * MAX_M, threadIdx.x, WARPS * 32, n0 + j * BN);
+        finish_unit(p, red, acc, tiles, n0);
     }
 #endif
 }
@@ -398,11 +407,7 @@ __global__ void __launch_bounds__(RS_GEMM_D_THREADS, 1) resident(const __grid_co
             __syncwarp();
             if (lane == 0) rs::mbar_arrive(empty + 8 * slot);
         }
-        rs::named_barrier(1, WARPS * 32);
-#pragma unroll
-        for (unsigned j = 0; j < MAX_T; ++j) rs::skinny_partial<MAX_M>(red + j * WARPS * BN * MAX_M, 0, acc[j]);
-        rs::named_barrier(1, WARPS * 32);
-        for (unsigned j = 0; j < mine; ++j) store_unit(p, red + j * WARPS * BN * MAX_M, threadIdx.x, WARPS * 32, n0 + j * BN);
+        finish_unit(p, red, acc, mine, n0);
     }
 #endif
 }
