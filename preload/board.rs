@@ -225,6 +225,11 @@ impl Board {
         }
     }
 
+    /// Whether this process says it starves.
+    pub(crate) fn is_starving(&self) -> bool {
+        self.starving(self.me).is_some()
+    }
+
     /// The SMs this process's recent kernels need (as its slot says; `u32::MAX`: the device).
     pub(crate) fn need(&self) -> u32 {
         match self.slots[self.me].demand_sms.load(Ordering::Relaxed) {
@@ -250,6 +255,26 @@ impl Board {
     }
 }
 
+#[cfg(test)]
+impl Board {
+    /// A board of `slots` zeroed slots in a new temporary file, this process in slot `me`,
+    /// busy for 2 ms after a launch.
+    pub(crate) fn for_test(slots: usize, me: usize) -> Board {
+        Board::open(&Board::test_file(slots), me, 2_000_000, None).unwrap()
+    }
+
+    /// A new temporary board file of `slots` zeroed slots.
+    pub(crate) fn test_file(slots: usize) -> std::path::PathBuf {
+        static MADE: AtomicU64 = AtomicU64::new(0);
+        let n = MADE.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("rightsize-board-{}-{}-{n}", std::process::id(), now_ns()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("board");
+        std::fs::write(&path, vec![0u8; slots * SLOT_BYTES]).unwrap();
+        path
+    }
+}
+
 /// The flag of a latency-critical slot's `critical_sms`.
 const CRITICAL: u64 = 1 << 63;
 
@@ -272,8 +297,8 @@ pub(crate) struct View {
     /// SMs kept free for the busy latency-critical processes' quotas and the busy starving
     /// processes' parts (this one's included).
     pub reserved_sms: u32,
-    /// The busy best-effort processes' demands in SMs, in slot order (`u32::MAX`: not said,
-    /// the whole device); the first [`MAX_SHARERS`].
+    /// The demands in SMs of the busy best-effort processes not starving, in slot order
+    /// (`u32::MAX`: not said, the whole device); the first [`MAX_SHARERS`].
     pub demands: [u32; MAX_SHARERS],
 }
 
@@ -335,11 +360,7 @@ mod tests {
     use super::*;
 
     fn file(slots: usize) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("rightsize-board-{}-{}", std::process::id(), now_ns()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("board");
-        std::fs::write(&path, vec![0u8; slots * SLOT_BYTES]).unwrap();
-        path
+        Board::test_file(slots)
     }
 
     const HOLD: u64 = 2_000_000;
@@ -434,6 +455,7 @@ mod tests {
             (3, 2, 0, 24, false),
             "b's part, at most what it needs, kept free; b is not a sharer"
         );
+        assert_eq!(&seen_by_a.demands[..3], &[132, 132, 0], "the sharers' demands: a's and c's");
         assert_eq!(c.view(t).rank, 1);
         let own = b.view(t);
         assert!(own.starving && !own.critical && own.best_effort == 2);

@@ -166,9 +166,9 @@ enum Left {
     /// On a board, its process starves beside the others ([`crate::starving`]): they keep its
     /// part free.
     Starving,
-    /// On a board, other processes are busy, but none of them latency-critical: nothing needs
-    /// protecting, so the processes share every SM as under MPS (confined, a Python-bound
-    /// process's kernels would leave SMs idle that MPS fills with another's).
+    /// On a board, other processes are busy, but none of them latency-critical or starving:
+    /// nothing needs protecting, so the processes share every SM as under MPS (confined, a
+    /// Python-bound process's kernels would leave SMs idle that MPS fills with another's).
     Shared,
     /// On a board, a kernel of no more blocks than the window has SMs.
     Narrow,

@@ -5,25 +5,30 @@
 //! A *period* is the stretch from the process's first launch after it last waited for the GPU
 //! (`cuStreamSynchronize`, `cuEventSynchronize`, `cuCtxSynchronize`, as the board sees them) to
 //! the end of its next such wait: a request, or a step of one, as its program runs it. Periods
-//! of the same number of launches are the same work; the least time one took is the process's
-//! alone rate for that work, and a period's *slowdown* is its time over that least. The process
-//! is *starving* when the median slowdown of its last [`WINDOW`] periods, all ended with the
-//! same number `n` of processes busy and all of whose launches ran where the application put
-//! them (a period confined to a part runs slower by design), exceeds `n`: it then gets its
-//! work done slower than it would alone on an equal part of the device had that work scaled
-//! with SMs (work that scales less would lose less there). A process bound by its host, whose
+//! of the same number of launches are taken to be the same work (true of a program that runs
+//! the same shapes; decode steps over a growing cache, say, are not quite); the least time one
+//! took, alone or not, stands for the process's alone rate for that work, and a period's
+//! *slowdown* is its time over that least. Each period is counted with `n`, the processes busy
+//! when it ended; those with a launch placed on a part (slower by design) and those that ended
+//! while the process was kept its part for that `n` are left out. The process is *starving*
+//! among `n` when the median slowdown of its last [`WINDOW`] periods counted with `n` exceeds
+//! [`FAR`]` · n`: it gets its work done at less than half the rate an equal part of the device
+//! would give it alone, had that work scaled with SMs. A process bound by its host, whose
 //! kernels are done before it waits, has periods that contention barely lengthens: however
 //! long its kernels queue, only what slows its requests counts.
 //!
-//! A starving process says so on the board with its equal part (`1/n` of the groups, at most
-//! what its recent launches need); the other best-effort processes keep that part free while it
-//! is busy, as they keep a latency-critical quota (which comes first), and its own kernels run
-//! where they were launched. The verdict is for the mix it was judged in: when the number of
-//! busy processes changes it is dropped, and the process is judged anew.
+//! A process starving among the `n` processes busy now says so on the board with its equal
+//! part (`1/n` of the groups, at most what its recent launches need); the other best-effort
+//! processes keep that part free while it is busy, as they keep a latency-critical quota (which
+//! comes first), and its own kernels run where they were launched. The verdict follows the mix:
+//! each `n` has its own periods, and when the number of busy processes a launch or a period's
+//! end sees changes, the part is set by that number's verdict. Once given for an `n`, a verdict
+//! stands while the process runs (the periods it is kept its part measure the part, not the
+//! sharing it was kept from).
 //!
-//! No GPU work is added: a launch and a wait each read the clock and touch a few atomics, and a
-//! wait that ends a period takes a lock. On by default on a board; `RIGHTSIZE_STARVING=0` turns
-//! it off.
+//! No GPU work is added: a launch and a wait each read the clock and touch a few atomics; a
+//! wait that ends a period, or a launch that sees another number of processes busy, takes a
+//! lock. On by default on a board; `RIGHTSIZE_STARVING=0` turns it off.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -33,11 +38,14 @@ use parking_lot::Mutex;
 
 use crate::board::{self, Board};
 
-/// Periods in a row, ended with the same number of processes busy, that a verdict reads.
+/// Periods, ended with the same number of processes busy, that a verdict reads.
 pub(crate) const WINDOW: usize = 16;
 
+/// How far below an equal part's rate starving is: at less than `1 / FAR` of it.
+pub(crate) const FAR: f64 = 2.0;
+
 /// Whether slowdowns `ratios` (the last [`WINDOW`] read), all of periods ended with `busy`
-/// processes busy, say the process starves: their median exceeds `busy`.
+/// processes busy, say the process starves: their median exceeds [`FAR`]` · busy`.
 pub(crate) fn starving(ratios: &[f64], busy: u32) -> bool {
     if busy < 2 || ratios.len() < WINDOW {
         return false;
@@ -46,7 +54,7 @@ pub(crate) fn starving(ratios: &[f64], busy: u32) -> bool {
     last.copy_from_slice(&ratios[ratios.len() - WINDOW..]);
     last.sort_by(f64::total_cmp);
     let median = (last[WINDOW / 2 - 1] + last[WINDOW / 2]) / 2.0;
-    median > f64::from(busy)
+    median > FAR * f64::from(busy)
 }
 
 /// The equal part of `groups` groups of `granularity` SMs for one of `busy` processes, in SMs
@@ -57,83 +65,76 @@ pub(crate) fn equal_part(groups: u32, granularity: u32, busy: u32, need: u32) ->
     equal.min(needed) * granularity
 }
 
-/// A verdict for the board.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Verdict {
-    /// Starving among this many busy processes.
-    Starving(u32),
-    /// Not starving (any more).
-    Fed,
-}
-
 /// This process's watch ([`watch`]).
 pub(crate) struct Watch {
-    /// The device's groups and their SMs (the equal part is counted in them).
-    groups: u32,
-    granularity: u32,
     /// The open period: when its first launch was (0: none open), its launches, and whether
     /// one of them was placed on a part.
     start_ns: AtomicU64,
     launches: AtomicU64,
     placed: AtomicBool,
     state: Mutex<Periods>,
-    /// The busy processes it was judged starving among (0: not starving), read on every
-    /// launch without the lock.
-    verdict: AtomicU32,
+    /// The number of busy processes the board's word was last set for (0: none yet), read on
+    /// every launch without the lock.
+    judged_for: AtomicU32,
+    /// The device's groups and their SMs, looked up when a part is first owed (the device is
+    /// opened only then).
+    topology: OnceLock<Option<(u32, u32)>>,
 }
 
-/// The periods that have ended.
+/// The periods that have ended, and the verdicts they gave.
 #[derive(Debug, Default)]
 struct Periods {
     /// The least ns a period of so many launches took.
     best: HashMap<u64, u64>,
-    /// The latest slowdowns (at most [`WINDOW`] kept), all of periods ended with `busy`
-    /// processes busy.
-    ratios: Vec<f64>,
-    busy: u32,
+    /// By the number of processes busy when they ended: the latest slowdowns (at most
+    /// [`WINDOW`] kept), and whether they said starving (which then stands).
+    by_busy: HashMap<u32, (Vec<f64>, bool)>,
 }
 
 impl Periods {
     /// A period of `launches` launches took `ns`, ending with `busy` processes busy, all of
     /// them where the application put them unless `placed`: its work's least time kept, and
-    /// its slowdown (where others were busy and nothing was placed) among the ratios; says a
-    /// verdict when one is due.
-    fn ended(&mut self, launches: u64, ns: u64, busy: u32, placed: bool) -> Option<Verdict> {
+    /// its slowdown, where it counts, among `busy`'s.
+    fn ended(&mut self, launches: u64, ns: u64, busy: u32, placed: bool) {
         let best = self.best.entry(launches).or_insert(ns);
         *best = (*best).min(ns).max(1);
-        if busy < 2 || placed {
-            return None;
-        }
         let ratio = ns as f64 / *best as f64;
-        if busy != self.busy {
-            self.ratios.clear();
-            self.busy = busy;
+        if busy < 2 || placed {
+            return;
         }
-        if self.ratios.len() == WINDOW {
-            self.ratios.remove(0);
+        let (ratios, starved) = self.by_busy.entry(busy).or_default();
+        if *starved {
+            // Kept its part: the period measures the part.
+            return;
         }
-        self.ratios.push(ratio);
-        starving(&self.ratios, busy).then_some(Verdict::Starving(busy))
+        if ratios.len() == WINDOW {
+            ratios.remove(0);
+        }
+        ratios.push(ratio);
+        *starved = starving(ratios, busy);
     }
 
-    /// Forgets the slowdowns (a new mix is judged from its own periods).
-    fn restart(&mut self) {
-        self.ratios.clear();
-        self.busy = 0;
+    /// Whether the process starves among `busy` busy processes.
+    fn starving(&self, busy: u32) -> bool {
+        self.by_busy.get(&busy).is_some_and(|&(_, s)| s)
     }
 }
 
 impl Watch {
-    fn new(groups: u32, granularity: u32) -> Watch {
+    fn new() -> Watch {
         Watch {
-            groups,
-            granularity,
             start_ns: AtomicU64::new(0),
             launches: AtomicU64::new(0),
             placed: AtomicBool::new(false),
             state: Mutex::default(),
-            verdict: AtomicU32::new(0),
+            judged_for: AtomicU32::new(0),
+            topology: OnceLock::new(),
         }
+    }
+
+    /// The device's groups and SMs per group (`None`: it has no partitions).
+    fn topology(&self) -> Option<(u32, u32)> {
+        *self.topology.get_or_init(|| crate::target::shares().map(|s| (s.groups, s.granularity)))
     }
 
     /// A launch at `now`, placed on a part or (not `placed`) left where it was launched.
@@ -149,48 +150,47 @@ impl Watch {
         }
     }
 
-    /// A wait for the GPU ended at `now`, with `busy` processes busy: the open period ends.
-    /// Returns the verdict it brings, if any.
-    pub(crate) fn waited(&self, now: u64, busy: u32) -> Option<Verdict> {
+    /// A wait for the GPU ended at `now`, with `busy` processes busy: the open period ends,
+    /// and the board says this process's verdict among `busy`.
+    pub(crate) fn waited(&self, board: &Board, now: u64, busy: u32) {
         let start = self.start_ns.swap(0, Ordering::Relaxed);
         let launches = self.launches.swap(0, Ordering::Relaxed);
         let placed = self.placed.swap(false, Ordering::Relaxed);
-        if start == 0 || launches == 0 || now <= start {
-            return None;
+        let mut st = self.state.lock();
+        if start != 0 && launches != 0 && now > start {
+            st.ended(launches, now - start, busy, placed);
         }
-        self.state.lock().ended(launches, now - start, busy, placed)
+        self.judge(&st, board, busy);
     }
 
-    /// Follows the board `v` a launch of this process sees: a verdict of another mix (another
-    /// number of busy processes) is dropped.
+    /// Follows the board `v` a launch of this process sees: when the number of busy processes
+    /// is not the one the board's word was set for, it is set for this one.
     pub(crate) fn follow(&self, board: &Board, v: &board::View) {
-        let n = self.verdict.load(Ordering::Relaxed);
-        if n != 0 && n != v.busy {
-            self.judge(board, Verdict::Fed);
-            self.state.lock().restart();
+        if self.judged_for.load(Ordering::Relaxed) != v.busy {
+            let st = self.state.lock();
+            self.judge(&st, board, v.busy);
         }
     }
 
-    /// Puts verdict `v` on the board: this process's equal part (at most its need) kept free
-    /// for it, or nothing.
-    pub(crate) fn judge(&self, board: &Board, v: Verdict) {
-        match v {
-            Verdict::Starving(n) => {
-                if self.verdict.swap(n, Ordering::Relaxed) != n {
-                    crate::stats::COUNTS.starved.fetch_add(1, Ordering::Relaxed);
-                }
-                board.set_starving(Some(equal_part(self.groups, self.granularity, n, board.need())));
-            }
-            Verdict::Fed => {
-                self.verdict.store(0, Ordering::Relaxed);
-                board.set_starving(None);
-            }
+    /// Sets the board's word for `busy` busy processes (under the lock, so a launch's and a
+    /// wait's judgements cannot cross): this process's equal part kept free for it where it
+    /// starves among them, else nothing.
+    fn judge(&self, st: &Periods, board: &Board, busy: u32) {
+        let part = st
+            .starving(busy)
+            .then(|| self.topology())
+            .flatten()
+            .map(|(groups, granularity)| equal_part(groups, granularity, busy, board.need()));
+        if part.is_some() && !board.is_starving() {
+            crate::stats::COUNTS.starved.fetch_add(1, Ordering::Relaxed);
         }
+        board.set_starving(part);
+        self.judged_for.store(busy, Ordering::Relaxed);
     }
 }
 
-/// The watch, on first use: for a best-effort process on a board whose device has partitions,
-/// unless `RIGHTSIZE_STARVING=0`.
+/// The watch, on first use: for a best-effort process on a board, unless
+/// `RIGHTSIZE_STARVING=0`.
 pub(crate) fn watch() -> Option<&'static Watch> {
     static WATCH: OnceLock<Option<Watch>> = OnceLock::new();
     WATCH
@@ -198,8 +198,7 @@ pub(crate) fn watch() -> Option<&'static Watch> {
             if board::board()?.latency_critical() || super::setting("RIGHTSIZE_STARVING") == Some(0) {
                 return None;
             }
-            let shares = crate::target::shares()?;
-            Some(Watch::new(shares.groups, shares.granularity))
+            Some(Watch::new())
         })
         .as_ref()
 }
@@ -207,9 +206,7 @@ pub(crate) fn watch() -> Option<&'static Watch> {
 /// A wait for the GPU of this process ended: its period is judged (on a board, with a watch).
 pub(crate) fn waited() {
     let (Some(w), Some(b)) = (watch(), board::board()) else { return };
-    if let Some(v) = w.waited(board::now_ns(), b.busy_seen()) {
-        w.judge(b, v);
-    }
+    w.waited(b, board::now_ns(), b.busy_seen());
 }
 
 #[cfg(test)]
@@ -217,11 +214,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_process_starves_when_its_work_runs_slower_than_on_an_equal_part() {
+    fn a_process_starves_below_half_the_rate_of_an_equal_part() {
         let window = |r: f64| vec![r; WINDOW];
-        assert!(!starving(&window(2.9), 3), "2.9x among 3: no worse than a third of the device");
-        assert!(starving(&window(3.1), 3));
-        assert!(starving(&window(2.1), 2));
+        assert!(!starving(&window(5.9), 3), "5.9x among 3: above half a third of the device");
+        assert!(starving(&window(6.1), 3));
+        assert!(starving(&window(4.1), 2));
+        assert!(!starving(&window(3.9), 2));
         assert!(!starving(&window(100.0), 1), "alone is never starving");
         assert!(!starving(&[9.0; WINDOW - 1], 2), "too few periods");
         // The median of the last window: a few slow periods do not make a verdict.
@@ -243,47 +241,82 @@ mod tests {
     }
 
     #[test]
-    fn slowdown_is_against_the_least_time_of_the_same_work_in_one_mix() {
+    fn slowdown_is_against_the_least_time_of_the_same_work_each_mix_on_its_own() {
         let mut p = Periods::default();
         // Alone: a request of 40 launches and a step of 12, their least times.
-        assert_eq!(p.ended(40, 1_000, 1, false), None);
-        assert_eq!(p.ended(12, 100, 1, false), None);
-        assert!(p.ratios.is_empty());
-        // Beside two others: 4x and 3.5x, but a verdict needs a whole window.
+        p.ended(40, 1_000, 1, false);
+        p.ended(12, 100, 1, false);
+        assert!(p.by_busy.is_empty());
+        // Beside two others: 8x and 6.5x, but a verdict needs a whole window; periods beside
+        // one other, in between, are counted apart and do not break it.
         for _ in 0..WINDOW / 2 - 1 {
-            assert_eq!(p.ended(40, 4_000, 3, false), None);
-            assert_eq!(p.ended(12, 350, 3, false), None);
+            p.ended(40, 8_000, 3, false);
+            p.ended(12, 650, 3, false);
+            p.ended(40, 1_500, 2, false);
         }
-        assert_eq!(p.ended(40, 4_000, 3, false), None);
-        assert_eq!(p.ended(12, 350, 3, false), Some(Verdict::Starving(3)));
-        // Another mix starts over; a period with a launch placed on a part does not count.
-        assert_eq!(p.ended(40, 4_000, 2, false), None);
-        assert_eq!(p.ratios, vec![4.0]);
-        assert_eq!(p.ended(40, 9_000, 2, true), None);
-        assert_eq!(p.ratios, vec![4.0]);
-        // A faster period lowers the least time: its own slowdown is 1.
+        p.ended(40, 8_000, 3, false);
+        assert!(!p.starving(3));
+        p.ended(12, 650, 3, false);
+        assert!(p.starving(3) && !p.starving(2));
+        assert_eq!(p.by_busy[&2].0, vec![1.5; WINDOW / 2 - 1]);
+        // Kept its part among three, its periods there no longer count: the verdict stands.
+        p.ended(40, 1_000, 3, false);
+        assert!(p.starving(3) && p.by_busy[&3].0.len() == WINDOW);
+        // A period with a launch placed on a part does not count; its least time does.
+        p.ended(40, 9_000, 2, true);
+        assert_eq!(p.by_busy[&2].0.len(), WINDOW / 2 - 1);
         p.ended(40, 500, 2, false);
-        assert_eq!(p.ratios, vec![4.0, 1.0]);
         assert_eq!(p.best[&40], 500);
-        p.restart();
-        assert!(p.ratios.is_empty());
+        assert_eq!(p.by_busy[&2].0.last(), Some(&1.0), "a faster period: its own slowdown is 1");
     }
 
     #[test]
     fn a_period_runs_from_the_first_launch_after_a_wait_to_the_end_of_the_next() {
-        let w = Watch::new(15, 8);
-        assert_eq!(w.waited(50, 2), None, "no launch since the last wait: no period");
+        let w = Watch::new();
+        let board = Board::for_test(3, 1);
+        w.waited(&board, 50, 2);
+        assert!(w.state.lock().best.is_empty(), "no launch since the last wait: no period");
         w.launched(100, false);
         w.launched(150, false);
         w.launched(170, true);
-        assert_eq!(w.waited(400, 1), None);
+        w.waited(&board, 400, 1);
         assert_eq!(w.state.lock().best[&3], 300, "three launches from 100 to 400");
-        assert_eq!(w.waited(500, 1), None, "closed");
+        w.waited(&board, 500, 1);
+        assert_eq!(w.state.lock().best.len(), 1, "closed");
         w.launched(600, false);
         w.launched(650, false);
         w.launched(660, false);
-        assert_eq!(w.waited(1_500, 2), None, "beside another: 3x, a window short");
-        let p = w.state.lock();
-        assert_eq!((p.ratios.clone(), p.busy), (vec![3.0], 2));
+        w.waited(&board, 1_500, 2);
+        assert_eq!(w.state.lock().by_busy[&2].0, vec![3.0], "beside another: 3x, a window short");
+    }
+
+    #[test]
+    fn the_board_says_the_verdict_of_the_mix_of_the_moment() {
+        let w = Watch::new();
+        w.topology.set(Some((15, 8))).unwrap();
+        let board = Board::for_test(3, 1);
+        let (mut t, alone) = (1_000u64, 1_000u64);
+        let mut period = |ns: u64, busy: u32| {
+            w.launched(t, false);
+            t += ns;
+            w.waited(&board, t, busy);
+            t += 10;
+        };
+        period(alone, 1);
+        for _ in 0..WINDOW {
+            period(7 * alone, 3);
+        }
+        assert!(board.is_starving(), "7x among three: starving");
+        assert_eq!(w.judged_for.load(Ordering::Relaxed), 3);
+        assert!(crate::stats::COUNTS.starved.load(Ordering::Relaxed) > 0);
+        // A launch that sees two busy processes: no verdict among two, no part.
+        let view = |busy| board::View { busy, ..Default::default() };
+        w.follow(&board, &view(2));
+        assert!(!board.is_starving());
+        // Three again: the verdict among three stands.
+        w.follow(&board, &view(3));
+        let own = board.view(t);
+        assert!(board.is_starving() && own.starving);
+        assert_eq!(own.reserved_sms, 40, "its equal part among three: five of 15 groups");
     }
 }
