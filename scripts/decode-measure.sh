@@ -6,6 +6,8 @@
 # Llama-family decoders at batch 8. Writes at most 8 files to $OUT (or gpu-results/decode/).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
+# shellcheck source=scripts/gpu-bin.sh
+source scripts/gpu-bin.sh
 bin=${BIN:-gpu-bin}
 out=${OUT:-gpu-results/decode}
 mkdir -p "$out"

@@ -25,6 +25,8 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
+# shellcheck source=scripts/gpu-bin.sh
+source scripts/gpu-bin.sh
 [ -x "$bin/rightsize" ] || { echo "gpu-run: no $bin/rightsize; run scripts/gpu-build.sh first" >&2; exit 2; }
 
 # cuBLASLt (the GEMM baseline) comes with the CUDA toolkit or PyTorch's wheels; make it findable.
