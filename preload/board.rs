@@ -16,10 +16,10 @@
 //! best-effort processes' parts are laid out beyond the first `N` SMs' groups, which are kept
 //! free for it.
 //!
-//! A best-effort process that starves beside the others ([`crate::starving`]) says so in
-//! its slot with the part of the device it is owed; while it is busy the others keep that part
-//! free for it, as they keep a latency-critical quota, and its own kernels run where they were
-//! launched.
+//! Each best-effort process also says how many times slower than alone it gets its work done,
+//! and one that starves beside the others ([`crate::starving`]) says so in its slot with the
+//! part of the device it is owed; while it is busy the others keep that part free for it, as
+//! they keep a latency-critical quota, and its own kernels run where they were launched.
 //!
 //! Waits some other way (polling `cuStreamQuery`, a blocking copy) are not seen: a process
 //! that waits only so is busy for the hold after its last launch. A process killed while
@@ -43,6 +43,9 @@ pub(crate) struct Slot {
     /// Starving ([`crate::starving`], flagged [`STARVING`]): the SMs of its part, which the
     /// others keep free while it is busy (0: not starving).
     starving_sms: AtomicU64,
+    /// How many times slower than alone it gets its work done beside the others
+    /// ([`crate::starving`]; the bits of an `f64`, 0: not known).
+    slowdown: AtomicU64,
 }
 
 /// Bytes of one slot in the file.
@@ -165,16 +168,12 @@ impl Board {
 
     fn view_at(&self, now: u64) -> View {
         let mut v = View { critical: self.critical(self.me).is_some(), ..View::default() };
-        let active = |i: usize, s: &Slot| {
-            i == self.me
-                || s.waiting.load(Ordering::Relaxed) > 0
-                || now.saturating_sub(s.last_ns.load(Ordering::Relaxed)) < self.hold_ns
-        };
         // A busy latency-critical process's quota comes first: while one is busy, starving
         // processes share what it leaves as the other best-effort ones do.
-        let critical_busy = self.slots.iter().enumerate().any(|(i, s)| active(i, s) && self.critical(i).is_some());
+        let critical_busy =
+            self.slots.iter().enumerate().any(|(i, s)| self.active(i, s, now) && self.critical(i).is_some());
         for (i, s) in self.slots.iter().enumerate() {
-            if !active(i, s) {
+            if !self.active(i, s, now) {
                 continue;
             }
             v.busy += 1;
@@ -197,6 +196,33 @@ impl Board {
             }
         }
         v
+    }
+
+    /// Whether slot `i` (`s`) is busy at `now`: this process always, another while one of its
+    /// threads waits for the GPU or within the hold after its last launch.
+    fn active(&self, i: usize, s: &Slot, now: u64) -> bool {
+        i == self.me
+            || s.waiting.load(Ordering::Relaxed) > 0
+            || now.saturating_sub(s.last_ns.load(Ordering::Relaxed)) < self.hold_ns
+    }
+
+    /// Says how many times slower than alone this process gets its work done (`None`: not
+    /// known).
+    pub(crate) fn set_slowdown(&self, slowdown: Option<f64>) {
+        let bits = slowdown.filter(|s| s.is_finite() && *s > 0.0).map_or(0, f64::to_bits);
+        self.slots[self.me].slowdown.store(bits, Ordering::Relaxed);
+    }
+
+    /// The least slowdown another busy best-effort process says at `now` (`None`: none says
+    /// one).
+    pub(crate) fn least_other_slowdown(&self, now: u64) -> Option<f64> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|&(i, s)| i != self.me && self.active(i, s, now) && self.critical(i).is_none())
+            .map(|(_, s)| f64::from_bits(s.slowdown.load(Ordering::Relaxed)))
+            .filter(|&x| x > 0.0)
+            .min_by(f64::total_cmp)
     }
 
     /// The quota of slot `i`'s process if it is latency-critical.

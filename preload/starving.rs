@@ -10,10 +10,13 @@
 //! took, alone or not, stands for the process's alone rate for that work, and a period's
 //! *slowdown* is its time over that least. Each period is counted with `n`, the processes busy
 //! when it ended; those with a launch placed on a part (slower by design) and those that ended
-//! while the process was kept its part for that `n` are left out. The process is *starving*
-//! among `n` when the median slowdown of its last [`WINDOW`] periods counted with `n` exceeds
-//! [`FAR`]` · n`: it gets its work done at less than half the rate an equal part of the device
-//! would give it alone, had that work scaled with SMs. A process bound by its host, whose
+//! while the process was kept its part for that `n` are left out. Each process says on the
+//! board the median slowdown of its last [`WINDOW`] periods counted with the current `n`. It is
+//! *starving* among `n` when that median exceeds `n` (it gets its work done slower than an
+//! equal part of the device would let it alone, had that work scaled with SMs) while another
+//! busy best-effort process says a slowdown more than [`FAR`] times smaller: the device is
+//! shared unevenly at its expense. Processes that all slow down alike share the device as well
+//! as it can be shared, and nothing is confined for them. A process bound by its host, whose
 //! kernels are done before it waits, has periods that contention barely lengthens: however
 //! long its kernels queue, only what slows its requests counts.
 //!
@@ -41,20 +44,26 @@ use crate::board::{self, Board};
 /// Periods, ended with the same number of processes busy, that a verdict reads.
 pub(crate) const WINDOW: usize = 16;
 
-/// How far below an equal part's rate starving is: at less than `1 / FAR` of it.
+/// How much faster another process must get its work done for the sharing to be uneven at
+/// this one's expense.
 pub(crate) const FAR: f64 = 2.0;
 
-/// Whether slowdowns `ratios` (the last [`WINDOW`] read), all of periods ended with `busy`
-/// processes busy, say the process starves: their median exceeds [`FAR`]` · busy`.
-pub(crate) fn starving(ratios: &[f64], busy: u32) -> bool {
-    if busy < 2 || ratios.len() < WINDOW {
-        return false;
-    }
+/// The median of the last [`WINDOW`] of `ratios` (`None`: fewer than that).
+pub(crate) fn median(ratios: &[f64]) -> Option<f64> {
+    let from = ratios.len().checked_sub(WINDOW)?;
     let mut last = [0f64; WINDOW];
-    last.copy_from_slice(&ratios[ratios.len() - WINDOW..]);
+    last.copy_from_slice(&ratios[from..]);
     last.sort_by(f64::total_cmp);
-    let median = (last[WINDOW / 2 - 1] + last[WINDOW / 2]) / 2.0;
-    median > FAR * f64::from(busy)
+    Some((last[WINDOW / 2 - 1] + last[WINDOW / 2]) / 2.0)
+}
+
+/// Whether a process whose work is `slowdown` times slower than alone, with `busy` processes
+/// busy and the least slowdown another of them says being `least_other`, starves: it runs
+/// slower than it would alone on an equal part of the device (had its work scaled with SMs),
+/// while another runs more than [`FAR`] times faster than it, so the device is shared unevenly
+/// at its expense (processes that all slow down alike share it as well as it can be shared).
+pub(crate) fn starving(slowdown: f64, busy: u32, least_other: Option<f64>) -> bool {
+    busy >= 2 && slowdown > f64::from(busy) && least_other.is_some_and(|o| o * FAR < slowdown)
 }
 
 /// The equal part of `groups` groups of `granularity` SMs for one of `busy` processes, in SMs
@@ -87,7 +96,7 @@ struct Periods {
     /// The least ns a period of so many launches took.
     best: HashMap<u64, u64>,
     /// By the number of processes busy when they ended: the latest slowdowns (at most
-    /// [`WINDOW`] kept), and whether they said starving (which then stands).
+    /// [`WINDOW`] kept), and whether it was judged starving (which then stands).
     by_busy: HashMap<u32, (Vec<f64>, bool)>,
 }
 
@@ -111,12 +120,24 @@ impl Periods {
             ratios.remove(0);
         }
         ratios.push(ratio);
-        *starved = starving(ratios, busy);
     }
 
-    /// Whether the process starves among `busy` busy processes.
-    fn starving(&self, busy: u32) -> bool {
-        self.by_busy.get(&busy).is_some_and(|&(_, s)| s)
+    /// The median slowdown of the last window among `busy` busy processes, if it is full.
+    fn slowdown(&self, busy: u32) -> Option<f64> {
+        self.by_busy.get(&busy).and_then(|(r, _)| median(r))
+    }
+
+    /// Judges the process among `busy` busy processes, the least slowdown another says being
+    /// `least_other`; whether it starves among them (a verdict, once given, stands).
+    fn judge(&mut self, busy: u32, least_other: Option<f64>) -> bool {
+        let slowdown = self.slowdown(busy);
+        match self.by_busy.get_mut(&busy) {
+            Some((_, starved)) => {
+                *starved |= slowdown.is_some_and(|s| starving(s, busy, least_other));
+                *starved
+            }
+            None => false,
+        }
     }
 }
 
@@ -159,25 +180,28 @@ impl Watch {
         let mut st = self.state.lock();
         if start != 0 && launches != 0 && now > start {
             st.ended(launches, now - start, busy, placed);
+            // The others judge by it: how much slower than alone this process gets its work
+            // done in this mix.
+            board.set_slowdown(st.slowdown(busy));
         }
-        self.judge(&st, board, busy);
+        self.judge(&mut st, board, now, busy);
     }
 
     /// Follows the board `v` a launch of this process sees: when the number of busy processes
     /// is not the one the board's word was set for, it is set for this one.
     pub(crate) fn follow(&self, board: &Board, v: &board::View) {
         if self.judged_for.load(Ordering::Relaxed) != v.busy {
-            let st = self.state.lock();
-            self.judge(&st, board, v.busy);
+            let mut st = self.state.lock();
+            self.judge(&mut st, board, board::now_ns(), v.busy);
         }
     }
 
-    /// Sets the board's word for `busy` busy processes (under the lock, so a launch's and a
-    /// wait's judgements cannot cross): this process's equal part kept free for it where it
-    /// starves among them, else nothing.
-    fn judge(&self, st: &Periods, board: &Board, busy: u32) {
+    /// Sets the board's word at `now` for `busy` busy processes (under the lock, so a launch's
+    /// and a wait's judgements cannot cross): this process's equal part kept free for it where
+    /// it starves among them, else nothing.
+    fn judge(&self, st: &mut Periods, board: &Board, now: u64, busy: u32) {
         let part = st
-            .starving(busy)
+            .judge(busy, board.least_other_slowdown(now))
             .then(|| self.topology())
             .flatten()
             .map(|(groups, granularity)| equal_part(groups, granularity, busy, board.need()));
@@ -214,21 +238,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_process_starves_below_half_the_rate_of_an_equal_part() {
+    fn a_process_starves_below_an_equal_part_while_another_runs_far_faster() {
+        // Five times slower beside four processes, one of which is only 1.2 times slower.
+        assert!(starving(5.0, 4, Some(1.2)));
+        assert!(!starving(3.9, 4, Some(1.2)), "no slower than on an equal part");
+        assert!(!starving(5.0, 4, Some(2.6)), "everyone slows alike: sharing, not starving");
+        assert!(!starving(5.0, 4, None), "no other says how it fares");
+        assert!(!starving(100.0, 1, Some(1.0)), "alone is never starving");
+        // The median of the last window: a few slow periods do not move it.
         let window = |r: f64| vec![r; WINDOW];
-        assert!(!starving(&window(5.9), 3), "5.9x among 3: above half a third of the device");
-        assert!(starving(&window(6.1), 3));
-        assert!(starving(&window(4.1), 2));
-        assert!(!starving(&window(3.9), 2));
-        assert!(!starving(&window(100.0), 1), "alone is never starving");
-        assert!(!starving(&[9.0; WINDOW - 1], 2), "too few periods");
-        // The median of the last window: a few slow periods do not make a verdict.
+        assert_eq!(median(&window(3.0)), Some(3.0));
+        assert_eq!(median(&[9.0; WINDOW - 1]), None, "too few periods");
         let mut r = window(1.0);
         r[..WINDOW / 2 - 1].fill(50.0);
-        assert!(!starving(&r, 2));
+        assert_eq!(median(&r), Some(1.0));
         let mut older = vec![50.0; 4];
         older.extend(window(1.2));
-        assert!(!starving(&older, 2), "only the last window counts");
+        assert_eq!(median(&older), Some(1.2), "only the last window counts");
     }
 
     #[test]
@@ -249,19 +275,22 @@ mod tests {
         assert!(p.by_busy.is_empty());
         // Beside two others: 8x and 6.5x, but a verdict needs a whole window; periods beside
         // one other, in between, are counted apart and do not break it.
+        let another = Some(1.5);
         for _ in 0..WINDOW / 2 - 1 {
             p.ended(40, 8_000, 3, false);
             p.ended(12, 650, 3, false);
             p.ended(40, 1_500, 2, false);
         }
         p.ended(40, 8_000, 3, false);
-        assert!(!p.starving(3));
+        assert!(!p.judge(3, another));
         p.ended(12, 650, 3, false);
-        assert!(p.starving(3) && !p.starving(2));
+        assert_eq!(p.slowdown(3), Some(7.25));
+        assert!(!p.judge(3, Some(4.0)), "another fares nearly as badly");
+        assert!(p.judge(3, another) && !p.judge(2, another));
         assert_eq!(p.by_busy[&2].0, vec![1.5; WINDOW / 2 - 1]);
         // Kept its part among three, its periods there no longer count: the verdict stands.
         p.ended(40, 1_000, 3, false);
-        assert!(p.starving(3) && p.by_busy[&3].0.len() == WINDOW);
+        assert!(p.judge(3, Some(9.0)) && p.by_busy[&3].0.len() == WINDOW);
         // A period with a launch placed on a part does not count; its least time does.
         p.ended(40, 9_000, 2, true);
         assert_eq!(p.by_busy[&2].0.len(), WINDOW / 2 - 1);
@@ -294,19 +323,26 @@ mod tests {
     fn the_board_says_the_verdict_of_the_mix_of_the_moment() {
         let w = Watch::new();
         w.topology.set(Some((15, 8))).unwrap();
-        let board = Board::for_test(3, 1);
-        let (mut t, alone) = (1_000u64, 1_000u64);
-        let mut period = |ns: u64, busy: u32| {
-            w.launched(t, false);
-            t += ns;
-            w.waited(&board, t, busy);
-            t += 10;
+        let path = Board::test_file(3);
+        let open = |i| Board::open(&path, i, 2_000_000, None).unwrap();
+        let (board, other) = (open(1), open(0));
+        let (clock, alone) = (std::cell::Cell::new(1_000u64), 1_000u64);
+        let period = |ns: u64, busy: u32| {
+            w.launched(clock.get(), false);
+            clock.set(clock.get() + ns);
+            w.waited(&board, clock.get(), busy);
+            clock.set(clock.get() + 10);
         };
         period(alone, 1);
         for _ in 0..WINDOW {
             period(7 * alone, 3);
         }
-        assert!(board.is_starving(), "7x among three: starving");
+        assert!(!board.is_starving(), "7x among three, but no other says how it fares");
+        assert_eq!(board.least_other_slowdown(clock.get()), None);
+        other.launched(clock.get(), 132);
+        other.set_slowdown(Some(1.5));
+        period(7 * alone, 3);
+        assert!(board.is_starving(), "7x among three beside one at 1.5x: starving");
         assert_eq!(w.judged_for.load(Ordering::Relaxed), 3);
         assert!(crate::stats::COUNTS.starved.load(Ordering::Relaxed) > 0);
         // A launch that sees two busy processes: no verdict among two, no part.
@@ -315,7 +351,7 @@ mod tests {
         assert!(!board.is_starving());
         // Three again: the verdict among three stands.
         w.follow(&board, &view(3));
-        let own = board.view(t);
+        let own = board.view(clock.get());
         assert!(board.is_starving() && own.starving);
         assert_eq!(own.reserved_sms, 40, "its equal part among three: five of 15 groups");
     }
