@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds, on this machine, everything a GPU host runs: the CLI, the GPU integration-test
 # binary and every criterion bench, stripped, into gpu-bin/, and the same packed into
-# gpu-bin.tar.gz (both git-ignored). Copy the repository with gpu-bin/ (or, where that is too
-# large to send beside the repository, gpu-bin.tar.gz) to the GPU host and run
+# gpu-bin.tar.xz (both git-ignored). Copy the repository with gpu-bin/ (or, where that is too
+# large to send beside the repository, gpu-bin.tar.xz) to the GPU host and run
 # scripts/gpu-run.sh there, which unpacks the archive when gpu-bin/ is missing; the GPU host
 # needs the NVIDIA driver, not Rust or CUDA's toolkit (libcuda is loaded at run time).
 set -euo pipefail
@@ -38,19 +38,19 @@ strip "$out"/rightsize "$out"/gpu-tests "$out"/bench-* "$out"/rightsize-c-* "$ou
 
 # The Python package's wheel and pytest's, for an offline install on the GPU host.
 bash scripts/python-test.sh --wheel "$out/wheels" | tail -3
-tar -czf gpu-bin.tar.gz -C "$out" .
-ls -l "$out" gpu-bin.tar.gz
+tar -cJf gpu-bin.tar.xz -C "$out" .
+ls -l "$out" gpu-bin.tar.xz
 # A GPU host call sends the repository's tracked files with what it carries, 64 MiB together.
 limit=$((64 * 1024 * 1024))
 tracked=$(git ls-files -z | xargs -0 du -cb 2>/dev/null | tail -1 | cut -f1)
 size=$(du -cb "$out" | tail -1 | cut -f1)
-packed=$(du -b gpu-bin.tar.gz | cut -f1)
+packed=$(du -b gpu-bin.tar.xz | cut -f1)
 mib() { echo "$(($1 / 1024 / 1024)) MiB"; }
 if [ $((tracked + size)) -le "$limit" ]; then
     echo "gpu-build: $out ready ($(mib "$size"); with the repository's $(mib "$tracked"), within the 64 MiB a call sends)"
 elif [ $((tracked + packed)) -le "$limit" ]; then
-    echo "gpu-build: $out is $(mib "$size"), too large beside the repository's $(mib "$tracked"): carry gpu-bin.tar.gz ($(mib "$packed")); scripts/gpu-run.sh unpacks it"
+    echo "gpu-build: $out is $(mib "$size"), too large beside the repository's $(mib "$tracked"): carry gpu-bin.tar.xz ($(mib "$packed")); scripts/gpu-run.sh unpacks it"
 else
-    echo "gpu-build: even gpu-bin.tar.gz ($(mib "$packed")) is too large beside the repository's $(mib "$tracked") for a call's 64 MiB" >&2
+    echo "gpu-build: even gpu-bin.tar.xz ($(mib "$packed")) is too large beside the repository's $(mib "$tracked") for a call's 64 MiB" >&2
     exit 1
 fi
