@@ -319,7 +319,8 @@ static std::vector<__half> pack_a(const std::vector<__half>& a, unsigned k) {
 // of ring stay in flight, else A comes with each stage as in the library), and a stage's B is
 // one 3-D box of the unit's 16·T rows (T = tiles_per_unit: 16 or 32 KiB). So a stage is one box
 // of 32 KiB where the grid gives two tiles a unit. Same slices, warps and sums as the
-// library's kernel: the same bits.
+// library's kernel: the same bits. `resident copies` is the same copies with consumers that
+// only wait for each stage and free it (no loads, no math, no output): what the copies allow.
 constexpr unsigned RES_SMEM = 216 * 1024;  // dynamic shared memory (A, the ring, the barriers);
                                            // with `red`'s 8 KiB, under an SM's 227 KiB
 constexpr unsigned RES_BARS = 8 * (2 * RS_GEMM_D_MAX_STAGES + 1);
@@ -330,6 +331,7 @@ struct ResParams {
     GemmParams g;
 };
 
+template <bool COMPUTE>
 __global__ void __launch_bounds__(RS_GEMM_D_THREADS, 1) resident(const __grid_constant__ ResParams rp) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     extern __shared__ __align__(128) unsigned char smem_r[];
@@ -392,7 +394,7 @@ __global__ void __launch_bounds__(RS_GEMM_D_THREADS, 1) resident(const __grid_co
 #pragma unroll
             for (int i = 0; i < SLICES; ++i) {
                 const unsigned sl = warp + i * WARPS;
-                if (sl >= slices) break;
+                if (!COMPUTE || sl >= slices) break;
                 const uint4 av = *reinterpret_cast<const uint4*>(a_stage + sl * MAX_M * ROW_BYTES + lo);
                 // A box of 16·T rows lands as [slice][16·T rows][32 halves]: tile j's slice
                 // starts at row 16·j of it.
@@ -407,7 +409,7 @@ __global__ void __launch_bounds__(RS_GEMM_D_THREADS, 1) resident(const __grid_co
             __syncwarp();
             if (lane == 0) rs::mbar_arrive(empty + 8 * slot);
         }
-        finish_unit(p, red, acc, mine, n0);
+        if (COMPUTE) finish_unit(p, red, acc, mine, n0);
     }
 #endif
 }
@@ -452,7 +454,8 @@ int main() {
     CK(cudaFuncSetAttribute(variant<1>, cudaFuncAttributeMaxDynamicSharedMemorySize, RS_GEMM_D_RING_BYTES + 256));
     CK(cudaFuncSetAttribute(variant<2>, cudaFuncAttributeMaxDynamicSharedMemorySize, RS_GEMM_D_RING_BYTES + 256));
     CK(cudaFuncSetAttribute(packed, cudaFuncAttributeMaxDynamicSharedMemorySize, RS_GEMM_D_RING_BYTES + 256));
-    CK(cudaFuncSetAttribute(resident, cudaFuncAttributeMaxDynamicSharedMemorySize, RES_SMEM));
+    CK(cudaFuncSetAttribute(resident<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, RES_SMEM));
+    CK(cudaFuncSetAttribute(resident<false>, cudaFuncAttributeMaxDynamicSharedMemorySize, RES_SMEM));
 
     // Copy bandwidth (read + write) of 2 GiB, the ceiling the decode issue compares against.
     double copy_gbs;
@@ -481,7 +484,7 @@ int main() {
     }
     printf("%s, %d SMs; copy bandwidth %.0f GB/s\n", prop.name, all, copy_gbs);
 
-    const Way ways[] = {{"stream", 0, true}, {"stream3d", 1, true}, {"l1a", 2, true}, {"copies", 3, false}, {"copies -A", 4, false}, {"packed", 5, true}, {"resident", 6, true}};
+    const Way ways[] = {{"stream", 0, true}, {"stream3d", 1, true}, {"l1a", 2, true}, {"copies", 3, false}, {"copies -A", 4, false}, {"packed", 5, true}, {"resident", 6, true}, {"resident copies", 7, false}};
     const unsigned shapes[][2] = {{4096, 4096}, {28672, 4096}, {4096, 14336}, {16384, 2048}, {2048, 8192}, {6144, 4096}};
     const int grids[] = {16, 32, 48, 64, 96, 132};
     std::mt19937 rng(12345);
@@ -550,7 +553,8 @@ int main() {
                 case 3: variant<1><<<grid, RS_GEMM_D_THREADS, RS_GEMM_D_RING_BYTES + 256>>>(tp2[c]); break;
                 case 4: variant<2><<<grid, RS_GEMM_D_THREADS, RS_GEMM_D_RING_BYTES + 256>>>(tp2[c]); break;
                 case 5: packed<<<grid, RS_GEMM_D_THREADS, RS_GEMM_D_RING_BYTES + 256>>>(gpk[c]); break;
-                default: resident<<<grid, RS_GEMM_D_THREADS, RES_SMEM>>>(res[c]); break;
+                case 6: resident<true><<<grid, RS_GEMM_D_THREADS, RES_SMEM>>>(res[c]); break;
+                default: resident<false><<<grid, RS_GEMM_D_THREADS, RES_SMEM>>>(res[c]); break;
             }
         };
         printf("\n8×%u×%u (W %.1f MB, %d copies): GB/s of A, W and C, %% of the copy bandwidth in brackets\n", n, k,
