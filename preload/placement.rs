@@ -90,9 +90,10 @@ fn destination(flavour: usize, stream: CUstream, blocks: Option<u64>, need: u32)
         Some(b) => {
             let now = board::now_ns();
             b.launched(now, need);
-            let v = b.view(now);
-            if let Some(w) = crate::starving::watch() {
-                w.follow(b, &v);
+            let mut v = b.view(now);
+            if crate::starving::watch().is_some_and(|w| w.follow(b, &v)) {
+                // This process's word changed: the launch goes where the new word says.
+                v = b.view(now);
             }
             if let Some(left) = left_on_board(&v) {
                 return Err(left);

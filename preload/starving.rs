@@ -8,8 +8,10 @@
 //! of the same number of launches are taken to be the same work (true of a program that runs
 //! the same shapes; decode steps over a growing cache, say, are not quite); the least time one
 //! took, alone or not, stands for the process's alone rate for that work, and a period's
-//! *slowdown* is its time over that least. Each period is counted with `n`, the processes busy
-//! when it ended; those with a launch placed on a part (slower by design) and those that ended
+//! *slowdown* is its time over that least (a process that never runs alone has only contended
+//! times to compare with, so its slowdown reads low and it is judged starving late or never).
+//! Each period is counted with `n`, the processes busy at the process's latest look at the
+//! board before it ended; those with a launch placed on a part (slower by design) and those that ended
 //! while the process was kept its part for that `n` are left out. Each process says on the
 //! board the median slowdown of its last [`WINDOW`] periods counted with the current `n`. It is
 //! *starving* among `n` when that median exceeds `n` (it gets its work done slower than an
@@ -29,9 +31,9 @@
 //! stands while the process runs (the periods it is kept its part measure the part, not the
 //! sharing it was kept from).
 //!
-//! No GPU work is added: a launch and a wait each read the clock and touch a few atomics; a
-//! wait that ends a period, or a launch that sees another number of processes busy, takes a
-//! lock. On by default on a board; `RIGHTSIZE_STARVING=0` turns it off.
+//! No GPU work is added: a launch reads the clock and touches a few atomics, and takes a lock
+//! when it sees another number of processes busy; a wait takes a lock and reads the other
+//! slots. On by default on a board; `RIGHTSIZE_STARVING=0` turns it off.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -188,12 +190,16 @@ impl Watch {
     }
 
     /// Follows the board `v` a launch of this process sees: when the number of busy processes
-    /// is not the one the board's word was set for, it is set for this one.
-    pub(crate) fn follow(&self, board: &Board, v: &board::View) {
-        if self.judged_for.load(Ordering::Relaxed) != v.busy {
-            let mut st = self.state.lock();
-            self.judge(&mut st, board, board::now_ns(), v.busy);
+    /// is not the one the board's word was set for, it is set for this one. Whether the word
+    /// changed (then the launch looks at the board again).
+    pub(crate) fn follow(&self, board: &Board, v: &board::View) -> bool {
+        if self.judged_for.load(Ordering::Relaxed) == v.busy {
+            return false;
         }
+        let was = board.is_starving();
+        let mut st = self.state.lock();
+        self.judge(&mut st, board, board::now_ns(), v.busy);
+        board.is_starving() != was
     }
 
     /// Sets the board's word at `now` for `busy` busy processes (under the lock, so a launch's

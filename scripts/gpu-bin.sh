@@ -1,15 +1,27 @@
-# Sourced by the scripts that run gpu-bin/ on a GPU host: unpacks gpu-bin.tar.xz (what
-# scripts/gpu-build.sh packed, for a host call that cannot carry gpu-bin/ itself) into
-# gpu-bin/ when gpu-bin/ has no rightsize, from the repository's root.
+# Sourced by the scripts that run gpu-bin/ on a GPU host, from the repository's root: unpacks
+# gpu-bin.tar.xz (what scripts/gpu-build.sh packed, for a host call that cannot carry gpu-bin/
+# itself) into gpu-bin/ when the archive's build is newer than gpu-bin/'s (a warm host keeps
+# gpu-bin/ and an earlier archive between calls: the newer build wins). Each build stamps
+# gpu-bin/.build with its time.
 # shellcheck shell=bash
-if [ ! -x gpu-bin/rightsize ] && [ -f gpu-bin.tar.xz ]; then
-    mkdir -p gpu-bin
+if [ -f gpu-bin.tar.xz ]; then
     if command -v xz >/dev/null; then
-        tar -xJf gpu-bin.tar.xz -C gpu-bin
+        packed=$(tar -xJOf gpu-bin.tar.xz ./.build 2>/dev/null)
     else
-        # No xz on the host: Python's tarfile reads it (keeping the executables' modes).
-        python3 -c 'import sys, tarfile
+        # No xz on the host: Python's tarfile reads it.
+        packed=$(python3 -c 'import sys, tarfile
+print(tarfile.open(sys.argv[1]).extractfile("./.build").read().decode().strip())' gpu-bin.tar.xz 2>/dev/null)
+    fi
+    have=$(cat gpu-bin/.build 2>/dev/null)
+    if [ "${packed:-0}" -gt "${have:-0}" ]; then
+        rm -rf gpu-bin && mkdir -p gpu-bin
+        if command -v xz >/dev/null; then
+            tar -xJf gpu-bin.tar.xz -C gpu-bin
+        else
+            # Python's tarfile keeps the executables' modes.
+            python3 -c 'import sys, tarfile
 t = tarfile.open(sys.argv[1])
 t.extractall(sys.argv[2], **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))' gpu-bin.tar.xz gpu-bin
+        fi
     fi
 fi

@@ -38,11 +38,14 @@ strip "$out"/rightsize "$out"/gpu-tests "$out"/bench-* "$out"/rightsize-c-* "$ou
 
 # The Python package's wheel and pytest's, for an offline install on the GPU host.
 bash scripts/python-test.sh --wheel "$out/wheels" | tail -3
+# The build's time, by which scripts/gpu-bin.sh tells a newer archive from an older gpu-bin/.
+date +%s%N >"$out/.build"
 tar -cJf gpu-bin.tar.xz -C "$out" .
 ls -l "$out" gpu-bin.tar.xz
 # A GPU host call sends the repository's tracked files with what it carries, 64 MiB together.
 limit=$((64 * 1024 * 1024))
-tracked=$(git ls-files -z | xargs -0 du -cb 2>/dev/null | tail -1 | cut -f1)
+tracked=$(git ls-files -z | du -cb --files0-from=- 2>/dev/null | tail -1 | cut -f1 || true)
+tracked=${tracked:-0}
 size=$(du -cb "$out" | tail -1 | cut -f1)
 packed=$(du -b gpu-bin.tar.xz | cut -f1)
 mib() { echo "$(($1 / 1024 / 1024)) MiB"; }
