@@ -39,11 +39,7 @@ pub(crate) fn place<R>(
     work: impl FnOnce(Option<&Target>, CUstream) -> R,
 ) -> R {
     COUNTS.launches.fetch_add(1, Ordering::Relaxed);
-    let to = destination(flavour, stream, blocks, need);
-    if let Some(w) = crate::starving::watch() {
-        w.launched(board::now_ns(), to.is_ok());
-    }
-    let to = match to {
+    let to = match destination(flavour, stream, blocks, need) {
         Ok(to) => to,
         Err(left) => {
             if let Some(count) = left.count() {
@@ -64,6 +60,9 @@ pub(crate) fn place<R>(
             unsafe { sys::cuStreamSynchronize(to.stream) };
         }
         COUNTS.placed.fetch_add(1, Ordering::Relaxed);
+        if let Some(w) = crate::starving::watch() {
+            w.placed();
+        }
         if to.captured {
             COUNTS.captured_placed.fetch_add(1, Ordering::Relaxed);
         }
@@ -91,9 +90,12 @@ fn destination(flavour: usize, stream: CUstream, blocks: Option<u64>, need: u32)
             let now = board::now_ns();
             b.launched(now, need);
             let mut v = b.view(now);
-            if crate::starving::watch().is_some_and(|w| w.follow(b, &v)) {
-                // This process's word changed: the launch goes where the new word says.
-                v = b.view(now);
+            if let Some(w) = crate::starving::watch() {
+                w.launched(now);
+                if w.follow(b, &v) {
+                    // This process's word changed: the launch goes where the new word says.
+                    v = b.view(now);
+                }
             }
             if let Some(left) = left_on_board(&v) {
                 return Err(left);

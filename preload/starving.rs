@@ -160,17 +160,19 @@ impl Watch {
         *self.topology.get_or_init(|| crate::target::shares().map(|s| (s.groups, s.granularity)))
     }
 
-    /// A launch at `now`, placed on a part or (not `placed`) left where it was launched.
-    pub(crate) fn launched(&self, now: u64, placed: bool) {
+    /// A launch at `now` (left where it was launched, unless [`Watch::placed`] follows).
+    pub(crate) fn launched(&self, now: u64) {
         // The first launch since the last wait opens a period (another thread's racing open
         // keeps the earlier stamp or this one: either is a launch of the period).
         if self.start_ns.load(Ordering::Relaxed) == 0 {
             self.start_ns.store(now.max(1), Ordering::Relaxed);
         }
         self.launches.fetch_add(1, Ordering::Relaxed);
-        if placed {
-            self.placed.store(true, Ordering::Relaxed);
-        }
+    }
+
+    /// The launch just counted was placed on a part: its period runs slower by design.
+    pub(crate) fn placed(&self) {
+        self.placed.store(true, Ordering::Relaxed);
     }
 
     /// A wait for the GPU ended at `now`, with `busy` processes busy: the open period ends,
@@ -179,8 +181,13 @@ impl Watch {
         let start = self.start_ns.swap(0, Ordering::Relaxed);
         let launches = self.launches.swap(0, Ordering::Relaxed);
         let placed = self.placed.swap(false, Ordering::Relaxed);
+        let ended = start != 0 && launches != 0 && now > start;
+        if !ended && self.judged_for.load(Ordering::Relaxed) == busy {
+            // Nothing new to judge by (a wait with no launch since the last).
+            return;
+        }
         let mut st = self.state.lock();
-        if start != 0 && launches != 0 && now > start {
+        if ended {
             st.ended(launches, now - start, busy, placed);
             // The others judge by it: how much slower than alone this process gets its work
             // done in this mix.
@@ -311,16 +318,17 @@ mod tests {
         let board = Board::for_test(3, 1);
         w.waited(&board, 50, 2);
         assert!(w.state.lock().best.is_empty(), "no launch since the last wait: no period");
-        w.launched(100, false);
-        w.launched(150, false);
-        w.launched(170, true);
+        w.launched(100);
+        w.launched(150);
+        w.launched(170);
+        w.placed();
         w.waited(&board, 400, 1);
         assert_eq!(w.state.lock().best[&3], 300, "three launches from 100 to 400");
         w.waited(&board, 500, 1);
         assert_eq!(w.state.lock().best.len(), 1, "closed");
-        w.launched(600, false);
-        w.launched(650, false);
-        w.launched(660, false);
+        w.launched(600);
+        w.launched(650);
+        w.launched(660);
         w.waited(&board, 1_500, 2);
         assert_eq!(w.state.lock().by_busy[&2].0, vec![3.0], "beside another: 3x, a window short");
     }
@@ -334,7 +342,7 @@ mod tests {
         let (board, other) = (open(1), open(0));
         let (clock, alone) = (std::cell::Cell::new(1_000u64), 1_000u64);
         let period = |ns: u64, busy: u32| {
-            w.launched(clock.get(), false);
+            w.launched(clock.get());
             clock.set(clock.get() + ns);
             w.waited(&board, clock.get(), busy);
             clock.set(clock.get() + 10);
