@@ -53,6 +53,40 @@ __device__ __forceinline__ void store_unit(const GemmParams& p, const float* red
     }
 }
 
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+// Thread 0 makes a ring's barriers, a full one (one arrival) and an empty one (`consumers`
+// warps) a stage, and `single` (one arrival) where not 0; then the block meets.
+__device__ __forceinline__ void init_ring(unsigned full, unsigned empty, unsigned stages, unsigned consumers,
+                                          unsigned single = 0) {
+    if (threadIdx.x == 0) {
+        for (unsigned s = 0; s < stages; ++s) {
+            rs::mbar_init(full + 8 * s, 1);
+            rs::mbar_init(empty + 8 * s, consumers);
+        }
+        if (single) rs::mbar_init(single, 1);
+        rs::mbar_init_fence();
+    }
+    __syncthreads();
+}
+
+// A unit's outputs from the consumer warps' sums of its `tiles` tiles (of T), as the library's
+// kernel writes them: each warp's partial tiles, then their sum in warp order.
+template <unsigned T>
+__device__ __forceinline__ void finish_unit(const GemmParams& p, float* red, const float (&acc)[T][4], unsigned tiles,
+                                            unsigned n0) {
+    rs::named_barrier(1, WARPS * 32);
+#pragma unroll
+    for (unsigned j = 0; j < T; ++j) rs::skinny_partial<MAX_M>(red + j * WARPS * BN * MAX_M, 0, acc[j]);
+    rs::named_barrier(1, WARPS * 32);
+    for (unsigned j = 0; j < tiles; ++j) store_unit(p, red + j * WARPS * BN * MAX_M, threadIdx.x, WARPS * 32, n0 + j * BN);
+}
+
+// The stages of this block: its units (blockIdx.x, + gridDim.x, …) × the chunks of K.
+__device__ __forceinline__ unsigned block_stages(unsigned units, unsigned chunks) {
+    return blockIdx.x < units ? ((units - 1 - blockIdx.x) / gridDim.x + 1) * chunks : 0;
+}
+#endif
+
 // ---- stream3d ----------------------------------------------------------------------------
 
 
@@ -68,15 +102,8 @@ __global__ void __launch_bounds__(RS_GEMM_D_THREADS, 1) stream3d(const __grid_co
     constexpr unsigned STAGES = RS_GEMM_D_RING_BYTES / STAGE;
     const unsigned base = rs::smem_addr(smem), full = base + RS_GEMM_D_RING_BYTES, empty = full + 8 * STAGES;
     const unsigned chunks = (p.k + UKC - 1) / UKC, units = (p.n + UN - 1) / UN;
-    if (threadIdx.x == 0) {
-        for (unsigned s = 0; s < STAGES; ++s) {
-            rs::mbar_init(full + 8 * s, 1);
-            rs::mbar_init(empty + 8 * s, 8);
-        }
-        rs::mbar_init_fence();
-    }
-    __syncthreads();
-    const unsigned total = blockIdx.x < units ? ((units - 1 - blockIdx.x) / gridDim.x + 1) * chunks : 0;
+    init_ring(full, empty, STAGES, 8);
+    const unsigned total = block_stages(units, chunks);
     if (threadIdx.x == 8 * 32) {
         for (unsigned t = 0; t < total; ++t) {
             const unsigned slot = t % STAGES, f = full + 8 * slot, dst = base + slot * STAGE;
@@ -92,7 +119,7 @@ __global__ void __launch_bounds__(RS_GEMM_D_THREADS, 1) stream3d(const __grid_co
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, q = lane & 3;
     unsigned t = 0;
     RS_FOR_EACH_STATIC_UNIT(u, units) {
-        float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        float acc[1][4] = {};
         for (unsigned c = 0; c < chunks; ++c, ++t) {
             const unsigned slot = t % STAGES, kc = min(UKC, p.k - c * UKC);
             rs::mbar_wait(full + 8 * slot, (t / STAGES) & 1);
@@ -105,31 +132,15 @@ __global__ void __launch_bounds__(RS_GEMM_D_THREADS, 1) stream3d(const __grid_co
                 const uint4 blo = *reinterpret_cast<const uint4*>(b_stage + (g * UKC + kl) * 2);
                 const uint4 bhi = *reinterpret_cast<const uint4*>(b_stage + ((g + 8) * UKC + kl) * 2);
                 const uint4 av = *reinterpret_cast<const uint4*>(a_stage + (g * UKC + kl) * 2);
-                rs::skinny_slice(acc, blo, bhi, av);
+                rs::skinny_slice(acc[0], blo, bhi, av);
             }
             __syncwarp();
             if (lane == 0) rs::mbar_arrive(empty + 8 * slot);
         }
-        rs::named_barrier(1, 256);
-        rs::skinny_partial<8>(red, 0, acc);
-        rs::named_barrier(1, 256);
-        store_unit(p, red, threadIdx.x, 256, (unsigned)u * UN);
+        finish_unit(p, red, acc, 1, (unsigned)u * UN);
     }
 #endif
 }
-
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-// A unit's outputs from the consumer warps' sums of its `tiles` tiles (of MAX_T), as the
-// library's kernel writes them: each warp's partial tiles, then their sum in warp order.
-__device__ __forceinline__ void finish_unit(const GemmParams& p, float* red, const float (&acc)[MAX_T][4], unsigned tiles,
-                                            unsigned n0) {
-    rs::named_barrier(1, WARPS * 32);
-#pragma unroll
-    for (unsigned j = 0; j < MAX_T; ++j) rs::skinny_partial<MAX_M>(red + j * WARPS * BN * MAX_M, 0, acc[j]);
-    rs::named_barrier(1, WARPS * 32);
-    for (unsigned j = 0; j < tiles; ++j) store_unit(p, red + j * WARPS * BN * MAX_M, threadIdx.x, WARPS * 32, n0 + j * BN);
-}
-#endif
 
 // ---- variants of the library's kernel -----------------------------------------------------
 //
@@ -164,15 +175,8 @@ __global__ void __launch_bounds__(RS_GEMM_D_THREADS, 1) variant(const __grid_con
     Ring r = ring_of(p, smem_v);
     const unsigned stage_bytes = r.per_unit * COPY_B + (MODE == 1 ? COPY_A : 0);
     r.stages = min((unsigned)RS_GEMM_D_MAX_STAGES, RS_GEMM_D_RING_BYTES / stage_bytes);
-    if (threadIdx.x == 0) {
-        for (unsigned s = 0; s < r.stages; ++s) {
-            rs::mbar_init(r.full + 8 * s, 1);
-            rs::mbar_init(r.empty + 8 * s, WARPS);
-        }
-        rs::mbar_init_fence();
-    }
-    __syncthreads();
-    const unsigned total = blockIdx.x < r.units ? ((r.units - 1 - blockIdx.x) / gridDim.x + 1) * r.chunks : 0;
+    init_ring(r.full, r.empty, r.stages, WARPS);
+    const unsigned total = block_stages(r.units, r.chunks);
     if (threadIdx.x >= WARPS * 32) {
         if (threadIdx.x == WARPS * 32)
             for (unsigned t = 0; t < total; ++t) variant_fill<MODE>(tp, r, stage_bytes, t);
@@ -232,15 +236,8 @@ __global__ void __launch_bounds__(RS_GEMM_D_THREADS, 1) packed(const __grid_cons
     __shared__ float red[8 * UN * 8];
     const unsigned base = rs::smem_addr(smem_p), full = base + RS_GEMM_D_RING_BYTES, empty = full + 8 * PSTAGES;
     const unsigned chunks = p.k / PKC, units = p.n / UN;
-    if (threadIdx.x == 0) {
-        for (unsigned s = 0; s < PSTAGES; ++s) {
-            rs::mbar_init(full + 8 * s, 1);
-            rs::mbar_init(empty + 8 * s, 8);
-        }
-        rs::mbar_init_fence();
-    }
-    __syncthreads();
-    const unsigned total = blockIdx.x < units ? ((units - 1 - blockIdx.x) / gridDim.x + 1) * chunks : 0;
+    init_ring(full, empty, PSTAGES, 8);
+    const unsigned total = block_stages(units, chunks);
     if (threadIdx.x >= 8 * 32) {
         if (threadIdx.x != 8 * 32) return;
         const char* B = rs::ptr<const char>(p.b);
@@ -263,7 +260,7 @@ __global__ void __launch_bounds__(RS_GEMM_D_THREADS, 1) packed(const __grid_cons
     const unsigned lo = g * 64 + q * 16, hi = lo + 8 * 64;
     unsigned t = 0;
     RS_FOR_EACH_STATIC_UNIT(u, units) {
-        float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        float acc[1][4] = {};
         for (unsigned c = 0; c < chunks; ++c, ++t) {
             const unsigned slot = t % PSTAGES;
             rs::mbar_wait(full + 8 * slot, (t / PSTAGES) & 1);
@@ -274,15 +271,12 @@ __global__ void __launch_bounds__(RS_GEMM_D_THREADS, 1) packed(const __grid_cons
                 const unsigned sl = warp + i * 8;
                 const uint4 av = *reinterpret_cast<const uint4*>(a_stage + sl * 8 * 64 + lo);
                 const unsigned char* bs = b_stage + sl * 16 * 64;
-                rs::skinny_slice(acc, *reinterpret_cast<const uint4*>(bs + lo), *reinterpret_cast<const uint4*>(bs + hi), av);
+                rs::skinny_slice(acc[0], *reinterpret_cast<const uint4*>(bs + lo), *reinterpret_cast<const uint4*>(bs + hi), av);
             }
             __syncwarp();
             if (lane == 0) rs::mbar_arrive(empty + 8 * slot);
         }
-        rs::named_barrier(1, 256);
-        rs::skinny_partial<8>(red, 0, acc);
-        rs::named_barrier(1, 256);
-        store_unit(p, red, threadIdx.x, 256, (unsigned)u * UN);
+        finish_unit(p, red, acc, 1, (unsigned)u * UN);
     }
 #endif
 }
@@ -344,16 +338,8 @@ __global__ void __launch_bounds__(RS_GEMM_D_THREADS, 1) resident(const __grid_co
     const unsigned stages = min((unsigned)RS_GEMM_D_MAX_STAGES, (RES_SMEM - RES_BARS - a_bytes) / stage_bytes);
     const unsigned base = rs::smem_addr(smem_r), ring = base + a_bytes, bars = base + RES_SMEM - RES_BARS;
     const unsigned full = bars, empty = bars + 8 * RS_GEMM_D_MAX_STAGES, a_full = empty + 8 * RS_GEMM_D_MAX_STAGES;
-    if (threadIdx.x == 0) {
-        for (unsigned s = 0; s < stages; ++s) {
-            rs::mbar_init(full + 8 * s, 1);
-            rs::mbar_init(empty + 8 * s, WARPS);
-        }
-        rs::mbar_init(a_full, 1);
-        rs::mbar_init_fence();
-    }
-    __syncthreads();
-    const unsigned total = blockIdx.x < units ? ((units - 1 - blockIdx.x) / gridDim.x + 1) * chunks : 0;
+    init_ring(full, empty, stages, WARPS, a_full);
+    const unsigned total = block_stages(units, chunks);
     if (threadIdx.x >= WARPS * 32) {
         if (threadIdx.x != WARPS * 32) return;
         const void* map_b = per_unit == 2 ? (const void*)&rp.map_b32 : (const void*)&rp.map_b16;
