@@ -5,6 +5,8 @@
 #
 #   scripts/gpu-run.sh [--sanitize [memcheck|racecheck|synccheck]] [--no-bench] [--tests FILTER]
 #
+# --tests takes the test binary's own words, split at spaces: filters, `--skip NAME`s, `--exact`
+# (e.g. --tests "--skip engine:: --skip claims::" resumes a suite a call's limit cut short).
 # --sanitize runs the GPU tests once more under compute-sanitizer's tool (memcheck unless
 # named): every kernel against its reference at several grid sizes, the engine, the runtime.
 set -uo pipefail
@@ -20,7 +22,7 @@ while [ $# -gt 0 ]; do
             case "${2:-}" in memcheck | racecheck | synccheck) sanitize=$2; shift ;; esac
             ;;
         --no-bench) bench=0 ;;
-        --tests) [ $# -ge 2 ] || { echo "gpu-run: --tests needs a filter" >&2; exit 2; }; filter=("$2"); shift ;;
+        --tests) [ $# -ge 2 ] || { echo "gpu-run: --tests needs a filter" >&2; exit 2; }; read -ra filter <<<"$2"; shift ;;
         *) echo "gpu-run: unknown option $1" >&2; exit 2 ;;
     esac
     shift

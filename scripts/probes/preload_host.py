@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""Host time per PyTorch launch under the interposer's settings, to find where its per-launch
+cost lies: a process issuing `t.add_(1)` on a 16-element tensor back to back (the GPU never
+the bottleneck), without the interposer, with it and no settings (every launch left, no board),
+on a board alone (one slot), on a board alone with the starvation watch off, and on a board of
+two slots whose other process is held busy (waiting) by this script, so every launch is shared
+as under MPS. Settings alternate round by round; prints the median µs per launch of each and
+its difference to the run without the interposer.
+
+    python3 scripts/probes/preload_host.py gpu-bin/librightsize_preload.so [--rounds 5]
+"""
+import argparse
+import mmap
+import os
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+
+CHILD = r"""
+import time, torch
+t = torch.zeros(16, device="cuda")
+for _ in range(2000):
+    t.add_(1)
+torch.cuda.synchronize()
+n = 30000
+start = time.perf_counter()
+for _ in range(n):
+    t.add_(1)
+host = (time.perf_counter() - start) / n * 1e6
+torch.cuda.synchronize()
+print(f"{host:.4f}")
+"""
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("library")
+    ap.add_argument("--rounds", type=int, default=5)
+    a = ap.parse_args()
+    lib = os.path.abspath(a.library)
+    base = {k: v for k, v in os.environ.items() if not k.startswith("RIGHTSIZE_") and k != "LD_PRELOAD"}
+    with tempfile.TemporaryDirectory() as tmp:
+        alone = os.path.join(tmp, "alone")
+        with open(alone, "wb") as f:
+            f.write(bytes(64))
+        pair = os.path.join(tmp, "pair")
+        with open(pair, "wb") as f:
+            f.write(bytes(128))
+        # Slot 1's process "waits for the GPU" for the whole run: busy, best-effort.
+        with open(pair, "r+b") as f:
+            m = mmap.mmap(f.fileno(), 128)
+            m[64 + 8 : 64 + 16] = struct.pack("<Q", 1)
+            m.flush()
+        pre = {**base, "LD_PRELOAD": lib}
+        settings = {
+            "none": base,
+            "preload": pre,
+            "alone": {**pre, "RIGHTSIZE_BOARD": alone, "RIGHTSIZE_SLOT": "0"},
+            "alone-nowatch": {**pre, "RIGHTSIZE_BOARD": alone, "RIGHTSIZE_SLOT": "0", "RIGHTSIZE_STARVING": "0"},
+            "shared": {**pre, "RIGHTSIZE_BOARD": pair, "RIGHTSIZE_SLOT": "0"},
+            "shared-nowatch": {**pre, "RIGHTSIZE_BOARD": pair, "RIGHTSIZE_SLOT": "0", "RIGHTSIZE_STARVING": "0"},
+        }
+        us = {s: [] for s in settings}
+        for _ in range(a.rounds):
+            for s, env in settings.items():
+                done = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True, text=True)
+                if done.returncode != 0:
+                    sys.exit(f"preload_host: {s} failed: {done.stderr.strip()[-1500:]}")
+                us[s].append(float(done.stdout.split()[-1]))
+    none = statistics.median(us["none"])
+    for s, v in us.items():
+        med = statistics.median(v)
+        print(f"{s:15} {med:7.3f} µs per launch (+{med - none:6.3f}; runs {', '.join(f'{x:.2f}' for x in v)})")
+
+
+if __name__ == "__main__":
+    main()
