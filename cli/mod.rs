@@ -10,7 +10,7 @@ use crate::harness::output::summary;
 use crate::harness::results::default_out;
 use crate::harness::scenario::parse_modes;
 use crate::harness::serve::{check_profile_args, profile_model, profile_path, ModelSource};
-use crate::harness::{compare, CompareOptions, ScenarioFile};
+use crate::harness::{compare, CompareOptions, Mode, Scenario, ScenarioFile};
 use crate::kernels::{KernelId, Module, IMAGE_HASH};
 use crate::profiler::Options;
 use crate::runtime::{mps_control_path, Device, DeviceInfo, PartitionSupport};
@@ -479,9 +479,11 @@ fn profile_app(
 #[derive(clap::Args, Debug)]
 struct RunArgs {
     /// Modes, comma-separated: timeslice, mps, mps-limit, streams, static, krisp-conserved,
-    /// krisp-isolated, krisp, each also as <mode>-plan; "default" for the default set.
-    #[arg(long, default_value = "default")]
-    modes: String,
+    /// krisp-isolated, krisp, each also as <mode>-plan; "default" for the default set. Given,
+    /// they replace a scenario file's own `modes`, in the order named; else a scenario runs
+    /// its own, or the default set.
+    #[arg(long)]
+    modes: Option<String>,
     /// Only these scenarios (by name; repeatable).
     #[arg(long = "scenario")]
     scenarios: Vec<String>,
@@ -506,9 +508,22 @@ struct RunArgs {
     trace_limit: usize,
 }
 
+/// The modes to run `scenarios` under: those `asked` for on the command line, which replace
+/// each scenario's own list, in their order; else the default set, for scenarios that list
+/// none.
+fn asked_modes(scenarios: &mut [Scenario], asked: Option<&str>) -> anyhow::Result<Vec<Mode>> {
+    let modes = parse_modes(asked.unwrap_or("default"))?;
+    if asked.is_some() {
+        for s in scenarios {
+            s.modes = None;
+        }
+    }
+    Ok(modes)
+}
+
 fn run_scenarios(file: ScenarioFile, name: &str, args: RunArgs) -> anyhow::Result<()> {
-    let modes = parse_modes(&args.modes)?;
     let mut scenarios = file.select(&args.scenarios)?;
+    let modes = asked_modes(&mut scenarios, args.modes.as_deref())?;
     for s in &mut scenarios {
         if let Some(r) = args.requests {
             anyhow::ensure!(r > 0, "--requests must be at least 1");
@@ -527,4 +542,28 @@ fn run_scenarios(file: ScenarioFile, name: &str, args: RunArgs) -> anyhow::Resul
     println!("{}", summary(&report));
     println!("results in {}", out.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_asked_for_replace_a_scenario_files_own() {
+        let text = "[[scenario]]\nname = \"a\"\nmodes = [\"timeslice\", \"mps\", \"static\"]\n\
+                    [[scenario.tenant]]\nmodel = \"gpt2\"\n\
+                    [[scenario]]\nname = \"b\"\n[[scenario.tenant]]\nmodel = \"gpt2\"\n";
+        let file = ScenarioFile::parse(text, "test").unwrap();
+        // Not asked: a scenario keeps its own list; one without runs the default set.
+        let mut own = file.select(&[]).unwrap();
+        assert_eq!(asked_modes(&mut own, None).unwrap(), Mode::defaults());
+        assert_eq!(own[0].modes.as_ref().map(Vec::len), Some(3));
+        assert!(own[1].modes.is_none());
+        // Asked: every scenario runs those, in the order named.
+        let mut asked = file.select(&[]).unwrap();
+        let modes = asked_modes(&mut asked, Some("mps,timeslice")).unwrap();
+        assert_eq!(modes, parse_modes("mps,timeslice").unwrap());
+        assert!(asked.iter().all(|s| s.modes.is_none()));
+        assert!(asked_modes(&mut asked, Some("mig")).is_err(), "an unknown mode is refused");
+    }
 }

@@ -109,7 +109,8 @@ pub struct Scenario {
     /// Background host↔device copies while the tenants run.
     #[serde(default)]
     pub pcie: Option<PcieLoad>,
-    /// Modes to run it under (default: the ones asked for on the command line).
+    /// Modes to run it under unless the command line names some (then those; without
+    /// either, the default set).
     #[serde(default)]
     pub modes: Option<Vec<Mode>>,
     /// The coarse rate scales of a load sweep (besides 1): the comparison searches them, and
