@@ -8,6 +8,7 @@
 //             16 rows and one for A, 1 or 2 tiles a unit;
 //   packed    weights and A packed ahead of time so that a stage is two contiguous 1-D bulk
 //             copies (32 KiB of B, 16 KiB of A) in the library kernel's stage layout;
+//             `packed B` packs only the weights and copies A as the library does;
 //   resident  the library's layout, with A copied once per block and kept, and a stage's B
 //             one box of the unit's 16 or 32 rows (section "resident" below);
 //   stream3d  the rows of the library's kernel until 2026-11-25 (1 KiB, two 512-byte boxes side
@@ -281,6 +282,63 @@ __global__ void __launch_bounds__(RS_GEMM_D_THREADS, 1) packed(const __grid_cons
 #endif
 }
 
+// `packed B`: only the weights packed (what an engine can do once, at load); A as the library
+// copies it, from the activations as the previous kernel wrote them (the library's 3-D tensor
+// map, tp.map_a, boxes of UKC columns: PKC / UKC boxes a stage, landing as `packed` lays A out).
+// tp.g.b is the packed W; tp.map_b is not read. Same arithmetic as `packed`: the same bits.
+constexpr unsigned PA_BOX = 8 * UKC * 2;
+static_assert(PKC % UKC == 0 && PSTAGE_A == (PKC / UKC) * PA_BOX, "A's boxes fill a packed stage's A");
+
+__global__ void __launch_bounds__(RS_GEMM_D_THREADS, 1) packed_b(const __grid_constant__ GemmTmaParams tp) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    extern __shared__ __align__(128) unsigned char smem_pb[];
+    __shared__ float red[8 * UN * 8];
+    const GemmParams& p = tp.g;
+    const unsigned base = rs::smem_addr(smem_pb), full = base + RS_GEMM_D_RING_BYTES, empty = full + 8 * PSTAGES;
+    const unsigned chunks = p.k / PKC, units = p.n / UN;
+    init_ring(full, empty, PSTAGES, 8);
+    const unsigned total = block_stages(units, chunks);
+    if (threadIdx.x >= 8 * 32) {
+        if (threadIdx.x != 8 * 32) return;
+        const char* B = rs::ptr<const char>(p.b);
+        for (unsigned t = 0; t < total; ++t) {
+            const unsigned slot = t % PSTAGES, f = full + 8 * slot, dst = base + slot * PSTAGE;
+            const unsigned u = blockIdx.x + t / chunks * gridDim.x, c = t % chunks;
+            if (t >= PSTAGES) rs::mbar_wait(empty + 8 * slot, (t / PSTAGES - 1) & 1);
+            rs::mbar_expect_tx(f, PSTAGE);
+            asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(dst),
+                         "l"(B + ((u64)u * chunks + c) * PSTAGE_B), "r"(PSTAGE_B), "r"(f)
+                         : "memory");
+            for (unsigned h = 0; h < PKC / UKC; ++h)
+                rs::tma_load_3d(dst + PSTAGE_B + h * PA_BOX, &tp.map_a, 0, 0, (int)(c * PSLICES + h * (UKC / 32)), f);
+        }
+        return;
+    }
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, q = lane & 3;
+    const unsigned lo = g * 64 + q * 16, hi = lo + 8 * 64;
+    unsigned t = 0;
+    RS_FOR_EACH_STATIC_UNIT(u, units) {
+        float acc[1][4] = {};
+        for (unsigned c = 0; c < chunks; ++c, ++t) {
+            const unsigned slot = t % PSTAGES;
+            rs::mbar_wait(full + 8 * slot, (t / PSTAGES) & 1);
+            const unsigned char* b_stage = smem_pb + slot * PSTAGE;
+            const unsigned char* a_stage = b_stage + PSTAGE_B;
+#pragma unroll
+            for (unsigned i = 0; i < PSLICES / 8; ++i) {
+                const unsigned sl = warp + i * 8;
+                const uint4 av = *reinterpret_cast<const uint4*>(a_stage + sl * 8 * 64 + lo);
+                const unsigned char* bs = b_stage + sl * 16 * 64;
+                rs::skinny_slice(acc[0], *reinterpret_cast<const uint4*>(bs + lo), *reinterpret_cast<const uint4*>(bs + hi), av);
+            }
+            __syncwarp();
+            if (lane == 0) rs::mbar_arrive(empty + 8 * slot);
+        }
+        finish_unit(p, red, acc, 1, (unsigned)u * UN);
+    }
+#endif
+}
+
 // The packed layouts of W (n × k) and A (8 × k) for `packed`.
 static std::vector<__half> pack_w(const std::vector<__half>& w, unsigned n, unsigned k) {
     std::vector<__half> out(w.size());
@@ -440,6 +498,7 @@ int main() {
     CK(cudaFuncSetAttribute(variant<1>, cudaFuncAttributeMaxDynamicSharedMemorySize, RS_GEMM_D_RING_BYTES + 256));
     CK(cudaFuncSetAttribute(variant<2>, cudaFuncAttributeMaxDynamicSharedMemorySize, RS_GEMM_D_RING_BYTES + 256));
     CK(cudaFuncSetAttribute(packed, cudaFuncAttributeMaxDynamicSharedMemorySize, RS_GEMM_D_RING_BYTES + 256));
+    CK(cudaFuncSetAttribute(packed_b, cudaFuncAttributeMaxDynamicSharedMemorySize, RS_GEMM_D_RING_BYTES + 256));
     CK(cudaFuncSetAttribute(resident<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, RES_SMEM));
     CK(cudaFuncSetAttribute(resident<false>, cudaFuncAttributeMaxDynamicSharedMemorySize, RES_SMEM));
 
@@ -470,7 +529,7 @@ int main() {
     }
     printf("%s, %d SMs; copy bandwidth %.0f GB/s\n", prop.name, all, copy_gbs);
 
-    const Way ways[] = {{"stream", 0, true}, {"stream3d", 1, true}, {"l1a", 2, true}, {"copies", 3, false}, {"copies -A", 4, false}, {"packed", 5, true}, {"resident", 6, true}, {"resident copies", 7, false}};
+    const Way ways[] = {{"stream", 0, true}, {"stream3d", 1, true}, {"l1a", 2, true}, {"copies", 3, false}, {"copies -A", 4, false}, {"packed", 5, true}, {"packed B", 8, true}, {"resident", 6, true}, {"resident copies", 7, false}};
     const unsigned shapes[][2] = {{4096, 4096}, {28672, 4096}, {4096, 14336}, {16384, 2048}, {2048, 8192}, {6144, 4096}};
     const int grids[] = {16, 32, 48, 64, 96, 132};
     std::mt19937 rng(12345);
@@ -508,6 +567,7 @@ int main() {
         std::vector<GemmTmaParams> tp2(copies), tp3(copies);
         std::vector<ResParams> res(copies);
         std::vector<GemmParams> gpk(copies);
+        std::vector<GemmTmaParams> tpb(copies);
         for (int c = 0; c < copies; ++c) {
             GemmParams g{};
             g.a = (unsigned long long)da;
@@ -529,6 +589,8 @@ int main() {
             gpk[c] = g;
             gpk[c].a = (unsigned long long)dpa;
             gpk[c].b = (unsigned long long)(dpw + c * wn);
+            tpb[c] = tp2[c];
+            tpb[c].g.b = (unsigned long long)(dpw + c * wn);
         }
         const RsTicket ticket{};
         auto launch = [&](int way, int grid, int c) {
@@ -539,6 +601,7 @@ int main() {
                 case 3: variant<1><<<grid, RS_GEMM_D_THREADS, RS_GEMM_D_RING_BYTES + 256>>>(tp2[c]); break;
                 case 4: variant<2><<<grid, RS_GEMM_D_THREADS, RS_GEMM_D_RING_BYTES + 256>>>(tp2[c]); break;
                 case 5: packed<<<grid, RS_GEMM_D_THREADS, RS_GEMM_D_RING_BYTES + 256>>>(gpk[c]); break;
+                case 8: packed_b<<<grid, RS_GEMM_D_THREADS, RS_GEMM_D_RING_BYTES + 256>>>(tpb[c]); break;
                 case 6: resident<true><<<grid, RS_GEMM_D_THREADS, RES_SMEM>>>(res[c]); break;
                 default: resident<false><<<grid, RS_GEMM_D_THREADS, RES_SMEM>>>(res[c]); break;
             }
