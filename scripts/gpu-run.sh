@@ -67,8 +67,17 @@ if [ -d "$bin/wheels" ]; then
     fi
 fi
 
+# Each test's line starts with the time it started (UTC), so a suite that a call's limit cut
+# short says what each test took and where to resume (--tests "--skip …").
+stamp_tests() {
+    local line
+    while IFS= read -r line; do
+        [[ $line == "test "* && $line != "test result:"* ]] && TZ=UTC printf '[%(%T)T] ' -1
+        printf '%s\n' "$line"
+    done
+}
 echo "== GPU tests"
-"$bin/gpu-tests" --include-ignored --test-threads=1 --nocapture "${skip[@]}" "${filter[@]}" 2>&1 | tee "$out/gpu-tests.txt"
+"$bin/gpu-tests" --include-ignored --test-threads=1 --nocapture "${skip[@]}" "${filter[@]}" 2>&1 | stamp_tests | tee "$out/gpu-tests.txt"
 [ "${PIPESTATUS[0]}" = 0 ] || status=1
 
 for example in "$bin"/rightsize-c-*; do
