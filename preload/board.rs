@@ -8,7 +8,8 @@
 //! many of its threads are waiting for the GPU (`cuStreamSynchronize`, `cuEventSynchronize`,
 //! `cuCtxSynchronize`, as the application looks them up through `cuGetProcAddress`).
 //! A process is *busy* while one of its threads waits, or for `RIGHTSIZE_HOLD_US` (default
-//! 2,000 µs) after a launch; a process whose slot says nothing for that long is idle. The
+//! 2,000 µs) after a launch (recorded once a tenth of the hold: [`RECORD_PARTS_OF_HOLD`]); a
+//! process whose slot says nothing for that long is idle. The
 //! clock is `CLOCK_MONOTONIC`, one for every process of the host.
 //!
 //! A latency-critical process (`RIGHTSIZE_CLASS=latency-critical`, `RIGHTSIZE_QUOTA_SMS=N`)
@@ -52,15 +53,22 @@ pub(crate) struct Slot {
 pub(crate) const SLOT_BYTES: usize = 64;
 const _: () = assert!(std::mem::size_of::<Slot>() == SLOT_BYTES);
 
-/// A launch records its time only when the last one recorded is older than this, so a
-/// stream of launches writes the shared line seldom.
-const RECORD_EVERY_NS: u64 = 20_000;
+/// A launch records its time only when the last one recorded is older than this part of the
+/// hold, so a stream of launches writes the shared line seldom. Each write takes the line from
+/// every other process's cache, and each of them misses on its next look at the board (at
+/// least ~100 ns a miss between cores, more between sockets): at one write per 20 µs, four
+/// processes launching without pause would cost each other ~150,000 misses a second. A tenth
+/// of the hold (200 µs of the default 2 ms) cuts that tenfold, and a process still counts as
+/// busy for at least nine tenths of the hold after its last launch.
+const RECORD_PARTS_OF_HOLD: u64 = 10;
 
 /// The board, mapped.
 pub(crate) struct Board {
     slots: &'static [Slot],
     me: usize,
     hold_ns: u64,
+    /// How much older than a launch its recorded time may be ([`RECORD_PARTS_OF_HOLD`]).
+    record_ns: u64,
     demand: Demand,
     /// Processes busy at this process's latest view ([`Board::busy_seen`]).
     busy_seen: std::sync::atomic::AtomicU32,
@@ -142,14 +150,21 @@ impl Board {
         // A latency-critical process without a quota still says it is one (and keeps none free).
         let critical = critical_sms.map_or(0, |sms| u64::from(sms) | CRITICAL);
         slots[me].critical_sms.store(critical, Ordering::Relaxed);
-        Ok(Board { slots, me, hold_ns, demand: Demand::default(), busy_seen: std::sync::atomic::AtomicU32::new(1) })
+        Ok(Board {
+            slots,
+            me,
+            hold_ns,
+            record_ns: (hold_ns / RECORD_PARTS_OF_HOLD).max(1),
+            demand: Demand::default(),
+            busy_seen: std::sync::atomic::AtomicU32::new(1),
+        })
     }
 
     /// Records a launch at `now` of a kernel that needs `sms` SMs: the process's demand is the
     /// most any of its kernels needed within the hold.
     pub(crate) fn launched(&self, now: u64, sms: u32) {
         let slot = &self.slots[self.me];
-        if now.saturating_sub(slot.last_ns.load(Ordering::Relaxed)) >= RECORD_EVERY_NS {
+        if now.saturating_sub(slot.last_ns.load(Ordering::Relaxed)) >= self.record_ns {
             slot.last_ns.store(now, Ordering::Relaxed);
         }
         let demand = self.demand.note(now, self.hold_ns, sms);
@@ -420,6 +435,28 @@ mod tests {
         }
         assert_eq!(busy(&b, t + 10 * hold), (1, 0), "c stopped waiting");
         assert_eq!(a.len(), 3);
+    }
+
+    #[test]
+    fn a_process_launching_without_pause_stays_busy_and_writes_its_time_seldom() {
+        let path = file(2);
+        let (a, b) = (Board::open(&path, 0, HOLD, None).unwrap(), Board::open(&path, 1, HOLD, None).unwrap());
+        let t = now_ns();
+        let (mut writes, mut recorded) = (0, 0);
+        // A launch every microsecond for ten holds.
+        for i in 0..20_000u64 {
+            let now = t + i * 1_000;
+            a.launched(now, 8);
+            let r = a.slots[0].last_ns.load(Ordering::Relaxed);
+            if r != recorded {
+                (writes, recorded) = (writes + 1, r);
+            }
+            assert_eq!(b.view(now).busy, 2, "busy throughout");
+        }
+        assert_eq!(writes, 100, "its time written once a tenth of the hold, not at every launch");
+        let last = t + 19_999_000;
+        assert_eq!(b.view(last + HOLD * 9 / 10 - 1).busy, 2, "busy at least nine tenths of the hold after");
+        assert_eq!(b.view(last + HOLD).busy, 1, "idle a hold after its last launch");
     }
 
     #[test]
