@@ -19,7 +19,9 @@
 // 18–30% of the copy bandwidth on 48 SMs on an H200 and was dropped; docs/kernels-h200.md.)
 // All use the skinny kernel's slices, warp split and sum order (kernels/skinny.cuh), so they
 // must give the same bits on every grid; each is also checked against a CPU reference in
-// double precision. Build and run on the GPU host, from this directory:
+// double precision. `run.sh kc1024` builds it once more against kernels/ with 1,024-column
+// chunks (RS_GEMM_D_KC), so `stream` is the library's kernel with 32-KiB tile copies (the
+// ways that take UKC follow). Build and run on the GPU host, from this directory:
 //   nvcc -O3 -std=c++17 -I../../kernels -gencode=arch=compute_90a,code=sm_90a -o decode_gemv decode_gemv.cu -lcuda
 //   ./decode_gemv
 #include <cuda.h>
