@@ -233,10 +233,57 @@ constexpr unsigned PKC = 1024, PSLICES = PKC / 32;
 constexpr unsigned PSTAGE_B = 16 * PKC * 2, PSTAGE_A = 8 * PKC * 2, PSTAGE = PSTAGE_B + PSTAGE_A;
 constexpr unsigned PSTAGES = RS_GEMM_D_RING_BYTES / PSTAGE;
 
-__global__ void __launch_bounds__(RS_GEMM_D_THREADS, 1) packed(const __grid_constant__ GemmParams p) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+// One 1-D bulk copy of `bytes` from global `src` to shared `dst`, completing on barrier `bar`.
+__device__ __forceinline__ void bulk_copy(unsigned dst, const char* src, unsigned bytes, unsigned bar) {
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(dst),
+                 "l"(src), "r"(bytes), "r"(bar)
+                 : "memory");
+}
+
+// The consumers of `packed` and `packed B`: every unit of this block, a stage of B's 16 rows
+// and A's 8 rows of a PKC-column chunk at a time, in the library kernel's slices and order.
+__device__ __forceinline__ void packed_consume(const GemmParams& p, const unsigned char* smem, unsigned full,
+                                               unsigned empty, float* red, unsigned units, unsigned chunks) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, q = lane & 3;
+    const unsigned lo = g * 64 + q * 16, hi = lo + 8 * 64;
+    unsigned t = 0;
+    RS_FOR_EACH_STATIC_UNIT(u, units) {
+        float acc[1][4] = {};
+        for (unsigned c = 0; c < chunks; ++c, ++t) {
+            const unsigned slot = t % PSTAGES;
+            rs::mbar_wait(full + 8 * slot, (t / PSTAGES) & 1);
+            const unsigned char* b_stage = smem + slot * PSTAGE;
+            const unsigned char* a_stage = b_stage + PSTAGE_B;
+#pragma unroll
+            for (unsigned i = 0; i < PSLICES / 8; ++i) {
+                const unsigned sl = warp + i * 8;
+                const uint4 av = *reinterpret_cast<const uint4*>(a_stage + sl * 8 * 64 + lo);
+                const unsigned char* bs = b_stage + sl * 16 * 64;
+                rs::skinny_slice(acc[0], *reinterpret_cast<const uint4*>(bs + lo), *reinterpret_cast<const uint4*>(bs + hi), av);
+            }
+            __syncwarp();
+            if (lane == 0) rs::mbar_arrive(empty + 8 * slot);
+        }
+        finish_unit(p, red, acc, 1, (unsigned)u * UN);
+    }
+}
+#endif
+
+// `packed B` (A_MAP): only the weights packed (what an engine can do once, at load); A as the
+// library copies it, from the activations as the previous kernel wrote them (the library's 3-D
+// tensor map, tp.map_a, boxes of UKC columns: PKC / UKC boxes a stage, landing as `packed` lays
+// A out). Else tp.g.a is the packed A. tp.g.b is the packed W; tp.map_b is not read. The same
+// arithmetic either way: the same bits.
+constexpr unsigned PA_BOX = 8 * UKC * 2;
+static_assert(PKC % UKC == 0 && PSTAGE_A == (PKC / UKC) * PA_BOX, "A's boxes fill a packed stage's A");
+
+template <bool A_MAP>
+__global__ void __launch_bounds__(RS_GEMM_D_THREADS, 1) packed(const __grid_constant__ GemmTmaParams tp) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     extern __shared__ __align__(128) unsigned char smem_p[];
     __shared__ float red[8 * UN * 8];
+    const GemmParams& p = tp.g;
     const unsigned base = rs::smem_addr(smem_p), full = base + RS_GEMM_D_RING_BYTES, empty = full + 8 * PSTAGES;
     const unsigned chunks = p.k / PKC, units = p.n / UN;
     init_ring(full, empty, PSTAGES, 8);
@@ -250,94 +297,16 @@ __global__ void __launch_bounds__(RS_GEMM_D_THREADS, 1) packed(const __grid_cons
             const unsigned u = blockIdx.x + t / chunks * gridDim.x, c = t % chunks;
             if (t >= PSTAGES) rs::mbar_wait(empty + 8 * slot, (t / PSTAGES - 1) & 1);
             rs::mbar_expect_tx(f, PSTAGE);
-            asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(dst),
-                         "l"(B + ((u64)u * chunks + c) * PSTAGE_B), "r"(PSTAGE_B), "r"(f)
-                         : "memory");
-            asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(dst + PSTAGE_B),
-                         "l"(A + (u64)c * PSTAGE_A), "r"(PSTAGE_A), "r"(f)
-                         : "memory");
+            bulk_copy(dst, B + ((u64)u * chunks + c) * PSTAGE_B, PSTAGE_B, f);
+            if (A_MAP)
+                for (unsigned h = 0; h < PKC / UKC; ++h)
+                    rs::tma_load_3d(dst + PSTAGE_B + h * PA_BOX, &tp.map_a, 0, 0, (int)(c * PSLICES + h * (UKC / 32)), f);
+            else
+                bulk_copy(dst + PSTAGE_B, A + (u64)c * PSTAGE_A, PSTAGE_A, f);
         }
         return;
     }
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, q = lane & 3;
-    const unsigned lo = g * 64 + q * 16, hi = lo + 8 * 64;
-    unsigned t = 0;
-    RS_FOR_EACH_STATIC_UNIT(u, units) {
-        float acc[1][4] = {};
-        for (unsigned c = 0; c < chunks; ++c, ++t) {
-            const unsigned slot = t % PSTAGES;
-            rs::mbar_wait(full + 8 * slot, (t / PSTAGES) & 1);
-            const unsigned char* b_stage = smem_p + slot * PSTAGE;
-            const unsigned char* a_stage = b_stage + PSTAGE_B;
-#pragma unroll
-            for (unsigned i = 0; i < PSLICES / 8; ++i) {
-                const unsigned sl = warp + i * 8;
-                const uint4 av = *reinterpret_cast<const uint4*>(a_stage + sl * 8 * 64 + lo);
-                const unsigned char* bs = b_stage + sl * 16 * 64;
-                rs::skinny_slice(acc[0], *reinterpret_cast<const uint4*>(bs + lo), *reinterpret_cast<const uint4*>(bs + hi), av);
-            }
-            __syncwarp();
-            if (lane == 0) rs::mbar_arrive(empty + 8 * slot);
-        }
-        finish_unit(p, red, acc, 1, (unsigned)u * UN);
-    }
-#endif
-}
-
-// `packed B`: only the weights packed (what an engine can do once, at load); A as the library
-// copies it, from the activations as the previous kernel wrote them (the library's 3-D tensor
-// map, tp.map_a, boxes of UKC columns: PKC / UKC boxes a stage, landing as `packed` lays A out).
-// tp.g.b is the packed W; tp.map_b is not read. Same arithmetic as `packed`: the same bits.
-constexpr unsigned PA_BOX = 8 * UKC * 2;
-static_assert(PKC % UKC == 0 && PSTAGE_A == (PKC / UKC) * PA_BOX, "A's boxes fill a packed stage's A");
-
-__global__ void __launch_bounds__(RS_GEMM_D_THREADS, 1) packed_b(const __grid_constant__ GemmTmaParams tp) {
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    extern __shared__ __align__(128) unsigned char smem_pb[];
-    __shared__ float red[8 * UN * 8];
-    const GemmParams& p = tp.g;
-    const unsigned base = rs::smem_addr(smem_pb), full = base + RS_GEMM_D_RING_BYTES, empty = full + 8 * PSTAGES;
-    const unsigned chunks = p.k / PKC, units = p.n / UN;
-    init_ring(full, empty, PSTAGES, 8);
-    const unsigned total = block_stages(units, chunks);
-    if (threadIdx.x >= 8 * 32) {
-        if (threadIdx.x != 8 * 32) return;
-        const char* B = rs::ptr<const char>(p.b);
-        for (unsigned t = 0; t < total; ++t) {
-            const unsigned slot = t % PSTAGES, f = full + 8 * slot, dst = base + slot * PSTAGE;
-            const unsigned u = blockIdx.x + t / chunks * gridDim.x, c = t % chunks;
-            if (t >= PSTAGES) rs::mbar_wait(empty + 8 * slot, (t / PSTAGES - 1) & 1);
-            rs::mbar_expect_tx(f, PSTAGE);
-            asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(dst),
-                         "l"(B + ((u64)u * chunks + c) * PSTAGE_B), "r"(PSTAGE_B), "r"(f)
-                         : "memory");
-            for (unsigned h = 0; h < PKC / UKC; ++h)
-                rs::tma_load_3d(dst + PSTAGE_B + h * PA_BOX, &tp.map_a, 0, 0, (int)(c * PSLICES + h * (UKC / 32)), f);
-        }
-        return;
-    }
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, q = lane & 3;
-    const unsigned lo = g * 64 + q * 16, hi = lo + 8 * 64;
-    unsigned t = 0;
-    RS_FOR_EACH_STATIC_UNIT(u, units) {
-        float acc[1][4] = {};
-        for (unsigned c = 0; c < chunks; ++c, ++t) {
-            const unsigned slot = t % PSTAGES;
-            rs::mbar_wait(full + 8 * slot, (t / PSTAGES) & 1);
-            const unsigned char* b_stage = smem_pb + slot * PSTAGE;
-            const unsigned char* a_stage = b_stage + PSTAGE_B;
-#pragma unroll
-            for (unsigned i = 0; i < PSLICES / 8; ++i) {
-                const unsigned sl = warp + i * 8;
-                const uint4 av = *reinterpret_cast<const uint4*>(a_stage + sl * 8 * 64 + lo);
-                const unsigned char* bs = b_stage + sl * 16 * 64;
-                rs::skinny_slice(acc[0], *reinterpret_cast<const uint4*>(bs + lo), *reinterpret_cast<const uint4*>(bs + hi), av);
-            }
-            __syncwarp();
-            if (lane == 0) rs::mbar_arrive(empty + 8 * slot);
-        }
-        finish_unit(p, red, acc, 1, (unsigned)u * UN);
-    }
+    packed_consume(p, smem_p, full, empty, red, units, chunks);
 #endif
 }
 
@@ -499,8 +468,8 @@ int main() {
     CK(cudaFuncSetAttribute(variant<0>, cudaFuncAttributeMaxDynamicSharedMemorySize, RS_GEMM_D_RING_BYTES + 256));
     CK(cudaFuncSetAttribute(variant<1>, cudaFuncAttributeMaxDynamicSharedMemorySize, RS_GEMM_D_RING_BYTES + 256));
     CK(cudaFuncSetAttribute(variant<2>, cudaFuncAttributeMaxDynamicSharedMemorySize, RS_GEMM_D_RING_BYTES + 256));
-    CK(cudaFuncSetAttribute(packed, cudaFuncAttributeMaxDynamicSharedMemorySize, RS_GEMM_D_RING_BYTES + 256));
-    CK(cudaFuncSetAttribute(packed_b, cudaFuncAttributeMaxDynamicSharedMemorySize, RS_GEMM_D_RING_BYTES + 256));
+    CK(cudaFuncSetAttribute(packed<false>, cudaFuncAttributeMaxDynamicSharedMemorySize, RS_GEMM_D_RING_BYTES + 256));
+    CK(cudaFuncSetAttribute(packed<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, RS_GEMM_D_RING_BYTES + 256));
     CK(cudaFuncSetAttribute(resident<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, RES_SMEM));
     CK(cudaFuncSetAttribute(resident<false>, cudaFuncAttributeMaxDynamicSharedMemorySize, RES_SMEM));
 
@@ -568,8 +537,7 @@ int main() {
             }
         std::vector<GemmTmaParams> tp2(copies), tp3(copies);
         std::vector<ResParams> res(copies);
-        std::vector<GemmParams> gpk(copies);
-        std::vector<GemmTmaParams> tpb(copies);
+        std::vector<GemmTmaParams> tpk(copies), tpb(copies);  // `packed`, `packed B`
         for (int c = 0; c < copies; ++c) {
             GemmParams g{};
             g.a = (unsigned long long)da;
@@ -588,11 +556,10 @@ int main() {
             tp3[c] = GemmTmaParams{map_of(da, 3, sa3, sta3, ba3), map_of(dw + c * wn, 3, sb3, stb3, bb3), g};
             const cuuint32_t bb32[3] = {32, 32, UKC / 32};
             res[c] = ResParams{tp2[c].map_a, tp2[c].map_b, map_of(dw + c * wn, 3, sb, stb, bb32), g};
-            gpk[c] = g;
-            gpk[c].a = (unsigned long long)dpa;
-            gpk[c].b = (unsigned long long)(dpw + c * wn);
             tpb[c] = tp2[c];
             tpb[c].g.b = (unsigned long long)(dpw + c * wn);
+            tpk[c] = tpb[c];
+            tpk[c].g.a = (unsigned long long)dpa;
         }
         const RsTicket ticket{};
         auto launch = [&](int way, int grid, int c) {
@@ -602,8 +569,8 @@ int main() {
                 case 2: variant<0><<<grid, RS_GEMM_D_THREADS, RS_GEMM_D_RING_BYTES + 256>>>(tp2[c]); break;
                 case 3: variant<1><<<grid, RS_GEMM_D_THREADS, RS_GEMM_D_RING_BYTES + 256>>>(tp2[c]); break;
                 case 4: variant<2><<<grid, RS_GEMM_D_THREADS, RS_GEMM_D_RING_BYTES + 256>>>(tp2[c]); break;
-                case 5: packed<<<grid, RS_GEMM_D_THREADS, RS_GEMM_D_RING_BYTES + 256>>>(gpk[c]); break;
-                case 8: packed_b<<<grid, RS_GEMM_D_THREADS, RS_GEMM_D_RING_BYTES + 256>>>(tpb[c]); break;
+                case 5: packed<false><<<grid, RS_GEMM_D_THREADS, RS_GEMM_D_RING_BYTES + 256>>>(tpk[c]); break;
+                case 8: packed<true><<<grid, RS_GEMM_D_THREADS, RS_GEMM_D_RING_BYTES + 256>>>(tpb[c]); break;
                 case 6: resident<true><<<grid, RS_GEMM_D_THREADS, RES_SMEM>>>(res[c]); break;
                 default: resident<false><<<grid, RS_GEMM_D_THREADS, RES_SMEM>>>(res[c]); break;
             }
