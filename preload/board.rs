@@ -8,8 +8,8 @@
 //! many of its threads are waiting for the GPU (`cuStreamSynchronize`, `cuEventSynchronize`,
 //! `cuCtxSynchronize`, as the application looks them up through `cuGetProcAddress`).
 //! A process is *busy* while one of its threads waits, or for `RIGHTSIZE_HOLD_US` (default
-//! 2,000 µs) after a launch (recorded once a tenth of the hold: [`RECORD_PARTS_OF_HOLD`]); a
-//! process whose slot says nothing for that long is idle. The
+//! 2,000 µs) after a launch (recorded once a tenth of the hold, so up to a tenth longer:
+//! [`RECORD_PARTS_OF_HOLD`]); a process whose slot says nothing for that long is idle. The
 //! clock is `CLOCK_MONOTONIC`, one for every process of the host.
 //!
 //! A latency-critical process (`RIGHTSIZE_CLASS=latency-critical`, `RIGHTSIZE_QUOTA_SMS=N`)
@@ -56,10 +56,11 @@ const _: () = assert!(std::mem::size_of::<Slot>() == SLOT_BYTES);
 /// A launch records its time only when the last one recorded is older than this part of the
 /// hold, so a stream of launches writes the shared line seldom. Each write takes the line from
 /// every other process's cache, and each of them misses on its next look at the board (at
-/// least ~100 ns a miss between cores, more between sockets): at one write per 20 µs, four
-/// processes launching without pause would cost each other ~150,000 misses a second. A tenth
-/// of the hold (200 µs of the default 2 ms) cuts that tenfold, and a process still counts as
-/// busy for at least nine tenths of the hold after its last launch.
+/// least ~100 ns a miss between cores, more between sockets): at one write per 20 µs, each of
+/// four processes launching without pause would miss ~150,000 times a second on the other
+/// three's writes. A tenth of the hold (200 µs of the default 2 ms) cuts that tenfold. A slot
+/// counts as busy for the hold and this part of it after its recorded time, so a process is
+/// busy for at least the hold after its last launch, and at most a tenth longer.
 const RECORD_PARTS_OF_HOLD: u64 = 10;
 
 /// The board, mapped.
@@ -214,11 +215,11 @@ impl Board {
     }
 
     /// Whether slot `i` (`s`) is busy at `now`: this process always, another while one of its
-    /// threads waits for the GPU or within the hold after its last launch.
+    /// threads waits for the GPU or within the hold (and its tenth) after its last recorded launch.
     fn active(&self, i: usize, s: &Slot, now: u64) -> bool {
         i == self.me
             || s.waiting.load(Ordering::Relaxed) > 0
-            || now.saturating_sub(s.last_ns.load(Ordering::Relaxed)) < self.hold_ns
+            || now.saturating_sub(s.last_ns.load(Ordering::Relaxed)) < self.hold_ns + self.record_ns
     }
 
     /// Says how many times slower than alone this process gets its work done (`None`: not
@@ -427,7 +428,7 @@ mod tests {
         a.launched(t, 132);
         assert_eq!(busy(&b, t + hold - 1), (2, 1), "a launched: b sees it, ranked after it");
         assert_eq!(busy(&a, t), (1, 0), "a does not count b, which has not launched");
-        assert_eq!(busy(&b, t + hold), (1, 0), "a is idle after the hold");
+        assert_eq!(busy(&b, t + hold + hold / 10), (1, 0), "a is idle after the hold (and its tenth)");
         {
             let _w = c.waiting();
             assert_eq!(busy(&a, t + 10 * hold), (2, 0), "c waits for the GPU: a ranks first");
@@ -455,8 +456,8 @@ mod tests {
         }
         assert_eq!(writes, 100, "its time written once a tenth of the hold, not at every launch");
         let last = t + 19_999_000;
-        assert_eq!(b.view(last + HOLD * 9 / 10 - 1).busy, 2, "busy at least nine tenths of the hold after");
-        assert_eq!(b.view(last + HOLD).busy, 1, "idle a hold after its last launch");
+        assert_eq!(b.view(last + HOLD - 1).busy, 2, "busy at least the hold after its last launch");
+        assert_eq!(b.view(last + HOLD + HOLD / 10).busy, 1, "idle a tenth of the hold later");
     }
 
     #[test]
@@ -524,7 +525,7 @@ mod tests {
         assert!(own.starving && !own.critical && own.best_effort == 2);
         assert_eq!(b.need(), 24);
         // Idle, it is owed nothing; fed, nothing either.
-        assert_eq!(a.view(t + hold).reserved_sms, 0);
+        assert_eq!(a.view(t + hold + hold / 10).reserved_sms, 0);
         b.set_starving(None);
         assert!(!b.view(t).starving);
         assert_eq!(c.view(t).reserved_sms, 0);

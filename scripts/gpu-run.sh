@@ -67,11 +67,13 @@ if [ -d "$bin/wheels" ]; then
     fi
 fi
 
-# Each test's line starts with the time it started (UTC), so a suite that a call's limit cut
-# short says what each test took and where to resume (--tests "--skip …").
+# Each test's line starts with the time (UTC) it was complete: its test's start for a test that
+# prints (the line ends with its first output), its end for one that prints nothing. So a suite
+# that a call's limit cut short says roughly what each test took and where to resume (--tests
+# "--skip …"). A last line without its newline (a test that crashed) is kept.
 stamp_tests() {
     local line
-    while IFS= read -r line; do
+    while IFS= read -r line || [[ -n $line ]]; do
         [[ $line == "test "* && $line != "test result:"* ]] && TZ=UTC printf '[%(%T)T] ' -1
         printf '%s\n' "$line"
     done

@@ -3,14 +3,13 @@
 cost lies: a process issuing `t.add_(1)` on a 16-element tensor back to back (the GPU never
 the bottleneck), without the interposer, with it and no settings (every launch left, no board),
 on a board alone (one slot), on a board alone with the starvation watch off, and on a board of
-two slots whose other process is held busy (waiting) by this script, so every launch is shared
-as under MPS. Settings alternate round by round; prints the median µs per launch of each and
+two slots whose other slot says its process is waiting for the GPU (written by this script, a
+new board for each run), so every launch is shared as under MPS. Settings alternate round by round; prints the median µs per launch of each and
 its difference to the run without the interposer.
 
     python3 scripts/probes/preload_host.py gpu-bin/librightsize_preload.so [--rounds 5]
 """
 import argparse
-import mmap
 import os
 import statistics
 import struct
@@ -42,17 +41,16 @@ def main():
     lib = os.path.abspath(a.library)
     base = {k: v for k, v in os.environ.items() if not k.startswith("RIGHTSIZE_") and k != "LD_PRELOAD"}
     with tempfile.TemporaryDirectory() as tmp:
-        alone = os.path.join(tmp, "alone")
-        with open(alone, "wb") as f:
-            f.write(bytes(64))
-        pair = os.path.join(tmp, "pair")
-        with open(pair, "wb") as f:
-            f.write(bytes(128))
-        # Slot 1's process "waits for the GPU" for the whole run: busy, best-effort.
-        with open(pair, "r+b") as f:
-            m = mmap.mmap(f.fileno(), 128)
-            m[64 + 8 : 64 + 16] = struct.pack("<Q", 1)
-            m.flush()
+        alone, pair = os.path.join(tmp, "alone"), os.path.join(tmp, "pair")
+
+        def fresh_boards():
+            """New boards (a board lives for one run): one slot, and two whose second slot's
+            process waits for the GPU for the whole run (busy, best-effort)."""
+            with open(alone, "wb") as f:
+                f.write(bytes(64))
+            with open(pair, "wb") as f:
+                f.write(bytes(64) + bytes(8) + struct.pack("<Q", 1) + bytes(48))
+
         pre = {**base, "LD_PRELOAD": lib}
         settings = {
             "none": base,
@@ -65,6 +63,7 @@ def main():
         us = {s: [] for s in settings}
         for _ in range(a.rounds):
             for s, env in settings.items():
+                fresh_boards()
                 done = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True, text=True)
                 if done.returncode != 0:
                     sys.exit(f"preload_host: {s} failed: {done.stderr.strip()[-1500:]}")
@@ -72,7 +71,7 @@ def main():
     none = statistics.median(us["none"])
     for s, v in us.items():
         med = statistics.median(v)
-        print(f"{s:15} {med:7.3f} µs per launch (+{med - none:6.3f}; runs {', '.join(f'{x:.2f}' for x in v)})")
+        print(f"{s:15} {med:7.3f} µs per launch ({med - none:+7.3f}; runs {', '.join(f'{x:.2f}' for x in v)})")
 
 
 if __name__ == "__main__":

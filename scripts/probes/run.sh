@@ -25,12 +25,13 @@ for w in "${want[@]}"; do
             ;;
         kc1024)
             kc=$(mktemp -d)
+            trap 'rm -rf "$kc"' EXIT
             cp -r ../../kernels "$kc/"
             sed -i 's/^#define RS_GEMM_D_KC 512$/#define RS_GEMM_D_KC 1024/' "$kc/kernels/abi.h"
             grep -q '^#define RS_GEMM_D_KC 1024$' "$kc/kernels/abi.h" || { echo "run.sh: RS_GEMM_D_KC not found" >&2; exit 2; }
             nvcc -O3 -std=c++17 -I"$kc/kernels" "${arch[@]}" -o /tmp/decode_gemv_kc1024 decode_gemv.cu -lcuda
-            rm -rf "$kc"
-            /tmp/decode_gemv_kc1024 | tee "$out/decode_gemv_kc1024.txt"
+            { echo "decode_gemv built against kernels/ with RS_GEMM_D_KC 1024"; /tmp/decode_gemv_kc1024; } |
+                tee "$out/decode_gemv_kc1024.txt"
             ;;
         *) echo "run.sh: unknown probe $w (hbm, gemv, kc1024)" >&2; exit 2 ;;
     esac
