@@ -4,8 +4,9 @@ cost lies: a process issuing `t.add_(1)` on a 16-element tensor back to back (th
 the bottleneck), without the interposer, with it and no settings (every launch left, no board),
 on a board alone (one slot), on a board alone with the starvation watch off, and on a board of
 two slots whose other slot says its process is waiting for the GPU (written by this script, a
-new board for each run), so every launch is shared as under MPS. Settings alternate round by round; prints the median µs per launch of each and
-its difference to the run without the interposer.
+new board for each run), so every launch is shared as under MPS. Settings alternate round by
+round; prints the median µs per launch of each and its difference to the run without the
+interposer.
 
     python3 scripts/probes/preload_host.py gpu-bin/librightsize_preload.so [--rounds 5]
 """
