@@ -21,11 +21,11 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 
 
 def child(out_path):
     import torch
+    from launch_cost import host_us_per_launch
     from transformers import BertConfig, BertModel, GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(1234)
@@ -152,16 +152,7 @@ def child(out_path):
         outs.update(captured)
 
         # Host cost per launch: tiny kernels issued back to back, timed on the host.
-        t = torch.zeros(16, device=dev)
-        for _ in range(1000):
-            t.add_(1)
-        torch.cuda.synchronize()
-        n = 20000
-        start = time.perf_counter()
-        for _ in range(n):
-            t.add_(1)
-        host_us = (time.perf_counter() - start) / n * 1e6
-        torch.cuda.synchronize()
+        host_us, t = host_us_per_launch(dev)
         timing["host_us_per_launch"] = host_us
         outs["counter"] = t.cpu()
     torch.save({"outs": outs, "timing": timing}, out_path)

@@ -18,19 +18,12 @@ import subprocess
 import sys
 import tempfile
 
-CHILD = r"""
-import time, torch
-t = torch.zeros(16, device="cuda")
-for _ in range(2000):
-    t.add_(1)
-torch.cuda.synchronize()
-n = 30000
-start = time.perf_counter()
-for _ in range(n):
-    t.add_(1)
-host = (time.perf_counter() - start) / n * 1e6
-torch.cuda.synchronize()
-print(f"{host:.4f}")
+# The child: scripts/launch_cost.py's launches, 30,000 of them after 2,000.
+CHILD = f"""
+import sys
+sys.path.insert(0, {os.path.dirname(os.path.dirname(os.path.abspath(__file__)))!r})
+from launch_cost import host_us_per_launch
+print(f"{{host_us_per_launch(launches=30000, warmup=2000)[0]:.4f}}")
 """
 
 
