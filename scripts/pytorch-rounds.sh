@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# krisp against MPS on PyTorch scenarios, in rounds with the two modes' order alternated, judged
+# by scripts/pytorch-targets.py on the median of the rounds (one run of Python-bound processes
+# varies more than the 2% the STP target resolves: docs/h100.md). On a GPU host, from the
+# repository's root, after scripts/gpu-build.sh:
+#
+#   scripts/pytorch-rounds.sh [--rounds N] [--deadline SECONDS] SCENARIO...
+#
+# Round r runs `--modes mps,krisp` when r is odd and `--modes krisp,mps` when it is even, into
+# $OUT/<scenario>-<r> (or pytorch-rounds/ without $OUT). A round is not started once fewer than
+# a tenth of --deadline's seconds (default 560: one device call) are left, and a round still
+# running at the deadline is stopped; pytorch-targets.py then judges the rounds that finished.
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 2
+rounds=4 deadline=560 scenarios=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --rounds) rounds=${2:?--rounds needs a number}; shift ;;
+        --deadline) deadline=${2:?--deadline needs seconds}; shift ;;
+        -*) echo "pytorch-rounds: unknown option $1" >&2; exit 2 ;;
+        *) scenarios+=("$1") ;;
+    esac
+    shift
+done
+[ ${#scenarios[@]} -gt 0 ] || { echo "pytorch-rounds: name at least one scenario of scenarios/pytorch.toml" >&2; exit 2; }
+# shellcheck source=scripts/gpu-bin.sh
+source scripts/gpu-bin.sh
+[ -x gpu-bin/rightsize ] || { echo "pytorch-rounds: no gpu-bin/rightsize; run scripts/gpu-build.sh first" >&2; exit 2; }
+# PyTorch tenants' workers run their request loop through the Python package.
+if [ -d gpu-bin/wheels ] && ! python3 -c 'import rightsize' 2>/dev/null; then
+    python3 -m pip install --quiet --no-index --find-links gpu-bin/wheels --target /tmp/rightsize-python rightsize ||
+        { echo "pytorch-rounds: the Python package did not install" >&2; exit 2; }
+    export PYTHONPATH="/tmp/rightsize-python${PYTHONPATH:+:$PYTHONPATH}"
+fi
+out=${OUT:-pytorch-rounds}
+mkdir -p "$out"
+start=$(date +%s)
+dirs=()
+for s in "${scenarios[@]}"; do
+    for ((r = 1; r <= rounds; r++)); do
+        left=$((deadline - ($(date +%s) - start)))
+        if [ $((left * 10)) -lt "$deadline" ]; then
+            echo "pytorch-rounds: $s round $r not started: ${left} s left of ${deadline}" >&2
+            break 2
+        fi
+        order=mps,krisp
+        [ $((r % 2)) -eq 0 ] && order=krisp,mps
+        dir="$out/$s-$r"
+        timeout "$left" gpu-bin/rightsize compare --file scenarios/pytorch.toml --scenario "$s" --modes "$order" \
+            --out "$dir" >"$dir.log" 2>&1
+        rc=$?
+        echo "pytorch-rounds: $s round $r ($order): exit $rc at $(($(date +%s) - start)) s"
+        dirs+=("$dir")
+        if [ "$rc" != 0 ] && [ "$rc" != 124 ]; then
+            # Not the deadline: the next rounds would fail alike.
+            tail -5 "$dir.log" >&2
+            break 2
+        fi
+    done
+done
+[ ${#dirs[@]} -gt 0 ] || exit 2
+python3 scripts/pytorch-targets.py "${dirs[@]}"
