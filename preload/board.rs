@@ -193,8 +193,7 @@ impl Board {
                 continue;
             }
             v.busy += 1;
-            let sms = u32::try_from(s.demand_sms.load(Ordering::Relaxed)).unwrap_or(u32::MAX);
-            let demand = if sms == 0 { u32::MAX } else { sms };
+            let demand = s.demand();
             let starving = if critical_busy { None } else { self.starving(i) };
             match (self.critical(i), starving) {
                 (Some(sms), _) => v.reserved_sms = v.reserved_sms.saturating_add(sms),
@@ -243,14 +242,12 @@ impl Board {
 
     /// The quota of slot `i`'s process if it is latency-critical.
     fn critical(&self, i: usize) -> Option<u32> {
-        let c = self.slots[i].critical_sms.load(Ordering::Relaxed);
-        (c & CRITICAL != 0).then(|| u32::try_from(c & !CRITICAL).unwrap_or(u32::MAX))
+        flagged(self.slots[i].critical_sms.load(Ordering::Relaxed), CRITICAL)
     }
 
     /// The part slot `i`'s process is owed if it is starving.
     fn starving(&self, i: usize) -> Option<u32> {
-        let c = self.slots[i].starving_sms.load(Ordering::Relaxed);
-        (c & STARVING != 0).then(|| u32::try_from(c & !STARVING).unwrap_or(u32::MAX))
+        flagged(self.slots[i].starving_sms.load(Ordering::Relaxed), STARVING)
     }
 
     /// Whether this process is latency-critical (its quota is kept free already).
@@ -274,10 +271,7 @@ impl Board {
 
     /// The SMs this process's recent kernels need (as its slot says; `u32::MAX`: the device).
     pub(crate) fn need(&self) -> u32 {
-        match self.slots[self.me].demand_sms.load(Ordering::Relaxed) {
-            0 => u32::MAX,
-            sms => u32::try_from(sms).unwrap_or(u32::MAX),
-        }
+        self.slots[self.me].demand()
     }
 
     /// Processes busy (this one included) at this process's latest view, from any thread.
@@ -322,6 +316,21 @@ const CRITICAL: u64 = 1 << 63;
 
 /// The flag of a starving slot's `starving_sms`.
 const STARVING: u64 = 1 << 63;
+
+/// The SMs of a word that says them under `flag` (`None`: the flag is not set).
+fn flagged(word: u64, flag: u64) -> Option<u32> {
+    (word & flag != 0).then(|| u32::try_from(word & !flag).unwrap_or(u32::MAX))
+}
+
+impl Slot {
+    /// The SMs its process's recent kernels need (`u32::MAX`: not said, the whole device).
+    fn demand(&self) -> u32 {
+        match self.demand_sms.load(Ordering::Relaxed) {
+            0 => u32::MAX,
+            sms => u32::try_from(sms).unwrap_or(u32::MAX),
+        }
+    }
+}
 
 /// The board as one launch sees it ([`Board::view`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -92,7 +92,7 @@ fn destination(flavour: usize, stream: CUstream, blocks: Option<u64>, need: u32)
             let mut v = b.view(now);
             if let Some(w) = crate::starving::watch() {
                 w.launched(now);
-                if w.follow(b, &v) {
+                if w.follow(b, &v, now) {
                     // This process's word changed: the launch goes where the new word says.
                     v = b.view(now);
                 }

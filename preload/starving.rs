@@ -196,16 +196,16 @@ impl Watch {
         self.judge(&mut st, board, now, busy);
     }
 
-    /// Follows the board `v` a launch of this process sees: when the number of busy processes
+    /// Follows the board `v` a launch of this process sees at `now`: when the number of busy processes
     /// is not the one the board's word was set for, it is set for this one. Whether the word
     /// changed (then the launch looks at the board again).
-    pub(crate) fn follow(&self, board: &Board, v: &board::View) -> bool {
+    pub(crate) fn follow(&self, board: &Board, v: &board::View, now: u64) -> bool {
         if self.judged_for.load(Ordering::Relaxed) == v.busy {
             return false;
         }
         let was = board.is_starving();
         let mut st = self.state.lock();
-        self.judge(&mut st, board, board::now_ns(), v.busy);
+        self.judge(&mut st, board, now, v.busy);
         board.is_starving() != was
     }
 
@@ -361,10 +361,10 @@ mod tests {
         assert!(crate::stats::COUNTS.starved.load(Ordering::Relaxed) > 0);
         // A launch that sees two busy processes: no verdict among two, no part.
         let view = |busy| board::View { busy, ..Default::default() };
-        w.follow(&board, &view(2));
+        w.follow(&board, &view(2), clock.get());
         assert!(!board.is_starving());
         // Three again: the verdict among three stands.
-        w.follow(&board, &view(3));
+        w.follow(&board, &view(3), clock.get());
         let own = board.view(clock.get());
         assert!(board.is_starving() && own.starving);
         assert_eq!(own.reserved_sms, 40, "its equal part among three: five of 15 groups");
