@@ -25,3 +25,16 @@ t.extractall(sys.argv[2], **({"filter": "data"} if hasattr(tarfile, "data_filter
         fi
     fi
 fi
+
+# gpu_python_package PACKAGE...: the PACKAGEs (the Python package `rightsize`, pytest) from
+# gpu-bin/wheels, installed beside the host Python's own packages (PyTorch may be in its user site, which a
+# virtual environment would hide) into a folder of its own, put first on PYTHONPATH: PyTorch
+# tenants' workers run their request loop through it. Fails (status 1) if it did not install;
+# succeeds with nothing done where gpu-bin/ has no wheels.
+gpu_python_package() {
+    [ -d gpu-bin/wheels ] || return 0
+    local py=/tmp/rightsize-python
+    rm -rf "$py"
+    python3 -m pip install --quiet --no-index --find-links gpu-bin/wheels --target "$py" "$@" || return 1
+    export PYTHONPATH="$py${PYTHONPATH:+:$PYTHONPATH}"
+}

@@ -52,18 +52,15 @@ if [ ! -f "$minilm/model.safetensors" ]; then
     skip=(--skip engine::minilm_real_checkpoint)
 fi
 
-# The Python package, installed beside the host Python's own packages (PyTorch may be in its
-# user site, which a virtual environment would hide) into a folder of its own, first: PyTorch
-# tenants' workers (the GPU tests' and pytest's) run their request loop through it.
+# The Python package (scripts/gpu-bin.sh), with pytest, first: PyTorch tenants' workers (the
+# GPU tests' and pytest's) run their request loop through it.
 py=""
 if [ -d "$bin/wheels" ]; then
-    py=/tmp/rightsize-python
-    rm -rf "$py"
-    if python3 -m pip install --quiet --no-index --find-links "$bin/wheels" --target "$py" rightsize pytest; then
-        export PYTHONPATH="$py${PYTHONPATH:+:$PYTHONPATH}"
+    if gpu_python_package rightsize pytest; then
+        py=/tmp/rightsize-python
     else
         echo "gpu-run: the Python package did not install; PyTorch tenants cannot run" >&2
-        py="" status=1
+        status=1
     fi
 fi
 

@@ -26,12 +26,7 @@ done
 # shellcheck source=scripts/gpu-bin.sh
 source scripts/gpu-bin.sh
 [ -x gpu-bin/rightsize ] || { echo "pytorch-rounds: no gpu-bin/rightsize; run scripts/gpu-build.sh first" >&2; exit 2; }
-# PyTorch tenants' workers run their request loop through the Python package.
-if [ -d gpu-bin/wheels ] && ! python3 -c 'import rightsize' 2>/dev/null; then
-    python3 -m pip install --quiet --no-index --find-links gpu-bin/wheels --target /tmp/rightsize-python rightsize ||
-        { echo "pytorch-rounds: the Python package did not install" >&2; exit 2; }
-    export PYTHONPATH="/tmp/rightsize-python${PYTHONPATH:+:$PYTHONPATH}"
-fi
+gpu_python_package rightsize || { echo "pytorch-rounds: the Python package did not install" >&2; exit 2; }
 out=${OUT:-pytorch-rounds}
 mkdir -p "$out"
 start=$(date +%s)
