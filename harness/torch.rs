@@ -12,7 +12,8 @@
 //!   latency-critical tenant is busy its kernels run where PyTorch put them, and each of the
 //!   `k` busy best-effort processes places its kernels on its part of the device that the
 //!   latency-critical tenant's `quota_sms` leave; kernels of no more blocks than the part has
-//!   SMs are never confined.
+//!   SMs are never confined. Beside a latency-critical tenant the best-effort processes run at
+//!   MPS's lower client priority, so its blocks take each SM theirs leave first.
 //!
 //! Solo baselines run each tenant alone in its process, without MPS.
 
@@ -86,6 +87,18 @@ pub fn interposer_env(s: &Scenario, sharing: Sharing, exe: &std::path::Path) -> 
     Ok(Placement { env, dir })
 }
 
+/// MPS's client priority "below normal" (`CUDA_MPS_CLIENT_PRIORITY`): the MPS server hands
+/// SMs to such a client's waiting blocks only after those of normal clients.
+const BELOW_NORMAL: &str = "1";
+
+/// Whether `krisp` runs `s`'s best-effort processes at MPS's lower client priority: where a
+/// latency-critical process shares the device, so that its blocks take each SM the others'
+/// blocks leave before theirs do (no SM is kept idle for it, as a quota alone would), unless
+/// `setting` (`RIGHTSIZE_MPS_PRIORITY`, for comparisons) is `0`.
+fn lower_best_effort(s: &Scenario, setting: Option<&str>) -> bool {
+    setting != Some("0") && s.tenants.iter().any(|t| t.class == PriorityClass::LatencyCritical)
+}
+
 /// Each tenant's settings of the interposer's placement: the board's file (made in `dir`)
 /// and its slot under `krisp`, its static window otherwise.
 fn settings(s: &Scenario, sharing: Sharing, dir: &std::path::Path) -> anyhow::Result<Vec<Vec<(String, String)>>> {
@@ -93,6 +106,7 @@ fn settings(s: &Scenario, sharing: Sharing, dir: &std::path::Path) -> anyhow::Re
         let board = dir.join("board");
         std::fs::write(&board, vec![0u8; s.tenants.len() * 64])
             .with_context(|| format!("cannot write {}", board.display()))?;
+        let lower = lower_best_effort(s, std::env::var("RIGHTSIZE_MPS_PRIORITY").ok().as_deref());
         Ok(s.tenants
             .iter()
             .enumerate()
@@ -104,6 +118,8 @@ fn settings(s: &Scenario, sharing: Sharing, dir: &std::path::Path) -> anyhow::Re
                 if t.class == PriorityClass::LatencyCritical {
                     env.push(("RIGHTSIZE_CLASS".into(), "latency-critical".into()));
                     env.push(("RIGHTSIZE_QUOTA_SMS".into(), t.quota_sms.unwrap_or(0).to_string()));
+                } else if lower {
+                    env.push(("CUDA_MPS_CLIENT_PRIORITY".into(), BELOW_NORMAL.into()));
                 }
                 if let Some(p) = &t.app_profile {
                     // The worker may start elsewhere: the path as the run resolves it.
@@ -217,8 +233,26 @@ mod tests {
         let get = |i: usize, k: &str| env[i].iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
         assert_eq!((get(0, "RIGHTSIZE_CLASS"), get(0, "RIGHTSIZE_QUOTA_SMS")), (Some("latency-critical"), Some("32")));
         assert_eq!((get(1, "RIGHTSIZE_CLASS"), get(1, "RIGHTSIZE_SLOT")), (None, Some("1")));
+        // The best-effort process yields SMs to the latency-critical one's blocks, not it.
+        let lowered = std::env::var("RIGHTSIZE_MPS_PRIORITY").map_or(Some("1"), |_| None);
+        assert_eq!((get(0, "CUDA_MPS_CLIENT_PRIORITY"), get(1, "CUDA_MPS_CLIENT_PRIORITY")), (None, lowered));
         assert_eq!(std::fs::metadata(dir.join("board")).unwrap().len(), 2 * 64);
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn best_effort_processes_yield_only_beside_a_latency_critical_one() {
+        let text = |class: &str| {
+            format!(
+                "[[scenario]]\nname = \"t\"\n[[scenario.tenant]]\nmodel = \"bert-base\"\nengine = \"torch\"\n\
+                 class = \"{class}\"\n[[scenario.tenant]]\nmodel = \"gpt2\"\nengine = \"torch\"\n"
+            )
+        };
+        let lc = ScenarioFile::parse(&text("latency-critical"), "t").unwrap().scenarios.remove(0);
+        let be = ScenarioFile::parse(&text("best-effort"), "t").unwrap().scenarios.remove(0);
+        assert!(lower_best_effort(&lc, None) && lower_best_effort(&lc, Some("1")));
+        assert!(!lower_best_effort(&lc, Some("0")), "turned off for comparisons");
+        assert!(!lower_best_effort(&be, None), "no latency-critical process: all as under MPS");
     }
 
     #[test]
