@@ -14,8 +14,9 @@
 //!
 //! A latency-critical process (`RIGHTSIZE_CLASS=latency-critical`, `RIGHTSIZE_QUOTA_SMS=N`)
 //! says so in its slot: its kernels run where it launched them, and while it is busy the
-//! best-effort processes' parts are laid out beyond the first `N` SMs' groups, which are kept
-//! free for it.
+//! best-effort processes' parts are laid out beyond the groups of the SMs kept free for it:
+//! what its kernels launched within the hold need, at most `N` (a kernel's need, as any
+//! process's: [`crate::sizing`]).
 //!
 //! Each best-effort process also says how many times slower than alone it gets its work done,
 //! and one that starves beside the others ([`crate::starving`]) says so in its slot with the
@@ -196,7 +197,8 @@ impl Board {
             let demand = s.demand();
             let starving = if critical_busy { None } else { self.starving(i) };
             match (self.critical(i), starving) {
-                (Some(sms), _) => v.reserved_sms = v.reserved_sms.saturating_add(sms),
+                // Its quota is the most kept free: what its recent kernels need, when less.
+                (Some(sms), _) => v.reserved_sms = v.reserved_sms.saturating_add(sms.min(demand)),
                 (None, Some(part)) => {
                     v.reserved_sms = v.reserved_sms.saturating_add(part.min(demand));
                     v.starving |= i == self.me;
@@ -492,17 +494,20 @@ mod tests {
         );
         lc.launched(t, 8);
         b.launched(t, 16);
-        let want = |rank| View {
+        let want = |rank, reserved_sms| View {
             busy: 3,
             critical: false,
             starving: false,
             best_effort: 2,
             rank,
-            reserved_sms: 32,
+            reserved_sms,
             demands: demands(&[16, 40]),
         };
-        assert_eq!(b.view(t), want(0));
-        assert_eq!(c.view(t), want(1));
+        assert_eq!(b.view(t), want(0, 8), "its kernels need 8 SMs: those are kept free");
+        assert_eq!(c.view(t), want(1, 8));
+        lc.launched(t + 1, 64);
+        assert_eq!(b.view(t + 1), want(0, 32), "a kernel that needs more: at most its quota");
+        assert_eq!(c.view(t + 1), want(1, 32));
         // A latency-critical process without a quota is one still.
         let path = file(2);
         let none = Board::open(&path, 0, hold, Some(0)).unwrap();
@@ -545,7 +550,7 @@ mod tests {
         c.launched(t, 132);
         b.set_starving(Some(40));
         assert_eq!(c.view(t).reserved_sms, 40, "the latency-critical one is idle");
-        lc.launched(t, 8);
+        lc.launched(t, 64);
         let (vb, vc) = (b.view(t), c.view(t));
         assert_eq!((vb.starving, vb.best_effort, vb.rank, vb.reserved_sms), (false, 2, 0, 32));
         assert_eq!((vc.best_effort, vc.rank, vc.reserved_sms), (2, 1, 32));

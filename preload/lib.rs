@@ -42,7 +42,7 @@
 //! never placed: it cannot take more than its share, and runs on whichever SMs are free,
 //! without the ordering's cost. A latency-critical process (`RIGHTSIZE_CLASS=latency-critical`,
 //! `RIGHTSIZE_QUOTA_SMS=N`) leaves its kernels where they were launched, and while it is busy
-//! the others' parts leave its `N` SMs' groups free. A process that starves beside the others,
+//! the others' parts leave free the groups of the SMs its recent kernels need, at most `N`. A process that starves beside the others,
 //! judged from how much slower its own work gets done between its waits for the GPU
 //! ([`starving`]; `RIGHTSIZE_STARVING=0` turns this off), is treated alike with its equal part
 //! of the device.
