@@ -11,7 +11,8 @@
 //!   (confining best-effort processes only left SMs idle that MPS fills). While a
 //!   latency-critical tenant is busy its kernels run where PyTorch put them, and each of the
 //!   `k` busy best-effort processes places its kernels on its part of the device that the
-//!   latency-critical tenant's `quota_sms` leave; kernels of no more blocks than the part has
+//!   SMs kept free for the latency-critical tenant leave (what its recent kernels need, at
+//!   most its `quota_sms`); kernels of no more blocks than the part has
 //!   SMs are never confined. Beside a latency-critical tenant the best-effort processes run at
 //!   MPS's lower client priority, so its blocks take each SM theirs leave first.
 //!
@@ -68,7 +69,8 @@ pub fn read_logs(dir: &std::path::Path, n: usize) -> Vec<Option<Interposed>> {
 pub fn interposer_env(s: &Scenario, sharing: Sharing, exe: &std::path::Path) -> anyhow::Result<Placement> {
     let lib = preload_library(exe)?;
     let dir = private_dir("interposer")?;
-    let settings = settings(s, sharing, &dir).inspect_err(|_| {
+    let priority = std::env::var("RIGHTSIZE_MPS_PRIORITY").ok();
+    let settings = settings(s, sharing, &dir, priority.as_deref()).inspect_err(|_| {
         let _ = std::fs::remove_dir_all(&dir);
     })?;
     let preload = match std::env::var("LD_PRELOAD") {
@@ -87,8 +89,9 @@ pub fn interposer_env(s: &Scenario, sharing: Sharing, exe: &std::path::Path) -> 
     Ok(Placement { env, dir })
 }
 
-/// MPS's client priority "below normal" (`CUDA_MPS_CLIENT_PRIORITY`): the MPS server hands
-/// SMs to such a client's waiting blocks only after those of normal clients.
+/// MPS's client priorities (`CUDA_MPS_CLIENT_PRIORITY`): the MPS server hands SMs to a
+/// "below normal" client's waiting blocks only after those of "normal" clients.
+const NORMAL: &str = "0";
 const BELOW_NORMAL: &str = "1";
 
 /// Whether `krisp` runs `s`'s best-effort processes at MPS's lower client priority: where a
@@ -96,17 +99,23 @@ const BELOW_NORMAL: &str = "1";
 /// blocks leave before theirs do (no SM is kept idle for it, as a quota alone would), unless
 /// `setting` (`RIGHTSIZE_MPS_PRIORITY`, for comparisons) is `0`.
 fn lower_best_effort(s: &Scenario, setting: Option<&str>) -> bool {
-    setting != Some("0") && s.tenants.iter().any(|t| t.class == PriorityClass::LatencyCritical)
+    setting.map(str::trim) != Some("0") && s.tenants.iter().any(|t| t.class == PriorityClass::LatencyCritical)
 }
 
 /// Each tenant's settings of the interposer's placement: the board's file (made in `dir`)
-/// and its slot under `krisp`, its static window otherwise.
-fn settings(s: &Scenario, sharing: Sharing, dir: &std::path::Path) -> anyhow::Result<Vec<Vec<(String, String)>>> {
+/// and its slot under `krisp` (and MPS's client priority, unless `mps_priority` is `0`), its
+/// static window otherwise.
+fn settings(
+    s: &Scenario,
+    sharing: Sharing,
+    dir: &std::path::Path,
+    mps_priority: Option<&str>,
+) -> anyhow::Result<Vec<Vec<(String, String)>>> {
     if sharing == Sharing::Krisp {
         let board = dir.join("board");
         std::fs::write(&board, vec![0u8; s.tenants.len() * 64])
             .with_context(|| format!("cannot write {}", board.display()))?;
-        let lower = lower_best_effort(s, std::env::var("RIGHTSIZE_MPS_PRIORITY").ok().as_deref());
+        let lower = lower_best_effort(s, mps_priority);
         Ok(s.tenants
             .iter()
             .enumerate()
@@ -115,11 +124,15 @@ fn settings(s: &Scenario, sharing: Sharing, dir: &std::path::Path) -> anyhow::Re
                     ("RIGHTSIZE_BOARD".into(), board.display().to_string()),
                     ("RIGHTSIZE_SLOT".into(), i.to_string()),
                 ];
-                if t.class == PriorityClass::LatencyCritical {
+                let critical = t.class == PriorityClass::LatencyCritical;
+                if critical {
                     env.push(("RIGHTSIZE_CLASS".into(), "latency-critical".into()));
                     env.push(("RIGHTSIZE_QUOTA_SMS".into(), t.quota_sms.unwrap_or(0).to_string()));
-                } else if lower {
-                    env.push(("CUDA_MPS_CLIENT_PRIORITY".into(), BELOW_NORMAL.into()));
+                }
+                if lower {
+                    // Set for the latency-critical process too, whatever the harness inherited.
+                    let level = if critical { NORMAL } else { BELOW_NORMAL };
+                    env.push(("CUDA_MPS_CLIENT_PRIORITY".into(), level.into()));
                 }
                 if let Some(p) = &t.app_profile {
                     // The worker may start elsewhere: the path as the run resolves it.
@@ -229,13 +242,17 @@ mod tests {
                     class = \"latency-critical\"\nquota_sms = 32\n[[scenario.tenant]]\nmodel = \"gpt2\"\nengine = \"torch\"\n";
         let s = ScenarioFile::parse(text, "t").unwrap().scenarios.remove(0);
         let dir = private_dir("lc-board").unwrap();
-        let env = settings(&s, Sharing::Krisp, &dir).unwrap();
+        let env = settings(&s, Sharing::Krisp, &dir, None).unwrap();
         let get = |i: usize, k: &str| env[i].iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
         assert_eq!((get(0, "RIGHTSIZE_CLASS"), get(0, "RIGHTSIZE_QUOTA_SMS")), (Some("latency-critical"), Some("32")));
         assert_eq!((get(1, "RIGHTSIZE_CLASS"), get(1, "RIGHTSIZE_SLOT")), (None, Some("1")));
         // The best-effort process yields SMs to the latency-critical one's blocks, not it.
-        let lowered = std::env::var("RIGHTSIZE_MPS_PRIORITY").map_or(Some("1"), |_| None);
-        assert_eq!((get(0, "CUDA_MPS_CLIENT_PRIORITY"), get(1, "CUDA_MPS_CLIENT_PRIORITY")), (None, lowered));
+        let priority = |env: &[Vec<(String, String)>], i: usize| {
+            env[i].iter().find(|(key, _)| key == "CUDA_MPS_CLIENT_PRIORITY").map(|(_, v)| v.clone())
+        };
+        assert_eq!((priority(&env, 0), priority(&env, 1)), (Some("0".into()), Some("1".into())));
+        let off = settings(&s, Sharing::Krisp, &dir, Some("0")).unwrap();
+        assert_eq!((priority(&off, 0), priority(&off, 1)), (None, None), "RIGHTSIZE_MPS_PRIORITY=0");
         assert_eq!(std::fs::metadata(dir.join("board")).unwrap().len(), 2 * 64);
         let _ = std::fs::remove_dir_all(dir);
     }
@@ -251,7 +268,10 @@ mod tests {
         let lc = ScenarioFile::parse(&text("latency-critical"), "t").unwrap().scenarios.remove(0);
         let be = ScenarioFile::parse(&text("best-effort"), "t").unwrap().scenarios.remove(0);
         assert!(lower_best_effort(&lc, None) && lower_best_effort(&lc, Some("1")));
-        assert!(!lower_best_effort(&lc, Some("0")), "turned off for comparisons");
+        assert!(
+            !lower_best_effort(&lc, Some("0")) && !lower_best_effort(&lc, Some(" 0\n")),
+            "turned off for comparisons"
+        );
         assert!(!lower_best_effort(&be, None), "no latency-critical process: all as under MPS");
     }
 
@@ -268,7 +288,7 @@ mod tests {
             )
         };
         let s = ScenarioFile::parse(&text(&profile), "t").unwrap().scenarios.remove(0);
-        let env = settings(&s, Sharing::Krisp, &dir).unwrap();
+        let env = settings(&s, Sharing::Krisp, &dir, None).unwrap();
         let get = |i: usize| env[i].iter().find(|(k, _)| k == "RIGHTSIZE_PROFILE").map(|(_, v)| v.clone());
         assert_eq!((get(0), get(1)), (Some(profile.display().to_string()), None));
         let fit = |i: usize| env[i].iter().any(|(k, v)| k == "RIGHTSIZE_FIT" && v == "1");

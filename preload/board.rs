@@ -15,8 +15,9 @@
 //! A latency-critical process (`RIGHTSIZE_CLASS=latency-critical`, `RIGHTSIZE_QUOTA_SMS=N`)
 //! says so in its slot: its kernels run where it launched them, and while it is busy the
 //! best-effort processes' parts are laid out beyond the groups of the SMs kept free for it:
-//! what its kernels launched within the hold need, at most `N` (a kernel's need, as any
-//! process's: [`crate::sizing`]).
+//! what its kernels of this hold and the one before need ([`Demand`]; a kernel's need as any
+//! process's, [`crate::sizing`]), at most `N`; all `N` in its first hold after a pause, and
+//! while it waits without having launched within the hold.
 //!
 //! Each best-effort process also says how many times slower than alone it gets its work done,
 //! and one that starves beside the others ([`crate::starving`]) says so in its slot with the
@@ -37,8 +38,8 @@ pub(crate) struct Slot {
     last_ns: AtomicU64,
     /// Its threads waiting for the GPU now.
     waiting: AtomicU64,
-    /// Latency-critical: the SMs its quota keeps free of best-effort kernels while it is busy
-    /// (0: best-effort).
+    /// Latency-critical (flagged [`CRITICAL`]): its quota, the most SMs kept free of
+    /// best-effort kernels while it is busy (0: best-effort).
     critical_sms: AtomicU64,
     /// The SMs its recent kernels need ([`Demand`]; 0: not said, taken as the whole device).
     demand_sms: AtomicU64,
@@ -76,27 +77,47 @@ pub(crate) struct Board {
     busy_seen: std::sync::atomic::AtomicU32,
 }
 
-/// What this process's kernels need: the most SMs any kernel launched within the hold needed,
-/// kept across its threads.
-#[derive(Default)]
+/// What this process's kernels need, kept across its threads: the most SMs any kernel needed
+/// in the current hold (a span of the hold's length from its first launch) and in the hold
+/// before it. A hold that begins after a pause has no hold before it whose need is known, so
+/// until it ends its need is the whole device (`u32::MAX`): a process's first kernels after
+/// a pause (a latency-critical request's first, say) are not taken for all it needs.
 struct Demand {
+    /// The current hold's most.
     sms: std::sync::atomic::AtomicU32,
+    /// The hold before's most (`u32::MAX`: not known).
+    before: std::sync::atomic::AtomicU32,
     /// When the current hold began (its first launch).
     since_ns: AtomicU64,
+}
+
+impl Default for Demand {
+    fn default() -> Demand {
+        Demand {
+            sms: std::sync::atomic::AtomicU32::new(0),
+            before: std::sync::atomic::AtomicU32::new(u32::MAX),
+            since_ns: AtomicU64::new(0),
+        }
+    }
 }
 
 impl Demand {
     /// Notes a kernel needing `sms` at `now`; returns the demand.
     fn note(&self, now: u64, hold_ns: u64, sms: u32) -> u32 {
-        if now.saturating_sub(self.since_ns.load(Ordering::Relaxed)) >= hold_ns {
-            // A new hold: this kernel's need alone (a race with another thread's new hold
-            // loses at most one kernel's need until the next).
+        let age = now.saturating_sub(self.since_ns.load(Ordering::Relaxed));
+        if age >= hold_ns {
+            // A new hold: this kernel's need alone, beside the last hold's if it ended just
+            // now (a race with another thread's new hold loses at most one kernel's need
+            // until the next).
+            let before = if age < 2 * hold_ns { self.sms.load(Ordering::Relaxed) } else { u32::MAX };
+            self.before.store(before, Ordering::Relaxed);
             self.since_ns.store(now, Ordering::Relaxed);
             self.sms.store(sms, Ordering::Relaxed);
-            sms
         } else {
-            self.sms.fetch_max(sms, Ordering::Relaxed).max(sms)
+            self.sms.fetch_max(sms, Ordering::Relaxed);
         }
+        // Read after the update: what every thread's kernels of both holds need.
+        self.sms.load(Ordering::Relaxed).max(self.before.load(Ordering::Relaxed))
     }
 }
 
@@ -163,7 +184,7 @@ impl Board {
     }
 
     /// Records a launch at `now` of a kernel that needs `sms` SMs: the process's demand is the
-    /// most any of its kernels needed within the hold.
+    /// most any of its kernels needed within this hold and the one before ([`Demand`]).
     pub(crate) fn launched(&self, now: u64, sms: u32) {
         let slot = &self.slots[self.me];
         if now.saturating_sub(slot.last_ns.load(Ordering::Relaxed)) >= self.record_ns {
@@ -198,7 +219,11 @@ impl Board {
             let starving = if critical_busy { None } else { self.starving(i) };
             match (self.critical(i), starving) {
                 // Its quota is the most kept free: what its recent kernels need, when less.
-                (Some(sms), _) => v.reserved_sms = v.reserved_sms.saturating_add(sms.min(demand)),
+                // Busy only by waiting, with no launch within the hold, its need is not known.
+                (Some(sms), _) => {
+                    let need = if self.launched_lately(s, now) { demand } else { u32::MAX };
+                    v.reserved_sms = v.reserved_sms.saturating_add(sms.min(need));
+                }
                 (None, Some(part)) => {
                     v.reserved_sms = v.reserved_sms.saturating_add(part.min(demand));
                     v.starving |= i == self.me;
@@ -218,9 +243,12 @@ impl Board {
     /// Whether slot `i` (`s`) is busy at `now`: this process always, another while one of its
     /// threads waits for the GPU or within the hold (and its tenth) after its last recorded launch.
     fn active(&self, i: usize, s: &Slot, now: u64) -> bool {
-        i == self.me
-            || s.waiting.load(Ordering::Relaxed) > 0
-            || now.saturating_sub(s.last_ns.load(Ordering::Relaxed)) < self.hold_ns + self.record_ns
+        i == self.me || s.waiting.load(Ordering::Relaxed) > 0 || self.launched_lately(s, now)
+    }
+
+    /// Whether `s`'s process launched within the hold (and its tenth) before `now`.
+    fn launched_lately(&self, s: &Slot, now: u64) -> bool {
+        now.saturating_sub(s.last_ns.load(Ordering::Relaxed)) < self.hold_ns + self.record_ns
     }
 
     /// Says how many times slower than alone this process gets its work done (`None`: not
@@ -347,8 +375,8 @@ pub(crate) struct View {
     pub best_effort: u32,
     /// This process's rank among them (those in lower slots).
     pub rank: u32,
-    /// SMs kept free for the busy latency-critical processes' quotas and the busy starving
-    /// processes' parts (this one's included).
+    /// SMs kept free for the busy latency-critical processes (what their recent kernels need,
+    /// at most their quotas) and the busy starving processes' parts (this one's included).
     pub reserved_sms: u32,
     /// The demands in SMs of the busy best-effort processes not starving, in slot order
     /// (`u32::MAX`: not said, the whole device); the first [`MAX_SHARERS`].
@@ -418,6 +446,13 @@ mod tests {
 
     const HOLD: u64 = 2_000_000;
 
+    /// `b` launches a kernel needing `sms` a hold before `t` and at `t`: a process launching
+    /// without pause, whose need is known ([`Demand`]).
+    fn steady(b: &Board, t: u64, sms: u32) {
+        b.launched(t - HOLD, sms);
+        b.launched(t, sms);
+    }
+
     /// Three processes on a new board, the first latency-critical with `quota` if given.
     fn three(quota: Option<u32>) -> (Board, Board, Board) {
         let path = file(3);
@@ -478,7 +513,7 @@ mod tests {
         let t = now_ns();
         let alone = lc.view(t);
         assert!(alone.critical && alone.busy == 1 && alone.best_effort == 0 && alone.reserved_sms == 32);
-        c.launched(t, 40);
+        steady(&c, t, 40);
         assert_eq!(
             b.view(t),
             View {
@@ -492,8 +527,8 @@ mod tests {
             },
             "the latency-critical one is idle: nothing kept free; b has said no need yet"
         );
-        lc.launched(t, 8);
-        b.launched(t, 16);
+        steady(&lc, t, 8);
+        steady(&b, t, 16);
         let want = |rank, reserved_sms| View {
             busy: 3,
             critical: false,
@@ -508,6 +543,26 @@ mod tests {
         lc.launched(t + 1, 64);
         assert_eq!(b.view(t + 1), want(0, 32), "a kernel that needs more: at most its quota");
         assert_eq!(c.view(t + 1), want(1, 32));
+        // A hold on, a small kernel: the hold before's need still counts.
+        let next = t + HOLD;
+        lc.launched(next, 8);
+        steady(&b, next, 16);
+        steady(&c, next, 40);
+        assert_eq!(b.view(next).reserved_sms, 32, "the hold before needed more");
+        lc.launched(next + HOLD, 8);
+        assert_eq!(b.view(next + HOLD).reserved_sms, 8, "two holds of small kernels");
+        // After a pause its need is not known: its first kernels keep the whole quota free.
+        let later = next + 10 * HOLD;
+        lc.launched(later, 8);
+        steady(&b, later, 16);
+        assert_eq!(b.view(later).reserved_sms, 32, "a request's first kernel is not all it needs");
+        // Busy only by waiting, with no launch within the hold: not known either.
+        let waiting = later + 3 * HOLD;
+        lc.launched(waiting - 2 * HOLD, 8);
+        lc.launched(waiting - HOLD - HOLD / 2, 8);
+        steady(&b, waiting, 16);
+        let _wait = lc.waiting();
+        assert_eq!(b.view(waiting).reserved_sms, 32, "waiting, no launch within the hold");
         // A latency-critical process without a quota is one still.
         let path = file(2);
         let none = Board::open(&path, 0, hold, Some(0)).unwrap();
@@ -520,9 +575,9 @@ mod tests {
         let hold = HOLD;
         let (a, b, c) = three(None);
         let t = now_ns();
-        a.launched(t, 132);
-        b.launched(t, 24);
-        c.launched(t, 132);
+        steady(&a, t, 132);
+        steady(&b, t, 24);
+        steady(&c, t, 132);
         assert_eq!(b.view(t).reserved_sms, 0);
         assert_eq!(a.busy_seen(), 1, "a has not looked since it launched");
         b.set_starving(Some(40));
@@ -568,22 +623,28 @@ mod tests {
         let hold = 2_000_000;
         let (a, b) = (Board::open(&path, 0, hold, None).unwrap(), Board::open(&path, 1, hold, None).unwrap());
         let t = now_ns();
-        b.launched(t, 132);
+        steady(&b, t, 132);
         let need = |t| a.view(t).demand(0);
+        a.launched(t - hold, 16);
+        assert_eq!(need(t - hold), u32::MAX, "a hold after a pause: not known until it ends");
         a.launched(t, 16);
         a.launched(t + 10, 48);
         a.launched(t + 20, 8);
-        assert_eq!(need(t + 20), 48, "the most within the hold");
+        assert_eq!(need(t + 20), 48, "the most within the hold and the one before");
         assert_eq!(a.view(t + 20).demand(1), 132, "b's");
         assert_eq!(a.view(t + 20).demand(MAX_SHARERS as u32), u32::MAX, "beyond the kept ones: the device");
         a.launched(t + hold, 8);
-        assert_eq!(need(t + hold), 8, "a new hold starts from its first kernel");
+        assert_eq!(need(t + hold), 48, "a new hold: the one before still counts");
+        a.launched(t + 2 * hold, 8);
+        assert_eq!(need(t + 2 * hold), 8, "a hold later, only the kernels since");
+        a.launched(t + 5 * hold, 8);
+        assert_eq!(need(t + 5 * hold), u32::MAX, "after a pause, not known again");
 
         // More busy processes than a view keeps: the first ones' demands stay theirs.
         let path = file(MAX_SHARERS + 2);
         let many: Vec<Board> = (0..MAX_SHARERS + 2).map(|i| Board::open(&path, i, hold, None).unwrap()).collect();
         for (i, b) in many.iter().enumerate() {
-            b.launched(t, 8 * (i as u32 + 1));
+            steady(b, t, 8 * (i as u32 + 1));
         }
         let v = many[0].view(t);
         assert_eq!((v.best_effort as usize, v.demands[0], v.demands[1]), (MAX_SHARERS + 2, 8, 16));

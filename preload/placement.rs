@@ -164,7 +164,8 @@ enum Left {
     Unplaced,
     /// On a board, no other process is busy.
     Alone,
-    /// On a board, its process is latency-critical: the others keep its quota free.
+    /// On a board, its process is latency-critical: the others keep what it needs (at most
+    /// its quota) free.
     Critical,
     /// On a board, its process starves beside the others ([`crate::starving`]): they keep its
     /// part free.
@@ -199,8 +200,8 @@ impl Left {
 }
 
 /// Whether a launch that sees `v` stays where the application put it, and why; `None`: it
-/// goes to its part of the device (a busy latency-critical process's quota, or a starving
-/// one's part, kept free).
+/// goes to its part of the device (what a busy latency-critical process needs, at most its
+/// quota, or a starving one's part, kept free).
 fn left_on_board(v: &board::View) -> Option<Left> {
     if v.busy <= 1 {
         Some(Left::Alone)

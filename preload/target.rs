@@ -118,8 +118,8 @@ impl Shares {
     /// This process's window as the board `v` lays the busy processes out (`None`: it could
     /// not be made).
     pub(crate) fn window(&self, v: &board::View) -> Option<&'static Target> {
-        // Busy latency-critical processes' quotas, and busy starving processes' parts, are kept
-        // free as a runtime's policy keeps a latency-critical quota.
+        // What busy latency-critical processes need (at most their quotas), and busy starving
+        // processes' parts, are kept free as a runtime's policy keeps a latency-critical quota.
         let g = reserved_groups(self.groups, self.granularity, v.reserved_sms);
         let kept = (v.best_effort as usize).min(board::MAX_SHARERS);
         let w = board_part(self.groups, self.granularity, g, v.best_effort, &v.demands[..kept], v.rank);
