@@ -270,7 +270,7 @@ mod tests {
     fn committed_profiles_are_of_this_builds_kernels() {
         // The default comparison refuses a profile of other kernels: any edit under kernels/
         // (the hash covers the sources, build.rs) must come with re-measured profiles
-        // (`rightsize profile`, docs/profiles-h200.md).
+        // (`rightsize profile`; scripts/reprofile.sh measures every one again on a GPU host).
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles");
         let mut seen = 0;
         for gpu in std::fs::read_dir(&dir).unwrap() {
@@ -284,7 +284,7 @@ mod tests {
                 assert_eq!(
                     p.kernel_image_hash,
                     format!("{IMAGE_HASH:016x}"),
-                    "{}: measured with other kernels; re-profile",
+                    "{}: measured with other kernels; measure it again (scripts/reprofile.sh on an H200)",
                     path.display()
                 );
                 seen += 1;
