@@ -215,15 +215,12 @@ impl Board {
                 continue;
             }
             v.busy += 1;
-            let demand = s.demand();
+            // Busy only by waiting, with no launch within the hold, its need is not known.
+            let demand = if self.launched_lately(s, now) { s.demand() } else { u32::MAX };
             let starving = if critical_busy { None } else { self.starving(i) };
             match (self.critical(i), starving) {
                 // Its quota is the most kept free: what its recent kernels need, when less.
-                // Busy only by waiting, with no launch within the hold, its need is not known.
-                (Some(sms), _) => {
-                    let need = if self.launched_lately(s, now) { demand } else { u32::MAX };
-                    v.reserved_sms = v.reserved_sms.saturating_add(sms.min(need));
-                }
+                (Some(sms), _) => v.reserved_sms = v.reserved_sms.saturating_add(sms.min(demand)),
                 (None, Some(part)) => {
                     v.reserved_sms = v.reserved_sms.saturating_add(part.min(demand));
                     v.starving |= i == self.me;
