@@ -26,15 +26,25 @@ t.extractall(sys.argv[2], **({"filter": "data"} if hasattr(tarfile, "data_filter
     fi
 fi
 
+# gpu_bin_ready WHO: fails, saying so in WHO's name, where gpu-bin/ has no rightsize (no build
+# of scripts/gpu-build.sh was carried or unpacked).
+gpu_bin_ready() {
+    [ -x gpu-bin/rightsize ] && return 0
+    echo "$1: no gpu-bin/rightsize; run scripts/gpu-build.sh first" >&2
+    return 1
+}
+
+# Where gpu_python_package installs.
+GPU_PYTHON_DIR=/tmp/rightsize-python
+
 # gpu_python_package PACKAGE...: the PACKAGEs (the Python package `rightsize`, pytest) from
 # gpu-bin/wheels, installed beside the host Python's own packages (PyTorch may be in its user site, which a
-# virtual environment would hide) into a folder of its own, put first on PYTHONPATH: PyTorch
-# tenants' workers run their request loop through it. Fails (status 1) if it did not install;
-# succeeds with nothing done where gpu-bin/ has no wheels.
+# virtual environment would hide) into a folder of its own (GPU_PYTHON_DIR), put first on
+# PYTHONPATH: PyTorch tenants' workers run their request loop through it. Fails (status 1) if
+# it did not install; succeeds with nothing done where gpu-bin/ has no wheels.
 gpu_python_package() {
     [ -d gpu-bin/wheels ] || return 0
-    local py=/tmp/rightsize-python
-    rm -rf "$py"
-    python3 -m pip install --quiet --no-index --find-links gpu-bin/wheels --target "$py" "$@" || return 1
-    export PYTHONPATH="$py${PYTHONPATH:+:$PYTHONPATH}"
+    rm -rf "$GPU_PYTHON_DIR"
+    python3 -m pip install --quiet --no-index --find-links gpu-bin/wheels --target "$GPU_PYTHON_DIR" "$@" || return 1
+    export PYTHONPATH="$GPU_PYTHON_DIR${PYTHONPATH:+:$PYTHONPATH}"
 }

@@ -29,7 +29,7 @@ while [ $# -gt 0 ]; do
 done
 # shellcheck source=scripts/gpu-bin.sh
 source scripts/gpu-bin.sh
-[ -x "$bin/rightsize" ] || { echo "gpu-run: no $bin/rightsize; run scripts/gpu-build.sh first" >&2; exit 2; }
+gpu_bin_ready gpu-run || exit 2
 
 # cuBLASLt (the GEMM baseline) comes with the CUDA toolkit or PyTorch's wheels; make it findable.
 if ! ldconfig -p 2>/dev/null | grep -q 'libcublasLt\.so\.13'; then
@@ -57,7 +57,7 @@ fi
 py=""
 if [ -d "$bin/wheels" ]; then
     if gpu_python_package rightsize pytest; then
-        py=/tmp/rightsize-python
+        py=$GPU_PYTHON_DIR
     else
         echo "gpu-run: the Python package did not install; PyTorch tenants cannot run" >&2
         status=1

@@ -25,7 +25,7 @@ done
 [ ${#scenarios[@]} -gt 0 ] || { echo "pytorch-rounds: name at least one scenario of scenarios/pytorch.toml" >&2; exit 2; }
 # shellcheck source=scripts/gpu-bin.sh
 source scripts/gpu-bin.sh
-[ -x gpu-bin/rightsize ] || { echo "pytorch-rounds: no gpu-bin/rightsize; run scripts/gpu-build.sh first" >&2; exit 2; }
+gpu_bin_ready pytorch-rounds || exit 2
 gpu_python_package rightsize || { echo "pytorch-rounds: the Python package did not install" >&2; exit 2; }
 out=${OUT:-pytorch-rounds}
 mkdir -p "$out"

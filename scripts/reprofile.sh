@@ -44,7 +44,7 @@ n=$(wc -l <<<"$list")
 if [ "$dry" = 0 ]; then
     # shellcheck source=scripts/gpu-bin.sh
     source scripts/gpu-bin.sh
-    [ -x gpu-bin/rightsize ] || { echo "reprofile: no gpu-bin/rightsize; run scripts/gpu-build.sh first" >&2; exit 2; }
+    gpu_bin_ready reprofile || exit 2
 fi
 i=0
 while read -r -u 3 model batch seq; do
