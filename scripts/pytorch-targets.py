@@ -80,7 +80,7 @@ def measures(runs, tenants):
 
 
 def spread(values):
-    """The median of `values`, with every value and their range when there are several."""
+    """The median of `values`, and its text: with every value when there are several."""
     med = statistics.median(values)
     if len(values) == 1:
         return med, f"{med:.2f}"
