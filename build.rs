@@ -11,6 +11,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+#[path = "kernels/image_hash.rs"]
+mod image_hash;
+
 /// The nvcc release the kernels are built with: newer PTX would not JIT on a 13.0 driver.
 const NVCC_RELEASE: &str = "13.0";
 const SETUP: &str = "scripts/setup.sh";
@@ -41,8 +44,9 @@ fn run() -> Result<(), String> {
         println!("cargo:rerun-if-env-changed={var}");
     }
     println!("cargo:rerun-if-changed={}", kernels.display());
+    println!("cargo:rerun-if-changed={}", root.join("kernels/image_hash.rs").display());
 
-    let (mut sources, mut inputs) = (Vec::new(), Vec::new());
+    let mut sources = Vec::new();
     let entries = fs::read_dir(&kernels).map_err(|e| format!("reading {}: {e}", kernels.display()))?;
     for entry in entries {
         let path = entry.map_err(|e| e.to_string())?.path();
@@ -52,14 +56,12 @@ fn run() -> Result<(), String> {
             _ => continue,
         }
         println!("cargo:rerun-if-changed={}", path.display());
-        inputs.push(path);
     }
     sources.sort();
-    inputs.sort();
 
     let (nvcc, version) = find_nvcc(&root)?;
     compile_all(&nvcc, &kernels, &out, &sources)?;
-    write_images(&out, &sources, kernel_hash(&inputs, &version)?)?;
+    write_images(&out, &sources, kernel_hash(&out, &sources, &version)?)?;
     generate_abi(&kernels.join("abi.h"), &out.join("abi.rs"))
 }
 
@@ -118,12 +120,21 @@ fn compile_all(nvcc: &Path, kernels: &Path, out: &Path, sources: &[PathBuf]) -> 
 fn compile(nvcc: &Path, kernels: &Path, out: &Path, src: &Path) -> Result<(), String> {
     let stem = stem(src);
     let fatbin = out.join(format!("{stem}.fatbin"));
+    // nvcc's intermediate files are kept for the PTX of each architecture (`kernel_hash`).
+    let keep = ptx_dir(out, &stem);
+    if keep.exists() {
+        fs::remove_dir_all(&keep).map_err(|e| format!("clearing {}: {e}", keep.display()))?;
+    }
+    fs::create_dir_all(&keep).map_err(|e| format!("creating {}: {e}", keep.display()))?;
     let output = Command::new(nvcc)
         .arg("-fatbin")
         .args(GENCODE)
         .args(FLAGS)
         .arg("-I")
         .arg(kernels)
+        .arg("--keep")
+        .arg("--keep-dir")
+        .arg(&keep)
         .arg("-o")
         .arg(&fatbin)
         .arg(src)
@@ -135,29 +146,54 @@ fn compile(nvcc: &Path, kernels: &Path, out: &Path, src: &Path) -> Result<(), St
     if !output.status.success() {
         return Err(format!("nvcc failed on {}:\n{}", src.display(), String::from_utf8_lossy(&log)));
     }
+    // Only the PTX is read; the preprocessed sources and cubins would take tens of MB.
+    for entry in fs::read_dir(&keep).map_err(|e| e.to_string())? {
+        let path = entry.map_err(|e| e.to_string())?.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("ptx") {
+            fs::remove_file(&path).map_err(|e| format!("removing {}: {e}", path.display()))?;
+        }
+    }
     Ok(())
 }
 
-/// FNV-1a over what determines the kernel images: every kernel source and header (by file
-/// name and contents), nvcc's version text and the flags. Not over the fatbins themselves:
-/// nvcc names the statics of anonymous namespaces after the source's absolute path, so the
-/// same kernels built in another directory give other bytes, and profiles must carry over.
-fn kernel_hash(inputs: &[PathBuf], nvcc_version: &str) -> Result<u64, String> {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut feed = |bytes: &[u8]| {
-        for &b in bytes.iter().chain([0u8].iter()) {
-            hash ^= u64::from(b);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
+/// Where nvcc keeps the intermediate files of `kernels/{stem}.cu`.
+fn ptx_dir(out: &Path, stem: &str) -> PathBuf {
+    out.join("ptx").join(stem)
+}
+
+/// The virtual architectures of [`GENCODE`], each once, in order (`compute_90a`, `compute_80`).
+fn virtual_archs() -> Vec<&'static str> {
+    let mut archs: Vec<&str> = Vec::new();
+    for g in GENCODE {
+        let arch = g.split("arch=").nth(1).and_then(|a| a.split(',').next()).unwrap_or_default();
+        if !arch.is_empty() && !archs.contains(&arch) {
+            archs.push(arch);
         }
-    };
-    for path in inputs {
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        feed(name.as_bytes());
-        feed(&fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?);
     }
-    feed(nvcc_version.trim().as_bytes());
+    archs
+}
+
+/// FNV-1a over what the profiles time (kernels/image_hash.rs): for each source and each
+/// architecture, the PTX of the kernels' plain builds with what they use, comments left out;
+/// then nvcc's version text and the flags, which make the machine code of that PTX. Not over the
+/// fatbins themselves: nvcc names the statics of anonymous namespaces after the source's
+/// absolute path, so the same kernels built in another directory give other bytes, and profiles
+/// must carry over.
+fn kernel_hash(out: &Path, sources: &[PathBuf], nvcc_version: &str) -> Result<u64, String> {
+    let mut hash = image_hash::FNV_START;
+    for src in sources {
+        let stem = stem(src);
+        hash = image_hash::fnv(hash, stem.as_bytes());
+        for arch in virtual_archs() {
+            let path = ptx_dir(out, &stem).join(format!("{stem}.{arch}.ptx"));
+            let ptx = fs::read_to_string(&path).map_err(|e| format!("reading nvcc's PTX {}: {e}", path.display()))?;
+            hash = image_hash::fnv(hash, arch.as_bytes());
+            hash = image_hash::fnv(hash, image_hash::plain_code(&ptx).as_bytes());
+        }
+    }
+    hash = image_hash::fnv(hash, nvcc_version.trim().as_bytes());
     for flag in GENCODE.iter().chain(FLAGS) {
-        feed(flag.as_bytes());
+        hash = image_hash::fnv(hash, flag.as_bytes());
     }
     Ok(hash)
 }
@@ -179,7 +215,7 @@ fn write_images(out: &Path, sources: &[PathBuf], hash: u64) -> Result<(), String
     }
     writeln!(
         code,
-        "/// Hash of the kernel sources, nvcc's version and flags (build.rs `kernel_hash`).\npub const IMAGE_HASH: u64 = {hash:#018x};"
+        "/// Hash of the plain kernels' code (PTX of each architecture), nvcc's version and flags (build.rs `kernel_hash`, kernels/image_hash.rs).\npub const IMAGE_HASH: u64 = {hash:#018x};"
     )
         .map_err(|e| e.to_string())?;
     fs::write(out.join("images.rs"), code).map_err(|e| e.to_string())

@@ -9,7 +9,7 @@ use anyhow::{bail, Context as _};
 use super::scenario::TenantSpec;
 use crate::engine::{checkpoint, Model, ModelConfig, ModelWeights, Workspace};
 use crate::profiler::{median, prefix_pool, profile_launches, CoRunner, Options, Profile, RequestPoint};
-use crate::runtime::{Device, EventTimer, GroupRange, PartitionSupport, Placement, Plan, PlanSet, Runtime, Tenant};
+use crate::runtime::{Device, EventTimer, GroupRange, PartitionSupport, Placement, Plan, PlanSet, Runtime, Tenant, UnitOrder};
 
 /// Synthetic token ids for a workspace: deterministic, spread over the vocabulary.
 pub fn token_ids(len: usize, vocab: u32, seed: u64) -> Vec<u32> {
@@ -178,7 +178,9 @@ pub fn profile_model(
         PartitionSupport::Supported { granularity, groups, .. } => (*granularity, *groups),
         PartitionSupport::Unsupported { reason } => bail!("cannot profile without SM partitions: {reason}"),
     };
-    let rt = Arc::new(Runtime::new(device, &prefix_pool(granularity, groups))?);
+    // Profiles time the plain builds of the kernels, which their kernel hash names
+    // (kernels/image_hash.rs), whatever RIGHTSIZE_UNITS says.
+    let rt = Arc::new(Runtime::new(device, &prefix_pool(granularity, groups))?.with_units(UnitOrder::Plain));
     let t = Tenant::new(rt.clone(), 0, Placement::WHOLE)?;
     let (config, weights, seed) = match source {
         ModelSource::Checkpoint(dir) => {

@@ -8,6 +8,8 @@ use std::ffi::CStr;
 use std::fmt;
 use std::marker::PhantomData;
 
+#[cfg(test)]
+mod image_hash;
 mod params;
 pub mod reference;
 

@@ -99,8 +99,8 @@ pub struct Profile {
     pub granularity: u32,
     /// Driver release.
     pub driver: Option<String>,
-    /// Hash of the kernels it was measured with ([`crate::kernels::IMAGE_HASH`]: their sources,
-    /// nvcc's version and flags), hex.
+    /// Hash of the kernels it was measured with ([`crate::kernels::IMAGE_HASH`]: the code of
+    /// their plain builds, nvcc's version and flags; kernels/image_hash.rs), hex.
     pub kernel_image_hash: String,
     /// Model name.
     pub model: String,
@@ -268,8 +268,9 @@ mod tests {
 
     #[test]
     fn committed_profiles_are_of_this_builds_kernels() {
-        // The default comparison refuses a profile of other kernels: any edit under kernels/
-        // (the hash covers the sources, build.rs) must come with re-measured profiles
+        // The default comparison refuses a profile of other kernels: an edit that changes what
+        // the plain kernels compile to (the hash covers their PTX, kernels/image_hash.rs) must
+        // come with re-measured profiles
         // (`rightsize profile`; scripts/reprofile.sh measures every one again on a GPU host).
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles");
         let mut seen = 0;
