@@ -10,7 +10,9 @@
 //             depend on T.
 // Claims:     not read: the producer runs a whole ring ahead across this block's units (before
 //             the PDL wait too), so units are assigned up front. A claimed SM is given back
-//             when the launch ends: one decode GEMM, at most ~100 µs (an LM head) on an H200.
+//             when the launch ends: about 100 µs for most decode GEMMs on an H200, up to
+//             151 µs (Llama-3.2-1B's LM head) on the whole device and 207 µs on 48 SMs
+//             (docs/kernels-h200.md).
 // Why:        at decode sizes reading B is the whole cost, and HBM is saturated only if each
 //             of ~48 SMs takes ~85 GB/s. What bounds an SM is its shared memory: every byte
 //             is written once by TMA and read once by the consumers (128 B a clock in all).
@@ -65,6 +67,7 @@ constexpr unsigned SLICE = RS_GEMM_D_SLICE;           // K columns a slice
 constexpr unsigned CHUNK_SLICES = RS_GEMM_D_KC / SLICE;
 constexpr int SLICES = CHUNK_SLICES / WARPS;          // a warp's K slices per full chunk
 static_assert(SLICE == 32, "a slice is one mma pair's K");
+static_assert(MAX_T == 2, "tiles_per_unit and the kernel's dispatch pick 1 or 2 tiles a unit");
 static_assert(RS_GEMM_D_KC % (SLICE * WARPS) == 0, "a chunk starts at a slice of warp 0");
 static_assert(RS_GEMM_D_THREADS == 32 * (WARPS + 1), "consumers and one producer warp");
 
