@@ -9,7 +9,9 @@ use anyhow::{bail, Context as _};
 use super::scenario::TenantSpec;
 use crate::engine::{checkpoint, Model, ModelConfig, ModelWeights, Workspace};
 use crate::profiler::{median, prefix_pool, profile_launches, CoRunner, Options, Profile, RequestPoint};
-use crate::runtime::{Device, EventTimer, GroupRange, PartitionSupport, Placement, Plan, PlanSet, Runtime, Tenant, UnitOrder};
+use crate::runtime::{
+    Device, EventTimer, GroupRange, PartitionSupport, Placement, Plan, PlanSet, Runtime, Tenant, UnitOrder,
+};
 
 /// Synthetic token ids for a workspace: deterministic, spread over the vocabulary.
 pub fn token_ids(len: usize, vocab: u32, seed: u64) -> Vec<u32> {

@@ -36,7 +36,9 @@ pub(crate) fn plain_code(ptx: &str) -> String {
     let mut todo: Vec<usize> = items
         .iter()
         .enumerate()
-        .filter(|(_, it)| it.name.is_none() || (it.entry && !it.name.as_deref().unwrap_or("").ends_with(COUNTED_SUFFIX)))
+        .filter(|(_, it)| {
+            it.name.is_none() || (it.entry && !it.name.as_deref().unwrap_or("").ends_with(COUNTED_SUFFIX))
+        })
         .map(|(i, _)| i)
         .collect();
     while let Some(i) = todo.pop() {
