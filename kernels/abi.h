@@ -27,7 +27,8 @@
  * claims[group_of[%smid]] > level means another tenant claimed the group, and the block leaves
  * with the units it has done; the blocks still in take the rest, and the last block out takes
  * whatever is left (claims no longer stop it) and zeroes the counter. A counter is zero before
- * and after every launch, so launches that run one after another may share it.
+ * and after every launch, so launches that run one after another may share it; a launch and
+ * its continuation (`chain`) share it as one launch.
  */
 typedef struct RsTicket {
     unsigned long long counter;  /* unsigned long long: blocks left for a claim << 32 | tickets taken; or 0 */
@@ -38,8 +39,15 @@ typedef struct RsTicket {
                                     started on its units and when it left, and smid << 32 |
                                     left-for-a-claim << 31 | units it did */
     unsigned int level;          /* the launch's own level: it yields groups claimed above it */
-    unsigned int _pad;
+    unsigned int chain;          /* 0: a launch alone. RS_CHAIN_FOLLOWS: a continuation follows on its stream, so
+                                    a block that leaves for a claim never finishes the rest; the last block out
+                                    leaves the counter at the tickets taken, for it. Otherwise this launch is
+                                    the continuation of a launch of `chain` blocks: its blocks do no first unit
+                                    and take every unit from the counter, under the rules of a launch alone. */
 } RsTicket;
+
+/** RsTicket.chain of a launch a continuation follows (above any grid). */
+#define RS_CHAIN_FOLLOWS 0x80000000u
 
 /* ---- smid.cu ---------------------------------------------------------------- */
 

@@ -114,27 +114,45 @@ __device__ __forceinline__ u64 fetch_add(u64* p, u64 v) { return fetch_add_if(tr
 // launch's (rs::Tickets) are blocks that found nothing left. The
 // last block out takes what claimed blocks left and zeroes the word.
 //
+// A launch a continuation follows (RsTicket.chain = RS_CHAIN_FOLLOWS: the runtime issued it
+// while a claim was up) never has a block finish the rest: every block leaves a claimed SM
+// after the units in hand, and the last one out sets the word to the tickets taken (blocks
+// that left, 0). The continuation, launched after it with chain = its grid, does no first
+// units: its blocks take every unit from the counter, as if they were the first launch's
+// after its first units, and end as a launch alone does (the last out zeroes the word).
+// kernels/units_model.rs models this protocol and checks it on the CPU in many orders.
+//
 // How a launch's units after each block's first are handed out: `big` tickets of `group`
 // units each, then single units, at least group × gridDim.x of them (all of them when there
 // are fewer). The singles at the end keep every block busy while the last groups finish: no
 // block ends more than about one unit after the others, as with the plain order, however
 // coarse the groups.
-struct Tickets {
-    u64 big;       // tickets of `group` units
-    unsigned group;
+// Whether the launch is a continuation, which does no first units (RsTicket.chain).
+__device__ __forceinline__ bool continues(const RsTicket& t) { return t.chain != 0 && t.chain != RS_CHAIN_FOLLOWS; }
 
-    __device__ Tickets(u64 units, unsigned group) : group(group) {
-        const u64 rest = units - gridDim.x, tail = (u64)group * gridDim.x;
+// Whether a continuation follows the launch.
+__device__ __forceinline__ bool followed(const RsTicket& t) { return t.chain == RS_CHAIN_FOLLOWS; }
+
+// The grid whose blocks did units 0 … grid - 1 first: the launch's own, or the one it continues.
+__device__ __forceinline__ unsigned first_grid(const RsTicket& t) { return continues(t) ? t.chain : gridDim.x; }
+
+struct Tickets {
+    u64 big;        // tickets of `group` units
+    unsigned group;
+    unsigned grid;  // first_grid: units 0 … grid - 1 are the first units, not tickets
+
+    __device__ Tickets(u64 units, unsigned group, unsigned grid) : group(group), grid(grid) {
+        const u64 rest = units - grid, tail = (u64)group * grid;
         big = rest > tail ? (rest - tail) / group : 0;
     }
     // Tickets in all (the counter's count of tickets fits 32 bits).
-    __device__ unsigned count(u64 units) const { return (unsigned)(big + (units - gridDim.x - big * group)); }
+    __device__ unsigned count(u64 units) const { return (unsigned)(big + (units - grid - big * group)); }
     // The first unit of ticket i and how many it holds.
-    __device__ u64 first(u64 i) const { return gridDim.x + (i < big ? i * group : big * group + (i - big)); }
+    __device__ u64 first(u64 i) const { return grid + (i < big ? i * group : big * group + (i - big)); }
     __device__ unsigned size(u64 i) const { return i < big ? group : 1; }
-    // Whether `unit` is the last of its ticket (or the block's first unit, a ticket of its own).
+    // Whether `unit` is the last of its ticket (or a block's first unit, a ticket of its own).
     __device__ bool ends(u64 unit) const {
-        return unit < gridDim.x || unit >= gridDim.x + big * group || (unit - gridDim.x) % group == group - 1;
+        return unit < grid || unit >= grid + big * group || (unit - grid) % group == group - 1;
     }
 };
 
@@ -147,13 +165,19 @@ struct Taker {
     bool last;         // the last block out: claims no longer stop it
     bool claimed;      // it left for a claim
 
-    __device__ void init(u64 units) {
-        done = blockIdx.x < units;
+    __device__ void init(const RsTicket& t, u64 units) {
+        done = !continues(t) && blockIdx.x < units;
         has_ahead = leaving = last = claimed = false;
     }
 
     // Whether the launch takes units from its counter.
-    static __device__ bool dynamic(const RsTicket& t, u64 units) { return t.counter && units > gridDim.x; }
+    static __device__ bool dynamic(const RsTicket& t, u64 units) { return t.counter && units > first_grid(t); }
+
+    // The block's first unit: b, or in a continuation one taken from the counter (`units`:
+    // none, or its SM is claimed).
+    __device__ u64 first(const RsTicket& t, u64 units, unsigned group) {
+        return continues(t) ? take(t, units, group) : blockIdx.x;
+    }
 
     static __device__ u64* counter(const RsTicket& t) { return ptr<u64>(t.counter); }
 
@@ -170,13 +194,14 @@ struct Taker {
     // found none (and then, the last block out, it zeroes the counter).
     __device__ u64 units_of(const RsTicket& t, u64 units, unsigned group, u64 old) {
         const unsigned taken = (unsigned)old;
-        const Tickets plan(units, group);
+        const Tickets plan(units, group, first_grid(t));
         const unsigned tickets = plan.count(units);
         if (taken < tickets) {
             done += plan.size(taken);
             return plan.first(taken);
         }
-        if (last || (taken - tickets) + (unsigned)(old >> 32) == gridDim.x - 1) *counter(t) = 0;
+        // Every ticket is taken: a continuation finds none left.
+        if (last || (taken - tickets) + (unsigned)(old >> 32) == gridDim.x - 1) *counter(t) = followed(t) ? tickets : 0;
         return units;
     }
 
@@ -186,10 +211,13 @@ struct Taker {
         if (!last && claim(t) > t.level) leaving = true;
         if (leaving && !last) {
             const u64 old = fetch_add(counter(t), 1ull << 32);
-            const unsigned tickets = Tickets(units, group).count(units);
+            const unsigned tickets = Tickets(units, group, first_grid(t)).count(units);
             const unsigned taken = (unsigned)old, found_none = taken > tickets ? taken - tickets : 0;
-            if (found_none + (unsigned)(old >> 32) != gridDim.x - 1) {
-                claimed = true;  // blocks still in take what it leaves
+            const bool last_out = found_none + (unsigned)(old >> 32) == gridDim.x - 1;
+            if (followed(t) || !last_out) {
+                claimed = true;  // blocks still in, or the continuation, take what it leaves
+                // The last out hands the continuation the tickets taken.
+                if (last_out) *counter(t) = taken < tickets ? taken : tickets;
                 return units;
             }
             last = true;  // every other block has left: it takes what is left, claims or not
@@ -272,14 +300,23 @@ struct Units<GROUP, true> {
           // RS_NO_GROUP's claim word is always 0 (abi.h)
           group(load_u8_if(threadIdx.x == 0 && dyn && t.claims, ptr<const unsigned char>(t.group_of) + smid())) {
         if (threadIdx.x == 0) {
-            if (dyn) taker().init(units);
+            if (dyn) taker().init(t, units);
             trace_start(t);
+        }
+        // A continuation's blocks take even their first unit (the same for every thread of
+        // the block, so the barrier is uniform); with no units past the first ones there is
+        // nothing for it to do.
+        if (continues(t)) {
+            __shared__ u64 first;
+            if (dyn && threadIdx.x == 0) first = taker().first(t, units, GROUP);
+            if (dyn) __syncthreads();
+            unit = dyn ? first : units;
         }
     }
 
     __device__ bool dynamic() const { return dyn; }
 
-    __device__ bool group_ends() const { return Tickets(units, GROUP).ends(unit); }
+    __device__ bool group_ends() const { return Tickets(units, GROUP, first_grid(t)).ends(unit); }
 
     __device__ bool more() {
         if (unit < units) return true;

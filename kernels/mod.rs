@@ -12,6 +12,8 @@ use std::marker::PhantomData;
 mod image_hash;
 mod params;
 pub mod reference;
+#[cfg(test)]
+mod units_model;
 
 pub use params::{
     attention_decode_kernel, attention_prefill_kernel, attention_prefill_kernels, decoder_phase_units, fuses_norm,

@@ -9,6 +9,14 @@
 //! units (the last block out takes what is left, so any claims give the same output). A release
 //! writes zero. Which SMs a group holds is measured once, when the runtime is made: a kernel
 //! recording `%smid` runs on a green context of each group alone.
+//!
+//! A launch issued while SMs it may run on are claimed would be finished by whichever of its
+//! blocks is the last out, alone, if the claim covers them all. Such a launch of a scheduled
+//! tenant is therefore followed by a *continuation* ([`Chain`]): the same kernel with the same
+//! params and counter, on the whole device at the least priority, which takes what the
+//! claimed blocks left (kernels/common.cuh, `RsTicket.chain`).
+
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use cudarc::driver::{result, sys};
 
@@ -18,7 +26,7 @@ use super::memory::DeviceBuffer;
 use super::partition::{group_sms, Partition};
 use super::policy::PriorityClass;
 use super::LoadedKernel;
-use crate::kernels::abi::{RsTicket, SmidParams, RS_MAX_GROUPS, RS_MAX_SMS, RS_NO_GROUP};
+use crate::kernels::abi::{RsTicket, SmidParams, RS_CHAIN_FOLLOWS, RS_MAX_GROUPS, RS_MAX_SMS, RS_NO_GROUP};
 
 /// A launch's claim level: 0 for launches of no tenant, 1 for best-effort tenants, 2 for
 /// latency-critical ones. A launch yields the SMs of groups claimed above its level.
@@ -67,6 +75,45 @@ pub struct Ticket {
     /// Where its blocks record when they start and leave and why (`RsTicket.trace`: three
     /// words per block of the launch's grid), or 0.
     pub trace: u64,
+    /// Whether a continuation follows it, or it is one.
+    pub chain: Chain,
+}
+
+/// How a launch stands to a continuation (`RsTicket.chain`, kernels/common.cuh).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Chain {
+    /// A launch alone: the last of its blocks out does what blocks that left for a claim left.
+    #[default]
+    Alone,
+    /// A continuation will follow it, where its blocks take their units from a counter (the
+    /// runtime's issue step decides and says so): its blocks leave a claimed SM whatever
+    /// they leave undone, and the last one out leaves the counter to the continuation.
+    Followed,
+    /// The continuation of a launch of `grid` blocks whose counter is `counter`: its blocks
+    /// take every unit from that counter, none of the first launch's first units.
+    Continues {
+        /// The first launch's counter.
+        counter: u64,
+        /// The first launch's grid.
+        grid: u32,
+    },
+}
+
+impl Chain {
+    /// `RsTicket.chain`.
+    fn word(self) -> u32 {
+        match self {
+            Chain::Alone => 0,
+            Chain::Followed => RS_CHAIN_FOLLOWS,
+            Chain::Continues { grid, .. } => grid,
+        }
+    }
+}
+
+/// The kernel argument of a launch `t` whose counter is `counter`, for a runtime without claim
+/// tables: no claim is read, units are taken from the counter where there is one.
+pub(crate) fn ticket_without_claims(counter: u64, t: Ticket) -> RsTicket {
+    RsTicket { counter, trace: t.trace, chain: t.chain.word(), ..RsTicket::default() }
 }
 
 /// The claim tables of one device: a level per SM set (the split's groups, then the SMs
@@ -78,6 +125,9 @@ pub struct Claims {
     sets: Vec<Vec<u32>>,
     /// Sets that are groups of the split (the first ones); a further one is the rest.
     groups: usize,
+    /// The level last written into each set's word, as issued on the host (the device's word
+    /// takes it when the claimer's stream gets there).
+    issued: Vec<AtomicU32>,
 }
 
 impl Claims {
@@ -112,6 +162,7 @@ impl Claims {
             // A word for every group index a kernel may read, RS_NO_GROUP's never written.
             levels: DeviceBuffer::filled(device, RS_NO_GROUP as usize + 1, 0)?,
             group_of: DeviceBuffer::from_host(device, &group_of)?,
+            issued: sets.iter().map(|_| AtomicU32::new(0)).collect(),
             sets,
             groups: device.split()?.group_count() as usize,
         })
@@ -142,7 +193,17 @@ impl Claims {
             group_of: self.group_of.ptr(),
             trace: t.trace,
             level: t.level,
-            _pad: 0,
+            chain: t.chain.word(),
+        }
+    }
+
+    /// Whether a claim above `level` is up, as issued on the host, on a set `part` may run on
+    /// (any set for the whole device).
+    pub fn claimed_above(&self, part: &Partition, level: u32) -> bool {
+        let above = |s: usize| self.issued.get(s).is_some_and(|l| l.load(Ordering::Relaxed) > level);
+        match part.groups() {
+            None => (0..self.issued.len()).any(above),
+            Some(_) => self.sets_of(part).into_iter().any(above),
         }
     }
 
@@ -178,6 +239,12 @@ impl Claims {
             })
             .collect();
         // SAFETY: the caller's contract; every address is a word of `levels`.
-        unsafe { super::driver::stream::batch_mem_op(stream, &mut ops) }.call("cuStreamBatchMemOp")
+        unsafe { super::driver::stream::batch_mem_op(stream, &mut ops) }.call("cuStreamBatchMemOp")?;
+        for &s in sets {
+            if let Some(l) = self.issued.get(s) {
+                l.store(level, Ordering::Relaxed);
+            }
+        }
+        Ok(())
     }
 }

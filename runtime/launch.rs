@@ -158,6 +158,11 @@ impl KernelTable {
         &self.kernels[id.index()]
     }
 
+    /// Whether kernel `id` has a build that takes its units from the ticket's counter.
+    pub fn has_counted(&self, id: KernelId) -> bool {
+        self.counted[id.index()].is_some()
+    }
+
     /// The loaded kernel `id` that takes its units from the ticket's counter and reads claims,
     /// or the plain one where the kernel has no such variant (it orders its units itself).
     pub fn counted(&self, id: KernelId) -> &LoadedKernel {

@@ -24,7 +24,7 @@ mod trace;
 pub mod work;
 
 pub use blas::{BlasGemm, BlasLt, BlasShape};
-pub use claims::{claim_level, Claims, Ticket, UnitOrder};
+pub use claims::{claim_level, Chain, Claims, Ticket, UnitOrder};
 pub use device::{mps_control_path, Device, DeviceInfo, PartitionSupport, PriorityRange};
 pub(crate) use error::check;
 pub use error::{is_sticky, Error, PartitionError, Result};
@@ -41,4 +41,4 @@ pub(crate) use tenant::OrderEvent;
 pub use tenant::{PlanSet, Recorded, Tenant};
 pub use timer::EventTimer;
 pub use trace::{unix_ns, GpuSlice, LaunchRecord, Timeline, TraceSink};
-pub use work::{Launch, Work};
+pub use work::{Issued, Launch, Work};

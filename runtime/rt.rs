@@ -3,7 +3,7 @@
 //! ([`Runtime::units`], [`Runtime::issue`]).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use cudarc::driver::sys;
@@ -12,10 +12,10 @@ use parking_lot::Mutex;
 use super::launch::{self, Grid, KernelTable, Placement};
 use super::policy;
 use super::{
-    BlasGemm, BlasLt, BlasShape, Claims, Device, Error, LaunchRecord, MinSms, Partition, PartitionError, PartitionId,
-    PartitionPool, PoolSpec, Result, Scheduler, Ticket, Timeline, TraceSink, UnitOrder,
+    BlasGemm, BlasLt, BlasShape, Chain, Claims, Device, Error, LaunchRecord, MinSms, Partition, PartitionError,
+    PartitionId, PartitionPool, PoolSpec, Result, Scheduler, Ticket, Timeline, TraceSink, UnitOrder,
 };
-use crate::kernels::abi::{GemmParams, RsTicket, RS_ACT_NONE};
+use crate::kernels::abi::{GemmParams, RS_ACT_NONE};
 use crate::kernels::{Kernel, KernelId, Params};
 
 /// cuBLASLt, loaded on first use, with its plans by shape and SM-count target.
@@ -39,6 +39,8 @@ pub struct Runtime {
     units: UnitOrder,
     /// A claimer is known ([`Runtime::expect_claims`]): launches of [`UnitOrder::Auto`] count.
     claimers: AtomicBool,
+    /// Continuations issued ([`Chain`]).
+    continuations: AtomicU64,
     kernels: KernelTable,
     pool: PartitionPool,
     device: Device,
@@ -61,6 +63,7 @@ impl Runtime {
             claims,
             units,
             claimers: AtomicBool::new(false),
+            continuations: AtomicU64::new(0),
             scheduler: None,
             timeline: OnceLock::new(),
             trace: OnceLock::new(),
@@ -193,7 +196,25 @@ impl Runtime {
         };
         self.device.bind()?;
         // SAFETY: forwarded contract; the context is current.
-        unsafe { self.issue(kernel, params, units, part, stream, placement.grid, ticket) }
+        unsafe {
+            self.issue(kernel, params, units, part, stream, placement.grid, Ticket { chain: Chain::Alone, ..ticket })
+        }
+        .map(|(grid, _)| grid)
+    }
+
+    /// Whether a claim above `level` is up (as issued) on SMs `part` may run on: a launch of
+    /// that level there is followed by a continuation ([`Chain`]).
+    pub(crate) fn claimed_above(&self, part: &Partition, level: u32) -> bool {
+        self.claims.as_ref().is_ok_and(|c| c.claimed_above(part, level))
+    }
+
+    /// How many continuations its tenants have issued ([`Chain`]).
+    pub fn continuations(&self) -> u64 {
+        self.continuations.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_continuation(&self) {
+        self.continuations.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The same runtime with its launches' units taken in `order` (instead of
@@ -272,7 +293,10 @@ impl Runtime {
 
     /// The last step of every launch, whoever placed it ([`Runtime::launch`] or a tenant): sizes
     /// the grid for `units` on `part`'s SMs and issues the kernel on `stream`, one of `part`'s.
-    /// Returns the grid.
+    /// Returns the grid and, where `ticket` asks for a continuation ([`Chain::Followed`]) and
+    /// the launch takes its units from a counter, that counter: the caller then issues the
+    /// continuation ([`Chain::Continues`]) after it. A continuation takes its units from the
+    /// counter it names.
     ///
     /// # Safety
     /// As [`Runtime::launch`]; `params` passed [`Runtime::units`]; the caller has bound the
@@ -287,25 +311,45 @@ impl Runtime {
         stream: sys::CUstream,
         grid: Grid,
         ticket: Ticket,
-    ) -> Result<u32> {
+    ) -> Result<(u32, Option<u64>)> {
         let id = kernel.id();
+        let continued = match ticket.chain {
+            Chain::Continues { counter, .. } if counter != 0 && self.kernels.has_counted(id) => Some(counter),
+            Chain::Continues { .. } => {
+                return Err(Error::Launch {
+                    kernel: id.name(),
+                    reason: "a continuation needs a counted kernel's counter".into(),
+                })
+            }
+            _ => None,
+        };
         // Counted (a counter, claims, a trace) or the plain unit order and its code.
-        let counts = self.counts_units();
+        let counts = self.counts_units() || continued.is_some();
         let counted = counts || ticket.trace != 0;
         let loaded = if counted { self.kernels.counted(id) } else { self.kernels.get(id) };
-        let Some(grid) = grid.blocks(units, part.sms(), loaded.blocks_per_sm) else {
+        let Some(blocks) = grid.blocks(units, part.sms(), loaded.blocks_per_sm) else {
             return Err(Error::Launch { kernel: id.name(), reason: format!("{grid:?}: not 1 to 2^31 - 1 blocks") });
         };
-        let counter = if counts { part.counter_of(stream) } else { 0 };
+        let counter = continued.unwrap_or(if counts { part.counter_of(stream) } else { 0 });
+        // A continuation follows a launch whose blocks take units from a counter and read
+        // claims: a counted kernel with more units than blocks, on a runtime with claim tables.
+        let follows = ticket.chain == Chain::Followed
+            && counter != 0
+            && self.kernels.has_counted(id)
+            && units > u64::from(blocks)
+            && self.claims.is_ok();
+        let chain = if follows || continued.is_some() { ticket.chain } else { Chain::Alone };
+        let ticket = Ticket { chain, ..ticket };
         let ticket = match &self.claims {
             Ok(claims) if counted => claims.ticket(counter, ticket),
-            _ => RsTicket { counter, trace: ticket.trace, ..RsTicket::default() },
+            _ => super::claims::ticket_without_claims(counter, ticket),
         };
         // SAFETY: `Kernel<P>` ties P to the kernel (both variants take it); the caller vouches
         // for the addresses and made the primary context current; the stream belongs to this
-        // device, and the counter is this stream's, whose launches run one after another.
-        unsafe { launch::launch_raw(loaded, grid, stream, params, &ticket)? };
-        Ok(grid)
+        // device, and the counter is this stream's, whose launches run one after another (or
+        // the continued launch's, which ran before this one and whose stream waits for it).
+        unsafe { launch::launch_raw(loaded, blocks, stream, params, &ticket)? };
+        Ok((blocks, follows.then_some(counter)))
     }
 
     /// Loads cuBLASLt and allocates its workspace if that has not been done yet. The first

@@ -13,7 +13,7 @@ use super::driver;
 use super::error::{DriverContext, Error, Result};
 use super::policy::{priority_level, Blocks, Demand, Duty, PriorityClass, Region, TenantId};
 use super::work::{Ask, Launch, Target, Work};
-use super::{Grid, GroupRange, PartitionError, Placement, Plan, Runtime};
+use super::{Chain, Grid, GroupRange, PartitionError, Placement, Plan, Runtime};
 use crate::kernels::{Kernel, Params};
 
 #[derive(Debug, Clone, Copy)]
@@ -332,22 +332,50 @@ impl Tenant {
         };
         let placed = self.place(&work, units)?;
         let mut output = W::Output::default();
+        let mut follow = None;
         let launched = self.timed(
             placed.target.stream,
             || work.name(),
             placed.partition,
             // SAFETY: forwarded contract; the context is current and the stream is the target's.
             || {
-                unsafe { work.issue(&self.rt, &placed.target) }.map(|(grid, out)| {
+                unsafe { work.issue(&self.rt, &placed.target) }.map(|(issued, out)| {
                     output = out;
-                    grid
+                    follow = issued.follow;
+                    issued.grid
                 })
             },
         );
         if let (Ok(grid), Some(kernel)) = (&launched, work.kernel()) {
             self.trace(kernel, placed.partition, *grid);
         }
-        self.placed(placed, launched).map(|_| output)
+        let level = placed.target.level;
+        let grid = *launched.as_ref().unwrap_or(&0);
+        self.placed(placed, launched)?;
+        if let Some(counter) = follow {
+            // SAFETY: forwarded contract: the same work, after the launch it continues.
+            unsafe { self.continue_after(&work, units, level, counter, grid) }?;
+        }
+        Ok(output)
+    }
+
+    /// Issues the continuation of a library launch made while SMs it may run on were claimed
+    /// ([`Chain`]): the same work again, after it, on the whole device at the least priority,
+    /// taking from `counter` the units that its blocks which left for the claim did not do
+    /// (its `grid` blocks did their first units). The tenant's later work follows it.
+    ///
+    /// # Safety
+    /// The contract of the work's kind, as for the launch it continues.
+    unsafe fn continue_after<W: Work>(&self, work: &W, units: u64, level: u32, counter: u64, grid: u32) -> Result<()> {
+        let part = self.rt.pool().get(super::PartitionId::WHOLE)?;
+        let stream = part.stream_in(self.id as usize, priority_level(false, true))?;
+        self.order_to(stream)?;
+        let chain = Chain::Continues { counter, grid };
+        let target = Target { part, stream, grid: Grid::Auto, units, pick: (0, false), level, chain };
+        // SAFETY: the caller's contract; the context is current and the stream is the target's.
+        unsafe { work.issue(&self.rt, &target) }?;
+        self.rt.count_continuation();
+        Ok(())
     }
 
     /// The placement step of every piece of work of this tenant, as `work` asks: its fixed
@@ -361,7 +389,9 @@ impl Tenant {
         let pool = self.rt.pool();
         let whole = super::PartitionId::WHOLE;
         let level = super::claims::claim_level(Some(self.class));
-        let at = |part, stream, grid| Target { part, stream, grid, units, pick: (0, false), level };
+        let at_level = level;
+        let at =
+            |part, stream, grid| Target { part, stream, grid, units, pick: (0, false), level, chain: Chain::Alone };
         let own_level = priority_level(self.class == PriorityClass::LatencyCritical, false);
         match (work.ask(), self.mode) {
             (Ask::Origin, _) => {
@@ -440,7 +470,15 @@ impl Tenant {
                     if capturing.is_none() {
                         self.claim_for(sched, partition, stream)?;
                     }
-                    Ok(Placed { partition, target: at(part, stream, grid), scheduled: None })
+                    // Where another tenant claims SMs this kernel may run on, a continuation
+                    // takes what its blocks there leave (its streams are this tenant's alone, so
+                    // nothing else takes from its counter meanwhile).
+                    let chain = if capturing.is_none() && self.rt.claimed_above(part, at_level) {
+                        Chain::Followed
+                    } else {
+                        Chain::Alone
+                    };
+                    Ok(Placed { partition, target: Target { chain, ..at(part, stream, grid) }, scheduled: None })
                 })?;
                 self.placed.set(Some((region, placed.target.stream)));
                 Ok(placed)

@@ -14,7 +14,8 @@ use cudarc::driver::sys;
 
 use super::policy::Region;
 use super::{
-    Error, ForeignGrid, ForeignKernel, Grid, Partition, Placement, Plan, PlanSet, Recorded, Result, Runtime, Ticket,
+    Chain, Error, ForeignGrid, ForeignKernel, Grid, Partition, Placement, Plan, PlanSet, Recorded, Result, Runtime,
+    Ticket,
 };
 use crate::kernels::abi::GemmParams;
 use crate::kernels::{Kernel, KernelId, Params};
@@ -52,6 +53,26 @@ pub struct Target<'a> {
     pub pick: (usize, bool),
     /// The claim level of the library's kernels ([`claim_level`](super::claim_level)).
     pub level: u32,
+    /// Whether a library kernel is to be followed by a continuation (SMs it may run on are
+    /// claimed), or is one ([`Chain`]).
+    pub chain: Chain,
+}
+
+/// What issuing a piece of work launched.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Issued {
+    /// Its grid (0 where it has none).
+    pub grid: u32,
+    /// The unit counter a continuation is to take from ([`Chain::Followed`] granted by
+    /// the runtime's issue step), or `None`.
+    pub follow: Option<u64>,
+}
+
+impl Issued {
+    /// A launch of `grid` blocks that no continuation follows.
+    fn alone(grid: u32) -> Issued {
+        Issued { grid, follow: None }
+    }
 }
 
 mod sealed {
@@ -86,12 +107,12 @@ pub trait Work: sealed::Sealed {
     fn recorded(&self) -> Result<Option<Recorded>> {
         Ok(None)
     }
-    /// Enqueues it on `at.stream`, whose context is current; returns the grid it launched (0
-    /// where it has none) and its output.
+    /// Enqueues it on `at.stream`, whose context is current; returns what it launched and its
+    /// output.
     ///
     /// # Safety
     /// The submitter's contract for this kind (see each kind).
-    unsafe fn issue(&self, rt: &Runtime, at: &Target<'_>) -> Result<(u32, Self::Output)>;
+    unsafe fn issue(&self, rt: &Runtime, at: &Target<'_>) -> Result<(Issued, Self::Output)>;
 }
 
 /// A kernel of the library with its params.
@@ -129,9 +150,9 @@ impl<P: Params> Work for Launch<'_, P> {
         let launch = std::rc::Rc::new(move |rt: &Runtime, pl: Placement| unsafe { rt.launch(kernel, &p, pl) });
         Ok(Some(Recorded::new(kernel.id(), p.shape_key(), p.units(kernel.id()), launch)))
     }
-    unsafe fn issue(&self, rt: &Runtime, at: &Target<'_>) -> Result<(u32, u32)> {
+    unsafe fn issue(&self, rt: &Runtime, at: &Target<'_>) -> Result<(Issued, u32)> {
         // SAFETY: the submitter's contract; the stream is one of `at.part`'s.
-        let grid = unsafe {
+        let (grid, follow) = unsafe {
             rt.issue(
                 self.kernel,
                 self.params,
@@ -139,10 +160,10 @@ impl<P: Params> Work for Launch<'_, P> {
                 at.part,
                 at.stream,
                 at.grid,
-                Ticket { level: at.level, trace: 0 },
+                Ticket { level: at.level, trace: 0, chain: at.chain },
             )
         }?;
-        Ok((grid, grid))
+        Ok((Issued { grid, follow }, grid))
     }
 }
 
@@ -182,10 +203,10 @@ impl Work for Foreign<'_> {
             reason: format!("{}: a recording for the profiler holds the library's kernels only", self.kernel.name()),
         })
     }
-    unsafe fn issue(&self, _: &Runtime, at: &Target<'_>) -> Result<(u32, u64)> {
+    unsafe fn issue(&self, _: &Runtime, at: &Target<'_>) -> Result<(Issued, u64)> {
         // SAFETY: the submitter's contract; the context is current.
         let blocks = unsafe { self.kernel.issue(self.grid, at.part.sms(), at.grid, at.stream, self.args) }?;
-        Ok((u32::try_from(blocks).unwrap_or(u32::MAX), blocks))
+        Ok((Issued::alone(u32::try_from(blocks).unwrap_or(u32::MAX)), blocks))
     }
 }
 
@@ -206,9 +227,9 @@ impl Work for Blas<'_> {
     fn ask(&self) -> Ask<'_> {
         Ask::Whole
     }
-    unsafe fn issue(&self, rt: &Runtime, at: &Target<'_>) -> Result<(u32, ())> {
+    unsafe fn issue(&self, rt: &Runtime, at: &Target<'_>) -> Result<(Issued, ())> {
         // SAFETY: the submitter's contract.
-        unsafe { rt.blas_gemm(self.0, at.part, at.stream) }.map(|()| (0, ()))
+        unsafe { rt.blas_gemm(self.0, at.part, at.stream) }.map(|()| (Issued::alone(0), ()))
     }
 }
 
@@ -237,12 +258,12 @@ impl Work for Replay<'_> {
             Replay::Set(set) => Ask::Plans(set.regions()),
         }
     }
-    unsafe fn issue(&self, rt: &Runtime, at: &Target<'_>) -> Result<(u32, usize)> {
+    unsafe fn issue(&self, rt: &Runtime, at: &Target<'_>) -> Result<(Issued, usize)> {
         let (i, borrowed) = at.pick;
         let plan = match self {
             Replay::Plan(plan) => plan,
             Replay::Set(set) => set.plan(i, borrowed),
         };
-        plan.launch(rt, at.stream).map(|()| (0, i))
+        plan.launch(rt, at.stream).map(|()| (Issued::alone(0), i))
     }
 }

@@ -2,7 +2,8 @@
 //! measured; a claim emptying its SMs of a best-effort tenant's GEMM blocks within a work
 //! unit, timed with `%globaltimer` by a watcher kernel on SMs of its own; outputs bitwise
 //! equal to unclaimed runs while claims come and go; a launch whose every SM is claimed still
-//! finishing; and what taking units from a counter costs (printed, for the docs).
+//! finishing; a launch made while its SMs are claimed continued on the SMs nobody claims;
+//! and what taking units from a counter costs (printed, for the docs).
 
 use std::collections::BTreeSet;
 use std::ffi::c_void;
@@ -14,10 +15,10 @@ use rand::rngs::StdRng;
 use rand::Rng;
 use rightsize::kernels::abi::*;
 use rightsize::kernels::{self as k, gemm_wgmma_kernel, Kernel, KernelId};
-use rightsize::runtime::policy::PriorityClass;
+use rightsize::runtime::policy::{GroupRange, PriorityClass, Static};
 use rightsize::runtime::work::Foreign;
 use rightsize::runtime::{
-    claim_level, gemm_tma_params, DeviceBuffer, ForeignGrid, ForeignKernel, ForeignModule, PartitionId,
+    claim_level, gemm_tma_params, DeviceBuffer, ForeignGrid, ForeignKernel, ForeignModule, MinSms, PartitionId,
     PartitionRequest, Placement, PoolSpec, Runtime, Tenant, Ticket, UnitOrder,
 };
 
@@ -204,7 +205,7 @@ fn spin(d: Duration) {
 /// A short latency-critical kernel on the claimed window, at its level.
 fn lc_kernel(rt: &Runtime, out: &DeviceBuffer<u32>) {
     let p = SmidParams { sm: out.ptr(), spin_cycles: 20_000, units: out.len() as u32, _pad: 0 };
-    let t = Ticket { level: claim_level(Some(PriorityClass::LatencyCritical)), trace: 0 };
+    let t = Ticket { level: claim_level(Some(PriorityClass::LatencyCritical)), ..Ticket::default() };
     // SAFETY: `out` holds `units` words.
     unsafe { rt.launch_at(k::SMID_RECORD, &p, lc(), t) }.unwrap();
 }
@@ -286,7 +287,11 @@ fn a_claim_empties_its_sms_within_a_work_unit() {
         for _ in 0..30 {
             watch(&rt, &w, &seen);
             for (out, trace) in outs.iter().zip(&traces) {
-                let t = Ticket { level: claim_level(Some(PriorityClass::BestEffort)), trace: trace.ptr() };
+                let t = Ticket {
+                    level: claim_level(Some(PriorityClass::BestEffort)),
+                    trace: trace.ptr(),
+                    ..Ticket::default()
+                };
                 // SAFETY: as in Gemm::new; the trace holds three words per block.
                 unsafe { rt.launch_at(gemm.kernel, &gemm.with_c(out), Placement::on(be_part()), t) }.unwrap();
             }
@@ -408,7 +413,11 @@ fn outputs_stay_the_same_under_any_claims() {
         let traces: Vec<DeviceBuffer<u64>> =
             (0..5).map(|_| DeviceBuffer::filled(dev, 3 * 132 * 8 * 4, 0).unwrap()).collect();
         let be = Placement::on(be_part());
-        let t = |i: usize| Ticket { level: claim_level(Some(PriorityClass::BestEffort)), trace: traces[i].ptr() };
+        let t = |i: usize| Ticket {
+            level: claim_level(Some(PriorityClass::BestEffort)),
+            trace: traces[i].ptr(),
+            ..Ticket::default()
+        };
         let sms = rt.pool().get(be_part()).unwrap().sms();
         let attn_kernel = k::attention_prefill_kernel(&attn, rt.device().info().compute_capability, sms).unwrap();
         // SAFETY: every buffer holds the sizes its params say; outputs are the fresh ones.
@@ -447,7 +456,7 @@ fn outputs_stay_the_same_under_any_claims() {
     // Every SM of the launch claimed: only the last block out stays, and finishes the rest.
     let out = gemm.output(&rt);
     let trace = gemm.trace(&rt);
-    let t = Ticket { level: claim_level(Some(PriorityClass::BestEffort)), trace: trace.ptr() };
+    let t = Ticket { level: claim_level(Some(PriorityClass::BestEffort)), trace: trace.ptr(), ..Ticket::default() };
     let lc_out = DeviceBuffer::<u32>::filled(dev, 16, 0).unwrap();
     // SAFETY: as in Gemm::new.
     unsafe { rt.launch_at(gemm.kernel, &gemm.with_c(&out), Placement::on(claimed_part()), t) }.unwrap();
@@ -469,6 +478,77 @@ fn outputs_stay_the_same_under_any_claims() {
     );
     let tiles = u64::from(gemm.tp.g.m.div_ceil(128)) * u64::from(gemm.tp.g.n.div_ceil(tile_n(gemm.kernel.id())));
     assert_eq!(u64::from(units), tiles, "every tile done once");
+}
+
+/// A scheduled best-effort tenant's GEMM issued while every SM of its window is claimed is
+/// followed by a continuation on the whole device (runtime/claims.rs `Chain`): the first
+/// launch's blocks leave after their first tiles, the continuation's blocks on SMs nobody
+/// claims do the rest. The output is the unclaimed run's, bit for bit, launch after launch,
+/// with the claim up before the launch, released, or toggled while it runs (so the counter
+/// both launches share ends at zero each time).
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn a_launch_made_under_a_claim_is_continued_on_unclaimed_sms() {
+    let d = device();
+    let (g, groups) = split(&d);
+    // The tenant's window: the first half of the groups, which the claim covers.
+    let window = GroupRange { first: 0, count: groups / 2 };
+    let policy = Static::side_by_side(&[Some(window.count * g)], groups, g).unwrap();
+    let rt = Runtime::with_policy(d, Box::new(policy), MinSms::default(), 1).unwrap();
+    let rt = Arc::new(rt.with_units(UnitOrder::Counted));
+    let be = Tenant::scheduled(rt.clone(), 0, PriorityClass::BestEffort).unwrap();
+    let claim_at = rt.pool().iter().find(|(_, p)| p.groups() == Some(window)).map(|(id, _)| id).unwrap();
+    let claim = Placement { priority_level: 2, ..Placement::on(claim_at) };
+    let lc_level = claim_level(Some(PriorityClass::LatencyCritical));
+
+    let mut rng = fresh_rng("continuations");
+    let gemm = Gemm::new(&rt, &mut rng, 8192, 4096, 1024);
+    let out = gemm.output(&rt);
+    let run = |label: &str| {
+        // SAFETY: as in Gemm::new.
+        unsafe { be.launch(gemm.kernel, &gemm.with_c(&out)) }.unwrap();
+        be.synchronize().unwrap();
+        assert!(bits(&out) == gemm.want, "{label}: the output differs from the unclaimed run");
+    };
+    let timed = |label: &str| {
+        let t = Instant::now();
+        run(label);
+        t.elapsed().as_secs_f64() * 1e6
+    };
+    let free_us = timed("unclaimed");
+    assert_eq!(rt.continuations(), 0, "a launch with no claim up is continued");
+
+    // The claim lands before the launch: every block of the first launch is on a claimed SM.
+    rt.claim(claim, lc_level).unwrap();
+    rt.synchronize().unwrap();
+    let claimed_us = timed("claimed before the launch");
+    assert_eq!(rt.continuations(), 1, "a launch under a claim is continued");
+    for round in 0..3 {
+        run(&format!("claimed, round {round}"));
+    }
+    rt.release(claim).unwrap();
+    rt.synchronize().unwrap();
+    let continued = rt.continuations();
+    run("released");
+    assert_eq!(rt.continuations(), continued, "a launch after the release is continued");
+
+    // The claim issued and released while launches run, at random moments.
+    for round in 0..20 {
+        rt.claim(claim, lc_level).unwrap();
+        // SAFETY: as in Gemm::new.
+        unsafe { be.launch(gemm.kernel, &gemm.with_c(&out)) }.unwrap();
+        spin(Duration::from_micros(rng.random_range(0..300)));
+        rt.release(claim).unwrap();
+        be.synchronize().unwrap();
+        rt.synchronize().unwrap();
+        assert!(bits(&out) == gemm.want, "toggled claim, round {round}: the output differs");
+    }
+    run("after the toggled claims");
+    println!(
+        "continuations: GEMM 8192x4096x1024 on half the device {free_us:.0} us unclaimed, \
+         {claimed_us:.0} us with its window claimed (continued on the other half); {} continuations",
+        rt.continuations()
+    );
 }
 
 fn tile_n(id: KernelId) -> u32 {

@@ -1,0 +1,234 @@
+//! A model of how the counted kernels hand out work units (kernels/common.cuh: `rs::Tickets`,
+//! `rs::Taker`), checked on the CPU: blocks as state machines taking turns on one counter
+//! word in every order a seeded scheduler picks, claims that appear and vanish at any take,
+//! and a continuation (`RsTicket.chain`) that runs after its first launch. Whatever the order
+//! and claims, every unit is done exactly once and the counter is zero at the end, so the next
+//! launch on the stream starts from a clean word. The GPU tests check the kernels themselves
+//! (tests/gpu/claims.rs); this checks the protocol they follow, over far more interleavings.
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// `rs::Tickets`: how the units after each block's first are handed out.
+#[derive(Debug, Clone, Copy)]
+struct Tickets {
+    big: u64,
+    group: u64,
+    grid: u64,
+}
+
+impl Tickets {
+    fn new(units: u64, group: u64, grid: u64) -> Tickets {
+        let rest = units - grid;
+        let tail = group * grid;
+        Tickets { big: if rest > tail { (rest - tail) / group } else { 0 }, group, grid }
+    }
+    fn count(&self, units: u64) -> u64 {
+        self.big + (units - self.grid - self.big * self.group)
+    }
+    fn first(&self, i: u64) -> u64 {
+        self.grid + if i < self.big { i * self.group } else { self.big * self.group + (i - self.big) }
+    }
+    fn size(&self, i: u64) -> u64 {
+        if i < self.big {
+            self.group
+        } else {
+            1
+        }
+    }
+}
+
+/// `RsTicket.chain`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Chain {
+    Alone,
+    Followed,
+    Continues(u64),
+}
+
+/// One block: `rs::Taker` and the units it holds.
+#[derive(Debug, Clone)]
+struct Block {
+    /// Units still to do of the ticket in hand: (next unit, how many left).
+    hand: Option<(u64, u64)>,
+    leaving: bool,
+    last: bool,
+    gone: bool,
+}
+
+struct Launch {
+    units: u64,
+    group: u64,
+    grid: u64,
+    chain: Chain,
+    blocks: Vec<Block>,
+}
+
+impl Launch {
+    fn new(units: u64, group: u64, grid: u64, chain: Chain) -> Launch {
+        let first = |b: u64| match chain {
+            Chain::Continues(_) => None,
+            _ => (b < units).then_some((b, 1)),
+        };
+        let blocks = (0..grid).map(|b| Block { hand: first(b), leaving: false, last: false, gone: false }).collect();
+        Launch { units, group, grid, chain, blocks }
+    }
+
+    fn first_grid(&self) -> u64 {
+        match self.chain {
+            Chain::Continues(g) => g,
+            _ => self.grid,
+        }
+    }
+
+    fn followed(&self) -> bool {
+        self.chain == Chain::Followed
+    }
+
+    /// `Taker::units_of` after the take that read `old`: the ticket, or none (and the last
+    /// block out leaves the word).
+    fn units_of(&mut self, b: usize, counter: &mut u64, old: u64) {
+        let plan = Tickets::new(self.units, self.group, self.first_grid());
+        let (taken, tickets) = (old & 0xffff_ffff, plan.count(self.units));
+        if taken < tickets {
+            self.blocks[b].hand = Some((plan.first(taken), plan.size(taken)));
+            return;
+        }
+        if self.blocks[b].last || (taken - tickets) + (old >> 32) == self.grid - 1 {
+            *counter = if self.followed() { tickets } else { 0 };
+        }
+        self.blocks[b].gone = true;
+    }
+
+    /// One step of block `b` with its hand empty: `Taker::take`, with `claimed` what its read of
+    /// the claim found.
+    fn take(&mut self, b: usize, counter: &mut u64, claimed: bool) {
+        let blk = &mut self.blocks[b];
+        if !blk.last && claimed {
+            blk.leaving = true;
+        }
+        if blk.leaving && !blk.last {
+            let old = *counter;
+            *counter += 1 << 32;
+            let tickets = Tickets::new(self.units, self.group, self.first_grid()).count(self.units);
+            let taken = old & 0xffff_ffff;
+            let found_none = taken.saturating_sub(tickets);
+            let last_out = found_none + (old >> 32) == self.grid - 1;
+            if self.followed() || !last_out {
+                if last_out {
+                    *counter = taken.min(tickets);
+                }
+                self.blocks[b].gone = true;
+                return;
+            }
+            self.blocks[b].last = true;
+        }
+        let old = *counter;
+        *counter += 1;
+        self.units_of(b, counter, old);
+    }
+
+    fn dynamic(&self) -> bool {
+        self.units > self.first_grid()
+    }
+
+    fn done(&self) -> bool {
+        self.blocks.iter().all(|b| b.gone)
+    }
+
+    /// Runs the launch to its end on `counter`, the scheduler picking which block moves and
+    /// whether each claim read finds a claim (`claim_odds` of the time); adds each unit done to
+    /// `done`.
+    fn run(&mut self, counter: &mut u64, rng: &mut StdRng, claim_odds: f64, done: &mut [u32]) {
+        if !self.dynamic() {
+            // The plain order: block b does b, b + grid, …; a continuation has nothing to do.
+            if !matches!(self.chain, Chain::Continues(_)) {
+                for u in 0..self.units {
+                    done[u as usize] += 1;
+                }
+            }
+            return;
+        }
+        while !self.done() {
+            let live: Vec<usize> = (0..self.blocks.len()).filter(|&b| !self.blocks[b].gone).collect();
+            let b = live[rng.random_range(0..live.len())];
+            match self.blocks[b].hand {
+                Some((unit, left)) => {
+                    done[unit as usize] += 1;
+                    self.blocks[b].hand = (left > 1).then_some((unit + 1, left - 1));
+                }
+                None => {
+                    let claimed = rng.random_bool(claim_odds);
+                    self.take(b, counter, claimed);
+                }
+            }
+        }
+    }
+}
+
+/// Runs a launch and, when `followed`, its continuation after it; returns the counter at the
+/// end and how often each unit was done.
+fn launch_and_continue(
+    units: u64,
+    group: u64,
+    grids: (u64, u64),
+    followed: bool,
+    rng: &mut StdRng,
+    odds: (f64, f64),
+) -> (u64, Vec<u32>) {
+    let mut counter = 0u64;
+    let mut done = vec![0u32; units as usize];
+    let chain = if followed { Chain::Followed } else { Chain::Alone };
+    let mut first = Launch::new(units, group, grids.0, chain);
+    first.run(&mut counter, rng, odds.0, &mut done);
+    if followed {
+        let mut cont = Launch::new(units, group, grids.1, Chain::Continues(grids.0));
+        cont.run(&mut counter, rng, odds.1, &mut done);
+    }
+    (counter, done)
+}
+
+#[test]
+fn every_unit_is_done_once_and_the_counter_ends_at_zero_in_any_order_and_under_any_claims() {
+    let mut rng = StdRng::seed_from_u64(0x5eed_c1a1);
+    for case in 0..20_000 {
+        let grid = rng.random_range(1..12u64);
+        let units = rng.random_range(1..6 * grid + 40);
+        let group = [1, 4, 8][rng.random_range(0..3)];
+        let followed = rng.random_bool(0.5);
+        let cont_grid = rng.random_range(1..12u64);
+        // Claims from none to nearly every read; the continuation's SMs are claimed less often.
+        let odds = (rng.random_range(0.0..1.0), rng.random_range(0.0..0.9));
+        let (counter, done) = launch_and_continue(units, group, (grid, cont_grid), followed, &mut rng, odds);
+        let dynamic = units > grid;
+        let what = format!(
+            "case {case}: {units} units, group {group}, grid {grid}, followed {followed} by {cont_grid} blocks, claims {odds:?}"
+        );
+        assert!(done.iter().all(|&d| d == 1), "{what}: units done {done:?}");
+        // A plain-order launch never touches the counter; a continuation only follows a
+        // launch that takes units from it.
+        assert!(!dynamic || counter == 0, "{what}: the counter ends at {counter:#x}");
+    }
+}
+
+#[test]
+fn a_launch_whose_every_read_finds_a_claim_is_finished_by_its_continuation() {
+    let mut rng = StdRng::seed_from_u64(7);
+    let (units, grid) = (200u64, 8u64);
+    // Alone, the last block out does what the others left.
+    let mut counter = 0;
+    let mut done = vec![0u32; units as usize];
+    let mut alone = Launch::new(units, 1, grid, Chain::Alone);
+    alone.run(&mut counter, &mut rng, 1.0, &mut done);
+    assert!(done.iter().all(|&d| d == 1) && counter == 0);
+    // Followed: every block of the first launch leaves after its first unit, and the
+    // continuation, whose SMs nobody claims, does the other 192.
+    let (mut counter, mut done) = (0, vec![0u32; units as usize]);
+    let mut first = Launch::new(units, 1, grid, Chain::Followed);
+    first.run(&mut counter, &mut rng, 1.0, &mut done);
+    assert_eq!(done.iter().sum::<u32>(), grid as u32, "only the first units before the continuation");
+    assert_eq!(counter, 0, "no ticket was taken: the continuation starts from the first");
+    let mut cont = Launch::new(units, 1, 4, Chain::Continues(grid));
+    cont.run(&mut counter, &mut rng, 0.0, &mut done);
+    assert!(done.iter().all(|&d| d == 1) && counter == 0);
+}
