@@ -188,7 +188,8 @@ fn kernel_hash(out: &Path, sources: &[PathBuf], nvcc_version: &str) -> Result<u6
             let path = ptx_dir(out, &stem).join(format!("{stem}.{arch}.ptx"));
             let ptx = fs::read_to_string(&path).map_err(|e| format!("reading nvcc's PTX {}: {e}", path.display()))?;
             hash = image_hash::fnv(hash, arch.as_bytes());
-            hash = image_hash::fnv(hash, image_hash::plain_code(&ptx).as_bytes());
+            let code = image_hash::plain_code(&ptx).map_err(|e| format!("hashing {}: {e}", path.display()))?;
+            hash = image_hash::fnv(hash, code.as_bytes());
         }
     }
     hash = image_hash::fnv(hash, nvcc_version.trim().as_bytes());

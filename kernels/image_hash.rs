@@ -27,9 +27,14 @@ struct Item {
 
 /// The part of `ptx` the plain kernels compile from: module directives, every entry whose
 /// name does not end in [`COUNTED_SUFFIX`], and the functions and variables those use
-/// (transitively), in the module's order, without comments or blank lines.
-pub(crate) fn plain_code(ptx: &str) -> String {
-    let items = items(ptx);
+/// (transitively), in the module's order, without comments or blank lines. Refused where the
+/// module does not split into one definition a statement (then the hash could miss code).
+pub(crate) fn plain_code(ptx: &str) -> Result<String, String> {
+    let items = items(&without_block_comments(ptx));
+    if let Some(it) = items.iter().find(|it| definitions(&it.text) > 1) {
+        let head: String = it.text.lines().take(2).collect::<Vec<_>>().join(" ");
+        return Err(format!("PTX statement with more than one definition, from `{head}`"));
+    }
     let by_name: HashMap<&str, usize> =
         items.iter().enumerate().filter_map(|(i, it)| it.name.as_deref().map(|n| (n, i))).collect();
     let mut kept: HashSet<usize> = HashSet::new();
@@ -59,7 +64,25 @@ pub(crate) fn plain_code(ptx: &str) -> String {
             out.push_str(&it.text);
         }
     }
-    without_path_names(&out)
+    Ok(without_path_names(&out))
+}
+
+/// How many functions and entries `text` defines or declares.
+fn definitions(text: &str) -> usize {
+    text.split_whitespace().filter(|t| *t == ".entry" || *t == ".func").count()
+}
+
+/// `ptx` without its `/* … */` comments (nvcc writes none today; a brace in one would throw
+/// the statements' split off).
+fn without_block_comments(ptx: &str) -> String {
+    let mut out = String::with_capacity(ptx.len());
+    let mut rest = ptx;
+    while let Some(at) = rest.find("/*") {
+        out.push_str(&rest[..at]);
+        rest = rest[at + 2..].split_once("*/").map_or("", |(_, after)| after);
+    }
+    out.push_str(rest);
+    out
 }
 
 /// `text` with the hash nvcc puts into the names of anonymous namespaces and their statics
@@ -188,7 +211,7 @@ mod tests {
 
     #[test]
     fn the_plain_code_keeps_plain_entries_and_what_they_use() {
-        let code = plain_code(MODULE);
+        let code = plain_code(MODULE).unwrap();
         assert!(code.starts_with(".version 9.0\n.target sm_90a\n.address_size 64\n"), "{code}");
         assert!(code.contains(".visible .entry k("), "{code}");
         assert!(code.contains("_Z6helperi(") && code.contains("used_by_helper = 3"), "used transitively: {code}");
@@ -200,7 +223,7 @@ mod tests {
 
     #[test]
     fn comments_and_counted_code_keep_the_hash_and_plain_code_changes_it() {
-        let hash = |ptx: &str| fnv(FNV_START, plain_code(ptx).as_bytes());
+        let hash = |ptx: &str| fnv(FNV_START, plain_code(ptx).unwrap().as_bytes());
         let base = hash(MODULE);
         assert_eq!(hash(&MODULE.replace("// begin inline asm", "// another comment")), base);
         assert_eq!(hash(&MODULE.replace("[_ZZ5takerE5state+4]", "[_ZZ5takerE5state+5]")), base);
@@ -214,10 +237,20 @@ mod tests {
     fn the_path_hash_in_anonymous_namespace_names_is_left_out() {
         let here = ".visible .entry k()\n{\n\tld.global.u32 %r1, [_ZZN37_INTERNAL_d0d5e360_7_norm_cu_2ac595fb39_GLOBAL__N__d0d5e360_7_norm_cu_2ac595fb3rowE];\n}\n";
         let there = here.replace("d0d5e360", "678cb4fc");
-        assert_eq!(plain_code(here), plain_code(&there));
+        let code = |ptx: &str| plain_code(ptx).unwrap();
+        assert_eq!(code(here), code(&there));
         let name = "[_ZZN37_INTERNAL_7_norm_cu_2ac595fb39_GLOBAL__N__7_norm_cu_2ac595fb3rowE]";
-        assert!(plain_code(here).contains(name), "{}", plain_code(here));
-        assert_ne!(plain_code(here), plain_code(&here.replace("7_norm", "7_gemm")));
+        assert!(code(here).contains(name), "{}", code(here));
+        assert_ne!(code(here), code(&here.replace("7_norm", "7_gemm")));
+    }
+
+    #[test]
+    fn block_comments_go_and_a_statement_of_two_definitions_is_refused() {
+        let commented = MODULE.replace(".visible .entry k(", "/* a { brace */.visible .entry k(");
+        assert_eq!(plain_code(&commented).unwrap(), plain_code(MODULE).unwrap());
+        // An unbalanced brace merges the next entry into this one: refused, not hashed short.
+        let merged = MODULE.replace("\tret;\n}\n.visible .entry k(", "\tret;\n.visible .entry k(");
+        assert!(plain_code(&merged).unwrap_err().contains("more than one definition"));
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! A model of how the counted kernels hand out work units (kernels/common.cuh: `rs::Tickets`,
-//! `rs::Taker`), checked on the CPU: blocks as state machines taking turns on one counter
-//! word in every order a seeded scheduler picks, claims that appear and vanish at any take,
-//! and a continuation (`RsTicket.chain`) that runs after its first launch. Whatever the order
+//! `rs::Taker`, and `rs::Units`' taking ahead), checked on the CPU: blocks as state machines
+//! taking turns on one counter word in every order a seeded scheduler picks, claims that
+//! appear and vanish at any read, and a continuation (`RsTicket.chain`) that runs after its
+//! first launch. Blocks take either as `rs::Units` does (the next ticket and the claim read
+//! as a group's last unit begins, used when it ends) or as the Hopper GEMM's producer does
+//! (`Taker::take` when the units in hand are done). Whatever the order
 //! and claims, every unit is done exactly once and the counter is zero at the end, so the next
 //! launch on the stream starts from a clean word. The GPU tests check the kernels themselves
 //! (tests/gpu/claims.rs); this checks the protocol they follow, over far more interleavings.
@@ -51,6 +54,8 @@ enum Chain {
 struct Block {
     /// Units still to do of the ticket in hand: (next unit, how many left).
     hand: Option<(u64, u64)>,
+    /// The ticket taken ahead (the counter before it) and what the claim read with it found.
+    ahead: Option<(u64, bool)>,
     leaving: bool,
     last: bool,
     gone: bool,
@@ -61,17 +66,21 @@ struct Launch {
     group: u64,
     grid: u64,
     chain: Chain,
+    /// Whether blocks take ahead (`rs::Units`) or when their hand is empty (`Taker::take`).
+    ahead: bool,
     blocks: Vec<Block>,
 }
 
 impl Launch {
-    fn new(units: u64, group: u64, grid: u64, chain: Chain) -> Launch {
+    fn new(units: u64, group: u64, grid: u64, chain: Chain, ahead: bool) -> Launch {
         let first = |b: u64| match chain {
             Chain::Continues(_) => None,
             _ => (b < units).then_some((b, 1)),
         };
-        let blocks = (0..grid).map(|b| Block { hand: first(b), leaving: false, last: false, gone: false }).collect();
-        Launch { units, group, grid, chain, blocks }
+        let blocks = (0..grid)
+            .map(|b| Block { hand: first(b), ahead: None, leaving: false, last: false, gone: false })
+            .collect();
+        Launch { units, group, grid, chain, ahead, blocks }
     }
 
     fn first_grid(&self) -> u64 {
@@ -152,12 +161,27 @@ impl Launch {
         while !self.done() {
             let live: Vec<usize> = (0..self.blocks.len()).filter(|&b| !self.blocks[b].gone).collect();
             let b = live[rng.random_range(0..live.len())];
-            match self.blocks[b].hand {
-                Some((unit, left)) => {
+            let blk = &self.blocks[b];
+            match (blk.hand, blk.ahead) {
+                // `Units::begin` of a ticket's last unit: the next ticket and the claim, ahead.
+                (Some((_, 1)), None) if self.ahead && !blk.leaving && !blk.last => {
+                    let old = *counter;
+                    *counter += 1;
+                    self.blocks[b].ahead = Some((old, rng.random_bool(claim_odds)));
+                }
+                (Some((unit, left)), _) => {
                     done[unit as usize] += 1;
                     self.blocks[b].hand = (left > 1).then_some((unit + 1, left - 1));
                 }
-                None => {
+                // `Units::next` after it: the ticket taken ahead; a claim makes it leave after.
+                (None, Some((old, claimed))) => {
+                    self.blocks[b].ahead = None;
+                    self.units_of(b, counter, old);
+                    if claimed {
+                        self.blocks[b].leaving = true;
+                    }
+                }
+                (None, None) => {
                     let claimed = rng.random_bool(claim_odds);
                     self.take(b, counter, claimed);
                 }
@@ -166,23 +190,24 @@ impl Launch {
     }
 }
 
-/// Runs a launch and, when `followed`, its continuation after it; returns the counter at the
-/// end and how often each unit was done.
+/// Runs a launch and, when `followed`, its continuation after it, their blocks taking ahead
+/// or not; returns the counter at the end and how often each unit was done.
 fn launch_and_continue(
     units: u64,
     group: u64,
     grids: (u64, u64),
     followed: bool,
+    ahead: bool,
     rng: &mut StdRng,
     odds: (f64, f64),
 ) -> (u64, Vec<u32>) {
     let mut counter = 0u64;
     let mut done = vec![0u32; units as usize];
     let chain = if followed { Chain::Followed } else { Chain::Alone };
-    let mut first = Launch::new(units, group, grids.0, chain);
+    let mut first = Launch::new(units, group, grids.0, chain, ahead);
     first.run(&mut counter, rng, odds.0, &mut done);
     if followed {
-        let mut cont = Launch::new(units, group, grids.1, Chain::Continues(grids.0));
+        let mut cont = Launch::new(units, group, grids.1, Chain::Continues(grids.0), ahead);
         cont.run(&mut counter, rng, odds.1, &mut done);
     }
     (counter, done)
@@ -194,20 +219,19 @@ fn every_unit_is_done_once_and_the_counter_ends_at_zero_in_any_order_and_under_a
     for case in 0..20_000 {
         let grid = rng.random_range(1..12u64);
         let units = rng.random_range(1..6 * grid + 40);
-        let group = [1, 4, 8][rng.random_range(0..3)];
+        let group = [1, 2, 4, 8][rng.random_range(0..4)];
         let followed = rng.random_bool(0.5);
+        let ahead = rng.random_bool(0.5);
         let cont_grid = rng.random_range(1..12u64);
         // Claims from none to nearly every read; the continuation's SMs are claimed less often.
         let odds = (rng.random_range(0.0..1.0), rng.random_range(0.0..0.9));
-        let (counter, done) = launch_and_continue(units, group, (grid, cont_grid), followed, &mut rng, odds);
-        let dynamic = units > grid;
+        let (counter, done) = launch_and_continue(units, group, (grid, cont_grid), followed, ahead, &mut rng, odds);
         let what = format!(
-            "case {case}: {units} units, group {group}, grid {grid}, followed {followed} by {cont_grid} blocks, claims {odds:?}"
+            "case {case}: {units} units, group {group}, grid {grid}, followed {followed} by {cont_grid} blocks, \
+             ahead {ahead}, claims {odds:?}"
         );
         assert!(done.iter().all(|&d| d == 1), "{what}: units done {done:?}");
-        // A plain-order launch never touches the counter; a continuation only follows a
-        // launch that takes units from it.
-        assert!(!dynamic || counter == 0, "{what}: the counter ends at {counter:#x}");
+        assert_eq!(counter, 0, "{what}: the counter ends at {counter:#x}");
     }
 }
 
@@ -218,17 +242,19 @@ fn a_launch_whose_every_read_finds_a_claim_is_finished_by_its_continuation() {
     // Alone, the last block out does what the others left.
     let mut counter = 0;
     let mut done = vec![0u32; units as usize];
-    let mut alone = Launch::new(units, 1, grid, Chain::Alone);
+    let mut alone = Launch::new(units, 1, grid, Chain::Alone, true);
     alone.run(&mut counter, &mut rng, 1.0, &mut done);
     assert!(done.iter().all(|&d| d == 1) && counter == 0);
-    // Followed: every block of the first launch leaves after its first unit, and the
-    // continuation, whose SMs nobody claims, does the other 192.
+    // Followed: every block of the first launch leaves after its first unit and the ticket
+    // it took ahead with it (rs::Units reads the claim with that take), the last one out hands
+    // the continuation the tickets taken, and the continuation, whose SMs nobody claims, does
+    // the other 184.
     let (mut counter, mut done) = (0, vec![0u32; units as usize]);
-    let mut first = Launch::new(units, 1, grid, Chain::Followed);
+    let mut first = Launch::new(units, 1, grid, Chain::Followed, true);
     first.run(&mut counter, &mut rng, 1.0, &mut done);
-    assert_eq!(done.iter().sum::<u32>(), grid as u32, "only the first units before the continuation");
-    assert_eq!(counter, 0, "no ticket was taken: the continuation starts from the first");
-    let mut cont = Launch::new(units, 1, 4, Chain::Continues(grid));
+    assert_eq!(done.iter().sum::<u32>(), 2 * grid as u32, "first units and tickets taken ahead");
+    assert_eq!(counter, grid, "the counter holds the tickets taken, no block in");
+    let mut cont = Launch::new(units, 1, 4, Chain::Continues(grid), true);
     cont.run(&mut counter, &mut rng, 0.0, &mut done);
     assert!(done.iter().all(|&d| d == 1) && counter == 0);
 }

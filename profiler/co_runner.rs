@@ -10,7 +10,7 @@ use crate::kernels::abi::VectorAddParams;
 use crate::kernels::VECTOR_ADD_F16;
 use crate::runtime::{
     Device, DeviceBuffer, EventTimer, PartitionId, PartitionRequest, PartitionSupport, Placement, PoolSpec, Result,
-    Runtime,
+    Runtime, UnitOrder,
 };
 
 /// Halves per co-runner buffer (128 MiB).
@@ -52,7 +52,9 @@ impl CoRunner {
             .collect();
         // `rest`: the window from the last group also takes the SMs the groups leave over.
         let spec = PoolSpec { partitions, priorities: Vec::new(), lanes: 1, rest: true };
-        let co = Arc::new(Runtime::new(Device::open(rt.device().info().ordinal)?, &spec)?);
+        // The plain kernels, as the profiles' kernel hash names them (kernels/image_hash.rs).
+        let co = Runtime::new(Device::open(rt.device().info().ordinal)?, &spec)?.with_units(UnitOrder::Plain);
+        let co = Arc::new(co);
         let mut windows = vec![None; groups as usize];
         for (id, p) in co.pool().iter() {
             if let Some(g) = p.groups() {

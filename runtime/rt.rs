@@ -314,11 +314,15 @@ impl Runtime {
     ) -> Result<(u32, Option<u64>)> {
         let id = kernel.id();
         let continued = match ticket.chain {
-            Chain::Continues { counter, .. } if counter != 0 && self.kernels.has_counted(id) => Some(counter),
+            // (With a trace its blocks would write over the first launch's, in a buffer sized
+            // for that grid.)
+            Chain::Continues { counter, .. } if counter != 0 && self.kernels.has_counted(id) && ticket.trace == 0 => {
+                Some(counter)
+            }
             Chain::Continues { .. } => {
                 return Err(Error::Launch {
                     kernel: id.name(),
-                    reason: "a continuation needs a counted kernel's counter".into(),
+                    reason: "a continuation needs a counted kernel's counter, and no trace".into(),
                 })
             }
             _ => None,

@@ -332,48 +332,61 @@ impl Tenant {
         };
         let placed = self.place(&work, units)?;
         let mut output = W::Output::default();
-        let mut follow = None;
         let launched = self.timed(
             placed.target.stream,
             || work.name(),
             placed.partition,
             // SAFETY: forwarded contract; the context is current and the stream is the target's.
             || {
-                unsafe { work.issue(&self.rt, &placed.target) }.map(|(issued, out)| {
-                    output = out;
-                    follow = issued.follow;
-                    issued.grid
-                })
+                let (issued, out) = unsafe { work.issue(&self.rt, &placed.target) }?;
+                output = out;
+                if let Some(counter) = issued.follow {
+                    // At once, before any bookkeeping that may fail: until it runs, the
+                    // launch's units are not all done and its counter is not back at zero.
+                    // SAFETY: forwarded contract: the same work, after the launch it continues.
+                    unsafe { self.continue_after(&work, &placed.target, counter, issued.grid) }?;
+                }
+                Ok(issued.grid)
             },
         );
         if let (Ok(grid), Some(kernel)) = (&launched, work.kernel()) {
             self.trace(kernel, placed.partition, *grid);
         }
-        let level = placed.target.level;
-        let grid = *launched.as_ref().unwrap_or(&0);
-        self.placed(placed, launched)?;
-        if let Some(counter) = follow {
-            // SAFETY: forwarded contract: the same work, after the launch it continues.
-            unsafe { self.continue_after(&work, units, level, counter, grid) }?;
-        }
-        Ok(output)
+        self.placed(placed, launched).map(|_| output)
     }
 
-    /// Issues the continuation of a library launch made while SMs it may run on were claimed
-    /// ([`Chain`]): the same work again, after it, on the whole device at the least priority,
-    /// taking from `counter` the units that its blocks which left for the claim did not do
-    /// (its `grid` blocks did their first units). The tenant's later work follows it.
+    /// Issues the continuation of a library launch on `first` made while SMs it may run on
+    /// were claimed ([`Chain`]): the same work again, after it, on the whole device at the
+    /// least priority, taking from `counter` the units that its blocks which left for the
+    /// claim did not do (its `grid` blocks did their first units). The first launch's stream
+    /// then waits for it, so nothing queued there later (this tenant's work, or a launch of
+    /// lane 0 that is not this tenant's) takes from the counter while it runs. Where it cannot
+    /// be issued there, it goes on the first launch's own stream, whose blocks on claimed SMs
+    /// leave the rest to the last of them.
     ///
     /// # Safety
-    /// The contract of the work's kind, as for the launch it continues.
-    unsafe fn continue_after<W: Work>(&self, work: &W, units: u64, level: u32, counter: u64, grid: u32) -> Result<()> {
-        let part = self.rt.pool().get(super::PartitionId::WHOLE)?;
-        let stream = part.stream_in(self.id as usize, priority_level(false, true))?;
-        self.order_to(stream)?;
+    /// The contract of the work's kind, as for the launch it continues; the context is current.
+    unsafe fn continue_after<W: Work>(&self, work: &W, first: &Target<'_>, counter: u64, grid: u32) -> Result<()> {
         let chain = Chain::Continues { counter, grid };
-        let target = Target { part, stream, grid: Grid::Auto, units, pick: (0, false), level, chain };
-        // SAFETY: the caller's contract; the context is current and the stream is the target's.
-        unsafe { work.issue(&self.rt, &target) }?;
+        let elsewhere = || -> Result<()> {
+            let part = self.rt.pool().get(super::PartitionId::WHOLE)?;
+            let stream = part.stream_in(self.id as usize, priority_level(false, true))?;
+            self.order_to(stream)?;
+            let target = Target { part, stream, grid: Grid::Auto, chain, pick: (0, false), ..*first };
+            // SAFETY: the caller's contract; the stream is the target's.
+            unsafe { work.issue(&self.rt, &target) }?;
+            self.order_to(first.stream)
+        };
+        if let Err(e) = elsewhere() {
+            // The counter holds the first launch's leftover units until some continuation runs.
+            self.order_to(first.stream)?;
+            let target = Target { chain, pick: (0, false), ..*first };
+            // SAFETY: as above, on the stream the first launch went to.
+            unsafe { work.issue(&self.rt, &target) }.map_err(|again| Error::Launch {
+                kernel: "continuation",
+                reason: format!("{e}; on its own stream: {again}"),
+            })?;
+        }
         self.rt.count_continuation();
         Ok(())
     }

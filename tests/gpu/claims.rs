@@ -502,13 +502,42 @@ fn a_launch_made_under_a_claim_is_continued_on_unclaimed_sms() {
     let lc_level = claim_level(Some(PriorityClass::LatencyCritical));
 
     let mut rng = fresh_rng("continuations");
+    let dev = rt.device();
+    let up = |v: Vec<f16>| DeviceBuffer::from_host(dev, &v).unwrap();
+    let rand = |rng: &mut StdRng, n: usize| -> Vec<f16> {
+        (0..n).map(|_| f16::from_f32(rng.random_range(-1.0..1.0))).collect()
+    };
     let gemm = Gemm::new(&rt, &mut rng, 8192, 4096, 1024);
     let out = gemm.output(&rt);
+    // A decode GEMM (M = 8: the skinny kernel, which loads its first unit's weights before
+    // its loop) and an elementwise kernel (units taken in groups), both with more units than
+    // the window's blocks.
+    let (sn, sk) = (16384u32, 1024u32);
+    let (sa, sb) = (up(rand(&mut rng, 8 * sk as usize)), up(rand(&mut rng, (sn * sk) as usize)));
+    let skinny_out = DeviceBuffer::<f16>::filled(dev, (8 * sn) as usize, 0xff).unwrap();
+    let skinny = GemmParams { c: skinny_out.ptr(), ..GemmParams::dense(sa.ptr(), sb.ptr(), 0, 8, sn, sk) };
+    let vn = 1u64 << 24;
+    let (va, vb) = (up(rand(&mut rng, vn as usize)), up(rand(&mut rng, vn as usize)));
+    let add_out = DeviceBuffer::<f16>::filled(dev, vn as usize, 0xff).unwrap();
+    let add = VectorAddParams { a: va.ptr(), b: vb.ptr(), c: add_out.ptr(), n: vn };
+    // SAFETY: the buffers hold the sizes the params name.
+    unsafe {
+        rt.launch(k::GEMM_SKINNY_8, &skinny, Placement::WHOLE).unwrap();
+        rt.launch(k::VECTOR_ADD_F16, &add, Placement::WHOLE).unwrap();
+    }
+    rt.synchronize().unwrap();
+    let (skinny_want, add_want) = (bits(&skinny_out), bits(&add_out));
     let run = |label: &str| {
-        // SAFETY: as in Gemm::new.
-        unsafe { be.launch(gemm.kernel, &gemm.with_c(&out)) }.unwrap();
+        // SAFETY: as in Gemm::new, and above.
+        unsafe {
+            be.launch(gemm.kernel, &gemm.with_c(&out)).unwrap();
+            be.launch(k::GEMM_SKINNY_8, &skinny).unwrap();
+            be.launch(k::VECTOR_ADD_F16, &add).unwrap();
+        }
         be.synchronize().unwrap();
-        assert!(bits(&out) == gemm.want, "{label}: the output differs from the unclaimed run");
+        assert!(bits(&out) == gemm.want, "{label}: the GEMM's output differs from the unclaimed run");
+        assert!(bits(&skinny_out) == skinny_want, "{label}: the skinny GEMM's output differs");
+        assert!(bits(&add_out) == add_want, "{label}: the vector add's output differs");
     };
     let timed = |label: &str| {
         let t = Instant::now();
@@ -522,7 +551,7 @@ fn a_launch_made_under_a_claim_is_continued_on_unclaimed_sms() {
     rt.claim(claim, lc_level).unwrap();
     rt.synchronize().unwrap();
     let claimed_us = timed("claimed before the launch");
-    assert_eq!(rt.continuations(), 1, "a launch under a claim is continued");
+    assert_eq!(rt.continuations(), 3, "each launch under a claim is continued");
     for round in 0..3 {
         run(&format!("claimed, round {round}"));
     }
@@ -535,18 +564,25 @@ fn a_launch_made_under_a_claim_is_continued_on_unclaimed_sms() {
     // The claim issued and released while launches run, at random moments.
     for round in 0..20 {
         rt.claim(claim, lc_level).unwrap();
-        // SAFETY: as in Gemm::new.
-        unsafe { be.launch(gemm.kernel, &gemm.with_c(&out)) }.unwrap();
+        // SAFETY: as in Gemm::new, and above.
+        unsafe {
+            be.launch(gemm.kernel, &gemm.with_c(&out)).unwrap();
+            be.launch(k::GEMM_SKINNY_8, &skinny).unwrap();
+            be.launch(k::VECTOR_ADD_F16, &add).unwrap();
+        }
         spin(Duration::from_micros(rng.random_range(0..300)));
         rt.release(claim).unwrap();
         be.synchronize().unwrap();
         rt.synchronize().unwrap();
-        assert!(bits(&out) == gemm.want, "toggled claim, round {round}: the output differs");
+        assert!(bits(&out) == gemm.want, "toggled claim, round {round}: the GEMM's output differs");
+        assert!(bits(&skinny_out) == skinny_want, "toggled claim, round {round}: the skinny GEMM's output differs");
+        assert!(bits(&add_out) == add_want, "toggled claim, round {round}: the vector add's output differs");
     }
     run("after the toggled claims");
     println!(
-        "continuations: GEMM 8192x4096x1024 on half the device {free_us:.0} us unclaimed, \
-         {claimed_us:.0} us with its window claimed (continued on the other half); {} continuations",
+        "continuations: GEMM 8192x4096x1024, skinny GEMM 8x16384x1024 and a 2^24 vector add on half \
+         the device {free_us:.0} us unclaimed, {claimed_us:.0} us with its window claimed (continued on the \
+         other half); {} continuations",
         rt.continuations()
     );
 }
