@@ -1,4 +1,7 @@
 //! What a profile's `kernel_image_hash` identifies: the code of the kernels the profiler times.
+//! build.rs hashes each plain kernel's code on its own (`entry_codes`; a profile records the
+//! hash of the kernels its request launches, kernels/mod.rs `kernels_hash`) and all of them
+//! together (`plain_code`, `IMAGE_HASH`, which `rightsize info` shows).
 //!
 //! Profiles are measured in the plain unit order (runtime/claims.rs `UnitOrder`), so they time
 //! each kernel's plain build, never its claimable `_counted` twin (`RS_KERNEL_PAIR`,
@@ -30,22 +33,44 @@ struct Item {
 /// (transitively), in the module's order, without comments or blank lines. Refused where the
 /// module does not split into one definition a statement (then the hash could miss code).
 pub(crate) fn plain_code(ptx: &str) -> Result<String, String> {
+    let items = checked_items(ptx)?;
+    let roots = (0..items.len()).filter(|&i| is_plain_entry(&items[i])).collect();
+    Ok(closure(&items, roots))
+}
+
+/// Each plain entry of `ptx` by name, with the part of the module it compiles from: the
+/// module directives, the entry, and the functions and variables it uses (transitively). A
+/// profile names the kernels it times by these (kernels/mod.rs `kernels_hash`), so an edit to
+/// one kernel leaves the profiles of requests that do not launch it as they are.
+pub(crate) fn entry_codes(ptx: &str) -> Result<Vec<(String, String)>, String> {
+    let items = checked_items(ptx)?;
+    Ok((0..items.len())
+        .filter(|&i| is_plain_entry(&items[i]))
+        .map(|i| (items[i].name.clone().unwrap_or_default(), closure(&items, vec![i])))
+        .collect())
+}
+
+fn is_plain_entry(it: &Item) -> bool {
+    it.entry && !it.name.as_deref().unwrap_or("").ends_with(COUNTED_SUFFIX)
+}
+
+/// The statements of `ptx`, each one definition at most.
+fn checked_items(ptx: &str) -> Result<Vec<Item>, String> {
     let items = items(&without_block_comments(ptx));
     if let Some(it) = items.iter().find(|it| definitions(&it.text) > 1) {
         let head: String = it.text.lines().take(2).collect::<Vec<_>>().join(" ");
         return Err(format!("PTX statement with more than one definition, from `{head}`"));
     }
+    Ok(items)
+}
+
+/// The module directives, the statements `roots` and the functions and variables they use,
+/// transitively, in the module's order, with the path hash taken out of names.
+fn closure(items: &[Item], mut todo: Vec<usize>) -> String {
     let by_name: HashMap<&str, usize> =
         items.iter().enumerate().filter_map(|(i, it)| it.name.as_deref().map(|n| (n, i))).collect();
+    todo.extend((0..items.len()).filter(|&i| items[i].name.is_none()));
     let mut kept: HashSet<usize> = HashSet::new();
-    let mut todo: Vec<usize> = items
-        .iter()
-        .enumerate()
-        .filter(|(_, it)| {
-            it.name.is_none() || (it.entry && !it.name.as_deref().unwrap_or("").ends_with(COUNTED_SUFFIX))
-        })
-        .map(|(i, _)| i)
-        .collect();
     while let Some(i) = todo.pop() {
         if !kept.insert(i) {
             continue;
@@ -64,7 +89,7 @@ pub(crate) fn plain_code(ptx: &str) -> Result<String, String> {
             out.push_str(&it.text);
         }
     }
-    Ok(without_path_names(&out))
+    without_path_names(&out)
 }
 
 /// How many functions and entries `text` defines or declares.
@@ -242,6 +267,25 @@ mod tests {
         let name = "[_ZZN37_INTERNAL_7_norm_cu_2ac595fb39_GLOBAL__N__7_norm_cu_2ac595fb3rowE]";
         assert!(code(here).contains(name), "{}", code(here));
         assert_ne!(code(here), code(&here.replace("7_norm", "7_gemm")));
+    }
+
+    #[test]
+    fn each_plain_entry_has_its_own_code() {
+        let two = MODULE.replace(
+            "\t// .globl\tk_counted",
+            ".visible .entry other(\n)\n{\n\tst.global.u32 \t[used_by_helper], %r1;\n\tret;\n}\n\t// .globl\tk_counted",
+        );
+        let codes = entry_codes(&two).unwrap();
+        let names: Vec<&str> = codes.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["k", "other"], "plain entries only");
+        let (k, other) = (&codes[0].1, &codes[1].1);
+        assert!(k.contains("_Z6helperi(") && !k.contains(".entry other"), "{k}");
+        assert!(other.contains("used_by_helper = 3") && !other.contains("_Z6helperi("), "{other}");
+        assert!(other.starts_with(".version 9.0\n"), "the module directives: {other}");
+        // An edit to `other` leaves `k`'s code as it is.
+        let edited = entry_codes(&two.replace("[used_by_helper], %r1", "[used_by_helper], %r2")).unwrap();
+        assert_eq!(edited[0], codes[0]);
+        assert_ne!(edited[1], codes[1]);
     }
 
     #[test]

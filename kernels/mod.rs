@@ -8,7 +8,8 @@ use std::ffi::CStr;
 use std::fmt;
 use std::marker::PhantomData;
 
-#[cfg(test)]
+// Reading PTX is build.rs's (and the tests'); the library uses its FNV-1a.
+#[allow(dead_code)]
 mod image_hash;
 mod params;
 pub mod reference;
@@ -40,6 +41,28 @@ mod images {
 }
 
 pub use images::IMAGE_HASH;
+
+impl KernelId {
+    /// The hash of its plain build's code: its PTX on each architecture with the functions and
+    /// variables it uses, nvcc's version and flags (build.rs `kernel_hash`,
+    /// kernels/image_hash.rs). Comments and code only its counted build reaches do not change it.
+    pub fn code_hash(self) -> u64 {
+        let name = self.symbol().to_str().unwrap_or_default();
+        images::KERNEL_HASHES.binary_search_by(|(n, _)| (*n).cmp(name)).map_or(0, |i| images::KERNEL_HASHES[i].1)
+    }
+}
+
+/// What a profile of these kernels records as `kernel_image_hash`: the code hash of each,
+/// once, in id order. An edit to a kernel changes the identity of the profiles of requests
+/// that launch it, and of no others.
+pub fn kernels_hash(ids: impl IntoIterator<Item = KernelId>) -> u64 {
+    let mut ids: Vec<KernelId> = ids.into_iter().collect();
+    ids.sort();
+    ids.dedup();
+    ids.into_iter().fold(image_hash::FNV_START, |hash, id| {
+        image_hash::fnv(image_hash::fnv(hash, id.symbol().to_bytes()), &id.code_hash().to_le_bytes())
+    })
+}
 
 /// Declares the modules (one per `kernels/*.cu`) and the kernels with their module, symbol,
 /// block size, dynamic shared memory and parameter struct, in one table.
@@ -323,6 +346,16 @@ mod tests {
         fn call<P: Params>(self, kernel: Kernel<P>, params: &P) -> Self::Out {
             (kernel.id(), params.units(kernel.id()), params.shape_key())
         }
+    }
+
+    #[test]
+    fn every_kernel_has_its_own_code_hash() {
+        let hashes: std::collections::HashSet<u64> = KernelId::ALL.iter().map(|k| k.code_hash()).collect();
+        assert!(KernelId::ALL.iter().all(|k| k.code_hash() != 0), "a kernel missing from build.rs's table");
+        assert_eq!(hashes.len(), KernelId::ALL.len(), "two kernels with one code hash");
+        let (a, b) = (KernelId::VectorAddF16, KernelId::Embedding);
+        assert_eq!(kernels_hash([a, b, a]), kernels_hash([b, a]), "a set: order and repeats do not count");
+        assert_ne!(kernels_hash([a]), kernels_hash([a, b]));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use super::knees::{knee, knee_beside};
 use super::median;
 use super::profile::{KernelProfile, Point, Profile, ProfileError, SCHEMA_VERSION};
 use super::switch::switch_cost_us;
-use crate::kernels::{KernelId, IMAGE_HASH};
+use crate::kernels::KernelId;
 use crate::runtime::{check, DeviceBuffer, DeviceInfo, EventTimer, Grid, PartitionId, Placement, Recorded, Runtime};
 
 /// Options of a profiling run.
@@ -223,13 +223,13 @@ impl Profile {
         opts: Options,
         sweep: Sweep,
     ) -> Profile {
-        Profile {
+        let mut p = Profile {
             schema_version: SCHEMA_VERSION,
             gpu: info.name.clone(),
             sm_count: info.sm_count,
             granularity,
             driver: info.driver_release.clone(),
-            kernel_image_hash: format!("{IMAGE_HASH:016x}"),
+            kernel_image_hash: String::new(),
             model: model.into(),
             request: request.into(),
             epsilon: opts.epsilon,
@@ -239,6 +239,8 @@ impl Profile {
             kernels: sweep.kernels,
             request_curve: Vec::new(),
             app_kernels: Vec::new(),
-        }
+        };
+        p.kernel_image_hash = p.kernels_hash();
+        p
     }
 }

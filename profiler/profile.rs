@@ -8,7 +8,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::app::AppKernel;
-use crate::kernels::{KernelId, IMAGE_HASH};
+use crate::kernels::{kernels_hash, KernelId};
 use crate::runtime::{DeviceInfo, MinSms};
 
 /// Version of the profile file format. 2: the shape keys of decode attention and KV append no
@@ -99,8 +99,9 @@ pub struct Profile {
     pub granularity: u32,
     /// Driver release.
     pub driver: Option<String>,
-    /// Hash of the kernels it was measured with ([`crate::kernels::IMAGE_HASH`]: the code of
-    /// their plain builds, nvcc's version and flags; kernels/image_hash.rs), hex.
+    /// Hash of the kernels it times, as they were when it was measured ([`Profile::kernels_hash`]:
+    /// the code of their plain builds, nvcc's version and flags), hex. An application's profile
+    /// records the whole library's ([`crate::kernels::IMAGE_HASH`]), as it times none of them.
     pub kernel_image_hash: String,
     /// Model name.
     pub model: String,
@@ -225,9 +226,18 @@ impl Profile {
         Ok(())
     }
 
-    /// Refuses a profile measured on another GPU model or with other kernel images.
+    /// The hash of the kernels it times in this build (each kernel and variant of its request:
+    /// [`kernels_hash`]), hex: what it records when measured, and what a build whose kernels
+    /// it times are the same gives again.
+    pub fn kernels_hash(&self) -> String {
+        let ids =
+            self.kernels.iter().flat_map(|k| std::iter::once(k.kernel).chain(k.variants.iter().map(|(id, _)| *id)));
+        format!("{:016x}", kernels_hash(ids))
+    }
+
+    /// Refuses a profile measured on another GPU model or with other kernels than this build's.
     pub fn check(&self, info: &DeviceInfo) -> Result<(), ProfileError> {
-        let here_hash = format!("{IMAGE_HASH:016x}");
+        let here_hash = self.kernels_hash();
         if self.gpu != info.name || self.sm_count != info.sm_count || self.kernel_image_hash != here_hash {
             return Err(ProfileError::Mismatch {
                 measured: format!(
@@ -268,9 +278,9 @@ mod tests {
 
     #[test]
     fn committed_profiles_are_of_this_builds_kernels() {
-        // The default comparison refuses a profile of other kernels: an edit that changes what
-        // the plain kernels compile to (the hash covers their PTX, kernels/image_hash.rs) must
-        // come with re-measured profiles
+        // The default comparison refuses a profile of other kernels: an edit that changes what a
+        // plain kernel compiles to (each kernel's hash covers its PTX, kernels/image_hash.rs)
+        // must come with re-measured profiles of the requests that launch it
         // (`rightsize profile`; scripts/reprofile.sh measures every one again on a GPU host).
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles");
         let mut seen = 0;
@@ -284,8 +294,9 @@ mod tests {
                 }
                 assert_eq!(
                     p.kernel_image_hash,
-                    format!("{IMAGE_HASH:016x}"),
-                    "{}: measured with other kernels; measure it again (scripts/reprofile.sh on an H200)",
+                    p.kernels_hash(),
+                    "{}: measured with other kernels than this build's; measure it again (scripts/reprofile.sh \
+                     on an H200)",
                     path.display()
                 );
                 seen += 1;

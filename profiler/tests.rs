@@ -2,7 +2,7 @@
 //! against.
 
 use super::{KernelProfile, Point, Profile, RequestPoint, SCHEMA_VERSION};
-use crate::kernels::{KernelId, IMAGE_HASH};
+use crate::kernels::KernelId;
 use crate::runtime::DeviceInfo;
 
 pub(crate) fn pts(v: &[(u32, f64)]) -> Vec<Point> {
@@ -26,13 +26,13 @@ fn kp(kernel: KernelId, calls: u32, full_us: f64, min_sms: u32) -> KernelProfile
 }
 
 pub(crate) fn sample() -> Profile {
-    Profile {
+    let p = Profile {
         schema_version: SCHEMA_VERSION,
         gpu: "NVIDIA H200".into(),
         sm_count: 132,
         granularity: 8,
         driver: None,
-        kernel_image_hash: format!("{IMAGE_HASH:016x}"),
+        kernel_image_hash: String::new(),
         model: "gpt2".into(),
         request: "test".into(),
         epsilon: 0.05,
@@ -45,7 +45,8 @@ pub(crate) fn sample() -> Profile {
             RequestPoint { sms: 132, us: 100.0, step_us: 10.0, co_us: 0.0, co_step_us: 0.0 },
         ],
         app_kernels: Vec::new(),
-    }
+    };
+    Profile { kernel_image_hash: p.kernels_hash(), ..p }
 }
 
 pub(crate) fn device(name: &str, sms: u32) -> DeviceInfo {
