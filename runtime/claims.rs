@@ -100,6 +100,17 @@ pub enum Chain {
 }
 
 impl Chain {
+    /// The chain a launch asking for `self` goes out with. A continuation follows only a
+    /// launch whose blocks take units from a counter (`counter`, a counted build, more units
+    /// than blocks) and read claims (the runtime has claim tables); otherwise it goes alone.
+    pub(crate) fn granted(self, counter: u64, counted_build: bool, units: u64, blocks: u32, claims: bool) -> Chain {
+        match self {
+            Chain::Followed if counter != 0 && counted_build && units > u64::from(blocks) && claims => self,
+            Chain::Followed | Chain::Alone => Chain::Alone,
+            Chain::Continues { .. } => self,
+        }
+    }
+
     /// `RsTicket.chain`.
     fn word(self) -> u32 {
         match self {
@@ -246,5 +257,24 @@ impl Claims {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_continuation_follows_only_a_launch_that_takes_units_from_a_counter_and_reads_claims() {
+        let f = Chain::Followed;
+        assert_eq!(f.granted(0x100, true, 1000, 132, true), f);
+        assert_eq!(f.granted(0, true, 1000, 132, true), Chain::Alone, "no counter: the plain order");
+        assert_eq!(f.granted(0x100, false, 1000, 132, true), Chain::Alone, "no counted build");
+        assert_eq!(f.granted(0x100, true, 132, 132, true), Chain::Alone, "one unit a block: no counter taken");
+        assert_eq!(f.granted(0x100, true, 1000, 132, false), Chain::Alone, "no claim tables: no claim read");
+        assert_eq!(Chain::Alone.granted(0x100, true, 1000, 132, true), Chain::Alone);
+        let c = Chain::Continues { counter: 0x100, grid: 132 };
+        assert_eq!(c.granted(0x100, true, 1000, 66, true), c);
+        assert_eq!((Chain::Alone.word(), Chain::Followed.word(), c.word()), (0, RS_CHAIN_FOLLOWS, 132));
     }
 }

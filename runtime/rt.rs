@@ -337,12 +337,8 @@ impl Runtime {
         let counter = continued.unwrap_or(if counts { part.counter_of(stream) } else { 0 });
         // A continuation follows a launch whose blocks take units from a counter and read
         // claims: a counted kernel with more units than blocks, on a runtime with claim tables.
-        let follows = ticket.chain == Chain::Followed
-            && counter != 0
-            && self.kernels.has_counted(id)
-            && units > u64::from(blocks)
-            && self.claims.is_ok();
-        let chain = if follows || continued.is_some() { ticket.chain } else { Chain::Alone };
+        let chain = ticket.chain.granted(counter, self.kernels.has_counted(id), units, blocks, self.claims.is_ok());
+        let follows = chain == Chain::Followed;
         let ticket = Ticket { chain, ..ticket };
         let ticket = match &self.claims {
             Ok(claims) if counted => claims.ticket(counter, ticket),
