@@ -172,6 +172,11 @@ impl Gemm {
     }
 }
 
+/// `n` halves drawn from [-1, 1).
+fn rand(rng: &mut StdRng, n: usize) -> Vec<f16> {
+    (0..n).map(|_| f16::from_f32(rng.random_range(-1.0..1.0))).collect()
+}
+
 fn bits(b: &DeviceBuffer<f16>) -> Vec<u16> {
     b.to_host().unwrap().iter().map(|h| h.to_bits()).collect()
 }
@@ -353,9 +358,6 @@ fn outputs_stay_the_same_under_any_claims() {
     let mut rng = fresh_rng("claims");
     let dev = rt.device();
     let up = |v: Vec<f16>| DeviceBuffer::from_host(dev, &v).unwrap();
-    let rand = |rng: &mut StdRng, n: usize| -> Vec<f16> {
-        (0..n).map(|_| f16::from_f32(rng.random_range(-1.0..1.0))).collect()
-    };
     let gemm = Gemm::new(&rt, &mut rng, 4096, 4096, 1024);
     // Skinny GEMM (M = 8, K = 1024), layer norm, prefill attention, vector add.
     let (sn, sk) = (16384u32, 1024u32);
@@ -504,9 +506,6 @@ fn a_launch_made_under_a_claim_is_continued_on_unclaimed_sms() {
     let mut rng = fresh_rng("continuations");
     let dev = rt.device();
     let up = |v: Vec<f16>| DeviceBuffer::from_host(dev, &v).unwrap();
-    let rand = |rng: &mut StdRng, n: usize| -> Vec<f16> {
-        (0..n).map(|_| f16::from_f32(rng.random_range(-1.0..1.0))).collect()
-    };
     let gemm = Gemm::new(&rt, &mut rng, 8192, 4096, 1024);
     let out = gemm.output(&rt);
     // A decode GEMM (M = 8: the skinny kernel, which loads its first unit's weights before
