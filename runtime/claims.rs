@@ -214,18 +214,23 @@ impl Claims {
         let above = |s: usize| self.issued.get(s).is_some_and(|l| l.load(Ordering::Relaxed) > level);
         match part.groups() {
             None => (0..self.issued.len()).any(above),
-            Some(_) => self.sets_of(part).into_iter().any(above),
+            Some(_) => self.set_indices(part).any(above),
         }
     }
 
     /// The sets `part` holds: its groups, and the SMs outside the groups when it has them
     /// too; none for the whole device (it is not claimed).
     pub fn sets_of(&self, part: &Partition) -> Vec<usize> {
-        let Some(g) = part.groups() else { return Vec::new() };
+        self.set_indices(part).collect()
+    }
+
+    /// [`Claims::sets_of`] without allocating (the launch path reads it).
+    fn set_indices(&self, part: &Partition) -> impl Iterator<Item = usize> + '_ {
+        let g = part.groups().unwrap_or(super::GroupRange { first: 0, count: 0 });
         let groups = (g.first as usize..g.end() as usize).filter(|&i| i < self.groups);
         let in_groups: usize = groups.clone().map(|i| self.sets[i].len()).sum();
-        let rest = self.sets.len() > self.groups && part.sms() as usize > in_groups;
-        groups.chain(rest.then_some(self.groups)).collect()
+        let rest = part.groups().is_some() && self.sets.len() > self.groups && part.sms() as usize > in_groups;
+        groups.chain(rest.then_some(self.groups))
     }
 
     /// Writes `level` into the claim word of each of `sets` on `stream`, in stream order: a

@@ -402,7 +402,6 @@ impl Tenant {
         let pool = self.rt.pool();
         let whole = super::PartitionId::WHOLE;
         let level = super::claims::claim_level(Some(self.class));
-        let at_level = level;
         let at =
             |part, stream, grid| Target { part, stream, grid, units, pick: (0, false), level, chain: Chain::Alone };
         let own_level = priority_level(self.class == PriorityClass::LatencyCritical, false);
@@ -468,7 +467,7 @@ impl Tenant {
                     sustained,
                     ..Demand::new(self.id, self.class, work.min_sms(sched), units)
                 };
-                let (region, level, blocks) = sched.admit(&demand, capturing);
+                let (region, priority, blocks) = sched.admit(&demand, capturing);
                 let partition = sched.partition(region);
                 let grid = match blocks {
                     Blocks::Resident => Grid::Auto,
@@ -478,15 +477,14 @@ impl Tenant {
                 let tracked = capturing.is_none() && sched.tracks();
                 let placed = self.released_on_error(sched, region, tracked, || {
                     let part = pool.get(partition)?;
-                    let stream = part.stream_in(self.id as usize, level)?;
+                    let stream = part.stream_in(self.id as usize, priority)?;
                     self.order_to(stream)?;
                     if capturing.is_none() {
                         self.claim_for(sched, partition, stream)?;
                     }
                     // Where another tenant claims SMs this kernel may run on, a continuation
-                    // takes what its blocks there leave (its streams are this tenant's alone, so
-                    // nothing else takes from its counter meanwhile).
-                    let chain = if capturing.is_none() && self.rt.claimed_above(part, at_level) {
+                    // takes what its blocks there leave (`Tenant::continue_after`).
+                    let chain = if capturing.is_none() && self.rt.claimed_above(part, level) {
                         Chain::Followed
                     } else {
                         Chain::Alone
