@@ -134,8 +134,13 @@ fn without_path_names(text: &str) -> String {
 
 /// FNV-1a of `bytes` on top of `hash`, with a 0 byte after them (so that concatenations of
 /// different pieces differ).
-pub(crate) fn fnv(mut hash: u64, bytes: &[u8]) -> u64 {
-    for &b in bytes.iter().chain([0u8].iter()) {
+pub(crate) fn fnv(hash: u64, bytes: &[u8]) -> u64 {
+    fnv_bytes(fnv_bytes(hash, bytes), &[0])
+}
+
+/// FNV-1a of `bytes` on top of `hash` (kernels/params' shape keys too).
+pub(crate) fn fnv_bytes(mut hash: u64, bytes: &[u8]) -> u64 {
+    for &b in bytes {
         hash ^= u64::from(b);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }

@@ -50,14 +50,7 @@ pub trait Params: Copy + Send + Sync + 'static {
 
 /// FNV-1a over dimension values.
 fn key(values: &[u64]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for v in values {
-        for b in v.to_le_bytes() {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    h
+    values.iter().fold(super::image_hash::FNV_START, |h, v| super::image_hash::fnv_bytes(h, &v.to_le_bytes()))
 }
 
 /// 1 when an optional pointer is present, else 0 (presence changes the work, the address not).
