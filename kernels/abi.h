@@ -39,11 +39,13 @@ typedef struct RsTicket {
                                     started on its units and when it left, and smid << 32 |
                                     left-for-a-claim << 31 | units it did */
     unsigned int level;          /* the launch's own level: it yields groups claimed above it */
-    unsigned int chain;          /* 0: a launch alone. RS_CHAIN_FOLLOWS: a continuation follows on its stream, so
-                                    a block that leaves for a claim never finishes the rest; the last block out
-                                    leaves the counter at the tickets taken, for it. Otherwise this launch is
-                                    the continuation of a launch of `chain` blocks: its blocks do no first unit
-                                    and take every unit from the counter, under the rules of a launch alone. */
+    unsigned int chain;          /* 0: a launch alone. RS_CHAIN_FOLLOWS: a continuation follows on its stream: its
+                                    blocks do no first unit (each take reads the claim first, so a block that
+                                    starts on a claimed SM does nothing there), a block that leaves for a
+                                    claim never finishes the rest, and the last block out leaves the counter
+                                    at the tickets taken, for it. Otherwise this launch is the continuation of
+                                    a launch of `chain` blocks: its blocks take the tickets left, laid out by
+                                    that grid, under the rules of a launch alone. */
 } RsTicket;
 
 /** RsTicket.chain of a launch a continuation follows (above any grid). */

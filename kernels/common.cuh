@@ -106,8 +106,8 @@ __device__ __forceinline__ u64 fetch_add(u64* p, u64 v) { return fetch_add_if(tr
 // ---- work units and claims (RsTicket) ------------------------------------------------
 // What the thread that takes a block's units (thread 0, or a producer thread that hands them
 // to the others) keeps while it takes them. Units are taken from the counter only when there
-// are more than blocks (`dynamic`); otherwise each block has its one unit, b, and the launch
-// never touches the counter.
+// are more than blocks, or the launch takes all (below) (`dynamic`); otherwise each block
+// has its one unit, b, and the launch never touches the counter.
 //
 // The counter is one word, blocks that left for a claim << 32 | tickets taken, so each
 // block's last atomic on it tells whether every other block has left: tickets past the
@@ -115,44 +115,57 @@ __device__ __forceinline__ u64 fetch_add(u64* p, u64 v) { return fetch_add_if(tr
 // last block out takes what claimed blocks left and zeroes the word.
 //
 // A launch a continuation follows (RsTicket.chain = RS_CHAIN_FOLLOWS: the runtime issued it
-// while a claim was up) never has a block finish the rest: every block leaves a claimed SM
-// after the units in hand, and the last one out sets the word to the tickets taken (blocks
-// that left, 0). The continuation, launched after it with chain = its grid, does no first
-// units: its blocks take every unit from the counter, as if they were the first launch's
-// after its first units, and end as a launch alone does (the last out zeroes the word).
-// kernels/units_model.rs models this protocol and checks it on the CPU in many orders.
+// while a claim was up) does no first units: every block takes every unit from the counter,
+// reading the claim first, so a block that starts on a claimed SM leaves without touching
+// the work there. No block of it finishes the rest: every block leaves a claimed SM after the
+// units in hand, and the last one out sets the word to the tickets taken (blocks that left,
+// 0). The continuation, launched after it with chain = its grid, takes the tickets that are
+// left the same way, laid out by that grid, and ends as a launch alone does (the last out
+// zeroes the word). kernels/units_model.rs models this protocol and checks it on the CPU in
+// many orders.
 //
 // How a launch's units after each block's first are handed out: `big` tickets of `group`
-// units each, then single units, at least group × gridDim.x of them (all of them when there
-// are fewer). The singles at the end keep every block busy while the last groups finish: no
-// block ends more than about one unit after the others, as with the plain order, however
-// coarse the groups.
-// Whether the launch is a continuation, which does no first units (RsTicket.chain).
+// units each, then single units, at least group × grid of them (all of them when there are
+// fewer; grid: the launch's, or the first launch's for a continuation). The singles at the
+// end keep every block busy while the last groups finish: no block ends more than about one
+// unit after the others, as with the plain order, however coarse the groups.
+// Whether the launch is a continuation (RsTicket.chain).
 __device__ __forceinline__ bool continues(const RsTicket& t) { return t.chain != 0 && t.chain != RS_CHAIN_FOLLOWS; }
 
 // Whether a continuation follows the launch.
 __device__ __forceinline__ bool followed(const RsTicket& t) { return t.chain == RS_CHAIN_FOLLOWS; }
 
-// The grid whose blocks did units 0 … grid - 1 first: the launch's own, or the one it continues.
-__device__ __forceinline__ unsigned first_grid(const RsTicket& t) { return continues(t) ? t.chain : gridDim.x; }
+// Whether the launch does no first units, taking every unit from the counter: a launch a
+// continuation follows, or the continuation.
+__device__ __forceinline__ bool takes_all(const RsTicket& t) { return t.chain != 0; }
+
+// Units 0 … first_units - 1 are the blocks' first units (b for block b), not tickets.
+__device__ __forceinline__ unsigned first_units(const RsTicket& t) { return takes_all(t) ? 0 : gridDim.x; }
+
+// The grid the tickets are laid out by: the launch's own, or the one it continues.
+__device__ __forceinline__ unsigned layout_grid(const RsTicket& t) { return continues(t) ? t.chain : gridDim.x; }
 
 struct Tickets {
     u64 big;        // tickets of `group` units
     unsigned group;
-    unsigned grid;  // first_grid: units 0 … grid - 1 are the first units, not tickets
+    unsigned first;  // first_units: units 0 … first - 1 are the blocks' first units, not tickets
 
-    __device__ Tickets(u64 units, unsigned group, unsigned grid) : group(group), grid(grid) {
-        const u64 rest = units - grid, tail = (u64)group * grid;
+    __device__ Tickets(u64 units, unsigned group, unsigned first, unsigned grid) : group(group), first(first) {
+        const u64 rest = units - first, tail = (u64)group * grid;
         big = rest > tail ? (rest - tail) / group : 0;
     }
+    // A launch's tickets (RsTicket.chain says which units are first units and the grid).
+    __device__ static Tickets of(const RsTicket& t, u64 units, unsigned group) {
+        return Tickets(units, group, first_units(t), layout_grid(t));
+    }
     // Tickets in all (the counter's count of tickets fits 32 bits).
-    __device__ unsigned count(u64 units) const { return (unsigned)(big + (units - grid - big * group)); }
+    __device__ unsigned count(u64 units) const { return (unsigned)(big + (units - first - big * group)); }
     // The first unit of ticket i and how many it holds.
-    __device__ u64 first(u64 i) const { return grid + (i < big ? i * group : big * group + (i - big)); }
+    __device__ u64 first_of(u64 i) const { return first + (i < big ? i * group : big * group + (i - big)); }
     __device__ unsigned size(u64 i) const { return i < big ? group : 1; }
     // Whether `unit` is the last of its ticket (or a block's first unit, a ticket of its own).
     __device__ bool ends(u64 unit) const {
-        return unit < grid || unit >= grid + big * group || (unit - grid) % group == group - 1;
+        return unit < first || unit >= first + big * group || (unit - first) % group == group - 1;
     }
 };
 
@@ -166,17 +179,17 @@ struct Taker {
     bool claimed;      // it left for a claim
 
     __device__ void init(const RsTicket& t, u64 units) {
-        done = !continues(t) && blockIdx.x < units;
+        done = !takes_all(t) && blockIdx.x < units;
         has_ahead = leaving = last = claimed = false;
     }
 
     // Whether the launch takes units from its counter.
-    static __device__ bool dynamic(const RsTicket& t, u64 units) { return t.counter && units > first_grid(t); }
+    static __device__ bool dynamic(const RsTicket& t, u64 units) { return t.counter && units > first_units(t); }
 
-    // The block's first unit: b, or in a continuation one taken from the counter (`units`:
-    // none, or its SM is claimed).
+    // The block's first unit: b, or where the launch takes all (takes_all) one taken from the
+    // counter (`units`: none, or its SM is claimed).
     __device__ u64 first(const RsTicket& t, u64 units, unsigned group) {
-        return continues(t) ? take(t, units, group) : blockIdx.x;
+        return takes_all(t) ? take(t, units, group) : blockIdx.x;
     }
 
     static __device__ u64* counter(const RsTicket& t) { return ptr<u64>(t.counter); }
@@ -194,11 +207,11 @@ struct Taker {
     // found none (and then, the last block out, it zeroes the counter).
     __device__ u64 units_of(const RsTicket& t, u64 units, unsigned group, u64 old) {
         const unsigned taken = (unsigned)old;
-        const Tickets plan(units, group, first_grid(t));
+        const Tickets plan = Tickets::of(t, units, group);
         const unsigned tickets = plan.count(units);
         if (taken < tickets) {
             done += plan.size(taken);
-            return plan.first(taken);
+            return plan.first_of(taken);
         }
         // Every ticket is taken: a continuation finds none left.
         if (last || (taken - tickets) + (unsigned)(old >> 32) == gridDim.x - 1) *counter(t) = followed(t) ? tickets : 0;
@@ -211,7 +224,7 @@ struct Taker {
         if (!last && claim(t) > t.level) leaving = true;
         if (leaving && !last) {
             const u64 old = fetch_add(counter(t), 1ull << 32);
-            const unsigned tickets = Tickets(units, group, first_grid(t)).count(units);
+            const unsigned tickets = Tickets::of(t, units, group).count(units);
             const unsigned taken = (unsigned)old, found_none = taken > tickets ? taken - tickets : 0;
             const bool last_out = found_none + (unsigned)(old >> 32) == gridDim.x - 1;
             if (followed(t) || !last_out) {
@@ -303,10 +316,10 @@ struct Units<GROUP, true> {
             if (dyn) taker().init(t, units);
             trace_start(t);
         }
-        // A continuation's blocks take even their first unit (the same for every thread of
-        // the block, so the barrier is uniform); with no units past the first ones there is
-        // nothing for it to do.
-        if (continues(t)) {
+        // Where the launch takes all (a continuation, or a launch one follows), blocks take even
+        // their first unit (the same for every thread of the block, so the barrier is
+        // uniform); with no units past the first ones there is nothing for it to do.
+        if (takes_all(t)) {
             __shared__ u64 first;
             if (dyn && threadIdx.x == 0) first = taker().first(t, units, GROUP);
             if (dyn) __syncthreads();
@@ -316,7 +329,7 @@ struct Units<GROUP, true> {
 
     __device__ bool dynamic() const { return dyn; }
 
-    __device__ bool group_ends() const { return Tickets(units, GROUP, first_grid(t)).ends(unit); }
+    __device__ bool group_ends() const { return Tickets::of(t, units, GROUP).ends(unit); }
 
     __device__ bool more() {
         if (unit < units) return true;

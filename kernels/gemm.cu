@@ -235,9 +235,10 @@ __device__ __forceinline__ void gemm_skinny(const GemmParams& p, float* red, con
         }
     };
 
-    // The first unit's first B fragments are requested before the norm's statistics (a
-    // continuation's first unit comes from the counter: it loads them in the loop).
-    bool have_b = !(RS_COUNTED && rs::continues(t)) && blockIdx.x < units;
+    // The first unit's first B fragments are requested before the norm's statistics (where
+    // the launch takes all, rs::takes_all, the first unit comes from the counter: it loads
+    // them in the loop).
+    bool have_b = !(RS_COUNTED && rs::takes_all(t)) && blockIdx.x < units;
     if (have_b) load_b(blockIdx.x, warp);
     if (p.norm != RS_NORM_NONE) {
         rs::skinny_norm_stats(p, stats, T_WARPS);

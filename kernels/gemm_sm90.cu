@@ -156,9 +156,9 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
         taker.init(ticket, units);
         const bool dynamic = RS_COUNTED && Taker::dynamic(ticket, units);
         if (RS_COUNTED) trace_start(ticket);
-        // A continuation (RsTicket.chain) does no first unit: it takes every unit from the
-        // counter, or has none to do.
-        for (u64 u = dynamic ? taker.first(ticket, units, 1) : RS_COUNTED && continues(ticket) ? units : blockIdx.x;
+        // A launch that takes all (RsTicket.chain: a continuation, or a launch one follows)
+        // does no first unit: it takes every unit from the counter, or has none to do.
+        for (u64 u = dynamic ? taker.first(ticket, units, 1) : RS_COUNTED && takes_all(ticket) ? units : blockIdx.x;
              u < units;) {
             unsigned m0, n0;
             tile_origin(u, p, tiles_m, tiles_n, BM, BN, m0, n0);
@@ -198,7 +198,7 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
     // In the plain order (no counter, or no more units than blocks) the consumers follow it
     // themselves, as the producer does.
     const bool dynamic = RS_COUNTED && Taker::dynamic(ticket, units);
-    for (u64 u = RS_COUNTED && continues(ticket) ? units : blockIdx.x;; u += gridDim.x) {
+    for (u64 u = RS_COUNTED && takes_all(ticket) ? units : blockIdx.x;; u += gridDim.x) {
         if (dynamic) {
             mbar_wait(full + 8 * stage, phase);
             u = unit[stage];

@@ -12,25 +12,26 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-/// `rs::Tickets`: how the units after each block's first are handed out.
+/// `rs::Tickets`: how the units after each block's first are handed out (`first`: how many
+/// units are blocks' first units; `grid`: the grid the tail of single units is sized by).
 #[derive(Debug, Clone, Copy)]
 struct Tickets {
     big: u64,
     group: u64,
-    grid: u64,
+    first: u64,
 }
 
 impl Tickets {
-    fn new(units: u64, group: u64, grid: u64) -> Tickets {
-        let rest = units - grid;
+    fn new(units: u64, group: u64, first: u64, grid: u64) -> Tickets {
+        let rest = units - first;
         let tail = group * grid;
-        Tickets { big: if rest > tail { (rest - tail) / group } else { 0 }, group, grid }
+        Tickets { big: if rest > tail { (rest - tail) / group } else { 0 }, group, first }
     }
     fn count(&self, units: u64) -> u64 {
-        self.big + (units - self.grid - self.big * self.group)
+        self.big + (units - self.first - self.big * self.group)
     }
-    fn first(&self, i: u64) -> u64 {
-        self.grid + if i < self.big { i * self.group } else { self.big * self.group + (i - self.big) }
+    fn first_of(&self, i: u64) -> u64 {
+        self.first + if i < self.big { i * self.group } else { self.big * self.group + (i - self.big) }
     }
     fn size(&self, i: u64) -> u64 {
         if i < self.big {
@@ -73,9 +74,10 @@ struct Launch {
 
 impl Launch {
     fn new(units: u64, group: u64, grid: u64, chain: Chain, ahead: bool) -> Launch {
+        // A launch that takes all (followed, or a continuation) does no first unit.
         let first = |b: u64| match chain {
-            Chain::Continues(_) => None,
-            _ => (b < units).then_some((b, 1)),
+            Chain::Alone => (b < units).then_some((b, 1)),
+            _ => None,
         };
         let blocks = (0..grid)
             .map(|b| Block { hand: first(b), ahead: None, leaving: false, last: false, gone: false })
@@ -83,11 +85,24 @@ impl Launch {
         Launch { units, group, grid, chain, ahead, blocks }
     }
 
-    fn first_grid(&self) -> u64 {
+    /// `first_units`: units 0 … this - 1 are blocks' first units.
+    fn first_units(&self) -> u64 {
+        match self.chain {
+            Chain::Alone => self.grid,
+            _ => 0,
+        }
+    }
+
+    /// `layout_grid`: the grid the tickets are laid out by.
+    fn layout_grid(&self) -> u64 {
         match self.chain {
             Chain::Continues(g) => g,
             _ => self.grid,
         }
+    }
+
+    fn tickets(&self) -> Tickets {
+        Tickets::new(self.units, self.group, self.first_units(), self.layout_grid())
     }
 
     fn followed(&self) -> bool {
@@ -97,10 +112,10 @@ impl Launch {
     /// `Taker::units_of` after the take that read `old`: the ticket, or none (and the last
     /// block out leaves the word).
     fn units_of(&mut self, b: usize, counter: &mut u64, old: u64) {
-        let plan = Tickets::new(self.units, self.group, self.first_grid());
+        let plan = self.tickets();
         let (taken, tickets) = (old & 0xffff_ffff, plan.count(self.units));
         if taken < tickets {
-            self.blocks[b].hand = Some((plan.first(taken), plan.size(taken)));
+            self.blocks[b].hand = Some((plan.first_of(taken), plan.size(taken)));
             return;
         }
         if self.blocks[b].last || (taken - tickets) + (old >> 32) == self.grid - 1 {
@@ -119,7 +134,7 @@ impl Launch {
         if blk.leaving && !blk.last {
             let old = *counter;
             *counter += 1 << 32;
-            let tickets = Tickets::new(self.units, self.group, self.first_grid()).count(self.units);
+            let tickets = self.tickets().count(self.units);
             let taken = old & 0xffff_ffff;
             let found_none = taken.saturating_sub(tickets);
             let last_out = found_none + (old >> 32) == self.grid - 1;
@@ -138,7 +153,7 @@ impl Launch {
     }
 
     fn dynamic(&self) -> bool {
-        self.units > self.first_grid()
+        self.units > self.first_units()
     }
 
     fn done(&self) -> bool {
@@ -150,8 +165,8 @@ impl Launch {
     /// `done`.
     fn run(&mut self, counter: &mut u64, rng: &mut StdRng, claim_odds: f64, done: &mut [u32]) {
         if !self.dynamic() {
-            // The plain order: block b does b, b + grid, …; a continuation has nothing to do.
-            if !matches!(self.chain, Chain::Continues(_)) {
+            // The plain order: block b does b, b + grid, …; a launch that takes all has no units.
+            if self.chain == Chain::Alone {
                 for u in 0..self.units {
                     done[u as usize] += 1;
                 }
@@ -245,15 +260,15 @@ fn a_launch_whose_every_read_finds_a_claim_is_finished_by_its_continuation() {
     let mut alone = Launch::new(units, 1, grid, Chain::Alone, true);
     alone.run(&mut counter, &mut rng, 1.0, &mut done);
     assert!(done.iter().all(|&d| d == 1) && counter == 0);
-    // Followed: every block of the first launch leaves after its first unit and the ticket
-    // it took ahead with it (rs::Units reads the claim with that take), the last one out hands
-    // the continuation the tickets taken, and the continuation, whose SMs nobody claims, does
-    // the other 184.
+    // Followed: every block of the first launch reads the claim before its first take and
+    // leaves with nothing done (the work on a claimed SM is not touched), the last one out
+    // leaves the word at the tickets taken (none), and the continuation, whose SMs nobody
+    // claims, does all 200.
     let (mut counter, mut done) = (0, vec![0u32; units as usize]);
     let mut first = Launch::new(units, 1, grid, Chain::Followed, true);
     first.run(&mut counter, &mut rng, 1.0, &mut done);
-    assert_eq!(done.iter().sum::<u32>(), 2 * grid as u32, "first units and tickets taken ahead");
-    assert_eq!(counter, grid, "the counter holds the tickets taken, no block in");
+    assert_eq!(done.iter().sum::<u32>(), 0, "no unit done on a claimed SM");
+    assert_eq!(counter, 0, "no ticket taken, no block in");
     let mut cont = Launch::new(units, 1, 4, Chain::Continues(grid), true);
     cont.run(&mut counter, &mut rng, 0.0, &mut done);
     assert!(done.iter().all(|&d| d == 1) && counter == 0);

@@ -86,11 +86,13 @@ pub enum Chain {
     #[default]
     Alone,
     /// A continuation will follow it, where its blocks take their units from a counter (the
-    /// runtime's issue step decides and says so): its blocks leave a claimed SM whatever
-    /// they leave undone, and the last one out leaves the counter to the continuation.
+    /// runtime's issue step decides and says so): its blocks take every unit from the counter,
+    /// reading the claim before each take, so one that starts on a claimed SM does nothing
+    /// there; they leave a claimed SM whatever they leave undone, and the last one out leaves
+    /// the counter to the continuation.
     Followed,
     /// The continuation of a launch of `grid` blocks whose counter is `counter`: its blocks
-    /// take every unit from that counter, none of the first launch's first units.
+    /// take the tickets that launch left, laid out by its grid.
     Continues {
         /// The first launch's counter.
         counter: u64,
