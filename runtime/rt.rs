@@ -327,8 +327,16 @@ impl Runtime {
             }
             _ => None,
         };
-        // Counted (a counter, claims, a trace) or the plain unit order and its code.
-        let counts = self.counts_units() || continued.is_some();
+        // Counted (a counter, claims, a trace) or the plain unit order and its code. A launch
+        // whose grid in the plain order gives every unit a block of its own gains nothing from
+        // a counter (a claimed block leaves after its one unit either way), so it runs the
+        // plain code, which costs small kernels less (docs/claims-h200.md); no continuation
+        // follows such a launch (`Chain::granted`).
+        let one_round = || {
+            let plain = self.kernels.get(id);
+            grid.blocks(units, part.sms(), plain.blocks_per_sm).is_some_and(|b| units <= u64::from(b))
+        };
+        let counts = continued.is_some() || (self.counts_units() && !one_round());
         let counted = counts || ticket.trace != 0;
         let loaded = if counted { self.kernels.counted(id) } else { self.kernels.get(id) };
         let Some(blocks) = grid.blocks(units, part.sms(), loaded.blocks_per_sm) else {
