@@ -42,9 +42,10 @@ pub struct KrispShare {
 
 impl KrispShare {
     /// The same policy with latency-critical tenants claiming the SMs their work goes to, for
-    /// their request ([`Policy::claims`]). Not the default: in the default comparison on the
-    /// H200 (docs/claims-h200.md) it left the latency-critical p99 where it was without
-    /// claims in eager runs and made two of three latency-critical scenarios worse with plans.
+    /// their request ([`Policy::claims`]), each kernel on a window sized by its own curve
+    /// ([`KrispShare::claimed_window`]). Not the default: on the H200 (docs/claims-h200.md,
+    /// 2026-11-26) it lowered the latency-critical p99 in some runs only by taking the
+    /// best-effort tenants below half their solo throughput (0.26–0.43×).
     pub fn claiming(mut self) -> KrispShare {
         self.claims = true;
         self
@@ -271,6 +272,29 @@ impl KrispShare {
             .fold(0, |m, (t, _)| m | 1 << t)
     }
 
+    /// With claims ([`KrispShare::claiming`]), where a latency-critical kernel runs while
+    /// best-effort tenants stay busy beside it: sized by its own curve, not its tenant's
+    /// window. It takes the groups its profile says it needs (its minimum SMs), at least its
+    /// window's, from where its window starts, and claims them for as long as its tenant's
+    /// kernels run there: the best-effort blocks on them leave within a work unit and their
+    /// launches' continuations take the rest elsewhere. It grows short of the last group, so
+    /// those continuations always have SMs. `None` (placed as without claims) for an
+    /// unprofiled kernel, where no window is laid out (alone, or contention that comes and
+    /// goes: it runs on the whole device), or without claims.
+    fn claimed_window(&self, d: &Demand, load: &GroupLoad, topo: &Topology) -> Option<GroupRange> {
+        let tenant = d.tenant.min(63);
+        let active = d.active | load.active_set() | 1 << tenant;
+        if !self.claims || !self.critical(tenant as usize) || active == 1 << tenant || !d.sustained {
+            return None;
+        }
+        let want = topo.groups_for(d.min_sms?);
+        let mut now = [None; 64];
+        self.lay(active, load.tenants().max(64 - active.leading_zeros()), topo.groups, &mut now);
+        let w = now[tenant as usize]?;
+        let count = want.min(topo.groups.saturating_sub(w.first + 1)).max(w.count);
+        (count < topo.groups).then_some(GroupRange { first: w.first, count })
+    }
+
     /// Whether a best-effort kernel of `tenant` on window `w` borrows: `w` reaches beyond what
     /// the tenant owns (a latency-critical tenant never borrows).
     fn borrows(&self, tenant: TenantId, load: &GroupLoad, topo: &Topology, w: GroupRange) -> bool {
@@ -323,6 +347,8 @@ impl Policy for KrispShare {
             // Within a window (capturing a plan there): the window, borrowed where it reaches
             // beyond what the tenant owns.
             (Region::Groups(allowed), self.borrows(d.tenant, load, topo, allowed))
+        } else if let Some(w) = self.claimed_window(d, load, topo) {
+            (Region::Groups(w), false)
         } else {
             self.now(d, load, topo)
         };

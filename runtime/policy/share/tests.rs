@@ -184,6 +184,33 @@ fn a_bounded_latency_critical_tenant_runs_on_its_window() {
     );
 }
 
+#[test]
+fn with_claims_a_latency_critical_kernel_takes_the_groups_its_curve_needs() {
+    let shares = vec![share(true, Some(4)), share(false, None), share(false, None)];
+    let (p, plain) = (KrispShare::new(shares.clone()).claiming(), KrispShare::new(shares));
+    let load = GroupLoad::new(TOPO.groups, 3);
+    let lc = |min_sms| Demand { active: 0b111, ..Demand::new(0, PriorityClass::LatencyCritical, min_sms, 1024) };
+    let run = |count| Decision::Run {
+        region: Region::Groups(GroupRange { first: 0, count }),
+        high_priority: true,
+        borrowed: false,
+        blocks: Blocks::Resident,
+    };
+    // Every tenant busy: a kernel whose knee is 80 SMs takes 10 groups of 8 from its window's
+    // start; one that needs less than its window keeps the window; one that needs the whole
+    // device stops short of the last group.
+    assert_eq!(p.decide(&lc(Some(80)), &load, &TOPO), run(10));
+    assert_eq!(p.decide(&lc(Some(8)), &load, &TOPO), run(4));
+    assert_eq!(p.decide(&lc(Some(500)), &load, &TOPO), run(14));
+    // Unprofiled, alone, or beside contention that comes and goes: placed as without claims.
+    for d in [lc(None), Demand { active: 0b001, ..lc(Some(80)) }, Demand { sustained: false, ..lc(Some(80)) }] {
+        assert_eq!(p.decide(&d, &load, &TOPO), plain.decide(&d, &load, &TOPO), "{d:?}");
+    }
+    // Best-effort kernels are placed as without claims.
+    let be = Demand { active: 0b111, ..Demand::new(1, PriorityClass::BestEffort, Some(80), 1024) };
+    assert_eq!(p.decide(&be, &load, &TOPO), plain.decide(&be, &load, &TOPO));
+}
+
 fn shares_strategy() -> impl Strategy<Value = (Vec<Share>, u64)> {
     let one = (any::<bool>(), proptest::option::of(1u32..20), any::<bool>()).prop_map(|(lc, quota, bounded)| Share {
         class: if lc { PriorityClass::LatencyCritical } else { PriorityClass::BestEffort },
