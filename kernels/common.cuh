@@ -263,8 +263,8 @@ __device__ __forceinline__ void trace_leave(const RsTicket& t, u64 word) {
 
 // The block-wide unit source of RS_FOR_EACH_UNIT_BY: thread 0 takes (its rs::Taker in shared
 // memory), the others read the unit from shared memory (two slots by parity, so one barrier
-// per take suffices). A block's first unit is b, a ticket of its own; the others are handed
-// out as rs::Tickets lays them out, so where a ticket's units end follows from the unit
+// per take suffices). A block's first unit is b, a ticket of its own (where the launch takes
+// all, rs::takes_all, it is taken too); the others are handed out as rs::Tickets lays them out, so where a ticket's units end follows from the unit
 // alone. So that a take costs no round trip, thread 0 reads the claim and takes the next
 // ticket as the last unit of a group begins, and uses them when it ends: a block whose SM is
 // claimed leaves within the group in hand and one more (units are a few microseconds; the

@@ -195,8 +195,8 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
     __half* C = rs::ptr<__half>(p.c);
     const bool vec = (p.ldc & 7) == 0 && (p.c & 15) == 0 && (!R || ((p.ldr & 7) == 0 && (p.residual & 15) == 0)) &&
                      (p.bias & 15) == 0;
-    // In the plain order (no counter, or no more units than blocks) the consumers follow it
-    // themselves, as the producer does.
+    // In the plain order (no counter, or no more units than blocks in a launch that does
+    // first units) the consumers follow it themselves, as the producer does.
     const bool dynamic = RS_COUNTED && Taker::dynamic(ticket, units);
     for (u64 u = RS_COUNTED && takes_all(ticket) ? units : blockIdx.x;; u += gridDim.x) {
         if (dynamic) {

@@ -103,8 +103,10 @@ pub enum Chain {
 
 impl Chain {
     /// The chain a launch asking for `self` goes out with. A continuation follows only a
-    /// launch whose blocks take units from a counter (`counter`, a counted build, more units
-    /// than blocks) and read claims (the runtime has claim tables); otherwise it goes alone.
+    /// launch whose blocks take units from a counter (`counter`, a counted build) and read
+    /// claims (the runtime has claim tables), and only one of more units than blocks: a launch
+    /// of one round is not worth a second launch (its blocks on claimed SMs do their one unit,
+    /// a few µs for the library's one-round kernels). Otherwise it goes alone.
     pub(crate) fn granted(self, counter: u64, counted_build: bool, units: u64, blocks: u32, claims: bool) -> Chain {
         match self {
             Chain::Followed if counter != 0 && counted_build && units > u64::from(blocks) && claims => self,

@@ -233,7 +233,8 @@ impl Runtime {
         self.claimers.store(true, Ordering::Relaxed);
     }
 
-    /// Whether launches now take their units from counters.
+    /// Whether launches now take their units from counters (those of more units than their
+    /// plain grid has blocks: [`Runtime::issue`]).
     pub fn counts_units(&self) -> bool {
         match self.units {
             UnitOrder::Plain => false,
@@ -328,10 +329,10 @@ impl Runtime {
             _ => None,
         };
         // Counted (a counter, claims, a trace) or the plain unit order and its code. A launch
-        // whose grid in the plain order gives every unit a block of its own gains nothing from
-        // a counter (a claimed block leaves after its one unit either way), so it runs the
-        // plain code, which costs small kernels less (docs/claims-h200.md); no continuation
-        // follows such a launch (`Chain::granted`).
+        // whose grid in the plain order gives every unit a block of its own runs the plain
+        // code, which costs small kernels less (docs/claims-h200.md): no continuation follows
+        // a launch of one round (`Chain::granted`), so its blocks do their one unit wherever
+        // they land, claimed SM or not, in either build.
         let one_round = || {
             let plain = self.kernels.get(id);
             grid.blocks(units, part.sms(), plain.blocks_per_sm).is_some_and(|b| units <= u64::from(b))

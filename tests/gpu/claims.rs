@@ -484,8 +484,8 @@ fn outputs_stay_the_same_under_any_claims() {
 
 /// A scheduled best-effort tenant's GEMM issued while every SM of its window is claimed is
 /// followed by a continuation on the whole device (runtime/claims.rs `Chain`): the first
-/// launch's blocks leave after their first tiles, the continuation's blocks on SMs nobody
-/// claims do the rest. The output is the unclaimed run's, bit for bit, launch after launch,
+/// launch's blocks on claimed SMs leave before they take a tile, the continuation's blocks on
+/// SMs nobody claims do the rest. The output is the unclaimed run's, bit for bit, launch after launch,
 /// with the claim up before the launch, released, or toggled while it runs (so the counter
 /// both launches share ends at zero each time).
 #[test]

@@ -278,7 +278,7 @@ impl KrispShare {
     /// window's, from where its window starts, and claims them for as long as its tenant's
     /// kernels run there: the best-effort blocks on them leave within a work unit and their
     /// launches' continuations take the rest elsewhere. It grows short of the last group, so
-    /// those continuations always have SMs. `None` (placed as without claims) for an
+    /// those continuations always have SMs, and of the next latency-critical tenant's window. `None` (placed as without claims) for an
     /// unprofiled kernel, where no window is laid out (alone, or contention that comes and
     /// goes: it runs on the whole device), or without claims.
     fn claimed_window(&self, d: &Demand, load: &GroupLoad, topo: &Topology) -> Option<GroupRange> {
@@ -291,7 +291,14 @@ impl KrispShare {
         let mut now = [None; 64];
         self.lay(active, load.tenants().max(64 - active.leading_zeros()), topo.groups, &mut now);
         let w = now[tenant as usize]?;
-        let count = want.min(topo.groups.saturating_sub(w.first + 1)).max(w.count);
+        // Short of the last group, and of the next latency-critical tenant's window: claims
+        // are per group, so one tenant's release there would undo the other's claim.
+        let end = ids(self.critical_set() & active & !(1 << tenant))
+            .filter_map(|t| now[t])
+            .map(|o| o.first)
+            .filter(|&first| first >= w.end())
+            .fold(topo.groups.saturating_sub(1), u32::min);
+        let count = want.min(end.saturating_sub(w.first)).max(w.count);
         (count < topo.groups).then_some(GroupRange { first: w.first, count })
     }
 

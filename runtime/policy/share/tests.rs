@@ -209,6 +209,17 @@ fn with_claims_a_latency_critical_kernel_takes_the_groups_its_curve_needs() {
     // Best-effort kernels are placed as without claims.
     let be = Demand { active: 0b111, ..Demand::new(1, PriorityClass::BestEffort, Some(80), 1024) };
     assert_eq!(p.decide(&be, &load, &TOPO), plain.decide(&be, &load, &TOPO));
+    // Two latency-critical tenants ([0, 4) and [4, 8)): the first does not grow over the
+    // second's window (a release there would undo the second's claim); the second grows.
+    let two = KrispShare::new(vec![share(true, Some(4)), share(true, Some(4)), share(false, None)]).claiming();
+    let load = GroupLoad::new(TOPO.groups, 3);
+    let lc_of = |t| Demand { active: 0b111, ..Demand::new(t, PriorityClass::LatencyCritical, Some(80), 1024) };
+    let window = |d: Decision| match d {
+        Decision::Run { region: Region::Groups(g), .. } => Some(g),
+        _ => None,
+    };
+    assert_eq!(window(two.decide(&lc_of(0), &load, &TOPO)), Some(GroupRange { first: 0, count: 4 }));
+    assert_eq!(window(two.decide(&lc_of(1), &load, &TOPO)), Some(GroupRange { first: 4, count: 10 }));
 }
 
 fn shares_strategy() -> impl Strategy<Value = (Vec<Share>, u64)> {
