@@ -237,32 +237,35 @@ impl Claims {
         groups.chain(rest.then_some(self.groups))
     }
 
-    /// Writes `level` into the claim word of each of `sets` on `stream`, in stream order: a
-    /// claim (the claimer's level) or a release (0). One batch of stream memory writes; it
-    /// needs no SM and may be captured into a plan.
+    /// Writes `level` into the claim word of each set `part` holds ([`Claims::sets_of`]) on
+    /// `stream`, in stream order: a claim (the claimer's level) or a release (0). Batches of
+    /// stream memory writes built on the stack (a claim moves with a latency-critical
+    /// tenant's kernels, on the launch path); they need no SM and may be captured into a plan.
     ///
     /// # Safety
     /// `stream` is a live stream of this device and the device's primary context is current.
-    pub(crate) unsafe fn write(&self, stream: sys::CUstream, sets: &[usize], level: u32) -> Result<()> {
-        if sets.is_empty() {
-            return Ok(());
-        }
-        let mut ops: Vec<sys::CUstreamBatchMemOpParams> = sets
-            .iter()
-            .map(|&s| {
-                // SAFETY: plain data; the union member set is the one `operation` names.
-                let mut op: sys::CUstreamBatchMemOpParams = unsafe { std::mem::zeroed() };
-                op.writeValue.operation = sys::CUstreamBatchMemOpType::CU_STREAM_MEM_OP_WRITE_VALUE_32;
-                op.writeValue.address = self.word(s);
-                op.writeValue.__bindgen_anon_1.value = level;
-                op
-            })
-            .collect();
-        // SAFETY: the caller's contract; every address is a word of `levels`.
-        unsafe { super::driver::stream::batch_mem_op(stream, &mut ops) }.call("cuStreamBatchMemOp")?;
-        for &s in sets {
-            if let Some(l) = self.issued.get(s) {
-                l.store(level, Ordering::Relaxed);
+    pub(crate) unsafe fn write(&self, stream: sys::CUstream, part: &Partition, level: u32) -> Result<()> {
+        const BATCH: usize = 32;
+        let mut sets = self.set_indices(part).peekable();
+        while sets.peek().is_some() {
+            // SAFETY: plain data, all zeros a valid value.
+            let mut ops: [sys::CUstreamBatchMemOpParams; BATCH] = unsafe { std::mem::zeroed() };
+            let mut written = [0usize; BATCH];
+            let mut n = 0;
+            for s in sets.by_ref().take(BATCH) {
+                // The union member that `operation` names.
+                ops[n].writeValue.operation = sys::CUstreamBatchMemOpType::CU_STREAM_MEM_OP_WRITE_VALUE_32;
+                ops[n].writeValue.address = self.word(s);
+                ops[n].writeValue.__bindgen_anon_1.value = level;
+                written[n] = s;
+                n += 1;
+            }
+            // SAFETY: the caller's contract; every address is a word of `levels`.
+            unsafe { super::driver::stream::batch_mem_op(stream, &mut ops[..n]) }.call("cuStreamBatchMemOp")?;
+            for &s in &written[..n] {
+                if let Some(l) = self.issued.get(s) {
+                    l.store(level, Ordering::Relaxed);
+                }
             }
         }
         Ok(())

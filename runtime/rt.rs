@@ -282,7 +282,7 @@ impl Runtime {
         let claims = self.claims().map_err(|reason| PartitionError::Unsupported(format!("no claims: {reason}")))?;
         self.expect_claims();
         // SAFETY: the caller's contract.
-        unsafe { claims.write(stream, &claims.sets_of(self.pool.get(partition)?), level) }
+        unsafe { claims.write(stream, self.pool.get(partition)?, level) }
     }
 
     /// The first step of every launch: checks `params` against the kernel's constraints and
@@ -333,14 +333,18 @@ impl Runtime {
         // code, which costs small kernels less (docs/claims-h200.md): no continuation follows
         // a launch of one round (`Chain::granted`), so its blocks do their one unit wherever
         // they land, claimed SM or not, in either build.
-        let one_round = || {
-            let plain = self.kernels.get(id);
-            grid.blocks(units, part.sms(), plain.blocks_per_sm).is_some_and(|b| units <= u64::from(b))
-        };
-        let counts = continued.is_some() || (self.counts_units() && !one_round());
+        let plain = self.kernels.get(id);
+        let plain_blocks = grid.blocks(units, part.sms(), plain.blocks_per_sm);
+        let one_round = plain_blocks.is_some_and(|b| units <= u64::from(b));
+        let counts = continued.is_some() || (self.counts_units() && !one_round);
         let counted = counts || ticket.trace != 0;
-        let loaded = if counted { self.kernels.counted(id) } else { self.kernels.get(id) };
-        let Some(blocks) = grid.blocks(units, part.sms(), loaded.blocks_per_sm) else {
+        let (loaded, blocks) = if counted {
+            let loaded = self.kernels.counted(id);
+            (loaded, grid.blocks(units, part.sms(), loaded.blocks_per_sm))
+        } else {
+            (plain, plain_blocks)
+        };
+        let Some(blocks) = blocks else {
             return Err(Error::Launch { kernel: id.name(), reason: format!("{grid:?}: not 1 to 2^31 - 1 blocks") });
         };
         let counter = continued.unwrap_or(if counts { part.counter_of(stream) } else { 0 });
