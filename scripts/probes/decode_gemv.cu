@@ -429,6 +429,142 @@ __global__ void __launch_bounds__(RS_GEMM_D_THREADS, 1) resident(const __grid_co
 #endif
 }
 
+// ---- direct and packed res (2026-11-26) ---------------------------------------------------
+//
+// The packed layout of W above is [tile of 16 rows][K slice of 32][row][32 halves] whatever PKC
+// is: a tile's slice is 1 KiB of consecutive bytes.
+//   packed res  `packed B` with A resident: copied once per block (the library's A map, K ≤
+//               4096), so a stage is one 1-D bulk copy of 32 KiB; A a stage as `packed B`
+//               where K is larger.
+// Same slices, warps and sums: the same bits as `stream`. (A way without TMA, each warp loading
+// its slices of the packed W straight into registers 8 slices ahead, one or two blocks an SM,
+// read 21–33% of the copy bandwidth on 48 SMs of an H200 and was dropped.)
+__global__ void __launch_bounds__(RS_GEMM_D_THREADS, 1) pres(const __grid_constant__ GemmTmaParams tp) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    extern __shared__ __align__(128) unsigned char smem_pr[];
+    __shared__ float red[8 * UN * 8];
+    const GemmParams& p = tp.g;
+    const unsigned chunks = p.k / PKC, units = p.n / UN;
+    const bool a_res = chunks * PSTAGE_A <= RES_A_MAX;
+    const unsigned a_bytes = a_res ? chunks * PSTAGE_A : 0, stage = PSTAGE_B + (a_res ? 0 : PSTAGE_A);
+    const unsigned stages = min((unsigned)RS_GEMM_D_MAX_STAGES, (RES_SMEM - RES_BARS - a_bytes) / stage);
+    const unsigned base = rs::smem_addr(smem_pr), ring = base + a_bytes, bars = base + RES_SMEM - RES_BARS;
+    const unsigned full = bars, empty = bars + 8 * RS_GEMM_D_MAX_STAGES, a_full = empty + 8 * RS_GEMM_D_MAX_STAGES;
+    init_ring(full, empty, stages, 8, a_full);
+    const unsigned total = block_stages(units, chunks);
+    if (threadIdx.x >= 8 * 32) {
+        if (threadIdx.x != 8 * 32 || total == 0) return;
+        const char* B = rs::ptr<const char>(p.b);
+        const unsigned early = min(total, stages);
+        for (unsigned t = 0; t < total; ++t) {
+            const unsigned slot = t % stages, f = full + 8 * slot, dst = ring + slot * stage;
+            const unsigned u = blockIdx.x + t / chunks * gridDim.x, c = t % chunks;
+            if (t >= stages) rs::mbar_wait(empty + 8 * slot, (t / stages - 1) & 1);
+            rs::mbar_expect_tx(f, stage);
+            bulk_copy(dst, B + ((u64)u * chunks + c) * PSTAGE_B, PSTAGE_B, f);
+            if (!a_res)
+                for (unsigned h = 0; h < PKC / UKC; ++h)
+                    rs::tma_load_3d(dst + PSTAGE_B + h * PA_BOX, &tp.map_a, 0, 0, (int)(c * PSLICES + h * (UKC / 32)), f);
+            if (a_res && t + 1 == early) {  // A once, after the first stages' weights
+                rs::mbar_expect_tx(a_full, a_bytes);
+                for (unsigned h = 0; h < p.k / UKC; ++h)
+                    rs::tma_load_3d(base + h * PA_BOX, &tp.map_a, 0, 0, (int)(h * (UKC / 32)), a_full);
+            }
+        }
+        return;
+    }
+    if (total == 0) return;
+    if (a_res) rs::mbar_wait(a_full, 0);
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, q = lane & 3;
+    const unsigned lo = g * 64 + q * 16, hi = lo + 8 * 64;
+    unsigned t = 0;
+    RS_FOR_EACH_STATIC_UNIT(u, units) {
+        float acc[1][4] = {};
+        for (unsigned c = 0; c < chunks; ++c, ++t) {
+            const unsigned slot = t % stages;
+            rs::mbar_wait(full + 8 * slot, (t / stages) & 1);
+            const unsigned char* b_stage = smem_pr + a_bytes + slot * stage;
+            const unsigned char* a_stage = a_res ? smem_pr + c * PSTAGE_A : b_stage + PSTAGE_B;
+#pragma unroll
+            for (unsigned i = 0; i < PSLICES / 8; ++i) {
+                const unsigned sl = warp + i * 8;
+                const uint4 av = *reinterpret_cast<const uint4*>(a_stage + sl * 8 * 64 + lo);
+                const unsigned char* bs = b_stage + sl * 16 * 64;
+                rs::skinny_slice(acc[0], *reinterpret_cast<const uint4*>(bs + lo), *reinterpret_cast<const uint4*>(bs + hi), av);
+            }
+            __syncwarp();
+            if (lane == 0) rs::mbar_arrive(empty + 8 * slot);
+        }
+        finish_unit(p, red, acc, 1, (unsigned)u * UN);
+    }
+#endif
+}
+
+// ---- packed regA (2026-11-26) -------------------------------------------------------------
+//
+// `packed` with A in registers: a warp uses the same K slices of A in every unit (w, w + 8,
+// …), so each lane loads its 16 bytes of each of them once, at the start, and keeps them; a
+// stage is then one 1-D bulk copy of a tile's 1,024 columns (32 KiB) and nothing of A, and the
+// consumers read no A from shared memory. S = K / 256 slices a warp (registers: 4·S), so K ≤
+// 8192 here. Same slices, warps and sums: the same bits.
+constexpr unsigned REG_STAGES = RS_GEMM_D_RING_BYTES / PSTAGE_B;
+
+template <unsigned S>
+__global__ void __launch_bounds__(RS_GEMM_D_THREADS, 1) pregs(const __grid_constant__ GemmTmaParams tp) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    extern __shared__ __align__(128) unsigned char smem_rg[];
+    __shared__ float red[8 * UN * 8];
+    constexpr unsigned CHUNKS = S * 256 / PKC;
+    static_assert(S * 256 % PKC == 0, "whole chunks");
+    const GemmParams& p = tp.g;
+    const unsigned units = p.n / UN;
+    const unsigned base = rs::smem_addr(smem_rg), full = base + RS_GEMM_D_RING_BYTES, empty = full + 8 * REG_STAGES;
+    init_ring(full, empty, REG_STAGES, 8);
+    const unsigned total = block_stages(units, CHUNKS);
+    if (threadIdx.x >= 8 * 32) {
+        if (threadIdx.x != 8 * 32) return;
+        const char* B = rs::ptr<const char>(p.b);
+        for (unsigned t = 0; t < total; ++t) {
+            const unsigned slot = t % REG_STAGES, f = full + 8 * slot;
+            const unsigned u = blockIdx.x + t / CHUNKS * gridDim.x, c = t % CHUNKS;
+            if (t >= REG_STAGES) rs::mbar_wait(empty + 8 * slot, (t / REG_STAGES - 1) & 1);
+            rs::mbar_expect_tx(f, PSTAGE_B);
+            bulk_copy(base + slot * PSTAGE_B, B + ((u64)u * CHUNKS + c) * PSTAGE_B, PSTAGE_B, f);
+        }
+        return;
+    }
+    if (total == 0) return;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, q = lane & 3;
+    uint4 av[S];
+    {
+        const __half* A = rs::ptr<const __half>(p.a) + (u64)min(g, (int)p.m - 1) * p.lda + q * 8;
+#pragma unroll
+        for (unsigned i = 0; i < S; ++i)
+            av[i] = g < (int)p.m ? __ldg(reinterpret_cast<const uint4*>(A + (warp + 8 * i) * 32)) : make_uint4(0, 0, 0, 0);
+    }
+    const unsigned lo = g * 64 + q * 16, hi = lo + 8 * 64;
+    unsigned t = 0;
+    RS_FOR_EACH_STATIC_UNIT(u, units) {
+        float acc[1][4] = {};
+#pragma unroll
+        for (unsigned c = 0; c < CHUNKS; ++c, ++t) {
+            const unsigned slot = t % REG_STAGES;
+            rs::mbar_wait(full + 8 * slot, (t / REG_STAGES) & 1);
+            const unsigned char* b_stage = smem_rg + slot * PSTAGE_B;
+#pragma unroll
+            for (unsigned i = 0; i < PSLICES / 8; ++i) {
+                const unsigned char* bs = b_stage + (warp + i * 8) * 16 * 64;
+                rs::skinny_slice(acc[0], *reinterpret_cast<const uint4*>(bs + lo), *reinterpret_cast<const uint4*>(bs + hi),
+                                 av[c * (PSLICES / 8) + i]);
+            }
+            __syncwarp();
+            if (lane == 0) rs::mbar_arrive(empty + 8 * slot);
+        }
+        finish_unit(p, red, acc, 1, (unsigned)u * UN);
+    }
+#endif
+}
+
 // ---- host --------------------------------------------------------------------------------
 
 static PFN_cuTensorMapEncodeTiled_v12000 encode;
@@ -472,6 +608,10 @@ int main() {
     CK(cudaFuncSetAttribute(packed<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, RS_GEMM_D_RING_BYTES + 256));
     CK(cudaFuncSetAttribute(resident<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, RES_SMEM));
     CK(cudaFuncSetAttribute(resident<false>, cudaFuncAttributeMaxDynamicSharedMemorySize, RES_SMEM));
+    CK(cudaFuncSetAttribute(pres, cudaFuncAttributeMaxDynamicSharedMemorySize, RES_SMEM));
+    CK(cudaFuncSetAttribute(pregs<8>, cudaFuncAttributeMaxDynamicSharedMemorySize, RS_GEMM_D_RING_BYTES + 256));
+    CK(cudaFuncSetAttribute(pregs<16>, cudaFuncAttributeMaxDynamicSharedMemorySize, RS_GEMM_D_RING_BYTES + 256));
+    CK(cudaFuncSetAttribute(pregs<32>, cudaFuncAttributeMaxDynamicSharedMemorySize, RS_GEMM_D_RING_BYTES + 256));
 
     // Copy bandwidth (read + write) of 2 GiB, the ceiling the decode issue compares against.
     double copy_gbs;
@@ -500,7 +640,7 @@ int main() {
     }
     printf("%s, %d SMs; copy bandwidth %.0f GB/s\n", prop.name, all, copy_gbs);
 
-    const Way ways[] = {{"stream", 0, true}, {"stream3d", 1, true}, {"l1a", 2, true}, {"copies", 3, false}, {"copies -A", 4, false}, {"packed", 5, true}, {"packed B", 8, true}, {"resident", 6, true}, {"resident copies", 7, false}};
+    const Way ways[] = {{"stream", 0, true}, {"stream3d", 1, true}, {"l1a", 2, true}, {"copies", 3, false}, {"copies -A", 4, false}, {"packed", 5, true}, {"packed B", 8, true}, {"resident", 6, true}, {"resident copies", 7, false}, {"packed res", 11, true}, {"packed regA", 12, true}};
     const unsigned shapes[][2] = {{4096, 4096}, {28672, 4096}, {4096, 14336}, {16384, 2048}, {2048, 8192}, {6144, 4096}};
     const int grids[] = {16, 32, 48, 64, 96, 132};
     std::mt19937 rng(12345);
@@ -571,6 +711,12 @@ int main() {
                 case 4: variant<2><<<grid, RS_GEMM_D_THREADS, RS_GEMM_D_RING_BYTES + 256>>>(tp2[c]); break;
                 case 5: packed<false><<<grid, RS_GEMM_D_THREADS, RS_GEMM_D_RING_BYTES + 256>>>(tpk[c]); break;
                 case 8: packed<true><<<grid, RS_GEMM_D_THREADS, RS_GEMM_D_RING_BYTES + 256>>>(tpb[c]); break;
+                case 12:
+                    if (k == 2048) pregs<8><<<grid, RS_GEMM_D_THREADS, RS_GEMM_D_RING_BYTES + 256>>>(tpb[c]);
+                    else if (k == 4096) pregs<16><<<grid, RS_GEMM_D_THREADS, RS_GEMM_D_RING_BYTES + 256>>>(tpb[c]);
+                    else if (k == 8192) pregs<32><<<grid, RS_GEMM_D_THREADS, RS_GEMM_D_RING_BYTES + 256>>>(tpb[c]);
+                    break;
+                case 11: pres<<<grid, RS_GEMM_D_THREADS, RES_SMEM>>>(tpb[c]); break;
                 case 6: resident<true><<<grid, RS_GEMM_D_THREADS, RES_SMEM>>>(res[c]); break;
                 default: resident<false><<<grid, RS_GEMM_D_THREADS, RES_SMEM>>>(res[c]); break;
             }
@@ -584,6 +730,10 @@ int main() {
         const double bytes = wbytes + 2.0 * m * k + 2.0 * m * n;
         for (const Way& w : ways) {
             printf("%-14s", w.name);
+            if (w.id == 12 && k != 2048 && k != 4096 && k != 8192) {
+                printf("   (built for K = 2048, 4096, 8192)\n");
+                continue;
+            }
             bool bitwise = true;
             double err = 0;
             for (int g0 : grids) {
