@@ -138,6 +138,13 @@ typedef struct CopyU32Params {
 #define RS_GEMM_D_MAX_TILES 2
 #define RS_GEMM_D_RING_BYTES 204800
 #define RS_GEMM_D_MAX_STAGES 16
+/** Decode GEMM on packed weights (gemm_packed.cu, sm_90a, M ≤ 8): B in the layout of
+ *  pack_tiles_f16, each stage one 1-D bulk copy of a tile's RS_GEMM_P_KC columns; a consumer
+ *  lane keeps its fragments of A in registers, so K is a multiple of RS_GEMM_P_KC from
+ *  RS_GEMM_P_MIN_K to RS_GEMM_P_MAX_K. Threads, consumers and ring: RS_GEMM_D_*. */
+#define RS_GEMM_P_KC 1024
+#define RS_GEMM_P_MIN_K 2048
+#define RS_GEMM_P_MAX_K 8192
 /** Small tile: 64x64, 4 warps (decode-sized M). */
 #define RS_GEMM_S_BM 64
 #define RS_GEMM_S_BN 64
@@ -420,6 +427,21 @@ typedef struct DecoderParams {
 } DecoderParams;
 
 /* ---- init.cu ---------------------------------------------------------------- */
+
+#define RS_PACK_THREADS 256
+
+/**
+ * pack_tiles_f16: the weights of a decode GEMM (B, n × k row-major, leading dimension k) into
+ * the layout gemm_f16_packed_m8 streams: tiles of RS_GEMM_T_BN rows, each tile's slices of
+ * RS_GEMM_D_SLICE columns in K order, each slice its RS_GEMM_T_BN rows of RS_GEMM_D_SLICE
+ * halves: dst[((t·(k / 32) + s)·16 + r)·32 + i] = src[(16t + r)·k + 32s + i], zero for rows
+ * past n. dst holds ⌈n / 16⌉·16·k halves and must not overlap src. k a multiple of
+ * RS_GEMM_D_SLICE. Work unit: one tile.
+ */
+typedef struct PackParams {
+    unsigned long long src, dst;
+    unsigned int n, k;
+} PackParams;
 
 #define RS_FILL_THREADS 256
 #define RS_FILL_UNIT 4096

@@ -69,6 +69,20 @@ pub fn gelu(x: &[f16], act: u32) -> Vec<f16> {
     x.iter().map(|&v| h(gelu_f32(f(v), act))).collect()
 }
 
+/// `pack_tiles_f16`: `n` × `k` weights (row-major) in the packed layout of abi.h's PackParams.
+pub fn pack_tiles(w: &[f16], n: usize, k: usize) -> Vec<f16> {
+    let (bn, s) = (abi::RS_GEMM_T_BN as usize, abi::RS_GEMM_D_SLICE as usize);
+    let mut out = vec![f16::ZERO; n.div_ceil(bn) * bn * k];
+    for (i, v) in out.iter_mut().enumerate() {
+        let (tile, slice, row, col) = (i / (bn * k), i / (bn * s) % (k / s), i / s % bn, i % s);
+        let r = tile * bn + row;
+        if r < n {
+            *v = w[r * k + slice * s + col];
+        }
+    }
+    out
+}
+
 /// `gemm_f16_*` with contiguous operands: `C = act(A·Bᵀ + bias) + R`, A m×k, B n×k, R m×n
 /// (the product is rounded to FP16 before R is added).
 #[allow(clippy::too_many_arguments)]
@@ -498,6 +512,22 @@ pub fn relative_error(out: &[f16], reference: &[f16]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pack_tiles_lays_out_tiles_of_16_rows_slice_by_slice() {
+        let (n, k) = (20, 64);
+        let w: Vec<f16> = (0..n * k).map(|i| f16::from_f32(i as f32)).collect();
+        let p = pack_tiles(&w, n, k);
+        assert_eq!(p.len(), 32 * k, "two whole tiles");
+        let at = |tile: usize, slice: usize, row: usize, col: usize| p[((tile * 2 + slice) * 16 + row) * 32 + col];
+        assert_eq!(at(0, 0, 0, 0), w[0]);
+        assert_eq!(at(0, 1, 3, 5), w[3 * k + 32 + 5]);
+        assert_eq!(at(1, 1, 1, 8), w[17 * k + 40]);
+        assert!((4..16).all(|r| (0..2).all(|s| (0..32).all(|c| at(1, s, r, c) == f16::ZERO))), "rows past n are zero");
+        let mut sorted: Vec<f16> = p.iter().copied().filter(|v| *v != f16::ZERO).collect();
+        sorted.sort_by(|a, b| a.total_cmp(b));
+        assert_eq!(sorted, w[1..].to_vec(), "a permutation of the weights, padded with zeros");
+    }
 
     fn h(v: &[f32]) -> Vec<f16> {
         v.iter().copied().map(f16::from_f32).collect()

@@ -53,6 +53,14 @@ __device__ __forceinline__ void tma_load_3d(unsigned dst, const void* map, int c
         : "memory");
 }
 
+// A 1-D bulk copy of `bytes` (a multiple of 16) from global `src` (16-byte aligned) into shared
+// `dst`, completing on barrier `bar`.
+__device__ __forceinline__ void bulk_load(unsigned dst, const void* src, unsigned bytes, unsigned bar) {
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(dst),
+                 "l"(src), "r"(bytes), "r"(bar)
+                 : "memory");
+}
+
 // Barrier `id` (1–15; 0 is __syncthreads) over the first `threads` threads of the block.
 __device__ __forceinline__ void named_barrier(unsigned id, unsigned threads) {
     asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(threads) : "memory");

@@ -27,14 +27,14 @@ impl Params for GemmParams {
     fn units(&self, k: KernelId) -> u64 {
         let (bm, bn) = match k {
             KernelId::GemmSmall => (RS_GEMM_S_BM, RS_GEMM_S_BN),
-            KernelId::GemmSkinny | KernelId::GemmSkinny8 => (RS_GEMM_T_MAX_M, RS_GEMM_T_BN),
+            KernelId::GemmSkinny | KernelId::GemmSkinny8 | KernelId::GemmPacked8 => (RS_GEMM_T_MAX_M, RS_GEMM_T_BN),
             _ => (RS_GEMM_L_BM, RS_GEMM_L_BN),
         };
         u64::from(self.batch) * u64::from(self.m.div_ceil(bm)) * u64::from(self.n.div_ceil(bn))
     }
     fn check(&self, k: KernelId) -> Result<(), ParamError> {
         let a = RS_GEMM_K_ALIGN;
-        if matches!(k, KernelId::GemmSkinny | KernelId::GemmSkinny8 | KernelId::GemmStream8) {
+        if matches!(k, KernelId::GemmSkinny | KernelId::GemmSkinny8 | KernelId::GemmStream8 | KernelId::GemmPacked8) {
             let max = if k == KernelId::GemmSkinny { RS_GEMM_T_MAX_M } else { 8 };
             ensure(self.m <= max, k, || format!("M = {} exceeds its {max} rows", self.m))?;
         }
@@ -42,6 +42,17 @@ impl Params for GemmParams {
         if k == KernelId::GemmStream8 {
             let s = RS_GEMM_D_SLICE;
             ensure(self.k % s == 0, k, || format!("K = {} must be a multiple of its {s}-column slices", self.k))?;
+        }
+        if k == KernelId::GemmPacked8 {
+            ensure(packs_decode_weights(self.k), k, || {
+                format!(
+                    "K = {} must be a multiple of {RS_GEMM_P_KC} from {RS_GEMM_P_MIN_K} to {RS_GEMM_P_MAX_K} \
+                     (a lane keeps its slices of A in registers)",
+                    self.k
+                )
+            })?;
+            ensure(self.ldb == self.k, k, || format!("ldb = {} (packed weights have K = {} a row)", self.ldb, self.k))?;
+            ensure(self.batch == 1, k, || format!("batch = {} (this kernel does batch 1)", self.batch))?;
         }
         ensure(self.lda >= self.k && self.lda % a == 0, k, || format!("lda = {} (K = {})", self.lda, self.k))?;
         ensure(self.ldb >= self.k && self.ldb % a == 0, k, || format!("ldb = {} (K = {})", self.ldb, self.k))?;
@@ -68,7 +79,42 @@ impl Params for GemmParams {
 
 /// Whether GEMM kernel `k` can normalise its input rows itself (`GemmParams.norm`).
 pub fn fuses_norm(k: KernelId) -> bool {
-    matches!(k, KernelId::GemmSkinny | KernelId::GemmSkinny8 | KernelId::GemmStream8)
+    matches!(k, KernelId::GemmSkinny | KernelId::GemmSkinny8 | KernelId::GemmStream8 | KernelId::GemmPacked8)
+}
+
+/// Whether the decode GEMM on packed weights (`gemm_f16_packed_m8`, sm_90) takes weights of
+/// `k` columns: a multiple of RS_GEMM_P_KC from RS_GEMM_P_MIN_K to RS_GEMM_P_MAX_K. An engine
+/// packs such weights at load ([`PackParams`], `pack_tiles_f16`) and runs their decode GEMMs
+/// (M ≤ 8) on it; their other GEMMs need the row-major weights.
+pub fn packs_decode_weights(k: u32) -> bool {
+    k % RS_GEMM_P_KC == 0 && (RS_GEMM_P_MIN_K..=RS_GEMM_P_MAX_K).contains(&k)
+}
+
+impl PackParams {
+    /// Halves of the packed copy of `n` × `k` weights: whole tiles of RS_GEMM_T_BN rows.
+    pub fn packed_len(n: u32, k: u32) -> u64 {
+        u64::from(n.div_ceil(RS_GEMM_T_BN)) * u64::from(RS_GEMM_T_BN) * u64::from(k)
+    }
+}
+
+impl Params for PackParams {
+    fn units(&self, _: KernelId) -> u64 {
+        u64::from(self.n.div_ceil(RS_GEMM_T_BN))
+    }
+    fn check(&self, k: KernelId) -> Result<(), ParamError> {
+        let s = RS_GEMM_D_SLICE;
+        ensure(self.n >= 1, k, || "n = 0".into())?;
+        ensure(self.k >= s && self.k % s == 0, k, || format!("k = {} must be a positive multiple of {s}", self.k))?;
+        pointers(k, &[("src", self.src, 16), ("dst", self.dst, 16)])?;
+        let (src_end, dst_end) = (
+            self.src + 2 * u64::from(self.n) * u64::from(self.k),
+            self.dst + 2 * PackParams::packed_len(self.n, self.k),
+        );
+        ensure(dst_end <= self.src || src_end <= self.dst, k, || "dst overlaps src".into())
+    }
+    fn shape_key(&self) -> u64 {
+        key(&[u64::from(self.n), u64::from(self.k)])
+    }
 }
 
 impl GemmParams {
@@ -322,6 +368,35 @@ mod tests {
         assert_eq!(gemm_kernel(33).id(), KernelId::GemmSmall);
         assert!(gemm(33, 8, 8).check(KernelId::GemmSkinny).unwrap_err().to_string().contains("M = 33"));
         assert_eq!(gemm_kernel(1024).id(), KernelId::GemmLarge);
+    }
+
+    #[test]
+    fn the_packed_decode_gemm_takes_whole_chunks_of_k_and_refuses_the_rest() {
+        let k = KernelId::GemmPacked8;
+        assert!(gemm(8, 4096, 4096).check(k).is_ok());
+        assert!(gemm(1, 100, 2048).check(k).is_ok());
+        assert!(gemm(8, 100, 8192).check(k).is_ok());
+        for kk in [1024, 3000, 4104, 9216, 14336] {
+            assert!(!packs_decode_weights(kk), "{kk}");
+            assert!(gemm(8, 100, kk).check(k).unwrap_err().reason.contains("registers"), "{kk}");
+        }
+        assert!(gemm(9, 100, 4096).check(k).unwrap_err().reason.contains("M = 9"));
+        assert!(GemmParams { ldb: 4104, ..gemm(8, 100, 4096) }.check(k).unwrap_err().reason.contains("ldb"));
+        assert!(GemmParams { batch: 2, ..gemm(8, 100, 4096) }.check(k).unwrap_err().reason.contains("batch"));
+        assert_eq!(gemm(8, 4100, 4096).units(k), 257, "the skinny kernel's units");
+        assert!(fuses_norm(k));
+
+        let pack = PackParams { src: 1 << 20, dst: 2 << 20, n: 100, k: 64 };
+        assert_eq!(pack.units(KernelId::PackTiles), 7);
+        assert_eq!(PackParams::packed_len(100, 64), 112 * 64);
+        assert!(pack.check(KernelId::PackTiles).is_ok());
+        let bad = |p: PackParams| p.check(KernelId::PackTiles).unwrap_err().reason;
+        assert!(bad(PackParams { k: 48, ..pack }).contains("multiple of 32"));
+        assert!(bad(PackParams { n: 0, ..pack }).contains("n = 0"));
+        assert!(bad(PackParams { dst: (1 << 20) + 64, ..pack }).contains("overlaps"));
+        assert!(bad(PackParams { dst: (1 << 20) - 2 * 112 * 64 + 16, ..pack }).contains("overlaps"));
+        assert!(PackParams { dst: (1 << 20) - 2 * 112 * 64, ..pack }.check(KernelId::PackTiles).is_ok());
+        assert!(bad(PackParams { src: (1 << 20) + 2, ..pack }).contains("aligned"));
     }
 
     #[test]

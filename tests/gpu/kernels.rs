@@ -114,6 +114,7 @@ fn gemm_matches_reference() {
             (130, 260, 776),
             (200, 2304, 768),
             (70, 392, 136),
+            (6, 200, 2048),
         ],
     );
 }
@@ -182,6 +183,7 @@ fn gemm_shapes_match_reference(test: &str, shapes: &[(usize, usize, usize)]) {
                 }
                 if m <= 8 {
                     check_streamed(&rt, &format!("{m}x{n}x{kk} {name}"), &p, &mut out, &want, &skinny8);
+                    check_packed(&rt, &format!("{m}x{n}x{kk} {name}"), &p, &b, &mut out, &want, &skinny8);
                 }
             }
             let chosen = match m {
@@ -210,6 +212,39 @@ fn check_streamed(rt: &Runtime, what: &str, p: &GemmParams, out: &mut DeviceBuff
         let tp = rightsize::runtime::gemm_tma_params(&GemmParams { b_stable, ..*p }, k::GEMM_STREAM_8).unwrap();
         let what = format!("{} {what} b_stable {b_stable}", k::GEMM_STREAM_8.id());
         let got = at_every_grid(rt, &what, k::GEMM_STREAM_8, &tp, out, |_| {});
+        assert_close(&what, &got, want);
+        assert_same_bits(&format!("{what} against the skinny kernel"), &got, skinny);
+    }
+}
+
+/// The decode GEMM on packed weights (sm_90, M ≤ 8), where it takes K: the weights packed by
+/// `pack_tiles_f16` at every grid, bit for bit the reference's layout; then the GEMM, reading
+/// them before or after the wait for its predecessor, close to the reference and the same bits
+/// as the skinny kernel's output `skinny` on the same (row-major) params. Elsewhere it refuses
+/// the params, saying why.
+fn check_packed(
+    rt: &Runtime,
+    what: &str,
+    p: &GemmParams,
+    b: &[f16],
+    out: &mut DeviceBuffer<f16>,
+    want: &[f16],
+    skinny: &[f16],
+) {
+    if !k::packs_decode_weights(p.k) {
+        let err = p.check(k::GEMM_PACKED_8.id()).unwrap_err().reason;
+        assert!(err.contains("registers"), "{what}: K = {}: {err}", p.k);
+        return;
+    }
+    let packed_len = PackParams::packed_len(p.n, p.k) as usize;
+    let mut packed = poisoned::<f16>(rt, packed_len);
+    let pack = PackParams { src: p.b, dst: packed.ptr(), n: p.n, k: p.k };
+    let got = at_every_grid(rt, &format!("pack_tiles_f16 {what}"), k::PACK_TILES, &pack, &mut packed, |_| {});
+    assert_same_bits(&format!("pack_tiles_f16 {what}"), &got, &refs::pack_tiles(b, p.n as usize, p.k as usize));
+    for b_stable in [0, 1] {
+        let pp = GemmParams { b: packed.ptr(), b_stable, ..*p };
+        let what = format!("{} {what} b_stable {b_stable}", k::GEMM_PACKED_8.id());
+        let got = at_every_grid(rt, &what, k::GEMM_PACKED_8, &pp, out, |_| {});
         assert_close(&what, &got, want);
         assert_same_bits(&format!("{what} against the skinny kernel"), &got, skinny);
     }
@@ -501,9 +536,15 @@ fn skinny_gemm_with_fused_norm_matches_reference() {
     let rt = runtime();
     let mut rng = fresh_rng("fused norm gemm");
     let eps = 1e-5;
-    for (m, n, kk) in
-        [(1usize, 300usize, 776usize), (8, 2304, 768), (5, 100, 2600), (3, 170, 2080), (20, 770, 1000), (32, 64, 4096)]
-    {
+    for (m, n, kk) in [
+        (1usize, 300usize, 776usize),
+        (8, 2304, 768),
+        (5, 100, 2600),
+        (3, 170, 2080),
+        (20, 770, 1000),
+        (32, 64, 4096),
+        (7, 90, 3072),
+    ] {
         let a = rand_f16(&mut rng, m * kk, -2.0, 2.0);
         let b = rand_f16(&mut rng, n * kk, -1.0, 1.0);
         let bias = rand_f16(&mut rng, n, -1.0, 1.0);
@@ -554,6 +595,7 @@ fn skinny_gemm_with_fused_norm_matches_reference() {
             }
             if m <= 8 && rt.device().info().compute_capability == (9, 0) {
                 check_streamed(&rt, &format!("{m}x{n}x{kk} {name}"), &p, &mut out, &want, &skinny8);
+                check_packed(&rt, &format!("{m}x{n}x{kk} {name}"), &p, &b, &mut out, &want, &skinny8);
             }
             // A is left as it was.
             assert_same_bits("fused norm input", &da.to_host().unwrap(), &a);

@@ -1,0 +1,187 @@
+// gemm_packed.cu — decode-sized GEMMs on Hopper (M ≤ 8) over weights packed at load:
+// C = act(norm(A)·Bᵀ + bias) + R, and the packing itself (pack_tiles_f16).
+//
+// Computes:   as gemm_stream.cu's gemm_f16_stream_m8 (GemmParams: bias, GELU tanh/erf, FP16
+//             rounding before the residual add, the fused input norm), for M ≤ 8 and batch 1,
+//             with p.b the weights packed by pack_tiles_f16 (abi.h): a tile of 16 rows, slice by
+//             slice of 32 columns, so a tile's K chunk is consecutive bytes.
+// Work unit:  a tile of 16 output columns, all M rows (⌈N/16⌉ units, the skinny kernel's); each
+//             block loops over units u = blockIdx.x, + gridDim.x, …, so any grid is correct.
+// Claims:     not read, as the streamed kernel (the producer runs a ring ahead across units).
+// Why:        at decode sizes reading B is the whole cost, and ~48 SMs can read HBM at the
+//             copy's rate only if each takes ~85 GB/s. Here a stage is one 1-D bulk copy of a
+//             tile's RS_GEMM_P_KC columns (32 KiB) and nothing else: every consumer warp uses the
+//             same K slices of A in every unit (w, w + 8, …), so each lane loads its 16 bytes of
+//             each of them once, into registers, normalised there once when the norm is fused.
+//             The probe scripts/probes/decode_gemv.cu (`packed regA`) read 91% of the copy
+//             bandwidth on 48 SMs of an H200 for 28672 × 4096 weights, where the streamed
+//             kernel, copying A with every stage through tensor maps, read 63%
+//             (docs/kernels-h200.md).
+// Block:      8 consumer warps and a producer warp; the producer's first thread fills a ring of
+//             32 KiB stages (its full barrier armed with the bytes), a whole ring ahead across
+//             units. With p.b_stable the first stages are requested before the wait for the
+//             previous kernel (PDL), which may still be writing A.
+// Method:     the skinny kernel's, in the same order (kernels/skinny.cuh): Cᵀ on tensor cores,
+//             32-wide K slices, warp w taking slices w, w + 8, …, the warps' sums added in warp
+//             order, rs::gemm_store's epilogue. So the output has the same bits as the skinny
+//             and the streamed kernels', on any grid.
+// Shapes:     M ≤ 8, batch 1; K a multiple of RS_GEMM_P_KC from RS_GEMM_P_MIN_K to
+//             RS_GEMM_P_MAX_K (a lane holds K / 256 slices of A: 4 registers each); lda a
+//             multiple of 8; A and the packed B 16-byte aligned.
+// Only sm_90a has bulk copies to shared memory here; elsewhere the kernel traps (never picked).
+// Reference:  kernels/reference.rs::gemm (and ::pack_tiles for the layout).
+#include "common.cuh"
+#include "skinny.cuh"
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#include "sm90.cuh"
+#endif
+
+namespace {
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+
+using rs::u64;
+constexpr int WARPS = RS_GEMM_D_CONSUMERS;  // consumer warps; the producer is warp WARPS
+constexpr unsigned BN = RS_GEMM_T_BN;
+constexpr unsigned SLICE = RS_GEMM_D_SLICE;
+constexpr unsigned CHUNK_SLICES = RS_GEMM_P_KC / SLICE;  // slices a stage
+constexpr unsigned WARP_SLICES = CHUNK_SLICES / WARPS;   // a warp's slices a stage
+constexpr unsigned STAGE = RS_GEMM_P_KC * BN * 2;        // bytes a stage: a tile's chunk
+constexpr unsigned STAGES = RS_GEMM_D_RING_BYTES / STAGE;
+constexpr unsigned ROW_BYTES = SLICE * 2;
+static_assert(CHUNK_SLICES % WARPS == 0, "every warp has as many slices in each stage");
+static_assert(STAGES >= 2 && STAGES <= RS_GEMM_D_MAX_STAGES, "the ring and its barriers");
+static_assert(RS_GEMM_D_THREADS == 32 * (WARPS + 1), "consumers and one producer warp");
+
+// K = 256·S: a lane's S slices of A, a unit's K / RS_GEMM_P_KC stages.
+template <unsigned S>
+__device__ __forceinline__ void packed_gemm(const GemmParams& p, unsigned char* smem, float* red, float2* stats) {
+    constexpr unsigned CHUNKS = S / WARP_SLICES;
+    static_assert(S % WARP_SLICES == 0, "whole chunks");
+    const unsigned base = rs::smem_addr(smem), full = base + RS_GEMM_D_RING_BYTES, empty = full + 8 * RS_GEMM_D_MAX_STAGES;
+    const unsigned tiles = (p.n + BN - 1) / BN;
+    if (threadIdx.x == 0) {
+        for (unsigned s = 0; s < STAGES; ++s) {
+            rs::mbar_init(full + 8 * s, 1);
+            rs::mbar_init(empty + 8 * s, WARPS);
+        }
+        rs::mbar_init_fence();
+    }
+    __syncthreads();
+    const unsigned total = blockIdx.x < tiles ? ((tiles - 1 - blockIdx.x) / gridDim.x + 1) * CHUNKS : 0;
+    const bool producer = threadIdx.x == WARPS * 32;
+    const char* B = rs::ptr<const char>(p.b);
+    // Stage t: chunk t % CHUNKS of this block's unit blockIdx.x + (t / CHUNKS)·gridDim.x.
+    auto fill = [&](unsigned t) {
+        const unsigned slot = t % STAGES, u = blockIdx.x + t / CHUNKS * gridDim.x;
+        if (t >= STAGES) rs::mbar_wait(empty + 8 * slot, (t / STAGES - 1) & 1);
+        rs::mbar_expect_tx(full + 8 * slot, STAGE);
+        rs::bulk_load(base + slot * STAGE, B + ((u64)u * CHUNKS + t % CHUNKS) * STAGE, STAGE, full + 8 * slot);
+    };
+    const unsigned early = p.b_stable ? min(total, STAGES) : 0;
+    if (producer)
+        for (unsigned t = 0; t < early; ++t) fill(t);
+    rs::pdl_sync();
+    if (threadIdx.x >= WARPS * 32) {
+        if (producer)
+            for (unsigned t = early; t < total; ++t) fill(t);
+        return;
+    }
+    if (total == 0) return;
+
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, q = lane & 3;
+    float2 st = make_float2(0.0f, 0.0f);
+    if (p.norm != RS_NORM_NONE) {
+        rs::skinny_norm_stats(p, stats, WARPS);
+        rs::named_barrier(1, WARPS * 32);
+        if (g < (int)p.m) st = stats[g];
+    }
+    // This lane's 16 bytes of each of its warp's slices of A's row g (zeros past M).
+    uint4 av[S];
+    {
+        const __half* gamma = rs::ptr<const __half>(p.norm_gamma);
+        const __half* beta = p.norm_beta ? rs::ptr<const __half>(p.norm_beta) : nullptr;
+        const __half* A = rs::ptr<const __half>(p.a) + (u64)min(g, (int)p.m - 1) * p.lda;
+#pragma unroll
+        for (unsigned i = 0; i < S; ++i) {
+            const unsigned kl = (warp + i * WARPS) * SLICE + q * 8;
+            av[i] = make_uint4(0, 0, 0, 0);
+            if (g < (int)p.m) av[i] = *reinterpret_cast<const uint4*>(A + kl);
+            if (p.norm != RS_NORM_NONE && g < (int)p.m) av[i] = rs::normalize8(av[i], st, gamma, beta, p.norm, kl);
+        }
+    }
+    // This lane's 16 bytes of a slice: rows g and g + 8 of the tile.
+    const unsigned lo = g * ROW_BYTES + q * 16, hi = lo + 8 * ROW_BYTES;
+    __half* C = rs::ptr<__half>(p.c);
+    const __half* R = p.residual ? rs::ptr<const __half>(p.residual) : nullptr;
+    const __half* bias = p.bias ? rs::ptr<const __half>(p.bias) : nullptr;
+    unsigned t = 0;
+    RS_FOR_EACH_STATIC_UNIT(u, tiles) {
+        float acc[4] = {};
+#pragma unroll
+        for (unsigned c = 0; c < CHUNKS; ++c, ++t) {
+            const unsigned slot = t % STAGES;
+            rs::mbar_wait(full + 8 * slot, (t / STAGES) & 1);
+            const unsigned char* stage = smem + slot * STAGE;
+#pragma unroll
+            for (unsigned i = 0; i < WARP_SLICES; ++i) {
+                const unsigned char* bs = stage + (warp + i * WARPS) * BN * ROW_BYTES;
+                rs::skinny_slice(acc, *reinterpret_cast<const uint4*>(bs + lo), *reinterpret_cast<const uint4*>(bs + hi),
+                                 av[c * WARP_SLICES + i]);
+            }
+            __syncwarp();
+            if (lane == 0) rs::mbar_arrive(empty + 8 * slot);
+        }
+        rs::named_barrier(1, WARPS * 32);  // the previous unit's sums have been read
+        rs::skinny_partial<8>(red, 0, acc);
+        rs::named_barrier(1, WARPS * 32);
+        rs::skinny_store<WARPS, 8>(p, red, WARPS * 32, (unsigned)u * BN, C, R, bias);
+    }
+}
+
+#endif
+
+}  // namespace
+
+extern __shared__ __align__(128) unsigned char rs_gemm_p_smem[];
+
+RS_KERNEL void __launch_bounds__(RS_GEMM_D_THREADS, 1) gemm_f16_packed_m8(const __grid_constant__ GemmParams p, RS_TICKET t) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    __shared__ float red[WARPS * BN * 8];
+    __shared__ float2 stats[8];
+    static_assert(RS_GEMM_P_MIN_K == 8 * RS_GEMM_P_KC / 4 && RS_GEMM_P_MAX_K == 8 * RS_GEMM_P_KC, "the cases below");
+    switch (p.k / 256) {
+        case 8: packed_gemm<8>(p, rs_gemm_p_smem, red, stats); break;
+        case 12: packed_gemm<12>(p, rs_gemm_p_smem, red, stats); break;
+        case 16: packed_gemm<16>(p, rs_gemm_p_smem, red, stats); break;
+        case 20: packed_gemm<20>(p, rs_gemm_p_smem, red, stats); break;
+        case 24: packed_gemm<24>(p, rs_gemm_p_smem, red, stats); break;
+        case 28: packed_gemm<28>(p, rs_gemm_p_smem, red, stats); break;
+        case 32: packed_gemm<32>(p, rs_gemm_p_smem, red, stats); break;
+        default: __trap();  // the params' check refuses other K
+    }
+#else
+    rs::pdl_sync();
+    __trap();
+#endif
+}
+
+// The weights of a decode GEMM into the packed layout (abi.h, PackParams): one tile a unit, its
+// 16 rows × K in 16-byte pieces, read and written by consecutive threads.
+RS_KERNEL_PAIR(__launch_bounds__(RS_PACK_THREADS), pack_tiles_f16, PackParams) {
+    rs::pdl_sync();
+    using rs::u64;
+    const __half* src = rs::ptr<const __half>(p.src);
+    __half* dst = rs::ptr<__half>(p.dst);
+    const unsigned pieces = p.k * RS_GEMM_T_BN / 8;  // of 8 halves, a tile
+    RS_FOR_EACH_UNIT(u, (p.n + RS_GEMM_T_BN - 1) / RS_GEMM_T_BN, t) {
+        for (unsigned j = threadIdx.x; j < pieces; j += blockDim.x) {
+            // j = (slice·16 + row)·4 + quarter, dst's order.
+            const unsigned quarter = j % 4, r = j / 4 % RS_GEMM_T_BN, s = j / (4 * RS_GEMM_T_BN);
+            const u64 row = u * RS_GEMM_T_BN + r;
+            uint4 v = make_uint4(0, 0, 0, 0);
+            if (row < p.n) v = *reinterpret_cast<const uint4*>(src + row * p.k + s * RS_GEMM_D_SLICE + quarter * 8);
+            *reinterpret_cast<uint4*>(dst + u * RS_GEMM_T_BN * p.k + (u64)j * 8) = v;
+        }
+    }
+}
