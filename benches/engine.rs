@@ -185,7 +185,7 @@ fn bench(c: &mut Criterion) {
         let ids: Vec<u32> = (0..BATCH * SEQ).map(|i| (i * 7919) % cfg.vocab).collect();
         ws.ids.copy_from_host(&ids).unwrap();
         for backend in [GemmBackend::Rightsize, GemmBackend::CublasLt] {
-            model.set_backend(backend);
+            model.set_backend(&t, backend).unwrap();
             for mode in [Mode::Eager, Mode::Plan] {
                 let plan = (mode == Mode::Plan).then(|| model.capture_encode(&t, &ws, BATCH, SEQ).unwrap());
                 let run = || match &plan {
@@ -220,7 +220,7 @@ fn bench(c: &mut Criterion) {
         let floor_ms = decode_weight_bytes(&cfg) / bandwidth * 1e3;
         let mut best_step = f64::MAX;
         for backend in [GemmBackend::Rightsize, GemmBackend::CublasLt] {
-            model.set_backend(backend);
+            model.set_backend(&t, backend).unwrap();
             let prefill_name = format!("{name} b{BATCH} prefill {SEQ}, {backend:?}");
             let samples = RefCell::new(Vec::new());
             g.bench_function(&prefill_name, |b| {

@@ -29,7 +29,8 @@ use rand::{Rng, SeedableRng};
 use rightsize::kernels::abi::*;
 use rightsize::kernels::reference::rope_inv_freq;
 use rightsize::kernels::{
-    self as k, attention_prefill_kernel, attention_prefill_kernels, gemm_kernel, hopper_gemm, Kernel, Params,
+    self as k, attention_prefill_kernel, attention_prefill_kernels, gemm_kernel, hopper_gemm, packs_decode_weights,
+    Kernel, Params,
 };
 use rightsize::runtime::{
     BlasLt, BlasShape, Device, DeviceBuffer, DeviceCopy, EventTimer, PartitionId, PartitionRequest, PartitionSupport,
@@ -637,6 +638,41 @@ fn time_gemm_on(
     (kernel_name, ours_s, theirs_s)
 }
 
+/// `bufs` with each B packed by `pack_tiles_f16`, for the packed decode GEMM.
+fn packed_bufs(cx: &Ctx, bufs: &GemmBufs, (_, n, kk): (u32, u32, u32)) -> GemmBufs {
+    let packed = bufs
+        .iter()
+        .map(|(da, db, dc)| {
+            let out = cx.zeros(PackParams::packed_len(n, kk) as usize);
+            let p = PackParams { src: db.ptr(), dst: out.ptr(), n, k: kk, unpack: 0 };
+            // SAFETY: db holds n·k halves and out the packed length.
+            unsafe { cx.rt.launch(k::PACK_TILES, &p, Placement::WHOLE) }.expect("pack");
+            (da.clone(), out, dc.clone())
+        })
+        .collect();
+    cx.rt.synchronize().expect("pack");
+    packed
+}
+
+/// Seconds per launch of the packed decode GEMM on `packed` (from [`packed_bufs`]) on
+/// partition `pid`, its grid sized to it.
+fn time_packed_on(cx: &Ctx, packed: &GemmBufs, shape: (u32, u32, u32), pid: PartitionId) -> f64 {
+    let stream = cx.rt.pool().get(pid).expect("partition").stream(0).expect("stream");
+    let launches = packed
+        .iter()
+        .map(|(da, db, dc)| {
+            let p = GemmParams { b_layout: RS_B_TILES, ..plain_gemm(da, db, dc, shape) };
+            let (rt, keep) = (cx.rt.clone(), vec![any(da), any(db), any(dc)]);
+            Box::new(move || {
+                let _ = &keep;
+                // SAFETY: the buffers are held by `keep`, B packed for the shape.
+                unsafe { rt.launch(k::GEMM_PACKED_8, &p, Placement::on(pid)) }.expect("launch");
+            }) as Box<dyn Fn()>
+        })
+        .collect();
+    time_launches(cx, stream, launches)
+}
+
 /// The partitions of the bench's pool other than the whole device: (id, SMs).
 fn partitions(cx: &Ctx) -> Vec<(PartitionId, u32)> {
     cx.rt.pool().iter().filter(|(_, p)| !p.is_whole_device()).map(|(id, p)| (id, p.sms())).collect()
@@ -711,9 +747,10 @@ fn decode_gemms(cx: &mut Ctx, bandwidth: f64) -> String {
         "\nDecode GEMMs at M = 8 (plain, inputs rotated past 3× L2; median of 5 timings of graph replays). \
          \"of copy\" is the bytes of A, B and C over the time against the copy bandwidth of this run \
          ({:.0} GB/s); \"{DECODE_SMS} SMs\" runs on a green-context partition of that many SMs, cuBLASLt with \
-         CUBLASLT_MATMUL_DESC_SM_COUNT_TARGET = {DECODE_SMS}.\n\n\
-         | model | weight | N×K | ours | µs | of copy | cuBLASLt µs | ours / cuBLASLt (speed) | {DECODE_SMS} SMs µs | of copy | ÷ whole | cuBLASLt {DECODE_SMS} µs | ours / cuBLASLt |\n\
-         |---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+         CUBLASLT_MATMUL_DESC_SM_COUNT_TARGET = {DECODE_SMS}. \"packed\": gemm_f16_packed_m8 on the weights packed \
+         (sm_90, K a multiple of 1,024 from 2,048 to 8,192), which the engine runs for Llama-family models.\n\n\
+         | model | weight | N×K | ours | µs | of copy | cuBLASLt µs | ours / cuBLASLt (speed) | {DECODE_SMS} SMs µs | of copy | ÷ whole | cuBLASLt {DECODE_SMS} µs | ours / cuBLASLt | packed µs | of copy | ÷ cuBLASLt (speed) | packed {DECODE_SMS} SMs µs | of copy | ÷ cuBLASLt {DECODE_SMS} |\n\
+         |---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         bandwidth / 1e9
     );
     let m = 8u32;
@@ -732,19 +769,32 @@ fn decode_gemms(cx: &mut Ctx, bandwidth: f64) -> String {
             us(blas),
             ratio(ours, blas)
         );
-        t += &match third {
-            Some((pid, sms)) => {
-                let (_, ours3, blas3) = time_gemm_on(cx, &bufs, shape, pid, sms);
-                format!(
-                    " {:.2} | {} | {:.2} | {} | {} |\n",
-                    ours3 * 1e6,
-                    of_copy(ours3),
-                    ours / ours3,
-                    us(blas3),
-                    ratio(ours3, blas3)
-                )
+        let third_times = third.map(|(pid, sms)| (pid, time_gemm_on(cx, &bufs, shape, pid, sms)));
+        t += &match third_times {
+            Some((_, (_, ours3, blas3))) => format!(
+                " {:.2} | {} | {:.2} | {} | {} |",
+                ours3 * 1e6,
+                of_copy(ours3),
+                ours / ours3,
+                us(blas3),
+                ratio(ours3, blas3)
+            ),
+            None => " | | | | |".to_string(),
+        };
+        let packs = cx.rt.device().info().compute_capability == (9, 0) && packs_decode_weights(kk);
+        t += &if packs {
+            let packed = packed_bufs(cx, &bufs, shape);
+            let whole_s = time_packed_on(cx, &packed, shape, PartitionId::WHOLE);
+            let row = format!(" {:.2} | {} | {} |", whole_s * 1e6, of_copy(whole_s), ratio(whole_s, blas));
+            match third_times {
+                Some((pid, (_, _, blas3))) => {
+                    let s3 = time_packed_on(cx, &packed, shape, pid);
+                    format!("{row} {:.2} | {} | {} |\n", s3 * 1e6, of_copy(s3), ratio(s3, blas3))
+                }
+                None => format!("{row} | | |\n"),
             }
-            None => " | | | | |\n".to_string(),
+        } else {
+            " | | | | | |\n".to_string()
         };
     }
     t

@@ -5,10 +5,11 @@
 use half::f16;
 
 use super::config::{Family, ModelConfig};
-use super::ops::{self, GemmBackend, Heads, KvCache, Mat};
+use super::ops::{self, GemmBackend, Heads, KvCache, Mat, Weight};
 use super::weights::{ModelWeights, Norm};
 use super::EngineError;
-use crate::kernels::abi::{RS_ACT_GELU_ERF, RS_ACT_GELU_TANH, RS_ACT_NONE};
+use crate::kernels::abi::{PackParams, RS_ACT_GELU_ERF, RS_ACT_GELU_TANH, RS_ACT_NONE};
+use crate::kernels::{packs_decode_weights, PACK_TILES};
 use crate::runtime::{DeviceBuffer, Plan, Tenant};
 
 type Result<T> = std::result::Result<T, EngineError>;
@@ -37,6 +38,12 @@ pub enum DecodePath {
 }
 
 /// A model on the device: its config and weights.
+///
+/// On an sm_90 GPU with the library's GEMMs, a Llama-family model keeps the weights of its
+/// layers' GEMMs and of an untied LM head packed (`pack_tiles_f16`) where the packed decode
+/// GEMM takes their K ([`packs_decode_weights`]): its decode steps stream them in bulk copies
+/// (`gemm_f16_packed_m8`), its prefill reads them through the wgmma GEMMs' packed view, and
+/// the model holds one copy. `RIGHTSIZE_PACK=0` keeps them row-major (for comparisons).
 #[derive(Debug)]
 pub struct Model {
     config: ModelConfig,
@@ -44,6 +51,8 @@ pub struct Model {
     decode: DecodePath,
     weights: ModelWeights<DeviceBuffer<f16>>,
     inv_freq: Option<DeviceBuffer<f32>>,
+    /// The weights [`Model::relayout`] packed are packed.
+    packed: bool,
 }
 
 /// Device buffers for requests of up to `batch` sequences of up to `seq` tokens (prompt and
@@ -166,12 +175,79 @@ impl Model {
             Family::Llama => Some(DeviceBuffer::from_host(tenant.runtime().device(), &config.rope_inv_freq())?),
             _ => None,
         };
-        Ok(Model { config, backend: GemmBackend::default(), decode: DecodePath::default(), weights, inv_freq })
+        let mut model = Model {
+            config,
+            backend: GemmBackend::default(),
+            decode: DecodePath::default(),
+            weights,
+            inv_freq,
+            packed: false,
+        };
+        model.relayout(tenant)?;
+        Ok(model)
     }
 
-    /// Chooses the GEMM implementation (the library's kernels by default).
-    pub fn set_backend(&mut self, backend: GemmBackend) {
+    /// Chooses the GEMM implementation (the library's kernels by default); packs or unpacks
+    /// the weights to suit it (cuBLASLt reads them row-major).
+    pub fn set_backend(&mut self, tenant: &Tenant, backend: GemmBackend) -> Result<()> {
         self.backend = backend;
+        self.relayout(tenant)
+    }
+
+    /// Whether the weights of this model's GEMMs are to be packed: a Llama-family model, the
+    /// library's GEMMs, an sm_90 GPU, and `RIGHTSIZE_PACK` not 0.
+    fn wants_packed(&self, tenant: &Tenant) -> bool {
+        self.config.family == Family::Llama
+            && self.backend == GemmBackend::Rightsize
+            && tenant.runtime().device().info().compute_capability == (9, 0)
+            && std::env::var("RIGHTSIZE_PACK").as_deref() != Ok("0")
+    }
+
+    /// Packs or unpacks the GEMM weights whose K the packed decode GEMM takes, as
+    /// [`Model::wants_packed`] says, one matrix at a time (a matrix's second copy lives only
+    /// while it is rewritten).
+    fn relayout(&mut self, tenant: &Tenant) -> Result<()> {
+        let pack = self.wants_packed(tenant);
+        if pack == self.packed {
+            return Ok(());
+        }
+        let c = &self.config;
+        let up_rows = if c.family == Family::Llama { 2 * c.ffn } else { c.ffn };
+        let shapes = [(c.qkv_width(), c.hidden), (c.hidden, c.attn_width()), (up_rows, c.hidden), (c.hidden, c.ffn)];
+        let head_shape = (c.vocab, c.hidden);
+        let device = tenant.runtime().device();
+        let rewrite = |buf: &mut DeviceBuffer<f16>, (n, k): (u32, u32)| -> Result<()> {
+            if !packs_decode_weights(k) {
+                return Ok(());
+            }
+            let (rows, tiles) = (u64::from(n) * u64::from(k), PackParams::packed_len(n, k));
+            let (from, to) = if pack { (rows, tiles) } else { (tiles, rows) };
+            if buf.len() as u64 != from {
+                return Err(EngineError::Weights(format!("{n}×{k} weights in a buffer of {} elements", buf.len())));
+            }
+            let out = DeviceBuffer::<f16>::filled(device, to as usize, 0)?;
+            let p = PackParams { src: buf.ptr(), dst: out.ptr(), n, k, unpack: u32::from(!pack) };
+            // SAFETY: `buf` holds `from` and `out` `to` halves, as the params' layouts need.
+            unsafe { tenant.launch(PACK_TILES, &p) }?;
+            tenant.synchronize()?;
+            *buf = out;
+            Ok(())
+        };
+        for l in &mut self.weights.layers {
+            for (buf, shape) in [&mut l.qkv, &mut l.out, &mut l.up, &mut l.down].into_iter().zip(shapes) {
+                rewrite(buf, shape)?;
+            }
+        }
+        if let Some(head) = &mut self.weights.lm_head {
+            rewrite(head, head_shape)?;
+        }
+        self.packed = pack;
+        Ok(())
+    }
+
+    /// A GEMM weight of the layers or the untied LM head, as it is laid out.
+    fn w<'a>(&self, buf: &'a DeviceBuffer<f16>) -> Weight<'a> {
+        Weight { buf, packed: self.packed }
     }
 
     /// Chooses how decode steps run their layers (a kernel per operation by default).
@@ -254,13 +330,13 @@ impl Model {
         let en = w.emb_norm.as_ref().ok_or_else(|| EngineError::Weights("BERT without embedding norm".into()))?;
         ops::norm(t, false, x, None, &en.gamma, en.beta.as_ref(), c.norm_eps, x)?;
         for l in &w.layers {
-            ops::linear(t, self.backend, x, &l.qkv, l.qkv_bias.as_ref(), RS_ACT_NONE, None, qkv)?;
+            ops::linear(t, self.backend, x, self.w(&l.qkv), l.qkv_bias.as_ref(), RS_ACT_NONE, None, qkv)?;
             ops::attention(t, qkv, self.heads(), batch, seq, Some(&ws.lens), false, attn)?;
             // Post-norm: x = LN(x + attn·Woᵀ + b).
-            ops::linear(t, self.backend, attn, &l.out, l.out_bias.as_ref(), RS_ACT_NONE, Some(x), tmp)?;
+            ops::linear(t, self.backend, attn, self.w(&l.out), l.out_bias.as_ref(), RS_ACT_NONE, Some(x), tmp)?;
             ops::norm(t, false, tmp, None, &l.norm1.gamma, l.norm1.beta.as_ref(), c.norm_eps, x)?;
-            ops::linear(t, self.backend, x, &l.up, l.up_bias.as_ref(), RS_ACT_GELU_ERF, None, ffn)?;
-            ops::linear(t, self.backend, ffn, &l.down, l.down_bias.as_ref(), RS_ACT_NONE, Some(x), tmp)?;
+            ops::linear(t, self.backend, x, self.w(&l.up), l.up_bias.as_ref(), RS_ACT_GELU_ERF, None, ffn)?;
+            ops::linear(t, self.backend, ffn, self.w(&l.down), l.down_bias.as_ref(), RS_ACT_NONE, Some(x), tmp)?;
             ops::norm(t, false, tmp, None, &l.norm2.gamma, l.norm2.beta.as_ref(), c.norm_eps, x)?;
         }
         Ok(())
@@ -296,7 +372,17 @@ impl Model {
         let layered = if fused { &w.layers[..0] } else { &w.layers[..] };
         for (l, cache) in layered.iter().zip(&ws.caches) {
             // Decode-sized GEMMs normalise their input rows themselves (one launch).
-            ops::norm_linear(t, self.backend, norm_of(&l.norm1), x, a, &l.qkv, l.qkv_bias.as_ref(), RS_ACT_NONE, qkv)?;
+            ops::norm_linear(
+                t,
+                self.backend,
+                norm_of(&l.norm1),
+                x,
+                a,
+                self.w(&l.qkv),
+                l.qkv_bias.as_ref(),
+                RS_ACT_NONE,
+                qkv,
+            )?;
             if let Some(inv) = &self.inv_freq {
                 ops::rope(t, qkv, heads, batch, tokens, &ws.pos, inv)?;
             }
@@ -308,21 +394,32 @@ impl Model {
                 ops::decode_attention(t, qkv, heads, batch, cache, &ws.pos, attn)?;
             }
             // Pre-norm residual stream, updated in place: x += attn·Woᵀ + b.
-            ops::linear(t, self.backend, attn, &l.out, l.out_bias.as_ref(), RS_ACT_NONE, Some(x), x)?;
+            ops::linear(t, self.backend, attn, self.w(&l.out), l.out_bias.as_ref(), RS_ACT_NONE, Some(x), x)?;
             if llama {
                 let act = Mat::of(&ws.ffn_act, rows, c.ffn)?;
-                ops::norm_linear(t, self.backend, norm_of(&l.norm2), x, a, &l.up, None, RS_ACT_NONE, ffn)?;
+                ops::norm_linear(t, self.backend, norm_of(&l.norm2), x, a, self.w(&l.up), None, RS_ACT_NONE, ffn)?;
                 ops::swiglu(t, ffn, act)?;
-                ops::linear(t, self.backend, act, &l.down, None, RS_ACT_NONE, Some(x), x)?;
+                ops::linear(t, self.backend, act, self.w(&l.down), None, RS_ACT_NONE, Some(x), x)?;
             } else {
                 let up_bias = l.up_bias.as_ref();
-                ops::norm_linear(t, self.backend, norm_of(&l.norm2), x, a, &l.up, up_bias, RS_ACT_GELU_TANH, ffn)?;
-                ops::linear(t, self.backend, ffn, &l.down, l.down_bias.as_ref(), RS_ACT_NONE, Some(x), x)?;
+                ops::norm_linear(
+                    t,
+                    self.backend,
+                    norm_of(&l.norm2),
+                    x,
+                    a,
+                    self.w(&l.up),
+                    up_bias,
+                    RS_ACT_GELU_TANH,
+                    ffn,
+                )?;
+                ops::linear(t, self.backend, ffn, self.w(&l.down), l.down_bias.as_ref(), RS_ACT_NONE, Some(x), x)?;
             }
         }
         let fnorm = w.final_norm.as_ref().ok_or_else(|| EngineError::Weights("decoder without final norm".into()))?;
         let logits = Mat::of(&ws.logits, batch, c.vocab)?;
-        let head = w.lm_head.as_ref().unwrap_or(&w.tok);
+        // A tied head is the token embedding, which stays row-major.
+        let head = w.lm_head.as_ref().map_or(Weight::from(&w.tok), |h| self.w(h));
         if prefill {
             // Every row is normalised (the norm takes contiguous rows), each sequence's last
             // one goes on to the LM head.

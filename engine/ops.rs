@@ -7,7 +7,8 @@ use half::f16;
 use super::EngineError;
 use crate::kernels::abi::*;
 use crate::kernels::{
-    self as k, attention_decode_kernel, attention_prefill_kernel, fuses_norm, gemm_kernel, hopper_gemm, Params as _,
+    self as k, attention_decode_kernel, attention_prefill_kernel, fuses_norm, gemm_kernel, hopper_gemm,
+    packs_decode_weights, Params as _,
 };
 use crate::runtime::work::Blas;
 use crate::runtime::{DeviceBuffer, DeviceCopy, Tenant};
@@ -118,33 +119,50 @@ pub struct NormWeights<'a> {
 /// normalises its input rows as it loads them (the decode-sized ones, skinny and streamed);
 /// otherwise the norm into `scratch` (x's shape) and then the GEMM.
 #[allow(clippy::too_many_arguments)]
-pub fn norm_linear(
+pub fn norm_linear<'w>(
     t: &Tenant,
     backend: GemmBackend,
     norm: NormWeights,
     x: Mat,
     scratch: Mat,
-    w: &DeviceBuffer<f16>,
+    w: impl Into<Weight<'w>>,
     bias: Option<&DeviceBuffer<f16>>,
     act: u32,
     out: Mat,
 ) -> Result<()> {
-    linear_with(t, backend, x, Some((norm, scratch)), w, bias, act, None, out)
+    linear_with(t, backend, x, Some((norm, scratch)), w.into(), bias, act, None, out)
+}
+
+/// A GEMM's weights `[n][k]`: row-major, or packed at load for the library's Hopper GEMMs
+/// (`pack_tiles_f16`; the model packs those whose K the packed decode GEMM takes,
+/// [`packs_decode_weights`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Weight<'a> {
+    /// The buffer.
+    pub buf: &'a DeviceBuffer<f16>,
+    /// Packed where [`packs_decode_weights`] takes its K, else row-major.
+    pub packed: bool,
+}
+
+impl<'a> From<&'a DeviceBuffer<f16>> for Weight<'a> {
+    fn from(buf: &'a DeviceBuffer<f16>) -> Self {
+        Weight { buf, packed: false }
+    }
 }
 
 /// `out = act(x·wᵀ + bias) + residual`, w `[n][k]`.
 #[allow(clippy::too_many_arguments)]
-pub fn linear(
+pub fn linear<'w>(
     t: &Tenant,
     backend: GemmBackend,
     x: Mat,
-    w: &DeviceBuffer<f16>,
+    w: impl Into<Weight<'w>>,
     bias: Option<&DeviceBuffer<f16>>,
     act: u32,
     residual: Option<Mat>,
     out: Mat,
 ) -> Result<()> {
-    linear_with(t, backend, x, None, w, bias, act, residual, out)
+    linear_with(t, backend, x, None, w.into(), bias, act, residual, out)
 }
 
 /// [`linear`] of `norm(x)` when `norm` is given: the kernel picked for the shape fuses the
@@ -155,14 +173,18 @@ fn linear_with(
     backend: GemmBackend,
     x: Mat,
     norm: Option<(NormWeights, Mat)>,
-    w: &DeviceBuffer<f16>,
+    w: Weight,
     bias: Option<&DeviceBuffer<f16>>,
     act: u32,
     residual: Option<Mat>,
     out: Mat,
 ) -> Result<()> {
     let (m, kk, n) = (x.rows, x.cols, out.cols);
-    let w = Mat::of(w, n, kk)?;
+    let packed = w.packed && packs_decode_weights(kk);
+    if packed && w.buf.len() as u64 != PackParams::packed_len(n, kk) {
+        return Err(EngineError::Shape(format!("packed weights of {n}×{kk} in a buffer of {} elements", w.buf.len())));
+    }
+    let w = Mat::of(w.buf, n, kk)?;
     out.expect(m, n, "linear output")?;
     if let Some(r) = residual {
         r.expect(m, n, "linear residual")?;
@@ -170,7 +192,14 @@ fn linear_with(
     let info = t.runtime().device().info();
     // Tiles for the SMs the GEMM will get, so a partition does not pay a whole device's waves.
     let hopper = hopper_gemm(m, n, kk, info.compute_capability, t.sms_hint());
-    let own = gemm_kernel(m);
+    // Packed weights: the packed decode GEMM for M ≤ 8, the wgmma GEMMs above.
+    let own = if packed && m <= 8 { k::GEMM_PACKED_8 } else { gemm_kernel(m) };
+    let hopper = hopper.filter(|_| !(packed && m <= 8));
+    if packed && (backend != GemmBackend::Rightsize || (m > 8 && hopper.is_none())) {
+        return Err(EngineError::Shape(format!(
+            "packed {n}×{kk} weights: only the library's Hopper GEMMs read them (backend {backend:?}, M = {m})"
+        )));
+    }
     let picked = hopper.map_or(own.id(), |k| k.id());
     let fused = backend == GemmBackend::Rightsize && fuses_norm(picked);
     let (x, norm) = match norm {
@@ -202,6 +231,7 @@ fn linear_with(
         norm_eps: norm.map_or(0.0, |nw| nw.eps),
         // Weights: no kernel writes them once loaded.
         b_stable: 1,
+        b_layout: if packed { RS_B_TILES } else { RS_B_ROWS },
         ..Default::default()
     };
     match backend {

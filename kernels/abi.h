@@ -164,6 +164,11 @@ typedef struct CopyU32Params {
  * stream (weights): a kernel may then start reading B before it waits for that kernel (PDL).
  * Constraints: K, lda, ldb multiples of 8; a, b 16-byte aligned; ldc, ldr ≥ N.
  */
+/** GemmParams.b_layout: B row-major (N × K, leading dimension ldb), or packed by
+ *  pack_tiles_f16 (RS_B_TILES: read by the wgmma GEMMs and gemm_f16_packed_m8 only). */
+#define RS_B_ROWS 0
+#define RS_B_TILES 1
+
 typedef struct GemmParams {
     unsigned long long a, b, c, bias, residual;
     unsigned long long stride_a, stride_b, stride_c, stride_r;
@@ -174,6 +179,7 @@ typedef struct GemmParams {
     unsigned int norm;
     float norm_eps;
     unsigned int b_stable;
+    unsigned int b_layout;
 } GemmParams;
 
 /** Hopper GEMM (gemm_sm90.cu): 128x256, 128x192, 128x160, 128x128, 128x64 or 128x48 tiles (3
@@ -436,11 +442,14 @@ typedef struct DecoderParams {
  * RS_GEMM_D_SLICE columns in K order, each slice its RS_GEMM_T_BN rows of RS_GEMM_D_SLICE
  * halves: dst[((t·(k / 32) + s)·16 + r)·32 + i] = src[(16t + r)·k + 32s + i], zero for rows
  * past n. dst holds ⌈n / 16⌉·16·k halves and must not overlap src. k a multiple of
- * RS_GEMM_D_SLICE. Work unit: one tile.
+ * RS_GEMM_D_SLICE. With `unpack`, the reverse: the rows below n of packed src into row-major
+ * dst. Work unit: one tile.
  */
 typedef struct PackParams {
     unsigned long long src, dst;
     unsigned int n, k;
+    /** 0: src row-major, dst packed; 1: the reverse (src packed, dst n × k row-major). */
+    unsigned int unpack;
 } PackParams;
 
 #define RS_FILL_THREADS 256

@@ -166,8 +166,8 @@ RS_KERNEL void __launch_bounds__(RS_GEMM_D_THREADS, 1) gemm_f16_packed_m8(const 
 #endif
 }
 
-// The weights of a decode GEMM into the packed layout (abi.h, PackParams): one tile a unit, its
-// 16 rows × K in 16-byte pieces, read and written by consecutive threads.
+// The weights of a decode GEMM into the packed layout (abi.h, PackParams), or back: one tile a
+// unit, its 16 rows × K in 16-byte pieces, taken by consecutive threads in the packed order.
 RS_KERNEL_PAIR(__launch_bounds__(RS_PACK_THREADS), pack_tiles_f16, PackParams) {
     rs::pdl_sync();
     using rs::u64;
@@ -178,10 +178,15 @@ RS_KERNEL_PAIR(__launch_bounds__(RS_PACK_THREADS), pack_tiles_f16, PackParams) {
         for (unsigned j = threadIdx.x; j < pieces; j += blockDim.x) {
             // j = (slice·16 + row)·4 + quarter, dst's order.
             const unsigned quarter = j % 4, r = j / 4 % RS_GEMM_T_BN, s = j / (4 * RS_GEMM_T_BN);
-            const u64 row = u * RS_GEMM_T_BN + r;
+            const u64 row = u * RS_GEMM_T_BN + r, rows = row * p.k + s * RS_GEMM_D_SLICE + quarter * 8;
+            const u64 tiles = u * RS_GEMM_T_BN * p.k + (u64)j * 8;
+            if (p.unpack) {
+                if (row < p.n) *reinterpret_cast<uint4*>(dst + rows) = *reinterpret_cast<const uint4*>(src + tiles);
+                continue;
+            }
             uint4 v = make_uint4(0, 0, 0, 0);
-            if (row < p.n) v = *reinterpret_cast<const uint4*>(src + row * p.k + s * RS_GEMM_D_SLICE + quarter * 8);
-            *reinterpret_cast<uint4*>(dst + u * RS_GEMM_T_BN * p.k + (u64)j * 8) = v;
+            if (row < p.n) v = *reinterpret_cast<const uint4*>(src + rows);
+            *reinterpret_cast<uint4*>(dst + tiles) = v;
         }
     }
 }

@@ -20,8 +20,13 @@
 //             keeps one K step's group in flight while the next is issued, and releases each
 //             stage through empty[s] once the group reading it is done. The epilogue goes
 //             through shared memory 32 columns at a time (16 for the last of a 48-wide tile).
+// Packed B:   with p.b_layout = RS_B_TILES, B is in pack_tiles_f16's layout (abi.h): a K step's
+//             B is then two TMA boxes of a 4-D view (32 columns, 16 rows, slices, tiles), each
+//             BN rows × 32 columns, read by wgmma with 64-byte swizzle. The products and their
+//             order are those of row-major B, so are the outputs' bits.
 // Shapes:     any M, N ≥ 1; K ≥ 8 and a multiple of 8 (16-byte global strides for TMA); A and B
-//             16-byte aligned; lda, ldb multiples of 8. TMA zero-fills past M, N and K.
+//             16-byte aligned; lda, ldb multiples of 8. TMA zero-fills past M, N and K. Packed
+//             B: K a multiple of 32, N padded to whole tiles of 16 rows by the packing.
 // Params:     GemmTmaParams — the tensor maps of A and B (made on the host, see
 //             kernels/params.rs::GemmTmaParams::new) and the GemmParams of the epilogue.
 // Only sm_90a has wgmma/TMA; on other targets the kernels trap (the runtime never picks them).
@@ -168,7 +173,14 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
                 const unsigned a = base + stage * STAGE_BYTES, b = a + BM * BK * 2;
                 mbar_expect_tx(full + 8 * stage, STAGE_BYTES);
                 tma_load(a, &tp.map_a, kb * BK, (int)m0, full + 8 * stage);
-                tma_load(b, &tp.map_b, kb * BK, (int)n0, full + 8 * stage);
+                if (p.b_layout == RS_B_TILES) {
+                    // Packed B: K slices 2kb and 2kb + 1 of the tile's BN / 16 tiles, each BN
+                    // rows of 64 bytes (64-byte swizzle).
+                    for (int h = 0; h < 2; ++h)
+                        tma_load_4d(b + h * BN * 64, &tp.map_b, 0, 0, 2 * kb + h, (int)(n0 / 16), full + 8 * stage);
+                } else {
+                    tma_load(b, &tp.map_b, kb * BK, (int)n0, full + 8 * stage);
+                }
                 if (++stage == STAGES) {
                     stage = 0;
                     phase ^= 1;
@@ -193,6 +205,7 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
     const __half* R = p.residual ? rs::ptr<const __half>(p.residual) : nullptr;
     const __half* bias = p.bias ? rs::ptr<const __half>(p.bias) : nullptr;
     __half* C = rs::ptr<__half>(p.c);
+    const bool packed = p.b_layout == RS_B_TILES;
     const bool vec = (p.ldc & 7) == 0 && (p.c & 15) == 0 && (!R || ((p.ldr & 7) == 0 && (p.residual & 15) == 0)) &&
                      (p.bias & 15) == 0;
     // In the plain order (no counter, or no more units than blocks in a launch that does
@@ -219,7 +232,9 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
             const unsigned a = base + stage * STAGE_BYTES + half * 64 * BK * 2, b = base + stage * STAGE_BYTES + BM * BK * 2;
             wgmma_fence();
 #pragma unroll
-            for (int j = 0; j < BK / 16; ++j) mma_step<BN>(d, desc(a + 32 * j), desc(b + 32 * j));
+            for (int j = 0; j < BK / 16; ++j)
+                mma_step<BN>(d, desc(a + 32 * j),
+                             packed ? desc64(b + (j / 2) * BN * 64 + 32 * (j % 2)) : desc(b + 32 * j));
             wgmma_commit();
             wgmma_wait<1>();
             if (held >= 0) mbar_arrive(empty + 8 * held);

@@ -197,10 +197,10 @@ pub(crate) unsafe fn blocks_per_sm(function: sys::CUfunction, block_threads: u32
 pub fn gemm_tma_params(g: &GemmParams, kernel: Kernel<GemmTmaParams>) -> Result<GemmTmaParams> {
     let [a, b] = GemmTmaParams::map_specs(g, kernel)?;
     let encode = |m: TensorMapSpec| -> Result<RsTensorMap> {
-        let swizzle = if m.swizzle {
-            sys::CUtensorMapSwizzle::CU_TENSOR_MAP_SWIZZLE_128B
-        } else {
-            sys::CUtensorMapSwizzle::CU_TENSOR_MAP_SWIZZLE_NONE
+        let swizzle = match m.swizzle {
+            128 => sys::CUtensorMapSwizzle::CU_TENSOR_MAP_SWIZZLE_128B,
+            64 => sys::CUtensorMapSwizzle::CU_TENSOR_MAP_SWIZZLE_64B,
+            _ => sys::CUtensorMapSwizzle::CU_TENSOR_MAP_SWIZZLE_NONE,
         };
         let (dims, strides, boxes) = m.view();
         let map = super::driver::tensor_map::encode_f16(m.ptr, &dims, &strides, &boxes, swizzle).map_err(|e| {

@@ -51,14 +51,13 @@ impl Params for GemmParams {
                     self.k
                 )
             })?;
-            ensure(self.ldb == self.k, k, || format!("ldb = {} (packed weights have K = {} a row)", self.ldb, self.k))?;
-            ensure(self.batch == 1, k, || format!("batch = {} (this kernel does batch 1)", self.batch))?;
         }
         ensure(self.lda >= self.k && self.lda % a == 0, k, || format!("lda = {} (K = {})", self.lda, self.k))?;
         ensure(self.ldb >= self.k && self.ldb % a == 0, k, || format!("ldb = {} (K = {})", self.ldb, self.k))?;
         ensure(self.ldc >= self.n, k, || format!("ldc = {} (N = {})", self.ldc, self.n))?;
         ensure(self.act <= RS_ACT_GELU_ERF, k, || format!("unknown activation {}", self.act))?;
         ensure(self.b_stable <= 1, k, || format!("b_stable = {} (0 or 1)", self.b_stable))?;
+        self.check_layout(k)?;
         pointers(k, &[("a", self.a, 16), ("b", self.b, 16), ("c", self.c, 2)])?;
         optional(k, &[("bias", self.bias, 2), ("residual", self.residual, 2)])?;
         if self.residual != 0 {
@@ -104,12 +103,12 @@ impl Params for PackParams {
     fn check(&self, k: KernelId) -> Result<(), ParamError> {
         let s = RS_GEMM_D_SLICE;
         ensure(self.n >= 1, k, || "n = 0".into())?;
+        ensure(self.unpack <= 1, k, || format!("unpack = {} (0 or 1)", self.unpack))?;
         ensure(self.k >= s && self.k % s == 0, k, || format!("k = {} must be a positive multiple of {s}", self.k))?;
         pointers(k, &[("src", self.src, 16), ("dst", self.dst, 16)])?;
-        let (src_end, dst_end) = (
-            self.src + 2 * u64::from(self.n) * u64::from(self.k),
-            self.dst + 2 * PackParams::packed_len(self.n, self.k),
-        );
+        let (rows, tiles) = (2 * u64::from(self.n) * u64::from(self.k), 2 * PackParams::packed_len(self.n, self.k));
+        let (src_end, dst_end) =
+            if self.unpack == 1 { (self.src + tiles, self.dst + rows) } else { (self.src + rows, self.dst + tiles) };
         ensure(dst_end <= self.src || src_end <= self.dst, k, || "dst overlaps src".into())
     }
     fn shape_key(&self) -> u64 {
@@ -122,6 +121,25 @@ impl GemmParams {
     /// row-major matrices, nothing fused; the rest of the fields set with `..` on it.
     pub fn dense(a: u64, b: u64, c: u64, m: u32, n: u32, k: u32) -> GemmParams {
         GemmParams { a, b, c, m, n, k, batch: 1, lda: k, ldb: k, ldc: n, ldr: n, ..Default::default() }
+    }
+
+    /// B packed (`RS_B_TILES`): read by the wgmma GEMMs and the packed decode GEMM, which
+    /// needs it; packed weights have K a whole number of slices and K a row.
+    fn check_layout(&self, k: KernelId) -> Result<(), ParamError> {
+        ensure(self.b_layout <= RS_B_TILES, k, || format!("unknown b_layout {}", self.b_layout))?;
+        if k == KernelId::GemmPacked8 {
+            ensure(self.b_layout == RS_B_TILES, k, || "B must be packed (pack_tiles_f16)".into())?;
+        }
+        if self.b_layout == RS_B_ROWS {
+            return Ok(());
+        }
+        let reads_tiles =
+            k == KernelId::GemmPacked8 || HOPPER_PREFILL_GEMMS.iter().chain(&HOPPER_SMALL_GEMMS).any(|g| g.id() == k);
+        ensure(reads_tiles, k, || "packed B (b_layout 1): only the wgmma GEMMs and gemm_f16_packed_m8 read it".into())?;
+        let s = RS_GEMM_D_SLICE;
+        ensure(self.k % s == 0, k, || format!("K = {}: packed B has whole {s}-column slices", self.k))?;
+        ensure(self.ldb == self.k, k, || format!("ldb = {} (packed B has K = {} a row)", self.ldb, self.k))?;
+        ensure(self.batch == 1, k, || format!("batch = {}: packed B takes batch 1", self.batch))
     }
 
     /// The fused input norm: only the decode kernels (skinny, streamed) take one, for batch 1,
@@ -193,7 +211,7 @@ struct TmaBoxes {
     a_rows: u32,
     b_rows: u32,
     cols: u32,
-    swizzle: bool,
+    swizzle: u32,
     slice: u32,
 }
 
@@ -205,10 +223,10 @@ impl TmaBoxes {
 }
 
 fn tma_boxes(k: KernelId) -> TmaBoxes {
-    let wgmma = |a_rows, b_rows| TmaBoxes { a_rows, b_rows, cols: RS_GEMM_W_BK, swizzle: true, slice: 0 };
+    let wgmma = |a_rows, b_rows| TmaBoxes { a_rows, b_rows, cols: RS_GEMM_W_BK, swizzle: 128, slice: 0 };
     match k {
         KernelId::GemmStream8 => {
-            TmaBoxes { a_rows: 8, b_rows: RS_GEMM_T_BN, cols: RS_GEMM_D_KC, swizzle: false, slice: RS_GEMM_D_SLICE }
+            TmaBoxes { a_rows: 8, b_rows: RS_GEMM_T_BN, cols: RS_GEMM_D_KC, swizzle: 0, slice: RS_GEMM_D_SLICE }
         }
         KernelId::GemmWgmmaSmall => wgmma(RS_GEMM_WS_BM, RS_GEMM_WS_BN),
         KernelId::GemmWgmmaSmallWide => wgmma(RS_GEMM_WS_BM, 2 * RS_GEMM_WS_BN),
@@ -226,7 +244,9 @@ fn tma_boxes(k: KernelId) -> TmaBoxes {
 /// boxes of `box_cols` columns × `box_rows` rows, with 128-byte swizzle or none; out-of-bounds
 /// elements read as zeros. With `slice` > 0 the map is 3-D: a slice of `slice` columns of a
 /// row, rows, slices (`cols` a multiple of `slice`), so a box lands in shared memory slice by
-/// slice, each slice's rows `slice` elements apart.
+/// slice, each slice's rows `slice` elements apart. With `tiles` the matrix is packed
+/// (pack_tiles_f16, abi.h) and the map 4-D: 32 columns, 16 rows, slices, tiles, read in boxes
+/// of one slice of `box_rows` rows (whole tiles) with 64-byte swizzle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TensorMapSpec {
     /// Which operand ("A" or "B"), for messages.
@@ -243,10 +263,12 @@ pub struct TensorMapSpec {
     pub box_rows: u32,
     /// Columns per box.
     pub box_cols: u32,
-    /// 128-byte swizzle (else none).
-    pub swizzle: bool,
+    /// Swizzle, bytes: 128, 64 or 0 (none).
+    pub swizzle: u32,
     /// Columns a slice of the 3-D view; 0: a 2-D map.
     pub slice: u32,
+    /// The packed layout's 4-D view (`ld` is then `cols`).
+    pub tiles: bool,
 }
 
 impl TensorMapSpec {
@@ -254,6 +276,22 @@ impl TensorMapSpec {
     /// first, and the box (elements a dimension).
     pub fn view(&self) -> (Vec<u64>, Vec<u64>, Vec<u32>) {
         let (cols, rows, ld) = (u64::from(self.cols), u64::from(self.rows), u64::from(self.ld));
+        if self.tiles {
+            let (s, bn) = (u64::from(RS_GEMM_D_SLICE), u64::from(RS_GEMM_T_BN));
+            // The packing and the GEMMs' checks make K a whole number of slices and box_rows
+            // whole tiles.
+            assert!(
+                self.cols % RS_GEMM_D_SLICE == 0 && self.box_rows % RS_GEMM_T_BN == 0,
+                "a packed view needs whole slices and tiles: {} columns, boxes of {} rows",
+                self.cols,
+                self.box_rows
+            );
+            return (
+                vec![s, bn, cols / s, rows.div_ceil(bn)],
+                vec![s * 2, s * bn * 2, cols * bn * 2],
+                vec![RS_GEMM_D_SLICE, RS_GEMM_T_BN, 1, self.box_rows / RS_GEMM_T_BN],
+            );
+        }
         if self.slice == 0 {
             return (vec![cols, rows], vec![ld * 2], vec![self.box_cols, self.box_rows]);
         }
@@ -291,8 +329,13 @@ impl GemmTmaParams {
             box_cols: b.cols,
             swizzle: b.swizzle,
             slice: b.slice,
+            tiles: false,
         };
-        Ok([spec("A", g.a, g.m, g.lda, b.a_rows), spec("B", g.b, g.n, g.ldb, b.b_rows)])
+        let mut b_spec = spec("B", g.b, g.n, g.ldb, b.b_rows);
+        if g.b_layout == RS_B_TILES {
+            b_spec = TensorMapSpec { box_cols: RS_GEMM_D_SLICE, swizzle: 64, slice: 0, tiles: true, ..b_spec };
+        }
+        Ok([spec("A", g.a, g.m, g.lda, b.a_rows), b_spec])
     }
 
     /// The params of `g` with its encoded tensor maps (those of [`GemmTmaParams::map_specs`]).
@@ -373,9 +416,23 @@ mod tests {
     #[test]
     fn the_packed_decode_gemm_takes_whole_chunks_of_k_and_refuses_the_rest() {
         let k = KernelId::GemmPacked8;
+        let gemm = |m, n, kk| GemmParams { b_layout: RS_B_TILES, ..gemm(m, n, kk) };
         assert!(gemm(8, 4096, 4096).check(k).is_ok());
         assert!(gemm(1, 100, 2048).check(k).is_ok());
         assert!(gemm(8, 100, 8192).check(k).is_ok());
+        assert!(GemmParams { b_layout: RS_B_ROWS, ..gemm(8, 100, 8192) }
+            .check(k)
+            .unwrap_err()
+            .reason
+            .contains("packed"));
+        assert!(GemmParams { b_layout: 2, ..gemm(8, 100, 8192) }.check(k).unwrap_err().reason.contains("b_layout"));
+        // Packed B: only the wgmma GEMMs read it besides; whole slices, K a row, batch 1.
+        for other in [KernelId::GemmSkinny8, KernelId::GemmSkinny, KernelId::GemmStream8, KernelId::GemmLarge] {
+            assert!(gemm(8, 100, 4096).check(other).unwrap_err().reason.contains("only the wgmma"), "{other}");
+        }
+        assert!(gemm(200, 100, 4096).check(KernelId::GemmWgmma).is_ok());
+        assert!(gemm(20, 100, 96).check(KernelId::GemmWgmmaSmall).is_ok());
+        assert!(gemm(200, 100, 200).check(KernelId::GemmWgmma).unwrap_err().reason.contains("slices"));
         for kk in [1024, 3000, 4104, 9216, 14336] {
             assert!(!packs_decode_weights(kk), "{kk}");
             assert!(gemm(8, 100, kk).check(k).unwrap_err().reason.contains("registers"), "{kk}");
@@ -386,7 +443,7 @@ mod tests {
         assert_eq!(gemm(8, 4100, 4096).units(k), 257, "the skinny kernel's units");
         assert!(fuses_norm(k));
 
-        let pack = PackParams { src: 1 << 20, dst: 2 << 20, n: 100, k: 64 };
+        let pack = PackParams { src: 1 << 20, dst: 2 << 20, n: 100, k: 64, unpack: 0 };
         assert_eq!(pack.units(KernelId::PackTiles), 7);
         assert_eq!(PackParams::packed_len(100, 64), 112 * 64);
         assert!(pack.check(KernelId::PackTiles).is_ok());
@@ -397,6 +454,23 @@ mod tests {
         assert!(bad(PackParams { dst: (1 << 20) - 2 * 112 * 64 + 16, ..pack }).contains("overlaps"));
         assert!(PackParams { dst: (1 << 20) - 2 * 112 * 64, ..pack }.check(KernelId::PackTiles).is_ok());
         assert!(bad(PackParams { src: (1 << 20) + 2, ..pack }).contains("aligned"));
+        assert!(bad(PackParams { unpack: 2, ..pack }).contains("unpack"));
+        // Unpacking reads the packed extent and writes the rows.
+        let unpack = PackParams { src: 2 << 20, dst: 1 << 20, unpack: 1, ..pack };
+        assert!(unpack.check(KernelId::PackTiles).is_ok());
+        assert!(bad(PackParams { dst: (2 << 20) + 2 * 112 * 64 - 16, ..unpack }).contains("overlaps"));
+        assert!(PackParams { dst: (2 << 20) + 2 * 112 * 64, ..unpack }.check(KernelId::PackTiles).is_ok());
+
+        // The wgmma GEMMs' packed B: a 4-D view of 32 columns, 16 rows, slices and tiles,
+        // boxes of one slice of the tile's rows with 64-byte swizzle.
+        let g = GemmParams { b_layout: RS_B_TILES, ..GemmParams::dense(256, 512, 1024, 200, 100, 4096) };
+        let [a, b] = GemmTmaParams::map_specs(&g, GEMM_WGMMA_NARROW).unwrap();
+        assert!(!a.tiles && a.swizzle == 128);
+        assert!(b.tiles && b.swizzle == 64);
+        let (dims, strides, boxes) = b.view();
+        assert_eq!(dims, vec![32, 16, 128, 7]);
+        assert_eq!(strides, vec![64, 1024, 4096 * 32]);
+        assert_eq!(boxes, vec![32, 16, 1, 4]);
     }
 
     #[test]

@@ -56,7 +56,7 @@ fn a_plan_can_be_the_first_use_of_cublaslt() {
     let t = tenant(&rt, Placement::WHOLE);
     let c = ModelConfig::tiny(Family::Bert);
     let mut model = Model::new(&t, c.clone(), ModelWeights::synthetic(&t, &c, 7).unwrap()).unwrap();
-    model.set_backend(GemmBackend::CublasLt);
+    model.set_backend(&t, GemmBackend::CublasLt).unwrap();
     let (batch, seq) = (2u32, 16u32);
     let mut ws = model.workspace(&t, batch, seq).unwrap();
     let ids: Vec<u32> = (0..batch * seq).map(|i| (i * 31 + 5) % c.vocab).collect();
@@ -259,7 +259,7 @@ fn transformers_parity() {
     ws.ids.copy_from_host(&as_u32(ids)).unwrap();
     ws.lens.copy_from_host(&as_u32(&expected["bert_lens"].1)).unwrap();
     for backend in [GemmBackend::Rightsize, GemmBackend::CublasLt] {
-        model.set_backend(backend);
+        model.set_backend(&t, backend).unwrap();
         model.encode(&t, &ws, batch, seq).unwrap();
         t.synchronize().unwrap();
         let err = relative_error(&ws.x.to_host().unwrap(), &as_f16(&expected["bert_hidden"].1));
@@ -278,7 +278,7 @@ fn transformers_parity() {
     ] {
         let (c, host) = checkpoint::load(&out.join(name)).unwrap();
         let mut model = Model::new(&t, c.clone(), ModelWeights::upload(&t, host).unwrap()).unwrap();
-        model.set_backend(backend);
+        model.set_backend(&t, backend).unwrap();
         let (shape, prompts) = &expected[&format!("{name}_prompts")];
         let (batch, prompt) = (shape[0] as u32, shape[1] as u32);
         let want_tokens = as_u32(&expected[&format!("{name}_tokens")].1);
@@ -401,7 +401,7 @@ fn minilm_real_checkpoint() {
         let mut model = Model::new(&t, c.clone(), ModelWeights::upload(&t, host.clone()).unwrap()).unwrap();
         let mut ws = model.workspace(&t, refs.len() as u32, batch.seq).unwrap();
         for backend in [GemmBackend::Rightsize, GemmBackend::CublasLt] {
-            model.set_backend(backend);
+            model.set_backend(&t, backend).unwrap();
             let got = model.embed(&t, &mut ws, &batch).unwrap();
             let cos: Vec<f32> =
                 got.iter().zip(&want).map(|(a, b)| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>()).collect();

@@ -175,11 +175,20 @@ fn gemm_shapes_match_reference(test: &str, shapes: &[(usize, usize, usize)]) {
             }
             // The Hopper kernels (TMA + wgmma) on sm_90, at every M, and the streamed one.
             if rt.device().info().compute_capability == (9, 0) {
+                // B packed too (whole slices of K): the same bits as from row-major B.
+                let packed = (kk % RS_GEMM_D_SLICE as usize == 0).then(|| pack_on_device(&rt, &p, &b));
                 for kernel in k::HOPPER_PREFILL_GEMMS.into_iter().chain(k::HOPPER_SMALL_GEMMS) {
                     let tp = rightsize::runtime::gemm_tma_params(&p, kernel).unwrap();
                     let what = format!("{} {m}x{n}x{kk} {name}", kernel.id());
                     let got = at_every_grid(&rt, &what, kernel, &tp, &mut out, |_| {});
                     assert_close(&what, &got, &want);
+                    if let Some(pb) = &packed {
+                        let pp = GemmParams { b: pb.ptr(), b_layout: RS_B_TILES, ..p };
+                        let tp = rightsize::runtime::gemm_tma_params(&pp, kernel).unwrap();
+                        let what = format!("{what} packed B");
+                        let got_packed = at_every_grid(&rt, &what, kernel, &tp, &mut out, |_| {});
+                        assert_same_bits(&format!("{what} against row-major B"), &got_packed, &got);
+                    }
                 }
                 if m <= 8 {
                     check_streamed(&rt, &format!("{m}x{n}x{kk} {name}"), &p, &mut out, &want, &skinny8);
@@ -217,6 +226,21 @@ fn check_streamed(rt: &Runtime, what: &str, p: &GemmParams, out: &mut DeviceBuff
     }
 }
 
+/// B of `p` (row-major, `b` on the host) packed by `pack_tiles_f16` at every grid, checked bit
+/// for bit against the reference's layout; and unpacked again by it, checked against `b`.
+fn pack_on_device(rt: &Runtime, p: &GemmParams, b: &[f16]) -> DeviceBuffer<f16> {
+    let what = format!("pack_tiles_f16 {}x{}", p.n, p.k);
+    let mut packed = poisoned::<f16>(rt, PackParams::packed_len(p.n, p.k) as usize);
+    let pack = PackParams { src: p.b, dst: packed.ptr(), n: p.n, k: p.k, unpack: 0 };
+    let got = at_every_grid(rt, &what, k::PACK_TILES, &pack, &mut packed, |_| {});
+    assert_same_bits(&what, &got, &refs::pack_tiles(b, p.n as usize, p.k as usize));
+    let mut rows = poisoned::<f16>(rt, b.len());
+    let unpack = PackParams { src: packed.ptr(), dst: rows.ptr(), unpack: 1, ..pack };
+    let got = at_every_grid(rt, &format!("{what} unpacked"), k::PACK_TILES, &unpack, &mut rows, |_| {});
+    assert_same_bits(&format!("{what} unpacked"), &got, b);
+    packed
+}
+
 /// The decode GEMM on packed weights (sm_90, M ≤ 8), where it takes K: the weights packed by
 /// `pack_tiles_f16` at every grid, bit for bit the reference's layout; then the GEMM, reading
 /// them before or after the wait for its predecessor, close to the reference and the same bits
@@ -236,13 +260,9 @@ fn check_packed(
         assert!(err.contains("registers"), "{what}: K = {}: {err}", p.k);
         return;
     }
-    let packed_len = PackParams::packed_len(p.n, p.k) as usize;
-    let mut packed = poisoned::<f16>(rt, packed_len);
-    let pack = PackParams { src: p.b, dst: packed.ptr(), n: p.n, k: p.k };
-    let got = at_every_grid(rt, &format!("pack_tiles_f16 {what}"), k::PACK_TILES, &pack, &mut packed, |_| {});
-    assert_same_bits(&format!("pack_tiles_f16 {what}"), &got, &refs::pack_tiles(b, p.n as usize, p.k as usize));
+    let packed = pack_on_device(rt, p, b);
     for b_stable in [0, 1] {
-        let pp = GemmParams { b: packed.ptr(), b_stable, ..*p };
+        let pp = GemmParams { b: packed.ptr(), b_stable, b_layout: RS_B_TILES, ..*p };
         let what = format!("{} {what} b_stable {b_stable}", k::GEMM_PACKED_8.id());
         let got = at_every_grid(rt, &what, k::GEMM_PACKED_8, &pp, out, |_| {});
         assert_close(&what, &got, want);
