@@ -144,7 +144,7 @@ typedef struct CopyU32Params {
  *  RS_GEMM_P_MIN_K to RS_GEMM_P_MAX_K. Threads, consumers and ring: RS_GEMM_D_*. */
 #define RS_GEMM_P_KC 1024
 #define RS_GEMM_P_MIN_K 2048
-#define RS_GEMM_P_MAX_K 8192
+#define RS_GEMM_P_MAX_K 4096
 /** Small tile: 64x64, 4 warps (decode-sized M). */
 #define RS_GEMM_S_BM 64
 #define RS_GEMM_S_BN 64
@@ -437,13 +437,16 @@ typedef struct DecoderParams {
 #define RS_PACK_THREADS 256
 
 /**
- * pack_tiles_f16: the weights of a decode GEMM (B, n × k row-major, leading dimension k) into
- * the layout gemm_f16_packed_m8 streams: tiles of RS_GEMM_T_BN rows, each tile's slices of
- * RS_GEMM_D_SLICE columns in K order, each slice its RS_GEMM_T_BN rows of RS_GEMM_D_SLICE
- * halves: dst[((t·(k / 32) + s)·16 + r)·32 + i] = src[(16t + r)·k + 32s + i], zero for rows
- * past n. dst holds ⌈n / 16⌉·16·k halves and must not overlap src. k a multiple of
- * RS_GEMM_D_SLICE. With `unpack`, the reverse: the rows below n of packed src into row-major
- * dst. Work unit: one tile.
+ * pack_tiles_f16: the weights of a GEMM (B, n × k row-major, leading dimension k) into the
+ * layout the library's Hopper GEMMs stream: tiles of 16 rows; a tile's chunks of RS_GEMM_P_KC
+ * columns, each 32 KiB of consecutive bytes; in a chunk, its rows 0–7, then 8–15; in each, the
+ * chunk's slices of 32 columns, each an atom of 8 rows × 64 bytes whose 16-byte pieces are
+ * stored swizzled as wgmma's 64-byte swizzle reads them (piece p of row r at p ^ (r / 2 % 4)).
+ * So halves (t, c, h, s, r, i), of row 16t + 8h + r and column 1024c + 32s + i, are at
+ * ((((t·C + c)·2 + h)·32 + s)·8 + r)·32 + 8·((i / 8) ^ (r / 2 % 4)) + i % 8, C = k / 1024,
+ * zero for rows past n. dst holds ⌈n / 16⌉·16·k halves and must not overlap src; k a
+ * multiple of RS_GEMM_P_KC. With `unpack`, the reverse: the rows below n of packed src into
+ * row-major dst. Work unit: one tile.
  */
 typedef struct PackParams {
     unsigned long long src, dst;

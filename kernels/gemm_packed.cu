@@ -3,8 +3,8 @@
 //
 // Computes:   as gemm_stream.cu's gemm_f16_stream_m8 (GemmParams: bias, GELU tanh/erf, FP16
 //             rounding before the residual add, the fused input norm), for M ≤ 8 and batch 1,
-//             with p.b the weights packed by pack_tiles_f16 (abi.h): a tile of 16 rows, slice by
-//             slice of 32 columns, so a tile's K chunk is consecutive bytes.
+//             with p.b the weights packed by pack_tiles_f16 (abi.h): a tile of 16 rows, chunk by
+//             chunk of RS_GEMM_P_KC columns, each chunk 32 KiB of consecutive bytes.
 // Work unit:  a tile of 16 output columns, all M rows (⌈N/16⌉ units, the skinny kernel's); each
 //             block loops over units u = blockIdx.x, + gridDim.x, …, so any grid is correct.
 // Claims:     not read, as the streamed kernel (the producer runs a ring ahead across units).
@@ -25,9 +25,15 @@
 //             32-wide K slices, warp w taking slices w, w + 8, …, the warps' sums added in warp
 //             order, rs::gemm_store's epilogue. So the output has the same bits as the skinny
 //             and the streamed kernels', on any grid.
+// Layout:     a stage is the chunk as packed: rows 0–7, then rows 8–15, each as 32 atoms (a
+//             slice of 32 columns × 8 rows, 512 bytes, its 16-byte pieces swizzled: piece p of row
+//             r at p ^ (r / 2 % 4)). Lane (g, q) reads piece q of row g of a slice in the first half
+//             and of row g in the second (rows g and g + 8 of the tile): the 8 lanes of a quarter
+//             warp read two whole rows, 128 consecutive bytes, without bank conflict.
 // Shapes:     M ≤ 8, batch 1; K a multiple of RS_GEMM_P_KC from RS_GEMM_P_MIN_K to
-//             RS_GEMM_P_MAX_K (a lane holds K / 256 slices of A: 4 registers each); lda a
-//             multiple of 8; A and the packed B 16-byte aligned.
+//             RS_GEMM_P_MAX_K (a lane holds K / 256 slices of A: 4 registers each, so the kernel
+//             needs about as many registers as the streamed one); lda a multiple of 8; A and
+//             the packed B 16-byte aligned.
 // Only sm_90a has bulk copies to shared memory here; elsewhere the kernel traps (never picked).
 // Reference:  kernels/reference.rs::gemm (and ::pack_tiles for the layout).
 #include "common.cuh"
@@ -49,6 +55,8 @@ constexpr unsigned WARP_SLICES = CHUNK_SLICES / WARPS;   // a warp's slices a st
 constexpr unsigned STAGE = RS_GEMM_P_KC * BN * 2;        // bytes a stage: a tile's chunk
 constexpr unsigned STAGES = RS_GEMM_D_RING_BYTES / STAGE;
 constexpr unsigned ROW_BYTES = SLICE * 2;
+constexpr unsigned ATOM = 8 * ROW_BYTES;         // a slice of 8 rows
+constexpr unsigned HALF = CHUNK_SLICES * ATOM;   // a chunk's rows 0–7 (or 8–15)
 static_assert(CHUNK_SLICES % WARPS == 0, "every warp has as many slices in each stage");
 static_assert(STAGES >= 2 && STAGES <= RS_GEMM_D_MAX_STAGES, "the ring and its barriers");
 static_assert(RS_GEMM_D_THREADS == 32 * (WARPS + 1), "consumers and one producer warp");
@@ -90,28 +98,27 @@ __device__ __forceinline__ void packed_gemm(const GemmParams& p, unsigned char* 
     if (total == 0) return;
 
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, q = lane & 3;
-    float2 st = make_float2(0.0f, 0.0f);
+    // This lane's 16 bytes of each of its warp's slices of A's row g (zeros past M), loaded
+    // before the fused norm's statistics are computed, normalised after.
+    uint4 av[S];
+    const __half* A = rs::ptr<const __half>(p.a) + (u64)min(g, (int)p.m - 1) * p.lda;
+#pragma unroll
+    for (unsigned i = 0; i < S; ++i)
+        av[i] = g < (int)p.m ? *reinterpret_cast<const uint4*>(A + (warp + i * WARPS) * SLICE + q * 8) : make_uint4(0, 0, 0, 0);
     if (p.norm != RS_NORM_NONE) {
         rs::skinny_norm_stats(p, stats, WARPS);
         rs::named_barrier(1, WARPS * 32);
-        if (g < (int)p.m) st = stats[g];
-    }
-    // This lane's 16 bytes of each of its warp's slices of A's row g (zeros past M).
-    uint4 av[S];
-    {
         const __half* gamma = rs::ptr<const __half>(p.norm_gamma);
         const __half* beta = p.norm_beta ? rs::ptr<const __half>(p.norm_beta) : nullptr;
-        const __half* A = rs::ptr<const __half>(p.a) + (u64)min(g, (int)p.m - 1) * p.lda;
+        if (g < (int)p.m) {
+            const float2 st = stats[g];
 #pragma unroll
-        for (unsigned i = 0; i < S; ++i) {
-            const unsigned kl = (warp + i * WARPS) * SLICE + q * 8;
-            av[i] = make_uint4(0, 0, 0, 0);
-            if (g < (int)p.m) av[i] = *reinterpret_cast<const uint4*>(A + kl);
-            if (p.norm != RS_NORM_NONE && g < (int)p.m) av[i] = rs::normalize8(av[i], st, gamma, beta, p.norm, kl);
+            for (unsigned i = 0; i < S; ++i)
+                av[i] = rs::normalize8(av[i], st, gamma, beta, p.norm, (warp + i * WARPS) * SLICE + q * 8);
         }
     }
-    // This lane's 16 bytes of a slice: rows g and g + 8 of the tile.
-    const unsigned lo = g * ROW_BYTES + q * 16, hi = lo + 8 * ROW_BYTES;
+    // This lane's 16 bytes of a slice's atoms: rows g and g + 8 of the tile (swizzled pieces).
+    const unsigned lo = g * ROW_BYTES + ((q ^ (g / 2 % 4)) * 16), hi = lo + HALF;
     __half* C = rs::ptr<__half>(p.c);
     const __half* R = p.residual ? rs::ptr<const __half>(p.residual) : nullptr;
     const __half* bias = p.bias ? rs::ptr<const __half>(p.bias) : nullptr;
@@ -125,7 +132,7 @@ __device__ __forceinline__ void packed_gemm(const GemmParams& p, unsigned char* 
             const unsigned char* stage = smem + slot * STAGE;
 #pragma unroll
             for (unsigned i = 0; i < WARP_SLICES; ++i) {
-                const unsigned char* bs = stage + (warp + i * WARPS) * BN * ROW_BYTES;
+                const unsigned char* bs = stage + (warp + i * WARPS) * ATOM;
                 rs::skinny_slice(acc, *reinterpret_cast<const uint4*>(bs + lo), *reinterpret_cast<const uint4*>(bs + hi),
                                  av[c * WARP_SLICES + i]);
             }
@@ -149,15 +156,11 @@ RS_KERNEL void __launch_bounds__(RS_GEMM_D_THREADS, 1) gemm_f16_packed_m8(const 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     __shared__ float red[WARPS * BN * 8];
     __shared__ float2 stats[8];
-    static_assert(RS_GEMM_P_MIN_K == 8 * RS_GEMM_P_KC / 4 && RS_GEMM_P_MAX_K == 8 * RS_GEMM_P_KC, "the cases below");
+    static_assert(RS_GEMM_P_MIN_K == 2 * RS_GEMM_P_KC && RS_GEMM_P_MAX_K == 4 * RS_GEMM_P_KC, "the cases below");
     switch (p.k / 256) {
         case 8: packed_gemm<8>(p, rs_gemm_p_smem, red, stats); break;
         case 12: packed_gemm<12>(p, rs_gemm_p_smem, red, stats); break;
         case 16: packed_gemm<16>(p, rs_gemm_p_smem, red, stats); break;
-        case 20: packed_gemm<20>(p, rs_gemm_p_smem, red, stats); break;
-        case 24: packed_gemm<24>(p, rs_gemm_p_smem, red, stats); break;
-        case 28: packed_gemm<28>(p, rs_gemm_p_smem, red, stats); break;
-        case 32: packed_gemm<32>(p, rs_gemm_p_smem, red, stats); break;
         default: __trap();  // the params' check refuses other K
     }
 #else
@@ -166,8 +169,8 @@ RS_KERNEL void __launch_bounds__(RS_GEMM_D_THREADS, 1) gemm_f16_packed_m8(const 
 #endif
 }
 
-// The weights of a decode GEMM into the packed layout (abi.h, PackParams), or back: one tile a
-// unit, its 16 rows × K in 16-byte pieces, taken by consecutive threads in the packed order.
+// The weights of a GEMM into the packed layout (abi.h, PackParams), or back: one tile a unit,
+// its 16 rows × K in 16-byte pieces, taken by consecutive threads in the packed order.
 RS_KERNEL_PAIR(__launch_bounds__(RS_PACK_THREADS), pack_tiles_f16, PackParams) {
     rs::pdl_sync();
     using rs::u64;
@@ -176,9 +179,11 @@ RS_KERNEL_PAIR(__launch_bounds__(RS_PACK_THREADS), pack_tiles_f16, PackParams) {
     const unsigned pieces = p.k * RS_GEMM_T_BN / 8;  // of 8 halves, a tile
     RS_FOR_EACH_UNIT(u, (p.n + RS_GEMM_T_BN - 1) / RS_GEMM_T_BN, t) {
         for (unsigned j = threadIdx.x; j < pieces; j += blockDim.x) {
-            // j = (slice·16 + row)·4 + quarter, dst's order.
-            const unsigned quarter = j % 4, r = j / 4 % RS_GEMM_T_BN, s = j / (4 * RS_GEMM_T_BN);
-            const u64 row = u * RS_GEMM_T_BN + r, rows = row * p.k + s * RS_GEMM_D_SLICE + quarter * 8;
+            // j = (((chunk·2 + half)·32 + slice)·8 + r)·4 + stored piece, the packed order.
+            const unsigned r = j / 4 % 8, piece = (j % 4) ^ (r / 2 % 4), s = j / 32 % 32, h = j / 1024 % 2;
+            const unsigned c = j / 2048;
+            const u64 row = u * RS_GEMM_T_BN + 8 * h + r;
+            const u64 rows = row * p.k + c * RS_GEMM_P_KC + s * RS_GEMM_D_SLICE + piece * 8;
             const u64 tiles = u * RS_GEMM_T_BN * p.k + (u64)j * 8;
             if (p.unpack) {
                 if (row < p.n) *reinterpret_cast<uint4*>(dst + rows) = *reinterpret_cast<const uint4*>(src + tiles);

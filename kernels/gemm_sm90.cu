@@ -21,12 +21,14 @@
 //             stage through empty[s] once the group reading it is done. The epilogue goes
 //             through shared memory 32 columns at a time (16 for the last of a 48-wide tile).
 // Packed B:   with p.b_layout = RS_B_TILES, B is in pack_tiles_f16's layout (abi.h): a K step's
-//             B is then two TMA boxes of a 4-D view (32 columns, 16 rows, slices, tiles), each
-//             BN rows × 32 columns, read by wgmma with 64-byte swizzle. The products and their
-//             order are those of row-major B, so are the outputs' bits.
+//             B is one TMA box of a 5-D view (an atom of 8 rows × 32 columns, slices, halves of
+//             a tile, chunks, tiles) of 2 slices × 2 halves × BN / 16 tiles: atoms
+//             [tile][half][slice], so a slice's 8-row groups are 1,024 bytes apart, stored
+//             swizzled as wgmma's 64-byte swizzle reads them. The products and their order are
+//             those of row-major B, so are the outputs' bits.
 // Shapes:     any M, N ≥ 1; K ≥ 8 and a multiple of 8 (16-byte global strides for TMA); A and B
 //             16-byte aligned; lda, ldb multiples of 8. TMA zero-fills past M, N and K. Packed
-//             B: K a multiple of 32, N padded to whole tiles of 16 rows by the packing.
+//             B: K a multiple of RS_GEMM_P_KC, N padded to whole tiles of 16 rows by the packing.
 // Params:     GemmTmaParams — the tensor maps of A and B (made on the host, see
 //             kernels/params.rs::GemmTmaParams::new) and the GemmParams of the epilogue.
 // Only sm_90a has wgmma/TMA; on other targets the kernels trap (the runtime never picks them).
@@ -174,10 +176,9 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
                 mbar_expect_tx(full + 8 * stage, STAGE_BYTES);
                 tma_load(a, &tp.map_a, kb * BK, (int)m0, full + 8 * stage);
                 if (p.b_layout == RS_B_TILES) {
-                    // Packed B: K slices 2kb and 2kb + 1 of the tile's BN / 16 tiles, each BN
-                    // rows of 64 bytes (64-byte swizzle).
-                    for (int h = 0; h < 2; ++h)
-                        tma_load_4d(b + h * BN * 64, &tp.map_b, 0, 0, 2 * kb + h, (int)(n0 / 16), full + 8 * stage);
+                    // Packed B: the two slices of this K step, both halves of the BN / 16 tiles.
+                    const int slices = RS_GEMM_P_KC / 32;
+                    tma_load_5d(b, &tp.map_b, 0, (2 * kb) % slices, 0, 2 * kb / slices, (int)(n0 / 16), full + 8 * stage);
                 } else {
                     tma_load(b, &tp.map_b, kb * BK, (int)n0, full + 8 * stage);
                 }
@@ -234,7 +235,7 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
 #pragma unroll
             for (int j = 0; j < BK / 16; ++j)
                 mma_step<BN>(d, desc(a + 32 * j),
-                             packed ? desc64(b + (j / 2) * BN * 64 + 32 * (j % 2)) : desc(b + 32 * j));
+                             packed ? desc64(b + (j / 2) * 512 + 32 * (j % 2), 1024) : desc(b + 32 * j));
             wgmma_commit();
             wgmma_wait<1>();
             if (held >= 0) mbar_arrive(empty + 8 * held);

@@ -71,13 +71,15 @@ pub fn gelu(x: &[f16], act: u32) -> Vec<f16> {
 
 /// `pack_tiles_f16`: `n` × `k` weights (row-major) in the packed layout of abi.h's PackParams.
 pub fn pack_tiles(w: &[f16], n: usize, k: usize) -> Vec<f16> {
-    let (bn, s) = (abi::RS_GEMM_T_BN as usize, abi::RS_GEMM_D_SLICE as usize);
+    let (bn, kc) = (abi::RS_GEMM_T_BN as usize, abi::RS_GEMM_P_KC as usize);
     let mut out = vec![f16::ZERO; n.div_ceil(bn) * bn * k];
     for (i, v) in out.iter_mut().enumerate() {
-        let (tile, slice, row, col) = (i / (bn * k), i / (bn * s) % (k / s), i / s % bn, i % s);
-        let r = tile * bn + row;
-        if r < n {
-            *v = w[r * k + slice * s + col];
+        // i = ((((tile·C + chunk)·2 + half)·32 + slice)·8 + r)·32 + stored piece·8 + e.
+        let (e, stored, r, slice) = (i % 8, i / 8 % 4, i / 32 % 8, i / 256 % 32);
+        let (half, chunk, tile) = (i / 8192 % 2, i / 16384 % (k / kc), i / (bn * k));
+        let (row, piece) = (tile * bn + 8 * half + r, stored ^ (r / 2 % 4));
+        if row < n {
+            *v = w[row * k + chunk * kc + slice * 32 + piece * 8 + e];
         }
     }
     out
@@ -514,19 +516,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pack_tiles_lays_out_tiles_of_16_rows_slice_by_slice() {
-        let (n, k) = (20, 64);
-        let w: Vec<f16> = (0..n * k).map(|i| f16::from_f32(i as f32)).collect();
+    fn pack_tiles_lays_out_chunks_of_tiles_in_swizzled_atoms() {
+        let (n, k) = (20, 2048);
+        let w: Vec<f16> = (0..n * k).map(|i| f16::from_f32((i % 2039) as f32 + (i / 2039) as f32 / 32.0)).collect();
         let p = pack_tiles(&w, n, k);
         assert_eq!(p.len(), 32 * k, "two whole tiles");
-        let at = |tile: usize, slice: usize, row: usize, col: usize| p[((tile * 2 + slice) * 16 + row) * 32 + col];
-        assert_eq!(at(0, 0, 0, 0), w[0]);
-        assert_eq!(at(0, 1, 3, 5), w[3 * k + 32 + 5]);
-        assert_eq!(at(1, 1, 1, 8), w[17 * k + 40]);
-        assert!((4..16).all(|r| (0..2).all(|s| (0..32).all(|c| at(1, s, r, c) == f16::ZERO))), "rows past n are zero");
-        let mut sorted: Vec<f16> = p.iter().copied().filter(|v| *v != f16::ZERO).collect();
-        sorted.sort_by(|a, b| a.total_cmp(b));
-        assert_eq!(sorted, w[1..].to_vec(), "a permutation of the weights, padded with zeros");
+        // Element (row, col) of tile t: chunk c, half h, slice s, atom row r, piece stored swizzled.
+        let at = |row: usize, col: usize| {
+            let (t, h, r) = (row / 16, row % 16 / 8, row % 8);
+            let (c, s, piece, e) = (col / 1024, col % 1024 / 32, col % 32 / 8, col % 8);
+            p[((((t * 2 + c) * 2 + h) * 32 + s) * 8 + r) * 32 + 8 * (piece ^ (r / 2 % 4)) + e]
+        };
+        for (row, col) in [(0, 0), (3, 5), (17, 40), (6, 1023), (9, 1024), (19, 2047), (13, 777)] {
+            assert_eq!(at(row, col), w[row * k + col], "({row}, {col})");
+        }
+        assert!((20..32).all(|row| (0..k).all(|col| at(row, col) == f16::ZERO)), "rows past n are zero");
+        let mut sorted: Vec<u16> = p[..16 * k].iter().chain(&p[16 * k..]).map(|v| v.to_bits()).collect();
+        let mut want: Vec<u16> = w.iter().map(|v| v.to_bits()).chain(std::iter::repeat_n(0, 12 * k)).collect();
+        sorted.sort_unstable();
+        want.sort_unstable();
+        assert_eq!(sorted, want, "a permutation of the weights, padded with zeros");
     }
 
     fn h(v: &[f32]) -> Vec<f16> {

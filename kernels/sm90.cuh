@@ -53,12 +53,13 @@ __device__ __forceinline__ void tma_load_3d(unsigned dst, const void* map, int c
         : "memory");
 }
 
-// TMA load of a 4-D box of tensor map `map` at coordinates (c0 … c3) into shared memory `dst`;
+// TMA load of a 5-D box of tensor map `map` at coordinates (c0 … c4) into shared memory `dst`;
 // completes its bytes on barrier `bar`.
-__device__ __forceinline__ void tma_load_4d(unsigned dst, const void* map, int c0, int c1, int c2, int c3, unsigned bar) {
+__device__ __forceinline__ void tma_load_5d(unsigned dst, const void* map, int c0, int c1, int c2, int c3, int c4,
+                                            unsigned bar) {
     asm volatile(
-        "cp.async.bulk.tensor.4d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4, %5}], [%6];" ::"r"(dst),
-        "l"(reinterpret_cast<u64>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(bar)
+        "cp.async.bulk.tensor.5d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4, %5, %6}], [%7];" ::"r"(dst),
+        "l"(reinterpret_cast<u64>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(c4), "r"(bar)
         : "memory");
 }
 
@@ -88,11 +89,11 @@ __device__ __forceinline__ u64 desc(unsigned addr, unsigned lbo = 16) {
 }
 
 // The same for a K-major tile with 64-byte swizzle, whose 512-byte atoms are 8 rows of 64
-// bytes (32 columns): 8-row groups 512 bytes apart.
-__device__ __forceinline__ u64 desc64(unsigned addr) {
+// bytes (32 columns), 8-row groups `sbo` bytes apart.
+__device__ __forceinline__ u64 desc64(unsigned addr, unsigned sbo) {
     u64 d = (u64)((addr & 0x3FFFF) >> 4);
     d |= (u64)1 << 16;                      // leading byte offset (unused)
-    d |= (u64)(512 >> 4) << 32;             // stride byte offset: 8 rows × 64 bytes
+    d |= (u64)((sbo & 0x3FFFF) >> 4) << 32; // stride byte offset
     d |= (u64)2 << 62;                      // 64-byte swizzle
     return d;
 }

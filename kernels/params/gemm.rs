@@ -101,10 +101,10 @@ impl Params for PackParams {
         u64::from(self.n.div_ceil(RS_GEMM_T_BN))
     }
     fn check(&self, k: KernelId) -> Result<(), ParamError> {
-        let s = RS_GEMM_D_SLICE;
+        let kc = RS_GEMM_P_KC;
         ensure(self.n >= 1, k, || "n = 0".into())?;
         ensure(self.unpack <= 1, k, || format!("unpack = {} (0 or 1)", self.unpack))?;
-        ensure(self.k >= s && self.k % s == 0, k, || format!("k = {} must be a positive multiple of {s}", self.k))?;
+        ensure(self.k >= kc && self.k % kc == 0, k, || format!("k = {} must be a positive multiple of {kc}", self.k))?;
         pointers(k, &[("src", self.src, 16), ("dst", self.dst, 16)])?;
         let (rows, tiles) = (2 * u64::from(self.n) * u64::from(self.k), 2 * PackParams::packed_len(self.n, self.k));
         let (src_end, dst_end) =
@@ -136,8 +136,8 @@ impl GemmParams {
         let reads_tiles =
             k == KernelId::GemmPacked8 || HOPPER_PREFILL_GEMMS.iter().chain(&HOPPER_SMALL_GEMMS).any(|g| g.id() == k);
         ensure(reads_tiles, k, || "packed B (b_layout 1): only the wgmma GEMMs and gemm_f16_packed_m8 read it".into())?;
-        let s = RS_GEMM_D_SLICE;
-        ensure(self.k % s == 0, k, || format!("K = {}: packed B has whole {s}-column slices", self.k))?;
+        let kc = RS_GEMM_P_KC;
+        ensure(self.k % kc == 0, k, || format!("K = {}: packed B has whole {kc}-column chunks", self.k))?;
         ensure(self.ldb == self.k, k, || format!("ldb = {} (packed B has K = {} a row)", self.ldb, self.k))?;
         ensure(self.batch == 1, k, || format!("batch = {}: packed B takes batch 1", self.batch))
     }
@@ -245,8 +245,9 @@ fn tma_boxes(k: KernelId) -> TmaBoxes {
 /// elements read as zeros. With `slice` > 0 the map is 3-D: a slice of `slice` columns of a
 /// row, rows, slices (`cols` a multiple of `slice`), so a box lands in shared memory slice by
 /// slice, each slice's rows `slice` elements apart. With `tiles` the matrix is packed
-/// (pack_tiles_f16, abi.h) and the map 4-D: 32 columns, 16 rows, slices, tiles, read in boxes
-/// of one slice of `box_rows` rows (whole tiles) with 64-byte swizzle.
+/// (pack_tiles_f16, abi.h) and the map 5-D: an atom (8 rows × 32 columns, stored swizzled),
+/// slices of a chunk, halves of a tile, chunks, tiles; a box is a K step's 2 slices of both
+/// halves of `box_rows` / 16 tiles, without the map's swizzle (the packing applied it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TensorMapSpec {
     /// Which operand ("A" or "B"), for messages.
@@ -277,19 +278,20 @@ impl TensorMapSpec {
     pub fn view(&self) -> (Vec<u64>, Vec<u64>, Vec<u32>) {
         let (cols, rows, ld) = (u64::from(self.cols), u64::from(self.rows), u64::from(self.ld));
         if self.tiles {
-            let (s, bn) = (u64::from(RS_GEMM_D_SLICE), u64::from(RS_GEMM_T_BN));
-            // The packing and the GEMMs' checks make K a whole number of slices and box_rows
+            let (kc, s, bn) = (u64::from(RS_GEMM_P_KC), u64::from(RS_GEMM_D_SLICE), u64::from(RS_GEMM_T_BN));
+            // The packing and the GEMMs' checks make K a whole number of chunks and box_rows
             // whole tiles.
             assert!(
-                self.cols % RS_GEMM_D_SLICE == 0 && self.box_rows % RS_GEMM_T_BN == 0,
-                "a packed view needs whole slices and tiles: {} columns, boxes of {} rows",
+                self.cols % RS_GEMM_P_KC == 0 && self.box_rows % RS_GEMM_T_BN == 0,
+                "a packed view needs whole chunks and tiles: {} columns, boxes of {} rows",
                 self.cols,
                 self.box_rows
             );
+            let atom = 8 * s; // elements
             return (
-                vec![s, bn, cols / s, rows.div_ceil(bn)],
-                vec![s * 2, s * bn * 2, cols * bn * 2],
-                vec![RS_GEMM_D_SLICE, RS_GEMM_T_BN, 1, self.box_rows / RS_GEMM_T_BN],
+                vec![atom, kc / s, 2, cols / kc, rows.div_ceil(bn)],
+                vec![atom * 2, kc * 8 * 2, kc * bn * 2, cols * bn * 2],
+                vec![atom as u32, 2, 2, 1, self.box_rows / RS_GEMM_T_BN],
             );
         }
         if self.slice == 0 {
@@ -333,7 +335,7 @@ impl GemmTmaParams {
         };
         let mut b_spec = spec("B", g.b, g.n, g.ldb, b.b_rows);
         if g.b_layout == RS_B_TILES {
-            b_spec = TensorMapSpec { box_cols: RS_GEMM_D_SLICE, swizzle: 64, slice: 0, tiles: true, ..b_spec };
+            b_spec = TensorMapSpec { swizzle: 0, slice: 0, tiles: true, ..b_spec };
         }
         Ok([spec("A", g.a, g.m, g.lda, b.a_rows), b_spec])
     }
@@ -419,21 +421,21 @@ mod tests {
         let gemm = |m, n, kk| GemmParams { b_layout: RS_B_TILES, ..gemm(m, n, kk) };
         assert!(gemm(8, 4096, 4096).check(k).is_ok());
         assert!(gemm(1, 100, 2048).check(k).is_ok());
-        assert!(gemm(8, 100, 8192).check(k).is_ok());
-        assert!(GemmParams { b_layout: RS_B_ROWS, ..gemm(8, 100, 8192) }
+        assert!(gemm(8, 100, 3072).check(k).is_ok());
+        assert!(GemmParams { b_layout: RS_B_ROWS, ..gemm(8, 100, 3072) }
             .check(k)
             .unwrap_err()
             .reason
             .contains("packed"));
-        assert!(GemmParams { b_layout: 2, ..gemm(8, 100, 8192) }.check(k).unwrap_err().reason.contains("b_layout"));
+        assert!(GemmParams { b_layout: 2, ..gemm(8, 100, 3072) }.check(k).unwrap_err().reason.contains("b_layout"));
         // Packed B: only the wgmma GEMMs read it besides; whole slices, K a row, batch 1.
         for other in [KernelId::GemmSkinny8, KernelId::GemmSkinny, KernelId::GemmStream8, KernelId::GemmLarge] {
             assert!(gemm(8, 100, 4096).check(other).unwrap_err().reason.contains("only the wgmma"), "{other}");
         }
         assert!(gemm(200, 100, 4096).check(KernelId::GemmWgmma).is_ok());
-        assert!(gemm(20, 100, 96).check(KernelId::GemmWgmmaSmall).is_ok());
-        assert!(gemm(200, 100, 200).check(KernelId::GemmWgmma).unwrap_err().reason.contains("slices"));
-        for kk in [1024, 3000, 4104, 9216, 14336] {
+        assert!(gemm(20, 100, 8192).check(KernelId::GemmWgmmaSmall).is_ok());
+        assert!(gemm(200, 100, 200).check(KernelId::GemmWgmma).unwrap_err().reason.contains("chunks"));
+        for kk in [1024, 3000, 4104, 5120, 8192, 14336] {
             assert!(!packs_decode_weights(kk), "{kk}");
             assert!(gemm(8, 100, kk).check(k).unwrap_err().reason.contains("registers"), "{kk}");
         }
@@ -443,34 +445,37 @@ mod tests {
         assert_eq!(gemm(8, 4100, 4096).units(k), 257, "the skinny kernel's units");
         assert!(fuses_norm(k));
 
-        let pack = PackParams { src: 1 << 20, dst: 2 << 20, n: 100, k: 64, unpack: 0 };
+        let pack = PackParams { src: 1 << 24, dst: 2 << 24, n: 100, k: 1024, unpack: 0 };
+        let tiles = 2 * 112 * 1024;
         assert_eq!(pack.units(KernelId::PackTiles), 7);
-        assert_eq!(PackParams::packed_len(100, 64), 112 * 64);
+        assert_eq!(PackParams::packed_len(100, 1024), 112 * 1024);
         assert!(pack.check(KernelId::PackTiles).is_ok());
         let bad = |p: PackParams| p.check(KernelId::PackTiles).unwrap_err().reason;
-        assert!(bad(PackParams { k: 48, ..pack }).contains("multiple of 32"));
+        assert!(bad(PackParams { k: 1056, ..pack }).contains("multiple of 1024"));
         assert!(bad(PackParams { n: 0, ..pack }).contains("n = 0"));
-        assert!(bad(PackParams { dst: (1 << 20) + 64, ..pack }).contains("overlaps"));
-        assert!(bad(PackParams { dst: (1 << 20) - 2 * 112 * 64 + 16, ..pack }).contains("overlaps"));
-        assert!(PackParams { dst: (1 << 20) - 2 * 112 * 64, ..pack }.check(KernelId::PackTiles).is_ok());
-        assert!(bad(PackParams { src: (1 << 20) + 2, ..pack }).contains("aligned"));
+        assert!(bad(PackParams { dst: (1 << 24) + 64, ..pack }).contains("overlaps"));
+        assert!(bad(PackParams { dst: (1 << 24) - tiles + 16, ..pack }).contains("overlaps"));
+        assert!(PackParams { dst: (1 << 24) - tiles, ..pack }.check(KernelId::PackTiles).is_ok());
+        assert!(bad(PackParams { src: (1 << 24) + 2, ..pack }).contains("aligned"));
         assert!(bad(PackParams { unpack: 2, ..pack }).contains("unpack"));
         // Unpacking reads the packed extent and writes the rows.
-        let unpack = PackParams { src: 2 << 20, dst: 1 << 20, unpack: 1, ..pack };
+        let unpack = PackParams { src: 2 << 24, dst: 1 << 24, unpack: 1, ..pack };
         assert!(unpack.check(KernelId::PackTiles).is_ok());
-        assert!(bad(PackParams { dst: (2 << 20) + 2 * 112 * 64 - 16, ..unpack }).contains("overlaps"));
-        assert!(PackParams { dst: (2 << 20) + 2 * 112 * 64, ..unpack }.check(KernelId::PackTiles).is_ok());
+        assert!(bad(PackParams { dst: (2 << 24) + tiles - 16, ..unpack }).contains("overlaps"));
+        assert!(PackParams { dst: (2 << 24) + tiles, ..unpack }.check(KernelId::PackTiles).is_ok());
 
-        // The wgmma GEMMs' packed B: a 4-D view of 32 columns, 16 rows, slices and tiles,
-        // boxes of one slice of the tile's rows with 64-byte swizzle.
+        // The wgmma GEMMs' packed B: a 5-D view of atoms (8 rows × 32 columns), slices of a
+        // chunk, halves of a tile, chunks and tiles; a K step's box is 2 slices of both halves
+        // of the tile's 16-row tiles, not swizzled by the map (the packing did).
         let g = GemmParams { b_layout: RS_B_TILES, ..GemmParams::dense(256, 512, 1024, 200, 100, 4096) };
         let [a, b] = GemmTmaParams::map_specs(&g, GEMM_WGMMA_NARROW).unwrap();
         assert!(!a.tiles && a.swizzle == 128);
-        assert!(b.tiles && b.swizzle == 64);
+        assert!(b.tiles && b.swizzle == 0);
         let (dims, strides, boxes) = b.view();
-        assert_eq!(dims, vec![32, 16, 128, 7]);
-        assert_eq!(strides, vec![64, 1024, 4096 * 32]);
-        assert_eq!(boxes, vec![32, 16, 1, 4]);
+        assert_eq!(dims, vec![256, 32, 2, 4, 7]);
+        assert_eq!(strides, vec![512, 16384, 32768, 4096 * 32]);
+        assert_eq!(boxes, vec![256, 2, 2, 1, 4]);
+        assert_eq!(boxes.iter().product::<u32>() * 2, 64 * 128, "a K step of the tile's rows");
     }
 
     #[test]

@@ -115,6 +115,7 @@ fn gemm_matches_reference() {
             (200, 2304, 768),
             (70, 392, 136),
             (6, 200, 2048),
+            (130, 100, 2048),
         ],
     );
 }
@@ -175,8 +176,8 @@ fn gemm_shapes_match_reference(test: &str, shapes: &[(usize, usize, usize)]) {
             }
             // The Hopper kernels (TMA + wgmma) on sm_90, at every M, and the streamed one.
             if rt.device().info().compute_capability == (9, 0) {
-                // B packed too (whole slices of K): the same bits as from row-major B.
-                let packed = (kk % RS_GEMM_D_SLICE as usize == 0).then(|| pack_on_device(&rt, &p, &b));
+                // B packed too (whole chunks of K): the same bits as from row-major B.
+                let packed = (kk % RS_GEMM_P_KC as usize == 0).then(|| pack_on_device(&rt, &p, &b));
                 for kernel in k::HOPPER_PREFILL_GEMMS.into_iter().chain(k::HOPPER_SMALL_GEMMS) {
                     let tp = rightsize::runtime::gemm_tma_params(&p, kernel).unwrap();
                     let what = format!("{} {m}x{n}x{kk} {name}", kernel.id());
