@@ -43,7 +43,8 @@ pub enum DecodePath {
 /// layers' GEMMs and of an untied LM head packed (`pack_tiles_f16`) where the packed decode
 /// GEMM takes their K ([`packs_decode_weights`]): its decode steps stream them in bulk copies
 /// (`gemm_f16_packed_m8`), its prefill reads them through the wgmma GEMMs' packed view, and
-/// the model holds one copy. `RIGHTSIZE_PACK=0` keeps them row-major (for comparisons).
+/// the model holds one copy. `RIGHTSIZE_PACK=0` keeps them row-major by default, and
+/// [`Model::set_packed`] chooses for one model (for comparisons).
 #[derive(Debug)]
 pub struct Model {
     config: ModelConfig,
@@ -51,6 +52,8 @@ pub struct Model {
     decode: DecodePath,
     weights: ModelWeights<DeviceBuffer<f16>>,
     inv_freq: Option<DeviceBuffer<f32>>,
+    /// Pack where the GPU and backend allow ([`Model::set_packed`]).
+    pack: bool,
     /// The weights [`Model::relayout`] packed are packed.
     packed: bool,
 }
@@ -175,14 +178,9 @@ impl Model {
             Family::Llama => Some(DeviceBuffer::from_host(tenant.runtime().device(), &config.rope_inv_freq())?),
             _ => None,
         };
-        let mut model = Model {
-            config,
-            backend: GemmBackend::default(),
-            decode: DecodePath::default(),
-            weights,
-            inv_freq,
-            packed: false,
-        };
+        let pack = std::env::var("RIGHTSIZE_PACK").as_deref() != Ok("0");
+        let (backend, decode) = (GemmBackend::default(), DecodePath::default());
+        let mut model = Model { config, backend, decode, weights, inv_freq, pack, packed: false };
         model.relayout(tenant)?;
         Ok(model)
     }
@@ -194,13 +192,26 @@ impl Model {
         self.relayout(tenant)
     }
 
+    /// Packs the weights of this model's GEMMs where it can (`pack`), or keeps them row-major;
+    /// the outputs are the same bits either way.
+    pub fn set_packed(&mut self, tenant: &Tenant, pack: bool) -> Result<()> {
+        self.pack = pack;
+        self.relayout(tenant)
+    }
+
+    /// Whether some of its weights are packed now.
+    pub fn packed(&self) -> bool {
+        self.packed
+    }
+
     /// Whether the weights of this model's GEMMs are to be packed: a Llama-family model, the
-    /// library's GEMMs, an sm_90 GPU, and `RIGHTSIZE_PACK` not 0.
+    /// library's GEMMs, an sm_90 GPU, and packing asked for (`RIGHTSIZE_PACK` not 0, or
+    /// [`Model::set_packed`]).
     fn wants_packed(&self, tenant: &Tenant) -> bool {
-        self.config.family == Family::Llama
+        self.pack
+            && self.config.family == Family::Llama
             && self.backend == GemmBackend::Rightsize
             && tenant.runtime().device().info().compute_capability == (9, 0)
-            && std::env::var("RIGHTSIZE_PACK").as_deref() != Ok("0")
     }
 
     /// Packs or unpacks the GEMM weights whose K the packed decode GEMM takes, as
