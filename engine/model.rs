@@ -54,8 +54,10 @@ pub struct Model {
     inv_freq: Option<DeviceBuffer<f32>>,
     /// Pack where the GPU and backend allow ([`Model::set_packed`]).
     pack: bool,
-    /// The weights [`Model::relayout`] packed are packed.
-    packed: bool,
+    /// The device addresses of the weights that are packed now, each entered once its
+    /// rewrite has completed (so a relayout that fails half way leaves every matrix read in
+    /// the layout it has).
+    packed: std::collections::HashSet<u64>,
 }
 
 /// Device buffers for requests of up to `batch` sequences of up to `seq` tokens (prompt and
@@ -178,22 +180,24 @@ impl Model {
             Family::Llama => Some(DeviceBuffer::from_host(tenant.runtime().device(), &config.rope_inv_freq())?),
             _ => None,
         };
-        let pack = std::env::var("RIGHTSIZE_PACK").as_deref() != Ok("0");
+        let pack = !matches!(std::env::var("RIGHTSIZE_PACK").as_deref(), Ok("0" | "false" | "no" | "off"));
         let (backend, decode) = (GemmBackend::default(), DecodePath::default());
-        let mut model = Model { config, backend, decode, weights, inv_freq, pack, packed: false };
+        let packed = std::collections::HashSet::new();
+        let mut model = Model { config, backend, decode, weights, inv_freq, pack, packed };
         model.relayout(tenant)?;
         Ok(model)
     }
 
     /// Chooses the GEMM implementation (the library's kernels by default); packs or unpacks
-    /// the weights to suit it (cuBLASLt reads them row-major).
+    /// the weights to suit it (cuBLASLt reads them row-major). Weights that move are new
+    /// buffers: plans captured before read the old ones, so capture them again.
     pub fn set_backend(&mut self, tenant: &Tenant, backend: GemmBackend) -> Result<()> {
         self.backend = backend;
         self.relayout(tenant)
     }
 
     /// Packs the weights of this model's GEMMs where it can (`pack`), or keeps them row-major;
-    /// the outputs are the same bits either way.
+    /// the outputs are the same bits either way. As [`Model::set_backend`], capture plans again.
     pub fn set_packed(&mut self, tenant: &Tenant, pack: bool) -> Result<()> {
         self.pack = pack;
         self.relayout(tenant)
@@ -201,7 +205,7 @@ impl Model {
 
     /// Whether some of its weights are packed now.
     pub fn packed(&self) -> bool {
-        self.packed
+        !self.packed.is_empty()
     }
 
     /// Whether the weights of this model's GEMMs are to be packed: a Llama-family model, the
@@ -216,19 +220,18 @@ impl Model {
 
     /// Packs or unpacks the GEMM weights whose K the packed decode GEMM takes, as
     /// [`Model::wants_packed`] says, one matrix at a time (a matrix's second copy lives only
-    /// while it is rewritten).
+    /// while it is rewritten). Matrices already in that layout are left; after a failure, the
+    /// next call finishes the rest.
     fn relayout(&mut self, tenant: &Tenant) -> Result<()> {
         let pack = self.wants_packed(tenant);
-        if pack == self.packed {
-            return Ok(());
-        }
         let c = &self.config;
+        let packed = &mut self.packed;
         let up_rows = if c.family == Family::Llama { 2 * c.ffn } else { c.ffn };
         let shapes = [(c.qkv_width(), c.hidden), (c.hidden, c.attn_width()), (up_rows, c.hidden), (c.hidden, c.ffn)];
         let head_shape = (c.vocab, c.hidden);
         let device = tenant.runtime().device();
-        let rewrite = |buf: &mut DeviceBuffer<f16>, (n, k): (u32, u32)| -> Result<()> {
-            if !packs_decode_weights(k) {
+        let mut rewrite = |buf: &mut DeviceBuffer<f16>, (n, k): (u32, u32)| -> Result<()> {
+            if !packs_decode_weights(k) || packed.contains(&buf.ptr()) == pack {
                 return Ok(());
             }
             let (rows, tiles) = (u64::from(n) * u64::from(k), PackParams::packed_len(n, k));
@@ -241,7 +244,11 @@ impl Model {
             // SAFETY: `buf` holds `from` and `out` `to` halves, as the params' layouts need.
             unsafe { tenant.launch(PACK_TILES, &p) }?;
             tenant.synchronize()?;
+            packed.remove(&buf.ptr());
             *buf = out;
+            if pack {
+                packed.insert(buf.ptr());
+            }
             Ok(())
         };
         for l in &mut self.weights.layers {
@@ -252,13 +259,12 @@ impl Model {
         if let Some(head) = &mut self.weights.lm_head {
             rewrite(head, head_shape)?;
         }
-        self.packed = pack;
         Ok(())
     }
 
     /// A GEMM weight of the layers or the untied LM head, as it is laid out.
     fn w<'a>(&self, buf: &'a DeviceBuffer<f16>) -> Weight<'a> {
-        Weight { buf, packed: self.packed }
+        Weight { buf, packed: self.packed.contains(&buf.ptr()) }
     }
 
     /// Chooses how decode steps run their layers (a kernel per operation by default).

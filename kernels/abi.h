@@ -214,7 +214,8 @@ typedef struct __attribute__((aligned(128))) RsTensorMap {
  * tensor maps of A (K × M) and B (K × N), FP16: boxes of 64 columns × the tile's rows with
  * 128-byte swizzle for the wgmma kernels; for the streamed one, 3-D views (a slice of
  * RS_GEMM_D_SLICE columns, rows, slices) in boxes of RS_GEMM_D_KC columns × 8 (A) or 16 (B)
- * rows without swizzle (params.rs::GemmTmaParams::map_specs).
+ * rows without swizzle; for packed B (g.b_layout = RS_B_TILES), a 5-D view of its atoms in
+ * boxes of a K step of the tile's rows, without swizzle (params.rs::GemmTmaParams::map_specs).
  */
 typedef struct GemmTmaParams {
     RsTensorMap map_a;

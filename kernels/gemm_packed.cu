@@ -31,9 +31,9 @@
 //             and of row g in the second (rows g and g + 8 of the tile): the 8 lanes of a quarter
 //             warp read two whole rows, 128 consecutive bytes, without bank conflict.
 // Shapes:     M ≤ 8, batch 1; K a multiple of RS_GEMM_P_KC from RS_GEMM_P_MIN_K to
-//             RS_GEMM_P_MAX_K (a lane holds K / 256 slices of A: 4 registers each, so the kernel
-//             needs about as many registers as the streamed one); lda a multiple of 8; A and
-//             the packed B 16-byte aligned.
+//             RS_GEMM_P_MAX_K (a lane holds K / 256 slices of A: 4 registers each; the kernel
+//             takes 167 registers, the streamed one 87); lda a multiple of 8; A and the packed B
+//             16-byte aligned.
 // Only sm_90a has bulk copies to shared memory here; elsewhere the kernel traps (never picked).
 // Reference:  kernels/reference.rs::gemm (and ::pack_tiles for the layout).
 #include "common.cuh"

@@ -199,8 +199,11 @@ pub fn gemm_tma_params(g: &GemmParams, kernel: Kernel<GemmTmaParams>) -> Result<
     let encode = |m: TensorMapSpec| -> Result<RsTensorMap> {
         let swizzle = match m.swizzle {
             128 => sys::CUtensorMapSwizzle::CU_TENSOR_MAP_SWIZZLE_128B,
-            64 => sys::CUtensorMapSwizzle::CU_TENSOR_MAP_SWIZZLE_64B,
-            _ => sys::CUtensorMapSwizzle::CU_TENSOR_MAP_SWIZZLE_NONE,
+            0 => sys::CUtensorMapSwizzle::CU_TENSOR_MAP_SWIZZLE_NONE,
+            other => {
+                let reason = format!("tensor map of {}: swizzle of {other} bytes", m.name);
+                return Err(Error::Launch { kernel: kernel.id().name(), reason });
+            }
         };
         let (dims, strides, boxes) = m.view();
         let map = super::driver::tensor_map::encode_f16(m.ptr, &dims, &strides, &boxes, swizzle).map_err(|e| {

@@ -124,7 +124,9 @@ impl GemmParams {
     }
 
     /// B packed (`RS_B_TILES`): read by the wgmma GEMMs and the packed decode GEMM, which
-    /// needs it; packed weights have K a whole number of slices and K a row.
+    /// needs it; packed weights have K a whole number of RS_GEMM_P_KC-column chunks and K a
+    /// row. (The tensor maps are encoded for `b_layout`: params of one layout with the maps of
+    /// the other are not made by `runtime::gemm_tma_params`.)
     fn check_layout(&self, k: KernelId) -> Result<(), ParamError> {
         ensure(self.b_layout <= RS_B_TILES, k, || format!("unknown b_layout {}", self.b_layout))?;
         if k == KernelId::GemmPacked8 {
@@ -241,7 +243,7 @@ fn tma_boxes(k: KernelId) -> TmaBoxes {
 
 /// An FP16 tensor map to encode (the runtime encodes it: `runtime::gemm_tma_params`): a
 /// row-major `rows` × `cols` matrix at `ptr` with leading dimension `ld` (elements), read in
-/// boxes of `box_cols` columns × `box_rows` rows, with 128-byte swizzle or none; out-of-bounds
+/// boxes of `box_cols` columns × `box_rows` rows, with `swizzle` bytes (128 or 0); out-of-bounds
 /// elements read as zeros. With `slice` > 0 the map is 3-D: a slice of `slice` columns of a
 /// row, rows, slices (`cols` a multiple of `slice`), so a box lands in shared memory slice by
 /// slice, each slice's rows `slice` elements apart. With `tiles` the matrix is packed
@@ -264,11 +266,11 @@ pub struct TensorMapSpec {
     pub box_rows: u32,
     /// Columns per box.
     pub box_cols: u32,
-    /// Swizzle, bytes: 128, 64 or 0 (none).
+    /// Swizzle, bytes: 128 or 0 (none).
     pub swizzle: u32,
     /// Columns a slice of the 3-D view; 0: a 2-D map.
     pub slice: u32,
-    /// The packed layout's 4-D view (`ld` is then `cols`).
+    /// The packed layout's 5-D view (`ld` is then `cols`).
     pub tiles: bool,
 }
 

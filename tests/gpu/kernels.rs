@@ -565,6 +565,7 @@ fn skinny_gemm_with_fused_norm_matches_reference() {
         (20, 770, 1000),
         (32, 64, 4096),
         (7, 90, 3072),
+        (8, 4100, 4096),
     ] {
         let a = rand_f16(&mut rng, m * kk, -2.0, 2.0);
         let b = rand_f16(&mut rng, n * kk, -1.0, 1.0);
