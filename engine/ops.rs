@@ -7,8 +7,7 @@ use half::f16;
 use super::EngineError;
 use crate::kernels::abi::*;
 use crate::kernels::{
-    self as k, attention_decode_kernel, attention_prefill_kernel, fuses_norm, gemm_kernel, hopper_gemm,
-    packs_decode_weights, Params as _,
+    self as k, attention_decode_kernel, attention_prefill_kernel, fuses_norm, gemm_kernel, hopper_gemm, Params as _,
 };
 use crate::runtime::work::Blas;
 use crate::runtime::{DeviceBuffer, DeviceCopy, Tenant};
@@ -135,12 +134,12 @@ pub fn norm_linear<'w>(
 
 /// A GEMM's weights `[n][k]`: row-major, or packed at load for the library's Hopper GEMMs
 /// (`pack_tiles_f16`; the model packs those whose K the packed decode GEMM takes,
-/// [`packs_decode_weights`]).
+/// [`crate::kernels::packs_decode_weights`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Weight<'a> {
     /// The buffer.
     pub buf: &'a DeviceBuffer<f16>,
-    /// Packed where [`packs_decode_weights`] takes its K, else row-major.
+    /// Packed (`pack_tiles_f16`), else row-major.
     pub packed: bool,
 }
 
@@ -180,7 +179,7 @@ fn linear_with(
     out: Mat,
 ) -> Result<()> {
     let (m, kk, n) = (x.rows, x.cols, out.cols);
-    let packed = w.packed && packs_decode_weights(kk);
+    let packed = w.packed;
     if packed && w.buf.len() as u64 != PackParams::packed_len(n, kk) {
         return Err(EngineError::Shape(format!("packed weights of {n}×{kk} in a buffer of {} elements", w.buf.len())));
     }

@@ -197,13 +197,10 @@ pub(crate) unsafe fn blocks_per_sm(function: sys::CUfunction, block_threads: u32
 pub fn gemm_tma_params(g: &GemmParams, kernel: Kernel<GemmTmaParams>) -> Result<GemmTmaParams> {
     let [a, b] = GemmTmaParams::map_specs(g, kernel)?;
     let encode = |m: TensorMapSpec| -> Result<RsTensorMap> {
-        let swizzle = match m.swizzle {
-            128 => sys::CUtensorMapSwizzle::CU_TENSOR_MAP_SWIZZLE_128B,
-            0 => sys::CUtensorMapSwizzle::CU_TENSOR_MAP_SWIZZLE_NONE,
-            other => {
-                let reason = format!("tensor map of {}: swizzle of {other} bytes", m.name);
-                return Err(Error::Launch { kernel: kernel.id().name(), reason });
-            }
+        let swizzle = if m.swizzle {
+            sys::CUtensorMapSwizzle::CU_TENSOR_MAP_SWIZZLE_128B
+        } else {
+            sys::CUtensorMapSwizzle::CU_TENSOR_MAP_SWIZZLE_NONE
         };
         let (dims, strides, boxes) = m.view();
         let map = super::driver::tensor_map::encode_f16(m.ptr, &dims, &strides, &boxes, swizzle).map_err(|e| {

@@ -213,7 +213,7 @@ struct TmaBoxes {
     a_rows: u32,
     b_rows: u32,
     cols: u32,
-    swizzle: u32,
+    swizzle: bool,
     slice: u32,
 }
 
@@ -225,10 +225,10 @@ impl TmaBoxes {
 }
 
 fn tma_boxes(k: KernelId) -> TmaBoxes {
-    let wgmma = |a_rows, b_rows| TmaBoxes { a_rows, b_rows, cols: RS_GEMM_W_BK, swizzle: 128, slice: 0 };
+    let wgmma = |a_rows, b_rows| TmaBoxes { a_rows, b_rows, cols: RS_GEMM_W_BK, swizzle: true, slice: 0 };
     match k {
         KernelId::GemmStream8 => {
-            TmaBoxes { a_rows: 8, b_rows: RS_GEMM_T_BN, cols: RS_GEMM_D_KC, swizzle: 0, slice: RS_GEMM_D_SLICE }
+            TmaBoxes { a_rows: 8, b_rows: RS_GEMM_T_BN, cols: RS_GEMM_D_KC, swizzle: false, slice: RS_GEMM_D_SLICE }
         }
         KernelId::GemmWgmmaSmall => wgmma(RS_GEMM_WS_BM, RS_GEMM_WS_BN),
         KernelId::GemmWgmmaSmallWide => wgmma(RS_GEMM_WS_BM, 2 * RS_GEMM_WS_BN),
@@ -243,7 +243,7 @@ fn tma_boxes(k: KernelId) -> TmaBoxes {
 
 /// An FP16 tensor map to encode (the runtime encodes it: `runtime::gemm_tma_params`): a
 /// row-major `rows` × `cols` matrix at `ptr` with leading dimension `ld` (elements), read in
-/// boxes of `box_cols` columns × `box_rows` rows, with `swizzle` bytes (128 or 0); out-of-bounds
+/// boxes of `box_cols` columns × `box_rows` rows, with 128-byte swizzle or none; out-of-bounds
 /// elements read as zeros. With `slice` > 0 the map is 3-D: a slice of `slice` columns of a
 /// row, rows, slices (`cols` a multiple of `slice`), so a box lands in shared memory slice by
 /// slice, each slice's rows `slice` elements apart. With `tiles` the matrix is packed
@@ -266,8 +266,8 @@ pub struct TensorMapSpec {
     pub box_rows: u32,
     /// Columns per box.
     pub box_cols: u32,
-    /// Swizzle, bytes: 128 or 0 (none).
-    pub swizzle: u32,
+    /// 128-byte swizzle (else none).
+    pub swizzle: bool,
     /// Columns a slice of the 3-D view; 0: a 2-D map.
     pub slice: u32,
     /// The packed layout's 5-D view (`ld` is then `cols`).
@@ -337,7 +337,7 @@ impl GemmTmaParams {
         };
         let mut b_spec = spec("B", g.b, g.n, g.ldb, b.b_rows);
         if g.b_layout == RS_B_TILES {
-            b_spec = TensorMapSpec { swizzle: 0, slice: 0, tiles: true, ..b_spec };
+            b_spec = TensorMapSpec { swizzle: false, slice: 0, tiles: true, ..b_spec };
         }
         Ok([spec("A", g.a, g.m, g.lda, b.a_rows), b_spec])
     }
@@ -471,8 +471,8 @@ mod tests {
         // of the tile's 16-row tiles, not swizzled by the map (the packing did).
         let g = GemmParams { b_layout: RS_B_TILES, ..GemmParams::dense(256, 512, 1024, 200, 100, 4096) };
         let [a, b] = GemmTmaParams::map_specs(&g, GEMM_WGMMA_NARROW).unwrap();
-        assert!(!a.tiles && a.swizzle == 128);
-        assert!(b.tiles && b.swizzle == 0);
+        assert!(!a.tiles && a.swizzle);
+        assert!(b.tiles && !b.swizzle);
         let (dims, strides, boxes) = b.view();
         assert_eq!(dims, vec![256, 32, 2, 4, 7]);
         assert_eq!(strides, vec![512, 16384, 32768, 4096 * 32]);
