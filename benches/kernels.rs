@@ -273,6 +273,7 @@ fn all_cases(cx: &mut Ctx) -> Vec<Case> {
                 v_cache: dv.ptr(),
                 o: dout.ptr(),
                 pos: dl.ptr(),
+                inv_freq: 0,
                 batch: b,
                 heads_q: h,
                 heads_kv: h,
@@ -405,7 +406,7 @@ fn all_cases(cx: &mut Ctx) -> Vec<Case> {
                 gate_stride: 2 * cols,
                 up_stride: 2 * cols,
                 out_stride: cols,
-                _pad: 0,
+                paired: 0,
             };
             launches.push(cx.launcher(k::SWIGLU, p, vec![any(&dgu), any(&dout)]));
         }
@@ -644,7 +645,7 @@ fn packed_bufs(cx: &Ctx, bufs: &GemmBufs, (_, n, kk): (u32, u32, u32)) -> GemmBu
         .iter()
         .map(|(da, db, dc)| {
             let out = cx.zeros(PackParams::packed_len(n, kk) as usize);
-            let p = PackParams { src: db.ptr(), dst: out.ptr(), n, k: kk, unpack: 0 };
+            let p = PackParams { src: db.ptr(), dst: out.ptr(), n, k: kk, unpack: 0, pairs: 0 };
             // SAFETY: db holds n·k halves and out the packed length.
             unsafe { cx.rt.launch(k::PACK_TILES, &p, Placement::WHOLE) }.expect("pack");
             (da.clone(), out, dc.clone())

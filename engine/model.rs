@@ -8,7 +8,7 @@ use super::config::{Family, ModelConfig};
 use super::ops::{self, GemmBackend, Heads, KvCache, Mat, Weight};
 use super::weights::{ModelWeights, Norm};
 use super::EngineError;
-use crate::kernels::abi::{PackParams, RS_ACT_GELU_ERF, RS_ACT_GELU_TANH, RS_ACT_NONE};
+use crate::kernels::abi::{PackParams, RS_ACT_GELU_ERF, RS_ACT_GELU_TANH, RS_ACT_NONE, RS_ACT_SWIGLU};
 use crate::kernels::{packs_decode_weights, PACK_TILES};
 use crate::runtime::{DeviceBuffer, Plan, Tenant};
 
@@ -230,7 +230,7 @@ impl Model {
         let shapes = [(c.qkv_width(), c.hidden), (c.hidden, c.attn_width()), (up_rows, c.hidden), (c.hidden, c.ffn)];
         let head_shape = (c.vocab, c.hidden);
         let device = tenant.runtime().device();
-        let mut rewrite = |buf: &mut DeviceBuffer<f16>, (n, k): (u32, u32)| -> Result<()> {
+        let mut rewrite = |buf: &mut DeviceBuffer<f16>, (n, k): (u32, u32), pairs: bool| -> Result<()> {
             if !packs_decode_weights(k) || packed.contains(&buf.ptr()) == pack {
                 return Ok(());
             }
@@ -240,7 +240,8 @@ impl Model {
                 return Err(EngineError::Weights(format!("{n}×{k} weights in a buffer of {} elements", buf.len())));
             }
             let out = DeviceBuffer::<f16>::filled(device, to as usize, 0)?;
-            let p = PackParams { src: buf.ptr(), dst: out.ptr(), n, k, unpack: u32::from(!pack) };
+            let p =
+                PackParams { src: buf.ptr(), dst: out.ptr(), n, k, unpack: u32::from(!pack), pairs: u32::from(pairs) };
             // SAFETY: `buf` holds `from` and `out` `to` halves, as the params' layouts need.
             unsafe { tenant.launch(PACK_TILES, &p) }?;
             tenant.synchronize()?;
@@ -251,20 +252,30 @@ impl Model {
             }
             Ok(())
         };
+        // Llama's MLP up (gate and up rows) as gate/up pairs, for the SwiGLU epilogue.
+        let pairs = [false, false, c.family == Family::Llama, false];
         for l in &mut self.weights.layers {
-            for (buf, shape) in [&mut l.qkv, &mut l.out, &mut l.up, &mut l.down].into_iter().zip(shapes) {
-                rewrite(buf, shape)?;
+            for ((buf, shape), pairs) in
+                [&mut l.qkv, &mut l.out, &mut l.up, &mut l.down].into_iter().zip(shapes).zip(pairs)
+            {
+                rewrite(buf, shape, pairs)?;
             }
         }
         if let Some(head) = &mut self.weights.lm_head {
-            rewrite(head, head_shape)?;
+            rewrite(head, head_shape, false)?;
         }
         Ok(())
     }
 
     /// A GEMM weight of the layers or the untied LM head, as it is laid out.
     fn w<'a>(&self, buf: &'a DeviceBuffer<f16>) -> Weight<'a> {
-        Weight { buf, packed: self.packed.contains(&buf.ptr()) }
+        Weight { buf, packed: self.packed.contains(&buf.ptr()), pairs: false }
+    }
+
+    /// Llama's MLP-up weight (gate rows, then up rows), packed as gate/up pairs when packed.
+    fn gate_up<'a>(&self, buf: &'a DeviceBuffer<f16>) -> Weight<'a> {
+        let w = self.w(buf);
+        Weight { pairs: w.packed, ..w }
     }
 
     /// Chooses how decode steps run their layers (a kernel per operation by default).
@@ -400,22 +411,28 @@ impl Model {
                 RS_ACT_NONE,
                 qkv,
             )?;
-            if let Some(inv) = &self.inv_freq {
-                ops::rope(t, qkv, heads, batch, tokens, &ws.pos, inv)?;
-            }
             if prefill {
+                if let Some(inv) = &self.inv_freq {
+                    ops::rope(t, qkv, heads, batch, tokens, &ws.pos, inv)?;
+                }
                 ops::kv_append(t, qkv, heads, batch, tokens, &ws.pos, cache)?;
                 ops::attention(t, qkv, heads, batch, tokens, None, true, attn)?;
             } else {
-                // Appends this token's k and v to the cache, then attends.
-                ops::decode_attention(t, qkv, heads, batch, cache, &ws.pos, attn)?;
+                // RoPE (Llama), appends this token's k and v to the cache, then attends.
+                ops::decode_attention(t, qkv, heads, batch, cache, &ws.pos, self.inv_freq.as_ref(), attn)?;
             }
             // Pre-norm residual stream, updated in place: x += attn·Woᵀ + b.
             ops::linear(t, self.backend, attn, self.w(&l.out), l.out_bias.as_ref(), RS_ACT_NONE, Some(x), x)?;
             if llama {
                 let act = Mat::of(&ws.ffn_act, rows, c.ffn)?;
-                ops::norm_linear(t, self.backend, norm_of(&l.norm2), x, a, self.w(&l.up), None, RS_ACT_NONE, ffn)?;
-                ops::swiglu(t, ffn, act)?;
+                let up = self.gate_up(&l.up);
+                if ops::fuses_swiglu(self.backend, up, rows) {
+                    // One launch: gate and up never reach memory.
+                    ops::norm_linear(t, self.backend, norm_of(&l.norm2), x, a, up, None, RS_ACT_SWIGLU, act)?;
+                } else {
+                    ops::norm_linear(t, self.backend, norm_of(&l.norm2), x, a, up, None, RS_ACT_NONE, ffn)?;
+                    ops::swiglu(t, ffn, act, up.pairs)?;
+                }
                 ops::linear(t, self.backend, act, self.w(&l.down), None, RS_ACT_NONE, Some(x), x)?;
             } else {
                 let up_bias = l.up_bias.as_ref();

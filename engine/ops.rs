@@ -141,12 +141,28 @@ pub struct Weight<'a> {
     pub buf: &'a DeviceBuffer<f16>,
     /// Packed (`pack_tiles_f16`), else row-major.
     pub packed: bool,
+    /// Packed as gate/up pairs (`PackParams.pairs`: the first half of the rows gate, the rest
+    /// up): a GEMM on it leaves gate and up columns interleaved by 8 (`swiglu`'s `paired`), or
+    /// takes `RS_ACT_SWIGLU` ([`fuses_swiglu`]).
+    pub pairs: bool,
 }
 
 impl<'a> From<&'a DeviceBuffer<f16>> for Weight<'a> {
     fn from(buf: &'a DeviceBuffer<f16>) -> Self {
-        Weight { buf, packed: false }
+        Weight { buf, packed: false, pairs: false }
     }
+}
+
+/// Whether [`linear`] runs the packed decode GEMM (`gemm_f16_packed_m8`) for `w` on `m` rows.
+fn packed_decode(w: &Weight, m: u32) -> bool {
+    w.packed && m <= 8
+}
+
+/// Whether [`linear`] of `rows` rows on `w` can take `RS_ACT_SWIGLU`: the packed decode GEMM on
+/// gate/up pairs, whose epilogue writes silu(gate)·up (`out` then has half of w's rows as
+/// columns). Elsewhere run the GEMM, then [`swiglu`] with `paired` = `w.pairs`.
+pub fn fuses_swiglu(backend: GemmBackend, w: Weight, rows: u32) -> bool {
+    backend == GemmBackend::Rightsize && w.pairs && packed_decode(&w, rows)
 }
 
 /// `out = act(x·wᵀ + bias) + residual`, w `[n][k]`.
@@ -178,22 +194,31 @@ fn linear_with(
     residual: Option<Mat>,
     out: Mat,
 ) -> Result<()> {
-    let (m, kk, n) = (x.rows, x.cols, out.cols);
+    let swiglu = act == RS_ACT_SWIGLU;
+    if swiglu && !fuses_swiglu(backend, w, x.rows) {
+        return Err(EngineError::Shape(format!(
+            "a SwiGLU epilogue needs gate/up-paired packed weights, M ≤ 8 and the library's GEMMs (M = {})",
+            x.rows
+        )));
+    }
+    // With SwiGLU, w's rows are twice out's columns.
+    let (m, kk, n) = (x.rows, x.cols, if swiglu { 2 * out.cols } else { out.cols });
     let packed = w.packed;
     if packed && w.buf.len() as u64 != PackParams::packed_len(n, kk) {
         return Err(EngineError::Shape(format!("packed weights of {n}×{kk} in a buffer of {} elements", w.buf.len())));
     }
+    // Packed weights: the packed decode GEMM for M ≤ 8, the wgmma GEMMs above.
+    let decode = packed_decode(&w, m);
     let w = Mat::of(w.buf, n, kk)?;
-    out.expect(m, n, "linear output")?;
+    out.expect(m, out.cols, "linear output")?;
     if let Some(r) = residual {
         r.expect(m, n, "linear residual")?;
     }
     let info = t.runtime().device().info();
     // Tiles for the SMs the GEMM will get, so a partition does not pay a whole device's waves.
     let hopper = hopper_gemm(m, n, kk, info.compute_capability, t.sms_hint());
-    // Packed weights: the packed decode GEMM for M ≤ 8, the wgmma GEMMs above.
-    let own = if packed && m <= 8 { k::GEMM_PACKED_8 } else { gemm_kernel(m) };
-    let hopper = hopper.filter(|_| !(packed && m <= 8));
+    let own = if decode { k::GEMM_PACKED_8 } else { gemm_kernel(m) };
+    let hopper = hopper.filter(|_| !decode);
     if packed && (backend != GemmBackend::Rightsize || (m > 8 && hopper.is_none())) {
         return Err(EngineError::Shape(format!(
             "packed {n}×{kk} weights: only the library's Hopper GEMMs read them (backend {backend:?}, M = {m})"
@@ -567,6 +592,9 @@ fn counts(buf: &DeviceBuffer<u32>, batch: u32) -> Result<u64> {
 
 /// Decode attention: appends each sequence's new k and v (a `qkv` row) to its cache at
 /// position `pos[b]`, then attends its query over the cache's first `pos[b] + 1` positions.
+/// With `inv_freq`, q and k are first rotated by RoPE at `pos[b]` (in registers: the same bits
+/// as [`rope`] before the attention, one launch fewer).
+#[allow(clippy::too_many_arguments)]
 pub fn decode_attention(
     t: &Tenant,
     qkv: Mat,
@@ -574,12 +602,16 @@ pub fn decode_attention(
     batch: u32,
     cache: &KvCache,
     pos: &DeviceBuffer<u32>,
+    inv_freq: Option<&DeviceBuffer<f32>>,
     out: Mat,
 ) -> Result<()> {
     let (qw, kw) = (heads.q * heads.dim, heads.kv * heads.dim);
     qkv.expect(batch, qw + 2 * kw, "decode qkv")?;
     out.expect(batch, qw, "decode output")?;
     cache.check(batch, heads)?;
+    if let Some(inv) = inv_freq {
+        check_inv_freq(inv, heads)?;
+    }
     let p = DecodeAttentionParams {
         q: qkv.ptr,
         k: qkv.ptr + 2 * u64::from(qw),
@@ -588,6 +620,7 @@ pub fn decode_attention(
         v_cache: cache.v.ptr(),
         o: out.ptr,
         pos: counts(pos, batch)?,
+        inv_freq: inv_freq.map_or(0, DeviceBuffer::ptr),
         batch,
         heads_q: heads.q,
         heads_kv: heads.kv,
@@ -603,6 +636,13 @@ pub fn decode_attention(
     Ok(())
 }
 
+fn check_inv_freq(inv_freq: &DeviceBuffer<f32>, heads: Heads) -> Result<()> {
+    if inv_freq.len() < (heads.dim / 2) as usize {
+        return Err(EngineError::Shape("rope: too few inverse frequencies".into()));
+    }
+    Ok(())
+}
+
 /// RoPE in place on the q and k heads of `qkv` rows; positions `start[b] + t`.
 pub fn rope(
     t: &Tenant,
@@ -614,9 +654,7 @@ pub fn rope(
     inv_freq: &DeviceBuffer<f32>,
 ) -> Result<()> {
     qkv.expect(batch * tokens, (heads.q + 2 * heads.kv) * heads.dim, "rope qkv")?;
-    if inv_freq.len() < (heads.dim / 2) as usize {
-        return Err(EngineError::Shape("rope: too few inverse frequencies".into()));
-    }
+    check_inv_freq(inv_freq, heads)?;
     let p = RopeParams {
         q: qkv.ptr,
         k: qkv.ptr + 2 * u64::from(heads.q * heads.dim),
@@ -673,20 +711,26 @@ pub fn embedding(
     Ok(())
 }
 
-/// `out = silu(gate) · up` where `gate_up` rows hold `[gate | up]`.
-pub fn swiglu(t: &Tenant, gate_up: Mat, out: Mat) -> Result<()> {
+/// `out = silu(gate) · up` where `gate_up` rows hold `[gate | up]`, or with `paired` gate and up
+/// interleaved by 8 columns (a GEMM's output on gate/up-paired packed weights, [`Weight::pairs`]).
+pub fn swiglu(t: &Tenant, gate_up: Mat, out: Mat, paired: bool) -> Result<()> {
     let cols = out.cols;
     gate_up.expect(out.rows, 2 * cols, "swiglu input")?;
+    if paired && cols % 8 != 0 {
+        return Err(EngineError::Shape(format!("paired swiglu: {cols} columns are not whole groups of 8")));
+    }
+    // Paired, up's columns start 8 after gate's.
+    let up = if paired { 8 } else { cols };
     let p = SwigluParams {
         gate: gate_up.ptr,
-        up: gate_up.ptr + 2 * u64::from(cols),
+        up: gate_up.ptr + 2 * u64::from(up),
         out: out.ptr,
         rows: out.rows,
         cols,
         gate_stride: gate_up.ld,
         up_stride: gate_up.ld,
         out_stride: out.ld,
-        _pad: 0,
+        paired: u32::from(paired),
     };
     // SAFETY: views checked above.
     unsafe { t.launch(k::SWIGLU, &p) }?;

@@ -109,6 +109,11 @@ typedef struct CopyU32Params {
 #define RS_ACT_NONE 0
 #define RS_ACT_GELU_TANH 1
 #define RS_ACT_GELU_ERF 2
+/* Only gemm_f16_packed_m8, on weights packed with PackParams.pairs: B's 16-row tiles are 8 gate
+ * rows then the 8 up rows of the same columns, and C[m][8t + c] = swiglu(gate, up) of tile t's
+ * columns c and 8 + c, each rounded to FP16 first (swiglu_f16's bits on the GEMM's output);
+ * C has n / 2 columns. No bias or residual. */
+#define RS_ACT_SWIGLU 3
 
 /** Input norms a skinny GEMM can fuse (GemmParams.norm). */
 #define RS_NORM_NONE 0
@@ -283,12 +288,14 @@ typedef struct AttentionParams {
  * has pos[b] cached tokens; its new token's q, k and v are row b of q, k and v (stride
  * qkv_stride; head h at h·head_dim). The kernel first appends k and v at position pos[b] of
  * the cache (layout [batch][heads_kv][max_len][head_dim]; not when pos[b] ≥ max_len), then
- * attends over positions 0 ..= min(pos[b], max_len − 1).
- * Work unit: (b, kv head), all query heads of its group.
+ * attends over positions 0 ..= min(pos[b], max_len − 1). With inv_freq (head_dim / 2 floats;
+ * 0 = none) the new token's q and k are first rotated by RoPE at position pos[b], exactly as
+ * rope_f16 would (q and k in memory stay as they are; the cache gets the rotated k).
+ * Work unit: (b, query head); the first query head of each kv group appends.
  * Constraints: q, k, v and the caches 16-byte aligned, qkv_stride a multiple of 8.
  */
 typedef struct DecodeAttentionParams {
-    unsigned long long q, k, v, k_cache, v_cache, o, pos;
+    unsigned long long q, k, v, k_cache, v_cache, o, pos, inv_freq;
     unsigned int batch, heads_q, heads_kv, head_dim, max_len;
     unsigned int qkv_stride, o_stride;
     float scale;
@@ -360,12 +367,14 @@ typedef struct GeluParams {
     unsigned int _pad;
 } GeluParams;
 
-/** swiglu_f16: out[r][c] = silu(gate[r][c]) · up[r][c], rows with their own strides.
+/** swiglu_f16: out[r][c] = silu(gate[r][c]) · up[r][c], rows with their own strides. With
+ *  `paired`, gate's and up's column c is read at 16·(c / 8) + c % 8 (the output of a GEMM on
+ *  weights packed with PackParams.pairs: up = gate + 8 columns).
  *  Work unit: RS_ACT_UNIT columns of one row (units = rows · ⌈cols / RS_ACT_UNIT⌉). */
 typedef struct SwigluParams {
     unsigned long long gate, up, out;
     unsigned int rows, cols, gate_stride, up_stride, out_stride;
-    unsigned int _pad;
+    unsigned int paired;
 } SwigluParams;
 
 /* ---- argmax.cu -------------------------------------------------------------- */
@@ -447,13 +456,18 @@ typedef struct DecoderParams {
  * ((((t·C + c)·2 + h)·32 + s)·8 + r)·32 + 8·((i / 8) ^ (r / 2 % 4)) + i % 8, C = k / 1024,
  * zero for rows past n. dst holds ⌈n / 16⌉·16·k halves and must not overlap src; k a
  * multiple of RS_GEMM_P_KC. With `unpack`, the reverse: the rows below n of packed src into
- * row-major dst. Work unit: one tile.
+ * row-major dst. With `pairs` (n a multiple of 16), the rows are taken as gate/up pairs, the
+ * first n / 2 rows gate and the rest up: tile t's rows 0–7 are gate rows 8t … 8t + 7 and its
+ * rows 8–15 the up rows of the same columns, n / 2 + 8t … (for RS_ACT_SWIGLU). Work unit: one
+ * tile.
  */
 typedef struct PackParams {
     unsigned long long src, dst;
     unsigned int n, k;
     /** 0: src row-major, dst packed; 1: the reverse (src packed, dst n × k row-major). */
     unsigned int unpack;
+    /** 1: rows as gate/up pairs (above); 0: in order. */
+    unsigned int pairs;
 } PackParams;
 
 #define RS_FILL_THREADS 256

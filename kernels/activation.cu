@@ -2,7 +2,7 @@
 //
 // gelu_f16:   y = gelu(x), tanh or erf form; work unit RS_ACT_UNIT consecutive elements; any n.
 // swiglu_f16: out = silu(gate)·up per row (Llama's MLP); work unit RS_ACT_UNIT columns of a row;
-//             any rows, cols.
+//             any rows, cols; gate and up columns in order or paired (abi.h).
 // gelu computes in FP32 and rounds once; swiglu rounds silu(gate) to FP16 before the product. Reference: kernels/reference.rs::gelu, swiglu.
 #include "common.cuh"
 
@@ -36,6 +36,8 @@ RS_KERNEL_PAIR(__launch_bounds__(RS_ACT_THREADS), swiglu_f16, SwigluParams) {
         const unsigned c0 = (unsigned)(u % chunks) * RS_ACT_UNIT + threadIdx.x;
         const __half* gate = rs::ptr<const __half>(p.gate) + r * p.gate_stride;
         const __half* up = rs::ptr<const __half>(p.up) + r * p.up_stride;
+        // Column c's place in gate and up rows: c, or 16·(c / 8) + c % 8 when paired.
+        const auto at = [&](unsigned c) { return p.paired ? c + c / 8 * 8 : c; };
         __half* out = rs::ptr<__half>(p.out) + r * p.out_stride;
         // Every load of the unit before any store (out may alias gate or up), so a thread
         // waits for memory once per unit.
@@ -43,15 +45,13 @@ RS_KERNEL_PAIR(__launch_bounds__(RS_ACT_THREADS), swiglu_f16, SwigluParams) {
 #pragma unroll
         for (unsigned k = 0; k < PER; ++k) {
             const unsigned c = c0 + k * RS_ACT_THREADS;
-            g[k] = c < p.cols ? __half2float(gate[c]) : 0.0f;
-            v[k] = c < p.cols ? __half2float(up[c]) : 0.0f;
+            g[k] = c < p.cols ? __half2float(gate[at(c)]) : 0.0f;
+            v[k] = c < p.cols ? __half2float(up[at(c)]) : 0.0f;
         }
 #pragma unroll
         for (unsigned k = 0; k < PER; ++k) {
             const unsigned c = c0 + k * RS_ACT_THREADS;
-            // silu(gate) is rounded to FP16 before the product, as `act(gate) * up` in FP16 is.
-            const float s = __half2float(__float2half_rn(g[k] / (1.0f + expf(-g[k]))));
-            if (c < p.cols) out[c] = __float2half_rn(s * v[k]);
+            if (c < p.cols) out[c] = __float2half_rn(rs::swiglu(g[k], v[k]));
         }
     }
 }

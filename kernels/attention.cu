@@ -10,16 +10,18 @@
 //   Reference: kernels/reference.rs::attention.
 //
 // attention_decode_d{32,64,128}: one new token per sequence: appends its k and v to the KV cache,
-//   then attends its query over the cache (SIMT).
-//   Work unit: (b, kv head); the unit's block first writes the new k, v rows into the cache
-//              slot (and reads them from k, v, not from the cache, for that position). Each
-//              lane holds 16 bytes of a cached row (head_dim/8 lanes per row), so the 8
-//              warps cover 32 (d64) rows at a time, four such steps loaded before the math;
-//              each row slot keeps an online softmax, and the slots are merged in a fixed
-//              order, so the output does not depend on the grid.
-//   Shapes:    any position; head_dim 32, 64 or 128; GQA (each query head of the group in
-//              turn, re-reading the cache from L1/L2).
-//   Reference: kernels/reference.rs::decode_attention.
+//   then attends its query over the cache (SIMT); with inv_freq, RoPE on q and k first.
+//   Work unit: (b, query head); the first head of each kv group writes the new k, v rows into
+//              the cache slot, and every head reads them from k, v (rotated in registers), not
+//              from the cache, for that position. Each lane holds 16 bytes of a cached row
+//              (head_dim/8 lanes per row), so the 8 warps cover 32 (d64) rows at a time, four
+//              such steps loaded before the math; each row slot keeps an online softmax, and
+//              the slots are merged in a fixed order, so the output does not depend on the grid.
+//              A unit a query head (not a kv head's group in turn) puts the group's heads on
+//              SMs side by side: at decode batch sizes the units are latency-bound.
+//   Shapes:    any position; head_dim 32, 64 or 128; GQA (the group's heads read the same cache
+//              rows, mostly from L2).
+//   Reference: kernels/reference.rs::decode_attention (after ::rope when fused).
 #include "attention_decode.cuh"
 #include "attention_prefill.cuh"
 #include "common.cuh"
@@ -114,7 +116,7 @@ __device__ __forceinline__ void prefill(const AttentionParams& p, __half* smem, 
 
 template <bool RS_COUNTED, int D>
 __device__ __forceinline__ void decode(const DecodeAttentionParams& p, const RsTicket& t) {
-    RS_FOR_EACH_UNIT(u, (u64)p.batch * p.heads_kv, t) rs::decode_attention_unit<D>(p, u);
+    RS_FOR_EACH_UNIT(u, (u64)p.batch * p.heads_q, t) rs::decode_attention_unit<D>(p, u);
 }
 
 }  // namespace

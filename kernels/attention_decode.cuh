@@ -1,15 +1,44 @@
-// attention_decode.cuh — one work unit of decode attention, (sequence b, kv head): appends the
-// token's k and v to the cache, then attends each query head of the group over the cache. Used
-// by attention_decode_d* (attention.cu) and the decoder kernel (decoder.cu); needs
-// RS_DECODE_THREADS threads. Every thread of the block must call it; it reads q, k and v
-// with ordinary loads, so a caller that produced them in the same launch must have made them
-// visible to the block first. Reference: kernels/reference.rs::decode_attention.
+// attention_decode.cuh — one work unit of decode attention, (sequence b, query head h): the
+// first query head of each kv group appends the token's k and v to the cache, then the unit
+// attends its query over the cache (the other heads of the group read the new row from k and v,
+// never from the slot being written). With p.inv_freq, q and the new k are rotated by RoPE in
+// registers first (rope_pair, the bits rope_f16 gives). Used by attention_decode_d*
+// (attention.cu) and the decoder kernel (decoder.cu); needs RS_DECODE_THREADS threads. Every
+// thread of the block must call it; it reads q, k and v with ordinary loads, so a caller that
+// produced them in the same launch must have made them visible to the block first.
+// Reference: kernels/reference.rs::decode_attention (after ::rope when fused).
 #pragma once
 #include <math_constants.h>
 
 #include "common.cuh"
 
 namespace rs {
+
+// RoPE of a lane's 8 consecutive dims (d0 … d0 + 7, FP16 in v) of a head of D dims whose
+// other half is held by lane ^ (D / 16): the lanes of a row are D / 8 consecutive lanes. Every
+// lane of the warp must call it.
+template <int D>
+__device__ __forceinline__ uint4 rope8(uint4 v, unsigned d0, float pos, const float* inv_freq) {
+    constexpr unsigned HALF = D / 2;
+    uint4 o;
+    o.x = __shfl_xor_sync(0xffffffffu, v.x, D / 16);
+    o.y = __shfl_xor_sync(0xffffffffu, v.y, D / 16);
+    o.z = __shfl_xor_sync(0xffffffffu, v.z, D / 16);
+    o.w = __shfl_xor_sync(0xffffffffu, v.w, D / 16);
+    float mine[8], other[8];
+    unpack8(v, mine);
+    unpack8(o, other);
+    const bool first = d0 < HALF;
+    __half y[8];
+#pragma unroll
+    for (int e = 0; e < 8; ++e) {
+        const unsigned i = (d0 + e) % HALF;
+        __half y1, y2;
+        rope_pair(first ? mine[e] : other[e], first ? other[e] : mine[e], pos * inv_freq[i], y1, y2);
+        y[e] = first ? y1 : y2;
+    }
+    return *reinterpret_cast<const uint4*>(y);
+}
 
 template <int D>
 __device__ __forceinline__ void decode_attention_unit(const DecodeAttentionParams& p, u64 u) {
@@ -25,99 +54,98 @@ __device__ __forceinline__ void decode_attention_unit(const DecodeAttentionParam
     const unsigned group = p.heads_q / p.heads_kv;
     const float scale_log2 = p.scale * 1.4426950408889634f;
 
-    const unsigned hk = u % p.heads_kv;
-    const unsigned b = u / p.heads_kv;
+    const unsigned h = u % p.heads_q;
+    const unsigned b = u / p.heads_q;
+    const u64 kv = (u64)b * p.heads_kv + h / group;  // the cache's (b, kv head)
     const unsigned pos = ptr<const unsigned>(p.pos)[b];
     const bool fresh = pos < p.max_len;  // the new token has a slot in the cache
     const unsigned len = min(pos + 1, p.max_len);
-    const u64 new_row = (u64)b * p.qkv_stride + (u64)hk * D;
-    const __half* k_new = ptr<const __half>(p.k) + new_row;
-    const __half* v_new = ptr<const __half>(p.v) + new_row;
-    const __half* Kc = ptr<const __half>(p.k_cache) + u * p.max_len * D;
-    const __half* Vc = ptr<const __half>(p.v_cache) + u * p.max_len * D;
-    // Append: this unit is the only writer of its slot, and reads the new row from k/v.
-    if (fresh && tid < 2 * LR) {
-        const bool is_v = tid >= LR;
-        const unsigned c = (tid % LR) * 8;
-        const uint4 val = *reinterpret_cast<const uint4*>((is_v ? v_new : k_new) + c);
-        __half* cache = ptr<__half>(is_v ? p.v_cache : p.k_cache);
-        *reinterpret_cast<uint4*>(cache + (u * p.max_len + pos) * D + c) = val;
+    const u64 new_row = (u64)b * p.qkv_stride + (h / group) * D;
+    const __half* Kc = ptr<const __half>(p.k_cache) + kv * p.max_len * D;
+    const __half* Vc = ptr<const __half>(p.v_cache) + kv * p.max_len * D;
+    // This lane's 16 bytes of q and of the new k and v rows (q and k rotated when RoPE is fused).
+    uint4 qr = *reinterpret_cast<const uint4*>(ptr<const __half>(p.q) + (u64)b * p.qkv_stride + (u64)h * D + sub * 8);
+    uint4 k_new = *reinterpret_cast<const uint4*>(ptr<const __half>(p.k) + new_row + sub * 8);
+    const uint4 v_new = *reinterpret_cast<const uint4*>(ptr<const __half>(p.v) + new_row + sub * 8);
+    if (p.inv_freq) {
+        const float* inv_freq = ptr<const float>(p.inv_freq);
+        qr = rope8<D>(qr, sub * 8, (float)pos, inv_freq);
+        k_new = rope8<D>(k_new, sub * 8, (float)pos, inv_freq);
     }
-    for (unsigned g = 0; g < group; ++g) {
-        const unsigned h = hk * group + g;
-        float qv[8], acc[8];
-        unpack8(*reinterpret_cast<const uint4*>(ptr<const __half>(p.q) + (u64)b * p.qkv_stride +
-                                                     (u64)h * D + sub * 8),
-                    qv);
+    // Append: the group's first head is the only writer of its slot; lanes 0 … 2·LR − 1 of warp 0
+    // hold the new k (then v) row's pieces 0 … LR − 1.
+    if (fresh && h % group == 0 && tid < 2 * LR) {
+        __half* cache = ptr<__half>(tid >= LR ? p.v_cache : p.k_cache);
+        *reinterpret_cast<uint4*>(cache + (kv * p.max_len + pos) * D + sub * 8) = tid >= LR ? v_new : k_new;
+    }
+    float qv[8], acc[8];
+    unpack8(qr, qv);
 #pragma unroll
-        for (int e = 0; e < 8; ++e) {
-            qv[e] *= scale_log2;
-            acc[e] = 0.0f;
+    for (int e = 0; e < 8; ++e) {
+        qv[e] *= scale_log2;
+        acc[e] = 0.0f;
+    }
+    float m = -CUDART_INF_F, l = 0.0f;
+    // Row r of warp w takes positions w·RPW + r + i·ROWS; the loop bound is per warp,
+    // so the shuffles below never diverge.
+    for (unsigned base = warp * RPW; base < len; base += U * ROWS) {
+        uint4 kr[U], vr[U];
+#pragma unroll
+        for (int j = 0; j < U; ++j) {
+            const unsigned t = base + lane / LR + j * ROWS;
+            const bool in = t < len, now = fresh && t == pos;
+            kr[j] = !in ? make_uint4(0, 0, 0, 0) : now ? k_new : *reinterpret_cast<const uint4*>(Kc + (u64)t * D + sub * 8);
+            vr[j] = !in ? make_uint4(0, 0, 0, 0) : now ? v_new : *reinterpret_cast<const uint4*>(Vc + (u64)t * D + sub * 8);
         }
-        float m = -CUDART_INF_F, l = 0.0f;
-        // Row r of warp w takes positions w·RPW + r + i·ROWS; the loop bound is per warp,
-        // so the shuffles below never diverge.
-        for (unsigned base = warp * RPW; base < len; base += U * ROWS) {
-            uint4 kr[U], vr[U];
+        float dot[U], m_new = m;
 #pragma unroll
-            for (int j = 0; j < U; ++j) {
-                const unsigned t = base + lane / LR + j * ROWS;
-                const bool in = t < len, now = fresh && t == pos;
-                const __half* kp = now ? k_new : Kc + (u64)t * D;
-                const __half* vp = now ? v_new : Vc + (u64)t * D;
-                kr[j] = in ? *reinterpret_cast<const uint4*>(kp + sub * 8) : make_uint4(0, 0, 0, 0);
-                vr[j] = in ? *reinterpret_cast<const uint4*>(vp + sub * 8) : make_uint4(0, 0, 0, 0);
-            }
-            float dot[U], m_new = m;
+        for (int j = 0; j < U; ++j) {
+            float kf[8], d = 0.0f;
+            unpack8(kr[j], kf);
 #pragma unroll
-            for (int j = 0; j < U; ++j) {
-                float kf[8], d = 0.0f;
-                unpack8(kr[j], kf);
+            for (int e = 0; e < 8; ++e) d += qv[e] * kf[e];
 #pragma unroll
-                for (int e = 0; e < 8; ++e) d += qv[e] * kf[e];
-#pragma unroll
-                for (int o = LR / 2; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
-                dot[j] = base + lane / LR + j * ROWS < len ? d : -CUDART_INF_F;
-                m_new = fmaxf(m_new, dot[j]);
-            }
-            const float corr = m == -CUDART_INF_F ? 0.0f : exp2f(m - m_new);
-            l *= corr;
-#pragma unroll
-            for (int e = 0; e < 8; ++e) acc[e] *= corr;
-#pragma unroll
-            for (int j = 0; j < U; ++j) {
-                const float pv = m_new == -CUDART_INF_F ? 0.0f : exp2f(dot[j] - m_new);
-                float vf[8];
-                unpack8(vr[j], vf);
-                l += pv;
-#pragma unroll
-                for (int e = 0; e < 8; ++e) acc[e] += pv * vf[e];
-            }
-            m = m_new;
+            for (int o = LR / 2; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
+            dot[j] = base + lane / LR + j * ROWS < len ? d : -CUDART_INF_F;
+            m_new = fmaxf(m_new, dot[j]);
         }
-        __syncthreads();  // the previous head's merge has read the shared arrays
-        if (sub == 0) {
-            sm_m[row_id] = m;
-            sm_l[row_id] = l;
-        }
+        const float corr = m == -CUDART_INF_F ? 0.0f : exp2f(m - m_new);
+        l *= corr;
 #pragma unroll
-        for (int e = 0; e < 8; ++e) sm_o[row_id][sub * 8 + e] = acc[e];
-        __syncthreads();
-        if (tid < ROWS) {
-            float m_all = -CUDART_INF_F;
-            for (int r = 0; r < ROWS; ++r) m_all = fmaxf(m_all, sm_m[r]);
-            sm_w[tid] = sm_m[tid] == -CUDART_INF_F ? 0.0f : exp2f(sm_m[tid] - m_all);
+        for (int e = 0; e < 8; ++e) acc[e] *= corr;
+#pragma unroll
+        for (int j = 0; j < U; ++j) {
+            const float pv = m_new == -CUDART_INF_F ? 0.0f : exp2f(dot[j] - m_new);
+            float vf[8];
+            unpack8(vr[j], vf);
+            l += pv;
+#pragma unroll
+            for (int e = 0; e < 8; ++e) acc[e] += pv * vf[e];
         }
-        __syncthreads();
-        __half* o = ptr<__half>(p.o) + (u64)b * p.o_stride + (u64)h * D;
-        for (int d = tid; d < D; d += RS_DECODE_THREADS) {
-            float v = 0.0f, l_all = 0.0f;
-            for (int r = 0; r < ROWS; ++r) {
-                v += sm_o[r][d] * sm_w[r];
-                l_all += sm_l[r] * sm_w[r];
-            }
-            o[d] = __float2half_rn(l_all > 0.0f ? v / l_all : 0.0f);
+        m = m_new;
+    }
+    __syncthreads();  // the previous unit's merge has read the shared arrays
+    if (sub == 0) {
+        sm_m[row_id] = m;
+        sm_l[row_id] = l;
+    }
+#pragma unroll
+    for (int e = 0; e < 8; ++e) sm_o[row_id][sub * 8 + e] = acc[e];
+    __syncthreads();
+    if (tid < ROWS) {
+        float m_all = -CUDART_INF_F;
+        for (int r = 0; r < ROWS; ++r) m_all = fmaxf(m_all, sm_m[r]);
+        sm_w[tid] = sm_m[tid] == -CUDART_INF_F ? 0.0f : exp2f(sm_m[tid] - m_all);
+    }
+    __syncthreads();
+    __half* o = ptr<__half>(p.o) + (u64)b * p.o_stride + (u64)h * D;
+    for (int d = tid; d < D; d += RS_DECODE_THREADS) {
+        float v = 0.0f, l_all = 0.0f;
+        for (int r = 0; r < ROWS; ++r) {
+            v += sm_o[r][d] * sm_w[r];
+            l_all += sm_l[r] * sm_w[r];
         }
+        o[d] = __float2half_rn(l_all > 0.0f ? v / l_all : 0.0f);
     }
 }
 

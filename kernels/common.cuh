@@ -417,6 +417,20 @@ __device__ __forceinline__ void prefetch_l2(const void* p, unsigned bytes) {
 // x rounded to the nearest FP16, as a float.
 __device__ __forceinline__ float round_half(float x) { return __half2float(__float2half_rn(x)); }
 
+// Llama's rotate-half RoPE of one pair, x1 = x[i] and x2 = x[i + head_dim/2], at angle
+// pos·inv_freq[i] (the caller's product, in FP32; full-range sincosf), in FP16 arithmetic as in
+// `x·cos + rotate_half(x)·sin` on FP16 tensors: cos and sin are rounded, and so is each
+// product and the sum. rope_f16 and the decode attention's fused RoPE both use it, so their
+// outputs have the same bits.
+__device__ __forceinline__ void rope_pair(float x1, float x2, float angle, __half& y1, __half& y2) {
+    float sn, cs;
+    sincosf(angle, &sn, &cs);
+    cs = round_half(cs);
+    sn = round_half(sn);
+    y1 = __float2half_rn(round_half(x1 * cs) - round_half(x2 * sn));
+    y2 = __float2half_rn(round_half(x2 * cs) + round_half(x1 * sn));
+}
+
 __device__ __forceinline__ float gelu(float x, unsigned int act) {
     if (act == RS_ACT_GELU_TANH) {
         const float k0 = 0.7978845608028654f;  // sqrt(2/pi)
@@ -424,6 +438,13 @@ __device__ __forceinline__ float gelu(float x, unsigned int act) {
     }
     if (act == RS_ACT_GELU_ERF) return 0.5f * x * (1.0f + erff(x * 0.7071067811865476f));
     return x;
+}
+
+// SwiGLU of FP16 values g (gate) and u (up), before the final rounding: silu(g) is rounded to
+// FP16 before the product, as `act(gate) * up` on FP16 tensors is. swiglu_f16 and the packed
+// GEMM's RS_ACT_SWIGLU epilogue both use it.
+__device__ __forceinline__ float swiglu(float g, float u) {
+    return round_half(g / (1.0f + expf(-g))) * u;
 }
 
 // ---- GEMM epilogue (every GEMM kernel) ----------------------------------------------------

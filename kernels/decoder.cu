@@ -4,7 +4,7 @@
 //             KV append) → attention-out GEMM + residual → LN2 → MLP-up GEMM + GELU → MLP-down
 //             GEMM + residual, on ≤ 8 rows of one token, x updated in place.
 // Work unit:  one ticket of the step's schedule. Per layer, in this order (5 phases): the QKV
-//             GEMM's tiles of output columns, the attention units (sequence, kv head), then the
+//             GEMM's tiles of output columns, the attention units (sequence, query head), then the
 //             tiles of the attention-out, MLP-up and MLP-down GEMMs. A tile has as many columns
 //             (a multiple of 8, at most RS_DEC_MAX_COLS) as fit RS_DEC_STAGE_BYTES of weights.
 // Schedule:   a block holds one ticket at a time, taken in increasing order from a counter
@@ -78,7 +78,7 @@ struct Schedule {
 
     __device__ explicit Schedule(const DecoderParams& p) {
         units[0] = tiles((p.heads + 2 * p.heads_kv) * 64, p.hidden);
-        units[1] = p.batch * p.heads_kv;
+        units[1] = p.batch * p.heads;
         units[2] = tiles(p.hidden, p.hidden);
         units[3] = tiles(p.ffn_dim, p.hidden);
         units[4] = tiles(p.hidden, p.ffn_dim);
@@ -325,11 +325,13 @@ __device__ __forceinline__ void run(const DecoderParams& p, unsigned char* smem)
         if (u.phase == 1) {
             const DecoderLayerWeights& l = sh.layers[u.layer];
             const unsigned qw = p.heads * 64, kw = p.heads_kv * 64;
+            // GPT-2 has no RoPE (inv_freq 0).
             const DecodeAttentionParams a = {p.qkv,     p.qkv + 2ull * qw, p.qkv + 2ull * (qw + kw),
                                              l.k_cache, l.v_cache,         p.attn,
-                                             p.pos,     p.batch,           p.heads,
-                                             p.heads_kv, 64,               p.max_len,
-                                             qw + 2 * kw, qw,              p.scale};
+                                             p.pos,     0,                 p.batch,
+                                             p.heads,   p.heads_kv,        64,
+                                             p.max_len, qw + 2 * kw,       qw,
+                                             p.scale};
             rs::decode_attention_unit<64>(a, u.index);
         } else {
             gemm_tile(gemm_of(p, sh.layers, u), u.index, stage, sh, p.batch, p.eps);

@@ -3,6 +3,8 @@
 //
 // Computes:   as gemm_stream.cu's gemm_f16_stream_m8 (GemmParams: bias, GELU tanh/erf, FP16
 //             rounding before the residual add, the fused input norm), for M ≤ 8 and batch 1,
+//             and RS_ACT_SWIGLU on weights packed as gate/up pairs (Llama's MLP up: one launch
+//             where a GEMM and swiglu_f16 took two, with their bits),
 //             with p.b the weights packed by pack_tiles_f16 (abi.h): a tile of 16 rows, chunk by
 //             chunk of RS_GEMM_P_KC columns, each chunk 32 KiB of consecutive bytes.
 // Work unit:  a tile of 16 output columns, all M rows (⌈N/16⌉ units, the skinny kernel's); each
@@ -142,7 +144,10 @@ __device__ __forceinline__ void packed_gemm(const GemmParams& p, unsigned char* 
         rs::named_barrier(1, WARPS * 32);  // the previous unit's sums have been read
         rs::skinny_partial<8>(red, 0, acc);
         rs::named_barrier(1, WARPS * 32);
-        rs::skinny_store<WARPS, 8>(p, red, WARPS * 32, (unsigned)u * BN, C, R, bias);
+        if (p.act == RS_ACT_SWIGLU)
+            rs::skinny_store_swiglu<WARPS, 8>(p, red, WARPS * 32, (unsigned)u * BN, C);
+        else
+            rs::skinny_store<WARPS, 8>(p, red, WARPS * 32, (unsigned)u * BN, C, R, bias);
     }
 }
 
@@ -170,7 +175,8 @@ RS_KERNEL void __launch_bounds__(RS_GEMM_D_THREADS, 1) gemm_f16_packed_m8(const 
 }
 
 // The weights of a GEMM into the packed layout (abi.h, PackParams), or back: one tile a unit,
-// its 16 rows × K in 16-byte pieces, taken by consecutive threads in the packed order.
+// its 16 rows × K in 16-byte pieces, taken by consecutive threads in the packed order; with
+// p.pairs a tile's halves are 8 gate rows and the 8 up rows of the same columns.
 RS_KERNEL_PAIR(__launch_bounds__(RS_PACK_THREADS), pack_tiles_f16, PackParams) {
     rs::pdl_sync();
     using rs::u64;
@@ -182,7 +188,8 @@ RS_KERNEL_PAIR(__launch_bounds__(RS_PACK_THREADS), pack_tiles_f16, PackParams) {
             // j = (((chunk·2 + half)·32 + slice)·8 + r)·4 + stored piece, the packed order.
             const unsigned r = j / 4 % 8, piece = (j % 4) ^ (r / 2 % 4), s = j / 32 % 32, h = j / 1024 % 2;
             const unsigned c = j / 2048;
-            const u64 row = u * RS_GEMM_T_BN + 8 * h + r;
+            // With pairs, half h of tile u is rows 8u … 8u + 7 of the gate (h = 0) or up half.
+            const u64 row = p.pairs ? h * (p.n / 2) + 8 * u + r : u * RS_GEMM_T_BN + 8 * h + r;
             const u64 rows = row * p.k + c * RS_GEMM_P_KC + s * RS_GEMM_D_SLICE + piece * 8;
             const u64 tiles = u * RS_GEMM_T_BN * p.k + (u64)j * 8;
             if (p.unpack) {

@@ -69,15 +69,18 @@ pub fn gelu(x: &[f16], act: u32) -> Vec<f16> {
     x.iter().map(|&v| h(gelu_f32(f(v), act))).collect()
 }
 
-/// `pack_tiles_f16`: `n` × `k` weights (row-major) in the packed layout of abi.h's PackParams.
-pub fn pack_tiles(w: &[f16], n: usize, k: usize) -> Vec<f16> {
+/// `pack_tiles_f16`: `n` × `k` weights (row-major) in the packed layout of abi.h's PackParams;
+/// with `pairs`, each tile's halves are 8 rows of the first n / 2 (gate) and the same 8 of the
+/// rest (up).
+pub fn pack_tiles(w: &[f16], n: usize, k: usize, pairs: bool) -> Vec<f16> {
     let (bn, kc) = (abi::RS_GEMM_T_BN as usize, abi::RS_GEMM_P_KC as usize);
     let mut out = vec![f16::ZERO; n.div_ceil(bn) * bn * k];
     for (i, v) in out.iter_mut().enumerate() {
         // i = ((((tile·C + chunk)·2 + half)·32 + slice)·8 + r)·32 + stored piece·8 + e.
         let (e, stored, r, slice) = (i % 8, i / 8 % 4, i / 32 % 8, i / 256 % 32);
         let (half, chunk, tile) = (i / 8192 % 2, i / 16384 % (k / kc), i / (bn * k));
-        let (row, piece) = (tile * bn + 8 * half + r, stored ^ (r / 2 % 4));
+        let row = if pairs { half * (n / 2) + 8 * tile + r } else { tile * bn + 8 * half + r };
+        let piece = stored ^ (r / 2 % 4);
         if row < n {
             *v = w[row * k + chunk * kc + slice * 32 + piece * 8 + e];
         }
@@ -519,7 +522,7 @@ mod tests {
     fn pack_tiles_lays_out_chunks_of_tiles_in_swizzled_atoms() {
         let (n, k) = (20, 2048);
         let w: Vec<f16> = (0..n * k).map(|i| f16::from_f32((i % 2039) as f32 + (i / 2039) as f32 / 32.0)).collect();
-        let p = pack_tiles(&w, n, k);
+        let p = pack_tiles(&w, n, k, false);
         assert_eq!(p.len(), 32 * k, "two whole tiles");
         // Element (row, col) of tile t: chunk c, half h, slice s, atom row r, piece stored swizzled.
         let at = |row: usize, col: usize| {
@@ -536,6 +539,17 @@ mod tests {
         sorted.sort_unstable();
         want.sort_unstable();
         assert_eq!(sorted, want, "a permutation of the weights, padded with zeros");
+        // Gate/up pairs: tile t holds gate rows 8t … 8t + 7, then the same up rows.
+        let n = 32;
+        let w: Vec<f16> = (0..n * k).map(|i| f16::from_f32((i % 2039) as f32 + (i / 2039) as f32 / 32.0)).collect();
+        let p = pack_tiles(&w, n, k, true);
+        let at = |tile: usize, h: usize, r: usize, col: usize| {
+            let (c, s, piece, e) = (col / 1024, col % 1024 / 32, col % 32 / 8, col % 8);
+            p[((((tile * 2 + c) * 2 + h) * 32 + s) * 8 + r) * 32 + 8 * (piece ^ (r / 2 % 4)) + e]
+        };
+        for (tile, h, r, col) in [(0, 0, 0, 0), (0, 1, 3, 5), (1, 0, 7, 1500), (1, 1, 2, 2047)] {
+            assert_eq!(at(tile, h, r, col), w[(h * n / 2 + 8 * tile + r) * k + col], "({tile}, {h}, {r}, {col})");
+        }
     }
 
     fn h(v: &[f32]) -> Vec<f16> {

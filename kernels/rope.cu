@@ -22,15 +22,7 @@ RS_KERNEL_PAIR(__launch_bounds__(RS_ROPE_THREADS), rope_f16, RopeParams) {
             const unsigned hh = c / half_dim, i = c % half_dim;
             __half* x = hh < p.heads_q ? rs::ptr<__half>(p.q) + tok * p.q_stride + (u64)hh * p.head_dim
                                        : rs::ptr<__half>(p.k) + tok * p.k_stride + (u64)(hh - p.heads_q) * p.head_dim;
-            float sn, cs;
-            sincosf(pos * inv_freq[i], &sn, &cs);
-            // FP16 arithmetic as in `x·cos + rotate_half(x)·sin` on FP16 tensors: cos and sin
-            // are rounded, and so is each product and the sum.
-            cs = rs::round_half(cs);
-            sn = rs::round_half(sn);
-            const float x1 = __half2float(x[i]), x2 = __half2float(x[i + half_dim]);
-            x[i] = __float2half_rn(rs::round_half(x1 * cs) - rs::round_half(x2 * sn));
-            x[i + half_dim] = __float2half_rn(rs::round_half(x2 * cs) + rs::round_half(x1 * sn));
+            rs::rope_pair(__half2float(x[i]), __half2float(x[i + half_dim]), pos * inv_freq[i], x[i], x[i + half_dim]);
         }
     }
 }

@@ -42,19 +42,41 @@ __device__ __forceinline__ void skinny_partial(float* red, int j, const float (&
     w[(g + 8) * ROWS + 1] = acc[3];
 }
 
+// Column c of a unit's `row` once every warp's partial tile is in red: the WARPS partial sums
+// added in warp order.
+template <int WARPS, int ROWS>
+__device__ __forceinline__ float skinny_sum(const float* red, unsigned c, unsigned row) {
+    float v = 0.0f;
+#pragma unroll
+    for (int w = 0; w < WARPS; ++w) v += red[(w * RS_GEMM_T_BN + c) * ROWS + row];
+    return v;
+}
+
 // The unit's outputs (columns n0 … n0 + 15 of its M rows), once every warp's partial tile is in
-// red: the WARPS partial sums added in warp order, then gemm_store's epilogue. `threads`
-// threads of the block take the outputs in turn.
+// red: skinny_sum, then gemm_store's epilogue. `threads` threads of the block take the outputs
+// in turn.
 template <int WARPS, int ROWS>
 __device__ __forceinline__ void skinny_store(const GemmParams& p, const float* red, unsigned threads, unsigned n0,
                                              __half* C, const __half* R, const __half* bias) {
     for (unsigned t = threadIdx.x; t < p.m * RS_GEMM_T_BN; t += threads) {
         const unsigned row = t / RS_GEMM_T_BN, c = t % RS_GEMM_T_BN, col = n0 + c;
         if (col >= p.n) continue;
-        float v = 0.0f;
-#pragma unroll
-        for (int w = 0; w < WARPS; ++w) v += red[(w * RS_GEMM_T_BN + c) * ROWS + row];
-        gemm_store(p, C, R, bias, row, col, v, 0.0f, false, false);
+        gemm_store(p, C, R, bias, row, col, skinny_sum<WARPS, ROWS>(red, c, row), 0.0f, false, false);
+    }
+}
+
+// RS_ACT_SWIGLU's epilogue (abi.h): the unit's columns c < 8 are gate and 8 + c up of output
+// column n0 / 2 + c; each sum is rounded to FP16 as the GEMM would store it, then swiglu_f16's
+// arithmetic. n is a multiple of 16 (the params' check).
+template <int WARPS, int ROWS>
+__device__ __forceinline__ void skinny_store_swiglu(const GemmParams& p, const float* red, unsigned threads,
+                                                    unsigned n0, __half* C) {
+    constexpr unsigned H = RS_GEMM_T_BN / 2;
+    for (unsigned t = threadIdx.x; t < p.m * H; t += threads) {
+        const unsigned row = t / H, c = t % H;
+        const float g = round_half(skinny_sum<WARPS, ROWS>(red, c, row));
+        const float u = round_half(skinny_sum<WARPS, ROWS>(red, c + H, row));
+        C[(u64)row * p.ldc + n0 / 2 + c] = __float2half_rn(swiglu(g, u));
     }
 }
 

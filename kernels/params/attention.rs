@@ -116,7 +116,7 @@ impl Params for AttentionParams {
 
 impl Params for DecodeAttentionParams {
     fn units(&self, _: KernelId) -> u64 {
-        u64::from(self.batch) * u64::from(self.heads_kv)
+        u64::from(self.batch) * u64::from(self.heads_q)
     }
     fn check(&self, k: KernelId) -> Result<(), ParamError> {
         check_heads(k, self.heads_q, self.heads_kv, self.head_dim)?;
@@ -139,7 +139,8 @@ impl Params for DecodeAttentionParams {
                 ("o", self.o, 2),
                 ("pos", self.pos, 4),
             ],
-        )
+        )?;
+        optional(k, &[("inv_freq", self.inv_freq, 4)])
     }
     fn shape_key(&self) -> u64 {
         // The cache's capacity (`max_len`) is a stride, not work: a profile taken with one

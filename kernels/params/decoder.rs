@@ -18,7 +18,7 @@ pub fn decoder_phase_units(p: &DecoderParams) -> [u32; RS_DEC_PHASES as usize] {
     let tiles = |n: u32, k: u32| n.div_ceil(decoder_tile_cols(k).max(1));
     [
         tiles((p.heads + 2 * p.heads_kv) * 64, p.hidden),
-        p.batch * p.heads_kv,
+        p.batch * p.heads,
         tiles(p.hidden, p.hidden),
         tiles(p.ffn_dim, p.hidden),
         tiles(p.hidden, p.ffn_dim),

@@ -102,8 +102,11 @@ impl Params for SwigluParams {
     }
     fn check(&self, k: KernelId) -> Result<(), ParamError> {
         let c = self.cols;
-        ensure(self.gate_stride >= c && self.up_stride >= c && self.out_stride >= c, k, || {
-            format!("strides must be at least cols = {c}")
+        ensure(self.paired <= 1, k, || format!("paired = {} (0 or 1)", self.paired))?;
+        // Paired, column c is read at 16·(c / 8) + c % 8: the rows span about twice the columns.
+        let span = if self.paired == 1 && c > 0 { (c - 1) / 8 * 16 + (c - 1) % 8 + 1 } else { c };
+        ensure(self.gate_stride >= span && self.up_stride >= span && self.out_stride >= c, k, || {
+            format!("strides must be at least cols = {c} (gate and up {span})")
         })?;
         pointers(k, &[("gate", self.gate, 2), ("up", self.up, 2), ("out", self.out, 2)])
     }

@@ -54,8 +54,10 @@ impl Params for GemmParams {
         }
         ensure(self.lda >= self.k && self.lda % a == 0, k, || format!("lda = {} (K = {})", self.lda, self.k))?;
         ensure(self.ldb >= self.k && self.ldb % a == 0, k, || format!("ldb = {} (K = {})", self.ldb, self.k))?;
-        ensure(self.ldc >= self.n, k, || format!("ldc = {} (N = {})", self.ldc, self.n))?;
-        ensure(self.act <= RS_ACT_GELU_ERF, k, || format!("unknown activation {}", self.act))?;
+        ensure(self.act <= RS_ACT_SWIGLU, k, || format!("unknown activation {}", self.act))?;
+        let cols = if self.act == RS_ACT_SWIGLU { self.n / 2 } else { self.n };
+        ensure(self.ldc >= cols, k, || format!("ldc = {} ({cols} output columns)", self.ldc))?;
+        self.check_swiglu(k)?;
         ensure(self.b_stable <= 1, k, || format!("b_stable = {} (0 or 1)", self.b_stable))?;
         self.check_layout(k)?;
         pointers(k, &[("a", self.a, 16), ("b", self.b, 16), ("c", self.c, 2)])?;
@@ -104,6 +106,10 @@ impl Params for PackParams {
         let kc = RS_GEMM_P_KC;
         ensure(self.n >= 1, k, || "n = 0".into())?;
         ensure(self.unpack <= 1, k, || format!("unpack = {} (0 or 1)", self.unpack))?;
+        ensure(self.pairs <= 1, k, || format!("pairs = {} (0 or 1)", self.pairs))?;
+        ensure(self.pairs == 0 || self.n % RS_GEMM_T_BN == 0, k, || {
+            format!("n = {}: gate/up pairs fill whole tiles of {RS_GEMM_T_BN} rows", self.n)
+        })?;
         ensure(self.k >= kc && self.k % kc == 0, k, || format!("k = {} must be a positive multiple of {kc}", self.k))?;
         pointers(k, &[("src", self.src, 16), ("dst", self.dst, 16)])?;
         let (rows, tiles) = (2 * u64::from(self.n) * u64::from(self.k), 2 * PackParams::packed_len(self.n, self.k));
@@ -112,7 +118,7 @@ impl Params for PackParams {
         ensure(dst_end <= self.src || src_end <= self.dst, k, || "dst overlaps src".into())
     }
     fn shape_key(&self) -> u64 {
-        key(&[u64::from(self.n), u64::from(self.k)])
+        key(&[u64::from(self.n), u64::from(self.k), u64::from(self.pairs)])
     }
 }
 
@@ -142,6 +148,19 @@ impl GemmParams {
         ensure(self.k % kc == 0, k, || format!("K = {}: packed B has whole {kc}-column chunks", self.k))?;
         ensure(self.ldb == self.k, k, || format!("ldb = {} (packed B has K = {} a row)", self.ldb, self.k))?;
         ensure(self.batch == 1, k, || format!("batch = {}: packed B takes batch 1", self.batch))
+    }
+
+    /// RS_ACT_SWIGLU: only the packed decode GEMM, on weights packed as gate/up pairs (whole
+    /// tiles), nothing else in the epilogue.
+    fn check_swiglu(&self, k: KernelId) -> Result<(), ParamError> {
+        if self.act != RS_ACT_SWIGLU {
+            return Ok(());
+        }
+        ensure(k == KernelId::GemmPacked8, k, || "swiglu epilogue: only gemm_f16_packed_m8 has it".into())?;
+        ensure(self.n % RS_GEMM_T_BN == 0, k, || {
+            format!("swiglu epilogue: N = {} must be whole tiles of gate/up pairs ({})", self.n, RS_GEMM_T_BN)
+        })?;
+        ensure(self.bias == 0 && self.residual == 0, k, || "swiglu epilogue: no bias or residual".into())
     }
 
     /// The fused input norm: only the decode kernels (skinny, streamed) take one, for batch 1,
@@ -446,8 +465,17 @@ mod tests {
         assert!(GemmParams { batch: 2, ..gemm(8, 100, 4096) }.check(k).unwrap_err().reason.contains("batch"));
         assert_eq!(gemm(8, 4100, 4096).units(k), 257, "the skinny kernel's units");
         assert!(fuses_norm(k));
+        // The SwiGLU epilogue: whole tiles of gate/up pairs, output N / 2 wide, nothing else.
+        let sw = GemmParams { act: RS_ACT_SWIGLU, ldc: 48, ..gemm(8, 96, 4096) };
+        assert!(sw.check(k).is_ok());
+        assert!(GemmParams { n: 100, ..sw }.check(k).unwrap_err().reason.contains("gate/up"));
+        assert!(GemmParams { ldc: 47, ..sw }.check(k).unwrap_err().reason.contains("ldc"));
+        assert!(GemmParams { bias: 1 << 20, ..sw }.check(k).unwrap_err().reason.contains("bias"));
+        assert!(GemmParams { act: RS_ACT_SWIGLU + 1, ..sw }.check(k).unwrap_err().reason.contains("activation"));
+        let rows = GemmParams { b_layout: RS_B_ROWS, ..sw };
+        assert!(rows.check(KernelId::GemmSkinny8).unwrap_err().reason.contains("swiglu"));
 
-        let pack = PackParams { src: 1 << 24, dst: 2 << 24, n: 100, k: 1024, unpack: 0 };
+        let pack = PackParams { src: 1 << 24, dst: 2 << 24, n: 100, k: 1024, unpack: 0, pairs: 0 };
         let tiles = 2 * 112 * 1024;
         assert_eq!(pack.units(KernelId::PackTiles), 7);
         assert_eq!(PackParams::packed_len(100, 1024), 112 * 1024);
@@ -460,6 +488,8 @@ mod tests {
         assert!(PackParams { dst: (1 << 24) - tiles, ..pack }.check(KernelId::PackTiles).is_ok());
         assert!(bad(PackParams { src: (1 << 24) + 2, ..pack }).contains("aligned"));
         assert!(bad(PackParams { unpack: 2, ..pack }).contains("unpack"));
+        assert!(bad(PackParams { pairs: 1, ..pack }).contains("pairs"), "100 rows are not whole tiles");
+        assert!(PackParams { pairs: 1, n: 96, ..pack }.check(KernelId::PackTiles).is_ok());
         // Unpacking reads the packed extent and writes the rows.
         let unpack = PackParams { src: 2 << 24, dst: 1 << 24, unpack: 1, ..pack };
         assert!(unpack.check(KernelId::PackTiles).is_ok());

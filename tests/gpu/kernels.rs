@@ -177,7 +177,7 @@ fn gemm_shapes_match_reference(test: &str, shapes: &[(usize, usize, usize)]) {
             // The Hopper kernels (TMA + wgmma) on sm_90, at every M, and the streamed one.
             if rt.device().info().compute_capability == (9, 0) {
                 // B packed too (whole chunks of K): the same bits as from row-major B.
-                let packed = (kk % RS_GEMM_P_KC as usize == 0).then(|| pack_on_device(&rt, &p, &b));
+                let packed = (kk % RS_GEMM_P_KC as usize == 0).then(|| pack_on_device(&rt, &p, &b, false));
                 for kernel in k::HOPPER_PREFILL_GEMMS.into_iter().chain(k::HOPPER_SMALL_GEMMS) {
                     let tp = rightsize::runtime::gemm_tma_params(&p, kernel).unwrap();
                     let what = format!("{} {m}x{n}x{kk} {name}", kernel.id());
@@ -229,12 +229,12 @@ fn check_streamed(rt: &Runtime, what: &str, p: &GemmParams, out: &mut DeviceBuff
 
 /// B of `p` (row-major, `b` on the host) packed by `pack_tiles_f16` at every grid, checked bit
 /// for bit against the reference's layout; and unpacked again by it, checked against `b`.
-fn pack_on_device(rt: &Runtime, p: &GemmParams, b: &[f16]) -> DeviceBuffer<f16> {
-    let what = format!("pack_tiles_f16 {}x{}", p.n, p.k);
+fn pack_on_device(rt: &Runtime, p: &GemmParams, b: &[f16], pairs: bool) -> DeviceBuffer<f16> {
+    let what = format!("pack_tiles_f16 {}x{} pairs={pairs}", p.n, p.k);
     let mut packed = poisoned::<f16>(rt, PackParams::packed_len(p.n, p.k) as usize);
-    let pack = PackParams { src: p.b, dst: packed.ptr(), n: p.n, k: p.k, unpack: 0 };
+    let pack = PackParams { src: p.b, dst: packed.ptr(), n: p.n, k: p.k, unpack: 0, pairs: u32::from(pairs) };
     let got = at_every_grid(rt, &what, k::PACK_TILES, &pack, &mut packed, |_| {});
-    assert_same_bits(&what, &got, &refs::pack_tiles(b, p.n as usize, p.k as usize));
+    assert_same_bits(&what, &got, &refs::pack_tiles(b, p.n as usize, p.k as usize, pairs));
     let mut rows = poisoned::<f16>(rt, b.len());
     let unpack = PackParams { src: packed.ptr(), dst: rows.ptr(), unpack: 1, ..pack };
     let got = at_every_grid(rt, &format!("{what} unpacked"), k::PACK_TILES, &unpack, &mut rows, |_| {});
@@ -261,7 +261,7 @@ fn check_packed(
         assert!(err.contains("registers"), "{what}: K = {}: {err}", p.k);
         return;
     }
-    let packed = pack_on_device(rt, p, b);
+    let packed = pack_on_device(rt, p, b, false);
     for b_stable in [0, 1] {
         let pp = GemmParams { b: packed.ptr(), b_stable, b_layout: RS_B_TILES, ..*p };
         let what = format!("{} {what} b_stable {b_stable}", k::GEMM_PACKED_8.id());
@@ -498,28 +498,12 @@ fn decode_attention_matches_reference() {
         let (qw, kw) = (heads_q * head_dim, heads_kv * head_dim);
         // One [q | k | v] row per sequence, as the QKV GEMM leaves it.
         let qkv = rand_f16(&mut rng, batch * (qw + 2 * kw), -1.0, 1.0);
-        let part = |from: usize, width: usize| -> Vec<f16> {
-            qkv.chunks(qw + 2 * kw).flat_map(|r| r[from..from + width].to_vec()).collect()
-        };
-        let (q, k_new, v_new) = (part(0, qw), part(qw, kw), part(qw + kw, kw));
         let kc = rand_f16(&mut rng, batch * heads_kv * max_len * head_dim, -1.0, 1.0);
         let vc = rand_f16(&mut rng, batch * heads_kv * max_len * head_dim, -1.0, 1.0);
+        let inv = refs::rope_inv_freq(head_dim, 500_000.0);
         let scale = 1.0 / (head_dim as f32).sqrt();
-        let (mut want_k, mut want_v) = (kc.clone(), vc.clone());
-        let want = refs::decode_attention(
-            &q,
-            &k_new,
-            &v_new,
-            &mut want_k,
-            &mut want_v,
-            &pos,
-            heads_q,
-            heads_kv,
-            head_dim,
-            max_len,
-            scale,
-        );
-        let (dqkv, mut dk, mut dv, dpos) = (up(&rt, &qkv), up(&rt, &kc), up(&rt, &vc), up(&rt, &pos));
+        let (dqkv, mut dk, mut dv, dpos, dinv) =
+            (up(&rt, &qkv), up(&rt, &kc), up(&rt, &vc), up(&rt, &pos), up(&rt, &inv));
         let mut o = poisoned::<f16>(&rt, batch * qw);
         let p = DecodeAttentionParams {
             q: dqkv.ptr(),
@@ -529,6 +513,7 @@ fn decode_attention_matches_reference() {
             v_cache: dv.ptr(),
             o: o.ptr(),
             pos: dpos.ptr(),
+            inv_freq: 0,
             batch: batch as u32,
             heads_q: heads_q as u32,
             heads_kv: heads_kv as u32,
@@ -539,15 +524,89 @@ fn decode_attention_matches_reference() {
             scale,
         };
         let kernel = k::attention_decode_kernel(head_dim as u32).unwrap();
-        let what = format!("decode h{heads_q}/{heads_kv} d{head_dim} pos {pos:?}");
-        // Every placement starts from the original caches.
-        let got = at_every_grid(&rt, &what, kernel, &p, &mut o, |_| {
+        // Without RoPE, then with it fused (the reference rotates q and k first).
+        let mut unfused = None;
+        for rope in [false, true] {
+            let mut rows = qkv.clone();
+            if rope {
+                // Each row's q heads, then its k heads, at the sequence's position.
+                for (b, row) in rows.chunks_mut(qw + 2 * kw).enumerate() {
+                    let at = Some(&pos[b..=b]);
+                    refs::rope(&mut row[..qw], heads_q, head_dim, &inv, at, 1);
+                    refs::rope(&mut row[qw..qw + kw], heads_kv, head_dim, &inv, at, 1);
+                }
+            }
+            let part = |from: usize, width: usize| -> Vec<f16> {
+                rows.chunks(qw + 2 * kw).flat_map(|r| r[from..from + width].to_vec()).collect()
+            };
+            let (q, k_new, v_new) = (part(0, qw), part(qw, kw), part(qw + kw, kw));
+            let (mut want_k, mut want_v) = (kc.clone(), vc.clone());
+            let want = refs::decode_attention(
+                &q,
+                &k_new,
+                &v_new,
+                &mut want_k,
+                &mut want_v,
+                &pos,
+                heads_q,
+                heads_kv,
+                head_dim,
+                max_len,
+                scale,
+            );
+            let p = DecodeAttentionParams { inv_freq: if rope { dinv.ptr() } else { 0 }, ..p };
+            let what = format!("decode h{heads_q}/{heads_kv} d{head_dim} pos {pos:?} rope={rope}");
+            // Every placement starts from the original caches.
+            let got = at_every_grid(&rt, &what, kernel, &p, &mut o, |_| {
+                dk.copy_from_host(&kc).unwrap();
+                dv.copy_from_host(&vc).unwrap();
+            });
+            assert_close(&what, &got, &want);
+            let (got_k, got_v) = (dk.to_host().unwrap(), dv.to_host().unwrap());
+            assert_same_bits(&format!("{what} v cache"), &got_v, &want_v);
+            if !rope {
+                assert_same_bits(&format!("{what} k cache"), &got_k, &want_k);
+                unfused = Some(got);
+                continue;
+            }
+            // The reference's sin and cos may round differently from sincosf: the rotated k is
+            // close to it, and fused RoPE has the bits of rope_f16 followed by the attention.
+            assert_close(&format!("{what} k cache"), &got_k, &want_k);
+            let dq2 = up(&rt, &qkv);
+            let stride = (qw + 2 * kw) as u32;
+            let rp = RopeParams {
+                q: dq2.ptr(),
+                k: dq2.ptr() + 2 * qw as u64,
+                inv_freq: dinv.ptr(),
+                start: dpos.ptr(),
+                batch: batch as u32,
+                tokens: 1,
+                heads_q: heads_q as u32,
+                heads_kv: heads_kv as u32,
+                head_dim: head_dim as u32,
+                q_stride: stride,
+                k_stride: stride,
+                _pad: 0,
+            };
             dk.copy_from_host(&kc).unwrap();
             dv.copy_from_host(&vc).unwrap();
-        });
-        assert_close(&what, &got, &want);
-        assert_same_bits(&format!("{what} k cache"), &dk.to_host().unwrap(), &want_k);
-        assert_same_bits(&format!("{what} v cache"), &dv.to_host().unwrap(), &want_v);
+            let two = DecodeAttentionParams {
+                q: dq2.ptr(),
+                k: dq2.ptr() + 2 * qw as u64,
+                v: dq2.ptr() + 2 * (qw + kw) as u64,
+                inv_freq: 0,
+                ..p
+            };
+            // SAFETY: the buffers are sized for this shape.
+            unsafe {
+                rt.launch(k::ROPE, &rp, Placement::WHOLE).unwrap();
+                rt.launch(kernel, &two, Placement::WHOLE).unwrap();
+            }
+            rt.synchronize().unwrap();
+            assert_same_bits(&format!("{what} against rope_f16 then attention"), &got, &o.to_host().unwrap());
+            assert_same_bits(&format!("{what} k cache against rope_f16"), &got_k, &dk.to_host().unwrap());
+            assert!(unfused.as_ref().is_some_and(|u| u != &got), "{what}: RoPE changed nothing");
+        }
     }
 }
 
@@ -768,10 +827,82 @@ fn activations_match_reference() {
         gate_stride: 2 * cols as u32,
         up_stride: 2 * cols as u32,
         out_stride: cols as u32,
-        _pad: 0,
+        paired: 0,
     };
     let got = at_every_grid(&rt, "swiglu", k::SWIGLU, &p, &mut out, |_| {});
     assert_close("swiglu", &got, &refs::swiglu(&gate, &upv));
+    // Paired: the same values with gate and up interleaved by 8 columns, the same bits.
+    let paired: Vec<f16> = gu
+        .chunks(2 * cols)
+        .flat_map(|r| {
+            (0..cols / 8).flat_map(move |g| r[8 * g..8 * g + 8].iter().chain(&r[cols + 8 * g..cols + 8 * g + 8]))
+        })
+        .copied()
+        .collect();
+    let dpaired = up(&rt, &paired);
+    let pp = SwigluParams { gate: dpaired.ptr(), up: dpaired.ptr() + 16, paired: 1, ..p };
+    let got_paired = at_every_grid(&rt, "swiglu paired", k::SWIGLU, &pp, &mut out, |_| {});
+    assert_same_bits("swiglu paired", &got_paired, &got);
+}
+
+/// Llama's MLP up on weights packed as gate/up pairs (sm_90): the packed decode GEMM's SwiGLU
+/// epilogue (M ≤ 8), and a wgmma GEMM followed by swiglu_f16 reading paired columns (prefill),
+/// give the bits of the row-major GEMM followed by swiglu_f16; all close to the reference.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn gate_up_pairs_give_the_bits_of_a_gemm_then_swiglu() {
+    let rt = runtime();
+    if rt.device().info().compute_capability != (9, 0) {
+        return;
+    }
+    let mut rng = fresh_rng("gate/up pairs");
+    for (m, ffn, kk) in [(8usize, 1000usize, 2048usize), (3, 2048, 4096), (1, 504, 3072), (130, 1000, 2048)] {
+        let n = 2 * ffn;
+        let a = rand_f16(&mut rng, m * kk, -1.0, 1.0);
+        let b = rand_f16(&mut rng, n * kk, -0.1, 0.1);
+        let (da, db) = (up(&rt, &a), up(&rt, &b));
+        let mut gu = poisoned::<f16>(&rt, m * n);
+        let mut out = poisoned::<f16>(&rt, m * ffn);
+        let out_ptr = out.ptr();
+        let sw = |gate_up: u64, paired: bool| SwigluParams {
+            gate: gate_up,
+            up: gate_up + 2 * if paired { 8 } else { ffn as u64 },
+            out: out_ptr,
+            rows: m as u32,
+            cols: ffn as u32,
+            gate_stride: n as u32,
+            up_stride: n as u32,
+            out_stride: ffn as u32,
+            paired: u32::from(paired),
+        };
+        let what = format!("gate/up {m}x{n}x{kk}");
+        let full = refs::gemm(&a, &b, None, None, m, n, kk, RS_ACT_NONE);
+        let half = |from: usize| -> Vec<f16> { full.chunks(n).flat_map(|r| r[from..from + ffn].to_vec()).collect() };
+        let want = refs::swiglu(&half(0), &half(ffn));
+        // Row-major: the library's GEMM for the shape, then swiglu_f16.
+        let p = GemmParams::dense(da.ptr(), db.ptr(), gu.ptr(), m as u32, n as u32, kk as u32);
+        let wgmma = k::gemm_wgmma_kernel(m as u32, n as u32, kk as u32, rt.device().info().sm_count);
+        if m <= 8 {
+            at_every_grid(&rt, &what, k::GEMM_SKINNY_8, &p, &mut gu, |_| {});
+        } else {
+            let tp = rightsize::runtime::gemm_tma_params(&p, wgmma).unwrap();
+            at_every_grid(&rt, &what, wgmma, &tp, &mut gu, |_| {});
+        }
+        let plain = at_every_grid(&rt, &format!("{what} swiglu"), k::SWIGLU, &sw(gu.ptr(), false), &mut out, |_| {});
+        assert_close(&what, &plain, &want);
+        // Packed as pairs.
+        let packed = pack_on_device(&rt, &p, &b, true);
+        let pp = GemmParams { b: packed.ptr(), b_layout: RS_B_TILES, ..p };
+        let got = if m <= 8 {
+            let fused = GemmParams { c: out_ptr, ldc: ffn as u32, act: RS_ACT_SWIGLU, ..pp };
+            at_every_grid(&rt, &format!("{what} packed, fused swiglu"), k::GEMM_PACKED_8, &fused, &mut out, |_| {})
+        } else {
+            let tp = rightsize::runtime::gemm_tma_params(&pp, wgmma).unwrap();
+            at_every_grid(&rt, &format!("{what} packed"), wgmma, &tp, &mut gu, |_| {});
+            at_every_grid(&rt, &format!("{what} paired swiglu"), k::SWIGLU, &sw(gu.ptr(), true), &mut out, |_| {})
+        };
+        assert_same_bits(&format!("{what} packed as pairs against row-major"), &got, &plain);
+    }
 }
 
 #[test]
