@@ -145,8 +145,10 @@ typedef struct CopyU32Params {
 #define RS_GEMM_D_MAX_STAGES 16
 /** Decode GEMM on packed weights (gemm_packed.cu, sm_90a, M ≤ 8): B in the layout of
  *  pack_tiles_f16, each stage one 1-D bulk copy of a tile's RS_GEMM_P_KC columns; a consumer
- *  lane keeps its fragments of A in registers, so K is a multiple of RS_GEMM_P_KC from
- *  RS_GEMM_P_MIN_K to RS_GEMM_P_MAX_K. Threads, consumers and ring: RS_GEMM_D_*. */
+ *  lane keeps its fragments of A in registers, up to RS_GEMM_P_MAX_K columns at a time (twice
+ *  that in two halves, each loaded again for every unit), so K is a multiple of RS_GEMM_P_KC
+ *  from RS_GEMM_P_MIN_K to RS_GEMM_P_MAX_K, or twice such a K. Threads, consumers and ring:
+ *  RS_GEMM_D_*. */
 #define RS_GEMM_P_KC 1024
 #define RS_GEMM_P_MIN_K 2048
 #define RS_GEMM_P_MAX_K 4096

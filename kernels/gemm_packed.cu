@@ -15,6 +15,12 @@
 //             tile's RS_GEMM_P_KC columns (32 KiB) and nothing else: every consumer warp uses the
 //             same K slices of A in every unit (w, w + 8, …), so each lane loads its 16 bytes of
 //             each of them once, into registers, normalised there once when the norm is fused.
+//             Beyond RS_GEMM_P_MAX_K (Llama-3.2-1B's down projection, K = 8,192) a lane holds
+//             half of K at a time and loads each half again for every unit, from L2; the ring,
+//             a whole ring ahead, keeps HBM busy meanwhile. More parts cost more than they gave:
+//             mistral-7b's down projection (K = 14,336) in 7 parts ran at 55% of the copy on 48
+//             SMs against the streamed kernel's 62%, and its decode step grew by 0.6 ms
+//             (docs/kernels-h200.md), so such K stay on the streamed kernel.
 //             The probe scripts/probes/decode_gemv.cu (`packed regA`) read 91% of the copy
 //             bandwidth on 48 SMs of an H200 for 28672 × 4096 weights, where the streamed
 //             kernel, copying A with every stage through tensor maps, read 63%
@@ -33,9 +39,9 @@
 //             and of row g in the second (rows g and g + 8 of the tile): the 8 lanes of a quarter
 //             warp read two whole rows, 128 consecutive bytes, without bank conflict.
 // Shapes:     M ≤ 8, batch 1; K a multiple of RS_GEMM_P_KC from RS_GEMM_P_MIN_K to
-//             RS_GEMM_P_MAX_K (a lane holds K / 256 slices of A: 4 registers each; the kernel
-//             takes 167 registers, the streamed one 87); lda a multiple of 8; A and the packed B
-//             16-byte aligned.
+//             RS_GEMM_P_MAX_K, or twice such a K (a lane holds up to RS_GEMM_P_MAX_K / 256
+//             slices of A, 4 registers each; the kernel takes 168 registers, the streamed one
+//             87); lda a multiple of 8; A and the packed B 16-byte aligned.
 // Only sm_90a has bulk copies to shared memory here; elsewhere the kernel traps (never picked).
 // Reference:  kernels/reference.rs::gemm (and ::pack_tiles for the layout).
 #include "common.cuh"
@@ -63,11 +69,14 @@ static_assert(CHUNK_SLICES % WARPS == 0, "every warp has as many slices in each 
 static_assert(STAGES >= 2 && STAGES <= RS_GEMM_D_MAX_STAGES, "the ring and its barriers");
 static_assert(RS_GEMM_D_THREADS == 32 * (WARPS + 1), "consumers and one producer warp");
 
-// K = 256·S: a lane's S slices of A, a unit's K / RS_GEMM_P_KC stages.
+// A lane holds S slices of A at a time: a part of K of 256·S columns, PART stages. K = 256·S
+// (the whole of K in registers for every unit), or several parts, each loaded again for every
+// unit (from L2: A is at most 8 rows) while the producer keeps the ring full.
 template <unsigned S>
 __device__ __forceinline__ void packed_gemm(const GemmParams& p, unsigned char* smem, float* red, float2* stats) {
-    constexpr unsigned CHUNKS = S / WARP_SLICES;
+    constexpr unsigned PART = S / WARP_SLICES;
     static_assert(S % WARP_SLICES == 0, "whole chunks");
+    const unsigned parts = p.k / (256 * S), CHUNKS = parts * PART;
     const unsigned base = rs::smem_addr(smem), full = base + RS_GEMM_D_RING_BYTES, empty = full + 8 * RS_GEMM_D_MAX_STAGES;
     const unsigned tiles = (p.n + BN - 1) / BN;
     if (threadIdx.x == 0) {
@@ -100,25 +109,26 @@ __device__ __forceinline__ void packed_gemm(const GemmParams& p, unsigned char* 
     if (total == 0) return;
 
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, q = lane & 3;
-    // This lane's 16 bytes of each of its warp's slices of A's row g (zeros past M), loaded
-    // before the fused norm's statistics are computed, normalised after.
+    // This lane's 16 bytes of each of its warp's slices of A's row g in a part (zeros past M);
+    // the first part is loaded before the fused norm's statistics are computed, normalised after.
     uint4 av[S];
     const __half* A = rs::ptr<const __half>(p.a) + (u64)min(g, (int)p.m - 1) * p.lda;
+    const __half* gamma = rs::ptr<const __half>(p.norm_gamma);
+    const __half* beta = p.norm_beta ? rs::ptr<const __half>(p.norm_beta) : nullptr;
 #pragma unroll
     for (unsigned i = 0; i < S; ++i)
         av[i] = g < (int)p.m ? *reinterpret_cast<const uint4*>(A + (warp + i * WARPS) * SLICE + q * 8) : make_uint4(0, 0, 0, 0);
     if (p.norm != RS_NORM_NONE) {
         rs::skinny_norm_stats(p, stats, WARPS);
         rs::named_barrier(1, WARPS * 32);
-        const __half* gamma = rs::ptr<const __half>(p.norm_gamma);
-        const __half* beta = p.norm_beta ? rs::ptr<const __half>(p.norm_beta) : nullptr;
-        if (g < (int)p.m) {
-            const float2 st = stats[g];
-#pragma unroll
-            for (unsigned i = 0; i < S; ++i)
-                av[i] = rs::normalize8(av[i], st, gamma, beta, p.norm, (warp + i * WARPS) * SLICE + q * 8);
-        }
     }
+    const bool normalize = p.norm != RS_NORM_NONE && g < (int)p.m;
+    const float2 st = normalize ? stats[g] : make_float2(0.0f, 0.0f);
+    if (normalize) {
+#pragma unroll
+        for (unsigned i = 0; i < S; ++i) av[i] = rs::normalize8(av[i], st, gamma, beta, p.norm, (warp + i * WARPS) * SLICE + q * 8);
+    }
+    unsigned held = 0;  // the part av holds
     // This lane's 16 bytes of a slice's atoms: rows g and g + 8 of the tile (swizzled pieces).
     const unsigned lo = g * ROW_BYTES + ((q ^ (g / 2 % 4)) * 16), hi = lo + HALF;
     __half* C = rs::ptr<__half>(p.c);
@@ -127,19 +137,31 @@ __device__ __forceinline__ void packed_gemm(const GemmParams& p, unsigned char* 
     unsigned t = 0;
     RS_FOR_EACH_STATIC_UNIT(u, tiles) {
         float acc[4] = {};
+        for (unsigned part = 0; part < parts; ++part) {
+            if (part != held) {
+                const unsigned c0 = part * S * WARPS * SLICE + (warp * SLICE + q * 8);
 #pragma unroll
-        for (unsigned c = 0; c < CHUNKS; ++c, ++t) {
-            const unsigned slot = t % STAGES;
-            rs::mbar_wait(full + 8 * slot, (t / STAGES) & 1);
-            const unsigned char* stage = smem + slot * STAGE;
-#pragma unroll
-            for (unsigned i = 0; i < WARP_SLICES; ++i) {
-                const unsigned char* bs = stage + (warp + i * WARPS) * ATOM;
-                rs::skinny_slice(acc, *reinterpret_cast<const uint4*>(bs + lo), *reinterpret_cast<const uint4*>(bs + hi),
-                                 av[c * WARP_SLICES + i]);
+                for (unsigned i = 0; i < S; ++i) {
+                    const unsigned c = c0 + i * WARPS * SLICE;
+                    av[i] = g < (int)p.m ? *reinterpret_cast<const uint4*>(A + c) : make_uint4(0, 0, 0, 0);
+                    if (normalize) av[i] = rs::normalize8(av[i], st, gamma, beta, p.norm, c);
+                }
+                held = part;
             }
-            __syncwarp();
-            if (lane == 0) rs::mbar_arrive(empty + 8 * slot);
+#pragma unroll
+            for (unsigned c = 0; c < PART; ++c, ++t) {
+                const unsigned slot = t % STAGES;
+                rs::mbar_wait(full + 8 * slot, (t / STAGES) & 1);
+                const unsigned char* stage = smem + slot * STAGE;
+#pragma unroll
+                for (unsigned i = 0; i < WARP_SLICES; ++i) {
+                    const unsigned char* bs = stage + (warp + i * WARPS) * ATOM;
+                    rs::skinny_slice(acc, *reinterpret_cast<const uint4*>(bs + lo),
+                                     *reinterpret_cast<const uint4*>(bs + hi), av[c * WARP_SLICES + i]);
+                }
+                __syncwarp();
+                if (lane == 0) rs::mbar_arrive(empty + 8 * slot);
+            }
         }
         rs::named_barrier(1, WARPS * 32);  // the previous unit's sums have been read
         rs::skinny_partial<8>(red, 0, acc);
@@ -162,10 +184,12 @@ RS_KERNEL void __launch_bounds__(RS_GEMM_D_THREADS, 1) gemm_f16_packed_m8(const 
     __shared__ float red[WARPS * BN * 8];
     __shared__ float2 stats[8];
     static_assert(RS_GEMM_P_MIN_K == 2 * RS_GEMM_P_KC && RS_GEMM_P_MAX_K == 4 * RS_GEMM_P_KC, "the cases below");
-    switch (p.k / 256) {
-        case 8: packed_gemm<8>(p, rs_gemm_p_smem, red, stats); break;
-        case 12: packed_gemm<12>(p, rs_gemm_p_smem, red, stats); break;
-        case 16: packed_gemm<16>(p, rs_gemm_p_smem, red, stats); break;
+    // Slices of A a lane holds at a time: all of K up to RS_GEMM_P_MAX_K, else half of it.
+    const unsigned chunks = p.k / RS_GEMM_P_KC, part = chunks <= RS_GEMM_P_MAX_K / RS_GEMM_P_KC ? chunks : chunks / 2;
+    switch (part) {
+        case 2: packed_gemm<8>(p, rs_gemm_p_smem, red, stats); break;
+        case 3: packed_gemm<12>(p, rs_gemm_p_smem, red, stats); break;
+        case 4: packed_gemm<16>(p, rs_gemm_p_smem, red, stats); break;
         default: __trap();  // the params' check refuses other K
     }
 #else

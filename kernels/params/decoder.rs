@@ -106,7 +106,7 @@ mod tests {
         assert_eq!(p.units(KernelId::DecoderLayersD64), 12 * 384);
         assert!(p.check(KernelId::DecoderLayersD64).is_ok());
         let tiny = DecoderParams { hidden: 128, ffn_dim: 512, heads: 2, heads_kv: 1, n_layers: 2, ..gpt2_decoder(3) };
-        assert_eq!(decoder_phase_units(&tiny), [4, 3, 2, 8, 3]);
+        assert_eq!(decoder_phase_units(&tiny), [4, 6, 2, 8, 3], "attention: a unit per (sequence, query head)");
         let refused = |p: DecoderParams| p.check(KernelId::DecoderLayersD64).is_err();
         assert!(refused(gpt2_decoder(9)));
         assert!(refused(gpt2_decoder(0)));

@@ -46,8 +46,8 @@ impl Params for GemmParams {
         if k == KernelId::GemmPacked8 {
             ensure(packs_decode_weights(self.k), k, || {
                 format!(
-                    "K = {} must be a multiple of {RS_GEMM_P_KC} from {RS_GEMM_P_MIN_K} to {RS_GEMM_P_MAX_K} \
-                     (a lane keeps its slices of A in registers)",
+                    "K = {} must be a multiple of {RS_GEMM_P_KC} from {RS_GEMM_P_MIN_K} to {RS_GEMM_P_MAX_K}, \
+                     or twice such a K (a lane keeps its slices of A in registers, at most in two halves)",
                     self.k
                 )
             })?;
@@ -84,11 +84,13 @@ pub fn fuses_norm(k: KernelId) -> bool {
 }
 
 /// Whether the decode GEMM on packed weights (`gemm_f16_packed_m8`, sm_90) takes weights of
-/// `k` columns: a multiple of RS_GEMM_P_KC from RS_GEMM_P_MIN_K to RS_GEMM_P_MAX_K. An engine
+/// `k` columns: a multiple of RS_GEMM_P_KC from RS_GEMM_P_MIN_K to RS_GEMM_P_MAX_K, or twice
+/// such a K (A's slices in two halves). An engine
 /// packs such weights at load ([`PackParams`], `pack_tiles_f16`) and runs their decode GEMMs
 /// (M ≤ 8) on it; their other GEMMs need the row-major weights.
 pub fn packs_decode_weights(k: u32) -> bool {
-    k % RS_GEMM_P_KC == 0 && (RS_GEMM_P_MIN_K..=RS_GEMM_P_MAX_K).contains(&k)
+    let held = |k: u32| k % RS_GEMM_P_KC == 0 && (RS_GEMM_P_MIN_K..=RS_GEMM_P_MAX_K).contains(&k);
+    held(k) || (k % 2 == 0 && held(k / 2))
 }
 
 impl PackParams {
@@ -456,7 +458,10 @@ mod tests {
         assert!(gemm(200, 100, 4096).check(KernelId::GemmWgmma).is_ok());
         assert!(gemm(20, 100, 8192).check(KernelId::GemmWgmmaSmall).is_ok());
         assert!(gemm(200, 100, 200).check(KernelId::GemmWgmma).unwrap_err().reason.contains("chunks"));
-        for kk in [1024, 3000, 4104, 5120, 8192, 14336] {
+        for kk in [6144, 8192] {
+            assert!(packs_decode_weights(kk) && gemm(8, 100, kk).check(k).is_ok(), "{kk}: in two halves");
+        }
+        for kk in [1024, 3000, 4104, 5120, 7168, 10240, 14336] {
             assert!(!packs_decode_weights(kk), "{kk}");
             assert!(gemm(8, 100, kk).check(k).unwrap_err().reason.contains("registers"), "{kk}");
         }
@@ -468,7 +473,7 @@ mod tests {
         // The SwiGLU epilogue: whole tiles of gate/up pairs, output N / 2 wide, nothing else.
         let sw = GemmParams { act: RS_ACT_SWIGLU, ldc: 48, ..gemm(8, 96, 4096) };
         assert!(sw.check(k).is_ok());
-        assert!(GemmParams { n: 100, ..sw }.check(k).unwrap_err().reason.contains("gate/up"));
+        assert!(GemmParams { n: 100, ldc: 50, ..sw }.check(k).unwrap_err().reason.contains("gate/up"));
         assert!(GemmParams { ldc: 47, ..sw }.check(k).unwrap_err().reason.contains("ldc"));
         assert!(GemmParams { bias: 1 << 20, ..sw }.check(k).unwrap_err().reason.contains("bias"));
         assert!(GemmParams { act: RS_ACT_SWIGLU + 1, ..sw }.check(k).unwrap_err().reason.contains("activation"));
