@@ -359,7 +359,7 @@ fn all_cases(cx: &mut Ctx) -> Vec<Case> {
                 hidden: hidden as u32,
                 vocab: vocab as u32,
                 max_pos: 512,
-                _pad: 0,
+                tok_packed: 0,
             };
             launches.push(cx.launcher(k::EMBEDDING, p, vec![any(&di), any(&dt), any(&dp), any(&dout)]));
         }

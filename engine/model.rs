@@ -261,9 +261,8 @@ impl Model {
                 rewrite(buf, shape, pairs)?;
             }
         }
-        if let Some(head) = &mut self.weights.lm_head {
-            rewrite(head, head_shape, false)?;
-        }
+        // The LM head, untied or tied (the token embedding, which embedding_f16 reads packed).
+        rewrite(self.weights.lm_head.as_mut().unwrap_or(&mut self.weights.tok), head_shape, false)?;
         Ok(())
     }
 
@@ -354,7 +353,7 @@ impl Model {
         let qkv = Mat::of(&ws.qkv, rows, c.qkv_width())?;
         let attn = Mat::of(&ws.attn, rows, c.attn_width())?;
         let ffn = Mat::of(&ws.ffn, rows, c.ffn)?;
-        ops::embedding(t, &ws.ids, batch, seq, &w.tok, w.pos.as_ref(), w.type_row.as_ref(), None, x)?;
+        ops::embedding(t, &ws.ids, batch, seq, self.w(&w.tok), c.vocab, w.pos.as_ref(), w.type_row.as_ref(), None, x)?;
         let en = w.emb_norm.as_ref().ok_or_else(|| EngineError::Weights("BERT without embedding norm".into()))?;
         ops::norm(t, false, x, None, &en.gamma, en.beta.as_ref(), c.norm_eps, x)?;
         for l in &w.layers {
@@ -388,7 +387,7 @@ impl Model {
         let prefill = tokens > 1;
         let pos_table = if llama { None } else { w.pos.as_ref() };
         let norm_of = |n| norm_weights(n, llama, c.norm_eps);
-        ops::embedding(t, ids, batch, tokens, &w.tok, pos_table, None, Some(&ws.pos), x)?;
+        ops::embedding(t, ids, batch, tokens, self.w(&w.tok), c.vocab, pos_table, None, Some(&ws.pos), x)?;
         let fused = match (&ws.decoder, prefill, self.backend, self.decode) {
             (Some(table), false, GemmBackend::Rightsize, DecodePath::Fused) => {
                 let dims = ops::DecoderDims { hidden: h, ffn: c.ffn, heads, eps: c.norm_eps };
@@ -452,8 +451,8 @@ impl Model {
         }
         let fnorm = w.final_norm.as_ref().ok_or_else(|| EngineError::Weights("decoder without final norm".into()))?;
         let logits = Mat::of(&ws.logits, batch, c.vocab)?;
-        // A tied head is the token embedding, which stays row-major.
-        let head = w.lm_head.as_ref().map_or(Weight::from(&w.tok), |h| self.w(h));
+        // A tied head is the token embedding (packed with it, where it is).
+        let head = self.w(w.lm_head.as_ref().unwrap_or(&w.tok));
         if prefill {
             // Every row is normalised (the norm takes contiguous rows), each sequence's last
             // one goes on to the LM head.

@@ -674,14 +674,16 @@ pub fn rope(
     Ok(())
 }
 
-/// Token (+ position from `start[b] + t`, + type row) embeddings of `ids` into `out`.
+/// Token (+ position from `start[b] + t`, + type row) embeddings of `ids` into `out`; `tok` holds
+/// `vocab` rows, row-major or packed (a tied LM head's weights).
 #[allow(clippy::too_many_arguments)]
 pub fn embedding(
     t: &Tenant,
     ids: &DeviceBuffer<u32>,
     batch: u32,
     tokens: u32,
-    tok: &DeviceBuffer<f16>,
+    tok: Weight,
+    vocab: u32,
     pos: Option<&DeviceBuffer<f16>>,
     type_row: Option<&DeviceBuffer<f16>>,
     start: Option<&DeviceBuffer<u32>>,
@@ -692,9 +694,13 @@ pub fn embedding(
     if out.ld != hidden || ids.len() < (batch * tokens) as usize {
         return Err(EngineError::Shape("embedding: contiguous output and one id per token needed".into()));
     }
+    let len = if tok.packed { PackParams::packed_len(vocab, hidden) } else { u64::from(vocab) * u64::from(hidden) };
+    if (tok.buf.len() as u64) < len || (tok.packed && tok.buf.len() as u64 != len) {
+        return Err(EngineError::Shape(format!("{vocab} token rows of {hidden} in a buffer of {}", tok.buf.len())));
+    }
     let p = EmbeddingParams {
         ids: ids.ptr(),
-        tok: tok.ptr(),
+        tok: tok.buf.ptr(),
         pos: pos.map_or(0, |p| p.ptr()),
         type_: type_row.map(|r| vector(r, hidden, "type row")).transpose()?.unwrap_or(0),
         start: start.map(|s| counts(s, batch)).transpose()?.unwrap_or(0),
@@ -702,11 +708,12 @@ pub fn embedding(
         batch,
         tokens,
         hidden,
-        vocab: (tok.len() / hidden as usize) as u32,
+        vocab,
         max_pos: pos.map_or(0, |p| (p.len() / hidden as usize) as u32),
-        _pad: 0,
+        tok_packed: u32::from(tok.packed),
     };
-    // SAFETY: the kernel never reads past vocab or max_pos rows, which come from the buffers.
+    // SAFETY: the kernel never reads past vocab rows, which `tok` holds (checked above), or
+    // max_pos rows, which come from the buffer.
     unsafe { t.launch(k::EMBEDDING, &p) }?;
     Ok(())
 }

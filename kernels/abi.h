@@ -347,13 +347,14 @@ typedef struct RopeParams {
 
 /**
  * embedding_f16: out[b·tokens + t] = tok[ids[b·tokens + t]] + pos[start[b] + t] + type
- * (pos, type and start optional). An id ≥ vocab or a position ≥ max_pos writes NaN.
- * Work unit: one token.
+ * (pos, type and start optional). An id ≥ vocab or a position ≥ max_pos writes NaN. With
+ * tok_packed, tok is packed by pack_tiles_f16 (a tied LM head's weights; hidden a multiple of
+ * RS_GEMM_P_KC). Work unit: one token.
  */
 typedef struct EmbeddingParams {
     unsigned long long ids, tok, pos, type, start, out;
     unsigned int batch, tokens, hidden, vocab, max_pos;
-    unsigned int _pad;
+    unsigned int tok_packed;
 } EmbeddingParams;
 
 /* ---- activation.cu ---------------------------------------------------------- */

@@ -447,6 +447,14 @@ __device__ __forceinline__ float swiglu(float g, float u) {
     return round_half(g / (1.0f + expf(-g))) * u;
 }
 
+// Element (row, col) of an n × k matrix packed by pack_tiles_f16 (abi.h, PackParams; not as
+// gate/up pairs): its tile's chunk, half, slice, atom row and swizzled 16-byte piece.
+__device__ __forceinline__ u64 packed_index(u64 row, unsigned col, unsigned k) {
+    const unsigned r = row % 8, half = row / 8 % 2, slice = col % RS_GEMM_P_KC / 32, piece = col % 32 / 8;
+    const u64 chunk = row / 16 * (k / RS_GEMM_P_KC) + col / RS_GEMM_P_KC;
+    return (((chunk * 2 + half) * 32 + slice) * 8 + r) * 32 + 8 * (piece ^ (r / 2 % 4)) + col % 8;
+}
+
 // ---- GEMM epilogue (every GEMM kernel) ----------------------------------------------------
 // One output value before its final rounding: act(v + bias) (+ r): the activation's result is
 // rounded to FP16 before the residual is added, as frameworks do (`residual + proj(x)` in

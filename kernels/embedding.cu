@@ -3,7 +3,8 @@
 // Computes:   see EmbeddingParams in abi.h; the sum in FP32, rounded once.
 // Work unit:  one token. An id ≥ vocab or a position ≥ max_pos fills the row with NaN, so
 //             a bad input cannot pass unnoticed (nothing is read out of bounds).
-// Shapes:     any hidden, vocab, batch, tokens.
+// Shapes:     any hidden, vocab, batch, tokens; packed token rows (a tied LM head's packed
+//             weights) with hidden a multiple of RS_GEMM_P_KC.
 // Reference:  kernels/reference.rs::embedding.
 #include <math_constants.h>
 
@@ -24,7 +25,7 @@ RS_KERNEL_PAIR(__launch_bounds__(RS_EMBED_THREADS), embedding_f16, EmbeddingPara
         for (unsigned c = threadIdx.x; c < p.hidden; c += blockDim.x) {
             float v = CUDART_NAN_F;
             if (!bad) {
-                v = __half2float(tok[(u64)id * p.hidden + c]);
+                v = __half2float(tok[p.tok_packed ? rs::packed_index(id, c, p.hidden) : (u64)id * p.hidden + c]);
                 if (pos_table) v += __half2float(pos_table[(u64)pos * p.hidden + c]);
                 if (type) v += __half2float(type[c]);
             }

@@ -71,6 +71,10 @@ impl Params for EmbeddingParams {
     fn check(&self, k: KernelId) -> Result<(), ParamError> {
         ensure(self.hidden >= 1 && self.vocab >= 1, k, || "hidden and vocab must be positive".into())?;
         ensure(self.pos == 0 || self.max_pos >= 1, k, || "a position table needs max_pos ≥ 1".into())?;
+        ensure(self.tok_packed <= 1, k, || format!("tok_packed = {} (0 or 1)", self.tok_packed))?;
+        ensure(self.tok_packed == 0 || self.hidden % RS_GEMM_P_KC == 0, k, || {
+            format!("packed token rows: hidden = {} must be a multiple of {RS_GEMM_P_KC}", self.hidden)
+        })?;
         pointers(k, &[("ids", self.ids, 4), ("tok", self.tok, 2), ("out", self.out, 2)])?;
         optional(k, &[("pos", self.pos, 2), ("type", self.type_, 2), ("start", self.start, 4)])
     }

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use half::f16;
+use rand::rngs::StdRng;
 use rand::Rng;
 use rightsize::engine::{reference, DecodePath, Family, GemmBackend, Mode, Model, ModelConfig, ModelWeights};
 use rightsize::kernels::reference::relative_error;
@@ -56,6 +57,13 @@ fn packed_weights_give_the_same_bits_as_row_major() {
     let rt = runtime();
     let t = tenant(&rt, Placement::WHOLE);
     let mut rng = fresh_rng("packed weights");
+    // An untied LM head, then a tied one (the token embedding packed, read by embedding_f16).
+    for tie_embeddings in [false, true] {
+        packed_and_row_major_agree(&rt, &t, &mut rng, tie_embeddings);
+    }
+}
+
+fn packed_and_row_major_agree(rt: &Runtime, t: &Tenant, rng: &mut StdRng, tie_embeddings: bool) {
     let c = ModelConfig {
         name: "llama-k2048".into(),
         hidden: 2048,
@@ -63,26 +71,27 @@ fn packed_weights_give_the_same_bits_as_row_major() {
         kv_heads: 4,
         head_dim: 128,
         ffn: 2048,
+        tie_embeddings,
         ..ModelConfig::tiny(Family::Llama)
     };
     let seed = rng.random();
-    let mut model = Model::new(&t, c.clone(), ModelWeights::synthetic(&t, &c, seed).unwrap()).unwrap();
+    let mut model = Model::new(t, c.clone(), ModelWeights::synthetic(t, &c, seed).unwrap()).unwrap();
     let (batch, prompt, new) = (3u32, 9u32, 6u32);
     let prompts: Vec<u32> = (0..batch * prompt).map(|_| rng.random_range(0..c.vocab)).collect();
     let hopper = rt.device().info().compute_capability == (9, 0);
     for mode in [Mode::Eager, Mode::Plan] {
         let mut runs = Vec::new();
         for pack in [true, false] {
-            model.set_packed(&t, pack).unwrap();
+            model.set_packed(t, pack).unwrap();
             assert_eq!(model.packed(), pack && hopper, "packed where sm_90 allows");
-            let mut ws = model.workspace(&t, batch, prompt + new).unwrap();
-            let tokens = model.generate(&t, &mut ws, &prompts, batch, prompt, new, mode).unwrap();
+            let mut ws = model.workspace(t, batch, prompt + new).unwrap();
+            let tokens = model.generate(t, &mut ws, &prompts, batch, prompt, new, mode).unwrap();
             runs.push((tokens, ws.logits.to_host().unwrap()));
         }
         assert_eq!(runs[0].0, runs[1].0, "{mode:?}: tokens");
         let same = runs[0].1.iter().zip(&runs[1].1).all(|(a, b)| a.to_bits() == b.to_bits());
         assert!(same, "{mode:?}: the last step's logits differ between packed and row-major weights");
-        println!("packed weights ({mode:?}, packed: {hopper}): {new} tokens a sequence and the last logits identical");
+        println!("packed weights ({mode:?}, tied head: {tie_embeddings}, packed: {hopper}): {new} tokens a sequence and the last logits identical");
     }
 }
 

@@ -799,11 +799,34 @@ fn embedding_matches_reference() {
         hidden: hidden as u32,
         vocab: vocab as u32,
         max_pos: max_pos as u32,
-        _pad: 0,
+        tok_packed: 0,
     };
     let got = at_every_grid(&rt, "embedding", k::EMBEDDING, &p, &mut out, |_| {});
     assert_same_bits("embedding", &got, &want);
     assert!(got[(tokens + 2) * hidden..(tokens + 3) * hidden].iter().all(|v| v.is_nan()));
+    // Token rows packed as a tied LM head's weights (hidden a multiple of 1,024; the reference's
+    // layout): the rows' bits, and NaN for an id past vocab (the packing pads rows to 16).
+    let hidden = 2048usize;
+    let tok = rand_f16(&mut rng, vocab * hidden, -1.0, 1.0);
+    let packed = up(&rt, &refs::pack_tiles(&tok, vocab, hidden, false));
+    let want = refs::embedding(&ids, &tok, None, None, None, tokens, hidden);
+    let mut out = poisoned::<f16>(&rt, batch * tokens * hidden);
+    let pp = EmbeddingParams {
+        tok: packed.ptr(),
+        pos: 0,
+        type_: 0,
+        start: 0,
+        out: out.ptr(),
+        hidden: hidden as u32,
+        max_pos: 0,
+        tok_packed: 1,
+        ..p
+    };
+    let got = at_every_grid(&rt, "embedding packed", k::EMBEDDING, &pp, &mut out, |_| {});
+    assert_same_bits("embedding of packed rows", &got, &want);
+    assert!(got[(tokens + 2) * hidden..(tokens + 3) * hidden].iter().all(|v| v.is_nan()));
+    assert!(pp.check(k::EMBEDDING.id()).is_ok());
+    assert!(EmbeddingParams { hidden: 768, ..pp }.check(k::EMBEDDING.id()).unwrap_err().reason.contains("packed"));
 }
 
 #[test]
