@@ -40,10 +40,11 @@ pub enum DecodePath {
 /// A model on the device: its config and weights.
 ///
 /// On an sm_90 GPU with the library's GEMMs, a Llama-family model keeps the weights of its
-/// layers' GEMMs and of an untied LM head packed (`pack_tiles_f16`) where the packed decode
-/// GEMM takes their K ([`packs_decode_weights`]): its decode steps stream them in bulk copies
-/// (`gemm_f16_packed_m8`), its prefill reads them through the wgmma GEMMs' packed view, and
-/// the model holds one copy. `RIGHTSIZE_PACK=0` keeps them row-major by default, and
+/// layers' GEMMs and of its LM head packed (`pack_tiles_f16`) where the packed decode GEMM
+/// takes their K ([`packs_decode_weights`]): its decode steps stream them in bulk copies
+/// (`gemm_f16_packed_m8`; the MLP up as gate/up pairs, whose GEMM writes silu(gate)·up), its
+/// prefill reads them through the wgmma GEMMs' packed view, a tied head's token embedding is
+/// read packed by `embedding_f16`, and the model holds one copy. `RIGHTSIZE_PACK=0` keeps them row-major by default, and
 /// [`Model::set_packed`] chooses for one model (for comparisons).
 #[derive(Debug)]
 pub struct Model {
@@ -135,16 +136,27 @@ impl WorkspaceLens {
     }
 }
 
+/// The (rows, K) of a layer's GEMM weights (QKV, attention out, MLP up, MLP down) and of the LM
+/// head (untied, or the token embedding it is tied to).
+fn gemm_shapes(c: &ModelConfig) -> ([(u32, u32); 4], (u32, u32)) {
+    let up_rows = if c.family == Family::Llama { 2 * c.ffn } else { c.ffn };
+    let layer = [(c.qkv_width(), c.hidden), (c.hidden, c.attn_width()), (up_rows, c.hidden), (c.hidden, c.ffn)];
+    (layer, (c.vocab, c.hidden))
+}
+
 /// Device memory a model takes, counted before anything is allocated: its weights and a
 /// workspace (activations, logits, KV cache). Not counted: the CUDA context, kernel images,
 /// cuBLASLt's workspace and the decoder kernel's layer table, which do not grow with the
 /// model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MemoryNeed {
-    /// Weights, bytes.
+    /// Weights, bytes (packed ones padded to whole tiles of 16 rows).
     pub weights: u64,
     /// A workspace for the requests it serves, bytes.
     pub workspace: u64,
+    /// Held only while the model loads (or changes its weights' layout): the second copy of
+    /// the largest matrix it packs, bytes.
+    pub load: u64,
 }
 
 impl MemoryNeed {
@@ -156,15 +168,28 @@ impl MemoryNeed {
             weights += 2 * s.len as u64;
             Ok::<_, ()>(())
         });
+        let mut load = 0u64;
         if c.family == Family::Llama {
             weights += 4 * u64::from(c.head_dim / 2); // RoPE inverse frequencies, f32
+                                                      // Packed where the GPU allows (`Model::relayout`): counted wherever it could be,
+                                                      // so a check made before the GPU is known holds on any.
+            let (layer, head) = gemm_shapes(c);
+            let packs = |&(n, k): &(u32, u32)| packs_decode_weights(k).then(|| 2 * PackParams::packed_len(n, k));
+            let pad = |&(n, k): &(u32, u32)| packs(&(n, k)).map_or(0, |p| p - 2 * u64::from(n) * u64::from(k));
+            weights += u64::from(c.layers) * layer.iter().map(pad).sum::<u64>() + pad(&head);
+            load = layer.iter().chain([&head]).filter_map(packs).max().unwrap_or(0);
         }
-        MemoryNeed { weights, workspace: WorkspaceLens::of(c, batch, seq).bytes() }
+        MemoryNeed { weights, workspace: WorkspaceLens::of(c, batch, seq).bytes(), load }
     }
 
-    /// Both together, bytes.
+    /// What stays allocated, bytes: weights and workspace.
     pub fn total(&self) -> u64 {
         self.weights + self.workspace
+    }
+
+    /// The most it holds at once, bytes: [`MemoryNeed::total`] and, while it loads, `load`.
+    pub fn peak(&self) -> u64 {
+        self.total() + self.load
     }
 }
 
@@ -218,17 +243,15 @@ impl Model {
             && tenant.runtime().device().info().compute_capability == (9, 0)
     }
 
-    /// Packs or unpacks the GEMM weights whose K the packed decode GEMM takes, as
-    /// [`Model::wants_packed`] says, one matrix at a time (a matrix's second copy lives only
-    /// while it is rewritten). Matrices already in that layout are left; after a failure, the
+    /// Packs or unpacks the GEMM weights whose K the packed decode GEMM takes (the LM head's:
+    /// the token embedding when tied), as [`Model::wants_packed`] says, one matrix at a time (a
+    /// matrix's second copy lives only while it is rewritten: [`MemoryNeed::load`]). Matrices already in that layout are left; after a failure, the
     /// next call finishes the rest.
     fn relayout(&mut self, tenant: &Tenant) -> Result<()> {
         let pack = self.wants_packed(tenant);
         let c = &self.config;
         let packed = &mut self.packed;
-        let up_rows = if c.family == Family::Llama { 2 * c.ffn } else { c.ffn };
-        let shapes = [(c.qkv_width(), c.hidden), (c.hidden, c.attn_width()), (up_rows, c.hidden), (c.hidden, c.ffn)];
-        let head_shape = (c.vocab, c.hidden);
+        let (shapes, head_shape) = gemm_shapes(c);
         let device = tenant.runtime().device();
         let mut rewrite = |buf: &mut DeviceBuffer<f16>, (n, k): (u32, u32), pairs: bool| -> Result<()> {
             if !packs_decode_weights(k) || packed.contains(&buf.ptr()) == pack {
@@ -266,7 +289,8 @@ impl Model {
         Ok(())
     }
 
-    /// A GEMM weight of the layers or the untied LM head, as it is laid out.
+    /// A GEMM weight of the layers or the LM head (untied, or the token embedding), as it is
+    /// laid out.
     fn w<'a>(&self, buf: &'a DeviceBuffer<f16>) -> Weight<'a> {
         Weight { buf, packed: self.packed.contains(&buf.ptr()), pairs: false }
     }

@@ -195,6 +195,9 @@ fn linear_with(
     out: Mat,
 ) -> Result<()> {
     let swiglu = act == RS_ACT_SWIGLU;
+    if w.pairs && (!w.packed || bias.is_some()) {
+        return Err(EngineError::Shape("gate/up pairs are packed weights without a bias".into()));
+    }
     if swiglu && !fuses_swiglu(backend, w, x.rows) {
         return Err(EngineError::Shape(format!(
             "a SwiGLU epilogue needs gate/up-paired packed weights, M ≤ 8 and the library's GEMMs (M = {})",
@@ -693,6 +696,9 @@ pub fn embedding(
     out.expect(batch * tokens, hidden, "embedding output")?;
     if out.ld != hidden || ids.len() < (batch * tokens) as usize {
         return Err(EngineError::Shape("embedding: contiguous output and one id per token needed".into()));
+    }
+    if tok.pairs {
+        return Err(EngineError::Shape("token rows cannot be gate/up pairs".into()));
     }
     let len = if tok.packed { PackParams::packed_len(vocab, hidden) } else { u64::from(vocab) * u64::from(hidden) };
     if (tok.buf.len() as u64) < len || (tok.packed && tok.buf.len() as u64 != len) {

@@ -169,6 +169,7 @@ typedef struct CopyU32Params {
  * that row takes A's place. A itself is not written.
  * b_stable = 1 promises that B is not written by the kernel launched before this one on its
  * stream (weights): a kernel may then start reading B before it waits for that kernel (PDL).
+ * With act = RS_ACT_SWIGLU (gemm_f16_packed_m8 only) C is M × N/2 (ldc ≥ N/2): see its define.
  * Constraints: K, lda, ldb multiples of 8; a, b 16-byte aligned; ldc, ldr ≥ N.
  */
 /** GemmParams.b_layout: B row-major (N × K, leading dimension ldb), or packed by
@@ -290,7 +291,9 @@ typedef struct AttentionParams {
  * has pos[b] cached tokens; its new token's q, k and v are row b of q, k and v (stride
  * qkv_stride; head h at h·head_dim). The kernel first appends k and v at position pos[b] of
  * the cache (layout [batch][heads_kv][max_len][head_dim]; not when pos[b] ≥ max_len), then
- * attends over positions 0 ..= min(pos[b], max_len − 1). With inv_freq (head_dim / 2 floats;
+ * attends over positions 0 ..= min(pos[b], max_len − 1); the units of a kv group run in no fixed
+ * order, and each reads the new token's row from k and v, not from the slot being written.
+ * With inv_freq (head_dim / 2 floats;
  * 0 = none) the new token's q and k are first rotated by RoPE at position pos[b], exactly as
  * rope_f16 would (q and k in memory stay as they are; the cache gets the rotated k).
  * Work unit: (b, query head); the first query head of each kv group appends.
@@ -372,7 +375,8 @@ typedef struct GeluParams {
 
 /** swiglu_f16: out[r][c] = silu(gate[r][c]) · up[r][c], rows with their own strides. With
  *  `paired`, gate's and up's column c is read at 16·(c / 8) + c % 8 (the output of a GEMM on
- *  weights packed with PackParams.pairs: up = gate + 8 columns).
+ *  weights packed with PackParams.pairs: up = gate + 8 columns); out must then not overlap
+ *  gate's or up's rows (unpaired, it may alias gate or up).
  *  Work unit: RS_ACT_UNIT columns of one row (units = rows · ⌈cols / RS_ACT_UNIT⌉). */
 typedef struct SwigluParams {
     unsigned long long gate, up, out;

@@ -671,7 +671,8 @@ impl Scenario {
         let gib = |b: u64| b as f64 / f64::from(1u32 << 30);
         let needs: Vec<MemoryNeed> = self.tenants.iter().map(TenantSpec::memory_need).collect::<anyhow::Result<_>>()?;
         let contexts = if processes { self.tenants.len() as u64 } else { 1 } * CONTEXT_BYTES;
-        let total = needs.iter().map(MemoryNeed::total).sum::<u64>() + contexts;
+        // Peaks: tenants may load at the same time (processes) or beside served ones.
+        let total = needs.iter().map(MemoryNeed::peak).sum::<u64>() + contexts;
         if total <= free_bytes {
             return Ok(());
         }
@@ -681,11 +682,12 @@ impl Scenario {
             .zip(&needs)
             .map(|(t, n)| {
                 format!(
-                    "{} {}: weights {:.2} GiB + workspace {:.2} GiB",
+                    "{} {}: weights {:.2} GiB + workspace {:.2} GiB{}",
                     t.model,
                     t.shape(ModelConfig::named(&t.model).is_ok_and(|c| c.is_decoder())),
                     gib(n.weights),
-                    gib(n.workspace)
+                    gib(n.workspace),
+                    if n.load > 0 { format!(" (+ {:.2} GiB while it loads)", gib(n.load)) } else { String::new() }
                 )
             })
             .collect();

@@ -112,6 +112,19 @@ impl Params for SwigluParams {
         ensure(self.gate_stride >= span && self.up_stride >= span && self.out_stride >= c, k, || {
             format!("strides must be at least cols = {c} (gate and up {span})")
         })?;
+        if self.paired == 1 && self.rows > 0 && c > 0 {
+            // A paired unit reads columns other units write: out apart from gate's and up's rows.
+            let end = |at: u64, stride: u32, width: u32| {
+                at + 2 * (u64::from(self.rows - 1) * u64::from(stride) + u64::from(width))
+            };
+            let (lo, hi) = (
+                self.gate.min(self.up),
+                end(self.gate, self.gate_stride, span).max(end(self.up, self.up_stride, span)),
+            );
+            ensure(end(self.out, self.out_stride, c) <= lo || self.out >= hi, k, || {
+                "paired: out must not overlap gate's or up's rows".into()
+            })?;
+        }
         pointers(k, &[("gate", self.gate, 2), ("up", self.up, 2), ("out", self.out, 2)])
     }
     fn shape_key(&self) -> u64 {
@@ -164,5 +177,30 @@ mod tests {
         let g = GeluParams { x: 2, y: 2, n: 4097, act: RS_ACT_GELU_ERF, _pad: 0 };
         assert_eq!(g.units(KernelId::Gelu), 3);
         assert!(GeluParams { act: RS_ACT_NONE, ..g }.check(KernelId::Gelu).is_err());
+    }
+
+    #[test]
+    fn paired_swiglu_reads_interleaved_columns_into_a_separate_output() {
+        let k = KernelId::Swiglu;
+        // 4 rows of [gate | up] interleaved by 8 over 2 × 1000 columns, at 1 MiB; out at 2 MiB.
+        let p = SwigluParams {
+            gate: 1 << 20,
+            up: (1 << 20) + 16,
+            out: 2 << 20,
+            rows: 4,
+            cols: 1000,
+            gate_stride: 2000,
+            up_stride: 2000,
+            out_stride: 1000,
+            paired: 1,
+        };
+        assert!(p.check(k).is_ok());
+        assert!(SwigluParams { gate_stride: 1990, ..p }.check(k).unwrap_err().reason.contains("1992"));
+        assert!(SwigluParams { out: (1 << 20) + 4000, ..p }.check(k).unwrap_err().reason.contains("overlap"));
+        assert!(SwigluParams { out: 1 << 20, ..p }.check(k).unwrap_err().reason.contains("overlap"));
+        // Unpaired, out may alias gate (every load of a unit comes before its stores).
+        let unpaired = SwigluParams { up: (1 << 20) + 2000, out: 1 << 20, paired: 0, ..p };
+        assert!(unpaired.check(k).is_ok());
+        assert!(SwigluParams { paired: 2, ..p }.check(k).unwrap_err().reason.contains("paired"));
     }
 }

@@ -87,7 +87,8 @@ pub fn fuses_norm(k: KernelId) -> bool {
 /// `k` columns: a multiple of RS_GEMM_P_KC from RS_GEMM_P_MIN_K to RS_GEMM_P_MAX_K, or twice
 /// such a K (A's slices in two halves). An engine
 /// packs such weights at load ([`PackParams`], `pack_tiles_f16`) and runs their decode GEMMs
-/// (M ≤ 8) on it; their other GEMMs need the row-major weights.
+/// (M ≤ 8) on it; their prefill GEMMs read them too (the wgmma GEMMs' packed view), the
+/// others need the row-major weights.
 pub fn packs_decode_weights(k: u32) -> bool {
     let held = |k: u32| k % RS_GEMM_P_KC == 0 && (RS_GEMM_P_MIN_K..=RS_GEMM_P_MAX_K).contains(&k);
     held(k) || (k % 2 == 0 && held(k / 2))

@@ -48,7 +48,7 @@ fn encoder_matches_reference() {
     assert!(err <= 2e-2, "{err}");
 }
 
-/// A Llama-family model whose GEMM weights all have K = 2048 (packed on sm_90: the decode
+/// A Llama-family model whose GEMM weights all have K = 2048 or 8192 (packed on sm_90: the decode
 /// GEMMs on gemm_f16_packed_m8, prefill's wgmma GEMMs on the packed view) generates the same
 /// tokens and logits, bit for bit, as with its weights row-major, eagerly and from plans.
 #[test]
@@ -70,7 +70,8 @@ fn packed_and_row_major_agree(rt: &Runtime, t: &Tenant, rng: &mut StdRng, tie_em
         heads: 16,
         kv_heads: 4,
         head_dim: 128,
-        ffn: 2048,
+        // The down projection's K = 8,192: packed in two halves.
+        ffn: 8192,
         tie_embeddings,
         ..ModelConfig::tiny(Family::Llama)
     };

@@ -634,6 +634,8 @@ fn skinny_gemm_with_fused_norm_matches_reference() {
         (32, 64, 4096),
         (7, 90, 3072),
         (8, 4100, 4096),
+        // The packed kernel normalises A's slices again with each half of K.
+        (6, 120, 8192),
     ] {
         let a = rand_f16(&mut rng, m * kk, -2.0, 2.0);
         let b = rand_f16(&mut rng, n * kk, -1.0, 1.0);
@@ -888,11 +890,15 @@ fn gate_up_pairs_give_the_bits_of_a_gemm_then_swiglu() {
         return;
     }
     let mut rng = fresh_rng("gate/up pairs");
-    for (m, ffn, kk) in [(8usize, 1000usize, 2048usize), (3, 2048, 4096), (1, 504, 3072), (130, 1000, 2048)] {
+    // With the decode GEMM's fused RMSNorm, as the engine runs it (M ≤ 8), and without.
+    let shapes =
+        [(8usize, 1000usize, 2048usize, true), (3, 2048, 4096, true), (1, 504, 3072, false), (4, 256, 8192, true)];
+    for (m, ffn, kk, rms) in shapes.into_iter().chain([(130, 1000, 2048, false)]) {
         let n = 2 * ffn;
         let a = rand_f16(&mut rng, m * kk, -1.0, 1.0);
         let b = rand_f16(&mut rng, n * kk, -0.1, 0.1);
-        let (da, db) = (up(&rt, &a), up(&rt, &b));
+        let gamma = rand_f16(&mut rng, kk, 0.5, 1.5);
+        let (da, db, dgamma) = (up(&rt, &a), up(&rt, &b), up(&rt, &gamma));
         let mut gu = poisoned::<f16>(&rt, m * n);
         let mut out = poisoned::<f16>(&rt, m * ffn);
         let out_ptr = out.ptr();
@@ -907,12 +913,18 @@ fn gate_up_pairs_give_the_bits_of_a_gemm_then_swiglu() {
             out_stride: ffn as u32,
             paired: u32::from(paired),
         };
-        let what = format!("gate/up {m}x{n}x{kk}");
-        let full = refs::gemm(&a, &b, None, None, m, n, kk, RS_ACT_NONE);
+        let what = format!("gate/up {m}x{n}x{kk} rms_norm={rms}");
+        let normed = if rms { refs::rms_norm(&a, None, &gamma, kk, 1e-5).y } else { a.clone() };
+        let full = refs::gemm(&normed, &b, None, None, m, n, kk, RS_ACT_NONE);
         let half = |from: usize| -> Vec<f16> { full.chunks(n).flat_map(|r| r[from..from + ffn].to_vec()).collect() };
         let want = refs::swiglu(&half(0), &half(ffn));
         // Row-major: the library's GEMM for the shape, then swiglu_f16.
-        let p = GemmParams::dense(da.ptr(), db.ptr(), gu.ptr(), m as u32, n as u32, kk as u32);
+        let p = GemmParams {
+            norm: if rms { RS_NORM_RMS } else { RS_NORM_NONE },
+            norm_gamma: if rms { dgamma.ptr() } else { 0 },
+            norm_eps: 1e-5,
+            ..GemmParams::dense(da.ptr(), db.ptr(), gu.ptr(), m as u32, n as u32, kk as u32)
+        };
         let wgmma = k::gemm_wgmma_kernel(m as u32, n as u32, kk as u32, rt.device().info().sm_count);
         if m <= 8 {
             at_every_grid(&rt, &what, k::GEMM_SKINNY_8, &p, &mut gu, |_| {});
