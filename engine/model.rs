@@ -44,8 +44,8 @@ pub enum DecodePath {
 /// takes their K ([`packs_decode_weights`]): its decode steps stream them in bulk copies
 /// (`gemm_f16_packed_m8`; the MLP up as gate/up pairs, whose GEMM writes silu(gate)·up), its
 /// prefill reads them through the wgmma GEMMs' packed view, a tied head's token embedding is
-/// read packed by `embedding_f16`, and the model holds one copy. `RIGHTSIZE_PACK=0` keeps them row-major by default, and
-/// [`Model::set_packed`] chooses for one model (for comparisons).
+/// read packed by `embedding_f16`, and the model holds one copy. `RIGHTSIZE_PACK=0` keeps them
+/// row-major by default, and [`Model::set_packed`] chooses for one model (for comparisons).
 #[derive(Debug)]
 pub struct Model {
     config: ModelConfig,
@@ -170,12 +170,13 @@ impl MemoryNeed {
         });
         let mut load = 0u64;
         if c.family == Family::Llama {
-            weights += 4 * u64::from(c.head_dim / 2); // RoPE inverse frequencies, f32
-                                                      // Packed where the GPU allows (`Model::relayout`): counted wherever it could be,
-                                                      // so a check made before the GPU is known holds on any.
+            // RoPE inverse frequencies, f32.
+            weights += 4 * u64::from(c.head_dim / 2);
+            // Packed where the GPU allows (`Model::relayout`): counted wherever it could be, so
+            // a check made before the GPU is known holds on any.
             let (layer, head) = gemm_shapes(c);
             let packs = |&(n, k): &(u32, u32)| packs_decode_weights(k).then(|| 2 * PackParams::packed_len(n, k));
-            let pad = |&(n, k): &(u32, u32)| packs(&(n, k)).map_or(0, |p| p - 2 * u64::from(n) * u64::from(k));
+            let pad = |nk: &(u32, u32)| packs(nk).map_or(0, |p| p - 2 * u64::from(nk.0) * u64::from(nk.1));
             weights += u64::from(c.layers) * layer.iter().map(pad).sum::<u64>() + pad(&head);
             load = layer.iter().chain([&head]).filter_map(packs).max().unwrap_or(0);
         }
@@ -245,8 +246,8 @@ impl Model {
 
     /// Packs or unpacks the GEMM weights whose K the packed decode GEMM takes (the LM head's:
     /// the token embedding when tied), as [`Model::wants_packed`] says, one matrix at a time (a
-    /// matrix's second copy lives only while it is rewritten: [`MemoryNeed::load`]). Matrices already in that layout are left; after a failure, the
-    /// next call finishes the rest.
+    /// matrix's second copy lives only while it is rewritten: [`MemoryNeed::load`]). Matrices
+    /// already in that layout are left; after a failure, the next call finishes the rest.
     fn relayout(&mut self, tenant: &Tenant) -> Result<()> {
         let pack = self.wants_packed(tenant);
         let c = &self.config;
