@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
 """The interposer's cost on a solo PyTorch model, measured on the host as the application sees
-it: `scripts/torch_app.py` (bert-base 8x128 and gpt2-medium 8x128 generating 8 tokens, eager)
-run as its own process without the interposer, under it on a krisp board where the process is
+it: `scripts/torch_app.py` (bert-base 8x128 and gpt2-medium 8x128 generating 8 tokens, eager and
+bound by Python's launches, and bert-large 16x512, bound by the GPU) run as its own process without the interposer, under it on a krisp board where the process is
 alone (every kernel left where PyTorch put it: what a tenant pays while no other is busy), and
 under it with every kernel placed on a window of the whole device (RIGHTSIZE_SMS, the rest of
 the SMs included: what a tenant pays while its kernels are confined). The settings alternate
 round by round, so drift of the host or the GPU falls on each alike; prints each setting's
-median ms per request and its ratio to the median without the interposer, then one JSON line.
+median ms per request and its ratio to the median without the interposer, the spread of the
+rounds' own ratios (each round against that round's run without it), then one JSON line.
 
-    python3 scripts/preload_cost.py gpu-bin/librightsize_preload.so [--rounds 3]
+    python3 scripts/preload_cost.py gpu-bin/librightsize_preload.so [--rounds 3] [--models a,b]
 """
 import argparse
 import json
@@ -23,6 +24,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 MODELS = {
     "bert-base": ["--batch", "8", "--seq", "128", "--requests", "500", "--warmup", "20"],
     "gpt2-medium": ["--batch", "8", "--seq", "128", "--new-tokens", "8", "--requests", "40", "--warmup", "3"],
+    "bert-large": ["--batch", "16", "--seq", "512", "--requests", "150", "--warmup", "10"],
 }
 
 
@@ -40,9 +42,14 @@ def main():
     ap.add_argument("library", help="librightsize_preload.so")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--window-sms", type=int, default=120, help="the window's SMs before the rest is added")
+    ap.add_argument("--models", default=",".join(MODELS), help=f"which of {', '.join(MODELS)} (default: all)")
     a = ap.parse_args()
     if a.rounds < 1:
         sys.exit("preload_cost: --rounds must be >= 1")
+    models = [m for m in a.models.split(",") if m]
+    unknown = [m for m in models if m not in MODELS]
+    if unknown or not models:
+        sys.exit(f"preload_cost: --models takes some of {', '.join(MODELS)}, not {a.models!r}")
     lib = os.path.abspath(a.library)
     if not os.path.isfile(lib):
         sys.exit(f"preload_cost: no interposer at {lib}")
@@ -56,9 +63,9 @@ def main():
             "alone": {**base, "LD_PRELOAD": lib, "RIGHTSIZE_BOARD": board, "RIGHTSIZE_SLOT": "0"},
             "window": {**base, "LD_PRELOAD": lib, "RIGHTSIZE_SMS": str(a.window_sms), "RIGHTSIZE_REST": "1"},
         }
-        ms = {m: {s: [] for s in settings} for m in MODELS}
+        ms = {m: {s: [] for s in settings} for m in models}
         for r in range(a.rounds):
-            for model in MODELS:
+            for model in models:
                 for name, env in settings.items():
                     ms[model][name].append(ms_per_request(model, env))
                     # The host's load: a process beside the measurement shows up here.
@@ -71,8 +78,13 @@ def main():
         result[model] = {}
         for name, xs in by.items():
             med = statistics.median(xs)
-            result[model][name] = {"ms": xs, "median_ms": med, "ratio": med / none}
-            print(f"{model:12} {name:7} median {med:8.3f} ms  {med / none:5.3f}x  (rounds: {', '.join(f'{x:.3f}' for x in xs)})")
+            # Each round's ratio to that round's run without the interposer: the spread.
+            per_round = [x / n for x, n in zip(xs, by["none"])]
+            result[model][name] = {"ms": xs, "median_ms": med, "ratio": med / none, "round_ratios": per_round}
+            print(
+                f"{model:12} {name:7} median {med:8.3f} ms  {med / none:5.3f}x  "
+                f"(rounds: {', '.join(f'{x:.3f}' for x in xs)}; round ratios {min(per_round):.3f}–{max(per_round):.3f})"
+            )
     print(json.dumps(result))
     return 0
 
