@@ -29,8 +29,8 @@ use rand::{Rng, SeedableRng};
 use rightsize::kernels::abi::*;
 use rightsize::kernels::reference::rope_inv_freq;
 use rightsize::kernels::{
-    self as k, attention_prefill_kernel, attention_prefill_kernels, gemm_kernel, hopper_gemm, packs_decode_weights,
-    Kernel, Params,
+    self as k, attention_decode_kernel, attention_prefill_kernel, attention_prefill_kernels, gemm_kernel, hopper_gemm,
+    packs_decode_weights, Kernel, Params,
 };
 use rightsize::runtime::{
     BlasLt, BlasShape, Device, DeviceBuffer, DeviceCopy, EventTimer, PartitionId, PartitionRequest, PartitionSupport,
@@ -156,6 +156,63 @@ fn gemm_cases(cx: &mut Ctx, cases: &mut Vec<Case>, name: &str, m: u32, n: u32, k
     cases.push(Case { name: ours_name, shape, work, launches: ours, baseline_of: None });
 }
 
+/// A decode attention case: `b` sequences, each with `len - 1` cached tokens and a new one, `h`
+/// query heads on `hkv` kv heads of `d`, RoPE fused with `rope`. Its work is the cache's bytes.
+fn decode_attention_case(
+    cx: &mut Ctx,
+    cases: &mut Vec<Case>,
+    name: &str,
+    (b, len): (u32, u32),
+    (h, hkv, d): (u32, u32, u32),
+    rope: bool,
+) {
+    let cache = (b * hkv * len * d) as usize;
+    let row = (h + 2 * hkv) * d;
+    // One qkv row per sequence; the new token goes to the last position, len − 1.
+    let (kc, vc, q) = (cx.rand(cache, 1.0), cx.rand(cache, 1.0), cx.rand((b * row) as usize, 1.0));
+    let inv = rope_inv_freq(d as usize, 500_000.0);
+    let lens = vec![len - 1; b as usize];
+    let bytes = 2.0 * 2.0 * cache as f64;
+    let kernel = attention_decode_kernel(d).expect("head_dim 32, 64 or 128");
+    let mut launches = Vec::new();
+    for _ in 0..cx.copies(bytes) {
+        let (dk, dv, dq, dl, dinv, dout) = (
+            cx.upload(&kc),
+            cx.upload(&vc),
+            cx.upload(&q),
+            cx.upload(&lens),
+            cx.upload(&inv),
+            cx.zeros((b * h * d) as usize),
+        );
+        let p = DecodeAttentionParams {
+            q: dq.ptr(),
+            k: dq.ptr() + 2 * u64::from(h * d),
+            v: dq.ptr() + 2 * u64::from((h + hkv) * d),
+            k_cache: dk.ptr(),
+            v_cache: dv.ptr(),
+            o: dout.ptr(),
+            pos: dl.ptr(),
+            inv_freq: if rope { dinv.ptr() } else { 0 },
+            batch: b,
+            heads_q: h,
+            heads_kv: hkv,
+            head_dim: d,
+            max_len: len,
+            qkv_stride: row,
+            o_stride: h * d,
+            scale: 1.0 / (d as f32).sqrt(),
+        };
+        launches.push(cx.launcher(kernel, p, vec![any(&dk), any(&dv), any(&dq), any(&dl), any(&dinv), any(&dout)]));
+    }
+    cases.push(Case {
+        name: name.into(),
+        shape: format!("b{b} h{h}/{hkv} d{d} cache {len}"),
+        work: Work::Bytes(bytes),
+        launches,
+        baseline_of: None,
+    });
+}
+
 /// Prefill attention over packed QKV rows (`[q heads | k heads | v heads]` per token, every
 /// sequence full length): the mma.sync kernel, and on sm_90 the wgmma kernels next to it (64
 /// and 128 queries a unit; "picked" marks the one the engine runs).
@@ -253,50 +310,12 @@ fn all_cases(cx: &mut Ctx) -> Vec<Case> {
     attention_cases(cx, &mut cases, "llama-1b attention causal", (1, 4096), (32, 8, 64), true);
     attention_cases(cx, &mut cases, "llama-3b attention causal", (1, 4096), (24, 8, 128), true);
 
-    // GPT-2 decode attention against a cache of 160 (prompt 128 + 32 new tokens).
-    {
-        let (h, d, len) = (12u32, 64u32, 160u32);
-        let cache = (b * h * len * d) as usize;
-        // One qkv row per sequence; the new token goes to the last position, len − 1.
-        let (kc, vc, q) = (cx.rand(cache, 1.0), cx.rand(cache, 1.0), cx.rand((3 * b * h * d) as usize, 1.0));
-        let lens = vec![len - 1; b as usize];
-        let bytes = 2.0 * 2.0 * cache as f64;
-        let mut launches = Vec::new();
-        for _ in 0..cx.copies(bytes) {
-            let (dk, dv, dq, dl, dout) =
-                (cx.upload(&kc), cx.upload(&vc), cx.upload(&q), cx.upload(&lens), cx.zeros((b * h * d) as usize));
-            let p = DecodeAttentionParams {
-                q: dq.ptr(),
-                k: dq.ptr() + 2 * u64::from(h * d),
-                v: dq.ptr() + 4 * u64::from(h * d),
-                k_cache: dk.ptr(),
-                v_cache: dv.ptr(),
-                o: dout.ptr(),
-                pos: dl.ptr(),
-                inv_freq: 0,
-                batch: b,
-                heads_q: h,
-                heads_kv: h,
-                head_dim: d,
-                max_len: len,
-                qkv_stride: 3 * h * d,
-                o_stride: h * d,
-                scale: 0.125,
-            };
-            launches.push(cx.launcher(
-                k::ATTENTION_DECODE_D64,
-                p,
-                vec![any(&dk), any(&dv), any(&dq), any(&dl), any(&dout)],
-            ));
-        }
-        cases.push(Case {
-            name: "gpt2 decode attention".into(),
-            shape: format!("b{b} h{h} d{d} cache {len}"),
-            work: Work::Bytes(bytes),
-            launches,
-            baseline_of: None,
-        });
-    }
+    // Decode attention against a cache of 160 (prompt 128 + 32 new tokens): GPT-2's, and the
+    // GQA shapes of Llama-3.2-1B (32 query heads on 8 kv heads of 64) and mistral-7b (32 on 8
+    // of 128) with RoPE fused, as their decode steps run it.
+    decode_attention_case(cx, &mut cases, "gpt2 decode attention", (b, 160), (12, 12, 64), false);
+    decode_attention_case(cx, &mut cases, "llama-1b decode attention +rope", (b, 160), (32, 8, 64), true);
+    decode_attention_case(cx, &mut cases, "mistral decode attention +rope", (b, 160), (32, 8, 128), true);
 
     // Row and elementwise kernels.
     let row_case = |cx: &mut Ctx,
