@@ -293,9 +293,9 @@ typedef struct AttentionParams {
  * the cache (layout [batch][heads_kv][max_len][head_dim]; not when pos[b] ≥ max_len), then
  * attends over positions 0 ..= min(pos[b], max_len − 1); the units of a kv group run in no fixed
  * order, and each reads the new token's row from k and v, not from the slot being written.
- * With inv_freq (head_dim / 2 floats;
- * 0 = none) the new token's q and k are first rotated by RoPE at position pos[b], exactly as
- * rope_f16 would (q and k in memory stay as they are; the cache gets the rotated k).
+ * With inv_freq (head_dim / 2 floats; 0 = none) the new token's q and k are first rotated by
+ * RoPE at position pos[b], exactly as rope_f16 would (q and k in memory stay as they are; the
+ * cache gets the rotated k).
  * Work unit: (b, query head); the first query head of each kv group appends.
  * Constraints: q, k, v and the caches 16-byte aligned, qkv_stride a multiple of 8.
  */

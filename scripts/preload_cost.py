@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """The interposer's cost on a solo PyTorch model, measured on the host as the application sees
 it: `scripts/torch_app.py` (bert-base 8x128 and gpt2-medium 8x128 generating 8 tokens, eager and
-bound by Python's launches, and bert-large 16x512, bound by the GPU) run as its own process without the interposer, under it on a krisp board where the process is
-alone (every kernel left where PyTorch put it: what a tenant pays while no other is busy), and
-under it with every kernel placed on a window of the whole device (RIGHTSIZE_SMS, the rest of
-the SMs included: what a tenant pays while its kernels are confined). The settings alternate
-round by round, so drift of the host or the GPU falls on each alike; prints each setting's
-median ms per request and its ratio to the median without the interposer, the spread of the
-rounds' own ratios (each round against that round's run without it), then one JSON line.
+bound by Python's launches, and bert-large 16x512, bound by the GPU) run as its own process
+without the interposer, under it on a krisp board where the process is alone (every kernel
+left where PyTorch put it: what a tenant pays while no other is busy), and under it with every
+kernel placed on a window of the whole device (RIGHTSIZE_SMS, the rest of the SMs included:
+what a tenant pays while its kernels are confined). The settings alternate round by round, so
+drift of the host or the GPU falls on each alike; prints each setting's median ms per request
+and its ratio to the median without the interposer, the spread of the rounds' own ratios (each
+round against that round's run without it), then one JSON line.
 
     python3 scripts/preload_cost.py gpu-bin/librightsize_preload.so [--rounds 3] [--models a,b]
 """
