@@ -8,7 +8,8 @@
 //             with p.b the weights packed by pack_tiles_f16 (abi.h): a tile of 16 rows, chunk by
 //             chunk of RS_GEMM_P_KC columns, each chunk 32 KiB of consecutive bytes.
 // Work unit:  a tile of 16 output columns (8 with RS_ACT_SWIGLU), all M rows (⌈N/16⌉ units, the
-//             skinny kernel's); each block loops over units u = blockIdx.x, + gridDim.x, …, so any grid is correct.
+//             skinny kernel's); each block loops over units u = blockIdx.x, + gridDim.x, …, so
+//             any grid is correct.
 // Claims:     not read, as the streamed kernel (the producer runs a ring ahead across units).
 // Why:        at decode sizes reading B is the whole cost, and ~48 SMs can read HBM at the
 //             copy's rate only if each takes ~85 GB/s. Here a stage is one 1-D bulk copy of a
