@@ -287,8 +287,14 @@ pub fn summary(r: &Report) -> String {
                             f.kernels, f.modelled, f.completions
                         )
                     });
+                    let (kept, released) = (i.counts.quota_kept, i.counts.quota_released);
+                    let quota = if kept + released > 0 {
+                        format!(" (its quota kept by {kept} trials, released by {released})")
+                    } else {
+                        String::new()
+                    };
                     Some(format!(
-                        "- {} / {}: {} launches: {} placed, {} alone on the whole device, {} shared as under MPS, {} latency-critical, {} starving (judged so {} times), {} narrow, {} fell back{fits}",
+                        "- {} / {}: {} launches: {} placed, {} alone on the whole device, {} shared as under MPS, {} latency-critical{quota}, {} starving (judged so {} times), {} narrow, {} fell back{fits}",
                         run.mode,
                         t.spec.label(),
                         i.counts.launches,

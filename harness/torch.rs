@@ -208,6 +208,8 @@ mod tests {
                 critical: 1,
                 starving: 0,
                 starved: 0,
+                quota_kept: 0,
+                quota_released: 0,
                 shared: 5,
                 narrow: 2,
                 captured: 0,

@@ -17,7 +17,9 @@
 //! best-effort processes' parts are laid out beyond the groups of the SMs kept free for it:
 //! what its kernels of this hold and the one before need ([`Demand`]; a kernel's need as any
 //! process's, [`crate::sizing`]), at most `N`; all `N` in its first hold after a pause, and
-//! while it waits without having launched within the hold.
+//! while it waits without having launched within the hold. Whether the quota is kept at all
+//! is tried by the process's own work ([`crate::quota`]): kept while that work runs faster
+//! with it, else the process says on the board that it is latency-critical with nothing kept.
 //!
 //! Each best-effort process also says how many times slower than alone it gets its work done,
 //! and one that starves beside the others ([`crate::starving`]) says so in its slot with the
@@ -73,6 +75,8 @@ pub(crate) struct Board {
     /// How much older than a launch its recorded time may be ([`RECORD_PARTS_OF_HOLD`]).
     record_ns: u64,
     demand: Demand,
+    /// This process's quota if it is latency-critical (0: none, or best-effort).
+    quota: u32,
     /// Processes busy at this process's latest view ([`Board::busy_seen`]).
     busy_seen: std::sync::atomic::AtomicU32,
 }
@@ -179,6 +183,7 @@ impl Board {
             hold_ns,
             record_ns: (hold_ns / RECORD_PARTS_OF_HOLD).max(1),
             demand: Demand::default(),
+            quota: critical_sms.unwrap_or(0),
             busy_seen: std::sync::atomic::AtomicU32::new(1),
         })
     }
@@ -280,6 +285,30 @@ impl Board {
     /// Whether this process is latency-critical (its quota is kept free already).
     pub(crate) fn latency_critical(&self) -> bool {
         self.critical(self.me).is_some()
+    }
+
+    /// This process's quota if it is latency-critical (0: none, or best-effort).
+    pub(crate) fn quota(&self) -> u32 {
+        self.quota
+    }
+
+    /// Says whether the others keep this latency-critical process's quota free while it is busy
+    /// ([`crate::quota`]); a best-effort process says nothing.
+    pub(crate) fn keep_quota(&self, keep: bool) {
+        if !self.latency_critical() {
+            return;
+        }
+        let word = if keep { u64::from(self.quota) } else { 0 } | CRITICAL;
+        let slot = &self.slots[self.me];
+        if slot.critical_sms.load(Ordering::Relaxed) != word {
+            slot.critical_sms.store(word, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether the others keep this process's quota free while it is busy.
+    #[cfg(test)]
+    pub(crate) fn keeps_quota(&self) -> bool {
+        self.critical(self.me).is_some_and(|sms| sms > 0)
     }
 
     /// Says this process starves and is owed `part` SMs, or (`None`) that it does not.
@@ -565,6 +594,17 @@ mod tests {
         let none = Board::open(&path, 0, hold, Some(0)).unwrap();
         assert!(none.view(t).critical);
         assert_eq!(none.view(t).reserved_sms, 0, "and keeps nothing free");
+        // A quota released by its trial (crate::quota): still latency-critical, nothing kept;
+        // kept again, the whole quota as before.
+        assert!(lc.keeps_quota() && lc.quota() == 32);
+        lc.keep_quota(false);
+        assert!(!lc.keeps_quota() && lc.latency_critical() && lc.quota() == 32);
+        assert_eq!(b.view(waiting).reserved_sms, 0, "released: nothing kept free");
+        assert!(lc.view(waiting).critical);
+        lc.keep_quota(true);
+        assert_eq!(b.view(waiting).reserved_sms, 32);
+        b.keep_quota(false);
+        assert!(!b.latency_critical() && b.quota() == 0, "a best-effort process says nothing");
     }
 
     #[test]

@@ -62,6 +62,7 @@ mod abi;
 mod blas;
 mod board;
 mod placement;
+mod quota;
 mod sizing;
 mod starving;
 mod stats;

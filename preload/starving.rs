@@ -34,6 +34,9 @@
 //! No GPU work is added: a launch reads the clock and touches a few atomics, and takes a lock
 //! when it sees another number of processes busy; a wait takes a lock and reads the other
 //! slots. On by default on a board; `RIGHTSIZE_STARVING=0` turns it off.
+//!
+//! A latency-critical process with a quota is watched by the same periods for another verdict:
+//! whether the others keep its quota free ([`crate::quota`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -42,6 +45,7 @@ use std::sync::OnceLock;
 use parking_lot::Mutex;
 
 use crate::board::{self, Board};
+use crate::quota::Trial;
 
 /// Periods, ended with the same number of processes busy, that a verdict reads.
 pub(crate) const WINDOW: usize = 16;
@@ -90,6 +94,9 @@ pub(crate) struct Watch {
     /// The device's groups and their SMs, looked up when a part is first owed (the device is
     /// opened only then).
     topology: OnceLock<Option<(u32, u32)>>,
+    /// The process is latency-critical: its periods try its quota ([`crate::quota`]) instead
+    /// of judging whether it starves.
+    critical: bool,
 }
 
 /// The periods that have ended, and the verdicts they gave.
@@ -100,6 +107,9 @@ struct Periods {
     /// By the number of processes busy when they ended: the latest slowdowns (at most
     /// [`WINDOW`] kept), and whether it was judged starving (which then stands).
     by_busy: HashMap<u32, (Vec<f64>, bool)>,
+    /// A latency-critical process's trials of its quota, by the number of processes busy
+    /// (`None`: the process is best-effort).
+    trials: Option<HashMap<u32, Trial>>,
 }
 
 impl Periods {
@@ -111,6 +121,10 @@ impl Periods {
         *best = (*best).min(ns).max(1);
         let ratio = ns as f64 / *best as f64;
         if busy < 2 || placed {
+            return;
+        }
+        if let Some(trials) = &mut self.trials {
+            trials.entry(busy).or_default().ended(launches, ns);
             return;
         }
         let (ratios, starved) = self.by_busy.entry(busy).or_default();
@@ -144,14 +158,17 @@ impl Periods {
 }
 
 impl Watch {
-    fn new() -> Watch {
+    /// A watch of a best-effort process, or (`critical`) of a latency-critical one's quota.
+    fn new(critical: bool) -> Watch {
+        let state = Periods { trials: critical.then(HashMap::new), ..Periods::default() };
         Watch {
             start_ns: AtomicU64::new(0),
             launches: AtomicU64::new(0),
             placed: AtomicBool::new(false),
-            state: Mutex::default(),
+            state: Mutex::new(state),
             judged_for: AtomicU32::new(0),
             topology: OnceLock::new(),
+            critical,
         }
     }
 
@@ -189,9 +206,11 @@ impl Watch {
         let mut st = self.state.lock();
         if ended {
             st.ended(launches, now - start, busy, placed);
-            // The others judge by it: how much slower than alone this process gets its work
-            // done in this mix.
-            board.set_slowdown(st.slowdown(busy));
+            if !self.critical {
+                // The others judge by it: how much slower than alone this process gets its
+                // work done in this mix.
+                board.set_slowdown(st.slowdown(busy));
+            }
         }
         self.judge(&mut st, board, now, busy);
     }
@@ -201,6 +220,11 @@ impl Watch {
     /// changed (then the launch looks at the board again).
     pub(crate) fn follow(&self, board: &Board, v: &board::View, now: u64) -> bool {
         if self.judged_for.load(Ordering::Relaxed) == v.busy {
+            return false;
+        }
+        if self.critical {
+            // Its own kernels run where they were launched whatever its word says.
+            self.judge(&mut self.state.lock(), board, now, v.busy);
             return false;
         }
         let was = board.is_starving();
@@ -213,6 +237,19 @@ impl Watch {
     /// and a wait's judgements cannot cross): this process's equal part kept free for it where
     /// it starves among them, else nothing.
     fn judge(&self, st: &mut Periods, board: &Board, now: u64, busy: u32) {
+        if let Some(trials) = &mut st.trials {
+            // A latency-critical process: its quota as its trial among `busy` says (kept
+            // before a trial has begun, and alone, where no one else would keep it).
+            let (keep, verdict) = trials.get_mut(&busy).map_or((true, None), |t| t.keeps(&st.best));
+            match verdict {
+                Some(true) => crate::stats::COUNTS.quota_kept.fetch_add(1, Ordering::Relaxed),
+                Some(false) => crate::stats::COUNTS.quota_released.fetch_add(1, Ordering::Relaxed),
+                None => 0,
+            };
+            board.keep_quota(keep);
+            self.judged_for.store(busy, Ordering::Relaxed);
+            return;
+        }
         let part = st
             .judge(busy, board.least_other_slowdown(now))
             .then(|| self.topology())
@@ -226,16 +263,21 @@ impl Watch {
     }
 }
 
-/// The watch, on first use: for a best-effort process on a board, unless
-/// `RIGHTSIZE_STARVING=0`.
+/// The watch, on first use, of a process on a board: a best-effort one's unless
+/// `RIGHTSIZE_STARVING=0`, a latency-critical one's with a quota unless
+/// `RIGHTSIZE_QUOTA_TRIAL=0` (its quota then kept whenever it is busy).
 pub(crate) fn watch() -> Option<&'static Watch> {
     static WATCH: OnceLock<Option<Watch>> = OnceLock::new();
     WATCH
         .get_or_init(|| {
-            if board::board()?.latency_critical() || super::setting("RIGHTSIZE_STARVING") == Some(0) {
-                return None;
-            }
-            Some(Watch::new())
+            let board = board::board()?;
+            let critical = board.latency_critical();
+            let off = if critical {
+                board.quota() == 0 || super::setting("RIGHTSIZE_QUOTA_TRIAL") == Some(0)
+            } else {
+                super::setting("RIGHTSIZE_STARVING") == Some(0)
+            };
+            (!off).then(|| Watch::new(critical))
         })
         .as_ref()
 }
@@ -314,7 +356,7 @@ mod tests {
 
     #[test]
     fn a_period_runs_from_the_first_launch_after_a_wait_to_the_end_of_the_next() {
-        let w = Watch::new();
+        let w = Watch::new(false);
         let board = Board::for_test(3, 1);
         w.waited(&board, 50, 2);
         assert!(w.state.lock().best.is_empty(), "no launch since the last wait: no period");
@@ -335,7 +377,7 @@ mod tests {
 
     #[test]
     fn the_board_says_the_verdict_of_the_mix_of_the_moment() {
-        let w = Watch::new();
+        let w = Watch::new(false);
         w.topology.set(Some((15, 8))).unwrap();
         let path = Board::test_file(3);
         let open = |i| Board::open(&path, i, 2_000_000, None).unwrap();
@@ -368,5 +410,51 @@ mod tests {
         let own = board.view(clock.get());
         assert!(board.is_starving() && own.starving);
         assert_eq!(own.reserved_sms, 40, "its equal part among three: five of 15 groups");
+    }
+
+    #[test]
+    fn a_latency_critical_process_keeps_its_quota_while_its_trial_says_so() {
+        let w = Watch::new(true);
+        let path = Board::test_file(3);
+        let (lc, be) =
+            (Board::open(&path, 0, 2_000_000, Some(48)).unwrap(), Board::open(&path, 1, 2_000_000, None).unwrap());
+        let clock = std::cell::Cell::new(1_000u64);
+        let period = |ns: u64, busy: u32| {
+            w.launched(clock.get());
+            lc.launched(clock.get(), 132);
+            clock.set(clock.get() + ns);
+            w.waited(&lc, clock.get(), busy);
+            clock.set(clock.get() + 10);
+        };
+        let kept = || lc.keeps_quota();
+        period(1_000, 1);
+        assert!(kept(), "alone: no trial");
+        be.launched(clock.get(), 132);
+        let released_before = crate::stats::COUNTS.quota_released.load(Ordering::Relaxed);
+        for _ in 0..WINDOW {
+            assert!(kept(), "the trial's first window keeps it");
+            period(1_050, 2);
+        }
+        for _ in 0..WINDOW {
+            assert!(!kept(), "its second window releases it");
+            assert_eq!(be.view(clock.get()).reserved_sms, 0, "the best-effort one keeps nothing free");
+            period(1_100, 2);
+        }
+        assert!(!kept(), "1.05x against 1.10x: not worth the quota");
+        assert!(crate::stats::COUNTS.quota_released.load(Ordering::Relaxed) > released_before);
+        assert!(lc.latency_critical() && lc.view(clock.get()).critical, "latency-critical still");
+        // Among three, a trial of its own: kept, then released, then kept by its verdict.
+        let view = |busy| board::View { busy, ..Default::default() };
+        assert!(!w.follow(&lc, &view(3), clock.get()) && kept(), "a new trial keeps it first");
+        for _ in 0..WINDOW {
+            period(1_000, 3);
+        }
+        assert!(!kept());
+        for _ in 0..WINDOW {
+            period(2_000, 3);
+        }
+        assert!(kept(), "2x slower without it among three: kept");
+        w.follow(&lc, &view(2), clock.get());
+        assert!(!kept(), "among two the verdict stands: released");
     }
 }

@@ -1,0 +1,140 @@
+//! Whether a latency-critical process's quota earns its keep, judged by its own work on the GPU.
+//!
+//! While a latency-critical process is busy, the best-effort processes keep its quota's SMs
+//! free (preload/board.rs). That costs them those SMs, and it buys the latency-critical process
+//! something only where their blocks would otherwise hold SMs its kernels wait for. Its own
+//! kernels already run where they were launched, at MPS's higher client priority where the
+//! harness sets it, so the blocks of a kernel it launches take each SM as one frees. A
+//! Python-bound decoder, whose kernels are small and far apart, gains nothing from the quota
+//! (measured on an H100: docs/h100.md).
+//!
+//! So the quota is tried, per number of busy processes, as [`crate::starving`] judges
+//! starvation: by the process's *periods* (its launches from one wait for the GPU to the end of
+//! the next: a request, or a step of one), each against the least time a period of the same
+//! number of launches took (its work's time alone, or the best it got). The first [`WINDOW`]
+//! periods ended beside others are run with the quota kept, the next [`WINDOW`] with it
+//! released. The quota is then kept if the median period with it ran at least [`GAIN`] times
+//! faster than the median period without, and released otherwise; the verdict stands for that
+//! number of busy processes while the process runs. Both windows are read against the least
+//! times known when the verdict is given, so a least time found late moves both alike.
+//!
+//! `RIGHTSIZE_QUOTA_TRIAL=0` keeps the quota whenever the process is busy, without a trial (the
+//! rule before 2026-11-26).
+
+use std::collections::HashMap;
+
+use crate::starving::{median, WINDOW};
+
+/// How many times faster a latency-critical process's median period must run with its quota
+/// kept than without for the quota to be kept: a reservation that gains it less than a tenth
+/// is not worth the SMs it takes from the others (17% of a best-effort process's throughput
+/// on the H100, docs/h100.md), and a tenth is about the spread of a window's median.
+pub(crate) const GAIN: f64 = 1.1;
+
+/// One trial of the quota, for one number of busy processes: the periods (launches, ns) of
+/// each phase and, once both are full, the verdict.
+#[derive(Debug, Default)]
+pub(crate) struct Trial {
+    kept: Vec<(u64, u64)>,
+    released: Vec<(u64, u64)>,
+    verdict: Option<bool>,
+}
+
+impl Trial {
+    /// A period of `launches` launches took `ns`, run as [`Trial::keeps`] said.
+    pub(crate) fn ended(&mut self, launches: u64, ns: u64) {
+        if self.verdict.is_some() {
+            return;
+        }
+        let phase = if self.kept.len() < WINDOW { &mut self.kept } else { &mut self.released };
+        if phase.len() < WINDOW {
+            phase.push((launches, ns));
+        }
+    }
+
+    /// Whether the quota is kept now, `best` being the least ns a period of so many launches
+    /// took: during the trial, kept for its first window and released for its second; then the
+    /// verdict, given once (`Some(true)` or `Some(false)` as the second return when given by
+    /// this call).
+    pub(crate) fn keeps(&mut self, best: &HashMap<u64, u64>) -> (bool, Option<bool>) {
+        if let Some(v) = self.verdict {
+            return (v, None);
+        }
+        if self.kept.len() < WINDOW {
+            return (true, None);
+        }
+        if self.released.len() < WINDOW {
+            return (false, None);
+        }
+        let slowdown = |periods: &[(u64, u64)]| {
+            let ratios: Vec<f64> = periods
+                .iter()
+                .map(|&(launches, ns)| ns as f64 / best.get(&launches).copied().unwrap_or(ns).max(1) as f64)
+                .collect();
+            median(&ratios)
+        };
+        let keep =
+            slowdown(&self.kept).zip(slowdown(&self.released)).is_some_and(|(with, without)| with * GAIN < without);
+        self.verdict = Some(keep);
+        (keep, Some(keep))
+    }
+
+    /// The verdict, once given.
+    #[cfg(test)]
+    pub(crate) fn verdict(&self) -> Option<bool> {
+        self.verdict
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A trial's two windows: `with` and `without` ns for periods of 10 launches (and one of
+    /// 40 launches in each, twice as slow as its least time of 1,000 ns).
+    fn tried(with: u64, without: u64) -> (Trial, HashMap<u64, u64>) {
+        let (mut t, best) = (Trial::default(), HashMap::from([(10, 100), (40, 1_000)]));
+        for phase in [with, without] {
+            t.ended(40, 2_000);
+            for _ in 1..WINDOW {
+                t.ended(10, phase);
+            }
+        }
+        (t, best)
+    }
+
+    #[test]
+    fn the_quota_is_kept_for_a_window_released_for_the_next_then_judged() {
+        let (mut t, best) = (Trial::default(), HashMap::from([(10, 100)]));
+        for i in 0..WINDOW {
+            assert_eq!(t.keeps(&best), (true, None), "period {i}: the first window keeps it");
+            t.ended(10, 100);
+        }
+        for i in 0..WINDOW {
+            assert_eq!(t.keeps(&best), (false, None), "period {i}: the second releases it");
+            t.ended(10, 300);
+        }
+        assert_eq!(t.keeps(&best), (true, Some(true)), "3x slower without it: kept");
+        t.ended(10, 10_000);
+        assert_eq!(t.keeps(&best), (true, None), "the verdict stands, given once");
+        assert_eq!(t.verdict(), Some(true));
+    }
+
+    #[test]
+    fn a_quota_is_kept_only_where_it_makes_the_work_run_a_tenth_faster() {
+        assert_eq!(tried(120, 140).0.keeps(&tried(0, 0).1).1, Some(true), "1.17x faster with it");
+        assert_eq!(tried(120, 130).0.keeps(&tried(0, 0).1).1, Some(false), "1.08x: not worth it");
+        assert_eq!(tried(140, 120).0.keeps(&tried(0, 0).1).1, Some(false), "slower with it");
+        assert_eq!(tried(100, 100).0.keeps(&tried(0, 0).1).1, Some(false), "no gain");
+    }
+
+    #[test]
+    fn periods_are_read_against_the_least_times_known_at_the_verdict() {
+        // Recorded while the least time of 10 launches was 200; a least time of 100 found
+        // later moves both windows alike, and periods of a count never seen count as 1x.
+        let (mut t, mut best) = tried(200, 250);
+        best.insert(10, 100);
+        best.remove(&40);
+        assert_eq!(t.keeps(&best), (true, Some(true)), "2.0x with, 2.5x without");
+    }
+}
