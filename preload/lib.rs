@@ -42,7 +42,9 @@
 //! never placed: it cannot take more than its share, and runs on whichever SMs are free,
 //! without the ordering's cost. A latency-critical process (`RIGHTSIZE_CLASS=latency-critical`,
 //! `RIGHTSIZE_QUOTA_SMS=N`) leaves its kernels where they were launched, and while it is busy
-//! the others' parts leave free the groups of the SMs its recent kernels need, at most `N`. A process that starves beside the others,
+//! the others' parts leave free the groups of the SMs its recent kernels need, at most `N`,
+//! where its own work runs a tenth faster with that quota kept than without ([`quota`], which
+//! tries both; `RIGHTSIZE_QUOTA_TRIAL=0` keeps it always). A process that starves beside the others,
 //! judged from how much slower its own work gets done between its waits for the GPU
 //! ([`starving`]; `RIGHTSIZE_STARVING=0` turns this off), is treated alike with its equal part
 //! of the device.
@@ -55,7 +57,7 @@
 //!
 //! The crate by concern: [`abi`] (the symbols it exports and the driver's it keeps),
 //! [`placement`] (where a launch runs, and why), [`target`] (the windows), [`board`] and
-//! [`sizing`] (following the load), [`starving`] (who starves), [`blas`] (cuBLAS's stand-ins), [`stats`] (what it did,
+//! [`sizing`] (following the load), [`starving`] (who starves), [`quota`] (whether a quota helps), [`blas`] (cuBLAS's stand-ins), [`stats`] (what it did,
 //! written at exit).
 
 mod abi;

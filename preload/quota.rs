@@ -11,8 +11,8 @@
 //! So the quota is tried, per number of busy processes, as [`crate::starving`] judges
 //! starvation: by the process's *periods* (its launches from one wait for the GPU to the end of
 //! the next: a request, or a step of one), each against the least time a period of the same
-//! number of launches took (its work's time alone, or the best it got). The first [`WINDOW`]
-//! periods ended beside others are run with the quota kept, the next [`WINDOW`] with it
+//! number of launches took (its work's time alone, or the best it got). The first [`TRIAL`]
+//! periods ended beside others are run with the quota kept, the next [`TRIAL`] with it
 //! released. The quota is then kept if the median period with it ran at least [`GAIN`] times
 //! faster than the median period without, and released otherwise; the verdict stands for that
 //! number of busy processes while the process runs. Both windows are read against the least
@@ -23,7 +23,11 @@
 
 use std::collections::HashMap;
 
-use crate::starving::{median, WINDOW};
+/// Periods of each phase of a trial. Half the [`crate::starving::WINDOW`] that judges
+/// starvation: a process that waits for the GPU once a request has a period per request, and
+/// a latency-critical one may serve only a few a second (the PyTorch decoder of
+/// torch-lc-decoder: 2), so a trial of two such windows would outlast a run of 15 s.
+pub(crate) const TRIAL: usize = 8;
 
 /// How many times faster a latency-critical process's median period must run with its quota
 /// kept than without for the quota to be kept: a reservation that gains it less than a tenth
@@ -46,8 +50,8 @@ impl Trial {
         if self.verdict.is_some() {
             return;
         }
-        let phase = if self.kept.len() < WINDOW { &mut self.kept } else { &mut self.released };
-        if phase.len() < WINDOW {
+        let phase = if self.kept.len() < TRIAL { &mut self.kept } else { &mut self.released };
+        if phase.len() < TRIAL {
             phase.push((launches, ns));
         }
     }
@@ -60,21 +64,22 @@ impl Trial {
         if let Some(v) = self.verdict {
             return (v, None);
         }
-        if self.kept.len() < WINDOW {
+        if self.kept.len() < TRIAL {
             return (true, None);
         }
-        if self.released.len() < WINDOW {
+        if self.released.len() < TRIAL {
             return (false, None);
         }
+        // The median of a full phase.
         let slowdown = |periods: &[(u64, u64)]| {
-            let ratios: Vec<f64> = periods
+            let mut ratios: Vec<f64> = periods
                 .iter()
                 .map(|&(launches, ns)| ns as f64 / best.get(&launches).copied().unwrap_or(ns).max(1) as f64)
                 .collect();
-            median(&ratios)
+            ratios.sort_by(f64::total_cmp);
+            (ratios[TRIAL / 2 - 1] + ratios[TRIAL / 2]) / 2.0
         };
-        let keep =
-            slowdown(&self.kept).zip(slowdown(&self.released)).is_some_and(|(with, without)| with * GAIN < without);
+        let keep = slowdown(&self.kept) * GAIN < slowdown(&self.released);
         self.verdict = Some(keep);
         (keep, Some(keep))
     }
@@ -96,7 +101,7 @@ mod tests {
         let (mut t, best) = (Trial::default(), HashMap::from([(10, 100), (40, 1_000)]));
         for phase in [with, without] {
             t.ended(40, 2_000);
-            for _ in 1..WINDOW {
+            for _ in 1..TRIAL {
                 t.ended(10, phase);
             }
         }
@@ -106,11 +111,11 @@ mod tests {
     #[test]
     fn the_quota_is_kept_for_a_window_released_for_the_next_then_judged() {
         let (mut t, best) = (Trial::default(), HashMap::from([(10, 100)]));
-        for i in 0..WINDOW {
+        for i in 0..TRIAL {
             assert_eq!(t.keeps(&best), (true, None), "period {i}: the first window keeps it");
             t.ended(10, 100);
         }
-        for i in 0..WINDOW {
+        for i in 0..TRIAL {
             assert_eq!(t.keeps(&best), (false, None), "period {i}: the second releases it");
             t.ended(10, 300);
         }

@@ -46,6 +46,8 @@ use parking_lot::Mutex;
 
 use crate::board::{self, Board};
 use crate::quota::Trial;
+#[cfg(test)]
+use crate::quota::TRIAL;
 
 /// Periods, ended with the same number of processes busy, that a verdict reads.
 pub(crate) const WINDOW: usize = 16;
@@ -431,11 +433,11 @@ mod tests {
         assert!(kept(), "alone: no trial");
         be.launched(clock.get(), 132);
         let released_before = crate::stats::COUNTS.quota_released.load(Ordering::Relaxed);
-        for _ in 0..WINDOW {
+        for _ in 0..TRIAL {
             assert!(kept(), "the trial's first window keeps it");
             period(1_050, 2);
         }
-        for _ in 0..WINDOW {
+        for _ in 0..TRIAL {
             assert!(!kept(), "its second window releases it");
             assert_eq!(be.view(clock.get()).reserved_sms, 0, "the best-effort one keeps nothing free");
             period(1_100, 2);
@@ -446,11 +448,11 @@ mod tests {
         // Among three, a trial of its own: kept, then released, then kept by its verdict.
         let view = |busy| board::View { busy, ..Default::default() };
         assert!(!w.follow(&lc, &view(3), clock.get()) && kept(), "a new trial keeps it first");
-        for _ in 0..WINDOW {
+        for _ in 0..TRIAL {
             period(1_000, 3);
         }
         assert!(!kept());
-        for _ in 0..WINDOW {
+        for _ in 0..TRIAL {
             period(2_000, 3);
         }
         assert!(kept(), "2x slower without it among three: kept");
