@@ -287,9 +287,13 @@ pub fn summary(r: &Report) -> String {
                             f.kernels, f.modelled, f.completions
                         )
                     });
-                    let (kept, released) = (i.counts.quota_kept, i.counts.quota_released);
-                    let quota = if kept + released > 0 {
-                        format!(" (its quota kept by {kept} trials, released by {released})")
+                    let c = &i.counts;
+                    let undecided = c.quota_trials.saturating_sub(c.quota_kept + c.quota_released);
+                    let quota = if c.quota_trials > 0 {
+                        format!(
+                            " (its quota tried {} times: kept {}, released {}, undecided {undecided})",
+                            c.quota_trials, c.quota_kept, c.quota_released
+                        )
                     } else {
                         String::new()
                     };

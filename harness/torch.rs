@@ -208,6 +208,7 @@ mod tests {
                 critical: 1,
                 starving: 0,
                 starved: 0,
+                quota_trials: 0,
                 quota_kept: 0,
                 quota_released: 0,
                 shared: 5,

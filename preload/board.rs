@@ -18,8 +18,8 @@
 //! what its kernels of this hold and the one before need ([`Demand`]; a kernel's need as any
 //! process's, [`crate::sizing`]), at most `N`; all `N` in its first hold after a pause, and
 //! while it waits without having launched within the hold. Whether the quota is kept at all
-//! is tried by the process's own work ([`crate::quota`]): kept while that work runs faster
-//! with it, else the process says on the board that it is latency-critical with nothing kept.
+//! is tried by the process's own work ([`crate::quota`]): kept where that work ran faster with
+//! it, else the process says on the board that it is latency-critical with nothing kept.
 //!
 //! Each best-effort process also says how many times slower than alone it gets its work done,
 //! and one that starves beside the others ([`crate::starving`]) says so in its slot with the
@@ -211,10 +211,13 @@ impl Board {
 
     fn view_at(&self, now: u64) -> View {
         let mut v = View { critical: self.critical(self.me).is_some(), ..View::default() };
-        // A busy latency-critical process's quota comes first: while one is busy, starving
-        // processes share what it leaves as the other best-effort ones do.
-        let critical_busy =
-            self.slots.iter().enumerate().any(|(i, s)| self.active(i, s, now) && self.critical(i).is_some());
+        // A busy latency-critical process's quota comes first: while one is busy with SMs kept
+        // for it, starving processes share what it leaves as the other best-effort ones do.
+        let critical_busy = self
+            .slots
+            .iter()
+            .enumerate()
+            .any(|(i, s)| self.active(i, s, now) && self.critical(i).is_some_and(|sms| sms > 0));
         for (i, s) in self.slots.iter().enumerate() {
             if !self.active(i, s, now) {
                 continue;
@@ -449,6 +452,10 @@ pub(crate) fn board() -> Option<&'static Board> {
             let quota = critical.then(|| super::setting("RIGHTSIZE_QUOTA_SMS").unwrap_or(0));
             match Board::open(std::path::Path::new(&path), me, u64::from(hold_us) * 1_000, quota) {
                 Ok(b) => {
+                    if crate::quota::tried(&b) {
+                        // Released until its trial keeps it.
+                        b.keep_quota(false);
+                    }
                     // A process that is never contended makes no window, and still says so.
                     crate::stats::write_log_at_exit();
                     Some(b)
@@ -646,6 +653,12 @@ mod tests {
         let (vb, vc) = (b.view(t), c.view(t));
         assert_eq!((vb.starving, vb.best_effort, vb.rank, vb.reserved_sms), (false, 2, 0, 32));
         assert_eq!((vc.best_effort, vc.rank, vc.reserved_sms), (2, 1, 32));
+        // Its quota released by its trial (crate::quota): nothing kept for it, so the starving
+        // one is kept its part again.
+        lc.keep_quota(false);
+        let vb = b.view(t);
+        assert_eq!((vb.starving, vb.best_effort, vb.reserved_sms), (true, 1, 40));
+        assert_eq!(c.view(t).reserved_sms, 40);
     }
 
     fn demands(d: &[u32]) -> [u32; MAX_SHARERS] {

@@ -57,8 +57,8 @@
 //!
 //! The crate by concern: [`abi`] (the symbols it exports and the driver's it keeps),
 //! [`placement`] (where a launch runs, and why), [`target`] (the windows), [`board`] and
-//! [`sizing`] (following the load), [`starving`] (who starves), [`quota`] (whether a quota helps), [`blas`] (cuBLAS's stand-ins), [`stats`] (what it did,
-//! written at exit).
+//! [`sizing`] (following the load), [`starving`] (who starves), [`quota`] (whether a quota
+//! helps), [`blas`] (cuBLAS's stand-ins), [`stats`] (what it did, written at exit).
 
 mod abi;
 mod blas;

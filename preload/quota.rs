@@ -30,6 +30,14 @@
 
 use std::collections::HashMap;
 
+use crate::board::Board;
+
+/// Whether the process on `board` tries its quota: a latency-critical one with a quota, unless
+/// `RIGHTSIZE_QUOTA_TRIAL=0`.
+pub(crate) fn tried(board: &Board) -> bool {
+    board.latency_critical() && board.quota() > 0 && super::setting("RIGHTSIZE_QUOTA_TRIAL") != Some(0)
+}
+
 /// Periods of each phase of a trial. Half the [`crate::starving::WINDOW`] that judges
 /// starvation: a process that waits for the GPU once a request has a period per request, and
 /// a latency-critical one may serve only a few a second (the PyTorch decoder of
@@ -53,7 +61,7 @@ pub(crate) struct Period {
 
 /// One trial of the quota, for one number of busy processes: the periods of each phase (the
 /// released one first) and, once given, the verdict.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Trial {
     released: Vec<Period>,
     kept: Vec<Period>,
@@ -94,7 +102,7 @@ impl Trial {
         } else {
             let kept =
                 median(&self.kept, |p| p.ns as f64 / best.get(&p.launches).copied().unwrap_or(p.ns).max(1) as f64);
-            kept * GAIN < released
+            kept * GAIN <= released
         };
         self.verdict = Some(keep);
         (keep, Some(keep))
@@ -158,6 +166,7 @@ mod tests {
         let best = tried(0, 0).1;
         assert_eq!(tried(140, 120).0.keeps(&best).1, Some(true), "1.17x faster with it");
         assert_eq!(tried(130, 120).0.keeps(&best).1, Some(false), "1.08x: not worth it");
+        assert_eq!(tried(132, 120).0.keeps(&best).1, Some(true), "1.1x: kept");
         assert_eq!(tried(120, 140).0.keeps(&best).1, Some(false), "slower with it");
         assert_eq!(tried(100, 100).0.keeps(&best).1, Some(false), "no gain");
     }
@@ -179,12 +188,20 @@ mod tests {
     }
 
     #[test]
-    fn periods_are_read_against_the_least_times_known_at_the_verdict() {
-        // Recorded while the least time of 10 launches was 200; a least time of 100 found
-        // later moves both windows alike, and periods of a count never seen count as 1x.
-        let (mut t, mut best) = tried(250, 200);
-        best.insert(10, 100);
+    fn each_period_is_read_against_the_least_time_of_its_own_work() {
+        // Periods of 40 launches, 10x as long as those of 10: read against their own least
+        // times they are as slow, and a count never seen counts as its own least (1x).
+        let (mut t, mut best) = (Trial::default(), HashMap::from([(10, 100), (40, 1_000)]));
+        for (launches, ns) in [(10, 150), (40, 1_500)].repeat(TRIAL / 2) {
+            t.ended(period(launches, ns, ns / 2));
+        }
+        for (launches, ns) in [(10, 120), (40, 1_200)].repeat(TRIAL / 2) {
+            t.ended(period(launches, ns, ns / 2));
+        }
+        assert_eq!(t.clone().keeps(&best), (true, Some(true)), "1.5x against 1.2x");
+        // Without the 40-launch least: those periods at 1x each way, the medians 1.25 and 1.1.
         best.remove(&40);
-        assert_eq!(t.keeps(&best), (true, Some(true)), "2.5x without, 2.0x with");
+        assert_eq!(t.keeps(&best), (true, Some(true)));
+        assert_eq!(t.released.len() + t.kept.len(), 2 * TRIAL);
     }
 }

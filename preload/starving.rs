@@ -127,7 +127,11 @@ impl Periods {
             return;
         }
         if let Some(trials) = &mut self.trials {
-            trials.entry(busy).or_default().ended(Period { launches, ns, wait_ns });
+            let trial = trials.entry(busy).or_insert_with(|| {
+                crate::stats::COUNTS.quota_trials.fetch_add(1, Ordering::Relaxed);
+                Trial::default()
+            });
+            trial.ended(Period { launches, ns, wait_ns });
             return;
         }
         let (ratios, starved) = self.by_busy.entry(busy).or_default();
@@ -275,16 +279,9 @@ pub(crate) fn watch() -> Option<&'static Watch> {
         .get_or_init(|| {
             let board = board::board()?;
             let critical = board.latency_critical();
-            let off = if critical {
-                board.quota() == 0 || super::setting("RIGHTSIZE_QUOTA_TRIAL") == Some(0)
-            } else {
-                super::setting("RIGHTSIZE_STARVING") == Some(0)
-            };
-            if critical && !off {
-                // Released until its trial keeps it (crate::quota).
-                board.keep_quota(false);
-            }
-            (!off).then(|| Watch::new(critical))
+            let on =
+                if critical { crate::quota::tried(board) } else { super::setting("RIGHTSIZE_STARVING") != Some(0) };
+            on.then(|| Watch::new(critical))
         })
         .as_ref()
 }

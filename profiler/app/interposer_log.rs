@@ -37,11 +37,15 @@ pub struct Counts<N = u64> {
     /// Times its process was judged starving (`krisp`).
     #[serde(default)]
     pub starved: N,
-    /// Times its process's trial of its quota kept it (`krisp`, a latency-critical process:
-    /// one verdict per number of busy processes; preload/quota.rs).
+    /// Trials of its process's quota begun (`krisp`, a latency-critical process: one per
+    /// number of busy processes it ran beside; preload/quota.rs).
+    #[serde(default)]
+    pub quota_trials: N,
+    /// Those trials whose verdict kept the quota.
     #[serde(default)]
     pub quota_kept: N,
-    /// Times its process's trial of its quota released it (its work ran no faster with it).
+    /// Those whose verdict released it (its work ran no faster with it, or could not). A trial
+    /// with neither verdict had the quota released as well, all but its kept window.
     #[serde(default)]
     pub quota_released: N,
     /// Left where launched, while other processes were busy, because none of them was
@@ -84,6 +88,7 @@ impl Counts<AtomicU64> {
             critical: AtomicU64::new(0),
             starving: AtomicU64::new(0),
             starved: AtomicU64::new(0),
+            quota_trials: AtomicU64::new(0),
             quota_kept: AtomicU64::new(0),
             quota_released: AtomicU64::new(0),
             shared: AtomicU64::new(0),
@@ -109,6 +114,7 @@ impl Counts<AtomicU64> {
             critical: n(&self.critical),
             starving: n(&self.starving),
             starved: n(&self.starved),
+            quota_trials: n(&self.quota_trials),
             quota_kept: n(&self.quota_kept),
             quota_released: n(&self.quota_released),
             shared: n(&self.shared),
@@ -202,7 +208,7 @@ mod tests {
         assert_eq!(
             text,
             "{\"sms\": 64, \"board_slots\": 2, \"windows_made\": 0, \"launches\": 10, \"placed\": 4, \"alone\": 0, \
-             \"critical\": 0, \"starving\": 0, \"starved\": 0, \"quota_kept\": 0, \"quota_released\": 0, \"shared\": 0, \"narrow\": 0, \"captured\": 0, \"fallback\": 0, \"via_ex\": 0, \
+             \"critical\": 0, \"starving\": 0, \"starved\": 0, \"quota_trials\": 0, \"quota_kept\": 0, \"quota_released\": 0, \"shared\": 0, \"narrow\": 0, \"captured\": 0, \"fallback\": 0, \"via_ex\": 0, \
              \"functions_resolved\": 0, \"functions_kept\": 0, \"blas_calls\": 2, \"captured_placed\": 0, \
              \"fits\": {\"kernels\": 9, \"modelled\": 5, \"completions\": 40, \"knees\": {\"16\": 3, \"132\": 2}}}"
         );
