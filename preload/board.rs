@@ -452,10 +452,6 @@ pub(crate) fn board() -> Option<&'static Board> {
             let quota = critical.then(|| super::setting("RIGHTSIZE_QUOTA_SMS").unwrap_or(0));
             match Board::open(std::path::Path::new(&path), me, u64::from(hold_us) * 1_000, quota) {
                 Ok(b) => {
-                    if crate::quota::tried(&b) {
-                        // Released until its trial keeps it.
-                        b.keep_quota(false);
-                    }
                     // A process that is never contended makes no window, and still says so.
                     crate::stats::write_log_at_exit();
                     Some(b)

@@ -8,22 +8,21 @@
 //! Python-bound decoder, whose kernels are small and far apart, gains nothing from the quota
 //! (measured on an H100: docs/h100.md).
 //!
-//! So the quota is tried, per number of busy processes, by the process's *periods*, as
-//! [`crate::starving`] reads them: its launches from one wait for the GPU to the end of the
-//! next (a request, or a step of one), each against the least time a period of the same number
-//! of launches took. A period's end is its wait: the GPU's work still to do when the host had
-//! launched it all. No SM kept free can shorten a period by more than that wait, so a process
-//! that waits for less than `1 − 1/GAIN` of its periods (bound by its host) cannot run
-//! [`GAIN`] times faster with its quota.
+//! So the quota is tried, per number of busy processes, as [`crate::starving`] judges
+//! starvation: by the process's *periods* (its launches from one wait for the GPU to the end of
+//! the next: a request, or a step of one), each against the least time a period of the same
+//! number of launches took (its work's time alone, or the best it got). The first [`TRIAL`]
+//! periods ended beside others are run with the quota kept, the next [`TRIAL`] with it
+//! released. The quota is then kept if the median period with it ran at least [`GAIN`] times
+//! faster than the median period without, and released otherwise; the verdict stands for that
+//! number of busy processes while the process runs. Each window is read against the least
+//! times known when the verdict is given.
 //!
-//! The first [`TRIAL`] periods ended beside others run with the quota released. If their median
-//! wait leaves no room for a gain of [`GAIN`], the quota stays released. Otherwise the next
-//! [`TRIAL`] run with it kept, and it is kept if their median period ran at least [`GAIN`] times
-//! faster than the released ones' median (released otherwise). The verdict stands for that
-//! number of busy processes while the process runs. Both windows are read against the least
-//! times known at the verdict, so a least time found late moves both alike. Before its first
-//! verdict among the processes busy now, a latency-critical process runs at MPS's client
-//! priority only, with nothing kept free, except in the kept window of its trial.
+//! Tried and not kept (docs/h100.md): the released window first, ending the trial there where
+//! the periods' waits for the GPU were under a tenth of them. In its one round on an H100 it
+//! released the GPU-bound encoder of torch-lc-open at once (p99 1.65× MPS's), so the waits it
+//! read were not the GPU work its periods waited for (a wait inside the model's forward ends
+//! a period early, say).
 //!
 //! `RIGHTSIZE_QUOTA_TRIAL=0` keeps the quota whenever the process is busy, without a trial (the
 //! rule before 2026-11-26).
@@ -50,60 +49,51 @@ pub(crate) const TRIAL: usize = 8;
 /// on the H100, docs/h100.md), and a tenth is about the spread of a window's median.
 pub(crate) const GAIN: f64 = 1.1;
 
-/// One period of a trial: its launches, its ns, and the ns of its last part, the wait for the
-/// GPU that ended it.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct Period {
-    pub launches: u64,
-    pub ns: u64,
-    pub wait_ns: u64,
-}
-
-/// One trial of the quota, for one number of busy processes: the periods of each phase (the
-/// released one first) and, once given, the verdict.
+/// One trial of the quota, for one number of busy processes: the periods (launches, ns) of
+/// each phase and, once both are full, the verdict.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Trial {
-    released: Vec<Period>,
-    kept: Vec<Period>,
+    kept: Vec<(u64, u64)>,
+    released: Vec<(u64, u64)>,
     verdict: Option<bool>,
 }
 
 impl Trial {
-    /// A period ended, run as [`Trial::keeps`] said.
-    pub(crate) fn ended(&mut self, p: Period) {
+    /// A period of `launches` launches took `ns`, run as [`Trial::keeps`] said.
+    pub(crate) fn ended(&mut self, launches: u64, ns: u64) {
         if self.verdict.is_some() {
             return;
         }
-        let phase = if self.released.len() < TRIAL { &mut self.released } else { &mut self.kept };
+        let phase = if self.kept.len() < TRIAL { &mut self.kept } else { &mut self.released };
         if phase.len() < TRIAL {
-            phase.push(p);
+            phase.push((launches, ns));
         }
     }
 
     /// Whether the quota is kept now, `best` being the least ns a period of so many launches
-    /// took: released for the trial's first window, and kept for its second where the first's
-    /// waits leave room for a gain; then the verdict, and (second) the verdict again where this
-    /// call gave it.
+    /// took: during the trial, kept for its first window and released for its second; then the
+    /// verdict, given once (`Some(true)` or `Some(false)` as the second return when given by
+    /// this call).
     pub(crate) fn keeps(&mut self, best: &HashMap<u64, u64>) -> (bool, Option<bool>) {
         if let Some(v) = self.verdict {
             return (v, None);
         }
+        if self.kept.len() < TRIAL {
+            return (true, None);
+        }
         if self.released.len() < TRIAL {
             return (false, None);
         }
-        let released =
-            median(&self.released, |p| p.ns as f64 / best.get(&p.launches).copied().unwrap_or(p.ns).max(1) as f64);
-        // The most any SMs could speed a period up: to its host part, without its wait.
-        let room = median(&self.released, |p| p.ns as f64 / p.ns.saturating_sub(p.wait_ns).max(1) as f64);
-        let keep = if room < GAIN {
-            false
-        } else if self.kept.len() < TRIAL {
-            return (true, None);
-        } else {
-            let kept =
-                median(&self.kept, |p| p.ns as f64 / best.get(&p.launches).copied().unwrap_or(p.ns).max(1) as f64);
-            kept * GAIN <= released
+        // The median of a full phase.
+        let slowdown = |periods: &[(u64, u64)]| {
+            let mut ratios: Vec<f64> = periods
+                .iter()
+                .map(|&(launches, ns)| ns as f64 / best.get(&launches).copied().unwrap_or(ns).max(1) as f64)
+                .collect();
+            ratios.sort_by(f64::total_cmp);
+            (ratios[TRIAL / 2 - 1] + ratios[TRIAL / 2]) / 2.0
         };
+        let keep = slowdown(&self.kept) * GAIN <= slowdown(&self.released);
         self.verdict = Some(keep);
         (keep, Some(keep))
     }
@@ -115,93 +105,63 @@ impl Trial {
     }
 }
 
-/// The median of `of` over a full phase.
-fn median(phase: &[Period], of: impl Fn(&Period) -> f64) -> f64 {
-    let mut v: Vec<f64> = phase.iter().map(of).collect();
-    v.sort_by(f64::total_cmp);
-    (v[TRIAL / 2 - 1] + v[TRIAL / 2]) / 2.0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn period(launches: u64, ns: u64, wait_ns: u64) -> Period {
-        Period { launches, ns, wait_ns }
-    }
-
-    /// A trial's two windows: `without` and `with` ns for periods of 10 launches that end in a
-    /// wait of half their time (and one of 40 launches in each, twice as slow as its least
-    /// time of 1,000 ns).
-    fn tried(without: u64, with: u64) -> (Trial, HashMap<u64, u64>) {
+    /// A trial's two windows: `with` and `without` ns for periods of 10 launches (and one of
+    /// 40 launches in each, twice as slow as its least time of 1,000 ns).
+    fn tried(with: u64, without: u64) -> (Trial, HashMap<u64, u64>) {
         let (mut t, best) = (Trial::default(), HashMap::from([(10, 100), (40, 1_000)]));
-        for phase in [without, with] {
-            t.ended(period(40, 2_000, 1_000));
+        for phase in [with, without] {
+            t.ended(40, 2_000);
             for _ in 1..TRIAL {
-                t.ended(period(10, phase, phase / 2));
+                t.ended(10, phase);
             }
         }
         (t, best)
     }
 
     #[test]
-    fn the_quota_is_released_for_a_window_kept_for_the_next_then_judged() {
+    fn the_quota_is_kept_for_a_window_released_for_the_next_then_judged() {
         let (mut t, best) = (Trial::default(), HashMap::from([(10, 100)]));
         for i in 0..TRIAL {
-            assert_eq!(t.keeps(&best), (false, None), "period {i}: the first window releases it");
-            t.ended(period(10, 300, 200));
+            assert_eq!(t.keeps(&best), (true, None), "period {i}: the first window keeps it");
+            t.ended(10, 100);
         }
         for i in 0..TRIAL {
-            assert_eq!(t.keeps(&best), (true, None), "period {i}: the second keeps it");
-            t.ended(period(10, 100, 10));
+            assert_eq!(t.keeps(&best), (false, None), "period {i}: the second releases it");
+            t.ended(10, 300);
         }
         assert_eq!(t.keeps(&best), (true, Some(true)), "3x slower without it: kept");
-        t.ended(period(10, 10_000, 0));
+        t.ended(10, 10_000);
         assert_eq!(t.keeps(&best), (true, None), "the verdict stands, given once");
         assert_eq!(t.verdict(), Some(true));
     }
 
     #[test]
     fn a_quota_is_kept_only_where_it_makes_the_work_run_a_tenth_faster() {
-        let best = tried(0, 0).1;
-        assert_eq!(tried(140, 120).0.keeps(&best).1, Some(true), "1.17x faster with it");
-        assert_eq!(tried(130, 120).0.keeps(&best).1, Some(false), "1.08x: not worth it");
-        assert_eq!(tried(132, 120).0.keeps(&best).1, Some(true), "1.1x: kept");
-        assert_eq!(tried(120, 140).0.keeps(&best).1, Some(false), "slower with it");
-        assert_eq!(tried(100, 100).0.keeps(&best).1, Some(false), "no gain");
-    }
-
-    #[test]
-    fn a_process_that_hardly_waits_for_the_gpu_is_released_without_a_kept_window() {
-        // Waits of 8% of each period: no SMs can make it 1.1x faster.
-        let (mut t, best) = (Trial::default(), HashMap::from([(10, 100)]));
-        for _ in 0..TRIAL {
-            t.ended(period(10, 1_000, 80));
-        }
-        assert_eq!(t.keeps(&best), (false, Some(false)), "released at once");
-        // Waits of 10%: room for 1.11x, so the kept window is tried.
-        let mut t = Trial::default();
-        for _ in 0..TRIAL {
-            t.ended(period(10, 1_000, 100));
-        }
-        assert_eq!(t.keeps(&best), (true, None));
+        assert_eq!(tried(120, 140).0.keeps(&tried(0, 0).1).1, Some(true), "1.17x faster with it");
+        assert_eq!(tried(120, 130).0.keeps(&tried(0, 0).1).1, Some(false), "1.08x: not worth it");
+        assert_eq!(tried(120, 132).0.keeps(&tried(0, 0).1).1, Some(true), "1.1x: kept");
+        assert_eq!(tried(140, 120).0.keeps(&tried(0, 0).1).1, Some(false), "slower with it");
+        assert_eq!(tried(100, 100).0.keeps(&tried(0, 0).1).1, Some(false), "no gain");
     }
 
     #[test]
     fn each_period_is_read_against_the_least_time_of_its_own_work() {
         // Periods of 40 launches, 10x as long as those of 10: read against their own least
-        // times they are as slow, and a count never seen counts as its own least (1x).
+        // times they are as slow as those, and a count never seen counts as its own least.
         let (mut t, mut best) = (Trial::default(), HashMap::from([(10, 100), (40, 1_000)]));
-        for (launches, ns) in [(10, 150), (40, 1_500)].repeat(TRIAL / 2) {
-            t.ended(period(launches, ns, ns / 2));
-        }
         for (launches, ns) in [(10, 120), (40, 1_200)].repeat(TRIAL / 2) {
-            t.ended(period(launches, ns, ns / 2));
+            t.ended(launches, ns);
         }
-        assert_eq!(t.clone().keeps(&best), (true, Some(true)), "1.5x against 1.2x");
-        // Without the 40-launch least: those periods at 1x each way, the medians 1.25 and 1.1.
+        for (launches, ns) in [(10, 150), (40, 1_500)].repeat(TRIAL / 2) {
+            t.ended(launches, ns);
+        }
+        assert_eq!(t.clone().keeps(&best), (true, Some(true)), "1.2x with, 1.5x without");
+        // Without the 40-launch least: those periods at 1x each way, the medians 1.1 and 1.25.
         best.remove(&40);
         assert_eq!(t.keeps(&best), (true, Some(true)));
-        assert_eq!(t.released.len() + t.kept.len(), 2 * TRIAL);
     }
 }

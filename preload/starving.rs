@@ -45,9 +45,9 @@ use std::sync::OnceLock;
 use parking_lot::Mutex;
 
 use crate::board::{self, Board};
+use crate::quota::Trial;
 #[cfg(test)]
 use crate::quota::TRIAL;
-use crate::quota::{Period, Trial};
 
 /// Periods, ended with the same number of processes busy, that a verdict reads.
 pub(crate) const WINDOW: usize = 16;
@@ -118,8 +118,7 @@ impl Periods {
     /// A period of `launches` launches took `ns`, ending with `busy` processes busy, all of
     /// them where the application put them unless `placed`: its work's least time kept, and
     /// its slowdown, where it counts, among `busy`'s.
-    /// `wait_ns` is the period's last part, the wait that ended it.
-    fn ended(&mut self, launches: u64, ns: u64, wait_ns: u64, busy: u32, placed: bool) {
+    fn ended(&mut self, launches: u64, ns: u64, busy: u32, placed: bool) {
         let best = self.best.entry(launches).or_insert(ns);
         *best = (*best).min(ns).max(1);
         let ratio = ns as f64 / *best as f64;
@@ -131,7 +130,7 @@ impl Periods {
                 crate::stats::COUNTS.quota_trials.fetch_add(1, Ordering::Relaxed);
                 Trial::default()
             });
-            trial.ended(Period { launches, ns, wait_ns });
+            trial.ended(launches, ns);
             return;
         }
         let (ratios, starved) = self.by_busy.entry(busy).or_default();
@@ -199,9 +198,9 @@ impl Watch {
         self.placed.store(true, Ordering::Relaxed);
     }
 
-    /// A wait for the GPU of `wait_ns` ended at `now`, with `busy` processes busy: the open
-    /// period ends, and the board says this process's verdict among `busy`.
-    pub(crate) fn waited(&self, board: &Board, now: u64, wait_ns: u64, busy: u32) {
+    /// A wait for the GPU ended at `now`, with `busy` processes busy: the open period ends,
+    /// and the board says this process's verdict among `busy`.
+    pub(crate) fn waited(&self, board: &Board, now: u64, busy: u32) {
         let start = self.start_ns.swap(0, Ordering::Relaxed);
         let launches = self.launches.swap(0, Ordering::Relaxed);
         let placed = self.placed.swap(false, Ordering::Relaxed);
@@ -212,7 +211,7 @@ impl Watch {
         }
         let mut st = self.state.lock();
         if ended {
-            st.ended(launches, now - start, wait_ns.min(now - start), busy, placed);
+            st.ended(launches, now - start, busy, placed);
             if !self.critical {
                 // The others judge by it: how much slower than alone this process gets its
                 // work done in this mix.
@@ -245,9 +244,9 @@ impl Watch {
     /// it starves among them, else nothing.
     fn judge(&self, st: &mut Periods, board: &Board, now: u64, busy: u32) {
         if let Some(trials) = &mut st.trials {
-            // A latency-critical process: its quota as its trial among `busy` says (released
-            // before the trial's first period, and alone, where no one else would keep it).
-            let (keep, verdict) = trials.get_mut(&busy).map_or((false, None), |t| t.keeps(&st.best));
+            // A latency-critical process: its quota as its trial among `busy` says (kept
+            // before a trial has begun, and alone, as before trials).
+            let (keep, verdict) = trials.get_mut(&busy).map_or((true, None), |t| t.keeps(&st.best));
             match verdict {
                 Some(true) => crate::stats::COUNTS.quota_kept.fetch_add(1, Ordering::Relaxed),
                 Some(false) => crate::stats::COUNTS.quota_released.fetch_add(1, Ordering::Relaxed),
@@ -286,12 +285,10 @@ pub(crate) fn watch() -> Option<&'static Watch> {
         .as_ref()
 }
 
-/// A wait for the GPU of this process, begun at `since` (`board::now_ns`), ended: its period
-/// is judged (on a board, with a watch).
-pub(crate) fn waited(since: u64) {
+/// A wait for the GPU of this process ended: its period is judged (on a board, with a watch).
+pub(crate) fn waited() {
     let (Some(w), Some(b)) = (watch(), board::board()) else { return };
-    let now = board::now_ns();
-    w.waited(b, now, now.saturating_sub(since), b.busy_seen());
+    w.waited(b, board::now_ns(), b.busy_seen());
 }
 
 #[cfg(test)]
@@ -331,31 +328,31 @@ mod tests {
     fn slowdown_is_against_the_least_time_of_the_same_work_each_mix_on_its_own() {
         let mut p = Periods::default();
         // Alone: a request of 40 launches and a step of 12, their least times.
-        p.ended(40, 1_000, 0, 1, false);
-        p.ended(12, 100, 0, 1, false);
+        p.ended(40, 1_000, 1, false);
+        p.ended(12, 100, 1, false);
         assert!(p.by_busy.is_empty());
         // Beside two others: 8x and 6.5x, but a verdict needs a whole window; periods beside
         // one other, in between, are counted apart and do not break it.
         let another = Some(1.5);
         for _ in 0..WINDOW / 2 - 1 {
-            p.ended(40, 8_000, 0, 3, false);
-            p.ended(12, 650, 0, 3, false);
-            p.ended(40, 1_500, 0, 2, false);
+            p.ended(40, 8_000, 3, false);
+            p.ended(12, 650, 3, false);
+            p.ended(40, 1_500, 2, false);
         }
-        p.ended(40, 8_000, 0, 3, false);
+        p.ended(40, 8_000, 3, false);
         assert!(!p.judge(3, another));
-        p.ended(12, 650, 0, 3, false);
+        p.ended(12, 650, 3, false);
         assert_eq!(p.slowdown(3), Some(7.25));
         assert!(!p.judge(3, Some(4.0)), "another fares nearly as badly");
         assert!(p.judge(3, another) && !p.judge(2, another));
         assert_eq!(p.by_busy[&2].0, vec![1.5; WINDOW / 2 - 1]);
         // Kept its part among three, its periods there no longer count: the verdict stands.
-        p.ended(40, 1_000, 0, 3, false);
+        p.ended(40, 1_000, 3, false);
         assert!(p.judge(3, Some(9.0)) && p.by_busy[&3].0.len() == WINDOW);
         // A period with a launch placed on a part does not count; its least time does.
-        p.ended(40, 9_000, 0, 2, true);
+        p.ended(40, 9_000, 2, true);
         assert_eq!(p.by_busy[&2].0.len(), WINDOW / 2 - 1);
-        p.ended(40, 500, 0, 2, false);
+        p.ended(40, 500, 2, false);
         assert_eq!(p.best[&40], 500);
         assert_eq!(p.by_busy[&2].0.last(), Some(&1.0), "a faster period: its own slowdown is 1");
     }
@@ -364,20 +361,20 @@ mod tests {
     fn a_period_runs_from_the_first_launch_after_a_wait_to_the_end_of_the_next() {
         let w = Watch::new(false);
         let board = Board::for_test(3, 1);
-        w.waited(&board, 50, 0, 2);
+        w.waited(&board, 50, 2);
         assert!(w.state.lock().best.is_empty(), "no launch since the last wait: no period");
         w.launched(100);
         w.launched(150);
         w.launched(170);
         w.placed();
-        w.waited(&board, 400, 0, 1);
+        w.waited(&board, 400, 1);
         assert_eq!(w.state.lock().best[&3], 300, "three launches from 100 to 400");
-        w.waited(&board, 500, 0, 1);
+        w.waited(&board, 500, 1);
         assert_eq!(w.state.lock().best.len(), 1, "closed");
         w.launched(600);
         w.launched(650);
         w.launched(660);
-        w.waited(&board, 1_500, 0, 2);
+        w.waited(&board, 1_500, 2);
         assert_eq!(w.state.lock().by_busy[&2].0, vec![3.0], "beside another: 3x, a window short");
     }
 
@@ -392,7 +389,7 @@ mod tests {
         let period = |ns: u64, busy: u32| {
             w.launched(clock.get());
             clock.set(clock.get() + ns);
-            w.waited(&board, clock.get(), 0, busy);
+            w.waited(&board, clock.get(), busy);
             clock.set(clock.get() + 10);
         };
         period(alone, 1);
@@ -425,41 +422,46 @@ mod tests {
         let (lc, be) =
             (Board::open(&path, 0, 2_000_000, Some(48)).unwrap(), Board::open(&path, 1, 2_000_000, None).unwrap());
         let clock = std::cell::Cell::new(1_000u64);
-        // A period of `ns` that ends in a wait of `wait_ns`.
-        let period = |ns: u64, wait_ns: u64, busy: u32| {
+        let period = |ns: u64, busy: u32| {
             w.launched(clock.get());
             lc.launched(clock.get(), 132);
             clock.set(clock.get() + ns);
-            w.waited(&lc, clock.get(), wait_ns, busy);
+            w.waited(&lc, clock.get(), busy);
             clock.set(clock.get() + 10);
         };
         let kept = || lc.keeps_quota();
-        period(1_000, 500, 1);
-        assert!(!kept(), "alone: nothing to keep it from");
+        period(1_000, 1);
+        assert!(kept(), "alone: no trial");
         be.launched(clock.get(), 132);
-        let released_before = crate::stats::COUNTS.quota_released.load(Ordering::Relaxed);
-        // Among two: a process bound by its host (waits of 5% of its periods) is released
-        // after the first window, without a kept one.
+        let (trials_before, released_before) = (
+            crate::stats::COUNTS.quota_trials.load(Ordering::Relaxed),
+            crate::stats::COUNTS.quota_released.load(Ordering::Relaxed),
+        );
         for _ in 0..TRIAL {
-            assert!(!kept(), "the trial's first window releases it");
+            assert!(kept(), "the trial's first window keeps it");
+            assert_eq!(be.view(clock.get()).reserved_sms, 48);
+            period(1_050, 2);
+        }
+        for _ in 0..TRIAL {
+            assert!(!kept(), "its second window releases it");
             assert_eq!(be.view(clock.get()).reserved_sms, 0, "the best-effort one keeps nothing free");
-            period(1_100, 55, 2);
+            period(1_100, 2);
         }
-        assert!(!kept(), "no room for 1.1x: released");
+        assert!(!kept(), "1.05x against 1.10x: not worth the quota");
         assert!(crate::stats::COUNTS.quota_released.load(Ordering::Relaxed) > released_before);
+        assert!(crate::stats::COUNTS.quota_trials.load(Ordering::Relaxed) > trials_before);
         assert!(lc.latency_critical() && lc.view(clock.get()).critical, "latency-critical still");
-        // Among three, a trial of its own: released, then kept, then kept by its verdict.
+        // Among three, a trial of its own: kept, then released, then kept by its verdict.
         let view = |busy| board::View { busy, ..Default::default() };
-        assert!(!w.follow(&lc, &view(3), clock.get()) && !kept(), "a new trial releases it first");
+        assert!(!w.follow(&lc, &view(3), clock.get()) && kept(), "a new trial keeps it first");
         for _ in 0..TRIAL {
-            period(2_000, 1_500, 3);
+            period(1_000, 3);
         }
-        assert!(kept(), "waits of 75%: the kept window is tried");
-        assert_eq!(be.view(clock.get()).reserved_sms, 48);
+        assert!(!kept());
         for _ in 0..TRIAL {
-            period(1_000, 500, 3);
+            period(2_000, 3);
         }
-        assert!(kept(), "2x faster with it among three: kept");
+        assert!(kept(), "2x slower without it among three: kept");
         w.follow(&lc, &view(2), clock.get());
         assert!(!kept(), "among two the verdict stands: released");
     }

@@ -44,8 +44,8 @@ pub struct Counts<N = u64> {
     /// Those trials whose verdict kept the quota.
     #[serde(default)]
     pub quota_kept: N,
-    /// Those whose verdict released it (its work ran no faster with it, or could not). A trial
-    /// with neither verdict had the quota released as well, all but its kept window.
+    /// Those whose verdict released it (its work ran no faster with it). A trial with neither
+    /// verdict ended with the run, in its kept window or its released one.
     #[serde(default)]
     pub quota_released: N,
     /// Left where launched, while other processes were busy, because none of them was
