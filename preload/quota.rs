@@ -30,6 +30,7 @@
 use std::collections::HashMap;
 
 use crate::board::Board;
+use crate::starving::median_of_last;
 
 /// Whether the process on `board` tries its quota: a latency-critical one with a quota, unless
 /// `RIGHTSIZE_QUOTA_TRIAL=0`.
@@ -84,14 +85,13 @@ impl Trial {
         if self.released.len() < TRIAL {
             return (false, None);
         }
-        // The median of a full phase.
+        // The median slowdown of a full phase.
         let slowdown = |periods: &[(u64, u64)]| {
-            let mut ratios: Vec<f64> = periods
+            let ratios: Vec<f64> = periods
                 .iter()
                 .map(|&(launches, ns)| ns as f64 / best.get(&launches).copied().unwrap_or(ns).max(1) as f64)
                 .collect();
-            ratios.sort_by(f64::total_cmp);
-            (ratios[TRIAL / 2 - 1] + ratios[TRIAL / 2]) / 2.0
+            median_of_last(&ratios, TRIAL).unwrap_or(1.0)
         };
         let keep = slowdown(&self.kept) * GAIN <= slowdown(&self.released);
         self.verdict = Some(keep);
@@ -111,7 +111,7 @@ mod tests {
 
     /// A trial's two windows: `with` and `without` ns for periods of 10 launches (and one of
     /// 40 launches in each, twice as slow as its least time of 1,000 ns).
-    fn tried(with: u64, without: u64) -> (Trial, HashMap<u64, u64>) {
+    fn trial_of(with: u64, without: u64) -> (Trial, HashMap<u64, u64>) {
         let (mut t, best) = (Trial::default(), HashMap::from([(10, 100), (40, 1_000)]));
         for phase in [with, without] {
             t.ended(40, 2_000);
@@ -141,11 +141,11 @@ mod tests {
 
     #[test]
     fn a_quota_is_kept_only_where_it_makes_the_work_run_a_tenth_faster() {
-        assert_eq!(tried(120, 140).0.keeps(&tried(0, 0).1).1, Some(true), "1.17x faster with it");
-        assert_eq!(tried(120, 130).0.keeps(&tried(0, 0).1).1, Some(false), "1.08x: not worth it");
-        assert_eq!(tried(120, 132).0.keeps(&tried(0, 0).1).1, Some(true), "1.1x: kept");
-        assert_eq!(tried(140, 120).0.keeps(&tried(0, 0).1).1, Some(false), "slower with it");
-        assert_eq!(tried(100, 100).0.keeps(&tried(0, 0).1).1, Some(false), "no gain");
+        assert_eq!(trial_of(120, 140).0.keeps(&trial_of(0, 0).1).1, Some(true), "1.17x faster with it");
+        assert_eq!(trial_of(120, 130).0.keeps(&trial_of(0, 0).1).1, Some(false), "1.08x: not worth it");
+        assert_eq!(trial_of(120, 132).0.keeps(&trial_of(0, 0).1).1, Some(true), "1.1x: kept");
+        assert_eq!(trial_of(140, 120).0.keeps(&trial_of(0, 0).1).1, Some(false), "slower with it");
+        assert_eq!(trial_of(100, 100).0.keeps(&trial_of(0, 0).1).1, Some(false), "no gain");
     }
 
     #[test]

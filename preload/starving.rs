@@ -58,11 +58,19 @@ pub(crate) const FAR: f64 = 2.0;
 
 /// The median of the last [`WINDOW`] of `ratios` (`None`: fewer than that).
 pub(crate) fn median(ratios: &[f64]) -> Option<f64> {
-    let from = ratios.len().checked_sub(WINDOW)?;
-    let mut last = [0f64; WINDOW];
+    median_of_last(ratios, WINDOW)
+}
+
+/// The median of the last `n` of `ratios`, `n` even and at most [`WINDOW`] (`None`: fewer
+/// than `n`).
+pub(crate) fn median_of_last(ratios: &[f64], n: usize) -> Option<f64> {
+    debug_assert!(n % 2 == 0 && (2..=WINDOW).contains(&n));
+    let from = ratios.len().checked_sub(n)?;
+    let mut buf = [0f64; WINDOW];
+    let last = &mut buf[..n];
     last.copy_from_slice(&ratios[from..]);
     last.sort_by(f64::total_cmp);
-    Some((last[WINDOW / 2 - 1] + last[WINDOW / 2]) / 2.0)
+    Some((last[n / 2 - 1] + last[n / 2]) / 2.0)
 }
 
 /// Whether a process whose work is `slowdown` times slower than alone, with `busy` processes
@@ -247,11 +255,11 @@ impl Watch {
             // A latency-critical process: its quota as its trial among `busy` says (kept
             // before a trial has begun, and alone, as before trials).
             let (keep, verdict) = trials.get_mut(&busy).map_or((true, None), |t| t.keeps(&st.best));
-            match verdict {
-                Some(true) => crate::stats::COUNTS.quota_kept.fetch_add(1, Ordering::Relaxed),
-                Some(false) => crate::stats::COUNTS.quota_released.fetch_add(1, Ordering::Relaxed),
-                None => 0,
-            };
+            if let Some(kept) = verdict {
+                let counts = &crate::stats::COUNTS;
+                let count = if kept { &counts.quota_kept } else { &counts.quota_released };
+                count.fetch_add(1, Ordering::Relaxed);
+            }
             board.keep_quota(keep);
             self.judged_for.store(busy, Ordering::Relaxed);
             return;
