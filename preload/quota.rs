@@ -41,7 +41,8 @@ pub(crate) fn tried(board: &Board) -> bool {
 /// Periods of each phase of a trial. Half the [`crate::starving::WINDOW`] that judges
 /// starvation: a process that waits for the GPU once a request has a period per request, and
 /// a latency-critical one may serve only a few a second (the PyTorch decoder of
-/// torch-lc-decoder: 2), so a trial of two such windows would outlast a run of 15 s.
+/// torch-lc-decoder: 2), so a trial of two such windows took 16 s of such a process's run
+/// (measured on an H100: in one of two 15-s runs it gave no verdict).
 pub(crate) const TRIAL: usize = 8;
 
 /// How many times faster a latency-critical process's median period must run with its quota
