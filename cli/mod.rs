@@ -506,6 +506,12 @@ struct RunArgs {
     /// The most GPU slices the trace keeps per run (per tenant under worker processes).
     #[arg(long, default_value_t = 200_000, value_name = "N")]
     trace_limit: usize,
+    /// Take the solo baselines from an earlier comparison on this GPU (its results directory
+    /// or results.json) instead of measuring them again; those it lacks are measured. For
+    /// rounds of one comparison: two modes' ratio in a round does not depend on when the
+    /// baselines ran, and each round then costs its shared runs only.
+    #[arg(long, value_name = "RESULTS")]
+    solos: Option<PathBuf>,
 }
 
 /// The modes to run `scenarios` under: those `asked` for on the command line, which replace
@@ -537,7 +543,15 @@ fn run_scenarios(file: ScenarioFile, name: &str, args: RunArgs) -> anyhow::Resul
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     anyhow::ensure!(args.trace_limit > 0, "--trace-limit must be at least 1");
     let trace = args.trace.map(|path| TraceOptions { path, limit: args.trace_limit });
-    let opts = CompareOptions { modes, out: out.clone(), profiles: args.profiles, command, worker: None, trace };
+    let opts = CompareOptions {
+        modes,
+        out: out.clone(),
+        profiles: args.profiles,
+        command,
+        worker: None,
+        trace,
+        solos_from: args.solos,
+    };
     let report = compare(&scenarios, &opts)?;
     println!("{}", summary(&report));
     println!("results in {}", out.display());
@@ -565,5 +579,16 @@ mod tests {
         assert_eq!(modes, parse_modes("mps,timeslice").unwrap());
         assert!(asked.iter().all(|s| s.modes.is_none()));
         assert!(asked_modes(&mut asked, Some("mig")).is_err(), "an unknown mode is refused");
+    }
+
+    #[test]
+    fn compare_takes_an_earlier_comparisons_solos_when_asked() {
+        let solos = |args: &[&str]| match Cli::try_parse_from(args).unwrap().command {
+            Command::Compare { args, .. } => args.solos,
+            _ => unreachable!("a compare command"),
+        };
+        assert_eq!(solos(&["rightsize", "compare"]), None);
+        assert_eq!(solos(&["rightsize", "compare", "--solos", "results/a"]), Some(PathBuf::from("results/a")));
+        assert!(Cli::try_parse_from(["rightsize", "compare", "--solos"]).is_err(), "a path is needed");
     }
 }

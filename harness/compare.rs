@@ -44,6 +44,9 @@ pub struct CompareOptions {
     pub worker: Option<PathBuf>,
     /// Write a timeline trace of the shared runs.
     pub trace: Option<TraceOptions>,
+    /// An earlier comparison (its results.json or directory) on the same GPU whose solo
+    /// baselines are taken instead of measured again; those it lacks are measured.
+    pub solos_from: Option<PathBuf>,
 }
 
 /// Where a comparison writes its timeline trace.
@@ -399,6 +402,10 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
     }
     std::fs::create_dir_all(&opts.out).with_context(|| format!("cannot create {}", opts.out.display()))?;
 
+    let earlier = match &opts.solos_from {
+        Some(path) => Report::earlier_solos(path, &info.name, info.sm_count)?,
+        None => Vec::new(),
+    };
     let solo_jobs = solo_jobs(scenarios, &modes_of);
     let total = solo_jobs.len()
         + scenarios
@@ -428,6 +435,12 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
     let started = Instant::now();
 
     for (key, alone, mode) in &solo_jobs {
+        if let Some(taken) = earlier.iter().find(|s| &s.key == key) {
+            bars.track(&format!("solo {key}: taken from the earlier comparison"), 0, |_| ());
+            report.solo.push(taken.clone());
+            save(&report)?;
+            continue;
+        }
         let total = u64::from(alone.requests);
         let r = bars.track(&format!("solo {key}"), total, |c| {
             run_one(opts.worker.as_deref(), alone, *mode, Knees::default(), None, c)

@@ -167,6 +167,23 @@ impl Report {
     pub(crate) fn solo(&self, key: &str) -> Option<&TenantMetrics> {
         self.solo.iter().find(|s| s.key == key).and_then(|s| s.metrics.as_ref())
     }
+
+    /// The solo baselines of the earlier comparison in `path` (its results.json, or the
+    /// results directory holding it) that a comparison on `gpu` with `sms` SMs can take
+    /// instead of measuring them again: those that ran. Refused where it ran on another GPU
+    /// (a baseline is of one GPU kind).
+    pub fn earlier_solos(path: &Path, gpu: &str, sms: u32) -> anyhow::Result<Vec<SoloResult>> {
+        let file = if path.is_dir() { path.join("results.json") } else { path.to_path_buf() };
+        let earlier = Report::load(&file)?;
+        anyhow::ensure!(
+            earlier.gpu == gpu && earlier.sm_count == sms,
+            "{} was measured on {} ({} SMs), not this {gpu} ({sms} SMs): its solo baselines do not hold here",
+            file.display(),
+            earlier.gpu,
+            earlier.sm_count
+        );
+        Ok(earlier.solo.into_iter().filter(|s| matches!(s.status, Status::Ok) && s.metrics.is_some()).collect())
+    }
 }
 
 /// "YYYY-MM-DD HH:MM:SS" (UTC) of a Unix time.
@@ -194,4 +211,45 @@ pub(crate) fn now_unix() -> u64 {
 pub fn default_out(name: &str) -> PathBuf {
     let stamp: String = utc(now_unix()).chars().filter(|c| c.is_ascii_digit()).collect();
     PathBuf::from("results").join(format!("{name}-{}-{}", &stamp[..8], &stamp[8..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes `r` as an earlier comparison's results directory under a temporary one.
+    fn earlier(r: &Report, name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("rightsize-earlier-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("results.json"), serde_json::to_string(r).unwrap()).unwrap();
+        dir
+    }
+
+    #[test]
+    fn an_earlier_comparisons_solos_are_taken_only_on_its_gpu_and_only_those_that_ran() {
+        let mut r = crate::harness::output::tests::report();
+        let ran: Vec<String> = r.solo.iter().map(|s| s.key.clone()).collect();
+        r.solo.push(SoloResult {
+            key: "failed".into(),
+            status: Status::Failed { error: "lost".into() },
+            metrics: None,
+        });
+        let dir = earlier(&r, "solos");
+        // The directory or its results.json: the baselines that ran, by key.
+        for path in [dir.clone(), dir.join("results.json")] {
+            let taken = Report::earlier_solos(&path, &r.gpu, r.sm_count).unwrap();
+            assert_eq!(taken.iter().map(|s| s.key.clone()).collect::<Vec<_>>(), ran);
+        }
+        // Another GPU, or another SM count: refused, naming both.
+        let e = Report::earlier_solos(&dir, "Other GPU", r.sm_count).unwrap_err().to_string();
+        assert!(e.contains("Other GPU") && e.contains(&r.gpu) && e.contains("do not hold here"), "{e}");
+        assert!(Report::earlier_solos(&dir, &r.gpu, r.sm_count + 1).is_err());
+        // Not a results file: said so.
+        std::fs::write(dir.join("results.json"), "{}").unwrap();
+        let e = format!("{:#}", Report::earlier_solos(&dir, &r.gpu, r.sm_count).unwrap_err());
+        assert!(e.contains("is not a rightsize results file"), "{e}");
+        let missing = Report::earlier_solos(&dir.join("nowhere"), &r.gpu, r.sm_count).unwrap_err();
+        assert!(format!("{missing:#}").contains("cannot read"), "{missing:#}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }

@@ -7,7 +7,8 @@
 #   scripts/pytorch-rounds.sh [--rounds N] [--deadline SECONDS] SCENARIO...
 #
 # Round r runs `--modes mps,krisp` when r is odd and `--modes krisp,mps` when it is even, into
-# $OUT/<scenario>-<r> (or pytorch-rounds/ without $OUT). A round is not started once fewer than
+# $OUT/<scenario>-<r> (or pytorch-rounds/ without $OUT); rounds after the first take round 1's
+# solo baselines instead of measuring them again. A round is not started once fewer than
 # a tenth of --deadline's seconds (default 560: one device call) are left, and a round still
 # running at the deadline is stopped; pytorch-targets.py then judges the rounds that finished.
 set -uo pipefail
@@ -41,8 +42,12 @@ for s in "${scenarios[@]}"; do
         order=mps,krisp
         [ $((r % 2)) -eq 0 ] && order=krisp,mps
         dir="$out/$s-$r"
+        # Rounds after the first take its solo baselines (`--solos`): a round's ratios do not
+        # depend on when the baselines ran, and it then costs its two shared runs only.
+        solos=()
+        [ "$r" -gt 1 ] && [ -f "$out/$s-1/results.json" ] && solos=(--solos "$out/$s-1")
         timeout "$left" gpu-bin/rightsize compare --file scenarios/pytorch.toml --scenario "$s" --modes "$order" \
-            --out "$dir" >"$dir.log" 2>&1
+            "${solos[@]}" --out "$dir" >"$dir.log" 2>&1
         rc=$?
         echo "pytorch-rounds: $s round $r ($order): exit $rc at $(($(date +%s) - start)) s"
         dirs+=("$dir")

@@ -45,6 +45,7 @@ fn a_pair_runs_under_every_mode_with_solo_baselines() {
         command: "gpu test".into(),
         worker: Some(rightsize_exe()),
         trace: Some(TraceOptions { path: out.join("trace.json"), limit: 100_000 }),
+        solos_from: None,
     };
     let report = compare(&scenarios, &opts).unwrap();
     println!("{}", rightsize::harness::output::summary(&report));
