@@ -4,20 +4,23 @@
 # varies more than the 2% the STP target resolves: docs/h100.md). On a GPU host, from the
 # repository's root, after scripts/gpu-build.sh:
 #
-#   scripts/pytorch-rounds.sh [--rounds N] [--deadline SECONDS] SCENARIO...
+#   scripts/pytorch-rounds.sh [--rounds N] [--deadline SECONDS] [--solos DIR] SCENARIO...
 #
 # Round r runs `--modes mps,krisp` when r is odd and `--modes krisp,mps` when it is even, into
 # $OUT/<scenario>-<r> (or pytorch-rounds/ without $OUT); rounds after the first take round 1's
-# solo baselines instead of measuring them again. A round is not started once fewer than
+# solo baselines instead of measuring them again. With --solos DIR every round takes them from
+# DIR/<scenario>-1 where that holds a comparison (an earlier call's rounds on the same GPU kind,
+# e.g. docs/compare-pytorch-h200), so no round measures them. A round is not started once fewer than
 # a tenth of --deadline's seconds (default 560: one device call) are left, and a round still
 # running at the deadline is stopped; pytorch-targets.py then judges the rounds that finished.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
-rounds=4 deadline=560 scenarios=()
+rounds=4 deadline=560 earlier= scenarios=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --rounds) rounds=${2:?--rounds needs a number}; shift ;;
         --deadline) deadline=${2:?--deadline needs seconds}; shift ;;
+        --solos) earlier=${2:?--solos needs a directory}; shift ;;
         -*) echo "pytorch-rounds: unknown option $1" >&2; exit 2 ;;
         *) scenarios+=("$1") ;;
     esac
@@ -45,7 +48,11 @@ for s in "${scenarios[@]}"; do
         # Rounds after the first take its solo baselines (`--solos`): a round's ratios do not
         # depend on when the baselines ran, and it then costs its two shared runs only.
         solos=()
-        [ "$r" -gt 1 ] && [ -f "$out/$s-1/results.json" ] && solos=(--solos "$out/$s-1")
+        if [ -n "$earlier" ] && [ -f "$earlier/$s-1/results.json" ]; then
+            solos=(--solos "$earlier/$s-1")
+        elif [ "$r" -gt 1 ] && [ -f "$out/$s-1/results.json" ]; then
+            solos=(--solos "$out/$s-1")
+        fi
         timeout "$left" gpu-bin/rightsize compare --file scenarios/pytorch.toml --scenario "$s" --modes "$order" \
             "${solos[@]}" --out "$dir" >"$dir.log" 2>&1
         rc=$?
