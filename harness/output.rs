@@ -289,9 +289,14 @@ pub fn summary(r: &Report) -> String {
                     });
                     let c = &i.counts;
                     let undecided = c.quota_trials.saturating_sub(c.quota_kept + c.quota_released);
+                    let costly = if c.quota_costly > 0 {
+                        format!(" ({} for the others' cost)", c.quota_costly)
+                    } else {
+                        String::new()
+                    };
                     let quota = if c.quota_trials > 0 {
                         format!(
-                            " (its quota tried {} times: kept {}, released {}, undecided {undecided})",
+                            " (its quota tried {} times: kept {}, released {}{costly}, undecided {undecided})",
                             c.quota_trials, c.quota_kept, c.quota_released
                         )
                     } else {

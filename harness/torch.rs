@@ -211,6 +211,7 @@ mod tests {
                 quota_trials: 0,
                 quota_kept: 0,
                 quota_released: 0,
+                quota_costly: 0,
                 shared: 5,
                 narrow: 2,
                 captured: 0,

@@ -51,6 +51,10 @@ pub(crate) struct Slot {
     /// How many times slower than alone it gets its work done beside the others
     /// ([`crate::starving`]; the bits of an `f64`, 0: not known).
     slowdown: AtomicU64,
+    /// The launches of its periods that have ended ([`crate::starving`]; a best-effort
+    /// process's): the work it got done, which a latency-critical process's quota trial reads
+    /// at the ends of its windows ([`crate::quota`]).
+    done: AtomicU64,
 }
 
 /// Bytes of one slot in the file.
@@ -275,6 +279,23 @@ impl Board {
             .min_by(f64::total_cmp)
     }
 
+    /// Counts `launches` more of this process's work done: a period of them ended.
+    pub(crate) fn done(&self, launches: u64) {
+        self.slots[self.me].done.fetch_add(launches, Ordering::Relaxed);
+    }
+
+    /// The work every other best-effort process has got done so far (the launches of its
+    /// ended periods), by slot; a process that never ended one is not listed.
+    pub(crate) fn others_done(&self) -> Vec<(usize, u64)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| i != self.me && self.critical(i).is_none())
+            .map(|(i, s)| (i, s.done.load(Ordering::Relaxed)))
+            .filter(|&(_, n)| n > 0)
+            .collect()
+    }
+
     /// The quota of slot `i`'s process if it is latency-critical.
     fn critical(&self, i: usize) -> Option<u32> {
         flagged(self.slots[i].critical_sms.load(Ordering::Relaxed), CRITICAL)
@@ -487,6 +508,19 @@ mod tests {
         let path = file(3);
         let open = |i, q| Board::open(&path, i, HOLD, q).unwrap();
         (open(0, quota), open(1, None), open(2, None))
+    }
+
+    #[test]
+    fn the_work_the_best_effort_processes_got_done_is_read_by_slot() {
+        let (lc, b, c) = three(Some(48));
+        assert_eq!(lc.others_done(), vec![], "nothing done yet");
+        b.done(10);
+        b.done(5);
+        lc.done(7);
+        assert_eq!(lc.others_done(), vec![(1, 15)], "c has ended no period; lc's own is not listed");
+        c.done(3);
+        assert_eq!(lc.others_done(), vec![(1, 15), (2, 3)]);
+        assert_eq!(b.others_done(), vec![(2, 3)], "a latency-critical process's work is not listed");
     }
 
     #[test]

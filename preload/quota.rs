@@ -26,11 +26,55 @@
 //!
 //! `RIGHTSIZE_QUOTA_TRIAL=0` keeps the quota whenever the process is busy, without a trial (the
 //! rule before 2026-11-26).
+//!
+//! **The others' cost, opt-in** (`RIGHTSIZE_QUOTA_COST=P`, a percentage): the quota is then kept
+//! only where, besides the gain, no best-effort process got its work done more than `P`% slower
+//! in the kept window than in the released one. Each best-effort process counts on the board
+//! the launches of its periods as they end ([`Board::done`]), placed ones included; the trial
+//! reads those counts when its first period ends, when its kept window is full and when its
+//! released window is full ([`Mark`]), and compares each process's launches a second over the
+//! two windows. A process with nothing done in the released window is not judged. Not yet the
+//! default: on an H200 the kept quota cost torch-lc-decoder's bert-large 8–10% of its MPS
+//! throughput in both rounds that kept it, and a released one cost 0–3%
+//! (docs/compare-pytorch-h200/README.md); whether this verdict meets both halves of the
+//! latency-critical target more often has not been measured.
 
 use std::collections::HashMap;
 
 use crate::board::Board;
 use crate::starving::median_of_last;
+
+/// The most a kept quota may slow a best-effort process's work, as a fraction, where
+/// `RIGHTSIZE_QUOTA_COST` (a percentage) says (`None`: the others' cost is not weighed).
+pub(crate) fn cost_cap() -> Option<f64> {
+    super::setting("RIGHTSIZE_QUOTA_COST").map(|p| f64::from(p.min(100)) / 100.0)
+}
+
+/// What the best-effort processes had got done at a moment of a trial.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Mark {
+    /// When, ns ([`crate::board::now_ns`]).
+    at_ns: u64,
+    /// Each one's launches of ended periods, by slot ([`Board::others_done`]).
+    done: Vec<(usize, u64)>,
+}
+
+impl Mark {
+    /// The board's counts at `now`.
+    pub(crate) fn read(board: &Board, now: u64) -> Mark {
+        Mark { at_ns: now, done: board.others_done() }
+    }
+
+    /// Each process's launches a second from `self` to `later`, by slot (those in both).
+    fn rates(&self, later: &Mark) -> Vec<(usize, f64)> {
+        let s = later.at_ns.saturating_sub(self.at_ns) as f64 * 1e-9;
+        if s <= 0.0 {
+            return Vec::new();
+        }
+        let before = |slot| self.done.iter().find(|&&(i, _)| i == slot).map(|&(_, n)| n);
+        later.done.iter().map(|&(i, n)| (i, n.saturating_sub(before(i).unwrap_or(0)) as f64 / s)).collect()
+    }
+}
 
 /// Whether the process on `board` tries its quota: a latency-critical one with a quota, unless
 /// `RIGHTSIZE_QUOTA_TRIAL=0`.
@@ -58,18 +102,52 @@ pub(crate) struct Trial {
     kept: Vec<(u64, u64)>,
     released: Vec<(u64, u64)>,
     verdict: Option<bool>,
+    /// The most the kept quota may slow a best-effort process ([`cost_cap`]; `None`: not
+    /// weighed).
+    cost_cap: Option<f64>,
+    /// The others' work at the end of the first period, of the kept window and of the released
+    /// one (read only where the cost is weighed).
+    marks: Vec<Mark>,
 }
 
 impl Trial {
-    /// A period of `launches` launches took `ns`, run as [`Trial::keeps`] said.
-    pub(crate) fn ended(&mut self, launches: u64, ns: u64) {
+    /// A trial that weighs the others' cost against `cost_cap` where given.
+    pub(crate) fn new(cost_cap: Option<f64>) -> Trial {
+        Trial { cost_cap, ..Trial::default() }
+    }
+
+    /// Whether its windows' ends need a [`Mark`] of the others' work.
+    pub(crate) fn marks_needed(&self) -> bool {
+        self.cost_cap.is_some() && self.verdict.is_none()
+    }
+
+    /// A period of `launches` launches took `ns`, run as [`Trial::keeps`] said; `mark`: the
+    /// others' work as it ended (where [`Trial::marks_needed`]).
+    pub(crate) fn ended(&mut self, launches: u64, ns: u64, mark: Option<Mark>) {
         if self.verdict.is_some() {
             return;
         }
         let phase = if self.kept.len() < TRIAL { &mut self.kept } else { &mut self.released };
         if phase.len() < TRIAL {
             phase.push((launches, ns));
+            let n = self.kept.len() + self.released.len();
+            if let Some(m) = mark.filter(|_| n == 1 || n == TRIAL || n == 2 * TRIAL) {
+                self.marks.push(m);
+            }
         }
+    }
+
+    /// Whether no best-effort process got its work done more than the cap slower in the kept
+    /// window than in the released one (true where the cost is not weighed, or not known).
+    fn affordable(&self) -> bool {
+        let (Some(cap), [start, kept, released]) = (self.cost_cap, self.marks.as_slice()) else {
+            return true;
+        };
+        let with = start.rates(kept);
+        kept.rates(released).into_iter().filter(|&(_, without)| without > 0.0).all(|(i, without)| {
+            let with = with.iter().find(|&&(j, _)| j == i).map_or(0.0, |&(_, r)| r);
+            with >= (1.0 - cap) * without
+        })
     }
 
     /// Whether the quota is kept now, `best` being the least ns a period of so many launches
@@ -94,7 +172,11 @@ impl Trial {
                 .collect();
             median_of_last(&ratios, TRIAL).unwrap_or(1.0)
         };
-        let keep = slowdown(&self.kept) * GAIN <= slowdown(&self.released);
+        let faster = slowdown(&self.kept) * GAIN <= slowdown(&self.released);
+        let keep = faster && self.affordable();
+        if faster && !keep {
+            crate::stats::COUNTS.quota_costly.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         self.verdict = Some(keep);
         (keep, Some(keep))
     }
@@ -115,9 +197,9 @@ mod tests {
     fn trial_of(with: u64, without: u64) -> (Trial, HashMap<u64, u64>) {
         let (mut t, best) = (Trial::default(), HashMap::from([(10, 100), (40, 1_000)]));
         for phase in [with, without] {
-            t.ended(40, 2_000);
+            t.ended(40, 2_000, None);
             for _ in 1..TRIAL {
-                t.ended(10, phase);
+                t.ended(10, phase, None);
             }
         }
         (t, best)
@@ -128,14 +210,14 @@ mod tests {
         let (mut t, best) = (Trial::default(), HashMap::from([(10, 100)]));
         for i in 0..TRIAL {
             assert_eq!(t.keeps(&best), (true, None), "period {i}: the first window keeps it");
-            t.ended(10, 100);
+            t.ended(10, 100, None);
         }
         for i in 0..TRIAL {
             assert_eq!(t.keeps(&best), (false, None), "period {i}: the second releases it");
-            t.ended(10, 300);
+            t.ended(10, 300, None);
         }
         assert_eq!(t.keeps(&best), (true, Some(true)), "3x slower without it: kept");
-        t.ended(10, 10_000);
+        t.ended(10, 10_000, None);
         assert_eq!(t.keeps(&best), (true, None), "the verdict stands, given once");
         assert_eq!(t.verdict(), Some(true));
     }
@@ -149,16 +231,65 @@ mod tests {
         assert_eq!(trial_of(100, 100).0.keeps(&trial_of(0, 0).1).1, Some(false), "no gain");
     }
 
+    /// The others' work at `s` seconds: slot 1 had done `a` launches, slot 2 `b`.
+    fn mark(s: u64, a: u64, b: u64) -> Mark {
+        Mark { at_ns: s * 1_000_000_000, done: vec![(1, a), (2, b)] }
+    }
+
+    /// A trial with `cap` that runs 1.5x faster with the quota, the others having done
+    /// `kept` launches by its kept window's end (from 1,000 each at its first period's end, 1 s
+    /// later) and `released` more by the released window's end (1 s after that).
+    fn weighed(cap: Option<f64>, kept: (u64, u64), released: (u64, u64)) -> Option<bool> {
+        let (mut t, best) = (Trial::new(cap), HashMap::from([(10, 100)]));
+        assert_eq!(t.marks_needed(), cap.is_some());
+        for i in 1..=2 * TRIAL {
+            let m = match i {
+                1 => Some(mark(0, 1_000, 1_000)),
+                TRIAL => Some(mark(1, kept.0, kept.1)),
+                n if n == 2 * TRIAL => Some(mark(2, kept.0 + released.0, kept.1 + released.1)),
+                _ => Some(mark(9, 0, 0)),
+            };
+            t.ended(10, if i <= TRIAL { 100 } else { 150 }, m.filter(|_| t.marks_needed()));
+        }
+        t.keeps(&best).1
+    }
+
+    #[test]
+    fn where_the_others_cost_is_weighed_a_quota_that_slows_one_past_the_cap_is_released() {
+        // Slot 1 did 1,000 launches a second in both windows; slot 2 900 with the quota kept.
+        let kept = (2_000, 1_900);
+        assert_eq!(weighed(None, kept, (1_000, 1_000)), Some(true), "not weighed: kept for the gain");
+        assert_eq!(weighed(Some(0.05), kept, (1_000, 1_000)), Some(false), "slot 2 10% slower: released");
+        assert_eq!(weighed(Some(0.10), kept, (1_000, 1_000)), Some(true), "10% is within a 10% cap");
+        assert_eq!(weighed(Some(0.05), (2_000, 1_960), (1_000, 1_000)), Some(true), "4%: kept");
+        // A process with nothing done in the released window (idle, or gone) is not judged.
+        assert_eq!(weighed(Some(0.05), kept, (1_000, 0)), Some(true));
+        // Without the gain, released whatever the cost.
+        let (mut t, best) = (Trial::new(Some(0.05)), HashMap::from([(10, 100)]));
+        for i in 1..=2 * TRIAL {
+            t.ended(10, 100, Some(mark(i as u64, 0, 0)));
+        }
+        assert_eq!(t.keeps(&best).1, Some(false));
+        assert!(!t.marks_needed(), "a verdict given reads no more marks");
+    }
+
+    #[test]
+    fn rates_are_launches_a_second_between_two_marks() {
+        let rates = mark(1, 100, 50).rates(&Mark { at_ns: 3_000_000_000, done: vec![(1, 300), (3, 40)] });
+        assert_eq!(rates, vec![(1, 100.0), (3, 20.0)], "slot 3 started from nothing; slot 2 is gone");
+        assert_eq!(mark(1, 0, 0).rates(&mark(1, 5, 5)), vec![], "no time between them");
+    }
+
     #[test]
     fn each_period_is_read_against_the_least_time_of_its_own_work() {
         // Periods of 40 launches, 10x as long as those of 10: read against their own least
         // times they are as slow as those, and a count never seen counts as its own least.
         let (mut t, mut best) = (Trial::default(), HashMap::from([(10, 100), (40, 1_000)]));
         for (launches, ns) in [(10, 120), (40, 1_200)].repeat(TRIAL / 2) {
-            t.ended(launches, ns);
+            t.ended(launches, ns, None);
         }
         for (launches, ns) in [(10, 150), (40, 1_500)].repeat(TRIAL / 2) {
-            t.ended(launches, ns);
+            t.ended(launches, ns, None);
         }
         assert_eq!(t.clone().keeps(&best), (true, Some(true)), "1.2x with, 1.5x without");
         // Without the 40-launch least: those periods at 1x each way, the medians 1.1 and 1.25.

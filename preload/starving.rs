@@ -45,9 +45,9 @@ use std::sync::OnceLock;
 use parking_lot::Mutex;
 
 use crate::board::{self, Board};
-use crate::quota::Trial;
 #[cfg(test)]
 use crate::quota::TRIAL;
+use crate::quota::{Mark, Trial};
 
 /// Periods, ended with the same number of processes busy, that a verdict reads.
 pub(crate) const WINDOW: usize = 16;
@@ -120,13 +120,16 @@ struct Periods {
     /// A latency-critical process's trials of its quota, by the number of processes busy
     /// (`None`: the process is best-effort).
     trials: Option<HashMap<u32, Trial>>,
+    /// The most its kept quota may slow a best-effort process ([`crate::quota::cost_cap`]).
+    cost_cap: Option<f64>,
 }
 
 impl Periods {
     /// A period of `launches` launches took `ns`, ending with `busy` processes busy, all of
     /// them where the application put them unless `placed`: its work's least time kept, and
-    /// its slowdown, where it counts, among `busy`'s.
-    fn ended(&mut self, launches: u64, ns: u64, busy: u32, placed: bool) {
+    /// its slowdown, where it counts, among `busy`'s; `mark` reads the others' work where a
+    /// trial weighs it.
+    fn ended(&mut self, launches: u64, ns: u64, busy: u32, placed: bool, mark: impl FnOnce() -> Mark) {
         let best = self.best.entry(launches).or_insert(ns);
         *best = (*best).min(ns).max(1);
         let ratio = ns as f64 / *best as f64;
@@ -134,11 +137,13 @@ impl Periods {
             return;
         }
         if let Some(trials) = &mut self.trials {
+            let cost_cap = self.cost_cap;
             let trial = trials.entry(busy).or_insert_with(|| {
                 crate::stats::COUNTS.quota_trials.fetch_add(1, Ordering::Relaxed);
-                Trial::default()
+                Trial::new(cost_cap)
             });
-            trial.ended(launches, ns);
+            let mark = trial.marks_needed().then(mark);
+            trial.ended(launches, ns, mark);
             return;
         }
         let (ratios, starved) = self.by_busy.entry(busy).or_default();
@@ -174,7 +179,8 @@ impl Periods {
 impl Watch {
     /// A watch of a best-effort process, or (`critical`) of a latency-critical one's quota.
     fn new(critical: bool) -> Watch {
-        let state = Periods { trials: critical.then(HashMap::new), ..Periods::default() };
+        let cost_cap = if critical { crate::quota::cost_cap() } else { None };
+        let state = Periods { trials: critical.then(HashMap::new), cost_cap, ..Periods::default() };
         Watch {
             start_ns: AtomicU64::new(0),
             launches: AtomicU64::new(0),
@@ -219,8 +225,10 @@ impl Watch {
         }
         let mut st = self.state.lock();
         if ended {
-            st.ended(launches, now - start, busy, placed);
+            st.ended(launches, now - start, busy, placed, || Mark::read(board, now));
             if !self.critical {
+                // What it got done, which a latency-critical process's trial may weigh.
+                board.done(launches);
                 // The others judge by it: how much slower than alone this process gets its
                 // work done in this mix.
                 board.set_slowdown(st.slowdown(busy));
@@ -336,31 +344,31 @@ mod tests {
     fn slowdown_is_against_the_least_time_of_the_same_work_each_mix_on_its_own() {
         let mut p = Periods::default();
         // Alone: a request of 40 launches and a step of 12, their least times.
-        p.ended(40, 1_000, 1, false);
-        p.ended(12, 100, 1, false);
+        p.ended(40, 1_000, 1, false, Mark::default);
+        p.ended(12, 100, 1, false, Mark::default);
         assert!(p.by_busy.is_empty());
         // Beside two others: 8x and 6.5x, but a verdict needs a whole window; periods beside
         // one other, in between, are counted apart and do not break it.
         let another = Some(1.5);
         for _ in 0..WINDOW / 2 - 1 {
-            p.ended(40, 8_000, 3, false);
-            p.ended(12, 650, 3, false);
-            p.ended(40, 1_500, 2, false);
+            p.ended(40, 8_000, 3, false, Mark::default);
+            p.ended(12, 650, 3, false, Mark::default);
+            p.ended(40, 1_500, 2, false, Mark::default);
         }
-        p.ended(40, 8_000, 3, false);
+        p.ended(40, 8_000, 3, false, Mark::default);
         assert!(!p.judge(3, another));
-        p.ended(12, 650, 3, false);
+        p.ended(12, 650, 3, false, Mark::default);
         assert_eq!(p.slowdown(3), Some(7.25));
         assert!(!p.judge(3, Some(4.0)), "another fares nearly as badly");
         assert!(p.judge(3, another) && !p.judge(2, another));
         assert_eq!(p.by_busy[&2].0, vec![1.5; WINDOW / 2 - 1]);
         // Kept its part among three, its periods there no longer count: the verdict stands.
-        p.ended(40, 1_000, 3, false);
+        p.ended(40, 1_000, 3, false, Mark::default);
         assert!(p.judge(3, Some(9.0)) && p.by_busy[&3].0.len() == WINDOW);
         // A period with a launch placed on a part does not count; its least time does.
-        p.ended(40, 9_000, 2, true);
+        p.ended(40, 9_000, 2, true, Mark::default);
         assert_eq!(p.by_busy[&2].0.len(), WINDOW / 2 - 1);
-        p.ended(40, 500, 2, false);
+        p.ended(40, 500, 2, false, Mark::default);
         assert_eq!(p.best[&40], 500);
         assert_eq!(p.by_busy[&2].0.last(), Some(&1.0), "a faster period: its own slowdown is 1");
     }
@@ -421,6 +429,50 @@ mod tests {
         let own = board.view(clock.get());
         assert!(board.is_starving() && own.starving);
         assert_eq!(own.reserved_sms, 40, "its equal part among three: five of 15 groups");
+    }
+
+    #[test]
+    fn a_best_effort_process_counts_its_work_done_and_a_trial_can_weigh_it() {
+        let path = Board::test_file(2);
+        let (lc, be) =
+            (Board::open(&path, 0, 2_000_000, Some(48)).unwrap(), Board::open(&path, 1, 2_000_000, None).unwrap());
+        let clock = std::cell::Cell::new(1_000u64);
+        // A best-effort watch's ended periods are counted on its slot, placed ones included.
+        let bw = Watch::new(false);
+        for placed in [false, true] {
+            bw.launched(clock.get());
+            bw.launched(clock.get());
+            if placed {
+                bw.placed();
+            }
+            clock.set(clock.get() + 100);
+            bw.waited(&be, clock.get(), 2);
+        }
+        assert_eq!(lc.others_done(), vec![(1, 4)]);
+        // A latency-critical process twice as fast with its quota, while the best-effort one
+        // gets its work done 10% slower with it: kept unless a 5% cap weighs that.
+        for (cap, keeps) in [(None, true), (Some(0.05), false), (Some(0.2), true)] {
+            let w = Watch::new(true);
+            w.state.lock().cost_cap = cap;
+            let costly_before = crate::stats::COUNTS.quota_costly.load(Ordering::Relaxed);
+            let period = |ns: u64, be_work: f64| {
+                w.launched(clock.get());
+                lc.launched(clock.get(), 132);
+                be.launched(clock.get(), 132);
+                be.done((ns as f64 * be_work) as u64);
+                clock.set(clock.get() + ns);
+                w.waited(&lc, clock.get(), 2);
+            };
+            for _ in 0..TRIAL {
+                period(1_000, 0.9);
+            }
+            for _ in 0..TRIAL {
+                period(2_000, 1.0);
+            }
+            assert_eq!(lc.keeps_quota(), keeps, "cap {cap:?}");
+            let costly = crate::stats::COUNTS.quota_costly.load(Ordering::Relaxed) > costly_before;
+            assert!(costly || keeps, "cap {cap:?}: released for the cost, and counted so");
+        }
     }
 
     #[test]
