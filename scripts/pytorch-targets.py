@@ -7,7 +7,9 @@ tenants.csv). Each target compares krisp (MPS with the interposer following a bo
 plain MPS in the same run. Several DIRs are rounds of the same comparison (run them with the
 modes' order rotated, `--modes mps,krisp` then `--modes krisp,mps`, so drift of the host falls
 on each alike): each ratio is taken per round and judged on its median over the rounds, all
-of them printed. PyTorch's Python-bound processes varied by up to 1.6x from one run to the
+of them printed, and with three rounds or more the middle 90% of the medians of 2,000
+resamples of the rounds (a bootstrap, seeded, so the same rounds print the same interval): where
+that interval holds the target's bound, the line says the rounds do not resolve it. PyTorch's Python-bound processes varied by up to 1.6x from one run to the
 next on one host (docs/h100.md), more than the 2% the STP target resolves: judge it on several rounds. Exit 0
 when every target it can check holds, 1 otherwise, 2 when no DIR has anything to check.
 
@@ -20,6 +22,7 @@ Targets:
 """
 import csv
 import os
+import random
 import statistics
 import sys
 from collections import defaultdict
@@ -88,7 +91,21 @@ def spread(values, bound):
     f = (lambda v: f"{v:.3f}") if near else (lambda v: f"{v:.2f}")
     if len(values) == 1:
         return med, f(med)
-    return med, f"{f(med)} (median of {len(values)}: {', '.join(f(v) for v in values)})"
+    text = f"{f(med)} (median of {len(values)}: {', '.join(f(v) for v in values)}"
+    if len(values) >= 3:
+        lo, hi = interval(values)
+        text += f"; 90% of resampled medians {f(lo)}-{f(hi)}"
+        if lo < bound < hi:
+            text += ", not resolved"
+    return med, text + ")"
+
+
+def interval(values, resamples=2000, seed=0):
+    """The 5th and 95th percentiles of the medians of `resamples` resamples of `values` (with
+    replacement, as many as there are)."""
+    rng = random.Random(seed)
+    meds = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(resamples))
+    return meds[resamples // 20], meds[resamples - 1 - resamples // 20]
 
 
 def check(rounds):
