@@ -58,7 +58,7 @@ if [ -n "${GPU_BIN_PACK:-}" ]; then
     pack=(./.build)
     for name in $GPU_BIN_PACK; do
         if [ ! -e "$out/$name" ]; then
-            echo "gpu-build: GPU_BIN_PACK names $name, which $out/ does not have (it has: $(ls "$out" | tr '\n' ' '))" >&2
+            echo "gpu-build: GPU_BIN_PACK names $name, which $out/ does not have (it has: $(cd "$out" && printf "%s " *))" >&2
             exit 2
         fi
         pack+=("./$name")

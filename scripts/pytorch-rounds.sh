@@ -15,7 +15,7 @@
 # running at the deadline is stopped; pytorch-targets.py then judges the rounds that finished.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
-rounds=4 deadline=560 earlier= scenarios=()
+rounds=4 deadline=560 earlier='' scenarios=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --rounds) rounds=${2:?--rounds needs a number}; shift ;;
