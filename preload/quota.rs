@@ -116,9 +116,11 @@ impl Trial {
         Trial { cost_cap, ..Trial::default() }
     }
 
-    /// Whether its windows' ends need a [`Mark`] of the others' work.
+    /// Whether the next period to end needs a [`Mark`] of the others' work: where the cost is
+    /// weighed, the first period, and the last of each window.
     pub(crate) fn marks_needed(&self) -> bool {
-        self.cost_cap.is_some() && self.verdict.is_none()
+        let next = self.kept.len() + self.released.len() + 1;
+        self.cost_cap.is_some() && self.verdict.is_none() && [1, TRIAL, 2 * TRIAL].contains(&next)
     }
 
     /// A period of `launches` launches took `ns`, run as [`Trial::keeps`] said; `mark`: the
@@ -131,7 +133,7 @@ impl Trial {
         if phase.len() < TRIAL {
             phase.push((launches, ns));
             let n = self.kept.len() + self.released.len();
-            if let Some(m) = mark.filter(|_| n == 1 || n == TRIAL || n == 2 * TRIAL) {
+            if let Some(m) = mark.filter(|_| [1, TRIAL, 2 * TRIAL].contains(&n)) {
                 self.marks.push(m);
             }
         }
@@ -241,14 +243,15 @@ mod tests {
     /// later) and `released` more by the released window's end (1 s after that).
     fn weighed(cap: Option<f64>, kept: (u64, u64), released: (u64, u64)) -> Option<bool> {
         let (mut t, best) = (Trial::new(cap), HashMap::from([(10, 100)]));
-        assert_eq!(t.marks_needed(), cap.is_some());
+        assert_eq!(t.marks_needed(), cap.is_some(), "the first period is marked where weighed");
         for i in 1..=2 * TRIAL {
             let m = match i {
                 1 => Some(mark(0, 1_000, 1_000)),
                 TRIAL => Some(mark(1, kept.0, kept.1)),
                 n if n == 2 * TRIAL => Some(mark(2, kept.0 + released.0, kept.1 + released.1)),
-                _ => Some(mark(9, 0, 0)),
+                _ => None,
             };
+            assert_eq!(t.marks_needed(), cap.is_some() && m.is_some(), "period {i}");
             t.ended(10, if i <= TRIAL { 100 } else { 150 }, m.filter(|_| t.marks_needed()));
         }
         t.keeps(&best).1
