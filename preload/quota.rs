@@ -33,8 +33,14 @@
 //! the launches of its periods as they end ([`Board::done`]), placed ones included; the trial
 //! reads those counts when its first period ends, when its kept window is full and when its
 //! released window is full ([`Mark`]), and compares each process's launches a second over the
-//! two windows. A process with nothing done in the released window is not judged. Not yet the
-//! default: on an H200 the kept quota cost torch-lc-decoder's bert-large 8–10% of its MPS
+//! two windows. A process that had ended no period when the kept window began, or did nothing
+//! in the released window, is not judged; nor is any where the starvation watch is off
+//! (`RIGHTSIZE_STARVING=0`: nothing is counted). A count moves when a period ends, so each
+//! window's end may miss up to one period of each process: a process with few periods a
+//! window (a slow request, a short window) reads coarse rates. `P = 0` releases the quota for
+//! any slowdown at all. The rule compares the kept window with the released one, not with
+//! MPS, so `P = 5` stands in for the PyTorch issue's 0.95× floor without promising it. Not yet
+//! the default: on an H200 the kept quota cost torch-lc-decoder's bert-large 8–10% of its MPS
 //! throughput in both rounds that kept it, and a released one cost 0–3%
 //! (docs/compare-pytorch-h200/README.md); whether this verdict meets both halves of the
 //! latency-critical target more often has not been measured.
@@ -65,14 +71,15 @@ impl Mark {
         Mark { at_ns: now, done: board.others_done() }
     }
 
-    /// Each process's launches a second from `self` to `later`, by slot (those in both).
+    /// Each process's launches a second from `self` to `later`, by slot: those that had ended a
+    /// period by `self` (one still in its first, loading or warming up, is not read).
     fn rates(&self, later: &Mark) -> Vec<(usize, f64)> {
         let s = later.at_ns.saturating_sub(self.at_ns) as f64 * 1e-9;
         if s <= 0.0 {
             return Vec::new();
         }
         let before = |slot| self.done.iter().find(|&&(i, _)| i == slot).map(|&(_, n)| n);
-        later.done.iter().map(|&(i, n)| (i, n.saturating_sub(before(i).unwrap_or(0)) as f64 / s)).collect()
+        later.done.iter().filter_map(|&(i, n)| Some((i, n.saturating_sub(before(i)?) as f64 / s))).collect()
     }
 }
 
@@ -145,10 +152,11 @@ impl Trial {
         let (Some(cap), [start, kept, released]) = (self.cost_cap, self.marks.as_slice()) else {
             return true;
         };
+        // Only processes that had ended a period before the kept window are judged
+        // ([`Mark::rates`]): one still in its first would read as stopped by the quota.
         let with = start.rates(kept);
         kept.rates(released).into_iter().filter(|&(_, without)| without > 0.0).all(|(i, without)| {
-            let with = with.iter().find(|&&(j, _)| j == i).map_or(0.0, |&(_, r)| r);
-            with >= (1.0 - cap) * without
+            with.iter().find(|&&(j, _)| j == i).is_none_or(|&(_, with)| with >= (1.0 - cap) * without)
         })
     }
 
@@ -267,6 +275,19 @@ mod tests {
         assert_eq!(weighed(Some(0.05), (2_000, 1_960), (1_000, 1_000)), Some(true), "4%: kept");
         // A process with nothing done in the released window (idle, or gone) is not judged.
         assert_eq!(weighed(Some(0.05), kept, (1_000, 0)), Some(true));
+        // Nor one that had ended no period when the kept window began (still warming up).
+        let (mut t, best) = (Trial::new(Some(0.05)), HashMap::from([(10, 100)]));
+        let late = |s: u64, n: u64| Mark { at_ns: s * 1_000_000_000, done: vec![(1, 1_000 * (s + 1)), (2, n)] };
+        for i in 1..=2 * TRIAL {
+            let m = match i {
+                1 => Some(Mark { at_ns: 0, done: vec![(1, 1_000)] }),
+                TRIAL => Some(late(1, 100)),
+                n if n == 2 * TRIAL => Some(late(2, 1_100)),
+                _ => None,
+            };
+            t.ended(10, if i <= TRIAL { 100 } else { 150 }, m);
+        }
+        assert_eq!(t.keeps(&best).1, Some(true), "slot 2 began in the kept window: not judged");
         // Without the gain, released whatever the cost.
         let (mut t, best) = (Trial::new(Some(0.05)), HashMap::from([(10, 100)]));
         for i in 1..=2 * TRIAL {
@@ -279,7 +300,7 @@ mod tests {
     #[test]
     fn rates_are_launches_a_second_between_two_marks() {
         let rates = mark(1, 100, 50).rates(&Mark { at_ns: 3_000_000_000, done: vec![(1, 300), (3, 40)] });
-        assert_eq!(rates, vec![(1, 100.0), (3, 20.0)], "slot 3 started from nothing; slot 2 is gone");
+        assert_eq!(rates, vec![(1, 100.0)], "slot 3 had ended no period at the first mark; slot 2 is gone");
         assert_eq!(mark(1, 0, 0).rates(&mark(1, 5, 5)), vec![], "no time between them");
     }
 
