@@ -1,7 +1,7 @@
 # Sourced by the scripts that run gpu-bin/ on a GPU host, from the repository's root: unpacks
 # gpu-bin.tar.xz (what scripts/gpu-build.sh packed, for a host call that cannot carry gpu-bin/
 # itself) into gpu-bin/ when the archive's build is newer than gpu-bin/'s (a warm host keeps
-# gpu-bin/ and an earlier archive between calls: the newer build wins). Each build stamps
+# gpu-bin/ and an earlier archive between calls: the newer pack wins). Each build or repack stamps
 # gpu-bin/.build with its time.
 # shellcheck shell=bash
 if [ -f gpu-bin.tar.xz ]; then

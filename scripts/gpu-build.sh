@@ -50,9 +50,10 @@ strip "$out"/rightsize "$out"/gpu-tests "$out"/bench-* "$out"/rightsize-c-* "$ou
 
 # The Python package's wheel and pytest's, for an offline install on the GPU host.
 bash scripts/python-test.sh --wheel "$out/wheels" | tail -3
-# The build's time, by which scripts/gpu-bin.sh tells a newer archive from an older gpu-bin/.
-date +%s%N >"$out/.build"
 fi
+# The pack's time, by which scripts/gpu-bin.sh tells a newer archive from an older gpu-bin/ (a
+# warm host that unpacked an earlier pack of the same build unpacks this one too).
+date +%s%N >"$out/.build"
 pack=(.)
 if [ -n "${GPU_BIN_PACK:-}" ]; then
     pack=(./.build)
