@@ -9,7 +9,9 @@ modes' order rotated, `--modes mps,krisp` then `--modes krisp,mps`, so drift of 
 on each alike): each ratio is taken per round and judged on its median over the rounds, all
 of them printed, and with three rounds or more the middle 90% of the medians of 2,000
 resamples of the rounds (a bootstrap, seeded, so the same rounds print the same interval): where
-that interval holds the target's bound, the line says the rounds do not resolve it. PyTorch's Python-bound processes varied by up to 1.6x from one run to the
+that interval holds the target's bound, the line says the rounds do not resolve it. With few
+rounds it is narrower than a 90% confidence interval (a resampled median of four rounds never
+leaves their range), so it says where the rounds leave a verdict open, not where they settle it. PyTorch's Python-bound processes varied by up to 1.6x from one run to the
 next on one host (docs/h100.md), more than the 2% the STP target resolves: judge it on several rounds. Exit 0
 when every target it can check holds, 1 otherwise, 2 when no DIR has anything to check.
 
