@@ -115,6 +115,8 @@ pub(crate) struct Trial {
     /// The others' work at the end of the first period, of the kept window and of the released
     /// one (read only where the cost is weighed).
     marks: Vec<Mark>,
+    /// The verdict released the quota for the others' cost, where the gain alone kept it.
+    costly: bool,
 }
 
 impl Trial {
@@ -184,11 +186,18 @@ impl Trial {
         };
         let faster = slowdown(&self.kept) * GAIN <= slowdown(&self.released);
         let keep = faster && self.affordable();
-        if faster && !keep {
+        self.costly = faster && !keep;
+        if self.costly {
             crate::stats::COUNTS.quota_costly.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         self.verdict = Some(keep);
         (keep, Some(keep))
+    }
+
+    /// Whether the verdict released the quota for the others' cost.
+    #[cfg(test)]
+    pub(crate) fn costly(&self) -> bool {
+        self.costly
     }
 
     /// The verdict, once given.

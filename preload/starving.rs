@@ -454,7 +454,6 @@ mod tests {
         for (cap, keeps) in [(None, true), (Some(0.05), false), (Some(0.2), true)] {
             let w = Watch::new(true);
             w.state.lock().cost_cap = cap;
-            let costly_before = crate::stats::COUNTS.quota_costly.load(Ordering::Relaxed);
             let period = |ns: u64, be_work: f64| {
                 w.launched(clock.get());
                 lc.launched(clock.get(), 132);
@@ -470,8 +469,8 @@ mod tests {
                 period(2_000, 1.0);
             }
             assert_eq!(lc.keeps_quota(), keeps, "cap {cap:?}");
-            let costly = crate::stats::COUNTS.quota_costly.load(Ordering::Relaxed) > costly_before;
-            assert!(costly || keeps, "cap {cap:?}: released for the cost, and counted so");
+            let costly = w.state.lock().trials.as_ref().is_some_and(|t| t.get(&2).is_some_and(Trial::costly));
+            assert_eq!(costly, !keeps, "cap {cap:?}: released for the cost, and said so");
         }
     }
 
