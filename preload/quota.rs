@@ -83,6 +83,12 @@ impl Mark {
     }
 }
 
+/// Whether the `n`th period of a trial ends with a [`Mark`]: its first, and the last of each
+/// window.
+fn marked(n: usize) -> bool {
+    [1, TRIAL, 2 * TRIAL].contains(&n)
+}
+
 /// Whether the process on `board` tries its quota: a latency-critical one with a quota, unless
 /// `RIGHTSIZE_QUOTA_TRIAL=0`.
 pub(crate) fn tried(board: &Board) -> bool {
@@ -128,8 +134,7 @@ impl Trial {
     /// Whether the next period to end needs a [`Mark`] of the others' work: where the cost is
     /// weighed, the first period, and the last of each window.
     pub(crate) fn marks_needed(&self) -> bool {
-        let next = self.kept.len() + self.released.len() + 1;
-        self.cost_cap.is_some() && self.verdict.is_none() && [1, TRIAL, 2 * TRIAL].contains(&next)
+        self.cost_cap.is_some() && self.verdict.is_none() && marked(self.kept.len() + self.released.len() + 1)
     }
 
     /// A period of `launches` launches took `ns`, run as [`Trial::keeps`] said; `mark`: the
@@ -141,8 +146,7 @@ impl Trial {
         let phase = if self.kept.len() < TRIAL { &mut self.kept } else { &mut self.released };
         if phase.len() < TRIAL {
             phase.push((launches, ns));
-            let n = self.kept.len() + self.released.len();
-            if let Some(m) = mark.filter(|_| [1, TRIAL, 2 * TRIAL].contains(&n)) {
+            if let Some(m) = mark.filter(|_| marked(self.kept.len() + self.released.len())) {
                 self.marks.push(m);
             }
         }
