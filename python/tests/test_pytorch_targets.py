@@ -1,0 +1,44 @@
+"""scripts/pytorch-targets.py's judgement of rounds, on made-up measures (no GPU)."""
+
+import importlib.util
+import pathlib
+
+SCRIPT = pathlib.Path(__file__).resolve().parents[2] / "scripts" / "pytorch-targets.py"
+spec = importlib.util.spec_from_file_location("pytorch_targets", SCRIPT)
+targets = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(targets)
+
+LC = ("lc", "s", "0")
+
+
+def judge(*measures):
+    lines, ok = targets.check([{LC: m} for m in measures])
+    return lines[0], ok
+
+
+def test_a_round_meets_the_latency_target_only_with_both_halves():
+    assert targets.lc_margin((0.6, 0.97)) <= 1.0
+    assert targets.lc_margin((0.6, 0.90)) > 1.0  # the best-effort half missed
+    assert targets.lc_margin((0.9, 1.00)) > 1.0  # the p99 half missed
+    assert targets.lc_margin((0.8, None)) == 1.0  # no best-effort tenant: the p99 alone
+
+
+def test_halves_met_in_different_rounds_do_not_meet_the_target():
+    # Each half's median holds (p99 0.75, best effort 0.96), but no round held both.
+    line, ok = judge((0.5, 0.90), (0.6, 0.92), (0.9, 1.00), (1.0, 1.00))
+    assert "LC p99 / MPS's 0.75" in line and "MPS's 0.96" in line
+    assert "both halves in the same round: 0 of 4" in line
+    assert not ok and "MISSED" in line
+
+
+def test_both_halves_in_most_rounds_meet_it():
+    line, ok = judge((0.60, 0.97), (0.70, 0.96), (0.90, 1.00))
+    assert ok
+    assert "both halves in the same round: 2 of 3" in line
+
+
+def test_stp_is_judged_on_the_median_ratio():
+    lines, ok = targets.check([{("stp", "s"): (r,)} for r in (0.97, 0.99, 1.05)])
+    assert ok and "median of 3" in lines[0]
+    lines, ok = targets.check([{("stp", "s"): (r,)} for r in (0.90, 0.97, 1.05)])
+    assert not ok
