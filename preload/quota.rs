@@ -42,8 +42,10 @@
 //! MPS, so `P = 5` stands in for the PyTorch issue's 0.95× floor without promising it. Not yet
 //! the default: on an H200 the kept quota cost torch-lc-decoder's bert-large 8–10% of its MPS
 //! throughput in both rounds that kept it, and a released one cost 0–3%
-//! (docs/compare-pytorch-h200/README.md); whether this verdict meets both halves of the
-//! latency-critical target more often has not been measured.
+//! (docs/compare-pytorch-h200/README.md). In four rounds with `P = 5` (H200, 2026-11-26) the
+//! trial released the quota for too little gain every time, so the cost was never weighed;
+//! whether this verdict meets both halves of the latency-critical target more often is still
+//! not known.
 
 use std::collections::HashMap;
 
