@@ -294,9 +294,14 @@ pub fn summary(r: &Report) -> String {
                     } else {
                         String::new()
                     };
+                    let sized = if c.quota_sized_sms > 0 {
+                        format!("; kept at {} SMs for the others' cost", c.quota_sized_sms)
+                    } else {
+                        String::new()
+                    };
                     let quota = if c.quota_trials > 0 {
                         format!(
-                            " (its quota tried {} times: kept {}, released {}{costly}, undecided {undecided})",
+                            " (its quota tried {} times: kept {}, released {}{costly}, undecided {undecided}{sized})",
                             c.quota_trials, c.quota_kept, c.quota_released
                         )
                     } else {
@@ -758,6 +763,24 @@ pub(crate) mod tests {
         r.runs[0].tenants[1].interposed = Some(Interposed { fits: Some(fits), ..i });
         let s = summary(&r);
         assert!(s.contains("0 fell back; fits: 7 kernels, 3 with a model, 21 launches timed"), "{s}");
+        // A latency-critical process's trials, one released for the others' cost, its quota
+        // sized by that cost.
+        let counts = Counts {
+            launches: 10,
+            critical: 10,
+            quota_trials: 3,
+            quota_kept: 1,
+            quota_released: 1,
+            quota_costly: 1,
+            quota_sized_sms: 24,
+            ..Default::default()
+        };
+        r.runs[0].tenants[1].interposed = Some(Interposed { counts, ..Default::default() });
+        let s = summary(&r);
+        assert!(
+            s.contains("10 latency-critical (its quota tried 3 times: kept 1, released 1 (1 for the others' cost), undecided 1; kept at 24 SMs for the others' cost)"),
+            "{s}"
+        );
     }
 
     #[test]

@@ -212,6 +212,7 @@ mod tests {
                 quota_kept: 0,
                 quota_released: 0,
                 quota_costly: 0,
+                quota_sized_sms: 0,
                 shared: 5,
                 narrow: 2,
                 captured: 0,

@@ -316,13 +316,14 @@ impl Board {
         self.quota
     }
 
-    /// Says whether the others keep this latency-critical process's quota free while it is busy
-    /// ([`crate::quota`]); a best-effort process says nothing.
-    pub(crate) fn keep_quota(&self, keep: bool) {
+    /// Says how many SMs of this latency-critical process's quota the others keep free while it
+    /// is busy: 0 releases it, and at most the quota is kept ([`crate::quota`]: its trial, and
+    /// where its cost is weighed, its size); a best-effort process says nothing.
+    pub(crate) fn keep_quota(&self, sms: u32) {
         if !self.latency_critical() {
             return;
         }
-        let word = if keep { u64::from(self.quota) } else { 0 } | CRITICAL;
+        let word = u64::from(sms.min(self.quota)) | CRITICAL;
         let slot = &self.slots[self.me];
         if slot.critical_sms.load(Ordering::Relaxed) != word {
             slot.critical_sms.store(word, Ordering::Relaxed);
@@ -634,13 +635,18 @@ mod tests {
         // A quota released by its trial (crate::quota): still latency-critical, nothing kept;
         // kept again, the whole quota as before.
         assert!(lc.keeps_quota() && lc.quota() == 32);
-        lc.keep_quota(false);
+        lc.keep_quota(0);
         assert!(!lc.keeps_quota() && lc.latency_critical() && lc.quota() == 32);
         assert_eq!(b.view(waiting).reserved_sms, 0, "released: nothing kept free");
         assert!(lc.view(waiting).critical);
-        lc.keep_quota(true);
+        lc.keep_quota(lc.quota());
         assert_eq!(b.view(waiting).reserved_sms, 32);
-        b.keep_quota(false);
+        // Sized below the quota by its cost (crate::quota::sized), and never above it.
+        lc.keep_quota(16);
+        assert_eq!(b.view(waiting).reserved_sms, 16);
+        lc.keep_quota(500);
+        assert_eq!(b.view(waiting).reserved_sms, 32);
+        b.keep_quota(8);
         assert!(!b.latency_critical() && b.quota() == 0, "a best-effort process says nothing");
     }
 
@@ -685,7 +691,7 @@ mod tests {
         assert_eq!((vc.best_effort, vc.rank, vc.reserved_sms), (2, 1, 32));
         // Its quota released by its trial (crate::quota): nothing kept for it, so the starving
         // one is kept its part again.
-        lc.keep_quota(false);
+        lc.keep_quota(0);
         let vb = b.view(t);
         assert_eq!((vb.starving, vb.best_effort, vb.reserved_sms), (true, 1, 40));
         assert_eq!(c.view(t).reserved_sms, 40);

@@ -47,7 +47,7 @@ use parking_lot::Mutex;
 use crate::board::{self, Board};
 #[cfg(test)]
 use crate::quota::TRIAL;
-use crate::quota::{Mark, Trial};
+use crate::quota::{Duty, Mark, Trial};
 
 /// Periods, ended with the same number of processes busy, that a verdict reads.
 pub(crate) const WINDOW: usize = 16;
@@ -122,6 +122,9 @@ struct Periods {
     trials: Option<HashMap<u32, Trial>>,
     /// The most its kept quota may slow a best-effort process ([`crate::quota::cost_cap`]).
     cost_cap: Option<f64>,
+    /// A latency-critical process's recent duty, which sizes its kept quota where the cost is
+    /// weighed ([`crate::quota::sized`]).
+    duty: Duty,
 }
 
 impl Periods {
@@ -226,7 +229,9 @@ impl Watch {
         let mut st = self.state.lock();
         if ended {
             st.ended(launches, now - start, busy, placed, || Mark::read(board, now));
-            if !self.critical {
+            if self.critical {
+                st.duty.ended(start, now);
+            } else {
                 // What it got done, which a latency-critical process's trial may weigh.
                 board.done(launches);
                 // The others judge by it: how much slower than alone this process gets its
@@ -235,6 +240,23 @@ impl Watch {
             }
         }
         self.judge(&mut st, board, now, busy);
+    }
+
+    /// The SMs of a latency-critical process's `quota` kept free while it keeps it: the whole
+    /// quota, or where the others' cost is weighed, as much as its duty lets
+    /// ([`crate::quota::sized`]; counted as `quota_sized_sms` where that is less).
+    fn kept_sms(&self, st: &Periods, quota: u32) -> u32 {
+        let Some(cap) = st.cost_cap else {
+            return quota;
+        };
+        let Some((groups, granularity)) = self.topology() else {
+            return quota;
+        };
+        let sms = crate::quota::sized(quota, cap, st.duty.get(), groups * granularity, granularity);
+        if sms < quota {
+            crate::stats::COUNTS.quota_sized_sms.store(u64::from(sms), Ordering::Relaxed);
+        }
+        sms
     }
 
     /// Follows the board `v` a launch of this process sees at `now`: when the number of busy processes
@@ -268,7 +290,7 @@ impl Watch {
                 let count = if kept { &counts.quota_kept } else { &counts.quota_released };
                 count.fetch_add(1, Ordering::Relaxed);
             }
-            board.keep_quota(keep);
+            board.keep_quota(if keep { self.kept_sms(st, board.quota()) } else { 0 });
             self.judged_for.store(busy, Ordering::Relaxed);
             return;
         }
@@ -453,6 +475,7 @@ mod tests {
         // gets its work done 10% slower with it: kept unless a 5% cap weighs that.
         for (cap, keeps) in [(None, true), (Some(0.05), false), (Some(0.2), true)] {
             let w = Watch::new(true);
+            w.topology.set(Some((15, 8))).unwrap();
             w.state.lock().cost_cap = cap;
             let period = |ns: u64, be_work: f64| {
                 w.launched(clock.get());
@@ -472,6 +495,46 @@ mod tests {
             let costly = w.state.lock().trials.as_ref().is_some_and(|t| t.get(&2).is_some_and(Trial::costly));
             assert_eq!(costly, !keeps, "cap {cap:?}: released for the cost, and said so");
         }
+    }
+
+    #[test]
+    fn where_the_cost_is_weighed_the_kept_quota_follows_the_duty() {
+        let path = Board::test_file(2);
+        let (lc, be) =
+            (Board::open(&path, 0, 2_000_000, Some(48)).unwrap(), Board::open(&path, 1, 2_000_000, None).unwrap());
+        let clock = std::cell::Cell::new(1_000u64);
+        let w = Watch::new(true);
+        w.topology.set(Some((15, 8))).unwrap();
+        w.state.lock().cost_cap = Some(0.05);
+        // Busy 1,000 ns of every 5,000: over four periods, 4,000 of 16,000 ns, a duty of a
+        // quarter, so 5% of 120 SMs' time is 24 SMs, three groups.
+        let period = || {
+            w.launched(clock.get());
+            lc.launched(clock.get(), 132);
+            be.launched(clock.get(), 132);
+            clock.set(clock.get() + 1_000);
+            w.waited(&lc, clock.get(), 2);
+            clock.set(clock.get() + 4_000);
+        };
+        for _ in 0..3 {
+            period();
+            assert_eq!(be.view(clock.get()).reserved_sms, 48, "the duty not known yet: the whole quota");
+        }
+        period();
+        assert_eq!(be.view(clock.get()).reserved_sms, 24, "the trial's kept window, sized by the duty");
+        // (Another test may size a quota of its own meanwhile: the count is the process's.)
+        assert_ne!(crate::stats::COUNTS.quota_sized_sms.load(Ordering::Relaxed), 0);
+        // Without the cost weighed, the whole quota.
+        let w = Watch::new(true);
+        w.topology.set(Some((15, 8))).unwrap();
+        w.state.lock().cost_cap = None;
+        for _ in 0..TRIAL / 2 {
+            w.launched(clock.get());
+            clock.set(clock.get() + 1_000);
+            w.waited(&lc, clock.get(), 2);
+            clock.set(clock.get() + 3_000);
+        }
+        assert_eq!(be.view(clock.get()).reserved_sms, 48);
     }
 
     #[test]

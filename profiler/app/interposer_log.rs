@@ -52,6 +52,10 @@ pub struct Counts<N = u64> {
     /// best-effort process's work ran more than `RIGHTSIZE_QUOTA_COST`% slower meanwhile.
     #[serde(default)]
     pub quota_costly: N,
+    /// The SMs its process's kept quota was last sized to by the others' cost, where that was
+    /// less than the quota (`RIGHTSIZE_QUOTA_COST`; preload/quota.rs `sized`; 0: never).
+    #[serde(default)]
+    pub quota_sized_sms: N,
     /// Left where launched, while other processes were busy, because none of them was
     /// latency-critical (`krisp`: best-effort processes share every SM, as under MPS).
     #[serde(default)]
@@ -96,6 +100,7 @@ impl Counts<AtomicU64> {
             quota_kept: AtomicU64::new(0),
             quota_released: AtomicU64::new(0),
             quota_costly: AtomicU64::new(0),
+            quota_sized_sms: AtomicU64::new(0),
             shared: AtomicU64::new(0),
             narrow: AtomicU64::new(0),
             captured: AtomicU64::new(0),
@@ -123,6 +128,7 @@ impl Counts<AtomicU64> {
             quota_kept: n(&self.quota_kept),
             quota_released: n(&self.quota_released),
             quota_costly: n(&self.quota_costly),
+            quota_sized_sms: n(&self.quota_sized_sms),
             shared: n(&self.shared),
             narrow: n(&self.narrow),
             captured: n(&self.captured),
@@ -214,7 +220,7 @@ mod tests {
         assert_eq!(
             text,
             "{\"sms\": 64, \"board_slots\": 2, \"windows_made\": 0, \"launches\": 10, \"placed\": 4, \"alone\": 0, \
-             \"critical\": 0, \"starving\": 0, \"starved\": 0, \"quota_trials\": 0, \"quota_kept\": 0, \"quota_released\": 0, \"quota_costly\": 0, \"shared\": 0, \"narrow\": 0, \"captured\": 0, \"fallback\": 0, \"via_ex\": 0, \
+             \"critical\": 0, \"starving\": 0, \"starved\": 0, \"quota_trials\": 0, \"quota_kept\": 0, \"quota_released\": 0, \"quota_costly\": 0, \"quota_sized_sms\": 0, \"shared\": 0, \"narrow\": 0, \"captured\": 0, \"fallback\": 0, \"via_ex\": 0, \
              \"functions_resolved\": 0, \"functions_kept\": 0, \"blas_calls\": 2, \"captured_placed\": 0, \
              \"fits\": {\"kernels\": 9, \"modelled\": 5, \"completions\": 40, \"knees\": {\"16\": 3, \"132\": 2}}}"
         );
