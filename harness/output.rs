@@ -295,7 +295,7 @@ pub fn summary(r: &Report) -> String {
                         String::new()
                     };
                     let sized = if c.quota_sized_sms > 0 {
-                        format!("; kept at {} SMs for the others' cost", c.quota_sized_sms)
+                        format!("; sized to {} SMs for the others' cost while kept", c.quota_sized_sms)
                     } else {
                         String::new()
                     };
@@ -778,7 +778,7 @@ pub(crate) mod tests {
         r.runs[0].tenants[1].interposed = Some(Interposed { counts, ..Default::default() });
         let s = summary(&r);
         assert!(
-            s.contains("10 latency-critical (its quota tried 3 times: kept 1, released 1 (1 for the others' cost), undecided 1; kept at 24 SMs for the others' cost)"),
+            s.contains("10 latency-critical (its quota tried 3 times: kept 1, released 1 (1 for the others' cost), undecided 1; sized to 24 SMs for the others' cost while kept)"),
             "{s}"
         );
     }

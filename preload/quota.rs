@@ -48,7 +48,8 @@
 //! while the latency-critical process is busy a share `duty` of the time costs a GPU-bound
 //! best-effort process about `kept / device · duty` of its work, so at most `P% · device /
 //! duty` SMs are kept (whole groups, at least one, at most the quota), the duty read from the
-//! process's latest periods ([`Duty`]; the whole quota until four have ended). The trial then
+//! process's latest periods ([`Duty`]; the whole quota until four have ended, so a trial's kept
+//! window may begin at the whole quota, and its cost marks then include that). The trial then
 //! tries the quota at that size, and the cost rule above still judges it. Built on 2026-11-26
 //! after the rounds below, from their numbers (a kept 48-SM quota cost bert-large 8–10%);
 //! not yet run on a GPU.
@@ -72,11 +73,13 @@ pub(crate) fn cost_cap() -> Option<f64> {
 /// The SMs a kept quota of `quota` SMs takes where the others' cost is weighed (`cap`, a
 /// fraction; [`cost_cap`]). While the latency-critical process is busy, a share `duty` of the
 /// time ([`Duty`]), the SMs kept free for it are lost to the best-effort processes: about
-/// `kept / device_sms · duty` of a GPU-bound one's work (torch-lc-decoder on an H200: 48 of 132
-/// SMs at a duty of about 0.3, two requests a second of about 150 ms, puts it near 11%; its
+/// `kept / device_sms · duty` of a GPU-bound one's work (torch-lc-decoder on an H200: 48 of its
+/// 132 SMs at a duty of about 0.3, two requests a second of about 150 ms, puts it near 11%; its
 /// bert-large lost 8–10% where the quota was kept). So at most `cap · device_sms / duty` SMs are
-/// kept, in whole groups of `granularity`, at least one group and at most the quota. With the
-/// duty not known yet, the whole quota. The trial then tries the quota at this size.
+/// kept, in whole groups of `granularity`, at least one group and at most the quota. The caller
+/// passes the SMs of the device's groups (120 of an H200's 132), which sizes a little under the
+/// cap. With the duty not known yet, the whole quota. The trial then tries the quota at this
+/// size.
 pub(crate) fn sized(quota: u32, cap: f64, duty: Option<f64>, device_sms: u32, granularity: u32) -> u32 {
     let Some(duty) = duty.filter(|&d| d > 0.0) else {
         return quota;
@@ -94,10 +97,13 @@ const DUTY_LEAST: usize = TRIAL / 2;
 
 /// The share of its recent time a latency-critical process is busy: its latest periods'
 /// time (from the first launch after a wait to the end of the next wait, [`crate::starving`])
-/// over the span from the first's start to the last's end. Its host's work between a wait and
-/// its next launch is not counted, though the board counts the process busy for the hold
-/// after each launch, so a process with many short periods reads a lower duty than the board
-/// keeps its quota for.
+/// over the time they took, read from the first one's end to the last one's end (each
+/// period after the first with the gap before it, so a steady load reads its duty exactly).
+/// Its host's work between a wait and its next launch is not counted, though the board counts
+/// the process busy for the hold after each launch, so a process with many short periods
+/// reads a lower duty than the board keeps its quota for. The window is periods, not time: a
+/// process that waits for the GPU many times a request reads its duty within a request or
+/// two, near 1 while it serves one, so its quota shrinks toward a group for the request.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Duty {
     /// The latest periods' (start, end), ns.
@@ -118,8 +124,8 @@ impl Duty {
         if self.periods.len() < DUTY_LEAST {
             return None;
         }
-        let span = self.periods.back()?.1.saturating_sub(self.periods.front()?.0);
-        let busy: u64 = self.periods.iter().map(|&(start, end)| end - start).sum();
+        let span = self.periods.back()?.1.saturating_sub(self.periods.front()?.1);
+        let busy: u64 = self.periods.iter().skip(1).map(|&(start, end)| end - start).sum();
         (span > 0).then(|| (busy as f64 / span as f64).min(1.0))
     }
 }
@@ -401,8 +407,9 @@ mod tests {
         }
         assert_eq!(d.get(), None, "too few periods");
         d.ended(3_000, 3_300);
-        // Four periods of 300 ns from 0 to 3,300.
-        assert_eq!(d.get(), Some(1_200.0 / 3_300.0));
+        // Periods of 300 ns every 1,000: the last three's 900 ns over the 3,000 from the
+        // first's end.
+        assert_eq!(d.get(), Some(0.3));
         // Only the latest DUTY_PERIODS count: busier ones push the idle ones out.
         for i in 4..4 + DUTY_PERIODS as u64 {
             d.ended(i * 1_000, i * 1_000 + 1_000);

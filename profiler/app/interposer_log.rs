@@ -52,8 +52,9 @@ pub struct Counts<N = u64> {
     /// best-effort process's work ran more than `RIGHTSIZE_QUOTA_COST`% slower meanwhile.
     #[serde(default)]
     pub quota_costly: N,
-    /// The SMs its process's kept quota was last sized to by the others' cost, where that was
-    /// less than the quota (`RIGHTSIZE_QUOTA_COST`; preload/quota.rs `sized`; 0: never).
+    /// The SMs its process's quota was last sized to by the others' cost while kept, where
+    /// that was less than the quota (`RIGHTSIZE_QUOTA_COST`; preload/quota.rs `sized`; 0:
+    /// never). A size, not a count: it stays after a verdict releases the quota.
     #[serde(default)]
     pub quota_sized_sms: N,
     /// Left where launched, while other processes were busy, because none of them was

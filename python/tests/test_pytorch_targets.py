@@ -21,6 +21,7 @@ def test_a_round_meets_the_latency_target_only_with_both_halves():
     assert targets.lc_margin((0.6, 0.90)) > 1.0  # the best-effort half missed
     assert targets.lc_margin((0.9, 1.00)) > 1.0  # the p99 half missed
     assert targets.lc_margin((0.8, None)) == 1.0  # no best-effort tenant: the p99 alone
+    assert targets.lc_margin((0.6, 0.0)) == float("inf")  # one that got nothing done
 
 
 def test_halves_met_in_different_rounds_do_not_meet_the_target():
@@ -42,3 +43,8 @@ def test_stp_is_judged_on_the_median_ratio():
     assert ok and "median of 3" in lines[0]
     lines, ok = targets.check([{("stp", "s"): (r,)} for r in (0.90, 0.97, 1.05)])
     assert not ok
+
+
+def test_a_worse_half_near_its_bound_is_printed_to_three_decimals():
+    line, ok = judge((0.8032, 1.0), (0.8032, 1.0))
+    assert not ok and "the worse half / its bound 1.004 in the median" in line
