@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds and runs the probes of this folder on a GPU host; tables to $OUT (or probes-out/).
 #
-#   scripts/probes/run.sh [hbm] [gemv] [kc1024]   (all three unless named)
+#   scripts/probes/run.sh [hbm] [gemv] [kc1024] [attn]   (all four unless named)
 #
 # kc1024: decode_gemv once more, built against a copy of kernels/ whose streamed decode GEMM
 # takes 1,024-column chunks (RS_GEMM_D_KC): a tile's copy of 32 KiB a stage instead of 16, the
@@ -11,7 +11,7 @@ cd "$(dirname "$0")"
 out=${OUT:-probes-out}
 mkdir -p "$out"
 want=("$@")
-[ ${#want[@]} -gt 0 ] || want=(hbm gemv kc1024)
+[ ${#want[@]} -gt 0 ] || want=(hbm gemv kc1024 attn)
 arch=("-gencode=arch=compute_90a,code=sm_90a")
 for w in "${want[@]}"; do
     case "$w" in
@@ -33,6 +33,10 @@ for w in "${want[@]}"; do
             { echo "decode_gemv built against kernels/ with RS_GEMM_D_KC 1024"; /tmp/decode_gemv_kc1024; } |
                 tee "$out/decode_gemv_kc1024.txt"
             ;;
-        *) echo "run.sh: unknown probe $w (hbm, gemv, kc1024)" >&2; exit 2 ;;
+        attn)
+            nvcc -O3 -std=c++17 -I../../kernels "${arch[@]}" -o /tmp/decode_attn decode_attn.cu -lcuda
+            /tmp/decode_attn | tee "$out/decode_attn.txt"
+            ;;
+        *) echo "run.sh: unknown probe $w (hbm, gemv, kc1024, attn)" >&2; exit 2 ;;
     esac
 done

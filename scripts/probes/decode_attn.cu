@@ -1,0 +1,358 @@
+// decode_attn.cu — decode attention on few SMs: a unit per query head, or per kv head's group.
+//
+// A probe, not project code. The decode issue asks for decode steps that keep their speed on a
+// third of the device. The library's decode attention (kernels/attention_decode.cuh) takes a
+// unit per (sequence, query head): 256 units at batch 8 for Llama-3.2-1B and mistral-7b (32
+// query heads, 8 kv heads), two blocks an SM, so one wave on 132 SMs and three on 48 (the
+// profiles: 10.1 µs on 132 SMs, 20.5 on 48, Llama). The heads of a kv group read the same K
+// and V rows. This times, on green contexts of 16 … 132 SMs:
+//   head   the library's unit (decode_attention_unit, included as it is), a block a unit;
+//   group  a unit per (sequence, kv head) that attends the group's G query heads together
+//          from one read of each K and V row: 64 units, each lane's arithmetic for each head
+//          that of `head` (the same rows, order and combine), so the bits must be the same;
+//          two blocks an SM, its registers capped at 128 (ptxas spills ~250 bytes a thread);
+//   group1 the same, one block an SM, its registers not capped.
+// Both append the new token's k and v to the cache (the same slot every launch). No RoPE.
+// Checked against a CPU reference in double precision and `group` against `head` bit for bit.
+// Build and run on the GPU host, from this directory:
+//   nvcc -O3 -std=c++17 -I../../kernels -gencode=arch=compute_90a,code=sm_90a -o decode_attn decode_attn.cu -lcuda
+//   ./decode_attn
+#include <cuda.h>
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "attention_decode.cuh"
+
+#include "check.h"
+
+#define CKD(x)                                                                     \
+    do {                                                                           \
+        CUresult r_ = (x);                                                         \
+        if (r_ != CUDA_SUCCESS) {                                                  \
+            const char* s_ = nullptr;                                              \
+            cuGetErrorString(r_, &s_);                                             \
+            fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, s_ ? s_ : "?"); \
+            exit(1);                                                               \
+        }                                                                          \
+    } while (0)
+
+template <int D>
+__global__ void __launch_bounds__(RS_DECODE_THREADS) head_k(const __grid_constant__ DecodeAttentionParams p) {
+    const unsigned units = p.batch * p.heads_q;
+    for (unsigned u = blockIdx.x; u < units; u += gridDim.x) rs::decode_attention_unit<D>(p, u);
+}
+
+// A unit (b, kv head kh) of G query heads kh·G … kh·G + G − 1: decode_attention_unit's
+// arithmetic for each head, the K and V rows loaded once for all of them. Without RoPE.
+template <int D, int G>
+__device__ __forceinline__ void group_unit(const DecodeAttentionParams& p, unsigned long long u) {
+    constexpr int WARPS = RS_DECODE_THREADS / 32;
+    constexpr int LR = D / 8;
+    constexpr int RPW = 32 / LR;
+    constexpr int ROWS = WARPS * RPW;
+    constexpr int U = 4;
+    __shared__ float sm_m[G][ROWS], sm_l[G][ROWS], sm_w[G][ROWS], sm_o[G][ROWS][D];
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int sub = lane % LR, row_id = warp * RPW + lane / LR;
+    const float scale_log2 = p.scale * 1.4426950408889634f;
+    const unsigned kh = u % p.heads_kv;
+    const unsigned b = u / p.heads_kv;
+    const unsigned long long kv = (unsigned long long)b * p.heads_kv + kh;
+    const unsigned pos = rs::ptr<const unsigned>(p.pos)[b];
+    const bool fresh = pos < p.max_len;
+    const unsigned len = min(pos + 1, p.max_len);
+    const unsigned long long new_row = (unsigned long long)b * p.qkv_stride + kh * D;
+    const __half* Kc = rs::ptr<const __half>(p.k_cache) + kv * p.max_len * D;
+    const __half* Vc = rs::ptr<const __half>(p.v_cache) + kv * p.max_len * D;
+    const uint4 k_new = *reinterpret_cast<const uint4*>(rs::ptr<const __half>(p.k) + new_row + sub * 8);
+    const uint4 v_new = *reinterpret_cast<const uint4*>(rs::ptr<const __half>(p.v) + new_row + sub * 8);
+    if (fresh && tid < 2 * LR) {
+        __half* cache = rs::ptr<__half>(tid >= LR ? p.v_cache : p.k_cache);
+        *reinterpret_cast<uint4*>(cache + (kv * p.max_len + pos) * D + sub * 8) = tid >= LR ? v_new : k_new;
+    }
+    float qv[G][8], acc[G][8], m[G], l[G];
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+        const uint4 qr = *reinterpret_cast<const uint4*>(rs::ptr<const __half>(p.q) + (unsigned long long)b * p.qkv_stride +
+                                                         (unsigned long long)(kh * G + g) * D + sub * 8);
+        rs::unpack8(qr, qv[g]);
+#pragma unroll
+        for (int e = 0; e < 8; ++e) {
+            qv[g][e] *= scale_log2;
+            acc[g][e] = 0.0f;
+        }
+        m[g] = -CUDART_INF_F;
+        l[g] = 0.0f;
+    }
+    for (unsigned base = warp * RPW; base < len; base += U * ROWS) {
+        uint4 kr[U], vr[U];
+#pragma unroll
+        for (int j = 0; j < U; ++j) {
+            const unsigned t = base + lane / LR + j * ROWS;
+            const bool in = t < len, now = fresh && t == pos;
+            kr[j] = !in ? make_uint4(0, 0, 0, 0) : now ? k_new : *reinterpret_cast<const uint4*>(Kc + (unsigned long long)t * D + sub * 8);
+            vr[j] = !in ? make_uint4(0, 0, 0, 0) : now ? v_new : *reinterpret_cast<const uint4*>(Vc + (unsigned long long)t * D + sub * 8);
+        }
+#pragma unroll
+        for (int g = 0; g < G; ++g) {
+            float dot[U], m_new = m[g];
+#pragma unroll
+            for (int j = 0; j < U; ++j) {
+                float kf[8], d = 0.0f;
+                rs::unpack8(kr[j], kf);
+#pragma unroll
+                for (int e = 0; e < 8; ++e) d += qv[g][e] * kf[e];
+#pragma unroll
+                for (int o = LR / 2; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
+                dot[j] = base + lane / LR + j * ROWS < len ? d : -CUDART_INF_F;
+                m_new = fmaxf(m_new, dot[j]);
+            }
+            const float corr = m[g] == -CUDART_INF_F ? 0.0f : exp2f(m[g] - m_new);
+            l[g] *= corr;
+#pragma unroll
+            for (int e = 0; e < 8; ++e) acc[g][e] *= corr;
+#pragma unroll
+            for (int j = 0; j < U; ++j) {
+                const float pv = m_new == -CUDART_INF_F ? 0.0f : exp2f(dot[j] - m_new);
+                float vf[8];
+                rs::unpack8(vr[j], vf);
+                l[g] += pv;
+#pragma unroll
+                for (int e = 0; e < 8; ++e) acc[g][e] += pv * vf[e];
+            }
+            m[g] = m_new;
+        }
+    }
+    __syncthreads();  // the previous unit's merge has read the shared arrays
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+        if (sub == 0) {
+            sm_m[g][row_id] = m[g];
+            sm_l[g][row_id] = l[g];
+        }
+#pragma unroll
+        for (int e = 0; e < 8; ++e) sm_o[g][row_id][sub * 8 + e] = acc[g][e];
+    }
+    __syncthreads();
+    if (tid < G * ROWS) {
+        const int g = tid / ROWS, r = tid % ROWS;
+        float m_all = -CUDART_INF_F;
+        for (int i = 0; i < ROWS; ++i) m_all = fmaxf(m_all, sm_m[g][i]);
+        sm_w[g][r] = sm_m[g][r] == -CUDART_INF_F ? 0.0f : exp2f(sm_m[g][r] - m_all);
+    }
+    __syncthreads();
+    for (int i = tid; i < G * D; i += RS_DECODE_THREADS) {
+        const int g = i / D, d = i % D;
+        float v = 0.0f, l_all = 0.0f;
+        for (int r = 0; r < ROWS; ++r) {
+            v += sm_o[g][r][d] * sm_w[g][r];
+            l_all += sm_l[g][r] * sm_w[g][r];
+        }
+        __half* o = rs::ptr<__half>(p.o) + (unsigned long long)b * p.o_stride + (unsigned long long)(kh * G + g) * D;
+        o[d] = __float2half_rn(l_all > 0.0f ? v / l_all : 0.0f);
+    }
+}
+
+// MINB blocks an SM: 2 caps the registers at 128 (some spill), 1 leaves them uncapped.
+template <int D, int G, int MINB>
+__global__ void __launch_bounds__(RS_DECODE_THREADS, MINB) group_k(const __grid_constant__ DecodeAttentionParams p) {
+    const unsigned units = p.batch * p.heads_kv;
+    for (unsigned u = blockIdx.x; u < units; u += gridDim.x) group_unit<D, G>(p, u);
+}
+
+struct Shape {
+    const char* name;
+    unsigned batch, heads_q, heads_kv, head_dim, len;
+};
+
+// A green context of at least `sms` SMs (the whole device where that is all of it).
+static CUgreenCtx green_of(CUdevice dev, unsigned sms, unsigned* got) {
+    CUdevResource all;
+    CKD(cuDeviceGetDevResource(dev, &all, CU_DEV_RESOURCE_TYPE_SM));
+    CUdevResource use = all;
+    if (sms < all.sm.smCount) {
+        CUdevResource groups[1], rest;
+        unsigned n = 1;
+        CKD(cuDevSmResourceSplitByCount(groups, &n, &all, &rest, 0, sms));
+        use = groups[0];
+    }
+    CUdevResourceDesc desc;
+    CKD(cuDevResourceGenerateDesc(&desc, &use, 1));
+    CUgreenCtx g;
+    CKD(cuGreenCtxCreate(&g, desc, dev, CU_GREEN_CTX_DEFAULT_STREAM));
+    *got = use.sm.smCount;
+    return g;
+}
+
+static float half_to_float(__half h) { return __half2float(h); }
+
+// o[b][h] of the reference: softmax over the cache rows (the new row at pos) of q·k·scale, by v.
+static std::vector<double> reference(const Shape& s, const std::vector<__half>& qkv, const std::vector<__half>& kc,
+                                     const std::vector<__half>& vc, unsigned max_len) {
+    const unsigned D = s.head_dim, stride = (s.heads_q + 2 * s.heads_kv) * D, pos = s.len - 1;
+    std::vector<double> out((size_t)s.batch * s.heads_q * D);
+    for (unsigned b = 0; b < s.batch; ++b)
+        for (unsigned h = 0; h < s.heads_q; ++h) {
+            const unsigned kh = h / (s.heads_q / s.heads_kv);
+            const __half* q = &qkv[(size_t)b * stride + h * D];
+            const __half* kn = &qkv[(size_t)b * stride + s.heads_q * D + kh * D];
+            const __half* vn = &qkv[(size_t)b * stride + (s.heads_q + s.heads_kv) * D + kh * D];
+            const size_t cache = ((size_t)b * s.heads_kv + kh) * max_len * D;
+            std::vector<double> sc(s.len);
+            double mx = -INFINITY;
+            for (unsigned t = 0; t < s.len; ++t) {
+                const __half* k = t == pos ? kn : &kc[cache + (size_t)t * D];
+                double d = 0;
+                for (unsigned e = 0; e < D; ++e) d += (double)half_to_float(q[e]) * half_to_float(k[e]);
+                sc[t] = d / std::sqrt((double)D);
+                mx = std::max(mx, sc[t]);
+            }
+            double sum = 0;
+            for (unsigned t = 0; t < s.len; ++t) sum += (sc[t] = std::exp(sc[t] - mx));
+            for (unsigned e = 0; e < D; ++e) {
+                double v = 0;
+                for (unsigned t = 0; t < s.len; ++t) v += sc[t] * half_to_float(t == pos ? vn[e] : vc[cache + (size_t)t * D + e]);
+                out[((size_t)b * s.heads_q + h) * D + e] = v / sum;
+            }
+        }
+    return out;
+}
+
+template <int D, int G>
+static void run(const Shape& s, CUdevice dev, const unsigned* sms_list, int n_sms) {
+    const unsigned max_len = s.len, stride = (s.heads_q + 2 * s.heads_kv) * D;
+    std::mt19937 rng(7);
+    std::uniform_real_distribution<float> uni(-1.0f, 1.0f);
+    auto fill = [&](size_t n) {
+        std::vector<__half> v(n);
+        for (auto& x : v) x = __float2half(uni(rng));
+        return v;
+    };
+    const size_t cache_n = (size_t)s.batch * s.heads_kv * max_len * D, o_n = (size_t)s.batch * s.heads_q * D;
+    const std::vector<__half> qkv = fill((size_t)s.batch * stride), kc = fill(cache_n), vc = fill(cache_n);
+    __half *d_qkv, *d_kc, *d_vc, *d_o;
+    unsigned* d_pos;
+    CK(cudaMalloc(&d_qkv, qkv.size() * 2));
+    CK(cudaMalloc(&d_kc, cache_n * 2));
+    CK(cudaMalloc(&d_vc, cache_n * 2));
+    CK(cudaMalloc(&d_o, o_n * 2));
+    CK(cudaMalloc(&d_pos, s.batch * 4));
+    CK(cudaMemcpy(d_qkv, qkv.data(), qkv.size() * 2, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(d_kc, kc.data(), cache_n * 2, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(d_vc, vc.data(), cache_n * 2, cudaMemcpyHostToDevice));
+    const std::vector<unsigned> pos(s.batch, s.len - 1);
+    CK(cudaMemcpy(d_pos, pos.data(), s.batch * 4, cudaMemcpyHostToDevice));
+    DecodeAttentionParams p{};
+    p.q = (unsigned long long)d_qkv;
+    p.k = (unsigned long long)(d_qkv + s.heads_q * D);
+    p.v = (unsigned long long)(d_qkv + (s.heads_q + s.heads_kv) * D);
+    p.k_cache = (unsigned long long)d_kc;
+    p.v_cache = (unsigned long long)d_vc;
+    p.o = (unsigned long long)d_o;
+    p.pos = (unsigned long long)d_pos;
+    p.inv_freq = 0;
+    p.batch = s.batch;
+    p.heads_q = s.heads_q;
+    p.heads_kv = s.heads_kv;
+    p.head_dim = D;
+    p.max_len = max_len;
+    p.qkv_stride = stride;
+    p.o_stride = s.heads_q * D;
+    p.scale = 1.0f / std::sqrt((float)D);
+
+    // Correctness on the whole device: both against the reference, and against each other.
+    const std::vector<double> ref = reference(s, qkv, kc, vc, max_len);
+    std::vector<__half> o_head(o_n), o_group(o_n);
+    head_k<D><<<s.batch * s.heads_q, RS_DECODE_THREADS>>>(p);
+    CK(cudaDeviceSynchronize());
+    CK(cudaMemcpy(o_head.data(), d_o, o_n * 2, cudaMemcpyDeviceToHost));
+    CK(cudaMemset(d_o, 0, o_n * 2));
+    group_k<D, G, 2><<<s.batch * s.heads_kv, RS_DECODE_THREADS>>>(p);
+    CK(cudaDeviceSynchronize());
+    CK(cudaMemcpy(o_group.data(), d_o, o_n * 2, cudaMemcpyDeviceToHost));
+    std::vector<__half> o_group1(o_n);
+    CK(cudaMemset(d_o, 0, o_n * 2));
+    group_k<D, G, 1><<<s.batch * s.heads_kv, RS_DECODE_THREADS>>>(p);
+    CK(cudaDeviceSynchronize());
+    CK(cudaMemcpy(o_group1.data(), d_o, o_n * 2, cudaMemcpyDeviceToHost));
+    double err_h = 0, err_g = 0;
+    size_t differ = 0;
+    for (size_t i = 0; i < o_n; ++i) {
+        err_h = std::max(err_h, std::fabs(half_to_float(o_head[i]) - ref[i]));
+        err_g = std::max(err_g, std::fabs(half_to_float(o_group[i]) - ref[i]));
+        differ += memcmp(&o_head[i], &o_group[i], 2) != 0 || memcmp(&o_head[i], &o_group1[i], 2) != 0;
+    }
+    const bool ok = err_h < 2e-2 && err_g < 2e-2;
+    printf("\n%s (batch %u, %u query heads, %u kv heads, head_dim %u, %u cached tokens): max |err| head %.2e, group %.2e; "
+           "%zu of %zu outputs differ between them%s\n",
+           s.name, s.batch, s.heads_q, s.heads_kv, D, s.len, err_h, err_g, differ, o_n, ok ? "" : "  ** FAILED **");
+    const double kv_bytes = 2.0 * s.batch * s.heads_kv * s.len * D * 2;
+    printf("%8s %10s %10s %10s %10s %10s %8s\n", "SMs", "head µs", "group µs", "group1 µs", "head GB/s", "group GB/s",
+           "h / g");
+
+    CUcontext primary;
+    CKD(cuCtxGetCurrent(&primary));
+    for (int i = 0; i < n_sms; ++i) {
+        unsigned got = 0;
+        CUgreenCtx g = green_of(dev, sms_list[i], &got);
+        CUcontext ctx;
+        CKD(cuCtxFromGreenCtx(&ctx, g));
+        CKD(cuCtxSetCurrent(ctx));
+        cudaStream_t st;
+        CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+        cudaEvent_t a, z;
+        CK(cudaEventCreate(&a));
+        CK(cudaEventCreate(&z));
+        auto time_us = [&](auto launch) {
+            for (int w = 0; w < 10; ++w) launch();
+            CK(cudaEventRecord(a, st));
+            const int n = 200;
+            for (int r = 0; r < n; ++r) launch();
+            CK(cudaEventRecord(z, st));
+            CK(cudaEventSynchronize(z));
+            float ms = 0;
+            CK(cudaEventElapsedTime(&ms, a, z));
+            return ms * 1e3 / n;
+        };
+        const double th = time_us([&] { head_k<D><<<s.batch * s.heads_q, RS_DECODE_THREADS, 0, st>>>(p); });
+        const double tg = time_us([&] { group_k<D, G, 2><<<s.batch * s.heads_kv, RS_DECODE_THREADS, 0, st>>>(p); });
+        const double t1 = time_us([&] { group_k<D, G, 1><<<s.batch * s.heads_kv, RS_DECODE_THREADS, 0, st>>>(p); });
+        CK(cudaGetLastError());
+        printf("%8u %10.2f %10.2f %10.2f %10.0f %10.0f %8.2f\n", got, th, tg, t1, kv_bytes / th / 1e3, kv_bytes / tg / 1e3,
+               th / tg);
+        CK(cudaEventDestroy(a));
+        CK(cudaEventDestroy(z));
+        CK(cudaStreamDestroy(st));
+        CKD(cuCtxSetCurrent(primary));
+        CKD(cuGreenCtxDestroy(g));
+    }
+    CK(cudaFree(d_qkv));
+    CK(cudaFree(d_kc));
+    CK(cudaFree(d_vc));
+    CK(cudaFree(d_o));
+    CK(cudaFree(d_pos));
+}
+
+int main() {
+    CK(cudaFree(0));  // the primary context, current, before any green one
+    CUdevice dev;
+    CKD(cuCtxGetDevice(&dev));
+    cudaDeviceProp prop;
+    CK(cudaGetDeviceProperties(&prop, 0));
+    printf("%s, %d SMs. Back-to-back launches (no PDL), µs each; GB/s of the K and V rows once each.\n", prop.name,
+           prop.multiProcessorCount);
+    const unsigned sms[] = {16, 32, 48, 64, (unsigned)prop.multiProcessorCount};
+    const int n = sizeof(sms) / sizeof(sms[0]);
+    run<64, 4>({"llama-3.2-1b b8", 8, 32, 8, 64, 160}, dev, sms, n);
+    run<128, 4>({"mistral-7b b8", 8, 32, 8, 128, 160}, dev, sms, n);
+    run<64, 4>({"llama-3.2-1b b1", 1, 32, 8, 64, 160}, dev, sms, n);
+    run<128, 4>({"mistral-7b b8, long cache", 8, 32, 8, 128, 2048}, dev, sms, n);
+    run<64, 4>({"llama-3.2-1b b1, long cache", 1, 32, 8, 64, 4096}, dev, sms, n);
+    return 0;
+}
