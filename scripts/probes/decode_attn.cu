@@ -11,15 +11,19 @@
 //          from one read of each K and V row: 64 units, each lane's arithmetic for each head
 //          that of `head` (the same rows, order and combine), so the bits must be the same;
 //          two blocks an SM, its registers capped at 128 (ptxas spills ~250 bytes a thread);
-//   group1 the same, one block an SM, its registers not capped.
+//   group1 the same, one block an SM, its registers not capped;
+//   split  flash-decoding: a unit per (sequence, query head, chunk of 256 cached rows), then a
+//          launch that merges each sequence's chunks in order (two launches; other bits).
 // Both append the new token's k and v to the cache (the same slot every launch). No RoPE.
 // Checked against a CPU reference in double precision and `group` against `head` bit for bit.
+// µs are of a launch (split: its two) in a run of 200 back to back, without PDL.
 // Build and run on the GPU host, from this directory:
 //   nvcc -O3 -std=c++17 -I../../kernels -gencode=arch=compute_90a,code=sm_90a -o decode_attn decode_attn.cu -lcuda
 //   ./decode_attn
 #include <cuda.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -166,6 +170,143 @@ __global__ void __launch_bounds__(RS_DECODE_THREADS, MINB) group_k(const __grid_
     for (unsigned u = blockIdx.x; u < units; u += gridDim.x) group_unit<D, G>(p, u);
 }
 
+// ---- split: a unit per (sequence, query head, chunk of CH cached rows), then a combine ----
+//
+// Flash-decoding's way: each unit attends its query over one chunk of the cache as
+// decode_attention_unit does over the whole (the same lanes, rows and merge), and writes the
+// chunk's running max m (log2 units), sum l and unnormalised output; `combine_k` merges a
+// sequence's chunks in chunk order. Other bits than `head` (the sums are grouped by chunk).
+constexpr unsigned CH = 256;
+
+template <int D>
+__device__ __forceinline__ void split_unit(const DecodeAttentionParams& p, unsigned long long u, unsigned chunks,
+                                           float* part_m, float* part_l, float* part_o) {
+    constexpr int WARPS = RS_DECODE_THREADS / 32;
+    constexpr int LR = D / 8;
+    constexpr int RPW = 32 / LR;
+    constexpr int ROWS = WARPS * RPW;
+    constexpr int U = 4;
+    __shared__ float sm_m[ROWS], sm_l[ROWS], sm_w[ROWS], sm_o[ROWS][D];
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int sub = lane % LR, row_id = warp * RPW + lane / LR;
+    const unsigned group = p.heads_q / p.heads_kv;
+    const float scale_log2 = p.scale * 1.4426950408889634f;
+    const unsigned c = u % chunks;
+    const unsigned bh = u / chunks;
+    const unsigned h = bh % p.heads_q, b = bh / p.heads_q;
+    const unsigned long long kv = (unsigned long long)b * p.heads_kv + h / group;
+    const unsigned pos = rs::ptr<const unsigned>(p.pos)[b];
+    const bool fresh = pos < p.max_len;
+    const unsigned len = min(pos + 1, p.max_len);
+    const unsigned begin = c * CH, end = min(begin + CH, len);
+    const unsigned long long new_row = (unsigned long long)b * p.qkv_stride + (h / group) * D;
+    const __half* Kc = rs::ptr<const __half>(p.k_cache) + kv * p.max_len * D;
+    const __half* Vc = rs::ptr<const __half>(p.v_cache) + kv * p.max_len * D;
+    const uint4 qr = *reinterpret_cast<const uint4*>(rs::ptr<const __half>(p.q) + (unsigned long long)b * p.qkv_stride +
+                                                     (unsigned long long)h * D + sub * 8);
+    const uint4 k_new = *reinterpret_cast<const uint4*>(rs::ptr<const __half>(p.k) + new_row + sub * 8);
+    const uint4 v_new = *reinterpret_cast<const uint4*>(rs::ptr<const __half>(p.v) + new_row + sub * 8);
+    if (fresh && h % group == 0 && pos / CH == c && tid < 2 * LR) {
+        __half* cache = rs::ptr<__half>(tid >= LR ? p.v_cache : p.k_cache);
+        *reinterpret_cast<uint4*>(cache + (kv * p.max_len + pos) * D + sub * 8) = tid >= LR ? v_new : k_new;
+    }
+    float qv[8], acc[8];
+    rs::unpack8(qr, qv);
+#pragma unroll
+    for (int e = 0; e < 8; ++e) {
+        qv[e] *= scale_log2;
+        acc[e] = 0.0f;
+    }
+    float m = -CUDART_INF_F, l = 0.0f;
+    for (unsigned base = begin + warp * RPW; base < end; base += U * ROWS) {
+        uint4 kr[U], vr[U];
+#pragma unroll
+        for (int j = 0; j < U; ++j) {
+            const unsigned t = base + lane / LR + j * ROWS;
+            const bool in = t < end, now = fresh && t == pos;
+            kr[j] = !in ? make_uint4(0, 0, 0, 0) : now ? k_new : *reinterpret_cast<const uint4*>(Kc + (unsigned long long)t * D + sub * 8);
+            vr[j] = !in ? make_uint4(0, 0, 0, 0) : now ? v_new : *reinterpret_cast<const uint4*>(Vc + (unsigned long long)t * D + sub * 8);
+        }
+        float dot[U], m_new = m;
+#pragma unroll
+        for (int j = 0; j < U; ++j) {
+            float kf[8], d = 0.0f;
+            rs::unpack8(kr[j], kf);
+#pragma unroll
+            for (int e = 0; e < 8; ++e) d += qv[e] * kf[e];
+#pragma unroll
+            for (int o = LR / 2; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
+            dot[j] = base + lane / LR + j * ROWS < end ? d : -CUDART_INF_F;
+            m_new = fmaxf(m_new, dot[j]);
+        }
+        const float corr = m == -CUDART_INF_F ? 0.0f : exp2f(m - m_new);
+        l *= corr;
+#pragma unroll
+        for (int e = 0; e < 8; ++e) acc[e] *= corr;
+#pragma unroll
+        for (int j = 0; j < U; ++j) {
+            const float pv = m_new == -CUDART_INF_F ? 0.0f : exp2f(dot[j] - m_new);
+            float vf[8];
+            rs::unpack8(vr[j], vf);
+            l += pv;
+#pragma unroll
+            for (int e = 0; e < 8; ++e) acc[e] += pv * vf[e];
+        }
+        m = m_new;
+    }
+    __syncthreads();
+    if (sub == 0) {
+        sm_m[row_id] = m;
+        sm_l[row_id] = l;
+    }
+#pragma unroll
+    for (int e = 0; e < 8; ++e) sm_o[row_id][sub * 8 + e] = acc[e];
+    __syncthreads();
+    if (tid < ROWS) {
+        float m_all = -CUDART_INF_F;
+        for (int r = 0; r < ROWS; ++r) m_all = fmaxf(m_all, sm_m[r]);
+        sm_w[tid] = sm_m[tid] == -CUDART_INF_F ? 0.0f : exp2f(sm_m[tid] - m_all);
+        if (tid == 0) part_m[u] = m_all;
+    }
+    __syncthreads();
+    for (int d = tid; d < D; d += RS_DECODE_THREADS) {
+        float v = 0.0f, l_all = 0.0f;
+        for (int r = 0; r < ROWS; ++r) {
+            v += sm_o[r][d] * sm_w[r];
+            l_all += sm_l[r] * sm_w[r];
+        }
+        part_o[u * D + d] = v;
+        if (d == 0) part_l[u] = l_all;
+    }
+}
+
+template <int D>
+__global__ void __launch_bounds__(RS_DECODE_THREADS) split_k(const __grid_constant__ DecodeAttentionParams p, unsigned chunks,
+                                                             float* part_m, float* part_l, float* part_o) {
+    const unsigned units = p.batch * p.heads_q * chunks;
+    for (unsigned u = blockIdx.x; u < units; u += gridDim.x) split_unit<D>(p, u, chunks, part_m, part_l, part_o);
+}
+
+// A block per (sequence, query head), a thread per output: the chunks merged in chunk order.
+template <int D>
+__global__ void __launch_bounds__(D) combine_k(const __grid_constant__ DecodeAttentionParams p, unsigned chunks,
+                                              const float* part_m, const float* part_l, const float* part_o) {
+    const unsigned bh = blockIdx.x, b = bh / p.heads_q, h = bh % p.heads_q, d = threadIdx.x;
+    const unsigned pos = rs::ptr<const unsigned>(p.pos)[b];
+    const unsigned used = (min(pos + 1, p.max_len) + CH - 1) / CH;
+    float m_all = -CUDART_INF_F;
+    for (unsigned c = 0; c < used; ++c) m_all = fmaxf(m_all, part_m[bh * chunks + c]);
+    float v = 0.0f, l_all = 0.0f;
+    for (unsigned c = 0; c < used; ++c) {
+        const float mc = part_m[bh * chunks + c];
+        const float w = mc == -CUDART_INF_F ? 0.0f : exp2f(mc - m_all);
+        v += part_o[(bh * chunks + c) * D + d] * w;
+        l_all += part_l[bh * chunks + c] * w;
+    }
+    rs::ptr<__half>(p.o)[(unsigned long long)b * p.o_stride + (unsigned long long)h * D + d] =
+        __float2half_rn(l_all > 0.0f ? v / l_all : 0.0f);
+}
+
 struct Shape {
     const char* name;
     unsigned batch, heads_q, heads_kv, head_dim, len;
@@ -266,7 +407,17 @@ static void run(const Shape& s, CUdevice dev, const unsigned* sms_list, int n_sm
     p.o_stride = s.heads_q * D;
     p.scale = 1.0f / std::sqrt((float)D);
 
-    // Correctness on the whole device: both against the reference, and against each other.
+    const unsigned chunks = (max_len + CH - 1) / CH;
+    float *part_m, *part_l, *part_o;
+    CK(cudaMalloc(&part_m, (size_t)s.batch * s.heads_q * chunks * 4));
+    CK(cudaMalloc(&part_l, (size_t)s.batch * s.heads_q * chunks * 4));
+    CK(cudaMalloc(&part_o, (size_t)s.batch * s.heads_q * chunks * D * 4));
+    auto split = [&](cudaStream_t st) {
+        split_k<D><<<s.batch * s.heads_q * chunks, RS_DECODE_THREADS, 0, st>>>(p, chunks, part_m, part_l, part_o);
+        combine_k<D><<<s.batch * s.heads_q, D, 0, st>>>(p, chunks, part_m, part_l, part_o);
+    };
+
+    // Correctness on the whole device: each against the reference, and group against head.
     const std::vector<double> ref = reference(s, qkv, kc, vc, max_len);
     std::vector<__half> o_head(o_n), o_group(o_n);
     head_k<D><<<s.batch * s.heads_q, RS_DECODE_THREADS>>>(p);
@@ -281,20 +432,26 @@ static void run(const Shape& s, CUdevice dev, const unsigned* sms_list, int n_sm
     group_k<D, G, 1><<<s.batch * s.heads_kv, RS_DECODE_THREADS>>>(p);
     CK(cudaDeviceSynchronize());
     CK(cudaMemcpy(o_group1.data(), d_o, o_n * 2, cudaMemcpyDeviceToHost));
-    double err_h = 0, err_g = 0;
+    std::vector<__half> o_split(o_n);
+    CK(cudaMemset(d_o, 0, o_n * 2));
+    split(0);
+    CK(cudaDeviceSynchronize());
+    CK(cudaMemcpy(o_split.data(), d_o, o_n * 2, cudaMemcpyDeviceToHost));
+    double err_h = 0, err_g = 0, err_s = 0;
     size_t differ = 0;
     for (size_t i = 0; i < o_n; ++i) {
         err_h = std::max(err_h, std::fabs(half_to_float(o_head[i]) - ref[i]));
-        err_g = std::max(err_g, std::fabs(half_to_float(o_group[i]) - ref[i]));
+        err_g = std::max({err_g, std::fabs(half_to_float(o_group[i]) - ref[i]), std::fabs(half_to_float(o_group1[i]) - ref[i])});
+        err_s = std::max(err_s, std::fabs(half_to_float(o_split[i]) - ref[i]));
         differ += memcmp(&o_head[i], &o_group[i], 2) != 0 || memcmp(&o_head[i], &o_group1[i], 2) != 0;
     }
-    const bool ok = err_h < 2e-2 && err_g < 2e-2;
-    printf("\n%s (batch %u, %u query heads, %u kv heads, head_dim %u, %u cached tokens): max |err| head %.2e, group %.2e; "
-           "%zu of %zu outputs differ between them%s\n",
-           s.name, s.batch, s.heads_q, s.heads_kv, D, s.len, err_h, err_g, differ, o_n, ok ? "" : "  ** FAILED **");
+    const bool ok = err_h < 2e-2 && err_g < 2e-2 && err_s < 2e-2;
+    printf("\n%s (batch %u, %u query heads, %u kv heads, head_dim %u, %u cached tokens): max |err| head %.2e, group %.2e, "
+           "split %.2e; %zu of %zu outputs differ between head and group%s\n",
+           s.name, s.batch, s.heads_q, s.heads_kv, D, s.len, err_h, err_g, err_s, differ, o_n, ok ? "" : "  ** FAILED **");
     const double kv_bytes = 2.0 * s.batch * s.heads_kv * s.len * D * 2;
-    printf("%8s %10s %10s %10s %10s %10s %8s\n", "SMs", "head µs", "group µs", "group1 µs", "head GB/s", "group GB/s",
-           "h / g");
+    printf("%8s %10s %10s %10s %10s %10s %10s %10s\n", "SMs", "head µs", "group µs", "group1 µs", "split µs", "head GB/s",
+           "group GB/s", "split GB/s");
 
     CUcontext primary;
     CKD(cuCtxGetCurrent(&primary));
@@ -323,9 +480,10 @@ static void run(const Shape& s, CUdevice dev, const unsigned* sms_list, int n_sm
         const double th = time_us([&] { head_k<D><<<s.batch * s.heads_q, RS_DECODE_THREADS, 0, st>>>(p); });
         const double tg = time_us([&] { group_k<D, G, 2><<<s.batch * s.heads_kv, RS_DECODE_THREADS, 0, st>>>(p); });
         const double t1 = time_us([&] { group_k<D, G, 1><<<s.batch * s.heads_kv, RS_DECODE_THREADS, 0, st>>>(p); });
+        const double ts = time_us([&] { split(st); });
         CK(cudaGetLastError());
-        printf("%8u %10.2f %10.2f %10.2f %10.0f %10.0f %8.2f\n", got, th, tg, t1, kv_bytes / th / 1e3, kv_bytes / tg / 1e3,
-               th / tg);
+        printf("%8u %10.2f %10.2f %10.2f %10.2f %10.0f %10.0f %10.0f\n", got, th, tg, t1, ts, kv_bytes / th / 1e3,
+               kv_bytes / tg / 1e3, kv_bytes / ts / 1e3);
         CK(cudaEventDestroy(a));
         CK(cudaEventDestroy(z));
         CK(cudaStreamDestroy(st));
@@ -337,6 +495,9 @@ static void run(const Shape& s, CUdevice dev, const unsigned* sms_list, int n_sm
     CK(cudaFree(d_vc));
     CK(cudaFree(d_o));
     CK(cudaFree(d_pos));
+    CK(cudaFree(part_m));
+    CK(cudaFree(part_l));
+    CK(cudaFree(part_o));
 }
 
 int main() {
