@@ -4,7 +4,7 @@
 # varies more than the 2% the STP target resolves: docs/h100.md). On a GPU host, from the
 # repository's root, after scripts/gpu-build.sh:
 #
-#   scripts/pytorch-rounds.sh [--rounds N] [--deadline SECONDS] [--solos DIR] SCENARIO...
+#   scripts/pytorch-rounds.sh [--rounds N] [--deadline SECONDS] [--solos DIR] [--with VAR=VALUE] SCENARIO...
 #
 # Round r runs `--modes mps,krisp` when r is odd and `--modes krisp,mps` when it is even, into
 # $OUT/<scenario>-<r> (or pytorch-rounds/ without $OUT); rounds after the first take round 1's
@@ -13,57 +13,89 @@
 # e.g. docs/compare-pytorch-h200), so no round measures them. A round is not started once fewer than
 # a tenth of --deadline's seconds (default 560: one device call) are left, and a round still
 # running at the deadline is stopped; pytorch-targets.py then judges the rounds that finished.
+# With --with VAR=VALUE every round runs twice, as it is and with the environment variable set
+# (into $OUT/with/<scenario>-<r>, the setting written to $OUT/with/SETTING), which of the two
+# first alternating from round to round, so an A/B of a setting shares the host's drift; each
+# set is judged on its own.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
-rounds=4 deadline=560 earlier='' scenarios=()
+rounds=4 deadline=560 earlier='' with='' scenarios=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --rounds) rounds=${2:?--rounds needs a number}; shift ;;
         --deadline) deadline=${2:?--deadline needs seconds}; shift ;;
         --solos) earlier=${2:?--solos needs a directory}; shift ;;
+        --with) with=${2:?--with needs VAR=VALUE}; shift ;;
         -*) echo "pytorch-rounds: unknown option $1" >&2; exit 2 ;;
         *) scenarios+=("$1") ;;
     esac
     shift
 done
 [ ${#scenarios[@]} -gt 0 ] || { echo "pytorch-rounds: name at least one scenario of scenarios/pytorch.toml" >&2; exit 2; }
+if [ -n "$with" ] && ! [[ "$with" =~ ^[A-Za-z_][A-Za-z0-9_]*=.*$ ]]; then
+    echo "pytorch-rounds: --with takes VAR=VALUE, not $with" >&2
+    exit 2
+fi
 # shellcheck source=scripts/gpu-bin.sh
 source scripts/gpu-bin.sh
 gpu_bin_ready pytorch-rounds || exit 2
 gpu_python_package rightsize || { echo "pytorch-rounds: the Python package did not install" >&2; exit 2; }
 out=${OUT:-pytorch-rounds}
 mkdir -p "$out"
+variants=(plain)
+if [ -n "$with" ]; then
+    variants=(plain with)
+    mkdir -p "$out/with"
+    echo "$with" >"$out/with/SETTING"
+fi
 start=$(date +%s)
-dirs=()
+dirs=() with_dirs=()
 for s in "${scenarios[@]}"; do
     for ((r = 1; r <= rounds; r++)); do
-        left=$((deadline - ($(date +%s) - start)))
-        if [ $((left * 10)) -lt "$deadline" ]; then
-            echo "pytorch-rounds: $s round $r not started: ${left} s left of ${deadline}" >&2
-            break 2
-        fi
         order=mps,krisp
         [ $((r % 2)) -eq 0 ] && order=krisp,mps
-        dir="$out/$s-$r"
-        # Rounds after the first take its solo baselines (`--solos`): a round's ratios do not
-        # depend on when the baselines ran, and it then costs its two shared runs only.
-        solos=()
-        if [ -n "$earlier" ] && [ -f "$earlier/$s-1/results.json" ]; then
-            solos=(--solos "$earlier/$s-1")
-        elif [ "$r" -gt 1 ] && [ -f "$out/$s-1/results.json" ]; then
-            solos=(--solos "$out/$s-1")
-        fi
-        timeout "$left" gpu-bin/rightsize compare --file scenarios/pytorch.toml --scenario "$s" --modes "$order" \
-            "${solos[@]}" --out "$dir" >"$dir.log" 2>&1
-        rc=$?
-        echo "pytorch-rounds: $s round $r ($order): exit $rc at $(($(date +%s) - start)) s"
-        dirs+=("$dir")
-        if [ "$rc" != 0 ] && [ "$rc" != 124 ]; then
-            # Not the deadline: the next rounds would fail alike.
-            tail -5 "$dir.log" >&2
-            break 2
-        fi
+        these=("${variants[@]}")
+        [ $((r % 2)) -eq 0 ] && [ -n "$with" ] && these=(with plain)
+        for v in "${these[@]}"; do
+            left=$((deadline - ($(date +%s) - start)))
+            if [ $((left * 10)) -lt "$deadline" ]; then
+                echo "pytorch-rounds: $s round $r ($v) not started: ${left} s left of ${deadline}" >&2
+                break 3
+            fi
+            base=$out env=()
+            if [ "$v" = with ]; then
+                base=$out/with env=("$with")
+            fi
+            dir="$base/$s-$r"
+            # Rounds after the first take its solo baselines (`--solos`): a round's ratios do
+            # not depend on when the baselines ran, and it then costs its two shared runs only.
+            solos=()
+            if [ -n "$earlier" ] && [ -f "$earlier/$s-1/results.json" ]; then
+                solos=(--solos "$earlier/$s-1")
+            elif [ "$r" -gt 1 ] && [ -f "$base/$s-1/results.json" ]; then
+                solos=(--solos "$base/$s-1")
+            fi
+            env "${env[@]}" timeout "$left" gpu-bin/rightsize compare --file scenarios/pytorch.toml --scenario "$s" \
+                --modes "$order" "${solos[@]}" --out "$dir" >"$dir.log" 2>&1
+            rc=$?
+            echo "pytorch-rounds: $s round $r ($order${env[*]:+, ${env[*]}}): exit $rc at $(($(date +%s) - start)) s"
+            if [ "$v" = with ]; then with_dirs+=("$dir"); else dirs+=("$dir"); fi
+            if [ "$rc" != 0 ] && [ "$rc" != 124 ]; then
+                # Not the deadline: the next rounds would fail alike.
+                tail -5 "$dir.log" >&2
+                break 3
+            fi
+        done
     done
 done
-[ ${#dirs[@]} -gt 0 ] || exit 2
-python3 scripts/pytorch-targets.py "${dirs[@]}"
+[ ${#dirs[@]} -gt 0 ] || [ ${#with_dirs[@]} -gt 0 ] || exit 2
+status=0
+if [ ${#dirs[@]} -gt 0 ]; then
+    [ -n "$with" ] && echo "as it is:"
+    python3 scripts/pytorch-targets.py "${dirs[@]}" || status=$?
+fi
+if [ ${#with_dirs[@]} -gt 0 ]; then
+    echo "with $with:"
+    python3 scripts/pytorch-targets.py "${with_dirs[@]}" || status=$?
+fi
+exit "$status"
