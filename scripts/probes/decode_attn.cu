@@ -52,31 +52,32 @@ __global__ void __launch_bounds__(RS_DECODE_THREADS) head_k(const __grid_constan
     for (unsigned u = blockIdx.x; u < units; u += gridDim.x) rs::decode_attention_unit<D>(p, u);
 }
 
-// A unit (b, kv head kh) of G query heads kh·G … kh·G + G − 1: decode_attention_unit's
-// arithmetic for each head, the K and V rows loaded once for all of them. Without RoPE.
-template <int D, int G>
-__device__ __forceinline__ void group_unit(const DecodeAttentionParams& p, unsigned long long u) {
+// Query heads h0 … h0 + G − 1 of sequence b, all of kv head kh, attended over cache rows
+// [begin, end): decode_attention_unit's arithmetic for each head (its lanes, rows, order and
+// merge), each K and V row loaded once for all G. `append`: this unit writes the new token's k
+// and v to the cache. Each head's merged state goes to `out(g, d, v, l_all, m_all)` for each
+// of its D outputs (v unnormalised, m_all in log2 units). Without RoPE.
+template <int D, int G, class Out>
+__device__ __forceinline__ void attend(const DecodeAttentionParams& p, unsigned b, unsigned kh, unsigned h0,
+                                       unsigned begin, unsigned end, bool append, Out out) {
     constexpr int WARPS = RS_DECODE_THREADS / 32;
     constexpr int LR = D / 8;
     constexpr int RPW = 32 / LR;
     constexpr int ROWS = WARPS * RPW;
     constexpr int U = 4;
-    __shared__ float sm_m[G][ROWS], sm_l[G][ROWS], sm_w[G][ROWS], sm_o[G][ROWS][D];
+    __shared__ float sm_m[G][ROWS], sm_l[G][ROWS], sm_w[G][ROWS], sm_o[G][ROWS][D], sm_max[G];
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int sub = lane % LR, row_id = warp * RPW + lane / LR;
     const float scale_log2 = p.scale * 1.4426950408889634f;
-    const unsigned kh = u % p.heads_kv;
-    const unsigned b = u / p.heads_kv;
     const unsigned long long kv = (unsigned long long)b * p.heads_kv + kh;
     const unsigned pos = rs::ptr<const unsigned>(p.pos)[b];
     const bool fresh = pos < p.max_len;
-    const unsigned len = min(pos + 1, p.max_len);
     const unsigned long long new_row = (unsigned long long)b * p.qkv_stride + kh * D;
     const __half* Kc = rs::ptr<const __half>(p.k_cache) + kv * p.max_len * D;
     const __half* Vc = rs::ptr<const __half>(p.v_cache) + kv * p.max_len * D;
     const uint4 k_new = *reinterpret_cast<const uint4*>(rs::ptr<const __half>(p.k) + new_row + sub * 8);
     const uint4 v_new = *reinterpret_cast<const uint4*>(rs::ptr<const __half>(p.v) + new_row + sub * 8);
-    if (fresh && tid < 2 * LR) {
+    if (append && fresh && tid < 2 * LR) {
         __half* cache = rs::ptr<__half>(tid >= LR ? p.v_cache : p.k_cache);
         *reinterpret_cast<uint4*>(cache + (kv * p.max_len + pos) * D + sub * 8) = tid >= LR ? v_new : k_new;
     }
@@ -84,7 +85,7 @@ __device__ __forceinline__ void group_unit(const DecodeAttentionParams& p, unsig
 #pragma unroll
     for (int g = 0; g < G; ++g) {
         const uint4 qr = *reinterpret_cast<const uint4*>(rs::ptr<const __half>(p.q) + (unsigned long long)b * p.qkv_stride +
-                                                         (unsigned long long)(kh * G + g) * D + sub * 8);
+                                                         (unsigned long long)(h0 + g) * D + sub * 8);
         rs::unpack8(qr, qv[g]);
 #pragma unroll
         for (int e = 0; e < 8; ++e) {
@@ -94,12 +95,12 @@ __device__ __forceinline__ void group_unit(const DecodeAttentionParams& p, unsig
         m[g] = -CUDART_INF_F;
         l[g] = 0.0f;
     }
-    for (unsigned base = warp * RPW; base < len; base += U * ROWS) {
+    for (unsigned base = begin + warp * RPW; base < end; base += U * ROWS) {
         uint4 kr[U], vr[U];
 #pragma unroll
         for (int j = 0; j < U; ++j) {
             const unsigned t = base + lane / LR + j * ROWS;
-            const bool in = t < len, now = fresh && t == pos;
+            const bool in = t < end, now = fresh && t == pos;
             kr[j] = !in ? make_uint4(0, 0, 0, 0) : now ? k_new : *reinterpret_cast<const uint4*>(Kc + (unsigned long long)t * D + sub * 8);
             vr[j] = !in ? make_uint4(0, 0, 0, 0) : now ? v_new : *reinterpret_cast<const uint4*>(Vc + (unsigned long long)t * D + sub * 8);
         }
@@ -114,7 +115,7 @@ __device__ __forceinline__ void group_unit(const DecodeAttentionParams& p, unsig
                 for (int e = 0; e < 8; ++e) d += qv[g][e] * kf[e];
 #pragma unroll
                 for (int o = LR / 2; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
-                dot[j] = base + lane / LR + j * ROWS < len ? d : -CUDART_INF_F;
+                dot[j] = base + lane / LR + j * ROWS < end ? d : -CUDART_INF_F;
                 m_new = fmaxf(m_new, dot[j]);
             }
             const float corr = m[g] == -CUDART_INF_F ? 0.0f : exp2f(m[g] - m_new);
@@ -149,6 +150,7 @@ __device__ __forceinline__ void group_unit(const DecodeAttentionParams& p, unsig
         float m_all = -CUDART_INF_F;
         for (int i = 0; i < ROWS; ++i) m_all = fmaxf(m_all, sm_m[g][i]);
         sm_w[g][r] = sm_m[g][r] == -CUDART_INF_F ? 0.0f : exp2f(sm_m[g][r] - m_all);
+        if (r == 0) sm_max[g] = m_all;
     }
     __syncthreads();
     for (int i = tid; i < G * D; i += RS_DECODE_THREADS) {
@@ -158,133 +160,53 @@ __device__ __forceinline__ void group_unit(const DecodeAttentionParams& p, unsig
             v += sm_o[g][r][d] * sm_w[g][r];
             l_all += sm_l[g][r] * sm_w[g][r];
         }
-        __half* o = rs::ptr<__half>(p.o) + (unsigned long long)b * p.o_stride + (unsigned long long)(kh * G + g) * D;
-        o[d] = __float2half_rn(l_all > 0.0f ? v / l_all : 0.0f);
+        out(g, d, v, l_all, sm_max[g]);
     }
+}
+
+// The output of head h of sequence b, as decode_attention_unit writes it.
+__device__ __forceinline__ void store_head(const DecodeAttentionParams& p, unsigned b, unsigned h, unsigned head_dim, int d,
+                                           float v, float l_all) {
+    rs::ptr<__half>(p.o)[(unsigned long long)b * p.o_stride + (unsigned long long)h * head_dim + d] =
+        __float2half_rn(l_all > 0.0f ? v / l_all : 0.0f);
 }
 
 // MINB blocks an SM: 2 caps the registers at 128 (some spill), 1 leaves them uncapped.
 template <int D, int G, int MINB>
 __global__ void __launch_bounds__(RS_DECODE_THREADS, MINB) group_k(const __grid_constant__ DecodeAttentionParams p) {
     const unsigned units = p.batch * p.heads_kv;
-    for (unsigned u = blockIdx.x; u < units; u += gridDim.x) group_unit<D, G>(p, u);
+    for (unsigned u = blockIdx.x; u < units; u += gridDim.x) {
+        const unsigned kh = u % p.heads_kv, b = u / p.heads_kv;
+        const unsigned pos = rs::ptr<const unsigned>(p.pos)[b], len = min(pos + 1, p.max_len);
+        attend<D, G>(p, b, kh, kh * G, 0, len, true,
+                     [&](int g, int d, float v, float l_all, float) { store_head(p, b, kh * G + g, D, d, v, l_all); });
+    }
 }
 
 // ---- split: a unit per (sequence, query head, chunk of CH cached rows), then a combine ----
 //
-// Flash-decoding's way: each unit attends its query over one chunk of the cache as
-// decode_attention_unit does over the whole (the same lanes, rows and merge), and writes the
-// chunk's running max m (log2 units), sum l and unnormalised output; `combine_k` merges a
-// sequence's chunks in chunk order. Other bits than `head` (the sums are grouped by chunk).
+// Flash-decoding's way: each unit attends its query over one chunk of the cache and writes the
+// chunk's max m (log2 units), sum l and unnormalised output; `combine_k` merges a sequence's
+// chunks in chunk order. Other bits than `head` (the sums are grouped by chunk).
 constexpr unsigned CH = 256;
-
-template <int D>
-__device__ __forceinline__ void split_unit(const DecodeAttentionParams& p, unsigned long long u, unsigned chunks,
-                                           float* part_m, float* part_l, float* part_o) {
-    constexpr int WARPS = RS_DECODE_THREADS / 32;
-    constexpr int LR = D / 8;
-    constexpr int RPW = 32 / LR;
-    constexpr int ROWS = WARPS * RPW;
-    constexpr int U = 4;
-    __shared__ float sm_m[ROWS], sm_l[ROWS], sm_w[ROWS], sm_o[ROWS][D];
-    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-    const int sub = lane % LR, row_id = warp * RPW + lane / LR;
-    const unsigned group = p.heads_q / p.heads_kv;
-    const float scale_log2 = p.scale * 1.4426950408889634f;
-    const unsigned c = u % chunks;
-    const unsigned bh = u / chunks;
-    const unsigned h = bh % p.heads_q, b = bh / p.heads_q;
-    const unsigned long long kv = (unsigned long long)b * p.heads_kv + h / group;
-    const unsigned pos = rs::ptr<const unsigned>(p.pos)[b];
-    const bool fresh = pos < p.max_len;
-    const unsigned len = min(pos + 1, p.max_len);
-    const unsigned begin = c * CH, end = min(begin + CH, len);
-    const unsigned long long new_row = (unsigned long long)b * p.qkv_stride + (h / group) * D;
-    const __half* Kc = rs::ptr<const __half>(p.k_cache) + kv * p.max_len * D;
-    const __half* Vc = rs::ptr<const __half>(p.v_cache) + kv * p.max_len * D;
-    const uint4 qr = *reinterpret_cast<const uint4*>(rs::ptr<const __half>(p.q) + (unsigned long long)b * p.qkv_stride +
-                                                     (unsigned long long)h * D + sub * 8);
-    const uint4 k_new = *reinterpret_cast<const uint4*>(rs::ptr<const __half>(p.k) + new_row + sub * 8);
-    const uint4 v_new = *reinterpret_cast<const uint4*>(rs::ptr<const __half>(p.v) + new_row + sub * 8);
-    if (fresh && h % group == 0 && pos / CH == c && tid < 2 * LR) {
-        __half* cache = rs::ptr<__half>(tid >= LR ? p.v_cache : p.k_cache);
-        *reinterpret_cast<uint4*>(cache + (kv * p.max_len + pos) * D + sub * 8) = tid >= LR ? v_new : k_new;
-    }
-    float qv[8], acc[8];
-    rs::unpack8(qr, qv);
-#pragma unroll
-    for (int e = 0; e < 8; ++e) {
-        qv[e] *= scale_log2;
-        acc[e] = 0.0f;
-    }
-    float m = -CUDART_INF_F, l = 0.0f;
-    for (unsigned base = begin + warp * RPW; base < end; base += U * ROWS) {
-        uint4 kr[U], vr[U];
-#pragma unroll
-        for (int j = 0; j < U; ++j) {
-            const unsigned t = base + lane / LR + j * ROWS;
-            const bool in = t < end, now = fresh && t == pos;
-            kr[j] = !in ? make_uint4(0, 0, 0, 0) : now ? k_new : *reinterpret_cast<const uint4*>(Kc + (unsigned long long)t * D + sub * 8);
-            vr[j] = !in ? make_uint4(0, 0, 0, 0) : now ? v_new : *reinterpret_cast<const uint4*>(Vc + (unsigned long long)t * D + sub * 8);
-        }
-        float dot[U], m_new = m;
-#pragma unroll
-        for (int j = 0; j < U; ++j) {
-            float kf[8], d = 0.0f;
-            rs::unpack8(kr[j], kf);
-#pragma unroll
-            for (int e = 0; e < 8; ++e) d += qv[e] * kf[e];
-#pragma unroll
-            for (int o = LR / 2; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
-            dot[j] = base + lane / LR + j * ROWS < end ? d : -CUDART_INF_F;
-            m_new = fmaxf(m_new, dot[j]);
-        }
-        const float corr = m == -CUDART_INF_F ? 0.0f : exp2f(m - m_new);
-        l *= corr;
-#pragma unroll
-        for (int e = 0; e < 8; ++e) acc[e] *= corr;
-#pragma unroll
-        for (int j = 0; j < U; ++j) {
-            const float pv = m_new == -CUDART_INF_F ? 0.0f : exp2f(dot[j] - m_new);
-            float vf[8];
-            rs::unpack8(vr[j], vf);
-            l += pv;
-#pragma unroll
-            for (int e = 0; e < 8; ++e) acc[e] += pv * vf[e];
-        }
-        m = m_new;
-    }
-    __syncthreads();
-    if (sub == 0) {
-        sm_m[row_id] = m;
-        sm_l[row_id] = l;
-    }
-#pragma unroll
-    for (int e = 0; e < 8; ++e) sm_o[row_id][sub * 8 + e] = acc[e];
-    __syncthreads();
-    if (tid < ROWS) {
-        float m_all = -CUDART_INF_F;
-        for (int r = 0; r < ROWS; ++r) m_all = fmaxf(m_all, sm_m[r]);
-        sm_w[tid] = sm_m[tid] == -CUDART_INF_F ? 0.0f : exp2f(sm_m[tid] - m_all);
-        if (tid == 0) part_m[u] = m_all;
-    }
-    __syncthreads();
-    for (int d = tid; d < D; d += RS_DECODE_THREADS) {
-        float v = 0.0f, l_all = 0.0f;
-        for (int r = 0; r < ROWS; ++r) {
-            v += sm_o[r][d] * sm_w[r];
-            l_all += sm_l[r] * sm_w[r];
-        }
-        part_o[u * D + d] = v;
-        if (d == 0) part_l[u] = l_all;
-    }
-}
 
 template <int D>
 __global__ void __launch_bounds__(RS_DECODE_THREADS) split_k(const __grid_constant__ DecodeAttentionParams p, unsigned chunks,
                                                              float* part_m, float* part_l, float* part_o) {
-    const unsigned units = p.batch * p.heads_q * chunks;
-    for (unsigned u = blockIdx.x; u < units; u += gridDim.x) split_unit<D>(p, u, chunks, part_m, part_l, part_o);
+    const unsigned units = p.batch * p.heads_q * chunks, group = p.heads_q / p.heads_kv;
+    for (unsigned u = blockIdx.x; u < units; u += gridDim.x) {
+        const unsigned c = u % chunks, bh = u / chunks, h = bh % p.heads_q, b = bh / p.heads_q;
+        const unsigned pos = rs::ptr<const unsigned>(p.pos)[b], len = min(pos + 1, p.max_len);
+        const unsigned begin = min(c * CH, len), end = min(begin + CH, len);
+        attend<D, 1>(p, b, h / group, h, begin, end, h % group == 0 && pos / CH == c,
+                     [&](int, int d, float v, float l_all, float m_all) {
+                         part_o[(unsigned long long)u * D + d] = v;
+                         if (d == 0) {
+                             part_l[u] = l_all;
+                             part_m[u] = m_all;
+                         }
+                     });
+    }
 }
 
 // A block per (sequence, query head), a thread per output: the chunks merged in chunk order.
