@@ -230,7 +230,10 @@ impl Watch {
         if ended {
             st.ended(launches, now - start, busy, placed, || Mark::read(board, now));
             if self.critical {
-                st.duty.ended(start, now);
+                // Its duty sizes the quota only where the others' cost is weighed.
+                if st.cost_cap.is_some() {
+                    st.duty.ended(start, now);
+                }
             } else {
                 // What it got done, which a latency-critical process's trial may weigh.
                 board.done(launches);

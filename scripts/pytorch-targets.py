@@ -87,13 +87,17 @@ def measures(runs, tenants):
     return out
 
 
+def digits(med, bound):
+    """How to write values judged by their median `med` against `bound`: two decimals, or three
+    where two would round the median onto the bound (0.947 against 0.95 would read 0.95)."""
+    return (lambda v: f"{v:.3f}") if round(med, 2) == bound else (lambda v: f"{v:.2f}")
+
+
 def spread(values, bound):
-    """The median of `values`, and its text: with every value when there are several, to two
-    decimals, or three where two would round the median onto `bound`, the target it is judged
-    against (0.947 against 0.95 would read 0.95)."""
+    """The median of `values`, and its text: with every value when there are several, written
+    as [`digits`] says against `bound`, the target it is judged against."""
     med = statistics.median(values)
-    near = round(med, 2) == bound
-    f = (lambda v: f"{v:.3f}") if near else (lambda v: f"{v:.2f}")
+    f = digits(med, bound)
     if len(values) == 1:
         return med, f(med)
     text = f"{f(med)} (median of {len(values)}: {', '.join(f(v) for v in values)}"
@@ -144,10 +148,9 @@ def check(rounds):
             median = statistics.median(worse)
             held = median <= 1.0
             be_line = "no best-effort tenant" if be is None else f"lowest best-effort throughput / MPS's {be_text}"
-            worse_text = f"{median:.3f}" if round(median, 2) == 1.0 else f"{median:.2f}"
             joint = "" if len(got) == 1 else (
                 f"; both halves in the same round: {both} of {len(got)}, "
-                f"the worse half / its bound {worse_text} in the median")
+                f"the worse half / its bound {digits(median, 1.0)(median)} in the median")
             lines.append(f"lc   {key[1]} (tenant {key[2]}): LC p99 / MPS's {p99_text}; {be_line}{joint} "
                          f"({'met' if held else 'MISSED'}, <= {LC_P99_CEILING} and >= {BE_FLOOR} in one round)")
         ok &= held
