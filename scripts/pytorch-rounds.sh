@@ -4,7 +4,8 @@
 # varies more than the 2% the STP target resolves: docs/h100.md). On a GPU host, from the
 # repository's root, after scripts/gpu-build.sh:
 #
-#   scripts/pytorch-rounds.sh [--rounds N] [--deadline SECONDS] [--solos DIR] [--with VAR=VALUE] SCENARIO...
+#   scripts/pytorch-rounds.sh [--rounds N] [--deadline SECONDS] [--solos DIR] [--with VAR=VALUE]
+#                             [--file SCENARIOS.toml] SCENARIO...
 #
 # Round r runs `--modes mps,krisp` when r is odd and `--modes krisp,mps` when it is even, into
 # $OUT/<scenario>-<r> (or pytorch-rounds/ without $OUT); rounds after the first take round 1's
@@ -16,22 +17,25 @@
 # With --with VAR=VALUE every round runs twice, as it is and with the environment variable set
 # (into $OUT/with/<scenario>-<r>, the setting written to $OUT/with/SETTING), which of the two
 # first alternating from round to round, so an A/B of a setting shares the host's drift; each
-# set is judged on its own.
+# set is judged on its own. --file takes the scenarios from another file than scenarios/pytorch.toml
+# (e.g. a variant of one of them, which keeps its name so --solos still finds its baselines).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
-rounds=4 deadline=560 earlier='' with='' scenarios=()
+rounds=4 deadline=560 earlier='' with='' file=scenarios/pytorch.toml scenarios=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --rounds) rounds=${2:?--rounds needs a number}; shift ;;
         --deadline) deadline=${2:?--deadline needs seconds}; shift ;;
         --solos) earlier=${2:?--solos needs a directory}; shift ;;
         --with) with=${2:?--with needs VAR=VALUE}; shift ;;
+        --file) file=${2:?--file needs a scenario file}; shift ;;
         -*) echo "pytorch-rounds: unknown option $1" >&2; exit 2 ;;
         *) scenarios+=("$1") ;;
     esac
     shift
 done
-[ ${#scenarios[@]} -gt 0 ] || { echo "pytorch-rounds: name at least one scenario of scenarios/pytorch.toml" >&2; exit 2; }
+[ ${#scenarios[@]} -gt 0 ] || { echo "pytorch-rounds: name at least one scenario of $file" >&2; exit 2; }
+[ -f "$file" ] || { echo "pytorch-rounds: no scenario file $file" >&2; exit 2; }
 if [ -n "$with" ] && ! [[ "$with" =~ ^[A-Za-z_][A-Za-z0-9_]*=.*$ ]]; then
     echo "pytorch-rounds: --with takes VAR=VALUE, not $with" >&2
     exit 2
@@ -75,7 +79,7 @@ for s in "${scenarios[@]}"; do
             elif [ "$r" -gt 1 ] && [ -f "$base/$s-1/results.json" ]; then
                 solos=(--solos "$base/$s-1")
             fi
-            env "${env[@]}" timeout "$left" gpu-bin/rightsize compare --file scenarios/pytorch.toml --scenario "$s" \
+            env "${env[@]}" timeout "$left" gpu-bin/rightsize compare --file "$file" --scenario "$s" \
                 --modes "$order" "${solos[@]}" --out "$dir" >"$dir.log" 2>&1
             rc=$?
             echo "pytorch-rounds: $s round $r ($order${env[*]:+, ${env[*]}}): exit $rc at $(($(date +%s) - start)) s"
