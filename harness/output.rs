@@ -308,7 +308,7 @@ pub fn summary(r: &Report) -> String {
                         String::new()
                     };
                     Some(format!(
-                        "- {} / {}: {} launches: {} placed, {} alone on the whole device, {} shared as under MPS, {} latency-critical{quota}, {} starving (judged so {} times), {} fell back{fits}",
+                        "- {} / {}: {} launches: {} placed, {} alone on the whole device, {} shared as under MPS, {} latency-critical{quota}, {} starving (judged so {} times), {} narrow, {} fell back{fits}",
                         run.mode,
                         t.spec.label(),
                         i.counts.launches,
@@ -318,6 +318,7 @@ pub fn summary(r: &Report) -> String {
                         i.counts.critical,
                         i.counts.starving,
                         i.counts.starved,
+                        i.counts.narrow,
                         i.counts.fallback
                     ))
                 })
@@ -750,12 +751,12 @@ pub(crate) mod tests {
         let mut r = report();
         assert!(!summary(&r).contains("interposer"));
         use crate::harness::torch::{Counts, FitsSeen, Interposed};
-        let counts = Counts { launches: 10, placed: 4, alone: 5, ..Default::default() };
+        let counts = Counts { launches: 10, placed: 4, alone: 5, narrow: 1, ..Default::default() };
         let i = Interposed { counts, ..Default::default() };
         r.runs[0].tenants[1].interposed = Some(i.clone());
         let s = summary(&r);
         assert!(
-            s.contains("- mps / gpt2: 10 launches: 4 placed, 5 alone on the whole device, 0 shared as under MPS, 0 latency-critical, 0 starving (judged so 0 times), 0 fell back\n"),
+            s.contains("- mps / gpt2: 10 launches: 4 placed, 5 alone on the whole device, 0 shared as under MPS, 0 latency-critical, 0 starving (judged so 0 times), 1 narrow, 0 fell back\n"),
             "{s}"
         );
         let fits = FitsSeen { kernels: 7, modelled: 3, completions: 21, ..Default::default() };

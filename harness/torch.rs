@@ -10,9 +10,10 @@
 //!   busy latency-critical process every kernel runs where PyTorch put it, as under MPS
 //!   (confining best-effort processes only left SMs idle that MPS fills). While a
 //!   latency-critical tenant is busy its kernels run where PyTorch put them, and each of the
-//!   busy best-effort processes places its kernels on what the SMs kept free for the
-//!   latency-critical tenant leave (what its recent kernels need, at most its `quota_sms`),
-//!   which they share. Beside a latency-critical tenant the best-effort processes run at
+//!   `k` busy best-effort processes places its kernels on its part of the device that the
+//!   SMs kept free for the latency-critical tenant leave (what its recent kernels need, at
+//!   most its `quota_sms`); kernels of no more blocks than the part has
+//!   SMs are never confined. Beside a latency-critical tenant the best-effort processes run at
 //!   MPS's lower client priority, so its blocks take each SM theirs leave first.
 //!
 //! Solo baselines run each tenant alone in its process, without MPS.
@@ -185,7 +186,7 @@ mod tests {
     #[test]
     fn the_interposers_logs_are_read_back_and_a_missing_one_is_none() {
         let dir = private_dir("logs").unwrap();
-        let log = r#"{"sms": 64, "board_slots": 2, "launches": 10, "placed": 4, "alone": 3, "critical": 1, "shared": 5, "captured": 0, "fallback": 1, "via_ex": 0, "functions_resolved": 4, "functions_kept": 0, "blas_calls": 2}"#;
+        let log = r#"{"sms": 64, "board_slots": 2, "launches": 10, "placed": 4, "alone": 3, "critical": 1, "shared": 5, "narrow": 2, "captured": 0, "fallback": 1, "via_ex": 0, "functions_resolved": 4, "functions_kept": 0, "blas_calls": 2}"#;
         std::fs::write(dir.join("1.json"), log).unwrap();
         let fitted = log.replace(
             r#""blas_calls": 2}"#,
@@ -213,6 +214,7 @@ mod tests {
                 quota_costly: 0,
                 quota_sized_sms: 0,
                 shared: 5,
+                narrow: 2,
                 captured: 0,
                 fallback: 1,
                 via_ex: 0,

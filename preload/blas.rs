@@ -131,7 +131,7 @@ fn place_call(
     call: impl FnOnce(Option<&Target>, CUstream) -> c_int,
 ) -> c_int {
     let ok = |r: &c_int| *r == SUCCESS;
-    place(LEGACY, stream, sizing::call_need(name, &shape), ok, |t, s| {
+    place(LEGACY, stream, None, sizing::call_need(name, &shape), ok, |t, s| {
         sizing::timed(s, name.as_ptr() as usize, shape, None, || Some(name.into()), ok, || call(t, s))
     })
 }

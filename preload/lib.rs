@@ -39,8 +39,9 @@
 //! as under MPS) unless SMs are kept free: then each busy best-effort process places its
 //! kernels on the groups beyond those (a window made on first use, then kept), which they all
 //! share as under MPS (`RIGHTSIZE_SPLIT_REST=1`: split among them in proportion to their
-//! needs, in slot order, a part each). Small kernels are placed too: one left where it was
-//! launched may land on the SMs kept free. A latency-critical process (`RIGHTSIZE_CLASS=latency-critical`,
+//! needs, in slot order, a part each). A kernel of no more blocks than that window has SMs is
+//! never placed: it cannot take more than its share, and runs on whichever SMs are free,
+//! without the ordering's cost. A latency-critical process (`RIGHTSIZE_CLASS=latency-critical`,
 //! `RIGHTSIZE_QUOTA_SMS=N`) leaves its kernels where they were launched, and while it is busy
 //! the others' windows leave free the groups of the SMs its recent kernels need, at most `N`,
 //! where its own work runs a tenth faster with that quota kept than without ([`quota`], which

@@ -25,21 +25,21 @@ thread_local! {
 /// `stream` waits for the work (when `ok` says it was issued). `work` gets the target when it
 /// runs on the partition, nothing when it runs on `stream` itself: no partition, another
 /// GPU, a stream being captured (unless [`capture_rule`] captures the work on the window,
-/// from the thread's own stream of it), or ordering that failed — and, on a board, nothing
-/// kept free ([`left_on_board`]). On a board every launch made while SMs are kept free is
-/// placed, small ones too: one left where it was launched may land on the SMs kept free (until
-/// 2026-11-27 a kernel of no more blocks than its window has SMs was left so, and gave a
-/// latency-critical decoder's p99 back, docs/compare-pytorch-h200/README.md). `need` is the
-/// SMs the work needs ([`sizing`]), which the board sizes parts by. Where it goes is [`destination`]'s to say.
+/// from the thread's own stream of it), or ordering that failed — and, on a board, no other
+/// process busy, or a kernel of at most as many `blocks` as the window has SMs (it cannot
+/// spread over more SMs than its share, so it runs where it was launched, without the
+/// ordering's cost). `need` is the SMs the work needs ([`sizing`]), which the board sizes
+/// parts by. Where it goes is [`destination`]'s to say.
 pub(crate) fn place<R>(
     flavour: usize,
     stream: CUstream,
+    blocks: Option<u64>,
     need: u32,
     ok: impl Fn(&R) -> bool,
     work: impl FnOnce(Option<&Target>, CUstream) -> R,
 ) -> R {
     COUNTS.launches.fetch_add(1, Ordering::Relaxed);
-    let to = match destination(flavour, stream, need) {
+    let to = match destination(flavour, stream, blocks, need) {
         Ok(to) => to,
         Err(left) => {
             if let Some(count) = left.count() {
@@ -83,7 +83,7 @@ struct Destination {
 
 /// Where a launch of `flavour` issued to `stream` goes ([`place`]), or why it stays there. On
 /// a board the launch and its `need` are said first.
-fn destination(flavour: usize, stream: CUstream, need: u32) -> Result<Destination, Left> {
+fn destination(flavour: usize, stream: CUstream, blocks: Option<u64>, need: u32) -> Result<Destination, Left> {
     let board = board::board();
     let window = match board {
         Some(b) => {
@@ -107,6 +107,9 @@ fn destination(flavour: usize, stream: CUstream, need: u32) -> Result<Destinatio
     let target = window.ok_or(Left::Unplaced)?;
     if !on_target_device(target) {
         return Err(Left::Fallback);
+    }
+    if board.is_some() && blocks.is_some_and(|n| n <= u64::from(target.sms)) {
+        return Err(Left::Narrow);
     }
     let app = if stream.is_null() && flavour == PER_THREAD { STREAM_PER_THREAD } else { stream };
     let (stream, captured) = match capture_rule(capture_status(app), board.is_some(), captured_placed()) {
@@ -171,6 +174,8 @@ enum Left {
     /// nothing needs protecting, so the processes share every SM as under MPS (confined, a
     /// Python-bound process's kernels would leave SMs idle that MPS fills with another's).
     Shared,
+    /// On a board, a kernel of no more blocks than the window has SMs.
+    Narrow,
     /// Its stream is being captured, and the capture is not placed ([`capture_rule`]).
     Captured,
     /// Placing it failed: another GPU's context is current, or the streams could not be
@@ -187,6 +192,7 @@ impl Left {
             Left::Critical => Some(&COUNTS.critical),
             Left::Starving => Some(&COUNTS.starving),
             Left::Shared => Some(&COUNTS.shared),
+            Left::Narrow => Some(&COUNTS.narrow),
             Left::Captured => Some(&COUNTS.captured),
             Left::Fallback => Some(&COUNTS.fallback),
         }
@@ -224,7 +230,7 @@ pub(crate) fn place_kernel(
     let shape = sizing::kernel_shape(grid, block);
     let ok = |r: &CUresult| *r == CUresult::CUDA_SUCCESS;
     let (need, sample) = sizing::kernel_need(f, &shape, blocks);
-    place(flavour, stream, need, ok, |t, s| {
+    place(flavour, stream, Some(blocks), need, ok, |t, s| {
         let s_timed = if s.is_null() && flavour == PER_THREAD { STREAM_PER_THREAD } else { s };
         sizing::timed(
             s_timed,

@@ -61,6 +61,10 @@ pub struct Counts<N = u64> {
     /// latency-critical (`krisp`: best-effort processes share every SM, as under MPS).
     #[serde(default)]
     pub shared: N,
+    /// Left where launched, while another process was busy, because they had no more blocks
+    /// than the window has SMs (`krisp`).
+    #[serde(default)]
+    pub narrow: N,
     /// Left where launched because their stream was being captured.
     pub captured: N,
     /// Left where launched because placing them failed.
@@ -99,6 +103,7 @@ impl Counts<AtomicU64> {
             quota_costly: AtomicU64::new(0),
             quota_sized_sms: AtomicU64::new(0),
             shared: AtomicU64::new(0),
+            narrow: AtomicU64::new(0),
             captured: AtomicU64::new(0),
             fallback: AtomicU64::new(0),
             via_ex: AtomicU64::new(0),
@@ -126,6 +131,7 @@ impl Counts<AtomicU64> {
             quota_costly: n(&self.quota_costly),
             quota_sized_sms: n(&self.quota_sized_sms),
             shared: n(&self.shared),
+            narrow: n(&self.narrow),
             captured: n(&self.captured),
             fallback: n(&self.fallback),
             via_ex: n(&self.via_ex),
@@ -215,7 +221,7 @@ mod tests {
         assert_eq!(
             text,
             "{\"sms\": 64, \"board_slots\": 2, \"windows_made\": 0, \"launches\": 10, \"placed\": 4, \"alone\": 0, \
-             \"critical\": 0, \"starving\": 0, \"starved\": 0, \"quota_trials\": 0, \"quota_kept\": 0, \"quota_released\": 0, \"quota_costly\": 0, \"quota_sized_sms\": 0, \"shared\": 0, \"captured\": 0, \"fallback\": 0, \"via_ex\": 0, \
+             \"critical\": 0, \"starving\": 0, \"starved\": 0, \"quota_trials\": 0, \"quota_kept\": 0, \"quota_released\": 0, \"quota_costly\": 0, \"quota_sized_sms\": 0, \"shared\": 0, \"narrow\": 0, \"captured\": 0, \"fallback\": 0, \"via_ex\": 0, \
              \"functions_resolved\": 0, \"functions_kept\": 0, \"blas_calls\": 2, \"captured_placed\": 0, \
              \"fits\": {\"kernels\": 9, \"modelled\": 5, \"completions\": 40, \"knees\": {\"16\": 3, \"132\": 2}}}"
         );

@@ -260,7 +260,7 @@ fn pytorch_tenants_run_as_processes_and_follow_the_load_through_the_interposer()
                 // decoder keeps its quota free (its prefill kernels are wider than its part).
                 assert!(logs.iter().all(|l| l.counts.fallback == 0), "{logs:?}");
                 assert!(logs[0].counts.placed == 0 && logs[0].counts.critical > 0, "{logs:?}");
-                assert!(logs[1].counts.placed > 0, "{logs:?}");
+                assert!(logs[1].counts.placed > 0 && logs[1].counts.narrow > 0, "{logs:?}");
                 assert!(logs[1].counts.alone > 0, "the decoder runs alone in the encoder's gaps: {logs:?}");
             }
         }
