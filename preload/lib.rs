@@ -36,14 +36,13 @@
 //! when they are busy and how many SMs their recent launches need ([`sizing`]: a launch's knee
 //! from `RIGHTSIZE_PROFILE`, an application profile of `rightsize profile --app`, else its
 //! blocks). A process's kernels stay where the application put them (the whole device, shared
-//! as under MPS) unless SMs are kept free: then each busy best-effort process places its
-//! kernels on the groups beyond those (a window made on first use, then kept), which they all
-//! share as under MPS (`RIGHTSIZE_SPLIT_REST=1`: split among them in proportion to their
-//! needs, in slot order, a part each). A kernel of no more blocks than that window has SMs is
-//! never placed: it cannot take more than its share, and runs on whichever SMs are free,
-//! without the ordering's cost. A latency-critical process (`RIGHTSIZE_CLASS=latency-critical`,
+//! as under MPS) unless SMs are kept free (below): then the groups beyond those are split among
+//! the busy best-effort processes in proportion to their needs, in slot order, and each places
+//! its kernels on its part (made on first use, then kept); equal needs make equal parts. A
+//! kernel of no more blocks than that part has SMs is never placed: it cannot take more than
+//! its share, and runs on whichever SMs are free, without the ordering's cost. A latency-critical process (`RIGHTSIZE_CLASS=latency-critical`,
 //! `RIGHTSIZE_QUOTA_SMS=N`) leaves its kernels where they were launched, and while it is busy
-//! the others' windows leave free the groups of the SMs its recent kernels need, at most `N`,
+//! the others' parts leave free the groups of the SMs its recent kernels need, at most `N`,
 //! where its own work runs a tenth faster with that quota kept than without ([`quota`], which
 //! tries both; `RIGHTSIZE_QUOTA_TRIAL=0` keeps it always). A process that starves beside the others,
 //! judged from how much slower its own work gets done between its waits for the GPU

@@ -1,5 +1,5 @@
 //! The windows kernels are placed on: the one fixed window of `RIGHTSIZE_SMS`, or on a board
-//! the windows of this process's parts of the device ([`rest_part`]), each a partition
+//! the windows of this process's parts of the device ([`board_part`]), each a partition
 //! (green context) made on first use and kept for the process's life; and a launched function
 //! as a function of a window's green context.
 
@@ -78,7 +78,7 @@ pub(crate) fn target() -> Option<&'static Target> {
         .as_ref()
 }
 
-/// The windows of a best-effort process on a board ([`rest_part`]), each made on first use
+/// The windows of a best-effort process on a board ([`board_part`]), each made on first use
 /// and kept, looked up by its first group and its count without a lock on the launch path.
 pub(crate) struct Shares {
     ordinal: usize,
@@ -87,9 +87,6 @@ pub(crate) struct Shares {
     pub(crate) granularity: u32,
     /// The window of `count` groups from group `first` at `first · groups + count − 1`.
     made: Vec<OnceLock<Option<&'static Target>>>,
-    /// `RIGHTSIZE_SPLIT_REST=1`: each busy best-effort process gets a part of its own of what
-    /// is not kept free ([`rest_part`]).
-    split_rest: bool,
 }
 
 /// The board's windows, or `None` (kernels pass through) when the device has no partitions
@@ -106,8 +103,7 @@ pub(crate) fn shares() -> Option<&'static Shares> {
             match topology {
                 Ok(t) => {
                     let made = (0..t.groups as usize * t.groups as usize).map(|_| OnceLock::new()).collect();
-                    let split_rest = setting("RIGHTSIZE_SPLIT_REST").is_some_and(|s| s != 0);
-                    Some(Shares { ordinal, groups: t.groups, granularity: t.granularity, made, split_rest })
+                    Some(Shares { ordinal, groups: t.groups, granularity: t.granularity, made })
                 }
                 Err(e) => {
                     eprintln!("rightsize preload: no windows on device {ordinal} ({e}); kernels run where launched");
@@ -125,7 +121,8 @@ impl Shares {
         // What busy latency-critical processes need (at most their quotas), and busy starving
         // processes' parts, are kept free as a runtime's policy keeps a latency-critical quota.
         let g = reserved_groups(self.groups, self.granularity, v.reserved_sms);
-        let w = rest_part(self.split_rest, self.groups, self.granularity, g, v);
+        let kept = (v.best_effort as usize).min(board::MAX_SHARERS);
+        let w = board_part(self.groups, self.granularity, g, v.best_effort, &v.demands[..kept], v.rank);
         let slot = self.made.get((w.first * self.groups + w.count - 1) as usize)?;
         // The part is laid out once, with its window (the launch path only looks it up).
         *slot.get_or_init(|| {
@@ -148,21 +145,6 @@ impl Shares {
             }
         })
     }
-}
-
-/// This process's part of the `groups` groups of `granularity` SMs beyond the first `g` kept
-/// free, as board view `v` shows the busy best-effort processes: the whole rest, which they
-/// share as they share the device under MPS; or, with `split` (`RIGHTSIZE_SPLIT_REST=1`), its
-/// own part of the rest, split among them by [`board_part`]. A kept quota leaves the others'
-/// work together on fewer SMs without deciding how they share them: split parts cost one of
-/// them 8–10% of what it gets done under MPS and gave the other as much (torch-lc-decoder with
-/// quotas of 16, 24 and 48 SMs kept, H200, docs/compare-pytorch-h200/README.md).
-fn rest_part(split: bool, groups: u32, granularity: u32, g: u32, v: &board::View) -> GroupRange {
-    if !split {
-        return board_part(groups, granularity, g, 1, &[], 0);
-    }
-    let kept = (v.best_effort as usize).min(board::MAX_SHARERS);
-    board_part(groups, granularity, g, v.best_effort, &v.demands[..kept], v.rank)
 }
 
 /// Part `r` of `k` busy best-effort processes, the first of them needing `needs` SMs (in slot
@@ -321,25 +303,6 @@ mod tests {
         assert_eq!(part(33, &[all], 0).0, 5);
         assert_eq!(part(500, &[all, all], 0), (14, g(14, 1)));
         assert_eq!(part(500, &[all, all], 1), (14, g(14, 1)));
-    }
-
-    #[test]
-    fn best_effort_processes_share_what_is_kept_free_of_unless_split() {
-        let g = |first, count| GroupRange { first, count };
-        let mut demands = [u32::MAX; board::MAX_SHARERS];
-        demands[1] = 40;
-        let view =
-            |rank| board::View { busy: 3, best_effort: 2, rank, reserved_sms: 32, demands, ..Default::default() };
-        let reserved = reserved_groups(15, 8, 32);
-        // Both on the 11 groups past the 4 kept free, as they share the device under MPS.
-        assert_eq!(rest_part(false, 15, 8, reserved, &view(0)), g(4, 11));
-        assert_eq!(rest_part(false, 15, 8, reserved, &view(1)), g(4, 11));
-        // Split: side by side, in proportion to their needs (the device's against 40 SMs).
-        assert_eq!(rest_part(true, 15, 8, reserved, &view(0)), g(4, 8));
-        assert_eq!(rest_part(true, 15, 8, reserved, &view(1)), g(12, 3));
-        // A reserve of the whole device still leaves them the last group.
-        let all = reserved_groups(15, 8, 500);
-        assert_eq!(rest_part(false, 15, 8, all, &view(1)), g(14, 1));
     }
 
     #[test]
