@@ -1,6 +1,7 @@
 //! Following the load across processes: a board in a shared file where each process of a
-//! group says when it is busy, so each runs on the whole device while it is alone and on its
-//! part of the device, split among the busy ones, while others are busy.
+//! group says when it is busy. Each process's kernels run where they were launched (the whole
+//! device, shared as under MPS) unless SMs are kept free for a latency-critical or a starving
+//! process; then the busy best-effort processes split the rest among them, a part each.
 //!
 //! The board is a file of 64-byte slots, one per process (`RIGHTSIZE_BOARD` names it,
 //! `RIGHTSIZE_SLOT` is this process's slot; whoever starts the processes makes the file, zeros

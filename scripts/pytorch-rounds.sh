@@ -18,7 +18,8 @@
 # (into $OUT/with/<scenario>-<r>, the setting written to $OUT/with/SETTING), which of the two
 # first alternating from round to round, so an A/B of a setting shares the host's drift; each
 # set is judged on its own. --file takes the scenarios from another file than scenarios/pytorch.toml
-# (e.g. a variant of one of them, which keeps its name so --solos still finds its baselines).
+# (a path from the repository's root, or absolute; e.g. a variant of one of them, which keeps its
+# name so --solos still finds its baselines).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 rounds=4 deadline=560 earlier='' with='' file=scenarios/pytorch.toml scenarios=()
