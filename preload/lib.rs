@@ -41,7 +41,8 @@
 //! its kernels on its part (made on first use, then kept); equal needs make equal parts. A
 //! kernel of no more blocks than that part has SMs is never placed: it cannot take more than
 //! its share, and runs on whichever SMs are free, without the ordering's cost. A
-//! latency-critical process (`RIGHTSIZE_CLASS=latency-critical`, `RIGHTSIZE_QUOTA_SMS=N`) leaves its kernels where they were launched, and while it is busy
+//! latency-critical process (`RIGHTSIZE_CLASS=latency-critical`, `RIGHTSIZE_QUOTA_SMS=N`) leaves
+//! its kernels where they were launched, and while it is busy
 //! the others' parts leave free the groups of the SMs its recent kernels need, at most `N`,
 //! where its own work runs a tenth faster with that quota kept than without ([`quota`], which
 //! tries both; `RIGHTSIZE_QUOTA_TRIAL=0` keeps it always). A process that starves beside the others,
