@@ -42,13 +42,12 @@
 //! kernel of no more blocks than that part has SMs is never placed: it cannot take more than
 //! its share, and runs on whichever SMs are free, without the ordering's cost. A
 //! latency-critical process (`RIGHTSIZE_CLASS=latency-critical`, `RIGHTSIZE_QUOTA_SMS=N`) leaves
-//! its kernels where they were launched, and while it is busy
-//! the others' parts leave free the groups of the SMs its recent kernels need, at most `N`,
-//! where its own work runs a tenth faster with that quota kept than without ([`quota`], which
-//! tries both; `RIGHTSIZE_QUOTA_TRIAL=0` keeps it always). A process that starves beside the others,
-//! judged from how much slower its own work gets done between its waits for the GPU
-//! ([`starving`]; `RIGHTSIZE_STARVING=0` turns this off), is treated alike with its equal part
-//! of the device.
+//! its kernels where they were launched, and while it is busy the others' parts leave free the
+//! groups of the SMs its recent kernels need, at most `N`, where its own work runs a tenth
+//! faster with that quota kept than without ([`quota`], which tries both;
+//! `RIGHTSIZE_QUOTA_TRIAL=0` keeps it always). A process that starves beside the others, judged
+//! from how much slower its own work gets done between its waits for the GPU ([`starving`];
+//! `RIGHTSIZE_STARVING=0` turns this off), is treated alike with its equal part of the device.
 //!
 //! Recording (`RIGHTSIZE_RECORD=FILE`, what `rightsize profile --app` sets): every launch is
 //! also timed, by kernel name and launch shape ([`sizing`]).
