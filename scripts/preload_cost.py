@@ -10,7 +10,10 @@ drift of the host or the GPU falls on each alike; prints each setting's median m
 and its ratio to the median without the interposer, the spread of the rounds' own ratios (each
 round against that round's run without it), then one JSON line.
 
-    python3 scripts/preload_cost.py gpu-bin/librightsize_preload.so [--rounds 3] [--models a,b]
+    python3 scripts/preload_cost.py gpu-bin/librightsize_preload.so [--rounds 3] [--models a,b] [--longer N]
+
+--longer N runs N times as many requests a measurement: a GPU-bound model's 150 requests take
+about 2 s, short enough that one process's clocks and caches can differ from the next one's.
 """
 import argparse
 import json
@@ -29,8 +32,11 @@ MODELS = {
 }
 
 
-def ms_per_request(model, env):
-    cmd = [sys.executable, os.path.join(HERE, "torch_app.py"), model, *MODELS[model]]
+def ms_per_request(model, env, longer=1):
+    args = list(MODELS[model])
+    i = args.index("--requests") + 1
+    args[i] = str(int(args[i]) * longer)
+    cmd = [sys.executable, os.path.join(HERE, "torch_app.py"), model, *args]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     m = re.search(r"([0-9.]+) ms per request", done.stdout)
     if done.returncode != 0 or not m:
@@ -42,11 +48,14 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("library", help="librightsize_preload.so")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--longer", type=int, default=1, help="times as many requests a measurement (default 1)")
     ap.add_argument("--window-sms", type=int, default=120, help="the window's SMs before the rest is added")
     ap.add_argument("--models", default=",".join(MODELS), help=f"which of {', '.join(MODELS)} (default: all)")
     a = ap.parse_args()
     if a.rounds < 1:
         sys.exit("preload_cost: --rounds must be >= 1")
+    if a.longer < 1:
+        sys.exit("preload_cost: --longer must be >= 1")
     models = [m for m in a.models.split(",") if m]
     unknown = [m for m in models if m not in MODELS]
     if unknown or not models:
@@ -68,7 +77,7 @@ def main():
         for r in range(a.rounds):
             for model in models:
                 for name, env in settings.items():
-                    ms[model][name].append(ms_per_request(model, env))
+                    ms[model][name].append(ms_per_request(model, env, a.longer))
                     # The host's load: a process beside the measurement shows up here.
                     load = os.getloadavg()[0]
                     print(f"round {r + 1} {model} {name} {ms[model][name][-1]:.3f} ms (load {load:.2f})", flush=True)
