@@ -12,8 +12,8 @@ round against that round's run without it), then one JSON line.
 
     python3 scripts/preload_cost.py gpu-bin/librightsize_preload.so [--rounds 3] [--models a,b] [--longer N]
 
---longer N runs N times as many requests a measurement: a GPU-bound model's 150 requests take
-about 2 s, short enough that one process's clocks and caches can differ from the next one's.
+--longer N runs N times as many requests a measurement (a GPU-bound model's 150 requests take
+about 2 s).
 """
 import argparse
 import json
