@@ -1,17 +1,24 @@
 #!/usr/bin/env bash
 # Builds and runs the probes of this folder on a GPU host; tables to $OUT (or probes-out/).
 #
-#   scripts/probes/run.sh [hbm] [gemv] [kc1024] [attn]   (all four unless named)
+#   scripts/probes/run.sh [hbm] [gemv] [kc1024] [attn] [timeline]   (the first four unless named)
 #
 # kc1024: decode_gemv once more, built against a copy of kernels/ whose streamed decode GEMM
 # takes 1,024-column chunks (RS_GEMM_D_KC): a tile's copy of 32 KiB a stage instead of 16, the
 # library's kernel otherwise as it is. The tree's kernels/ is not touched.
+#
+# timeline: kernel_timeline.c built against CUPTI (the toolkit's or the nvidia-cuda-cupti
+# package's), then `RIGHTSIZE_BENCH_DECODE=1 gpu-bin/bench-engine --bench` run twice, without
+# and with it loaded (CUDA_INJECTION64_PATH), and timeline.py's table of every replayed plan:
+# where a decode step's time goes, kernel by kernel. Needs gpu-bin/ (scripts/gpu-build.sh with
+# bench-engine packed).
 set -euo pipefail
 cd "$(dirname "$0")"
 out=${OUT:-probes-out}
 mkdir -p "$out"
 want=("$@")
 [ ${#want[@]} -gt 0 ] || want=(hbm gemv kc1024 attn)
+out=$(cd "$out" && pwd)
 arch=("-gencode=arch=compute_90a,code=sm_90a")
 for w in "${want[@]}"; do
     case "$w" in
@@ -37,6 +44,26 @@ for w in "${want[@]}"; do
             nvcc -O3 -std=c++17 -I../../kernels "${arch[@]}" -o /tmp/decode_attn decode_attn.cu -lcuda
             /tmp/decode_attn | tee "$out/decode_attn.txt"
             ;;
-        *) echo "run.sh: unknown probe $w (hbm, gemv, kc1024, attn)" >&2; exit 2 ;;
+        timeline)
+            inc="" lib=""
+            for d in /usr/local/cuda/extras/CUPTI /usr/local/cuda $(python3 -c 'import site; print(" ".join(p + "/nvidia/cu13 " + p + "/nvidia/cuda_cupti" for p in site.getsitepackages() + [site.getusersitepackages()]))'); do
+                [ -z "$inc" ] && [ -f "$d/include/cupti_activity.h" ] && inc=$d/include
+                [ -z "$lib" ] && for l in "$d/lib64" "$d/lib"; do [ -e "$l/libcupti.so" ] || [ -e "$l/libcupti.so.13" ] && { lib=$l; break; }; done
+            done
+            [ -n "$inc" ] && [ -n "$lib" ] || { echo "run.sh: no CUPTI headers ($inc) or library ($lib)" >&2; exit 2; }
+            so=$(ls "$lib"/libcupti.so* | head -1)
+            cudainc=$(dirname "$(command -v nvcc)")/../include
+            gcc -O2 -shared -fPIC -I"$inc" -I"$cudainc" -o /tmp/libkernel_timeline.so kernel_timeline.c "$so" -Wl,-rpath,"$lib"
+            (
+                cd ../..
+                RIGHTSIZE_BENCH_DECODE=1 gpu-bin/bench-engine --bench 2>&1 | tee "$out/decode-plain.txt"
+                rm -f "$out"/timeline.*.csv
+                CUDA_INJECTION64_PATH=/tmp/libkernel_timeline.so RS_TIMELINE_OUT="$out/timeline" \
+                    RIGHTSIZE_BENCH_DECODE=1 gpu-bin/bench-engine --bench 2>&1 | tee "$out/decode-traced.txt"
+                python3 scripts/probes/timeline.py "$out"/timeline.*.csv | tee "$out/timeline.txt"
+                xz -T0 "$out"/timeline.*.csv
+            )
+            ;;
+        *) echo "run.sh: unknown probe $w (hbm, gemv, kc1024, attn, timeline)" >&2; exit 2 ;;
     esac
 done
