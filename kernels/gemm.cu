@@ -241,7 +241,7 @@ __device__ __forceinline__ void gemm_skinny(const GemmParams& p, float* red, con
     bool have_b = !(RS_COUNTED && rs::takes_all(t)) && blockIdx.x < units;
     if (have_b) load_b(blockIdx.x, warp);
     if (p.norm != RS_NORM_NONE) {
-        rs::skinny_norm_stats(p, stats, T_WARPS);
+        rs::skinny_norm_stats<1>(p, stats, T_WARPS);
         __syncthreads();
 #pragma unroll
         for (int j = 0; j < T_NB; ++j) st[j] = j * 8 + g < (int)p.m ? stats[j * 8 + g] : make_float2(0.0f, 0.0f);

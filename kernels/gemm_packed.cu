@@ -120,7 +120,7 @@ __device__ __forceinline__ void packed_gemm(const GemmParams& p, unsigned char* 
     for (unsigned i = 0; i < S; ++i)
         av[i] = g < (int)p.m ? *reinterpret_cast<const uint4*>(A + (warp + i * WARPS) * SLICE + q * 8) : make_uint4(0, 0, 0, 0);
     if (p.norm != RS_NORM_NONE) {
-        rs::skinny_norm_stats(p, stats, WARPS);
+        rs::skinny_norm_stats<4>(p, stats, WARPS);
         rs::named_barrier(1, WARPS * 32);
     }
     const bool normalize = p.norm != RS_NORM_NONE && g < (int)p.m;

@@ -134,7 +134,7 @@ __device__ __forceinline__ void consume(const GemmParams& p, const Ring& r, cons
     const __half* beta = p.norm_beta ? rs::ptr<const __half>(p.norm_beta) : nullptr;
     float2 st = make_float2(0.0f, 0.0f);
     if (p.norm != RS_NORM_NONE) {
-        rs::skinny_norm_stats(p, stats, WARPS);
+        rs::skinny_norm_stats<4>(p, stats, WARPS);
         rs::named_barrier(1, CONSUMER_THREADS);
         if (g < (int)p.m) st = stats[g];
     }

@@ -10,12 +10,13 @@
 namespace rs {
 
 // With p.norm: warp w of `warps` computes the statistics of rows w, w + warps, … of A
-// (rownorm.cuh, in the order norm.cu uses) into stats[row]. The caller synchronises the
-// warps before reading them.
+// (rownorm.cuh, in the order norm.cu uses; BATCH as row_stats') into stats[row]. The caller
+// synchronises the warps before reading them.
+template <int BATCH>
 __device__ __forceinline__ void skinny_norm_stats(const GemmParams& p, float2* stats, int warps) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     for (unsigned row = warp; row < p.m; row += warps) {
-        const float2 v = row_stats(ptr<const __half>(p.a) + (u64)row * p.lda, p.k, p.norm, p.norm_eps);
+        const float2 v = row_stats<BATCH>(ptr<const __half>(p.a) + (u64)row * p.lda, p.k, p.norm, p.norm_eps);
         if (lane == 0) stats[row] = v;
     }
 }
