@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds and runs the probes of this folder on a GPU host; tables to $OUT (or probes-out/).
 #
-#   scripts/probes/run.sh [hbm] [gemv] [kc1024] [attn] [timeline]   (the first four unless named)
+#   scripts/probes/run.sh [hbm] [gemv] [kc1024] [attn] [chain] [timeline]   (the first five unless named)
 #
 # kc1024: decode_gemv once more, built against a copy of kernels/ whose streamed decode GEMM
 # takes 1,024-column chunks (RS_GEMM_D_KC): a tile's copy of 32 KiB a stage instead of 16, the
@@ -17,7 +17,7 @@ cd "$(dirname "$0")"
 out=${OUT:-probes-out}
 mkdir -p "$out"
 want=("$@")
-[ ${#want[@]} -gt 0 ] || want=(hbm gemv kc1024 attn)
+[ ${#want[@]} -gt 0 ] || want=(hbm gemv kc1024 attn chain)
 out=$(cd "$out" && pwd)
 arch=("-gencode=arch=compute_90a,code=sm_90a")
 for w in "${want[@]}"; do
@@ -44,6 +44,10 @@ for w in "${want[@]}"; do
             nvcc -O3 -std=c++17 -I../../kernels "${arch[@]}" -o /tmp/decode_attn decode_attn.cu -lcuda
             /tmp/decode_attn | tee "$out/decode_attn.txt"
             ;;
+        chain)
+            nvcc -O3 -std=c++17 -I../../kernels "${arch[@]}" -o /tmp/chain chain.cu -lcuda
+            /tmp/chain | tee "$out/chain.txt"
+            ;;
         timeline)
             inc="" lib=""
             for d in /usr/local/cuda/extras/CUPTI /usr/local/cuda $(python3 -c 'import site; print(" ".join(p + "/nvidia/cu13 " + p + "/nvidia/cuda_cupti" for p in site.getsitepackages() + [site.getusersitepackages()]))'); do
@@ -64,6 +68,6 @@ for w in "${want[@]}"; do
                 xz -T0 "$out"/timeline.*.csv
             )
             ;;
-        *) echo "run.sh: unknown probe $w (hbm, gemv, kc1024, attn, timeline)" >&2; exit 2 ;;
+        *) echo "run.sh: unknown probe $w (hbm, gemv, kc1024, attn, chain, timeline)" >&2; exit 2 ;;
     esac
 done
