@@ -49,13 +49,19 @@ for w in "${want[@]}"; do
             /tmp/chain | tee "$out/chain.txt"
             ;;
         timeline)
-            inc="" lib=""
+            # CUPTI's headers and library: the toolkit's, else the nvidia-cuda-cupti package's.
+            inc="" so=""
             for d in /usr/local/cuda/extras/CUPTI /usr/local/cuda $(python3 -c 'import site; print(" ".join(p + "/nvidia/cu13 " + p + "/nvidia/cuda_cupti" for p in site.getsitepackages() + [site.getusersitepackages()]))'); do
-                [ -z "$inc" ] && [ -f "$d/include/cupti_activity.h" ] && inc=$d/include
-                [ -z "$lib" ] && for l in "$d/lib64" "$d/lib"; do [ -e "$l/libcupti.so" ] || [ -e "$l/libcupti.so.13" ] && { lib=$l; break; }; done
+                if [ -z "$inc" ] && [ -f "$d/include/cupti_activity.h" ]; then inc=$d/include; fi
+                for f in "$d"/lib64/libcupti.so "$d"/lib64/libcupti.so.* "$d"/lib/libcupti.so "$d"/lib/libcupti.so.*; do
+                    if [ -z "$so" ] && [ -e "$f" ]; then so=$f; fi
+                done
             done
-            [ -n "$inc" ] && [ -n "$lib" ] || { echo "run.sh: no CUPTI headers ($inc) or library ($lib)" >&2; exit 2; }
-            so=$(ls "$lib"/libcupti.so* | head -1)
+            if [ -z "$inc" ] || [ -z "$so" ]; then
+                echo "run.sh: no CUPTI headers ($inc) or library ($so)" >&2
+                exit 2
+            fi
+            lib=$(dirname "$so")
             cudainc=$(dirname "$(command -v nvcc)")/../include
             gcc -O2 -shared -fPIC -I"$inc" -I"$cudainc" -o /tmp/libkernel_timeline.so kernel_timeline.c "$so" -Wl,-rpath,"$lib"
             (
