@@ -203,27 +203,7 @@ int main() {
     cudaEvent_t e0, e1;
     CK(cudaEventCreate(&e0));
     CK(cudaEventCreate(&e1));
-    double copy_gbs;
-    {
-        const size_t n = 2ull << 30;
-        void *x, *y;
-        CK(cudaMalloc(&x, n));
-        CK(cudaMalloc(&y, n));
-        std::vector<float> v;
-        for (int i = 0; i < 6; ++i) {
-            CK(cudaEventRecord(e0, s));
-            CK(cudaMemcpyAsync(y, x, n, cudaMemcpyDeviceToDevice, s));
-            CK(cudaEventRecord(e1, s));
-            CK(cudaEventSynchronize(e1));
-            float ms;
-            CK(cudaEventElapsedTime(&ms, e0, e1));
-            if (i) v.push_back(ms);
-        }
-        std::sort(v.begin(), v.end());
-        copy_gbs = 2.0 * n / (v[v.size() / 2] * 1e6);
-        CK(cudaFree(x));
-        CK(cudaFree(y));
-    }
+    const double copy_gbs = copy_bandwidth_gbs(s);
     printf("%s, %d SMs; copy bandwidth %.0f GB/s\n", prop.name, all, copy_gbs);
     printf("| pair (M = 8) | grid | two launches µs | %% copy | chain µs | %% copy | chain ÷ two | z, y bits |\n");
     printf("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n");

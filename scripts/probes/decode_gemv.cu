@@ -613,31 +613,7 @@ int main() {
     CK(cudaFuncSetAttribute(pregs<16>, cudaFuncAttributeMaxDynamicSharedMemorySize, RS_GEMM_D_RING_BYTES + 256));
     CK(cudaFuncSetAttribute(pregs<32>, cudaFuncAttributeMaxDynamicSharedMemorySize, RS_GEMM_D_RING_BYTES + 256));
 
-    // Copy bandwidth (read + write) of 2 GiB, the ceiling the decode issue compares against.
-    double copy_gbs;
-    {
-        const size_t n = 2ull << 30;
-        void *x, *y;
-        CK(cudaMalloc(&x, n));
-        CK(cudaMalloc(&y, n));
-        cudaEvent_t e0, e1;
-        CK(cudaEventCreate(&e0));
-        CK(cudaEventCreate(&e1));
-        std::vector<float> v;
-        for (int i = 0; i < 6; ++i) {
-            CK(cudaEventRecord(e0));
-            CK(cudaMemcpyAsync(y, x, n, cudaMemcpyDeviceToDevice));
-            CK(cudaEventRecord(e1));
-            CK(cudaEventSynchronize(e1));
-            float ms;
-            CK(cudaEventElapsedTime(&ms, e0, e1));
-            if (i) v.push_back(ms);
-        }
-        std::sort(v.begin(), v.end());
-        copy_gbs = 2.0 * n / (v[v.size() / 2] * 1e6);
-        CK(cudaFree(x));
-        CK(cudaFree(y));
-    }
+    const double copy_gbs = copy_bandwidth_gbs();
     printf("%s, %d SMs; copy bandwidth %.0f GB/s\n", prop.name, all, copy_gbs);
 
     const Way ways[] = {{"stream", 0, true}, {"stream3d", 1, true}, {"l1a", 2, true}, {"copies", 3, false}, {"copies -A", 4, false}, {"packed", 5, true}, {"packed B", 8, true}, {"resident", 6, true}, {"resident copies", 7, false}, {"packed res", 11, true}, {"packed regA", 12, true}};
