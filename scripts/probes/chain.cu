@@ -25,8 +25,9 @@
 //          launch (ld.acquire.gpu). Every block of the grid must be resident (grid ≤ SMs: one
 //          block an SM), which a library kernel could not assume (decoder.cu's ticket order
 //          removes that need). The arithmetic is the library kernel's, so z has its bits.
-// Grids: the whole device, and 48 blocks (the library kernel on 48 SMs would get 48 blocks;
-// here the other SMs stay idle rather than confined by a partition).
+// Grids: the whole device, and 48 blocks (the library kernel on 48 SMs would get 48 blocks).
+// 48 blocks are not a 48-SM partition: with PDL the next launch's blocks land on the other
+// SMs and copy their first stages before their wait.
 // Output: µs a pair, the share of the copy's bandwidth (weights' bytes), chain ÷ two; and
 // whether z (and y) are bit for bit the same both ways.
 #include <algorithm>
@@ -261,6 +262,7 @@ int main() {
                 launch(chain_kernel, grid, s, p1, p2, done, launches * tiles1);
             };
             std::vector<__half> z_two(m * sh.n2 / 2), z_one(z_two.size()), y_two(m * sh.n1), y_one(y_two.size());
+            CK(cudaDeviceSynchronize());  // the copies above, on the default stream
             two(0);
             CK(cudaStreamSynchronize(s));
             CK(cudaMemcpy(z_two.data(), dz, z_two.size() * 2, cudaMemcpyDeviceToHost));
@@ -268,6 +270,7 @@ int main() {
             CK(cudaMemset(dz, 0xff, z_two.size() * 2));
             CK(cudaMemset(dy, 0xff, y_two.size() * 2));
             CK(cudaMemset(done, 0, 4));
+            CK(cudaDeviceSynchronize());  // the memsets, on the default stream, before `s` runs
             one(0);
             CK(cudaStreamSynchronize(s));
             CK(cudaMemcpy(z_one.data(), dz, z_one.size() * 2, cudaMemcpyDeviceToHost));
@@ -303,6 +306,10 @@ int main() {
         CK(cudaFree(dy));
         CK(cudaFree(dz));
     }
+    CK(cudaFree(done));
+    CK(cudaEventDestroy(e0));
+    CK(cudaEventDestroy(e1));
+    CK(cudaStreamDestroy(s));
     printf("%s\n", ok ? "every chain output has the two launches' bits" : "SOME OUTPUTS DIFFER");
     return ok ? 0 : 1;
 }

@@ -12,6 +12,7 @@
 // kernels (default 2,000,000; the rest are counted, not written). scripts/probes/timeline.py
 // reads it. Built by scripts/probes/run.sh timeline.
 #include <cupti.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,8 @@
 
 static FILE* out;
 static unsigned long long written, dropped, limit = 2000000ull;
+// CUPTI hands buffers back on its own thread as well as in the flush at exit.
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
 #define CHECK(call)                                                                     \
     do {                                                                                \
@@ -30,6 +33,8 @@ static unsigned long long written, dropped, limit = 2000000ull;
             const char* s_ = "?";                                                       \
             cuptiGetResultString(r_, &s_);                                              \
             fprintf(stderr, "kernel_timeline: %s failed: %s\n", #call, s_);             \
+            fclose(out);                                                                \
+            out = NULL;                                                                 \
             return 0;                                                                   \
         }                                                                               \
     } while (0)
@@ -43,6 +48,7 @@ static void CUPTIAPI requested(uint8_t** buffer, size_t* size, size_t* max_recor
 static void CUPTIAPI completed(CUcontext ctx, uint32_t stream, uint8_t* buffer, size_t size, size_t valid) {
     (void)ctx, (void)stream, (void)size;
     CUpti_Activity* rec = NULL;
+    pthread_mutex_lock(&lock);
     while (cuptiActivityGetNextRecord(buffer, valid, &rec) == CUPTI_SUCCESS) {
         if (rec->kind != CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL) continue;
         const CUpti_ActivityKernel10* k = (const CUpti_ActivityKernel10*)rec;
@@ -57,6 +63,7 @@ static void CUPTIAPI completed(CUcontext ctx, uint32_t stream, uint8_t* buffer, 
                 k->name ? k->name : "?");
         ++written;
     }
+    pthread_mutex_unlock(&lock);
     size_t lost = 0;
     if (cuptiActivityGetNumDroppedRecords(ctx, stream, &lost) == CUPTI_SUCCESS && lost)
         fprintf(stderr, "kernel_timeline: CUPTI dropped %zu records\n", lost);
@@ -65,10 +72,12 @@ static void CUPTIAPI completed(CUcontext ctx, uint32_t stream, uint8_t* buffer, 
 
 static void finish(void) {
     cuptiActivityFlushAll(CUPTI_ACTIVITY_FLAG_FLUSH_FORCED);
+    pthread_mutex_lock(&lock);
     if (out) {
         fclose(out);
         out = NULL;
     }
+    pthread_mutex_unlock(&lock);
     fprintf(stderr, "kernel_timeline: %llu kernels written, %llu not (RS_TIMELINE_MAX)\n", written, dropped);
 }
 

@@ -62,8 +62,9 @@ for w in "${want[@]}"; do
                 exit 2
             fi
             lib=$(dirname "$so")
-            cudainc=$(dirname "$(command -v nvcc)")/../include
-            gcc -O2 -shared -fPIC -I"$inc" -I"$cudainc" -o /tmp/libkernel_timeline.so kernel_timeline.c "$so" -Wl,-rpath,"$lib"
+            nvcc_path=$(command -v nvcc) || { echo "run.sh: no nvcc on PATH (for cuda.h)" >&2; exit 2; }
+            cudainc=$(dirname "$nvcc_path")/../include
+            gcc -O2 -pthread -shared -fPIC -I"$inc" -I"$cudainc" -o /tmp/libkernel_timeline.so kernel_timeline.c "$so" -Wl,-rpath,"$lib"
             (
                 cd ../..
                 RIGHTSIZE_BENCH_DECODE=1 gpu-bin/bench-engine --bench 2>&1 | tee "$out/decode-plain.txt"

@@ -5,11 +5,12 @@
 
 For every CUDA graph of at least N kernels (a plan: a decode step, a request), the graph's
 launches are cut from its kernels in start order (as many kernels a launch as the graph has
-nodes), the first --skip launches dropped as warm-up, and each kernel (its place in a repeating layer, or in the launch, its name and grid) gets:
-how many of it a launch runs, its mean duration, the mean gap from the previous kernel's end
-to its start (negative: it started before that end, as PDL lets it), and what it adds to the
-launch's span: its end less the previous kernel's end (the sum over a launch is the span). Kernels
-outside graphs (eager launches) get their mean duration only.
+nodes) and the first --skip launches dropped as warm-up. Each kernel (by its place in a
+repeating layer, or in the launch, its name and grid) gets: how many of it a launch runs, its
+mean duration, the mean gap from the previous kernel's end to its start (negative: it started
+before that end, as PDL lets it), and what it adds to the launch's span, how far its end lies
+past every earlier kernel's end (the sum over a launch is the span). Kernels outside graphs
+(eager launches) get their mean duration only.
 """
 
 import argparse
@@ -20,21 +21,31 @@ import sys
 
 
 def read(paths):
+    """Every kernel of the files as (start, end, graph, node, grid, name); a graph is named by
+    its file (one process) and its CUPTI graph id, 0 outside graphs."""
     rows = []
-    for path in paths:
+    for n, path in enumerate(paths):
         with open(path, newline="") as f:
             for r in csv.DictReader(f):
+                graph = (n, int(r["graph"])) if int(r["graph"]) else 0
                 rows.append(
-                    (int(r["start_ns"]), int(r["end_ns"]), int(r["graph"]), int(r["graph_node"]),
-                     int(r["grid"]), r["name"]))
+                    (int(r["start_ns"]), int(r["end_ns"]), graph, int(r["graph_node"]), int(r["grid"]), r["name"]))
     return rows
 
 
 def launches(kernels, nodes):
-    """The graph's kernels in start order, cut into launches of `nodes` kernels."""
+    """The graph's kernels in start order, cut into launches of `nodes` kernels; a cut whose
+    kernels are not every node once (a record lost) ends the list there."""
     kernels.sort()
-    whole = len(kernels) // nodes * nodes
-    return [kernels[i:i + nodes] for i in range(0, whole, nodes)]
+    out = []
+    for i in range(0, len(kernels) // nodes * nodes, nodes):
+        run = kernels[i:i + nodes]
+        if len({k[3] for k in run}) != nodes:
+            print(f"timeline.py: a launch of {nodes} kernels lacks a node after {len(out)} launches; "
+                  "the rest of this graph is left out", file=sys.stderr)
+            break
+        out.append(run)
+    return out
 
 
 def short(name, width=44):
@@ -61,7 +72,7 @@ def layer_slots(names):
 
 
 def report_graph(gid, runs):
-    spans = [r[-1][1] - r[0][0] for r in runs]
+    spans = [max(k[1] for k in r) - r[0][0] for r in runs]
     nodes = len(runs[0])
     slots, period = layer_slots([k[5] for k in runs[0]])
     print(f"\ngraph {gid}: {nodes} kernels a launch ({f'layers of {period}' if period else 'no layers'}), "
@@ -79,7 +90,7 @@ def report_graph(gid, runs):
             else:
                 s["gap"] += start - prev_end
                 s["gaps"] += 1
-                s["add"] += end - prev_end
+                s["add"] += max(0, end - prev_end)
             prev_end = end if prev_end is None else max(prev_end, end)
     span = statistics.mean(spans)
     print(f"{'place':9s} {'kernel':44s} {'grid':>6s} {'a launch':>8s} {'dur us':>8s} {'gap us':>8s} "
@@ -113,6 +124,7 @@ def main():
         else:
             eager[(row[5], row[4])].append(row[1] - row[0])
     for gid, kernels in sorted(graphs.items()):
+        gid = f"{gid[1]} of {args.csv[gid[0]]}" if len(args.csv) > 1 else gid[1]
         nodes = len({k[3] for k in kernels})
         if nodes < args.min_nodes:
             continue
