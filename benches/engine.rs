@@ -10,7 +10,8 @@
 //!
 //! `cargo bench --bench engine` on a GPU host with python3 + torch + transformers (for the
 //! baseline; without them the PyTorch column is empty). `RIGHTSIZE_BENCH_TABLE=FILE` writes
-//! the table as Markdown; `RIGHTSIZE_BENCH_DECODE=1` runs only the decode issue's table.
+//! the table as Markdown; `RIGHTSIZE_BENCH_DECODE=1` runs only the decode issue's table (of
+//! the models `RIGHTSIZE_BENCH_DECODE_MODELS=a,b,…` names, if set).
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -90,8 +91,20 @@ fn decode_floors(rt: &Arc<Runtime>, timer: &EventTimer, bandwidth: f64) -> Strin
          | model | step (ms) | floor (ms) | step / floor | step on {DECODE_SMS} SMs (ms) | ÷ whole device |\n|---|---:|---:|---:|---:|---:|\n",
         SEQ + NEW
     );
-    for name in DECODE_MODELS {
-        let cfg = ModelConfig::named(name).unwrap();
+    // `RIGHTSIZE_BENCH_DECODE_MODELS=a,b` runs those models' steps instead.
+    let chosen = std::env::var("RIGHTSIZE_BENCH_DECODE_MODELS").ok();
+    let models: Vec<&str> = match &chosen {
+        Some(list) => list.split(',').map(str::trim).filter(|m| !m.is_empty()).collect(),
+        None => DECODE_MODELS.to_vec(),
+    };
+    for name in models {
+        let cfg = match ModelConfig::named(name) {
+            Ok(c) => c,
+            Err(e) => {
+                table += &format!("| {name} | not run: {e} | | | | |\n");
+                continue;
+            }
+        };
         let whole = Tenant::new(rt.clone(), 0, Placement::WHOLE).expect("tenant");
         let weights = match ModelWeights::synthetic(&whole, &cfg, 3) {
             Ok(w) => w,

@@ -620,8 +620,22 @@ fn time_gemm_on(
     pid: PartitionId,
     sms: u32,
 ) -> (k::KernelId, f64, Option<f64>) {
-    let stream = cx.rt.pool().get(pid).expect("partition").stream(0).expect("stream");
     let hopper = hopper_gemm(m, n, kk, cx.rt.device().info().compute_capability, sms);
+    time_kernel_on(cx, bufs, (m, n, kk), pid, sms, hopper, true)
+}
+
+/// As [`time_gemm_on`], with the Hopper GEMM `hopper` (None: [`gemm_kernel`]'s) whatever the
+/// engine would pick, and cuBLASLt only `with_blas`.
+fn time_kernel_on(
+    cx: &Ctx,
+    bufs: &GemmBufs,
+    (m, n, kk): (u32, u32, u32),
+    pid: PartitionId,
+    sms: u32,
+    hopper: Option<Kernel<GemmTmaParams>>,
+    with_blas: bool,
+) -> (k::KernelId, f64, Option<f64>) {
+    let stream = cx.rt.pool().get(pid).expect("partition").stream(0).expect("stream");
     let kernel_name = hopper.map_or(gemm_kernel(m).id(), |k| k.id());
     let mut ours: Vec<Box<dyn Fn()>> = Vec::new();
     let mut theirs: Vec<Box<dyn Fn()>> = Vec::new();
@@ -644,7 +658,7 @@ fn time_gemm_on(
                 unsafe { rt.launch(gemm_kernel(m), &p, Placement::on(pid)) }.expect("launch");
             }),
         });
-        if let Some(blas) = &cx.blas {
+        if let Some(blas) = cx.blas.as_ref().filter(|_| with_blas) {
             let plan = Rc::new(blas.plan(BlasShape::plain(m, n, kk), target).expect("cublasLt plan"));
             let (blas, da, db, dc) = (blas.clone(), da.clone(), db.clone(), dc.clone());
             theirs.push(Box::new(move || {
@@ -816,6 +830,56 @@ fn decode_gemms(cx: &mut Ctx, bandwidth: f64) -> String {
         } else {
             " | | | | | |\n".to_string()
         };
+    }
+    t
+}
+
+/// The decode GEMMs (M = 8) with K ≤ 1,024, GPT-2's and gpt2-medium's: (model, weight, N, K).
+const SMALL_K_DECODE_SHAPES: [(&str, &str, u32, u32); 8] = [
+    ("gpt2", "qkv", 2304, 768),
+    ("gpt2", "o", 768, 768),
+    ("gpt2", "fc", 3072, 768),
+    ("gpt2", "lm-head", 50257, 768),
+    ("gpt2-medium", "qkv", 3072, 1024),
+    ("gpt2-medium", "o", 1024, 1024),
+    ("gpt2-medium", "fc", 4096, 1024),
+    ("gpt2-medium", "lm-head", 50257, 1024),
+];
+
+/// The decode GEMMs of K ≤ 1,024 on every partition of the bench and the whole device: the
+/// skinny kernel against the streamed one, and which the engine picks for those SMs
+/// (`hopper_gemm`). A Markdown table.
+fn small_k_decode_gemms(cx: &mut Ctx, bandwidth: f64) -> String {
+    let whole = cx.rt.device().info().sm_count;
+    let mut on: Vec<(PartitionId, u32)> = partitions(cx);
+    on.push((PartitionId::WHOLE, whole));
+    let mut t = String::from(
+        "\nDecode GEMMs at M = 8 with K ≤ 1,024, the skinny kernel (gemm_f16_skinny_m8) against the streamed one \
+         (gemm_f16_stream_m8) on each partition, µs and share of the copy bandwidth; \"picked\" is the kernel the \
+         engine runs on those SMs.\n\n\
+         | model | weight | N×K | SMs | skinny µs | of copy | streamed µs | of copy | streamed ÷ skinny (speed) | picked |\n\
+         |---|---|---|---:|---:|---:|---:|---:|---:|---|\n",
+    );
+    let m = 8u32;
+    for (model, weight, n, kk) in SMALL_K_DECODE_SHAPES {
+        let shape = (m, n, kk);
+        let bytes = 2.0 * f64::from(m * kk + m * n) + 2.0 * f64::from(n) * f64::from(kk);
+        let of_copy = |s: f64| format!("{:.0}%", 100.0 * bytes / s / bandwidth);
+        let bufs = gemm_bufs(cx, shape);
+        for &(pid, sms) in &on {
+            let (_, skinny, _) = time_kernel_on(cx, &bufs, shape, pid, sms, None, false);
+            let (_, streamed, _) = time_kernel_on(cx, &bufs, shape, pid, sms, Some(k::GEMM_STREAM_8), false);
+            let picked = hopper_gemm(m, n, kk, cx.rt.device().info().compute_capability, sms)
+                .map_or(gemm_kernel(m).id(), |k| k.id());
+            t += &format!(
+                "| {model} | {weight} | {n}×{kk} | {sms} | {:.2} | {} | {:.2} | {} | {:.2} | {picked} |\n",
+                skinny * 1e6,
+                of_copy(skinny),
+                streamed * 1e6,
+                of_copy(streamed),
+                skinny / streamed
+            );
+        }
     }
     t
 }
@@ -1026,7 +1090,10 @@ fn bench(c: &mut Criterion) {
     let bandwidth = dram_bandwidth(rt.device(), stream);
     let mut cx = Ctx { rt: rt.clone(), blas, rng: StdRng::seed_from_u64(rand::random()), stream, l2 };
     match only_gemms() {
-        Some(OnlyGemms::Decode) => return emit(&decode_gemms(&mut cx, bandwidth)),
+        Some(OnlyGemms::Decode) => {
+            let table = decode_gemms(&mut cx, bandwidth) + &small_k_decode_gemms(&mut cx, bandwidth);
+            return emit(&table);
+        }
         Some(OnlyGemms::Shapes(only)) => return emit(&gemm_matrix(&mut cx, bandwidth, Some(&only))),
         None => {}
     }
