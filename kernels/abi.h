@@ -264,7 +264,11 @@ typedef struct NormParams {
 /** The wide wgmma kernels: two warpgroups of 64 query rows share each block of keys. */
 #define RS_ATTN_WIDE_BQ 128
 #define RS_ATTN_WIDE_THREADS 256
+/** Decode attention (attention_decode_d*): a block of RS_DECODE_THREADS threads a unit (a
+ *  sequence's query head), each of its partial softmax states loading RS_DECODE_U cached rows at
+ *  a time (kernels/attention_decode.cuh). */
 #define RS_DECODE_THREADS 256
+#define RS_DECODE_U 4
 
 /**
  * attention_prefill_d{32,64,128} (mma.sync), attention_prefill_wgmma_d{64,128} and

@@ -116,7 +116,9 @@ __device__ __forceinline__ void prefill(const AttentionParams& p, __half* smem, 
 
 template <bool RS_COUNTED, int D>
 __device__ __forceinline__ void decode(const DecodeAttentionParams& p, const RsTicket& t) {
-    RS_FOR_EACH_UNIT(u, (u64)p.batch * p.heads_q, t) rs::decode_attention_unit<D>(p, u);
+    RS_FOR_EACH_UNIT(u, (u64)p.batch * p.heads_q, t) {
+        rs::decode_attention_unit<D, RS_DECODE_THREADS / 32, RS_DECODE_U>(p, u);
+    }
 }
 
 }  // namespace

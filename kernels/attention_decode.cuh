@@ -3,9 +3,14 @@
 // attends its query over the cache (the other heads of the group read the new row from k and v,
 // never from the slot being written). With p.inv_freq, q and the new k are rotated by RoPE in
 // registers first (rope_pair, the bits rope_f16 gives). Used by attention_decode_d*
-// (attention.cu) and the decoder kernel (decoder.cu); needs RS_DECODE_THREADS threads. Every
-// thread of the block must call it; it reads q, k and v with ordinary loads, so a caller that
-// produced them in the same launch must have made them visible to the block first.
+// (attention.cu) and the decoder kernel (decoder.cu), with a block of WARPS warps. Every thread
+// of the block must call it; it reads q, k and v with ordinary loads, so a caller that produced
+// them in the same launch must have made them visible to the block first.
+//
+// Layout: a cached row is D / 8 lanes of 16 bytes; warp w holds 32 / (D / 8) rows at a time, and
+// each of the block's ROWS rows (a partial softmax state) takes positions r, r + ROWS, … in
+// order, U of them loaded before their math. The states are merged in row order. WARPS and U
+// fix the bits: a kernel's choice of them is part of its arithmetic, never of its grid.
 // Reference: kernels/reference.rs::decode_attention (after ::rope when fused).
 #pragma once
 #include <math_constants.h>
@@ -40,14 +45,14 @@ __device__ __forceinline__ uint4 rope8(uint4 v, unsigned d0, float pos, const fl
     return *reinterpret_cast<const uint4*>(y);
 }
 
-template <int D>
+template <int D, int WARPS, int U>
 __device__ __forceinline__ void decode_attention_unit(const DecodeAttentionParams& p, u64 u) {
-    constexpr int WARPS = RS_DECODE_THREADS / 32;
+    constexpr int THREADS = WARPS * 32;
     constexpr int LR = D / 8;          // lanes per cached row, 16 bytes each
     constexpr int RPW = 32 / LR;       // rows a warp loads at once
     constexpr int ROWS = WARPS * RPW;  // rows per block step = partial softmax states
-    constexpr int U = 4;               // steps whose rows are loaded before the math
     static_assert(LR == 4 || LR == 8 || LR == 16, "head_dim 32, 64 or 128");
+    static_assert(ROWS <= THREADS && D <= 4 * THREADS, "the merge's threads");
     __shared__ float sm_m[ROWS], sm_l[ROWS], sm_w[ROWS], sm_o[ROWS][D];
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int sub = lane % LR, row_id = warp * RPW + lane / LR;
@@ -139,7 +144,7 @@ __device__ __forceinline__ void decode_attention_unit(const DecodeAttentionParam
     }
     __syncthreads();
     __half* o = ptr<__half>(p.o) + (u64)b * p.o_stride + (u64)h * D;
-    for (int d = tid; d < D; d += RS_DECODE_THREADS) {
+    for (int d = tid; d < D; d += THREADS) {
         float v = 0.0f, l_all = 0.0f;
         for (int r = 0; r < ROWS; ++r) {
             v += sm_o[r][d] * sm_w[r];

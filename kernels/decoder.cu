@@ -332,7 +332,7 @@ __device__ __forceinline__ void run(const DecoderParams& p, unsigned char* smem)
                                              p.heads,   p.heads_kv,        64,
                                              p.max_len, qw + 2 * kw,       qw,
                                              p.scale};
-            rs::decode_attention_unit<64>(a, u.index);
+            rs::decode_attention_unit<64, WARPS, RS_DECODE_U>(a, u.index);
         } else {
             gemm_tile(gemm_of(p, sh.layers, u), u.index, stage, sh, p.batch, p.eps);
         }
