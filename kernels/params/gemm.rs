@@ -211,15 +211,27 @@ pub fn gemm_wgmma_kernel(m: u32, n: u32, k: u32, sms: u32) -> Kernel<GemmTmaPara
 /// kernel's loads holds a whole unit, and it starts sooner.
 const STREAM_MIN_K: u32 = 1024;
 
+/// Tiles an SM at and above which a decode GEMM of K ≤ 1024 streams its weights all the same:
+/// then each SM reads so many weights that its own rate, not HBM's, sets the time, and the
+/// streamed kernel's ring reads faster per SM than the skinny kernel's rounds of units. On an
+/// H200 (docs/kernels-h200.md, 2026-11-27) the streamed kernel took GPT-2's and gpt2-medium's
+/// LM heads (3,142 tiles) 1.14–1.17× faster than the skinny one on 16 to 64 SMs (49 tiles an
+/// SM and more) and 0.79–0.90× as fast on 96 and 132 (33 and 24); on their layers' GEMMs (at
+/// most 256 tiles) never more than 1.05× faster.
+const STREAM_TILES_PER_SM: u32 = 40;
+
 /// The Hopper GEMM the library runs for an `m` × `n` × `k` GEMM on a GPU of compute
 /// capability `cc` with `sms` SMs, if any: on sm_90, for M ≤ 8 (decode) the streamed kernel
-/// when K > 1024 and K is a whole number of its slices (else [`gemm_kernel`]'s kernel runs), for 8 < M ≤ 64 the 64×64 tiles when they
-/// give every SM one, else the 64×32 ones (twice as many units streaming the weights); above,
-/// [`gemm_wgmma_kernel`]'s tile; elsewhere none (the cubin is sm_90a only).
+/// when K is a whole number of its slices and K > 1024 or the GEMM has at least
+/// [`STREAM_TILES_PER_SM`] tiles of 16 columns an SM (else [`gemm_kernel`]'s kernel runs), for
+/// 8 < M ≤ 64 the 64×64 tiles when they give every SM one, else the 64×32 ones (twice as many
+/// units streaming the weights); above, [`gemm_wgmma_kernel`]'s tile; elsewhere none (the
+/// cubin is sm_90a only).
 pub fn hopper_gemm(m: u32, n: u32, k: u32, cc: (u32, u32), sms: u32) -> Option<Kernel<GemmTmaParams>> {
+    let many_tiles = n.div_ceil(RS_GEMM_T_BN) >= STREAM_TILES_PER_SM.saturating_mul(sms.max(1));
     match m {
         _ if cc != (9, 0) => None,
-        ..=8 if k > STREAM_MIN_K && k % RS_GEMM_D_SLICE == 0 => Some(GEMM_STREAM_8),
+        ..=8 if k % RS_GEMM_D_SLICE == 0 && (k > STREAM_MIN_K || many_tiles) => Some(GEMM_STREAM_8),
         ..=8 => None,
         9..=RS_GEMM_WS_BM if n.div_ceil(2 * RS_GEMM_WS_BN) >= sms => Some(GEMM_WGMMA_SMALL_WIDE),
         9..=RS_GEMM_WS_BM => Some(GEMM_WGMMA_SMALL),
@@ -526,6 +538,14 @@ mod tests {
         assert_eq!(decode(1, 2048), Some(KernelId::GemmStream8));
         assert_eq!(decode(8, 1024), None);
         assert_eq!(decode(8, 4104), None, "K not a whole number of slices: the skinny kernel");
+        // K ≤ 1024 streams only where every SM reads many tiles: GPT-2's LM head on few SMs.
+        let head = |sms| hopper_gemm(8, 50257, 768, (9, 0), sms).map(|k| k.id());
+        assert_eq!(head(132), None, "24 tiles an SM: the skinny kernel");
+        assert_eq!(head(96), None, "33 tiles an SM");
+        assert_eq!(head(64), Some(KernelId::GemmStream8), "50 tiles an SM");
+        assert_eq!(head(16), Some(KernelId::GemmStream8));
+        assert!(hopper_gemm(8, 4096, 1024, (9, 0), 16).is_none(), "a layer's GEMM: 16 tiles an SM");
+        assert!(hopper_gemm(8, 50264, 1000, (9, 0), 16).is_none(), "K not a whole number of slices");
         let sliced = gemm(8, 4096, 4104).check(KernelId::GemmStream8).unwrap_err().reason;
         assert!(sliced.contains("32-column slices"), "{sliced}");
         assert!(gemm(8, 4096, 4096).check(KernelId::GemmStream8).is_ok());
