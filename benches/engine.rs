@@ -92,7 +92,7 @@ fn decode_floors(rt: &Arc<Runtime>, timer: &EventTimer, bandwidth: f64) -> Strin
         SEQ + NEW
     );
     // `RIGHTSIZE_BENCH_DECODE_MODELS=a,b` runs those models' steps instead.
-    let chosen = std::env::var("RIGHTSIZE_BENCH_DECODE_MODELS").ok();
+    let chosen = std::env::var("RIGHTSIZE_BENCH_DECODE_MODELS").ok().filter(|l| !l.trim().is_empty());
     let models: Vec<&str> = match &chosen {
         Some(list) => list.split(',').map(str::trim).filter(|m| !m.is_empty()).collect(),
         None => DECODE_MODELS.to_vec(),

@@ -850,6 +850,10 @@ const SMALL_K_DECODE_SHAPES: [(&str, &str, u32, u32); 8] = [
 /// skinny kernel against the streamed one, and which the engine picks for those SMs
 /// (`hopper_gemm`). A Markdown table.
 fn small_k_decode_gemms(cx: &mut Ctx, bandwidth: f64) -> String {
+    // The streamed kernel is sm_90a only.
+    if cx.rt.device().info().compute_capability != (9, 0) {
+        return String::new();
+    }
     let whole = cx.rt.device().info().sm_count;
     let mut on: Vec<(PartitionId, u32)> = partitions(cx);
     on.push((PartitionId::WHOLE, whole));
@@ -925,7 +929,7 @@ fn gemm_matrix(cx: &mut Ctx, bandwidth: f64, only: Option<&[(u32, u32, u32)]>) -
          ≈ 20 ms of graph replays). \"picked\" is the kernel the library runs for the shape; beside it, the six Hopper \
          tile widths for M > 64, for M ≤ 64 the small-M Hopper tiles (64×32, 64×64) and the mma.sync kernel \
          for that M (skinny or 64×64), and for M ≤ 8 the streamed kernel (gemm_f16_stream_m8, which sm_90 picks when \
-         K > 1024). \"of DRAM\" is the bytes of A, B and C over the picked kernel's time against \
+         K > 1024, or with at least 40 tiles an SM, which no shape here has on the whole device). \"of DRAM\" is the bytes of A, B and C over the picked kernel's time against \
          the measured bandwidth.\n\n\
          | M | N×K | picked | µs | TFLOP/s | of DRAM | 128×48 µs | 128×64 µs | 128×128 µs | 128×160 µs | 128×192 µs | 128×256 µs | 64×32 µs | 64×64 µs | streamed µs | mma.sync µs | cuBLASLt µs | picked / cuBLASLt (speed) |\n\
          |---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",

@@ -52,7 +52,6 @@ __device__ __forceinline__ void decode_attention_unit(const DecodeAttentionParam
     constexpr int RPW = 32 / LR;       // rows a warp loads at once
     constexpr int ROWS = WARPS * RPW;  // rows per block step = partial softmax states
     static_assert(LR == 4 || LR == 8 || LR == 16, "head_dim 32, 64 or 128");
-    static_assert(ROWS <= THREADS, "a thread for each partial state in the merge");
     __shared__ float sm_m[ROWS], sm_l[ROWS], sm_w[ROWS], sm_o[ROWS][D];
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int sub = lane % LR, row_id = warp * RPW + lane / LR;

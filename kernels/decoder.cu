@@ -49,7 +49,7 @@ constexpr int TILES16 = RS_DEC_MAX_COLS / 16;
 // gamma and beta (MAX_K halves each), all copied when the ticket is taken.
 constexpr unsigned VEC_BIAS = RS_DEC_STAGE_BYTES / 2, VEC_GAMMA = VEC_BIAS + RS_DEC_MAX_COLS, VEC_BETA = VEC_GAMMA + MAX_K;
 constexpr unsigned STAGE_HALVES = VEC_BETA + MAX_K;
-static_assert(RS_DEC_THREADS == RS_DECODE_THREADS, "the attention units need the decode attention block");
+static_assert(RS_DEC_THREADS == RS_DECODE_THREADS, "attention units with attention_decode_d64's block, so its bits");
 
 // Columns of a weight tile at depth k: as many multiples of 8 as fit one stage.
 __device__ __forceinline__ unsigned tile_cols(unsigned k) {

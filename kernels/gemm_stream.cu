@@ -12,7 +12,8 @@
 //             the PDL wait too), so units are assigned up front. A claimed SM is given back
 //             when the launch ends: about 100 µs for most decode GEMMs on an H200, up to
 //             151 µs (Llama-3.2-1B's LM head) on the whole device and 207 µs on 48 SMs
-//             (docs/kernels-h200.md).
+//             (docs/kernels-h200.md); GPT-2's and gpt2-medium's LM heads, which it runs on
+//             ≤ 78 SMs (params/gemm.rs, STREAM_TILES_PER_SM), 38–149 µs on 16–64 SMs.
 // Why:        at decode sizes reading B is the whole cost, and HBM is saturated only if each
 //             of ~48 SMs takes ~85 GB/s. What bounds an SM is its shared memory: every byte
 //             is written once by TMA and read once by the consumers (128 B a clock in all).

@@ -208,7 +208,7 @@ pub fn gemm_wgmma_kernel(m: u32, n: u32, k: u32, sms: u32) -> Kernel<GemmTmaPara
 }
 
 /// K above which a decode GEMM streams its weights: with K ≤ 1024 one round of the skinny
-/// kernel's loads holds a whole unit, and it starts sooner.
+/// kernel's loads holds a whole unit, and it starts sooner (but see [`STREAM_TILES_PER_SM`]).
 const STREAM_MIN_K: u32 = 1024;
 
 /// Tiles an SM at and above which a decode GEMM of K ≤ 1024 streams its weights all the same:
@@ -532,7 +532,7 @@ mod tests {
     fn hopper_gemm_serves_prefill_on_sm90_with_tiles_that_fill_the_sms() {
         let h = |m, cc| hopper_gemm(m, 768, 768, cc, 132).map(|k| k.id());
         assert_eq!(h(1024, (9, 0)), Some(KernelId::GemmWgmmaSlim));
-        assert_eq!(h(8, (9, 0)), None, "M ≤ 8, K ≤ 1024: the skinny kernel");
+        assert_eq!(h(8, (9, 0)), None, "M ≤ 8, K ≤ 1024, few tiles an SM: the skinny kernel");
         let decode = |m, k| hopper_gemm(m, 4096, k, (9, 0), 132).map(|k| k.id());
         assert_eq!(decode(8, 4096), Some(KernelId::GemmStream8));
         assert_eq!(decode(1, 2048), Some(KernelId::GemmStream8));
@@ -542,7 +542,9 @@ mod tests {
         let head = |sms| hopper_gemm(8, 50257, 768, (9, 0), sms).map(|k| k.id());
         assert_eq!(head(132), None, "24 tiles an SM: the skinny kernel");
         assert_eq!(head(96), None, "33 tiles an SM");
-        assert_eq!(head(64), Some(KernelId::GemmStream8), "50 tiles an SM");
+        assert_eq!(head(64), Some(KernelId::GemmStream8), "49 tiles an SM");
+        assert_eq!(head(78), Some(KernelId::GemmStream8), "40 tiles an SM");
+        assert_eq!(head(79), None, "39 tiles an SM");
         assert_eq!(head(16), Some(KernelId::GemmStream8));
         assert!(hopper_gemm(8, 4096, 1024, (9, 0), 16).is_none(), "a layer's GEMM: 16 tiles an SM");
         assert!(hopper_gemm(8, 50264, 1000, (9, 0), 16).is_none(), "K not a whole number of slices");

@@ -36,7 +36,7 @@
 #include "check.h"
 
 // The block of the probe's own kernels (group, split): the library's decode attention block
-// before 2026-11-27.
+// (8 warps).
 constexpr int PT = 256;
 
 #define CKD(x)                                                                     \
@@ -51,7 +51,7 @@ constexpr int PT = 256;
     } while (0)
 
 // The library's unit with a block of W warps, U rows a state at a time (W = 8, U = 4: the
-// library's unit before 2026-11-27, whose bits `group` must give).
+// library's own block, whose bits `group` must give).
 template <int D, int W = 8, int U = 4>
 __global__ void __launch_bounds__(W * 32) head_k(const __grid_constant__ DecodeAttentionParams p) {
     const unsigned units = p.batch * p.heads_q;
