@@ -598,7 +598,7 @@ fn plain_gemm<T: DeviceCopy>(
 }
 
 /// SM counts of the partitions the confined GEMMs run on.
-const PARTITION_SMS: [u32; 5] = [16, 32, 48, 64, 96];
+const PARTITION_SMS: [u32; 7] = [16, 32, 48, 64, 72, 80, 96];
 
 /// Inputs of one GEMM shape: enough copies of A, B and C to rotate past 3× L2.
 type GemmBufs = Vec<(Rc<DeviceBuffer<f16>>, Rc<DeviceBuffer<f16>>, Rc<DeviceBuffer<f16>>)>;
