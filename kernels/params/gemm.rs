@@ -216,8 +216,9 @@ const STREAM_MIN_K: u32 = 1024;
 /// streamed kernel's ring reads faster per SM than the skinny kernel's rounds of units. On an
 /// H200 (docs/kernels-h200.md, 2026-11-27) the streamed kernel took GPT-2's and gpt2-medium's
 /// LM heads (3,142 tiles) 1.14–1.17× faster than the skinny one on 16 to 64 SMs (49 tiles an
-/// SM and more) and 0.79–0.90× as fast on 96 and 132 (33 and 24); on their layers' GEMMs (at
-/// most 256 tiles) never more than 1.05× faster.
+/// SM and more) and 0.77–0.96× as fast on 80, 96 and 132 (39, 33 and 24); on 72 (44) GPT-2's
+/// 1.14× faster but gpt2-medium's 0.95×, so the crossover falls with K and this one threshold
+/// mispicks there; on their layers' GEMMs (at most 256 tiles) never more than 1.05× faster.
 const STREAM_TILES_PER_SM: u32 = 40;
 
 /// The Hopper GEMM the library runs for an `m` × `n` × `k` GEMM on a GPU of compute
