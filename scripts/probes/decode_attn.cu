@@ -35,10 +35,6 @@
 
 #include "check.h"
 
-// The block of the probe's own kernels (group, split): the library's decode attention block
-// (8 warps).
-constexpr int PT = 256;
-
 #define CKD(x)                                                                     \
     do {                                                                           \
         CUresult r_ = (x);                                                         \
@@ -50,12 +46,18 @@ constexpr int PT = 256;
         }                                                                          \
     } while (0)
 
-// The library's unit with a block of W warps, U rows a state at a time (W = 8, U = 4: the
+// The library's unit with a block of W warps, U rows a state at a time (by default the
 // library's own block, whose bits `group` must give).
-template <int D, int W = 8, int U = 4>
+template <int D, int W = RS_DECODE_THREADS / 32, int U = RS_DECODE_U>
 __global__ void __launch_bounds__(W * 32) head_k(const __grid_constant__ DecodeAttentionParams p) {
     const unsigned units = p.batch * p.heads_q;
     for (unsigned u = blockIdx.x; u < units; u += gridDim.x) rs::decode_attention_unit<D, W, U>(p, u);
+}
+
+// head_k<D, W, U> launched with its block on stream `st`, a block a unit.
+template <int D, int W, int U>
+static void head_variant(const DecodeAttentionParams& p, cudaStream_t st) {
+    head_k<D, W, U><<<p.batch * p.heads_q, W * 32, 0, st>>>(p);
 }
 
 // Query heads h0 … h0 + G − 1 of sequence b, all of kv head kh, attended over cache rows
@@ -66,7 +68,7 @@ __global__ void __launch_bounds__(W * 32) head_k(const __grid_constant__ DecodeA
 template <int D, int G, class Out>
 __device__ __forceinline__ void attend(const DecodeAttentionParams& p, unsigned b, unsigned kh, unsigned h0,
                                        unsigned begin, unsigned end, bool append, Out out) {
-    constexpr int WARPS = PT / 32;
+    constexpr int WARPS = RS_DECODE_THREADS / 32;
     constexpr int LR = D / 8;
     constexpr int RPW = 32 / LR;
     constexpr int ROWS = WARPS * RPW;
@@ -159,7 +161,7 @@ __device__ __forceinline__ void attend(const DecodeAttentionParams& p, unsigned 
         if (r == 0) sm_max[g] = m_all;
     }
     __syncthreads();
-    for (int i = tid; i < G * D; i += PT) {
+    for (int i = tid; i < G * D; i += RS_DECODE_THREADS) {
         const int g = i / D, d = i % D;
         float v = 0.0f, l_all = 0.0f;
         for (int r = 0; r < ROWS; ++r) {
@@ -179,7 +181,7 @@ __device__ __forceinline__ void store_head(const DecodeAttentionParams& p, unsig
 
 // MINB blocks an SM: 2 caps the registers at 128 (some spill), 1 leaves them uncapped.
 template <int D, int G, int MINB>
-__global__ void __launch_bounds__(PT, MINB) group_k(const __grid_constant__ DecodeAttentionParams p) {
+__global__ void __launch_bounds__(RS_DECODE_THREADS, MINB) group_k(const __grid_constant__ DecodeAttentionParams p) {
     const unsigned units = p.batch * p.heads_kv;
     for (unsigned u = blockIdx.x; u < units; u += gridDim.x) {
         const unsigned kh = u % p.heads_kv, b = u / p.heads_kv;
@@ -197,7 +199,7 @@ __global__ void __launch_bounds__(PT, MINB) group_k(const __grid_constant__ Deco
 constexpr unsigned CH = 256;
 
 template <int D>
-__global__ void __launch_bounds__(PT) split_k(const __grid_constant__ DecodeAttentionParams p, unsigned chunks,
+__global__ void __launch_bounds__(RS_DECODE_THREADS) split_k(const __grid_constant__ DecodeAttentionParams p, unsigned chunks,
                                                              float* part_m, float* part_l, float* part_o) {
     const unsigned units = p.batch * p.heads_q * chunks, group = p.heads_q / p.heads_kv;
     for (unsigned u = blockIdx.x; u < units; u += gridDim.x) {
@@ -341,23 +343,23 @@ static void run(const Shape& s, CUdevice dev, const unsigned* sms_list, int n_sm
     CK(cudaMalloc(&part_l, (size_t)s.batch * s.heads_q * chunks * 4));
     CK(cudaMalloc(&part_o, (size_t)s.batch * s.heads_q * chunks * D * 4));
     auto split = [&](cudaStream_t st) {
-        split_k<D><<<s.batch * s.heads_q * chunks, PT, 0, st>>>(p, chunks, part_m, part_l, part_o);
+        split_k<D><<<s.batch * s.heads_q * chunks, RS_DECODE_THREADS, 0, st>>>(p, chunks, part_m, part_l, part_o);
         combine_k<D><<<s.batch * s.heads_q, D, 0, st>>>(p, chunks, part_m, part_l, part_o);
     };
 
     // Correctness on the whole device: each against the reference, and group against head.
     const std::vector<double> ref = reference(s, qkv, kc, vc, max_len);
     std::vector<__half> o_head(o_n), o_group(o_n);
-    head_k<D><<<s.batch * s.heads_q, 256>>>(p);
+    head_k<D><<<s.batch * s.heads_q, RS_DECODE_THREADS>>>(p);
     CK(cudaDeviceSynchronize());
     CK(cudaMemcpy(o_head.data(), d_o, o_n * 2, cudaMemcpyDeviceToHost));
     CK(cudaMemset(d_o, 0, o_n * 2));
-    group_k<D, G, 2><<<s.batch * s.heads_kv, PT>>>(p);
+    group_k<D, G, 2><<<s.batch * s.heads_kv, RS_DECODE_THREADS>>>(p);
     CK(cudaDeviceSynchronize());
     CK(cudaMemcpy(o_group.data(), d_o, o_n * 2, cudaMemcpyDeviceToHost));
     std::vector<__half> o_group1(o_n);
     CK(cudaMemset(d_o, 0, o_n * 2));
-    group_k<D, G, 1><<<s.batch * s.heads_kv, PT>>>(p);
+    group_k<D, G, 1><<<s.batch * s.heads_kv, RS_DECODE_THREADS>>>(p);
     CK(cudaDeviceSynchronize());
     CK(cudaMemcpy(o_group1.data(), d_o, o_n * 2, cudaMemcpyDeviceToHost));
     std::vector<__half> o_split(o_n);
@@ -375,12 +377,11 @@ static void run(const Shape& s, CUdevice dev, const unsigned* sms_list, int n_sm
         CK(cudaMemcpy(o.data(), d_o, o_n * 2, cudaMemcpyDeviceToHost));
         for (size_t i = 0; i < o_n; ++i) err_v = std::max(err_v, std::fabs(half_to_float(o[i]) - ref[i]));
     };
-    const unsigned n_units = s.batch * s.heads_q;
-    check_variant([&] { head_k<D, 2, 8><<<n_units, 64>>>(p); });
-    check_variant([&] { head_k<D, 2, 4><<<n_units, 64>>>(p); });
-    check_variant([&] { head_k<D, 4, 8><<<n_units, 128>>>(p); });
-    check_variant([&] { head_k<D, 1, 8><<<n_units, 32>>>(p); });
-    check_variant([&] { head_k<D, 8, 8><<<n_units, 256>>>(p); });
+    check_variant([&] { head_variant<D, 2, 8>(p, 0); });
+    check_variant([&] { head_variant<D, 2, 4>(p, 0); });
+    check_variant([&] { head_variant<D, 4, 8>(p, 0); });
+    check_variant([&] { head_variant<D, 1, 8>(p, 0); });
+    check_variant([&] { head_variant<D, 8, 8>(p, 0); });
     printf("variants (head's unit with W warps, U rows a state at a time): max |err| %.2e%s\n", err_v,
            err_v < 2e-2 ? "" : "  ** FAILED **");
     double err_h = 0, err_g = 0, err_s = 0;
@@ -423,16 +424,15 @@ static void run(const Shape& s, CUdevice dev, const unsigned* sms_list, int n_sm
             CK(cudaEventElapsedTime(&ms, a, z));
             return ms * 1e3 / n;
         };
-        const double th = time_us([&] { head_k<D><<<s.batch * s.heads_q, 256, 0, st>>>(p); });
-        const double tg = time_us([&] { group_k<D, G, 2><<<s.batch * s.heads_kv, PT, 0, st>>>(p); });
-        const double t1 = time_us([&] { group_k<D, G, 1><<<s.batch * s.heads_kv, PT, 0, st>>>(p); });
+        const double th = time_us([&] { head_k<D><<<s.batch * s.heads_q, RS_DECODE_THREADS, 0, st>>>(p); });
+        const double tg = time_us([&] { group_k<D, G, 2><<<s.batch * s.heads_kv, RS_DECODE_THREADS, 0, st>>>(p); });
+        const double t1 = time_us([&] { group_k<D, G, 1><<<s.batch * s.heads_kv, RS_DECODE_THREADS, 0, st>>>(p); });
         const double ts = time_us([&] { split(st); });
-        const unsigned units = s.batch * s.heads_q;
-        const double v28 = time_us([&] { head_k<D, 2, 8><<<units, 64, 0, st>>>(p); });
-        const double v24 = time_us([&] { head_k<D, 2, 4><<<units, 64, 0, st>>>(p); });
-        const double v48 = time_us([&] { head_k<D, 4, 8><<<units, 128, 0, st>>>(p); });
-        const double v18 = time_us([&] { head_k<D, 1, 8><<<units, 32, 0, st>>>(p); });
-        const double v88 = time_us([&] { head_k<D, 8, 8><<<units, 256, 0, st>>>(p); });
+        const double v28 = time_us([&] { head_variant<D, 2, 8>(p, st); });
+        const double v24 = time_us([&] { head_variant<D, 2, 4>(p, st); });
+        const double v48 = time_us([&] { head_variant<D, 4, 8>(p, st); });
+        const double v18 = time_us([&] { head_variant<D, 1, 8>(p, st); });
+        const double v88 = time_us([&] { head_variant<D, 8, 8>(p, st); });
         CK(cudaGetLastError());
         printf("%8u %10.2f %10.2f %10.2f %10.2f %10.0f %10.0f %10.0f | w2u8 %7.2f w2u4 %7.2f w4u8 %7.2f w1u8 %7.2f w8u8 %7.2f\n",
                got, th, tg, t1, ts, kv_bytes / th / 1e3, kv_bytes / tg / 1e3, kv_bytes / ts / 1e3, v28, v24, v48, v18, v88);
