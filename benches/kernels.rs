@@ -29,8 +29,8 @@ use rand::{Rng, SeedableRng};
 use rightsize::kernels::abi::*;
 use rightsize::kernels::reference::rope_inv_freq;
 use rightsize::kernels::{
-    self as k, attention_decode_kernel, attention_prefill_kernel, attention_prefill_kernels, gemm_kernel, hopper_gemm,
-    packs_decode_weights, Kernel, Params,
+    self as k, attention_decode_kernel, attention_prefill_kernel, attention_prefill_kernels, decode_attention_scratch,
+    gemm_kernel, hopper_gemm, packs_decode_weights, Kernel, Params,
 };
 use rightsize::runtime::{
     BlasLt, BlasShape, Device, DeviceBuffer, DeviceCopy, EventTimer, PartitionId, PartitionRequest, PartitionSupport,
@@ -157,7 +157,9 @@ fn gemm_cases(cx: &mut Ctx, cases: &mut Vec<Case>, name: &str, m: u32, n: u32, k
 }
 
 /// A decode attention case: `b` sequences, each with `len - 1` cached tokens and a new one, `h`
-/// query heads on `hkv` kv heads of `d`, RoPE fused with `rope`. Its work is the cache's bytes.
+/// query heads on `hkv` kv heads of `d`, RoPE fused with `rope`, on the kernel the library picks
+/// (`unsplit`: on `attention_decode_d*` whatever the shape). Its work is the cache's bytes.
+#[allow(clippy::too_many_arguments)]
 fn decode_attention_case(
     cx: &mut Ctx,
     cases: &mut Vec<Case>,
@@ -165,6 +167,7 @@ fn decode_attention_case(
     (b, len): (u32, u32),
     (h, hkv, d): (u32, u32, u32),
     rope: bool,
+    unsplit: bool,
 ) {
     let cache = (b * hkv * len * d) as usize;
     let row = (h + 2 * hkv) * d;
@@ -173,7 +176,8 @@ fn decode_attention_case(
     let inv = rope_inv_freq(d as usize, 500_000.0);
     let lens = vec![len - 1; b as usize];
     let bytes = 2.0 * 2.0 * cache as f64;
-    let kernel = attention_decode_kernel(d).expect("head_dim 32, 64 or 128");
+    // A cache of more than one chunk: each chunk's state and the counts, zeroed once.
+    let (states, counts) = decode_attention_scratch(b, h, d, len).unwrap_or((0, 0));
     let mut launches = Vec::new();
     for _ in 0..cx.copies(bytes) {
         let (dk, dv, dq, dl, dinv, dout) = (
@@ -184,6 +188,7 @@ fn decode_attention_case(
             cx.upload(&inv),
             cx.zeros((b * h * d) as usize),
         );
+        let (dstates, dcounts) = (cx.upload(&vec![0f32; states.max(1)]), cx.upload(&vec![0u32; counts.max(1)]));
         let p = DecodeAttentionParams {
             q: dq.ptr(),
             k: dq.ptr() + 2 * u64::from(h * d),
@@ -201,8 +206,14 @@ fn decode_attention_case(
             qkv_stride: row,
             o_stride: h * d,
             scale: 1.0 / (d as f32).sqrt(),
+            partial: dstates.ptr(),
+            arrived: dcounts.ptr(),
         };
-        launches.push(cx.launcher(kernel, p, vec![any(&dk), any(&dv), any(&dq), any(&dl), any(&dinv), any(&dout)]));
+        let picked = attention_decode_kernel(&p).expect("head_dim 32, 64 or 128");
+        let kernel =
+            if unsplit { attention_decode_kernel(&DecodeAttentionParams { max_len: 1, ..p }) } else { Some(picked) };
+        let keep = vec![any(&dk), any(&dv), any(&dq), any(&dl), any(&dinv), any(&dout), any(&dstates), any(&dcounts)];
+        launches.push(cx.launcher(kernel.expect("head_dim 32, 64 or 128"), p, keep));
     }
     cases.push(Case {
         name: name.into(),
@@ -313,9 +324,23 @@ fn all_cases(cx: &mut Ctx) -> Vec<Case> {
     // Decode attention against a cache of 160 (prompt 128 + 32 new tokens): GPT-2's, and the
     // GQA shapes of Llama-3.2-1B (32 query heads on 8 kv heads of 64) and mistral-7b (32 on 8
     // of 128) with RoPE fused, as their decode steps run it.
-    decode_attention_case(cx, &mut cases, "gpt2 decode attention", (b, 160), (12, 12, 64), false);
-    decode_attention_case(cx, &mut cases, "llama-1b decode attention +rope", (b, 160), (32, 8, 64), true);
-    decode_attention_case(cx, &mut cases, "mistral decode attention +rope", (b, 160), (32, 8, 128), true);
+    decode_attention_case(cx, &mut cases, "gpt2 decode attention", (b, 160), (12, 12, 64), false, false);
+    decode_attention_case(cx, &mut cases, "llama-1b decode attention +rope", (b, 160), (32, 8, 64), true, false);
+    decode_attention_case(cx, &mut cases, "mistral decode attention +rope", (b, 160), (32, 8, 128), true, false);
+    // Long caches: Llama-3.2-1B at batch 1 over 4,096 tokens (32 query heads: split into 4
+    // chunks, and unsplit beside it) and mistral-7b at batch 8 over 2,048 (256 pairs: unsplit).
+    let long = (1, 4096);
+    decode_attention_case(cx, &mut cases, "llama-1b b1 decode attention long +rope", long, (32, 8, 64), true, false);
+    decode_attention_case(
+        cx,
+        &mut cases,
+        "llama-1b b1 decode attention long +rope unsplit",
+        long,
+        (32, 8, 64),
+        true,
+        true,
+    );
+    decode_attention_case(cx, &mut cases, "mistral decode attention long +rope", (8, 2048), (32, 8, 128), true, false);
 
     // Row and elementwise kernels.
     let row_case = |cx: &mut Ctx,

@@ -9,7 +9,7 @@ use super::ops::{self, GemmBackend, Heads, KvCache, Mat, Weight};
 use super::weights::{ModelWeights, Norm};
 use super::EngineError;
 use crate::kernels::abi::{PackParams, RS_ACT_GELU_ERF, RS_ACT_GELU_TANH, RS_ACT_NONE, RS_ACT_SWIGLU};
-use crate::kernels::{packs_decode_weights, PACK_TILES};
+use crate::kernels::{decode_attention_scratch, packs_decode_weights, PACK_TILES};
 use crate::runtime::{DeviceBuffer, Plan, Tenant};
 
 type Result<T> = std::result::Result<T, EngineError>;
@@ -87,6 +87,8 @@ pub struct Workspace {
     /// Tokens in each sequence's cache before the current step, `[batch]`.
     pos: DeviceBuffer<u32>,
     caches: Vec<KvCache>,
+    /// Decode attention's chunk states, where a cache is longer than one chunk.
+    scratch: Option<ops::DecodeScratch>,
     /// The decoder kernel's layer table (GPT-2-style models).
     decoder: Option<ops::DecoderTable>,
 }
@@ -107,12 +109,17 @@ struct WorkspaceLens {
     /// KV caches (one per layer for a decoder), and each one's K and V.
     caches: u32,
     cache: usize,
+    /// Decode attention's chunk states (floats) and counts (words), where a cache is longer
+    /// than one chunk.
+    chunk_states: usize,
+    chunk_counts: usize,
 }
 
 impl WorkspaceLens {
     fn of(c: &ModelConfig, batch: u32, seq: u32) -> WorkspaceLens {
         let (b, t) = (batch as usize, batch as usize * seq as usize);
         let ffn_rows = c.ffn as usize * if c.family == Family::Llama { 2 } else { 1 };
+        let scratch = if c.is_decoder() { decode_attention_scratch(batch, c.heads, c.head_dim, seq) } else { None };
         WorkspaceLens {
             batch: b,
             tokens: t,
@@ -124,6 +131,8 @@ impl WorkspaceLens {
             logits: if c.is_decoder() { b * c.vocab as usize } else { 0 },
             caches: if c.is_decoder() { c.layers } else { 0 },
             cache: t * c.kv_heads as usize * c.head_dim as usize,
+            chunk_states: scratch.map_or(0, |s| s.0),
+            chunk_counts: scratch.map_or(0, |s| s.1),
         }
     }
 
@@ -131,7 +140,7 @@ impl WorkspaceLens {
     fn bytes(&self) -> u64 {
         let half = 2 * self.hidden + self.qkv + self.attn + self.ffn + self.ffn_act + self.logits;
         let caches = 2 * self.caches as usize * self.cache;
-        let words = self.tokens + 3 * self.batch;
+        let words = self.tokens + 3 * self.batch + self.chunk_states + self.chunk_counts;
         2 * (half + caches) as u64 + 4 * words as u64
     }
 }
@@ -334,8 +343,10 @@ impl Model {
             .collect::<Result<Vec<_>>>()?;
         let decoder =
             if c.family == Family::Gpt2 { ops::DecoderTable::new(d, &self.weights.layers, &caches)? } else { None };
+        let scratch = if c.is_decoder() { ops::DecodeScratch::new(d, batch, self.heads(), seq)? } else { None };
         Ok(Workspace {
             decoder,
+            scratch,
             batch,
             seq,
             ids: words(n.tokens)?,
@@ -443,7 +454,17 @@ impl Model {
                 ops::attention(t, qkv, heads, batch, tokens, None, true, attn)?;
             } else {
                 // RoPE (Llama), appends this token's k and v to the cache, then attends.
-                ops::decode_attention(t, qkv, heads, batch, cache, &ws.pos, self.inv_freq.as_ref(), attn)?;
+                ops::decode_attention(
+                    t,
+                    qkv,
+                    heads,
+                    batch,
+                    cache,
+                    &ws.pos,
+                    self.inv_freq.as_ref(),
+                    ws.scratch.as_ref(),
+                    attn,
+                )?;
             }
             // Pre-norm residual stream, updated in place: x += attn·Woᵀ + b.
             ops::linear(t, self.backend, attn, self.w(&l.out), l.out_bias.as_ref(), RS_ACT_NONE, Some(x), x)?;

@@ -7,10 +7,11 @@ use half::f16;
 use super::EngineError;
 use crate::kernels::abi::*;
 use crate::kernels::{
-    self as k, attention_decode_kernel, attention_prefill_kernel, fuses_norm, gemm_kernel, hopper_gemm, Params as _,
+    self as k, attention_decode_kernel, attention_prefill_kernel, decode_attention_scratch, fuses_norm, gemm_kernel,
+    hopper_gemm, Params as _,
 };
 use crate::runtime::work::Blas;
-use crate::runtime::{DeviceBuffer, DeviceCopy, Tenant};
+use crate::runtime::{Device, DeviceBuffer, DeviceCopy, Tenant};
 
 type Result<T> = std::result::Result<T, EngineError>;
 
@@ -411,6 +412,28 @@ impl KvCache {
     }
 }
 
+/// What decode attention needs beside caches longer than one chunk (`RS_DECODE_CHUNK`
+/// positions): each chunk's softmax state and a count per query head of the chunks done. The
+/// layers' launches share it, one after another.
+#[derive(Debug)]
+pub struct DecodeScratch {
+    partial: DeviceBuffer<f32>,
+    arrived: DeviceBuffer<u32>,
+}
+
+impl DecodeScratch {
+    /// For `batch` sequences of caches of `max_len` positions; `None` where a cache is one chunk.
+    pub fn new(device: &Device, batch: u32, heads: Heads, max_len: u32) -> Result<Option<DecodeScratch>> {
+        let Some((floats, words)) = decode_attention_scratch(batch, heads.q, heads.dim, max_len) else {
+            return Ok(None);
+        };
+        Ok(Some(DecodeScratch {
+            partial: DeviceBuffer::filled(device, floats, 0)?,
+            arrived: DeviceBuffer::filled(device, words, 0)?,
+        }))
+    }
+}
+
 /// The layer table and counters `decoder_layers_d64` reads, for one model's weights and one
 /// workspace's caches: each layer as `DecoderLayerWeights`, in device memory.
 #[derive(Debug)]
@@ -450,7 +473,7 @@ fn layer_words(l: &Layer, c: &KvCache) -> Option<[u64; 14]> {
 impl DecoderTable {
     /// The table of a GPT-2-style model's `layers` with `caches` (zeroed counters), or None when
     /// a layer lacks a bias or a LayerNorm shift.
-    pub fn new(device: &crate::runtime::Device, layers: &[Layer], caches: &[KvCache]) -> Result<Option<DecoderTable>> {
+    pub fn new(device: &Device, layers: &[Layer], caches: &[KvCache]) -> Result<Option<DecoderTable>> {
         let words: Option<Vec<[u64; 14]>> = layers.iter().zip(caches).map(|(l, c)| layer_words(l, c)).collect();
         let Some(words) = words.map(|w| w.concat()) else {
             return Ok(None);
@@ -606,6 +629,7 @@ pub fn decode_attention(
     cache: &KvCache,
     pos: &DeviceBuffer<u32>,
     inv_freq: Option<&DeviceBuffer<f32>>,
+    scratch: Option<&DecodeScratch>,
     out: Mat,
 ) -> Result<()> {
     let (qw, kw) = (heads.q * heads.dim, heads.kv * heads.dim);
@@ -632,8 +656,18 @@ pub fn decode_attention(
         qkv_stride: qkv.ld,
         o_stride: out.ld,
         scale: 1.0 / (heads.dim as f32).sqrt(),
+        partial: scratch.map_or(0, |s| s.partial.ptr()),
+        arrived: scratch.map_or(0, |s| s.arrived.ptr()),
     };
-    let kernel = attention_decode_kernel(heads.dim).ok_or_else(|| unsupported_head(heads.dim))?;
+    if let Some((floats, words)) = decode_attention_scratch(batch, heads.q, heads.dim, cache.max_len) {
+        if scratch.is_none_or(|s| s.partial.len() < floats || s.arrived.len() < words) {
+            return Err(EngineError::Shape(format!(
+                "decode attention over {} positions needs a scratch of {floats} floats and {words} words",
+                cache.max_len
+            )));
+        }
+    }
+    let kernel = attention_decode_kernel(&p).ok_or_else(|| unsupported_head(heads.dim))?;
     // SAFETY: views checked above.
     unsafe { t.launch(kernel, &p) }?;
     Ok(())

@@ -269,6 +269,13 @@ typedef struct NormParams {
  *  a time (kernels/attention_decode.cuh). */
 #define RS_DECODE_THREADS 256
 #define RS_DECODE_U 4
+/** Where a launch has fewer than RS_DECODE_TARGET_UNITS (sequence, query head) pairs, their
+ *  caches are split into chunks, each a work unit of its own, merged in chunk order
+ *  (DecodeAttentionParams): as many as bring the launch to about that many units, at most
+ *  RS_DECODE_MAX_CHUNKS and no more than a chunk a RS_DECODE_MIN_CHUNK positions of capacity. */
+#define RS_DECODE_TARGET_UNITS 128
+#define RS_DECODE_MAX_CHUNKS 16
+#define RS_DECODE_MIN_CHUNK 256
 
 /**
  * attention_prefill_d{32,64,128} (mma.sync), attention_prefill_wgmma_d{64,128} and
@@ -291,23 +298,39 @@ typedef struct AttentionParams {
 } AttentionParams;
 
 /**
- * attention_decode_d{32,64,128}: one new token per sequence against its KV cache. Sequence b
- * has pos[b] cached tokens; its new token's q, k and v are row b of q, k and v (stride
- * qkv_stride; head h at h·head_dim). The kernel first appends k and v at position pos[b] of
- * the cache (layout [batch][heads_kv][max_len][head_dim]; not when pos[b] ≥ max_len), then
- * attends over positions 0 ..= min(pos[b], max_len − 1); the units of a kv group run in no fixed
- * order, and each reads the new token's row from k and v, not from the slot being written.
- * With inv_freq (head_dim / 2 floats; 0 = none) the new token's q and k are first rotated by
- * RoPE at position pos[b], exactly as rope_f16 would (q and k in memory stay as they are; the
- * cache gets the rotated k).
- * Work unit: (b, query head); the first query head of each kv group appends.
- * Constraints: q, k, v and the caches 16-byte aligned, qkv_stride a multiple of 8.
+ * attention_decode_d{32,64,128} and attention_decode_split_d{32,64,128}: one new token per
+ * sequence against its KV cache. Sequence b has pos[b] cached tokens; its new token's q, k and v
+ * are row b of q, k and v (stride qkv_stride; head h at h·head_dim). The kernel first appends k
+ * and v at position pos[b] of the cache (layout [batch][heads_kv][max_len][head_dim]; not when
+ * pos[b] ≥ max_len), then attends over positions 0 ..= min(pos[b], max_len − 1); the units of a
+ * kv group run in no fixed order, and each reads the new token's row from k and v, not from the
+ * slot being written. With inv_freq (head_dim / 2 floats; 0 = none) the new token's q and k are
+ * first rotated by RoPE at position pos[b], exactly as rope_f16 would (q and k in memory stay as
+ * they are; the cache gets the rotated k).
+ * Work unit of attention_decode_d*: (b, query head), over the whole cache; the first query head
+ * of each kv group appends. partial and arrived are not read.
+ * Work unit of attention_decode_split_d*, for shapes whose caches are split (chunks > 1): (chunk
+ * c, b, query head), unit (c · batch + b) · heads_q + h, with chunks =
+ * clamp(⌈RS_DECODE_TARGET_UNITS / (batch · heads_q)⌉, 1, min(RS_DECODE_MAX_CHUNKS,
+ * ⌈max_len / RS_DECODE_MIN_CHUNK⌉)) and rows = ⌈max_len / chunks⌉ rounded up to a multiple of
+ * 64: chunk c attends over positions c·rows … c·rows + rows − 1 (of those the sequence has). A
+ * sequence with positions in one chunk only gets its output from it (the bits of
+ * attention_decode_d*); where it has more, each chunk writes its softmax state (max, sum,
+ * unnormalised output: head_dim + 2 floats) to partial[((b · heads_q + h) · chunks + c) ·
+ * (head_dim + 2)], counts itself in arrived[b · heads_q + h], and the last one to arrive merges
+ * the states in chunk order, writes the output and sets the count back to 0: the same bits
+ * whichever unit merges, at any grid. The first query head of each kv group appends, in chunk 0.
+ * Constraints: q, k, v and the caches 16-byte aligned, qkv_stride a multiple of 8; for the split
+ * kernels, partial (batch · heads_q · chunks · (head_dim + 2) floats, 16-byte aligned) and
+ * arrived (batch · heads_q words, all 0 before the first launch; each launch leaves them 0),
+ * used by one launch at a time.
  */
 typedef struct DecodeAttentionParams {
     unsigned long long q, k, v, k_cache, v_cache, o, pos, inv_freq;
     unsigned int batch, heads_q, heads_kv, head_dim, max_len;
     unsigned int qkv_stride, o_stride;
     float scale;
+    unsigned long long partial, arrived;
 } DecodeAttentionParams;
 
 /* ---- kvcache.cu ------------------------------------------------------------- */

@@ -19,6 +19,11 @@
 //              the slots are merged in a fixed order, so the output does not depend on the grid.
 //              A unit a query head (not a kv head's group in turn) puts the group's heads on
 //              SMs side by side: at decode batch sizes the units are latency-bound.
+// attention_decode_split_d{32,64,128}: the same where a launch has few (sequence, query head)
+//   pairs and long caches (rs::decode_chunks > 1): a unit is (chunk, b, query head), the chunk's
+//   state goes to DecodeAttentionParams.partial, and the last chunk of a sequence to finish
+//   merges its chunks in chunk order (flash-decoding in one launch), so the output does not
+//   depend on the grid either. The library picks it by shape (attention_decode_kernel).
 //   Shapes:    any position; head_dim 32, 64 or 128; GQA (the group's heads read the same cache
 //              rows, mostly from L2).
 //   Reference: kernels/reference.rs::decode_attention (after ::rope when fused).
@@ -121,6 +126,14 @@ __device__ __forceinline__ void decode(const DecodeAttentionParams& p, const RsT
     }
 }
 
+template <bool RS_COUNTED, int D>
+__device__ __forceinline__ void decode_split(const DecodeAttentionParams& p, const RsTicket& t) {
+    const unsigned chunks = rs::decode_chunks(p.batch, p.heads_q, p.max_len);
+    RS_FOR_EACH_UNIT(u, (u64)chunks * p.batch * p.heads_q, t) {
+        rs::decode_attention_unit<D, RS_DECODE_THREADS / 32, RS_DECODE_U, true>(p, u, chunks);
+    }
+}
+
 }  // namespace
 
 extern __shared__ __align__(128) unsigned char rs_attn_smem[];
@@ -153,4 +166,19 @@ RS_KERNEL_PAIR(__launch_bounds__(RS_DECODE_THREADS), attention_decode_d64, Decod
 RS_KERNEL_PAIR(__launch_bounds__(RS_DECODE_THREADS), attention_decode_d128, DecodeAttentionParams) {
     rs::pdl_sync();
     decode<RS_COUNTED, 128>(p, t);
+}
+
+RS_KERNEL_PAIR(__launch_bounds__(RS_DECODE_THREADS), attention_decode_split_d32, DecodeAttentionParams) {
+    rs::pdl_sync();
+    decode_split<RS_COUNTED, 32>(p, t);
+}
+
+RS_KERNEL_PAIR(__launch_bounds__(RS_DECODE_THREADS), attention_decode_split_d64, DecodeAttentionParams) {
+    rs::pdl_sync();
+    decode_split<RS_COUNTED, 64>(p, t);
+}
+
+RS_KERNEL_PAIR(__launch_bounds__(RS_DECODE_THREADS), attention_decode_split_d128, DecodeAttentionParams) {
+    rs::pdl_sync();
+    decode_split<RS_COUNTED, 128>(p, t);
 }

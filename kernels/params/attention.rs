@@ -8,11 +8,12 @@ use crate::kernels::{Kernel, KernelId};
 
 fn head_dim_of(k: KernelId) -> u32 {
     match k {
-        KernelId::AttentionPrefillD32 | KernelId::AttentionDecodeD32 => 32,
+        KernelId::AttentionPrefillD32 | KernelId::AttentionDecodeD32 | KernelId::AttentionDecodeSplitD32 => 32,
         KernelId::AttentionPrefillD64
         | KernelId::AttentionPrefillWgmmaD64
         | KernelId::AttentionPrefillWgmmaWideD64
         | KernelId::AttentionDecodeD64
+        | KernelId::AttentionDecodeSplitD64
         | KernelId::DecoderLayersD64 => 64,
         _ => 128,
     }
@@ -62,14 +63,31 @@ pub fn attention_prefill_kernel(p: &AttentionParams, cc: (u32, u32), sms: u32) -
     })
 }
 
-/// The decode attention kernel for `head_dim` (32, 64 or 128).
-pub fn attention_decode_kernel(head_dim: u32) -> Option<Kernel<DecodeAttentionParams>> {
-    match head_dim {
-        32 => Some(crate::kernels::ATTENTION_DECODE_D32),
-        64 => Some(crate::kernels::ATTENTION_DECODE_D64),
-        128 => Some(crate::kernels::ATTENTION_DECODE_D128),
-        _ => None,
-    }
+/// The decode attention kernel for `p`'s head_dim (32, 64 or 128): `attention_decode_split_d*`
+/// where its caches are split into chunks ([`decode_chunks`] > 1), else `attention_decode_d*`.
+pub fn attention_decode_kernel(p: &DecodeAttentionParams) -> Option<Kernel<DecodeAttentionParams>> {
+    use crate::kernels::{
+        ATTENTION_DECODE_D128, ATTENTION_DECODE_D32, ATTENTION_DECODE_D64, ATTENTION_DECODE_SPLIT_D128,
+        ATTENTION_DECODE_SPLIT_D32, ATTENTION_DECODE_SPLIT_D64,
+    };
+    let split = decode_chunks(p.batch, p.heads_q, p.max_len) > 1;
+    Some(match (p.head_dim, split) {
+        (32, false) => ATTENTION_DECODE_D32,
+        (64, false) => ATTENTION_DECODE_D64,
+        (128, false) => ATTENTION_DECODE_D128,
+        (32, true) => ATTENTION_DECODE_SPLIT_D32,
+        (64, true) => ATTENTION_DECODE_SPLIT_D64,
+        (128, true) => ATTENTION_DECODE_SPLIT_D128,
+        _ => return None,
+    })
+}
+
+/// Whether `k` is a split decode attention kernel.
+fn splits(k: KernelId) -> bool {
+    matches!(
+        k,
+        KernelId::AttentionDecodeSplitD32 | KernelId::AttentionDecodeSplitD64 | KernelId::AttentionDecodeSplitD128
+    )
 }
 
 pub(super) fn check_heads(k: KernelId, heads_q: u32, heads_kv: u32, head_dim: u32) -> Result<(), ParamError> {
@@ -114,9 +132,29 @@ impl Params for AttentionParams {
     }
 }
 
+/// Chunks `attention_decode_split_d*` splits each cache of a launch of `batch` × `heads_q` (sequence,
+/// query head) pairs and caches of `max_len` positions into (abi.h, `DecodeAttentionParams`;
+/// kernels/attention_decode.cuh `decode_chunks`): enough for about `RS_DECODE_TARGET_UNITS`
+/// units, at most `RS_DECODE_MAX_CHUNKS` and one per `RS_DECODE_MIN_CHUNK` positions.
+pub fn decode_chunks(batch: u32, heads_q: u32, max_len: u32) -> u32 {
+    let pairs = batch.saturating_mul(heads_q).max(1);
+    let most = RS_DECODE_MAX_CHUNKS.min(max_len.div_ceil(RS_DECODE_MIN_CHUNK));
+    RS_DECODE_TARGET_UNITS.div_ceil(pairs).min(most).max(1)
+}
+
+/// What `attention_decode_split_d*` needs beside its caches where they are split into chunks: floats of
+/// `partial` and words of `arrived` (zeroed before the first launch); `None` for caches of one
+/// chunk.
+pub fn decode_attention_scratch(batch: u32, heads_q: u32, head_dim: u32, max_len: u32) -> Option<(usize, usize)> {
+    let chunks = decode_chunks(batch, heads_q, max_len);
+    let pairs = batch as usize * heads_q as usize;
+    (chunks > 1).then(|| (pairs * chunks as usize * (head_dim as usize + 2), pairs))
+}
+
 impl Params for DecodeAttentionParams {
-    fn units(&self, _: KernelId) -> u64 {
-        u64::from(self.batch) * u64::from(self.heads_q)
+    fn units(&self, k: KernelId) -> u64 {
+        let chunks = if splits(k) { decode_chunks(self.batch, self.heads_q, self.max_len) } else { 1 };
+        u64::from(chunks) * u64::from(self.batch) * u64::from(self.heads_q)
     }
     fn check(&self, k: KernelId) -> Result<(), ParamError> {
         check_heads(k, self.heads_q, self.heads_kv, self.head_dim)?;
@@ -127,6 +165,9 @@ impl Params for DecodeAttentionParams {
             format!("o_stride = {} must hold {} query heads", self.o_stride, self.heads_q)
         })?;
         ensure(self.max_len >= 1, k, || "max_len = 0".into())?;
+        ensure(self.units(k) <= u64::from(u32::MAX), k, || {
+            format!("{} units (chunks × batch × heads_q) do not fit 32 bits", self.units(k))
+        })?;
         ensure(self.scale.is_finite(), k, || format!("scale = {}", self.scale))?;
         pointers(
             k,
@@ -140,12 +181,28 @@ impl Params for DecodeAttentionParams {
                 ("pos", self.pos, 4),
             ],
         )?;
-        optional(k, &[("inv_freq", self.inv_freq, 4)])
+        optional(k, &[("inv_freq", self.inv_freq, 4)])?;
+        if splits(k) {
+            ensure(decode_chunks(self.batch, self.heads_q, self.max_len) > 1, k, || {
+                format!(
+                    "{} × {} heads over {} positions are not split: attention_decode_d* takes them",
+                    self.batch, self.heads_q, self.max_len
+                )
+            })?;
+            pointers(k, &[("partial (a cache of more than one chunk)", self.partial, 16)])?;
+            pointers(k, &[("arrived (a cache of more than one chunk)", self.arrived, 4)])?;
+        }
+        Ok(())
     }
     fn shape_key(&self) -> u64 {
-        // The cache's capacity (`max_len`) is a stride, not work: a profile taken with one
-        // capacity applies to caches of any other.
-        key(&[self.batch, self.heads_q, self.heads_kv, self.head_dim].map(u64::from))
+        // The cache's capacity (`max_len`) is a stride but for the chunks the split kernels make
+        // of it: a profile taken with one capacity applies to caches of any other with as many
+        // chunks (1: the unsplit kernels', whose key is as it was before chunks).
+        let shape = [self.batch, self.heads_q, self.heads_kv, self.head_dim].map(u64::from);
+        match decode_chunks(self.batch, self.heads_q, self.max_len) {
+            1 => key(&shape),
+            chunks => key(&[&shape[..], &[u64::from(chunks)]].concat()),
+        }
     }
 }
 
@@ -231,6 +288,56 @@ mod tests {
         assert!(p.check(KernelId::AttentionPrefillWgmmaD128).is_err());
         assert!(AttentionParams { heads_kv: 5, ..p }.check(KernelId::AttentionPrefillD64).is_err());
         assert!(AttentionParams { k_stride: 200, ..p }.check(KernelId::AttentionPrefillD64).is_err());
+    }
+
+    #[test]
+    fn decode_attention_splits_long_caches_of_few_heads_into_chunks_with_scratch() {
+        let p = DecodeAttentionParams {
+            q: 256,
+            k: 256,
+            v: 256,
+            k_cache: 256,
+            v_cache: 256,
+            o: 256,
+            pos: 256,
+            batch: 8,
+            heads_q: 32,
+            heads_kv: 8,
+            head_dim: 64,
+            max_len: 4096,
+            qkv_stride: 3072,
+            o_stride: 2048,
+            scale: 0.125,
+            ..Default::default()
+        };
+        let (k, split) = (KernelId::AttentionDecodeD64, KernelId::AttentionDecodeSplitD64);
+        // 256 (sequence, query head) pairs fill the launch: a unit a pair, however long the cache.
+        assert_eq!(decode_chunks(8, 32, 4096), 1);
+        assert_eq!(attention_decode_kernel(&p).map(|k| k.id()), Some(k));
+        assert_eq!(p.units(k), 8 * 32);
+        assert!(p.check(k).is_ok());
+        assert!(DecodeAttentionParams { partial: 256, arrived: 256, ..p }.check(split).is_err());
+        assert_eq!(decode_attention_scratch(8, 32, 64, 4096), None);
+        // One sequence: 32 pairs, 4 chunks of its cache (128 units) for the split kernel, which
+        // needs both scratch buffers; a cache of one chunk's capacity is not split, and no cache
+        // into more chunks than the cap allows.
+        let one = DecodeAttentionParams { batch: 1, ..p };
+        assert_eq!(attention_decode_kernel(&one).map(|k| k.id()), Some(split));
+        assert_eq!(one.units(k), 32);
+        assert_eq!(one.units(split), 4 * 32);
+        let k = split;
+        assert!(one.check(k).is_err());
+        assert!(DecodeAttentionParams { partial: 256, ..one }.check(k).is_err());
+        assert!(DecodeAttentionParams { partial: 256, arrived: 256, ..one }.check(k).is_ok());
+        assert!(DecodeAttentionParams { partial: 260, arrived: 256, ..one }.check(k).is_err());
+        assert_eq!(decode_attention_scratch(1, 32, 64, 4096), Some((32 * 4 * 66, 32)));
+        assert_eq!(decode_chunks(1, 32, RS_DECODE_MIN_CHUNK), 1);
+        assert_eq!(decode_chunks(1, 32, RS_DECODE_MIN_CHUNK + 1), 2);
+        assert_eq!(decode_chunks(1, 3, 1 << 20), RS_DECODE_MAX_CHUNKS);
+        // A profile applies to caches of as many chunks, whatever their capacity.
+        assert_eq!(p.shape_key(), DecodeAttentionParams { max_len: 1, ..p }.shape_key());
+        assert_eq!(one.shape_key(), DecodeAttentionParams { max_len: 2000, ..one }.shape_key());
+        assert_ne!(one.shape_key(), DecodeAttentionParams { max_len: 200, ..one }.shape_key());
     }
 
     #[test]

@@ -18,7 +18,10 @@ mod decoder;
 mod elementwise;
 mod gemm;
 
-pub use attention::{attention_decode_kernel, attention_prefill_kernel, attention_prefill_kernels};
+pub use attention::{
+    attention_decode_kernel, attention_prefill_kernel, attention_prefill_kernels, decode_attention_scratch,
+    decode_chunks,
+};
 pub use decoder::decoder_phase_units;
 pub use elementwise::vector_units;
 pub use gemm::{

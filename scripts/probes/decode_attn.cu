@@ -13,7 +13,11 @@
 //          two blocks an SM, its registers capped at 128 (ptxas spills ~250 bytes a thread);
 //   group1 the same, one block an SM, its registers not capped;
 //   split  flash-decoding: a unit per (sequence, query head, chunk of 256 cached rows), then a
-//          launch that merges each sequence's chunks in order (two launches; other bits).
+//          launch that merges each sequence's chunks in order (two launches; other bits);
+//   chunks the kernel the library launches: where decode_chunks is more than 1, the split unit
+//          (attention_decode_split_d*: the caches in that many chunks, merged in the same launch
+//          by the last chunk of each sequence to finish), else `head`'s; after the bar, the
+//          split unit with the caches in 1, 2, 4, 8 and 16 chunks (c1 … c16).
 // Both append the new token's k and v to the cache (the same slot every launch). No RoPE.
 // Checked against a CPU reference in double precision and `group` against `head` bit for bit.
 // µs are of a launch (split: its two) in a run of 200 back to back, without PDL.
@@ -52,6 +56,16 @@ template <int D, int W = RS_DECODE_THREADS / 32, int U = RS_DECODE_U>
 __global__ void __launch_bounds__(W * 32) head_k(const __grid_constant__ DecodeAttentionParams p) {
     const unsigned units = p.batch * p.heads_q;
     for (unsigned u = blockIdx.x; u < units; u += gridDim.x) rs::decode_attention_unit<D, W, U>(p, u);
+}
+
+// The library's split decode attention kernel with the caches in `chunks` chunks (the library picks
+// decode_chunks).
+template <int D>
+__global__ void __launch_bounds__(RS_DECODE_THREADS) chunked_k(const __grid_constant__ DecodeAttentionParams p,
+                                                              unsigned chunks) {
+    const unsigned units = chunks * p.batch * p.heads_q;
+    for (unsigned u = blockIdx.x; u < units; u += gridDim.x)
+        rs::decode_attention_unit<D, RS_DECODE_THREADS / 32, RS_DECODE_U, true>(p, u, chunks);
 }
 
 // head_k<D, W, U> launched with its block on stream `st`, a block a unit.
@@ -342,6 +356,16 @@ static void run(const Shape& s, CUdevice dev, const unsigned* sms_list, int n_sm
     CK(cudaMalloc(&part_m, (size_t)s.batch * s.heads_q * chunks * 4));
     CK(cudaMalloc(&part_l, (size_t)s.batch * s.heads_q * chunks * 4));
     CK(cudaMalloc(&part_o, (size_t)s.batch * s.heads_q * chunks * D * 4));
+    // The library kernel's chunk states and counts (zero: each launch leaves them so).
+    DecodeAttentionParams pc = p;
+    const unsigned lib_chunks = rs::decode_chunks(s.batch, s.heads_q, max_len), lib_units = lib_chunks * s.batch * s.heads_q;
+    float* lib_partial;
+    unsigned* lib_arrived;
+    CK(cudaMalloc(&lib_partial, (size_t)RS_DECODE_MAX_CHUNKS * s.batch * s.heads_q * (D + 2) * 4));
+    CK(cudaMalloc(&lib_arrived, (size_t)s.batch * s.heads_q * 4));
+    CK(cudaMemset(lib_arrived, 0, (size_t)s.batch * s.heads_q * 4));
+    pc.partial = (unsigned long long)lib_partial;
+    pc.arrived = (unsigned long long)lib_arrived;
     auto split = [&](cudaStream_t st) {
         split_k<D><<<s.batch * s.heads_q * chunks, RS_DECODE_THREADS, 0, st>>>(p, chunks, part_m, part_l, part_o);
         combine_k<D><<<s.batch * s.heads_q, D, 0, st>>>(p, chunks, part_m, part_l, part_o);
@@ -367,6 +391,30 @@ static void run(const Shape& s, CUdevice dev, const unsigned* sms_list, int n_sm
     split(0);
     CK(cudaDeviceSynchronize());
     CK(cudaMemcpy(o_split.data(), d_o, o_n * 2, cudaMemcpyDeviceToHost));
+    std::vector<__half> o_chunked(o_n);
+    CK(cudaMemset(d_o, 0, o_n * 2));
+    if (lib_chunks == 1)
+        head_k<D><<<s.batch * s.heads_q, RS_DECODE_THREADS>>>(p);
+    else
+        chunked_k<D><<<lib_units, RS_DECODE_THREADS>>>(pc, lib_chunks);
+    CK(cudaDeviceSynchronize());
+    CK(cudaMemcpy(o_chunked.data(), d_o, o_n * 2, cudaMemcpyDeviceToHost));
+    const unsigned sweep[] = {1, 2, 4, 8, 16};
+    double err_sweep = 0;
+    size_t differ_c1 = 0;  // the split unit at one chunk against `head`, bit for bit
+    for (unsigned ch : sweep) {
+        CK(cudaMemset(d_o, 0, o_n * 2));
+        chunked_k<D><<<ch * s.batch * s.heads_q, RS_DECODE_THREADS>>>(pc, ch);
+        CK(cudaDeviceSynchronize());
+        std::vector<__half> o(o_n);
+        CK(cudaMemcpy(o.data(), d_o, o_n * 2, cudaMemcpyDeviceToHost));
+        for (size_t i = 0; i < o_n; ++i) {
+            err_sweep = std::max(err_sweep, std::fabs(half_to_float(o[i]) - ref[i]));
+            differ_c1 += ch == 1 && memcmp(&o[i], &o_head[i], 2) != 0;
+        }
+    }
+    printf("chunk sweep (1 … 16 chunks): max |err| %.2e, %zu outputs of one chunk differ from head%s\n", err_sweep,
+           differ_c1, err_sweep < 2e-2 && differ_c1 == 0 ? "" : "  ** FAILED **");
     // The variants against the reference.
     double err_v = 0;
     auto check_variant = [&](auto launch) {
@@ -384,21 +432,26 @@ static void run(const Shape& s, CUdevice dev, const unsigned* sms_list, int n_sm
     check_variant([&] { head_variant<D, 8, 8>(p, 0); });
     printf("variants (head's unit with W warps, U rows a state at a time): max |err| %.2e%s\n", err_v,
            err_v < 2e-2 ? "" : "  ** FAILED **");
-    double err_h = 0, err_g = 0, err_s = 0;
-    size_t differ = 0;
+    double err_h = 0, err_g = 0, err_s = 0, err_c = 0;
+    size_t differ = 0, differ_c = 0;
     for (size_t i = 0; i < o_n; ++i) {
+        err_c = std::max(err_c, std::fabs(half_to_float(o_chunked[i]) - ref[i]));
+        differ_c += memcmp(&o_head[i], &o_chunked[i], 2) != 0;
         err_h = std::max(err_h, std::fabs(half_to_float(o_head[i]) - ref[i]));
         err_g = std::max({err_g, std::fabs(half_to_float(o_group[i]) - ref[i]), std::fabs(half_to_float(o_group1[i]) - ref[i])});
         err_s = std::max(err_s, std::fabs(half_to_float(o_split[i]) - ref[i]));
         differ += memcmp(&o_head[i], &o_group[i], 2) != 0 || memcmp(&o_head[i], &o_group1[i], 2) != 0;
     }
-    const bool ok = err_h < 2e-2 && err_g < 2e-2 && err_s < 2e-2;
-    printf("\n%s (batch %u, %u query heads, %u kv heads, head_dim %u, %u cached tokens): max |err| head %.2e, group %.2e, "
-           "split %.2e; %zu of %zu outputs differ between head and group%s\n",
-           s.name, s.batch, s.heads_q, s.heads_kv, D, s.len, err_h, err_g, err_s, differ, o_n, ok ? "" : "  ** FAILED **");
+    // One chunk: the library's kernel must give head's bits.
+    const bool ok = err_h < 2e-2 && err_g < 2e-2 && err_s < 2e-2 && err_c < 2e-2 && (lib_chunks > 1 || differ_c == 0);
+    printf("\n%s (batch %u, %u query heads, %u kv heads, head_dim %u, %u cached tokens, %u chunks): max |err| head %.2e, "
+           "group %.2e, split %.2e, chunks %.2e; %zu of %zu outputs differ between head and group, %zu between head and "
+           "chunks%s\n",
+           s.name, s.batch, s.heads_q, s.heads_kv, D, s.len, lib_chunks, err_h, err_g, err_s, err_c, differ, o_n, differ_c,
+           ok ? "" : "  ** FAILED **");
     const double kv_bytes = 2.0 * s.batch * s.heads_kv * s.len * D * 2;
-    printf("%8s %10s %10s %10s %10s %10s %10s %10s\n", "SMs", "head µs", "group µs", "group1 µs", "split µs", "head GB/s",
-           "group GB/s", "split GB/s");
+    printf("%8s %10s %10s %10s %10s %10s %10s %10s %10s %11s\n", "SMs", "head µs", "group µs", "group1 µs", "split µs",
+           "head GB/s", "group GB/s", "split GB/s", "chunks µs", "chunks GB/s");
 
     CUcontext primary;
     CKD(cuCtxGetCurrent(&primary));
@@ -428,14 +481,21 @@ static void run(const Shape& s, CUdevice dev, const unsigned* sms_list, int n_sm
         const double tg = time_us([&] { group_k<D, G, 2><<<s.batch * s.heads_kv, RS_DECODE_THREADS, 0, st>>>(p); });
         const double t1 = time_us([&] { group_k<D, G, 1><<<s.batch * s.heads_kv, RS_DECODE_THREADS, 0, st>>>(p); });
         const double ts = time_us([&] { split(st); });
+        const double tc =
+            lib_chunks == 1 ? th : time_us([&] { chunked_k<D><<<lib_units, RS_DECODE_THREADS, 0, st>>>(pc, lib_chunks); });
+        double tsw[5];
+        for (int k = 0; k < 5; ++k)
+            tsw[k] = time_us([&] { chunked_k<D><<<sweep[k] * s.batch * s.heads_q, RS_DECODE_THREADS, 0, st>>>(pc, sweep[k]); });
         const double v28 = time_us([&] { head_variant<D, 2, 8>(p, st); });
         const double v24 = time_us([&] { head_variant<D, 2, 4>(p, st); });
         const double v48 = time_us([&] { head_variant<D, 4, 8>(p, st); });
         const double v18 = time_us([&] { head_variant<D, 1, 8>(p, st); });
         const double v88 = time_us([&] { head_variant<D, 8, 8>(p, st); });
         CK(cudaGetLastError());
-        printf("%8u %10.2f %10.2f %10.2f %10.2f %10.0f %10.0f %10.0f | w2u8 %7.2f w2u4 %7.2f w4u8 %7.2f w1u8 %7.2f w8u8 %7.2f\n",
-               got, th, tg, t1, ts, kv_bytes / th / 1e3, kv_bytes / tg / 1e3, kv_bytes / ts / 1e3, v28, v24, v48, v18, v88);
+        printf("%8u %10.2f %10.2f %10.2f %10.2f %10.0f %10.0f %10.0f %10.2f %11.0f | w2u8 %7.2f w2u4 %7.2f w4u8 %7.2f "
+               "w1u8 %7.2f w8u8 %7.2f | c1 %7.2f c2 %7.2f c4 %7.2f c8 %7.2f c16 %7.2f\n",
+               got, th, tg, t1, ts, kv_bytes / th / 1e3, kv_bytes / tg / 1e3, kv_bytes / ts / 1e3, tc, kv_bytes / tc / 1e3,
+               v28, v24, v48, v18, v88, tsw[0], tsw[1], tsw[2], tsw[3], tsw[4]);
         CK(cudaEventDestroy(a));
         CK(cudaEventDestroy(z));
         CK(cudaStreamDestroy(st));
@@ -450,6 +510,8 @@ static void run(const Shape& s, CUdevice dev, const unsigned* sms_list, int n_sm
     CK(cudaFree(part_m));
     CK(cudaFree(part_l));
     CK(cudaFree(part_o));
+    CK(cudaFree(lib_partial));
+    CK(cudaFree(lib_arrived));
 }
 
 int main() {

@@ -124,15 +124,21 @@ fn a_plan_can_be_the_first_use_of_cublaslt() {
 /// Greedy generation on the GPU against the CPU reference, teacher-forced: at every step the
 /// GPU's token must be (within rounding) a maximum of the reference logits for the same prefix.
 fn check_decoder(family: Family, path: DecodePath) {
+    check_decoder_after(family, path, 7);
+}
+
+/// [`check_decoder`] with prompts of `prompt` tokens (and 12 new ones).
+fn check_decoder_after(family: Family, path: DecodePath, prompt: u32) {
     let rt = runtime();
     let t = tenant(&rt, Placement::WHOLE);
-    let mut rng = fresh_rng(&format!("{family:?} {path:?}"));
-    let c = ModelConfig::tiny(family);
+    let mut rng = fresh_rng(&format!("{family:?} {path:?} {prompt}"));
+    let (batch, new) = (4u32, 12u32);
+    let mut c = ModelConfig::tiny(family);
+    c.max_positions = c.max_positions.max(prompt + new);
     let seed = rng.random();
     let mut model = Model::new(&t, c.clone(), ModelWeights::synthetic(&t, &c, seed).unwrap()).unwrap();
     model.set_decode_path(path);
     let host = ModelWeights::synthetic_host(&c, seed);
-    let (batch, prompt, new) = (4u32, 7u32, 12u32);
     let mut ws = model.workspace(&t, batch, prompt + new).unwrap();
     let prompts: Vec<u32> = (0..batch * prompt).map(|_| rng.random_range(0..c.vocab)).collect();
     let got = model.generate(&t, &mut ws, &prompts, batch, prompt, new, Mode::Eager).unwrap();
@@ -204,6 +210,17 @@ fn gpt2_decoder_matches_reference() {
 #[ignore = "needs a CUDA GPU"]
 fn llama_decoder_matches_reference() {
     check_decoder(Family::Llama, DecodePath::Fused);
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn decoders_attend_over_caches_of_several_chunks() {
+    // 250 + 12 positions for 4 sequences of the tiny models' few heads: decode attention splits
+    // each cache into two chunks of 192 positions (every step attends over both); the decoder
+    // kernel attends over it whole.
+    check_decoder_after(Family::Llama, DecodePath::Layered, 250);
+    check_decoder_after(Family::Gpt2, DecodePath::Layered, 250);
+    check_decoder_after(Family::Gpt2, DecodePath::Fused, 250);
 }
 
 #[test]

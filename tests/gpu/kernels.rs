@@ -496,12 +496,17 @@ fn prefill_attention_matches_reference() {
 fn decode_attention_matches_reference() {
     let rt = runtime();
     let mut rng = fresh_rng("decode attention");
-    // pos: cached tokens before the new one (the last case's 300 has no slot left).
+    // pos: cached tokens before the new one (300 in the fourth case and 600 in the fifth have
+    // no slot left). The first, third and fifth cases have few (sequence, query head) pairs and
+    // more than RS_DECODE_MIN_CHUNK positions, so their caches are split into chunks (2 of 192
+    // positions, 4 of 256 and 3 of 192): sequences within the first chunk, over several, with a
+    // last chunk of one row (the new token's: 192 in the fifth) and filling one exactly (191).
     for (heads_q, heads_kv, head_dim, max_len, pos) in [
         (8usize, 2usize, 128usize, 300usize, vec![0u32, 156, 299]),
         (12, 12, 64, 65, vec![4, 64]),
         (4, 1, 64, 1000, vec![998, 0, 3]),
         (8, 4, 32, 40, vec![39, 17, 300]),
+        (4, 2, 64, 513, vec![600, 192, 191, 511]),
     ] {
         let batch = pos.len();
         let (qw, kw) = (heads_q * head_dim, heads_kv * head_dim);
@@ -514,6 +519,10 @@ fn decode_attention_matches_reference() {
         let (dqkv, mut dk, mut dv, dpos, dinv) =
             (up(&rt, &qkv), up(&rt, &kc), up(&rt, &vc), up(&rt, &pos), up(&rt, &inv));
         let mut o = poisoned::<f16>(&rt, batch * qw);
+        let (states, counts) =
+            k::decode_attention_scratch(batch as u32, heads_q as u32, head_dim as u32, max_len as u32)
+                .unwrap_or((1, 1));
+        let (dstates, dcounts) = (poisoned::<f32>(&rt, states), up(&rt, &vec![0u32; counts]));
         let p = DecodeAttentionParams {
             q: dqkv.ptr(),
             k: dqkv.ptr() + 2 * qw as u64,
@@ -531,8 +540,10 @@ fn decode_attention_matches_reference() {
             qkv_stride: (qw + 2 * kw) as u32,
             o_stride: qw as u32,
             scale,
+            partial: dstates.ptr(),
+            arrived: dcounts.ptr(),
         };
-        let kernel = k::attention_decode_kernel(head_dim as u32).unwrap();
+        let kernel = k::attention_decode_kernel(&p).unwrap();
         // Without RoPE, then with it fused (the reference rotates q and k first).
         let mut unfused = None;
         for rope in [false, true] {
@@ -616,6 +627,8 @@ fn decode_attention_matches_reference() {
             assert_same_bits(&format!("{what} k cache against rope_f16"), &got_k, &dk.to_host().unwrap());
             assert!(unfused.as_ref().is_some_and(|u| u != &got), "{what}: RoPE changed nothing");
         }
+        // Every launch left the chunk counts as it found them.
+        assert!(dcounts.to_host().unwrap().iter().all(|&c| c == 0), "h{heads_q}/{heads_kv} d{head_dim}: counts left");
     }
 }
 
