@@ -87,7 +87,7 @@ pub struct Workspace {
     /// Tokens in each sequence's cache before the current step, `[batch]`.
     pos: DeviceBuffer<u32>,
     caches: Vec<KvCache>,
-    /// Decode attention's chunk states, where a cache is longer than one chunk.
+    /// Decode attention's chunk states, where a step of up to `batch` sequences splits caches.
     scratch: Option<ops::DecodeScratch>,
     /// The decoder kernel's layer table (GPT-2-style models).
     decoder: Option<ops::DecoderTable>,
@@ -109,8 +109,8 @@ struct WorkspaceLens {
     /// KV caches (one per layer for a decoder), and each one's K and V.
     caches: u32,
     cache: usize,
-    /// Decode attention's chunk states (floats) and counts (words), where a cache is longer
-    /// than one chunk.
+    /// Decode attention's chunk states (floats) and counts (words), where a step of up to
+    /// `batch` sequences splits caches.
     chunk_states: usize,
     chunk_counts: usize,
 }

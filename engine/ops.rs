@@ -412,9 +412,9 @@ impl KvCache {
     }
 }
 
-/// What decode attention needs beside caches longer than one chunk (`RS_DECODE_CHUNK`
-/// positions): each chunk's softmax state and a count per query head of the chunks done. The
-/// layers' launches share it, one after another.
+/// What decode attention needs where it splits caches into chunks (few sequences and query
+/// heads, long caches: `attention_decode_split_d*`): each chunk's softmax state and a count per
+/// (sequence, query head) of the chunks done. The layers' launches share it, one after another.
 #[derive(Debug)]
 pub struct DecodeScratch {
     partial: DeviceBuffer<f32>,
@@ -422,7 +422,8 @@ pub struct DecodeScratch {
 }
 
 impl DecodeScratch {
-    /// For `batch` sequences of caches of `max_len` positions; `None` where a cache is one chunk.
+    /// For steps of up to `batch` sequences over caches of `max_len` positions; `None` where none
+    /// of them is split.
     pub fn new(device: &Device, batch: u32, heads: Heads, max_len: u32) -> Result<Option<DecodeScratch>> {
         let Some((floats, words)) = decode_attention_scratch(batch, heads.q, heads.dim, max_len) else {
             return Ok(None);

@@ -264,9 +264,10 @@ typedef struct NormParams {
 /** The wide wgmma kernels: two warpgroups of 64 query rows share each block of keys. */
 #define RS_ATTN_WIDE_BQ 128
 #define RS_ATTN_WIDE_THREADS 256
-/** Decode attention (attention_decode_d*): a block of RS_DECODE_THREADS threads a unit (a
- *  sequence's query head), each of its partial softmax states loading RS_DECODE_U cached rows at
- *  a time (kernels/attention_decode.cuh). */
+/** Decode attention (attention_decode_d* and attention_decode_split_d*): a block of
+ *  RS_DECODE_THREADS threads a unit (a sequence's query head, or a chunk of its cache), each of
+ *  its partial softmax states loading RS_DECODE_U cached rows at a time
+ *  (kernels/attention_decode.cuh). */
 #define RS_DECODE_THREADS 256
 #define RS_DECODE_U 4
 /** Where a launch has fewer than RS_DECODE_TARGET_UNITS (sequence, query head) pairs, their
@@ -322,8 +323,8 @@ typedef struct AttentionParams {
  * whichever unit merges, at any grid. The first query head of each kv group appends, in chunk 0.
  * Constraints: q, k, v and the caches 16-byte aligned, qkv_stride a multiple of 8; for the split
  * kernels, partial (batch · heads_q · chunks · (head_dim + 2) floats, 16-byte aligned) and
- * arrived (batch · heads_q words, all 0 before the first launch; each launch leaves them 0),
- * used by one launch at a time.
+ * arrived (batch · heads_q words, all 0 before the first launch; each launch, with its
+ * continuation where claims split it, leaves them 0), used by one launch at a time.
  */
 typedef struct DecodeAttentionParams {
     unsigned long long q, k, v, k_cache, v_cache, o, pos, inv_freq;

@@ -66,20 +66,16 @@ pub fn attention_prefill_kernel(p: &AttentionParams, cc: (u32, u32), sms: u32) -
 /// The decode attention kernel for `p`'s head_dim (32, 64 or 128): `attention_decode_split_d*`
 /// where its caches are split into chunks ([`decode_chunks`] > 1), else `attention_decode_d*`.
 pub fn attention_decode_kernel(p: &DecodeAttentionParams) -> Option<Kernel<DecodeAttentionParams>> {
-    use crate::kernels::{
-        ATTENTION_DECODE_D128, ATTENTION_DECODE_D32, ATTENTION_DECODE_D64, ATTENTION_DECODE_SPLIT_D128,
-        ATTENTION_DECODE_SPLIT_D32, ATTENTION_DECODE_SPLIT_D64,
-    };
-    let split = decode_chunks(p.batch, p.heads_q, p.max_len) > 1;
-    Some(match (p.head_dim, split) {
-        (32, false) => ATTENTION_DECODE_D32,
-        (64, false) => ATTENTION_DECODE_D64,
-        (128, false) => ATTENTION_DECODE_D128,
-        (32, true) => ATTENTION_DECODE_SPLIT_D32,
-        (64, true) => ATTENTION_DECODE_SPLIT_D64,
-        (128, true) => ATTENTION_DECODE_SPLIT_D128,
-        _ => return None,
-    })
+    use crate::kernels::{ATTENTION_DECODE_SPLIT_D128, ATTENTION_DECODE_SPLIT_D32, ATTENTION_DECODE_SPLIT_D64};
+    if decode_chunks(p.batch, p.heads_q, p.max_len) == 1 {
+        return attention_decode_unsplit(p.head_dim);
+    }
+    match p.head_dim {
+        32 => Some(ATTENTION_DECODE_SPLIT_D32),
+        64 => Some(ATTENTION_DECODE_SPLIT_D64),
+        128 => Some(ATTENTION_DECODE_SPLIT_D128),
+        _ => None,
+    }
 }
 
 /// Whether `k` is a split decode attention kernel.
@@ -142,13 +138,29 @@ pub fn decode_chunks(batch: u32, heads_q: u32, max_len: u32) -> u32 {
     RS_DECODE_TARGET_UNITS.div_ceil(pairs).min(most).max(1)
 }
 
-/// What `attention_decode_split_d*` needs beside its caches where they are split into chunks: floats of
-/// `partial` and words of `arrived` (zeroed before the first launch); `None` for caches of one
-/// chunk.
+/// What `attention_decode_split_d*` needs beside caches of `max_len` positions for launches of
+/// up to `batch` sequences (fewer pairs can mean more chunks): floats of `partial` and words of
+/// `arrived` (zeroed before the first launch); `None` where no such launch is split.
 pub fn decode_attention_scratch(batch: u32, heads_q: u32, head_dim: u32, max_len: u32) -> Option<(usize, usize)> {
-    let chunks = decode_chunks(batch, heads_q, max_len);
-    let pairs = batch as usize * heads_q as usize;
-    (chunks > 1).then(|| (pairs * chunks as usize * (head_dim as usize + 2), pairs))
+    (1..=batch)
+        .filter_map(|b| {
+            let chunks = decode_chunks(b, heads_q, max_len);
+            let pairs = b as usize * heads_q as usize;
+            (chunks > 1).then(|| (pairs * chunks as usize * (head_dim as usize + 2), pairs))
+        })
+        .reduce(|(f, w), (f2, w2)| (f.max(f2), w.max(w2)))
+}
+
+/// The unsplit decode attention kernel for `head_dim` (32, 64 or 128), `attention_decode_d*`:
+/// what [`attention_decode_kernel`] picks where the caches are not split.
+pub fn attention_decode_unsplit(head_dim: u32) -> Option<Kernel<DecodeAttentionParams>> {
+    use crate::kernels::{ATTENTION_DECODE_D128, ATTENTION_DECODE_D32, ATTENTION_DECODE_D64};
+    match head_dim {
+        32 => Some(ATTENTION_DECODE_D32),
+        64 => Some(ATTENTION_DECODE_D64),
+        128 => Some(ATTENTION_DECODE_D128),
+        _ => None,
+    }
 }
 
 impl Params for DecodeAttentionParams {
@@ -317,7 +329,9 @@ mod tests {
         assert_eq!(p.units(k), 8 * 32);
         assert!(p.check(k).is_ok());
         assert!(DecodeAttentionParams { partial: 256, arrived: 256, ..p }.check(split).is_err());
-        assert_eq!(decode_attention_scratch(8, 32, 64, 4096), None);
+        // (A workspace for 8 still keeps scratch for steps of 1–3 sequences: 3 × 32 pairs in 2
+        // chunks need the most.)
+        assert_eq!(decode_attention_scratch(8, 32, 64, 4096), Some((96 * 2 * 66, 96)));
         // One sequence: 32 pairs, 4 chunks of its cache (128 units) for the split kernel, which
         // needs both scratch buffers; a cache of one chunk's capacity is not split, and no cache
         // into more chunks than the cap allows.
@@ -331,6 +345,12 @@ mod tests {
         assert!(DecodeAttentionParams { partial: 256, arrived: 256, ..one }.check(k).is_ok());
         assert!(DecodeAttentionParams { partial: 260, arrived: 256, ..one }.check(k).is_err());
         assert_eq!(decode_attention_scratch(1, 32, 64, 4096), Some((32 * 4 * 66, 32)));
+        // A workspace's scratch serves every batch up to its own: Llama-3.2-1B's 4 sequences are
+        // not split, 1–3 are (3 need the most: 96 pairs in 2 chunks); GPT-2's (12 heads) 5 of 7
+        // need the most states (60 pairs × 3 chunks), 7 the most counts.
+        assert_eq!(decode_attention_scratch(4, 32, 64, 1024), Some((96 * 2 * 66, 96)));
+        assert_eq!(decode_attention_scratch(7, 12, 64, 1024), Some((60 * 3 * 66, 84)));
+        assert_eq!(decode_attention_scratch(4, 32, 64, 256), None);
         assert_eq!(decode_chunks(1, 32, RS_DECODE_MIN_CHUNK), 1);
         assert_eq!(decode_chunks(1, 32, RS_DECODE_MIN_CHUNK + 1), 2);
         assert_eq!(decode_chunks(1, 3, 1 << 20), RS_DECODE_MAX_CHUNKS);

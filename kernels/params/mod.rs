@@ -19,8 +19,8 @@ mod elementwise;
 mod gemm;
 
 pub use attention::{
-    attention_decode_kernel, attention_prefill_kernel, attention_prefill_kernels, decode_attention_scratch,
-    decode_chunks,
+    attention_decode_kernel, attention_decode_unsplit, attention_prefill_kernel, attention_prefill_kernels,
+    decode_attention_scratch, decode_chunks,
 };
 pub use decoder::decoder_phase_units;
 pub use elementwise::vector_units;

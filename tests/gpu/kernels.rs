@@ -544,6 +544,7 @@ fn decode_attention_matches_reference() {
             arrived: dcounts.ptr(),
         };
         let kernel = k::attention_decode_kernel(&p).unwrap();
+        let unsplit = k::attention_decode_unsplit(head_dim as u32).unwrap();
         // Without RoPE, then with it fused (the reference rotates q and k first).
         let mut unfused = None;
         for rope in [false, true] {
@@ -582,6 +583,31 @@ fn decode_attention_matches_reference() {
                 dv.copy_from_host(&vc).unwrap();
             });
             assert_close(&what, &got, &want);
+            // A sequence within the first chunk of a split launch gets the unsplit kernel's bits.
+            if kernel.id() != unsplit.id() {
+                dk.copy_from_host(&kc).unwrap();
+                dv.copy_from_host(&vc).unwrap();
+                o.fill_bytes(0xff).unwrap();
+                // SAFETY: the buffers are sized for this shape.
+                unsafe { rt.launch(unsplit, &p, Placement::WHOLE) }.unwrap();
+                rt.synchronize().unwrap();
+                let whole = o.to_host().unwrap();
+                let chunks = k::decode_chunks(batch as u32, heads_q as u32, max_len as u32) as usize;
+                let rows = max_len.div_ceil(chunks).div_ceil(64) * 64;
+                let mut within = 0;
+                for (b, &at) in pos.iter().enumerate() {
+                    if (at as usize + 1).min(max_len) <= rows {
+                        let r = b * qw..(b + 1) * qw;
+                        assert_same_bits(
+                            &format!("{what} seq {b}: one chunk against unsplit"),
+                            &got[r.clone()],
+                            &whole[r],
+                        );
+                        within += 1;
+                    }
+                }
+                assert!(within > 0, "{what}: no sequence within the first chunk");
+            }
             let (got_k, got_v) = (dk.to_host().unwrap(), dv.to_host().unwrap());
             assert_same_bits(&format!("{what} v cache"), &got_v, &want_v);
             if !rope {
@@ -627,7 +653,8 @@ fn decode_attention_matches_reference() {
             assert_same_bits(&format!("{what} k cache against rope_f16"), &got_k, &dk.to_host().unwrap());
             assert!(unfused.as_ref().is_some_and(|u| u != &got), "{what}: RoPE changed nothing");
         }
-        // Every launch left the chunk counts as it found them.
+        // Every split launch left the chunk counts as it found them (the unsplit kernel does not
+        // touch them).
         assert!(dcounts.to_host().unwrap().iter().all(|&c| c == 0), "h{heads_q}/{heads_kv} d{head_dim}: counts left");
     }
 }
