@@ -343,7 +343,7 @@ impl Model {
             .collect::<Result<Vec<_>>>()?;
         let decoder =
             if c.family == Family::Gpt2 { ops::DecoderTable::new(d, &self.weights.layers, &caches)? } else { None };
-        let scratch = if c.is_decoder() { ops::DecodeScratch::new(d, batch, self.heads(), seq)? } else { None };
+        let scratch = ops::DecodeScratch::new(d, n.chunk_states, n.chunk_counts)?;
         Ok(Workspace {
             decoder,
             scratch,

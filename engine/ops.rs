@@ -7,7 +7,7 @@ use half::f16;
 use super::EngineError;
 use crate::kernels::abi::*;
 use crate::kernels::{
-    self as k, attention_decode_kernel, attention_prefill_kernel, decode_attention_scratch, fuses_norm, gemm_kernel,
+    self as k, attention_decode_kernel, attention_prefill_kernel, decode_attention_need, fuses_norm, gemm_kernel,
     hopper_gemm, Params as _,
 };
 use crate::runtime::work::Blas;
@@ -422,12 +422,12 @@ pub struct DecodeScratch {
 }
 
 impl DecodeScratch {
-    /// For steps of up to `batch` sequences over caches of `max_len` positions; `None` where none
-    /// of them is split.
-    pub fn new(device: &Device, batch: u32, heads: Heads, max_len: u32) -> Result<Option<DecodeScratch>> {
-        let Some((floats, words)) = decode_attention_scratch(batch, heads.q, heads.dim, max_len) else {
+    /// `floats` of chunk states and `words` of counts, zeroed (`decode_attention_scratch`'s
+    /// sizes for the steps it serves); `None` for none.
+    pub fn new(device: &Device, floats: usize, words: usize) -> Result<Option<DecodeScratch>> {
+        if floats == 0 {
             return Ok(None);
-        };
+        }
         Ok(Some(DecodeScratch {
             partial: DeviceBuffer::filled(device, floats, 0)?,
             arrived: DeviceBuffer::filled(device, words, 0)?,
@@ -660,7 +660,7 @@ pub fn decode_attention(
         partial: scratch.map_or(0, |s| s.partial.ptr()),
         arrived: scratch.map_or(0, |s| s.arrived.ptr()),
     };
-    if let Some((floats, words)) = decode_attention_scratch(batch, heads.q, heads.dim, cache.max_len) {
+    if let Some((floats, words)) = decode_attention_need(batch, heads.q, heads.dim, cache.max_len) {
         if scratch.is_none_or(|s| s.partial.len() < floats || s.arrived.len() < words) {
             return Err(EngineError::Shape(format!(
                 "decode attention over {} positions needs a scratch of {floats} floats and {words} words",

@@ -143,12 +143,16 @@ pub fn decode_chunks(batch: u32, heads_q: u32, max_len: u32) -> u32 {
 /// `arrived` (zeroed before the first launch); `None` where no such launch is split.
 pub fn decode_attention_scratch(batch: u32, heads_q: u32, head_dim: u32, max_len: u32) -> Option<(usize, usize)> {
     (1..=batch)
-        .filter_map(|b| {
-            let chunks = decode_chunks(b, heads_q, max_len);
-            let pairs = b as usize * heads_q as usize;
-            (chunks > 1).then(|| (pairs * chunks as usize * (head_dim as usize + 2), pairs))
-        })
+        .filter_map(|b| decode_attention_need(b, heads_q, head_dim, max_len))
         .reduce(|(f, w), (f2, w2)| (f.max(f2), w.max(w2)))
+}
+
+/// What one launch of exactly `batch` sequences needs of [`decode_attention_scratch`]'s buffers;
+/// `None` where it is not split.
+pub fn decode_attention_need(batch: u32, heads_q: u32, head_dim: u32, max_len: u32) -> Option<(usize, usize)> {
+    let chunks = decode_chunks(batch, heads_q, max_len);
+    let pairs = batch as usize * heads_q as usize;
+    (chunks > 1).then(|| (pairs * chunks as usize * (head_dim as usize + 2), pairs))
 }
 
 /// The unsplit decode attention kernel for `head_dim` (32, 64 or 128), `attention_decode_d*`:
@@ -201,8 +205,7 @@ impl Params for DecodeAttentionParams {
                     self.batch, self.heads_q, self.max_len
                 )
             })?;
-            pointers(k, &[("partial (a cache of more than one chunk)", self.partial, 16)])?;
-            pointers(k, &[("arrived (a cache of more than one chunk)", self.arrived, 4)])?;
+            pointers(k, &[("partial", self.partial, 16), ("arrived", self.arrived, 4)])?;
         }
         Ok(())
     }

@@ -20,7 +20,7 @@ mod gemm;
 
 pub use attention::{
     attention_decode_kernel, attention_decode_unsplit, attention_prefill_kernel, attention_prefill_kernels,
-    decode_attention_scratch, decode_chunks,
+    decode_attention_need, decode_attention_scratch, decode_chunks,
 };
 pub use decoder::decoder_phase_units;
 pub use elementwise::vector_units;
