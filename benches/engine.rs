@@ -5,13 +5,14 @@
 //! for comparison, a kernel per operation. A decode step is also compared with its weight-read
 //! floor: the bytes of weights a step must read over the DRAM bandwidth measured here (a
 //! device-to-device copy). Last, the decode issue's models (mistral-7b, llama-3.2-1b,
-//! gpt2-medium) at batch 8: a decode step against its floor on the whole device, and on 48 SMs
-//! against its whole-device time.
+//! gpt2-medium) at batch 8 and Llama-3.2-1B at batch 1 over a 4,096-token cache: a decode step
+//! against its floor on the whole device, and on 48 SMs against its whole-device time.
 //!
 //! `cargo bench --bench engine` on a GPU host with python3 + torch + transformers (for the
 //! baseline; without them the PyTorch column is empty). `RIGHTSIZE_BENCH_TABLE=FILE` writes
 //! the table as Markdown; `RIGHTSIZE_BENCH_DECODE=1` runs only the decode issue's table (of
-//! the models `RIGHTSIZE_BENCH_DECODE_MODELS=a,b,…` names, if set).
+//! the cases `RIGHTSIZE_BENCH_DECODE_MODELS=a,b/b1/s4064,…` names, if set: a model at batch 8
+//! after a prefill of 128 tokens, or at batch B after S tokens).
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -58,50 +59,104 @@ fn decode_weight_bytes(c: &ModelConfig) -> f64 {
     2.0 * (total - skip - tok_once) as f64
 }
 
-/// The decode issue's models, and the SMs of the partition its targets name (a third of an H200).
-const DECODE_MODELS: [&str; 3] = ["mistral-7b", "llama-3.2-1b", "gpt2-medium"];
+/// The decode issue's models (batch 8, a cache of SEQ to SEQ + NEW positions), a long-context
+/// step (Llama-3.2-1B at batch 1 over a cache of 4,064 to 4,096: decode attention split into
+/// chunks), and the SMs of the partition its targets name (a third of an H200).
+const DECODE_CASES: [DecodeCase; 4] = [
+    DecodeCase { model: "mistral-7b", batch: BATCH, prompt: SEQ },
+    DecodeCase { model: "llama-3.2-1b", batch: BATCH, prompt: SEQ },
+    DecodeCase { model: "gpt2-medium", batch: BATCH, prompt: SEQ },
+    DecodeCase { model: "llama-3.2-1b", batch: 1, prompt: 4096 - NEW },
+];
 const DECODE_SMS: u32 = 48;
 
+/// A decode step of the decode table: `model` at `batch` after a prefill of `prompt` tokens.
+#[derive(Clone, Copy)]
+struct DecodeCase<'a> {
+    model: &'a str,
+    batch: u32,
+    prompt: u32,
+}
+
+impl<'a> DecodeCase<'a> {
+    /// `model`, or `model/bB/sS` (batch B after a prefill of S tokens).
+    fn parse(spec: &'a str) -> Result<Self, String> {
+        let mut parts = spec.split('/');
+        let model = parts.next().unwrap_or_default();
+        let mut case = DecodeCase { model, batch: BATCH, prompt: SEQ };
+        for part in parts {
+            let number = |p: &str| p.parse::<u32>().ok().filter(|&n| n > 0);
+            match (part.strip_prefix('b').and_then(number), part.strip_prefix('s').and_then(number)) {
+                (Some(b), _) => case.batch = b,
+                (_, Some(s)) => case.prompt = s,
+                _ => return Err(format!("`{part}` in `{spec}` is neither bN (batch) nor sN (prompt tokens)")),
+            }
+        }
+        Ok(case)
+    }
+
+    fn label(&self) -> String {
+        format!("{} b{} cache {}..{}", self.model, self.batch, self.prompt, self.prompt + NEW)
+    }
+}
+
 /// Milliseconds of one of NEW decode steps (`step`) by tenant `t`, after a fresh prefill of
-/// `model` at batch 8 (a cache of SEQ to SEQ + NEW positions).
-fn decode_steps_ms(t: &Tenant, timer: &EventTimer, model: &Model, ws: &Workspace, step: impl Fn()) -> f64 {
-    model.prefill(t, ws, BATCH, SEQ).expect("prefill");
+/// `case`'s prompt.
+fn decode_steps_ms(
+    t: &Tenant,
+    timer: &EventTimer,
+    model: &Model,
+    ws: &Workspace,
+    case: DecodeCase,
+    step: impl Fn(),
+) -> f64 {
+    model.prefill(t, ws, case.batch, case.prompt).expect("prefill");
     t.synchronize().expect("sync");
     timed(timer, t.stream().expect("stream"), || (0..NEW).for_each(|_| step())) / f64::from(NEW)
 }
 
 /// Milliseconds of one decode step replayed from a plan captured by `t` (so its kernels are
 /// those for `t`'s SMs): the median of 5 timings of [`decode_steps_ms`].
-fn decode_step_ms(t: &Tenant, timer: &EventTimer, model: &Model, ws: &Workspace) -> f64 {
-    let plan = model.capture_decode_step(t, ws, BATCH).expect("capture");
+fn decode_step_ms(t: &Tenant, timer: &EventTimer, model: &Model, ws: &Workspace, case: DecodeCase) -> f64 {
+    let plan = model.capture_decode_step(t, ws, case.batch).expect("capture");
     let replay = || t.replay(&plan).expect("replay");
-    let mut v: Vec<f64> = (0..6).map(|_| decode_steps_ms(t, timer, model, ws, replay)).skip(1).collect();
+    let mut v: Vec<f64> = (0..6).map(|_| decode_steps_ms(t, timer, model, ws, case, replay)).skip(1).collect();
     median(&mut v)
 }
 
-/// The decode issue's table: each of its models' decode step (plan, batch 8) against its
-/// weight-read floor on the whole device, and on a partition of 48 SMs against that. Targets:
-/// mistral-7b ≤ 1.3× its floor and ≤ 1.25× on 48 SMs; llama-3.2-1b ≤ 1.5×; gpt2-medium ≤ 2×.
-fn decode_floors(rt: &Arc<Runtime>, timer: &EventTimer, bandwidth: f64) -> String {
+/// Bytes of KV cache a decode step of `case` reads on average over its NEW steps.
+fn decode_cache_bytes(c: &ModelConfig, case: DecodeCase) -> f64 {
+    let per_position = 2.0 * 2.0 * f64::from(c.layers * c.kv_heads * c.head_dim);
+    per_position * f64::from(case.batch) * (f64::from(case.prompt) + f64::from(NEW) / 2.0)
+}
+
+/// The decode issue's table: each case's decode step (plan) against its read floor on the whole
+/// device, and on a partition of 48 SMs against its whole-device time. The floor is the step's
+/// weight bytes (the issue's floor) and, for caches longer than SEQ + NEW, its cache bytes, over
+/// the copy bandwidth of this run. Targets: mistral-7b ≤ 1.3× its floor and ≤ 1.25× on 48 SMs;
+/// llama-3.2-1b ≤ 1.5×; gpt2-medium ≤ 2× (batch 8).
+fn decode_floors(rt: &Arc<Runtime>, timer: &EventTimer, bandwidth: f64) -> Result<String, String> {
     let third = rt.pool().iter().find(|(_, p)| !p.is_whole_device() && p.sms() == DECODE_SMS).map(|(id, _)| id);
     let mut table = format!(
-        "\nDecode steps at batch {BATCH} (cache {SEQ}..{}), replayed from plans, against the weight-read floor \
-         (weight bytes over the copy bandwidth of this run) and, on a green-context partition of {DECODE_SMS} SMs, \
-         against the whole device's step.\n\n\
-         | model | step (ms) | floor (ms) | step / floor | step on {DECODE_SMS} SMs (ms) | ÷ whole device |\n|---|---:|---:|---:|---:|---:|\n",
-        SEQ + NEW
+        "\nDecode steps, replayed from plans, each the mean of {NEW} after a prefill, against the read floor \
+         (weight bytes, and a long cache's bytes, over the copy bandwidth of this run) and, on a green-context \
+         partition of {DECODE_SMS} SMs, against the whole device's step.\n\n\
+         | model | step (ms) | floor (ms) | step / floor | step on {DECODE_SMS} SMs (ms) | ÷ whole device |\n|---|---:|---:|---:|---:|---:|\n"
     );
-    // `RIGHTSIZE_BENCH_DECODE_MODELS=a,b` runs those models' steps instead.
+    // `RIGHTSIZE_BENCH_DECODE_MODELS=a,b/b1/s4064` runs those cases instead.
     let chosen = std::env::var("RIGHTSIZE_BENCH_DECODE_MODELS").ok().filter(|l| !l.trim().is_empty());
-    let models: Vec<&str> = match &chosen {
-        Some(list) => list.split(',').map(str::trim).filter(|m| !m.is_empty()).collect(),
-        None => DECODE_MODELS.to_vec(),
+    let cases: Vec<DecodeCase> = match &chosen {
+        Some(list) => {
+            list.split(',').map(str::trim).filter(|m| !m.is_empty()).map(DecodeCase::parse).collect::<Result<_, _>>()?
+        }
+        None => DECODE_CASES.to_vec(),
     };
-    for name in models {
-        let cfg = match ModelConfig::named(name) {
+    for case in cases {
+        let label = case.label();
+        let cfg = match ModelConfig::named(case.model) {
             Ok(c) => c,
             Err(e) => {
-                table += &format!("| {name} | not run: {e} | | | | |\n");
+                table += &format!("| {label} | not run: {e} | | | | |\n");
                 continue;
             }
         };
@@ -109,26 +164,33 @@ fn decode_floors(rt: &Arc<Runtime>, timer: &EventTimer, bandwidth: f64) -> Strin
         let weights = match ModelWeights::synthetic(&whole, &cfg, 3) {
             Ok(w) => w,
             Err(e) => {
-                table += &format!("| {name} | not run: {e} | | | | |\n");
+                table += &format!("| {label} | not run: {e} | | | | |\n");
                 continue;
             }
         };
         let model = Model::new(&whole, cfg.clone(), weights).expect("model");
-        let mut ws = model.workspace(&whole, BATCH, SEQ + NEW).expect("workspace");
+        let mut ws = match model.workspace(&whole, case.batch, case.prompt + NEW) {
+            Ok(ws) => ws,
+            Err(e) => {
+                table += &format!("| {label} | not run: {e} | | | | |\n");
+                continue;
+            }
+        };
         let prompts: Vec<u32> = (0..ws.ids.len() as u32).map(|i| (i * 7919) % cfg.vocab).collect();
         ws.ids.copy_from_host(&prompts).expect("ids");
-        let floor = decode_weight_bytes(&cfg) / bandwidth * 1e3;
-        let step = decode_step_ms(&whole, timer, &model, &ws);
+        let cache = if case.prompt > SEQ { decode_cache_bytes(&cfg, case) } else { 0.0 };
+        let floor = (decode_weight_bytes(&cfg) + cache) / bandwidth * 1e3;
+        let step = decode_step_ms(&whole, timer, &model, &ws, case);
         let confined = third.map(|id| {
             let on = Tenant::new(rt.clone(), 0, Placement::on(id)).expect("tenant");
-            decode_step_ms(&on, timer, &model, &ws)
+            decode_step_ms(&on, timer, &model, &ws, case)
         });
         let (on_ms, ratio) =
             confined.map_or((String::new(), String::new()), |c| (format!("{c:.3}"), format!("{:.2}", c / step)));
-        table += &format!("| {name} | {step:.3} | {floor:.3} | {:.2} | {on_ms} | {ratio} |\n", step / floor);
+        table += &format!("| {label} | {step:.3} | {floor:.3} | {:.2} | {on_ms} | {ratio} |\n", step / floor);
         rt.synchronize().expect("sync");
     }
-    table
+    Ok(table)
 }
 
 fn torch_baseline() -> Option<serde_json::Value> {
@@ -180,7 +242,10 @@ fn bench(c: &mut Criterion) {
     let timer = EventTimer::new(rt.device()).expect("timer");
     let bandwidth = dram_bandwidth(t.runtime().device(), t.stream().expect("stream"));
     if std::env::var_os("RIGHTSIZE_BENCH_DECODE").is_some() {
-        emit(&format!("Engine on {title}.\n{}", decode_floors(&rt, &timer, bandwidth)));
+        match decode_floors(&rt, &timer, bandwidth) {
+            Ok(table) => emit(&format!("Engine on {title}.\n{table}")),
+            Err(e) => eprintln!("RIGHTSIZE_BENCH_DECODE_MODELS: {e}"),
+        }
         return;
     }
     let torch = torch_baseline();
@@ -272,7 +337,8 @@ fn bench(c: &mut Criterion) {
                         let mut total = 0.0;
                         for _ in 0..iters {
                             ws.ids.copy_from_host(&prompts).unwrap();
-                            total += decode_steps_ms(&t, &timer, &model, &ws, || match &plan {
+                            let case = DecodeCase { model: name, batch: BATCH, prompt: SEQ };
+                            total += decode_steps_ms(&t, &timer, &model, &ws, case, || match &plan {
                                 Some(p) => t.replay(p).unwrap(),
                                 None => model.decode_step(&t, &ws, BATCH).unwrap(),
                             });
@@ -315,7 +381,10 @@ fn bench(c: &mut Criterion) {
     for (name, step, floor) in floors.into_iter().filter(|f| f.1 < f64::MAX) {
         table += &format!("| {name} | {step:.3} | {floor:.3} | {:.2} |\n", step / floor);
     }
-    table += &decode_floors(&rt, &timer, bandwidth);
+    match decode_floors(&rt, &timer, bandwidth) {
+        Ok(decode) => table += &decode,
+        Err(e) => eprintln!("RIGHTSIZE_BENCH_DECODE_MODELS: {e}"),
+    }
     emit(&table);
 }
 

@@ -270,6 +270,11 @@ typedef struct NormParams {
  *  (kernels/attention_decode.cuh). */
 #define RS_DECODE_THREADS 256
 #define RS_DECODE_U 4
+/** Before waiting for the previous kernel, a decode attention block asks L2 for the cached rows
+ *  of its first RS_DECODE_PREFETCH_UNITS units, at most RS_DECODE_PREFETCH_BYTES of K (and as
+ *  much of V) a query head: about 17 MB for a whole H200's blocks, a third of its L2. */
+#define RS_DECODE_PREFETCH_UNITS 2
+#define RS_DECODE_PREFETCH_BYTES 16384
 /** Where a launch has fewer than RS_DECODE_TARGET_UNITS (sequence, query head) pairs, their
  *  caches are split into chunks, each a work unit of its own, merged in chunk order
  *  (DecodeAttentionParams): as many as bring the launch to about that many units, at most

@@ -18,7 +18,10 @@
 //              such steps loaded before the math; each row slot keeps an online softmax, and
 //              the slots are merged in a fixed order, so the output does not depend on the grid.
 //              A unit a query head (not a kv head's group in turn) puts the group's heads on
-//              SMs side by side: at decode batch sizes the units are latency-bound.
+//              SMs side by side: at decode batch sizes the units are latency-bound. Before the
+//              wait for the previous kernel a block asks L2 for the cached rows of its first
+//              units (rs::decode_attention_prefetch): rows of earlier steps, which that kernel
+//              does not write; the extent is read from p.pos then, a hint only.
 // attention_decode_split_d{32,64,128}: the same where a launch has few (sequence, query head)
 //   pairs and long caches (rs::decode_chunks > 1): a unit is (chunk, b, query head), the chunk's
 //   state goes to DecodeAttentionParams.partial, and the last chunk of a sequence to finish
@@ -154,31 +157,37 @@ RS_KERNEL_PAIR(__launch_bounds__(RS_ATTN_THREADS), attention_prefill_d128, Atten
 }
 
 RS_KERNEL_PAIR(__launch_bounds__(RS_DECODE_THREADS), attention_decode_d32, DecodeAttentionParams) {
+    rs::decode_attention_prefetch<32>(p, 1);
     rs::pdl_sync();
     decode<RS_COUNTED, 32>(p, t);
 }
 
 RS_KERNEL_PAIR(__launch_bounds__(RS_DECODE_THREADS), attention_decode_d64, DecodeAttentionParams) {
+    rs::decode_attention_prefetch<64>(p, 1);
     rs::pdl_sync();
     decode<RS_COUNTED, 64>(p, t);
 }
 
 RS_KERNEL_PAIR(__launch_bounds__(RS_DECODE_THREADS), attention_decode_d128, DecodeAttentionParams) {
+    rs::decode_attention_prefetch<128>(p, 1);
     rs::pdl_sync();
     decode<RS_COUNTED, 128>(p, t);
 }
 
 RS_KERNEL_PAIR(__launch_bounds__(RS_DECODE_THREADS), attention_decode_split_d32, DecodeAttentionParams) {
+    rs::decode_attention_prefetch<32>(p, rs::decode_chunks(p.batch, p.heads_q, p.max_len));
     rs::pdl_sync();
     decode_split<RS_COUNTED, 32>(p, t);
 }
 
 RS_KERNEL_PAIR(__launch_bounds__(RS_DECODE_THREADS), attention_decode_split_d64, DecodeAttentionParams) {
+    rs::decode_attention_prefetch<64>(p, rs::decode_chunks(p.batch, p.heads_q, p.max_len));
     rs::pdl_sync();
     decode_split<RS_COUNTED, 64>(p, t);
 }
 
 RS_KERNEL_PAIR(__launch_bounds__(RS_DECODE_THREADS), attention_decode_split_d128, DecodeAttentionParams) {
+    rs::decode_attention_prefetch<128>(p, rs::decode_chunks(p.batch, p.heads_q, p.max_len));
     rs::pdl_sync();
     decode_split<RS_COUNTED, 128>(p, t);
 }

@@ -64,6 +64,38 @@ __host__ __device__ __forceinline__ unsigned decode_chunk_rows(unsigned max_len,
     return chunks == 1 ? max_len : ((max_len + chunks - 1) / chunks + 63) / 64 * 64;
 }
 
+// Asks L2 for the cached rows unit u (of a launch whose caches are in `chunks` chunks) reads
+// first: its query head's part of its kv head's rows (the group's heads ask for a part each, so
+// a launch asks for each row once), at most RS_DECODE_PREFETCH_BYTES of K and as much of V.
+// Called before the wait for the kernel or the units that write q, k and v: the rows before the
+// new token's were written by earlier steps; p.pos, which gives how many, may be read before it
+// is final, since a prefetch is only a hint and changes no value.
+template <int D>
+__device__ __forceinline__ void decode_attention_prefetch_unit(const DecodeAttentionParams& p, u64 u, unsigned chunks) {
+    const u64 pairs = (u64)p.batch * p.heads_q;
+    if (u >= chunks * pairs) return;
+    const unsigned c = (unsigned)(u / pairs), bh = (unsigned)(u % pairs);
+    const unsigned h = bh % p.heads_q, b = bh / p.heads_q, group = p.heads_q / p.heads_kv;
+    const unsigned filled = min(ptr<const unsigned>(p.pos)[b], p.max_len);  // rows of earlier steps
+    const unsigned rows = decode_chunk_rows(p.max_len, chunks), t0 = c * rows, t1 = min(filled, t0 + rows);
+    if (t0 >= t1) return;
+    constexpr unsigned MOST = RS_DECODE_PREFETCH_BYTES / (D * 2);  // rows a part
+    const unsigned part = min(MOST, (t1 - t0 + group - 1) / group), r0 = t0 + (h % group) * part, r1 = min(t1, r0 + part);
+    if (r0 >= r1) return;
+    const u64 at = ((u64)b * p.heads_kv + h / group) * p.max_len + r0;
+    prefetch_l2(ptr<const __half>(p.k_cache) + at * D, (r1 - r0) * D * 2);
+    prefetch_l2(ptr<const __half>(p.v_cache) + at * D, (r1 - r0) * D * 2);
+}
+
+// The same for a launch's block: thread i asks for the block's unit i in the plain order
+// (u = blockIdx.x + i·gridDim.x; the first is the same in the counted order), i <
+// RS_DECODE_PREFETCH_UNITS. Not inlined: the kernel's registers and schedule stay as they were.
+template <int D>
+__device__ __noinline__ void decode_attention_prefetch(const DecodeAttentionParams& p, unsigned chunks) {
+    if (threadIdx.x < RS_DECODE_PREFETCH_UNITS)
+        decode_attention_prefetch_unit<D>(p, blockIdx.x + (u64)threadIdx.x * gridDim.x, chunks);
+}
+
 // Unit u of a launch: unsplit, (b, h), attending over the whole cache and writing its output;
 // SPLIT, (c, b, h) of a launch whose caches are in `chunks` chunks. The unsplit unit is the code
 // of the unit before chunks were added, so are its registers and schedule.

@@ -269,10 +269,24 @@ __device__ __forceinline__ void gemm_tile(const Gemm& g, unsigned index, const _
     }
 }
 
-// Starts the weight copies of unit u into `stage` (nothing for an attention unit) as one
-// group of copies.
+// Layer l's decode attention as DecodeAttentionParams (GPT-2 has no RoPE: inv_freq 0).
+__device__ __forceinline__ DecodeAttentionParams attention_of(const DecoderParams& p, const DecoderLayerWeights& l) {
+    const unsigned qw = p.heads * 64, kw = p.heads_kv * 64;
+    return {p.qkv,     p.qkv + 2ull * qw, p.qkv + 2ull * (qw + kw),
+            l.k_cache, l.v_cache,         p.attn,
+            p.pos,     0,                 p.batch,
+            p.heads,   p.heads_kv,        64,
+            p.max_len, qw + 2 * kw,       qw,
+            p.scale};
+}
+
+// Starts the weight copies of unit u into `stage` as one group of copies; for an attention
+// unit, asks L2 for its cached rows instead (written by earlier steps).
 __device__ __forceinline__ void prefetch(const DecoderParams& p, const Shared& sh, const Unit& u, __half* stage) {
-    if (u.phase != 1) fill(gemm_of(p, sh.layers, u), u.index, stage);
+    if (u.phase != 1)
+        fill(gemm_of(p, sh.layers, u), u.index, stage);
+    else if (threadIdx.x == 0)
+        rs::decode_attention_prefetch_unit<64>(attention_of(p, sh.layers[u.layer]), u.index, 1);
     rs::cp_async_commit();
 }
 
@@ -323,16 +337,7 @@ __device__ __forceinline__ void run(const DecoderParams& p, unsigned char* smem)
         rs::cp_async_wait<0>();
         __syncthreads();
         if (u.phase == 1) {
-            const DecoderLayerWeights& l = sh.layers[u.layer];
-            const unsigned qw = p.heads * 64, kw = p.heads_kv * 64;
-            // GPT-2 has no RoPE (inv_freq 0).
-            const DecodeAttentionParams a = {p.qkv,     p.qkv + 2ull * qw, p.qkv + 2ull * (qw + kw),
-                                             l.k_cache, l.v_cache,         p.attn,
-                                             p.pos,     0,                 p.batch,
-                                             p.heads,   p.heads_kv,        64,
-                                             p.max_len, qw + 2 * kw,       qw,
-                                             p.scale};
-            rs::decode_attention_unit<64, WARPS, RS_DECODE_U>(a, u.index);
+            rs::decode_attention_unit<64, WARPS, RS_DECODE_U>(attention_of(p, sh.layers[u.layer]), u.index);
         } else {
             gemm_tile(gemm_of(p, sh.layers, u), u.index, stage, sh, p.batch, p.eps);
         }
