@@ -58,6 +58,17 @@ __global__ void __launch_bounds__(W * 32) head_k(const __grid_constant__ DecodeA
     for (unsigned u = blockIdx.x; u < units; u += gridDim.x) rs::decode_attention_unit<D, W, U>(p, u);
 }
 
+// The library's unit and block with registers capped for three blocks an SM: the same
+// arithmetic in the PTX (its floating-point instructions in the same order), so the same bits
+// are expected, and on a partition where 256 units are more than two blocks an SM take at once, one
+// round of units fewer.
+template <int D>
+__global__ void __launch_bounds__(RS_DECODE_THREADS, 3) head3_k(const __grid_constant__ DecodeAttentionParams p) {
+    const unsigned units = p.batch * p.heads_q;
+    for (unsigned u = blockIdx.x; u < units; u += gridDim.x)
+        rs::decode_attention_unit<D, RS_DECODE_THREADS / 32, RS_DECODE_U>(p, u);
+}
+
 // The library's split decode attention kernel with the caches in `chunks` chunks (the library picks
 // decode_chunks).
 template <int D>
@@ -413,6 +424,16 @@ static void run(const Shape& s, CUdevice dev, const unsigned* sms_list, int n_sm
             differ_c1 += ch == 1 && memcmp(&o[i], &o_head[i], 2) != 0;
         }
     }
+    size_t differ_3 = 0;  // three blocks an SM against `head`, bit for bit, at two grids
+    for (unsigned grid : {s.batch * s.heads_q, 7u}) {
+        CK(cudaMemset(d_o, 0, o_n * 2));
+        head3_k<D><<<grid, RS_DECODE_THREADS>>>(p);
+        CK(cudaDeviceSynchronize());
+        std::vector<__half> o(o_n);
+        CK(cudaMemcpy(o.data(), d_o, o_n * 2, cudaMemcpyDeviceToHost));
+        for (size_t i = 0; i < o_n; ++i) differ_3 += memcmp(&o[i], &o_head[i], 2) != 0;
+    }
+    printf("three blocks an SM: %zu outputs differ from head (two grids)%s\n", differ_3, differ_3 == 0 ? "" : "  ** FAILED **");
     printf("chunk sweep (1 … 16 chunks): max |err| %.2e, %zu outputs of one chunk differ from head%s\n", err_sweep,
            differ_c1, err_sweep < 2e-2 && differ_c1 == 0 ? "" : "  ** FAILED **");
     // The variants against the reference.
@@ -491,11 +512,12 @@ static void run(const Shape& s, CUdevice dev, const unsigned* sms_list, int n_sm
         const double v48 = time_us([&] { head_variant<D, 4, 8>(p, st); });
         const double v18 = time_us([&] { head_variant<D, 1, 8>(p, st); });
         const double v88 = time_us([&] { head_variant<D, 8, 8>(p, st); });
+        const double t3 = time_us([&] { head3_k<D><<<s.batch * s.heads_q, RS_DECODE_THREADS, 0, st>>>(p); });
         CK(cudaGetLastError());
         printf("%8u %10.2f %10.2f %10.2f %10.2f %10.0f %10.0f %10.0f %10.2f %11.0f | w2u8 %7.2f w2u4 %7.2f w4u8 %7.2f "
-               "w1u8 %7.2f w8u8 %7.2f | c1 %7.2f c2 %7.2f c4 %7.2f c8 %7.2f c16 %7.2f\n",
+               "w1u8 %7.2f w8u8 %7.2f | c1 %7.2f c2 %7.2f c4 %7.2f c8 %7.2f c16 %7.2f | head3 %7.2f\n",
                got, th, tg, t1, ts, kv_bytes / th / 1e3, kv_bytes / tg / 1e3, kv_bytes / ts / 1e3, tc, kv_bytes / tc / 1e3,
-               v28, v24, v48, v18, v88, tsw[0], tsw[1], tsw[2], tsw[3], tsw[4]);
+               v28, v24, v48, v18, v88, tsw[0], tsw[1], tsw[2], tsw[3], tsw[4], t3);
         CK(cudaEventDestroy(a));
         CK(cudaEventDestroy(z));
         CK(cudaStreamDestroy(st));
@@ -526,6 +548,7 @@ int main() {
     const int n = sizeof(sms) / sizeof(sms[0]);
     run<64, 4>({"llama-3.2-1b b8", 8, 32, 8, 64, 160}, dev, sms, n);
     run<128, 4>({"mistral-7b b8", 8, 32, 8, 128, 160}, dev, sms, n);
+    run<64, 1>({"gpt2-medium b8", 8, 16, 16, 64, 160}, dev, sms, n);
     run<64, 4>({"llama-3.2-1b b1", 1, 32, 8, 64, 160}, dev, sms, n);
     run<128, 4>({"mistral-7b b8, long cache", 8, 32, 8, 128, 2048}, dev, sms, n);
     run<64, 4>({"llama-3.2-1b b1, long cache", 1, 32, 8, 64, 4096}, dev, sms, n);
