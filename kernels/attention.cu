@@ -168,6 +168,16 @@ RS_KERNEL_PAIR(__launch_bounds__(RS_DECODE_THREADS), attention_decode_d64, Decod
     decode<RS_COUNTED, 64>(p, t);
 }
 
+// The plain build of attention_decode_d64 with its registers capped for three blocks an SM (two
+// uncapped): the same instructions in the PTX but for the directive and integer code, so the
+// same bits (kernels::decode_attention_matches_reference). The runtime launches it where its
+// grid takes a launch's units in fewer rounds (runtime/rt.rs, Runtime::issue): on partitions
+// where the units outnumber two blocks an SM. The d32 and d128 builds fit three already.
+RS_KERNEL void __launch_bounds__(RS_DECODE_THREADS, 3)
+    attention_decode_d64_dense(const __grid_constant__ DecodeAttentionParams p, RS_TICKET t) {
+    attention_decode_d64_body<false>(p, t);
+}
+
 RS_KERNEL_PAIR(__launch_bounds__(RS_DECODE_THREADS), attention_decode_d128, DecodeAttentionParams) {
     rs::decode_attention_prefetch<128>(p, 1);
     rs::pdl_sync();

@@ -97,10 +97,13 @@ fn pdl_enabled(device: &Device) -> bool {
 }
 
 /// Every kernel of the library, loaded: each in the plain unit order, and those of the
-/// work-unit loop also counted (`<symbol>_counted`, kernels/common.cuh's RS_KERNEL_PAIR).
+/// work-unit loop also counted (`<symbol>_counted`, kernels/common.cuh's RS_KERNEL_PAIR); a
+/// kernel whose plain build leaves registers for fewer blocks an SM than it could hold also
+/// dense (`<symbol>_dense`: the plain build's code and bits with its registers capped).
 pub struct KernelTable {
     kernels: Vec<LoadedKernel>,
     counted: Vec<Option<LoadedKernel>>,
+    dense: Vec<Option<LoadedKernel>>,
     // After `kernels`: functions must not outlive their modules.
     _modules: Vec<super::handles::Module>,
 }
@@ -128,6 +131,7 @@ impl KernelTable {
         let pdl = pdl_enabled(device);
         let mut kernels = Vec::with_capacity(KernelId::ALL.len());
         let mut counted = Vec::with_capacity(KernelId::ALL.len());
+        let mut dense = Vec::with_capacity(KernelId::ALL.len());
         for &k in KernelId::ALL {
             let module =
                 modules.iter().find(|(m, _)| *m == k.module()).map(|(_, h)| h.raw()).unwrap_or(std::ptr::null_mut());
@@ -145,12 +149,15 @@ impl KernelTable {
             };
             let plain = load(k.symbol())?
                 .ok_or_else(|| Error::Launch { kernel: k.name(), reason: "not in its module".into() })?;
-            let name = CString::new(format!("{}_counted", k.name()))
-                .map_err(|_| Error::Launch { kernel: k.name(), reason: "a NUL in its name".into() })?;
+            let variant = |suffix: &str| {
+                CString::new(format!("{}_{suffix}", k.name()))
+                    .map_err(|_| Error::Launch { kernel: k.name(), reason: "a NUL in its name".into() })
+            };
             kernels.push(plain);
-            counted.push(load(&name)?);
+            counted.push(load(&variant("counted")?)?);
+            dense.push(load(&variant("dense")?)?);
         }
-        Ok(KernelTable { kernels, counted, _modules: modules.into_iter().map(|(_, h)| h).collect() })
+        Ok(KernelTable { kernels, counted, dense, _modules: modules.into_iter().map(|(_, h)| h).collect() })
     }
 
     /// The loaded kernel `id`, in the plain unit order.
@@ -161,6 +168,11 @@ impl KernelTable {
     /// Whether kernel `id` has a build that takes its units from the ticket's counter.
     pub fn has_counted(&self, id: KernelId) -> bool {
         self.counted[id.index()].is_some()
+    }
+
+    /// The plain build of kernel `id` with more blocks an SM, where it has one.
+    pub fn dense(&self, id: KernelId) -> Option<&LoadedKernel> {
+        self.dense[id.index()].as_ref()
     }
 
     /// The loaded kernel `id` that takes its units from the ticket's counter and reads claims,

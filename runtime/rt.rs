@@ -342,7 +342,21 @@ impl Runtime {
             let loaded = self.kernels.counted(id);
             (loaded, grid.blocks(units, part.sms(), loaded.blocks_per_sm))
         } else {
-            (plain, plain_blocks)
+            // The dense build (the same bits, more blocks an SM) where its grid takes the units
+            // in fewer rounds: on partitions too small for them all at the plain build's
+            // occupancy.
+            let rounds = |blocks: Option<u32>| blocks.map(|b| units.div_ceil(u64::from(b.max(1))));
+            match self.kernels.dense(id) {
+                Some(dense) => {
+                    let dense_blocks = grid.blocks(units, part.sms(), dense.blocks_per_sm);
+                    if matches!((rounds(dense_blocks), rounds(plain_blocks)), (Some(d), Some(p)) if d < p) {
+                        (dense, dense_blocks)
+                    } else {
+                        (plain, plain_blocks)
+                    }
+                }
+                None => (plain, plain_blocks),
+            }
         };
         let Some(blocks) = blocks else {
             return Err(Error::Launch { kernel: id.name(), reason: format!("{grid:?}: not 1 to 2^31 - 1 blocks") });

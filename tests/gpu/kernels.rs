@@ -507,6 +507,10 @@ fn decode_attention_matches_reference() {
         (4, 1, 64, 1000, vec![998, 0, 3]),
         (8, 4, 32, 40, vec![39, 17, 300]),
         (4, 2, 64, 513, vec![600, 192, 191, 511]),
+        // 40 units: more than the test partition's SMs hold at two blocks each, so there the
+        // runtime launches attention_decode_d64's dense build (three an SM), at the other
+        // placements the plain one: their outputs must be the same bits.
+        (20, 4, 64, 100, vec![57, 99]),
     ] {
         let batch = pos.len();
         let (qw, kw) = (heads_q * head_dim, heads_kv * head_dim);
@@ -545,6 +549,18 @@ fn decode_attention_matches_reference() {
         };
         let kernel = k::attention_decode_kernel(&p).unwrap();
         let unsplit = k::attention_decode_unsplit(head_dim as u32).unwrap();
+        if heads_q == 20 {
+            // The case above runs in fewer rounds on the dense build than the plain one.
+            let sms = rt.pool().get(PartitionId::green(0)).unwrap().sms();
+            let blocks_per_sm = |l: &rightsize::runtime::LoadedKernel| l.blocks_per_sm;
+            let plain = blocks_per_sm(rt.kernels().get(kernel.id()));
+            let dense = rt.kernels().dense(kernel.id()).map(blocks_per_sm).expect("a dense build");
+            let units = (batch * heads_q) as u32;
+            assert!(
+                units.div_ceil(dense * sms) < units.div_ceil(plain * sms),
+                "{units} units: {plain} and {dense} an SM"
+            );
+        }
         // Without RoPE, then with it fused (the reference rotates q and k first).
         let mut unfused = None;
         for rope in [false, true] {
