@@ -175,7 +175,9 @@ RS_KERNEL_PAIR(__launch_bounds__(RS_DECODE_THREADS), attention_decode_d64, Decod
 // where the units outnumber two blocks an SM. The d32 and d128 builds fit three already.
 RS_KERNEL void __launch_bounds__(RS_DECODE_THREADS, 3)
     attention_decode_d64_dense(const __grid_constant__ DecodeAttentionParams p, RS_TICKET t) {
-    attention_decode_d64_body<false>(p, t);
+    rs::decode_attention_prefetch<64>(p, 1);
+    rs::pdl_sync();
+    decode<false, 64>(p, t);
 }
 
 RS_KERNEL_PAIR(__launch_bounds__(RS_DECODE_THREADS), attention_decode_d128, DecodeAttentionParams) {
