@@ -331,7 +331,7 @@ fn policy_spec(name: &str, specs: &[RsTenantSpec], profiles: &[Profile]) -> Resu
             }
         })
         .collect();
-    Ok(PolicySpec { kind, tenants, reserved_sms: 0, claims: false })
+    Ok(PolicySpec { kind, tenants, reserved_sms: 0, claims: false, unguarded: false })
 }
 
 /// The policies a runtime can have.

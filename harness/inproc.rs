@@ -223,7 +223,10 @@ fn policy_spec(s: &Scenario, knees: &Knees) -> PolicySpec {
     // RIGHTSIZE_CLAIMS=1: latency-critical tenants of krisp claim their SMs, for comparisons
     // (as RIGHTSIZE_UNITS for the unit order).
     let claims = std::env::var("RIGHTSIZE_CLAIMS").is_ok_and(|v| v == "1");
-    PolicySpec { kind: PolicyKind::Full, tenants, reserved_sms: s.reserved_sms, claims }
+    // RIGHTSIZE_UNGUARDED=1: krisp without its guard of latency-critical windows where
+    // contention comes and goes, for comparisons.
+    let unguarded = std::env::var("RIGHTSIZE_UNGUARDED").is_ok_and(|v| v == "1");
+    PolicySpec { kind: PolicyKind::Full, tenants, reserved_sms: s.reserved_sms, claims, unguarded }
 }
 
 /// The policy kind of an in-process mode.

@@ -81,6 +81,9 @@ pub struct PolicySpec {
     /// Latency-critical tenants claim the SMs their work goes to (`krisp`:
     /// [`KrispShare::claiming`]).
     pub claims: bool,
+    /// Latency-critical windows are not guarded where contention comes and goes (`krisp`:
+    /// [`KrispShare::unguarded`], for comparisons).
+    pub unguarded: bool,
 }
 
 /// Groups of `granularity` SMs, out of `groups`, that `reserved_sms` SMs kept for
@@ -104,6 +107,7 @@ impl PolicySpec {
             PolicyKind::KrispIsolated => Box::new(Prioritized { inner: KrispIsolated::default(), reserved_groups }),
             PolicyKind::Krisp { .. } => {
                 let shares = self.krisp_shares(topo);
+                let shares = if self.unguarded { shares.unguarded() } else { shares };
                 Box::new(if self.claims { shares.claiming() } else { shares })
             }
         })
@@ -180,6 +184,7 @@ mod tests {
             tenants: vec![lc.clone(), TenantSpec::default()],
             reserved_sms: 0,
             claims: false,
+            unguarded: false,
         };
         assert_eq!(spec(PolicyKind::Krisp { curves: false }).bounded(&TOPO), vec![true, false]);
         assert_eq!(
@@ -202,7 +207,8 @@ mod tests {
     fn each_kind_builds_its_policy() {
         let lc = TenantSpec { class: PriorityClass::LatencyCritical, ..TenantSpec::default() };
         let tenants = vec![lc, TenantSpec { window_sms: Some(40), ..TenantSpec::default() }];
-        let spec = |kind| PolicySpec { kind, tenants: tenants.clone(), reserved_sms: 32, claims: false };
+        let spec =
+            |kind| PolicySpec { kind, tenants: tenants.clone(), reserved_sms: 32, claims: false, unguarded: false };
         let names: Vec<&str> = [
             PolicyKind::Full,
             PolicyKind::Static,

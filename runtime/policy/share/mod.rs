@@ -38,6 +38,9 @@ pub struct KrispShare {
     table: Option<Layouts>,
     /// Whether latency-critical tenants claim their SMs ([`KrispShare::claiming`]).
     claims: bool,
+    /// Whether a latency-critical tenant's window is kept for it also where contention comes
+    /// and goes (the default; [`KrispShare::unguarded`] for comparisons).
+    guards: bool,
 }
 
 impl KrispShare {
@@ -51,9 +54,17 @@ impl KrispShare {
         self
     }
 
+    /// The same policy without guarding latency-critical windows where contention comes and
+    /// goes: there every kernel runs on the whole device at its owner's priority, in resident
+    /// blocks (the rule before 2026-11-27, kept for comparisons).
+    pub fn unguarded(mut self) -> KrispShare {
+        self.guards = false;
+        self
+    }
+
     /// Shares without speeds: what quotas leave goes in equal parts.
     pub fn new(shares: Vec<Share>) -> KrispShare {
-        KrispShare { shares, speeds: Vec::new(), table: None, claims: false }
+        KrispShare { shares, speeds: Vec::new(), table: None, claims: false, guards: true }
     }
 
     /// Shares for `tenants` tenants on `topo`, with what quotas leave sized by the tenants'
@@ -62,7 +73,7 @@ impl KrispShare {
     /// path only looks it up; beyond [`TABLE_TENANTS`] tenants it is computed per launch, in
     /// equal parts, as by [`KrispShare::new`].
     pub fn with_speeds(shares: Vec<Share>, speeds: Vec<Option<Speeds>>, tenants: u32, topo: &Topology) -> KrispShare {
-        let mut p = KrispShare { shares, speeds, table: None, claims: false };
+        let mut p = KrispShare { shares, speeds, table: None, claims: false, guards: true };
         let n = (p.shares.len() as u32).max(tenants);
         if n == 0 || n > TABLE_TENANTS {
             return p;
@@ -312,11 +323,40 @@ impl KrispShare {
         !self.home(tenant, load.tenants(), topo.groups).contains(&w)
     }
 
+    /// Where a best-effort kernel runs beside latency-critical tenants where no windows are
+    /// laid out (contention that comes and goes, or the tenant alone), with guards: off the
+    /// windows of the latency-critical tenants that are active, and borrowing (short blocks,
+    /// the least priority) while a latency-critical tenant is idle, whose arrival then takes
+    /// its window back within a block. So a latency-critical tenant's window is kept for it
+    /// as where windows are laid out, whoever else comes and goes. `None` where this does not
+    /// apply: no guards, a latency-critical kernel, no latency-critical tenant, or windows.
+    fn guarded(&self, d: &Demand, active: u64, load: &GroupLoad, topo: &Topology) -> Option<(Region, bool)> {
+        let tenant = d.tenant.min(63);
+        let lc = self.critical_set();
+        if !self.guards || lc == 0 || self.critical(tenant as usize) || (d.sustained && active != 1 << tenant) {
+            return None;
+        }
+        let lc_active = lc & active;
+        let borrowed = lc & !active != 0;
+        if lc_active == 0 {
+            return Some((Region::Whole, borrowed));
+        }
+        let set = lc_active | 1 << tenant;
+        let mut now = [None; 64];
+        self.lay(set, load.tenants().max(64 - set.leading_zeros()), topo.groups, &mut now);
+        let w = now[tenant as usize]?;
+        let region = if w.count >= topo.groups { Region::Whole } else { Region::Groups(w) };
+        Some((region, borrowed))
+    }
+
     /// Where a kernel of the demand's tenant runs now, and whether it borrows.
     fn now(&self, d: &Demand, load: &GroupLoad, topo: &Topology) -> (Region, bool) {
         let tenant = d.tenant.min(63);
         let active = d.active | load.active_set() | 1 << tenant;
         let critical = self.critical(tenant as usize);
+        if let Some(guarded) = self.guarded(d, active, load, topo) {
+            return guarded;
+        }
         if self.on_whole_device(tenant as usize) || active == 1 << tenant {
             // Alone, a tenant that stays busy borrows the others' SMs (short blocks at the least
             // priority, so an owner coming back gets them within a block); one that comes and

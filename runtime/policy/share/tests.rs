@@ -103,10 +103,12 @@ fn tenants_that_come_and_go_share_the_whole_device() {
         Decision::Run { region: Region::Whole, high_priority: false, borrowed: true, blocks: Blocks::Short }
     );
     // A latency-critical tenant among them too: it goes out at high priority on the whole
-    // device, the best-effort ones on it at theirs; once one stays busy, windows, with the
-    // latency-critical tenant's quota kept free.
+    // device, the best-effort ones off its quota while it is active (guarded: the next test);
+    // once one stays busy, windows, with the latency-critical tenant's quota kept free.
     let lc = KrispShare::new(vec![share(true, Some(4)), share(false, None), share(false, None)]);
-    assert_eq!(lc.decide(&be(1, false), &idle, &TOPO), Decision::run(Region::Whole, false));
+    let off_lc = Region::Groups(GroupRange { first: 4, count: TOPO.groups - 4 });
+    assert_eq!(lc.decide(&be(1, false), &idle, &TOPO), Decision::run(off_lc, false));
+    assert_eq!(lc.clone().unguarded().decide(&be(1, false), &idle, &TOPO), Decision::run(Region::Whole, false));
     let critical = Demand { class: PriorityClass::LatencyCritical, ..be(0, false) };
     assert_eq!(lc.decide(&critical, &idle, &TOPO), Decision::run(Region::Whole, true));
     let Decision::Run { region: Region::Groups(w), .. } = lc.decide(&be(1, true), &idle, &TOPO) else {
@@ -220,6 +222,49 @@ fn with_claims_a_latency_critical_kernel_takes_the_groups_its_curve_needs() {
     };
     assert_eq!(window(two.decide(&lc_of(0), &load, &TOPO)), Some(GroupRange { first: 0, count: 4 }));
     assert_eq!(window(two.decide(&lc_of(1), &load, &TOPO)), Some(GroupRange { first: 4, count: 10 }));
+}
+
+#[test]
+fn a_latency_critical_window_is_guarded_where_contention_comes_and_goes() {
+    let shares = vec![share(true, Some(4)), share(false, None), share(false, None)];
+    let (p, unguarded) = (KrispShare::new(shares.clone()), KrispShare::new(shares).unguarded());
+    let load = GroupLoad::new(TOPO.groups, 3);
+    let be = |active, sustained| Demand { active, sustained, ..Demand::new(1, PriorityClass::BestEffort, None, 1024) };
+    let run = |region, borrowed| Decision::Run {
+        region,
+        high_priority: false,
+        borrowed,
+        blocks: if borrowed { Blocks::Short } else { Blocks::Resident },
+    };
+    let off_lc = Region::Groups(GroupRange { first: 4, count: TOPO.groups - 4 });
+    // Contention that comes and goes, the latency-critical tenant active: off its window, the
+    // rest shared by the best-effort tenants, in resident blocks.
+    assert_eq!(p.decide(&be(0b111, false), &load, &TOPO), run(off_lc, false));
+    assert_eq!(p.decide(&be(0b011, false), &load, &TOPO), run(off_lc, false));
+    // It is idle: the whole device, borrowed (short blocks at the least priority), so its next
+    // kernel gets its window back within a block; alone likewise.
+    assert_eq!(p.decide(&be(0b110, false), &load, &TOPO), run(Region::Whole, true));
+    assert_eq!(p.decide(&be(0b010, false), &load, &TOPO), run(Region::Whole, true));
+    // Without the guard: the whole device at the tenant's priority, resident blocks.
+    for active in [0b111, 0b011, 0b110, 0b010] {
+        assert_eq!(unguarded.decide(&be(active, false), &load, &TOPO), run(Region::Whole, false), "{active:b}");
+    }
+    // Where windows are laid out, and for the latency-critical tenant, nothing changes.
+    for d in [
+        be(0b111, true),
+        be(0b110, true),
+        Demand { active: 0b111, ..Demand::new(0, PriorityClass::LatencyCritical, None, 1024) },
+    ] {
+        assert_eq!(p.decide(&d, &load, &TOPO), unguarded.decide(&d, &load, &TOPO), "{d:?}");
+    }
+    // Nor without a latency-critical tenant.
+    let be_only = vec![share(false, None), share(false, None)];
+    let (q, q0) = (KrispShare::new(be_only.clone()), KrispShare::new(be_only).unguarded());
+    assert_eq!(q.decide(&be(0b11, false), &load, &TOPO), q0.decide(&be(0b11, false), &load, &TOPO));
+    // A plan replayed beside the active latency-critical tenant is the one off its window.
+    let regions = [Region::Whole, off_lc, Region::Groups(GroupRange { first: 4, count: 5 })];
+    assert_eq!(p.pick_plan(&be(0b011, false), &load, &TOPO, &regions), (1, false));
+    assert_eq!(p.pick_plan(&be(0b010, false), &load, &TOPO, &regions), (0, true));
 }
 
 fn shares_strategy() -> impl Strategy<Value = (Vec<Share>, u64)> {
