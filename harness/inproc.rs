@@ -14,7 +14,7 @@ use super::scenario::{Mode, Scenario, Sharing};
 use super::serve::Served;
 use super::session::{self, Session, SessionOutcome};
 use super::trace::TenantTrace;
-use crate::runtime::policy::{KrispShare, PolicyKind, PolicySpec, TenantSpec, Topology};
+use crate::runtime::policy::{Guard, KrispShare, PolicyKind, PolicySpec, TenantSpec, Topology};
 use crate::runtime::sync::{AtomicU32, Condvar, Mutex, Ordering};
 use crate::runtime::{Device, GroupRange, MinSms, Runtime, Tenant};
 
@@ -223,10 +223,10 @@ fn policy_spec(s: &Scenario, knees: &Knees) -> PolicySpec {
     // RIGHTSIZE_CLAIMS=1: latency-critical tenants of krisp claim their SMs, for comparisons
     // (as RIGHTSIZE_UNITS for the unit order).
     let claims = std::env::var("RIGHTSIZE_CLAIMS").is_ok_and(|v| v == "1");
-    // RIGHTSIZE_UNGUARDED=1: krisp without its guard of latency-critical windows where
-    // contention comes and goes, for comparisons.
-    let unguarded = std::env::var("RIGHTSIZE_UNGUARDED").is_ok_and(|v| v == "1");
-    PolicySpec { kind: PolicyKind::Full, tenants, reserved_sms: s.reserved_sms, claims, unguarded }
+    // RIGHTSIZE_GUARD=off|quota|knee: how krisp guards latency-critical windows where
+    // contention comes and goes (knee, the default), for comparisons.
+    let guard = std::env::var("RIGHTSIZE_GUARD").ok().and_then(|g| Guard::parse(&g)).unwrap_or_default();
+    PolicySpec { kind: PolicyKind::Full, tenants, reserved_sms: s.reserved_sms, claims, guard }
 }
 
 /// The policy kind of an in-process mode.

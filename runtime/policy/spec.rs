@@ -4,8 +4,8 @@
 //! means the same wherever it runs.
 
 use super::{
-    meets_on, Full, GroupRange, KrispConserved, KrispIsolated, KrispShare, Policy, Prioritized, PriorityClass, Share,
-    Speeds, Static, Topology,
+    knee_groups, meets_on, Full, GroupRange, KrispConserved, KrispIsolated, KrispShare, Policy, Prioritized,
+    PriorityClass, Share, Speeds, Static, Topology,
 };
 
 /// The policies a runtime can be made with.
@@ -81,9 +81,33 @@ pub struct PolicySpec {
     /// Latency-critical tenants claim the SMs their work goes to (`krisp`:
     /// [`KrispShare::claiming`]).
     pub claims: bool,
-    /// Latency-critical windows are not guarded where contention comes and goes (`krisp`:
-    /// [`KrispShare::unguarded`], for comparisons).
-    pub unguarded: bool,
+    /// How krisp guards latency-critical windows where contention comes and goes.
+    pub guard: Guard,
+}
+
+/// How krisp guards a latency-critical tenant's window where contention comes and goes
+/// ([`KrispShare::guarded`]); the harness reads `RIGHTSIZE_GUARD`, for comparisons.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Guard {
+    /// Not at all: every kernel on the whole device ([`KrispShare::unguarded`]).
+    Off,
+    /// Its quota's window.
+    Quota,
+    /// Its window, at least its request's knee ([`KrispShare::with_knees`]): the default.
+    #[default]
+    Knee,
+}
+
+impl Guard {
+    /// From its name (`off`, `quota`, `knee`).
+    pub fn parse(name: &str) -> Option<Guard> {
+        match name {
+            "off" => Some(Guard::Off),
+            "quota" => Some(Guard::Quota),
+            "knee" => Some(Guard::Knee),
+            _ => None,
+        }
+    }
 }
 
 /// Groups of `granularity` SMs, out of `groups`, that `reserved_sms` SMs kept for
@@ -107,7 +131,7 @@ impl PolicySpec {
             PolicyKind::KrispIsolated => Box::new(Prioritized { inner: KrispIsolated::default(), reserved_groups }),
             PolicyKind::Krisp { .. } => {
                 let shares = self.krisp_shares(topo);
-                let shares = if self.unguarded { shares.unguarded() } else { shares };
+                let shares = if self.guard == Guard::Off { shares.unguarded() } else { shares };
                 Box::new(if self.claims { shares.claiming() } else { shares })
             }
         })
@@ -146,7 +170,13 @@ impl PolicySpec {
             .iter()
             .map(|t| t.request_us.as_ref().filter(|_| curves).and_then(|c| Speeds::from_times(c, topo)))
             .collect();
-        KrispShare::with_speeds(shares, speeds, self.tenants.len() as u32, topo)
+        let knees = self
+            .tenants
+            .iter()
+            .map(|t| t.request_us.as_deref().and_then(|c| knee_groups(c, topo.granularity)))
+            .map(|k| k.filter(|_| self.guard == Guard::Knee))
+            .collect();
+        KrispShare::with_speeds(shares, speeds, self.tenants.len() as u32, topo).with_knees(knees)
     }
 }
 
@@ -184,7 +214,7 @@ mod tests {
             tenants: vec![lc.clone(), TenantSpec::default()],
             reserved_sms: 0,
             claims: false,
-            unguarded: false,
+            guard: Guard::Knee,
         };
         assert_eq!(spec(PolicyKind::Krisp { curves: false }).bounded(&TOPO), vec![true, false]);
         assert_eq!(
@@ -192,6 +222,15 @@ mod tests {
             Share { class: PriorityClass::LatencyCritical, quota: Some(4), bounded: true }
         );
         assert_eq!(spec(PolicyKind::KrispConserved).bounded(&TOPO), vec![false, false]);
+    }
+
+    #[test]
+    fn guards_are_named() {
+        assert_eq!(Guard::default(), Guard::Knee);
+        for (name, g) in [("off", Guard::Off), ("quota", Guard::Quota), ("knee", Guard::Knee)] {
+            assert_eq!(Guard::parse(name), Some(g));
+        }
+        assert_eq!(Guard::parse("on"), None);
     }
 
     #[test]
@@ -208,7 +247,7 @@ mod tests {
         let lc = TenantSpec { class: PriorityClass::LatencyCritical, ..TenantSpec::default() };
         let tenants = vec![lc, TenantSpec { window_sms: Some(40), ..TenantSpec::default() }];
         let spec =
-            |kind| PolicySpec { kind, tenants: tenants.clone(), reserved_sms: 32, claims: false, unguarded: false };
+            |kind| PolicySpec { kind, tenants: tenants.clone(), reserved_sms: 32, claims: false, guard: Guard::Knee };
         let names: Vec<&str> = [
             PolicyKind::Full,
             PolicyKind::Static,

@@ -41,6 +41,22 @@ pub struct KrispShare {
     /// Whether a latency-critical tenant's window is kept for it also where contention comes
     /// and goes (the default; [`KrispShare::unguarded`] for comparisons).
     guards: bool,
+    /// Tenant `i`'s knee at index `i`, where known: the groups on which its request runs
+    /// within [`KNEE_EPSILON`] of its best ([`KrispShare::with_knees`]).
+    knees: Vec<Option<u32>>,
+}
+
+/// How much slower than its best a request may run on its knee ([`KrispShare::with_knees`]).
+pub const KNEE_EPSILON: f64 = 0.05;
+
+/// The fewest groups of `granularity` SMs on which a request runs within [`KNEE_EPSILON`] of
+/// its best, from its time on each profiled SM count (`(sms, µs)`); `None` for a curve
+/// without a time.
+pub fn knee_groups(times: &[(u32, f64)], granularity: u32) -> Option<u32> {
+    let best = times.iter().map(|&(_, us)| us).filter(|&us| us > 0.0).min_by(f64::total_cmp)?;
+    let sms =
+        times.iter().filter(|&&(_, us)| us > 0.0 && us <= best * (1.0 + KNEE_EPSILON)).map(|&(sms, _)| sms).min()?;
+    Some(sms.div_ceil(granularity.max(1)))
 }
 
 impl KrispShare {
@@ -62,9 +78,18 @@ impl KrispShare {
         self
     }
 
+    /// The same policy with each tenant's knee in groups (`knees[i]` for tenant `i`; see
+    /// [`knee_groups`]). Where contention comes and goes, a guarded latency-critical window is
+    /// its knee where that is larger than its quota ([`KrispShare::guarded`]): there the
+    /// best-effort tenants have slack, so it gets what its requests need to run at full speed.
+    pub fn with_knees(mut self, knees: Vec<Option<u32>>) -> KrispShare {
+        self.knees = knees;
+        self
+    }
+
     /// Shares without speeds: what quotas leave goes in equal parts.
     pub fn new(shares: Vec<Share>) -> KrispShare {
-        KrispShare { shares, speeds: Vec::new(), table: None, claims: false, guards: true }
+        KrispShare { shares, speeds: Vec::new(), table: None, claims: false, guards: true, knees: Vec::new() }
     }
 
     /// Shares for `tenants` tenants on `topo`, with what quotas leave sized by the tenants'
@@ -73,7 +98,7 @@ impl KrispShare {
     /// path only looks it up; beyond [`TABLE_TENANTS`] tenants it is computed per launch, in
     /// equal parts, as by [`KrispShare::new`].
     pub fn with_speeds(shares: Vec<Share>, speeds: Vec<Option<Speeds>>, tenants: u32, topo: &Topology) -> KrispShare {
-        let mut p = KrispShare { shares, speeds, table: None, claims: false, guards: true };
+        let mut p = KrispShare { shares, speeds, table: None, claims: false, guards: true, knees: Vec::new() };
         let n = (p.shares.len() as u32).max(tenants);
         if n == 0 || n > TABLE_TENANTS {
             return p;
@@ -240,6 +265,14 @@ impl KrispShare {
             if let Some(w) = lay[t as usize].filter(|w| w.count < groups && !out.contains(w)) {
                 out.push(w);
             }
+            // Where it is guarded off the active latency-critical tenants' windows.
+            let lc_active = active & self.critical_set();
+            if self.guards && lc_active != 0 && !self.critical(t as usize) {
+                let w = self.guard_window(lc_active, t, n, groups);
+                if w.count < groups && !out.contains(&w) {
+                    out.push(w);
+                }
+            }
         }
         out
     }
@@ -341,12 +374,21 @@ impl KrispShare {
         if lc_active == 0 {
             return Some((Region::Whole, borrowed));
         }
-        let set = lc_active | 1 << tenant;
+        Some((Region::Groups(self.guard_window(lc_active, tenant, load.tenants(), topo.groups)), borrowed))
+    }
+
+    /// Where best-effort tenant `t` (of at least `n` tenants) runs beside the active
+    /// latency-critical tenants `lc_active` where contention comes and goes: after their
+    /// windows, laid side by side from group 0, each at least its tenant's knee; at least a
+    /// group.
+    fn guard_window(&self, lc_active: u64, t: TenantId, n: u32, groups: u32) -> GroupRange {
+        let set = lc_active | 1 << t.min(63);
         let mut now = [None; 64];
-        self.lay(set, load.tenants().max(64 - set.leading_zeros()), topo.groups, &mut now);
-        let w = now[tenant as usize]?;
-        let region = if w.count >= topo.groups { Region::Whole } else { Region::Groups(w) };
-        Some((region, borrowed))
+        self.lay(set, n.max(64 - set.leading_zeros()), groups, &mut now);
+        let knee = |l: usize| self.knees.get(l).copied().flatten().unwrap_or(0);
+        let taken: u32 = ids(lc_active).map(|l| now[l].map_or(0, |w| w.count).max(knee(l))).sum();
+        let first = taken.min(groups.saturating_sub(1));
+        GroupRange { first, count: groups - first }
     }
 
     /// Where a kernel of the demand's tenant runs now, and whether it borrows.

@@ -267,6 +267,35 @@ fn a_latency_critical_window_is_guarded_where_contention_comes_and_goes() {
     assert_eq!(p.pick_plan(&be(0b010, false), &load, &TOPO, &regions), (0, true));
 }
 
+#[test]
+fn a_guarded_window_is_at_least_its_tenants_knee() {
+    // About the committed bert-base batch-1 request curve: within 5% of its best from 64 SMs.
+    let curve = [(8, 1211.0), (32, 694.0), (56, 590.0), (64, 575.5), (120, 560.0), (132, 561.0)];
+    assert_eq!(knee_groups(&curve, 8), Some(8));
+    assert_eq!(knee_groups(&curve, 16), Some(4));
+    assert_eq!(knee_groups(&[(8, 0.0)], 8), None, "no time");
+    assert_eq!(knee_groups(&[], 8), None);
+    let shares = vec![share(true, Some(4)), share(false, None), share(false, None)];
+    let p = KrispShare::new(shares.clone()).with_knees(vec![Some(8), None, None]);
+    let load = GroupLoad::new(TOPO.groups, 3);
+    let be = |active| Demand { active, sustained: false, ..Demand::new(1, PriorityClass::BestEffort, None, 1024) };
+    let after = |first| Region::Groups(GroupRange { first, count: TOPO.groups - first });
+    // Contention that comes and goes: the best-effort tenants keep off the knee's 8 groups.
+    assert_eq!(p.decide(&be(0b011), &load, &TOPO), Decision::run(after(8), false));
+    // A knee below the quota leaves the quota; a knee of the whole device leaves a group.
+    let small = KrispShare::new(shares.clone()).with_knees(vec![Some(2), None, None]);
+    assert_eq!(small.decide(&be(0b011), &load, &TOPO), Decision::run(after(4), false));
+    let all = KrispShare::new(shares.clone()).with_knees(vec![Some(15), None, None]);
+    assert_eq!(all.decide(&be(0b011), &load, &TOPO), Decision::run(after(14), false));
+    // Where windows are laid out the quota stands.
+    let sustained = Demand { sustained: true, ..be(0b111) };
+    assert_eq!(p.decide(&sustained, &load, &TOPO), KrispShare::new(shares).decide(&sustained, &load, &TOPO));
+    // A best-effort tenant's plans include the guarded window, so a replay there has one.
+    let windows = p.windows(1, 3, TOPO.groups);
+    assert!(windows.contains(&GroupRange { first: 8, count: TOPO.groups - 8 }), "{windows:?}");
+    assert!(p.windows(0, 3, TOPO.groups).is_empty(), "the latency-critical tenant runs on the whole device");
+}
+
 fn shares_strategy() -> impl Strategy<Value = (Vec<Share>, u64)> {
     let one = (any::<bool>(), proptest::option::of(1u32..20), any::<bool>()).prop_map(|(lc, quota, bounded)| Share {
         class: if lc { PriorityClass::LatencyCritical } else { PriorityClass::BestEffort },
