@@ -225,7 +225,13 @@ fn policy_spec(s: &Scenario, knees: &Knees) -> PolicySpec {
     let claims = std::env::var("RIGHTSIZE_CLAIMS").is_ok_and(|v| v == "1");
     // RIGHTSIZE_GUARD=off|quota|knee: how krisp guards latency-critical windows where
     // contention comes and goes (knee, the default), for comparisons.
-    let guard = std::env::var("RIGHTSIZE_GUARD").ok().and_then(|g| Guard::parse(&g)).unwrap_or_default();
+    let guard = match std::env::var("RIGHTSIZE_GUARD") {
+        Ok(g) => Guard::parse(&g).unwrap_or_else(|| {
+            eprintln!("rightsize: RIGHTSIZE_GUARD={g} is none of off, quota, knee; krisp guards at the knee");
+            Guard::default()
+        }),
+        Err(_) => Guard::default(),
+    };
     PolicySpec { kind: PolicyKind::Full, tenants, reserved_sms: s.reserved_sms, claims, guard }
 }
 

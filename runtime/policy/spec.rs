@@ -89,9 +89,10 @@ pub struct PolicySpec {
 /// ([`KrispShare::guarded`]); the harness reads `RIGHTSIZE_GUARD`, for comparisons.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Guard {
-    /// Not at all: every kernel on the whole device ([`KrispShare::unguarded`]).
+    /// Not at all: there every kernel on the whole device at its owner's priority
+    /// ([`KrispShare::unguarded`]).
     Off,
-    /// Its quota's window.
+    /// Its window (its quota, or its equal part).
     Quota,
     /// Its window, at least its request's knee ([`KrispShare::with_knees`]): the default.
     #[default]
@@ -131,7 +132,6 @@ impl PolicySpec {
             PolicyKind::KrispIsolated => Box::new(Prioritized { inner: KrispIsolated::default(), reserved_groups }),
             PolicyKind::Krisp { .. } => {
                 let shares = self.krisp_shares(topo);
-                let shares = if self.guard == Guard::Off { shares.unguarded() } else { shares };
                 Box::new(if self.claims { shares.claiming() } else { shares })
             }
         })
@@ -153,7 +153,8 @@ impl PolicySpec {
 
     /// The shares of a krisp policy: each tenant's class, its quota in groups (bounded to it
     /// where [`TenantSpec::bounded`]) and, for `krisp-curves` where its request curve is known,
-    /// its speed on each window size.
+    /// its speed on each window size; each tenant's knee from its request curve, and how
+    /// latency-critical windows are guarded ([`Guard`]).
     pub fn krisp_shares(&self, topo: &Topology) -> KrispShare {
         let shares = self
             .tenants
@@ -176,7 +177,12 @@ impl PolicySpec {
             .map(|t| t.request_us.as_deref().and_then(|c| knee_groups(c, topo.granularity)))
             .map(|k| k.filter(|_| self.guard == Guard::Knee))
             .collect();
-        KrispShare::with_speeds(shares, speeds, self.tenants.len() as u32, topo).with_knees(knees)
+        let shares = KrispShare::with_speeds(shares, speeds, self.tenants.len() as u32, topo).with_knees(knees);
+        if self.guard == Guard::Off {
+            shares.unguarded()
+        } else {
+            shares
+        }
     }
 }
 
@@ -222,6 +228,36 @@ mod tests {
             Share { class: PriorityClass::LatencyCritical, quota: Some(4), bounded: true }
         );
         assert_eq!(spec(PolicyKind::KrispConserved).bounded(&TOPO), vec![false, false]);
+    }
+
+    #[test]
+    fn the_guard_asked_for_is_the_guard_built() {
+        use crate::runtime::policy::{Decision, Demand, GroupLoad, Region};
+        // A latency-critical tenant (32-SM quota: 4 groups) whose request is within 5% of its
+        // best from 64 SMs (8 groups), beside a best-effort one that comes and goes.
+        let lc = TenantSpec {
+            class: PriorityClass::LatencyCritical,
+            quota_sms: Some(32),
+            request_us: Some(vec![(32, 700.0), (64, 575.0), (120, 560.0)]),
+            ..TenantSpec::default()
+        };
+        let spec = |guard| PolicySpec {
+            kind: PolicyKind::Krisp { curves: false },
+            tenants: vec![lc.clone(), TenantSpec::default()],
+            reserved_sms: 0,
+            claims: false,
+            guard,
+        };
+        let be = Demand { active: 0b11, sustained: false, ..Demand::new(1, PriorityClass::BestEffort, None, 64) };
+        let place = |guard| match spec(guard).build(&TOPO).unwrap().decide(&be, &GroupLoad::new(TOPO.groups, 2), &TOPO)
+        {
+            Decision::Run { region, .. } => region,
+            Decision::Wait => panic!("krisp never waits"),
+        };
+        let after = |first| Region::Groups(GroupRange { first, count: TOPO.groups - first });
+        assert_eq!(place(Guard::Knee), after(8));
+        assert_eq!(place(Guard::Quota), after(4));
+        assert_eq!(place(Guard::Off), Region::Whole);
     }
 
     #[test]

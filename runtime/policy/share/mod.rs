@@ -26,8 +26,9 @@ pub const TABLE_TENANTS: u32 = 12;
 /// quota, or an equal part of what the quotas leave) while every tenant contends; the windows
 /// of the tenants with work are laid side by side, latency-critical ones first. A tenant alone
 /// gets the whole device; SMs beyond what a tenant owns are *borrowed*: short blocks at the
-/// least priority, so their owner gets them back within a block's time. The rules in full,
-/// and why: docs/architecture.md, "The share policy".
+/// least priority, so their owner gets them back within a block's time. Where no windows are
+/// laid out, a latency-critical tenant's window is still guarded ([`KrispShare::guarded`]).
+/// The rules in full, and why: docs/architecture.md, "The share policy".
 #[derive(Debug, Clone, Default)]
 pub struct KrispShare {
     /// Tenant `i`'s share at index `i`; tenants beyond it are best-effort without a quota.
@@ -38,9 +39,9 @@ pub struct KrispShare {
     table: Option<Layouts>,
     /// Whether latency-critical tenants claim their SMs ([`KrispShare::claiming`]).
     claims: bool,
-    /// Whether a latency-critical tenant's window is kept for it also where contention comes
-    /// and goes (the default; [`KrispShare::unguarded`] for comparisons).
-    guards: bool,
+    /// Whether a latency-critical tenant's window is *not* kept for it where contention comes
+    /// and goes ([`KrispShare::unguarded`], for comparisons; guarded by default).
+    unguarded: bool,
     /// Tenant `i`'s knee at index `i`, where known: the groups on which its request runs
     /// within [`KNEE_EPSILON`] of its best ([`KrispShare::with_knees`]).
     knees: Vec<Option<u32>>,
@@ -74,14 +75,15 @@ impl KrispShare {
     /// goes: there every kernel runs on the whole device at its owner's priority, in resident
     /// blocks (the rule before 2026-11-27, kept for comparisons).
     pub fn unguarded(mut self) -> KrispShare {
-        self.guards = false;
+        self.unguarded = true;
         self
     }
 
     /// The same policy with each tenant's knee in groups (`knees[i]` for tenant `i`; see
     /// [`knee_groups`]). Where contention comes and goes, a guarded latency-critical window is
-    /// its knee where that is larger than its quota ([`KrispShare::guarded`]): there the
-    /// best-effort tenants have slack, so it gets what its requests need to run at full speed.
+    /// its knee where that is larger than its window (its quota, or its equal part;
+    /// [`KrispShare::guarded`]): there the best-effort tenants have slack, so it gets what its
+    /// requests need to run at full speed.
     pub fn with_knees(mut self, knees: Vec<Option<u32>>) -> KrispShare {
         self.knees = knees;
         self
@@ -89,7 +91,7 @@ impl KrispShare {
 
     /// Shares without speeds: what quotas leave goes in equal parts.
     pub fn new(shares: Vec<Share>) -> KrispShare {
-        KrispShare { shares, speeds: Vec::new(), table: None, claims: false, guards: true, knees: Vec::new() }
+        KrispShare { shares, speeds: Vec::new(), table: None, claims: false, unguarded: false, knees: Vec::new() }
     }
 
     /// Shares for `tenants` tenants on `topo`, with what quotas leave sized by the tenants'
@@ -98,7 +100,7 @@ impl KrispShare {
     /// path only looks it up; beyond [`TABLE_TENANTS`] tenants it is computed per launch, in
     /// equal parts, as by [`KrispShare::new`].
     pub fn with_speeds(shares: Vec<Share>, speeds: Vec<Option<Speeds>>, tenants: u32, topo: &Topology) -> KrispShare {
-        let mut p = KrispShare { shares, speeds, table: None, claims: false, guards: true, knees: Vec::new() };
+        let mut p = KrispShare { shares, speeds, table: None, claims: false, unguarded: false, knees: Vec::new() };
         let n = (p.shares.len() as u32).max(tenants);
         if n == 0 || n > TABLE_TENANTS {
             return p;
@@ -240,9 +242,10 @@ impl KrispShare {
 
     /// Every window tenant `t` can get beside others (out of `tenants` tenants, any of the
     /// others contending), smaller than the device, without repeats: what a plan set of `t`
-    /// needs besides the whole device. A latency-critical tenant that is not bounded needs
-    /// none (it always runs on the whole device); beyond [`TABLE_TENANTS`] tenants, only its
-    /// home.
+    /// needs besides the whole device, guarded windows included ([`KrispShare::guarded`]). A
+    /// latency-critical tenant that is not bounded needs none (it always runs on the whole
+    /// device); beyond [`TABLE_TENANTS`] tenants, only its home (so there a replay beside an
+    /// active latency-critical tenant is not guarded).
     pub fn windows(&self, t: TenantId, tenants: u32, groups: u32) -> Vec<GroupRange> {
         let t = t.min(63);
         if self.on_whole_device(t as usize) {
@@ -267,7 +270,7 @@ impl KrispShare {
             }
             // Where it is guarded off the active latency-critical tenants' windows.
             let lc_active = active & self.critical_set();
-            if self.guards && lc_active != 0 && !self.critical(t as usize) {
+            if !self.unguarded && lc_active != 0 && !self.critical(t as usize) {
                 let w = self.guard_window(lc_active, t, n, groups);
                 if w.count < groups && !out.contains(&w) {
                     out.push(w);
@@ -356,17 +359,21 @@ impl KrispShare {
         !self.home(tenant, load.tenants(), topo.groups).contains(&w)
     }
 
-    /// Where a best-effort kernel runs beside latency-critical tenants where no windows are
-    /// laid out (contention that comes and goes, or the tenant alone), with guards: off the
-    /// windows of the latency-critical tenants that are active, and borrowing (short blocks,
-    /// the least priority) while a latency-critical tenant is idle, whose arrival then takes
-    /// its window back within a block. So a latency-critical tenant's window is kept for it
-    /// as where windows are laid out, whoever else comes and goes. `None` where this does not
-    /// apply: no guards, a latency-critical kernel, no latency-critical tenant, or windows.
+    /// Where a best-effort tenant's kernel runs beside latency-critical tenants where no
+    /// windows are laid out (contention that comes and goes, or the tenant alone), guarded:
+    /// off the windows of the latency-critical tenants that are active (each at least its
+    /// knee), and borrowing (short blocks, the least priority) while one of them is idle,
+    /// since its arrival then takes its window back within a block — on the whole device
+    /// while none is active, on what the active ones leave while some are. So a
+    /// latency-critical tenant's window is kept for it as where windows are laid out, whoever
+    /// else comes and goes. (Plans of the guarded window are captured as borrowing, since it
+    /// reaches beyond the tenant's home: their blocks are short either way.) `None` where this
+    /// does not apply: unguarded, a latency-critical tenant's kernel, no latency-critical
+    /// tenant, or windows laid out (lasting contention, not alone).
     fn guarded(&self, d: &Demand, active: u64, load: &GroupLoad, topo: &Topology) -> Option<(Region, bool)> {
         let tenant = d.tenant.min(63);
         let lc = self.critical_set();
-        if !self.guards || lc == 0 || self.critical(tenant as usize) || (d.sustained && active != 1 << tenant) {
+        if self.unguarded || lc == 0 || self.critical(tenant as usize) || (d.sustained && active != 1 << tenant) {
             return None;
         }
         let lc_active = lc & active;
@@ -374,7 +381,9 @@ impl KrispShare {
         if lc_active == 0 {
             return Some((Region::Whole, borrowed));
         }
-        Some((Region::Groups(self.guard_window(lc_active, tenant, load.tenants(), topo.groups)), borrowed))
+        let w = self.guard_window(lc_active, tenant, load.tenants(), topo.groups);
+        let region = if w.count >= topo.groups { Region::Whole } else { Region::Groups(w) };
+        Some((region, borrowed))
     }
 
     /// Where best-effort tenant `t` (of at least `n` tenants) runs beside the active
@@ -386,7 +395,7 @@ impl KrispShare {
         let mut now = [None; 64];
         self.lay(set, n.max(64 - set.leading_zeros()), groups, &mut now);
         let knee = |l: usize| self.knees.get(l).copied().flatten().unwrap_or(0);
-        let taken: u32 = ids(lc_active).map(|l| now[l].map_or(0, |w| w.count).max(knee(l))).sum();
+        let taken = ids(lc_active).map(|l| now[l].map_or(0, |w| w.count).max(knee(l))).fold(0, u32::saturating_add);
         let first = taken.min(groups.saturating_sub(1));
         GroupRange { first, count: groups - first }
     }
@@ -402,14 +411,15 @@ impl KrispShare {
         if self.on_whole_device(tenant as usize) || active == 1 << tenant {
             // Alone, a tenant that stays busy borrows the others' SMs (short blocks at the least
             // priority, so an owner coming back gets them within a block); one that comes and
-            // goes keeps its own priority, as it does beside others that come and go.
+            // goes keeps its own priority, as it does beside others that come and go (beside a
+            // latency-critical tenant, guarded above).
             return (Region::Whole, !critical && d.sustained);
         }
         if !d.sustained {
             // Contention that comes and goes (a contender is idle between its requests): no one
             // needs a window, and sharing every SM block by block lets each use what the others
             // leave; a latency-critical kernel, at high priority, takes each SM as the block
-            // running there ends.
+            // running there ends (its window guarded above, unless unguarded).
             return (Region::Whole, false);
         }
         let (mut now, mut owned) = ([None; 64], [None; 64]);

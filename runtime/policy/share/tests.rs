@@ -296,6 +296,35 @@ fn a_guarded_window_is_at_least_its_tenants_knee() {
     assert!(p.windows(0, 3, TOPO.groups).is_empty(), "the latency-critical tenant runs on the whole device");
 }
 
+#[test]
+fn with_two_latency_critical_tenants_each_active_one_is_guarded() {
+    // Tenants 0 and 1 latency-critical (quotas of 3 and 2 groups; 1's knee 5), 2 and 3
+    // best-effort, contention that comes and goes.
+    let shares = vec![share(true, Some(3)), share(true, Some(2)), share(false, None), share(false, None)];
+    let p = KrispShare::new(shares).with_knees(vec![None, Some(5), None, None]);
+    let load = GroupLoad::new(TOPO.groups, 4);
+    let be = |active| Demand { active, sustained: false, ..Demand::new(2, PriorityClass::BestEffort, None, 64) };
+    let run = |region, borrowed| Decision::Run {
+        region,
+        high_priority: false,
+        borrowed,
+        blocks: if borrowed { Blocks::Short } else { Blocks::Resident },
+    };
+    let after = |first| Region::Groups(GroupRange { first, count: TOPO.groups - first });
+    // Both active: off both windows (3, then 1's knee of 5), owned.
+    assert_eq!(p.decide(&be(0b1111), &load, &TOPO), run(after(8), false));
+    // One active: off its window, borrowing the idle one's (its arrival takes it back).
+    assert_eq!(p.decide(&be(0b0101), &load, &TOPO), run(after(3), true));
+    assert_eq!(p.decide(&be(0b0110), &load, &TOPO), run(after(5), true));
+    // Neither: the whole device, borrowed.
+    assert_eq!(p.decide(&be(0b1100), &load, &TOPO), run(Region::Whole, true));
+    // A plan for every one of those windows.
+    let windows = p.windows(2, 4, TOPO.groups);
+    for first in [8, 3, 5] {
+        assert!(windows.contains(&GroupRange { first, count: TOPO.groups - first }), "{first}: {windows:?}");
+    }
+}
+
 fn shares_strategy() -> impl Strategy<Value = (Vec<Share>, u64)> {
     let one = (any::<bool>(), proptest::option::of(1u32..20), any::<bool>()).prop_map(|(lc, quota, bounded)| Share {
         class: if lc { PriorityClass::LatencyCritical } else { PriorityClass::BestEffort },
