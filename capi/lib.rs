@@ -328,6 +328,7 @@ fn policy_spec(name: &str, specs: &[RsTenantSpec], profiles: &[Profile]) -> Resu
                 slo_ms: (s.slo_us > 0).then(|| f64::from(s.slo_us) / 1e3),
                 request_beside_us: profile.map(|p| p.request_us_beside(1)),
                 request_us: None,
+                request_knee_sms: None,
             }
         })
         .collect();

@@ -79,6 +79,7 @@ pub fn knees(
         if !needs(t) {
             out.request_us.push(None);
             out.request_beside_us.push(None);
+            out.request_knee_sms.push(None);
             continue;
         }
         let path = profile_path(profiles, &info.name, &t.model, t.batch, t.seq);
@@ -107,6 +108,7 @@ pub fn knees(
         p.add_to(&mut out.min_sms);
         out.request_us.push(Some(p.request_us(t.new_tokens)).filter(|c| !c.is_empty()));
         out.request_beside_us.push(Some(p.request_us_beside(t.new_tokens)).filter(|c| !c.is_empty()));
+        out.request_knee_sms.push(p.request_knee_sms(t.new_tokens));
     }
     Ok(out)
 }

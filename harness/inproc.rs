@@ -29,6 +29,9 @@ pub struct Knees {
     /// The same beside a co-runner streaming memory on the rest of the device (alone where
     /// there is no rest).
     pub request_beside_us: Vec<Option<Vec<(u32, f64)>>>,
+    /// Tenant `i`'s request's latency knee in SMs ([`crate::profiler::Profile::request_knee_sms`]).
+    #[serde(default)]
+    pub request_knee_sms: Vec<Option<u32>>,
 }
 
 /// Why a tenant did not start: another tenant of the run failed to get ready.
@@ -218,6 +221,7 @@ fn policy_spec(s: &Scenario, knees: &Knees) -> PolicySpec {
             slo_ms: t.slo_ms,
             request_beside_us: curve(&knees.request_beside_us, i),
             request_us: curve(&knees.request_us, i),
+            request_knee_sms: knees.request_knee_sms.get(i).copied().flatten(),
         })
         .collect();
     // RIGHTSIZE_CLAIMS=1: latency-critical tenants of krisp claim their SMs, for comparisons

@@ -170,6 +170,19 @@ impl Profile {
         self.request_times(new_tokens, true)
     }
 
+    /// The latency knee of a request generating `new_tokens` tokens ([`super::knees::knee`]
+    /// with the profile's ε and tolerance): the fewest profiled SMs on which it runs within
+    /// them of its best; `None` without a request curve.
+    pub fn request_knee_sms(&self, new_tokens: u32) -> Option<u32> {
+        let curve: Vec<Point> = self
+            .request_us(new_tokens)
+            .into_iter()
+            .filter(|&(_, us)| us > 0.0)
+            .map(|(sms, us)| Point { sms, us })
+            .collect();
+        (!curve.is_empty()).then(|| super::knees::knee(&curve, f64::INFINITY, self.epsilon, self.abs_tol_us, 0.0))
+    }
+
     fn request_times(&self, new_tokens: u32, beside: bool) -> Vec<(u32, f64)> {
         let steps = f64::from(new_tokens.saturating_sub(1));
         let time = |p: &RequestPoint| match beside && p.co_us > 0.0 {
@@ -315,6 +328,24 @@ mod tests {
         let s = p.summary();
         assert!(s.contains("| 64 | 200.0 | 12.0 | 0.52 | 250.0 | 20.0 | 0.41 |"), "{s}");
         assert!(s.contains("| 132 | 100.0 | 10.0 | 1.00 | – | – | – |"), "{s}");
+    }
+
+    #[test]
+    fn a_requests_knee_is_the_fewest_sms_within_epsilon_of_its_best() {
+        let p = sample();
+        assert_eq!(p.request_knee_sms(1), Some(132), "200 µs on 64 SMs is not within 5% of 100");
+        // The committed bert-base batch-1 request: within 5% of its best from 64 SMs.
+        let curve = [(8, 1211.0), (32, 694.0), (56, 590.0), (64, 575.5), (120, 560.0), (132, 561.0)];
+        let bert = Profile {
+            request_curve: curve.iter().map(|&(sms, us)| RequestPoint { sms, us, ..p.request_curve[0] }).collect(),
+            ..p.clone()
+        };
+        assert_eq!(bert.request_knee_sms(0), Some(64));
+        // No time: no knee.
+        let none = Profile { request_curve: Vec::new(), ..p.clone() };
+        assert_eq!(none.request_knee_sms(1), None);
+        let zero = Profile { request_curve: vec![RequestPoint { us: 0.0, ..p.request_curve[0] }], ..p };
+        assert_eq!(zero.request_knee_sms(1), None, "no time");
     }
 
     #[test]

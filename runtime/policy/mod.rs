@@ -29,7 +29,7 @@ pub mod vocabulary;
 pub use fixed::{equal_windows, Full, Static};
 pub use knee::{KrispConserved, KrispIsolated, Prioritized};
 pub use load::{Duty, GroupLoad, DUTY_IDLE_CAP, DUTY_WEIGHT, SUSTAINED};
-pub use share::{knee_groups, meets_on, KrispShare, Share, Speeds, BOUNDED_SLO_SHARE, KNEE_EPSILON, TABLE_TENANTS};
+pub use share::{meets_on, KrispShare, Share, Speeds, BOUNDED_SLO_SHARE, TABLE_TENANTS};
 pub use spec::{reserved_groups, Guard, PolicyKind, PolicySpec, TenantSpec};
 pub(crate) use vocabulary::span;
 pub use vocabulary::{

@@ -4,8 +4,8 @@
 //! means the same wherever it runs.
 
 use super::{
-    knee_groups, meets_on, Full, GroupRange, KrispConserved, KrispIsolated, KrispShare, Policy, Prioritized,
-    PriorityClass, Share, Speeds, Static, Topology,
+    meets_on, Full, GroupRange, KrispConserved, KrispIsolated, KrispShare, Policy, Prioritized, PriorityClass, Share,
+    Speeds, Static, Topology,
 };
 
 /// The policies a runtime can be made with.
@@ -48,6 +48,9 @@ pub struct TenantSpec {
     /// Its request's time on each profiled SM count on an idle device: its [`Speeds`]
     /// (`krisp-curves`).
     pub request_us: Option<Vec<(u32, f64)>>,
+    /// The fewest SMs on which its request runs at full speed (its profile's request knee):
+    /// the least a guarded latency-critical window is ([`Guard::Knee`]).
+    pub request_knee_sms: Option<u32>,
 }
 
 impl TenantSpec {
@@ -174,8 +177,11 @@ impl PolicySpec {
         let knees = self
             .tenants
             .iter()
-            .map(|t| t.request_us.as_deref().and_then(|c| knee_groups(c, topo.granularity)))
-            .map(|k| k.filter(|_| self.guard == Guard::Knee))
+            .map(|t| {
+                t.request_knee_sms
+                    .filter(|_| self.guard == Guard::Knee)
+                    .map(|sms| sms.div_ceil(topo.granularity.max(1)))
+            })
             .collect();
         let shares = KrispShare::with_speeds(shares, speeds, self.tenants.len() as u32, topo).with_knees(knees);
         if self.guard == Guard::Off {
@@ -233,12 +239,12 @@ mod tests {
     #[test]
     fn the_guard_asked_for_is_the_guard_built() {
         use crate::runtime::policy::{Decision, Demand, GroupLoad, Region};
-        // A latency-critical tenant (32-SM quota: 4 groups) whose request is within 5% of its
-        // best from 64 SMs (8 groups), beside a best-effort one that comes and goes.
+        // A latency-critical tenant (32-SM quota: 4 groups) whose request's knee is 64 SMs (8
+        // groups), beside a best-effort one that comes and goes.
         let lc = TenantSpec {
             class: PriorityClass::LatencyCritical,
             quota_sms: Some(32),
-            request_us: Some(vec![(32, 700.0), (64, 575.0), (120, 560.0)]),
+            request_knee_sms: Some(64),
             ..TenantSpec::default()
         };
         let spec = |guard| PolicySpec {

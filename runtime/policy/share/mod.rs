@@ -42,22 +42,9 @@ pub struct KrispShare {
     /// Whether a latency-critical tenant's window is *not* kept for it where contention comes
     /// and goes ([`KrispShare::unguarded`], for comparisons; guarded by default).
     unguarded: bool,
-    /// Tenant `i`'s knee at index `i`, where known: the groups on which its request runs
-    /// within [`KNEE_EPSILON`] of its best ([`KrispShare::with_knees`]).
+    /// Tenant `i`'s request knee in groups at index `i`, where known
+    /// ([`KrispShare::with_knees`]).
     knees: Vec<Option<u32>>,
-}
-
-/// How much slower than its best a request may run on its knee ([`KrispShare::with_knees`]).
-pub const KNEE_EPSILON: f64 = 0.05;
-
-/// The fewest groups of `granularity` SMs on which a request runs within [`KNEE_EPSILON`] of
-/// its best, from its time on each profiled SM count (`(sms, µs)`); `None` for a curve
-/// without a time.
-pub fn knee_groups(times: &[(u32, f64)], granularity: u32) -> Option<u32> {
-    let best = times.iter().map(|&(_, us)| us).filter(|&us| us > 0.0).min_by(f64::total_cmp)?;
-    let sms =
-        times.iter().filter(|&&(_, us)| us > 0.0 && us <= best * (1.0 + KNEE_EPSILON)).map(|&(sms, _)| sms).min()?;
-    Some(sms.div_ceil(granularity.max(1)))
 }
 
 impl KrispShare {
@@ -79,8 +66,9 @@ impl KrispShare {
         self
     }
 
-    /// The same policy with each tenant's knee in groups (`knees[i]` for tenant `i`; see
-    /// [`knee_groups`]). Where contention comes and goes, a guarded latency-critical window is
+    /// The same policy with each tenant's request knee in groups (`knees[i]` for tenant `i`:
+    /// the fewest on which its request runs at full speed, from its profile,
+    /// `Profile::request_knee_sms`). Where contention comes and goes, a guarded latency-critical window is
     /// its knee where that is larger than its window (its quota, or its equal part;
     /// [`KrispShare::guarded`]): there the best-effort tenants have slack, so it gets what its
     /// requests need to run at full speed.
