@@ -10,8 +10,10 @@
 //! `cargo bench --bench kernels` on a GPU host (or `gpu-bin/bench-kernels --bench`). Set
 //! `RIGHTSIZE_BENCH_TABLE=FILE` to also write the table as Markdown, and
 //! `RIGHTSIZE_BENCH_GEMMS=M×N×K,…` (or `MxNxK`) to time only those GEMMs, as the matrix does
-//! (for a quick look or under ncu), or `RIGHTSIZE_BENCH_GEMMS=decode` for only the decode GEMMs'
-//! table (share of the copy bandwidth on the whole device and on 48 SMs, against cuBLASLt).
+//! (for a quick look or under ncu), `RIGHTSIZE_BENCH_GEMMS=decode` for only the decode GEMMs'
+//! table (share of the copy bandwidth on the whole device and on 48 SMs, against cuBLASLt), or
+//! `RIGHTSIZE_BENCH_GEMMS=tiles` for only the prefill tiles on partitions (every tile width on
+//! 16 … 96 SMs and the whole device, the picked one marked).
 //! Without a GPU it says why.
 
 use std::cell::RefCell;
@@ -772,6 +774,59 @@ fn confined_gemms(cx: &mut Ctx) -> String {
     t
 }
 
+/// Prefill GEMMs of batch-1 encoders (M = 128) and of BERT-base at batch 8 (M = 1024), whose
+/// tile the library picks by the SMs a launch runs on: (label, M, N, K).
+const TILE_SHAPES: [(&str, u32, u32, u32); 8] = [
+    ("bert-base qkv", 128, 2304, 768),
+    ("bert-base ffn-up", 128, 3072, 768),
+    ("bert-base ffn-down", 128, 768, 3072),
+    ("bert-large qkv", 128, 3072, 1024),
+    ("bert-large ffn-up", 128, 4096, 1024),
+    ("bert-large ffn-down", 128, 1024, 4096),
+    ("bert-base qkv", 1024, 2304, 768),
+    ("bert-base ffn-up", 1024, 3072, 768),
+];
+
+/// Every Hopper prefill tile width on every partition of the bench and the whole device, for
+/// [`TILE_SHAPES`]: µs per launch (grid sized to the partition), the one the library picks for
+/// those SMs marked. What the pick's cost model (`gemm_wgmma_kernel`) is checked against.
+fn partition_tiles(cx: &mut Ctx) -> String {
+    let mut on = partitions(cx);
+    on.push((PartitionId::WHOLE, cx.rt.device().info().sm_count));
+    if cx.rt.device().info().compute_capability != (9, 0) {
+        return String::new();
+    }
+    let widths: Vec<String> = k::HOPPER_PREFILL_GEMMS.iter().map(|g| format!("{} µs", g.id())).collect();
+    let mut t = format!(
+        "\nPrefill tiles on partitions: each Hopper tile width's µs per launch (grid sized to the SMs, median of 5 \
+         timings of graph replays); * marks the one the library picks for those SMs, and \"picked / best\" is its \
+         time over the fastest's.\n\n| GEMM | M×N×K | SMs | {} | picked / best |\n|---|---|---:|{}---:|\n",
+        widths.join(" | "),
+        "---:|".repeat(widths.len())
+    );
+    for (label, m, n, kk) in TILE_SHAPES {
+        let bufs = gemm_bufs(cx, (m, n, kk));
+        for &(pid, sms) in &on {
+            let picked = hopper_gemm(m, n, kk, cx.rt.device().info().compute_capability, sms).map(|g| g.id());
+            let times: Vec<(k::KernelId, f64)> = k::HOPPER_PREFILL_GEMMS
+                .iter()
+                .map(|&g| (g.id(), time_kernel_on(cx, &bufs, (m, n, kk), pid, sms, Some(g), false).1))
+                .collect();
+            let best = times.iter().map(|&(_, s)| s).fold(f64::INFINITY, f64::min);
+            let cells: Vec<String> = times
+                .iter()
+                .map(|&(id, s)| format!("{:.2}{}", s * 1e6, if Some(id) == picked { "*" } else { "" }))
+                .collect();
+            let ratio = times
+                .iter()
+                .find(|&&(id, _)| Some(id) == picked)
+                .map_or(String::new(), |&(_, s)| format!("{:.2}", s / best));
+            t += &format!("| {label} | {m}×{n}×{kk} | {sms} | {} | {ratio} |\n", cells.join(" | "));
+        }
+    }
+    t
+}
+
 /// The decode GEMMs (M = 8) of the models the decode issue names, with their fused weights
 /// (QKV, gate+up): (model, weight, N, K).
 const DECODE_SHAPES: [(&str, &str, u32, u32); 15] = [
@@ -951,13 +1006,13 @@ fn gemm_matrix(cx: &mut Ctx, bandwidth: f64, only: Option<&[(u32, u32, u32)]>) -
     let hopper = info.compute_capability == (9, 0);
     let mut t = String::from(
         "\nThe GEMM matrix (whole device, no epilogue, inputs rotated past 3× L2; median of 5 timings of \
-         ≈ 20 ms of graph replays). \"picked\" is the kernel the library runs for the shape; beside it, the six Hopper \
+         ≈ 20 ms of graph replays). \"picked\" is the kernel the library runs for the shape; beside it, the eight Hopper \
          tile widths for M > 64, for M ≤ 64 the small-M Hopper tiles (64×32, 64×64) and the mma.sync kernel \
          for that M (skinny or 64×64), and for M ≤ 8 the streamed kernel (gemm_f16_stream_m8, which sm_90 picks when \
          K > 1024, or with at least 40 tiles an SM, which no shape here has on the whole device). \"of DRAM\" is the bytes of A, B and C over the picked kernel's time against \
          the measured bandwidth.\n\n\
-         | M | N×K | picked | µs | TFLOP/s | of DRAM | 128×48 µs | 128×64 µs | 128×128 µs | 128×160 µs | 128×192 µs | 128×256 µs | 64×32 µs | 64×64 µs | streamed µs | mma.sync µs | cuBLASLt µs | picked / cuBLASLt (speed) |\n\
-         |---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+         | M | N×K | picked | µs | TFLOP/s | of DRAM | 128×48 µs | 128×64 µs | 128×80 µs | 128×96 µs | 128×128 µs | 128×160 µs | 128×192 µs | 128×256 µs | 64×32 µs | 64×64 µs | streamed µs | mma.sync µs | cuBLASLt µs | picked / cuBLASLt (speed) |\n\
+         |---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     let all: Vec<(&str, u32, u32, u32)> = match only {
         Some(list) => list.iter().map(|&(m, n, kk)| ("", m, n, kk)).collect(),
@@ -985,7 +1040,7 @@ fn gemm_matrix(cx: &mut Ctx, bandwidth: f64, only: Option<&[(u32, u32, u32)]>) -
                 .collect::<Option<_>>()?;
             Some(time_launches(cx, cx.stream, launches))
         };
-        // The Hopper kernels that serve this M (the six tile widths above 64 rows, the
+        // The Hopper kernels that serve this M (the eight tile widths above 64 rows, the
         // small-M tiles below), and for M ≤ 64 the mma.sync kernel too.
         let serving: &[Kernel<GemmTmaParams>] = if m <= 8 {
             &[k::GEMM_STREAM_8, k::GEMM_WGMMA_SMALL, k::GEMM_WGMMA_SMALL_WIDE]
@@ -1033,12 +1088,14 @@ fn gemm_matrix(cx: &mut Ctx, bandwidth: f64, only: Option<&[(u32, u32, u32)]>) -
         let flops = 2.0 * f64::from(m) * f64::from(n) * f64::from(kk);
         let shape = if label.is_empty() { format!("{n}×{kk}") } else { format!("{n}×{kk} ({label})") };
         t += &format!(
-            "| {m} | {shape} | {name} | {:.2} | {:.1} | {:.0}% | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {blas_us} | {ratio} |\n",
+            "| {m} | {shape} | {name} | {:.2} | {:.1} | {:.0}% | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {blas_us} | {ratio} |\n",
             ours * 1e6,
             flops / ours / 1e12,
             100.0 * bytes / ours / bandwidth,
             us(hopper_time(k::GEMM_WGMMA_SLIM)),
             us(hopper_time(k::GEMM_WGMMA_NARROW)),
+            us(hopper_time(k::GEMM_WGMMA_80)),
+            us(hopper_time(k::GEMM_WGMMA_96)),
             us(hopper_time(k::GEMM_WGMMA)),
             us(hopper_time(k::GEMM_WGMMA_WIDER_MID)),
             us(hopper_time(k::GEMM_WGMMA_MID)),
@@ -1052,17 +1109,21 @@ fn gemm_matrix(cx: &mut Ctx, bandwidth: f64, only: Option<&[(u32, u32, u32)]>) -
     t
 }
 
-/// What `RIGHTSIZE_BENCH_GEMMS` asks for: the decode table alone, or only these GEMMs.
+/// What `RIGHTSIZE_BENCH_GEMMS` asks for: the decode table alone, the prefill tiles on
+/// partitions alone, or only these GEMMs.
 enum OnlyGemms {
     Decode,
+    Tiles,
     Shapes(Vec<(u32, u32, u32)>),
 }
 
 /// `RIGHTSIZE_BENCH_GEMMS` (`decode`, or `M×N×K` / `MxNxK`, comma-separated), if set.
 fn only_gemms() -> Option<OnlyGemms> {
     let spec = std::env::var("RIGHTSIZE_BENCH_GEMMS").ok()?;
-    if spec.trim() == "decode" {
-        return Some(OnlyGemms::Decode);
+    match spec.trim() {
+        "decode" => return Some(OnlyGemms::Decode),
+        "tiles" => return Some(OnlyGemms::Tiles),
+        _ => {}
     }
     let parse = |item: &str| -> Option<(u32, u32, u32)> {
         let d: Vec<u32> = item.trim().split(['×', 'x']).map(|v| v.trim().parse().ok()).collect::<Option<_>>()?;
@@ -1071,7 +1132,9 @@ fn only_gemms() -> Option<OnlyGemms> {
     match spec.split(',').map(parse).collect::<Option<Vec<_>>>() {
         Some(list) => Some(OnlyGemms::Shapes(list)),
         None => {
-            eprintln!("RIGHTSIZE_BENCH_GEMMS={spec:?}: expected decode, or M×N×K[,M×N×K…] with K a multiple of 8");
+            eprintln!(
+                "RIGHTSIZE_BENCH_GEMMS={spec:?}: expected decode, tiles, or M×N×K[,M×N×K…] with K a multiple of 8"
+            );
             std::process::exit(2)
         }
     }
@@ -1123,6 +1186,7 @@ fn bench(c: &mut Criterion) {
             let table = decode_gemms(&mut cx, bandwidth) + &small_k_decode_gemms(&mut cx, bandwidth);
             return emit(&table);
         }
+        Some(OnlyGemms::Tiles) => return emit(&partition_tiles(&mut cx)),
         Some(OnlyGemms::Shapes(only)) => return emit(&gemm_matrix(&mut cx, bandwidth, Some(&only))),
         None => {}
     }
@@ -1181,6 +1245,7 @@ fn bench(c: &mut Criterion) {
     }
     table += &gemm_matrix(&mut cx, bandwidth, None);
     table += &confined_gemms(&mut cx);
+    table += &partition_tiles(&mut cx);
     table += &decode_gemms(&mut cx, bandwidth);
     emit(&table);
 }

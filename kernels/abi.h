@@ -190,9 +190,9 @@ typedef struct GemmParams {
     unsigned int b_layout;
 } GemmParams;
 
-/** Hopper GEMM (gemm_sm90.cu): 128x256, 128x192, 128x160, 128x128, 128x64 or 128x48 tiles (3
- *  warpgroups), BK 64, a 192 KiB ring of as many stages as fit (4, 4, 5, 6, 8, 8; 16 for the
- *  small-M kernel below). */
+/** Hopper GEMM (gemm_sm90.cu): 128x256, 128x192, 128x160, 128x128, 128x96, 128x80, 128x64 or
+ *  128x48 tiles (3 warpgroups), BK 64, a 192 KiB ring of as many stages as fit (4, 4, 5, 6, 6,
+ *  7, 8, 8; 16 for the small-M kernel below). */
 #define RS_GEMM_W_BM 128
 #define RS_GEMM_W_BN_WIDE 256
 #define RS_GEMM_W_BN_MID 192
@@ -202,6 +202,11 @@ typedef struct GemmParams {
  *  (BERT-base at M = 1024: N = 768 in 16 tiles of 48, N = 2304 in 15 of 160). */
 #define RS_GEMM_W_BN_SLIM 48
 #define RS_GEMM_W_BN_WIDER_MID 160
+/** Tiles whose widths make one round of tiles fill a partition's SMs where the others take two
+ *  (BERT-base at M = 128 on 32 SMs: N = 2304 in 29 tiles of 80, N = 3072 in 32 of 96). Whole
+ *  tiles of 16 rows, as packed weights (RS_B_TILES) come. */
+#define RS_GEMM_W_BN_80 80
+#define RS_GEMM_W_BN_96 96
 #define RS_GEMM_W_BK 64
 #define RS_GEMM_W_RING_BYTES 196608
 /** Row stride (floats) of the Hopper GEMM's epilogue buffers: 2 warpgroups × 64 rows × 32 columns. */

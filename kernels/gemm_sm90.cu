@@ -4,9 +4,11 @@
 // Computes:   as gemm.cu (GemmParams: bias, GELU tanh/erf, FP16 rounding before the residual
 //             add), for batch = 1.
 // Work unit:  one BM×BN output tile; units = ⌈M/BM⌉·⌈N/BN⌉. Prefill tiles 128×256, 128×192,
-//             128×160, 128×128, 128×64 and 128×48 (gemm_f16_wgmma_128xBN; params.rs::
-//             gemm_wgmma_kernel picks one; 160 and 48 make one round of tiles fill the SMs
-//             where the others leave many idle), and
+//             128×160, 128×128, 128×96, 128×80, 128×64 and 128×48 (gemm_f16_wgmma_128xBN;
+//             params/gemm.rs::gemm_wgmma_kernel picks one for the SMs the launch runs on; 160,
+//             96, 80 and 48 make one round of tiles fill the SMs where the others leave many
+//             idle or take two rounds: BERT-base's QKV at M = 128 in 29 tiles of 80 on 32 SMs),
+//             and
 //             64×32 and 64×64 for small M (gemm_f16_wgmma_64x32/_64x64: 8 < M ≤ 64, where
 //             enough tiles to keep every SM streaming weights matter most). Each block loops over units (u = blockIdx.x,
 //             and later ones as the ticket hands them out; along M first when M ≤ N, see
@@ -19,7 +21,8 @@
 //             operands from shared memory, 128-byte swizzle, FP32 accumulators in registers),
 //             keeps one K step's group in flight while the next is issued, and releases each
 //             stage through empty[s] once the group reading it is done. The epilogue goes
-//             through shared memory 32 columns at a time (16 for the last of a 48-wide tile).
+//             through shared memory 32 columns at a time (16 for the last of a 48- or 80-wide
+//             tile).
 // Packed B:   with p.b_layout = RS_B_TILES, B is in pack_tiles_f16's layout (abi.h): a K step's
 //             B is one TMA box of a 5-D view (an atom of 8 rows × 32 columns, slices, halves of
 //             a tile, chunks, tiles) of 2 slices × 2 halves × BN / 16 tiles: atoms
@@ -255,7 +258,7 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
         // is small (one chunk's, not BN/4 pairs': an unrolled epilogue of a 128×256 tile was
         // ~200 KB of instructions) and its global accesses are coalesced.
         // d[4i + e]: row 16·warp + lane/4 (+8 for e ≥ 2), column 8i + 2·(lane%4) (+1 for odd e).
-        // With BN = 48 the last chunk has 16 columns.
+        // With BN = 48 or 80 the last chunk has 16 columns.
         float* chunk = epi + half * 64 * EPI_STRIDE;
         constexpr int CHUNKS = (BN + 31) / 32;
         static_assert(BN % 16 == 0, "chunks of 32 columns, the last one possibly of 16");
@@ -281,7 +284,7 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
             // Each lane stores rows lane/4 and lane/4 + 8 of the warp's 16, columns 8·(lane%4) + 0…7.
             const unsigned r = warp * 16 + lane / 4, c8 = 8 * (lane % 4);
             const unsigned row = m0 + half * 64 + r, col = n0 + 32 * c + c8;
-            const bool in_tile = BN % 32 == 0 || 32 * c + c8 < BN;  // a 48-wide tile's last chunk
+            const bool in_tile = BN % 32 == 0 || 32 * c + c8 < BN;  // a 48- or 80-wide tile's last chunk
             if (row < p.m && col < p.n && in_tile) store8x2(p, C, R, bias, row, col, chunk + r * EPI_STRIDE + c8, vec);
         }
     }
@@ -310,6 +313,16 @@ RS_KERNEL_PAIR(__launch_bounds__(RS_GEMM_W_THREADS, 1), gemm_f16_wgmma_128x48, G
 RS_KERNEL_PAIR(__launch_bounds__(RS_GEMM_W_THREADS, 1), gemm_f16_wgmma_128x64, GemmTmaParams) {
     rs::pdl_sync();
     RS_GEMM_WGMMA(64, 2);
+}
+
+RS_KERNEL_PAIR(__launch_bounds__(RS_GEMM_W_THREADS, 1), gemm_f16_wgmma_128x80, GemmTmaParams) {
+    rs::pdl_sync();
+    RS_GEMM_WGMMA(80, 2);
+}
+
+RS_KERNEL_PAIR(__launch_bounds__(RS_GEMM_W_THREADS, 1), gemm_f16_wgmma_128x96, GemmTmaParams) {
+    rs::pdl_sync();
+    RS_GEMM_WGMMA(96, 2);
 }
 
 RS_KERNEL_PAIR(__launch_bounds__(RS_GEMM_W_THREADS, 1), gemm_f16_wgmma_128x128, GemmTmaParams) {

@@ -238,6 +238,10 @@ registry! {
             GEMM_W_SMEM, GemmTmaParams;
         GemmWgmma, GEMM_WGMMA: GemmSm90, c"gemm_f16_wgmma_128x128", abi::RS_GEMM_W_THREADS,
             GEMM_W_SMEM, GemmTmaParams;
+        GemmWgmma96, GEMM_WGMMA_96: GemmSm90, c"gemm_f16_wgmma_128x96", abi::RS_GEMM_W_THREADS,
+            GEMM_W_SMEM, GemmTmaParams;
+        GemmWgmma80, GEMM_WGMMA_80: GemmSm90, c"gemm_f16_wgmma_128x80", abi::RS_GEMM_W_THREADS,
+            GEMM_W_SMEM, GemmTmaParams;
         GemmWgmmaNarrow, GEMM_WGMMA_NARROW: GemmSm90, c"gemm_f16_wgmma_128x64", abi::RS_GEMM_W_THREADS,
             GEMM_W_SMEM, GemmTmaParams;
         GemmWgmmaSlim, GEMM_WGMMA_SLIM: GemmSm90, c"gemm_f16_wgmma_128x48", abi::RS_GEMM_W_THREADS,

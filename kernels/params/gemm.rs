@@ -5,8 +5,9 @@
 use super::{ensure, has, key, optional, pointers, ParamError, Params};
 use crate::kernels::abi::*;
 use crate::kernels::{
-    Kernel, KernelId, GEMM_LARGE, GEMM_SKINNY, GEMM_SKINNY_8, GEMM_SMALL, GEMM_STREAM_8, GEMM_WGMMA, GEMM_WGMMA_MID,
-    GEMM_WGMMA_NARROW, GEMM_WGMMA_SLIM, GEMM_WGMMA_SMALL, GEMM_WGMMA_SMALL_WIDE, GEMM_WGMMA_WIDE, GEMM_WGMMA_WIDER_MID,
+    Kernel, KernelId, GEMM_LARGE, GEMM_SKINNY, GEMM_SKINNY_8, GEMM_SMALL, GEMM_STREAM_8, GEMM_WGMMA, GEMM_WGMMA_80,
+    GEMM_WGMMA_96, GEMM_WGMMA_MID, GEMM_WGMMA_NARROW, GEMM_WGMMA_SLIM, GEMM_WGMMA_SMALL, GEMM_WGMMA_SMALL_WIDE,
+    GEMM_WGMMA_WIDE, GEMM_WGMMA_WIDER_MID,
 };
 
 /// The GEMM kernel for `m` rows: the skinny kernels up to 8 and 32 rows (decode), 64×64 tiles
@@ -182,10 +183,18 @@ impl GemmParams {
     }
 }
 
-/// The Hopper GEMM kernels (TMA + wgmma, sm_90a) for M > 64: tiles 128×48, 128×64, 128×128,
-/// 128×160, 128×192 and 128×256.
-pub const HOPPER_PREFILL_GEMMS: [Kernel<GemmTmaParams>; 6] =
-    [GEMM_WGMMA_SLIM, GEMM_WGMMA_NARROW, GEMM_WGMMA, GEMM_WGMMA_WIDER_MID, GEMM_WGMMA_MID, GEMM_WGMMA_WIDE];
+/// The Hopper GEMM kernels (TMA + wgmma, sm_90a) for M > 64: tiles 128×48, 128×64, 128×80,
+/// 128×96, 128×128, 128×160, 128×192 and 128×256, narrowest first.
+pub const HOPPER_PREFILL_GEMMS: [Kernel<GemmTmaParams>; 8] = [
+    GEMM_WGMMA_SLIM,
+    GEMM_WGMMA_NARROW,
+    GEMM_WGMMA_80,
+    GEMM_WGMMA_96,
+    GEMM_WGMMA,
+    GEMM_WGMMA_WIDER_MID,
+    GEMM_WGMMA_MID,
+    GEMM_WGMMA_WIDE,
+];
 
 /// The Hopper GEMM kernels for 8 < M ≤ 64: tiles 64×32 and 64×64.
 pub const HOPPER_SMALL_GEMMS: [Kernel<GemmTmaParams>; 2] = [GEMM_WGMMA_SMALL, GEMM_WGMMA_SMALL_WIDE];
@@ -272,6 +281,8 @@ fn tma_boxes(k: KernelId) -> TmaBoxes {
         KernelId::GemmWgmmaMid => wgmma(RS_GEMM_W_BM, RS_GEMM_W_BN_MID),
         KernelId::GemmWgmmaWiderMid => wgmma(RS_GEMM_W_BM, RS_GEMM_W_BN_WIDER_MID),
         KernelId::GemmWgmmaSlim => wgmma(RS_GEMM_W_BM, RS_GEMM_W_BN_SLIM),
+        KernelId::GemmWgmma80 => wgmma(RS_GEMM_W_BM, RS_GEMM_W_BN_80),
+        KernelId::GemmWgmma96 => wgmma(RS_GEMM_W_BM, RS_GEMM_W_BN_96),
         _ => wgmma(RS_GEMM_W_BM, RS_GEMM_W_BN),
     }
 }
@@ -574,6 +585,13 @@ mod tests {
         assert_eq!(gemm_wgmma_kernel(1024, 16384, 2048, 132).id(), KernelId::GemmWgmmaWide);
         assert_eq!(gemm_wgmma_kernel(1024, 2048, 2048, 132).id(), KernelId::GemmWgmma);
         assert_eq!(gemm_wgmma_kernel(1024, 2048, 8192, 132).id(), KernelId::GemmWgmma);
+        // A batch-1 encoder (M = 128) on a partition: one round of tiles where 128×48 would
+        // take two — BERT-base's QKV (N = 2304) in 29 tiles of 80 and its FFN-up (3072) in 32 of
+        // 96 on 32 SMs; on the whole device the 48 tiles of 48 columns fill more SMs.
+        assert_eq!(gemm_wgmma_kernel(128, 2304, 768, 32).id(), KernelId::GemmWgmma80);
+        assert_eq!(gemm_wgmma_kernel(128, 3072, 768, 32).id(), KernelId::GemmWgmma96);
+        assert_eq!(gemm_wgmma_kernel(128, 2304, 768, 132).id(), KernelId::GemmWgmmaSlim);
+        assert_eq!(gemm_wgmma_kernel(128, 3072, 768, 132).id(), KernelId::GemmWgmmaSlim);
         let t = GemmTmaParams {
             map_a: RsTensorMap { opaque: [0; 16] },
             map_b: RsTensorMap { opaque: [0; 16] },
@@ -581,6 +599,8 @@ mod tests {
         };
         assert_eq!(t.units(KernelId::GemmWgmma), 8 * 18);
         assert_eq!(t.units(KernelId::GemmWgmmaNarrow), 8 * 36);
+        assert_eq!(t.units(KernelId::GemmWgmma80), 8 * 29);
+        assert_eq!(t.units(KernelId::GemmWgmma96), 8 * 24);
         assert_eq!(t.units(KernelId::GemmWgmmaMid), 8 * 12);
         assert_eq!(t.units(KernelId::GemmWgmmaWide), 8 * 9);
         assert_eq!(t.units(KernelId::GemmWgmmaSmall), 16 * 72);

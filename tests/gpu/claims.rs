@@ -590,6 +590,8 @@ fn tile_n(id: KernelId) -> u32 {
     match id {
         KernelId::GemmWgmmaSlim => 48,
         KernelId::GemmWgmmaNarrow => 64,
+        KernelId::GemmWgmma80 => 80,
+        KernelId::GemmWgmma96 => 96,
         KernelId::GemmWgmma => 128,
         KernelId::GemmWgmmaWiderMid => 160,
         KernelId::GemmWgmmaMid => 192,
