@@ -289,7 +289,7 @@ impl Scheduler {
             Decision::Wait => (fallback, priority_level(false, false), Blocks::Resident),
         };
         if let Some(within) = ideal {
-            let alone = Demand { active: 0, ..*d };
+            let alone = Demand { active: 0, plan: true, ..*d };
             return run(self.policy.place(&alone, &self.idle, &self.topo, within), Region::Groups(within));
         }
         if !self.tracks() {
@@ -312,7 +312,7 @@ impl Scheduler {
     /// [`Policy::pick_plan`]), the priority level to replay it at, and whether it borrows there.
     pub(crate) fn pick_plan(&self, tenant: TenantId, class: PriorityClass, regions: &[Region]) -> (usize, usize, bool) {
         let (active, sustained) = self.activity(tenant);
-        let d = Demand { active, sustained, ..Demand::new(tenant, class, None, u64::MAX) };
+        let d = Demand { active, sustained, plan: true, ..Demand::new(tenant, class, None, u64::MAX) };
         let (i, borrowed) = if self.tracks() {
             let mut st = self.lock();
             st.reap();

@@ -26,13 +26,15 @@ pub(crate) fn share(lc: bool, quota: Option<u32>) -> Share {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Launch { tenant: u32, min_sms: Option<u32>, lc: bool, units: u64, sustained: bool },
+    Launch { tenant: u32, min_sms: Option<u32>, lc: bool, units: u64, sustained: bool, plan: bool },
     Complete(usize),
 }
 
 fn ops() -> impl Strategy<Value = Vec<Op>> {
-    let launch = (0..TENANTS, proptest::option::of(1u32..140), any::<bool>(), 1u64..200, any::<bool>())
-        .prop_map(|(tenant, min_sms, lc, units, sustained)| Op::Launch { tenant, min_sms, lc, units, sustained });
+    let launch =
+        (0..TENANTS, proptest::option::of(1u32..140), any::<bool>(), 1u64..200, any::<bool>(), any::<bool>()).prop_map(
+            |(tenant, min_sms, lc, units, sustained, plan)| Op::Launch { tenant, min_sms, lc, units, sustained, plan },
+        );
     let complete = (0usize..64).prop_map(Op::Complete);
     proptest::collection::vec(prop_oneof![3 => launch, 2 => complete], 1..200)
 }
@@ -63,17 +65,17 @@ proptest! {
             let mut current: Vec<Option<Region>> = vec![None; TENANTS as usize];
             for op in &ops {
                 match *op {
-                    Op::Launch { tenant, min_sms, lc, units, sustained } => {
+                    Op::Launch { tenant, min_sms, lc, units, sustained, plan } => {
                         let class = if lc { PriorityClass::LatencyCritical } else { PriorityClass::BestEffort };
-                        let d = Demand { tenant, class, min_sms, units, current: current[tenant as usize], active: 0, sustained };
+                        let d = Demand { tenant, class, min_sms, units, current: current[tenant as usize], active: 0, sustained, plan };
                         match p.decide(&d, &load, &TOPO) {
                             Decision::Run { region, high_priority, borrowed, blocks } => {
                                 prop_assert!(blocks == Blocks::Resident || p.name() == "krisp", "only krisp spreads");
                                 prop_assert!(!borrowed || blocks == Blocks::Short, "borrowed kernels launch short blocks");
                                 // With no active tenant staying busy, the latency-critical tenant 0's
                                 // kernels share the whole device, owned; a best-effort kernel keeps off
-                                // its window (groups [0, 3)) while it is active, and borrows the whole
-                                // device while it is idle.
+                                // its window (groups [0, 3)) while it is active, and runs on the whole
+                                // device while it is idle, a plan there borrowing.
                                 let shares_all = !sustained;
                                 if p.name() == "krisp" && shares_all {
                                     if tenant == 0 {
@@ -81,7 +83,7 @@ proptest! {
                                     } else if load.active_set() & 1 != 0 {
                                         prop_assert!(matches!(region, Region::Groups(g) if g.first >= 3) && !borrowed, "{d:?} on {region:?}");
                                     } else {
-                                        prop_assert!(region == Region::Whole && borrowed, "{d:?} on {region:?}");
+                                        prop_assert!(region == Region::Whole && borrowed == plan, "{d:?} on {region:?}");
                                     }
                                 } else if p.name() == "krisp" {
                                     // Alone: the whole device. Owned: within what it owns when all contend.

@@ -61,13 +61,16 @@ pub struct Demand {
     /// load, [`Policy::guaranteed`](super::Policy::guaranteed), left out). While one does not,
     /// contention is short-lived.
     pub sustained: bool,
+    /// Whether it is placed for a plan (captured now, or picked to replay): the plan's kernels
+    /// reach the GPU together, not one launch at a time as the load changes.
+    pub plan: bool,
 }
 
 impl Demand {
     /// A launch of `units` units with nothing known of the tenant's previous one or of others
-    /// (counted as contention that lasts: `sustained`).
+    /// (counted as contention that lasts: `sustained`), launched now (not `plan`).
     pub fn new(tenant: TenantId, class: PriorityClass, min_sms: Option<u32>, units: u64) -> Demand {
-        Demand { tenant, class, min_sms, units, current: None, active: 0, sustained: true }
+        Demand { tenant, class, min_sms, units, current: None, active: 0, sustained: true, plan: false }
     }
 }
 

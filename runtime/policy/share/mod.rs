@@ -350,14 +350,19 @@ impl KrispShare {
     /// Where a best-effort tenant's kernel runs beside latency-critical tenants where no
     /// windows are laid out (contention that comes and goes, or the tenant alone), guarded:
     /// off the windows of the latency-critical tenants that are active (each at least its
-    /// knee), and borrowing (short blocks, the least priority) while one of them is idle,
-    /// since its arrival then takes its window back within a block — on the whole device
-    /// while none is active, on what the active ones leave while some are. So a
-    /// latency-critical tenant's window is kept for it as where windows are laid out, whoever
-    /// else comes and goes. (Plans of the guarded window are captured as borrowing, since it
-    /// reaches beyond the tenant's home: their blocks are short either way.) `None` where this
-    /// does not apply: unguarded, a latency-critical tenant's kernel, no latency-critical
-    /// tenant, or windows laid out (lasting contention, not alone).
+    /// knee), and on those of the idle ones too — on the whole device while none is active, on
+    /// what the active ones leave while some are. So a latency-critical tenant's window is
+    /// kept for it as where windows are laid out, whoever else comes and goes. While one is
+    /// idle, a kernel launched now by a tenant that comes and goes runs on its window in
+    /// resident blocks at its tenant's priority: once the latency-critical tenant has work, the
+    /// next launches keep off its window, so its kernels (at high priority) wait at most for
+    /// the best-effort kernels already running there. A plan's kernels all reach the GPU at
+    /// once, so a plan placed there borrows (short blocks, the least priority), as does a
+    /// tenant that stays busy alone (as [`KrispShare::now`] says): the latency-critical
+    /// tenant's arrival takes its window back within a block. (Plans of the guarded window are
+    /// captured as borrowing, since it reaches beyond the tenant's home.) `None` where this does not apply: unguarded, a latency-critical
+    /// tenant's kernel, no latency-critical tenant, or windows laid out (lasting contention,
+    /// not alone).
     fn guarded(&self, d: &Demand, active: u64, load: &GroupLoad, topo: &Topology) -> Option<(Region, bool)> {
         let tenant = d.tenant.min(63);
         let lc = self.critical_set();
@@ -365,7 +370,7 @@ impl KrispShare {
             return None;
         }
         let lc_active = lc & active;
-        let borrowed = lc & !active != 0;
+        let borrowed = lc & !active != 0 && (d.plan || d.sustained);
         if lc_active == 0 {
             return Some((Region::Whole, borrowed));
         }

@@ -241,10 +241,17 @@ fn a_latency_critical_window_is_guarded_where_contention_comes_and_goes() {
     // rest shared by the best-effort tenants, in resident blocks.
     assert_eq!(p.decide(&be(0b111, false), &load, &TOPO), run(off_lc, false));
     assert_eq!(p.decide(&be(0b011, false), &load, &TOPO), run(off_lc, false));
-    // It is idle: the whole device, borrowed (short blocks at the least priority), so its next
-    // kernel gets its window back within a block; alone likewise.
-    assert_eq!(p.decide(&be(0b110, false), &load, &TOPO), run(Region::Whole, true));
-    assert_eq!(p.decide(&be(0b010, false), &load, &TOPO), run(Region::Whole, true));
+    // It is idle: the whole device; a launch in resident blocks at its tenant's priority (the
+    // next launches keep off the window once it has work), a plan borrowed (short blocks at
+    // the least priority), so its next kernel gets its window back within a block; alone
+    // likewise.
+    let planned = |active| Demand { plan: true, ..be(active, false) };
+    for active in [0b110, 0b010] {
+        assert_eq!(p.decide(&be(active, false), &load, &TOPO), run(Region::Whole, false), "{active:b}");
+        assert_eq!(p.decide(&planned(active), &load, &TOPO), run(Region::Whole, true), "{active:b}");
+    }
+    // A plan beside the active tenant is placed as a launch is.
+    assert_eq!(p.decide(&planned(0b111), &load, &TOPO), run(off_lc, false));
     // Without the guard: the whole device at the tenant's priority, resident blocks.
     for active in [0b111, 0b011, 0b110, 0b010] {
         assert_eq!(unguarded.decide(&be(active, false), &load, &TOPO), run(Region::Whole, false), "{active:b}");
@@ -261,10 +268,11 @@ fn a_latency_critical_window_is_guarded_where_contention_comes_and_goes() {
     let be_only = vec![share(false, None), share(false, None)];
     let (q, q0) = (KrispShare::new(be_only.clone()), KrispShare::new(be_only).unguarded());
     assert_eq!(q.decide(&be(0b11, false), &load, &TOPO), q0.decide(&be(0b11, false), &load, &TOPO));
-    // A plan replayed beside the active latency-critical tenant is the one off its window.
+    // A plan replayed beside the active latency-critical tenant is the one off its window;
+    // while it is idle the whole device's, borrowed.
     let regions = [Region::Whole, off_lc, Region::Groups(GroupRange { first: 4, count: 5 })];
-    assert_eq!(p.pick_plan(&be(0b011, false), &load, &TOPO, &regions), (1, false));
-    assert_eq!(p.pick_plan(&be(0b010, false), &load, &TOPO, &regions), (0, true));
+    assert_eq!(p.pick_plan(&planned(0b011), &load, &TOPO, &regions), (1, false));
+    assert_eq!(p.pick_plan(&planned(0b010), &load, &TOPO, &regions), (0, true));
 }
 
 #[test]
@@ -309,11 +317,13 @@ fn with_two_latency_critical_tenants_each_active_one_is_guarded() {
     let after = |first| Region::Groups(GroupRange { first, count: TOPO.groups - first });
     // Both active: off both windows (3, then 1's knee of 5), owned.
     assert_eq!(p.decide(&be(0b1111), &load, &TOPO), run(after(8), false));
-    // One active: off its window, borrowing the idle one's (its arrival takes it back).
-    assert_eq!(p.decide(&be(0b0101), &load, &TOPO), run(after(3), true));
-    assert_eq!(p.decide(&be(0b0110), &load, &TOPO), run(after(5), true));
-    // Neither: the whole device, borrowed.
-    assert_eq!(p.decide(&be(0b1100), &load, &TOPO), run(Region::Whole, true));
+    // One active: off its window, on the idle one's too — a launch resident, a plan borrowing
+    // (its arrival takes it back within a block).
+    let planned = |active| Demand { plan: true, ..be(active) };
+    for (active, region) in [(0b0101, after(3)), (0b0110, after(5)), (0b1100, Region::Whole)] {
+        assert_eq!(p.decide(&be(active), &load, &TOPO), run(region, false), "{active:b}");
+        assert_eq!(p.decide(&planned(active), &load, &TOPO), run(region, true), "{active:b}");
+    }
     // A plan for every one of those windows.
     let windows = p.windows(2, 4, TOPO.groups);
     for first in [8, 3, 5] {
