@@ -794,7 +794,7 @@ fn partition_tiles(cx: &mut Ctx) -> String {
     let mut on = partitions(cx);
     on.push((PartitionId::WHOLE, cx.rt.device().info().sm_count));
     if cx.rt.device().info().compute_capability != (9, 0) {
-        return String::new();
+        return "\nPrefill tiles on partitions: skipped (the Hopper GEMMs need sm_90).\n".into();
     }
     let widths: Vec<String> = k::HOPPER_PREFILL_GEMMS.iter().map(|g| format!("{} µs", g.id())).collect();
     let mut t = format!(
@@ -932,7 +932,7 @@ const SMALL_K_DECODE_SHAPES: [(&str, &str, u32, u32); 8] = [
 fn small_k_decode_gemms(cx: &mut Ctx, bandwidth: f64) -> String {
     // The streamed kernel is sm_90a only.
     if cx.rt.device().info().compute_capability != (9, 0) {
-        return String::new();
+        return "\nPrefill tiles on partitions: skipped (the Hopper GEMMs need sm_90).\n".into();
     }
     let whole = cx.rt.device().info().sm_count;
     let mut on: Vec<(PartitionId, u32)> = partitions(cx);
@@ -1117,7 +1117,7 @@ enum OnlyGemms {
     Shapes(Vec<(u32, u32, u32)>),
 }
 
-/// `RIGHTSIZE_BENCH_GEMMS` (`decode`, or `M×N×K` / `MxNxK`, comma-separated), if set.
+/// `RIGHTSIZE_BENCH_GEMMS` (`decode`, `tiles`, or `M×N×K` / `MxNxK`, comma-separated), if set.
 fn only_gemms() -> Option<OnlyGemms> {
     let spec = std::env::var("RIGHTSIZE_BENCH_GEMMS").ok()?;
     match spec.trim() {

@@ -639,7 +639,9 @@ impl Tenant {
     /// Captures one plan of the same request per window (a scheduled tenant's alternatives),
     /// so [`Tenant::replay_set`] can pick one by the current load. Within the whole device a
     /// best-effort tenant gets two: its own (resident blocks, as when others come and go) and
-    /// a borrowing one (short blocks, as when it stays busy alone).
+    /// a borrowing one (short blocks, as when it stays busy alone). Beside a latency-critical
+    /// tenant its own is captured borrowing too (a plan on a guarded window borrows while that
+    /// tenant is idle, as a capture's is: `KrispShare::guarded`).
     pub fn capture_set<E: From<Error>>(
         &self,
         windows: &[GroupRange],

@@ -354,15 +354,18 @@ impl KrispShare {
     /// what the active ones leave while some are. So a latency-critical tenant's window is
     /// kept for it as where windows are laid out, whoever else comes and goes. While one is
     /// idle, a kernel launched now by a tenant that comes and goes runs on its window in
-    /// resident blocks at its tenant's priority: once the latency-critical tenant has work, the
-    /// next launches keep off its window, so its kernels (at high priority) wait at most for
-    /// the best-effort kernels already running there. A plan's kernels all reach the GPU at
-    /// once, so a plan placed there borrows (short blocks, the least priority), as does a
-    /// tenant that stays busy alone (as [`KrispShare::now`] says): the latency-critical
-    /// tenant's arrival takes its window back within a block. (Plans of the guarded window are
-    /// captured as borrowing, since it reaches beyond the tenant's home.) `None` where this does not apply: unguarded, a latency-critical
-    /// tenant's kernel, no latency-critical tenant, or windows laid out (lasting contention,
-    /// not alone).
+    /// resident blocks at its tenant's priority: once the latency-critical tenant has work,
+    /// the next launches keep off its window, and its kernels (at high priority) go before
+    /// every best-effort block not yet started, so they wait for the best-effort kernels
+    /// running there when it arrives. A plan placed there (`Demand::plan`: captured or
+    /// picked to replay) borrows instead (short blocks, the least priority), as does a tenant
+    /// that stays busy alone (as [`KrispShare::now`] says), so the latency-critical tenant's
+    /// arrival takes its window back within a block: measured on an H200, resident plans
+    /// there cost the latency-critical tail where resident launches did not
+    /// (docs/harness-h200.md, 22:51). (Plans of the guarded window are captured as
+    /// borrowing, since it reaches beyond the tenant's home.) `None` where this does not
+    /// apply: unguarded, a latency-critical tenant's kernel, no latency-critical tenant, or
+    /// windows laid out (lasting contention, not alone).
     fn guarded(&self, d: &Demand, active: u64, load: &GroupLoad, topo: &Topology) -> Option<(Region, bool)> {
         let tenant = d.tenant.min(63);
         let lc = self.critical_set();
