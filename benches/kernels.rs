@@ -791,11 +791,12 @@ const TILE_SHAPES: [(&str, u32, u32, u32); 8] = [
 /// [`TILE_SHAPES`]: µs per launch (grid sized to the partition), the one the library picks for
 /// those SMs marked. What the pick's cost model (`gemm_wgmma_kernel`) is checked against.
 fn partition_tiles(cx: &mut Ctx) -> String {
-    let mut on = partitions(cx);
-    on.push((PartitionId::WHOLE, cx.rt.device().info().sm_count));
-    if cx.rt.device().info().compute_capability != (9, 0) {
+    let info = cx.rt.device().info().clone();
+    if info.compute_capability != (9, 0) {
         return "\nPrefill tiles on partitions: skipped (the Hopper GEMMs need sm_90).\n".into();
     }
+    let mut on = partitions(cx);
+    on.push((PartitionId::WHOLE, info.sm_count));
     let widths: Vec<String> = k::HOPPER_PREFILL_GEMMS.iter().map(|g| format!("{} µs", g.id())).collect();
     let mut t = format!(
         "\nPrefill tiles on partitions: each Hopper tile width's µs per launch (grid sized to the SMs, median of 5 \
@@ -807,7 +808,7 @@ fn partition_tiles(cx: &mut Ctx) -> String {
     for (label, m, n, kk) in TILE_SHAPES {
         let bufs = gemm_bufs(cx, (m, n, kk));
         for &(pid, sms) in &on {
-            let picked = hopper_gemm(m, n, kk, cx.rt.device().info().compute_capability, sms).map(|g| g.id());
+            let picked = hopper_gemm(m, n, kk, info.compute_capability, sms).map(|g| g.id());
             let times: Vec<(k::KernelId, f64)> = k::HOPPER_PREFILL_GEMMS
                 .iter()
                 .map(|&g| (g.id(), time_kernel_on(cx, &bufs, (m, n, kk), pid, sms, Some(g), false).1))
