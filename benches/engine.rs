@@ -12,9 +12,13 @@
 //! baseline; without them the PyTorch column is empty). `RIGHTSIZE_BENCH_TABLE=FILE` writes
 //! the table as Markdown; `RIGHTSIZE_BENCH_DECODE=1` runs only the decode issue's table (of
 //! the cases `RIGHTSIZE_BENCH_DECODE_MODELS=a,b/b1/s4064,…` names, if set: a model at batch 8
-//! after a prefill of 128 tokens, or at batch B after S tokens).
+//! after a prefill of 128 tokens, or at batch B after S tokens). `RIGHTSIZE_BENCH_INTERFERENCE=1`
+//! runs only the interference table: a latency-critical request (BERT-base at batch 1, from a
+//! plan) on a partition of its own, alone and beside co-runners on the other SMs that each
+//! stress one shared resource (kernel launches, memory, both, a best-effort model).
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,8 +29,11 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use cudarc::driver::sys;
 use rightsize::engine::weights::Spec;
 use rightsize::engine::{DecodePath, GemmBackend, Mode, Model, ModelConfig, ModelWeights, Workspace};
+use rightsize::kernels::abi::{SmidParams, VectorAddParams};
+use rightsize::kernels::{KernelId, SMID_RECORD, VECTOR_ADD_F16};
 use rightsize::runtime::{
-    Device, EventTimer, PartitionRequest, PartitionSupport, Placement, PoolSpec, Runtime, Tenant,
+    Device, DeviceBuffer, EventTimer, PartitionId, PartitionRequest, PartitionSupport, Placement, PoolSpec, Runtime,
+    Tenant,
 };
 
 const BATCH: u32 = 8;
@@ -193,6 +200,225 @@ fn decode_floors(rt: &Arc<Runtime>, timer: &EventTimer, bandwidth: f64) -> Resul
     Ok(table)
 }
 
+/// SMs of the latency-critical partition of the interference table (the knee of BERT-base's
+/// batch-1 request on an H200, profiles/nvidia-h200/bert-base-b1-s128.json).
+const INTERFERENCE_SMS: u32 = 64;
+
+/// What runs beside the latency-critical request in the interference table.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum CoRunner {
+    Nothing,
+    /// Kernels that spin for about a millisecond a unit: SMs busy, few launches, no memory.
+    SpinLong,
+    /// Kernels of one short spinning unit a block: launches, no memory.
+    SpinShort,
+    /// Vector adds over 128-MiB arrays: DRAM traffic, few launches.
+    StreamLong,
+    /// Vector adds over 2-MiB arrays (L2-resident): launches and L2 traffic.
+    StreamShort,
+    /// BERT-large at batch 8, seq 128, replayed from a plan: a best-effort encoder.
+    BertLarge,
+    /// GPT-2 medium's decode step at batch 8 over a 128-token cache, replayed from a plan: a
+    /// best-effort decoder.
+    Gpt2MediumDecode,
+}
+
+/// Bytes of DRAM traffic of one vector add of `n` halves (a read, c written; b is a).
+fn stream_bytes(n: usize) -> f64 {
+    4.0 * n as f64
+}
+
+/// Milliseconds (GPU) of each of `n` back-to-back replays of `plan` by `t`.
+fn replays_ms(t: &Tenant, timer: &EventTimer, plan: &rightsize::runtime::Plan, n: usize) -> Vec<f64> {
+    let stream = t.stream().expect("stream");
+    (0..n).map(|_| timed(timer, stream, || t.replay(plan).expect("replay"))).collect()
+}
+
+/// Runs `what` on tenant `t` (on a partition of `sms` SMs) from when `go` is set until `stop`,
+/// at most four launches ahead of the GPU; returns its launches a second and, for the vector
+/// adds, its DRAM bytes a second.
+fn co_run(t: &Tenant, sms: u32, what: CoRunner, go: &AtomicBool, stop: &AtomicBool) -> (f64, f64) {
+    let rt = t.runtime();
+    let blocks_per_sm = rt.kernels().get(KernelId::SmidRecord).blocks_per_sm;
+    let run = |launch: &dyn Fn()| {
+        while !go.load(Ordering::Acquire) {
+            std::thread::yield_now();
+        }
+        let (start, mut launches) = (std::time::Instant::now(), 0u64);
+        while !stop.load(Ordering::Acquire) {
+            for _ in 0..4 {
+                launch();
+            }
+            launches += 4;
+            t.synchronize().expect("sync");
+        }
+        launches as f64 / start.elapsed().as_secs_f64()
+    };
+    let rate = match what {
+        CoRunner::Nothing => {
+            while !stop.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            0.0
+        }
+        CoRunner::SpinLong | CoRunner::SpinShort => {
+            let (units, spin) = if what == CoRunner::SpinLong {
+                (4 * sms * blocks_per_sm, 1 << 21)
+            } else {
+                (sms * blocks_per_sm, 4096)
+            };
+            let out = DeviceBuffer::<u32>::filled(rt.device(), units as usize, 0).expect("buffer");
+            let p = SmidParams { sm: out.ptr(), spin_cycles: spin, units, _pad: 0 };
+            // SAFETY: `out` holds `units` words.
+            run(&|| unsafe { t.launch(SMID_RECORD, &p) }.map(|_| ()).expect("launch"))
+        }
+        CoRunner::StreamLong | CoRunner::StreamShort => {
+            let n = stream_len(what);
+            let a = DeviceBuffer::<half::f16>::filled(rt.device(), n, 0).expect("buffer");
+            let c = DeviceBuffer::<half::f16>::filled(rt.device(), n, 0).expect("buffer");
+            let p = VectorAddParams { a: a.ptr(), b: a.ptr(), c: c.ptr(), n: n as u64 };
+            // SAFETY: buffers of n halves.
+            run(&|| unsafe { t.launch(VECTOR_ADD_F16, &p) }.map(|_| ()).expect("launch"))
+        }
+        CoRunner::BertLarge => {
+            let cfg = ModelConfig::named("bert-large").expect("config");
+            let model =
+                Model::new(t, cfg.clone(), ModelWeights::synthetic(t, &cfg, 5).expect("weights")).expect("model");
+            let ws = model.workspace(t, BATCH, SEQ).expect("workspace");
+            let plan = model.capture_encode(t, &ws, BATCH, SEQ).expect("capture");
+            run(&|| t.replay(&plan).expect("replay"))
+        }
+        CoRunner::Gpt2MediumDecode => {
+            let cfg = ModelConfig::named("gpt2-medium").expect("config");
+            let model =
+                Model::new(t, cfg.clone(), ModelWeights::synthetic(t, &cfg, 5).expect("weights")).expect("model");
+            let ws = model.workspace(t, BATCH, SEQ + 64).expect("workspace");
+            model.prefill(t, &ws, BATCH, SEQ).expect("prefill");
+            let plan = model.capture_decode_step(t, &ws, BATCH).expect("capture");
+            // Steps over a cache of 128 to 191 positions, a prefill after every 60.
+            let steps = std::cell::Cell::new(0u32);
+            run(&|| {
+                if steps.get() == 60 {
+                    model.prefill(t, &ws, BATCH, SEQ).expect("prefill");
+                    steps.set(0);
+                }
+                t.replay(&plan).expect("replay");
+                steps.set(steps.get() + 1);
+            })
+        }
+    };
+    t.synchronize().expect("sync");
+    let bytes = match what {
+        CoRunner::StreamLong | CoRunner::StreamShort => rate * stream_bytes(stream_len(what)),
+        _ => f64::NAN,
+    };
+    (rate, bytes)
+}
+
+/// Halves of each vector of a streaming co-runner.
+fn stream_len(what: CoRunner) -> usize {
+    if what == CoRunner::StreamLong {
+        64 << 20
+    } else {
+        1 << 20
+    }
+}
+
+/// The interference table: BERT-base's batch-1 request (plan) on a partition of
+/// [`INTERFERENCE_SMS`] SMs, alone and beside each [`CoRunner`] on a partition of other groups
+/// (all the others, or fewer): the request's GPU time (median, p90 and p99 of back-to-back
+/// replays), its median against alone, and the co-runner's launches (or replays) a second and,
+/// for the vector adds, DRAM bytes a second.
+fn interference(device: Device) -> Result<String, String> {
+    let (granularity, groups) = match &device.info().partitions {
+        PartitionSupport::Supported { granularity, groups, .. } => (*granularity, *groups),
+        other => return Err(format!("no green-context partitions: {other:?}")),
+    };
+    let lc_groups = INTERFERENCE_SMS / granularity;
+    if INTERFERENCE_SMS % granularity != 0 || lc_groups + 2 > groups {
+        return Err(format!("{INTERFERENCE_SMS} SMs are not whole groups of {granularity} short of {groups} - 1"));
+    }
+    // The co-runner's partitions, ending at the last group: all the groups the request's leave,
+    // half of them, and two groups.
+    let rest = groups - lc_groups;
+    let sizes = [rest, rest.div_ceil(2), 2];
+    let spec = PoolSpec {
+        partitions: std::iter::once(PartitionRequest { first_group: 0, sms: INTERFERENCE_SMS })
+            .chain(sizes.iter().map(|&g| PartitionRequest { first_group: groups - g, sms: g * granularity }))
+            .collect(),
+        ..PoolSpec::default()
+    };
+    let rt = Arc::new(Runtime::new(device, &spec).map_err(|e| e.to_string())?);
+    let lc = Tenant::new(rt.clone(), 0, Placement::on(PartitionId::green(0))).map_err(|e| e.to_string())?;
+    let timer = EventTimer::new(rt.device()).map_err(|e| e.to_string())?;
+    let cfg = ModelConfig::named("bert-base").map_err(|e| e.to_string())?;
+    let model = Model::new(&lc, cfg.clone(), ModelWeights::synthetic(&lc, &cfg, 3).map_err(|e| e.to_string())?)
+        .map_err(|e| e.to_string())?;
+    let ws = model.workspace(&lc, 1, SEQ).map_err(|e| e.to_string())?;
+    let plan = model.capture_encode(&lc, &ws, 1, SEQ).map_err(|e| e.to_string())?;
+    let mut table = format!(
+        "\nBERT-base's batch-1 request (seq {SEQ}, a plan) on a partition of {INTERFERENCE_SMS} SMs (groups 0–{}), \
+         400 back-to-back replays, alone and beside a co-runner on a partition of the last groups.\n\n\
+         | co-runner | its SMs | median (µs) | p90 (µs) | p99 (µs) | median ÷ alone | co-runner launches/s | its DRAM GB/s |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|\n",
+        lc_groups - 1
+    );
+    use CoRunner::*;
+    let cases = [
+        (Nothing, 0),
+        (SpinLong, 0),
+        (SpinShort, 0),
+        (StreamShort, 0),
+        (StreamLong, 0),
+        (StreamLong, 1),
+        (StreamLong, 2),
+        (BertLarge, 0),
+        (Gpt2MediumDecode, 0),
+        (Gpt2MediumDecode, 1),
+        (Gpt2MediumDecode, 2),
+        (Nothing, 0),
+    ];
+    let mut alone = f64::NAN;
+    for (what, size) in cases {
+        let (go, stop) = (AtomicBool::new(false), AtomicBool::new(false));
+        let sms = sizes[size] * granularity;
+        let (mut v, (rate, bytes)) = std::thread::scope(|s| {
+            let co = s.spawn(|| {
+                let t = Tenant::new(rt.clone(), 1, Placement::on(PartitionId::green(1 + size))).expect("tenant");
+                co_run(&t, sms, what, &go, &stop)
+            });
+            // The co-runner's set-up (a model's capture) is done before it spins on `go`.
+            std::thread::sleep(Duration::from_millis(if matches!(what, BertLarge | Gpt2MediumDecode) {
+                3000
+            } else {
+                300
+            }));
+            go.store(true, Ordering::Release);
+            replays_ms(&lc, &timer, &plan, 30);
+            let v = replays_ms(&lc, &timer, &plan, 400);
+            stop.store(true, Ordering::Release);
+            (v, co.join().expect("co-runner"))
+        });
+        let p50 = median(&mut v) * 1e3;
+        let at = |q: f64| v[((v.len() - 1) as f64 * q) as usize] * 1e3;
+        if alone.is_nan() {
+            alone = p50;
+        }
+        let (sms, bw) = match what {
+            Nothing => (String::from("–"), String::new()),
+            _ if bytes.is_nan() => (sms.to_string(), String::new()),
+            _ => (sms.to_string(), format!("{:.0}", bytes / 1e9)),
+        };
+        table += &format!(
+            "| {what:?} | {sms} | {p50:.1} | {:.1} | {:.1} | {:.2} | {rate:.0} | {bw} |\n",
+            at(0.9),
+            at(0.99),
+            p50 / alone
+        );
+    }
+    Ok(table)
+}
+
 fn torch_baseline() -> Option<serde_json::Value> {
     let out = std::process::Command::new("python3").arg("scripts/torch_bench.py").output();
     match out {
@@ -226,6 +452,13 @@ fn bench(c: &mut Criterion) {
         }
     };
     let title = format!("{}, driver {}", device.info().name, device.info().driver_release.clone().unwrap_or_default());
+    if std::env::var_os("RIGHTSIZE_BENCH_INTERFERENCE").is_some() {
+        match interference(device) {
+            Ok(table) => emit(&format!("Engine on {title}.\n{table}")),
+            Err(e) => eprintln!("interference table skipped: {e}"),
+        }
+        return;
+    }
     // A partition of 48 SMs for the decode issue's table (tenants elsewhere run on the whole
     // device).
     let spec = match &device.info().partitions {
