@@ -273,3 +273,34 @@ fn a_launch_whose_every_read_finds_a_claim_is_finished_by_its_continuation() {
     cont.run(&mut counter, &mut rng, 0.0, &mut done);
     assert!(done.iter().all(|&d| d == 1) && counter == 0);
 }
+
+/// A launch alone given a continuation's chain (its own grid) from a zeroed counter takes every
+/// unit from the counter, reading the claim before its first one too, even at one unit a block;
+/// and its last block out does what the others left, claims or not. So such a launch, with no
+/// launch before it and no continuation after it, gives up a claimed SM before touching its
+/// work and still does every unit once: what a best-effort kernel of one round would need for a
+/// claim to move its work (docs/harness-h200.md, 2026-11-28).
+#[test]
+fn a_launch_with_its_own_grid_as_its_chain_reads_the_claim_first_and_finishes_alone() {
+    let mut rng = StdRng::seed_from_u64(0x0e_70d0);
+    for case in 0..20_000 {
+        let grid = rng.random_range(1..12u64);
+        // One round (a unit a block) as often as more.
+        let units = if rng.random_bool(0.5) { grid } else { rng.random_range(1..6 * grid + 40) };
+        let group = [1, 2, 4, 8][rng.random_range(0..4)];
+        let ahead = rng.random_bool(0.5);
+        let odds = rng.random_range(0.0..1.0);
+        let (mut counter, mut done) = (0u64, vec![0u32; units as usize]);
+        Launch::new(units, group, grid, Chain::Continues(grid), ahead).run(&mut counter, &mut rng, odds, &mut done);
+        let what = format!("case {case}: {units} units, group {group}, grid {grid}, ahead {ahead}, claims {odds}");
+        assert!(done.iter().all(|&d| d == 1), "{what}: units done {done:?}");
+        assert_eq!(counter, 0, "{what}: the counter ends at {counter:#x}");
+    }
+    // Every read finds a claim: only the last block out does any unit, all of them.
+    let (units, grid) = (16u64, 16u64);
+    let (mut counter, mut done) = (0u64, vec![0u32; units as usize]);
+    let mut launch = Launch::new(units, 1, grid, Chain::Continues(grid), false);
+    launch.run(&mut counter, &mut rng, 1.0, &mut done);
+    assert!(done.iter().all(|&d| d == 1) && counter == 0);
+    assert_eq!(launch.blocks.iter().filter(|b| b.last).count(), 1, "one block did the work");
+}
