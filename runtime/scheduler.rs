@@ -262,6 +262,24 @@ impl Scheduler {
         self.policy.claims()
     }
 
+    /// The partition latency-critical work of `tenant` placed on `placed` claims ahead of it
+    /// ([`Policy::claim`], told whether every tenant stays busy), if any.
+    pub(crate) fn claim_for(&self, tenant: TenantId, class: PriorityClass, placed: Region) -> Option<PartitionId> {
+        let everyone = if self.tenants() >= 64 { u64::MAX } else { (1u64 << self.tenants()) - 1 };
+        let d = Demand {
+            active: self.active_set(),
+            sustained: self.sustained(everyone),
+            ..Demand::new(tenant, class, None, u64::MAX)
+        };
+        self.policy.claim(&d, &self.topo, placed).map(|r| self.partition(r))
+    }
+
+    /// Whether best-effort launches read the claim before their first unit
+    /// ([`Policy::claims_before_first_unit`]).
+    pub fn claims_before_first_unit(&self) -> bool {
+        self.policy.claims_before_first_unit()
+    }
+
     /// The device as the policy sees it.
     pub fn topology(&self) -> Topology {
         self.topo

@@ -45,6 +45,9 @@ pub struct KrispShare {
     /// Tenant `i`'s request knee in groups at index `i`, where known
     /// ([`KrispShare::with_knees`]).
     knees: Vec<Option<u32>>,
+    /// Groups a latency-critical tenant with work leaves to best-effort tenants that come and
+    /// go; it claims the others ([`KrispShare::shielding`]). 0: no such claims.
+    shield: u32,
 }
 
 impl KrispShare {
@@ -55,6 +58,18 @@ impl KrispShare {
     /// best-effort tenants below half their solo throughput (0.26–0.43×).
     pub fn claiming(mut self) -> KrispShare {
         self.claims = true;
+        self
+    }
+
+    /// The same policy with a latency-critical tenant shielded from the best-effort tenants'
+    /// memory traffic while they come and go: from its first launch of a request to its end it
+    /// claims every group but the last `leave`, and best-effort launches read the claim before
+    /// their first unit ([`Policy::claims_before_first_unit`]), so their work, placed before or
+    /// after, goes on within a unit on the groups left (docs/harness-h200.md, 2026-11-28).
+    /// Where every tenant stays busy it claims nothing: there the best-effort tenants have no
+    /// slack to give. Not yet run on a GPU.
+    pub fn shielding(mut self, leave: u32) -> KrispShare {
+        self.shield = leave;
         self
     }
 
@@ -79,7 +94,7 @@ impl KrispShare {
 
     /// Shares without speeds: what quotas leave goes in equal parts.
     pub fn new(shares: Vec<Share>) -> KrispShare {
-        KrispShare { shares, speeds: Vec::new(), table: None, claims: false, unguarded: false, knees: Vec::new() }
+        KrispShare { shares, ..KrispShare::default() }
     }
 
     /// Shares for `tenants` tenants on `topo`, with what quotas leave sized by the tenants'
@@ -88,7 +103,7 @@ impl KrispShare {
     /// path only looks it up; beyond [`TABLE_TENANTS`] tenants it is computed per launch, in
     /// equal parts, as by [`KrispShare::new`].
     pub fn with_speeds(shares: Vec<Share>, speeds: Vec<Option<Speeds>>, tenants: u32, topo: &Topology) -> KrispShare {
-        let mut p = KrispShare { shares, speeds, table: None, claims: false, unguarded: false, knees: Vec::new() };
+        let mut p = KrispShare { shares, speeds, ..KrispShare::default() };
         let n = (p.shares.len() as u32).max(tenants);
         if n == 0 || n > TABLE_TENANTS {
             return p;
@@ -434,7 +449,20 @@ impl Policy for KrispShare {
         "krisp"
     }
     fn claims(&self) -> bool {
-        self.claims
+        self.claims || (self.shield > 0 && self.critical_set() != 0)
+    }
+    fn claim(&self, d: &Demand, topo: &Topology, placed: Region) -> Option<Region> {
+        if !self.critical(d.tenant.min(63) as usize) {
+            return None;
+        }
+        if self.claims {
+            return Some(placed);
+        }
+        let count = topo.groups.saturating_sub(self.shield);
+        (self.shield > 0 && !d.sustained && count > 0).then_some(Region::Groups(GroupRange { first: 0, count }))
+    }
+    fn claims_before_first_unit(&self) -> bool {
+        self.shield > 0 && self.critical_set() != 0
     }
     fn place(&self, d: &Demand, load: &GroupLoad, topo: &Topology, allowed: GroupRange) -> Decision {
         let high = d.class == PriorityClass::LatencyCritical;
