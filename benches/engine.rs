@@ -234,14 +234,34 @@ fn replays_ms(t: &Tenant, timer: &EventTimer, plan: &rightsize::runtime::Plan, n
     (0..n).map(|_| timed(timer, stream, || t.replay(plan).expect("replay"))).collect()
 }
 
-/// Runs `what` on tenant `t` (on a partition of `sms` SMs) from when `go` is set until `stop`,
-/// at most four launches ahead of the GPU; returns its launches a second and, for the vector
-/// adds, its DRAM bytes a second.
-fn co_run(t: &Tenant, sms: u32, what: CoRunner, go: &AtomicBool, stop: &AtomicBool) -> (f64, f64) {
+/// How the measuring thread and a co-runner start and stop each other.
+#[derive(Default)]
+struct Signals {
+    /// The co-runner is set up (a model captured) and waits for `go`.
+    ready: AtomicBool,
+    go: AtomicBool,
+    stop: AtomicBool,
+}
+
+/// Sets `stop` when dropped, so a co-runner ends even where the measuring thread panics.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+/// Runs `what` on tenant `t` (on a partition of `sms` SMs) from `go` until `stop`, at most
+/// four launches ahead of the GPU; returns its launches (a decode's: steps, a prefill every
+/// 60 among them) a second and, for the vector adds, the bytes they move a second.
+fn co_run(t: &Tenant, sms: u32, what: CoRunner, signals: &Signals) -> (f64, f64) {
     let rt = t.runtime();
     let blocks_per_sm = rt.kernels().get(KernelId::SmidRecord).blocks_per_sm;
+    let (go, stop) = (&signals.go, &signals.stop);
     let run = |launch: &dyn Fn()| {
-        while !go.load(Ordering::Acquire) {
+        signals.ready.store(true, Ordering::Release);
+        while !go.load(Ordering::Acquire) && !stop.load(Ordering::Acquire) {
             std::thread::yield_now();
         }
         let (start, mut launches) = (std::time::Instant::now(), 0u64);
@@ -256,6 +276,7 @@ fn co_run(t: &Tenant, sms: u32, what: CoRunner, go: &AtomicBool, stop: &AtomicBo
     };
     let rate = match what {
         CoRunner::Nothing => {
+            signals.ready.store(true, Ordering::Release);
             while !stop.load(Ordering::Acquire) {
                 std::thread::sleep(Duration::from_millis(1));
             }
@@ -359,7 +380,7 @@ fn interference(device: Device) -> Result<String, String> {
     let mut table = format!(
         "\nBERT-base's batch-1 request (seq {SEQ}, a plan) on a partition of {INTERFERENCE_SMS} SMs (groups 0–{}), \
          400 back-to-back replays, alone and beside a co-runner on a partition of the last groups.\n\n\
-         | co-runner | its SMs | median (µs) | p90 (µs) | p99 (µs) | median ÷ alone | co-runner launches/s | its DRAM GB/s |\n\
+         | co-runner | its SMs | median (µs) | p90 (µs) | p99 (µs) | median ÷ alone | co-runner launches/s | its GB/s moved (DRAM, or L2 for the short adds) |\n\
          |---|---:|---:|---:|---:|---:|---:|---:|\n",
         lc_groups - 1
     );
@@ -380,23 +401,23 @@ fn interference(device: Device) -> Result<String, String> {
     ];
     let mut alone = f64::NAN;
     for (what, size) in cases {
-        let (go, stop) = (AtomicBool::new(false), AtomicBool::new(false));
+        let signals = Signals::default();
         let sms = sizes[size] * granularity;
         let (mut v, (rate, bytes)) = std::thread::scope(|s| {
             let co = s.spawn(|| {
                 let t = Tenant::new(rt.clone(), 1, Placement::on(PartitionId::green(1 + size))).expect("tenant");
-                co_run(&t, sms, what, &go, &stop)
+                co_run(&t, sms, what, &signals)
             });
-            // The co-runner's set-up (a model's capture) is done before it spins on `go`.
-            std::thread::sleep(Duration::from_millis(if matches!(what, BertLarge | Gpt2MediumDecode) {
-                3000
-            } else {
-                300
-            }));
-            go.store(true, Ordering::Release);
+            let stop = StopOnDrop(&signals.stop);
+            // Its set-up (a model's capture) done, then a moment of its loop before timing.
+            while !signals.ready.load(Ordering::Acquire) && !co.is_finished() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            signals.go.store(true, Ordering::Release);
+            std::thread::sleep(Duration::from_millis(50));
             replays_ms(&lc, &timer, &plan, 30);
             let v = replays_ms(&lc, &timer, &plan, 400);
-            stop.store(true, Ordering::Release);
+            drop(stop);
             (v, co.join().expect("co-runner"))
         });
         let p50 = median(&mut v) * 1e3;

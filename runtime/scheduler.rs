@@ -265,7 +265,9 @@ impl Scheduler {
     /// The partition latency-critical work of `tenant` placed on `placed` claims ahead of it
     /// ([`Policy::claim`], told whether every tenant stays busy), if any.
     pub(crate) fn claim_for(&self, tenant: TenantId, class: PriorityClass, placed: Region) -> Option<PartitionId> {
-        let everyone = if self.tenants() >= 64 { u64::MAX } else { (1u64 << self.tenants()) - 1 };
+        // Every tenant id (one never run counts as busy, as a new tenant does).
+        let n = self.idle.tenants();
+        let everyone = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
         let d = Demand {
             active: self.active_set(),
             sustained: self.sustained(everyone),

@@ -11,8 +11,8 @@ another tenant's (or its own outside plans). Printed:
 - the plan's launches split by how much of their span other kernels ran (any of them, more
   than half of it, or less): count and median span, and with --alone (the same plan's
   timeline run alone) the medians against the alone one;
-- the sum over the plan's kernels of their median duration, and of what each adds to the
-  launch's span past every earlier kernel's end, each beside the alone run's;
+- the sum over the plan's kernels (by graph node) of their median duration, and of what each
+  adds to the launch's span past every earlier kernel's end, each beside the alone run's;
 - per other kernel (name, grid), its median duration while it overlaps one of the plan's
   launches and while it does not.
 """
@@ -43,10 +43,17 @@ def launches(rows, nodes, first, grid, skip):
     for ks in by_graph.values():
         if len({k[3] for k in ks}) != nodes or not any(k[4] == first and k[5] == grid for k in ks):
             continue
-        for i in range(len(ks) // nodes):
-            one = ks[i * nodes:(i + 1) * nodes]
-            if len({k[3] for k in one}) == nodes:
-                out.append(one)
+        # A launch starts at each kernel of the graph's first node (a record lost spoils one
+        # launch, not every one after it); kept when it holds every node once.
+        head = ks[0][3]
+        one = []
+        for k in ks + [None]:
+            if k is None or (k[3] == head and one):
+                if len(one) == nodes and len({x[3] for x in one}) == nodes:
+                    out.append(one)
+                one = []
+            if k is not None:
+                one.append(k)
     out.sort()
     out = out[skip:]
     return out, {k for one in out for k in one}
@@ -79,17 +86,26 @@ def covered(one, others, starts, longest):
 
 
 def per_kernel(plan):
-    """Sums over the plan's kernels of the median duration and of the median of what each
-    adds to the launch's span past every earlier kernel's end (µs)."""
-    durations, adds = collections.defaultdict(list), collections.defaultdict(list)
+    """Sums over the plan's kernels (by graph node) of the median duration and of the median of
+    what each adds to the launch's span past every earlier kernel's end (µs): per captured
+    graph, then their mean weighted by launches (a plan set has a graph per window)."""
+    by_graph = collections.defaultdict(list)
     for one in plan:
-        end = one[0][0]
-        for i, k in enumerate(one):
-            durations[i].append((k[1] - k[0]) / 1e3)
-            adds[i].append(max(k[1] - end, 0) / 1e3)
-            end = max(end, k[1])
-    med = statistics.median
-    return sum(med(v) for v in durations.values()), sum(med(v) for v in adds.values())
+        by_graph[one[0][2]].append(one)
+    med, total, sums = statistics.median, 0, [0.0, 0.0]
+    for launches_of in by_graph.values():
+        durations, adds = collections.defaultdict(list), collections.defaultdict(list)
+        for one in launches_of:
+            end = one[0][0]
+            for k in one:
+                durations[k[3]].append((k[1] - k[0]) / 1e3)
+                adds[k[3]].append(max(k[1] - end, 0) / 1e3)
+                end = max(end, k[1])
+        n = len(launches_of)
+        sums[0] += n * sum(med(v) for v in durations.values())
+        sums[1] += n * sum(med(v) for v in adds.values())
+        total += n
+    return sums[0] / total, sums[1] / total
 
 
 def main():
@@ -107,8 +123,9 @@ def main():
         raise SystemExit(f"{a.csv}: no graph of {a.nodes} kernels from {a.first} (grid {a.grid})")
     alone = None
     if a.alone:
-        alone_plan, _ = launches(read(a.alone), a.nodes, a.first, a.grid, a.skip)
-        alone = alone_plan or None
+        alone, _ = launches(read(a.alone), a.nodes, a.first, a.grid, a.skip)
+        if not alone:
+            raise SystemExit(f"{a.alone}: no graph of {a.nodes} kernels from {a.first} (grid {a.grid})")
     others = [r for r in rows if r not in mine]
     starts = [r[0] for r in others]
     longest = max((r[1] - r[0] for r in others), default=0)

@@ -63,9 +63,11 @@ impl KrispShare {
 
     /// The same policy with a latency-critical tenant shielded from the best-effort tenants'
     /// memory traffic while they come and go: from its first launch of a request to its end it
-    /// claims every group but the last `leave`, and best-effort launches read the claim before
-    /// their first unit ([`Policy::claims_before_first_unit`]), so their work, placed before or
-    /// after, goes on within a unit on the groups left (docs/harness-h200.md, 2026-11-28).
+    /// claims every group but the last `leave`, and the library's launches below its level read
+    /// the claim before their first unit ([`Policy::claims_before_first_unit`]; not cuBLASLt's
+    /// or foreign kernels), so their work, placed before the claim or after, goes on within a
+    /// unit on the groups left (docs/harness-h200.md, 2026-11-28). They read it, and pay the
+    /// counted build for it, whenever the policy has a latency-critical tenant.
     /// Where every tenant stays busy it claims nothing: there the best-effort tenants have no
     /// slack to give. Not yet run on a GPU.
     pub fn shielding(mut self, leave: u32) -> KrispShare {
@@ -452,7 +454,7 @@ impl Policy for KrispShare {
         self.claims || (self.shield > 0 && self.critical_set() != 0)
     }
     fn claim(&self, d: &Demand, topo: &Topology, placed: Region) -> Option<Region> {
-        if !self.critical(d.tenant.min(63) as usize) {
+        if d.class != PriorityClass::LatencyCritical {
             return None;
         }
         if self.claims {
