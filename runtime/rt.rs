@@ -341,12 +341,12 @@ impl Runtime {
         // counter, reading the claim before its first one, and its last block out does what is
         // left: it runs as the continuation of a launch of its own grid that took nothing
         // (kernels/units_model.rs), so a claim moves its work even at one unit a block.
-        let own_chain = matches!(ticket.chain, Chain::Alone | Chain::Followed)
+        let own_chain = self.scheduler.as_ref().is_some_and(Scheduler::claims_before_first_unit)
+            && matches!(ticket.chain, Chain::Alone | Chain::Followed)
             && ticket.trace == 0
             && ticket.level < super::claims::claim_level(Some(super::policy::PriorityClass::LatencyCritical))
             && self.claims.is_ok()
-            && self.kernels.has_counted(id)
-            && self.scheduler.as_ref().is_some_and(|s| s.claims_before_first_unit());
+            && self.kernels.has_counted(id);
         let counts = continued.is_some() || own_chain || (self.counts_units() && !one_round);
         let counted = counts || ticket.trace != 0;
         let (loaded, blocks) = if counted {

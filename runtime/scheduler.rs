@@ -183,6 +183,8 @@ pub struct Scheduler {
     /// Tenants whose SMs are theirs whenever they have work ([`Policy::guaranteed`]): whether
     /// they stay busy decides nobody's window.
     guaranteed: u64,
+    /// [`Policy::claims_before_first_unit`], read once: the launch path asks it of every launch.
+    claims_before_first_unit: bool,
     /// Tenant ids a live scheduled tenant holds: one tenant per id, since an id's event pool,
     /// streams and active bit assume a single owner.
     claimed: Mutex<Vec<bool>>,
@@ -224,8 +226,10 @@ impl Scheduler {
         let state = Inflight::new(GroupLoad::new(topo.groups, tenants), pools);
         let idle = GroupLoad::new(topo.groups, tenants);
         let guaranteed = policy.guaranteed();
+        let claims_before_first_unit = policy.claims_before_first_unit();
         Ok(Scheduler {
             guaranteed,
+            claims_before_first_unit,
             policy,
             topo,
             min_sms,
@@ -279,7 +283,7 @@ impl Scheduler {
     /// Whether best-effort launches read the claim before their first unit
     /// ([`Policy::claims_before_first_unit`]).
     pub fn claims_before_first_unit(&self) -> bool {
-        self.policy.claims_before_first_unit()
+        self.claims_before_first_unit
     }
 
     /// The device as the policy sees it.

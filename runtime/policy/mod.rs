@@ -63,8 +63,7 @@ pub trait Policy: Send + Sync + fmt::Debug {
     /// Where latency-critical work `d`, placed on `placed`, claims SMs ahead of it, for its
     /// request (`d.sustained` here: whether every tenant stays busy); `None`: it claims
     /// nothing. By default, where it is placed, if the policy [`Policy::claims`].
-    fn claim(&self, d: &Demand, topo: &Topology, placed: Region) -> Option<Region> {
-        let _ = topo;
+    fn claim(&self, d: &Demand, _topo: &Topology, placed: Region) -> Option<Region> {
         (self.claims() && d.class == PriorityClass::LatencyCritical).then_some(placed)
     }
     /// Whether best-effort launches read the claim before their first unit, one-round ones

@@ -240,19 +240,28 @@ fn krisp_shares_follow_the_load() {
 /// A latency-critical tenant of a claiming krisp, bounded to its window, claims the window
 /// while its work runs there and releases it at synchronize, after its last kernel: eager
 /// launches and every replay of a plan (a capture claims nothing).
+/// A latency-critical tenant bounded to a quota of two groups and a best-effort one: their
+/// shares.
+fn lc_and_be_shares() -> Vec<Share> {
+    vec![
+        Share { class: PriorityClass::LatencyCritical, quota: Some(2), bounded: true },
+        Share { class: PriorityClass::BestEffort, quota: None, bounded: false },
+    ]
+}
+
+/// A runtime of `policy` made from [`lc_and_be_shares`], and its two tenants.
+fn lc_and_be(policy: KrispShare) -> (Arc<Runtime>, Tenant, Tenant) {
+    let rt = Arc::new(Runtime::with_policy(device(), Box::new(policy), MinSms::default(), 2).unwrap());
+    let lc = Tenant::scheduled(rt.clone(), 0, PriorityClass::LatencyCritical).unwrap();
+    let be = Tenant::scheduled(rt.clone(), 1, PriorityClass::BestEffort).unwrap();
+    (rt, lc, be)
+}
+
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn a_claim_lasts_as_long_as_the_work_eager_or_planned() {
-    let shares = vec![
-        Share { class: PriorityClass::LatencyCritical, quota: Some(2), bounded: true },
-        Share { class: PriorityClass::BestEffort, quota: None, bounded: false },
-    ];
-    let policy = Box::new(KrispShare::new(shares.clone()).claiming());
-    let rt = Arc::new(Runtime::with_policy(device(), policy, MinSms::default(), 2).unwrap());
-    let (lc, be) = (
-        Tenant::scheduled(rt.clone(), 0, PriorityClass::LatencyCritical).unwrap(),
-        Tenant::scheduled(rt.clone(), 1, PriorityClass::BestEffort).unwrap(),
-    );
+    let shares = lc_and_be_shares();
+    let (rt, lc, be) = lc_and_be(KrispShare::new(shares.clone()).claiming());
     assert!(rt.counts_units(), "a claiming latency-critical tenant arms counted units");
     let claimed = || rt.claims().unwrap().levels().unwrap().iter().filter(|&&l| l > 0).count();
     let hog = smid_on(&be, 200_000);
@@ -292,16 +301,7 @@ fn a_claim_lasts_as_long_as_the_work_eager_or_planned() {
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn a_shielding_latency_critical_tenant_confines_best_effort_work_of_one_round() {
-    let shares = vec![
-        Share { class: PriorityClass::LatencyCritical, quota: Some(2), bounded: true },
-        Share { class: PriorityClass::BestEffort, quota: None, bounded: false },
-    ];
-    let policy = Box::new(KrispShare::new(shares).shielding(1));
-    let rt = Arc::new(Runtime::with_policy(device(), policy, MinSms::default(), 2).unwrap());
-    let (lc, be) = (
-        Tenant::scheduled(rt.clone(), 0, PriorityClass::LatencyCritical).unwrap(),
-        Tenant::scheduled(rt.clone(), 1, PriorityClass::BestEffort).unwrap(),
-    );
+    let (rt, lc, be) = lc_and_be(KrispShare::new(lc_and_be_shares()).shielding(1));
     assert!(rt.counts_units(), "a shielding latency-critical tenant arms counted units");
     let sched = rt.scheduler().unwrap();
     let groups = sched.topology().groups as usize;
