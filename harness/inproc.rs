@@ -236,17 +236,7 @@ fn policy_spec(s: &Scenario, knees: &Knees) -> PolicySpec {
         }),
         Err(_) => Guard::default(),
     };
-    // RIGHTSIZE_SHIELD=N: a latency-critical tenant of krisp with work claims every group but
-    // the last N while the best-effort tenants come and go, and their launches read the claim
-    // before their first unit (0, the default: none), for comparisons.
-    let shield = match std::env::var("RIGHTSIZE_SHIELD") {
-        Ok(n) => n.parse().unwrap_or_else(|_| {
-            eprintln!("rightsize: RIGHTSIZE_SHIELD={n} is not a number of groups; krisp shields nothing");
-            0
-        }),
-        Err(_) => 0,
-    };
-    PolicySpec { kind: PolicyKind::Full, tenants, reserved_sms: s.reserved_sms, claims, guard, shield }
+    PolicySpec { kind: PolicyKind::Full, tenants, reserved_sms: s.reserved_sms, claims, guard }
 }
 
 /// The policy kind of an in-process mode.

@@ -336,18 +336,7 @@ impl Runtime {
         let plain = self.kernels.get(id);
         let plain_blocks = grid.blocks(units, part.sms(), plain.blocks_per_sm);
         let one_round = plain_blocks.is_some_and(|b| units <= u64::from(b));
-        // Where the policy confines best-effort work by claims at any moment (a shield), a
-        // launch below the top level that no continuation follows takes every unit from its
-        // counter, reading the claim before its first one, and its last block out does what is
-        // left: it runs as the continuation of a launch of its own grid that took nothing
-        // (kernels/units_model.rs), so a claim moves its work even at one unit a block.
-        let own_chain = self.scheduler.as_ref().is_some_and(Scheduler::claims_before_first_unit)
-            && matches!(ticket.chain, Chain::Alone | Chain::Followed)
-            && ticket.trace == 0
-            && ticket.level < super::claims::claim_level(Some(super::policy::PriorityClass::LatencyCritical))
-            && self.claims.is_ok()
-            && self.kernels.has_counted(id);
-        let counts = continued.is_some() || own_chain || (self.counts_units() && !one_round);
+        let counts = continued.is_some() || (self.counts_units() && !one_round);
         let counted = counts || ticket.trace != 0;
         let (loaded, blocks) = if counted {
             let loaded = self.kernels.counted(id);
@@ -375,12 +364,7 @@ impl Runtime {
         let counter = continued.unwrap_or(if counts { part.counter_of(stream) } else { 0 });
         // A continuation follows a launch whose blocks take units from a counter and read
         // claims: a counted kernel with more units than blocks, on a runtime with claim tables.
-        let chain =
-            match ticket.chain.granted(counter, self.kernels.has_counted(id), units, blocks, self.claims.is_ok()) {
-                // (A launch a continuation will follow stays as it is.)
-                Chain::Alone if own_chain && counter != 0 => Chain::Continues { counter, grid: blocks },
-                granted => granted,
-            };
+        let chain = ticket.chain.granted(counter, self.kernels.has_counted(id), units, blocks, self.claims.is_ok());
         let follows = chain == Chain::Followed;
         let ticket = Ticket { chain, ..ticket };
         let ticket = match &self.claims {

@@ -183,8 +183,6 @@ pub struct Scheduler {
     /// Tenants whose SMs are theirs whenever they have work ([`Policy::guaranteed`]): whether
     /// they stay busy decides nobody's window.
     guaranteed: u64,
-    /// [`Policy::claims_before_first_unit`], read once: the launch path asks it of every launch.
-    claims_before_first_unit: bool,
     /// Tenant ids a live scheduled tenant holds: one tenant per id, since an id's event pool,
     /// streams and active bit assume a single owner.
     claimed: Mutex<Vec<bool>>,
@@ -226,10 +224,8 @@ impl Scheduler {
         let state = Inflight::new(GroupLoad::new(topo.groups, tenants), pools);
         let idle = GroupLoad::new(topo.groups, tenants);
         let guaranteed = policy.guaranteed();
-        let claims_before_first_unit = policy.claims_before_first_unit();
         Ok(Scheduler {
             guaranteed,
-            claims_before_first_unit,
             policy,
             topo,
             min_sms,
@@ -264,26 +260,6 @@ impl Scheduler {
     /// Whether latency-critical tenants claim their SMs ([`Policy::claims`]).
     pub fn claims(&self) -> bool {
         self.policy.claims()
-    }
-
-    /// The partition latency-critical work of `tenant` placed on `placed` claims ahead of it
-    /// ([`Policy::claim`], told whether every tenant stays busy), if any.
-    pub(crate) fn claim_for(&self, tenant: TenantId, class: PriorityClass, placed: Region) -> Option<PartitionId> {
-        // Every tenant id (one never run counts as busy, as a new tenant does).
-        let n = self.idle.tenants();
-        let everyone = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
-        let d = Demand {
-            active: self.active_set(),
-            sustained: self.sustained(everyone),
-            ..Demand::new(tenant, class, None, u64::MAX)
-        };
-        self.policy.claim(&d, &self.topo, placed).map(|r| self.partition(r))
-    }
-
-    /// Whether best-effort launches read the claim before their first unit
-    /// ([`Policy::claims_before_first_unit`]).
-    pub fn claims_before_first_unit(&self) -> bool {
-        self.claims_before_first_unit
     }
 
     /// The device as the policy sees it.

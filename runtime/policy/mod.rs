@@ -60,18 +60,6 @@ pub trait Policy: Send + Sync + fmt::Debug {
     fn claims(&self) -> bool {
         false
     }
-    /// Where latency-critical work `d`, placed on `placed`, claims SMs ahead of it, for its
-    /// request (`d.sustained` here: whether every tenant stays busy); `None`: it claims
-    /// nothing. By default, where it is placed, if the policy [`Policy::claims`].
-    fn claim(&self, d: &Demand, _topo: &Topology, placed: Region) -> Option<Region> {
-        (self.claims() && d.class == PriorityClass::LatencyCritical).then_some(placed)
-    }
-    /// Whether best-effort launches read the claim before their first unit, one-round ones
-    /// included, so that a claim moves work already placed (a shield,
-    /// [`KrispShare::shielding`]).
-    fn claims_before_first_unit(&self) -> bool {
-        false
-    }
     /// The windows a plan set of tenant `t` (out of `tenants`) is captured within
     /// ([`Tenant::capture_set`](crate::runtime::Tenant::capture_set)): the whole device, for
     /// when no other tenant has work, and where it runs beside others; by default its equal

@@ -86,9 +86,6 @@ pub struct PolicySpec {
     pub claims: bool,
     /// How krisp guards latency-critical windows where contention comes and goes.
     pub guard: Guard,
-    /// Groups a latency-critical tenant with work leaves to best-effort tenants that come and
-    /// go, claiming the others (`krisp`: [`KrispShare::shielding`]); 0: it claims none.
-    pub shield: u32,
 }
 
 /// How krisp guards a latency-critical tenant's window where contention comes and goes
@@ -137,7 +134,7 @@ impl PolicySpec {
             PolicyKind::KrispConserved => Box::new(Prioritized { inner: KrispConserved, reserved_groups }),
             PolicyKind::KrispIsolated => Box::new(Prioritized { inner: KrispIsolated::default(), reserved_groups }),
             PolicyKind::Krisp { .. } => {
-                let shares = self.krisp_shares(topo).shielding(self.shield);
+                let shares = self.krisp_shares(topo);
                 Box::new(if self.claims { shares.claiming() } else { shares })
             }
         })
@@ -230,7 +227,6 @@ mod tests {
             reserved_sms: 0,
             claims: false,
             guard: Guard::Knee,
-            shield: 0,
         };
         assert_eq!(spec(PolicyKind::Krisp { curves: false }).bounded(&TOPO), vec![true, false]);
         assert_eq!(
@@ -257,7 +253,6 @@ mod tests {
             reserved_sms: 0,
             claims: false,
             guard,
-            shield: 0,
         };
         let be = Demand { active: 0b11, sustained: false, ..Demand::new(1, PriorityClass::BestEffort, None, 64) };
         let place = |guard| match spec(guard).build(&TOPO).unwrap().decide(&be, &GroupLoad::new(TOPO.groups, 2), &TOPO)
@@ -293,14 +288,8 @@ mod tests {
     fn each_kind_builds_its_policy() {
         let lc = TenantSpec { class: PriorityClass::LatencyCritical, ..TenantSpec::default() };
         let tenants = vec![lc, TenantSpec { window_sms: Some(40), ..TenantSpec::default() }];
-        let spec = |kind| PolicySpec {
-            kind,
-            tenants: tenants.clone(),
-            reserved_sms: 32,
-            claims: false,
-            guard: Guard::Knee,
-            shield: 0,
-        };
+        let spec =
+            |kind| PolicySpec { kind, tenants: tenants.clone(), reserved_sms: 32, claims: false, guard: Guard::Knee };
         let names: Vec<&str> = [
             PolicyKind::Full,
             PolicyKind::Static,

@@ -6,7 +6,7 @@ use cudarc::driver::sys;
 
 use super::{Mode, Tenant};
 use crate::runtime::error::{Error, Result};
-use crate::runtime::policy::{priority_level, PriorityClass, Region};
+use crate::runtime::policy::{priority_level, PriorityClass};
 use crate::runtime::work::{Target, Work};
 use crate::runtime::{Chain, Grid, PartitionError, PartitionId, Scheduler};
 
@@ -60,14 +60,8 @@ impl Tenant {
     /// claims its window ahead of it the same way (captures claim nothing). Claims of the
     /// whole device are none (nothing else is confined away from it), and a runtime without
     /// claim tables runs without them.
-    pub(super) fn claim_for(&self, sched: &Scheduler, placed: Region, stream: sys::CUstream) -> Result<()> {
-        if self.class != PriorityClass::LatencyCritical || !sched.claims() {
-            return Ok(());
-        }
-        let Some(partition) = sched.claim_for(self.id, self.class, placed) else {
-            return Ok(());
-        };
-        if self.claimed.get() == Some(partition) {
+    pub(super) fn claim_for(&self, sched: &Scheduler, partition: PartitionId, stream: sys::CUstream) -> Result<()> {
+        if self.class != PriorityClass::LatencyCritical || !sched.claims() || self.claimed.get() == Some(partition) {
             return Ok(());
         }
         if self.rt.claims().is_err() {

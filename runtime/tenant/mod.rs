@@ -413,7 +413,7 @@ impl Tenant {
                     let part = pool.get(whole)?;
                     let stream = part.stream_in(self.id as usize, level)?;
                     self.order_to(stream)?;
-                    self.claim_for(sched, region, stream)?;
+                    self.claim_for(sched, sched.partition(region), stream)?;
                     let target = Target { pick: (i, borrowed), ..at(part, stream, Grid::Auto) };
                     Ok(Placed { partition: sched.partition(region), target, scheduled: None })
                 })
@@ -446,7 +446,7 @@ impl Tenant {
                     let stream = part.stream_in(self.id as usize, priority)?;
                     self.order_to(stream)?;
                     if capturing.is_none() {
-                        self.claim_for(sched, region, stream)?;
+                        self.claim_for(sched, partition, stream)?;
                     }
                     // Where another tenant claims SMs this kernel may run on, a continuation
                     // takes what its blocks there leave (`Tenant::continue_after`).

@@ -240,28 +240,19 @@ fn krisp_shares_follow_the_load() {
 /// A latency-critical tenant of a claiming krisp, bounded to its window, claims the window
 /// while its work runs there and releases it at synchronize, after its last kernel: eager
 /// launches and every replay of a plan (a capture claims nothing).
-/// A latency-critical tenant bounded to a quota of two groups and a best-effort one: their
-/// shares.
-fn lc_and_be_shares() -> Vec<Share> {
-    vec![
-        Share { class: PriorityClass::LatencyCritical, quota: Some(2), bounded: true },
-        Share { class: PriorityClass::BestEffort, quota: None, bounded: false },
-    ]
-}
-
-/// A runtime of `policy` made from [`lc_and_be_shares`], and its two tenants.
-fn lc_and_be(policy: KrispShare) -> (Arc<Runtime>, Tenant, Tenant) {
-    let rt = Arc::new(Runtime::with_policy(device(), Box::new(policy), MinSms::default(), 2).unwrap());
-    let lc = Tenant::scheduled(rt.clone(), 0, PriorityClass::LatencyCritical).unwrap();
-    let be = Tenant::scheduled(rt.clone(), 1, PriorityClass::BestEffort).unwrap();
-    (rt, lc, be)
-}
-
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn a_claim_lasts_as_long_as_the_work_eager_or_planned() {
-    let shares = lc_and_be_shares();
-    let (rt, lc, be) = lc_and_be(KrispShare::new(shares.clone()).claiming());
+    let shares = vec![
+        Share { class: PriorityClass::LatencyCritical, quota: Some(2), bounded: true },
+        Share { class: PriorityClass::BestEffort, quota: None, bounded: false },
+    ];
+    let policy = Box::new(KrispShare::new(shares.clone()).claiming());
+    let rt = Arc::new(Runtime::with_policy(device(), policy, MinSms::default(), 2).unwrap());
+    let (lc, be) = (
+        Tenant::scheduled(rt.clone(), 0, PriorityClass::LatencyCritical).unwrap(),
+        Tenant::scheduled(rt.clone(), 1, PriorityClass::BestEffort).unwrap(),
+    );
     assert!(rt.counts_units(), "a claiming latency-critical tenant arms counted units");
     let claimed = || rt.claims().unwrap().levels().unwrap().iter().filter(|&&l| l > 0).count();
     let hog = smid_on(&be, 200_000);
@@ -290,60 +281,6 @@ fn a_claim_lasts_as_long_as_the_work_eager_or_planned() {
     }
     be.synchronize().unwrap();
     drop(hog);
-}
-
-/// A shielding latency-critical tenant (`KrispShare::shielding(1)`) beside a best-effort
-/// tenant that comes and goes claims every group but the last while its request runs, and the
-/// best-effort tenant's launches read the claim before their first unit: kernels of one unit a
-/// block, one placed on the whole device before the claim and started after it, one placed
-/// while it is up, do their units only on the last group and the SMs outside the groups, every
-/// one of them; nothing is claimed after the request's synchronize.
-#[test]
-#[ignore = "needs a CUDA GPU"]
-fn a_shielding_latency_critical_tenant_confines_best_effort_work_of_one_round() {
-    let (rt, lc, be) = lc_and_be(KrispShare::new(lc_and_be_shares()).shielding(1));
-    assert!(rt.counts_units(), "a shielding latency-critical tenant arms counted units");
-    let sched = rt.scheduler().unwrap();
-    let groups = sched.topology().groups as usize;
-    let claims = rt.claims().unwrap();
-    let claimed = || claims.levels().unwrap().iter().map(|&l| l > 0).collect::<Vec<bool>>();
-    // Kernels of one unit a block on every SM, their buffers made first.
-    let units = rt.device().info().sm_count * rt.kernels().get(KernelId::SmidRecord).blocks_per_sm;
-    let buffer = || DeviceBuffer::<u32>::filled(rt.device(), units as usize, 0xff).unwrap();
-    let one_round = |out: &DeviceBuffer<u32>, spin| {
-        let p = SmidParams { sm: out.ptr(), spin_cycles: spin, units, _pad: 0 };
-        // SAFETY: `out` holds `units` entries.
-        unsafe { be.launch(SMID_RECORD, &p) }.unwrap();
-    };
-    let (hog, before, placed_during) = (buffer(), buffer(), buffer());
-    // The best-effort tenant comes and goes: short kernels, each waited for, idle between.
-    for _ in 0..40 {
-        one_round(&hog, 1000);
-        be.synchronize().unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    }
-    assert!(!sched.sustained(0b11), "the best-effort tenant should come and go");
-    // A spinner of about 10 ms, behind it a kernel placed now; then the request, whose claim
-    // goes out ahead of it while the spinner still runs; then a kernel placed under the claim.
-    one_round(&hog, 20_000_000);
-    one_round(&before, 20_000);
-    let lc_out = smid_on(&lc, 200_000);
-    std::thread::sleep(std::time::Duration::from_millis(1));
-    let during = claimed();
-    one_round(&placed_during, 20_000);
-    be.synchronize().unwrap();
-    lc.synchronize().unwrap();
-    let want: Vec<bool> = (0..during.len()).map(|s| s + 1 < groups).collect();
-    assert_eq!(during, want, "claimed sets while the latency-critical request ran");
-    assert!(claimed().iter().all(|&c| !c), "claims left after synchronize");
-    let left: BTreeSet<u32> = claims.sets()[groups - 1..].iter().flatten().copied().collect();
-    for (what, out) in [("placed before the claim", &before), ("placed under it", &placed_during)] {
-        let ran = sms_of(out);
-        println!("shield: the best-effort kernel {what} ran on {} SMs, {} left to it", ran.len(), left.len());
-        assert!(ran.is_subset(&left), "{what}: units on claimed SMs {:?}", ran.difference(&left));
-    }
-    sms_of(&hog);
-    sms_of(&lc_out);
 }
 
 #[test]

@@ -45,9 +45,6 @@ pub struct KrispShare {
     /// Tenant `i`'s request knee in groups at index `i`, where known
     /// ([`KrispShare::with_knees`]).
     knees: Vec<Option<u32>>,
-    /// Groups a latency-critical tenant with work leaves to best-effort tenants that come and
-    /// go; it claims the others ([`KrispShare::shielding`]). 0: no such claims.
-    shield: u32,
 }
 
 impl KrispShare {
@@ -58,20 +55,6 @@ impl KrispShare {
     /// best-effort tenants below half their solo throughput (0.26–0.43×).
     pub fn claiming(mut self) -> KrispShare {
         self.claims = true;
-        self
-    }
-
-    /// The same policy with a latency-critical tenant shielded from the best-effort tenants'
-    /// memory traffic while they come and go: from its first launch of a request to its end it
-    /// claims every group but the last `leave`, and the library's launches below its level read
-    /// the claim before their first unit ([`Policy::claims_before_first_unit`]; not cuBLASLt's
-    /// or foreign kernels), so their work, placed before the claim or after, goes on within a
-    /// unit on the groups left (docs/harness-h200.md, 2026-11-28). They read it, and pay the
-    /// counted build for it, whenever the policy has a latency-critical tenant.
-    /// Where every tenant stays busy it claims nothing: there the best-effort tenants have no
-    /// slack to give. Not yet run on a GPU.
-    pub fn shielding(mut self, leave: u32) -> KrispShare {
-        self.shield = leave;
         self
     }
 
@@ -96,7 +79,7 @@ impl KrispShare {
 
     /// Shares without speeds: what quotas leave goes in equal parts.
     pub fn new(shares: Vec<Share>) -> KrispShare {
-        KrispShare { shares, ..KrispShare::default() }
+        KrispShare { shares, speeds: Vec::new(), table: None, claims: false, unguarded: false, knees: Vec::new() }
     }
 
     /// Shares for `tenants` tenants on `topo`, with what quotas leave sized by the tenants'
@@ -105,7 +88,7 @@ impl KrispShare {
     /// path only looks it up; beyond [`TABLE_TENANTS`] tenants it is computed per launch, in
     /// equal parts, as by [`KrispShare::new`].
     pub fn with_speeds(shares: Vec<Share>, speeds: Vec<Option<Speeds>>, tenants: u32, topo: &Topology) -> KrispShare {
-        let mut p = KrispShare { shares, speeds, ..KrispShare::default() };
+        let mut p = KrispShare { shares, speeds, table: None, claims: false, unguarded: false, knees: Vec::new() };
         let n = (p.shares.len() as u32).max(tenants);
         if n == 0 || n > TABLE_TENANTS {
             return p;
@@ -451,20 +434,7 @@ impl Policy for KrispShare {
         "krisp"
     }
     fn claims(&self) -> bool {
-        self.claims || (self.shield > 0 && self.critical_set() != 0)
-    }
-    fn claim(&self, d: &Demand, topo: &Topology, placed: Region) -> Option<Region> {
-        if d.class != PriorityClass::LatencyCritical {
-            return None;
-        }
-        if self.claims {
-            return Some(placed);
-        }
-        let count = topo.groups.saturating_sub(self.shield);
-        (self.shield > 0 && !d.sustained && count > 0).then_some(Region::Groups(GroupRange { first: 0, count }))
-    }
-    fn claims_before_first_unit(&self) -> bool {
-        self.shield > 0 && self.critical_set() != 0
+        self.claims
     }
     fn place(&self, d: &Demand, load: &GroupLoad, topo: &Topology, allowed: GroupRange) -> Decision {
         let high = d.class == PriorityClass::LatencyCritical;

@@ -225,40 +225,6 @@ fn with_claims_a_latency_critical_kernel_takes_the_groups_its_curve_needs() {
 }
 
 #[test]
-fn a_shielding_latency_critical_tenant_claims_all_but_the_groups_left_while_others_come_and_go() {
-    let shares = vec![share(true, Some(4)), share(false, None), share(false, None)];
-    let p = KrispShare::new(shares.clone()).shielding(1);
-    let lc =
-        |sustained| Demand { active: 0b111, sustained, ..Demand::new(0, PriorityClass::LatencyCritical, None, 64) };
-    let be = Demand { active: 0b111, sustained: false, ..Demand::new(1, PriorityClass::BestEffort, None, 64) };
-    let quota = Region::Groups(GroupRange { first: 0, count: 4 });
-    // Beside best-effort tenants that come and go: every group but the last, wherever it runs,
-    // and best-effort launches read the claim before their first unit.
-    let shielded = Some(Region::Groups(GroupRange { first: 0, count: TOPO.groups - 1 }));
-    assert!(p.claims() && p.claims_before_first_unit());
-    assert_eq!(p.claim(&lc(false), &TOPO, quota), shielded);
-    assert_eq!(p.claim(&lc(false), &TOPO, Region::Whole), shielded);
-    // Where every tenant stays busy, none: they have no slack to give.
-    assert_eq!(p.claim(&lc(true), &TOPO, quota), None);
-    // Best-effort work claims nothing; nor does anyone without a shield or with one that
-    // leaves every group.
-    assert_eq!(p.claim(&be, &TOPO, Region::Whole), None);
-    let plain = KrispShare::new(shares.clone());
-    assert!(!plain.claims() && !plain.claims_before_first_unit());
-    assert_eq!(plain.claim(&lc(false), &TOPO, quota), None);
-    assert_eq!(KrispShare::new(shares.clone()).shielding(TOPO.groups).claim(&lc(false), &TOPO, quota), None);
-    // Without a latency-critical tenant nothing claims.
-    assert!(!KrispShare::new(vec![share(false, None), share(false, None)]).shielding(1).claims());
-    // Kernel-wise claims claim where the work goes, whatever the load.
-    assert_eq!(KrispShare::new(shares).claiming().claim(&lc(true), &TOPO, quota), Some(quota));
-    // Placement is as without the shield.
-    for d in [lc(false), lc(true), be] {
-        let load = GroupLoad::new(TOPO.groups, 3);
-        assert_eq!(p.decide(&d, &load, &TOPO), plain.decide(&d, &load, &TOPO));
-    }
-}
-
-#[test]
 fn a_latency_critical_window_is_guarded_where_contention_comes_and_goes() {
     let shares = vec![share(true, Some(4)), share(false, None), share(false, None)];
     let (p, unguarded) = (KrispShare::new(shares.clone()), KrispShare::new(shares).unguarded());
