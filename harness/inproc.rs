@@ -330,6 +330,7 @@ pub fn run(device: Device, s: &Scenario, mode: Mode, knees: Knees, mut o: RunOpt
     let mut gate = ThreadGate::new(n, o.counted.clone());
     gate.open = o.open;
     let sink = o.sink;
+    let reports = std::env::var("RIGHTSIZE_PRESSURE").is_ok_and(|v| v == "1");
     let results: Vec<anyhow::Result<TenantOutcome>> = std::thread::scope(|scope| {
         let handles: Vec<_> = s
             .tenants
@@ -341,7 +342,13 @@ pub fn run(device: Device, s: &Scenario, mode: Mode, knees: Knees, mut o: RunOpt
                 scope.spawn(move || -> anyhow::Result<TenantOutcome> {
                     let leaving = gate.leaving();
                     let load = || -> anyhow::Result<(Tenant, Served)> {
-                        let t = Tenant::scheduled(rt.clone(), i as u32, spec.class)?;
+                        let mut t = Tenant::scheduled(rt.clone(), i as u32, spec.class)?;
+                        // RIGHTSIZE_PRESSURE=1: each tenant with an SLO tells krisp its requests'
+                        // latencies (its pressure, `Tenant::observe`): off by default until the
+                        // default comparison has run with it (docs/harness-h200.md).
+                        if let Some(slo) = spec.slo_ms.filter(|s| s.is_finite() && *s > 0.0 && reports) {
+                            t = t.with_slo(std::time::Duration::from_secs_f64(slo / 1e3));
+                        }
                         let mut served = Served::load(&t, spec, s.seed + i as u64)?;
                         if mode.plan {
                             served.capture(&t, mode.sharing.is_krisp().then_some(windows.as_slice()))?;

@@ -103,25 +103,39 @@ impl Session {
     ) -> anyhow::Result<(Vec<Sample>, Position)> {
         let Session { from, faults, loaded, spans, first_served } = self;
         let mut before_first = Some(before_first);
-        drive_from(spec, gate, sink, from, || {
-            if faults.stopped() {
-                return Err(faults.refusal().into());
+        // Each served request's latency goes to its tenant (its pressure, `Tenant::observe`).
+        let tenant = loaded.as_ref().map(|(t, _)| t);
+        let observe = |latency: f64| {
+            if let Some(t) = tenant {
+                t.observe(std::time::Duration::from_secs_f64(latency.max(0.0)));
             }
-            if gate.interrupted() {
-                return Err(Interrupted.into());
-            }
-            let (t, served) = loaded.as_ref().context("the tenant has no model loaded")?;
-            if let Some(f) = before_first.take() {
-                f(t);
-            }
-            match spans.request(t, || faults.request(t, served)) {
-                Ok(()) => {
-                    first_served.get_or_insert_with(|| gate.since_start());
-                    Ok(())
+        };
+        drive_from(
+            spec,
+            gate,
+            sink,
+            from,
+            || {
+                if faults.stopped() {
+                    return Err(faults.refusal().into());
                 }
-                Err(e) => Err(on_error(e, faults)),
-            }
-        })
+                if gate.interrupted() {
+                    return Err(Interrupted.into());
+                }
+                let (t, served) = loaded.as_ref().context("the tenant has no model loaded")?;
+                if let Some(f) = before_first.take() {
+                    f(t);
+                }
+                match spans.request(t, || faults.request(t, served)) {
+                    Ok(()) => {
+                        first_served.get_or_insert_with(|| gate.since_start());
+                        Ok(())
+                    }
+                    Err(e) => Err(on_error(e, faults)),
+                }
+            },
+            observe,
+        )
     }
 
     /// Takes its model out, for the caller to free when it may (freeing synchronizes the

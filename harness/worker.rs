@@ -241,7 +241,7 @@ pub fn serve_requests(spec_json: &str, request: impl FnMut() -> anyhow::Result<(
     }
     let gate = StdioGate::default();
     let loop_spec = session::loop_spec(&spec.tenant, spec.warmup, spec.requests, spec.arrival_seed, spec.duration_s);
-    let (samples, _) = drive_from(&loop_spec, &gate, None, &Position::default(), request)?;
+    let (samples, _) = drive_from(&loop_spec, &gate, None, &Position::default(), request, |_| {})?;
     emit(&Message::Result { tenant: 0, samples, trace: None, failure: None, state: None, resumed_s: None, duty: None });
     Ok(())
 }

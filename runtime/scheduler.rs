@@ -22,7 +22,7 @@ use super::policy::{
     priority_level, Blocks, Decision, Demand, GroupLoad, GroupRange, Policy, PriorityClass, Region, TenantId, Topology,
     SUSTAINED,
 };
-use super::sync::{AtomicU64, Mutex, MutexGuard, Ordering};
+use super::sync::{AtomicU32, AtomicU64, Mutex, MutexGuard, Ordering};
 use crate::kernels::KernelId;
 
 /// Profiled minimum SMs per (kernel, shape key): what the KRISP policies ask for. Written as
@@ -183,6 +183,9 @@ pub struct Scheduler {
     /// Tenants whose SMs are theirs whenever they have work ([`Policy::guaranteed`]): whether
     /// they stay busy decides nobody's window.
     guaranteed: u64,
+    /// Each tenant's pressure ([`Scheduler::set_pressure`]) as `f32` bits, [`UNMEASURED`]
+    /// until measured.
+    pressure: Vec<AtomicU32>,
     /// Tenant ids a live scheduled tenant holds: one tenant per id, since an id's event pool,
     /// streams and active bit assume a single owner.
     claimed: Mutex<Vec<bool>>,
@@ -234,6 +237,7 @@ impl Scheduler {
             idle,
             active: AtomicU64::new(0),
             sustained: AtomicU64::new(u64::MAX),
+            pressure: (0..tenants).map(|_| AtomicU32::new(UNMEASURED)).collect(),
             claimed: Mutex::new(vec![false; tenants as usize]),
             _events: events,
         })
@@ -247,6 +251,7 @@ impl Scheduler {
     /// Gives tenant id `id` back (its tenant is gone).
     pub(crate) fn unclaim(&self, id: TenantId) {
         mark(&self.sustained, id, true);
+        self.set_pressure(id, None);
         if let Some(c) = self.claimed.lock().get_mut(id as usize) {
             *c = false;
         }
@@ -311,8 +316,8 @@ impl Scheduler {
     /// The plan of `tenant` to replay now, of plans captured within `regions` (the policy's
     /// [`Policy::pick_plan`]), the priority level to replay it at, and whether it borrows there.
     pub(crate) fn pick_plan(&self, tenant: TenantId, class: PriorityClass, regions: &[Region]) -> (usize, usize, bool) {
-        let (active, sustained) = self.activity(tenant);
-        let d = Demand { active, sustained, plan: true, ..Demand::new(tenant, class, None, u64::MAX) };
+        let (active, sustained, yields_to) = self.activity(tenant);
+        let d = Demand { active, sustained, yields_to, plan: true, ..Demand::new(tenant, class, None, u64::MAX) };
         let (i, borrowed) = if self.tracks() {
             let mut st = self.lock();
             st.reap();
@@ -346,11 +351,39 @@ impl Scheduler {
     }
 
     /// What a launch of `tenant` needs to know of the others: the active set
-    /// ([`Demand::active`]) and whether it and every active tenant stay busy
-    /// ([`Demand::sustained`]).
-    pub(crate) fn activity(&self, tenant: TenantId) -> (u64, bool) {
+    /// ([`Demand::active`]), whether it and every active tenant stay busy
+    /// ([`Demand::sustained`]) and whom it gives way to ([`Demand::yields_to`]).
+    pub(crate) fn activity(&self, tenant: TenantId) -> (u64, bool, u64) {
         let active = self.active_set();
-        (active, self.sustained(active | 1 << tenant.min(63)))
+        (active, self.sustained(active | 1 << tenant.min(63)), self.yields_to(tenant))
+    }
+
+    /// Stores `tenant`'s pressure: how close its recent requests came to its latency
+    /// objective (a high quantile of their latencies ÷ the objective, as its tenant measured
+    /// it), or `None` (not measured: it has no objective, or too few requests yet).
+    pub(crate) fn set_pressure(&self, tenant: TenantId, pressure: Option<f32>) {
+        if let Some(p) = self.pressure.get(tenant as usize) {
+            p.store(
+                pressure.filter(|v| v.is_finite() && *v >= 0.0).map_or(UNMEASURED, f32::to_bits),
+                Ordering::Release,
+            );
+        }
+    }
+
+    /// `tenant`'s pressure ([`Scheduler::set_pressure`]), if measured.
+    pub fn pressure(&self, tenant: TenantId) -> Option<f32> {
+        let bits = self.pressure.get(tenant as usize)?.load(Ordering::Acquire);
+        (bits != UNMEASURED).then(|| f32::from_bits(bits))
+    }
+
+    /// The tenants `tenant` gives way to ([`Demand::yields_to`]).
+    fn yields_to(&self, tenant: TenantId) -> u64 {
+        let n = self.pressure.len().min(64);
+        let mut pressures = [None; 64];
+        for (i, p) in pressures.iter_mut().enumerate().take(n) {
+            *p = self.pressure(i as TenantId);
+        }
+        gives_way(&pressures[..n], tenant)
     }
 
     /// Counts a replayed plan of `tenant` on `region` (released when tracked completion fires).
@@ -415,6 +448,25 @@ fn stays_busy(busy: u64, set: u64, guaranteed: u64) -> bool {
     takers != 0 && takers & !busy == 0
 }
 
+/// The stored pressure of a tenant with none measured (a NaN's bits, which
+/// [`Scheduler::set_pressure`] never stores).
+const UNMEASURED: u32 = u32::MAX;
+
+/// The tenants that `tenant` gives way to, a bit per id ([`Demand::yields_to`]), from every
+/// tenant's pressure (`pressures[i]`: tenant i's): every one but those measured below its own
+/// measured pressure; every one where its own is not measured.
+fn gives_way(pressures: &[Option<f32>], tenant: TenantId) -> u64 {
+    let Some(own) = pressures.get(tenant as usize).copied().flatten() else {
+        return u64::MAX;
+    };
+    pressures
+        .iter()
+        .enumerate()
+        .take(64)
+        .filter(|(_, p)| p.is_some_and(|p| p < own))
+        .fold(u64::MAX, |set, (i, _)| set & !(1 << i))
+}
+
 /// Sets (`on`) or clears tenant `t`'s bit of `bits` (ids from 64 on have none).
 fn mark(bits: &AtomicU64, t: TenantId, on: bool) {
     if t < 64 {
@@ -447,6 +499,21 @@ impl Drop for Scheduler {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tenant_gives_way_to_those_at_least_as_near_their_objectives() {
+        let p = [Some(0.9), None, Some(0.5), Some(1.2), Some(0.9)];
+        // Tenant 2 (0.5): to everyone measured at least 0.5 and the unmeasured.
+        assert_eq!(gives_way(&p, 2), u64::MAX);
+        // Tenant 0 (0.9): not to tenant 2 (0.5); to tenant 4 at the same pressure.
+        assert_eq!(gives_way(&p, 0), !0b00100);
+        // Tenant 3 (1.2, the nearest to its objective): to no measured tenant but itself.
+        assert_eq!(gives_way(&p, 3), !0b10101);
+        // Unmeasured, or out of range: to everyone.
+        assert_eq!(gives_way(&p, 1), u64::MAX);
+        assert_eq!(gives_way(&p, 9), u64::MAX);
+        assert_eq!(gives_way(&[], 0), u64::MAX);
+    }
 
     #[test]
     fn a_tenant_id_has_one_owner_at_a_time() {

@@ -160,6 +160,8 @@ fn wrong_calls_are_refused_with_a_reason() {
     // Null handles.
     assert_eq!(unsafe { rightsize_tenant_synchronize(ptr::null()) }, RsStatus::InvalidArgument);
     assert!(last_error().contains("tenant is null"));
+    assert_eq!(unsafe { rightsize_tenant_observe(ptr::null(), 1500) }, RsStatus::InvalidArgument);
+    assert!(last_error().contains("tenant is null"));
     let mut t = ptr::null_mut();
     assert_eq!(unsafe { rightsize_tenant_create(ptr::null(), 0, &mut t) }, RsStatus::InvalidArgument);
     assert_eq!(unsafe { rightsize_buffer_address(ptr::null()) }, 0);

@@ -245,19 +245,22 @@ pub fn drive_into(
     sink: Option<Sink<'_>>,
     request: impl FnMut() -> anyhow::Result<()>,
 ) -> anyhow::Result<Vec<Sample>> {
-    drive_from(spec, gate, sink, &Position::default(), request).map(|(samples, _)| samples)
+    drive_from(spec, gate, sink, &Position::default(), request, |_| {}).map(|(samples, _)| samples)
 }
 
 /// [`drive_into`] from `from` (where an interrupted run's loop stood: its arrivals and
 /// counts go on from there, on the same clock when the gate's start is the first run's) to
 /// the end, or to where it stands when the gate says the run was interrupted or a request
-/// returns [`Interrupted`]. Returns the counted samples and that position.
+/// returns [`Interrupted`]. Returns the counted samples and that position. `served` is told
+/// the latency of every request served (counted or not, from when it was due to its end, in
+/// seconds) as it completes.
 pub fn drive_from(
     spec: &LoopSpec,
     gate: &dyn Gate,
     sink: Option<Sink<'_>>,
     from: &Position,
     mut request: impl FnMut() -> anyhow::Result<()>,
+    mut served: impl FnMut(f64),
 ) -> anyhow::Result<(Vec<Sample>, Position)> {
     let t0 = gate.start()?;
     let mut rng = SplitMix::new(spec.seed);
@@ -400,6 +403,9 @@ pub fn drive_from(
         };
         let end = t0.elapsed().as_secs_f64();
         let sample = Sample { failed, ..Sample::served(due, start, end) };
+        if sample.is_served() {
+            served(sample.latency());
+        }
         if count(sample, finished, all_warm, &mut counted) && !finished {
             finished = true;
             finish();

@@ -137,16 +137,22 @@ fn an_interrupted_open_loop_goes_on_with_the_same_arrivals_in_a_new_process() {
     let g = gate(1);
     let calls = AtomicU32::new(0);
     // The 20th request finds the context lost: it is put back, not counted.
-    let (first, at) =
-        drive_from(&spec, &g, None, &Position::default(), || match calls.fetch_add(1, Ordering::SeqCst) {
+    let (first, at) = drive_from(
+        &spec,
+        &g,
+        None,
+        &Position::default(),
+        || match calls.fetch_add(1, Ordering::SeqCst) {
             19 => Err(Interrupted.into()),
             _ => Ok(()),
-        })
-        .unwrap();
+        },
+        |_| {},
+    )
+    .unwrap();
     assert_eq!((first.len(), at.issued, at.drawn, at.done), (14, 19, 20, false));
     assert_eq!(at.waiting.len(), 1, "the interrupted request waits for the next process");
     std::thread::sleep(Duration::from_millis(20));
-    let (rest, end) = drive_from(&spec, &again(&g), None, &at, || Ok(())).unwrap();
+    let (rest, end) = drive_from(&spec, &again(&g), None, &at, || Ok(()), |_| {}).unwrap();
     assert!(end.done && end.issued == 65, "{end:?}");
     // Together: every arrival after the warm-up once, in order, as due as without the loss.
     let dues: Vec<f64> = first.iter().chain(&rest).map(|s| s.due).collect();
@@ -177,12 +183,19 @@ fn an_interrupted_queue_limited_loop_counts_every_arrival_once() {
             _ => Ok(()),
         }
     };
-    let (first, at) = drive_from(&spec, &g, None, &Position::default(), slow).unwrap();
+    let (first, at) = drive_from(&spec, &g, None, &Position::default(), slow, |_| {}).unwrap();
     assert!(first.iter().any(|s| s.shed), "overloaded");
-    let (rest, end) = drive_from(&spec, &again(&g), None, &at, || {
-        std::thread::sleep(Duration::from_millis(1));
-        Ok(())
-    })
+    let (rest, end) = drive_from(
+        &spec,
+        &again(&g),
+        None,
+        &at,
+        || {
+            std::thread::sleep(Duration::from_millis(1));
+            Ok(())
+        },
+        |_| {},
+    )
     .unwrap();
     assert!(end.done && first.len() + rest.len() == 120);
     let all = arrivals(&spec, end.drawn as usize);
@@ -202,7 +215,7 @@ fn an_interruption_stops_a_closed_loop_that_waits_and_its_successor_counts_nothi
     let g = gate(2);
     g.warm();
     let (samples, at) = std::thread::scope(|s| {
-        let t = s.spawn(|| drive_from(&spec, &g, None, &Position::default(), || Ok(())));
+        let t = s.spawn(|| drive_from(&spec, &g, None, &Position::default(), || Ok(()), |_| {}));
         std::thread::sleep(Duration::from_millis(30));
         g.interrupted.store(true, Ordering::SeqCst);
         t.join().unwrap().unwrap()
@@ -212,7 +225,7 @@ fn an_interruption_stops_a_closed_loop_that_waits_and_its_successor_counts_nothi
     // In the next process it counts nothing and stops once the other has finished.
     let g2 = again(&g);
     g2.finished();
-    let (more, _) = drive_from(&spec, &g2, None, &at, || Ok(())).unwrap();
+    let (more, _) = drive_from(&spec, &g2, None, &at, || Ok(()), |_| {}).unwrap();
     assert!(more.is_empty());
 }
 
@@ -456,4 +469,41 @@ fn phases_alternate_busy_and_idle() {
     };
     let samples = drive(&spec, &g, || Ok(())).unwrap();
     assert!(samples.iter().all(|s| s.due % 0.02 < 0.01 + 1e-9), "{samples:?}");
+}
+
+#[test]
+fn every_served_request_reports_its_latency_as_it_completes_warm_up_included() {
+    // An open loop: 5 warm-up requests, then 20 counted; every 4th request fails.
+    let spec = LoopSpec {
+        warmup: 5,
+        requests: 20,
+        rate: Some(2000.0),
+        seed: 7,
+        duration: None,
+        phases: None,
+        queue_limit: None,
+    };
+    let g = gate(1);
+    let calls = AtomicU32::new(0);
+    let mut seen = Vec::new();
+    let (samples, _) = drive_from(
+        &spec,
+        &g,
+        None,
+        &Position::default(),
+        || match calls.fetch_add(1, Ordering::SeqCst) % 4 {
+            3 => Err(RequestFailed { reason: "failed".into(), last: false }.into()),
+            _ => {
+                std::thread::sleep(Duration::from_micros(200));
+                Ok(())
+            }
+        },
+        |latency| seen.push(latency),
+    )
+    .unwrap();
+    let issued = calls.load(Ordering::SeqCst) as usize;
+    assert_eq!(seen.len(), issued - issued / 4, "one report per served request, none for a failed one");
+    assert!(seen.iter().all(|&l| l >= 200e-6), "from due to end, the request's own time included: {seen:?}");
+    let counted: Vec<f64> = samples.iter().filter(|s| s.is_served()).map(Sample::latency).collect();
+    assert!(counted.iter().all(|l| seen.contains(l)), "the counted samples' latencies were reported");
 }

@@ -67,7 +67,7 @@ proptest! {
                 match *op {
                     Op::Launch { tenant, min_sms, lc, units, sustained, plan } => {
                         let class = if lc { PriorityClass::LatencyCritical } else { PriorityClass::BestEffort };
-                        let d = Demand { tenant, class, min_sms, units, current: current[tenant as usize], active: 0, sustained, plan };
+                        let d = Demand { tenant, class, min_sms, units, current: current[tenant as usize], active: 0, sustained, plan, yields_to: u64::MAX };
                         match p.decide(&d, &load, &TOPO) {
                             Decision::Run { region, high_priority, borrowed, blocks } => {
                                 prop_assert!(blocks == Blocks::Resident || p.name() == "krisp", "only krisp spreads");

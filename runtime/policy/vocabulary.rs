@@ -64,13 +64,31 @@ pub struct Demand {
     /// Whether it is placed for a plan (captured now, or picked to replay): the plan's kernels
     /// reach the GPU together, not one launch at a time as the load changes.
     pub plan: bool,
+    /// The tenants it gives way to, a bit per tenant id below 64: where one of them is
+    /// latency-critical, its window is guarded against this tenant's kernels. Those whose
+    /// recent requests come at least as close to their latency objectives as this tenant's
+    /// do (their *pressure*, `Scheduler::pressure`), and every tenant while either has none
+    /// measured: so where both are measured, the SMs in dispute go to whichever is nearer
+    /// its objective.
+    pub yields_to: u64,
 }
 
 impl Demand {
     /// A launch of `units` units with nothing known of the tenant's previous one or of others
-    /// (counted as contention that lasts: `sustained`), launched now (not `plan`).
+    /// (counted as contention that lasts: `sustained`), launched now (not `plan`), giving
+    /// way to every tenant (no pressure measured).
     pub fn new(tenant: TenantId, class: PriorityClass, min_sms: Option<u32>, units: u64) -> Demand {
-        Demand { tenant, class, min_sms, units, current: None, active: 0, sustained: true, plan: false }
+        Demand {
+            tenant,
+            class,
+            min_sms,
+            units,
+            current: None,
+            active: 0,
+            sustained: true,
+            plan: false,
+            yields_to: u64::MAX,
+        }
     }
 }
 

@@ -153,6 +153,33 @@ pub struct Tenant {
     busy: Cell<bool>,
     /// How much of its time it spends busy; when it last went idle and when busy.
     duty: Cell<(Duty, Option<std::time::Instant>, Option<std::time::Instant>)>,
+    /// Its last requests' latencies ÷ its objective, oldest first ([`Tenant::observe`]).
+    recent: std::cell::RefCell<std::collections::VecDeque<f32>>,
+}
+
+/// Requests a tenant's pressure is measured over ([`Tenant::observe`]): its last 32.
+const PRESSURE_WINDOW: usize = 32;
+
+/// Fewest requests a pressure is measured over.
+const PRESSURE_MIN: usize = 8;
+
+/// The pressure of a tenant whose last requests took `recent` (latency ÷ objective): the
+/// second largest, about the window's 95th percentile when full, so a single outlier does not
+/// decide it; `None` below [`PRESSURE_MIN`] requests.
+fn pressure_of(recent: &std::collections::VecDeque<f32>) -> Option<f32> {
+    if recent.len() < PRESSURE_MIN {
+        return None;
+    }
+    let (mut first, mut second) = (f32::MIN, f32::MIN);
+    for &r in recent {
+        if r > first {
+            second = first;
+            first = r;
+        } else if r > second {
+            second = r;
+        }
+    }
+    Some(second)
 }
 
 // SAFETY: the stream and event handles may move between threads; a tenant is not `Sync`
@@ -217,6 +244,7 @@ impl Tenant {
             claimed: Cell::new(None),
             busy: Cell::new(false),
             duty: Cell::new((Duty::default(), None, None)),
+            recent: std::cell::RefCell::new(std::collections::VecDeque::with_capacity(PRESSURE_WINDOW)),
         })
     }
 
@@ -425,12 +453,13 @@ impl Tenant {
                 if capturing.is_none() {
                     self.mark_busy(sched);
                 }
-                let (active, sustained) = sched.activity(self.id);
+                let (active, sustained, yields_to) = sched.activity(self.id);
                 let sustained = self.capture_sustained.get().unwrap_or(sustained);
                 let demand = Demand {
                     current,
                     active,
                     sustained,
+                    yields_to,
                     ..Demand::new(self.id, self.class, work.min_sms(sched), units)
                 };
                 let (region, priority, blocks) = sched.admit(&demand, capturing);
@@ -565,7 +594,31 @@ impl Tenant {
         self.slo
     }
 
-    /// Sets its latency objective (what the harness counts SLO attainment against).
+    /// Tells its scheduler how long one of its requests took, from when it was due to when it
+    /// completed (waiting included). Against its latency objective ([`Tenant::with_slo`]) its
+    /// last 32 requests (`PRESSURE_WINDOW`) give its *pressure*: how close they came to the
+    /// objective (the second largest latency ÷ objective). Where a best-effort tenant's
+    /// pressure is above a latency-critical tenant's, krisp keeps no window of the latter's
+    /// free of the former's kernels ([`crate::runtime::policy::Demand::yields_to`]): the SMs in
+    /// dispute go to whichever is nearer its objective. Nothing without an objective or a
+    /// scheduler.
+    pub fn observe(&self, latency: std::time::Duration) {
+        let (Some(slo), Mode::Scheduled, Some(sched)) = (self.slo, self.mode, self.rt.scheduler()) else {
+            return;
+        };
+        if slo.is_zero() {
+            return;
+        }
+        let mut recent = self.recent.borrow_mut();
+        if recent.len() == PRESSURE_WINDOW {
+            recent.pop_front();
+        }
+        recent.push_back((latency.as_secs_f64() / slo.as_secs_f64()) as f32);
+        sched.set_pressure(self.id, pressure_of(&recent));
+    }
+
+    /// Sets its latency objective (what the harness counts SLO attainment against, and what
+    /// [`Tenant::observe`] measures its pressure by).
     pub fn with_slo(mut self, slo: std::time::Duration) -> Tenant {
         self.slo = Some(slo);
         self
@@ -723,5 +776,27 @@ impl Drop for Tenant {
         if let (Mode::Scheduled, Some(sched)) = (self.mode, self.rt.scheduler()) {
             sched.unclaim(self.id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use super::{pressure_of, PRESSURE_MIN, PRESSURE_WINDOW};
+
+    #[test]
+    fn a_pressure_is_the_second_largest_of_the_recent_requests() {
+        let window = |v: &[f32]| v.iter().copied().collect::<VecDeque<f32>>();
+        assert_eq!(pressure_of(&window(&[0.5; PRESSURE_MIN - 1])), None, "too few requests");
+        // One outlier does not decide it; two do.
+        let mut v = vec![0.3f32; PRESSURE_WINDOW];
+        v[7] = 4.0;
+        assert_eq!(pressure_of(&window(&v)), Some(0.3));
+        v[20] = 1.5;
+        assert_eq!(pressure_of(&window(&v)), Some(1.5));
+        v[3] = 2.0;
+        assert_eq!(pressure_of(&window(&v)), Some(2.0));
+        assert_eq!(pressure_of(&window(&[0.7; PRESSURE_MIN])), Some(0.7));
     }
 }

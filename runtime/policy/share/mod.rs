@@ -350,7 +350,8 @@ impl KrispShare {
     /// Where a best-effort tenant's kernel runs beside latency-critical tenants where no
     /// windows are laid out (contention that comes and goes, or the tenant alone), guarded:
     /// off the windows of the latency-critical tenants that are active (each at least its
-    /// knee), and on those of the idle ones too — on the whole device while none is active, on
+    /// knee) and that it gives way to ([`Demand::yields_to`]: unless it is the nearer to its
+    /// latency objective, as measured), and on those of the idle ones too — on the whole device while none is active, on
     /// what the active ones leave while some are. So a latency-critical tenant's window is
     /// kept for it as where windows are laid out, whoever else comes and goes. While one is
     /// idle, a kernel launched now by a tenant that comes and goes runs on its window in
@@ -368,7 +369,9 @@ impl KrispShare {
     /// windows laid out (lasting contention, not alone).
     fn guarded(&self, d: &Demand, active: u64, load: &GroupLoad, topo: &Topology) -> Option<(Region, bool)> {
         let tenant = d.tenant.min(63);
-        let lc = self.critical_set();
+        // Only the latency-critical tenants it gives way to (at least as near their latency
+        // objectives as it is, or not measured) are guarded against it.
+        let lc = self.critical_set() & d.yields_to;
         if self.unguarded || lc == 0 || self.critical(tenant as usize) || (d.sustained && active != 1 << tenant) {
             return None;
         }

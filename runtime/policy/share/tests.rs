@@ -276,6 +276,41 @@ fn a_latency_critical_window_is_guarded_where_contention_comes_and_goes() {
 }
 
 #[test]
+fn a_best_effort_tenant_nearer_its_objective_is_not_guarded_against() {
+    // Tenant 0 latency-critical (4 groups), 1 and 2 best-effort, contention that comes and goes.
+    let p = KrispShare::new(vec![share(true, Some(4)), share(false, None), share(false, None)]);
+    let load = GroupLoad::new(TOPO.groups, 3);
+    let be = |active, yields_to, plan| Demand {
+        active,
+        sustained: false,
+        plan,
+        yields_to,
+        ..Demand::new(1, PriorityClass::BestEffort, None, 1024)
+    };
+    let off_lc = Region::Groups(GroupRange { first: 4, count: TOPO.groups - 4 });
+    // Giving way to it (as nearer its objective, or unmeasured): off its window while it is
+    // active, a plan borrowed while it is idle.
+    assert_eq!(p.decide(&be(0b011, u64::MAX, false), &load, &TOPO), Decision::run(off_lc, false));
+    let borrowed = Decision::Run { region: Region::Whole, high_priority: false, borrowed: true, blocks: Blocks::Short };
+    assert_eq!(p.decide(&be(0b010, u64::MAX, true), &load, &TOPO), borrowed);
+    // Nearer its own objective than the latency-critical tenant (bit 0 clear): every SM at its
+    // own priority in resident blocks, launched or replayed, whether it is active or idle —
+    // as without the guard.
+    let unguarded = KrispShare::new(vec![share(true, Some(4)), share(false, None), share(false, None)]).unguarded();
+    for active in [0b011, 0b111, 0b010, 0b110] {
+        for plan in [false, true] {
+            let d = be(active, !1, plan);
+            assert_eq!(p.decide(&d, &load, &TOPO), Decision::run(Region::Whole, false), "{active:b} {plan}");
+            assert_eq!(p.decide(&d, &load, &TOPO), unguarded.decide(&d, &load, &TOPO), "{active:b} {plan}");
+        }
+    }
+    // Whom else it gives way to does not matter; windows laid out are not changed.
+    assert_eq!(p.decide(&be(0b011, 0b001, false), &load, &TOPO), Decision::run(off_lc, false));
+    let laid = |yields_to| Demand { sustained: true, ..be(0b111, yields_to, false) };
+    assert_eq!(p.decide(&laid(!1), &load, &TOPO), p.decide(&laid(u64::MAX), &load, &TOPO));
+}
+
+#[test]
 fn a_guarded_window_is_at_least_its_tenants_knee() {
     // The committed bert-base batch-1 request's knee, 64 SMs, in groups of 8 (its curve:
     // profiler::profile's test of `request_knee_sms`).
