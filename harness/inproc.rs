@@ -346,8 +346,9 @@ pub fn run(device: Device, s: &Scenario, mode: Mode, knees: Knees, mut o: RunOpt
                         // RIGHTSIZE_PRESSURE=1: each tenant with an SLO tells krisp its requests'
                         // latencies (its pressure, `Tenant::observe`): off by default until the
                         // default comparison has run with it (docs/harness-h200.md).
-                        if let Some(slo) = spec.slo_ms.filter(|s| s.is_finite() && *s > 0.0 && reports) {
-                            t = t.with_slo(std::time::Duration::from_secs_f64(slo / 1e3));
+                        match spec.slo_ms.filter(|s| s.is_finite() && *s > 0.0) {
+                            Some(slo) if reports => t = t.with_slo(std::time::Duration::from_secs_f64(slo / 1e3)),
+                            _ => {}
                         }
                         let mut served = Served::load(&t, spec, s.seed + i as u64)?;
                         if mode.plan {

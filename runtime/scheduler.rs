@@ -294,7 +294,7 @@ impl Scheduler {
             Decision::Wait => (fallback, priority_level(false, false), Blocks::Resident),
         };
         if let Some(within) = ideal {
-            let alone = Demand { active: 0, plan: true, ..*d };
+            let alone = Demand { active: 0, plan: true, yields_to: u64::MAX, ..*d };
             return run(self.policy.place(&alone, &self.idle, &self.topo, within), Region::Groups(within));
         }
         if !self.tracks() {
@@ -363,21 +363,21 @@ impl Scheduler {
     /// it), or `None` (not measured: it has no objective, or too few requests yet).
     pub(crate) fn set_pressure(&self, tenant: TenantId, pressure: Option<f32>) {
         if let Some(p) = self.pressure.get(tenant as usize) {
-            p.store(
-                pressure.filter(|v| v.is_finite() && *v >= 0.0).map_or(UNMEASURED, f32::to_bits),
-                Ordering::Release,
-            );
+            p.store(pressure_bits(pressure), Ordering::Release);
         }
     }
 
     /// `tenant`'s pressure ([`Scheduler::set_pressure`]), if measured.
     pub fn pressure(&self, tenant: TenantId) -> Option<f32> {
-        let bits = self.pressure.get(tenant as usize)?.load(Ordering::Acquire);
-        (bits != UNMEASURED).then(|| f32::from_bits(bits))
+        pressure_from_bits(self.pressure.get(tenant as usize)?.load(Ordering::Acquire))
     }
 
-    /// The tenants `tenant` gives way to ([`Demand::yields_to`]).
+    /// The tenants `tenant` gives way to ([`Demand::yields_to`]): every one while its own
+    /// pressure is not measured (what every launch pays then: one load).
     fn yields_to(&self, tenant: TenantId) -> u64 {
+        if self.pressure(tenant).is_none() {
+            return u64::MAX;
+        }
         let n = self.pressure.len().min(64);
         let mut pressures = [None; 64];
         for (i, p) in pressures.iter_mut().enumerate().take(n) {
@@ -449,8 +449,19 @@ fn stays_busy(busy: u64, set: u64, guaranteed: u64) -> bool {
 }
 
 /// The stored pressure of a tenant with none measured (a NaN's bits, which
-/// [`Scheduler::set_pressure`] never stores).
+/// [`pressure_bits`] gives for nothing else).
 const UNMEASURED: u32 = u32::MAX;
+
+/// A pressure as stored: its `f32` bits, or [`UNMEASURED`] for none or one that is not a
+/// finite number ≥ 0.
+fn pressure_bits(pressure: Option<f32>) -> u32 {
+    pressure.filter(|v| v.is_finite() && *v >= 0.0).map_or(UNMEASURED, f32::to_bits)
+}
+
+/// A stored pressure read back ([`pressure_bits`]).
+fn pressure_from_bits(bits: u32) -> Option<f32> {
+    (bits != UNMEASURED).then(|| f32::from_bits(bits))
+}
 
 /// The tenants that `tenant` gives way to, a bit per id ([`Demand::yields_to`]), from every
 /// tenant's pressure (`pressures[i]`: tenant i's): every one but those measured below its own
@@ -513,6 +524,17 @@ mod tests {
         assert_eq!(gives_way(&p, 1), u64::MAX);
         assert_eq!(gives_way(&p, 9), u64::MAX);
         assert_eq!(gives_way(&[], 0), u64::MAX);
+    }
+
+    #[test]
+    fn a_pressure_is_stored_as_its_bits_and_only_a_number_at_least_zero_is_measured() {
+        for p in [0.0f32, 0.25, 1.0, 7.5] {
+            assert_eq!(pressure_from_bits(pressure_bits(Some(p))), Some(p));
+        }
+        for p in [None, Some(f32::NAN), Some(f32::INFINITY), Some(-0.5)] {
+            assert_eq!(pressure_bits(p), UNMEASURED, "{p:?}");
+        }
+        assert_eq!(pressure_from_bits(UNMEASURED), None);
     }
 
     #[test]

@@ -130,6 +130,8 @@ fn wrong_calls_are_refused_with_a_reason() {
     // SAFETY (of every call): null and valid pointers only.
     assert_eq!(unsafe { rightsize_runtime_create(ptr::null(), &mut rt) }, RsStatus::InvalidArgument);
     assert!(last_error().contains("options is null"), "{}", last_error());
+    assert_eq!(unsafe { rightsize_tenant_observe(ptr::null(), 1500) }, RsStatus::InvalidArgument);
+    assert!(last_error().contains("tenant is null"), "{}", last_error());
     let policy = CString::new("fastest").unwrap();
     let mut spec = RsTenantSpec { class: RsClass::LatencyCritical, quota_sms: 32, slo_us: 2000, profile: 0 };
     let mut o = RsRuntimeOptions {
@@ -159,8 +161,6 @@ fn wrong_calls_are_refused_with_a_reason() {
     assert!(last_error().contains("options.profiles is null"), "{}", last_error());
     // Null handles.
     assert_eq!(unsafe { rightsize_tenant_synchronize(ptr::null()) }, RsStatus::InvalidArgument);
-    assert!(last_error().contains("tenant is null"));
-    assert_eq!(unsafe { rightsize_tenant_observe(ptr::null(), 1500) }, RsStatus::InvalidArgument);
     assert!(last_error().contains("tenant is null"));
     let mut t = ptr::null_mut();
     assert_eq!(unsafe { rightsize_tenant_create(ptr::null(), 0, &mut t) }, RsStatus::InvalidArgument);

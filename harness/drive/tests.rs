@@ -56,6 +56,11 @@ fn closed(warmup: u32, requests: u32) -> LoopSpec {
     LoopSpec { warmup, requests, rate: None, seed: 1, duration: None, phases: None, queue_limit: None }
 }
 
+/// An open loop at 2,000 requests a second (arrival seed 7).
+fn open(warmup: u32, requests: u32) -> LoopSpec {
+    LoopSpec { warmup, requests, rate: Some(2000.0), seed: 7, duration: None, phases: None, queue_limit: None }
+}
+
 #[test]
 fn nobody_counts_until_every_tenant_has_issued_its_warm_up() {
     let g = gate(2);
@@ -125,15 +130,7 @@ fn arrivals(spec: &LoopSpec, n: usize) -> Vec<f64> {
 
 #[test]
 fn an_interrupted_open_loop_goes_on_with_the_same_arrivals_in_a_new_process() {
-    let spec = LoopSpec {
-        warmup: 5,
-        requests: 60,
-        rate: Some(2000.0),
-        seed: 7,
-        duration: None,
-        phases: None,
-        queue_limit: None,
-    };
+    let spec = open(5, 60);
     let g = gate(1);
     let calls = AtomicU32::new(0);
     // The 20th request finds the context lost: it is put back, not counted.
@@ -474,15 +471,7 @@ fn phases_alternate_busy_and_idle() {
 #[test]
 fn every_served_request_reports_its_latency_as_it_completes_warm_up_included() {
     // An open loop: 5 warm-up requests, then 20 counted; every 4th request fails.
-    let spec = LoopSpec {
-        warmup: 5,
-        requests: 20,
-        rate: Some(2000.0),
-        seed: 7,
-        duration: None,
-        phases: None,
-        queue_limit: None,
-    };
+    let spec = open(5, 20);
     let g = gate(1);
     let calls = AtomicU32::new(0);
     let mut seen = Vec::new();

@@ -26,15 +26,29 @@ pub(crate) fn share(lc: bool, quota: Option<u32>) -> Share {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Launch { tenant: u32, min_sms: Option<u32>, lc: bool, units: u64, sustained: bool, plan: bool },
+    Launch { tenant: u32, min_sms: Option<u32>, lc: bool, units: u64, sustained: bool, plan: bool, yields_to: u64 },
     Complete(usize),
 }
 
 fn ops() -> impl Strategy<Value = Vec<Op>> {
-    let launch =
-        (0..TENANTS, proptest::option::of(1u32..140), any::<bool>(), 1u64..200, any::<bool>(), any::<bool>()).prop_map(
-            |(tenant, min_sms, lc, units, sustained, plan)| Op::Launch { tenant, min_sms, lc, units, sustained, plan },
-        );
+    let launch = (
+        0..TENANTS,
+        proptest::option::of(1u32..140),
+        any::<bool>(),
+        1u64..200,
+        any::<bool>(),
+        any::<bool>(),
+        prop_oneof![Just(u64::MAX), any::<u64>()],
+    )
+        .prop_map(|(tenant, min_sms, lc, units, sustained, plan, yields_to)| Op::Launch {
+            tenant,
+            min_sms,
+            lc,
+            units,
+            sustained,
+            plan,
+            yields_to,
+        });
     let complete = (0usize..64).prop_map(Op::Complete);
     proptest::collection::vec(prop_oneof![3 => launch, 2 => complete], 1..200)
 }
@@ -65,9 +79,9 @@ proptest! {
             let mut current: Vec<Option<Region>> = vec![None; TENANTS as usize];
             for op in &ops {
                 match *op {
-                    Op::Launch { tenant, min_sms, lc, units, sustained, plan } => {
+                    Op::Launch { tenant, min_sms, lc, units, sustained, plan, yields_to } => {
                         let class = if lc { PriorityClass::LatencyCritical } else { PriorityClass::BestEffort };
-                        let d = Demand { tenant, class, min_sms, units, current: current[tenant as usize], active: 0, sustained, plan, yields_to: u64::MAX };
+                        let d = Demand { tenant, class, min_sms, units, current: current[tenant as usize], active: 0, sustained, plan, yields_to };
                         match p.decide(&d, &load, &TOPO) {
                             Decision::Run { region, high_priority, borrowed, blocks } => {
                                 prop_assert!(blocks == Blocks::Resident || p.name() == "krisp", "only krisp spreads");
@@ -75,11 +89,14 @@ proptest! {
                                 // With no active tenant staying busy, the latency-critical tenant 0's
                                 // kernels share the whole device, owned; a best-effort kernel keeps off
                                 // its window (groups [0, 3)) while it is active, and runs on the whole
-                                // device while it is idle, a plan there borrowing.
+                                // device while it is idle, a plan there borrowing; unless it does not
+                                // give way to tenant 0 (more pressed): then the whole device, owned.
                                 let shares_all = !sustained;
                                 if p.name() == "krisp" && shares_all {
                                     if tenant == 0 {
                                         prop_assert!(region == Region::Whole && !borrowed && blocks == Blocks::Resident, "{d:?} on {region:?}");
+                                    } else if yields_to & 1 == 0 {
+                                        prop_assert!(region == Region::Whole && !borrowed, "{d:?} on {region:?}");
                                     } else if load.active_set() & 1 != 0 {
                                         prop_assert!(matches!(region, Region::Groups(g) if g.first >= 3) && !borrowed, "{d:?} on {region:?}");
                                     } else {

@@ -164,7 +164,7 @@ const PRESSURE_WINDOW: usize = 32;
 const PRESSURE_MIN: usize = 8;
 
 /// The pressure of a tenant whose last requests took `recent` (latency ÷ objective): the
-/// second largest, about the window's 95th percentile when full, so a single outlier does not
+/// second largest, about the window's 97th percentile when full, so a single outlier does not
 /// decide it; `None` below [`PRESSURE_MIN`] requests.
 fn pressure_of(recent: &std::collections::VecDeque<f32>) -> Option<f32> {
     if recent.len() < PRESSURE_MIN {
@@ -596,12 +596,12 @@ impl Tenant {
 
     /// Tells its scheduler how long one of its requests took, from when it was due to when it
     /// completed (waiting included). Against its latency objective ([`Tenant::with_slo`]) its
-    /// last 32 requests (`PRESSURE_WINDOW`) give its *pressure*: how close they came to the
-    /// objective (the second largest latency ÷ objective). Where a best-effort tenant's
-    /// pressure is above a latency-critical tenant's, krisp keeps no window of the latter's
-    /// free of the former's kernels ([`crate::runtime::policy::Demand::yields_to`]): the SMs in
-    /// dispute go to whichever is nearer its objective. Nothing without an objective or a
-    /// scheduler.
+    /// last 32 requests (`PRESSURE_WINDOW`; measured from the 8th on) give its *pressure*: how
+    /// close they came to the objective (the second largest latency ÷ objective). Where a
+    /// best-effort tenant's pressure is above a latency-critical tenant's, krisp keeps no window
+    /// of the latter's free of the former's kernels
+    /// ([`crate::runtime::policy::Demand::yields_to`]): the SMs in dispute go to whichever is
+    /// the more pressed. Nothing without an objective or a scheduler.
     pub fn observe(&self, latency: std::time::Duration) {
         let (Some(slo), Mode::Scheduled, Some(sched)) = (self.slo, self.mode, self.rt.scheduler()) else {
             return;

@@ -350,9 +350,10 @@ impl KrispShare {
     /// Where a best-effort tenant's kernel runs beside latency-critical tenants where no
     /// windows are laid out (contention that comes and goes, or the tenant alone), guarded:
     /// off the windows of the latency-critical tenants that are active (each at least its
-    /// knee) and that it gives way to ([`Demand::yields_to`]: unless it is the nearer to its
-    /// latency objective, as measured), and on those of the idle ones too — on the whole device while none is active, on
-    /// what the active ones leave while some are. So a latency-critical tenant's window is
+    /// knee) and that it gives way to ([`Demand::yields_to`]: all but those less pressed
+    /// against their latency objectives than it is, as measured), and on those of the idle
+    /// ones too — on the whole device while none is active, on what the active ones leave
+    /// while some are. So a latency-critical tenant's window is
     /// kept for it as where windows are laid out, whoever else comes and goes. While one is
     /// idle, a kernel launched now by a tenant that comes and goes runs on its window in
     /// resident blocks at its tenant's priority: once the latency-critical tenant has work,
@@ -365,8 +366,10 @@ impl KrispShare {
     /// there cost the latency-critical tail where resident launches did not
     /// (docs/harness-h200.md, 22:51). (Plans of the guarded window are captured as
     /// borrowing, since it reaches beyond the tenant's home.) `None` where this does not
-    /// apply: unguarded, a latency-critical tenant's kernel, no latency-critical tenant, or
-    /// windows laid out (lasting contention, not alone).
+    /// apply: unguarded, a latency-critical tenant's kernel, no latency-critical tenant it
+    /// gives way to, or windows laid out (lasting contention, not alone). (A plan of the whole
+    /// device captured beside a latency-critical tenant it gave way to then keeps the short
+    /// blocks it was captured with, at its own priority.)
     fn guarded(&self, d: &Demand, active: u64, load: &GroupLoad, topo: &Topology) -> Option<(Region, bool)> {
         let tenant = d.tenant.min(63);
         // Only the latency-critical tenants it gives way to (at least as near their latency
@@ -411,14 +414,15 @@ impl KrispShare {
             // Alone, a tenant that stays busy borrows the others' SMs (short blocks at the least
             // priority, so an owner coming back gets them within a block); one that comes and
             // goes keeps its own priority, as it does beside others that come and go (beside a
-            // latency-critical tenant, guarded above).
+            // latency-critical tenant it gives way to, guarded above).
             return (Region::Whole, !critical && d.sustained);
         }
         if !d.sustained {
             // Contention that comes and goes (a contender is idle between its requests): no one
             // needs a window, and sharing every SM block by block lets each use what the others
             // leave; a latency-critical kernel, at high priority, takes each SM as the block
-            // running there ends (its window guarded above, unless unguarded).
+            // running there ends (its window guarded above against the tenants that give way
+            // to it, unless unguarded).
             return (Region::Whole, false);
         }
         let (mut now, mut owned) = ([None; 64], [None; 64]);

@@ -293,9 +293,9 @@ fn a_best_effort_tenant_nearer_its_objective_is_not_guarded_against() {
     assert_eq!(p.decide(&be(0b011, u64::MAX, false), &load, &TOPO), Decision::run(off_lc, false));
     let borrowed = Decision::Run { region: Region::Whole, high_priority: false, borrowed: true, blocks: Blocks::Short };
     assert_eq!(p.decide(&be(0b010, u64::MAX, true), &load, &TOPO), borrowed);
-    // Nearer its own objective than the latency-critical tenant (bit 0 clear): every SM at its
-    // own priority in resident blocks, launched or replayed, whether it is active or idle —
-    // as without the guard.
+    // More pressed than the latency-critical tenant (bit 0 clear): every SM at its own
+    // priority, launched or placed for a plan, whether it is active or idle — as without the
+    // guard.
     let unguarded = KrispShare::new(vec![share(true, Some(4)), share(false, None), share(false, None)]).unguarded();
     for active in [0b011, 0b111, 0b010, 0b110] {
         for plan in [false, true] {
@@ -304,6 +304,11 @@ fn a_best_effort_tenant_nearer_its_objective_is_not_guarded_against() {
             assert_eq!(p.decide(&d, &load, &TOPO), unguarded.decide(&d, &load, &TOPO), "{active:b} {plan}");
         }
     }
+    // A replay picks the whole device's plan at its own priority (the plan keeps the blocks it
+    // was captured with).
+    let regions = [Region::Whole, off_lc];
+    assert_eq!(p.pick_plan(&be(0b011, !1, true), &load, &TOPO, &regions), (0, false));
+    assert_eq!(p.pick_plan(&be(0b011, u64::MAX, true), &load, &TOPO, &regions), (1, false));
     // Whom else it gives way to does not matter; windows laid out are not changed.
     assert_eq!(p.decide(&be(0b011, 0b001, false), &load, &TOPO), Decision::run(off_lc, false));
     let laid = |yields_to| Demand { sustained: true, ..be(0b111, yields_to, false) };
