@@ -364,6 +364,12 @@ fn with_two_latency_critical_tenants_each_active_one_is_guarded() {
         assert_eq!(p.decide(&be(active), &load, &TOPO), run(region, false), "{active:b}");
         assert_eq!(p.decide(&planned(active), &load, &TOPO), run(region, true), "{active:b}");
     }
+    // Giving way to tenant 1 only (more pressed than tenant 0): off 1's window alone while
+    // both are active, whatever 0 does; giving way to neither, the whole device, owned.
+    let yields = |active, yields_to| Demand { yields_to, ..be(active) };
+    assert_eq!(p.decide(&yields(0b1111, !0b01), &load, &TOPO), run(after(5), false));
+    assert_eq!(p.decide(&yields(0b0101, !0b01), &load, &TOPO), run(Region::Whole, false));
+    assert_eq!(p.decide(&yields(0b1111, !0b11), &load, &TOPO), run(Region::Whole, false));
     // A plan for every one of those windows.
     let windows = p.windows(2, 4, TOPO.groups);
     for first in [8, 3, 5] {
