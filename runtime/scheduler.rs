@@ -375,15 +375,8 @@ impl Scheduler {
     /// The tenants `tenant` gives way to ([`Demand::yields_to`]): every one while its own
     /// pressure is not measured (what every launch pays then: one load).
     fn yields_to(&self, tenant: TenantId) -> u64 {
-        if self.pressure(tenant).is_none() {
-            return u64::MAX;
-        }
-        let n = self.pressure.len().min(64);
-        let mut pressures = [None; 64];
-        for (i, p) in pressures.iter_mut().enumerate().take(n) {
-            *p = self.pressure(i as TenantId);
-        }
-        gives_way(&pressures[..n], tenant)
+        let others = (0..self.pressure.len() as TenantId).map(|i| self.pressure(i));
+        gives_way(self.pressure(tenant), others)
     }
 
     /// Counts a replayed plan of `tenant` on `region` (released when tracked completion fires).
@@ -463,17 +456,17 @@ fn pressure_from_bits(bits: u32) -> Option<f32> {
     (bits != UNMEASURED).then(|| f32::from_bits(bits))
 }
 
-/// The tenants that `tenant` gives way to, a bit per id ([`Demand::yields_to`]), from every
-/// tenant's pressure (`pressures[i]`: tenant i's): every one but those measured below its own
-/// measured pressure; every one where its own is not measured.
-fn gives_way(pressures: &[Option<f32>], tenant: TenantId) -> u64 {
-    let Some(own) = pressures.get(tenant as usize).copied().flatten() else {
+/// The tenants that a tenant of pressure `own` gives way to, a bit per id
+/// ([`Demand::yields_to`]), from every tenant's pressure (`pressures`, by id, read only where
+/// `own` is measured): every one but those measured below `own`; every one where `own` is not
+/// measured.
+fn gives_way(own: Option<f32>, pressures: impl Iterator<Item = Option<f32>>) -> u64 {
+    let Some(own) = own else {
         return u64::MAX;
     };
     pressures
-        .iter()
-        .enumerate()
         .take(64)
+        .enumerate()
         .filter(|(_, p)| p.is_some_and(|p| p < own))
         .fold(u64::MAX, |set, (i, _)| set & !(1 << i))
 }
@@ -514,6 +507,7 @@ mod tests {
     #[test]
     fn a_tenant_gives_way_to_those_at_least_as_near_their_objectives() {
         let p = [Some(0.9), None, Some(0.5), Some(1.2), Some(0.9)];
+        let gives_way = |p: &[Option<f32>], t: usize| gives_way(p.get(t).copied().flatten(), p.iter().copied());
         // Tenant 2 (0.5): to everyone measured at least 0.5 and the unmeasured.
         assert_eq!(gives_way(&p, 2), u64::MAX);
         // Tenant 0 (0.9): not to tenant 2 (0.5); to tenant 4 at the same pressure.

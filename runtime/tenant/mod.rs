@@ -441,9 +441,10 @@ impl Tenant {
                     let part = pool.get(whole)?;
                     let stream = part.stream_in(self.id as usize, level)?;
                     self.order_to(stream)?;
-                    self.claim_for(sched, sched.partition(region), stream)?;
+                    let partition = sched.partition(region);
+                    self.claim_for(sched, partition, stream)?;
                     let target = Target { pick: (i, borrowed), ..at(part, stream, Grid::Auto) };
-                    Ok(Placed { partition: sched.partition(region), target, scheduled: None })
+                    Ok(Placed { partition, target, scheduled: None })
                 })
             }
             (Ask::Policy, Mode::Scheduled) => {
