@@ -330,7 +330,7 @@ pub fn run(device: Device, s: &Scenario, mode: Mode, knees: Knees, mut o: RunOpt
     let mut gate = ThreadGate::new(n, o.counted.clone());
     gate.open = o.open;
     let sink = o.sink;
-    let reports = std::env::var("RIGHTSIZE_PRESSURE").is_ok_and(|v| v == "1");
+    let reports = !std::env::var("RIGHTSIZE_PRESSURE").is_ok_and(|v| v == "0");
     let results: Vec<anyhow::Result<TenantOutcome>> = std::thread::scope(|scope| {
         let handles: Vec<_> = s
             .tenants
@@ -343,9 +343,9 @@ pub fn run(device: Device, s: &Scenario, mode: Mode, knees: Knees, mut o: RunOpt
                     let leaving = gate.leaving();
                     let load = || -> anyhow::Result<(Tenant, Served)> {
                         let mut t = Tenant::scheduled(rt.clone(), i as u32, spec.class)?;
-                        // RIGHTSIZE_PRESSURE=1: each tenant with an SLO tells krisp its requests'
-                        // latencies (its pressure, `Tenant::observe`): off by default until the
-                        // default comparison has run with it (docs/harness-h200.md).
+                        // Each tenant with an SLO tells krisp its requests' latencies (its
+                        // pressure, `Tenant::observe`); RIGHTSIZE_PRESSURE=0 turns that off
+                        // (docs/harness-h200.md).
                         match spec.slo_ms.filter(|s| s.is_finite() && *s > 0.0) {
                             Some(slo) if reports => t = t.with_slo(std::time::Duration::from_secs_f64(slo / 1e3)),
                             _ => {}
