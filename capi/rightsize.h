@@ -374,9 +374,9 @@ enum RsStatus rightsize_tenant_synchronize(const struct RsTenant *t);
 /**
  * Reports how long one of the tenant's requests took, from when it was due (arrived) to when
  * it completed, in microseconds. With a latency objective (`slo_us`), krisp measures from
- * these how close the tenant's recent requests come to it, and gives the SMs a
- * latency-critical tenant and a best-effort one dispute to whichever is nearer its objective
- * (docs/architecture.md, the guard); without one, nothing.
+ * these how close the tenant's last 128 requests come to it (their 99th percentile), and
+ * gives the SMs a latency-critical tenant and a best-effort one dispute to whichever is nearer
+ * its objective (docs/architecture.md, the guard); without one, nothing.
  *
  * # Safety
  * `t` is a live tenant handle of this thread.
