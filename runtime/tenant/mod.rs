@@ -159,8 +159,9 @@ pub struct Tenant {
 
 /// Requests a tenant's pressure is measured over ([`Tenant::observe`]): its last 128, enough
 /// for a 99th percentile, the tail an objective judges (a window of 32 measured how its
-/// latest requests went, and gave a latency-critical tenant's window away between the bursts
-/// its tail comes from: docs/harness-h200.md).
+/// latest requests went; a latency-critical decoder then missed its objective where it did
+/// not with the guard always kept, likely because its window was given away between the
+/// bursts its tail comes from: docs/harness-h200.md).
 const PRESSURE_WINDOW: usize = 128;
 
 /// Fewest requests a pressure is measured over.
@@ -602,7 +603,7 @@ impl Tenant {
     /// completed (waiting included). Against its latency objective ([`Tenant::with_slo`]) its
     /// last 128 requests (`PRESSURE_WINDOW`; measured from the 8th on) give its *pressure*: how
     /// close their tail came to the objective (the second largest latency ÷ objective, their
-    /// 99th percentile). Where a
+    /// 99th percentile once there are 128). Where a
     /// best-effort tenant's pressure is above a latency-critical tenant's, krisp keeps no window
     /// of the latter's free of the former's kernels
     /// ([`crate::runtime::policy::Demand::yields_to`]): the SMs in dispute go to whichever is
