@@ -623,8 +623,7 @@ impl Tenant {
         sched.set_pressure(self.id, pressure_of(&recent));
     }
 
-    /// Sets its latency objective (what the harness counts SLO attainment against, and what
-    /// [`Tenant::observe`] measures its pressure by).
+    /// Sets its latency objective, which [`Tenant::observe`] measures its pressure by.
     pub fn with_slo(mut self, slo: std::time::Duration) -> Tenant {
         self.slo = Some(slo);
         self
