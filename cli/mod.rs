@@ -540,7 +540,7 @@ fn run_scenarios(file: ScenarioFile, name: &str, args: RunArgs) -> anyhow::Resul
         }
     }
     let out = args.out.unwrap_or_else(|| default_out(name));
-    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let command = command_line(std::env::vars_os(), std::env::args_os());
     anyhow::ensure!(args.trace_limit > 0, "--trace-limit must be at least 1");
     let trace = args.trace.map(|path| TraceOptions { path, limit: args.trace_limit });
     let opts = CompareOptions {
@@ -556,6 +556,31 @@ fn run_scenarios(file: ScenarioFile, name: &str, args: RunArgs) -> anyhow::Resul
     println!("{}", summary(&report));
     println!("results in {}", out.display());
     Ok(())
+}
+
+/// The command line a results directory records: the `RIGHTSIZE_*` variables set (several
+/// change what runs, e.g. `RIGHTSIZE_GUARD` or `RIGHTSIZE_PRESSURE`), sorted, then the
+/// arguments, each quoted for a shell where it needs it, so the line runs the same again.
+fn command_line(
+    vars: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+) -> String {
+    let word = |s: &std::ffi::OsStr| {
+        let s = s.to_string_lossy();
+        let plain = !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=,:@%+".contains(c));
+        if plain {
+            s.into_owned()
+        } else {
+            format!("'{}'", s.replace('\'', r"'\''"))
+        }
+    };
+    let mut set: Vec<String> = vars
+        .into_iter()
+        .filter(|(k, _)| k.to_str().is_some_and(|k| k.starts_with("RIGHTSIZE_")))
+        .map(|(k, v)| format!("{}={}", k.to_string_lossy(), word(&v)))
+        .collect();
+    set.sort();
+    set.into_iter().chain(args.into_iter().map(|a| word(&a))).collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]
@@ -590,5 +615,21 @@ mod tests {
         assert_eq!(solos(&["rightsize", "compare"]), None);
         assert_eq!(solos(&["rightsize", "compare", "--solos", "results/a"]), Some(PathBuf::from("results/a")));
         assert!(Cli::try_parse_from(["rightsize", "compare", "--solos"]).is_err(), "a path is needed");
+    }
+
+    #[test]
+    fn a_results_directory_records_the_settings_its_command_ran_with() {
+        let os = |v: &[&str]| v.iter().map(std::ffi::OsString::from).collect::<Vec<_>>();
+        let vars = |v: &[(&str, &str)]| v.iter().map(|(k, v)| (k.into(), v.into())).collect::<Vec<_>>();
+        let args = os(&["gpu-bin/rightsize", "compare", "--out", "results/default"]);
+        assert_eq!(command_line(vars(&[]), args.clone()), "gpu-bin/rightsize compare --out results/default");
+        // Only the tool's own variables, sorted; values and arguments quoted where a shell needs it.
+        let set = vars(&[("RIGHTSIZE_PRESSURE", "0"), ("HOME", "/root"), ("RIGHTSIZE_GUARD", "off")]);
+        assert_eq!(
+            command_line(set, args.clone()),
+            "RIGHTSIZE_GUARD=off RIGHTSIZE_PRESSURE=0 gpu-bin/rightsize compare --out results/default"
+        );
+        let odd = command_line(vars(&[("RIGHTSIZE_X", "a b")]), os(&["rightsize", "--with", "it's", "", "$HOME"]));
+        assert_eq!(odd, r"RIGHTSIZE_X='a b' rightsize --with 'it'\''s' '' '$HOME'");
     }
 }
