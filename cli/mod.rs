@@ -138,6 +138,15 @@ enum Command {
         #[arg(long, default_value = "profiles")]
         profiles: PathBuf,
     },
+    /// Judge comparisons run in rounds (the same scenarios and modes, e.g. with the modes'
+    /// order alternated and `--solos` of the first): per scenario and mode, each round's SLO
+    /// goodput (or STP), the median, ÷ the best mode's median, and the latency-critical p99 ÷
+    /// solo. One run of a load sweep moves a goodput by a sweep step from one call to the next.
+    Rounds {
+        /// Results directories (of `run` or `compare`) or their results.json, one per round.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+    },
     /// Embed texts with an encoder checkpoint (mean pooling, L2-normalised, as
     /// sentence-transformers does): one JSON object per text.
     Embed {
@@ -226,6 +235,11 @@ where
         Command::Report { dir, profiles } => {
             crate::harness::report::write_report(&dir, &profiles).map(|p| println!("report: {}", p.display()))
         }
+        Command::Rounds { dirs } => dirs
+            .iter()
+            .map(|d| crate::harness::results::Report::load_from(d))
+            .collect::<anyhow::Result<Vec<_>>>()
+            .map(|reports| print!("{}", crate::harness::rounds::rounds(&reports))),
         Command::Embed { model, texts, max_tokens, similarity } => text::embed(&model, texts, max_tokens, similarity),
         Command::Generate { model, prompt, tokens } => text::generate(&model, &prompt, tokens),
         Command::ModelConfig { name } => crate::engine::ModelConfig::named(&name)

@@ -41,6 +41,7 @@ pub mod plots;
 mod progress;
 pub mod report;
 pub mod results;
+pub mod rounds;
 pub mod scenario;
 pub mod serve;
 pub mod session;

@@ -28,7 +28,7 @@ fn status_text(s: &Status) -> Option<String> {
 }
 
 /// The runs of `scenario`, in mode order.
-fn runs_of<'a>(r: &'a Report, scenario: &'a str) -> impl Iterator<Item = &'a RunResult> + 'a {
+pub(crate) fn runs_of<'a>(r: &'a Report, scenario: &'a str) -> impl Iterator<Item = &'a RunResult> + 'a {
     r.runs.iter().filter(move |run| run.scenario == scenario)
 }
 
@@ -62,10 +62,23 @@ fn p99_vs_solo_cell(r: &Report, sc: &super::scenario::Scenario, run: &RunResult,
     }
 }
 
+/// The highest p99 ÷ solo among `run`'s latency-critical tenants, and that tenant's place in
+/// `run.tenants`.
+pub(crate) fn worst_lc(run: &RunResult) -> Option<(f64, usize)> {
+    let lc = run.tenants.iter().enumerate().filter(|(_, t)| t.spec.class == PriorityClass::LatencyCritical);
+    lc.filter_map(|(i, t)| Some((t.metrics.p99_vs_solo?, i))).max_by(|a, b| a.0.total_cmp(&b.0))
+}
+
+/// The lowest throughput ÷ solo among `run`'s best-effort tenants.
+pub(crate) fn lowest_be(run: &RunResult) -> Option<f64> {
+    let be = run.tenants.iter().filter(|t| t.spec.class == PriorityClass::BestEffort);
+    be.filter_map(|t| t.metrics.relative_throughput).reduce(f64::min)
+}
+
 /// A scenario's score under a mode, and what it is: the SLO goodput (offered requests/s)
 /// where the scenario has a load sweep (0 where no point met every SLO), else the STP of its
 /// closed-loop tenants; `None` where the mode has neither (skipped, failed, or no STP).
-fn score(r: &Report, sc: &super::scenario::Scenario, mode: &str) -> Option<f64> {
+pub(crate) fn score(r: &Report, sc: &super::scenario::Scenario, mode: &str) -> Option<f64> {
     if sc.sweep.is_some() {
         let swept = r.sweeps.iter().any(|p| p.scenario == sc.name && p.mode == mode && !p.tenants.is_empty());
         return swept.then(|| sweep::goodput(&r.sweeps, &sc.name, mode).map_or(0.0, |g| g.offered));
@@ -227,16 +240,8 @@ pub fn summary(r: &Report) -> String {
             let _ = writeln!(s, "| mode | LC p99 ÷ solo | BE min throughput ÷ solo |");
             let _ = writeln!(s, "| --- | ---: | ---: |");
             for run in runs_of(r, &sc.name).filter(|run| matches!(run.status, Status::Ok)) {
-                let lc = run.tenants.iter().enumerate().filter(|(_, t)| t.spec.class == PriorityClass::LatencyCritical);
-                let be = run.tenants.iter().filter(|t| t.spec.class == PriorityClass::BestEffort);
-                let lc_p99 = lc
-                    .filter_map(|(i, t)| Some((t.metrics.p99_vs_solo?, i)))
-                    .max_by(|a, b| a.0.total_cmp(&b.0))
-                    .map_or("–".into(), |(_, i)| p99_vs_solo_cell(r, sc, run, i));
-                let be_min = be
-                    .filter_map(|t| t.metrics.relative_throughput)
-                    .fold(None, |a: Option<f64>, x| Some(a.map_or(x, |a| a.min(x))));
-                let _ = writeln!(s, "| {} | {lc_p99} | {} |", run.mode, num(be_min, 2));
+                let lc_p99 = worst_lc(run).map_or("–".into(), |(_, i)| p99_vs_solo_cell(r, sc, run, i));
+                let _ = writeln!(s, "| {} | {lc_p99} | {} |", run.mode, num(lowest_be(run), 2));
             }
         }
         let faults: Vec<String> = runs_of(r, &sc.name)

@@ -164,6 +164,13 @@ impl Report {
         serde_json::from_str(&text).with_context(|| format!("{} is not a rightsize results file", path.display()))
     }
 
+    /// The results of a results directory (its results.json), or of a results.json itself.
+    pub fn load_from(path: &Path) -> anyhow::Result<Report> {
+        let file = if path.is_dir() { path.join("results.json") } else { path.to_path_buf() };
+        anyhow::ensure!(file.is_file(), "{} has no results.json (is it a results directory?)", path.display());
+        Report::load(&file)
+    }
+
     pub(crate) fn solo(&self, key: &str) -> Option<&TenantMetrics> {
         self.solo.iter().find(|s| s.key == key).and_then(|s| s.metrics.as_ref())
     }
@@ -173,12 +180,11 @@ impl Report {
     /// instead of measuring them again: those that ran. Refused where it ran on another GPU
     /// (a baseline is of one GPU kind).
     pub fn earlier_solos(path: &Path, gpu: &str, sms: u32) -> anyhow::Result<Vec<SoloResult>> {
-        let file = if path.is_dir() { path.join("results.json") } else { path.to_path_buf() };
-        let earlier = Report::load(&file)?;
+        let earlier = Report::load_from(path)?;
         anyhow::ensure!(
             earlier.gpu == gpu && earlier.sm_count == sms,
             "{} was measured on {} ({} SMs), not this {gpu} ({sms} SMs): its solo baselines do not hold here",
-            file.display(),
+            path.display(),
             earlier.gpu,
             earlier.sm_count
         );
@@ -249,7 +255,7 @@ mod tests {
         let e = format!("{:#}", Report::earlier_solos(&dir, &r.gpu, r.sm_count).unwrap_err());
         assert!(e.contains("is not a rightsize results file"), "{e}");
         let missing = Report::earlier_solos(&dir.join("nowhere"), &r.gpu, r.sm_count).unwrap_err();
-        assert!(format!("{missing:#}").contains("cannot read"), "{missing:#}");
+        assert!(format!("{missing:#}").contains("nowhere has no results.json"), "{missing:#}");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

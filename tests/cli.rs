@@ -57,7 +57,7 @@ fn run_and_compare_refuse_bad_input_in_one_line() {
     std::fs::create_dir_all(&dir).unwrap();
     let bad = dir.join("bad.toml");
     std::fs::write(&bad, "[[scenario]]\nname = \"x\"\n[[scenario.tenant]]\nmodel = \"gpt2\"\nbatch = 0\n").unwrap();
-    let cases: [(&[&str], &str); 8] = [
+    let cases: [(&[&str], &str); 9] = [
         (&["run", "no-such-file.toml"], "cannot read no-such-file.toml"),
         (&["run", bad.to_str().unwrap()], "batch and seq must be at least 1"),
         (&["compare", "--modes", "mig"], "unknown mode \"mig\""),
@@ -66,6 +66,7 @@ fn run_and_compare_refuse_bad_input_in_one_line() {
         (&["compare", "--trace", "t.json", "--trace-limit", "0"], "--trace-limit must be at least 1"),
         (&["report", "no-such-dir"], "no-such-dir has no results.json"),
         (&["report", dir.to_str().unwrap()], "has no results.json"),
+        (&["rounds", "no-such-dir"], "no-such-dir has no results.json"),
     ];
     for (args, want) in cases {
         let out = rightsize(args);
