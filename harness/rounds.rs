@@ -68,12 +68,12 @@ pub fn rounds(reports: &[Report]) -> String {
         );
         let _ = writeln!(s, "| --- | --- | ---: | ---: | --- | --- |");
         for ((mode, v), med) in modes.iter().zip(&scores).zip(&medians) {
-            let run_of = |r: &'_ Report| {
-                runs_of(r, &sc.name).find(|run| run.mode == *mode && matches!(run.status, Status::Ok)).cloned()
-            };
-            let runs: Vec<_> = reports.iter().map(run_of).collect();
-            let lc: Vec<Option<f64>> = runs.iter().map(|run| run.as_ref().and_then(worst_lc).map(|x| x.0)).collect();
-            let be: Vec<Option<f64>> = runs.iter().map(|run| run.as_ref().and_then(lowest_be)).collect();
+            let runs: Vec<_> = reports
+                .iter()
+                .map(|r| runs_of(r, &sc.name).find(|run| run.mode == *mode && matches!(run.status, Status::Ok)))
+                .collect();
+            let lc: Vec<Option<f64>> = runs.iter().map(|run| run.and_then(worst_lc).map(|x| x.0)).collect();
+            let be: Vec<Option<f64>> = runs.iter().map(|run| run.and_then(lowest_be)).collect();
             let ratio = med.filter(|_| best > 0.0).map_or("–".into(), |m| format!("{:.2}", m / best));
             let _ = writeln!(
                 s,
