@@ -343,12 +343,11 @@ pub fn run(device: Device, s: &Scenario, mode: Mode, knees: Knees, mut o: RunOpt
                     let leaving = gate.leaving();
                     let load = || -> anyhow::Result<(Tenant, Served)> {
                         let mut t = Tenant::scheduled(rt.clone(), i as u32, spec.class)?;
-                        // Each tenant with an SLO tells krisp its requests' latencies (its
-                        // pressure, `Tenant::observe`); RIGHTSIZE_PRESSURE=0 turns that off
-                        // (docs/harness-h200.md).
-                        match spec.slo_ms.filter(|s| s.is_finite() && *s > 0.0) {
-                            Some(slo) if reports => t = t.with_slo(std::time::Duration::from_secs_f64(slo / 1e3)),
-                            _ => {}
+                        // Each tenant with an SLO (finite and positive: the scenario's checks)
+                        // tells krisp its requests' latencies (its pressure, `Tenant::observe`);
+                        // RIGHTSIZE_PRESSURE=0 turns that off (docs/harness-h200.md).
+                        if let Some(slo) = spec.slo_ms.filter(|_| reports) {
+                            t = t.with_slo(std::time::Duration::from_secs_f64(slo / 1e3));
                         }
                         let mut served = Served::load(&t, spec, s.seed + i as u64)?;
                         if mode.plan {
