@@ -20,7 +20,9 @@
 //             consumer computes 64 rows × BN columns with wgmma.m64nBNk16 (4 per K step,
 //             operands from shared memory, 128-byte swizzle, FP32 accumulators in registers),
 //             keeps one K step's group in flight while the next is issued, and releases each
-//             stage through empty[s] once the group reading it is done. The epilogue goes
+//             stage through empty[s] once the group reading it is done. With p.b_stable the
+//             B of a block's first stages is requested before the wait for the kernel before it
+//             (PDL), in the plain order (the decode GEMMs do the same). The epilogue goes
 //             through shared memory 32 columns at a time (16 for the last of a 48- or 80-wide
 //             tile).
 // Packed B:   with p.b_layout = RS_B_TILES, B is in pack_tiles_f16's layout (abi.h): a K step's
@@ -154,6 +156,33 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
     }
     __syncthreads();
 
+    // B of a K step into stage s (its bytes counted on full[s] with A's).
+    const auto load_b = [&](int kb, unsigned n0, int s) {
+        const unsigned b = base + s * STAGE_BYTES + BM * BK * 2;
+        if (p.b_layout == RS_B_TILES) {
+            // Packed B: the two slices of this K step, both halves of the BN / 16 tiles.
+            const int slices = RS_GEMM_P_KC / 32;
+            tma_load_5d(b, &tp.map_b, 0, (2 * kb) % slices, 0, 2 * kb / slices, (int)(n0 / 16), full + 8 * s);
+        } else {
+            tma_load(b, &tp.map_b, kb * BK, (int)n0, full + 8 * s);
+        }
+    };
+    // With b_stable (B is weights, which the kernel before this one does not write), the B of
+    // the first stages of this block's first unit is requested before the wait for that
+    // kernel (PDL), which may still be writing A: the weights stream while it ends. Only in
+    // the plain order, where the first unit is the block's own (a counted launch learns its
+    // first unit from the counter, which is set after the kernel before it).
+    const int early = !RS_COUNTED && p.b_stable && blockIdx.x < units ? min(kblocks, STAGES) : 0;
+    if (wg == 0 && t == 0 && early > 0) {
+        unsigned m0, n0;
+        tile_origin(blockIdx.x, p, tiles_m, tiles_n, BM, BN, m0, n0);
+        for (int kb = 0; kb < early; ++kb) {
+            mbar_expect_tx(full + 8 * kb, STAGE_BYTES);
+            load_b(kb, n0, kb);
+        }
+    }
+    pdl_sync();
+
     // With two consumer warpgroups, registers move from the producer (one thread issues the
     // loads) to the consumers: 40 + 2 × 232 per thread fit the SM's 64 Ki with room for the
     // 128×256 tile's accumulators and its epilogue.
@@ -175,16 +204,11 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
             for (int kb = 0; kb < kblocks; ++kb) {
                 mbar_wait(empty + 8 * stage, phase ^ 1);
                 if (dynamic && kb == 0) unit[stage] = u;
-                const unsigned a = base + stage * STAGE_BYTES, b = a + BM * BK * 2;
-                mbar_expect_tx(full + 8 * stage, STAGE_BYTES);
-                tma_load(a, &tp.map_a, kb * BK, (int)m0, full + 8 * stage);
-                if (p.b_layout == RS_B_TILES) {
-                    // Packed B: the two slices of this K step, both halves of the BN / 16 tiles.
-                    const int slices = RS_GEMM_P_KC / 32;
-                    tma_load_5d(b, &tp.map_b, 0, (2 * kb) % slices, 0, 2 * kb / slices, (int)(n0 / 16), full + 8 * stage);
-                } else {
-                    tma_load(b, &tp.map_b, kb * BK, (int)n0, full + 8 * stage);
-                }
+                // The first unit's first stages: B and the bytes are already asked for.
+                const bool asked = kb < early && u == blockIdx.x;
+                if (!asked) mbar_expect_tx(full + 8 * stage, STAGE_BYTES);
+                tma_load(base + stage * STAGE_BYTES, &tp.map_a, kb * BK, (int)m0, full + 8 * stage);
+                if (!asked) load_b(kb, n0, stage);
                 if (++stage == STAGES) {
                     stage = 0;
                     phase ^= 1;
@@ -306,51 +330,41 @@ extern __shared__ __align__(1024) unsigned char rs_gemm_w_smem[];
 #endif
 
 RS_KERNEL_PAIR(__launch_bounds__(RS_GEMM_W_THREADS, 1), gemm_f16_wgmma_128x48, GemmTmaParams) {
-    rs::pdl_sync();
     RS_GEMM_WGMMA(48, 2);
 }
 
 RS_KERNEL_PAIR(__launch_bounds__(RS_GEMM_W_THREADS, 1), gemm_f16_wgmma_128x64, GemmTmaParams) {
-    rs::pdl_sync();
     RS_GEMM_WGMMA(64, 2);
 }
 
 RS_KERNEL_PAIR(__launch_bounds__(RS_GEMM_W_THREADS, 1), gemm_f16_wgmma_128x80, GemmTmaParams) {
-    rs::pdl_sync();
     RS_GEMM_WGMMA(80, 2);
 }
 
 RS_KERNEL_PAIR(__launch_bounds__(RS_GEMM_W_THREADS, 1), gemm_f16_wgmma_128x96, GemmTmaParams) {
-    rs::pdl_sync();
     RS_GEMM_WGMMA(96, 2);
 }
 
 RS_KERNEL_PAIR(__launch_bounds__(RS_GEMM_W_THREADS, 1), gemm_f16_wgmma_128x128, GemmTmaParams) {
-    rs::pdl_sync();
     RS_GEMM_WGMMA(128, 2);
 }
 
 RS_KERNEL_PAIR(__launch_bounds__(RS_GEMM_W_THREADS, 1), gemm_f16_wgmma_128x160, GemmTmaParams) {
-    rs::pdl_sync();
     RS_GEMM_WGMMA(160, 2);
 }
 
 RS_KERNEL_PAIR(__launch_bounds__(RS_GEMM_W_THREADS, 1), gemm_f16_wgmma_128x192, GemmTmaParams) {
-    rs::pdl_sync();
     RS_GEMM_WGMMA(192, 2);
 }
 
 RS_KERNEL_PAIR(__launch_bounds__(RS_GEMM_W_THREADS, 1), gemm_f16_wgmma_128x256, GemmTmaParams) {
-    rs::pdl_sync();
     RS_GEMM_WGMMA(256, 2);
 }
 
 RS_KERNEL_PAIR(__launch_bounds__(RS_GEMM_WS_THREADS, 1), gemm_f16_wgmma_64x32, GemmTmaParams) {
-    rs::pdl_sync();
     RS_GEMM_WGMMA(32, 1);
 }
 
 RS_KERNEL_PAIR(__launch_bounds__(RS_GEMM_WS_THREADS, 1), gemm_f16_wgmma_64x64, GemmTmaParams) {
-    rs::pdl_sync();
     RS_GEMM_WGMMA(64, 1);
 }

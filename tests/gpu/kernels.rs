@@ -192,12 +192,23 @@ fn gemm_shapes_match_reference(test: &str, shapes: &[(usize, usize, usize)]) {
                     let what = format!("{} {m}x{n}x{kk} {name}", kernel.id());
                     let got = at_every_grid(&rt, &what, kernel, &tp, &mut out, |_| {});
                     assert_close(&what, &got, &want);
-                    if let Some(pb) = &packed {
-                        let pp = GemmParams { b: pb.ptr(), b_layout: RS_B_TILES, ..p };
-                        let tp = rightsize::runtime::gemm_tma_params(&pp, kernel).unwrap();
-                        let what = format!("{what} packed B");
-                        let got_packed = at_every_grid(&rt, &what, kernel, &tp, &mut out, |_| {});
-                        assert_same_bits(&format!("{what} against row-major B"), &got_packed, &got);
+                    // B read before the wait for the predecessor (b_stable), row-major and
+                    // packed: the same bits.
+                    for b_stable in [0, 1] {
+                        if b_stable == 1 {
+                            let tp =
+                                rightsize::runtime::gemm_tma_params(&GemmParams { b_stable, ..p }, kernel).unwrap();
+                            let what = format!("{what} b_stable");
+                            let early = at_every_grid(&rt, &what, kernel, &tp, &mut out, |_| {});
+                            assert_same_bits(&what, &early, &got);
+                        }
+                        if let Some(pb) = &packed {
+                            let pp = GemmParams { b: pb.ptr(), b_layout: RS_B_TILES, b_stable, ..p };
+                            let tp = rightsize::runtime::gemm_tma_params(&pp, kernel).unwrap();
+                            let what = format!("{what} packed B b_stable {b_stable}");
+                            let got_packed = at_every_grid(&rt, &what, kernel, &tp, &mut out, |_| {});
+                            assert_same_bits(&format!("{what} against row-major B"), &got_packed, &got);
+                        }
                     }
                 }
                 if m <= 8 {
