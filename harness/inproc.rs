@@ -236,7 +236,16 @@ fn policy_spec(s: &Scenario, knees: &Knees) -> PolicySpec {
         }),
         Err(_) => Guard::default(),
     };
-    PolicySpec { kind: PolicyKind::Full, tenants, reserved_sms: s.reserved_sms, claims, guard }
+    // RIGHTSIZE_HUSH=N: every N-th launch of a best-effort tenant of krisp waits while a
+    // latency-critical request is in flight (1: each), for comparisons (docs/harness-h200.md).
+    let hush = match std::env::var("RIGHTSIZE_HUSH") {
+        Ok(v) => v.parse::<u32>().unwrap_or_else(|_| {
+            eprintln!("rightsize: RIGHTSIZE_HUSH={v} is not a count of launches; best-effort work does not wait");
+            0
+        }),
+        Err(_) => 0,
+    };
+    PolicySpec { kind: PolicyKind::Full, tenants, reserved_sms: s.reserved_sms, claims, guard, hush }
 }
 
 /// The policy kind of an in-process mode.

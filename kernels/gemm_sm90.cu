@@ -121,8 +121,10 @@ __device__ __forceinline__ void tile_origin(u64 u, const GemmParams& p, unsigned
 }
 
 // CONSUMERS warpgroups of 64 rows each (BM = 64·CONSUMERS) and one producer warpgroup.
-template <bool RS_COUNTED, int BN, int CONSUMERS>
-__device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned char* smem_raw, const RsTicket& ticket) {
+// `wait` waits for the kernel before (rs::pdl_sync), after the weights asked for early.
+template <bool RS_COUNTED, int BN, int CONSUMERS, typename Wait>
+__device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned char* smem_raw, const RsTicket& ticket,
+                                           Wait wait) {
     constexpr int BM = 64 * CONSUMERS;
     constexpr unsigned STAGE_BYTES = (BM + BN) * BK * 2;
     constexpr int STAGES = RS_GEMM_W_RING_BYTES / STAGE_BYTES;
@@ -181,7 +183,7 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
             load_b(kb, n0, kb);
         }
     }
-    pdl_sync();
+    wait();
 
     // With two consumer warpgroups, registers move from the producer (one thread issues the
     // loads) to the consumers: 40 + 2 × 232 per thread fit the SM's 64 Ki with room for the
@@ -322,49 +324,50 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
 
 extern __shared__ __align__(1024) unsigned char rs_gemm_w_smem[];
 
-// The entry points, one per tile: gemm_wgmma<BN, consumer warpgroups> on sm_90a.
+// The entry points, one per tile: gemm_wgmma<BN, consumer warpgroups> on sm_90a, which calls
+// WAIT (the wait for the kernel before) once it has asked for its first weights.
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-#define RS_GEMM_WGMMA(BN, CONSUMERS) gemm_wgmma<RS_COUNTED, BN, CONSUMERS>(p, rs_gemm_w_smem, t)
+#define RS_GEMM_WGMMA(BN, CONSUMERS, WAIT) gemm_wgmma<RS_COUNTED, BN, CONSUMERS>(p, rs_gemm_w_smem, t, WAIT)
 #else
-#define RS_GEMM_WGMMA(BN, CONSUMERS) __trap()
+#define RS_GEMM_WGMMA(BN, CONSUMERS, WAIT) ((WAIT)(), __trap())
 #endif
 
 RS_KERNEL_PAIR(__launch_bounds__(RS_GEMM_W_THREADS, 1), gemm_f16_wgmma_128x48, GemmTmaParams) {
-    RS_GEMM_WGMMA(48, 2);
+    RS_GEMM_WGMMA(48, 2, [] { rs::pdl_sync(); });
 }
 
 RS_KERNEL_PAIR(__launch_bounds__(RS_GEMM_W_THREADS, 1), gemm_f16_wgmma_128x64, GemmTmaParams) {
-    RS_GEMM_WGMMA(64, 2);
+    RS_GEMM_WGMMA(64, 2, [] { rs::pdl_sync(); });
 }
 
 RS_KERNEL_PAIR(__launch_bounds__(RS_GEMM_W_THREADS, 1), gemm_f16_wgmma_128x80, GemmTmaParams) {
-    RS_GEMM_WGMMA(80, 2);
+    RS_GEMM_WGMMA(80, 2, [] { rs::pdl_sync(); });
 }
 
 RS_KERNEL_PAIR(__launch_bounds__(RS_GEMM_W_THREADS, 1), gemm_f16_wgmma_128x96, GemmTmaParams) {
-    RS_GEMM_WGMMA(96, 2);
+    RS_GEMM_WGMMA(96, 2, [] { rs::pdl_sync(); });
 }
 
 RS_KERNEL_PAIR(__launch_bounds__(RS_GEMM_W_THREADS, 1), gemm_f16_wgmma_128x128, GemmTmaParams) {
-    RS_GEMM_WGMMA(128, 2);
+    RS_GEMM_WGMMA(128, 2, [] { rs::pdl_sync(); });
 }
 
 RS_KERNEL_PAIR(__launch_bounds__(RS_GEMM_W_THREADS, 1), gemm_f16_wgmma_128x160, GemmTmaParams) {
-    RS_GEMM_WGMMA(160, 2);
+    RS_GEMM_WGMMA(160, 2, [] { rs::pdl_sync(); });
 }
 
 RS_KERNEL_PAIR(__launch_bounds__(RS_GEMM_W_THREADS, 1), gemm_f16_wgmma_128x192, GemmTmaParams) {
-    RS_GEMM_WGMMA(192, 2);
+    RS_GEMM_WGMMA(192, 2, [] { rs::pdl_sync(); });
 }
 
 RS_KERNEL_PAIR(__launch_bounds__(RS_GEMM_W_THREADS, 1), gemm_f16_wgmma_128x256, GemmTmaParams) {
-    RS_GEMM_WGMMA(256, 2);
+    RS_GEMM_WGMMA(256, 2, [] { rs::pdl_sync(); });
 }
 
 RS_KERNEL_PAIR(__launch_bounds__(RS_GEMM_WS_THREADS, 1), gemm_f16_wgmma_64x32, GemmTmaParams) {
-    RS_GEMM_WGMMA(32, 1);
+    RS_GEMM_WGMMA(32, 1, [] { rs::pdl_sync(); });
 }
 
 RS_KERNEL_PAIR(__launch_bounds__(RS_GEMM_WS_THREADS, 1), gemm_f16_wgmma_64x64, GemmTmaParams) {
-    RS_GEMM_WGMMA(64, 1);
+    RS_GEMM_WGMMA(64, 1, [] { rs::pdl_sync(); });
 }

@@ -151,6 +151,11 @@ pub struct Tenant {
     claimed: Cell<Option<super::PartitionId>>,
     /// Whether the scheduler counts it as having work outstanding.
     busy: Cell<bool>,
+    /// Whether its in-flight word is set (a latency-critical tenant of a policy that hushes,
+    /// until it synchronizes).
+    hushing: Cell<bool>,
+    /// Its launches so far, where the policy hushes (a best-effort tenant's every n-th waits).
+    hush_launches: Cell<u64>,
     /// How much of its time it spends busy; when it last went idle and when busy.
     duty: Cell<(Duty, Option<std::time::Instant>, Option<std::time::Instant>)>,
     /// Its last requests' latencies ÷ its objective, oldest first ([`Tenant::observe`]).
@@ -247,6 +252,8 @@ impl Tenant {
             placed: Cell::new(None),
             claimed: Cell::new(None),
             busy: Cell::new(false),
+            hushing: Cell::new(false),
+            hush_launches: Cell::new(0),
             duty: Cell::new((Duty::default(), None, None)),
             recent: std::cell::RefCell::new(std::collections::VecDeque::with_capacity(PRESSURE_WINDOW)),
         })
@@ -365,6 +372,9 @@ impl Tenant {
             return Ok(W::Output::default());
         };
         let placed = self.place(&work, units)?;
+        if let Err(e) = self.hush(placed.target.stream) {
+            return self.placed(placed, Err(e));
+        }
         let mut output = W::Output::default();
         let launched = self.timed(
             placed.target.stream,
@@ -387,6 +397,32 @@ impl Tenant {
             self.trace(kernel, placed.partition, *grid);
         }
         self.placed(placed, launched).map(|_| output)
+    }
+
+    /// Where the policy hushes (runtime/hush.rs), before work goes to `stream`: a
+    /// latency-critical tenant's first launch of a request sets its word there (cleared by
+    /// [`Tenant::synchronize`]); a best-effort tenant's work (every n-th launch, as the
+    /// policy says) waits there, also in a plan being captured, until no latency-critical
+    /// tenant's word is set.
+    fn hush(&self, stream: sys::CUstream) -> Result<()> {
+        let (Mode::Scheduled, Some(sched), Some(hush)) = (self.mode, self.rt.scheduler(), self.rt.hush()) else {
+            return Ok(());
+        };
+        if self.class == PriorityClass::LatencyCritical {
+            if self.capturing.get().is_none() && !self.hushing.get() {
+                // SAFETY: a stream of the pool; the context is current (placed).
+                unsafe { hush.write(stream, self.id, 1) }?;
+                self.hushing.set(true);
+            }
+            return Ok(());
+        }
+        let n = self.hush_launches.get();
+        self.hush_launches.set(n + 1);
+        if !hush.waits_at(n) {
+            return Ok(());
+        }
+        // SAFETY: as above.
+        unsafe { hush.wait(stream, sched.guaranteed() & !(1 << self.id.min(63))) }
     }
 
     /// The placement step of every piece of work of this tenant, as `work` asks: its fixed
@@ -755,6 +791,12 @@ impl Tenant {
             // SAFETY: its tail is a stream of the pool; the context is current.
             unsafe { self.rt.write_claims_on(self.last.get(), claimed, 0) }?;
         }
+        if let (true, Some(hush)) = (self.hushing.get(), self.rt.hush()) {
+            // Cleared in stream order, as its last work completes.
+            // SAFETY: as above.
+            unsafe { hush.write(self.last.get(), self.id, 0) }?;
+            self.hushing.set(false);
+        }
         // SAFETY: a live stream of the pool.
         unsafe { result::stream::synchronize(self.last.get()) }.call("cuStreamSynchronize")?;
         if let (true, Some(sched)) = (self.busy.get(), self.rt.scheduler()) {
@@ -774,6 +816,10 @@ impl Tenant {
 
 impl Drop for Tenant {
     fn drop(&mut self) {
+        if self.hushing.get() {
+            // Best-effort work waits while its word is set: clear it after what it launched.
+            let _ = self.synchronize();
+        }
         // A tenant that goes away has no work the scheduler should make room for.
         if let (true, Some(sched)) = (self.busy.get(), self.rt.scheduler()) {
             sched.set_active(self.id, false);

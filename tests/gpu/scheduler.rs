@@ -283,6 +283,77 @@ fn a_claim_lasts_as_long_as_the_work_eager_or_planned() {
     drop(hog);
 }
 
+/// How long a best-effort tenant's vector add takes to complete, eager or from a plan captured
+/// beforehand, when it is issued while a latency-critical tenant has a request in flight that
+/// ends (its synchronize) `held` later; and the latency-critical word while it was in flight.
+fn best_effort_beside_a_request(hush: u32, held: std::time::Duration) -> Vec<(std::time::Duration, Option<u32>)> {
+    let shares = vec![
+        Share { class: PriorityClass::LatencyCritical, quota: Some(2), bounded: true },
+        Share { class: PriorityClass::BestEffort, quota: None, bounded: false },
+    ];
+    let rt = Arc::new(
+        Runtime::with_policy(device(), Box::new(KrispShare::new(shares).hushing(hush)), MinSms::default(), 2).unwrap(),
+    );
+    let lc = Tenant::scheduled(rt.clone(), 0, PriorityClass::LatencyCritical).unwrap();
+    let mut be = Some(Tenant::scheduled(rt.clone(), 1, PriorityClass::BestEffort).unwrap());
+    let n = 1 << 16;
+    let ones = DeviceBuffer::from_host(rt.device(), &vec![f16::ONE; n]).unwrap();
+    let out = DeviceBuffer::<f16>::filled(rt.device(), n, 0xff).unwrap();
+    let p = VectorAddParams { a: ones.ptr(), b: ones.ptr(), c: out.ptr(), n: n as u64 };
+    let whole = GroupRange { first: 0, count: rt.scheduler().unwrap().topology().groups };
+    let t = be.as_ref().unwrap();
+    // SAFETY: buffers of n halves.
+    let plan = t.capture_set(&[whole], || unsafe { t.launch(VECTOR_ADD_F16, &p) }.map(|_| ())).unwrap();
+    t.synchronize().unwrap();
+    let mut took = Vec::new();
+    for planned in [false, true] {
+        // Its request: a short kernel, then nothing until its synchronize.
+        let request = smid_on(&lc, 1000);
+        let word = rt.hush().map(|h| h.words().unwrap()[0]);
+        let t = be.take().unwrap();
+        let plan = &plan;
+        let (t, done) = std::thread::scope(|s| {
+            let waiter = s.spawn(move || {
+                let start = std::time::Instant::now();
+                if planned {
+                    t.replay_set(plan).unwrap();
+                } else {
+                    // SAFETY: as above.
+                    unsafe { t.launch(VECTOR_ADD_F16, &p) }.unwrap();
+                }
+                t.synchronize().unwrap();
+                (t, start.elapsed())
+            });
+            std::thread::sleep(held);
+            lc.synchronize().unwrap();
+            waiter.join().unwrap()
+        });
+        be = Some(t);
+        drop(request);
+        took.push((done, word));
+        assert!(out.to_host().unwrap().iter().all(|x| x.to_f32() == 2.0), "planned {planned}: the add ran");
+    }
+    if let Some(h) = rt.hush() {
+        assert_eq!(h.words().unwrap()[0], 0, "the word is cleared at synchronize");
+    }
+    took
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn best_effort_work_waits_while_a_latency_critical_request_is_in_flight() {
+    let held = std::time::Duration::from_millis(60);
+    for (done, word) in best_effort_beside_a_request(1, held) {
+        assert_eq!(word, Some(1), "the latency-critical tenant's word is set while its request is in flight");
+        assert!(done >= held - std::time::Duration::from_millis(10), "it ran {done:?} after it was issued");
+    }
+    // Without hushing it runs at once (so the check above can fail).
+    for (done, word) in best_effort_beside_a_request(0, held) {
+        assert_eq!(word, None);
+        assert!(done < held / 2, "it took {done:?}");
+    }
+}
+
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn krisp_plans_are_captured_as_if_their_tenant_were_alone() {
