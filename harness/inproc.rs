@@ -380,7 +380,12 @@ pub fn run(device: Device, s: &Scenario, mode: Mode, knees: Knees, mut o: RunOpt
                         sink_i,
                         // Waiting at the start for the others to load was not idleness between
                         // its requests.
-                        |t| t.restart_duty(),
+                        |t| {
+                            t.restart_duty();
+                            // Where the policy hushes, its requests do from now on (not
+                            // while the tenants load).
+                            let _ = t.hush_while_serving(true);
+                        },
                         |e, faults| match e {
                             // Lost, or failing (a library call's status) after another tenant saw it lost.
                             e if context_lost(&e) || gate.interrupted() => {
@@ -396,6 +401,10 @@ pub fn run(device: Device, s: &Scenario, mode: Mode, knees: Knees, mut o: RunOpt
                         },
                     );
                     let duty = session.tenant().map(|t| t.duty());
+                    // A request that ended in an error left its word set: best-effort work
+                    // must not wait on it while the others finish (an error here means the
+                    // context is gone, and their work with it).
+                    let _ = session.tenant().map(|t| t.hush_while_serving(false));
                     leaving.wait_for_all();
                     drop(session.unload());
                     let (samples, position) = r.with_context(|| format!("tenant {i} ({})", spec.model))?;

@@ -156,6 +156,8 @@ pub struct Tenant {
     hushing: Cell<bool>,
     /// Its launches so far, where the policy hushes (a best-effort tenant's every n-th waits).
     hush_launches: Cell<u64>,
+    /// Whether its requests hush best-effort work ([`Tenant::hush_while_serving`]).
+    serving: Cell<bool>,
     /// How much of its time it spends busy; when it last went idle and when busy.
     duty: Cell<(Duty, Option<std::time::Instant>, Option<std::time::Instant>)>,
     /// Its last requests' latencies ÷ its objective, oldest first ([`Tenant::observe`]).
@@ -254,6 +256,7 @@ impl Tenant {
             busy: Cell::new(false),
             hushing: Cell::new(false),
             hush_launches: Cell::new(0),
+            serving: Cell::new(false),
             duty: Cell::new((Duty::default(), None, None)),
             recent: std::cell::RefCell::new(std::collections::VecDeque::with_capacity(PRESSURE_WINDOW)),
         })
@@ -372,6 +375,7 @@ impl Tenant {
             return Ok(W::Output::default());
         };
         let placed = self.place(&work, units)?;
+        let hushed_before = self.hushing.get();
         if let Err(e) = self.hush(placed.target.stream) {
             return self.placed(placed, Err(e));
         }
@@ -396,20 +400,27 @@ impl Tenant {
         if let (Ok(grid), Some(kernel)) = (&launched, work.kernel()) {
             self.trace(kernel, placed.partition, *grid);
         }
+        if launched.is_err() && !hushed_before && self.hushing.get() {
+            // This call set its word and launched nothing: clear it behind the write, so
+            // best-effort work does not wait on a request that has no work in flight.
+            let _ = self.unhush(placed.target.stream);
+        }
         self.placed(placed, launched).map(|_| output)
     }
 
     /// Where the policy hushes (runtime/hush.rs), before work goes to `stream`: a
-    /// latency-critical tenant's first launch of a request sets its word there (cleared by
-    /// [`Tenant::synchronize`]); a best-effort tenant's work (every n-th launch, as the
-    /// policy says) waits there, also in a plan being captured, until no latency-critical
-    /// tenant's word is set.
+    /// latency-critical tenant's first launch of a request, while it serves
+    /// ([`Tenant::hush_while_serving`]), sets its word there (cleared by
+    /// [`Tenant::synchronize`]); a best-effort tenant's work (every n-th launch, as the policy
+    /// says) waits there, also in a plan being captured, until no latency-critical tenant's
+    /// word is set.
     fn hush(&self, stream: sys::CUstream) -> Result<()> {
         let (Mode::Scheduled, Some(sched), Some(hush)) = (self.mode, self.rt.scheduler(), self.rt.hush()) else {
             return Ok(());
         };
         if self.class == PriorityClass::LatencyCritical {
-            if self.capturing.get().is_none() && !self.hushing.get() {
+            // Only while serving (Tenant::hush_while_serving), and only ids with a word.
+            if self.serving.get() && self.id < 64 && self.capturing.get().is_none() && !self.hushing.get() {
                 // SAFETY: a stream of the pool; the context is current (placed).
                 unsafe { hush.write(stream, self.id, 1) }?;
                 self.hushing.set(true);
@@ -423,6 +434,31 @@ impl Tenant {
         }
         // SAFETY: as above.
         unsafe { hush.wait(stream, sched.guaranteed() & !(1 << self.id.min(63))) }
+    }
+
+    /// Clears its word on `stream`, in stream order, if it set it.
+    fn unhush(&self, stream: sys::CUstream) -> Result<()> {
+        if let (true, Some(hush)) = (self.hushing.get(), self.rt.hush()) {
+            self.rt.device().bind()?;
+            // SAFETY: a stream of the pool; the context is current.
+            unsafe { hush.write(stream, self.id, 0) }?;
+            self.hushing.set(false);
+        }
+        Ok(())
+    }
+
+    /// Whether its requests hush best-effort work from now on (a latency-critical tenant under
+    /// a policy that hushes, runtime/hush.rs; off until asked). Off clears its word behind its
+    /// work. A caller turns it on once it serves requests, not while it loads: best-effort
+    /// work would wait on its loading, and a call that waits for the whole device (freeing
+    /// memory does) between a launch and its synchronize would wait for that work forever.
+    pub fn hush_while_serving(&self, on: bool) -> Result<()> {
+        self.serving.set(on);
+        if on {
+            Ok(())
+        } else {
+            self.unhush(self.last.get())
+        }
     }
 
     /// The placement step of every piece of work of this tenant, as `work` asks: its fixed
@@ -785,17 +821,14 @@ impl Tenant {
     /// scheduled tenant then counts as idle until its next launch.
     pub fn synchronize(&self) -> Result<()> {
         self.rt.device().bind()?;
+        // Its word cleared in stream order, as its last work completes (first: best-effort work
+        // waits on it).
+        self.unhush(self.last.get())?;
         if let Some(claimed) = self.claimed.take() {
             // Released in stream order, as its last kernel completes (only a runtime with
             // claim tables claims).
             // SAFETY: its tail is a stream of the pool; the context is current.
             unsafe { self.rt.write_claims_on(self.last.get(), claimed, 0) }?;
-        }
-        if let (true, Some(hush)) = (self.hushing.get(), self.rt.hush()) {
-            // Cleared in stream order, as its last work completes.
-            // SAFETY: as above.
-            unsafe { hush.write(self.last.get(), self.id, 0) }?;
-            self.hushing.set(false);
         }
         // SAFETY: a live stream of the pool.
         unsafe { result::stream::synchronize(self.last.get()) }.call("cuStreamSynchronize")?;
