@@ -151,9 +151,9 @@ pub struct Tenant {
     claimed: Cell<Option<super::PartitionId>>,
     /// Whether the scheduler counts it as having work outstanding.
     busy: Cell<bool>,
-    /// Whether its in-flight word is set (a latency-critical tenant of a policy that hushes,
-    /// until it synchronizes).
-    hushing: Cell<bool>,
+    /// The best-effort tenants its request quiets, once decided at the request's first launch
+    /// (a latency-critical tenant of a policy that hushes; `None` again at synchronize).
+    hushed: Cell<Option<u64>>,
     /// Its launches so far, where the policy hushes (a best-effort tenant's every n-th waits).
     hush_launches: Cell<u64>,
     /// Whether its requests hush best-effort work ([`Tenant::hush_while_serving`]).
@@ -254,7 +254,7 @@ impl Tenant {
             placed: Cell::new(None),
             claimed: Cell::new(None),
             busy: Cell::new(false),
-            hushing: Cell::new(false),
+            hushed: Cell::new(None),
             hush_launches: Cell::new(0),
             serving: Cell::new(false),
             duty: Cell::new((Duty::default(), None, None)),
@@ -375,7 +375,7 @@ impl Tenant {
             return Ok(W::Output::default());
         };
         let placed = self.place(&work, units)?;
-        let hushed_before = self.hushing.get();
+        let hushed_before = self.hushed.get();
         if let Err(e) = self.hush(placed.target.stream) {
             return self.placed(placed, Err(e));
         }
@@ -400,8 +400,8 @@ impl Tenant {
         if let (Ok(grid), Some(kernel)) = (&launched, work.kernel()) {
             self.trace(kernel, placed.partition, *grid);
         }
-        if launched.is_err() && !hushed_before && self.hushing.get() {
-            // This call set its word and launched nothing: clear it behind the write, so
+        if launched.is_err() && hushed_before.is_none() && self.hushed.get().is_some() {
+            // This call set its words and launched nothing: clear them behind the writes, so
             // best-effort work does not wait on a request that has no work in flight.
             let _ = self.unhush(placed.target.stream);
         }
@@ -410,20 +410,23 @@ impl Tenant {
 
     /// Where the policy hushes (runtime/hush.rs), before work goes to `stream`: a
     /// latency-critical tenant's first launch of a request, while it serves
-    /// ([`Tenant::hush_while_serving`]), sets its word there (cleared by
-    /// [`Tenant::synchronize`]); a best-effort tenant's work (every n-th launch, as the policy
-    /// says) waits there, also in a plan being captured, until no latency-critical tenant's
-    /// word is set.
+    /// ([`Tenant::hush_while_serving`]), sets its words there for the best-effort tenants that
+    /// give way to it now (cleared by [`Tenant::synchronize`]); a best-effort tenant's work
+    /// (every n-th launch, as the policy says) waits there, also in a plan being captured,
+    /// until no latency-critical tenant's word for it is set.
     fn hush(&self, stream: sys::CUstream) -> Result<()> {
         let (Mode::Scheduled, Some(sched), Some(hush)) = (self.mode, self.rt.scheduler(), self.rt.hush()) else {
             return Ok(());
         };
         if self.class == PriorityClass::LatencyCritical {
-            // Only while serving (Tenant::hush_while_serving), and only ids with a word.
-            if self.serving.get() && self.id < 64 && self.capturing.get().is_none() && !self.hushing.get() {
+            // Only while serving (Tenant::hush_while_serving), only ids with words, once a
+            // request, and only the best-effort tenants that give way to it (no nearer their
+            // own objectives: the guard's rule, Demand::yields_to).
+            if self.serving.get() && self.id < 64 && self.capturing.get().is_none() && self.hushed.get().is_none() {
+                let quiet = sched.giving_way_to(self.id);
                 // SAFETY: a stream of the pool; the context is current (placed).
-                unsafe { hush.write(stream, self.id, 1) }?;
-                self.hushing.set(true);
+                unsafe { hush.write(stream, self.id, quiet, 1) }?;
+                self.hushed.set(Some(quiet));
             }
             return Ok(());
         }
@@ -432,23 +435,26 @@ impl Tenant {
         if !hush.waits_at(n) {
             return Ok(());
         }
+        if self.id >= 64 {
+            return Ok(());
+        }
         // SAFETY: as above.
-        unsafe { hush.wait(stream, sched.guaranteed() & !(1 << self.id.min(63))) }
+        unsafe { hush.wait(stream, self.id, sched.guaranteed() & !(1 << self.id)) }
     }
 
-    /// Clears its word on `stream`, in stream order, if it set it.
+    /// Clears the words its request set on `stream`, in stream order, and forgets the request.
     fn unhush(&self, stream: sys::CUstream) -> Result<()> {
-        if let (true, Some(hush)) = (self.hushing.get(), self.rt.hush()) {
+        if let (Some(quiet), Some(hush)) = (self.hushed.get(), self.rt.hush()) {
             self.rt.device().bind()?;
             // SAFETY: a stream of the pool; the context is current.
-            unsafe { hush.write(stream, self.id, 0) }?;
-            self.hushing.set(false);
+            unsafe { hush.write(stream, self.id, quiet, 0) }?;
+            self.hushed.set(None);
         }
         Ok(())
     }
 
     /// Whether its requests hush best-effort work from now on (a latency-critical tenant under
-    /// a policy that hushes, runtime/hush.rs; off until asked). Off clears its word behind its
+    /// a policy that hushes, runtime/hush.rs; off until asked). Off clears its words behind its
     /// work. A caller turns it on once it serves requests, not while it loads: best-effort
     /// work would wait on its loading, and a call that waits for the whole device (freeing
     /// memory does) between a launch and its synchronize would wait for that work forever.
@@ -849,8 +855,8 @@ impl Tenant {
 
 impl Drop for Tenant {
     fn drop(&mut self) {
-        if self.hushing.get() {
-            // Best-effort work waits while its word is set: clear it after what it launched.
+        if self.hushed.get().is_some_and(|q| q != 0) {
+            // Best-effort work waits while its words are set: clear them after what it launched.
             let _ = self.synchronize();
         }
         // A tenant that goes away has no work the scheduler should make room for.

@@ -309,7 +309,7 @@ fn best_effort_beside_a_request(hush: u32, held: std::time::Duration) -> Vec<(bo
     // Not while loading: only once it serves does a request set its word (read unordered
     // with the kernel, so this can miss a write, not invent one).
     let loading = smid_on(&lc, 100_000);
-    assert_eq!(rt.hush().map(|h| h.words().unwrap()[0]), rt.hush().map(|_| 0), "set before it serves");
+    assert_eq!(rt.hush().map(|h| h.words(0).unwrap()[1]), rt.hush().map(|_| 0), "set before it serves");
     lc.synchronize().unwrap();
     drop(loading);
     lc.hush_while_serving(true).unwrap();
@@ -321,7 +321,7 @@ fn best_effort_beside_a_request(hush: u32, held: std::time::Duration) -> Vec<(bo
         let word = rt.hush().map(|h| {
             let until = std::time::Instant::now() + std::time::Duration::from_secs(1);
             loop {
-                let w = h.words().unwrap()[0];
+                let w = h.words(0).unwrap()[1];
                 if w == 1 || std::time::Instant::now() > until {
                     break w;
                 }
@@ -352,7 +352,7 @@ fn best_effort_beside_a_request(hush: u32, held: std::time::Duration) -> Vec<(bo
         assert!(out.to_host().unwrap().iter().all(|x| x.to_f32() == 2.0), "planned {planned}: the add ran");
     }
     if let Some(h) = rt.hush() {
-        assert_eq!(h.words().unwrap()[0], 0, "the word is cleared at synchronize");
+        assert_eq!(h.words(0).unwrap()[1], 0, "the word is cleared at synchronize");
     }
     after
 }
