@@ -53,21 +53,15 @@ impl Hush {
     /// # Safety
     /// `stream` is a live stream of this device and the device's primary context is current.
     pub(crate) unsafe fn write(&self, stream: sys::CUstream, lc: u32, quiet: u64, value: u32) -> Result<()> {
-        // SAFETY: plain data, all zeros a valid value.
-        let mut ops: [sys::CUstreamBatchMemOpParams; 64] = unsafe { std::mem::zeroed() };
-        let mut n = 0;
-        for be in (0..64u32).filter(|&b| quiet & (1 << b) != 0) {
-            // The union member that `operation` names.
-            ops[n].writeValue.operation = sys::CUstreamBatchMemOpType::CU_STREAM_MEM_OP_WRITE_VALUE_32;
-            ops[n].writeValue.address = self.word(lc, be);
-            ops[n].writeValue.__bindgen_anon_1.value = value;
-            n += 1;
+        // SAFETY: the caller's contract.
+        unsafe {
+            self.issue(stream, quiet, |op, be| {
+                // The union member that `operation` names.
+                op.writeValue.operation = sys::CUstreamBatchMemOpType::CU_STREAM_MEM_OP_WRITE_VALUE_32;
+                op.writeValue.address = self.word(lc, be);
+                op.writeValue.__bindgen_anon_1.value = value;
+            })
         }
-        if n == 0 {
-            return Ok(());
-        }
-        // SAFETY: the caller's contract; every address is one of `words`.
-        unsafe { super::driver::stream::batch_mem_op(stream, &mut ops[..n]) }.call("cuStreamBatchMemOp")
     }
 
     /// Makes the work enqueued on `stream` after this wait until best-effort tenant `be`'s
@@ -76,21 +70,42 @@ impl Hush {
     /// # Safety
     /// As [`Hush::write`].
     pub(crate) unsafe fn wait(&self, stream: sys::CUstream, be: u32, critical: u64) -> Result<()> {
-        // SAFETY: plain data, all zeros a valid value.
-        let mut ops: [sys::CUstreamBatchMemOpParams; 64] = unsafe { std::mem::zeroed() };
-        let mut n = 0;
-        for lc in (0..64u32).filter(|&l| critical & (1 << l) != 0) {
-            ops[n].waitValue.operation = sys::CUstreamBatchMemOpType::CU_STREAM_MEM_OP_WAIT_VALUE_32;
-            ops[n].waitValue.address = self.word(lc, be);
-            ops[n].waitValue.__bindgen_anon_1.value = 0;
-            ops[n].waitValue.flags = sys::CUstreamWaitValue_flags::CU_STREAM_WAIT_VALUE_EQ as u32;
-            n += 1;
+        // SAFETY: the caller's contract.
+        unsafe {
+            self.issue(stream, critical, |op, lc| {
+                op.waitValue.operation = sys::CUstreamBatchMemOpType::CU_STREAM_MEM_OP_WAIT_VALUE_32;
+                op.waitValue.address = self.word(lc, be);
+                op.waitValue.__bindgen_anon_1.value = 0;
+                op.waitValue.flags = sys::CUstreamWaitValue_flags::CU_STREAM_WAIT_VALUE_EQ as u32;
+            })
         }
-        if n == 0 {
-            return Ok(());
+    }
+
+    /// Enqueues on `stream` one stream memory operation per tenant of `set` (a bit per id),
+    /// each made by `fill`, a few to a call (the launch path runs it: no allocation).
+    ///
+    /// # Safety
+    /// As [`Hush::write`]; `fill` makes operations on `words` only.
+    unsafe fn issue(
+        &self,
+        stream: sys::CUstream,
+        set: u64,
+        fill: impl Fn(&mut sys::CUstreamBatchMemOpParams, u32),
+    ) -> Result<()> {
+        const BATCH: usize = 8;
+        let mut ids = (0..64u32).filter(|&t| set & (1 << t) != 0).peekable();
+        while ids.peek().is_some() {
+            // SAFETY: plain data, all zeros a valid value.
+            let mut ops: [sys::CUstreamBatchMemOpParams; BATCH] = unsafe { std::mem::zeroed() };
+            let mut n = 0;
+            for t in ids.by_ref().take(BATCH) {
+                fill(&mut ops[n], t);
+                n += 1;
+            }
+            // SAFETY: the caller's contract; every address is one of `words`.
+            unsafe { super::driver::stream::batch_mem_op(stream, &mut ops[..n]) }.call("cuStreamBatchMemOp")?;
         }
-        // SAFETY: the caller's contract; every address is one of `words`.
-        unsafe { super::driver::stream::batch_mem_op(stream, &mut ops[..n]) }.call("cuStreamBatchMemOp")
+        Ok(())
     }
 
     /// Latency-critical tenant `lc`'s words, by best-effort tenant id, as they are now (for

@@ -267,12 +267,6 @@ impl Scheduler {
         self.policy.claims()
     }
 
-    /// Every how many of a best-effort tenant's launches one waits while a latency-critical
-    /// request is in flight; 0: none ([`Policy::hush_every`]).
-    pub fn hush_every(&self) -> u32 {
-        self.policy.hush_every()
-    }
-
     /// The tenants whose SMs are theirs whenever they have work (a bit per id:
     /// [`Policy::guaranteed`], the latency-critical ones under krisp).
     pub(crate) fn guaranteed(&self) -> u64 {
