@@ -36,9 +36,6 @@ pub struct Runtime {
     epoch: std::time::Instant,
     blas: OnceLock<std::result::Result<Blas, String>>,
     claims: std::result::Result<Claims, String>,
-    /// The latency-critical tenants' in-flight words, where the policy hushes
-    /// ([`super::Hush`]).
-    hush: Option<super::Hush>,
     units: UnitOrder,
     /// A claimer is known ([`Runtime::expect_claims`]): launches of [`UnitOrder::Auto`] count.
     claimers: AtomicBool,
@@ -64,7 +61,6 @@ impl Runtime {
         let units = UnitOrder::from_env().map_err(|reason| Error::Launch { kernel: "-", reason })?;
         Ok(Runtime {
             claims,
-            hush: None,
             units,
             claimers: AtomicBool::new(false),
             continuations: AtomicU64::new(0),
@@ -102,9 +98,6 @@ impl Runtime {
             ..PoolSpec::all_windows(groups, granularity, vec![range.least, middle, range.greatest])
         };
         let mut rt = Runtime::new(device, &spec)?;
-        if policy.hush_every() > 0 {
-            rt.hush = Some(super::Hush::new(&rt.device, policy.hush_every())?);
-        }
         let windows = rt.pool.iter().filter_map(|(id, p)| p.groups().map(|g| (g, id))).collect();
         rt.device.bind()?;
         rt.scheduler = Some(Scheduler::new(policy, topo, min_sms, windows, tenants.max(1))?);
@@ -248,12 +241,6 @@ impl Runtime {
             UnitOrder::Counted => true,
             UnitOrder::Auto => self.claimers.load(Ordering::Relaxed),
         }
-    }
-
-    /// The latency-critical tenants' in-flight words, where its policy hushes best-effort
-    /// kernels ([`super::Hush`]).
-    pub fn hush(&self) -> Option<&super::Hush> {
-        self.hush.as_ref()
     }
 
     /// The claim tables, or why this runtime has none.

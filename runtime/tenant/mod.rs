@@ -151,13 +151,6 @@ pub struct Tenant {
     claimed: Cell<Option<super::PartitionId>>,
     /// Whether the scheduler counts it as having work outstanding.
     busy: Cell<bool>,
-    /// The best-effort tenants its request quiets, once decided at the request's first launch
-    /// (a latency-critical tenant of a policy that hushes; `None` again at synchronize).
-    hushed: Cell<Option<u64>>,
-    /// Its launches so far, where the policy hushes (a best-effort tenant's every n-th waits).
-    hush_launches: Cell<u64>,
-    /// Whether its requests hush best-effort work ([`Tenant::hush_while_serving`]).
-    serving: Cell<bool>,
     /// How much of its time it spends busy; when it last went idle and when busy.
     duty: Cell<(Duty, Option<std::time::Instant>, Option<std::time::Instant>)>,
     /// Its last requests' latencies ÷ its objective, oldest first ([`Tenant::observe`]).
@@ -254,9 +247,6 @@ impl Tenant {
             placed: Cell::new(None),
             claimed: Cell::new(None),
             busy: Cell::new(false),
-            hushed: Cell::new(None),
-            hush_launches: Cell::new(0),
-            serving: Cell::new(false),
             duty: Cell::new((Duty::default(), None, None)),
             recent: std::cell::RefCell::new(std::collections::VecDeque::with_capacity(PRESSURE_WINDOW)),
         })
@@ -375,10 +365,6 @@ impl Tenant {
             return Ok(W::Output::default());
         };
         let placed = self.place(&work, units)?;
-        let hushed_before = self.hushed.get();
-        if let Err(e) = self.hush(placed.target.stream) {
-            return self.placed(placed, Err(e));
-        }
         let mut output = W::Output::default();
         let launched = self.timed(
             placed.target.stream,
@@ -400,71 +386,7 @@ impl Tenant {
         if let (Ok(grid), Some(kernel)) = (&launched, work.kernel()) {
             self.trace(kernel, placed.partition, *grid);
         }
-        if launched.is_err() && hushed_before.is_none() && self.hushed.get().is_some() {
-            // This call set its words and launched nothing: clear them behind the writes, so
-            // best-effort work does not wait on a request that has no work in flight.
-            let _ = self.unhush(placed.target.stream);
-        }
         self.placed(placed, launched).map(|_| output)
-    }
-
-    /// Where the policy hushes (runtime/hush.rs), before work goes to `stream`: a
-    /// latency-critical tenant's first launch of a request, while it serves
-    /// ([`Tenant::hush_while_serving`]), sets its words there for the best-effort tenants that
-    /// give way to it now (cleared by [`Tenant::synchronize`]); a best-effort tenant's work
-    /// (every n-th launch, as the policy says) waits there, also in a plan being captured,
-    /// until no latency-critical tenant's word for it is set.
-    fn hush(&self, stream: sys::CUstream) -> Result<()> {
-        let (Mode::Scheduled, Some(sched), Some(hush)) = (self.mode, self.rt.scheduler(), self.rt.hush()) else {
-            return Ok(());
-        };
-        if self.class == PriorityClass::LatencyCritical {
-            // Only while serving (Tenant::hush_while_serving), only ids with words, once a
-            // request, and only the best-effort tenants that give way to it (no nearer their
-            // own objectives: the guard's rule, Demand::yields_to).
-            if self.serving.get() && self.id < 64 && self.capturing.get().is_none() && self.hushed.get().is_none() {
-                let quiet = sched.giving_way_to(self.id);
-                // SAFETY: a stream of the pool; the context is current (placed).
-                unsafe { hush.write(stream, self.id, quiet, 1) }?;
-                self.hushed.set(Some(quiet));
-            }
-            return Ok(());
-        }
-        let n = self.hush_launches.get();
-        self.hush_launches.set(n + 1);
-        if !hush.waits_at(n) {
-            return Ok(());
-        }
-        if self.id >= 64 {
-            return Ok(());
-        }
-        // SAFETY: as above.
-        unsafe { hush.wait(stream, self.id, sched.guaranteed() & !(1 << self.id)) }
-    }
-
-    /// Clears the words its request set on `stream`, in stream order, and forgets the request.
-    fn unhush(&self, stream: sys::CUstream) -> Result<()> {
-        if let (Some(quiet), Some(hush)) = (self.hushed.get(), self.rt.hush()) {
-            self.rt.device().bind()?;
-            // SAFETY: a stream of the pool; the context is current.
-            unsafe { hush.write(stream, self.id, quiet, 0) }?;
-            self.hushed.set(None);
-        }
-        Ok(())
-    }
-
-    /// Whether its requests hush best-effort work from now on (a latency-critical tenant under
-    /// a policy that hushes, runtime/hush.rs; off until asked). Off clears its words behind its
-    /// work. A caller turns it on once it serves requests, not while it loads: best-effort
-    /// work would wait on its loading, and a call that waits for the whole device (freeing
-    /// memory does) between a launch and its synchronize would wait for that work forever.
-    pub fn hush_while_serving(&self, on: bool) -> Result<()> {
-        self.serving.set(on);
-        if on {
-            Ok(())
-        } else {
-            self.unhush(self.last.get())
-        }
     }
 
     /// The placement step of every piece of work of this tenant, as `work` asks: its fixed
@@ -827,9 +749,6 @@ impl Tenant {
     /// scheduled tenant then counts as idle until its next launch.
     pub fn synchronize(&self) -> Result<()> {
         self.rt.device().bind()?;
-        // Its word cleared in stream order, as its last work completes (first: best-effort work
-        // waits on it).
-        self.unhush(self.last.get())?;
         if let Some(claimed) = self.claimed.take() {
             // Released in stream order, as its last kernel completes (only a runtime with
             // claim tables claims).
@@ -855,10 +774,6 @@ impl Tenant {
 
 impl Drop for Tenant {
     fn drop(&mut self) {
-        if self.hushed.get().is_some_and(|q| q != 0) {
-            // Best-effort work waits while its words are set: clear them after what it launched.
-            let _ = self.synchronize();
-        }
         // A tenant that goes away has no work the scheduler should make room for.
         if let (true, Some(sched)) = (self.busy.get(), self.rt.scheduler()) {
             sched.set_active(self.id, false);
