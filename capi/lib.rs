@@ -332,7 +332,7 @@ fn policy_spec(name: &str, specs: &[RsTenantSpec], profiles: &[Profile]) -> Resu
             }
         })
         .collect();
-    Ok(PolicySpec { kind, tenants, reserved_sms: 0, claims: false, guard: Guard::Knee })
+    Ok(PolicySpec { kind, tenants, reserved_sms: 0, claims: false, guard: Guard::Knee, hush: 0 })
 }
 
 /// The policies a runtime can have.

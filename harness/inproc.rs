@@ -236,7 +236,17 @@ fn policy_spec(s: &Scenario, knees: &Knees) -> PolicySpec {
         }),
         Err(_) => Guard::default(),
     };
-    PolicySpec { kind: PolicyKind::Full, tenants, reserved_sms: s.reserved_sms, claims, guard }
+    // RIGHTSIZE_HUSH=N: every N-th launch of a best-effort tenant of krisp waits while a
+    // latency-critical request that is behind (it queued, or the next one will: the request
+    // loop says so) is in flight (1: each), for comparisons (docs/harness-h200.md).
+    let hush = match std::env::var("RIGHTSIZE_HUSH") {
+        Ok(v) => v.parse::<u32>().unwrap_or_else(|_| {
+            eprintln!("rightsize: RIGHTSIZE_HUSH={v} is not a count of launches; best-effort work does not wait");
+            0
+        }),
+        Err(_) => 0,
+    };
+    PolicySpec { kind: PolicyKind::Full, tenants, reserved_sms: s.reserved_sms, claims, guard, hush }
 }
 
 /// The policy kind of an in-process mode.
@@ -371,7 +381,12 @@ pub fn run(device: Device, s: &Scenario, mode: Mode, knees: Knees, mut o: RunOpt
                         sink_i,
                         // Waiting at the start for the others to load was not idleness between
                         // its requests.
-                        |t| t.restart_duty(),
+                        |t| {
+                            t.restart_duty();
+                            // Where the policy hushes, its requests do from now on (not
+                            // while the tenants load).
+                            let _ = t.hush_while_serving(true);
+                        },
                         |e, faults| match e {
                             // Lost, or failing (a library call's status) after another tenant saw it lost.
                             e if context_lost(&e) || gate.interrupted() => {
@@ -387,6 +402,10 @@ pub fn run(device: Device, s: &Scenario, mode: Mode, knees: Knees, mut o: RunOpt
                         },
                     );
                     let duty = session.tenant().map(|t| t.duty());
+                    // A request that ended in an error left its word set: best-effort work
+                    // must not wait on it while the others finish (an error here means the
+                    // context is gone, and their work with it).
+                    let _ = session.tenant().map(|t| t.hush_while_serving(false));
                     leaving.wait_for_all();
                     drop(session.unload());
                     let (samples, position) = r.with_context(|| format!("tenant {i} ({})", spec.model))?;

@@ -7,7 +7,7 @@
 
 use anyhow::Context as _;
 
-use super::drive::{drive_from, Gate, Interrupted, LoopSpec, Position, Sink, TenantState};
+use super::drive::{drive_with, Gate, Interrupted, LoopSpec, Position, Sink, TenantState};
 use super::fault::Faults;
 use super::metrics::Sample;
 use super::scenario::TenantSpec;
@@ -87,7 +87,7 @@ impl Session {
         self.loaded.as_ref().map(|(t, _)| t)
     }
 
-    /// Runs its loop ([`drive_from`]) from where it stood. Once its kernel has faulted, each
+    /// Runs its loop ([`drive_with`]) from where it stood. Once its kernel has faulted, each
     /// request is refused with its fault's refusal; once the gate says the run was
     /// interrupted, the loop stops where it stands; else its model serves the request,
     /// `before_first` being called just before the first. `on_error` says what an error of a
@@ -110,7 +110,14 @@ impl Session {
                 t.observe(std::time::Duration::from_secs_f64(latency.max(0.0)));
             }
         };
-        drive_from(
+        // A request that is behind (it queued, or the next one will) asks its tenant to
+        // protect it (`Tenant::protect_next`: where the policy hushes best-effort work).
+        let behind = |b: bool| {
+            if let (true, Some(t)) = (b, tenant) {
+                t.protect_next();
+            }
+        };
+        drive_with(
             spec,
             gate,
             sink,
@@ -135,6 +142,7 @@ impl Session {
                 }
             },
             observe,
+            Some(behind),
         )
     }
 

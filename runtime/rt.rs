@@ -43,6 +43,9 @@ pub struct Runtime {
     continuations: AtomicU64,
     kernels: KernelTable,
     pool: PartitionPool,
+    /// The latency-critical tenants' words for protected requests, where the policy hushes
+    /// ([`super::Hush`]): freed after the partitions' streams, whose waits read them.
+    hush: Option<super::Hush>,
     device: Device,
 }
 
@@ -61,6 +64,7 @@ impl Runtime {
         let units = UnitOrder::from_env().map_err(|reason| Error::Launch { kernel: "-", reason })?;
         Ok(Runtime {
             claims,
+            hush: None,
             units,
             claimers: AtomicBool::new(false),
             continuations: AtomicU64::new(0),
@@ -98,6 +102,9 @@ impl Runtime {
             ..PoolSpec::all_windows(groups, granularity, vec![range.least, middle, range.greatest])
         };
         let mut rt = Runtime::new(device, &spec)?;
+        if policy.hush_every() > 0 {
+            rt.hush = Some(super::Hush::new(&rt.device, policy.hush_every())?);
+        }
         let windows = rt.pool.iter().filter_map(|(id, p)| p.groups().map(|g| (g, id))).collect();
         rt.device.bind()?;
         rt.scheduler = Some(Scheduler::new(policy, topo, min_sms, windows, tenants.max(1))?);
@@ -241,6 +248,12 @@ impl Runtime {
             UnitOrder::Counted => true,
             UnitOrder::Auto => self.claimers.load(Ordering::Relaxed),
         }
+    }
+
+    /// The latency-critical tenants' words for protected requests, where its policy hushes
+    /// best-effort kernels ([`super::Hush`]).
+    pub fn hush(&self) -> Option<&super::Hush> {
+        self.hush.as_ref()
     }
 
     /// The claim tables, or why this runtime has none.

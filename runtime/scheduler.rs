@@ -267,6 +267,12 @@ impl Scheduler {
         self.policy.claims()
     }
 
+    /// The tenants whose SMs are theirs whenever they have work (a bit per id:
+    /// [`Policy::guaranteed`], the latency-critical ones under krisp).
+    pub(crate) fn guaranteed(&self) -> u64 {
+        self.guaranteed
+    }
+
     /// The device as the policy sees it.
     pub fn topology(&self) -> Topology {
         self.topo
@@ -379,6 +385,18 @@ impl Scheduler {
         gives_way(self.pressure(tenant), others)
     }
 
+    /// The best-effort tenants (a bit per id) that give way to latency-critical tenant `lc`
+    /// now ([`Scheduler::yields_to`]: their pressure no higher than `lc`'s, or either
+    /// unmeasured): whom hushing quiets for `lc`'s request (runtime/hush.rs).
+    pub(crate) fn giving_way_to(&self, lc: TenantId) -> u64 {
+        let n = self.pressure.len().min(64);
+        let mut pressures = [None; 64];
+        for (i, p) in pressures.iter_mut().enumerate().take(n) {
+            *p = self.pressure(i as TenantId);
+        }
+        giving_way(lc, self.guaranteed, &pressures[..n])
+    }
+
     /// Counts a replayed plan of `tenant` on `region` (released when tracked completion fires).
     pub(crate) fn acquire(&self, tenant: TenantId, region: Region) {
         self.lock().load.acquire(region, tenant);
@@ -471,6 +489,16 @@ fn gives_way(own: Option<f32>, pressures: impl Iterator<Item = Option<f32>>) -> 
         .fold(u64::MAX, |set, (i, _)| set & !(1 << i))
 }
 
+/// The tenants outside `critical` (a bit per id) that give way to tenant `lc`, given every
+/// tenant's pressure (`pressures`, by id): those whose pressure is unmeasured or no higher
+/// than `lc`'s, and all of them while `lc`'s is unmeasured ([`gives_way`]).
+fn giving_way(lc: TenantId, critical: u64, pressures: &[Option<f32>]) -> u64 {
+    (0..pressures.len().min(64) as TenantId)
+        .filter(|&b| b != lc && critical & (1 << b) == 0)
+        .filter(|&b| gives_way(pressures[b as usize], pressures.iter().copied()) & (1 << lc.min(63)) != 0)
+        .fold(0, |set, b| set | 1 << b)
+}
+
 /// Sets (`on`) or clears tenant `t`'s bit of `bits` (ids from 64 on have none).
 fn mark(bits: &AtomicU64, t: TenantId, on: bool) {
     if t < 64 {
@@ -518,6 +546,20 @@ mod tests {
         assert_eq!(gives_way(&p, 1), u64::MAX);
         assert_eq!(gives_way(&p, 9), u64::MAX);
         assert_eq!(gives_way(&[], 0), u64::MAX);
+    }
+
+    #[test]
+    fn best_effort_tenants_give_way_while_no_nearer_their_objectives() {
+        // Tenant 0 latency-critical, 1 and 2 best-effort.
+        let critical = 0b001;
+        assert_eq!(giving_way(0, critical, &[Some(0.8), Some(0.5), Some(0.9)]), 0b010, "1 is less pressed, 2 more");
+        assert_eq!(giving_way(0, critical, &[Some(0.4), Some(0.5), Some(0.9)]), 0, "both are more pressed");
+        assert_eq!(giving_way(0, critical, &[Some(0.4), None, Some(0.9)]), 0b010, "1 is unmeasured (no objective)");
+        assert_eq!(giving_way(0, critical, &[None, Some(0.5), Some(0.9)]), 0b110, "its own is unmeasured");
+        assert_eq!(giving_way(0, critical, &[Some(0.5), Some(0.5), Some(0.5)]), 0b110, "as pressed");
+        // Another latency-critical tenant is never quieted.
+        assert_eq!(giving_way(0, 0b011, &[Some(0.9), Some(0.1), Some(0.9)]), 0b100);
+        assert_eq!(giving_way(0, critical, &[Some(0.4)]), 0, "no best-effort tenant");
     }
 
     #[test]

@@ -259,9 +259,29 @@ pub fn drive_from(
     gate: &dyn Gate,
     sink: Option<Sink<'_>>,
     from: &Position,
+    request: impl FnMut() -> anyhow::Result<()>,
+    served: impl FnMut(f64),
+) -> anyhow::Result<(Vec<Sample>, Position)> {
+    drive_with(spec, gate, sink, from, request, served, None::<fn(bool)>)
+}
+
+/// [`drive_from`], telling `behind` (if given) before each open-loop request whether it is
+/// behind: it arrived before the one before it ended (it queued), or the next one arrives
+/// before it would end at their typical service time. The
+/// typical service time is a moving average of the served requests' (nothing is behind before
+/// one). To know the next arrival it draws it a request early (it waits in the position's
+/// queue).
+pub fn drive_with(
+    spec: &LoopSpec,
+    gate: &dyn Gate,
+    sink: Option<Sink<'_>>,
+    from: &Position,
     mut request: impl FnMut() -> anyhow::Result<()>,
     mut served: impl FnMut(f64),
+    mut behind: Option<impl FnMut(bool)>,
 ) -> anyhow::Result<(Vec<Sample>, Position)> {
+    let mut typical: Option<f64> = None;
+    let mut previous_end = f64::NEG_INFINITY;
     let t0 = gate.start()?;
     let mut rng = SplitMix::new(spec.seed);
     let deadline = spec.duration.map(|d| t0 + d);
@@ -384,6 +404,19 @@ pub fn drive_from(
             break Ok(());
         }
         let start = t0.elapsed().as_secs_f64();
+        if let (Some(rate), Some(service), Some(behind)) = (spec.rate, typical, behind.as_mut()) {
+            let next = match spec.queue_limit {
+                None => {
+                    if waiting.is_empty() {
+                        let a = arrival(rate);
+                        waiting.push_back(a);
+                    }
+                    waiting.front().copied()
+                }
+                Some(_) => waiting.front().copied().or(upcoming),
+            };
+            behind(previous_end > due || next.is_some_and(|n| n <= start + service));
+        }
         let all_warm = gate.all_warm();
         let r = if gate.interrupted() { Err(Interrupted.into()) } else { request() };
         let (failed, last) = match r {
@@ -402,6 +435,10 @@ pub fn drive_from(
             },
         };
         let end = t0.elapsed().as_secs_f64();
+        if !failed {
+            typical = Some(typical.map_or(end - start, |t| 0.9 * t + 0.1 * (end - start)));
+        }
+        previous_end = end;
         let sample = Sample { failed, ..Sample::served(due, start, end) };
         if sample.is_served() {
             served(sample.latency());

@@ -496,3 +496,42 @@ fn every_served_request_reports_its_latency_as_it_completes_warm_up_included() {
     let counted: Vec<f64> = samples.iter().filter(|s| s.is_served()).map(Sample::latency).collect();
     assert!(counted.iter().all(|l| seen.contains(l)), "the counted samples' latencies were reported");
 }
+
+#[test]
+fn a_request_is_behind_when_it_queued_or_the_next_arrives_before_it_would_end() {
+    // 2,000 arrivals a second, 2 ms a request: a queue forms, nearly every request is behind,
+    // and drawing the next arrival early changes no arrival.
+    let spec = open(2, 30);
+    let (mut yes, mut no) = (0, 0);
+    let slow = || {
+        std::thread::sleep(Duration::from_millis(2));
+        Ok(())
+    };
+    let (samples, _) = drive_with(
+        &spec,
+        &gate(1),
+        None,
+        &Position::default(),
+        slow,
+        |_| {},
+        Some(|b: bool| if b { yes += 1 } else { no += 1 }),
+    )
+    .unwrap();
+    assert!(yes >= 25 && no <= 2, "behind {yes}, not {no}");
+    let dues: Vec<f64> = samples.iter().map(|s| s.due).collect();
+    assert_eq!(dues, arrivals(&spec, 32)[2..].to_vec());
+    // 20 a second, requests at once: none queues, and the next is far off.
+    let spec = LoopSpec { rate: Some(20.0), ..open(1, 6) };
+    let (mut yes, mut no) = (0, 0);
+    drive_with(
+        &spec,
+        &gate(1),
+        None,
+        &Position::default(),
+        || Ok(()),
+        |_| {},
+        Some(|b: bool| if b { yes += 1 } else { no += 1 }),
+    )
+    .unwrap();
+    assert_eq!((yes, no), (0, 6), "the first request has no typical time yet");
+}

@@ -60,6 +60,13 @@ pub trait Policy: Send + Sync + fmt::Debug {
     fn claims(&self) -> bool {
         false
     }
+    /// Whether best-effort work waits before it starts while a latency-critical tenant has a
+    /// request in flight that its caller asked to protect (runtime/hush.rs), so that its
+    /// memory traffic stops within a kernel of the request's start and resumes as it ends: 0
+    /// if not, else every how many of a best-effort tenant's launches one waits (1: each).
+    fn hush_every(&self) -> u32 {
+        0
+    }
     /// The windows a plan set of tenant `t` (out of `tenants`) is captured within
     /// ([`Tenant::capture_set`](crate::runtime::Tenant::capture_set)): the whole device, for
     /// when no other tenant has work, and where it runs beside others; by default its equal

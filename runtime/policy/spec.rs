@@ -86,6 +86,9 @@ pub struct PolicySpec {
     pub claims: bool,
     /// How krisp guards latency-critical windows where contention comes and goes.
     pub guard: Guard,
+    /// Every how many of a best-effort tenant's launches one waits while a protected
+    /// latency-critical request is in flight (`krisp`: [`KrispShare::hushing`]); 0: none.
+    pub hush: u32,
 }
 
 /// How krisp guards a latency-critical tenant's window where contention comes and goes
@@ -135,7 +138,8 @@ impl PolicySpec {
             PolicyKind::KrispIsolated => Box::new(Prioritized { inner: KrispIsolated::default(), reserved_groups }),
             PolicyKind::Krisp { .. } => {
                 let shares = self.krisp_shares(topo);
-                Box::new(if self.claims { shares.claiming() } else { shares })
+                let shares = if self.claims { shares.claiming() } else { shares };
+                Box::new(shares.hushing(self.hush))
             }
         })
     }
@@ -227,6 +231,7 @@ mod tests {
             reserved_sms: 0,
             claims: false,
             guard: Guard::Knee,
+            hush: 0,
         };
         assert_eq!(spec(PolicyKind::Krisp { curves: false }).bounded(&TOPO), vec![true, false]);
         assert_eq!(
@@ -253,6 +258,7 @@ mod tests {
             reserved_sms: 0,
             claims: false,
             guard,
+            hush: 0,
         };
         let be = Demand { active: 0b11, sustained: false, ..Demand::new(1, PriorityClass::BestEffort, None, 64) };
         let place = |guard| match spec(guard).build(&TOPO).unwrap().decide(&be, &GroupLoad::new(TOPO.groups, 2), &TOPO)
@@ -288,8 +294,14 @@ mod tests {
     fn each_kind_builds_its_policy() {
         let lc = TenantSpec { class: PriorityClass::LatencyCritical, ..TenantSpec::default() };
         let tenants = vec![lc, TenantSpec { window_sms: Some(40), ..TenantSpec::default() }];
-        let spec =
-            |kind| PolicySpec { kind, tenants: tenants.clone(), reserved_sms: 32, claims: false, guard: Guard::Knee };
+        let spec = |kind| PolicySpec {
+            kind,
+            tenants: tenants.clone(),
+            reserved_sms: 32,
+            claims: false,
+            guard: Guard::Knee,
+            hush: 0,
+        };
         let names: Vec<&str> = [
             PolicyKind::Full,
             PolicyKind::Static,
@@ -304,7 +316,14 @@ mod tests {
         assert_eq!(names, ["full", "static", "krisp-conserved", "krisp-isolated", "krisp", "krisp"]);
         let krisp = spec(PolicyKind::Krisp { curves: false });
         assert!(!krisp.build(&TOPO).unwrap().claims(), "claims are asked for");
-        assert!(PolicySpec { claims: true, ..krisp }.build(&TOPO).unwrap().claims());
+        assert!(PolicySpec { claims: true, ..krisp.clone() }.build(&TOPO).unwrap().claims());
+        assert_eq!(krisp.build(&TOPO).unwrap().hush_every(), 0, "hushing is asked for");
+        assert_eq!(PolicySpec { hush: 4, ..krisp.clone() }.build(&TOPO).unwrap().hush_every(), 4);
+        assert_eq!(
+            PolicySpec { hush: 1, ..spec(PolicyKind::Full) }.build(&TOPO).unwrap().hush_every(),
+            0,
+            "krisp only"
+        );
         assert_eq!(
             spec(PolicyKind::Static).static_windows(&TOPO).unwrap(),
             vec![Some(GroupRange { first: 0, count: 10 }), Some(GroupRange { first: 10, count: 5 })]

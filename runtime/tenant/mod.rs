@@ -151,6 +151,17 @@ pub struct Tenant {
     claimed: Cell<Option<super::PartitionId>>,
     /// Whether the scheduler counts it as having work outstanding.
     busy: Cell<bool>,
+    /// The best-effort tenants its request quiets, once decided at the request's first launch
+    /// (a latency-critical tenant of a policy that hushes; `None` again at synchronize).
+    hushed: Cell<Option<u64>>,
+    /// Its launches so far, where the policy hushes (a best-effort tenant's every n-th waits).
+    hush_launches: Cell<u64>,
+    /// Whether its requests hush best-effort work ([`Tenant::hush_while_serving`]).
+    serving: Cell<bool>,
+    /// Whether its next request hushes ([`Tenant::protect_next`]).
+    protect: Cell<bool>,
+    /// When its request's words were set (cleared after [`super::hush::HOLD_LIMIT`] at most).
+    hushed_at: Cell<Option<std::time::Instant>>,
     /// How much of its time it spends busy; when it last went idle and when busy.
     duty: Cell<(Duty, Option<std::time::Instant>, Option<std::time::Instant>)>,
     /// Its last requests' latencies ÷ its objective, oldest first ([`Tenant::observe`]).
@@ -247,6 +258,11 @@ impl Tenant {
             placed: Cell::new(None),
             claimed: Cell::new(None),
             busy: Cell::new(false),
+            hushed: Cell::new(None),
+            hush_launches: Cell::new(0),
+            serving: Cell::new(false),
+            protect: Cell::new(false),
+            hushed_at: Cell::new(None),
             duty: Cell::new((Duty::default(), None, None)),
             recent: std::cell::RefCell::new(std::collections::VecDeque::with_capacity(PRESSURE_WINDOW)),
         })
@@ -365,6 +381,10 @@ impl Tenant {
             return Ok(W::Output::default());
         };
         let placed = self.place(&work, units)?;
+        let hushed_before = self.hushed.get();
+        if let Err(e) = self.hush(placed.target.stream) {
+            return self.placed(placed, Err(e));
+        }
         let mut output = W::Output::default();
         let launched = self.timed(
             placed.target.stream,
@@ -386,7 +406,106 @@ impl Tenant {
         if let (Ok(grid), Some(kernel)) = (&launched, work.kernel()) {
             self.trace(kernel, placed.partition, *grid);
         }
+        if launched.is_err() && hushed_before.is_none() && self.hushed.get().is_some() {
+            // This call set its words and launched nothing: clear them behind the writes, so
+            // best-effort work does not wait on a request that has no work in flight.
+            self.unhush();
+        }
         self.placed(placed, launched).map(|_| output)
+    }
+
+    /// Where the policy hushes (runtime/hush.rs), before work goes to `stream`: the first
+    /// launch of a latency-critical request its caller asked to protect
+    /// ([`Tenant::protect_next`]), while it serves ([`Tenant::hush_while_serving`]), sets its
+    /// words, from the host, for the best-effort tenants that give way to it now (cleared by
+    /// [`Tenant::synchronize`]); a best-effort tenant's work (every n-th launch, as the policy
+    /// says) waits there, also in a plan being captured, until no latency-critical tenant's
+    /// word for it is set.
+    fn hush(&self, stream: sys::CUstream) -> Result<()> {
+        let (Mode::Scheduled, Some(sched), Some(hush)) = (self.mode, self.rt.scheduler(), self.rt.hush()) else {
+            return Ok(());
+        };
+        if self.class == PriorityClass::LatencyCritical {
+            // Only while serving, only ids with words, once a request, only where asked, and
+            // only the best-effort tenants that give way to it (no nearer their own
+            // objectives: the guard's rule, Demand::yields_to).
+            if self.serving.get()
+                && self.id < 64
+                && self.capturing.get().is_none()
+                && self.hushed.get().is_none()
+                && self.protect.replace(false)
+            {
+                let quiet = sched.giving_way_to(self.id);
+                hush.set(self.id, quiet, 1);
+                self.hushed.set(Some(quiet));
+                self.hushed_at.set(Some(std::time::Instant::now()));
+            }
+            return Ok(());
+        }
+        let n = self.hush_launches.get();
+        self.hush_launches.set(n + 1);
+        if !hush.waits_at(n) {
+            return Ok(());
+        }
+        if self.id >= 64 {
+            return Ok(());
+        }
+        // SAFETY: a stream of the pool; the context is current (placed).
+        unsafe { hush.wait(stream, self.id, sched.guaranteed() & !(1 << self.id)) }
+    }
+
+    /// Clears the words its request set, from the host, at once, and forgets the request.
+    fn unhush(&self) {
+        if let (Some(quiet), Some(hush)) = (self.hushed.take(), self.rt.hush()) {
+            hush.set(self.id, quiet, 0);
+        }
+        self.hushed_at.set(None);
+    }
+
+    /// Waits for its tail stream while its request's words are set, clearing them once the work
+    /// completes or [`super::hush::HOLD_LIMIT`] after they were set, whichever comes first (a
+    /// latency-critical kernel that CUDA queued behind a best-effort wait then runs late, not
+    /// never).
+    fn wait_hushed(&self) -> Result<()> {
+        let last = self.last.get();
+        loop {
+            // SAFETY: a live stream of the pool; the context is current.
+            match unsafe { driver::stream::done(last) } {
+                Ok(true) => break,
+                Ok(false) => {
+                    if self.hushed_at.get().is_some_and(|at| at.elapsed() >= super::hush::HOLD_LIMIT) {
+                        self.unhush();
+                        break;
+                    }
+                    std::hint::spin_loop();
+                }
+                Err(e) => {
+                    self.unhush();
+                    return Err(e).call("cuStreamQuery");
+                }
+            }
+        }
+        self.unhush();
+        Ok(())
+    }
+
+    /// Whether its requests hush best-effort work from now on (a latency-critical tenant under
+    /// a policy that hushes, runtime/hush.rs; off until asked). Off clears its words. A caller
+    /// turns it on once it serves requests, not while it loads.
+    pub fn hush_while_serving(&self, on: bool) -> Result<()> {
+        self.serving.set(on);
+        if !on {
+            self.unhush();
+            self.protect.set(false);
+        }
+        Ok(())
+    }
+
+    /// Asks that its next request (its launches up to the next [`Tenant::synchronize`]) quiet
+    /// the best-effort tenants that give way to it, where the policy hushes: its caller says
+    /// so for a request that queued behind earlier ones or that others queue behind.
+    pub fn protect_next(&self) {
+        self.protect.set(true);
     }
 
     /// The placement step of every piece of work of this tenant, as `work` asks: its fixed
@@ -755,6 +874,9 @@ impl Tenant {
             // SAFETY: its tail is a stream of the pool; the context is current.
             unsafe { self.rt.write_claims_on(self.last.get(), claimed, 0) }?;
         }
+        if self.hushed.get().is_some() {
+            self.wait_hushed()?;
+        }
         // SAFETY: a live stream of the pool.
         unsafe { result::stream::synchronize(self.last.get()) }.call("cuStreamSynchronize")?;
         if let (true, Some(sched)) = (self.busy.get(), self.rt.scheduler()) {
@@ -774,6 +896,10 @@ impl Tenant {
 
 impl Drop for Tenant {
     fn drop(&mut self) {
+        if self.hushed.get().is_some_and(|q| q != 0) {
+            // Best-effort work waits while its words are set: clear them after what it launched.
+            let _ = self.synchronize();
+        }
         // A tenant that goes away has no work the scheduler should make room for.
         if let (true, Some(sched)) = (self.busy.get(), self.rt.scheduler()) {
             sched.set_active(self.id, false);

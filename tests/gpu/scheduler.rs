@@ -283,6 +283,101 @@ fn a_claim_lasts_as_long_as_the_work_eager_or_planned() {
     drop(hog);
 }
 
+/// Whether a best-effort tenant's vector add, issued eagerly or replayed from a plan captured
+/// beforehand while a latency-critical tenant (serving) has a request in flight, completed
+/// only after that request ended (its synchronize, `held` after the add was issued), and the
+/// latency-critical tenant's word while its request was in flight.
+fn best_effort_beside_a_request(hush: u32, held: std::time::Duration) -> Vec<(bool, Option<u32>)> {
+    let shares = vec![
+        Share { class: PriorityClass::LatencyCritical, quota: Some(2), bounded: true },
+        Share { class: PriorityClass::BestEffort, quota: None, bounded: false },
+    ];
+    let rt = Arc::new(
+        Runtime::with_policy(device(), Box::new(KrispShare::new(shares).hushing(hush)), MinSms::default(), 2).unwrap(),
+    );
+    let lc = Tenant::scheduled(rt.clone(), 0, PriorityClass::LatencyCritical).unwrap();
+    let mut be = Some(Tenant::scheduled(rt.clone(), 1, PriorityClass::BestEffort).unwrap());
+    let n = 1 << 16;
+    let ones = DeviceBuffer::from_host(rt.device(), &vec![f16::ONE; n]).unwrap();
+    let out = DeviceBuffer::<f16>::filled(rt.device(), n, 0xff).unwrap();
+    let p = VectorAddParams { a: ones.ptr(), b: ones.ptr(), c: out.ptr(), n: n as u64 };
+    let whole = GroupRange { first: 0, count: rt.scheduler().unwrap().topology().groups };
+    let t = be.as_ref().unwrap();
+    // SAFETY: buffers of n halves.
+    let plan = t.capture_set(&[whole], || unsafe { t.launch(VECTOR_ADD_F16, &p) }.map(|_| ())).unwrap();
+    t.synchronize().unwrap();
+    // Not while loading: only once it serves does a request set its word (read unordered
+    // with the kernel, so this can miss a write, not invent one).
+    let loading = smid_on(&lc, 100_000);
+    assert_eq!(rt.hush().map(|h| h.words(0)[1]), rt.hush().map(|_| 0), "set before it serves");
+    lc.synchronize().unwrap();
+    drop(loading);
+    lc.hush_while_serving(true).unwrap();
+    let mut after = Vec::new();
+    // Unprotected, a request quiets nobody.
+    let request = smid_on(&lc, 1000);
+    assert_eq!(rt.hush().map(|h| h.words(0)[1]), rt.hush().map(|_| 0), "set for a request not protected");
+    lc.synchronize().unwrap();
+    drop(request);
+    for planned in [false, true] {
+        // Its request, protected: a short kernel, then nothing until its synchronize.
+        lc.protect_next();
+        let request = smid_on(&lc, 1000);
+        // The word as the GPU wrote it (the read is not ordered after the write: poll).
+        let word = rt.hush().map(|h| {
+            let until = std::time::Instant::now() + std::time::Duration::from_secs(1);
+            loop {
+                let w = h.words(0)[1];
+                if w == 1 || std::time::Instant::now() > until {
+                    break w;
+                }
+            }
+        });
+        let t = be.take().unwrap();
+        let plan = &plan;
+        let (t, done, cleared) = std::thread::scope(|s| {
+            let waiter = s.spawn(move || {
+                if planned {
+                    t.replay_set(plan).unwrap();
+                } else {
+                    // SAFETY: as above.
+                    unsafe { t.launch(VECTOR_ADD_F16, &p) }.unwrap();
+                }
+                t.synchronize().unwrap();
+                (t, std::time::Instant::now())
+            });
+            std::thread::sleep(held);
+            let cleared = std::time::Instant::now();
+            lc.synchronize().unwrap();
+            let (t, done) = waiter.join().unwrap();
+            (t, done, cleared)
+        });
+        be = Some(t);
+        drop(request);
+        after.push((done >= cleared, word));
+        assert!(out.to_host().unwrap().iter().all(|x| x.to_f32() == 2.0), "planned {planned}: the add ran");
+    }
+    if let Some(h) = rt.hush() {
+        assert_eq!(h.words(0)[1], 0, "the word is cleared at synchronize");
+    }
+    after
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn best_effort_work_waits_while_a_latency_critical_request_is_in_flight() {
+    let held = std::time::Duration::from_millis(60);
+    for (after, word) in best_effort_beside_a_request(1, held) {
+        assert_eq!(word, Some(1), "the latency-critical tenant's word is set while its request is in flight");
+        assert!(after, "it completed before the request ended");
+    }
+    // Without hushing it completes at once, long before (so the check above can fail).
+    for (after, word) in best_effort_beside_a_request(0, held) {
+        assert_eq!(word, None);
+        assert!(!after, "it completed only after the request ended");
+    }
+}
+
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn krisp_plans_are_captured_as_if_their_tenant_were_alone() {

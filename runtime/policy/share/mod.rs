@@ -45,6 +45,9 @@ pub struct KrispShare {
     /// Tenant `i`'s request knee in groups at index `i`, where known
     /// ([`KrispShare::with_knees`]).
     knees: Vec<Option<u32>>,
+    /// Every how many of a best-effort tenant's launches one waits while a protected
+    /// latency-critical request is in flight; 0: none ([`KrispShare::hushing`]).
+    hush: u32,
 }
 
 impl KrispShare {
@@ -55,6 +58,15 @@ impl KrispShare {
     /// best-effort tenants below half their solo throughput (0.26–0.43×).
     pub fn claiming(mut self) -> KrispShare {
         self.claims = true;
+        self
+    }
+
+    /// The same policy with best-effort work waiting, before every `every`-th launch of its
+    /// tenant, while a latency-critical tenant has a request in flight that its caller asked
+    /// to protect ([`Policy::hush_every`]; 0: never). Not the default: an opt-in for
+    /// comparisons (`RIGHTSIZE_HUSH=N`; docs/harness-h200.md).
+    pub fn hushing(mut self, every: u32) -> KrispShare {
+        self.hush = every;
         self
     }
 
@@ -79,7 +91,15 @@ impl KrispShare {
 
     /// Shares without speeds: what quotas leave goes in equal parts.
     pub fn new(shares: Vec<Share>) -> KrispShare {
-        KrispShare { shares, speeds: Vec::new(), table: None, claims: false, unguarded: false, knees: Vec::new() }
+        KrispShare {
+            shares,
+            speeds: Vec::new(),
+            table: None,
+            claims: false,
+            unguarded: false,
+            knees: Vec::new(),
+            hush: 0,
+        }
     }
 
     /// Shares for `tenants` tenants on `topo`, with what quotas leave sized by the tenants'
@@ -88,7 +108,8 @@ impl KrispShare {
     /// path only looks it up; beyond [`TABLE_TENANTS`] tenants it is computed per launch, in
     /// equal parts, as by [`KrispShare::new`].
     pub fn with_speeds(shares: Vec<Share>, speeds: Vec<Option<Speeds>>, tenants: u32, topo: &Topology) -> KrispShare {
-        let mut p = KrispShare { shares, speeds, table: None, claims: false, unguarded: false, knees: Vec::new() };
+        let mut p =
+            KrispShare { shares, speeds, table: None, claims: false, unguarded: false, knees: Vec::new(), hush: 0 };
         let n = (p.shares.len() as u32).max(tenants);
         if n == 0 || n > TABLE_TENANTS {
             return p;
@@ -442,6 +463,9 @@ impl Policy for KrispShare {
     }
     fn claims(&self) -> bool {
         self.claims
+    }
+    fn hush_every(&self) -> u32 {
+        self.hush
     }
     fn place(&self, d: &Demand, load: &GroupLoad, topo: &Topology, allowed: GroupRange) -> Decision {
         let high = d.class == PriorityClass::LatencyCritical;
