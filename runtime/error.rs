@@ -42,6 +42,14 @@ pub enum Error {
     /// A partition request the device cannot satisfy.
     #[error(transparent)]
     Partition(#[from] PartitionError),
+    /// A host thread the runtime needs could not be started.
+    #[error("cannot start {what}: {reason}")]
+    Thread {
+        /// The thread's job.
+        what: &'static str,
+        /// The system's answer.
+        reason: String,
+    },
     /// A host slice whose length does not match a device buffer.
     #[error("{what}: {got} elements given for a buffer of {expected}")]
     Length {

@@ -436,7 +436,7 @@ impl Tenant {
                 && self.protect.replace(false)
             {
                 let quiet = sched.giving_way_to(self.id);
-                hush.set(self.id, quiet, 1);
+                hush.set(self.id, quiet);
                 self.hushed.set(Some(quiet));
                 self.hushed_at.set(Some(std::time::Instant::now()));
             }
@@ -456,8 +456,8 @@ impl Tenant {
 
     /// Clears the words its request set, from the host, at once, and forgets the request.
     fn unhush(&self) {
-        if let (Some(quiet), Some(hush)) = (self.hushed.take(), self.rt.hush()) {
-            hush.set(self.id, quiet, 0);
+        if let (Some(_), Some(hush)) = (self.hushed.take(), self.rt.hush()) {
+            hush.clear(self.id);
         }
         self.hushed_at.set(None);
     }
