@@ -366,7 +366,8 @@ fn best_effort_beside_a_request(hush: u32, held: std::time::Duration) -> Vec<(bo
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn best_effort_work_waits_while_a_latency_critical_request_is_in_flight() {
-    let held = std::time::Duration::from_millis(60);
+    // Held for less than hushing's hold limit (5 ms): the add waits for the synchronize.
+    let held = std::time::Duration::from_millis(2);
     for (after, word) in best_effort_beside_a_request(1, held) {
         assert_eq!(word, Some(1), "the latency-critical tenant's word is set while its request is in flight");
         assert!(after, "it completed before the request ended");
@@ -375,6 +376,11 @@ fn best_effort_work_waits_while_a_latency_critical_request_is_in_flight() {
     for (after, word) in best_effort_beside_a_request(0, held) {
         assert_eq!(word, None);
         assert!(!after, "it completed only after the request ended");
+    }
+    // Held far longer: the watchdog clears the word and the add goes on before the synchronize.
+    for (after, word) in best_effort_beside_a_request(1, std::time::Duration::from_millis(200)) {
+        assert_eq!(word, Some(1));
+        assert!(!after, "it waited past the hold limit, for the request's end");
     }
 }
 
