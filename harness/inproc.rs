@@ -402,9 +402,9 @@ pub fn run(device: Device, s: &Scenario, mode: Mode, knees: Knees, mut o: RunOpt
                         },
                     );
                     let duty = session.tenant().map(|t| t.duty());
-                    // A request that ended in an error left its word set: best-effort work
-                    // must not wait on it while the others finish (an error here means the
-                    // context is gone, and their work with it).
+                    // A request that ended in an error may have left its words set: clear them
+                    // now rather than at the watchdog's limit (an error here means the context
+                    // is gone, and the others' work with it).
                     let _ = session.tenant().map(|t| t.hush_while_serving(false));
                     leaving.wait_for_all();
                     drop(session.unload());

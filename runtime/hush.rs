@@ -21,19 +21,21 @@
 //! a stream, and bounded in time, that costs at most a delay, never the process
 //! (stream-ordered clears hung three of nineteen runs: docs/harness-h200.md).
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cudarc::driver::{result, sys};
+use cudarc::driver::{result, sys, DriverError};
+use parking_lot::Mutex;
 
 use super::device::Device;
 use super::error::{DriverContext as _, Result};
 
-/// How long a latency-critical request's words stay set at most: a watchdog thread clears
-/// them past it whatever the tenant's thread is doing (waiting on work that CUDA queued behind
-/// a best-effort wait, say), and the tenant's synchronize does as it waits. A request longer
-/// than this is protected for this long.
+/// How long a latency-critical request's words stay set, about, at most: a watchdog thread
+/// that looks every millisecond clears them past it whatever the tenant's thread is doing
+/// (waiting on work that CUDA queued behind a best-effort wait, say), and the tenant's
+/// synchronize does as it waits. A request longer than this is protected for this long.
 pub(crate) const HOLD_LIMIT: Duration = Duration::from_millis(5);
 
 /// How often the watchdog looks.
@@ -55,22 +57,35 @@ pub struct Hush {
 /// The words and, per latency-critical tenant, whom its request quiets and since when.
 #[derive(Debug)]
 struct Held {
-    /// The words' host address (pinned, `IDS * IDS` of them).
-    host: usize,
-    /// Per latency-critical tenant: nanoseconds since `epoch` when its words were set, 0 when
-    /// they are not.
-    since: [AtomicU64; IDS],
-    /// Per latency-critical tenant: the best-effort tenants its words were set for.
-    quiet: [AtomicU64; IDS],
-    epoch: Instant,
+    /// The words (pinned host memory, `IDS * IDS` of them).
+    host: NonNull<u32>,
+    /// Per latency-critical tenant, under a lock that setting, clearing and the watchdog take.
+    slots: [Mutex<Slot>; IDS],
     stop: AtomicBool,
 }
 
+/// One latency-critical tenant's request: whom it quiets, and since when (none: not set).
+#[derive(Debug, Default, Clone, Copy)]
+struct Slot {
+    quiet: u64,
+    since: Option<Instant>,
+}
+
+// SAFETY: the words are only read and written through atomics, and the allocation outlives
+// every user of `Held` (the watchdog is joined before `Hush` frees it).
+unsafe impl Send for Held {}
+// SAFETY: as above.
+unsafe impl Sync for Held {}
+
 impl Held {
+    fn new(host: NonNull<u32>) -> Held {
+        Held { host, slots: std::array::from_fn(|_| Mutex::new(Slot::default())), stop: AtomicBool::new(false) }
+    }
+
     fn word(&self, lc: usize, be: usize) -> &AtomicU32 {
-        // SAFETY: in bounds of the pinned allocation, which outlives every `Held` user (the
-        // watchdog is joined before it is freed); only accessed atomically.
-        unsafe { AtomicU32::from_ptr((self.host as *mut u32).add(lc * IDS + be)) }
+        // SAFETY: in bounds of the allocation, which outlives `self`'s users; only accessed
+        // atomically (the device reads it).
+        unsafe { AtomicU32::from_ptr(self.host.as_ptr().add(lc * IDS + be)) }
     }
 
     fn store(&self, lc: usize, quiet: u64, value: u32) {
@@ -79,23 +94,28 @@ impl Held {
         }
     }
 
-    fn now(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX).max(1)
+    fn set(&self, lc: usize, quiet: u64) {
+        let mut slot = self.slots[lc].lock();
+        self.store(lc, slot.quiet & !quiet, 0);
+        self.store(lc, quiet, 1);
+        *slot = Slot { quiet, since: Some(Instant::now()) };
     }
 
-    /// Clears the words of every latency-critical tenant set longer than `limit` ago (each
-    /// once: a set made since is not touched); returns those tenants, a bit per id.
+    fn clear(&self, lc: usize) {
+        let mut slot = self.slots[lc].lock();
+        self.store(lc, slot.quiet, 0);
+        slot.since = None;
+    }
+
+    /// Clears the words of every latency-critical tenant set longer than `limit` ago; returns
+    /// those tenants, a bit per id.
     fn expire(&self, limit: Duration) -> u64 {
-        let now = self.now();
-        let limit = u64::try_from(limit.as_nanos()).unwrap_or(u64::MAX);
         let mut expired = 0;
         for lc in 0..IDS {
-            let at = self.since[lc].load(Ordering::Acquire);
-            if at != 0
-                && now.saturating_sub(at) > limit
-                && self.since[lc].compare_exchange(at, 0, Ordering::AcqRel, Ordering::Acquire).is_ok()
-            {
-                self.store(lc, self.quiet[lc].load(Ordering::Acquire), 0);
+            let mut slot = self.slots[lc].lock();
+            if slot.since.is_some_and(|at| at.elapsed() > limit) {
+                self.store(lc, slot.quiet, 0);
+                slot.since = None;
                 expired |= 1 << lc;
             }
         }
@@ -122,13 +142,9 @@ impl Hush {
             let _ = unsafe { result::free_host(host.cast()) };
             return Err(e);
         }
-        let held = Arc::new(Held {
-            host: host as usize,
-            since: std::array::from_fn(|_| AtomicU64::new(0)),
-            quiet: std::array::from_fn(|_| AtomicU64::new(0)),
-            epoch: Instant::now(),
-            stop: AtomicBool::new(false),
-        });
+        let held = Arc::new(Held::new(
+            NonNull::new(host).ok_or(DriverError(sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY)).call("cuMemHostAlloc")?,
+        ));
         let watched = held.clone();
         let watchdog = std::thread::Builder::new().name("rightsize-hush".into()).spawn(move || {
             while !watched.stop.load(Ordering::Acquire) {
@@ -160,17 +176,12 @@ impl Hush {
     /// per id), from the host, at once (cleared by [`Hush::clear`] or, past [`HOLD_LIMIT`],
     /// by the watchdog).
     pub(crate) fn set(&self, lc: u32, quiet: u64) {
-        let lc = lc.min(63) as usize;
-        self.held.quiet[lc].store(quiet, Ordering::Release);
-        self.held.store(lc, quiet, 1);
-        self.held.since[lc].store(self.held.now(), Ordering::Release);
+        self.held.set(lc.min(63) as usize, quiet);
     }
 
     /// Clears latency-critical tenant `lc`'s words, from the host, at once.
     pub(crate) fn clear(&self, lc: u32) {
-        let lc = lc.min(63) as usize;
-        self.held.since[lc].store(0, Ordering::Release);
-        self.held.store(lc, self.held.quiet[lc].load(Ordering::Acquire), 0);
+        self.held.clear(lc.min(63) as usize);
     }
 
     /// Makes the work enqueued on `stream` after this wait until best-effort tenant `be`'s
@@ -215,7 +226,7 @@ impl Drop for Hush {
         // SAFETY: allocated by `new`; the watchdog is gone, and the runtime drops this after
         // its partitions, whose streams (the only ones that wait on it) are synchronized as
         // they go (field order).
-        let _ = unsafe { result::free_host(self.held.host as *mut std::ffi::c_void) };
+        let _ = unsafe { result::free_host(self.held.host.as_ptr().cast()) };
     }
 }
 
@@ -226,27 +237,25 @@ mod tests {
     #[test]
     fn the_watchdog_clears_words_held_too_long_and_only_those() {
         let mut words = vec![0u32; IDS * IDS];
-        let held = Held {
-            host: words.as_mut_ptr() as usize,
-            since: std::array::from_fn(|_| AtomicU64::new(0)),
-            quiet: std::array::from_fn(|_| AtomicU64::new(0)),
-            epoch: Instant::now(),
-            stop: AtomicBool::new(false),
-        };
-        // Tenant 0 quiets 1 and 2; tenant 3 quiets 1.
-        held.quiet[0].store(0b110, Ordering::Release);
-        held.store(0, 0b110, 1);
-        held.since[0].store(held.now(), Ordering::Release);
+        let held = Held::new(NonNull::new(words.as_mut_ptr()).unwrap());
+        // Tenant 0 quiets 1 and 2; tenant 3, later, quiets 1.
+        held.set(0, 0b110);
         std::thread::sleep(Duration::from_millis(120));
-        held.quiet[3].store(0b10, Ordering::Release);
-        held.store(3, 0b10, 1);
-        held.since[3].store(held.now(), Ordering::Release);
+        held.set(3, 0b10);
         assert_eq!(held.expire(Duration::from_secs(60)), 0, "nothing held that long");
         assert_eq!(held.expire(Duration::from_millis(60)), 0b1, "only tenant 0's");
         assert_eq!((held.word(0, 1).load(Ordering::Acquire), held.word(0, 2).load(Ordering::Acquire)), (0, 0));
         assert_eq!(held.word(3, 1).load(Ordering::Acquire), 1, "tenant 3's set later stays");
-        assert_eq!(held.since[0].load(Ordering::Acquire), 0);
         assert_eq!(held.expire(Duration::from_millis(60)), 0, "once");
+        // A new set for fewer tenants clears the ones it no longer quiets; clear clears the rest.
+        held.set(3, 0b1000);
+        assert_eq!((held.word(3, 1).load(Ordering::Acquire), held.word(3, 3).load(Ordering::Acquire)), (0, 1));
+        held.clear(3);
+        assert!(words_of(&held, 3).iter().all(|&w| w == 0));
         // `held` points into `words`: both go at the end of the scope, `held` first.
+    }
+
+    fn words_of(held: &Held, lc: usize) -> Vec<u32> {
+        (0..IDS).map(|be| held.word(lc, be).load(Ordering::Acquire)).collect()
     }
 }

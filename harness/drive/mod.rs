@@ -413,7 +413,12 @@ pub fn drive_with(
                     }
                     waiting.front().copied()
                 }
-                Some(_) => waiting.front().copied().or(upcoming),
+                Some(_) => {
+                    if waiting.is_empty() && upcoming.is_none() {
+                        upcoming = Some(arrival(rate));
+                    }
+                    waiting.front().copied().or(upcoming)
+                }
             };
             behind(previous_end > due || next.is_some_and(|n| n <= start + service));
         }

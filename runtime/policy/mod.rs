@@ -62,8 +62,9 @@ pub trait Policy: Send + Sync + fmt::Debug {
     }
     /// Whether best-effort work waits before it starts while a latency-critical tenant has a
     /// request in flight that its caller asked to protect (runtime/hush.rs), so that its
-    /// memory traffic stops within a kernel of the request's start and resumes as it ends: 0
-    /// if not, else every how many of a best-effort tenant's launches one waits (1: each).
+    /// memory traffic stops within n of its launches of the request's start and resumes as it
+    /// ends: 0 if not, else every how many (n) of a best-effort tenant's launches one waits
+    /// (1: each).
     fn hush_every(&self) -> u32 {
         0
     }

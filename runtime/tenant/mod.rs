@@ -407,8 +407,8 @@ impl Tenant {
             self.trace(kernel, placed.partition, *grid);
         }
         if launched.is_err() && hushed_before.is_none() && self.hushed.get().is_some() {
-            // This call set its words and launched nothing: clear them behind the writes, so
-            // best-effort work does not wait on a request that has no work in flight.
+            // This call set its words and launched nothing: clear them, so best-effort work
+            // does not wait on a request that has no work in flight.
             self.unhush();
         }
         self.placed(placed, launched).map(|_| output)
@@ -473,11 +473,17 @@ impl Tenant {
             match unsafe { driver::stream::done(last) } {
                 Ok(true) => break,
                 Ok(false) => {
-                    if self.hushed_at.get().is_some_and(|at| at.elapsed() >= super::hush::HOLD_LIMIT) {
+                    let held = self.hushed_at.get().map(|at| at.elapsed());
+                    if held.is_some_and(|h| h >= super::hush::HOLD_LIMIT) {
                         self.unhush();
                         break;
                     }
-                    std::hint::spin_loop();
+                    // Spin the first 50 µs (a request's last kernels), then let others run.
+                    if held.is_some_and(|h| h < std::time::Duration::from_micros(50)) {
+                        std::hint::spin_loop();
+                    } else {
+                        std::thread::yield_now();
+                    }
                 }
                 Err(e) => {
                     self.unhush();
@@ -874,6 +880,8 @@ impl Tenant {
             // SAFETY: its tail is a stream of the pool; the context is current.
             unsafe { self.rt.write_claims_on(self.last.get(), claimed, 0) }?;
         }
+        // A request's protection ends with it, asked for or used.
+        self.protect.set(false);
         if self.hushed.get().is_some() {
             self.wait_hushed()?;
         }
@@ -896,10 +904,8 @@ impl Tenant {
 
 impl Drop for Tenant {
     fn drop(&mut self) {
-        if self.hushed.get().is_some_and(|q| q != 0) {
-            // Best-effort work waits while its words are set: clear them after what it launched.
-            let _ = self.synchronize();
-        }
+        // Best-effort work waits while its words are set: clear them (from the host, at once).
+        self.unhush();
         // A tenant that goes away has no work the scheduler should make room for.
         if let (true, Some(sched)) = (self.busy.get(), self.rt.scheduler()) {
             sched.set_active(self.id, false);
