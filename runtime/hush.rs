@@ -5,8 +5,8 @@
 //! Why: a latency-critical request slows with the DRAM traffic of the kernels beside it, on
 //! whatever SMs they run (docs/harness-h200.md), and its p99 is a queue of its own requests
 //! behind service times so slowed: only the requests that queued, or that others will queue
-//! behind, need quiet (a replay of a run's samples: the same p99 as quieting every one, for a
-//! third of the time; measured on the H200 in docs/harness-h200.md).
+//! behind, need quiet (a replay of a run's samples: the same p99 as quieting every one, for
+//! 5–11% of the run's time instead of 17–25%; measured on the H200 in docs/harness-h200.md).
 //!
 //! How: a word per (latency-critical tenant, best-effort tenant) pair in pinned host memory
 //! the GPU reads. The latency-critical tenant's *host thread* sets its words, for the
