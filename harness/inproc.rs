@@ -385,7 +385,7 @@ pub fn run(device: Device, s: &Scenario, mode: Mode, knees: Knees, mut o: RunOpt
                             t.restart_duty();
                             // Where the policy hushes, its requests do from now on (not
                             // while the tenants load).
-                            let _ = t.hush_while_serving(true);
+                            t.hush_while_serving(true);
                         },
                         |e, faults| match e {
                             // Lost, or failing (a library call's status) after another tenant saw it lost.
@@ -405,7 +405,9 @@ pub fn run(device: Device, s: &Scenario, mode: Mode, knees: Knees, mut o: RunOpt
                     // A request that ended in an error may have left its words set: clear them
                     // now rather than at the watchdog's limit (an error here means the context
                     // is gone, and the others' work with it).
-                    let _ = session.tenant().map(|t| t.hush_while_serving(false));
+                    if let Some(t) = session.tenant() {
+                        t.hush_while_serving(false);
+                    }
                     leaving.wait_for_all();
                     drop(session.unload());
                     let (samples, position) = r.with_context(|| format!("tenant {i} ({})", spec.model))?;

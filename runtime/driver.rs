@@ -19,21 +19,6 @@ pub(crate) mod stream {
         Ok(p)
     }
 
-    /// Whether everything enqueued on `stream` has completed (`cuStreamQuery`): `false` while
-    /// some of it has not.
-    ///
-    /// See [CUDA driver API: Stream Management](https://docs.nvidia.com/cuda/cuda-driver-api/group__CUDA__STREAM.html).
-    ///
-    /// # Safety
-    /// `stream` is a live stream of the current context.
-    pub(crate) unsafe fn done(stream: sys::CUstream) -> Result<bool, DriverError> {
-        // SAFETY: the caller's contract.
-        match unsafe { sys::cuStreamQuery(stream) } {
-            sys::CUresult::CUDA_ERROR_NOT_READY => Ok(false),
-            r => r.result().map(|()| true),
-        }
-    }
-
     /// Enqueues the memory operations `ops` on `stream`, in order (`cuStreamBatchMemOp`): they
     /// take effect without an SM.
     ///

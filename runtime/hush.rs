@@ -34,9 +34,9 @@ use super::error::{DriverContext as _, Result};
 
 /// How long a latency-critical request's words stay set, about, at most: a watchdog thread
 /// that looks every millisecond clears them past it whatever the tenant's thread is doing
-/// (waiting on work that CUDA queued behind a best-effort wait, say), and the tenant's
-/// synchronize does as it waits. A request longer than this is protected for this long.
-pub(crate) const HOLD_LIMIT: Duration = Duration::from_millis(5);
+/// (waiting on work that CUDA queued behind a best-effort wait, say). A request longer than
+/// this is protected for this long.
+const HOLD_LIMIT: Duration = Duration::from_millis(5);
 
 /// How often the watchdog looks.
 const WATCH_EVERY: Duration = Duration::from_millis(1);
@@ -52,6 +52,11 @@ pub struct Hush {
     device: u64,
     every: u32,
     watchdog: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Where the word of (latency-critical tenant `lc`, best-effort tenant `be`) is, in words.
+fn index(lc: usize, be: usize) -> usize {
+    lc * IDS + be
 }
 
 /// The words and, per latency-critical tenant, whom its request quiets and since when.
@@ -85,7 +90,7 @@ impl Held {
     fn word(&self, lc: usize, be: usize) -> &AtomicU32 {
         // SAFETY: in bounds of the allocation, which outlives `self`'s users; only accessed
         // atomically (the device reads it).
-        unsafe { AtomicU32::from_ptr(self.host.as_ptr().add(lc * IDS + be)) }
+        unsafe { AtomicU32::from_ptr(self.host.as_ptr().add(index(lc, be))) }
     }
 
     fn store(&self, lc: usize, quiet: u64, value: u32) {
@@ -168,10 +173,6 @@ impl Hush {
         n % u64::from(self.every) == 0
     }
 
-    fn index(lc: u32, be: u32) -> usize {
-        lc.min(63) as usize * IDS + be.min(63) as usize
-    }
-
     /// Sets latency-critical tenant `lc`'s words for the best-effort tenants of `quiet` (a bit
     /// per id), from the host, at once (cleared by [`Hush::clear`] or, past [`HOLD_LIMIT`],
     /// by the watchdog).
@@ -200,7 +201,7 @@ impl Hush {
                 // The union member that `operation` names.
                 let op = &mut ops[n];
                 op.waitValue.operation = sys::CUstreamBatchMemOpType::CU_STREAM_MEM_OP_WAIT_VALUE_32;
-                op.waitValue.address = self.device + 4 * Self::index(lc, be) as u64;
+                op.waitValue.address = self.device + 4 * index(lc.min(63) as usize, be.min(63) as usize) as u64;
                 op.waitValue.__bindgen_anon_1.value = 0;
                 op.waitValue.flags = sys::CUstreamWaitValue_flags::CU_STREAM_WAIT_VALUE_EQ as u32;
                 n += 1;

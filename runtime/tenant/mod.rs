@@ -151,17 +151,15 @@ pub struct Tenant {
     claimed: Cell<Option<super::PartitionId>>,
     /// Whether the scheduler counts it as having work outstanding.
     busy: Cell<bool>,
-    /// The best-effort tenants its request quiets, once decided at the request's first launch
-    /// (a latency-critical tenant of a policy that hushes; `None` again at synchronize).
-    hushed: Cell<Option<u64>>,
+    /// Whether its request has set its words (a latency-critical tenant of a policy that
+    /// hushes: at the request's first launch; cleared at synchronize).
+    hushed: Cell<bool>,
     /// Its launches so far, where the policy hushes (a best-effort tenant's every n-th waits).
     hush_launches: Cell<u64>,
     /// Whether its requests hush best-effort work ([`Tenant::hush_while_serving`]).
     serving: Cell<bool>,
     /// Whether its next request hushes ([`Tenant::protect_next`]).
     protect: Cell<bool>,
-    /// When its request's words were set (cleared after [`super::hush::HOLD_LIMIT`] at most).
-    hushed_at: Cell<Option<std::time::Instant>>,
     /// How much of its time it spends busy; when it last went idle and when busy.
     duty: Cell<(Duty, Option<std::time::Instant>, Option<std::time::Instant>)>,
     /// Its last requests' latencies ÷ its objective, oldest first ([`Tenant::observe`]).
@@ -258,11 +256,10 @@ impl Tenant {
             placed: Cell::new(None),
             claimed: Cell::new(None),
             busy: Cell::new(false),
-            hushed: Cell::new(None),
+            hushed: Cell::new(false),
             hush_launches: Cell::new(0),
             serving: Cell::new(false),
             protect: Cell::new(false),
-            hushed_at: Cell::new(None),
             duty: Cell::new((Duty::default(), None, None)),
             recent: std::cell::RefCell::new(std::collections::VecDeque::with_capacity(PRESSURE_WINDOW)),
         })
@@ -406,7 +403,7 @@ impl Tenant {
         if let (Ok(grid), Some(kernel)) = (&launched, work.kernel()) {
             self.trace(kernel, placed.partition, *grid);
         }
-        if launched.is_err() && hushed_before.is_none() && self.hushed.get().is_some() {
+        if launched.is_err() && !hushed_before && self.hushed.get() {
             // This call set its words and launched nothing: clear them, so best-effort work
             // does not wait on a request that has no work in flight.
             self.unhush();
@@ -432,13 +429,11 @@ impl Tenant {
             if self.serving.get()
                 && self.id < 64
                 && self.capturing.get().is_none()
-                && self.hushed.get().is_none()
+                && !self.hushed.get()
                 && self.protect.replace(false)
             {
-                let quiet = sched.giving_way_to(self.id);
-                hush.set(self.id, quiet);
-                self.hushed.set(Some(quiet));
-                self.hushed_at.set(Some(std::time::Instant::now()));
+                hush.set(self.id, sched.giving_way_to(self.id));
+                self.hushed.set(true);
             }
             return Ok(());
         }
@@ -456,55 +451,20 @@ impl Tenant {
 
     /// Clears the words its request set, from the host, at once, and forgets the request.
     fn unhush(&self) {
-        if let (Some(_), Some(hush)) = (self.hushed.take(), self.rt.hush()) {
+        if let (true, Some(hush)) = (self.hushed.replace(false), self.rt.hush()) {
             hush.clear(self.id);
         }
-        self.hushed_at.set(None);
-    }
-
-    /// Waits for its tail stream while its request's words are set, clearing them once the work
-    /// completes or [`super::hush::HOLD_LIMIT`] after they were set, whichever comes first (a
-    /// latency-critical kernel that CUDA queued behind a best-effort wait then runs late, not
-    /// never).
-    fn wait_hushed(&self) -> Result<()> {
-        let last = self.last.get();
-        loop {
-            // SAFETY: a live stream of the pool; the context is current.
-            match unsafe { driver::stream::done(last) } {
-                Ok(true) => break,
-                Ok(false) => {
-                    let held = self.hushed_at.get().map(|at| at.elapsed());
-                    if held.is_some_and(|h| h >= super::hush::HOLD_LIMIT) {
-                        self.unhush();
-                        break;
-                    }
-                    // Spin the first 50 µs (a request's last kernels), then let others run.
-                    if held.is_some_and(|h| h < std::time::Duration::from_micros(50)) {
-                        std::hint::spin_loop();
-                    } else {
-                        std::thread::yield_now();
-                    }
-                }
-                Err(e) => {
-                    self.unhush();
-                    return Err(e).call("cuStreamQuery");
-                }
-            }
-        }
-        self.unhush();
-        Ok(())
     }
 
     /// Whether its requests hush best-effort work from now on (a latency-critical tenant under
     /// a policy that hushes, runtime/hush.rs; off until asked). Off clears its words. A caller
     /// turns it on once it serves requests, not while it loads.
-    pub fn hush_while_serving(&self, on: bool) -> Result<()> {
+    pub fn hush_while_serving(&self, on: bool) {
         self.serving.set(on);
         if !on {
             self.unhush();
             self.protect.set(false);
         }
-        Ok(())
     }
 
     /// Asks that its next request (its launches up to the next [`Tenant::synchronize`]) quiet
@@ -880,13 +840,14 @@ impl Tenant {
             // SAFETY: its tail is a stream of the pool; the context is current.
             unsafe { self.rt.write_claims_on(self.last.get(), claimed, 0) }?;
         }
-        // A request's protection ends with it, asked for or used.
+        // A request's protection ends with it, asked for or used; its words are cleared once
+        // its work completes (or, should CUDA queue that work behind a best-effort wait, by
+        // hushing's watchdog first: runtime/hush.rs).
         self.protect.set(false);
-        if self.hushed.get().is_some() {
-            self.wait_hushed()?;
-        }
         // SAFETY: a live stream of the pool.
-        unsafe { result::stream::synchronize(self.last.get()) }.call("cuStreamSynchronize")?;
+        let synced = unsafe { result::stream::synchronize(self.last.get()) }.call("cuStreamSynchronize");
+        self.unhush();
+        synced?;
         if let (true, Some(sched)) = (self.busy.get(), self.rt.scheduler()) {
             sched.set_duty(self.id, self.turn(false));
             sched.set_active(self.id, false);
