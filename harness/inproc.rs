@@ -237,7 +237,7 @@ fn policy_spec(s: &Scenario, knees: &Knees) -> PolicySpec {
         Err(_) => Guard::default(),
     };
     // RIGHTSIZE_HUSH=N: every N-th launch of a best-effort tenant of krisp waits while a
-    // latency-critical request that is behind (it queued, or the next one will: the request
+    // latency-critical request that is behind (it queued, or another arrived behind it: the request
     // loop says so) is in flight (1: each), for comparisons (docs/harness-h200.md).
     let hush = match std::env::var("RIGHTSIZE_HUSH") {
         Ok(v) => v.parse::<u32>().unwrap_or_else(|_| {

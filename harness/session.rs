@@ -110,7 +110,7 @@ impl Session {
                 t.observe(std::time::Duration::from_secs_f64(latency.max(0.0)));
             }
         };
-        // A request that is behind (it queued, or the next one will) asks its tenant to
+        // A request that is behind (it queued, or another arrived behind it) asks its tenant to
         // protect it (`Tenant::protect_next`: where the policy hushes best-effort work).
         let behind = |b: bool| {
             if let (true, Some(t)) = (b, tenant) {

@@ -266,11 +266,10 @@ pub fn drive_from(
 }
 
 /// [`drive_from`], telling `behind` (if given) before each open-loop request whether it is
-/// behind: it arrived before the one before it ended (it queued), or the next one arrives
-/// before it would end at their typical service time. The
-/// typical service time is a moving average of the served requests' (nothing is behind before
-/// one). To know the next arrival it draws it a request early (it waits in the position's
-/// queue).
+/// behind: it arrived before the one before it ended (it queued), or the next one has
+/// arrived by the time it starts (one queues behind it). Only what a server knows when the
+/// request starts: arrivals so far, never later ones. To know whether the next has arrived
+/// it draws it a request early (it waits in the position's queue).
 pub fn drive_with(
     spec: &LoopSpec,
     gate: &dyn Gate,
@@ -280,7 +279,6 @@ pub fn drive_with(
     mut served: impl FnMut(f64),
     mut behind: Option<impl FnMut(bool)>,
 ) -> anyhow::Result<(Vec<Sample>, Position)> {
-    let mut typical: Option<f64> = None;
     let mut previous_end = f64::NEG_INFINITY;
     let t0 = gate.start()?;
     let mut rng = SplitMix::new(spec.seed);
@@ -404,7 +402,7 @@ pub fn drive_with(
             break Ok(());
         }
         let start = t0.elapsed().as_secs_f64();
-        if let (Some(rate), Some(service), Some(behind)) = (spec.rate, typical, behind.as_mut()) {
+        if let (Some(rate), Some(behind)) = (spec.rate, behind.as_mut()) {
             let next = match spec.queue_limit {
                 None => {
                     if waiting.is_empty() {
@@ -420,7 +418,7 @@ pub fn drive_with(
                     waiting.front().copied().or(upcoming)
                 }
             };
-            behind(previous_end > due || next.is_some_and(|n| n <= start + service));
+            behind(previous_end > due || next.is_some_and(|n| n <= start));
         }
         let all_warm = gate.all_warm();
         let r = if gate.interrupted() { Err(Interrupted.into()) } else { request() };
@@ -440,9 +438,6 @@ pub fn drive_with(
             },
         };
         let end = t0.elapsed().as_secs_f64();
-        if !failed {
-            typical = Some(typical.map_or(end - start, |t| 0.9 * t + 0.1 * (end - start)));
-        }
         previous_end = end;
         let sample = Sample { failed, ..Sample::served(due, start, end) };
         if sample.is_served() {

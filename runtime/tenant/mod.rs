@@ -154,7 +154,8 @@ pub struct Tenant {
     /// Whether its request has set its words (a latency-critical tenant of a policy that
     /// hushes: at the request's first launch; cleared at synchronize).
     hushed: Cell<bool>,
-    /// Its launches so far, where the policy hushes (a best-effort tenant's every n-th waits).
+    /// Its launches since its last synchronize, where the policy hushes (a best-effort
+    /// tenant's first and every n-th after wait).
     hush_launches: Cell<u64>,
     /// Whether its requests hush best-effort work ([`Tenant::hush_while_serving`]).
     serving: Cell<bool>,
@@ -415,9 +416,9 @@ impl Tenant {
     /// launch of a latency-critical request its caller asked to protect
     /// ([`Tenant::protect_next`]), while it serves ([`Tenant::hush_while_serving`]), sets its
     /// words, from the host, for the best-effort tenants that give way to it now (cleared by
-    /// [`Tenant::synchronize`]); a best-effort tenant's work (every n-th launch, as the policy
-    /// says) waits there, also in a plan being captured, until no latency-critical tenant's
-    /// word for it is set.
+    /// [`Tenant::synchronize`]); a best-effort tenant's work (the first launch after each
+    /// synchronize and every n-th after, as the policy says) waits there, also in a plan being
+    /// captured, until no latency-critical tenant's word for it is set.
     fn hush(&self, stream: sys::CUstream) -> Result<()> {
         let (Mode::Scheduled, Some(sched), Some(hush)) = (self.mode, self.rt.scheduler(), self.rt.hush()) else {
             return Ok(());
@@ -432,8 +433,8 @@ impl Tenant {
                 && !self.hushed.get()
                 && self.protect.replace(false)
             {
-                hush.set(self.id, sched.giving_way_to(self.id));
-                self.hushed.set(true);
+                let held = hush.set(self.id, sched.giving_way_to(self.id));
+                self.hushed.set(held);
             }
             return Ok(());
         }
@@ -749,8 +750,10 @@ impl Tenant {
         self.rt.device().bind()?;
         self.order_to(self.origin)?;
         self.capturing.set(Some(window));
-        // Tiles in the capture follow its own placements, not those of earlier work.
+        // Tiles in the capture follow its own placements, not those of earlier work; a plan
+        // starts as a request does (its first launch waits, where the policy hushes).
         self.placed.set(None);
+        self.hush_launches.set(0);
         let origin = self.origin;
         let plan = Plan::capture(&self.rt, origin, || {
             let r = record();
@@ -847,6 +850,9 @@ impl Tenant {
         // SAFETY: a live stream of the pool.
         let synced = unsafe { result::stream::synchronize(self.last.get()) }.call("cuStreamSynchronize");
         self.unhush();
+        // A best-effort tenant's next request waits at its first launch where the policy
+        // hushes (one starting during a protected request starts none of its work).
+        self.hush_launches.set(0);
         synced?;
         if let (true, Some(sched)) = (self.busy.get(), self.rt.scheduler()) {
             sched.set_duty(self.id, self.turn(false));
