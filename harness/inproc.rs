@@ -229,24 +229,35 @@ fn policy_spec(s: &Scenario, knees: &Knees) -> PolicySpec {
     let claims = std::env::var("RIGHTSIZE_CLAIMS").is_ok_and(|v| v == "1");
     // RIGHTSIZE_GUARD=off|quota|knee: how krisp guards latency-critical windows where
     // contention comes and goes (knee, the default), for comparisons.
-    let guard = match std::env::var("RIGHTSIZE_GUARD") {
-        Ok(g) => Guard::parse(&g).unwrap_or_else(|| {
-            eprintln!("rightsize: RIGHTSIZE_GUARD={g} is none of off, quota, knee; krisp guards at the knee");
-            Guard::default()
-        }),
-        Err(_) => Guard::default(),
-    };
-    // RIGHTSIZE_HUSH=N: every N-th launch of a best-effort tenant of krisp waits while a
-    // latency-critical request that is behind (it queued, or another arrived behind it: the request
-    // loop says so) is in flight (1: each), for comparisons (docs/harness-h200.md).
-    let hush = match std::env::var("RIGHTSIZE_HUSH") {
-        Ok(v) => v.parse::<u32>().unwrap_or_else(|_| {
-            eprintln!("rightsize: RIGHTSIZE_HUSH={v} is not a count of launches; best-effort work does not wait");
-            0
-        }),
-        Err(_) => 0,
-    };
+    let guard = env_setting(
+        "RIGHTSIZE_GUARD",
+        Guard::parse,
+        Guard::default(),
+        "none of off, quota, knee; krisp guards at the knee",
+    );
+    // RIGHTSIZE_HUSH=N: a best-effort request of krisp waits at its first launch and every
+    // N-th after while a latency-critical request that is behind (it queued, or another
+    // arrived behind it: the request loop says so) is in flight, for comparisons
+    // (docs/harness-h200.md).
+    let hush = env_setting(
+        "RIGHTSIZE_HUSH",
+        |v| v.parse::<u32>().ok(),
+        0,
+        "not a count of launches; best-effort work does not wait",
+    );
     PolicySpec { kind: PolicyKind::Full, tenants, reserved_sms: s.reserved_sms, claims, guard, hush }
+}
+
+/// The setting of environment variable `name` as `parse` reads it; `otherwise` where it is
+/// unset, and, said on stderr with `why`, where `parse` cannot read it.
+fn env_setting<T>(name: &str, parse: impl Fn(&str) -> Option<T>, otherwise: T, why: &str) -> T {
+    match std::env::var(name) {
+        Ok(v) => parse(&v).unwrap_or_else(|| {
+            eprintln!("rightsize: {name}={v} is {why}");
+            otherwise
+        }),
+        Err(_) => otherwise,
+    }
 }
 
 /// The policy kind of an in-process mode.

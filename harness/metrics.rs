@@ -24,17 +24,22 @@ pub struct Sample {
     /// Issued but failed (an error the tenant went on from): not served.
     #[serde(default)]
     pub failed: bool,
+    /// An open-loop request the request loop judged behind when it started (it queued, or
+    /// another had arrived: `drive_with`), the ones a hushing policy protects. Written only
+    /// where true.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub behind: bool,
 }
 
 impl Sample {
     /// A request shed when it arrived at `due`.
     pub fn shed(due: f64) -> Sample {
-        Sample { due, start: due, end: due, shed: true, failed: false }
+        Sample { due, start: due, end: due, shed: true, failed: false, behind: false }
     }
 
     /// A request served from `due`, issued at `start`, done at `end`.
     pub fn served(due: f64, start: f64, end: f64) -> Sample {
-        Sample { due, start, end, shed: false, failed: false }
+        Sample { due, start, end, shed: false, failed: false, behind: false }
     }
 
     /// Whether it was served (neither shed nor failed).
@@ -208,6 +213,18 @@ impl RunMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sample_says_it_was_behind_only_where_it_was() {
+        let behind = Sample { behind: true, ..Sample::served(0.0, 0.001, 0.002) };
+        let json = serde_json::to_string(&behind).unwrap();
+        assert!(json.contains("\"behind\":true"), "{json}");
+        assert!(!serde_json::to_string(&Sample::served(0.0, 0.0, 0.1)).unwrap().contains("behind"));
+        // Results written before the field read as not behind.
+        let old: Sample = serde_json::from_str(r#"{"due":0.0,"start":0.0,"end":0.1}"#).unwrap();
+        assert!(!old.behind);
+        assert_eq!(serde_json::from_str::<Sample>(&json).unwrap(), behind);
+    }
 
     fn closed(latencies_ms: &[f64]) -> Vec<Sample> {
         let mut t = 0.0;

@@ -402,6 +402,7 @@ pub fn drive_with(
             break Ok(());
         }
         let start = t0.elapsed().as_secs_f64();
+        let mut was_behind = false;
         if let (Some(rate), Some(behind)) = (spec.rate, behind.as_mut()) {
             let next = match spec.queue_limit {
                 None => {
@@ -418,7 +419,8 @@ pub fn drive_with(
                     waiting.front().copied().or(upcoming)
                 }
             };
-            behind(previous_end > due || next.is_some_and(|n| n <= start));
+            was_behind = previous_end > due || next.is_some_and(|n| n <= start);
+            behind(was_behind);
         }
         let all_warm = gate.all_warm();
         let r = if gate.interrupted() { Err(Interrupted.into()) } else { request() };
@@ -439,7 +441,7 @@ pub fn drive_with(
         };
         let end = t0.elapsed().as_secs_f64();
         previous_end = end;
-        let sample = Sample { failed, ..Sample::served(due, start, end) };
+        let sample = Sample { failed, behind: was_behind, ..Sample::served(due, start, end) };
         if sample.is_served() {
             served(sample.latency());
         }

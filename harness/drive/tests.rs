@@ -518,6 +518,9 @@ fn a_request_is_behind_when_it_queued_or_the_next_has_arrived_when_it_starts() {
     )
     .unwrap();
     assert!(yes >= 25 && no <= 2, "behind {yes}, not {no}");
+    // The counted samples say so too (the two warm-up requests told but not counted).
+    let marked = samples.iter().filter(|s| s.behind).count();
+    assert!(marked + 2 >= yes && marked <= yes, "{marked} samples marked, {yes} told");
     let dues: Vec<f64> = samples.iter().map(|s| s.due).collect();
     assert_eq!(dues, arrivals(&spec, 32)[2..].to_vec());
     // 20 a second, requests at once: none queues, and the next has not arrived.

@@ -17,7 +17,8 @@ protected:
 - waited θ: a request that waited more than θ ms past its arrival;
 - backlog θ: that, or one whose next request arrives before it would end.
 
-Printed per rule: the p99 ÷ the solo p99 (the run's p99 ÷ its `p99_vs_solo`), the share of
+Results that mark the requests their run judged behind (samples' `behind`) also get those
+requests' service against the others'. Printed per rule: the p99 ÷ the solo p99 (the run's p99 ÷ its `p99_vs_solo`), the share of
 requests protected and the share of the run's time they take. A model, not a measurement: it
 ignores what protection costs the other tenants and how their work then moves.
 """
@@ -82,6 +83,14 @@ def main():
     span = dues[-1] - dues[0]
     print(f"{a.scenario} {a.mode}: {len(samples)} requests, service p50 {statistics.median(service):.3f} ms, "
           f"solo p99 {solo_p99:.3f} ms, host {host:.3f} ms")
+    marked = [sv for sv, s in zip(service, samples) if s.get("behind")]
+    if marked:
+        # Results since the field: the requests the run's own loop judged behind (and a
+        # hushing policy protected), their service against the others'.
+        rest = [sv for sv, s in zip(service, samples) if not s.get("behind")]
+        print(f"  marked behind in the run: {len(marked) / len(samples):.2f} of requests, service p50 "
+              f"{quantile(marked, 0.5):.3f} p90 {quantile(marked, 0.9):.3f} ms; the others p50 "
+              f"{quantile(rest, 0.5):.3f} p90 {quantile(rest, 0.9):.3f} ms")
     for rule, theta in [("none", 0), ("all", 0), ("waited", 0.15), ("waited", 0.3), ("backlog", 0.15), ("backlog", 0.3)]:
         lat, count, time = replay(dues, service, host, protect, rule, theta)
         print(f"  {rule:8} θ {theta:<4}: p99 ÷ solo {quantile(lat, 0.99) / solo_p99:.2f}, "
