@@ -25,8 +25,8 @@ pub struct Sample {
     #[serde(default)]
     pub failed: bool,
     /// An open-loop request the request loop judged behind when it started (it queued, or
-    /// another had arrived: `drive_with`), the ones a hushing policy protects. Written only
-    /// where true.
+    /// another had arrived: `drive_with`): those a hushing policy is asked to protect, in any
+    /// mode, whether or not anyone was then quieted for it. Written only where true.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub behind: bool,
 }

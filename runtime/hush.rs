@@ -19,7 +19,7 @@
 //! preceded on its stream by a wait for its words to be 0 (`cuStreamBatchMemOp`, captured
 //! into its plans too): a request that starts during a protected one starts none of its work.
 //! A latency-critical tenant's requests keep others waiting at most [`DUTY_LIMIT`] of the
-//! time (an overloaded one would mark every request behind). CUDA does not see the order such
+//! time, past one hold (an overloaded one would mark every request behind). CUDA does not see the order such
 //! a wait sets up and may queue other work behind it; with clears made by the host, never by
 //! a stream, and bounded in time, that costs at most a delay, never the process
 //! (stream-ordered clears hung three of nineteen runs: docs/harness-h200.md).
@@ -44,14 +44,16 @@ const HOLD_LIMIT: Duration = Duration::from_millis(5);
 /// How often the watchdog looks.
 const WATCH_EVERY: Duration = Duration::from_millis(1);
 
-/// The most of its time, per [`DUTY_WINDOW`], a latency-critical tenant's requests keep
-/// best-effort work waiting: a tenant loaded past what it can serve marks every request
-/// behind, and without a bound the others would wait nearly always. Measured duties of
-/// protection stay under a tenth (docs/harness-h200.md); past this a request runs unprotected.
+/// The share of its time a latency-critical tenant's requests may keep best-effort work
+/// waiting, over any span (past one hold): a tenant loaded past what it can serve marks every
+/// request behind, and without a bound the others would wait nearly always. Measured duties
+/// of protection stay under a tenth (docs/harness-h200.md); past this a request runs
+/// unprotected.
 const DUTY_LIMIT: f64 = 0.25;
 
-/// The span the duty is counted over (from the first protected request in it).
-const DUTY_WINDOW: Duration = Duration::from_millis(100);
+/// The most hold time a tenant saves up while it holds nothing (a budget refilled at
+/// [`DUTY_LIMIT`] of the time, from which each hold takes its length): a quarter of 100 ms.
+const DUTY_BURST: Duration = Duration::from_millis(25);
 
 /// Words per side: tenant ids below 64.
 const IDS: usize = 64;
@@ -82,31 +84,39 @@ struct Held {
 }
 
 /// One latency-critical tenant's request: whom it quiets, and since when (none: not set);
-/// and how long its words were held in the current duty window, from when.
+/// and its duty budget in seconds (negative after a hold longer than it), as of when.
 #[derive(Debug, Default, Clone, Copy)]
 struct Slot {
     quiet: u64,
     since: Option<Instant>,
-    window: Option<Instant>,
-    held: Duration,
+    budget: f64,
+    refilled: Option<Instant>,
 }
 
 impl Slot {
-    /// Ends a hold (its time counts in the window).
+    /// Refills the budget for the time since it was last refilled ([`DUTY_LIMIT`] of it, up
+    /// to [`DUTY_BURST`]; full the first time).
+    fn refill(&mut self, now: Instant) {
+        let burst = DUTY_BURST.as_secs_f64();
+        self.budget = match self.refilled {
+            None => burst,
+            Some(at) => (self.budget + DUTY_LIMIT * now.saturating_duration_since(at).as_secs_f64()).min(burst),
+        };
+        self.refilled = Some(now);
+    }
+
+    /// Ends a hold: its length comes out of the budget.
     fn end(&mut self, now: Instant) {
+        self.refill(now);
         if let Some(at) = self.since.take() {
-            self.held += now.saturating_duration_since(at);
+            self.budget -= now.saturating_duration_since(at).as_secs_f64();
         }
     }
 
-    /// Whether a hold may start at `now`: its window's holds are under [`DUTY_LIMIT`] of the
-    /// window (a new window starts once [`DUTY_WINDOW`] has passed).
+    /// Whether a hold may start at `now` (the budget is not spent).
     fn may_hold(&mut self, now: Instant) -> bool {
-        if self.window.is_none_or(|w| now.saturating_duration_since(w) >= DUTY_WINDOW) {
-            self.window = Some(now);
-            self.held = Duration::ZERO;
-        }
-        self.held < DUTY_WINDOW.mul_f64(DUTY_LIMIT)
+        self.refill(now);
+        self.budget > 0.0
     }
 }
 
@@ -133,13 +143,13 @@ impl Held {
         }
     }
 
-    /// Sets `lc`'s words for `quiet` (a bit per id); refused (false, nothing set) where its
-    /// holds reached [`DUTY_LIMIT`] of the window.
+    /// Sets `lc`'s words for `quiet` (a bit per id); refused (false, nothing set) where it
+    /// quiets nobody or its duty budget is spent ([`DUTY_LIMIT`]).
     fn set(&self, lc: usize, quiet: u64) -> bool {
         let now = Instant::now();
         let mut slot = self.slots[lc].lock();
         slot.end(now);
-        if !slot.may_hold(now) {
+        if quiet == 0 || !slot.may_hold(now) {
             self.store(lc, slot.quiet, 0);
             return false;
         }
@@ -173,8 +183,8 @@ impl Held {
 }
 
 impl Hush {
-    /// Words for tenant ids below 64, all 0, and their watchdog; a best-effort tenant's every
-    /// `every`-th launch waits (at least each).
+    /// Words for tenant ids below 64, all 0, and their watchdog; a best-effort tenant's first
+    /// launch after each synchronize (or capture start) and every `every`-th after it wait.
     pub fn new(device: &Device, every: u32) -> Result<Hush> {
         device.bind()?;
         let bytes = IDS * IDS * 4;
@@ -220,8 +230,8 @@ impl Hush {
 
     /// Sets latency-critical tenant `lc`'s words for the best-effort tenants of `quiet` (a bit
     /// per id), from the host, at once (cleared by [`Hush::clear`] or, past [`HOLD_LIMIT`],
-    /// by the watchdog). Refused (false) while its requests have held words for
-    /// [`DUTY_LIMIT`] of the current duty window.
+    /// by the watchdog). Refused (false, nothing held) where `quiet` is empty or its requests
+    /// have spent their duty budget ([`DUTY_LIMIT`]).
     pub(crate) fn set(&self, lc: u32, quiet: u64) -> bool {
         self.held.set(lc.min(63) as usize, quiet)
     }
@@ -303,23 +313,27 @@ mod tests {
     }
 
     #[test]
-    fn a_tenant_whose_requests_held_words_a_quarter_of_the_window_sets_none_until_the_next() {
+    fn a_tenant_whose_requests_spent_their_duty_budget_quiets_none_until_it_refills() {
         let mut words = vec![0u32; IDS * IDS];
         let held = Held::new(NonNull::new(words.as_mut_ptr()).unwrap());
+        // Quieting nobody is no hold: it costs no budget.
+        assert!(!held.set(0, 0));
+        // A hold longer than the budget spends it.
         assert!(held.set(0, 0b10));
-        std::thread::sleep(DUTY_WINDOW.mul_f64(DUTY_LIMIT * 1.2));
+        std::thread::sleep(DUTY_BURST.mul_f64(1.2));
         held.clear(0);
-        // Over the limit: refused, nothing set; another tenant's own window is untouched.
+        // Spent: refused, nothing set; another tenant's budget is its own.
         assert!(!held.set(0, 0b10));
         assert_eq!(held.word(0, 1).load(Ordering::Acquire), 0);
         assert!(held.set(1, 0b10));
         held.clear(1);
-        // A hold still under way counts as it ends: set again past the limit, it is cleared.
-        std::thread::sleep(DUTY_WINDOW);
-        assert!(held.set(0, 0b100), "a new window");
-        std::thread::sleep(DUTY_WINDOW.mul_f64(DUTY_LIMIT * 1.2));
+        // It refills at a quarter of the time: after about 100 ms it holds again. A hold still
+        // under way counts as it ends: set again past the budget, it is cleared.
+        std::thread::sleep(DUTY_BURST.div_f64(DUTY_LIMIT));
+        assert!(held.set(0, 0b100), "refilled");
+        std::thread::sleep(DUTY_BURST.mul_f64(1.5));
         assert!(!held.set(0, 0b100));
-        assert!(words_of(&held, 0).iter().all(|&w| w == 0), "the hold that reached the limit ended");
+        assert!(words_of(&held, 0).iter().all(|&w| w == 0), "the hold that spent the budget ended");
     }
 
     fn words_of(held: &Held, lc: usize) -> Vec<u32> {

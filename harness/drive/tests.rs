@@ -536,10 +536,12 @@ fn a_request_is_behind_when_it_queued_or_the_next_has_arrived_when_it_starts() {
         Some(|b: bool| if b { yes += 1 } else { no += 1 }),
     )
     .unwrap();
-    // Behind only where two arrivals fall within a few milliseconds (a loaded host's wake-up).
-    let close = arrivals(&spec, 7).windows(2).skip(1).filter(|w| w[1] - w[0] < 0.01).count();
+    // Behind only where two arrivals fall within a few milliseconds (a loaded host's wake-up),
+    // the eighth, drawn early, included: a close pair may mark both of its requests (the
+    // first, the next having arrived; the second, queued).
+    let close = arrivals(&spec, 8).windows(2).filter(|w| w[1] - w[0] < 0.01).count();
     // Asked before every request, the warm-up one included.
-    assert!(yes <= close && yes + no == 7, "behind {yes}, not {no}, close arrivals {close}");
+    assert!(yes <= 2 * close && yes + no == 7, "behind {yes}, not {no}, close arrivals {close}");
 }
 
 #[test]

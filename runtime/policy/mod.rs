@@ -64,7 +64,7 @@ pub trait Policy: Send + Sync + fmt::Debug {
     /// request in flight that its caller asked to protect (runtime/hush.rs), so that its
     /// memory traffic stops within n of its launches of the request's start and resumes as it
     /// ends: 0 if not, else every how many (n) of a best-effort tenant's launches one waits
-    /// (1: each).
+    /// (1: each), counted from the first of each of its requests, which waits.
     fn hush_every(&self) -> u32 {
         0
     }

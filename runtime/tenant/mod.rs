@@ -751,9 +751,10 @@ impl Tenant {
         self.order_to(self.origin)?;
         self.capturing.set(Some(window));
         // Tiles in the capture follow its own placements, not those of earlier work; a plan
-        // starts as a request does (its first launch waits, where the policy hushes).
+        // starts as a request does (its first launch waits, where the policy hushes), and the
+        // tenant's own launches go on counting where they were after it.
         self.placed.set(None);
-        self.hush_launches.set(0);
+        let launches = self.hush_launches.replace(0);
         let origin = self.origin;
         let plan = Plan::capture(&self.rt, origin, || {
             let r = record();
@@ -762,6 +763,7 @@ impl Tenant {
             r
         });
         self.capturing.set(None);
+        self.hush_launches.set(launches);
         self.last.set(origin);
         plan
     }

@@ -88,9 +88,9 @@ def main():
         # Results since the field: the requests the run's own loop judged behind (and a
         # hushing policy protected), their service against the others'.
         rest = [sv for sv, s in zip(service, samples) if not s.get("behind")]
+        others = f"; the others p50 {quantile(rest, 0.5):.3f} p90 {quantile(rest, 0.9):.3f} ms" if rest else ""
         print(f"  marked behind in the run: {len(marked) / len(samples):.2f} of requests, service p50 "
-              f"{quantile(marked, 0.5):.3f} p90 {quantile(marked, 0.9):.3f} ms; the others p50 "
-              f"{quantile(rest, 0.5):.3f} p90 {quantile(rest, 0.9):.3f} ms")
+              f"{quantile(marked, 0.5):.3f} p90 {quantile(marked, 0.9):.3f} ms{others}")
     for rule, theta in [("none", 0), ("all", 0), ("waited", 0.15), ("waited", 0.3), ("backlog", 0.15), ("backlog", 0.3)]:
         lat, count, time = replay(dues, service, host, protect, rule, theta)
         print(f"  {rule:8} θ {theta:<4}: p99 ÷ solo {quantile(lat, 0.99) / solo_p99:.2f}, "

@@ -361,7 +361,7 @@ fn best_effort_beside_a_request(hush: u32, held: std::time::Duration) -> Vec<(bo
 fn best_effort_work_waits_while_a_latency_critical_request_is_in_flight() {
     // Held 1 ms, under hushing's hold limit (5 ms): the add waits for the synchronize. Every
     // 8th launch waits, and the first of each request (after a synchronize, or a plan's):
-    // the eager add is the tenant's second launch, its first since it synchronized.
+    // the eager add comes after the two plans captured, its first launch since it synchronized.
     for (after, word, _) in best_effort_beside_a_request(8, std::time::Duration::from_millis(1)) {
         assert_eq!(word, Some(1), "the latency-critical tenant's word is set while its request is in flight");
         assert!(after, "it completed before the request ended");
