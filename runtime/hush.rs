@@ -105,18 +105,12 @@ impl Slot {
         self.refilled = Some(now);
     }
 
-    /// Ends a hold: its length comes out of the budget.
+    /// Ends a hold, if one is under way: its length comes out of the budget, refilled to `now`.
     fn end(&mut self, now: Instant) {
         self.refill(now);
         if let Some(at) = self.since.take() {
             self.budget -= now.saturating_duration_since(at).as_secs_f64();
         }
-    }
-
-    /// Whether a hold may start at `now` (the budget is not spent).
-    fn may_hold(&mut self, now: Instant) -> bool {
-        self.refill(now);
-        self.budget > 0.0
     }
 }
 
@@ -149,7 +143,8 @@ impl Held {
         let now = Instant::now();
         let mut slot = self.slots[lc].lock();
         slot.end(now);
-        if quiet == 0 || !slot.may_hold(now) {
+        // A hold may start while the budget, refilled to now, is not spent.
+        if quiet == 0 || slot.budget <= 0.0 {
             self.store(lc, slot.quiet, 0);
             return false;
         }

@@ -63,8 +63,9 @@ impl KrispShare {
 
     /// The same policy with best-effort work waiting, before the first launch of each of its
     /// tenant's requests (and plans) and every `every`-th after it, while a latency-critical
-    /// tenant has a request in flight that its caller asked to protect ([`Policy::hush_every`]; 0: never). Not the default: an opt-in for
-    /// comparisons (`RIGHTSIZE_HUSH=N`; docs/harness-h200.md).
+    /// tenant has a request in flight that its caller asked to protect
+    /// ([`Policy::hush_every`]; 0: never). Not the default: an opt-in for comparisons
+    /// (`RIGHTSIZE_HUSH=N`; docs/harness-h200.md).
     pub fn hushing(mut self, every: u32) -> KrispShare {
         self.hush = every;
         self
