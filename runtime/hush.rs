@@ -19,9 +19,9 @@
 //! preceded on its stream by a wait for its words to be 0 (`cuStreamBatchMemOp`, captured
 //! into its plans too): a request that starts during a protected one starts none of its work.
 //! A latency-critical tenant's requests keep others waiting at most [`DUTY_LIMIT`] of the
-//! time, past one hold (an overloaded one would mark every request behind). CUDA does not see the order such
-//! a wait sets up and may queue other work behind it; with clears made by the host, never by
-//! a stream, and bounded in time, that costs at most a delay, never the process
+//! time, past one hold (an overloaded one would mark every request behind). CUDA does not see
+//! the order such a wait sets up and may queue other work behind it; with clears made by the
+//! host, never by a stream, and bounded in time, that costs at most a delay, never the process
 //! (stream-ordered clears hung three of nineteen runs: docs/harness-h200.md).
 
 use std::ptr::NonNull;
