@@ -20,8 +20,8 @@ protected:
 Results that mark the requests their run judged behind (samples' `behind`) also get those
 requests' service against the others'. Printed per rule: the p99 ÷ the solo p99 (the run's
 p99 ÷ its `p99_vs_solo`), the share of requests protected and the share of the run's time
-they take. A model, not a measurement: it
-ignores what protection costs the other tenants and how their work then moves.
+they take. A model, not a measurement: it ignores what protection costs the other tenants
+and how their work then moves.
 """
 
 import argparse
