@@ -3,7 +3,8 @@
 # profiles of profiles/nvidia-h200/ (or of FROM), each by `rightsize profile` with its model,
 # batch and sequence length. An edit that changes what a kernel compiles to changes the hash
 # of the profiles whose requests launch it (kernels/image_hash.rs), and the comparison and CI
-# then refuse those until they are measured again (about 90 s for the H200's nine). From the repository's root, after scripts/gpu-build.sh:
+# then refuse those until they are measured again (about two minutes for the H200's fourteen).
+# From the repository's root, after scripts/gpu-build.sh:
 #
 #   scripts/reprofile.sh [--dry-run] [--from FROM]
 #
