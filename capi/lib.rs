@@ -62,8 +62,9 @@ pub enum RsClass {
 pub struct RsTenantSpec {
     /// Its class.
     pub class: RsClass,
-    /// SMs guaranteed to it whenever it contends (rounded up to the device's groups); 0: an
-    /// equal part of what the others' quotas leave.
+    /// SMs guaranteed to it whenever it contends (rounded up to the device's groups); 0: a
+    /// part of what the others' quotas leave (under `krisp`, sized by the request curves of
+    /// the tenants' profiles where every tenant without a quota has one; else equal parts).
     pub quota_sms: u32,
     /// Its latency objective for one request, in µs (0: none). A latency-critical tenant with
     /// a quota whose profile says its request, beside a co-runner, takes at most half of it on
@@ -72,7 +73,8 @@ pub struct RsTenantSpec {
     /// leaves the rest to the others.
     pub slo_us: u32,
     /// Which of `RsRuntimeOptions::profiles` is this tenant's request (1 for the first; 0:
-    /// none), for the objective above.
+    /// none): its request curve sizes its part under `krisp` and bounds it by the objective
+    /// above.
     pub profile: u32,
 }
 
@@ -82,16 +84,17 @@ pub struct RsTenantSpec {
 pub struct RsRuntimeOptions {
     /// The CUDA device ordinal.
     pub device: u32,
-    /// The policy: "krisp" (shares that follow the load), "krisp-conserved" (each kernel on
-    /// its profiled knee), "static" (a fixed window per tenant: its quota, or an equal part)
-    /// or "streams" (every kernel on the whole device).
+    /// The policy: "krisp" (shares that follow the load, sized by the profiles' request
+    /// curves), "krisp-conserved" (each kernel on its profiled knee), "static" (a fixed window
+    /// per tenant: its quota, or an equal part) or "streams" (every kernel on the whole
+    /// device).
     pub policy: *const c_char,
     /// The tenants, `tenant_count` of them; tenant ids are their indices.
     pub tenants: *const RsTenantSpec,
     /// How many.
     pub tenant_count: u32,
-    /// Paths of profiles (`rightsize profile`) whose knees the policy reads, `profile_count`
-    /// of them (may be null when 0).
+    /// Paths of profiles (`rightsize profile`) whose request curves and knees the policy
+    /// reads, `profile_count` of them (may be null when 0).
     pub profiles: *const *const c_char,
     /// How many.
     pub profile_count: u32,
@@ -312,7 +315,7 @@ fn policy_spec(name: &str, specs: &[RsTenantSpec], profiles: &[Profile]) -> Resu
     let kind = match name {
         "streams" => PolicyKind::Full,
         "static" => PolicyKind::Static,
-        "krisp" => PolicyKind::Krisp { curves: false },
+        "krisp" => PolicyKind::Krisp { curves: true },
         "krisp-conserved" => PolicyKind::KrispConserved,
         other => return Err(invalid(format!("unknown policy {other:?}: the policies are {}", POLICIES.join(", ")))),
     };
@@ -327,7 +330,7 @@ fn policy_spec(name: &str, specs: &[RsTenantSpec], profiles: &[Profile]) -> Resu
                 window_sms: quota_sms,
                 slo_ms: (s.slo_us > 0).then(|| f64::from(s.slo_us) / 1e3),
                 request_beside_us: profile.map(|p| p.request_us_beside(1)),
-                request_us: None,
+                request_us: profile.map(|p| p.request_us(1)).filter(|c| !c.is_empty()),
                 request_knee_sms: None,
             }
         })
@@ -805,5 +808,8 @@ mod tests {
         assert!(!bounded("krisp", spec(lc, 2000, 1)), "the objective in µs: half of 2 ms does not");
         assert!(!bounded("static", spec(lc, 4000, 1)), "only krisp bounds tenants");
         assert!(policy_spec("mps", &[spec(lc, 0, 0)], &profiles).is_err());
+        let curve = |s| policy_spec("krisp", &[s], &profiles).unwrap().tenants[0].request_us.clone();
+        assert!(curve(spec(lc, 0, 1)).is_some_and(|c| !c.is_empty()), "krisp sizes by the request curve");
+        assert!(curve(spec(lc, 0, 0)).is_none(), "no profile, no curve");
     }
 }

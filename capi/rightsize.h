@@ -90,8 +90,9 @@ typedef struct RsTenantSpec {
    */
   enum RsClass class_;
   /**
-   * SMs guaranteed to it whenever it contends (rounded up to the device's groups); 0: an
-   * equal part of what the others' quotas leave.
+   * SMs guaranteed to it whenever it contends (rounded up to the device's groups); 0: a
+   * part of what the others' quotas leave (under `krisp`, sized by the request curves of
+   * the tenants' profiles where every tenant without a quota has one; else equal parts).
    */
   uint32_t quota_sms;
   /**
@@ -104,7 +105,8 @@ typedef struct RsTenantSpec {
   uint32_t slo_us;
   /**
    * Which of `RsRuntimeOptions::profiles` is this tenant's request (1 for the first; 0:
-   * none), for the objective above.
+   * none): its request curve sizes its part under `krisp` and bounds it by the objective
+   * above.
    */
   uint32_t profile;
 } RsTenantSpec;
@@ -118,9 +120,10 @@ typedef struct RsRuntimeOptions {
    */
   uint32_t device;
   /**
-   * The policy: "krisp" (shares that follow the load), "krisp-conserved" (each kernel on
-   * its profiled knee), "static" (a fixed window per tenant: its quota, or an equal part)
-   * or "streams" (every kernel on the whole device).
+   * The policy: "krisp" (shares that follow the load, sized by the profiles' request
+   * curves), "krisp-conserved" (each kernel on its profiled knee), "static" (a fixed window
+   * per tenant: its quota, or an equal part) or "streams" (every kernel on the whole
+   * device).
    */
   const char *policy;
   /**
@@ -132,8 +135,8 @@ typedef struct RsRuntimeOptions {
    */
   uint32_t tenant_count;
   /**
-   * Paths of profiles (`rightsize profile`) whose knees the policy reads, `profile_count`
-   * of them (may be null when 0).
+   * Paths of profiles (`rightsize profile`) whose request curves and knees the policy
+   * reads, `profile_count` of them (may be null when 0).
    */
   const char *const *profiles;
   /**

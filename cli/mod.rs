@@ -110,7 +110,7 @@ enum Command {
         /// Seconds per reporting window.
         #[arg(long, default_value_t = 60.0)]
         window_s: f64,
-        /// The mode (one process: streams, static, krisp, krisp-curves, …, or their -plan).
+        /// The mode (one process: streams, static, krisp, krisp-equal, …, or their -plan).
         #[arg(long, default_value = "krisp")]
         mode: String,
         /// A scenario file whose first scenario runs instead of the embedded one (open loops).

@@ -202,7 +202,7 @@ pub(crate) fn static_windows(s: &Scenario, groups: u32, granularity: u32) -> any
 
 /// The shares of a krisp mode ([`PolicySpec::krisp_shares`]).
 pub(crate) fn krisp_shares(s: &Scenario, sharing: Sharing, topo: &Topology, knees: &Knees) -> KrispShare {
-    let kind = PolicyKind::Krisp { curves: sharing == Sharing::KrispCurves };
+    let kind = PolicyKind::Krisp { curves: sharing == Sharing::Krisp };
     PolicySpec { kind, ..policy_spec(s, knees) }.krisp_shares(topo)
 }
 
@@ -210,6 +210,15 @@ pub(crate) fn krisp_shares(s: &Scenario, sharing: Sharing, topo: &Topology, knee
 /// each tenant's class, quota, static window, objective and request curves.
 fn policy_spec(s: &Scenario, knees: &Knees) -> PolicySpec {
     let curve = |curves: &[Option<Vec<(u32, f64)>>], i: usize| curves.get(i).cloned().flatten();
+    // RIGHTSIZE_SPEEDS=idle|beside: krisp sizes windows by the request curves measured on an
+    // idle device (the default) or beside a co-runner (the profile's `co_us`), for comparisons.
+    let beside = env_setting(
+        "RIGHTSIZE_SPEEDS",
+        |v| matches!(v, "idle" | "beside").then_some(v == "beside"),
+        false,
+        "neither idle nor beside; krisp reads the idle curves",
+    );
+    let speeds = if beside { &knees.request_beside_us } else { &knees.request_us };
     let tenants = s
         .tenants
         .iter()
@@ -220,7 +229,7 @@ fn policy_spec(s: &Scenario, knees: &Knees) -> PolicySpec {
             window_sms: t.static_sms,
             slo_ms: t.slo_ms,
             request_beside_us: curve(&knees.request_beside_us, i),
-            request_us: curve(&knees.request_us, i),
+            request_us: curve(speeds, i),
             request_knee_sms: knees.request_knee_sms.get(i).copied().flatten(),
         })
         .collect();
@@ -267,7 +276,7 @@ fn policy_kind(sharing: Sharing) -> anyhow::Result<PolicyKind> {
         Sharing::Static => PolicyKind::Static,
         Sharing::KrispConserved => PolicyKind::KrispConserved,
         Sharing::KrispIsolated => PolicyKind::KrispIsolated,
-        Sharing::Krisp | Sharing::KrispCurves => PolicyKind::Krisp { curves: sharing == Sharing::KrispCurves },
+        Sharing::Krisp | Sharing::KrispEqual => PolicyKind::Krisp { curves: sharing == Sharing::Krisp },
         other => bail!("{} is not a one-process mode", other.name()),
     })
 }

@@ -185,8 +185,9 @@ pub struct TenantSpec {
     /// SMs of its partition under `static` (default: an equal share of the groups).
     #[serde(default)]
     pub static_sms: Option<u32>,
-    /// SMs guaranteed to it whenever it contends under `krisp` (default: an equal part of
-    /// what the other contending tenants' quotas leave).
+    /// SMs guaranteed to it whenever it contends under `krisp` (default: its part of what the
+    /// other contending tenants' quotas leave, sized by the request curves; equal parts under
+    /// `krisp-equal`).
     #[serde(default)]
     pub quota_sms: Option<u32>,
     /// Busy and idle phases (a time-varying load); busy all the time if absent.
@@ -305,11 +306,12 @@ pub enum Sharing {
     /// One process; each kernel on its profiled minimum SMs, never overlapping another tenant.
     KrispIsolated,
     /// One process; shares that follow the load: a tenant alone gets the whole device,
-    /// contending tenants their quotas, idle tenants' SMs are lent out.
+    /// contending tenants their quotas, and what the quotas leave split by the tenants'
+    /// request curves (proportional fairness over their profiled speeds); idle tenants' SMs
+    /// are lent out.
     Krisp,
-    /// As `Krisp`, with what the quotas leave split by the tenants' request curves
-    /// (proportional fairness over their profiled speeds) instead of in equal parts.
-    KrispCurves,
+    /// As `Krisp`, with what the quotas leave in equal parts (the curves size nothing).
+    KrispEqual,
 }
 
 impl Sharing {
@@ -323,7 +325,7 @@ impl Sharing {
         Sharing::KrispConserved,
         Sharing::KrispIsolated,
         Sharing::Krisp,
-        Sharing::KrispCurves,
+        Sharing::KrispEqual,
     ];
 
     /// Its name.
@@ -337,7 +339,7 @@ impl Sharing {
             Sharing::KrispConserved => "krisp-conserved",
             Sharing::KrispIsolated => "krisp-isolated",
             Sharing::Krisp => "krisp",
-            Sharing::KrispCurves => "krisp-curves",
+            Sharing::KrispEqual => "krisp-equal",
         }
     }
 
@@ -353,20 +355,23 @@ impl Sharing {
 
     /// Whether it is one of the right-sizing modes (kernel by kernel, `krisp…`).
     pub fn is_krisp(self) -> bool {
-        matches!(self, Sharing::KrispConserved | Sharing::KrispIsolated | Sharing::Krisp | Sharing::KrispCurves)
+        matches!(self, Sharing::KrispConserved | Sharing::KrispIsolated | Sharing::Krisp | Sharing::KrispEqual)
     }
 
     /// Whether the mode reads tenant `t`'s profile: kernels' knees (krisp-conserved,
-    /// krisp-isolated), requests' curves (krisp-curves sizes windows by them) or, under
-    /// krisp, the curve of a latency-critical tenant with a quota and an objective (whether its
-    /// quota meets the objective). Never a PyTorch tenant's: the interposer reads no profile.
+    /// krisp-isolated), requests' curves (krisp sizes windows by them) or, under
+    /// krisp-equal, the curve of a latency-critical tenant with a quota and an objective
+    /// (whether its quota meets the objective). Never a PyTorch tenant's: the interposer reads
+    /// no profile.
     pub fn reads_profile_of(self, t: &TenantSpec) -> bool {
         if t.engine == Engine::Torch {
             return false;
         }
         match self {
-            Sharing::KrispConserved | Sharing::KrispIsolated | Sharing::KrispCurves => true,
-            Sharing::Krisp => t.class == PriorityClass::LatencyCritical && t.quota_sms.is_some() && t.slo_ms.is_some(),
+            Sharing::KrispConserved | Sharing::KrispIsolated | Sharing::Krisp => true,
+            Sharing::KrispEqual => {
+                t.class == PriorityClass::LatencyCritical && t.quota_sms.is_some() && t.slo_ms.is_some()
+            }
             _ => false,
         }
     }
@@ -384,12 +389,12 @@ pub struct Mode {
 impl Mode {
     /// The modes the default comparison runs: every baseline and `krisp` eager, and as plans
     /// every one of them that can replay plans (all but time slicing). The fixed-knee policies
-    /// (`krisp-conserved`, `krisp-isolated`) run when asked for.
+    /// (`krisp-conserved`, `krisp-isolated`) and `krisp-equal` run when asked for.
     pub fn defaults() -> Vec<Mode> {
         let run = |plan| {
             Sharing::ALL
                 .into_iter()
-                .filter(|&s| !matches!(s, Sharing::KrispConserved | Sharing::KrispIsolated | Sharing::KrispCurves))
+                .filter(|&s| !matches!(s, Sharing::KrispConserved | Sharing::KrispIsolated | Sharing::KrispEqual))
                 .filter(move |&s| !(plan && s == Sharing::Timeslice))
                 .map(move |sharing| Mode { sharing, plan })
         };
@@ -416,6 +421,9 @@ impl FromStr for Mode {
         };
         match Sharing::ALL.iter().find(|m| m.name() == base) {
             Some(&sharing) => Ok(Mode { sharing, plan }),
+            None if base == "krisp-curves" => {
+                bail!("mode {s:?} is `krisp` since 2026-11-28 (the equal split it replaced is `krisp-equal`)")
+            }
             None => {
                 let known: Vec<&str> = Sharing::ALL.iter().map(|m| m.name()).collect();
                 bail!("unknown mode {s:?}; modes are {} (each also as <mode>-plan)", known.join(", "))

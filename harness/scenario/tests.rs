@@ -11,6 +11,14 @@ fn every_committed_scenario_file_loads() {
         if path.extension().is_some_and(|e| e == "toml") {
             let file = ScenarioFile::load(&path).unwrap_or_else(|e| panic!("{e:#}"));
             assert!(!file.scenarios.is_empty(), "{}", path.display());
+            // `krisp` reads the profile of every tenant of ours; a missing one is measured on
+            // the spot (seconds per model, and under compute-sanitizer far longer), so the
+            // committed scenarios have theirs committed for the H200.
+            for t in file.scenarios.iter().flat_map(|s| &s.tenants).filter(|t| Sharing::Krisp.reads_profile_of(t)) {
+                let profiles = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles");
+                let want = crate::harness::serve::profile_path(&profiles, "NVIDIA H200", &t.model, t.batch, t.seq);
+                assert!(want.is_file(), "{}: no committed profile {}", path.display(), want.display());
+            }
             names.push(path.file_name().unwrap().to_string_lossy().into_owned());
         }
     }
@@ -89,13 +97,14 @@ fn a_scenario_that_does_not_fit_is_refused_with_its_numbers() {
 }
 
 #[test]
-fn krisp_reads_only_the_profiles_of_bounded_candidates() {
+fn krisp_reads_every_profile_and_krisp_equal_only_those_of_bounded_candidates() {
     let f = ScenarioFile::defaults();
     let lc_mix = f.scenarios.iter().find(|s| s.name == "lc-mix").expect("lc-mix");
     let reads = |m: Sharing| lc_mix.tenants.iter().map(|t| m.reads_profile_of(t)).collect::<Vec<_>>();
-    // The latency-critical tenant has a quota and an objective; the best-effort ones are not read.
-    assert_eq!(reads(Sharing::Krisp), vec![true, false, false]);
-    assert_eq!(reads(Sharing::KrispCurves), vec![true, true, true]);
+    // Under krisp-equal the latency-critical tenant (a quota and an objective) is read, the
+    // best-effort ones are not; krisp sizes every window by its request curve.
+    assert_eq!(reads(Sharing::KrispEqual), vec![true, false, false]);
+    assert_eq!(reads(Sharing::Krisp), vec![true, true, true]);
     assert_eq!(reads(Sharing::Static), vec![false, false, false]);
 }
 
@@ -107,6 +116,8 @@ fn modes_round_trip_and_bad_names_are_refused() {
     assert_eq!("mps-limit-plan".parse::<Mode>().unwrap(), Mode { sharing: Sharing::MpsLimit, plan: true });
     let e = "mig".parse::<Mode>().unwrap_err().to_string();
     assert!(e.contains("unknown mode") && e.contains("krisp-isolated"), "{e}");
+    let e = "krisp-curves-plan".parse::<Mode>().unwrap_err().to_string();
+    assert!(e.contains("`krisp` since") && e.contains("krisp-equal"), "{e}");
     assert_eq!(parse_modes("streams, static").unwrap().len(), 2);
     assert_eq!(parse_modes("all").unwrap(), Mode::defaults());
 }

@@ -22,7 +22,8 @@ pub enum PolicyKind {
     /// the reserved groups.
     KrispIsolated,
     /// Shares that follow the load ([`KrispShare`]: the `krisp` mode); what quotas leave is
-    /// sized by each tenant's request curve with `curves` (`krisp-curves`), else in equal parts.
+    /// sized by each tenant's request curve with `curves` (`krisp`), else in equal parts
+    /// (`krisp-equal`).
     Krisp {
         /// Whether the request curves size what quotas leave.
         curves: bool,
@@ -45,8 +46,8 @@ pub struct TenantSpec {
     /// Its request's time on each profiled SM count beside a co-runner (`(sms, µs)`,
     /// ascending): whether its quota meets its objective ([`TenantSpec::bounded`]).
     pub request_beside_us: Option<Vec<(u32, f64)>>,
-    /// Its request's time on each profiled SM count on an idle device: its [`Speeds`]
-    /// (`krisp-curves`).
+    /// Its request's time on each profiled SM count on an idle device (the harness's
+    /// `RIGHTSIZE_SPEEDS=beside`: beside a co-runner): its [`Speeds`] (`krisp`).
     pub request_us: Option<Vec<(u32, f64)>>,
     /// The fewest SMs on which its request runs at full speed (its profile's request knee):
     /// the least a guarded latency-critical window is ([`Guard::Knee`]).
@@ -159,7 +160,7 @@ impl PolicySpec {
     }
 
     /// The shares of a krisp policy: each tenant's class, its quota in groups (bounded to it
-    /// where [`TenantSpec::bounded`]) and, for `krisp-curves` where its request curve is known,
+    /// where [`TenantSpec::bounded`]) and, for `krisp` where its request curve is known,
     /// its speed on each window size; each tenant's knee from its request curve, and how
     /// latency-critical windows are guarded ([`Guard`]).
     pub fn krisp_shares(&self, topo: &Topology) -> KrispShare {

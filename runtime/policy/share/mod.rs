@@ -23,7 +23,9 @@ struct Layouts {
 pub const TABLE_TENANTS: u32 = 12;
 
 /// Shares that follow the load (the `krisp` mode). Each tenant owns a window of groups (its
-/// quota, or an equal part of what the quotas leave) while every tenant contends; the windows
+/// quota, or its part of what the quotas leave: sized by the tenants' speeds where
+/// [`KrispShare::with_speeds`] has them all, `krisp`, else equal, `krisp-equal`) while every
+/// tenant contends; the windows
 /// of the tenants with work are laid side by side, latency-critical ones first. A tenant alone
 /// gets the whole device; SMs beyond what a tenant owns are *borrowed*: short blocks at the
 /// least priority, so their owner gets them back within a block's time. Where no windows are
@@ -82,7 +84,7 @@ impl KrispShare {
     /// The same policy with each tenant's request knee in groups (`knees[i]` for tenant `i`:
     /// the fewest on which its request runs at full speed, from its profile,
     /// `Profile::request_knee_sms`). Where contention comes and goes, a guarded latency-critical window is
-    /// its knee where that is larger than its window (its quota, or its equal part;
+    /// its knee where that is larger than its window (its quota, or its part;
     /// [`KrispShare::guarded`]): there the best-effort tenants have slack, so it gets what its
     /// requests need to run at full speed.
     pub fn with_knees(mut self, knees: Vec<Option<u32>>) -> KrispShare {
