@@ -73,8 +73,9 @@ pub struct RsTenantSpec {
     /// leaves the rest to the others.
     pub slo_us: u32,
     /// Which of `RsRuntimeOptions::profiles` is this tenant's request (1 for the first; 0:
-    /// none): its request curve sizes its part under `krisp` and bounds it by the objective
-    /// above.
+    /// none): under `krisp` its request curve sizes its part, bounds it by the objective above
+    /// and gives the knee its window keeps while others come and go (a latency-critical
+    /// tenant's).
     pub profile: u32,
 }
 
@@ -309,8 +310,9 @@ pub extern "C" fn rightsize_last_error() -> *const c_char {
 }
 
 /// The policy named `name` for `specs` and the profiles they name, as data: a tenant's quota
-/// is its static window too, and its profile's request curve beside a co-runner says whether
-/// its quota meets its objective.
+/// is its static window too; its profile's request curves size its part (`krisp`), say
+/// whether its quota meets its objective (beside a co-runner) and give the knee its guarded
+/// window keeps, as the harness reads them.
 fn policy_spec(name: &str, specs: &[RsTenantSpec], profiles: &[Profile]) -> Result<PolicySpec, Failure> {
     let kind = match name {
         "streams" => PolicyKind::Full,
@@ -331,7 +333,7 @@ fn policy_spec(name: &str, specs: &[RsTenantSpec], profiles: &[Profile]) -> Resu
                 slo_ms: (s.slo_us > 0).then(|| f64::from(s.slo_us) / 1e3),
                 request_beside_us: profile.map(|p| p.request_us_beside(1)),
                 request_us: profile.map(|p| p.request_us(1)).filter(|c| !c.is_empty()),
-                request_knee_sms: None,
+                request_knee_sms: profile.and_then(|p| p.request_knee_sms(1)),
             }
         })
         .collect();
@@ -811,5 +813,8 @@ mod tests {
         let curve = |s| policy_spec("krisp", &[s], &profiles).unwrap().tenants[0].request_us.clone();
         assert!(curve(spec(lc, 0, 1)).is_some_and(|c| !c.is_empty()), "krisp sizes by the request curve");
         assert!(curve(spec(lc, 0, 0)).is_none(), "no profile, no curve");
+        let knee = |s| policy_spec("krisp", &[s], &profiles).unwrap().tenants[0].request_knee_sms;
+        assert_eq!(knee(spec(lc, 0, 1)), profiles[0].request_knee_sms(1), "the guard's knee, as the harness's");
+        assert!(knee(spec(lc, 0, 1)).is_some() && knee(spec(lc, 0, 0)).is_none());
     }
 }

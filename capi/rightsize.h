@@ -105,8 +105,9 @@ typedef struct RsTenantSpec {
   uint32_t slo_us;
   /**
    * Which of `RsRuntimeOptions::profiles` is this tenant's request (1 for the first; 0:
-   * none): its request curve sizes its part under `krisp` and bounds it by the objective
-   * above.
+   * none): under `krisp` its request curve sizes its part, bounds it by the objective above
+   * and gives the knee its window keeps while others come and go (a latency-critical
+   * tenant's).
    */
   uint32_t profile;
 } RsTenantSpec;
