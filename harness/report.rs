@@ -135,11 +135,14 @@ pub fn write_report(dir: &Path, profiles: &Path) -> anyhow::Result<PathBuf> {
         let path = if saved.is_file() { saved } else { profile_path(profiles, &r.gpu, &t.model, t.batch, t.seq) };
         match Profile::load(&path) {
             Ok(p) => {
-                let f = plots::kernel_curves(&p, CURVES_PER_PLOT, &plots_dir)?;
+                let name = path.file_stem().map_or_else(|| t.model.clone(), |s| s.to_string_lossy().into_owned());
+                let f = plots::kernel_curves(&p, &name, CURVES_PER_PLOT, &plots_dir)?;
                 let _ = writeln!(
                     curves,
-                    "![{} latency vs SMs]({})\n\nFrom `{}`.\n",
+                    "![{} at {}×{}: latency vs SMs]({})\n\nFrom `{}`.\n",
                     t.model,
+                    t.batch,
+                    t.seq,
                     image(&f).unwrap_or_default(),
                     path.display()
                 );

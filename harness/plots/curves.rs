@@ -97,8 +97,10 @@ fn draw_curves<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, d: &Curves) ->
 
 plot!(Curves, draw_curves);
 
-/// Latency-vs-SMs curves of the `top` kernels of `p` with the largest share of request time.
-pub fn kernel_curves(p: &Profile, top: usize, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+/// Latency-vs-SMs curves of the `top` kernels of `p` with the largest share of request time,
+/// saved as `curves-<name>` (a profile's file stem, `<model>-b<batch>-s<seq>`: one model's
+/// profiles at several shapes each get their own plot).
+pub fn kernel_curves(p: &Profile, name: &str, top: usize, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut ks: Vec<_> = p.kernels.iter().filter(|k| k.full_us > 0.0 && !k.curve.is_empty()).collect();
     ks.sort_by(|a, b| (b.full_us * f64::from(b.calls)).total_cmp(&(a.full_us * f64::from(a.calls))));
     let total: f64 = p.kernels.iter().map(|k| k.full_us * f64::from(k.calls)).sum();
@@ -142,5 +144,5 @@ pub fn kernel_curves(p: &Profile, top: usize, dir: &Path) -> anyhow::Result<Vec<
         request,
         request_beside,
     };
-    save(&dir.join(format!("curves-{}", slug(&p.model))), (1100, 640), &d)
+    save(&dir.join(format!("curves-{}", slug(name))), (1100, 640), &d)
 }

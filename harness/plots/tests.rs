@@ -71,8 +71,9 @@ fn curves_of_a_committed_profile() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/nvidia-h200/gpt2-b8-s128.json");
     let p = Profile::load(&path).unwrap();
     let dir = out("curves");
-    let files = kernel_curves(&p, 6, &dir).unwrap();
+    let files = kernel_curves(&p, "gpt2-b8-s128", 6, &dir).unwrap();
     check(&files);
+    assert!(files[0].file_name().unwrap().to_string_lossy().starts_with("curves-gpt2-b8-s128."));
     let svg = std::fs::read_to_string(&files[0]).unwrap();
     assert!(svg.contains("SMs of the partition") && svg.contains("knee"));
     assert!(svg.contains("; beside: "), "each kernel's knees beside the co-runner in its label");
