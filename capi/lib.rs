@@ -75,7 +75,7 @@ pub struct RsTenantSpec {
     /// Which of `RsRuntimeOptions::profiles` is this tenant's request (1 for the first; 0:
     /// none): under `krisp` its request curve sizes its part, bounds it by the objective above
     /// and gives the knee its window keeps while others come and go (a latency-critical
-    /// tenant's).
+    /// tenant's). A decoder's request is read as its prefill (no token count is given here).
     pub profile: u32,
 }
 
@@ -86,9 +86,9 @@ pub struct RsRuntimeOptions {
     /// The CUDA device ordinal.
     pub device: u32,
     /// The policy: "krisp" (shares that follow the load, sized by the profiles' request
-    /// curves), "krisp-conserved" (each kernel on its profiled knee), "static" (a fixed window
-    /// per tenant: its quota, or an equal part) or "streams" (every kernel on the whole
-    /// device).
+    /// curves), "krisp-equal" (the same in equal parts), "krisp-conserved" (each kernel on its
+    /// profiled knee), "static" (a fixed window per tenant: its quota, or an equal part) or
+    /// "streams" (every kernel on the whole device).
     pub policy: *const c_char,
     /// The tenants, `tenant_count` of them; tenant ids are their indices.
     pub tenants: *const RsTenantSpec,
@@ -312,12 +312,14 @@ pub extern "C" fn rightsize_last_error() -> *const c_char {
 /// The policy named `name` for `specs` and the profiles they name, as data: a tenant's quota
 /// is its static window too; its profile's request curves size its part (`krisp`), say
 /// whether its quota meets its objective (beside a co-runner) and give the knee its guarded
-/// window keeps, as the harness reads them.
+/// window keeps, as the harness reads them, for a request of one new token: a C program
+/// names no token count, so a decoder's part is sized by its prefill's curve.
 fn policy_spec(name: &str, specs: &[RsTenantSpec], profiles: &[Profile]) -> Result<PolicySpec, Failure> {
     let kind = match name {
         "streams" => PolicyKind::Full,
         "static" => PolicyKind::Static,
         "krisp" => PolicyKind::Krisp { curves: true },
+        "krisp-equal" => PolicyKind::Krisp { curves: false },
         "krisp-conserved" => PolicyKind::KrispConserved,
         other => return Err(invalid(format!("unknown policy {other:?}: the policies are {}", POLICIES.join(", ")))),
     };
@@ -341,7 +343,7 @@ fn policy_spec(name: &str, specs: &[RsTenantSpec], profiles: &[Profile]) -> Resu
 }
 
 /// The policies a runtime can have.
-const POLICIES: [&str; 4] = ["krisp", "krisp-conserved", "static", "streams"];
+const POLICIES: [&str; 5] = ["krisp", "krisp-equal", "krisp-conserved", "static", "streams"];
 
 fn class(c: RsClass) -> PriorityClass {
     match c {

@@ -107,7 +107,7 @@ typedef struct RsTenantSpec {
    * Which of `RsRuntimeOptions::profiles` is this tenant's request (1 for the first; 0:
    * none): under `krisp` its request curve sizes its part, bounds it by the objective above
    * and gives the knee its window keeps while others come and go (a latency-critical
-   * tenant's).
+   * tenant's). A decoder's request is read as its prefill (no token count is given here).
    */
   uint32_t profile;
 } RsTenantSpec;
@@ -122,9 +122,9 @@ typedef struct RsRuntimeOptions {
   uint32_t device;
   /**
    * The policy: "krisp" (shares that follow the load, sized by the profiles' request
-   * curves), "krisp-conserved" (each kernel on its profiled knee), "static" (a fixed window
-   * per tenant: its quota, or an equal part) or "streams" (every kernel on the whole
-   * device).
+   * curves), "krisp-equal" (the same in equal parts), "krisp-conserved" (each kernel on its
+   * profiled knee), "static" (a fixed window per tenant: its quota, or an equal part) or
+   * "streams" (every kernel on the whole device).
    */
   const char *policy;
   /**

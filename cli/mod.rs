@@ -492,8 +492,8 @@ fn profile_app(
 /// Arguments shared by `run` and `compare`.
 #[derive(clap::Args, Debug)]
 struct RunArgs {
-    /// Modes, comma-separated: timeslice, mps, mps-limit, streams, static, krisp-conserved,
-    /// krisp-isolated, krisp, each also as <mode>-plan; "default" for the default set. Given,
+    /// Modes, comma-separated: timeslice, mps, mps-limit, streams, static, krisp, krisp-equal,
+    /// krisp-conserved, krisp-isolated, each also as <mode>-plan; "default" for the default set. Given,
     /// they replace a scenario file's own `modes`, in the order named; else a scenario runs
     /// its own, or the default set.
     #[arg(long)]

@@ -35,8 +35,9 @@ pub enum PolicyKind {
 pub struct TenantSpec {
     /// Its class.
     pub class: PriorityClass,
-    /// SMs guaranteed to it whenever it contends (`krisp`; rounded up to groups); `None`: an
-    /// equal part of what the quotas leave.
+    /// SMs guaranteed to it whenever it contends (`krisp`; rounded up to groups); `None`: its
+    /// part of what the quotas leave (by the request curves under `krisp`, equal under
+    /// `krisp-equal`).
     pub quota_sms: Option<u32>,
     /// SMs of its fixed window (`static`; rounded up to groups); `None`: an equal part of the
     /// groups the sized windows leave.
@@ -99,7 +100,7 @@ pub enum Guard {
     /// Not at all: there every kernel on the whole device at its owner's priority
     /// ([`KrispShare::unguarded`]).
     Off,
-    /// Its window (its quota, or its equal part).
+    /// Its window (its quota, or its part).
     Quota,
     /// Its window, at least its request's knee ([`KrispShare::with_knees`]): the default.
     #[default]

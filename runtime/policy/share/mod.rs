@@ -24,12 +24,12 @@ pub const TABLE_TENANTS: u32 = 12;
 
 /// Shares that follow the load (the `krisp` mode). Each tenant owns a window of groups (its
 /// quota, or its part of what the quotas leave: sized by the tenants' speeds where
-/// [`KrispShare::with_speeds`] has them all, `krisp`, else equal, `krisp-equal`) while every
-/// tenant contends; the windows
-/// of the tenants with work are laid side by side, latency-critical ones first. A tenant alone
-/// gets the whole device; SMs beyond what a tenant owns are *borrowed*: short blocks at the
-/// least priority, so their owner gets them back within a block's time. Where no windows are
-/// laid out, a latency-critical tenant's window is still guarded ([`KrispShare::guarded`]).
+/// [`KrispShare::with_speeds`] has them for every taker, `krisp`; else in equal parts,
+/// `krisp-equal`) while every tenant contends; the windows of the tenants with work are laid
+/// side by side, latency-critical ones first. A tenant alone gets the whole device; SMs beyond
+/// what a tenant owns are *borrowed*: short blocks at the least priority, so their owner gets
+/// them back within a block's time. Where no windows are laid out, a latency-critical tenant's
+/// window is still guarded ([`KrispShare::guarded`]).
 /// The rules in full, and why: docs/architecture.md, "The share policy".
 #[derive(Debug, Clone, Default)]
 pub struct KrispShare {
@@ -137,9 +137,9 @@ impl KrispShare {
 
     /// The windows of the tenants in `active` (a bit per tenant id) out of `tenants` tenants,
     /// side by side from group 0, latency-critical tenants first, each in id order; `None` for
-    /// the others. Each active tenant gets its home's groups ([`KrispShare::home`]); the homes of
-    /// idle tenants go in equal parts to the active best-effort tenants (to the
-    /// latency-critical ones if none is active).
+    /// the others. Each active tenant gets its home's groups ([`KrispShare::home`]); the homes
+    /// of idle tenants go to the active best-effort tenants (to the latency-critical ones if
+    /// none is active), by their speeds where every one has them, else in equal parts.
     pub fn layout(&self, active: u64, tenants: u32, groups: u32) -> Vec<Option<GroupRange>> {
         let mut out = [None; 64];
         self.lay(active, tenants, groups, &mut out);
@@ -148,8 +148,9 @@ impl KrispShare {
 
     /// Groups each tenant of `set` gets when exactly `set` contends for `groups` groups, by
     /// tenant id: quotas are cut (largest first, never below one group) until every tenant
-    /// has a group; what they leave goes in equal parts to the tenants without a quota, or
-    /// else to the best-effort ones (the latency-critical ones if none).
+    /// has a group; what they leave goes to the tenants without a quota, or else to the
+    /// best-effort ones (the latency-critical ones if none), as [`KrispShare::hand_out`] hands
+    /// it out: by speeds with `by_speed` where every taker has them, else in equal parts.
     fn sizes(&self, set: u64, groups: u32, count: &mut [u32; 64], by_speed: bool) {
         let n = set.count_ones();
         let mut open = 0u32;
@@ -203,9 +204,10 @@ impl KrispShare {
     }
 
     /// The windows of `active`, given every tenant's home size (`home`, by id), into `out`:
-    /// each active tenant gets its home's size, the idle tenants' groups go in equal parts to
-    /// the active best-effort tenants (to every active one if none is best-effort), laid side
-    /// by side from group 0, latency-critical tenants first.
+    /// each active tenant gets its home's size, the idle tenants' groups go to the active
+    /// best-effort tenants (to every active one if none is best-effort) as
+    /// [`KrispShare::hand_out`] hands them out, laid side by side from group 0,
+    /// latency-critical tenants first.
     fn arrange(&self, active: u64, home: &[u32; 64], groups: u32, out: &mut [Option<GroupRange>; 64], by_speed: bool) {
         let critical = self.critical_set() & active;
         let order = || ids(critical).chain(ids(active & !critical));

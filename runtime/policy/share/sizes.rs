@@ -21,8 +21,8 @@ pub fn meets_on(beside: &[(u32, f64)], sms: u32, slo_ms: f64) -> bool {
 pub struct Share {
     /// Its class: latency-critical tenants are laid out first and go out at high priority.
     pub class: PriorityClass,
-    /// Groups guaranteed to it whenever it contends; `None`: an equal part of what the
-    /// quotas of the contending tenants leave.
+    /// Groups guaranteed to it whenever it contends; `None`: its part of what the quotas of
+    /// the contending tenants leave (by speeds where every taker has them, else equal).
     pub quota: Option<u32>,
     /// A latency-critical tenant whose objective its quota already meets: it runs on its
     /// window (its quota while others contend, more as they go idle), at high priority and
