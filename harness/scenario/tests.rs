@@ -14,8 +14,8 @@ fn every_committed_scenario_file_loads() {
             // `krisp` reads the profile of every tenant of ours; a missing one is measured on
             // the spot (seconds per model, and under compute-sanitizer far longer), so the
             // committed scenarios have theirs committed for the H200.
+            let profiles = dir.with_file_name("profiles");
             for t in file.scenarios.iter().flat_map(|s| &s.tenants).filter(|t| Sharing::Krisp.reads_profile_of(t)) {
-                let profiles = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles");
                 let want = crate::harness::serve::profile_path(&profiles, "NVIDIA H200", &t.model, t.batch, t.seq);
                 assert!(want.is_file(), "{}: no committed profile {}", path.display(), want.display());
             }
