@@ -31,6 +31,7 @@ pub mod counters;
 pub mod csv;
 pub mod drive;
 pub mod fault;
+pub mod frontier;
 pub mod host;
 pub mod inproc;
 pub mod metrics;

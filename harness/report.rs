@@ -1,6 +1,7 @@
 //! `rightsize report DIR`: a Markdown report of a results directory — the plots (written under
-//! `DIR/plots/`), the GPU counters per mode, kernel curves from the profiles the krisp modes
-//! used, and the comparison's tables.
+//! `DIR/plots/`), the GPU counters per mode, what fixed splits can reach by the profiles
+//! (closed loops; `frontier`), kernel curves from the profiles the krisp modes used, and the
+//! comparison's tables.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -8,9 +9,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
-use super::output::summary;
+use super::frontier;
+use super::output::{runs_of, summary};
 use super::plots;
 use super::results::{Report, Status};
+use super::scenario::{Engine, Scenario, TenantSpec};
 use super::serve::profile_path;
 use crate::profiler::Profile;
 
@@ -78,6 +81,68 @@ fn counters_table(r: &Report, scenario: &str) -> Option<String> {
     Some(s)
 }
 
+/// The profile of tenant `t`: the one the run saved (`DIR/profiles`), else the committed one
+/// under `profiles`, and the path it came from.
+fn profile_of(r: &Report, dir: &Path, profiles: &Path, t: &TenantSpec) -> (PathBuf, Result<Profile, String>) {
+    let saved = profile_path(&dir.join("profiles"), &r.gpu, &t.model, t.batch, t.seq);
+    let path = if saved.is_file() { saved } else { profile_path(profiles, &r.gpu, &t.model, t.batch, t.seq) };
+    let p = Profile::load(&path).map_err(|e| e.to_string());
+    (path, p)
+}
+
+/// What fixed splits of whole requests reach in `sc` by its tenants' profiled request curves
+/// ([`frontier`]), beside the STP the run measured: for scenarios whose closed loops are of our
+/// engine and busy all the time. Where open loops (latency-critical requests at a rate) run
+/// beside them, each with a quota, the closed loops' splits are shown twice: on the SMs the
+/// quotas leave, and on the whole device (while the open loops are idle). `None` for other
+/// scenarios or where a tenant has no curve.
+fn frontier_section(r: &Report, sc: &Scenario, dir: &Path, profiles: &Path) -> Option<String> {
+    let ours = |t: &TenantSpec| t.engine == Engine::Rightsize && t.phases.is_none();
+    let (open, closed): (Vec<&TenantSpec>, Vec<&TenantSpec>) = sc.tenants.iter().partition(|t| t.rate.is_some());
+    if closed.is_empty() || !closed.iter().all(|t| ours(t)) || open.iter().any(|t| t.quota_sms.is_none()) {
+        return None;
+    }
+    let mut idle = Vec::new();
+    let mut beside = Vec::new();
+    for t in &closed {
+        let p = profile_of(r, dir, profiles, t).1.ok()?;
+        idle.push(frontier::speeds(&p.request_us(t.new_tokens)));
+        beside.push(frontier::speeds(&p.request_us_beside(t.new_tokens)));
+    }
+    let names: Vec<String> = closed.iter().map(|t| t.model.clone()).collect();
+    let whole = frontier::table(&names, &idle, &beside, r.sm_count)?;
+    let mut s = String::from(
+        "What a fixed split of the SMs into one window a tenant reaches, each tenant's speed read \
+         from its profiled request curve (the best STP, and where it differs the split whose \
+         slowest tenant is fastest); a policy that sizes whole requests is such a split here",
+    );
+    if open.is_empty() {
+        let _ = writeln!(s, ":\n\n{whole}");
+    } else {
+        let quotas: u32 = open.iter().filter_map(|t| t.quota_sms).sum();
+        let left = frontier::table(&names, &idle, &beside, r.sm_count.saturating_sub(quotas))?;
+        let _ = writeln!(
+            s,
+            ", for the closed loops. On the {} SMs the open loops' quotas leave:\n\n{left}\nOn the \
+             whole device (the open loops idle):\n\n{whole}",
+            r.sm_count.saturating_sub(quotas)
+        );
+    }
+    let measured: Vec<(&str, f64)> =
+        runs_of(r, &sc.name).filter_map(|run| Some((run.mode.as_str(), run.metrics?.stp?))).collect();
+    // The first of the fastest, in the run's mode order (baselines before krisp's).
+    let best = measured.iter().copied().reduce(|a, b| if b.1 > a.1 { b } else { a }).map(|b| b.0);
+    let shown: Vec<String> = measured
+        .iter()
+        .filter(|m| m.0.starts_with("krisp") || best == Some(m.0))
+        .map(|&(m, v)| if best == Some(m) { format!("{m} {v:.2} (the best mode)") } else { format!("{m} {v:.2}") })
+        .collect();
+    if !shown.is_empty() {
+        let _ = writeln!(s, "Measured in this run (STP of the closed loops): {}.", shown.join(", "));
+    }
+    Some(s)
+}
+
 /// Writes `DIR/report.md` and its plots for the results in `dir`, with kernel curves from the
 /// profiles the run saved (`DIR/profiles`) or else those under `profiles`; returns its path.
 pub fn write_report(dir: &Path, profiles: &Path) -> anyhow::Result<PathBuf> {
@@ -119,6 +184,9 @@ pub fn write_report(dir: &Path, profiles: &Path) -> anyhow::Result<PathBuf> {
         if let Some(table) = counters_table(&r, &sc.name) {
             let _ = writeln!(s, "GPU counters per mode:\n\n{table}");
         }
+        if let Some(text) = frontier_section(&r, sc, dir, profiles) {
+            let _ = writeln!(s, "{text}");
+        }
     }
     if let Some(f) = plots::slowdown_heatmap(&r, &plots_dir)? {
         let _ = writeln!(s, "## Pairwise slowdown\n\n![slowdown heatmap]({})\n", image(&f).unwrap_or_default());
@@ -131,9 +199,8 @@ pub fn write_report(dir: &Path, profiles: &Path) -> anyhow::Result<PathBuf> {
         if !seen.insert((t.model.clone(), t.batch, t.seq)) {
             continue;
         }
-        let saved = profile_path(&dir.join("profiles"), &r.gpu, &t.model, t.batch, t.seq);
-        let path = if saved.is_file() { saved } else { profile_path(profiles, &r.gpu, &t.model, t.batch, t.seq) };
-        match Profile::load(&path) {
+        let (path, profile) = profile_of(&r, dir, profiles, t);
+        match profile {
             Ok(p) => {
                 let name = path.file_stem().map_or_else(|| t.model.clone(), |s| s.to_string_lossy().into_owned());
                 let f = plots::kernel_curves(&p, &name, CURVES_PER_PLOT, &plots_dir)?;
@@ -198,6 +265,34 @@ mod tests {
         for link in md.split("](").skip(1).map(|l| &l[..l.find(')').unwrap()]) {
             assert!(dir.join(link).is_file(), "{link}");
         }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_closed_loop_scenario_gets_what_fixed_splits_reach_by_its_profiles() {
+        let mut r = report();
+        r.gpu = "NVIDIA H200".into();
+        let dir = std::env::temp_dir().join(format!("rightsize-report-frontier-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let md = |r: &Report| {
+            std::fs::write(dir.join("results.json"), serde_json::to_string(r).unwrap()).unwrap();
+            std::fs::read_to_string(write_report(&dir, Path::new("profiles")).unwrap()).unwrap()
+        };
+        // The committed H200 profiles of bert-base and gpt2 at 8×128.
+        let text = md(&r);
+        assert!(text.contains("| curves | split | STP | SMs (bert-base · gpt2) | speed ÷ solo |"), "{text}");
+        assert!(text.contains("| idle | best | ") && text.contains("| beside a streamer | best | "), "{text}");
+        assert!(text.contains("Measured in this run (STP of the closed loops): krisp-conserved "), "{text}");
+        // An open loop with a quota: the closed loop's windows on what the quota leaves, then
+        // on the whole device.
+        r.scenarios[0].tenants[0].rate = Some(100.0);
+        r.scenarios[0].tenants[0].quota_sms = Some(48);
+        let text = md(&r);
+        assert!(text.contains("On the 84 SMs the open loops' quotas leave:"), "{text}");
+        assert_eq!(text.matches("| curves | split | STP | SMs (gpt2) |").count(), 2, "{text}");
+        // Without a quota the open loop's share is not known: no table.
+        r.scenarios[0].tenants[0].quota_sms = None;
+        assert!(!md(&r).contains("| curves | split |"));
         std::fs::remove_dir_all(dir).unwrap();
     }
 
