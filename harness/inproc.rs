@@ -258,11 +258,18 @@ fn policy_spec(s: &Scenario, knees: &Knees) -> PolicySpec {
 }
 
 /// The setting of environment variable `name` as `parse` reads it; `otherwise` where it is
-/// unset, and, said on stderr with `why`, where `parse` cannot read it.
+/// unset, and, said on stderr with `why` (once a process and value: a comparison reads its
+/// settings for every run), where `parse` cannot read it.
 fn env_setting<T>(name: &str, parse: impl Fn(&str) -> Option<T>, otherwise: T, why: &str) -> T {
+    static SAID: parking_lot::Mutex<Vec<String>> = parking_lot::Mutex::new(Vec::new());
     match std::env::var(name) {
         Ok(v) => parse(&v).unwrap_or_else(|| {
-            eprintln!("rightsize: {name}={v} is {why}");
+            let line = format!("rightsize: {name}={v} is {why}");
+            let mut said = SAID.lock();
+            if !said.contains(&line) {
+                eprintln!("{line}");
+                said.push(line);
+            }
             otherwise
         }),
         Err(_) => otherwise,
