@@ -261,11 +261,11 @@ fn policy_spec(s: &Scenario, knees: &Knees) -> PolicySpec {
 /// unset, and, said on stderr with `why` (once a process and value: a comparison reads its
 /// settings for every run), where `parse` cannot read it.
 fn env_setting<T>(name: &str, parse: impl Fn(&str) -> Option<T>, otherwise: T, why: &str) -> T {
-    static SAID: parking_lot::Mutex<Vec<String>> = parking_lot::Mutex::new(Vec::new());
+    static SAID: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
     match std::env::var(name) {
         Ok(v) => parse(&v).unwrap_or_else(|| {
             let line = format!("rightsize: {name}={v} is {why}");
-            let mut said = SAID.lock();
+            let mut said = SAID.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             if !said.contains(&line) {
                 eprintln!("{line}");
                 said.push(line);

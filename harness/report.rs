@@ -16,6 +16,7 @@ use super::results::{Report, Status};
 use super::scenario::{Engine, Scenario, TenantSpec};
 use super::serve::profile_path;
 use crate::profiler::Profile;
+use crate::runtime::policy::{Speeds, Topology};
 
 /// Kernels per curve plot.
 const CURVES_PER_PLOT: usize = 8;
@@ -92,41 +93,58 @@ fn profile_of(r: &Report, dir: &Path, profiles: &Path, t: &TenantSpec) -> (PathB
 
 /// What fixed splits of whole requests reach in `sc` by its tenants' profiled request curves
 /// ([`frontier`]), beside the STP the run measured: for scenarios whose closed loops are of our
-/// engine and busy all the time. Where open loops (latency-critical requests at a rate) run
-/// beside them, each with a quota, the closed loops' splits are shown twice: on the SMs the
-/// quotas leave, and on the whole device (while the open loops are idle). `None` for other
-/// scenarios or where a tenant has no curve.
-fn frontier_section(r: &Report, sc: &Scenario, dir: &Path, profiles: &Path) -> Option<String> {
+/// engine and busy all the time. Where open loops (requests at a rate) run beside them, each
+/// with a quota, the closed loops' splits are shown on the SMs the quotas leave too (where
+/// those hold a window each). `Err` says why a scenario of that kind has none (a tenant
+/// without a profile); `Ok(None)` for scenarios of other kinds.
+fn frontier_section(r: &Report, sc: &Scenario, dir: &Path, profiles: &Path) -> Result<Option<String>, String> {
     let ours = |t: &TenantSpec| t.engine == Engine::Rightsize && t.phases.is_none();
     let (open, closed): (Vec<&TenantSpec>, Vec<&TenantSpec>) = sc.tenants.iter().partition(|t| t.rate.is_some());
     if closed.is_empty() || !closed.iter().all(|t| ours(t)) || open.iter().any(|t| t.quota_sms.is_none()) {
-        return None;
+        return Ok(None);
     }
-    let mut idle = Vec::new();
-    let mut beside = Vec::new();
+    let (mut idle, mut beside, mut topo) = (Vec::new(), Vec::new(), None);
     for t in &closed {
-        let p = profile_of(r, dir, profiles, t).1.ok()?;
-        idle.push(frontier::speeds(&p.request_us(t.new_tokens)));
-        beside.push(frontier::speeds(&p.request_us_beside(t.new_tokens)));
+        let (path, p) = profile_of(r, dir, profiles, t);
+        let p = p.map_err(|e| format!("no profile at {} ({e})", path.display()))?;
+        let here =
+            frontier::topology(&p, r.sm_count).ok_or_else(|| format!("{} has no request curve", path.display()))?;
+        let topo = *topo.get_or_insert(here);
+        let speeds = |times: Vec<(u32, f64)>| {
+            Speeds::from_times(&times, &topo).ok_or_else(|| format!("{}: too few request times", path.display()))
+        };
+        idle.push(speeds(p.request_us(t.new_tokens))?);
+        beside.push(speeds(frontier::beside_times(&p, t.new_tokens))?);
     }
-    let names: Vec<String> = closed.iter().map(|t| t.model.clone()).collect();
-    let whole = frontier::table(&names, &idle, &beside, r.sm_count)?;
+    let topo = topo.expect("closed loops");
+    let names: Vec<String> = closed.iter().map(|t| t.label()).collect();
+    let Some(whole) = frontier::table(&names, &idle, &beside, &topo) else {
+        return Ok(None);
+    };
     let mut s = String::from(
-        "What a fixed split of the SMs into one window a tenant reaches, each tenant's speed read \
-         from its profiled request curve (the best STP, and where it differs the split whose \
-         slowest tenant is fastest); a policy that sizes whole requests is such a split here",
+        "What a fixed split of the device's SM groups into one window a tenant reaches (one \
+         window also taking the SMs outside the groups), each tenant's speed read from its \
+         profiled request curve as krisp reads it (linear between profiled SM counts); the \
+         best STP, and where it differs the split whose slowest tenant is fastest. A policy \
+         that gives each tenant's requests a window of their own is such a split here",
     );
     if open.is_empty() {
         let _ = writeln!(s, ":\n\n{whole}");
     } else {
         let quotas: u32 = open.iter().filter_map(|t| t.quota_sms).sum();
-        let left = frontier::table(&names, &idle, &beside, r.sm_count.saturating_sub(quotas))?;
-        let _ = writeln!(
-            s,
-            ", for the closed loops. On the {} SMs the open loops' quotas leave:\n\n{left}\nOn the \
-             whole device (the open loops idle):\n\n{whole}",
-            r.sm_count.saturating_sub(quotas)
-        );
+        let _ = writeln!(s, ", for the closed loops.");
+        // The groups the quotas leave (the quotas' groups rounded up, as krisp sizes them).
+        let taken: u32 = open.iter().filter_map(|t| t.quota_sms).map(|q| topo.groups_for(q)).sum();
+        let left = Topology { groups: topo.groups.saturating_sub(taken), ..topo };
+        match frontier::table(&names, &idle, &beside, &left) {
+            Some(t) => {
+                let _ = writeln!(s, "\nBeside the open loops' quotas ({quotas} SMs), on {} SMs:\n\n{t}", left.sms());
+            }
+            None => {
+                let _ = writeln!(s, "\nThe open loops' quotas ({quotas} SMs) leave no window for each closed loop.");
+            }
+        }
+        let _ = writeln!(s, "On the whole device (the open loops idle):\n\n{whole}");
     }
     let measured: Vec<(&str, f64)> =
         runs_of(r, &sc.name).filter_map(|run| Some((run.mode.as_str(), run.metrics?.stp?))).collect();
@@ -140,7 +158,7 @@ fn frontier_section(r: &Report, sc: &Scenario, dir: &Path, profiles: &Path) -> O
     if !shown.is_empty() {
         let _ = writeln!(s, "Measured in this run (STP of the closed loops): {}.", shown.join(", "));
     }
-    Some(s)
+    Ok(Some(s))
 }
 
 /// Writes `DIR/report.md` and its plots for the results in `dir`, with kernel curves from the
@@ -184,8 +202,12 @@ pub fn write_report(dir: &Path, profiles: &Path) -> anyhow::Result<PathBuf> {
         if let Some(table) = counters_table(&r, &sc.name) {
             let _ = writeln!(s, "GPU counters per mode:\n\n{table}");
         }
-        if let Some(text) = frontier_section(&r, sc, dir, profiles) {
-            let _ = writeln!(s, "{text}");
+        match frontier_section(&r, sc, dir, profiles) {
+            Ok(Some(text)) => {
+                let _ = writeln!(s, "{text}");
+            }
+            Ok(None) => {}
+            Err(why) => notes.push(format!("{}: no fixed-split frontier ({why})", sc.name)),
         }
     }
     if let Some(f) = plots::slowdown_heatmap(&r, &plots_dir)? {
@@ -280,7 +302,7 @@ mod tests {
         };
         // The committed H200 profiles of bert-base and gpt2 at 8×128.
         let text = md(&r);
-        assert!(text.contains("| curves | split | STP | SMs (bert-base · gpt2) | speed ÷ solo |"), "{text}");
+        assert!(text.contains("| curves | split | STP | SMs (bert-base (LC) · gpt2) | speed ÷ solo |"), "{text}");
         assert!(text.contains("| idle | best | ") && text.contains("| beside a streamer | best | "), "{text}");
         assert!(text.contains("Measured in this run (STP of the closed loops): krisp-conserved "), "{text}");
         // An open loop with a quota: the closed loop's windows on what the quota leaves, then
@@ -288,11 +310,22 @@ mod tests {
         r.scenarios[0].tenants[0].rate = Some(100.0);
         r.scenarios[0].tenants[0].quota_sms = Some(48);
         let text = md(&r);
-        assert!(text.contains("On the 84 SMs the open loops' quotas leave:"), "{text}");
+        assert!(text.contains("Beside the open loops' quotas (48 SMs), on 84 SMs:"), "{text}");
         assert_eq!(text.matches("| curves | split | STP | SMs (gpt2) |").count(), 2, "{text}");
+        // A quota that leaves no group: the whole device's table only, and why.
+        r.scenarios[0].tenants[0].quota_sms = Some(132);
+        let text = md(&r);
+        assert!(
+            text.contains("leave no window for each closed loop") && text.contains("On the whole device"),
+            "{text}"
+        );
         // Without a quota the open loop's share is not known: no table.
         r.scenarios[0].tenants[0].quota_sms = None;
         assert!(!md(&r).contains("| curves | split |"));
+        // A closed loop without a profile: said under Notes.
+        r.scenarios[0].tenants[0].rate = None;
+        r.scenarios[0].tenants[1].seq = 96;
+        assert!(md(&r).contains("pair: no fixed-split frontier (no profile at"));
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -1,9 +1,9 @@
 // l2_evict.cu — does a co-runner that streams memory slow its neighbours less when its loads
 // ask L2 to evict their lines first?
 //
-// Tenants slow each other through memory (docs/harness-h200.md: the measured STP of the
-// scenarios with decoders lies near what the profiles give beside a memory-streaming
-// co-runner). A decode step reads its weights once per step, so its lines are of no use to L2
+// Tenants slow each other through memory (docs/harness-h200.md: where decoders run, the
+// measured STP lies near the best fair split the profiles give beside a memory-streaming
+// co-runner, well below the idle one). A decode step reads its weights once per step, so its lines are of no use to L2
 // afterwards, yet by default they push out what a neighbour reuses (a prefill GEMM's tiles,
 // activations). This probe measures how much of a neighbour's slowdown that is.
 //
@@ -21,7 +21,9 @@
 //            100 in a row: data that stays in L2 alone;
 //   stream   a read of 256 MiB, once (an HBM-bound neighbour), 50 in a row.
 // Printed: each victim's median time of three (µs a launch) and ÷ beside the idle streamer,
-// and the streamer's GB/s. Build and run on the GPU host (scripts/probes/run.sh l2evict):
+// and the streamer's GB/s over its whole run (5 ms of it alone before the victims start).
+// Victims' placement off the streamer's SMs: by shared memory for the two kernels here; for
+// cuBLAS's kernel it is assumed (its shared memory), not checked. Build and run on the GPU host (scripts/probes/run.sh l2evict):
 //   nvcc -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a -o l2_evict l2_evict.cu -lcublas && ./l2_evict
 #include <cublas_v2.h>
 #include <cuda_fp16.h>
@@ -176,7 +178,10 @@ int main() {
         fprintf(stderr, "cublasCreate failed\n");
         return 1;
     }
-    cublasSetStream(h, s2);
+    if (cublasSetStream(h, s2) != CUBLAS_STATUS_SUCCESS) {
+        fprintf(stderr, "cublasSetStream failed\n");
+        return 1;
+    }
     const int M = 1024, N = 4096, K = 1024;
     __half *A, *B, *C;
     CK(cudaMalloc(&A, (size_t)M * K * 2));
@@ -191,8 +196,12 @@ int main() {
         switch (v) {
             case 0:
                 for (int i = 0; i < 200; ++i)
-                    cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, N, M, K, &one, B, CUDA_R_16F, N, A, CUDA_R_16F, K, &zero,
-                                 C, CUDA_R_16F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+                    if (cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, N, M, K, &one, B, CUDA_R_16F, N, A, CUDA_R_16F, K,
+                                     &zero, C, CUDA_R_16F, N, CUBLAS_COMPUTE_32F,
+                                     CUBLAS_GEMM_DEFAULT) != CUBLAS_STATUS_SUCCESS) {
+                        fprintf(stderr, "cublasGemmEx failed\n");
+                        exit(1);
+                    }
                 return 200;
             case 1:
                 for (int i = 0; i < 100; ++i)

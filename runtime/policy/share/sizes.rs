@@ -67,7 +67,7 @@ impl Speeds {
     }
 
     /// Speed on `g` groups (at least one), with the remaining SMs or not.
-    pub(super) fn on(&self, g: u32, rest: bool) -> f64 {
+    pub fn on(&self, g: u32, rest: bool) -> f64 {
         let v = if rest { &self.rest } else { &self.plain };
         v.get(g.max(1) as usize - 1).or(v.last()).copied().unwrap_or(1.0)
     }
