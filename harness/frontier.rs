@@ -39,8 +39,13 @@ pub fn topology(p: &Profile, sm_count: u32) -> Option<Topology> {
 /// the device for it): points measured alone elsewhere are left out, not mixed in.
 pub fn beside_times(p: &Profile, new_tokens: u32) -> Vec<(u32, f64)> {
     let whole = p.request_curve.iter().map(|q| q.sms).max();
-    let measured = |sms: u32| p.request_curve.iter().any(|q| q.sms == sms && (q.co_us > 0.0 || Some(sms) == whole));
-    p.request_us_beside(new_tokens).into_iter().filter(|&(sms, _)| measured(sms)).collect()
+    // `request_us_beside` gives a time for each point of the curve, in its order.
+    p.request_curve
+        .iter()
+        .zip(p.request_us_beside(new_tokens))
+        .filter(|(q, _)| q.co_us > 0.0 || Some(q.sms) == whole)
+        .map(|(_, time)| time)
+        .collect()
 }
 
 /// The split of `topo`'s groups (at least one a tenant; at most one window with the SMs

@@ -116,7 +116,7 @@ fn frontier_section(r: &Report, sc: &Scenario, dir: &Path, profiles: &Path) -> R
         idle.push(speeds(p.request_us(t.new_tokens))?);
         beside.push(speeds(frontier::beside_times(&p, t.new_tokens))?);
     }
-    let topo = topo.expect("closed loops");
+    let Some(topo) = topo else { return Ok(None) };
     let names: Vec<String> = closed.iter().map(|t| t.label()).collect();
     let Some(whole) = frontier::table(&names, &idle, &beside, &topo) else {
         return Ok(None);
@@ -131,10 +131,12 @@ fn frontier_section(r: &Report, sc: &Scenario, dir: &Path, profiles: &Path) -> R
     if open.is_empty() {
         let _ = writeln!(s, ":\n\n{whole}");
     } else {
-        let quotas: u32 = open.iter().filter_map(|t| t.quota_sms).sum();
         let _ = writeln!(s, ", for the closed loops.");
         // The groups the quotas leave (the quotas' groups rounded up, as krisp sizes them).
-        let taken: u32 = open.iter().filter_map(|t| t.quota_sms).map(|q| topo.groups_for(q)).sum();
+        let (quotas, taken) = open
+            .iter()
+            .filter_map(|t| t.quota_sms)
+            .fold((0, 0), |(sms, groups), q| (sms + q, groups + topo.groups_for(q)));
         let left = Topology { groups: topo.groups.saturating_sub(taken), ..topo };
         match frontier::table(&names, &idle, &beside, &left) {
             Some(t) => {
