@@ -6,7 +6,8 @@
 //! floor: the bytes of weights a step must read over the DRAM bandwidth measured here (a
 //! device-to-device copy). Last, the decode issue's models (mistral-7b, llama-3.2-1b,
 //! gpt2-medium) at batch 8 and Llama-3.2-1B at batch 1 over a 4,096-token cache: a decode step
-//! against its floor on the whole device, and on 48 SMs against its whole-device time.
+//! against its floor on the whole device, and on 48 SMs (`RIGHTSIZE_BENCH_DECODE_SMS`, a
+//! multiple of the partition granularity) against its whole-device time.
 //!
 //! `cargo bench --bench engine` on a GPU host with python3 + torch + transformers (for the
 //! baseline; without them the PyTorch column is empty). `RIGHTSIZE_BENCH_TABLE=FILE` writes
@@ -77,6 +78,18 @@ const DECODE_CASES: [DecodeCase; 4] = [
 ];
 const DECODE_SMS: u32 = 48;
 
+/// The partition's SMs for the decode table: `RIGHTSIZE_BENCH_DECODE_SMS`, else DECODE_SMS
+/// (a value that is not a number of SMs is said and ignored).
+fn decode_sms() -> u32 {
+    match std::env::var("RIGHTSIZE_BENCH_DECODE_SMS") {
+        Ok(v) => v.trim().parse().ok().filter(|&n| n > 0).unwrap_or_else(|| {
+            eprintln!("RIGHTSIZE_BENCH_DECODE_SMS={v}: not a number of SMs; {DECODE_SMS} it is");
+            DECODE_SMS
+        }),
+        Err(_) => DECODE_SMS,
+    }
+}
+
 /// A decode step of the decode table: `model` at `batch` after a prefill of `prompt` tokens.
 #[derive(Clone, Copy)]
 struct DecodeCase<'a> {
@@ -143,12 +156,13 @@ fn decode_cache_bytes(c: &ModelConfig, case: DecodeCase) -> f64 {
 /// the copy bandwidth of this run. Targets: mistral-7b ≤ 1.3× its floor and ≤ 1.25× on 48 SMs;
 /// llama-3.2-1b ≤ 1.5×; gpt2-medium ≤ 2× (batch 8).
 fn decode_floors(rt: &Arc<Runtime>, timer: &EventTimer, bandwidth: f64) -> Result<String, String> {
-    let third = rt.pool().iter().find(|(_, p)| !p.is_whole_device() && p.sms() == DECODE_SMS).map(|(id, _)| id);
+    let sms = decode_sms();
+    let third = rt.pool().iter().find(|(_, p)| !p.is_whole_device() && p.sms() == sms).map(|(id, _)| id);
     let mut table = format!(
         "\nDecode steps, replayed from plans, each the mean of {NEW} after a prefill, against the read floor \
          (weight bytes, and a long cache's bytes, over the copy bandwidth of this run) and, on a green-context \
-         partition of {DECODE_SMS} SMs, against the whole device's step.\n\n\
-         | model | step (ms) | floor (ms) | step / floor | step on {DECODE_SMS} SMs (ms) | ÷ whole device |\n|---|---:|---:|---:|---:|---:|\n"
+         partition of {sms} SMs, against the whole device's step.\n\n\
+         | model | step (ms) | floor (ms) | step / floor | step on {sms} SMs (ms) | ÷ whole device |\n|---|---:|---:|---:|---:|---:|\n"
     );
     // `RIGHTSIZE_BENCH_DECODE_MODELS=a,b/b1/s4064` runs those cases instead.
     let chosen = std::env::var("RIGHTSIZE_BENCH_DECODE_MODELS").ok().filter(|l| !l.trim().is_empty());
@@ -482,11 +496,12 @@ fn bench(c: &mut Criterion) {
     }
     // A partition of 48 SMs for the decode issue's table (tenants elsewhere run on the whole
     // device).
+    let sms = decode_sms();
     let spec = match &device.info().partitions {
         PartitionSupport::Supported { granularity, groups, .. }
-            if DECODE_SMS % granularity == 0 && DECODE_SMS / granularity <= *groups =>
+            if sms % granularity == 0 && sms / granularity <= *groups =>
         {
-            PoolSpec { partitions: vec![PartitionRequest { first_group: 0, sms: DECODE_SMS }], ..PoolSpec::default() }
+            PoolSpec { partitions: vec![PartitionRequest { first_group: 0, sms }], ..PoolSpec::default() }
         }
         _ => PoolSpec::default(),
     };
@@ -580,6 +595,10 @@ fn bench(c: &mut Criterion) {
             };
             for (&path, mode) in paths.iter().flat_map(|p| [(p, Mode::Eager), (p, Mode::Plan)]) {
                 model.set_decode_path(path);
+                // The decoder kernel reads row-major weights; the layered step its default layout.
+                if backend == GemmBackend::Rightsize {
+                    model.set_packed(&t, path == DecodePath::Layered).unwrap();
+                }
                 let plan = (mode == Mode::Plan).then(|| model.capture_decode_step(&t, &ws, BATCH).unwrap());
                 let step_name = format!(
                     "{name} b{BATCH} decode step (cache {SEQ}..{}), {backend:?}, {mode:?}, {path:?}",

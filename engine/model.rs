@@ -31,18 +31,18 @@ pub enum DecodePath {
     #[default]
     Layered,
     /// All layers in one persistent kernel (`decoder_layers_d64`) where it applies: GPT-2-style
-    /// models with the library's GEMMs, head_dim 64, up to 8 sequences, widths ≤ 3072
-    /// (elsewhere as `Layered`). A step is 5 launches instead of 64 (gpt2) and was 5% faster
+    /// models with the library's GEMMs and row-major weights ([`Model::set_packed`] false on
+    /// sm_90), head_dim 64, up to 8 sequences, widths ≤ 3072 (elsewhere as `Layered`). A step is 5 launches instead of 64 (gpt2) and was 5% faster
     /// alone on an H200, but the runtime can size the layers only as a whole.
     Fused,
 }
 
 /// A model on the device: its config and weights.
 ///
-/// On an sm_90 GPU with the library's GEMMs, a Llama-family model keeps the weights of its
-/// layers' GEMMs and of its LM head packed (`pack_tiles_f16`) where the packed decode GEMM
-/// takes their K ([`packs_decode_weights`]): its decode steps stream them in bulk copies
-/// (`gemm_f16_packed_m8`; the MLP up as gate/up pairs, whose GEMM writes silu(gate)·up), its
+/// On an sm_90 GPU with the library's GEMMs, a decoder (Llama or GPT-2 family) keeps the
+/// weights of its layers' GEMMs and of its LM head packed (`pack_tiles_f16`) where the packed
+/// decode GEMM takes their K ([`packs_decode_weights`]): its decode steps stream them in bulk
+/// copies (`gemm_f16_packed_m8`; Llama's MLP up as gate/up pairs, whose GEMM writes silu(gate)·up), its
 /// prefill reads them through the wgmma GEMMs' packed view, a tied head's token embedding is
 /// read packed by `embedding_f16`, and the model holds one copy. `RIGHTSIZE_PACK=0` keeps them
 /// row-major by default, and [`Model::set_packed`] chooses for one model (for comparisons).
@@ -243,12 +243,12 @@ impl Model {
         !self.packed.is_empty()
     }
 
-    /// Whether the weights of this model's GEMMs are to be packed: a Llama-family model, the
-    /// library's GEMMs, an sm_90 GPU, and packing asked for (`RIGHTSIZE_PACK` not 0, or
-    /// [`Model::set_packed`]).
+    /// Whether the weights of this model's GEMMs are to be packed: a decoder (Llama or GPT-2
+    /// family: encoders run no decode GEMMs), the library's GEMMs, an sm_90 GPU, and packing
+    /// asked for (`RIGHTSIZE_PACK` not 0, or [`Model::set_packed`]).
     fn wants_packed(&self, tenant: &Tenant) -> bool {
         self.pack
-            && self.config.family == Family::Llama
+            && self.config.family != Family::Bert
             && self.backend == GemmBackend::Rightsize
             && tenant.runtime().device().info().compute_capability == (9, 0)
     }
@@ -424,8 +424,9 @@ impl Model {
         let pos_table = if llama { None } else { w.pos.as_ref() };
         let norm_of = |n| norm_weights(n, llama, c.norm_eps);
         ops::embedding(t, ids, batch, tokens, self.w(&w.tok), c.vocab, pos_table, None, Some(&ws.pos), x)?;
+        // The decoder kernel reads row-major weights.
         let fused = match (&ws.decoder, prefill, self.backend, self.decode) {
-            (Some(table), false, GemmBackend::Rightsize, DecodePath::Fused) => {
+            (Some(table), false, GemmBackend::Rightsize, DecodePath::Fused) if !self.packed() => {
                 let dims = ops::DecoderDims { hidden: h, ffn: c.ffn, heads, eps: c.norm_eps };
                 ops::decoder_layers(t, table, &w.layers, &ws.caches, dims, x, qkv, attn, ffn, &ws.pos)?
             }

@@ -144,13 +144,14 @@ typedef struct CopyU32Params {
 #define RS_GEMM_D_RING_BYTES 204800
 #define RS_GEMM_D_MAX_STAGES 16
 /** Decode GEMM on packed weights (gemm_packed.cu, sm_90a, M ≤ 8): B in the layout of
- *  pack_tiles_f16, each stage one 1-D bulk copy of a tile's RS_GEMM_P_KC columns; a consumer
- *  lane keeps its fragments of A in registers, up to RS_GEMM_P_MAX_K columns at a time (twice
- *  that in two halves, each loaded again for every unit), so K is a multiple of RS_GEMM_P_KC
- *  from RS_GEMM_P_MIN_K to RS_GEMM_P_MAX_K, or twice such a K. Threads, consumers and ring:
+ *  pack_tiles_f16, each stage one 1-D bulk copy of a tile's chunk (RS_GEMM_P_KC columns, or
+ *  all of a shorter K); a consumer lane keeps its fragments of A in registers, up to
+ *  RS_GEMM_P_MAX_K columns at a time (twice that in two halves, each loaded again for every
+ *  unit), so K is RS_GEMM_P_MIN_K (one chunk of 768 columns, GPT-2's width) or a multiple of
+ *  RS_GEMM_P_KC up to RS_GEMM_P_MAX_K, or twice such a K. Threads, consumers and ring:
  *  RS_GEMM_D_*. */
 #define RS_GEMM_P_KC 1024
-#define RS_GEMM_P_MIN_K 2048
+#define RS_GEMM_P_MIN_K 768
 #define RS_GEMM_P_MAX_K 4096
 /** Small tile: 64x64, 4 warps (decode-sized M). */
 #define RS_GEMM_S_BM 64
@@ -389,8 +390,8 @@ typedef struct RopeParams {
 /**
  * embedding_f16: out[b·tokens + t] = tok[ids[b·tokens + t]] + pos[start[b] + t] + type
  * (pos, type and start optional). An id ≥ vocab or a position ≥ max_pos writes NaN. With
- * tok_packed, tok is packed by pack_tiles_f16 (a tied LM head's weights; hidden a multiple of
- * RS_GEMM_P_KC). Work unit: one token.
+ * tok_packed, tok is packed by pack_tiles_f16 (a tied LM head's weights; hidden as PackParams
+ * takes k). Work unit: one token.
  */
 typedef struct EmbeddingParams {
     unsigned long long ids, tok, pos, type, start, out;
@@ -493,14 +494,15 @@ typedef struct DecoderParams {
 
 /**
  * pack_tiles_f16: the weights of a GEMM (B, n × k row-major, leading dimension k) into the
- * layout the library's Hopper GEMMs stream: tiles of 16 rows; a tile's chunks of RS_GEMM_P_KC
- * columns, each 32 KiB of consecutive bytes; in a chunk, its rows 0–7, then 8–15; in each, the
- * chunk's slices of 32 columns, each an atom of 8 rows × 64 bytes whose 16-byte pieces are
- * stored swizzled as wgmma's 64-byte swizzle reads them (piece p of row r at p ^ (r / 2 % 4)).
- * So halves (t, c, h, s, r, i), of row 16t + 8h + r and column 1024c + 32s + i, are at
- * ((((t·C + c)·2 + h)·32 + s)·8 + r)·32 + 8·((i / 8) ^ (r / 2 % 4)) + i % 8, C = k / 1024,
- * zero for rows past n. dst holds ⌈n / 16⌉·16·k halves and must not overlap src; k a
- * multiple of RS_GEMM_P_KC. With `unpack`, the reverse: the rows below n of packed src into
+ * layout the library's Hopper GEMMs stream: tiles of 16 rows; a tile's chunks of KC columns
+ * (RS_GEMM_P_KC, or all of k where k is shorter), each KC·32 bytes in a row; in a chunk, its
+ * rows 0–7, then 8–15; in each, the chunk's S = KC / 32 slices of 32 columns, each an atom of
+ * 8 rows × 64 bytes whose 16-byte pieces are stored swizzled as wgmma's 64-byte swizzle reads
+ * them (piece p of row r at p ^ (r / 2 % 4)). So halves (t, c, h, s, r, i), of row 16t + 8h + r
+ * and column KC·c + 32s + i, are at ((((t·C + c)·2 + h)·S + s)·8 + r)·32 + 8·((i / 8) ^
+ * (r / 2 % 4)) + i % 8, C = k / KC, zero for rows past n. dst holds ⌈n / 16⌉·16·k halves and
+ * must not overlap src; k a multiple of RS_GEMM_P_KC, or below it a multiple of 256 (8 warps'
+ * slices of 32). With `unpack`, the reverse: the rows below n of packed src into
  * row-major dst. With `pairs` (n a multiple of 16), the rows are taken as gate/up pairs, the
  * first n / 2 rows gate and the rest up: tile t's rows 0–7 are gate rows 8t … 8t + 7 and its
  * rows 8–15 the up rows of the same columns, n / 2 + 8t … (for RS_ACT_SWIGLU). Work unit: one

@@ -447,12 +447,17 @@ __device__ __forceinline__ float swiglu(float g, float u) {
     return round_half(g / (1.0f + expf(-g))) * u;
 }
 
+// Columns of a chunk of k-column weights packed by pack_tiles_f16 (abi.h, PackParams):
+// RS_GEMM_P_KC, or all of a shorter k.
+__device__ __forceinline__ unsigned packed_chunk(unsigned k) { return k < RS_GEMM_P_KC ? k : RS_GEMM_P_KC; }
+
 // Element (row, col) of an n × k matrix packed by pack_tiles_f16 (abi.h, PackParams; not as
 // gate/up pairs): its tile's chunk, half, slice, atom row and swizzled 16-byte piece.
 __device__ __forceinline__ u64 packed_index(u64 row, unsigned col, unsigned k) {
-    const unsigned r = row % 8, half = row / 8 % 2, slice = col % RS_GEMM_P_KC / 32, piece = col % 32 / 8;
-    const u64 chunk = row / 16 * (k / RS_GEMM_P_KC) + col / RS_GEMM_P_KC;
-    return (((chunk * 2 + half) * 32 + slice) * 8 + r) * 32 + 8 * (piece ^ (r / 2 % 4)) + col % 8;
+    const unsigned kc = packed_chunk(k), slices = kc / 32;
+    const unsigned r = row % 8, half = row / 8 % 2, slice = col % kc / 32, piece = col % 32 / 8;
+    const u64 chunk = row / 16 * (k / kc) + col / kc;
+    return (((chunk * 2 + half) * slices + slice) * 8 + r) * 32 + 8 * (piece ^ (r / 2 % 4)) + col % 8;
 }
 
 // ---- GEMM epilogue (every GEMM kernel) ----------------------------------------------------

@@ -4,7 +4,7 @@
 // Work unit:  one token. An id ≥ vocab or a position ≥ max_pos fills the row with NaN, so
 //             a bad input cannot pass unnoticed (nothing is read out of bounds).
 // Shapes:     any hidden, vocab, batch, tokens; packed token rows (a tied LM head's packed
-//             weights) with hidden a multiple of RS_GEMM_P_KC.
+//             weights) with hidden as pack_tiles_f16 takes K (abi.h, PackParams).
 // Reference:  kernels/reference.rs::embedding.
 #include <math_constants.h>
 

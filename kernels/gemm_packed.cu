@@ -6,7 +6,7 @@
 //             and RS_ACT_SWIGLU on weights packed as gate/up pairs (Llama's MLP up: one launch
 //             where a GEMM and swiglu_f16 took two, with their bits),
 //             with p.b the weights packed by pack_tiles_f16 (abi.h): a tile of 16 rows, chunk by
-//             chunk of RS_GEMM_P_KC columns, each chunk 32 KiB of consecutive bytes.
+//             chunk of RS_GEMM_P_KC columns (or all of a shorter K), each chunk consecutive bytes.
 // Work unit:  a tile of 16 output columns (8 with RS_ACT_SWIGLU), all M rows (⌈N/16⌉ units, the
 //             skinny kernel's); each block loops over units u = blockIdx.x, + gridDim.x, …, so
 //             any grid is correct.
@@ -39,10 +39,11 @@
 //             r at p ^ (r / 2 % 4)). Lane (g, q) reads piece q of row g of a slice in the first half
 //             and of row g in the second (rows g and g + 8 of the tile): the 8 lanes of a quarter
 //             warp read two whole rows, 128 consecutive bytes, without bank conflict.
-// Shapes:     M ≤ 8, batch 1; K a multiple of RS_GEMM_P_KC from RS_GEMM_P_MIN_K to
-//             RS_GEMM_P_MAX_K, or twice such a K (a lane holds up to RS_GEMM_P_MAX_K / 256
-//             slices of A, 4 registers each; the kernel takes 168 registers, the streamed one
-//             87); lda a multiple of 8; A and the packed B 16-byte aligned.
+// Shapes:     M ≤ 8, batch 1; K = RS_GEMM_P_MIN_K (768: one chunk of 24 slices, 24 KiB a
+//             stage) or a multiple of RS_GEMM_P_KC up to RS_GEMM_P_MAX_K, or twice such a K (a
+//             lane holds up to RS_GEMM_P_MAX_K / 256 slices of A, 4 registers each; the kernel
+//             takes 168 registers, the streamed one 87); lda a multiple of 8; A and the packed B
+//             16-byte aligned.
 // Only sm_90a has bulk copies to shared memory here; elsewhere the kernel traps (never picked).
 // Reference:  kernels/reference.rs::gemm (and ::pack_tiles for the layout).
 #include "common.cuh"
@@ -59,22 +60,22 @@ using rs::u64;
 constexpr int WARPS = RS_GEMM_D_CONSUMERS;  // consumer warps; the producer is warp WARPS
 constexpr unsigned BN = RS_GEMM_T_BN;
 constexpr unsigned SLICE = RS_GEMM_D_SLICE;
-constexpr unsigned CHUNK_SLICES = RS_GEMM_P_KC / SLICE;  // slices a stage
-constexpr unsigned WARP_SLICES = CHUNK_SLICES / WARPS;   // a warp's slices a stage
-constexpr unsigned STAGE = RS_GEMM_P_KC * BN * 2;        // bytes a stage: a tile's chunk
-constexpr unsigned STAGES = RS_GEMM_D_RING_BYTES / STAGE;
 constexpr unsigned ROW_BYTES = SLICE * 2;
-constexpr unsigned ATOM = 8 * ROW_BYTES;         // a slice of 8 rows
-constexpr unsigned HALF = CHUNK_SLICES * ATOM;   // a chunk's rows 0–7 (or 8–15)
-static_assert(CHUNK_SLICES % WARPS == 0, "every warp has as many slices in each stage");
-static_assert(STAGES >= 2 && STAGES <= RS_GEMM_D_MAX_STAGES, "the ring and its barriers");
+constexpr unsigned ATOM = 8 * ROW_BYTES;  // a slice of 8 rows
 static_assert(RS_GEMM_D_THREADS == 32 * (WARPS + 1), "consumers and one producer warp");
 
-// A lane holds S slices of A at a time: a part of K of 256·S columns, PART stages. K = 256·S
-// (the whole of K in registers for every unit), or several parts, each loaded again for every
-// unit (from L2: A is at most 8 rows) while the producer keeps the ring full.
-template <unsigned S>
+// A lane holds S slices of A at a time: a part of K of 256·S columns, PART stages of a chunk
+// of CHUNK_SLICES slices (RS_GEMM_P_KC columns, or all of a shorter K). K = 256·S (the whole
+// of K in registers for every unit), or several parts, each loaded again for every unit (from
+// L2: A is at most 8 rows) while the producer keeps the ring full.
+template <unsigned S, unsigned CHUNK_SLICES = RS_GEMM_P_KC / SLICE>
 __device__ __forceinline__ void packed_gemm(const GemmParams& p, unsigned char* smem, float* red, float2* stats) {
+    constexpr unsigned WARP_SLICES = CHUNK_SLICES / WARPS;  // a warp's slices a stage
+    constexpr unsigned STAGE = CHUNK_SLICES * SLICE * BN * 2;  // bytes a stage: a tile's chunk
+    constexpr unsigned STAGES = RS_GEMM_D_RING_BYTES / STAGE;
+    constexpr unsigned HALF = CHUNK_SLICES * ATOM;  // a chunk's rows 0–7 (or 8–15)
+    static_assert(CHUNK_SLICES % WARPS == 0, "every warp has as many slices in each stage");
+    static_assert(STAGES >= 2 && STAGES <= RS_GEMM_D_MAX_STAGES, "the ring and its barriers");
     constexpr unsigned PART = S / WARP_SLICES;
     static_assert(S % WARP_SLICES == 0, "whole chunks");
     const unsigned parts = p.k / (256 * S), CHUNKS = parts * PART;
@@ -184,10 +185,13 @@ RS_KERNEL void __launch_bounds__(RS_GEMM_D_THREADS, 1) gemm_f16_packed_m8(const 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     __shared__ float red[WARPS * BN * 8];
     __shared__ float2 stats[8];
-    static_assert(RS_GEMM_P_MIN_K == 2 * RS_GEMM_P_KC && RS_GEMM_P_MAX_K == 4 * RS_GEMM_P_KC, "the cases below");
-    // Slices of A a lane holds at a time: all of K up to RS_GEMM_P_MAX_K, else half of it.
+    static_assert(RS_GEMM_P_MIN_K == 3 * 256 && RS_GEMM_P_MAX_K == 4 * RS_GEMM_P_KC, "the cases below");
+    // Slices of A a lane holds at a time: all of K up to RS_GEMM_P_MAX_K, else half of it;
+    // K = 768 is one chunk of 24 slices.
     const unsigned chunks = p.k / RS_GEMM_P_KC, part = chunks <= RS_GEMM_P_MAX_K / RS_GEMM_P_KC ? chunks : chunks / 2;
-    switch (part) {
+    switch (p.k == RS_GEMM_P_MIN_K ? 0 : part) {
+        case 0: packed_gemm<3, 24>(p, rs_gemm_p_smem, red, stats); break;
+        case 1: packed_gemm<4>(p, rs_gemm_p_smem, red, stats); break;
         case 2: packed_gemm<8>(p, rs_gemm_p_smem, red, stats); break;
         case 3: packed_gemm<12>(p, rs_gemm_p_smem, red, stats); break;
         case 4: packed_gemm<16>(p, rs_gemm_p_smem, red, stats); break;
@@ -208,14 +212,15 @@ RS_KERNEL_PAIR(__launch_bounds__(RS_PACK_THREADS), pack_tiles_f16, PackParams) {
     const __half* src = rs::ptr<const __half>(p.src);
     __half* dst = rs::ptr<__half>(p.dst);
     const unsigned pieces = p.k * RS_GEMM_T_BN / 8;  // of 8 halves, a tile
+    const unsigned kc = rs::packed_chunk(p.k), slices = kc / RS_GEMM_D_SLICE;
     RS_FOR_EACH_UNIT(u, (p.n + RS_GEMM_T_BN - 1) / RS_GEMM_T_BN, t) {
         for (unsigned j = threadIdx.x; j < pieces; j += blockDim.x) {
-            // j = (((chunk·2 + half)·32 + slice)·8 + r)·4 + stored piece, the packed order.
-            const unsigned r = j / 4 % 8, piece = (j % 4) ^ (r / 2 % 4), s = j / 32 % 32, h = j / 1024 % 2;
-            const unsigned c = j / 2048;
+            // j = (((chunk·2 + half)·slices + slice)·8 + r)·4 + stored piece, the packed order.
+            const unsigned r = j / 4 % 8, piece = (j % 4) ^ (r / 2 % 4), s = j / 32 % slices, h = j / (32 * slices) % 2;
+            const unsigned c = j / (64 * slices);
             // With pairs, half h of tile u is rows 8u … 8u + 7 of the gate (h = 0) or up half.
             const u64 row = p.pairs ? h * (p.n / 2) + 8 * u + r : u * RS_GEMM_T_BN + 8 * h + r;
-            const u64 rows = row * p.k + c * RS_GEMM_P_KC + s * RS_GEMM_D_SLICE + piece * 8;
+            const u64 rows = row * p.k + c * kc + s * RS_GEMM_D_SLICE + piece * 8;
             const u64 tiles = u * RS_GEMM_T_BN * p.k + (u64)j * 8;
             if (p.unpack) {
                 if (row < p.n) *reinterpret_cast<uint4*>(dst + rows) = *reinterpret_cast<const uint4*>(src + tiles);

@@ -33,7 +33,7 @@
 //             those of row-major B, so are the outputs' bits.
 // Shapes:     any M, N ≥ 1; K ≥ 8 and a multiple of 8 (16-byte global strides for TMA); A and B
 //             16-byte aligned; lda, ldb multiples of 8. TMA zero-fills past M, N and K. Packed
-//             B: K a multiple of RS_GEMM_P_KC, N padded to whole tiles of 16 rows by the packing.
+//             B: K as pack_tiles_f16 takes it, N padded to whole tiles of 16 rows by the packing.
 // Params:     GemmTmaParams — the tensor maps of A and B (made on the host, see
 //             kernels/params.rs::GemmTmaParams::new) and the GemmParams of the epilogue.
 // Only sm_90a has wgmma/TMA; on other targets the kernels trap (the runtime never picks them).
@@ -163,7 +163,7 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
         const unsigned b = base + s * STAGE_BYTES + BM * BK * 2;
         if (p.b_layout == RS_B_TILES) {
             // Packed B: the two slices of this K step, both halves of the BN / 16 tiles.
-            const int slices = RS_GEMM_P_KC / 32;
+            const int slices = packed_chunk(p.k) / 32;
             tma_load_5d(b, &tp.map_b, 0, (2 * kb) % slices, 0, 2 * kb / slices, (int)(n0 / 16), full + 8 * s);
         } else {
             tma_load(b, &tp.map_b, kb * BK, (int)n0, full + 8 * s);

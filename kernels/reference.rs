@@ -73,12 +73,14 @@ pub fn gelu(x: &[f16], act: u32) -> Vec<f16> {
 /// with `pairs`, each tile's halves are 8 rows of the first n / 2 (gate) and the same 8 of the
 /// rest (up).
 pub fn pack_tiles(w: &[f16], n: usize, k: usize, pairs: bool) -> Vec<f16> {
-    let (bn, kc) = (abi::RS_GEMM_T_BN as usize, abi::RS_GEMM_P_KC as usize);
+    let bn = abi::RS_GEMM_T_BN as usize;
+    let kc = super::packed_chunk(k as u32).expect("a K the packed layout takes") as usize;
+    let slices = kc / 32;
     let mut out = vec![f16::ZERO; n.div_ceil(bn) * bn * k];
     for (i, v) in out.iter_mut().enumerate() {
-        // i = ((((tile·C + chunk)·2 + half)·32 + slice)·8 + r)·32 + stored piece·8 + e.
-        let (e, stored, r, slice) = (i % 8, i / 8 % 4, i / 32 % 8, i / 256 % 32);
-        let (half, chunk, tile) = (i / 8192 % 2, i / 16384 % (k / kc), i / (bn * k));
+        // i = ((((tile·C + chunk)·2 + half)·slices + slice)·8 + r)·32 + stored piece·8 + e.
+        let (e, stored, r, slice) = (i % 8, i / 8 % 4, i / 32 % 8, i / 256 % slices);
+        let (half, chunk, tile) = (i / (256 * slices) % 2, i / (512 * slices) % (k / kc), i / (bn * k));
         let row = if pairs { half * (n / 2) + 8 * tile + r } else { tile * bn + 8 * half + r };
         let piece = stored ^ (r / 2 % 4);
         if row < n {
@@ -549,6 +551,18 @@ mod tests {
         };
         for (tile, h, r, col) in [(0, 0, 0, 0), (0, 1, 3, 5), (1, 0, 7, 1500), (1, 1, 2, 2047)] {
             assert_eq!(at(tile, h, r, col), w[(h * n / 2 + 8 * tile + r) * k + col], "({tile}, {h}, {r}, {col})");
+        }
+        // K shorter than a chunk (GPT-2's 768): one chunk of 24 slices a tile.
+        let (n, k) = (18, 768);
+        let w: Vec<f16> = (0..n * k).map(|i| f16::from_f32((i % 2039) as f32 + (i / 2039) as f32 / 32.0)).collect();
+        let p = pack_tiles(&w, n, k, false);
+        let at = |row: usize, col: usize| {
+            let (t, h, r) = (row / 16, row % 16 / 8, row % 8);
+            let (s, piece, e) = (col / 32, col % 32 / 8, col % 8);
+            p[(((t * 2 + h) * 24 + s) * 8 + r) * 32 + 8 * (piece ^ (r / 2 % 4)) + e]
+        };
+        for (row, col) in [(0, 0), (3, 5), (17, 40), (6, 767), (9, 256), (15, 700)] {
+            assert_eq!(at(row, col), w[row * k + col], "K 768 ({row}, {col})");
         }
     }
 

@@ -1,7 +1,7 @@
 //! Params of the kernels over elements or rows: the vector kernels and the SM-id probe, norms,
 //! embedding, activations (GELU, SwiGLU), fill and argmax.
 
-use super::{ensure, has, key, optional, pointers, ParamError, Params};
+use super::{ensure, has, key, optional, packed_chunk, pointers, ParamError, Params};
 use crate::kernels::abi::*;
 use crate::kernels::KernelId;
 
@@ -72,8 +72,11 @@ impl Params for EmbeddingParams {
         ensure(self.hidden >= 1 && self.vocab >= 1, k, || "hidden and vocab must be positive".into())?;
         ensure(self.pos == 0 || self.max_pos >= 1, k, || "a position table needs max_pos ≥ 1".into())?;
         ensure(self.tok_packed <= 1, k, || format!("tok_packed = {} (0 or 1)", self.tok_packed))?;
-        ensure(self.tok_packed == 0 || self.hidden % RS_GEMM_P_KC == 0, k, || {
-            format!("packed token rows: hidden = {} must be a multiple of {RS_GEMM_P_KC}", self.hidden)
+        ensure(self.tok_packed == 0 || packed_chunk(self.hidden).is_some(), k, || {
+            format!(
+                "packed token rows: hidden = {} must be a multiple of {RS_GEMM_P_KC}, or below it of 256",
+                self.hidden
+            )
         })?;
         pointers(k, &[("ids", self.ids, 4), ("tok", self.tok, 2), ("out", self.out, 2)])?;
         optional(k, &[("pos", self.pos, 2), ("type", self.type_, 2), ("start", self.start, 4)])

@@ -47,7 +47,7 @@ impl Params for GemmParams {
         if k == KernelId::GemmPacked8 {
             ensure(packs_decode_weights(self.k), k, || {
                 format!(
-                    "K = {} must be a multiple of {RS_GEMM_P_KC} from {RS_GEMM_P_MIN_K} to {RS_GEMM_P_MAX_K}, \
+                    "K = {} must be {RS_GEMM_P_MIN_K} or a multiple of {RS_GEMM_P_KC} up to {RS_GEMM_P_MAX_K}, \
                      or twice such a K (a lane keeps its slices of A in registers, at most in two halves)",
                     self.k
                 )
@@ -84,15 +84,28 @@ pub fn fuses_norm(k: KernelId) -> bool {
     matches!(k, KernelId::GemmSkinny | KernelId::GemmSkinny8 | KernelId::GemmStream8 | KernelId::GemmPacked8)
 }
 
+/// The columns of a chunk of `k`-column weights in the packed layout (abi.h, PackParams), if
+/// it takes `k`: RS_GEMM_P_KC where `k` is a multiple of it, or all of a shorter `k` that is a
+/// multiple of 256 (each of the packed GEMM's 8 warps has as many 32-column slices).
+pub fn packed_chunk(k: u32) -> Option<u32> {
+    let warp_slices = RS_GEMM_D_CONSUMERS * RS_GEMM_D_SLICE;
+    match k {
+        0 => None,
+        _ if k % RS_GEMM_P_KC == 0 => Some(RS_GEMM_P_KC),
+        _ if k < RS_GEMM_P_KC && k % warp_slices == 0 => Some(k),
+        _ => None,
+    }
+}
+
 /// Whether the decode GEMM on packed weights (`gemm_f16_packed_m8`, sm_90) takes weights of
-/// `k` columns: a multiple of RS_GEMM_P_KC from RS_GEMM_P_MIN_K to RS_GEMM_P_MAX_K, or twice
-/// such a K (A's slices in two halves). An engine
+/// `k` columns: RS_GEMM_P_MIN_K (768, one chunk), a multiple of RS_GEMM_P_KC up to
+/// RS_GEMM_P_MAX_K, or twice such a K (A's slices in two halves). An engine
 /// packs such weights at load ([`PackParams`], `pack_tiles_f16`) and runs their decode GEMMs
 /// (M ≤ 8) on it; their prefill GEMMs read them too (the wgmma GEMMs' packed view), the
 /// others need the row-major weights.
 pub fn packs_decode_weights(k: u32) -> bool {
-    let held = |k: u32| k % RS_GEMM_P_KC == 0 && (RS_GEMM_P_MIN_K..=RS_GEMM_P_MAX_K).contains(&k);
-    held(k) || (k % 2 == 0 && held(k / 2))
+    let held = |k: u32| packed_chunk(k).is_some() && (RS_GEMM_P_MIN_K..=RS_GEMM_P_MAX_K).contains(&k);
+    held(k) || (k % 2 == 0 && k > RS_GEMM_P_MAX_K && held(k / 2))
 }
 
 impl PackParams {
@@ -114,7 +127,9 @@ impl Params for PackParams {
         ensure(self.pairs == 0 || self.n % RS_GEMM_T_BN == 0, k, || {
             format!("n = {}: gate/up pairs fill whole tiles of {RS_GEMM_T_BN} rows", self.n)
         })?;
-        ensure(self.k >= kc && self.k % kc == 0, k, || format!("k = {} must be a positive multiple of {kc}", self.k))?;
+        ensure(packed_chunk(self.k).is_some(), k, || {
+            format!("k = {} must be a positive multiple of {kc}, or below it of 256", self.k)
+        })?;
         pointers(k, &[("src", self.src, 16), ("dst", self.dst, 16)])?;
         let (rows, tiles) = (2 * u64::from(self.n) * u64::from(self.k), 2 * PackParams::packed_len(self.n, self.k));
         let (src_end, dst_end) =
@@ -148,8 +163,9 @@ impl GemmParams {
         let reads_tiles =
             k == KernelId::GemmPacked8 || HOPPER_PREFILL_GEMMS.iter().chain(&HOPPER_SMALL_GEMMS).any(|g| g.id() == k);
         ensure(reads_tiles, k, || "packed B (b_layout 1): only the wgmma GEMMs and gemm_f16_packed_m8 read it".into())?;
-        let kc = RS_GEMM_P_KC;
-        ensure(self.k % kc == 0, k, || format!("K = {}: packed B has whole {kc}-column chunks", self.k))?;
+        ensure(packed_chunk(self.k).is_some(), k, || {
+            format!("K = {}: packed B has whole {RS_GEMM_P_KC}-column chunks, or one of a multiple of 256", self.k)
+        })?;
         ensure(self.ldb == self.k, k, || format!("ldb = {} (packed B has K = {} a row)", self.ldb, self.k))?;
         ensure(self.batch == 1, k, || format!("batch = {}: packed B takes batch 1", self.batch))
     }
@@ -326,11 +342,12 @@ impl TensorMapSpec {
     pub fn view(&self) -> (Vec<u64>, Vec<u64>, Vec<u32>) {
         let (cols, rows, ld) = (u64::from(self.cols), u64::from(self.rows), u64::from(self.ld));
         if self.tiles {
-            let (kc, s, bn) = (u64::from(RS_GEMM_P_KC), u64::from(RS_GEMM_D_SLICE), u64::from(RS_GEMM_T_BN));
+            let kc = packed_chunk(self.cols).map_or(0, u64::from);
+            let (s, bn) = (u64::from(RS_GEMM_D_SLICE), u64::from(RS_GEMM_T_BN));
             // The packing and the GEMMs' checks make K a whole number of chunks and box_rows
             // whole tiles.
             assert!(
-                self.cols % RS_GEMM_P_KC == 0 && self.box_rows % RS_GEMM_T_BN == 0,
+                kc > 0 && self.box_rows % RS_GEMM_T_BN == 0,
                 "a packed view needs whole chunks and tiles: {} columns, boxes of {} rows",
                 self.cols,
                 self.box_rows
@@ -483,10 +500,18 @@ mod tests {
         assert!(gemm(200, 100, 4096).check(KernelId::GemmWgmma).is_ok());
         assert!(gemm(20, 100, 8192).check(KernelId::GemmWgmmaSmall).is_ok());
         assert!(gemm(200, 100, 200).check(KernelId::GemmWgmma).unwrap_err().reason.contains("chunks"));
+        for kk in [768, 1024, 3072, 4096] {
+            assert!(packs_decode_weights(kk) && gemm(8, 100, kk).check(k).is_ok(), "{kk}: held whole");
+        }
         for kk in [6144, 8192] {
             assert!(packs_decode_weights(kk) && gemm(8, 100, kk).check(k).is_ok(), "{kk}: in two halves");
         }
-        for kk in [1024, 3000, 4104, 5120, 7168, 10240, 14336] {
+        // One chunk below RS_GEMM_P_KC is laid out (whole 256-column slices of the 8 warps), but
+        // only 768 has a kernel case; 1,536 (twice 768) is not whole chunks.
+        assert_eq!((packed_chunk(512), packed_chunk(768), packed_chunk(800)), (Some(512), Some(768), None));
+        assert_eq!((packed_chunk(1536), packed_chunk(3072), packed_chunk(0)), (None, Some(1024), None));
+        assert!(gemm(200, 100, 768).check(KernelId::GemmWgmma).is_ok(), "a wgmma GEMM reads one 768-column chunk");
+        for kk in [256, 512, 1536, 3000, 4104, 5120, 7168, 10240, 14336] {
             assert!(!packs_decode_weights(kk), "{kk}");
             assert!(gemm(8, 100, kk).check(k).unwrap_err().reason.contains("registers"), "{kk}");
         }

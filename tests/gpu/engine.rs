@@ -59,22 +59,37 @@ fn packed_weights_give_the_same_bits_as_row_major() {
     let mut rng = fresh_rng("packed weights");
     // An untied LM head, then a tied one (the token embedding packed, read by embedding_f16).
     for tie_embeddings in [false, true] {
-        packed_and_row_major_agree(&rt, &t, &mut rng, tie_embeddings);
+        let c = ModelConfig {
+            name: "llama-k2048".into(),
+            hidden: 2048,
+            heads: 16,
+            kv_heads: 4,
+            head_dim: 128,
+            // The down projection's K = 8,192: packed in two halves.
+            ffn: 8192,
+            tie_embeddings,
+            ..ModelConfig::tiny(Family::Llama)
+        };
+        packed_and_row_major_agree(&rt, &t, &mut rng, c);
+    }
+    // GPT-2's widths (tied heads, biases, LayerNorm, GELU): K = 768 (one chunk of 24 slices)
+    // and 3,072; gpt2-medium's 1,024 and 4,096.
+    for (hidden, heads) in [(768, 12), (1024, 16)] {
+        let c = ModelConfig {
+            name: format!("gpt2-h{hidden}"),
+            hidden,
+            heads,
+            kv_heads: heads,
+            head_dim: 64,
+            ffn: 4 * hidden,
+            ..ModelConfig::tiny(Family::Gpt2)
+        };
+        packed_and_row_major_agree(&rt, &t, &mut rng, c);
     }
 }
 
-fn packed_and_row_major_agree(rt: &Runtime, t: &Tenant, rng: &mut StdRng, tie_embeddings: bool) {
-    let c = ModelConfig {
-        name: "llama-k2048".into(),
-        hidden: 2048,
-        heads: 16,
-        kv_heads: 4,
-        head_dim: 128,
-        // The down projection's K = 8,192: packed in two halves.
-        ffn: 8192,
-        tie_embeddings,
-        ..ModelConfig::tiny(Family::Llama)
-    };
+fn packed_and_row_major_agree(rt: &Runtime, t: &Tenant, rng: &mut StdRng, c: ModelConfig) {
+    let tie_embeddings = c.tie_embeddings;
     let seed = rng.random();
     let mut model = Model::new(t, c.clone(), ModelWeights::synthetic(t, &c, seed).unwrap()).unwrap();
     let (batch, prompt, new) = (3u32, 9u32, 6u32);
@@ -92,7 +107,10 @@ fn packed_and_row_major_agree(rt: &Runtime, t: &Tenant, rng: &mut StdRng, tie_em
         assert_eq!(runs[0].0, runs[1].0, "{mode:?}: tokens");
         let same = runs[0].1.iter().zip(&runs[1].1).all(|(a, b)| a.to_bits() == b.to_bits());
         assert!(same, "{mode:?}: the last step's logits differ between packed and row-major weights");
-        println!("packed weights ({mode:?}, tied head: {tie_embeddings}, packed: {hopper}): {new} tokens a sequence and the last logits identical");
+        println!(
+            "packed weights ({}, {mode:?}, tied head: {tie_embeddings}, packed: {hopper}): {new} tokens a sequence and the last logits identical",
+            c.name
+        );
     }
 }
 

@@ -116,6 +116,10 @@ fn gemm_matches_reference() {
             (70, 392, 136),
             (6, 200, 2048),
             (130, 100, 2048),
+            // The packed layout's short chunks (GPT-2's 768, gpt2-medium's 1,024).
+            (8, 300, 768),
+            (3, 100, 1024),
+            (130, 100, 768),
         ],
     );
 }
@@ -873,29 +877,32 @@ fn embedding_matches_reference() {
     let got = at_every_grid(&rt, "embedding", k::EMBEDDING, &p, &mut out, |_| {});
     assert_same_bits("embedding", &got, &want);
     assert!(got[(tokens + 2) * hidden..(tokens + 3) * hidden].iter().all(|v| v.is_nan()));
-    // Token rows packed as a tied LM head's weights (hidden a multiple of 1,024; the reference's
-    // layout): the rows' bits, and NaN for an id past vocab (the packing pads rows to 16).
-    let hidden = 2048usize;
-    let tok = rand_f16(&mut rng, vocab * hidden, -1.0, 1.0);
-    let packed = up(&rt, &refs::pack_tiles(&tok, vocab, hidden, false));
-    let want = refs::embedding(&ids, &tok, None, None, None, tokens, hidden);
-    let mut out = poisoned::<f16>(&rt, batch * tokens * hidden);
-    let pp = EmbeddingParams {
-        tok: packed.ptr(),
-        pos: 0,
-        type_: 0,
-        start: 0,
-        out: out.ptr(),
-        hidden: hidden as u32,
-        max_pos: 0,
-        tok_packed: 1,
-        ..p
-    };
-    let got = at_every_grid(&rt, "embedding packed", k::EMBEDDING, &pp, &mut out, |_| {});
-    assert_same_bits("embedding of packed rows", &got, &want);
-    assert!(got[(tokens + 2) * hidden..(tokens + 3) * hidden].iter().all(|v| v.is_nan()));
-    assert!(pp.check(k::EMBEDDING.id()).is_ok());
-    assert!(EmbeddingParams { hidden: 768, ..pp }.check(k::EMBEDDING.id()).unwrap_err().reason.contains("packed"));
+    // Token rows packed as a tied LM head's weights (chunks of 1,024 columns, or one of 768; the
+    // reference's layout): the rows' bits, and NaN for an id past vocab (the packing pads rows
+    // to 16).
+    for hidden in [2048usize, 768] {
+        let tok = rand_f16(&mut rng, vocab * hidden, -1.0, 1.0);
+        let packed = up(&rt, &refs::pack_tiles(&tok, vocab, hidden, false));
+        let want = refs::embedding(&ids, &tok, None, None, None, tokens, hidden);
+        let mut out = poisoned::<f16>(&rt, batch * tokens * hidden);
+        let pp = EmbeddingParams {
+            tok: packed.ptr(),
+            pos: 0,
+            type_: 0,
+            start: 0,
+            out: out.ptr(),
+            hidden: hidden as u32,
+            max_pos: 0,
+            tok_packed: 1,
+            ..p
+        };
+        let what = format!("embedding of packed rows, hidden {hidden}");
+        let got = at_every_grid(&rt, &what, k::EMBEDDING, &pp, &mut out, |_| {});
+        assert_same_bits(&what, &got, &want);
+        assert!(got[(tokens + 2) * hidden..(tokens + 3) * hidden].iter().all(|v| v.is_nan()));
+        assert!(pp.check(k::EMBEDDING.id()).is_ok());
+        assert!(EmbeddingParams { hidden: 800, ..pp }.check(k::EMBEDDING.id()).unwrap_err().reason.contains("packed"));
+    }
 }
 
 #[test]
