@@ -32,8 +32,9 @@ pub enum DecodePath {
     Layered,
     /// All layers in one persistent kernel (`decoder_layers_d64`) where it applies: GPT-2-style
     /// models with the library's GEMMs and row-major weights ([`Model::set_packed`] false on
-    /// sm_90), head_dim 64, up to 8 sequences, widths ≤ 3072 (elsewhere as `Layered`). A step is 5 launches instead of 64 (gpt2) and was 5% faster
-    /// alone on an H200, but the runtime can size the layers only as a whole.
+    /// sm_90), head_dim 64, up to 8 sequences, widths ≤ 3072 (elsewhere as `Layered`). A step
+    /// is 5 launches instead of 64 (gpt2) and was 5% faster alone on an H200 than the layered
+    /// step on row-major weights, but the runtime can size the layers only as a whole.
     Fused,
 }
 

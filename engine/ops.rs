@@ -8,7 +8,7 @@ use super::EngineError;
 use crate::kernels::abi::*;
 use crate::kernels::{
     self as k, attention_decode_kernel, attention_prefill_kernel, decode_attention_need, fuses_norm, gemm_kernel,
-    hopper_gemm, Params as _,
+    hopper_gemm, packed_decode_kernel, Params as _,
 };
 use crate::runtime::work::Blas;
 use crate::runtime::{Device, DeviceBuffer, DeviceCopy, Tenant};
@@ -221,7 +221,12 @@ fn linear_with(
     let info = t.runtime().device().info();
     // Tiles for the SMs the GEMM will get, so a partition does not pay a whole device's waves.
     let hopper = hopper_gemm(m, n, kk, info.compute_capability, t.sms_hint());
-    let own = if decode { k::GEMM_PACKED_8 } else { gemm_kernel(m) };
+    let own = match decode {
+        true => packed_decode_kernel(kk).ok_or_else(|| {
+            EngineError::Shape(format!("packed {n}×{kk} weights: no packed decode GEMM takes K = {kk}"))
+        })?,
+        false => gemm_kernel(m),
+    };
     let hopper = hopper.filter(|_| !decode);
     if packed && (backend != GemmBackend::Rightsize || (m > 8 && hopper.is_none())) {
         return Err(EngineError::Shape(format!(

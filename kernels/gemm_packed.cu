@@ -1,5 +1,6 @@
 // gemm_packed.cu — decode-sized GEMMs on Hopper (M ≤ 8) over weights packed at load:
-// C = act(norm(A)·Bᵀ + bias) + R, and the packing itself (pack_tiles_f16).
+// C = act(norm(A)·Bᵀ + bias) + R (gemm_f16_packed_m8, and gemm_f16_packed_short_m8 for K of
+// one chunk), and the packing itself (pack_tiles_f16).
 //
 // Computes:   as gemm_stream.cu's gemm_f16_stream_m8 (GemmParams: bias, GELU tanh/erf, FP16
 //             rounding before the residual add, the fused input norm), for M ≤ 8 and batch 1,
@@ -181,20 +182,38 @@ __device__ __forceinline__ void packed_gemm(const GemmParams& p, unsigned char* 
 
 extern __shared__ __align__(128) unsigned char rs_gemm_p_smem[];
 
+// K of two to four chunks, or twice such a K. Each entry is compiled on its own, so a case
+// added to one does not change another's machine code.
 RS_KERNEL void __launch_bounds__(RS_GEMM_D_THREADS, 1) gemm_f16_packed_m8(const __grid_constant__ GemmParams p, RS_TICKET t) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     __shared__ float red[WARPS * BN * 8];
     __shared__ float2 stats[8];
-    static_assert(RS_GEMM_P_MIN_K == 3 * 256 && RS_GEMM_P_MAX_K == 4 * RS_GEMM_P_KC, "the cases below");
-    // Slices of A a lane holds at a time: all of K up to RS_GEMM_P_MAX_K, else half of it;
-    // K = 768 is one chunk of 24 slices.
+    static_assert(RS_GEMM_P_MAX_K == 4 * RS_GEMM_P_KC, "the cases below");
+    // Slices of A a lane holds at a time: all of K up to RS_GEMM_P_MAX_K, else half of it.
     const unsigned chunks = p.k / RS_GEMM_P_KC, part = chunks <= RS_GEMM_P_MAX_K / RS_GEMM_P_KC ? chunks : chunks / 2;
-    switch (p.k == RS_GEMM_P_MIN_K ? 0 : part) {
-        case 0: packed_gemm<3, 24>(p, rs_gemm_p_smem, red, stats); break;
-        case 1: packed_gemm<4>(p, rs_gemm_p_smem, red, stats); break;
+    switch (part) {
         case 2: packed_gemm<8>(p, rs_gemm_p_smem, red, stats); break;
         case 3: packed_gemm<12>(p, rs_gemm_p_smem, red, stats); break;
         case 4: packed_gemm<16>(p, rs_gemm_p_smem, red, stats); break;
+        default: __trap();  // the params' check refuses other K
+    }
+#else
+    rs::pdl_sync();
+    __trap();
+#endif
+}
+
+// K of one chunk: RS_GEMM_P_MIN_K (768, GPT-2's width: 24 slices, 24 KiB a stage) or
+// RS_GEMM_P_KC (1,024).
+RS_KERNEL void __launch_bounds__(RS_GEMM_D_THREADS, 1)
+    gemm_f16_packed_short_m8(const __grid_constant__ GemmParams p, RS_TICKET t) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    __shared__ float red[WARPS * BN * 8];
+    __shared__ float2 stats[8];
+    static_assert(RS_GEMM_P_MIN_K == 3 * 256, "the cases below");
+    switch (p.k) {
+        case RS_GEMM_P_MIN_K: packed_gemm<3, 24>(p, rs_gemm_p_smem, red, stats); break;
+        case RS_GEMM_P_KC: packed_gemm<4>(p, rs_gemm_p_smem, red, stats); break;
         default: __trap();  // the params' check refuses other K
     }
 #else

@@ -5,9 +5,9 @@
 use super::{ensure, has, key, optional, pointers, ParamError, Params};
 use crate::kernels::abi::*;
 use crate::kernels::{
-    Kernel, KernelId, GEMM_LARGE, GEMM_SKINNY, GEMM_SKINNY_8, GEMM_SMALL, GEMM_STREAM_8, GEMM_WGMMA, GEMM_WGMMA_80,
-    GEMM_WGMMA_96, GEMM_WGMMA_MID, GEMM_WGMMA_NARROW, GEMM_WGMMA_SLIM, GEMM_WGMMA_SMALL, GEMM_WGMMA_SMALL_WIDE,
-    GEMM_WGMMA_WIDE, GEMM_WGMMA_WIDER_MID,
+    Kernel, KernelId, GEMM_LARGE, GEMM_PACKED_8, GEMM_PACKED_SHORT_8, GEMM_SKINNY, GEMM_SKINNY_8, GEMM_SMALL,
+    GEMM_STREAM_8, GEMM_WGMMA, GEMM_WGMMA_80, GEMM_WGMMA_96, GEMM_WGMMA_MID, GEMM_WGMMA_NARROW, GEMM_WGMMA_SLIM,
+    GEMM_WGMMA_SMALL, GEMM_WGMMA_SMALL_WIDE, GEMM_WGMMA_WIDE, GEMM_WGMMA_WIDER_MID,
 };
 
 /// The GEMM kernel for `m` rows: the skinny kernels up to 8 and 32 rows (decode), 64×64 tiles
@@ -28,14 +28,16 @@ impl Params for GemmParams {
     fn units(&self, k: KernelId) -> u64 {
         let (bm, bn) = match k {
             KernelId::GemmSmall => (RS_GEMM_S_BM, RS_GEMM_S_BN),
-            KernelId::GemmSkinny | KernelId::GemmSkinny8 | KernelId::GemmPacked8 => (RS_GEMM_T_MAX_M, RS_GEMM_T_BN),
+            KernelId::GemmSkinny | KernelId::GemmSkinny8 | KernelId::GemmPacked8 | KernelId::GemmPackedShort8 => {
+                (RS_GEMM_T_MAX_M, RS_GEMM_T_BN)
+            }
             _ => (RS_GEMM_L_BM, RS_GEMM_L_BN),
         };
         u64::from(self.batch) * u64::from(self.m.div_ceil(bm)) * u64::from(self.n.div_ceil(bn))
     }
     fn check(&self, k: KernelId) -> Result<(), ParamError> {
         let a = RS_GEMM_K_ALIGN;
-        if matches!(k, KernelId::GemmSkinny | KernelId::GemmSkinny8 | KernelId::GemmStream8 | KernelId::GemmPacked8) {
+        if matches!(k, KernelId::GemmSkinny | KernelId::GemmSkinny8 | KernelId::GemmStream8) || reads_packed_decode(k) {
             let max = if k == KernelId::GemmSkinny { RS_GEMM_T_MAX_M } else { 8 };
             ensure(self.m <= max, k, || format!("M = {} exceeds its {max} rows", self.m))?;
         }
@@ -45,11 +47,23 @@ impl Params for GemmParams {
             ensure(self.k % s == 0, k, || format!("K = {} must be a multiple of its {s}-column slices", self.k))?;
         }
         if k == KernelId::GemmPacked8 {
-            ensure(packs_decode_weights(self.k), k, || {
+            ensure(packed_decode_kernel(self.k).is_some_and(|p| p.id() == k), k, || {
                 format!(
-                    "K = {} must be {RS_GEMM_P_MIN_K} or a multiple of {RS_GEMM_P_KC} up to {RS_GEMM_P_MAX_K}, \
-                     or twice such a K (a lane keeps its slices of A in registers, at most in two halves)",
-                    self.k
+                    "K = {} must be a multiple of {RS_GEMM_P_KC} from {} to {RS_GEMM_P_MAX_K}, or twice such a K \
+                     (a lane keeps its slices of A in registers, at most in two halves; one chunk: {})",
+                    self.k,
+                    2 * RS_GEMM_P_KC,
+                    KernelId::GemmPackedShort8
+                )
+            })?;
+        }
+        if k == KernelId::GemmPackedShort8 {
+            ensure(packed_decode_kernel(self.k).is_some_and(|p| p.id() == k), k, || {
+                format!(
+                    "K = {} must be one chunk, {RS_GEMM_P_MIN_K} or {RS_GEMM_P_KC} (a lane keeps its slices of A in \
+                     registers; longer K: {})",
+                    self.k,
+                    KernelId::GemmPacked8
                 )
             })?;
         }
@@ -81,7 +95,25 @@ impl Params for GemmParams {
 
 /// Whether GEMM kernel `k` can normalise its input rows itself (`GemmParams.norm`).
 pub fn fuses_norm(k: KernelId) -> bool {
-    matches!(k, KernelId::GemmSkinny | KernelId::GemmSkinny8 | KernelId::GemmStream8 | KernelId::GemmPacked8)
+    matches!(k, KernelId::GemmSkinny | KernelId::GemmSkinny8 | KernelId::GemmStream8) || reads_packed_decode(k)
+}
+
+/// Whether `k` is a decode GEMM on packed weights ([`packed_decode_kernel`]).
+fn reads_packed_decode(k: KernelId) -> bool {
+    matches!(k, KernelId::GemmPacked8 | KernelId::GemmPackedShort8)
+}
+
+/// The decode GEMM on packed weights (sm_90, M ≤ 8) for weights of `k` columns, if one takes
+/// them: `gemm_f16_packed_short_m8` for one chunk (RS_GEMM_P_MIN_K = 768, or RS_GEMM_P_KC),
+/// `gemm_f16_packed_m8` for two to four chunks or twice such a K (A's slices in two halves).
+/// Two kernels, so that each one's machine code is compiled for its own cases.
+pub fn packed_decode_kernel(k: u32) -> Option<Kernel<GemmParams>> {
+    let chunks = |k: u32| k % RS_GEMM_P_KC == 0 && (2 * RS_GEMM_P_KC..=RS_GEMM_P_MAX_K).contains(&k);
+    match k {
+        RS_GEMM_P_MIN_K | RS_GEMM_P_KC => Some(GEMM_PACKED_SHORT_8),
+        _ if chunks(k) || (k % 2 == 0 && k > RS_GEMM_P_MAX_K && chunks(k / 2)) => Some(GEMM_PACKED_8),
+        _ => None,
+    }
 }
 
 /// The columns of a chunk of `k`-column weights in the packed layout (abi.h, PackParams), if
@@ -97,15 +129,14 @@ pub fn packed_chunk(k: u32) -> Option<u32> {
     }
 }
 
-/// Whether the decode GEMM on packed weights (`gemm_f16_packed_m8`, sm_90) takes weights of
+/// Whether a decode GEMM on packed weights ([`packed_decode_kernel`], sm_90) takes weights of
 /// `k` columns: RS_GEMM_P_MIN_K (768, one chunk), a multiple of RS_GEMM_P_KC up to
 /// RS_GEMM_P_MAX_K, or twice such a K (A's slices in two halves). An engine
 /// packs such weights at load ([`PackParams`], `pack_tiles_f16`) and runs their decode GEMMs
 /// (M ≤ 8) on it; their prefill GEMMs read them too (the wgmma GEMMs' packed view), the
 /// others need the row-major weights.
 pub fn packs_decode_weights(k: u32) -> bool {
-    let held = |k: u32| packed_chunk(k).is_some() && (RS_GEMM_P_MIN_K..=RS_GEMM_P_MAX_K).contains(&k);
-    held(k) || (k % 2 == 0 && k > RS_GEMM_P_MAX_K && held(k / 2))
+    packed_decode_kernel(k).is_some()
 }
 
 impl PackParams {
@@ -154,15 +185,17 @@ impl GemmParams {
     /// the other are not made by `runtime::gemm_tma_params`.)
     fn check_layout(&self, k: KernelId) -> Result<(), ParamError> {
         ensure(self.b_layout <= RS_B_TILES, k, || format!("unknown b_layout {}", self.b_layout))?;
-        if k == KernelId::GemmPacked8 {
+        if reads_packed_decode(k) {
             ensure(self.b_layout == RS_B_TILES, k, || "B must be packed (pack_tiles_f16)".into())?;
         }
         if self.b_layout == RS_B_ROWS {
             return Ok(());
         }
         let reads_tiles =
-            k == KernelId::GemmPacked8 || HOPPER_PREFILL_GEMMS.iter().chain(&HOPPER_SMALL_GEMMS).any(|g| g.id() == k);
-        ensure(reads_tiles, k, || "packed B (b_layout 1): only the wgmma GEMMs and gemm_f16_packed_m8 read it".into())?;
+            reads_packed_decode(k) || HOPPER_PREFILL_GEMMS.iter().chain(&HOPPER_SMALL_GEMMS).any(|g| g.id() == k);
+        ensure(reads_tiles, k, || {
+            "packed B (b_layout 1): only the wgmma GEMMs and the packed decode GEMMs read it".into()
+        })?;
         ensure(packed_chunk(self.k).is_some(), k, || {
             format!("K = {}: packed B has whole {RS_GEMM_P_KC}-column chunks, or one of a multiple of 256", self.k)
         })?;
@@ -176,7 +209,7 @@ impl GemmParams {
         if self.act != RS_ACT_SWIGLU {
             return Ok(());
         }
-        ensure(k == KernelId::GemmPacked8, k, || "swiglu epilogue: only gemm_f16_packed_m8 has it".into())?;
+        ensure(reads_packed_decode(k), k, || "swiglu epilogue: only the packed decode GEMMs have it".into())?;
         ensure(self.n % RS_GEMM_T_BN == 0, k, || {
             format!("swiglu epilogue: N = {} must be whole tiles of gate/up pairs ({})", self.n, RS_GEMM_T_BN)
         })?;
@@ -500,9 +533,20 @@ mod tests {
         assert!(gemm(200, 100, 4096).check(KernelId::GemmWgmma).is_ok());
         assert!(gemm(20, 100, 8192).check(KernelId::GemmWgmmaSmall).is_ok());
         assert!(gemm(200, 100, 200).check(KernelId::GemmWgmma).unwrap_err().reason.contains("chunks"));
-        for kk in [768, 1024, 3072, 4096] {
+        for kk in [3072, 4096] {
             assert!(packs_decode_weights(kk) && gemm(8, 100, kk).check(k).is_ok(), "{kk}: held whole");
         }
+        // One chunk: the short kernel, which takes nothing else.
+        let short = KernelId::GemmPackedShort8;
+        for kk in [768, 1024] {
+            assert_eq!(packed_decode_kernel(kk).map(|p| p.id()), Some(short), "{kk}");
+            assert!(gemm(8, 100, kk).check(short).is_ok(), "{kk}");
+            assert!(gemm(8, 100, kk).check(k).unwrap_err().reason.contains("one chunk"), "{kk}");
+        }
+        for kk in [512, 2048, 4096] {
+            assert!(gemm(8, 100, kk).check(short).unwrap_err().reason.contains("registers"), "{kk}");
+        }
+        assert!(fuses_norm(short) && gemm(8, 32, 768).check(short).is_ok());
         for kk in [6144, 8192] {
             assert!(packs_decode_weights(kk) && gemm(8, 100, kk).check(k).is_ok(), "{kk}: in two halves");
         }

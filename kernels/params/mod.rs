@@ -25,8 +25,8 @@ pub use attention::{
 pub use decoder::decoder_phase_units;
 pub use elementwise::vector_units;
 pub use gemm::{
-    fuses_norm, gemm_kernel, gemm_wgmma_kernel, hopper_gemm, packed_chunk, packs_decode_weights, TensorMapSpec,
-    HOPPER_PREFILL_GEMMS, HOPPER_SMALL_GEMMS,
+    fuses_norm, gemm_kernel, gemm_wgmma_kernel, hopper_gemm, packed_chunk, packed_decode_kernel, packs_decode_weights,
+    TensorMapSpec, HOPPER_PREFILL_GEMMS, HOPPER_SMALL_GEMMS,
 };
 
 use super::KernelId;

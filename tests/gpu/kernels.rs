@@ -286,10 +286,11 @@ fn check_packed(
         return;
     }
     let packed = pack_on_device(rt, p, b, false);
+    let kernel = k::packed_decode_kernel(p.k).expect("a packed decode GEMM takes K");
     for b_stable in [0, 1] {
         let pp = GemmParams { b: packed.ptr(), b_stable, b_layout: RS_B_TILES, ..*p };
-        let what = format!("{} {what} b_stable {b_stable}", k::GEMM_PACKED_8.id());
-        let got = at_every_grid(rt, &what, k::GEMM_PACKED_8, &pp, out, |_| {});
+        let what = format!("{} {what} b_stable {b_stable}", kernel.id());
+        let got = at_every_grid(rt, &what, kernel, &pp, out, |_| {});
         assert_close(&what, &got, want);
         assert_same_bits(&format!("{what} against the skinny kernel"), &got, skinny);
     }
@@ -1013,7 +1014,8 @@ fn gate_up_pairs_give_the_bits_of_a_gemm_then_swiglu() {
         let pp = GemmParams { b: packed.ptr(), b_layout: RS_B_TILES, ..p };
         let got = if m <= 8 {
             let fused = GemmParams { c: out_ptr, ldc: ffn as u32, act: RS_ACT_SWIGLU, ..pp };
-            at_every_grid(&rt, &format!("{what} packed, fused swiglu"), k::GEMM_PACKED_8, &fused, &mut out, |_| {})
+            let kernel = k::packed_decode_kernel(kk as u32).expect("a packed decode GEMM takes K");
+            at_every_grid(&rt, &format!("{what} packed, fused swiglu"), kernel, &fused, &mut out, |_| {})
         } else {
             let tp = rightsize::runtime::gemm_tma_params(&pp, wgmma).unwrap();
             at_every_grid(&rt, &format!("{what} packed"), wgmma, &tp, &mut gu, |_| {});
