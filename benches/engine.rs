@@ -561,6 +561,8 @@ fn bench(c: &mut Criterion) {
     for name in ["distilgpt2", "gpt2"] {
         let cfg = ModelConfig::named(name).unwrap();
         let mut model = Model::new(&t, cfg.clone(), ModelWeights::synthetic(&t, &cfg, 2).unwrap()).unwrap();
+        // Packed where the GPU and RIGHTSIZE_PACK say (the layered step's layout).
+        let packs = model.packed();
         let mut ws = model.workspace(&t, BATCH, SEQ + NEW).unwrap();
         let prompts: Vec<u32> =
             (0..BATCH * SEQ).map(|i| (i * 7919) % cfg.vocab).chain(std::iter::repeat(0)).take(ws.ids.len()).collect();
@@ -595,9 +597,11 @@ fn bench(c: &mut Criterion) {
             };
             for (&path, mode) in paths.iter().flat_map(|p| [(p, Mode::Eager), (p, Mode::Plan)]) {
                 model.set_decode_path(path);
-                // The decoder kernel reads row-major weights; the layered step its default layout.
-                if backend == GemmBackend::Rightsize {
-                    model.set_packed(&t, path == DecodePath::Layered).unwrap();
+                // The decoder kernel reads row-major weights, the layered step the default
+                // layout; a workspace's decoder table names the weights it was made for.
+                if backend == GemmBackend::Rightsize && model.packed() != (packs && path == DecodePath::Layered) {
+                    model.set_packed(&t, packs && path == DecodePath::Layered).unwrap();
+                    ws = model.workspace(&t, BATCH, SEQ + NEW).unwrap();
                 }
                 let plan = (mode == Mode::Plan).then(|| model.capture_decode_step(&t, &ws, BATCH).unwrap());
                 let step_name = format!(

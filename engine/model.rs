@@ -182,8 +182,10 @@ impl MemoryNeed {
         if c.family == Family::Llama {
             // RoPE inverse frequencies, f32.
             weights += 4 * u64::from(c.head_dim / 2);
-            // Packed where the GPU allows (`Model::relayout`): counted wherever it could be, so
-            // a check made before the GPU is known holds on any.
+        }
+        if c.family != Family::Bert {
+            // A decoder's weights are packed where the GPU allows (`Model::relayout`): counted
+            // wherever they could be, so a check made before the GPU is known holds on any.
             let (layer, head) = gemm_shapes(c);
             let packs = |&(n, k): &(u32, u32)| packs_decode_weights(k).then(|| 2 * PackParams::packed_len(n, k));
             let pad = |nk: &(u32, u32)| packs(nk).map_or(0, |p| p - 2 * u64::from(nk.0) * u64::from(nk.1));

@@ -147,11 +147,11 @@ typedef struct CopyU32Params {
  *  pack_tiles_f16, each stage one 1-D bulk copy of a tile's chunk (RS_GEMM_P_KC columns, or
  *  all of a shorter K); a consumer lane keeps its fragments of A in registers, up to
  *  RS_GEMM_P_MAX_K columns at a time (twice that in two halves, each loaded again for every
- *  unit), so K is RS_GEMM_P_MIN_K (one chunk of 768 columns, GPT-2's width) or a multiple of
- *  RS_GEMM_P_KC up to RS_GEMM_P_MAX_K, or twice such a K. Threads, consumers and ring:
- *  RS_GEMM_D_*. */
+ *  unit), so K is RS_GEMM_P_SHORT_K (one chunk of 768 columns, GPT-2's width), a multiple of
+ *  RS_GEMM_P_KC up to RS_GEMM_P_MAX_K, or 6,144 or 8,192 (two halves). Threads, consumers and
+ *  ring: RS_GEMM_D_*. */
 #define RS_GEMM_P_KC 1024
-#define RS_GEMM_P_MIN_K 768
+#define RS_GEMM_P_SHORT_K 768
 #define RS_GEMM_P_MAX_K 4096
 /** Small tile: 64x64, 4 warps (decode-sized M). */
 #define RS_GEMM_S_BM 64

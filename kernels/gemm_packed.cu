@@ -14,7 +14,8 @@
 // Claims:     not read, as the streamed kernel (the producer runs a ring ahead across units).
 // Why:        at decode sizes reading B is the whole cost, and ~48 SMs can read HBM at the
 //             copy's rate only if each takes ~85 GB/s. Here a stage is one 1-D bulk copy of a
-//             tile's RS_GEMM_P_KC columns (32 KiB) and nothing else: every consumer warp uses the
+//             tile's chunk (RS_GEMM_P_KC columns, 32 KiB; or all of a shorter K) and nothing
+//             else: every consumer warp uses the
 //             same K slices of A in every unit (w, w + 8, …), so each lane loads its 16 bytes of
 //             each of them once, into registers, normalised there once when the norm is fused.
 //             Beyond RS_GEMM_P_MAX_K (Llama-3.2-1B's down projection, K = 8,192) a lane holds
@@ -28,23 +29,25 @@
 //             kernel, copying A with every stage through tensor maps, read 63%
 //             (docs/kernels-h200.md).
 // Block:      8 consumer warps and a producer warp; the producer's first thread fills a ring of
-//             32 KiB stages (its full barrier armed with the bytes), a whole ring ahead across
+//             stages of a chunk (its full barrier armed with the bytes), a whole ring ahead across
 //             units. With p.b_stable the first stages are requested before the wait for the
 //             previous kernel (PDL), which may still be writing A.
 // Method:     the skinny kernel's, in the same order (kernels/skinny.cuh): Cᵀ on tensor cores,
 //             32-wide K slices, warp w taking slices w, w + 8, …, the warps' sums added in warp
 //             order, rs::gemm_store's epilogue. So the output has the same bits as the skinny
 //             and the streamed kernels', on any grid.
-// Layout:     a stage is the chunk as packed: rows 0–7, then rows 8–15, each as 32 atoms (a
+// Layout:     a stage is the chunk as packed: rows 0–7, then rows 8–15, each as 32 atoms (24 at
+//             K = 768) (a
 //             slice of 32 columns × 8 rows, 512 bytes, its 16-byte pieces swizzled: piece p of row
 //             r at p ^ (r / 2 % 4)). Lane (g, q) reads piece q of row g of a slice in the first half
 //             and of row g in the second (rows g and g + 8 of the tile): the 8 lanes of a quarter
 //             warp read two whole rows, 128 consecutive bytes, without bank conflict.
-// Shapes:     M ≤ 8, batch 1; K = RS_GEMM_P_MIN_K (768: one chunk of 24 slices, 24 KiB a
-//             stage) or a multiple of RS_GEMM_P_KC up to RS_GEMM_P_MAX_K, or twice such a K (a
-//             lane holds up to RS_GEMM_P_MAX_K / 256 slices of A, 4 registers each; the kernel
-//             takes 168 registers, the streamed one 87); lda a multiple of 8; A and the packed B
-//             16-byte aligned.
+// Shapes:     M ≤ 8, batch 1. gemm_f16_packed_m8: K of 2 to 4 chunks of RS_GEMM_P_KC, or 6,144
+//             and 8,192 in two halves (a lane holds up to RS_GEMM_P_MAX_K / 256 slices of A, 4
+//             registers each; 168 registers, the streamed kernel 87); gemm_f16_packed_short_m8:
+//             K of one chunk, RS_GEMM_P_SHORT_K (768: 24 slices, 24 KiB a stage) or
+//             RS_GEMM_P_KC (95 registers). lda a multiple of 8; A and the packed B 16-byte
+//             aligned.
 // Only sm_90a has bulk copies to shared memory here; elsewhere the kernel traps (never picked).
 // Reference:  kernels/reference.rs::gemm (and ::pack_tiles for the layout).
 #include "common.cuh"
@@ -64,18 +67,19 @@ constexpr unsigned SLICE = RS_GEMM_D_SLICE;
 constexpr unsigned ROW_BYTES = SLICE * 2;
 constexpr unsigned ATOM = 8 * ROW_BYTES;  // a slice of 8 rows
 static_assert(RS_GEMM_D_THREADS == 32 * (WARPS + 1), "consumers and one producer warp");
+constexpr unsigned CHUNK_SLICES = RS_GEMM_P_KC / SLICE;  // slices of a full chunk
 
 // A lane holds S slices of A at a time: a part of K of 256·S columns, PART stages of a chunk
-// of CHUNK_SLICES slices (RS_GEMM_P_KC columns, or all of a shorter K). K = 256·S (the whole
+// of CS slices (RS_GEMM_P_KC columns, or all of a shorter K). K = 256·S (the whole
 // of K in registers for every unit), or several parts, each loaded again for every unit (from
 // L2: A is at most 8 rows) while the producer keeps the ring full.
-template <unsigned S, unsigned CHUNK_SLICES = RS_GEMM_P_KC / SLICE>
+template <unsigned S, unsigned CS = CHUNK_SLICES>
 __device__ __forceinline__ void packed_gemm(const GemmParams& p, unsigned char* smem, float* red, float2* stats) {
-    constexpr unsigned WARP_SLICES = CHUNK_SLICES / WARPS;  // a warp's slices a stage
-    constexpr unsigned STAGE = CHUNK_SLICES * SLICE * BN * 2;  // bytes a stage: a tile's chunk
+    constexpr unsigned WARP_SLICES = CS / WARPS;      // a warp's slices a stage
+    constexpr unsigned STAGE = CS * SLICE * BN * 2;   // bytes a stage: a tile's chunk
     constexpr unsigned STAGES = RS_GEMM_D_RING_BYTES / STAGE;
-    constexpr unsigned HALF = CHUNK_SLICES * ATOM;  // a chunk's rows 0–7 (or 8–15)
-    static_assert(CHUNK_SLICES % WARPS == 0, "every warp has as many slices in each stage");
+    constexpr unsigned HALF = CS * ATOM;              // a chunk's rows 0–7 (or 8–15)
+    static_assert(CS % WARPS == 0, "every warp has as many slices in each stage");
     static_assert(STAGES >= 2 && STAGES <= RS_GEMM_D_MAX_STAGES, "the ring and its barriers");
     constexpr unsigned PART = S / WARP_SLICES;
     static_assert(S % WARP_SLICES == 0, "whole chunks");
@@ -203,16 +207,16 @@ RS_KERNEL void __launch_bounds__(RS_GEMM_D_THREADS, 1) gemm_f16_packed_m8(const 
 #endif
 }
 
-// K of one chunk: RS_GEMM_P_MIN_K (768, GPT-2's width: 24 slices, 24 KiB a stage) or
+// K of one chunk: RS_GEMM_P_SHORT_K (768, GPT-2's width: 24 slices, 24 KiB a stage) or
 // RS_GEMM_P_KC (1,024).
 RS_KERNEL void __launch_bounds__(RS_GEMM_D_THREADS, 1)
     gemm_f16_packed_short_m8(const __grid_constant__ GemmParams p, RS_TICKET t) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     __shared__ float red[WARPS * BN * 8];
     __shared__ float2 stats[8];
-    static_assert(RS_GEMM_P_MIN_K == 3 * 256, "the cases below");
+    static_assert(RS_GEMM_P_SHORT_K == 3 * 256, "the cases below");
     switch (p.k) {
-        case RS_GEMM_P_MIN_K: packed_gemm<3, 24>(p, rs_gemm_p_smem, red, stats); break;
+        case RS_GEMM_P_SHORT_K: packed_gemm<3, 24>(p, rs_gemm_p_smem, red, stats); break;
         case RS_GEMM_P_KC: packed_gemm<4>(p, rs_gemm_p_smem, red, stats); break;
         default: __trap();  // the params' check refuses other K
     }

@@ -162,8 +162,10 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
     const auto load_b = [&](int kb, unsigned n0, int s) {
         const unsigned b = base + s * STAGE_BYTES + BM * BK * 2;
         if (p.b_layout == RS_B_TILES) {
-            // Packed B: the two slices of this K step, both halves of the BN / 16 tiles.
-            const int slices = packed_chunk(p.k) / 32;
+            // Packed B: the two slices of this K step, both halves of the BN / 16 tiles. Where
+            // K is one chunk shorter than RS_GEMM_P_KC (768), 2·kb < its slices: (2·kb, 0)
+            // all the same.
+            const int slices = RS_GEMM_P_KC / 32;
             tma_load_5d(b, &tp.map_b, 0, (2 * kb) % slices, 0, 2 * kb / slices, (int)(n0 / 16), full + 8 * s);
         } else {
             tma_load(b, &tp.map_b, kb * BK, (int)n0, full + 8 * s);

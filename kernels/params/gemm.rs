@@ -60,7 +60,7 @@ impl Params for GemmParams {
         if k == KernelId::GemmPackedShort8 {
             ensure(packed_decode_kernel(self.k).is_some_and(|p| p.id() == k), k, || {
                 format!(
-                    "K = {} must be one chunk, {RS_GEMM_P_MIN_K} or {RS_GEMM_P_KC} (a lane keeps its slices of A in \
+                    "K = {} must be one chunk, {RS_GEMM_P_SHORT_K} or {RS_GEMM_P_KC} (a lane keeps its slices of A in \
                      registers; longer K: {})",
                     self.k,
                     KernelId::GemmPacked8
@@ -104,13 +104,13 @@ fn reads_packed_decode(k: KernelId) -> bool {
 }
 
 /// The decode GEMM on packed weights (sm_90, M ≤ 8) for weights of `k` columns, if one takes
-/// them: `gemm_f16_packed_short_m8` for one chunk (RS_GEMM_P_MIN_K = 768, or RS_GEMM_P_KC),
+/// them: `gemm_f16_packed_short_m8` for one chunk (RS_GEMM_P_SHORT_K = 768, or RS_GEMM_P_KC),
 /// `gemm_f16_packed_m8` for two to four chunks or twice such a K (A's slices in two halves).
 /// Two kernels, so that each one's machine code is compiled for its own cases.
 pub fn packed_decode_kernel(k: u32) -> Option<Kernel<GemmParams>> {
     let chunks = |k: u32| k % RS_GEMM_P_KC == 0 && (2 * RS_GEMM_P_KC..=RS_GEMM_P_MAX_K).contains(&k);
     match k {
-        RS_GEMM_P_MIN_K | RS_GEMM_P_KC => Some(GEMM_PACKED_SHORT_8),
+        RS_GEMM_P_SHORT_K | RS_GEMM_P_KC => Some(GEMM_PACKED_SHORT_8),
         _ if chunks(k) || (k % 2 == 0 && k > RS_GEMM_P_MAX_K && chunks(k / 2)) => Some(GEMM_PACKED_8),
         _ => None,
     }
@@ -130,8 +130,8 @@ pub fn packed_chunk(k: u32) -> Option<u32> {
 }
 
 /// Whether a decode GEMM on packed weights ([`packed_decode_kernel`], sm_90) takes weights of
-/// `k` columns: RS_GEMM_P_MIN_K (768, one chunk), a multiple of RS_GEMM_P_KC up to
-/// RS_GEMM_P_MAX_K, or twice such a K (A's slices in two halves). An engine
+/// `k` columns: RS_GEMM_P_SHORT_K (768, one chunk), a multiple of RS_GEMM_P_KC up to
+/// RS_GEMM_P_MAX_K, or 6,144 and 8,192 (A's slices in two halves). An engine
 /// packs such weights at load ([`PackParams`], `pack_tiles_f16`) and runs their decode GEMMs
 /// (M ≤ 8) on it; their prefill GEMMs read them too (the wgmma GEMMs' packed view), the
 /// others need the row-major weights.
@@ -179,8 +179,8 @@ impl GemmParams {
         GemmParams { a, b, c, m, n, k, batch: 1, lda: k, ldb: k, ldc: n, ldr: n, ..Default::default() }
     }
 
-    /// B packed (`RS_B_TILES`): read by the wgmma GEMMs and the packed decode GEMM, which
-    /// needs it; packed weights have K a whole number of RS_GEMM_P_KC-column chunks and K a
+    /// B packed (`RS_B_TILES`): read by the wgmma GEMMs and the packed decode GEMMs, which
+    /// need it; packed weights have K a whole number of chunks ([`packed_chunk`]) and K a
     /// row. (The tensor maps are encoded for `b_layout`: params of one layout with the maps of
     /// the other are not made by `runtime::gemm_tma_params`.)
     fn check_layout(&self, k: KernelId) -> Result<(), ParamError> {
@@ -581,6 +581,8 @@ mod tests {
         assert!(pack.check(KernelId::PackTiles).is_ok());
         let bad = |p: PackParams| p.check(KernelId::PackTiles).unwrap_err().reason;
         assert!(bad(PackParams { k: 1056, ..pack }).contains("multiple of 1024"));
+        assert!(PackParams { k: 768, ..pack }.check(KernelId::PackTiles).is_ok(), "one chunk of 768");
+        assert!(bad(PackParams { k: 800, ..pack }).contains("of 256"));
         assert!(bad(PackParams { n: 0, ..pack }).contains("n = 0"));
         assert!(bad(PackParams { dst: (1 << 24) + 64, ..pack }).contains("overlaps"));
         assert!(bad(PackParams { dst: (1 << 24) - tiles + 16, ..pack }).contains("overlaps"));
@@ -607,6 +609,13 @@ mod tests {
         assert_eq!(strides, vec![512, 16384, 32768, 4096 * 32]);
         assert_eq!(boxes, vec![256, 2, 2, 1, 4]);
         assert_eq!(boxes.iter().product::<u32>() * 2, 64 * 128, "a K step of the tile's rows");
+        // K of one chunk shorter than RS_GEMM_P_KC (768): 24 slices, one chunk.
+        let g = GemmParams { b_layout: RS_B_TILES, ..GemmParams::dense(256, 512, 1024, 200, 100, 768) };
+        let [_, b] = GemmTmaParams::map_specs(&g, GEMM_WGMMA_NARROW).unwrap();
+        let (dims, strides, boxes) = b.view();
+        assert_eq!(dims, vec![256, 24, 2, 1, 7]);
+        assert_eq!(strides, vec![512, 12288, 24576, 768 * 32]);
+        assert_eq!(boxes, vec![256, 2, 2, 1, 4]);
     }
 
     #[test]

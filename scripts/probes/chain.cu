@@ -45,6 +45,12 @@ namespace {
 using rs::u64;
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+// A full chunk's stages, as gemm_packed.cu's packed_gemm lays them out for K of whole chunks.
+constexpr unsigned WARP_SLICES = CHUNK_SLICES / WARPS;  // a warp's slices a stage
+constexpr unsigned STAGE = RS_GEMM_P_KC * BN * 2;       // bytes a stage: a tile's chunk
+constexpr unsigned STAGES = RS_GEMM_D_RING_BYTES / STAGE;
+constexpr unsigned HALF = CHUNK_SLICES * ATOM;  // a chunk's rows 0–7 (or 8–15)
+
 __device__ __forceinline__ void release_add(unsigned* p, unsigned v) {
     asm volatile("red.release.gpu.global.add.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
 }

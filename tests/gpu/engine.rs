@@ -48,9 +48,10 @@ fn encoder_matches_reference() {
     assert!(err <= 2e-2, "{err}");
 }
 
-/// A Llama-family model whose GEMM weights all have K = 2048 or 8192 (packed on sm_90: the decode
-/// GEMMs on gemm_f16_packed_m8, prefill's wgmma GEMMs on the packed view) generates the same
-/// tokens and logits, bit for bit, as with its weights row-major, eagerly and from plans.
+/// A Llama-family model whose GEMM weights all have K = 2048 or 8192, and GPT-2-shaped ones
+/// (K = 768 and 3,072; 1,024 and 4,096), packed on sm_90 (the decode GEMMs on the packed decode
+/// GEMMs, prefill's wgmma GEMMs on the packed view), generate the same tokens and logits, bit
+/// for bit, as with their weights row-major, eagerly and from plans.
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn packed_weights_give_the_same_bits_as_row_major() {

@@ -190,7 +190,7 @@ fn gemm_shapes_match_reference(test: &str, shapes: &[(usize, usize, usize)]) {
             // The Hopper kernels (TMA + wgmma) on sm_90, at every M, and the streamed one.
             if rt.device().info().compute_capability == (9, 0) {
                 // B packed too (whole chunks of K): the same bits as from row-major B.
-                let packed = (kk % RS_GEMM_P_KC as usize == 0).then(|| pack_on_device(&rt, &p, &b, false));
+                let packed = k::packed_chunk(kk as u32).is_some().then(|| pack_on_device(&rt, &p, &b, false));
                 for kernel in k::HOPPER_PREFILL_GEMMS.into_iter().chain(k::HOPPER_SMALL_GEMMS) {
                     let tp = rightsize::runtime::gemm_tma_params(&p, kernel).unwrap();
                     let what = format!("{} {m}x{n}x{kk} {name}", kernel.id());
@@ -966,8 +966,15 @@ fn gate_up_pairs_give_the_bits_of_a_gemm_then_swiglu() {
     }
     let mut rng = fresh_rng("gate/up pairs");
     // With the decode GEMM's fused RMSNorm, as the engine runs it (M ≤ 8), and without.
-    let shapes =
-        [(8usize, 1000usize, 2048usize, true), (3, 2048, 4096, true), (1, 504, 3072, false), (4, 256, 8192, true)];
+    // K of one chunk (1,024; 768) on the short kernel, the rest on gemm_f16_packed_m8.
+    let shapes = [
+        (8usize, 1000usize, 2048usize, true),
+        (3, 2048, 4096, true),
+        (1, 504, 3072, false),
+        (4, 256, 8192, true),
+        (8, 512, 1024, true),
+        (2, 264, 768, false),
+    ];
     for (m, ffn, kk, rms) in shapes.into_iter().chain([(130, 1000, 2048, false)]) {
         let n = 2 * ffn;
         let a = rand_f16(&mut rng, m * kk, -1.0, 1.0);
