@@ -657,3 +657,19 @@ impl Model {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_need_counts_a_decoders_packing() {
+        // GPT-2's largest packed matrix is its tied head (the token embedding, padded to whole
+        // tiles of 16 rows): copied once more while it is rewritten.
+        let gpt2 = MemoryNeed::of(&ModelConfig::named("gpt2").unwrap(), 8, 192);
+        assert_eq!(gpt2.load, 2 * PackParams::packed_len(50257, 768));
+        assert_eq!(gpt2.peak(), gpt2.total() + gpt2.load);
+        assert!(MemoryNeed::of(&ModelConfig::named("llama-3.2-1b").unwrap(), 8, 192).load > 0);
+        assert_eq!(MemoryNeed::of(&ModelConfig::named("bert-base").unwrap(), 8, 128).load, 0, "encoders keep rows");
+    }
+}

@@ -163,8 +163,8 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
         const unsigned b = base + s * STAGE_BYTES + BM * BK * 2;
         if (p.b_layout == RS_B_TILES) {
             // Packed B: the two slices of this K step, both halves of the BN / 16 tiles. Where
-            // K is one chunk shorter than RS_GEMM_P_KC (768), 2·kb < its slices: (2·kb, 0)
-            // all the same.
+            // K is one chunk shorter than RS_GEMM_P_KC (768), 2·kb + 1 < K / 32 < 32: the
+            // coordinates are (2·kb, 0) all the same.
             const int slices = RS_GEMM_P_KC / 32;
             tma_load_5d(b, &tp.map_b, 0, (2 * kb) % slices, 0, 2 * kb / slices, (int)(n0 / 16), full + 8 * s);
         } else {
