@@ -599,8 +599,9 @@ fn bench(c: &mut Criterion) {
                 model.set_decode_path(path);
                 // The decoder kernel reads row-major weights, the layered step the default
                 // layout; a workspace's decoder table names the weights it was made for.
-                if backend == GemmBackend::Rightsize && model.packed() != (packs && path == DecodePath::Layered) {
-                    model.set_packed(&t, packs && path == DecodePath::Layered).unwrap();
+                let pack = packs && path == DecodePath::Layered;
+                if backend == GemmBackend::Rightsize && model.packed() != pack {
+                    model.set_packed(&t, pack).unwrap();
                     ws = model.workspace(&t, BATCH, SEQ + NEW).unwrap();
                 }
                 let plan = (mode == Mode::Plan).then(|| model.capture_decode_step(&t, &ws, BATCH).unwrap());

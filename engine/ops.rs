@@ -221,11 +221,12 @@ fn linear_with(
     let info = t.runtime().device().info();
     // Tiles for the SMs the GEMM will get, so a partition does not pay a whole device's waves.
     let hopper = hopper_gemm(m, n, kk, info.compute_capability, t.sms_hint());
-    let own = match decode {
-        true => packed_decode_kernel(kk).ok_or_else(|| {
+    let own = if decode {
+        packed_decode_kernel(kk).ok_or_else(|| {
             EngineError::Shape(format!("packed {n}×{kk} weights: no packed decode GEMM takes K = {kk}"))
-        })?,
-        false => gemm_kernel(m),
+        })?
+    } else {
+        gemm_kernel(m)
     };
     let hopper = hopper.filter(|_| !decode);
     if packed && (backend != GemmBackend::Rightsize || (m > 8 && hopper.is_none())) {

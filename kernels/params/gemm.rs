@@ -46,24 +46,16 @@ impl Params for GemmParams {
             let s = RS_GEMM_D_SLICE;
             ensure(self.k % s == 0, k, || format!("K = {} must be a multiple of its {s}-column slices", self.k))?;
         }
-        if k == KernelId::GemmPacked8 {
+        if reads_packed_decode(k) {
             ensure(packed_decode_kernel(self.k).is_some_and(|p| p.id() == k), k, || {
                 format!(
-                    "K = {} must be a multiple of {RS_GEMM_P_KC} from {} to {RS_GEMM_P_MAX_K}, or twice such a K \
-                     (a lane keeps its slices of A in registers, at most in two halves; one chunk: {})",
+                    "K = {} is not this kernel's: {} takes one chunk ({RS_GEMM_P_SHORT_K} or {RS_GEMM_P_KC}), {} a \
+                     multiple of {RS_GEMM_P_KC} from {} to {RS_GEMM_P_MAX_K}, 6144 or 8192 (a lane keeps its slices of \
+                     A in registers, at most in two halves)",
                     self.k,
-                    2 * RS_GEMM_P_KC,
-                    KernelId::GemmPackedShort8
-                )
-            })?;
-        }
-        if k == KernelId::GemmPackedShort8 {
-            ensure(packed_decode_kernel(self.k).is_some_and(|p| p.id() == k), k, || {
-                format!(
-                    "K = {} must be one chunk, {RS_GEMM_P_SHORT_K} or {RS_GEMM_P_KC} (a lane keeps its slices of A in \
-                     registers; longer K: {})",
-                    self.k,
-                    KernelId::GemmPacked8
+                    KernelId::GemmPackedShort8,
+                    KernelId::GemmPacked8,
+                    2 * RS_GEMM_P_KC
                 )
             })?;
         }
