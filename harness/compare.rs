@@ -613,9 +613,7 @@ fn finished_run(
             let interposed = interposed.next().flatten();
             let solo = report.solo(&s.solo_key(i, mode.plan));
             let Some(metrics) = TenantMetrics::of(&samples, solo, spec.slo_ms) else {
-                if !samples.is_empty() || failure.is_some() {
-                    unserved.push(unserved_line(&spec.label(), &samples, failure.as_deref()));
-                }
+                unserved.push(unserved_line(&spec.label(), &samples, failure.as_deref()));
                 return None;
             };
             let decoder = ModelConfig::named(&spec.model).map(|c| c.is_decoder()).unwrap_or(false);

@@ -749,6 +749,9 @@ pub(crate) mod tests {
             s.contains("- mps: gpt2: served none of its counted requests (1 failed, 0 shed); the first failure: an injected kernel fault"),
             "{s}"
         );
+        // One that counted nothing is named too, not left out without a word.
+        r.runs[0].unserved.push(super::super::results::unserved_line("bert-base", &[], None));
+        assert!(summary(&r).contains("- mps: bert-base: counted no requests"), "{}", summary(&r));
     }
 
     #[test]

@@ -79,9 +79,9 @@ pub struct RunResult {
     /// resuming).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outages_s: Vec<f64>,
-    /// Tenants that counted requests but served none of them (every one failed or was shed),
-    /// so they have no latency or throughput and are not in `tenants`: a line each, with
-    /// what failed.
+    /// Tenants that served none of their counted requests (every one failed or was shed) or
+    /// counted none, so they have no latency or throughput and are not in `tenants`: a line
+    /// each, with what failed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unserved: Vec<String>,
 }
@@ -105,8 +105,14 @@ impl RunResult {
 }
 
 /// The line of [`RunResult::unserved`] for a tenant labelled `label` that counted `samples`
-/// (none served) and first failed with `failure`.
+/// (none served) and first failed with `failure`, or counted none.
 pub(crate) fn unserved_line(label: &str, samples: &[Sample], failure: Option<&str>) -> String {
+    if samples.is_empty() && failure.is_none() {
+        return format!(
+            "{label}: counted no requests (the run ended before every tenant had issued its warm-up, \
+             or before this tenant's first counted request)"
+        );
+    }
     let failed = samples.iter().filter(|s| s.failed).count();
     let shed = samples.iter().filter(|s| s.shed).count();
     let mut line = format!("{label}: served none of its counted requests ({failed} failed, {shed} shed)");

@@ -584,6 +584,20 @@ impl Scenario {
         }
         for (i, t) in self.tenants.iter().enumerate() {
             t.validate().with_context(|| format!("tenant {i} ({})", t.model))?;
+            // Counting starts once every tenant has issued its warm-up: an open loop whose
+            // warm-up takes, on average, the whole run leaves every tenant nothing to count.
+            if let (Some(rate), Some(d)) = (t.rate, self.duration_s) {
+                let warm_s = f64::from(self.warmup) / rate;
+                if warm_s >= d {
+                    bail!(
+                        "tenant {i} ({}) issues its {} warm-up requests at {rate}/s in about {warm_s:.2} s, \
+                         no sooner than duration_s = {d} ends the run: nothing would be counted \
+                         (lower warmup, or raise rate or duration_s)",
+                        t.model,
+                        self.warmup
+                    );
+                }
+            }
         }
         if self.is_torch() && self.tenants.iter().any(|t| t.engine != Engine::Torch) {
             bail!("PyTorch tenants share a scenario only with PyTorch tenants (engine = \"torch\" on every tenant)");

@@ -149,6 +149,10 @@ fn bad_scenarios_say_what_is_wrong() {
             "[[scenario]]\nname = \"a\"\nmodes = [\"mig\"]\n[[scenario.tenant]]\nmodel = \"gpt2\"\n",
             "unknown mode",
         ),
+        (
+            "[[scenario]]\nname = \"a\"\nwarmup = 3\nduration_s = 1.5\n[[scenario.tenant]]\nmodel = \"gpt2\"\nrate = 2.0\n",
+            "nothing would be counted",
+        ),
     ];
     for (text, want) in cases {
         let e = format!("{:#}", ScenarioFile::parse(text, "t.toml").unwrap_err());
