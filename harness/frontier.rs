@@ -34,20 +34,6 @@ pub fn topology(p: &Profile, sm_count: u32) -> Option<Topology> {
     Some(Topology { groups: largest / g, granularity: g, rest_sms: sm_count - largest })
 }
 
-/// A request's times beside the profiler's co-runner (`Profile::request_us_beside`) at the
-/// SM counts where the co-runner ran, and alone on the whole device (where there is no rest of
-/// the device for it): points measured alone elsewhere are left out, not mixed in.
-pub fn beside_times(p: &Profile, new_tokens: u32) -> Vec<(u32, f64)> {
-    let whole = p.request_curve.iter().map(|q| q.sms).max();
-    // `request_us_beside` gives a time for each point of the curve, in its order.
-    p.request_curve
-        .iter()
-        .zip(p.request_us_beside(new_tokens))
-        .filter(|(q, _)| q.co_us > 0.0 || Some(q.sms) == whole)
-        .map(|(_, time)| time)
-        .collect()
-}
-
 /// The split of `topo`'s groups (at least one a tenant; at most one window with the SMs
 /// outside them) with the highest STP among those that keep every tenant at `floor` or more
 /// of its solo speed; `None` where no split does. Exact: a knapsack over groups, tenant by
@@ -192,7 +178,7 @@ mod tests {
         ];
         assert_eq!(topology(&p, 20), Some(TOPO));
         // 16 SMs was not measured beside the co-runner: not read as if it were.
-        assert_eq!(beside_times(&p, 1), vec![(8, 600.0), (20, 100.0)]);
+        assert_eq!(p.request_us_beside(1), vec![(8, 600.0), (20, 100.0)]);
     }
 
     #[test]

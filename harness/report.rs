@@ -114,7 +114,7 @@ fn frontier_section(r: &Report, sc: &Scenario, dir: &Path, profiles: &Path) -> R
             Speeds::from_times(&times, &topo).ok_or_else(|| format!("{}: too few request times", path.display()))
         };
         idle.push(speeds(p.request_us(t.new_tokens))?);
-        beside.push(speeds(frontier::beside_times(&p, t.new_tokens))?);
+        beside.push(speeds(p.request_us_beside(t.new_tokens))?);
     }
     let Some(topo) = topo else { return Ok(None) };
     let names: Vec<String> = closed.iter().map(|t| t.label()).collect();

@@ -8,7 +8,7 @@ use anyhow::{bail, Context as _};
 
 use super::scenario::TenantSpec;
 use crate::engine::{checkpoint, Model, ModelConfig, ModelWeights, Workspace};
-use crate::profiler::{median, prefix_pool, profile_launches, CoRunner, Options, Profile, RequestPoint};
+use crate::profiler::{median, prefix_pool, profile_launches, rest_pool, CoRunner, Options, Profile, RequestPoint};
 use crate::runtime::{
     Device, EventTimer, GroupRange, PartitionSupport, Placement, Plan, PlanSet, Runtime, Tenant, UnitOrder,
 };
@@ -176,8 +176,10 @@ pub fn profile_model(
 ) -> anyhow::Result<Profiled> {
     check_profile_args(source, batch, seq, opts)?;
     let info = device.info().clone();
-    let (granularity, groups) = match &info.partitions {
-        PartitionSupport::Supported { granularity, groups, .. } => (*granularity, *groups),
+    let (granularity, groups, rest_sms) = match &info.partitions {
+        PartitionSupport::Supported { granularity, groups, remaining_sms, .. } => {
+            (*granularity, *groups, *remaining_sms)
+        }
         PartitionSupport::Unsupported { reason } => bail!("cannot profile without SM partitions: {reason}"),
     };
     // Profiles time the plain builds of the kernels, which their kernel hash names
@@ -216,15 +218,27 @@ pub fn profile_model(
     let sweep = unsafe { profile_launches(&rt, &launches, &sized, opts, progress) }?;
     let request = model.describe_request(batch, seq);
     let mut profile = Profile::new(&info, granularity, &model.config().name, &request, opts, sweep);
-    profile.request_curve = request_curve(&rt, &model, &ws, batch, seq, opts)?;
+    profile.request_curve = request_curve(&rt, &model, &ws, batch, seq, opts, true)?;
+    if rest_sms > 0 && groups > 1 {
+        // The windows a layout's last tenant gets take the SMs outside the groups too: the
+        // request on each of those sizes, on a runtime whose pool has them (alone only: the
+        // co-runner's windows run to the device's end).
+        let at_end = Runtime::new(Device::open(info.ordinal)?, &rest_pool(granularity, groups))?;
+        let at_end = Arc::new(at_end.with_units(UnitOrder::Plain));
+        let alone = Options { beside: false, ..opts };
+        profile.request_curve.extend(request_curve(&at_end, &model, &ws, batch, seq, alone, false)?);
+        rt.device().bind()?;
+        profile.request_curve.sort_by_key(|p| p.sms);
+    }
     Ok(Profiled { profile, launches: launches.len(), seconds: started.elapsed().as_secs_f64() })
 }
 
-/// The request on every partition of `rt`'s pool and on the whole device, ascending SMs: a
-/// tenant placed there runs it (so its kernels are chosen for those SMs); medians of `repeats`
-/// timed runs after one to warm up. A decoder's prefill and one decode step are timed apart.
-/// On each partition smaller than the device it is timed again beside a co-runner that
-/// streams memory on the rest of the device ([`CoRunner`]).
+/// The request on every partition of `rt`'s pool and, with `whole`, on the whole device,
+/// ascending SMs: a tenant placed there runs it (so its kernels are chosen for those SMs);
+/// medians of `repeats` timed runs after one to warm up. A decoder's prefill and one decode
+/// step are timed apart. With `beside`, on each partition smaller than the device that leaves
+/// groups after it, it is timed again beside a co-runner that streams memory there
+/// ([`CoRunner`]).
 fn request_curve(
     rt: &Arc<Runtime>,
     model: &Model,
@@ -232,11 +246,12 @@ fn request_curve(
     batch: u32,
     seq: u32,
     Options { repeats, beside, .. }: Options,
+    whole: bool,
 ) -> anyhow::Result<Vec<RequestPoint>> {
     let timer = EventTimer::new(rt.device())?;
     let co = if beside { CoRunner::new(rt)? } else { None };
     let mut out = Vec::with_capacity(rt.pool().len());
-    for (id, part) in rt.pool().iter() {
+    for (id, part) in rt.pool().iter().filter(|(_, p)| whole || !p.is_whole_device()) {
         let t = Tenant::new(rt.clone(), 0, Placement::on(id))?;
         let (us, step_us) = time_request(&timer, &t, model, ws, (batch, seq), repeats, &mut |_| Ok(()))?;
         let mut point = RequestPoint { sms: part.sms(), us, step_us, co_us: 0.0, co_step_us: 0.0 };

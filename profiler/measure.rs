@@ -213,6 +213,21 @@ pub fn prefix_pool(granularity: u32, groups: u32) -> crate::runtime::PoolSpec {
     }
 }
 
+/// The windows a layout's last tenant gets: the last 1, 2, …, `groups - 1` groups, each with
+/// the SMs the split leaves outside its groups (`rest`), so a request curve holds the very
+/// sizes those windows take instead of reading them between group counts (a step in a curve,
+/// e.g. a GEMM of 48 work units on 44 SMs, lies between them).
+pub fn rest_pool(granularity: u32, groups: u32) -> crate::runtime::PoolSpec {
+    crate::runtime::PoolSpec {
+        partitions: (1..groups)
+            .map(|first| crate::runtime::PartitionRequest { first_group: first, sms: (groups - first) * granularity })
+            .collect(),
+        priorities: Vec::new(),
+        lanes: 1,
+        rest: true,
+    }
+}
+
 impl Profile {
     /// A profile of `kernels` measured on `info`.
     pub fn new(
@@ -242,5 +257,20 @@ impl Profile {
         };
         p.kernel_image_hash = p.kernels_hash();
         p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::PartitionRequest;
+
+    #[test]
+    fn the_rest_pool_has_every_window_from_a_group_to_the_end_short_of_the_whole_split() {
+        let p = rest_pool(8, 4);
+        assert!(p.rest, "each window reaches the last group and so takes the SMs outside the groups");
+        let want = [(1, 24), (2, 16), (3, 8)].map(|(first_group, sms)| PartitionRequest { first_group, sms });
+        assert_eq!(p.partitions, want);
+        assert!(rest_pool(8, 1).partitions.is_empty(), "one group: its window with the rest is the device");
     }
 }

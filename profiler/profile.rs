@@ -164,8 +164,10 @@ impl Profile {
         self.request_times(new_tokens, false)
     }
 
-    /// As [`Profile::request_us`], beside the co-runner on the rest of the device where it
-    /// was measured (the whole device, and any point without it, alone).
+    /// As [`Profile::request_us`], beside the co-runner on the rest of the device: at the SM
+    /// counts where the co-runner ran, and alone on the whole device (where there is no rest
+    /// of the device for it); points measured alone elsewhere (the partition of every group,
+    /// the windows that take the SMs outside the groups) are left out, not mixed in.
     pub fn request_us_beside(&self, new_tokens: u32) -> Vec<(u32, f64)> {
         self.request_times(new_tokens, true)
     }
@@ -189,7 +191,9 @@ impl Profile {
             true => p.co_us + steps * p.co_step_us,
             false => p.us + steps * p.step_us,
         };
-        self.request_curve.iter().map(|p| (p.sms, time(p))).collect()
+        let whole = self.request_curve.iter().map(|p| p.sms).max();
+        let kept = |p: &&RequestPoint| !beside || p.co_us > 0.0 || Some(p.sms) == whole;
+        self.request_curve.iter().filter(kept).map(|p| (p.sms, time(p))).collect()
     }
 
     /// Writes it as pretty JSON.
@@ -328,6 +332,12 @@ mod tests {
         let s = p.summary();
         assert!(s.contains("| 64 | 200.0 | 12.0 | 0.52 | 250.0 | 20.0 | 0.41 |"), "{s}");
         assert!(s.contains("| 132 | 100.0 | 10.0 | 1.00 | – | – | – |"), "{s}");
+        // A window with the SMs outside the groups (76 = 8 groups and 12), measured alone
+        // only: in the request curve, not in the curve beside the co-runner.
+        let mut q = p.clone();
+        q.request_curve.insert(1, RequestPoint { sms: 76, us: 150.0, step_us: 11.0, co_us: 0.0, co_step_us: 0.0 });
+        assert_eq!(q.request_us(1), vec![(64, 200.0), (76, 150.0), (132, 100.0)]);
+        assert_eq!(q.request_us_beside(1), vec![(64, 250.0), (132, 100.0)]);
     }
 
     #[test]

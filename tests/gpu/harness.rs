@@ -303,3 +303,30 @@ fn an_unmodified_pytorch_application_is_profiled_by_kernel_name_and_launch_shape
     assert!(relu.name.contains("elementwise") || relu.name.contains("vectorized"), "{relu:?}");
     assert_eq!(relu.curve.len(), 3, "{relu:?}");
 }
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn a_models_request_curve_holds_the_windows_that_take_the_sms_outside_the_groups() {
+    use rightsize::harness::serve::{profile_model, ModelSource};
+    use rightsize::profiler::Options;
+    let device = rightsize::runtime::Device::open(0).unwrap();
+    let Ok(topo) = device.info().partitions.topology() else {
+        println!("skipped: no SM partitions");
+        return;
+    };
+    let source = ModelSource::Named("bert-base".into(), 1);
+    let opts = Options { repeats: 3, beside: true, ..Options::default() };
+    let p = profile_model(device, &source, 1, 32, opts, |_, _| {}).unwrap().profile;
+    let sms: Vec<u32> = p.request_curve.iter().map(|q| q.sms).collect();
+    let mut want: Vec<u32> = (1..=topo.groups).map(|g| g * topo.granularity).collect();
+    if topo.rest_sms > 0 {
+        want.extend((1..topo.groups).map(|g| g * topo.granularity + topo.rest_sms));
+    }
+    want.push(topo.sms());
+    want.sort();
+    assert_eq!(sms, want, "every group count, every one with the SMs outside the groups, and the device");
+    assert!(p.request_curve.iter().all(|q| q.us > 0.0), "{:?}", p.request_curve);
+    // Those windows are measured alone: the curve beside the co-runner leaves them out.
+    let beside: Vec<u32> = p.request_us_beside(1).iter().map(|q| q.0).collect();
+    assert!(beside.iter().all(|s| s % topo.granularity == 0 || *s == topo.sms()), "{beside:?}");
+}
