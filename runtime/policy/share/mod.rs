@@ -5,8 +5,8 @@ mod sizes;
 #[cfg(test)]
 mod tests;
 
-use sizes::{cut_to_fit, equal_parts, ids, log_speed, share_out};
-pub use sizes::{meets_on, Share, Speeds, BOUNDED_SLO_SHARE, RESOLVED_GAIN};
+use sizes::{cut_to_fit, ids, share_out};
+pub use sizes::{meets_on, Share, Speeds, BOUNDED_SLO_SHARE};
 
 use super::{span, Blocks, Decision, Demand, GroupLoad, GroupRange, Policy, PriorityClass, Region, TenantId, Topology};
 
@@ -176,27 +176,24 @@ impl KrispShare {
     }
 
     /// Hands `left` groups to `takers` of `set` (their sizes so far in `size`, by id): by
-    /// their speeds ([`share_out`]) with `by_speed` where every taker has them and that split
-    /// gains at least [`RESOLVED_GAIN`] in Π speed over equal parts, else in equal parts (the
-    /// lowest ids first with the odd ones).
+    /// their speeds ([`share_out`]) with `by_speed` where every taker has them, else in equal
+    /// parts (the lowest ids first with the odd ones).
     fn hand_out(&self, set: u64, takers: u64, size: &mut [u32; 64], left: u32, by_speed: bool) {
-        let tk: Vec<usize> = ids(takers).collect();
-        let mut parts = equal_parts(tk.len() as u32, left);
         if by_speed {
+            let tk: Vec<usize> = ids(takers).collect();
             let sp: Option<Vec<&Speeds>> = tk.iter().map(|&t| self.speeds.get(t).and_then(Option::as_ref)).collect();
             let critical = self.critical_set() & set;
             let last = ids(set & !critical).last().or(ids(critical).last());
-            if let Some((sp, last)) = sp.zip(last) {
-                if let Some(extra) = share_out(&tk, &sp, size, left, last) {
-                    let gain = log_speed(&tk, &sp, size, &extra, last) - log_speed(&tk, &sp, size, &parts, last);
-                    if gain >= RESOLVED_GAIN.ln_1p() {
-                        parts = extra;
-                    }
+            if let Some(extra) = sp.zip(last).and_then(|(sp, last)| share_out(&tk, &sp, size, left, last)) {
+                for (t, x) in tk.into_iter().zip(extra) {
+                    size[t] += x;
                 }
+                return;
             }
         }
-        for (t, x) in tk.into_iter().zip(parts) {
-            size[t] += x;
+        let k = takers.count_ones();
+        for (j, t) in ids(takers).enumerate() {
+            size[t] += left / k + u32::from((j as u32) < left % k);
         }
     }
 

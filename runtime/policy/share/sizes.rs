@@ -16,16 +16,6 @@ pub fn meets_on(beside: &[(u32, f64)], sms: u32, slo_ms: f64) -> bool {
     beside.iter().rev().find(|p| p.0 <= sms).is_some_and(|p| p.1 > 0.0 && p.1 <= slo_ms * 1e3 * BOUNDED_SLO_SHARE)
 }
 
-/// The least gain in Π speed (the product of the takers' speeds, what [`share_out`]
-/// maximizes) for which groups are handed out by speeds instead of in equal parts: 5%, the
-/// tolerance within which the profiler calls two times the same (its default ε). Speeds
-/// come from request curves measured alone; beside another tenant's work a tenant runs slower
-/// by an amount that depends on that tenant and its size (on an H200, gpt2 generating beside a
-/// BERT-large prefill on 40 SMs kept 0.93–0.94× of its speed alone, beside one on 88 SMs
-/// 0.86×: docs/harness-h200.md), so a split whose gain the curves put below that tolerance is
-/// a guess, and the equal split, what the fixed modes use, is kept.
-pub const RESOLVED_GAIN: f64 = 0.05;
-
 /// One tenant as [`KrispShare`](super::KrispShare) sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Share {
@@ -131,17 +121,6 @@ pub(super) fn share_out(tk: &[usize], sp: &[&Speeds], size: &[u32; 64], left: u3
         used -= pick[j][used] as usize;
     }
     Some(out)
-}
-
-/// Σ log speed of the takers `tk` (speeds `sp`, sizes so far `size` by id) with `extra`
-/// groups more each; `last` has the split's remaining SMs too.
-pub(super) fn log_speed(tk: &[usize], sp: &[&Speeds], size: &[u32; 64], extra: &[u32], last: usize) -> f64 {
-    tk.iter().zip(sp).zip(extra).map(|((&t, s), &x)| s.on(size[t] + x, t == last).max(f64::MIN_POSITIVE).ln()).sum()
-}
-
-/// `left` groups in equal parts among `k` takers in order, the first ones with the odd ones.
-pub(super) fn equal_parts(k: u32, left: u32) -> Vec<u32> {
-    (0..k).map(|j| left / k.max(1) + u32::from(j < left % k.max(1))).collect()
 }
 
 /// The tenant ids of a set (a bit per id), ascending.

@@ -153,34 +153,6 @@ fn speeds_size_the_windows() {
 }
 
 #[test]
-fn speeds_move_groups_off_equal_parts_only_for_a_gain_they_resolve() {
-    let sms: Vec<u32> = (1..=15).map(|g| g * 8).chain([132]).collect();
-    let lin: Vec<(u32, f64)> = sms.iter().map(|&s| (s, 13_200.0 / f64::from(s))).collect();
-    // A decoder that speeds up on more SMs by a little less than a prefill does: the best
-    // split by its curves gives the prefill a group more than equal parts, which gains
-    // Π speed by less than RESOLVED_GAIN.
-    let near: Vec<(u32, f64)> = sms.iter().map(|&s| (s, 60.0 + 13_200.0 / f64::from(s))).collect();
-    let sp = |t: &[(u32, f64)]| Speeds::from_times(t, &TOPO).unwrap();
-    let be = vec![share(false, None), share(false, None)];
-    let p = KrispShare::with_speeds(be.clone(), vec![Some(sp(&lin)), Some(sp(&near))], 2, &TOPO);
-    let equal = KrispShare::new(be.clone()).layout(0b11, 2, 15);
-    assert_eq!(p.layout(0b11, 2, 15), equal, "a gain below the curves' resolution keeps equal parts");
-    // By the same arithmetic: the split by speeds differs from equal parts, gaining less.
-    let (tk, size) = ([0usize, 1], [0u32; 64]);
-    let (a, b) = (sp(&lin), sp(&near));
-    let best = sizes::share_out(&tk, &[&a, &b], &size, 15, 1).unwrap();
-    let parts = sizes::equal_parts(2, 15);
-    assert_ne!(best, parts);
-    let gain = sizes::log_speed(&tk, &[&a, &b], &size, &best, 1) - sizes::log_speed(&tk, &[&a, &b], &size, &parts, 1);
-    assert!(gain > 0.0 && gain < RESOLVED_GAIN.ln_1p(), "{gain}");
-    // Flatter still, the gain is resolved: the prefill gets more than equal parts.
-    let flat: Vec<(u32, f64)> = sms.iter().map(|&s| (s, 400.0 + 13_200.0 / f64::from(s))).collect();
-    let q = KrispShare::with_speeds(be, vec![Some(sp(&lin)), Some(sp(&flat))], 2, &TOPO);
-    let lay = q.layout(0b11, 2, 15);
-    assert!(lay[0].unwrap().count > equal[0].unwrap().count + 1, "{lay:?}");
-}
-
-#[test]
 fn a_bounded_latency_critical_tenant_runs_on_its_window() {
     let bounded = Share { bounded: true, ..share(true, Some(4)) };
     let p = KrispShare::new(vec![bounded, share(false, None), share(false, None)]);
