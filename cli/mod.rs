@@ -74,10 +74,6 @@ enum Command {
         /// leaves (faster; the profile then has no knees beside other work).
         #[arg(long)]
         no_beside: bool,
-        /// What the co-runner of the curves beside runs: `stream` (memory) or `gemm` (a
-        /// compute-bound GEMM, as a prefill's are).
-        #[arg(long, default_value = "stream", conflicts_with = "no_beside")]
-        co_runner: crate::profiler::CoKind,
         /// Seed of the synthetic weights and token ids.
         #[arg(long, default_value_t = 1)]
         seed: u64,
@@ -219,20 +215,9 @@ where
             profile_app(&app, sms.as_deref(), epsilon, abs_tol_us, out)
         }
         Command::Profile {
-            model,
-            checkpoint,
-            batch,
-            seq,
-            epsilon,
-            abs_tol_us,
-            repeats,
-            no_beside,
-            co_runner,
-            seed,
-            out,
-            ..
+            model, checkpoint, batch, seq, epsilon, abs_tol_us, repeats, no_beside, seed, out, ..
         } => {
-            let opts = Options { epsilon, abs_tol_us, repeats, beside: !no_beside, co_runner };
+            let opts = Options { epsilon, abs_tol_us, repeats, beside: !no_beside };
             profile(&model, checkpoint.as_deref(), batch, seq, opts, seed, out)
         }
         Command::Run { file, args } => ScenarioFile::load(&file).and_then(|f| {

@@ -245,11 +245,11 @@ fn request_curve(
     ws: &Workspace,
     batch: u32,
     seq: u32,
-    Options { repeats, beside, co_runner, .. }: Options,
+    Options { repeats, beside, .. }: Options,
     whole: bool,
 ) -> anyhow::Result<Vec<RequestPoint>> {
     let timer = EventTimer::new(rt.device())?;
-    let co = if beside { CoRunner::new(rt, co_runner)? } else { None };
+    let co = if beside { CoRunner::new(rt)? } else { None };
     let mut out = Vec::with_capacity(rt.pool().len());
     for (id, part) in rt.pool().iter().filter(|(_, p)| whole || !p.is_whole_device()) {
         let t = Tenant::new(rt.clone(), 0, Placement::on(id))?;

@@ -144,7 +144,6 @@ pub fn app_profile(
         abs_tol_us,
         repeats: 1,
         switch_us: 0.0,
-        co_runner: Default::default(),
         kernels: Vec::new(),
         request_curve,
         app_kernels: kernels,

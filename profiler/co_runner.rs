@@ -1,16 +1,13 @@
-//! A co-runner for curves measured beside other work, on the groups a profiling partition
-//! leaves, in a runtime of its own with one window per such size, launched back to back for
-//! as long as the timed work runs. By default ([`CoKind::Stream`]) `vector_add` streaming
-//! 3 × 128 MiB of device memory (far more than the L2 holds): a harsh neighbour that takes the
-//! SMs the partition leaves and the memory bandwidth the partition's work shares with it.
-//! [`CoKind::Gemm`] runs a compute-bound GEMM instead, the kind of neighbour a prefill is.
+//! A co-runner for curves measured beside other work: `vector_add` streaming 3 × 128 MiB of
+//! device memory (far more than the L2 holds) on the groups a profiling partition leaves, in a
+//! runtime of its own with one window per such size, launched back to back for as long as
+//! the timed work runs. A pure memory stream is a harsh neighbour: it takes the SMs the
+//! partition leaves and the memory bandwidth the partition's work shares with it.
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
-use crate::kernels::abi::{GemmParams, VectorAddParams};
-use crate::kernels::{GEMM_LARGE, VECTOR_ADD_F16};
+use crate::kernels::abi::VectorAddParams;
+use crate::kernels::VECTOR_ADD_F16;
 use crate::runtime::{
     Device, DeviceBuffer, EventTimer, PartitionId, PartitionRequest, PartitionSupport, Placement, PoolSpec, Result,
     Runtime, UnitOrder,
@@ -24,48 +21,6 @@ const LEN: usize = 64 << 20;
 /// end) that still stream every byte of the buffers before coming back to the first.
 const CHUNKS: usize = 8;
 
-/// The GEMM of [`CoKind::Gemm`]: M × N × K (its operands, 40 MiB, about what the L2 holds).
-const GEMM_MNK: (u32, u32, u32) = (4096, 2048, 2048);
-const _: () =
-    assert!((GEMM_MNK.0 as usize * GEMM_MNK.2 as usize) <= LEN && (GEMM_MNK.0 as usize * GEMM_MNK.1 as usize) <= LEN);
-
-/// What a [`CoRunner`] runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CoKind {
-    /// `vector_add` streaming memory.
-    #[default]
-    Stream,
-    /// A 4096 × 2048 × 2048 FP16 GEMM in 128×128 tiles: compute-bound, as a prefill's GEMMs are.
-    Gemm,
-}
-
-impl CoKind {
-    /// Whether it is the default, [`CoKind::Stream`] (not written in a profile).
-    pub fn is_stream(&self) -> bool {
-        *self == CoKind::Stream
-    }
-
-    /// What it runs, in words.
-    pub fn describe(self) -> &'static str {
-        match self {
-            CoKind::Stream => "streaming memory",
-            CoKind::Gemm => "running a compute-bound GEMM",
-        }
-    }
-}
-
-impl std::str::FromStr for CoKind {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<CoKind, String> {
-        match s {
-            "stream" => Ok(CoKind::Stream),
-            "gemm" => Ok(CoKind::Gemm),
-            other => Err(format!("unknown co-runner {other:?}: stream or gemm")),
-        }
-    }
-}
-
 /// The co-runner; see the module's documentation.
 pub struct CoRunner {
     rt: Arc<Runtime>,
@@ -76,8 +31,6 @@ pub struct CoRunner {
     timer: EventTimer,
     /// The chunk the next launch adds.
     next: std::cell::Cell<usize>,
-    /// What it runs.
-    kind: CoKind,
 }
 
 impl std::fmt::Debug for CoRunner {
@@ -87,9 +40,9 @@ impl std::fmt::Debug for CoRunner {
 }
 
 impl CoRunner {
-    /// A co-runner of `kind` on the device of `rt`; `None` where the device has no partitions
-    /// or a single group (no partition leaves groups to run beside).
-    pub fn new(rt: &Runtime, kind: CoKind) -> Result<Option<CoRunner>> {
+    /// A co-runner on the device of `rt`; `None` where the device has no partitions or a
+    /// single group (no partition leaves groups to run beside).
+    pub fn new(rt: &Runtime) -> Result<Option<CoRunner>> {
         let (granularity, groups) = match &rt.device().info().partitions {
             PartitionSupport::Supported { granularity, groups, .. } if *groups > 1 => (*granularity, *groups),
             _ => return Ok(None),
@@ -108,14 +61,11 @@ impl CoRunner {
                 windows[g.first as usize] = Some(id);
             }
         }
-        // A GEMM of zeros would draw less power than a prefill's: its operands are small
-        // values (bytes 0x20 make halves of about 0.008).
-        let fill = if kind == CoKind::Gemm { 0x20 } else { 0 };
-        let buf = || DeviceBuffer::<half::f16>::filled(co.device(), LEN, fill);
+        let buf = || DeviceBuffer::<half::f16>::filled(co.device(), LEN, 0);
         let bufs = [buf()?, buf()?, buf()?];
         let timer = EventTimer::new(co.device())?;
         rt.device().bind()?;
-        Ok(Some(CoRunner { bufs, rt: co, windows, timer, next: std::cell::Cell::new(0), kind }))
+        Ok(Some(CoRunner { bufs, rt: co, windows, timer, next: std::cell::Cell::new(0) }))
     }
 
     /// Its window from group `from` (to the device's last SM), if it has one.
@@ -134,17 +84,10 @@ impl CoRunner {
                 crate::runtime::PartitionError::Unsupported(format!("no co-runner window from group {from}")).into()
             );
         };
-        let [a, b, c] = &self.bufs;
-        if self.kind == CoKind::Gemm {
-            let (m, n, k) = GEMM_MNK;
-            let p = GemmParams::dense(a.ptr(), b.ptr(), c.ptr(), m, n, k);
-            // SAFETY: A (m×k), B (n×k) and C (m×n) lie within three live buffers of LEN halves.
-            unsafe { self.rt.launch(GEMM_LARGE, &p, Placement::on(id)) }?;
-            return Ok(());
-        }
         let chunk = self.next.get();
         self.next.set((chunk + 1) % CHUNKS);
         let (len, at) = (LEN / CHUNKS, (chunk * LEN / CHUNKS * 2) as u64);
+        let [a, b, c] = &self.bufs;
         let p = VectorAddParams { a: a.ptr() + at, b: b.ptr() + at, c: c.ptr() + at, n: len as u64 };
         // SAFETY: the chunk lies within three live buffers of LEN halves.
         unsafe { self.rt.launch(VECTOR_ADD_F16, &p, Placement::on(id)) }?;

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use cudarc::driver::sys;
 
-use super::co_runner::{CoKind, CoRunner};
+use super::co_runner::CoRunner;
 use super::knees::{knee, knee_beside};
 use super::median;
 use super::profile::{KernelProfile, Point, Profile, ProfileError, SCHEMA_VERSION};
@@ -28,13 +28,11 @@ pub struct Options {
     pub repeats: u32,
     /// Also time every kernel beside a [`CoRunner`] (its `beside` curve and knees).
     pub beside: bool,
-    /// What that co-runner runs.
-    pub co_runner: CoKind,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { epsilon: 0.05, abs_tol_us: 0.5, repeats: 11, beside: true, co_runner: CoKind::Stream }
+        Options { epsilon: 0.05, abs_tol_us: 0.5, repeats: 11, beside: true }
     }
 }
 
@@ -125,7 +123,7 @@ pub unsafe fn profile_launches(
     let timer = Timer::new(rt)?;
     // SAFETY: forwarded contract.
     let switch_us = unsafe { switch_cost_us(rt, launches, opts.repeats) }?;
-    let co = if opts.beside { CoRunner::new(rt, opts.co_runner)? } else { None };
+    let co = if opts.beside { CoRunner::new(rt)? } else { None };
     // Distinct (kernel, shape) in first-launch order, with their first index and call counts.
     let mut order: Vec<(KernelId, u64)> = Vec::new();
     let mut first: HashMap<(KernelId, u64), (usize, u32)> = HashMap::new();
@@ -253,7 +251,6 @@ impl Profile {
             abs_tol_us: opts.abs_tol_us,
             repeats: opts.repeats,
             switch_us: sweep.switch_us,
-            co_runner: opts.co_runner,
             kernels: sweep.kernels,
             request_curve: Vec::new(),
             app_kernels: Vec::new(),

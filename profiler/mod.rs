@@ -39,7 +39,7 @@ mod switch;
 pub(crate) mod tests;
 
 pub use app::AppKernel;
-pub use co_runner::{CoKind, CoRunner};
+pub use co_runner::CoRunner;
 pub use knees::{efficiency_knee, knee, knee_beside};
 pub use measure::{prefix_pool, profile_launches, rest_pool, Options, Sweep};
 pub use profile::{KernelProfile, Point, Profile, ProfileError, RequestPoint, SCHEMA_VERSION};

@@ -119,10 +119,6 @@ pub struct Profile {
     ///
     /// [`switch_cost_us`]: super::switch_cost_us
     pub switch_us: f64,
-    /// What the co-runner of its curves beside other work ran (`co_us`, `beside`): memory
-    /// streaming unless said.
-    #[serde(default, skip_serializing_if = "super::CoKind::is_stream")]
-    pub co_runner: super::CoKind,
     /// Every distinct (kernel, shape) of the request, in first-launch order.
     pub kernels: Vec<KernelProfile>,
     /// The whole request on every partition size, ascending SMs, then the whole device: what
@@ -342,21 +338,6 @@ mod tests {
         q.request_curve.insert(1, RequestPoint { sms: 76, us: 150.0, step_us: 11.0, co_us: 0.0, co_step_us: 0.0 });
         assert_eq!(q.request_us(1), vec![(64, 200.0), (76, 150.0), (132, 100.0)]);
         assert_eq!(q.request_us_beside(1), vec![(64, 250.0), (132, 100.0)]);
-    }
-
-    #[test]
-    fn a_profile_says_what_its_co_runner_ran() {
-        let p = sample();
-        let text = serde_json::to_string(&p).unwrap();
-        assert!(!text.contains("co_runner"), "the default, streaming, is not written");
-        assert!(p.summary().contains("a co-runner, streaming memory,"), "{}", p.summary());
-        let g = Profile { co_runner: crate::profiler::CoKind::Gemm, ..p };
-        let text = serde_json::to_string(&g).unwrap();
-        assert!(text.contains(r#""co_runner":"gemm""#), "{text}");
-        assert_eq!(Profile::from_json(&text, "t").unwrap().co_runner, crate::profiler::CoKind::Gemm);
-        assert!(g.summary().contains("beside a co-runner running a compute-bound GEMM on the rest"), "{}", g.summary());
-        assert_eq!("gemm".parse(), Ok(crate::profiler::CoKind::Gemm));
-        assert!("matmul".parse::<crate::profiler::CoKind>().unwrap_err().contains("stream or gemm"));
     }
 
     #[test]

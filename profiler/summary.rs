@@ -26,15 +26,8 @@ impl Profile {
     /// then the request's own curve.
     pub fn summary(&self) -> String {
         let mut t = format!(
-            "{} — {} on {} ({} SMs), ε = {}, absolute tolerance {} µs, partition switch {:.2} µs\n\nKnees in SMs: *latency*, the fewest SMs within ε of the kernel's best (idle: of the whole device, counting the switch); *efficiency*, the most SMs whose SM·time stays within ε of its least. *Beside*: measured while a co-runner, {}, holds the SMs the partition leaves.\n\n| kernel | units | calls | full-GPU µs | latency knee | efficiency knee | latency knee beside | efficiency knee beside | share of request | SM-time freed |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
-            self.model,
-            self.request,
-            self.gpu,
-            self.sm_count,
-            self.epsilon,
-            self.abs_tol_us,
-            self.switch_us,
-            self.co_runner.describe()
+            "{} — {} on {} ({} SMs), ε = {}, absolute tolerance {} µs, partition switch {:.2} µs\n\nKnees in SMs: *latency*, the fewest SMs within ε of the kernel's best (idle: of the whole device, counting the switch); *efficiency*, the most SMs whose SM·time stays within ε of its least. *Beside*: measured while a co-runner streams memory on the SMs the partition leaves.\n\n| kernel | units | calls | full-GPU µs | latency knee | efficiency knee | latency knee beside | efficiency knee beside | share of request | SM-time freed |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+            self.model, self.request, self.gpu, self.sm_count, self.epsilon, self.abs_tol_us, self.switch_us
         );
         let or_dash = |sms: u32| if sms > 0 { sms.to_string() } else { "–".into() };
         for (k, share) in self.kernels.iter().zip(self.shares()) {
@@ -58,8 +51,7 @@ impl Profile {
         if let Some(whole) = self.request_curve.last().filter(|w| w.us > 0.0) {
             let _ = writeln!(
                 t,
-                "\nThe request on a partition (kernels chosen for its SMs), alone and beside a co-runner {} on the rest of the device; speed ÷ the whole device alone:\n\n| SMs | forward or prefill µs | decode step µs | speed | beside: forward or prefill µs | beside: decode step µs | speed beside |\n|---:|---:|---:|---:|---:|---:|---:|",
-                self.co_runner.describe()
+                "\nThe request on a partition (kernels chosen for its SMs), alone and beside a co-runner streaming memory on the rest of the device; speed ÷ the whole device alone:\n\n| SMs | forward or prefill µs | decode step µs | speed | beside: forward or prefill µs | beside: decode step µs | speed beside |\n|---:|---:|---:|---:|---:|---:|---:|"
             );
             for p in &self.request_curve {
                 let (a, b, c) = (whole.us + whole.step_us, p.us + p.step_us, p.co_us + p.co_step_us);

@@ -39,7 +39,6 @@ pub(crate) fn sample() -> Profile {
         abs_tol_us: 0.5,
         repeats: 3,
         switch_us: 1.2,
-        co_runner: Default::default(),
         kernels: vec![kp(KernelId::GemmLarge, 1, 30.0, 132), kp(KernelId::LayerNorm, 2, 5.0, 33)],
         request_curve: vec![
             RequestPoint { sms: 64, us: 200.0, step_us: 12.0, co_us: 250.0, co_step_us: 20.0 },
