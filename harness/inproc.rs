@@ -26,8 +26,8 @@ pub struct Knees {
     /// Tenant `i`'s request time on each profiled SM count (`(sms, µs)`, ascending; on an
     /// otherwise idle device), where its profile has a request curve.
     pub request_us: Vec<Option<Vec<(u32, f64)>>>,
-    /// The same beside a co-runner streaming memory on the rest of the device (alone where
-    /// there is no rest).
+    /// The same beside a co-runner streaming memory on the rest of the device
+    /// ([`crate::profiler::Profile::request_us_beside`]: where it ran, and the whole device).
     pub request_beside_us: Vec<Option<Vec<(u32, f64)>>>,
     /// Tenant `i`'s request's latency knee in SMs ([`crate::profiler::Profile::request_knee_sms`]).
     #[serde(default)]

@@ -222,11 +222,19 @@ pub fn profile_model(
     if rest_sms > 0 && groups > 1 {
         // The windows a layout's last tenant gets take the SMs outside the groups too: the
         // request on each of those sizes, on a runtime whose pool has them (alone only: the
-        // co-runner's windows run to the device's end).
-        let at_end = Runtime::new(Device::open(info.ordinal)?, &rest_pool(granularity, groups))?;
-        let at_end = Arc::new(at_end.with_units(UnitOrder::Plain));
-        let alone = Options { beside: false, ..opts };
-        profile.request_curve.extend(request_curve(&at_end, &model, &ws, batch, seq, alone, false)?);
+        // co-runner's windows run to the device's end). Without them the curve still holds
+        // every group count, which krisp reads between: not worth the rest of the profile.
+        let at_end = || -> anyhow::Result<Vec<RequestPoint>> {
+            let rt = Runtime::new(Device::open(info.ordinal)?, &rest_pool(granularity, groups))?;
+            let rt = Arc::new(rt.with_units(UnitOrder::Plain));
+            request_curve(&rt, &model, &ws, batch, seq, Options { beside: false, ..opts }, false)
+        };
+        match at_end() {
+            Ok(points) => profile.request_curve.extend(points),
+            Err(e) => eprintln!(
+                "rightsize profile: the request was not timed on the windows with the SMs outside the groups: {e:#}"
+            ),
+        }
         rt.device().bind()?;
         profile.request_curve.sort_by_key(|p| p.sms);
     }

@@ -28,8 +28,9 @@ pub struct RequestPoint {
     pub us: f64,
     /// Median time of one decode step, µs (0 for encoders).
     pub step_us: f64,
-    /// As `us`, beside a co-runner streaming memory on the rest of the device (0 where
-    /// there is no rest: the whole device).
+    /// As `us`, beside a co-runner streaming memory on the groups after the partition (0
+    /// where it did not run: the whole device, the partition of every group, and the windows
+    /// with the SMs outside the groups).
     #[serde(default)]
     pub co_us: f64,
     /// As `step_us`, beside that co-runner.
@@ -167,7 +168,8 @@ impl Profile {
     /// As [`Profile::request_us`], beside the co-runner on the rest of the device: at the SM
     /// counts where the co-runner ran, and alone on the whole device (where there is no rest
     /// of the device for it); points measured alone elsewhere (the partition of every group,
-    /// the windows that take the SMs outside the groups) are left out, not mixed in.
+    /// the windows that take the SMs outside the groups) are left out, not mixed in. A profile
+    /// with no point beside the co-runner gives its curve alone.
     pub fn request_us_beside(&self, new_tokens: u32) -> Vec<(u32, f64)> {
         self.request_times(new_tokens, true)
     }
@@ -191,8 +193,12 @@ impl Profile {
             true => p.co_us + steps * p.co_step_us,
             false => p.us + steps * p.step_us,
         };
+        // A profile measured without a co-runner (`--no-beside`, an application's) has no
+        // point beside one: its beside curve is its curve alone, as before there were points
+        // alone only.
+        let measured = self.request_curve.iter().any(|p| p.co_us > 0.0);
         let whole = self.request_curve.iter().map(|p| p.sms).max();
-        let kept = |p: &&RequestPoint| !beside || p.co_us > 0.0 || Some(p.sms) == whole;
+        let kept = |p: &&RequestPoint| !beside || !measured || p.co_us > 0.0 || Some(p.sms) == whole;
         self.request_curve.iter().filter(kept).map(|p| (p.sms, time(p))).collect()
     }
 
@@ -338,6 +344,11 @@ mod tests {
         q.request_curve.insert(1, RequestPoint { sms: 76, us: 150.0, step_us: 11.0, co_us: 0.0, co_step_us: 0.0 });
         assert_eq!(q.request_us(1), vec![(64, 200.0), (76, 150.0), (132, 100.0)]);
         assert_eq!(q.request_us_beside(1), vec![(64, 250.0), (132, 100.0)]);
+        // Measured without a co-runner (`--no-beside`, an application's profile): alone.
+        for r in &mut q.request_curve {
+            (r.co_us, r.co_step_us) = (0.0, 0.0);
+        }
+        assert_eq!(q.request_us_beside(1), q.request_us(1));
     }
 
     #[test]

@@ -561,6 +561,32 @@ impl Scenario {
         }
     }
 
+    /// Counting starts once every tenant has issued its warm-up: refuses an open loop whose
+    /// warm-up takes, on average, a whole run (the ordinary one, or a sweep's at its lowest
+    /// scale and `sweep_duration_s`), which would leave every tenant nothing to count.
+    fn check_warm_up(&self) -> anyhow::Result<()> {
+        let lowest = self.sweep.iter().flatten().copied().filter(|x| *x > 0.0).fold(1.0, f64::min);
+        let runs =
+            [(self.duration_s, 1.0, "duration_s"), (self.sweep_duration_s.or(self.duration_s), lowest, "a sweep run")];
+        for (i, t) in self.tenants.iter().enumerate() {
+            for &(d, scale, what) in runs.iter().take(if self.sweep.is_some() { 2 } else { 1 }) {
+                let (Some(rate), Some(d)) = (t.rate, d) else { continue };
+                let warm_s = f64::from(self.warmup) / (rate * scale);
+                if warm_s >= d {
+                    bail!(
+                        "tenant {i} ({}) issues its {} warm-up requests at {}/s in about {warm_s:.2} s, no \
+                         sooner than {what} ({d} s) ends: nothing would be counted (lower warmup, or raise \
+                         rate or the duration)",
+                        t.model,
+                        self.warmup,
+                        rate * scale
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Checks the scenario: known models, positive sizes, sane rates and levels.
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.name.is_empty() || !self.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
@@ -584,20 +610,6 @@ impl Scenario {
         }
         for (i, t) in self.tenants.iter().enumerate() {
             t.validate().with_context(|| format!("tenant {i} ({})", t.model))?;
-            // Counting starts once every tenant has issued its warm-up: an open loop whose
-            // warm-up takes, on average, the whole run leaves every tenant nothing to count.
-            if let (Some(rate), Some(d)) = (t.rate, self.duration_s) {
-                let warm_s = f64::from(self.warmup) / rate;
-                if warm_s >= d {
-                    bail!(
-                        "tenant {i} ({}) issues its {} warm-up requests at {rate}/s in about {warm_s:.2} s, \
-                         no sooner than duration_s = {d} ends the run: nothing would be counted \
-                         (lower warmup, or raise rate or duration_s)",
-                        t.model,
-                        self.warmup
-                    );
-                }
-            }
         }
         if self.is_torch() && self.tenants.iter().any(|t| t.engine != Engine::Torch) {
             bail!("PyTorch tenants share a scenario only with PyTorch tenants (engine = \"torch\" on every tenant)");
@@ -629,6 +641,7 @@ impl Scenario {
                 bail!("sweep_modes names {m}, which is not among the scenario's modes");
             }
         }
+        self.check_warm_up()?;
         Ok(())
     }
 }

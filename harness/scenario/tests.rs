@@ -153,11 +153,20 @@ fn bad_scenarios_say_what_is_wrong() {
             "[[scenario]]\nname = \"a\"\nwarmup = 3\nduration_s = 1.5\n[[scenario.tenant]]\nmodel = \"gpt2\"\nrate = 2.0\n",
             "nothing would be counted",
         ),
+        (
+            "[[scenario]]\nname = \"a\"\nwarmup = 3\nduration_s = 2.0\nsweep = [0.5]\nsweep_duration_s = 1.0\n\
+             [[scenario.tenant]]\nmodel = \"gpt2\"\nrate = 5.0\nslo_ms = 9.0\n",
+            "a sweep run (1 s)",
+        ),
     ];
     for (text, want) in cases {
         let e = format!("{:#}", ScenarioFile::parse(text, "t.toml").unwrap_err());
         assert!(e.contains(want), "{want:?} not in {e:?}");
     }
+    // A warm-up a little shorter than the run is allowed.
+    let short =
+        "[[scenario]]\nname = \"a\"\nwarmup = 3\nduration_s = 1.6\n[[scenario.tenant]]\nmodel = \"gpt2\"\nrate = 2.0\n";
+    ScenarioFile::parse(short, "t.toml").unwrap();
 }
 
 #[test]
