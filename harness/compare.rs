@@ -384,9 +384,9 @@ fn sweep_tenants(at: &Scenario, samples: &[Vec<Sample>]) -> anyhow::Result<Vec<S
         .iter()
         .enumerate()
         .map(|(i, spec)| {
-            let served = samples.get(i).and_then(|v| TenantMetrics::of(v, None, spec.slo_ms));
-            let m =
-                served.with_context(|| format!("tenant {i} ({}) served none of its counted requests", spec.model))?;
+            let counted = samples.get(i).map_or(&[][..], Vec::as_slice);
+            let m = TenantMetrics::of(counted, None, spec.slo_ms)
+                .with_context(|| format!("tenant {i}: {}", unserved_line(&spec.model, counted, None)))?;
             Ok(SweepTenant::of(spec, &m))
         })
         .collect()
@@ -649,6 +649,18 @@ mod tests {
         let e = run_one(Some(Path::new("/nonexistent")), s, mode, Knees::default(), Some(10), Arc::default());
         let e = e.unwrap_err().to_string();
         assert!(e.contains("a trace cannot outlive"), "{e}");
+    }
+
+    #[test]
+    fn a_sweep_point_says_whether_a_tenant_counted_nothing_or_served_nothing() {
+        let text = "[[scenario]]\nname = \"s\"\n[[scenario.tenant]]\nmodel = \"gpt2\"\nrate = 9.0\nslo_ms = 9.0\n";
+        let s = &crate::harness::ScenarioFile::parse(text, "t").unwrap().scenarios[0];
+        let none = sweep_tenants(s, &[Vec::new()]).unwrap_err().to_string();
+        assert!(none.contains("tenant 0: gpt2: counted no requests"), "{none}");
+        let failed = Sample { failed: true, ..Sample::served(0.0, 0.0, 0.1) };
+        let e = sweep_tenants(s, &[vec![failed]]).unwrap_err().to_string();
+        assert!(e.contains("served none of its counted requests (1 failed, 0 shed)"), "{e}");
+        assert_eq!(sweep_tenants(s, &[vec![Sample::served(0.0, 0.0, 0.001)]]).unwrap().len(), 1);
     }
 
     #[test]
