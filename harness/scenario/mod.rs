@@ -6,7 +6,8 @@
 //! [[scenario]]
 //! name = "lc-mix"
 //! warmup = 10          # requests per tenant not counted (default 10); nobody counts until
-//!                      # every tenant has issued its warm-up
+//!                      # every tenant has issued its warm-up (an open loop whose warm-up
+//!                      # takes, on average, the whole duration_s is refused)
 //! requests = 100       # counted requests per tenant (default 100)
 //! duration_s = 60      # optional: stop counting this long after the common start
 //! seed = 1             # synthetic weights, token ids and arrivals (default 1)
