@@ -6,11 +6,11 @@
 
 use std::sync::Arc;
 
+use super::measure::rest_pool;
 use crate::kernels::abi::VectorAddParams;
 use crate::kernels::VECTOR_ADD_F16;
 use crate::runtime::{
-    Device, DeviceBuffer, EventTimer, PartitionId, PartitionRequest, PartitionSupport, Placement, PoolSpec, Result,
-    Runtime, UnitOrder,
+    Device, DeviceBuffer, EventTimer, PartitionId, PartitionSupport, Placement, Result, Runtime, UnitOrder,
 };
 
 /// Halves per co-runner buffer (128 MiB).
@@ -47,12 +47,9 @@ impl CoRunner {
             PartitionSupport::Supported { granularity, groups, .. } if *groups > 1 => (*granularity, *groups),
             _ => return Ok(None),
         };
-        let partitions = (1..groups)
-            .map(|first| PartitionRequest { first_group: first, sms: (groups - first) * granularity })
-            .collect();
-        // `rest`: the window from the last group also takes the SMs the groups leave over.
-        let spec = PoolSpec { partitions, priorities: Vec::new(), lanes: 1, rest: true };
-        // The plain kernels, as the profiles' kernel hash names them (kernels/image_hash.rs).
+        // Its windows run to the device's end and take the SMs the groups leave over; the
+        // plain kernels, as the profiles' kernel hash names them (kernels/image_hash.rs).
+        let spec = rest_pool(granularity, groups);
         let co = Runtime::new(Device::open(rt.device().info().ordinal)?, &spec)?.with_units(UnitOrder::Plain);
         let co = Arc::new(co);
         let mut windows = vec![None; groups as usize];

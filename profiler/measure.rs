@@ -213,10 +213,10 @@ pub fn prefix_pool(granularity: u32, groups: u32) -> crate::runtime::PoolSpec {
     }
 }
 
-/// The windows a layout's last tenant gets: the last 1, 2, …, `groups - 1` groups, each with
-/// the SMs the split leaves outside its groups (`rest`), so a request curve holds the very
-/// sizes those windows take instead of reading them between group counts (a step in a curve,
-/// e.g. a GEMM of 48 work units on 44 SMs, lies between them).
+/// Every window from a group to the device's end short of the whole split: the last 1, 2, …,
+/// `groups - 1` groups, each with the SMs the split leaves outside its groups (`rest`). The
+/// sizes a layout's last tenant gets, which a request curve holds rather than reading them
+/// between group counts, and where the [`CoRunner`] runs beside a partition from group 0.
 pub fn rest_pool(granularity: u32, groups: u32) -> crate::runtime::PoolSpec {
     crate::runtime::PoolSpec {
         partitions: (1..groups)

@@ -566,11 +566,14 @@ impl Scenario {
     /// warm-up takes, on average, a whole run (the ordinary one, or a sweep's at its lowest
     /// scale and `sweep_duration_s`), which would leave every tenant nothing to count.
     fn check_warm_up(&self) -> anyhow::Result<()> {
-        let lowest = self.sweep.iter().flatten().copied().filter(|x| *x > 0.0).fold(1.0, f64::min);
-        let runs =
-            [(self.duration_s, 1.0, "duration_s"), (self.sweep_duration_s.or(self.duration_s), lowest, "a sweep run")];
+        // (duration, rate scale, what ends): the ordinary run, and a sweep's slowest.
+        let mut runs = vec![(self.duration_s, 1.0, "duration_s")];
+        if let Some(scales) = &self.sweep {
+            let lowest = scales.iter().copied().fold(1.0, f64::min);
+            runs.push((self.sweep_duration_s.or(self.duration_s), lowest, "a sweep run"));
+        }
         for (i, t) in self.tenants.iter().enumerate() {
-            for &(d, scale, what) in runs.iter().take(if self.sweep.is_some() { 2 } else { 1 }) {
+            for &(d, scale, what) in &runs {
                 let (Some(rate), Some(d)) = (t.rate, d) else { continue };
                 let warm_s = f64::from(self.warmup) / (rate * scale);
                 if warm_s >= d {
