@@ -156,6 +156,10 @@ macro_rules! handle_call {
             static REAL: OnceLock<usize> = OnceLock::new();
             let name = CStr::from_bytes_with_nul(concat!(stringify!($name), "\0").as_bytes()).expect("a name");
             let Some(real) = next::<F>(&REAL, name) else { return NOT_INITIALIZED };
+            if crate::bypassed() {
+                // SAFETY: the application's call, as it made it.
+                return unsafe { real($handle $(, $arg)*) };
+            }
             // SAFETY: the application's call.
             place_handle_call($handle, stringify!($name), $shape, || unsafe { real($handle $(, $arg)*) })
         }
@@ -227,10 +231,9 @@ pub unsafe extern "C" fn cublasLtMatmul(
     ) -> c_int;
     static REAL: OnceLock<usize> = OnceLock::new();
     let Some(real) = next::<F>(&REAL, c"cublasLtMatmul") else { return NOT_INITIALIZED };
-    COUNTS.blas_calls.fetch_add(1, Ordering::Relaxed);
-    let shape = lt_shape(a_desc, b_desc, d_desc);
-    place_call(LT_MATMUL, shape, stream, |_, s| {
-        // SAFETY: the application's call, on `s`.
+    // The application's call on stream `s` (its own, or the partition's).
+    let call = |s: CUstream| {
+        // SAFETY: the application's arguments, with `s` a live stream of its context.
         unsafe {
             real(
                 light,
@@ -251,7 +254,13 @@ pub unsafe extern "C" fn cublasLtMatmul(
                 s,
             )
         }
-    })
+    };
+    if crate::bypassed() {
+        return call(stream);
+    }
+    COUNTS.blas_calls.fetch_add(1, Ordering::Relaxed);
+    let shape = lt_shape(a_desc, b_desc, d_desc);
+    place_call(LT_MATMUL, shape, stream, |_, s| call(s))
 }
 
 /// The name `cublasLtMatmul` is recorded and sized under.

@@ -52,6 +52,10 @@
 //! Recording (`RIGHTSIZE_RECORD=FILE`, what `rightsize profile --app` sets): every launch is
 //! also timed, by kernel name and launch shape ([`sizing`]).
 //!
+//! Standing aside (`rightsize_preload_bypass`, an exported function): while switched on, every
+//! stand-in calls straight through, so one process can time itself with and without the
+//! interposer's work in turn (`scripts/preload_cost.py --in-process`).
+//!
 //! Online fits (`RIGHTSIZE_FIT=1`): a kernel no profile has is sized by a fit of its latency
 //! against its SMs, timed from its own launches ([`sizing`]).
 //!
@@ -75,6 +79,28 @@ pub use abi::{
     cuLaunchKernel_ptsz, dlsym,
 };
 pub use stats::report;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Whether the interposer stands aside ([`rightsize_preload_bypass`]).
+static BYPASS: AtomicBool = AtomicBool::new(false);
+
+/// Whether every stand-in passes its call straight to the driver or cuBLAS, as if this
+/// library were not loaded.
+pub(crate) fn bypassed() -> bool {
+    BYPASS.load(Ordering::Relaxed)
+}
+
+/// Has the interposer stand aside (`on` ≠ 0: every launch, cuBLAS call and wait goes straight
+/// to the driver or cuBLAS, nothing placed, counted, timed or marked on a board; what is in
+/// flight stays ordered) or take part again (`on` = 0); returns whether it stood aside before.
+/// For measuring what it costs within one process (`scripts/torch_app.py --ab`): the two
+/// settings in turn see the same process, host and GPU, which processes run one after another
+/// do not. Called from any thread, at any time.
+#[no_mangle]
+pub extern "C" fn rightsize_preload_bypass(on: std::ffi::c_int) -> std::ffi::c_int {
+    std::ffi::c_int::from(BYPASS.swap(on != 0, Ordering::SeqCst))
+}
 
 /// A setting from the environment; a malformed one is reported once and taken as unset.
 fn setting(name: &str) -> Option<u32> {

@@ -14,6 +14,17 @@ round against that round's run without it), then one JSON line.
 
 --longer N runs N times as many requests a measurement (a GPU-bound model's 150 requests take
 about 2 s).
+
+Processes run one after another differ by more than 1% (the same model and setting spread 8–10%
+from one process to the next on an H200, docs/pytorch-h200.md), so --in-process PAIRS measures
+within each process instead: `torch_app.py --ab PAIRS` under each setting, blocks of --block
+requests (default a fifth of a measurement's) with the interposer taking part and standing
+aside (every call straight to the driver) in turn, AB, BA, …; prints, per model and setting,
+each process's pooled ratio (its blocks taking part over its blocks standing aside), the
+median over all pairs and the spread of the processes' ratios, then one JSON line. What
+standing aside still costs over no interposer at all is one indirect call per launch.
+
+    python3 scripts/preload_cost.py gpu-bin/librightsize_preload.so --in-process 10 --models bert-large
 """
 import argparse
 import json
@@ -44,6 +55,46 @@ def ms_per_request(model, env, longer=1):
     return float(m.group(1))
 
 
+def ab_in_process(model, env, pairs, block):
+    """`torch_app.py --ab`: its JSON line (pairs of blocks taking part and standing aside)."""
+    args = list(MODELS[model])
+    args[args.index("--requests") + 1] = str(block)
+    cmd = [sys.executable, os.path.join(HERE, "torch_app.py"), model, *args, "--ab", str(pairs)]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    line = next((ln for ln in reversed(done.stdout.splitlines()) if ln.startswith("{")), None)
+    if done.returncode != 0 or line is None:
+        raise SystemExit(f"preload_cost: {model} --ab failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
+    return json.loads(line)
+
+
+def in_process(a, models, settings):
+    """--in-process: each setting's cost measured within each process, `a.rounds` processes."""
+    result = {}
+    for r in range(a.rounds):
+        for model in models:
+            requests = int(MODELS[model][MODELS[model].index("--requests") + 1])
+            block = a.block or max(1, requests // 5)
+            for name, env in settings.items():
+                out = ab_in_process(model, env, a.in_process, block)
+                result.setdefault(model, {}).setdefault(name, []).append(out)
+                load = os.getloadavg()[0]
+                print(f"round {r + 1} {model} {name}: pooled {out['pooled_ratio']:.4f}, median pair "
+                      f"{out['median_ratio']:.4f} ({block} requests a block, load {load:.2f})", flush=True)
+        print(f"preload_cost: round {r + 1} of {a.rounds} done", file=sys.stderr, flush=True)
+    summary = {}
+    for model, by in result.items():
+        summary[model] = {}
+        for name, runs in by.items():
+            pooled = [x["pooled_ratio"] for x in runs]
+            pairs = [q for x in runs for q in x["ratios"]]
+            med = statistics.median(pairs)
+            summary[model][name] = {"median_pair_ratio": med, "process_pooled_ratios": pooled, "runs": runs}
+            print(f"{model:12} {name:7} taking part ÷ standing aside: median pair {med:.4f} over {len(pairs)} pairs; "
+                  f"processes pooled {min(pooled):.4f}–{max(pooled):.4f} ({', '.join(f'{x:.4f}' for x in pooled)})")
+    print(json.dumps(summary))
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("library", help="librightsize_preload.so")
@@ -51,7 +102,12 @@ def main():
     ap.add_argument("--longer", type=int, default=1, help="times as many requests a measurement (default 1)")
     ap.add_argument("--window-sms", type=int, default=120, help="the window's SMs before the rest is added")
     ap.add_argument("--models", default=",".join(MODELS), help=f"which of {', '.join(MODELS)} (default: all)")
+    ap.add_argument("--in-process", type=int, default=0, metavar="PAIRS",
+                    help="measure within each process: PAIRS pairs of blocks taking part and standing aside")
+    ap.add_argument("--block", type=int, default=0, help="requests a block with --in-process (default: a fifth of a measurement's)")
     a = ap.parse_args()
+    if a.in_process < 0 or a.block < 0:
+        sys.exit("preload_cost: --in-process and --block must be >= 0")
     if a.rounds < 1:
         sys.exit("preload_cost: --rounds must be >= 1")
     if a.longer < 1:
@@ -73,6 +129,8 @@ def main():
             "alone": {**base, "LD_PRELOAD": lib, "RIGHTSIZE_BOARD": board, "RIGHTSIZE_SLOT": "0"},
             "window": {**base, "LD_PRELOAD": lib, "RIGHTSIZE_SMS": str(a.window_sms), "RIGHTSIZE_REST": "1"},
         }
+        if a.in_process:
+            return in_process(a, models, {k: v for k, v in settings.items() if k != "none"})
         ms = {m: {s: [] for s in settings} for m in models}
         for r in range(a.rounds):
             for model in models:

@@ -39,3 +39,20 @@ fn python_loads_extension_modules_through_its_dlsym() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "8");
 }
+
+/// The switch `scripts/torch_app.py --ab` uses: found in the process's global namespace as
+/// that script finds it, off at first, on and off again as asked, each call saying what it was.
+#[test]
+fn python_finds_the_bypass_switch_and_it_toggles() {
+    let script = "import ctypes\n\
+                  f = ctypes.CDLL(None).rightsize_preload_bypass\n\
+                  f.argtypes = [ctypes.c_int]\n\
+                  f.restype = ctypes.c_int\n\
+                  print(f(1), f(1), f(0), f(0))";
+    let Ok(out) = Command::new("python3").args(["-c", script]).env("LD_PRELOAD", library()).output() else {
+        eprintln!("no python3 here; skipped");
+        return;
+    };
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0 1 1 0");
+}
