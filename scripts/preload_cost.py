@@ -105,6 +105,8 @@ def main():
     ap.add_argument("--in-process", type=int, default=0, metavar="PAIRS",
                     help="measure within each process: PAIRS pairs of blocks taking part and standing aside")
     ap.add_argument("--block", type=int, default=0, help="requests a block with --in-process (default: a fifth of a measurement's)")
+    ap.add_argument("--settings", default="none,alone,window",
+                    help="which of none (without the interposer), alone (on a board) and window (every kernel placed) to measure (default: all; --in-process measures alone and window only)")
     a = ap.parse_args()
     if a.in_process < 0 or a.block < 0:
         sys.exit("preload_cost: --in-process and --block must be >= 0")
@@ -129,8 +131,17 @@ def main():
             "alone": {**base, "LD_PRELOAD": lib, "RIGHTSIZE_BOARD": board, "RIGHTSIZE_SLOT": "0"},
             "window": {**base, "LD_PRELOAD": lib, "RIGHTSIZE_SMS": str(a.window_sms), "RIGHTSIZE_REST": "1"},
         }
+        wanted = [x for x in a.settings.split(",") if x]
+        if not wanted or any(x not in settings for x in wanted):
+            sys.exit(f"preload_cost: --settings takes some of {', '.join(settings)}, not {a.settings!r}")
+        settings = {k: v for k, v in settings.items() if k in wanted}
         if a.in_process:
-            return in_process(a, models, {k: v for k, v in settings.items() if k != "none"})
+            settings.pop("none", None)
+            if not settings:
+                sys.exit("preload_cost: --in-process measures alone and window (none has no interposer to stand aside)")
+            return in_process(a, models, settings)
+        if "none" not in settings:
+            sys.exit("preload_cost: --settings needs none (each ratio is to the run without the interposer)")
         ms = {m: {s: [] for s in settings} for m in models}
         for r in range(a.rounds):
             for model in models:
