@@ -69,7 +69,9 @@ fn set_workspace_fn() -> Option<SetWorkspace> {
     next(&F, c"cublasSetWorkspace_v2")
 }
 
-/// `cublasSetWorkspace_v2`: as cuBLAS's, remembered for the handle.
+/// `cublasSetWorkspace_v2`: as cuBLAS's, remembered for the handle — also while the library
+/// stands aside ([`crate::bypassed`]), so that a call placed after it gives the handle back
+/// the workspace it has then, not an older one.
 ///
 /// # Safety
 /// As cuBLAS's.
@@ -233,7 +235,8 @@ pub unsafe extern "C" fn cublasLtMatmul(
     let Some(real) = next::<F>(&REAL, c"cublasLtMatmul") else { return NOT_INITIALIZED };
     // The application's call on stream `s` (its own, or the partition's).
     let call = |s: CUstream| {
-        // SAFETY: the application's arguments, with `s` a live stream of its context.
+        // SAFETY: the application's arguments, with `s` a live stream: the application's, or
+        // the partition's (of its green context).
         unsafe {
             real(
                 light,

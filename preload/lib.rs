@@ -53,8 +53,8 @@
 //! also timed, by kernel name and launch shape ([`sizing`]).
 //!
 //! Standing aside (`rightsize_preload_bypass`, an exported function): while switched on, every
-//! stand-in calls straight through, so one process can time itself with and without the
-//! interposer's work in turn (`scripts/preload_cost.py --in-process`).
+//! launch, cuBLAS call and wait goes straight through, so one process can time itself with and
+//! without the interposer's work in turn (`scripts/preload_cost.py --in-process`).
 //!
 //! Online fits (`RIGHTSIZE_FIT=1`): a kernel no profile has is sized by a fit of its latency
 //! against its SMs, timed from its own launches ([`sizing`]).
@@ -94,12 +94,21 @@ pub(crate) fn bypassed() -> bool {
 /// Has the interposer stand aside (`on` ≠ 0: every launch, cuBLAS call and wait goes straight
 /// to the driver or cuBLAS, nothing placed, counted, timed or marked on a board; what is in
 /// flight stays ordered) or take part again (`on` = 0); returns whether it stood aside before.
+/// Standing aside, the library still hands out its own entry points (`dlsym`,
+/// `cuGetProcAddress`) and remembers cuBLAS workspaces, so that it can take part again.
 /// For measuring what it costs within one process (`scripts/torch_app.py --ab`): the two
 /// settings in turn see the same process, host and GPU, which processes run one after another
-/// do not. Called from any thread, at any time.
+/// do not. Called from any thread, at any time; a starving watch's period open when it stands
+/// aside is dropped, not judged.
 #[no_mangle]
 pub extern "C" fn rightsize_preload_bypass(on: std::ffi::c_int) -> std::ffi::c_int {
-    std::ffi::c_int::from(BYPASS.swap(on != 0, Ordering::SeqCst))
+    let was = BYPASS.swap(on != 0, Ordering::SeqCst);
+    if on != 0 && !was {
+        if let Some(w) = starving::watch() {
+            w.forget_period();
+        }
+    }
+    std::ffi::c_int::from(was)
 }
 
 /// A setting from the environment; a malformed one is reported once and taken as unset.

@@ -210,6 +210,15 @@ impl Watch {
         self.launches.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Drops the period open since the last wait, unjudged: the library is about to stand
+    /// aside ([`crate::rightsize_preload_bypass`]), and the waits it then passes through would
+    /// not end it, so the next wait would judge a period with a gap in it.
+    pub(crate) fn forget_period(&self) {
+        self.start_ns.store(0, Ordering::Relaxed);
+        self.launches.store(0, Ordering::Relaxed);
+        self.placed.store(false, Ordering::Relaxed);
+    }
+
     /// The launch just counted was placed on a part: its period runs slower by design.
     pub(crate) fn placed(&self) {
         self.placed.store(true, Ordering::Relaxed);

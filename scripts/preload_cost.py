@@ -10,7 +10,8 @@ drift of the host or the GPU falls on each alike; prints each setting's median m
 and its ratio to the median without the interposer, the spread of the rounds' own ratios (each
 round against that round's run without it), then one JSON line.
 
-    python3 scripts/preload_cost.py gpu-bin/librightsize_preload.so [--rounds 3] [--models a,b] [--longer N]
+    python3 scripts/preload_cost.py gpu-bin/librightsize_preload.so [--rounds 3] [--models a,b]
+        [--settings none,alone,window] [--longer N | --in-process PAIRS [--block N]]
 
 --longer N runs N times as many requests a measurement (a GPU-bound model's 150 requests take
 about 2 s).
@@ -21,14 +22,16 @@ within each process instead: `torch_app.py --ab PAIRS` under each setting, block
 requests (default a fifth of a measurement's) with the interposer taking part and standing
 aside (every call straight to the driver) in turn, AB, BA, …; prints, per model and setting,
 each process's pooled ratio (its blocks taking part over its blocks standing aside), the
-median over all pairs and the spread of the processes' ratios, then one JSON line. What
-standing aside still costs over no interposer at all is one indirect call per launch.
+median over all pairs with the middle 90% of the medians of 4,000 resamples of the pairs, and
+the spread of the processes' ratios, then one JSON line. What standing aside still costs over
+no interposer at all is a call and two atomic loads per launch, cuBLAS call and wait.
 
     python3 scripts/preload_cost.py gpu-bin/librightsize_preload.so --in-process 10 --models bert-large
 """
 import argparse
 import json
 import os
+import random
 import re
 import statistics
 import subprocess
@@ -88,9 +91,13 @@ def in_process(a, models, settings):
             pooled = [x["pooled_ratio"] for x in runs]
             pairs = [q for x in runs for q in x["ratios"]]
             med = statistics.median(pairs)
-            summary[model][name] = {"median_pair_ratio": med, "process_pooled_ratios": pooled, "runs": runs}
-            print(f"{model:12} {name:7} taking part ÷ standing aside: median pair {med:.4f} over {len(pairs)} pairs; "
-                  f"processes pooled {min(pooled):.4f}–{max(pooled):.4f} ({', '.join(f'{x:.4f}' for x in pooled)})")
+            # How far the median resolves: the middle 90% of the medians of resampled pairs.
+            rng = random.Random(1)
+            meds = sorted(statistics.median(rng.choices(pairs, k=len(pairs))) for _ in range(4000))
+            lo, hi = meds[200], meds[3800]
+            summary[model][name] = {"median_pair_ratio": med, "middle_90": [lo, hi], "process_pooled_ratios": pooled, "runs": runs}
+            print(f"{model:12} {name:7} taking part ÷ standing aside: median pair {med:.4f} [{lo:.4f}, {hi:.4f}] over "
+                  f"{len(pairs)} pairs; processes pooled {min(pooled):.4f}–{max(pooled):.4f} ({', '.join(f'{x:.4f}' for x in pooled)})")
     print(json.dumps(summary))
     return 0
 
@@ -110,6 +117,12 @@ def main():
     a = ap.parse_args()
     if a.in_process < 0 or a.block < 0:
         sys.exit("preload_cost: --in-process and --block must be >= 0")
+    if a.in_process % 2:
+        sys.exit("preload_cost: --in-process takes an even number of pairs (as many AB as BA)")
+    if a.in_process and a.longer != 1:
+        sys.exit("preload_cost: --longer is for processes one after another; with --in-process, --block sets a block's requests")
+    if a.block and not a.in_process:
+        sys.exit("preload_cost: --block is for --in-process")
     if a.rounds < 1:
         sys.exit("preload_cost: --rounds must be >= 1")
     if a.longer < 1:

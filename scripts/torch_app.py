@@ -8,9 +8,10 @@ it), run for some requests in a plain loop.
 
 With ``--ab PAIRS`` (the interposer loaded) it times PAIRS pairs of blocks of ``--requests``
 requests, one with the interposer taking part and one with it standing aside
-(``rightsize_preload_bypass``: every call straight to the driver), in the order AB, BA, AB, …,
-so that the host's and the GPU's drift and the process's own speed fall on both alike; it
-prints each pair and one JSON line (``scripts/preload_cost.py --in-process``).
+(``rightsize_preload_bypass``: every call straight to the driver), in the order AB, BA, AB, …
+(an even number of pairs; each path warmed by at least one request first), so that the host's
+and the GPU's drift and the process's own speed fall on both alike; it prints each pair and
+one JSON line (``scripts/preload_cost.py --in-process``).
 
 The architecture comes from ``rightsize model-config NAME`` ($RIGHTSIZE_BIN, else
 gpu-bin/rightsize or target/release/rightsize beside this script, else ``rightsize`` on the
@@ -27,6 +28,7 @@ import sys
 import time
 
 import importlib.util
+import statistics
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # The harness's PyTorch tenant, loaded from its file (its directory holds the package's own
@@ -71,19 +73,17 @@ def ms_per_request(request, n):
 
 def ab(request, a, name):
     """--ab: pairs of blocks with the interposer taking part (A) and standing aside (B)."""
-    import statistics
-
     bypass = bypass_switch()
     for aside in (0, 1):  # warm both paths (a placed kernel's partition is made on first use)
         bypass(aside)
-        for _ in range(a.warmup):
+        for _ in range(max(1, a.warmup)):
             request()
     part, aside_ms = [], []
     for k in range(a.ab):
         for aside in (0, 1) if k % 2 == 0 else (1, 0):
             bypass(aside)
             (aside_ms if aside else part).append(ms_per_request(request, a.requests))
-        print(f"torch_app: {name} pair {k + 1}: {part[-1]:.3f} ms taking part, {aside_ms[-1]:.3f} standing aside", flush=True)
+        print(f"torch_app: {name} pair {k + 1}: {part[-1]:.3f} ms taking part, {aside_ms[-1]:.3f} ms standing aside", flush=True)
     bypass(0)
     ratios = [x / y for x, y in zip(part, aside_ms)]
     out = {
@@ -115,6 +115,8 @@ def main():
     a = ap.parse_args()
     if min(a.batch, a.seq, a.new_tokens, a.requests) < 1 or a.warmup < 0 or a.ab < 0:
         sys.exit("torch_app: --batch, --seq, --new-tokens and --requests must be ≥ 1, --warmup and --ab ≥ 0")
+    if a.ab % 2:
+        sys.exit("torch_app: --ab takes an even number of pairs (as many AB as BA, so that order effects cancel)")
     if a.ab:
         bypass_switch()  # before the model is built: a missing interposer fails at once
     # The architecture, read with the interposer kept out of the helper process.
