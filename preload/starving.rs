@@ -430,6 +430,21 @@ mod tests {
     }
 
     #[test]
+    fn a_period_open_when_the_library_stands_aside_is_dropped_unjudged() {
+        let w = Watch::new(false);
+        let board = Board::for_test(3, 1);
+        w.launched(100);
+        w.launched(150);
+        w.forget_period();
+        // The waits while it stood aside ended nothing; the first after it has no period.
+        w.waited(&board, 5_000, 1);
+        assert!(w.state.lock().best.is_empty(), "nothing judged across the gap");
+        w.launched(6_000);
+        w.waited(&board, 6_200, 1);
+        assert_eq!(w.state.lock().best[&1], 200, "the next period judged as usual");
+    }
+
+    #[test]
     fn the_board_says_the_verdict_of_the_mix_of_the_moment() {
         let w = Watch::new(false);
         w.topology.set(Some((15, 8))).unwrap();
