@@ -120,6 +120,7 @@ struct ProcessSetup {
     env: Vec<Vec<(String, String)>>,
     daemon: Option<MpsDaemon>,
     dir: Option<PathBuf>,
+    aside: Option<super::torch::Alternating>,
 }
 
 fn process_setup(scenario: &Scenario, sharing: Sharing, exe: &Path) -> anyhow::Result<ProcessSetup> {
@@ -128,7 +129,7 @@ fn process_setup(scenario: &Scenario, sharing: Sharing, exe: &Path) -> anyhow::R
         // A pipe directory with no daemon in it: the workers never join a system-wide MPS.
         let empty = private_dir("no-mps")?;
         let env = vec![("CUDA_MPS_PIPE_DIRECTORY".to_string(), empty.display().to_string())];
-        return Ok(ProcessSetup { env: vec![env; n as usize], daemon: None, dir: Some(empty) });
+        return Ok(ProcessSetup { env: vec![env; n as usize], daemon: None, dir: Some(empty), aside: None });
     }
     let placed = super::torch::placed_by_interposer(scenario, sharing)
         .then(|| super::torch::interposer_env(scenario, sharing, exe))
@@ -149,13 +150,14 @@ fn process_setup(scenario: &Scenario, sharing: Sharing, exe: &Path) -> anyhow::R
             env
         })
         .collect();
+    let aside = placed.as_ref().and_then(|p| p.aside);
     let dir = placed.map(|p| {
         for (e, more) in env.iter_mut().zip(p.env) {
             e.extend(more);
         }
         p.dir
     });
-    Ok(ProcessSetup { env, daemon: Some(daemon), dir })
+    Ok(ProcessSetup { env, daemon: Some(daemon), dir, aside })
 }
 
 /// Why `sharing` cannot run `s` on this host, if it cannot (checked before trying).
@@ -224,12 +226,13 @@ pub fn run_one(
                 bail!("{} cannot run {}: {why}", mode, scenario.name);
             }
             let exe = exe()?;
-            let ProcessSetup { env, daemon, dir } = process_setup(scenario, mode.sharing, &exe)?;
+            let ProcessSetup { env, daemon, dir, aside } = process_setup(scenario, mode.sharing, &exe)?;
             let r = worker::run(&exe, scenario, mode, &env, trace, counted).map(|mut outcome| {
                 // The interposer's processes wrote what they placed in its directory.
                 if let (true, Some(dir)) = (super::torch::placed_by_interposer(scenario, mode.sharing), &dir) {
                     outcome.interposed = super::torch::read_logs(dir, scenario.tenants.len());
                 }
+                outcome.aside = aside.zip(outcome.started).map(|(a, started)| a.phases(started));
                 outcome
             });
             let stopped = daemon.map(MpsDaemon::stop).transpose();
@@ -633,6 +636,7 @@ fn finished_run(
         counters: Some(counters),
         outages_s: outcome.outages_s,
         unserved,
+        aside: outcome.aside,
     }
 }
 
@@ -713,6 +717,7 @@ mod tests {
             counters: None,
             outages_s: Vec::new(),
             unserved: Vec::new(),
+            aside: None,
         };
         let skipped = RunResult {
             status: Status::Skipped { reason: "no MPS here".into() },

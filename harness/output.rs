@@ -588,6 +588,7 @@ pub(crate) mod tests {
                 counters: None,
                 outages_s: Vec::new(),
                 unserved: Vec::new(),
+                aside: None,
             }
         };
         let mut runs = vec![run("mps", 2.0), run("krisp-conserved", 1.25)];

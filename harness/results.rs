@@ -84,6 +84,22 @@ pub struct RunResult {
     /// each, with what failed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unserved: Vec<String>,
+    /// PyTorch tenants under `krisp` with `RIGHTSIZE_KRISP_ASIDE_MS`: when every process stood
+    /// aside (`scripts/aside_ab.py` splits the samples by it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aside: Option<AsidePhases>,
+}
+
+/// The periods in which a run's processes all stood aside (the interposer's alternation):
+/// periods of `every_s` seconds from `epoch_s` on the samples' clock (seconds from the
+/// tenants' common start; before it, so negative), the interposer taking part in the first,
+/// third, … and standing aside in the second, fourth, …
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct AsidePhases {
+    /// A period's length, seconds.
+    pub every_s: f64,
+    /// Where the first period begins on the samples' clock, seconds.
+    pub epoch_s: f64,
 }
 
 impl RunResult {
@@ -100,6 +116,7 @@ impl RunResult {
             counters: None,
             outages_s: Vec::new(),
             unserved: Vec::new(),
+            aside: None,
         }
     }
 }

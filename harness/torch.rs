@@ -19,9 +19,11 @@
 //! Solo baselines run each tenant alone in its process, without MPS.
 
 use std::path::PathBuf;
+use std::time::Instant;
 
 use super::inproc::static_windows;
 use super::mps::private_dir;
+use super::results::AsidePhases;
 use super::scenario::{Scenario, Sharing};
 use crate::runtime::policy::PriorityClass;
 use crate::runtime::Device;
@@ -51,6 +53,52 @@ pub struct Placement {
     pub env: Vec<Vec<(String, String)>>,
     /// The run's directory: `board`, and `<i>.json` written by tenant `i`'s interposer.
     pub dir: PathBuf,
+    /// Under `krisp` with `RIGHTSIZE_KRISP_ASIDE_MS`: the processes' alternation.
+    pub aside: Option<Alternating>,
+}
+
+/// Every process of a `krisp` run standing aside at once, in turn (the interposer's
+/// `RIGHTSIZE_ASIDE_MS` and `RIGHTSIZE_ASIDE_EPOCH_NS`, docs/interposer.md): periods of
+/// `every_ms` from `at`, taking part in the first. A comparison's knob
+/// (`RIGHTSIZE_KRISP_ASIDE_MS=P`): one run then measures krisp against MPS with the interposer
+/// standing aside, in the same processes, which separate runs of Python-bound processes do not
+/// resolve (docs/pytorch-h200.md).
+#[derive(Debug, Clone, Copy)]
+pub struct Alternating {
+    /// A period, milliseconds.
+    pub every_ms: u32,
+    /// Where the first period begins.
+    pub at: Instant,
+}
+
+impl Alternating {
+    /// When the processes stood aside, on the clock of samples counted from `started`.
+    pub fn phases(&self, started: Instant) -> AsidePhases {
+        let epoch_s = match started.checked_duration_since(self.at) {
+            Some(d) => -d.as_secs_f64(),
+            None => self.at.duration_since(started).as_secs_f64(),
+        };
+        AsidePhases { every_s: f64::from(self.every_ms) / 1e3, epoch_s }
+    }
+}
+
+/// `RIGHTSIZE_KRISP_ASIDE_MS`'s period, if set: a whole number of milliseconds above 0.
+fn aside_every_ms(setting: Option<&str>) -> anyhow::Result<Option<u32>> {
+    match setting.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(v) => match v.parse::<u32>() {
+            Ok(ms) if ms > 0 => Ok(Some(ms)),
+            _ => anyhow::bail!("RIGHTSIZE_KRISP_ASIDE_MS={v:?}: a period is a whole number of milliseconds above 0"),
+        },
+    }
+}
+
+/// The host's monotonic clock in ns, the one the interposer reads (`CLOCK_MONOTONIC`).
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: writes one timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(ts.tv_nsec as u64)
 }
 
 /// The interposer logs of a run's `n` tenants in `dir` (a tenant whose process wrote none:
@@ -70,9 +118,18 @@ pub fn interposer_env(s: &Scenario, sharing: Sharing, exe: &std::path::Path) -> 
     let lib = preload_library(exe)?;
     let dir = private_dir("interposer")?;
     let priority = std::env::var("RIGHTSIZE_MPS_PRIORITY").ok();
-    let settings = settings(s, sharing, &dir, priority.as_deref()).inspect_err(|_| {
+    let every = aside_every_ms(std::env::var("RIGHTSIZE_KRISP_ASIDE_MS").ok().as_deref())?;
+    let mut settings = settings(s, sharing, &dir, priority.as_deref()).inspect_err(|_| {
         let _ = std::fs::remove_dir_all(&dir);
     })?;
+    let aside = every.filter(|_| sharing == Sharing::Krisp).map(|every_ms| {
+        let (epoch, at) = (monotonic_ns(), Instant::now());
+        for env in &mut settings {
+            env.push(("RIGHTSIZE_ASIDE_MS".into(), every_ms.to_string()));
+            env.push(("RIGHTSIZE_ASIDE_EPOCH_NS".into(), epoch.to_string()));
+        }
+        Alternating { every_ms, at }
+    });
     let preload = match std::env::var("LD_PRELOAD") {
         Ok(v) if !v.trim().is_empty() => format!("{}:{v}", lib.display()),
         _ => lib.display().to_string(),
@@ -86,7 +143,7 @@ pub fn interposer_env(s: &Scenario, sharing: Sharing, exe: &std::path::Path) -> 
             env
         })
         .collect();
-    Ok(Placement { env, dir })
+    Ok(Placement { env, dir, aside })
 }
 
 /// MPS's client priorities (`CUDA_MPS_CLIENT_PRIORITY`): the MPS server hands SMs to a
@@ -307,6 +364,23 @@ mod tests {
         let e = format!("{:#}", ScenarioFile::parse(engine, "t").unwrap_err());
         assert!(e.contains("online_fit") && e.contains("engine = \"torch\""), "{e}");
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn an_alternation_is_a_whole_number_of_milliseconds_and_its_phases_are_on_the_samples_clock() {
+        assert_eq!(aside_every_ms(None).unwrap(), None);
+        assert_eq!(aside_every_ms(Some(" ")).unwrap(), None);
+        assert_eq!(aside_every_ms(Some("1500\n")).unwrap(), Some(1500));
+        for bad in ["0", "-5", "1.5", "soon"] {
+            let e = aside_every_ms(Some(bad)).unwrap_err().to_string();
+            assert!(e.contains("RIGHTSIZE_KRISP_ASIDE_MS") && e.contains("milliseconds"), "{e}");
+        }
+        let at = Instant::now();
+        let a = Alternating { every_ms: 250, at };
+        let p = a.phases(at + std::time::Duration::from_millis(1_500));
+        assert_eq!(p.every_s, 0.25);
+        assert!((p.epoch_s + 1.5).abs() < 1e-9, "set up 1.5 s before the common start: {}", p.epoch_s);
+        assert_eq!(a.phases(at).epoch_s, 0.0);
     }
 
     #[test]

@@ -54,7 +54,9 @@
 //!
 //! Standing aside (`rightsize_preload_bypass`, an exported function): while switched on, every
 //! launch, cuBLAS call and wait goes straight through, so one process can time itself with and
-//! without the interposer's work in turn (`scripts/preload_cost.py --in-process`).
+//! without the interposer's work in turn (`scripts/preload_cost.py --in-process`). With
+//! `RIGHTSIZE_ASIDE_MS` and `RIGHTSIZE_ASIDE_EPOCH_NS` it stands aside in every other period
+//! of that many ms from that time (`Alternation`), every process of a run at once.
 //!
 //! Online fits (`RIGHTSIZE_FIT=1`): a kernel no profile has is sized by a fit of its latency
 //! against its SMs, timed from its own launches ([`sizing`]).
@@ -80,15 +82,76 @@ pub use abi::{
 };
 pub use stats::report;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::OnceLock;
 
 /// Whether the interposer stands aside ([`rightsize_preload_bypass`]).
 static BYPASS: AtomicBool = AtomicBool::new(false);
 
 /// Whether every stand-in passes its call straight to the driver or cuBLAS, as if this
-/// library were not loaded.
+/// library were not loaded: switched so ([`rightsize_preload_bypass`]), or in a period the
+/// run's [`Alternation`] stands aside.
 pub(crate) fn bypassed() -> bool {
-    BYPASS.load(Ordering::Relaxed)
+    if BYPASS.load(Ordering::Relaxed) {
+        return true;
+    }
+    let Some(a) = alternation() else { return false };
+    let Some(period) = a.period_at(board::now_ns()) else { return false };
+    let aside = period % 2 == 1;
+    if aside && a.seen.swap(period, Ordering::Relaxed) != period {
+        // The first call of an aside period: a starving watch's open period has a gap now.
+        if let Some(w) = starving::watch() {
+            w.forget_period();
+        }
+    }
+    aside
+}
+
+/// Every process of a run standing aside at once, in turn (`RIGHTSIZE_ASIDE_MS=P` with
+/// `RIGHTSIZE_ASIDE_EPOCH_NS=T0`, which the harness sets for comparisons): periods of P ms
+/// counted from T0 on the host's monotonic clock, the library taking part in the first, third,
+/// … and standing aside in the second, fourth, … So one run measures the library against
+/// itself standing aside, in the same processes.
+pub(crate) struct Alternation {
+    every_ns: u64,
+    epoch_ns: u64,
+    /// The last aside period a call saw.
+    seen: AtomicU64,
+}
+
+impl Alternation {
+    fn new(every_ms: u32, epoch_ns: u64) -> Option<Alternation> {
+        (every_ms > 0).then(|| Alternation {
+            every_ns: u64::from(every_ms) * 1_000_000,
+            epoch_ns,
+            seen: AtomicU64::new(0),
+        })
+    }
+
+    /// The period `now` falls in (0 the first), or `None` before the epoch.
+    fn period_at(&self, now: u64) -> Option<u64> {
+        now.checked_sub(self.epoch_ns).map(|since| since / self.every_ns)
+    }
+}
+
+/// The run's [`Alternation`], if its settings are there (a malformed one is reported once).
+fn alternation() -> Option<&'static Alternation> {
+    static ALTERNATION: OnceLock<Option<Alternation>> = OnceLock::new();
+    ALTERNATION
+        .get_or_init(|| {
+            let every = setting("RIGHTSIZE_ASIDE_MS")?;
+            let epoch = std::env::var("RIGHTSIZE_ASIDE_EPOCH_NS").ok();
+            match epoch.as_deref().map(|e| e.trim().parse::<u64>()) {
+                Some(Ok(epoch)) => Alternation::new(every, epoch),
+                _ => {
+                    eprintln!(
+                        "rightsize preload: RIGHTSIZE_ASIDE_MS without a RIGHTSIZE_ASIDE_EPOCH_NS in ns; ignored"
+                    );
+                    None
+                }
+            }
+        })
+        .as_ref()
 }
 
 /// Has the interposer stand aside (`on` ≠ 0: every launch, cuBLAS call and wait goes straight
@@ -128,4 +191,20 @@ fn setting(name: &str) -> Option<u32> {
 fn at_exit(f: extern "C" fn()) {
     // SAFETY: registers a function that takes no arguments.
     unsafe { libc::atexit(f) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_alternation_stands_aside_in_every_other_period_from_its_epoch() {
+        assert!(Alternation::new(0, 5).is_none(), "no periods of 0 ms");
+        let a = Alternation::new(2, 1_000).unwrap();
+        assert_eq!(a.period_at(999), None, "before the epoch");
+        assert_eq!(a.period_at(1_000), Some(0));
+        assert_eq!(a.period_at(1_000 + 1_999_999), Some(0));
+        assert_eq!(a.period_at(1_000 + 2_000_000), Some(1), "the first aside period");
+        assert_eq!(a.period_at(1_000 + 4_000_000), Some(2));
+    }
 }

@@ -43,6 +43,8 @@ pub struct Outcome {
     /// Per tenant, what the interposer did with its kernels (PyTorch tenants under `static`
     /// and `krisp`; empty otherwise).
     pub interposed: Vec<Option<crate::profiler::app::interposer_log::Interposed>>,
+    /// PyTorch tenants under `krisp` whose processes stood aside in turn: when.
+    pub aside: Option<crate::harness::results::AsidePhases>,
 }
 
 /// What one process, or one set of worker processes, of a run gave ([`run_in_parts`]).
