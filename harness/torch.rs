@@ -57,12 +57,13 @@ pub struct Placement {
     pub aside: Option<Alternating>,
 }
 
-/// Every process of a `krisp` run standing aside at once, in turn (the interposer's
-/// `RIGHTSIZE_ASIDE_MS` and `RIGHTSIZE_ASIDE_EPOCH_NS`, docs/interposer.md): periods of
-/// `every_ms` from `at`, taking part in the first. A comparison's knob
-/// (`RIGHTSIZE_KRISP_ASIDE_MS=P`): one run then measures krisp against MPS with the interposer
-/// standing aside, in the same processes, which separate runs of Python-bound processes do not
-/// resolve (docs/pytorch-h200.md).
+/// Every process of a `krisp` run of PyTorch tenants standing aside at once, in turn (the
+/// interposer's `RIGHTSIZE_ASIDE_MS` and `RIGHTSIZE_ASIDE_EPOCH_NS`, docs/interposer.md):
+/// periods of `every_ms` from `at`, taking part in the first. A comparison's knob
+/// (`RIGHTSIZE_KRISP_ASIDE_MS=P`; the engine's tenants do not read it): one run then measures
+/// krisp against MPS with the interposer standing aside (and, beside a latency-critical
+/// process, the best-effort ones still at MPS's lower client priority) in the same processes,
+/// which separate runs of Python-bound processes do not resolve (docs/pytorch-h200.md).
 #[derive(Debug, Clone, Copy)]
 pub struct Alternating {
     /// A period, milliseconds.
@@ -116,13 +117,16 @@ pub fn read_logs(dir: &std::path::Path, n: usize) -> Vec<Option<Interposed>> {
 /// `krisp` a board shared by all. `exe` is the worker program the library lies beside.
 pub fn interposer_env(s: &Scenario, sharing: Sharing, exe: &std::path::Path) -> anyhow::Result<Placement> {
     let lib = preload_library(exe)?;
+    let every = match sharing {
+        Sharing::Krisp => aside_every_ms(std::env::var("RIGHTSIZE_KRISP_ASIDE_MS").ok().as_deref())?,
+        _ => None,
+    };
     let dir = private_dir("interposer")?;
     let priority = std::env::var("RIGHTSIZE_MPS_PRIORITY").ok();
-    let every = aside_every_ms(std::env::var("RIGHTSIZE_KRISP_ASIDE_MS").ok().as_deref())?;
     let mut settings = settings(s, sharing, &dir, priority.as_deref()).inspect_err(|_| {
         let _ = std::fs::remove_dir_all(&dir);
     })?;
-    let aside = every.filter(|_| sharing == Sharing::Krisp).map(|every_ms| {
+    let aside = every.map(|every_ms| {
         let (epoch, at) = (monotonic_ns(), Instant::now());
         for env in &mut settings {
             env.push(("RIGHTSIZE_ASIDE_MS".into(), every_ms.to_string()));

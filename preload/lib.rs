@@ -98,7 +98,7 @@ pub(crate) fn bypassed() -> bool {
     let Some(a) = alternation() else { return false };
     let Some(period) = a.period_at(board::now_ns()) else { return false };
     let aside = period % 2 == 1;
-    if aside && a.seen.swap(period, Ordering::Relaxed) != period {
+    if aside && a.seen.load(Ordering::Relaxed) != period && a.seen.swap(period, Ordering::Relaxed) != period {
         // The first call of an aside period: a starving watch's open period has a gap now.
         if let Some(w) = starving::watch() {
             w.forget_period();
@@ -111,7 +111,11 @@ pub(crate) fn bypassed() -> bool {
 /// `RIGHTSIZE_ASIDE_EPOCH_NS=T0`, which the harness sets for comparisons): periods of P ms
 /// counted from T0 on the host's monotonic clock, the library taking part in the first, third,
 /// … and standing aside in the second, fourth, … So one run measures the library against
-/// itself standing aside, in the same processes.
+/// itself standing aside, in the same processes. Each call then reads the clock (in both
+/// kinds of period). What it learns, it learns in the periods it takes part in: as a
+/// taking-part period begins, the board shows the others idle until they launch again (within
+/// a hold), a quota's trial and a starving verdict take twice the wall time, and a duty or a
+/// rate the quota's cost weighs spans the aside periods too.
 pub(crate) struct Alternation {
     every_ns: u64,
     epoch_ns: u64,

@@ -97,6 +97,9 @@ pub(crate) struct Watch {
     start_ns: AtomicU64,
     launches: AtomicU64,
     placed: AtomicBool,
+    /// Set when the library stood aside ([`Watch::forget_period`]): the period the next wait
+    /// ends began in a request whose earlier launches it did not see, so it is dropped too.
+    tainted: AtomicBool,
     state: Mutex<Periods>,
     /// The number of busy processes the board's word was last set for (0: none yet), read on
     /// every launch without the lock.
@@ -188,6 +191,7 @@ impl Watch {
             start_ns: AtomicU64::new(0),
             launches: AtomicU64::new(0),
             placed: AtomicBool::new(false),
+            tainted: AtomicBool::new(false),
             state: Mutex::new(state),
             judged_for: AtomicU32::new(0),
             topology: OnceLock::new(),
@@ -210,13 +214,15 @@ impl Watch {
         self.launches.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Drops the period open since the last wait, unjudged: the library is about to stand
-    /// aside ([`crate::rightsize_preload_bypass`]), and the waits it then passes through would
-    /// not end it, so the next wait would judge a period with a gap in it.
+    /// Drops the period open since the last wait, unjudged, and the one the next wait ends:
+    /// the library is about to stand aside ([`crate::rightsize_preload_bypass`], or its
+    /// alternation), and neither the waits nor the launches it then passes through are seen,
+    /// so the open period would end with a gap in it and the next would begin mid-request.
     pub(crate) fn forget_period(&self) {
         self.start_ns.store(0, Ordering::Relaxed);
         self.launches.store(0, Ordering::Relaxed);
         self.placed.store(false, Ordering::Relaxed);
+        self.tainted.store(true, Ordering::Relaxed);
     }
 
     /// The launch just counted was placed on a part: its period runs slower by design.
@@ -230,6 +236,10 @@ impl Watch {
         let start = self.start_ns.swap(0, Ordering::Relaxed);
         let launches = self.launches.swap(0, Ordering::Relaxed);
         let placed = self.placed.swap(false, Ordering::Relaxed);
+        if self.tainted.swap(false, Ordering::Relaxed) {
+            // The first wait since the library stood aside: its period is dropped.
+            return;
+        }
         let ended = start != 0 && launches != 0 && now > start;
         if !ended && self.judged_for.load(Ordering::Relaxed) == busy {
             // Nothing new to judge by (a wait with no launch since the last).
@@ -436,9 +446,10 @@ mod tests {
         w.launched(100);
         w.launched(150);
         w.forget_period();
-        // The waits while it stood aside ended nothing; the first after it has no period.
-        w.waited(&board, 5_000, 1);
-        assert!(w.state.lock().best.is_empty(), "nothing judged across the gap");
+        // Standing aside, nothing is seen; then the rest of a request: launched, waited for.
+        w.launched(5_000);
+        w.waited(&board, 5_100, 1);
+        assert!(w.state.lock().best.is_empty(), "neither the gap nor the part request judged");
         w.launched(6_000);
         w.waited(&board, 6_200, 1);
         assert_eq!(w.state.lock().best[&1], 200, "the next period judged as usual");

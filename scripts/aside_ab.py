@@ -4,11 +4,14 @@ directories given whose PyTorch processes stood aside in turn (`RIGHTSIZE_KRISP_
 rightsize compare --file scenarios/pytorch.toml --scenario S --modes krisp`; the run's
 `aside` in results.json), each closed-loop tenant's throughput in the periods the interposer
 took part and in those it stood aside (a request counts in the period it ended in, over the
-whole periods within the run's counted requests), the STP of each against the run's solo
-baselines, and their ratio: pooled over the run, and the median of the ratios of each
-pair of whole periods (taking part, then standing aside) with the middle 90% of the medians
-of 4,000 resamples of the pairs. Standing aside, the processes run as under MPS with the
-library loaded (a call and two atomic loads a launch more than without it).
+whole periods in which every tenant was counting), the STP of each against the run's solo
+baselines (throughput-based: not the run's own STP), and their ratio: pooled over the run,
+and the median of the ratios of each two neighbouring whole periods with the middle 90% of
+the medians of 4,000 resamples of the pairs. Standing aside, the processes run as under MPS
+with the library loaded and reading the clock at each launch (and beside a latency-critical
+process the best-effort ones keep MPS's lower client priority). Open-loop tenants are left
+out (their throughput follows their arrivals), and a run that lost its GPU context is not
+split.
 
     python3 scripts/aside_ab.py RESULTS_DIR...
 
@@ -29,43 +32,55 @@ def clipped(lo, hi, a, b):
 
 
 def split(run):
-    """(pooled ratio, per-pair ratios, tenants' (model, taking part, standing aside) speeds)."""
+    """(pooled ratio, pair ratios, tenants' (model, taking part, standing aside) speeds, STP
+    taking part, STP standing aside), or a str saying why the run cannot be split."""
     every, epoch = run["aside"]["every_s"], run["aside"]["epoch_s"]
-    tenants = [t for t in run["tenants"] if t["spec"].get("rate") is None and t["metrics"].get("relative_throughput")]
-    if not tenants:
-        return None
-    spans = [(s["start"], s["end"]) for t in tenants for s in t["samples"] if not s.get("shed") and not s.get("failed")]
-    if not spans:
-        return None
-    lo, hi = min(a for a, _ in spans), max(b for _, b in spans)
-    first, last = math.floor((lo - epoch) / every), math.floor((hi - epoch) / every)
-    periods = range(first, last + 1)
+    closed = [t for t in run["tenants"] if t["spec"].get("rate") is None]
+    if any(not t["metrics"].get("relative_throughput") for t in closed):
+        return "a closed-loop tenant has no solo baseline to weigh its throughput by"
+    if run.get("outages_s"):
+        return "the run lost its GPU context: the periods of the outage would count as served"
+    served = [[s for s in t["samples"] if not s.get("shed") and not s.get("failed")] for t in closed]
+    if not closed or any(not s for s in served):
+        return "a closed-loop tenant served no request"
+    # Where every tenant was counting: from the last first start to the first last end.
+    lo = max(min(s["start"] for s in ss) for ss in served)
+    hi = min(max(s["end"] for s in ss) for ss in served)
+    periods = range(math.floor((lo - epoch) / every), math.floor((hi - epoch) / every) + 1)
     length = {k: clipped(lo, hi, epoch + k * every, epoch + (k + 1) * every) for k in periods}
-    counts = []  # per tenant: requests ended in each period
-    for t in tenants:
-        c = {k: 0 for k in periods}
-        for s in t["samples"]:
-            if not s.get("shed") and not s.get("failed"):
-                c[math.floor((s["end"] - epoch) / every)] += 1
+    # Whole periods only: the first and last are cut short where the tenants were counting.
+    whole = {k for k in periods if abs(length[k] - every) < 1e-9}
+    part = [k for k in sorted(whole) if k % 2 == 0]
+    aside = [k for k in sorted(whole) if k % 2 == 1]
+    if not part or not aside:
+        return f"no whole period of each kind between {lo:.2f} and {hi:.2f} s (periods of {every:g} s)"
+    counts = []  # per tenant: its requests that ended in each whole period
+    for ss in served:
+        c = {k: 0 for k in whole}
+        for s in ss:
+            k = math.floor((s["end"] - epoch) / every)
+            if k in c:
+                c[k] += 1
         counts.append(c)
     # A tenant's solo throughput: its throughput over its speed against solo.
-    solo = [t["metrics"]["throughput"] / t["metrics"]["relative_throughput"] for t in tenants]
+    solo = [t["metrics"]["throughput"] / t["metrics"]["relative_throughput"] for t in closed]
+
+    def speed(c, s, ks):
+        return sum(c[k] for k in ks) / (len(ks) * every) / s
 
     def stp(ks):
-        secs = sum(length[k] for k in ks)
-        return sum(sum(c[k] for k in ks) / secs / s for c, s in zip(counts, solo)) if secs > 0 else float("nan")
+        return sum(speed(c, s, ks) for c, s in zip(counts, solo))
 
-    # Whole periods only: the run's first and last are cut short by its counted requests.
-    whole = {k for k in periods if abs(length[k] - every) < 1e-9}
-    part = [k for k in periods if k % 2 == 0 and k in whole]
-    aside = [k for k in periods if k % 2 == 1 and k in whole]
-    if not part or not aside:
-        return None
-    pairs = [stp([k]) / stp([k + 1]) for k in part if k in whole and k + 1 in whole]
-    speeds = []
-    for t, c, s in zip(tenants, counts, solo):
-        one = lambda ks: sum(c[k] for k in ks) / sum(length[k] for k in ks) / s  # noqa: E731
-        speeds.append((t["spec"]["model"], one(part), one(aside)))
+    # Each neighbouring pair of whole periods, either order, so that a drift cancels.
+    pairs = []
+    for k in sorted(whole):
+        if k + 1 in whole:
+            p, a = (k, k + 1) if k % 2 == 0 else (k + 1, k)
+            if stp([a]) > 0:
+                pairs.append(stp([p]) / stp([a]))
+    speeds = [(t["spec"]["model"], speed(c, s, part), speed(c, s, aside)) for t, c, s in zip(closed, counts, solo)]
+    if stp(aside) == 0:
+        return "no request ended in the periods standing aside"
     return stp(part) / stp(aside), pairs, speeds, stp(part), stp(aside)
 
 
@@ -83,8 +98,8 @@ def main():
             if not run.get("aside"):
                 continue
             out = split(run)
-            if out is None:
-                print(f"{d}: {run['scenario']} {run['mode']}: no closed-loop tenant served a request, or no whole period of each kind")
+            if isinstance(out, str):
+                print(f"{d}: {run['scenario']} {run['mode']}: not split: {out}")
                 continue
             found += 1
             pooled, pairs, speeds, part, aside = out

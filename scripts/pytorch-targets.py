@@ -25,6 +25,7 @@ Targets:
 (The interposer's cost on a solo model is measured apart: scripts/preload_cost.py.)
 """
 import csv
+import json
 import math
 import os
 import random
@@ -157,6 +158,15 @@ def check(rounds):
     return lines, ok
 
 
+def stood_aside(d):
+    """Whether a run of results directory `d` stood aside in turn (its results.json says)."""
+    try:
+        with open(os.path.join(d, "results.json")) as f:
+            return any(r.get("aside") for r in json.load(f).get("runs", []))
+    except (OSError, ValueError):
+        return False
+
+
 def main():
     dirs = sys.argv[1:]
     if not dirs:
@@ -168,6 +178,10 @@ def main():
         return 2
     rounds = []
     for d in dirs:
+        if stood_aside(d):
+            print(f"skipped {d}: its krisp runs stood aside in turn (RIGHTSIZE_KRISP_ASIDE_MS), half of each "
+                  "run as MPS; scripts/aside_ab.py reads them", file=sys.stderr)
+            continue
         r = measures(read(d, "runs.csv"), read(d, "tenants.csv"))
         if r:
             rounds.append(r)

@@ -14,13 +14,16 @@ EVERY, EPOCH = 1.0, -3.3  # periods of 1 s, the first 3.3 s before the common st
 
 
 def served(rate_part, rate_aside, seconds=20.0):
-    """Back-to-back requests at one rate in the periods taking part, another standing aside."""
-    out, t = [], 0.0
-    while t < seconds:
-        period = math.floor((t - EPOCH) / EVERY)
-        step = 1.0 / (rate_part if period % 2 == 0 else rate_aside)
-        out.append({"due": t, "start": t, "end": t + step, "shed": False, "failed": False})
-        t += step
+    """Requests at one rate in the periods taking part and another standing aside, spread
+    evenly within each period (none ends on a boundary), over the first `seconds`."""
+    out = []
+    for k in range(math.floor(-EPOCH / EVERY), math.ceil((seconds - EPOCH) / EVERY)):
+        n = rate_part if k % 2 == 0 else rate_aside
+        for i in range(round(n * EVERY)):
+            end = EPOCH + k * EVERY + (i + 0.5) * EVERY / n
+            start = end - 0.25 * EVERY / n
+            if 0.0 <= start and end <= seconds:
+                out.append({"due": start, "start": start, "end": end, "shed": False, "failed": False})
     return out
 
 
@@ -43,11 +46,39 @@ def test_each_kind_of_period_gets_its_own_speeds_and_stp():
     assert [(m, round(p, 6), round(a, 6)) for m, p, a in speeds] == [("a", 0.5, 0.4), ("b", 0.5, 0.5)]
 
 
-def test_open_loops_and_runs_without_whole_periods_are_left_out():
+def test_open_loops_are_left_out_and_runs_that_cannot_be_split_say_why():
     # An open-loop tenant's throughput follows its arrivals: not in the STP.
     closed, open_loop = tenant("a", served(10, 8), 20.0), tenant("b", served(1, 100), 10.0, rate=5.0)
     pooled, _, speeds, _, _ = aside_ab.split(run(closed, open_loop))
     assert abs(pooled - 1.25) < 1e-9 and [m for m, _, _ in speeds] == ["a"]
     # A run shorter than a period of each kind: nothing to compare.
     short = [{"due": 0.0, "start": 0.0, "end": 0.5, "shed": False, "failed": False}]
-    assert aside_ab.split(run(tenant("a", short, 20.0))) is None
+    assert "no whole period" in aside_ab.split(run(tenant("a", short, 20.0)))
+    no_solo = tenant("a", served(10, 8), 20.0)
+    no_solo["metrics"]["relative_throughput"] = None
+    assert "solo baseline" in aside_ab.split(run(no_solo))
+    lost = run(tenant("a", served(10, 8), 20.0))
+    lost["outages_s"] = [0.4]
+    assert "context" in aside_ab.split(lost)
+    # Nothing ended standing aside: said, not a division by zero.
+    assert "standing aside" in aside_ab.split(run(tenant("a", served(10, 0), 20.0)))
+
+
+def test_only_the_periods_in_which_every_tenant_was_counting_count():
+    # b stops at 10.5 s of 20; both run at the same speed in both kinds of period.
+    b = [s for s in served(5, 5) if s["end"] <= 10.5]
+    pooled, pairs, _, _, _ = aside_ab.split(run(tenant("a", served(10, 10), 20.0), tenant("b", b, 10.0)))
+    assert abs(pooled - 1.0) < 1e-9 and all(abs(r - 1.0) < 1e-9 for r in pairs)
+
+
+def test_a_request_counts_in_the_period_it_ended_in():
+    # Each request starts late in a period taking part and ends early in the next, standing aside.
+    spans = []
+    for j in range(0, 20, 2):
+        start = EPOCH + j * EVERY + 0.75
+        if start >= 0:
+            spans.append({"due": start, "start": start, "end": start + 0.5, "shed": False, "failed": False})
+    steady = tenant("b", served(5, 5), 10.0)
+    _, _, speeds, _, _ = aside_ab.split(run(tenant("a", spans, 20.0), steady))
+    model, part, aside = speeds[0]
+    assert model == "a" and part == 0.0 and aside > 0.0
