@@ -269,6 +269,63 @@ fn pytorch_tenants_run_as_processes_and_follow_the_load_through_the_interposer()
 
 #[test]
 #[ignore = "needs a CUDA GPU"]
+fn pytorch_processes_under_krisp_stand_aside_together_in_every_other_period() {
+    use rightsize::harness::compare::run_one;
+    use rightsize::harness::inproc::Knees;
+    if let Err(why) = torch_python() {
+        println!("skipped: PyTorch tenants need PyTorch, transformers and a GPU in python3 ({why})");
+        return;
+    }
+    // Two closed loops that never idle; periods of 250 ms over a 3-s run.
+    let text = r#"
+        [[scenario]]
+        name = "torch-ab"
+        warmup = 2
+        requests = 100000
+        duration_s = 3.0
+        [[scenario.tenant]]
+        model = "bert-base"
+        engine = "torch"
+        [[scenario.tenant]]
+        model = "distilgpt2"
+        engine = "torch"
+        new_tokens = 4
+    "#;
+    let s = ScenarioFile::parse(text, "test").unwrap().scenarios.remove(0);
+    let exe = rightsize_exe();
+    let run = |every: Option<&str>| {
+        match every {
+            // The harness reads it as a run is set up (tests of this binary run one at a time).
+            Some(ms) => std::env::set_var("RIGHTSIZE_KRISP_ASIDE_MS", ms),
+            None => std::env::remove_var("RIGHTSIZE_KRISP_ASIDE_MS"),
+        }
+        let o = run_one(Some(&exe), &s, "krisp".parse().unwrap(), Knees::default(), None, Default::default());
+        std::env::remove_var("RIGHTSIZE_KRISP_ASIDE_MS");
+        o.unwrap()
+    };
+    let (plain, ab) = (run(None), run(Some("250")));
+    assert_eq!(plain.aside, None);
+    let phases = ab.aside.expect("the periods, on the samples' clock");
+    assert_eq!(phases.every_s, 0.25);
+    assert!(phases.epoch_s < 0.0, "the epoch is set before the common start: {phases:?}");
+    // Standing aside, a process's launches go straight to the driver, uncounted: about half of
+    // them, per second of run, beside the run that took part throughout.
+    let per_s = |o: &rightsize::harness::drive::Outcome, i: usize| {
+        let log = o.interposed[i].clone().expect("every process wrote its log");
+        let served = o.samples[i].len() as f64;
+        (log.counts.launches as f64, served)
+    };
+    for i in 0..2 {
+        let ((l0, n0), (l1, n1)) = (per_s(&plain, i), per_s(&ab, i));
+        println!("tenant {i}: {l0} launches for {n0} requests taking part throughout, {l1} for {n1} in turn");
+        assert!(n0 >= 5.0 && n1 >= 5.0, "tenant {i} served");
+        let ratio = (l1 / n1) / (l0 / n0);
+        assert!((0.3..0.8).contains(&ratio), "tenant {i}: launches counted per request, in turn ÷ throughout {ratio}");
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
 fn an_unmodified_pytorch_application_is_profiled_by_kernel_name_and_launch_shape() {
     use rightsize::profiler::app::{preload_library, profile_app};
     if let Err(why) = torch_python() {
