@@ -94,14 +94,6 @@ fn aside_every_ms(setting: Option<&str>) -> anyhow::Result<Option<u32>> {
     }
 }
 
-/// The host's monotonic clock in ns, the one the interposer reads (`CLOCK_MONOTONIC`).
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: writes one timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    (ts.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(ts.tv_nsec as u64)
-}
-
 /// The interposer logs of a run's `n` tenants in `dir` (a tenant whose process wrote none:
 /// `None`).
 pub fn read_logs(dir: &std::path::Path, n: usize) -> Vec<Option<Interposed>> {
@@ -127,7 +119,7 @@ pub fn interposer_env(s: &Scenario, sharing: Sharing, exe: &std::path::Path) -> 
         let _ = std::fs::remove_dir_all(&dir);
     })?;
     let aside = every.map(|every_ms| {
-        let (epoch, at) = (monotonic_ns(), Instant::now());
+        let (epoch, at) = (crate::runtime::monotonic_ns(), Instant::now());
         for env in &mut settings {
             env.push(("RIGHTSIZE_ASIDE_MS".into(), every_ms.to_string()));
             env.push(("RIGHTSIZE_ASIDE_EPOCH_NS".into(), epoch.to_string()));

@@ -131,12 +131,7 @@ impl Demand {
 }
 
 /// Now, on the clock every process of the host shares.
-pub(crate) fn now_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: writes one timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    (ts.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(ts.tv_nsec as u64)
-}
+pub(crate) use rightsize::runtime::monotonic_ns as now_ns;
 
 impl Board {
     /// Maps the board file `path` with this process in slot `me`, latency-critical with a quota

@@ -99,12 +99,16 @@ pub(crate) fn bypassed() -> bool {
     let Some(period) = a.period_at(board::now_ns()) else { return false };
     let aside = period % 2 == 1;
     if aside && a.seen.load(Ordering::Relaxed) != period && a.seen.swap(period, Ordering::Relaxed) != period {
-        // The first call of an aside period: a starving watch's open period has a gap now.
-        if let Some(w) = starving::watch() {
-            w.forget_period();
-        }
+        standing_aside();
     }
     aside
+}
+
+/// The library begins to stand aside: a starving watch's open period has a gap now.
+fn standing_aside() {
+    if let Some(w) = starving::watch() {
+        w.forget_period();
+    }
 }
 
 /// Every process of a run standing aside at once, in turn (`RIGHTSIZE_ASIDE_MS=P` with
@@ -171,9 +175,7 @@ fn alternation() -> Option<&'static Alternation> {
 pub extern "C" fn rightsize_preload_bypass(on: std::ffi::c_int) -> std::ffi::c_int {
     let was = BYPASS.swap(on != 0, Ordering::SeqCst);
     if on != 0 && !was {
-        if let Some(w) = starving::watch() {
-            w.forget_period();
-        }
+        standing_aside();
     }
     std::ffi::c_int::from(was)
 }

@@ -41,6 +41,6 @@ pub use rt::Runtime;
 pub use scheduler::{MinSms, Scheduler};
 pub(crate) use tenant::OrderEvent;
 pub use tenant::{PlanSet, Recorded, Tenant};
-pub use timer::EventTimer;
+pub use timer::{monotonic_ns, EventTimer};
 pub use trace::{unix_ns, GpuSlice, LaunchRecord, Timeline, TraceSink};
 pub use work::{Issued, Launch, Work};

@@ -1,5 +1,6 @@
 //! The one GPU timer: a pair of CUDA events around work enqueued on a stream. The profiler,
-//! the benches and the timing tests all measure with it.
+//! the benches and the timing tests all measure with it. And the host clock that processes of
+//! one host share ([`monotonic_ns`]).
 
 use std::fmt;
 
@@ -52,4 +53,14 @@ impl EventTimer {
         };
         Ok(f64::from(ms))
     }
+}
+
+/// Now on the host's monotonic clock (`CLOCK_MONOTONIC`), ns: one clock for every process of
+/// the host, so a time one process reads means the same in another (the interposer's board
+/// and its alternation, and the harness that sets the alternation's epoch).
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: writes one timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(ts.tv_nsec as u64)
 }

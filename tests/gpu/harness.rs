@@ -195,34 +195,30 @@ fn torch_python() -> Result<(), String> {
     }
 }
 
+/// A pair of PyTorch tenants, `duration_s` long: a BERT-base with `encoder`'s settings beside
+/// a closed-loop distilgpt2 generating 4 tokens; `None` (said) where the host's Python cannot
+/// run them.
+fn torch_pair(encoder: &str, duration_s: f64) -> Option<String> {
+    if let Err(why) = torch_python() {
+        println!("skipped: PyTorch tenants need PyTorch, transformers and a GPU in python3 ({why})");
+        return None;
+    }
+    Some(format!(
+        "[[scenario]]\nname = \"torch-pair\"\nwarmup = 2\nrequests = 100000\nduration_s = {duration_s}\n\
+         [[scenario.tenant]]\nmodel = \"bert-base\"\nengine = \"torch\"\n{encoder}\n\
+         [[scenario.tenant]]\nmodel = \"distilgpt2\"\nengine = \"torch\"\nnew_tokens = 4\n"
+    ))
+}
+
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn pytorch_tenants_run_as_processes_and_follow_the_load_through_the_interposer() {
     use rightsize::harness::compare::run_one;
     use rightsize::harness::inproc::Knees;
-    if let Err(why) = torch_python() {
-        println!("skipped: PyTorch tenants need PyTorch, transformers and a GPU in python3 ({why})");
-        return;
-    }
     // An open-loop batch-1 encoder that leaves gaps, and a closed-loop decoder that never does;
     // then the same with the encoder latency-critical.
-    let text = r#"
-        [[scenario]]
-        name = "torch-pair"
-        warmup = 2
-        requests = 100000
-        duration_s = 2.0
-        [[scenario.tenant]]
-        model = "bert-base"
-        engine = "torch"
-        batch = 1
-        rate = 100.0
-        [[scenario.tenant]]
-        model = "distilgpt2"
-        engine = "torch"
-        new_tokens = 4
-    "#;
-    let s = ScenarioFile::parse(text, "test").unwrap().scenarios.remove(0);
+    let Some(text) = torch_pair("batch = 1\nrate = 100.0", 2.0) else { return };
+    let s = ScenarioFile::parse(&text, "test").unwrap().scenarios.remove(0);
     let exe = rightsize_exe();
     // Best-effort processes among themselves share every SM under krisp, as under MPS, unless
     // one starves (then the other keeps its part free and is placed).
@@ -233,8 +229,7 @@ fn pytorch_tenants_run_as_processes_and_follow_the_load_through_the_interposer()
     assert!(logs.iter().all(|l| (starved || l.counts.placed == 0) && l.counts.fallback == 0), "{logs:?}");
     assert!(logs[1].counts.shared > 0 && logs[1].counts.alone > 0, "{logs:?}");
     assert!(logs.iter().all(|l| l.counts.starving == 0 || l.counts.starved > 0), "{logs:?}");
-    let critical =
-        text.replace("rate = 100.0", "rate = 100.0\n        class = \"latency-critical\"\n        quota_sms = 32");
+    let critical = text.replace("rate = 100.0", "rate = 100.0\nclass = \"latency-critical\"\nquota_sms = 32");
     let s = ScenarioFile::parse(&critical, "test").unwrap().scenarios.remove(0);
     for mode in ["timeslice", "static", "krisp"] {
         let o = run_one(Some(&exe), &s, mode.parse().unwrap(), Knees::default(), None, Default::default())
@@ -272,26 +267,9 @@ fn pytorch_tenants_run_as_processes_and_follow_the_load_through_the_interposer()
 fn pytorch_processes_under_krisp_stand_aside_together_in_every_other_period() {
     use rightsize::harness::compare::run_one;
     use rightsize::harness::inproc::Knees;
-    if let Err(why) = torch_python() {
-        println!("skipped: PyTorch tenants need PyTorch, transformers and a GPU in python3 ({why})");
-        return;
-    }
     // Two closed loops that never idle; periods of 250 ms over a 3-s run.
-    let text = r#"
-        [[scenario]]
-        name = "torch-ab"
-        warmup = 2
-        requests = 100000
-        duration_s = 3.0
-        [[scenario.tenant]]
-        model = "bert-base"
-        engine = "torch"
-        [[scenario.tenant]]
-        model = "distilgpt2"
-        engine = "torch"
-        new_tokens = 4
-    "#;
-    let s = ScenarioFile::parse(text, "test").unwrap().scenarios.remove(0);
+    let Some(text) = torch_pair("", 3.0) else { return };
+    let s = ScenarioFile::parse(&text, "test").unwrap().scenarios.remove(0);
     let exe = rightsize_exe();
     let run = |every: Option<&str>| {
         match every {
