@@ -31,12 +31,13 @@ no interposer at all is a call and two atomic loads per launch, cuBLAS call and 
 import argparse
 import json
 import os
-import random
 import re
 import statistics
 import subprocess
 import sys
 import tempfile
+
+from resample import interval
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODELS = {
@@ -92,9 +93,7 @@ def in_process(a, models, settings):
             pairs = [q for x in runs for q in x["ratios"]]
             med = statistics.median(pairs)
             # How far the median resolves: the middle 90% of the medians of resampled pairs.
-            rng = random.Random(1)
-            meds = sorted(statistics.median(rng.choices(pairs, k=len(pairs))) for _ in range(4000))
-            lo, hi = meds[200], meds[3800]
+            lo, hi = interval(pairs, 4000, 1)
             summary[model][name] = {"median_pair_ratio": med, "middle_90": [lo, hi], "process_pooled_ratios": pooled, "runs": runs}
             print(f"{model:12} {name:7} taking part ÷ standing aside: median pair {med:.4f} [{lo:.4f}, {hi:.4f}] over "
                   f"{len(pairs)} pairs; processes pooled {min(pooled):.4f}–{max(pooled):.4f} ({', '.join(f'{x:.4f}' for x in pooled)})")

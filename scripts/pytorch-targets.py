@@ -28,10 +28,12 @@ import csv
 import json
 import math
 import os
-import random
 import statistics
 import sys
 from collections import defaultdict
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from resample import interval  # noqa: E402  (this script's folder, however it is loaded)
 
 STP_FLOOR = 0.98
 LC_P99_CEILING = 0.8
@@ -108,14 +110,6 @@ def spread(values, bound):
         if lo < bound < hi:
             text += ", not resolved"
     return med, text + ")"
-
-
-def interval(values, resamples=2000, seed=0):
-    """The 5th and 95th percentiles of the medians of `resamples` resamples of `values` (with
-    replacement, as many as there are)."""
-    rng = random.Random(seed)
-    meds = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(resamples))
-    return meds[resamples // 20], meds[resamples - 1 - resamples // 20]
 
 
 def lc_margin(measure):
