@@ -312,8 +312,13 @@ pub fn summary(r: &Report) -> String {
                     } else {
                         String::new()
                     };
+                    let released = if c.starving_released > 0 {
+                        format!(", released by its trial {} times", c.starving_released)
+                    } else {
+                        String::new()
+                    };
                     Some(format!(
-                        "- {} / {}: {} launches: {} placed, {} alone on the whole device, {} shared as under MPS, {} latency-critical{quota}, {} starving (judged so {} times), {} narrow, {} fell back{fits}",
+                        "- {} / {}: {} launches: {} placed, {} alone on the whole device, {} shared as under MPS, {} latency-critical{quota}, {} starving (its part set {} times{released}), {} narrow, {} fell back{fits}",
                         run.mode,
                         t.spec.label(),
                         i.counts.launches,
@@ -765,7 +770,7 @@ pub(crate) mod tests {
         r.runs[0].tenants[1].interposed = Some(i.clone());
         let s = summary(&r);
         assert!(
-            s.contains("- mps / gpt2: 10 launches: 4 placed, 5 alone on the whole device, 0 shared as under MPS, 0 latency-critical, 0 starving (judged so 0 times), 1 narrow, 0 fell back\n"),
+            s.contains("- mps / gpt2: 10 launches: 4 placed, 5 alone on the whole device, 0 shared as under MPS, 0 latency-critical, 0 starving (its part set 0 times), 1 narrow, 0 fell back\n"),
             "{s}"
         );
         let fits = FitsSeen { kernels: 7, modelled: 3, completions: 21, ..Default::default() };
@@ -790,6 +795,11 @@ pub(crate) mod tests {
             s.contains("10 latency-critical (its quota tried 3 times: kept 1, released 1 (1 for the others' cost), undecided 1; sized to 24 SMs for the others' cost while kept)"),
             "{s}"
         );
+        // A starving process whose part its trial released.
+        let counts = Counts { launches: 10, starving: 6, starved: 2, starving_released: 1, ..Default::default() };
+        r.runs[0].tenants[1].interposed = Some(Interposed { counts, ..Default::default() });
+        let s = summary(&r);
+        assert!(s.contains("6 starving (its part set 2 times, released by its trial 1 times)"), "{s}");
     }
 
     #[test]

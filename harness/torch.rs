@@ -261,6 +261,7 @@ mod tests {
                 critical: 1,
                 starving: 0,
                 starved: 0,
+                starving_released: 0,
                 quota_trials: 0,
                 quota_kept: 0,
                 quota_released: 0,

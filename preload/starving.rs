@@ -27,9 +27,18 @@
 //! processes keep that part free while it is busy, as they keep a latency-critical quota (which
 //! comes first), and its own kernels run where they were launched. The verdict follows the mix:
 //! each `n` has its own periods, and when the number of busy processes a launch or a period's
-//! end sees changes, the part is set by that number's verdict. Once given for an `n`, a verdict
-//! stands while the process runs (the periods it is kept its part measure the part, not the
-//! sharing it was kept from).
+//! end sees changes, the part is set by that number's verdict.
+//!
+//! **The part is tried, as a latency-critical quota is** ([`crate::quota::Trial`]): keeping it
+//! free costs the others its SMs, and buys the starving process something only where their
+//! blocks were what slowed it (beside a long prefill, a decoder is slowed by the prefill's
+//! memory traffic as much as by its blocks: confined to the rest, it lost 17% in
+//! torch-prefill-decode on an H200 while the starving prefill gained nothing,
+//! docs/pytorch-h200.md). So a starving verdict keeps the part for its next
+//! [`crate::quota::TRIAL`] periods, releases it for the next as many, and then keeps it only if
+//! the process's median period ran at least [`crate::quota::GAIN`] times faster with it than
+//! without; that verdict stands for that `n` while the process runs (released, it is not judged
+//! starving among `n` again).
 //!
 //! No GPU work is added: a launch reads the clock and touches a few atomics, and takes a lock
 //! when it sees another number of processes busy; a wait takes a lock and reads the other
@@ -118,8 +127,8 @@ struct Periods {
     /// The least ns a period of so many launches took.
     best: HashMap<u64, u64>,
     /// By the number of processes busy when they ended: the latest slowdowns (at most
-    /// [`WINDOW`] kept), and whether it was judged starving (which then stands).
-    by_busy: HashMap<u32, (Vec<f64>, bool)>,
+    /// [`WINDOW`] kept), and, once it was judged starving, the trial of its part.
+    by_busy: HashMap<u32, (Vec<f64>, Option<Trial>)>,
     /// A latency-critical process's trials of its quota, by the number of processes busy
     /// (`None`: the process is best-effort).
     trials: Option<HashMap<u32, Trial>>,
@@ -152,9 +161,10 @@ impl Periods {
             trial.ended(launches, ns, mark);
             return;
         }
-        let (ratios, starved) = self.by_busy.entry(busy).or_default();
-        if *starved {
-            // Kept its part: the period measures the part.
+        let (ratios, trial) = self.by_busy.entry(busy).or_default();
+        if let Some(trial) = trial {
+            // Judged starving: the period is its part's trial's (with the part, or without).
+            trial.ended(launches, ns, None);
             return;
         }
         if ratios.len() == WINDOW {
@@ -169,16 +179,21 @@ impl Periods {
     }
 
     /// Judges the process among `busy` busy processes, the least slowdown another says being
-    /// `least_other`; whether it starves among them (a verdict, once given, stands).
+    /// `least_other`: whether its part is kept free among them now. Judged starving, its part's
+    /// trial begins (the verdict stands); the trial keeps the part, releases it, and then keeps
+    /// it only where it made the process's work [`crate::quota::GAIN`] times faster.
     fn judge(&mut self, busy: u32, least_other: Option<f64>) -> bool {
         let slowdown = self.slowdown(busy);
-        match self.by_busy.get_mut(&busy) {
-            Some((_, starved)) => {
-                *starved |= slowdown.is_some_and(|s| starving(s, busy, least_other));
-                *starved
-            }
-            None => false,
+        let Some((_, trial)) = self.by_busy.get_mut(&busy) else { return false };
+        if trial.is_none() && slowdown.is_some_and(|s| starving(s, busy, least_other)) {
+            *trial = Some(Trial::new(None));
         }
+        let Some(trial) = trial else { return false };
+        let (keep, verdict) = trial.keeps(&self.best);
+        if verdict == Some(false) {
+            crate::stats::COUNTS.starving_released.fetch_add(1, Ordering::Relaxed);
+        }
+        keep
     }
 }
 
@@ -407,7 +422,7 @@ mod tests {
         assert!(!p.judge(3, Some(4.0)), "another fares nearly as badly");
         assert!(p.judge(3, another) && !p.judge(2, another));
         assert_eq!(p.by_busy[&2].0, vec![1.5; WINDOW / 2 - 1]);
-        // Kept its part among three, its periods there no longer count: the verdict stands.
+        // Kept its part among three, its periods there go to the part's trial, not the window.
         p.ended(40, 1_000, 3, false, Mark::default);
         assert!(p.judge(3, Some(9.0)) && p.by_busy[&3].0.len() == WINDOW);
         // A period with a launch placed on a part does not count; its least time does.
@@ -416,6 +431,44 @@ mod tests {
         p.ended(40, 500, 2, false, Mark::default);
         assert_eq!(p.best[&40], 500);
         assert_eq!(p.by_busy[&2].0.last(), Some(&1.0), "a faster period: its own slowdown is 1");
+    }
+
+    #[test]
+    fn a_starving_process_keeps_its_part_only_where_its_trial_shows_it_helps() {
+        use crate::quota::TRIAL;
+        let mut p = Periods::default();
+        p.ended(10, 1_000, 1, false, Mark::default);
+        let starve = |p: &mut Periods, busy: u32| {
+            for _ in 0..WINDOW {
+                p.ended(10, 5_000, busy, false, Mark::default);
+            }
+        };
+        let released_before = crate::stats::COUNTS.starving_released.load(Ordering::Relaxed);
+        // 5x slower among two beside one at 1.2x: starving, and its part's trial begins.
+        starve(&mut p, 2);
+        for _ in 0..TRIAL {
+            assert!(p.judge(2, Some(1.2)), "the trial's first window keeps the part");
+            p.ended(10, 4_800, 2, false, Mark::default);
+        }
+        for _ in 0..TRIAL {
+            assert!(!p.judge(2, Some(1.2)), "its second window releases it");
+            p.ended(10, 5_000, 2, false, Mark::default);
+        }
+        assert!(!p.judge(2, Some(1.2)), "no faster with its part (4,800 ns against 5,000): released");
+        assert!(crate::stats::COUNTS.starving_released.load(Ordering::Relaxed) > released_before);
+        p.ended(10, 9_000, 2, false, Mark::default);
+        assert!(!p.judge(2, Some(1.0)), "the verdict stands: not judged starving among two again");
+        // Among three its part halves its periods: kept.
+        starve(&mut p, 3);
+        for _ in 0..TRIAL {
+            assert!(p.judge(3, Some(1.2)));
+            p.ended(10, 2_500, 3, false, Mark::default);
+        }
+        for _ in 0..TRIAL {
+            assert!(!p.judge(3, Some(1.2)));
+            p.ended(10, 5_000, 3, false, Mark::default);
+        }
+        assert!(p.judge(3, Some(9.0)), "twice as fast with its part: kept, whatever the others say now");
     }
 
     #[test]

@@ -34,9 +34,14 @@ pub struct Counts<N = u64> {
     /// beside them (`krisp`; the others keep its part free).
     #[serde(default)]
     pub starving: N,
-    /// Times its process was judged starving (`krisp`).
+    /// Times its process's part was set, judged starving or kept by the part's trial
+    /// (`krisp`).
     #[serde(default)]
     pub starved: N,
+    /// Trials of its process's part, begun when it was judged starving, whose verdict released
+    /// the part (its work ran no faster with it; preload/starving.rs).
+    #[serde(default)]
+    pub starving_released: N,
     /// Trials of its process's quota begun (`krisp`, a latency-critical process: one per
     /// number of busy processes it ran beside; preload/quota.rs).
     #[serde(default)]
@@ -97,6 +102,7 @@ impl Counts<AtomicU64> {
             critical: AtomicU64::new(0),
             starving: AtomicU64::new(0),
             starved: AtomicU64::new(0),
+            starving_released: AtomicU64::new(0),
             quota_trials: AtomicU64::new(0),
             quota_kept: AtomicU64::new(0),
             quota_released: AtomicU64::new(0),
@@ -125,6 +131,7 @@ impl Counts<AtomicU64> {
             critical: n(&self.critical),
             starving: n(&self.starving),
             starved: n(&self.starved),
+            starving_released: n(&self.starving_released),
             quota_trials: n(&self.quota_trials),
             quota_kept: n(&self.quota_kept),
             quota_released: n(&self.quota_released),
@@ -221,7 +228,7 @@ mod tests {
         assert_eq!(
             text,
             "{\"sms\": 64, \"board_slots\": 2, \"windows_made\": 0, \"launches\": 10, \"placed\": 4, \"alone\": 0, \
-             \"critical\": 0, \"starving\": 0, \"starved\": 0, \"quota_trials\": 0, \"quota_kept\": 0, \"quota_released\": 0, \"quota_costly\": 0, \"quota_sized_sms\": 0, \"shared\": 0, \"narrow\": 0, \"captured\": 0, \"fallback\": 0, \"via_ex\": 0, \
+             \"critical\": 0, \"starving\": 0, \"starved\": 0, \"starving_released\": 0, \"quota_trials\": 0, \"quota_kept\": 0, \"quota_released\": 0, \"quota_costly\": 0, \"quota_sized_sms\": 0, \"shared\": 0, \"narrow\": 0, \"captured\": 0, \"fallback\": 0, \"via_ex\": 0, \
              \"functions_resolved\": 0, \"functions_kept\": 0, \"blas_calls\": 2, \"captured_placed\": 0, \
              \"fits\": {\"kernels\": 9, \"modelled\": 5, \"completions\": 40, \"knees\": {\"16\": 3, \"132\": 2}}}"
         );
