@@ -15,10 +15,14 @@ split.
 
     python3 scripts/aside_ab.py RESULTS_DIR...
 
+(Each directory's results.json, or its results.json.xz.) Where several runs of one scenario and
+mode are given, it also prints the median of all their pairs, with its interval.
+
 A period should be many times a tenant's longest request (a request that spans a boundary
 counts in the period it ended in).
 """
 import json
+import lzma
 import math
 import os
 import statistics
@@ -86,16 +90,26 @@ def split(run):
     return stp(part) / stp(aside), pairs, speeds, stp(part), stp(aside)
 
 
+def load(d):
+    """The report of results directory `d`: its results.json, or results.json.xz (as
+    docs/compare-pytorch-h200/ keeps long runs' reports)."""
+    path = os.path.join(d, "results.json")
+    if not os.path.exists(path) and os.path.exists(path + ".xz"):
+        path += ".xz"
+    try:
+        with (lzma.open if path.endswith(".xz") else open)(path, "rt") as f:
+            return json.load(f)
+    except (OSError, ValueError, lzma.LZMAError) as e:
+        sys.exit(f"aside_ab: cannot read {path}: {e}")
+
+
 def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__.strip())
     found = 0
+    by_scenario = {}
     for d in sys.argv[1:]:
-        path = os.path.join(d, "results.json")
-        try:
-            report = json.load(open(path))
-        except (OSError, ValueError) as e:
-            sys.exit(f"aside_ab: cannot read {path}: {e}")
+        report = load(d)
         for run in report.get("runs", []):
             if not run.get("aside"):
                 continue
@@ -105,6 +119,9 @@ def main():
                 continue
             found += 1
             pooled, pairs, speeds, part, aside = out
+            runs = by_scenario.setdefault((run["scenario"], run["mode"]), ([], []))
+            runs[0].append(pooled)
+            runs[1].extend(pairs)
             line = f"{d}: {run['scenario']} {run['mode']}: STP taking part {part:.3f}, standing aside {aside:.3f}: {pooled:.4f}x pooled"
             if pairs:
                 lo, hi = interval(pairs, 4000, 1)
@@ -114,6 +131,12 @@ def main():
                 print(f"    {model:14} {p:.3f} taking part, {a:.3f} standing aside (x solo)")
     if not found:
         sys.exit("aside_ab: no run stood aside in turn (run krisp with RIGHTSIZE_KRISP_ASIDE_MS=P)")
+    for (scenario, mode), (pooled, pairs) in by_scenario.items():
+        if len(pooled) < 2 or not pairs:
+            continue
+        lo, hi = interval(pairs, 4000, 1)
+        print(f"{scenario} {mode}, {len(pooled)} runs: median of their {len(pairs)} pairs {statistics.median(pairs):.4f} "
+              f"[{lo:.4f}, {hi:.4f}]; pooled {', '.join(f'{x:.4f}' for x in pooled)}")
 
 
 if __name__ == "__main__":

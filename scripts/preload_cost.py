@@ -1,17 +1,21 @@
 #!/usr/bin/env python3
 """The interposer's cost on a solo PyTorch model, measured on the host as the application sees
 it: `scripts/torch_app.py` (bert-base 8x128 and gpt2-medium 8x128 generating 8 tokens, eager and
-bound by Python's launches, and bert-large 16x512, bound by the GPU) run as its own process
+bound by Python's launches, and bert-large 16x512, bound by the GPU; distilgpt2 8x128 generating
+8 tokens, Python-bound, where --models names it) run as its own process
 without the interposer, under it on a krisp board where the process is alone (every kernel
 left where PyTorch put it: what a tenant pays while no other is busy), and under it with every
 kernel placed on a window of the whole device (RIGHTSIZE_SMS, the rest of the SMs included:
-what a tenant pays while its kernels are confined). The settings alternate round by round, so
+what a tenant pays while its kernels are confined); and, asked for (`--settings shared`), on a
+board beside a process that is always busy (its slot says a thread of it waits for the GPU) and
+keeps nothing free: every launch takes the path of a tenant sharing the device with another
+busy one, left where PyTorch put it (counted `shared`). The settings alternate round by round, so
 drift of the host or the GPU falls on each alike; prints each setting's median ms per request
 and its ratio to the median without the interposer, the spread of the rounds' own ratios (each
 round against that round's run without it), then one JSON line.
 
     python3 scripts/preload_cost.py gpu-bin/librightsize_preload.so [--rounds 3] [--models a,b]
-        [--settings none,alone,window] [--longer N | --in-process PAIRS [--block N]]
+        [--settings none,alone,window,shared] [--longer N | --in-process PAIRS [--block N]]
 
 --longer N runs N times as many requests a measurement (a GPU-bound model's 150 requests take
 about 2 s).
@@ -44,6 +48,7 @@ MODELS = {
     "bert-base": ["--batch", "8", "--seq", "128", "--requests", "500", "--warmup", "20"],
     "gpt2-medium": ["--batch", "8", "--seq", "128", "--new-tokens", "8", "--requests", "40", "--warmup", "3"],
     "bert-large": ["--batch", "16", "--seq", "512", "--requests", "150", "--warmup", "10"],
+    "distilgpt2": ["--batch", "8", "--seq", "128", "--new-tokens", "8", "--requests", "100", "--warmup", "5"],
 }
 
 
@@ -107,12 +112,13 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--longer", type=int, default=1, help="times as many requests a measurement (default 1)")
     ap.add_argument("--window-sms", type=int, default=120, help="the window's SMs before the rest is added")
-    ap.add_argument("--models", default=",".join(MODELS), help=f"which of {', '.join(MODELS)} (default: all)")
+    ap.add_argument("--models", default="bert-base,gpt2-medium,bert-large",
+                    help=f"which of {', '.join(MODELS)} (default: all but distilgpt2)")
     ap.add_argument("--in-process", type=int, default=0, metavar="PAIRS",
                     help="measure within each process: PAIRS pairs of blocks taking part and standing aside")
     ap.add_argument("--block", type=int, default=0, help="requests a block with --in-process (default: a fifth of a measurement's)")
     ap.add_argument("--settings", default="none,alone,window",
-                    help="which of none (without the interposer), alone (on a board) and window (every kernel placed) to measure (default: all; --in-process measures alone and window only)")
+                    help="which of none (without the interposer), alone (on a board), window (every kernel placed) and shared (on a board beside a busy process) to measure (default: the first three; --in-process measures those but none)")
     a = ap.parse_args()
     if a.in_process < 0 or a.block < 0:
         sys.exit("preload_cost: --in-process and --block must be >= 0")
@@ -138,10 +144,15 @@ def main():
         board = os.path.join(tmp, "board")
         with open(board, "wb") as f:
             f.write(bytes(64))
+        # Two slots; the second's `waiting` (its second word, preload/board.rs) is 1 for good.
+        beside = os.path.join(tmp, "board-beside")
+        with open(beside, "wb") as f:
+            f.write(bytes(64) + bytes(8) + (1).to_bytes(8, "little") + bytes(48))
         settings = {
             "none": base,
             "alone": {**base, "LD_PRELOAD": lib, "RIGHTSIZE_BOARD": board, "RIGHTSIZE_SLOT": "0"},
             "window": {**base, "LD_PRELOAD": lib, "RIGHTSIZE_SMS": str(a.window_sms), "RIGHTSIZE_REST": "1"},
+            "shared": {**base, "LD_PRELOAD": lib, "RIGHTSIZE_BOARD": beside, "RIGHTSIZE_SLOT": "0"},
         }
         wanted = [x for x in a.settings.split(",") if x]
         if not wanted or any(x not in settings for x in wanted):
@@ -150,7 +161,7 @@ def main():
         if a.in_process:
             settings.pop("none", None)
             if not settings:
-                sys.exit("preload_cost: --in-process measures alone and window (none has no interposer to stand aside)")
+                sys.exit("preload_cost: --in-process measures alone, window and shared (none has no interposer to stand aside)")
             return in_process(a, models, settings)
         if "none" not in settings:
             sys.exit("preload_cost: --settings needs none (each ratio is to the run without the interposer)")

@@ -82,3 +82,32 @@ def test_a_request_counts_in_the_period_it_ended_in():
     _, _, speeds, _, _ = aside_ab.split(run(tenant("a", spans, 20.0), steady))
     model, part, aside = speeds[0]
     assert model == "a" and part == 0.0 and aside > 0.0
+
+
+def test_a_results_directory_is_read_whether_its_report_is_compressed_or_not(tmp_path):
+    import json
+    import lzma
+
+    report = {"runs": [run(tenant("bert-base", served(10, 10), 20.0))]}
+    plain, packed = tmp_path / "plain", tmp_path / "packed"
+    plain.mkdir()
+    packed.mkdir()
+    (plain / "results.json").write_text(json.dumps(report))
+    with lzma.open(packed / "results.json.xz", "wt") as f:
+        json.dump(report, f)
+    assert aside_ab.load(str(plain)) == report == aside_ab.load(str(packed))
+
+
+def test_runs_of_one_scenario_are_also_summed_up_together(tmp_path, capsys, monkeypatch):
+    import json
+
+    dirs = []
+    for i, (part, aside) in enumerate([(9, 10), (10, 10)]):
+        d = tmp_path / f"r{i}"
+        d.mkdir()
+        (d / "results.json").write_text(json.dumps({"runs": [run(tenant("bert-base", served(part, aside), 20.0))]}))
+        dirs.append(str(d))
+    monkeypatch.setattr("sys.argv", ["aside_ab.py", *dirs])
+    aside_ab.main()
+    out = capsys.readouterr().out
+    assert "s krisp, 2 runs: median of their" in out and "pooled 0.9000, 1.0000" in out, out
