@@ -10,8 +10,16 @@ and the median of the ratios of each two neighbouring whole periods with the mid
 the medians of 4,000 resamples of the pairs. Standing aside, the processes run as under MPS
 with the library loaded and reading the clock at each launch (and beside a latency-critical
 process the best-effort ones keep MPS's lower client priority). Open-loop tenants are left
-out (their throughput follows their arrivals), and a run that lost its GPU context is not
-split.
+out of the STP (their throughput follows their arrivals), and a run that lost its GPU context
+is not split.
+
+A latency-critical tenant's latency (from its request's arrival to its end) is compared the same
+way: its served requests that arrived and ended within one period, those of the periods taking
+part against those standing aside: each kind's p50 and p99 (nearest rank, as the harness's), the
+p99s' ratio with the middle 90% of the ratios of 4,000 resamples of each kind's requests. The
+PyTorch issue's latency-critical target reads that ratio (≤ 0.8) beside the best-effort
+tenants' speeds taking part over standing aside (each ≥ 0.95). A p99 wants some hundreds of
+requests of each kind: a long run at the tenant's rate.
 
     python3 scripts/aside_ab.py RESULTS_DIR...
 
@@ -29,7 +37,7 @@ import statistics
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from resample import interval  # noqa: E402  (this script's folder, however it is loaded)
+from resample import interval, ratio_interval  # noqa: E402  (this script's folder, however it is loaded)
 
 
 def clipped(lo, hi, a, b):
@@ -90,6 +98,45 @@ def split(run):
     return stp(part) / stp(aside), pairs, speeds, stp(part), stp(aside)
 
 
+def nearest_rank(values, q):
+    """The harness's percentile (harness/metrics.rs): the value at rank ceil(q·n)."""
+    v = sorted(values)
+    return v[min(max(math.ceil(q * len(v)), 1), len(v)) - 1]
+
+
+def latency_critical(run):
+    """Each latency-critical tenant's (model, latencies taking part, latencies standing aside),
+    in ms: its served requests that arrived and ended within one period."""
+    every, epoch = run["aside"]["every_s"], run["aside"]["epoch_s"]
+    out = []
+    for t in run["tenants"]:
+        if t["spec"].get("class") != "latency-critical":
+            continue
+        kinds = ([], [])
+        for s in t["samples"]:
+            if s.get("shed") or s.get("failed"):
+                continue
+            k = math.floor((s["due"] - epoch) / every)
+            if math.floor((s["end"] - epoch) / every) == k:
+                kinds[k % 2].append((s["end"] - s["due"]) * 1e3)
+        out.append((t["spec"]["model"], *kinds))
+    return out
+
+
+def p99(values):
+    return nearest_rank(values, 0.99)
+
+
+def latency_line(part, aside):
+    """What a latency-critical tenant's latencies (ms) of each kind of period say."""
+    if not part or not aside:
+        return "no request within a period of each kind"
+    lo, hi = ratio_interval(part, aside, p99, 4000, 1)
+    return (f"p50/p99 ms taking part {nearest_rank(part, 0.5):.1f}/{p99(part):.1f} ({len(part)} requests), "
+            f"standing aside {nearest_rank(aside, 0.5):.1f}/{p99(aside):.1f} ({len(aside)}): "
+            f"p99 ratio {p99(part) / p99(aside):.3f} [{lo:.3f}, {hi:.3f}]")
+
+
 def load(d):
     """The report of results directory `d`: its results.json, or results.json.xz (as
     docs/compare-pytorch-h200/ keeps long runs' reports)."""
@@ -113,22 +160,27 @@ def main():
         for run in report.get("runs", []):
             if not run.get("aside"):
                 continue
-            out = split(run)
-            if isinstance(out, str):
+            out, critical = split(run), latency_critical(run)
+            if isinstance(out, str) and not critical:
                 print(f"{d}: {run['scenario']} {run['mode']}: not split: {out}")
                 continue
             found += 1
-            pooled, pairs, speeds, part, aside = out
-            runs = by_scenario.setdefault((run["scenario"], run["mode"]), ([], []))
-            runs[0].append(pooled)
-            runs[1].extend(pairs)
-            line = f"{d}: {run['scenario']} {run['mode']}: STP taking part {part:.3f}, standing aside {aside:.3f}: {pooled:.4f}x pooled"
-            if pairs:
-                lo, hi = interval(pairs, 4000, 1)
-                line += f"; median of {len(pairs)} pairs {statistics.median(pairs):.4f} [{lo:.4f}, {hi:.4f}]"
-            print(line)
-            for model, p, a in speeds:
-                print(f"    {model:14} {p:.3f} taking part, {a:.3f} standing aside (x solo)")
+            if isinstance(out, str):
+                print(f"{d}: {run['scenario']} {run['mode']}: STP not split: {out}")
+            else:
+                pooled, pairs, speeds, part, aside = out
+                runs = by_scenario.setdefault((run["scenario"], run["mode"]), ([], []))
+                runs[0].append(pooled)
+                runs[1].extend(pairs)
+                line = f"{d}: {run['scenario']} {run['mode']}: STP taking part {part:.3f}, standing aside {aside:.3f}: {pooled:.4f}x pooled"
+                if pairs:
+                    lo, hi = interval(pairs, 4000, 1)
+                    line += f"; median of {len(pairs)} pairs {statistics.median(pairs):.4f} [{lo:.4f}, {hi:.4f}]"
+                print(line)
+                for model, p, a in speeds:
+                    print(f"    {model:14} {p:.3f} taking part, {a:.3f} standing aside (x solo)")
+            for model, p, a in critical:
+                print(f"    {model:14} latency-critical, {latency_line(p, a)}")
     if not found:
         sys.exit("aside_ab: no run stood aside in turn (run krisp with RIGHTSIZE_KRISP_ASIDE_MS=P)")
     for (scenario, mode), (pooled, pairs) in by_scenario.items():

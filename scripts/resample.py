@@ -9,3 +9,12 @@ def interval(values, resamples=2000, seed=0):
     rng = random.Random(seed)
     meds = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(resamples))
     return meds[resamples // 20], meds[resamples - 1 - resamples // 20]
+
+
+def ratio_interval(a, b, stat, resamples=2000, seed=0):
+    """The 5th and 95th percentiles of stat(a') / stat(b') over `resamples` resamples a' of `a`
+    and b' of `b` (each with replacement, as many as there are): how far a ratio of two
+    samples' statistics (two p99s, say) resolves."""
+    rng = random.Random(seed)
+    ratios = sorted(stat(rng.choices(a, k=len(a))) / stat(rng.choices(b, k=len(b))) for _ in range(resamples))
+    return ratios[resamples // 20], ratios[resamples - 1 - resamples // 20]

@@ -111,3 +111,35 @@ def test_runs_of_one_scenario_are_also_summed_up_together(tmp_path, capsys, monk
     aside_ab.main()
     out = capsys.readouterr().out
     assert "s krisp, 2 runs: median of their" in out and "pooled 0.9000, 1.0000" in out, out
+
+
+def test_a_latency_critical_tenants_latencies_are_split_by_the_period_they_fell_in(tmp_path, capsys, monkeypatch):
+    import json
+
+    # Arrivals every 0.1 s; 20 ms each taking part, 40 ms standing aside, and one that arrives
+    # late in a period taking part and ends in the next (left out).
+    lc = []
+    for j in range(200):
+        due = 0.05 + 0.1 * j
+        k = math.floor((due - EPOCH) / EVERY)
+        lc.append({"due": due, "start": due, "end": due + (0.02 if k % 2 == 0 else 0.04), "shed": False, "failed": False})
+    k0 = math.ceil(-EPOCH / EVERY)
+    boundary = EPOCH + (k0 + (k0 % 2)) * EVERY + 1.0  # the end of a period taking part
+    lc.append({"due": boundary - 0.01, "start": boundary - 0.01, "end": boundary + 0.3, "shed": False, "failed": False})
+    critical = tenant("llama", lc, 50.0, rate=10.0)
+    critical["spec"]["class"] = "latency-critical"
+    r = run(tenant("a", served(10, 10), 20.0), critical)
+    [(model, part, aside)] = aside_ab.latency_critical(r)
+    assert model == "llama" and len(part) + len(aside) == 200
+    assert all(abs(x - 20.0) < 1e-6 for x in part) and all(abs(x - 40.0) < 1e-6 for x in aside)
+    assert aside_ab.nearest_rank([1.0, 2.0, 3.0, 4.0], 0.5) == 2.0 and aside_ab.p99(list(range(1, 101))) == 99
+    # Printed beside the STP, and for a run of open loops only (no STP to split) too.
+    d = tmp_path / "r"
+    d.mkdir()
+    only_open = run(critical)
+    (d / "results.json").write_text(json.dumps({"runs": [r, only_open]}))
+    monkeypatch.setattr("sys.argv", ["aside_ab.py", str(d)])
+    aside_ab.main()
+    out = capsys.readouterr().out
+    assert out.count("latency-critical, p50/p99 ms taking part 20.0/20.0") == 2, out
+    assert "p99 ratio 0.500 [0.500, 0.500]" in out and "STP not split" in out, out
