@@ -312,8 +312,12 @@ pub fn summary(r: &Report) -> String {
                     } else {
                         String::new()
                     };
-                    let released = if c.starving_released > 0 {
-                        format!(", released by its trial {} times", c.starving_released)
+                    let released = if c.starving_trials > 0 {
+                        let undecided = c.starving_trials.saturating_sub(c.starving_kept + c.starving_released);
+                        format!(
+                            "; tried {} times: kept {}, released {}, undecided {undecided}",
+                            c.starving_trials, c.starving_kept, c.starving_released
+                        )
                     } else {
                         String::new()
                     };
@@ -796,10 +800,18 @@ pub(crate) mod tests {
             "{s}"
         );
         // A starving process whose part its trial released.
-        let counts = Counts { launches: 10, starving: 6, starved: 2, starving_released: 1, ..Default::default() };
+        let counts = Counts {
+            launches: 10,
+            starving: 6,
+            starved: 2,
+            starving_trials: 3,
+            starving_kept: 1,
+            starving_released: 1,
+            ..Default::default()
+        };
         r.runs[0].tenants[1].interposed = Some(Interposed { counts, ..Default::default() });
         let s = summary(&r);
-        assert!(s.contains("6 starving (its part set 2 times, released by its trial 1 times)"), "{s}");
+        assert!(s.contains("6 starving (its part set 2 times; tried 3 times: kept 1, released 1, undecided 1)"), "{s}");
     }
 
     #[test]

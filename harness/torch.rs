@@ -261,6 +261,8 @@ mod tests {
                 critical: 1,
                 starving: 0,
                 starved: 0,
+                starving_trials: 0,
+                starving_kept: 0,
                 starving_released: 0,
                 quota_trials: 0,
                 quota_kept: 0,

@@ -272,10 +272,23 @@ impl Trial {
         (keep, Some(keep))
     }
 
+    /// Whether the quota is kept now, without giving a verdict: the verdict, else the phase
+    /// (kept in the first window, released in the second; released once both are full, until
+    /// [`Trial::keeps`] gives the verdict).
+    pub(crate) fn keeping(&self) -> bool {
+        self.verdict.unwrap_or(self.kept.len() < TRIAL)
+    }
+
     /// Whether the verdict released the quota for the others' cost.
     #[cfg(test)]
     pub(crate) fn costly(&self) -> bool {
         self.costly
+    }
+
+    /// The periods the trial has taken, of both windows.
+    #[cfg(test)]
+    pub(crate) fn periods(&self) -> usize {
+        self.kept.len() + self.released.len()
     }
 
     /// The verdict, once given.

@@ -11,9 +11,12 @@
 //! *slowdown* is its time over that least (a process that never runs alone has only contended
 //! times to compare with, so its slowdown reads low and it is judged starving late or never).
 //! Each period is counted with `n`, the processes busy at the process's latest look at the
-//! board before it ended; those with a launch placed on a part (slower by design) and those that ended
-//! while the process was kept its part for that `n` are left out. Each process says on the
-//! board the median slowdown of its last [`WINDOW`] periods counted with the current `n`. It is
+//! board before it ended; those with a launch placed on a part (slower by design), those that
+//! ran under two words of its own on the board (its part set or released while the period was
+//! open, or kept for another `n` than the one it ended with) and, once it was judged starving
+//! among `n`, all of that `n`'s (they are its part's trial's) are left out of the window. Each
+//! process says on the board the median slowdown of its last [`WINDOW`] periods counted with
+//! the current `n` (after a verdict, the window's last, as it was judged). It is
 //! *starving* among `n` when that median exceeds `n` (it gets its work done slower than an
 //! equal part of the device would let it alone, had that work scaled with SMs) while another
 //! busy best-effort process says a slowdown more than [`FAR`] times smaller: the device is
@@ -31,14 +34,17 @@
 //!
 //! **The part is tried, as a latency-critical quota is** ([`crate::quota::Trial`]): keeping it
 //! free costs the others its SMs, and buys the starving process something only where their
-//! blocks were what slowed it (beside a long prefill, a decoder is slowed by the prefill's
-//! memory traffic as much as by its blocks: confined to the rest, it lost 17% in
-//! torch-prefill-decode on an H200 while the starving prefill gained nothing,
-//! docs/pytorch-h200.md). So a starving verdict keeps the part for its next
+//! blocks were what slowed it (in torch-prefill-decode on an H200 the BERT-large prefill,
+//! judged starving beside gpt2, got no more done with its part, 0.730× solo against 0.735×,
+//! while gpt2, confined to the rest, lost 17%: docs/compare-pytorch-h200/README.md). So a
+//! starving verdict keeps the part for its next
 //! [`crate::quota::TRIAL`] periods, releases it for the next as many, and then keeps it only if
 //! the process's median period ran at least [`crate::quota::GAIN`] times faster with it than
 //! without; that verdict stands for that `n` while the process runs (released, it is not judged
-//! starving among `n` again).
+//! starving among `n` again). Its periods that ran under two words (above) are not the trial's:
+//! where the number of busy processes keeps changing, a trial may take long to end, keeping the
+//! part meanwhile. While a latency-critical process is busy, the part is not kept
+//! ([`crate::board`]), and the trial does not know it.
 //!
 //! No GPU work is added: a launch reads the clock and touches a few atomics, and takes a lock
 //! when it sees another number of processes busy; a wait takes a lock and reads the other
@@ -109,6 +115,9 @@ pub(crate) struct Watch {
     /// Set when the library stood aside ([`Watch::forget_period`]): the period the next wait
     /// ends began in a request whose earlier launches it did not see, so it is dropped too.
     tainted: AtomicBool,
+    /// The board's word for this process changed while the period was open ([`Watch::follow`]):
+    /// it ran partly with its part kept and partly without.
+    mixed: AtomicBool,
     state: Mutex<Periods>,
     /// The number of busy processes the board's word was last set for (0: none yet), read on
     /// every launch without the lock.
@@ -141,8 +150,9 @@ struct Periods {
 
 impl Periods {
     /// A period of `launches` launches took `ns`, ending with `busy` processes busy, all of
-    /// them where the application put them unless `placed`: its work's least time kept, and
-    /// its slowdown, where it counts, among `busy`'s; `mark` reads the others' work where a
+    /// them where the application put them and under one word of its own on the board unless
+    /// `placed` (then it counts for its work's least time only): its work's least time kept,
+    /// and its slowdown, where it counts, among `busy`'s; `mark` reads the others' work where a
     /// trial weighs it.
     fn ended(&mut self, launches: u64, ns: u64, busy: u32, placed: bool, mark: impl FnOnce() -> Mark) {
         let best = self.best.entry(launches).or_insert(ns);
@@ -173,6 +183,12 @@ impl Periods {
         ratios.push(ratio);
     }
 
+    /// Whether its part among `busy` is kept now, by the verdict or the trial's phase (read
+    /// only: [`Periods::judge`] gives verdicts).
+    fn keeping(&self, busy: u32) -> bool {
+        self.by_busy.get(&busy).and_then(|(_, t)| t.as_ref()).is_some_and(Trial::keeping)
+    }
+
     /// The median slowdown of the last window among `busy` busy processes, if it is full.
     fn slowdown(&self, busy: u32) -> Option<f64> {
         self.by_busy.get(&busy).and_then(|(r, _)| median(r))
@@ -185,14 +201,18 @@ impl Periods {
     fn judge(&mut self, busy: u32, least_other: Option<f64>) -> bool {
         let slowdown = self.slowdown(busy);
         let Some((_, trial)) = self.by_busy.get_mut(&busy) else { return false };
+        let counts = &crate::stats::COUNTS;
         if trial.is_none() && slowdown.is_some_and(|s| starving(s, busy, least_other)) {
+            counts.starving_trials.fetch_add(1, Ordering::Relaxed);
             *trial = Some(Trial::new(None));
         }
         let Some(trial) = trial else { return false };
         let (keep, verdict) = trial.keeps(&self.best);
-        if verdict == Some(false) {
-            crate::stats::COUNTS.starving_released.fetch_add(1, Ordering::Relaxed);
-        }
+        match verdict {
+            Some(true) => counts.starving_kept.fetch_add(1, Ordering::Relaxed),
+            Some(false) => counts.starving_released.fetch_add(1, Ordering::Relaxed),
+            None => 0,
+        };
         keep
     }
 }
@@ -207,6 +227,7 @@ impl Watch {
             launches: AtomicU64::new(0),
             placed: AtomicBool::new(false),
             tainted: AtomicBool::new(false),
+            mixed: AtomicBool::new(false),
             state: Mutex::new(state),
             judged_for: AtomicU32::new(0),
             topology: OnceLock::new(),
@@ -237,6 +258,7 @@ impl Watch {
         self.start_ns.store(0, Ordering::Relaxed);
         self.launches.store(0, Ordering::Relaxed);
         self.placed.store(false, Ordering::Relaxed);
+        self.mixed.store(false, Ordering::Relaxed);
         self.tainted.store(true, Ordering::Relaxed);
     }
 
@@ -251,6 +273,7 @@ impl Watch {
         let start = self.start_ns.swap(0, Ordering::Relaxed);
         let launches = self.launches.swap(0, Ordering::Relaxed);
         let placed = self.placed.swap(false, Ordering::Relaxed);
+        let mixed = self.mixed.swap(false, Ordering::Relaxed);
         if self.tainted.swap(false, Ordering::Relaxed) {
             // The first wait since the library stood aside: its period is dropped.
             return;
@@ -262,7 +285,11 @@ impl Watch {
         }
         let mut st = self.state.lock();
         if ended {
-            st.ended(launches, now - start, busy, placed, || Mark::read(board, now));
+            // It ran under the word set for the last number judged; ending with another whose
+            // word differs, it ran under neither alone.
+            let other_word = self.judged_for.load(Ordering::Relaxed) != busy && board.is_starving() != st.keeping(busy);
+            let apart = placed || mixed || other_word;
+            st.ended(launches, now - start, busy, apart, || Mark::read(board, now));
             if self.critical {
                 // Its duty sizes the quota only where the others' cost is weighed.
                 if st.cost_cap.is_some() {
@@ -312,7 +339,13 @@ impl Watch {
         let was = board.is_starving();
         let mut st = self.state.lock();
         self.judge(&mut st, board, now, v.busy);
-        board.is_starving() != was
+        let changed = board.is_starving() != was;
+        // The launch that saw it was counted first: with others before it, the open period
+        // ran under the old word too.
+        if changed && self.launches.load(Ordering::Relaxed) > 1 {
+            self.mixed.store(true, Ordering::Relaxed);
+        }
+        changed
     }
 
     /// Sets the board's word at `now` for `busy` busy processes (under the lock, so a launch's
@@ -469,6 +502,50 @@ mod tests {
             p.ended(10, 5_000, 3, false, Mark::default);
         }
         assert!(p.judge(3, Some(9.0)), "twice as fast with its part: kept, whatever the others say now");
+    }
+
+    #[test]
+    fn a_period_that_ran_under_two_words_is_not_its_parts_trials() {
+        let w = Watch::new(false);
+        w.topology.set(Some((15, 8))).unwrap();
+        let path = Board::test_file(3);
+        let open = |i| Board::open(&path, i, 2_000_000, None).unwrap();
+        let (board, other) = (open(1), open(0));
+        let clock = std::cell::Cell::new(1_000u64);
+        let view = |busy| board::View { busy, ..Default::default() };
+        let trial_periods = || w.state.lock().by_busy.get(&2).and_then(|(_, t)| t.as_ref().map(Trial::periods));
+        // Alone, then starving among two beside one at 1.2x: the part's trial begins.
+        w.launched(clock.get());
+        clock.set(clock.get() + 1_000);
+        w.waited(&board, clock.get(), 1);
+        other.launched(clock.get(), 132);
+        other.set_slowdown(Some(1.2));
+        for _ in 0..WINDOW {
+            w.launched(clock.get());
+            clock.set(clock.get() + 5_000);
+            w.waited(&board, clock.get(), 2);
+        }
+        assert!(board.is_starving() && trial_periods() == Some(0));
+        // A period of two launches, the second seeing three busy (no verdict among three: the
+        // part is released mid-period), ending among two again: not the trial's.
+        w.launched(clock.get());
+        w.follow(&board, &view(2), clock.get());
+        w.launched(clock.get());
+        assert!(w.follow(&board, &view(3), clock.get()) && !board.is_starving());
+        clock.set(clock.get() + 5_000);
+        w.waited(&board, clock.get(), 2);
+        assert_eq!(trial_periods(), Some(0), "ran with its part and without");
+        assert!(board.is_starving(), "among two again: kept");
+        // A word changed by a period's first launch: the whole period ran under the new one.
+        w.launched(clock.get());
+        w.follow(&board, &view(3), clock.get());
+        clock.set(clock.get() + 5_000);
+        w.waited(&board, clock.get(), 3);
+        w.launched(clock.get());
+        assert!(w.follow(&board, &view(2), clock.get()));
+        clock.set(clock.get() + 5_000);
+        w.waited(&board, clock.get(), 2);
+        assert_eq!(trial_periods(), Some(1), "one word throughout: the trial's");
     }
 
     #[test]

@@ -186,6 +186,7 @@ def main():
     for (scenario, mode), (pooled, pairs) in by_scenario.items():
         if len(pooled) < 2 or not pairs:
             continue
+        pairs = sorted(pairs)  # the same interval whatever order the directories came in
         lo, hi = interval(pairs, 4000, 1)
         print(f"{scenario} {mode}, {len(pooled)} runs: median of their {len(pairs)} pairs {statistics.median(pairs):.4f} "
               f"[{lo:.4f}, {hi:.4f}]; pooled {', '.join(f'{x:.4f}' for x in pooled)}")

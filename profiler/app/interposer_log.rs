@@ -38,8 +38,15 @@ pub struct Counts<N = u64> {
     /// (`krisp`).
     #[serde(default)]
     pub starved: N,
-    /// Trials of its process's part, begun when it was judged starving, whose verdict released
-    /// the part (its work ran no faster with it; preload/starving.rs).
+    /// Trials of its process's part begun, one each time it was judged starving (one per
+    /// number of busy processes; preload/starving.rs).
+    #[serde(default)]
+    pub starving_trials: N,
+    /// Those whose verdict kept the part (its work ran 1.1 times faster with it).
+    #[serde(default)]
+    pub starving_kept: N,
+    /// Those whose verdict released it (its work ran no faster with it). A trial with neither
+    /// verdict ended with the run.
     #[serde(default)]
     pub starving_released: N,
     /// Trials of its process's quota begun (`krisp`, a latency-critical process: one per
@@ -102,6 +109,8 @@ impl Counts<AtomicU64> {
             critical: AtomicU64::new(0),
             starving: AtomicU64::new(0),
             starved: AtomicU64::new(0),
+            starving_trials: AtomicU64::new(0),
+            starving_kept: AtomicU64::new(0),
             starving_released: AtomicU64::new(0),
             quota_trials: AtomicU64::new(0),
             quota_kept: AtomicU64::new(0),
@@ -131,6 +140,8 @@ impl Counts<AtomicU64> {
             critical: n(&self.critical),
             starving: n(&self.starving),
             starved: n(&self.starved),
+            starving_trials: n(&self.starving_trials),
+            starving_kept: n(&self.starving_kept),
             starving_released: n(&self.starving_released),
             quota_trials: n(&self.quota_trials),
             quota_kept: n(&self.quota_kept),
@@ -228,7 +239,7 @@ mod tests {
         assert_eq!(
             text,
             "{\"sms\": 64, \"board_slots\": 2, \"windows_made\": 0, \"launches\": 10, \"placed\": 4, \"alone\": 0, \
-             \"critical\": 0, \"starving\": 0, \"starved\": 0, \"starving_released\": 0, \"quota_trials\": 0, \"quota_kept\": 0, \"quota_released\": 0, \"quota_costly\": 0, \"quota_sized_sms\": 0, \"shared\": 0, \"narrow\": 0, \"captured\": 0, \"fallback\": 0, \"via_ex\": 0, \
+             \"critical\": 0, \"starving\": 0, \"starved\": 0, \"starving_trials\": 0, \"starving_kept\": 0, \"starving_released\": 0, \"quota_trials\": 0, \"quota_kept\": 0, \"quota_released\": 0, \"quota_costly\": 0, \"quota_sized_sms\": 0, \"shared\": 0, \"narrow\": 0, \"captured\": 0, \"fallback\": 0, \"via_ex\": 0, \
              \"functions_resolved\": 0, \"functions_kept\": 0, \"blas_calls\": 2, \"captured_placed\": 0, \
              \"fits\": {\"kernels\": 9, \"modelled\": 5, \"completions\": 40, \"knees\": {\"16\": 3, \"132\": 2}}}"
         );
