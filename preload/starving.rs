@@ -151,14 +151,14 @@ struct Periods {
 impl Periods {
     /// A period of `launches` launches took `ns`, ending with `busy` processes busy, all of
     /// them where the application put them and under one word of its own on the board unless
-    /// `placed` (then it counts for its work's least time only): its work's least time kept,
-    /// and its slowdown, where it counts, among `busy`'s; `mark` reads the others' work where a
-    /// trial weighs it.
-    fn ended(&mut self, launches: u64, ns: u64, busy: u32, placed: bool, mark: impl FnOnce() -> Mark) {
+    /// `apart` (a launch placed on a part, or two words: then it counts for its work's least
+    /// time only): its work's least time kept, and its slowdown, where it counts, among
+    /// `busy`'s; `mark` reads the others' work where a trial weighs it.
+    fn ended(&mut self, launches: u64, ns: u64, busy: u32, apart: bool, mark: impl FnOnce() -> Mark) {
         let best = self.best.entry(launches).or_insert(ns);
         *best = (*best).min(ns).max(1);
         let ratio = ns as f64 / *best as f64;
-        if busy < 2 || placed {
+        if busy < 2 || apart {
             return;
         }
         if let Some(trials) = &mut self.trials {

@@ -137,15 +137,24 @@ def latency_line(part, aside):
             f"p99 ratio {p99(part) / p99(aside):.3f} [{lo:.3f}, {hi:.3f}]")
 
 
-def load(d):
-    """The report of results directory `d`: its results.json, or results.json.xz (as
+def report_file(d):
+    """Results directory `d`'s report: its results.json, or results.json.xz (as
     docs/compare-pytorch-h200/ keeps long runs' reports)."""
     path = os.path.join(d, "results.json")
-    if not os.path.exists(path) and os.path.exists(path + ".xz"):
-        path += ".xz"
+    return path + ".xz" if not os.path.exists(path) and os.path.exists(path + ".xz") else path
+
+
+def read_report(path):
+    """The report at `path` (plain or xz); raises OSError, ValueError or lzma.LZMAError."""
+    with (lzma.open if path.endswith(".xz") else open)(path, "rt") as f:
+        return json.load(f)
+
+
+def load(d):
+    """The report of results directory `d` ([`report_file`]), or the script's exit saying why not."""
+    path = report_file(d)
     try:
-        with (lzma.open if path.endswith(".xz") else open)(path, "rt") as f:
-            return json.load(f)
+        return read_report(path)
     except (OSError, ValueError, lzma.LZMAError) as e:
         sys.exit(f"aside_ab: cannot read {path}: {e}")
 

@@ -25,7 +25,7 @@ Targets:
 (The interposer's cost on a solo model is measured apart: scripts/preload_cost.py.)
 """
 import csv
-import json
+import lzma
 import math
 import os
 import statistics
@@ -33,7 +33,8 @@ import sys
 from collections import defaultdict
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from resample import interval  # noqa: E402  (this script's folder, however it is loaded)
+from aside_ab import read_report, report_file  # noqa: E402  (this script's folder, however it is loaded)
+from resample import interval  # noqa: E402
 
 STP_FLOOR = 0.98
 LC_P99_CEILING = 0.8
@@ -153,11 +154,11 @@ def check(rounds):
 
 
 def stood_aside(d):
-    """Whether a run of results directory `d` stood aside in turn (its results.json says)."""
+    """Whether a run of results directory `d` stood aside in turn (its results.json, or
+    results.json.xz, says)."""
     try:
-        with open(os.path.join(d, "results.json")) as f:
-            return any(r.get("aside") for r in json.load(f).get("runs", []))
-    except (OSError, ValueError):
+        return any(r.get("aside") for r in read_report(report_file(d)).get("runs", []))
+    except (OSError, ValueError, lzma.LZMAError):
         return False
 
 

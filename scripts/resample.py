@@ -7,8 +7,7 @@ def interval(values, resamples=2000, seed=0):
     """The 5th and 95th percentiles of the medians of `resamples` resamples of `values` (with
     replacement, as many as there are)."""
     rng = random.Random(seed)
-    meds = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(resamples))
-    return meds[resamples // 20], meds[resamples - 1 - resamples // 20]
+    return middle_90([statistics.median(rng.choices(values, k=len(values))) for _ in range(resamples)])
 
 
 def ratio_interval(a, b, stat, resamples=2000, seed=0):
@@ -16,5 +15,10 @@ def ratio_interval(a, b, stat, resamples=2000, seed=0):
     and b' of `b` (each with replacement, as many as there are): how far a ratio of two
     samples' statistics (two p99s, say) resolves."""
     rng = random.Random(seed)
-    ratios = sorted(stat(rng.choices(a, k=len(a))) / stat(rng.choices(b, k=len(b))) for _ in range(resamples))
-    return ratios[resamples // 20], ratios[resamples - 1 - resamples // 20]
+    return middle_90([stat(rng.choices(a, k=len(a))) / stat(rng.choices(b, k=len(b))) for _ in range(resamples)])
+
+
+def middle_90(values):
+    """The 5th and 95th percentiles of `values`, as the two intervals above take them."""
+    v = sorted(values)
+    return v[len(v) // 20], v[len(v) - 1 - len(v) // 20]

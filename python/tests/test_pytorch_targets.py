@@ -48,3 +48,19 @@ def test_stp_is_judged_on_the_median_ratio():
 def test_a_worse_half_near_its_bound_is_printed_to_three_decimals():
     line, ok = judge((0.8032, 1.0), (0.8032, 1.0))
     assert not ok and "the worse half / its bound 1.004 in the median" in line
+
+
+def test_runs_that_stood_aside_are_known_by_their_report_compressed_or_not(tmp_path):
+    import json
+    import lzma
+
+    report = {"runs": [{"mode": "krisp", "aside": {"every_s": 2.0, "epoch_s": -1.0}}]}
+    plain, packed, rounds, empty = (tmp_path / n for n in ("plain", "packed", "rounds", "empty"))
+    for d in (plain, packed, rounds, empty):
+        d.mkdir()
+    (plain / "results.json").write_text(json.dumps(report))
+    with lzma.open(packed / "results.json.xz", "wt") as f:
+        json.dump(report, f)
+    (rounds / "results.json").write_text(json.dumps({"runs": [{"mode": "mps"}]}))
+    assert targets.stood_aside(str(plain)) and targets.stood_aside(str(packed))
+    assert not targets.stood_aside(str(rounds)) and not targets.stood_aside(str(empty))
