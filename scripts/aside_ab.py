@@ -13,13 +13,15 @@ process the best-effort ones keep MPS's lower client priority). Open-loop tenant
 out of the STP (their throughput follows their arrivals), and a run that lost its GPU context
 is not split.
 
-A latency-critical tenant's latency (from its request's arrival to its end) is compared the same
-way: its served requests that arrived and ended within one period, those of the periods taking
-part against those standing aside: each kind's p50 and p99 (nearest rank, as the harness's), the
-p99s' ratio with the middle 90% of the ratios of 4,000 resamples of each kind's requests. The
-PyTorch issue's latency-critical target reads that ratio (≤ 0.8) beside the best-effort
-tenants' speeds taking part over standing aside (each ≥ 0.95). A p99 wants some hundreds of
-requests of each kind: a long run at the tenant's rate.
+A latency-critical or open-loop tenant's latency (from its request's arrival to its end) is
+compared the same way: its served requests that arrived and ended within one period, those of
+the periods taking part against those standing aside: each kind's p50 and p99 (nearest rank, as
+the harness's), the p99s' ratio with the middle 90% of the ratios of 4,000 resamples of each
+kind's requests. The PyTorch issue's latency-critical target reads that ratio (≤ 0.8) beside
+the best-effort tenants' speeds taking part over standing aside (each ≥ 0.95); where the
+best-effort tenants are open loops too (their throughput is their arrivals'), their latencies
+are what the library's taking part costs them. A p99 wants some hundreds of requests of each
+kind: a long run at the tenant's rate.
 
     python3 scripts/aside_ab.py RESULTS_DIR...
 
@@ -54,8 +56,10 @@ def split(run):
         return "a closed-loop tenant has no solo baseline to weigh its throughput by"
     if run.get("outages_s"):
         return "the run lost its GPU context: the periods of the outage would count as served"
+    if not closed:
+        return "no closed-loop tenant (an open loop's throughput is its arrivals')"
     served = [[s for s in t["samples"] if not s.get("shed") and not s.get("failed")] for t in closed]
-    if not closed or any(not s for s in served):
+    if any(not s for s in served):
         return "a closed-loop tenant served no request"
     # Where every tenant was counting: from the last first start to the first last end.
     lo = max(min(s["start"] for s in ss) for ss in served)
@@ -104,14 +108,14 @@ def nearest_rank(values, q):
     return v[min(max(math.ceil(q * len(v)), 1), len(v)) - 1]
 
 
-def latency_critical(run):
-    """Each latency-critical tenant's (model, latencies taking part, latencies standing aside),
-    in ms: its served requests that arrived and ended within one period."""
+def latencies(run):
+    """Each latency-critical or open-loop tenant's (model, class, latencies taking part,
+    latencies standing aside), in ms: its served requests that arrived and ended within one
+    period. Latency-critical tenants first."""
     every, epoch = run["aside"]["every_s"], run["aside"]["epoch_s"]
     out = []
-    for t in run["tenants"]:
-        if t["spec"].get("class") != "latency-critical":
-            continue
+    timed = [t for t in run["tenants"] if t["spec"].get("class") == "latency-critical" or t["spec"].get("rate") is not None]
+    for t in sorted(timed, key=lambda t: t["spec"].get("class") != "latency-critical"):
         kinds = ([], [])
         for s in t["samples"]:
             if s.get("shed") or s.get("failed"):
@@ -119,7 +123,7 @@ def latency_critical(run):
             k = math.floor((s["due"] - epoch) / every)
             if math.floor((s["end"] - epoch) / every) == k:
                 kinds[k % 2].append((s["end"] - s["due"]) * 1e3)
-        out.append((t["spec"]["model"], *kinds))
+        out.append((t["spec"]["model"], t["spec"].get("class") or "best-effort", *kinds))
     return out
 
 
@@ -169,8 +173,8 @@ def main():
         for run in report.get("runs", []):
             if not run.get("aside"):
                 continue
-            out, critical = split(run), latency_critical(run)
-            if isinstance(out, str) and not critical:
+            out, timed = split(run), latencies(run)
+            if isinstance(out, str) and not timed:
                 print(f"{d}: {run['scenario']} {run['mode']}: not split: {out}")
                 continue
             found += 1
@@ -188,8 +192,8 @@ def main():
                 print(line)
                 for model, p, a in speeds:
                     print(f"    {model:14} {p:.3f} taking part, {a:.3f} standing aside (x solo)")
-            for model, p, a in critical:
-                print(f"    {model:14} latency-critical, {latency_line(p, a)}")
+            for model, kind, p, a in timed:
+                print(f"    {model:14} {kind}, {latency_line(p, a)}")
     if not found:
         sys.exit("aside_ab: no run stood aside in turn (run krisp with RIGHTSIZE_KRISP_ASIDE_MS=P)")
     for (scenario, mode), (pooled, pairs) in by_scenario.items():

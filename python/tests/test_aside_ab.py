@@ -128,9 +128,13 @@ def test_a_latency_critical_tenants_latencies_are_split_by_the_period_they_fell_
     lc.append({"due": boundary - 0.01, "start": boundary - 0.01, "end": boundary + 0.3, "shed": False, "failed": False})
     critical = tenant("llama", lc, 50.0, rate=10.0)
     critical["spec"]["class"] = "latency-critical"
-    r = run(tenant("a", served(10, 10), 20.0), critical)
-    [(model, part, aside)] = aside_ab.latency_critical(r)
-    assert model == "llama" and len(part) + len(aside) == 200
+    # An open-loop best-effort tenant beside it: its latencies split too, after the critical one's.
+    open_be = tenant("bert", [dict(x, end=x["due"] + 0.01) for x in lc[:200]], 50.0, rate=10.0)
+    r = run(tenant("a", served(10, 10), 20.0), open_be, critical)
+    [(model, kind, part, aside), (be, be_kind, be_part, be_aside)] = aside_ab.latencies(r)
+    assert (model, kind, be, be_kind) == ("llama", "latency-critical", "bert", "best-effort")
+    assert len(part) + len(aside) == 200 and len(be_part) + len(be_aside) == 200
+    assert all(abs(x - 10.0) < 1e-6 for x in be_part + be_aside)
     assert all(abs(x - 20.0) < 1e-6 for x in part) and all(abs(x - 40.0) < 1e-6 for x in aside)
     assert aside_ab.nearest_rank([1.0, 2.0, 3.0, 4.0], 0.5) == 2.0 and aside_ab.p99(list(range(1, 101))) == 99
     # Printed beside the STP, and for a run of open loops only (no STP to split) too.
@@ -142,4 +146,5 @@ def test_a_latency_critical_tenants_latencies_are_split_by_the_period_they_fell_
     aside_ab.main()
     out = capsys.readouterr().out
     assert out.count("latency-critical, p50/p99 ms taking part 20.0/20.0") == 2, out
-    assert "p99 ratio 0.500 [0.500, 0.500]" in out and "STP not split" in out, out
+    assert "p99 ratio 0.500 [0.500, 0.500]" in out and "STP not split: no closed-loop tenant" in out, out
+    assert "bert           best-effort, p50/p99 ms taking part 10.0/10.0" in out, out
