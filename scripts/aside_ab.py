@@ -21,7 +21,10 @@ kind's requests. The PyTorch issue's latency-critical target reads that ratio (â
 the best-effort tenants' speeds taking part over standing aside (each â‰¥ 0.95); where the
 best-effort tenants are open loops too (their throughput is their arrivals'), their latencies
 are what the library's taking part costs them. A p99 wants some hundreds of requests of each
-kind: a long run at the tenant's rate.
+kind: a long run at the tenant's rate; and where a burst of arrivals queues requests behind
+each other, one burst can make a kind's p99 (the requests that cross a period's end, the
+longest, are left out), so each tenant's service times (start to end, within one period) are
+printed too: what the library's taking part does to a request itself.
 
     python3 scripts/aside_ab.py RESULTS_DIR...
 
@@ -110,20 +113,27 @@ def nearest_rank(values, q):
 
 def latencies(run):
     """Each latency-critical or open-loop tenant's (model, class, latencies taking part,
-    latencies standing aside), in ms: its served requests that arrived and ended within one
-    period. Latency-critical tenants first."""
+    latencies standing aside, service times taking part, standing aside), in ms: its served
+    requests that arrived and ended within one period (from arrival to end), and those that
+    started and ended within one period (from start to end: the request's own time, without the
+    wait behind its tenant's earlier requests that a burst of arrivals makes). Latency-critical
+    tenants first."""
     every, epoch = run["aside"]["every_s"], run["aside"]["epoch_s"]
     out = []
     timed = [t for t in run["tenants"] if t["spec"].get("class") == "latency-critical" or t["spec"].get("rate") is not None]
     for t in sorted(timed, key=lambda t: t["spec"].get("class") != "latency-critical"):
-        kinds = ([], [])
+        kinds, served = ([], []), ([], [])
         for s in t["samples"]:
             if s.get("shed") or s.get("failed"):
                 continue
+            end = math.floor((s["end"] - epoch) / every)
             k = math.floor((s["due"] - epoch) / every)
-            if math.floor((s["end"] - epoch) / every) == k:
+            if end == k:
                 kinds[k % 2].append((s["end"] - s["due"]) * 1e3)
-        out.append((t["spec"]["model"], t["spec"].get("class") or "best-effort", *kinds))
+            k = math.floor((s["start"] - epoch) / every)
+            if end == k:
+                served[k % 2].append((s["end"] - s["start"]) * 1e3)
+        out.append((t["spec"]["model"], t["spec"].get("class") or "best-effort", *kinds, *served))
     return out
 
 
@@ -192,8 +202,12 @@ def main():
                 print(line)
                 for model, p, a in speeds:
                     print(f"    {model:14} {p:.3f} taking part, {a:.3f} standing aside (x solo)")
-            for model, kind, p, a in timed:
+            for model, kind, p, a, sp, sa in timed:
                 print(f"    {model:14} {kind}, {latency_line(p, a)}")
+                if sp and sa:
+                    print(f"    {'':14} served in: p50/p99 ms taking part {nearest_rank(sp, 0.5):.1f}/{p99(sp):.1f} ({len(sp)}), "
+                          f"standing aside {nearest_rank(sa, 0.5):.1f}/{p99(sa):.1f} ({len(sa)}): "
+                          f"mean ratio {statistics.mean(sp) / statistics.mean(sa):.3f}")
     if not found:
         sys.exit("aside_ab: no run stood aside in turn (run krisp with RIGHTSIZE_KRISP_ASIDE_MS=P)")
     for (scenario, mode), (pooled, pairs) in by_scenario.items():

@@ -131,7 +131,8 @@ def test_a_latency_critical_tenants_latencies_are_split_by_the_period_they_fell_
     # An open-loop best-effort tenant beside it: its latencies split too, after the critical one's.
     open_be = tenant("bert", [dict(x, end=x["due"] + 0.01) for x in lc[:200]], 50.0, rate=10.0)
     r = run(tenant("a", served(10, 10), 20.0), open_be, critical)
-    [(model, kind, part, aside), (be, be_kind, be_part, be_aside)] = aside_ab.latencies(r)
+    [(model, kind, part, aside, sp, sa), (be, be_kind, be_part, be_aside, _, _)] = aside_ab.latencies(r)
+    assert len(sp) + len(sa) == 200 and all(abs(x - 20.0) < 1e-6 for x in sp) and all(abs(x - 40.0) < 1e-6 for x in sa)
     assert (model, kind, be, be_kind) == ("llama", "latency-critical", "bert", "best-effort")
     assert len(part) + len(aside) == 200 and len(be_part) + len(be_aside) == 200
     assert all(abs(x - 10.0) < 1e-6 for x in be_part + be_aside)
@@ -148,3 +149,4 @@ def test_a_latency_critical_tenants_latencies_are_split_by_the_period_they_fell_
     assert out.count("latency-critical, p50/p99 ms taking part 20.0/20.0") == 2, out
     assert "p99 ratio 0.500 [0.500, 0.500]" in out and "STP not split: no closed-loop tenant" in out, out
     assert "bert           best-effort, p50/p99 ms taking part 10.0/10.0" in out, out
+    assert "served in: p50/p99 ms taking part 20.0/20.0" in out and "mean ratio 0.500" in out, out
