@@ -9,9 +9,9 @@
 #
 # Round r runs `--modes mps,krisp` when r is odd and `--modes krisp,mps` when it is even, into
 # $OUT/<scenario>-<r> (or pytorch-rounds/ without $OUT); rounds after the first take round 1's
-# solo baselines instead of measuring them again. With --solos DIR every round takes them from
+# solo baselines instead of measuring them again. With --solos DIR round 1 takes them from
 # DIR/<scenario>-1 where that holds a comparison (an earlier call's rounds on the same GPU kind,
-# e.g. docs/compare-pytorch-h200), so no round measures them. A round is not started once fewer than
+# e.g. docs/compare-pytorch-h200) and measures only those it lacks. A round is not started once fewer than
 # a tenth of --deadline's seconds (default 560: one device call) are left, and a round still
 # running at the deadline is stopped; pytorch-targets.py then judges the rounds that finished.
 # With --with VAR=VALUE every round runs twice, as it is and with the environment variable set
@@ -74,11 +74,13 @@ for s in "${scenarios[@]}"; do
             dir="$base/$s-$r"
             # Rounds after the first take its solo baselines (`--solos`): a round's ratios do
             # not depend on when the baselines ran, and it then costs its two shared runs only.
+            # Round 1's hold those it took from --solos DIR and those DIR lacked (an open
+            # loop's of another length, say), so no baseline is measured twice.
             solos=()
-            if [ -n "$earlier" ] && [ -f "$earlier/$s-1/results.json" ]; then
-                solos=(--solos "$earlier/$s-1")
-            elif [ "$r" -gt 1 ] && [ -f "$base/$s-1/results.json" ]; then
+            if [ "$r" -gt 1 ] && [ -f "$base/$s-1/results.json" ]; then
                 solos=(--solos "$base/$s-1")
+            elif [ -n "$earlier" ] && [ -f "$earlier/$s-1/results.json" ]; then
+                solos=(--solos "$earlier/$s-1")
             fi
             env "${env[@]}" timeout "$left" gpu-bin/rightsize compare --file "$file" --scenario "$s" \
                 --modes "$order" "${solos[@]}" --out "$dir" >"$dir.log" 2>&1
