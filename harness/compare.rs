@@ -552,8 +552,7 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
             bars.runs.dec_length(guess.saturating_sub(runs));
         }
     }
-    bars.runs.finish_with_message(format!("done in {:.0} s", started.elapsed().as_secs_f64()));
-    bars.requests.finish_and_clear();
+    bars.finish(format!("done in {:.0} s", started.elapsed().as_secs_f64()));
     output::write_all(&report, &opts.out)?;
     if let (Some(t), Some(w)) = (&opts.trace, trace_file) {
         let stats = w.finish()?;

@@ -53,6 +53,15 @@ impl Bars {
         r
     }
 
+    /// Ends the runs' bar with `message`, which a line on stderr says where no bar is drawn.
+    pub(super) fn finish(&self, message: String) {
+        if self.runs.is_hidden() {
+            eprintln!("{message}");
+        }
+        self.runs.finish_with_message(message);
+        self.requests.finish_and_clear();
+    }
+
     /// Prints `line` on stderr above the bars, or alone where they are not drawn (a bar's own
     /// `println` prints nothing then: a failure would be lost from a log).
     pub(super) fn println(&self, line: &str) {

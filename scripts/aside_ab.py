@@ -10,8 +10,8 @@ and the median of the ratios of each two neighbouring whole periods with the mid
 the medians of 4,000 resamples of the pairs. Standing aside, the processes run as under MPS
 with the library loaded and reading the clock at each launch (and beside a latency-critical
 process the best-effort ones keep MPS's lower client priority). Open-loop tenants are left
-out of the STP (their throughput follows their arrivals), and a run that lost its GPU context
-is not split.
+out of the STP (their throughput follows their arrivals), and the STP of a run that lost its
+GPU context is not split (its served requests' latencies still are).
 
 A latency-critical or open-loop tenant's latency (from its request's arrival to its end) is
 compared the same way: its served requests that arrived and ended within one period, those of

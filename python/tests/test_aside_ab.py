@@ -126,16 +126,23 @@ def test_a_latency_critical_tenants_latencies_are_split_by_the_period_they_fell_
     k0 = math.ceil(-EPOCH / EVERY)
     boundary = EPOCH + (k0 + (k0 % 2)) * EVERY + 1.0  # the end of a period taking part
     lc.append({"due": boundary - 0.01, "start": boundary - 0.01, "end": boundary + 0.3, "shed": False, "failed": False})
+    # One that waits behind the others: it arrives in a period taking part and is served, 20 ms,
+    # wholly in the next (standing aside): not among the latencies, among the service times.
+    queued = EPOCH + (k0 + (k0 % 2)) * EVERY + 0.98
+    lc.append({"due": queued, "start": queued + 0.1, "end": queued + 0.12, "shed": False, "failed": False})
     critical = tenant("llama", lc, 50.0, rate=10.0)
     critical["spec"]["class"] = "latency-critical"
     # An open-loop best-effort tenant beside it: its latencies split too, after the critical one's.
     open_be = tenant("bert", [dict(x, end=x["due"] + 0.01) for x in lc[:200]], 50.0, rate=10.0)
     r = run(tenant("a", served(10, 10), 20.0), open_be, critical)
-    [(model, kind, part, aside, sp, sa), (be, be_kind, be_part, be_aside, _, _)] = aside_ab.latencies(r)
-    assert len(sp) + len(sa) == 200 and all(abs(x - 20.0) < 1e-6 for x in sp) and all(abs(x - 40.0) < 1e-6 for x in sa)
+    [(model, kind, part, aside, sp, sa), (be, be_kind, be_part, be_aside, be_sp, be_sa)] = aside_ab.latencies(r)
     assert (model, kind, be, be_kind) == ("llama", "latency-critical", "bert", "best-effort")
     assert len(part) + len(aside) == 200 and len(be_part) + len(be_aside) == 200
-    assert all(abs(x - 10.0) < 1e-6 for x in be_part + be_aside)
+    assert all(abs(x - 20.0) < 1e-6 for x in part) and all(abs(x - 40.0) < 1e-6 for x in aside)
+    # The service times: the same 200 and the queued one, 20 ms, standing aside.
+    assert len(sp) == len(part) and len(sa) == len(aside) + 1 and abs(sorted(sa)[0] - 20.0) < 1e-6
+    assert all(abs(x - 20.0) < 1e-6 for x in sp) and sum(abs(x - 40.0) < 1e-6 for x in sa) == len(aside)
+    assert all(abs(x - 10.0) < 1e-6 for x in be_part + be_aside + be_sp + be_sa) and len(be_sp) + len(be_sa) == 200
     assert all(abs(x - 20.0) < 1e-6 for x in part) and all(abs(x - 40.0) < 1e-6 for x in aside)
     assert aside_ab.nearest_rank([1.0, 2.0, 3.0, 4.0], 0.5) == 2.0 and aside_ab.p99(list(range(1, 101))) == 99
     # Printed beside the STP, and for a run of open loops only (no STP to split) too.
@@ -149,4 +156,5 @@ def test_a_latency_critical_tenants_latencies_are_split_by_the_period_they_fell_
     assert out.count("latency-critical, p50/p99 ms taking part 20.0/20.0") == 2, out
     assert "p99 ratio 0.500 [0.500, 0.500]" in out and "STP not split: no closed-loop tenant" in out, out
     assert "bert           best-effort, p50/p99 ms taking part 10.0/10.0" in out, out
-    assert "served in: p50/p99 ms taking part 20.0/20.0" in out and "mean ratio 0.500" in out, out
+    # 100 × 20 ms against 100 × 40 ms and the queued one's 20 ms.
+    assert "served in: p50/p99 ms taking part 20.0/20.0 (100), standing aside 40.0/40.0 (101): mean ratio 0.502" in out, out
