@@ -446,6 +446,12 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
             save(&report)?;
             continue;
         }
+        if let Some(other) = other_length(key, &earlier) {
+            bars.println(&format!(
+                "solo {key}: the earlier comparison has it over another length ({other}); an open loop's \
+                 baseline is of its own run's arrivals, so it is measured again"
+            ));
+        }
         let total = u64::from(alone.requests);
         let r = bars.track(&format!("solo {key}"), total, |c| {
             run_one(opts.worker.as_deref(), alone, *mode, Knees::default(), None, c)
@@ -564,6 +570,23 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
         ));
     }
     Ok(report)
+}
+
+/// The key of an `earlier` baseline of the same tenant and arrivals as `key` over another
+/// length of run (keys that differ in their length alone: `…/6s/…` against `…/150s/…`), which
+/// `--solos` cannot take for it ([`Scenario::solo_key`]).
+fn other_length<'a>(key: &str, earlier: &'a [SoloResult]) -> Option<&'a str> {
+    let is_length = |part: &str| {
+        part.strip_suffix("req").or_else(|| part.strip_suffix('s')).is_some_and(|n| n.parse::<f64>().is_ok())
+    };
+    let parts: Vec<&str> = key.split('/').collect();
+    earlier.iter().map(|s| s.key.as_str()).find(|other| {
+        let theirs: Vec<&str> = other.split('/').collect();
+        let mut differ = parts.iter().zip(&theirs).filter(|(a, b)| a != b);
+        theirs.len() == parts.len()
+            && differ.next().is_some_and(|(a, b)| is_length(a) && is_length(b))
+            && differ.next().is_none()
+    })
 }
 
 /// The solo baselines the scenarios need: each distinct tenant, eager and as plans as its
@@ -688,6 +711,18 @@ mod tests {
         // Another scenario with the tenant at another length is another baseline.
         let longer = Scenario { duration_s: Some(3.0), ..s.clone() };
         assert_ne!(longer.solo_key(0, false), s.solo_key(0, false));
+        // …which a comparison taking earlier baselines names when it measures it again.
+        let earlier = |keys: &[String]| -> Vec<SoloResult> {
+            keys.iter().map(|k| SoloResult { key: k.clone(), status: Status::Ok, metrics: None }).collect()
+        };
+        let shorter = Scenario { duration_s: None, requests: 50, ..s.clone() };
+        let had = earlier(&[s.solo_key(2, false), shorter.solo_key(0, false), s.solo_key(1, false)]);
+        assert_eq!(other_length(&longer.solo_key(0, false), &had), Some(shorter.solo_key(0, false).as_str()));
+        // Not another tenant's arrivals, another tenant, or the other way of issuing.
+        assert_eq!(other_length(&longer.solo_key(1, false), &had), Some(s.solo_key(1, false).as_str()));
+        assert_eq!(other_length(&longer.solo_key(0, true), &had), None);
+        assert_eq!(other_length(&s.solo_key(2, true), &had), None);
+        assert_eq!(other_length(&longer.solo_key(0, false), &earlier(&[s.solo_key(1, false)])), None);
     }
 
     #[test]
