@@ -523,8 +523,9 @@ struct RunArgs {
     /// Take the solo baselines from an earlier comparison on this GPU (its results directory
     /// or results.json) instead of measuring them again; those it lacks are measured (an open
     /// loop's baseline is of its own run's length and arrivals: one of another length is not
-    /// taken, and the line that says so names it). For rounds of one comparison: two modes' ratio in a round does not depend on when the
-    /// baselines ran, and each round then costs its shared runs only.
+    /// taken, and the line that says so names it). For rounds of one comparison: two modes'
+    /// ratio in a round does not depend on when the baselines ran, and each round then costs
+    /// its shared runs only.
     #[arg(long, value_name = "RESULTS")]
     solos: Option<PathBuf>,
 }

@@ -404,6 +404,16 @@ pub(crate) fn waited() {
 mod tests {
     use super::*;
 
+    /// A best-effort watch on 15 groups of 8 SMs, its process in slot 1 of a board of three,
+    /// and another best-effort process in slot 0.
+    fn best_effort_beside_one() -> (Watch, Board, Board) {
+        let w = Watch::new(false);
+        w.topology.set(Some((15, 8))).unwrap();
+        let path = Board::test_file(3);
+        let open = |i| Board::open(&path, i, 2_000_000, None).unwrap();
+        (w, open(1), open(0))
+    }
+
     #[test]
     fn a_process_starves_below_an_equal_part_while_another_runs_far_faster() {
         // Five times slower beside four processes, one of which is only 1.2 times slower.
@@ -506,11 +516,7 @@ mod tests {
 
     #[test]
     fn a_period_that_ran_under_two_words_is_not_its_parts_trials() {
-        let w = Watch::new(false);
-        w.topology.set(Some((15, 8))).unwrap();
-        let path = Board::test_file(3);
-        let open = |i| Board::open(&path, i, 2_000_000, None).unwrap();
-        let (board, other) = (open(1), open(0));
+        let (w, board, other) = best_effort_beside_one();
         let clock = std::cell::Cell::new(1_000u64);
         let view = |busy| board::View { busy, ..Default::default() };
         let trial_periods = || w.state.lock().by_busy.get(&2).and_then(|(_, t)| t.as_ref().map(Trial::periods));
@@ -587,11 +593,7 @@ mod tests {
 
     #[test]
     fn the_board_says_the_verdict_of_the_mix_of_the_moment() {
-        let w = Watch::new(false);
-        w.topology.set(Some((15, 8))).unwrap();
-        let path = Board::test_file(3);
-        let open = |i| Board::open(&path, i, 2_000_000, None).unwrap();
-        let (board, other) = (open(1), open(0));
+        let (w, board, other) = best_effort_beside_one();
         let (clock, alone) = (std::cell::Cell::new(1_000u64), 1_000u64);
         let period = |ns: u64, busy: u32| {
             w.launched(clock.get());

@@ -22,11 +22,11 @@ run's processes beside a latency-critical one (the best-effort ones lower), so t
 what the library's placement adds to those priorities, not the PyTorch issue's latency-critical
 target (≤ 0.8× plain MPS's p99, which only runs of each mode over the same arrivals read).
 Where the best-effort tenants are open loops too (their throughput is their arrivals'), their
-latencies are what the library's taking part costs them. A p99 wants some hundreds of requests of each
-kind: a long run at the tenant's rate; and where a burst of arrivals queues requests behind
-each other, one burst can make a kind's p99 (the requests that cross a period's end, the
-longest, are left out), so each tenant's service times (start to end, within one period) are
-printed too: what the library's taking part does to a request itself.
+latencies are what the library's taking part costs them. A p99 wants some hundreds of requests
+of each kind: a long run at the tenant's rate; and where a burst of arrivals queues requests
+behind each other, one burst can make a kind's p99 (the requests that cross a period's end,
+the longest, are left out), so each tenant's service times (start to end, within one period)
+are printed too: what the library's taking part does to a request itself.
 
     python3 scripts/aside_ab.py RESULTS_DIR...
 
@@ -143,14 +143,18 @@ def p99(values):
     return nearest_rank(values, 0.99)
 
 
+def kinds_line(part, aside, what=""):
+    """Each kind of period's p50 and p99 (ms) and how many they are of (`what`, after the first)."""
+    return (f"p50/p99 ms taking part {nearest_rank(part, 0.5):.1f}/{p99(part):.1f} ({len(part)}{what}), "
+            f"standing aside {nearest_rank(aside, 0.5):.1f}/{p99(aside):.1f} ({len(aside)})")
+
+
 def latency_line(part, aside):
-    """What a latency-critical tenant's latencies (ms) of each kind of period say."""
+    """What a tenant's latencies (ms) of each kind of period say."""
     if not part or not aside:
         return "no request within a period of each kind"
     lo, hi = ratio_interval(part, aside, p99, 4000, 1)
-    return (f"p50/p99 ms taking part {nearest_rank(part, 0.5):.1f}/{p99(part):.1f} ({len(part)} requests), "
-            f"standing aside {nearest_rank(aside, 0.5):.1f}/{p99(aside):.1f} ({len(aside)}): "
-            f"p99 ratio {p99(part) / p99(aside):.3f} [{lo:.3f}, {hi:.3f}]")
+    return f"{kinds_line(part, aside, ' requests')}: p99 ratio {p99(part) / p99(aside):.3f} [{lo:.3f}, {hi:.3f}]"
 
 
 def report_file(d):
@@ -207,9 +211,7 @@ def main():
             for model, kind, p, a, sp, sa in timed:
                 print(f"    {model:14} {kind}, {latency_line(p, a)}")
                 if sp and sa:
-                    print(f"    {'':14} served in: p50/p99 ms taking part {nearest_rank(sp, 0.5):.1f}/{p99(sp):.1f} ({len(sp)}), "
-                          f"standing aside {nearest_rank(sa, 0.5):.1f}/{p99(sa):.1f} ({len(sa)}): "
-                          f"mean ratio {statistics.mean(sp) / statistics.mean(sa):.3f}")
+                    print(f"    {'':14} served in: {kinds_line(sp, sa)}: mean ratio {statistics.mean(sp) / statistics.mean(sa):.3f}")
     if not found:
         sys.exit("aside_ab: no run stood aside in turn (run krisp with RIGHTSIZE_KRISP_ASIDE_MS=P)")
     for (scenario, mode), (pooled, pairs) in by_scenario.items():
