@@ -312,6 +312,36 @@ impl KernelId {
     pub fn from_name(name: &str) -> Option<KernelId> {
         KernelId::ALL.iter().copied().find(|k| k.name() == name)
     }
+
+    /// Whether a block of it carries nothing from one work unit to the next: no operand read
+    /// ahead of its loop, no copy in flight from one unit into the next. The elementwise
+    /// kernels and row norms (units of about a microsecond) and prefill attention (each unit
+    /// loads its own queries, keys and values). Launched a block a unit, such a kernel does the
+    /// same work as in its loop (`runtime::claims::unit_order`); the GEMMs, whose blocks
+    /// stream the next tile's operands while they finish one, and decode attention are not of
+    /// this kind.
+    pub fn units_stand_alone(self) -> bool {
+        use KernelId::*;
+        matches!(
+            self.module(),
+            Module::Vector
+                | Module::Norm
+                | Module::KvCache
+                | Module::Rope
+                | Module::Embedding
+                | Module::Activation
+                | Module::Init
+        ) || matches!(
+            self,
+            AttentionPrefillD32
+                | AttentionPrefillD64
+                | AttentionPrefillD128
+                | AttentionPrefillWgmmaD64
+                | AttentionPrefillWgmmaD128
+                | AttentionPrefillWgmmaWideD64
+                | AttentionPrefillWgmmaWideD128
+        )
+    }
 }
 
 impl fmt::Display for KernelId {
@@ -362,6 +392,20 @@ mod tests {
         type Out = (KernelId, u64, u64);
         fn call<P: Params>(self, kernel: Kernel<P>, params: &P) -> Self::Out {
             (kernel.id(), params.units(kernel.id()), params.shape_key())
+        }
+    }
+
+    #[test]
+    fn only_kernels_that_carry_nothing_between_units_stand_alone() {
+        let alone: Vec<KernelId> = KernelId::ALL.iter().copied().filter(|k| k.units_stand_alone()).collect();
+        for k in [KernelId::LayerNorm, KernelId::RmsNorm, KernelId::Swiglu, KernelId::AttentionPrefillWgmmaWideD64] {
+            assert!(alone.contains(&k), "{k}");
+        }
+        // Every GEMM streams a next tile's operands; decode attention and the decoder's layers
+        // are not of the kind either.
+        for k in &alone {
+            let name = k.name();
+            assert!(!name.starts_with("gemm") && !name.contains("decode") && !name.starts_with("decoder"), "{name}");
         }
     }
 

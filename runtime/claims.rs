@@ -125,6 +125,57 @@ impl Chain {
     }
 }
 
+/// How one launch takes its work units: the issue step's choice ([`unit_order`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Order {
+    /// The plain build at the grid asked for: block b takes b, b + grid, ….
+    Plain,
+    /// The plain build, a block a unit (as many blocks as units).
+    BlockPerUnit,
+    /// The counted build: units from the stream's counter, claims read between them.
+    Counted,
+}
+
+/// The order of a launch of `units` whose plain build the grid asked for (`auto`: the
+/// resident grid, [`super::Grid::Auto`]) gives `plain_blocks` blocks, asking for `chain`, on a
+/// runtime whose launches count their units now (`counts`, [`super::Runtime::counts_units`]),
+/// of a kernel whose units stand alone or not (`alone`, [`crate::kernels::KernelId::units_stand_alone`]).
+///
+/// A continuation is counted (it takes from its first launch's counter), and nothing else is
+/// while no claimer is known. A launch of one round (a unit for every block) is plain: no
+/// block has a second unit to leave. So is a launch of the resident grid of at most two rounds
+/// of a kernel whose units stand alone, where no claim is up as it is issued
+/// (`Chain::Alone`), with a block for each unit: a slot of a claimed SM then runs the block in
+/// hand and at most one more, since every slot's first block has ended, and handed out the
+/// second round, one unit's time after the launch began. That is what a counted block may
+/// still do after a claim lands, the unit in hand and the one it took ahead
+/// (kernels/common.cuh, `rs::Units`), and the launch takes no counter and no block barrier
+/// (docs/claims-h200.md). A kernel whose blocks stream the next unit's operands during one
+/// (the GEMMs) loses that overlap a block a unit, so it stays counted; so does a launch placed
+/// where a claim is up, whose blocks leave a claimed SM without starting a unit there.
+pub(crate) fn unit_order(
+    units: u64,
+    plain_blocks: Option<u32>,
+    auto: bool,
+    alone: bool,
+    chain: Chain,
+    counts: bool,
+) -> Order {
+    if matches!(chain, Chain::Continues { .. }) {
+        return Order::Counted;
+    }
+    if !counts {
+        return Order::Plain;
+    }
+    match plain_blocks.map(u64::from) {
+        Some(b) if units <= b => Order::Plain,
+        Some(b) if auto && alone && chain == Chain::Alone && units <= 2 * b && units <= i32::MAX as u64 => {
+            Order::BlockPerUnit
+        }
+        _ => Order::Counted,
+    }
+}
+
 /// The kernel argument of a launch `t` whose counter is `counter`, for a runtime without claim
 /// tables: no claim is read, units are taken from the counter where there is one.
 pub(crate) fn ticket_without_claims(counter: u64, t: Ticket) -> RsTicket {
@@ -288,5 +339,32 @@ mod tests {
         let c = Chain::Continues { counter: 0x100, grid: 132 };
         assert_eq!(c.granted(0x100, true, 1000, 66, true), c);
         assert_eq!((Chain::Alone.word(), Chain::Followed.word(), c.word()), (0, RS_CHAIN_FOLLOWS, 132));
+    }
+
+    #[test]
+    fn a_launch_of_at_most_two_rounds_with_no_claim_up_goes_a_block_a_unit() {
+        let (a, f) = (Chain::Alone, Chain::Followed);
+        let c = Chain::Continues { counter: 0x100, grid: 264 };
+        // No claimer known: the plain order at any size; a continuation always counts.
+        assert_eq!(unit_order(1000, Some(264), true, true, a, false), Order::Plain);
+        assert_eq!(unit_order(1000, Some(264), true, true, c, false), Order::Counted);
+        assert_eq!(unit_order(100, Some(264), true, true, c, true), Order::Counted);
+        // One round: plain, claim up or not.
+        assert_eq!(unit_order(264, Some(264), true, true, a, true), Order::Plain);
+        assert_eq!(unit_order(200, Some(264), true, true, f, true), Order::Plain);
+        // Two rounds: a block a unit while no claim is up; counted where one is, past two
+        // rounds, or on a grid asked for.
+        assert_eq!(unit_order(265, Some(264), true, true, a, true), Order::BlockPerUnit);
+        assert_eq!(unit_order(528, Some(264), true, true, a, true), Order::BlockPerUnit);
+        assert_eq!(unit_order(512, Some(264), true, true, f, true), Order::Counted);
+        assert_eq!(unit_order(529, Some(264), true, true, a, true), Order::Counted);
+        assert_eq!(unit_order(512, Some(264), false, true, a, true), Order::Counted);
+        assert_eq!(unit_order(512, None, true, true, a, true), Order::Counted);
+        // A kernel whose blocks carry operands from one unit into the next stays counted.
+        assert_eq!(unit_order(512, Some(264), true, false, a, true), Order::Counted);
+        assert_eq!(unit_order(200, Some(264), true, false, a, true), Order::Plain);
+        // No more blocks than a launch may have.
+        let big = i32::MAX as u64 + 1;
+        assert_eq!(unit_order(big, Some(i32::MAX as u32), true, true, a, true), Order::Counted);
     }
 }

@@ -9,6 +9,7 @@ use std::sync::OnceLock;
 use cudarc::driver::sys;
 use parking_lot::Mutex;
 
+use super::claims::Order;
 use super::launch::{self, Grid, KernelTable, Placement};
 use super::policy;
 use super::{
@@ -341,19 +342,30 @@ impl Runtime {
             }
             _ => None,
         };
-        // Counted (a counter, claims, a trace) or the plain unit order and its code. A launch
-        // whose grid in the plain order gives every unit a block of its own runs the plain
-        // code, which costs small kernels less (docs/claims-h200.md): no continuation follows
-        // a launch of one round (`Chain::granted`), so its blocks do their one unit wherever
-        // they land, claimed SM or not, in either build.
+        // Counted (a counter, claims, a trace) or the plain unit order and its code
+        // (`claims::unit_order`): a launch of one round, or of two of a kernel whose units stand
+        // alone with no claim up, runs the plain code, which costs small kernels less
+        // (docs/claims-h200.md); no continuation
+        // follows it (`Chain::granted`), so its blocks do their unit wherever they land.
         let plain = self.kernels.get(id);
         let plain_blocks = grid.blocks(units, part.sms(), plain.blocks_per_sm);
-        let one_round = plain_blocks.is_some_and(|b| units <= u64::from(b));
-        let counts = continued.is_some() || (self.counts_units() && !one_round);
+        let auto = grid == Grid::Auto;
+        let order = super::claims::unit_order(
+            units,
+            plain_blocks,
+            auto,
+            id.units_stand_alone(),
+            ticket.chain,
+            self.counts_units(),
+        );
+        let counts = order == Order::Counted;
         let counted = counts || ticket.trace != 0;
         let (loaded, blocks) = if counted {
             let loaded = self.kernels.counted(id);
             (loaded, grid.blocks(units, part.sms(), loaded.blocks_per_sm))
+        } else if order == Order::BlockPerUnit {
+            // At most 2^31 - 1 units (`unit_order`).
+            (plain, Some(units as u32))
         } else {
             // The dense build (the same bits, more blocks an SM) where its grid takes the units
             // in fewer rounds: on partitions too small for them all at the plain build's

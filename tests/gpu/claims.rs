@@ -259,6 +259,59 @@ fn units_are_counted_once_a_claimer_is_known() {
     assert!(!plain.counts_units(), "the plain order stays plain");
 }
 
+/// A counting runtime launches a kernel of at most two rounds with no claim up a block a unit,
+/// in the plain build (`claims::unit_order`), and one of more rounds from its counter; the
+/// output is the plain runtime's, bit for bit, either way.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn a_launch_of_two_rounds_goes_a_block_a_unit() {
+    let counted = runtime();
+    let d = device();
+    let (g, _) = split(&d);
+    let plain = Runtime::new(d, &PoolSpec::disjoint(&[g], g)).unwrap().with_units(UnitOrder::Plain);
+    let dev = counted.device();
+    let mut rng = fresh_rng("two rounds");
+    let cols = 1024u32;
+    let rows_of = |units: u32| units * RS_NORM_ROWS;
+    let norm = |x: &DeviceBuffer<f16>, gamma: &DeviceBuffer<f16>, y: &DeviceBuffer<f16>, units: u32| NormParams {
+        x: x.ptr(),
+        gamma: gamma.ptr(),
+        y: y.ptr(),
+        rows: rows_of(units),
+        cols,
+        eps: 1e-5,
+        ..Default::default()
+    };
+    // The plain build's resident grid: what a launch of more units than it holds gets.
+    let most = 1u32 << 16;
+    let x = DeviceBuffer::from_host(dev, &rand(&mut rng, (rows_of(most) * cols) as usize)).unwrap();
+    let gamma = DeviceBuffer::from_host(dev, &rand(&mut rng, cols as usize)).unwrap();
+    let y = DeviceBuffer::<f16>::filled(dev, (rows_of(most) * cols) as usize, 0xff).unwrap();
+    // SAFETY: the buffers hold `most` units of rows.
+    let resident = unsafe { plain.launch(k::LAYER_NORM, &norm(&x, &gamma, &y, most), Placement::WHOLE) }.unwrap();
+    assert!(resident < most, "{most} units fill the device");
+    for (units, a_block_each) in [(resident + resident / 2, true), (2 * resident, true), (2 * resident + 1, false)] {
+        let outs: Vec<_> =
+            (0..2).map(|_| DeviceBuffer::<f16>::filled(dev, (rows_of(units) * cols) as usize, 0xff).unwrap()).collect();
+        // SAFETY: as above, fewer rows.
+        let (grid, plain_grid) = unsafe {
+            (
+                counted.launch(k::LAYER_NORM, &norm(&x, &gamma, &outs[0], units), Placement::WHOLE).unwrap(),
+                plain.launch(k::LAYER_NORM, &norm(&x, &gamma, &outs[1], units), Placement::WHOLE).unwrap(),
+            )
+        };
+        counted.synchronize().unwrap();
+        plain.synchronize().unwrap();
+        assert_eq!(plain_grid, resident);
+        if a_block_each {
+            assert_eq!(grid, units, "{units} units on {resident} resident blocks: a block a unit");
+        } else {
+            assert!(grid < units, "{units} units on {resident} resident blocks: from the counter, {grid} blocks");
+        }
+        assert!(bits(&outs[0]) == bits(&outs[1]), "{units} units: the same bits as the plain order");
+    }
+}
+
 /// A claim lands while a best-effort tenant's chain of GEMMs fills its window: the GEMM blocks
 /// running on the claimed SMs leave after the tile in hand. Claim-to-vacate per trial is the
 /// time from when the watcher saw the claim to when the last block that was running on a
