@@ -139,20 +139,22 @@ pub(crate) enum Order {
 /// The order of a launch of `units` whose plain build the grid asked for (`auto`: the
 /// resident grid, [`super::Grid::Auto`]) gives `plain_blocks` blocks, asking for `chain`, on a
 /// runtime whose launches count their units now (`counts`, [`super::Runtime::counts_units`]),
-/// of a kernel whose units stand alone or not (`alone`, [`crate::kernels::KernelId::units_stand_alone`]).
+/// of a kernel whose units stand alone or not (`alone`,
+/// [`crate::kernels::KernelId::units_stand_alone`]; false for a traced launch).
 ///
 /// A continuation is counted (it takes from its first launch's counter), and nothing else is
 /// while no claimer is known. A launch of one round (a unit for every block) is plain: no
 /// block has a second unit to leave. So is a launch of the resident grid of at most two rounds
-/// of a kernel whose units stand alone, where no claim is up as it is issued
-/// (`Chain::Alone`), with a block for each unit: a slot of a claimed SM then runs the block in
-/// hand and at most one more, since every slot's first block has ended, and handed out the
-/// second round, one unit's time after the launch began. That is what a counted block may
-/// still do after a claim lands, the unit in hand and the one it took ahead
-/// (kernels/common.cuh, `rs::Units`), and the launch takes no counter and no block barrier
-/// (docs/claims-h200.md). A kernel whose blocks stream the next unit's operands during one
-/// (the GEMMs) loses that overlap a block a unit, so it stays counted; so does a launch placed
-/// where a claim is up, whose blocks leave a claimed SM without starting a unit there.
+/// of a kernel whose units stand alone, not asked to be followed (`Chain::Alone`: a scheduled
+/// tenant's launch where no claim above it is up, or a launch that is never followed), with a
+/// block for each unit: once the first round's blocks have ended the second round has been
+/// handed out, so with units of about one length a claimed SM is held for about two units'
+/// time, as it is by a counted block, which may still do the unit in hand and the one it took
+/// ahead (kernels/common.cuh, `rs::Units`); and the launch takes no counter and no block
+/// barrier (docs/claims-h200.md). A kernel whose blocks copy the next unit's operands during
+/// one (the GEMMs) loses that overlap a block a unit, so it stays counted; so does a launch to
+/// be followed (`Chain::Followed`, placed where a claim is up), whose blocks then leave a
+/// claimed SM without starting a unit there.
 pub(crate) fn unit_order(
     units: u64,
     plain_blocks: Option<u32>,

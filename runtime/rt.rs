@@ -343,21 +343,17 @@ impl Runtime {
             _ => None,
         };
         // Counted (a counter, claims, a trace) or the plain unit order and its code
-        // (`claims::unit_order`): a launch of one round, or of two of a kernel whose units stand
-        // alone with no claim up, runs the plain code, which costs small kernels less
-        // (docs/claims-h200.md); no continuation
-        // follows it (`Chain::granted`), so its blocks do their unit wherever they land.
+        // (`claims::unit_order`). A launch of one round runs the plain code, which costs small
+        // kernels less (docs/claims-h200.md), and so does one of two rounds a block a unit
+        // where the kernel's units stand alone and it is not to be followed; no continuation
+        // follows either (`Chain::granted`), so their blocks do their unit where they land. A
+        // traced launch takes its units from the counter whenever it has more than blocks, so
+        // that its trace says which blocks left for a claim.
         let plain = self.kernels.get(id);
         let plain_blocks = grid.blocks(units, part.sms(), plain.blocks_per_sm);
+        let alone = id.units_stand_alone() && ticket.trace == 0;
         let auto = grid == Grid::Auto;
-        let order = super::claims::unit_order(
-            units,
-            plain_blocks,
-            auto,
-            id.units_stand_alone(),
-            ticket.chain,
-            self.counts_units(),
-        );
+        let order = super::claims::unit_order(units, plain_blocks, auto, alone, ticket.chain, self.counts_units());
         let counts = order == Order::Counted;
         let counted = counts || ticket.trace != 0;
         let (loaded, blocks) = if counted {

@@ -14,7 +14,7 @@ use half::f16;
 use rand::rngs::StdRng;
 use rand::Rng;
 use rightsize::kernels::abi::*;
-use rightsize::kernels::{self as k, gemm_wgmma_kernel, Kernel, KernelId};
+use rightsize::kernels::{self as k, gemm_wgmma_kernel, Kernel, KernelId, Params};
 use rightsize::runtime::policy::{GroupRange, PriorityClass, Static};
 use rightsize::runtime::work::Foreign;
 use rightsize::runtime::{
@@ -259,17 +259,25 @@ fn units_are_counted_once_a_claimer_is_known() {
     assert!(!plain.counts_units(), "the plain order stays plain");
 }
 
-/// A counting runtime launches a kernel of at most two rounds with no claim up a block a unit,
-/// in the plain build (`claims::unit_order`), and one of more rounds from its counter; the
-/// output is the plain runtime's, bit for bit, either way.
-#[test]
-#[ignore = "needs a CUDA GPU"]
-fn a_launch_of_two_rounds_goes_a_block_a_unit() {
-    let counted = runtime();
+/// The test runtime (counted units) and a runtime of the plain unit order on the same device,
+/// for A/Bs of the two orders.
+fn counted_and_plain() -> (Arc<Runtime>, Runtime) {
     let d = device();
     let (g, _) = split(&d);
     let plain = Runtime::new(d, &PoolSpec::disjoint(&[g], g)).unwrap().with_units(UnitOrder::Plain);
+    (runtime(), plain)
+}
+
+/// A counting runtime launches a kernel whose units stand alone, of at most two rounds, a block
+/// a unit in the plain build (`claims::unit_order`), and one of more rounds from its counter on
+/// the counted build's resident grid; a GEMM of two rounds stays counted. Every output is the
+/// plain runtime's, bit for bit.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn a_launch_of_two_rounds_goes_a_block_a_unit() {
+    let (counted, plain) = counted_and_plain();
     let dev = counted.device();
+    let sms = counted.pool().get(PartitionId::WHOLE).unwrap().sms();
     let mut rng = fresh_rng("two rounds");
     let cols = 1024u32;
     let rows_of = |units: u32| units * RS_NORM_ROWS;
@@ -282,18 +290,18 @@ fn a_launch_of_two_rounds_goes_a_block_a_unit() {
         eps: 1e-5,
         ..Default::default()
     };
-    // The plain build's resident grid: what a launch of more units than it holds gets.
-    let most = 1u32 << 16;
+    // The resident grids of the plain and the counted build.
+    let resident = sms * counted.kernels().get(KernelId::LayerNorm).blocks_per_sm;
+    let counted_resident = sms * counted.kernels().counted(KernelId::LayerNorm).blocks_per_sm;
+    let most = 2 * resident + 1;
     let x = DeviceBuffer::from_host(dev, &rand(&mut rng, (rows_of(most) * cols) as usize)).unwrap();
     let gamma = DeviceBuffer::from_host(dev, &rand(&mut rng, cols as usize)).unwrap();
-    let y = DeviceBuffer::<f16>::filled(dev, (rows_of(most) * cols) as usize, 0xff).unwrap();
-    // SAFETY: the buffers hold `most` units of rows.
-    let resident = unsafe { plain.launch(k::LAYER_NORM, &norm(&x, &gamma, &y, most), Placement::WHOLE) }.unwrap();
-    assert!(resident < most, "{most} units fill the device");
-    for (units, a_block_each) in [(resident + resident / 2, true), (2 * resident, true), (2 * resident + 1, false)] {
+    for (units, want_grid) in
+        [(resident + resident / 2, resident + resident / 2), (2 * resident, 2 * resident), (most, counted_resident)]
+    {
         let outs: Vec<_> =
             (0..2).map(|_| DeviceBuffer::<f16>::filled(dev, (rows_of(units) * cols) as usize, 0xff).unwrap()).collect();
-        // SAFETY: as above, fewer rows.
+        // SAFETY: the buffers hold `units` units of rows (x and gamma `most`).
         let (grid, plain_grid) = unsafe {
             (
                 counted.launch(k::LAYER_NORM, &norm(&x, &gamma, &outs[0], units), Placement::WHOLE).unwrap(),
@@ -302,14 +310,33 @@ fn a_launch_of_two_rounds_goes_a_block_a_unit() {
         };
         counted.synchronize().unwrap();
         plain.synchronize().unwrap();
-        assert_eq!(plain_grid, resident);
-        if a_block_each {
-            assert_eq!(grid, units, "{units} units on {resident} resident blocks: a block a unit");
-        } else {
-            assert!(grid < units, "{units} units on {resident} resident blocks: from the counter, {grid} blocks");
-        }
+        assert_eq!(plain_grid, resident, "{units} units: the plain order's resident grid");
+        assert_eq!(grid, want_grid, "{units} units on {resident} resident blocks");
         assert!(bits(&outs[0]) == bits(&outs[1]), "{units} units: the same bits as the plain order");
     }
+    // A GEMM whose tiles take the device two rounds: from its counter, not a block a tile. Its
+    // tile is the one Gemm::new picks (for the best-effort window), so the shape is searched.
+    let (kk, n, be_sms) = (1024u32, 4096u32, counted.pool().get(be_part()).unwrap().sms());
+    let tiles = |m: u32| {
+        let kernel = gemm_wgmma_kernel(m, n, kk, be_sms);
+        let g = GemmTmaParams { g: GemmParams::dense(0, 0, 0, m, n, kk), ..Default::default() };
+        let resident = u64::from(sms * counted.kernels().get(kernel.id()).blocks_per_sm);
+        (g.units(kernel.id()), resident)
+    };
+    let m = (1..=64u32)
+        .map(|i| 128 * i)
+        .find(|&m| {
+            let (t, r) = tiles(m);
+            t > r && t <= 2 * r
+        })
+        .expect("a GEMM of two rounds");
+    let gemm = Gemm::new(&counted, &mut rng, m, n, kk);
+    let out = gemm.output(&counted);
+    // SAFETY: as in Gemm::new.
+    let grid = unsafe { counted.launch(gemm.kernel, &gemm.with_c(&out), Placement::WHOLE) }.unwrap();
+    counted.synchronize().unwrap();
+    assert!(u64::from(grid) < gemm.tp.units(gemm.kernel.id()), "{}: {grid} blocks, counted", gemm.kernel.id());
+    assert!(bits(&out) == gemm.want, "the GEMM's bits");
 }
 
 /// A claim lands while a best-effort tenant's chain of GEMMs fills its window: the GEMM blocks
@@ -658,10 +685,7 @@ fn tile_n(id: KernelId) -> u32 {
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn what_claimable_units_cost() {
-    let counted = runtime();
-    let d = device();
-    let (g, _) = split(&d);
-    let plain = Runtime::new(d, &PoolSpec::disjoint(&[g], g)).unwrap().with_units(UnitOrder::Plain);
+    let (counted, plain) = counted_and_plain();
     let mut rng = fresh_rng("claim cost");
     let cases = [(8192u32, 4096u32, 1024u32), (16, 4096, 4096), (8192, 1024, 4096)];
     for (m, n, kk) in cases {
