@@ -320,7 +320,10 @@ impl KernelId {
     /// same work as in its loop (`runtime::claims::unit_order`). The GEMMs, whose blocks copy
     /// the next tile's operands while they finish one, are not of this kind, nor decode
     /// attention (its cache rows asked of L2 before its loop), nor the kernels that order
-    /// their units themselves. Every kernel is named here, so a new one is decided on.
+    /// their units themselves. Argmax, the weight packer and the `%smid` probe would qualify
+    /// but are left out, as nothing is gained: argmax has a unit a row of a batch (one round),
+    /// the packer runs once as a model loads, the probe only in the claims tests. Every kernel
+    /// is named here, so a new one is decided on.
     pub fn units_stand_alone(self) -> bool {
         use KernelId::*;
         match self {

@@ -137,7 +137,8 @@ pub(crate) enum Order {
 }
 
 /// The order of a launch of `units` whose plain build the grid asked for (`auto`: the
-/// resident grid, [`super::Grid::Auto`]) gives `plain_blocks` blocks, asking for `chain`, on a
+/// resident grid, [`super::Grid::Auto`]) gives `plain_blocks` blocks (a traced launch: its
+/// counted build, which it runs), asking for `chain`, on a
 /// runtime whose launches count their units now (`counts`, [`super::Runtime::counts_units`]),
 /// of a kernel whose units stand alone or not (`alone`,
 /// [`crate::kernels::KernelId::units_stand_alone`]; false for a traced launch).
@@ -149,9 +150,10 @@ pub(crate) enum Order {
 /// tenant's launch where no claim above it is up, or a launch that is never followed), with a
 /// block for each unit: once the first round's blocks have ended the second round has been
 /// handed out, so with units of about one length a claimed SM is held for about two units'
-/// time, as it is by a counted block, which may still do the unit in hand and the one it took
-/// ahead (kernels/common.cuh, `rs::Units`); and the launch takes no counter and no block
-/// barrier (docs/claims-h200.md). A kernel whose blocks copy the next unit's operands during
+/// time, no longer than by a counted block, which may still do the units in hand and those it
+/// took ahead (one each, or a group each for kernels that take them in groups:
+/// kernels/common.cuh, `rs::Units`); and the launch takes no counter and no block barrier
+/// (docs/claims-h200.md). A kernel whose blocks copy the next unit's operands during
 /// one (the GEMMs) loses that overlap a block a unit, so it stays counted; so does a launch to
 /// be followed (`Chain::Followed`, placed where a claim is up), whose blocks then leave a
 /// claimed SM without starting a unit there.

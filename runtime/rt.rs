@@ -347,15 +347,19 @@ impl Runtime {
         // kernels less (docs/claims-h200.md), and so does one of two rounds a block a unit
         // where the kernel's units stand alone and it is not to be followed; no continuation
         // follows either (`Chain::granted`), so their blocks do their unit where they land. A
-        // traced launch takes its units from the counter whenever it has more than blocks, so
-        // that its trace says which blocks left for a claim.
+        // traced launch runs the counted build, and takes its units from the counter whenever
+        // it has more than that build's blocks, so that its trace says which blocks left for a
+        // claim.
         let plain = self.kernels.get(id);
         let plain_blocks = grid.blocks(units, part.sms(), plain.blocks_per_sm);
-        let alone = id.units_stand_alone() && ticket.trace == 0;
+        let traced = ticket.trace != 0;
+        let rounds_of =
+            if traced { grid.blocks(units, part.sms(), self.kernels.counted(id).blocks_per_sm) } else { plain_blocks };
+        let alone = id.units_stand_alone() && !traced;
         let auto = grid == Grid::Auto;
-        let order = super::claims::unit_order(units, plain_blocks, auto, alone, ticket.chain, self.counts_units());
+        let order = super::claims::unit_order(units, rounds_of, auto, alone, ticket.chain, self.counts_units());
         let counts = order == Order::Counted;
-        let counted = counts || ticket.trace != 0;
+        let counted = counts || traced;
         let (loaded, blocks) = if counted {
             let loaded = self.kernels.counted(id);
             (loaded, grid.blocks(units, part.sms(), loaded.blocks_per_sm))

@@ -331,12 +331,16 @@ fn a_launch_of_two_rounds_goes_a_block_a_unit() {
         })
         .expect("a GEMM of two rounds");
     let gemm = Gemm::new(&counted, &mut rng, m, n, kk);
-    let out = gemm.output(&counted);
-    // SAFETY: as in Gemm::new.
-    let grid = unsafe { counted.launch(gemm.kernel, &gemm.with_c(&out), Placement::WHOLE) }.unwrap();
+    let outs = [gemm.output(&counted), gemm.output(&plain)];
+    // SAFETY: as in Gemm::new (the buffers are usable by both runtimes: one context).
+    let grid = unsafe {
+        plain.launch(gemm.kernel, &gemm.with_c(&outs[1]), Placement::WHOLE).unwrap();
+        counted.launch(gemm.kernel, &gemm.with_c(&outs[0]), Placement::WHOLE).unwrap()
+    };
     counted.synchronize().unwrap();
+    plain.synchronize().unwrap();
     assert!(u64::from(grid) < gemm.tp.units(gemm.kernel.id()), "{}: {grid} blocks, counted", gemm.kernel.id());
-    assert!(bits(&out) == gemm.want, "the GEMM's bits");
+    assert!(bits(&outs[0]) == bits(&outs[1]), "the GEMM's bits: the plain runtime's");
 }
 
 /// A claim lands while a best-effort tenant's chain of GEMMs fills its window: the GEMM blocks
