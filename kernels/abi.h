@@ -37,7 +37,9 @@ typedef struct RsTicket {
     unsigned long long group_of; /* const unsigned char[RS_MAX_SMS]: each SM's group */
     unsigned long long trace;    /* optional: unsigned long long[gridDim.x][3] per block: %globaltimer (ns) when it
                                     started on its units and when it left, and smid << 32 |
-                                    left-for-a-claim << 31 | units it did */
+                                    left-for-a-claim << 31 | paused-a-tile << 30 |
+                                    units it finished (a tile it paused is counted by the block
+                                    that finishes it) */
     unsigned int level;          /* the launch's own level: it yields groups claimed above it */
     unsigned int chain;          /* 0: a launch alone. RS_CHAIN_FOLLOWS: a continuation follows on its stream: its
                                     blocks do no first unit (each take reads the claim first, so a block that
@@ -46,7 +48,41 @@ typedef struct RsTicket {
                                     at the tickets taken, for it. Otherwise this launch is the continuation of
                                     a launch of `chain` blocks: its blocks take the tickets left, laid out by
                                     that grid, under the rules of a launch alone. */
+    unsigned long long pause;    /* the runtime's pause slots (below), or 0: the Hopper GEMM's blocks then never
+                                    pause a tile */
+    unsigned int pause_slots;    /* slots at `pause` (at most RS_PAUSE_MAX_SLOTS) */
+    unsigned int _pad;
 } RsTicket;
+
+/**
+ * Paused tiles (the Hopper GEMM, kernels/gemm_sm90.cu). A counted launch's block whose SM is
+ * claimed in the middle of a tile pauses it between two K steps: its FP32 accumulators go to a
+ * free slot at RsTicket.pause and the tile, the slot and the K step reached to the stream's
+ * pause list; a block of the launch (or of its continuation) takes paused tiles before new
+ * tickets, loads the accumulators and goes on from that K step, so the products are added in
+ * the same order and the output's bits are those of an unpaused run.
+ *
+ * The counter (RsTicket.counter) is the first word of its stream's unit area of
+ * RS_UNIT_AREA_BYTES: the counter; at byte 128 (a cache line of its own, which a thread of
+ * each block polls) the pause word (entries reserved << 32 | entries taken; zero before and
+ * after every launch, as the counter); from byte 256, RS_PAUSE_ENTRIES entries (0: not yet
+ * written; else 1 << 63 | slot << 48 | K step << 32 | tile, with slot RS_PAUSE_CANCELLED where
+ * the block that reserved it found no free slot). Reservations past RS_PAUSE_ENTRIES have no
+ * entry: the blocks that made them do not pause, and takers skip them.
+ * RsTicket.pause: RS_PAUSE_MAX_SLOTS / 64 words of the slots in use (a bit each), then a
+ * 32-bit word per slot and consumer warpgroup (1 from when the pausing block's warpgroup has
+ * stored its accumulators until the resuming one has loaded them), then a 32-bit count per
+ * slot of warpgroups that have loaded it, then the slots of RS_PAUSE_SLOT_BYTES, at a
+ * 1,024-byte boundary.
+ */
+#define RS_PAUSE_ENTRIES 256
+#define RS_UNIT_AREA_BYTES (256 + 8 * RS_PAUSE_ENTRIES)
+#define RS_PAUSE_MAX_SLOTS 1024
+#define RS_PAUSE_CANCELLED 0x7fffu
+/** A slot holds one 128×256 tile's FP32 accumulators. */
+#define RS_PAUSE_SLOT_BYTES (128 * 256 * 4)
+/** Bytes before the first slot at RsTicket.pause. */
+#define RS_PAUSE_HEADER_BYTES 16384
 
 /** RsTicket.chain of a launch a continuation follows (above any grid). */
 #define RS_CHAIN_FOLLOWS 0x80000000u

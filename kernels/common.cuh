@@ -169,6 +169,101 @@ struct Tickets {
     }
 };
 
+// ---- paused tiles (abi.h, RS_PAUSE_*: the Hopper GEMM) ---------------------------------
+// A tile to work on: a new one (slot NO_SLOT, from K step 0) or a paused one (its slot holds
+// the accumulators up to `kstep`).
+struct Tile {
+    static constexpr unsigned NO_SLOT = 0xffffffffu;
+    u64 unit;
+    unsigned kstep, slot;
+};
+
+__device__ __forceinline__ u64* pause_word(const RsTicket& t) { return ptr<u64>(t.counter + 128); }
+__device__ __forceinline__ u64* pause_entry(const RsTicket& t, unsigned i) { return ptr<u64>(t.counter + 256) + i; }
+// The word of warpgroup `wg` of slot `slot`: 1 while its accumulators wait in the slot.
+__device__ __forceinline__ unsigned* slot_ready(const RsTicket& t, unsigned slot, unsigned wg) {
+    return ptr<unsigned>(t.pause + 8 * (RS_PAUSE_MAX_SLOTS / 64)) + 2 * slot + wg;
+}
+// How many warpgroups have loaded slot `slot`'s accumulators.
+__device__ __forceinline__ unsigned* slot_loaded(const RsTicket& t, unsigned slot) {
+    return ptr<unsigned>(t.pause + 8 * (RS_PAUSE_MAX_SLOTS / 64) + 8 * RS_PAUSE_MAX_SLOTS) + slot;
+}
+__device__ __forceinline__ float* slot_data(const RsTicket& t, unsigned slot) {
+    return ptr<float>(t.pause + RS_PAUSE_HEADER_BYTES + (u64)slot * RS_PAUSE_SLOT_BYTES);
+}
+
+__device__ __forceinline__ u64 load_relaxed64(const u64* p) {
+    u64 v;
+    asm volatile("ld.relaxed.gpu.global.u64 %0, [%1];" : "=l"(v) : "l"(p) : "memory");
+    return v;
+}
+
+__device__ __forceinline__ unsigned load_acquire(const unsigned* p) {
+    unsigned v;
+    asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+    return v;
+}
+
+__device__ __forceinline__ void store_release(unsigned* p, unsigned v) {
+    asm volatile("st.release.gpu.global.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
+}
+
+// A free slot at t.pause, marked in use, or t.pause_slots when every slot is in use.
+__device__ __forceinline__ unsigned take_slot(const RsTicket& t) {
+    u64* bits = ptr<u64>(t.pause);
+    for (unsigned w = 0; 64 * w < t.pause_slots; ++w) {
+        const unsigned valid = min(64u, t.pause_slots - 64 * w);
+        const u64 mask = valid == 64 ? ~0ull : (1ull << valid) - 1;
+        u64 seen = load_relaxed64(bits + w);
+        while (~seen & mask) {
+            const unsigned b = __ffsll((long long)(~seen & mask)) - 1;
+            seen = atomicOr(bits + w, 1ull << b);
+            if (!(seen & 1ull << b)) return 64 * w + b;
+        }
+    }
+    return t.pause_slots;
+}
+
+__device__ __forceinline__ void free_slot(const RsTicket& t, unsigned slot) {
+    atomicAnd(ptr<u64>(t.pause) + slot / 64, ~(1ull << slot % 64));
+}
+
+// Writes entry i: the tile, its slot (RS_PAUSE_CANCELLED: none) and the K step it goes on from.
+__device__ __forceinline__ void write_entry(const RsTicket& t, unsigned i, u64 unit, unsigned kstep, unsigned slot) {
+    const u64 e = 1ull << 63 | (u64)slot << 48 | (u64)kstep << 32 | unit;
+    asm volatile("st.relaxed.gpu.global.u64 [%0], %1;" ::"l"(pause_entry(t, i)), "l"(e) : "memory");
+}
+
+// Takes the oldest paused tile not yet taken (waiting for an entry reserved but not yet
+// written: its block is resident and writes it next), skipping cancelled ones and
+// reservations past the list's end; false when there is none.
+__device__ __forceinline__ bool take_paused(const RsTicket& t, Tile& tile) {
+    u64* w = pause_word(t);
+    u64 seen = load_relaxed64(w);
+    while ((unsigned)seen < (unsigned)(seen >> 32)) {
+        const u64 old = atomicCAS(w, seen, seen + 1);
+        if (old != seen) {
+            seen = old;
+            continue;
+        }
+        if ((unsigned)seen >= RS_PAUSE_ENTRIES) {
+            seen = load_relaxed64(w);
+            continue;
+        }
+        u64* entry = pause_entry(t, (unsigned)seen);
+        u64 e;
+        while (!((e = load_relaxed64(entry)) >> 63)) __nanosleep(32);
+        *entry = 0;  // for the next launch's list
+        const unsigned slot = (unsigned)(e >> 48) & 0x7fff;
+        if (slot != RS_PAUSE_CANCELLED) {
+            tile = Tile{e & 0xffffffffull, (unsigned)(e >> 32) & 0xffff, slot};
+            return true;
+        }
+        seen = load_relaxed64(w);
+    }
+    return false;
+}
+
 // Only the taking thread reads or writes this: rs::Units keeps it in shared memory, so the
 // loop of every kernel costs its threads no more registers than the unit itself.
 struct Taker {
@@ -177,10 +272,11 @@ struct Taker {
     bool leaving;      // its SM was claimed: it leaves after the units in hand
     bool last;         // the last block out: claims no longer stop it
     bool claimed;      // it left for a claim
+    bool paused;       // it left in the middle of a tile (Taker::pause)
 
     __device__ void init(const RsTicket& t, u64 units) {
         done = !takes_all(t) && blockIdx.x < units;
-        has_ahead = leaving = last = claimed = false;
+        has_ahead = leaving = last = claimed = paused = false;
     }
 
     // Whether the launch takes units from its counter.
@@ -222,24 +318,102 @@ struct Taker {
     // `units` once it leaves. Reads the claim, then takes a ticket: two round trips.
     __device__ u64 take(const RsTicket& t, u64 units, unsigned group) {
         if (!last && claim(t) > t.level) leaving = true;
-        if (leaving && !last) {
-            const u64 old = fetch_add(counter(t), 1ull << 32);
-            const unsigned tickets = Tickets::of(t, units, group).count(units);
-            const unsigned taken = (unsigned)old, found_none = taken > tickets ? taken - tickets : 0;
-            const bool last_out = found_none + (unsigned)(old >> 32) == gridDim.x - 1;
-            if (followed(t) || !last_out) {
-                claimed = true;  // blocks still in, or the continuation, take what it leaves
-                // The last out hands the continuation the tickets taken.
-                if (last_out) *counter(t) = taken < tickets ? taken : tickets;
-                return units;
-            }
-            last = true;  // every other block has left: it takes what is left, claims or not
-        }
+        if (leaving && !last && leave(t, units, group)) return units;
         return units_of(t, units, group, fetch_add(counter(t), 1ull));
     }
 
+    // A block whose SM is claimed counts itself out: true when it leaves (blocks still in, or
+    // the continuation, take what it leaves), false when every other block has left already
+    // (and not for a continuation): it is then the last, which takes what is left, claims or
+    // not.
+    __device__ bool leave(const RsTicket& t, u64 units, unsigned group) {
+        const u64 old = fetch_add(counter(t), 1ull << 32);
+        const unsigned tickets = Tickets::of(t, units, group).count(units);
+        const unsigned taken = (unsigned)old, found_none = taken > tickets ? taken - tickets : 0;
+        const bool last_out = found_none + (unsigned)(old >> 32) == gridDim.x - 1;
+        if (followed(t) || !last_out) {
+            claimed = true;
+            // The last out hands the continuation the tickets taken.
+            if (last_out) *counter(t) = taken < tickets ? taken : tickets;
+            return true;
+        }
+        last = true;
+        return false;
+    }
+
+    // The Hopper GEMM's producer (a unit a ticket): Taker::take with paused tiles (abi.h,
+    // RS_PAUSE_*), which go before new tickets. The last block out takes every paused tile
+    // left before it zeroes the words; a launch a continuation follows leaves them to it. A
+    // tile whose unit is `units` means the block leaves. Where a watcher thread reads the
+    // claim and the pause word (`seen`: the claim level it read, or -1 to read it here;
+    // `maybe_paused`: whether the list held a paused tile when it last looked), the take costs
+    // one round trip, the ticket's: a tile paused since is taken by a later take or the last
+    // block out, which reads the list itself.
+    __device__ Tile next_tile(const RsTicket& t, u64 units, int seen, bool maybe_paused) {
+        if (!last && (seen < 0 ? claim(t) : (unsigned)seen) > t.level) leaving = true;
+        if (leaving && !last && leave(t, units, 1)) return Tile{units, 0, Tile::NO_SLOT};
+        const bool pausing = t.pause_slots != 0;
+        Tile tile;
+        if (pausing && maybe_paused && take_paused(t, tile)) {
+            ++done;
+            return tile;
+        }
+        const u64 old = fetch_add(counter(t), 1ull);
+        const Tickets plan = Tickets::of(t, units, 1);
+        const unsigned taken = (unsigned)old, tickets = plan.count(units);
+        if (taken < tickets) {
+            ++done;
+            return Tile{plan.first_of(taken), 0, Tile::NO_SLOT};
+        }
+        if (last || (taken - tickets) + (unsigned)(old >> 32) == gridDim.x - 1) {
+            if (!followed(t) && pausing) {
+                // Every other block is out, so every tile paused is on the list by now (a
+                // block reserves its entry before it counts itself out).
+                last = true;
+                __threadfence();
+                if (take_paused(t, tile)) {
+                    ++done;
+                    return tile;
+                }
+                *pause_word(t) = 0;
+            }
+            *counter(t) = followed(t) ? tickets : 0;
+        }
+        return Tile{units, 0, Tile::NO_SLOT};
+    }
+
+    // The producer of a block whose SM is claimed in the middle of a tile: a slot for its
+    // accumulators and an entry of the pause list, both asked for at once (a round trip).
+    // False, and the block leaves after the tile, where either is missing.
+    __device__ bool reserve_pause(const RsTicket& t, unsigned& slot, unsigned& entry) {
+        // First the slot of this SM's two (free unless a tile paused here waits for a taker).
+        const unsigned guess = 2 * smid() % t.pause_slots;
+        const u64 bits = atomicOr(ptr<u64>(t.pause) + guess / 64, 1ull << guess % 64);
+        entry = (unsigned)(atomicAdd(pause_word(t), 1ull << 32) >> 32);
+        slot = bits >> guess % 64 & 1 ? take_slot(t) : guess;
+        if (slot < t.pause_slots && entry < RS_PAUSE_ENTRIES) return true;
+        if (slot < t.pause_slots) free_slot(t, slot);
+        if (entry < RS_PAUSE_ENTRIES) write_entry(t, entry, 0, 0, RS_PAUSE_CANCELLED);
+        leaving = true;
+        return false;
+    }
+
+    // After reserve_pause, once the consumers are told to store the accumulators of tile
+    // `unit`'s K steps before `kstep` into `slot`: the block counts itself out and writes the
+    // entry. True when it leaves; false when it is the last block out, which goes on taking
+    // (this tile among the paused ones).
+    __device__ bool pause(const RsTicket& t, u64 units, u64 unit, unsigned kstep, unsigned slot, unsigned entry) {
+        // The entry is reserved before the block counts itself out, so the last out sees it.
+        __threadfence();
+        const bool leaves = leave(t, units, 1);
+        --done;  // whoever takes it finishes it
+        paused = true;
+        write_entry(t, entry, unit, kstep, slot);
+        return leaves;
+    }
+
     // What the trace records of this block as it leaves.
-    __device__ u64 leave_word() const { return (u64)smid() << 32 | (u64)claimed << 31 | done; }
+    __device__ u64 leave_word() const { return (u64)smid() << 32 | (u64)claimed << 31 | (u64)paused << 30 | done; }
 
     // The same for a block of a launch in the plain order (units b, b + gridDim.x, …).
     static __device__ u64 plain_word(u64 units) {

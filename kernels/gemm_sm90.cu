@@ -13,7 +13,14 @@
 //             enough tiles to keep every SM streaming weights matter most). Each block loops over units (u = blockIdx.x,
 //             and later ones as the ticket hands them out; along M first when M ≤ N, see
 //             tile_origin), so any grid and any claims are correct; a tile's K order is fixed,
-//             so the output does not depend on the grid.
+//             so the output does not depend on the grid. Counted, a block whose SM is claimed
+//             in the middle of a tile pauses it between two K steps (more than the ring's
+//             stages before its end): its consumers store the FP32 accumulators into a slot
+//             (abi.h, RS_PAUSE_*) and another block of the launch, or of its continuation,
+//             loads them and goes on from that K step, adding the same products in the same
+//             order, so a claimed SM is held for about the ring's K steps, not a whole tile,
+//             and the bits do not change. A thread of the producer warpgroup reads the claim
+//             about every 0.3 µs, so the producer looks at shared memory at each K step.
 // Block:      a producer warpgroup and BM/64 consumer warpgroups. The producer's first
 //             thread issues the TMA loads of A (BM×64) and B (BN×64) per K step into stage s
 //             of a 192 KiB ring (4 to 16 stages) and arms full[s] with their bytes. Each
@@ -120,11 +127,72 @@ __device__ __forceinline__ void tile_origin(u64 u, const GemmParams& p, unsigned
     n0 = (m_first ? u / tiles_m : u % tiles_n) * bn;
 }
 
+__device__ __forceinline__ void st_shared_u64(unsigned addr, u64 v) {
+    asm volatile("st.shared.u64 [%0], %1;" ::"r"(addr), "l"(v) : "memory");
+}
+
+// A tile's accumulators: where `resumed`, this thread's BN/2 values from `src` (16-byte
+// aligned, one predicated 16-byte load per four); otherwise 0.
+// Every tile defines its accumulators in this same straight-line code: defined on two paths
+// (zeros, or loads under a branch), ptxas serializes the wgmma pipeline.
+template <int BN>
+__device__ __forceinline__ void load_accumulators(float (&d)[BN / 2], bool resumed, const float* src) {
+#pragma unroll
+    for (int i = 0; i < BN / 2; i += 4)
+        asm volatile(
+            "{ .reg .pred q; setp.ne.b32 q, %4, 0; mov.f32 %0, 0f00000000; mov.f32 %1, 0f00000000; "
+            "mov.f32 %2, 0f00000000; mov.f32 %3, 0f00000000; @q ld.global.cg.v4.f32 {%0, %1, %2, %3}, [%5]; }"
+            : "=f"(d[i]), "=f"(d[i + 1]), "=f"(d[i + 2]), "=f"(d[i + 3])
+            : "r"((unsigned)resumed), "l"(src + i)
+            : "memory");
+}
+
 // CONSUMERS warpgroups of 64 rows each (BM = 64·CONSUMERS) and one producer warpgroup.
 // `wait` waits for the kernel before (rs::pdl_sync), after the weights asked for early.
+// What the producer, its watcher thread and the consumers of a block that pauses tiles share
+// (the `_paused` builds only): the claim on the SM's group as the watcher last read it,
+// whether the stream's pause list then held a paused tile not taken, and whether the producer
+// is done (the watcher then ends).
+struct PauseShared {
+    unsigned seen_claim, seen_paused, producer_done;
+};
+
+__device__ __forceinline__ volatile PauseShared& pause_shared() {
+    __shared__ PauseShared state;
+    return state;
+}
+
+// The wait of a `_paused` build: `wait` (below) wrapped, so the build is told apart by its
+// type and the plain and counted builds keep their template arguments, names and code.
+template <typename F>
+struct PausedWait {
+    F f;
+    __device__ void operator()() const { f(); }
+};
+
+template <typename F>
+__device__ __forceinline__ PausedWait<F> paused_wait(F f) {
+    return PausedWait<F>{f};
+}
+
+template <typename W>
+struct Pauses {
+    static constexpr bool value = false;
+};
+
+template <typename F>
+struct Pauses<PausedWait<F>> {
+    static constexpr bool value = true;
+};
+
+// CONSUMERS warpgroups of 64 rows each (BM = 64·CONSUMERS) and one producer warpgroup.
+// `wait` waits for the kernel before (rs::pdl_sync), after the weights asked for early; a
+// PausedWait makes the `_paused` build (counted), whose claimed blocks may pause their tiles
+// between K steps (below).
 template <bool RS_COUNTED, int BN, int CONSUMERS, typename Wait>
 __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned char* smem_raw, const RsTicket& ticket,
                                            Wait wait) {
+    constexpr bool PAUSES = Pauses<Wait>::value;
     constexpr int BM = 64 * CONSUMERS;
     constexpr unsigned STAGE_BYTES = (BM + BN) * BK * 2;
     constexpr int STAGES = RS_GEMM_W_RING_BYTES / STAGE_BYTES;
@@ -148,12 +216,24 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
     // the block. In the plain order every warpgroup walks b, b + gridDim.x, … on its own.
     __shared__ u64 unit[STAGES > 16 ? STAGES : 16], left;
     constexpr u64 END = ~0ull;
+    // Pauses (abi.h, RS_PAUSE_*; `_paused` builds): where a launch may pause (`pausing`), the
+    // word of a tile's first stage also holds the K step it starts from and its slot + 1 (0: a
+    // new tile), and the producer marks the last stage of a tile it pauses with PAUSE | slot
+    // + 1 << 48 | K step << 32 | tile: after that step the consumers store their accumulators
+    // into the slot. (Only a tile's first stage and a mark are written, so a mark stays in
+    // its stage's word; naming its tile and step, it is never taken for a later one's.)
+    constexpr u64 PAUSE = 1ull << 62;
+    // A counted launch that takes tiles from its counter, with claims and slots; entries hold
+    // a tile index below 2^32 and a K step below 2^16.
+    const bool pausing = PAUSES && RS_COUNTED && Taker::dynamic(ticket, units) && ticket.claims &&
+                         ticket.pause_slots && units >> 32 == 0 && kblocks < 0x10000;
 
     if (threadIdx.x == 0) {
         for (int s = 0; s < STAGES; ++s) {
             mbar_init(full + 8 * s, 1);
             mbar_init(empty + 8 * s, CONSUMERS * 128);
         }
+        if constexpr (PAUSES) pause_shared().seen_claim = pause_shared().seen_paused = pause_shared().producer_done = 0;
         mbar_init_fence();
     }
     __syncthreads();
@@ -192,6 +272,92 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
     // 128×256 tile's accumulators and its epilogue.
     if (wg == 0) {
         if constexpr (CONSUMERS == 2) asm volatile("setmaxnreg.dec.sync.aligned.u32 40;");
+        if constexpr (PAUSES) {
+            // The producer of a build whose tiles pause; its watcher thread (t = 32) reads the
+            // claim and the pause word.
+            volatile PauseShared& ps = pause_shared();
+            const unsigned unit_at = smem_addr(unit);  // shared address of unit[0], taken once
+            const bool dynamic = Taker::dynamic(ticket, units);
+            if (pausing && t == 32) {
+                // The watcher: reads the claim on its SM's group and the pause word about once a
+                // microsecond, so the producer sees them at every K step and every take without a
+                // round trip of its own.
+                const unsigned* word = ptr<const unsigned>(ticket.claims) +
+                                       __ldg(ptr<const unsigned char>(ticket.group_of) + smid());
+                while (!ps.producer_done) {
+                    const unsigned level = load_relaxed_if(true, word);
+                    const u64 list = load_relaxed64(pause_word(ticket));
+                    ps.seen_claim = level;
+                    ps.seen_paused = (unsigned)(list >> 32) != (unsigned)list;
+                    __nanosleep(256);
+                }
+                return;
+            }
+            if (t != 0) return;
+            int stage = 0;
+            unsigned phase = 0;
+            Taker taker;
+            taker.init(ticket, units);
+            trace_start(ticket);
+            // A launch that takes all (RsTicket.chain: a continuation, or a launch one follows)
+            // does no first unit: it takes every unit from the counter, or has none to do.
+            const Tile none{units, 0, Tile::NO_SLOT};
+            // The first take of a launch that takes all reads the claim itself (the watcher may
+            // not have read it yet); the others use the watcher's reads, where it runs.
+            Tile w = dynamic && takes_all(ticket) ? taker.next_tile(ticket, units, -1, true)
+                     : takes_all(ticket)               ? none
+                                                       : Tile{blockIdx.x, 0, Tile::NO_SLOT};
+            while (w.unit < units) {
+                const u64 u = w.unit;  // (NO_SLOT + 1 is 0: a new tile)
+                unsigned m0, n0;
+                tile_origin(u, p, tiles_m, tiles_n, BM, BN, m0, n0);
+                bool paused = false, leaves = false, pause_next = false;
+                unsigned slot, entry;
+                for (int kb = w.kstep; kb < kblocks; ++kb) {
+                    mbar_wait(empty + 8 * stage, phase ^ 1);
+                    if (dynamic && (kb == (int)w.kstep || pause_next)) {
+                        const u64 to = pause_next ? PAUSE | (u64)(slot + 1) << 48 | (u64)kb << 32 | u
+                                       : pausing ? (u64)(w.slot + 1) << 48 | (u64)w.kstep << 32 | u
+                                                 : u;
+                        st_shared_u64(unit_at + 8 * stage, to);
+                    }
+                    mbar_expect_tx(full + 8 * stage, STAGE_BYTES);
+                    tma_load(base + stage * STAGE_BYTES, &tp.map_a, kb * BK, (int)m0, full + 8 * stage);
+                    load_b(kb, n0, stage);
+                    if (++stage == STAGES) {
+                        stage = 0;
+                        phase ^= 1;
+                    }
+                    if (pause_next) {
+                        // The consumers store the accumulators of the steps up to this one; the
+                        // block counts itself out while they do.
+                        paused = true;
+                        leaves = taker.pause(ticket, units, u, kb + 1, slot, entry);
+                        break;
+                    }
+                    // Claimed in the middle of the tile, with more K steps to go after the next
+                    // one than the ring holds: the tile pauses after the next step. Looked at
+                    // once this step's loads are issued, while the producer waits for the
+                    // consumers anyway.
+                    pause_next = pausing && kblocks - (kb + 2) > STAGES && !taker.last && !taker.leaving &&
+                                 ps.seen_claim > ticket.level && taker.reserve_pause(ticket, slot, entry);
+                }
+                // A block that paused its tile leaves, unless it is the last block out: that one
+                // takes what is left, its own paused tile among it (so it looks at the list).
+                w = !dynamic ? Tile{u + gridDim.x, 0, Tile::NO_SLOT}
+                    : leaves   ? none
+                    : pausing  ? taker.next_tile(ticket, units, (int)ps.seen_claim, paused || ps.seen_paused)
+                               : taker.next_tile(ticket, units, -1, false);
+            }
+            if (dynamic) {
+                left = taker.leave_word();
+                mbar_wait(empty + 8 * stage, phase ^ 1);
+                unit[stage] = END;
+                mbar_arrive(full + 8 * stage);
+            }
+            ps.producer_done = 1;
+            return;
+        }
         if (t != 0) return;
         int stage = 0;
         unsigned phase = 0;
@@ -244,21 +410,93 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
     // first units) the consumers follow it themselves, as the producer does.
     const bool dynamic = RS_COUNTED && Taker::dynamic(ticket, units);
     for (u64 u = RS_COUNTED && takes_all(ticket) ? units : blockIdx.x;; u += gridDim.x) {
+        // A paused tile goes on from K step k0 with the accumulators in `slot`.
+        unsigned k0 = 0, slot = Tile::NO_SLOT;
         if (dynamic) {
             mbar_wait(full + 8 * stage, phase);
             u = unit[stage];
             if (u == END) break;
+            if (PAUSES && pausing) {
+                k0 = (unsigned)(u >> 32) & 0xffff;
+                slot = (unsigned)(u >> 48) - 1;
+                u &= 0xffffffffu;
+            }
         } else if (u >= units) {
             break;
         }
         unsigned m0, n0;
         tile_origin(u, p, tiles_m, tiles_n, BM, BN, m0, n0);
         float d[BN / 2];
+        if constexpr (PAUSES) {
+            // A paused tile: its accumulators from the slot, once the pausing block's
+            // warpgroup has stored them; then the slot's words are reset, and the slot freed
+            // by the last warpgroup to load it.
+            const unsigned bar = 1 + half;  // this warpgroup's named barrier
+            const bool resumed = pausing && slot != Tile::NO_SLOT;
+            if (resumed) {
+                if (t == 0) {
+                    while (!load_acquire(slot_ready(ticket, slot, half))) __nanosleep(64);
+                    *slot_ready(ticket, slot, half) = 0;
+                }
+                named_barrier(bar, 128);
+            }
+            load_accumulators<BN>(d, resumed, slot_data(ticket, resumed ? slot : 0) + (half * 128 + t) * (BN / 2));
+            if (resumed) {
+                __threadfence();
+                named_barrier(bar, 128);
+                if (t == 0 && atomicAdd(slot_loaded(ticket, slot), 1u) == CONSUMERS - 1) {
+                    *slot_loaded(ticket, slot) = 0;
+                    __threadfence();
+                    free_slot(ticket, slot);
+                }
+            }
+        } else {
 #pragma unroll
-        for (int i = 0; i < BN / 2; ++i) d[i] = 0.0f;
+            for (int i = 0; i < BN / 2; ++i) d[i] = 0.0f;
+        }
         // One K step's wgmma group stays in flight while the next is issued; a stage is
         // released once the group reading it has completed.
         int held = -1;
+        if constexpr (PAUSES) {
+            bool paused = false;
+            for (int kb = k0; kb < kblocks; ++kb) {
+                mbar_wait(full + 8 * stage, phase);
+                const unsigned a = base + stage * STAGE_BYTES + half * 64 * BK * 2,
+                               b = base + stage * STAGE_BYTES + BM * BK * 2;
+                wgmma_fence();
+#pragma unroll
+                for (int j = 0; j < BK / 16; ++j)
+                    mma_step<BN>(d, desc(a + 32 * j),
+                                 packed ? desc64(b + (j / 2) * 512 + 32 * (j % 2), 1024) : desc(b + 32 * j));
+                wgmma_commit();
+                // Read once the products are issued, off the way from the data to them.
+                const u64 mark = pausing ? unit[stage] : 0;
+                wgmma_wait<1>();
+                if (held >= 0) mbar_arrive(empty + 8 * held);
+                held = stage;
+                if (++stage == STAGES) {
+                    stage = 0;
+                    phase ^= 1;
+                }
+                if ((mark & (PAUSE | 0xffffffffffffull)) == (PAUSE | (u64)kb << 32 | u)) {
+                    // Paused after this K step: the accumulators of the steps up to it into
+                    // the slot; the next stage starts a tile or ends.
+                    const unsigned to = (unsigned)(mark >> 48 & 0x7ff) - 1;
+                    wgmma_wait<0>();
+                    mbar_arrive(empty + 8 * held);
+                    float* dst = slot_data(ticket, to) + (half * 128 + t) * (BN / 2);
+#pragma unroll
+                    for (int i = 0; i < BN / 2; i += 4)
+                        __stcg(reinterpret_cast<float4*>(dst + i), make_float4(d[i], d[i + 1], d[i + 2], d[i + 3]));
+                    __threadfence();
+                    named_barrier(1 + half, 128);
+                    if (t == 0) store_release(slot_ready(ticket, to, half), 1);
+                    paused = true;
+                    break;
+                }
+            }
+            if (paused) continue;
+        } else {
         for (int kb = 0; kb < kblocks; ++kb) {
             mbar_wait(full + 8 * stage, phase);
             const unsigned a = base + stage * STAGE_BYTES + half * 64 * BK * 2, b = base + stage * STAGE_BYTES + BM * BK * 2;
@@ -275,6 +513,7 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
                 stage = 0;
                 phase ^= 1;
             }
+        }
         }
         wgmma_wait<0>();
         if (held >= 0) mbar_arrive(empty + 8 * held);
@@ -330,8 +569,10 @@ extern __shared__ __align__(1024) unsigned char rs_gemm_w_smem[];
 // WAIT (the wait for the kernel before) once it has asked for its first weights.
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define RS_GEMM_WGMMA(BN, CONSUMERS, WAIT) gemm_wgmma<RS_COUNTED, BN, CONSUMERS>(p, rs_gemm_w_smem, t, WAIT)
+#define RS_GEMM_WGMMA_PAUSED(BN, CONSUMERS, WAIT) gemm_wgmma<true, BN, CONSUMERS>(p, rs_gemm_w_smem, t, paused_wait(WAIT))
 #else
 #define RS_GEMM_WGMMA(BN, CONSUMERS, WAIT) ((WAIT)(), __trap())
+#define RS_GEMM_WGMMA_PAUSED(BN, CONSUMERS, WAIT) ((WAIT)(), __trap())
 #endif
 
 RS_KERNEL_PAIR(__launch_bounds__(RS_GEMM_W_THREADS, 1), gemm_f16_wgmma_128x48, GemmTmaParams) {
@@ -373,3 +614,20 @@ RS_KERNEL_PAIR(__launch_bounds__(RS_GEMM_WS_THREADS, 1), gemm_f16_wgmma_64x32, G
 RS_KERNEL_PAIR(__launch_bounds__(RS_GEMM_WS_THREADS, 1), gemm_f16_wgmma_64x64, GemmTmaParams) {
     RS_GEMM_WGMMA(64, 1, [] { rs::pdl_sync(); });
 }
+
+// The counted builds whose claimed blocks pause their tiles (`<name>_paused`: the runtime
+// launches them where pauses are on, runtime/claims.rs).
+#define RS_GEMM_PAUSED(NAME, THREADS, BN, CONSUMERS)                                                      \
+    RS_KERNEL void __launch_bounds__(THREADS, 1) NAME##_paused(const __grid_constant__ GemmTmaParams p, RS_TICKET t) { \
+        RS_GEMM_WGMMA_PAUSED(BN, CONSUMERS, [] { rs::pdl_sync(); });                                      \
+    }
+RS_GEMM_PAUSED(gemm_f16_wgmma_128x48, RS_GEMM_W_THREADS, 48, 2)
+RS_GEMM_PAUSED(gemm_f16_wgmma_128x64, RS_GEMM_W_THREADS, 64, 2)
+RS_GEMM_PAUSED(gemm_f16_wgmma_128x80, RS_GEMM_W_THREADS, 80, 2)
+RS_GEMM_PAUSED(gemm_f16_wgmma_128x96, RS_GEMM_W_THREADS, 96, 2)
+RS_GEMM_PAUSED(gemm_f16_wgmma_128x128, RS_GEMM_W_THREADS, 128, 2)
+RS_GEMM_PAUSED(gemm_f16_wgmma_128x160, RS_GEMM_W_THREADS, 160, 2)
+RS_GEMM_PAUSED(gemm_f16_wgmma_128x192, RS_GEMM_W_THREADS, 192, 2)
+RS_GEMM_PAUSED(gemm_f16_wgmma_128x256, RS_GEMM_W_THREADS, 256, 2)
+RS_GEMM_PAUSED(gemm_f16_wgmma_64x32, RS_GEMM_WS_THREADS, 32, 1)
+RS_GEMM_PAUSED(gemm_f16_wgmma_64x64, RS_GEMM_WS_THREADS, 64, 1)

@@ -16,8 +16,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-/// The suffix of a kernel's claimable build (`RS_KERNEL_PAIR`).
-pub(crate) const COUNTED_SUFFIX: &str = "_counted";
+/// The suffixes of a kernel's claimable builds (`RS_KERNEL_PAIR`, and the Hopper GEMM's builds
+/// whose tiles pause, kernels/gemm_sm90.cu), which profiles never time.
+pub(crate) const CLAIMABLE_SUFFIXES: [&str; 2] = ["_counted", "_paused"];
 
 /// One top-level statement of a PTX module: a directive, a variable, a function or an entry.
 #[derive(Debug)]
@@ -29,7 +30,7 @@ struct Item {
 }
 
 /// The part of `ptx` the plain kernels compile from: module directives, every entry whose
-/// name does not end in [`COUNTED_SUFFIX`], and the functions and variables those use
+/// name does not end in one of [`CLAIMABLE_SUFFIXES`], and the functions and variables those use
 /// (transitively), in the module's order, without comments or blank lines. Refused where the
 /// module does not split into one definition a statement (then the hash could miss code).
 pub(crate) fn plain_code(ptx: &str) -> Result<String, String> {
@@ -51,7 +52,8 @@ pub(crate) fn entry_codes(ptx: &str) -> Result<Vec<(String, String)>, String> {
 }
 
 fn is_plain_entry(it: &Item) -> bool {
-    it.entry && !it.name.as_deref().unwrap_or("").ends_with(COUNTED_SUFFIX)
+    let name = it.name.as_deref().unwrap_or("");
+    it.entry && !CLAIMABLE_SUFFIXES.iter().any(|s| name.ends_with(s))
 }
 
 /// The statements of `ptx`, each one definition at most.

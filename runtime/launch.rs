@@ -99,11 +99,13 @@ fn pdl_enabled(device: &Device) -> bool {
 /// Every kernel of the library, loaded: each in the plain unit order, and those of the
 /// work-unit loop also counted (`<symbol>_counted`, kernels/common.cuh's RS_KERNEL_PAIR); a
 /// kernel whose plain build leaves registers for fewer blocks an SM than it could hold also
-/// dense (`<symbol>_dense`: the plain build's code and bits with its registers capped).
+/// dense (`<symbol>_dense`: the plain build's code and bits with its registers capped); the
+/// Hopper GEMM also counted with tiles that pause (`<symbol>_paused`, kernels/gemm_sm90.cu).
 pub struct KernelTable {
     kernels: Vec<LoadedKernel>,
     counted: Vec<Option<LoadedKernel>>,
     dense: Vec<Option<LoadedKernel>>,
+    paused: Vec<Option<LoadedKernel>>,
     // After `kernels`: functions must not outlive their modules.
     _modules: Vec<super::handles::Module>,
 }
@@ -132,6 +134,7 @@ impl KernelTable {
         let mut kernels = Vec::with_capacity(KernelId::ALL.len());
         let mut counted = Vec::with_capacity(KernelId::ALL.len());
         let mut dense = Vec::with_capacity(KernelId::ALL.len());
+        let mut paused = Vec::with_capacity(KernelId::ALL.len());
         for &k in KernelId::ALL {
             let module =
                 modules.iter().find(|(m, _)| *m == k.module()).map(|(_, h)| h.raw()).unwrap_or(std::ptr::null_mut());
@@ -156,8 +159,9 @@ impl KernelTable {
             kernels.push(plain);
             counted.push(load(&variant("counted")?)?);
             dense.push(load(&variant("dense")?)?);
+            paused.push(load(&variant("paused")?)?);
         }
-        Ok(KernelTable { kernels, counted, dense, _modules: modules.into_iter().map(|(_, h)| h).collect() })
+        Ok(KernelTable { kernels, counted, dense, paused, _modules: modules.into_iter().map(|(_, h)| h).collect() })
     }
 
     /// The loaded kernel `id`, in the plain unit order.
@@ -173,6 +177,12 @@ impl KernelTable {
     /// The plain build of kernel `id` with more blocks an SM, where it has one.
     pub fn dense(&self, id: KernelId) -> Option<&LoadedKernel> {
         self.dense[id.index()].as_ref()
+    }
+
+    /// The counted build of kernel `id` whose claimed blocks pause their tiles between K steps,
+    /// where it has one (kernels/abi.h, RS_PAUSE_*).
+    pub fn paused(&self, id: KernelId) -> Option<&LoadedKernel> {
+        self.paused[id.index()].as_ref()
     }
 
     /// The loaded kernel `id` that takes its units from the ticket's counter and reads claims,

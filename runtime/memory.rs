@@ -90,11 +90,18 @@ impl<T: DeviceCopy> DeviceBuffer<T> {
     /// Copies the buffer to the host, after all work already queued on the device by this
     /// context (synchronous copy; partition streams are non-blocking, so synchronize them first).
     pub fn to_host(&self) -> Result<Vec<T>> {
+        self.prefix_to_host(self.len)
+    }
+
+    /// Copies the first `n` elements (at most the buffer's) to the host, as [`Self::to_host`].
+    pub fn prefix_to_host(&self, n: usize) -> Result<Vec<T>> {
         self.ctx.bind_to_thread().call("cuCtxSetCurrent")?;
-        let mut out = Vec::<T>::with_capacity(self.len);
-        // SAFETY: `T: DeviceCopy` makes any bytes a valid value; the copy fills all `len`.
+        let n = n.min(self.len);
+        let mut out = Vec::<T>::with_capacity(n);
+        // SAFETY: `T: DeviceCopy` makes any bytes a valid value; the copy fills all `n`, which
+        // the buffer holds.
         unsafe {
-            out.set_len(self.len);
+            out.set_len(n);
             result::memcpy_dtoh_sync(&mut out, self.ptr)
         }
         .call("cuMemcpyDtoH")?;

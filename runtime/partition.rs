@@ -20,6 +20,7 @@ use super::error::{check, PartitionError, Result};
 use super::handles::{GreenContext, Stream};
 use super::memory::DeviceBuffer;
 use super::policy::GroupRange;
+use crate::kernels::abi::RS_UNIT_AREA_BYTES;
 
 /// A partition asked for: `sms` SMs starting at group `first_group` of the device's split.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,7 +144,8 @@ impl PartitionId {
 pub struct Partition {
     // Field order is drop order: streams before the green context they belong to.
     streams: Vec<Stream>,
-    /// Each stream's unit counter (`RsTicket.counter`, a 64-bit word of the pool's buffer).
+    /// Each stream's unit counter (`RsTicket.counter`, the first word of the stream's unit
+    /// area in the pool's buffer).
     counters: Vec<u64>,
     green: Option<GreenContext>,
     sms: u32,
@@ -207,7 +209,8 @@ impl Partition {
 pub struct PartitionPool {
     partitions: Vec<Partition>,
     priorities: Vec<i32>,
-    // A 64-bit word per stream, zero before and after every launch (kernels/abi.h, RsTicket).
+    // A unit area per stream (kernels/abi.h, RS_UNIT_AREA_BYTES): the counter and the pause
+    // list, zero before and after every launch.
     _counters: Option<DeviceBuffer<u64>>,
     // Dropped last: the primary context outlives every stream and green context.
     ctx: Arc<CudaContext>,
@@ -259,11 +262,13 @@ impl PartitionPool {
             pool.make_partitions(device, split, spec, lanes)?;
         }
         let streams: usize = pool.partitions.iter().map(|p| p.streams.len()).sum();
-        let counters = DeviceBuffer::<u64>::filled(device, streams, 0)?;
+        // Each stream's unit area: its counter, then its list of paused tiles (kernels/abi.h).
+        let area = RS_UNIT_AREA_BYTES as u64;
+        let counters = DeviceBuffer::<u64>::filled(device, streams * (area / 8) as usize, 0)?;
         let mut next = counters.ptr();
         for p in &mut pool.partitions {
-            p.counters = (0..p.streams.len()).map(|i| next + 8 * i as u64).collect();
-            next += 8 * p.streams.len() as u64;
+            p.counters = (0..p.streams.len()).map(|i| next + area * i as u64).collect();
+            next += area * p.streams.len() as u64;
         }
         pool._counters = Some(counters);
         Ok(pool)

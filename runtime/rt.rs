@@ -38,6 +38,9 @@ pub struct Runtime {
     blas: OnceLock<std::result::Result<Blas, String>>,
     claims: std::result::Result<Claims, String>,
     units: UnitOrder,
+    /// Whether counted launches of the Hopper GEMM run its build whose tiles pause
+    /// (`RIGHTSIZE_PAUSE`, [`Runtime::with_pauses`]).
+    pauses: bool,
     /// A claimer is known ([`Runtime::expect_claims`]): launches of [`UnitOrder::Auto`] count.
     claimers: AtomicBool,
     /// Continuations issued ([`Chain`]).
@@ -57,16 +60,18 @@ impl Runtime {
         let kernels = KernelTable::load(&device)?;
         // Claims need partitions to claim with; where the SM sets cannot be measured, claims
         // are refused with the reason and launches run without them.
+        let units = UnitOrder::from_env().map_err(|reason| Error::Launch { kernel: "-", reason })?;
+        let pauses = super::claims::pauses_from_env().map_err(|reason| Error::Launch { kernel: "-", reason })?;
         let claims = if spec.partitions.is_empty() {
             Err("the runtime was made without partitions".to_string())
         } else {
             Claims::measure(&device, kernels.get(KernelId::SmidRecord)).map_err(|e| e.to_string())
         };
-        let units = UnitOrder::from_env().map_err(|reason| Error::Launch { kernel: "-", reason })?;
         Ok(Runtime {
             claims,
             hush: None,
             units,
+            pauses,
             claimers: AtomicBool::new(false),
             continuations: AtomicU64::new(0),
             scheduler: None,
@@ -233,6 +238,14 @@ impl Runtime {
         self
     }
 
+    /// The same runtime with its counted launches of the Hopper GEMM pausing tiles where claimed
+    /// or not (instead of `RIGHTSIZE_PAUSE`'s): a claim vacates an SM within a few K steps, at a
+    /// cost in the GEMM's speed (docs/claims-h200.md).
+    pub fn with_pauses(mut self, on: bool) -> Runtime {
+        self.pauses = on;
+        self
+    }
+
     /// Tells the runtime that claims will be made: from now on its launches of
     /// [`UnitOrder::Auto`] take their units from counters, so a claim vacates their SMs within
     /// a unit. Tenants that claim call it when they are made or first claim; call it before
@@ -360,8 +373,10 @@ impl Runtime {
         let order = super::claims::unit_order(units, rounds_of, auto, alone, ticket.chain, self.counts_units());
         let counts = order == Order::Counted;
         let counted = counts || traced;
+        // Where pauses are on and the kernel has a build whose tiles pause, a counted launch runs it.
+        let paused = if counted && self.pauses && self.claims.is_ok() { self.kernels.paused(id) } else { None };
         let (loaded, blocks) = if counted {
-            let loaded = self.kernels.counted(id);
+            let loaded = paused.unwrap_or_else(|| self.kernels.counted(id));
             (loaded, grid.blocks(units, part.sms(), loaded.blocks_per_sm))
         } else if order == Order::BlockPerUnit {
             // At most 2^31 - 1 units (`unit_order`).
@@ -393,7 +408,7 @@ impl Runtime {
         let follows = chain == Chain::Followed;
         let ticket = Ticket { chain, ..ticket };
         let ticket = match &self.claims {
-            Ok(claims) if counted => claims.ticket(counter, ticket),
+            Ok(claims) if counted => claims.ticket(counter, ticket, paused.is_some()),
             _ => super::claims::ticket_without_claims(counter, ticket),
         };
         // SAFETY: `Kernel<P>` ties P to the kernel (both variants take it); the caller vouches
