@@ -48,10 +48,6 @@ typedef struct RsTicket {
                                     at the tickets taken, for it. Otherwise this launch is the continuation of
                                     a launch of `chain` blocks: its blocks take the tickets left, laid out by
                                     that grid, under the rules of a launch alone. */
-    unsigned long long pause;    /* the runtime's pause slots (below), or 0: the Hopper GEMM's blocks then never
-                                    pause a tile */
-    unsigned int pause_slots;    /* slots at `pause` (at most RS_PAUSE_MAX_SLOTS) */
-    unsigned int _pad;
 } RsTicket;
 
 /**
@@ -63,13 +59,15 @@ typedef struct RsTicket {
  * the same order and the output's bits are those of an unpaused run.
  *
  * The counter (RsTicket.counter) is the first word of its stream's unit area of
- * RS_UNIT_AREA_BYTES: the counter; at byte 128 (a cache line of its own, which a thread of
- * each block polls) the pause word (entries reserved << 32 | entries taken; zero before and
+ * RS_UNIT_AREA_BYTES: the counter; at byte 8 the address of the pool's pause slots (below)
+ * and at byte 16 (32 bits) how many there are (at most RS_PAUSE_MAX_SLOTS), both written once
+ * when the pool is made; at byte 128 (a cache line of its own, which a thread of each block
+ * polls) the pause word (entries reserved << 32 | entries taken; zero before and
  * after every launch, as the counter); from byte 256, RS_PAUSE_ENTRIES entries (0: not yet
  * written; else 1 << 63 | slot << 48 | K step << 32 | tile, with slot RS_PAUSE_CANCELLED where
  * the block that reserved it found no free slot). Reservations past RS_PAUSE_ENTRIES have no
  * entry: the blocks that made them do not pause, and takers skip them.
- * RsTicket.pause: RS_PAUSE_MAX_SLOTS / 64 words of the slots in use (a bit each), then a
+ * The pause slots: RS_PAUSE_MAX_SLOTS / 64 words of the slots in use (a bit each), then a
  * 32-bit word per slot and consumer warpgroup (1 from when the pausing block's warpgroup has
  * stored its accumulators until the resuming one has loaded them), then a 32-bit count per
  * slot of warpgroups that have loaded it, then the slots of RS_PAUSE_SLOT_BYTES, at a

@@ -178,18 +178,21 @@ struct Tile {
     unsigned kstep, slot;
 };
 
+// The pool's pause slots and how many (abi.h: in the stream's unit area, written once).
+__device__ __forceinline__ u64 pause_table(const RsTicket& t) { return ptr<const u64>(t.counter)[1]; }
+__device__ __forceinline__ unsigned pause_slots(const RsTicket& t) { return ptr<const unsigned>(t.counter)[4]; }
 __device__ __forceinline__ u64* pause_word(const RsTicket& t) { return ptr<u64>(t.counter + 128); }
 __device__ __forceinline__ u64* pause_entry(const RsTicket& t, unsigned i) { return ptr<u64>(t.counter + 256) + i; }
 // The word of warpgroup `wg` of slot `slot`: 1 while its accumulators wait in the slot.
 __device__ __forceinline__ unsigned* slot_ready(const RsTicket& t, unsigned slot, unsigned wg) {
-    return ptr<unsigned>(t.pause + 8 * (RS_PAUSE_MAX_SLOTS / 64)) + 2 * slot + wg;
+    return ptr<unsigned>(pause_table(t) + 8 * (RS_PAUSE_MAX_SLOTS / 64)) + 2 * slot + wg;
 }
 // How many warpgroups have loaded slot `slot`'s accumulators.
 __device__ __forceinline__ unsigned* slot_loaded(const RsTicket& t, unsigned slot) {
-    return ptr<unsigned>(t.pause + 8 * (RS_PAUSE_MAX_SLOTS / 64) + 8 * RS_PAUSE_MAX_SLOTS) + slot;
+    return ptr<unsigned>(pause_table(t) + 8 * (RS_PAUSE_MAX_SLOTS / 64) + 8 * RS_PAUSE_MAX_SLOTS) + slot;
 }
 __device__ __forceinline__ float* slot_data(const RsTicket& t, unsigned slot) {
-    return ptr<float>(t.pause + RS_PAUSE_HEADER_BYTES + (u64)slot * RS_PAUSE_SLOT_BYTES);
+    return ptr<float>(pause_table(t) + RS_PAUSE_HEADER_BYTES + (u64)slot * RS_PAUSE_SLOT_BYTES);
 }
 
 __device__ __forceinline__ u64 load_relaxed64(const u64* p) {
@@ -208,11 +211,12 @@ __device__ __forceinline__ void store_release(unsigned* p, unsigned v) {
     asm volatile("st.release.gpu.global.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
 }
 
-// A free slot at t.pause, marked in use, or t.pause_slots when every slot is in use.
+// A free slot, marked in use, or pause_slots(t) when every slot is in use.
 __device__ __forceinline__ unsigned take_slot(const RsTicket& t) {
-    u64* bits = ptr<u64>(t.pause);
-    for (unsigned w = 0; 64 * w < t.pause_slots; ++w) {
-        const unsigned valid = min(64u, t.pause_slots - 64 * w);
+    u64* bits = ptr<u64>(pause_table(t));
+    const unsigned slots = pause_slots(t);
+    for (unsigned w = 0; 64 * w < slots; ++w) {
+        const unsigned valid = min(64u, slots - 64 * w);
         const u64 mask = valid == 64 ? ~0ull : (1ull << valid) - 1;
         u64 seen = load_relaxed64(bits + w);
         while (~seen & mask) {
@@ -221,11 +225,11 @@ __device__ __forceinline__ unsigned take_slot(const RsTicket& t) {
             if (!(seen & 1ull << b)) return 64 * w + b;
         }
     }
-    return t.pause_slots;
+    return slots;
 }
 
 __device__ __forceinline__ void free_slot(const RsTicket& t, unsigned slot) {
-    atomicAnd(ptr<u64>(t.pause) + slot / 64, ~(1ull << slot % 64));
+    atomicAnd(ptr<u64>(pause_table(t)) + slot / 64, ~(1ull << slot % 64));
 }
 
 // Writes entry i: the tile, its slot (RS_PAUSE_CANCELLED: none) and the K step it goes on from.
@@ -352,7 +356,7 @@ struct Taker {
     __device__ Tile next_tile(const RsTicket& t, u64 units, int seen, bool maybe_paused) {
         if (!last && (seen < 0 ? claim(t) : (unsigned)seen) > t.level) leaving = true;
         if (leaving && !last && leave(t, units, 1)) return Tile{units, 0, Tile::NO_SLOT};
-        const bool pausing = t.pause_slots != 0;
+        const bool pausing = pause_slots(t) != 0;
         Tile tile;
         if (pausing && maybe_paused && take_paused(t, tile)) {
             ++done;
@@ -387,12 +391,12 @@ struct Taker {
     // False, and the block leaves after the tile, where either is missing.
     __device__ bool reserve_pause(const RsTicket& t, unsigned& slot, unsigned& entry) {
         // First the slot of this SM's two (free unless a tile paused here waits for a taker).
-        const unsigned guess = 2 * smid() % t.pause_slots;
-        const u64 bits = atomicOr(ptr<u64>(t.pause) + guess / 64, 1ull << guess % 64);
+        const unsigned slots = pause_slots(t), guess = 2 * smid() % slots;
+        const u64 bits = atomicOr(ptr<u64>(pause_table(t)) + guess / 64, 1ull << guess % 64);
         entry = (unsigned)(atomicAdd(pause_word(t), 1ull << 32) >> 32);
         slot = bits >> guess % 64 & 1 ? take_slot(t) : guess;
-        if (slot < t.pause_slots && entry < RS_PAUSE_ENTRIES) return true;
-        if (slot < t.pause_slots) free_slot(t, slot);
+        if (slot < slots && entry < RS_PAUSE_ENTRIES) return true;
+        if (slot < slots) free_slot(t, slot);
         if (entry < RS_PAUSE_ENTRIES) write_entry(t, entry, 0, 0, RS_PAUSE_CANCELLED);
         leaving = true;
         return false;

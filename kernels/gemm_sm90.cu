@@ -226,7 +226,7 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
     // A counted launch that takes tiles from its counter, with claims and slots; entries hold
     // a tile index below 2^32 and a K step below 2^16.
     const bool pausing = PAUSES && RS_COUNTED && Taker::dynamic(ticket, units) && ticket.claims &&
-                         ticket.pause_slots && units >> 32 == 0 && kblocks < 0x10000;
+                         pause_slots(ticket) && units >> 32 == 0 && kblocks < 0x10000;
 
     if (threadIdx.x == 0) {
         for (int s = 0; s < STAGES; ++s) {

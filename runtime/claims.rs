@@ -26,10 +26,7 @@ use super::memory::DeviceBuffer;
 use super::partition::{group_sms, Partition};
 use super::policy::PriorityClass;
 use super::LoadedKernel;
-use crate::kernels::abi::{
-    RsTicket, SmidParams, RS_CHAIN_FOLLOWS, RS_MAX_GROUPS, RS_MAX_SMS, RS_NO_GROUP, RS_PAUSE_HEADER_BYTES,
-    RS_PAUSE_MAX_SLOTS, RS_PAUSE_SLOT_BYTES,
-};
+use crate::kernels::abi::{RsTicket, SmidParams, RS_CHAIN_FOLLOWS, RS_MAX_GROUPS, RS_MAX_SMS, RS_NO_GROUP};
 
 /// A launch's claim level: 0 for launches of no tenant, 1 for best-effort tenants, 2 for
 /// latency-critical ones. A launch yields the SMs of groups claimed above its level.
@@ -207,10 +204,6 @@ pub(crate) fn ticket_without_claims(counter: u64, t: Ticket) -> RsTicket {
 #[derive(Debug)]
 pub struct Claims {
     levels: DeviceBuffer<u32>,
-    /// The slots of paused tiles (`RsTicket.pause`, kernels/abi.h): two per SM, so every
-    /// block of a launch and of its continuation can pause one.
-    pause: DeviceBuffer<u8>,
-    pause_slots: u32,
     group_of: DeviceBuffer<u8>,
     sets: Vec<Vec<u32>>,
     /// Sets that are groups of the split (the first ones); a further one is the rest.
@@ -222,7 +215,7 @@ pub struct Claims {
 
 impl Claims {
     /// Measures which SMs each group of `device`'s split holds (with `smid`, the library's
-    /// `smid_record`) and makes the tables, with no claims, and the slots of paused tiles.
+    /// `smid_record`) and makes the tables, with no claims.
     pub(crate) fn measure(device: &Device, smid: &LoadedKernel) -> Result<Claims> {
         let sets = group_sms(device, |stream, sms| {
             let blocks = sms * smid.blocks_per_sm;
@@ -248,11 +241,7 @@ impl Claims {
                 group_of[sm as usize] = g as u8;
             }
         }
-        let pause_slots = (2 * device.info().sm_count).min(RS_PAUSE_MAX_SLOTS);
-        let pause_bytes = RS_PAUSE_HEADER_BYTES as usize + pause_slots as usize * RS_PAUSE_SLOT_BYTES as usize;
         Ok(Claims {
-            pause: DeviceBuffer::filled(device, pause_bytes, 0)?,
-            pause_slots,
             // A word for every group index a kernel may read, RS_NO_GROUP's never written.
             levels: DeviceBuffer::filled(device, RS_NO_GROUP as usize + 1, 0)?,
             group_of: DeviceBuffer::from_host(device, &group_of)?,
@@ -260,14 +249,6 @@ impl Claims {
             sets,
             groups: device.split()?.group_count() as usize,
         })
-    }
-
-    /// How many slots of paused tiles are in use now (read from the device): 0 whenever no
-    /// launch runs, since every paused tile is resumed and its slot freed before its launch
-    /// (or its continuation) ends.
-    pub fn pause_slots_in_use(&self) -> Result<u32> {
-        let words = (self.pause_slots as usize).div_ceil(64);
-        Ok(self.pause.prefix_to_host(8 * words)?.iter().map(|b| b.count_ones()).sum())
     }
 
     /// The device address of set `set`'s claim word (a watcher may poll it).
@@ -287,9 +268,8 @@ impl Claims {
         &self.sets
     }
 
-    /// The kernel argument of a launch `t` whose stream's counter is `counter`; with the pause
-    /// slots where the launch runs a build that pauses tiles (`pauses`).
-    pub fn ticket(&self, counter: u64, t: Ticket, pauses: bool) -> RsTicket {
+    /// The kernel argument of a launch `t` whose stream's counter is `counter`.
+    pub fn ticket(&self, counter: u64, t: Ticket) -> RsTicket {
         RsTicket {
             counter,
             claims: self.levels.ptr(),
@@ -297,9 +277,6 @@ impl Claims {
             trace: t.trace,
             level: t.level,
             chain: t.chain.word(),
-            pause: if pauses { self.pause.ptr() } else { 0 },
-            pause_slots: if pauses { self.pause_slots } else { 0 },
-            _pad: 0,
         }
     }
 

@@ -20,7 +20,7 @@ use super::error::{check, PartitionError, Result};
 use super::handles::{GreenContext, Stream};
 use super::memory::DeviceBuffer;
 use super::policy::GroupRange;
-use crate::kernels::abi::RS_UNIT_AREA_BYTES;
+use crate::kernels::abi::{RS_PAUSE_HEADER_BYTES, RS_PAUSE_MAX_SLOTS, RS_PAUSE_SLOT_BYTES, RS_UNIT_AREA_BYTES};
 
 /// A partition asked for: `sms` SMs starting at group `first_group` of the device's split.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -212,6 +212,8 @@ pub struct PartitionPool {
     // A unit area per stream (kernels/abi.h, RS_UNIT_AREA_BYTES): the counter and the pause
     // list, zero before and after every launch.
     _counters: Option<DeviceBuffer<u64>>,
+    /// The slots of paused tiles and how many (kernels/abi.h, RS_PAUSE_*).
+    pause: Option<(DeviceBuffer<u8>, u32)>,
     // Dropped last: the primary context outlives every stream and green context.
     ctx: Arc<CudaContext>,
 }
@@ -239,6 +241,7 @@ impl PartitionPool {
             partitions: Vec::with_capacity(spec.partitions.len() + 1),
             priorities,
             _counters: None,
+            pause: None,
             ctx: device.context().clone(),
         };
 
@@ -262,16 +265,36 @@ impl PartitionPool {
             pool.make_partitions(device, split, spec, lanes)?;
         }
         let streams: usize = pool.partitions.iter().map(|p| p.streams.len()).sum();
-        // Each stream's unit area: its counter, then its list of paused tiles (kernels/abi.h).
+        // The slots of paused tiles, two per SM (so every block of a launch and of its
+        // continuation can pause one), and each stream's unit area: its counter, the slots'
+        // address and count, then its list of paused tiles (kernels/abi.h).
+        let slots = (2 * device.info().sm_count).min(RS_PAUSE_MAX_SLOTS);
+        let pause =
+            DeviceBuffer::<u8>::filled(device, (RS_PAUSE_HEADER_BYTES + slots * RS_PAUSE_SLOT_BYTES) as usize, 0)?;
         let area = RS_UNIT_AREA_BYTES as u64;
-        let counters = DeviceBuffer::<u64>::filled(device, streams * (area / 8) as usize, 0)?;
+        let mut words = vec![0u64; streams * (area / 8) as usize];
+        for header in words.chunks_mut((area / 8) as usize) {
+            header[1] = pause.ptr();
+            header[2] = u64::from(slots);
+        }
+        let counters = DeviceBuffer::from_host(device, &words)?;
         let mut next = counters.ptr();
         for p in &mut pool.partitions {
             p.counters = (0..p.streams.len()).map(|i| next + area * i as u64).collect();
             next += area * p.streams.len() as u64;
         }
         pool._counters = Some(counters);
+        pool.pause = Some((pause, slots));
         Ok(pool)
+    }
+
+    /// How many slots of paused tiles are in use now (read from the device): 0 whenever no
+    /// launch runs, since every paused tile is resumed and its slot freed before its launch
+    /// (or its continuation) ends.
+    pub fn pause_slots_in_use(&self) -> Result<u32> {
+        let Some((pause, slots)) = &self.pause else { return Ok(0) };
+        let words = (*slots as usize).div_ceil(64);
+        Ok(pause.prefix_to_host(8 * words)?.iter().map(|b| b.count_ones()).sum())
     }
 
     /// Makes the green-context partitions of `spec` from `split`.

@@ -408,7 +408,7 @@ impl Runtime {
         let follows = chain == Chain::Followed;
         let ticket = Ticket { chain, ..ticket };
         let ticket = match &self.claims {
-            Ok(claims) if counted => claims.ticket(counter, ticket, paused.is_some()),
+            Ok(claims) if counted => claims.ticket(counter, ticket),
             _ => super::claims::ticket_without_claims(counter, ticket),
         };
         // SAFETY: `Kernel<P>` ties P to the kernel (both variants take it); the caller vouches

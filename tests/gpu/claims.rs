@@ -440,7 +440,7 @@ fn a_claim_empties_its_sms_within_a_work_unit() {
             vacate[vacate.len() - 1]
         );
         assert!(left_for_claims > 0, "no block left for a claim");
-        assert_eq!(rt.claims().unwrap().pause_slots_in_use().unwrap(), 0, "{m}x{n}x{kk}: pause slots left in use");
+        assert_eq!(rt.pool().pause_slots_in_use().unwrap(), 0, "{m}x{n}x{kk}: pause slots left in use");
         if q(0.99) > bound_us {
             missed.push(format!("{m}x{n}x{kk}: claim-to-vacate p99 {:.1} µs > {bound_us} µs", q(0.99)));
         }
@@ -556,7 +556,7 @@ fn outputs_stay_the_same_under_any_claims() {
     }
     println!("claims: {left} blocks left for a claim over 5 rounds");
     assert!(left > 0, "no block ever left for a claim");
-    assert_eq!(rt.claims().unwrap().pause_slots_in_use().unwrap(), 0, "pause slots left in use");
+    assert_eq!(rt.pool().pause_slots_in_use().unwrap(), 0, "pause slots left in use");
 
     // Every SM of the launch claimed: only the last block out stays, and finishes the rest.
     let out = gemm.output(&rt);
@@ -583,7 +583,7 @@ fn outputs_stay_the_same_under_any_claims() {
     );
     let tiles = u64::from(gemm.tp.g.m.div_ceil(128)) * u64::from(gemm.tp.g.n.div_ceil(tile_n(gemm.kernel.id())));
     assert_eq!(u64::from(units), tiles, "every tile finished once");
-    assert_eq!(rt.claims().unwrap().pause_slots_in_use().unwrap(), 0, "pause slots left in use");
+    assert_eq!(rt.pool().pause_slots_in_use().unwrap(), 0, "pause slots left in use");
 }
 
 /// A scheduled best-effort tenant's GEMM issued while every SM of its window is claimed is
@@ -682,7 +682,7 @@ fn a_launch_made_under_a_claim_is_continued_on_unclaimed_sms() {
         assert!(bits(&add_out) == add_want, "toggled claim, round {round}: the vector add's output differs");
     }
     run("after the toggled claims");
-    assert_eq!(rt.claims().unwrap().pause_slots_in_use().unwrap(), 0, "pause slots left in use");
+    assert_eq!(rt.pool().pause_slots_in_use().unwrap(), 0, "pause slots left in use");
     println!(
         "continuations: GEMM 8192x4096x1024, skinny GEMM 8x16384x1024 and a 2^24 vector add on half \
          the device {free_us:.0} us unclaimed, {claimed_us:.0} us with its window claimed (continued on the \
