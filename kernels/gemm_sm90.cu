@@ -233,7 +233,14 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
             mbar_init(full + 8 * s, 1);
             mbar_init(empty + 8 * s, CONSUMERS * 128);
         }
-        if constexpr (PAUSES) pause_shared().seen_claim = pause_shared().seen_paused = pause_shared().producer_done = 0;
+        if constexpr (PAUSES) {
+            // Shared memory keeps what an earlier block on this SM left there: a stage word that
+            // one of its pauses marked could name this block's tile and step and stop its
+            // consumers where its producer does not pause. Only a tile's first stage and a mark
+            // are written, so the words start at 0.
+            for (int s = 0; s < STAGES; ++s) unit[s] = 0;
+            pause_shared().seen_claim = pause_shared().seen_paused = pause_shared().producer_done = 0;
+        }
         mbar_init_fence();
     }
     __syncthreads();
