@@ -136,14 +136,14 @@ __device__ __forceinline__ void st_shared_u64(unsigned addr, u64 v) {
 // Every tile defines its accumulators in this same straight-line code: defined on two paths
 // (zeros, or loads under a branch), ptxas serializes the wgmma pipeline.
 template <int BN>
-__device__ __forceinline__ void load_accumulators(float (&d)[BN / 2], bool resumed, const float* src) {
+__device__ __forceinline__ void load_accumulators(float (&d)[BN / 2], bool resumed, const float* src, unsigned stride) {
 #pragma unroll
     for (int i = 0; i < BN / 2; i += 4)
         asm volatile(
             "{ .reg .pred q; setp.ne.b32 q, %4, 0; mov.f32 %0, 0f00000000; mov.f32 %1, 0f00000000; "
             "mov.f32 %2, 0f00000000; mov.f32 %3, 0f00000000; @q ld.global.cg.v4.f32 {%0, %1, %2, %3}, [%5]; }"
             : "=f"(d[i]), "=f"(d[i + 1]), "=f"(d[i + 2]), "=f"(d[i + 3])
-            : "r"((unsigned)resumed), "l"(src + i)
+            : "r"((unsigned)resumed), "l"(src + (i / 4) * stride)
             : "memory");
 }
 
@@ -153,6 +153,12 @@ __device__ __forceinline__ void load_accumulators(float (&d)[BN / 2], bool resum
 // (the `_paused` builds only): the claim on the SM's group as the watcher last read it,
 // whether the stream's pause list then held a paused tile not taken, and whether the producer
 // is done (the watcher then ends).
+#ifndef RS_WATCH_NS
+#define RS_WATCH_NS 256
+#endif
+#ifndef RS_WATCH_LIST_EVERY
+#define RS_WATCH_LIST_EVERY 1
+#endif
 struct PauseShared {
     unsigned seen_claim, seen_paused, producer_done;
 };
@@ -201,7 +207,10 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
     // (Pointer arithmetic on the shared array, so the compiler knows the epilogue buffers are
     // shared memory and uses LDS/STS, not generic loads and stores.)
     unsigned char* smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
-    const unsigned base = smem_addr(smem);
+    // (In a build whose tiles pause, the address is kept in a register: recomputed from the
+    // CTA's shared window, it was, at every K step of the producer.)
+    unsigned base = smem_addr(smem);
+    if constexpr (PAUSES) asm volatile("mov.u32 %0, %0;" : "+r"(base));
     const unsigned full = base + STAGES * STAGE_BYTES, empty = full + STAGES * 8;
     // Each consumer warpgroup's epilogue buffer: 64 rows × 32 FP32 columns, rows padded to
     // EPI_STRIDE floats (conflict-free float2 writes), after the barriers.
@@ -223,6 +232,10 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
     // into the slot. (Only a tile's first stage and a mark are written, so a mark stays in
     // its stage's word; naming its tile and step, it is never taken for a later one's.)
     constexpr u64 PAUSE = 1ull << 62;
+    // A paused tile's accumulators in its slot: four at a time, thread by thread (float4 i / 4
+    // of consumer thread r at r + (i / 4) · threads), so a warp's stores and loads are whole
+    // 512-byte runs.
+    constexpr unsigned SLOT_STRIDE = 4 * 128 * CONSUMERS;
     // A counted launch that takes tiles from its counter, with claims and slots; entries hold
     // a tile index below 2^32 and a K step below 2^16.
     const bool pausing = PAUSES && RS_COUNTED && Taker::dynamic(ticket, units) && ticket.claims &&
@@ -276,9 +289,12 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
 
     // With two consumer warpgroups, registers move from the producer (one thread issues the
     // loads) to the consumers: 40 + 2 × 232 per thread fit the SM's 64 Ki with room for the
-    // 128×256 tile's accumulators and its epilogue.
+    // 128×256 tile's accumulators and its epilogue. A producer whose tiles pause keeps more
+    // where the tile is narrow (56 + 2 × 224): its K steps are short, and under 40 registers
+    // its state spills to local memory, which it would reload every step.
+    constexpr unsigned PRODUCER_REGS = PAUSES ? 56 : 40, CONSUMER_REGS = PAUSES ? 224 : 232;
     if (wg == 0) {
-        if constexpr (CONSUMERS == 2) asm volatile("setmaxnreg.dec.sync.aligned.u32 40;");
+        if constexpr (CONSUMERS == 2) asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(PRODUCER_REGS));
         if constexpr (PAUSES) {
             // The producer of a build whose tiles pause; its watcher thread (t = 32) reads the
             // claim and the pause word.
@@ -291,12 +307,14 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
                 // round trip of its own.
                 const unsigned* word = ptr<const unsigned>(ticket.claims) +
                                        __ldg(ptr<const unsigned char>(ticket.group_of) + smid());
-                while (!ps.producer_done) {
+                for (unsigned i = 0; !ps.producer_done; ++i) {
                     const unsigned level = load_relaxed_if(true, word);
-                    const u64 list = load_relaxed64(pause_word(ticket));
                     ps.seen_claim = level;
-                    ps.seen_paused = (unsigned)(list >> 32) != (unsigned)list;
-                    __nanosleep(256);
+                    if (i % RS_WATCH_LIST_EVERY == 0) {
+                        const u64 list = load_relaxed64(pause_word(ticket));
+                        ps.seen_paused = (unsigned)(list >> 32) != (unsigned)list;
+                    }
+                    __nanosleep(RS_WATCH_NS);
                 }
                 return;
             }
@@ -342,11 +360,12 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
                         leaves = taker.pause(ticket, units, u, kb + 1, slot, entry);
                         break;
                     }
-                    // Claimed in the middle of the tile, with more K steps to go after the next
-                    // one than the ring holds: the tile pauses after the next step. Looked at
-                    // once this step's loads are issued, while the producer waits for the
-                    // consumers anyway.
-                    pause_next = pausing && kblocks - (kb + 2) > STAGES && !taker.last && !taker.leaving &&
+                    // Claimed in the middle of the tile, with at least two K steps to go after
+                    // the next one: the tile pauses after the next step (storing and reloading
+                    // its accumulators costs about what two steps of the tile do; a claim
+                    // waits for every step the block does first). Looked at once this step's
+                    // loads are issued, while the producer waits for the consumers anyway.
+                    pause_next = pausing && kblocks - (kb + 2) >= 2 && !taker.last && !taker.leaving &&
                                  ps.seen_claim > ticket.level && taker.reserve_pause(ticket, slot, entry);
                 }
                 // A block that paused its tile leaves, unless it is the last block out: that one
@@ -403,7 +422,7 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
     }
 
     // Consumers: warpgroup 1 takes rows 0–63 of the tile, warpgroup 2 rows 64–127.
-    if constexpr (CONSUMERS == 2) asm volatile("setmaxnreg.inc.sync.aligned.u32 232;");
+    if constexpr (CONSUMERS == 2) asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(CONSUMER_REGS));
     const int half = wg - 1, warp = t / 32, lane = t % 32;
     int stage = 0;
     unsigned phase = 0;
@@ -447,7 +466,7 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
                 }
                 named_barrier(bar, 128);
             }
-            load_accumulators<BN>(d, resumed, slot_data(ticket, resumed ? slot : 0) + (half * 128 + t) * (BN / 2));
+            load_accumulators<BN>(d, resumed, slot_data(ticket, resumed ? slot : 0) + 4 * (half * 128 + t), SLOT_STRIDE);
             if (resumed) {
                 __threadfence();
                 named_barrier(bar, 128);
@@ -491,10 +510,11 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
                     const unsigned to = (unsigned)(mark >> 48 & 0x7ff) - 1;
                     wgmma_wait<0>();
                     mbar_arrive(empty + 8 * held);
-                    float* dst = slot_data(ticket, to) + (half * 128 + t) * (BN / 2);
+                    float* dst = slot_data(ticket, to) + 4 * (half * 128 + t);
 #pragma unroll
                     for (int i = 0; i < BN / 2; i += 4)
-                        __stcg(reinterpret_cast<float4*>(dst + i), make_float4(d[i], d[i + 1], d[i + 2], d[i + 3]));
+                        __stcg(reinterpret_cast<float4*>(dst + (i / 4) * SLOT_STRIDE),
+                               make_float4(d[i], d[i + 1], d[i + 2], d[i + 3]));
                     __threadfence();
                     named_barrier(1 + half, 128);
                     if (t == 0) store_release(slot_ready(ticket, to, half), 1);
