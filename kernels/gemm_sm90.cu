@@ -131,6 +131,12 @@ __device__ __forceinline__ void st_shared_u64(unsigned addr, u64 v) {
     asm volatile("st.shared.u64 [%0], %1;" ::"r"(addr), "l"(v) : "memory");
 }
 
+__device__ __forceinline__ u64 ld_shared_u64(unsigned addr) {
+    u64 v;
+    asm volatile("ld.shared.u64 %0, [%1];" : "=l"(v) : "r"(addr) : "memory");
+    return v;
+}
+
 // A tile's accumulators: where `resumed`, this thread's BN/2 values from `src` (16-byte
 // aligned, one predicated 16-byte load per four); otherwise 0.
 // Every tile defines its accumulators in this same straight-line code: defined on two paths
@@ -153,12 +159,6 @@ __device__ __forceinline__ void load_accumulators(float (&d)[BN / 2], bool resum
 // (the `_paused` builds only): the claim on the SM's group as the watcher last read it,
 // whether the stream's pause list then held a paused tile not taken, and whether the producer
 // is done (the watcher then ends).
-#ifndef RS_WATCH_NS
-#define RS_WATCH_NS 256
-#endif
-#ifndef RS_WATCH_LIST_EVERY
-#define RS_WATCH_LIST_EVERY 1
-#endif
 struct PauseShared {
     unsigned seen_claim, seen_paused, producer_done;
 };
@@ -240,6 +240,10 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
     // a tile index below 2^32 and a K step below 2^16.
     const bool pausing = PAUSES && RS_COUNTED && Taker::dynamic(ticket, units) && ticket.claims &&
                          pause_slots(ticket) && units >> 32 == 0 && kblocks < 0x10000;
+    // The shared address of unit[0], kept in a register (recomputed from the CTA's shared
+    // window, it was at every K step of the producer and the consumers).
+    unsigned unit_at = smem_addr(unit);
+    if constexpr (PAUSES) asm volatile("mov.u32 %0, %0;" : "+r"(unit_at));
 
     if (threadIdx.x == 0) {
         for (int s = 0; s < STAGES; ++s) {
@@ -299,7 +303,6 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
             // The producer of a build whose tiles pause; its watcher thread (t = 32) reads the
             // claim and the pause word.
             volatile PauseShared& ps = pause_shared();
-            const unsigned unit_at = smem_addr(unit);  // shared address of unit[0], taken once
             const bool dynamic = Taker::dynamic(ticket, units);
             if (pausing && t == 32) {
                 // The watcher: reads the claim on its SM's group and the pause word about once a
@@ -307,14 +310,12 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
                 // round trip of its own.
                 const unsigned* word = ptr<const unsigned>(ticket.claims) +
                                        __ldg(ptr<const unsigned char>(ticket.group_of) + smid());
-                for (unsigned i = 0; !ps.producer_done; ++i) {
+                while (!ps.producer_done) {
                     const unsigned level = load_relaxed_if(true, word);
+                    const u64 list = load_relaxed64(pause_word(ticket));
                     ps.seen_claim = level;
-                    if (i % RS_WATCH_LIST_EVERY == 0) {
-                        const u64 list = load_relaxed64(pause_word(ticket));
-                        ps.seen_paused = (unsigned)(list >> 32) != (unsigned)list;
-                    }
-                    __nanosleep(RS_WATCH_NS);
+                    ps.seen_paused = (unsigned)(list >> 32) != (unsigned)list;
+                    __nanosleep(256);
                 }
                 return;
             }
@@ -339,6 +340,9 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
                 bool paused = false, leaves = false, pause_next = false;
                 unsigned slot, entry;
                 for (int kb = w.kstep; kb < kblocks; ++kb) {
+                    // The claim as the watcher last read it, read before the wait and used
+                    // after the loads are issued, so its latency is not on the way to them.
+                    const unsigned seen = ps.seen_claim;
                     mbar_wait(empty + 8 * stage, phase ^ 1);
                     if (dynamic && (kb == (int)w.kstep || pause_next)) {
                         const u64 to = pause_next ? PAUSE | (u64)(slot + 1) << 48 | (u64)kb << 32 | u
@@ -366,7 +370,7 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
                     // waits for every step the block does first). Looked at once this step's
                     // loads are issued, while the producer waits for the consumers anyway.
                     pause_next = pausing && kblocks - (kb + 2) >= 2 && !taker.last && !taker.leaving &&
-                                 ps.seen_claim > ticket.level && taker.reserve_pause(ticket, slot, entry);
+                                 seen > ticket.level && taker.reserve_pause(ticket, slot, entry);
                 }
                 // A block that paused its tile leaves, unless it is the last block out: that one
                 // takes what is left, its own paused tile among it (so it looks at the list).
@@ -496,7 +500,7 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
                                  packed ? desc64(b + (j / 2) * 512 + 32 * (j % 2), 1024) : desc(b + 32 * j));
                 wgmma_commit();
                 // Read once the products are issued, off the way from the data to them.
-                const u64 mark = pausing ? unit[stage] : 0;
+                const u64 mark = pausing ? ld_shared_u64(unit_at + 8 * stage) : 0;
                 wgmma_wait<1>();
                 if (held >= 0) mbar_arrive(empty + 8 * held);
                 held = stage;

@@ -69,6 +69,12 @@ fn claimed_part() -> PartitionId {
 }
 
 fn runtime() -> Arc<Runtime> {
+    Arc::new(claiming_runtime(true))
+}
+
+/// The runtime of these tests: counted from the first launch (the tests claim SMs of launches
+/// made before any claim), the Hopper GEMM's claimed blocks pausing their tiles or not.
+fn claiming_runtime(pauses: bool) -> Runtime {
     let d = device();
     let (g, groups) = split(&d);
     assert!(groups >= 7, "the test lays out windows over 7 groups; the device has {groups}");
@@ -83,9 +89,7 @@ fn runtime() -> Arc<Runtime> {
         lanes: 1,
         rest: true,
     };
-    // Counted from the first launch: the tests claim SMs of launches made before any claim;
-    // the Hopper GEMM's claimed blocks pause their tiles.
-    Arc::new(Runtime::new(d, &spec).unwrap().with_units(UnitOrder::Counted).with_pauses(true))
+    Runtime::new(d, &spec).unwrap().with_units(UnitOrder::Counted).with_pauses(pauses)
 }
 
 /// The latency-critical side: the claimed window at the greatest priority.
@@ -272,11 +276,10 @@ fn counted_and_plain() -> (Arc<Runtime>, Runtime) {
     (runtime(), plain)
 }
 
-/// A runtime of counted units whose GEMM tiles do not pause, as `RIGHTSIZE_PAUSE=off` makes.
+/// A runtime of counted units whose GEMM tiles do not pause, as `RIGHTSIZE_PAUSE=off` makes:
+/// the same pool, streams and claims as the pausing one, so the two differ in the build alone.
 fn counted_without_pauses() -> Runtime {
-    let d = device();
-    let (g, _) = split(&d);
-    Runtime::new(d, &PoolSpec::disjoint(&[g], g)).unwrap().with_units(UnitOrder::Counted).with_pauses(false)
+    claiming_runtime(false)
 }
 
 /// A counting runtime launches a kernel whose units stand alone, of at most two rounds, a block
