@@ -368,9 +368,11 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
                     // the next one: the tile pauses after the next step (storing and reloading
                     // its accumulators costs about what two steps of the tile do; a claim
                     // waits for every step the block does first). Looked at once this step's
-                    // loads are issued, while the producer waits for the consumers anyway.
-                    pause_next = pausing && kblocks - (kb + 2) >= 2 && !taker.last && !taker.leaving &&
-                                 seen > ticket.level && taker.reserve_pause(ticket, slot, entry);
+                    // loads are issued, while the producer waits for the consumers anyway. The
+                    // claim is looked at first: unclaimed, a step costs one comparison more.
+                    if (seen > ticket.level) [[unlikely]]
+                        pause_next = pausing && kblocks - (kb + 2) >= 2 && !taker.last && !taker.leaving &&
+                                     taker.reserve_pause(ticket, slot, entry);
                 }
                 // A block that paused its tile leaves, unless it is the last block out: that one
                 // takes what is left, its own paused tile among it (so it looks at the list).

@@ -68,14 +68,14 @@ impl UnitOrder {
 }
 
 /// Whether counted launches of the Hopper GEMM run the build whose claimed blocks pause their
-/// tiles between K steps (`RIGHTSIZE_PAUSE=on|off`, off unless set; kernels/abi.h,
-/// RS_PAUSE_*): a claim then vacates an SM within a few K steps rather than a tile, at a cost
-/// in the GEMM's speed measured in docs/claims-h200.md. Off, a claimed block leaves after its
-/// tile.
+/// tiles between K steps (`RIGHTSIZE_PAUSE=on|off`, on unless set; kernels/abi.h,
+/// RS_PAUSE_*): a claim then vacates an SM within a few K steps rather than a tile. Off, a
+/// claimed block leaves after its tile, and the counted build runs (what each costs:
+/// docs/claims-h200.md).
 pub(super) fn pauses_from_env() -> std::result::Result<bool, String> {
     match std::env::var("RIGHTSIZE_PAUSE").as_deref() {
-        Err(_) | Ok("off") => Ok(false),
-        Ok("on") => Ok(true),
+        Err(_) | Ok("on") => Ok(true),
+        Ok("off") => Ok(false),
         Ok(other) => Err(format!("RIGHTSIZE_PAUSE={other}: expected on or off")),
     }
 }
