@@ -14,13 +14,14 @@
 //             and later ones as the ticket hands them out; along M first when M ≤ N, see
 //             tile_origin), so any grid and any claims are correct; a tile's K order is fixed,
 //             so the output does not depend on the grid. Counted, a block whose SM is claimed
-//             in the middle of a tile pauses it between two K steps (more than the ring's
-//             stages before its end): its consumers store the FP32 accumulators into a slot
+//             in the middle of a tile pauses it between two K steps (where two or more
+//             remain after the next one): its consumers store the FP32 accumulators into a slot
 //             (abi.h, RS_PAUSE_*) and another block of the launch, or of its continuation,
 //             loads them and goes on from that K step, adding the same products in the same
 //             order, so a claimed SM is held for about the ring's K steps, not a whole tile,
 //             and the bits do not change. A thread of the producer warpgroup reads the claim
-//             about every 0.3 µs, so the producer looks at shared memory at each K step.
+//             about once a microsecond (a 256-ns sleep and two loads from global memory), so
+//             the producer looks at shared memory at each K step.
 // Block:      a producer warpgroup and BM/64 consumer warpgroups. The producer's first
 //             thread issues the TMA loads of A (BM×64) and B (BN×64) per K step into stage s
 //             of a 192 KiB ring (4 to 16 stages) and arms full[s] with their bytes. Each
@@ -131,6 +132,12 @@ __device__ __forceinline__ void st_shared_u64(unsigned addr, u64 v) {
     asm volatile("st.shared.u64 [%0], %1;" ::"r"(addr), "l"(v) : "memory");
 }
 
+__device__ __forceinline__ unsigned ld_volatile_shared_u32(unsigned addr) {
+    unsigned v;
+    asm volatile("ld.volatile.shared.u32 %0, [%1];" : "=r"(v) : "r"(addr) : "memory");
+    return v;
+}
+
 __device__ __forceinline__ u64 ld_shared_u64(unsigned addr) {
     u64 v;
     asm volatile("ld.shared.u64 %0, [%1];" : "=l"(v) : "r"(addr) : "memory");
@@ -236,6 +243,8 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
     // of consumer thread r at r + (i / 4) · threads), so a warp's stores and loads are whole
     // 512-byte runs.
     constexpr unsigned SLOT_STRIDE = 4 * 128 * CONSUMERS;
+    static_assert(BM * BN * 4 <= RS_PAUSE_SLOT_BYTES, "a tile's accumulators fit its slot");
+    static_assert(RS_PAUSE_MAX_SLOTS < 0x7ff, "a mark holds its slot + 1 in 11 bits");
     // A counted launch that takes tiles from its counter, with claims and slots; entries hold
     // a tile index below 2^32 and a K step below 2^16.
     const bool pausing = PAUSES && RS_COUNTED && Taker::dynamic(ticket, units) && ticket.claims &&
@@ -303,6 +312,10 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
             // The producer of a build whose tiles pause; its watcher thread (t = 32) reads the
             // claim and the pause word.
             volatile PauseShared& ps = pause_shared();
+            // The shared address of the claim the watcher writes, kept in a register for the
+            // producer's K steps.
+            unsigned claim_at = smem_addr(const_cast<const unsigned*>(&ps.seen_claim));
+            asm volatile("mov.u32 %0, %0;" : "+r"(claim_at));
             const bool dynamic = Taker::dynamic(ticket, units);
             if (pausing && t == 32) {
                 // The watcher: reads the claim on its SM's group and the pause word about once a
@@ -342,7 +355,7 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
                 for (int kb = w.kstep; kb < kblocks; ++kb) {
                     // The claim as the watcher last read it, read before the wait and used
                     // after the loads are issued, so its latency is not on the way to them.
-                    const unsigned seen = ps.seen_claim;
+                    const unsigned seen = ld_volatile_shared_u32(claim_at);
                     mbar_wait(empty + 8 * stage, phase ^ 1);
                     if (dynamic && (kb == (int)w.kstep || pause_next)) {
                         const u64 to = pause_next ? PAUSE | (u64)(slot + 1) << 48 | (u64)kb << 32 | u
@@ -472,7 +485,10 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
                 }
                 named_barrier(bar, 128);
             }
-            load_accumulators<BN>(d, resumed, slot_data(ticket, resumed ? slot : 0) + 4 * (half * 128 + t), SLOT_STRIDE);
+            // (The slot's address only where resumed: a launch that takes no units from a
+            // counter, a traced one of the plain order, has no unit area to read it from.)
+            const float* src = resumed ? slot_data(ticket, slot) + 4 * (half * 128 + t) : nullptr;
+            load_accumulators<BN>(d, resumed, src, SLOT_STRIDE);
             if (resumed) {
                 __threadfence();
                 named_barrier(bar, 128);

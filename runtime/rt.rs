@@ -373,8 +373,9 @@ impl Runtime {
         let order = super::claims::unit_order(units, rounds_of, auto, alone, ticket.chain, self.counts_units());
         let counts = order == Order::Counted;
         let counted = counts || traced;
-        // Where pauses are on and the kernel has a build whose tiles pause, a counted launch runs it.
-        let paused = if counted && self.pauses && self.claims.is_ok() { self.kernels.paused(id) } else { None };
+        // Where pauses are on and the kernel has a build whose tiles pause, a launch that takes
+        // its units from the counter runs it (a traced launch of the plain order has none to pause).
+        let paused = if counts && self.pauses && self.claims.is_ok() { self.kernels.paused(id) } else { None };
         let (loaded, blocks) = if counted {
             let loaded = paused.unwrap_or_else(|| self.kernels.counted(id));
             (loaded, grid.blocks(units, part.sms(), loaded.blocks_per_sm))

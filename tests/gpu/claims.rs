@@ -267,6 +267,32 @@ fn units_are_counted_once_a_claimer_is_known() {
     assert!(!plain.counts_units(), "the plain order stays plain");
 }
 
+/// A traced launch where no claimer is known (the plain order, no unit counter) runs and
+/// traces every block, its output the untraced launch's bit for bit: the Hopper GEMM of one
+/// round and of several.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn a_traced_launch_without_a_claimer_runs_in_the_plain_order() {
+    let rt = claiming_runtime(true).with_units(UnitOrder::Auto);
+    assert!(!rt.counts_units(), "no claimer yet");
+    let mut rng = fresh_rng("traced plain");
+    for (m, n, kk) in [(1024, 1024, 1024), (8192, 4096, 1024)] {
+        let gemm = Gemm::new(&rt, &mut rng, m, n, kk);
+        let (out, trace) = (gemm.output(&rt), gemm.trace(&rt));
+        let t = Ticket { trace: trace.ptr(), ..Ticket::default() };
+        // SAFETY: as in Gemm::new; the trace holds three words per block.
+        unsafe { rt.launch_at(gemm.kernel, &gemm.with_c(&out), Placement::on(be_part()), t) }.unwrap();
+        rt.synchronize().unwrap();
+        assert!(bits(&out) == gemm.want, "{m}x{n}x{kk}: the traced launch differs from the untraced one");
+        let traced = blocks(&trace);
+        assert!(
+            !traced.is_empty() && traced.iter().all(|b| !b.for_claim),
+            "{m}x{n}x{kk}: {} blocks traced",
+            traced.len()
+        );
+    }
+}
+
 /// The test runtime (counted units, tiles that pause) and a runtime of the plain unit order on
 /// the same device, for A/Bs of the two orders.
 fn counted_and_plain() -> (Arc<Runtime>, Runtime) {
@@ -277,7 +303,8 @@ fn counted_and_plain() -> (Arc<Runtime>, Runtime) {
 }
 
 /// A runtime of counted units whose GEMM tiles do not pause, as `RIGHTSIZE_PAUSE=off` makes:
-/// the same pool, streams and claims as the pausing one, so the two differ in the build alone.
+/// a pool of the same partitions, priorities and claims as the pausing one's, so the two
+/// differ in the build alone.
 fn counted_without_pauses() -> Runtime {
     claiming_runtime(false)
 }
