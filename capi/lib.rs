@@ -212,7 +212,7 @@ fn runtime_failure(e: Error) -> Failure {
     let status = match &e {
         e if e.is_no_gpu() => RsStatus::NoGpu,
         Error::Partition(_) => RsStatus::Partitions,
-        Error::Params(_) | Error::Length { .. } | Error::Launch { .. } | Error::Foreign { .. } => {
+        Error::Params(_) | Error::Length { .. } | Error::Launch { .. } | Error::Foreign { .. } | Error::Setting(_) => {
             RsStatus::InvalidArgument
         }
         _ => RsStatus::Cuda,

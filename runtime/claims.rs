@@ -73,10 +73,15 @@ impl UnitOrder {
 /// claimed block leaves after its tile, and the counted build runs (what each costs:
 /// docs/claims-h200.md).
 pub(super) fn pauses_from_env() -> std::result::Result<bool, String> {
-    match std::env::var("RIGHTSIZE_PAUSE").as_deref() {
-        Err(_) | Ok("on") => Ok(true),
-        Ok("off") => Ok(false),
-        Ok(other) => Err(format!("RIGHTSIZE_PAUSE={other}: expected on or off")),
+    pauses_from(std::env::var("RIGHTSIZE_PAUSE").ok().as_deref())
+}
+
+/// [`pauses_from_env`] of the variable's value (`None`: unset).
+fn pauses_from(value: Option<&str>) -> std::result::Result<bool, String> {
+    match value {
+        None | Some("on") => Ok(true),
+        Some("off") => Ok(false),
+        Some(other) => Err(format!("RIGHTSIZE_PAUSE={other}: expected on or off")),
     }
 }
 
@@ -343,6 +348,15 @@ impl Claims {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rightsize_pause_is_on_unless_set_off_and_names_a_bad_value() {
+        assert_eq!(pauses_from(None), Ok(true));
+        assert_eq!(pauses_from(Some("on")), Ok(true));
+        assert_eq!(pauses_from(Some("off")), Ok(false));
+        let err = pauses_from(Some("1")).unwrap_err();
+        assert!(err.contains("RIGHTSIZE_PAUSE=1") && err.contains("on or off"), "{err}");
+    }
 
     #[test]
     fn a_continuation_follows_only_a_launch_that_takes_units_from_a_counter_and_reads_claims() {

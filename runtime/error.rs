@@ -71,6 +71,9 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// An environment variable the runtime reads, set to a value it does not take.
+    #[error("{0}")]
+    Setting(String),
     /// A launch that cannot be issued as asked.
     #[error("launch of {kernel}: {reason}")]
     Launch {

@@ -60,8 +60,8 @@ impl Runtime {
         let kernels = KernelTable::load(&device)?;
         // Claims need partitions to claim with; where the SM sets cannot be measured, claims
         // are refused with the reason and launches run without them.
-        let units = UnitOrder::from_env().map_err(|reason| Error::Launch { kernel: "-", reason })?;
-        let pauses = super::claims::pauses_from_env().map_err(|reason| Error::Launch { kernel: "-", reason })?;
+        let units = UnitOrder::from_env().map_err(Error::Setting)?;
+        let pauses = super::claims::pauses_from_env().map_err(Error::Setting)?;
         let claims = if spec.partitions.is_empty() {
             Err("the runtime was made without partitions".to_string())
         } else {
