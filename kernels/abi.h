@@ -53,10 +53,11 @@ typedef struct RsTicket {
 /**
  * Paused tiles (the Hopper GEMM, kernels/gemm_sm90.cu). A counted launch's block whose SM is
  * claimed in the middle of a tile pauses it between two K steps: its FP32 accumulators go to a
- * free slot at RsTicket.pause and the tile, the slot and the K step reached to the stream's
- * pause list; a block of the launch (or of its continuation) takes paused tiles before new
- * tickets, loads the accumulators and goes on from that K step, so the products are added in
- * the same order and the output's bits are those of an unpaused run.
+ * free slot of the pool's pause slots (whose address the stream's unit area holds, below) and
+ * the tile, the slot and the K step reached to the stream's pause list; a block of the launch
+ * (or of its continuation) takes paused tiles before new tickets, loads the accumulators and
+ * goes on from that K step, so the products are added in the same order and the output's
+ * bits are those of an unpaused run.
  *
  * The counter (RsTicket.counter) is the first word of its stream's unit area of
  * RS_UNIT_AREA_BYTES: the counter; at byte 8 the address of the pool's pause slots (below)
@@ -70,8 +71,8 @@ typedef struct RsTicket {
  * The pause slots: RS_PAUSE_MAX_SLOTS / 64 words of the slots in use (a bit each), then a
  * 32-bit word per slot and consumer warpgroup (1 from when the pausing block's warpgroup has
  * stored its accumulators until the resuming one has loaded them), then a 32-bit count per
- * slot of warpgroups that have loaded it, then the slots of RS_PAUSE_SLOT_BYTES, at a
- * 1,024-byte boundary.
+ * slot of warpgroups that have loaded it, then, RS_PAUSE_HEADER_BYTES from the start, the
+ * slots of RS_PAUSE_SLOT_BYTES each.
  */
 #define RS_PAUSE_ENTRIES 256
 #define RS_UNIT_AREA_BYTES (256 + 8 * RS_PAUSE_ENTRIES)
@@ -79,7 +80,7 @@ typedef struct RsTicket {
 #define RS_PAUSE_CANCELLED 0x7fffu
 /** A slot holds one 128×256 tile's FP32 accumulators. */
 #define RS_PAUSE_SLOT_BYTES (128 * 256 * 4)
-/** Bytes before the first slot at RsTicket.pause. */
+/** Bytes of the pause slots' header, before the first slot. */
 #define RS_PAUSE_HEADER_BYTES 16384
 
 /** RsTicket.chain of a launch a continuation follows (above any grid). */
