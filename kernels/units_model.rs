@@ -42,6 +42,15 @@ impl Tickets {
     }
 }
 
+/// `Tickets::of`: how a launch of `grid` blocks and chain `chain` hands out `units` in groups of
+/// `group` (a launch alone does its blocks' first units itself; a continuation lays its tickets
+/// out by the grid of the launch it continues).
+fn tickets_of(units: u64, group: u64, grid: u64, chain: Chain) -> Tickets {
+    let first = if chain == Chain::Alone { grid.min(units) } else { 0 };
+    let layout = if let Chain::Continues(g) = chain { g } else { grid };
+    Tickets::new(units, group, first, layout)
+}
+
 /// `RsTicket.chain`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Chain {
@@ -93,16 +102,8 @@ impl Launch {
         }
     }
 
-    /// `layout_grid`: the grid the tickets are laid out by.
-    fn layout_grid(&self) -> u64 {
-        match self.chain {
-            Chain::Continues(g) => g,
-            _ => self.grid,
-        }
-    }
-
     fn tickets(&self) -> Tickets {
-        Tickets::new(self.units, self.group, self.first_units(), self.layout_grid())
+        tickets_of(self.units, self.group, self.grid, self.chain)
     }
 
     fn followed(&self) -> bool {
@@ -407,9 +408,7 @@ impl GemmLaunch {
     }
 
     fn tickets(&self) -> Tickets {
-        let first = if self.chain == Chain::Alone { self.grid } else { 0 };
-        let grid = if let Chain::Continues(g) = self.chain { g } else { self.grid };
-        Tickets::new(self.units, 1, first.min(self.units), grid)
+        tickets_of(self.units, 1, self.grid, self.chain)
     }
 
     fn followed(&self) -> bool {
