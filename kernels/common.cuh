@@ -352,11 +352,11 @@ struct Taker {
     // claim and the pause word (`seen`: the claim level it read, or -1 to read it here;
     // `maybe_paused`: whether the list held a paused tile when it last looked), the take costs
     // one round trip, the ticket's: a tile paused since is taken by a later take or the last
-    // block out, which reads the list itself.
-    __device__ Tile next_tile(const RsTicket& t, u64 units, int seen, bool maybe_paused) {
+    // block out, which reads the list itself. `pausing`: whether the launch's tiles may pause
+    // (the kernel's own test, so no read of the unit area comes before the ticket's).
+    __device__ Tile next_tile(const RsTicket& t, u64 units, int seen, bool maybe_paused, bool pausing) {
         if (!last && (seen < 0 ? claim(t) : (unsigned)seen) > t.level) leaving = true;
         if (leaving && !last && leave(t, units, 1)) return Tile{units, 0, Tile::NO_SLOT};
-        const bool pausing = pause_slots(t) != 0;
         Tile tile;
         if (pausing && maybe_paused && take_paused(t, tile)) {
             ++done;

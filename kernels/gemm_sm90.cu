@@ -343,7 +343,7 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
             const Tile none{units, 0, Tile::NO_SLOT};
             // The first take of a launch that takes all reads the claim itself (the watcher may
             // not have read it yet); the others use the watcher's reads, where it runs.
-            Tile w = dynamic && takes_all(ticket) ? taker.next_tile(ticket, units, -1, true)
+            Tile w = dynamic && takes_all(ticket) ? taker.next_tile(ticket, units, -1, true, pausing)
                      : takes_all(ticket)               ? none
                                                        : Tile{blockIdx.x, 0, Tile::NO_SLOT};
             while (w.unit < units) {
@@ -391,8 +391,8 @@ __device__ __forceinline__ void gemm_wgmma(const GemmTmaParams& tp, unsigned cha
                 // takes what is left, its own paused tile among it (so it looks at the list).
                 w = !dynamic ? Tile{u + gridDim.x, 0, Tile::NO_SLOT}
                     : leaves   ? none
-                    : pausing  ? taker.next_tile(ticket, units, (int)ps.seen_claim, paused || ps.seen_paused)
-                               : taker.next_tile(ticket, units, -1, false);
+                    : pausing  ? taker.next_tile(ticket, units, (int)ps.seen_claim, paused || ps.seen_paused, true)
+                               : taker.next_tile(ticket, units, -1, false, false);
             }
             if (dynamic) {
                 left = taker.leave_word();
