@@ -339,7 +339,7 @@ fn policy_spec(name: &str, specs: &[RsTenantSpec], profiles: &[Profile]) -> Resu
             }
         })
         .collect();
-    Ok(PolicySpec { kind, tenants, reserved_sms: 0, claims: false, guard: Guard::Knee, hush: 0 })
+    Ok(PolicySpec { kind, tenants, reserved_sms: 0, claims: false, guard: Guard::Knee, hush: 0, trial: true })
 }
 
 /// The policies a runtime can have.
@@ -678,10 +678,11 @@ pub unsafe extern "C" fn rightsize_tenant_synchronize(t: *const RsTenant) -> RsS
 }
 
 /// Reports how long one of the tenant's requests took, from when it was due (arrived) to when
-/// it completed, in microseconds. With a latency objective (`slo_us`), krisp measures from
-/// these how close the tenant's last 128 requests come to it (their 99th percentile), and
-/// gives the SMs a latency-critical tenant and a best-effort one dispute to whichever is nearer
-/// its objective (docs/architecture.md, the guard); without one, nothing.
+/// it completed, in microseconds. krisp times the layouts it tries for a set of busy tenants
+/// by these (docs/architecture.md, the share policy). With a latency objective (`slo_us`),
+/// krisp also measures from them how close the tenant's last 128 requests come to it (their
+/// 99th percentile), and gives the SMs a latency-critical tenant and a best-effort one
+/// dispute to whichever is nearer its objective (docs/architecture.md, the guard).
 ///
 /// # Safety
 /// `t` is a live tenant handle of this thread.

@@ -377,10 +377,11 @@ enum RsStatus rightsize_tenant_synchronize(const struct RsTenant *t);
 
 /**
  * Reports how long one of the tenant's requests took, from when it was due (arrived) to when
- * it completed, in microseconds. With a latency objective (`slo_us`), krisp measures from
- * these how close the tenant's last 128 requests come to it (their 99th percentile), and
- * gives the SMs a latency-critical tenant and a best-effort one dispute to whichever is nearer
- * its objective (docs/architecture.md, the guard); without one, nothing.
+ * it completed, in microseconds. krisp times the layouts it tries for a set of busy tenants
+ * by these (docs/architecture.md, the share policy). With a latency objective (`slo_us`),
+ * krisp also measures from them how close the tenant's last 128 requests come to it (their
+ * 99th percentile), and gives the SMs a latency-critical tenant and a best-effort one
+ * dispute to whichever is nearer its objective (docs/architecture.md, the guard).
  *
  * # Safety
  * `t` is a live tenant handle of this thread.

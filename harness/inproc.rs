@@ -254,7 +254,19 @@ fn policy_spec(s: &Scenario, knees: &Knees) -> PolicySpec {
         0,
         "not a count of launches; best-effort work does not wait",
     );
-    PolicySpec { kind: PolicyKind::Full, tenants, reserved_sms: s.reserved_sms, claims, guard, hush }
+    // RIGHTSIZE_TRIAL=off: krisp keeps its curves' layout for every set instead of trying
+    // equal parts beside it and keeping the faster, for comparisons.
+    let trial = env_setting(
+        "RIGHTSIZE_TRIAL",
+        |v| match v {
+            "on" => Some(true),
+            "off" => Some(false),
+            _ => None,
+        },
+        true,
+        "neither on nor off; krisp tries its layouts",
+    );
+    PolicySpec { kind: PolicyKind::Full, tenants, reserved_sms: s.reserved_sms, claims, guard, hush, trial }
 }
 
 /// The setting of environment variable `name` as `parse` reads it; `otherwise` where it is

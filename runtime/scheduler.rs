@@ -364,6 +364,12 @@ impl Scheduler {
         (active, self.sustained(active | 1 << tenant.min(63)), self.yields_to(tenant))
     }
 
+    /// Tells the policy that a request of `tenant` ran from `began_ns` to `ended_ns`
+    /// ([`Policy::observe`]).
+    pub(crate) fn observe(&self, tenant: TenantId, began_ns: u64, ended_ns: u64) {
+        self.policy.observe(tenant, began_ns, ended_ns);
+    }
+
     /// Stores `tenant`'s pressure: how close its recent requests came to its latency
     /// objective (a high quantile of their latencies ÷ the objective, as its tenant measured
     /// it), or `None` (not measured: it has no objective, or too few requests yet).

@@ -29,7 +29,7 @@ pub mod vocabulary;
 pub use fixed::{equal_windows, Full, Static};
 pub use knee::{KrispConserved, KrispIsolated, Prioritized};
 pub use load::{Duty, GroupLoad, DUTY_IDLE_CAP, DUTY_WEIGHT, SUSTAINED};
-pub use share::{meets_on, KrispShare, Share, Speeds, BOUNDED_SLO_SHARE, TABLE_TENANTS};
+pub use share::{meets_on, KrispShare, Share, Speeds, Stage, BOUNDED_SLO_SHARE, TABLE_TENANTS, TRIAL_REQUESTS};
 pub use spec::{reserved_groups, Guard, PolicyKind, PolicySpec, TenantSpec};
 pub(crate) use vocabulary::span;
 pub use vocabulary::{
@@ -80,6 +80,10 @@ pub trait Policy: Send + Sync + fmt::Debug {
         let homes = equal_windows(groups, tenants);
         vec![whole, homes[(t as usize).min(homes.len() - 1)]]
     }
+    /// A request of `tenant` ran from `began_ns` to `ended_ns` (the host's monotonic clock,
+    /// `timer::monotonic_ns`), as its caller reports it ([`Tenant::observe`](crate::runtime::Tenant::observe)):
+    /// for a policy that measures its choices (`krisp`'s layout trial). By default nothing.
+    fn observe(&self, _tenant: TenantId, _began_ns: u64, _ended_ns: u64) {}
     /// Places `d` anywhere on the device.
     fn decide(&self, d: &Demand, load: &GroupLoad, topo: &Topology) -> Decision {
         self.place(d, load, topo, GroupRange { first: 0, count: topo.groups })

@@ -91,6 +91,9 @@ pub struct PolicySpec {
     /// Every how many of a best-effort tenant's launches one waits while a protected
     /// latency-critical request is in flight (`krisp`: [`KrispShare::hushing`]); 0: none.
     pub hush: u32,
+    /// Whether `krisp` tries equal parts beside its curves' layout and keeps the faster
+    /// ([`KrispShare::with_speeds`]; off: [`KrispShare::untried`]).
+    pub trial: bool,
 }
 
 /// How krisp guards a latency-critical tenant's window where contention comes and goes
@@ -190,6 +193,7 @@ impl PolicySpec {
             })
             .collect();
         let shares = KrispShare::with_speeds(shares, speeds, self.tenants.len() as u32, topo).with_knees(knees);
+        let shares = if self.trial { shares } else { shares.untried() };
         if self.guard == Guard::Off {
             shares.unguarded()
         } else {
@@ -234,6 +238,7 @@ mod tests {
             claims: false,
             guard: Guard::Knee,
             hush: 0,
+            trial: true,
         };
         assert_eq!(spec(PolicyKind::Krisp { curves: false }).bounded(&TOPO), vec![true, false]);
         assert_eq!(
@@ -261,6 +266,7 @@ mod tests {
             claims: false,
             guard,
             hush: 0,
+            trial: true,
         };
         let be = Demand { active: 0b11, sustained: false, ..Demand::new(1, PriorityClass::BestEffort, None, 64) };
         let place = |guard| match spec(guard).build(&TOPO).unwrap().decide(&be, &GroupLoad::new(TOPO.groups, 2), &TOPO)
@@ -303,6 +309,7 @@ mod tests {
             claims: false,
             guard: Guard::Knee,
             hush: 0,
+            trial: true,
         };
         let names: Vec<&str> = [
             PolicyKind::Full,

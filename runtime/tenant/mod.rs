@@ -686,15 +686,21 @@ impl Tenant {
     }
 
     /// Tells its scheduler how long one of its requests took, from when it was due to when it
-    /// completed (waiting included). Against its latency objective ([`Tenant::with_slo`]) its
+    /// completed (waiting included); its policy hears of each one ([`super::policy::Policy::observe`]: krisp
+    /// times the layouts it tries by them). Against its latency objective ([`Tenant::with_slo`]) its
     /// last 128 requests (`PRESSURE_WINDOW`; measured from the 8th on) give its *pressure*: how
     /// close their tail came to the objective (the second largest latency ÷ objective, their
     /// 99th percentile once there are 128). Where a
     /// best-effort tenant's pressure is above a latency-critical tenant's, krisp keeps no window
     /// of the latter's free of the former's kernels
     /// ([`crate::runtime::policy::Demand::yields_to`]): the SMs in dispute go to whichever is
-    /// the more pressed. Nothing without an objective or a scheduler.
+    /// the more pressed. No pressure without an objective; nothing without a scheduler.
     pub fn observe(&self, latency: std::time::Duration) {
+        if let (Mode::Scheduled, Some(sched)) = (self.mode, self.rt.scheduler()) {
+            let ended = super::timer::monotonic_ns();
+            let took = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
+            sched.observe(self.id, ended.saturating_sub(took), ended);
+        }
         let (Some(slo), Mode::Scheduled, Some(sched)) = (self.slo, self.mode, self.rt.scheduler()) else {
             return;
         };

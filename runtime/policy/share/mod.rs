@@ -4,9 +4,14 @@
 mod sizes;
 #[cfg(test)]
 mod tests;
+mod trial;
+
+use std::sync::Arc;
 
 use sizes::{cut_to_fit, ids, share_out};
 pub use sizes::{meets_on, Share, Speeds, BOUNDED_SLO_SHARE};
+use trial::LayoutTrial;
+pub use trial::{Stage, TRIAL_REQUESTS};
 
 use super::{span, Blocks, Decision, Demand, GroupLoad, GroupRange, Policy, PriorityClass, Region, TenantId, Topology};
 
@@ -17,6 +22,9 @@ struct Layouts {
     groups: u32,
     /// By active set (a bit per tenant id), a window per tenant id.
     by_set: Vec<Vec<Option<GroupRange>>>,
+    /// By active set, the windows of equal parts where the set's layout is tried
+    /// ([`LayoutTrial`]); empty for the others.
+    equal_by_set: Vec<Vec<Option<GroupRange>>>,
 }
 
 /// The most tenants whose layouts [`KrispShare::with_speeds`] makes ahead (2^n sets).
@@ -50,6 +58,9 @@ pub struct KrispShare {
     /// Every how many of a best-effort tenant's launches one waits while a protected
     /// latency-critical request is in flight; 0: none ([`KrispShare::hushing`]).
     hush: u32,
+    /// Which layout each set of busy best-effort tenants keeps, measured, where the curves'
+    /// layout and equal parts differ ([`LayoutTrial`]; `None`: the curves' layout always).
+    trial: Option<Arc<LayoutTrial>>,
 }
 
 impl KrispShare {
@@ -92,6 +103,21 @@ impl KrispShare {
         self
     }
 
+    /// The same policy keeping the curves' layout for every set, untried ([`LayoutTrial`]),
+    /// as before 2026-11-30: for comparisons (`RIGHTSIZE_TRIAL=off`).
+    pub fn untried(mut self) -> KrispShare {
+        self.trial = None;
+        if let Some(t) = self.table.as_mut() {
+            t.equal_by_set = Vec::new();
+        }
+        self
+    }
+
+    /// Where the trial of the layout of `set` stands (`None`: not tried, or not begun).
+    pub fn trial_stage(&self, set: u64) -> Option<Stage> {
+        self.trial.as_ref()?.stage(set)
+    }
+
     /// Shares without speeds: what quotas leave goes in equal parts.
     pub fn new(shares: Vec<Share>) -> KrispShare {
         KrispShare {
@@ -102,6 +128,7 @@ impl KrispShare {
             unguarded: false,
             knees: Vec::new(),
             hush: 0,
+            trial: None,
         }
     }
 
@@ -109,25 +136,64 @@ impl KrispShare {
     /// speeds (`speeds[i]` for tenant `i`; empty: in equal parts) where every tenant that
     /// takes it has speeds. The layout of every active set is made here, once, so the launch
     /// path only looks it up; beyond [`TABLE_TENANTS`] tenants it is computed per launch, in
-    /// equal parts, as by [`KrispShare::new`].
+    /// equal parts, as by [`KrispShare::new`]. Without latency-critical tenants, a set whose
+    /// layout by speeds differs from equal parts keeps whichever of the two runs faster,
+    /// measured ([`LayoutTrial`]; [`KrispShare::untried`] keeps the curves' layout).
     pub fn with_speeds(shares: Vec<Share>, speeds: Vec<Option<Speeds>>, tenants: u32, topo: &Topology) -> KrispShare {
-        let mut p =
-            KrispShare { shares, speeds, table: None, claims: false, unguarded: false, knees: Vec::new(), hush: 0 };
+        let mut p = KrispShare {
+            shares,
+            speeds,
+            table: None,
+            claims: false,
+            unguarded: false,
+            knees: Vec::new(),
+            hush: 0,
+            trial: None,
+        };
         let n = (p.shares.len() as u32).max(tenants);
         if n == 0 || n > TABLE_TENANTS {
             return p;
         }
         // Every tenant's home, once; then each active set's windows from them.
-        let mut home = [0u32; 64];
-        p.homes(n, topo.groups, &mut home, true);
-        let by_set = (0..1u64 << n)
-            .map(|set| {
-                let mut out = [None; 64];
-                p.arrange(set, &home, topo.groups, &mut out, true);
-                out[..n as usize].to_vec()
-            })
-            .collect();
-        p.table = Some(Layouts { tenants: n, groups: topo.groups, by_set });
+        let arranged = |by_speed: bool| -> Vec<Vec<Option<GroupRange>>> {
+            let mut home = [0u32; 64];
+            p.homes(n, topo.groups, &mut home, by_speed);
+            (0..1u64 << n)
+                .map(|set| {
+                    let mut out = [None; 64];
+                    p.arrange(set, &home, topo.groups, &mut out, by_speed);
+                    out[..n as usize].to_vec()
+                })
+                .collect()
+        };
+        let by_set = arranged(true);
+        // The sets tried: no latency-critical tenant anywhere, the two layouts differ, and
+        // each tenant of the set has its speeds (its weight in the verdict).
+        let mut weights = vec![Vec::new(); by_set.len()];
+        let mut equal_by_set = vec![Vec::new(); by_set.len()];
+        if p.critical_set() == 0 {
+            let equal = arranged(false);
+            for (set, (curves, eq)) in by_set.iter().zip(equal).enumerate() {
+                if *curves == eq {
+                    continue;
+                }
+                let w: Option<Vec<(usize, f64)>> = ids(set as u64)
+                    .map(|t| {
+                        let win = curves[t]?;
+                        let rest = win.end() == topo.groups;
+                        Some((t, p.speeds.get(t)?.as_ref()?.on(win.count, rest)))
+                    })
+                    .collect();
+                if let Some(w) = w.filter(|w| w.len() >= 2) {
+                    weights[set] = w;
+                    equal_by_set[set] = eq;
+                }
+            }
+        }
+        if weights.iter().any(|w| !w.is_empty()) {
+            p.trial = Some(Arc::new(LayoutTrial::new(weights)));
+        }
+        p.table = Some(Layouts { tenants: n, groups: topo.groups, by_set, equal_by_set });
         p
     }
 
@@ -244,7 +310,12 @@ impl KrispShare {
     fn lay(&self, active: u64, tenants: u32, groups: u32, out: &mut [Option<GroupRange>; 64]) {
         let n = (self.shares.len() as u32).max(tenants).max(64 - active.leading_zeros()).min(64);
         if let Some(t) = self.table.as_ref().filter(|t| t.tenants == n && t.groups == groups) {
-            for (o, w) in out.iter_mut().zip(&t.by_set[active as usize]) {
+            let equal = self.trial.as_ref().is_some_and(|tr| tr.on_equal(active));
+            let windows = match t.equal_by_set.get(active as usize) {
+                Some(eq) if equal && !eq.is_empty() => eq,
+                _ => &t.by_set[active as usize],
+            };
+            for (o, w) in out.iter_mut().zip(windows) {
                 *o = *w;
             }
             return;
@@ -280,6 +351,15 @@ impl KrispShare {
             let mut lay = [None; 64];
             self.lay(active, n, groups, &mut lay);
             if let Some(w) = lay[t as usize].filter(|w| w.count < groups && !out.contains(w)) {
+                out.push(w);
+            }
+            // And its window of equal parts, where the set's layout is tried.
+            let equal = self.table.as_ref().filter(|tb| tb.tenants == n && tb.groups == groups);
+            if let Some(w) = equal
+                .and_then(|tb| tb.equal_by_set.get(active as usize))
+                .and_then(|eq| eq.get(t as usize).copied().flatten())
+                .filter(|w| w.count < groups && !out.contains(w))
+            {
                 out.push(w);
             }
             // Where it is guarded off the active latency-critical tenants' windows.
@@ -364,13 +444,22 @@ impl KrispShare {
     }
 
     /// Whether a best-effort kernel of `tenant` on window `w` borrows: `w` reaches beyond what
-    /// the tenant owns (a latency-critical tenant never borrows).
+    /// the tenant owns (a latency-critical tenant never borrows). Where every tenant's set is
+    /// tried ([`LayoutTrial`]), it owns its home of either layout: a plan captured for one is
+    /// replayed while the set runs on it, whichever the trial has reached.
     fn borrows(&self, tenant: TenantId, load: &GroupLoad, topo: &Topology, w: GroupRange) -> bool {
         let tenant = tenant.min(63);
         if self.critical(tenant as usize) {
             return false;
         }
-        !self.home(tenant, load.tenants(), topo.groups).contains(&w)
+        let n = (self.shares.len() as u32).max(load.tenants()).max(tenant + 1).min(64);
+        let equal_home = self
+            .table
+            .as_ref()
+            .filter(|tb| tb.tenants == n && tb.groups == topo.groups)
+            .and_then(|tb| tb.equal_by_set.get(self.everyone(n) as usize))
+            .and_then(|eq| eq.get(tenant as usize).copied().flatten());
+        !self.home(tenant, n, topo.groups).contains(&w) && !equal_home.is_some_and(|h| h.contains(&w))
     }
 
     /// Where a best-effort tenant's kernel runs beside latency-critical tenants where no
@@ -453,6 +542,9 @@ impl KrispShare {
         }
         let (mut now, mut owned) = ([None; 64], [None; 64]);
         let n = load.tenants().max(64 - active.leading_zeros());
+        if let Some(tr) = &self.trial {
+            tr.saw(active, crate::runtime::timer::monotonic_ns);
+        }
         self.lay(active, n, topo.groups, &mut now);
         self.lay(self.everyone(n), n, topo.groups, &mut owned);
         let (w, own) = (now[tenant as usize].expect("active"), owned[tenant as usize].expect("a tenant"));
@@ -495,6 +587,11 @@ impl Policy for KrispShare {
     }
     fn plan_windows(&self, t: TenantId, tenants: u32, groups: u32) -> Vec<GroupRange> {
         std::iter::once(GroupRange { first: 0, count: groups }).chain(self.windows(t, tenants, groups)).collect()
+    }
+    fn observe(&self, tenant: TenantId, began_ns: u64, ended_ns: u64) {
+        if let Some(tr) = &self.trial {
+            tr.observe(tenant as usize, began_ns, ended_ns);
+        }
     }
     fn pick_plan(&self, d: &Demand, load: &GroupLoad, topo: &Topology, regions: &[Region]) -> (usize, bool) {
         let (now, now_borrowed) = self.now(d, load, topo);

@@ -460,3 +460,82 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_set_keeps_the_layout_its_requests_ran_faster_on() {
+    use crate::runtime::timer::monotonic_ns;
+    let sms: Vec<u32> = (1..=15).map(|g| g * 8).chain([132]).collect();
+    // A prefill that scales with SMs, and a decoder whose requests barely do: by the curves
+    // the prefill gets most of the device, unlike equal parts.
+    let linear: Vec<(u32, f64)> = sms.iter().map(|&s| (s, 13_200.0 / f64::from(s))).collect();
+    let flat: Vec<(u32, f64)> = sms.iter().map(|&s| (s, 100.0 + 1_320.0 / f64::from(s))).collect();
+    let speeds = vec![Speeds::from_times(&linear, &TOPO), Speeds::from_times(&flat, &TOPO)];
+    let be = vec![share(false, None); 2];
+    let curves = KrispShare::with_speeds(be.clone(), speeds.clone(), 2, &TOPO).untried().layout(0b11, 2, 15);
+    let equal = KrispShare::new(be.clone()).layout(0b11, 2, 15);
+    assert_ne!(curves, equal);
+    let load = GroupLoad::new(TOPO.groups, 2);
+    let busy = |t| Demand { active: 0b11, sustained: true, ..Demand::new(t, PriorityClass::BestEffort, None, 1024) };
+    // Requests of both tenants one after the other, `us[t]` µs each, `rounds` times.
+    let feed = |p: &KrispShare, at: &mut u64, us: [f64; 2], rounds: usize| {
+        for _ in 0..rounds {
+            for (t, &u) in us.iter().enumerate() {
+                let began = *at;
+                *at += (u * 1e3) as u64;
+                p.observe(t as TenantId, began, *at);
+            }
+        }
+    };
+    let windows = |p: &KrispShare| p.layout(0b11, 2, 15);
+    for (on_equal, equal_kept) in [([13_000.0, 22_000.0], true), ([13_000.0, 30_000.0], false)] {
+        let p = KrispShare::with_speeds(be.clone(), speeds.clone(), 2, &TOPO);
+        // Each tenant's plans include its window of both layouts, captured as its own (not
+        // borrowed: resident blocks at its priority).
+        for t in 0..2 {
+            let ws = p.windows(t, 2, 15);
+            assert!([curves[t as usize], equal[t as usize]].iter().all(|w| ws.contains(&w.unwrap())), "{ws:?}");
+            for w in [curves[t as usize].unwrap(), equal[t as usize].unwrap()] {
+                assert_eq!(p.place(&busy(t), &load, &TOPO, w), Decision::run(Region::Groups(w), false));
+            }
+        }
+        p.decide(&busy(0), &load, &TOPO);
+        let mut at = monotonic_ns() + 1_000;
+        assert_eq!(windows(&p), curves, "the curves' layout first");
+        // TRIAL_REQUESTS of each tenant on each layout.
+        feed(&p, &mut at, [10_000.0, 31_000.0], TRIAL_REQUESTS - 1);
+        assert_eq!(p.trial_stage(0b11), Some(Stage::Curves));
+        feed(&p, &mut at, [10_000.0, 31_000.0], 1);
+        assert_eq!((p.trial_stage(0b11), windows(&p)), (Some(Stage::Equal), equal.clone()));
+        // A request begun before the switch is not counted on equal parts.
+        p.observe(1, at - 40_000_000, at);
+        feed(&p, &mut at, on_equal, TRIAL_REQUESTS - 1);
+        assert_eq!(p.trial_stage(0b11), Some(Stage::Equal));
+        feed(&p, &mut at, on_equal, 1);
+        assert_eq!(p.trial_stage(0b11), Some(Stage::Kept { equal: equal_kept }));
+        assert_eq!(windows(&p), if equal_kept { equal.clone() } else { curves.clone() });
+        // The verdict stands.
+        feed(&p, &mut at, [10_000.0, 31_000.0], 8);
+        assert_eq!(p.trial_stage(0b11), Some(Stage::Kept { equal: equal_kept }));
+    }
+    // Untried: the curves' layout whatever the requests.
+    let untried = KrispShare::with_speeds(be.clone(), speeds.clone(), 2, &TOPO).untried();
+    untried.decide(&busy(0), &load, &TOPO);
+    feed(&untried, &mut (monotonic_ns() + 1_000), [10_000.0, 31_000.0], 20);
+    assert_eq!((untried.trial_stage(0b11), windows(&untried)), (None, curves.clone()));
+    // Beside a latency-critical tenant no set is tried: its requests change the set.
+    let lc = vec![share(true, Some(4)), share(false, None), share(false, None)];
+    let mut three = speeds.clone();
+    three.insert(0, None);
+    let p = KrispShare::with_speeds(lc, three, 3, &TOPO);
+    let busy3 = Demand { active: 0b110, sustained: true, ..Demand::new(1, PriorityClass::BestEffort, None, 1024) };
+    p.decide(&busy3, &GroupLoad::new(TOPO.groups, 3), &TOPO);
+    let mut at = monotonic_ns() + 1_000;
+    for _ in 0..10 {
+        for t in 1..3 {
+            let began = at;
+            at += 10_000_000;
+            p.observe(t, began, at);
+        }
+    }
+    assert_eq!(p.trial_stage(0b110), None);
+}
