@@ -543,7 +543,7 @@ impl KrispShare {
         let (mut now, mut owned) = ([None; 64], [None; 64]);
         let n = load.tenants().max(64 - active.leading_zeros());
         if let Some(tr) = &self.trial {
-            tr.saw(active, crate::runtime::timer::monotonic_ns);
+            tr.saw(tenant as usize, active, crate::runtime::timer::monotonic_ns);
         }
         self.lay(active, n, topo.groups, &mut now);
         self.lay(self.everyone(n), n, topo.groups, &mut owned);

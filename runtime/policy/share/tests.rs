@@ -476,11 +476,13 @@ fn a_set_keeps_the_layout_its_requests_ran_faster_on() {
     assert_ne!(curves, equal);
     let load = GroupLoad::new(TOPO.groups, 2);
     let busy = |t| Demand { active: 0b11, sustained: true, ..Demand::new(t, PriorityClass::BestEffort, None, 1024) };
-    // Requests of both tenants one after the other, `us[t]` µs each, `rounds` times.
+    // Requests of both tenants one after the other, `us[t]` µs each (a launch each, placed
+    // with the windows laid out), `rounds` times.
     let feed = |p: &KrispShare, at: &mut u64, us: [f64; 2], rounds: usize| {
         for _ in 0..rounds {
             for (t, &u) in us.iter().enumerate() {
                 let began = *at;
+                p.decide(&busy(t as TenantId), &load, &TOPO);
                 *at += (u * 1e3) as u64;
                 p.observe(t as TenantId, began, *at);
             }
@@ -506,8 +508,13 @@ fn a_set_keeps_the_layout_its_requests_ran_faster_on() {
         assert_eq!(p.trial_stage(0b11), Some(Stage::Curves));
         feed(&p, &mut at, [10_000.0, 31_000.0], 1);
         assert_eq!((p.trial_stage(0b11), windows(&p)), (Some(Stage::Equal), equal.clone()));
-        // A request begun before the switch is not counted on equal parts.
+        // A request begun before the switch is not counted on equal parts, nor one of which
+        // no launch saw the windows laid out (its tenant alone, say).
+        p.decide(&busy(1), &load, &TOPO);
         p.observe(1, at - 40_000_000, at);
+        for t in 0..2 {
+            p.observe(t, at, at + 1_000_000);
+        }
         feed(&p, &mut at, on_equal, TRIAL_REQUESTS - 1);
         assert_eq!(p.trial_stage(0b11), Some(Stage::Equal));
         feed(&p, &mut at, on_equal, 1);

@@ -9,7 +9,10 @@
 //!
 //! The trial of a set: [`TRIAL_REQUESTS`] requests of each of its tenants on the curves'
 //! layout, then as many on equal parts; a request begun before the switch is not counted
-//! (it carries the switch), nor one during which the contending set changed.
+//! (it carries the switch), nor one begun before the set last became the contending set, nor
+//! one of which no placement saw the set's windows laid out (its tenant ran alone, say,
+//! once the others were done). A tenant's moments alone between the others' requests do not
+//! end the set's contention: they come with every request, under either layout.
 //! The verdict compares Σ speed: each tenant's speed on the curves' layout is its curve's
 //! (relative to the whole device alone) and on equal parts that times the ratio of its median
 //! request times, so only ratios of times measured under the same neighbours enter it. The
@@ -38,7 +41,18 @@ pub(super) struct LayoutTrial {
     /// that set (monotonic ns).
     current: AtomicU64,
     since_ns: AtomicU64,
+    /// By tenant id: placements of it that saw windows laid out (each written by its
+    /// tenant's thread, on a line of its own), and the count its last request ended at.
+    laid: Vec<Slot>,
     trials: Mutex<HashMap<u64, SetTrial>>,
+}
+
+/// A tenant's count of laid-out placements, alone on its cache line.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Slot {
+    laid: AtomicU64,
+    at_last_request: AtomicU64,
 }
 
 /// Where a set's trial stands.
@@ -74,6 +88,7 @@ impl LayoutTrial {
             weights,
             current: AtomicU64::new(0),
             since_ns: AtomicU64::new(0),
+            laid: (0..64).map(|_| Slot::default()).collect(),
             trials: Mutex::new(HashMap::new()),
         }
     }
@@ -88,9 +103,13 @@ impl LayoutTrial {
         self.equal.get(set as usize).is_some_and(|e| e.load(Ordering::Relaxed))
     }
 
-    /// A placement with laid-out windows saw `set` contend (on the launch path: a load, and
-    /// the clock read and two stores when the set changed).
-    pub(super) fn saw(&self, set: u64, now_ns: impl FnOnce() -> u64) {
+    /// A placement of `tenant` with laid-out windows saw `set` contend (on the launch path: a
+    /// load and a store of its own line, a load, and the clock read and two stores when the set
+    /// changed).
+    pub(super) fn saw(&self, tenant: usize, set: u64, now_ns: impl FnOnce() -> u64) {
+        if let Some(slot) = self.laid.get(tenant) {
+            slot.laid.store(slot.laid.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+        }
         if self.current.load(Ordering::Relaxed) != set {
             self.since_ns.store(now_ns(), Ordering::Relaxed);
             self.current.store(set, Ordering::Relaxed);
@@ -107,7 +126,10 @@ impl LayoutTrial {
     /// once each of the set's tenants has [`TRIAL_REQUESTS`] counted.
     pub(super) fn observe(&self, tenant: usize, began_ns: u64, ended_ns: u64) {
         let set = self.current.load(Ordering::Relaxed);
-        if !self.tried(set) || set & 1u64.checked_shl(tenant as u32).unwrap_or(0) == 0 {
+        let Some(slot) = self.laid.get(tenant) else { return };
+        let laid = slot.laid.load(Ordering::Relaxed);
+        let before = slot.at_last_request.swap(laid, Ordering::Relaxed);
+        if !self.tried(set) || set & 1u64 << tenant == 0 || laid == before {
             return;
         }
         let since = self.since_ns.load(Ordering::Relaxed);
