@@ -140,16 +140,7 @@ impl KrispShare {
     /// layout by speeds differs from equal parts keeps whichever of the two runs faster,
     /// measured ([`LayoutTrial`]; [`KrispShare::untried`] keeps the curves' layout).
     pub fn with_speeds(shares: Vec<Share>, speeds: Vec<Option<Speeds>>, tenants: u32, topo: &Topology) -> KrispShare {
-        let mut p = KrispShare {
-            shares,
-            speeds,
-            table: None,
-            claims: false,
-            unguarded: false,
-            knees: Vec::new(),
-            hush: 0,
-            trial: None,
-        };
+        let mut p = KrispShare { speeds, ..KrispShare::new(shares) };
         let n = (p.shares.len() as u32).max(tenants);
         if n == 0 || n > TABLE_TENANTS {
             return p;
