@@ -393,8 +393,9 @@ pub fn run(device: Device, s: &Scenario, mode: Mode, knees: Knees, mut o: RunOpt
                     let load = || -> anyhow::Result<(Tenant, Served)> {
                         let mut t = Tenant::scheduled(rt.clone(), i as u32, spec.class)?;
                         // Each tenant with an SLO (finite and positive: the scenario's checks)
-                        // tells krisp its requests' latencies (its pressure, `Tenant::observe`);
-                        // RIGHTSIZE_PRESSURE=0 turns that off (docs/harness-h200.md).
+                        // has krisp measure its pressure from its requests' latencies
+                        // (`Tenant::observe`, which every tenant's requests reach);
+                        // RIGHTSIZE_PRESSURE=0 turns the pressure off (docs/harness-h200.md).
                         if let Some(slo) = spec.slo_ms.filter(|_| reports) {
                             t = t.with_slo(std::time::Duration::from_secs_f64(slo / 1e3));
                         }

@@ -103,7 +103,8 @@ impl Session {
     ) -> anyhow::Result<(Vec<Sample>, Position)> {
         let Session { from, faults, loaded, spans, first_served } = self;
         let mut before_first = Some(before_first);
-        // Each served request's latency goes to its tenant (its pressure, `Tenant::observe`).
+        // Each served request's latency goes to its tenant (`Tenant::observe`: its pressure, and
+        // krisp's layout trial).
         let tenant = loaded.as_ref().map(|(t, _)| t);
         let observe = |latency: f64| {
             if let Some(t) = tenant {

@@ -435,9 +435,9 @@ impl KrispShare {
     }
 
     /// Whether a best-effort kernel of `tenant` on window `w` borrows: `w` reaches beyond what
-    /// the tenant owns (a latency-critical tenant never borrows). Where every tenant's set is
-    /// tried ([`LayoutTrial`]), it owns its home of either layout: a plan captured for one is
-    /// replayed while the set runs on it, whichever the trial has reached.
+    /// the tenant owns (a latency-critical tenant never borrows): its home as every tenant's set
+    /// runs now, and where that set is tried ([`LayoutTrial`]) its home of equal parts too, so
+    /// plans of both layouts' windows are captured (before any trial) as its own.
     fn borrows(&self, tenant: TenantId, load: &GroupLoad, topo: &Topology, w: GroupRange) -> bool {
         let tenant = tenant.min(63);
         if self.critical(tenant as usize) {

@@ -16,7 +16,7 @@
 //! The verdict compares Σ speed: each tenant's speed on the curves' layout is its curve's
 //! (relative to the whole device alone) and on equal parts that times the ratio of its median
 //! request times, so only ratios of times measured under the same neighbours enter it. The
-//! verdict stands for the run. Only sets without a latency-critical tenant are tried: such a
+//! verdict stands for the run. A runtime with a latency-critical tenant tries no set: such a
 //! tenant's requests come and go, and with them the contending set at each of its requests.
 
 use std::collections::HashMap;
@@ -111,8 +111,9 @@ impl LayoutTrial {
             slot.laid.store(slot.laid.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
         }
         if self.current.load(Ordering::Relaxed) != set {
+            // The start first, published by the set's store (read in that order by `observe`).
             self.since_ns.store(now_ns(), Ordering::Relaxed);
-            self.current.store(set, Ordering::Relaxed);
+            self.current.store(set, Ordering::Release);
         }
     }
 
@@ -125,7 +126,7 @@ impl LayoutTrial {
     /// contends now if the set did not change meanwhile and it is tried; the trial moves on
     /// once each of the set's tenants has [`TRIAL_REQUESTS`] counted.
     pub(super) fn observe(&self, tenant: usize, began_ns: u64, ended_ns: u64) {
-        let set = self.current.load(Ordering::Relaxed);
+        let set = self.current.load(Ordering::Acquire);
         let Some(slot) = self.laid.get(tenant) else { return };
         let laid = slot.laid.load(Ordering::Relaxed);
         let before = slot.at_last_request.swap(laid, Ordering::Relaxed);
