@@ -302,11 +302,8 @@ impl KrispShare {
         let n = (self.shares.len() as u32).max(tenants).max(64 - active.leading_zeros()).min(64);
         if let Some(t) = self.table.as_ref().filter(|t| t.tenants == n && t.groups == groups) {
             let equal = self.trial.as_ref().is_some_and(|tr| tr.on_equal(active));
-            let windows = match t.equal_by_set.get(active as usize) {
-                Some(eq) if equal && !eq.is_empty() => eq,
-                _ => &t.by_set[active as usize],
-            };
-            for (o, w) in out.iter_mut().zip(windows) {
+            let windows = equal.then(|| self.tried_equal(active, n, groups)).flatten();
+            for (o, w) in out.iter_mut().zip(windows.unwrap_or(&t.by_set[active as usize])) {
                 *o = *w;
             }
             return;
@@ -314,6 +311,13 @@ impl KrispShare {
         let mut home = [0u32; 64];
         self.homes(n, groups, &mut home, false);
         self.arrange(active, &home, groups, out, false);
+    }
+
+    /// The windows of equal parts of `active` (out of `n` tenants, on `groups` groups) where
+    /// the set's layout is tried ([`LayoutTrial`]); `None` where it is not.
+    fn tried_equal(&self, active: u64, n: u32, groups: u32) -> Option<&[Option<GroupRange>]> {
+        let t = self.table.as_ref().filter(|t| t.tenants == n && t.groups == groups)?;
+        t.equal_by_set.get(active as usize).map(Vec::as_slice).filter(|eq| !eq.is_empty())
     }
 
     /// Every window tenant `t` can get beside others (out of `tenants` tenants, any of the
@@ -345,9 +349,8 @@ impl KrispShare {
                 out.push(w);
             }
             // And its window of equal parts, where the set's layout is tried.
-            let equal = self.table.as_ref().filter(|tb| tb.tenants == n && tb.groups == groups);
-            if let Some(w) = equal
-                .and_then(|tb| tb.equal_by_set.get(active as usize))
+            if let Some(w) = self
+                .tried_equal(active, n, groups)
                 .and_then(|eq| eq.get(t as usize).copied().flatten())
                 .filter(|w| w.count < groups && !out.contains(w))
             {
@@ -445,10 +448,7 @@ impl KrispShare {
         }
         let n = (self.shares.len() as u32).max(load.tenants()).max(tenant + 1).min(64);
         let equal_home = self
-            .table
-            .as_ref()
-            .filter(|tb| tb.tenants == n && tb.groups == topo.groups)
-            .and_then(|tb| tb.equal_by_set.get(self.everyone(n) as usize))
+            .tried_equal(self.everyone(n), n, topo.groups)
             .and_then(|eq| eq.get(tenant as usize).copied().flatten());
         !self.home(tenant, n, topo.groups).contains(&w) && !equal_home.is_some_and(|h| h.contains(&w))
     }
