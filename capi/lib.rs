@@ -336,6 +336,7 @@ fn policy_spec(name: &str, specs: &[RsTenantSpec], profiles: &[Profile]) -> Resu
                 request_beside_us: profile.map(|p| p.request_us_beside(1)),
                 request_us: profile.map(|p| p.request_us(1)).filter(|c| !c.is_empty()),
                 request_knee_sms: profile.and_then(|p| p.request_knee_sms(1)),
+                solo_us: None,
             }
         })
         .collect();

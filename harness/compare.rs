@@ -495,7 +495,8 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
                     continue;
                 }
                 None => bars.track(&label, total, |counted| {
-                    let knees = mode_knees(mode, s, opts, &info, &mut profiles, &|m| bars.println(m))?;
+                    let mut knees = mode_knees(mode, s, opts, &info, &mut profiles, &|m| bars.println(m))?;
+                    knees.solo_us = solo_means(&report, s, mode);
                     let pressure = s.pcie.map(|load| Pressure::start(&device, load)).transpose()?;
                     let sampler = Sampler::start(info.pci_bus_id.clone(), COUNTER_PERIOD);
                     let r = run_one(opts.worker.as_deref(), s, mode, knees, trace_limit, counted);
@@ -549,6 +550,8 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
                 }
                 let total = u64::from(at.requests) * at.tenants.len() as u64;
                 let outcome = bars.track(label, total, |counted| {
+                    // (A sweep's scaled arrivals have no solo baseline of their own: the
+                    // layout trial weighs by the curves there.)
                     let knees = mode_knees(mode, at, opts, &info, &mut profiles, &|m| bars.println(m))?;
                     run_one(opts.worker.as_deref(), at, mode, knees, None, counted)
                 })?;
@@ -570,6 +573,12 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
         ));
     }
     Ok(report)
+}
+
+/// Each tenant's solo baseline's mean request time in `report`, µs (`None` where it has none):
+/// what krisp's layout trial weighs each tenant's speed by (`KrispShare::with_solo_times`).
+fn solo_means(report: &Report, s: &Scenario, mode: Mode) -> Vec<Option<f64>> {
+    (0..s.tenants.len()).map(|i| report.solo(&s.solo_key(i, mode.plan)).map(|m| m.latency.mean * 1e3)).collect()
 }
 
 /// The key of an `earlier` baseline of the same tenant and arrivals as `key` over another
@@ -659,6 +668,7 @@ fn finished_run(
         outages_s: outcome.outages_s,
         unserved,
         aside: outcome.aside,
+        policy_notes: outcome.policy_notes,
     }
 }
 
@@ -752,6 +762,7 @@ mod tests {
             outages_s: Vec::new(),
             unserved: Vec::new(),
             aside: None,
+            policy_notes: Vec::new(),
         };
         let skipped = RunResult {
             status: Status::Skipped { reason: "no MPS here".into() },

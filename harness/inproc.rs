@@ -32,6 +32,10 @@ pub struct Knees {
     /// Tenant `i`'s request's latency knee in SMs ([`crate::profiler::Profile::request_knee_sms`]).
     #[serde(default)]
     pub request_knee_sms: Vec<Option<u32>>,
+    /// Tenant `i`'s solo baseline's mean request time, µs, where the comparison has it: what
+    /// krisp's layout trial weighs its speed by.
+    #[serde(default)]
+    pub solo_us: Vec<Option<f64>>,
 }
 
 /// Why a tenant did not start: another tenant of the run failed to get ready.
@@ -231,6 +235,7 @@ fn policy_spec(s: &Scenario, knees: &Knees) -> PolicySpec {
             request_beside_us: curve(&knees.request_beside_us, i),
             request_us: curve(speeds, i),
             request_knee_sms: knees.request_knee_sms.get(i).copied().flatten(),
+            solo_us: knees.solo_us.get(i).copied().flatten(),
         })
         .collect();
     // RIGHTSIZE_CLAIMS=1: latency-critical tenants of krisp claim their SMs, for comparisons
@@ -487,6 +492,7 @@ pub fn run(device: Device, s: &Scenario, mode: Mode, knees: Knees, mut o: RunOpt
         out.duties.push(r.duty);
         states.push(r.session.state);
     }
+    out.policy_notes = rt.scheduler().map(|s| s.policy_notes()).unwrap_or_default();
     if let Some(&at_s) = gate.lost_at.get() {
         out.interrupted = Some(Interruption { at_s, tenants: states });
         return Ok(out);

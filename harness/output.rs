@@ -282,6 +282,12 @@ pub fn summary(r: &Report) -> String {
                 duties.join("\n")
             );
         }
+        let notes: Vec<String> = runs_of(r, &sc.name)
+            .flat_map(|run| run.policy_notes.iter().map(move |n| format!("- {}: {n}", run.mode)))
+            .collect();
+        if !notes.is_empty() {
+            let _ = writeln!(s, "\nWhat the policy learned in each run:\n\n{}", notes.join("\n"));
+        }
         let interposed: Vec<String> = runs_of(r, &sc.name)
             .flat_map(|run| {
                 run.tenants.iter().filter_map(move |t| {
@@ -598,6 +604,7 @@ pub(crate) mod tests {
                 outages_s: Vec::new(),
                 unserved: Vec::new(),
                 aside: None,
+                policy_notes: Vec::new(),
             }
         };
         let mut runs = vec![run("mps", 2.0), run("krisp-conserved", 1.25)];

@@ -88,6 +88,10 @@ pub struct RunResult {
     /// aside (`scripts/aside_ab.py` splits the samples by it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aside: Option<AsidePhases>,
+    /// What the policy learned in the run (one-process modes; `krisp`: where each layout trial
+    /// stands at the end), a line each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policy_notes: Vec<String>,
 }
 
 /// The periods in which a run's processes all stood aside (the interposer's alternation):
@@ -117,6 +121,7 @@ impl RunResult {
             outages_s: Vec::new(),
             unserved: Vec::new(),
             aside: None,
+            policy_notes: Vec::new(),
         }
     }
 }

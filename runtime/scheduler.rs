@@ -364,6 +364,11 @@ impl Scheduler {
         (active, self.sustained(active | 1 << tenant.min(63)), self.yields_to(tenant))
     }
 
+    /// What its policy has learned so far ([`Policy::notes`]).
+    pub fn policy_notes(&self) -> Vec<String> {
+        self.policy.notes()
+    }
+
     /// Tells the policy that a request of `tenant` ran from `began_ns` to `ended_ns`
     /// ([`Policy::observe`]).
     pub(crate) fn observe(&self, tenant: TenantId, began_ns: u64, ended_ns: u64) {

@@ -45,6 +45,8 @@ pub struct Outcome {
     pub interposed: Vec<Option<crate::profiler::app::interposer_log::Interposed>>,
     /// PyTorch tenants under `krisp` whose processes stood aside in turn: when.
     pub aside: Option<crate::harness::results::AsidePhases>,
+    /// What the policy learned in the run (one-process modes: `Policy::notes`).
+    pub policy_notes: Vec<String>,
 }
 
 /// What one process, or one set of worker processes, of a run gave ([`run_in_parts`]).

@@ -84,6 +84,11 @@ pub trait Policy: Send + Sync + fmt::Debug {
     /// `timer::monotonic_ns`), as its caller reports it ([`Tenant::observe`](crate::runtime::Tenant::observe)):
     /// for a policy that measures its choices (`krisp`'s layout trial). By default nothing.
     fn observe(&self, _tenant: TenantId, _began_ns: u64, _ended_ns: u64) {}
+    /// What it has learned so far, a line each (`krisp`: where each layout trial stands), for
+    /// a run's results. By default nothing.
+    fn notes(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// Places `d` anywhere on the device.
     fn decide(&self, d: &Demand, load: &GroupLoad, topo: &Topology) -> Decision {
         self.place(d, load, topo, GroupRange { first: 0, count: topo.groups })

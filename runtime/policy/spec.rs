@@ -53,6 +53,10 @@ pub struct TenantSpec {
     /// The fewest SMs on which its request runs at full speed (its profile's request knee):
     /// the least a guarded latency-critical window is ([`Guard::Knee`]).
     pub request_knee_sms: Option<u32>,
+    /// Its request's mean time alone on the whole device, µs, where its caller measured it (the
+    /// harness's solo baseline): what krisp's layout trial weighs its speed by
+    /// ([`KrispShare::with_solo_times`]).
+    pub solo_us: Option<f64>,
 }
 
 impl TenantSpec {
@@ -194,6 +198,7 @@ impl PolicySpec {
             .collect();
         let shares = KrispShare::with_speeds(shares, speeds, self.tenants.len() as u32, topo).with_knees(knees);
         let shares = if self.trial { shares } else { shares.untried() };
+        let shares = shares.with_solo_times(self.tenants.iter().map(|t| t.solo_us).collect());
         if self.guard == Guard::Off {
             shares.unguarded()
         } else {

@@ -113,6 +113,19 @@ impl KrispShare {
         self
     }
 
+    /// The same policy with each tenant's mean request time alone on the whole device, µs
+    /// (`solo_us[i]` for tenant `i`, where its caller measured it): a set whose tenants all
+    /// have one is judged by Σ solo time ÷ median time on each layout (each tenant's measured
+    /// speed relative to solo), the others by their curves ([`LayoutTrial`]). Only before the
+    /// policy is cloned.
+    pub fn with_solo_times(mut self, solo_us: Vec<Option<f64>>) -> KrispShare {
+        if let Some(trial) = self.trial.as_mut() {
+            let unique = Arc::get_mut(trial).map(|t| t.set_solo_times(solo_us)).is_some();
+            debug_assert!(unique, "with_solo_times on a clone of the policy: the solo times are not kept");
+        }
+        self
+    }
+
     /// Where the trial of the layout of `set` stands (`None`: not tried, or not begun).
     pub fn trial_stage(&self, set: u64) -> Option<Stage> {
         self.trial.as_ref()?.stage(set)
@@ -513,10 +526,19 @@ impl KrispShare {
         let tenant = d.tenant.min(63);
         let active = d.active | load.active_set() | 1 << tenant;
         let critical = self.critical(tenant as usize);
+        // The layout trial counts every placement: one without laid-out windows as set 0,
+        // which is never tried, so a request that mostly ran so counts for no set.
+        let seen = |set: u64| {
+            if let Some(tr) = &self.trial {
+                tr.saw(tenant as usize, set);
+            }
+        };
         if let Some(guarded) = self.guarded(d, active, load, topo) {
+            seen(0);
             return guarded;
         }
         if self.on_whole_device(tenant as usize) || active == 1 << tenant {
+            seen(0);
             // Alone, a tenant that stays busy borrows the others' SMs (short blocks at the least
             // priority, so an owner coming back gets them within a block); one that comes and
             // goes keeps its own priority, as it does beside others that come and go (beside a
@@ -529,13 +551,12 @@ impl KrispShare {
             // leave; a latency-critical kernel, at high priority, takes each SM as the block
             // running there ends (its window guarded above against the tenants that give way
             // to it, unless unguarded).
+            seen(0);
             return (Region::Whole, false);
         }
         let (mut now, mut owned) = ([None; 64], [None; 64]);
         let n = load.tenants().max(64 - active.leading_zeros());
-        if let Some(tr) = &self.trial {
-            tr.saw(tenant as usize, active, crate::runtime::timer::monotonic_ns);
-        }
+        seen(active);
         self.lay(active, n, topo.groups, &mut now);
         self.lay(self.everyone(n), n, topo.groups, &mut owned);
         let (w, own) = (now[tenant as usize].expect("active"), owned[tenant as usize].expect("a tenant"));
@@ -583,6 +604,9 @@ impl Policy for KrispShare {
         if let Some(tr) = &self.trial {
             tr.observe(tenant as usize, began_ns, ended_ns);
         }
+    }
+    fn notes(&self) -> Vec<String> {
+        self.trial.as_ref().map_or_else(Vec::new, |tr| tr.notes())
     }
     fn pick_plan(&self, d: &Demand, load: &GroupLoad, topo: &Topology, regions: &[Region]) -> (usize, bool) {
         let (now, now_borrowed) = self.now(d, load, topo);

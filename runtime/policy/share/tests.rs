@@ -126,10 +126,8 @@ fn latency_critical_tenants_duties_decide_no_window() {
 
 #[test]
 fn speeds_size_the_windows() {
-    let sms: Vec<u32> = (1..=15).map(|g| g * 8).chain([132]).collect();
     // A prefill that scales with SMs, and a decoder whose requests barely do.
-    let linear: Vec<(u32, f64)> = sms.iter().map(|&s| (s, 13_200.0 / f64::from(s))).collect();
-    let flat: Vec<(u32, f64)> = sms.iter().map(|&s| (s, 100.0 + 1_320.0 / f64::from(s))).collect();
+    let (linear, flat) = prefill_and_decoder_curves();
     let (lin, fl) = (Speeds::from_times(&linear, &TOPO).unwrap(), Speeds::from_times(&flat, &TOPO).unwrap());
     assert!((lin.on(15, true) - 1.0).abs() < 1e-12 && (lin.on(8, false) - 64.0 / 132.0).abs() < 1e-12);
     // Between profiled counts, interpolated: 7 groups and the 12 remaining SMs are 68 SMs.
@@ -464,11 +462,9 @@ proptest! {
 #[test]
 fn a_set_keeps_the_layout_its_requests_ran_faster_on() {
     use crate::runtime::timer::monotonic_ns;
-    let sms: Vec<u32> = (1..=15).map(|g| g * 8).chain([132]).collect();
     // A prefill that scales with SMs, and a decoder whose requests barely do: by the curves
     // the prefill gets most of the device, unlike equal parts.
-    let linear: Vec<(u32, f64)> = sms.iter().map(|&s| (s, 13_200.0 / f64::from(s))).collect();
-    let flat: Vec<(u32, f64)> = sms.iter().map(|&s| (s, 100.0 + 1_320.0 / f64::from(s))).collect();
+    let (linear, flat) = prefill_and_decoder_curves();
     let speeds = vec![Speeds::from_times(&linear, &TOPO), Speeds::from_times(&flat, &TOPO)];
     let be = vec![share(false, None); 2];
     let curves = KrispShare::with_speeds(be.clone(), speeds.clone(), 2, &TOPO).untried().layout(0b11, 2, 15);
@@ -503,6 +499,9 @@ fn a_set_keeps_the_layout_its_requests_ran_faster_on() {
         p.decide(&busy(0), &load, &TOPO);
         let mut at = monotonic_ns() + 1_000;
         assert_eq!(windows(&p), curves, "the curves' layout first");
+        // Each tenant's first request is not counted (it loads its kernels).
+        feed(&p, &mut at, [1e6, 1e6], 1);
+        assert_eq!(p.trial_stage(0b11), None);
         // TRIAL_REQUESTS of each tenant on each layout.
         feed(&p, &mut at, [10_000.0, 31_000.0], TRIAL_REQUESTS - 1);
         assert_eq!(p.trial_stage(0b11), Some(Stage::Curves));
@@ -524,6 +523,22 @@ fn a_set_keeps_the_layout_its_requests_ran_faster_on() {
         feed(&p, &mut at, [10_000.0, 31_000.0], 8);
         assert_eq!(p.trial_stage(0b11), Some(Stage::Kept { equal: equal_kept }));
     }
+    // Requests that ran mostly alone (three launches of four without windows laid out) count
+    // for no set, however many.
+    let lonely = KrispShare::with_speeds(be.clone(), speeds.clone(), 2, &TOPO);
+    let mut at = monotonic_ns() + 1_000;
+    for _ in 0..=2 * TRIAL_REQUESTS {
+        for t in 0..2u32 {
+            let began = at;
+            for _ in 0..3 {
+                lonely.decide(&Demand { active: 1 << t, ..busy(t) }, &load, &TOPO);
+            }
+            lonely.decide(&busy(t), &load, &TOPO);
+            at += 10_000_000;
+            lonely.observe(t, began, at);
+        }
+    }
+    assert_eq!(lonely.trial_stage(0b11), None);
     // Untried: the curves' layout whatever the requests.
     let untried = KrispShare::with_speeds(be.clone(), speeds.clone(), 2, &TOPO).untried();
     untried.decide(&busy(0), &load, &TOPO);
@@ -545,4 +560,100 @@ fn a_set_keeps_the_layout_its_requests_ran_faster_on() {
         }
     }
     assert_eq!(p.trial_stage(0b110), None);
+}
+
+#[test]
+fn a_neighbour_between_its_requests_does_not_take_a_request_from_the_set() {
+    use crate::runtime::timer::monotonic_ns;
+    let (linear, flat) = prefill_and_decoder_curves();
+    let speeds =
+        vec![Speeds::from_times(&linear, &TOPO), Speeds::from_times(&flat, &TOPO), Speeds::from_times(&flat, &TOPO)];
+    let shares = vec![share(false, None); 3];
+    let p = KrispShare::with_speeds(shares.clone(), speeds, 3, &TOPO);
+    assert_ne!(p.clone().untried().layout(0b111, 3, 15), KrispShare::new(shares.clone()).layout(0b111, 3, 15));
+    let load = GroupLoad::new(TOPO.groups, 3);
+    let busy = |t, active| Demand { active, sustained: true, ..Demand::new(t, PriorityClass::BestEffort, None, 1024) };
+    let mut at = monotonic_ns() + 1_000;
+    // Every request of tenants 0 and 1 sees tenant 2 between two of its requests once (the set
+    // of the other two, for a launch), and the whole set for two launches.
+    for _ in 0..=TRIAL_REQUESTS {
+        for t in 0..3u32 {
+            let began = at;
+            p.decide(&busy(t, 0b111), &load, &TOPO);
+            if t < 2 {
+                p.decide(&busy(t, 0b011), &load, &TOPO);
+            }
+            p.decide(&busy(t, 0b111), &load, &TOPO);
+            at += 10_000_000;
+            p.observe(t, began, at);
+        }
+    }
+    assert!(p.trial.as_ref().is_some_and(|t| t.tried(0b011)), "the smaller set is tried too");
+    assert_eq!((p.trial_stage(0b111), p.trial_stage(0b011)), (Some(Stage::Equal), None));
+    // A request that saw the smaller set as often as the whole one is counted for neither: only
+    // tenant 2's count, so the trial does not move on.
+    let q = KrispShare::with_speeds(shares, p.speeds.clone(), 3, &TOPO);
+    for _ in 0..=TRIAL_REQUESTS {
+        for t in 0..3u32 {
+            let began = at;
+            q.decide(&busy(t, 0b111), &load, &TOPO);
+            if t < 2 {
+                q.decide(&busy(t, 0b011), &load, &TOPO);
+            }
+            at += 10_000_000;
+            q.observe(t, began, at);
+        }
+    }
+    assert_eq!((q.trial_stage(0b111), q.trial_stage(0b011)), (Some(Stage::Curves), None));
+}
+
+#[test]
+fn solo_times_weigh_the_verdict_where_every_tenant_has_one() {
+    use crate::runtime::timer::monotonic_ns;
+    let (linear, flat) = prefill_and_decoder_curves();
+    let speeds = vec![Speeds::from_times(&linear, &TOPO), Speeds::from_times(&flat, &TOPO)];
+    let be = vec![share(false, None); 2];
+    let load = GroupLoad::new(TOPO.groups, 2);
+    let busy = |t| Demand { active: 0b11, sustained: true, ..Demand::new(t, PriorityClass::BestEffort, None, 1024) };
+    // The same requests: 10 and 17.7 ms on the curves' layout, 14 and 14 ms on equal parts.
+    let verdict = |p: KrispShare| {
+        let mut at = monotonic_ns() + 1_000;
+        for us in [[10_000.0, 17_700.0]; 1 + TRIAL_REQUESTS].into_iter().chain([[14_000.0; 2]; TRIAL_REQUESTS]) {
+            for (t, &u) in us.iter().enumerate() {
+                let began = at;
+                p.decide(&busy(t as TenantId), &load, &TOPO);
+                at += (u * 1e3) as u64;
+                p.observe(t as TenantId, began, at);
+            }
+        }
+        p.trial_stage(0b11)
+    };
+    // By the curves (the prefill's speed on its window above the decoder's), the curves' layout.
+    let curves_only = KrispShare::with_speeds(be.clone(), speeds.clone(), 2, &TOPO);
+    assert_eq!(verdict(curves_only), Some(Stage::Kept { equal: false }));
+    // By solo times of 5 and 13 ms (speeds 0.50 and 0.73 on the curves' layout, 0.36 and 0.93
+    // on equal parts), equal parts.
+    let solo =
+        KrispShare::with_speeds(be.clone(), speeds.clone(), 2, &TOPO).with_solo_times(vec![Some(5e3), Some(13e3)]);
+    assert_eq!(verdict(solo.clone()), Some(Stage::Kept { equal: true }));
+    // The run's results say so: 5/10 + 13/17.7 = 1.234 against 5/14 + 13/14 = 1.286.
+    assert_eq!(
+        solo.notes(),
+        vec!["layout trial of tenants 0+1: kept equal parts (Σ speed by solo times: curves' layout 1.234, equal parts 1.286)"]
+    );
+    // A tenant without one: the curves for the whole set.
+    let half = KrispShare::with_speeds(be, speeds, 2, &TOPO).with_solo_times(vec![Some(5e3), None]);
+    assert_eq!(verdict(half), Some(Stage::Kept { equal: false }));
+}
+
+/// A request curve: `(sms, µs)` on each profiled SM count.
+type Curve = Vec<(u32, f64)>;
+
+/// A prefill whose requests scale with SMs and a decoder whose requests barely do: request
+/// curves on every group count and the whole device.
+fn prefill_and_decoder_curves() -> (Curve, Curve) {
+    let sms: Vec<u32> = (1..=15).map(|g| g * 8).chain([132]).collect();
+    let linear = sms.iter().map(|&s| (s, 13_200.0 / f64::from(s))).collect();
+    let flat = sms.iter().map(|&s| (s, 100.0 + 1_320.0 / f64::from(s))).collect();
+    (linear, flat)
 }

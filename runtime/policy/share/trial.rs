@@ -8,19 +8,22 @@
 //! measure the comparison judges, throughput relative to solo summed over the tenants.
 //!
 //! The trial of a set: [`TRIAL_REQUESTS`] requests of each of its tenants on the curves'
-//! layout, then as many on equal parts; a request begun before the switch is not counted
-//! (it carries the switch), nor one begun before the set last became the contending set, nor
-//! one of which no placement saw the set's windows laid out (its tenant ran alone, say,
-//! once the others were done). A tenant's moments alone between the others' requests do not
-//! end the set's contention: they come with every request, under either layout.
-//! The verdict compares Σ speed: each tenant's speed on the curves' layout is its curve's
-//! (relative to the whole device alone) and on equal parts that times the ratio of its median
-//! request times, so only ratios of times measured under the same neighbours enter it. The
+//! layout, then as many on equal parts. A request counts for the set most of its tenant's
+//! placements with laid-out windows saw (more than half of them), so a neighbour between two
+//! of its requests, seen as a smaller set for a moment, does not take the request away from
+//! the set; one with no such placement (its tenant ran alone, once the others were done) does
+//! not count, nor a tenant's first request (it loads its kernels), nor one begun before the
+//! set's last switch (it carries the switch).
+//! The verdict compares Σ speed: where every tenant of the set has its solo time (the
+//! harness's solo baseline), each speed is that ÷ the tenant's median request time on the
+//! layout; otherwise each tenant's speed on the curves' layout is its curve's (relative to the
+//! whole device alone) and on equal parts that times the ratio of its median request times, so
+//! only ratios of times measured under the same neighbours enter it. The
 //! verdict stands for the run. A runtime with a latency-critical tenant tries no set: such a
 //! tenant's requests come and go, and with them the contending set at each of its requests.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::Mutex;
 
@@ -37,22 +40,39 @@ pub(super) struct LayoutTrial {
     /// By set: each tenant's speed (id, speed relative to the whole device alone) on its
     /// window of the curves' layout, where the set is tried; empty where it is not.
     weights: Vec<Vec<(usize, f64)>>,
-    /// The contending set the last placement with laid-out windows saw, and when it became
-    /// that set (monotonic ns).
-    current: AtomicU64,
-    since_ns: AtomicU64,
-    /// By tenant id: placements of it that saw windows laid out (each written by its
-    /// tenant's thread, on a line of its own), and the count its last request ended at.
-    laid: Vec<Slot>,
+    /// By tenant id: the sets its placements with laid-out windows saw since its last request
+    /// ended (locked by its own thread only, but for a tenant used from several).
+    seen: Vec<Slot>,
+    /// By tenant id: its mean request time alone on the whole device, µs, where known.
+    solo_us: Vec<Option<f64>>,
     trials: Mutex<HashMap<u64, SetTrial>>,
 }
 
-/// A tenant's count of laid-out placements, alone on its cache line.
+/// The sets one tenant's placements saw during its request in flight, and its requests so far;
+/// alone on its cache line.
 #[derive(Debug, Default)]
 #[repr(align(128))]
-struct Slot {
-    laid: AtomicU64,
-    at_last_request: AtomicU64,
+struct Slot(Mutex<Seen>);
+
+#[derive(Debug, Default)]
+struct Seen {
+    /// Requests it reported.
+    requests: u64,
+    /// Up to eight sets with their placements (set 0: none laid out), and the placements on
+    /// any other set.
+    sets: [(u64, u32); 8],
+    others: u32,
+}
+
+impl Seen {
+    /// The set more than half of the placements saw, if any, and forgets them.
+    fn take_majority(&mut self) -> Option<u64> {
+        let total = self.sets.iter().map(|s| u64::from(s.1)).sum::<u64>() + u64::from(self.others);
+        let best = self.sets.iter().copied().max_by_key(|s| s.1).filter(|s| s.1 > 0 && 2 * u64::from(s.1) > total);
+        self.sets = Default::default();
+        self.others = 0;
+        best.map(|s| s.0)
+    }
 }
 
 /// Where a set's trial stands.
@@ -72,6 +92,8 @@ pub enum Stage {
 #[derive(Debug)]
 struct SetTrial {
     stage: Stage,
+    /// The verdict's Σ speed on the curves' layout and on equal parts, once judged.
+    sums: Option<(f64, f64)>,
     /// When the stage began (monotonic ns): a request counts only if it began after it.
     since_ns: u64,
     /// Per tenant id, the times counted on each layout (µs).
@@ -86,11 +108,15 @@ impl LayoutTrial {
         LayoutTrial {
             equal: weights.iter().map(|_| AtomicBool::new(false)).collect(),
             weights,
-            current: AtomicU64::new(0),
-            since_ns: AtomicU64::new(0),
-            laid: (0..64).map(|_| Slot::default()).collect(),
+            seen: (0..64).map(|_| Slot::default()).collect(),
+            solo_us: Vec::new(),
             trials: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Each tenant's mean request time alone on the whole device, µs (by id, where known).
+    pub(super) fn set_solo_times(&mut self, solo_us: Vec<Option<f64>>) {
+        self.solo_us = solo_us;
     }
 
     /// Whether `set` is tried.
@@ -103,17 +129,17 @@ impl LayoutTrial {
         self.equal.get(set as usize).is_some_and(|e| e.load(Ordering::Relaxed))
     }
 
-    /// A placement of `tenant` with laid-out windows saw `set` contend (on the launch path: a
-    /// load and a store of its own line, a load, and the clock read and two stores when the set
-    /// changed).
-    pub(super) fn saw(&self, tenant: usize, set: u64, now_ns: impl FnOnce() -> u64) {
-        if let Some(slot) = self.laid.get(tenant) {
-            slot.laid.store(slot.laid.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
-        }
-        if self.current.load(Ordering::Relaxed) != set {
-            // The start first, published by the set's store (read in that order by `observe`).
-            self.since_ns.store(now_ns(), Ordering::Relaxed);
-            self.current.store(set, Ordering::Release);
+    /// A placement of `tenant` with laid-out windows saw `set` contend (on the launch path:
+    /// its own slot's lock, uncontended, and a few words of it).
+    pub(super) fn saw(&self, tenant: usize, set: u64) {
+        let Some(slot) = self.seen.get(tenant) else { return };
+        let mut seen = slot.0.lock();
+        if let Some(s) = seen.sets.iter_mut().find(|s| s.0 == set && s.1 > 0) {
+            s.1 = s.1.saturating_add(1);
+        } else if let Some(s) = seen.sets.iter_mut().find(|s| s.1 == 0) {
+            *s = (set, 1);
+        } else {
+            seen.others = seen.others.saturating_add(1);
         }
     }
 
@@ -122,25 +148,22 @@ impl LayoutTrial {
         self.trials.lock().get(&set).map(|t| t.stage)
     }
 
-    /// A request of `tenant` ran from `began_ns` to `ended_ns`: counted for the set that
-    /// contends now if the set did not change meanwhile and it is tried; the trial moves on
-    /// once each of the set's tenants has [`TRIAL_REQUESTS`] counted.
+    /// A request of `tenant` ran from `began_ns` to `ended_ns`: counted for the set most of
+    /// its placements saw, where that set is tried; the trial moves on once each of the set's
+    /// tenants has [`TRIAL_REQUESTS`] counted.
     pub(super) fn observe(&self, tenant: usize, began_ns: u64, ended_ns: u64) {
-        let set = self.current.load(Ordering::Acquire);
-        let Some(slot) = self.laid.get(tenant) else { return };
-        let laid = slot.laid.load(Ordering::Relaxed);
-        let before = slot.at_last_request.swap(laid, Ordering::Relaxed);
-        if !self.tried(set) || set & 1u64 << tenant == 0 || laid == before {
-            return;
-        }
-        let since = self.since_ns.load(Ordering::Relaxed);
-        if began_ns < since {
-            return;
-        }
+        let Some(slot) = self.seen.get(tenant) else { return };
+        let (set, first) = {
+            let mut seen = slot.0.lock();
+            seen.requests += 1;
+            (seen.take_majority(), seen.requests == 1)
+        };
+        let Some(set) = set.filter(|&s| !first && self.tried(s) && s & 1u64 << tenant != 0) else { return };
         let mut trials = self.trials.lock();
         let t = trials.entry(set).or_insert_with(|| SetTrial {
             stage: Stage::Curves,
-            since_ns: since,
+            sums: None,
+            since_ns: 0,
             curves: HashMap::new(),
             equal: HashMap::new(),
         });
@@ -156,29 +179,73 @@ impl LayoutTrial {
         }
         t.stage = match t.stage {
             Stage::Curves => Stage::Equal,
-            _ => Stage::Kept { equal: self.equal_wins(set, &t.curves, &t.equal) },
+            _ => {
+                let sums = self.sums(set, &t.curves, &t.equal);
+                t.sums = sums;
+                Stage::Kept { equal: sums.is_some_and(|(on_curves, on_equal)| on_equal > on_curves) }
+            }
         };
         t.since_ns = ended_ns;
         let equal = matches!(t.stage, Stage::Equal | Stage::Kept { equal: true });
         self.equal[set as usize].store(equal, Ordering::Relaxed);
     }
 
-    /// Whether equal parts ran faster: Σ speed over the set's tenants, each tenant's speed on
-    /// the curves' layout its curve's and on equal parts that times its median time there ÷
-    /// its median time on equal parts.
-    fn equal_wins(&self, set: u64, curves: &HashMap<usize, Vec<f64>>, equal: &HashMap<usize, Vec<f64>>) -> bool {
+    /// Where each set's trial stands, a line each (tenant ids, the stage, the verdict's sums).
+    pub(super) fn notes(&self) -> Vec<String> {
+        let trials = self.trials.lock();
+        let mut sets: Vec<_> = trials.iter().collect();
+        sets.sort_by_key(|(set, _)| **set);
+        sets.into_iter()
+            .map(|(&set, t)| {
+                let who = ids(set).map(|i| i.to_string()).collect::<Vec<_>>().join("+");
+                let by = if self.weights[set as usize].iter().all(|&(i, _)| self.solo(i).is_some()) {
+                    "solo times"
+                } else {
+                    "curves"
+                };
+                match (t.stage, t.sums) {
+                    (Stage::Kept { equal }, Some((c, e))) => format!(
+                        "layout trial of tenants {who}: kept {} (Σ speed by {by}: curves' layout {c:.3}, equal parts {e:.3})",
+                        if equal { "equal parts" } else { "the curves' layout" }
+                    ),
+                    (Stage::Kept { equal }, None) => format!(
+                        "layout trial of tenants {who}: kept {} (no verdict)",
+                        if equal { "equal parts" } else { "the curves' layout" }
+                    ),
+                    (Stage::Curves, _) => format!("layout trial of tenants {who}: on the curves' layout, counting"),
+                    (Stage::Equal, _) => format!("layout trial of tenants {who}: on equal parts, counting (not judged)"),
+                }
+            })
+            .collect()
+    }
+
+    fn solo(&self, t: usize) -> Option<f64> {
+        self.solo_us.get(t).copied().flatten().filter(|&us| us > 0.0)
+    }
+
+    /// Σ speed over the set's tenants on the curves' layout and on equal parts (`None` where a
+    /// tenant lacks a time). Where every tenant's solo time is known, its speed on each layout
+    /// is its solo time ÷ its median time there; else its speed on the curves' layout is its
+    /// curve's and on equal parts that times its median time there ÷ its median time on equal
+    /// parts.
+    fn sums(
+        &self,
+        set: u64,
+        curves: &HashMap<usize, Vec<f64>>,
+        equal: &HashMap<usize, Vec<f64>>,
+    ) -> Option<(f64, f64)> {
+        let by_solo = self.weights[set as usize].iter().all(|&(t, _)| self.solo(t).is_some());
         let (mut on_curves, mut on_equal) = (0.0, 0.0);
         for &(t, w) in &self.weights[set as usize] {
-            let (Some(a), Some(b)) = (curves.get(&t).map(|v| median(v)), equal.get(&t).map(|v| median(v))) else {
-                return false;
-            };
+            let (a, b) = (median(curves.get(&t)?), median(equal.get(&t)?));
             if !(a > 0.0 && b > 0.0) {
-                return false;
+                return None;
             }
+            let w = if by_solo { self.solo(t).unwrap_or(0.0) / a } else { w };
             on_curves += w;
             on_equal += w * a / b;
         }
-        on_equal > on_curves
+        Some((on_curves, on_equal))
     }
 }
 
