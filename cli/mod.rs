@@ -528,6 +528,13 @@ struct RunArgs {
     /// its shared runs only.
     #[arg(long, value_name = "RESULTS")]
     solos: Option<PathBuf>,
+    /// Go on from a comparison cut short (its results directory or results.json, on this
+    /// GPU): its solo baselines, the shared runs that finished and the sweeps that ended are
+    /// taken, the rest run; the results' command line names the comparison resumed. With the
+    /// same scenarios and modes, this finishes what the first run began. (Its solo baselines
+    /// are the ones its runs were judged by, so `--solos` does not go with it.)
+    #[arg(long, value_name = "RESULTS", conflicts_with = "solos")]
+    resume: Option<PathBuf>,
 }
 
 /// The modes to run `scenarios` under: those `asked` for on the command line, which replace
@@ -567,6 +574,7 @@ fn run_scenarios(file: ScenarioFile, name: &str, args: RunArgs) -> anyhow::Resul
         worker: None,
         trace,
         solos_from: args.solos,
+        resume_from: args.resume,
     };
     let report = compare(&scenarios, &opts)?;
     println!("{}", summary(&report));
@@ -631,6 +639,13 @@ mod tests {
         assert_eq!(solos(&["rightsize", "compare"]), None);
         assert_eq!(solos(&["rightsize", "compare", "--solos", "results/a"]), Some(PathBuf::from("results/a")));
         assert!(Cli::try_parse_from(["rightsize", "compare", "--solos"]).is_err(), "a path is needed");
+        let resume = |args: &[&str]| match Cli::try_parse_from(args).unwrap().command {
+            Command::Compare { args, .. } => args.resume,
+            _ => unreachable!("a compare command"),
+        };
+        assert_eq!(resume(&["rightsize", "compare"]), None);
+        assert_eq!(resume(&["rightsize", "compare", "--resume", "results/a"]), Some(PathBuf::from("results/a")));
+        assert!(Cli::try_parse_from(["rightsize", "compare", "--resume", "a", "--solos", "b"]).is_err());
     }
 
     #[test]

@@ -47,6 +47,10 @@ pub struct CompareOptions {
     /// An earlier comparison (its results.json or directory) on the same GPU whose solo
     /// baselines are taken instead of measured again; those it lacks are measured.
     pub solos_from: Option<PathBuf>,
+    /// A comparison cut short (its results.json or directory) on the same GPU to go on from:
+    /// its solo baselines, its shared runs that finished and its sweeps that ended are taken,
+    /// the rest run ([`Report::resumable`]).
+    pub resume_from: Option<PathBuf>,
 }
 
 /// Where a comparison writes its timeline trace.
@@ -407,9 +411,16 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
     }
     std::fs::create_dir_all(&opts.out).with_context(|| format!("cannot create {}", opts.out.display()))?;
 
-    let earlier = match &opts.solos_from {
-        Some(path) => Report::earlier_solos(path, &info.name, info.sm_count)?,
-        None => Vec::new(),
+    let resumed = match &opts.resume_from {
+        Some(path) => Some(Report::resumable(path, &info.name, info.sm_count)?),
+        None => None,
+    };
+    let earlier = match (&opts.solos_from, &resumed) {
+        (Some(path), _) => Report::earlier_solos(path, &info.name, info.sm_count)?,
+        (None, Some(r)) => {
+            r.solo.iter().filter(|s| matches!(s.status, Status::Ok) && s.metrics.is_some()).cloned().collect()
+        }
+        (None, None) => Vec::new(),
     };
     let solo_jobs = solo_jobs(scenarios, &modes_of);
     let total = solo_jobs.len()
@@ -476,9 +487,15 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
     // The trace is written run by run, so a long comparison keeps none of it in memory.
     let mut trace_file = opts.trace.as_ref().map(|t| trace::TraceWriter::create(&t.path)).transpose()?;
     let trace_limit = opts.trace.as_ref().map(|t| t.limit);
-    for s in scenarios {
+    for (si, s) in scenarios.iter().enumerate() {
         for mode in modes_of(s) {
             let label = format!("{} / {mode}", s.name);
+            if let Some(done) = resumed.as_ref().and_then(|r| r.finished_run(s, &mode.to_string())) {
+                bars.track(&format!("{label}: taken from the comparison resumed"), 0, |_| ());
+                report.runs.push(done.clone());
+                save(&report)?;
+                continue;
+            }
             let t0 = Instant::now();
             let skip = skip_reason(s, mode, &info, &mps_broken);
             let total = u64::from(s.requests) * s.tenants.len() as u64;
@@ -536,7 +553,17 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
             report.runs.push(run);
             save(&report)?;
         }
-        if s.sweep.is_some() {
+        // A sweep's ×1 points are the scenario's runs: taken only where every one was.
+        let later: Vec<&str> = scenarios[si + 1..].iter().map(|l| l.name.as_str()).collect();
+        let all_taken =
+            modes_of(s).iter().all(|m| resumed.as_ref().and_then(|r| r.finished_run(s, &m.to_string())).is_some());
+        let ended = resumed.as_ref().filter(|_| s.sweep.is_some() && all_taken).and_then(|r| r.ended_sweep(s, &later));
+        if let Some(points) = ended {
+            bars.println(&format!("{} sweep: taken from the comparison resumed", s.name));
+            bars.runs.dec_length(SWEEP_RUNS_GUESS * sweep::swept_modes(s, &modes_of(s)).len() as u64);
+            report.sweeps.extend(points);
+            save(&report)?;
+        } else if s.sweep.is_some() {
             // The search decides how many runs a sweep takes: the bar's total holds a guess.
             let guess = SWEEP_RUNS_GUESS * sweep::swept_modes(s, &modes_of(s)).len() as u64;
             let mut runs = 0;

@@ -203,19 +203,52 @@ impl Report {
         self.solo.iter().find(|s| s.key == key).and_then(|s| s.metrics.as_ref())
     }
 
+    /// The comparison in `path` (its results.json, or the results directory holding it) to go
+    /// on from: refused where it ran on another GPU than `gpu` with `sms` SMs.
+    pub fn resumable(path: &Path, gpu: &str, sms: u32) -> anyhow::Result<Report> {
+        Report::load_on(path, gpu, sms, "a comparison goes on on its own GPU kind")
+    }
+
+    /// The results in `path`, refused (saying `why`) where they were measured on another GPU
+    /// than `gpu` with `sms` SMs.
+    fn load_on(path: &Path, gpu: &str, sms: u32, why: &str) -> anyhow::Result<Report> {
+        let earlier = Report::load_from(path)?;
+        anyhow::ensure!(
+            earlier.gpu == gpu && earlier.sm_count == sms,
+            "{} was measured on {} ({} SMs), not this {gpu} ({sms} SMs): {why}",
+            path.display(),
+            earlier.gpu,
+            earlier.sm_count
+        );
+        Ok(earlier)
+    }
+
+    /// Its run of `scenario` under `mode`, where that ran to its end and the scenario is the
+    /// same as its own (a changed scenario of the same name is run again, as is a run that
+    /// failed or was skipped: a reason to skip is judged again).
+    pub fn finished_run(&self, scenario: &Scenario, mode: &str) -> Option<&RunResult> {
+        if !self.scenarios.contains(scenario) {
+            return None;
+        }
+        self.runs.iter().find(|r| r.scenario == scenario.name && r.mode == mode && matches!(r.status, Status::Ok))
+    }
+
+    /// The points of `scenario`'s sweep, where it ended: the scenario is the same as its own,
+    /// the comparison went on to one of the scenarios after it (`later`, in the order they
+    /// run) and has points of it. A sweep cut short is run again, whole (so is the last
+    /// scenario's: nothing tells whether it ended).
+    pub fn ended_sweep(&self, scenario: &Scenario, later: &[&str]) -> Option<Vec<SweepPoint>> {
+        let went_on = self.runs.iter().any(|r| later.contains(&r.scenario.as_str()));
+        let points: Vec<SweepPoint> = self.sweeps.iter().filter(|p| p.scenario == scenario.name).cloned().collect();
+        (self.scenarios.contains(scenario) && went_on && !points.is_empty()).then_some(points)
+    }
+
     /// The solo baselines of the earlier comparison in `path` (its results.json, or the
     /// results directory holding it) that a comparison on `gpu` with `sms` SMs can take
     /// instead of measuring them again: those that ran. Refused where it ran on another GPU
     /// (a baseline is of one GPU kind).
     pub fn earlier_solos(path: &Path, gpu: &str, sms: u32) -> anyhow::Result<Vec<SoloResult>> {
-        let earlier = Report::load_from(path)?;
-        anyhow::ensure!(
-            earlier.gpu == gpu && earlier.sm_count == sms,
-            "{} was measured on {} ({} SMs), not this {gpu} ({sms} SMs): its solo baselines do not hold here",
-            path.display(),
-            earlier.gpu,
-            earlier.sm_count
-        );
+        let earlier = Report::load_on(path, gpu, sms, "its solo baselines do not hold here")?;
         Ok(earlier.solo.into_iter().filter(|s| matches!(s.status, Status::Ok) && s.metrics.is_some()).collect())
     }
 }
@@ -284,6 +317,38 @@ mod tests {
         assert!(e.contains("is not a rightsize results file"), "{e}");
         let missing = Report::earlier_solos(&dir.join("nowhere"), &r.gpu, r.sm_count).unwrap_err();
         assert!(format!("{missing:#}").contains("nowhere has no results.json"), "{missing:#}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_comparison_goes_on_from_the_runs_that_finished_and_the_sweeps_that_ended() {
+        let mut r = crate::harness::output::tests::report();
+        r.runs.push(RunResult::without_tenants("pair", "streams", Status::Failed { error: "lost".into() }, 1.0));
+        let dir = earlier(&r, "resume");
+        let back = Report::resumable(&dir, &r.gpu, r.sm_count).unwrap();
+        let pair = r.scenarios[0].clone();
+        // Ran to its end: taken; failed, skipped (its reason judged again) or never run: run again.
+        assert!(back.finished_run(&pair, "mps").is_some_and(|x| matches!(x.status, Status::Ok)));
+        assert!(back.finished_run(&pair, "timeslice").is_none(), "skipped: judged again");
+        assert!(back.finished_run(&pair, "streams").is_none(), "failed: run again");
+        assert!(back.finished_run(&pair, "static").is_none());
+        // A scenario of the same name whose tenants changed: run again.
+        let changed = crate::harness::Scenario { requests: pair.requests + 1, ..pair.clone() };
+        assert!(back.finished_run(&changed, "mps").is_none());
+        // Its sweep ended only if the comparison went on to a scenario after it.
+        assert_eq!(back.ended_sweep(&pair, &[]), None, "the last scenario: its sweep may be cut short");
+        assert_eq!(back.ended_sweep(&pair, &["later"]), None, "nothing of a later scenario ran");
+        let mut went_on = r.clone();
+        went_on.runs.push(RunResult::without_tenants("later", "mps", Status::Ok, 1.0));
+        let points = went_on.ended_sweep(&pair, &["later"]).unwrap();
+        assert_eq!(points.len(), r.sweeps.len());
+        assert_eq!(went_on.ended_sweep(&changed, &["later"]), None, "a changed scenario's sweep is run again");
+        let later = crate::harness::Scenario { name: "later".into(), ..pair.clone() };
+        went_on.scenarios.push(later.clone());
+        assert_eq!(went_on.ended_sweep(&later, &["pair"]), None, "no points of its own");
+        // Another GPU: refused.
+        let e = Report::resumable(&dir, "Other GPU", r.sm_count).unwrap_err().to_string();
+        assert!(e.contains("Other GPU") && e.contains("its own GPU kind"), "{e}");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -46,11 +46,26 @@ fn a_pair_runs_under_every_mode_with_solo_baselines() {
         worker: Some(rightsize_exe()),
         trace: Some(TraceOptions { path: out.join("trace.json"), limit: 100_000 }),
         solos_from: None,
+        resume_from: None,
     };
     let report = compare(&scenarios, &opts).unwrap();
     println!("{}", rightsize::harness::output::summary(&report));
     assert!(report.solo.iter().all(|s| matches!(s.status, Status::Ok) && s.metrics.is_some()), "{:?}", report.solo);
     assert_eq!(report.runs.len(), Mode::defaults().len());
+    // Going on from a finished comparison takes every solo baseline and run that ran, measuring none
+    // of them (a skipped one's reason is judged again, and skips again here).
+    let again = CompareOptions { resume_from: Some(out.clone()), out: out.join("again"), trace: None, ..opts.clone() };
+    let resumed = compare(&scenarios, &again).unwrap();
+    let keys = |r: &rightsize::harness::Report| {
+        r.runs
+            .iter()
+            .filter(|x| matches!(x.status, Status::Ok))
+            .map(|x| (x.scenario.clone(), x.mode.clone(), x.wall_s))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(keys(&resumed), keys(&report), "every run taken as it was");
+    let solos = |r: &rightsize::harness::Report| r.solo.iter().map(|x| x.key.clone()).collect::<Vec<_>>();
+    assert_eq!(solos(&resumed), solos(&report));
     let mps_control = rightsize::runtime::mps_control_path();
     for run in &report.runs {
         let mode: Mode = run.mode.parse().unwrap();
