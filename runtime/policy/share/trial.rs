@@ -12,8 +12,10 @@
 //! placements with laid-out windows saw (more than half of them), so a neighbour between two
 //! of its requests, seen as a smaller set for a moment, does not take the request away from
 //! the set; one with no such placement (its tenant ran alone, once the others were done) does
-//! not count, nor a tenant's first request (it loads its kernels), nor one begun before the
-//! set's last switch (it carries the switch).
+//! not count, nor one begun before the set's last switch (it carries the switch), nor a
+//! tenant's first request begun on each layout: it pays for the layout's first use (its
+//! windows' first launches, plans captured for them; a tenant's very first request also loads
+//! its kernels), which a run that keeps the layout pays once.
 //! The verdict compares Σ speed: where every tenant of the set has its solo time (the
 //! harness's solo baseline), each speed is that ÷ the tenant's median request time on the
 //! layout; otherwise each tenant's speed on the curves' layout is its curve's (relative to the
@@ -48,16 +50,13 @@ pub(super) struct LayoutTrial {
     trials: Mutex<HashMap<u64, SetTrial>>,
 }
 
-/// The sets one tenant's placements saw during its request in flight, and its requests so far;
-/// alone on its cache line.
+/// The sets one tenant's placements saw during its request in flight; alone on its cache line.
 #[derive(Debug, Default)]
 #[repr(align(128))]
 struct Slot(Mutex<Seen>);
 
 #[derive(Debug, Default)]
 struct Seen {
-    /// Requests it reported.
-    requests: u64,
     /// Up to eight sets with their placements (set 0: none laid out), and the placements on
     /// any other set.
     sets: [(u64, u32); 8],
@@ -96,6 +95,8 @@ struct SetTrial {
     sums: Option<(f64, f64)>,
     /// When the stage began (monotonic ns): a request counts only if it began after it.
     since_ns: u64,
+    /// Tenants (a bit per id) whose first request begun on this stage's layout has ended.
+    settled: u64,
     /// Per tenant id, the times counted on each layout (µs).
     curves: HashMap<usize, Vec<f64>>,
     equal: HashMap<usize, Vec<f64>>,
@@ -153,21 +154,23 @@ impl LayoutTrial {
     /// tenants has [`TRIAL_REQUESTS`] counted.
     pub(super) fn observe(&self, tenant: usize, began_ns: u64, ended_ns: u64) {
         let Some(slot) = self.seen.get(tenant) else { return };
-        let (set, first) = {
-            let mut seen = slot.0.lock();
-            seen.requests += 1;
-            (seen.take_majority(), seen.requests == 1)
-        };
-        let Some(set) = set.filter(|&s| !first && self.tried(s) && s & 1u64 << tenant != 0) else { return };
+        let set = slot.0.lock().take_majority();
+        let bit = 1u64 << tenant;
+        let Some(set) = set.filter(|&s| self.tried(s) && s & bit != 0) else { return };
         let mut trials = self.trials.lock();
         let t = trials.entry(set).or_insert_with(|| SetTrial {
             stage: Stage::Curves,
             sums: None,
             since_ns: 0,
+            settled: 0,
             curves: HashMap::new(),
             equal: HashMap::new(),
         });
         if began_ns < t.since_ns || matches!(t.stage, Stage::Kept { .. }) {
+            return;
+        }
+        if t.settled & bit == 0 {
+            t.settled |= bit;
             return;
         }
         let us = ended_ns.saturating_sub(began_ns) as f64 / 1e3;
@@ -186,6 +189,7 @@ impl LayoutTrial {
             }
         };
         t.since_ns = ended_ns;
+        t.settled = 0;
         let equal = matches!(t.stage, Stage::Equal | Stage::Kept { equal: true });
         self.equal[set as usize].store(equal, Ordering::Relaxed);
     }
