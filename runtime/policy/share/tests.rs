@@ -608,6 +608,12 @@ fn a_neighbour_between_its_requests_does_not_take_a_request_from_the_set() {
         }
     }
     assert_eq!((q.trial_stage(0b111), q.trial_stage(0b011)), (Some(Stage::Curves), None));
+    // The run's results say where it stands: tenant 2's first request settled the stage, its
+    // other two counted.
+    assert_eq!(
+        q.notes(),
+        vec!["layout trial of tenants 0+1+2: on the curves' layout, counting (requests counted of each tenant's 2: 0 0, 1 0, 2 2)"]
+    );
 }
 
 #[test]

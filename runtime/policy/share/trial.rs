@@ -216,8 +216,14 @@ impl LayoutTrial {
                         "layout trial of tenants {who}: kept {} (no verdict)",
                         if equal { "equal parts" } else { "the curves' layout" }
                     ),
-                    (Stage::Curves, _) => format!("layout trial of tenants {who}: on the curves' layout, counting"),
-                    (Stage::Equal, _) => format!("layout trial of tenants {who}: on equal parts, counting (not judged)"),
+                    (Stage::Curves, _) => format!(
+                        "layout trial of tenants {who}: on the curves' layout, counting ({})",
+                        counted(set, &t.curves)
+                    ),
+                    (Stage::Equal, _) => format!(
+                        "layout trial of tenants {who}: on equal parts, counting, not judged ({})",
+                        counted(set, &t.equal)
+                    ),
                 }
             })
             .collect()
@@ -251,6 +257,13 @@ impl LayoutTrial {
         }
         Some((on_curves, on_equal))
     }
+}
+
+/// How many requests of each of `set`'s tenants a stage counted: "requests counted of each
+/// tenant's 2: 0 1, 1 2" (ids, then counts).
+fn counted(set: u64, times: &HashMap<usize, Vec<f64>>) -> String {
+    let each = ids(set).map(|i| format!("{i} {}", times.get(&i).map_or(0, Vec::len))).collect::<Vec<_>>();
+    format!("requests counted of each tenant's {TRIAL_REQUESTS}: {}", each.join(", "))
 }
 
 fn median(v: &[f64]) -> f64 {
