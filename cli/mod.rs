@@ -529,10 +529,11 @@ struct RunArgs {
     #[arg(long, value_name = "RESULTS")]
     solos: Option<PathBuf>,
     /// Go on from a comparison cut short (its results directory or results.json, on this
-    /// GPU): its solo baselines, the shared runs that finished and the sweeps that ended are
-    /// taken, the rest run; the results' command line names the comparison resumed. With the
-    /// same scenarios and modes, this finishes what the first run began. (Its solo baselines
-    /// are the ones its runs were judged by, so `--solos` does not go with it.)
+    /// GPU, with the same `RIGHTSIZE_*` settings; `--out` another directory): its solo
+    /// baselines, the shared runs that finished and the sweep points that ran are taken, the
+    /// rest run; the results' command line names the comparison resumed. With the same
+    /// scenarios and modes, this finishes what the first run began. (Its solo baselines are
+    /// the ones its runs were judged by, so `--solos` does not go with it.)
     #[arg(long, value_name = "RESULTS", conflicts_with = "solos")]
     resume: Option<PathBuf>,
 }

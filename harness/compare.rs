@@ -48,8 +48,9 @@ pub struct CompareOptions {
     /// baselines are taken instead of measured again; those it lacks are measured.
     pub solos_from: Option<PathBuf>,
     /// A comparison cut short (its results.json or directory) on the same GPU to go on from:
-    /// its solo baselines, its shared runs that finished and its sweeps that ended are taken,
-    /// the rest run ([`Report::resumable`]).
+    /// its solo baselines, its shared runs that finished and its sweep points that ran are
+    /// taken, the rest run ([`resumable`]: not into its own directory, nor with other
+    /// `RIGHTSIZE_*` settings).
     pub resume_from: Option<PathBuf>,
 }
 
@@ -309,13 +310,15 @@ type RunPoint<'a> = dyn FnMut(&Scenario, Mode, &str) -> anyhow::Result<Vec<Sweep
 
 /// The load sweep of `s` under those of `modes` it sweeps, after its ordinary runs (in
 /// `report`): per mode, the points its [`sweep::GoodputSearch`] asks for, the ordinary run as
-/// repeat 0 of scale 1, each run by `run` and added to `report`, then `save`d. A mode whose
-/// ordinary run was skipped is not swept; a point whose run failed meets nothing.
+/// repeat 0 of scale 1, each run by `run` (or, where `taken` has it, a point of a comparison
+/// resumed) and added to `report`, then `save`d. A mode whose ordinary run was skipped is not
+/// swept; a point whose run failed meets nothing.
 fn sweep_scenario(
     s: &Scenario,
     modes: &[Mode],
     report: &mut Report,
     run: &mut RunPoint<'_>,
+    taken: &dyn Fn(&str, sweep::Probe) -> Option<Vec<SweepTenant>>,
     note: &dyn Fn(&str),
     save: &dyn Fn(&Report) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
@@ -349,6 +352,8 @@ fn sweep_scenario(
                     ),
                     None => (Vec::new(), Some("no ordinary run".into())),
                 }
+            } else if let Some(tenants) = taken(&name, probe) {
+                (tenants, None)
             } else {
                 let label = format!("{} ×{} #{} / {name}", s.name, sweep::scale_label(probe.scale), probe.repeat + 1);
                 match run(&sweep::at(s, probe), mode, &label) {
@@ -399,6 +404,36 @@ fn sweep_tenants(at: &Scenario, samples: &[Vec<Sample>]) -> anyhow::Result<Vec<S
         .collect()
 }
 
+/// The comparison in `path` to go on from, on `gpu` with `sms` SMs ([`Report::resumable`]):
+/// refused where its results are the ones this comparison writes into `out` (each save would
+/// drop what is not yet taken again), or where it ran with other `RIGHTSIZE_*` settings than
+/// this one's `command` line (several change what runs).
+fn resumable(path: &Path, out: &Path, command: &str, gpu: &str, sms: u32) -> anyhow::Result<Report> {
+    let file = if path.is_dir() { path.join("results.json") } else { path.to_path_buf() };
+    let ours = out.join("results.json");
+    let same = |a: &Path, b: &Path| match (a.parent().map(Path::canonicalize), b.parent().map(Path::canonicalize)) {
+        (Some(Ok(x)), Some(Ok(y))) => x == y && a.file_name() == b.file_name(),
+        _ => false,
+    };
+    anyhow::ensure!(
+        !same(&file, &ours),
+        "--resume {} is the results directory this comparison writes: give it another --out (the comparison \
+         resumed is read, not changed)",
+        path.display()
+    );
+    let earlier = Report::resumable(path, gpu, sms)?;
+    let (then, now) = (earlier.settings(), super::results::settings(command));
+    anyhow::ensure!(
+        then == now,
+        "{} ran with {} and this comparison with {}: its runs would not be of these settings (set them as it \
+         had them)",
+        path.display(),
+        if then.is_empty() { "no RIGHTSIZE_* settings".to_string() } else { then.join(" ") },
+        if now.is_empty() { "none".to_string() } else { now.join(" ") }
+    );
+    Ok(earlier)
+}
+
 /// Runs every scenario under its modes, after the solo baselines they need.
 pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<Report> {
     super::mps::install_interrupt_handler();
@@ -412,7 +447,7 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
     std::fs::create_dir_all(&opts.out).with_context(|| format!("cannot create {}", opts.out.display()))?;
 
     let resumed = match &opts.resume_from {
-        Some(path) => Some(Report::resumable(path, &info.name, info.sm_count)?),
+        Some(path) => Some(resumable(path, &opts.out, &opts.command, &info.name, info.sm_count)?),
         None => None,
     };
     let earlier = match (&opts.solos_from, &resumed) {
@@ -437,7 +472,10 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
         sm_count: info.sm_count,
         driver: info.driver_release.clone(),
         date: utc(now_unix()),
-        command: opts.command.clone(),
+        command: match &resumed {
+            Some(r) => format!("{} (going on from: {})", opts.command, r.command),
+            None => opts.command.clone(),
+        },
         scenarios: scenarios.to_vec(),
         solo: Vec::new(),
         runs: Vec::new(),
@@ -450,6 +488,8 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
     };
     let started = Instant::now();
 
+    // Solo baselines measured now: a resumed run judged without one is run again.
+    let mut measured: Vec<String> = Vec::new();
     for (key, alone, mode) in &solo_jobs {
         if let Some(taken) = earlier.iter().find(|s| &s.key == key) {
             bars.track(&format!("solo {key}: taken from the earlier comparison"), 0, |_| ());
@@ -480,6 +520,7 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
         };
         report.solo.push(solo);
         save(&report)?;
+        measured.push(key.clone());
     }
 
     let mut profiles = BTreeMap::new();
@@ -487,10 +528,12 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
     // The trace is written run by run, so a long comparison keeps none of it in memory.
     let mut trace_file = opts.trace.as_ref().map(|t| trace::TraceWriter::create(&t.path)).transpose()?;
     let trace_limit = opts.trace.as_ref().map(|t| t.limit);
-    for (si, s) in scenarios.iter().enumerate() {
+    for s in scenarios {
         for mode in modes_of(s) {
             let label = format!("{} / {mode}", s.name);
-            if let Some(done) = resumed.as_ref().and_then(|r| r.finished_run(s, &mode.to_string())) {
+            let judged_alike = (0..s.tenants.len()).all(|i| !measured.contains(&s.solo_key(i, mode.plan)));
+            let taken = resumed.as_ref().filter(|_| judged_alike).and_then(|r| r.finished_run(s, &mode.to_string()));
+            if let Some(done) = taken {
                 bars.track(&format!("{label}: taken from the comparison resumed"), 0, |_| ());
                 report.runs.push(done.clone());
                 save(&report)?;
@@ -553,25 +596,19 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
             report.runs.push(run);
             save(&report)?;
         }
-        // A sweep's ×1 points are the scenario's runs: taken only where every one was.
-        let later: Vec<&str> = scenarios[si + 1..].iter().map(|l| l.name.as_str()).collect();
-        let all_taken =
-            modes_of(s).iter().all(|m| resumed.as_ref().and_then(|r| r.finished_run(s, &m.to_string())).is_some());
-        let ended = resumed.as_ref().filter(|_| s.sweep.is_some() && all_taken).and_then(|r| r.ended_sweep(s, &later));
-        if let Some(points) = ended {
-            bars.println(&format!("{} sweep: taken from the comparison resumed", s.name));
-            bars.runs.dec_length(SWEEP_RUNS_GUESS * sweep::swept_modes(s, &modes_of(s)).len() as u64);
-            report.sweeps.extend(points);
-            save(&report)?;
-        } else if s.sweep.is_some() {
+        if s.sweep.is_some() {
             // The search decides how many runs a sweep takes: the bar's total holds a guess.
             let guess = SWEEP_RUNS_GUESS * sweep::swept_modes(s, &modes_of(s)).len() as u64;
-            let mut runs = 0;
-            let mut run_point = |at: &Scenario, mode: Mode, label: &str| {
-                runs += 1;
-                if runs > guess {
+            // Points run or taken (each a step of the bar).
+            let runs = std::cell::Cell::new(0);
+            let step = || {
+                runs.set(runs.get() + 1);
+                if runs.get() > guess {
                     bars.runs.inc_length(1);
                 }
+            };
+            let mut run_point = |at: &Scenario, mode: Mode, label: &str| {
+                step();
                 if let Some(reason) = skip_reason(at, mode, &info, &mps_broken) {
                     bail!("skipped: {reason}");
                 }
@@ -584,8 +621,23 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
                 })?;
                 sweep_tenants(at, &outcome.samples)
             };
-            sweep_scenario(s, &modes_of(s), &mut report, &mut run_point, &|m| bars.println(m), &save)?;
-            bars.runs.dec_length(guess.saturating_sub(runs));
+            let taken = |mode: &str, probe: sweep::Probe| {
+                let point = resumed.as_ref()?.sweep_point(s, mode, probe)?;
+                step();
+                bars.track(
+                    &format!(
+                        "{} ×{} #{} / {mode}: taken from the comparison resumed",
+                        s.name,
+                        sweep::scale_label(probe.scale),
+                        probe.repeat + 1
+                    ),
+                    0,
+                    |_| (),
+                );
+                Some(point.tenants.clone())
+            };
+            sweep_scenario(s, &modes_of(s), &mut report, &mut run_point, &taken, &|m| bars.println(m), &save)?;
+            bars.runs.dec_length(guess.saturating_sub(runs.get()));
         }
     }
     bars.finish(format!("done in {:.0} s", started.elapsed().as_secs_f64()));
@@ -808,22 +860,25 @@ mod tests {
             sweeps: Vec::new(),
         };
         // krisp meets every SLO up to ×1.1 of the rate.
-        let mut ran: Vec<(String, f64, Option<u64>, Option<f64>)> = Vec::new();
-        let mut run = |at: &Scenario, mode: Mode, _: &str| {
+        let point = |at: &Scenario| {
             let rate = at.tenants[0].rate.unwrap();
-            ran.push((mode.to_string(), rate, at.tenants[0].arrival_seed, at.duration_s));
             let p99_ms = if rate <= 110.0 { 1.0 } else { 3.0 };
-            Ok(vec![SweepTenant {
+            vec![SweepTenant {
                 label: "gpt2".into(),
                 rate: Some(rate),
                 p99_ms,
                 slo_ms: Some(2.0),
                 slo_attainment: Some(1.0),
                 throughput: rate,
-            }])
+            }]
+        };
+        let mut ran: Vec<(String, f64, Option<u64>, Option<f64>)> = Vec::new();
+        let mut run = |at: &Scenario, mode: Mode, _: &str| {
+            ran.push((mode.to_string(), at.tenants[0].rate.unwrap(), at.tenants[0].arrival_seed, at.duration_s));
+            Ok(point(at))
         };
         let saves = std::cell::Cell::new(0);
-        sweep_scenario(&s, &Mode::defaults(), &mut report, &mut run, &|_| (), &|_| {
+        sweep_scenario(&s, &Mode::defaults(), &mut report, &mut run, &|_, _| None, &|_| (), &|_| {
             saves.set(saves.get() + 1);
             Ok(())
         })
@@ -857,6 +912,45 @@ mod tests {
         assert_ne!(ran[0].2, ran[1].2);
         assert_eq!((ran[2].1, ran[2].2), (120.0, Some(s.arrival_seed(0))), "repeat 0 of ×1.2: the ordinary seed");
         assert_eq!(sweep::goodput(&report.sweeps, "o", "krisp").map(|g| g.repeats), Some(3));
+        // Cut short after ×1.2's first repeat and resumed: the points that ran are taken, the
+        // search goes on from there, and only the other five run.
+        let resumed = Report { sweeps: report.sweeps[..5].to_vec(), ..report.clone() };
+        let mut again = Report { sweeps: Vec::new(), ..report.clone() };
+        let mut reran = Vec::new();
+        let mut run = |at: &Scenario, _: Mode, _: &str| {
+            reran.push((sweep::scale_label(at.tenants[0].rate.unwrap() / 100.0), at.tenants[0].arrival_seed));
+            Ok(point(at))
+        };
+        let taken = |mode: &str, probe: sweep::Probe| resumed.sweep_point(&s, mode, probe).map(|p| p.tenants.clone());
+        sweep_scenario(&s, &Mode::defaults(), &mut again, &mut run, &taken, &|_| (), &|_| Ok(())).unwrap();
+        assert_eq!(again.sweeps, report.sweeps);
+        let scales: Vec<&str> = reran.iter().map(|r| r.0.as_str()).collect();
+        assert_eq!(scales, ["1.2", "1.2", "1.095", "1.095", "1.095"]);
+        assert_eq!(reran[0].1, Some(sweep::repeat_seed(s.arrival_seed(0), 1)), "×1.2's second repeat");
+    }
+
+    #[test]
+    fn a_comparison_goes_on_only_into_another_directory_and_with_the_same_settings() {
+        let r = Report {
+            command: "RIGHTSIZE_TRIAL=off gpu-bin/rightsize compare --out a".into(),
+            ..crate::harness::output::tests::report()
+        };
+        let dir = std::env::temp_dir().join(format!("rightsize-resume-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("results.json"), serde_json::to_string(&r).unwrap()).unwrap();
+        let other = dir.join("again");
+        let go_on = |out: &Path, command: &str| resumable(&dir, out, command, &r.gpu, r.sm_count);
+        assert!(go_on(&other, "RIGHTSIZE_TRIAL=off rightsize compare --resume d").is_ok());
+        // Into the directory it reads: refused (its results would be written over as they are taken).
+        for same in [dir.clone(), dir.join(".")] {
+            let e = go_on(&same, "RIGHTSIZE_TRIAL=off rightsize compare").unwrap_err().to_string();
+            assert!(e.contains("another --out"), "{e}");
+        }
+        // With other settings, or none: refused, naming both.
+        let e = go_on(&other, "RIGHTSIZE_TRIAL=on rightsize compare").unwrap_err().to_string();
+        assert!(e.contains("RIGHTSIZE_TRIAL=off") && e.contains("RIGHTSIZE_TRIAL=on"), "{e}");
+        assert!(go_on(&other, "rightsize compare").unwrap_err().to_string().contains("this comparison with none"));
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

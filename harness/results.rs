@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::counters::Counters;
 use super::metrics::{RunMetrics, Sample, TenantMetrics};
 use super::scenario::{Scenario, TenantSpec};
-use super::sweep::SweepPoint;
+use super::sweep::{Probe, SweepPoint};
 
 /// How a run ended.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -88,8 +88,9 @@ pub struct RunResult {
     /// aside (`scripts/aside_ab.py` splits the samples by it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aside: Option<AsidePhases>,
-    /// What the policy learned in the run (one-process modes; `krisp`: where each layout trial
-    /// stands at the end), a line each.
+    /// What the policy learned in the run (one-process runs in the harness's own process; a
+    /// kernel-fault scenario's, hosted in a child process, carry none; `krisp`: where each
+    /// layout trial stands at the end), a line each.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub policy_notes: Vec<String>,
 }
@@ -233,14 +234,26 @@ impl Report {
         self.runs.iter().find(|r| r.scenario == scenario.name && r.mode == mode && matches!(r.status, Status::Ok))
     }
 
-    /// The points of `scenario`'s sweep, where it ended: the scenario is the same as its own,
-    /// the comparison went on to one of the scenarios after it (`later`, in the order they
-    /// run) and has points of it. A sweep cut short is run again, whole (so is the last
-    /// scenario's: nothing tells whether it ended).
-    pub fn ended_sweep(&self, scenario: &Scenario, later: &[&str]) -> Option<Vec<SweepPoint>> {
-        let went_on = self.runs.iter().any(|r| later.contains(&r.scenario.as_str()));
-        let points: Vec<SweepPoint> = self.sweeps.iter().filter(|p| p.scenario == scenario.name).cloned().collect();
-        (self.scenarios.contains(scenario) && went_on && !points.is_empty()).then_some(points)
+    /// Its point of `scenario`'s sweep under `mode` at `probe` (a scale and a repeat), where
+    /// it ran without an error and the scenario is the same as its own. A sweep's search asks
+    /// for its points in an order that depends only on their verdicts, so taking the points
+    /// that ran and running the rest goes on from where a sweep was cut short.
+    pub fn sweep_point(&self, scenario: &Scenario, mode: &str, probe: Probe) -> Option<&SweepPoint> {
+        if !self.scenarios.contains(scenario) {
+            return None;
+        }
+        self.sweeps.iter().find(|p| {
+            p.scenario == scenario.name
+                && p.mode == mode
+                && p.scale == probe.scale
+                && p.repeat == probe.repeat
+                && p.error.is_none()
+        })
+    }
+
+    /// The `RIGHTSIZE_*` settings its command line begins with (several change what runs).
+    pub fn settings(&self) -> Vec<&str> {
+        settings(&self.command)
     }
 
     /// The solo baselines of the earlier comparison in `path` (its results.json, or the
@@ -251,6 +264,11 @@ impl Report {
         let earlier = Report::load_on(path, gpu, sms, "its solo baselines do not hold here")?;
         Ok(earlier.solo.into_iter().filter(|s| matches!(s.status, Status::Ok) && s.metrics.is_some()).collect())
     }
+}
+
+/// The `RIGHTSIZE_*` variables a recorded command line begins with, as written there.
+pub fn settings(command: &str) -> Vec<&str> {
+    command.split(' ').take_while(|w| w.starts_with("RIGHTSIZE_") && w.contains('=')).collect()
 }
 
 /// "YYYY-MM-DD HH:MM:SS" (UTC) of a Unix time.
@@ -332,20 +350,25 @@ mod tests {
         assert!(back.finished_run(&pair, "timeslice").is_none(), "skipped: judged again");
         assert!(back.finished_run(&pair, "streams").is_none(), "failed: run again");
         assert!(back.finished_run(&pair, "static").is_none());
-        // A scenario of the same name whose tenants changed: run again.
+        // A scenario of the same name that changed (here its requests): run again.
         let changed = crate::harness::Scenario { requests: pair.requests + 1, ..pair.clone() };
         assert!(back.finished_run(&changed, "mps").is_none());
-        // Its sweep ended only if the comparison went on to a scenario after it.
-        assert_eq!(back.ended_sweep(&pair, &[]), None, "the last scenario: its sweep may be cut short");
-        assert_eq!(back.ended_sweep(&pair, &["later"]), None, "nothing of a later scenario ran");
-        let mut went_on = r.clone();
-        went_on.runs.push(RunResult::without_tenants("later", "mps", Status::Ok, 1.0));
-        let points = went_on.ended_sweep(&pair, &["later"]).unwrap();
-        assert_eq!(points.len(), r.sweeps.len());
-        assert_eq!(went_on.ended_sweep(&changed, &["later"]), None, "a changed scenario's sweep is run again");
-        let later = crate::harness::Scenario { name: "later".into(), ..pair.clone() };
-        went_on.scenarios.push(later.clone());
-        assert_eq!(went_on.ended_sweep(&later, &["pair"]), None, "no points of its own");
+        // Its sweep's points that ran, by mode, scale and repeat; a changed scenario's none, nor
+        // a point whose run failed.
+        let first = r.sweeps[0].clone();
+        let probe = Probe { scale: first.scale, repeat: first.repeat };
+        assert_eq!(back.sweep_point(&pair, &first.mode, probe), Some(&first));
+        assert_eq!(back.sweep_point(&pair, &first.mode, Probe { repeat: first.repeat + 7, ..probe }), None);
+        assert_eq!(back.sweep_point(&pair, "no-such-mode", probe), None);
+        assert_eq!(back.sweep_point(&changed, &first.mode, probe), None);
+        let mut failed = r.clone();
+        failed.sweeps[0].error = Some("lost".into());
+        assert_eq!(failed.sweep_point(&pair, &first.mode, probe), None);
+        // The settings its command line began with.
+        let set =
+            Report { command: "RIGHTSIZE_GUARD=off RIGHTSIZE_TRIAL=on gpu-bin/rightsize compare".into(), ..r.clone() };
+        assert_eq!(set.settings(), ["RIGHTSIZE_GUARD=off", "RIGHTSIZE_TRIAL=on"]);
+        assert!(Report { command: "rightsize compare --out RIGHTSIZE_X=1".into(), ..r.clone() }.settings().is_empty());
         // Another GPU: refused.
         let e = Report::resumable(&dir, "Other GPU", r.sm_count).unwrap_err().to_string();
         assert!(e.contains("Other GPU") && e.contains("its own GPU kind"), "{e}");

@@ -64,8 +64,11 @@ fn a_pair_runs_under_every_mode_with_solo_baselines() {
             .collect::<Vec<_>>()
     };
     assert_eq!(keys(&resumed), keys(&report), "every run taken as it was");
-    let solos = |r: &rightsize::harness::Report| r.solo.iter().map(|x| x.key.clone()).collect::<Vec<_>>();
-    assert_eq!(solos(&resumed), solos(&report));
+    let solos = |r: &rightsize::harness::Report| serde_json::to_string(&r.solo).unwrap();
+    assert_eq!(solos(&resumed), solos(&report), "every solo baseline taken as it was");
+    // Not into the directory it reads.
+    let into_itself = CompareOptions { resume_from: Some(out.clone()), out: out.clone(), trace: None, ..opts.clone() };
+    assert!(format!("{:#}", compare(&scenarios, &into_itself).unwrap_err()).contains("another --out"));
     let mps_control = rightsize::runtime::mps_control_path();
     for run in &report.runs {
         let mode: Mode = run.mode.parse().unwrap();
