@@ -304,6 +304,56 @@ mod tests {
     }
 
     #[test]
+    fn krisp_weighs_its_layout_trial_by_the_solo_times_its_tenants_were_given() {
+        use crate::runtime::policy::{Demand, GroupLoad, Policy, TRIAL_REQUESTS};
+        use crate::runtime::timer::monotonic_ns;
+        // A prefill whose requests scale with SMs and a decoder whose requests barely do, so
+        // the curves' layout is not equal parts and the pair is tried.
+        let sms: Vec<u32> = (1..=15).map(|g| g * 8).chain([132]).collect();
+        let prefill: Vec<(u32, f64)> = sms.iter().map(|&s| (s, 13_200.0 / f64::from(s))).collect();
+        let decoder: Vec<(u32, f64)> = sms.iter().map(|&s| (s, 100.0 + 1_320.0 / f64::from(s))).collect();
+        let tenant = |curve, solo_us| TenantSpec { request_us: Some(curve), solo_us, ..TenantSpec::default() };
+        let verdict = |solo: [Option<f64>; 2]| {
+            let spec = PolicySpec {
+                kind: PolicyKind::Krisp { curves: true },
+                tenants: vec![tenant(prefill.clone(), solo[0]), tenant(decoder.clone(), solo[1])],
+                reserved_sms: 0,
+                claims: false,
+                guard: Guard::Knee,
+                hush: 0,
+                trial: true,
+            };
+            let p = spec.krisp_shares(&TOPO);
+            let load = GroupLoad::new(TOPO.groups, 2);
+            let mut at = monotonic_ns() + 1_000;
+            // The same requests either way: 10 and 17.7 ms on the curves' layout, 14 and 14 ms
+            // on equal parts.
+            for us in [[10_000.0, 17_700.0]; 1 + TRIAL_REQUESTS].into_iter().chain([[14_000.0; 2]; 1 + TRIAL_REQUESTS])
+            {
+                for (t, &u) in us.iter().enumerate() {
+                    let d = Demand {
+                        active: 0b11,
+                        sustained: true,
+                        ..Demand::new(t as u32, PriorityClass::BestEffort, None, 1024)
+                    };
+                    let began = at;
+                    p.decide(&d, &load, &TOPO);
+                    at += (u * 1e3) as u64;
+                    p.observe(t as u32, began, at);
+                }
+            }
+            p.notes()
+        };
+        let by_solo = verdict([Some(5e3), Some(13e3)]);
+        assert!(by_solo.len() == 1 && by_solo[0].contains("kept equal parts (Σ speed by solo times"), "{by_solo:?}");
+        let by_curves = verdict([Some(5e3), None]);
+        assert!(
+            by_curves.len() == 1 && by_curves[0].contains("kept the curves' layout (Σ speed by curves"),
+            "{by_curves:?}"
+        );
+    }
+
+    #[test]
     fn each_kind_builds_its_policy() {
         let lc = TenantSpec { class: PriorityClass::LatencyCritical, ..TenantSpec::default() };
         let tenants = vec![lc, TenantSpec { window_sms: Some(40), ..TenantSpec::default() }];

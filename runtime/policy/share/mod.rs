@@ -116,12 +116,14 @@ impl KrispShare {
     /// The same policy with each tenant's mean request time alone on the whole device, µs
     /// (`solo_us[i]` for tenant `i`, where its caller measured it): a set whose tenants all
     /// have one is judged by Σ solo time ÷ median time on each layout (each tenant's measured
-    /// speed relative to solo), the others by their curves ([`LayoutTrial`]). Only before the
-    /// policy is cloned.
+    /// speed relative to solo), the others by their curves ([`LayoutTrial`]).
+    ///
+    /// # Panics
+    /// On a policy that was cloned (its clones share the trial, which would not see the times).
     pub fn with_solo_times(mut self, solo_us: Vec<Option<f64>>) -> KrispShare {
         if let Some(trial) = self.trial.as_mut() {
             let unique = Arc::get_mut(trial).map(|t| t.set_solo_times(solo_us)).is_some();
-            debug_assert!(unique, "with_solo_times on a clone of the policy: the solo times are not kept");
+            assert!(unique, "with_solo_times on a clone of the policy: the solo times would not be kept");
         }
         self
     }

@@ -8,14 +8,16 @@
 //! measure the comparison judges, throughput relative to solo summed over the tenants.
 //!
 //! The trial of a set: [`TRIAL_REQUESTS`] requests of each of its tenants on the curves'
-//! layout, then as many on equal parts. A request counts for the set most of its tenant's
-//! placements with laid-out windows saw (more than half of them), so a neighbour between two
-//! of its requests, seen as a smaller set for a moment, does not take the request away from
-//! the set; one with no such placement (its tenant ran alone, once the others were done) does
-//! not count, nor one begun before the set's last switch (it carries the switch), nor a
-//! tenant's first request begun on each layout: it pays for the layout's first use (its
-//! windows' first launches, plans captured for them; a tenant's very first request also loads
-//! its kernels), which a run that keeps the layout pays once.
+//! layout, then as many on equal parts. A request counts for the set more than half of its
+//! tenant's placements saw (a placement without laid-out windows counts for no set), so a
+//! neighbour between two of its requests, seen as a smaller set for a moment, does not take
+//! the request away from the set; one that ran mostly without windows (its tenant alone, once
+//! the others were done) does not count, nor one begun before the set's last switch (it
+//! carries the switch), nor a tenant's first request begun on each layout: it pays for the
+//! layout's first use (its windows' first launches, plans captured for them; a tenant's very
+//! first request also loads its kernels), which a run that keeps the layout pays once. (Plans
+//! captured before a tenant's first request are placements of that request, without windows
+//! laid out, so from plans that request counts for no set and the next settles the stage.)
 //! The verdict compares Σ speed: where every tenant of the set has its solo time (the
 //! harness's solo baseline), each speed is that ÷ the tenant's median request time on the
 //! layout; otherwise each tenant's speed on the curves' layout is its curve's (relative to the
@@ -42,8 +44,8 @@ pub(super) struct LayoutTrial {
     /// By set: each tenant's speed (id, speed relative to the whole device alone) on its
     /// window of the curves' layout, where the set is tried; empty where it is not.
     weights: Vec<Vec<(usize, f64)>>,
-    /// By tenant id: the sets its placements with laid-out windows saw since its last request
-    /// ended (locked by its own thread only, but for a tenant used from several).
+    /// By tenant id: the sets its placements saw since its last request ended (set 0: none
+    /// laid out) (locked by its own thread only, but for a tenant used from several).
     seen: Vec<Slot>,
     /// By tenant id: its mean request time alone on the whole device, µs, where known.
     solo_us: Vec<Option<f64>>,
@@ -130,7 +132,7 @@ impl LayoutTrial {
         self.equal.get(set as usize).is_some_and(|e| e.load(Ordering::Relaxed))
     }
 
-    /// A placement of `tenant` with laid-out windows saw `set` contend (on the launch path:
+    /// A placement of `tenant` saw `set` contend (0: no windows laid out) (on the launch path:
     /// its own slot's lock, uncontended, and a few words of it).
     pub(super) fn saw(&self, tenant: usize, set: u64) {
         let Some(slot) = self.seen.get(tenant) else { return };
