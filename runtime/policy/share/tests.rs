@@ -577,36 +577,31 @@ fn a_neighbour_between_its_requests_does_not_take_a_request_from_the_set() {
     let load = GroupLoad::new(TOPO.groups, 3);
     let busy = |t, active| Demand { active, sustained: true, ..Demand::new(t, PriorityClass::BestEffort, None, 1024) };
     let mut at = monotonic_ns() + 1_000;
-    // Every request of tenants 0 and 1 sees tenant 2 between two of its requests once (the set
-    // of the other two, for a launch), and the whole set for two launches.
-    for _ in 0..=TRIAL_REQUESTS {
-        for t in 0..3u32 {
-            let began = at;
-            p.decide(&busy(t, 0b111), &load, &TOPO);
-            if t < 2 {
-                p.decide(&busy(t, 0b011), &load, &TOPO);
+    // Rounds of requests in which tenants 0 and 1 see tenant 2 between two of their requests
+    // once (the set of the other two, for a launch), between launches that see the whole set
+    // (`whole` of them).
+    let rounds = |p: &KrispShare, at: &mut u64, whole: usize| {
+        for _ in 0..=TRIAL_REQUESTS {
+            for t in 0..3u32 {
+                let began = *at;
+                for k in 0..whole {
+                    p.decide(&busy(t, 0b111), &load, &TOPO);
+                    if k == 0 && t < 2 {
+                        p.decide(&busy(t, 0b011), &load, &TOPO);
+                    }
+                }
+                *at += 10_000_000;
+                p.observe(t, began, *at);
             }
-            p.decide(&busy(t, 0b111), &load, &TOPO);
-            at += 10_000_000;
-            p.observe(t, began, at);
         }
-    }
+    };
+    rounds(&p, &mut at, 2);
     assert!(p.trial.as_ref().is_some_and(|t| t.tried(0b011)), "the smaller set is tried too");
     assert_eq!((p.trial_stage(0b111), p.trial_stage(0b011)), (Some(Stage::Equal), None));
     // A request that saw the smaller set as often as the whole one is counted for neither: only
     // tenant 2's count, so the trial does not move on.
     let q = KrispShare::with_speeds(shares, p.speeds.clone(), 3, &TOPO);
-    for _ in 0..=TRIAL_REQUESTS {
-        for t in 0..3u32 {
-            let began = at;
-            q.decide(&busy(t, 0b111), &load, &TOPO);
-            if t < 2 {
-                q.decide(&busy(t, 0b011), &load, &TOPO);
-            }
-            at += 10_000_000;
-            q.observe(t, began, at);
-        }
-    }
+    rounds(&q, &mut at, 1);
     assert_eq!((q.trial_stage(0b111), q.trial_stage(0b011)), (Some(Stage::Curves), None));
     // The run's results say where it stands: tenant 2's first request settled the stage, its
     // other two counted.
