@@ -339,7 +339,21 @@ mod tests {
     }
 
     #[test]
-    fn a_comparison_goes_on_from_the_runs_that_finished_and_the_sweeps_that_ended() {
+    fn results_read_back_hold_the_numbers_written() {
+        // A solo throughput measured on an H200 that the default float parser read back one
+        // unit in the last place off, so a comparison resumed did not take it as it was.
+        let mut r = crate::harness::output::tests::report();
+        let m = r.solo.iter_mut().find_map(|s| s.metrics.as_mut()).unwrap();
+        m.throughput = 98.232_966_141_780_07;
+        m.latency.mean = 1.008_050_408_533_824_7;
+        let dir = earlier(&r, "roundtrip");
+        let back = Report::load_from(&dir).unwrap();
+        assert_eq!(serde_json::to_string(&back).unwrap(), serde_json::to_string(&r).unwrap());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_comparison_goes_on_from_the_runs_that_finished_and_the_sweep_points_that_ran() {
         let mut r = crate::harness::output::tests::report();
         r.runs.push(RunResult::without_tenants("pair", "streams", Status::Failed { error: "lost".into() }, 1.0));
         let dir = earlier(&r, "resume");
