@@ -530,8 +530,9 @@ struct RunArgs {
     solos: Option<PathBuf>,
     /// Go on from a comparison cut short (its results directory or results.json, on this
     /// GPU, with the same `RIGHTSIZE_*` settings; `--out` another directory): its solo
-    /// baselines, the shared runs that finished and the sweep points that ran are taken, the
-    /// rest run; the results' command line names the comparison resumed. With the same
+    /// baselines, the shared runs that finished (run again where a solo baseline of theirs is
+    /// measured again) and the sweep points that ran are taken, the rest run; the results'
+    /// command line names the comparison resumed. With the same
     /// scenarios and modes, this finishes what the first run began. (Its solo baselines are
     /// the ones its runs were judged by, so `--solos` does not go with it.)
     #[arg(long, value_name = "RESULTS", conflicts_with = "solos")]

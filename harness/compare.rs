@@ -48,9 +48,9 @@ pub struct CompareOptions {
     /// baselines are taken instead of measured again; those it lacks are measured.
     pub solos_from: Option<PathBuf>,
     /// A comparison cut short (its results.json or directory) on the same GPU to go on from:
-    /// its solo baselines, its shared runs that finished and its sweep points that ran are
-    /// taken, the rest run ([`resumable`]: not into its own directory, nor with other
-    /// `RIGHTSIZE_*` settings).
+    /// its solo baselines, its shared runs that finished (judged by solo baselines taken too)
+    /// and its sweep points that ran are taken, the rest run; refused into its own directory or
+    /// with other `RIGHTSIZE_*` settings.
     pub resume_from: Option<PathBuf>,
 }
 
@@ -358,6 +358,21 @@ fn sweep_scenario(
                 let label = format!("{} ×{} #{} / {name}", s.name, sweep::scale_label(probe.scale), probe.repeat + 1);
                 match run(&sweep::at(s, probe), mode, &label) {
                     Ok(tenants) => (tenants, None),
+                    Err(e) if e.downcast_ref::<SkippedPoint>().is_some() => {
+                        // The mode cannot run here now (its ordinary run was taken from a
+                        // comparison resumed, say): said once, the sweep ends, as a skipped
+                        // ordinary run's does; its misses would be no measurement.
+                        report.sweeps.push(SweepPoint {
+                            scenario: s.name.clone(),
+                            mode: name,
+                            scale: probe.scale,
+                            repeat: probe.repeat,
+                            tenants: Vec::new(),
+                            error: Some(format!("{e:#}")),
+                        });
+                        save(report)?;
+                        break;
+                    }
                     Err(e) => {
                         note(&format!("{label} failed: {e:#}"));
                         (Vec::new(), Some(format!("{e:#}")))
@@ -379,6 +394,25 @@ fn sweep_scenario(
     }
     Ok(())
 }
+
+/// The run of `s` under `mode` in the comparison `resumed`, where it finished and none of the
+/// solo baselines it was judged by was `measured` again (so its ratios are to the same ones).
+fn taken_run<'a>(resumed: Option<&'a Report>, s: &Scenario, mode: Mode, measured: &[String]) -> Option<&'a RunResult> {
+    let judged_alike = (0..s.tenants.len()).all(|i| !measured.contains(&s.solo_key(i, mode.plan)));
+    resumed.filter(|_| judged_alike)?.finished_run(s, &mode.to_string())
+}
+
+/// Why a sweep's point is not run under its mode here: the mode is skipped.
+#[derive(Debug)]
+struct SkippedPoint(String);
+
+impl std::fmt::Display for SkippedPoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "skipped: {}", self.0)
+    }
+}
+
+impl std::error::Error for SkippedPoint {}
 
 /// What a run that did not go through says about itself.
 fn status_line(status: &Status) -> Option<String> {
@@ -410,13 +444,13 @@ fn sweep_tenants(at: &Scenario, samples: &[Vec<Sample>]) -> anyhow::Result<Vec<S
 /// this one's `command` line (several change what runs).
 fn resumable(path: &Path, out: &Path, command: &str, gpu: &str, sms: u32) -> anyhow::Result<Report> {
     let file = if path.is_dir() { path.join("results.json") } else { path.to_path_buf() };
-    let ours = out.join("results.json");
-    let same = |a: &Path, b: &Path| match (a.parent().map(Path::canonicalize), b.parent().map(Path::canonicalize)) {
-        (Some(Ok(x)), Some(Ok(y))) => x == y && a.file_name() == b.file_name(),
+    // The same file however named (a link, `.`); a results file not written yet is not it.
+    let same = match (file.canonicalize(), out.join("results.json").canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
         _ => false,
     };
     anyhow::ensure!(
-        !same(&file, &ours),
+        !same,
         "--resume {} is the results directory this comparison writes: give it another --out (the comparison \
          resumed is read, not changed)",
         path.display()
@@ -531,9 +565,7 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
     for s in scenarios {
         for mode in modes_of(s) {
             let label = format!("{} / {mode}", s.name);
-            let judged_alike = (0..s.tenants.len()).all(|i| !measured.contains(&s.solo_key(i, mode.plan)));
-            let taken = resumed.as_ref().filter(|_| judged_alike).and_then(|r| r.finished_run(s, &mode.to_string()));
-            if let Some(done) = taken {
+            if let Some(done) = taken_run(resumed.as_ref(), s, mode, &measured) {
                 bars.track(&format!("{label}: taken from the comparison resumed"), 0, |_| ());
                 report.runs.push(done.clone());
                 save(&report)?;
@@ -610,7 +642,7 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
             let mut run_point = |at: &Scenario, mode: Mode, label: &str| {
                 step();
                 if let Some(reason) = skip_reason(at, mode, &info, &mps_broken) {
-                    bail!("skipped: {reason}");
+                    return Err(SkippedPoint(reason).into());
                 }
                 let total = u64::from(at.requests) * at.tenants.len() as u64;
                 let outcome = bars.track(label, total, |counted| {
@@ -912,9 +944,11 @@ mod tests {
         assert_ne!(ran[0].2, ran[1].2);
         assert_eq!((ran[2].1, ran[2].2), (120.0, Some(s.arrival_seed(0))), "repeat 0 of ×1.2: the ordinary seed");
         assert_eq!(sweep::goodput(&report.sweeps, "o", "krisp").map(|g| g.repeats), Some(3));
-        // Cut short after ×1.2's first repeat and resumed: the points that ran are taken, the
-        // search goes on from there, and only the other five run.
-        let resumed = Report { sweeps: report.sweeps[..5].to_vec(), ..report.clone() };
+        // Cut short after the midpoint's first repeat and read back from its results: the points
+        // that ran are taken (the midpoint's scale as the search computes it again), the search
+        // goes on from there, and only the other two run.
+        let cut = Report { sweeps: report.sweeps[..8].to_vec(), ..report.clone() };
+        let resumed: Report = serde_json::from_str(&serde_json::to_string(&cut).unwrap()).unwrap();
         let mut again = Report { sweeps: Vec::new(), ..report.clone() };
         let mut reran = Vec::new();
         let mut run = |at: &Scenario, _: Mode, _: &str| {
@@ -925,8 +959,19 @@ mod tests {
         sweep_scenario(&s, &Mode::defaults(), &mut again, &mut run, &taken, &|_| (), &|_| Ok(())).unwrap();
         assert_eq!(again.sweeps, report.sweeps);
         let scales: Vec<&str> = reran.iter().map(|r| r.0.as_str()).collect();
-        assert_eq!(scales, ["1.2", "1.2", "1.095", "1.095", "1.095"]);
-        assert_eq!(reran[0].1, Some(sweep::repeat_seed(s.arrival_seed(0), 1)), "×1.2's second repeat");
+        assert_eq!(scales, ["1.095", "1.095"]);
+        assert_eq!(reran[0].1, Some(sweep::repeat_seed(s.arrival_seed(0), 1)), "the midpoint's second repeat");
+        // A mode skipped here now, whose ordinary run was taken: its sweep ends at the first
+        // point it cannot run, said once (no misses that were never measured).
+        let mut skipped = Report { sweeps: Vec::new(), ..report.clone() };
+        let mut run = |_: &Scenario, _: Mode, _: &str| -> anyhow::Result<Vec<SweepTenant>> {
+            Err(SkippedPoint("no MPS here now".into()).into())
+        };
+        sweep_scenario(&s, &Mode::defaults(), &mut skipped, &mut run, &|_, _| None, &|_| (), &|_| Ok(())).unwrap();
+        let krisp: Vec<_> = skipped.sweeps.iter().filter(|p| p.mode == "krisp").collect();
+        assert_eq!(krisp.len(), 2, "the ordinary run, then the point that said so");
+        assert!(krisp[1].error.as_deref().is_some_and(|e| e.contains("no MPS here now")));
+        assert_eq!(sweep::goodput(&skipped.sweeps, "o", "krisp"), None, "no goodput measured");
     }
 
     #[test]
@@ -939,10 +984,11 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("results.json"), serde_json::to_string(&r).unwrap()).unwrap();
         let other = dir.join("again");
+        std::fs::create_dir_all(&other).unwrap();
         let go_on = |out: &Path, command: &str| resumable(&dir, out, command, &r.gpu, r.sm_count);
         assert!(go_on(&other, "RIGHTSIZE_TRIAL=off rightsize compare --resume d").is_ok());
         // Into the directory it reads: refused (its results would be written over as they are taken).
-        for same in [dir.clone(), dir.join(".")] {
+        for same in [dir.clone(), dir.join("."), other.join("..")] {
             let e = go_on(&same, "RIGHTSIZE_TRIAL=off rightsize compare").unwrap_err().to_string();
             assert!(e.contains("another --out"), "{e}");
         }
@@ -951,6 +997,19 @@ mod tests {
         assert!(e.contains("RIGHTSIZE_TRIAL=off") && e.contains("RIGHTSIZE_TRIAL=on"), "{e}");
         assert!(go_on(&other, "rightsize compare").unwrap_err().to_string().contains("this comparison with none"));
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_run_is_taken_only_where_its_solo_baselines_were_taken_too() {
+        let r = crate::harness::output::tests::report();
+        let pair = r.scenarios[0].clone();
+        let mps: Mode = "mps".parse().unwrap();
+        assert!(taken_run(Some(&r), &pair, mps, &[]).is_some());
+        assert!(taken_run(None, &pair, mps, &[]).is_none());
+        // A baseline of one of its tenants measured again: run again, to be judged by it.
+        assert!(taken_run(Some(&r), &pair, mps, &[pair.solo_key(1, false)]).is_none());
+        // Another way of issuing's baseline: still taken.
+        assert!(taken_run(Some(&r), &pair, mps, &[pair.solo_key(1, true)]).is_some());
     }
 
     #[test]

@@ -252,7 +252,7 @@ impl Report {
     }
 
     /// The `RIGHTSIZE_*` settings its command line begins with (several change what runs).
-    pub fn settings(&self) -> Vec<&str> {
+    pub fn settings(&self) -> Vec<String> {
         settings(&self.command)
     }
 
@@ -266,9 +266,34 @@ impl Report {
     }
 }
 
-/// The `RIGHTSIZE_*` variables a recorded command line begins with, as written there.
-pub fn settings(command: &str) -> Vec<&str> {
-    command.split(' ').take_while(|w| w.starts_with("RIGHTSIZE_") && w.contains('=')).collect()
+/// The `RIGHTSIZE_*` variables a recorded command line begins with, `NAME=value` each (the
+/// line's words as a shell reads them: a value the line quoted, `'a b'`, is one word).
+pub fn settings(command: &str) -> Vec<String> {
+    shell_words(command).into_iter().take_while(|w| w.starts_with("RIGHTSIZE_") && w.contains('=')).collect()
+}
+
+/// The words of a command line as a shell splits them, with single quotes (`'\''` for a quote
+/// within them, as recorded command lines write it) and backslashes outside them.
+fn shell_words(line: &str) -> Vec<String> {
+    let (mut words, mut word, mut quoted, mut any) = (Vec::new(), String::new(), false, false);
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => (quoted, any) = (!quoted, true),
+            '\\' if !quoted => word.extend(chars.next()),
+            c if c.is_whitespace() && !quoted => {
+                if any || !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+                any = false;
+            }
+            c => word.push(c),
+        }
+    }
+    if any || !word.is_empty() {
+        words.push(word);
+    }
+    words
 }
 
 /// "YYYY-MM-DD HH:MM:SS" (UTC) of a Unix time.
@@ -382,6 +407,10 @@ mod tests {
         let set =
             Report { command: "RIGHTSIZE_GUARD=off RIGHTSIZE_TRIAL=on gpu-bin/rightsize compare".into(), ..r.clone() };
         assert_eq!(set.settings(), ["RIGHTSIZE_GUARD=off", "RIGHTSIZE_TRIAL=on"]);
+        // A quoted value is one word, whatever it holds.
+        let quoted =
+            Report { command: r"RIGHTSIZE_A='x y' RIGHTSIZE_B='it'\''s' RIGHTSIZE_C=1 rightsize".into(), ..r.clone() };
+        assert_eq!(quoted.settings(), ["RIGHTSIZE_A=x y", "RIGHTSIZE_B=it's", "RIGHTSIZE_C=1"]);
         assert!(Report { command: "rightsize compare --out RIGHTSIZE_X=1".into(), ..r.clone() }.settings().is_empty());
         // Another GPU: refused.
         let e = Report::resumable(&dir, "Other GPU", r.sm_count).unwrap_err().to_string();
