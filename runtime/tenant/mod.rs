@@ -696,17 +696,15 @@ impl Tenant {
     /// ([`crate::runtime::policy::Demand::yields_to`]): the SMs in dispute go to whichever is
     /// the more pressed. No pressure without an objective; nothing without a scheduler.
     pub fn observe(&self, latency: std::time::Duration) {
-        if let (Mode::Scheduled, Some(sched)) = (self.mode, self.rt.scheduler()) {
-            let ended = super::timer::monotonic_ns();
-            let took = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
-            sched.observe(self.id, ended.saturating_sub(took), ended);
-        }
-        let (Some(slo), Mode::Scheduled, Some(sched)) = (self.slo, self.mode, self.rt.scheduler()) else {
+        let (Mode::Scheduled, Some(sched)) = (self.mode, self.rt.scheduler()) else {
             return;
         };
-        if slo.is_zero() {
+        let ended = super::timer::monotonic_ns();
+        let took = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
+        sched.observe(self.id, ended.saturating_sub(took), ended);
+        let Some(slo) = self.slo.filter(|slo| !slo.is_zero()) else {
             return;
-        }
+        };
         let mut recent = self.recent.borrow_mut();
         if recent.len() == PRESSURE_WINDOW {
             recent.pop_front();
