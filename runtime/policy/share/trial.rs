@@ -204,11 +204,7 @@ impl LayoutTrial {
         sets.into_iter()
             .map(|(&set, t)| {
                 let who = ids(set).map(|i| i.to_string()).collect::<Vec<_>>().join("+");
-                let by = if self.weights[set as usize].iter().all(|&(i, _)| self.solo(i).is_some()) {
-                    "solo times"
-                } else {
-                    "curves"
-                };
+                let by = if self.by_solo(set) { "solo times" } else { "curves" };
                 match (t.stage, t.sums) {
                     (Stage::Kept { equal }, Some((c, e))) => format!(
                         "layout trial of tenants {who}: kept {} (Σ speed by {by}: curves' layout {c:.3}, equal parts {e:.3})",
@@ -231,6 +227,11 @@ impl LayoutTrial {
             .collect()
     }
 
+    /// Whether `set`'s verdict is weighed by solo times: every tenant of it has one.
+    fn by_solo(&self, set: u64) -> bool {
+        self.weights[set as usize].iter().all(|&(t, _)| self.solo(t).is_some())
+    }
+
     fn solo(&self, t: usize) -> Option<f64> {
         self.solo_us.get(t).copied().flatten().filter(|&us| us > 0.0)
     }
@@ -246,7 +247,7 @@ impl LayoutTrial {
         curves: &HashMap<usize, Vec<f64>>,
         equal: &HashMap<usize, Vec<f64>>,
     ) -> Option<(f64, f64)> {
-        let by_solo = self.weights[set as usize].iter().all(|&(t, _)| self.solo(t).is_some());
+        let by_solo = self.by_solo(set);
         let (mut on_curves, mut on_equal) = (0.0, 0.0);
         for &(t, w) in &self.weights[set as usize] {
             let (a, b) = (median(curves.get(&t)?), median(equal.get(&t)?));
