@@ -486,9 +486,7 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
     };
     let earlier = match (&opts.solos_from, &resumed) {
         (Some(path), _) => Report::earlier_solos(path, &info.name, info.sm_count)?,
-        (None, Some(r)) => {
-            r.solo.iter().filter(|s| matches!(s.status, Status::Ok) && s.metrics.is_some()).cloned().collect()
-        }
+        (None, Some(r)) => r.solos_that_ran(),
         (None, None) => Vec::new(),
     };
     let solo_jobs = solo_jobs(scenarios, &modes_of);

@@ -261,8 +261,12 @@ impl Report {
     /// instead of measuring them again: those that ran. Refused where it ran on another GPU
     /// (a baseline is of one GPU kind).
     pub fn earlier_solos(path: &Path, gpu: &str, sms: u32) -> anyhow::Result<Vec<SoloResult>> {
-        let earlier = Report::load_on(path, gpu, sms, "its solo baselines do not hold here")?;
-        Ok(earlier.solo.into_iter().filter(|s| matches!(s.status, Status::Ok) && s.metrics.is_some()).collect())
+        Ok(Report::load_on(path, gpu, sms, "its solo baselines do not hold here")?.solos_that_ran())
+    }
+
+    /// Its solo baselines that ran (with metrics).
+    pub fn solos_that_ran(&self) -> Vec<SoloResult> {
+        self.solo.iter().filter(|s| matches!(s.status, Status::Ok) && s.metrics.is_some()).cloned().collect()
     }
 }
 
