@@ -540,12 +540,20 @@ fn all_cases(cx: &mut Ctx) -> Vec<Case> {
         let bytes = 2.0 * f64::from(b * vocab);
         let mut launches = Vec::new();
         for _ in 0..cx.copies(bytes) {
-            let (dl, dout) = (
-                cx.upload(&logits),
-                Rc::new(DeviceBuffer::<u32>::filled(cx.rt.device(), b as usize, 0).expect("alloc")),
-            );
-            let p = ArgmaxParams { logits: dl.ptr(), out: dout.ptr(), rows: b, cols: vocab, stride: vocab, _pad: 0 };
-            launches.push(cx.launcher(k::ARGMAX, p, vec![any(&dl), any(&dout)]));
+            let words = |n: usize| Rc::new(DeviceBuffer::<u32>::filled(cx.rt.device(), n, 0).expect("alloc"));
+            let (partial, arrived) = rightsize::kernels::argmax_scratch(b, vocab).unwrap_or((1, 1));
+            let (dl, dout, dp, da) = (cx.upload(&logits), words(b as usize), words(partial), words(arrived));
+            let p = ArgmaxParams {
+                logits: dl.ptr(),
+                out: dout.ptr(),
+                partial: dp.ptr(),
+                arrived: da.ptr(),
+                rows: b,
+                cols: vocab,
+                stride: vocab,
+                _pad: 0,
+            };
+            launches.push(cx.launcher(k::ARGMAX, p, vec![any(&dl), any(&dout), any(&dp), any(&da)]));
         }
         cases.push(Case {
             name: "gpt2 argmax".into(),

@@ -9,7 +9,7 @@ use super::ops::{self, GemmBackend, Heads, KvCache, Mat, Weight};
 use super::weights::{ModelWeights, Norm};
 use super::EngineError;
 use crate::kernels::abi::{PackParams, RS_ACT_GELU_ERF, RS_ACT_GELU_TANH, RS_ACT_NONE, RS_ACT_SWIGLU};
-use crate::kernels::{decode_attention_scratch, packs_decode_weights, PACK_TILES};
+use crate::kernels::{argmax_scratch, decode_attention_scratch, packs_decode_weights, PACK_TILES};
 use crate::runtime::{DeviceBuffer, Plan, Tenant};
 
 type Result<T> = std::result::Result<T, EngineError>;
@@ -90,6 +90,8 @@ pub struct Workspace {
     caches: Vec<KvCache>,
     /// Decode attention's chunk states, where a step of up to `batch` sequences splits caches.
     scratch: Option<ops::DecodeScratch>,
+    /// The greedy argmax's parts of rows (decoders whose vocabulary is scanned in parts).
+    argmax: Option<ops::ArgmaxScratch>,
     /// The decoder kernel's layer table (GPT-2-style models).
     decoder: Option<ops::DecoderTable>,
 }
@@ -114,6 +116,8 @@ struct WorkspaceLens {
     /// `batch` sequences splits caches.
     chunk_states: usize,
     chunk_counts: usize,
+    /// The argmax's parts and counts (words), where a row of logits is scanned in parts.
+    argmax: usize,
 }
 
 impl WorkspaceLens {
@@ -134,6 +138,7 @@ impl WorkspaceLens {
             cache: t * c.kv_heads as usize * c.head_dim as usize,
             chunk_states: scratch.map_or(0, |s| s.0),
             chunk_counts: scratch.map_or(0, |s| s.1),
+            argmax: if c.is_decoder() { argmax_scratch(batch, c.vocab).map_or(0, |(p, a)| p + a) } else { 0 },
         }
     }
 
@@ -141,7 +146,7 @@ impl WorkspaceLens {
     fn bytes(&self) -> u64 {
         let half = 2 * self.hidden + self.qkv + self.attn + self.ffn + self.ffn_act + self.logits;
         let caches = 2 * self.caches as usize * self.cache;
-        let words = self.tokens + 3 * self.batch + self.chunk_states + self.chunk_counts;
+        let words = self.tokens + 3 * self.batch + self.chunk_states + self.chunk_counts + self.argmax;
         2 * (half + caches) as u64 + 4 * words as u64
     }
 }
@@ -347,9 +352,11 @@ impl Model {
         let decoder =
             if c.family == Family::Gpt2 { ops::DecoderTable::new(d, &self.weights.layers, &caches)? } else { None };
         let scratch = ops::DecodeScratch::new(d, n.chunk_states, n.chunk_counts)?;
+        let argmax = if c.is_decoder() { ops::ArgmaxScratch::new(d, batch, c.vocab)? } else { None };
         Ok(Workspace {
             decoder,
             scratch,
+            argmax,
             batch,
             seq,
             ids: words(n.tokens)?,
@@ -511,7 +518,7 @@ impl Model {
         } else {
             ops::norm_linear(t, self.backend, norm_of(fnorm), x, a, head, None, RS_ACT_NONE, logits)?;
         }
-        ops::argmax(t, logits, &ws.next)?;
+        ops::argmax(t, logits, &ws.next, ws.argmax.as_ref())?;
         // The cache now holds `tokens` more positions.
         ops::advance(t, &ws.pos, tokens)
     }

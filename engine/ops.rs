@@ -7,8 +7,8 @@ use half::f16;
 use super::EngineError;
 use crate::kernels::abi::*;
 use crate::kernels::{
-    self as k, attention_decode_kernel, attention_prefill_kernel, decode_attention_need, fuses_norm, gemm_kernel,
-    hopper_gemm, packed_decode_kernel, Params as _,
+    self as k, argmax_parts, argmax_scratch, attention_decode_kernel, attention_prefill_kernel, decode_attention_need,
+    fuses_norm, gemm_kernel, hopper_gemm, packed_decode_kernel, Params as _,
 };
 use crate::runtime::work::Blas;
 use crate::runtime::{Device, DeviceBuffer, DeviceCopy, Tenant};
@@ -791,20 +791,57 @@ pub fn swiglu(t: &Tenant, gate_up: Mat, out: Mat, paired: bool) -> Result<()> {
     Ok(())
 }
 
-/// Each row's argmax into `out`.
-pub fn argmax(t: &Tenant, logits: Mat, out: &DeviceBuffer<u32>) -> Result<()> {
+/// What `argmax_f16` needs where it scans rows in parts (vocabularies longer than
+/// `RS_ARGMAX_PART_COLS`): each part's best and a count a row of the parts done. A step's
+/// launch uses it, one after another.
+#[derive(Debug)]
+pub struct ArgmaxScratch {
+    partial: DeviceBuffer<u32>,
+    arrived: DeviceBuffer<u32>,
+}
+
+impl ArgmaxScratch {
+    /// For rows of `cols` columns, up to `rows` of them, zeroed; `None` where a row is one part.
+    pub fn new(device: &Device, rows: u32, cols: u32) -> Result<Option<ArgmaxScratch>> {
+        let Some((partial, arrived)) = argmax_scratch(rows, cols) else { return Ok(None) };
+        Ok(Some(ArgmaxScratch {
+            partial: DeviceBuffer::filled(device, partial, 0)?,
+            arrived: DeviceBuffer::filled(device, arrived, 0)?,
+        }))
+    }
+}
+
+/// Each row's argmax into `out`; `scratch` where a row is scanned in parts ([`ArgmaxScratch`]
+/// for at least these rows and columns).
+pub fn argmax(t: &Tenant, logits: Mat, out: &DeviceBuffer<u32>, scratch: Option<&ArgmaxScratch>) -> Result<()> {
     if out.len() < logits.rows as usize {
         return Err(EngineError::Shape("argmax: output shorter than the rows".into()));
     }
+    let (partial, arrived) = match argmax_scratch(logits.rows, logits.cols) {
+        None => (0, 0),
+        Some((partial, arrived)) => match scratch {
+            Some(s) if s.partial.len() >= partial && s.arrived.len() >= arrived => (s.partial.ptr(), s.arrived.ptr()),
+            _ => {
+                return Err(EngineError::Shape(format!(
+                    "argmax: {} rows of {} columns ({} parts a row) need scratch for them",
+                    logits.rows,
+                    logits.cols,
+                    argmax_parts(logits.cols)
+                )))
+            }
+        },
+    };
     let p = ArgmaxParams {
         logits: logits.ptr,
         out: out.ptr(),
+        partial,
+        arrived,
         rows: logits.rows,
         cols: logits.cols,
         stride: logits.ld,
         _pad: 0,
     };
-    // SAFETY: views checked above.
+    // SAFETY: views checked above; the scratch holds the rows' parts.
     unsafe { t.launch(k::ARGMAX, &p) }?;
     Ok(())
 }

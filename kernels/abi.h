@@ -460,12 +460,17 @@ typedef struct SwigluParams {
 
 /* ---- argmax.cu -------------------------------------------------------------- */
 
-#define RS_ARGMAX_THREADS 1024
+#define RS_ARGMAX_THREADS 256
+/** Columns of a part of a row: a work unit. */
+#define RS_ARGMAX_PART_COLS 4096
 
 /** argmax_f16: out[r] = the smallest index of the largest value of row r (NaNs ignored;
- *  a row of only NaN gives 0). Work unit: one row. */
+ *  a row of only NaN gives 0). Work unit: a part of a row (RS_ARGMAX_PART_COLS columns; parts
+ *  = ⌈cols / RS_ARGMAX_PART_COLS⌉). Where parts > 1: `partial` holds rows × parts pairs of
+ *  words (a part's best value's bits and its index), `arrived` a count a row of its parts
+ *  done, zero before a launch and left at zero after it (both unread where parts = 1). */
 typedef struct ArgmaxParams {
-    unsigned long long logits, out;
+    unsigned long long logits, out, partial, arrived;
     unsigned int rows, cols, stride;
     unsigned int _pad;
 } ArgmaxParams;

@@ -148,15 +148,34 @@ impl Params for FillParams {
     }
 }
 
+/// Parts `argmax_f16` scans a row of `cols` columns in: its work units a row.
+pub fn argmax_parts(cols: u32) -> u32 {
+    cols.div_ceil(RS_ARGMAX_PART_COLS).max(1)
+}
+
+/// Words of `partial` and of `arrived` `argmax_f16` needs for `rows` rows of `cols` columns
+/// (zeroed before the first launch); `None` where a row is one part (neither is read).
+pub fn argmax_scratch(rows: u32, cols: u32) -> Option<(usize, usize)> {
+    let parts = argmax_parts(cols) as usize;
+    (parts > 1).then(|| (2 * rows as usize * parts, rows as usize))
+}
+
 impl Params for ArgmaxParams {
     fn units(&self, _: KernelId) -> u64 {
-        u64::from(self.rows)
+        u64::from(self.rows) * u64::from(argmax_parts(self.cols))
     }
     fn check(&self, k: KernelId) -> Result<(), ParamError> {
         ensure(self.cols >= 1 && self.stride >= self.cols, k, || {
             format!("cols = {} must be ≥ 1 and ≤ stride = {}", self.cols, self.stride)
         })?;
-        pointers(k, &[("logits", self.logits, 2), ("out", self.out, 4)])
+        ensure(self.units(k) <= u64::from(u32::MAX), k, || {
+            format!("{} units (rows × parts) do not fit 32 bits", self.units(k))
+        })?;
+        pointers(k, &[("logits", self.logits, 2), ("out", self.out, 4)])?;
+        if argmax_parts(self.cols) > 1 {
+            pointers(k, &[("partial", self.partial, 8), ("arrived", self.arrived, 4)])?;
+        }
+        Ok(())
     }
     fn shape_key(&self) -> u64 {
         key(&[u64::from(self.rows), u64::from(self.cols)])
@@ -174,9 +193,23 @@ mod tests {
         assert_eq!(NormParams { rows: 1025, ..n }.units(KernelId::RmsNorm), 129);
         assert!(n.check(KernelId::LayerNorm).is_ok());
         assert!(NormParams { cols: RS_NORM_MAX_COLS + 1, ..n }.check(KernelId::LayerNorm).is_err());
-        let a = ArgmaxParams { logits: 2, out: 4, rows: 8, cols: 50257, stride: 50257, _pad: 0 };
-        assert_eq!(a.units(KernelId::Argmax), 8);
+        // Rows in parts of RS_ARGMAX_PART_COLS columns: GPT-2's vocabulary in 13, a unit each.
+        let a =
+            ArgmaxParams { logits: 2, out: 4, partial: 8, arrived: 4, rows: 8, cols: 50257, stride: 50257, _pad: 0 };
+        assert_eq!(argmax_parts(50257), 13);
+        assert_eq!(a.units(KernelId::Argmax), 8 * 13);
+        assert!(a.check(KernelId::Argmax).is_ok());
         assert!(ArgmaxParams { stride: 100, ..a }.check(KernelId::Argmax).is_err());
+        assert!(ArgmaxParams { arrived: 0, ..a }.check(KernelId::Argmax).is_err(), "a row of parts needs the counts");
+        assert!(ArgmaxParams { partial: 4, ..a }.check(KernelId::Argmax).is_err(), "pairs of words, 8-byte aligned");
+        assert_eq!(argmax_scratch(8, 50257), Some((2 * 8 * 13, 8)));
+        // A row of one part is written at once: no scratch.
+        let short =
+            ArgmaxParams { partial: 0, arrived: 0, cols: RS_ARGMAX_PART_COLS, stride: RS_ARGMAX_PART_COLS, ..a };
+        assert_eq!(short.units(KernelId::Argmax), 8);
+        assert!(short.check(KernelId::Argmax).is_ok());
+        assert_eq!(argmax_scratch(8, RS_ARGMAX_PART_COLS), None);
+        assert_eq!(argmax_parts(RS_ARGMAX_PART_COLS + 1), 2);
         let g = GeluParams { x: 2, y: 2, n: 4097, act: RS_ACT_GELU_ERF, _pad: 0 };
         assert_eq!(g.units(KernelId::Gelu), 3);
         assert!(GeluParams { act: RS_ACT_NONE, ..g }.check(KernelId::Gelu).is_err());

@@ -23,7 +23,7 @@ pub use attention::{
     decode_attention_need, decode_attention_scratch, decode_chunks,
 };
 pub use decoder::decoder_phase_units;
-pub use elementwise::vector_units;
+pub use elementwise::{argmax_parts, argmax_scratch, vector_units};
 pub use gemm::{
     fuses_norm, gemm_kernel, gemm_wgmma_kernel, hopper_gemm, packed_chunk, packed_decode_kernel, packs_decode_weights,
     TensorMapSpec, HOPPER_PREFILL_GEMMS, HOPPER_SMALL_GEMMS,

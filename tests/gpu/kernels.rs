@@ -8,7 +8,7 @@ use rand::rngs::StdRng;
 use rand::Rng;
 use rightsize::kernels::abi::*;
 use rightsize::kernels::reference::{self as refs, relative_error, AttentionShape};
-use rightsize::kernels::{self as k, gemm_kernel, Kernel, Params};
+use rightsize::kernels::{self as k, argmax_scratch, gemm_kernel, Kernel, Params};
 use rightsize::runtime::{DeviceBuffer, DeviceCopy, Grid, PartitionId, Placement, PoolSpec, Runtime};
 
 use super::{device, fresh_rng, split};
@@ -1037,32 +1037,45 @@ fn gate_up_pairs_give_the_bits_of_a_gemm_then_swiglu() {
 fn argmax_matches_reference() {
     let rt = runtime();
     let mut rng = fresh_rng("argmax");
-    for cols in [50_257usize, 128_256, 3] {
-        let rows = 8;
+    // Vocabularies in 13, 32 and 8 parts; a row of exactly one part and a short one.
+    let part = RS_ARGMAX_PART_COLS as usize;
+    for (rows, cols) in [(8usize, 50_257usize), (8, 128_256), (1, 128_256), (3, 32_000), (8, part), (8, 3)] {
         let mut l = rand_f16(&mut rng, rows * cols, -10.0, 10.0);
-        // Row 0: a tie for the maximum; row 1: NaNs among the values; row 2: only NaN.
+        // Row 0: a tie for the maximum in different parts; the last row: only NaN; row 1 (of
+        // several): NaNs among the values.
         let hi = f16::from_f32(20.0);
         l[cols - 1] = hi;
         l[cols / 2] = hi;
-        l[cols + 1] = f16::NAN;
-        for v in &mut l[2 * cols..3 * cols] {
+        for v in &mut l[(rows - 1) * cols..] {
             *v = f16::NAN;
+        }
+        if rows > 2 {
+            l[cols + 1] = f16::NAN;
         }
         let want = refs::argmax(&l, cols);
         let dl = up(&rt, &l);
         let mut out = poisoned::<u32>(&rt, rows);
+        let (partial_words, arrived_words) = argmax_scratch(rows as u32, cols as u32).unwrap_or((1, 1));
+        let partial = DeviceBuffer::<u32>::filled(rt.device(), partial_words, 0).unwrap();
+        let arrived = DeviceBuffer::<u32>::filled(rt.device(), arrived_words, 0).unwrap();
         let p = ArgmaxParams {
             logits: dl.ptr(),
             out: out.ptr(),
+            partial: partial.ptr(),
+            arrived: arrived.ptr(),
             rows: rows as u32,
             cols: cols as u32,
             stride: cols as u32,
             _pad: 0,
         };
         let got = at_every_grid(&rt, "argmax", k::ARGMAX, &p, &mut out, |_| {});
-        assert_eq!(got, want, "argmax over {cols}");
-        assert_eq!(got[0], (cols / 2) as u32);
-        assert_eq!(got[2], 0);
+        assert_eq!(got, want, "argmax of {rows} rows over {cols}");
+        if rows > 1 {
+            assert_eq!(got[0], (cols / 2) as u32, "the tie goes to the smaller index");
+        }
+        assert_eq!(got[rows - 1], 0, "a row of only NaN");
+        // Every launch leaves the counts at zero for the next.
+        assert!(arrived.to_host().unwrap().iter().all(|&c| c == 0), "counts left after the launches");
     }
 }
 
