@@ -528,10 +528,12 @@ impl KrispShare {
         let tenant = d.tenant.min(63);
         let active = d.active | load.active_set() | 1 << tenant;
         let critical = self.critical(tenant as usize);
-        // The layout trial counts every placement: one without laid-out windows as set 0,
-        // which is never tried, so a request that mostly ran so counts for no set.
+        // The layout trial counts every placement a request makes: one without laid-out
+        // windows as set 0, which is never tried, so a request that mostly ran so counts for
+        // no set. A plan captured (placed as if alone, none active) is no request's.
+        let captured = d.plan && d.active == 0;
         let seen = |set: u64| {
-            if let Some(tr) = &self.trial {
+            if let Some(tr) = self.trial.as_ref().filter(|_| !captured) {
                 tr.saw(tenant as usize, set);
             }
         };

@@ -612,6 +612,39 @@ fn a_neighbour_between_its_requests_does_not_take_a_request_from_the_set() {
 }
 
 #[test]
+fn plans_captured_before_a_request_do_not_count_for_its_set() {
+    use crate::runtime::timer::monotonic_ns;
+    let (linear, flat) = prefill_and_decoder_curves();
+    let speeds = vec![Speeds::from_times(&linear, &TOPO), Speeds::from_times(&flat, &TOPO)];
+    let p = KrispShare::with_speeds(vec![share(false, None); 2], speeds, 2, &TOPO);
+    let load = GroupLoad::new(TOPO.groups, 2);
+    let busy = |t| Demand { active: 0b11, sustained: true, ..Demand::new(t, PriorityClass::BestEffort, None, 1024) };
+    let whole = GroupRange { first: 0, count: TOPO.groups };
+    let mut at = monotonic_ns() + 1_000;
+    // Each tenant's plan, captured on the whole device as if alone (many kernels), then its
+    // first request beside the other: that request counts for the pair (and settles its stage).
+    for t in 0..2 {
+        let began = at;
+        for _ in 0..10 {
+            p.place(&Demand { active: 0, plan: true, ..busy(t) }, &load, &TOPO, whole);
+        }
+        p.decide(&busy(t), &load, &TOPO);
+        at += 10_000_000;
+        p.observe(t, began, at);
+    }
+    assert_eq!(p.trial_stage(0b11), Some(Stage::Curves));
+    for _ in 0..TRIAL_REQUESTS {
+        for t in 0..2 {
+            let began = at;
+            p.decide(&busy(t), &load, &TOPO);
+            at += 10_000_000;
+            p.observe(t, began, at);
+        }
+    }
+    assert_eq!(p.trial_stage(0b11), Some(Stage::Equal));
+}
+
+#[test]
 fn solo_times_weigh_the_verdict_where_every_tenant_has_one() {
     use crate::runtime::timer::monotonic_ns;
     let (linear, flat) = prefill_and_decoder_curves();

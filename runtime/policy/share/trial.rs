@@ -15,9 +15,8 @@
 //! the others were done) does not count, nor one begun before the set's last switch (it
 //! carries the switch), nor a tenant's first request begun on each layout: it pays for the
 //! layout's first use (its windows' first launches, plans captured for them; a tenant's very
-//! first request also loads its kernels), which a run that keeps the layout pays once. (Plans
-//! captured before a tenant's first request are placements of that request, without windows
-//! laid out, so from plans that request counts for no set and the next settles the stage.)
+//! first request also loads its kernels), which a run that keeps the layout pays once. Plans
+//! captured (placed as if alone) are no request's placements.
 //! The verdict compares Σ speed: where every tenant of the set has its solo time (the
 //! harness's solo baseline), each speed is that ÷ the tenant's median request time on the
 //! layout; otherwise each tenant's speed on the curves' layout is its curve's (relative to the
