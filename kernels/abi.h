@@ -467,8 +467,9 @@ typedef struct SwigluParams {
 /** argmax_f16: out[r] = the smallest index of the largest value of row r (NaNs ignored;
  *  a row of only NaN gives 0). Work unit: a part of a row (RS_ARGMAX_PART_COLS columns; parts
  *  = ⌈cols / RS_ARGMAX_PART_COLS⌉). Where parts > 1: `partial` holds rows × parts pairs of
- *  words (a part's best value's bits and its index), `arrived` a count a row of its parts
- *  done, zero before a launch and left at zero after it (both unread where parts = 1). */
+ *  words (a part's best value's bits and its index; 8-byte aligned), `arrived` a count a row
+ *  of its parts done, zero before a launch and left at zero after it (both unread where
+ *  parts = 1). One launch (with its continuations) uses them at a time. */
 typedef struct ArgmaxParams {
     unsigned long long logits, out, partial, arrived;
     unsigned int rows, cols, stride;

@@ -321,9 +321,10 @@ impl KernelId {
     /// the next tile's operands while they finish one, are not of this kind, nor decode
     /// attention (its cache rows asked of L2 before its loop), nor the kernels that order
     /// their units themselves. Argmax, the weight packer and the `%smid` probe would qualify
-    /// but are left out, as nothing is gained: argmax has a unit a part of a row of a batch (a
-    /// few hundred at most, one round on most partitions), the packer runs once as a model loads, the probe only in the claims tests. Every kernel
-    /// is named here, so a new one is decided on.
+    /// but are left out, as nothing is gained: argmax has a unit a part of a row (256 at batch
+    /// 8 for Llama's vocabulary, one round on most partitions), the packer runs once as a model
+    /// loads, the probe only in the claims tests. Every kernel is named here, so a new one is
+    /// decided on.
     pub fn units_stand_alone(self) -> bool {
         use KernelId::*;
         match self {

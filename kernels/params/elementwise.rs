@@ -157,7 +157,7 @@ pub fn argmax_parts(cols: u32) -> u32 {
 /// (zeroed before the first launch); `None` where a row is one part (neither is read).
 pub fn argmax_scratch(rows: u32, cols: u32) -> Option<(usize, usize)> {
     let parts = argmax_parts(cols) as usize;
-    (parts > 1).then(|| (2 * rows as usize * parts, rows as usize))
+    (parts > 1 && rows > 0).then(|| (2 * rows as usize * parts, rows as usize))
 }
 
 impl Params for ArgmaxParams {
@@ -168,11 +168,13 @@ impl Params for ArgmaxParams {
         ensure(self.cols >= 1 && self.stride >= self.cols, k, || {
             format!("cols = {} must be ≥ 1 and ≤ stride = {}", self.cols, self.stride)
         })?;
+        // (The kernel counts a row's parts in 32 bits: cols + RS_ARGMAX_PART_COLS - 1 must fit.)
+        ensure(self.cols <= u32::MAX - RS_ARGMAX_PART_COLS, k, || format!("cols = {} is too many", self.cols))?;
         ensure(self.units(k) <= u64::from(u32::MAX), k, || {
             format!("{} units (rows × parts) do not fit 32 bits", self.units(k))
         })?;
         pointers(k, &[("logits", self.logits, 2), ("out", self.out, 4)])?;
-        if argmax_parts(self.cols) > 1 {
+        if argmax_scratch(self.rows, self.cols).is_some() {
             pointers(k, &[("partial", self.partial, 8), ("arrived", self.arrived, 4)])?;
         }
         Ok(())
@@ -210,6 +212,10 @@ mod tests {
         assert!(short.check(KernelId::Argmax).is_ok());
         assert_eq!(argmax_scratch(8, RS_ARGMAX_PART_COLS), None);
         assert_eq!(argmax_parts(RS_ARGMAX_PART_COLS + 1), 2);
+        // No rows: nothing launched, nothing needed.
+        assert_eq!(argmax_scratch(0, 50257), None);
+        assert!(ArgmaxParams { rows: 0, partial: 0, arrived: 0, ..a }.check(KernelId::Argmax).is_ok());
+        assert!(ArgmaxParams { cols: u32::MAX, stride: u32::MAX, ..a }.check(KernelId::Argmax).is_err());
         let g = GeluParams { x: 2, y: 2, n: 4097, act: RS_ACT_GELU_ERF, _pad: 0 };
         assert_eq!(g.units(KernelId::Gelu), 3);
         assert!(GeluParams { act: RS_ACT_NONE, ..g }.check(KernelId::Gelu).is_err());

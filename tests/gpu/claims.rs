@@ -653,6 +653,27 @@ fn a_launch_made_under_a_claim_is_continued_on_unclaimed_sms() {
     let (va, vb) = (up(rand(&mut rng, vn as usize)), up(rand(&mut rng, vn as usize)));
     let add_out = DeviceBuffer::<f16>::filled(dev, vn as usize, 0xff).unwrap();
     let add = VectorAddParams { a: va.ptr(), b: vb.ptr(), c: add_out.ptr(), n: vn };
+    // Greedy argmax over 64 rows of Llama's vocabulary (32 parts a row): a row's parts are
+    // counted across the launch and its continuation.
+    let (am_rows, am_cols) = (64u32, 128_256u32);
+    let logits = rand(&mut rng, (am_rows * am_cols) as usize);
+    let am_want = rightsize::kernels::reference::argmax(&logits, am_cols as usize);
+    let logits = up(logits);
+    let (partial, arrived) = k::argmax_scratch(am_rows, am_cols).unwrap();
+    let words = |n: usize, fill: u8| DeviceBuffer::<u32>::filled(dev, n, fill).unwrap();
+    let (am_out, am_partial, am_arrived) = (words(am_rows as usize, 0xff), words(partial, 0), words(arrived, 0));
+    // Written 0xff before each run, so a launch that writes nothing is seen.
+    let am_out = std::cell::RefCell::new(am_out);
+    let argmax = ArgmaxParams {
+        logits: logits.ptr(),
+        out: am_out.borrow().ptr(),
+        partial: am_partial.ptr(),
+        arrived: am_arrived.ptr(),
+        rows: am_rows,
+        cols: am_cols,
+        stride: am_cols,
+        _pad: 0,
+    };
     // SAFETY: the buffers hold the sizes the params name.
     unsafe {
         rt.launch(k::GEMM_SKINNY_8, &skinny, Placement::WHOLE).unwrap();
@@ -660,17 +681,24 @@ fn a_launch_made_under_a_claim_is_continued_on_unclaimed_sms() {
     }
     rt.synchronize().unwrap();
     let (skinny_want, add_want) = (bits(&skinny_out), bits(&add_out));
+    let check_argmax = |label: &str| {
+        assert_eq!(am_out.borrow().to_host().unwrap(), am_want, "{label}: the argmax differs from the reference");
+        assert!(am_arrived.to_host().unwrap().iter().all(|&c| c == 0), "{label}: the argmax left counts");
+    };
     let run = |label: &str| {
+        am_out.borrow_mut().fill_bytes(0xff).unwrap();
         // SAFETY: as in Gemm::new, and above.
         unsafe {
             be.launch(gemm.kernel, &gemm.with_c(&out)).unwrap();
             be.launch(k::GEMM_SKINNY_8, &skinny).unwrap();
             be.launch(k::VECTOR_ADD_F16, &add).unwrap();
+            be.launch(k::ARGMAX, &argmax).unwrap();
         }
         be.synchronize().unwrap();
         assert!(bits(&out) == gemm.want, "{label}: the GEMM's output differs from the unclaimed run");
         assert!(bits(&skinny_out) == skinny_want, "{label}: the skinny GEMM's output differs");
         assert!(bits(&add_out) == add_want, "{label}: the vector add's output differs");
+        check_argmax(label);
     };
     let timed = |label: &str| {
         let t = Instant::now();
@@ -684,7 +712,7 @@ fn a_launch_made_under_a_claim_is_continued_on_unclaimed_sms() {
     rt.claim(claim, lc_level).unwrap();
     rt.synchronize().unwrap();
     let claimed_us = timed("claimed before the launch");
-    assert_eq!(rt.continuations(), 3, "each launch under a claim is continued");
+    assert_eq!(rt.continuations(), 4, "each launch under a claim is continued");
     for round in 0..3 {
         run(&format!("claimed, round {round}"));
     }
@@ -696,12 +724,14 @@ fn a_launch_made_under_a_claim_is_continued_on_unclaimed_sms() {
 
     // The claim issued and released while launches run, at random moments.
     for round in 0..20 {
+        am_out.borrow_mut().fill_bytes(0xff).unwrap();
         rt.claim(claim, lc_level).unwrap();
         // SAFETY: as in Gemm::new, and above.
         unsafe {
             be.launch(gemm.kernel, &gemm.with_c(&out)).unwrap();
             be.launch(k::GEMM_SKINNY_8, &skinny).unwrap();
             be.launch(k::VECTOR_ADD_F16, &add).unwrap();
+            be.launch(k::ARGMAX, &argmax).unwrap();
         }
         spin(Duration::from_micros(rng.random_range(0..300)));
         rt.release(claim).unwrap();
@@ -710,11 +740,12 @@ fn a_launch_made_under_a_claim_is_continued_on_unclaimed_sms() {
         assert!(bits(&out) == gemm.want, "toggled claim, round {round}: the GEMM's output differs");
         assert!(bits(&skinny_out) == skinny_want, "toggled claim, round {round}: the skinny GEMM's output differs");
         assert!(bits(&add_out) == add_want, "toggled claim, round {round}: the vector add's output differs");
+        check_argmax(&format!("toggled claim, round {round}"));
     }
     run("after the toggled claims");
     assert_eq!(rt.pool().pause_slots_in_use().unwrap(), 0, "pause slots left in use");
     println!(
-        "continuations: GEMM 8192x4096x1024, skinny GEMM 8x16384x1024 and a 2^24 vector add on half \
+        "continuations: GEMM 8192x4096x1024, skinny GEMM 8x16384x1024, a 2^24 vector add and a 64x128256 argmax on half \
          the device {free_us:.0} us unclaimed, {claimed_us:.0} us with its window claimed (continued on the \
          other half); {} continuations",
         rt.continuations()

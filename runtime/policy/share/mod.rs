@@ -530,7 +530,10 @@ impl KrispShare {
         let critical = self.critical(tenant as usize);
         // The layout trial counts every placement a request makes: one without laid-out
         // windows as set 0, which is never tried, so a request that mostly ran so counts for
-        // no set. A plan captured (placed as if alone, none active) is no request's.
+        // no set. A plan captured (placed as if alone, none active) is no request's. (A replay
+        // is picked with its tenant marked busy, so `active` names it; a tenant of id 64 or
+        // more is never marked, and its replays alone are taken for captures, as the trial
+        // already folds those ids into one.)
         let captured = d.plan && d.active == 0;
         let seen = |set: u64| {
             if let Some(tr) = self.trial.as_ref().filter(|_| !captured) {
