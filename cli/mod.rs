@@ -39,6 +39,11 @@ enum Command {
     /// With --app, profile an unmodified CUDA application instead (run once per SM count under
     /// the interposer).
     Profile {
+        /// List the model profiles of this folder (a profiles/<gpu> folder) measured with other
+        /// kernels than this build's, or (where this host has a GPU) on another GPU model, a path
+        /// a line, and exit: those the comparison refuses, and scripts/reprofile.sh measures again.
+        #[arg(long, value_name = "DIR", conflicts_with_all = ["app", "checkpoint", "out"])]
+        stale: Option<PathBuf>,
         /// An application to profile: a shell command run once on the whole GPU and once on
         /// each --sms partition under the interposer, which times every kernel and cuBLAS call
         /// by name and launch shape; its profile is what RIGHTSIZE_PROFILE sizes launches by.
@@ -211,6 +216,7 @@ where
     };
     let result = match cli.command {
         Command::Info { device, json } => info(device, json),
+        Command::Profile { stale: Some(dir), .. } => stale_profiles(&dir),
         Command::Profile { app: Some(app), sms, epsilon, abs_tol_us, out, .. } => {
             profile_app(&app, sms.as_deref(), epsilon, abs_tol_us, out)
         }
@@ -444,6 +450,24 @@ fn profile(
         profiled.seconds,
         out.display()
     );
+    Ok(())
+}
+
+/// `profile --stale DIR`: the model profiles of DIR measured with other kernels than this
+/// build's, or, where this host has a GPU, on another GPU model (this GPU has none of them
+/// yet), a path a line.
+fn stale_profiles(dir: &Path) -> anyhow::Result<()> {
+    let profiles = crate::profiler::Profile::models_in(dir)?;
+    let device = Device::open(0).ok();
+    for (path, p) in profiles {
+        let stale = match &device {
+            Some(d) => p.check(d.info()).is_err(),
+            None => p.is_stale(),
+        };
+        if stale {
+            println!("{}", path.display());
+        }
+    }
     Ok(())
 }
 

@@ -258,6 +258,34 @@ impl Profile {
         format!("{:016x}", kernels_hash(ids))
     }
 
+    /// Whether it was measured with other kernels than this build's (its recorded hash is not
+    /// [`Profile::kernels_hash`]): the comparison refuses it until it is measured again.
+    pub fn is_stale(&self) -> bool {
+        self.kernel_image_hash != self.kernels_hash()
+    }
+
+    /// The model profiles of `dir` (its `*.json` files but applications' profiles, which time
+    /// their own kernels), by file name.
+    pub fn models_in(dir: &Path) -> Result<Vec<(std::path::PathBuf, Profile)>, ProfileError> {
+        let io = |e: std::io::Error| ProfileError::Io { path: dir.display().to_string(), reason: e.to_string() };
+        let mut paths = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(io)? {
+            let path = entry.map_err(io)?.path();
+            if path.extension().is_some_and(|e| e == "json") {
+                paths.push(path);
+            }
+        }
+        paths.sort();
+        let mut out = Vec::new();
+        for path in paths {
+            let p = Profile::load(&path)?;
+            if p.app_kernels.is_empty() {
+                out.push((path, p));
+            }
+        }
+        Ok(out)
+    }
+
     /// Refuses a profile measured on another GPU model or with other kernels than this build's.
     pub fn check(&self, info: &DeviceInfo) -> Result<(), ProfileError> {
         let here_hash = self.kernels_hash();
@@ -304,20 +332,13 @@ mod tests {
         // The default comparison refuses a profile of other kernels: an edit that changes what a
         // plain kernel compiles to (each kernel's hash covers its PTX, kernels/image_hash.rs)
         // must come with re-measured profiles of the requests that launch it
-        // (`rightsize profile`; scripts/reprofile.sh measures every one again on a GPU host).
+        // (`rightsize profile`; scripts/reprofile.sh measures the stale ones again on a GPU host).
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles");
         let mut seen = 0;
         for gpu in std::fs::read_dir(&dir).unwrap() {
-            for file in std::fs::read_dir(gpu.unwrap().path()).unwrap() {
-                let path = file.unwrap().path();
-                let p = Profile::load(&path).unwrap();
-                if !p.app_kernels.is_empty() {
-                    // An application's profile (`profile --app`) times its own kernels.
-                    continue;
-                }
-                assert_eq!(
-                    p.kernel_image_hash,
-                    p.kernels_hash(),
+            for (path, p) in Profile::models_in(&gpu.unwrap().path()).unwrap() {
+                assert!(
+                    !p.is_stale(),
                     "{}: measured with other kernels than this build's; measure it again (scripts/reprofile.sh \
                      on an H200)",
                     path.display()
@@ -326,6 +347,25 @@ mod tests {
             }
         }
         assert!(seen >= 5, "{seen} profiles");
+    }
+
+    #[test]
+    fn a_folder_lists_its_model_profiles_and_which_are_stale() {
+        let dir = std::env::temp_dir().join(format!("rightsize-stale-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fresh = Profile { kernel_image_hash: sample().kernels_hash(), ..sample() };
+        fresh.save(&dir.join("b-b8-s128.json")).unwrap();
+        Profile { kernel_image_hash: "0000000000000000".into(), ..sample() }.save(&dir.join("a-b8-s128.json")).unwrap();
+        std::fs::write(dir.join("notes.txt"), "not a profile").unwrap();
+        let listed = Profile::models_in(&dir).unwrap();
+        let names: Vec<_> = listed.iter().map(|(p, _)| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+        assert_eq!(names, ["a-b8-s128.json", "b-b8-s128.json"], "the JSON files, by name");
+        assert_eq!(listed.iter().map(|(_, p)| p.is_stale()).collect::<Vec<_>>(), [true, false]);
+        // A file that is not a profile is an error, not a stale profile.
+        std::fs::write(dir.join("c.json"), "{}").unwrap();
+        assert!(Profile::models_in(&dir).is_err());
+        assert!(Profile::models_in(&dir.join("missing")).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

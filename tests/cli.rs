@@ -52,6 +52,36 @@ fn profile_refuses_bad_options_or_a_missing_gpu_in_one_line() {
 }
 
 #[test]
+fn profile_stale_names_the_profiles_of_other_kernels() {
+    // The committed H200 profiles are of this build's kernels (a unit test holds it): none is
+    // named, on a host without a GPU or on an H200.
+    let committed = concat!(env!("CARGO_MANIFEST_DIR"), "/profiles/nvidia-h200");
+    let out = rightsize(&["profile", "--stale", committed]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let named = String::from_utf8_lossy(&out.stdout).into_owned();
+    let gpu = rightsize(&["info", "--json"]);
+    let h200 = gpu.status.success()
+        && serde_json::from_slice::<serde_json::Value>(&gpu.stdout).unwrap()["device"]["name"] == "NVIDIA H200";
+    if h200 || !gpu.status.success() {
+        assert!(named.is_empty(), "named: {named}");
+    }
+    // A profile of other kernels is named; a folder that is not there is one line of error.
+    let dir = std::env::temp_dir().join(format!("rightsize-cli-stale-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = std::fs::read_to_string(format!("{committed}/gpt2-b8-s128.json")).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["kernel_image_hash"] = "0000000000000000".into();
+    std::fs::write(dir.join("gpt2-b8-s128.json"), v.to_string()).unwrap();
+    let out = rightsize(&["profile", "--stale", dir.to_str().unwrap()]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).trim_end().ends_with("gpt2-b8-s128.json"));
+    let out = rightsize(&["profile", "--stale", dir.join("missing").to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stderr).trim_end().lines().count(), 1);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn run_and_compare_refuse_bad_input_in_one_line() {
     let dir = std::env::temp_dir().join(format!("rightsize-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
