@@ -308,17 +308,20 @@ const SWEEP_RUNS_GUESS: u64 = 5;
 /// for the progress bar; gives its tenants.
 type RunPoint<'a> = dyn FnMut(&Scenario, Mode, &str) -> anyhow::Result<Vec<SweepTenant>> + 'a;
 
+/// A sweep's point of a comparison resumed, where it has it: by mode, probe and label.
+type TakenPoint<'a> = dyn Fn(&str, sweep::Probe, &str) -> Option<Vec<SweepTenant>> + 'a;
+
 /// The load sweep of `s` under those of `modes` it sweeps, after its ordinary runs (in
 /// `report`): per mode, the points its [`sweep::GoodputSearch`] asks for, the ordinary run as
 /// repeat 0 of scale 1, each run by `run` (or, where `taken` has it, a point of a comparison
-/// resumed) and added to `report`, then `save`d. A mode whose ordinary run was skipped is not
+/// resumed; both get the point's label) and added to `report`, then `save`d. A mode whose ordinary run was skipped is not
 /// swept; a point whose run failed meets nothing.
 fn sweep_scenario(
     s: &Scenario,
     modes: &[Mode],
     report: &mut Report,
     run: &mut RunPoint<'_>,
-    taken: &dyn Fn(&str, sweep::Probe) -> Option<Vec<SweepTenant>>,
+    taken: &TakenPoint<'_>,
     note: &dyn Fn(&str),
     save: &dyn Fn(&Report) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
@@ -328,19 +331,24 @@ fn sweep_scenario(
         let mut search = sweep::GoodputSearch::new(&coarse);
         while let Some(probe) = search.next() {
             let ordinary = probe == sweep::Probe { scale: 1.0, repeat: 0 };
+            // The mode cannot run this sweep: said at this point, and the sweep ends.
+            let end = |report: &mut Report, error: Option<String>| {
+                report.sweeps.push(SweepPoint {
+                    scenario: s.name.clone(),
+                    mode: name.clone(),
+                    scale: probe.scale,
+                    repeat: probe.repeat,
+                    tenants: Vec::new(),
+                    error,
+                });
+                save(report)
+            };
+            let label = format!("{} ×{} #{} / {name}", s.name, sweep::scale_label(probe.scale), probe.repeat + 1);
             let (tenants, error) = if ordinary {
                 match report.runs.iter().rev().find(|r| r.scenario == s.name && r.mode == name) {
                     Some(r) if matches!(r.status, Status::Skipped { .. }) => {
                         let error = status_line(&r.status);
-                        report.sweeps.push(SweepPoint {
-                            scenario: s.name.clone(),
-                            mode: name,
-                            scale: 1.0,
-                            repeat: 0,
-                            tenants: Vec::new(),
-                            error,
-                        });
-                        save(report)?;
+                        end(report, error)?;
                         break;
                     }
                     Some(r) if r.tenants.len() == s.tenants.len() => {
@@ -352,25 +360,16 @@ fn sweep_scenario(
                     ),
                     None => (Vec::new(), Some("no ordinary run".into())),
                 }
-            } else if let Some(tenants) = taken(&name, probe) {
+            } else if let Some(tenants) = taken(&name, probe, &label) {
                 (tenants, None)
             } else {
-                let label = format!("{} ×{} #{} / {name}", s.name, sweep::scale_label(probe.scale), probe.repeat + 1);
                 match run(&sweep::at(s, probe), mode, &label) {
                     Ok(tenants) => (tenants, None),
                     Err(e) if e.downcast_ref::<SkippedPoint>().is_some() => {
                         // The mode cannot run here now (its ordinary run was taken from a
                         // comparison resumed, say): said once, the sweep ends, as a skipped
                         // ordinary run's does; its misses would be no measurement.
-                        report.sweeps.push(SweepPoint {
-                            scenario: s.name.clone(),
-                            mode: name,
-                            scale: probe.scale,
-                            repeat: probe.repeat,
-                            tenants: Vec::new(),
-                            error: Some(format!("{e:#}")),
-                        });
-                        save(report)?;
+                        end(report, Some(format!("{e:#}")))?;
                         break;
                     }
                     Err(e) => {
@@ -651,19 +650,10 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
                 })?;
                 sweep_tenants(at, &outcome.samples)
             };
-            let taken = |mode: &str, probe: sweep::Probe| {
+            let taken = |mode: &str, probe: sweep::Probe, label: &str| {
                 let point = resumed.as_ref()?.sweep_point(s, mode, probe)?;
                 step();
-                bars.track(
-                    &format!(
-                        "{} ×{} #{} / {mode}: taken from the comparison resumed",
-                        s.name,
-                        sweep::scale_label(probe.scale),
-                        probe.repeat + 1
-                    ),
-                    0,
-                    |_| (),
-                );
+                bars.track(&format!("{label}: taken from the comparison resumed"), 0, |_| ());
                 Some(point.tenants.clone())
             };
             sweep_scenario(s, &modes_of(s), &mut report, &mut run_point, &taken, &|m| bars.println(m), &save)?;
@@ -908,7 +898,7 @@ mod tests {
             Ok(point(at))
         };
         let saves = std::cell::Cell::new(0);
-        sweep_scenario(&s, &Mode::defaults(), &mut report, &mut run, &|_, _| None, &|_| (), &|_| {
+        sweep_scenario(&s, &Mode::defaults(), &mut report, &mut run, &|_, _, _| None, &|_| (), &|_| {
             saves.set(saves.get() + 1);
             Ok(())
         })
@@ -953,7 +943,8 @@ mod tests {
             reran.push((sweep::scale_label(at.tenants[0].rate.unwrap() / 100.0), at.tenants[0].arrival_seed));
             Ok(point(at))
         };
-        let taken = |mode: &str, probe: sweep::Probe| resumed.sweep_point(&s, mode, probe).map(|p| p.tenants.clone());
+        let taken =
+            |mode: &str, probe: sweep::Probe, _: &str| resumed.sweep_point(&s, mode, probe).map(|p| p.tenants.clone());
         sweep_scenario(&s, &Mode::defaults(), &mut again, &mut run, &taken, &|_| (), &|_| Ok(())).unwrap();
         assert_eq!(again.sweeps, report.sweeps);
         let scales: Vec<&str> = reran.iter().map(|r| r.0.as_str()).collect();
@@ -965,7 +956,7 @@ mod tests {
         let mut run = |_: &Scenario, _: Mode, _: &str| -> anyhow::Result<Vec<SweepTenant>> {
             Err(SkippedPoint("no MPS here now".into()).into())
         };
-        sweep_scenario(&s, &Mode::defaults(), &mut skipped, &mut run, &|_, _| None, &|_| (), &|_| Ok(())).unwrap();
+        sweep_scenario(&s, &Mode::defaults(), &mut skipped, &mut run, &|_, _, _| None, &|_| (), &|_| Ok(())).unwrap();
         let krisp: Vec<_> = skipped.sweeps.iter().filter(|p| p.mode == "krisp").collect();
         assert_eq!(krisp.len(), 2, "the ordinary run, then the point that said so");
         assert!(krisp[1].error.as_deref().is_some_and(|e| e.contains("no MPS here now")));
