@@ -271,33 +271,11 @@ impl Report {
 }
 
 /// The `RIGHTSIZE_*` variables a recorded command line begins with, `NAME=value` each (the
-/// line's words as a shell reads them: a value the line quoted, `'a b'`, is one word).
+/// line's words as a shell reads them: a value the line quoted, `'a b'`, is one word; a line no
+/// shell could read is split at its blanks).
 pub fn settings(command: &str) -> Vec<String> {
-    shell_words(command).into_iter().take_while(|w| w.starts_with("RIGHTSIZE_") && w.contains('=')).collect()
-}
-
-/// The words of a command line as a shell splits them, with single quotes (`'\''` for a quote
-/// within them, as recorded command lines write it) and backslashes outside them.
-fn shell_words(line: &str) -> Vec<String> {
-    let (mut words, mut word, mut quoted, mut any) = (Vec::new(), String::new(), false, false);
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\'' => (quoted, any) = (!quoted, true),
-            '\\' if !quoted => word.extend(chars.next()),
-            c if c.is_whitespace() && !quoted => {
-                if any || !word.is_empty() {
-                    words.push(std::mem::take(&mut word));
-                }
-                any = false;
-            }
-            c => word.push(c),
-        }
-    }
-    if any || !word.is_empty() {
-        words.push(word);
-    }
-    words
+    let words = shlex::split(command).unwrap_or_else(|| command.split_whitespace().map(String::from).collect());
+    words.into_iter().take_while(|w| w.starts_with("RIGHTSIZE_") && w.contains('=')).collect()
 }
 
 /// "YYYY-MM-DD HH:MM:SS" (UTC) of a Unix time.
