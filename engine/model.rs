@@ -351,8 +351,8 @@ impl Model {
             .collect::<Result<Vec<_>>>()?;
         let decoder =
             if c.family == Family::Gpt2 { ops::DecoderTable::new(d, &self.weights.layers, &caches)? } else { None };
-        let scratch = ops::DecodeScratch::new(d, n.chunk_states, n.chunk_counts)?;
-        let argmax = if c.is_decoder() { ops::ArgmaxScratch::new(d, batch, c.vocab)? } else { None };
+        let scratch = ops::DecodeScratch::new(d, (n.chunk_states > 0).then_some((n.chunk_states, n.chunk_counts)))?;
+        let argmax = ops::ArgmaxScratch::new(d, c.is_decoder().then(|| argmax_scratch(batch, c.vocab)).flatten())?;
         Ok(Workspace {
             decoder,
             scratch,

@@ -418,26 +418,38 @@ impl KvCache {
     }
 }
 
-/// What decode attention needs where it splits caches into chunks (few sequences and query
-/// heads, long caches: `attention_decode_split_d*`): each chunk's softmax state and a count per
-/// (sequence, query head) of the chunks done. The layers' launches share it, one after another.
+/// What a kernel needs whose last unit of a group merges the group's partial results (decode
+/// attention's chunks of a cache, the argmax's parts of a row): the partials, and a count a
+/// group of its units done, zeroed before the first launch and left at zero by each. One
+/// launch uses it at a time (a workspace's launches, one after another).
 #[derive(Debug)]
-pub struct DecodeScratch {
-    partial: DeviceBuffer<f32>,
+pub struct Scratch<T: DeviceCopy> {
+    partial: DeviceBuffer<T>,
     arrived: DeviceBuffer<u32>,
 }
 
-impl DecodeScratch {
-    /// `floats` of chunk states and `words` of counts, zeroed (`decode_attention_scratch`'s
-    /// sizes for the steps it serves); `None` for none.
-    pub fn new(device: &Device, floats: usize, words: usize) -> Result<Option<DecodeScratch>> {
-        if floats == 0 {
-            return Ok(None);
-        }
-        Ok(Some(DecodeScratch {
-            partial: DeviceBuffer::filled(device, floats, 0)?,
-            arrived: DeviceBuffer::filled(device, words, 0)?,
+/// Decode attention's chunk states ([`decode_attention_scratch`] sizes it).
+pub type DecodeScratch = Scratch<f32>;
+
+/// The argmax's parts of rows ([`argmax_scratch`] sizes it).
+pub type ArgmaxScratch = Scratch<u32>;
+
+impl<T: DeviceCopy> Scratch<T> {
+    /// `need`'s elements of partials and words of counts, zeroed; `None` for none.
+    pub fn new(device: &Device, need: Option<(usize, usize)>) -> Result<Option<Scratch<T>>> {
+        let Some((partial, arrived)) = need else { return Ok(None) };
+        Ok(Some(Scratch {
+            partial: DeviceBuffer::filled(device, partial, 0)?,
+            arrived: DeviceBuffer::filled(device, arrived, 0)?,
         }))
+    }
+
+    /// The partials' and counts' addresses for a launch that needs `need` of them ((0, 0)
+    /// where it needs none), or `None` where `scratch` is missing or too small.
+    fn for_launch(scratch: Option<&Scratch<T>>, need: Option<(usize, usize)>) -> Option<(u64, u64)> {
+        let Some((partial, arrived)) = need else { return Some((0, 0)) };
+        let s = scratch.filter(|s| s.partial.len() >= partial && s.arrived.len() >= arrived)?;
+        Some((s.partial.ptr(), s.arrived.ptr()))
     }
 }
 
@@ -646,6 +658,14 @@ pub fn decode_attention(
     if let Some(inv) = inv_freq {
         check_inv_freq(inv, heads)?;
     }
+    let need = decode_attention_need(batch, heads.q, heads.dim, cache.max_len);
+    let (partial, arrived) = Scratch::for_launch(scratch, need).ok_or_else(|| {
+        let (floats, words) = need.unwrap_or_default();
+        EngineError::Shape(format!(
+            "decode attention over {} positions needs a scratch of {floats} floats and {words} words",
+            cache.max_len
+        ))
+    })?;
     let p = DecodeAttentionParams {
         q: qkv.ptr,
         k: qkv.ptr + 2 * u64::from(qw),
@@ -663,17 +683,9 @@ pub fn decode_attention(
         qkv_stride: qkv.ld,
         o_stride: out.ld,
         scale: 1.0 / (heads.dim as f32).sqrt(),
-        partial: scratch.map_or(0, |s| s.partial.ptr()),
-        arrived: scratch.map_or(0, |s| s.arrived.ptr()),
+        partial,
+        arrived,
     };
-    if let Some((floats, words)) = decode_attention_need(batch, heads.q, heads.dim, cache.max_len) {
-        if scratch.is_none_or(|s| s.partial.len() < floats || s.arrived.len() < words) {
-            return Err(EngineError::Shape(format!(
-                "decode attention over {} positions needs a scratch of {floats} floats and {words} words",
-                cache.max_len
-            )));
-        }
-    }
     let kernel = attention_decode_kernel(&p).ok_or_else(|| unsupported_head(heads.dim))?;
     // SAFETY: views checked above.
     unsafe { t.launch(kernel, &p) }?;
@@ -791,46 +803,21 @@ pub fn swiglu(t: &Tenant, gate_up: Mat, out: Mat, paired: bool) -> Result<()> {
     Ok(())
 }
 
-/// What `argmax_f16` needs where it scans rows in parts (vocabularies longer than
-/// `RS_ARGMAX_PART_COLS`): each part's best and a count a row of the parts done. A step's
-/// launch uses it, one after another.
-#[derive(Debug)]
-pub struct ArgmaxScratch {
-    partial: DeviceBuffer<u32>,
-    arrived: DeviceBuffer<u32>,
-}
-
-impl ArgmaxScratch {
-    /// For rows of `cols` columns, up to `rows` of them, zeroed; `None` where a row is one part.
-    pub fn new(device: &Device, rows: u32, cols: u32) -> Result<Option<ArgmaxScratch>> {
-        let Some((partial, arrived)) = argmax_scratch(rows, cols) else { return Ok(None) };
-        Ok(Some(ArgmaxScratch {
-            partial: DeviceBuffer::filled(device, partial, 0)?,
-            arrived: DeviceBuffer::filled(device, arrived, 0)?,
-        }))
-    }
-}
-
 /// Each row's argmax into `out`; `scratch` where a row is scanned in parts ([`ArgmaxScratch`]
 /// for at least these rows and columns).
 pub fn argmax(t: &Tenant, logits: Mat, out: &DeviceBuffer<u32>, scratch: Option<&ArgmaxScratch>) -> Result<()> {
     if out.len() < logits.rows as usize {
         return Err(EngineError::Shape("argmax: output shorter than the rows".into()));
     }
-    let (partial, arrived) = match argmax_scratch(logits.rows, logits.cols) {
-        None => (0, 0),
-        Some((partial, arrived)) => match scratch {
-            Some(s) if s.partial.len() >= partial && s.arrived.len() >= arrived => (s.partial.ptr(), s.arrived.ptr()),
-            _ => {
-                return Err(EngineError::Shape(format!(
-                    "argmax: {} rows of {} columns ({} parts a row) need scratch for them",
-                    logits.rows,
-                    logits.cols,
-                    argmax_parts(logits.cols)
-                )))
-            }
-        },
-    };
+    let (partial, arrived) =
+        Scratch::for_launch(scratch, argmax_scratch(logits.rows, logits.cols)).ok_or_else(|| {
+            EngineError::Shape(format!(
+                "argmax: {} rows of {} columns ({} parts a row) need scratch for them",
+                logits.rows,
+                logits.cols,
+                argmax_parts(logits.cols)
+            ))
+        })?;
     let p = ArgmaxParams {
         logits: logits.ptr,
         out: out.ptr(),
