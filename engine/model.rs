@@ -43,7 +43,7 @@ pub enum DecodePath {
 /// On an sm_90 GPU with the library's GEMMs, a decoder (Llama or GPT-2 family) keeps the
 /// weights of its layers' GEMMs and of its LM head packed (`pack_tiles_f16`) where the packed
 /// decode GEMM takes their K ([`packs_decode_weights`]): its decode steps stream them in bulk
-/// copies (`gemm_f16_packed_m8`; Llama's MLP up as gate/up pairs, whose GEMM writes silu(gate)·up), its
+/// copies (`gemm_f16_packed_*_m8`, [`crate::kernels::packed_decode_kernel`]; Llama's MLP up as gate/up pairs, whose GEMM writes silu(gate)·up), its
 /// prefill reads them through the wgmma GEMMs' packed view, a tied head's token embedding is
 /// read packed by `embedding_f16`, and the model holds one copy. `RIGHTSIZE_PACK=0` keeps them
 /// row-major by default, and [`Model::set_packed`] chooses for one model (for comparisons).

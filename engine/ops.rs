@@ -154,7 +154,7 @@ impl<'a> From<&'a DeviceBuffer<f16>> for Weight<'a> {
     }
 }
 
-/// Whether [`linear`] runs the packed decode GEMM (`gemm_f16_packed_m8`) for `w` on `m` rows.
+/// Whether [`linear`] runs a packed decode GEMM ([`packed_decode_kernel`]) for `w` on `m` rows.
 fn packed_decode(w: &Weight, m: u32) -> bool {
     w.packed && m <= 8
 }

@@ -1,6 +1,6 @@
 // gemm_packed.cu — decode-sized GEMMs on Hopper (M ≤ 8) over weights packed at load:
-// C = act(norm(A)·Bᵀ + bias) + R (gemm_f16_packed_m8, and gemm_f16_packed_short_m8 for K of
-// one chunk), and the packing itself (pack_tiles_f16).
+// C = act(norm(A)·Bᵀ + bias) + R (gemm_f16_packed_short_m8, _m8, _k4_m8 and _halves_m8 by K),
+// and the packing itself (pack_tiles_f16).
 //
 // Computes:   as gemm_stream.cu's gemm_f16_stream_m8 (GemmParams: bias, GELU tanh/erf, FP16
 //             rounding before the residual add, the fused input norm), for M ≤ 8 and batch 1,
@@ -42,12 +42,14 @@
 //             r at p ^ (r / 2 % 4)). Lane (g, q) reads piece q of row g of a slice in the first half
 //             and of row g in the second (rows g and g + 8 of the tile): the 8 lanes of a quarter
 //             warp read two whole rows, 128 consecutive bytes, without bank conflict.
-// Shapes:     M ≤ 8, batch 1. gemm_f16_packed_m8: K of 2 to 4 chunks of RS_GEMM_P_KC, or 6,144
-//             and 8,192 in two halves (a lane holds up to RS_GEMM_P_MAX_K / 256 slices of A, 4
-//             registers each; 168 registers, the streamed kernel 87); gemm_f16_packed_short_m8:
-//             K of one chunk, RS_GEMM_P_SHORT_K (768: 24 slices, 24 KiB a stage) or
-//             RS_GEMM_P_KC (95 registers). lda a multiple of 8; A and the packed B 16-byte
-//             aligned.
+// Shapes:     M ≤ 8, batch 1. gemm_f16_packed_short_m8: K of one chunk, RS_GEMM_P_SHORT_K
+//             (768: 24 slices, 24 KiB a stage) or RS_GEMM_P_KC (127 registers);
+//             gemm_f16_packed_m8: 2 or 3 chunks of RS_GEMM_P_KC; gemm_f16_packed_k4_m8: 4
+//             (RS_GEMM_P_MAX_K); gemm_f16_packed_halves_m8: 6,144 and 8,192 in two halves (a lane
+//             holds up to RS_GEMM_P_MAX_K / 256 slices of A, 4 registers each; 164–168
+//             registers, the streamed kernel 87). Where a lane holds all of K, the fused norm's
+//             statistics come from the slices held (held_slices_stats), not from A read again.
+//             lda a multiple of 8; A and the packed B 16-byte aligned.
 // Only sm_90a has bulk copies to shared memory here; elsewhere the kernel traps (never picked).
 // Reference:  kernels/reference.rs::gemm (and ::pack_tiles for the layout).
 #include "common.cuh"
@@ -69,11 +71,55 @@ constexpr unsigned ATOM = 8 * ROW_BYTES;  // a slice of 8 rows
 static_assert(RS_GEMM_D_THREADS == 32 * (WARPS + 1), "consumers and one producer warp");
 constexpr unsigned CHUNK_SLICES = RS_GEMM_P_KC / SLICE;  // slices of a full chunk
 
+// The fused norm's statistics (rs::skinny_norm_stats') from the A slices the 8 consumer
+// warps already hold, when they hold all of K (one part of 256·S columns): lane (g, q) of warp
+// w holds row g's columns 256i + 8(4w + q), i < S, exactly what row_stats' lane 4w + q reads
+// of that row, in the same order. Each lane's partial sum goes to xchg[g][4w + q] (8 × 32
+// floats), then warp r adds row r's 32 partials with warp_sum, as row_stats' warp does: the
+// same bits, without reading A from L2 again in a chain of dependent loads (row_stats: one
+// round trip per 1,024 columns, another for LayerNorm's second pass past 1,024) while the
+// weights' copies fill the memory system. Every consumer thread calls it; the caller
+// synchronises them before reading stats.
+template <unsigned S>
+__device__ __forceinline__ void held_slices_stats(const GemmParams& p, const uint4 (&av)[S], float* xchg, float2* stats) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, q = lane & 3;
+    auto each = [&](auto&& f) {
+#pragma unroll
+        for (unsigned i = 0; i < S; ++i) {
+            float x[8];
+            rs::unpack8(av[i], x);
+#pragma unroll
+            for (int e = 0; e < 8; ++e) f(x[e]);
+        }
+    };
+    // Row `warp`'s total of the partials every lane has put in xchg.
+    auto gathered = [&](float partial) {
+        xchg[g * 32 + 4 * warp + q] = partial;
+        rs::named_barrier(1, WARPS * 32);
+        return rs::warp_sum(xchg[warp * 32 + lane]);
+    };
+    float s = 0.0f;
+    each([&](float x) { s += p.norm == RS_NORM_RMS ? x * x : x; });
+    s = gathered(s);
+    const bool row = warp < (int)p.m;
+    if (p.norm == RS_NORM_RMS) {
+        if (row && lane == 0) stats[warp] = make_float2(0.0f, rsqrtf(s / p.k + p.norm_eps));
+        return;
+    }
+    if (row && lane == 0) stats[warp].x = s / p.k;
+    rs::named_barrier(1, WARPS * 32);  // every mean written, every partial of xchg read
+    const float mean = g < (int)p.m ? stats[g].x : 0.0f;
+    float sq = 0.0f;
+    each([&](float x) { sq += (x - mean) * (x - mean); });
+    sq = gathered(sq);
+    if (row && lane == 0) stats[warp].y = rsqrtf(sq / p.k + p.norm_eps);
+}
+
 // A lane holds S slices of A at a time: a part of K of 256·S columns, PART stages of a chunk
 // of CS slices (RS_GEMM_P_KC columns, or all of a shorter K). K = 256·S (the whole
 // of K in registers for every unit), or several parts, each loaded again for every unit (from
 // L2: A is at most 8 rows) while the producer keeps the ring full.
-template <unsigned S, unsigned CS = CHUNK_SLICES>
+template <unsigned S, unsigned CS = CHUNK_SLICES, unsigned PARTS = 1>
 __device__ __forceinline__ void packed_gemm(const GemmParams& p, unsigned char* smem, float* red, float2* stats) {
     constexpr unsigned WARP_SLICES = CS / WARPS;      // a warp's slices a stage
     constexpr unsigned STAGE = CS * SLICE * BN * 2;   // bytes a stage: a tile's chunk
@@ -83,7 +129,7 @@ __device__ __forceinline__ void packed_gemm(const GemmParams& p, unsigned char* 
     static_assert(STAGES >= 2 && STAGES <= RS_GEMM_D_MAX_STAGES, "the ring and its barriers");
     constexpr unsigned PART = S / WARP_SLICES;
     static_assert(S % WARP_SLICES == 0, "whole chunks");
-    const unsigned parts = p.k / (256 * S), CHUNKS = parts * PART;
+    const unsigned parts = PARTS ? PARTS : p.k / (256 * S), CHUNKS = parts * PART;
     const unsigned base = rs::smem_addr(smem), full = base + RS_GEMM_D_RING_BYTES, empty = full + 8 * RS_GEMM_D_MAX_STAGES;
     const unsigned tiles = (p.n + BN - 1) / BN;
     if (threadIdx.x == 0) {
@@ -126,7 +172,10 @@ __device__ __forceinline__ void packed_gemm(const GemmParams& p, unsigned char* 
     for (unsigned i = 0; i < S; ++i)
         av[i] = g < (int)p.m ? *reinterpret_cast<const uint4*>(A + (warp + i * WARPS) * SLICE + q * 8) : make_uint4(0, 0, 0, 0);
     if (p.norm != RS_NORM_NONE) {
-        rs::skinny_norm_stats<4>(p, stats, WARPS);
+        if constexpr (PARTS == 1)
+            held_slices_stats<S>(p, av, red, stats);
+        else
+            rs::skinny_norm_stats<4>(p, stats, WARPS);
         rs::named_barrier(1, WARPS * 32);
     }
     const bool normalize = p.norm != RS_NORM_NONE && g < (int)p.m;
@@ -186,19 +235,51 @@ __device__ __forceinline__ void packed_gemm(const GemmParams& p, unsigned char* 
 
 extern __shared__ __align__(128) unsigned char rs_gemm_p_smem[];
 
-// K of two to four chunks, or twice such a K. Each entry is compiled on its own, so a case
-// added to one does not change another's machine code.
+// The long-K entries: K of two or three chunks (gemm_f16_packed_m8), of four
+// (gemm_f16_packed_k4_m8), or 6,144 and 8,192 in two halves (gemm_f16_packed_halves_m8). Each
+// entry is compiled on its own, so a case added to one does not change another's machine code:
+// with the four-chunk and two-half cases in gemm_f16_packed_m8 beside one-part cases built for
+// their K, their GEMMs ran 5–7 µs slower in the decode step (mistral-7b's step 4.51 → 5.10 ms;
+// docs/kernels-h200.md), which no register count or spill showed.
+static_assert(RS_GEMM_P_MAX_K == 4 * RS_GEMM_P_KC, "the cases below");
+
 RS_KERNEL void __launch_bounds__(RS_GEMM_D_THREADS, 1) gemm_f16_packed_m8(const __grid_constant__ GemmParams p, RS_TICKET t) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     __shared__ float red[WARPS * BN * 8];
     __shared__ float2 stats[8];
-    static_assert(RS_GEMM_P_MAX_K == 4 * RS_GEMM_P_KC, "the cases below");
-    // Slices of A a lane holds at a time: all of K up to RS_GEMM_P_MAX_K, else half of it.
-    const unsigned chunks = p.k / RS_GEMM_P_KC, part = chunks <= RS_GEMM_P_MAX_K / RS_GEMM_P_KC ? chunks : chunks / 2;
-    switch (part) {
+    switch (p.k / RS_GEMM_P_KC) {
         case 2: packed_gemm<8>(p, rs_gemm_p_smem, red, stats); break;
         case 3: packed_gemm<12>(p, rs_gemm_p_smem, red, stats); break;
+        default: __trap();  // the params' check refuses other K
+    }
+#else
+    rs::pdl_sync();
+    __trap();
+#endif
+}
+
+RS_KERNEL void __launch_bounds__(RS_GEMM_D_THREADS, 1) gemm_f16_packed_k4_m8(const __grid_constant__ GemmParams p, RS_TICKET t) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    __shared__ float red[WARPS * BN * 8];
+    __shared__ float2 stats[8];
+    switch (p.k / RS_GEMM_P_KC) {
         case 4: packed_gemm<16>(p, rs_gemm_p_smem, red, stats); break;
+        default: __trap();  // the params' check refuses other K
+    }
+#else
+    rs::pdl_sync();
+    __trap();
+#endif
+}
+
+// Two halves: the parts counted at run time (PARTS = 0), as when one entry held every long K.
+RS_KERNEL void __launch_bounds__(RS_GEMM_D_THREADS, 1) gemm_f16_packed_halves_m8(const __grid_constant__ GemmParams p, RS_TICKET t) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    __shared__ float red[WARPS * BN * 8];
+    __shared__ float2 stats[8];
+    switch (p.k / RS_GEMM_P_KC) {
+        case 6: packed_gemm<12, CHUNK_SLICES, 0>(p, rs_gemm_p_smem, red, stats); break;
+        case 8: packed_gemm<16, CHUNK_SLICES, 0>(p, rs_gemm_p_smem, red, stats); break;
         default: __trap();  // the params' check refuses other K
     }
 #else

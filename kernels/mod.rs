@@ -254,6 +254,10 @@ registry! {
             GemmParams;
         GemmPackedShort8, GEMM_PACKED_SHORT_8: GemmPacked, c"gemm_f16_packed_short_m8", abi::RS_GEMM_D_THREADS,
             GEMM_D_SMEM, GemmParams;
+        GemmPackedK4x8, GEMM_PACKED_K4_8: GemmPacked, c"gemm_f16_packed_k4_m8", abi::RS_GEMM_D_THREADS,
+            GEMM_D_SMEM, GemmParams;
+        GemmPackedHalves8, GEMM_PACKED_HALVES_8: GemmPacked, c"gemm_f16_packed_halves_m8", abi::RS_GEMM_D_THREADS,
+            GEMM_D_SMEM, GemmParams;
         PackTiles, PACK_TILES: GemmPacked, c"pack_tiles_f16", abi::RS_PACK_THREADS, 0, PackParams;
         LayerNorm, LAYER_NORM: Norm, c"layer_norm_f16", abi::RS_NORM_THREADS, 0, NormParams;
         RmsNorm, RMS_NORM: Norm, c"rms_norm_f16", abi::RS_NORM_THREADS, 0, NormParams;
@@ -365,6 +369,8 @@ impl KernelId {
             | GemmStream8
             | GemmPacked8
             | GemmPackedShort8
+            | GemmPackedK4x8
+            | GemmPackedHalves8
             | PackTiles
             | AttentionDecodeD32
             | AttentionDecodeD64

@@ -5,9 +5,9 @@
 use super::{ensure, has, key, optional, pointers, ParamError, Params};
 use crate::kernels::abi::*;
 use crate::kernels::{
-    Kernel, KernelId, GEMM_LARGE, GEMM_PACKED_8, GEMM_PACKED_SHORT_8, GEMM_SKINNY, GEMM_SKINNY_8, GEMM_SMALL,
-    GEMM_STREAM_8, GEMM_WGMMA, GEMM_WGMMA_80, GEMM_WGMMA_96, GEMM_WGMMA_MID, GEMM_WGMMA_NARROW, GEMM_WGMMA_SLIM,
-    GEMM_WGMMA_SMALL, GEMM_WGMMA_SMALL_WIDE, GEMM_WGMMA_WIDE, GEMM_WGMMA_WIDER_MID,
+    Kernel, KernelId, GEMM_LARGE, GEMM_PACKED_8, GEMM_PACKED_HALVES_8, GEMM_PACKED_K4_8, GEMM_PACKED_SHORT_8,
+    GEMM_SKINNY, GEMM_SKINNY_8, GEMM_SMALL, GEMM_STREAM_8, GEMM_WGMMA, GEMM_WGMMA_80, GEMM_WGMMA_96, GEMM_WGMMA_MID,
+    GEMM_WGMMA_NARROW, GEMM_WGMMA_SLIM, GEMM_WGMMA_SMALL, GEMM_WGMMA_SMALL_WIDE, GEMM_WGMMA_WIDE, GEMM_WGMMA_WIDER_MID,
 };
 
 /// The GEMM kernel for `m` rows: the skinny kernels up to 8 and 32 rows (decode), 64×64 tiles
@@ -28,9 +28,8 @@ impl Params for GemmParams {
     fn units(&self, k: KernelId) -> u64 {
         let (bm, bn) = match k {
             KernelId::GemmSmall => (RS_GEMM_S_BM, RS_GEMM_S_BN),
-            KernelId::GemmSkinny | KernelId::GemmSkinny8 | KernelId::GemmPacked8 | KernelId::GemmPackedShort8 => {
-                (RS_GEMM_T_MAX_M, RS_GEMM_T_BN)
-            }
+            KernelId::GemmSkinny | KernelId::GemmSkinny8 => (RS_GEMM_T_MAX_M, RS_GEMM_T_BN),
+            _ if reads_packed_decode(k) => (RS_GEMM_T_MAX_M, RS_GEMM_T_BN),
             _ => (RS_GEMM_L_BM, RS_GEMM_L_BN),
         };
         u64::from(self.batch) * u64::from(self.m.div_ceil(bm)) * u64::from(self.n.div_ceil(bn))
@@ -49,13 +48,14 @@ impl Params for GemmParams {
         if reads_packed_decode(k) {
             ensure(packed_decode_kernel(self.k).is_some_and(|p| p.id() == k), k, || {
                 format!(
-                    "K = {} is not this kernel's: {} takes one chunk ({RS_GEMM_P_SHORT_K} or {RS_GEMM_P_KC}), {} a \
-                     multiple of {RS_GEMM_P_KC} from {} to {RS_GEMM_P_MAX_K}, 6144 or 8192 (a lane keeps its slices of \
-                     A in registers, at most in two halves)",
+                    "K = {} is not this kernel's: {} takes one chunk ({RS_GEMM_P_SHORT_K} or {RS_GEMM_P_KC}), {} two \
+                     or three chunks of {RS_GEMM_P_KC}, {} four ({RS_GEMM_P_MAX_K}), {} 6144 or 8192 (a lane keeps its \
+                     slices of A in registers, at most in two halves)",
                     self.k,
                     KernelId::GemmPackedShort8,
                     KernelId::GemmPacked8,
-                    2 * RS_GEMM_P_KC
+                    KernelId::GemmPackedK4x8,
+                    KernelId::GemmPackedHalves8,
                 )
             })?;
         }
@@ -92,18 +92,26 @@ pub fn fuses_norm(k: KernelId) -> bool {
 
 /// Whether `k` is a decode GEMM on packed weights ([`packed_decode_kernel`]).
 fn reads_packed_decode(k: KernelId) -> bool {
-    matches!(k, KernelId::GemmPacked8 | KernelId::GemmPackedShort8)
+    matches!(
+        k,
+        KernelId::GemmPacked8 | KernelId::GemmPackedShort8 | KernelId::GemmPackedK4x8 | KernelId::GemmPackedHalves8
+    )
 }
 
 /// The decode GEMM on packed weights (sm_90, M ≤ 8) for weights of `k` columns, if one takes
 /// them: `gemm_f16_packed_short_m8` for one chunk (RS_GEMM_P_SHORT_K = 768, or RS_GEMM_P_KC),
-/// `gemm_f16_packed_m8` for two to four chunks or twice such a K (A's slices in two halves).
-/// Two kernels, so that each one's machine code is compiled for its own cases.
+/// `gemm_f16_packed_m8` for two or three chunks, `gemm_f16_packed_k4_m8` for four
+/// (RS_GEMM_P_MAX_K), `gemm_f16_packed_halves_m8` for twice three or four chunks (A's slices in
+/// two halves). Kernels of their own, so that each one's machine code is compiled for its own
+/// cases (kernels/gemm_packed.cu says what sharing one cost).
 pub fn packed_decode_kernel(k: u32) -> Option<Kernel<GemmParams>> {
-    let chunks = |k: u32| k % RS_GEMM_P_KC == 0 && (2 * RS_GEMM_P_KC..=RS_GEMM_P_MAX_K).contains(&k);
+    const TWO: u32 = 2 * RS_GEMM_P_KC;
+    const THREE: u32 = 3 * RS_GEMM_P_KC;
     match k {
         RS_GEMM_P_SHORT_K | RS_GEMM_P_KC => Some(GEMM_PACKED_SHORT_8),
-        _ if chunks(k) || (k % 2 == 0 && k > RS_GEMM_P_MAX_K && chunks(k / 2)) => Some(GEMM_PACKED_8),
+        TWO | THREE => Some(GEMM_PACKED_8),
+        RS_GEMM_P_MAX_K => Some(GEMM_PACKED_K4_8),
+        _ if k == 2 * THREE || k == 2 * RS_GEMM_P_MAX_K => Some(GEMM_PACKED_HALVES_8),
         _ => None,
     }
 }
@@ -508,8 +516,9 @@ mod tests {
     #[test]
     fn the_packed_decode_gemm_takes_whole_chunks_of_k_and_refuses_the_rest() {
         let k = KernelId::GemmPacked8;
+        let (k4, halves) = (KernelId::GemmPackedK4x8, KernelId::GemmPackedHalves8);
         let gemm = |m, n, kk| GemmParams { b_layout: RS_B_TILES, ..gemm(m, n, kk) };
-        assert!(gemm(8, 4096, 4096).check(k).is_ok());
+        assert!(gemm(8, 4096, 4096).check(k4).is_ok());
         assert!(gemm(1, 100, 2048).check(k).is_ok());
         assert!(gemm(8, 100, 3072).check(k).is_ok());
         assert!(GemmParams { b_layout: RS_B_ROWS, ..gemm(8, 100, 3072) }
@@ -525,8 +534,16 @@ mod tests {
         assert!(gemm(200, 100, 4096).check(KernelId::GemmWgmma).is_ok());
         assert!(gemm(20, 100, 8192).check(KernelId::GemmWgmmaSmall).is_ok());
         assert!(gemm(200, 100, 200).check(KernelId::GemmWgmma).unwrap_err().reason.contains("chunks"));
-        for kk in [3072, 4096] {
-            assert!(packs_decode_weights(kk) && gemm(8, 100, kk).check(k).is_ok(), "{kk}: held whole");
+        // Each K class has its own entry, which refuses the others'.
+        for (kk, id) in [(2048, k), (3072, k), (4096, k4), (6144, halves), (8192, halves)] {
+            assert_eq!(packed_decode_kernel(kk).map(|p| p.id()), Some(id), "{kk}");
+            assert!(packs_decode_weights(kk) && gemm(8, 100, kk).check(id).is_ok(), "{kk}");
+            for other in [k, k4, halves].into_iter().filter(|&o| o != id) {
+                assert!(
+                    gemm(8, 100, kk).check(other).unwrap_err().reason.contains("not this kernel's"),
+                    "{kk} {other}"
+                );
+            }
         }
         // One chunk: the short kernel, which takes nothing else.
         let short = KernelId::GemmPackedShort8;
@@ -539,9 +556,6 @@ mod tests {
             assert!(gemm(8, 100, kk).check(short).unwrap_err().reason.contains("registers"), "{kk}");
         }
         assert!(fuses_norm(short) && gemm(8, 32, 768).check(short).is_ok());
-        for kk in [6144, 8192] {
-            assert!(packs_decode_weights(kk) && gemm(8, 100, kk).check(k).is_ok(), "{kk}: in two halves");
-        }
         // One chunk below RS_GEMM_P_KC is laid out (whole 256-column slices of the 8 warps), but
         // only 768 has a kernel case; 1,536 (twice 768) is not whole chunks.
         assert_eq!((packed_chunk(512), packed_chunk(768), packed_chunk(800)), (Some(512), Some(768), None));
@@ -551,13 +565,13 @@ mod tests {
             assert!(!packs_decode_weights(kk), "{kk}");
             assert!(gemm(8, 100, kk).check(k).unwrap_err().reason.contains("registers"), "{kk}");
         }
-        assert!(gemm(9, 100, 4096).check(k).unwrap_err().reason.contains("M = 9"));
-        assert!(GemmParams { ldb: 4104, ..gemm(8, 100, 4096) }.check(k).unwrap_err().reason.contains("ldb"));
-        assert!(GemmParams { batch: 2, ..gemm(8, 100, 4096) }.check(k).unwrap_err().reason.contains("batch"));
+        assert!(gemm(9, 100, 4096).check(k4).unwrap_err().reason.contains("M = 9"));
+        assert!(GemmParams { ldb: 4104, ..gemm(8, 100, 4096) }.check(k4).unwrap_err().reason.contains("ldb"));
+        assert!(GemmParams { batch: 2, ..gemm(8, 100, 4096) }.check(k4).unwrap_err().reason.contains("batch"));
         assert_eq!(gemm(8, 4100, 4096).units(k), 257, "the skinny kernel's units");
-        assert!(fuses_norm(k));
+        assert!(fuses_norm(k) && fuses_norm(k4) && fuses_norm(halves));
         // The SwiGLU epilogue: whole tiles of gate/up pairs, output N / 2 wide, nothing else.
-        let sw = GemmParams { act: RS_ACT_SWIGLU, ldc: 48, ..gemm(8, 96, 4096) };
+        let sw = GemmParams { act: RS_ACT_SWIGLU, ldc: 48, ..gemm(8, 96, 3072) };
         assert!(sw.check(k).is_ok());
         assert!(GemmParams { n: 100, ldc: 50, ..sw }.check(k).unwrap_err().reason.contains("gate/up"));
         assert!(GemmParams { ldc: 47, ..sw }.check(k).unwrap_err().reason.contains("ldc"));

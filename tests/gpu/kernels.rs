@@ -966,7 +966,7 @@ fn gate_up_pairs_give_the_bits_of_a_gemm_then_swiglu() {
     }
     let mut rng = fresh_rng("gate/up pairs");
     // With the decode GEMM's fused RMSNorm, as the engine runs it (M ≤ 8), and without.
-    // K of one chunk (1,024; 768) on the short kernel, the rest on gemm_f16_packed_m8.
+    // K of one chunk (1,024; 768) on the short kernel, the rest on the long-K entries (packed_decode_kernel).
     let shapes = [
         (8usize, 1000usize, 2048usize, true),
         (3, 2048, 4096, true),
