@@ -871,8 +871,8 @@ fn decode_gemms(cx: &mut Ctx, bandwidth: f64) -> String {
         "\nDecode GEMMs at M = 8 (plain, inputs rotated past 3× L2; median of 5 timings of graph replays). \
          \"of copy\" is the bytes of A, B and C over the time against the copy bandwidth of this run \
          ({:.0} GB/s); \"{DECODE_SMS} SMs\" runs on a green-context partition of that many SMs, cuBLASLt with \
-         CUBLASLT_MATMUL_DESC_SM_COUNT_TARGET = {DECODE_SMS}. \"packed\": gemm_f16_packed_m8 on the weights packed \
-         (sm_90, K a multiple of 1,024 from 2,048 to 4,096, or twice such a K), which the engine runs for Llama-family models.\n\n\
+         CUBLASLT_MATMUL_DESC_SM_COUNT_TARGET = {DECODE_SMS}. \"packed\": the packed decode GEMM on the weights packed \
+         (sm_90: gemm_f16_packed_m8 at 2,048 and 3,072 columns, _k4_m8 at 4,096, _halves_m8 at twice 3,072 or 4,096), which the engine runs for decoders.\n\n\
          | model | weight | N×K | ours | µs | of copy | cuBLASLt µs | ours / cuBLASLt (speed) | {DECODE_SMS} SMs µs | of copy | ÷ whole | cuBLASLt {DECODE_SMS} µs | ours / cuBLASLt | packed µs | of copy | ÷ cuBLASLt (speed) | packed {DECODE_SMS} SMs µs | of copy | ÷ cuBLASLt {DECODE_SMS} |\n\
          |---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         bandwidth / 1e9

@@ -144,7 +144,7 @@ typedef struct CopyU32Params {
 #define RS_ACT_NONE 0
 #define RS_ACT_GELU_TANH 1
 #define RS_ACT_GELU_ERF 2
-/* Only gemm_f16_packed_m8, on weights packed with PackParams.pairs: B's 16-row tiles are 8 gate
+/* Only the packed decode GEMMs (gemm_f16_packed_*_m8), on weights packed with PackParams.pairs: B's 16-row tiles are 8 gate
  * rows then the 8 up rows of the same columns, and C[m][8t + c] = swiglu(gate, up) of tile t's
  * columns c and 8 + c, each rounded to FP16 first (swiglu_f16's bits on the GEMM's output);
  * C has n / 2 columns. No bias or residual. */
@@ -205,11 +205,11 @@ typedef struct CopyU32Params {
  * that row takes A's place. A itself is not written.
  * b_stable = 1 promises that B is not written by the kernel launched before this one on its
  * stream (weights): a kernel may then start reading B before it waits for that kernel (PDL).
- * With act = RS_ACT_SWIGLU (gemm_f16_packed_m8 only) C is M × N/2 (ldc ≥ N/2): see its define.
+ * With act = RS_ACT_SWIGLU (the packed decode GEMMs only) C is M × N/2 (ldc ≥ N/2): see its define.
  * Constraints: K, lda, ldb multiples of 8; a, b 16-byte aligned; ldc, ldr ≥ N.
  */
 /** GemmParams.b_layout: B row-major (N × K, leading dimension ldb), or packed by
- *  pack_tiles_f16 (RS_B_TILES: read by the wgmma GEMMs and gemm_f16_packed_m8 only). */
+ *  pack_tiles_f16 (RS_B_TILES: read by the wgmma GEMMs and the packed decode GEMMs only). */
 #define RS_B_ROWS 0
 #define RS_B_TILES 1
 

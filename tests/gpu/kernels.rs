@@ -708,6 +708,11 @@ fn skinny_gemm_with_fused_norm_matches_reference() {
         (8, 4100, 4096),
         // The packed kernel normalises A's slices again with each half of K.
         (6, 120, 8192),
+        // The packed kernels' statistics from the slices held: K of one chunk (gpt2-medium's
+        // LayerNorm) and of two, with fewer rows than 8 and all 8.
+        (3, 100, 1024),
+        (8, 200, 1024),
+        (5, 96, 2048),
     ] {
         let a = rand_f16(&mut rng, m * kk, -2.0, 2.0);
         let b = rand_f16(&mut rng, n * kk, -1.0, 1.0);
