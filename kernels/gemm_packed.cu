@@ -79,7 +79,11 @@ constexpr unsigned CHUNK_SLICES = RS_GEMM_P_KC / SLICE;  // slices of a full chu
 // same bits, without reading A from L2 again in a chain of dependent loads (row_stats: one
 // round trip per 1,024 columns, another for LayerNorm's second pass past 1,024) while the
 // weights' copies fill the memory system. Every consumer thread calls it; the caller
-// synchronises them before reading stats.
+// synchronises them before reading stats. The same bits also need nvcc to compile both sums
+// alike: today both are a multiply, a select and an add (mul.f32, selp.f32, add.f32); compiled
+// in a small kernel, this one became a fused multiply-add, which rounds once. The fused-norm
+// GEMM tests compare the bits (docs/kernels-h200.md); explicit roundings in both would make it
+// hold by construction.
 template <unsigned S>
 __device__ __forceinline__ void held_slices_stats(const GemmParams& p, const uint4 (&av)[S], float* xchg, float2* stats) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, q = lane & 3;
