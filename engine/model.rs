@@ -114,17 +114,15 @@ struct WorkspaceLens {
     cache: usize,
     /// Decode attention's chunk states (floats) and counts (words), where a step of up to
     /// `batch` sequences splits caches.
-    chunk_states: usize,
-    chunk_counts: usize,
+    chunks: Option<(usize, usize)>,
     /// The argmax's parts and counts (words), where a row of logits is scanned in parts.
-    argmax: usize,
+    argmax: Option<(usize, usize)>,
 }
 
 impl WorkspaceLens {
     fn of(c: &ModelConfig, batch: u32, seq: u32) -> WorkspaceLens {
         let (b, t) = (batch as usize, batch as usize * seq as usize);
         let ffn_rows = c.ffn as usize * if c.family == Family::Llama { 2 } else { 1 };
-        let scratch = if c.is_decoder() { decode_attention_scratch(batch, c.heads, c.head_dim, seq) } else { None };
         WorkspaceLens {
             batch: b,
             tokens: t,
@@ -136,9 +134,8 @@ impl WorkspaceLens {
             logits: if c.is_decoder() { b * c.vocab as usize } else { 0 },
             caches: if c.is_decoder() { c.layers } else { 0 },
             cache: t * c.kv_heads as usize * c.head_dim as usize,
-            chunk_states: scratch.map_or(0, |s| s.0),
-            chunk_counts: scratch.map_or(0, |s| s.1),
-            argmax: if c.is_decoder() { argmax_scratch(batch, c.vocab).map_or(0, |(p, a)| p + a) } else { 0 },
+            chunks: c.is_decoder().then(|| decode_attention_scratch(batch, c.heads, c.head_dim, seq)).flatten(),
+            argmax: c.is_decoder().then(|| argmax_scratch(batch, c.vocab)).flatten(),
         }
     }
 
@@ -146,7 +143,8 @@ impl WorkspaceLens {
     fn bytes(&self) -> u64 {
         let half = 2 * self.hidden + self.qkv + self.attn + self.ffn + self.ffn_act + self.logits;
         let caches = 2 * self.caches as usize * self.cache;
-        let words = self.tokens + 3 * self.batch + self.chunk_states + self.chunk_counts + self.argmax;
+        let scratch = |need: Option<(usize, usize)>| need.map_or(0, |(partial, counts)| partial + counts);
+        let words = self.tokens + 3 * self.batch + scratch(self.chunks) + scratch(self.argmax);
         2 * (half + caches) as u64 + 4 * words as u64
     }
 }
@@ -351,8 +349,8 @@ impl Model {
             .collect::<Result<Vec<_>>>()?;
         let decoder =
             if c.family == Family::Gpt2 { ops::DecoderTable::new(d, &self.weights.layers, &caches)? } else { None };
-        let scratch = ops::DecodeScratch::new(d, (n.chunk_states > 0).then_some((n.chunk_states, n.chunk_counts)))?;
-        let argmax = ops::ArgmaxScratch::new(d, c.is_decoder().then(|| argmax_scratch(batch, c.vocab)).flatten())?;
+        let scratch = ops::DecodeScratch::new(d, n.chunks)?;
+        let argmax = ops::ArgmaxScratch::new(d, n.argmax)?;
         Ok(Workspace {
             decoder,
             scratch,
