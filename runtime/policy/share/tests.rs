@@ -676,11 +676,49 @@ fn solo_times_weigh_the_verdict_where_every_tenant_has_one() {
     // The run's results say so: 5/10 + 13/17.7 = 1.234 against 5/14 + 13/14 = 1.286.
     assert_eq!(
         solo.notes(),
-        vec!["layout trial of tenants 0+1: kept equal parts (Σ speed by solo times: curves' layout 1.234, equal parts 1.286)"]
+        vec![
+            "layout trial of tenants 0+1: kept equal parts (Σ speed by solo times: curves' layout 1.234, equal parts 1.286; \
+             by the curves' layout's slowest requests 1.234, equal parts' fastest 1.286)"
+        ]
     );
     // A tenant without one: the curves for the whole set.
     let half = KrispShare::with_speeds(be, speeds, 2, &TOPO).with_solo_times(vec![Some(5e3), None]);
     assert_eq!(verdict(half), Some(Stage::Kept { equal: false }));
+}
+
+#[test]
+fn the_curves_layout_is_kept_only_where_it_wins_beyond_the_trials_spread() {
+    use crate::runtime::timer::monotonic_ns;
+    let (linear, flat) = prefill_and_decoder_curves();
+    let speeds = vec![Speeds::from_times(&linear, &TOPO), Speeds::from_times(&flat, &TOPO)];
+    let be = vec![share(false, None); 2];
+    let load = GroupLoad::new(TOPO.groups, 2);
+    let busy = |t| Demand { active: 0b11, sustained: true, ..Demand::new(t, PriorityClass::BestEffort, None, 1024) };
+    // Each layout's requests, ms, the first of each tenant not counted (it pays for the layout).
+    let verdict = |curves: [[f64; 2]; 3], equal: [[f64; 2]; 3]| {
+        let p =
+            KrispShare::with_speeds(be.clone(), speeds.clone(), 2, &TOPO).with_solo_times(vec![Some(5e3), Some(13e3)]);
+        let mut at = monotonic_ns() + 1_000;
+        for ms in curves.into_iter().chain(equal) {
+            for (t, &m) in ms.iter().enumerate() {
+                let began = at;
+                p.decide(&busy(t as TenantId), &load, &TOPO);
+                at += (m * 1e6) as u64;
+                p.observe(t as TenantId, began, at);
+            }
+        }
+        (p.trial_stage(0b11), p.notes())
+    };
+    assert_eq!(TRIAL_REQUESTS, 2, "the requests below");
+    // By the medians the curves' layout wins (5/9 + 13/14 = 1.484 against 5/10 + 13/13.5 =
+    // 1.463), but its slowest requests (5/9.4 + 13/14.4 = 1.435) lose to equal parts' fastest
+    // (5/9.8 + 13/13.2 = 1.495): equal parts.
+    let (stage, notes) = verdict([[9.0, 14.0], [8.6, 13.6], [9.4, 14.4]], [[10.0, 13.5], [9.8, 13.2], [10.2, 13.8]]);
+    assert_eq!(stage, Some(Stage::Kept { equal: true }), "{notes:?}");
+    assert!(notes[0].contains("curves' layout 1.484, equal parts 1.463; by the curves' layout's slowest requests 1.435, equal parts' fastest 1.495"), "{notes:?}");
+    // Where even its slowest requests beat equal parts' fastest, the curves' layout.
+    let (stage, notes) = verdict([[9.0, 14.0], [9.0, 14.0], [9.2, 14.2]], [[12.0, 16.0], [12.0, 16.0], [12.4, 16.5]]);
+    assert_eq!(stage, Some(Stage::Kept { equal: false }), "{notes:?}");
 }
 
 /// A request curve: `(sms, µs)` on each profiled SM count.
