@@ -25,8 +25,9 @@
 //! kept only where it wins beyond the trial's own spread: its Σ speed with each tenant's
 //! slowest counted request above equal parts' with each one's fastest (on an H200 a verdict of
 //! 1.295 against 1.290 by the medians kept the curves' layout, which then ran at 0.93× equal
-//! parts: docs/harness-h200.md). The verdict stands for the run. A runtime with a latency-critical tenant tries no set: such a
-//! tenant's requests come and go, and with them the contending set at each of its requests.
+//! parts: docs/harness-h200.md, "The layout trial weighs its spread"). The verdict stands for
+//! the run. A runtime with a latency-critical tenant tries no set: such a tenant's requests
+//! come and go, and with them the contending set at each of its requests.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
