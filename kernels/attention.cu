@@ -156,7 +156,7 @@ RS_KERNEL_PAIR(__launch_bounds__(RS_ATTN_THREADS), attention_prefill_d128, Atten
     prefill<RS_COUNTED, 128>(p, reinterpret_cast<__half*>(rs_attn_smem), t);
 }
 
-RS_KERNEL_PAIR(__launch_bounds__(RS_DECODE_THREADS), attention_decode_d32, DecodeAttentionParams) {
+RS_KERNEL_PAIR(__launch_bounds__(RS_DECODE_THREADS, 3), attention_decode_d32, DecodeAttentionParams) {
     rs::decode_attention_prefetch<32>(p, 1);
     rs::pdl_sync();
     decode<RS_COUNTED, 32>(p, t);
@@ -180,7 +180,7 @@ RS_KERNEL void __launch_bounds__(RS_DECODE_THREADS, 3)
     decode<false, 64>(p, t);
 }
 
-RS_KERNEL_PAIR(__launch_bounds__(RS_DECODE_THREADS), attention_decode_d128, DecodeAttentionParams) {
+RS_KERNEL_PAIR(__launch_bounds__(RS_DECODE_THREADS, 3), attention_decode_d128, DecodeAttentionParams) {
     rs::decode_attention_prefetch<128>(p, 1);
     rs::pdl_sync();
     decode<RS_COUNTED, 128>(p, t);

@@ -2,8 +2,8 @@
 // the first query head of each kv group appends the token's k and v to the cache (in chunk 0),
 // then the unit attends its query over the chunk's positions of the cache (the other heads of
 // the group read the new row from k and v, never from the slot being written). With
-// p.inv_freq, q and the new k are rotated by RoPE in registers first (rope_pair, the bits
-// rope_f16 gives). Used by attention_decode_d* and the decoder kernel (decoder.cu), whose units
+// p.inv_freq, q and the new k are rotated by RoPE in registers first (rope_angle's cosines and
+// sines, once a unit in shared memory, then rope_rotate: the bits rope_f16 gives). Used by attention_decode_d* and the decoder kernel (decoder.cu), whose units
 // attend over the whole cache, and by attention_decode_split_d* (attention.cu), which splits
 // the caches of a launch with few (sequence, query head) pairs into chunks (decode_chunks),
 // with a block of WARPS warps. Every thread of the block must call it; it reads q, k and v
@@ -26,10 +26,11 @@
 namespace rs {
 
 // RoPE of a lane's 8 consecutive dims (d0 … d0 + 7, FP16 in v) of a head of D dims whose
-// other half is held by lane ^ (D / 16): the lanes of a row are D / 8 consecutive lanes. Every
-// lane of the warp must call it.
+// other half is held by lane ^ (D / 16): the lanes of a row are D / 8 consecutive lanes; cs and
+// sn hold each of the D / 2 angles' rounded cosine and sine (rope_angle). Every lane of the
+// warp must call it.
 template <int D>
-__device__ __forceinline__ uint4 rope8(uint4 v, unsigned d0, float pos, const float* inv_freq) {
+__device__ __forceinline__ uint4 rope8(uint4 v, unsigned d0, const float* cs, const float* sn) {
     constexpr unsigned HALF = D / 2;
     uint4 o;
     o.x = __shfl_xor_sync(0xffffffffu, v.x, D / 16);
@@ -45,7 +46,7 @@ __device__ __forceinline__ uint4 rope8(uint4 v, unsigned d0, float pos, const fl
     for (int e = 0; e < 8; ++e) {
         const unsigned i = (d0 + e) % HALF;
         __half y1, y2;
-        rope_pair(first ? mine[e] : other[e], first ? other[e] : mine[e], pos * inv_freq[i], y1, y2);
+        rope_rotate(first ? mine[e] : other[e], first ? other[e] : mine[e], cs[i], sn[i], y1, y2);
         y[e] = first ? y1 : y2;
     }
     return *reinterpret_cast<const uint4*>(y);
@@ -139,9 +140,16 @@ __device__ __forceinline__ void decode_attention_unit(const DecodeAttentionParam
     const unsigned t1 = SPLIT ? min(len, t0 + rows) : len;
     const unsigned parts = SPLIT ? (len + rows - 1) / rows : 1;
     if (p.inv_freq) {
+        // Each angle's cosine and sine once a unit, not in every lane that rotates by it (a lane
+        // rotated 8 dims of q and 8 of k, so 16 sincosf, and a row's two halves the same 8).
+        // The previous unit read them before its merge's barriers.
+        __shared__ float sm_cs[D / 2], sm_sn[D / 2];
         const float* inv_freq = ptr<const float>(p.inv_freq);
-        qr = rope8<D>(qr, sub * 8, (float)pos, inv_freq);
-        k_new = rope8<D>(k_new, sub * 8, (float)pos, inv_freq);
+        static_assert(D / 2 <= THREADS, "a thread an angle");
+        if (tid < D / 2) rope_angle((float)pos * inv_freq[tid], sm_cs[tid], sm_sn[tid]);
+        __syncthreads();
+        qr = rope8<D>(qr, sub * 8, sm_cs, sm_sn);
+        k_new = rope8<D>(k_new, sub * 8, sm_cs, sm_sn);
     }
     // Append: the group's first head is the only writer of its slot; lanes 0 … 2·LR − 1 of warp 0
     // hold the new k (then v) row's pieces 0 … LR − 1.

@@ -598,15 +598,23 @@ __device__ __forceinline__ float round_half(float x) { return __half2float(__flo
 // Llama's rotate-half RoPE of one pair, x1 = x[i] and x2 = x[i + head_dim/2], at angle
 // pos·inv_freq[i] (the caller's product, in FP32; full-range sincosf), in FP16 arithmetic as in
 // `x·cos + rotate_half(x)·sin` on FP16 tensors: cos and sin are rounded, and so is each
-// product and the sum. rope_f16 and the decode attention's fused RoPE both use it, so their
-// outputs have the same bits.
-__device__ __forceinline__ void rope_pair(float x1, float x2, float angle, __half& y1, __half& y2) {
-    float sn, cs;
+// product and the sum. rope_f16 and the decode attention's fused RoPE both use it (the latter
+// as rope_angle once an angle, then rope_rotate), so their outputs have the same bits.
+__device__ __forceinline__ void rope_angle(float angle, float& cs, float& sn) {
     sincosf(angle, &sn, &cs);
     cs = round_half(cs);
     sn = round_half(sn);
+}
+
+__device__ __forceinline__ void rope_rotate(float x1, float x2, float cs, float sn, __half& y1, __half& y2) {
     y1 = __float2half_rn(round_half(x1 * cs) - round_half(x2 * sn));
     y2 = __float2half_rn(round_half(x2 * cs) + round_half(x1 * sn));
+}
+
+__device__ __forceinline__ void rope_pair(float x1, float x2, float angle, __half& y1, __half& y2) {
+    float cs, sn;
+    rope_angle(angle, cs, sn);
+    rope_rotate(x1, x2, cs, sn, y1, y2);
 }
 
 __device__ __forceinline__ float gelu(float x, unsigned int act) {
