@@ -172,7 +172,9 @@ RS_KERNEL_PAIR(__launch_bounds__(RS_DECODE_THREADS), attention_decode_d64, Decod
 // uncapped): the same instructions in the PTX but for the directive and integer code, so the
 // same bits (kernels::decode_attention_matches_reference). The runtime launches it where its
 // grid takes a launch's units in fewer rounds (runtime/rt.rs, Runtime::issue): on partitions
-// where the units outnumber two blocks an SM. The d32 and d128 builds fit three already.
+// where the units outnumber two blocks an SM. The d32 and d128 builds are held to three (80
+// registers; attention_decode_d128_counted spills 20 bytes; without the bound, since RoPE's
+// angles are taken once a unit, nvcc gave d128 101).
 RS_KERNEL void __launch_bounds__(RS_DECODE_THREADS, 3)
     attention_decode_d64_dense(const __grid_constant__ DecodeAttentionParams p, RS_TICKET t) {
     rs::decode_attention_prefetch<64>(p, 1);
