@@ -3,8 +3,9 @@
 // then the unit attends its query over the chunk's positions of the cache (the other heads of
 // the group read the new row from k and v, never from the slot being written). With
 // p.inv_freq, q and the new k are rotated by RoPE in registers first (rope_angle's cosines and
-// sines, once a unit in shared memory, then rope_rotate: the bits rope_f16 gives). Used by attention_decode_d* and the decoder kernel (decoder.cu), whose units
-// attend over the whole cache, and by attention_decode_split_d* (attention.cu), which splits
+// sines, once a unit in shared memory, then rope_rotate: the bits rope_f16 gives). Used by
+// attention_decode_d* and the decoder kernel (decoder.cu), whose units attend over the whole
+// cache, and by attention_decode_split_d* (attention.cu), which splits
 // the caches of a launch with few (sequence, query head) pairs into chunks (decode_chunks),
 // with a block of WARPS warps. Every thread of the block must call it; it reads q, k and v
 // with ordinary loads, so a caller that produced them in the same launch must have made them

@@ -5,7 +5,8 @@
 //! speed on 68 SMs beside a prefill and 0.77× on 44: docs/harness-h200.md), and then the
 //! curves' layout runs slower than equal parts. So where the two layouts differ, the set runs
 //! on each in turn and keeps the one under which the tenants' requests ran faster by the
-//! measure the comparison judges, throughput relative to solo summed over the tenants.
+//! measure the comparison judges, throughput relative to solo summed over the tenants: equal
+//! parts, unless the curves' layout wins beyond the trial's own spread (below).
 //!
 //! The trial of a set: [`TRIAL_REQUESTS`] requests of each of its tenants on the curves'
 //! layout, then as many on equal parts. A request counts for the set more than half of its
@@ -96,10 +97,11 @@ pub enum Stage {
 #[derive(Debug)]
 struct SetTrial {
     stage: Stage,
-    /// The verdict's Σ speed on the curves' layout and on equal parts, once judged: by each
-    /// tenant's median request on each, and by its slowest on the curves' layout and fastest
-    /// on equal parts (what the verdict weighs).
+    /// Σ speed on the curves' layout and on equal parts by each tenant's median request on
+    /// each, once judged (the notes print it).
     sums: Option<(f64, f64)>,
+    /// The same by each tenant's slowest request on the curves' layout and its fastest on
+    /// equal parts, once judged: what the verdict weighs.
     bounds: Option<(f64, f64)>,
     /// When the stage began (monotonic ns): a request counts only if it began after it.
     since_ns: u64,
@@ -196,9 +198,9 @@ impl LayoutTrial {
                 // The curves' layout is kept only where it wins beyond the trial's own spread:
                 // its Σ speed with each tenant's slowest request counted above equal parts'
                 // with each one's fastest. A tie, or a win one request's luck could make,
-                // keeps the fixed split.
+                // keeps the fixed split, and so does a trial without a verdict.
                 t.bounds = self.sums(set, &t.curves, &t.equal, (Pick::Slowest, Pick::Fastest));
-                Stage::Kept { equal: t.sums.is_some() && !t.bounds.is_some_and(|(c, e)| c > e) }
+                Stage::Kept { equal: !t.bounds.is_some_and(|(c, e)| c > e) }
             }
         };
         t.since_ns = ended_ns;
