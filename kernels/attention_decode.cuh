@@ -168,14 +168,19 @@ __device__ __forceinline__ void decode_attention_unit(const DecodeAttentionParam
     float m = -CUDART_INF_F, l = 0.0f;
     // Row r of warp w takes positions t0 + w·RPW + r + i·ROWS; the loop bound is per warp,
     // so the shuffles below never diverge.
-    for (unsigned base = t0 + warp * RPW; base < t1; base += U * ROWS) {
+    // This lane's 16 bytes of cached row t are Kl[t · LR] and Vl[t · LR] (32-bit offsets: a
+    // cache's rows · D / 8 pieces fit the params' check).
+    const uint4* const Kl = reinterpret_cast<const uint4*>(Kc) + sub;
+    const uint4* const Vl = reinterpret_cast<const uint4*>(Vc) + sub;
+    const unsigned now_at = fresh ? pos : ~0u;  // the new token's position, if it has a slot
+    for (unsigned row = t0 + warp * RPW + lane / LR; row - lane / LR < t1; row += U * ROWS) {
         uint4 kr[U], vr[U];
 #pragma unroll
         for (int j = 0; j < U; ++j) {
-            const unsigned t = base + lane / LR + j * ROWS;
-            const bool in = t < t1, now = fresh && t == pos;
-            kr[j] = !in ? make_uint4(0, 0, 0, 0) : now ? k_new : *reinterpret_cast<const uint4*>(Kc + (u64)t * D + sub * 8);
-            vr[j] = !in ? make_uint4(0, 0, 0, 0) : now ? v_new : *reinterpret_cast<const uint4*>(Vc + (u64)t * D + sub * 8);
+            const unsigned t = row + j * ROWS;
+            const bool in = t < t1, now = t == now_at;
+            kr[j] = !in ? make_uint4(0, 0, 0, 0) : now ? k_new : Kl[t * LR];
+            vr[j] = !in ? make_uint4(0, 0, 0, 0) : now ? v_new : Vl[t * LR];
         }
         float dot[U], m_new = m;
 #pragma unroll
@@ -186,7 +191,7 @@ __device__ __forceinline__ void decode_attention_unit(const DecodeAttentionParam
             for (int e = 0; e < 8; ++e) d += qv[e] * kf[e];
 #pragma unroll
             for (int o = LR / 2; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
-            dot[j] = base + lane / LR + j * ROWS < t1 ? d : -CUDART_INF_F;
+            dot[j] = row + j * ROWS < t1 ? d : -CUDART_INF_F;
             m_new = fmaxf(m_new, dot[j]);
         }
         const float corr = m == -CUDART_INF_F ? 0.0f : exp2f(m - m_new);

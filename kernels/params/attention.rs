@@ -181,6 +181,10 @@ impl Params for DecodeAttentionParams {
             format!("o_stride = {} must hold {} query heads", self.o_stride, self.heads_q)
         })?;
         ensure(self.max_len >= 1, k, || "max_len = 0".into())?;
+        // A lane reads its 16 bytes of a cached row at a 32-bit offset from its cache's start.
+        ensure(u64::from(self.max_len) * u64::from(self.head_dim / 8) <= 1 << 32, k, || {
+            format!("a cache of {} positions × {} dims does not fit 32-bit offsets", self.max_len, self.head_dim)
+        })?;
         ensure(self.units(k) <= u64::from(u32::MAX), k, || {
             format!("{} units (chunks × batch × heads_q) do not fit 32 bits", self.units(k))
         })?;
@@ -332,6 +336,10 @@ mod tests {
         assert_eq!(p.units(k), 8 * 32);
         assert!(p.check(k).is_ok());
         assert!(DecodeAttentionParams { partial: 256, arrived: 256, ..p }.check(split).is_err());
+        // A lane's offset into its cache is 32-bit: 2^29 positions of 64 dims fit, one more not.
+        assert!(DecodeAttentionParams { max_len: 1 << 29, ..p }.check(k).is_ok());
+        let far = DecodeAttentionParams { max_len: (1 << 29) + 1, ..p }.check(k).unwrap_err().to_string();
+        assert!(far.contains("32-bit offsets"), "{far}");
         // (A workspace for 8 still keeps scratch for steps of 1–3 sequences: 3 × 32 pairs in 2
         // chunks need the most.)
         assert_eq!(decode_attention_scratch(8, 32, 64, 4096), Some((96 * 2 * 66, 96)));
