@@ -76,14 +76,12 @@ constexpr unsigned CHUNK_SLICES = RS_GEMM_P_KC / SLICE;  // slices of a full chu
 // w holds row g's columns 256i + 8(4w + q), i < S, exactly what row_stats' lane 4w + q reads
 // of that row, in the same order. Each lane's partial sum goes to xchg[g][4w + q] (8 × 32
 // floats), then warp r adds row r's 32 partials with warp_sum, as row_stats' warp does: the
-// same bits, without reading A from L2 again in a chain of dependent loads (row_stats: one
-// round trip per 1,024 columns, another for LayerNorm's second pass past 1,024) while the
-// weights' copies fill the memory system. Every consumer thread calls it; the caller
-// synchronises them before reading stats. The same bits also need nvcc to compile both sums
-// alike: today both are a multiply, a select and an add (mul.f32, selp.f32, add.f32); compiled
-// in a small kernel, this one became a fused multiply-add, which rounds once. The fused-norm
-// GEMM tests compare the bits (docs/kernels-h200.md); explicit roundings in both would make it
-// hold by construction.
+// same bits (both add each element with rs::stat_add and rs::deviation_add, whose roundings
+// nvcc keeps as written), without reading A from L2 again in a chain of dependent loads
+// (row_stats: one round trip per 1,024 columns, another for LayerNorm's second pass past
+// 1,024) while the weights' copies fill the memory system. Every consumer thread calls it; the
+// caller synchronises them before reading stats. The fused-norm GEMM tests compare the bits
+// (docs/kernels-h200.md).
 template <unsigned S>
 __device__ __forceinline__ void held_slices_stats(const GemmParams& p, const uint4 (&av)[S], float* xchg, float2* stats) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, q = lane & 3;
@@ -103,7 +101,7 @@ __device__ __forceinline__ void held_slices_stats(const GemmParams& p, const uin
         return rs::warp_sum(xchg[warp * 32 + lane]);
     };
     float s = 0.0f;
-    each([&](float x) { s += p.norm == RS_NORM_RMS ? x * x : x; });
+    each([&](float x) { s = rs::stat_add(s, x, p.norm); });
     s = gathered(s);
     const bool row = warp < (int)p.m;
     if (p.norm == RS_NORM_RMS) {
@@ -114,7 +112,7 @@ __device__ __forceinline__ void held_slices_stats(const GemmParams& p, const uin
     rs::named_barrier(1, WARPS * 32);  // every mean written, every partial of xchg read
     const float mean = g < (int)p.m ? stats[g].x : 0.0f;
     float sq = 0.0f;
-    each([&](float x) { sq += (x - mean) * (x - mean); });
+    each([&](float x) { sq = rs::deviation_add(sq, x, mean); });
     sq = gathered(sq);
     if (row && lane == 0) stats[warp].y = rsqrtf(sq / p.k + p.norm_eps);
 }

@@ -15,6 +15,20 @@ namespace rs {
 // either way, so the bits do not depend on BATCH. The TMA decode GEMMs take 4; the skinny
 // kernel keeps 1: with 4, gpt2-medium's decode step (K = 1,024, which never reaches the
 // rest) was 4% slower on an H200, its norm-fused GEMMs each 0.7–3 µs slower (cause not traced).
+// One element into a row's sum (its square for RMSNorm, else itself), and its deviation's
+// square into the second pass's: single-rounding operations that nvcc neither contracts nor
+// splits. So every kernel that adds a row in the same order gets the same bits, whether the
+// norm is known at compile time (norm.cu: a written `s += x * x` became a fused multiply-add
+// there) or only at run time (the fused-norm GEMMs: a multiply, a select and an add).
+__device__ __forceinline__ float stat_add(float s, float x, unsigned norm) {
+    return norm == RS_NORM_RMS ? __fmaf_rn(x, x, s) : __fadd_rn(s, x);
+}
+
+__device__ __forceinline__ float deviation_add(float sq, float x, float mean) {
+    const float d = __fsub_rn(x, mean);
+    return __fmaf_rn(d, d, sq);
+}
+
 template <int BATCH>
 __device__ __forceinline__ float2 row_stats(const __half* a, unsigned k, unsigned norm, float eps) {
     constexpr int HELD = 4;  // 16-byte chunks per lane kept: 4 · 8 · 32 = 1024 columns
@@ -44,7 +58,7 @@ __device__ __forceinline__ float2 row_stats(const __half* a, unsigned k, unsigne
         }
     };
     float s = 0.0f;
-    auto add = [&](float x) { s += norm == RS_NORM_RMS ? x * x : x; };
+    auto add = [&](float x) { s = stat_add(s, x, norm); };
 #pragma unroll
     for (int i = 0; i < HELD; ++i)
 #pragma unroll
@@ -54,7 +68,7 @@ __device__ __forceinline__ float2 row_stats(const __half* a, unsigned k, unsigne
     if (norm == RS_NORM_RMS) return make_float2(0.0f, rsqrtf(s / k + eps));
     const float mean = s / k;
     float sq = 0.0f;
-    auto add_sq = [&](float x) { sq += (x - mean) * (x - mean); };
+    auto add_sq = [&](float x) { sq = deviation_add(sq, x, mean); };
 #pragma unroll
     for (int i = 0; i < HELD; ++i)
 #pragma unroll
@@ -81,12 +95,12 @@ __device__ __forceinline__ float2 held_stats(const uint4 (&h)[N], unsigned k, un
         }
     };
     float s = 0.0f;
-    each([&](float x) { s += norm == RS_NORM_RMS ? x * x : x; });
+    each([&](float x) { s = stat_add(s, x, norm); });
     s = warp_sum(s);
     if (norm == RS_NORM_RMS) return make_float2(0.0f, rsqrtf(s / k + eps));
     const float mean = s / k;
     float sq = 0.0f;
-    each([&](float x) { sq += (x - mean) * (x - mean); });
+    each([&](float x) { sq = deviation_add(sq, x, mean); });
     return make_float2(mean, rsqrtf(warp_sum(sq) / k + eps));
 }
 
