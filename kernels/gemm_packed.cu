@@ -193,7 +193,16 @@ __device__ __forceinline__ void packed_gemm(const GemmParams& p, unsigned char* 
     const __half* R = p.residual ? rs::ptr<const __half>(p.residual) : nullptr;
     const __half* bias = p.bias ? rs::ptr<const __half>(p.bias) : nullptr;
     unsigned t = 0;
+    // The output this thread stores in each unit (rs::skinny_store's: one each, M ≤ 8 rows of
+    // BN columns for 256 threads), and its bias and residual, loaded as the unit begins: their
+    // trip to L2 overlaps the unit's weights instead of following its sums.
+    const unsigned out_row = threadIdx.x / BN, out_c = threadIdx.x % BN;
+    static_assert(WARPS * 32 >= 8 * BN, "a consumer thread for every output of a unit");
     RS_FOR_EACH_STATIC_UNIT(u, tiles) {
+        const unsigned out_col = (unsigned)u * BN + out_c;
+        const bool stores = p.act != RS_ACT_SWIGLU && out_row < p.m && out_col < p.n;
+        const float early_bias = bias && stores ? __half2float(bias[out_col]) : 0.0f;
+        const float early_r = R && stores ? __half2float(R[(u64)out_row * p.ldr + out_col]) : 0.0f;
         float acc[4] = {};
         for (unsigned part = 0; part < parts; ++part) {
             if (part != held) {
@@ -224,10 +233,13 @@ __device__ __forceinline__ void packed_gemm(const GemmParams& p, unsigned char* 
         rs::named_barrier(1, WARPS * 32);  // the previous unit's sums have been read
         rs::skinny_partial<8>(red, 0, acc);
         rs::named_barrier(1, WARPS * 32);
-        if (p.act == RS_ACT_SWIGLU)
+        if (p.act == RS_ACT_SWIGLU) {
             rs::skinny_store_swiglu<WARPS, 8>(p, red, WARPS * 32, (unsigned)u * BN, C);
-        else
-            rs::skinny_store<WARPS, 8>(p, red, WARPS * 32, (unsigned)u * BN, C, R, bias);
+        } else if (stores) {
+            // rs::gemm_store's arithmetic, so its bits.
+            const float v = rs::skinny_sum<WARPS, 8>(red, out_c, out_row);
+            C[(u64)out_row * p.ldc + out_col] = __float2half_rn(rs::gemm_value(v, p.act, bias, early_bias, R, early_r));
+        }
     }
 }
 
