@@ -7,14 +7,6 @@
 
 namespace rs {
 
-// Mean and 1/std (LayerNorm) or 0 and 1/rms (RMSNorm) of row `a` of k elements, as one warp.
-// The first 1024 columns are loaded once and kept for the second pass; wider rows re-read
-// the rest, BATCH chunks a lane at a time whose loads are issued together: a loop of one load
-// an iteration waits a round trip to L2 for each (K = 4,096: 12 in a row, at the start of a
-// decode GEMM that fuses its input norm). The sums are taken chunk by chunk in column order
-// either way, so the bits do not depend on BATCH. The TMA decode GEMMs take 4; the skinny
-// kernel keeps 1: with 4, gpt2-medium's decode step (K = 1,024, which never reaches the
-// rest) was 4% slower on an H200, its norm-fused GEMMs each 0.7–3 µs slower (cause not traced).
 // One element into a row's sum (its square for RMSNorm, else itself), and its deviation's
 // square into the second pass's: single-rounding operations that nvcc neither contracts nor
 // splits. So every kernel that adds a row in the same order gets the same bits, whether the
@@ -28,6 +20,15 @@ __device__ __forceinline__ float deviation_add(float sq, float x, float mean) {
     const float d = __fsub_rn(x, mean);
     return __fmaf_rn(d, d, sq);
 }
+
+// Mean and 1/std (LayerNorm) or 0 and 1/rms (RMSNorm) of row `a` of k elements, as one warp.
+// The first 1024 columns are loaded once and kept for the second pass; wider rows re-read
+// the rest, BATCH chunks a lane at a time whose loads are issued together: a loop of one load
+// an iteration waits a round trip to L2 for each (K = 4,096: 12 in a row, at the start of a
+// decode GEMM that fuses its input norm). The sums are taken chunk by chunk in column order
+// either way, so the bits do not depend on BATCH. The TMA decode GEMMs take 4; the skinny
+// kernel keeps 1: with 4, gpt2-medium's decode step (K = 1,024, which never reaches the
+// rest) was 4% slower on an H200, its norm-fused GEMMs each 0.7–3 µs slower (cause not traced).
 
 template <int BATCH>
 __device__ __forceinline__ float2 row_stats(const __half* a, unsigned k, unsigned norm, float eps) {

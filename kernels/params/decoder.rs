@@ -48,6 +48,11 @@ impl Params for DecoderParams {
         })?;
         check_heads(k, self.heads, self.heads_kv, 64)?;
         ensure(self.max_len >= 1, k, || "max_len = 0".into())?;
+        // Its attention units read a lane's 16 bytes of a cached row at a 32-bit offset from
+        // the cache's start, as decode attention does (head_dim 64: 8 pieces a row).
+        ensure(u64::from(self.max_len) * 8 <= 1 << 32, k, || {
+            format!("a cache of {} positions × 64 dims does not fit 32-bit offsets", self.max_len)
+        })?;
         ensure(self.scale.is_finite() && self.eps.is_finite() && self.eps >= 0.0, k, || {
             format!("scale = {}, eps = {}", self.scale, self.eps)
         })?;
@@ -116,5 +121,8 @@ mod tests {
         assert!(refused(DecoderParams { x: 18, ..gpt2_decoder(8) }));
         assert!(refused(DecoderParams { sync: 0, ..gpt2_decoder(8) }));
         assert!(refused(DecoderParams { n_layers: 49, ..gpt2_decoder(8) }));
+        // 2^29 positions of 64 dims fit a lane's 32-bit offsets into its cache, one more not.
+        assert!(DecoderParams { max_len: 1 << 29, ..gpt2_decoder(8) }.check(KernelId::DecoderLayersD64).is_ok());
+        assert!(refused(DecoderParams { max_len: (1 << 29) + 1, ..gpt2_decoder(8) }));
     }
 }
