@@ -29,7 +29,6 @@ __device__ __forceinline__ float deviation_add(float sq, float x, float mean) {
 // either way, so the bits do not depend on BATCH. The TMA decode GEMMs take 4; the skinny
 // kernel keeps 1: with 4, gpt2-medium's decode step (K = 1,024, which never reaches the
 // rest) was 4% slower on an H200, its norm-fused GEMMs each 0.7–3 µs slower (cause not traced).
-
 template <int BATCH>
 __device__ __forceinline__ float2 row_stats(const __half* a, unsigned k, unsigned norm, float eps) {
     constexpr int HELD = 4;  // 16-byte chunks per lane kept: 4 · 8 · 32 = 1024 columns

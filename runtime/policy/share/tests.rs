@@ -646,32 +646,16 @@ fn plans_captured_before_a_request_do_not_count_for_its_set() {
 
 #[test]
 fn solo_times_weigh_the_verdict_where_every_tenant_has_one() {
-    use crate::runtime::timer::monotonic_ns;
-    let (linear, flat) = prefill_and_decoder_curves();
-    let speeds = vec![Speeds::from_times(&linear, &TOPO), Speeds::from_times(&flat, &TOPO)];
-    let be = vec![share(false, None); 2];
-    let load = GroupLoad::new(TOPO.groups, 2);
-    let busy = |t| Demand { active: 0b11, sustained: true, ..Demand::new(t, PriorityClass::BestEffort, None, 1024) };
     // The same requests: 10 and 17.7 ms on the curves' layout, 14 and 14 ms on equal parts.
     let verdict = |p: KrispShare| {
-        let mut at = monotonic_ns() + 1_000;
-        for us in [[10_000.0, 17_700.0]; 1 + TRIAL_REQUESTS].into_iter().chain([[14_000.0; 2]; 1 + TRIAL_REQUESTS]) {
-            for (t, &u) in us.iter().enumerate() {
-                let began = at;
-                p.decide(&busy(t as TenantId), &load, &TOPO);
-                at += (u * 1e3) as u64;
-                p.observe(t as TenantId, began, at);
-            }
-        }
+        run_pair(&p, [[10_000.0, 17_700.0]; 1 + TRIAL_REQUESTS].into_iter().chain([[14_000.0; 2]; 1 + TRIAL_REQUESTS]));
         p.trial_stage(0b11)
     };
     // By the curves (the prefill's speed on its window above the decoder's), the curves' layout.
-    let curves_only = KrispShare::with_speeds(be.clone(), speeds.clone(), 2, &TOPO);
-    assert_eq!(verdict(curves_only), Some(Stage::Kept { equal: false }));
+    assert_eq!(verdict(tried_pair()), Some(Stage::Kept { equal: false }));
     // By solo times of 5 and 13 ms (speeds 0.50 and 0.73 on the curves' layout, 0.36 and 0.93
     // on equal parts), equal parts.
-    let solo =
-        KrispShare::with_speeds(be.clone(), speeds.clone(), 2, &TOPO).with_solo_times(vec![Some(5e3), Some(13e3)]);
+    let solo = tried_pair().with_solo_times(vec![Some(5e3), Some(13e3)]);
     assert_eq!(verdict(solo.clone()), Some(Stage::Kept { equal: true }));
     // The run's results say so: 5/10 + 13/17.7 = 1.234 against 5/14 + 13/14 = 1.286.
     assert_eq!(
@@ -682,31 +666,16 @@ fn solo_times_weigh_the_verdict_where_every_tenant_has_one() {
         ]
     );
     // A tenant without one: the curves for the whole set.
-    let half = KrispShare::with_speeds(be, speeds, 2, &TOPO).with_solo_times(vec![Some(5e3), None]);
+    let half = tried_pair().with_solo_times(vec![Some(5e3), None]);
     assert_eq!(verdict(half), Some(Stage::Kept { equal: false }));
 }
 
 #[test]
 fn the_curves_layout_is_kept_only_where_it_wins_beyond_the_trials_spread() {
-    use crate::runtime::timer::monotonic_ns;
-    let (linear, flat) = prefill_and_decoder_curves();
-    let speeds = vec![Speeds::from_times(&linear, &TOPO), Speeds::from_times(&flat, &TOPO)];
-    let be = vec![share(false, None); 2];
-    let load = GroupLoad::new(TOPO.groups, 2);
-    let busy = |t| Demand { active: 0b11, sustained: true, ..Demand::new(t, PriorityClass::BestEffort, None, 1024) };
     // Each layout's requests, ms, the first of each tenant not counted (it pays for the layout).
     let verdict = |curves: [[f64; 2]; 3], equal: [[f64; 2]; 3]| {
-        let p =
-            KrispShare::with_speeds(be.clone(), speeds.clone(), 2, &TOPO).with_solo_times(vec![Some(5e3), Some(13e3)]);
-        let mut at = monotonic_ns() + 1_000;
-        for ms in curves.into_iter().chain(equal) {
-            for (t, &m) in ms.iter().enumerate() {
-                let began = at;
-                p.decide(&busy(t as TenantId), &load, &TOPO);
-                at += (m * 1e6) as u64;
-                p.observe(t as TenantId, began, at);
-            }
-        }
+        let p = tried_pair().with_solo_times(vec![Some(5e3), Some(13e3)]);
+        run_pair(&p, curves.into_iter().chain(equal).map(|ms| ms.map(|m| m * 1e3)));
         (p.trial_stage(0b11), p.notes())
     };
     assert_eq!(TRIAL_REQUESTS, 2, "the requests below");
@@ -719,6 +688,32 @@ fn the_curves_layout_is_kept_only_where_it_wins_beyond_the_trials_spread() {
     // Where even its slowest requests beat equal parts' fastest, the curves' layout.
     let (stage, notes) = verdict([[9.0, 14.0], [9.0, 14.0], [9.2, 14.2]], [[12.0, 16.0], [12.0, 16.0], [12.4, 16.5]]);
     assert_eq!(stage, Some(Stage::Kept { equal: false }), "{notes:?}");
+}
+
+/// A prefill beside a decoder (`prefill_and_decoder_curves`), busy best-effort tenants 0 and 1
+/// whose curves' layout is not equal parts, so the pair is tried.
+fn tried_pair() -> KrispShare {
+    let (linear, flat) = prefill_and_decoder_curves();
+    let speeds = vec![Speeds::from_times(&linear, &TOPO), Speeds::from_times(&flat, &TOPO)];
+    KrispShare::with_speeds(vec![share(false, None); 2], speeds, 2, &TOPO)
+}
+
+/// Requests of a pair's tenants 0 and 1 in turn, both busy, each request `requests_us[i][t]` µs
+/// long, one after the other from now.
+fn run_pair(p: &KrispShare, requests_us: impl IntoIterator<Item = [f64; 2]>) {
+    use crate::runtime::timer::monotonic_ns;
+    let load = GroupLoad::new(TOPO.groups, 2);
+    let mut at = monotonic_ns() + 1_000;
+    for us in requests_us {
+        for (t, &u) in us.iter().enumerate() {
+            let t = t as TenantId;
+            let d = Demand { active: 0b11, sustained: true, ..Demand::new(t, PriorityClass::BestEffort, None, 1024) };
+            let began = at;
+            p.decide(&d, &load, &TOPO);
+            at += (u * 1e3) as u64;
+            p.observe(t, began, at);
+        }
+    }
 }
 
 /// A request curve: `(sms, µs)` on each profiled SM count.
