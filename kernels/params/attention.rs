@@ -94,6 +94,14 @@ pub(super) fn check_heads(k: KernelId, heads_q: u32, heads_kv: u32, head_dim: u3
     })
 }
 
+/// A cache of `max_len` rows of `head_dim` dims read by decode attention's units (also the
+/// decoder kernel's): a lane reads its 16 bytes of a row at a 32-bit offset from the cache's start.
+pub(super) fn check_cache_offsets(k: KernelId, max_len: u32, head_dim: u32) -> Result<(), ParamError> {
+    ensure(u64::from(max_len) * u64::from(head_dim / 8) <= 1 << 32, k, || {
+        format!("a cache of {max_len} positions × {head_dim} dims does not fit 32-bit offsets")
+    })
+}
+
 impl Params for AttentionParams {
     fn units(&self, k: KernelId) -> u64 {
         let bq = match k {
@@ -181,10 +189,7 @@ impl Params for DecodeAttentionParams {
             format!("o_stride = {} must hold {} query heads", self.o_stride, self.heads_q)
         })?;
         ensure(self.max_len >= 1, k, || "max_len = 0".into())?;
-        // A lane reads its 16 bytes of a cached row at a 32-bit offset from its cache's start.
-        ensure(u64::from(self.max_len) * u64::from(self.head_dim / 8) <= 1 << 32, k, || {
-            format!("a cache of {} positions × {} dims does not fit 32-bit offsets", self.max_len, self.head_dim)
-        })?;
+        check_cache_offsets(k, self.max_len, self.head_dim)?;
         ensure(self.units(k) <= u64::from(u32::MAX), k, || {
             format!("{} units (chunks × batch × heads_q) do not fit 32 bits", self.units(k))
         })?;

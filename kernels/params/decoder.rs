@@ -1,7 +1,7 @@
 //! Params of the fused decoder layers (`decoder_layers_d64`): the work units of each phase of a
 //! layer, as decoder.cu schedules them, and the constraints of `DecoderParams`.
 
-use super::attention::check_heads;
+use super::attention::{check_cache_offsets, check_heads};
 use super::{ensure, key, optional, pointers, ParamError, Params};
 use crate::kernels::abi::*;
 use crate::kernels::KernelId;
@@ -48,11 +48,7 @@ impl Params for DecoderParams {
         })?;
         check_heads(k, self.heads, self.heads_kv, 64)?;
         ensure(self.max_len >= 1, k, || "max_len = 0".into())?;
-        // Its attention units read a lane's 16 bytes of a cached row at a 32-bit offset from
-        // the cache's start, as decode attention does (head_dim 64: 8 pieces a row).
-        ensure(u64::from(self.max_len) * 8 <= 1 << 32, k, || {
-            format!("a cache of {} positions × 64 dims does not fit 32-bit offsets", self.max_len)
-        })?;
+        check_cache_offsets(k, self.max_len, 64)?;
         ensure(self.scale.is_finite() && self.eps.is_finite() && self.eps >= 0.0, k, || {
             format!("scale = {}, eps = {}", self.scale, self.eps)
         })?;
