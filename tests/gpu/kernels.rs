@@ -766,6 +766,35 @@ fn skinny_gemm_with_fused_norm_matches_reference() {
                 check_streamed(&rt, &format!("{m}x{n}x{kk} {name}"), &p, &mut out, &want, &skinny8);
                 check_packed(&rt, &format!("{m}x{n}x{kk} {name}"), &p, &b, &mut out, &want, &skinny8);
             }
+            // The norm kernel, then the GEMM on its output: the same bits as the fused GEMM,
+            // where one warp of the norm kernel takes a row (rownorm.cuh's statistics, in the
+            // same order and roundings).
+            if m <= 8 && kk <= RS_NORM_WARP_COLS as usize {
+                let mut normed_dev = poisoned::<f16>(&rt, m * kk);
+                let np = NormParams {
+                    x: da.ptr(),
+                    gamma: dgamma.ptr(),
+                    beta: if with_beta { dbeta.ptr() } else { 0 },
+                    y: normed_dev.ptr(),
+                    rows: m as u32,
+                    cols: kk as u32,
+                    eps,
+                    ..Default::default()
+                };
+                let nk = if norm == RS_NORM_RMS { k::RMS_NORM } else { k::LAYER_NORM };
+                let what = format!("{} then the GEMM {m}x{n}x{kk} {name}", nk.id());
+                at_every_grid(&rt, &what, nk, &np, &mut normed_dev, |_| {});
+                let plain = GemmParams {
+                    a: normed_dev.ptr(),
+                    norm: RS_NORM_NONE,
+                    norm_gamma: 0,
+                    norm_beta: 0,
+                    norm_eps: 0.0,
+                    ..p
+                };
+                let got = at_every_grid(&rt, &what, k::GEMM_SKINNY_8, &plain, &mut out, |_| {});
+                assert_same_bits(&format!("{what} against the fused GEMM"), &got, &skinny8);
+            }
             // A is left as it was.
             assert_same_bits("fused norm input", &da.to_host().unwrap(), &a);
         }
