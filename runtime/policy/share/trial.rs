@@ -9,13 +9,7 @@
 //! parts, unless the curves' layout wins beyond the trial's own spread (below).
 //!
 //! The trial of a set: [`TRIAL_REQUESTS`] requests of each of its tenants on the curves'
-//! layout, then as many on equal parts; where that pair of stages favours the curves' layout,
-//! a second pair the same way, and the curves' layout is kept only where both favour it (so a
-//! stage measured in a slow stretch of the host or the GPU, which slows every tenant's requests
-//! in it at once, does not decide alone: on an H200 one such stage measured equal parts 10%
-//! slow and kept the curves' layout, which ran at 0.94× equal parts: docs/harness-h200.md). A
-//! pair that favours equal parts ends the trial at once: equal parts are the fixed split, what
-//! the trial keeps without a verdict. A request counts for the set more than half of its
+//! layout, then as many on equal parts. A request counts for the set more than half of its
 //! tenant's placements saw (a placement without laid-out windows counts for no set), so a
 //! neighbour between two of its requests, seen as a smaller set for a moment, does not take
 //! the request away from the set; one that ran mostly without windows (its tenant alone, once
@@ -109,9 +103,6 @@ struct SetTrial {
     /// The same by each tenant's slowest request on the curves' layout and its fastest on
     /// equal parts, once judged: what the verdict weighs.
     bounds: Option<(f64, f64)>,
-    /// The first pair's `sums` and `bounds`, where it favoured the curves' layout and a second
-    /// pair was tried.
-    first: Option<((f64, f64), (f64, f64))>,
     /// When the stage began (monotonic ns): a request counts only if it began after it.
     since_ns: u64,
     /// Tenants (a bit per id) whose first request begun on this stage's layout has ended.
@@ -181,7 +172,6 @@ impl LayoutTrial {
             stage: Stage::Curves,
             sums: None,
             bounds: None,
-            first: None,
             since_ns: 0,
             settled: 0,
             curves: HashMap::new(),
@@ -210,17 +200,7 @@ impl LayoutTrial {
                 // with each one's fastest. A tie, or a win one request's luck could make,
                 // keeps the fixed split, and so does a trial without a verdict.
                 t.bounds = self.sums(set, &t.curves, &t.equal, (Pick::Slowest, Pick::Fastest));
-                let curves_ahead = t.bounds.is_some_and(|(c, e)| c > e);
-                match (t.sums, t.bounds) {
-                    // The first pair favours the curves' layout: a second pair, counted afresh.
-                    (Some(sums), Some(bounds)) if curves_ahead && t.first.is_none() => {
-                        t.first = Some((sums, bounds));
-                        t.curves.clear();
-                        t.equal.clear();
-                        Stage::Curves
-                    }
-                    _ => Stage::Kept { equal: !curves_ahead },
-                }
+                Stage::Kept { equal: !t.bounds.is_some_and(|(c, e)| c > e) }
             }
         };
         t.since_ns = ended_ns;
@@ -238,18 +218,10 @@ impl LayoutTrial {
             .map(|(&set, t)| {
                 let who = ids(set).map(|i| i.to_string()).collect::<Vec<_>>().join("+");
                 let by = if self.by_solo(set) { "solo times" } else { "curves" };
-                // The first pair's verdict, where a second pair was tried.
-                let first = t.first.map_or(String::new(), |((c, e), (bc, be))| {
-                    format!(
-                        "; the first pair favoured the curves' layout: {c:.3} against {e:.3}, by the bounds {bc:.3} \
-                         against {be:.3}"
-                    )
-                });
-                let pair = if t.first.is_some() { "the second pair, " } else { "" };
                 match (t.stage, t.sums) {
                     (Stage::Kept { equal }, Some((c, e))) => format!(
-                        "layout trial of tenants {who}: kept {} ({pair}Σ speed by {by}: curves' layout {c:.3}, equal parts \
-                         {e:.3}; by the curves' layout's slowest requests {}, equal parts' fastest {}{first})",
+                        "layout trial of tenants {who}: kept {} (Σ speed by {by}: curves' layout {c:.3}, equal parts {e:.3}; \
+                         by the curves' layout's slowest requests {}, equal parts' fastest {})",
                         if equal { "equal parts" } else { "the curves' layout" },
                         t.bounds.map_or("–".into(), |b| format!("{:.3}", b.0)),
                         t.bounds.map_or("–".into(), |b| format!("{:.3}", b.1)),
@@ -259,11 +231,11 @@ impl LayoutTrial {
                         if equal { "equal parts" } else { "the curves' layout" }
                     ),
                     (Stage::Curves, _) => format!(
-                        "layout trial of tenants {who}: on the curves' layout, {pair}counting ({}{first})",
+                        "layout trial of tenants {who}: on the curves' layout, counting ({})",
                         counted(set, &t.curves)
                     ),
                     (Stage::Equal, _) => format!(
-                        "layout trial of tenants {who}: on equal parts, {pair}counting, not judged ({}{first})",
+                        "layout trial of tenants {who}: on equal parts, counting, not judged ({})",
                         counted(set, &t.equal)
                     ),
                 }
