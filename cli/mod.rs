@@ -241,11 +241,7 @@ where
         Command::Report { dir, profiles } => {
             crate::harness::report::write_report(&dir, &profiles).map(|p| println!("report: {}", p.display()))
         }
-        Command::Rounds { dirs } => dirs
-            .iter()
-            .map(|d| crate::harness::results::Report::load_from(d))
-            .collect::<anyhow::Result<Vec<_>>>()
-            .map(|reports| print!("{}", crate::harness::rounds::rounds(&reports))),
+        Command::Rounds { dirs } => rounds_of(&dirs),
         Command::Embed { model, texts, max_tokens, similarity } => text::embed(&model, texts, max_tokens, similarity),
         Command::Generate { model, prompt, tokens } => text::generate(&model, &prompt, tokens),
         Command::ModelConfig { name } => crate::engine::ModelConfig::named(&name)
@@ -453,11 +449,37 @@ fn profile(
     Ok(())
 }
 
+/// `rounds DIR…`: the rounds' table, each results file read once (the same one named twice,
+/// under any name, would count as two rounds).
+fn rounds_of(dirs: &[PathBuf]) -> anyhow::Result<()> {
+    let mut seen: Vec<(PathBuf, &PathBuf)> = Vec::new();
+    for d in dirs {
+        let file = if d.is_dir() { d.join("results.json") } else { d.clone() };
+        if let Ok(canonical) = file.canonicalize() {
+            if let Some((_, first)) = seen.iter().find(|(c, _)| *c == canonical) {
+                anyhow::bail!("{} and {} are the same results: a round counts once", first.display(), d.display());
+            }
+            seen.push((canonical, d));
+        }
+    }
+    let reports =
+        dirs.iter().map(|d| crate::harness::results::Report::load_from(d)).collect::<anyhow::Result<Vec<_>>>()?;
+    print!("{}", crate::harness::rounds::rounds(&reports));
+    Ok(())
+}
+
 /// `profile --stale DIR`: the model profiles of DIR measured with other kernels than this
 /// build's, or, where this host has a GPU, on another GPU model (this GPU has none of them
 /// yet), a path a line.
 fn stale_profiles(dir: &Path) -> anyhow::Result<()> {
     let profiles = crate::profiler::Profile::models_in(dir)?;
+    // No output means "none stale": a directory without model profiles (say `profiles`
+    // instead of `profiles/<gpu>`) must not read as one whose profiles are all fresh.
+    anyhow::ensure!(
+        !profiles.is_empty(),
+        "--stale {}: no model profiles there (they lie in profiles/<gpu>, e.g. profiles/nvidia-h200)",
+        dir.display()
+    );
     let device = Device::open(0).ok();
     for (path, p) in profiles {
         let stale = match &device {
@@ -586,6 +608,10 @@ fn run_scenarios(file: ScenarioFile, name: &str, args: RunArgs) -> anyhow::Resul
         }
         if let Some(w) = args.warmup {
             s.warmup = w;
+        }
+        if args.requests.is_some() || args.warmup.is_some() {
+            // What the file's own values were checked for at load, these are checked for here.
+            s.validate().with_context(|| format!("scenario {} with --requests or --warmup", s.name))?;
         }
     }
     let out = args.out.unwrap_or_else(|| default_out(name));

@@ -467,8 +467,33 @@ fn resumable(path: &Path, out: &Path, command: &str, gpu: &str, sms: u32) -> any
     Ok(earlier)
 }
 
+/// What can be checked of a comparison's paths before the GPU is opened and anything is
+/// written: `--out` not a file, the trace's directory there and the trace not a directory,
+/// and the earlier comparisons read (`--solos`, `--resume`) results files (whether they ran on
+/// this GPU is checked once it is open). A bad path otherwise surfaces only after the solo
+/// baselines have run, or leaves an empty results directory behind.
+fn check_paths(opts: &CompareOptions) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !opts.out.exists() || opts.out.is_dir(),
+        "--out {} is a file, not a results directory",
+        opts.out.display()
+    );
+    if let Some(t) = &opts.trace {
+        anyhow::ensure!(!t.path.is_dir(), "--trace {} is a directory: name the trace file", t.path.display());
+        let dir = t.path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        anyhow::ensure!(dir.is_dir(), "--trace {}: no directory {} to write it in", t.path.display(), dir.display());
+    }
+    for (flag, path) in [("--solos", &opts.solos_from), ("--resume", &opts.resume_from)] {
+        if let Some(path) = path {
+            Report::load_from(path).with_context(|| format!("{flag} {}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
 /// Runs every scenario under its modes, after the solo baselines they need.
 pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<Report> {
+    check_paths(opts)?;
     super::mps::install_interrupt_handler();
     let device = Device::open(0).context("cannot open the GPU")?;
     let info = device.info().clone();

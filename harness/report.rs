@@ -166,6 +166,8 @@ fn frontier_section(r: &Report, sc: &Scenario, dir: &Path, profiles: &Path) -> R
 /// Writes `DIR/report.md` and its plots for the results in `dir`, with kernel curves from the
 /// profiles the run saved (`DIR/profiles`) or else those under `profiles`; returns its path.
 pub fn write_report(dir: &Path, profiles: &Path) -> anyhow::Result<PathBuf> {
+    anyhow::ensure!(dir.exists(), "{} does not exist", dir.display());
+    anyhow::ensure!(dir.is_dir(), "{} is a file: give the results directory that holds it", dir.display());
     let results = dir.join("results.json");
     anyhow::ensure!(results.is_file(), "{} has no results.json (is it a results directory?)", dir.display());
     let r = Report::load(&results)?;
@@ -341,6 +343,10 @@ mod tests {
     #[test]
     fn a_directory_without_results_is_refused_with_a_reason() {
         let e = write_report(Path::new("/nonexistent"), Path::new("profiles")).unwrap_err().to_string();
+        assert!(e.contains("/nonexistent does not exist"), "{e}");
+        let e = write_report(&std::env::temp_dir(), Path::new("profiles")).unwrap_err().to_string();
         assert!(e.contains("has no results.json"), "{e}");
+        let e = write_report(Path::new("Cargo.toml"), Path::new("profiles")).unwrap_err().to_string();
+        assert!(e.contains("Cargo.toml is a file: give the results directory"), "{e}");
     }
 }

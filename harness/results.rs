@@ -157,6 +157,10 @@ pub struct SoloResult {
     pub metrics: Option<TenantMetrics>,
 }
 
+/// The largest magnitude a figure of a results file may have: far beyond any time (s or ms),
+/// rate or ratio a comparison measures, and small enough for a plot's axes.
+pub const FIGURE_LIMIT: f64 = 1e12;
+
 /// Everything a comparison measured.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
@@ -187,14 +191,114 @@ impl Report {
         format!("{} ({} SMs), driver {}", self.gpu, self.sm_count, self.driver.as_deref().unwrap_or("?"))
     }
 
-    /// Reads a results file.
+    /// Reads a results file, refusing one whose runs do not fit its scenarios or whose figures
+    /// no measurement gives ([`Report::check`]).
     pub fn load(path: &Path) -> anyhow::Result<Report> {
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("{} is not a rightsize results file", path.display()))
+        let report: Report = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a rightsize results file", path.display()))?;
+        report.check().with_context(|| format!("{} is not a consistent rightsize results file", path.display()))?;
+        Ok(report)
+    }
+
+    /// Whether what it holds could have been measured: every run and sweep point of a scenario
+    /// it names, with no more tenants than that scenario has, and every figure finite and
+    /// within ±[`FIGURE_LIMIT`] (a hand-edited or merged file otherwise reaches code that indexes
+    /// a scenario's tenants by a run's, and plots whose axes cannot be drawn).
+    pub fn check(&self) -> anyhow::Result<()> {
+        let tenants_of = |scenario: &str, mode: &str, what: &str, n: usize| -> anyhow::Result<()> {
+            let sc = self.scenarios.iter().find(|s| s.name == scenario);
+            let sc = sc.with_context(|| format!("{what} of scenario {scenario} ({mode}), which it does not list"))?;
+            anyhow::ensure!(
+                n <= sc.tenants.len(),
+                "{what} of {scenario} ({mode}) has {n} tenants, the scenario {}",
+                sc.tenants.len()
+            );
+            Ok(())
+        };
+        let figure = |x: f64, what: &dyn Fn() -> String| -> anyhow::Result<()> {
+            anyhow::ensure!(x.is_finite() && x.abs() <= FIGURE_LIMIT, "{}: {x:e} is not a measured figure", what());
+            Ok(())
+        };
+        let tenant = |m: &TenantMetrics, what: &dyn Fn() -> String| -> anyhow::Result<()> {
+            let l = &m.latency;
+            for (x, name) in [
+                (m.throughput, "throughput"),
+                (l.mean, "mean"),
+                (l.p50, "p50"),
+                (l.p90, "p90"),
+                (l.p99, "p99"),
+                (l.max, "max"),
+            ] {
+                figure(x, &|| format!("{}, {name}", what()))?;
+            }
+            let optional = [
+                (m.slowdown, "slowdown"),
+                (m.relative_throughput, "relative_throughput"),
+                (m.p99_vs_solo, "p99_vs_solo"),
+                (m.slo_ms, "slo_ms"),
+                (m.slo_attainment, "slo_attainment"),
+            ];
+            for (x, name) in optional {
+                if let Some(x) = x {
+                    figure(x, &|| format!("{}, {name}", what()))?;
+                }
+            }
+            Ok(())
+        };
+        for solo in &self.solo {
+            if let Some(m) = &solo.metrics {
+                tenant(m, &|| format!("solo {}", solo.key))?;
+            }
+        }
+        for run in &self.runs {
+            tenants_of(&run.scenario, &run.mode, "a run", run.tenants.len())?;
+            let at = |what: &str| format!("the run of {} ({}), {what}", run.scenario, run.mode);
+            figure(run.wall_s, &|| at("wall_s"))?;
+            if let Some(m) = &run.metrics {
+                for (x, name) in
+                    [(m.stp, "stp"), (m.antt, "antt"), (m.fairness, "fairness"), (m.slo_attainment, "slo_attainment")]
+                {
+                    if let Some(x) = x {
+                        figure(x, &|| at(name))?;
+                    }
+                }
+            }
+            for (i, t) in run.tenants.iter().enumerate() {
+                tenant(&t.metrics, &|| at(&format!("tenant {i}")))?;
+                for (j, q) in t.samples.iter().enumerate() {
+                    for (x, name) in [(q.due, "due"), (q.start, "start"), (q.end, "end")] {
+                        figure(x, &|| at(&format!("tenant {i}, sample {j}, {name}")))?;
+                    }
+                }
+            }
+        }
+        for point in &self.sweeps {
+            tenants_of(&point.scenario, &point.mode, "a sweep point", point.tenants.len())?;
+            let at = |what: &str| {
+                format!("the sweep point of {} ({}) at ×{}, {what}", point.scenario, point.mode, point.scale)
+            };
+            figure(point.scale, &|| at("scale"))?;
+            for (i, t) in point.tenants.iter().enumerate() {
+                for (x, name) in [
+                    (Some(t.p99_ms), "p99_ms"),
+                    (Some(t.throughput), "throughput"),
+                    (t.rate, "rate"),
+                    (t.slo_ms, "slo_ms"),
+                    (t.slo_attainment, "slo_attainment"),
+                ] {
+                    if let Some(x) = x {
+                        figure(x, &|| at(&format!("tenant {i}, {name}")))?;
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The results of a results directory (its results.json), or of a results.json itself.
     pub fn load_from(path: &Path) -> anyhow::Result<Report> {
+        anyhow::ensure!(path.exists(), "{} does not exist", path.display());
         let file = if path.is_dir() { path.join("results.json") } else { path.to_path_buf() };
         anyhow::ensure!(file.is_file(), "{} has no results.json (is it a results directory?)", path.display());
         Report::load(&file)
@@ -318,6 +422,27 @@ mod tests {
     }
 
     #[test]
+    fn a_results_file_whose_runs_do_not_fit_its_scenarios_or_whose_figures_no_run_gives_is_refused() {
+        let good = crate::harness::output::tests::report();
+        good.check().unwrap();
+        let refused = |edit: &dyn Fn(&mut Report), says: &str| {
+            let mut r = good.clone();
+            edit(&mut r);
+            let dir = earlier(&r, "check");
+            let e = format!("{:#}", Report::load_from(&dir).unwrap_err());
+            assert!(e.contains("is not a consistent rightsize results file") && e.contains(says), "{e}");
+            std::fs::remove_dir_all(dir).unwrap();
+        };
+        // A scenario cut to fewer tenants than its runs have (the report indexed them: a panic).
+        refused(&|r| r.scenarios[0].tenants.truncate(1), "tenants, the scenario 1");
+        refused(&|r| r.runs[0].scenario = "elsewhere".into(), "which it does not list");
+        // Figures no run gives (a plot's axes then never finished).
+        refused(&|r| r.runs[0].tenants[0].metrics.throughput = 1e308, "throughput: 1e308 is not a measured figure");
+        refused(&|r| r.runs[0].tenants[0].samples[0].end = -1e300, "sample 0, end");
+        refused(&|r| r.solo[0].metrics.as_mut().unwrap().latency.p99 = 1e13, "p99");
+    }
+
+    #[test]
     fn an_earlier_comparisons_solos_are_taken_only_on_its_gpu_and_only_those_that_ran() {
         let mut r = crate::harness::output::tests::report();
         let ran: Vec<String> = r.solo.iter().map(|s| s.key.clone()).collect();
@@ -341,7 +466,7 @@ mod tests {
         let e = format!("{:#}", Report::earlier_solos(&dir, &r.gpu, r.sm_count).unwrap_err());
         assert!(e.contains("is not a rightsize results file"), "{e}");
         let missing = Report::earlier_solos(&dir.join("nowhere"), &r.gpu, r.sm_count).unwrap_err();
-        assert!(format!("{missing:#}").contains("nowhere has no results.json"), "{missing:#}");
+        assert!(format!("{missing:#}").contains("nowhere does not exist"), "{missing:#}");
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -148,18 +148,24 @@ pub struct Profiled {
 
 /// Refuses profiling arguments that cannot work, before any GPU work.
 pub fn check_profile_args(source: &ModelSource, batch: u32, seq: u32, opts: Options) -> anyhow::Result<()> {
-    if batch == 0
-        || seq == 0
-        || opts.repeats == 0
-        || opts.epsilon.is_nan()
-        || opts.epsilon < 0.0
-        || opts.abs_tol_us.is_nan()
-        || opts.abs_tol_us < 0.0
-    {
-        bail!("batch, seq and repeats must be positive; epsilon and abs-tol-us non-negative");
+    for (flag, v) in [("--batch", batch), ("--seq", seq), ("--repeats", opts.repeats)] {
+        anyhow::ensure!(v > 0, "{flag} must be at least 1");
+    }
+    for (flag, v) in [("--epsilon", opts.epsilon), ("--abs-tol-us", opts.abs_tol_us)] {
+        anyhow::ensure!(v.is_finite() && v >= 0.0, "{flag} must be a finite number ≥ 0 (got {v})");
+    }
+    if let ModelSource::Checkpoint(dir) = source {
+        anyhow::ensure!(dir.is_dir(), "--checkpoint {}: not a directory (a Hugging Face checkpoint's)", dir.display());
     }
     if let ModelSource::Named(name, _) = source {
-        ModelConfig::named(name)?;
+        let c = ModelConfig::named(name)?;
+        // A decoder's request is its prefill and one decode step: one position more.
+        let positions = if c.is_decoder() { u64::from(seq) + 1 } else { u64::from(seq) };
+        anyhow::ensure!(
+            positions <= u64::from(c.max_positions),
+            "--seq {seq}: {positions} tokens exceed {name}'s {} positions",
+            c.max_positions
+        );
     }
     Ok(())
 }

@@ -78,6 +78,10 @@ fn profile_stale_names_the_profiles_of_other_kernels() {
     let out = rightsize(&["profile", "--stale", dir.join("missing").to_str().unwrap()]);
     assert!(!out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stderr).trim_end().lines().count(), 1);
+    // A folder without model profiles (the GPUs' parent, say) is no "none stale".
+    let out = rightsize(&["profile", "--stale", concat!(env!("CARGO_MANIFEST_DIR"), "/profiles")]);
+    assert!(!out.status.success() && out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no model profiles there"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -87,16 +91,29 @@ fn run_and_compare_refuse_bad_input_in_one_line() {
     std::fs::create_dir_all(&dir).unwrap();
     let bad = dir.join("bad.toml");
     std::fs::write(&bad, "[[scenario]]\nname = \"x\"\n[[scenario.tenant]]\nmodel = \"gpt2\"\nbatch = 0\n").unwrap();
-    let cases: [(&[&str], &str); 9] = [
+    let d = dir.to_str().unwrap();
+    let cases: [(&[&str], &str); 16] = [
         (&["run", "no-such-file.toml"], "cannot read no-such-file.toml"),
         (&["run", bad.to_str().unwrap()], "batch and seq must be at least 1"),
         (&["compare", "--modes", "mig"], "unknown mode \"mig\""),
         (&["compare", "--scenario", "nope"], "no scenario \"nope\""),
         (&["compare", "--requests", "0"], "--requests must be at least 1"),
         (&["compare", "--trace", "t.json", "--trace-limit", "0"], "--trace-limit must be at least 1"),
-        (&["report", "no-such-dir"], "no-such-dir has no results.json"),
-        (&["report", dir.to_str().unwrap()], "has no results.json"),
-        (&["rounds", "no-such-dir"], "no-such-dir has no results.json"),
+        // The overrides are checked as the file's own values are.
+        (&["compare", "--scenario", "lc-open", "--warmup", "100000"], "nothing would be counted"),
+        // Paths, before the GPU is opened and anything is written.
+        (&["compare", "--scenario", "encoders", "--trace", d], "is a directory: name the trace file"),
+        (&["compare", "--scenario", "encoders", "--trace", "no-such-dir/t.json"], "no directory no-such-dir"),
+        (&["compare", "--scenario", "encoders", "--out", bad.to_str().unwrap()], "is a file, not a results directory"),
+        (
+            &["compare", "--scenario", "encoders", "--solos", "no-such-dir"],
+            "--solos no-such-dir: no-such-dir does not exist",
+        ),
+        (&["compare", "--scenario", "encoders", "--resume", bad.to_str().unwrap()], "is not a rightsize results file"),
+        (&["report", "no-such-dir"], "no-such-dir does not exist"),
+        (&["report", d], "has no results.json"),
+        (&["rounds", "no-such-dir"], "no-such-dir does not exist"),
+        (&["rounds", "docs/compare-h200", "docs/compare-h200/results.json"], "are the same results"),
     ];
     for (args, want) in cases {
         let out = rightsize(args);
@@ -106,6 +123,25 @@ fn run_and_compare_refuse_bad_input_in_one_line() {
         assert!(stderr.contains(want), "{args:?}: {want:?} not in {stderr}");
     }
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn profile_refuses_bad_arguments_naming_the_flag_before_the_gpu() {
+    let cases: [(&[&str], &str); 6] = [
+        (&["profile", "--model", "gpt2", "--batch", "0"], "--batch must be at least 1"),
+        (&["profile", "--model", "gpt2", "--repeats", "0"], "--repeats must be at least 1"),
+        (&["profile", "--model", "gpt2", "--epsilon", "nan"], "--epsilon must be a finite number"),
+        // A decoder's request is its prefill and a decode step: one position more than --seq.
+        (&["profile", "--model", "gpt2", "--seq", "1024"], "1025 tokens exceed gpt2's 1024 positions"),
+        (&["profile", "--model", "nope"], "nope"),
+        (&["profile", "--checkpoint", "no-such-dir"], "--checkpoint no-such-dir: not a directory"),
+    ];
+    for (args, want) in cases {
+        let out = rightsize(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(stderr.contains(want) && !stderr.contains("GPU"), "{args:?}: {want:?} not in {stderr}");
+    }
 }
 
 #[test]

@@ -446,12 +446,21 @@ impl<'de> Deserialize<'de> for Mode {
     }
 }
 
-/// Parses a comma-separated list of modes ("all" and "default" name the default set).
+/// Parses a comma-separated list of modes ("all" and "default" name the default set, alone or
+/// beside others), each once, in the order first named.
 pub fn parse_modes(list: &str) -> anyhow::Result<Vec<Mode>> {
-    if matches!(list.trim(), "all" | "default") {
-        return Ok(Mode::defaults());
+    let mut modes: Vec<Mode> = Vec::new();
+    for name in list.split(',').map(str::trim) {
+        let named = match name {
+            "all" | "default" => Mode::defaults(),
+            _ => vec![name.parse()?],
+        };
+        for m in named {
+            if !modes.contains(&m) {
+                modes.push(m);
+            }
+        }
     }
-    let modes = list.split(',').map(|s| s.trim().parse()).collect::<anyhow::Result<Vec<Mode>>>()?;
     if modes.is_empty() {
         bail!("no modes given");
     }

@@ -120,6 +120,12 @@ fn modes_round_trip_and_bad_names_are_refused() {
     assert!(e.contains("`krisp` since") && e.contains("krisp-equal"), "{e}");
     assert_eq!(parse_modes("streams, static").unwrap().len(), 2);
     assert_eq!(parse_modes("all").unwrap(), Mode::defaults());
+    // The default set beside others, and each mode once, in the order first named.
+    let krisp_equal: Mode = "krisp-equal".parse().unwrap();
+    let with = parse_modes("krisp-equal,default,krisp-equal").unwrap();
+    assert_eq!(with[0], krisp_equal);
+    assert_eq!(with[1..], Mode::defaults()[..]);
+    assert_eq!(parse_modes("krisp, krisp").unwrap(), parse_modes("krisp").unwrap());
 }
 
 #[test]

@@ -68,7 +68,17 @@ pub fn read_csv(text: &str, what: &str) -> anyhow::Result<SoakReport> {
         {
             f.map(|f| f.parse::<T>().with_context(|| format!("{} {f:?}", at()))).transpose()
         }
-        let num = |name: &str| parse::<f64>(field(name), || format!("{what}, line {line}: {name}"));
+        // A figure, refused where no measurement gives it (a plot could not draw its axes).
+        let num = |name: &str| -> anyhow::Result<Option<f64>> {
+            let v = parse::<f64>(field(name), || format!("{what}, line {line}: {name}"))?;
+            if let Some(x) = v {
+                anyhow::ensure!(
+                    x.is_finite() && x.abs() <= crate::harness::results::FIGURE_LIMIT,
+                    "{what}, line {line}: {name} {x:e} is not a measured figure"
+                );
+            }
+            Ok(v)
+        };
         let count = |name: &str| -> anyhow::Result<usize> {
             parse(field(name), || format!("{what}, line {line}: {name}"))?
                 .with_context(|| format!("{what}, line {line}: no {name}"))
@@ -166,5 +176,11 @@ mod tests {
         assert!(err(&format!("{}60.0,0\n", r.csv())).contains("line 6: 2 fields for 20 columns"));
         assert!(err(CSV_HEADER).contains("no windows"));
         assert!(err(&r.csv().replacen(",12,", ",-1,", 1)).contains("line 2: involuntary_switches \"-1\""));
+        // Figures no window gives (a plot's axes then never finished): refused, named.
+        let first_end = r.csv().lines().nth(1).unwrap().split(',').next().unwrap().to_string();
+        let inf_end = r.csv().replacen(&format!("\n{first_end},"), "\ninf,", 1);
+        assert!(err(&inf_end).contains("line 2: end_s inf is not a measured figure"), "{}", err(&inf_end));
+        let huge_end = r.csv().replacen(&format!("\n{first_end},"), "\n1e300,", 1);
+        assert!(err(&huge_end).contains("line 2: end_s 1e300 is not a measured figure"));
     }
 }
