@@ -454,7 +454,7 @@ fn profile(
 fn rounds_of(dirs: &[PathBuf]) -> anyhow::Result<()> {
     let mut seen: Vec<(PathBuf, &PathBuf)> = Vec::new();
     for d in dirs {
-        let file = if d.is_dir() { d.join("results.json") } else { d.clone() };
+        let file = crate::harness::results::results_file(d);
         if let Ok(canonical) = file.canonicalize() {
             if let Some((_, first)) = seen.iter().find(|(c, _)| *c == canonical) {
                 anyhow::bail!("{} and {} are the same results: a round counts once", first.display(), d.display());

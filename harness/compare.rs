@@ -437,12 +437,10 @@ fn sweep_tenants(at: &Scenario, samples: &[Vec<Sample>]) -> anyhow::Result<Vec<S
         .collect()
 }
 
-/// The comparison in `path` to go on from, on `gpu` with `sms` SMs ([`Report::resumable`]):
-/// refused where its results are the ones this comparison writes into `out` (each save would
-/// drop what is not yet taken again), or where it ran with other `RIGHTSIZE_*` settings than
-/// this one's `command` line (several change what runs).
-fn resumable(path: &Path, out: &Path, command: &str, gpu: &str, sms: u32) -> anyhow::Result<Report> {
-    let file = if path.is_dir() { path.join("results.json") } else { path.to_path_buf() };
+/// Refuses to resume the comparison in `path` into `out` where its results are the ones this
+/// comparison writes there (each save would drop what is not yet taken again).
+fn not_into_itself(path: &Path, out: &Path) -> anyhow::Result<()> {
+    let file = super::results::results_file(path);
     // The same file however named (a link, `.`); a results file not written yet is not it.
     let same = match (file.canonicalize(), out.join("results.json").canonicalize()) {
         (Ok(a), Ok(b)) => a == b,
@@ -454,7 +452,14 @@ fn resumable(path: &Path, out: &Path, command: &str, gpu: &str, sms: u32) -> any
          resumed is read, not changed)",
         path.display()
     );
-    let earlier = Report::resumable(path, gpu, sms)?;
+    Ok(())
+}
+
+/// The comparison `earlier` (read from `path`) to go on from, on `gpu` with `sms` SMs
+/// ([`Report::resumable_on`]): refused where it ran with other `RIGHTSIZE_*` settings than this
+/// one's `command` line (several change what runs).
+fn resumable(earlier: Report, path: &Path, command: &str, gpu: &str, sms: u32) -> anyhow::Result<Report> {
+    let earlier = earlier.resumable_on(path, gpu, sms)?;
     let (then, now) = (earlier.settings(), super::results::settings(command));
     anyhow::ensure!(
         then == now,
@@ -467,12 +472,21 @@ fn resumable(path: &Path, out: &Path, command: &str, gpu: &str, sms: u32) -> any
     Ok(earlier)
 }
 
+/// The earlier comparisons a comparison reads, as read before the GPU is opened.
+struct Earlier {
+    /// `--solos`'s.
+    solos: Option<Report>,
+    /// `--resume`'s.
+    resume: Option<Report>,
+}
+
 /// What can be checked of a comparison's paths before the GPU is opened and anything is
-/// written: `--out` not a file, the trace's directory there and the trace not a directory,
-/// and the earlier comparisons read (`--solos`, `--resume`) results files (whether they ran on
-/// this GPU is checked once it is open). A bad path otherwise surfaces only after the solo
-/// baselines have run, or leaves an empty results directory behind.
-fn check_paths(opts: &CompareOptions) -> anyhow::Result<()> {
+/// written: `--out` not a file, the trace not a directory (its directory is made where
+/// missing), `--resume` not into `--out`, and the earlier comparisons (`--solos`, `--resume`)
+/// read, each once (whether they ran on this GPU is checked once it is open). A bad path
+/// otherwise surfaces only after the solo baselines have run, or leaves an empty results
+/// directory behind.
+fn check_paths(opts: &CompareOptions) -> anyhow::Result<Earlier> {
     anyhow::ensure!(
         !opts.out.exists() || opts.out.is_dir(),
         "--out {} is a file, not a results directory",
@@ -480,20 +494,19 @@ fn check_paths(opts: &CompareOptions) -> anyhow::Result<()> {
     );
     if let Some(t) = &opts.trace {
         anyhow::ensure!(!t.path.is_dir(), "--trace {} is a directory: name the trace file", t.path.display());
-        let dir = t.path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        anyhow::ensure!(dir.is_dir(), "--trace {}: no directory {} to write it in", t.path.display(), dir.display());
     }
-    for (flag, path) in [("--solos", &opts.solos_from), ("--resume", &opts.resume_from)] {
-        if let Some(path) = path {
-            Report::load_from(path).with_context(|| format!("{flag} {}", path.display()))?;
-        }
+    if let Some(path) = &opts.resume_from {
+        not_into_itself(path, &opts.out)?;
     }
-    Ok(())
+    let read = |flag: &str, path: &Option<PathBuf>| {
+        path.as_ref().map(|p| Report::load_from(p).with_context(|| format!("{flag} {}", p.display()))).transpose()
+    };
+    Ok(Earlier { solos: read("--solos", &opts.solos_from)?, resume: read("--resume", &opts.resume_from)? })
 }
 
 /// Runs every scenario under its modes, after the solo baselines they need.
 pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<Report> {
-    check_paths(opts)?;
+    let earlier = check_paths(opts)?;
     super::mps::install_interrupt_handler();
     let device = Device::open(0).context("cannot open the GPU")?;
     let info = device.info().clone();
@@ -504,14 +517,14 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
     }
     std::fs::create_dir_all(&opts.out).with_context(|| format!("cannot create {}", opts.out.display()))?;
 
-    let resumed = match &opts.resume_from {
-        Some(path) => Some(resumable(path, &opts.out, &opts.command, &info.name, info.sm_count)?),
-        None => None,
+    let resumed = match (earlier.resume, &opts.resume_from) {
+        (Some(r), Some(path)) => Some(resumable(r, path, &opts.command, &info.name, info.sm_count)?),
+        _ => None,
     };
-    let earlier = match (&opts.solos_from, &resumed) {
-        (Some(path), _) => Report::earlier_solos(path, &info.name, info.sm_count)?,
-        (None, Some(r)) => r.solos_that_ran(),
-        (None, None) => Vec::new(),
+    let earlier = match (earlier.solos, &opts.solos_from, &resumed) {
+        (Some(r), Some(path), _) => r.solos_on(path, &info.name, info.sm_count)?,
+        (_, _, Some(r)) => r.solos_that_ran(),
+        _ => Vec::new(),
     };
     let solo_jobs = solo_jobs(scenarios, &modes_of);
     let total = solo_jobs.len()
@@ -999,7 +1012,10 @@ mod tests {
         std::fs::write(dir.join("results.json"), serde_json::to_string(&r).unwrap()).unwrap();
         let other = dir.join("again");
         std::fs::create_dir_all(&other).unwrap();
-        let go_on = |out: &Path, command: &str| resumable(&dir, out, command, &r.gpu, r.sm_count);
+        let go_on = |out: &Path, command: &str| {
+            not_into_itself(&dir, out)?;
+            resumable(Report::load_from(&dir)?, &dir, command, &r.gpu, r.sm_count)
+        };
         assert!(go_on(&other, "RIGHTSIZE_TRIAL=off rightsize compare --resume d").is_ok());
         // Into the directory it reads: refused (its results would be written over as they are taken).
         for same in [dir.clone(), dir.join("."), other.join("..")] {

@@ -161,6 +161,25 @@ pub struct SoloResult {
 /// rate or ratio a comparison measures, and small enough for a plot's axes.
 pub const FIGURE_LIMIT: f64 = 1e12;
 
+/// The results file `path` names: its results.json where it is a directory, else itself.
+pub fn results_file(path: &Path) -> PathBuf {
+    if path.is_dir() {
+        path.join("results.json")
+    } else {
+        path.to_path_buf()
+    }
+}
+
+/// Refuses `x` (`what` names it) unless it is finite and within ±[`FIGURE_LIMIT`].
+pub fn check_figure(x: f64, what: impl FnOnce() -> String) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        x.is_finite() && x.abs() <= FIGURE_LIMIT,
+        "{}: {x:e} is not a measured figure (not finite, or beyond ±{FIGURE_LIMIT:e})",
+        what()
+    );
+    Ok(())
+}
+
 /// Everything a comparison measured.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
@@ -206,9 +225,11 @@ impl Report {
     /// within ±[`FIGURE_LIMIT`] (a hand-edited or merged file otherwise reaches code that indexes
     /// a scenario's tenants by a run's, and plots whose axes cannot be drawn).
     pub fn check(&self) -> anyhow::Result<()> {
-        let tenants_of = |scenario: &str, mode: &str, what: &str, n: usize| -> anyhow::Result<()> {
+        let check_tenant_count = |scenario: &str, mode: &str, what: &str, n: usize| -> anyhow::Result<()> {
             let sc = self.scenarios.iter().find(|s| s.name == scenario);
-            let sc = sc.with_context(|| format!("{what} of scenario {scenario} ({mode}), which it does not list"))?;
+            let sc = sc.with_context(|| {
+                format!("{what} of scenario {scenario} ({mode}), which the file's scenarios do not include")
+            })?;
             anyhow::ensure!(
                 n <= sc.tenants.len(),
                 "{what} of {scenario} ({mode}) has {n} tenants, the scenario {}",
@@ -216,11 +237,8 @@ impl Report {
             );
             Ok(())
         };
-        let figure = |x: f64, what: &dyn Fn() -> String| -> anyhow::Result<()> {
-            anyhow::ensure!(x.is_finite() && x.abs() <= FIGURE_LIMIT, "{}: {x:e} is not a measured figure", what());
-            Ok(())
-        };
-        let tenant = |m: &TenantMetrics, what: &dyn Fn() -> String| -> anyhow::Result<()> {
+        let figure = |x: f64, what: &dyn Fn() -> String| check_figure(x, what);
+        let check_tenant = |m: &TenantMetrics, what: &dyn Fn() -> String| -> anyhow::Result<()> {
             let l = &m.latency;
             for (x, name) in [
                 (m.throughput, "throughput"),
@@ -248,11 +266,11 @@ impl Report {
         };
         for solo in &self.solo {
             if let Some(m) = &solo.metrics {
-                tenant(m, &|| format!("solo {}", solo.key))?;
+                check_tenant(m, &|| format!("solo {}", solo.key))?;
             }
         }
         for run in &self.runs {
-            tenants_of(&run.scenario, &run.mode, "a run", run.tenants.len())?;
+            check_tenant_count(&run.scenario, &run.mode, "a run", run.tenants.len())?;
             let at = |what: &str| format!("the run of {} ({}), {what}", run.scenario, run.mode);
             figure(run.wall_s, &|| at("wall_s"))?;
             if let Some(m) = &run.metrics {
@@ -265,7 +283,7 @@ impl Report {
                 }
             }
             for (i, t) in run.tenants.iter().enumerate() {
-                tenant(&t.metrics, &|| at(&format!("tenant {i}")))?;
+                check_tenant(&t.metrics, &|| at(&format!("tenant {i}")))?;
                 for (j, q) in t.samples.iter().enumerate() {
                     for (x, name) in [(q.due, "due"), (q.start, "start"), (q.end, "end")] {
                         figure(x, &|| at(&format!("tenant {i}, sample {j}, {name}")))?;
@@ -274,7 +292,7 @@ impl Report {
             }
         }
         for point in &self.sweeps {
-            tenants_of(&point.scenario, &point.mode, "a sweep point", point.tenants.len())?;
+            check_tenant_count(&point.scenario, &point.mode, "a sweep point", point.tenants.len())?;
             let at = |what: &str| {
                 format!("the sweep point of {} ({}) at ×{}, {what}", point.scenario, point.mode, point.scale)
             };
@@ -299,7 +317,7 @@ impl Report {
     /// The results of a results directory (its results.json), or of a results.json itself.
     pub fn load_from(path: &Path) -> anyhow::Result<Report> {
         anyhow::ensure!(path.exists(), "{} does not exist", path.display());
-        let file = if path.is_dir() { path.join("results.json") } else { path.to_path_buf() };
+        let file = results_file(path);
         anyhow::ensure!(file.is_file(), "{} has no results.json (is it a results directory?)", path.display());
         Report::load(&file)
     }
@@ -308,24 +326,24 @@ impl Report {
         self.solo.iter().find(|s| s.key == key).and_then(|s| s.metrics.as_ref())
     }
 
-    /// The comparison in `path` (its results.json, or the results directory holding it) to go
-    /// on from: refused where it ran on another GPU than `gpu` with `sms` SMs.
-    pub fn resumable(path: &Path, gpu: &str, sms: u32) -> anyhow::Result<Report> {
-        Report::load_on(path, gpu, sms, "a comparison goes on on its own GPU kind")
+    /// These results (read from `path`, a results.json or the results directory holding it)
+    /// as a comparison to go on from: refused where they were measured on another GPU than
+    /// `gpu` with `sms` SMs.
+    pub fn resumable_on(self, path: &Path, gpu: &str, sms: u32) -> anyhow::Result<Report> {
+        self.measured_on(path, gpu, sms, "a comparison goes on on its own GPU kind")
     }
 
-    /// The results in `path`, refused (saying `why`) where they were measured on another GPU
-    /// than `gpu` with `sms` SMs.
-    fn load_on(path: &Path, gpu: &str, sms: u32, why: &str) -> anyhow::Result<Report> {
-        let earlier = Report::load_from(path)?;
+    /// These results (read from `path`), refused (saying `why`) where they were measured on
+    /// another GPU than `gpu` with `sms` SMs.
+    fn measured_on(self, path: &Path, gpu: &str, sms: u32, why: &str) -> anyhow::Result<Report> {
         anyhow::ensure!(
-            earlier.gpu == gpu && earlier.sm_count == sms,
+            self.gpu == gpu && self.sm_count == sms,
             "{} was measured on {} ({} SMs), not this {gpu} ({sms} SMs): {why}",
             path.display(),
-            earlier.gpu,
-            earlier.sm_count
+            self.gpu,
+            self.sm_count
         );
-        Ok(earlier)
+        Ok(self)
     }
 
     /// Its run of `scenario` under `mode`, where that ran to its end and the scenario is the
@@ -360,12 +378,12 @@ impl Report {
         settings(&self.command)
     }
 
-    /// The solo baselines of the earlier comparison in `path` (its results.json, or the
-    /// results directory holding it) that a comparison on `gpu` with `sms` SMs can take
-    /// instead of measuring them again: those that ran. Refused where it ran on another GPU
+    /// The solo baselines of these results (read from `path`, a results.json or the results
+    /// directory holding it) that a comparison on `gpu` with `sms` SMs can take instead of
+    /// measuring them again: those that ran. Refused where they were measured on another GPU
     /// (a baseline is of one GPU kind).
-    pub fn earlier_solos(path: &Path, gpu: &str, sms: u32) -> anyhow::Result<Vec<SoloResult>> {
-        Ok(Report::load_on(path, gpu, sms, "its solo baselines do not hold here")?.solos_that_ran())
+    pub fn solos_on(self, path: &Path, gpu: &str, sms: u32) -> anyhow::Result<Vec<SoloResult>> {
+        Ok(self.measured_on(path, gpu, sms, "its solo baselines do not hold here")?.solos_that_ran())
     }
 
     /// Its solo baselines that ran (with metrics).
@@ -413,6 +431,14 @@ pub fn default_out(name: &str) -> PathBuf {
 mod tests {
     use super::*;
 
+    fn earlier_solos(path: &Path, gpu: &str, sms: u32) -> anyhow::Result<Vec<SoloResult>> {
+        Report::load_from(path)?.solos_on(path, gpu, sms)
+    }
+
+    fn resumable(path: &Path, gpu: &str, sms: u32) -> anyhow::Result<Report> {
+        Report::load_from(path)?.resumable_on(path, gpu, sms)
+    }
+
     /// Writes `r` as an earlier comparison's results directory under a temporary one.
     fn earlier(r: &Report, name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("rightsize-earlier-{name}-{}", std::process::id()));
@@ -435,7 +461,7 @@ mod tests {
         };
         // A scenario cut to fewer tenants than its runs have (the report indexed them: a panic).
         refused(&|r| r.scenarios[0].tenants.truncate(1), "tenants, the scenario 1");
-        refused(&|r| r.runs[0].scenario = "elsewhere".into(), "which it does not list");
+        refused(&|r| r.runs[0].scenario = "elsewhere".into(), "which the file's scenarios do not include");
         // Figures no run gives (a plot's axes then never finished).
         refused(&|r| r.runs[0].tenants[0].metrics.throughput = 1e308, "throughput: 1e308 is not a measured figure");
         refused(&|r| r.runs[0].tenants[0].samples[0].end = -1e300, "sample 0, end");
@@ -454,18 +480,18 @@ mod tests {
         let dir = earlier(&r, "solos");
         // The directory or its results.json: the baselines that ran, by key.
         for path in [dir.clone(), dir.join("results.json")] {
-            let taken = Report::earlier_solos(&path, &r.gpu, r.sm_count).unwrap();
+            let taken = earlier_solos(&path, &r.gpu, r.sm_count).unwrap();
             assert_eq!(taken.iter().map(|s| s.key.clone()).collect::<Vec<_>>(), ran);
         }
         // Another GPU, or another SM count: refused, naming both.
-        let e = Report::earlier_solos(&dir, "Other GPU", r.sm_count).unwrap_err().to_string();
+        let e = earlier_solos(&dir, "Other GPU", r.sm_count).unwrap_err().to_string();
         assert!(e.contains("Other GPU") && e.contains(&r.gpu) && e.contains("do not hold here"), "{e}");
-        assert!(Report::earlier_solos(&dir, &r.gpu, r.sm_count + 1).is_err());
+        assert!(earlier_solos(&dir, &r.gpu, r.sm_count + 1).is_err());
         // Not a results file: said so.
         std::fs::write(dir.join("results.json"), "{}").unwrap();
-        let e = format!("{:#}", Report::earlier_solos(&dir, &r.gpu, r.sm_count).unwrap_err());
+        let e = format!("{:#}", earlier_solos(&dir, &r.gpu, r.sm_count).unwrap_err());
         assert!(e.contains("is not a rightsize results file"), "{e}");
-        let missing = Report::earlier_solos(&dir.join("nowhere"), &r.gpu, r.sm_count).unwrap_err();
+        let missing = earlier_solos(&dir.join("nowhere"), &r.gpu, r.sm_count).unwrap_err();
         assert!(format!("{missing:#}").contains("nowhere does not exist"), "{missing:#}");
         std::fs::remove_dir_all(dir).unwrap();
     }
@@ -489,7 +515,7 @@ mod tests {
         let mut r = crate::harness::output::tests::report();
         r.runs.push(RunResult::without_tenants("pair", "streams", Status::Failed { error: "lost".into() }, 1.0));
         let dir = earlier(&r, "resume");
-        let back = Report::resumable(&dir, &r.gpu, r.sm_count).unwrap();
+        let back = resumable(&dir, &r.gpu, r.sm_count).unwrap();
         let pair = r.scenarios[0].clone();
         // Ran to its end: taken; failed, skipped (its reason judged again) or never run: run again.
         assert!(back.finished_run(&pair, "mps").is_some_and(|x| matches!(x.status, Status::Ok)));
@@ -520,7 +546,7 @@ mod tests {
         assert_eq!(quoted.settings(), ["RIGHTSIZE_A=x y", "RIGHTSIZE_B=it's", "RIGHTSIZE_C=1"]);
         assert!(Report { command: "rightsize compare --out RIGHTSIZE_X=1".into(), ..r.clone() }.settings().is_empty());
         // Another GPU: refused.
-        let e = Report::resumable(&dir, "Other GPU", r.sm_count).unwrap_err().to_string();
+        let e = resumable(&dir, "Other GPU", r.sm_count).unwrap_err().to_string();
         assert!(e.contains("Other GPU") && e.contains("its own GPU kind"), "{e}");
         std::fs::remove_dir_all(dir).unwrap();
     }

@@ -461,9 +461,7 @@ pub fn parse_modes(list: &str) -> anyhow::Result<Vec<Mode>> {
             }
         }
     }
-    if modes.is_empty() {
-        bail!("no modes given");
-    }
+    // Never empty: an empty list is one empty name, which no mode has.
     Ok(modes)
 }
 
@@ -632,8 +630,10 @@ impl Scenario {
         }
         self.mps_share()?;
         if let Some(scales) = &self.sweep {
-            if scales.is_empty() || !scales.iter().all(|x| x.is_finite() && *x > 0.0) {
-                bail!("sweep needs positive rate scales");
+            let limit = super::results::FIGURE_LIMIT;
+            if scales.is_empty() || !scales.iter().all(|x| x.is_finite() && *x > 0.0 && *x <= limit && 1.0 / x <= limit)
+            {
+                bail!("sweep needs positive rate scales, from {:e} to {limit:e}", 1.0 / limit);
             }
             if !self.tenants.iter().any(|t| t.rate.is_some() && t.slo_ms.is_some()) {
                 bail!("sweep needs an open-loop tenant (rate) with an SLO (slo_ms)");
@@ -774,14 +774,17 @@ impl TenantSpec {
         if c.is_decoder() && self.new_tokens == 0 {
             bail!("a decoder tenant needs new_tokens ≥ 1");
         }
+        // Both are written into the results, whose figures stay within ±FIGURE_LIMIT
+        // (Report::check); a rate's mean gap between arrivals too (a gap past it is no run).
+        let limit = super::results::FIGURE_LIMIT;
         if let Some(s) = self.slo_ms {
-            if !(s.is_finite() && s > 0.0) {
-                bail!("slo_ms = {s} must be positive");
+            if !(s.is_finite() && s > 0.0 && s <= limit) {
+                bail!("slo_ms = {s:?} must be positive and at most {limit:e}");
             }
         }
         if let Some(r) = self.rate {
-            if !(r.is_finite() && r > 0.0) {
-                bail!("rate = {r} must be positive (omit it for a closed loop)");
+            if !(r.is_finite() && r > 0.0 && r <= limit && 1.0 / r <= limit) {
+                bail!("rate = {r:?} must be positive, from {:e} to {limit:e} (omit it for a closed loop)", 1.0 / limit);
             }
         }
         if self.arrival_seed.is_some() && self.rate.is_none() {

@@ -133,6 +133,14 @@ fn bad_scenarios_say_what_is_wrong() {
     let cases = [
         ("[[scenario]]\nname = \"a\"\n[[scenario.tenant]]\nmodel = \"gpt5\"\n", "unknown model"),
         ("[[scenario]]\nname = \"a\"\n[[scenario.tenant]]\nmodel = \"gpt2\"\nrate = -1.0\n", "rate"),
+        // Past what a results file holds (its figures stay within ±1e12), or a first arrival
+        // past any run.
+        ("[[scenario]]\nname = \"a\"\n[[scenario.tenant]]\nmodel = \"gpt2\"\nrate = 1e-300\n", "rate = 1e-300 must be"),
+        ("[[scenario]]\nname = \"a\"\n[[scenario.tenant]]\nmodel = \"gpt2\"\nslo_ms = 1e13\n", "slo_ms = 10000000000000.0 must be positive and at most 1e12"),
+        (
+            "[[scenario]]\nname = \"a\"\nsweep = [1e13]\n[[scenario.tenant]]\nmodel = \"gpt2\"\nrate = 9.0\nslo_ms = 9.0\n",
+            "sweep needs positive rate scales, from",
+        ),
         ("[[scenario]]\nname = \"a\"\n[[scenario.tenant]]\nmodel = \"gpt2\"\nseq = 1024\n", "positions"),
         ("[[scenario]]\nname = \"a\"\nrequests = 0\n[[scenario.tenant]]\nmodel = \"gpt2\"\n", "requests"),
         ("[[scenario]]\nname = \"a\"\n", "tenant"),

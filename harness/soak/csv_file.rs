@@ -72,10 +72,7 @@ pub fn read_csv(text: &str, what: &str) -> anyhow::Result<SoakReport> {
         let num = |name: &str| -> anyhow::Result<Option<f64>> {
             let v = parse::<f64>(field(name), || format!("{what}, line {line}: {name}"))?;
             if let Some(x) = v {
-                anyhow::ensure!(
-                    x.is_finite() && x.abs() <= crate::harness::results::FIGURE_LIMIT,
-                    "{what}, line {line}: {name} {x:e} is not a measured figure"
-                );
+                crate::harness::results::check_figure(x, || format!("{what}, line {line}: {name}"))?;
             }
             Ok(v)
         };
@@ -179,8 +176,8 @@ mod tests {
         // Figures no window gives (a plot's axes then never finished): refused, named.
         let first_end = r.csv().lines().nth(1).unwrap().split(',').next().unwrap().to_string();
         let inf_end = r.csv().replacen(&format!("\n{first_end},"), "\ninf,", 1);
-        assert!(err(&inf_end).contains("line 2: end_s inf is not a measured figure"), "{}", err(&inf_end));
+        assert!(err(&inf_end).contains("line 2: end_s: inf is not a measured figure"), "{}", err(&inf_end));
         let huge_end = r.csv().replacen(&format!("\n{first_end},"), "\n1e300,", 1);
-        assert!(err(&huge_end).contains("line 2: end_s 1e300 is not a measured figure"));
+        assert!(err(&huge_end).contains("line 2: end_s: 1e300 is not a measured figure"));
     }
 }
