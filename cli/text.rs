@@ -37,6 +37,14 @@ impl TextModel {
     /// tokenizer.json) onto GPU 0 for `task`; a checkpoint of the other kind is refused before
     /// its weights are read.
     pub fn load(dir: &Path, task: Task) -> anyhow::Result<TextModel> {
+        // A named model (`bert-base`) has synthetic weights and no vocabulary: text needs a
+        // checkpoint's directory.
+        anyhow::ensure!(
+            dir.is_dir(),
+            "--model {}: {} (a Hugging Face model directory: config.json, safetensors weights, tokenizer.json)",
+            dir.display(),
+            if dir.exists() { "not a directory" } else { "no such directory" }
+        );
         let text = Text::from_dir(dir)?;
         let c = checkpoint::config_from_hf(dir)?;
         match task {

@@ -167,6 +167,13 @@ fn text_commands_explain_a_directory_without_a_tokenizer() {
         assert!(stderr.contains("has no tokenizer.json"), "{args:?}: {stderr}");
         assert_eq!(stderr.trim_end().lines().count(), 1, "one line, got: {stderr}");
     }
+    // A model name or a path that is not there: no such directory, what one holds.
+    for model in ["bert-base", "Cargo.toml"] {
+        let out = rightsize(&["embed", "--model", model, "a sentence"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let why = if model == "bert-base" { "no such directory" } else { "not a directory" };
+        assert!(!out.status.success() && stderr.contains(why) && stderr.contains("tokenizer.json"), "{stderr}");
+    }
     std::fs::remove_dir_all(dir).ok();
 }
 

@@ -646,6 +646,14 @@ impl Scenario {
                 bail!("sweep_duration_s = {d} must be positive");
             }
         }
+        if let Some(modes) = &self.modes {
+            if modes.is_empty() {
+                bail!("modes is empty: omit it to run the default set");
+            }
+            if let Some((_, m)) = modes.iter().enumerate().find(|(i, m)| modes[..*i].contains(m)) {
+                bail!("modes names {m} twice: each mode runs once");
+            }
+        }
         if let Some(swept) = &self.sweep_modes {
             if swept.is_empty() {
                 bail!("sweep_modes is empty: omit it to sweep every mode");

@@ -144,6 +144,11 @@ fn bad_scenarios_say_what_is_wrong() {
         ("[[scenario]]\nname = \"a\"\n[[scenario.tenant]]\nmodel = \"gpt2\"\nseq = 1024\n", "positions"),
         ("[[scenario]]\nname = \"a\"\nrequests = 0\n[[scenario.tenant]]\nmodel = \"gpt2\"\n", "requests"),
         ("[[scenario]]\nname = \"a\"\n", "tenant"),
+        ("[[scenario]]\nname = \"a\"\nmodes = []\n[[scenario.tenant]]\nmodel = \"gpt2\"\n", "modes is empty"),
+        (
+            "[[scenario]]\nname = \"a\"\nmodes = [\"mps\", \"krisp\", \"mps\"]\n[[scenario.tenant]]\nmodel = \"gpt2\"\n",
+            "modes names mps twice",
+        ),
         ("[[scenario]]\nname = \"a\"\nsweep = [2.0]\n[[scenario.tenant]]\nmodel = \"gpt2\"\n", "sweep needs"),
         ("[[scenario]]\nname = \"a\"\nsweep_modes = [\"mps\"]\n[[scenario.tenant]]\nmodel = \"gpt2\"\n", "need a sweep"),
         (
