@@ -344,8 +344,11 @@ mod tests {
     fn a_directory_without_results_is_refused_with_a_reason() {
         let e = write_report(Path::new("/nonexistent"), Path::new("profiles")).unwrap_err().to_string();
         assert!(e.contains("/nonexistent does not exist"), "{e}");
-        let e = write_report(&std::env::temp_dir(), Path::new("profiles")).unwrap_err().to_string();
+        let empty = std::env::temp_dir().join(format!("rightsize-report-empty-{}", std::process::id()));
+        std::fs::create_dir_all(&empty).unwrap();
+        let e = write_report(&empty, Path::new("profiles")).unwrap_err().to_string();
         assert!(e.contains("has no results.json"), "{e}");
+        std::fs::remove_dir_all(&empty).unwrap();
         let e = write_report(Path::new("Cargo.toml"), Path::new("profiles")).unwrap_err().to_string();
         assert!(e.contains("Cargo.toml is a file: give the results directory"), "{e}");
     }
