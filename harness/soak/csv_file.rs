@@ -1,5 +1,5 @@
 //! `soak.csv`: a row per window and tenant, written through the harness's one CSV format
-//! ([`crate::harness::csv`]) and read back (`soak --plot`).
+//! ([`crate::harness::csv`]) and read back (`soak --replot`).
 
 use anyhow::{bail, Context as _};
 
