@@ -452,14 +452,10 @@ fn profile(
 /// `rounds DIR…`: the rounds' table, each results file read once (the same one named twice,
 /// under any name, would count as two rounds).
 fn rounds_of(dirs: &[PathBuf]) -> anyhow::Result<()> {
-    let mut seen: Vec<(PathBuf, &PathBuf)> = Vec::new();
-    for d in dirs {
-        let file = crate::harness::results::results_file(d);
-        if let Ok(canonical) = file.canonicalize() {
-            if let Some((_, first)) = seen.iter().find(|(c, _)| *c == canonical) {
-                anyhow::bail!("{} and {} are the same results: a round counts once", first.display(), d.display());
-            }
-            seen.push((canonical, d));
+    use crate::harness::results::same_results_file;
+    for (i, d) in dirs.iter().enumerate() {
+        if let Some(first) = dirs[..i].iter().find(|e| same_results_file(e, d)) {
+            anyhow::bail!("{} and {} are the same results: a round counts once", first.display(), d.display());
         }
     }
     let reports =

@@ -440,14 +440,9 @@ fn sweep_tenants(at: &Scenario, samples: &[Vec<Sample>]) -> anyhow::Result<Vec<S
 /// Refuses to resume the comparison in `path` into `out` where its results are the ones this
 /// comparison writes there (each save would drop what is not yet taken again).
 fn not_into_itself(path: &Path, out: &Path) -> anyhow::Result<()> {
-    let file = super::results::results_file(path);
-    // The same file however named (a link, `.`); a results file not written yet is not it.
-    let same = match (file.canonicalize(), out.join("results.json").canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => false,
-    };
+    // A results file not written yet is not it.
     anyhow::ensure!(
-        !same,
+        !super::results::same_results_file(path, out),
         "--resume {} is the results directory this comparison writes: give it another --out (the comparison \
          resumed is read, not changed)",
         path.display()
@@ -472,12 +467,13 @@ fn resumable(earlier: Report, path: &Path, command: &str, gpu: &str, sms: u32) -
     Ok(earlier)
 }
 
-/// The earlier comparisons a comparison reads, as read before the GPU is opened.
-struct Earlier {
+/// The earlier comparisons a comparison reads (their paths and results), as read before the
+/// GPU is opened.
+struct Earlier<'a> {
     /// `--solos`'s.
-    solos: Option<Report>,
+    solos: Option<(&'a Path, Report)>,
     /// `--resume`'s.
-    resume: Option<Report>,
+    resume: Option<(&'a Path, Report)>,
 }
 
 /// What can be checked of a comparison's paths before the GPU is opened and anything is
@@ -486,7 +482,7 @@ struct Earlier {
 /// read, each once (whether they ran on this GPU is checked once it is open). A bad path
 /// otherwise surfaces only after the solo baselines have run, or leaves an empty results
 /// directory behind.
-fn check_paths(opts: &CompareOptions) -> anyhow::Result<Earlier> {
+fn check_paths(opts: &CompareOptions) -> anyhow::Result<Earlier<'_>> {
     anyhow::ensure!(
         !opts.out.exists() || opts.out.is_dir(),
         "--out {} is a file, not a results directory",
@@ -498,9 +494,10 @@ fn check_paths(opts: &CompareOptions) -> anyhow::Result<Earlier> {
     if let Some(path) = &opts.resume_from {
         not_into_itself(path, &opts.out)?;
     }
-    let read = |flag: &str, path: &Option<PathBuf>| {
-        path.as_ref().map(|p| Report::load_from(p).with_context(|| format!("{flag} {}", p.display()))).transpose()
-    };
+    fn read<'a>(flag: &str, path: &'a Option<PathBuf>) -> anyhow::Result<Option<(&'a Path, Report)>> {
+        let Some(p) = path.as_deref() else { return Ok(None) };
+        Ok(Some((p, Report::load_from(p).with_context(|| format!("{flag} {}", p.display()))?)))
+    }
     Ok(Earlier { solos: read("--solos", &opts.solos_from)?, resume: read("--resume", &opts.resume_from)? })
 }
 
@@ -517,14 +514,14 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
     }
     std::fs::create_dir_all(&opts.out).with_context(|| format!("cannot create {}", opts.out.display()))?;
 
-    let resumed = match (earlier.resume, &opts.resume_from) {
-        (Some(r), Some(path)) => Some(resumable(r, path, &opts.command, &info.name, info.sm_count)?),
-        _ => None,
+    let resumed = match earlier.resume {
+        Some((path, r)) => Some(resumable(r, path, &opts.command, &info.name, info.sm_count)?),
+        None => None,
     };
-    let earlier = match (earlier.solos, &opts.solos_from, &resumed) {
-        (Some(r), Some(path), _) => r.solos_on(path, &info.name, info.sm_count)?,
-        (_, _, Some(r)) => r.solos_that_ran(),
-        _ => Vec::new(),
+    let earlier = match (earlier.solos, &resumed) {
+        (Some((path, r)), _) => r.solos_on(path, &info.name, info.sm_count)?,
+        (None, Some(r)) => r.solos_that_ran(),
+        (None, None) => Vec::new(),
     };
     let solo_jobs = solo_jobs(scenarios, &modes_of);
     let total = solo_jobs.len()

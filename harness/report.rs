@@ -166,11 +166,9 @@ fn frontier_section(r: &Report, sc: &Scenario, dir: &Path, profiles: &Path) -> R
 /// Writes `DIR/report.md` and its plots for the results in `dir`, with kernel curves from the
 /// profiles the run saved (`DIR/profiles`) or else those under `profiles`; returns its path.
 pub fn write_report(dir: &Path, profiles: &Path) -> anyhow::Result<PathBuf> {
-    anyhow::ensure!(dir.exists(), "{} does not exist", dir.display());
-    anyhow::ensure!(dir.is_dir(), "{} is a file: give the results directory that holds it", dir.display());
-    let results = dir.join("results.json");
-    anyhow::ensure!(results.is_file(), "{} has no results.json (is it a results directory?)", dir.display());
-    let r = Report::load(&results)?;
+    // Its plots go beside the results: a results directory, not the file in it.
+    anyhow::ensure!(!dir.is_file(), "{} is a file: give the results directory that holds it", dir.display());
+    let r = Report::load_from(dir)?;
     let plots_dir = dir.join("plots");
     std::fs::create_dir_all(&plots_dir).with_context(|| format!("cannot create {}", plots_dir.display()))?;
     // Links go to the SVGs (text, small, sharp at any size); the PNGs lie beside them.

@@ -170,6 +170,15 @@ pub fn results_file(path: &Path) -> PathBuf {
     }
 }
 
+/// Whether `a` and `b` name the same results file however named (a link, `.`, a directory
+/// or its results.json); one not there is no other.
+pub fn same_results_file(a: &Path, b: &Path) -> bool {
+    match (results_file(a).canonicalize(), results_file(b).canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
 /// Refuses `x` (`what` names it) unless it is finite and within ±[`FIGURE_LIMIT`].
 pub fn check_figure(x: f64, what: impl FnOnce() -> String) -> anyhow::Result<()> {
     anyhow::ensure!(
@@ -237,57 +246,54 @@ impl Report {
             );
             Ok(())
         };
-        let figure = |x: f64, what: &dyn Fn() -> String| check_figure(x, what);
-        let check_tenant = |m: &TenantMetrics, what: &dyn Fn() -> String| -> anyhow::Result<()> {
+        // Each figure given (`Some`) of a list, named by `at(its name)`.
+        let figures = |xs: &[(Option<f64>, &str)], at: &dyn Fn(&str) -> String| {
+            xs.iter().try_for_each(|&(x, name)| x.map_or(Ok(()), |x| check_figure(x, || at(name))))
+        };
+        let check_tenant = |m: &TenantMetrics, at: &dyn Fn(&str) -> String| {
             let l = &m.latency;
-            for (x, name) in [
-                (m.throughput, "throughput"),
-                (l.mean, "mean"),
-                (l.p50, "p50"),
-                (l.p90, "p90"),
-                (l.p99, "p99"),
-                (l.max, "max"),
-            ] {
-                figure(x, &|| format!("{}, {name}", what()))?;
-            }
-            let optional = [
-                (m.slowdown, "slowdown"),
-                (m.relative_throughput, "relative_throughput"),
-                (m.p99_vs_solo, "p99_vs_solo"),
-                (m.slo_ms, "slo_ms"),
-                (m.slo_attainment, "slo_attainment"),
-            ];
-            for (x, name) in optional {
-                if let Some(x) = x {
-                    figure(x, &|| format!("{}, {name}", what()))?;
-                }
-            }
-            Ok(())
+            figures(
+                &[
+                    (Some(m.throughput), "throughput"),
+                    (Some(l.mean), "mean"),
+                    (Some(l.p50), "p50"),
+                    (Some(l.p90), "p90"),
+                    (Some(l.p99), "p99"),
+                    (Some(l.max), "max"),
+                    (m.slowdown, "slowdown"),
+                    (m.relative_throughput, "relative_throughput"),
+                    (m.p99_vs_solo, "p99_vs_solo"),
+                    (m.slo_ms, "slo_ms"),
+                    (m.slo_attainment, "slo_attainment"),
+                ],
+                at,
+            )
         };
         for solo in &self.solo {
             if let Some(m) = &solo.metrics {
-                check_tenant(m, &|| format!("solo {}", solo.key))?;
+                check_tenant(m, &|name| format!("solo {}, {name}", solo.key))?;
             }
         }
         for run in &self.runs {
             check_tenant_count(&run.scenario, &run.mode, "a run", run.tenants.len())?;
             let at = |what: &str| format!("the run of {} ({}), {what}", run.scenario, run.mode);
-            figure(run.wall_s, &|| at("wall_s"))?;
-            if let Some(m) = &run.metrics {
-                for (x, name) in
-                    [(m.stp, "stp"), (m.antt, "antt"), (m.fairness, "fairness"), (m.slo_attainment, "slo_attainment")]
-                {
-                    if let Some(x) = x {
-                        figure(x, &|| at(name))?;
-                    }
-                }
-            }
+            let m = run.metrics.as_ref();
+            figures(
+                &[
+                    (Some(run.wall_s), "wall_s"),
+                    (m.and_then(|m| m.stp), "stp"),
+                    (m.and_then(|m| m.antt), "antt"),
+                    (m.and_then(|m| m.fairness), "fairness"),
+                    (m.and_then(|m| m.slo_attainment), "slo_attainment"),
+                ],
+                &at,
+            )?;
             for (i, t) in run.tenants.iter().enumerate() {
-                check_tenant(&t.metrics, &|| at(&format!("tenant {i}")))?;
+                check_tenant(&t.metrics, &|name| at(&format!("tenant {i}, {name}")))?;
                 for (j, q) in t.samples.iter().enumerate() {
-                    for (x, name) in [(q.due, "due"), (q.start, "start"), (q.end, "end")] {
-                        figure(x, &|| at(&format!("tenant {i}, sample {j}, {name}")))?;
-                    }
+                    figures(&[(Some(q.due), "due"), (Some(q.start), "start"), (Some(q.end), "end")], &|name| {
+                        at(&format!("tenant {i}, sample {j}, {name}"))
+                    })?;
                 }
             }
         }
@@ -296,19 +302,18 @@ impl Report {
             let at = |what: &str| {
                 format!("the sweep point of {} ({}) at ×{}, {what}", point.scenario, point.mode, point.scale)
             };
-            figure(point.scale, &|| at("scale"))?;
+            figures(&[(Some(point.scale), "scale")], &at)?;
             for (i, t) in point.tenants.iter().enumerate() {
-                for (x, name) in [
-                    (Some(t.p99_ms), "p99_ms"),
-                    (Some(t.throughput), "throughput"),
-                    (t.rate, "rate"),
-                    (t.slo_ms, "slo_ms"),
-                    (t.slo_attainment, "slo_attainment"),
-                ] {
-                    if let Some(x) = x {
-                        figure(x, &|| at(&format!("tenant {i}, {name}")))?;
-                    }
-                }
+                figures(
+                    &[
+                        (Some(t.p99_ms), "p99_ms"),
+                        (Some(t.throughput), "throughput"),
+                        (t.rate, "rate"),
+                        (t.slo_ms, "slo_ms"),
+                        (t.slo_attainment, "slo_attainment"),
+                    ],
+                    &|name| at(&format!("tenant {i}, {name}")),
+                )?;
             }
         }
         Ok(())

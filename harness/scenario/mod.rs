@@ -49,6 +49,7 @@ use std::str::FromStr;
 use anyhow::{bail, Context as _};
 use serde::{Deserialize, Serialize};
 
+use super::results::FIGURE_LIMIT;
 use crate::engine::{MemoryNeed, ModelConfig};
 use crate::runtime::policy::PriorityClass;
 
@@ -446,6 +447,13 @@ impl<'de> Deserialize<'de> for Mode {
     }
 }
 
+/// Whether `x` may be a rate or a rate's scale: positive, within the results' figures
+/// (±[`FIGURE_LIMIT`]), and so is the mean gap between arrivals it makes (a gap past it is no
+/// run, and the first arrival would overflow a `Duration`).
+fn rate_like(x: f64) -> bool {
+    x.is_finite() && x > 0.0 && x <= FIGURE_LIMIT && 1.0 / x <= FIGURE_LIMIT
+}
+
 /// Parses a comma-separated list of modes ("all" and "default" name the default set, alone or
 /// beside others), each once, in the order first named.
 pub fn parse_modes(list: &str) -> anyhow::Result<Vec<Mode>> {
@@ -630,10 +638,8 @@ impl Scenario {
         }
         self.mps_share()?;
         if let Some(scales) = &self.sweep {
-            let limit = super::results::FIGURE_LIMIT;
-            if scales.is_empty() || !scales.iter().all(|x| x.is_finite() && *x > 0.0 && *x <= limit && 1.0 / x <= limit)
-            {
-                bail!("sweep needs positive rate scales, from {:e} to {limit:e}", 1.0 / limit);
+            if scales.is_empty() || !scales.iter().all(|&x| rate_like(x)) {
+                bail!("sweep needs positive rate scales, from {:e} to {:e}", 1.0 / FIGURE_LIMIT, FIGURE_LIMIT);
             }
             if !self.tenants.iter().any(|t| t.rate.is_some() && t.slo_ms.is_some()) {
                 bail!("sweep needs an open-loop tenant (rate) with an SLO (slo_ms)");
@@ -783,16 +789,18 @@ impl TenantSpec {
             bail!("a decoder tenant needs new_tokens ≥ 1");
         }
         // Both are written into the results, whose figures stay within ±FIGURE_LIMIT
-        // (Report::check); a rate's mean gap between arrivals too (a gap past it is no run).
-        let limit = super::results::FIGURE_LIMIT;
+        // (Report::check).
         if let Some(s) = self.slo_ms {
-            if !(s.is_finite() && s > 0.0 && s <= limit) {
-                bail!("slo_ms = {s:?} must be positive and at most {limit:e}");
+            if !(s.is_finite() && s > 0.0 && s <= FIGURE_LIMIT) {
+                bail!("slo_ms = {s:?} must be positive and at most {FIGURE_LIMIT:e}");
             }
         }
         if let Some(r) = self.rate {
-            if !(r.is_finite() && r > 0.0 && r <= limit && 1.0 / r <= limit) {
-                bail!("rate = {r:?} must be positive, from {:e} to {limit:e} (omit it for a closed loop)", 1.0 / limit);
+            if !rate_like(r) {
+                bail!(
+                    "rate = {r:?} must be positive, from {:e} to {FIGURE_LIMIT:e} (omit it for a closed loop)",
+                    1.0 / FIGURE_LIMIT
+                );
             }
         }
         if self.arrival_seed.is_some() && self.rate.is_none() {
