@@ -551,7 +551,7 @@ fn all_cases(cx: &mut Ctx) -> Vec<Case> {
                 rows: b,
                 cols: vocab,
                 stride: vocab,
-                _pad: 0,
+                ..Default::default()
             };
             launches.push(cx.launcher(k::ARGMAX, p, vec![any(&dl), any(&dout), any(&dp), any(&da)]));
         }

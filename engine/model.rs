@@ -516,9 +516,8 @@ impl Model {
         } else {
             ops::norm_linear(t, self.backend, norm_of(fnorm), x, a, head, None, RS_ACT_NONE, logits)?;
         }
-        ops::argmax(t, logits, &ws.next, ws.argmax.as_ref())?;
-        // The cache now holds `tokens` more positions.
-        ops::advance(t, &ws.pos, tokens)
+        // The cache now holds `tokens` more positions: moved on by the argmax's launch.
+        ops::argmax(t, logits, &ws.next, ws.argmax.as_ref(), Some((&ws.pos, tokens)))
     }
 
     /// Prefill: `prompt` tokens per sequence (ids in `ws.ids`) into an empty cache; the first

@@ -804,10 +804,20 @@ pub fn swiglu(t: &Tenant, gate_up: Mat, out: Mat, paired: bool) -> Result<()> {
 }
 
 /// Each row's argmax into `out`; `scratch` where a row is scanned in parts ([`ArgmaxScratch`]
-/// for at least these rows and columns).
-pub fn argmax(t: &Tenant, logits: Mat, out: &DeviceBuffer<u32>, scratch: Option<&ArgmaxScratch>) -> Result<()> {
+/// for at least these rows and columns). With `advance` (`(x, delta)`), also `x[i] += delta`
+/// for every element, in the same launch (a decode step's positions, moved on after its token).
+pub fn argmax(
+    t: &Tenant,
+    logits: Mat,
+    out: &DeviceBuffer<u32>,
+    scratch: Option<&ArgmaxScratch>,
+    advance: Option<(&DeviceBuffer<u32>, u32)>,
+) -> Result<()> {
     if out.len() < logits.rows as usize {
         return Err(EngineError::Shape("argmax: output shorter than the rows".into()));
+    }
+    if advance.is_some() && logits.rows == 0 {
+        return Err(EngineError::Shape("argmax: positions advanced by no rows".into()));
     }
     let (partial, arrived) =
         Scratch::for_launch(scratch, argmax_scratch(logits.rows, logits.cols)).ok_or_else(|| {
@@ -823,12 +833,15 @@ pub fn argmax(t: &Tenant, logits: Mat, out: &DeviceBuffer<u32>, scratch: Option<
         out: out.ptr(),
         partial,
         arrived,
+        advance: advance.map_or(0, |(x, _)| x.ptr()),
+        advance_n: advance.map_or(0, |(x, _)| x.len() as u64),
         rows: logits.rows,
         cols: logits.cols,
         stride: logits.ld,
-        _pad: 0,
+        delta: advance.map_or(0, |(_, d)| d),
     };
-    // SAFETY: views checked above; the scratch holds the rows' parts.
+    // SAFETY: views checked above; the scratch holds the rows' parts; `advance` is a whole
+    // buffer.
     unsafe { t.launch(k::ARGMAX, &p) }?;
     Ok(())
 }
@@ -838,13 +851,5 @@ pub fn set_u32(t: &Tenant, x: &DeviceBuffer<u32>, value: u32) -> Result<()> {
     let p = SetU32Params { x: x.ptr(), n: x.len() as u64, value, _pad: 0 };
     // SAFETY: the whole buffer.
     unsafe { t.launch(k::SET_U32, &p) }?;
-    Ok(())
-}
-
-/// `x[i] += delta` for every element (decode positions).
-pub fn advance(t: &Tenant, x: &DeviceBuffer<u32>, delta: u32) -> Result<()> {
-    let p = AddU32Params { x: x.ptr(), n: x.len() as u64, delta, _pad: 0 };
-    // SAFETY: the whole buffer.
-    unsafe { t.launch(k::ADD_U32, &p) }?;
     Ok(())
 }

@@ -469,11 +469,13 @@ typedef struct SwigluParams {
  *  = ⌈cols / RS_ARGMAX_PART_COLS⌉). Where parts > 1: `partial` holds rows × parts pairs of
  *  words (a part's best value's bits and its index; 8-byte aligned), `arrived` a count a row
  *  of its parts done, zero before a launch and left at zero after it (both unread where
- *  parts = 1). One launch (with its continuations) uses them at a time. */
+ *  parts = 1). One launch (with its continuations) uses them at a time.
+ *  With `advance` (0: none), also advance[i] += delta for i < advance_n (a decoder's cache
+ *  positions, which a decode step moves on after its token: add_u32's work, without its
+ *  launch); needs rows ≥ 1. */
 typedef struct ArgmaxParams {
-    unsigned long long logits, out, partial, arrived;
-    unsigned int rows, cols, stride;
-    unsigned int _pad;
+    unsigned long long logits, out, partial, arrived, advance, advance_n;
+    unsigned int rows, cols, stride, delta;
 } ArgmaxParams;
 
 /* ---- decoder.cu ------------------------------------------------------------ */

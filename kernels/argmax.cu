@@ -13,6 +13,8 @@
 //             logits at about 20 GB/s a row (16 µs for Llama's 128,256 columns at batch 8, 8 SMs
 //             busy); parts spread a row over as many SMs.
 // Shapes:     any rows; cols ≥ 1 (vocabularies of 32,000, 50,257, 128,256, ...); stride ≥ cols.
+//             With p.advance, the block that writes row r's index also adds p.delta to
+//             advance[r], advance[r + rows], … (every one of advance_n words, each once).
 // Reference:  kernels/reference.rs::argmax.
 #include <math_constants.h>
 
@@ -59,6 +61,15 @@ __device__ __forceinline__ void block_best(float& bv, unsigned& bi, float* sv, u
                 bi = si[w];
             }
         }
+    }
+}
+
+// Row r's index, and its share of the positions advanced (ArgmaxParams.advance).
+__device__ __forceinline__ void write_row(const ArgmaxParams& p, unsigned r, unsigned bi) {
+    rs::ptr<unsigned>(p.out)[r] = bi == 0xffffffffu ? 0u : bi;
+    if (p.advance) {
+        unsigned* const pos = rs::ptr<unsigned>(p.advance);
+        for (u64 i = r; i < p.advance_n; i += p.rows) pos[i] += p.delta;
     }
 }
 
@@ -110,7 +121,7 @@ RS_KERNEL_PAIR(__launch_bounds__(RS_ARGMAX_THREADS), argmax_f16, ArgmaxParams) {
         }
         block_best(bv, bi, sv, si);
         if (parts == 1) {
-            if (threadIdx.x == 0) rs::ptr<unsigned>(p.out)[r] = bi == 0xffffffffu ? 0u : bi;
+            if (threadIdx.x == 0) write_row(p, r, bi);
             continue;
         }
         // This part's best for the row's merge; thread 0 releases it (a GPU-scope fence),
@@ -135,6 +146,6 @@ RS_KERNEL_PAIR(__launch_bounds__(RS_ARGMAX_THREADS), argmax_f16, ArgmaxParams) {
             consider(__uint_as_float(c.x), c.y);
         }
         block_best(bv, bi, sv, si);
-        if (threadIdx.x == 0) rs::ptr<unsigned>(p.out)[r] = bi == 0xffffffffu ? 0u : bi;
+        if (threadIdx.x == 0) write_row(p, r, bi);
     }
 }

@@ -177,6 +177,12 @@ impl Params for ArgmaxParams {
         if argmax_scratch(self.rows, self.cols).is_some() {
             pointers(k, &[("partial", self.partial, 8), ("arrived", self.arrived, 4)])?;
         }
+        if self.advance != 0 {
+            ensure(self.rows >= 1 && self.advance_n >= 1, k, || {
+                format!("advancing {} positions needs rows (rows = {})", self.advance_n, self.rows)
+            })?;
+            optional(k, &[("advance", self.advance, 4)])?;
+        }
         Ok(())
     }
     fn shape_key(&self) -> u64 {
@@ -196,8 +202,16 @@ mod tests {
         assert!(n.check(KernelId::LayerNorm).is_ok());
         assert!(NormParams { cols: RS_NORM_MAX_COLS + 1, ..n }.check(KernelId::LayerNorm).is_err());
         // Rows in parts of RS_ARGMAX_PART_COLS columns: GPT-2's vocabulary in 13, a unit each.
-        let a =
-            ArgmaxParams { logits: 2, out: 4, partial: 8, arrived: 4, rows: 8, cols: 50257, stride: 50257, _pad: 0 };
+        let a = ArgmaxParams {
+            logits: 2,
+            out: 4,
+            partial: 8,
+            arrived: 4,
+            rows: 8,
+            cols: 50257,
+            stride: 50257,
+            ..Default::default()
+        };
         assert_eq!(argmax_parts(50257), 13);
         assert_eq!(a.units(KernelId::Argmax), 8 * 13);
         assert!(a.check(KernelId::Argmax).is_ok());
@@ -216,6 +230,12 @@ mod tests {
         assert_eq!(argmax_scratch(0, 50257), None);
         assert!(ArgmaxParams { rows: 0, partial: 0, arrived: 0, ..a }.check(KernelId::Argmax).is_ok());
         assert!(ArgmaxParams { cols: u32::MAX, stride: u32::MAX, ..a }.check(KernelId::Argmax).is_err());
+        // Positions advanced by the rows' writers: words, and rows to write them.
+        let adv = ArgmaxParams { advance: 4, advance_n: 8, delta: 1, ..a };
+        assert!(adv.check(KernelId::Argmax).is_ok());
+        assert!(ArgmaxParams { advance: 2, ..adv }.check(KernelId::Argmax).is_err(), "4-byte words");
+        assert!(ArgmaxParams { advance_n: 0, ..adv }.check(KernelId::Argmax).is_err());
+        assert!(ArgmaxParams { rows: 0, partial: 0, arrived: 0, ..adv }.check(KernelId::Argmax).is_err());
         let g = GeluParams { x: 2, y: 2, n: 4097, act: RS_ACT_GELU_ERF, _pad: 0 };
         assert_eq!(g.units(KernelId::Gelu), 3);
         assert!(GeluParams { act: RS_ACT_NONE, ..g }.check(KernelId::Gelu).is_err());

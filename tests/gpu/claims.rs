@@ -672,7 +672,7 @@ fn a_launch_made_under_a_claim_is_continued_on_unclaimed_sms() {
         rows: am_rows,
         cols: am_cols,
         stride: am_cols,
-        _pad: 0,
+        ..Default::default()
     };
     // SAFETY: the buffers hold the sizes the params name.
     unsafe {

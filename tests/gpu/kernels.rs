@@ -912,6 +912,27 @@ fn embedding_matches_reference() {
     let got = at_every_grid(&rt, "embedding", k::EMBEDDING, &p, &mut out, |_| {});
     assert_same_bits("embedding", &got, &want);
     assert!(got[(tokens + 2) * hidden..(tokens + 3) * hidden].iter().all(|v| v.is_nan()));
+    // The kernel reads 16-byte pieces where the width and every pointer allow, a column at a
+    // time otherwise: a width of no whole pieces, and an output one element off its alignment.
+    let narrow = 100usize;
+    let want_narrow = refs::embedding(
+        &ids,
+        &tok[..vocab * narrow],
+        Some(&pos[..max_pos * narrow]),
+        Some(&typ[..narrow]),
+        Some(&start),
+        tokens,
+        narrow,
+    );
+    let mut out_narrow = poisoned::<f16>(&rt, batch * tokens * narrow);
+    let pn = EmbeddingParams { out: out_narrow.ptr(), hidden: narrow as u32, ..p };
+    let got = at_every_grid(&rt, "embedding, 100 columns", k::EMBEDDING, &pn, &mut out_narrow, |_| {});
+    assert_same_bits("embedding, 100 columns", &got, &want_narrow);
+    let mut out_off = poisoned::<f16>(&rt, batch * tokens * hidden + 1);
+    let po = EmbeddingParams { out: out_off.ptr() + 2, ..p };
+    let got = at_every_grid(&rt, "embedding, unaligned output", k::EMBEDDING, &po, &mut out_off, |_| {});
+    assert!(got[0].is_nan(), "the element before the output is left alone");
+    assert_same_bits("embedding, unaligned output", &got[1..], &want);
     // Token rows packed as a tied LM head's weights (chunks of 1,024 columns, or one of 768; the
     // reference's layout): the rows' bits, and NaN for an id past vocab (the packing pads rows
     // to 16).
@@ -1102,7 +1123,7 @@ fn argmax_matches_reference() {
             rows: rows as u32,
             cols: cols as u32,
             stride: cols as u32,
-            _pad: 0,
+            ..Default::default()
         };
         let got = at_every_grid(&rt, "argmax", k::ARGMAX, &p, &mut out, |_| {});
         assert_eq!(got, want, "argmax of {rows} rows over {cols}");
@@ -1112,6 +1133,21 @@ fn argmax_matches_reference() {
         }
         // The launches leave the counts at zero (each launch's merges read them from zero).
         assert!(arrived.to_host().unwrap().iter().all(|&c| c == 0), "counts left after the launches");
+        // Positions advanced in the same launch (a decode step's): each of more words than
+        // rows moved on once, at every placement, the indices as before.
+        let n = rows + 5;
+        let start: Vec<u32> = (0..n as u32).map(|i| 100 * i).collect();
+        let pos = up(&rt, &start);
+        let pa = ArgmaxParams { advance: pos.ptr(), advance_n: n as u64, delta: 3, ..p };
+        for (i, placement) in placements(&rt).into_iter().enumerate() {
+            out.fill_bytes(0xff).unwrap();
+            // SAFETY: as above; `pos` holds advance_n words.
+            unsafe { rt.launch(k::ARGMAX, &pa, placement) }.unwrap();
+            rt.synchronize().unwrap();
+            assert_eq!(out.to_host().unwrap(), want, "argmax with positions advanced, {placement:?}");
+            let moved: Vec<u32> = start.iter().map(|&s| s + 3 * (i as u32 + 1)).collect();
+            assert_eq!(pos.to_host().unwrap(), moved, "{rows} rows advance {n} positions once a launch, {placement:?}");
+        }
     }
 }
 
