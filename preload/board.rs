@@ -122,7 +122,9 @@ impl Demand {
             self.before.store(before, Ordering::Relaxed);
             self.since_ns.store(now, Ordering::Relaxed);
             self.sms.store(sms, Ordering::Relaxed);
-        } else {
+        } else if sms > self.sms.load(Ordering::Relaxed) {
+            // (Compared first: a locked read-modify-write on every launch costs more than the
+            // rest of the note, and a need no greater than the most changes nothing.)
             self.sms.fetch_max(sms, Ordering::Relaxed);
         }
         // Read after the update: what every thread's kernels of both holds need.
@@ -260,7 +262,12 @@ impl Board {
     /// known).
     pub(crate) fn set_slowdown(&self, slowdown: Option<f64>) {
         let bits = slowdown.filter(|s| s.is_finite() && *s > 0.0).map_or(0, f64::to_bits);
-        self.slots[self.me].slowdown.store(bits, Ordering::Relaxed);
+        // Written only when it changes (it is said at every wait): each write takes the shared
+        // line from the other processes, which then miss on their next look at the board.
+        let slot = &self.slots[self.me];
+        if slot.slowdown.load(Ordering::Relaxed) != bits {
+            slot.slowdown.store(bits, Ordering::Relaxed);
+        }
     }
 
     /// The least slowdown another busy best-effort process says at `now` (`None`: none says
