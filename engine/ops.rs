@@ -805,7 +805,8 @@ pub fn swiglu(t: &Tenant, gate_up: Mat, out: Mat, paired: bool) -> Result<()> {
 
 /// Each row's argmax into `out`; `scratch` where a row is scanned in parts ([`ArgmaxScratch`]
 /// for at least these rows and columns). With `advance` (`(x, delta)`), also `x[i] += delta`
-/// for every element, in the same launch (a decode step's positions, moved on after its token).
+/// for every element, in the same launch (a decode step's positions, moved on after its
+/// token): each launch, a plan's replay included, moves them on again.
 pub fn argmax(
     t: &Tenant,
     logits: Mat,
@@ -816,8 +817,10 @@ pub fn argmax(
     if out.len() < logits.rows as usize {
         return Err(EngineError::Shape("argmax: output shorter than the rows".into()));
     }
-    if advance.is_some() && logits.rows == 0 {
-        return Err(EngineError::Shape("argmax: positions advanced by no rows".into()));
+    match advance {
+        Some(_) if logits.rows == 0 => return Err(EngineError::Shape("argmax: positions advanced by no rows".into())),
+        Some((x, _)) if x.is_empty() => return Err(EngineError::Shape("argmax: no positions to advance".into())),
+        _ => {}
     }
     let (partial, arrived) =
         Scratch::for_launch(scratch, argmax_scratch(logits.rows, logits.cols)).ok_or_else(|| {

@@ -119,7 +119,8 @@ typedef struct VectorAddParams {
     unsigned long long n;
 } VectorAddParams;
 
-/** add_u32: x[i] += delta for i < n (decode positions). One work unit of RS_VECTOR_UNIT. */
+/** add_u32: x[i] += delta for i < n. One work unit of RS_VECTOR_UNIT. (A decode step moves its
+ *  positions on in the argmax's launch instead: ArgmaxParams.advance.) */
 typedef struct AddU32Params {
     unsigned long long x, n;
     unsigned int delta;
@@ -472,7 +473,8 @@ typedef struct SwigluParams {
  *  parts = 1). One launch (with its continuations) uses them at a time.
  *  With `advance` (0: none), also advance[i] += delta for i < advance_n (a decoder's cache
  *  positions, which a decode step moves on after its token: add_u32's work, without its
- *  launch); needs rows ≥ 1. */
+ *  launch); needs rows ≥ 1, and words apart from out, partial and arrived. A launch with
+ *  `advance` is not idempotent: each launch (a replay included) moves the positions on. */
 typedef struct ArgmaxParams {
     unsigned long long logits, out, partial, arrived, advance, advance_n;
     unsigned int rows, cols, stride, delta;

@@ -4,7 +4,9 @@
 // Work unit:  one token. An id ≥ vocab or a position ≥ max_pos fills the row with NaN, so
 //             a bad input cannot pass unnoticed (nothing is read out of bounds).
 // Shapes:     any hidden, vocab, batch, tokens; packed token rows (a tied LM head's packed
-//             weights) with hidden as pack_tiles_f16 takes K (abi.h, PackParams).
+//             weights) with hidden as pack_tiles_f16 takes K (abi.h, PackParams). Rows are
+//             read in 16-byte pieces where hidden % 8 == 0 and tok, pos, type and out are
+//             16-byte aligned, a column at a time otherwise (the same bits).
 // Reference:  kernels/reference.rs::embedding.
 #include <math_constants.h>
 

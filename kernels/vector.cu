@@ -7,7 +7,7 @@
 //             unit is whole, element loads otherwise.
 // Reference:  kernels/reference.rs::vector_add.
 //
-// add_u32, set_u32, copy_u32: counters and token ids for decoding; work unit RS_VECTOR_UNIT elements.
+// add_u32, set_u32, copy_u32: counters and token ids; work unit RS_VECTOR_UNIT elements.
 #include "common.cuh"
 
 RS_KERNEL_PAIR(__launch_bounds__(RS_VECTOR_THREADS), vector_add_f16, VectorAddParams) {

@@ -664,15 +664,22 @@ fn a_launch_made_under_a_claim_is_continued_on_unclaimed_sms() {
     let (am_out, am_partial, am_arrived) = (words(am_rows as usize, 0xff), words(partial, 0), words(arrived, 0));
     // Written 0xff before each run, so a launch that writes nothing is seen.
     let am_out = std::cell::RefCell::new(am_out);
+    // Positions the argmax moves on (more words than rows), set again before each run: each
+    // moved once by the launch and its continuation together.
+    let pos_start: Vec<u32> = (0..am_rows + 3).map(|i| 1000 * i).collect();
+    let am_pos = std::cell::RefCell::new(DeviceBuffer::from_host(dev, &pos_start).unwrap());
+    let pos_want: Vec<u32> = pos_start.iter().map(|&p| p + 7).collect();
     let argmax = ArgmaxParams {
         logits: logits.ptr(),
         out: am_out.borrow().ptr(),
         partial: am_partial.ptr(),
         arrived: am_arrived.ptr(),
+        advance: am_pos.borrow().ptr(),
+        advance_n: u64::from(am_rows + 3),
         rows: am_rows,
         cols: am_cols,
         stride: am_cols,
-        ..Default::default()
+        delta: 7,
     };
     // SAFETY: the buffers hold the sizes the params name.
     unsafe {
@@ -684,9 +691,11 @@ fn a_launch_made_under_a_claim_is_continued_on_unclaimed_sms() {
     let check_argmax = |label: &str| {
         assert_eq!(am_out.borrow().to_host().unwrap(), am_want, "{label}: the argmax differs from the reference");
         assert!(am_arrived.to_host().unwrap().iter().all(|&c| c == 0), "{label}: the argmax left counts");
+        assert_eq!(am_pos.borrow().to_host().unwrap(), pos_want, "{label}: positions not moved on once each");
     };
     let run = |label: &str| {
         am_out.borrow_mut().fill_bytes(0xff).unwrap();
+        am_pos.borrow_mut().copy_from_host(&pos_start).unwrap();
         // SAFETY: as in Gemm::new, and above.
         unsafe {
             be.launch(gemm.kernel, &gemm.with_c(&out)).unwrap();
@@ -725,6 +734,7 @@ fn a_launch_made_under_a_claim_is_continued_on_unclaimed_sms() {
     // The claim issued and released while launches run, at random moments.
     for round in 0..20 {
         am_out.borrow_mut().fill_bytes(0xff).unwrap();
+        am_pos.borrow_mut().copy_from_host(&pos_start).unwrap();
         rt.claim(claim, lc_level).unwrap();
         // SAFETY: as in Gemm::new, and above.
         unsafe {

@@ -909,7 +909,10 @@ fn embedding_matches_reference() {
         max_pos: max_pos as u32,
         tok_packed: 0,
     };
-    let got = at_every_grid(&rt, "embedding", k::EMBEDDING, &p, &mut out, |_| {});
+    // Outputs filled with 1.0586 (0x3c3c, not a NaN) before each launch, so a bad row's NaNs
+    // are the kernel's.
+    let not_nan = |o: &mut DeviceBuffer<f16>| o.fill_bytes(0x3c).unwrap();
+    let got = at_every_grid(&rt, "embedding", k::EMBEDDING, &p, &mut out, not_nan);
     assert_same_bits("embedding", &got, &want);
     assert!(got[(tokens + 2) * hidden..(tokens + 3) * hidden].iter().all(|v| v.is_nan()));
     // The kernel reads 16-byte pieces where the width and every pointer allow, a column at a
@@ -926,13 +929,37 @@ fn embedding_matches_reference() {
     );
     let mut out_narrow = poisoned::<f16>(&rt, batch * tokens * narrow);
     let pn = EmbeddingParams { out: out_narrow.ptr(), hidden: narrow as u32, ..p };
-    let got = at_every_grid(&rt, "embedding, 100 columns", k::EMBEDDING, &pn, &mut out_narrow, |_| {});
+    let got = at_every_grid(&rt, "embedding, 100 columns", k::EMBEDDING, &pn, &mut out_narrow, not_nan);
     assert_same_bits("embedding, 100 columns", &got, &want_narrow);
+    assert!(got[(tokens + 2) * narrow..(tokens + 3) * narrow].iter().all(|v| v.is_nan()));
     let mut out_off = poisoned::<f16>(&rt, batch * tokens * hidden + 1);
     let po = EmbeddingParams { out: out_off.ptr() + 2, ..p };
-    let got = at_every_grid(&rt, "embedding, unaligned output", k::EMBEDDING, &po, &mut out_off, |_| {});
-    assert!(got[0].is_nan(), "the element before the output is left alone");
+    let got = at_every_grid(&rt, "embedding, unaligned output", k::EMBEDDING, &po, &mut out_off, not_nan);
+    assert_eq!(got[0].to_bits(), 0x3c3c, "the element before the output is left alone");
     assert_same_bits("embedding, unaligned output", &got[1..], &want);
+    // A row of more pieces than a pass of the block's threads takes (4,104 columns: 513 pieces
+    // of 8, four a thread in flight on 128 threads): every piece of each pass, and the second.
+    let wide = 4104usize;
+    let (tok_w, pos_w, typ_w) = (
+        rand_f16(&mut rng, vocab * wide, -1.0, 1.0),
+        rand_f16(&mut rng, 64 * wide, -1.0, 1.0),
+        rand_f16(&mut rng, wide, -1.0, 1.0),
+    );
+    let want_wide = refs::embedding(&ids, &tok_w, Some(&pos_w), Some(&typ_w), Some(&start), tokens, wide);
+    let (dtok_w, dpos_w, dtyp_w) = (up(&rt, &tok_w), up(&rt, &pos_w), up(&rt, &typ_w));
+    let mut out_wide = poisoned::<f16>(&rt, batch * tokens * wide);
+    let pw = EmbeddingParams {
+        tok: dtok_w.ptr(),
+        pos: dpos_w.ptr(),
+        type_: dtyp_w.ptr(),
+        out: out_wide.ptr(),
+        hidden: wide as u32,
+        max_pos: 64,
+        ..p
+    };
+    let got = at_every_grid(&rt, "embedding, 4,104 columns", k::EMBEDDING, &pw, &mut out_wide, not_nan);
+    assert_same_bits("embedding, 4,104 columns", &got, &want_wide);
+    assert!(got[(tokens + 2) * wide..(tokens + 3) * wide].iter().all(|v| v.is_nan()));
     // Token rows packed as a tied LM head's weights (chunks of 1,024 columns, or one of 768; the
     // reference's layout): the rows' bits, and NaN for an id past vocab (the packing pads rows
     // to 16).
@@ -953,7 +980,7 @@ fn embedding_matches_reference() {
             ..p
         };
         let what = format!("embedding of packed rows, hidden {hidden}");
-        let got = at_every_grid(&rt, &what, k::EMBEDDING, &pp, &mut out, |_| {});
+        let got = at_every_grid(&rt, &what, k::EMBEDDING, &pp, &mut out, not_nan);
         assert_same_bits(&what, &got, &want);
         assert!(got[(tokens + 2) * hidden..(tokens + 3) * hidden].iter().all(|v| v.is_nan()));
         assert!(pp.check(k::EMBEDDING.id()).is_ok());
