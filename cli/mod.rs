@@ -460,8 +460,17 @@ fn rounds_of(dirs: &[PathBuf]) -> anyhow::Result<()> {
     }
     let reports =
         dirs.iter().map(|d| crate::harness::results::Report::load_from(d)).collect::<anyhow::Result<Vec<_>>>()?;
-    print!("{}", crate::harness::rounds::rounds(&reports));
-    Ok(())
+    print_quietly(&crate::harness::rounds::rounds(&reports))
+}
+
+/// Writes `text` to standard output; a reader that stopped reading (`| head`) ends it quietly.
+fn print_quietly(text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
 }
 
 /// `profile --stale DIR`: the model profiles of DIR measured with other kernels than this
@@ -477,16 +486,17 @@ fn stale_profiles(dir: &Path) -> anyhow::Result<()> {
         dir.display()
     );
     let device = Device::open(0).ok();
+    let mut lines = String::new();
     for (path, p) in profiles {
         let stale = match &device {
             Some(d) => p.check(d.info()).is_err(),
             None => p.is_stale(),
         };
         if stale {
-            println!("{}", path.display());
+            lines += &format!("{}\n", path.display());
         }
     }
-    Ok(())
+    print_quietly(&lines)
 }
 
 /// `profile --app`: runs `command` on each SM count under the interposer and writes the

@@ -75,6 +75,16 @@ fn profile_stale_names_the_profiles_of_other_kernels() {
     let out = rightsize(&["profile", "--stale", dir.to_str().unwrap()]);
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).trim_end().ends_with("gpt2-b8-s128.json"));
+    // A reader that stopped reading (`| head`) ends it quietly: no panic, success.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_rightsize"))
+        .args(["profile", "--stale", dir.to_str().unwrap()])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(out.status.success() && out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
     let out = rightsize(&["profile", "--stale", dir.join("missing").to_str().unwrap()]);
     assert!(!out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stderr).trim_end().lines().count(), 1);
