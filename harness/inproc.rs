@@ -14,7 +14,7 @@ use super::scenario::{Mode, Scenario, Sharing};
 use super::serve::Served;
 use super::session::{self, Session, SessionOutcome};
 use super::trace::TenantTrace;
-use crate::runtime::policy::{Guard, KrispShare, PolicyKind, PolicySpec, TenantSpec, Topology};
+use crate::runtime::policy::{Guard, KrispShare, Lending, PolicyKind, PolicySpec, Spill, TenantSpec, Topology};
 use crate::runtime::sync::{AtomicU32, Condvar, Mutex, Ordering};
 use crate::runtime::{Device, GroupRange, MinSms, Runtime, Tenant};
 
@@ -271,7 +271,33 @@ fn policy_spec(s: &Scenario, knees: &Knees) -> PolicySpec {
         true,
         "neither on nor off; krisp tries its layouts",
     );
-    PolicySpec { kind: PolicyKind::Full, tenants, reserved_sms: s.reserved_sms, claims, guard, hush, trial }
+    // RIGHTSIZE_SPILL=whole|knee: where krisp runs a latency-critical tenant its quota does not
+    // bound, beside others, for comparisons.
+    let spill = env_setting(
+        "RIGHTSIZE_SPILL",
+        Spill::parse,
+        Spill::default(),
+        "neither whole nor knee; krisp runs unbounded latency-critical kernels on the whole device",
+    );
+    // RIGHTSIZE_LEND=neighbour|speeds: who krisp gives an idle latency-critical tenant's groups
+    // to, for comparisons.
+    let lending = env_setting(
+        "RIGHTSIZE_LEND",
+        Lending::parse,
+        Lending::default(),
+        "neither neighbour nor speeds; krisp lends to the neighbour",
+    );
+    PolicySpec {
+        kind: PolicyKind::Full,
+        tenants,
+        reserved_sms: s.reserved_sms,
+        claims,
+        guard,
+        hush,
+        trial,
+        spill,
+        lending,
+    }
 }
 
 /// The setting of environment variable `name` as `parse` reads it; `otherwise` where it is

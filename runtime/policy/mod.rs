@@ -30,7 +30,7 @@ pub use fixed::{equal_windows, Full, Static};
 pub use knee::{KrispConserved, KrispIsolated, Prioritized};
 pub use load::{Duty, GroupLoad, DUTY_IDLE_CAP, DUTY_WEIGHT, SUSTAINED};
 pub use share::{meets_on, KrispShare, Share, Speeds, Stage, BOUNDED_SLO_SHARE, TABLE_TENANTS, TRIAL_REQUESTS};
-pub use spec::{reserved_groups, Guard, PolicyKind, PolicySpec, TenantSpec};
+pub use spec::{reserved_groups, Guard, Lending, PolicyKind, PolicySpec, Spill, TenantSpec};
 pub(crate) use vocabulary::span;
 pub use vocabulary::{
     priority_level, spread_grid, Blocks, Decision, Demand, GroupRange, PriorityClass, Region, TenantId, Topology,

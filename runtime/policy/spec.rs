@@ -98,6 +98,57 @@ pub struct PolicySpec {
     /// Whether `krisp` tries equal parts beside its curves' layout and keeps the faster
     /// ([`KrispShare::with_speeds`]; off: [`KrispShare::untried`]).
     pub trial: bool,
+    /// Where a latency-critical tenant that is not bounded runs beside others (`krisp`).
+    pub spill: Spill,
+    /// Who gets an idle latency-critical tenant's groups (`krisp`).
+    pub lending: Lending,
+}
+
+/// Who krisp gives an idle latency-critical tenant's groups to; the harness reads
+/// `RIGHTSIZE_LEND`, for comparisons.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Lending {
+    /// The best-effort tenant laid next to it (the first active one): the others keep their
+    /// windows as it comes and goes.
+    #[default]
+    Neighbour,
+    /// Every active best-effort tenant, by their speeds (in equal parts without), as an idle
+    /// best-effort tenant's groups go ([`KrispShare::lending_by_speeds`]).
+    Speeds,
+}
+
+impl Lending {
+    /// From its name (`neighbour`, `speeds`).
+    pub fn parse(name: &str) -> Option<Lending> {
+        match name {
+            "neighbour" => Some(Lending::Neighbour),
+            "speeds" => Some(Lending::Speeds),
+            _ => None,
+        }
+    }
+}
+
+/// Where krisp runs a latency-critical tenant's kernels beside others when its quota does not
+/// bound it ([`TenantSpec::bounded`]); the harness reads `RIGHTSIZE_SPILL`, for comparisons.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Spill {
+    /// On the whole device, at high priority.
+    #[default]
+    Whole,
+    /// On its window of the current layout, at least its request's knee
+    /// ([`KrispShare::spilling_to_knees`]); the whole device alone.
+    Knee,
+}
+
+impl Spill {
+    /// From its name (`whole`, `knee`).
+    pub fn parse(name: &str) -> Option<Spill> {
+        match name {
+            "whole" => Some(Spill::Whole),
+            "knee" => Some(Spill::Knee),
+            _ => None,
+        }
+    }
 }
 
 /// How krisp guards a latency-critical tenant's window where contention comes and goes
@@ -196,9 +247,12 @@ impl PolicySpec {
                     .map(|sms| sms.div_ceil(topo.granularity.max(1)))
             })
             .collect();
-        let shares = KrispShare::with_speeds(shares, speeds, self.tenants.len() as u32, topo).with_knees(knees);
+        let n = self.tenants.len() as u32;
+        let shares = KrispShare::with_speeds(shares, speeds, n, topo).with_knees(knees);
+        let shares = if self.lending == Lending::Speeds { shares.lending_by_speeds(n, topo) } else { shares };
         let shares = if self.trial { shares } else { shares.untried() };
         let shares = shares.with_solo_times(self.tenants.iter().map(|t| t.solo_us).collect());
+        let shares = if self.spill == Spill::Knee { shares.spilling_to_knees() } else { shares };
         if self.guard == Guard::Off {
             shares.unguarded()
         } else {
@@ -244,6 +298,8 @@ mod tests {
             guard: Guard::Knee,
             hush: 0,
             trial: true,
+            spill: Spill::Whole,
+            lending: Lending::Neighbour,
         };
         assert_eq!(spec(PolicyKind::Krisp { curves: false }).bounded(&TOPO), vec![true, false]);
         assert_eq!(
@@ -272,6 +328,8 @@ mod tests {
             guard,
             hush: 0,
             trial: true,
+            spill: Spill::Whole,
+            lending: Lending::Neighbour,
         };
         let be = Demand { active: 0b11, sustained: false, ..Demand::new(1, PriorityClass::BestEffort, None, 64) };
         let place = |guard| match spec(guard).build(&TOPO).unwrap().decide(&be, &GroupLoad::new(TOPO.groups, 2), &TOPO)
@@ -292,6 +350,46 @@ mod tests {
             assert_eq!(Guard::parse(name), Some(g));
         }
         assert_eq!(Guard::parse("on"), None);
+    }
+
+    #[test]
+    fn spills_and_lendings_are_named_and_built() {
+        assert_eq!((Spill::default(), Lending::default()), (Spill::Whole, Lending::Neighbour));
+        assert_eq!(
+            (Spill::parse("whole"), Spill::parse("knee"), Spill::parse("all")),
+            (Some(Spill::Whole), Some(Spill::Knee), None)
+        );
+        assert_eq!(
+            (Lending::parse("neighbour"), Lending::parse("speeds"), Lending::parse("equal")),
+            (Some(Lending::Neighbour), Some(Lending::Speeds), None)
+        );
+        // A latency-critical tenant (4 groups, knee 8, not bounded: no objective) and two
+        // best-effort tenants without quotas.
+        let lc = TenantSpec {
+            class: PriorityClass::LatencyCritical,
+            quota_sms: Some(32),
+            request_knee_sms: Some(64),
+            ..TenantSpec::default()
+        };
+        let spec = |spill, lending| PolicySpec {
+            kind: PolicyKind::Krisp { curves: false },
+            tenants: vec![lc.clone(), TenantSpec::default(), TenantSpec::default()],
+            reserved_sms: 0,
+            claims: false,
+            guard: Guard::Knee,
+            hush: 0,
+            trial: true,
+            spill,
+            lending,
+        };
+        let g = |first, count| GroupRange { first, count };
+        let shares = spec(Spill::Knee, Lending::Neighbour).krisp_shares(&TOPO);
+        assert_eq!(shares.windows(0, 3, TOPO.groups), vec![g(0, 8)], "spilled to its knee");
+        assert!(spec(Spill::Whole, Lending::Neighbour).krisp_shares(&TOPO).windows(0, 3, TOPO.groups).is_empty());
+        // Idle, its 4 groups go to tenant 1 next to it, or by halves.
+        assert_eq!(shares.layout(0b110, 3, TOPO.groups), vec![None, Some(g(0, 10)), Some(g(10, 5))]);
+        let by_speeds = spec(Spill::Whole, Lending::Speeds).krisp_shares(&TOPO);
+        assert_eq!(by_speeds.layout(0b110, 3, TOPO.groups), vec![None, Some(g(0, 8)), Some(g(8, 7))]);
     }
 
     #[test]
@@ -322,6 +420,8 @@ mod tests {
                 guard: Guard::Knee,
                 hush: 0,
                 trial: true,
+                spill: Spill::Whole,
+                lending: Lending::Neighbour,
             };
             let p = spec.krisp_shares(&TOPO);
             let load = GroupLoad::new(TOPO.groups, 2);
@@ -365,6 +465,8 @@ mod tests {
             guard: Guard::Knee,
             hush: 0,
             trial: true,
+            spill: Spill::Whole,
+            lending: Lending::Neighbour,
         };
         let names: Vec<&str> = [
             PolicyKind::Full,

@@ -61,6 +61,12 @@ pub struct KrispShare {
     /// Which layout each set of busy best-effort tenants keeps, measured, where the curves'
     /// layout and equal parts differ ([`LayoutTrial`]; `None`: the curves' layout always).
     trial: Option<Arc<LayoutTrial>>,
+    /// Whether a latency-critical tenant that is not bounded runs beside others on its window,
+    /// at least its knee, instead of the whole device ([`KrispShare::spilling_to_knees`]).
+    spill_to_knee: bool,
+    /// Whether an idle latency-critical tenant's home goes to every active best-effort tenant
+    /// by speeds instead of to the one laid next to it ([`KrispShare::lending_by_speeds`]).
+    lend_by_speeds: bool,
 }
 
 impl KrispShare {
@@ -100,6 +106,17 @@ impl KrispShare {
     /// requests need to run at full speed.
     pub fn with_knees(mut self, knees: Vec<Option<u32>>) -> KrispShare {
         self.knees = knees;
+        self
+    }
+
+    /// The same policy with each latency-critical tenant that is not bounded
+    /// ([`Share::bounded`]) running, beside others, on its window of the current layout grown
+    /// to its request's knee ([`KrispShare::with_knees`]) where that is larger (from where its
+    /// window starts; the whole device where that reaches it), at high priority: the best-effort
+    /// blocks there give way to it as they end, the others' windows beyond its knee are left
+    /// alone. Alone it runs on the whole device. (By default it runs on the whole device.)
+    pub fn spilling_to_knees(mut self) -> KrispShare {
+        self.spill_to_knee = true;
         self
     }
 
@@ -144,6 +161,8 @@ impl KrispShare {
             knees: Vec::new(),
             hush: 0,
             trial: None,
+            spill_to_knee: false,
+            lend_by_speeds: false,
         }
     }
 
@@ -155,7 +174,25 @@ impl KrispShare {
     /// layout by speeds differs from equal parts keeps whichever of the two runs faster,
     /// measured ([`LayoutTrial`]; [`KrispShare::untried`] keeps the curves' layout).
     pub fn with_speeds(shares: Vec<Share>, speeds: Vec<Option<Speeds>>, tenants: u32, topo: &Topology) -> KrispShare {
-        let mut p = KrispShare { speeds, ..KrispShare::new(shares) };
+        KrispShare { speeds, ..KrispShare::new(shares) }.tabled(tenants, topo)
+    }
+
+    /// The same policy with the home of an idle latency-critical tenant going to every active
+    /// best-effort tenant by speeds, as the homes of idle best-effort tenants do (as before
+    /// 2026-11-30, for comparisons: `RIGHTSIZE_LEND=speeds`), instead of to the first active
+    /// best-effort tenant, laid next to the latency-critical windows
+    /// ([`KrispShare::layout`]). The layouts of `tenants` tenants on `topo` are made again.
+    pub fn lending_by_speeds(mut self, tenants: u32, topo: &Topology) -> KrispShare {
+        self.lend_by_speeds = true;
+        self.tabled(tenants, topo)
+    }
+
+    /// The same policy with the layout of every active set of `tenants` tenants on `topo`
+    /// made now ([`KrispShare::with_speeds`]).
+    fn tabled(mut self, tenants: u32, topo: &Topology) -> KrispShare {
+        self.table = None;
+        self.trial = None;
+        let mut p = self;
         let n = (p.shares.len() as u32).max(tenants);
         if n == 0 || n > TABLE_TENANTS {
             return p;
@@ -167,7 +204,7 @@ impl KrispShare {
             (0..1u64 << n)
                 .map(|set| {
                     let mut out = [None; 64];
-                    p.arrange(set, &home, topo.groups, &mut out, by_speed);
+                    p.arrange(set, n, &home, topo.groups, &mut out, by_speed);
                     out[..n as usize].to_vec()
                 })
                 .collect()
@@ -280,7 +317,15 @@ impl KrispShare {
     /// best-effort tenants (to every active one if none is best-effort) as
     /// [`KrispShare::hand_out`] hands them out, laid side by side from group 0,
     /// latency-critical tenants first.
-    fn arrange(&self, active: u64, home: &[u32; 64], groups: u32, out: &mut [Option<GroupRange>; 64], by_speed: bool) {
+    fn arrange(
+        &self,
+        active: u64,
+        n: u32,
+        home: &[u32; 64],
+        groups: u32,
+        out: &mut [Option<GroupRange>; 64],
+        by_speed: bool,
+    ) {
         let critical = self.critical_set() & active;
         let order = || ids(critical).chain(ids(active & !critical));
         let k = active.count_ones();
@@ -298,6 +343,7 @@ impl KrispShare {
         for t in ids(active) {
             size[t] = home[t].clamp(1, groups);
         }
+        self.lend_critical_homes(active, n, home, &mut size);
         // Homes of more tenants than groups can add up to more than the device.
         cut_to_fit(active, &mut size, groups);
         let spare = groups.saturating_sub(ids(active).map(|t| size[t]).sum());
@@ -308,6 +354,21 @@ impl KrispShare {
         for t in order() {
             out[t] = Some(GroupRange { first, count: size[t] });
             first += size[t];
+        }
+    }
+
+    /// Adds the home of each idle latency-critical tenant of the `n` to the size (`size`, by
+    /// id) of the first active best-effort tenant, laid right after the latency-critical
+    /// windows: a latency-critical tenant comes and goes with each request, and so only that
+    /// tenant's window moves as it does; the others keep theirs. Not with
+    /// [`KrispShare::lending_by_speeds`], nor where no best-effort tenant is active.
+    fn lend_critical_homes(&self, active: u64, n: u32, home: &[u32; 64], size: &mut [u32; 64]) {
+        let critical = self.critical_set() & self.everyone(n);
+        let Some(taker) = ids(active & !critical).next().filter(|_| !self.lend_by_speeds) else {
+            return;
+        };
+        for u in ids(critical & !active) {
+            size[taker] += home[u];
         }
     }
 
@@ -325,7 +386,7 @@ impl KrispShare {
         }
         let mut home = [0u32; 64];
         self.homes(n, groups, &mut home, false);
-        self.arrange(active, &home, groups, out, false);
+        self.arrange(active, n, &home, groups, out, false);
     }
 
     /// The windows of equal parts of `active` (out of `n` tenants, on `groups` groups) where
@@ -343,7 +404,7 @@ impl KrispShare {
     /// active latency-critical tenant is not guarded).
     pub fn windows(&self, t: TenantId, tenants: u32, groups: u32) -> Vec<GroupRange> {
         let t = t.min(63);
-        if self.on_whole_device(t as usize) {
+        if self.on_whole_device(t as usize) && !self.spill_to_knee {
             return Vec::new();
         }
         let n = (self.shares.len() as u32).max(tenants).max(t + 1).min(64);
@@ -358,6 +419,13 @@ impl KrispShare {
                 .enumerate()
                 .filter(|(i, _)| subset & (1 << i) != 0)
                 .fold(1u64 << t, |m, (_, &o)| m | 1 << o);
+            if self.on_whole_device(t as usize) {
+                // Where it spills to its knee beside these.
+                if let Some(w) = self.spill_window(t, active, n, groups).filter(|w| !out.contains(w)) {
+                    out.push(w);
+                }
+                continue;
+            }
             let mut lay = [None; 64];
             self.lay(active, n, groups, &mut lay);
             if let Some(w) = lay[t as usize].filter(|w| w.count < groups && !out.contains(w)) {
@@ -392,6 +460,24 @@ impl KrispShare {
     /// bounded.
     fn on_whole_device(&self, t: usize) -> bool {
         self.critical(t) && !self.share(t).bounded
+    }
+
+    /// Where latency-critical tenant `t`, not bounded, runs beside the others of `active` (of
+    /// at least `n` tenants) when it spills to its knee ([`KrispShare::spilling_to_knees`]):
+    /// its window of `active`'s layout grown to its knee, short of the device's end; `None`
+    /// (the whole device) where it does not spill so, where it is alone or bounded, or where
+    /// that window reaches the whole device.
+    fn spill_window(&self, t: TenantId, active: u64, n: u32, groups: u32) -> Option<GroupRange> {
+        let t = t.min(63);
+        if !self.spill_to_knee || !self.on_whole_device(t as usize) || active & !(1 << t) == 0 {
+            return None;
+        }
+        let mut now = [None; 64];
+        self.lay(active | 1 << t, n.max(64 - active.leading_zeros()).max(t + 1).min(64), groups, &mut now);
+        let w = now[t as usize]?;
+        let knee = self.knees.get(t as usize).copied().flatten().unwrap_or(0);
+        let count = w.count.max(knee).min(groups - w.first);
+        (count < groups).then_some(GroupRange { first: w.first, count })
     }
 
     /// The window tenant `t` owns: its window when every one of `tenants` tenants contends.
@@ -546,6 +632,9 @@ impl KrispShare {
         }
         if self.on_whole_device(tenant as usize) || active == 1 << tenant {
             seen(0);
+            if let Some(w) = self.spill_window(tenant, active, load.tenants(), topo.groups) {
+                return (Region::Groups(w), false);
+            }
             // Alone, a tenant that stays busy borrows the others' SMs (short blocks at the least
             // priority, so an owner coming back gets them within a block); one that comes and
             // goes keeps its own priority, as it does beside others that come and go (beside a

@@ -44,9 +44,10 @@ fn shares_follow_the_load() {
         p.decide(&lc, &load, &TOPO),
         Decision::Run { region: Region::Whole, high_priority: true, borrowed: false, blocks: Blocks::Resident }
     );
-    // Tenant 2 busy: tenant 1 gets the groups the idle latency-critical tenant owns too (borrowed).
+    // Tenant 2 busy: tenant 1, laid next to the idle latency-critical tenant, gets the groups
+    // it owns too (borrowed); tenant 2 keeps its own.
     load.acquire(Region::Groups(GroupRange { first: 0, count: 3 }), 2);
-    let g = GroupRange { first: 0, count: 8 };
+    let g = GroupRange { first: 0, count: 10 };
     assert_eq!(
         p.decide(&be(1), &load, &TOPO),
         Decision::Run { region: Region::Groups(g), high_priority: false, borrowed: true, blocks: Blocks::Short }
@@ -726,4 +727,68 @@ fn prefill_and_decoder_curves() -> (Curve, Curve) {
     let linear = sms.iter().map(|&s| (s, 13_200.0 / f64::from(s))).collect();
     let flat = sms.iter().map(|&s| (s, 100.0 + 1_320.0 / f64::from(s))).collect();
     (linear, flat)
+}
+
+#[test]
+fn an_unbounded_latency_critical_tenant_spills_to_its_knee_when_asked() {
+    // A latency-critical tenant with a 4-group quota, not bounded, whose request's knee is 7
+    // groups, beside two best-effort tenants.
+    let shares = vec![share(true, Some(4)), share(false, None), share(false, None)];
+    let knees = vec![Some(7), None, None];
+    let whole = KrispShare::new(shares.clone()).with_knees(knees.clone());
+    let knee = whole.clone().spilling_to_knees();
+    let lc = |active| Demand { active, sustained: true, ..Demand::new(0, PriorityClass::LatencyCritical, None, 1024) };
+    let load = GroupLoad::new(TOPO.groups, 3);
+    let region = |p: &KrispShare, active| match p.decide(&lc(active), &load, &TOPO) {
+        Decision::Run { region, high_priority: true, borrowed: false, .. } => region,
+        d => panic!("{d:?}"),
+    };
+    let g = |first, count| Region::Groups(GroupRange { first, count });
+    // By default: the whole device beside anyone.
+    assert_eq!(region(&whole, 0b111), Region::Whole);
+    // Spilling: its window grown to its knee beside others; alone, the whole device.
+    assert_eq!(region(&knee, 0b111), g(0, 7));
+    assert_eq!(region(&knee, 0b011), g(0, 7));
+    assert_eq!(region(&knee, 0b001), Region::Whole);
+    // A window larger than its knee stays its window.
+    let small = KrispShare::new(shares.clone()).with_knees(vec![Some(2), None, None]).spilling_to_knees();
+    assert_eq!(region(&small, 0b111), g(0, 4));
+    // A knee of the whole device: the whole device.
+    let all = KrispShare::new(shares.clone()).with_knees(vec![Some(15), None, None]).spilling_to_knees();
+    assert_eq!(region(&all, 0b111), Region::Whole);
+    // Its plans: the windows it spills to (by default none).
+    assert!(whole.windows(0, 3, TOPO.groups).is_empty());
+    assert_eq!(knee.windows(0, 3, TOPO.groups), vec![GroupRange { first: 0, count: 7 }]);
+    // A bounded tenant keeps its window either way.
+    let bounded = vec![Share { bounded: true, ..shares[0] }, shares[1], shares[2]];
+    let b = KrispShare::new(bounded).with_knees(knees).spilling_to_knees();
+    assert_eq!(region(&b, 0b111), g(0, 4));
+}
+
+#[test]
+fn an_idle_latency_critical_tenants_groups_go_to_its_neighbour() {
+    // A latency-critical tenant (4 groups), then best-effort tenants of 5 and 6 groups: their
+    // homes tile the 15 groups.
+    let shares = vec![share(true, Some(4)), share(false, Some(5)), share(false, Some(6))];
+    let p = KrispShare::new(shares.clone());
+    let w = |first, count| Some(GroupRange { first, count });
+    assert_eq!(p.layout(0b111, 3, 15), vec![w(0, 4), w(4, 5), w(9, 6)]);
+    // The latency-critical tenant idle: its home goes to tenant 1, laid next to it; tenant 2
+    // keeps its window.
+    assert_eq!(p.layout(0b110, 3, 15), vec![None, w(0, 9), w(9, 6)]);
+    assert_eq!(p.layout(0b100, 3, 15), vec![None, None, w(0, 15)]);
+    // A best-effort tenant's idle home goes as before (here in equal parts: none has speeds).
+    assert_eq!(p.layout(0b101, 3, 15), vec![w(0, 4), None, w(4, 11)]);
+    assert_eq!(p.layout(0b001, 3, 15), vec![w(0, 15)]);
+    // Lent by speeds (as before), tenant 2's window moves with the latency-critical tenant.
+    let q = KrispShare::new(shares).lending_by_speeds(3, &TOPO);
+    assert_eq!(q.layout(0b110, 3, 15), vec![None, w(0, 7), w(7, 8)]);
+    // Every window of every set holds its tenant's home, and they tile the device.
+    for set in 1u64..8 {
+        let lay = p.layout(set, 3, 15);
+        assert_eq!(lay.iter().flatten().map(|g| g.count).sum::<u32>(), 15, "{set:03b}");
+        for t in ids(set) {
+            assert!(lay[t].unwrap().contains(&p.home(t as u32, 3, 15)), "{set:03b} {t}");
+        }
+    }
 }
