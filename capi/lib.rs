@@ -18,7 +18,7 @@ use std::thread::ThreadId;
 use parking_lot::Mutex;
 use rightsize::kernels::{Kernel, KernelId, Params, WithParams};
 use rightsize::profiler::Profile;
-use rightsize::runtime::policy::{Guard, Lending, PolicyKind, PolicySpec, PriorityClass, Spill, TenantSpec};
+use rightsize::runtime::policy::{PolicyKind, PolicySpec, PriorityClass, TenantSpec};
 use rightsize::runtime::work::Foreign;
 use rightsize::runtime::{
     Device, DeviceBuffer, Error, ForeignGrid, ForeignKernel, ForeignModule, MinSms, Runtime, Tenant,
@@ -340,17 +340,7 @@ fn policy_spec(name: &str, specs: &[RsTenantSpec], profiles: &[Profile]) -> Resu
             }
         })
         .collect();
-    Ok(PolicySpec {
-        kind,
-        tenants,
-        reserved_sms: 0,
-        claims: false,
-        guard: Guard::Knee,
-        hush: 0,
-        trial: true,
-        spill: Spill::Whole,
-        lending: Lending::Neighbour,
-    })
+    Ok(PolicySpec::new(kind, tenants))
 }
 
 /// The policies a runtime can have.

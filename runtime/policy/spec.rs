@@ -184,6 +184,23 @@ pub fn reserved_groups(groups: u32, granularity: u32, reserved_sms: u32) -> u32 
 }
 
 impl PolicySpec {
+    /// A policy of `kind` for `tenants` with every other setting at its default: nothing
+    /// reserved, no claims, the guard at the knee, no hush, the layout trial on, an unbounded
+    /// latency-critical tenant on the whole device and its idle groups lent to its neighbour.
+    pub fn new(kind: PolicyKind, tenants: Vec<TenantSpec>) -> PolicySpec {
+        PolicySpec {
+            kind,
+            tenants,
+            reserved_sms: 0,
+            claims: false,
+            guard: Guard::default(),
+            hush: 0,
+            trial: true,
+            spill: Spill::default(),
+            lending: Lending::default(),
+        }
+    }
+
     /// The policy on `topo`. Refused (why, in words) when the static windows do not fit.
     pub fn build(&self, topo: &Topology) -> Result<Box<dyn Policy>, String> {
         let any_lc = self.tenants.iter().any(|t| t.class == PriorityClass::LatencyCritical);
@@ -290,17 +307,7 @@ mod tests {
         assert!(meets_on(&[(24, 4000.0), (40, 1000.0)], 32, 10.0));
         assert!(!meets_on(&[(40, 1000.0)], 32, 10.0));
         // Only the krisp policies bound tenants.
-        let spec = |kind| PolicySpec {
-            kind,
-            tenants: vec![lc.clone(), TenantSpec::default()],
-            reserved_sms: 0,
-            claims: false,
-            guard: Guard::Knee,
-            hush: 0,
-            trial: true,
-            spill: Spill::Whole,
-            lending: Lending::Neighbour,
-        };
+        let spec = |kind| PolicySpec::new(kind, vec![lc.clone(), TenantSpec::default()]);
         assert_eq!(spec(PolicyKind::Krisp { curves: false }).bounded(&TOPO), vec![true, false]);
         assert_eq!(
             spec(PolicyKind::Krisp { curves: false }).krisp_shares(&TOPO).shares[0],
@@ -321,15 +328,8 @@ mod tests {
             ..TenantSpec::default()
         };
         let spec = |guard| PolicySpec {
-            kind: PolicyKind::Krisp { curves: false },
-            tenants: vec![lc.clone(), TenantSpec::default()],
-            reserved_sms: 0,
-            claims: false,
             guard,
-            hush: 0,
-            trial: true,
-            spill: Spill::Whole,
-            lending: Lending::Neighbour,
+            ..PolicySpec::new(PolicyKind::Krisp { curves: false }, vec![lc.clone(), TenantSpec::default()])
         };
         let be = Demand { active: 0b11, sustained: false, ..Demand::new(1, PriorityClass::BestEffort, None, 64) };
         let place = |guard| match spec(guard).build(&TOPO).unwrap().decide(&be, &GroupLoad::new(TOPO.groups, 2), &TOPO)
@@ -371,16 +371,11 @@ mod tests {
             request_knee_sms: Some(64),
             ..TenantSpec::default()
         };
+        let tenants = vec![lc.clone(), TenantSpec::default(), TenantSpec::default()];
         let spec = |spill, lending| PolicySpec {
-            kind: PolicyKind::Krisp { curves: false },
-            tenants: vec![lc.clone(), TenantSpec::default(), TenantSpec::default()],
-            reserved_sms: 0,
-            claims: false,
-            guard: Guard::Knee,
-            hush: 0,
-            trial: true,
             spill,
             lending,
+            ..PolicySpec::new(PolicyKind::Krisp { curves: false }, tenants.clone())
         };
         let g = |first, count| GroupRange { first, count };
         let shares = spec(Spill::Knee, Lending::Neighbour).krisp_shares(&TOPO);
@@ -412,17 +407,8 @@ mod tests {
         let decoder: Vec<(u32, f64)> = sms.iter().map(|&s| (s, 100.0 + 1_320.0 / f64::from(s))).collect();
         let tenant = |curve, solo_us| TenantSpec { request_us: Some(curve), solo_us, ..TenantSpec::default() };
         let verdict = |solo: [Option<f64>; 2]| {
-            let spec = PolicySpec {
-                kind: PolicyKind::Krisp { curves: true },
-                tenants: vec![tenant(prefill.clone(), solo[0]), tenant(decoder.clone(), solo[1])],
-                reserved_sms: 0,
-                claims: false,
-                guard: Guard::Knee,
-                hush: 0,
-                trial: true,
-                spill: Spill::Whole,
-                lending: Lending::Neighbour,
-            };
+            let tenants = vec![tenant(prefill.clone(), solo[0]), tenant(decoder.clone(), solo[1])];
+            let spec = PolicySpec::new(PolicyKind::Krisp { curves: true }, tenants);
             let p = spec.krisp_shares(&TOPO);
             let load = GroupLoad::new(TOPO.groups, 2);
             let mut at = monotonic_ns() + 1_000;
@@ -457,17 +443,7 @@ mod tests {
     fn each_kind_builds_its_policy() {
         let lc = TenantSpec { class: PriorityClass::LatencyCritical, ..TenantSpec::default() };
         let tenants = vec![lc, TenantSpec { window_sms: Some(40), ..TenantSpec::default() }];
-        let spec = |kind| PolicySpec {
-            kind,
-            tenants: tenants.clone(),
-            reserved_sms: 32,
-            claims: false,
-            guard: Guard::Knee,
-            hush: 0,
-            trial: true,
-            spill: Spill::Whole,
-            lending: Lending::Neighbour,
-        };
+        let spec = |kind| PolicySpec { reserved_sms: 32, ..PolicySpec::new(kind, tenants.clone()) };
         let names: Vec<&str> = [
             PolicyKind::Full,
             PolicyKind::Static,
