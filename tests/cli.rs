@@ -75,12 +75,13 @@ fn profile_stale_names_the_profiles_of_other_kernels() {
     let out = rightsize(&["profile", "--stale", dir.to_str().unwrap()]);
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).trim_end().ends_with("gpt2-b8-s128.json"));
-    // A reader that stopped reading (`| head`) ends it quietly: no panic, success.
-    let (reader, writer) = std::io::pipe().unwrap();
-    drop(reader);
+    // A reader that stopped reading (`| head`) ends it quietly: no panic, success. (Its
+    // standard output is a socket whose other end is closed: a write fails as on a pipe.)
+    let (gone, writer) = std::os::unix::net::UnixStream::pair().unwrap();
+    drop(gone);
     let out = Command::new(env!("CARGO_BIN_EXE_rightsize"))
         .args(["profile", "--stale", dir.to_str().unwrap()])
-        .stdout(writer)
+        .stdout(std::os::fd::OwnedFd::from(writer))
         .stderr(std::process::Stdio::piped())
         .output()
         .unwrap();

@@ -178,12 +178,18 @@ impl KrispShare {
     }
 
     /// The same policy with the home of an idle latency-critical tenant going to every active
-    /// best-effort tenant by speeds, as the homes of idle best-effort tenants do (as before
-    /// 2026-11-30, for comparisons: `RIGHTSIZE_LEND=speeds`), instead of to the first active
-    /// best-effort tenant, laid next to the latency-critical windows
-    /// ([`KrispShare::layout`]). The layouts of `tenants` tenants on `topo` are made again.
+    /// best-effort tenant by speeds, as the homes of idle best-effort tenants do
+    /// (`RIGHTSIZE_LEND=speeds`, for comparisons), instead of to the first active best-effort
+    /// tenant, laid next to the latency-critical windows ([`KrispShare::lent_homes`]). It makes
+    /// the layouts of `tenants` tenants on `topo` again, and with them the layout trial: call
+    /// it right after [`KrispShare::with_speeds`] (before [`KrispShare::untried`] and
+    /// [`KrispShare::with_solo_times`], whose settings the trial made again would not keep).
     pub fn lending_by_speeds(mut self, tenants: u32, topo: &Topology) -> KrispShare {
         self.lend_by_speeds = true;
+        if self.critical_set() == 0 {
+            // Nothing is lent to a neighbour without a latency-critical tenant.
+            return self;
+        }
         self.tabled(tenants, topo)
     }
 
@@ -204,7 +210,7 @@ impl KrispShare {
             (0..1u64 << n)
                 .map(|set| {
                     let mut out = [None; 64];
-                    p.arrange(set, n, &home, topo.groups, &mut out, by_speed);
+                    p.arrange(set, &home, topo.groups, &mut out, by_speed);
                     out[..n as usize].to_vec()
                 })
                 .collect()
@@ -247,8 +253,11 @@ impl KrispShare {
     /// The windows of the tenants in `active` (a bit per tenant id) out of `tenants` tenants,
     /// side by side from group 0, latency-critical tenants first, each in id order; `None` for
     /// the others. Each active tenant gets its home's groups ([`KrispShare::home`]); the homes
-    /// of idle tenants go to the active best-effort tenants (to the latency-critical ones if
-    /// none is active), by their speeds where every one has them, else in equal parts.
+    /// of idle best-effort tenants go to the active best-effort tenants (to the
+    /// latency-critical ones if none is active), by their speeds where every one has them, else
+    /// in equal parts; those of idle latency-critical tenants to the first active best-effort
+    /// tenant, next to them ([`KrispShare::lent_homes`]; by speeds too with
+    /// [`KrispShare::lending_by_speeds`]).
     pub fn layout(&self, active: u64, tenants: u32, groups: u32) -> Vec<Option<GroupRange>> {
         let mut out = [None; 64];
         self.lay(active, tenants, groups, &mut out);
@@ -316,16 +325,10 @@ impl KrispShare {
     /// each active tenant gets its home's size, the idle tenants' groups go to the active
     /// best-effort tenants (to every active one if none is best-effort) as
     /// [`KrispShare::hand_out`] hands them out, laid side by side from group 0,
-    /// latency-critical tenants first.
-    fn arrange(
-        &self,
-        active: u64,
-        n: u32,
-        home: &[u32; 64],
-        groups: u32,
-        out: &mut [Option<GroupRange>; 64],
-        by_speed: bool,
-    ) {
+    /// latency-critical tenants first. An idle latency-critical tenant's groups go instead to
+    /// the first active best-effort tenant, laid next to the latency-critical windows
+    /// ([`KrispShare::lent_homes`]).
+    fn arrange(&self, active: u64, home: &[u32; 64], groups: u32, out: &mut [Option<GroupRange>; 64], by_speed: bool) {
         let critical = self.critical_set() & active;
         let order = || ids(critical).chain(ids(active & !critical));
         let k = active.count_ones();
@@ -339,16 +342,24 @@ impl KrispShare {
             }
             return;
         }
+        // Sized as if the latency-critical tenants whose homes are lent were active too.
+        let lent = self.lent_homes(active, groups);
+        let sized = active | lent;
         let mut size = [0u32; 64];
-        for t in ids(active) {
+        for t in ids(sized) {
             size[t] = home[t].clamp(1, groups);
         }
-        self.lend_critical_homes(active, n, home, &mut size);
         // Homes of more tenants than groups can add up to more than the device.
-        cut_to_fit(active, &mut size, groups);
-        let spare = groups.saturating_sub(ids(active).map(|t| size[t]).sum());
-        let takers = if critical != active { active & !critical } else { active };
-        self.hand_out(active, takers, &mut size, spare, by_speed);
+        cut_to_fit(sized, &mut size, groups);
+        let spare = groups.saturating_sub(ids(sized).map(|t| size[t]).sum());
+        let sized_critical = self.critical_set() & sized;
+        let takers = if sized_critical != sized { sized & !sized_critical } else { sized };
+        self.hand_out(sized, takers, &mut size, spare, by_speed);
+        if let Some(taker) = ids(active & !critical).next().filter(|_| lent != 0) {
+            for u in ids(lent) {
+                size[taker] += std::mem::take(&mut size[u]);
+            }
+        }
         // The sizes now add up to the groups exactly.
         let mut first = 0;
         for t in order() {
@@ -357,19 +368,18 @@ impl KrispShare {
         }
     }
 
-    /// Adds the home of each idle latency-critical tenant of the `n` to the size (`size`, by
-    /// id) of the first active best-effort tenant, laid right after the latency-critical
-    /// windows: a latency-critical tenant comes and goes with each request, and so only that
-    /// tenant's window moves as it does; the others keep theirs. Not with
-    /// [`KrispShare::lending_by_speeds`], nor where no best-effort tenant is active.
-    fn lend_critical_homes(&self, active: u64, n: u32, home: &[u32; 64], size: &mut [u32; 64]) {
-        let critical = self.critical_set() & self.everyone(n);
-        let Some(taker) = ids(active & !critical).next().filter(|_| !self.lend_by_speeds) else {
-            return;
-        };
-        for u in ids(critical & !active) {
-            size[taker] += home[u];
+    /// The idle latency-critical tenants whose homes go to the first active best-effort tenant
+    /// (a bit per id): every idle one, so that as a latency-critical tenant comes and goes
+    /// with each request only that neighbour's window moves and the others keep theirs. None
+    /// with [`KrispShare::lending_by_speeds`], where no best-effort tenant of `active` is
+    /// active, or where the set sized with them would have more tenants than `groups`.
+    fn lent_homes(&self, active: u64, groups: u32) -> u64 {
+        let critical = self.critical_set();
+        let idle = critical & !active;
+        if self.lend_by_speeds || active & !critical == 0 || (active | idle).count_ones() > groups {
+            return 0;
         }
+        idle
     }
 
     /// [`KrispShare::layout`] into `out`, without allocating (it runs on the launch path):
@@ -386,7 +396,7 @@ impl KrispShare {
         }
         let mut home = [0u32; 64];
         self.homes(n, groups, &mut home, false);
-        self.arrange(active, n, &home, groups, out, false);
+        self.arrange(active, &home, groups, out, false);
     }
 
     /// The windows of equal parts of `active` (out of `n` tenants, on `groups` groups) where
@@ -399,9 +409,11 @@ impl KrispShare {
     /// Every window tenant `t` can get beside others (out of `tenants` tenants, any of the
     /// others contending), smaller than the device, without repeats: what a plan set of `t`
     /// needs besides the whole device, guarded windows included ([`KrispShare::guarded`]). A
-    /// latency-critical tenant that is not bounded needs none (it always runs on the whole
-    /// device); beyond [`TABLE_TENANTS`] tenants, only its home (so there a replay beside an
-    /// active latency-critical tenant is not guarded).
+    /// latency-critical tenant that is not bounded needs none (it runs on the whole device), or
+    /// where it spills to its knee ([`KrispShare::spilling_to_knees`]) those it spills to;
+    /// beyond [`TABLE_TENANTS`] tenants, only its home, or where it spills, where it spills
+    /// beside everyone (so there a replay beside an active latency-critical tenant is not
+    /// guarded).
     pub fn windows(&self, t: TenantId, tenants: u32, groups: u32) -> Vec<GroupRange> {
         let t = t.min(63);
         if self.on_whole_device(t as usize) && !self.spill_to_knee {
@@ -409,6 +421,9 @@ impl KrispShare {
         }
         let n = (self.shares.len() as u32).max(tenants).max(t + 1).min(64);
         if n > TABLE_TENANTS {
+            if self.on_whole_device(t as usize) {
+                return self.spill_window(t, self.everyone(n), n, groups).into_iter().collect();
+            }
             return vec![self.home(t, n, groups)];
         }
         let others: Vec<u32> = (0..n).filter(|&o| o != t).collect();
@@ -456,27 +471,34 @@ impl KrispShare {
         self.share(t).class == PriorityClass::LatencyCritical
     }
 
-    /// Whether tenant `t`'s kernels always run on the whole device: latency-critical and not
-    /// bounded.
+    /// Whether tenant `t`'s kernels run on the whole device beside others: latency-critical
+    /// and not bounded (but see [`KrispShare::spilling_to_knees`]).
     fn on_whole_device(&self, t: usize) -> bool {
         self.critical(t) && !self.share(t).bounded
     }
 
     /// Where latency-critical tenant `t`, not bounded, runs beside the others of `active` (of
     /// at least `n` tenants) when it spills to its knee ([`KrispShare::spilling_to_knees`]):
-    /// its window of `active`'s layout grown to its knee, short of the device's end; `None`
-    /// (the whole device) where it does not spill so, where it is alone or bounded, or where
-    /// that window reaches the whole device.
+    /// its window of `active`'s layout grown to its knee, short of the device's end and of the
+    /// next active latency-critical tenant's window; `None` (the whole device) where it does
+    /// not spill so, where it is alone, bounded or its knee is not known, or where that window
+    /// reaches the whole device.
     fn spill_window(&self, t: TenantId, active: u64, n: u32, groups: u32) -> Option<GroupRange> {
         let t = t.min(63);
         if !self.spill_to_knee || !self.on_whole_device(t as usize) || active & !(1 << t) == 0 {
             return None;
         }
+        let knee = self.knees.get(t as usize).copied().flatten()?;
+        let active = active | 1 << t;
         let mut now = [None; 64];
-        self.lay(active | 1 << t, n.max(64 - active.leading_zeros()).max(t + 1).min(64), groups, &mut now);
+        self.lay(active, n.max(64 - active.leading_zeros()).min(64), groups, &mut now);
         let w = now[t as usize]?;
-        let knee = self.knees.get(t as usize).copied().flatten().unwrap_or(0);
-        let count = w.count.max(knee).min(groups - w.first);
+        let end = ids(self.critical_set() & active & !(1 << t))
+            .filter_map(|o| now[o])
+            .map(|o| o.first)
+            .filter(|&first| first >= w.end())
+            .fold(groups, u32::min);
+        let count = w.count.max(knee).min(end - w.first);
         (count < groups).then_some(GroupRange { first: w.first, count })
     }
 

@@ -419,13 +419,18 @@ fn check_layouts(p: &KrispShare, shares: &[Share], bits: u64, groups: u32) -> Re
         for t in 0..n {
             let home = p.home(t, n, groups);
             prop_assert!(home.count >= 1 && home.end() <= groups);
-            if !p.on_whole_device(t as usize) {
-                let ws = p.windows(t, n, groups);
-                for o in 1u64..(1 << n) {
-                    let set = o | 1 << t;
-                    if let Some(w) = p.layout(set, n, groups)[t as usize] {
-                        prop_assert!(w.count >= groups || ws.contains(&w), "{w:?} not among {ws:?}");
-                    }
+            let ws = p.windows(t, n, groups);
+            for o in 1u64..(1 << n) {
+                let set = o | 1 << t;
+                // Where it runs beside `set`: its window, or where it spills.
+                let w = if p.on_whole_device(t as usize) {
+                    p.spill_window(t, set, n, groups)
+                } else {
+                    p.layout(set, n, groups)[t as usize]
+                };
+                if let Some(w) = w {
+                    prop_assert!(w.count >= groups || ws.contains(&w), "{w:?} not among {ws:?}");
+                    prop_assert!(w.count >= 1 && w.end() <= groups, "{w:?}");
                 }
             }
         }
@@ -437,7 +442,8 @@ proptest! {
     /// Any shares and any active set: the windows of the active tenants are disjoint, lie
     /// within the groups, give each one at least a group, cover every group, and put the
     /// latency-critical tenants first; each tenant's window holds its home when it is
-    /// alone among those that own more, and a plan set holds every window it can get.
+    /// alone among those that own more, and a plan set holds every window it can get (where it
+    /// spills to its knee too); with either lending, and spilling or not.
     #[test]
     fn krisp_layouts_partition_the_groups(
         (shares, bits) in shares_strategy(),
@@ -454,7 +460,14 @@ proptest! {
                 times.and_then(|t| Speeds::from_times(&t, &topo))
             })
             .collect();
-        for p in [KrispShare::new(shares.clone()), KrispShare::with_speeds(shares.clone(), speeds, n, &topo)] {
+        // And lent by speeds, and spilling to random knees.
+        let knees = curves[..n as usize].iter().map(|c| c.as_ref().map(|c| c[0] as u32 % (groups + 2))).collect();
+        for p in [
+            KrispShare::new(shares.clone()),
+            KrispShare::with_speeds(shares.clone(), speeds, n, &topo),
+            KrispShare::new(shares.clone()).lending_by_speeds(n, &topo),
+            KrispShare::new(shares.clone()).with_knees(knees).spilling_to_knees(),
+        ] {
             check_layouts(&p, &shares, bits, groups)?;
         }
     }
@@ -789,6 +802,66 @@ fn an_idle_latency_critical_tenants_groups_go_to_its_neighbour() {
         assert_eq!(lay.iter().flatten().map(|g| g.count).sum::<u32>(), 15, "{set:03b}");
         for t in ids(set) {
             assert!(lay[t].unwrap().contains(&p.home(t as u32, 3, 15)), "{set:03b} {t}");
+        }
+    }
+}
+
+#[test]
+fn lent_homes_leave_the_other_windows_as_with_the_latency_critical_tenant_active() {
+    // Two best-effort tenants without quotas beside a latency-critical one (4 groups) and a
+    // third best-effort one (3 groups) that goes idle too.
+    let p = KrispShare::new(vec![share(true, Some(4)), share(false, None), share(false, None), share(false, Some(3))]);
+    let w = |first, count| Some(GroupRange { first, count });
+    let with_lc = p.layout(0b0111, 4, 15);
+    let without = p.layout(0b0110, 4, 15);
+    // Tenant 2 keeps the window it has beside the active latency-critical tenant; tenant 1,
+    // next to it, takes its 4 groups.
+    assert_eq!(without[2], with_lc[2]);
+    assert_eq!(without[1], w(0, with_lc[1].unwrap().count + 4));
+    // Two latency-critical tenants and more tenants than groups: the active latency-critical
+    // tenant keeps the size it has when the idle one is active too (the lending cuts no one),
+    // and the windows still fill the device.
+    let q = KrispShare::new(vec![
+        share(true, Some(3)),
+        share(true, Some(3)),
+        share(false, None),
+        share(false, None),
+        share(false, None),
+        share(false, None),
+    ]);
+    let lay = q.layout(0b000110, 6, 4);
+    let all = q.layout(0b000111, 6, 4);
+    assert_eq!(lay[1].unwrap().count, all[1].unwrap().count, "{lay:?} {all:?}");
+    assert_eq!(lay.iter().flatten().map(|g| g.count).sum::<u32>(), 4);
+}
+
+#[test]
+fn a_spill_stops_short_of_the_next_latency_critical_window_and_needs_a_knee() {
+    // Two latency-critical tenants, neither bounded (3 and 2 groups), the first with a knee of
+    // 9 groups, the second of 4, beside a best-effort tenant.
+    let shares = vec![share(true, Some(3)), share(true, Some(2)), share(false, None)];
+    let p = KrispShare::new(shares.clone()).with_knees(vec![Some(9), Some(4), None]).spilling_to_knees();
+    let lc =
+        |t, active| Demand { active, sustained: true, ..Demand::new(t, PriorityClass::LatencyCritical, None, 1024) };
+    let load = GroupLoad::new(TOPO.groups, 3);
+    let region = |p: &KrispShare, t, active| match p.decide(&lc(t, active), &load, &TOPO) {
+        Decision::Run { region, .. } => region,
+        d => panic!("{d:?}"),
+    };
+    let g = |first, count| Region::Groups(GroupRange { first, count });
+    // The first stops where the second's window begins; the second, from group 3, grows to
+    // its knee.
+    assert_eq!(region(&p, 0, 0b111), g(0, 3));
+    assert_eq!(region(&p, 1, 0b111), g(3, 4));
+    // The second idle: the first grows to its knee.
+    assert_eq!(region(&p, 0, 0b101), g(0, 9));
+    // Without a known knee: the whole device.
+    let unknown = KrispShare::new(shares).spilling_to_knees();
+    assert_eq!(region(&unknown, 0, 0b101), Region::Whole);
+    // Every region it takes is among its plans' windows.
+    for active in [0b111, 0b101, 0b011] {
+        if let Region::Groups(w) = region(&p, 0, active) {
+            assert!(p.plan_windows(0, 3, TOPO.groups).contains(&w), "{active:03b} {w:?}");
         }
     }
 }
