@@ -73,7 +73,7 @@ impl Speeds {
     }
 }
 
-/// Cuts the largest of the sizes of `set` (by id, the highest id first on ties) by a group
+/// Cuts the largest of the sizes of `set` (by id, the lowest id first on ties) by a group
 /// at a time until they add up to at most `budget`; a size of one group is cut only when all
 /// are (so with no fewer groups than members, none goes below one).
 pub(super) fn cut_to_fit(set: u64, size: &mut [u32; 64], budget: u32) {
