@@ -352,8 +352,9 @@ impl KrispShare {
         // Homes of more tenants than groups can add up to more than the device.
         cut_to_fit(sized, &mut size, groups);
         let spare = groups.saturating_sub(ids(sized).map(|t| size[t]).sum());
-        let sized_critical = self.critical_set() & sized;
-        let takers = if sized_critical != sized { sized & !sized_critical } else { sized };
+        // The lent homes are latency-critical, and lent only where a best-effort tenant is
+        // active: the takers are the active ones.
+        let takers = if critical != active { active & !critical } else { active };
         self.hand_out(sized, takers, &mut size, spare, by_speed);
         if let Some(taker) = ids(active & !critical).next().filter(|_| lent != 0) {
             for u in ids(lent) {
@@ -493,13 +494,21 @@ impl KrispShare {
         let mut now = [None; 64];
         self.lay(active, n.max(64 - active.leading_zeros()).min(64), groups, &mut now);
         let w = now[t as usize]?;
-        let end = ids(self.critical_set() & active & !(1 << t))
+        let end = self.next_critical_first(t, active, &now, w).min(groups);
+        let count = w.count.max(knee).min(end - w.first);
+        (count < groups).then_some(GroupRange { first: w.first, count })
+    }
+
+    /// Where the first window after `w` of another latency-critical tenant of `active` than
+    /// `t` begins, in the layout `now`; `u32::MAX` where none follows: how far a
+    /// latency-critical tenant's window may grow ([`KrispShare::spill_window`],
+    /// [`KrispShare::claimed_window`]).
+    fn next_critical_first(&self, t: TenantId, active: u64, now: &[Option<GroupRange>; 64], w: GroupRange) -> u32 {
+        ids(self.critical_set() & active & !(1 << t.min(63)))
             .filter_map(|o| now[o])
             .map(|o| o.first)
             .filter(|&first| first >= w.end())
-            .fold(groups, u32::min);
-        let count = w.count.max(knee).min(end - w.first);
-        (count < groups).then_some(GroupRange { first: w.first, count })
+            .fold(u32::MAX, u32::min)
     }
 
     /// The window tenant `t` owns: its window when every one of `tenants` tenants contends.
@@ -551,11 +560,7 @@ impl KrispShare {
         let w = now[tenant as usize]?;
         // Short of the last group, and of the next latency-critical tenant's window: claims
         // are per group, so one tenant's release there would undo the other's claim.
-        let end = ids(self.critical_set() & active & !(1 << tenant))
-            .filter_map(|t| now[t])
-            .map(|o| o.first)
-            .filter(|&first| first >= w.end())
-            .fold(topo.groups.saturating_sub(1), u32::min);
+        let end = self.next_critical_first(tenant, active, &now, w).min(topo.groups.saturating_sub(1));
         let count = want.min(end.saturating_sub(w.first)).max(w.count);
         (count < topo.groups).then_some(GroupRange { first: w.first, count })
     }
