@@ -189,6 +189,11 @@ typedef struct CopyU32Params {
 #define RS_GEMM_P_KC 1024
 #define RS_GEMM_P_SHORT_K 768
 #define RS_GEMM_P_MAX_K 4096
+/** With K of one chunk, where a launch gives each block this many units or more, the runtime runs
+ *  gemm_f16_packed_short_m8_warps, whose consumer warps each take whole units (the same bits):
+ *  on partitions, and for the LM heads. From 2 units it made GPT-2's decode steps 6–23% slower
+ *  on the whole device (docs/kernels-h200.md). */
+#define RS_GEMM_P_WARP_UNITS 4
 /** Small tile: 64x64, 4 warps (decode-sized M). */
 #define RS_GEMM_S_BM 64
 #define RS_GEMM_S_BN 64

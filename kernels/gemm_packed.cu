@@ -10,7 +10,11 @@
 //             chunk of RS_GEMM_P_KC columns (or all of a shorter K), each chunk consecutive bytes.
 // Work unit:  a tile of 16 output columns (8 with RS_ACT_SWIGLU), all M rows (⌈N/16⌉ units, the
 //             skinny kernel's); each block loops over units u = blockIdx.x, + gridDim.x, …, so
-//             any grid is correct.
+//             any grid is correct. With K of one chunk and RS_GEMM_P_WARP_UNITS units or more a
+//             block, the runtime runs gemm_f16_packed_short_m8_warps, whose consumer warps each
+//             take whole units (packed_gemm_by_warps): a block on few SMs (an LM head on a
+//             partition: dozens of units a block) keeps 6–8 units in hand instead of one, each
+//             without the 8 warps' barriers and sums between them.
 // Claims:     not read, as the streamed kernel (the producer runs a ring ahead across units).
 // Why:        at decode sizes reading B is the whole cost, and ~48 SMs can read HBM at the
 //             copy's rate only if each takes ~85 GB/s. Here a stage is one 1-D bulk copy of a
@@ -243,6 +247,151 @@ __device__ __forceinline__ void packed_gemm(const GemmParams& p, unsigned char* 
     }
 }
 
+// K of one chunk (CS slices, S = CS / WARPS a warp), where a block has many units: each consumer
+// warp takes whole units in turn (warp w the block's units w, w + TAKERS, …: 8 at K = 768, 6 at
+// K = 1,024, whose ring has 6 stages), so that many units are in hand at once and no unit waits
+// for the others' sums, barriers and stores. The
+// bits are packed_gemm's: A is loaded, normalised and its statistics taken as there, then kept
+// in shared memory a slice at a time (a_s: slice s's 16 bytes of lane (g, q) at s·32 + lane);
+// the warp adds slice s into the sums of the consumer warp that takes it in packed_gemm
+// (acc[s % WARPS], slices in order), then adds those WARPS sums in warp order, as skinny_sum
+// does, and stores them with the same epilogue. Each stage is one unit, freed by its warp
+// alone (its empty barrier counts one arrival).
+template <unsigned S, unsigned CS>
+__device__ __forceinline__ void packed_gemm_by_warps(const GemmParams& p, unsigned char* smem, float* red, float2* stats,
+                                                     uint4* a_s) {
+    constexpr unsigned STAGE = CS * SLICE * BN * 2;
+    constexpr unsigned STAGES = RS_GEMM_D_RING_BYTES / STAGE;
+    constexpr unsigned HALF = CS * ATOM;
+    static_assert(CS == S * WARPS, "all of K in one chunk, held by the warps");
+    static_assert(STAGES >= 2 && STAGES <= RS_GEMM_D_MAX_STAGES, "the ring and its barriers");
+    // The warps that take units: as many as the ring has stages, at most all of them.
+    constexpr unsigned TAKERS = STAGES < WARPS ? STAGES : WARPS;
+    static_assert(STAGES % TAKERS == 0, "each slot of the ring taken by one warp");
+    const unsigned base = rs::smem_addr(smem), full = base + RS_GEMM_D_RING_BYTES, empty = full + 8 * RS_GEMM_D_MAX_STAGES;
+    const unsigned tiles = (p.n + BN - 1) / BN;
+    if (threadIdx.x == 0) {
+        for (unsigned s = 0; s < STAGES; ++s) {
+            rs::mbar_init(full + 8 * s, 1);
+            rs::mbar_init(empty + 8 * s, 1);
+        }
+        rs::mbar_init_fence();
+    }
+    __syncthreads();
+    const unsigned total = blockIdx.x < tiles ? (tiles - 1 - blockIdx.x) / gridDim.x + 1 : 0;
+    const bool producer = threadIdx.x == WARPS * 32;
+    const char* B = rs::ptr<const char>(p.b);
+    // Stage t: unit blockIdx.x + t·gridDim.x.
+    auto fill = [&](unsigned t) {
+        const unsigned slot = t % STAGES, u = blockIdx.x + t * gridDim.x;
+        if (t >= STAGES) rs::mbar_wait(empty + 8 * slot, (t / STAGES - 1) & 1);
+        rs::mbar_expect_tx(full + 8 * slot, STAGE);
+        rs::bulk_load(base + slot * STAGE, B + (u64)u * STAGE, STAGE, full + 8 * slot);
+    };
+    const unsigned early = p.b_stable ? min(total, STAGES) : 0;
+    if (producer)
+        for (unsigned t = 0; t < early; ++t) fill(t);
+    rs::pdl_sync();
+    if (threadIdx.x >= WARPS * 32) {
+        if (producer)
+            for (unsigned t = early; t < total; ++t) fill(t);
+        return;
+    }
+    if (total == 0) return;
+
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, q = lane & 3;
+    // A as packed_gemm holds it (the same loads, statistics and normalisation), then shared.
+    {
+        uint4 av[S];
+        const __half* A = rs::ptr<const __half>(p.a) + (u64)min(g, (int)p.m - 1) * p.lda;
+#pragma unroll
+        for (unsigned i = 0; i < S; ++i)
+            av[i] = g < (int)p.m ? *reinterpret_cast<const uint4*>(A + (warp + i * WARPS) * SLICE + q * 8)
+                                 : make_uint4(0, 0, 0, 0);
+        if (p.norm != RS_NORM_NONE) {
+            held_slices_stats<S>(p, av, red, stats);
+            rs::named_barrier(1, WARPS * 32);
+            if (g < (int)p.m) {
+                const __half* gamma = rs::ptr<const __half>(p.norm_gamma);
+                const __half* beta = p.norm_beta ? rs::ptr<const __half>(p.norm_beta) : nullptr;
+#pragma unroll
+                for (unsigned i = 0; i < S; ++i)
+                    av[i] = rs::normalize8(av[i], stats[g], gamma, beta, p.norm, (warp + i * WARPS) * SLICE + q * 8);
+            }
+        }
+#pragma unroll
+        for (unsigned i = 0; i < S; ++i) a_s[(warp + i * WARPS) * 32 + lane] = av[i];
+        rs::named_barrier(1, WARPS * 32);
+    }
+    const unsigned lo = g * ROW_BYTES + ((q ^ (g / 2 % 4)) * 16), hi = lo + HALF;
+    __half* C = rs::ptr<__half>(p.c);
+    const __half* R = p.residual ? rs::ptr<const __half>(p.residual) : nullptr;
+    const __half* bias = p.bias ? rs::ptr<const __half>(p.bias) : nullptr;
+    const bool swiglu = p.act == RS_ACT_SWIGLU;
+    // Warp w takes stages w, w + TAKERS, …: each slot of the ring has one warp taking its
+    // stages, in order (a parity wait cannot tell a phase from the one two ahead of it).
+    if (warp >= (int)TAKERS) return;
+    for (unsigned t = warp; t < total; t += TAKERS) {
+        const unsigned u = blockIdx.x + t * gridDim.x, slot = t % STAGES;
+        // This lane's outputs: columns c0 = 16u + g and c0 + 8 of rows 2q and 2q + 1 (with
+        // SwiGLU, gate and up of output column 8u + g); their bias and residual loaded first.
+        const unsigned c0 = u * BN + g, r0 = 2 * q;
+        float eb[2] = {}, er[2][2] = {};
+#pragma unroll
+        for (int j = 0; j < 2; ++j) {
+            const unsigned col = c0 + 8 * j;
+            if (swiglu || col >= p.n) continue;
+            if (bias) eb[j] = __half2float(bias[col]);
+#pragma unroll
+            for (int i = 0; i < 2; ++i)
+                if (R && r0 + i < p.m) er[j][i] = __half2float(R[(u64)(r0 + i) * p.ldr + col]);
+        }
+        rs::mbar_wait(full + 8 * slot, (t / STAGES) & 1);
+        const unsigned char* stage = smem + slot * STAGE;
+        float acc[WARPS][4] = {};
+        // Slice s0 + w into warp w's sums, a round of WARPS slices at a time.
+#pragma unroll 1
+        for (unsigned s0 = 0; s0 < CS; s0 += WARPS) {
+#pragma unroll
+            for (unsigned w = 0; w < WARPS; ++w) {
+                const unsigned char* bs = stage + (s0 + w) * ATOM;
+                rs::skinny_slice(acc[w], *reinterpret_cast<const uint4*>(bs + lo), *reinterpret_cast<const uint4*>(bs + hi),
+                                 a_s[(s0 + w) * 32 + lane]);
+            }
+        }
+        __syncwarp();
+        if (lane == 0) rs::mbar_arrive(empty + 8 * slot);
+        // acc[w][2j + i]: column c0 + 8j, row r0 + i (skinny_partial's layout).
+        float v[2][2];
+#pragma unroll
+        for (int j = 0; j < 2; ++j)
+#pragma unroll
+            for (int i = 0; i < 2; ++i) {
+                float sum = 0.0f;
+#pragma unroll
+                for (unsigned w = 0; w < WARPS; ++w) sum += acc[w][2 * j + i];
+                v[j][i] = sum;
+            }
+#pragma unroll
+        for (int i = 0; i < 2; ++i) {
+            const unsigned row = r0 + i;
+            if (row >= p.m) continue;
+            if (swiglu) {
+                // skinny_store_swiglu's arithmetic: gate and up rounded as stored, then swiglu.
+                const float gv = rs::round_half(v[0][i]), uv = rs::round_half(v[1][i]);
+                C[(u64)row * p.ldc + u * (BN / 2) + g] = __float2half_rn(rs::swiglu(gv, uv));
+                continue;
+            }
+#pragma unroll
+            for (int j = 0; j < 2; ++j) {
+                const unsigned col = c0 + 8 * j;
+                if (col < p.n)
+                    C[(u64)row * p.ldc + col] = __float2half_rn(rs::gemm_value(v[j][i], p.act, bias, eb[j], R, er[j][i]));
+            }
+        }
+    }
+}
+
 #endif
 
 }  // namespace
@@ -313,6 +462,29 @@ RS_KERNEL void __launch_bounds__(RS_GEMM_D_THREADS, 1)
     switch (p.k) {
         case RS_GEMM_P_SHORT_K: packed_gemm<3, 24>(p, rs_gemm_p_smem, red, stats); break;
         case RS_GEMM_P_KC: packed_gemm<4>(p, rs_gemm_p_smem, red, stats); break;
+        default: __trap();  // the params' check refuses other K
+    }
+#else
+    rs::pdl_sync();
+    __trap();
+#endif
+}
+
+// The build of gemm_f16_packed_short_m8 whose warps take whole units (packed_gemm_by_warps),
+// the same bits: the runtime launches it where a block gets RS_GEMM_P_WARP_UNITS units or more
+// (runtime/rt.rs, Runtime::issue). An entry of its own, so the plain build's machine code is
+// what it was (one entry holding both paths made every GPT-2 decode step 3–7% slower on the
+// whole device, docs/kernels-h200.md). A in 16 KiB of static shared memory beside the whole
+// ring (A inside the ring, one stage fewer, made gpt2-medium's steps 6–8% slower on 32 and 48
+// SMs); at most 128 registers a thread (uncapped, 136; the plain build takes 127).
+RS_KERNEL void __maxnreg__(128) gemm_f16_packed_short_m8_warps(const __grid_constant__ GemmParams p, RS_TICKET t) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    __shared__ float red[WARPS * BN * 8];
+    __shared__ float2 stats[8];
+    __shared__ uint4 a_s[CHUNK_SLICES * 32];
+    switch (p.k) {
+        case RS_GEMM_P_SHORT_K: packed_gemm_by_warps<3, 24>(p, rs_gemm_p_smem, red, stats, a_s); break;
+        case RS_GEMM_P_KC: packed_gemm_by_warps<4, CHUNK_SLICES>(p, rs_gemm_p_smem, red, stats, a_s); break;
         default: __trap();  // the params' check refuses other K
     }
 #else

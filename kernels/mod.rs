@@ -43,13 +43,27 @@ mod images {
 
 pub use images::IMAGE_HASH;
 
+/// The suffixes of a kernel's other builds of the plain unit order, which the runtime launches
+/// in its place where they fit a launch better (runtime/launch.rs, `KernelTable`): the dense
+/// build and the build whose warps take whole units.
+const PLAIN_VARIANTS: [&str; 2] = ["_dense", "_warps"];
+
 impl KernelId {
-    /// The hash of its plain build's code: its PTX on each architecture with the functions and
-    /// variables it uses, nvcc's version and flags (build.rs `kernel_hash`,
-    /// kernels/image_hash.rs). Comments and code only its counted build reaches do not change it.
+    /// The hash of its plain build's code, with that of its other plain-order builds
+    /// ([`PLAIN_VARIANTS`]): its PTX on each architecture with the functions and variables it
+    /// uses, nvcc's version and flags (build.rs `kernel_hash`, kernels/image_hash.rs). Comments
+    /// and code only its counted build reaches do not change it.
     pub fn code_hash(self) -> u64 {
         let name = self.symbol().to_str().unwrap_or_default();
-        images::KERNEL_HASHES.binary_search_by(|(n, _)| (*n).cmp(name)).map_or(0, |i| images::KERNEL_HASHES[i].1)
+        let of = |n: &str| {
+            images::KERNEL_HASHES.binary_search_by(|(e, _)| (*e).cmp(n)).ok().map(|i| images::KERNEL_HASHES[i].1)
+        };
+        // The plain build, and each build of the plain unit order the runtime may launch in its
+        // stead (profiles time them too, on the partitions where it does).
+        PLAIN_VARIANTS.iter().fold(of(name).unwrap_or(0), |hash, v| match of(&format!("{name}{v}")) {
+            Some(h) => image_hash::fnv(image_hash::fnv(hash, v.as_bytes()), &h.to_le_bytes()),
+            None => hash,
+        })
     }
 }
 
@@ -514,11 +528,12 @@ mod tests {
                     None => head.rsplit('(').nth(1).unwrap().split_whitespace().last().unwrap(),
                 };
                 assert!(src[open..end].contains("rs::pdl_sync();"), "{name} in {path} does not call rs::pdl_sync()");
-                // A dense build (`<name>_dense`) is a variant of a registered kernel, not one more.
-                match name.strip_suffix("_dense") {
+                // A dense build (`<name>_dense`) or one by warps (`<name>_warps`) is a variant of a
+                // registered kernel, not one more.
+                match PLAIN_VARIANTS.iter().find_map(|v| name.strip_suffix(v)) {
                     Some(plain) => assert!(
                         KernelId::ALL.iter().any(|k| k.name() == plain),
-                        "{name} in {path} is the dense build of no registered kernel"
+                        "{name} in {path} is a build of no registered kernel"
                     ),
                     None => kernels += 1,
                 }

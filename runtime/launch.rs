@@ -100,12 +100,15 @@ fn pdl_enabled(device: &Device) -> bool {
 /// work-unit loop also counted (`<symbol>_counted`, kernels/common.cuh's RS_KERNEL_PAIR); a
 /// kernel whose plain build leaves registers for fewer blocks an SM than it could hold also
 /// dense (`<symbol>_dense`: the plain build's code and bits with its registers capped); the
-/// Hopper GEMM also counted with tiles that pause (`<symbol>_paused`, kernels/gemm_sm90.cu).
+/// Hopper GEMM also counted with tiles that pause (`<symbol>_paused`, kernels/gemm_sm90.cu);
+/// the short-K packed decode GEMM also with warps that take whole units (`<symbol>_warps`,
+/// kernels/gemm_packed.cu: the same bits).
 pub struct KernelTable {
     kernels: Vec<LoadedKernel>,
     counted: Vec<Option<LoadedKernel>>,
     dense: Vec<Option<LoadedKernel>>,
     paused: Vec<Option<LoadedKernel>>,
+    warps: Vec<Option<LoadedKernel>>,
     // After `kernels`: functions must not outlive their modules.
     _modules: Vec<super::handles::Module>,
 }
@@ -135,6 +138,7 @@ impl KernelTable {
         let mut counted = Vec::with_capacity(KernelId::ALL.len());
         let mut dense = Vec::with_capacity(KernelId::ALL.len());
         let mut paused = Vec::with_capacity(KernelId::ALL.len());
+        let mut warps = Vec::with_capacity(KernelId::ALL.len());
         for &k in KernelId::ALL {
             let module =
                 modules.iter().find(|(m, _)| *m == k.module()).map(|(_, h)| h.raw()).unwrap_or(std::ptr::null_mut());
@@ -160,8 +164,16 @@ impl KernelTable {
             counted.push(load(&variant("counted")?)?);
             dense.push(load(&variant("dense")?)?);
             paused.push(load(&variant("paused")?)?);
+            warps.push(load(&variant("warps")?)?);
         }
-        Ok(KernelTable { kernels, counted, dense, paused, _modules: modules.into_iter().map(|(_, h)| h).collect() })
+        Ok(KernelTable {
+            kernels,
+            counted,
+            dense,
+            paused,
+            warps,
+            _modules: modules.into_iter().map(|(_, h)| h).collect(),
+        })
     }
 
     /// The loaded kernel `id`, in the plain unit order.
@@ -177,6 +189,12 @@ impl KernelTable {
     /// The plain build of kernel `id` with more blocks an SM, where it has one.
     pub fn dense(&self, id: KernelId) -> Option<&LoadedKernel> {
         self.dense[id.index()].as_ref()
+    }
+
+    /// The plain build of kernel `id` whose warps each take whole units, where it has one: for
+    /// blocks of many units (kernels/abi.h, RS_GEMM_P_WARP_UNITS).
+    pub fn by_warps(&self, id: KernelId) -> Option<&LoadedKernel> {
+        self.warps[id.index()].as_ref()
     }
 
     /// The counted build of kernel `id` whose claimed blocks pause their tiles between K steps,

@@ -16,7 +16,7 @@ use super::{
     BlasGemm, BlasLt, BlasShape, Chain, Claims, Device, Error, LaunchRecord, MinSms, Partition, PartitionError,
     PartitionId, PartitionPool, PoolSpec, Result, Scheduler, Ticket, Timeline, TraceSink, UnitOrder,
 };
-use crate::kernels::abi::{GemmParams, RS_ACT_NONE};
+use crate::kernels::abi::{GemmParams, RS_ACT_NONE, RS_GEMM_P_WARP_UNITS};
 use crate::kernels::{Kernel, KernelId, Params};
 
 /// cuBLASLt, loaded on first use, with its plans by shape and SM-count target.
@@ -385,10 +385,14 @@ impl Runtime {
         } else {
             // The dense build (the same bits, more blocks an SM) where its grid takes the units
             // in fewer rounds: on partitions too small for them all at the plain build's
-            // occupancy.
+            // occupancy; the build whose warps take whole units (the same bits) where each
+            // block has many.
             let rounds = |blocks: Option<u32>| blocks.map(|b| units.div_ceil(u64::from(b.max(1))));
-            match self.kernels.dense(id) {
-                Some(dense) => {
+            let many = rounds(plain_blocks).is_some_and(|r| r >= u64::from(RS_GEMM_P_WARP_UNITS));
+            let by_warps = self.kernels.by_warps(id).filter(|_| many);
+            match (by_warps, self.kernels.dense(id)) {
+                (Some(by_warps), _) => (by_warps, plain_blocks),
+                (None, Some(dense)) => {
                     let dense_blocks = grid.blocks(units, part.sms(), dense.blocks_per_sm);
                     if matches!((rounds(dense_blocks), rounds(plain_blocks)), (Some(d), Some(p)) if d < p) {
                         (dense, dense_blocks)
@@ -396,7 +400,7 @@ impl Runtime {
                         (plain, plain_blocks)
                     }
                 }
-                None => (plain, plain_blocks),
+                (None, None) => (plain, plain_blocks),
             }
         };
         let Some(blocks) = blocks else {
