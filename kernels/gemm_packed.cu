@@ -1,6 +1,7 @@
 // gemm_packed.cu — decode-sized GEMMs on Hopper (M ≤ 8) over weights packed at load:
-// C = act(norm(A)·Bᵀ + bias) + R (gemm_f16_packed_short_m8, _m8, _k4_m8 and _halves_m8 by K),
-// and the packing itself (pack_tiles_f16).
+// C = act(norm(A)·Bᵀ + bias) + R (gemm_f16_packed_short_m8, _m8, _k4_m8 and _halves_m8 by K;
+// gemm_f16_packed_short_m8_warps, the short entry's build by warps), and the packing itself
+// (pack_tiles_f16).
 //
 // Computes:   as gemm_stream.cu's gemm_f16_stream_m8 (GemmParams: bias, GELU tanh/erf, FP16
 //             rounding before the residual add, the fused input norm), for M ≤ 8 and batch 1,

@@ -127,7 +127,8 @@ macro_rules! registry {
                 match self { $(KernelId::$id => $symbol,)* }
             }
 
-            /// Threads per block; the kernel's `__launch_bounds__` uses the same constant.
+            /// Threads per block; the kernel's `__launch_bounds__` uses the same constant (its
+            /// by-warps build, capped by `__maxnreg__` instead, runs as many).
             pub fn block_threads(self) -> u32 {
                 match self { $(KernelId::$id => $threads,)* }
             }

@@ -376,8 +376,14 @@ impl Runtime {
         // Where pauses are on and the kernel has a build whose tiles pause, a launch that takes
         // its units from the counter runs it (a traced launch of the plain order has none to pause).
         let paused = if counts && self.pauses && self.claims.is_ok() { self.kernels.paused(id) } else { None };
+        // The build whose warps take whole units (the same bits) where each block has many: in
+        // the plain order, and in the counted one for a kernel that orders its units itself.
+        let rounds = |blocks: Option<u32>| blocks.map(|b| units.div_ceil(u64::from(b.max(1))));
+        let many = rounds(plain_blocks).is_some_and(|r| r >= u64::from(RS_GEMM_P_WARP_UNITS));
+        let by_warps = self.kernels.by_warps(id).filter(|_| many);
         let (loaded, blocks) = if counted {
-            let loaded = paused.unwrap_or_else(|| self.kernels.counted(id));
+            let own_order = by_warps.filter(|_| !self.kernels.has_counted(id));
+            let loaded = paused.or(own_order).unwrap_or_else(|| self.kernels.counted(id));
             (loaded, grid.blocks(units, part.sms(), loaded.blocks_per_sm))
         } else if order == Order::BlockPerUnit {
             // At most 2^31 - 1 units (`unit_order`).
@@ -385,11 +391,7 @@ impl Runtime {
         } else {
             // The dense build (the same bits, more blocks an SM) where its grid takes the units
             // in fewer rounds: on partitions too small for them all at the plain build's
-            // occupancy; the build whose warps take whole units (the same bits) where each
-            // block has many.
-            let rounds = |blocks: Option<u32>| blocks.map(|b| units.div_ceil(u64::from(b.max(1))));
-            let many = rounds(plain_blocks).is_some_and(|r| r >= u64::from(RS_GEMM_P_WARP_UNITS));
-            let by_warps = self.kernels.by_warps(id).filter(|_| many);
+            // occupancy; the build by warps where each block has many units.
             match (by_warps, self.kernels.dense(id)) {
                 (Some(by_warps), _) => (by_warps, plain_blocks),
                 (None, Some(dense)) => {
