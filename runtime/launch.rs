@@ -76,6 +76,13 @@ pub fn auto_grid(units: u64, sms: u32, blocks_per_sm: u32) -> u32 {
     units.min(resident).clamp(1, i32::MAX as u64) as u32
 }
 
+/// Whether a launch of `units` on `blocks` blocks (`None`: no valid grid) runs a kernel's
+/// build by warps, where it has one ([`KernelTable::by_warps`]): each block gets
+/// `RS_GEMM_P_WARP_UNITS` units or more.
+pub(super) fn goes_by_warps(units: u64, blocks: Option<u32>) -> bool {
+    blocks.is_some_and(|b| units.div_ceil(u64::from(b.max(1))) >= u64::from(crate::kernels::abi::RS_GEMM_P_WARP_UNITS))
+}
+
 /// A kernel as loaded on the device.
 #[derive(Debug, Clone, Copy)]
 pub struct LoadedKernel {
@@ -330,6 +337,20 @@ pub(crate) unsafe fn launch_function(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn blocks_of_many_units_go_by_warps() {
+        // GPT-2's LM head (3,142 tiles): 24 a block on the whole device, 66 on 48 SMs.
+        assert!(goes_by_warps(3142, Some(132)));
+        assert!(goes_by_warps(3142, Some(48)));
+        // gpt2-medium's QKV (192 tiles): 2 a block on the whole device, 4 on 48 SMs.
+        assert!(!goes_by_warps(192, Some(132)));
+        assert!(goes_by_warps(192, Some(48)));
+        // GPT-2's QKV (144 tiles) on 48 SMs: 3 a block.
+        assert!(!goes_by_warps(144, Some(48)));
+        assert!(goes_by_warps(4, Some(1)) && !goes_by_warps(3, Some(1)));
+        assert!(!goes_by_warps(3142, None), "no grid, no choice");
+    }
 
     #[test]
     fn auto_grid_is_min_of_units_and_resident_blocks() {

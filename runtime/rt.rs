@@ -16,7 +16,7 @@ use super::{
     BlasGemm, BlasLt, BlasShape, Chain, Claims, Device, Error, LaunchRecord, MinSms, Partition, PartitionError,
     PartitionId, PartitionPool, PoolSpec, Result, Scheduler, Ticket, Timeline, TraceSink, UnitOrder,
 };
-use crate::kernels::abi::{GemmParams, RS_ACT_NONE, RS_GEMM_P_WARP_UNITS};
+use crate::kernels::abi::{GemmParams, RS_ACT_NONE};
 use crate::kernels::{Kernel, KernelId, Params};
 
 /// cuBLASLt, loaded on first use, with its plans by shape and SM-count target.
@@ -378,9 +378,7 @@ impl Runtime {
         let paused = if counts && self.pauses && self.claims.is_ok() { self.kernels.paused(id) } else { None };
         // The build whose warps take whole units (the same bits) where each block has many: in
         // the plain order, and in the counted one for a kernel that orders its units itself.
-        let rounds = |blocks: Option<u32>| blocks.map(|b| units.div_ceil(u64::from(b.max(1))));
-        let many = rounds(plain_blocks).is_some_and(|r| r >= u64::from(RS_GEMM_P_WARP_UNITS));
-        let by_warps = self.kernels.by_warps(id).filter(|_| many);
+        let by_warps = self.kernels.by_warps(id).filter(|_| launch::goes_by_warps(units, plain_blocks));
         let (loaded, blocks) = if counted {
             let own_order = by_warps.filter(|_| !self.kernels.has_counted(id));
             let loaded = paused.or(own_order).unwrap_or_else(|| self.kernels.counted(id));
@@ -392,6 +390,7 @@ impl Runtime {
             // The dense build (the same bits, more blocks an SM) where its grid takes the units
             // in fewer rounds: on partitions too small for them all at the plain build's
             // occupancy; the build by warps where each block has many units.
+            let rounds = |blocks: Option<u32>| blocks.map(|b| units.div_ceil(u64::from(b.max(1))));
             match (by_warps, self.kernels.dense(id)) {
                 (Some(by_warps), _) => (by_warps, plain_blocks),
                 (None, Some(dense)) => {
