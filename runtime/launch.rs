@@ -76,11 +76,17 @@ pub fn auto_grid(units: u64, sms: u32, blocks_per_sm: u32) -> u32 {
     units.min(resident).clamp(1, i32::MAX as u64) as u32
 }
 
+/// The rounds of a launch of `units` on `blocks` blocks: the most units a block takes
+/// (`None`: no valid grid).
+pub(super) fn rounds(units: u64, blocks: Option<u32>) -> Option<u64> {
+    blocks.map(|b| units.div_ceil(u64::from(b.max(1))))
+}
+
 /// Whether a launch of `units` on `blocks` blocks (`None`: no valid grid) runs a kernel's
 /// build by warps, where it has one ([`KernelTable::by_warps`]): each block gets
 /// `RS_GEMM_P_WARP_UNITS` units or more.
 pub(super) fn goes_by_warps(units: u64, blocks: Option<u32>) -> bool {
-    blocks.is_some_and(|b| units.div_ceil(u64::from(b.max(1))) >= u64::from(crate::kernels::abi::RS_GEMM_P_WARP_UNITS))
+    rounds(units, blocks).is_some_and(|r| r >= u64::from(crate::kernels::abi::RS_GEMM_P_WARP_UNITS))
 }
 
 /// A kernel as loaded on the device.

@@ -390,7 +390,7 @@ impl Runtime {
             // The dense build (the same bits, more blocks an SM) where its grid takes the units
             // in fewer rounds: on partitions too small for them all at the plain build's
             // occupancy; the build by warps where each block has many units.
-            let rounds = |blocks: Option<u32>| blocks.map(|b| units.div_ceil(u64::from(b.max(1))));
+            let rounds = |blocks| launch::rounds(units, blocks);
             match (by_warps, self.kernels.dense(id)) {
                 (Some(by_warps), _) => (by_warps, plain_blocks),
                 (None, Some(dense)) => {
