@@ -412,10 +412,13 @@ mod tests {
             let p = spec.krisp_shares(&TOPO);
             let load = GroupLoad::new(TOPO.groups, 2);
             let mut at = monotonic_ns() + 1_000;
-            // The same requests either way: 10 and 17.7 ms on the curves' layout, 14 and 14 ms
-            // on equal parts.
-            for us in [[10_000.0, 17_700.0]; 1 + TRIAL_REQUESTS].into_iter().chain([[14_000.0; 2]; 1 + TRIAL_REQUESTS])
-            {
+            // The same requests either way (ms; the first of each tenant on each layout not
+            // counted): the prefill faster on the curves' layout, the decoder as fast within
+            // its spread (the verdict in runtime/policy/share/tests.rs).
+            assert_eq!(TRIAL_REQUESTS, 2, "the requests below");
+            let curves = [[8.0, 14.0], [8.0, 14.0], [8.0, 14.6]];
+            let equal = [[10.0, 13.6], [10.0, 13.6], [10.0, 14.2]];
+            for us in curves.into_iter().chain(equal).map(|ms: [f64; 2]| ms.map(|m| m * 1e3)) {
                 for (t, &u) in us.iter().enumerate() {
                     let d = Demand {
                         active: 0b11,
@@ -430,9 +433,9 @@ mod tests {
             }
             p.notes()
         };
-        let by_solo = verdict([Some(5e3), Some(13e3)]);
+        let by_solo = verdict([Some(2e3), Some(13e3)]);
         assert!(by_solo.len() == 1 && by_solo[0].contains("kept equal parts (Σ speed by solo times"), "{by_solo:?}");
-        let by_curves = verdict([Some(5e3), None]);
+        let by_curves = verdict([Some(2e3), None]);
         assert!(
             by_curves.len() == 1 && by_curves[0].contains("kept the curves' layout (Σ speed by curves"),
             "{by_curves:?}"
