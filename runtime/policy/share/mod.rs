@@ -180,10 +180,11 @@ impl KrispShare {
     /// The same policy with the home of an idle latency-critical tenant going to every active
     /// best-effort tenant by speeds, as the homes of idle best-effort tenants do
     /// (`RIGHTSIZE_LEND=speeds`, for comparisons), instead of to the first active best-effort
-    /// tenant, laid next to the latency-critical windows ([`KrispShare::lent_homes`]). It makes
-    /// the layouts of `tenants` tenants on `topo` again, and with them the layout trial: call
-    /// it right after [`KrispShare::with_speeds`] (before [`KrispShare::untried`] and
-    /// [`KrispShare::with_solo_times`], whose settings the trial made again would not keep).
+    /// tenant, laid next to the latency-critical windows ([`KrispShare::lent_homes`]). Where
+    /// there is a latency-critical tenant it makes the layouts of `tenants` tenants on `topo`
+    /// again; there no set is tried ([`LayoutTrial`]), so it may come before or after
+    /// [`KrispShare::untried`] and [`KrispShare::with_solo_times`]. Without one it changes
+    /// nothing.
     pub fn lending_by_speeds(mut self, tenants: u32, topo: &Topology) -> KrispShare {
         self.lend_by_speeds = true;
         if self.critical_set() == 0 {

@@ -845,6 +845,32 @@ fn an_idle_latency_critical_tenants_groups_go_to_its_neighbour() {
 }
 
 #[test]
+fn lending_by_speeds_comes_before_or_after_the_trials_settings() {
+    let (linear, flat) = prefill_and_decoder_curves();
+    let speeds = |n: usize| {
+        (0..n).map(|t| Speeds::from_times(if t % 2 == 0 { &linear } else { &flat }, &TOPO)).collect::<Vec<_>>()
+    };
+    let solo = vec![Some(5e3), Some(13e3), Some(9e3)];
+    // With a latency-critical tenant (tenant 0): nothing tried, so either order lays out the
+    // same windows for every set.
+    let lc = vec![share(true, Some(4)), share(false, None), share(false, None)];
+    let first = KrispShare::with_speeds(lc.clone(), speeds(3), 3, &TOPO).lending_by_speeds(3, &TOPO);
+    let first = first.untried().with_solo_times(solo.clone());
+    let last = KrispShare::with_speeds(lc, speeds(3), 3, &TOPO).untried().with_solo_times(solo.clone());
+    let last = last.lending_by_speeds(3, &TOPO);
+    assert!(first.trial.is_none() && last.trial.is_none());
+    for set in 1u64..8 {
+        assert_eq!(first.layout(set, 3, 15), last.layout(set, 3, 15), "{set:03b}");
+    }
+    // Without one: lending changes nothing, the trial and its solo times stay.
+    let be = vec![share(false, None); 2];
+    let p = KrispShare::with_speeds(be, speeds(2), 2, &TOPO).with_solo_times(solo[..2].to_vec());
+    let lent = p.clone().lending_by_speeds(2, &TOPO);
+    assert!(lent.trial.as_ref().is_some_and(|t| Arc::ptr_eq(t, p.trial.as_ref().unwrap())));
+    assert_eq!(lent.layout(0b11, 2, 15), p.layout(0b11, 2, 15));
+}
+
+#[test]
 fn lent_homes_leave_the_other_windows_as_with_the_latency_critical_tenant_active() {
     // Two best-effort tenants without quotas beside a latency-critical one (4 groups) and a
     // third best-effort one (3 groups) that goes idle too.
