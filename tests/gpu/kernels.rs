@@ -9,7 +9,7 @@ use rand::Rng;
 use rightsize::kernels::abi::*;
 use rightsize::kernels::reference::{self as refs, relative_error, AttentionShape};
 use rightsize::kernels::{self as k, argmax_scratch, gemm_kernel, Kernel, Params};
-use rightsize::runtime::{DeviceBuffer, DeviceCopy, Grid, PartitionId, Placement, PoolSpec, Runtime};
+use rightsize::runtime::{DeviceBuffer, DeviceCopy, Grid, PartitionId, Placement, PoolSpec, Runtime, UnitOrder};
 
 use super::{device, fresh_rng, split};
 
@@ -144,6 +144,9 @@ fn gemm_long_k_matches_reference() {
 /// Every GEMM kernel at every grid size, for each `(m, n, k)` and each epilogue.
 fn gemm_shapes_match_reference(test: &str, shapes: &[(usize, usize, usize)]) {
     let rt = runtime();
+    // Launches in the counted unit order (a claimer known), for the decode GEMMs that order
+    // their units themselves (the packed GEMM: its plain build or its build by warps).
+    let counted = runtime().with_units(UnitOrder::Counted);
     let mut rng = fresh_rng(test);
     let acts = [
         ("bias", true, RS_ACT_NONE, false),
@@ -217,7 +220,7 @@ fn gemm_shapes_match_reference(test: &str, shapes: &[(usize, usize, usize)]) {
                 }
                 if m <= 8 {
                     check_streamed(&rt, &format!("{m}x{n}x{kk} {name}"), &p, &mut out, &want, &skinny8);
-                    check_packed(&rt, &format!("{m}x{n}x{kk} {name}"), &p, &b, &mut out, &want, &skinny8);
+                    check_packed(&[&rt, &counted], &format!("{m}x{n}x{kk} {name}"), &p, &b, &mut out, &want, &skinny8);
                 }
             }
             let chosen = match m {
@@ -269,10 +272,12 @@ fn pack_on_device(rt: &Runtime, p: &GemmParams, b: &[f16], pairs: bool) -> Devic
 /// The decode GEMM on packed weights (sm_90, M ≤ 8), where it takes K: the weights packed by
 /// `pack_tiles_f16` at every grid, bit for bit the reference's layout; then the GEMM, reading
 /// them before or after the wait for its predecessor, close to the reference and the same bits
-/// as the skinny kernel's output `skinny` on the same (row-major) params. Elsewhere it refuses
-/// the params, saying why.
+/// as the skinny kernel's output `skinny` on the same (row-major) params, launched by each of
+/// `runtimes` (the plain unit order and the counted one: the runtime picks the plain build or
+/// the build by warps by the units each block gets, in either order). Elsewhere it refuses the
+/// params, saying why.
 fn check_packed(
-    rt: &Runtime,
+    runtimes: &[&Runtime],
     what: &str,
     p: &GemmParams,
     b: &[f16],
@@ -285,14 +290,17 @@ fn check_packed(
         assert!(err.contains("registers"), "{what}: K = {}: {err}", p.k);
         return;
     }
-    let packed = pack_on_device(rt, p, b, false);
+    let packed = pack_on_device(runtimes[0], p, b, false);
     let kernel = k::packed_decode_kernel(p.k).expect("a packed decode GEMM takes K");
     for b_stable in [0, 1] {
         let pp = GemmParams { b: packed.ptr(), b_stable, b_layout: RS_B_TILES, ..*p };
-        let what = format!("{} {what} b_stable {b_stable}", kernel.id());
-        let got = at_every_grid(rt, &what, kernel, &pp, out, |_| {});
-        assert_close(&what, &got, want);
-        assert_same_bits(&format!("{what} against the skinny kernel"), &got, skinny);
+        for rt in runtimes {
+            let order = if rt.counts_units() { "counted" } else { "plain" };
+            let what = format!("{} {what} b_stable {b_stable} ({order} order)", kernel.id());
+            let got = at_every_grid(rt, &what, kernel, &pp, out, |_| {});
+            assert_close(&what, &got, want);
+            assert_same_bits(&format!("{what} against the skinny kernel"), &got, skinny);
+        }
     }
 }
 
@@ -695,6 +703,7 @@ fn decode_attention_matches_reference() {
 #[ignore = "needs a CUDA GPU"]
 fn skinny_gemm_with_fused_norm_matches_reference() {
     let rt = runtime();
+    let counted = runtime().with_units(UnitOrder::Counted);
     let mut rng = fresh_rng("fused norm gemm");
     let eps = 1e-5;
     for (m, n, kk) in [
@@ -764,7 +773,7 @@ fn skinny_gemm_with_fused_norm_matches_reference() {
             }
             if m <= 8 && rt.device().info().compute_capability == (9, 0) {
                 check_streamed(&rt, &format!("{m}x{n}x{kk} {name}"), &p, &mut out, &want, &skinny8);
-                check_packed(&rt, &format!("{m}x{n}x{kk} {name}"), &p, &b, &mut out, &want, &skinny8);
+                check_packed(&[&rt, &counted], &format!("{m}x{n}x{kk} {name}"), &p, &b, &mut out, &want, &skinny8);
             }
             // The norm kernel, then the GEMM on its output: the same bits as the fused GEMM,
             // where one warp of the norm kernel takes a row (rownorm.cuh's statistics, in the
