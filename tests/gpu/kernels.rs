@@ -273,9 +273,9 @@ fn pack_on_device(rt: &Runtime, p: &GemmParams, b: &[f16], pairs: bool) -> Devic
 /// `pack_tiles_f16` at every grid, bit for bit the reference's layout; then the GEMM, reading
 /// them before or after the wait for its predecessor, close to the reference and the same bits
 /// as the skinny kernel's output `skinny` on the same (row-major) params, launched by each of
-/// `runtimes` (the plain unit order and the counted one: the runtime picks the plain build or
-/// the build by warps by the units each block gets, in either order). Elsewhere it refuses the
-/// params, saying why.
+/// `runtimes` (the default order, plain while no claimer is known, and the counted one: the
+/// runtime picks the plain build or the build by warps by the units each block gets, in either
+/// order). Elsewhere it refuses the params, saying why.
 fn check_packed(
     runtimes: &[&Runtime],
     what: &str,

@@ -678,12 +678,12 @@ fn solo_times_weigh_the_verdict_where_every_tenant_has_one() {
     // By the curves (the prefill's speed on its window well above what the decoder's slowest
     // request loses), the curves' layout.
     assert_eq!(verdict(tried_pair()), Some(Stage::Kept { equal: false }));
-    // By solo times of 2 and 13 ms, the decoder weighs more: by the bounds 2/8 + 13/14.6 =
-    // 1.140 on the curves' layout against 2/10 + 13/13.6 = 1.156 on equal parts: equal parts.
+    // By solo times of 2 and 13 ms the bounds keep equal parts: 2/8 + 13/14.6 = 1.140 on the
+    // curves' layout against 2/10 + 13/13.6 = 1.156 on equal parts.
     let solo = tried_pair().with_solo_times(vec![Some(2e3), Some(13e3)]);
     assert_eq!(verdict(solo.clone()), Some(Stage::Kept { equal: true }));
-    // The run's results say so: by the medians 2/8 + 13/14.3 = 1.159 against 2/10 + 13/13.9 =
-    // 1.135.
+    // The run's results say so; the medians alone would have kept the curves' layout (2/8 +
+    // 13/14.3 = 1.159 against 2/10 + 13/13.9 = 1.135).
     assert_eq!(
         solo.notes(),
         vec![
@@ -718,14 +718,13 @@ fn the_curves_layout_is_kept_only_where_it_wins_beyond_the_trials_spread() {
 
 #[test]
 fn the_curves_layout_is_not_kept_where_it_slows_a_tenant() {
-    // The trial of a prefill beside a decoder as an H200 ran it (ms; the first request of each
-    // tenant on each layout not counted): the curves' layout gives the prefill 10.0–10.1 ms
-    // against 13.3–13.4 and the decoder 25.7–25.8 against 22.0–22.5. By solo times of 6.28 and
-    // 18.29 ms it wins even by the bounds (6.28/10.1 + 18.29/25.8 = 1.331 against 6.28/13.3 +
-    // 18.29/22.0 = 1.304), but only by slowing the decoder: equal parts.
+    // A trial of a prefill beside a decoder modelled on one an H200 ran (ms; the first request
+    // of each tenant on each layout not counted): the curves' layout gives the prefill
+    // 10.0–10.1 ms against 13.3–13.4 and the decoder 25.7–25.8 against 22.0–22.5. By solo
+    // times of 6.28 and 18.29 ms it wins even by the bounds (6.28/10.1 + 18.29/25.8 = 1.331
+    // against 6.28/13.3 + 18.29/22.0 = 1.304), but only by slowing the decoder: equal parts.
     let p = tried_pair().with_solo_times(vec![Some(6.28e3), Some(18.29e3)]);
-    let curves = [[10.0, 25.7], [10.0, 25.7], [10.1, 25.8]];
-    let equal = [[13.3, 22.0], [13.3, 22.0], [13.4, 22.5]];
+    let (curves, equal) = a_trade();
     run_pair(&p, curves.into_iter().chain(equal).map(|ms| ms.map(|m| m * 1e3)));
     assert_eq!(p.trial_stage(0b11), Some(Stage::Kept { equal: true }));
     let notes = p.notes();
@@ -740,6 +739,65 @@ fn the_curves_layout_is_not_kept_where_it_slows_a_tenant() {
     let equal = [[13.3, 25.75], [13.3, 25.75], [13.4, 26.0]];
     run_pair(&p, curves.into_iter().chain(equal).map(|ms| ms.map(|m| m * 1e3)));
     assert_eq!(p.trial_stage(0b11), Some(Stage::Kept { equal: false }), "{:?}", p.notes());
+    // The other way round: the prefill slower on the curves' layout (13.3–13.4 ms against
+    // 10.0–10.1), the decoder faster (22.0–22.5 against 25.7–25.8), and by solo times of 3 and
+    // 18.29 ms the sums favour it even by the bounds: equal parts, tenant 0 named.
+    let p = tried_pair().with_solo_times(vec![Some(3e3), Some(18.29e3)]);
+    let (equal, curves) = a_trade();
+    run_pair(&p, curves.into_iter().chain(equal).map(|ms| ms.map(|m| m * 1e3)));
+    let notes = p.notes();
+    assert_eq!(p.trial_stage(0b11), Some(Stage::Kept { equal: true }), "{notes:?}");
+    assert!(notes[0].contains("tenant 0 slower on the curves' layout"), "{notes:?}");
+}
+
+/// Requests (ms) of a prefill and a decoder on two layouts, the first faster for the prefill
+/// and slower for the decoder (a stage each: the first request of each not counted).
+fn a_trade() -> ([[f64; 2]; 3], [[f64; 2]; 3]) {
+    ([[10.0, 25.7], [10.0, 25.7], [10.1, 25.8]], [[13.3, 22.0], [13.3, 22.0], [13.4, 22.5]])
+}
+
+#[test]
+fn of_three_tenants_any_one_slower_keeps_equal_parts() {
+    // Three busy best-effort tenants (a prefill and two decoders) whose curves' layout is not
+    // equal parts; by solo times each layout's sum is known. On the curves' layout tenants 0
+    // and 1 are faster, tenant 2 (the last id) slower beyond its spread: equal parts.
+    let (linear, flat) = prefill_and_decoder_curves();
+    let speeds =
+        vec![Speeds::from_times(&linear, &TOPO), Speeds::from_times(&flat, &TOPO), Speeds::from_times(&flat, &TOPO)];
+    let shares = vec![share(false, None); 3];
+    let verdict = |slowest_last: f64| {
+        let p = KrispShare::with_speeds(shares.clone(), speeds.clone(), 3, &TOPO).with_solo_times(vec![
+            Some(5e3),
+            Some(9e3),
+            Some(9e3),
+        ]);
+        assert!(p.trial.as_ref().is_some_and(|t| t.tried(0b111)));
+        let load = GroupLoad::new(TOPO.groups, 3);
+        let mut at = crate::runtime::timer::monotonic_ns() + 1_000;
+        // Each stage: a request of each tenant not counted, then TRIAL_REQUESTS counted.
+        let curves = [8.0, 10.0, slowest_last];
+        let equal = [10.0, 12.0, 12.0];
+        for ms in std::iter::repeat_n(curves, 1 + TRIAL_REQUESTS).chain(std::iter::repeat_n(equal, 1 + TRIAL_REQUESTS))
+        {
+            for (t, &m) in ms.iter().enumerate() {
+                let t = t as TenantId;
+                let d =
+                    Demand { active: 0b111, sustained: true, ..Demand::new(t, PriorityClass::BestEffort, None, 1024) };
+                let began = at;
+                p.decide(&d, &load, &TOPO);
+                at += (m * 1e6) as u64;
+                p.observe(t, began, at);
+            }
+        }
+        (p.trial_stage(0b111), p.notes())
+    };
+    // Tenant 2 at 12.5 ms against 12: slower, though the sums favour the curves' layout.
+    let (stage, notes) = verdict(12.5);
+    assert_eq!(stage, Some(Stage::Kept { equal: true }), "{notes:?}");
+    assert!(notes[0].contains("tenant 2 slower on the curves' layout"), "{notes:?}");
+    // As fast on both: the curves' layout.
+    let (stage, notes) = verdict(12.0);
+    assert_eq!(stage, Some(Stage::Kept { equal: false }), "{notes:?}");
 }
 
 /// A prefill beside a decoder (`prefill_and_decoder_curves`), busy best-effort tenants 0 and 1

@@ -23,20 +23,18 @@
 //! - **No tenant slower on it**: no tenant's fastest counted request on the curves' layout is
 //!   slower than its slowest on equal parts. A layout that takes speed from one tenant to give
 //!   it to another is a trade the trial cannot price: the sum moves by much less than each
-//!   tenant's speed does, so a verdict on the sum rides on the run's spread (on an H200 the
-//!   trial of a prefill beside a decoder kept the curves' layout at 1.325 against 1.311, BERT-large
-//!   0.15 faster and gpt2 0.12 slower, and the run then gave 0.956× a fixed split:
-//!   docs/harness-h200.md, "The layout trial keeps no trade"). What the curves' layout may do
-//!   is move SMs from a tenant that does not need them to one that does.
+//!   tenant's speed does, so a verdict on the sum rides on the run's spread
+//!   (docs/harness-h200.md, "The layout trial keeps no trade"). What the curves' layout may
+//!   keep is SMs moved from a tenant that does not need them to one that does. With two
+//!   requests a tenant the test is strict: a tenant whose speed the layout does not change
+//!   reads as slower about one time in six, and one that loses any speed nearly always.
 //! - **Its Σ speed wins beyond the spread**: with each tenant's slowest counted request on the
-//!   curves' layout, above equal parts' with each one's fastest (on an H200 a verdict of 1.295
-//!   against 1.290 by the medians kept the curves' layout, which then ran at 0.93× equal
-//!   parts: docs/harness-h200.md, "The layout trial weighs its spread"). Where every tenant of
-//!   the set has its solo time (the harness's solo baseline), each speed is that ÷ the
-//!   tenant's request time on the layout; otherwise each tenant's speed on the curves' layout
-//!   is its curve's (relative to the whole device alone) and on equal parts that times the
-//!   ratio of its request times, so only ratios of times measured under the same neighbours
-//!   enter it.
+//!   curves' layout, above equal parts' with each one's fastest (docs/harness-h200.md, "The
+//!   layout trial weighs its spread"). Where every tenant of the set has its solo time (the
+//!   harness's solo baseline), each speed is that ÷ the tenant's request time on the layout;
+//!   otherwise each tenant's speed on the curves' layout is its curve's (relative to the whole
+//!   device alone) and on equal parts that times the ratio of its request times, so only
+//!   ratios of times measured under the same neighbours enter it.
 //!
 //! The verdict stands for the run. A runtime with a latency-critical tenant tries no set: such
 //! a tenant's requests come and go, and with them the contending set at each of its requests.
@@ -216,7 +214,8 @@ impl LayoutTrial {
                 // a tie, or a win one request's luck could make keeps the fixed split, and so
                 // does a trial without a verdict.
                 t.bounds = self.sums(set, &t.curves, &t.equal, (Pick::Slowest, Pick::Fastest));
-                t.slower = ids(set).find(|i| slower_on_curves(t.curves.get(i), t.equal.get(i)));
+                t.slower = ids(set)
+                    .find(|i| slower_on_curves(t.curves.get(i).map(Vec::as_slice), t.equal.get(i).map(Vec::as_slice)));
                 Stage::Kept { equal: t.slower.is_some() || !t.bounds.is_some_and(|(c, e)| c > e) }
             }
         };
@@ -300,9 +299,10 @@ impl LayoutTrial {
 }
 
 /// Whether a tenant ran slower on the curves' layout than on equal parts beyond its spread:
-/// its fastest request counted there slower than its slowest on equal parts (or no requests
-/// counted on one of them: no verdict).
-fn slower_on_curves(curves: Option<&Vec<f64>>, equal: Option<&Vec<f64>>) -> bool {
+/// its fastest request counted there slower than its slowest on equal parts. (No requests
+/// counted on one of them also reads as slower, keeping equal parts; a verdict is reached only
+/// once every tenant of the set has its requests on both.)
+fn slower_on_curves(curves: Option<&[f64]>, equal: Option<&[f64]>) -> bool {
     let (Some(c), Some(e)) = (curves, equal) else { return true };
     let (fastest, slowest) = (Pick::Fastest.of(c), Pick::Slowest.of(e));
     !matches!(fastest.partial_cmp(&slowest), Some(std::cmp::Ordering::Less | std::cmp::Ordering::Equal))
