@@ -63,6 +63,12 @@ pub struct TraceOptions {
     pub limit: usize,
 }
 
+/// Whether GPU counters are sampled during shared runs: unless `RIGHTSIZE_COUNTERS=off` (for
+/// A/Bs of what sampling costs a run; the results then have no counters).
+fn sampling() -> bool {
+    std::env::var("RIGHTSIZE_COUNTERS").map_or(true, |v| v.trim() != "off")
+}
+
 /// How often GPU counters are sampled during shared runs.
 const COUNTER_PERIOD: std::time::Duration = std::time::Duration::from_millis(100);
 
@@ -606,7 +612,7 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
             let t0 = Instant::now();
             let skip = skip_reason(s, mode, &info, &mps_broken);
             let total = u64::from(s.requests) * s.tenants.len() as u64;
-            let outcome: anyhow::Result<(Outcome, Option<f64>, Counters)> = match skip {
+            let outcome: anyhow::Result<(Outcome, Option<f64>, Option<Counters>)> = match skip {
                 Some(reason) => {
                     bars.track(&label, 0, |_| ());
                     report.runs.push(RunResult::without_tenants(
@@ -622,9 +628,9 @@ pub fn compare(scenarios: &[Scenario], opts: &CompareOptions) -> anyhow::Result<
                     let mut knees = mode_knees(mode, s, opts, &info, &mut profiles, &|m| bars.println(m))?;
                     knees.solo_us = solo_means(&report, s, mode);
                     let pressure = s.pcie.map(|load| Pressure::start(&device, load)).transpose()?;
-                    let sampler = Sampler::start(info.pci_bus_id.clone(), COUNTER_PERIOD);
+                    let sampler = sampling().then(|| Sampler::start(info.pci_bus_id.clone(), COUNTER_PERIOD));
                     let r = run_one(opts.worker.as_deref(), s, mode, knees, trace_limit, counted);
-                    let counters = sampler.stop(r.as_ref().ok().and_then(|o| o.started));
+                    let counters = sampler.map(|sm| sm.stop(r.as_ref().ok().and_then(|o| o.started)));
                     let pcie = pressure.map(Pressure::stop).transpose()?.map(|p| p.gb_per_s);
                     r.map(|outcome| (outcome, pcie, counters))
                 }),
@@ -762,7 +768,7 @@ fn finished_run(
     mode: Mode,
     outcome: Outcome,
     pcie: Option<f64>,
-    counters: Counters,
+    counters: Option<Counters>,
     wall_s: f64,
     report: &Report,
 ) -> RunResult {
@@ -798,7 +804,7 @@ fn finished_run(
         tenants,
         metrics,
         pcie_gb_per_s: pcie,
-        counters: Some(counters),
+        counters,
         outages_s: outcome.outages_s,
         unserved,
         aside: outcome.aside,
