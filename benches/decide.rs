@@ -1,7 +1,7 @@
 //! Host cost of a policy's decision alone, without a GPU: where a best-effort tenant's launch
 //! goes beside another active one, under `static` (fixed windows), `krisp` without request
-//! curves, and `krisp` with curves whose pair is tried (each decision also counted for the
-//! trial). The runtime's part of a launch (the driver call, the stream order) is
+//! curves, and `krisp` with curves, untried and with its pair tried (each decision also
+//! counted for the trial). The runtime's part of a launch (the driver call, the stream order) is
 //! `bench-launch`'s.
 //!
 //! `cargo bench --bench decide`.
@@ -24,7 +24,11 @@ fn bench(c: &mut Criterion) {
         Speeds::from_times(&curve(&|s| 13_200.0 / s), &TOPO),
         Speeds::from_times(&curve(&|s| 100.0 + 1_320.0 / s), &TOPO),
     ];
-    let policies: [(&str, Box<dyn Policy>); 3] = [
+    let policies: [(&str, Box<dyn Policy>); 4] = [
+        (
+            "krisp with curves, untried",
+            Box::new(KrispShare::with_speeds(vec![Share::default(); 2], speeds.clone(), 2, &TOPO).untried()),
+        ),
         ("static", Box::new(Static::side_by_side(&[None, None], TOPO.groups, TOPO.granularity).expect("windows"))),
         ("krisp", Box::new(KrispShare::new(vec![Share::default(); 2]))),
         ("krisp with curves, tried", Box::new(KrispShare::with_speeds(vec![Share::default(); 2], speeds, 2, &TOPO))),
