@@ -588,9 +588,7 @@ fn a_set_keeps_the_layout_its_requests_ran_faster_on() {
 #[test]
 fn a_neighbour_between_its_requests_does_not_take_a_request_from_the_set() {
     use crate::runtime::timer::monotonic_ns;
-    let (linear, flat) = prefill_and_decoder_curves();
-    let speeds =
-        vec![Speeds::from_times(&linear, &TOPO), Speeds::from_times(&flat, &TOPO), Speeds::from_times(&flat, &TOPO)];
+    let speeds = prefill_and_two_decoders();
     let shares = vec![share(false, None); 3];
     let p = KrispShare::with_speeds(shares.clone(), speeds, 3, &TOPO);
     assert_ne!(p.clone().untried().layout(0b111, 3, 15), KrispShare::new(shares.clone()).layout(0b111, 3, 15));
@@ -761,9 +759,7 @@ fn of_three_tenants_any_one_slower_keeps_equal_parts() {
     // Three busy best-effort tenants (a prefill and two decoders) whose curves' layout is not
     // equal parts; by solo times each layout's sum is known. On the curves' layout tenants 0
     // and 1 are faster, tenant 2 (the last id) slower beyond its spread: equal parts.
-    let (linear, flat) = prefill_and_decoder_curves();
-    let speeds =
-        vec![Speeds::from_times(&linear, &TOPO), Speeds::from_times(&flat, &TOPO), Speeds::from_times(&flat, &TOPO)];
+    let speeds = prefill_and_two_decoders();
     let shares = vec![share(false, None); 3];
     let verdict = |slowest_last: f64| {
         let p = KrispShare::with_speeds(shares.clone(), speeds.clone(), 3, &TOPO).with_solo_times(vec![
@@ -798,6 +794,12 @@ fn of_three_tenants_any_one_slower_keeps_equal_parts() {
     // As fast on both: the curves' layout.
     let (stage, notes) = verdict(12.0);
     assert_eq!(stage, Some(Stage::Kept { equal: false }), "{notes:?}");
+}
+
+/// The speeds of a prefill (tenant 0) and two decoders (`prefill_and_decoder_curves`).
+fn prefill_and_two_decoders() -> Vec<Option<Speeds>> {
+    let (linear, flat) = prefill_and_decoder_curves();
+    vec![Speeds::from_times(&linear, &TOPO), Speeds::from_times(&flat, &TOPO), Speeds::from_times(&flat, &TOPO)]
 }
 
 /// A prefill beside a decoder (`prefill_and_decoder_curves`), busy best-effort tenants 0 and 1
