@@ -169,82 +169,49 @@ fn scheduled(c: &mut Criterion, n: usize) {
         })
     });
     {
-        // krisp: which tenants are active comes from the tenants, nothing is tracked.
-        let rt_k = Arc::new(
-            Runtime::with_policy(
-                Device::open(0).expect("device"),
-                Box::new(rightsize::runtime::policy::KrispShare::default()),
-                MinSms::default(),
-                2,
-            )
-            .expect("runtime"),
-        );
-        let tk = Tenant::scheduled(rt_k.clone(), 0, PriorityClass::BestEffort).expect("tenant");
-        let sync_k = || tk.synchronize().expect("sync");
-        g.bench_function("scheduled, krisp alone (whole device, borrowed)", |b| {
-            b.iter_custom(|iters| {
-                timed(iters, &sync_k, || {
-                    // SAFETY: buffers of 2n halves.
-                    unsafe { tk.launch(VECTOR_ADD_F16, &small) }.expect("launch");
-                })
-            })
-        });
-        // A second tenant with work outstanding (launched, not waited for): the first gets
-        // its own window.
-        let other = Tenant::scheduled(rt_k, 1, PriorityClass::BestEffort).expect("tenant");
-        // SAFETY: as above.
-        unsafe { other.launch(VECTOR_ADD_F16, &small) }.expect("launch");
-        g.bench_function("scheduled, krisp beside an active tenant (its window)", |b| {
-            b.iter_custom(|iters| {
-                timed(iters, &sync_k, || {
-                    // SAFETY: buffers of 2n halves.
-                    unsafe { tk.launch(VECTOR_ADD_F16, &small) }.expect("launch");
-                })
-            })
-        });
-        other.synchronize().expect("sync");
-    }
-    {
-        // The eager launch paths of the default comparison's two-tenant closed loops, beside an
-        // active tenant, each on its window: static's fixed windows, and krisp with request
-        // curves (a prefill's and a decoder's, so the pair's layout is tried: each launch is
-        // also counted for the trial).
-        let device = Device::open(0).expect("device");
-        let topo = device.info().partitions.topology().expect("partitions");
-        let fixed = rightsize::runtime::policy::Static::side_by_side(&[None, None], topo.groups, topo.granularity)
-            .expect("static windows");
+        // The eager launch paths of a tenant beside another with work outstanding (launched,
+        // not waited for), each on its window: krisp (which tenants are active comes from the
+        // tenants, nothing is tracked; also timed alone, before the other launches), static's
+        // fixed windows, and krisp with request curves (a prefill's and a decoder's, so the
+        // pair's layout is tried: each launch is also counted for the trial).
+        use rightsize::runtime::policy::{KrispShare, Policy, Share, Speeds, Static};
+        let topo = rt.device().info().partitions.topology().expect("partitions");
+        let fixed = Static::side_by_side(&[None, None], topo.groups, topo.granularity).expect("static windows");
         let sms: Vec<u32> = (1..=topo.groups).map(|g| g * topo.granularity).chain([topo.sms()]).collect();
         let curve = |f: &dyn Fn(f64) -> f64| sms.iter().map(|&s| (s, f(f64::from(s)))).collect::<Vec<_>>();
         let speeds = vec![
-            rightsize::runtime::policy::Speeds::from_times(&curve(&|s| 13_200.0 / s), &topo),
-            rightsize::runtime::policy::Speeds::from_times(&curve(&|s| 100.0 + 1_320.0 / s), &topo),
+            Speeds::from_times(&curve(&|s| 13_200.0 / s), &topo),
+            Speeds::from_times(&curve(&|s| 100.0 + 1_320.0 / s), &topo),
         ];
-        let tried = rightsize::runtime::policy::KrispShare::with_speeds(
-            vec![rightsize::runtime::policy::Share::default(); 2],
-            speeds,
-            2,
-            &topo,
-        );
-        let policies: [(&str, Box<dyn rightsize::runtime::policy::Policy>); 2] =
-            [("static", Box::new(fixed)), ("krisp with curves, tried", Box::new(tried))];
-        drop(device);
+        let tried = KrispShare::with_speeds(vec![Share::default(); 2], speeds, 2, &topo);
+        let policies: [(&str, Box<dyn Policy>); 3] = [
+            ("krisp", Box::new(KrispShare::default())),
+            ("static", Box::new(fixed)),
+            ("krisp with curves, tried", Box::new(tried)),
+        ];
         for (name, policy) in policies {
             let rt = Arc::new(
                 Runtime::with_policy(Device::open(0).expect("device"), policy, MinSms::default(), 2).expect("runtime"),
             );
             let tp = Tenant::scheduled(rt.clone(), 0, PriorityClass::BestEffort).expect("tenant");
+            let sync_p = || tp.synchronize().expect("sync");
+            let mut time = |what: String| {
+                g.bench_function(what, |b| {
+                    b.iter_custom(|iters| {
+                        timed(iters, &sync_p, || {
+                            // SAFETY: buffers of 2n halves.
+                            unsafe { tp.launch(VECTOR_ADD_F16, &small) }.expect("launch");
+                        })
+                    })
+                });
+            };
+            if name == "krisp" {
+                time("scheduled, krisp alone (whole device, borrowed)".into());
+            }
             let other = Tenant::scheduled(rt, 1, PriorityClass::BestEffort).expect("tenant");
             // SAFETY: as above.
             unsafe { other.launch(VECTOR_ADD_F16, &small) }.expect("launch");
-            let sync_p = || tp.synchronize().expect("sync");
-            g.bench_function(format!("scheduled, {name} beside an active tenant (its window)"), |b| {
-                b.iter_custom(|iters| {
-                    timed(iters, &sync_p, || {
-                        // SAFETY: buffers of 2n halves.
-                        unsafe { tp.launch(VECTOR_ADD_F16, &small) }.expect("launch");
-                    })
-                })
-            });
+            time(format!("scheduled, {name} beside an active tenant (its window)"));
             other.synchronize().expect("sync");
         }
     }
