@@ -10,20 +10,16 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use rightsize::runtime::policy::{
-    Demand, GroupLoad, KrispShare, Policy, PriorityClass, Share, Speeds, Static, Topology,
-};
+use rightsize::runtime::policy::{Demand, GroupLoad, KrispShare, Policy, PriorityClass, Share, Static, Topology};
+
+#[path = "common/speeds.rs"]
+mod speeds;
 
 /// An H200's split: 15 groups of 8 SMs and 12 SMs outside them.
 const TOPO: Topology = Topology { groups: 15, granularity: 8, rest_sms: 12 };
 
 fn bench(c: &mut Criterion) {
-    let sms: Vec<u32> = (1..=TOPO.groups).map(|g| g * TOPO.granularity).chain([TOPO.sms()]).collect();
-    let curve = |f: &dyn Fn(f64) -> f64| sms.iter().map(|&s| (s, f(f64::from(s)))).collect::<Vec<_>>();
-    let speeds = vec![
-        Speeds::from_times(&curve(&|s| 13_200.0 / s), &TOPO),
-        Speeds::from_times(&curve(&|s| 100.0 + 1_320.0 / s), &TOPO),
-    ];
+    let speeds = speeds::prefill_and_decoder(&TOPO);
     let policies: [(&str, Box<dyn Policy>); 4] = [
         (
             "krisp with curves, untried",

@@ -18,6 +18,9 @@ use rightsize::kernels::{
 };
 use rightsize::runtime::{Device, DeviceBuffer, Grid, PartitionId, Placement, PoolSpec, Runtime};
 
+#[path = "common/speeds.rs"]
+mod speeds;
+
 /// Launches between synchronizations, so the queue never fills and blocks the host.
 const CHUNK: u64 = 256;
 
@@ -174,22 +177,17 @@ fn scheduled(c: &mut Criterion, n: usize) {
         // tenants, nothing is tracked; also timed alone, before the other launches), static's
         // fixed windows, and krisp with request curves (a prefill's and a decoder's, so the
         // pair's layout is tried: each launch is also counted for the trial).
-        use rightsize::runtime::policy::{KrispShare, Policy, Share, Speeds, Static};
+        use rightsize::runtime::policy::{KrispShare, Policy, Share, Static};
         let topo = rt.device().info().partitions.topology().expect("partitions");
         let fixed = Static::side_by_side(&[None, None], topo.groups, topo.granularity).expect("static windows");
-        let sms: Vec<u32> = (1..=topo.groups).map(|g| g * topo.granularity).chain([topo.sms()]).collect();
-        let curve = |f: &dyn Fn(f64) -> f64| sms.iter().map(|&s| (s, f(f64::from(s)))).collect::<Vec<_>>();
-        let speeds = vec![
-            Speeds::from_times(&curve(&|s| 13_200.0 / s), &topo),
-            Speeds::from_times(&curve(&|s| 100.0 + 1_320.0 / s), &topo),
+        let tried = KrispShare::with_speeds(vec![Share::default(); 2], speeds::prefill_and_decoder(&topo), 2, &topo);
+        // (name, policy, also timed alone)
+        let policies: [(&str, Box<dyn Policy>, bool); 3] = [
+            ("krisp", Box::new(KrispShare::default()), true),
+            ("static", Box::new(fixed), false),
+            ("krisp with curves, tried", Box::new(tried), false),
         ];
-        let tried = KrispShare::with_speeds(vec![Share::default(); 2], speeds, 2, &topo);
-        let policies: [(&str, Box<dyn Policy>); 3] = [
-            ("krisp", Box::new(KrispShare::default())),
-            ("static", Box::new(fixed)),
-            ("krisp with curves, tried", Box::new(tried)),
-        ];
-        for (name, policy) in policies {
+        for (name, policy, alone) in policies {
             let rt = Arc::new(
                 Runtime::with_policy(Device::open(0).expect("device"), policy, MinSms::default(), 2).expect("runtime"),
             );
@@ -205,8 +203,8 @@ fn scheduled(c: &mut Criterion, n: usize) {
                     })
                 });
             };
-            if name == "krisp" {
-                time("scheduled, krisp alone (whole device, borrowed)".into());
+            if alone {
+                time(format!("scheduled, {name} alone (whole device, borrowed)"));
             }
             let other = Tenant::scheduled(rt, 1, PriorityClass::BestEffort).expect("tenant");
             // SAFETY: as above.
