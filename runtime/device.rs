@@ -107,12 +107,8 @@ impl PartitionSupport {
     }
 }
 
-/// The driver's setting of how many hardware work queues a context's streams share.
-const HARDWARE_QUEUES_VAR: &str = "CUDA_DEVICE_MAX_CONNECTIONS";
-
 impl Device {
-    /// Opens GPU `ordinal` and reads its properties. Sets `CUDA_DEVICE_MAX_CONNECTIONS` to 32
-    /// (the most) where it is not set.
+    /// Opens GPU `ordinal` and reads its properties.
     ///
     /// Fails with [`Error::NoDriver`] or [`Error::NoDevice`] (see [`Error::is_no_gpu`]) on a
     /// machine without a usable GPU.
@@ -120,16 +116,6 @@ impl Device {
         // SAFETY: only tries to dlopen libcuda; no CUDA call is made.
         if !unsafe { sys::is_culib_present() } {
             return Err(Error::NoDriver);
-        }
-        // The most hardware work queues (the driver's default is 8). A runtime with a policy
-        // makes a stream per window, tenant and priority (1,452 for four tenants on an H200),
-        // all on these queues; with 8, eager krisp's small tenants in study-7b waited 24–111
-        // ms now and then for a kernel that became ready at once, and with 32 never in the
-        // runs measured (docs/runtime-h200.md, "Tenants waiting on each other's hardware
-        // queues"). The driver reads it when the first context is made: where another library
-        // of this process made one first, its setting holds.
-        if std::env::var_os(HARDWARE_QUEUES_VAR).is_none() {
-            std::env::set_var(HARDWARE_QUEUES_VAR, "32");
         }
         result::init().call("cuInit")?;
         let count = result::device::get_count().call("cuDeviceGetCount")?;
