@@ -735,8 +735,14 @@ fn time_packed_on(cx: &Ctx, packed: &GemmBufs, shape: (u32, u32, u32), pid: Part
             Box::new(move || {
                 let _ = &keep;
                 // SAFETY: the buffers are held by `keep`, B packed for the shape.
-                unsafe { rt.launch(k::packed_decode_kernel(p.k).expect("packed K"), &p, Placement::on(pid)) }
-                    .expect("launch");
+                unsafe {
+                    rt.launch(
+                        k::packed_decode_kernel(p.k, p.norm != RS_NORM_NONE).expect("packed K"),
+                        &p,
+                        Placement::on(pid),
+                    )
+                }
+                .expect("launch");
             }) as Box<dyn Fn()>
         })
         .collect();

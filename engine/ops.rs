@@ -222,7 +222,7 @@ fn linear_with(
     // Tiles for the SMs the GEMM will get, so a partition does not pay a whole device's waves.
     let hopper = hopper_gemm(m, n, kk, info.compute_capability, t.sms_hint());
     let own = if decode {
-        packed_decode_kernel(kk).ok_or_else(|| {
+        packed_decode_kernel(kk, norm.is_some()).ok_or_else(|| {
             EngineError::Shape(format!("packed {n}×{kk} weights: no packed decode GEMM takes K = {kk}"))
         })?
     } else {

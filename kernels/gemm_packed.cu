@@ -125,9 +125,11 @@ __device__ __forceinline__ void held_slices_stats(const GemmParams& p, const uin
 // A lane holds S slices of A at a time: a part of K of 256·S columns, PART stages of a chunk
 // of CS slices (RS_GEMM_P_KC columns, or all of a shorter K). K = 256·S (the whole
 // of K in registers for every unit), or several parts, each loaded again for every unit (from
-// L2: A is at most 8 rows) while the producer keeps the ring full.
-template <unsigned S, unsigned CS = CHUNK_SLICES, unsigned PARTS = 1>
+// L2: A is at most 8 rows) while the producer keeps the ring full. NORM: the fused input norm's
+// code is compiled in (p.norm then says whether it runs); only where a lane holds all of K.
+template <bool NORM, unsigned S, unsigned CS = CHUNK_SLICES, unsigned PARTS = 1>
 __device__ __forceinline__ void packed_gemm(const GemmParams& p, unsigned char* smem, float* red, float2* stats) {
+    static_assert(!NORM || PARTS == 1, "the fused norm's statistics come from the slices held");
     constexpr unsigned WARP_SLICES = CS / WARPS;      // a warp's slices a stage
     constexpr unsigned STAGE = CS * SLICE * BN * 2;   // bytes a stage: a tile's chunk
     constexpr unsigned STAGES = RS_GEMM_D_RING_BYTES / STAGE;
@@ -178,14 +180,11 @@ __device__ __forceinline__ void packed_gemm(const GemmParams& p, unsigned char* 
 #pragma unroll
     for (unsigned i = 0; i < S; ++i)
         av[i] = g < (int)p.m ? *reinterpret_cast<const uint4*>(A + (warp + i * WARPS) * SLICE + q * 8) : make_uint4(0, 0, 0, 0);
-    if (p.norm != RS_NORM_NONE) {
-        if constexpr (PARTS == 1)
-            held_slices_stats<S>(p, av, red, stats);
-        else
-            rs::skinny_norm_stats<4>(p, stats, WARPS);
+    if (NORM && p.norm != RS_NORM_NONE) {
+        held_slices_stats<S>(p, av, red, stats);
         rs::named_barrier(1, WARPS * 32);
     }
-    const bool normalize = p.norm != RS_NORM_NONE && g < (int)p.m;
+    const bool normalize = NORM && p.norm != RS_NORM_NONE && g < (int)p.m;
     const float2 st = normalize ? stats[g] : make_float2(0.0f, 0.0f);
     if (normalize) {
 #pragma unroll
@@ -216,7 +215,6 @@ __device__ __forceinline__ void packed_gemm(const GemmParams& p, unsigned char* 
                 for (unsigned i = 0; i < S; ++i) {
                     const unsigned c = c0 + i * WARPS * SLICE;
                     av[i] = g < (int)p.m ? *reinterpret_cast<const uint4*>(A + c) : make_uint4(0, 0, 0, 0);
-                    if (normalize) av[i] = rs::normalize8(av[i], st, gamma, beta, p.norm, c);
                 }
                 held = part;
             }
@@ -399,23 +397,53 @@ __device__ __forceinline__ void packed_gemm_by_warps(const GemmParams& p, unsign
 
 extern __shared__ __align__(128) unsigned char rs_gemm_p_smem[];
 
-// The long-K entries: K of two or three chunks (gemm_f16_packed_m8), of four
-// (gemm_f16_packed_k4_m8), or 6,144 and 8,192 in two halves (gemm_f16_packed_halves_m8). Each
-// entry is compiled on its own, so a case added to one does not change another's machine code:
-// with the four-chunk and two-half cases in gemm_f16_packed_m8 beside one-part cases built for
-// their K, their GEMMs ran 5–7 µs slower in the decode step (mistral-7b's step 4.51 → 5.10 ms;
-// docs/kernels-h200.md), which no register count or spill showed.
+// The long-K entries, one K each, and at K = 2,048 (Llama-3.2-1B's width) one with the fused
+// input norm's code (gemm_f16_packed_norm_m8: its QKV, MLP up and LM head) and one without
+// (gemm_f16_packed_m8: its attention output): each entry holds only the code of the GEMMs it
+// runs. A decode step runs its kernels' code cold on every SM (four other kernels ran there
+// since), and the smaller entries made Llama-3.2-1B's steps 1–3% shorter (docs/kernels-h200.md),
+// as entries of their own had before: with the four-chunk and two-half cases in
+// gemm_f16_packed_m8 beside one-part cases built for their K, their GEMMs ran 5–7 µs slower in
+// the decode step (mistral-7b's step 4.51 → 5.10 ms), which no register count or spill showed.
+// Three chunks (gemm_f16_packed_k3_m8, GPT-2's MLP down) and the two halves of 6,144 and 8,192
+// (gemm_f16_packed_halves_k6_m8, gemm_f16_packed_halves_m8) take no fused norm; four chunks
+// (gemm_f16_packed_k4_m8, mistral-7b's width) take one or not.
 static_assert(RS_GEMM_P_MAX_K == 4 * RS_GEMM_P_KC, "the cases below");
 
-RS_KERNEL void __launch_bounds__(RS_GEMM_D_THREADS, 1) gemm_f16_packed_m8(const __grid_constant__ GemmParams p, RS_TICKET t) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+// An entry's body: K of CHUNKS chunks (the params' check refuses other K).
+template <unsigned CHUNKS, bool NORM, unsigned S, unsigned PARTS = 1>
+__device__ __forceinline__ void packed_long_k(const GemmParams& p) {
     __shared__ float red[WARPS * BN * 8];
     __shared__ float2 stats[8];
     switch (p.k / RS_GEMM_P_KC) {
-        case 2: packed_gemm<8>(p, rs_gemm_p_smem, red, stats); break;
-        case 3: packed_gemm<12>(p, rs_gemm_p_smem, red, stats); break;
-        default: __trap();  // the params' check refuses other K
+        case CHUNKS: packed_gemm<NORM, S, CHUNK_SLICES, PARTS>(p, rs_gemm_p_smem, red, stats); break;
+        default: __trap();
     }
+}
+#endif
+
+RS_KERNEL void __launch_bounds__(RS_GEMM_D_THREADS, 1) gemm_f16_packed_m8(const __grid_constant__ GemmParams p, RS_TICKET t) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    packed_long_k<2, false, 8>(p);
+#else
+    rs::pdl_sync();
+    __trap();
+#endif
+}
+
+RS_KERNEL void __launch_bounds__(RS_GEMM_D_THREADS, 1) gemm_f16_packed_norm_m8(const __grid_constant__ GemmParams p, RS_TICKET t) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    packed_long_k<2, true, 8>(p);
+#else
+    rs::pdl_sync();
+    __trap();
+#endif
+}
+
+RS_KERNEL void __launch_bounds__(RS_GEMM_D_THREADS, 1) gemm_f16_packed_k3_m8(const __grid_constant__ GemmParams p, RS_TICKET t) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    packed_long_k<3, false, 12>(p);
 #else
     rs::pdl_sync();
     __trap();
@@ -424,12 +452,7 @@ RS_KERNEL void __launch_bounds__(RS_GEMM_D_THREADS, 1) gemm_f16_packed_m8(const 
 
 RS_KERNEL void __launch_bounds__(RS_GEMM_D_THREADS, 1) gemm_f16_packed_k4_m8(const __grid_constant__ GemmParams p, RS_TICKET t) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    __shared__ float red[WARPS * BN * 8];
-    __shared__ float2 stats[8];
-    switch (p.k / RS_GEMM_P_KC) {
-        case 4: packed_gemm<16>(p, rs_gemm_p_smem, red, stats); break;
-        default: __trap();  // the params' check refuses other K
-    }
+    packed_long_k<4, true, 16>(p);
 #else
     rs::pdl_sync();
     __trap();
@@ -437,15 +460,18 @@ RS_KERNEL void __launch_bounds__(RS_GEMM_D_THREADS, 1) gemm_f16_packed_k4_m8(con
 }
 
 // Two halves: the parts counted at run time (PARTS = 0), as when one entry held every long K.
+RS_KERNEL void __launch_bounds__(RS_GEMM_D_THREADS, 1) gemm_f16_packed_halves_k6_m8(const __grid_constant__ GemmParams p, RS_TICKET t) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    packed_long_k<6, false, 12, 0>(p);
+#else
+    rs::pdl_sync();
+    __trap();
+#endif
+}
+
 RS_KERNEL void __launch_bounds__(RS_GEMM_D_THREADS, 1) gemm_f16_packed_halves_m8(const __grid_constant__ GemmParams p, RS_TICKET t) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    __shared__ float red[WARPS * BN * 8];
-    __shared__ float2 stats[8];
-    switch (p.k / RS_GEMM_P_KC) {
-        case 6: packed_gemm<12, CHUNK_SLICES, 0>(p, rs_gemm_p_smem, red, stats); break;
-        case 8: packed_gemm<16, CHUNK_SLICES, 0>(p, rs_gemm_p_smem, red, stats); break;
-        default: __trap();  // the params' check refuses other K
-    }
+    packed_long_k<8, false, 16, 0>(p);
 #else
     rs::pdl_sync();
     __trap();
@@ -461,8 +487,8 @@ RS_KERNEL void __launch_bounds__(RS_GEMM_D_THREADS, 1)
     __shared__ float2 stats[8];
     static_assert(RS_GEMM_P_SHORT_K == 3 * 256, "the cases below");
     switch (p.k) {
-        case RS_GEMM_P_SHORT_K: packed_gemm<3, 24>(p, rs_gemm_p_smem, red, stats); break;
-        case RS_GEMM_P_KC: packed_gemm<4>(p, rs_gemm_p_smem, red, stats); break;
+        case RS_GEMM_P_SHORT_K: packed_gemm<true, 3, 24>(p, rs_gemm_p_smem, red, stats); break;
+        case RS_GEMM_P_KC: packed_gemm<true, 4>(p, rs_gemm_p_smem, red, stats); break;
         default: __trap();  // the params' check refuses other K
     }
 #else

@@ -267,12 +267,18 @@ registry! {
             GemmTmaParams;
         GemmPacked8, GEMM_PACKED_8: GemmPacked, c"gemm_f16_packed_m8", abi::RS_GEMM_D_THREADS, GEMM_D_SMEM,
             GemmParams;
+        GemmPackedNorm8, GEMM_PACKED_NORM_8: GemmPacked, c"gemm_f16_packed_norm_m8", abi::RS_GEMM_D_THREADS,
+            GEMM_D_SMEM, GemmParams;
+        GemmPackedK3x8, GEMM_PACKED_K3_8: GemmPacked, c"gemm_f16_packed_k3_m8", abi::RS_GEMM_D_THREADS,
+            GEMM_D_SMEM, GemmParams;
         GemmPackedShort8, GEMM_PACKED_SHORT_8: GemmPacked, c"gemm_f16_packed_short_m8", abi::RS_GEMM_D_THREADS,
             GEMM_D_SMEM, GemmParams;
         GemmPackedK4x8, GEMM_PACKED_K4_8: GemmPacked, c"gemm_f16_packed_k4_m8", abi::RS_GEMM_D_THREADS,
             GEMM_D_SMEM, GemmParams;
         GemmPackedHalves8, GEMM_PACKED_HALVES_8: GemmPacked, c"gemm_f16_packed_halves_m8", abi::RS_GEMM_D_THREADS,
             GEMM_D_SMEM, GemmParams;
+        GemmPackedHalvesK6x8, GEMM_PACKED_HALVES_K6_8: GemmPacked, c"gemm_f16_packed_halves_k6_m8",
+            abi::RS_GEMM_D_THREADS, GEMM_D_SMEM, GemmParams;
         PackTiles, PACK_TILES: GemmPacked, c"pack_tiles_f16", abi::RS_PACK_THREADS, 0, PackParams;
         LayerNorm, LAYER_NORM: Norm, c"layer_norm_f16", abi::RS_NORM_THREADS, 0, NormParams;
         RmsNorm, RMS_NORM: Norm, c"rms_norm_f16", abi::RS_NORM_THREADS, 0, NormParams;
@@ -383,8 +389,11 @@ impl KernelId {
             | GemmSkinny
             | GemmStream8
             | GemmPacked8
+            | GemmPackedNorm8
+            | GemmPackedK3x8
             | GemmPackedShort8
             | GemmPackedK4x8
+            | GemmPackedHalvesK6x8
             | GemmPackedHalves8
             | PackTiles
             | AttentionDecodeD32

@@ -5,9 +5,10 @@
 use super::{ensure, has, key, optional, pointers, ParamError, Params};
 use crate::kernels::abi::*;
 use crate::kernels::{
-    Kernel, KernelId, GEMM_LARGE, GEMM_PACKED_8, GEMM_PACKED_HALVES_8, GEMM_PACKED_K4_8, GEMM_PACKED_SHORT_8,
-    GEMM_SKINNY, GEMM_SKINNY_8, GEMM_SMALL, GEMM_STREAM_8, GEMM_WGMMA, GEMM_WGMMA_80, GEMM_WGMMA_96, GEMM_WGMMA_MID,
-    GEMM_WGMMA_NARROW, GEMM_WGMMA_SLIM, GEMM_WGMMA_SMALL, GEMM_WGMMA_SMALL_WIDE, GEMM_WGMMA_WIDE, GEMM_WGMMA_WIDER_MID,
+    Kernel, KernelId, GEMM_LARGE, GEMM_PACKED_8, GEMM_PACKED_HALVES_8, GEMM_PACKED_HALVES_K6_8, GEMM_PACKED_K3_8,
+    GEMM_PACKED_K4_8, GEMM_PACKED_NORM_8, GEMM_PACKED_SHORT_8, GEMM_SKINNY, GEMM_SKINNY_8, GEMM_SMALL, GEMM_STREAM_8,
+    GEMM_WGMMA, GEMM_WGMMA_80, GEMM_WGMMA_96, GEMM_WGMMA_MID, GEMM_WGMMA_NARROW, GEMM_WGMMA_SLIM, GEMM_WGMMA_SMALL,
+    GEMM_WGMMA_SMALL_WIDE, GEMM_WGMMA_WIDE, GEMM_WGMMA_WIDER_MID,
 };
 
 /// The GEMM kernel for `m` rows: the skinny kernels up to 8 and 32 rows (decode), 64×64 tiles
@@ -46,15 +47,20 @@ impl Params for GemmParams {
             ensure(self.k % s == 0, k, || format!("K = {} must be a multiple of its {s}-column slices", self.k))?;
         }
         if reads_packed_decode(k) {
-            ensure(packed_decode_kernel(self.k).is_some_and(|p| p.id() == k), k, || {
+            let norm = self.norm != RS_NORM_NONE;
+            ensure(packed_decode_kernel(self.k, norm).is_some_and(|p| p.id() == k), k, || {
                 format!(
-                    "K = {} is not this kernel's: {} takes one chunk ({RS_GEMM_P_SHORT_K} or {RS_GEMM_P_KC}), {} two \
-                     or three chunks of {RS_GEMM_P_KC}, {} four ({RS_GEMM_P_MAX_K}), {} 6144 or 8192 (a lane keeps its \
-                     slices of A in registers, at most in two halves)",
+                    "K = {} (fused norm: {norm}) is not this kernel's: {} takes one chunk ({RS_GEMM_P_SHORT_K} or \
+                     {RS_GEMM_P_KC}), {} two chunks of {RS_GEMM_P_KC} and {} the same with a fused norm, {} three, {} \
+                     four ({RS_GEMM_P_MAX_K}), {} 6144 and {} 8192 (a lane keeps its slices of A in registers, at most \
+                     in two halves)",
                     self.k,
                     KernelId::GemmPackedShort8,
                     KernelId::GemmPacked8,
+                    KernelId::GemmPackedNorm8,
+                    KernelId::GemmPackedK3x8,
                     KernelId::GemmPackedK4x8,
+                    KernelId::GemmPackedHalvesK6x8,
                     KernelId::GemmPackedHalves8,
                 )
             })?;
@@ -87,31 +93,47 @@ impl Params for GemmParams {
 
 /// Whether GEMM kernel `k` can normalise its input rows itself (`GemmParams.norm`).
 pub fn fuses_norm(k: KernelId) -> bool {
-    matches!(k, KernelId::GemmSkinny | KernelId::GemmSkinny8 | KernelId::GemmStream8) || reads_packed_decode(k)
+    use KernelId::*;
+    matches!(k, GemmSkinny | GemmSkinny8 | GemmStream8 | GemmPackedShort8 | GemmPackedNorm8 | GemmPackedK4x8)
 }
 
 /// Whether `k` is a decode GEMM on packed weights ([`packed_decode_kernel`]).
 fn reads_packed_decode(k: KernelId) -> bool {
+    use KernelId::*;
     matches!(
         k,
-        KernelId::GemmPacked8 | KernelId::GemmPackedShort8 | KernelId::GemmPackedK4x8 | KernelId::GemmPackedHalves8
+        GemmPacked8
+            | GemmPackedNorm8
+            | GemmPackedK3x8
+            | GemmPackedShort8
+            | GemmPackedK4x8
+            | GemmPackedHalvesK6x8
+            | GemmPackedHalves8
     )
 }
 
-/// The decode GEMM on packed weights (sm_90, M ≤ 8) for weights of `k` columns, if one takes
-/// them: `gemm_f16_packed_short_m8` for one chunk (RS_GEMM_P_SHORT_K = 768, or RS_GEMM_P_KC),
-/// `gemm_f16_packed_m8` for two or three chunks, `gemm_f16_packed_k4_m8` for four
-/// (RS_GEMM_P_MAX_K), `gemm_f16_packed_halves_m8` for twice three or four chunks (A's slices in
-/// two halves). Kernels of their own, so that each one's machine code is compiled for its own
-/// cases (kernels/gemm_packed.cu says what sharing one cost).
-pub fn packed_decode_kernel(k: u32) -> Option<Kernel<GemmParams>> {
+/// The decode GEMM on packed weights (sm_90, M ≤ 8) for weights of `k` columns, with a fused
+/// input `norm` or not, if one takes them: `gemm_f16_packed_short_m8` for one chunk
+/// (RS_GEMM_P_SHORT_K = 768, or RS_GEMM_P_KC), `gemm_f16_packed_m8` for two chunks
+/// (`gemm_f16_packed_norm_m8` with the norm), `gemm_f16_packed_k3_m8` for three,
+/// `gemm_f16_packed_k4_m8` for four (RS_GEMM_P_MAX_K), `gemm_f16_packed_halves_k6_m8` and
+/// `gemm_f16_packed_halves_m8` for twice three and twice four chunks (A's slices in two halves).
+/// Kernels of their own, so that each one's machine code is compiled for its own cases and
+/// holds no other's (kernels/gemm_packed.cu says what sharing one cost). Where the kernel
+/// returned does not fuse a norm ([`fuses_norm`]: three chunks and the halves), the caller
+/// normalises the rows first.
+pub fn packed_decode_kernel(k: u32, norm: bool) -> Option<Kernel<GemmParams>> {
     const TWO: u32 = 2 * RS_GEMM_P_KC;
     const THREE: u32 = 3 * RS_GEMM_P_KC;
+    const EIGHT: u32 = 2 * RS_GEMM_P_MAX_K;
     match k {
         RS_GEMM_P_SHORT_K | RS_GEMM_P_KC => Some(GEMM_PACKED_SHORT_8),
-        TWO | THREE => Some(GEMM_PACKED_8),
+        TWO if norm => Some(GEMM_PACKED_NORM_8),
+        TWO => Some(GEMM_PACKED_8),
+        THREE => Some(GEMM_PACKED_K3_8),
         RS_GEMM_P_MAX_K => Some(GEMM_PACKED_K4_8),
-        _ if k == 2 * THREE || k == 2 * RS_GEMM_P_MAX_K => Some(GEMM_PACKED_HALVES_8),
+        _ if k == 2 * THREE => Some(GEMM_PACKED_HALVES_K6_8),
+        EIGHT => Some(GEMM_PACKED_HALVES_8),
         _ => None,
     }
 }
@@ -136,7 +158,7 @@ pub fn packed_chunk(k: u32) -> Option<u32> {
 /// (M ≤ 8) on it; their prefill GEMMs read them too (the wgmma GEMMs' packed view), the
 /// others need the row-major weights.
 pub fn packs_decode_weights(k: u32) -> bool {
-    packed_decode_kernel(k).is_some()
+    packed_decode_kernel(k, false).is_some()
 }
 
 impl PackParams {
@@ -515,18 +537,19 @@ mod tests {
 
     #[test]
     fn the_packed_decode_gemm_takes_whole_chunks_of_k_and_refuses_the_rest() {
-        let k = KernelId::GemmPacked8;
-        let (k4, halves) = (KernelId::GemmPackedK4x8, KernelId::GemmPackedHalves8);
+        use KernelId::*;
+        let (k, k3, k4) = (GemmPacked8, GemmPackedK3x8, GemmPackedK4x8);
+        let (normed, k6, halves) = (GemmPackedNorm8, GemmPackedHalvesK6x8, GemmPackedHalves8);
         let gemm = |m, n, kk| GemmParams { b_layout: RS_B_TILES, ..gemm(m, n, kk) };
         assert!(gemm(8, 4096, 4096).check(k4).is_ok());
         assert!(gemm(1, 100, 2048).check(k).is_ok());
-        assert!(gemm(8, 100, 3072).check(k).is_ok());
-        assert!(GemmParams { b_layout: RS_B_ROWS, ..gemm(8, 100, 3072) }
+        assert!(gemm(8, 100, 2048).check(k).is_ok());
+        assert!(GemmParams { b_layout: RS_B_ROWS, ..gemm(8, 100, 2048) }
             .check(k)
             .unwrap_err()
             .reason
             .contains("packed"));
-        assert!(GemmParams { b_layout: 2, ..gemm(8, 100, 3072) }.check(k).unwrap_err().reason.contains("b_layout"));
+        assert!(GemmParams { b_layout: 2, ..gemm(8, 100, 2048) }.check(k).unwrap_err().reason.contains("b_layout"));
         // Packed B: only the wgmma GEMMs read it besides; whole slices, K a row, batch 1.
         for other in [KernelId::GemmSkinny8, KernelId::GemmSkinny, KernelId::GemmStream8, KernelId::GemmLarge] {
             assert!(gemm(8, 100, 4096).check(other).unwrap_err().reason.contains("only the wgmma"), "{other}");
@@ -535,10 +558,10 @@ mod tests {
         assert!(gemm(20, 100, 8192).check(KernelId::GemmWgmmaSmall).is_ok());
         assert!(gemm(200, 100, 200).check(KernelId::GemmWgmma).unwrap_err().reason.contains("chunks"));
         // Each K class has its own entry, which refuses the others'.
-        for (kk, id) in [(2048, k), (3072, k), (4096, k4), (6144, halves), (8192, halves)] {
-            assert_eq!(packed_decode_kernel(kk).map(|p| p.id()), Some(id), "{kk}");
+        for (kk, id) in [(2048, k), (3072, k3), (4096, k4), (6144, k6), (8192, halves)] {
+            assert_eq!(packed_decode_kernel(kk, false).map(|p| p.id()), Some(id), "{kk}");
             assert!(packs_decode_weights(kk) && gemm(8, 100, kk).check(id).is_ok(), "{kk}");
-            for other in [k, k4, halves].into_iter().filter(|&o| o != id) {
+            for other in [k, normed, k3, k4, k6, halves].into_iter().filter(|&o| o != id) {
                 assert!(
                     gemm(8, 100, kk).check(other).unwrap_err().reason.contains("not this kernel's"),
                     "{kk} {other}"
@@ -548,7 +571,7 @@ mod tests {
         // One chunk: the short kernel, which takes nothing else.
         let short = KernelId::GemmPackedShort8;
         for kk in [768, 1024] {
-            assert_eq!(packed_decode_kernel(kk).map(|p| p.id()), Some(short), "{kk}");
+            assert_eq!(packed_decode_kernel(kk, true).map(|p| p.id()), Some(short), "{kk}");
             assert!(gemm(8, 100, kk).check(short).is_ok(), "{kk}");
             assert!(gemm(8, 100, kk).check(k).unwrap_err().reason.contains("one chunk"), "{kk}");
         }
@@ -569,9 +592,19 @@ mod tests {
         assert!(GemmParams { ldb: 4104, ..gemm(8, 100, 4096) }.check(k4).unwrap_err().reason.contains("ldb"));
         assert!(GemmParams { batch: 2, ..gemm(8, 100, 4096) }.check(k4).unwrap_err().reason.contains("batch"));
         assert_eq!(gemm(8, 4100, 4096).units(k), 257, "the skinny kernel's units");
-        assert!(fuses_norm(k) && fuses_norm(k4) && fuses_norm(halves));
+        // A fused norm: at 2,048 on an entry of its own (each holds only the code it runs), at
+        // 4,096 on the same entry; three chunks and the halves take none.
+        let rms = |kk| GemmParams { norm: RS_NORM_RMS, norm_gamma: 4096, norm_eps: 1e-5, ..gemm(8, 100, kk) };
+        assert_eq!(packed_decode_kernel(2048, true).map(|p| p.id()), Some(normed));
+        assert!(rms(2048).check(normed).is_ok() && rms(4096).check(k4).is_ok());
+        assert!(rms(2048).check(k).unwrap_err().reason.contains("not this kernel's"));
+        assert!(gemm(8, 100, 2048).check(normed).unwrap_err().reason.contains("not this kernel's"));
+        assert!(fuses_norm(normed) && fuses_norm(k4) && !fuses_norm(k) && !fuses_norm(k3));
+        for (kk, id) in [(3072, k3), (6144, k6), (8192, halves)] {
+            assert!(!fuses_norm(id) && rms(kk).check(id).unwrap_err().reason.contains("fuse"), "{kk}");
+        }
         // The SwiGLU epilogue: whole tiles of gate/up pairs, output N / 2 wide, nothing else.
-        let sw = GemmParams { act: RS_ACT_SWIGLU, ldc: 48, ..gemm(8, 96, 3072) };
+        let sw = GemmParams { act: RS_ACT_SWIGLU, ldc: 48, ..gemm(8, 96, 2048) };
         assert!(sw.check(k).is_ok());
         assert!(GemmParams { n: 100, ldc: 50, ..sw }.check(k).unwrap_err().reason.contains("gate/up"));
         assert!(GemmParams { ldc: 47, ..sw }.check(k).unwrap_err().reason.contains("ldc"));

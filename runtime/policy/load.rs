@@ -104,11 +104,12 @@ impl GroupLoad {
     /// Tenants with a kernel in flight, a bit per tenant id (ids below 64). Every kernel is
     /// counted on at least one group, so the counts tell.
     pub fn active_set(&self) -> u64 {
-        let n = self.tenants as usize;
-        self.counts.iter().enumerate().filter(|(_, &c)| c > 0).fold(0, |m, (i, _)| match i % n {
-            t if t < 64 => m | 1 << t,
-            _ => m,
-        })
+        // A row per group, a count per tenant in it: no division per entry (this is on the
+        // launch path of every policy that reads the load, and of krisp's, whose load is empty).
+        let n = (self.tenants as usize).max(1);
+        self.counts
+            .chunks(n)
+            .fold(0, |m, row| row.iter().take(64).enumerate().filter(|(_, &c)| c > 0).fold(m, |m, (t, _)| m | 1 << t))
     }
 
     /// Whether nothing is in flight.

@@ -16,7 +16,8 @@
 //
 // Ways, each timed over 200 pairs on one stream, launches with PDL, the weights rotated over
 // enough copies that they are read from HBM:
-//   two:   the library's packed decode GEMM (gemm_f16_packed_m8 at K = 2,048, _k4_m8 at 4,096;
+//   two:   the library's packed decode GEMM (gemm_f16_packed_m8 and, with the norm, _norm_m8 at
+//          K = 2,048, _k4_m8 at 4,096;
 //          kernels/gemm_packed.cu, included), launched
 //          twice: what the engine runs today.
 //   chain: one launch of `chain_kernel` below (K ≤ 4,096). Block b takes tiles b, b + grid, … of the
@@ -205,8 +206,9 @@ int main() {
     CK(cudaGetDeviceProperties(&prop, 0));
     const int all = prop.multiProcessorCount;
     // The library's entry for each K (kernels::packed_decode_kernel): 2,048 columns on
-    // gemm_f16_packed_m8, 4,096 on gemm_f16_packed_k4_m8.
+    // gemm_f16_packed_m8 (gemm_f16_packed_norm_m8 with the fused norm), 4,096 on gemm_f16_packed_k4_m8.
     CK(cudaFuncSetAttribute(gemm_f16_packed_m8, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)SMEM));
+    CK(cudaFuncSetAttribute(gemm_f16_packed_norm_m8, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)SMEM));
     CK(cudaFuncSetAttribute(gemm_f16_packed_k4_m8, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)SMEM));
     CK(cudaFuncSetAttribute(chain_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)SMEM));
     cudaStream_t s;
@@ -263,9 +265,9 @@ int main() {
             const unsigned tiles1 = (sh.n1 + 15) / 16;
             auto two = [&](int c) {
                 auto [p1, p2] = params(c);
-                const auto packed = p1.k == RS_GEMM_P_MAX_K ? gemm_f16_packed_k4_m8 : gemm_f16_packed_m8;
-                launch(packed, std::min(grid, tiles1), s, p1, none);
-                launch(packed, std::min(grid, (sh.n2 + 15) / 16), s, p2, none);
+                const bool k4 = p1.k == RS_GEMM_P_MAX_K;
+                launch(k4 ? gemm_f16_packed_k4_m8 : gemm_f16_packed_m8, std::min(grid, tiles1), s, p1, none);
+                launch(k4 ? gemm_f16_packed_k4_m8 : gemm_f16_packed_norm_m8, std::min(grid, (sh.n2 + 15) / 16), s, p2, none);
             };
             auto one = [&](int c) {
                 auto [p1, p2] = params(c);

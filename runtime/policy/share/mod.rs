@@ -388,10 +388,8 @@ impl KrispShare {
     /// looked up when sized by speeds.
     fn lay(&self, active: u64, tenants: u32, groups: u32, out: &mut [Option<GroupRange>; 64]) {
         let n = (self.shares.len() as u32).max(tenants).max(64 - active.leading_zeros()).min(64);
-        if let Some(t) = self.table.as_ref().filter(|t| t.tenants == n && t.groups == groups) {
-            let equal = self.trial.as_ref().is_some_and(|tr| tr.on_equal(active));
-            let windows = equal.then(|| self.tried_equal(active, n, groups)).flatten();
-            for (o, w) in out.iter_mut().zip(windows.unwrap_or(&t.by_set[active as usize])) {
+        if let Some(windows) = self.tabled_windows(active, n, groups) {
+            for (o, w) in out.iter_mut().zip(windows) {
                 *o = *w;
             }
             return;
@@ -399,6 +397,28 @@ impl KrispShare {
         let mut home = [0u32; 64];
         self.homes(n, groups, &mut home, false);
         self.arrange(active, &home, groups, out, false);
+    }
+
+    /// The tabled windows of `active` (out of `n` tenants, on `groups` groups): equal parts
+    /// where the layout trial runs them, else the table's layout; `None` without a table of
+    /// this size.
+    fn tabled_windows(&self, active: u64, n: u32, groups: u32) -> Option<&[Option<GroupRange>]> {
+        let t = self.table.as_ref().filter(|t| t.tenants == n && t.groups == groups)?;
+        let equal = self.trial.as_ref().is_some_and(|tr| tr.on_equal(active));
+        let windows = equal.then(|| self.tried_equal(active, n, groups)).flatten();
+        Some(windows.unwrap_or(&t.by_set[active as usize]))
+    }
+
+    /// Tenant `t`'s window of [`KrispShare::lay`]'s layout of `active`: looked up alone where
+    /// the layouts are tabled (a launch's decision reads one entry), laid out in full otherwise.
+    fn window_of(&self, active: u64, t: TenantId, tenants: u32, groups: u32) -> Option<GroupRange> {
+        let n = (self.shares.len() as u32).max(tenants).max(64 - active.leading_zeros()).min(64);
+        if let Some(windows) = self.tabled_windows(active, n, groups) {
+            return windows.get(t as usize).copied().flatten();
+        }
+        let mut out = [None; 64];
+        self.lay(active, tenants, groups, &mut out);
+        out.get(t as usize).copied().flatten()
     }
 
     /// The windows of equal parts of `active` (out of `n` tenants, on `groups` groups) where
@@ -551,8 +571,11 @@ impl KrispShare {
     /// goes: it runs on the whole device), or without claims.
     fn claimed_window(&self, d: &Demand, load: &GroupLoad, topo: &Topology) -> Option<GroupRange> {
         let tenant = d.tenant.min(63);
+        if !self.claims || !self.critical(tenant as usize) || !d.sustained {
+            return None;
+        }
         let active = d.active | load.active_set() | 1 << tenant;
-        if !self.claims || !self.critical(tenant as usize) || active == 1 << tenant || !d.sustained {
+        if active == 1 << tenant {
             return None;
         }
         let want = topo.groups_for(d.min_sms?);
@@ -678,12 +701,10 @@ impl KrispShare {
             seen(0);
             return (Region::Whole, false);
         }
-        let (mut now, mut owned) = ([None; 64], [None; 64]);
         let n = load.tenants().max(64 - active.leading_zeros());
         seen(active);
-        self.lay(active, n, topo.groups, &mut now);
-        self.lay(self.everyone(n), n, topo.groups, &mut owned);
-        let (w, own) = (now[tenant as usize].expect("active"), owned[tenant as usize].expect("a tenant"));
+        let w = self.window_of(active, tenant, n, topo.groups).expect("active");
+        let own = self.window_of(self.everyone(n), tenant, n, topo.groups).expect("a tenant");
         let borrowed = !critical && !own.contains(&w);
         let region = if w.count >= topo.groups { Region::Whole } else { Region::Groups(w) };
         (region, borrowed)

@@ -390,6 +390,15 @@ fn check_layouts(p: &KrispShare, shares: &[Share], bits: u64, groups: u32) -> Re
     let n = shares.len() as u32;
     let active = bits & ((1u64 << n) - 1);
     let lay = p.layout(active, n, groups);
+    // A launch's decision looks its own window up alone: the layout's.
+    for t in 0..n {
+        prop_assert_eq!(
+            p.window_of(active, t, n, groups),
+            lay.get(t as usize).copied().flatten(),
+            "tenant {}'s window alone",
+            t
+        );
+    }
     let windows: Vec<(usize, GroupRange)> = lay.iter().enumerate().filter_map(|(t, w)| w.map(|w| (t, w))).collect();
     prop_assert_eq!(windows.len() as u32, active.count_ones());
     if active.count_ones() <= groups && active != 0 {
