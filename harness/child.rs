@@ -140,7 +140,9 @@ impl ChildProcess {
         tx: &mpsc::Sender<(usize, Option<Message>)>,
     ) -> anyhow::Result<ChildProcess> {
         let start = || {
-            Command::new(exe)
+            // What it needs of the hardware queues, whatever this process took (a one-process
+            // host is told otherwise in `env`).
+            crate::runtime::queues::for_single_tenant_child(&mut Command::new(exe))
                 .args(args)
                 .envs(env.iter().map(|(k, v)| (k, v)))
                 .stdin(Stdio::piped())

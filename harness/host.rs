@@ -120,10 +120,14 @@ pub fn run(
     let mut out = Outcome { samples: vec![Vec::new(); n], failures: vec![None; n], ..Outcome::default() };
     run_in_parts(n, &mut out, |resume, out| {
         let spec = HostSpec { scenario: s.clone(), mode, knees: knees.clone(), resume: resume.map(<[_]>::to_vec) };
+        // Every tenant in one process: the most hardware queues, unless the user chose or the
+        // host would be an MPS client (an MPS daemon serves this process's pipe directory).
+        let several = !crate::runtime::queues::mps_daemon_serves_this_process();
+        let queues = crate::runtime::queues::for_child(crate::runtime::queues::user().as_deref(), several);
         let host = ChildSpec {
             program: exe.to_path_buf(),
             args: vec!["host".into()],
-            env: Vec::new(),
+            env: vec![(crate::runtime::queues::VAR.into(), queues.to_string_lossy().into_owned())],
             first_line: Some(serde_json::to_string(&spec)?),
             tenants: (0..n).collect(),
             name: "one-process run".into(),

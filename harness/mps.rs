@@ -44,7 +44,7 @@ pub fn private_dir(prefix: &str) -> anyhow::Result<PathBuf> {
 
 /// Sends `command` to the control daemon whose pipes are in `pipe` and returns its answer.
 fn control(control: &Path, pipe: &Path, command: &str, timeout: Duration) -> anyhow::Result<String> {
-    let mut child = Command::new(control)
+    let mut child = crate::runtime::queues::for_single_tenant_child(&mut Command::new(control))
         .env("CUDA_MPS_PIPE_DIRECTORY", pipe)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -91,7 +91,9 @@ impl MpsDaemon {
         let (pipe, log) = (dir.join("pipe"), dir.join("log"));
         std::fs::create_dir_all(&pipe)?;
         std::fs::create_dir_all(&log)?;
-        let status = Command::new(&control_bin)
+        // The daemon and its server keep the user's queues (or the driver's), not this
+        // process's: MPS clients of 32 queues each ran the server out of memory.
+        let status = crate::runtime::queues::for_single_tenant_child(&mut Command::new(&control_bin))
             .arg("-d")
             .env("CUDA_MPS_PIPE_DIRECTORY", &pipe)
             .env("CUDA_MPS_LOG_DIRECTORY", &log)

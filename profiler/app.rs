@@ -233,6 +233,8 @@ pub fn profile_app(
             let record = dir.join(format!("{n}.jsonl"));
             let _ = std::fs::remove_file(&record);
             let mut cmd = Command::new("sh");
+            // The application's own queues, not the ones this process took for itself.
+            crate::runtime::queues::for_single_tenant_child(&mut cmd);
             cmd.arg("-c").arg(command).env("LD_PRELOAD", &preload_env).env("RIGHTSIZE_RECORD", &record);
             for v in
                 ["RIGHTSIZE_SMS", "RIGHTSIZE_FIRST_GROUP", "RIGHTSIZE_REST", "RIGHTSIZE_BOARD", "RIGHTSIZE_PROFILE"]

@@ -18,9 +18,13 @@ fn failed(e: impl Into<anyhow::Error>) -> PyErr {
 }
 
 /// Runs the `rightsize` command line `argv` (the program's name first) and returns its exit
-/// status.
+/// status. As the executable's `main`, it first asks for the most hardware queues for this
+/// process where the user set none (`rightsize::runtime::queues`): the `rightsize` script and
+/// `python -m rightsize` call it first thing; where CUDA already started in the process, that
+/// changes nothing.
 #[pyfunction]
 fn main(py: Python<'_>, argv: Vec<String>) -> u8 {
+    rightsize::runtime::queues::raise_for_this_process();
     py.detach(|| rightsize::cli::run(argv))
 }
 

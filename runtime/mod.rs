@@ -16,6 +16,7 @@ mod memory;
 mod partition;
 mod plan;
 pub mod policy;
+pub mod queues;
 mod rt;
 mod scheduler;
 pub(crate) mod sync;
