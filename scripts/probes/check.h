@@ -1,6 +1,8 @@
-// check.h — what the probes share: the one check of a CUDA runtime call (prints where and why,
-// then exits) and the copy bandwidth they compare against.
+// check.h — what the probes share: the one check of a CUDA runtime call and of a driver call
+// (each prints where and why, then exits) and the copy bandwidth they compare against.
 #pragma once
+#include <cuda.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -13,6 +15,18 @@
             fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
             exit(1);                                                                            \
         }                                                                                       \
+    } while (0)
+
+// The same for a driver call.
+#define CKD(x)                                                                     \
+    do {                                                                           \
+        CUresult r_ = (x);                                                         \
+        if (r_ != CUDA_SUCCESS) {                                                  \
+            const char* s_ = nullptr;                                              \
+            cuGetErrorString(r_, &s_);                                             \
+            fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, s_ ? s_ : "?"); \
+            exit(1);                                                               \
+        }                                                                          \
     } while (0)
 
 // The bandwidth (read + write, GB/s) of a device-to-device copy of 2 GiB on `stream`, the

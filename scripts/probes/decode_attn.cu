@@ -39,17 +39,6 @@
 
 #include "check.h"
 
-#define CKD(x)                                                                     \
-    do {                                                                           \
-        CUresult r_ = (x);                                                         \
-        if (r_ != CUDA_SUCCESS) {                                                  \
-            const char* s_ = nullptr;                                              \
-            cuGetErrorString(r_, &s_);                                             \
-            fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, s_ ? s_ : "?"); \
-            exit(1);                                                               \
-        }                                                                          \
-    } while (0)
-
 // The library's unit with a block of W warps, U rows a state at a time (by default the
 // library's own block, whose bits `group` must give).
 template <int D, int W = RS_DECODE_THREADS / 32, int U = RS_DECODE_U>

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds and runs the probes of this folder on a GPU host; tables to $OUT (or probes-out/).
 #
-#   scripts/probes/run.sh [hbm] [gemv] [kc1024] [attn] [chain] [l2evict] [timeline]   (the first five unless named)
+#   scripts/probes/run.sh [hbm] [gemv] [kc1024] [attn] [chain] [queues] [l2evict] [timeline]   (the first five unless named)
 #
 # kc1024: decode_gemv once more, built against a copy of kernels/ whose streamed decode GEMM
 # takes 1,024-column chunks (RS_GEMM_D_KC): a tile's copy of 32 KiB a stage instead of 16, the
@@ -48,6 +48,12 @@ for w in "${want[@]}"; do
             nvcc -O3 -std=c++17 -I../../kernels "${arch[@]}" -o /tmp/chain chain.cu -lcuda
             /tmp/chain | tee "$out/chain.txt"
             ;;
+        queues)
+            nvcc -O3 -std=c++17 "${arch[@]}" -o /tmp/queues queues.cu -lcuda
+            for q in 8 32; do
+                CUDA_DEVICE_MAX_CONNECTIONS=$q /tmp/queues
+            done | tee "$out/queues.txt"
+            ;;
         l2evict)
             nvcc -O3 -std=c++17 "${arch[@]}" -o /tmp/l2_evict l2_evict.cu -lcublas
             /tmp/l2_evict | tee "$out/l2_evict.txt"
@@ -79,6 +85,6 @@ for w in "${want[@]}"; do
                 xz -T0 "$out"/timeline.*.csv
             )
             ;;
-        *) echo "run.sh: unknown probe $w (hbm, gemv, kc1024, attn, chain, l2evict, timeline)" >&2; exit 2 ;;
+        *) echo "run.sh: unknown probe $w (hbm, gemv, kc1024, attn, chain, queues, l2evict, timeline)" >&2; exit 2 ;;
     esac
 done
