@@ -438,7 +438,6 @@ static void run(const Shape& s, CUdevice dev, const unsigned* sms_list, int n_sm
     check_variant([&] { head_variant<D, 2, 8>(p, 0); });
     check_variant([&] { head_variant<D, 2, 4>(p, 0); });
     check_variant([&] { head_variant<D, 4, 8>(p, 0); });
-    check_variant([&] { head_variant<D, 1, 8>(p, 0); });
     check_variant([&] { head_variant<D, 8, 8>(p, 0); });
     printf("variants (head's unit with W warps, U rows a state at a time): max |err| %.2e%s\n", err_v,
            err_v < 2e-2 ? "" : "  ** FAILED **");
@@ -499,14 +498,13 @@ static void run(const Shape& s, CUdevice dev, const unsigned* sms_list, int n_sm
         const double v28 = time_us([&] { head_variant<D, 2, 8>(p, st); });
         const double v24 = time_us([&] { head_variant<D, 2, 4>(p, st); });
         const double v48 = time_us([&] { head_variant<D, 4, 8>(p, st); });
-        const double v18 = time_us([&] { head_variant<D, 1, 8>(p, st); });
         const double v88 = time_us([&] { head_variant<D, 8, 8>(p, st); });
         const double t3 = time_us([&] { head3_k<D><<<s.batch * s.heads_q, RS_DECODE_THREADS, 0, st>>>(p); });
         CK(cudaGetLastError());
         printf("%8u %10.2f %10.2f %10.2f %10.2f %10.0f %10.0f %10.0f %10.2f %11.0f | w2u8 %7.2f w2u4 %7.2f w4u8 %7.2f "
-               "w1u8 %7.2f w8u8 %7.2f | c1 %7.2f c2 %7.2f c4 %7.2f c8 %7.2f c16 %7.2f | head3 %7.2f\n",
+               "w8u8 %7.2f | c1 %7.2f c2 %7.2f c4 %7.2f c8 %7.2f c16 %7.2f | head3 %7.2f\n",
                got, th, tg, t1, ts, kv_bytes / th / 1e3, kv_bytes / tg / 1e3, kv_bytes / ts / 1e3, tc, kv_bytes / tc / 1e3,
-               v28, v24, v48, v18, v88, tsw[0], tsw[1], tsw[2], tsw[3], tsw[4], t3);
+               v28, v24, v48, v88, tsw[0], tsw[1], tsw[2], tsw[3], tsw[4], t3);
         CK(cudaEventDestroy(a));
         CK(cudaEventDestroy(z));
         CK(cudaStreamDestroy(st));
