@@ -340,11 +340,13 @@ fn info(ordinal: usize, json: bool) -> anyhow::Result<()> {
             "kernels": KernelId::ALL.len(),
             "modules": Module::ALL.len(),
             "kernel_image_hash": format!("{IMAGE_HASH:016x}"),
+            "hardware_queues": crate::runtime::queues::in_effect(),
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(());
     }
     print!("{}", render(info));
+    println!("  {:<20} {}", "hardware queues", crate::runtime::queues::in_effect());
     match mps {
         Some(p) => println!("  {:<20} installed ({})", "MPS control daemon", p.display()),
         None => println!("  {:<20} not installed (nvidia-cuda-mps-control is not on PATH)", "MPS control daemon"),

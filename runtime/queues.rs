@@ -75,6 +75,31 @@ pub fn mps_daemon_serves_this_process() -> bool {
     std::path::Path::new(&dir).join("control").exists()
 }
 
+/// The hardware queues this process's contexts get and where the number came from, for
+/// `rightsize info` (its driver reads the setting in `cuInit`, as this process started or as
+/// [`raise_for_this_process`] left it).
+pub fn in_effect() -> String {
+    let served = user().is_none() && mps_daemon_serves_this_process();
+    describe(std::env::var_os(VAR).as_deref(), user().as_deref(), served)
+}
+
+/// [`in_effect`]'s words for the setting `now` in the environment, the user's `user`, and
+/// whether an MPS daemon serves the process.
+fn describe(now: Option<&OsStr>, user: Option<&OsStr>, mps_served: bool) -> String {
+    let number = |v: &OsStr| v.to_str().and_then(|t| t.trim().parse::<u32>().ok()).filter(|n| (1..=32).contains(n));
+    match (user, now.filter(|v| !v.is_empty())) {
+        (Some(v), _) => match number(v) {
+            Some(n) => format!("{n}, as the user set {VAR}"),
+            None => format!("the user's {VAR}={} (the driver takes 1 to 32)", v.to_string_lossy()),
+        },
+        (None, Some(v)) => format!("{}, set by rightsize for its tenants ({VAR} was unset)", v.to_string_lossy()),
+        (None, None) if mps_served => {
+            format!("{DRIVER_DEFAULT}, the driver's default (an MPS control daemon serves this process)")
+        }
+        (None, None) => format!("{DRIVER_DEFAULT}, the driver's default"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,6 +114,16 @@ mod tests {
         // Set but empty: the driver's default, as unset.
         assert_eq!(for_child(Some(OsStr::new("")), true), MOST);
         assert_eq!(for_child(Some(OsStr::new("")), false), DRIVER_DEFAULT);
+    }
+
+    #[test]
+    fn info_says_where_the_queue_count_came_from() {
+        let (four, most) = (OsStr::new("4"), OsStr::new(MOST));
+        assert_eq!(describe(Some(four), Some(four), false), format!("4, as the user set {VAR}"));
+        assert!(describe(Some(OsStr::new("64")), Some(OsStr::new("64")), false).contains("1 to 32"));
+        assert!(describe(Some(most), None, false).starts_with("32, set by rightsize"));
+        assert_eq!(describe(None, None, false), "8, the driver's default");
+        assert!(describe(None, None, true).contains("MPS control daemon"));
     }
 
     #[test]

@@ -14,6 +14,11 @@ fn info_reports_the_gpu_or_fails_in_one_line() {
     if out.status.success() {
         assert!(stdout.contains("SMs") && stdout.contains("stream priorities"), "{stdout}");
         assert!(stdout.contains("MPS control daemon"), "{stdout}");
+        // The command takes the most queues for its tenants where the user set none.
+        let queues = stdout.lines().find(|l| l.contains("hardware queues")).expect("a hardware queues line");
+        if std::env::var_os("CUDA_DEVICE_MAX_CONNECTIONS").is_none() {
+            assert!(queues.contains("32, set by rightsize") || queues.contains("MPS control daemon"), "{queues}");
+        }
     } else {
         assert_eq!(stderr.trim_end().lines().count(), 1, "one line, got: {stderr}");
         assert!(stderr.starts_with("rightsize: "), "{stderr}");
@@ -27,6 +32,7 @@ fn info_json_is_json_or_fails_in_one_line() {
     if out.status.success() {
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
         assert!(v["device"]["sm_count"].as_u64().unwrap() > 0);
+        assert!(v["hardware_queues"].is_string(), "{v}");
     } else {
         assert_eq!(String::from_utf8_lossy(&out.stderr).trim_end().lines().count(), 1);
     }
