@@ -79,8 +79,7 @@ pub fn mps_daemon_serves_this_process() -> bool {
 /// `rightsize info` (its driver reads the setting in `cuInit`, as this process started or as
 /// [`raise_for_this_process`] left it).
 pub fn in_effect() -> String {
-    let served = user().is_none() && mps_daemon_serves_this_process();
-    describe(std::env::var_os(VAR).as_deref(), user().as_deref(), served)
+    describe(std::env::var_os(VAR).as_deref(), user().as_deref(), mps_daemon_serves_this_process())
 }
 
 /// [`in_effect`]'s words for the setting `now` in the environment, the user's `user`, and

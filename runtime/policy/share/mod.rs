@@ -387,7 +387,7 @@ impl KrispShare {
     /// [`KrispShare::layout`] into `out`, without allocating (it runs on the launch path):
     /// looked up when sized by speeds.
     fn lay(&self, active: u64, tenants: u32, groups: u32, out: &mut [Option<GroupRange>; 64]) {
-        let n = (self.shares.len() as u32).max(tenants).max(64 - active.leading_zeros()).min(64);
+        let n = self.laid_tenants(active, tenants);
         if let Some(windows) = self.tabled_windows(active, n, groups) {
             for (o, w) in out.iter_mut().zip(windows) {
                 *o = *w;
@@ -397,6 +397,12 @@ impl KrispShare {
         let mut home = [0u32; 64];
         self.homes(n, groups, &mut home, false);
         self.arrange(active, &home, groups, out, false);
+    }
+
+    /// How many tenants [`KrispShare::lay`] lays `active` out among, given `tenants`: every
+    /// tenant with a share and every one active, at most 64.
+    fn laid_tenants(&self, active: u64, tenants: u32) -> u32 {
+        (self.shares.len() as u32).max(tenants).max(64 - active.leading_zeros()).min(64)
     }
 
     /// The tabled windows of `active` (out of `n` tenants, on `groups` groups): equal parts
@@ -412,8 +418,7 @@ impl KrispShare {
     /// Tenant `t`'s window of [`KrispShare::lay`]'s layout of `active`: looked up alone where
     /// the layouts are tabled (a launch's decision reads one entry), laid out in full otherwise.
     fn window_of(&self, active: u64, t: TenantId, tenants: u32, groups: u32) -> Option<GroupRange> {
-        let n = (self.shares.len() as u32).max(tenants).max(64 - active.leading_zeros()).min(64);
-        if let Some(windows) = self.tabled_windows(active, n, groups) {
+        if let Some(windows) = self.tabled_windows(active, self.laid_tenants(active, tenants), groups) {
             return windows.get(t as usize).copied().flatten();
         }
         let mut out = [None; 64];
