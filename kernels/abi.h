@@ -185,7 +185,8 @@ typedef struct CopyU32Params {
  *  RS_GEMM_P_MAX_K columns at a time (twice that in two halves, each loaded again for every
  *  unit), so K is RS_GEMM_P_SHORT_K (one chunk of 768 columns, GPT-2's width), a multiple of
  *  RS_GEMM_P_KC up to RS_GEMM_P_MAX_K, or 6,144 or 8,192 (two halves). Threads, consumers and
- *  ring: RS_GEMM_D_*. */
+ *  ring: RS_GEMM_D_*; a launch whose blocks read fewer stages than RS_GEMM_D_RING_BYTES holds
+ *  gets a ring of only those (its dynamic shared memory, the barriers after it). */
 #define RS_GEMM_P_KC 1024
 #define RS_GEMM_P_SHORT_K 768
 #define RS_GEMM_P_MAX_K 4096

@@ -36,7 +36,12 @@
 // Block:      8 consumer warps and a producer warp; the producer's first thread fills a ring of
 //             stages of a chunk (its full barrier armed with the bytes), a whole ring ahead across
 //             units. With p.b_stable the first stages are requested before the wait for the
-//             previous kernel (PDL), which may still be writing A.
+//             previous kernel (PDL), which may still be writing A. The ring is what the launch's
+//             dynamic shared memory holds (ring_bytes): RS_GEMM_D_RING_BYTES, or only the stages
+//             a block of the launch reads (GemmParams::dynamic_smem), so that such a block fits
+//             on an SM beside the kernel before it (decode attention) and streams its weights
+//             while that kernel runs (gpt2-medium's decode step 2% shorter,
+//             docs/kernels-h200.md); the build by warps always takes the whole ring.
 // Method:     the skinny kernel's, in the same order (kernels/skinny.cuh): Cᵀ on tensor cores,
 //             32-wide K slices, warp w taking slices w, w + 8, …, the warps' sums added in warp
 //             order, rs::gemm_store's epilogue. So the output has the same bits as the skinny
@@ -75,6 +80,14 @@ constexpr unsigned ROW_BYTES = SLICE * 2;
 constexpr unsigned ATOM = 8 * ROW_BYTES;  // a slice of 8 rows
 static_assert(RS_GEMM_D_THREADS == 32 * (WARPS + 1), "consumers and one producer warp");
 constexpr unsigned CHUNK_SLICES = RS_GEMM_P_KC / SLICE;  // slices of a full chunk
+
+// The bytes of the ring a launch gave the block: its dynamic shared memory less the ring's
+// full and empty barriers, which follow the ring (runtime: GemmParams::dynamic_smem).
+__device__ __forceinline__ unsigned ring_bytes() {
+    unsigned bytes;
+    asm("mov.u32 %0, %%dynamic_smem_size;" : "=r"(bytes));
+    return bytes - 2 * 8 * RS_GEMM_D_MAX_STAGES;
+}
 
 // The fused norm's statistics (rs::skinny_norm_stats') from the A slices the 8 consumer
 // warps already hold, when they hold all of K (one part of 256·S columns): lane (g, q) of warp
@@ -132,17 +145,21 @@ __device__ __forceinline__ void packed_gemm(const GemmParams& p, unsigned char* 
     static_assert(!NORM || PARTS == 1, "the fused norm's statistics come from the slices held");
     constexpr unsigned WARP_SLICES = CS / WARPS;      // a warp's slices a stage
     constexpr unsigned STAGE = CS * SLICE * BN * 2;   // bytes a stage: a tile's chunk
-    constexpr unsigned STAGES = RS_GEMM_D_RING_BYTES / STAGE;
+    constexpr unsigned FULL_RING = RS_GEMM_D_RING_BYTES / STAGE;
     constexpr unsigned HALF = CS * ATOM;              // a chunk's rows 0–7 (or 8–15)
     static_assert(CS % WARPS == 0, "every warp has as many slices in each stage");
-    static_assert(STAGES >= 2 && STAGES <= RS_GEMM_D_MAX_STAGES, "the ring and its barriers");
+    static_assert(FULL_RING >= 2 && FULL_RING <= RS_GEMM_D_MAX_STAGES, "the ring and its barriers");
     constexpr unsigned PART = S / WARP_SLICES;
     static_assert(S % WARP_SLICES == 0, "whole chunks");
     const unsigned parts = PARTS ? PARTS : p.k / (256 * S), CHUNKS = parts * PART;
-    const unsigned base = rs::smem_addr(smem), full = base + RS_GEMM_D_RING_BYTES, empty = full + 8 * RS_GEMM_D_MAX_STAGES;
+    // The ring is what the launch gave (ring_bytes): all of RS_GEMM_D_RING_BYTES, or as many
+    // stages as a block of this launch takes, so that the block fits beside the kernel before it.
+    const unsigned ring = ring_bytes(), stages = min(FULL_RING, ring / STAGE);
+    if (stages == 0) __trap();  // the runtime gives at least one stage
+    const unsigned base = rs::smem_addr(smem), full = base + ring, empty = full + 8 * RS_GEMM_D_MAX_STAGES;
     const unsigned tiles = (p.n + BN - 1) / BN;
     if (threadIdx.x == 0) {
-        for (unsigned s = 0; s < STAGES; ++s) {
+        for (unsigned s = 0; s < stages; ++s) {
             rs::mbar_init(full + 8 * s, 1);
             rs::mbar_init(empty + 8 * s, WARPS);
         }
@@ -154,12 +171,12 @@ __device__ __forceinline__ void packed_gemm(const GemmParams& p, unsigned char* 
     const char* B = rs::ptr<const char>(p.b);
     // Stage t: chunk t % CHUNKS of this block's unit blockIdx.x + (t / CHUNKS)·gridDim.x.
     auto fill = [&](unsigned t) {
-        const unsigned slot = t % STAGES, u = blockIdx.x + t / CHUNKS * gridDim.x;
-        if (t >= STAGES) rs::mbar_wait(empty + 8 * slot, (t / STAGES - 1) & 1);
+        const unsigned slot = t % stages, u = blockIdx.x + t / CHUNKS * gridDim.x;
+        if (t >= stages) rs::mbar_wait(empty + 8 * slot, (t / stages - 1) & 1);
         rs::mbar_expect_tx(full + 8 * slot, STAGE);
         rs::bulk_load(base + slot * STAGE, B + ((u64)u * CHUNKS + t % CHUNKS) * STAGE, STAGE, full + 8 * slot);
     };
-    const unsigned early = p.b_stable ? min(total, STAGES) : 0;
+    const unsigned early = p.b_stable ? min(total, stages) : 0;
     if (producer)
         for (unsigned t = 0; t < early; ++t) fill(t);
     rs::pdl_sync();
@@ -220,8 +237,8 @@ __device__ __forceinline__ void packed_gemm(const GemmParams& p, unsigned char* 
             }
 #pragma unroll
             for (unsigned c = 0; c < PART; ++c, ++t) {
-                const unsigned slot = t % STAGES;
-                rs::mbar_wait(full + 8 * slot, (t / STAGES) & 1);
+                const unsigned slot = t % stages;
+                rs::mbar_wait(full + 8 * slot, (t / stages) & 1);
                 const unsigned char* stage = smem + slot * STAGE;
 #pragma unroll
                 for (unsigned i = 0; i < WARP_SLICES; ++i) {

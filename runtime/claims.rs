@@ -229,7 +229,9 @@ impl Claims {
             // ~25 µs of spinning per unit, so every resident block is busy while the others start.
             let params = SmidParams { sm: out.ptr(), spin_cycles: 50_000, units, _pad: 0 };
             // SAFETY: `out` holds `units` words; a zero ticket assigns units by block index.
-            unsafe { super::launch::launch_raw(smid, blocks, stream, &params, &RsTicket::default())? };
+            unsafe {
+                super::launch::launch_raw(smid, blocks, smid.dynamic_smem_bytes, stream, &params, &RsTicket::default())?
+            };
             // SAFETY: a live stream of a green context of this device.
             unsafe { result::stream::synchronize(stream) }.call("cuStreamSynchronize")?;
             out.to_host()

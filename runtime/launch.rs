@@ -89,6 +89,13 @@ pub(super) fn goes_by_warps(units: u64, blocks: Option<u32>) -> bool {
     rounds(units, blocks).is_some_and(|r| r >= u64::from(crate::kernels::abi::RS_GEMM_P_WARP_UNITS))
 }
 
+/// Whether launches take the shared memory their blocks need ([`crate::kernels::Params::dynamic_smem`])
+/// rather than their kernel's own: unless `RIGHTSIZE_RING=full` (an A/B switch for measuring).
+pub(super) fn sized_smem() -> bool {
+    static SIZED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SIZED.get_or_init(|| std::env::var("RIGHTSIZE_RING").map_or(true, |v| v != "full"))
+}
+
 /// A kernel as loaded on the device.
 #[derive(Debug, Clone, Copy)]
 pub struct LoadedKernel {
@@ -265,8 +272,8 @@ pub fn gemm_tma_params(g: &GemmParams, kernel: Kernel<GemmTmaParams>) -> Result<
     Ok(GemmTmaParams::with_maps(g, encode(a)?, encode(b)?))
 }
 
-/// Issues one launch of `kernel` with `grid` blocks on `stream`, passing `params` and `ticket`
-/// by value.
+/// Issues one launch of `kernel` with `grid` blocks of `smem` bytes of dynamic shared memory
+/// on `stream`, passing `params` and `ticket` by value.
 ///
 /// # Safety
 /// - `P` is the parameter struct of the kernel behind `kernel` (guaranteed by
@@ -277,21 +284,21 @@ pub fn gemm_tma_params(g: &GemmParams, kernel: Kernel<GemmTmaParams>) -> Result<
 ///   is used by no launch that may run at the same time.
 /// - `stream` is a live stream of the device `kernel` was loaded on, and that device's
 ///   primary context is current.
+/// - `smem` is what the kernel's code takes at `params` on `grid` blocks: its own
+///   ([`LoadedKernel::dynamic_smem_bytes`]) or what [`crate::kernels::Params::dynamic_smem`]
+///   says, at most its own (for which its occupancy was raised).
 pub(crate) unsafe fn launch_raw<P>(
     kernel: &LoadedKernel,
     grid: u32,
+    smem: u32,
     stream: sys::CUstream,
     params: &P,
     ticket: &RsTicket,
 ) -> Result<()> {
     // The driver copies the argument bytes before returning, so pointers to them suffice.
     let mut args = [params as *const P as *mut c_void, ticket as *const RsTicket as *mut c_void];
-    let dims = Dims {
-        grid: [grid, 1, 1],
-        block: [kernel.block_threads, 1, 1],
-        shared_mem_bytes: kernel.dynamic_smem_bytes,
-        pdl: kernel.pdl,
-    };
+    let dims =
+        Dims { grid: [grid, 1, 1], block: [kernel.block_threads, 1, 1], shared_mem_bytes: smem, pdl: kernel.pdl };
     // SAFETY: the caller upholds the contract above; `args` holds the kernel's two arguments.
     unsafe { launch_function(kernel.function, &dims, stream, args.as_mut_ptr()) }
 }

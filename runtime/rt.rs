@@ -421,7 +421,14 @@ impl Runtime {
         // for the addresses and made the primary context current; the stream belongs to this
         // device, and the counter is this stream's, whose launches run one after another (or
         // the continued launch's, which ran before this one and whose stream waits for it).
-        unsafe { launch::launch_raw(loaded, blocks, stream, params, &ticket)? };
+        // The plain build's blocks take the shared memory they need where it is less than the
+        // kernel's own (`Params::dynamic_smem`).
+        let smem = if std::ptr::eq(loaded, plain) && launch::sized_smem() {
+            params.dynamic_smem(id, blocks).unwrap_or(loaded.dynamic_smem_bytes)
+        } else {
+            loaded.dynamic_smem_bytes
+        };
+        unsafe { launch::launch_raw(loaded, blocks, smem, stream, params, &ticket)? };
         Ok((blocks, follows.then_some(counter)))
     }
 

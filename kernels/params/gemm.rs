@@ -35,6 +35,18 @@ impl Params for GemmParams {
         };
         u64::from(self.batch) * u64::from(self.m.div_ceil(bm)) * u64::from(self.n.div_ceil(bn))
     }
+    /// A decode GEMM on packed weights takes a ring of as many stages as its blocks read (at
+    /// most RS_GEMM_D_RING_BYTES), and the ring's barriers (kernels/gemm_packed.cu, ring_bytes).
+    fn dynamic_smem(&self, k: KernelId, blocks: u32) -> Option<u32> {
+        if !reads_packed_decode(k) || blocks == 0 {
+            return None;
+        }
+        let chunk = packed_chunk(self.k)?;
+        let stage = chunk * RS_GEMM_T_BN * 2;
+        let stages = self.units(k).div_ceil(u64::from(blocks)) * u64::from(self.k / chunk);
+        (stages < u64::from(RS_GEMM_D_RING_BYTES / stage))
+            .then(|| stages.max(1) as u32 * stage + 2 * 8 * RS_GEMM_D_MAX_STAGES)
+    }
     fn check(&self, k: KernelId) -> Result<(), ParamError> {
         let a = RS_GEMM_K_ALIGN;
         if matches!(k, KernelId::GemmSkinny | KernelId::GemmSkinny8 | KernelId::GemmStream8) || reads_packed_decode(k) {
@@ -741,6 +753,29 @@ mod tests {
             let e = p.check(KernelId::GemmLarge).unwrap_err();
             assert!(e.to_string().starts_with("gemm_f16_128x128: "), "{e}");
         }
+    }
+
+    #[test]
+    fn a_packed_decode_gemm_takes_a_ring_of_the_stages_its_blocks_read() {
+        use KernelId::*;
+        let full = GemmPacked8.dynamic_smem_bytes();
+        let barriers = 2 * 8 * RS_GEMM_D_MAX_STAGES;
+        let chunk = RS_GEMM_P_KC * RS_GEMM_T_BN * 2; // 32 KiB
+        let gemm = |n, kk| GemmParams { b_layout: RS_B_TILES, ..gemm(8, n, kk) };
+        // Llama-3.2-1B's attention output (128 units of two chunks) on 132 blocks: two stages.
+        assert_eq!(gemm(2048, 2048).dynamic_smem(GemmPacked8, 132), Some(2 * chunk + barriers));
+        // On 64 blocks, two units each: four.
+        assert_eq!(gemm(2048, 2048).dynamic_smem(GemmPacked8, 64), Some(4 * chunk + barriers));
+        // GPT-2's width: one stage of 24 KiB where each block has one unit.
+        assert_eq!(gemm(1024, 768).dynamic_smem(GemmPackedShort8, 132), Some(768 * 32 + barriers));
+        // Blocks that read more stages than the whole ring holds take the kernel's own.
+        assert_eq!(gemm(16384, 2048).dynamic_smem(GemmPackedNorm8, 132), None);
+        assert_eq!(gemm(2048, 8192).dynamic_smem(GemmPackedHalves8, 132), None);
+        assert_eq!(gemm(2048, 2048).dynamic_smem(GemmPacked8, 1), None);
+        assert!(full > 6 * chunk);
+        // Other kernels, and no blocks, take their own.
+        assert_eq!(gemm(2048, 2048).dynamic_smem(GemmStream8, 132), None);
+        assert_eq!(gemm(2048, 2048).dynamic_smem(GemmPacked8, 0), None);
     }
 
     #[test]

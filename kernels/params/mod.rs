@@ -50,6 +50,14 @@ pub trait Params: Copy + Send + Sync + 'static {
     /// A key of the launch's shape: its dimensions and options, not its addresses, so the
     /// same layer of a model has the same key in every run (profiles are keyed by it).
     fn shape_key(&self) -> u64;
+    /// The dynamic shared memory a launch of `kernel`'s plain build on `blocks` blocks needs,
+    /// where it needs less than the kernel's own ([`KernelId::dynamic_smem_bytes`]); `None`:
+    /// the kernel's own. A kernel whose blocks need less leaves room for the blocks of the
+    /// kernel before it on the same SM, so that it starts (and reads what it may read early)
+    /// before they end.
+    fn dynamic_smem(&self, _kernel: KernelId, _blocks: u32) -> Option<u32> {
+        None
+    }
 }
 
 /// FNV-1a over dimension values.
