@@ -10,7 +10,10 @@
 //! stream is still running. Every kernel of the library waits for its predecessor
 //! (`griddepcontrol.wait`, `rs::pdl_wait` in `kernels/common.cuh`) before it reads what that
 //! kernel wrote or writes anything, so what overlaps is the launch itself and prologues that
-//! read weights only. `RIGHTSIZE_PDL=0` turns it off (for comparisons).
+//! read weights only. `RIGHTSIZE_PDL=0` turns it off (for comparisons). A launch whose blocks
+//! need less dynamic shared memory than their kernel's own gets only that
+//! ([`crate::kernels::Params::dynamic_smem`]), so its blocks fit beside the kernel before it;
+//! `RIGHTSIZE_RING=full` gives every launch its kernel's own (for comparisons).
 
 use std::ffi::{c_void, CStr, CString};
 use std::fmt;
