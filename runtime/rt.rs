@@ -417,17 +417,18 @@ impl Runtime {
             Ok(claims) if counted => claims.ticket(counter, ticket),
             _ => super::claims::ticket_without_claims(counter, ticket),
         };
-        // SAFETY: `Kernel<P>` ties P to the kernel (both variants take it); the caller vouches
-        // for the addresses and made the primary context current; the stream belongs to this
-        // device, and the counter is this stream's, whose launches run one after another (or
-        // the continued launch's, which ran before this one and whose stream waits for it).
         // The plain build's blocks take the shared memory they need where it is less than the
-        // kernel's own (`Params::dynamic_smem`).
+        // kernel's own (`Params::dynamic_smem`); the other builds take their own.
         let smem = if std::ptr::eq(loaded, plain) && launch::sized_smem() {
             params.dynamic_smem(id, blocks).unwrap_or(loaded.dynamic_smem_bytes)
         } else {
             loaded.dynamic_smem_bytes
         };
+        // SAFETY: `Kernel<P>` ties P to the kernel (both variants take it); the caller vouches
+        // for the addresses and made the primary context current; the stream belongs to this
+        // device, and the counter is this stream's, whose launches run one after another (or
+        // the continued launch's, which ran before this one and whose stream waits for it);
+        // `smem` is the build's own or, for the plain build, what its params say it reads.
         unsafe { launch::launch_raw(loaded, blocks, smem, stream, params, &ticket)? };
         Ok((blocks, follows.then_some(counter)))
     }
