@@ -82,11 +82,14 @@ static_assert(RS_GEMM_D_THREADS == 32 * (WARPS + 1), "consumers and one producer
 constexpr unsigned CHUNK_SLICES = RS_GEMM_P_KC / SLICE;  // slices of a full chunk
 
 // The bytes of the ring a launch gave the block: its dynamic shared memory less the ring's
-// full and empty barriers, which follow the ring (runtime: GemmParams::dynamic_smem).
+// full and empty barriers, which follow the ring (runtime: GemmParams::dynamic_smem); 0, so
+// that the block traps, where that memory cannot hold the barriers or does not leave them
+// 8-byte aligned (only a launch that bypasses the runtime's sizing gives such).
 __device__ __forceinline__ unsigned ring_bytes() {
+    constexpr unsigned BARRIERS = 2 * 8 * RS_GEMM_D_MAX_STAGES;
     unsigned bytes;
     asm("mov.u32 %0, %%dynamic_smem_size;" : "=r"(bytes));
-    return bytes - 2 * 8 * RS_GEMM_D_MAX_STAGES;
+    return bytes < BARRIERS || bytes % 8 != 0 ? 0 : bytes - BARRIERS;
 }
 
 // The fused norm's statistics (rs::skinny_norm_stats') from the A slices the 8 consumer
@@ -155,7 +158,7 @@ __device__ __forceinline__ void packed_gemm(const GemmParams& p, unsigned char* 
     // The ring is what the launch gave (ring_bytes): all of RS_GEMM_D_RING_BYTES, or as many
     // stages as a block of this launch takes, so that the block fits beside the kernel before it.
     const unsigned ring = ring_bytes(), stages = min(FULL_RING, ring / STAGE);
-    if (stages == 0) __trap();  // the runtime gives at least one stage
+    if (stages == 0) __trap();  // the runtime gives at least one stage and its barriers
     const unsigned base = rs::smem_addr(smem), full = base + ring, empty = full + 8 * RS_GEMM_D_MAX_STAGES;
     const unsigned tiles = (p.n + BN - 1) / BN;
     if (threadIdx.x == 0) {
@@ -246,6 +249,12 @@ __device__ __forceinline__ void packed_gemm(const GemmParams& p, unsigned char* 
                     rs::skinny_slice(acc, *reinterpret_cast<const uint4*>(bs + lo),
                                      *reinterpret_cast<const uint4*>(bs + hi), av[c * WARP_SLICES + i]);
                 }
+                // The warp's reads of the stage (generic proxy) ordered before the copy that
+                // refills it (async proxy): without this fence a refill overwrote a stage some
+                // lanes were still reading, and a launch's bits varied (kernels::
+                // decode_gemm_rings_repeat_their_bits, docs/kernels-h200.md). Fencing only the
+                // slots the ring refills made the steps slower (the same section).
+                rs::fence_proxy_async();
                 __syncwarp();
                 if (lane == 0) rs::mbar_arrive(empty + 8 * slot);
             }
@@ -375,6 +384,7 @@ __device__ __forceinline__ void packed_gemm_by_warps(const GemmParams& p, unsign
                                  a_s[(s0 + w) * 32 + lane]);
             }
         }
+        rs::fence_proxy_async();  // the reads before the refill (packed_gemm)
         __syncwarp();
         if (lane == 0) rs::mbar_arrive(empty + 8 * slot);
         // acc[w][2j + i]: column c0 + 8j, row r0 + i (skinny_partial's layout).

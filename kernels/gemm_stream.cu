@@ -165,6 +165,9 @@ __device__ __forceinline__ void consume(const GemmParams& p, const Ring& r, cons
                                          *reinterpret_cast<const uint4*>(bs + hi), av);
                 }
             }
+            // The warp's reads of the stage ordered before the copy that refills it (generic
+            // before async proxy), as in gemm_packed.cu.
+            rs::fence_proxy_async();
             __syncwarp();
             if (lane == 0) rs::mbar_arrive(r.empty + 8 * slot);
         }

@@ -269,6 +269,120 @@ fn pack_on_device(rt: &Runtime, p: &GemmParams, b: &[f16], pairs: bool) -> Devic
     packed
 }
 
+/// The decode GEMMs that stream their weights through a ring of stages (the packed ones, each
+/// entry's K, and the streamed one) give the same bits launch after launch: M = 5 or 8, N = 300
+/// (19 units), launched many times at grids 1, 7, 48, #SMs and 4×#SMs (a block many units, a
+/// few, one or none), reading B before and after the wait for its predecessor, by a runtime of
+/// each unit order, every output against the first of its kind. Prints each kind's tally and,
+/// where outputs differ, how many launches and elements did and an example's bits. (Before
+/// their consumers fenced their reads against the refills, `gemm_f16_packed_halves_m8` at one
+/// unit a block gave other bits in 0.3–100% of launches: docs/kernels-h200.md.)
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn decode_gemm_rings_repeat_their_bits() {
+    let rt = runtime();
+    if rt.device().info().compute_capability != (9, 0) {
+        return;
+    }
+    let counted = runtime().with_units(UnitOrder::Counted);
+    let mut rng = fresh_rng("decode gemm rings repeat");
+    let mut differing = Vec::new();
+    let packed_k = [(5u32, 8192u32), (5, 6144), (8, 4096), (8, 3072), (8, 2048), (8, 1024)];
+    let streamed_k = [(8u32, 14336u32), (5, 8192)];
+    for (m, kk, streamed) in
+        packed_k.iter().map(|&(m, k)| (m, k, false)).chain(streamed_k.iter().map(|&(m, k)| (m, k, true)))
+    {
+        let n = 300u32;
+        let a = rand_f16(&mut rng, (m * kk) as usize, -1.0, 1.0);
+        let b = rand_f16(&mut rng, (n * kk) as usize, -1.0, 1.0);
+        let (da, db) = (up(&rt, &a), up(&rt, &b));
+        let mut out = poisoned::<f16>(&rt, (m * n) as usize);
+        let p = GemmParams {
+            a: da.ptr(),
+            b: db.ptr(),
+            c: out.ptr(),
+            m,
+            n,
+            k: kk,
+            batch: 1,
+            lda: kk,
+            ldb: kk,
+            ldc: n,
+            ldr: n,
+            act: RS_ACT_GELU_ERF,
+            ..Default::default()
+        };
+        let packed = (!streamed).then(|| pack_on_device(&rt, &p, &b, false));
+        for b_stable in [0, 1] {
+            for r in [&rt, &counted] {
+                let order = if r.counts_units() { "counted" } else { "plain" };
+                differing.extend(match &packed {
+                    Some(pb) => {
+                        let kernel = k::packed_decode_kernel(kk, false).expect("a packed decode GEMM takes K");
+                        let params = GemmParams { b: pb.ptr(), b_stable, b_layout: RS_B_TILES, ..p };
+                        let what = format!("{} {m}x{n}x{kk} b_stable {b_stable} {order}", kernel.id());
+                        repeated_bits(r, &what, kernel, &params, &mut out)
+                    }
+                    None => {
+                        let kernel = k::GEMM_STREAM_8;
+                        let params =
+                            rightsize::runtime::gemm_tma_params(&GemmParams { b_stable, ..p }, kernel).unwrap();
+                        let what = format!("{} {m}x{n}x{kk} b_stable {b_stable} {order}", kernel.id());
+                        repeated_bits(r, &what, kernel, &params, &mut out)
+                    }
+                });
+            }
+        }
+    }
+    assert!(differing.is_empty(), "outputs that differ from the first launch's: {differing:#?}");
+}
+
+/// `kernel` launched with `params` many times at each of several grids, every output against
+/// the first at that grid; one line per grid whose outputs differed.
+fn repeated_bits<P: Params>(
+    rt: &Runtime,
+    what: &str,
+    kernel: Kernel<P>,
+    params: &P,
+    out: &mut DeviceBuffer<f16>,
+) -> Vec<String> {
+    const REPEATS: usize = 300;
+    let sms = rt.device().info().sm_count;
+    let mut differing = Vec::new();
+    for grid in [1, 7, 48, sms, 4 * sms] {
+        let placement = Placement { grid: Grid::Fixed(grid), ..Placement::WHOLE };
+        let (mut first, mut launches, mut elements, mut example) = (None::<Vec<f16>>, 0, 0, None);
+        for i in 0..REPEATS {
+            out.fill_bytes(0xff).unwrap();
+            // SAFETY: every buffer in `params` is sized for the shape launched.
+            unsafe { rt.launch(kernel, params, placement) }.unwrap();
+            rt.synchronize().unwrap();
+            let got = out.to_host().unwrap();
+            let Some(f) = &first else {
+                first = Some(got);
+                continue;
+            };
+            let diff: Vec<usize> = (0..got.len()).filter(|&j| got[j].to_bits() != f[j].to_bits()).collect();
+            if let Some(&j) = diff.first() {
+                launches += 1;
+                elements += diff.len();
+                example.get_or_insert(format!(
+                    "launch {i}: element {j} {:#06x}, first {:#06x}; {} elements",
+                    got[j].to_bits(),
+                    f[j].to_bits(),
+                    diff.len()
+                ));
+            }
+        }
+        println!("{what} grid {grid}: {launches} of {} launches differ ({elements} elements)", REPEATS - 1);
+        if let Some(e) = example {
+            println!("  {e}");
+            differing.push(format!("{what} grid {grid}: {launches} launches, {e}"));
+        }
+    }
+    differing
+}
+
 /// The decode GEMM on packed weights (sm_90, M ≤ 8), where it takes K: the weights packed by
 /// `pack_tiles_f16` at every grid, bit for bit the reference's layout; then the GEMM, reading
 /// them before or after the wait for its predecessor, close to the reference and the same bits
