@@ -56,8 +56,8 @@
 //             (768: 24 slices, 24 KiB a stage) or RS_GEMM_P_KC (127 registers);
 //             gemm_f16_packed_m8: 2 or 3 chunks of RS_GEMM_P_KC; gemm_f16_packed_k4_m8: 4
 //             (RS_GEMM_P_MAX_K); gemm_f16_packed_halves_m8: 6,144 and 8,192 in two halves (a lane
-//             holds up to RS_GEMM_P_MAX_K / 256 slices of A, 4 registers each; 164–168
-//             registers, the streamed kernel 87). Where a lane holds all of K, the fused norm's
+//             holds up to RS_GEMM_P_MAX_K / 256 slices of A, 4 registers each; nvcc 13.0:
+//             85–167 registers by entry, the streamed kernel 91). Where a lane holds all of K, the fused norm's
 //             statistics come from the slices held (held_slices_stats), not from A read again.
 //             lda a multiple of 8; A and the packed B 16-byte aligned.
 // Only sm_90a has bulk copies to shared memory here; elsewhere the kernel traps (never picked).
@@ -250,10 +250,11 @@ __device__ __forceinline__ void packed_gemm(const GemmParams& p, unsigned char* 
                                      *reinterpret_cast<const uint4*>(bs + hi), av[c * WARP_SLICES + i]);
                 }
                 // The warp's reads of the stage (generic proxy) ordered before the copy that
-                // refills it (async proxy): without this fence a refill overwrote a stage some
-                // lanes were still reading, and a launch's bits varied (kernels::
-                // decode_gemm_rings_repeat_their_bits, docs/kernels-h200.md). Fencing only the
-                // slots the ring refills made the steps slower (the same section).
+                // refills it (async proxy), which the barrier alone does not order. Without
+                // this fence a launch's bits varied (gemm_f16_packed_halves_m8 at one unit a
+                // block; the GPU test decode_gemm_rings_repeat_their_bits, docs/kernels-h200.md),
+                // as a refill landing on bytes still being read would make them. Fencing only
+                // the slots the ring refills made the steps slower (the same section).
                 rs::fence_proxy_async();
                 __syncwarp();
                 if (lane == 0) rs::mbar_arrive(empty + 8 * slot);

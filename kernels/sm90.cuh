@@ -1,5 +1,6 @@
 // sm90.cuh — Hopper-only helpers (sm_90a): mbarriers and bulk asynchronous copies (TMA), for
-// the kernels that feed shared-memory rings with them (gemm_sm90.cu, gemm_stream.cu), and
+// the kernels that feed shared-memory rings with them (gemm_sm90.cu, gemm_packed.cu,
+// gemm_stream.cu), and
 // wgmma with its shared-memory descriptors (gemm_sm90.cu, attention_sm90.cu). Include only
 // inside `#if defined(__CUDA_ARCH_FEAT_SM90_ALL)`.
 #pragma once
@@ -226,8 +227,10 @@ __device__ __forceinline__ void wgmma_wait() {
     asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(N) : "memory");
 }
 
-// Makes this thread's earlier shared-memory writes (st.shared, cp.async) visible to the async
-// proxy (wgmma, TMA); a barrier then orders them before another thread's wgmma.
+// Orders this thread's earlier shared-memory accesses with later ones of the async proxy
+// (wgmma, TMA): writes (st.shared, cp.async) made visible to them, and reads (ld.shared)
+// performed before a bulk copy may overwrite what they read. A barrier then hands the order
+// to the thread that issues the wgmma or the copy.
 __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
 
 }  // namespace rs

@@ -269,14 +269,17 @@ fn pack_on_device(rt: &Runtime, p: &GemmParams, b: &[f16], pairs: bool) -> Devic
     packed
 }
 
-/// The decode GEMMs that stream their weights through a ring of stages (the packed ones, each
-/// entry's K, and the streamed one) give the same bits launch after launch: M = 5 or 8, N = 300
-/// (19 units), launched many times at grids 1, 7, 48, #SMs and 4×#SMs (a block many units, a
-/// few, one or none), reading B before and after the wait for its predecessor, by a runtime of
-/// each unit order, every output against the first of its kind. Prints each kind's tally and,
-/// where outputs differ, how many launches and elements did and an example's bits. (Before
-/// their consumers fenced their reads against the refills, `gemm_f16_packed_halves_m8` at one
-/// unit a block gave other bits in 0.3–100% of launches: docs/kernels-h200.md.)
+/// The decode GEMMs that stream their weights through a ring of stages (every packed entry, the
+/// norm-fused ones with an RMS norm, and the streamed one) give the same bits launch after
+/// launch and grid after grid: M = 5 or 8, N = 300 (19 tiles), launched many times at grids 1,
+/// 7, 48, #SMs and 4×#SMs (a block many units, a few, one or none), reading B before and after
+/// the wait for its predecessor, every output against the first launch's at grid 1, with the
+/// output filled with 0xFF and 0x00 in turn before each launch (so an output left unwritten
+/// differs too). These kernels have no counted build and order their units themselves, so one
+/// unit order covers them. Prints each kind's tally and, where outputs differ, how many
+/// launches and elements did and an example's bits. (Before their consumers fenced their
+/// reads against the refills, `gemm_f16_packed_halves_m8` at one unit a block gave other bits
+/// in 131–612 of 28,728 launches a run: docs/kernels-h200.md.)
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn decode_gemm_rings_repeat_their_bits() {
@@ -284,18 +287,28 @@ fn decode_gemm_rings_repeat_their_bits() {
     if rt.device().info().compute_capability != (9, 0) {
         return;
     }
-    let counted = runtime().with_units(UnitOrder::Counted);
     let mut rng = fresh_rng("decode gemm rings repeat");
     let mut differing = Vec::new();
-    let packed_k = [(5u32, 8192u32), (5, 6144), (8, 4096), (8, 3072), (8, 2048), (8, 1024)];
-    let streamed_k = [(8u32, 14336u32), (5, 8192)];
-    for (m, kk, streamed) in
-        packed_k.iter().map(|&(m, k)| (m, k, false)).chain(streamed_k.iter().map(|&(m, k)| (m, k, true)))
-    {
+    // (M, K, fused RMS norm, streamed kernel)
+    let shapes = [
+        (5u32, 8192u32, false, false),
+        (5, 6144, false, false),
+        (8, 4096, false, false),
+        (8, 4096, true, false),
+        (8, 3072, false, false),
+        (8, 2048, false, false),
+        (8, 2048, true, false),
+        (8, 1024, false, false),
+        (8, 768, false, false),
+        (8, 14336, false, true),
+        (5, 8192, false, true),
+    ];
+    for (m, kk, norm, streamed) in shapes {
         let n = 300u32;
         let a = rand_f16(&mut rng, (m * kk) as usize, -1.0, 1.0);
         let b = rand_f16(&mut rng, (n * kk) as usize, -1.0, 1.0);
-        let (da, db) = (up(&rt, &a), up(&rt, &b));
+        let gamma = rand_f16(&mut rng, kk as usize, 0.5, 1.5);
+        let (da, db, dgamma) = (up(&rt, &a), up(&rt, &b), up(&rt, &gamma));
         let mut out = poisoned::<f16>(&rt, (m * n) as usize);
         let p = GemmParams {
             a: da.ptr(),
@@ -310,35 +323,35 @@ fn decode_gemm_rings_repeat_their_bits() {
             ldc: n,
             ldr: n,
             act: RS_ACT_GELU_ERF,
+            norm: if norm { RS_NORM_RMS } else { RS_NORM_NONE },
+            norm_gamma: if norm { dgamma.ptr() } else { 0 },
+            norm_eps: 1e-5,
             ..Default::default()
         };
         let packed = (!streamed).then(|| pack_on_device(&rt, &p, &b, false));
         for b_stable in [0, 1] {
-            for r in [&rt, &counted] {
-                let order = if r.counts_units() { "counted" } else { "plain" };
-                differing.extend(match &packed {
-                    Some(pb) => {
-                        let kernel = k::packed_decode_kernel(kk, false).expect("a packed decode GEMM takes K");
-                        let params = GemmParams { b: pb.ptr(), b_stable, b_layout: RS_B_TILES, ..p };
-                        let what = format!("{} {m}x{n}x{kk} b_stable {b_stable} {order}", kernel.id());
-                        repeated_bits(r, &what, kernel, &params, &mut out)
-                    }
-                    None => {
-                        let kernel = k::GEMM_STREAM_8;
-                        let params =
-                            rightsize::runtime::gemm_tma_params(&GemmParams { b_stable, ..p }, kernel).unwrap();
-                        let what = format!("{} {m}x{n}x{kk} b_stable {b_stable} {order}", kernel.id());
-                        repeated_bits(r, &what, kernel, &params, &mut out)
-                    }
-                });
-            }
+            differing.extend(match &packed {
+                Some(pb) => {
+                    let kernel = k::packed_decode_kernel(kk, norm).expect("a packed decode GEMM takes K");
+                    let params = GemmParams { b: pb.ptr(), b_stable, b_layout: RS_B_TILES, ..p };
+                    let what = format!("{} {m}x{n}x{kk} norm {norm} b_stable {b_stable}", kernel.id());
+                    repeated_bits(&rt, &what, kernel, &params, &mut out)
+                }
+                None => {
+                    let kernel = k::GEMM_STREAM_8;
+                    let params = rightsize::runtime::gemm_tma_params(&GemmParams { b_stable, ..p }, kernel).unwrap();
+                    let what = format!("{} {m}x{n}x{kk} b_stable {b_stable}", kernel.id());
+                    repeated_bits(&rt, &what, kernel, &params, &mut out)
+                }
+            });
         }
     }
-    assert!(differing.is_empty(), "outputs that differ from the first launch's: {differing:#?}");
+    assert!(differing.is_empty(), "outputs that differ from the first launch's at grid 1: {differing:#?}");
 }
 
 /// `kernel` launched with `params` many times at each of several grids, every output against
-/// the first at that grid; one line per grid whose outputs differed.
+/// the first launch's at grid 1 (the output filled with 0xFF and 0x00 in turn before each);
+/// one line per grid whose outputs differed.
 fn repeated_bits<P: Params>(
     rt: &Runtime,
     what: &str,
@@ -348,12 +361,13 @@ fn repeated_bits<P: Params>(
 ) -> Vec<String> {
     const REPEATS: usize = 300;
     let sms = rt.device().info().sm_count;
+    let mut first: Option<Vec<f16>> = None;
     let mut differing = Vec::new();
     for grid in [1, 7, 48, sms, 4 * sms] {
         let placement = Placement { grid: Grid::Fixed(grid), ..Placement::WHOLE };
-        let (mut first, mut launches, mut elements, mut example) = (None::<Vec<f16>>, 0, 0, None);
+        let (mut compared, mut launches, mut elements, mut example) = (0, 0, 0, None);
         for i in 0..REPEATS {
-            out.fill_bytes(0xff).unwrap();
+            out.fill_bytes(if i % 2 == 0 { 0xff } else { 0x00 }).unwrap();
             // SAFETY: every buffer in `params` is sized for the shape launched.
             unsafe { rt.launch(kernel, params, placement) }.unwrap();
             rt.synchronize().unwrap();
@@ -362,6 +376,7 @@ fn repeated_bits<P: Params>(
                 first = Some(got);
                 continue;
             };
+            compared += 1;
             let diff: Vec<usize> = (0..got.len()).filter(|&j| got[j].to_bits() != f[j].to_bits()).collect();
             if let Some(&j) = diff.first() {
                 launches += 1;
@@ -374,7 +389,7 @@ fn repeated_bits<P: Params>(
                 ));
             }
         }
-        println!("{what} grid {grid}: {launches} of {} launches differ ({elements} elements)", REPEATS - 1);
+        println!("{what} grid {grid}: {launches} of {compared} launches differ ({elements} elements)");
         if let Some(e) = example {
             println!("  {e}");
             differing.push(format!("{what} grid {grid}: {launches} launches, {e}"));
